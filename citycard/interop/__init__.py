@@ -1,0 +1,1 @@
+"""Everything that crosses a tenant boundary: roaming agreements, signed messages, clearing."""

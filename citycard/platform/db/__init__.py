@@ -1,0 +1,1 @@
+"""Database backend: django-tenants' PostgreSQL backend, plus the embedded server when configured."""

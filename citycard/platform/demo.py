@@ -1,0 +1,133 @@
+"""The demo: the platform, the Yangtze Delta and Greater Bay tenants, and whatever each package adds.
+
+Each Django app may contribute a step by naming a function in its AppConfig (``demo_step`` = dotted
+path, ``demo_order`` = when it runs); the platform runs them in order without importing them, so the
+demo grows with the product while the platform keeps depending on nothing above it. Every step must
+be safe to run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection
+from django.utils.module_loading import import_string
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform import services
+from citycard.platform.models import NetworkMembership, Role, Tenant, User
+from citycard.platform.selectors import network_members
+
+DEMO_PASSWORD = "citycard-demo"
+
+# (code, division code) in creation order: cities before their counties.
+DEMO_TENANTS = [
+    ("shanghai", "310000"),
+    ("hangzhou", "330100"),
+    ("jiaxing", "330400"),
+    ("tonglu", "330122"),
+    ("haiyan", "330424"),
+    ("dongguan", "441900"),
+    ("shenzhen", "440300"),
+]
+DEMO_MEMBERSHIPS = [
+    ("yrd", "shanghai"),
+    ("yrd", "hangzhou"),
+    ("yrd", "jiaxing"),
+    ("gba", "dongguan"),
+    ("gba", "shenzhen"),
+]
+
+
+@dataclass
+class DemoContext:
+    console: Console
+    port: int = 8000
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    users: list[tuple[str, str, str]] = field(default_factory=list)  # (username, role, where)
+    facts: dict[str, Any] = field(default_factory=dict)  # shared between steps
+
+    def url(self, tenant_code: str | None = None, path: str = "/") -> str:
+        host = settings.BASE_DOMAIN if tenant_code in (None, "public") else f"{tenant_code}.{settings.BASE_DOMAIN}"
+        return f"http://{host}:{self.port}{path}"
+
+
+def _ensure_user(ctx: DemoContext, username: str, role: str, tenant_code: str | None) -> None:
+    if not User.objects.filter(username=username).exists():
+        services.user_create(
+            username=username, role=role, tenant_code=tenant_code, password=DEMO_PASSWORD, actor="demo"
+        )
+    where = ctx.url(tenant_code, "/admin/")
+    ctx.users.append((username, role, where))
+
+
+def platform_step(ctx: DemoContext) -> None:
+    """Tenants, networks and one user per role."""
+    services.platform_bootstrap()
+    for code, division in DEMO_TENANTS:
+        tenant = Tenant.objects.filter(code=code).first()
+        if tenant is None:
+            tenant = services.tenant_create(code=code, division_code=division, actor="demo")
+        ctx.tenants[code] = tenant
+    for network_code, tenant_code in DEMO_MEMBERSHIPS:
+        if not NetworkMembership.objects.filter(network__code=network_code, tenant__code=tenant_code).exists():
+            services.network_join(network_code=network_code, tenant_code=tenant_code, actor="demo")
+    _ensure_user(ctx, "operator", Role.PLATFORM_OPERATOR, None)
+    _ensure_user(ctx, "clearing", Role.CLEARING_STAFF, None)
+    for code, tenant in ctx.tenants.items():
+        if tenant.kind == "city":
+            _ensure_user(ctx, f"{code}-admin", Role.CITY_ADMIN, code)
+        else:
+            _ensure_user(ctx, f"{code}-officer", Role.COUNTY_OFFICER, code)
+
+
+def _report_platform(ctx: DemoContext) -> None:
+    table = Table(title="Tenants")
+    for col in ("code", "name", "division", "kind", "city", "roams in", "admin"):
+        table.add_column(col)
+    for code, tenant in ctx.tenants.items():
+        roams = sorted({m.network.code for m in NetworkMembership.objects.filter(tenant=tenant.clearing_tenant)
+                        .select_related("network")})
+        table.add_row(
+            code, f"{tenant.name_zh} {tenant.name_en}", tenant.division_code, tenant.kind,
+            tenant.parent.code if tenant.parent else "", ",".join(roams), ctx.url(code, "/admin/"),
+        )
+    ctx.console.print(table)
+    for network_code in ("yrd", "gba"):
+        members = ", ".join(
+            m.tenant.code + (f" (via {m.via.code})" if m.via else "") for m in network_members(network_code=network_code)
+        )
+        ctx.console.print(f"[bold]{network_code}[/bold]: {members}")
+    users = Table(title=f"Users (password for all: {DEMO_PASSWORD})")
+    for col in ("user", "role", "signs in at"):
+        users.add_column(col)
+    for row in ctx.users:
+        users.add_row(*row)
+    ctx.console.print(users)
+
+
+def demo_steps() -> list[tuple[int, str, Any]]:
+    steps = [(0, "platform", platform_step)]
+    for config in apps.get_app_configs():
+        path = getattr(config, "demo_step", None)
+        if path:
+            steps.append((getattr(config, "demo_order", 100), config.label, import_string(path)))
+    return sorted(steps, key=lambda s: s[0])
+
+
+def demo_run(*, console: Console, port: int = 8000) -> DemoContext:
+    ctx = DemoContext(console=console, port=port)
+    for _order, label, step in demo_steps():
+        console.rule(f"[bold]{label}")
+        step(ctx)
+        connection.set_schema_to_public()
+    console.rule("[bold]CityCard Interop demo")
+    _report_platform(ctx)
+    for report in ctx.facts.get("reports", []):
+        report(ctx)
+    console.print(f"Platform: {ctx.url(None)}   (tenant sites: http://<code>.{settings.BASE_DOMAIN}:{port}/)")
+    return ctx

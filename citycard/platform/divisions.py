@@ -1,0 +1,67 @@
+"""The GB/T 2260 reference list of administrative divisions shipped with the product.
+
+It names the Yangtze River Delta and Greater Bay Area cities and some of their counties, with the
+province each belongs to, so ``citycard tenant create --division 330400`` can fill in the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from citycard.platform.errors import DomainError
+
+DIVISION_RE = re.compile(r"^[1-8]\d{5}$")
+
+
+@dataclass(frozen=True)
+class Division:
+    code: str
+    name_zh: str
+    name_en: str
+    province: str
+    kind: str  # "city" or "county"
+    parent_code: str | None
+
+    @property
+    def province_code(self) -> str:
+        return self.code[:2]
+
+
+@cache
+def reference_divisions() -> dict[str, Division]:
+    text = resources.files("citycard.platform").joinpath("data/divisions.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(text.splitlines())
+    return {
+        row["division_code"]: Division(
+            code=row["division_code"],
+            name_zh=row["name_zh"],
+            name_en=row["name_en"],
+            province=row["province"],
+            kind=row["kind"],
+            parent_code=row["parent_code"] or None,
+        )
+        for row in rows
+    }
+
+
+def division_lookup(code: str) -> Division:
+    """The reference entry for ``code``; DomainError naming the problem if malformed or unknown."""
+    code = (code or "").strip()
+    if not DIVISION_RE.match(code):
+        raise DomainError(
+            f"division code {code!r} is malformed: expected 6 digits (GB/T 2260), e.g. 330400",
+            code="division_malformed",
+            field="division",
+        )
+    try:
+        return reference_divisions()[code]
+    except KeyError:
+        raise DomainError(
+            f"division code {code} is not in the GB/T 2260 reference list of this platform",
+            code="division_unknown",
+            field="division",
+        ) from None

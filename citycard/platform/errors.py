@@ -1,0 +1,30 @@
+"""The one exception every service raises for bad input or a refused action.
+
+Each carries a machine-readable ``code`` (used by GraphQL errors-as-data and the CLI) and, where the
+problem is one input, the ``field`` it concerns. The message is one line a person can act on.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule refused the action; nothing was written."""
+
+    def __init__(self, message: str, *, code: str = "invalid", field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(DomainError):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, code="not_found", field=field)
+
+
+class Conflict(DomainError):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, code="conflict", field=field)

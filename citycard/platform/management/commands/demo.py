@@ -1,0 +1,53 @@
+"""`citycard demo [--no-serve]`: build the demo platform end to end, then serve the web UI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from rich.console import Console
+
+from citycard.platform import embedded_pg
+from citycard.platform.demo import demo_run
+from citycard.platform.management.base import PlatformCommand
+
+
+class Command(PlatformCommand):
+    help = "Create the demo tenants and run the platform's main job end to end, then serve the web UI."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="run the demo and exit")
+        parser.add_argument("--host", default=os.environ.get("CITYCARD_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("CITYCARD_PORT", "8000")))
+
+    def handle(self, *args, **opts):
+        try:
+            self._run(opts)
+        finally:
+            # The embedded PostgreSQL stops with the demo if the demo started it.
+            from django.db import connections
+
+            connections.close_all()
+            embedded_pg.stop_if_started_here()
+
+    def _run(self, opts):
+        console = Console(file=self.stdout, width=140)
+        console.print(f"data directory: {settings.DATA_DIR}")
+        call_command("migrate", interactive=False, verbosity=0)
+        demo_run(console=console, port=opts["port"])
+        if opts["no_serve"]:
+            return
+        bind = f"{opts['host']}:{opts['port']}"
+        console.print(f"serving on http://{bind}/ — Ctrl-C to stop")
+        self.stdout.flush()
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "gunicorn", "citycard.platform.wsgi:application", "--bind", bind,
+                 "--workers", "2", "--access-logfile", "-"],
+                check=False,
+            )
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,99 @@
+"""`citycard tenant create|list|show|suspend|activate`."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform import selectors, services
+from citycard.platform.errors import NotFound
+from citycard.platform.management.base import PlatformCommand
+
+
+class Command(PlatformCommand):
+    help = "Create, list, suspend and re-activate city and county tenants."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="create a city or county tenant (schema cloned from the template)")
+        create.add_argument("--code", required=True, help="short name, also the schema name, e.g. jiaxing")
+        create.add_argument("--division", required=True, help="GB/T 2260 division code, e.g. 330400")
+        create.add_argument("--name-zh", help="Chinese name (default: from the reference list)")
+        create.add_argument("--name-en", help="English name (default: from the reference list)")
+        create.add_argument("--parent", help="for a county: its city's tenant code (default: found by division)")
+        lst = sub.add_parser("list", help="list tenants")
+        lst.add_argument("--json", action="store_true")
+        show = sub.add_parser("show", help="show one tenant")
+        show.add_argument("code")
+        suspend = sub.add_parser("suspend", help="suspend a tenant")
+        suspend.add_argument("code")
+        suspend.add_argument("--reason", required=True)
+        activate = sub.add_parser("activate", help="re-activate a suspended tenant")
+        activate.add_argument("code")
+
+    def handle(self, *args, **opts):
+        getattr(self, f"_{opts['action']}")(opts)
+
+    def _create(self, opts):
+        tenant = services.tenant_create(
+            code=opts["code"],
+            division_code=opts["division"],
+            name_zh=opts.get("name_zh"),
+            name_en=opts.get("name_en"),
+            parent_code=opts.get("parent"),
+            actor=self.actor,
+        )
+        self.stdout.write(
+            f"created {tenant.kind} {tenant.code} ({tenant.name_zh} {tenant.name_en}, {tenant.division_code}) "
+            f"at {services.tenant_domain_name(tenant.code)}"
+        )
+
+    def _list(self, opts):
+        tenants = list(selectors.tenant_list())
+        if opts["json"]:
+            rows = [self._row(t) for t in tenants]
+            self.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        table = Table(title=f"{len(tenants)} tenants")
+        for col in ("code", "name", "division", "kind", "city", "networks", "status", "domain"):
+            table.add_column(col)
+        for t in tenants:
+            row = self._row(t)
+            table.add_row(
+                row["code"], f"{row['name_zh']} {row['name_en']}", row["division_code"], row["kind"],
+                row["parent"] or "", ",".join(row["networks"]), row["status"], row["domain"] or "",
+            )
+        Console(file=self.stdout, width=160).print(table)
+
+    @staticmethod
+    def _row(t) -> dict:
+        return {
+            "code": t.code,
+            "name_zh": t.name_zh,
+            "name_en": t.name_en,
+            "division_code": t.division_code,
+            "province": t.province,
+            "kind": t.kind,
+            "parent": t.parent.code if t.parent else None,
+            "status": t.status,
+            "networks": sorted(m.network.code for m in t.memberships.all() if m.left_on is None),
+            "domain": next((d.domain for d in t.domains.all() if d.is_primary), None),
+        }
+
+    def _show(self, opts):
+        tenant = selectors.tenant_by_code(opts["code"])
+        if tenant is None:
+            raise NotFound(f"no tenant with code {opts['code']!r}")
+        row = self._row(selectors.tenant_list().get(pk=tenant.pk))
+        row["roams_in"] = [n.code for n in selectors.tenant_networks(tenant=tenant)]
+        self.stdout.write(json.dumps(row, ensure_ascii=False, indent=2))
+
+    def _suspend(self, opts):
+        tenant = services.tenant_suspend(code=opts["code"], reason=opts["reason"], actor=self.actor)
+        self.stdout.write(f"suspended {tenant.code}: {tenant.status_reason}")
+
+    def _activate(self, opts):
+        tenant = services.tenant_activate(code=opts["code"], actor=self.actor)
+        self.stdout.write(f"activated {tenant.code}")

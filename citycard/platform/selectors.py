@@ -1,0 +1,69 @@
+"""Reading platform data: tenants, networks and who roams where."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from citycard.platform.models import NetworkMembership, RoamingNetwork, Tenant, TenantKind
+
+
+def tenant_list(*, include_platform: bool = False) -> QuerySet[Tenant]:
+    qs = Tenant.objects.select_related("parent").prefetch_related("domains", "memberships__network")
+    if not include_platform:
+        qs = qs.exclude(kind=TenantKind.PLATFORM)
+    return qs.order_by("division_code")
+
+
+def tenant_by_code(code: str) -> Tenant | None:
+    return Tenant.objects.select_related("parent").filter(code=code).first()
+
+
+def tenant_by_division(division_code: str) -> Tenant | None:
+    """The tenant whose division code is ``division_code`` (the first 6 digits of a card number)."""
+    return Tenant.objects.filter(division_code=division_code).first()
+
+
+@dataclass(frozen=True)
+class NetworkMember:
+    tenant: Tenant
+    joined_on: dt.date
+    via: Tenant | None  # the city a county roams through; None for the city itself
+
+
+def _active_on(day: dt.date | None) -> Q:
+    if day is None:
+        return Q(left_on__isnull=True)
+    return Q(joined_on__lte=day) & (Q(left_on__isnull=True) | Q(left_on__gte=day))
+
+
+def network_members(*, network_code: str, on: dt.date | None = None) -> list[NetworkMember]:
+    """Cities that are members (on a date, or now) and the counties that roam through them."""
+    memberships = (
+        NetworkMembership.objects.filter(network__code=network_code)
+        .filter(_active_on(on))
+        .select_related("tenant")
+        .prefetch_related("tenant__counties")
+        .order_by("tenant__division_code")
+    )
+    members: list[NetworkMember] = []
+    for membership in memberships:
+        city = membership.tenant
+        members.append(NetworkMember(tenant=city, joined_on=membership.joined_on, via=None))
+        for county in sorted(city.counties.all(), key=lambda t: t.division_code):
+            members.append(NetworkMember(tenant=county, joined_on=membership.joined_on, via=city))
+    return members
+
+
+def tenant_networks(*, tenant: Tenant, on: dt.date | None = None) -> QuerySet[RoamingNetwork]:
+    """The networks a tenant roams in; a county roams in its city's."""
+    city = tenant.clearing_tenant
+    network_ids = NetworkMembership.objects.filter(tenant=city).filter(_active_on(on)).values("network_id")
+    return RoamingNetwork.objects.filter(pk__in=network_ids).order_by("code")
+
+
+def networks_shared(*, a: Tenant, b: Tenant, on: dt.date | None = None) -> QuerySet[RoamingNetwork]:
+    """Networks in which both tenants (or their cities) are members."""
+    return tenant_networks(tenant=a, on=on).filter(pk__in=tenant_networks(tenant=b, on=on).values("pk"))

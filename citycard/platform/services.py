@@ -1,0 +1,402 @@
+"""Platform actions: tenants, domains, roaming networks and users. One function per business action.
+
+Each is transactional: a refused or failed action raises DomainError and leaves nothing behind (no
+tenant row, no schema, no domain, no audit entry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.divisions import Division, division_lookup
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import (
+    PLATFORM_ROLES,
+    Domain,
+    NetworkMembership,
+    Role,
+    RoamingNetwork,
+    Tenant,
+    TenantKind,
+    TenantStatus,
+    User,
+)
+
+TENANT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
+RESERVED_CODES = frozenset(
+    {"public", "platform", "template", "admin", "api", "www", "static", "graphql", "information_schema"}
+)
+
+# The roaming networks the platform runs and who may join them (by division-code prefix).
+NETWORKS = {
+    "yrd": {
+        "name_zh": "长三角",
+        "name_en": "Yangtze River Delta",
+        # Shanghai, Jiangsu, Zhejiang, Anhui
+        "eligible_prefixes": ["31", "32", "33", "34"],
+    },
+    "gba": {
+        "name_zh": "粤港澳大湾区",
+        "name_en": "Guangdong-Hong Kong-Macao Greater Bay Area",
+        # Guangzhou, Shenzhen, Zhuhai, Foshan, Jiangmen, Zhaoqing, Huizhou, Dongguan, Zhongshan; HK; Macao
+        "eligible_prefixes": [
+            "4401", "4403", "4404", "4406", "4407", "4412", "4413", "4419", "4420", "81", "82",
+        ],
+    },
+}
+
+
+def _today() -> dt.date:
+    return timezone.localdate()
+
+
+def tenant_domain_name(code: str) -> str:
+    return f"{code}.{settings.BASE_DOMAIN}"
+
+
+def _tenant_get(code: str) -> Tenant:
+    try:
+        return Tenant.objects.get(code=code)
+    except Tenant.DoesNotExist:
+        raise NotFound(f"no tenant with code {code!r}", field="tenant") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# The platform itself
+# --------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def platform_bootstrap() -> Tenant:
+    """Make sure the platform tenant, its domain and the roaming networks exist (idempotent)."""
+    connection.set_schema_to_public()
+    platform, _ = Tenant.objects.get_or_create(
+        schema_name="public",
+        defaults={
+            "code": "public",
+            "name_zh": "市民卡互联互通平台",
+            "name_en": "CityCard Interop platform",
+            "kind": TenantKind.PLATFORM,
+        },
+    )
+    Domain.objects.update_or_create(
+        tenant=platform, is_primary=True, defaults={"domain": settings.BASE_DOMAIN}
+    )
+    for code, spec in NETWORKS.items():
+        RoamingNetwork.objects.update_or_create(code=code, defaults=spec)
+    # Tenant domains follow the base domain if it changed since they were created.
+    for tenant in Tenant.objects.exclude(kind=TenantKind.PLATFORM):
+        Domain.objects.update_or_create(
+            tenant=tenant, is_primary=True, defaults={"domain": tenant_domain_name(tenant.code)}
+        )
+    return platform
+
+
+# --------------------------------------------------------------------------------------------------
+# Tenants
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    code: str
+    division: Division
+    parent: Tenant | None
+
+
+def tenant_check_new(*, code: str, division_code: str, parent_code: str | None = None) -> TenantPlan:
+    """Everything tenant_create refuses, checked without writing anything."""
+    code = (code or "").strip().lower()
+    if not TENANT_CODE_RE.match(code):
+        raise DomainError(
+            f"tenant code {code!r} is invalid: use 2-30 lowercase letters, digits or '_', starting with a letter",
+            code="code_invalid",
+            field="code",
+        )
+    if code in RESERVED_CODES:
+        raise DomainError(f"tenant code {code!r} is reserved", code="code_reserved", field="code")
+    division = division_lookup(division_code)
+    if Tenant.objects.filter(code=code).exists():
+        raise Conflict(f"a tenant with code {code!r} already exists", field="code")
+    holder = Tenant.objects.filter(division_code=division.code).first()
+    if holder is not None:
+        raise Conflict(
+            f"division {division.code} ({division.name_zh}) already belongs to tenant {holder.code!r}",
+            field="division",
+        )
+    parent: Tenant | None = None
+    if division.kind == TenantKind.COUNTY:
+        parent = _county_parent(division=division, parent_code=parent_code)
+    elif parent_code:
+        raise DomainError(
+            f"{division.name_en} ({division.code}) is a city: only a county has a parent city",
+            code="parent_not_allowed",
+            field="parent",
+        )
+    return TenantPlan(code=code, division=division, parent=parent)
+
+
+def tenant_create(
+    *,
+    code: str,
+    division_code: str,
+    name_zh: str | None = None,
+    name_en: str | None = None,
+    parent_code: str | None = None,
+    actor: str = "system",
+) -> Tenant:
+    """Create a city or county tenant: its row, its schema (cloned from the template) and its domain."""
+    connection.set_schema_to_public()
+    plan = tenant_check_new(code=code, division_code=division_code, parent_code=parent_code)
+    code, division, parent = plan.code, plan.division, plan.parent
+
+    try:
+        with transaction.atomic():
+            tenant = Tenant(
+                schema_name=code,
+                code=code,
+                name_zh=(name_zh or division.name_zh).strip(),
+                name_en=(name_en or division.name_en).strip(),
+                division_code=division.code,
+                province=division.province,
+                kind=division.kind,
+                parent=parent,
+            )
+            tenant.save()
+            tenant.create_schema()
+            Domain.objects.create(domain=tenant_domain_name(code), tenant=tenant, is_primary=True)
+            details = {
+                "division_code": division.code,
+                "kind": tenant.kind,
+                "parent": parent.code if parent else None,
+                "domain": tenant_domain_name(code),
+            }
+            audit_record(action="tenant.create", actor=actor, object_type="tenant", object_id=code, data=details)
+            with tenant_context(tenant):
+                audit_record(
+                    action="tenant.create", actor=actor, object_type="tenant", object_id=code, data=details
+                )
+    except IntegrityError as exc:
+        raise Conflict(f"tenant {code!r} could not be created: {exc}".splitlines()[0]) from exc
+    finally:
+        connection.set_schema_to_public()
+    return tenant
+
+
+def _county_parent(*, division, parent_code: str | None) -> Tenant:
+    if parent_code:
+        parent = Tenant.objects.filter(code=parent_code.strip().lower()).first()
+        if parent is None:
+            raise DomainError(
+                f"county {division.name_en} ({division.code}) names parent {parent_code!r}, which is not a tenant",
+                code="parent_missing",
+                field="parent",
+            )
+    else:
+        parent = Tenant.objects.filter(division_code=division.parent_code).first()
+        if parent is None:
+            raise DomainError(
+                f"county {division.name_en} ({division.code}) needs its city ({division.parent_code}) "
+                "to be a tenant first",
+                code="parent_missing",
+                field="parent",
+            )
+    if parent.kind != TenantKind.CITY:
+        raise DomainError(
+            f"the parent of county {division.name_en} must be a city; {parent.code!r} is a {parent.kind}",
+            code="parent_not_city",
+            field="parent",
+        )
+    if parent.province != division.province:
+        raise DomainError(
+            f"county {division.name_en} is in {division.province} but {parent.code!r} is in {parent.province}",
+            code="parent_other_province",
+            field="parent",
+        )
+    if parent.division_code != division.parent_code:
+        raise DomainError(
+            f"county {division.name_en} ({division.code}) belongs to division {division.parent_code}, "
+            f"not to {parent.code!r} ({parent.division_code})",
+            code="parent_wrong_city",
+            field="parent",
+        )
+    return parent
+
+
+@transaction.atomic
+def tenant_suspend(*, code: str, reason: str, actor: str = "system") -> Tenant:
+    """Suspend a tenant: its domain answers 403, its users cannot sign in, interop refuses it."""
+    if not reason or not reason.strip():
+        raise DomainError("a reason is required to suspend a tenant", code="reason_required", field="reason")
+    tenant = Tenant.objects.select_for_update().get(pk=_tenant_get(code).pk)
+    if tenant.is_platform:
+        raise DomainError("the platform itself cannot be suspended", code="not_allowed", field="tenant")
+    if tenant.status == TenantStatus.SUSPENDED:
+        raise DomainError(f"tenant {code!r} is already suspended", code="already_suspended", field="tenant")
+    tenant.status, tenant.status_reason = TenantStatus.SUSPENDED, reason.strip()
+    tenant.save(update_fields=["status", "status_reason"])
+    audit_record(action="tenant.suspend", actor=actor, object_type="tenant", object_id=code, data={"reason": reason})
+    return tenant
+
+
+@transaction.atomic
+def tenant_activate(*, code: str, actor: str = "system") -> Tenant:
+    tenant = Tenant.objects.select_for_update().get(pk=_tenant_get(code).pk)
+    if tenant.status == TenantStatus.ACTIVE:
+        raise DomainError(f"tenant {code!r} is already active", code="already_active", field="tenant")
+    tenant.status, tenant.status_reason = TenantStatus.ACTIVE, ""
+    tenant.save(update_fields=["status", "status_reason"])
+    audit_record(action="tenant.activate", actor=actor, object_type="tenant", object_id=code)
+    return tenant
+
+
+# --------------------------------------------------------------------------------------------------
+# Roaming networks
+# --------------------------------------------------------------------------------------------------
+
+
+def _network_get(code: str) -> RoamingNetwork:
+    try:
+        return RoamingNetwork.objects.get(code=code)
+    except RoamingNetwork.DoesNotExist:
+        known = ", ".join(RoamingNetwork.objects.values_list("code", flat=True)) or "none"
+        raise NotFound(f"no roaming network {code!r} (known: {known})", field="network") from None
+
+
+@transaction.atomic
+def network_join(
+    *, network_code: str, tenant_code: str, joined_on: dt.date | None = None, actor: str = "system"
+) -> tuple[NetworkMembership, bool]:
+    """Make a city a member of a roaming network; returns (membership, created). Idempotent."""
+    network = _network_get(network_code)
+    tenant = _tenant_get(tenant_code)
+    if tenant.kind == TenantKind.COUNTY:
+        raise DomainError(
+            f"{tenant.code!r} is a county: it roams through its city {tenant.parent.code!r}",
+            code="county_roams_through_city",
+            field="tenant",
+        )
+    if tenant.kind != TenantKind.CITY:
+        raise DomainError(f"{tenant.code!r} is not a city", code="not_a_city", field="tenant")
+    if not network.admits(tenant.division_code):
+        raise DomainError(
+            f"{tenant.name_en} ({tenant.division_code}, {tenant.province}) is not eligible for "
+            f"{network.code} ({network.name_en})",
+            code="not_eligible",
+            field="network",
+        )
+    joined_on = joined_on or _today()
+    membership = NetworkMembership.objects.select_for_update().filter(network=network, tenant=tenant).first()
+    if membership is not None and membership.left_on is None:
+        return membership, False
+    if membership is None:
+        membership = NetworkMembership.objects.create(network=network, tenant=tenant, joined_on=joined_on)
+    else:
+        membership.joined_on, membership.left_on = joined_on, None
+        membership.save(update_fields=["joined_on", "left_on"])
+    audit_record(
+        action="network.join",
+        actor=actor,
+        object_type="network",
+        object_id=network.code,
+        data={"tenant": tenant.code, "joined_on": joined_on.isoformat()},
+    )
+    return membership, True
+
+
+@transaction.atomic
+def network_leave(
+    *, network_code: str, tenant_code: str, left_on: dt.date | None = None, actor: str = "system"
+) -> NetworkMembership:
+    network = _network_get(network_code)
+    tenant = _tenant_get(tenant_code)
+    membership = NetworkMembership.objects.select_for_update().filter(network=network, tenant=tenant).first()
+    if membership is None or membership.left_on is not None:
+        raise DomainError(
+            f"{tenant.code!r} is not a member of {network.code}", code="not_a_member", field="tenant"
+        )
+    left_on = left_on or _today()
+    if left_on < membership.joined_on:
+        raise DomainError(
+            f"{tenant.code!r} cannot leave {network.code} on {left_on} before joining on {membership.joined_on}",
+            code="left_before_joined",
+            field="left_on",
+        )
+    membership.left_on = left_on
+    membership.save(update_fields=["left_on"])
+    audit_record(
+        action="network.leave",
+        actor=actor,
+        object_type="network",
+        object_id=network.code,
+        data={"tenant": tenant.code, "left_on": left_on.isoformat()},
+    )
+    return membership
+
+
+# --------------------------------------------------------------------------------------------------
+# Users
+# --------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    role: str,
+    password: str,
+    tenant_code: str | None = None,
+    email: str = "",
+    check_password: bool = True,
+    actor: str = "system",
+) -> User:
+    """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county."""
+    if role not in Role.values:
+        raise DomainError(
+            f"unknown role {role!r} (one of: {', '.join(Role.values)})", code="role_unknown", field="role"
+        )
+    tenant = None
+    if role in PLATFORM_ROLES:
+        if tenant_code:
+            raise DomainError(f"a {role} belongs to the platform, not to a tenant", code="tenant_not_allowed",
+                              field="tenant")
+    else:
+        if not tenant_code:
+            raise DomainError(f"a {role} needs a tenant", code="tenant_required", field="tenant")
+        tenant = _tenant_get(tenant_code)
+        needed = TenantKind.CITY if role == Role.CITY_ADMIN else TenantKind.COUNTY
+        if tenant.kind != needed:
+            raise DomainError(
+                f"a {role} belongs to a {needed} tenant; {tenant.code!r} is a {tenant.kind}",
+                code="tenant_kind_mismatch",
+                field="tenant",
+            )
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"a user named {username!r} already exists", field="username")
+    user = User(username=username, role=role, tenant=tenant, email=email, is_staff=True)
+    if check_password:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise DomainError(f"password refused: {' '.join(exc.messages)}", code="password_weak",
+                              field="password") from None
+    user.set_password(password)
+    user.save()
+    audit_record(
+        action="user.create",
+        actor=actor,
+        object_type="user",
+        object_id=username,
+        data={"role": role, "tenant": tenant.code if tenant else None},
+    )
+    return user

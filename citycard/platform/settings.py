@@ -1,0 +1,213 @@
+"""Settings for every deployment, read from the environment.
+
+Nothing here is specific to one machine: with no environment at all the project runs on its own
+embedded PostgreSQL and an embedded (filesystem) Celery broker under ``CITYCARD_DATA_DIR``.
+See docs/configuration.md for every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from citycard.platform.embedded_pg import default_data_dir
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DATA_DIR = Path(os.environ.get("CITYCARD_DATA_DIR") or default_data_dir()).expanduser().resolve()
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, or one generated once and kept in the data directory."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = DATA_DIR / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("CITYCARD_DEBUG", False)
+BASE_DOMAIN = os.environ.get("CITYCARD_BASE_DOMAIN", "localhost").strip().lower()
+ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}", "testserver", ".testserver"]
+CSRF_TRUSTED_ORIGINS = [f"http://*.{BASE_DOMAIN}", f"https://*.{BASE_DOMAIN}"]
+if os.environ.get("CITYCARD_EXTRA_HOSTS"):
+    ALLOWED_HOSTS += [h.strip() for h in os.environ["CITYCARD_EXTRA_HOSTS"].split(",") if h.strip()]
+
+# ---------------------------------------------------------------------------------------------------
+# Applications. SHARED_APPS live in the public schema (the platform and interop); TENANT_APPS are
+# created in every tenant's schema (and in the template schema new tenants are cloned from).
+# ---------------------------------------------------------------------------------------------------
+SHARED_APPS = [
+    # citycard.platform first: its `migrate` (public, template, tenants) overrides django-tenants'.
+    "citycard.platform",
+    "django_tenants",
+    "citycard.platform.audit",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+TENANT_APPS = [
+    "citycard.platform.audit",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "platform.Tenant"
+TENANT_DOMAIN_MODEL = "platform.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+# New tenants are cloned from this schema; `citycard migrate` keeps it in step with the migrations.
+TENANT_BASE_SCHEMA = "_template"
+TENANT_CREATION_FAKES_MIGRATIONS = True
+TENANT_LIMIT_SET_CALLS = True
+PUBLIC_SCHEMA_URLCONF = "citycard.platform.urls_public"
+ROOT_URLCONF = "citycard.platform.urls"
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+AUTH_USER_MODEL = "platform.User"
+AUTHENTICATION_BACKENDS = ["citycard.platform.roles.RoleBackend"]
+LOGIN_URL = "admin:login"
+
+MIDDLEWARE = [
+    "citycard.platform.middleware.TenantMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "citycard.platform.wsgi.application"
+
+# ---------------------------------------------------------------------------------------------------
+# Database: DATABASE_URL names any PostgreSQL; without it the embedded server (pgserver) is started
+# on first connection in DATA_DIR/pg and reused by every later process.
+# ---------------------------------------------------------------------------------------------------
+DB_ENGINE = "citycard.platform.db"
+if os.environ.get("DATABASE_URL"):
+    _db = dj_database_url.parse(os.environ["DATABASE_URL"], engine=DB_ENGINE)
+else:
+    _db = {
+        "ENGINE": DB_ENGINE,
+        "NAME": os.environ.get("CITYCARD_DB_NAME", "citycard"),
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": "",
+        "PORT": "",
+        "EMBEDDED_PGDATA": str(DATA_DIR / "pg"),
+    }
+_db.setdefault("CONN_MAX_AGE", int(os.environ.get("CITYCARD_CONN_MAX_AGE", "60")))
+_db.setdefault("TEST", {"NAME": "test_" + str(_db.get("NAME") or "citycard")})
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        # Cache keys carry the schema so one tenant never reads another's cached values.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = os.environ.get("CITYCARD_LANGUAGE", "en")
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_NAME = "citycard_session"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# ---------------------------------------------------------------------------------------------------
+# Celery: CELERY_BROKER_URL (redis://, amqp://) for workers on several machines; otherwise an embedded
+# filesystem broker under DATA_DIR that every process on this machine shares.
+# ---------------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = DATA_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"file://{DATA_DIR / 'results'}")
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+else:
+    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = _env_bool("CITYCARD_CELERY_EAGER", False)
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "audit-verify-nightly": {
+        "task": "citycard.platform.tasks.audit_verify_all",
+        "schedule": 24 * 3600,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CITYCARD_LOG_LEVEL", "WARNING")},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""Everything that lives inside one tenant's schema."""

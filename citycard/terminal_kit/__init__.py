@@ -1,0 +1,1 @@
+"""Terminal-side SDK. Imports nothing from Django or the other citycard packages."""

@@ -1,0 +1,97 @@
+"""Test session: a real PostgreSQL (the embedded one unless DATABASE_URL is set), migrated once, with
+the platform and a set of tenants created once by cloning and shared by every test.
+
+Tests marked ``django_db`` run inside a transaction that is rolled back. Never use
+``transactional_db``: its flush would truncate the public schema (and the audit log refuses TRUNCATE).
+A test that needs committed data (real workers, real servers) uses ``committed_db`` and creates its
+own, uniquely named rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# (code, division) in creation order; cities before counties.
+SESSION_TENANTS = [
+    ("shanghai", "310000"),
+    ("hangzhou", "330100"),
+    ("jiaxing", "330400"),
+    ("tonglu", "330122"),
+    ("haiyan", "330424"),
+    ("dongguan", "441900"),
+    ("shenzhen", "440300"),
+]
+SESSION_MEMBERSHIPS = [
+    ("yrd", "shanghai"),
+    ("yrd", "hangzhou"),
+    ("yrd", "jiaxing"),
+    ("gba", "dongguan"),
+    ("gba", "shenzhen"),
+]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """The test database, created for every session (also one whose tests only use ``committed_db``)."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    from citycard.platform import services
+    from citycard.platform.models import Tenant
+
+    with django_db_blocker.unblock():
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            aliases={"default"},
+            serialized_aliases=set(),
+            keepdb=django_db_keepdb,
+        )
+        services.platform_bootstrap()
+        for code, division in SESSION_TENANTS:
+            if not Tenant.objects.filter(code=code).exists():
+                services.tenant_create(code=code, division_code=division, actor="test")
+        for network, code in SESSION_MEMBERSHIPS:
+            services.network_join(network_code=network, tenant_code=code, actor="test")
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            from django.db import connections
+
+            connections.close_all()
+            teardown_databases(db_cfg, verbosity=request.config.option.verbose)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the embedded PostgreSQL if this session started it, so nothing outlives the run."""
+    from citycard.platform import embedded_pg
+
+    embedded_pg.stop_if_started_here()
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests():
+    """Requests and tenant_context leave the shared connection on some schema; start each test on public."""
+    yield
+    from django.db import connection
+
+    if getattr(connection, "schema_name", "public") != "public":
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def committed_db(django_db_setup, django_db_blocker):
+    """Database access outside the per-test transaction: what the test writes is committed."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        yield
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def tenant(db):
+    """Look up a session tenant by code: ``tenant('jiaxing')``."""
+    from citycard.platform.models import Tenant
+
+    return lambda code: Tenant.objects.get(code=code)

@@ -1,0 +1,138 @@
+"""Tenant and county creation, and every refusal leaving nothing behind."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from citycard.platform import services
+from citycard.platform.audit.models import AuditEntry
+from citycard.platform.errors import DomainError
+from citycard.platform.models import Domain, Tenant, TenantKind
+
+pytestmark = pytest.mark.django_db
+
+
+def _schemas() -> set[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT schema_name FROM information_schema.schemata")
+        return {row[0] for row in cur.fetchall()}
+
+
+def _footprint() -> tuple:
+    connection.set_schema_to_public()
+    return (
+        Tenant.objects.count(),
+        Domain.objects.count(),
+        AuditEntry.objects.count(),
+        frozenset(_schemas()),
+    )
+
+
+def test_city_is_created_by_cloning_with_names_from_the_reference_list():
+    tenant = services.tenant_create(code="wuxi", division_code="320200")
+    assert (tenant.name_zh, tenant.name_en, tenant.province, tenant.kind) == ("无锡市", "Wuxi", "江苏", "city")
+    assert tenant.domains.get().domain == "wuxi.localhost"
+    assert "wuxi" in _schemas()
+    with schema_context("wuxi"):
+        # The clone carries the template's tables and migration records, and the tenant's own chain.
+        assert AuditEntry.objects.get().action == "tenant.create"
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM wuxi.django_migrations")
+            assert cur.fetchone()[0] > 0
+
+
+def test_county_gets_its_city_as_parent(tenant):
+    county = services.tenant_create(code="chunan", division_code="330127")
+    assert county.kind == TenantKind.COUNTY
+    assert county.parent == tenant("hangzhou")
+    assert county.clearing_tenant == tenant("hangzhou")
+
+
+def test_names_can_be_given_explicitly():
+    tenant = services.tenant_create(code="ningbo", division_code="330200", name_zh="宁波", name_en="Ningbo City")
+    assert (tenant.name_zh, tenant.name_en) == ("宁波", "Ningbo City")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "message"),
+    [
+        ({"code": "bad", "division_code": "33040"}, "division_malformed", "malformed"),
+        ({"code": "bad", "division_code": "abcdef"}, "division_malformed", "malformed"),
+        ({"code": "bad", "division_code": "330399"}, "division_unknown", "not in the GB/T 2260"),
+        ({"code": "Bad Code", "division_code": "320500"}, "code_invalid", "invalid"),
+        ({"code": "public", "division_code": "320500"}, "code_reserved", "reserved"),
+        ({"code": "hangzhou", "division_code": "320500"}, "conflict", "already exists"),
+        ({"code": "hz2", "division_code": "330100"}, "conflict", "already belongs to tenant 'hangzhou'"),
+        # county whose city is not a tenant yet
+        ({"code": "wuyi", "division_code": "330723"}, "parent_missing", "needs its city (330700)"),
+        # county with an explicit parent that is the wrong city
+        ({"code": "jiashan", "division_code": "330421", "parent_code": "hangzhou"}, "parent_wrong_city", "330400"),
+        # county with a parent in another province
+        ({"code": "jiashan", "division_code": "330421", "parent_code": "shanghai"}, "parent_other_province", "上海"),
+        # county with a parent that is itself a county
+        ({"code": "jiashan", "division_code": "330421", "parent_code": "haiyan"}, "parent_not_city", "county"),
+        ({"code": "jiashan", "division_code": "330421", "parent_code": "nowhere"}, "parent_missing", "not a tenant"),
+        # a city given a parent
+        ({"code": "suzhou", "division_code": "320500", "parent_code": "shanghai"}, "parent_not_allowed", "city"),
+    ],
+)
+def test_bad_input_is_refused_and_leaves_nothing_behind(kwargs, code, message):
+    before = _footprint()
+    with pytest.raises(DomainError) as err:
+        services.tenant_create(**kwargs)
+    assert err.value.code == code
+    assert message in str(err.value)
+    assert _footprint() == before
+
+
+def test_failure_after_the_schema_was_cloned_rolls_everything_back(monkeypatch):
+    before = _footprint()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Domain.objects, "create", broken)
+    with pytest.raises(RuntimeError):
+        services.tenant_create(code="suzhou", division_code="320500")
+    assert _footprint() == before
+    assert "suzhou" not in _schemas()
+
+
+def test_cli_create_bad_input_exits_non_zero_with_one_line(capsys):
+    before = _footprint()
+    with pytest.raises(CommandError) as err:
+        call_command("tenant", "create", "--code", "jiashan", "--division", "330421", "--parent", "hangzhou")
+    assert "\n" not in str(err.value)
+    assert "330400" in str(err.value)
+    assert _footprint() == before
+
+
+def test_cli_create_and_list(capsys):
+    call_command("tenant", "create", "--code", "suzhou", "--division", "320500")
+    assert "created city suzhou (苏州市 Suzhou, 320500) at suzhou.localhost" in capsys.readouterr().out
+    call_command("tenant", "list", "--json")
+    out = capsys.readouterr().out
+    assert '"code": "suzhou"' in out and '"code": "tonglu"' in out
+
+
+def test_suspend_and_activate(client, tenant):
+    services.tenant_suspend(code="jiaxing", reason="contract under review")
+    response = client.get("/", HTTP_HOST="jiaxing.localhost")
+    assert response.status_code == 403
+    assert "contract under review" in response.content.decode()
+    with pytest.raises(DomainError, match="already suspended"):
+        services.tenant_suspend(code="jiaxing", reason="again")
+    services.tenant_activate(code="jiaxing")
+    assert client.get("/", HTTP_HOST="jiaxing.localhost").status_code == 200
+    with pytest.raises(DomainError, match="reason is required"):
+        services.tenant_suspend(code="jiaxing", reason=" ")
+
+
+def test_suspend_via_cli(capsys):
+    call_command("tenant", "suspend", "shenzhen", "--reason", "maintenance")
+    assert Tenant.objects.get(code="shenzhen").status == "suspended"
+    with pytest.raises(CommandError, match="no tenant with code 'nowhere'"):
+        call_command("tenant", "suspend", "nowhere", "--reason", "x")
