@@ -7,6 +7,7 @@ that started it so that web, worker and CLI processes share one server; the next
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import threading
@@ -102,7 +103,7 @@ def ensure_running(pgdata: str | Path) -> ServerAddress:
                     from pgserver._commands import pg_ctl
 
                     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
-                    server._instances.pop(pgdata, None)
+                    _forget_instance(pgdata)
                     server = pgserver.get_server(pgdata, cleanup_mode=None)
             info = server.get_postmaster_info()
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
@@ -121,6 +122,14 @@ def ensure_running(pgdata: str | Path) -> ServerAddress:
         if not was_running:
             _started_here.add(pgdata)
         return address
+
+
+def _forget_instance(pgdata: Path) -> None:
+    """Drop pgserver's cached handle (and its exit hook) so the next start makes a fresh one."""
+    pgserver, _utils = _import_pgserver()
+    instance = pgserver.PostgresServer._instances.pop(pgdata, None)
+    if instance is not None:
+        atexit.unregister(instance._cleanup)
 
 
 def is_running(pgdata: str | Path) -> bool:
@@ -144,8 +153,7 @@ def stop(pgdata: str | Path) -> bool:
     user = "pgserver" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     _started.pop(pgdata, None)
-    pgserver, _utils = _import_pgserver()
-    pgserver.PostgresServer._instances.pop(pgdata, None)
+    _forget_instance(pgdata)
     return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -24,6 +25,8 @@ class Command(PlatformCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("CITYCARD_PORT", "8000")))
 
     def handle(self, *args, **opts):
+        # SIGTERM (service managers, timeouts) ends the demo like Ctrl-C, so cleanup below runs.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             self._run(opts)
         finally:

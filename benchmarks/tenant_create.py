@@ -1,0 +1,203 @@
+"""How long a new tenant takes to go live: cloning the template schema vs replaying every migration.
+
+    .venv/bin/python benchmarks/tenant_create.py [--clones 200] [--migrated 10] [--extra-migrations 60]
+
+Runs in its own database (``citycard_bench``, dropped and re-created) on the embedded PostgreSQL, or on
+the server DATABASE_URL names. Scenario 1 uses the product's migrations as they are; scenario 2 adds a
+throw-away tenant app with ``--extra-migrations`` migrations, to show that cloning stays flat while the
+migrating path grows with every migration. Each scenario runs in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = "citycard_bench"
+
+
+def _write_extra_app(base: Path, migrations: int) -> None:
+    """A tenant app whose one model gains a field per migration: the shape of a project's history."""
+    app = base / "benchextra"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    fields = "\n".join(f"    f{i} = models.IntegerField(default=0)" for i in range(migrations))
+    (app / "models.py").write_text(
+        "from django.db import models\n\n\nclass Ledgerish(models.Model):\n"
+        "    name = models.CharField(max_length=20)\n" + fields + "\n"
+    )
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "migrations" / "0001_initial.py").write_text(textwrap.dedent("""
+        from django.db import migrations, models
+
+
+        class Migration(migrations.Migration):
+            initial = True
+            dependencies = []
+            operations = [
+                migrations.CreateModel(
+                    name="Ledgerish",
+                    fields=[
+                        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
+                        ("name", models.CharField(max_length=20)),
+                    ],
+                ),
+            ]
+    """))
+    for i in range(migrations):
+        (app / "migrations" / f"{i + 2:04d}_f{i}.py").write_text(textwrap.dedent(f"""
+            from django.db import migrations, models
+
+
+            class Migration(migrations.Migration):
+                dependencies = [("benchextra", "{(f'{i + 1:04d}_f{i - 1}') if i else '0001_initial'}")]
+                operations = [migrations.AddField("ledgerish", "f{i}", models.IntegerField(default=0))]
+        """))
+    (base / "bench_settings.py").write_text(
+        "from citycard.platform.settings import *  # noqa\n"
+        "TENANT_APPS = TENANT_APPS + ['benchextra']\n"
+        "INSTALLED_APPS = INSTALLED_APPS + ['benchextra']\n"
+    )
+
+
+def child(clones: int, migrated: int) -> dict:
+    """One scenario, in this process: Django is set up here with the bench database."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    from citycard.platform import divisions, services
+    from citycard.platform.models import Domain, Tenant
+
+    call_command("migrate", interactive=False, verbosity=0)
+    services.platform_bootstrap()
+
+    # Synthetic divisions (prefix 5xxxxx) so that 200+ cities can exist; lookup cost is not measured.
+    real = divisions.reference_divisions()
+    synthetic = {
+        f"5{i:05d}": divisions.Division(f"5{i:05d}", f"测试市{i}", f"Bench {i}", "测试", "city", None)
+        for i in range(clones + migrated + 10)
+    }
+    divisions.reference_divisions.cache_clear()
+    divisions.reference_divisions = lambda: {**real, **synthetic}  # type: ignore[assignment]
+    codes = iter(sorted(synthetic))
+
+    clone_times = []
+    for i in range(clones):
+        start = time.perf_counter()
+        services.tenant_create(code=f"clone{i}", division_code=next(codes), actor="bench")
+        clone_times.append(time.perf_counter() - start)
+
+    migrate_times = []
+    for i in range(migrated):
+        code = f"migrated{i}"
+        start = time.perf_counter()
+        # What tenant creation costs without a template: CREATE SCHEMA, then every migration.
+        tenant = Tenant(schema_name=code, code=code, name_zh=code, name_en=code, division_code=next(codes),
+                        province="测试", kind="city")
+        tenant.save()
+        with connection.cursor() as cur:
+            cur.execute(f'CREATE SCHEMA "{code}"')
+        call_command("migrate_schemas", tenant=True, schema_name=code, interactive=False, verbosity=0)
+        connection.set_schema_to_public()
+        Domain.objects.create(domain=f"{code}.bench", tenant=tenant, is_primary=True)
+        migrate_times.append(time.perf_counter() - start)
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_template'")
+        tables = cur.fetchone()[0]
+    return {
+        "migrations": len(loader.graph.nodes),
+        "tenant_tables": tables,
+        "clone_median": statistics.median(clone_times) if clone_times else None,
+        "clone_p95": sorted(clone_times)[int(len(clone_times) * 0.95) - 1] if clone_times else None,
+        "migrate_median": statistics.median(migrate_times) if migrate_times else None,
+        "clones": clones,
+        "migrated": migrated,
+    }
+
+
+def _reset_database(env: dict[str, str]) -> None:
+    code = (
+        "import django; django.setup();\n"
+        "from django.db import connection\n"
+        "from psycopg2 import connect\n"
+        "s = connection.settings_dict; connection.get_connection_params()\n"
+        "c = connect(dbname='postgres', user=s['USER'] or None, host=s['HOST'] or None, port=s['PORT'] or None,"
+        " password=s.get('PASSWORD') or None); c.autocommit = True\n"
+        f"c.cursor().execute('DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)')\n"
+        f"c.cursor().execute('CREATE DATABASE {BENCH_DB}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def run_scenario(clones: int, migrated: int, extra: int) -> dict:
+    env = dict(os.environ)
+    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
+    if env.get("DATABASE_URL"):
+        from urllib.parse import urlsplit, urlunsplit
+
+        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
+    else:
+        env["CITYCARD_DB_NAME"] = BENCH_DB
+    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
+    with tempfile.TemporaryDirectory() as tmp:
+        if extra:
+            _write_extra_app(Path(tmp), extra)
+            env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
+            env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
+        _reset_database(env)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(clones), str(migrated)],
+            env=env, check=True, capture_output=True, text=True,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clones", type=int, default=200)
+    parser.add_argument("--migrated", type=int, default=10)
+    parser.add_argument("--extra-migrations", type=int, default=60)
+    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+
+    scenarios = [("as shipped", args.clones, args.migrated, 0)]
+    if args.extra_migrations:
+        scenarios.append(
+            (f"+{args.extra_migrations} migrations", max(args.clones // 4, 1), max(args.migrated // 2, 1),
+             args.extra_migrations)
+        )
+    print(f"{'scenario':<20} {'migrations':>10} {'tables':>7} {'clone median':>13} {'clone p95':>10} "
+          f"{'migrate median':>15} {'ratio':>7}   (n clone / n migrate)")
+    for label, clones, migrated, extra in scenarios:
+        r = run_scenario(clones, migrated, extra)
+        ratio = r["migrate_median"] / r["clone_median"]
+        print(f"{label:<20} {r['migrations']:>10} {r['tenant_tables']:>7} {r['clone_median']:>12.3f}s "
+              f"{r['clone_p95']:>9.3f}s {r['migrate_median']:>14.3f}s {ratio:>6.1f}x   ({clones} / {migrated})")
+    if not os.environ.get("DATABASE_URL"):
+        env = {**os.environ, "CITYCARD_DATA_DIR": os.environ.get("CITYCARD_DATA_DIR",
+                                                                 str(ROOT / ".citycard" / "bench"))}
+        subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env,
+                       capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
