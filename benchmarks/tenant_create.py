@@ -36,7 +36,8 @@ def _write_extra_app(base: Path, migrations: int) -> None:
         "    name = models.CharField(max_length=20)\n" + fields + "\n"
     )
     (app / "migrations" / "__init__.py").write_text("")
-    (app / "migrations" / "0001_initial.py").write_text(textwrap.dedent("""
+    (app / "migrations" / "0001_initial.py").write_text(
+        textwrap.dedent("""
         from django.db import migrations, models
 
 
@@ -52,16 +53,19 @@ def _write_extra_app(base: Path, migrations: int) -> None:
                     ],
                 ),
             ]
-    """))
+    """)
+    )
     for i in range(migrations):
-        (app / "migrations" / f"{i + 2:04d}_f{i}.py").write_text(textwrap.dedent(f"""
+        (app / "migrations" / f"{i + 2:04d}_f{i}.py").write_text(
+            textwrap.dedent(f"""
             from django.db import migrations, models
 
 
             class Migration(migrations.Migration):
-                dependencies = [("benchextra", "{(f'{i + 1:04d}_f{i - 1}') if i else '0001_initial'}")]
+                dependencies = [("benchextra", "{(f"{i + 1:04d}_f{i - 1}") if i else "0001_initial"}")]
                 operations = [migrations.AddField("ledgerish", "f{i}", models.IntegerField(default=0))]
-        """))
+        """)
+        )
     (base / "bench_settings.py").write_text(
         "from citycard.platform.settings import *  # noqa\n"
         "TENANT_APPS = TENANT_APPS + ['benchextra']\n"
@@ -105,8 +109,15 @@ def child(clones: int, migrated: int) -> dict:
         code = f"migrated{i}"
         start = time.perf_counter()
         # What tenant creation costs without a template: CREATE SCHEMA, then every migration.
-        tenant = Tenant(schema_name=code, code=code, name_zh=code, name_en=code, division_code=next(codes),
-                        province="测试", kind="city")
+        tenant = Tenant(
+            schema_name=code,
+            code=code,
+            name_zh=code,
+            name_en=code,
+            division_code=next(codes),
+            province="测试",
+            kind="city",
+        )
         tenant.save()
         with connection.cursor() as cur:
             cur.execute(f'CREATE SCHEMA "{code}"')
@@ -162,13 +173,18 @@ def run_scenario(clones: int, migrated: int, extra: int) -> dict:
         _reset_database(env)
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(clones), str(migrated)],
-            env=env, check=True, capture_output=True, text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clones", type=int, default=200)
     parser.add_argument("--migrated", type=int, default=10)
     parser.add_argument("--extra-migrations", type=int, default=60)
@@ -181,21 +197,35 @@ def main() -> None:
     scenarios = [("as shipped", args.clones, args.migrated, 0)]
     if args.extra_migrations:
         scenarios.append(
-            (f"+{args.extra_migrations} migrations", max(args.clones // 4, 1), max(args.migrated // 2, 1),
-             args.extra_migrations)
+            (
+                f"+{args.extra_migrations} migrations",
+                max(args.clones // 4, 1),
+                max(args.migrated // 2, 1),
+                args.extra_migrations,
+            )
         )
-    print(f"{'scenario':<20} {'migrations':>10} {'tables':>7} {'clone median':>13} {'clone p95':>10} "
-          f"{'migrate median':>15} {'ratio':>7}   (n clone / n migrate)")
+    print(
+        f"{'scenario':<20} {'migrations':>10} {'tables':>7} {'clone median':>13} {'clone p95':>10} "
+        f"{'migrate median':>15} {'ratio':>7}   (n clone / n migrate)"
+    )
     for label, clones, migrated, extra in scenarios:
         r = run_scenario(clones, migrated, extra)
         ratio = r["migrate_median"] / r["clone_median"]
-        print(f"{label:<20} {r['migrations']:>10} {r['tenant_tables']:>7} {r['clone_median']:>12.3f}s "
-              f"{r['clone_p95']:>9.3f}s {r['migrate_median']:>14.3f}s {ratio:>6.1f}x   ({clones} / {migrated})")
+        print(
+            f"{label:<20} {r['migrations']:>10} {r['tenant_tables']:>7} {r['clone_median']:>12.3f}s "
+            f"{r['clone_p95']:>9.3f}s {r['migrate_median']:>14.3f}s {ratio:>6.1f}x   ({clones} / {migrated})"
+        )
     if not os.environ.get("DATABASE_URL"):
-        env = {**os.environ, "CITYCARD_DATA_DIR": os.environ.get("CITYCARD_DATA_DIR",
-                                                                 str(ROOT / ".citycard" / "bench"))}
-        subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env,
-                       capture_output=True, check=False)
+        env = {
+            **os.environ,
+            "CITYCARD_DATA_DIR": os.environ.get("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench")),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("lint-imports")
     return subprocess.run(
-        [str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True,
-        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"}, timeout=300,
+        [str(exe), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        timeout=300,
     )
 
 

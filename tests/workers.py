@@ -29,13 +29,28 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def celery_worker(
-    *, name: str = "w1", concurrency: int = 1, queues: str | None = None, extra_env: dict[str, str] | None = None
+    *,
+    name: str = "w1",
+    concurrency: int = 1,
+    queues: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
     """A `celery worker` process (prefork pool) for the duration of the block."""
     args = [
-        sys.executable, "-m", "celery", "-A", "citycard.platform.celery", "worker",
-        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING", "-n", f"{name}@%h",
-        "--without-heartbeat", "--without-mingle", "--without-gossip",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "citycard.platform.celery",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=WARNING",
+        "-n",
+        f"{name}@%h",
+        "--without-heartbeat",
+        "--without-mingle",
+        "--without-gossip",
     ]
     if queues:
         args += ["-Q", queues]

@@ -14,8 +14,8 @@ from citycard.platform.models import (
     TENANT_ROLES,
     Domain,
     NetworkMembership,
-    Role,
     RoamingNetwork,
+    Role,
     Tenant,
     TenantKind,
     User,
@@ -89,13 +89,32 @@ class TenantAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("code", "division_code", "parent_code", "name_zh", "name_en")
-        return ("code", "name_zh", "name_en", "division_code", "province", "kind", "parent", "status",
-                "status_reason", "created_at")
+        return (
+            "code",
+            "name_zh",
+            "name_en",
+            "division_code",
+            "province",
+            "kind",
+            "parent",
+            "status",
+            "status_reason",
+            "created_at",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("code", "division_code", "province", "kind", "parent", "status", "status_reason", "created_at")
+        return (
+            "code",
+            "division_code",
+            "province",
+            "kind",
+            "parent",
+            "status",
+            "status_reason",
+            "created_at",
+        )
 
     def get_inline_instances(self, request, obj=None):
         return super().get_inline_instances(request, obj) if obj else []
@@ -118,8 +137,9 @@ class TenantAdmin(admin.ModelAdmin):
     def suspend_selected(self, request, queryset):
         for tenant in queryset:
             try:
-                services.tenant_suspend(code=tenant.code, reason="suspended from the platform admin",
-                                        actor=_actor(request))
+                services.tenant_suspend(
+                    code=tenant.code, reason="suspended from the platform admin", actor=_actor(request)
+                )
             except DomainError as exc:
                 self.message_user(request, str(exc), level=messages.WARNING)
 

@@ -22,4 +22,4 @@ def _make_broker_folders(sender, **kwargs):
             os.makedirs(options[key], exist_ok=True)
     backend = str(sender.conf.result_backend or "")
     if backend.startswith("file://"):
-        os.makedirs(backend[len("file://"):], exist_ok=True)
+        os.makedirs(backend[len("file://") :], exist_ok=True)

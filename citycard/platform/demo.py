@@ -52,7 +52,11 @@ class DemoContext:
     facts: dict[str, Any] = field(default_factory=dict)  # shared between steps
 
     def url(self, tenant_code: str | None = None, path: str = "/") -> str:
-        host = settings.BASE_DOMAIN if tenant_code in (None, "public") else f"{tenant_code}.{settings.BASE_DOMAIN}"
+        host = (
+            settings.BASE_DOMAIN
+            if tenant_code in (None, "public")
+            else f"{tenant_code}.{settings.BASE_DOMAIN}"
+        )
         return f"http://{host}:{self.port}{path}"
 
 
@@ -74,7 +78,9 @@ def platform_step(ctx: DemoContext) -> None:
             tenant = services.tenant_create(code=code, division_code=division, actor="demo")
         ctx.tenants[code] = tenant
     for network_code, tenant_code in DEMO_MEMBERSHIPS:
-        if not NetworkMembership.objects.filter(network__code=network_code, tenant__code=tenant_code).exists():
+        if not NetworkMembership.objects.filter(
+            network__code=network_code, tenant__code=tenant_code
+        ).exists():
             services.network_join(network_code=network_code, tenant_code=tenant_code, actor="demo")
     _ensure_user(ctx, "operator", Role.PLATFORM_OPERATOR, None)
     _ensure_user(ctx, "clearing", Role.CLEARING_STAFF, None)
@@ -90,16 +96,28 @@ def _report_platform(ctx: DemoContext) -> None:
     for col in ("code", "name", "division", "kind", "city", "roams in", "admin"):
         table.add_column(col)
     for code, tenant in ctx.tenants.items():
-        roams = sorted({m.network.code for m in NetworkMembership.objects.filter(tenant=tenant.clearing_tenant)
-                        .select_related("network")})
+        roams = sorted(
+            {
+                m.network.code
+                for m in NetworkMembership.objects.filter(tenant=tenant.clearing_tenant).select_related(
+                    "network"
+                )
+            }
+        )
         table.add_row(
-            code, f"{tenant.name_zh} {tenant.name_en}", tenant.division_code, tenant.kind,
-            tenant.parent.code if tenant.parent else "", ",".join(roams), ctx.url(code, "/admin/"),
+            code,
+            f"{tenant.name_zh} {tenant.name_en}",
+            tenant.division_code,
+            tenant.kind,
+            tenant.parent.code if tenant.parent else "",
+            ",".join(roams),
+            ctx.url(code, "/admin/"),
         )
     ctx.console.print(table)
     for network_code in ("yrd", "gba"):
         members = ", ".join(
-            m.tenant.code + (f" (via {m.via.code})" if m.via else "") for m in network_members(network_code=network_code)
+            m.tenant.code + (f" (via {m.via.code})" if m.via else "")
+            for m in network_members(network_code=network_code)
         )
         ctx.console.print(f"[bold]{network_code}[/bold]: {members}")
     users = Table(title=f"Users (password for all: {DEMO_PASSWORD})")

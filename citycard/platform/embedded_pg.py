@@ -89,7 +89,7 @@ def ensure_running(pgdata: str | Path) -> ServerAddress:
     with _lock:
         if pgdata in _started:
             return _started[pgdata]
-        pgserver, pgserver_utils = _import_pgserver()
+        pgserver, _ = _import_pgserver()
         was_running = is_running(pgdata)
         try:
             pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -155,9 +155,7 @@ class User(AbstractUser):
     """A person who signs in: platform-side (no tenant) or tenant-side (exactly one tenant)."""
 
     role = models.CharField(max_length=20, choices=Role.choices)
-    tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
-    )
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
 
     class Meta:
         constraints = [
@@ -171,3 +169,46 @@ class User(AbstractUser):
     @property
     def is_platform_user(self) -> bool:
         return self.role in PLATFORM_ROLES
+
+
+class KeyPurpose(models.TextChoices):
+    SIGNING = "signing", "Signing (Ed25519): rule documents, hotlists, interop envelopes, acknowledgements"
+    DATA = "data", "Data (AES-256-GCM): personal data at rest"
+
+
+class TenantKey(models.Model):
+    """A tenant's key in the platform key vault (密钥库): the secret only ever stored wrapped.
+
+    The secret is wrapped with AES-256-GCM under a master key from the environment (its id recorded in
+    ``master_key_id``), with the tenant, purpose and key id as associated data so a wrapped key cannot be
+    moved to another tenant. Signing keys publish their Ed25519 public key; a retired key stays valid for
+    verification until ``verify_until`` (the rotation overlap window). The platform's own key belongs to
+    the platform tenant.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="keys")
+    purpose = models.CharField(max_length=10, choices=KeyPurpose.choices)
+    key_id = models.CharField(max_length=60, unique=True)
+    version = models.PositiveIntegerField()
+    public_key = models.BinaryField(null=True, blank=True)
+    wrapped_secret = models.BinaryField()
+    master_key_id = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    verify_until = models.DateTimeField(
+        null=True, blank=True, help_text="A retired signing key still verifies until this time."
+    )
+
+    class Meta:
+        ordering = ["tenant_id", "purpose", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "purpose", "version"], name="tenantkey_version_unique"),
+            models.UniqueConstraint(
+                fields=["tenant", "purpose"],
+                condition=Q(retired_at__isnull=True),
+                name="tenantkey_one_current",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key_id

@@ -30,7 +30,7 @@ def _pending_template_migrations() -> set[tuple[str, str]]:
     wanted = set(loader.graph.nodes)
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT app, name FROM {}.django_migrations".format(connection.ops.quote_name(template_schema_name()))
+            f"SELECT app, name FROM {connection.ops.quote_name(template_schema_name())}.django_migrations"
         )
         recorded = set(cur.fetchall())
     return wanted - recorded
@@ -44,9 +44,7 @@ def template_migrate(verbosity: int = 0) -> None:
     if not schema_exists(name):
         with connection.cursor() as cur:
             cur.execute(f"CREATE SCHEMA {connection.ops.quote_name(name)}")
-    call_command(
-        "migrate_schemas", tenant=True, schema_name=name, interactive=False, verbosity=verbosity
-    )
+    call_command("migrate_schemas", tenant=True, schema_name=name, interactive=False, verbosity=verbosity)
     connection.set_schema_to_public()
     _template_current = True
 

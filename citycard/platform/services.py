@@ -20,12 +20,13 @@ from django_tenants.utils import tenant_context
 from citycard.platform.audit.services import audit_record
 from citycard.platform.divisions import Division, division_lookup
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.keys import tenant_keys_ensure
 from citycard.platform.models import (
     PLATFORM_ROLES,
     Domain,
     NetworkMembership,
-    Role,
     RoamingNetwork,
+    Role,
     Tenant,
     TenantKind,
     TenantStatus,
@@ -50,7 +51,17 @@ NETWORKS = {
         "name_en": "Guangdong-Hong Kong-Macao Greater Bay Area",
         # Guangzhou, Shenzhen, Zhuhai, Foshan, Jiangmen, Zhaoqing, Huizhou, Dongguan, Zhongshan; HK; Macao
         "eligible_prefixes": [
-            "4401", "4403", "4404", "4406", "4407", "4412", "4413", "4419", "4420", "81", "82",
+            "4401",
+            "4403",
+            "4404",
+            "4406",
+            "4407",
+            "4412",
+            "4413",
+            "4419",
+            "4420",
+            "81",
+            "82",
         ],
     },
 }
@@ -64,7 +75,7 @@ def tenant_domain_name(code: str) -> str:
     return f"{code}.{settings.BASE_DOMAIN}"
 
 
-def _tenant_get(code: str) -> Tenant:
+def tenant_get(code: str) -> Tenant:
     try:
         return Tenant.objects.get(code=code)
     except Tenant.DoesNotExist:
@@ -94,6 +105,7 @@ def platform_bootstrap() -> Tenant:
     )
     for code, spec in NETWORKS.items():
         RoamingNetwork.objects.update_or_create(code=code, defaults=spec)
+    tenant_keys_ensure(tenant=platform)
     # Tenant domains follow the base domain if it changed since they were created.
     for tenant in Tenant.objects.exclude(kind=TenantKind.PLATFORM):
         Domain.objects.update_or_create(
@@ -175,13 +187,16 @@ def tenant_create(
             tenant.save()
             tenant.create_schema()
             Domain.objects.create(domain=tenant_domain_name(code), tenant=tenant, is_primary=True)
+            tenant_keys_ensure(tenant=tenant)
             details = {
                 "division_code": division.code,
                 "kind": tenant.kind,
                 "parent": parent.code if parent else None,
                 "domain": tenant_domain_name(code),
             }
-            audit_record(action="tenant.create", actor=actor, object_type="tenant", object_id=code, data=details)
+            audit_record(
+                action="tenant.create", actor=actor, object_type="tenant", object_id=code, data=details
+            )
             with tenant_context(tenant):
                 audit_record(
                     action="tenant.create", actor=actor, object_type="tenant", object_id=code, data=details
@@ -238,20 +253,22 @@ def tenant_suspend(*, code: str, reason: str, actor: str = "system") -> Tenant:
     """Suspend a tenant: its domain answers 403, its users cannot sign in, interop refuses it."""
     if not reason or not reason.strip():
         raise DomainError("a reason is required to suspend a tenant", code="reason_required", field="reason")
-    tenant = Tenant.objects.select_for_update().get(pk=_tenant_get(code).pk)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant_get(code).pk)
     if tenant.is_platform:
         raise DomainError("the platform itself cannot be suspended", code="not_allowed", field="tenant")
     if tenant.status == TenantStatus.SUSPENDED:
         raise DomainError(f"tenant {code!r} is already suspended", code="already_suspended", field="tenant")
     tenant.status, tenant.status_reason = TenantStatus.SUSPENDED, reason.strip()
     tenant.save(update_fields=["status", "status_reason"])
-    audit_record(action="tenant.suspend", actor=actor, object_type="tenant", object_id=code, data={"reason": reason})
+    audit_record(
+        action="tenant.suspend", actor=actor, object_type="tenant", object_id=code, data={"reason": reason}
+    )
     return tenant
 
 
 @transaction.atomic
 def tenant_activate(*, code: str, actor: str = "system") -> Tenant:
-    tenant = Tenant.objects.select_for_update().get(pk=_tenant_get(code).pk)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant_get(code).pk)
     if tenant.status == TenantStatus.ACTIVE:
         raise DomainError(f"tenant {code!r} is already active", code="already_active", field="tenant")
     tenant.status, tenant.status_reason = TenantStatus.ACTIVE, ""
@@ -279,7 +296,7 @@ def network_join(
 ) -> tuple[NetworkMembership, bool]:
     """Make a city a member of a roaming network; returns (membership, created). Idempotent."""
     network = _network_get(network_code)
-    tenant = _tenant_get(tenant_code)
+    tenant = tenant_get(tenant_code)
     if tenant.kind == TenantKind.COUNTY:
         raise DomainError(
             f"{tenant.code!r} is a county: it roams through its city {tenant.parent.code!r}",
@@ -319,7 +336,7 @@ def network_leave(
     *, network_code: str, tenant_code: str, left_on: dt.date | None = None, actor: str = "system"
 ) -> NetworkMembership:
     network = _network_get(network_code)
-    tenant = _tenant_get(tenant_code)
+    tenant = tenant_get(tenant_code)
     membership = NetworkMembership.objects.select_for_update().filter(network=network, tenant=tenant).first()
     if membership is None or membership.left_on is not None:
         raise DomainError(
@@ -368,12 +385,15 @@ def user_create(
     tenant = None
     if role in PLATFORM_ROLES:
         if tenant_code:
-            raise DomainError(f"a {role} belongs to the platform, not to a tenant", code="tenant_not_allowed",
-                              field="tenant")
+            raise DomainError(
+                f"a {role} belongs to the platform, not to a tenant",
+                code="tenant_not_allowed",
+                field="tenant",
+            )
     else:
         if not tenant_code:
             raise DomainError(f"a {role} needs a tenant", code="tenant_required", field="tenant")
-        tenant = _tenant_get(tenant_code)
+        tenant = tenant_get(tenant_code)
         needed = TenantKind.CITY if role == Role.CITY_ADMIN else TenantKind.COUNTY
         if tenant.kind != needed:
             raise DomainError(
@@ -388,8 +408,9 @@ def user_create(
         try:
             validate_password(password, user)
         except ValidationError as exc:
-            raise DomainError(f"password refused: {' '.join(exc.messages)}", code="password_weak",
-                              field="password") from None
+            raise DomainError(
+                f"password refused: {' '.join(exc.messages)}", code="password_weak", field="password"
+            ) from None
     user.set_password(password)
     user.save()
     audit_record(

@@ -26,8 +26,13 @@ def _tamper(sql: str, params=()) -> None:
 def chain():
     with schema_context("jiaxing"):
         entries = [
-            audit_record(action="card.freeze", actor="user:clerk", object_type="card", object_id=f"33040001{i}",
-                         data={"reason": "lost", "n": i, "名字": "张三"})
+            audit_record(
+                action="card.freeze",
+                actor="user:clerk",
+                object_type="card",
+                object_id=f"33040001{i}",
+                data={"reason": "lost", "n": i, "名字": "张三"},
+            )
             for i in range(5)
         ]
         yield entries
@@ -59,8 +64,16 @@ def test_rehashed_entry_breaks_the_next_link(chain):
     from citycard.platform.audit.services import entry_hash
 
     e = chain[1]
-    forged = entry_hash(seq=e.seq, at=e.at, actor="nobody", action=e.action, object_type=e.object_type,
-                        object_id=e.object_id, payload=e.payload, prev_hash=e.prev_hash)
+    forged = entry_hash(
+        seq=e.seq,
+        at=e.at,
+        actor="nobody",
+        action=e.action,
+        object_type=e.object_type,
+        object_id=e.object_id,
+        payload=e.payload,
+        prev_hash=e.prev_hash,
+    )
     _tamper("UPDATE audit_auditentry SET actor = 'nobody', hash = %s WHERE id = %s", [forged, e.pk])
     problems = " ".join(audit_verify().problems)
     assert f"entry {chain[2].seq} does not link" in problems

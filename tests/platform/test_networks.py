@@ -54,7 +54,9 @@ def test_hong_kong_and_macao_are_eligible_for_gba():
 
 def test_join_is_idempotent_and_leave_records_the_date():
     services.tenant_create(code="suzhou", division_code="320500")
-    _, created = services.network_join(network_code="yrd", tenant_code="suzhou", joined_on=dt.date(2026, 1, 1))
+    _, created = services.network_join(
+        network_code="yrd", tenant_code="suzhou", joined_on=dt.date(2026, 1, 1)
+    )
     assert created
     _, created_again = services.network_join(network_code="yrd", tenant_code="suzhou")
     assert not created_again

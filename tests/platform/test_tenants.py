@@ -33,7 +33,12 @@ def _footprint() -> tuple:
 
 def test_city_is_created_by_cloning_with_names_from_the_reference_list():
     tenant = services.tenant_create(code="wuxi", division_code="320200")
-    assert (tenant.name_zh, tenant.name_en, tenant.province, tenant.kind) == ("无锡市", "Wuxi", "江苏", "city")
+    assert (tenant.name_zh, tenant.name_en, tenant.province, tenant.kind) == (
+        "无锡市",
+        "Wuxi",
+        "江苏",
+        "city",
+    )
     assert tenant.domains.get().domain == "wuxi.localhost"
     assert "wuxi" in _schemas()
     with schema_context("wuxi"):
@@ -52,7 +57,9 @@ def test_county_gets_its_city_as_parent(tenant):
 
 
 def test_names_can_be_given_explicitly():
-    tenant = services.tenant_create(code="ningbo", division_code="330200", name_zh="宁波", name_en="Ningbo City")
+    tenant = services.tenant_create(
+        code="ningbo", division_code="330200", name_zh="宁波", name_en="Ningbo City"
+    )
     assert (tenant.name_zh, tenant.name_en) == ("宁波", "Ningbo City")
 
 
@@ -69,14 +76,34 @@ def test_names_can_be_given_explicitly():
         # county whose city is not a tenant yet
         ({"code": "wuyi", "division_code": "330723"}, "parent_missing", "needs its city (330700)"),
         # county with an explicit parent that is the wrong city
-        ({"code": "jiashan", "division_code": "330421", "parent_code": "hangzhou"}, "parent_wrong_city", "330400"),
+        (
+            {"code": "jiashan", "division_code": "330421", "parent_code": "hangzhou"},
+            "parent_wrong_city",
+            "330400",
+        ),
         # county with a parent in another province
-        ({"code": "jiashan", "division_code": "330421", "parent_code": "shanghai"}, "parent_other_province", "上海"),
+        (
+            {"code": "jiashan", "division_code": "330421", "parent_code": "shanghai"},
+            "parent_other_province",
+            "上海",
+        ),
         # county with a parent that is itself a county
-        ({"code": "jiashan", "division_code": "330421", "parent_code": "haiyan"}, "parent_not_city", "county"),
-        ({"code": "jiashan", "division_code": "330421", "parent_code": "nowhere"}, "parent_missing", "not a tenant"),
+        (
+            {"code": "jiashan", "division_code": "330421", "parent_code": "haiyan"},
+            "parent_not_city",
+            "county",
+        ),
+        (
+            {"code": "jiashan", "division_code": "330421", "parent_code": "nowhere"},
+            "parent_missing",
+            "not a tenant",
+        ),
         # a city given a parent
-        ({"code": "suzhou", "division_code": "320500", "parent_code": "shanghai"}, "parent_not_allowed", "city"),
+        (
+            {"code": "suzhou", "division_code": "320500", "parent_code": "shanghai"},
+            "parent_not_allowed",
+            "city",
+        ),
     ],
 )
 def test_bad_input_is_refused_and_leaves_nothing_behind(kwargs, code, message):

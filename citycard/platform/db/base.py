@@ -6,6 +6,8 @@ Unix socket of the server in that directory, starting it and creating the databa
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg2
 from django.core.exceptions import ImproperlyConfigured
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
@@ -26,10 +28,9 @@ def _ensure_database(address: embedded_pg.ServerAddress, name: str) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
             if cur.fetchone() is None:
-                try:
+                # another process may create it first
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg2.errors.DuplicateDatabase:
-                    pass  # another process created it first
     finally:
         conn.close()
     _databases_checked.add(key)

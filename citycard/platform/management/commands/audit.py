@@ -16,12 +16,19 @@ class Command(PlatformCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         verify = sub.add_parser("verify", help="detect edited or deleted entries")
-        verify.add_argument("--tenant", action="append", help="only these tenants ('public' for the platform)")
+        verify.add_argument(
+            "--tenant", action="append", help="only these tenants ('public' for the platform)"
+        )
 
     def handle(self, *args, **opts):
-        schemas = opts.get("tenant") or ["public"] + list(
-            Tenant.objects.exclude(schema_name="public").order_by("code").values_list("schema_name", flat=True)
-        )
+        schemas = opts.get("tenant") or [
+            "public",
+            *list(
+                Tenant.objects.exclude(schema_name="public")
+                .order_by("code")
+                .values_list("schema_name", flat=True)
+            ),
+        ]
         broken = 0
         for schema in schemas:
             if schema != "public" and not Tenant.objects.filter(schema_name=schema).exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,11 +47,19 @@ class Command(PlatformCommand):
         bind = f"{opts['host']}:{opts['port']}"
         console.print(f"serving on http://{bind}/ — Ctrl-C to stop")
         self.stdout.flush()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(
-                [sys.executable, "-m", "gunicorn", "citycard.platform.wsgi:application", "--bind", bind,
-                 "--workers", "2", "--access-logfile", "-"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "citycard.platform.wsgi:application",
+                    "--bind",
+                    bind,
+                    "--workers",
+                    "2",
+                    "--access-logfile",
+                    "-",
+                ],
                 check=False,
             )
-        except KeyboardInterrupt:
-            pass

@@ -46,8 +46,11 @@ class Command(PlatformCommand):
             table.add_column(col)
         for network in RoamingNetwork.objects.all():
             members = selectors.network_members(network_code=network.code)
-            table.add_row(network.code, f"{network.name_zh} {network.name_en}",
-                          ", ".join(m.tenant.code for m in members))
+            table.add_row(
+                network.code,
+                f"{network.name_zh} {network.name_en}",
+                ", ".join(m.tenant.code for m in members),
+            )
         Console(file=self.stdout, width=160).print(table)
 
     def _members(self, opts):
@@ -62,7 +65,9 @@ class Command(PlatformCommand):
             network_code=opts["network"], tenant_code=opts["tenant"], joined_on=since, actor=self.actor
         )
         verb = "joined" if created else "already a member of"
-        self.stdout.write(f"{membership.tenant.code} {verb} {membership.network.code} since {membership.joined_on}")
+        self.stdout.write(
+            f"{membership.tenant.code} {verb} {membership.network.code} since {membership.joined_on}"
+        )
 
     def _leave(self, opts):
         on = _date(opts["on"]) if opts.get("on") else None

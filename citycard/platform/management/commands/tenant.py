@@ -17,12 +17,16 @@ class Command(PlatformCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        create = sub.add_parser("create", help="create a city or county tenant (schema cloned from the template)")
+        create = sub.add_parser(
+            "create", help="create a city or county tenant (schema cloned from the template)"
+        )
         create.add_argument("--code", required=True, help="short name, also the schema name, e.g. jiaxing")
         create.add_argument("--division", required=True, help="GB/T 2260 division code, e.g. 330400")
         create.add_argument("--name-zh", help="Chinese name (default: from the reference list)")
         create.add_argument("--name-en", help="English name (default: from the reference list)")
-        create.add_argument("--parent", help="for a county: its city's tenant code (default: found by division)")
+        create.add_argument(
+            "--parent", help="for a county: its city's tenant code (default: found by division)"
+        )
         lst = sub.add_parser("list", help="list tenants")
         lst.add_argument("--json", action="store_true")
         show = sub.add_parser("show", help="show one tenant")
@@ -62,8 +66,14 @@ class Command(PlatformCommand):
         for t in tenants:
             row = self._row(t)
             table.add_row(
-                row["code"], f"{row['name_zh']} {row['name_en']}", row["division_code"], row["kind"],
-                row["parent"] or "", ",".join(row["networks"]), row["status"], row["domain"] or "",
+                row["code"],
+                f"{row['name_zh']} {row['name_en']}",
+                row["division_code"],
+                row["kind"],
+                row["parent"] or "",
+                ",".join(row["networks"]),
+                row["status"],
+                row["domain"] or "",
             )
         Console(file=self.stdout, width=160).print(table)
 

@@ -21,7 +21,8 @@ class Command(PlatformCommand):
         create.add_argument("--tenant", help="tenant code (city admins and county officers)")
         create.add_argument("--email", default="")
         create.add_argument(
-            "--password-env", default="CITYCARD_PASSWORD",
+            "--password-env",
+            default="CITYCARD_PASSWORD",
             help="environment variable holding the password (prompted for when unset)",
         )
         lst = sub.add_parser("list", help="list users")
@@ -33,8 +34,12 @@ class Command(PlatformCommand):
     def _create(self, opts):
         password = os.environ.get(opts["password_env"]) or getpass.getpass("password: ")
         user = services.user_create(
-            username=opts["username"], role=opts["role"], tenant_code=opts.get("tenant"),
-            password=password, email=opts["email"], actor=self.actor,
+            username=opts["username"],
+            role=opts["role"],
+            tenant_code=opts.get("tenant"),
+            password=password,
+            email=opts["email"],
+            actor=self.actor,
         )
         where = f" of {user.tenant.code}" if user.tenant else ""
         self.stdout.write(f"created {user.role} {user.username}{where}")
@@ -44,5 +49,7 @@ class Command(PlatformCommand):
         if opts.get("tenant"):
             users = users.filter(tenant__code=opts["tenant"])
         for u in users:
-            self.stdout.write(f"{u.username}\t{u.role}\t{u.tenant.code if u.tenant else '-'}\t"
-                              f"{'active' if u.is_active else 'inactive'}")
+            self.stdout.write(
+                f"{u.username}\t{u.role}\t{u.tenant.code if u.tenant else '-'}\t"
+                f"{'active' if u.is_active else 'inactive'}"
+            )

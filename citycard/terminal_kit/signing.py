@@ -1,0 +1,112 @@
+"""Signed documents: canonical JSON and Ed25519 signatures, shared by terminals and the back office.
+
+A signed document is ``{"payload": {...}, "signature": {"alg": "Ed25519", "key_id": "...", "value": "<b64>"}}``;
+the signature covers the canonical JSON of ``payload`` (UTF-8, keys sorted, no spaces, no floats).
+Rule documents, hotlists, terminal batches and their acknowledgements, and interop envelopes all use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+ALGORITHM = "Ed25519"
+
+
+class SignatureError(ValueError):
+    """A document whose signature is missing, malformed, by an unknown key, or wrong."""
+
+    def __init__(self, message: str, *, code: str = "bad_signature") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _no_floats(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not allowed in a signed document (money is integer fen)")
+
+
+def canonical_json(data: Any) -> bytes:
+    """The exact bytes that get signed: sorted keys, compact separators, UTF-8, no floats."""
+    _reject_floats(data)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_no_floats
+    ).encode()
+
+
+def _reject_floats(data: Any) -> None:
+    if isinstance(data, float):
+        raise TypeError("floats are not allowed in a signed document (money is integer fen)")
+    if isinstance(data, Mapping):
+        for item in data.values():
+            _reject_floats(item)
+    elif isinstance(data, list | tuple):
+        for item in data:
+            _reject_floats(item)
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64decode(text: str, *, what: str = "value") -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise SignatureError(f"{what} is not valid base64", code="malformed") from exc
+
+
+def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def sign_document(payload: Mapping[str, Any], *, key: Ed25519PrivateKey, key_id: str) -> dict[str, Any]:
+    """Wrap ``payload`` with an Ed25519 signature by ``key`` (named ``key_id`` for the verifier)."""
+    signature = key.sign(canonical_json(payload))
+    return {
+        "payload": dict(payload),
+        "signature": {"alg": ALGORITHM, "key_id": key_id, "value": b64encode(signature)},
+    }
+
+
+KeyLookup = Callable[[str], "Ed25519PublicKey | bytes | None"]
+
+
+def verify_document(
+    document: Any, *, keys: Mapping[str, Ed25519PublicKey | bytes] | KeyLookup
+) -> dict[str, Any]:
+    """Check a signed document and return its payload; raise SignatureError naming what is wrong.
+
+    ``keys`` maps key ids to public keys (raw 32 bytes or key objects), or is a function doing so.
+    """
+    if not isinstance(document, Mapping):
+        raise SignatureError("a signed document must be a JSON object", code="malformed")
+    payload, signature = document.get("payload"), document.get("signature")
+    if not isinstance(payload, Mapping):
+        raise SignatureError("signed document has no payload object", code="malformed")
+    if not isinstance(signature, Mapping):
+        raise SignatureError("document is not signed", code="unsigned")
+    if signature.get("alg") != ALGORITHM:
+        raise SignatureError(f"unsupported signature algorithm {signature.get('alg')!r}", code="malformed")
+    key_id = signature.get("key_id")
+    if not isinstance(key_id, str) or not key_id:
+        raise SignatureError("signature names no key_id", code="malformed")
+    public = keys(key_id) if callable(keys) else keys.get(key_id)
+    if public is None:
+        raise SignatureError(f"signed by unknown key {key_id!r}", code="unknown_key")
+    if isinstance(public, bytes | bytearray | memoryview):
+        public = Ed25519PublicKey.from_public_bytes(bytes(public))
+    raw = b64decode(str(signature.get("value", "")), what="signature")
+    try:
+        public.verify(raw, canonical_json(payload))
+    except InvalidSignature as exc:
+        raise SignatureError(f"signature by {key_id!r} does not match the payload") from exc
+    except TypeError as exc:
+        raise SignatureError(str(exc), code="malformed") from exc
+    return dict(payload)

@@ -1,0 +1,61 @@
+import base64
+import datetime as dt
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from citycard.platform import keys
+from citycard.platform.models import Tenant, TenantKey
+from citycard.terminal_kit.signing import SignatureError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_tenant_has_a_signing_and_a_data_key_wrapped_not_plain():
+    jiaxing = Tenant.objects.get(code="jiaxing")
+    current = TenantKey.objects.filter(tenant=jiaxing, retired_at__isnull=True)
+    assert sorted(current.values_list("purpose", flat=True)) == ["data", "signing"]
+    _, raw = keys.tenant_data_key(tenant=jiaxing)
+    assert len(raw) == 32 and raw not in bytes(current.get(purpose="data").wrapped_secret)
+
+
+def test_signed_by_one_tenant_verifies_only_as_that_tenant():
+    jiaxing, hangzhou = Tenant.objects.get(code="jiaxing"), Tenant.objects.get(code="hangzhou")
+    doc = keys.tenant_sign(tenant=jiaxing, payload={"hotlist": ["3304..."]})
+    signer, payload = keys.tenant_verify(document=doc)
+    assert signer == jiaxing and payload == {"hotlist": ["3304..."]}
+    with pytest.raises(SignatureError) as err:
+        keys.tenant_verify(document=doc, tenant=hangzhou)
+    assert err.value.code == "foreign_signer"
+
+
+def test_rotated_signing_key_verifies_until_the_overlap_ends():
+    shanghai = Tenant.objects.get(code="shanghai")
+    old_doc = keys.tenant_sign(tenant=shanghai, payload={"n": 1})
+    new = keys.tenant_key_rotate(tenant=shanghai, purpose="signing", overlap=dt.timedelta(hours=1))
+    assert keys.tenant_sign(tenant=shanghai, payload={"n": 2})["signature"]["key_id"] == new.key_id
+    keys.tenant_verify(document=old_doc)
+    with pytest.raises(SignatureError) as err:
+        keys.tenant_verify(document=old_doc, at=timezone.now() + dt.timedelta(hours=2))
+    assert err.value.code == "unknown_key"
+
+
+def test_master_key_rotation_rewraps_and_old_data_keys_still_open(monkeypatch):
+    dongguan = Tenant.objects.get(code="dongguan")
+    _, before = keys.tenant_data_key(tenant=dongguan)
+    old = keys.master_keys()
+    new_value = "m2:" + base64.b64encode(b"\x07" * 32).decode()
+    old_value = f"{old.current_id}:" + base64.b64encode(old.get(old.current_id)).decode()
+    monkeypatch.setenv("CITYCARD_MASTER_KEY", new_value)
+    monkeypatch.setenv("CITYCARD_MASTER_KEY_PREVIOUS", old_value)
+    keys.master_keys.cache_clear()
+    try:
+        assert keys.tenant_data_key(tenant=dongguan)[1] == before  # readable during the rotation
+        call_command("keys", "rotate", "--master")
+        assert not TenantKey.objects.exclude(master_key_id="m2").exists()
+        monkeypatch.delenv("CITYCARD_MASTER_KEY_PREVIOUS")
+        keys.master_keys.cache_clear()
+        assert keys.tenant_data_key(tenant=dongguan)[1] == before  # and after, without the old key
+    finally:
+        keys.master_keys.cache_clear()
