@@ -21,10 +21,10 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, code="not_found", field=field)
+    def __init__(self, message: str, *, code: str = "not_found", field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)
 
 
 class Conflict(DomainError):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, code="conflict", field=field)
+    def __init__(self, message: str, *, code: str = "conflict", field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)

@@ -212,3 +212,32 @@ class TenantKey(models.Model):
 
     def __str__(self) -> str:
         return self.key_id
+
+
+class Publication(models.Model):
+    """A signed document a tenant publishes for others to read (发布): fare rules, card schemes, hotlists.
+
+    This is how anything of one tenant reaches its counties, its terminals and the network without anyone
+    reading its schema: the tenant signs the document with its own key, the platform keeps every version.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="publications")
+    kind = models.SlugField(max_length=40)
+    version = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the canonical payload.")
+    document = models.JSONField(help_text="The signed document: payload and signature.")
+    published_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["tenant_id", "kind", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "version"], name="publication_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.kind} v{self.version}"
+
+    @property
+    def payload(self) -> dict:
+        return self.document["payload"]
