@@ -1,8 +1,9 @@
 """Tenant schemas: the template every tenant is cloned from, kept in step with the migrations.
 
-A new tenant's schema is a copy of ``settings.TENANT_BASE_SCHEMA`` made by django-tenants'
-``clone_schema`` (tables, indexes, constraints, triggers, sequences and the template's rows, including
-``django_migrations``), so creating a tenant costs the same however many migrations exist.
+A new tenant's schema is a copy of ``settings.TENANT_BASE_SCHEMA`` (tables, indexes, constraints,
+triggers, sequences and the template's rows, including ``django_migrations``) made by
+:mod:`citycard.platform.schema_clone`, so creating a tenant costs the same however many migrations exist
+and however many tenants there already are.
 ``citycard migrate`` migrates the public schema, then the template, then every tenant.
 """
 
@@ -12,10 +13,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
-from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists
 
 from citycard.platform.errors import DomainError
+from citycard.platform.schema_clone import schema_copy
 
 _template_current = False
 
@@ -70,7 +71,7 @@ def schema_clone_from_template(schema_name: str) -> None:
         raise DomainError(
             f"a schema named {schema_name!r} already exists in the database", code="duplicate", field="code"
         )
-    CloneSchema().clone_schema(template_schema_name(), schema_name, "DATA")
+    schema_copy(template=template_schema_name(), schema=schema_name)
     connection.set_schema_to_public()
 
 

@@ -163,3 +163,46 @@ def test_suspend_via_cli(capsys):
     assert Tenant.objects.get(code="shenzhen").status == "suspended"
     with pytest.raises(CommandError, match="no tenant with code 'nowhere'"):
         call_command("tenant", "suspend", "nowhere", "--reason", "x")
+
+
+_CATALOG = """
+SELECT 'table ' || c.relname || ' ' || c.relkind::text FROM pg_class c WHERE c.relnamespace = %(ns)s::regnamespace
+  AND c.relkind IN ('r', 'p', 'v')
+UNION ALL SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+  || ' ' || a.attnotnull::text || ' ' || a.attidentity::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE c.relnamespace = %(ns)s::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL SELECT 'constraint ' || c.relname || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid)
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid WHERE c.relnamespace = %(ns)s::regnamespace
+UNION ALL SELECT 'index ' || ic.relname || ' ' || regexp_replace(pg_get_indexdef(i.indexrelid), ' ON \\S+\\.', ' ON ')
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE ic.relnamespace = %(ns)s::regnamespace
+UNION ALL SELECT 'trigger ' || c.relname || ' ' || t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  WHERE c.relnamespace = %(ns)s::regnamespace AND NOT t.tgisinternal
+UNION ALL SELECT 'function ' || p.proname FROM pg_proc p WHERE p.pronamespace = %(ns)s::regnamespace
+"""
+
+
+@pytest.mark.django_db
+def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
+    from django.db import connection
+
+    def catalog(schema):
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL search_path TO public")
+            cur.execute(_CATALOG, {"ns": schema})
+            return sorted(row[0].replace(f"{schema}.", "") for row in cur.fetchall())
+
+    template = catalog("_template")
+    assert len(template) > 20
+    assert catalog("jiaxing") == template
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM _template.django_migrations")
+        template_rows = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM jiaxing.django_migrations")
+        assert cur.fetchone()[0] == template_rows > 0
+        # Identity sequences continue after the copied rows instead of colliding with them.
+        cur.execute("INSERT INTO jiaxing.django_migrations (app, name, applied) VALUES ('x', 'y', now()) RETURNING id")
+        new_id = cur.fetchone()[0]
+        cur.execute("SELECT max(id) FROM _template.django_migrations")
+        assert new_id > cur.fetchone()[0]
