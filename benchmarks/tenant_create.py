@@ -136,8 +136,12 @@ def child(clones: int, migrated: int) -> dict:
         "clone_median": statistics.median(clone_times) if clone_times else None,
         "clone_p95": sorted(clone_times)[int(len(clone_times) * 0.95) - 1] if clone_times else None,
         # Flatness as tenants accumulate: the first and the last 10% of the clones.
-        "clone_first": statistics.median(clone_times[: max(len(clone_times) // 10, 1)]) if clone_times else None,
-        "clone_last": statistics.median(clone_times[-max(len(clone_times) // 10, 1) :]) if clone_times else None,
+        "clone_first": statistics.median(clone_times[: max(len(clone_times) // 10, 1)])
+        if clone_times
+        else None,
+        "clone_last": statistics.median(clone_times[-max(len(clone_times) // 10, 1) :])
+        if clone_times
+        else None,
         "migrate_median": statistics.median(migrate_times) if migrate_times else None,
         "clones": clones,
         "migrated": migrated,

@@ -210,7 +210,9 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
         " WHERE s.relnamespace = %s AND s.relkind = 'S'",
         [ns],
     )
-    sequences = tuple((_q(seq), _q(table) if table else None, column) for seq, table, column in cur.fetchall())
+    sequences = tuple(
+        (_q(seq), _q(table) if table else None, column) for seq, table, column in cur.fetchall()
+    )
     return _TemplateScript(
         state=state,
         ddl_before_data="\n".join(before),

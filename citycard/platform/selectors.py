@@ -11,7 +11,9 @@ from citycard.platform.models import NetworkMembership, RoamingNetwork, Tenant, 
 
 
 def tenant_list(*, include_platform: bool = False) -> QuerySet[Tenant]:
-    qs = Tenant.objects.select_related("parent").prefetch_related("domains", "memberships__network")
+    qs = Tenant.objects.select_related("parent").prefetch_related(
+        "domains", "memberships__network", "parent__memberships__network"
+    )
     if not include_platform:
         qs = qs.exclude(kind=TenantKind.PLATFORM)
     return qs.order_by("division_code")

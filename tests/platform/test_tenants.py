@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -141,8 +143,10 @@ def test_cli_create_and_list(capsys):
     call_command("tenant", "create", "--code", "suzhou", "--division", "320500")
     assert "created city suzhou (苏州市 Suzhou, 320500) at suzhou.localhost" in capsys.readouterr().out
     call_command("tenant", "list", "--json")
-    out = capsys.readouterr().out
-    assert '"code": "suzhou"' in out and '"code": "tonglu"' in out
+    rows = {row["code"]: row for row in json.loads(capsys.readouterr().out)}
+    assert "suzhou" in rows and rows["suzhou"]["networks"] == []
+    # A county roams through its city's membership.
+    assert rows["tonglu"]["networks"] == rows["hangzhou"]["networks"] == ["yrd"]
 
 
 def test_suspend_and_activate(client, tenant):
@@ -202,7 +206,9 @@ def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
         cur.execute("SELECT count(*) FROM jiaxing.django_migrations")
         assert cur.fetchone()[0] == template_rows > 0
         # Identity sequences continue after the copied rows instead of colliding with them.
-        cur.execute("INSERT INTO jiaxing.django_migrations (app, name, applied) VALUES ('x', 'y', now()) RETURNING id")
+        cur.execute(
+            "INSERT INTO jiaxing.django_migrations (app, name, applied) VALUES ('x', 'y', now()) RETURNING id"
+        )
         new_id = cur.fetchone()[0]
         cur.execute("SELECT max(id) FROM _template.django_migrations")
         assert new_id > cur.fetchone()[0]

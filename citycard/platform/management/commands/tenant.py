@@ -88,7 +88,10 @@ class Command(PlatformCommand):
             "kind": t.kind,
             "parent": t.parent.code if t.parent else None,
             "status": t.status,
-            "networks": sorted(m.network.code for m in t.memberships.all() if m.left_on is None),
+            # A county roams through its city's memberships (prefetched with the parent by tenant_list).
+            "networks": sorted(
+                m.network.code for m in (t.parent or t).memberships.all() if m.left_on is None
+            ),
             "domain": next((d.domain for d in t.domains.all() if d.is_primary), None),
         }
 
