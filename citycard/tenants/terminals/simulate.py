@@ -64,7 +64,9 @@ class SimTerminal:
     def key_id(self) -> str:
         return f"{self.terminal_id}:k{self.key_version}"
 
-    def tap(self, card: SimCard, *, at: dt.datetime, amount_fen: int = 200, rng: random.Random | None = None) -> dict:
+    def tap(
+        self, card: SimCard, *, at: dt.datetime, amount_fen: int = 200, rng: random.Random | None = None
+    ) -> dict:
         rng = rng or random
         self.seq += 1
         card.counter += 1
@@ -99,7 +101,9 @@ class SimTerminal:
             "transactions": taps,
         }
 
-    def sign(self, payload: dict[str, Any], *, key: Ed25519PrivateKey | None = None, key_id: str | None = None) -> bytes:
+    def sign(
+        self, payload: dict[str, Any], *, key: Ed25519PrivateKey | None = None, key_id: str | None = None
+    ) -> bytes:
         document = sign_document(payload, key=key or self.private_key, key_id=key_id or self.key_id)
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
