@@ -70,9 +70,8 @@ def test_county_terminals_clear_as_the_city(client, tenant, register, now):
 def test_roaming_taps_reach_the_wired_outbox_once(client, tenant, register, now, monkeypatch):
     jiaxing = tenant("jiaxing")
     delivered: list[dict] = []
-    with tenant_context(jiaxing):
-        with pytest.raises(Exception, match="no interop outbox is wired"):
-            roaming_pending_handoff(actor="test")
+    with tenant_context(jiaxing), pytest.raises(Exception, match="no interop outbox is wired"):
+        roaming_pending_handoff(actor="test")
     # Taps stored while no outbox was wired wait as pending…
     upload(client, jiaxing, register, "jiaxing", "JX-1", cards("330100", 2), now)
     monkeypatch.setattr(checks, "ROAMING_SINK", lambda records, actor: delivered.extend(records))

@@ -16,7 +16,6 @@ from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.checks import Flag
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Batch, ReviewFlag, TapException, Transaction
-from citycard.tenants.terminals.services import terminal_suspend
 from citycard.tenants.terminals.simulate import SimTerminal
 
 from .conftest import cards, taps_for
