@@ -187,7 +187,8 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
     )
     # pg_get_indexdef and pg_get_triggerdef qualify names whatever the search path; drop the template's.
     qualified = re.compile(rf"(?<=[\s(])(?:{re.escape(_q(template))}|{re.escape(template)})\.")
-    after.extend(qualified.sub("", row[0]) + ";" for row in cur.fetchall())
+    # A partitioned table's index prints as "ON ONLY parent", which would not reach the partitions.
+    after.extend(qualified.sub("", row[0]).replace(" ON ONLY ", " ON ", 1) + ";" for row in cur.fetchall())
 
     cur.execute(
         "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
