@@ -48,7 +48,7 @@ def demo_step(ctx) -> None:
         rng = random.Random(code)
         with tenant_context(tenant):
             for n in range(1, 3):
-                terminal_id = f"{code[:2].upper()}-BUS-{n:03d}"
+                terminal_id = f"{code[:3].upper()}-BUS-{n:03d}"
                 sim = SimTerminal(terminal_id, code, route=str(n * 11), private_key=_demo_key(terminal_id))
                 if not Terminal.objects.filter(terminal_id=terminal_id).exists():
                     terminal_register(
