@@ -166,7 +166,9 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
     cur.execute(
         "SELECT quote_ident(c.relname), quote_ident(con.conname), pg_get_constraintdef(con.oid), con.contype"
         " FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid"
-        " WHERE c.relnamespace = %s AND con.conparentid = 0 AND con.contype IN ('p', 'u', 'c', 'x', 'f')"
+        # A partition's CHECK constraints inherited from its parent have conparentid 0 but are not local.
+        " WHERE c.relnamespace = %s AND con.conparentid = 0 AND con.conislocal"
+        " AND con.contype IN ('p', 'u', 'c', 'x', 'f')"
         " ORDER BY con.contype = 'f', c.relname, con.conname",
         [ns],
     )
@@ -185,7 +187,8 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
     )
     # pg_get_indexdef and pg_get_triggerdef qualify names whatever the search path; drop the template's.
     qualified = re.compile(rf"(?<=[\s(])(?:{re.escape(_q(template))}|{re.escape(template)})\.")
-    after.extend(qualified.sub("", row[0]) + ";" for row in cur.fetchall())
+    # A partitioned table's index prints as "ON ONLY parent", which would not reach the partitions.
+    after.extend(qualified.sub("", row[0]).replace(" ON ONLY ", " ON ", 1) + ";" for row in cur.fetchall())
 
     cur.execute(
         "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"

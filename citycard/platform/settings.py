@@ -69,6 +69,7 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "citycard.platform.audit",
+    "citycard.tenants.terminals",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -201,7 +202,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.platform.tasks.audit_verify_all",
         "schedule": 24 * 3600,
     },
+    # Month partitions of the transaction table, made ahead in the template and every tenant.
+    "terminals-partitions-ahead": {
+        "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
+        "schedule": 6 * 3600,
+    },
 }
+
+# Terminal batch ingestion (docs/ingestion.md).
+TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
+TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
+TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
 
 LOGGING = {
     "version": 1,

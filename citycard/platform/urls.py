@@ -1,6 +1,6 @@
 """URLs on a tenant's domain (``<code>.<base domain>``), run in that tenant's schema."""
 
-from django.urls import path
+from django.urls import include, path
 
 from citycard.platform import views
 from citycard.platform.admin_sites import tenant_admin
@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.tenant_home, name="home"),
     path("status.json", views.status, name="status"),
     path("admin/", tenant_admin.urls),
+    path("", include("citycard.tenants.terminals.urls")),
 ]

@@ -1,0 +1,240 @@
+"""How fast the back office takes terminal batches, against raw COPY and a naive ORM loop, in one run.
+
+    .venv/bin/python benchmarks/ingest.py [--taps 1000000] [--batch 500] [--terminals 200] [--orm-sample 10000]
+
+Runs in its own database (``citycard_bench_ingest``, dropped and re-created) on the embedded PostgreSQL,
+or on the server DATABASE_URL names. Taps are generated for 200 terminals of Hangzhou (10% roaming
+cards from Jiaxing and Shanghai, 0.5% duplicates resent from the terminal's previous batch), signed
+per batch with each terminal's Ed25519 key, and timed only while being ingested:
+
+(a) the full endpoint path in-process: the upload view (RequestFactory request, real signature check,
+    validation, routing, COPY, natural-key insert, checks, signed acknowledgement), one commit per batch;
+(b) raw COPY of the same stored rows into the same (emptied) table, 500 rows and one commit per COPY;
+(c) a naive ORM loop (``Transaction(...).save()`` per row, autocommit) on a sample of the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = "citycard_bench_ingest"
+
+
+def child(args) -> None:
+    import datetime as dt
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import RequestFactory
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from citycard.platform import services
+    from citycard.platform.models import Tenant
+    from citycard.tenants.terminals import views
+    from citycard.tenants.terminals.models import Transaction
+    from citycard.tenants.terminals.services import terminal_register
+    from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+
+    call_command("migrate", interactive=False, verbosity=0)
+    services.platform_bootstrap()
+    for code, division in (("shanghai", "310000"), ("hangzhou", "330100"), ("jiaxing", "330400")):
+        if not Tenant.objects.filter(code=code).exists():
+            services.tenant_create(code=code, division_code=division, actor="bench")
+        services.network_join(network_code="yrd", tenant_code=code, actor="bench")
+    hangzhou = Tenant.objects.get(code="hangzhou")
+
+    rng = random.Random(7)
+    terminals = [
+        SimTerminal(f"HZ-BUS-{i:04d}", "hangzhou", route=str(1 + i % 400)) for i in range(args.terminals)
+    ]
+    with tenant_context(hangzhou):
+        for sim in terminals:
+            terminal_register(
+                terminal_id=sim.terminal_id,
+                operator="杭州公交集团",
+                department="transport",
+                service="bus",
+                route=sim.route,
+                public_key=sim.public_key,
+                actor="bench",
+            )
+    own = [SimCard(card_number("330100", i)) for i in range(1, 50_001)]
+    roaming = [SimCard(card_number(d, i)) for d in ("330400", "310000") for i in range(1, 5_001)]
+    previous: dict[str, list[dict]] = {}
+    start = timezone.now().astimezone(SHANGHAI) - dt.timedelta(hours=12)
+
+    def next_body(n: int) -> tuple[bytes, int]:
+        sim = terminals[n % len(terminals)]
+        taps, dups = [], 0
+        earlier = previous.get(sim.terminal_id, [])
+        for j in range(args.batch):
+            if earlier and rng.random() < 0.005:
+                taps.append(dict(rng.choice(earlier)))  # resent: a duplicate by natural key
+                dups += 1
+                continue
+            card = rng.choice(roaming) if rng.random() < 0.10 else rng.choice(own)
+            at = start + dt.timedelta(seconds=n * 5 + j * 0.01)
+            taps.append(
+                sim.tap(
+                    card, at=at.replace(microsecond=0), amount_fen=rng.choice((100, 150, 200, 300)), rng=rng
+                )
+            )
+        previous[sim.terminal_id] = taps
+        return sim.sign(sim.payload(taps, created_at=timezone.now().astimezone(SHANGHAI))), dups
+
+    factory = RequestFactory()
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+    batches = args.taps // args.batch
+    ingest_wall = ingest_cpu = 0.0
+    accepted = duplicates = sent_dups = 0
+    for n in range(batches):
+        body, dups = next_body(n)
+        sent_dups += dups
+        request = factory.post(
+            "/terminal/v1/batches", data=body, content_type="application/json", HTTP_HOST="hangzhou.localhost"
+        )
+        request.tenant = hangzhou
+        w0, c0 = time.perf_counter(), time.process_time()
+        connection.set_tenant(hangzhou)
+        if profiler is not None:
+            profiler.enable()
+        if os.environ.get("BENCH_QUERIES") and n == batches - 1:
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as captured:
+                response = views.batch_upload(request)
+            for q in captured.captured_queries:
+                print(q["time"], q["sql"][:80].replace("\n", " "))
+        else:
+            response = views.batch_upload(request)
+        if profiler is not None:
+            profiler.disable()
+        ingest_wall += time.perf_counter() - w0
+        ingest_cpu += time.process_time() - c0
+        if response.status_code != 200:
+            raise SystemExit(f"batch {n} refused: {response.content[:300]!r}")
+        if n % 200 == 0:
+            import json
+
+            ack = json.loads(response.content)["payload"]
+            accepted += ack["accepted"]
+            duplicates += ack["duplicates"]
+    connection.set_tenant(hangzhou)
+    if profiler is not None:
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+    stored = Transaction.objects.count()
+    taps_total = batches * args.batch
+
+    # (b) the same rows, raw COPY, same chunk size, one commit per chunk.
+    columns = [f.column for f in Transaction._meta.concrete_fields]
+    dump = io.StringIO()
+    with connection.cursor() as cur:
+        cur.cursor.copy_expert(
+            f"COPY (SELECT {', '.join(columns)} FROM terminals_transaction) TO STDOUT", dump
+        )
+    lines = dump.getvalue().splitlines(keepends=True)
+    sample = list(Transaction.objects.order_by("?")[: args.orm_sample])
+    chunks = ["".join(lines[i : i + args.batch]) for i in range(0, len(lines), args.batch)]
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE terminals_transaction")
+    copy_wall = 0.0
+    for chunk in chunks:
+        w0 = time.perf_counter()
+        with connection.cursor() as cur:
+            cur.cursor.copy_expert(
+                f"COPY terminals_transaction ({', '.join(columns)}) FROM STDIN", io.StringIO(chunk)
+            )
+        connection.commit() if not connection.get_autocommit() else None
+        copy_wall += time.perf_counter() - w0
+
+    # (c) naive ORM: one save() per row, autocommit.
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE terminals_transaction")
+    w0 = time.perf_counter()
+    for row in sample:
+        row.pk = None
+        row.save(force_insert=True)
+    orm_wall = time.perf_counter() - w0
+
+    a = taps_total / ingest_wall
+    b = len(lines) / copy_wall
+    c = len(sample) / orm_wall
+    print(f"taps generated {taps_total}  batches {batches} x {args.batch}  terminals {args.terminals}")
+    print(
+        f"stored {stored}  resent duplicates {sent_dups}  (sampled acks: accepted {accepted}, duplicates {duplicates})"
+    )
+    print(
+        f"(a) endpoint path   {a:>10,.0f} taps/s   wall {ingest_wall:7.2f}s  python cpu {ingest_cpu:7.2f}s "
+        f"({taps_total / ingest_cpu:,.0f} taps per cpu-second)"
+    )
+    print(f"(b) raw COPY        {b:>10,.0f} taps/s   wall {copy_wall:7.2f}s  ({len(lines)} rows)")
+    print(f"(c) naive ORM save  {c:>10,.0f} taps/s   wall {orm_wall:7.2f}s  ({len(sample)} rows)")
+    print(f"(b)/(a) = {b / a:.2f}x   (a)/(c) = {a / c:.1f}x")
+
+
+def _reset_database(env: dict[str, str]) -> None:
+    code = (
+        "import django; django.setup();\n"
+        "from django.db import connection\n"
+        "from psycopg2 import connect\n"
+        "s = connection.settings_dict; connection.get_connection_params()\n"
+        "c = connect(dbname='postgres', user=s['USER'] or None, host=s['HOST'] or None, port=s['PORT'] or None,"
+        " password=s.get('PASSWORD') or None); c.autocommit = True\n"
+        f"c.cursor().execute('DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)')\n"
+        f"c.cursor().execute('CREATE DATABASE {BENCH_DB}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--taps", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--terminals", type=int, default=200)
+    parser.add_argument("--orm-sample", type=int, default=10_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    env = dict(os.environ)
+    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
+    if env.get("DATABASE_URL"):
+        from urllib.parse import urlsplit, urlunsplit
+
+        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
+    else:
+        env["CITYCARD_DB_NAME"] = BENCH_DB
+    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
+    _reset_database(env)
+    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=True)
+    if not os.environ.get("DATABASE_URL"):
+        subprocess.run(
+            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

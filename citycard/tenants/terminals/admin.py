@@ -1,0 +1,194 @@
+"""Tenant admin pages: the terminal registry, batches, transactions, review flags and exceptions."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from citycard.platform.admin_sites import tenant_admin
+from citycard.platform.errors import DomainError
+from citycard.tenants.terminals import services
+from citycard.tenants.terminals.models import (
+    Batch,
+    ReviewFlag,
+    TapException,
+    Terminal,
+    TerminalKey,
+    Transaction,
+)
+
+
+def _actor(request) -> str:
+    return f"user:{request.user.username}"
+
+
+class TerminalKeyInline(admin.TabularInline):
+    model = TerminalKey
+    extra = 0
+    fields = ("key_id", "version", "created_at", "retired_at", "verify_until")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class TerminalRegistrationForm(forms.ModelForm):
+    """Registering goes through services.terminal_register (key stored, audit written)."""
+
+    public_key = forms.CharField(help_text="The terminal's Ed25519 public key, base64 or hex (32 bytes).")
+
+    class Meta:
+        model = Terminal
+        fields = ("terminal_id", "operator", "department", "service", "route", "location")
+
+
+@admin.register(Terminal, site=tenant_admin)
+class TerminalAdmin(admin.ModelAdmin):
+    list_display = (
+        "terminal_id",
+        "operator",
+        "department",
+        "service",
+        "route",
+        "location",
+        "status",
+        "last_seq",
+    )
+    list_filter = ("status", "service", "department")
+    search_fields = ("terminal_id", "operator", "route", "location")
+    inlines = [TerminalKeyInline]
+    actions = ["suspend_selected", "resume_selected"]
+    readonly_fields = ("status", "status_reason", "last_seq", "registered_at", "registered_by")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = TerminalRegistrationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["terminal_id", "operator", "department", "service", "route", "location", "public_key"]
+        return [
+            "terminal_id",
+            "operator",
+            "department",
+            "service",
+            "route",
+            "location",
+            *self.readonly_fields,
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("terminal_id", *self.readonly_fields) if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        try:
+            created = services.terminal_register(
+                terminal_id=data["terminal_id"],
+                operator=data["operator"],
+                department=data["department"],
+                service=data["service"],
+                route=data.get("route", ""),
+                location=data.get("location", ""),
+                public_key=data["public_key"],
+                actor=_actor(request),
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            raise
+        obj.pk = created.pk
+
+    @admin.action(description="Suspend the selected terminals (uploads refused)")
+    def suspend_selected(self, request, queryset):
+        for terminal in queryset:
+            services.terminal_suspend(
+                terminal_id=terminal.terminal_id,
+                reason=f"suspended by {request.user.username}",
+                actor=_actor(request),
+            )
+        messages.success(request, f"suspended {queryset.count()} terminal(s)")
+
+    @admin.action(description="Resume the selected terminals")
+    def resume_selected(self, request, queryset):
+        for terminal in queryset:
+            services.terminal_resume(terminal_id=terminal.terminal_id, actor=_actor(request))
+        messages.success(request, f"resumed {queryset.count()} terminal(s)")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Batch, site=tenant_admin)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "batch_id",
+        "terminal",
+        "received_at",
+        "clock_skew_s",
+        "tap_count",
+        "accepted",
+        "duplicates",
+        "rejected",
+    )
+    search_fields = ("batch_id", "terminal__terminal_id")
+    date_hierarchy = "received_at"
+    exclude = ("ack",)
+
+
+@admin.register(Transaction, site=tenant_admin)
+class TransactionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "tapped_at",
+        "card_no",
+        "card_counter",
+        "terminal_id",
+        "terminal_seq",
+        "amount_fen",
+        "routing",
+        "issuer_tenant",
+        "outbox_state",
+    )
+    list_filter = ("routing", "outbox_state", "service")
+    search_fields = ("=card_no", "=terminal_id")
+    show_full_result_count = False
+
+
+class ResolvableAdmin(ReadOnlyAdmin):
+    actions = ["resolve_selected"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(f"terminals.change_{self.model._meta.model_name}")
+
+    @admin.action(description="Mark the selected as resolved")
+    def resolve_selected(self, request, queryset):
+        n = queryset.filter(resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolved_by=_actor(request)
+        )
+        messages.success(request, f"resolved {n}")
+
+
+@admin.register(ReviewFlag, site=tenant_admin)
+class ReviewFlagAdmin(ResolvableAdmin):
+    list_display = ("created_at", "code", "card_no", "transaction_id", "batch", "resolved_at")
+    list_filter = ("code",)
+    search_fields = ("=card_no",)
+
+
+@admin.register(TapException, site=tenant_admin)
+class TapExceptionAdmin(ResolvableAdmin):
+    list_display = ("created_at", "kind", "reason", "card_no", "issuer", "batch", "idx", "resolved_at")
+    list_filter = ("kind", "reason")
+    search_fields = ("=card_no",)

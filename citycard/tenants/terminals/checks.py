@@ -1,0 +1,267 @@
+"""What happens to the new taps of a batch after they are stored: checks that flag, and the roaming router.
+
+Every check takes the batch context and *all* new taps of the batch at once and returns review flags,
+so a check costs a fixed number of queries per batch whatever its size (no per-row queries: the upload
+endpoint's query count is asserted in tests). Checks run inside the ingestion transaction, after the
+rows are inserted (``Tap.tx_id`` is set) and before the acknowledgement is signed; a check that raises
+fails the whole upload (nothing written), so a check must flag, never raise, for a bad tap.
+
+``CHECKS`` is the ordered list that runs. The built-in ones are complete. The checks that need the
+tenant domain, the published fare rules and the card crypto are the EXTENSION POINTS below: they are
+deliberately absent until those packages are merged; wiring one is appending a function to ``CHECKS``.
+
+Extension points (wire them here; each is ``(ctx, taps) -> Iterable[Flag]``):
+
+* ``tac_check`` — for own cards (``tap.routing == "own"``), verify ``tap.tac`` with the issuer keys
+  (``citycard.terminal_kit`` ``tac_verify``, keys diversified by card number). Flag ``tac_invalid``.
+* ``fare_recheck`` — ``citycard.tenants.fares`` ``fare_check(...)`` with the rules published at
+  ``tap.tapped_at`` (``ctx.rule_version`` is what the terminal used); amount differs → flag
+  ``fare_mismatch`` with ``{"expected_fen", "charged_fen", "rule"}``. The tap stays accepted.
+* ``hotlist_check`` — own cards: ``citycard.tenants.cards`` ``hotlist_as_of(card_no, at)``; hotlisted
+  before the tap by more than the grace period → flag ``hotlisted`` with ``{"listed_at", "reason"}``.
+* ``purse_shadow_follow`` — own cards: ``purse_shadow_apply(...)`` for each card's taps in
+  ``card_counter`` order (sort ``taps`` by (card_no, card_counter)); flag ``shadow_divergence`` when the
+  card's ``balance_before_fen`` differs from the shadow balance.
+
+Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from citycard.platform.models import Tenant
+from citycard.platform.selectors import networks_shared, tenant_by_division
+
+# --- the data checks see --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    tenant: Tenant  # the tenant whose schema and terminal took the taps
+    acquirer: Tenant  # who clears them: the tenant, or its city for a county
+    terminal_pk: int
+    terminal_id: str
+    terminal_last_seq: int | None  # highest sequence received before this batch
+    batch_pk: int
+    batch_id: str
+    received_at: dt.datetime
+    terminal_clock: dt.datetime  # the batch's created_at
+    rule_version: int
+    hotlist_version: int
+    all_terminal_seqs: tuple[int, ...] = ()  # every sequence number the batch carried (rejected too)
+
+
+@dataclass(slots=True)
+class Tap:
+    """One newly stored transaction (duplicates and rejected taps never reach the checks)."""
+
+    index: int
+    card_no: str
+    issuer: str
+    card_counter: int
+    terminal_seq: int
+    amount_fen: int
+    balance_before_fen: int
+    balance_after_fen: int
+    tapped_at: dt.datetime
+    service: str
+    route: str
+    tac: str
+    kind: str
+    status: str
+    card_scheme: str
+    categories: list[str]
+    fare_rule_id: str
+    routing: str = ""
+    issuer_tenant: str = ""
+    network: str = ""
+    tx_id: int = 0
+
+
+@dataclass(frozen=True)
+class Flag:
+    tap: Tap
+    code: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Check = Callable[[BatchContext, Sequence[Tap]], Iterable[Flag]]
+
+
+# --- built-in checks ---------------------------------------------------------------------------------
+
+
+def max_clock_skew() -> dt.timedelta:
+    from django.conf import settings
+
+    return dt.timedelta(seconds=settings.TERMINAL_MAX_CLOCK_SKEW_S)
+
+
+def clock_skew_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Terminal clock vs received time beyond the threshold: every tap of the batch is flagged (its
+    tapped_at is suspect); a tap stamped after the batch was received is flagged on its own."""
+    limit = max_clock_skew()
+    skew = ctx.terminal_clock - ctx.received_at
+    if abs(skew) > limit:
+        detail = {"skew_s": int(skew.total_seconds()), "limit_s": int(limit.total_seconds())}
+        return [Flag(tap, "clock_skew", detail) for tap in taps]
+    latest = ctx.received_at + limit
+    return [
+        Flag(tap, "clock_skew", {"future_s": int((tap.tapped_at - ctx.received_at).total_seconds())})
+        for tap in taps
+        if tap.tapped_at > latest
+    ]
+
+
+def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Sequence numbers the terminal skipped (after its previous high-water mark and inside the batch).
+
+    A late tap below the high-water mark is not a gap (it fills one). Rejected taps count as seen."""
+    by_seq = {tap.terminal_seq: tap for tap in taps}
+    seqs = sorted(set(ctx.all_terminal_seqs) | by_seq.keys())
+    previous = ctx.terminal_last_seq
+    flags = []
+    for seq in seqs:
+        if previous is not None and seq > previous + 1 and seq in by_seq:
+            flags.append(Flag(by_seq[seq], "terminal_seq_gap", {"missing": [previous + 1, seq - 1]}))
+        if previous is None or seq > previous:
+            previous = seq
+    return flags
+
+
+def card_counter_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Card transaction counters skipped: the next lower counter stored for the card is not counter − 1.
+
+    One query for the whole batch, through the natural-key index (card_no, card_counter, …). The first tap
+    ever seen of a card is not a gap; a counter arriving late (from another terminal) fills one."""
+    if not taps:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT s.i, p.prev FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS s(i, card_no, counter)"
+            " CROSS JOIN LATERAL (SELECT max(k.card_counter) AS prev FROM terminals_tapkey k"
+            "   WHERE k.card_no = s.card_no AND k.card_counter < s.counter) p"
+            " WHERE p.prev < s.counter - 1",
+            [
+                list(range(len(taps))),
+                [t.card_no for t in taps],
+                [t.card_counter for t in taps],
+            ],
+        )
+        rows = cur.fetchall()
+    return [
+        Flag(taps[i], "card_counter_gap", {"missing": [prev + 1, taps[i].card_counter - 1]})
+        for i, prev in rows
+    ]
+
+
+# The checks that run, in order. Extension points (see the module docstring) are appended here when
+# their packages are merged, e.g. ``CHECKS.append(tac_check)``.
+CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check, card_counter_gap_check]
+
+
+# --- routing -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the taps of one issuer go: own (cleared at home), roaming (to the issuer through a network),
+    or held (an exception with a reason)."""
+
+    routing: str
+    issuer_tenant: str = ""
+    network: str = ""
+    reason: str = ""
+    message: str = ""
+
+
+_route_cache: dict[tuple[int, str, dt.date], tuple[float, Route]] = {}
+ROUTE_CACHE_SECONDS = 60.0
+
+
+def route_cache_clear() -> None:
+    _route_cache.clear()
+
+
+def route_for(*, acquirer: Tenant, issuer: str, on: dt.date) -> Route:
+    """Route the taps of cards issued by division ``issuer`` taken by ``acquirer`` (a city, or a county
+    clearing as its city) on local date ``on``. Cached for a minute per (acquirer, issuer, day) so a batch
+    costs no query for issuers seen recently."""
+    key = (acquirer.pk, issuer, on)
+    hit = _route_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < ROUTE_CACHE_SECONDS:
+        return hit[1]
+    route = _route_uncached(acquirer=acquirer, issuer=issuer, on=on)
+    _route_cache[key] = (now, route)
+    return route
+
+
+def _route_uncached(*, acquirer: Tenant, issuer: str, on: dt.date) -> Route:
+    if issuer == acquirer.division_code:
+        return Route("own", issuer_tenant=acquirer.code)
+    owner = tenant_by_division(issuer)
+    if owner is None or owner.is_platform:
+        return Route("held", reason="unknown_issuer", message=f"no tenant issues cards with prefix {issuer}")
+    issuer_tenant = owner.clearing_tenant
+    if issuer_tenant.pk == acquirer.pk:
+        return Route("own", issuer_tenant=acquirer.code)
+    shared = list(networks_shared(a=acquirer, b=issuer_tenant, on=on).values_list("code", flat=True))
+    if not shared:
+        return Route(
+            "held",
+            issuer_tenant=issuer_tenant.code,
+            reason="issuer_not_in_shared_network",
+            message=f"{issuer_tenant.code} shares no roaming network with {acquirer.code} on {on}",
+        )
+    return Route("roaming", issuer_tenant=issuer_tenant.code, network=shared[0])
+
+
+# --- the interop outbox -----------------------------------------------------------------------------
+
+# ``ROAMING_SINK(records, actor)`` puts clearing records into this tenant's interop outbox, inside the
+# ingestion transaction. Wire it when citycard.tenants.exchange is merged, e.g.:
+#
+#     def _to_outbox(records, actor):
+#         for record in records:
+#             outbox_put_clearing_record(record=record, actor=actor)
+#     ROAMING_SINK = _to_outbox
+#
+# (a bulk ``outbox_put_clearing_records`` keeps the upload's query count flat.) Until then roaming taps
+# are stored with ``outbox_state = "pending"`` and ``services.roaming_pending_handoff`` delivers the
+# backlog once a sink exists: no tap is lost or sent twice.
+RoamingSink = Callable[[list[dict[str, Any]], str], None]
+ROAMING_SINK: RoamingSink | None = None
+
+
+def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: Tap) -> dict[str, Any]:
+    """The clearing record of a roaming tap, as the acquirer sends it to the issuer (清算记录)."""
+    return {
+        "acquirer": ctx_acquirer,
+        "issuer": tap.issuer_tenant,
+        "network": tap.network,
+        "source_tx_id": tap.tx_id,
+        "batch_id": batch_id,
+        "terminal_id": terminal_id,
+        "terminal_seq": tap.terminal_seq,
+        "card_no": tap.card_no,
+        "card_counter": tap.card_counter,
+        "amount_fen": tap.amount_fen,
+        "balance_before_fen": tap.balance_before_fen,
+        "balance_after_fen": tap.balance_after_fen,
+        "tapped_at": tap.tapped_at.isoformat(),
+        "service": tap.service,
+        "route": tap.route,
+        "tac": tap.tac,
+        "kind": tap.kind,
+        "status": tap.status,
+        "card_scheme": tap.card_scheme,
+        "fare_rule_id": tap.fare_rule_id,
+    }

@@ -1,0 +1,669 @@
+"""Taking a terminal's signed batch (批量上传): verify once, validate in one pass, store set-wise.
+
+The path of one upload, in a fixed number of queries whatever the batch size:
+
+1. size, JSON (floats refused at parse time), signature structure; the terminal key named by the
+   signature (one query) and one Ed25519 verification over the canonical payload;
+2. terminal active, payload's terminal and tenant match; the batch id looked up (one query): same content
+   → the stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
+3. the batch row inserted first (it serialises concurrent resends of one batch id), each tap validated
+   in Python (rejected with a reason, or repeated within the batch → duplicate), routed by issuer;
+4. month partitions ensured, the valid taps COPYed into a temp staging table, then one statement inserts
+   the natural keys with ``ON CONFLICT DO NOTHING`` and the transactions of the keys that were new;
+5. the checks of checks.CHECKS run over the new taps, flags and exceptions inserted in one statement
+   each, roaming taps handed to the interop sink if one is wired, the acknowledgement signed and stored.
+
+A refusal (``BatchRefused``) happens before anything is written, or rolls everything back.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import DomainError
+from citycard.platform.keys import tenant_sign
+from citycard.platform.models import Tenant
+from citycard.tenants.terminals import checks as checks_module
+from citycard.tenants.terminals.checks import BatchContext, Flag, Tap, clearing_record, route_for
+from citycard.tenants.terminals.models import Batch, TerminalKey, TerminalStatus, Transaction
+from citycard.tenants.terminals.partitions import SHANGHAI, partitions_ensure
+from citycard.terminal_kit.signing import b64decode
+
+log = logging.getLogger(__name__)
+
+TAPPED_AT_MAX_AGE = dt.timedelta(days=400)  # older than this: refused as implausible
+TAPPED_AT_MAX_AHEAD = dt.timedelta(days=31)  # further in the future: refused (nearer ones are flagged)
+TAP_STATUSES_PREFIX = "torn"  # "complete", or a torn transaction the terminal resolved ("torn_resolved"…)
+
+
+class BatchRefused(DomainError):
+    """The whole upload is refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    body: bytes  # the signed acknowledgement, exactly as sent (and resent)
+    replayed: bool
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError(f"number {text} is not an integer (money is integer fen)")
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not valid JSON")
+
+
+def canonical_bytes(payload: dict[str, Any]) -> bytes:
+    """terminal_kit.signing.canonical_json for a float-free payload (floats are refused at parse time)."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _parse_time(value: Any, what: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be an ISO 8601 string with an offset")
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{what} {value!r} has no UTC offset")
+    return moment
+
+
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def luhn_valid(number: str) -> bool:
+    digits = [ord(c) - 48 for c in number]
+    return (sum(digits[-1::-2]) + sum(_LUHN_DOUBLE[d] for d in digits[-2::-2])) % 10 == 0
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.message = message
+
+
+_INT_MAX = 2**63 - 1
+_TEXT_LIMITS = {"service": 20, "route": 40, "card_scheme": 40, "fare_rule_id": 60}
+
+
+def _int(tap: dict, name: str, *, minimum: int = 0) -> int:
+    value = tap.get(name)
+    if type(value) is not int:
+        raise _Reject("bad_field", f"{name} must be an integer")
+    if value < minimum or value > _INT_MAX:
+        reason = "negative_amount" if name == "amount_fen" else "bad_field"
+        raise _Reject(reason, f"{name} {value} is out of range")
+    return value
+
+
+def _text(tap: dict, name: str, *, required: bool = True) -> str:
+    value = tap.get(name, "" if not required else None)
+    if value is None and not required:
+        return ""
+    if type(value) is int and name == "fare_rule_id":
+        value = str(value)
+    if not isinstance(value, str) or (required and not value and name != "route"):
+        raise _Reject("bad_field", f"{name} must be a non-empty string")
+    if len(value) > _TEXT_LIMITS.get(name, 64):
+        raise _Reject("bad_field", f"{name} is longer than {_TEXT_LIMITS.get(name, 64)} characters")
+    return value
+
+
+def _validate(tap: Any, received_at: dt.datetime) -> Tap:
+    """One tap of the payload, checked completely, or _Reject naming what is wrong."""
+    if not isinstance(tap, dict):
+        raise _Reject("malformed", "a transaction must be a JSON object")
+    card_no = tap.get("card_no")
+    if not isinstance(card_no, str) or not (12 <= len(card_no) <= 19) or not card_no.isascii():
+        raise _Reject("bad_card_no", "card_no must be 12 to 19 digits")
+    if not card_no.isdigit() or not luhn_valid(card_no):
+        raise _Reject("bad_card_no", f"card_no {card_no} fails its Luhn check digit")
+    issuer = tap.get("issuer")
+    if issuer != card_no[:6]:
+        raise _Reject("issuer_mismatch", f"issuer {issuer!r} is not the card number's prefix {card_no[:6]}")
+    counter = _int(tap, "card_counter")
+    seq = _int(tap, "terminal_seq")
+    amount = _int(tap, "amount_fen")
+    before = _int(tap, "balance_before_fen", minimum=-_INT_MAX)
+    after = _int(tap, "balance_after_fen", minimum=-_INT_MAX)
+    if before - amount != after:
+        raise _Reject(
+            "balance_mismatch",
+            f"balance_before_fen {before} − amount_fen {amount} ≠ balance_after_fen {after}",
+        )
+    try:
+        tapped_at = _parse_time(tap.get("tapped_at"), "tapped_at")
+    except ValueError as exc:
+        raise _Reject("bad_tapped_at", str(exc)) from None
+    if tapped_at < received_at - TAPPED_AT_MAX_AGE or tapped_at > received_at + TAPPED_AT_MAX_AHEAD:
+        raise _Reject("tapped_at_out_of_range", f"tapped_at {tapped_at.isoformat()} is implausible")
+    tac = tap.get("tac")
+    if not isinstance(tac, str) or not (8 <= len(tac) <= 64) or len(tac) % 2:
+        raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
+    try:
+        bytes.fromhex(tac)
+    except ValueError:
+        raise _Reject("bad_tac", "tac is not hexadecimal") from None
+    kind = tap.get("kind")
+    if kind != "purchase":
+        raise _Reject("unsupported_kind", f"kind {kind!r} is not taken here (only 'purchase')")
+    status = tap.get("status")
+    if not isinstance(status, str) or not (status == "complete" or status.startswith(TAP_STATUSES_PREFIX)):
+        raise _Reject("bad_status", f"status {status!r} is neither 'complete' nor a torn-resolved variant")
+    if len(status) > 30:
+        raise _Reject("bad_status", "status is longer than 30 characters")
+    categories = tap.get("categories") or []
+    if not isinstance(categories, list) or not all(
+        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum()
+        for c in categories
+    ):
+        raise _Reject("bad_field", "categories must be a list of short codes")
+    return Tap(
+        index=0,
+        card_no=card_no,
+        issuer=issuer,
+        card_counter=counter,
+        terminal_seq=seq,
+        amount_fen=amount,
+        balance_before_fen=before,
+        balance_after_fen=after,
+        tapped_at=tapped_at,
+        service=_text(tap, "service"),
+        route=_text(tap, "route"),
+        tac=tac.lower(),
+        kind=kind,
+        status=status,
+        card_scheme=_text(tap, "card_scheme", required=False),
+        categories=categories,
+        fare_rule_id=_text(tap, "fare_rule_id", required=False),
+    )
+
+
+# --- the request-level checks ---------------------------------------------------------------------
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    limit = settings.TERMINAL_BATCH_MAX_BYTES
+    if len(body) > limit:
+        raise BatchRefused(
+            f"the batch is {len(body)} bytes; the limit is {limit}", code="too_large", status=413
+        )
+    if b"\\u0000" in body:
+        raise BatchRefused("the batch contains a NUL character", code="malformed")
+    try:
+        document = json.loads(body, parse_float=_no_float, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BatchRefused(f"the body is not valid JSON: {exc}", code="malformed") from None
+    if not isinstance(document, dict) or not isinstance(document.get("payload"), dict):
+        raise BatchRefused("the body must be a signed document {payload, signature}", code="malformed")
+    if document.get("signature") is None:
+        raise BatchRefused("the batch is not signed", code="unsigned", status=401)
+    return document
+
+
+def _verify(document: dict[str, Any], received_at: dt.datetime) -> tuple[TerminalKey, bytes]:
+    signature = document["signature"]
+    if not isinstance(signature, dict) or signature.get("alg") != "Ed25519":
+        raise BatchRefused("the signature must be {alg: Ed25519, key_id, value}", code="malformed")
+    key_id = signature.get("key_id")
+    if not isinstance(key_id, str) or not key_id:
+        raise BatchRefused("the signature names no key_id", code="malformed")
+    key = TerminalKey.objects.select_related("terminal").filter(key_id=key_id).first()
+    if key is None:
+        raise BatchRefused(f"no terminal here signs with key {key_id!r}", code="unknown_terminal", status=403)
+    if key.retired_at is not None and (key.verify_until is None or key.verify_until <= received_at):
+        raise BatchRefused(
+            f"key {key_id!r} was rotated out and its overlap window has ended", code="key_expired", status=401
+        )
+    try:
+        raw = b64decode(str(signature.get("value", "")), what="signature")
+    except ValueError as exc:
+        raise BatchRefused(str(exc), code="malformed") from None
+    canonical = canonical_bytes(document["payload"])
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(key.public_key)).verify(raw, canonical)
+    except InvalidSignature:
+        raise BatchRefused(
+            f"the signature by {key_id!r} does not match the batch", code="bad_signature", status=401
+        ) from None
+    return key, canonical
+
+
+def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
+    batch_id = payload.get("batch_id")
+    if not isinstance(batch_id, str) or not (0 < len(batch_id) <= 80):
+        raise BatchRefused("batch_id must be a string of 1 to 80 characters", code="malformed")
+    try:
+        created_at = _parse_time(payload.get("created_at"), "created_at")
+    except ValueError as exc:
+        raise BatchRefused(str(exc), code="malformed") from None
+    versions = [payload.get("rule_version"), payload.get("hotlist_version")]
+    if any(type(v) is not int or not (0 <= v < 2**31) for v in versions):
+        raise BatchRefused("rule_version and hotlist_version must be integers", code="malformed")
+    taps = payload.get("transactions")
+    if not isinstance(taps, list):
+        raise BatchRefused("transactions must be a list", code="malformed")
+    limit = settings.TERMINAL_BATCH_MAX_TAPS
+    if len(taps) > limit:
+        raise BatchRefused(
+            f"the batch holds {len(taps)} taps; the limit is {limit}", code="too_large", status=413
+        )
+    return batch_id, created_at, versions[0], versions[1], taps
+
+
+# --- SQL ---------------------------------------------------------------------------------------------
+
+_STAGE_COLUMNS = (
+    "idx, tapped_at, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen,"
+    " balance_after_fen, service, route, tac, kind, status, card_scheme, categories, fare_rule_id, routing,"
+    " issuer_tenant, network, outbox_state"
+)
+_STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (idx integer, tapped_at timestamptz, card_no text,"
+    " issuer text, card_counter bigint, terminal_seq bigint, amount_fen bigint, balance_before_fen bigint,"
+    " balance_after_fen bigint, service text, route text, tac text, kind text, status text, card_scheme text,"
+    " categories text[], fare_rule_id text, routing text, issuer_tenant text, network text,"
+    " outbox_state text) ON COMMIT DELETE ROWS; DELETE FROM ingest_stage"
+)
+_COPY_SQL = f"COPY ingest_stage ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+_INSERT_SQL = """
+WITH fresh AS (
+    INSERT INTO terminals_tapkey (card_no, card_counter, terminal_id, terminal_seq, tapped_at, batch_id)
+    SELECT card_no, card_counter, %(terminal)s, terminal_seq, tapped_at, %(batch)s FROM ingest_stage
+    ON CONFLICT DO NOTHING
+    RETURNING card_no, card_counter, terminal_seq
+)
+INSERT INTO terminals_transaction (tapped_at, received_at, batch_id, idx, terminal_id, terminal_seq, card_no,
+    issuer, card_counter, amount_fen, balance_before_fen, balance_after_fen, service, route, tac, kind, status,
+    card_scheme, categories, fare_rule_id, rule_version, hotlist_version, acquirer, routing, issuer_tenant,
+    network, outbox_state)
+SELECT s.tapped_at, %(received)s, %(batch)s, s.idx, %(terminal)s, s.terminal_seq, s.card_no, s.issuer,
+    s.card_counter, s.amount_fen, s.balance_before_fen, s.balance_after_fen, s.service, s.route, s.tac, s.kind,
+    s.status, s.card_scheme, s.categories, s.fare_rule_id, %(rule_version)s, %(hotlist_version)s,
+    %(acquirer)s, s.routing, s.issuer_tenant, s.network, s.outbox_state
+FROM ingest_stage s
+JOIN fresh f ON f.card_no = s.card_no AND f.card_counter = s.card_counter AND f.terminal_seq = s.terminal_seq
+RETURNING idx, id
+"""
+_FLAGS_SQL = """
+INSERT INTO terminals_reviewflag (transaction_id, tapped_at, batch_id, card_no, code, detail, created_at,
+    resolved_by, note)
+SELECT f.tx, f.at, %s, f.card, f.code, f.detail::jsonb, %s, '', ''
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) AS f(tx, at, card, code, detail)
+"""
+_EXCEPTIONS_SQL = """
+INSERT INTO terminals_tapexception (kind, reason, message, batch_id, idx, transaction_id, tapped_at, card_no,
+    issuer, raw, created_at, resolved_by)
+SELECT e.kind, e.reason, e.message, %s, e.idx, e.tx, e.at, e.card, e.issuer, e.raw::jsonb, %s, ''
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::timestamptz[], %s::text[],
+    %s::text[], %s::text[]) AS e(kind, reason, message, idx, tx, at, card, issuer, raw)
+"""
+
+
+def _copy(rows: list[list[Any]]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    with connection.cursor() as cur:
+        cur.execute(_STAGE_SQL)
+        cur.cursor.copy_expert(_COPY_SQL, buffer)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --- the service ---------------------------------------------------------------------------------------
+
+
+def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None = None) -> IngestResult:
+    """Take one signed batch uploaded to ``tenant``'s domain; return the signed acknowledgement.
+
+    Raises BatchRefused (nothing written) for a malformed, oversized, unsigned or wrongly signed batch,
+    an unknown or suspended terminal, a batch for another tenant, or a batch id reused with other content.
+    """
+    received_at = received_at or timezone.now()
+    document = _load(body)
+    key, canonical = _verify(document, received_at)
+    terminal = key.terminal
+    payload = document["payload"]
+    if payload.get("terminal_id") != terminal.terminal_id:
+        raise BatchRefused(
+            f"the batch claims terminal {payload.get('terminal_id')!r} but is signed by {terminal.terminal_id}'s key",
+            code="foreign_signature",
+            status=403,
+        )
+    if terminal.status != TerminalStatus.ACTIVE:
+        raise BatchRefused(
+            f"terminal {terminal.terminal_id} is suspended: {terminal.status_reason or 'no reason given'}",
+            code="terminal_suspended",
+            status=403,
+        )
+    if payload.get("tenant") != tenant.code:
+        raise BatchRefused(
+            f"the batch is for tenant {payload.get('tenant')!r}, this is {tenant.code}",
+            code="wrong_tenant",
+            status=403,
+        )
+    batch_id, created_at, rule_version, hotlist_version, raw_taps = _header(payload)
+    sha = hashlib.sha256(canonical).hexdigest()
+
+    existing = _existing(batch_id, sha, terminal.terminal_id, tenant)
+    if existing is not None:
+        return existing
+    try:
+        return _ingest_new(
+            tenant=tenant,
+            terminal=terminal,
+            batch_id=batch_id,
+            sha=sha,
+            created_at=created_at,
+            received_at=received_at,
+            rule_version=rule_version,
+            hotlist_version=hotlist_version,
+            raw_taps=raw_taps,
+        )
+    except IntegrityError:
+        # Another upload of the same batch id committed first: answer as for a resend.
+        existing = _existing(batch_id, sha, terminal.terminal_id, tenant)
+        if existing is None:
+            raise
+        return existing
+
+
+def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant) -> IngestResult | None:
+    row = (
+        Batch.objects.filter(batch_id=batch_id)
+        .values_list("sha256", "ack", "accepted", "duplicates", "rejected", "terminal__terminal_id")
+        .first()
+    )
+    if row is None:
+        return None
+    if row[0] == sha and row[5] == terminal_id:
+        return IngestResult(row[1].encode(), True, row[2], row[3], row[4])
+    log.warning(
+        "batch %s from %s conflicts with the stored one (sha256 %s ≠ %s)", batch_id, terminal_id, sha, row[0]
+    )
+    audit_record(
+        action="terminal.batch_conflict",
+        actor=f"terminal:{terminal_id}",
+        object_type="batch",
+        object_id=batch_id,
+        data={"sha256": sha, "stored_sha256": row[0], "stored_terminal": row[5], "tenant": tenant.code},
+    )
+    raise BatchRefused(
+        f"batch {batch_id} was already received with different content", code="batch_conflict", status=409
+    )
+
+
+@transaction.atomic
+def _ingest_new(
+    *,
+    tenant: Tenant,
+    terminal,
+    batch_id: str,
+    sha: str,
+    created_at: dt.datetime,
+    received_at: dt.datetime,
+    rule_version: int,
+    hotlist_version: int,
+    raw_taps: list,
+) -> IngestResult:
+    skew = int((created_at - received_at).total_seconds())
+    batch = Batch(
+        batch_id=batch_id,
+        terminal=terminal,
+        sha256=sha,
+        created_at=created_at,
+        received_at=received_at,
+        clock_skew_s=max(min(skew, 2**31 - 1), -(2**31)),
+        rule_version=rule_version,
+        hotlist_version=hotlist_version,
+        tap_count=len(raw_taps),
+        ack="",
+    )
+    batch.save(force_insert=True)
+    acquirer = tenant.clearing_tenant
+
+    outcomes: list[tuple[str, str]] = [("", "")] * len(raw_taps)  # (outcome, reason) per index
+    valid: list[Tap] = []
+    seen: set[tuple[str, int, int]] = set()
+    all_seqs: list[int] = []
+    routes: dict[tuple[str, dt.date], Any] = {}
+    months: set[tuple[int, int]] = set()
+    rows: list[list[Any]] = []
+    rejected: list[tuple[int, Any, _Reject]] = []
+    for index, raw in enumerate(raw_taps):
+        try:
+            tap = _validate(raw, received_at)
+        except _Reject as exc:
+            outcomes[index] = ("rejected", exc.reason)
+            rejected.append((index, raw, exc))
+            if isinstance(raw, dict) and type(raw.get("terminal_seq")) is int:
+                all_seqs.append(raw["terminal_seq"])
+            continue
+        all_seqs.append(tap.terminal_seq)
+        natural = (tap.card_no, tap.card_counter, tap.terminal_seq)
+        if natural in seen:
+            outcomes[index] = ("duplicate", "repeated in this batch")
+            continue
+        seen.add(natural)
+        tap.index = index
+        local = tap.tapped_at.astimezone(SHANGHAI)
+        months.add((local.year, local.month))
+        route_key = (tap.issuer, local.date())
+        route = routes.get(route_key)
+        if route is None:
+            route = routes[route_key] = route_for(acquirer=acquirer, issuer=tap.issuer, on=local.date())
+        tap.routing, tap.issuer_tenant, tap.network = route.routing, route.issuer_tenant, route.network
+        valid.append(tap)
+        rows.append(
+            [
+                index,
+                tap.tapped_at.isoformat(),
+                tap.card_no,
+                tap.issuer,
+                tap.card_counter,
+                tap.terminal_seq,
+                tap.amount_fen,
+                tap.balance_before_fen,
+                tap.balance_after_fen,
+                tap.service,
+                tap.route,
+                tap.tac,
+                tap.kind,
+                tap.status,
+                tap.card_scheme,
+                "{" + ",".join(tap.categories) + "}",
+                tap.fare_rule_id,
+                tap.routing,
+                tap.issuer_tenant,
+                tap.network,
+                "pending" if tap.routing == "roaming" else "",
+            ]
+        )
+
+    new: list[Tap] = []
+    if rows:
+        partitions_ensure(months)
+        _copy(rows)
+        with connection.cursor() as cur:
+            cur.execute(
+                _INSERT_SQL,
+                {
+                    "terminal": terminal.terminal_id,
+                    "batch": batch.pk,
+                    "received": received_at,
+                    "rule_version": rule_version,
+                    "hotlist_version": hotlist_version,
+                    "acquirer": acquirer.code,
+                },
+            )
+            ids = dict(cur.fetchall())
+        for tap in valid:
+            tx_id = ids.get(tap.index)
+            if tx_id is None:
+                outcomes[tap.index] = ("duplicate", "already received")
+            else:
+                tap.tx_id = tx_id
+                outcomes[tap.index] = ("accepted", "")
+                new.append(tap)
+
+    ctx = BatchContext(
+        tenant=tenant,
+        acquirer=acquirer,
+        terminal_pk=terminal.pk,
+        terminal_id=terminal.terminal_id,
+        terminal_last_seq=terminal.last_seq,
+        batch_pk=batch.pk,
+        batch_id=batch_id,
+        received_at=received_at,
+        terminal_clock=created_at,
+        rule_version=rule_version,
+        hotlist_version=hotlist_version,
+        all_terminal_seqs=tuple(all_seqs),
+    )
+    flags: list[Flag] = []
+    for check in checks_module.CHECKS:
+        flags.extend(check(ctx, new))
+    _store_flags(batch.pk, received_at, flags)
+    _store_exceptions(batch.pk, received_at, new, rejected, routes)
+    _hand_off_roaming(ctx, new)
+    if all_seqs:
+        top = max(all_seqs)
+        if terminal.last_seq is None or top > terminal.last_seq:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s",
+                    [top, top, terminal.pk],
+                )
+
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    results = []
+    for index, (outcome, reason) in enumerate(outcomes):
+        counts[outcome] += 1
+        raw = raw_taps[index] if isinstance(raw_taps[index], dict) else {}
+        entry: dict[str, Any] = {
+            "index": index,
+            "card_no": raw.get("card_no"),
+            "card_counter": raw.get("card_counter"),
+            "terminal_seq": raw.get("terminal_seq"),
+            "outcome": outcome,
+        }
+        if reason:
+            entry["reason"] = reason
+        results.append(entry)
+    ack_payload = {
+        "batch_id": batch_id,
+        "terminal_id": terminal.terminal_id,
+        "received_at": received_at.isoformat(),
+        "results": results,
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+    }
+    body = _dumps(tenant_sign(tenant=tenant, payload=ack_payload))
+    Batch.objects.filter(pk=batch.pk).update(
+        ack=body, accepted=counts["accepted"], duplicates=counts["duplicate"], rejected=counts["rejected"]
+    )
+    return IngestResult(body.encode(), False, counts["accepted"], counts["duplicate"], counts["rejected"])
+
+
+def _store_flags(batch_pk: int, at: dt.datetime, flags: list[Flag]) -> None:
+    if not flags:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            _FLAGS_SQL,
+            [
+                batch_pk,
+                at,
+                [f.tap.tx_id for f in flags],
+                [f.tap.tapped_at for f in flags],
+                [f.tap.card_no for f in flags],
+                [f.code for f in flags],
+                [_dumps(f.detail) for f in flags],
+            ],
+        )
+
+
+def _store_exceptions(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict) -> None:
+    entries = []
+    for tap in new:
+        if tap.routing == "held":
+            route = routes[(tap.issuer, tap.tapped_at.astimezone(SHANGHAI).date())]
+            entries.append(
+                (
+                    "held",
+                    route.reason,
+                    route.message,
+                    tap.index,
+                    tap.tx_id,
+                    tap.tapped_at,
+                    tap.card_no,
+                    tap.issuer,
+                    "{}",
+                )
+            )
+    for index, raw, exc in rejected:
+        card = raw.get("card_no") if isinstance(raw, dict) else None
+        issuer = raw.get("issuer") if isinstance(raw, dict) else None
+        entries.append(
+            (
+                "rejected",
+                exc.reason,
+                exc.message[:300],
+                index,
+                None,
+                None,
+                str(card)[:40] if card is not None else "",
+                str(issuer)[:10] if issuer is not None else "",
+                _dumps(raw),
+            )
+        )
+    if not entries:
+        return
+    columns = list(zip(*entries, strict=True))
+    with connection.cursor() as cur:
+        cur.execute(_EXCEPTIONS_SQL, [batch_pk, at, *[list(c) for c in columns]])
+
+
+def _hand_off_roaming(ctx: BatchContext, new: list[Tap]) -> None:
+    sink = checks_module.ROAMING_SINK
+    if sink is None:
+        return
+    roaming = [t for t in new if t.routing == "roaming"]
+    if not roaming:
+        return
+    records = [
+        clearing_record(
+            ctx_acquirer=ctx.acquirer.code, batch_id=ctx.batch_id, terminal_id=ctx.terminal_id, tap=t
+        )
+        for t in roaming
+    ]
+    sink(records, f"terminal:{ctx.terminal_id}")
+    Transaction.objects.filter(
+        Q(id__in=[t.tx_id for t in roaming]), tapped_at__gte=min(t.tapped_at for t in roaming)
+    ).update(outbox_state="sent")

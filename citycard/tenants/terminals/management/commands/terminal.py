@@ -1,0 +1,137 @@
+"""`citycard terminal register|rotate-key|suspend|resume|list --tenant CODE`."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from django_tenants.utils import tenant_context
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.management.base import PlatformCommand
+from citycard.platform.selectors import tenant_by_code
+from citycard.tenants.terminals import selectors, services
+from citycard.terminal_kit.signing import public_key_bytes
+
+
+def _key_argument(opts) -> str | bytes:
+    """The public key given, or a new key pair whose private half is written to --generate-key PATH."""
+    if opts.get("public_key"):
+        return opts["public_key"]
+    path = opts.get("generate_key")
+    if not path:
+        raise DomainError(
+            "give --public-key <base64|hex> or --generate-key PATH", code="invalid", field="public_key"
+        )
+    target = Path(path)
+    if target.exists():
+        raise DomainError(
+            f"{target} exists; not overwriting a private key", code="invalid", field="generate_key"
+        )
+    private = Ed25519PrivateKey.generate()
+    raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    target.write_text(base64.b64encode(raw).decode() + "\n")
+    target.chmod(0o600)
+    return public_key_bytes(private)
+
+
+class Command(PlatformCommand):
+    help = "The terminal registry of a tenant (终端登记): register, rotate keys, suspend, resume, list."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant code (city or county)")
+        sub = parser.add_subparsers(dest="action", required=True)
+        reg = sub.add_parser("register", help="register a terminal and its Ed25519 public key")
+        reg.add_argument("terminal_id")
+        reg.add_argument("--operator", required=True)
+        reg.add_argument("--department", required=True, help="department code, e.g. transport")
+        reg.add_argument("--service", required=True, help="bus, metro, ferry, library…")
+        reg.add_argument("--route", default="")
+        reg.add_argument("--location", default="")
+        reg.add_argument("--public-key", help="base64 or hex of the 32-byte public key")
+        reg.add_argument(
+            "--generate-key", metavar="PATH", help="make a key pair; private key (base64) to PATH"
+        )
+        rot = sub.add_parser("rotate-key", help="new key; the old one verifies for the overlap window")
+        rot.add_argument("terminal_id")
+        rot.add_argument("--public-key")
+        rot.add_argument("--generate-key", metavar="PATH")
+        rot.add_argument(
+            "--overlap-hours", type=float, default=services.DEFAULT_KEY_OVERLAP.total_seconds() / 3600
+        )
+        sus = sub.add_parser("suspend", help="refuse the terminal's uploads")
+        sus.add_argument("terminal_id")
+        sus.add_argument("--reason", required=True)
+        res = sub.add_parser("resume", help="accept the terminal's uploads again")
+        res.add_argument("terminal_id")
+        lst = sub.add_parser("list", help="list terminals")
+        lst.add_argument("--status", choices=["active", "suspended"])
+
+    def handle(self, *args, **opts):
+        tenant = tenant_by_code(opts["tenant"])
+        if tenant is None or tenant.is_platform:
+            raise NotFound(f"no tenant {opts['tenant']!r}", field="tenant")
+        with tenant_context(tenant):
+            getattr(self, "_" + opts["action"].replace("-", "_"))(opts)
+
+    def _register(self, opts):
+        terminal = services.terminal_register(
+            terminal_id=opts["terminal_id"],
+            operator=opts["operator"],
+            department=opts["department"],
+            service=opts["service"],
+            route=opts["route"],
+            location=opts["location"],
+            public_key=_key_argument(opts),
+            actor=self.actor,
+        )
+        self.stdout.write(f"registered {terminal.terminal_id} (key {terminal.terminal_id}:k1)")
+
+    def _rotate_key(self, opts):
+        key = services.terminal_key_rotate(
+            terminal_id=opts["terminal_id"],
+            public_key=_key_argument(opts),
+            overlap=dt.timedelta(hours=opts["overlap_hours"]),
+            actor=self.actor,
+        )
+        self.stdout.write(f"{opts['terminal_id']} now signs with {key.key_id}")
+
+    def _suspend(self, opts):
+        services.terminal_suspend(terminal_id=opts["terminal_id"], reason=opts["reason"], actor=self.actor)
+        self.stdout.write(f"suspended {opts['terminal_id']}")
+
+    def _resume(self, opts):
+        services.terminal_resume(terminal_id=opts["terminal_id"], actor=self.actor)
+        self.stdout.write(f"resumed {opts['terminal_id']}")
+
+    def _list(self, opts):
+        table = Table()
+        for col in (
+            "terminal",
+            "operator",
+            "department",
+            "service",
+            "route/location",
+            "status",
+            "keys",
+            "last seq",
+        ):
+            table.add_column(col)
+        for t in selectors.terminal_list(status=opts.get("status")):
+            keys = ", ".join(k.key_id + ("" if k.retired_at is None else " (retired)") for k in t.keys.all())
+            table.add_row(
+                t.terminal_id,
+                t.operator,
+                t.department,
+                t.service,
+                t.route or t.location,
+                t.status,
+                keys,
+                "" if t.last_seq is None else str(t.last_seq),
+            )
+        Console(file=self.stdout, width=200).print(table)

@@ -1,0 +1,215 @@
+"""Terminals (终端), their keys, uploaded batches and the transactions they carry, in each tenant's schema.
+
+``Transaction`` lives in a table partitioned by month of ``tapped_at`` (PostgreSQL declarative
+partitioning, created by the migration with raw SQL; see partitions.py). Its natural key (card number,
+card counter, terminal, terminal sequence) is enforced by ``terminals_tapkey``, a narrow unpartitioned
+table written in the same statement, because a unique index on a partitioned table must contain the
+partition key and a resent tap must be recognised whatever month it claims.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+
+class TerminalStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended (uploads refused)"
+
+
+class Terminal(models.Model):
+    """A bus validator, metro gate, POS or kiosk registered with this tenant (车载机/闸机/POS)."""
+
+    terminal_id = models.CharField(max_length=40, unique=True, help_text="The id the terminal signs with.")
+    operator = models.CharField(max_length=100, help_text="Who runs it (e.g. 杭州公交集团).")
+    department = models.CharField(max_length=40, help_text="Department code (e.g. transport).")
+    service = models.CharField(max_length=20, help_text="bus, metro, ferry, bike, park, library…")
+    route = models.CharField(max_length=40, blank=True, help_text="Route or line, for vehicles.")
+    location = models.CharField(max_length=120, blank=True, help_text="Station or place, for fixed ones.")
+    status = models.CharField(max_length=10, choices=TerminalStatus.choices, default=TerminalStatus.ACTIVE)
+    status_reason = models.CharField(max_length=200, blank=True)
+    last_seq = models.BigIntegerField(
+        null=True, blank=True, help_text="Highest terminal sequence received (for gap detection)."
+    )
+    registered_at = models.DateTimeField(auto_now_add=True)
+    registered_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["terminal_id"]
+
+    def __str__(self) -> str:
+        return self.terminal_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == TerminalStatus.ACTIVE
+
+
+class TerminalKey(models.Model):
+    """An Ed25519 public key a terminal signs its batches with; a rotated-out key verifies until
+    ``verify_until`` (the overlap window, so batches queued offline before the rotation still upload)."""
+
+    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="keys")
+    key_id = models.CharField(max_length=60, unique=True)
+    version = models.PositiveIntegerField()
+    public_key = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    verify_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["terminal_id", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["terminal", "version"], name="terminalkey_version_unique"),
+            models.UniqueConstraint(
+                fields=["terminal"], condition=Q(retired_at__isnull=True), name="terminalkey_one_current"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+
+class Batch(models.Model):
+    """One uploaded batch (上传批次) and the signed acknowledgement it got, kept byte for byte so a resend
+    of the same content gets exactly the same answer."""
+
+    batch_id = models.CharField(max_length=80, unique=True)
+    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="batches")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the canonical JSON of the payload.")
+    created_at = models.DateTimeField(help_text="The terminal's clock when it closed the batch.")
+    received_at = models.DateTimeField()
+    clock_skew_s = models.IntegerField(default=0, help_text="Terminal clock minus received time, seconds.")
+    rule_version = models.IntegerField()
+    hotlist_version = models.IntegerField()
+    tap_count = models.IntegerField(default=0)
+    accepted = models.IntegerField(default=0)
+    duplicates = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    ack = models.TextField(help_text="The signed acknowledgement, exactly as sent.")
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.batch_id
+
+
+class Routing(models.TextChoices):
+    OWN = "own", "Own card"
+    ROAMING = "roaming", "Roaming (clears with the issuer)"
+    HELD = "held", "Held as an exception"
+
+
+class OutboxState(models.TextChoices):
+    NONE = "", "—"
+    PENDING = "pending", "Waiting for the interop outbox"
+    SENT = "sent", "In the interop outbox"
+
+
+class Transaction(models.Model):
+    """One tap or purchase (交易), stored in the month partition of ``tapped_at``.
+
+    The database key is (id, tapped_at); Django addresses rows by ``id`` alone, which is unique.
+    ``acquirer`` is the tenant that clears the tap (a county's terminals clear as its city).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tapped_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    batch = models.ForeignKey(Batch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    idx = models.IntegerField(help_text="Position in the batch.")
+    terminal_id = models.CharField(max_length=40)
+    terminal_seq = models.BigIntegerField()
+    card_no = models.CharField(max_length=19)
+    issuer = models.CharField(max_length=6)
+    card_counter = models.BigIntegerField()
+    amount_fen = models.BigIntegerField()
+    balance_before_fen = models.BigIntegerField()
+    balance_after_fen = models.BigIntegerField()
+    service = models.CharField(max_length=20)
+    route = models.CharField(max_length=40, blank=True)
+    tac = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20)
+    status = models.CharField(max_length=30)
+    card_scheme = models.CharField(max_length=40, blank=True)
+    categories = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    fare_rule_id = models.CharField(max_length=60, blank=True)
+    rule_version = models.IntegerField()
+    hotlist_version = models.IntegerField()
+    acquirer = models.CharField(max_length=30)
+    routing = models.CharField(max_length=10, choices=Routing.choices)
+    issuer_tenant = models.CharField(max_length=30, blank=True)
+    network = models.CharField(max_length=20, blank=True)
+    outbox_state = models.CharField(max_length=10, choices=OutboxState.choices, blank=True, default="")
+
+    class Meta:
+        db_table = "terminals_transaction"
+        ordering = ["-tapped_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.card_no}#{self.card_counter}@{self.terminal_id}/{self.terminal_seq}"
+
+
+class ReviewFlag(models.Model):
+    """A stored tap that someone should look at (待复核): counter gap, clock skew, fare mismatch…"""
+
+    transaction_id = models.BigIntegerField()
+    tapped_at = models.DateTimeField()
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="flags")
+    card_no = models.CharField(max_length=19)
+    code = models.CharField(max_length=40)
+    detail = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["code", "created_at"], name="reviewflag_open", condition=Q(resolved_at=None)
+            ),
+            models.Index(fields=["transaction_id"], name="reviewflag_tx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} on {self.card_no}"
+
+
+class ExceptionKind(models.TextChoices):
+    HELD = "held", "Held roaming tap (stored, not routed)"
+    REJECTED = "rejected", "Rejected tap (not stored as a transaction)"
+
+
+class TapException(models.Model):
+    """A tap that could not go its normal way (异常): a roaming tap held because its issuer is unknown or
+    outside every shared network, or a tap refused at ingestion (kept raw, so nothing a terminal sent
+    is lost)."""
+
+    kind = models.CharField(max_length=10, choices=ExceptionKind.choices)
+    reason = models.CharField(max_length=60)
+    message = models.CharField(max_length=300)
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="exceptions")
+    idx = models.IntegerField()
+    transaction_id = models.BigIntegerField(null=True, blank=True)
+    tapped_at = models.DateTimeField(null=True, blank=True)
+    card_no = models.CharField(max_length=40, blank=True)
+    issuer = models.CharField(max_length=10, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [
+            models.Index(fields=["kind", "reason"], name="tapexception_open", condition=Q(resolved_at=None))
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.reason} {self.card_no}"

@@ -1,0 +1,247 @@
+"""Changing the terminal registry, and taking uploads (see ingest.py for the upload path itself)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+
+from django.db import transaction
+from django.utils import timezone
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.tenants.terminals import checks
+from citycard.tenants.terminals.checks import Tap, clearing_record
+from citycard.tenants.terminals.ingest import BatchRefused, IngestResult, batch_ingest
+from citycard.tenants.terminals.models import (
+    Batch,
+    OutboxState,
+    Terminal,
+    TerminalKey,
+    TerminalStatus,
+    Transaction,
+)
+
+__all__ = [
+    "BatchRefused",
+    "IngestResult",
+    "batch_ingest",
+    "public_key_parse",
+    "roaming_pending_handoff",
+    "terminal_key_rotate",
+    "terminal_register",
+    "terminal_resume",
+    "terminal_suspend",
+]
+
+DEFAULT_KEY_OVERLAP = dt.timedelta(days=7)
+_TERMINAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def public_key_parse(text: str | bytes) -> bytes:
+    """A raw 32-byte Ed25519 public key from bytes, base64 or hex text."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        raw = bytes(text)
+    else:
+        text = text.strip()
+        try:
+            raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            raw = b""
+    if len(raw) != 32:
+        raise DomainError(
+            "the public key must be 32 bytes of Ed25519 key, as base64 or hex",
+            code="invalid",
+            field="public_key",
+        )
+    return raw
+
+
+def _terminal(terminal_id: str, *, lock: bool = False) -> Terminal:
+    qs = Terminal.objects.select_for_update() if lock else Terminal.objects
+    terminal = qs.filter(terminal_id=terminal_id).first()
+    if terminal is None:
+        raise NotFound(f"no terminal {terminal_id!r} is registered here", field="terminal_id")
+    return terminal
+
+
+@transaction.atomic
+def terminal_register(
+    *,
+    terminal_id: str,
+    operator: str,
+    department: str,
+    service: str,
+    public_key: str | bytes,
+    route: str = "",
+    location: str = "",
+    actor: str,
+) -> Terminal:
+    """Register a terminal with its first Ed25519 public key (its key id is ``<terminal_id>:k1``)."""
+    if not _TERMINAL_ID.match(terminal_id or ""):
+        raise DomainError(
+            f"terminal id {terminal_id!r} must be 1–40 letters, digits, '.', '_' or '-'",
+            code="invalid",
+            field="terminal_id",
+        )
+    if not (operator or "").strip():
+        raise DomainError("a terminal needs an operator", code="invalid", field="operator")
+    for name, value in (("department", department), ("service", service)):
+        if not _CODE.match(value or ""):
+            raise DomainError(f"{name} {value!r} must be a lower-case code", code="invalid", field=name)
+    if not (route or location):
+        raise DomainError("a terminal needs a route or a location", code="invalid", field="route")
+    raw = public_key_parse(public_key)
+    if Terminal.objects.filter(terminal_id=terminal_id).exists():
+        raise Conflict(f"terminal {terminal_id} is already registered", field="terminal_id")
+    if TerminalKey.objects.filter(public_key=raw).exists():
+        raise Conflict("that public key already belongs to a terminal", field="public_key")
+    terminal = Terminal.objects.create(
+        terminal_id=terminal_id,
+        operator=operator.strip(),
+        department=department,
+        service=service,
+        route=route,
+        location=location,
+        registered_by=actor,
+    )
+    key = TerminalKey.objects.create(terminal=terminal, key_id=f"{terminal_id}:k1", version=1, public_key=raw)
+    audit_record(
+        action="terminal.register",
+        actor=actor,
+        object_type="terminal",
+        object_id=terminal_id,
+        data={
+            "operator": terminal.operator,
+            "department": department,
+            "service": service,
+            "route": route,
+            "location": location,
+            "key_id": key.key_id,
+        },
+    )
+    return terminal
+
+
+@transaction.atomic
+def terminal_key_rotate(
+    *, terminal_id: str, public_key: str | bytes, overlap: dt.timedelta = DEFAULT_KEY_OVERLAP, actor: str
+) -> TerminalKey:
+    """Give a terminal a new key; the old one keeps verifying for ``overlap`` (batches queued offline)."""
+    if overlap < dt.timedelta(0):
+        raise DomainError("the overlap window cannot be negative", code="invalid", field="overlap")
+    terminal = _terminal(terminal_id, lock=True)
+    raw = public_key_parse(public_key)
+    if TerminalKey.objects.filter(public_key=raw).exists():
+        raise Conflict("that public key is already in use; a rotation needs a new key", field="public_key")
+    now = timezone.now()
+    old = TerminalKey.objects.filter(terminal=terminal, retired_at__isnull=True).first()
+    version = (TerminalKey.objects.filter(terminal=terminal).order_by("-version").first().version or 0) + 1
+    if old is not None:
+        old.retired_at, old.verify_until = now, now + overlap
+        old.save(update_fields=["retired_at", "verify_until"])
+    key = TerminalKey.objects.create(
+        terminal=terminal, key_id=f"{terminal_id}:k{version}", version=version, public_key=raw
+    )
+    audit_record(
+        action="terminal.key_rotate",
+        actor=actor,
+        object_type="terminal",
+        object_id=terminal_id,
+        data={
+            "key_id": key.key_id,
+            "retired": old.key_id if old else None,
+            "verify_until": old.verify_until.isoformat() if old else None,
+        },
+    )
+    return key
+
+
+@transaction.atomic
+def terminal_suspend(*, terminal_id: str, reason: str, actor: str) -> Terminal:
+    """Suspend a terminal: its uploads are refused (403) until it is resumed."""
+    if not (reason or "").strip():
+        raise DomainError("say why the terminal is suspended", code="invalid", field="reason")
+    terminal = _terminal(terminal_id, lock=True)
+    terminal.status, terminal.status_reason = TerminalStatus.SUSPENDED, reason.strip()[:200]
+    terminal.save(update_fields=["status", "status_reason"])
+    audit_record(
+        action="terminal.suspend",
+        actor=actor,
+        object_type="terminal",
+        object_id=terminal_id,
+        data={"reason": reason},
+    )
+    return terminal
+
+
+@transaction.atomic
+def terminal_resume(*, terminal_id: str, actor: str) -> Terminal:
+    terminal = _terminal(terminal_id, lock=True)
+    terminal.status, terminal.status_reason = TerminalStatus.ACTIVE, ""
+    terminal.save(update_fields=["status", "status_reason"])
+    audit_record(action="terminal.resume", actor=actor, object_type="terminal", object_id=terminal_id)
+    return terminal
+
+
+@transaction.atomic
+def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
+    """Hand stored roaming taps still ``pending`` to the interop outbox (``checks.ROAMING_SINK``).
+
+    Refuses while no sink is wired (nothing is marked sent that was not delivered). Returns how many
+    taps were handed over; run again until it returns 0.
+    """
+    sink = checks.ROAMING_SINK
+    if sink is None:
+        raise DomainError(
+            "no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending", code="not_wired"
+        )
+    rows = list(
+        Transaction.objects.select_for_update(skip_locked=True)
+        .filter(outbox_state=OutboxState.PENDING)
+        .order_by("id")[:limit]
+    )
+    if not rows:
+        return 0
+    records = []
+    for row in rows:
+        tap = Tap(
+            index=row.idx,
+            card_no=row.card_no,
+            issuer=row.issuer,
+            card_counter=row.card_counter,
+            terminal_seq=row.terminal_seq,
+            amount_fen=row.amount_fen,
+            balance_before_fen=row.balance_before_fen,
+            balance_after_fen=row.balance_after_fen,
+            tapped_at=row.tapped_at,
+            service=row.service,
+            route=row.route,
+            tac=row.tac,
+            kind=row.kind,
+            status=row.status,
+            card_scheme=row.card_scheme,
+            categories=list(row.categories),
+            fare_rule_id=row.fare_rule_id,
+            routing=row.routing,
+            issuer_tenant=row.issuer_tenant,
+            network=row.network,
+            tx_id=row.id,
+        )
+        records.append((row.batch_id, row.terminal_id, tap, row.acquirer))  # batch_id: the Batch pk
+    batch_ids = dict(Batch.objects.filter(pk__in={r[0] for r in records}).values_list("pk", "batch_id"))
+    sink(
+        [
+            clearing_record(ctx_acquirer=acq, batch_id=batch_ids.get(b, ""), terminal_id=term, tap=tap)
+            for b, term, tap, acq in records
+        ],
+        actor,
+    )
+    Transaction.objects.filter(id__in=[r.id for r in rows]).update(outbox_state=OutboxState.SENT)
+    audit_record(
+        action="terminal.roaming_handoff", actor=actor, object_type="transaction", data={"count": len(rows)}
+    )
+    return len(rows)

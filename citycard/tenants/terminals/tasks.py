@@ -1,0 +1,29 @@
+"""Terminal tasks: month partitions made ahead in the template and every tenant."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from citycard.platform.celery import app
+from citycard.platform.models import Tenant
+from citycard.platform.schemas import template_schema_name
+from citycard.tenants.terminals.partitions import partitions_ahead
+
+
+@app.task(name="citycard.tenants.terminals.tasks.partitions_ensure_all")
+def partitions_ensure_all() -> dict:
+    """Last month, this month and the next three in the template (so new tenants get them) and every
+    tenant. Idempotent; ingestion also creates a missing month on demand."""
+    created: dict[str, list[str]] = {}
+    schemas = [
+        template_schema_name(),
+        *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True),
+    ]
+    for schema in schemas:
+        with schema_context(schema):
+            names = partitions_ahead()
+        if names:
+            created[schema] = names
+    connection.set_schema_to_public()
+    return {"schemas": len(schemas), "created": created}

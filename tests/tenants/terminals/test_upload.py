@@ -1,0 +1,251 @@
+"""The upload endpoint: acceptance, refusals (nothing written), idempotency, conflicts, duplicates, flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
+
+from citycard.platform.audit.models import AuditEntry
+from citycard.platform.keys import tenant_verify
+from citycard.tenants.terminals import checks
+from citycard.tenants.terminals.checks import Flag
+from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.models import Batch, ReviewFlag, TapException, Transaction
+from citycard.tenants.terminals.simulate import SimTerminal
+
+from .conftest import cards, taps_for
+
+pytestmark = pytest.mark.django_db
+URL = "/terminal/v1/batches"
+
+
+def post(client, body: bytes, host: str = "hangzhou", content_type: str = "application/json"):
+    return client.post(URL, body, content_type=content_type, HTTP_HOST=f"{host}.localhost")
+
+
+def snapshot(tenant) -> dict:
+    with tenant_context(tenant), connection.cursor() as cur:
+        counts = {}
+        for table in (
+            "terminals_batch",
+            "terminals_transaction",
+            "terminals_tapkey",
+            "terminals_reviewflag",
+            "terminals_tapexception",
+            "audit_auditentry",
+        ):
+            cur.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cur.fetchone()[0]
+        cur.execute("SELECT last_seq FROM terminals_terminal ORDER BY id")
+        counts["last_seq"] = [r[0] for r in cur.fetchall()]
+        return counts
+
+
+@pytest.fixture
+def hz(tenant, register):
+    hangzhou = tenant("hangzhou")
+    sim = SimTerminal("HZ-BUS-0001", "hangzhou", route="315")
+    with tenant_context(hangzhou):
+        register(sim)
+    return hangzhou, sim
+
+
+def test_batch_accepted_and_stored_end_to_end(client, hz, now):
+    hangzhou, sim = hz
+    card_list = cards("330100", 4)
+    taps = taps_for(sim, card_list, now - dt.timedelta(minutes=10))
+    response = post(client, sim.sign(sim.payload(taps, created_at=now)))
+    assert response.status_code == 200, response.content
+    signer, ack = tenant_verify(document=json.loads(response.content))
+    assert signer.code == "hangzhou"
+    assert (ack["accepted"], ack["duplicates"], ack["rejected"]) == (4, 0, 0)
+    assert [r["outcome"] for r in ack["results"]] == ["accepted"] * 4
+    assert ack["results"][2] == {
+        "index": 2,
+        "card_no": card_list[2].card_no,
+        "card_counter": 1,
+        "terminal_seq": 3,
+        "outcome": "accepted",
+    }
+    with tenant_context(hangzhou):
+        rows = list(Transaction.objects.order_by("terminal_seq"))
+        assert [r.card_no for r in rows] == [c.card_no for c in card_list]
+        first = rows[0]
+        assert (first.amount_fen, first.balance_before_fen, first.balance_after_fen) == (200, 100_000, 99_800)
+        assert (first.routing, first.acquirer, first.issuer_tenant, first.route) == (
+            "own",
+            "hangzhou",
+            "hangzhou",
+            "315",
+        )
+        assert first.tapped_at == dt.datetime.fromisoformat(taps[0]["tapped_at"])
+        batch = Batch.objects.get()
+        assert (batch.accepted, batch.tap_count, batch.terminal.last_seq) == (4, 4, 4)
+        assert not ReviewFlag.objects.exists()
+
+
+def test_resend_returns_the_same_bytes_and_changes_nothing(client, hz, now):
+    hangzhou, sim = hz
+    body = sim.sign(sim.payload(taps_for(sim, cards("330100", 5), now), created_at=now))
+    first = post(client, body)
+    before = snapshot(hangzhou)
+    for _ in range(3):
+        again = post(client, body)
+        assert again.status_code == 200
+        assert again.content == first.content
+    assert snapshot(hangzhou) == before
+    with tenant_context(hangzhou):
+        assert Transaction.objects.count() == 5
+
+
+def test_same_batch_id_other_content_is_a_logged_conflict(client, hz, now):
+    hangzhou, sim = hz
+    card_list = cards("330100", 2)
+    payload = sim.payload(taps_for(sim, card_list, now), created_at=now)
+    assert post(client, sim.sign(payload)).status_code == 200
+    changed = json.loads(json.dumps(payload))
+    changed["transactions"][0]["amount_fen"] = 100
+    changed["transactions"][0]["balance_after_fen"] += 100
+    before = snapshot(hangzhou)
+    response = post(client, sim.sign(changed))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "batch_conflict"
+    after = snapshot(hangzhou)
+    assert after["audit_auditentry"] == before["audit_auditentry"] + 1
+    assert {k: v for k, v in after.items() if k != "audit_auditentry"} == {
+        k: v for k, v in before.items() if k != "audit_auditentry"
+    }
+    with tenant_context(hangzhou):
+        entry = AuditEntry.objects.order_by("-seq").first()
+        assert (entry.action, entry.object_id) == ("terminal.batch_conflict", payload["batch_id"])
+
+
+def test_duplicates_within_and_across_batches_are_reported_not_counted(client, hz, now):
+    hangzhou, sim = hz
+    taps = taps_for(sim, cards("330100", 3), now)
+    body = sim.payload([*taps, dict(taps[1])], created_at=now)
+    ack = json.loads(post(client, sim.sign(body)).content)["payload"]
+    assert [r["outcome"] for r in ack["results"]] == ["accepted", "accepted", "accepted", "duplicate"]
+    assert ack["results"][3]["reason"] == "repeated in this batch"
+    # The same taps again under a new batch id (a terminal that lost its acknowledgement), plus one new.
+    extra = taps_for(sim, cards("330100", 1, start=50), now)
+    ack2 = json.loads(post(client, sim.sign(sim.payload([*taps, *extra], created_at=now))).content)["payload"]
+    assert [r["outcome"] for r in ack2["results"]] == ["duplicate", "duplicate", "duplicate", "accepted"]
+    assert (ack2["accepted"], ack2["duplicates"]) == (1, 3)
+    with tenant_context(hangzhou):
+        assert Transaction.objects.count() == 4
+        assert sum(Transaction.objects.values_list("amount_fen", flat=True)) == 800
+
+
+def test_amount_and_field_errors_are_rejected_with_reasons(client, hz, now):
+    hangzhou, sim = hz
+    taps = taps_for(sim, cards("330100", 6), now)
+    taps[0]["amount_fen"] = -5
+    taps[0]["balance_after_fen"] = taps[0]["balance_before_fen"] + 5
+    taps[1]["balance_after_fen"] -= 1
+    taps[2]["card_no"] = taps[2]["card_no"][:-1] + str((int(taps[2]["card_no"][-1]) + 1) % 10)
+    taps[3]["issuer"] = "330400"
+    taps[4]["tapped_at"] = "2025-01-01T08:00:00"  # no offset
+    ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now))).content)["payload"]
+    reasons = [(r["outcome"], r.get("reason")) for r in ack["results"]]
+    assert reasons == [
+        ("rejected", "negative_amount"),
+        ("rejected", "balance_mismatch"),
+        ("rejected", "bad_card_no"),
+        ("rejected", "issuer_mismatch"),
+        ("rejected", "bad_tapped_at"),
+        ("accepted", None),
+    ]
+    with tenant_context(hangzhou):
+        assert Transaction.objects.count() == 1
+        kept = TapException.objects.filter(kind="rejected").order_by("idx")
+        assert [e.reason for e in kept] == [r[1] for r in reasons[:5]]
+        assert kept[0].raw["amount_fen"] == -5
+        # Rejected taps still used their sequence numbers: no gap is flagged for them.
+        assert not ReviewFlag.objects.filter(code="terminal_seq_gap").exists()
+
+
+def test_counter_and_sequence_gaps_are_flagged(client, hz, now):
+    hangzhou, sim = hz
+    card = cards("330100", 1)[0]
+    first = [sim.tap(card, at=now)]
+    post(client, sim.sign(sim.payload(first, created_at=now)))
+    card.counter += 2  # two taps of this card happened elsewhere and have not arrived
+    sim.seq += 3  # three terminal sequence numbers never reached the back office
+    second = [sim.tap(card, at=now + dt.timedelta(minutes=1))]
+    post(client, sim.sign(sim.payload(second, created_at=now)))
+    with tenant_context(hangzhou):
+        flags = {f.code: f.detail for f in ReviewFlag.objects.all()}
+    assert flags == {"card_counter_gap": {"missing": [2, 3]}, "terminal_seq_gap": {"missing": [2, 4]}}
+
+
+def test_clock_skew_is_flagged_not_dropped(client, hz, now):
+    hangzhou, sim = hz
+    skewed = now + dt.timedelta(hours=2)
+    taps = taps_for(sim, cards("330100", 2), skewed)
+    ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=skewed))).content)["payload"]
+    assert ack["accepted"] == 2
+    with tenant_context(hangzhou):
+        flags = list(ReviewFlag.objects.filter(code="clock_skew"))
+        assert len(flags) == 2
+        assert 7190 <= flags[0].detail["skew_s"] <= 7210
+        assert Batch.objects.get().clock_skew_s >= 7190
+
+
+def test_a_tap_in_a_month_without_partition_gets_one(client, hz, now):
+    hangzhou, sim = hz
+    old = now - dt.timedelta(days=330)
+    name = f"terminals_transaction_y{old.year:04d}m{old.month:02d}"
+    with tenant_context(hangzhou), connection.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", [f"hangzhou.{name}"])
+        assert cur.fetchone()[0] is None
+    post(client, sim.sign(sim.payload(taps_for(sim, cards("330100", 1), old), created_at=now)))
+    with tenant_context(hangzhou), connection.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text FROM terminals_transaction")
+        assert cur.fetchone()[0].split(".")[-1] == name
+
+
+def test_extension_checks_flag_new_taps(client, hz, now, monkeypatch):
+    """How the fare, TAC, hotlist and shadow-balance checks plug in: a function over the new taps."""
+    hangzhou, sim = hz
+    seen = []
+
+    def fare_recheck(ctx, taps):
+        seen.append((ctx.batch_id, len(taps)))
+        return [
+            Flag(t, "fare_mismatch", {"expected_fen": 180, "charged_fen": t.amount_fen}) for t in taps[:1]
+        ]
+
+    monkeypatch.setattr(checks, "CHECKS", [*checks.CHECKS, fare_recheck])
+    taps = taps_for(sim, cards("330100", 3), now)
+    payload = sim.payload(taps, created_at=now)
+    post(client, sim.sign(payload))
+    post(client, sim.sign(payload))  # the resend runs no checks
+    assert seen == [(payload["batch_id"], 3)]
+    with tenant_context(hangzhou):
+        flag = ReviewFlag.objects.get(code="fare_mismatch")
+        assert flag.detail == {"expected_fen": 180, "charged_fen": 200}
+        assert Transaction.objects.get(pk=flag.transaction_id).terminal_seq == 1
+
+
+def _upload_queries(hangzhou, sim, n, now):
+    start = now - dt.timedelta(hours=1)
+    taps = taps_for(sim, cards("330100", n, start=sim.seq + 1), start, step=dt.timedelta(seconds=1))
+    body = sim.sign(sim.payload(taps, created_at=now))
+    with tenant_context(hangzhou), CaptureQueriesContext(connection) as queries:
+        result = batch_ingest(tenant=hangzhou, body=body)
+    assert result.accepted == n
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_query_count_does_not_grow_with_the_batch(hz, now):
+    hangzhou, sim = hz
+    _upload_queries(hangzhou, sim, 2, now)  # warms the route cache
+    small = _upload_queries(hangzhou, sim, 5, now)
+    large = _upload_queries(hangzhou, sim, 400, now)
+    assert len(small) == len(large) == 13, [q[:60] for q in large]
