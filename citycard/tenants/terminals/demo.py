@@ -34,7 +34,7 @@ def demo_step(ctx) -> None:
         "accepted",
         "duplicate",
         "rejected",
-        "own",
+        "stored: own",
         "roaming",
         "held",
         "resend",
