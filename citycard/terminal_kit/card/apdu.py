@@ -1,0 +1,116 @@
+"""APDUs of the e-purse command set and the status words the card answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AID_TUNION = bytes.fromhex("A000000632010105")  # JT/T 978 T-Union e-purse application
+
+SW_OK = 0x9000
+SW_WRONG_LENGTH = 0x6700
+SW_FILE_INVALIDATED = 0x6283
+SW_SECURITY_NOT_SATISFIED = 0x6982
+SW_CONDITIONS_NOT_SATISFIED = 0x6985
+SW_FILE_NOT_FOUND = 0x6A82
+SW_RECORD_NOT_FOUND = 0x6A83
+SW_WRONG_P1P2 = 0x6A86
+SW_INS_NOT_SUPPORTED = 0x6D00
+SW_CLA_NOT_SUPPORTED = 0x6E00
+SW_BAD_MAC = 0x9302
+SW_INSUFFICIENT_BALANCE = 0x9401
+SW_NO_SUCH_TRANSACTION = 0x9406
+SW_MAC_ERROR_LOAD = 0x9302
+
+SW_NAMES = {
+    SW_OK: "ok",
+    SW_WRONG_LENGTH: "wrong length",
+    SW_FILE_INVALIDATED: "application blocked",
+    SW_SECURITY_NOT_SATISFIED: "security status not satisfied",
+    SW_CONDITIONS_NOT_SATISFIED: "conditions of use not satisfied",
+    SW_FILE_NOT_FOUND: "file or application not found",
+    SW_RECORD_NOT_FOUND: "record not found",
+    SW_WRONG_P1P2: "wrong P1/P2",
+    SW_INS_NOT_SUPPORTED: "instruction not supported",
+    SW_CLA_NOT_SUPPORTED: "class not supported",
+    SW_BAD_MAC: "MAC invalid",
+    SW_INSUFFICIENT_BALANCE: "insufficient balance",
+    SW_NO_SUCH_TRANSACTION: "no such transaction",
+}
+
+SFI_PUBLIC = 0x15  # issuer, card number, validity (30 bytes)
+SFI_HOLDER = 0x16  # holder information (55 bytes)
+SFI_MANAGEMENT = 0x17  # management information (60 bytes): scheme, categories
+SFI_LOG = 0x18  # transaction log, 23-byte records
+
+
+@dataclass(frozen=True)
+class Response:
+    data: bytes
+    sw: int
+
+    @property
+    def ok(self) -> bool:
+        return self.sw == SW_OK
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Response:
+        if len(raw) < 2:
+            raise ValueError("a response APDU has at least the two status bytes")
+        return cls(raw[:-2], int.from_bytes(raw[-2:], "big"))
+
+    def describe(self) -> str:
+        return f"{self.sw:04X} ({SW_NAMES.get(self.sw, 'unknown status')})"
+
+
+def select_aid(aid: bytes = AID_TUNION) -> bytes:
+    return bytes([0x00, 0xA4, 0x04, 0x00, len(aid)]) + aid + b"\x00"
+
+
+def read_binary(sfi: int, length: int, offset: int = 0) -> bytes:
+    return bytes([0x00, 0xB0, 0x80 | sfi, offset, length])
+
+
+def read_record(sfi: int, record: int, length: int = 23) -> bytes:
+    return bytes([0x00, 0xB2, record, (sfi << 3) | 4, length])
+
+
+def get_balance() -> bytes:
+    return bytes.fromhex("805C000204")
+
+
+def initialize_purchase(*, key_index: int, amount: int, terminal_id: bytes) -> bytes:
+    return (
+        bytes([0x80, 0x50, 0x01, 0x02, 0x0B, key_index]) + amount.to_bytes(4, "big") + terminal_id + b"\x0f"
+    )
+
+
+def debit_purchase(*, terminal_seq: int, date: bytes, time: bytes, mac1: bytes) -> bytes:
+    return (
+        bytes([0x80, 0x54, 0x01, 0x00, 0x0F]) + terminal_seq.to_bytes(4, "big") + date + time + mac1 + b"\x08"
+    )
+
+
+def get_transaction_prove(*, atc: int, kind: int = 0x06) -> bytes:
+    return bytes([0x80, 0x5A, 0x00, kind, 0x02]) + atc.to_bytes(2, "big") + b"\x08"
+
+
+def initialize_load(*, key_index: int, amount: int, terminal_id: bytes) -> bytes:
+    return (
+        bytes([0x80, 0x50, 0x00, 0x02, 0x0B, key_index]) + amount.to_bytes(4, "big") + terminal_id + b"\x10"
+    )
+
+
+def credit_load(*, date: bytes, time: bytes, mac2: bytes) -> bytes:
+    return bytes([0x80, 0x52, 0x00, 0x00, 0x0B]) + date + time + mac2 + b"\x04"
+
+
+def get_challenge() -> bytes:
+    return bytes.fromhex("0084000004")
+
+
+def application_block(mac: bytes) -> bytes:
+    return bytes([0x84, 0x1E, 0x00, 0x00, 0x04]) + mac
+
+
+def get_response(length: int) -> bytes:
+    return bytes([0x00, 0xC0, 0x00, 0x00, length])

@@ -1,0 +1,68 @@
+"""Citizen-card numbers (卡号): issuer division code + scheme code + serial + Luhn check digit.
+
+``DDDDDD SS NNNNNNNNNN C`` — 19 digits: the issuing tenant's 6-digit GB/T 2260 division code (so any
+acquirer routes a foreign card without a lookup), the 2-digit card-scheme code, a 10-digit serial and a
+Luhn check digit over the first 18.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CARD_NUMBER_LENGTH = 19
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+class CardNumberError(ValueError):
+    """A card number of the wrong shape or with a wrong check digit."""
+
+
+def luhn_check_digit(body: str) -> str:
+    """The digit that makes ``body + digit`` pass the Luhn check."""
+    digits = [ord(c) - 48 for c in body]
+    total = sum(_LUHN_DOUBLE[d] for d in digits[-1::-2]) + sum(digits[-2::-2])
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(number: str) -> bool:
+    return number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
+
+
+@dataclass(frozen=True)
+class CardNumber:
+    division: str
+    scheme: str
+    serial: int
+
+    @property
+    def number(self) -> str:
+        return card_number_build(division=self.division, scheme=self.scheme, serial=self.serial)
+
+
+def card_number_build(*, division: str, scheme: str, serial: int) -> str:
+    if len(division) != 6 or not division.isdigit():
+        raise CardNumberError(f"division code {division!r} must be 6 digits")
+    if len(scheme) != 2 or not scheme.isdigit():
+        raise CardNumberError(f"scheme code {scheme!r} must be 2 digits")
+    if not 0 <= serial < 10**10:
+        raise CardNumberError(f"serial {serial} must be 0..9999999999")
+    body = f"{division}{scheme}{serial:010d}"
+    return body + luhn_check_digit(body)
+
+
+def card_number_parse(number: str) -> CardNumber:
+    """Split a card number into its parts; CardNumberError names what is wrong."""
+    if not isinstance(number, str) or len(number) != CARD_NUMBER_LENGTH or not number.isdigit():
+        raise CardNumberError(f"card number {number!r} must be {CARD_NUMBER_LENGTH} digits")
+    if not luhn_valid(number):
+        raise CardNumberError(f"card number {number} fails its Luhn check digit")
+    return CardNumber(division=number[:6], scheme=number[6:8], serial=int(number[8:18]))
+
+
+def card_number_bcd(number: str) -> bytes:
+    """The 10-byte BCD form stored on the card (SFI 0x15 bytes 10–19), padded with F."""
+    return bytes.fromhex(number.ljust(20, "F"))
+
+
+def card_number_from_bcd(raw: bytes) -> str:
+    return raw.hex().upper().rstrip("F").lower()

@@ -1,0 +1,303 @@
+"""A tap (刷卡): read the card, check the hotlist, price the trip, debit, record — durably, never twice.
+
+The order is the point: the terminal sequence number and a ``pending`` record are committed before DEBIT;
+the ``complete`` record with the card's TAC is committed before the rider hears the beep. If DEBIT gets
+no answer (the card left the field), the record becomes ``torn`` and the rider is asked to tap again; the
+same card is then resolved with GET TRANSACTION PROVE — the debit happened (complete the record from the
+proof) or it did not (void it and debit again) — so a rider is never charged twice. Another card in
+between leaves the torn record alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from citycard.terminal_kit.card import apdu as A
+from citycard.terminal_kit.card.crypto import Algorithm
+from citycard.terminal_kit.card.virtual import CATEGORY_BITS
+from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, card_number_parse
+from citycard.terminal_kit.hotlist import Hotlist
+from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
+from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.store import TapStore
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+class CardProtocolError(Exception):
+    """The card answered something the terminal cannot accept (malformed, out of order, wrong MAC)."""
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    card_no: str
+    issuer: str
+    scheme_code: str
+    categories: frozenset[str]
+    valid_from: dt.date
+    valid_to: dt.date
+
+
+@dataclass(frozen=True)
+class TripInfo:
+    tenant: str
+    service: str
+    route: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Quote:
+    fare_fen: int
+    state: dict[str, Any]
+    trace: tuple[str, ...] = ()
+    rule_id: str | None = None
+
+
+class FareCalculator(Protocol):
+    def quote(self, card: CardInfo, trip: TripInfo, state: dict[str, Any]) -> Quote: ...
+
+
+@dataclass(frozen=True)
+class FixedFare:
+    """One fare for everyone (a terminal without a rule document, and the tests' baseline)."""
+
+    fen: int
+
+    def quote(self, card: CardInfo, trip: TripInfo, state: dict[str, Any]) -> Quote:
+        return Quote(fare_fen=self.fen, state=state, trace=(f"fixed fare {self.fen} fen",), rule_id="fixed")
+
+
+@dataclass
+class TapResult:
+    outcome: str  # approved | declined | retap | blocked | no_card | error
+    message: str
+    card_no: str | None = None
+    fare_fen: int | None = None
+    balance_fen: int | None = None
+    record: dict[str, Any] | None = None
+    terminal_work_s: float = 0.0  # time spent outside card I/O
+    card_io_s: float = 0.0
+
+
+def _bcd_to_date(raw: bytes) -> dt.date:
+    text = raw.hex()
+    try:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError as exc:
+        raise CardProtocolError(f"bad date {text} on the card") from exc
+
+
+@dataclass
+class Validator:
+    """A bus validator / gate: one reader, one SAM, one queue, the tenant's fares and hotlist."""
+
+    transport: Transport
+    sam: SoftwareSam
+    store: TapStore
+    fare: FareCalculator
+    tenant: str
+    service: str
+    route: str
+    hotlist: Hotlist = field(default_factory=Hotlist)
+    clock: Any = None  # () -> aware datetime; default now in Asia/Shanghai
+    rider_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _now(self) -> dt.datetime:
+        return self.clock() if self.clock else dt.datetime.now(SHANGHAI)
+
+    def tap(self) -> TapResult:
+        started = time.perf_counter()
+        io = _IoTimer(self.transport)
+        channel = CardChannel(io)
+        try:
+            self.transport.open()
+        except ReaderError as exc:
+            return TapResult("no_card", str(exc))
+        try:
+            result = self._tap(channel)
+        except CardRemoved as exc:
+            result = TapResult("retap", f"card removed: {exc}; tap again")
+        except (CardProtocolError, CardNumberError) as exc:
+            result = TapResult("error", f"card refused: {exc}")
+        except ReaderError as exc:
+            result = TapResult("error", f"reader: {exc}")
+        finally:
+            self.transport.close()
+        result.card_io_s = io.spent
+        result.terminal_work_s = time.perf_counter() - started - io.spent
+        return result
+
+    # --- the steps -----------------------------------------------------------------------------------
+
+    def _expect(self, response: A.Response, what: str, length: int | None = None) -> bytes:
+        if not response.ok:
+            raise CardProtocolError(f"{what}: {response.describe()}")
+        if length is not None and len(response.data) != length:
+            raise CardProtocolError(f"{what}: {len(response.data)} bytes instead of {length}")
+        return response.data
+
+    def read_card(self, channel: CardChannel) -> tuple[CardInfo, bool]:
+        selected = channel.send(A.select_aid())
+        blocked = selected.sw == A.SW_FILE_INVALIDATED
+        if not blocked:
+            self._expect(selected, "SELECT")
+        public = self._expect(channel.send(A.read_binary(A.SFI_PUBLIC, 30)), "READ BINARY 15", 30)
+        management = self._expect(channel.send(A.read_binary(A.SFI_MANAGEMENT, 60)), "READ BINARY 17", 60)
+        card_no = card_number_from_bcd(public[10:20])
+        card_number_parse(card_no)
+        if card_no[:6] != public[0:3].hex():
+            raise CardProtocolError(f"issuer {public[0:3].hex()} does not match card number {card_no}")
+        categories = frozenset(name for name, bit in CATEGORY_BITS.items() if management[1] & bit)
+        info = CardInfo(
+            card_no=card_no,
+            issuer=card_no[:6],
+            scheme_code=management[0:1].hex(),
+            categories=categories,
+            valid_from=_bcd_to_date(public[20:24]),
+            valid_to=_bcd_to_date(public[24:28]),
+        )
+        return info, blocked
+
+    def _tap(self, channel: CardChannel) -> TapResult:
+        card, blocked = self.read_card(channel)
+        now = self._now()
+        if blocked:
+            return TapResult("blocked", "card blocked (挂失/黑名单卡)", card_no=card.card_no)
+        if card.card_no in self.hotlist:
+            self._block(channel, card)
+            return TapResult("blocked", "card is on the hotlist and is now blocked", card_no=card.card_no)
+        if not card.valid_from <= now.date() <= card.valid_to:
+            return TapResult("declined", "card expired or not yet valid", card_no=card.card_no)
+        torn = self.store.torn_for(card.card_no)
+        if torn is not None:
+            resolved = self._resolve_torn(channel, torn)
+            if resolved is not None:
+                return resolved
+        trip = TripInfo(tenant=self.tenant, service=self.service, route=self.route, at=now)
+        quote = self.fare.quote(card, trip, self.rider_states.get(card.card_no, {}))
+        if quote.fare_fen < 0:
+            raise CardProtocolError("the fare calculator returned a negative fare")
+        result = self._debit(channel, card, quote, now)
+        if result.outcome == "approved":
+            self.rider_states[card.card_no] = quote.state
+        return result
+
+    def _debit(self, channel: CardChannel, card: CardInfo, quote: Quote, now: dt.datetime) -> TapResult:
+        init = channel.send(
+            A.initialize_purchase(key_index=1, amount=quote.fare_fen, terminal_id=self.sam.terminal_id)
+        )
+        if init.sw == A.SW_INSUFFICIENT_BALANCE:
+            return TapResult(
+                "declined", "insufficient balance (余额不足)", card_no=card.card_no, fare_fen=quote.fare_fen
+            )
+        data = self._expect(init, "INITIALIZE FOR PURCHASE", 15)
+        balance, atc = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big")
+        try:
+            algorithm = Algorithm(data[10])
+        except ValueError as exc:
+            raise CardProtocolError(f"unknown algorithm id {data[10]:02X}") from exc
+        random = data[11:15]
+        if balance < quote.fare_fen:
+            raise CardProtocolError("card reported a balance below the fare but did not refuse")
+        seq = self.store.next_terminal_seq()
+        date, tod = bytes.fromhex(now.strftime("%Y%m%d")), bytes.fromhex(now.strftime("%H%M%S"))
+        auth = self.sam.purchase(
+            card_no=card.card_no,
+            algorithm=algorithm,
+            random=random,
+            atc=atc,
+            terminal_seq=seq,
+            amount=quote.fare_fen,
+            date=date,
+            time=tod,
+        )
+        record = {
+            "card_no": card.card_no,
+            "issuer": card.issuer,
+            "card_counter": atc,
+            "terminal_seq": seq,
+            "amount_fen": quote.fare_fen,
+            "balance_before_fen": balance,
+            "balance_after_fen": balance - quote.fare_fen,
+            "tapped_at": now.isoformat(timespec="seconds"),
+            "service": self.service,
+            "route": self.route,
+            "tac": "",
+            "kind": "purchase",
+            "status": "pending",
+            "card_scheme": card.scheme_code,
+            "categories": sorted(card.categories),
+            "fare_rule_id": quote.rule_id,
+            "algorithm": int(algorithm),
+            "terminal_no": self.sam.terminal_id.hex(),
+        }
+        tap_id = self.store.tap_pending(record)
+        try:
+            response = channel.send(A.debit_purchase(terminal_seq=seq, date=date, time=tod, mac1=auth.mac1))
+        except CardRemoved:
+            self.store.tap_torn(tap_id)
+            raise
+        if response.sw == A.SW_BAD_MAC:
+            self.store.tap_void(tap_id)
+            raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
+        out = self._expect(response, "DEBIT FOR PURCHASE", 8)
+        tac, mac2 = out[0:4], out[4:8]
+        if not self.sam.mac2_valid(auth, amount=quote.fare_fen, mac2_value=mac2):
+            # The card says it debited but cannot prove it: keep the record for the issuer to judge.
+            record.update(tac=tac.hex(), status="complete")
+            self.store.tap_complete(tap_id, record)
+            raise CardProtocolError("MAC2 from the card does not verify; the debit is recorded for review")
+        record.update(tac=tac.hex(), status="complete")
+        self.store.tap_complete(tap_id, record)
+        return TapResult(
+            "approved",
+            "ok",
+            card_no=card.card_no,
+            fare_fen=quote.fare_fen,
+            balance_fen=balance - quote.fare_fen,
+            record=record,
+        )
+
+    def _resolve_torn(self, channel: CardChannel, torn) -> TapResult | None:
+        """Same card after a torn DEBIT: prove it happened (complete) or not (void, then debit anew)."""
+        record = dict(torn.record)
+        proof = channel.send(A.get_transaction_prove(atc=record["card_counter"] + 1))
+        if proof.sw == A.SW_NO_SUCH_TRANSACTION:
+            self.store.tap_void(torn.id)
+            return None
+        data = self._expect(proof, "GET TRANSACTION PROVE", 8)
+        record.update(tac=data[4:8].hex(), status="torn_resolved")
+        self.store.tap_complete(torn.id, record)
+        return TapResult(
+            "approved",
+            "earlier tap completed (no second charge)",
+            card_no=record["card_no"],
+            fare_fen=record["amount_fen"],
+            balance_fen=record["balance_after_fen"],
+            record=record,
+        )
+
+    def _block(self, channel: CardChannel, card: CardInfo) -> None:
+        challenge = self._expect(channel.send(A.get_challenge()), "GET CHALLENGE", 4)
+        init_alg = Algorithm.SM4  # the block MAC uses the card's algorithm; SM4 for every card we issue
+        mac = self.sam.block_mac(card_no=card.card_no, algorithm=init_alg, challenge=challenge)
+        self._expect(channel.send(A.application_block(mac)), "APPLICATION BLOCK")
+
+
+class _IoTimer:
+    """Wraps a transport to measure the time spent in card I/O."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self.spent = 0.0
+
+    def transmit(self, command: bytes) -> bytes:
+        started = time.perf_counter()
+        try:
+            return self._transport.transmit(command)
+        finally:
+            self.spent += time.perf_counter() - started

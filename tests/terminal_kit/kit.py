@@ -1,0 +1,59 @@
+"""Shared builders for terminal-kit tests: keys, cards, a validator over an in-process or PC/SC reader."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from citycard.terminal_kit.card.crypto import Algorithm
+from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
+from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import SHANGHAI, FixedFare, Validator
+
+PURCHASE_MASTER = bytes.fromhex("00112233445566778899aabbccddeeff")
+TAC_MASTER = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+LOAD_MASTER = bytes.fromhex("a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5")
+MAINTENANCE_MASTER = bytes.fromhex("5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a")
+TERMINAL_ID = bytes.fromhex("330100000001")
+NOW = dt.datetime(2026, 11, 24, 8, 30, 0, tzinfo=SHANGHAI)
+
+
+def keys(algorithm: Algorithm = Algorithm.SM4) -> IssuerKeys:
+    return IssuerKeys(PURCHASE_MASTER, TAC_MASTER, LOAD_MASTER, MAINTENANCE_MASTER, algorithm=algorithm)
+
+
+def card(
+    serial: int = 1,
+    *,
+    balance: int = 5000,
+    division: str = "330400",
+    algorithm: Algorithm = Algorithm.SM4,
+    categories: frozenset[str] = frozenset(),
+) -> VirtualCard:
+    number = card_number_build(division=division, scheme="01", serial=serial)
+    return VirtualCard(
+        CardProfile(card_no=number, categories=categories, holder_name="张三"),
+        keys(algorithm),
+        balance=balance,
+    )
+
+
+def sam() -> SoftwareSam:
+    return SoftwareSam(
+        terminal_id=TERMINAL_ID, purchase_master=PURCHASE_MASTER, maintenance_master=MAINTENANCE_MASTER
+    )
+
+
+def validator(transport, tmp_path: Path, *, fare: int = 200) -> Validator:
+    return Validator(
+        transport=transport,
+        sam=sam(),
+        store=TapStore(tmp_path / "taps.sqlite"),
+        fare=FixedFare(fare),
+        tenant="hangzhou",
+        service="bus",
+        route="151",
+        clock=lambda: NOW,
+    )
