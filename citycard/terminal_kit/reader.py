@@ -99,7 +99,8 @@ class PcscReader:
 
     def _reader(self):
         try:
-            from smartcard.Exceptions import EstablishContextException, ListReadersException
+            from smartcard.Exceptions import ListReadersException, SmartcardException
+            from smartcard.pcsc.PCSCExceptions import BaseSCardException
             from smartcard.System import readers
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise PcscUnavailable(
@@ -107,7 +108,7 @@ class PcscReader:
             ) from exc
         try:
             found = readers()
-        except (EstablishContextException, ListReadersException) as exc:
+        except (BaseSCardException, ListReadersException, SmartcardException) as exc:
             raise PcscUnavailable(f"PC/SC service not available (is pcscd running?): {exc}") from exc
         for reader in found:
             if self.name is None or str(reader) == self.name or str(reader).startswith(self.name):

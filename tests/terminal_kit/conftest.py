@@ -1,0 +1,74 @@
+"""The real smart-card stack for PC/SC tests: pcscd with the vsmartcard vpcd driver, and pyscard.
+
+The session starts pcscd itself (or uses one already running) and holds an exclusive lock on
+/tmp/citycard-pcscd.lock while it does, so concurrent test sessions on one machine take turns with the
+single vpcd reader. Without pcscd, the vpcd driver or pyscard, PC/SC tests are skipped with a message
+saying what to install.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
+READER = "Virtual PCD 00 00"
+
+
+def _missing() -> list[str]:
+    missing = []
+    if not shutil.which("pcscd") and not Path("/usr/sbin/pcscd").exists():
+        missing.append("pcscd (apt-get install pcscd)")
+    if not VPCD_CONF.exists():
+        missing.append("the vpcd driver (apt-get install vsmartcard-vpcd)")
+    try:
+        import smartcard.System  # noqa: F401
+    except ImportError:
+        missing.append("pyscard (pip install 'citycard-interop[terminal]'; needs libpcsclite-dev and swig)")
+    return missing
+
+
+def _readers() -> list[str]:
+    from smartcard.System import readers
+
+    try:
+        return [str(r) for r in readers()]
+    except Exception:  # pcscd not (yet) answering
+        return []
+
+
+@pytest.fixture(scope="session")
+def pcscd():
+    """A running pcscd with the vpcd reader; yields the reader name."""
+    missing = _missing()
+    if missing:
+        pytest.skip("PC/SC tests need " + ", ".join(missing))
+    lock = open("/tmp/citycard-pcscd.lock", "w")  # noqa: SIM115 - held for the whole session
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    started = None
+    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode != 0:
+        pcscd_bin = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        started = subprocess.Popen(
+            [pcscd_bin, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + 15
+    while READER not in _readers():
+        if time.monotonic() > deadline:
+            if started:
+                started.terminate()
+            pytest.fail(f"pcscd did not offer the reader {READER!r} (readers: {_readers()})")
+        time.sleep(0.1)
+    yield READER
+    if started is not None:
+        started.terminate()
+        try:
+            started.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            started.kill()
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
