@@ -234,6 +234,7 @@ class Validator:
             "fare_rule_id": quote.rule_id,
             "algorithm": int(algorithm),
             "terminal_no": self.sam.terminal_id.hex(),
+            "random": random.hex(),  # kept to check the MAC2 of a later GET TRANSACTION PROVE
         }
         tap_id = self.store.tap_pending(record)
         try:
@@ -242,15 +243,20 @@ class Validator:
             self.store.tap_torn(tap_id)
             raise
         if response.sw == A.SW_BAD_MAC:
-            self.store.tap_void(tap_id)
+            self.store.tap_void(tap_id)  # the card refused MAC1: nothing was debited
             raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
-        out = self._expect(response, "DEBIT FOR PURCHASE", 8)
-        tac, mac2 = out[0:4], out[4:8]
-        if not self.sam.mac2_valid(auth, amount=quote.fare_fen, mac2_value=mac2):
-            # The card says it debited but cannot prove it: keep the record for the issuer to judge.
-            record.update(tac=tac.hex(), status="complete")
-            self.store.tap_complete(tap_id, record)
-            raise CardProtocolError("MAC2 from the card does not verify; the debit is recorded for review")
+        out = response.data
+        if (
+            not response.ok
+            or len(out) != 8
+            or not self.sam.mac2_valid(auth, amount=quote.fare_fen, mac2_value=out[4:8])
+        ):
+            # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
+            self.store.tap_torn(tap_id)
+            return TapResult(
+                "retap", f"DEBIT answer not proven ({response.describe()}); tap again", card_no=card.card_no
+            )
+        tac = out[0:4]
         record.update(tac=tac.hex(), status="complete")
         self.store.tap_complete(tap_id, record)
         return TapResult(
@@ -270,6 +276,18 @@ class Validator:
             self.store.tap_void(torn.id)
             return None
         data = self._expect(proof, "GET TRANSACTION PROVE", 8)
+        auth = self.sam.purchase(
+            card_no=record["card_no"],
+            algorithm=Algorithm(record["algorithm"]),
+            random=bytes.fromhex(record["random"]),
+            atc=record["card_counter"],
+            terminal_seq=record["terminal_seq"],
+            amount=record["amount_fen"],
+            date=bytes.fromhex(record["tapped_at"][:10].replace("-", "")),
+            time=bytes.fromhex(record["tapped_at"][11:19].replace(":", "")),
+        )
+        if not self.sam.mac2_valid(auth, amount=record["amount_fen"], mac2_value=data[0:4]):
+            raise CardProtocolError("GET TRANSACTION PROVE answered a MAC2 that does not verify")
         record.update(tac=data[4:8].hex(), status="torn_resolved")
         self.store.tap_complete(torn.id, record)
         return TapResult(
