@@ -114,7 +114,7 @@ class Validator:
         io = _IoTimer(self.transport)
         channel = CardChannel(io)
         try:
-            self.transport.open()
+            io.timed(self.transport.open)
         except ReaderError as exc:
             return TapResult("no_card", str(exc))
         try:
@@ -126,7 +126,7 @@ class Validator:
         except ReaderError as exc:
             result = TapResult("error", f"reader: {exc}")
         finally:
-            self.transport.close()
+            io.timed(self.transport.close)
         result.card_io_s = io.spent
         result.terminal_work_s = time.perf_counter() - started - io.spent
         return result
@@ -314,8 +314,11 @@ class _IoTimer:
         self.spent = 0.0
 
     def transmit(self, command: bytes) -> bytes:
+        return self.timed(self._transport.transmit, command)
+
+    def timed(self, call, *args):
         started = time.perf_counter()
         try:
-            return self._transport.transmit(command)
+            return call(*args)
         finally:
             self.spent += time.perf_counter() - started

@@ -18,6 +18,7 @@ from citycard.terminal_kit.card.virtual import ATR, CardTorn, VirtualCard
 
 VPCD_PORT = 35963
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class VpcdCard:
@@ -63,6 +64,10 @@ class VpcdCard:
     def _recv_exact(self, sock: socket.socket, n: int) -> bytes:
         data = b""
         while len(data) < n:
+            # vpcd writes the length and the APDU separately; acknowledging at once keeps its second write
+            # from waiting out our delayed ACK (~40 ms per APDU otherwise).
+            if _QUICKACK is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             chunk = sock.recv(n - len(data))
             if not chunk:
                 raise EOFError
