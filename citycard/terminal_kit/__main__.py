@@ -19,21 +19,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.devkeys import SIM_KEYS
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import SoftwareSam
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import FixedFare, Validator
 from citycard.terminal_kit.upload import Uploader
-
-# Development keys of the simulator (a real terminal's SAM is provisioned by its tenant).
-SIM_KEYS = IssuerKeys(
-    purchase_master=bytes.fromhex("00112233445566778899aabbccddeeff"),
-    tac_master=bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
-    load_master=bytes.fromhex("a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5"),
-    maintenance_master=bytes.fromhex("5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"),
-)
 
 
 def _sam(terminal_no: str) -> SoftwareSam:

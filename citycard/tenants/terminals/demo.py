@@ -1,19 +1,30 @@
-"""Demo step: a few terminals per demo tenant, each uploading one small signed batch of generated taps."""
+"""Demo step: a few terminals per demo tenant tap virtual cards (terminal_kit) and upload one signed batch each."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
+from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import FixedFare, Validator
 
 # Which issuers' cards each demo tenant's terminals see (own cards, roaming partners, a stranger).
 _VISITORS = {"yrd": ["310000", "330100", "330400"], "gba": ["441900", "440300"]}
@@ -23,6 +34,26 @@ def _demo_key(terminal_id: str) -> Ed25519PrivateKey:
     """A deterministic key per demo terminal, so re-running the demo signs with the registered key."""
     seed = terminal_id.encode().ljust(32, b"\0")[:32]
     return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
+    """A terminal_kit validator with its durable queue under the data directory."""
+    queue = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.sqlite"
+    queue.parent.mkdir(parents=True, exist_ok=True)
+    sam = SoftwareSam(
+        terminal_id=bytes.fromhex(f"{division}{n:06d}"),
+        purchase_master=SIM_KEYS.purchase_master,
+        maintenance_master=SIM_KEYS.maintenance_master,
+    )
+    return Validator(
+        transport=InProcessReader(),
+        sam=sam,
+        store=TapStore(queue),
+        fare=FixedFare(200),
+        tenant=tenant.code,
+        service="bus",
+        route=route,
+    )
 
 
 def demo_step(ctx) -> None:
@@ -60,22 +91,49 @@ def demo_step(ctx) -> None:
                         public_key=sim.public_key,
                         actor="demo",
                     )
-                sim.seq = Terminal.objects.get(terminal_id=terminal_id).last_seq or 0
+                last_seq = Terminal.objects.get(terminal_id=terminal_id).last_seq or 0
+                validator = _validator(tenant, terminal_id, n, sim.route, city.division_code)
                 taps = []
                 for i in range(8):
                     issuer = city.division_code if i < 5 else rng.choice(issuers)
-                    card = SimCard(card_number(issuer, rng.randrange(1, 500)), counter=rng.randrange(1, 50))
-                    taps.append(sim.tap(card, at=now - dt.timedelta(minutes=30 - i), rng=rng))
-                body = sim.sign(
-                    sim.payload(taps, created_at=now, batch_id=f"{terminal_id}-{now:%Y%m%d%H%M%S}")
+                    card = VirtualCard(
+                        CardProfile(
+                            card_no=card_number_build(
+                                division=issuer, scheme="01", serial=rng.randrange(1, 500)
+                            )
+                        ),
+                        SIM_KEYS,
+                        balance=rng.randrange(0, 3000),
+                        offline_atc=last_seq + i,
+                    )
+                    validator.transport.insert(card)
+                    validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
+                    result = validator.tap()
+                    taps.append(result)
+                document = validator.store.batch_open(
+                    terminal_id=terminal_id,
+                    tenant=code,
+                    key=_demo_key(terminal_id),
+                    key_id=f"{terminal_id}:k1",
+                    rule_version=0,
+                    hotlist_version=0,
+                    now=now,
                 )
+                if document is None:
+                    continue
+                body = json.dumps(document, ensure_ascii=False).encode()
                 result = batch_ingest(tenant=tenant, body=body)
                 again = batch_ingest(tenant=tenant, body=body)
+                validator.store.batch_acknowledged(
+                    batch_id=document["payload"]["batch_id"],
+                    ack=json.loads(result.body),
+                    tenant_keys=tenant_public_keys(tenant=tenant),
+                )
                 rows = Transaction.objects.filter(terminal_id=terminal_id)
                 table.add_row(
                     code,
                     terminal_id,
-                    str(len(taps)),
+                    f"{len(taps)} ({sum(t.outcome == 'approved' for t in taps)} paid)",
                     str(result.accepted),
                     str(result.duplicates),
                     str(result.rejected),
