@@ -9,6 +9,8 @@ own, uniquely named rows.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 # (code, division) in creation order; cities before counties.
@@ -21,6 +23,8 @@ SESSION_TENANTS = [
     ("dongguan", "441900"),
     ("shenzhen", "440300"),
 ]
+# Members since long before any fixed clock a test uses (terminal-kit tests tap on fixed dates).
+SESSION_JOINED_ON = dt.date(2020, 1, 1)
 SESSION_MEMBERSHIPS = [
     ("yrd", "shanghai"),
     ("yrd", "hangzhou"),
@@ -51,7 +55,9 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
             if not Tenant.objects.filter(code=code).exists():
                 services.tenant_create(code=code, division_code=division, actor="test")
         for network, code in SESSION_MEMBERSHIPS:
-            services.network_join(network_code=network, tenant_code=code, actor="test")
+            services.network_join(
+                network_code=network, tenant_code=code, joined_on=SESSION_JOINED_ON, actor="test"
+            )
     yield
     if not django_db_keepdb:
         with django_db_blocker.unblock():
