@@ -35,15 +35,17 @@ def child(args) -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db.models import Count
     from django.db import connection
     from django.test import RequestFactory
     from django.utils import timezone
     from django_tenants.utils import tenant_context
 
     from citycard.platform import services
+    from citycard.platform.keys import tenant_card_tac_master
     from citycard.platform.models import Tenant
     from citycard.tenants.terminals import views
-    from citycard.tenants.terminals.models import Transaction
+    from citycard.tenants.terminals.models import ReviewFlag, Transaction
     from citycard.tenants.terminals.services import terminal_register
     from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
 
@@ -56,8 +58,17 @@ def child(args) -> None:
     hangzhou = Tenant.objects.get(code="hangzhou")
 
     rng = random.Random(7)
+    # Own cards carry real TACs under Hangzhou's card key, so the issuer's TAC check does its full work.
+    tac_masters = {"330100": tenant_card_tac_master(tenant=hangzhou)}
     terminals = [
-        SimTerminal(f"HZ-BUS-{i:04d}", "hangzhou", route=str(1 + i % 400)) for i in range(args.terminals)
+        SimTerminal(
+            f"HZ-BUS-{i:04d}",
+            "hangzhou",
+            route=str(1 + i % 400),
+            terminal_no=f"3301{i:08d}",
+            tac_masters=tac_masters,
+        )
+        for i in range(args.terminals)
     ]
     with tenant_context(hangzhou):
         for sim in terminals:
@@ -139,6 +150,9 @@ def child(args) -> None:
     if profiler is not None:
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
     stored = Transaction.objects.count()
+    flag_counts = dict(
+        ReviewFlag.objects.values_list("code").annotate(n=Count("id")).values_list("code", "n")
+    )
     taps_total = batches * args.batch
 
     # (b) the same rows, raw COPY, same chunk size, one commit per chunk.
@@ -179,6 +193,7 @@ def child(args) -> None:
     print(
         f"stored {stored}  resent duplicates {sent_dups}  (sampled acks: accepted {accepted}, duplicates {duplicates})"
     )
+    print(f"review flags {flag_counts or 'none'}")
     print(
         f"(a) endpoint path   {a:>10,.0f} taps/s   wall {ingest_wall:7.2f}s  python cpu {ingest_cpu:7.2f}s "
         f"({taps_total / ingest_cpu:,.0f} taps per cpu-second)"

@@ -7,7 +7,10 @@ set, a master key is generated once and kept in ``CITYCARD_DATA_DIR/master_key``
 
 Tenant keys are created with the tenant. Signing keys (Ed25519) sign everything that leaves the tenant;
 rotating one keeps the old key verifiable for an overlap window. Data keys (AES-256-GCM) encrypt personal
-data at rest; rotating one adds a new version and keeps the old ones for decryption.
+data at rest; rotating one adds a new version and keeps the old ones for decryption. A city, as a card
+issuer (发卡方), also holds its card TAC master key: every card's TAC key is diversified from it by card
+number, so only the issuer can check the TAC of a tap on its cards (docs/terminal-protocol.md). It is not
+rotated here: the cards personalised under it carry it for their whole life.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.models import KeyPurpose, Tenant, TenantKey
+from citycard.platform.models import KeyPurpose, Tenant, TenantKey, TenantKind
 from citycard.terminal_kit.signing import SignatureError, public_key_bytes, sign_document, verify_document
 
 DEFAULT_OVERLAP = dt.timedelta(days=7)
@@ -122,6 +125,8 @@ def _new_key(tenant: Tenant, purpose: str) -> TenantKey:
         private = Ed25519PrivateKey.generate()
         secret = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         public = public_key_bytes(private)
+    elif purpose == KeyPurpose.CARD_TAC:
+        secret = secrets.token_bytes(16)  # an SM4 key
     else:
         secret = AESGCM.generate_key(bit_length=256)
     master_id, blob = _wrap(secret, tenant_code=tenant.code, purpose=purpose, key_id=key_id)
@@ -138,8 +143,12 @@ def _new_key(tenant: Tenant, purpose: str) -> TenantKey:
 
 @transaction.atomic
 def tenant_keys_ensure(*, tenant: Tenant) -> None:
-    """Give ``tenant`` a current signing key and data key if it lacks one (called at tenant creation)."""
-    for purpose in (KeyPurpose.SIGNING, KeyPurpose.DATA):
+    """Give ``tenant`` a current signing key and data key (and a city its card TAC master) if it lacks one
+    (called at tenant creation)."""
+    purposes = [KeyPurpose.SIGNING, KeyPurpose.DATA]
+    if tenant.kind == TenantKind.CITY:
+        purposes.append(KeyPurpose.CARD_TAC)
+    for purpose in purposes:
         if not TenantKey.objects.filter(tenant=tenant, purpose=purpose, retired_at__isnull=True).exists():
             _new_key(tenant, purpose)
 
@@ -164,6 +173,12 @@ def tenant_key_rotate(
     if purpose not in KeyPurpose.values:
         raise DomainError(
             f"unknown key purpose {purpose!r}; use one of {', '.join(KeyPurpose.values)}",
+            code="invalid",
+            field="purpose",
+        )
+    if purpose == KeyPurpose.CARD_TAC:
+        raise DomainError(
+            "the card TAC master cannot be rotated: every card personalised under it computes its TACs with it",
             code="invalid",
             field="purpose",
         )
@@ -232,6 +247,14 @@ def tenant_data_key_by_id(*, tenant: Tenant, key_id: str) -> bytes:
     if key is None:
         raise NotFound(f"tenant {tenant.code} has no data key {key_id!r}", code="unknown_key")
     return _unwrap(key, tenant.code)
+
+
+def tenant_card_tac_master(*, tenant: Tenant) -> bytes:
+    """The issuer's card TAC master key (16 bytes, SM4). Counties issue no cards: their city's is used."""
+    issuer = tenant.clearing_tenant
+    if issuer.kind != TenantKind.CITY:
+        raise DomainError(f"{tenant.code} issues no cards and holds no card keys", code="not_an_issuer")
+    return _unwrap(_current(issuer, KeyPurpose.CARD_TAC), issuer.code)
 
 
 def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -161,8 +161,8 @@ class User(AbstractUser):
         constraints = [
             models.CheckConstraint(
                 name="user_tenant_matches_role",
-                condition=Q(role__in=[r.value for r in PLATFORM_ROLES], tenant__isnull=True)
-                | Q(role__in=[r.value for r in TENANT_ROLES], tenant__isnull=False),
+                condition=Q(role__in=sorted(r.value for r in PLATFORM_ROLES), tenant__isnull=True)
+                | Q(role__in=sorted(r.value for r in TENANT_ROLES), tenant__isnull=False),
             ),
         ]
 
@@ -174,6 +174,7 @@ class User(AbstractUser):
 class KeyPurpose(models.TextChoices):
     SIGNING = "signing", "Signing (Ed25519): rule documents, hotlists, interop envelopes, acknowledgements"
     DATA = "data", "Data (AES-256-GCM): personal data at rest"
+    CARD_TAC = "card_tac", "Card TAC master (SM4): the issuer's key behind every card's TAC (cities only)"
 
 
 class TenantKey(models.Model):

@@ -9,7 +9,7 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import keys
 from citycard.platform.models import Tenant
-from citycard.tenants.terminals.models import Transaction
+from citycard.tenants.terminals.models import ReviewFlag, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.signing import public_key_bytes
@@ -34,7 +34,8 @@ def test_taps_travel_from_the_card_to_the_back_office_and_are_acknowledged(tmp_p
         )
     reader = InProcessReader()
     v = kit.validator(reader, tmp_path, fare=200)
-    own, visitor = kit.card(1, division="330100"), kit.card(2, division="330400")
+    own = kit.card(1, division="330100", tac_master=keys.tenant_card_tac_master(tenant=hangzhou))
+    visitor = kit.card(2, division="330400")
     for card in (own, visitor, own):
         reader.insert(card)
         assert v.tap().outcome == "approved"
@@ -72,6 +73,8 @@ def test_taps_travel_from_the_card_to_the_back_office_and_are_acknowledged(tmp_p
             ("330400", 200, "roaming"),
             ("330100", 200, "own"),
         ]
+        # The issuer (Hangzhou) recomputed its own card's TACs with its key: both hold.
+        assert not ReviewFlag.objects.filter(code="tac_invalid").exists()
 
 
 def test_an_unregistered_terminal_is_refused_and_keeps_its_batch(tmp_path):

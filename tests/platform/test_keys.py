@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from citycard.platform import keys
+from citycard.platform.errors import DomainError
 from citycard.platform.models import Tenant, TenantKey
 from citycard.terminal_kit.signing import SignatureError
 
@@ -15,9 +16,26 @@ pytestmark = pytest.mark.django_db
 def test_every_tenant_has_a_signing_and_a_data_key_wrapped_not_plain():
     jiaxing = Tenant.objects.get(code="jiaxing")
     current = TenantKey.objects.filter(tenant=jiaxing, retired_at__isnull=True)
-    assert sorted(current.values_list("purpose", flat=True)) == ["data", "signing"]
+    assert sorted(current.values_list("purpose", flat=True)) == ["card_tac", "data", "signing"]
     _, raw = keys.tenant_data_key(tenant=jiaxing)
     assert len(raw) == 32 and raw not in bytes(current.get(purpose="data").wrapped_secret)
+    tac = keys.tenant_card_tac_master(tenant=jiaxing)
+    assert len(tac) == 16 and tac not in bytes(current.get(purpose="card_tac").wrapped_secret)
+
+
+def test_a_county_uses_its_citys_card_key_and_the_card_key_is_never_rotated():
+    haiyan, jiaxing = Tenant.objects.get(code="haiyan"), Tenant.objects.get(code="jiaxing")
+    assert not TenantKey.objects.filter(tenant=haiyan, purpose="card_tac").exists()
+    assert keys.tenant_card_tac_master(tenant=haiyan) == keys.tenant_card_tac_master(tenant=jiaxing)
+    assert keys.tenant_card_tac_master(tenant=jiaxing) != keys.tenant_card_tac_master(
+        tenant=Tenant.objects.get(code="hangzhou")
+    )
+    with pytest.raises(DomainError) as err:
+        keys.tenant_key_rotate(tenant=jiaxing, purpose="card_tac")
+    assert "cannot be rotated" in str(err.value)
+    with pytest.raises(DomainError) as err:
+        keys.tenant_card_tac_master(tenant=Tenant.objects.get(kind="platform"))
+    assert err.value.code == "not_an_issuer"
 
 
 def test_signed_by_one_tenant_verifies_only_as_that_tenant():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 from citycard.terminal_kit.card.crypto import Algorithm
@@ -31,11 +32,12 @@ def card(
     division: str = "330400",
     algorithm: Algorithm = Algorithm.SM4,
     categories: frozenset[str] = frozenset(),
+    tac_master: bytes = TAC_MASTER,
 ) -> VirtualCard:
     number = card_number_build(division=division, scheme="01", serial=serial)
     return VirtualCard(
         CardProfile(card_no=number, categories=categories, holder_name="张三"),
-        keys(algorithm),
+        replace(keys(algorithm), tac_master=tac_master),
         balance=balance,
     )
 

@@ -12,8 +12,6 @@ deliberately absent until those packages are merged; wiring one is appending a f
 
 Extension points (wire them here; each is ``(ctx, taps) -> Iterable[Flag]``):
 
-* ``tac_check`` — for own cards (``tap.routing == "own"``), verify ``tap.tac`` with the issuer keys
-  (``citycard.terminal_kit`` ``tac_verify``, keys diversified by card number). Flag ``tac_invalid``.
 * ``fare_recheck`` — ``citycard.tenants.fares`` ``fare_check(...)`` with the rules published at
   ``tap.tapped_at`` (``ctx.rule_version`` is what the terminal used); amount differs → flag
   ``fare_mismatch`` with ``{"expected_fen", "charged_fen", "rule"}``. The tap stays accepted.
@@ -23,21 +21,29 @@ Extension points (wire them here; each is ``(ctx, taps) -> Iterable[Flag]``):
   ``card_counter`` order (sort ``taps`` by (card_no, card_counter)); flag ``shadow_divergence`` when the
   card's ``balance_before_fen`` differs from the shadow balance.
 
+Built in: clock skew, terminal-sequence gaps, card-counter gaps, and the TAC of own cards (``tac_check``:
+recomputed with the issuer's card TAC master from the key vault, flag ``tac_invalid``).
+
 Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection
 
+from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
+from citycard.tenants.terminals.partitions import SHANGHAI
+from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, mac4, tac_key
 
 # --- the data checks see --------------------------------------------------------------------------
 
@@ -74,6 +80,8 @@ class Tap:
     service: str
     route: str
     tac: str
+    terminal_no: str
+    algorithm: int
     kind: str
     status: str
     card_scheme: str
@@ -162,9 +170,47 @@ def card_counter_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
     ]
 
 
+@lru_cache(maxsize=262_144)
+def _card_tac_key(master: bytes, card_no: str, algorithm: int) -> bytes:
+    """The card's TAC key (DTK diversified from the issuer's master by card number), kept per card: a
+    city's regular riders tap every day, and diversifying costs two block encryptions."""
+    return tac_key(diversify(master, card_no, Algorithm(algorithm)), Algorithm(algorithm))
+
+
+def tac_expected(*, master: bytes, tap: Tap) -> str:
+    """The TAC the card must have returned for ``tap``, recomputed by the issuer (hex). Date and time are
+    the terminal's Beijing-time clock, as the card saw them in DEBIT FOR PURCHASE."""
+    local = tap.tapped_at.astimezone(SHANGHAI)
+    data = (
+        tap.amount_fen.to_bytes(4, "big")
+        + bytes([PURCHASE])
+        + bytes.fromhex(tap.terminal_no)
+        + (tap.terminal_seq & 0xFFFFFFFF).to_bytes(4, "big")
+        + bytes.fromhex(local.strftime("%Y%m%d%H%M%S"))
+    )
+    algorithm = Algorithm(tap.algorithm)
+    return mac4(_card_tac_key(master, tap.card_no, tap.algorithm), data, algorithm).hex()
+
+
+def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Own cards: the TAC must be what the card computes under the issuer's key (the tenant's, or its
+    city's for a county). One key-vault query per batch; a mismatch is flagged ``tac_invalid`` for review,
+    never dropped (the card was debited whatever the record says)."""
+    own = [tap for tap in taps if tap.routing == "own"]
+    if not own:
+        return []
+    master = tenant_card_tac_master(tenant=ctx.acquirer)
+    flags = []
+    for tap in own:
+        expected = tac_expected(master=master, tap=tap)
+        if not hmac.compare_digest(expected, tap.tac):
+            flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
+    return flags
+
+
 # The checks that run, in order. Extension points (see the module docstring) are appended here when
 # their packages are merged, e.g. ``CHECKS.append(tac_check)``.
-CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check, card_counter_gap_check]
+CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check, card_counter_gap_check, tac_check]
 
 
 # --- routing -------------------------------------------------------------------------------------------
@@ -260,6 +306,8 @@ def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: 
         "service": tap.service,
         "route": tap.route,
         "tac": tap.tac,
+        "terminal_no": tap.terminal_no,
+        "algorithm": tap.algorithm,
         "kind": tap.kind,
         "status": tap.status,
         "card_scheme": tap.card_scheme,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,12 +14,13 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
-from citycard.platform.keys import tenant_public_keys
+from citycard.platform.keys import tenant_card_tac_master, tenant_public_keys
+from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
-from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS
 from citycard.terminal_kit.reader import InProcessReader
@@ -34,6 +36,15 @@ def _demo_key(terminal_id: str) -> Ed25519PrivateKey:
     """A deterministic key per demo terminal, so re-running the demo signs with the registered key."""
     seed = terminal_id.encode().ljust(32, b"\0")[:32]
     return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def _card_keys(division: str) -> IssuerKeys:
+    """The keys a demo card is personalised with: the network purchase key of the development SAMs and,
+    for a card of a tenant on the platform, that issuer's own TAC master from the key vault."""
+    issuer = tenant_by_division(division)
+    if issuer is None or issuer.is_platform:
+        return SIM_KEYS  # a stranger's card: no issuer here can check its TAC anyway
+    return replace(SIM_KEYS, tac_master=tenant_card_tac_master(tenant=issuer))
 
 
 def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
@@ -72,6 +83,7 @@ def demo_step(ctx) -> None:
     ):
         table.add_column(col)
     now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
+    card_keys: dict[str, IssuerKeys] = {}
     for code, tenant in ctx.tenants.items():
         city = tenant.clearing_tenant
         network = "gba" if city.division_code.startswith("44") else "yrd"
@@ -102,7 +114,7 @@ def demo_step(ctx) -> None:
                                 division=issuer, scheme="01", serial=rng.randrange(1, 500)
                             )
                         ),
-                        SIM_KEYS,
+                        card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
                         balance=rng.randrange(0, 3000),
                         offline_atc=last_seq + i,
                     )

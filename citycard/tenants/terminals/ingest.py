@@ -98,6 +98,14 @@ def luhn_valid(number: str) -> bool:
     return (sum(digits[-1::-2]) + sum(_LUHN_DOUBLE[d] for d in digits[-2::-2])) % 10 == 0
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ALGORITHMS = frozenset((0, 4))
+
+
+def _is_hex(text: str) -> bool:
+    return _HEX.issuperset(text)
+
+
 class _Reject(Exception):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
@@ -162,10 +170,14 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
     tac = tap.get("tac")
     if not isinstance(tac, str) or not (8 <= len(tac) <= 64) or len(tac) % 2:
         raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
-    try:
-        bytes.fromhex(tac)
-    except ValueError:
-        raise _Reject("bad_tac", "tac is not hexadecimal") from None
+    if not _is_hex(tac):
+        raise _Reject("bad_tac", "tac is not hexadecimal")
+    terminal_no = tap.get("terminal_no")
+    if not isinstance(terminal_no, str) or len(terminal_no) != 12 or not _is_hex(terminal_no):
+        raise _Reject("bad_field", "terminal_no must be the SAM's 6-byte terminal number in 12 hex digits")
+    algorithm = tap.get("algorithm")
+    if algorithm not in _ALGORITHMS or type(algorithm) is not int:
+        raise _Reject("bad_field", f"algorithm {algorithm!r} is not a card algorithm id (4 SM4, 0 3DES)")
     kind = tap.get("kind")
     if kind != "purchase":
         raise _Reject("unsupported_kind", f"kind {kind!r} is not taken here (only 'purchase')")
@@ -193,6 +205,8 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
         service=_text(tap, "service"),
         route=_text(tap, "route"),
         tac=tac.lower(),
+        terminal_no=terminal_no.lower(),
+        algorithm=algorithm,
         kind=kind,
         status=status,
         card_scheme=_text(tap, "card_scheme", required=False),
@@ -277,13 +291,14 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
 
 _STAGE_COLUMNS = (
     "idx, tapped_at, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen,"
-    " balance_after_fen, service, route, tac, kind, status, card_scheme, categories, fare_rule_id, routing,"
-    " issuer_tenant, network, outbox_state"
+    " balance_after_fen, service, route, tac, terminal_no, algorithm, kind, status, card_scheme, categories,"
+    " fare_rule_id, routing, issuer_tenant, network, outbox_state"
 )
 _STAGE_SQL = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (idx integer, tapped_at timestamptz, card_no text,"
     " issuer text, card_counter bigint, terminal_seq bigint, amount_fen bigint, balance_before_fen bigint,"
-    " balance_after_fen bigint, service text, route text, tac text, kind text, status text, card_scheme text,"
+    " balance_after_fen bigint, service text, route text, tac text, terminal_no text, algorithm smallint,"
+    " kind text, status text, card_scheme text,"
     " categories text[], fare_rule_id text, routing text, issuer_tenant text, network text,"
     " outbox_state text) ON COMMIT DELETE ROWS; DELETE FROM ingest_stage"
 )
@@ -296,13 +311,13 @@ WITH fresh AS (
     RETURNING card_no, card_counter, terminal_seq
 )
 INSERT INTO terminals_transaction (tapped_at, received_at, batch_id, idx, terminal_id, terminal_seq, card_no,
-    issuer, card_counter, amount_fen, balance_before_fen, balance_after_fen, service, route, tac, kind, status,
-    card_scheme, categories, fare_rule_id, rule_version, hotlist_version, acquirer, routing, issuer_tenant,
-    network, outbox_state)
+    issuer, card_counter, amount_fen, balance_before_fen, balance_after_fen, service, route, tac, terminal_no,
+    algorithm, kind, status, card_scheme, categories, fare_rule_id, rule_version, hotlist_version, acquirer,
+    routing, issuer_tenant, network, outbox_state)
 SELECT s.tapped_at, %(received)s, %(batch)s, s.idx, %(terminal)s, s.terminal_seq, s.card_no, s.issuer,
-    s.card_counter, s.amount_fen, s.balance_before_fen, s.balance_after_fen, s.service, s.route, s.tac, s.kind,
-    s.status, s.card_scheme, s.categories, s.fare_rule_id, %(rule_version)s, %(hotlist_version)s,
-    %(acquirer)s, s.routing, s.issuer_tenant, s.network, s.outbox_state
+    s.card_counter, s.amount_fen, s.balance_before_fen, s.balance_after_fen, s.service, s.route, s.tac,
+    s.terminal_no, s.algorithm, s.kind, s.status, s.card_scheme, s.categories, s.fare_rule_id,
+    %(rule_version)s, %(hotlist_version)s, %(acquirer)s, s.routing, s.issuer_tenant, s.network, s.outbox_state
 FROM ingest_stage s
 JOIN fresh f ON f.card_no = s.card_no AND f.card_counter = s.card_counter AND f.terminal_seq = s.terminal_seq
 RETURNING idx, id
@@ -493,6 +508,8 @@ def _ingest_new(
                 tap.service,
                 tap.route,
                 tap.tac,
+                tap.terminal_no,
+                tap.algorithm,
                 tap.kind,
                 tap.status,
                 tap.card_scheme,

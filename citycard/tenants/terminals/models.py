@@ -133,6 +133,10 @@ class Transaction(models.Model):
     service = models.CharField(max_length=20)
     route = models.CharField(max_length=40, blank=True)
     tac = models.CharField(max_length=64)
+    terminal_no = models.CharField(
+        max_length=12, help_text="The SAM's 6-byte terminal number (hex), part of what the TAC covers."
+    )
+    algorithm = models.PositiveSmallIntegerField(help_text="The card's algorithm id: 4 SM4, 0 3DES.")
     kind = models.CharField(max_length=20)
     status = models.CharField(max_length=30)
     card_scheme = models.CharField(max_length=40, blank=True)

@@ -1,8 +1,9 @@
 """Generated taps and signed batches, for the demo, the tests and the benchmark (not for production).
 
-Card numbers are real-shaped: the issuer's 6-digit division code, a serial, a Luhn check digit. The
-TAC is random hex (the real one comes from the card through terminal_kit); everything else follows the
-wire format of docs/terminal-protocol.md. ``SimTerminal`` keeps a terminal's sequence and each card's
+Card numbers are real-shaped: the issuer's 6-digit division code, a serial, a Luhn check digit. The TAC
+is the one the card would compute when the simulator is given its issuer's TAC master (``tac_masters``,
+by division code), random hex otherwise (a card of an issuer whose key the simulation lacks); everything
+else follows the wire format of docs/terminal-protocol.md. ``SimTerminal`` keeps a terminal's sequence and each card's
 counter so generated batches are gap-free unless asked otherwise.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.card.crypto import Algorithm, diversify, tac_compute
 from citycard.terminal_kit.signing import public_key_bytes, sign_document
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -55,6 +57,8 @@ class SimTerminal:
     key_version: int = 1
     seq: int = 0
     batches: int = 0
+    terminal_no: str = "000000000001"  # the SAM's terminal number (12 hex digits)
+    tac_masters: dict[str, bytes] = field(default_factory=dict)  # issuer division -> card TAC master
 
     @property
     def public_key(self) -> bytes:
@@ -83,11 +87,30 @@ class SimTerminal:
             "tapped_at": at.isoformat(),
             "service": self.service,
             "route": self.route,
-            "tac": f"{rng.getrandbits(32):08x}",
+            "tac": (
+                self._tac(card, amount_fen, at)
+                if card.issuer in self.tac_masters
+                else f"{rng.getrandbits(32):08x}"
+            ),
+            "terminal_no": self.terminal_no,
+            "algorithm": int(Algorithm.SM4),
             "kind": "purchase",
             "status": "complete",
-            "card_scheme": "citizen",
+            "card_scheme": "01",
         }
+
+    def _tac(self, card: SimCard, amount_fen: int, at: dt.datetime) -> str:
+        local = at.astimezone(SHANGHAI)
+        dtk = diversify(self.tac_masters[card.issuer], card.card_no, Algorithm.SM4)
+        return tac_compute(
+            dtk,
+            amount=amount_fen,
+            terminal_id=bytes.fromhex(self.terminal_no),
+            terminal_seq=self.seq,
+            date=bytes.fromhex(local.strftime("%Y%m%d")),
+            time=bytes.fromhex(local.strftime("%H%M%S")),
+            alg=Algorithm.SM4,
+        ).hex()
 
     def payload(self, taps: list[dict], *, created_at: dt.datetime, batch_id: str | None = None) -> dict:
         self.batches += 1

@@ -28,6 +28,13 @@ def register(db):
     from citycard.tenants.terminals.services import terminal_register
 
     def _register(sim: SimTerminal, **kwargs):
+        from django.db import connection
+
+        from citycard.platform.keys import tenant_card_tac_master
+
+        # The simulated cards of this tenant's issuer carry TACs under the issuer's real key.
+        issuer = connection.tenant.clearing_tenant
+        sim.tac_masters[issuer.division_code] = tenant_card_tac_master(tenant=issuer)
         return terminal_register(
             terminal_id=sim.terminal_id,
             operator=kwargs.get("operator", "Test Bus Co."),

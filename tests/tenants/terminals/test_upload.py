@@ -184,6 +184,36 @@ def test_counter_and_sequence_gaps_are_flagged(client, hz, now):
     assert flags == {"card_counter_gap": {"missing": [2, 3]}, "terminal_seq_gap": {"missing": [2, 4]}}
 
 
+def test_a_tac_the_issuer_key_does_not_give_is_flagged_and_kept(client, hz, now):
+    hangzhou, sim = hz
+    taps = taps_for(sim, cards("330100", 3), now)
+    taps[1]["tac"] = f"{int(taps[1]['tac'], 16) ^ 1:08x}"  # one bit off
+    taps[2]["amount_fen"] += 100  # the record claims more than the card signed for
+    taps[2]["balance_after_fen"] -= 100
+    ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now))).content)["payload"]
+    assert ack["accepted"] == 3
+    with tenant_context(hangzhou):
+        flagged = {
+            Transaction.objects.get(pk=f.transaction_id).terminal_seq: f.detail
+            for f in ReviewFlag.objects.filter(code="tac_invalid")
+        }
+    assert flagged == {2: {"tac": taps[1]["tac"]}, 3: {"tac": taps[2]["tac"]}}
+
+
+def test_a_county_terminal_checks_its_citys_cards_with_the_citys_key(client, tenant, register, now):
+    tonglu = tenant("tonglu")
+    sim = SimTerminal("TL-BUS-1", "tonglu")
+    with tenant_context(tonglu):
+        register(sim)
+    assert sim.tac_masters.keys() == {"330100"}  # Tonglu issues no cards: Hangzhou's key
+    taps = taps_for(sim, cards("330100", 2), now)
+    taps[0]["tac"] = "00000000"
+    ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now)), host="tonglu").content)
+    assert ack["payload"]["accepted"] == 2
+    with tenant_context(tonglu):
+        assert list(ReviewFlag.objects.values_list("code", "card_no")) == [("tac_invalid", taps[0]["card_no"])]
+
+
 def test_clock_skew_is_flagged_not_dropped(client, hz, now):
     hangzhou, sim = hz
     skewed = now + dt.timedelta(hours=2)
@@ -248,4 +278,5 @@ def test_query_count_does_not_grow_with_the_batch(hz, now):
     _upload_queries(hangzhou, sim, 2, now)  # warms the route cache
     small = _upload_queries(hangzhou, sim, 5, now)
     large = _upload_queries(hangzhou, sim, 400, now)
-    assert len(small) == len(large) == 13, [q[:60] for q in large]
+    # 13 statements, plus the issuer TAC key from the vault (own cards in the batch)
+    assert len(small) == len(large) == 14, [q[:60] for q in large]
