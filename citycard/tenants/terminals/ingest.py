@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError
-from citycard.platform.keys import tenant_sign
+from citycard.platform.keys import tenant_sign_canonical
 from citycard.platform.models import Tenant
 from citycard.tenants.terminals import checks as checks_module
 from citycard.tenants.terminals.checks import BatchContext, Flag, Tap, clearing_record, route_for
@@ -601,11 +601,15 @@ def _ingest_new(
         "duplicates": counts["duplicate"],
         "rejected": counts["rejected"],
     }
-    body = _dumps(tenant_sign(tenant=tenant, payload=ack_payload))
+    # Float-free by construction: the raw taps were parsed with floats refused.
+    body = tenant_sign_canonical(tenant=tenant, canonical=canonical_bytes(ack_payload))
     Batch.objects.filter(pk=batch.pk).update(
-        ack=body, accepted=counts["accepted"], duplicates=counts["duplicate"], rejected=counts["rejected"]
+        ack=body.decode(),
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        rejected=counts["rejected"],
     )
-    return IngestResult(body.encode(), False, counts["accepted"], counts["duplicate"], counts["rejected"])
+    return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
 
 
 def _store_flags(batch_pk: int, at: dt.datetime, flags: list[Flag]) -> None:
