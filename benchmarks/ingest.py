@@ -35,8 +35,8 @@ def child(args) -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db.models import Count
     from django.db import connection
+    from django.db.models import Count
     from django.test import RequestFactory
     from django.utils import timezone
     from django_tenants.utils import tenant_context
