@@ -4,6 +4,7 @@
     citycard-terminal validate --reader "Virtual PCD 00 00" --fare 200 --queue taps.sqlite
     citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
         --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json
+    citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --tenant-keys hangzhou-keys.json
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from citycard.terminal_kit.devkeys import SIM_KEYS
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import SoftwareSam
 from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 from citycard.terminal_kit.tap import FixedFare, Validator
 from citycard.terminal_kit.upload import Uploader
 
@@ -89,18 +91,39 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant_keys(path: str) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def sync(args: argparse.Namespace) -> int:
+    store = TapStore(args.queue)
+    try:
+        held = Downloader(
+            base_url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host
+        ).hotlist(store)
+    except DownloadError as exc:
+        print(f"sync: {exc}; keeping hotlist version {hotlist_held(store).version}", file=sys.stderr)
+        return 1
+    print(f"hotlist version {held.version}: {len(held.cards)} cards blocked")
+    return 0
+
+
 def validate(args: argparse.Namespace) -> int:
     reader = PcscReader(args.reader)
+    store = TapStore(args.queue)
     v = Validator(
         transport=reader,
         sam=_sam(args.terminal_no),
-        store=TapStore(args.queue),
+        store=store,
+        hotlist=hotlist_held(store),
         fare=FixedFare(args.fare),
         tenant=args.tenant,
         service="bus",
         route=args.route,
     )
-    print(f"validator on {args.reader}: present a card (Ctrl-C to stop)")
+    print(
+        f"validator on {args.reader} (hotlist version {v.hotlist.version}): present a card (Ctrl-C to stop)"
+    )
     try:
         while True:
             try:
@@ -123,16 +146,16 @@ def validate(args: argparse.Namespace) -> int:
 
 def upload(args: argparse.Namespace) -> int:
     key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(Path(args.key).read_text().strip()))
-    tenant_keys = {k: base64.b64decode(v) for k, v in json.loads(Path(args.tenant_keys).read_text()).items()}
-    uploader = Uploader(url=args.url, tenant_keys=tenant_keys, host=args.host)
+    uploader = Uploader(url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host)
+    store = TapStore(args.queue)
     sent = uploader.drain(
-        TapStore(args.queue),
+        store,
         terminal_id=args.terminal_id,
         tenant=args.tenant,
         key=key,
         key_id=f"{args.terminal_id}:k{args.key_version}",
         rule_version=args.rule_version,
-        hotlist_version=0,
+        hotlist_version=hotlist_held(store).version,
     )
     for ack in uploader.acknowledged:
         print(
@@ -174,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--key-version", type=int, default=1)
     up.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     up.add_argument("--rule-version", type=int, default=0)
+    sy = sub.add_parser("sync", help="download the tenant's hotlist into the queue database")
+    sy.add_argument("--url", required=True, help="the tenant's site, e.g. https://hangzhou.example")
+    sy.add_argument("--host", help="Host header, when --url names an address")
+    sy.add_argument("--queue", default="taps.sqlite")
+    sy.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     args = parser.parse_args(argv)
-    return {"simulate": simulate, "validate": validate, "upload": upload}[args.command](args)
+    return {"simulate": simulate, "validate": validate, "upload": upload, "sync": sync}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ class HotlistError(ValueError):
     pass
 
 
+class HotlistDeltaMismatch(HotlistError):
+    """A delta made on another version than the one held: the full list is needed."""
+
+
 @dataclass
 class Hotlist:
     tenant: str = ""
@@ -34,7 +38,7 @@ class Hotlist:
         else:
             delta = payload.get("delta") or {}
             if delta.get("since") != self.version:
-                raise HotlistError(
+                raise HotlistDeltaMismatch(
                     f"delta is on version {delta.get('since')}, this terminal holds {self.version}"
                 )
             cards = (set(self.cards) | set(delta.get("added", []))) - set(delta.get("removed", []))

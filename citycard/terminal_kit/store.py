@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL,
     document TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -118,6 +123,22 @@ class TapStore:
             sql + (" WHERE state = ?" if state else "") + " ORDER BY id", (state,) if state else ()
         )
         return [StoredTap(*r[:5], json.loads(r[5])) for r in rows]
+
+    # --- downloaded documents (hotlist, rules) ------------------------------------------------------
+
+    def document_put(self, *, kind: str, version: int, body: dict[str, Any]) -> None:
+        """Keep what the terminal holds of a downloaded document (verified before it gets here), so a
+        restarted terminal works offline with what it had."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO documents (kind, version, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind) DO UPDATE SET version = excluded.version, body = excluded.body",
+                (kind, version, json.dumps(body, ensure_ascii=False)),
+            )
+
+    def document_get(self, kind: str) -> tuple[int, dict[str, Any]] | None:
+        row = self.db.execute("SELECT version, body FROM documents WHERE kind = ?", (kind,)).fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
 
     # --- batches -----------------------------------------------------------------------------------
 

@@ -6,3 +6,54 @@ def test_simulate_a_day_in_process(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "60 taps" in out and "approved" in out
     assert (tmp_path / "taps.sqlite").exists()
+
+
+def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys, tmp_path):
+    import base64
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from citycard.terminal_kit.signing import public_key_bytes, sign_document
+    from citycard.terminal_kit.store import TapStore
+    from citycard.terminal_kit.sync import hotlist_held
+
+    key = Ed25519PrivateKey.generate()
+    payload = {"kind": "hotlist", "version": 4, "tenant": "hangzhou", "cards": ["3301000000000000017"]}
+    document = json.dumps(sign_document(payload, key=key, key_id="hangzhou:s1")).encode()
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers["Host"]))
+            status, body = (304, b"") if self.path.endswith("since=4") else (200, document)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"hangzhou:s1": base64.b64encode(public_key_bytes(key)).decode()}))
+    queue = tmp_path / "taps.sqlite"
+    args = ["sync", "--url", f"http://127.0.0.1:{server.server_port}", "--host", "hangzhou.localhost"]
+    args += ["--queue", str(queue), "--tenant-keys", str(keys_file)]
+    try:
+        assert main(args) == 0
+        assert main(args) == 0  # up to date: 304
+    finally:
+        server.shutdown()
+    assert "hotlist version 4: 1 cards blocked" in capsys.readouterr().out
+    assert seen == [
+        ("/terminal/v1/hotlist?since=0", "hangzhou.localhost"),
+        ("/terminal/v1/hotlist?since=4", "hangzhou.localhost"),
+    ]
+    store = TapStore(queue)
+    assert "3301000000000000017" in hotlist_held(store)
+    store.close()

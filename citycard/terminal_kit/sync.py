@@ -1,0 +1,94 @@
+"""Downloads (下载): keep the terminal's hotlist current from the back office, and keep it across restarts.
+
+``GET /terminal/v1/hotlist?since=<held version>`` on the tenant's domain answers 304 when the terminal is
+current, or a tenant-signed document: the delta since the held version, or the full list (a first download,
+or a terminal whose version the back office no longer knows). The document is verified against the
+tenant's public keys and applied (``Hotlist.apply``: never an older version, a delta only on the version
+it was made for); a delta that does not fit is answered by fetching the full list. What the terminal holds
+is written to its queue database, so a validator restarted offline still blocks what it blocked before.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
+from citycard.terminal_kit.signing import SignatureError
+from citycard.terminal_kit.store import TapStore
+
+HttpGet = Callable[[str, dict[str, str]], tuple[int, bytes]]
+HOTLIST = "hotlist"
+
+
+def urllib_get(url: str, headers: dict[str, str], timeout: float = 15.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class DownloadError(Exception):
+    """The back office's answer could not be used; the terminal keeps what it held."""
+
+
+def hotlist_held(store: TapStore) -> Hotlist:
+    """The hotlist this terminal holds (empty, version 0, before the first download)."""
+    held = store.document_get(HOTLIST)
+    if held is None:
+        return Hotlist()
+    version, body = held
+    return Hotlist(tenant=body.get("tenant", ""), version=version, cards=frozenset(body.get("cards", [])))
+
+
+@dataclass
+class Downloader:
+    base_url: str  # the tenant's site, e.g. https://hangzhou.example
+    tenant_keys: dict[str, bytes]
+    get: HttpGet = urllib_get
+    host: str | None = None  # Host header when base_url names an address rather than the tenant's domain
+
+    def _fetch(self, path: str) -> tuple[int, bytes]:
+        headers = {"Accept": "application/json"}
+        if self.host:
+            headers["Host"] = self.host
+        try:
+            return self.get(self.base_url.rstrip("/") + path, headers)
+        except OSError as exc:
+            raise DownloadError(f"the back office did not answer: {exc}") from exc
+
+    def hotlist(self, store: TapStore) -> Hotlist:
+        """Bring the held hotlist up to date and persist it; returns what the terminal now holds."""
+        held = hotlist_held(store)
+        status, body = self._fetch(f"/terminal/v1/hotlist?since={held.version}")
+        if status == 304:
+            return held
+        if status != 200:
+            raise DownloadError(f"hotlist download answered {status}: {body[:200].decode(errors='replace')}")
+        try:
+            updated = held.apply(json.loads(body), keys=self.tenant_keys)
+        except HotlistDeltaMismatch:
+            # A delta made for another version than the one held: take the full list instead.
+            status, body = self._fetch("/terminal/v1/hotlist")
+            if status != 200:
+                raise DownloadError(f"full hotlist download answered {status}") from None
+            updated = self._apply(held, body)
+        except (ValueError, SignatureError) as exc:
+            raise DownloadError(f"the hotlist document was refused: {exc}") from exc
+        store.document_put(
+            kind=HOTLIST,
+            version=updated.version,
+            body={"tenant": updated.tenant, "cards": sorted(updated.cards)},
+        )
+        return updated
+
+    def _apply(self, held: Hotlist, body: bytes) -> Hotlist:
+        try:
+            return held.apply(json.loads(body), keys=self.tenant_keys)
+        except (ValueError, SignatureError) as exc:  # HotlistError is a ValueError
+            raise DownloadError(f"the hotlist document was refused: {exc}") from exc
