@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+from django.conf import settings
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs the demo on its own embedded PostgreSQL")
-def test_the_demo_runs_and_runs_again(tmp_path):
+def test_the_demo_runs_and_runs_again():
+    # Under the suite's data directory, not pytest's tmp_path: the embedded server runs as its own system
+    # user when the suite runs as root, and pytest keeps /tmp/pytest-of-root closed to other users.
+    data_dir = settings.DATA_DIR / "e2e-demo"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
-    env["CITYCARD_DATA_DIR"] = str(tmp_path / "demo")
+    env["CITYCARD_DATA_DIR"] = str(data_dir)
+    subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
     command = [sys.executable, "-m", "citycard.platform.cli", "demo", "--no-serve"]
     try:
         for run in (1, 2):
