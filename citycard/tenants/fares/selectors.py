@@ -330,3 +330,10 @@ def fares_version_at(
         if effective is None or effective <= at:
             best = (version, pk)
     return best
+
+
+def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
+    """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
+    from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
+
+    return feed_write(path, rules_to_gtfs(fares_rules_body()))

@@ -176,3 +176,17 @@ def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | N
         raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
     document["effective_from"] = when.isoformat(timespec="seconds")
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
+
+
+def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[str, int], list[str]]:
+    """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
+
+    Returns the row counts and notes naming every part of the feed that did not map."""
+    from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
+
+    try:
+        body, notes = gtfs_to_rules(feed_read(path))
+    except (GtfsError, OSError, KeyError, ValueError) as exc:
+        raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
+    counts = fares_document_load(tenant=tenant, document=body, actor=actor)
+    return counts, notes
