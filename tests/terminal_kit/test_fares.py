@@ -272,3 +272,65 @@ def test_validity_dates():
     e = engine(doc)
     assert e.quote(card(), trip("600", "2026-11-22 10:00")).fare_fen == 180
     assert e.quote(card(), trip("600", "2026-11-23 10:00")).fare_fen == 200
+
+
+# --- validation (pure; the back office refuses the same documents before publishing) -----------------
+
+
+def _problems(doc) -> str:
+    from citycard.terminal_kit.fares import RuleDocumentError
+
+    with pytest.raises(RuleDocumentError) as exc:
+        engine(doc)
+    return str(exc.value)
+
+
+def test_equal_priority_products_and_transfers_for_the_same_case_refused():
+    doc = hangzhou()
+    doc["fare_products"].append({"id": "hz-bus-2", "service": "bus", "amount_fen": 250})
+    doc["transfer_rules"].append(
+        {"id": "hz-bus-transfer-2", "from_service": "bus", "to_service": "bus", "within_minutes": 30}
+    )
+    problems = _problems(doc)
+    assert "fare product hz-bus-2: same priority 0 as hz-bus" in problems
+    assert "transfer rule hz-bus-transfer-2: same priority 0 as hz-bus-transfer" in problems
+
+
+def test_timeframes_that_do_not_overlap_allow_equal_priority():
+    doc = hangzhou()
+    doc["leg_rules"].append(
+        {
+            "id": "hz-peak-promo",
+            "service": "bus",
+            "timeframe": "hz-peak",
+            "kind": "percent",
+            "value": 8000,
+            "priority": 40,
+            "categories": ["elderly"],
+        }
+    )  # hz-elderly-free (priority 40) is off-peak only: no trip matches both
+    engine(doc)
+    doc["leg_rules"][-1]["timeframe"] = None
+    assert "same priority 40 as hz-elderly-free" in _problems(doc)
+
+
+def test_percent_above_base_needs_a_flag_and_then_charges_it():
+    doc = hangzhou()
+    doc["leg_rules"].append(
+        {"id": "night", "service": "bus", "kind": "percent", "value": 15000, "priority": 99}
+    )
+    assert "above the base fare" in _problems(doc)
+    doc["leg_rules"][-1]["above_base"] = True
+    assert engine(doc).quote(card(), trip("1")).fare_fen == 300
+
+
+def test_load_signed_refuses_other_kinds():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from citycard.terminal_kit.fares import load_signed
+    from citycard.terminal_kit.signing import SignatureError, public_key_bytes, sign_document
+
+    key = Ed25519PrivateKey.generate()
+    hotlist = sign_document({"kind": "hotlist", "cards": []}, key=key, key_id="k")
+    with pytest.raises(SignatureError, match="not fare_rules"):
+        load_signed(hotlist, keys={"k": public_key_bytes(key)})
