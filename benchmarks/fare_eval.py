@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import gc
 import random
 import sys
 import time
@@ -139,6 +140,10 @@ def main() -> None:
     timings = []
     fen = 0
     perf = time.perf_counter_ns
+    # The million-trip plan is the benchmark's scaffolding, not the terminal's: keep it out of the
+    # collector's scans so the timings measure the evaluator (its own garbage is still collected).
+    gc.collect()
+    gc.freeze()
     for i, service, route, gap in plan:
         clocks[i] += dt.timedelta(minutes=gap)
         trip = Trip(service, route, clocks[i])
