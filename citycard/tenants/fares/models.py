@@ -10,6 +10,7 @@ domain. Rows are a draft: terminals only see what ``services.fares_publish`` sig
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from citycard.terminal_kit.fares import document as D
@@ -30,6 +31,13 @@ MEDIA_CHOICES = [
 PERIOD_CHOICES = _choices(D.PERIODS)
 
 
+def _check_codes(values, allowed, field: str) -> None:
+    """Immediate feedback in the admin; publishing re-validates the whole document anyway."""
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValidationError({field: f"unknown: {', '.join(unknown)} (known: {', '.join(allowed)})"})
+
+
 def _codes(max_length: int = 20, help_text: str = "") -> ArrayField:
     return ArrayField(models.CharField(max_length=max_length), default=list, blank=True, help_text=help_text)
 
@@ -48,6 +56,15 @@ class RouteSet(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        for low, high in self.range_pairs():
+            if low < 0 or low > high:
+                raise ValidationError(
+                    {"ranges": f"{self.ranges!r}: write ranges as low-high, e.g. 1-499, 600-699"}
+                )
+        if not self.routes and not self.ranges.strip():
+            raise ValidationError("a route set needs routes or ranges")
 
     def range_pairs(self) -> list[list[int]]:
         pairs = []
@@ -80,6 +97,16 @@ class TimeframeWindow(models.Model):
 
     class Meta:
         ordering = ["timeframe_id", "start"]
+
+    def clean(self) -> None:
+        if not self.days or any(not 1 <= d <= 7 for d in self.days):
+            raise ValidationError({"days": "ISO weekdays 1 (Monday) to 7 (Sunday)"})
+        if (
+            D._minute(self.start) is None
+            or D._minute(self.end) is None
+            or D._minute(self.start) >= D._minute(self.end)
+        ):
+            raise ValidationError("start and end are HH:MM with start before end (end 24:00 at the latest)")
 
 
 class Quota(models.Model):
@@ -146,6 +173,14 @@ class LegRule(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    def clean(self) -> None:
+        _check_codes(self.categories, D.CATEGORIES, "categories")
+        _check_codes(self.media, D.MEDIA, "media")
+        if self.kind != self.Kind.FREE and self.value < 0:
+            raise ValidationError({"value": "a negative value is refused (fares are never negative)"})
+        if self.kind == self.Kind.PERCENT and self.value > 10000 and not self.above_base:
+            raise ValidationError({"value": "more than 10000 basis points needs 'above base' ticked"})
+
 
 class TransferRule(models.Model):
     """A transfer discount (换乘优惠) with the GTFS-Fares v2 transfer types."""
@@ -210,3 +245,11 @@ class VisitorPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key or '*'} -> {self.policy}"
+
+    def clean(self) -> None:
+        if self.scope == self.Scope.TENANT and not (len(self.key) == 6 and self.key.isdigit()):
+            raise ValidationError({"key": "a home tenant is named by its 6-digit division code"})
+        if self.scope == self.Scope.NETWORK and not self.key:
+            raise ValidationError({"key": "name the network (yrd, gba)"})
+        if self.scope == self.Scope.DEFAULT and self.key:
+            raise ValidationError({"key": "the default policy has no key"})

@@ -58,3 +58,23 @@ def test_publish_from_the_admin(hz_admin, tenant):
     response = hz_admin.post("/admin/fares/legrule/publish/", HTTP_HOST=HZ)
     assert response.status_code == 302
     assert tenant("hangzhou").publications.filter(kind="fare_rules").count() == 2
+
+
+def test_admin_forms_refuse_bad_rows_at_once(hz_admin):
+    page = hz_admin.post(
+        "/admin/fares/routeset/add/", {"code": "night", "service": "bus", "ranges": "499-1"}, HTTP_HOST=HZ
+    )
+    assert page.status_code == 200 and "write ranges as low-high" in page.content.decode()
+    page = hz_admin.post(
+        "/admin/fares/legrule/add/",
+        {
+            "code": "x",
+            "riders": "any",
+            "kind": "percent",
+            "value": "-5",
+            "priority": "1",
+            "categories": "pensioner",
+        },
+        HTTP_HOST=HZ,
+    )
+    assert "unknown: pensioner" in page.content.decode()
