@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.fares import RuleDocumentError, load_signed
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.signing import SignatureError
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 from citycard.terminal_kit.tap import FixedFare, Validator
@@ -37,6 +39,19 @@ def _sam(terminal_no: str) -> SoftwareSam:
         purchase_master=SIM_KEYS.purchase_master,
         maintenance_master=SIM_KEYS.maintenance_master,
     )
+
+
+def _fare(args: argparse.Namespace):
+    """The tenant's signed rule document (verified with its public keys), or one fixed fare."""
+    if not args.rules:
+        return FixedFare(args.fare)
+    if not args.rules_keys:
+        raise SystemExit("--rules needs --rules-keys (the tenant's public keys, JSON {key_id: base64})")
+    keys = {k: base64.b64decode(v) for k, v in json.loads(Path(args.rules_keys).read_text()).items()}
+    try:
+        return load_signed(json.loads(Path(args.rules).read_text()), keys=keys)
+    except (SignatureError, RuleDocumentError) as exc:
+        raise SystemExit(f"rule document refused: {exc}") from exc
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -62,7 +77,7 @@ def simulate(args: argparse.Namespace) -> int:
         transport=transport,
         sam=_sam(args.terminal_no),
         store=TapStore(queue),
-        fare=FixedFare(args.fare),
+        fare=_fare(args),
         tenant=args.tenant,
         service="bus",
         route=args.route,
@@ -116,7 +131,7 @@ def validate(args: argparse.Namespace) -> int:
         sam=_sam(args.terminal_no),
         store=store,
         hotlist=hotlist_held(store),
-        fare=FixedFare(args.fare),
+        fare=_fare(args),
         tenant=args.tenant,
         service="bus",
         route=args.route,
@@ -173,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant", default="hangzhou")
     parser.add_argument("--route", default="151")
     parser.add_argument("--terminal-no", default="330100000001", help="the 6-byte terminal number, hex")
-    parser.add_argument("--fare", type=int, default=200, help="fixed fare in fen")
+    parser.add_argument("--fare", type=int, default=200, help="fixed fare in fen (without --rules)")
+    parser.add_argument("--rules", help="the tenant's signed rule document (JSON), e.g. from `citycard fares export`")
+    parser.add_argument("--rules-keys", help="JSON file {key_id: base64 public key} verifying --rules")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="drive virtual cards through a validator")
     sim.add_argument("--taps", type=int, default=100)

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
-from citycard.terminal_kit.card.virtual import CATEGORY_BITS
+from citycard.terminal_kit.card.virtual import CATEGORY_BITS, PASS_BITS
 from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, card_number_parse
+from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
 from citycard.terminal_kit.sam import SoftwareSam
@@ -39,6 +40,7 @@ class CardInfo:
     categories: frozenset[str]
     valid_from: dt.date
     valid_to: dt.date
+    passes: frozenset[str] = frozenset()  # transit passes on the card (e.g. the monthly pass)
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,13 @@ class FareCalculator(Protocol):
 
 @dataclass(frozen=True)
 class FixedFare:
-    """One fare for everyone (a terminal without a rule document, and the tests' baseline)."""
+    """One fare for everyone (a terminal without a rule document, and the tests' baseline).
+
+    Terminals in service price with the tenant's signed rule document instead:
+    ``fare=citycard.terminal_kit.fares.load_signed(document, keys=tenant_keys)`` (a FareEngine)."""
 
     fen: int
+    version: int = 0  # no rule document
 
     def quote(self, card: CardInfo, trip: TripInfo, state: dict[str, Any]) -> Quote:
         return Quote(fare_fen=self.fen, state=state, trace=(f"fixed fare {self.fen} fen",), rule_id="fixed")
@@ -106,6 +112,11 @@ class Validator:
     clock: Any = None  # () -> aware datetime; default now in Asia/Shanghai
     rider_states: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @property
+    def rule_version(self) -> int:
+        """The version of the rule document the fares come from (0: none), for the upload batch."""
+        return int(getattr(self.fare, "version", 0))
+
     def _now(self) -> dt.datetime:
         return self.clock() if self.clock else dt.datetime.now(SHANGHAI)
 
@@ -125,6 +136,8 @@ class Validator:
             result = TapResult("error", f"card refused: {exc}")
         except ReaderError as exc:
             result = TapResult("error", f"reader: {exc}")
+        except FareError as exc:  # a route the rule document does not price: no debit
+            result = TapResult("error", f"fare: {exc}")
         finally:
             io.timed(self.transport.close)
         result.card_io_s = io.spent
@@ -152,6 +165,7 @@ class Validator:
         if card_no[:6] != public[0:3].hex():
             raise CardProtocolError(f"issuer {public[0:3].hex()} does not match card number {card_no}")
         categories = frozenset(name for name, bit in CATEGORY_BITS.items() if management[1] & bit)
+        passes = frozenset(name for name, bit in PASS_BITS.items() if management[2] & bit)
         info = CardInfo(
             card_no=card_no,
             issuer=card_no[:6],
@@ -159,6 +173,7 @@ class Validator:
             categories=categories,
             valid_from=_bcd_to_date(public[20:24]),
             valid_to=_bcd_to_date(public[24:28]),
+            passes=passes,
         )
         return info, blocked
 

@@ -213,6 +213,17 @@ def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check, card_counter_gap_check, tac_check]
 
 
+def fare_recheck(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Amount differs from what the rules published for that time give: ``fare_mismatch`` (the tap
+    stays accepted). Fixed queries per batch; see citycard.tenants.fares.recheck."""
+    from citycard.tenants.fares.recheck import fare_check
+
+    return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(ctx=ctx, taps=taps)]
+
+
+CHECKS.append(fare_recheck)
+
+
 # --- routing -------------------------------------------------------------------------------------------
 
 

@@ -14,20 +14,26 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
+from citycard.platform.errors import NotFound
 from citycard.platform.keys import tenant_card_tac_master, tenant_public_keys
+from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.models import Terminal, Transaction
+from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.fares import KIND as FARE_RULES
+from citycard.terminal_kit.fares import load_signed
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import SoftwareSam
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import FixedFare, Validator
 
+# Some riders are elderly (敬老) or disabled (爱心卡); the fourth has a bus monthly pass.
+_CARD_CATEGORIES = {1: frozenset({"elderly"}), 2: frozenset({"disabled"})}
 # Which issuers' cards each demo tenant's terminals see (own cards, roaming partners, a stranger).
 _VISITORS = {"yrd": ["310000", "330100", "330400"], "gba": ["441900", "440300"]}
 
@@ -47,6 +53,16 @@ def _card_keys(division: str) -> IssuerKeys:
     return replace(SIM_KEYS, tac_master=tenant_card_tac_master(tenant=issuer))
 
 
+def _fare(tenant):
+    """What a terminal of ``tenant`` downloads: its city's signed rule document, verified with the city's
+    public keys (a fixed 2-yuan fare if no rules were published)."""
+    try:
+        publication = publication_latest(tenant=tenant, kind=FARE_RULES, inherit=True)
+    except NotFound:
+        return FixedFare(200)
+    return load_signed(publication.document, keys=tenant_public_keys(tenant=publication.tenant))
+
+
 def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
     """A terminal_kit validator with its durable queue under the data directory."""
     queue = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.sqlite"
@@ -60,7 +76,7 @@ def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> V
         transport=InProcessReader(),
         sam=sam,
         store=TapStore(queue),
-        fare=FixedFare(200),
+        fare=_fare(tenant),
         tenant=tenant.code,
         service="bus",
         route=route,
@@ -80,6 +96,8 @@ def demo_step(ctx) -> None:
         "roaming",
         "held",
         "resend",
+        "fares (fen)",
+        "fare flags",
     ):
         table.add_column(col)
     now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
@@ -105,6 +123,10 @@ def demo_step(ctx) -> None:
                     )
                 last_seq = Terminal.objects.get(terminal_id=terminal_id).last_seq or 0
                 validator = _validator(tenant, terminal_id, n, sim.route, city.division_code)
+                # The cards' trip states (transfers, caps, quotas) live on in the terminal between runs.
+                states = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.states.json"
+                if states.exists():
+                    validator.rider_states = json.loads(states.read_text())
                 taps = []
                 for i in range(8):
                     issuer = city.division_code if i < 5 else rng.choice(issuers)
@@ -112,7 +134,9 @@ def demo_step(ctx) -> None:
                         CardProfile(
                             card_no=card_number_build(
                                 division=issuer, scheme="01", serial=rng.randrange(1, 500)
-                            )
+                            ),
+                            categories=_CARD_CATEGORIES.get(i, frozenset()),
+                            passes=frozenset({"monthly"}) if i == 3 else frozenset(),
                         ),
                         card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
                         balance=rng.randrange(0, 3000),
@@ -122,12 +146,13 @@ def demo_step(ctx) -> None:
                     validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
                     result = validator.tap()
                     taps.append(result)
+                states.write_text(json.dumps(validator.rider_states))
                 document = validator.store.batch_open(
                     terminal_id=terminal_id,
                     tenant=code,
                     key=_demo_key(terminal_id),
                     key_id=f"{terminal_id}:k1",
-                    rule_version=0,
+                    rule_version=validator.rule_version,
                     hotlist_version=0,
                     now=now,
                 )
@@ -153,6 +178,12 @@ def demo_step(ctx) -> None:
                     str(rows.filter(routing="roaming").count()),
                     str(rows.filter(routing="held").count()),
                     "identical" if again.body == result.body else "DIFFERENT",
+                    " ".join(str(t.fare_fen) for t in taps if t.outcome == "approved"),
+                    str(
+                        ReviewFlag.objects.filter(
+                            code="fare_mismatch", batch__batch_id=document["payload"]["batch_id"]
+                        ).count()
+                    ),
                 )
     ctx.console.print(table)
     ctx.console.print(

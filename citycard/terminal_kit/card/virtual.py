@@ -31,6 +31,8 @@ from citycard.terminal_kit.card.crypto import (
 from citycard.terminal_kit.cardno import card_number_bcd
 
 CATEGORY_BITS = {"elderly": 0x01, "student": 0x02, "disabled": 0x04, "veteran": 0x08, "low_income": 0x10}
+# Transit passes loaded on the card (management file byte 2), e.g. the bus monthly pass (公交月票).
+PASS_BITS = {"monthly": 0x01}
 ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")  # contactless PC/SC-style ATR
 LOG_SIZE = 10
 
@@ -56,6 +58,7 @@ class CardProfile:
     card_no: str
     scheme_code: str = "01"
     categories: frozenset[str] = frozenset()
+    passes: frozenset[str] = frozenset()
     holder_name: str = ""
     valid_from: dt.date = dt.date(2024, 1, 1)
     valid_to: dt.date = dt.date(2034, 12, 31)
@@ -144,7 +147,10 @@ class VirtualCard:
             bits = 0
             for category in p.categories:
                 bits |= CATEGORY_BITS.get(category, 0)
-            return bytes.fromhex(p.scheme_code) + bytes([bits]) + b"\x00" * 58
+            passes = 0
+            for name in p.passes:
+                passes |= PASS_BITS.get(name, 0)
+            return bytes.fromhex(p.scheme_code) + bytes([bits, passes]) + b"\x00" * 57
         return None
 
     # --- the card ----------------------------------------------------------------------------------

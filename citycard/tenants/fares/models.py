@@ -1,0 +1,255 @@
+"""Discount rules as data (优惠规则): the rows a city administrator edits, compiled into a rule document.
+
+Each table maps to a part of the rule document (docs/fares.md) and, where GTFS-Fares v2 has one, to
+its file: RouteSet ~ networks/route_networks, Timeframe ~ timeframes, FareProduct ~ fare_products,
+LegRule ~ fare_leg_rules, TransferRule ~ fare_transfer_rules. Caps and quotas have no GTFS file.
+Rider categories and card schemes (fare media) are referred to by code; they are defined by the card
+domain. Rows are a draft: terminals only see what ``services.fares_publish`` signed and published.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from citycard.terminal_kit.fares import document as D
+
+
+def _choices(values) -> list[tuple[str, str]]:
+    return [(v, v) for v in values]
+
+
+SERVICE_CHOICES = _choices(D.SERVICES)
+CATEGORY_CHOICES = _choices(D.CATEGORIES)
+MEDIA_CHOICES = [
+    ("01", "01 社会保障·市民卡"),
+    ("02", "02 新居民卡"),
+    ("03", "03 城市通卡"),
+    ("04", "04 电子市民码"),
+]
+PERIOD_CHOICES = _choices(D.PERIODS)
+
+
+def _check_codes(values, allowed, field: str) -> None:
+    """Immediate feedback in the admin; publishing re-validates the whole document anyway."""
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValidationError({field: f"unknown: {', '.join(unknown)} (known: {', '.join(allowed)})"})
+
+
+def _codes(max_length: int = 20, help_text: str = "") -> ArrayField:
+    return ArrayField(models.CharField(max_length=max_length), default=list, blank=True, help_text=help_text)
+
+
+class RouteSet(models.Model):
+    """Routes by name and by number range with exclusions, e.g. bus 1–499 except 315 (线路集合)."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    routes = _codes(help_text="Route names, comma separated (e.g. 1,3,B1).")
+    ranges = models.CharField(
+        max_length=200, blank=True, help_text="Number ranges, comma separated: 1-499, 600-699."
+    )
+    excluded = _codes(help_text="Routes excepted from the ranges, e.g. 315.")
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self) -> None:
+        for low, high in self.range_pairs():
+            if low < 0 or low > high:
+                raise ValidationError(
+                    {"ranges": f"{self.ranges!r}: write ranges as low-high, e.g. 1-499, 600-699"}
+                )
+        if not self.routes and not self.ranges.strip():
+            raise ValidationError("a route set needs routes or ranges")
+
+    def range_pairs(self) -> list[list[int]]:
+        pairs = []
+        for part in filter(None, (p.strip() for p in self.ranges.split(","))):
+            low, _, high = part.partition("-")
+            try:
+                pairs.append([int(low), int(high or low)])
+            except ValueError:
+                pairs.append([-1, -1])  # refused by validation with the route set named
+        return pairs
+
+
+class Timeframe(models.Model):
+    """Weekday/weekend/peak windows (时段), like GTFS timeframes."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class TimeframeWindow(models.Model):
+    timeframe = models.ForeignKey(Timeframe, on_delete=models.CASCADE, related_name="windows")
+    days = ArrayField(
+        models.PositiveSmallIntegerField(), default=list, help_text="ISO weekdays: 1 = Monday … 7."
+    )
+    start = models.CharField(max_length=5, default="00:00", help_text="HH:MM")
+    end = models.CharField(max_length=5, default="24:00", help_text="HH:MM, exclusive; 24:00 = end of day")
+
+    class Meta:
+        ordering = ["timeframe_id", "start"]
+
+    def clean(self) -> None:
+        if not self.days or any(not 1 <= d <= 7 for d in self.days):
+            raise ValidationError({"days": "ISO weekdays 1 (Monday) to 7 (Sunday)"})
+        if (
+            D._minute(self.start) is None
+            or D._minute(self.end) is None
+            or D._minute(self.start) >= D._minute(self.end)
+        ):
+            raise ValidationError("start and end are HH:MM with start before end (end 24:00 at the latest)")
+
+
+class Quota(models.Model):
+    """N rides a period under a rule (e.g. 30 free rides a month for the elderly)."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="month")
+    rides = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class FareProduct(models.Model):
+    """A base fare for a service's routes (票价): the highest priority product covering a route applies."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="bus")
+    route_set = models.ForeignKey(RouteSet, null=True, blank=True, on_delete=models.PROTECT)
+    amount_fen = models.BigIntegerField(help_text="Base fare in fen (分).")
+    priority = models.IntegerField(default=0)
+    valid_from = models.DateField(null=True, blank=True)
+    valid_to = models.DateField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class LegRule(models.Model):
+    """A discount on one ride (优惠规则): who, where, when, how much; the highest priority match wins."""
+
+    class Kind(models.TextChoices):
+        PERCENT = "percent", "pay a percentage of the base fare (basis points: 9000 = 90%)"
+        FIXED = "fixed", "fixed fare in fen"
+        FREE = "free", "free"
+        MINUS = "minus", "fen off the base fare"
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    route_set = models.ForeignKey(RouteSet, null=True, blank=True, on_delete=models.PROTECT)
+    timeframe = models.ForeignKey(Timeframe, null=True, blank=True, on_delete=models.PROTECT)
+    categories = _codes(
+        help_text="Rider categories (any of): elderly, student, disabled, veteran, low_income."
+    )
+    media = _codes(help_text="Card schemes (any of): 01 main card, 02 new-resident, 03 city pass, 04 e-code.")
+    passes = _codes(help_text="Passes the card must carry, e.g. monthly.")
+    riders = models.CharField(
+        max_length=8, choices=_choices(D.RIDERS), default="any", help_text="local cards, visitors, or any"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT)
+    value = models.BigIntegerField(default=0, help_text="Basis points for percent, fen for fixed and minus.")
+    above_base = models.BooleanField(default=False, help_text="Allow a fare above the base fare.")
+    priority = models.IntegerField(default=0)
+    valid_from = models.DateField(null=True, blank=True)
+    valid_to = models.DateField(null=True, blank=True)
+    quota = models.ForeignKey(Quota, null=True, blank=True, on_delete=models.PROTECT)
+
+    class Meta:
+        ordering = ["-priority", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self) -> None:
+        _check_codes(self.categories, D.CATEGORIES, "categories")
+        _check_codes(self.media, D.MEDIA, "media")
+        if self.kind != self.Kind.FREE and self.value < 0:
+            raise ValidationError({"value": "a negative value is refused (fares are never negative)"})
+        if self.kind == self.Kind.PERCENT and self.value > 10000 and not self.above_base:
+            raise ValidationError({"value": "more than 10000 basis points needs 'above base' ticked"})
+
+
+class TransferRule(models.Model):
+    """A transfer discount (换乘优惠) with the GTFS-Fares v2 transfer types."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    from_service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    from_route_set = models.ForeignKey(
+        RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    to_route_set = models.ForeignKey(
+        RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    within_minutes = models.PositiveIntegerField(default=90)
+    max_transfers = models.IntegerField(default=1, help_text="-1: unlimited")
+    transfer_type = models.PositiveSmallIntegerField(
+        choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")], default=1
+    )
+    amount_fen = models.BigIntegerField(
+        default=0, help_text="AB; for type 1 a negative amount is a discount."
+    )
+    measure = models.CharField(max_length=12, choices=_choices(D.MEASURES), default="previous_tap")
+    priority = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Cap(models.Model):
+    """Fare capping (封顶): a card pays at most this much a day or a month."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="day")
+    amount_fen = models.BigIntegerField()
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    categories = _codes()
+    media = _codes()
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class VisitorPolicy(models.Model):
+    """What visitors' cards get here (外地卡): per home tenant, per roaming network, or by default."""
+
+    class Scope(models.TextChoices):
+        DEFAULT = "default"
+        NETWORK = "network"
+        TENANT = "tenant"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    key = models.CharField(
+        max_length=20, blank=True, help_text="network code (yrd, gba) or the home tenant's division code"
+    )
+    policy = models.CharField(max_length=14, choices=_choices(D.POLICIES))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="visitor_policy_unique")]
+        verbose_name_plural = "visitor policies"
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key or '*'} -> {self.policy}"
+
+    def clean(self) -> None:
+        if self.scope == self.Scope.TENANT and not (len(self.key) == 6 and self.key.isdigit()):
+            raise ValidationError({"key": "a home tenant is named by its 6-digit division code"})
+        if self.scope == self.Scope.NETWORK and not self.key:
+            raise ValidationError({"key": "name the network (yrd, gba)"})
+        if self.scope == self.Scope.DEFAULT and self.key:
+            raise ValidationError({"key": "the default policy has no key"})

@@ -1,0 +1,99 @@
+"""Rechecking uploaded taps against the published rules (the ``fare_recheck`` ingestion check).
+
+For a batch: one query lists the rule documents of the tenant's city (version, effective_from), one
+loads any document not compiled yet (cached per process afterwards), one reads the earlier taps of the
+batch's cards on the same terminal this month. Each card's taps are replayed in time order through the
+evaluator with the document in force at each tap, so transfers, caps and quotas come out as the
+terminal computed them (a terminal keeps a card's trip state itself). Taps do not record which passes
+the card carried: a charge equal to the fare with a pass the document names counts as consistent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
+from citycard.tenants.terminals.models import Transaction
+from citycard.terminal_kit.fares import Card, Trip
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+class _Ctx(Protocol):
+    tenant: Any
+    terminal_id: str
+    batch_pk: int
+
+
+def _month_start(at: dt.datetime) -> dt.datetime:
+    local = at.astimezone(SHANGHAI)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def fare_check(*, ctx: _Ctx, taps: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """(tap, detail) for every new purchase tap whose amount differs from what the rules give."""
+    purchases = [t for t in taps if t.kind == "purchase"]
+    if not purchases:
+        return []
+    versions = fares_in_force(tenant=ctx.tenant)
+    if not versions:
+        return []  # no rules published: nothing to check against
+    chosen = {t.index: fares_version_at(versions, t.tapped_at) for t in purchases}
+    engines = fares_engines(pks=sorted({c[1] for c in chosen.values() if c is not None}))
+    if not engines:
+        return []
+    earliest = min(t.tapped_at for t in purchases)
+    latest = max(t.tapped_at for t in purchases)
+    history = (
+        Transaction.objects.filter(
+            terminal_id=ctx.terminal_id,
+            card_no__in={t.card_no for t in purchases},
+            tapped_at__gte=_month_start(earliest),
+            tapped_at__lt=latest,
+            kind="purchase",
+        )
+        .exclude(batch_id=ctx.batch_pk)
+        .values_list("card_no", "tapped_at", "card_counter", "service", "route", "card_scheme", "issuer")
+    )
+    # per card: (tapped_at, counter, new tap or None, service, route, scheme, issuer, categories)
+    rides: dict[str, list[tuple]] = defaultdict(list)
+    for card_no, at, counter, service, route, scheme, issuer in history:
+        rides[card_no].append((at, counter, None, service, route, scheme, issuer))
+    for t in purchases:
+        rides[t.card_no].append((t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer))
+    categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
+    flags = []
+    for card_no, entries in rides.items():
+        entries.sort(key=lambda e: (e[0], e[1]))
+        state: dict[str, Any] = {}
+        for at, _counter, tap, service, route, scheme, issuer in entries:
+            version = fares_version_at(versions, at)
+            engine = engines.get(version[1]) if version else None
+            if engine is None:
+                continue
+            card = Card(issuer=issuer, scheme_code=scheme, categories=categories[card_no])
+            charged = tap.amount_fen if tap is not None else None
+            matching, plain = fare_expected(
+                engine, card=card, trip=Trip(service, route, at), state=state, charged=charged
+            )
+            if plain is None:
+                if tap is not None:
+                    flags.append((tap, {"expected_fen": None, "charged_fen": charged, "rule": "no_fare"}))
+                continue
+            if tap is not None and matching is None:
+                flags.append(
+                    (
+                        tap,
+                        {
+                            "expected_fen": plain.fare_fen,
+                            "charged_fen": charged,
+                            "rule": plain.rule_id,
+                            "rule_version": engine.version,
+                        },
+                    )
+                )
+            state = (matching or plain).state
+    return flags

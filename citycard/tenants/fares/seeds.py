@@ -1,0 +1,226 @@
+"""The seed rules of the demo tenants, as rule-document fragments (pure data, no Django).
+
+From the seeds' source documents: Hangzhou buses charge 90% with the citizen card (“91折”, read as
+10% off as the issue states) and 50% on lines 1–499 except 315 with a monthly pass (公交月票);
+Jiaxing lines 1 and 3 are half price with the card. Elderly (敬老) and disabled (爱心卡) concessions,
+the 90-minute transfer discount, the daily cap and the visitor policies are the demo's own choices.
+``fares_document_load`` (services) turns one of these into the tenant's rule rows; tests use them as
+rule documents directly (with ``home_divisions`` and network members filled in).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALL_MEDIA = ["01", "02", "03", "04"]
+
+# Off-peak for elderly free rides: weekdays outside 07:00-09:00 and 17:00-19:00, weekends all day.
+_OFF_PEAK = [
+    {"days": [1, 2, 3, 4, 5], "start": "00:00", "end": "07:00"},
+    {"days": [1, 2, 3, 4, 5], "start": "09:00", "end": "17:00"},
+    {"days": [1, 2, 3, 4, 5], "start": "19:00", "end": "24:00"},
+    {"days": [6, 7], "start": "00:00", "end": "24:00"},
+]
+_PEAK = [
+    {"days": [1, 2, 3, 4, 5], "start": "07:00", "end": "09:00"},
+    {"days": [1, 2, 3, 4, 5], "start": "17:00", "end": "19:00"},
+]
+
+HANGZHOU: dict[str, Any] = {
+    "route_sets": {
+        "hz-bus-1-499-ex315": {"service": "bus", "ranges": [[1, 499]], "except": ["315"]},
+        "hz-metro": {
+            "service": "metro",
+            "routes": ["1", "2", "3", "4", "5", "6", "7", "9", "10", "16", "19"],
+        },
+    },
+    "timeframes": {"hz-off-peak": _OFF_PEAK, "hz-peak": _PEAK},
+    "quotas": [{"id": "hz-elderly-free", "name": "敬老 free rides", "period": "month", "rides": 30}],
+    "fare_products": [
+        {"id": "hz-bus", "name": "公交 standard fare", "service": "bus", "amount_fen": 200},
+        {
+            "id": "hz-metro",
+            "name": "地铁 flat fare",
+            "service": "metro",
+            "route_set": "hz-metro",
+            "amount_fen": 400,
+        },
+    ],
+    "leg_rules": [
+        {
+            "id": "hz-card-91",
+            "name": "市民卡乘公交 91折",
+            "service": "bus",
+            "media": ALL_MEDIA,
+            "kind": "percent",
+            "value": 9000,
+            "priority": 10,
+        },
+        {
+            "id": "hz-monthly-pass",
+            "name": "公交月票 1-499路(315路除外) 50%",
+            "service": "bus",
+            "route_set": "hz-bus-1-499-ex315",
+            "passes": ["monthly"],
+            "riders": "local",
+            "kind": "percent",
+            "value": 5000,
+            "priority": 20,
+        },
+        {
+            "id": "hz-elderly-peak",
+            "name": "敬老 half price",
+            "service": "bus",
+            "categories": ["elderly"],
+            "kind": "percent",
+            "value": 5000,
+            "priority": 30,
+        },
+        {
+            "id": "hz-elderly-free",
+            "name": "敬老 free off-peak (30 rides a month)",
+            "service": "bus",
+            "categories": ["elderly"],
+            "timeframe": "hz-off-peak",
+            "quota": "hz-elderly-free",
+            "kind": "free",
+            "priority": 40,
+        },
+        {
+            "id": "hz-disabled-free",
+            "name": "爱心卡 free",
+            "service": "bus",
+            "categories": ["disabled"],
+            "kind": "free",
+            "priority": 50,
+        },
+        {
+            "id": "hz-metro-card",
+            "name": "地铁 91折 with the card",
+            "service": "metro",
+            "media": ALL_MEDIA,
+            "kind": "percent",
+            "value": 9000,
+            "priority": 10,
+        },
+        {
+            "id": "hz-metro-elderly",
+            "name": "地铁 敬老 half price",
+            "service": "metro",
+            "categories": ["elderly", "disabled"],
+            "kind": "percent",
+            "value": 5000,
+            "priority": 30,
+        },
+    ],
+    "transfer_rules": [
+        {
+            "id": "hz-bus-transfer",
+            "name": "90 分钟内换乘优惠 1 元",
+            "from_service": "bus",
+            "to_service": "bus",
+            "within_minutes": 90,
+            "max_transfers": 1,
+            "transfer_type": 1,
+            "amount_fen": -100,
+        },
+        {
+            "id": "hz-bus-metro",
+            "name": "公交换乘地铁 1 元优惠",
+            "from_service": "bus",
+            "to_service": "metro",
+            "within_minutes": 90,
+            "max_transfers": 1,
+            "transfer_type": 1,
+            "amount_fen": -100,
+        },
+    ],
+    "caps": [{"id": "hz-day-cap", "name": "每日封顶 15 元", "period": "day", "amount_fen": 1500}],
+    "visitor_policy": {
+        "default": "no_concession",
+        "networks": [{"network": "yrd", "policy": "home_category"}],
+        "tenants": [],
+    },
+}
+
+JIAXING: dict[str, Any] = {
+    "route_sets": {"jx-1-3": {"service": "bus", "routes": ["1", "3"]}},
+    "timeframes": {},
+    "quotas": [],
+    "fare_products": [{"id": "jx-bus", "name": "公交 standard fare", "service": "bus", "amount_fen": 200}],
+    "leg_rules": [
+        {
+            "id": "jx-lines-1-3-half",
+            "name": "市区1路、3路 半价",
+            "service": "bus",
+            "route_set": "jx-1-3",
+            "media": ALL_MEDIA,
+            "kind": "percent",
+            "value": 5000,
+            "priority": 10,
+        },
+        {
+            "id": "jx-elderly-free",
+            "name": "敬老 free",
+            "service": "bus",
+            "categories": ["elderly"],
+            "kind": "free",
+            "priority": 30,
+        },
+        {
+            "id": "jx-disabled-free",
+            "name": "爱心卡 free",
+            "service": "bus",
+            "categories": ["disabled"],
+            "kind": "free",
+            "priority": 40,
+        },
+    ],
+    "transfer_rules": [],
+    "caps": [],
+    "visitor_policy": {
+        "default": "no_concession",
+        "networks": [{"network": "yrd", "policy": "host_rules"}],
+        "tenants": [],
+    },
+}
+
+# A plain rule set for the other demo cities: the card pays 95%, elderly and disabled ride free.
+GENERIC: dict[str, Any] = {
+    "route_sets": {},
+    "timeframes": {},
+    "quotas": [],
+    "fare_products": [{"id": "bus", "name": "公交 standard fare", "service": "bus", "amount_fen": 200}],
+    "leg_rules": [
+        {
+            "id": "card-95",
+            "name": "card 95%",
+            "service": "bus",
+            "media": ALL_MEDIA,
+            "kind": "percent",
+            "value": 9500,
+            "priority": 10,
+        },
+        {
+            "id": "elderly-free",
+            "name": "敬老 free",
+            "service": "bus",
+            "categories": ["elderly"],
+            "kind": "free",
+            "priority": 30,
+        },
+        {
+            "id": "disabled-free",
+            "name": "爱心卡 free",
+            "service": "bus",
+            "categories": ["disabled"],
+            "kind": "free",
+            "priority": 40,
+        },
+    ],
+    "transfer_rules": [],
+    "caps": [],
+    "visitor_policy": {"default": "host_rules", "networks": [], "tenants": []},
+}
+
+SEEDS = {"hangzhou": HANGZHOU, "jiaxing": JIAXING}

@@ -1,0 +1,339 @@
+"""Reading fares: the draft rule document from the rows, published documents verified, quotes, rechecks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F
+from django.db.models.fields.json import KT
+
+from citycard.platform.errors import DomainError
+from citycard.platform.keys import tenant_public_keys
+from citycard.platform.models import Publication, Tenant
+from citycard.platform.publications import publication_get, publication_latest
+from citycard.platform.selectors import network_members
+from citycard.tenants.fares.models import (
+    Cap,
+    FareProduct,
+    LegRule,
+    Quota,
+    RouteSet,
+    Timeframe,
+    TransferRule,
+    VisitorPolicy,
+)
+from citycard.terminal_kit.fares import (
+    KIND,
+    Card,
+    FareEngine,
+    FareError,
+    FareQuote,
+    RuleDocumentError,
+    Trip,
+    compile_document,
+    load_signed,
+)
+from citycard.terminal_kit.signing import SignatureError
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def _code(obj: Any) -> str | None:
+    return obj.code if obj is not None else None
+
+
+def _dates(obj: Any) -> dict[str, str | None]:
+    return {
+        "valid_from": obj.valid_from.isoformat() if obj.valid_from else None,
+        "valid_to": obj.valid_to.isoformat() if obj.valid_to else None,
+    }
+
+
+def home_divisions(*, tenant: Tenant) -> list[str]:
+    """Cards issued here are local: the city's division and its counties'."""
+    city = tenant.clearing_tenant
+    return sorted({city.division_code, *city.counties.values_list("division_code", flat=True)})
+
+
+def fares_rules_body() -> dict[str, Any]:
+    """The rule rows of the current schema as the rule-document fields (no tenant facts yet)."""
+    windows: dict[str, list[dict[str, Any]]] = {}
+    for timeframe in Timeframe.objects.prefetch_related("windows").order_by("code"):
+        windows[timeframe.code] = [
+            {"days": list(w.days), "start": w.start, "end": w.end} for w in timeframe.windows.all()
+        ]
+    policies = list(VisitorPolicy.objects.order_by("scope", "key"))
+    default = next((p.policy for p in policies if p.scope == VisitorPolicy.Scope.DEFAULT), "host_rules")
+    return {
+        "route_sets": {
+            rs.code: {
+                "name": rs.name,
+                "service": rs.service or None,
+                "routes": list(rs.routes),
+                "ranges": rs.range_pairs(),
+                "except": list(rs.excluded),
+            }
+            for rs in RouteSet.objects.order_by("code")
+        },
+        "timeframes": windows,
+        "quotas": [
+            {"id": q.code, "name": q.name, "period": q.period, "rides": q.rides}
+            for q in Quota.objects.order_by("code")
+        ],
+        "fare_products": [
+            {
+                "id": p.code,
+                "name": p.name,
+                "service": p.service,
+                "route_set": _code(p.route_set),
+                "amount_fen": p.amount_fen,
+                "priority": p.priority,
+                **_dates(p),
+            }
+            for p in FareProduct.objects.select_related("route_set").order_by("code")
+        ],
+        "leg_rules": [
+            {
+                "id": r.code,
+                "name": r.name,
+                "service": r.service or None,
+                "route_set": _code(r.route_set),
+                "timeframe": _code(r.timeframe),
+                "categories": sorted(r.categories),
+                "media": sorted(r.media),
+                "passes": sorted(r.passes),
+                "riders": r.riders,
+                "kind": r.kind,
+                "value": r.value,
+                "above_base": r.above_base,
+                "priority": r.priority,
+                "quota": _code(r.quota),
+                **_dates(r),
+            }
+            for r in LegRule.objects.select_related("route_set", "timeframe", "quota").order_by("code")
+        ],
+        "transfer_rules": [
+            {
+                "id": t.code,
+                "name": t.name,
+                "from_service": t.from_service or None,
+                "from_route_set": _code(t.from_route_set),
+                "to_service": t.to_service or None,
+                "to_route_set": _code(t.to_route_set),
+                "within_minutes": t.within_minutes,
+                "max_transfers": t.max_transfers,
+                "transfer_type": t.transfer_type,
+                "amount_fen": t.amount_fen,
+                "measure": t.measure,
+                "priority": t.priority,
+            }
+            for t in TransferRule.objects.select_related("from_route_set", "to_route_set").order_by("code")
+        ],
+        "caps": [
+            {
+                "id": c.code,
+                "name": c.name,
+                "period": c.period,
+                "amount_fen": c.amount_fen,
+                "service": c.service or None,
+                "categories": sorted(c.categories),
+                "media": sorted(c.media),
+            }
+            for c in Cap.objects.order_by("code")
+        ],
+        "visitor_policy": {
+            "default": default,
+            "networks": [
+                {"network": p.key, "policy": p.policy}
+                for p in policies
+                if p.scope == VisitorPolicy.Scope.NETWORK
+            ],
+            "tenants": [
+                {"division": p.key, "policy": p.policy}
+                for p in policies
+                if p.scope == VisitorPolicy.Scope.TENANT
+            ],
+        },
+    }
+
+
+def fares_document_build(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, Any]:
+    """The rule document the tenant's rows compile to (unsigned, unversioned): what publishing signs.
+
+    Adds what only the platform knows: which divisions are local, and the members of each network
+    named in the visitor policy (as of ``on``), so a terminal decides offline who is a visitor."""
+    body = fares_rules_body()
+    homes = home_divisions(tenant=tenant)
+    for entry in body["visitor_policy"]["networks"]:
+        members = network_members(network_code=entry["network"], on=on)
+        entry["members"] = sorted({m.tenant.division_code for m in members} - set(homes))
+    return {"format": 1, "home_divisions": homes, **body}
+
+
+def fares_validate(*, tenant: Tenant) -> list[str]:
+    """Every problem of the draft rules ([] when they would publish)."""
+    try:
+        compile_document(fares_document_build(tenant=tenant))
+    except RuleDocumentError as exc:
+        return exc.problems
+    return []
+
+
+# --- published documents -------------------------------------------------------------------------------
+
+_engines: dict[tuple[int, str], FareEngine] = {}
+
+
+def _engine_for(publication: Publication) -> FareEngine:
+    """The compiled engine of a publication, its signature checked once with the owner's keys."""
+    key = (publication.pk, publication.sha256)
+    engine = _engines.get(key)
+    if engine is None:
+        keys = tenant_public_keys(tenant=publication.tenant, at=publication.published_at)
+        engine = load_signed(publication.document, keys=keys, tenant=publication.tenant.code)
+        if len(_engines) > 256:
+            _engines.clear()
+        _engines[key] = engine
+    return engine
+
+
+def fares_published(*, tenant: Tenant, version: int | None = None) -> tuple[Publication, FareEngine]:
+    """The rule document a terminal of ``tenant`` uses (its city's, for a county), verified and compiled."""
+    if version is None:
+        publication = publication_latest(tenant=tenant, kind=KIND, inherit=True)
+    else:
+        publication = publication_get(tenant=tenant, kind=KIND, version=version, inherit=True)
+    try:
+        return publication, _engine_for(publication)
+    except (SignatureError, RuleDocumentError) as exc:
+        raise DomainError(
+            f"published rule document v{publication.version} refused: {exc}", code="bad_document"
+        ) from exc
+
+
+def fares_draft_engine(*, tenant: Tenant) -> FareEngine:
+    """The draft rows compiled (the simulator previews them before publishing)."""
+    try:
+        return FareEngine(compile_document({**fares_document_build(tenant=tenant), "tenant": tenant.code}))
+    except RuleDocumentError as exc:
+        raise DomainError(f"the draft rules do not compile: {exc}", code="invalid_rules") from exc
+
+
+@dataclass(frozen=True)
+class QuoteResult:
+    quote: FareQuote
+    version: int | None  # published version used; None for the draft
+    owner: str  # whose rules
+
+
+def fares_quote(
+    *,
+    tenant: Tenant,
+    service: str = "bus",
+    route: str,
+    at: dt.datetime,
+    categories: Sequence[str] = (),
+    scheme: str = "01",
+    issuer: str | None = None,
+    passes: Sequence[str] = (),
+    state: dict[str, Any] | None = None,
+    draft: bool = False,
+) -> QuoteResult:
+    """Price one trip as a terminal of ``tenant`` would (published rules), or with the draft rows."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=SHANGHAI)
+    card = Card(
+        issuer=issuer or tenant.clearing_tenant.division_code,
+        scheme_code=scheme,
+        categories=frozenset(categories),
+        passes=frozenset(passes),
+    )
+    if draft:
+        engine, version, owner = fares_draft_engine(tenant=tenant), None, tenant.code
+    else:
+        publication, engine = fares_published(tenant=tenant)
+        version, owner = publication.version, publication.tenant.code
+    try:
+        quote = engine.quote(card, Trip(service=service, route=route, at=at, tenant=tenant.code), state or {})
+    except FareError as exc:
+        raise DomainError(str(exc), code="no_fare", field="route") from exc
+    return QuoteResult(quote=quote, version=version, owner=owner)
+
+
+# --- rechecking uploaded taps (terminals.checks.fare_recheck) ------------------------------------------
+
+
+def fares_in_force(*, tenant: Tenant) -> list[tuple[dt.datetime | None, int, int]]:
+    """(effective_from, version, publication pk) of every published rule document of the tenant's city:
+    one query, documents not loaded."""
+    rows = (
+        Publication.objects.filter(tenant_id=tenant.clearing_tenant.pk, kind=KIND)
+        .annotate(effective=KT("document__payload__effective_from"))
+        .values_list("effective", "version", "pk")
+        .order_by(F("version").asc())
+    )
+    out = []
+    for effective, version, pk in rows:
+        out.append((dt.datetime.fromisoformat(effective) if effective else None, version, pk))
+    return out
+
+
+def fares_engines(*, pks: Sequence[int]) -> dict[int, FareEngine]:
+    """Compiled engines for publications, loading only the documents not compiled yet (one query at most)."""
+    found: dict[int, FareEngine] = {}
+    missing = []
+    for pk in pks:
+        hit = next((engine for (cached_pk, _), engine in _engines.items() if cached_pk == pk), None)
+        if hit is None:
+            missing.append(pk)
+        else:
+            found[pk] = hit
+    if missing:
+        for publication in Publication.objects.filter(pk__in=missing).select_related("tenant"):
+            try:
+                found[publication.pk] = _engine_for(publication)
+            except (SignatureError, RuleDocumentError):
+                continue  # a refused document checks nothing; its taps are not flagged by it
+    return found
+
+
+def fare_expected(
+    engine: FareEngine, *, card: Card, trip: Trip, state: dict[str, Any], charged: int
+) -> tuple[FareQuote | None, FareQuote | None]:
+    """(quote matching what was charged or None, the plain quote). Uploaded taps do not say which passes
+    the card carried, so a charge equal to the fare with any pass the document names is consistent."""
+    try:
+        plain = engine.quote(card, trip, state)
+    except FareError:
+        return None, None
+    if plain.fare_fen == charged:
+        return plain, plain
+    pass_names = {p for rule in engine.rules.leg_rules for p in rule.passes}
+    if pass_names:
+        with_pass = engine.quote(
+            Card(card.issuer, card.scheme_code, card.categories, frozenset(pass_names)), trip, state
+        )
+        if with_pass.fare_fen == charged:
+            return with_pass, plain
+    return None, plain
+
+
+def fares_version_at(
+    versions: list[tuple[dt.datetime | None, int, int]], at: dt.datetime
+) -> tuple[int, int] | None:
+    """The (version, pk) in force at ``at``: the highest version whose effective_from is not after it."""
+    best = None
+    for effective, version, pk in versions:
+        if effective is None or effective <= at:
+            best = (version, pk)
+    return best
+
+
+def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
+    """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
+    from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
+
+    return feed_write(path, rules_to_gtfs(fares_rules_body()))

@@ -1,0 +1,643 @@
+"""The fare rule document (票价规则文档): parsing, validation and compilation into lookup structures.
+
+A rule document is the signed payload a tenant publishes (kind ``fare_rules``); docs/fares.md describes
+every field. :func:`compile_document` checks the whole document and either returns a
+:class:`CompiledRules` ready for :mod:`citycard.terminal_kit.fares.engine` or raises
+:class:`RuleDocumentError` listing *every* problem (a city administrator fixes them all in one go).
+Both terminals and the back office call it, so a document a terminal accepts is exactly one the back
+office published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT = 1
+SERVICES = ("bus", "metro", "ferry", "taxi", "bike", "park", "library", "parking", "other")
+CATEGORIES = ("elderly", "student", "disabled", "veteran", "low_income")
+MEDIA = ("01", "02", "03", "04")  # card schemes: main card, new-resident, city pass, e-citizen code
+RIDERS = ("any", "local", "visitor")
+KINDS = ("percent", "fixed", "free", "minus")
+PERIODS = ("day", "month")
+POLICIES = ("host_rules", "home_category", "no_concession")
+TRANSFER_TYPES = (0, 1, 2)  # GTFS-Fares v2 fare_transfer_type: 0 = A+AB, 1 = A+AB+B, 2 = AB
+MEASURES = ("previous_tap", "first_tap")
+MAX_ROUTE_NUMBER = 99_999
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_HHMM = re.compile(r"^(\d{2}):(\d{2})$")
+
+
+class RuleDocumentError(ValueError):
+    """A rule document that cannot be published or loaded; ``problems`` names each thing wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class RouteSet:
+    id: str
+    service: str | None
+    routes: frozenset[str]
+    ranges: tuple[tuple[int, int], ...]
+    excluded: frozenset[str]
+
+    def contains(self, route: str) -> bool:
+        if route in self.excluded:
+            return False
+        if route in self.routes:
+            return True
+        if self.ranges and route.isdigit():
+            number = int(route)
+            for low, high in self.ranges:
+                if low <= number <= high:
+                    return True
+        return False
+
+    def members(self) -> set[str]:
+        """Every route the set matches (ranges are bounded, so this is finite)."""
+        found = set(self.routes)
+        for low, high in self.ranges:
+            found.update(str(n) for n in range(low, high + 1))
+        return found - self.excluded
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    id: str
+    # per ISO weekday (index 1..7; 0 unused) the [start, end) minute windows
+    windows: tuple[tuple[tuple[int, int], ...], ...]
+
+    def contains(self, weekday: int, minute: int) -> bool:
+        return any(start <= minute < end for start, end in self.windows[weekday])
+
+    def overlaps(self, other: Timeframe) -> bool:
+        for day in range(1, 8):
+            for a0, a1 in self.windows[day]:
+                for b0, b1 in other.windows[day]:
+                    if a0 < b1 and b0 < a1:
+                        return True
+        return False
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    name: str
+    service: str
+    route_set: RouteSet | None
+    amount_fen: int
+    priority: int
+    valid_from: dt.date | None
+    valid_to: dt.date | None
+
+
+@dataclass(frozen=True)
+class Quota:
+    id: str
+    name: str
+    period: str
+    rides: int
+
+
+@dataclass(frozen=True)
+class LegRule:
+    id: str
+    name: str
+    service: str | None
+    route_set: RouteSet | None
+    timeframe: Timeframe | None
+    categories: frozenset[str]
+    media: frozenset[str]
+    passes: frozenset[str]
+    riders: str
+    kind: str
+    value: int
+    above_base: bool
+    priority: int
+    valid_from: dt.date | None
+    valid_to: dt.date | None
+    quota: Quota | None
+
+    def price(self, base: int) -> int:
+        """The leg's fare from the base fare (percentages round half up to the fen)."""
+        if self.kind == "percent":
+            fare = (base * self.value + 5000) // 10000
+        elif self.kind == "fixed":
+            fare = self.value
+        elif self.kind == "minus":
+            fare = max(0, base - self.value)
+        else:
+            fare = 0
+        return fare if self.above_base else min(fare, base)
+
+    def describe(self) -> str:
+        if self.kind == "percent":
+            return f"{self.value / 100:g}% of base"
+        if self.kind == "fixed":
+            return f"fixed {self.value} fen"
+        if self.kind == "minus":
+            return f"{self.value} fen off"
+        return "free"
+
+
+@dataclass(frozen=True)
+class TransferRule:
+    id: str
+    name: str
+    from_service: str | None
+    from_route_set: RouteSet | None
+    to_service: str | None
+    to_route_set: RouteSet | None
+    within_minutes: int
+    max_transfers: int  # -1: unlimited (GTFS transfer_count)
+    transfer_type: int
+    amount_fen: int  # AB: the transfer product's amount (may be negative for type 1: a discount)
+    measure: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class Cap:
+    id: str
+    name: str
+    period: str
+    amount_fen: int
+    service: str | None
+    categories: frozenset[str]
+    media: frozenset[str]
+
+
+@dataclass(frozen=True)
+class VisitorPolicy:
+    default: str
+    by_division: Mapping[str, str]
+    by_network: tuple[tuple[str, frozenset[str], str], ...]  # (network, member divisions, policy)
+
+    def for_issuer(self, division: str) -> tuple[str, str]:
+        """(policy, why) for a card issued by ``division``: tenant entry first, then network, then default."""
+        policy = self.by_division.get(division)
+        if policy is not None:
+            return policy, f"home tenant {division}"
+        for network, members, net_policy in self.by_network:
+            if division in members:
+                return net_policy, f"network {network}"
+        return self.default, "default"
+
+
+@dataclass
+class CompiledRules:
+    tenant: str
+    version: int
+    effective_from: dt.datetime | None
+    home_divisions: frozenset[str]
+    route_sets: dict[str, RouteSet]
+    timeframes: dict[str, Timeframe]
+    products: tuple[Product, ...]
+    leg_rules: tuple[LegRule, ...]
+    transfer_rules: tuple[TransferRule, ...]
+    caps: tuple[Cap, ...]
+    quotas: dict[str, Quota]
+    visitors: VisitorPolicy
+    payload: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+# --- parsing helpers -----------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def obj(self, value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(where, "must be an object")
+            return {}
+        return value
+
+    def items(self, data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            self.fail(key, "must be a list")
+            return []
+        return [self.obj(item, f"{key}[{i}]") for i, item in enumerate(value)]
+
+    def ident(self, item: Mapping[str, Any], where: str, seen: set[str]) -> str:
+        value = item.get("id")
+        if not isinstance(value, str) or not _ID.match(value):
+            self.fail(where, f"id {value!r} must be 1-64 letters, digits, '_', '.', ':' or '-'")
+            return f"?{where}"
+        if value in seen:
+            self.fail(where, f"id {value!r} is used twice")
+        seen.add(value)
+        return value
+
+    def integer(
+        self,
+        item: Mapping[str, Any],
+        key: str,
+        where: str,
+        *,
+        default: int | None = None,
+        minimum: int | None = 0,
+    ) -> int:
+        value = item.get(key, default)
+        if type(value) is not int:
+            self.fail(where, f"{key} must be an integer (money is integer fen), not {value!r}")
+            return 0
+        if minimum is not None and value < minimum:
+            noun = "fare" if key.endswith("_fen") else key
+            self.fail(where, f"{key} {value} is negative or too small (a {noun} below {minimum} is refused)")
+        return value
+
+    def choice(
+        self, item: Mapping[str, Any], key: str, where: str, allowed: Iterable[Any], default: Any
+    ) -> Any:
+        value = item.get(key, default)
+        allowed = tuple(allowed)
+        if value not in allowed:
+            self.fail(where, f"{key} {value!r} is not one of {', '.join(map(str, allowed))}")
+            return default
+        return value
+
+    def codes(self, item: Mapping[str, Any], key: str, where: str, allowed: Iterable[str]) -> frozenset[str]:
+        value = item.get(key, [])
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(where, f"{key} must be a list of codes")
+            return frozenset()
+        allowed = tuple(allowed)
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            self.fail(where, f"{key} {', '.join(unknown)} unknown (known: {', '.join(allowed)})")
+        return frozenset(value)
+
+    def date(self, item: Mapping[str, Any], key: str, where: str) -> dt.date | None:
+        value = item.get(key)
+        if value in (None, ""):
+            return None
+        try:
+            return dt.date.fromisoformat(value)
+        except (TypeError, ValueError):
+            self.fail(where, f"{key} {value!r} must be a date YYYY-MM-DD")
+            return None
+
+    def ref(self, item: Mapping[str, Any], key: str, where: str, table: Mapping[str, Any]) -> Any:
+        value = item.get(key)
+        if value in (None, ""):
+            return None
+        if value not in table:
+            self.fail(where, f"{key} {value!r} is not defined")
+            return None
+        return table[value]
+
+
+def _minute(text: Any) -> int | None:
+    match = _HHMM.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    hours, minutes = int(match[1]), int(match[2])
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        return None
+    return hours * 60 + minutes
+
+
+def _route_set(r: _Reader, rid: str, item: Mapping[str, Any], known: Mapping[str, set[str]]) -> RouteSet:
+    where = f"route set {rid}"
+    service = r.choice(item, "service", where, (None, *SERVICES), None)
+    routes, excluded = item.get("routes", []), item.get("except", [])
+    for key, value in (("routes", routes), ("except", excluded)):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            r.fail(where, f"{key} must be a list of route names")
+    if not isinstance(routes, list):
+        routes = []
+    if not isinstance(excluded, list):
+        excluded = []
+    ranges = []
+    for raw in item.get("ranges", []) or []:
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 2
+            or not all(type(v) is int for v in raw)
+            or not 0 <= raw[0] <= raw[1] <= MAX_ROUTE_NUMBER
+        ):
+            r.fail(where, f"range {raw!r} must be [low, high] with 0 <= low <= high <= {MAX_ROUTE_NUMBER}")
+            continue
+        ranges.append((raw[0], raw[1]))
+    route_set = RouteSet(
+        id=rid,
+        service=service,
+        routes=frozenset(v for v in routes if isinstance(v, str)),
+        ranges=tuple(ranges),
+        excluded=frozenset(v for v in excluded if isinstance(v, str)),
+    )
+    members = route_set.members()
+    if not members:
+        r.fail(where, "matches no route (every route of its ranges is excluded, or it lists none)")
+    elif service and known.get(service) and not members & known[service]:
+        r.fail(where, f"matches none of the known {service} routes")
+    return route_set
+
+
+def _timeframe(r: _Reader, tid: str, value: Any) -> Timeframe:
+    where = f"timeframe {tid}"
+    days: list[list[tuple[int, int]]] = [[] for _ in range(8)]
+    windows = value if isinstance(value, list) else []
+    if not windows:
+        r.fail(where, "must be a non-empty list of windows {days, start, end}")
+    for i, window in enumerate(windows):
+        window = r.obj(window, f"{where} window {i}")
+        start, end = _minute(window.get("start", "00:00")), _minute(window.get("end", "24:00"))
+        if start is None or end is None or start >= end:
+            r.fail(where, f"window {i} needs start < end as HH:MM (00:00-24:00)")
+            continue
+        week = window.get("days", [1, 2, 3, 4, 5, 6, 7])
+        if not isinstance(week, list) or not week or not all(type(d) is int and 1 <= d <= 7 for d in week):
+            r.fail(where, f"window {i} days must be ISO weekdays 1 (Monday) .. 7 (Sunday)")
+            continue
+        for day in week:
+            days[day].append((start, end))
+    return Timeframe(id=tid, windows=tuple(tuple(sorted(d)) for d in days))
+
+
+def _validity_overlaps(a: Any, b: Any) -> bool:
+    a0, a1 = a.valid_from or dt.date.min, a.valid_to or dt.date.max
+    b0, b1 = b.valid_from or dt.date.min, b.valid_to or dt.date.max
+    return a0 <= b1 and b0 <= a1
+
+
+def _routes_overlap(a: RouteSet | None, b: RouteSet | None) -> bool:
+    if a is None or b is None:
+        return True
+    return bool(a.members() & b.members())
+
+
+def _sets_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
+    return not a or not b or bool(a & b)
+
+
+def _same_case(a: LegRule, b: LegRule) -> bool:
+    """Can one trip match both rules? (then equal priorities leave the winner to chance)"""
+    return (
+        (a.service is None or b.service is None or a.service == b.service)
+        and _routes_overlap(a.route_set, b.route_set)
+        and (a.timeframe is None or b.timeframe is None or a.timeframe.overlaps(b.timeframe))
+        and _sets_overlap(a.categories, b.categories)
+        and _sets_overlap(a.media, b.media)
+        and _sets_overlap(a.passes, b.passes)
+        and (a.riders == "any" or b.riders == "any" or a.riders == b.riders)
+        and _validity_overlaps(a, b)
+    )
+
+
+def _aware(value: Any, r: _Reader) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        r.fail("effective_from", f"{value!r} must be an ISO date-time with its UTC offset")
+        return None
+    if parsed.tzinfo is None:
+        r.fail("effective_from", f"{value!r} has no UTC offset")
+        return None
+    return parsed
+
+
+def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
+    """Validate a rule document and compile it; RuleDocumentError lists every problem found."""
+    r = _Reader()
+    data = r.obj(payload, "document")
+    if data and data.get("format", FORMAT) != FORMAT:
+        r.fail("format", f"{data.get('format')!r} is not a rule document format this code reads ({FORMAT})")
+    version = data.get("version", 0)
+    if type(version) is not int or version < 0:
+        r.fail("version", f"{version!r} must be a non-negative integer")
+        version = 0
+    homes = data.get("home_divisions", [])
+    if not isinstance(homes, list) or not all(
+        isinstance(h, str) and len(h) == 6 and h.isdigit() for h in homes
+    ):
+        r.fail("home_divisions", "must be a list of 6-digit division codes")
+        homes = []
+
+    known: dict[str, set[str]] = {}
+    raw_known = data.get("known_routes", {}) or {}
+    if not isinstance(raw_known, Mapping):
+        r.fail("known_routes", "must map a service to its list of routes")
+        raw_known = {}
+    for service, routes in raw_known.items():
+        if service not in SERVICES or not isinstance(routes, list):
+            r.fail("known_routes", f"{service!r} must be a service mapped to a list of routes")
+            continue
+        known[service] = {str(x) for x in routes}
+
+    route_sets: dict[str, RouteSet] = {}
+    raw_sets = r.obj(data.get("route_sets", {}) or {}, "route_sets")
+    for rid, item in raw_sets.items():
+        if not isinstance(rid, str) or not _ID.match(rid):
+            r.fail("route_sets", f"id {rid!r} is not a valid id")
+            continue
+        route_sets[rid] = _route_set(r, rid, r.obj(item, f"route set {rid}"), known)
+
+    timeframes: dict[str, Timeframe] = {}
+    for tid, value in r.obj(data.get("timeframes", {}) or {}, "timeframes").items():
+        if not isinstance(tid, str) or not _ID.match(tid):
+            r.fail("timeframes", f"id {tid!r} is not a valid id")
+            continue
+        timeframes[tid] = _timeframe(r, tid, value)
+
+    quotas: dict[str, Quota] = {}
+    seen: set[str] = set()
+    for i, item in enumerate(r.items(data, "quotas")):
+        qid = r.ident(item, f"quotas[{i}]", seen)
+        where = f"quota {qid}"
+        quotas[qid] = Quota(
+            id=qid,
+            name=str(item.get("name", qid)),
+            period=r.choice(item, "period", where, PERIODS, "month"),
+            rides=r.integer(item, "rides", where, minimum=1),
+        )
+
+    products = []
+    seen = set()
+    for i, item in enumerate(r.items(data, "fare_products")):
+        pid = r.ident(item, f"fare_products[{i}]", seen)
+        where = f"fare product {pid}"
+        product = Product(
+            id=pid,
+            name=str(item.get("name", pid)),
+            service=r.choice(item, "service", where, SERVICES, "bus"),
+            route_set=r.ref(item, "route_set", where, route_sets),
+            amount_fen=r.integer(item, "amount_fen", where),
+            priority=r.integer(item, "priority", where, default=0, minimum=None),
+            valid_from=r.date(item, "valid_from", where),
+            valid_to=r.date(item, "valid_to", where),
+        )
+        if product.valid_from and product.valid_to and product.valid_from > product.valid_to:
+            r.fail(where, "valid_from is after valid_to")
+        products.append(product)
+    for i, a in enumerate(products):
+        for b in products[i + 1 :]:
+            if (
+                a.priority == b.priority
+                and a.service == b.service
+                and _routes_overlap(a.route_set, b.route_set)
+                and _validity_overlaps(a, b)
+            ):
+                r.fail(
+                    f"fare product {b.id}",
+                    f"same priority {b.priority} as {a.id} for the same {a.service} routes: "
+                    "give one a higher priority or a narrower route set",
+                )
+
+    legs = []
+    seen = set()
+    for i, item in enumerate(r.items(data, "leg_rules")):
+        lid = r.ident(item, f"leg_rules[{i}]", seen)
+        where = f"leg rule {lid}"
+        kind = r.choice(item, "kind", where, KINDS, "percent")
+        value = 0 if kind == "free" else r.integer(item, "value", where)
+        above = item.get("above_base", False) is True
+        if kind == "percent" and value > 10000 and not above:
+            r.fail(where, f"percent {value} basis points is above the base fare: set above_base to allow it")
+        rule = LegRule(
+            id=lid,
+            name=str(item.get("name", lid)),
+            service=r.choice(item, "service", where, (None, *SERVICES), None),
+            route_set=r.ref(item, "route_set", where, route_sets),
+            timeframe=r.ref(item, "timeframe", where, timeframes),
+            categories=r.codes(item, "categories", where, CATEGORIES),
+            media=r.codes(item, "media", where, MEDIA),
+            passes=frozenset(p for p in item.get("passes", []) or [] if isinstance(p, str)),
+            riders=r.choice(item, "riders", where, RIDERS, "any"),
+            kind=kind,
+            value=value,
+            above_base=above,
+            priority=r.integer(item, "priority", where, default=0, minimum=None),
+            valid_from=r.date(item, "valid_from", where),
+            valid_to=r.date(item, "valid_to", where),
+            quota=r.ref(item, "quota", where, quotas),
+        )
+        if rule.valid_from and rule.valid_to and rule.valid_from > rule.valid_to:
+            r.fail(where, "valid_from is after valid_to")
+        if rule.route_set and rule.service and rule.route_set.service not in (None, rule.service):
+            r.fail(
+                where, f"route set {rule.route_set.id} is for {rule.route_set.service}, not {rule.service}"
+            )
+        legs.append(rule)
+    for i, a in enumerate(legs):
+        for b in legs[i + 1 :]:
+            if a.priority == b.priority and _same_case(a, b):
+                r.fail(
+                    f"leg rule {b.id}",
+                    f"same priority {b.priority} as {a.id} and one trip can match both: "
+                    "give one a higher priority or make their cases disjoint",
+                )
+
+    transfers = []
+    seen = set()
+    for i, item in enumerate(r.items(data, "transfer_rules")):
+        tid = r.ident(item, f"transfer_rules[{i}]", seen)
+        where = f"transfer rule {tid}"
+        ttype = r.choice(item, "transfer_type", where, TRANSFER_TYPES, 0)
+        transfers.append(
+            TransferRule(
+                id=tid,
+                name=str(item.get("name", tid)),
+                from_service=r.choice(item, "from_service", where, (None, *SERVICES), None),
+                from_route_set=r.ref(item, "from_route_set", where, route_sets),
+                to_service=r.choice(item, "to_service", where, (None, *SERVICES), None),
+                to_route_set=r.ref(item, "to_route_set", where, route_sets),
+                within_minutes=r.integer(item, "within_minutes", where, minimum=1),
+                max_transfers=r.integer(item, "max_transfers", where, default=1, minimum=-1),
+                transfer_type=ttype,
+                # type 1 adds AB to B: a negative AB is a transfer discount; types 0 and 2 charge AB itself
+                amount_fen=r.integer(item, "amount_fen", where, default=0, minimum=None if ttype == 1 else 0),
+                measure=r.choice(item, "measure", where, MEASURES, "previous_tap"),
+                priority=r.integer(item, "priority", where, default=0, minimum=None),
+            )
+        )
+    for i, a in enumerate(transfers):
+        for b in transfers[i + 1 :]:
+            if (
+                a.priority == b.priority
+                and (a.from_service is None or b.from_service is None or a.from_service == b.from_service)
+                and (a.to_service is None or b.to_service is None or a.to_service == b.to_service)
+                and _routes_overlap(a.from_route_set, b.from_route_set)
+                and _routes_overlap(a.to_route_set, b.to_route_set)
+            ):
+                r.fail(f"transfer rule {b.id}", f"same priority {b.priority} as {a.id} for the same transfer")
+
+    caps = []
+    seen = set()
+    for i, item in enumerate(r.items(data, "caps")):
+        cid = r.ident(item, f"caps[{i}]", seen)
+        where = f"cap {cid}"
+        caps.append(
+            Cap(
+                id=cid,
+                name=str(item.get("name", cid)),
+                period=r.choice(item, "period", where, PERIODS, "day"),
+                amount_fen=r.integer(item, "amount_fen", where),
+                service=r.choice(item, "service", where, (None, *SERVICES), None),
+                categories=r.codes(item, "categories", where, CATEGORIES),
+                media=r.codes(item, "media", where, MEDIA),
+            )
+        )
+
+    raw_policy = r.obj(data.get("visitor_policy", {}) or {}, "visitor_policy")
+    default = r.choice(raw_policy, "default", "visitor_policy", POLICIES, "host_rules")
+    by_division: dict[str, str] = {}
+    for i, item in enumerate(r.items(raw_policy, "tenants")):
+        division = item.get("division")
+        if not isinstance(division, str) or len(division) != 6 or not division.isdigit():
+            r.fail(f"visitor_policy.tenants[{i}]", f"division {division!r} must be a 6-digit code")
+            continue
+        by_division[division] = r.choice(item, "policy", f"visitor_policy.tenants[{i}]", POLICIES, default)
+    by_network = []
+    for i, item in enumerate(r.items(raw_policy, "networks")):
+        where = f"visitor_policy.networks[{i}]"
+        members = item.get("members", [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            r.fail(where, "members must be a list of division codes")
+            members = []
+        by_network.append(
+            (
+                str(item.get("network", "")),
+                frozenset(members),
+                r.choice(item, "policy", where, POLICIES, default),
+            )
+        )
+
+    effective_from = _aware(data.get("effective_from"), r)
+    if not products and not r.problems:
+        r.fail("fare_products", "the document has no fare product: nothing can be priced")
+    if r.problems:
+        raise RuleDocumentError(r.problems)
+    return CompiledRules(
+        tenant=str(data.get("tenant", "")),
+        version=version,
+        effective_from=effective_from,
+        home_divisions=frozenset(homes),
+        route_sets=route_sets,
+        timeframes=timeframes,
+        products=tuple(products),
+        leg_rules=tuple(legs),
+        transfer_rules=tuple(transfers),
+        caps=tuple(caps),
+        quotas=quotas,
+        visitors=VisitorPolicy(default=default, by_division=by_division, by_network=tuple(by_network)),
+        payload=dict(data),
+    )
