@@ -246,6 +246,7 @@ class Validator:
             "status": "pending",
             "card_scheme": card.scheme_code,
             "categories": sorted(card.categories),
+            "passes": sorted(card.passes),  # what the fare was priced with, for the back office's recheck
             "fare_rule_id": quote.rule_id,
             "algorithm": int(algorithm),
             "terminal_no": self.sam.terminal_id.hex(),

@@ -4,8 +4,8 @@ For a batch: one query lists the rule documents of the tenant's city (version, e
 loads any document not compiled yet (cached per process afterwards), one reads the earlier taps of the
 batch's cards on the same terminal this month. Each card's taps are replayed in time order through the
 evaluator with the document in force at each tap, so transfers, caps and quotas come out as the
-terminal computed them (a terminal keeps a card's trip state itself). Taps do not record which passes
-the card carried: a charge equal to the fare with a pass the document names counts as consistent.
+terminal computed them (a terminal keeps a card's trip state itself), with the categories and transit
+passes the terminal read from the card and recorded with the tap.
 """
 
 from __future__ import annotations
@@ -56,25 +56,29 @@ def fare_check(*, ctx: _Ctx, taps: Sequence[Any]) -> list[tuple[Any, dict[str, A
             kind="purchase",
         )
         .exclude(batch_id=ctx.batch_pk)
-        .values_list("card_no", "tapped_at", "card_counter", "service", "route", "card_scheme", "issuer")
+        .values_list(
+            "card_no", "tapped_at", "card_counter", "service", "route", "card_scheme", "issuer", "passes"
+        )
     )
-    # per card: (tapped_at, counter, new tap or None, service, route, scheme, issuer, categories)
+    # per card: (tapped_at, counter, new tap or None, service, route, scheme, issuer, passes)
     rides: dict[str, list[tuple]] = defaultdict(list)
-    for card_no, at, counter, service, route, scheme, issuer in history:
-        rides[card_no].append((at, counter, None, service, route, scheme, issuer))
+    for card_no, at, counter, service, route, scheme, issuer, passes in history:
+        rides[card_no].append((at, counter, None, service, route, scheme, issuer, frozenset(passes)))
     for t in purchases:
-        rides[t.card_no].append((t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer))
+        rides[t.card_no].append(
+            (t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer, frozenset(t.passes))
+        )
     categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
     flags = []
     for card_no, entries in rides.items():
         entries.sort(key=lambda e: (e[0], e[1]))
         state: dict[str, Any] = {}
-        for at, _counter, tap, service, route, scheme, issuer in entries:
+        for at, _counter, tap, service, route, scheme, issuer, passes in entries:
             version = fares_version_at(versions, at)
             engine = engines.get(version[1]) if version else None
             if engine is None:
                 continue
-            card = Card(issuer=issuer, scheme_code=scheme, categories=categories[card_no])
+            card = Card(issuer=issuer, scheme_code=scheme, categories=categories[card_no], passes=passes)
             charged = tap.amount_fen if tap is not None else None
             matching, plain = fare_expected(
                 engine, card=card, trip=Trip(service, route, at), state=state, charged=charged

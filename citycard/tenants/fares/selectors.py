@@ -303,22 +303,13 @@ def fares_engines(*, pks: Sequence[int]) -> dict[int, FareEngine]:
 def fare_expected(
     engine: FareEngine, *, card: Card, trip: Trip, state: dict[str, Any], charged: int
 ) -> tuple[FareQuote | None, FareQuote | None]:
-    """(quote matching what was charged or None, the plain quote). Uploaded taps do not say which passes
-    the card carried, so a charge equal to the fare with any pass the document names is consistent."""
+    """(the quote if it matches what was charged else None, the quote): the card's categories and passes
+    are those the terminal recorded with the tap."""
     try:
-        plain = engine.quote(card, trip, state)
+        quote = engine.quote(card, trip, state)
     except FareError:
         return None, None
-    if plain.fare_fen == charged:
-        return plain, plain
-    pass_names = {p for rule in engine.rules.leg_rules for p in rule.passes}
-    if pass_names:
-        with_pass = engine.quote(
-            Card(card.issuer, card.scheme_code, card.categories, frozenset(pass_names)), trip, state
-        )
-        if with_pass.fare_fen == charged:
-            return with_pass, plain
-    return None, plain
+    return (quote if quote.fare_fen == charged else None), quote
 
 
 def fares_version_at(

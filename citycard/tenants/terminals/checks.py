@@ -91,6 +91,7 @@ class Tap:
     issuer_tenant: str = ""
     network: str = ""
     tx_id: int = 0
+    passes: list[str] = field(default_factory=list)  # transit passes the fare was priced with
 
 
 @dataclass(frozen=True)
@@ -322,5 +323,6 @@ def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: 
         "kind": tap.kind,
         "status": tap.status,
         "card_scheme": tap.card_scheme,
+        "passes": tap.passes,
         "fare_rule_id": tap.fare_rule_id,
     }

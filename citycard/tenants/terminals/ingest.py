@@ -106,6 +106,15 @@ def _is_hex(text: str) -> bool:
     return _HEX.issuperset(text)
 
 
+def _codes(tap: dict, name: str) -> list[str]:
+    codes = tap.get(name) or []
+    if not isinstance(codes, list) or not all(
+        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum() for c in codes
+    ):
+        raise _Reject("bad_field", f"{name} must be a list of short codes")
+    return codes
+
+
 class _Reject(Exception):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
@@ -186,12 +195,8 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
         raise _Reject("bad_status", f"status {status!r} is neither 'complete' nor a torn-resolved variant")
     if len(status) > 30:
         raise _Reject("bad_status", "status is longer than 30 characters")
-    categories = tap.get("categories") or []
-    if not isinstance(categories, list) or not all(
-        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum()
-        for c in categories
-    ):
-        raise _Reject("bad_field", "categories must be a list of short codes")
+    categories = _codes(tap, "categories")
+    passes = _codes(tap, "passes")
     return Tap(
         index=0,
         card_no=card_no,
@@ -211,6 +216,7 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
         status=status,
         card_scheme=_text(tap, "card_scheme", required=False),
         categories=categories,
+        passes=passes,
         fare_rule_id=_text(tap, "fare_rule_id", required=False),
     )
 
@@ -292,14 +298,14 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
 _STAGE_COLUMNS = (
     "idx, tapped_at, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen,"
     " balance_after_fen, service, route, tac, terminal_no, algorithm, kind, status, card_scheme, categories,"
-    " fare_rule_id, routing, issuer_tenant, network, outbox_state"
+    " passes, fare_rule_id, routing, issuer_tenant, network, outbox_state"
 )
 _STAGE_SQL = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (idx integer, tapped_at timestamptz, card_no text,"
     " issuer text, card_counter bigint, terminal_seq bigint, amount_fen bigint, balance_before_fen bigint,"
     " balance_after_fen bigint, service text, route text, tac text, terminal_no text, algorithm smallint,"
     " kind text, status text, card_scheme text,"
-    " categories text[], fare_rule_id text, routing text, issuer_tenant text, network text,"
+    " categories text[], passes text[], fare_rule_id text, routing text, issuer_tenant text, network text,"
     " outbox_state text) ON COMMIT DELETE ROWS; DELETE FROM ingest_stage"
 )
 _COPY_SQL = f"COPY ingest_stage ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
@@ -312,11 +318,11 @@ WITH fresh AS (
 )
 INSERT INTO terminals_transaction (tapped_at, received_at, batch_id, idx, terminal_id, terminal_seq, card_no,
     issuer, card_counter, amount_fen, balance_before_fen, balance_after_fen, service, route, tac, terminal_no,
-    algorithm, kind, status, card_scheme, categories, fare_rule_id, rule_version, hotlist_version, acquirer,
+    algorithm, kind, status, card_scheme, categories, passes, fare_rule_id, rule_version, hotlist_version, acquirer,
     routing, issuer_tenant, network, outbox_state)
 SELECT s.tapped_at, %(received)s, %(batch)s, s.idx, %(terminal)s, s.terminal_seq, s.card_no, s.issuer,
     s.card_counter, s.amount_fen, s.balance_before_fen, s.balance_after_fen, s.service, s.route, s.tac,
-    s.terminal_no, s.algorithm, s.kind, s.status, s.card_scheme, s.categories, s.fare_rule_id,
+    s.terminal_no, s.algorithm, s.kind, s.status, s.card_scheme, s.categories, s.passes, s.fare_rule_id,
     %(rule_version)s, %(hotlist_version)s, %(acquirer)s, s.routing, s.issuer_tenant, s.network, s.outbox_state
 FROM ingest_stage s
 JOIN fresh f ON f.card_no = s.card_no AND f.card_counter = s.card_counter AND f.terminal_seq = s.terminal_seq
@@ -514,6 +520,7 @@ def _ingest_new(
                 tap.status,
                 tap.card_scheme,
                 "{" + ",".join(tap.categories) + "}",
+                "{" + ",".join(tap.passes) + "}",
                 tap.fare_rule_id,
                 tap.routing,
                 tap.issuer_tenant,

@@ -141,6 +141,12 @@ class Transaction(models.Model):
     status = models.CharField(max_length=30)
     card_scheme = models.CharField(max_length=40, blank=True)
     categories = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    passes = ArrayField(
+        models.CharField(max_length=30),
+        default=list,
+        blank=True,
+        help_text="Transit passes on the card the fare was priced with (e.g. monthly).",
+    )
     fare_rule_id = models.CharField(max_length=60, blank=True)
     rule_version = models.IntegerField()
     hotlist_version = models.IntegerField()

@@ -227,6 +227,7 @@ def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
             status=row.status,
             card_scheme=row.card_scheme,
             categories=list(row.categories),
+            passes=list(row.passes),
             fare_rule_id=row.fare_rule_id,
             routing=row.routing,
             issuer_tenant=row.issuer_tenant,

@@ -98,10 +98,21 @@ def test_transfer_and_cap_replayed_across_batches(hz):
     }
 
 
-def test_monthly_pass_fare_is_consistent_though_passes_are_not_uploaded(hz):
+def test_the_monthly_pass_fare_holds_only_for_a_card_that_carried_the_pass(hz):
     hangzhou, sim = hz
-    upload(hangzhou, sim, [tap(sim, SimCard(card_number("330100", 8)), AT, 100)])
-    assert flags(hangzhou) == {}
+    upload(
+        hangzhou,
+        sim,
+        [
+            tap(sim, SimCard(card_number("330100", 8)), AT, 100, passes=["monthly"]),  # 50% with the pass
+            tap(sim, SimCard(card_number("330100", 9)), AT, 100),  # the pass fare, but no pass on the card
+        ],
+    )
+    assert flags(hangzhou) == {
+        2: {"expected_fen": 180, "charged_fen": 100, "rule": "hz-card-91", "rule_version": 1}
+    }
+    with tenant_context(hangzhou):
+        assert Transaction.objects.get(terminal_id=sim.terminal_id, terminal_seq=1).passes == ["monthly"]
 
 
 def test_rules_not_yet_in_force_check_nothing(tenant, published):
