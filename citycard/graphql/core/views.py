@@ -34,12 +34,12 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql_sync_dataloaders import DeferredExecutionContext
 
 from citycard.graphql.core.access import access_log_flush
 from citycard.graphql.core.context import GraphQLContext, Principal
 from citycard.graphql.core.cost import CostMap, query_cost
 from citycard.graphql.core.errors import ApiErrorCode, error_dict
+from citycard.graphql.core.execution import DataLoaderExecutionContext
 from citycard.graphql.core.validators import NoIntrospection, alias_limit_rule, depth_limit_rule
 from citycard.platform.errors import DomainError
 from citycard.platform.services import RateDecision, rate_limit_hit
@@ -278,7 +278,7 @@ class GraphQLAPIView(View):
             "context_value": context,
             "variable_values": variables,
             "operation_name": operation_name,
-            "execution_context_class": DeferredExecutionContext,
+            "execution_context_class": DataLoaderExecutionContext,
         }
         if operation.operation == OperationType.MUTATION:
             with transaction.atomic():
