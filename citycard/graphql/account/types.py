@@ -17,6 +17,10 @@ class TenantInfo(graphene.ObjectType):
     division_code = graphene.String(required=True, description="GB/T 2260 code; card numbers start with it.")
     kind = graphene.Field(TenantKindEnum, required=True)
 
+    @staticmethod
+    def resolve_kind(root, info):
+        return str(root.kind)
+
 
 class ApiKeyInfo(graphene.ObjectType):
     """The API key the request was made with (never the token itself)."""

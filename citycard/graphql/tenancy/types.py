@@ -42,6 +42,14 @@ class Tenant(graphene.ObjectType):
         return global_id("Tenant", root.code)
 
     @staticmethod
+    def resolve_kind(root, info):
+        return str(root.kind)
+
+    @staticmethod
+    def resolve_status(root, info):
+        return str(root.status)
+
+    @staticmethod
     def resolve_domain(root, info):
         return DomainByTenantIdLoader(info.context).load(root.pk)
 

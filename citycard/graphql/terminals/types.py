@@ -36,6 +36,10 @@ class Terminal(graphene.ObjectType):
     def resolve_id(root, info):
         return global_id("Terminal", root.terminal_id)
 
+    @staticmethod
+    def resolve_status(root, info):
+        return str(root.status)
+
 
 class TerminalConnection(Connection):
     class Meta:
@@ -78,6 +82,10 @@ class Transaction(graphene.ObjectType):
     @staticmethod
     def resolve_issuer_division(root, info):
         return root.issuer
+
+    @staticmethod
+    def resolve_routing(root, info):
+        return str(root.routing)
 
     @staticmethod
     def resolve_terminal(root, info):
