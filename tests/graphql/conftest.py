@@ -73,8 +73,17 @@ class Fleet:
     times: list[dt.datetime]
 
 
-def taps_in(tenant_obj, *, terminal_id: str, cards: list[SimCard], per_card: int, start: dt.datetime = BASE,
-            step: dt.timedelta = dt.timedelta(minutes=1), register: bool = True, sim: SimTerminal | None = None):
+def taps_in(
+    tenant_obj,
+    *,
+    terminal_id: str,
+    cards: list[SimCard],
+    per_card: int,
+    start: dt.datetime = BASE,
+    step: dt.timedelta = dt.timedelta(minutes=1),
+    register: bool = True,
+    sim: SimTerminal | None = None,
+):
     """Store ``per_card`` taps of every card at one terminal of ``tenant_obj`` through batch ingestion."""
     sim = sim or SimTerminal(terminal_id, tenant_obj.code, route="7")
     with tenant_context(tenant_obj):

@@ -21,7 +21,11 @@ NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 def test_issue_stores_only_the_hash_and_last4(tenant):
     key, token = services.api_key_issue(
-        tenant_code="hangzhou", name="浙大一院 app", scopes=["cards:read", "transactions:read"], actor="test", now=NOW
+        tenant_code="hangzhou",
+        name="浙大一院 app",
+        scopes=["cards:read", "transactions:read"],
+        actor="test",
+        now=NOW,
     )
     assert token.startswith(f"cck_{key.key_id}_") and len(token) > 40
     stored = ApiKey.objects.get(pk=key.pk)
@@ -69,7 +73,9 @@ def test_revoke_needs_a_reason_the_right_tenant_and_happens_once():
     assert exc.value.code == "reason_required"
     with pytest.raises(NotFound):
         services.api_key_revoke(tenant_code="jiaxing", key_id=key.key_id, reason="leaked")
-    revoked = services.api_key_revoke(tenant_code="hangzhou", key_id=key.key_id, reason="leaked", actor="test")
+    revoked = services.api_key_revoke(
+        tenant_code="hangzhou", key_id=key.key_id, reason="leaked", actor="test"
+    )
     assert revoked.revoked_at is not None and revoked.revoke_reason == "leaked"
     with pytest.raises(DomainError) as exc:
         services.api_key_revoke(tenant_code="hangzhou", key_id=key.key_id, reason="again")
@@ -79,8 +85,19 @@ def test_revoke_needs_a_reason_the_right_tenant_and_happens_once():
 def test_cli_issue_list_revoke():
     out = StringIO()
     call_command(
-        "apikey", "--tenant", "jiaxing", "issue", "--name", "Library app", "--scope", "cards:read",
-        "--scope", "transactions:read,terminals:read", "--days", "30", stdout=out,
+        "apikey",
+        "--tenant",
+        "jiaxing",
+        "issue",
+        "--name",
+        "Library app",
+        "--scope",
+        "cards:read",
+        "--scope",
+        "transactions:read,terminals:read",
+        "--days",
+        "30",
+        stdout=out,
     )
     text = out.getvalue()
     token = text.split("token (shown only now): ")[1].strip()
@@ -99,5 +116,15 @@ def test_cli_issue_list_revoke():
     with pytest.raises(CommandError, match="unknown scope"):
         call_command("apikey", "--tenant", "jiaxing", "issue", "--name", "x", "--scope", "everything")
     with pytest.raises(CommandError, match="not YYYY-MM-DD"):
-        call_command("apikey", "--tenant", "jiaxing", "issue", "--name", "x", "--scope", "cards:read",
-                     "--expires", "tomorrow")
+        call_command(
+            "apikey",
+            "--tenant",
+            "jiaxing",
+            "issue",
+            "--name",
+            "x",
+            "--scope",
+            "cards:read",
+            "--expires",
+            "tomorrow",
+        )

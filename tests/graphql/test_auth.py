@@ -52,7 +52,9 @@ def test_a_key_with_a_wrong_secret_is_refused(client):
 
 def test_a_key_is_refused_on_another_tenants_domain(client, jx_fleet):
     token = issue("hangzhou")
-    response = gql(client, "jiaxing", "{ transactions(first: 5) { edges { node { cardNumber } } } }", token=token)
+    response = gql(
+        client, "jiaxing", "{ transactions(first: 5) { edges { node { cardNumber } } } }", token=token
+    )
     assert response.status_code == 401
     assert codes_of(response) == ["WRONG_TENANT"]
     assert "data" not in response.json()
@@ -94,14 +96,18 @@ def test_key_of_a_suspended_tenant_is_refused(client):
     ("query", "scope"),
     [
         ("{ transactions(first: 1) { edges { cursor } } }", "transactions:read"),
-        ('{ cardTransactions(cardNumber: "3301000000000009000", first: 1) { edges { cursor } } }',
-         "transactions:read"),
+        (
+            '{ cardTransactions(cardNumber: "3301000000000009000", first: 1) { edges { cursor } } }',
+            "transactions:read",
+        ),
         ("{ terminals(first: 1) { edges { cursor } } }", "terminals:read"),
         ('{ terminal(terminalId: "HZ-GQL-1") { terminalId } }', "terminals:read"),
     ],
 )
 def test_every_scoped_field_refuses_a_key_without_its_scope(client, hz_fleet, query, scope):
-    token = issue("hangzhou", [s for s in ["cards:read", "terminals:read", "transactions:read"] if s != scope])
+    token = issue(
+        "hangzhou", [s for s in ["cards:read", "terminals:read", "transactions:read"] if s != scope]
+    )
     response = gql(client, "hangzhou", query, token=token)
     body = response.json()
     assert response.status_code == 200

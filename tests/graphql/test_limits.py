@@ -25,7 +25,10 @@ def test_every_response_reports_its_cost(client, token):
     # (1 for the field + 1 for each node's terminal) × 10 nodes
     assert body["extensions"]["cost"] == {"requestedQueryCost": 20, "maximumAvailable": 1000}
     variables = gql(
-        client, "hangzhou", "query($n: Int) { transactions(first: $n) { edges { cursor } } }", {"n": 40},
+        client,
+        "hangzhou",
+        "query($n: Int) { transactions(first: $n) { edges { cursor } } }",
+        {"n": 40},
         token=token,
     ).json()
     assert variables["extensions"]["cost"]["requestedQueryCost"] == 40
@@ -53,7 +56,9 @@ def test_fragments_count_towards_cost(client, token):
       query { transactions(first: 30) { edges { node { ...T } } } }
       fragment T on Transaction { id terminal { terminalId } }
     """
-    assert gql(client, "hangzhou", query, token=token).json()["extensions"]["cost"]["requestedQueryCost"] == 60
+    assert (
+        gql(client, "hangzhou", query, token=token).json()["extensions"]["cost"]["requestedQueryCost"] == 60
+    )
 
 
 def test_depth_limit(client, token, settings):
@@ -104,7 +109,9 @@ def test_introspection_and_graphiql_follow_the_settings(client, token, settings)
     assert codes_of(gql(client, "hangzhou", query, token=token)) == ["INTROSPECTION_DISABLED"]
     assert data_of(gql(client, "hangzhou", "{ __typename }", token=token)) == {"__typename": "TenantQuery"}
     settings.GRAPHQL_INTROSPECTION = True
-    assert data_of(gql(client, "hangzhou", query, token=token))["__schema"]["queryType"]["name"] == "TenantQuery"
+    assert (
+        data_of(gql(client, "hangzhou", query, token=token))["__schema"]["queryType"]["name"] == "TenantQuery"
+    )
     settings.GRAPHQL_GRAPHIQL = False
     page = client.get("/graphql/", HTTP_HOST="hangzhou.localhost", HTTP_ACCEPT="text/html")
     assert page.status_code == 405
@@ -115,7 +122,11 @@ def test_introspection_and_graphiql_follow_the_settings(client, token, settings)
 
 def test_malformed_requests(client, token):
     post = lambda body, ct="application/json": client.post(  # noqa: E731
-        "/graphql/", body, content_type=ct, HTTP_HOST="hangzhou.localhost", HTTP_AUTHORIZATION=f"Bearer {token}"
+        "/graphql/",
+        body,
+        content_type=ct,
+        HTTP_HOST="hangzhou.localhost",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
     )
     assert codes_of(post("{not json")) == ["BAD_REQUEST"]
     assert codes_of(post(json.dumps("a string"))) == ["BAD_REQUEST"]
@@ -146,9 +157,16 @@ def test_rate_limit_per_key_in_fixed_windows(client, settings):
 
 def test_rate_windows_are_fixed_and_counted_in_the_database():
     at = dt.datetime(2026, 3, 2, 10, 0, 59, tzinfo=dt.UTC)
-    assert [rate_limit_hit(bucket="t", limit=2, window_s=60, now=at).allowed for _ in range(3)] == [True, True, False]
+    assert [rate_limit_hit(bucket="t", limit=2, window_s=60, now=at).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
     decision = rate_limit_hit(bucket="t", limit=2, window_s=60, now=at)
     assert decision.reset_at == dt.datetime(2026, 3, 2, 10, 1, tzinfo=dt.UTC)
     nxt = rate_limit_hit(bucket="t", limit=2, window_s=60, now=at + dt.timedelta(seconds=1))
     assert (nxt.allowed, nxt.count, nxt.remaining) == (True, 1, 1)
-    assert rate_limit_hit(bucket="t", limit=2, window_s=60, weight=2, now=at + dt.timedelta(seconds=2)).count == 3
+    assert (
+        rate_limit_hit(bucket="t", limit=2, window_s=60, weight=2, now=at + dt.timedelta(seconds=2)).count
+        == 3
+    )

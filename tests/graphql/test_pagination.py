@@ -98,8 +98,15 @@ def test_cursors_are_stable_under_inserts(client, token, tenant, hz_fleet):
     first = page(client, token, first=5)
     second_before = page(client, token, first=5, after=first["pageInfo"]["endCursor"])
     # newer taps arrive (and one older, late upload) between the two requests
-    taps_in(tenant("hangzhou"), terminal_id=sim.terminal_id, cards=cards, per_card=2, register=False, sim=sim,
-            start=BASE + dt.timedelta(hours=2))
+    taps_in(
+        tenant("hangzhou"),
+        terminal_id=sim.terminal_id,
+        cards=cards,
+        per_card=2,
+        register=False,
+        sim=sim,
+        start=BASE + dt.timedelta(hours=2),
+    )
     second_after = page(client, token, first=5, after=first["pageInfo"]["endCursor"])
     assert second_after == second_before
     assert page(client, token, first=1)["edges"][0]["node"]["id"] != first["edges"][0]["node"]["id"]
@@ -112,11 +119,17 @@ def test_filters_by_card_number_and_time_range(client, token, hz_fleet):
     assert [e["node"]["cardNumber"] for e in result["edges"]] == [card] * 10
     assert [e["node"]["cardCounter"] for e in result["edges"]] == list(range(10, 0, -1))
     start, end = BASE + dt.timedelta(minutes=3), BASE + dt.timedelta(minutes=9)
-    window = page(client, token, first=50, filter={"tappedFrom": start.isoformat(), "tappedTo": end.isoformat()})
+    window = page(
+        client, token, first=50, filter={"tappedFrom": start.isoformat(), "tappedTo": end.isoformat()}
+    )
     times = [dt.datetime.fromisoformat(e["node"]["tappedAt"]) for e in window["edges"]]
     assert len(times) == 6 and all(start <= t < end for t in times)
-    both = page(client, token, first=50, filter={"cardNumber": card, "tappedFrom": start.isoformat(),
-                                                 "tappedTo": end.isoformat()})
+    both = page(
+        client,
+        token,
+        first=50,
+        filter={"cardNumber": card, "tappedFrom": start.isoformat(), "tappedTo": end.isoformat()},
+    )
     assert len(both["edges"]) == 2
     assert page(client, token, first=5, filter={"terminalId": "NO-SUCH"})["edges"] == []
     assert len(page(client, token, first=50, filter={"routing": "OWN"})["edges"]) == 30
@@ -130,8 +143,13 @@ def test_bad_card_numbers_are_named(client, token, number):
 
 
 def test_reversed_time_range_is_refused(client, token):
-    response = gql(client, "hangzhou", TX, {"first": 5, "filter": {"tappedFrom": BASE.isoformat(),
-                                                                    "tappedTo": BASE.isoformat()}}, token=token)
+    response = gql(
+        client,
+        "hangzhou",
+        TX,
+        {"first": 5, "filter": {"tappedFrom": BASE.isoformat(), "tappedTo": BASE.isoformat()}},
+        token=token,
+    )
     assert codes_of(response) == ["INVALID_ARGUMENT"]
 
 
@@ -153,7 +171,10 @@ def test_card_history_and_its_access_log(client, tenant, hz_fleet):
     edges = result["cardTransactions"]["edges"]
     assert [e["node"]["cardCounter"] for e in edges] == [10, 9, 8, 7]
     assert edges[0]["node"] == {
-        "cardNumber": fleet.cards[0], "cardCounter": 10, "amountFen": 200, "balanceAfterFen": 98_000,
+        "cardNumber": fleet.cards[0],
+        "cardCounter": 10,
+        "amountFen": 200,
+        "balanceAfterFen": 98_000,
         "terminal": {"terminalId": "HZ-GQL-1", "route": "7"},
     }
     with tenant_context(tenant("hangzhou")):

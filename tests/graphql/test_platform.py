@@ -79,7 +79,9 @@ def test_networks_with_members_and_counties(client):
     assert yrd.index(("tonglu", "hangzhou")) == yrd.index(("hangzhou", None)) + 1
     assert {m["tenant"]["code"] for m in networks["gba"]["members"]} >= {"dongguan", "shenzhen"}
     assert "33" in networks["yrd"]["eligiblePrefixes"]
-    on = data_of(gql(client, "", '{ roamingNetwork(code: "yrd") { members(on: "2019-12-31") { tenant { code } } } }'))
+    on = data_of(
+        gql(client, "", '{ roamingNetwork(code: "yrd") { members(on: "2019-12-31") { tenant { code } } } }')
+    )
     assert on["roamingNetwork"]["members"] == []
 
 
@@ -96,11 +98,19 @@ def test_operator_suspends_and_activates_with_errors_as_data(client):
     result = data_of(gql(client, "", SUSPEND, {"code": "jiaxing", "reason": " "}))["tenantSuspend"]
     assert result == {
         "tenant": None,
-        "errors": [{"field": "reason", "message": "a reason is required to suspend a tenant", "code": "REASON_REQUIRED"}],
+        "errors": [
+            {
+                "field": "reason",
+                "message": "a reason is required to suspend a tenant",
+                "code": "REASON_REQUIRED",
+            }
+        ],
     }
     result = data_of(gql(client, "", SUSPEND, {"code": "atlantis", "reason": "x"}))["tenantSuspend"]
     assert result["errors"][0]["code"] == "NOT_FOUND" and result["errors"][0]["field"] == "tenant"
-    result = data_of(gql(client, "", SUSPEND, {"code": "jiaxing", "reason": "settlement audit"}))["tenantSuspend"]
+    result = data_of(gql(client, "", SUSPEND, {"code": "jiaxing", "reason": "settlement audit"}))[
+        "tenantSuspend"
+    ]
     assert result == {
         "tenant": {"code": "jiaxing", "status": "SUSPENDED", "statusReason": "settlement audit"},
         "errors": [],
