@@ -13,6 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def probes(jx_card: str, jx_terminal: str, jx_tx_cursor: str, jx_terminal_cursor: str) -> dict[str, list[str]]:
+    tx_nodes = "{ edges { node { cardNumber terminalId } } }"
     return {
         "me": ["{ me { keyId tenant { code divisionCode } } }"],
         "terminals": [
@@ -22,10 +23,10 @@ def probes(jx_card: str, jx_terminal: str, jx_tx_cursor: str, jx_terminal_cursor
         ],
         "terminal": [f'{{ terminal(terminalId: "{jx_terminal}") {{ terminalId operator }} }}'],
         "transactions": [
-            f'{{ transactions(first: 100, filter: {{cardNumber: "{jx_card}"}}) {{ edges {{ node {{ cardNumber }} }} }} }}',
+            f'{{ transactions(first: 100, filter: {{cardNumber: "{jx_card}"}}) {tx_nodes} }}',
             f'{{ transactions(first: 100, filter: {{terminalId: "{jx_terminal}"}}) {{ edges {{ node {{ id }} }} }} }}',
-            f'{{ transactions(first: 100, after: "{jx_tx_cursor}") {{ edges {{ node {{ cardNumber terminalId }} }} }} }}',
-            f'{{ transactions(last: 100, before: "{jx_tx_cursor}") {{ edges {{ node {{ cardNumber terminalId }} }} }} }}',
+            f'{{ transactions(first: 100, after: "{jx_tx_cursor}") {tx_nodes} }}',
+            f'{{ transactions(last: 100, before: "{jx_tx_cursor}") {tx_nodes} }}',
         ],
         "cardTransactions": [
             f'{{ cardTransactions(cardNumber: "{jx_card}", first: 100) {{ edges {{ node {{ id cardNumber }} }} }} }}',
