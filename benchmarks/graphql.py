@@ -204,6 +204,15 @@ def child(args) -> None:
     )
     g_card = measure("GraphQL card + last 20", gql_card)
     h_card = measure("hand-written view card + last 20", hand_card)
+    if os.environ.get("BENCH_PROFILE"):  # cProfile of the GraphQL page requests
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(50):
+            gql_page()
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
     g_page = measure("GraphQL 100-node page", gql_page)
     h_page = measure("hand-written view 100-node page", hand_page)
     print(f"GraphQL / hand-written p95: card {g_card[1] / h_card[1]:.2f}x  page {g_page[1] / h_page[1]:.2f}x")

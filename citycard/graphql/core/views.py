@@ -13,6 +13,7 @@ introspection is allowed when ``GRAPHQL_INTROSPECTION`` is on (same default).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any, ClassVar
@@ -68,6 +69,10 @@ def graphiql_enabled() -> bool:
     return bool(getattr(settings, "GRAPHQL_GRAPHIQL", settings.DEBUG))
 
 
+DOCUMENT_CACHE_SIZE = 500
+DOCUMENT_CACHE_MAX_QUERY = 20_000
+
+
 class Refusal(Exception):
     """A request refused before any operation runs: an HTTP status and one coded error."""
 
@@ -98,6 +103,12 @@ class GraphQLAPIView(View):
 
     schema: ClassVar[graphene.Schema]
     cost_map: ClassVar[CostMap] = {}
+    _document_cache: ClassVar[dict[tuple, tuple[Any, list[dict[str, Any]]]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._document_cache = {}
+
     endpoint: ClassVar[str] = ""
 
     def authenticate(self, request: HttpRequest) -> Principal:
@@ -225,6 +236,33 @@ class GraphQLAPIView(View):
             rules.append(NoIntrospection)
         return rules
 
+    def _checked(self, query: str) -> tuple[Any, list[dict[str, Any]]]:
+        """The parsed document and its validation errors, cached per query text and limits (clients send
+        the same few queries over and over: parsing and validating them again would dominate small ones)."""
+        key = (
+            query,
+            limit("GRAPHQL_MAX_DEPTH"),
+            limit("GRAPHQL_MAX_ALIASES"),
+            introspection_enabled(),
+        )
+        cache = self._document_cache
+        found = cache.get(key)
+        if found is not None:
+            return found
+        try:
+            document = parse(query)
+        except GraphQLError as exc:
+            found = (None, [_coded(exc, ApiErrorCode.GRAPHQL_PARSE_FAILED)])
+        else:
+            errors = validate(self.schema.graphql_schema, document, self.rules())
+            found = (document, [_coded(e, ApiErrorCode.GRAPHQL_VALIDATION_FAILED) for e in errors])
+        if len(query) <= DOCUMENT_CACHE_MAX_QUERY:
+            if len(cache) >= DOCUMENT_CACHE_SIZE:
+                with contextlib.suppress(StopIteration, RuntimeError):  # another thread may be evicting
+                    cache.pop(next(iter(cache)), None)
+            cache[key] = found
+        return found
+
     def _answer(self, context: GraphQLContext, data: dict[str, Any], rate: dict) -> tuple[dict, int]:
         maximum = limit("GRAPHQL_MAX_COST")
         extensions: dict[str, Any] = {
@@ -243,13 +281,11 @@ class GraphQLAPIView(View):
         if operation_name is not None and not isinstance(operation_name, str):
             return refused([error_dict("operationName must be a string", ApiErrorCode.BAD_REQUEST)])
         schema = self.schema.graphql_schema
-        try:
-            document = parse(query)
-        except GraphQLError as exc:
-            return refused([_coded(exc, ApiErrorCode.GRAPHQL_PARSE_FAILED)])
-        errors = validate(schema, document, self.rules())
+        document, errors = self._checked(query)
+        if document is None:
+            return refused(errors)
         if errors:
-            return refused([_coded(e, ApiErrorCode.GRAPHQL_VALIDATION_FAILED) for e in errors])
+            return refused(errors)
         operation = get_operation_ast(document, operation_name)
         if operation is None:
             message = (
