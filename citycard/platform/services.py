@@ -17,7 +17,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.divisions import Division, division_lookup
@@ -531,14 +531,7 @@ def api_key_issue(
             "scopes": cleaned,
             "expires_at": expires_at.isoformat(),
         }
-        audit_record(action="apikey.issue", actor=actor, object_type="apikey", object_id=key_id, data=details)
-        try:
-            with tenant_context(tenant):
-                audit_record(
-                    action="apikey.issue", actor=actor, object_type="apikey", object_id=key_id, data=details
-                )
-        finally:
-            connection.set_schema_to_public()
+        _api_key_audit(tenant=tenant, action="apikey.issue", actor=actor, key_id=key_id, data=details)
     return key, token
 
 
@@ -564,21 +557,19 @@ def api_key_revoke(*, tenant_code: str, key_id: str, reason: str, actor: str = "
         key.revoked_at, key.revoked_by, key.revoke_reason = timezone.now(), actor, reason.strip()
         key.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
         details = {"tenant": key.tenant.code, "reason": key.revoke_reason}
-        audit_record(
-            action="apikey.revoke", actor=actor, object_type="apikey", object_id=key.key_id, data=details
+        _api_key_audit(
+            tenant=key.tenant, action="apikey.revoke", actor=actor, key_id=key.key_id, data=details
         )
-        try:
-            with tenant_context(key.tenant):
-                audit_record(
-                    action="apikey.revoke",
-                    actor=actor,
-                    object_type="apikey",
-                    object_id=key.key_id,
-                    data=details,
-                )
-        finally:
-            connection.set_schema_to_public()
     return key
+
+
+def _api_key_audit(*, tenant: Tenant, action: str, actor: str, key_id: str, data: dict) -> None:
+    """The entry in the platform's chain and in the tenant's; the connection ends on the schema it was on
+    (the public schema for the CLI, the tenant's for its admin site)."""
+    with schema_context("public"):
+        audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
+    with tenant_context(tenant):
+        audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
 
 
 def api_key_touch(*, key: ApiKey, now: dt.datetime, every: dt.timedelta = dt.timedelta(minutes=5)) -> None:

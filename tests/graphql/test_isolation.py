@@ -12,7 +12,9 @@ from .conftest import data_of, gql, issue
 pytestmark = pytest.mark.django_db
 
 
-def probes(jx_card: str, jx_terminal: str, jx_tx_cursor: str, jx_terminal_cursor: str) -> dict[str, list[str]]:
+def probes(
+    jx_card: str, jx_terminal: str, jx_tx_cursor: str, jx_terminal_cursor: str
+) -> dict[str, list[str]]:
     tx_nodes = "{ edges { node { cardNumber terminalId } } }"
     return {
         "me": ["{ me { keyId tenant { code divisionCode } } }"],
@@ -40,8 +42,13 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(client, hz_fleet, jx_fle
     jx, _, _ = jx_fleet
     jx_token = issue("jiaxing")
     jx_view = data_of(
-        gql(client, "jiaxing", "{ transactions(first: 1) { edges { cursor node { id } } } "
-            "terminals(first: 1) { edges { cursor } } }", token=jx_token)
+        gql(
+            client,
+            "jiaxing",
+            "{ transactions(first: 1) { edges { cursor node { id } } } "
+            "terminals(first: 1) { edges { cursor } } }",
+            token=jx_token,
+        )
     )
     jx_tx_cursor = jx_view["transactions"]["edges"][0]["cursor"]
     jx_terminal_cursor = jx_view["terminals"]["edges"][0]["cursor"]
