@@ -170,3 +170,14 @@ def test_rate_windows_are_fixed_and_counted_in_the_database():
         rate_limit_hit(bucket="t", limit=2, window_s=60, weight=2, now=at + dt.timedelta(seconds=2)).count
         == 3
     )
+
+
+def test_old_rate_windows_are_purged():
+    from citycard.platform.models import RateWindow
+    from citycard.platform.services import rate_windows_purge
+
+    old = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)
+    rate_limit_hit(bucket="old", limit=5, window_s=60, now=old)
+    rate_limit_hit(bucket="new", limit=5, window_s=60, now=old + dt.timedelta(days=2))
+    assert rate_windows_purge(before=old + dt.timedelta(days=1)) == 1
+    assert list(RateWindow.objects.filter(bucket__in=["old", "new"]).values_list("bucket", flat=True)) == ["new"]
