@@ -121,3 +121,17 @@ def test_operator_suspends_and_activates_with_errors_as_data(client):
     assert back == {"tenant": {"code": "jiaxing", "status": "ACTIVE"}, "errors": []}
     twice = data_of(gql(client, "", ACTIVATE, {"code": "jiaxing"}))["tenantActivate"]
     assert twice["errors"][0]["code"] == "ALREADY_ACTIVE"
+
+
+def test_the_platform_endpoint_is_csrf_protected(settings):
+    from django.test import Client
+
+    settings.GRAPHQL_GRAPHIQL = True
+    browser = Client(enforce_csrf_checks=True)
+    login(browser, "clearing_staff")
+    refused = gql(browser, "", "{ me { username } }")
+    assert refused.status_code == 403  # no CSRF token: Django refuses before the view runs
+    page = browser.get("/graphql/", HTTP_HOST="localhost", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and "csrftoken" in page.cookies
+    accepted = gql(browser, "", "{ me { username } }", HTTP_X_CSRFTOKEN=page.cookies["csrftoken"].value)
+    assert data_of(accepted)["me"]["username"] == "clearing_staff-gql"
