@@ -6,12 +6,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
 
 from citycard.platform import services
 from citycard.platform.admin_sites import platform_admin, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.platform.models import (
     TENANT_ROLES,
+    ApiKey,
     Domain,
     NetworkMembership,
     RoamingNetwork,
@@ -20,6 +22,7 @@ from citycard.platform.models import (
     TenantKind,
     User,
 )
+from citycard.platform.scopes import Scope
 
 
 def _actor(request) -> str:
@@ -230,3 +233,138 @@ class TenantUserAdmin(PlatformUserAdmin):
 
 
 tenant_admin.register(User, TenantUserAdmin)
+
+
+# --------------------------------------------------------------------------------------------------
+# API keys of partner apps: a city administrator issues and revokes its own tenant's keys; platform
+# operators see every key and may revoke. The token is shown once, in the message after issuing.
+# --------------------------------------------------------------------------------------------------
+
+
+class ApiKeyIssueForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+    expires_at = forms.DateTimeField(required=False, help_text="Default: in 365 days; at most 3 years.")
+
+    class Meta:
+        model = ApiKey
+        fields = ("name",)
+
+    def validate_unique(self):
+        pass
+
+    def clean(self):
+        from django.utils import timezone
+
+        data = super().clean()
+        expires = data.get("expires_at")
+        if expires is not None and expires <= timezone.now():
+            self.add_error("expires_at", "the expiry must be in the future")
+        return data
+
+
+def _revoke(modeladmin, request, queryset):
+    done = 0
+    for key in queryset.select_related("tenant").filter(revoked_at__isnull=True):
+        try:
+            services.api_key_revoke(
+                tenant_code=key.tenant.code,
+                key_id=key.key_id,
+                reason=f"revoked in the admin by {request.user.username}",
+                actor=_actor(request),
+            )
+            done += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{key.key_id}: {exc}", messages.ERROR)
+    modeladmin.message_user(request, f"revoked {done} key(s)")
+
+
+class ApiKeyAdminBase(admin.ModelAdmin):
+    list_display = ("name", "key_id", "token", "scope_list", "expires_at", "state", "last_used_at")
+    readonly_fields = (
+        "tenant",
+        "name",
+        "key_id",
+        "token",
+        "scopes",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+        "revoke_reason",
+        "last_used_at",
+    )
+    actions = ["revoke_selected"]
+
+    @admin.display(description="token")
+    def token(self, obj):
+        return f"…{obj.last4}"
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return " ".join(obj.scopes)
+
+    @admin.display(description="state")
+    def state(self, obj):
+        from django.utils import timezone
+
+        return "revoked" if obj.is_revoked else ("expired" if obj.is_expired(timezone.now()) else "active")
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        _revoke(self, request, queryset)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiKey, site=platform_admin)
+class PlatformApiKeyAdmin(ApiKeyAdminBase):
+    list_display = ("tenant", *ApiKeyAdminBase.list_display)
+    list_filter = ("tenant",)
+
+    def has_add_permission(self, request):
+        return False
+
+
+class TenantApiKeyAdmin(ApiKeyAdminBase):
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(tenant_id=request.tenant.pk)
+
+    def has_add_permission(self, request):
+        return request.user.role == Role.CITY_ADMIN and super().has_add_permission(request)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyIssueForm
+            kwargs["fields"] = ("name", "scopes", "expires_at")
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("name", "scopes", "expires_at") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        try:
+            key, token = services.api_key_issue(
+                tenant_code=request.tenant.code,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.cleaned_data.get("expires_at"),
+                actor=_actor(request),
+            )
+        except DomainError as exc:
+            raise ValidationError(str(exc)) from exc
+        obj.__dict__.update({k: v for k, v in key.__dict__.items() if not k.startswith("_")})
+        self.message_user(
+            request,
+            f"API key {key.key_id} for {key.name}: {token} — copy it now, it is not shown again.",
+            messages.WARNING,
+        )
+
+
+tenant_admin.register(ApiKey, TenantApiKeyAdmin)

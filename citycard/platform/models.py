@@ -242,3 +242,52 @@ class Publication(models.Model):
     @property
     def payload(self) -> dict:
         return self.document["payload"]
+
+
+class ApiKey(models.Model):
+    """A partner app's key for one tenant's GraphQL endpoint (like Saleor's app tokens).
+
+    The token (``cck_<key_id>_<secret>``) is shown once when issued; only its SHA-256 is stored, with the
+    last 4 characters for display. ``scopes`` are values of :class:`citycard.platform.scopes.Scope`. The key
+    is accepted only on its own tenant's domain, before ``expires_at`` and while not revoked.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="api_keys")
+    key_id = models.CharField(max_length=16, unique=True, help_text="Public id, part of the token.")
+    name = models.CharField(max_length=100, help_text="The partner app (e.g. 浙大一院 app).")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    last4 = models.CharField(max_length=4)
+    scopes = ArrayField(models.CharField(max_length=40))
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    revoke_reason = models.CharField(max_length=200, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant_id", "-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id} …{self.last4})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, at) -> bool:
+        return self.expires_at <= at
+
+
+class RateWindow(models.Model):
+    """Requests counted per caller in fixed windows (GraphQL rate limiting); old windows are purged."""
+
+    bucket = models.CharField(max_length=80)
+    window_start = models.DateTimeField()
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bucket", "window_start"], name="ratewindow_unique")]
+        indexes = [models.Index(fields=["window_start"], name="ratewindow_start")]

@@ -9,6 +9,7 @@ PLATFORM_ROLE_PERMISSIONS = {
         "platform.roamingnetwork": {"view", "change"},
         "platform.networkmembership": {"view", "add", "change"},
         "platform.user": {"view", "add", "change"},
+        "platform.apikey": {"view", "change"},
         "audit.auditentry": {"view"},
     },
     "clearing_staff": {
@@ -19,9 +20,11 @@ PLATFORM_ROLE_PERMISSIONS = {
     },
     "city_admin": {
         "platform.user": {"view", "add", "change"},
+        "platform.apikey": {"view", "add", "change"},
         "audit.auditentry": {"view"},
     },
     "county_officer": {
+        "platform.apikey": {"view"},
         "audit.auditentry": {"view"},
     },
 }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from citycard.platform.models import NetworkMembership, RoamingNetwork, Tenant, TenantKind
+from citycard.platform.models import ApiKey, NetworkMembership, RoamingNetwork, Tenant, TenantKind
 
 
 def tenant_list(*, include_platform: bool = False) -> QuerySet[Tenant]:
@@ -69,3 +69,15 @@ def tenant_networks(*, tenant: Tenant, on: dt.date | None = None) -> QuerySet[Ro
 def networks_shared(*, a: Tenant, b: Tenant, on: dt.date | None = None) -> QuerySet[RoamingNetwork]:
     """Networks in which both tenants (or their cities) are members."""
     return tenant_networks(tenant=a, on=on).filter(pk__in=tenant_networks(tenant=b, on=on).values("pk"))
+
+
+def api_key_list(*, tenant_code: str, include_revoked: bool = True) -> QuerySet[ApiKey]:
+    qs = ApiKey.objects.filter(tenant__code=tenant_code).select_related("tenant")
+    if not include_revoked:
+        qs = qs.filter(revoked_at__isnull=True)
+    return qs.order_by("-created_at")
+
+
+def api_key_by_id(key_id: str) -> ApiKey | None:
+    """The key with this public id (its tenant joined), whatever its state; one query."""
+    return ApiKey.objects.select_related("tenant").filter(key_id=key_id).first()

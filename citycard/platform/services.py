@@ -7,7 +7,9 @@ tenant row, no schema, no domain, no audit entry).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.divisions import Division, division_lookup
@@ -23,8 +25,10 @@ from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.keys import tenant_keys_ensure
 from citycard.platform.models import (
     PLATFORM_ROLES,
+    ApiKey,
     Domain,
     NetworkMembership,
+    RateWindow,
     RoamingNetwork,
     Role,
     Tenant,
@@ -32,6 +36,7 @@ from citycard.platform.models import (
     TenantStatus,
     User,
 )
+from citycard.platform.scopes import Scope
 
 TENANT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 RESERVED_CODES = frozenset(
@@ -421,3 +426,201 @@ def user_create(
         data={"role": role, "tenant": tenant.code if tenant else None},
     )
     return user
+
+
+# --------------------------------------------------------------------------------------------------
+# API keys of partner apps (GraphQL on a tenant's domain)
+# --------------------------------------------------------------------------------------------------
+
+API_KEY_PREFIX = "cck"
+API_KEY_DEFAULT_DAYS = 365
+API_KEY_MAX_DAYS = 3 * 365
+
+
+def api_key_hash(token: str) -> str:
+    """SHA-256 of the whole token. The secret part is 256 random bits, so a fast hash is enough."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def api_key_parse(token: str) -> str | None:
+    """The key id inside a well-formed token ``cck_<key_id>_<secret>``, or None."""
+    parts = (token or "").split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or len(parts[2]) < 32:
+        return None
+    return parts[1]
+
+
+def _scopes_clean(scopes: list[str] | tuple[str, ...]) -> list[str]:
+    cleaned = sorted({(s or "").strip() for s in scopes} - {""})
+    if not cleaned:
+        raise DomainError(
+            f"an API key needs at least one scope (one of: {', '.join(Scope.values)})",
+            code="scopes_required",
+            field="scopes",
+        )
+    unknown = [s for s in cleaned if s not in Scope.values]
+    if unknown:
+        raise DomainError(
+            f"unknown scope(s) {', '.join(unknown)} (known: {', '.join(Scope.values)})",
+            code="scope_unknown",
+            field="scopes",
+        )
+    return cleaned
+
+
+def api_key_issue(
+    *,
+    tenant_code: str,
+    name: str,
+    scopes: list[str] | tuple[str, ...],
+    expires_at: dt.datetime | None = None,
+    actor: str = "system",
+    now: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Issue a key to a partner app for one tenant; returns (key, token). The token is never stored."""
+    now = now or timezone.now()
+    name = (name or "").strip()
+    if not name:
+        raise DomainError("an API key needs the partner app's name", code="name_required", field="name")
+    if len(name) > 100:
+        raise DomainError(
+            "the partner app's name is longer than 100 characters", code="name_too_long", field="name"
+        )
+    cleaned = _scopes_clean(scopes)
+    tenant = tenant_get(tenant_code)
+    if tenant.is_platform:
+        raise DomainError(
+            "API keys belong to a city or county tenant, not to the platform",
+            code="not_allowed",
+            field="tenant",
+        )
+    if expires_at is None:
+        expires_at = now + dt.timedelta(days=API_KEY_DEFAULT_DAYS)
+    if timezone.is_naive(expires_at):
+        raise DomainError("the expiry must carry a time zone", code="expiry_naive", field="expires_at")
+    if expires_at <= now:
+        raise DomainError(
+            f"the expiry {expires_at.isoformat()} is not in the future",
+            code="expiry_past",
+            field="expires_at",
+        )
+    if expires_at > now + dt.timedelta(days=API_KEY_MAX_DAYS):
+        raise DomainError(
+            f"an API key is valid for at most {API_KEY_MAX_DAYS} days",
+            code="expiry_too_far",
+            field="expires_at",
+        )
+    with transaction.atomic():
+        key_id = secrets.token_hex(4)
+        while ApiKey.objects.filter(key_id=key_id).exists():
+            key_id = secrets.token_hex(4)
+        token = f"{API_KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        key = ApiKey.objects.create(
+            tenant=tenant,
+            key_id=key_id,
+            name=name,
+            token_sha256=api_key_hash(token),
+            last4=token[-4:],
+            scopes=cleaned,
+            created_by=actor,
+            expires_at=expires_at,
+        )
+        details = {
+            "tenant": tenant.code,
+            "name": name,
+            "scopes": cleaned,
+            "expires_at": expires_at.isoformat(),
+        }
+        _api_key_audit(tenant=tenant, action="apikey.issue", actor=actor, key_id=key_id, data=details)
+    return key, token
+
+
+def api_key_revoke(*, tenant_code: str, key_id: str, reason: str, actor: str = "system") -> ApiKey:
+    """Revoke a key at once: every later request with it is refused."""
+    if not reason or not reason.strip():
+        raise DomainError("a reason is required to revoke an API key", code="reason_required", field="reason")
+    with transaction.atomic():
+        key = (
+            ApiKey.objects.select_for_update()
+            .select_related("tenant")
+            .filter(key_id=(key_id or "").strip(), tenant__code=(tenant_code or "").strip().lower())
+            .first()
+        )
+        if key is None:
+            raise NotFound(f"tenant {tenant_code!r} has no API key {key_id!r}", field="key_id")
+        if key.revoked_at is not None:
+            raise DomainError(
+                f"API key {key_id!r} was already revoked on {key.revoked_at:%Y-%m-%d}",
+                code="already_revoked",
+                field="key_id",
+            )
+        key.revoked_at, key.revoked_by, key.revoke_reason = timezone.now(), actor, reason.strip()
+        key.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+        details = {"tenant": key.tenant.code, "reason": key.revoke_reason}
+        _api_key_audit(
+            tenant=key.tenant, action="apikey.revoke", actor=actor, key_id=key.key_id, data=details
+        )
+    return key
+
+
+def _api_key_audit(*, tenant: Tenant, action: str, actor: str, key_id: str, data: dict) -> None:
+    """The entry in the platform's chain and in the tenant's; the connection ends on the schema it was on
+    (the public schema for the CLI, the tenant's for its admin site)."""
+    with schema_context("public"):
+        audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
+    with tenant_context(tenant):
+        audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
+
+
+def api_key_touch(*, key: ApiKey, now: dt.datetime, every: dt.timedelta = dt.timedelta(minutes=5)) -> None:
+    """Record that a key was used, at most once per ``every`` (no write on most requests)."""
+    if key.last_used_at is not None and now - key.last_used_at < every:
+        return
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now
+
+
+# --------------------------------------------------------------------------------------------------
+# Rate limiting: fixed windows counted in the database (shared by every web process)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    count: int
+    reset_at: dt.datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+
+def rate_limit_hit(
+    *, bucket: str, limit: int, window_s: int, weight: int = 1, now: dt.datetime | None = None
+) -> RateDecision:
+    """Count ``weight`` requests of ``bucket`` in the current fixed window (one statement) and decide."""
+    if limit <= 0 or window_s <= 0 or weight <= 0:
+        raise DomainError("the rate limit and its window must be positive", code="invalid", field="limit")
+    now = now or timezone.now()
+    epoch = int(now.timestamp())
+    start = dt.datetime.fromtimestamp(epoch - epoch % window_s, tz=dt.UTC)
+    table = RateWindow._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO public.{table} (bucket, window_start, count) VALUES (%s, %s, %s)"
+            f" ON CONFLICT (bucket, window_start) DO UPDATE SET count = {table}.count + EXCLUDED.count"
+            " RETURNING count",
+            [bucket[:80], start, weight],
+        )
+        count = cur.fetchone()[0]
+    return RateDecision(
+        allowed=count <= limit, limit=limit, count=count, reset_at=start + dt.timedelta(seconds=window_s)
+    )
+
+
+def rate_windows_purge(*, before: dt.datetime) -> int:
+    """Delete the counters of windows that started before ``before``."""
+    deleted, _ = RateWindow.objects.filter(window_start__lt=before).delete()
+    return deleted

@@ -66,6 +66,8 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "graphene_django",  # GraphiQL's template
+    "citycard.graphql",  # no models: its `citycard graphql schema` command
 ]
 TENANT_APPS = [
     "citycard.platform.audit",
@@ -204,6 +206,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 24 * 3600,
     },
     # Month partitions of the transaction table, made ahead in the template and every tenant.
+    "graphql-rate-windows-purge": {
+        "task": "citycard.platform.tasks.rate_windows_purge",
+        "schedule": 3600,
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,
@@ -214,6 +220,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
 TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
 TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
+
+# GraphQL (docs/graphql.md): limits of both endpoints; introspection and GraphiQL on in development.
+GRAPHQL_INTROSPECTION = _env_bool("CITYCARD_GRAPHQL_INTROSPECTION", DEBUG)
+GRAPHQL_GRAPHIQL = _env_bool("CITYCARD_GRAPHQL_GRAPHIQL", DEBUG)
+GRAPHQL_MAX_DEPTH = int(os.environ.get("CITYCARD_GRAPHQL_MAX_DEPTH", "8"))
+GRAPHQL_MAX_COST = int(os.environ.get("CITYCARD_GRAPHQL_MAX_COST", "1000"))
+GRAPHQL_MAX_ALIASES = int(os.environ.get("CITYCARD_GRAPHQL_MAX_ALIASES", "15"))
+GRAPHQL_MAX_BATCH = int(os.environ.get("CITYCARD_GRAPHQL_MAX_BATCH", "5"))
+GRAPHQL_PAGE_MAX = 100
+GRAPHQL_RATE_LIMIT = int(os.environ.get("CITYCARD_GRAPHQL_RATE_LIMIT", "600"))
+GRAPHQL_RATE_WINDOW_S = int(os.environ.get("CITYCARD_GRAPHQL_RATE_WINDOW_S", "60"))
+# For anything built on graphene-django's own connection fields (ours page by keyset, same limits).
+GRAPHENE = {
+    "SCHEMA": None,
+    "RELAY_CONNECTION_ENFORCE_FIRST_OR_LAST": True,
+    "RELAY_CONNECTION_MAX_LIMIT": GRAPHQL_PAGE_MAX,
+    "ATOMIC_MUTATIONS": True,
+}
 
 LOGGING = {
     "version": 1,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from citycard.platform.audit.selectors import audit_verify
 from citycard.platform.celery import app
 from citycard.platform.models import Tenant
+from citycard.platform.services import rate_windows_purge as _rate_windows_purge
 
 
 @app.task(name="citycard.platform.tasks.audit_verify_chain")
@@ -25,3 +29,9 @@ def audit_verify_all() -> dict:
         with tenant_context(tenant):
             queued.append(audit_verify_chain.delay().id)
     return {"queued": len(queued)}
+
+
+@app.task(name="citycard.platform.tasks.rate_windows_purge")
+def rate_windows_purge() -> int:
+    """Hourly: drop rate-limit counters older than a day."""
+    return _rate_windows_purge(before=timezone.now() - dt.timedelta(days=1))

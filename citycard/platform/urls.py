@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from citycard.graphql.views import TenantGraphQLView
 from citycard.platform import views
 from citycard.platform.admin_sites import tenant_admin
 
@@ -9,5 +10,6 @@ urlpatterns = [
     path("", views.tenant_home, name="home"),
     path("status.json", views.status, name="status"),
     path("admin/", tenant_admin.urls),
+    path("graphql/", TenantGraphQLView.as_view(), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
 ]

@@ -28,5 +28,6 @@ def test_the_demo_runs_and_runs_again():
             out = done.stdout
             assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
             assert "haiyan (via jiaxing)" in out
+            assert "sample query answered 200" in out and "partner key for hangzhou" in out
     finally:
         subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True)

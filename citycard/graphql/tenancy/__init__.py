@@ -1,0 +1,1 @@
+"""Tenants (cities, counties) and roaming networks on the platform endpoint."""

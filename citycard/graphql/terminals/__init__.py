@@ -1,0 +1,1 @@
+"""Terminals and their transactions (taps and purchases) on the tenant endpoint."""

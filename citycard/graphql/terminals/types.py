@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import graphene
+
+from citycard.graphql.core.connection import Connection
+from citycard.graphql.core.types import NonNullList, global_id
+from citycard.graphql.terminals.dataloaders import TerminalByTerminalIdLoader
+from citycard.tenants.terminals.models import Routing, TerminalStatus
+
+TerminalStatusEnum = graphene.Enum(
+    "TerminalStatus",
+    [(s.name, s.value) for s in TerminalStatus],
+    description="Whether a terminal may upload.",
+)
+TransactionRoutingEnum = graphene.Enum(
+    "TransactionRouting",
+    [(r.name, r.value) for r in Routing],
+    description="OWN: a card of this tenant; ROAMING: clears with the issuing tenant; HELD: an exception.",
+)
+
+
+class Terminal(graphene.ObjectType):
+    """A bus validator, metro gate, POS or kiosk registered with this tenant (终端)."""
+
+    id = graphene.ID(required=True)
+    terminal_id = graphene.String(required=True, description="The id the terminal signs its uploads with.")
+    operator = graphene.String(required=True)
+    department = graphene.String(required=True)
+    service = graphene.String(required=True, description="bus, metro, ferry, bike, park, library…")
+    route = graphene.String(required=True, description="Route or line, for vehicles; empty otherwise.")
+    location = graphene.String(required=True, description="Station or place, for fixed terminals.")
+    status = graphene.Field(TerminalStatusEnum, required=True)
+    registered_at = graphene.DateTime(required=True)
+
+    @staticmethod
+    def resolve_id(root, info):
+        return global_id("Terminal", root.terminal_id)
+
+    @staticmethod
+    def resolve_status(root, info):
+        return str(root.status)
+
+
+class TerminalConnection(Connection):
+    class Meta:
+        node = Terminal
+
+
+class Transaction(graphene.ObjectType):
+    """One tap or purchase taken by a terminal of this tenant (交易). Amounts are integer fen (分)."""
+
+    id = graphene.ID(required=True)
+    tapped_at = graphene.DateTime(required=True)
+    received_at = graphene.DateTime(required=True)
+    card_number = graphene.String(required=True)
+    issuer_division = graphene.String(required=True, description="First 6 digits of the card number.")
+    card_counter = graphene.Int(required=True, description="The card's transaction counter (ATC).")
+    amount_fen = graphene.Int(required=True)
+    balance_before_fen = graphene.Int(required=True)
+    balance_after_fen = graphene.Int(required=True)
+    service = graphene.String(required=True)
+    route = graphene.String(required=True)
+    kind = graphene.String(required=True)
+    status = graphene.String(required=True)
+    card_scheme = graphene.String(required=True)
+    categories = NonNullList(graphene.String, description="Rider categories the fare was computed for.")
+    fare_rule_id = graphene.String(required=True)
+    routing = graphene.Field(TransactionRoutingEnum, required=True)
+    issuer_tenant = graphene.String(required=True, description="Code of the issuing tenant, when known.")
+    network = graphene.String(required=True, description="The roaming network a roaming tap clears in.")
+    terminal_id = graphene.String(required=True)
+    terminal = graphene.Field(Terminal, description="The terminal that took it (null if since removed).")
+
+    @staticmethod
+    def resolve_id(root, info):
+        return global_id("Transaction", root.id)
+
+    @staticmethod
+    def resolve_card_number(root, info):
+        return root.card_no
+
+    @staticmethod
+    def resolve_issuer_division(root, info):
+        return root.issuer
+
+    @staticmethod
+    def resolve_routing(root, info):
+        return str(root.routing)
+
+    @staticmethod
+    def resolve_terminal(root, info):
+        return TerminalByTerminalIdLoader(info.context).load(root.terminal_id)
+
+
+class TransactionConnection(Connection):
+    class Meta:
+        node = Transaction
+
+
+class TransactionFilterInput(graphene.InputObjectType):
+    card_number = graphene.String(description="Only this card's transactions.")
+    terminal_id = graphene.String(description="Only this terminal's transactions.")
+    tapped_from = graphene.DateTime(description="Tapped at or after this time.")
+    tapped_to = graphene.DateTime(description="Tapped before this time.")
+    routing = graphene.Field(TransactionRoutingEnum)

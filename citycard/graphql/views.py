@@ -1,0 +1,102 @@
+"""The two endpoints: who may call each and how they authenticate.
+
+- Tenant endpoint (``/graphql/`` on ``<code>.<base domain>``): partner apps, with
+  ``Authorization: Bearer cck_<key_id>_<secret>``. The key must belong to the tenant of the domain, be
+  unexpired and unrevoked; its scopes are the principal's. Cookies are ignored (no CSRF exposure).
+- Platform endpoint (``/graphql/`` on the base domain): platform users (clearing staff, platform
+  operators) signed in with the platform admin's session; their role gives their scopes
+  (citycard/platform/scopes.py). Django's CSRF protection applies (GraphiQL sends the token).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
+
+from citycard.graphql.api import PLATFORM_COST_MAP, TENANT_COST_MAP, platform_schema, tenant_schema
+from citycard.graphql.core.context import Principal
+from citycard.graphql.core.errors import ApiErrorCode
+from citycard.graphql.core.views import GraphQLAPIView, Refusal
+from citycard.platform import selectors, services
+from citycard.platform.models import PLATFORM_ROLES
+from citycard.platform.scopes import platform_scopes_of
+
+
+def _bearer(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise Refusal(
+            401,
+            "send the partner app's API key as 'Authorization: Bearer <key>'",
+            ApiErrorCode.UNAUTHENTICATED,
+            headers={"WWW-Authenticate": 'Bearer realm="citycard"'},
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refusal(401, "the Authorization header is not 'Bearer <key>'", ApiErrorCode.INVALID_TOKEN)
+    return token.strip()
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TenantGraphQLView(GraphQLAPIView):
+    schema = tenant_schema
+    cost_map = TENANT_COST_MAP
+    endpoint = "tenant"
+
+    def authenticate(self, request: HttpRequest) -> Principal:
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or tenant.is_platform:
+            raise Refusal(
+                404, "partner apps call /graphql/ on their tenant's domain", ApiErrorCode.BAD_REQUEST
+            )
+        token = _bearer(request)
+        invalid = Refusal(401, "the API key is not valid", ApiErrorCode.INVALID_TOKEN)
+        key_id = services.api_key_parse(token)
+        if key_id is None:
+            raise invalid
+        key = selectors.api_key_by_id(key_id)
+        if key is None or not hmac.compare_digest(key.token_sha256, services.api_key_hash(token)):
+            raise invalid
+        if key.tenant_id != tenant.pk:
+            raise Refusal(
+                401, f"this API key is not valid on {tenant.code}'s domain", ApiErrorCode.WRONG_TENANT
+            )
+        now = timezone.now()
+        if key.revoked_at is not None:
+            raise Refusal(401, f"API key {key.key_id} was revoked", ApiErrorCode.TOKEN_REVOKED)
+        if key.is_expired(now):
+            raise Refusal(
+                401,
+                f"API key {key.key_id} expired on {key.expires_at.isoformat()}",
+                ApiErrorCode.TOKEN_EXPIRED,
+            )
+        services.api_key_touch(key=key, now=now)
+        return Principal(
+            actor=f"apikey:{key.key_id}", scopes=frozenset(key.scopes), tenant=tenant, api_key=key
+        )
+
+
+@method_decorator(ensure_csrf_cookie, name="get")
+class PlatformGraphQLView(GraphQLAPIView):
+    schema = platform_schema
+    cost_map = PLATFORM_COST_MAP
+    endpoint = "platform"
+
+    def authenticate(self, request: HttpRequest) -> Principal:
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or not tenant.is_platform:
+            raise Refusal(404, "the platform endpoint answers on the base domain", ApiErrorCode.BAD_REQUEST)
+        user = request.user
+        if not user.is_authenticated:
+            raise Refusal(
+                401,
+                "sign in to the platform (/admin/) as clearing staff or operator",
+                ApiErrorCode.UNAUTHENTICATED,
+            )
+        if not user.is_active or user.role not in PLATFORM_ROLES or user.tenant_id is not None:
+            raise Refusal(403, "only platform users may use this endpoint", ApiErrorCode.PERMISSION_DENIED)
+        return Principal(actor=f"user:{user.username}", scopes=platform_scopes_of(user.role), user=user)

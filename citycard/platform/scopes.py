@@ -1,0 +1,54 @@
+"""What an API key or a platform user may do through GraphQL: the one list of scopes.
+
+Partner scopes are granted to an API key (one tenant, chosen scopes) by that tenant's city administrator.
+Platform scopes follow a platform user's role. GraphQL fields and mutations name the scope they need in
+their ``Meta`` (see citycard/graphql/core/permissions.py); nothing else defines scopes.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from citycard.platform.models import Role
+
+
+class Scope(models.TextChoices):
+    """Scopes of a partner app's API key on its tenant's ``/graphql/``."""
+
+    CARDS_READ = "cards:read", "Read cards: status, scheme, validity, enabled applications, balances"
+    CARDS_REPORT_LOSS = "cards:report_loss", "Report a card lost (挂失)"
+    CARDS_APPLY = "cards:apply", "Apply for a card on a cardholder's behalf"
+    CARDHOLDERS_VERIFY = "cardholders:verify", "Verify a cardholder (card number + ID number -> yes/no)"
+    CARDHOLDERS_CATEGORIES = "cardholders:categories", "Read a cardholder's rider categories and concessions"
+    TRANSACTIONS_READ = "transactions:read", "Read transactions (taps and purchases)"
+    TERMINALS_READ = "terminals:read", "Read the terminal registry"
+    SERVICE_POINTS_READ = "service_points:read", "Search service points (服务网点)"
+    SUBSIDIES_READ = "subsidies:read", "Read subsidy payments with item detail"
+
+
+class PlatformScope(models.TextChoices):
+    """Scopes of platform users on the platform's ``/graphql/``, granted by role."""
+
+    TENANTS_READ = "tenants:read", "Read tenants and their counties"
+    TENANTS_MANAGE = "tenants:manage", "Suspend and activate tenants"
+    NETWORKS_READ = "networks:read", "Read roaming networks and their members"
+    CLEARING_READ = "clearing:read", "Read agreements, clearing cycles, positions, exceptions, disputes"
+
+
+PLATFORM_ROLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.PLATFORM_OPERATOR: frozenset(
+        {
+            PlatformScope.TENANTS_READ,
+            PlatformScope.TENANTS_MANAGE,
+            PlatformScope.NETWORKS_READ,
+            PlatformScope.CLEARING_READ,
+        }
+    ),
+    Role.CLEARING_STAFF: frozenset(
+        {PlatformScope.TENANTS_READ, PlatformScope.NETWORKS_READ, PlatformScope.CLEARING_READ}
+    ),
+}
+
+
+def platform_scopes_of(role: str) -> frozenset[str]:
+    return PLATFORM_ROLE_SCOPES.get(role, frozenset())

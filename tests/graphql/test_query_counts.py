@@ -1,0 +1,100 @@
+"""Query counts pinned for every list field: the same whatever the page size (dataloaders, no N+1).
+
+Each count includes the request's fixed costs: the tenant's domain (django-tenants), the API key (or the
+session and user on the platform endpoint) and the rate-limit counter.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from citycard.tenants.terminals.simulate import SimCard, card_number
+
+from .conftest import data_of, gql, issue, taps_in
+from .test_platform import login
+
+pytestmark = pytest.mark.django_db
+# SET search_path (public), the domain, SET search_path (tenant, public), the API key, the rate counter
+FIXED_TENANT = 5
+# SET search_path, the domain, SET search_path (public again), the session, the user, the rate counter
+FIXED_PLATFORM = 6
+
+
+def count(client, host, query, variables=None, token=None) -> tuple[int, dict]:
+    with CaptureQueriesContext(connection) as queries:
+        data = data_of(gql(client, host, query, variables, token=token))
+    import os
+
+    if os.environ.get("QC_DEBUG"):
+        for q in queries.captured_queries:
+            print("   ", q["sql"][:150])
+    return len(queries.captured_queries), data
+
+
+@pytest.fixture
+def fleet(tenant):
+    cards = [SimCard(card_number("330100", 500 + i)) for i in range(3)]
+    taps_in(tenant("hangzhou"), terminal_id="HZ-QC-1", cards=cards, per_card=20)
+    taps_in(tenant("hangzhou"), terminal_id="HZ-QC-2", cards=cards, per_card=20)
+    return [c.card_no for c in cards]
+
+
+@pytest.fixture
+def token(client):
+    token = issue("hangzhou")
+    data_of(gql(client, "hangzhou", "{ me { keyId } }", token=token))  # records last use once
+    return token
+
+
+TX = """query($n: Int) { transactions(first: $n) { edges { node { id cardNumber amountFen
+  terminal { terminalId operator route } } } pageInfo { hasNextPage endCursor } } }"""
+CARD = """query($n: Int, $card: String!) { cardTransactions(cardNumber: $card, first: $n) {
+  edges { node { id amountFen terminal { terminalId } } } } }"""
+TERMINALS = "query($n: Int) { terminals(first: $n) { edges { node { terminalId status } } } }"
+
+
+@pytest.mark.parametrize("size", [2, 5, 50, 100])
+def test_transactions_page(client, token, fleet, size):
+    n, data = count(client, "hangzhou", TX, {"n": size}, token)
+    assert len(data["transactions"]["edges"]) == size
+    assert n == FIXED_TENANT + 2  # the page, the terminals of its nodes
+
+
+@pytest.mark.parametrize("size", [1, 20, 40])
+def test_card_history(client, token, fleet, size):
+    n, data = count(client, "hangzhou", CARD, {"n": size, "card": fleet[0]}, token)
+    assert len(data["cardTransactions"]["edges"]) == size
+    # the page, the terminals, and the access-log entry (savepoint, head lock, insert, head update, release)
+    assert n == FIXED_TENANT + 2 + 5
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_terminals_page(client, token, fleet, size):
+    n, data = count(client, "hangzhou", TERMINALS, {"n": size}, token)
+    assert len(data["terminals"]["edges"]) == size
+    assert n == FIXED_TENANT + 1
+
+
+TENANTS = """query($n: Int) { tenants(first: $n) { edges { node { code domain parent { code }
+  counties { code networks { code } } networks { code members { tenant { code } } } } } } }"""
+NETWORKS = "{ roamingNetworks { code members { tenant { code counties { code } } via { code } } } }"
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])  # each page holds a county (its parent is loaded)
+def test_platform_tenants_page(client, size):
+    login(client, "clearing_staff")
+    data_of(gql(client, "", "{ me { username } }"))
+    n, data = count(client, "", TENANTS, {"n": size})
+    assert len(data["tenants"]["edges"]) == size
+    # page, domains, parents, counties, networks, members (memberships and their counties)
+    assert n == FIXED_PLATFORM + 7
+
+
+def test_platform_networks(client):
+    login(client, "clearing_staff")
+    data_of(gql(client, "", "{ me { username } }"))
+    n, data = count(client, "", NETWORKS)
+    assert len(data["roamingNetworks"]) == 2
+    assert n == FIXED_PLATFORM + 4  # networks, members (memberships and their counties), counties

@@ -1,0 +1,64 @@
+"""The checked-in schema files match the code, and every example of docs/graphql.md runs."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from citycard.graphql import schema_files
+from citycard.graphql.schema_files import SCHEMA_FILES, schema_files_stale, schema_sdl
+
+from .conftest import data_of, gql, issue
+from .test_platform import login
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "graphql.md"
+
+
+def test_schema_files_match_the_code():
+    stale = schema_files_stale()
+    assert not stale, f"run `citycard graphql schema` and commit: {[p.name for p in stale]}"
+
+
+def test_the_check_fails_on_a_stale_file_and_the_command_rewrites_it(tmp_path, monkeypatch):
+    files = {name: (tmp_path / path.name, schema) for name, (path, schema) in SCHEMA_FILES.items()}
+    monkeypatch.setattr(schema_files, "SCHEMA_FILES", files)
+    monkeypatch.setattr("citycard.graphql.management.commands.graphql.SCHEMA_FILES", files)
+    out = StringIO()
+    call_command("graphql", "schema", stdout=out)
+    assert out.getvalue().count("wrote") == 2
+    files["tenant"][0].write_text(schema_sdl("tenant").replace("cardTransactions", "cardTxs"))
+    with pytest.raises(CommandError, match=r"schema_tenant\.graphql"):
+        call_command("graphql", "schema", "--check")
+    call_command("graphql", "schema", stdout=StringIO())
+    call_command("graphql", "schema", "--check", stdout=out)
+    assert "match" in out.getvalue()
+
+
+def examples(endpoint: str) -> list[str]:
+    return re.findall(rf"```graphql {endpoint}\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+
+
+@pytest.mark.django_db
+def test_tenant_examples_run(client, hz_fleet):
+    token = issue("hangzhou")
+    found = examples("tenant")
+    assert len(found) == 4
+    results = [data_of(gql(client, "hangzhou", query, token=token)) for query in found]
+    assert len(results[1]["cardTransactions"]["edges"]) == 10
+    assert len(results[2]["transactions"]["edges"]) == 30
+    assert results[3]["terminals"]["edges"][0]["node"]["terminalId"] == "HZ-GQL-1"
+
+
+@pytest.mark.django_db
+def test_platform_examples_run(client):
+    login(client, "platform_operator")
+    found = examples("platform")
+    assert len(found) == 3
+    results = [data_of(gql(client, "", query)) for query in found]
+    assert results[2]["tenantActivate"]["errors"] == [
+        {"field": "tenant", "message": "tenant 'jiaxing' is already active", "code": "ALREADY_ACTIVE"}
+    ]
