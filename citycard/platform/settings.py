@@ -70,6 +70,9 @@ SHARED_APPS = [
 TENANT_APPS = [
     "citycard.platform.audit",
     "citycard.tenants.terminals",
+    "citycard.tenants.cards",
+    "citycard.tenants.departments",
+    "citycard.tenants.accounts",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
