@@ -186,9 +186,7 @@ class Card(models.Model):
                 name="card_one_live_main_per_person",
             ),
             models.CheckConstraint(
-                condition=(
-                    Q(closed_at__isnull=True) & ~Q(state="replaced") & ~Q(state="cancelled")
-                )
+                condition=(Q(closed_at__isnull=True) & ~Q(state="replaced") & ~Q(state="cancelled"))
                 | (Q(closed_at__isnull=False) & (Q(state="replaced") | Q(state="cancelled"))),
                 name="card_closed_iff_replaced_or_cancelled",
             ),

@@ -192,3 +192,28 @@ def cards_of(*, cardholder_id: int) -> QuerySet[Card]:
         .filter(cardholder_id=cardholder_id)
         .order_by("applied_at", "card_no")
     )
+
+
+_TAPS_HOTLISTED_SQL = """
+SELECT s.i, e.listed_at, e.reason
+  FROM unnest(%s::int[], %s::varchar[], %s::timestamptz[]) AS s(i, card_no, tapped_at)
+  CROSS JOIN LATERAL (SELECT h.listed_at, h.reason FROM cards_hotlistentry h
+                       WHERE h.card_no = s.card_no AND h.listed_at <= s.tapped_at - %s::interval
+                         AND (h.removed_at IS NULL OR h.removed_at > s.tapped_at)
+                       ORDER BY h.listed_at DESC LIMIT 1) e
+"""
+
+
+def taps_hotlisted(
+    *, taps: list[tuple[str, dt.datetime]], grace: dt.timedelta
+) -> dict[int, tuple[dt.datetime, str]]:
+    """Which of these (card number, tap time) pairs were taken on a card that had been on the hotlist for
+    longer than ``grace`` at the tap (and was still on it): position -> (listed_at, reason). One query."""
+    if not taps:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(
+            _TAPS_HOTLISTED_SQL,
+            [list(range(len(taps))), [t[0] for t in taps], [t[1] for t in taps], grace],
+        )
+        return {i: (listed_at, reason) for i, listed_at, reason in cur.fetchall()}
