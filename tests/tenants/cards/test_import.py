@@ -58,7 +58,11 @@ def test_bad_rows_reported_good_rows_applied_and_rerun_creates_nothing(tmp_path,
     assert (report.holders_created, report.cards_created) == (3, 3)
     holder = cardholder_search(query=good[0]).get()
     assert cardholder_pii(cardholder=holder) == {"id_number": good[0], "phone": "13800000001"}
-    assert set(CardholderCategory.objects.values_list("code", flat=True)) == {"elderly", "student", "disabled"}
+    assert set(CardholderCategory.objects.values_list("code", flat=True)) == {
+        "elderly",
+        "student",
+        "disabled",
+    }
     card = Card.objects.get(cardholder=holder)
     assert (card.state, card.is_main, card.source) == ("applied", True, "import:jiaxing-employer-0001:2")
     audits = AuditEntry.objects.filter(action="card.import").count()
