@@ -198,8 +198,12 @@ def account_refund(
     if payment is None:
         raise NotFound(f"no payment {payment_id}", field="payment_id")
     existing = Posting.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return _post(kind=PostingKind.REFUND, key=idempotency_key, legs=[], memo="", actor=actor)[0]
+    if existing is not None:  # a retry: the first refund stands, nothing is checked or posted again
+        if existing.kind != PostingKind.REFUND:
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for a {existing.kind}", field="idempotency_key"
+            )
+        return existing
     refunded = sum(Posting.objects.filter(reverses=payment).values_list("amount_fen", flat=True))
     if refunded + amount > payment.amount_fen:
         raise DomainError(

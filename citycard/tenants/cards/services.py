@@ -204,6 +204,17 @@ def schemes_publish(*, actor: str):
     return publication_publish(tenant=tenant, kind="card-schemes", payload=scheme_document(), actor=actor)
 
 
+def hotlist_publish(*, actor: str):
+    """Publish the full hotlist, signed, for the network and peers (kind ``hotlist``; the terminal download
+    serves deltas itself). Publishing an unchanged list returns the current publication."""
+    from citycard.platform.publications import publication_publish
+    from citycard.tenants.cards.selectors import hotlist_payload
+
+    current = hotlist_payload()
+    payload = {"cards": current["cards"], "hotlist_version": current["version"]}
+    return publication_publish(tenant=current_tenant(), kind="hotlist", payload=payload, actor=actor)
+
+
 # --- cardholders -------------------------------------------------------------------------------------
 
 
@@ -696,6 +707,7 @@ __all__ = [
     "cardholder_pii_reencrypt",
     "cardholder_register",
     "cards_import",
+    "hotlist_publish",
     "scheme_save",
     "schemes_publish",
     "schemes_seed",

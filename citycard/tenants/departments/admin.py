@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from citycard.platform.admin_sites import tenant_admin
+from citycard.tenants.departments import services
 from citycard.tenants.departments.models import DataGrant, DataRead, Department, ServicePoint
 
 
@@ -34,10 +35,27 @@ class DataGrantAdmin(admin.ModelAdmin):
     list_display = ("department", "fields", "purpose", "valid_from", "valid_to", "revoked_at", "granted_by")
     list_filter = ("department",)
     readonly_fields = ("revoked_at", "granted_by", "granted_at")
+    actions = ["revoke_selected"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)  # grants are revoked, not edited
 
     def save_model(self, request, obj, form, change):
-        obj.granted_by = obj.granted_by or f"user:{request.user.username}"
-        super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        created = services.data_grant_create(
+            department=data["department"].code,
+            fields=data["fields"],
+            purpose=data["purpose"],
+            valid_from=data["valid_from"],
+            valid_to=data.get("valid_to"),
+            actor=f"user:{request.user.username}",
+        )
+        obj.pk = created.pk
+
+    @admin.action(description="Revoke the selected grants")
+    def revoke_selected(self, request, queryset):
+        for grant in queryset.filter(revoked_at__isnull=True):
+            services.data_grant_revoke(grant_id=grant.pk, actor=f"user:{request.user.username}")
 
 
 @admin.register(DataRead, site=tenant_admin)

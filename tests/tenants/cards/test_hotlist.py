@@ -74,3 +74,15 @@ def test_card_facts_one_query_whatever_the_number(holder):
     assert facts[many[3]].hotlisted_at == T0 and facts[many[3]].hotlist_reason == "lost"
     assert facts[many[0]].hotlisted_at is None
     assert facts[many[0]].scheme_code == "01" and facts[many[0]].state == "active"
+
+
+def test_hotlist_published_for_the_network(holder, city):
+    from citycard.platform.keys import tenant_verify
+
+    (a,) = active_cards(holder, 1)
+    s.card_report_lost(card_no=a, actor="t", at=T0)
+    first = s.hotlist_publish(actor="t")
+    assert s.hotlist_publish(actor="t").pk == first.pk  # unchanged list: same publication
+    signer, payload = tenant_verify(document=first.document)
+    assert signer.code == "jiaxing" and payload["cards"] == [a] and payload["kind"] == "hotlist"
+    assert payload["hotlist_version"] == hotlist_version()

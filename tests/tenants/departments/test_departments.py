@@ -153,3 +153,38 @@ def test_reads_through_a_grant_are_logged_and_queryable_per_cardholder(tenant):
             s.cardholder_read(
                 department="civil", cardholder_id=holder.pk, fields=["name"], reader="x", reason="r", at=AT
             )
+
+
+def test_grants_added_and_revoked_through_the_admin(client, tenant):
+    from citycard.platform import services as platform
+    from citycard.platform.models import Role
+    from citycard.tenants.departments.models import DataGrant
+
+    host = {"HTTP_HOST": "jiaxing.localhost"}
+    with tenant_context(tenant("jiaxing")):
+        dept = s.department_create(code="med", kind="medical_insurance", name="嘉兴市医保局", actor="t")
+    user = platform.user_create(
+        username="jx-grants", role=Role.CITY_ADMIN, tenant_code="jiaxing", password="pw-123456789", actor="t"
+    )
+    client.force_login(user)
+    response = client.post(
+        "/admin/departments/datagrant/add/",
+        {
+            "department": dept.pk,
+            "fields": "name,id_number",
+            "purpose": "异地就医备案核验",
+            "valid_from": "2026-11-01",
+        },
+        **host,
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    with tenant_context(tenant("jiaxing")):
+        grant = DataGrant.objects.get(department__code="med")
+        assert (grant.fields, grant.granted_by) == (["id_number", "name"], "user:jx-grants")
+    client.post(
+        "/admin/departments/datagrant/",
+        {"action": "revoke_selected", "_selected_action": [grant.pk]},
+        **host,
+    )
+    with tenant_context(tenant("jiaxing")):
+        assert DataGrant.objects.get(pk=grant.pk).revoked_at is not None

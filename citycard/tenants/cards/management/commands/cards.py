@@ -32,7 +32,8 @@ class Command(PlatformCommand):
         sch.add_argument("--seed", action="store_true", help="add the four standard schemes (city only)")
         sch.add_argument("--publish", action="store_true", help="sign and publish them for the counties")
         sub.add_parser("reencrypt", help="move personal data to the current data key after a rotation")
-        sub.add_parser("hotlist", help="the hotlist's version and cards")
+        hot = sub.add_parser("hotlist", help="the hotlist's version and cards")
+        hot.add_argument("--publish", action="store_true", help="sign and publish it for the network")
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -104,6 +105,9 @@ class Command(PlatformCommand):
         console.print(f"{total} cardholders re-encrypted under the current data key")
 
     def _hotlist(self, tenant, console, opts):
+        if opts.get("publish"):
+            publication = services.hotlist_publish(actor=self.actor)
+            console.print(f"published hotlist as publication version {publication.version}")
         payload = selectors.hotlist_payload()
         console.print(f"hotlist version {payload['version']}: {len(payload['cards'])} cards")
         for card_no in payload["cards"][:100]:
