@@ -173,6 +173,9 @@ class Card(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by"
     )
     source = models.CharField(max_length=80, blank=True, help_text="Channel or import batch it came from.")
+    request_key = models.CharField(
+        max_length=80, null=True, blank=True, unique=True, help_text="Idempotency key of the application."
+    )
 
     class Meta:
         ordering = ["card_no"]

@@ -431,12 +431,24 @@ def card_apply(
     scheme_code: str,
     cardholder_id: int | None = None,
     source: str = "",
+    request_key: str | None = None,
     actor: str,
     at: dt.datetime | None = None,
 ) -> Card:
-    """Apply for a card (申领): checks eligibility, real-name and one-per-person, takes the next number."""
+    """Apply for a card (申领): checks eligibility, real-name and one-per-person, takes the next number.
+
+    With ``request_key`` (e.g. the channel's request id) a retried application returns the card the first
+    one created instead of applying twice."""
     tenant = current_tenant()
     _refuse_county(tenant)
+    if request_key is not None:
+        if not request_key or len(request_key) > 80:
+            raise DomainError("request_key must be 1–80 characters", field="request_key")
+        earlier = Card.objects.filter(request_key=request_key).first()
+        if earlier is not None:
+            if earlier.scheme.code != scheme_code or earlier.cardholder_id != cardholder_id:
+                raise Conflict(f"request {request_key} was for another card", field="request_key")
+            return earlier
     scheme = _scheme(scheme_code)
     holder = None
     if cardholder_id is not None:
@@ -477,6 +489,7 @@ def card_apply(
         applied_at=at or timezone.now(),
         fee_fen=scheme.card_fee_fen,
         source=source,
+        request_key=request_key,
     )
     try:
         with transaction.atomic():

@@ -200,3 +200,12 @@ def test_county_issues_no_cards(tenant):
     with tenant_context(tenant("haiyan")), pytest.raises(DomainError) as info:
         s.schemes_seed(actor="t")
     assert info.value.code == "county_read_only"
+
+
+def test_a_retried_application_returns_the_first_card(holder):
+    person = holder()
+    first = s.card_apply(scheme_code="01", cardholder_id=person.pk, request_key="win-42", actor="t")
+    again = s.card_apply(scheme_code="01", cardholder_id=person.pk, request_key="win-42", actor="t")
+    assert again.pk == first.pk and Card.objects.filter(cardholder=person).count() == 1
+    with pytest.raises(Conflict):
+        s.card_apply(scheme_code="03", cardholder_id=None, request_key="win-42", actor="t")
