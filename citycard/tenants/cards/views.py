@@ -32,6 +32,7 @@ def hotlist_download(request):
         since = int(since_text)
         if since == hotlist_version():
             return HttpResponse(status=304)
-    document = tenant_sign(tenant=request.tenant, payload=hotlist_payload(since=since))
+    payload = {**hotlist_payload(since=since), "tenant": request.tenant.code}
+    document = tenant_sign(tenant=request.tenant, payload=payload)
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return HttpResponse(body, content_type="application/json")
