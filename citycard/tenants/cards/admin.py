@@ -22,7 +22,7 @@ from citycard.tenants.cards.models import (
     CategoryCode,
     HotlistEntry,
 )
-from citycard.tenants.cards.selectors import cardholder_search
+from citycard.tenants.cards.selectors import cardholder_search, schemes_visible
 
 
 def _actor(request) -> str:
@@ -58,6 +58,33 @@ class CardSchemeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        """A county sees its city's published schemes (verified), not a table of its own."""
+        if not _is_county():
+            return super().changelist_view(request, extra_context)
+        tenant = connection.tenant
+        context = {
+            **self.admin_site.each_context(request),
+            "tenant": tenant.code,
+            "city": tenant.clearing_tenant.code,
+            "opts": self.model._meta,
+            "title": "Card schemes",
+        }
+        try:
+            schemes = schemes_visible(tenant=tenant)
+        except DomainError as exc:
+            context["error"] = str(exc)
+        else:
+            context["schemes"] = [
+                {
+                    **s,
+                    "card_fee_yuan": f"{s['card_fee_fen'] / 100:.2f}",
+                    "replacement_fee_yuan": f"{s['replacement_fee_fen'] / 100:.2f}",
+                }
+                for s in schemes
+            ]
+        return TemplateResponse(request, "admin/cards/city_schemes.html", context)
 
     def save_model(self, request, obj, form, change):
         fields = {

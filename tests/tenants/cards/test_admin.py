@@ -84,3 +84,25 @@ def test_register_a_cardholder_through_the_admin(admin_client):
     from citycard.tenants.cards.selectors import cardholder_search
 
     assert cardholder_search(query=number).get().name == "范仲淹"
+
+
+def test_a_county_officer_sees_the_city_schemes_read_only(client, tenant):
+    from django_tenants.utils import tenant_context
+
+    with tenant_context(tenant("jiaxing")):
+        cards.schemes_seed(actor="t")
+        cards.schemes_publish(actor="t")
+    officer = platform.user_create(
+        username="hy-officer",
+        role=Role.COUNTY_OFFICER,
+        tenant_code="haiyan",
+        password="pw-123456789",
+        actor="t",
+    )
+    client.force_login(officer)
+    page = client.get("/admin/cards/cardscheme/", HTTP_HOST="haiyan.localhost")
+    html = page.content.decode()
+    assert (
+        page.status_code == 200 and "社会保障·市民卡" in html and "新居民卡" in html and "read-only" in html
+    )
+    assert client.get("/admin/cards/cardscheme/add/", HTTP_HOST="haiyan.localhost").status_code == 403
