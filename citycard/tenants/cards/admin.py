@@ -7,6 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db import connection
+from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
@@ -349,11 +350,23 @@ class CardAdmin(admin.ModelAdmin):
 
     @admin.display(description="audit trail")
     def audit_trail(self, obj):
-        entries = AuditEntry.objects.filter(object_type="card", object_id=obj.card_no).order_by("seq")
+        query = Q(object_type="card", object_id=obj.card_no)
+        if obj.source.startswith("import:"):  # batch issuance audits once per chunk, listing its cards
+            batch = obj.source.removeprefix("import:").rsplit(":", 1)[0]
+            query |= Q(object_type="card_batch", object_id=batch, payload__contains=f'"{obj.card_no}"')
+        entries = AuditEntry.objects.filter(query).order_by("seq")
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((e.at.strftime("%Y-%m-%d %H:%M:%S"), e.action, e.actor, e.payload) for e in entries),
+            (
+                (
+                    e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.action,
+                    e.actor,
+                    e.payload if e.object_type == "card" else f"batch {e.object_id} ({len(e.payload)} bytes)",
+                )
+                for e in entries
+            ),
         )
         return format_html(
             "<table><tr><th>at</th><th>action</th><th>by</th><th>data</th></tr>{}</table>", rows

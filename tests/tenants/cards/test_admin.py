@@ -106,3 +106,14 @@ def test_a_county_officer_sees_the_city_schemes_read_only(client, tenant):
         page.status_code == 200 and "社会保障·市民卡" in html and "新居民卡" in html and "read-only" in html
     )
     assert client.get("/admin/cards/cardscheme/add/", HTTP_HOST="haiyan.localhost").status_code == 403
+
+
+def test_an_imported_card_shows_its_batch_in_the_audit_trail(admin_client, tmp_path):
+    from citycard.tenants.cards.batch import cards_import
+
+    path = tmp_path / "ward-7.csv"
+    path.write_text(f"name,id_number,local_hukou\n陆游,{new_id()},1\n", encoding="utf-8")
+    cards_import(path=path, actor="t", state="active")
+    card = Card.objects.get(source="import:ward-7:2")
+    page = admin_client.get(f"/admin/cards/card/{card.pk}/change/", **HOST).content.decode()
+    assert "card.import" in page and "batch ward-7" in page
