@@ -16,6 +16,7 @@ class AccountKind(models.TextChoices):
     TOPUP_CLEARING = "topup", "Top-up clearing (bank / cash)"
     MERCHANT = "merchant", "Merchant payable"
     SUBSIDY_FUND = "subsidy", "Subsidy fund (财政补贴资金)"
+    PURSE_FLOAT = "purse", "E-purse float (电子钱包备付金)"
 
 
 class LedgerAccount(models.Model):
@@ -49,6 +50,7 @@ class PostingKind(models.TextChoices):
     PAYMENT = "payment", "Payment (消费)"
     REFUND = "refund", "Refund (退款)"
     SUBSIDY = "subsidy", "Subsidy credit (补贴发放)"
+    PURSE_LOAD = "purse_load", "E-purse load from the account (圈存)"
 
 
 class Posting(models.Model):

@@ -223,6 +223,35 @@ def account_refund(
     )[0]
 
 
+@transaction.atomic
+def purse_load(
+    *, card_no: str, amount_fen: int, idempotency_key: str, actor: str, at: dt.datetime | None = None
+) -> Posting:
+    """Load the card's e-purse from the online account (圈存): the account goes down, the e-purse float up,
+    and the shadow balance follows, so the card's next tap starts from what the back office expects."""
+    amount = _amount(amount_fen)
+    holder = _holder_account(card_no)
+    float_account = _external("purse:float", AccountKind.PURSE_FLOAT)
+    at = at or timezone.now()
+    posting, created = _post(
+        kind=PostingKind.PURSE_LOAD,
+        key=idempotency_key,
+        legs=[(holder, -amount), (float_account, amount)],
+        memo=f"e-purse load of card {card_no}",
+        actor=actor,
+        at=at,
+    )
+    if created:
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO accounts_purseshadow (card_no, balance_fen, last_counter, updated_at, closed)"
+                " VALUES (%s, %s, 0, %s, false) ON CONFLICT (card_no) DO UPDATE"
+                " SET balance_fen = accounts_purseshadow.balance_fen + EXCLUDED.balance_fen, updated_at = %s",
+                [card_no, amount, at, at],
+            )
+    return posting
+
+
 # --- subsidies ---------------------------------------------------------------------------------------
 
 

@@ -154,3 +154,21 @@ def test_subsidy_run_pays_eligible_once_with_items(holder):
     assert [(i.item, i.amount_fen) for i in paid[0].items.all()] == [("高龄津贴", 10000), ("交通补贴", 2500)]
     assert paid[0].run.programme.name == "敬老补贴"
     assert_balanced()
+
+
+def test_purse_load_moves_account_money_onto_the_chip_shadow(accounts):
+    from citycard.tenants.accounts.models import PurseShadow
+    from citycard.tenants.accounts.services import PurseMovement, purse_load, purse_shadow_apply
+
+    card = accounts[0]
+    a.account_topup(card_no=card, amount_fen=3000, idempotency_key="t-load", actor="t")
+    purse_load(card_no=card, amount_fen=2000, idempotency_key="load-1", actor="t")
+    purse_load(card_no=card, amount_fen=2000, idempotency_key="load-1", actor="t")  # a retry
+    assert PurseShadow.objects.get(card_no=card).balance_fen == 2000
+    assert LedgerAccount.objects.get(card_no=card).balance_fen == 1000
+    at = dt.datetime(2026, 11, 5, 8, tzinfo=dt.UTC)
+    assert purse_shadow_apply(movements=[PurseMovement(card, 1, 2000, 1800, at)]) == []
+    with pytest.raises(DomainError) as info:
+        purse_load(card_no=card, amount_fen=1001, idempotency_key="load-2", actor="t")
+    assert info.value.code == "insufficient_funds"
+    assert_balanced()
