@@ -255,6 +255,7 @@ def cardholder_register(
 ) -> Cardholder:
     """Register a cardholder (持卡人登记). Birth date and sex come from the checked ID number; the ID number
     and phone are stored encrypted; a person already registered (same ID number) is a Conflict."""
+    _refuse_county(current_tenant())  # cardholders are the city's: a county window serves them there
     name = (name or "").strip()
     if not name or len(name) > 60:
         raise DomainError("the cardholder needs a name of 1–60 characters", field="name")

@@ -14,6 +14,8 @@ from citycard.tenants.cards.models import Card, CardState, HotlistEntry
 from citycard.tenants.cards.selectors import card_facts
 from citycard.terminal_kit.cardno import card_number_parse
 
+from ..conftest import new_id
+
 pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -197,9 +199,13 @@ def test_eligibility_and_real_name_refusals(holder):
 def test_county_issues_no_cards(tenant):
     from django_tenants.utils import tenant_context
 
-    with tenant_context(tenant("haiyan")), pytest.raises(DomainError) as info:
-        s.schemes_seed(actor="t")
-    assert info.value.code == "county_read_only"
+    with tenant_context(tenant("haiyan")):
+        with pytest.raises(DomainError) as info:
+            s.schemes_seed(actor="t")
+        assert info.value.code == "county_read_only"
+        with pytest.raises(DomainError) as info:
+            s.cardholder_register(name="x", id_number=new_id(), actor="t")
+        assert info.value.code == "county_read_only"
 
 
 def test_a_retried_application_returns_the_first_card(holder):
