@@ -148,14 +148,19 @@ def _new_key(tenant: Tenant, purpose: str) -> TenantKey:
     )
 
 
+def tenant_key_purposes(*, tenant: Tenant) -> list[str]:
+    """The keys a tenant holds: signing and data keys; a city, as a card issuer, its card TAC master too."""
+    purposes = [KeyPurpose.SIGNING.value, KeyPurpose.DATA.value]
+    if tenant.kind == TenantKind.CITY:
+        purposes.append(KeyPurpose.CARD_TAC.value)
+    return purposes
+
+
 @transaction.atomic
 def tenant_keys_ensure(*, tenant: Tenant) -> None:
     """Give ``tenant`` a current signing key and data key (and a city its card TAC master) if it lacks one
     (called at tenant creation)."""
-    purposes = [KeyPurpose.SIGNING, KeyPurpose.DATA]
-    if tenant.kind == TenantKind.CITY:
-        purposes.append(KeyPurpose.CARD_TAC)
-    for purpose in purposes:
+    for purpose in tenant_key_purposes(tenant=tenant):
         if not TenantKey.objects.filter(tenant=tenant, purpose=purpose, retired_at__isnull=True).exists():
             _new_key(tenant, purpose)
 

@@ -12,4 +12,5 @@ urlpatterns = [
     path("admin/", tenant_admin.urls),
     path("graphql/", TenantGraphQLView.as_view(), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
+    path("", include("citycard.tenants.cards.urls")),
 ]
