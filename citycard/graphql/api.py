@@ -1,16 +1,16 @@
 """The two schemas: partner apps on a tenant's domain, clearing staff and operators on the platform's.
 
-Extension points (after the tenant-domain and clearing branches merge), each a package in Saleor's
-layout (``types.py``, ``schema.py``, ``resolvers.py``, ``dataloaders.py``, ``mutations/``) added to the
-lists below, with its cost entries in ``*_COST_MAP`` and its scopes already in
+Each domain is a package in Saleor's layout (``types.py``, ``schema.py``, ``resolvers.py``,
+``dataloaders.py``, ``mutations/``) mounted below, with its cost entries in ``*_COST_MAP`` and its scopes in
 citycard/platform/scopes.py:
 
-- tenant endpoint: ``cards`` (``card(number)`` with status, scheme, validity, applications, balances,
-  ``transactions`` reusing ``terminals.resolvers.resolve_card_transactions``; mutations ``cardReportLoss``,
-  ``cardApply``), ``cardholders`` (``cardholderVerify``, categories and concessions; every read through
-  ``core.access.access_log_read``), ``subsidies``, ``service_points``;
-- platform endpoint: ``clearing`` (agreements, cycles with their states, net positions, bilateral matrix,
-  exceptions, disputes) behind ``PlatformScope.CLEARING_READ``.
+- tenant endpoint: ``account`` (me), ``terminals`` (terminals, transactions, card history), ``cards``
+  (``card(number)`` with scheme, validity, applications, balances, transactions; ``cardReportLost``,
+  ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
+  ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``); every read of card or
+  cardholder data goes through ``core.access.access_log_read``;
+- platform endpoint: ``account``, ``tenancy``. Extension point: ``clearing`` (agreements, cycles with their
+  states, net positions, bilateral matrix, exceptions, disputes) behind ``PlatformScope.CLEARING_READ``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,31 @@ from __future__ import annotations
 import graphene
 
 from citycard.graphql.account.schema import ApiKeyQueries, PlatformUserQueries
+from citycard.graphql.cardholders.schema import CardholderQueries
+from citycard.graphql.cards.schema import CardMutations, CardQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
+from citycard.graphql.service_points.schema import ServicePointQueries
+from citycard.graphql.subsidies.schema import SubsidyQueries
 from citycard.graphql.tenancy.schema import TenancyMutations, TenancyQueries
 from citycard.graphql.terminals.schema import TerminalQueries
 
 PAGE = FieldCost(complexity=1, multipliers=("first", "last"))
 
 
-class TenantQuery(ApiKeyQueries, TerminalQueries, graphene.ObjectType):
+class TenantQuery(
+    ApiKeyQueries,
+    TerminalQueries,
+    CardQueries,
+    CardholderQueries,
+    SubsidyQueries,
+    ServicePointQueries,
+    graphene.ObjectType,
+):
     """What a partner app may ask of one tenant, within its key's scopes."""
+
+
+class TenantMutation(CardMutations, graphene.ObjectType):
+    """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
 class PlatformQuery(PlatformUserQueries, TenancyQueries, graphene.ObjectType):
@@ -37,7 +53,7 @@ class PlatformMutation(TenancyMutations, graphene.ObjectType):
     pass
 
 
-tenant_schema = graphene.Schema(query=TenantQuery, auto_camelcase=True)
+tenant_schema = graphene.Schema(query=TenantQuery, mutation=TenantMutation, auto_camelcase=True)
 platform_schema = graphene.Schema(query=PlatformQuery, mutation=PlatformMutation, auto_camelcase=True)
 
 TENANT_COST_MAP: CostMap = {
@@ -45,6 +61,18 @@ TENANT_COST_MAP: CostMap = {
         "terminals": PAGE,
         "transactions": PAGE,
         "cardTransactions": PAGE,
+        "subsidyPayments": PAGE,
+        "servicePoints": PAGE,
+        # A keyed hash (and its key's derivation) per call: dearer than a plain lookup.
+        "cardholderVerify": FieldCost(complexity=5),
+        "cardholderCategories": FieldCost(complexity=5),
+    },
+    "Card": {"transactions": PAGE, "balance": FieldCost(complexity=2)},
+    # Tens of items at most per payment.
+    "SubsidyPayment": {"items": FieldCost(complexity=1)},
+    "TenantMutation": {
+        "cardReportLost": FieldCost(complexity=10),
+        "cardApply": FieldCost(complexity=10),
     },
 }
 PLATFORM_COST_MAP: CostMap = {

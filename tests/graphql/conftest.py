@@ -131,3 +131,128 @@ def jx_fleet(tenant):
     cards = [SimCard(card_number("330400", 700 + i)) for i in range(2)]
     sim, times = taps_in(jiaxing, terminal_id="JX-GQL-1", cards=cards, per_card=3)
     return Fleet("jiaxing", sim.terminal_id, [c.card_no for c in cards], times), sim, cards
+
+
+# --- the tenant domain behind the partner fields: schemes, cardholders, cards, accounts, subsidies ---------
+
+ISSUED = dt.datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
+RULES_FROM = dt.datetime(2026, 1, 1, tzinfo=SHANGHAI)
+ON = dt.date(2026, 3, 2)  # the day categories and concessions are asked about
+
+
+@dataclass
+class People:
+    """What ``people_in`` made in one tenant (fixed ID numbers and dates, so card numbers repeat)."""
+
+    tenant_code: str
+    elderly_card: str  # 01, active: account 3000 fen, e-purse shadow 2000, two subsidy payments
+    elderly_id: str
+    plain_card: str  # 01, active, no categories, no account
+    plain_id: str
+    anonymous_card: str  # 03, active, no cardholder
+    unregistered_id: str  # a valid ID number nobody here holds
+    service_points: list[str]
+
+
+def people_in(tenant_obj, *, division: str, prefix: str, fares: dict | None = None) -> People:
+    from citycard.tenants.accounts import services as accounts
+    from citycard.tenants.cards import services as cards
+    from citycard.tenants.cards.pii import id_number_build
+    from citycard.tenants.departments import services as departments
+    from citycard.tenants.fares import services as fare_services
+
+    elderly_id = id_number_build(division=division, birth_date=dt.date(1950, 5, 1), sequence=121)
+    plain_id = id_number_build(division=division, birth_date=dt.date(1990, 7, 9), sequence=342)
+    unregistered_id = id_number_build(division=division, birth_date=dt.date(1988, 2, 3), sequence=555)
+    with tenant_context(tenant_obj):
+        cards.schemes_seed(actor="test")
+        elderly = cards.cardholder_register(
+            actor="test",
+            name="王老伯",
+            id_number=elderly_id,
+            local_hukou=True,
+            categories=[
+                {"code": "elderly", "valid_from": dt.date(2020, 1, 1)},
+                {"code": "disabled", "valid_from": dt.date(2021, 1, 1), "valid_to": dt.date(2021, 12, 31)},
+            ],
+        )
+        plain = cards.cardholder_register(actor="test", name="李四", id_number=plain_id, local_hukou=True)
+        elderly_card = cards.card_issue_now(
+            scheme_code="01", cardholder_id=elderly.pk, actor="test", at=ISSUED
+        )
+        plain_card = cards.card_issue_now(scheme_code="01", cardholder_id=plain.pk, actor="test", at=ISSUED)
+        anonymous = cards.card_issue_now(scheme_code="03", cardholder_id=None, actor="test", at=ISSUED)
+        accounts.account_open(card_no=elderly_card.card_no, actor="test")
+        accounts.account_topup(
+            card_no=elderly_card.card_no, amount_fen=5000, idempotency_key="t-topup", actor="test", at=ISSUED
+        )
+        accounts.purse_load(
+            card_no=elderly_card.card_no, amount_fen=2000, idempotency_key="t-load", actor="test", at=ISSUED
+        )
+        for code, items in (
+            (
+                "elderly-care",
+                [{"item": "高龄津贴", "amount_fen": 10000}, {"item": "交通补贴", "amount_fen": 2500}],
+            ),
+            ("heating", [{"item": "取暖补贴", "amount_fen": 3000}]),
+        ):
+            accounts.subsidy_programme_save(
+                code=code, name=code, items=items, category="elderly", actor="test"
+            )
+            accounts.subsidy_run(programme_code=code, period="2026-02", on=dt.date(2026, 2, 1), actor="test")
+        departments.department_create(
+            code=f"{prefix}-hrss", kind="hrss", name=f"{prefix} 人社局", actor="test"
+        )
+        departments.department_create(code=f"{prefix}-bank", kind="bank", name=f"{prefix} 银行", actor="test")
+        points = [
+            (
+                f"{prefix}-sp-1",
+                f"{prefix}-hrss",
+                "市民卡中心",
+                "解放路 1 号",
+                ["apply", "issue", "loss", "replace"],
+            ),
+            (f"{prefix}-sp-2", f"{prefix}-hrss", "社保窗口", "延安路 2 号", ["ss_activate", "enquiry"]),
+            (f"{prefix}-sp-3", f"{prefix}-bank", "银行网点", "解放路 3 号", ["topup", "loss"]),
+        ]
+        for code, dept, name, address, offered in points:
+            departments.service_point_create(
+                department=dept,
+                code=code,
+                name=name,
+                address=address,
+                hours="周一至周五 8:30-17:00",
+                services=offered,
+                actor="test",
+            )
+        if fares is not None:
+            fare_services.fares_document_load(tenant=tenant_obj, document=fares, actor="test")
+            fare_services.fares_publish(tenant=tenant_obj, actor="test", effective_from=RULES_FROM)
+    return People(
+        tenant_obj.code,
+        elderly_card.card_no,
+        elderly_id,
+        plain_card.card_no,
+        plain_id,
+        anonymous.card_no,
+        unregistered_id,
+        [p[0] for p in points],
+    )
+
+
+@pytest.fixture
+def hz_people(tenant):
+    """Hangzhou's cardholders and cards (see People), departments and service points, and its published
+    fare rules (the Hangzhou seed: elderly half price, free off-peak within a quota, …)."""
+    from citycard.tenants.fares import selectors
+    from citycard.tenants.fares.seeds import HANGZHOU
+
+    selectors._engines.clear()
+    yield people_in(tenant("hangzhou"), division="330102", prefix="hz", fares=HANGZHOU)
+    selectors._engines.clear()
+
+
+@pytest.fixture
+def jx_people(tenant):
+    """Jiaxing's (the other tenant of the isolation probes), without published fare rules."""
+    return people_in(tenant("jiaxing"), division="330402", prefix="jx")

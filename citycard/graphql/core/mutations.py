@@ -10,7 +10,7 @@ is not data but a top-level ``PERMISSION_DENIED`` error, as for queries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import graphene
 from django.db import transaction
@@ -44,6 +44,10 @@ class BaseMutationOptions(MutationOptions):
 
 
 class BaseMutation(graphene.Mutation):
+    # Service field names that the mutation's arguments call otherwise (e.g. ``{"card_no": "card_number"}``),
+    # so an error names the argument the caller sent.
+    error_fields: ClassVar[dict[str, str]] = {}
+
     class Meta:
         abstract = True
 
@@ -90,7 +94,7 @@ class BaseMutation(graphene.Mutation):
         code = (exc.code or "invalid").upper()
         if code not in error_class.code_values:
             code = "INVALID"
-        field = to_camel_case(exc.field) if exc.field else None
+        field = to_camel_case(cls.error_fields.get(exc.field, exc.field)) if exc.field else None
         return cls(errors=[error_class(field=field, message=exc.message, code=code)])
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
@@ -58,3 +59,19 @@ def ledger_totals() -> LedgerTotals:
         )
         balances_total, mismatched = cur.fetchone()
     return LedgerTotals(postings, unbalanced, legs_total, balances_total, mismatched)
+
+
+def accounts_of(*, cardholder_ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """The online accounts of these cardholders, by cardholder id (one query; those without are absent)."""
+    ids = sorted(set(cardholder_ids))
+    if not ids:
+        return {}
+    return {a.cardholder_id: a for a in LedgerAccount.objects.filter(cardholder_id__in=ids)}
+
+
+def purse_shadows(*, card_nos: Iterable[str]) -> dict[str, PurseShadow]:
+    """The e-purse shadow balances of these cards, by card number (one query; cards without are absent)."""
+    numbers = sorted(set(card_nos))
+    if not numbers:
+        return {}
+    return {s.card_no: s for s in PurseShadow.objects.filter(card_no__in=numbers)}

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from citycard.platform.errors import DomainError
-from citycard.tenants.cards.models import Card, Cardholder, CardScheme, HotlistEntry, HotlistHead
+from citycard.tenants.cards.models import (
+    Card,
+    Cardholder,
+    CardholderCategory,
+    CardScheme,
+    HotlistEntry,
+    HotlistHead,
+)
 from citycard.tenants.cards.pii import Sealer, id_number_parse, phone_normalise
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
@@ -217,3 +225,38 @@ def taps_hotlisted(
             [list(range(len(taps))), [t[0] for t in taps], [t[1] for t in taps], grace],
         )
         return {i: (listed_at, reason) for i, listed_at, reason in cur.fetchall()}
+
+
+# --- partner reads (GraphQL): lookups through the blind index, never returning the ID number ---------
+
+
+def cardholder_by_id_number(*, id_number: str, field: str = "id_number") -> Cardholder | None:
+    """The cardholder registered with this ID number (found through the blind index), or None.
+
+    A malformed ID number is a DomainError naming ``field``."""
+    number = id_number_parse(id_number, field=field).number
+    return Cardholder.objects.filter(id_blind=Sealer().blind("id", number)).first()
+
+
+def cardholder_verify(*, card_no: str, id_number: str) -> bool:
+    """Whether ``card_no`` is a card of this tenant held by the person with ``id_number`` (实名核验).
+
+    Compared through the blind index (the ID number is never decrypted); False for an unknown or anonymous
+    card. A malformed ID number is a DomainError (field ``id_number``)."""
+    number = id_number_parse(id_number).number
+    blind = Card.objects.filter(card_no=card_no).values_list("cardholder__id_blind", flat=True).first()
+    if not blind:
+        return False
+    return hmac.compare_digest(blind, Sealer().blind("id", number))
+
+
+def cardholder_categories(*, cardholder_id: int) -> list[CardholderCategory]:
+    """A cardholder's rider categories (every period, current or not), by code and start. One query."""
+    return list(CardholderCategory.objects.filter(cardholder_id=cardholder_id).order_by("code", "valid_from"))
+
+
+def categories_on(categories: Iterable[CardholderCategory], *, on: dt.date) -> frozenset[str]:
+    """The category codes valid on ``on`` among ``categories``."""
+    return frozenset(
+        c.code for c in categories if c.valid_from <= on and (c.valid_to is None or c.valid_to >= on)
+    )

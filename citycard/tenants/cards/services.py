@@ -612,6 +612,21 @@ def card_report_lost(
 
 
 @transaction.atomic
+def card_report_lost_once(
+    *, card_no: str, actor: str, reason: str = "lost", at: dt.datetime | None = None
+) -> tuple[Card, bool]:
+    """A loss report that a retry cannot repeat: (the card, True) when this call froze it; (the card, False)
+    when it is already frozen and on the hotlist by the same ``actor`` (the earlier report stands, its time
+    unchanged). A card frozen by someone else, or in any other state, is refused as by card_report_lost."""
+    card = _card(card_no)
+    if card.state == CardState.FROZEN:
+        earlier = HotlistEntry.objects.filter(card_no=card_no, removed_at__isnull=True).first()
+        if earlier is not None and earlier.actor == actor:
+            return card, False
+    return card_report_lost(card_no=card_no, actor=actor, reason=reason, at=at), True
+
+
+@transaction.atomic
 def card_unfreeze(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
     """Cancel a loss report (解挂): the card is active again and leaves the hotlist."""
     at = at or timezone.now()
@@ -715,6 +730,7 @@ __all__ = [
     "card_produce",
     "card_replace",
     "card_report_lost",
+    "card_report_lost_once",
     "card_ss_activate",
     "card_unfreeze",
     "cardholder_category_grant",

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from citycard.platform.errors import NotFound
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_key_purposes
 from citycard.platform.models import Tenant, TenantKey
-from citycard.tenants.departments.models import DataRead, Department, ServicePoint
+from citycard.tenants.departments.models import (
+    DataRead,
+    Department,
+    DepartmentKind,
+    ServiceKind,
+    ServicePoint,
+)
 
 
 def data_reads(*, cardholder_id: int) -> QuerySet[DataRead]:
@@ -58,3 +64,29 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
         schemes = (False, f"the {owner} card schemes are not published yet")
     items.append(ChecklistItem("card_schemes", "Card schemes published", *schemes))
     return items
+
+
+def service_points_search(
+    *, department_kind: str | None = None, service: str | None = None, text: str | None = None
+) -> QuerySet[ServicePoint]:
+    """Open service points (服务网点), with their departments: of a department kind, offering a service,
+    and/or whose name, address or department name contains ``text``. Unknown kinds or services are a
+    DomainError naming the field."""
+    qs = ServicePoint.objects.filter(active=True).select_related("department")
+    if department_kind:
+        if department_kind not in DepartmentKind.values:
+            raise DomainError(
+                f"unknown department kind {department_kind!r} (one of: {', '.join(DepartmentKind.values)})",
+                field="department_kind",
+            )
+        qs = qs.filter(department__kind=department_kind)
+    if service:
+        if service not in ServiceKind.values:
+            raise DomainError(
+                f"unknown service {service!r} (one of: {', '.join(ServiceKind.values)})", field="service"
+            )
+        qs = qs.filter(services__contains=[service])
+    words = (text or "").split()
+    for word in words:
+        qs = qs.filter(Q(name__icontains=word) | Q(address__icontains=word) | Q(department__name__icontains=word))
+    return qs

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import F
 from django.db.models.fields.json import KT
 
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_get, publication_latest
@@ -36,6 +36,7 @@ from citycard.terminal_kit.fares import (
     compile_document,
     load_signed,
 )
+from citycard.terminal_kit.fares.document import LegRule as PublishedLegRule
 from citycard.terminal_kit.signing import SignatureError
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -328,3 +329,40 @@ def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
     from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
 
     return feed_write(path, rules_to_gtfs(fares_rules_body()))
+
+
+# --- concessions a cardholder's categories give (partner reads) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Concessions:
+    """The published leg rules (优惠规则) that a local card of ``scheme`` with ``categories`` matches."""
+
+    version: int | None  # the published rule document read; None when none is published
+    owner: str | None  # whose rules (a county reads its city's)
+    rules: tuple[PublishedLegRule, ...]
+
+
+def concessions_for(
+    *, tenant: Tenant, categories: Iterable[str], scheme: str, on: dt.date
+) -> Concessions:
+    """Which concessions of the published rules apply to a local card of ``scheme`` whose holder has
+    ``categories`` (valid on ``on``): the leg rules naming one of the categories, valid on ``on``, for local
+    riders or any, for the card's scheme (or every scheme), needing no pass. Highest priority first, as the
+    evaluator tries them; whether one applies to a ride still depends on the route, time and quota."""
+    held = frozenset(categories)
+    try:
+        publication, engine = fares_published(tenant=tenant)
+    except NotFound:
+        return Concessions(version=None, owner=None, rules=())
+    rules = tuple(
+        rule
+        for rule in sorted(engine.rules.leg_rules, key=lambda r: (-r.priority, r.id))
+        if rule.categories & held
+        and (rule.valid_from is None or rule.valid_from <= on)
+        and (rule.valid_to is None or on <= rule.valid_to)
+        and rule.riders in ("any", "local")
+        and (not rule.media or scheme in rule.media)
+        and not rule.passes
+    )
+    return Concessions(version=publication.version, owner=publication.tenant.code, rules=rules)

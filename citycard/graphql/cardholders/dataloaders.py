@@ -1,0 +1,1 @@
+"""No batching needed yet: each cardholder field takes one card number (aliases are limited per document)."""

@@ -1,0 +1,1 @@
+"""No loaders: a page of service points fetches its departments in the same query (select_related)."""
