@@ -87,7 +87,7 @@ class CardReportLost(BaseMutation):
         number = card_number_valid(card_number)
         card = selectors.card_get(card_no=number)
         if card is None:
-            raise NotFound(f"no card {number} here", field="card_number")
+            raise NotFound("no card of this tenant has this number", field="card_number")
         if card.cardholder_id is None:
             raise DomainError(
                 f"card {number} is anonymous (不记名): it cannot be reported lost",
