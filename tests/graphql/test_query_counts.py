@@ -98,3 +98,74 @@ def test_platform_networks(client):
     n, data = count(client, "", NETWORKS)
     assert len(data["roamingNetworks"]) == 2
     assert n == FIXED_PLATFORM + 4  # networks, members (memberships and their counties), counties
+
+
+# --- the partner fields (tenant domain) ----------------------------------------------------------------
+
+CARD_FULL = """query($n: Int, $card: String!) { card(number: $card) {
+  number state scheme { code applications } applications validFrom expiresOn
+  balance { accountFen purseShadowFen }
+  transactions(first: $n) { edges { node { id amountFen terminal { terminalId } } } }
+} }"""
+SUBSIDIES = """query($n: Int, $card: String!) { subsidyPayments(cardNumber: $card, first: $n) {
+  edges { node { id amountFen programme { code name } period items { item amountFen } } } } }"""
+POINTS = """query($n: Int) { servicePoints(first: $n, filter: {text: "路"}) {
+  edges { node { code name services department { code kind name } } } } }"""
+# the access-log entry of a request that read personal data: savepoint, head lock, insert, head update, release
+ACCESS_LOG = 5
+
+
+@pytest.fixture
+def people_taps(tenant, hz_people):
+    cards = [SimCard(hz_people.elderly_card)]
+    taps_in(tenant("hangzhou"), terminal_id="HZ-QC-3", cards=cards, per_card=40)
+    return hz_people
+
+
+@pytest.mark.parametrize("size", [1, 10, 40])
+def test_card_with_balance_and_transactions(client, token, people_taps, size):
+    n, data = count(client, "hangzhou", CARD_FULL, {"n": size, "card": people_taps.elderly_card}, token)
+    assert len(data["card"]["transactions"]["edges"]) == size
+    # the card with its scheme; the account and the e-purse shadow (one loader); the page and its terminals
+    assert n == FIXED_TENANT + 1 + 2 + 2 + ACCESS_LOG
+
+
+def test_cards_under_aliases_batch_their_balances(client, token, hz_people):
+    query = " ".join(
+        f'c{i}: card(number: "{number}") {{ balance {{ accountFen purseShadowFen }} }}'
+        for i, number in enumerate([hz_people.elderly_card, hz_people.plain_card, hz_people.anonymous_card])
+    )
+    n, data = count(client, "hangzhou", "{ " + query + " }", None, token)
+    assert data["c0"]["balance"]["accountFen"] == 18_500
+    assert n == FIXED_TENANT + 3 + 2 + ACCESS_LOG  # a query per card asked for, one batch of balances
+
+
+@pytest.mark.parametrize("size", [1, 2, 10])
+def test_subsidy_payments_page(client, token, hz_people, size):
+    n, data = count(client, "hangzhou", SUBSIDIES, {"n": size, "card": hz_people.elderly_card}, token)
+    assert len(data["subsidyPayments"]["edges"]) == min(size, 2)
+    assert n == FIXED_TENANT + 1 + 2 + ACCESS_LOG  # the card; the page (runs, programmes), its items
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_service_points_page(client, token, hz_people, size):
+    n, data = count(client, "hangzhou", POINTS, {"n": size}, token)
+    assert len(data["servicePoints"]["edges"]) == min(size, 3)
+    assert n == FIXED_TENANT + 1  # the page with its departments
+
+
+def test_categories_and_verify(client, token, hz_people):
+    query = """query($card: String!) { cardholderCategories(cardNumber: $card, onDate: "2026-03-02") {
+      categories { code validFrom validTo } concessions { ruleId quota { id } } } }"""
+    count(client, "hangzhou", query, {"card": hz_people.elderly_card}, token)  # the rules compiled once
+    n, data = count(client, "hangzhou", query, {"card": hz_people.elderly_card}, token)
+    assert data["cardholderCategories"]["concessions"]
+    assert n == FIXED_TENANT + 1 + 1 + 2 + ACCESS_LOG  # the card; its categories; the publication, its owner
+    verify = "query($card: String!, $id: String!) { cardholderVerify(cardNumber: $card, idNumber: $id) { matches } }"
+    n, data = count(
+        client, "hangzhou", verify, {"card": hz_people.elderly_card, "id": hz_people.elderly_id}, token
+    )
+    assert data["cardholderVerify"]["matches"] is True
+    assert (
+        n == FIXED_TENANT + 3 + ACCESS_LOG
+    )  # the card's blind index; the data keys the HMAC key derives from
