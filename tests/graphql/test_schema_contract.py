@@ -43,14 +43,29 @@ def examples(endpoint: str) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_tenant_examples_run(client, hz_fleet):
+def test_tenant_examples_run(client, hz_fleet, hz_people):
     token = issue("hangzhou")
     found = examples("tenant")
-    assert len(found) == 4
+    assert len(found) == 11
     results = [data_of(gql(client, "hangzhou", query, token=token)) for query in found]
     assert len(results[1]["cardTransactions"]["edges"]) == 10
     assert len(results[2]["transactions"]["edges"]) == 30
     assert results[3]["terminals"]["edges"][0]["node"]["terminalId"] == "HZ-GQL-1"
+    card = results[4]["card"]
+    assert (card["number"], card["state"], card["balance"]["accountFen"]) == (
+        hz_people.elderly_card,
+        "ACTIVE",
+        18_500,
+    )
+    assert results[5]["cardholderVerify"] == {"matches": True}
+    concessions = results[6]["cardholderCategories"]["concessions"]
+    assert {c["ruleId"] for c in concessions} >= {"hz-elderly-free", "hz-elderly-peak"}
+    assert [len(e["node"]["items"]) for e in results[7]["subsidyPayments"]["edges"]] == [1, 2]
+    assert [e["node"]["code"] for e in results[8]["servicePoints"]["edges"]] == ["hz-sp-1", "hz-sp-3"]
+    lost = results[9]["cardReportLost"]
+    assert (lost["errors"], lost["card"]["state"], lost["alreadyReported"]) == ([], "FROZEN", False)
+    applied = results[10]["cardApply"]
+    assert (applied["errors"], applied["card"]["state"], applied["card"]["named"]) == ([], "APPLIED", False)
 
 
 @pytest.mark.django_db
