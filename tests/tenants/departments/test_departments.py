@@ -188,3 +188,33 @@ def test_grants_added_and_revoked_through_the_admin(client, tenant):
     )
     with tenant_context(tenant("jiaxing")):
         assert DataGrant.objects.get(pk=grant.pk).revoked_at is not None
+
+
+def test_service_points_search(tenant):
+    from citycard.tenants.departments.selectors import service_points_search
+
+    with tenant_context(tenant("haiyan")):
+        s.department_create(code="hy-hrss", kind="hrss", name="海盐县人社局", actor="t")
+        s.department_create(code="hy-bank", kind="bank", name="农商银行", actor="t")
+        for code, dept, offered in (("hy-1", "hy-hrss", ["apply", "loss"]), ("hy-2", "hy-bank", ["topup"])):
+            s.service_point_create(
+                department=dept,
+                code=code,
+                name=f"{code} 窗口",
+                address="武原街道 1 号",
+                hours="8:30-17:00",
+                services=offered,
+                actor="t",
+            )
+
+        def codes(**kwargs):
+            return [p.code for p in service_points_search(**kwargs).order_by("code")]
+
+        assert codes() == ["hy-1", "hy-2"]
+        assert codes(department_kind="bank") == ["hy-2"]
+        assert codes(service="loss") == ["hy-1"]
+        assert codes(text="农商 武原") == ["hy-2"]
+        for bad in ({"department_kind": "army"}, {"service": "swim"}):
+            with pytest.raises(DomainError) as info:
+                service_points_search(**bad)
+            assert info.value.field == next(iter(bad))
