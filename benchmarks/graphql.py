@@ -1,6 +1,6 @@
 """GraphQL on the tenant endpoint against a hand-written Django view returning the same JSON, in one run.
 
-    .venv/bin/python benchmarks/graphql.py [--taps 20000] [--cards 1000] [--requests 300]
+    .venv/bin/python benchmarks/graphql.py [--taps 20000] [--cards 1000] [--issued 50] [--requests 300]
 
 Runs in its own database (``citycard_bench_graphql``, dropped and re-created) on the embedded PostgreSQL,
 or on the server DATABASE_URL names. Hangzhou's terminals store ``--taps`` taps of ``--cards`` cards through
@@ -10,10 +10,14 @@ requested ``--requests`` times (after a warm-up) and timed per request:
 
 1. a card number's last 20 transactions with their terminals (``cardTransactions(first: 20)``; the
    access-log entry is written by both sides);
-2. a 100-node page of the tenant's transactions with their terminals (``transactions(first: 100)``).
+2. a 100-node page of the tenant's transactions with their terminals (``transactions(first: 100)``);
+3. a card by number with its scheme, validity, balances (online account, e-purse shadow) and last 20
+   transactions (``card(number) { … balance … transactions(first: 20) }``) for ``--issued`` cards issued
+   through the tenant domain's services (their taps among the others).
 
 The hand-written view does the same work by hand: the key lookup, one query for the rows, one for their
-terminals, the access-log entry, ``JsonResponse`` of the same shape. Queries per request are counted.
+terminals (for 3: the card with its scheme, the account, the shadow first), the access-log entry,
+``JsonResponse`` of the same shape. Queries per request are counted.
 Goal (issue 8): p95 ≤ 25 ms for the card query, within 2× of the hand-written view, queries flat.
 """
 
@@ -33,6 +37,10 @@ BENCH_DB = "citycard_bench_graphql"
 
 CARD_QUERY = """query($card: String!) { cardTransactions(cardNumber: $card, first: 20) { edges { cursor node {
   tappedAt amountFen balanceAfterFen service route terminal { terminalId operator } } } } }"""
+FULL_CARD_QUERY = """query($card: String!) { card(number: $card) { number state expiresOn
+  scheme { code nameZh } balance { accountFen purseShadowFen }
+  transactions(first: 20) { edges { cursor node { tappedAt amountFen balanceAfterFen service route
+  terminal { terminalId operator } } } } } }"""
 PAGE_QUERY = """query { transactions(first: 100) { edges { cursor node {
   tappedAt cardNumber amountFen balanceAfterFen service route terminal { terminalId operator } } } } }"""
 
@@ -75,6 +83,32 @@ def child(args) -> None:
     cards = [SimCard(card_number("330100", i)) for i in range(1, args.cards + 1)]
     start = dt.datetime(2026, 3, 2, 6, 0, tzinfo=SHANGHAI)
     with tenant_context(hangzhou):
+        from citycard.tenants.accounts.services import account_open, account_topup
+        from citycard.tenants.cards import services as card_services
+        from citycard.tenants.cards.pii import id_number_build
+
+        card_services.schemes_seed(actor="bench")
+        issued = []
+        for i in range(args.issued):
+            holder = card_services.cardholder_register(
+                actor="bench",
+                name=f"持卡人{i}",
+                id_number=id_number_build(
+                    division="330102",
+                    birth_date=dt.date(1960, 1, 1) + dt.timedelta(days=i // 900),
+                    sequence=i,
+                ),
+                local_hukou=True,
+            )
+            card = card_services.card_issue_now(
+                scheme_code="01", cardholder_id=holder.pk, actor="bench", at=start
+            )
+            account_open(card_no=card.card_no, actor="bench")
+            account_topup(
+                card_no=card.card_no, amount_fen=5000, idempotency_key=f"b{i}", actor="bench", at=start
+            )
+            issued.append(card.card_no)
+        cards += [SimCard(number) for number in issued]
         for sim in terminals:
             terminal_register(
                 terminal_id=sim.terminal_id,
@@ -100,7 +134,7 @@ def child(args) -> None:
         stored = Transaction.objects.count()
     connection.set_schema_to_public()
     _, token = services.api_key_issue(
-        tenant_code="hangzhou", name="bench app", scopes=["transactions:read"], actor="bench"
+        tenant_code="hangzhou", name="bench app", scopes=["transactions:read", "cards:read"], actor="bench"
     )
     settings.GRAPHQL_RATE_LIMIT = 10**9
 
@@ -149,10 +183,54 @@ def child(args) -> None:
         field = "cardTransactions" if card else "transactions"
         return JsonResponse({"data": {field: {"edges": edges}}})
 
+    from citycard.tenants.accounts.models import LedgerAccount, PurseShadow
+    from citycard.tenants.cards.models import Card
+
+    def hand_full_card(request):
+        key_id = services.api_key_parse(request.headers["Authorization"].split(" ", 1)[1])
+        key = selectors.api_key_by_id(key_id)
+        if key is None or key.tenant_id != request.tenant.pk:
+            return JsonResponse({"error": "key"}, status=401)
+        number = request.GET["card"]
+        card = Card.objects.select_related("scheme").filter(card_no=number).first()
+        account = LedgerAccount.objects.filter(cardholder_id=card.cardholder_id).first()
+        shadow = PurseShadow.objects.filter(card_no=number).first()
+        rows = list(Transaction.objects.filter(card_no=number).order_by("-tapped_at", "-id")[:20])
+        by_id = {
+            t.terminal_id: t for t in Terminal.objects.filter(terminal_id__in={r.terminal_id for r in rows})
+        }
+        edges = [
+            {
+                "cursor": _encode([r.tapped_at.isoformat(), r.id]),
+                "node": node(r, by_id.get(r.terminal_id), False),
+            }
+            for r in rows
+        ]
+        audit_record(
+            action="graphql.read",
+            actor=f"apikey:{key_id}",
+            object_type="apikey",
+            object_id=key_id,
+            data={"reads": [{"type": "card", "ids": [number]}]},
+        )
+        out = {
+            "number": card.card_no,
+            "state": card.state.upper(),
+            "expiresOn": card.expires_on.isoformat() if card.expires_on else None,
+            "scheme": {"code": card.scheme.code, "nameZh": card.scheme.name_zh},
+            "balance": {
+                "accountFen": account.balance_fen if account else None,
+                "purseShadowFen": shadow.balance_fen if shadow else None,
+            },
+            "transactions": {"edges": edges},
+        }
+        return JsonResponse({"data": {"card": out}})
+
     urls = types.ModuleType("bench_urls")
     urls.urlpatterns = [
         path("bench/card/", lambda r: hand_view(r, True)),
         path("bench/page/", lambda r: hand_view(r, False)),
+        path("bench/fullcard/", hand_full_card),
         path("", include("citycard.platform.urls")),
     ]
     sys.modules["bench_urls"] = urls
@@ -175,11 +253,20 @@ def child(args) -> None:
     def hand_page():
         return client.get("/bench/page/", {"n": 100})
 
+    def gql_full_card():
+        body = {"query": FULL_CARD_QUERY, "variables": {"card": rng.choice(issued)}}
+        return client.post("/graphql/", json.dumps(body), content_type="application/json")
+
+    def hand_full_card_call():
+        return client.get("/bench/fullcard/", {"card": rng.choice(issued)})
+
     scenarios = [
         ("GraphQL card + last 20", gql_card),
         ("hand-written view card + last 20", hand_card),
         ("GraphQL 100-node page", gql_page),
         ("hand-written view 100-node page", hand_page),
+        ("GraphQL card(number) + balance + 20", gql_full_card),
+        ("hand-written card + balance + 20", hand_full_card_call),
     ]
     counts, nodes = {}, {}
     for name, call in scenarios:
@@ -191,7 +278,8 @@ def child(args) -> None:
         counts[name] = len(queries.captured_queries)
         body = response.json()
         assert "errors" not in body, body
-        nodes[name] = len(next(iter(body["data"].values()))["edges"])
+        found = next(iter(body["data"].values()))
+        nodes[name] = len((found.get("transactions") or found)["edges"])
     if os.environ.get("BENCH_PROFILE"):  # cProfile of the GraphQL page requests
         import cProfile
 
@@ -222,12 +310,13 @@ def child(args) -> None:
         p50 = statistics.median(ordered)
         p95s[name] = ordered[int(len(ordered) * 0.95) - 1]
         print(
-            f"{name:34} p50 {p50:7.2f} ms  p95 {p95s[name]:7.2f} ms  queries/request {counts[name]:3d}"
+            f"{name:38} p50 {p50:7.2f} ms  p95 {p95s[name]:7.2f} ms  queries/request {counts[name]:3d}"
             f"  nodes {nodes[name]:3d}"
         )
     card = p95s["GraphQL card + last 20"] / p95s["hand-written view card + last 20"]
     page = p95s["GraphQL 100-node page"] / p95s["hand-written view 100-node page"]
-    print(f"GraphQL / hand-written p95: card {card:.2f}x  page {page:.2f}x")
+    full = p95s["GraphQL card(number) + balance + 20"] / p95s["hand-written card + balance + 20"]
+    print(f"GraphQL / hand-written p95: card {card:.2f}x  page {page:.2f}x  card(number) {full:.2f}x")
 
 
 def _reset_database(env: dict[str, str]) -> None:
@@ -251,6 +340,9 @@ def main() -> None:
     parser.add_argument("--taps", type=int, default=20_000)
     parser.add_argument("--cards", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--issued", type=int, default=50, help="cards issued through the services (scenario 3)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -511,3 +511,30 @@ def test_card_apply_in_a_county_is_refused(client, tenant):
     token = issue(county.code, [Scope.CARDS_APPLY])
     payload = data_of(gql(client, county.code, APPLY, {"s": "03", "k": "c-1"}, token=token))["cardApply"]
     assert [e["code"] for e in payload["errors"]] == ["COUNTY_READ_ONLY"]
+
+
+def test_costs_of_the_partner_fields(client, hz_people):
+    token = issue("hangzhou")
+
+    def cost(query: str) -> int:
+        return gql(client, "hangzhou", query, token=token).json()["extensions"]["cost"]["requestedQueryCost"]
+
+    number = hz_people.elderly_card
+    # card 1 + (transactions 1 + terminal 1) × 20 + balance 2
+    txs = "transactions(first: 20) { edges { node { id terminal { terminalId } } } }"
+    assert cost(f'{{ card(number: "{number}") {{ state {txs} balance {{ accountFen }} }} }}') == 1 + 40 + 2
+    # (page 1 + programme 1 + items 1) × 50
+    payments = "edges { node { amountFen programme { code } items { item } } }"
+    assert cost(f'{{ subsidyPayments(cardNumber: "{number}", first: 50) {{ {payments} }} }}') == 150
+    assert cost("{ servicePoints(first: 100) { edges { node { code department { code } } } } }") == 200
+    verify = (
+        f'{{ cardholderVerify(cardNumber: "{number}", idNumber: "{hz_people.elderly_id}") {{ matches }} }}'
+    )
+    assert cost(verify) == 5
+    mutation = 'mutation { cardApply(schemeCode: "03", requestKey: "c") { card { number } errors { code } } }'
+    assert cost(mutation) == 10 + 1 + 1
+    too_many = " ".join(
+        f'c{i}: subsidyPayments(cardNumber: "{number}", first: 100) {{ {payments} }}' for i in range(4)
+    )
+    response = gql(client, "hangzhou", "{ " + too_many + " }", token=token)
+    assert codes_of(response) == ["QUERY_TOO_COSTLY"]

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from citycard.platform.scopes import Scope
 from citycard.tenants.terminals.simulate import SimCard, card_number
 
 from .conftest import data_of, gql, issue, taps_in
@@ -169,3 +170,28 @@ def test_categories_and_verify(client, token, hz_people):
     assert (
         n == FIXED_TENANT + 3 + ACCESS_LOG
     )  # the card's blind index; the data keys the HMAC key derives from
+
+
+def test_mutations(client, hz_people):
+    token = issue("hangzhou", [Scope.CARDS_REPORT_LOSS, Scope.CARDS_APPLY])
+    data_of(gql(client, "hangzhou", "{ me { keyId } }", token=token))
+    report = """mutation($c: String!, $i: String!) { cardReportLost(cardNumber: $c, idNumber: $i) {
+      card { number state } reportedAt alreadyReported errors { code } } }"""
+    variables = {"c": hz_people.plain_card, "i": hz_people.plain_id}
+    n, data = count(client, "hangzhou", report, variables, token)
+    assert data["cardReportLost"]["errors"] == []
+    # the card, its blind index and the data keys; the card locked (twice, by the service and its transition);
+    # the state change and its audit entry; the hotlist check, head and entry and their audit entry; the
+    # savepoints of the nested transactions. Pinned so that a change is noticed.
+    assert n == FIXED_TENANT + 29 + ACCESS_LOG
+    n, data = count(client, "hangzhou", report, variables, token)
+    assert data["cardReportLost"]["alreadyReported"] is True
+    assert n == FIXED_TENANT + 12 + ACCESS_LOG  # the card read and checked again; nothing written
+    apply = """mutation($k: String!) { cardApply(schemeCode: "03", requestKey: $k) {
+      card { number } errors { code } } }"""
+    n, data = count(client, "hangzhou", apply, {"k": "qc-1"}, token)
+    assert data["cardApply"]["errors"] == []
+    # the request key looked up; the scheme; a serial taken; the card inserted; its audit entry; savepoints
+    assert n == FIXED_TENANT + 17
+    n, data = count(client, "hangzhou", apply, {"k": "qc-1"}, token)
+    assert n == FIXED_TENANT + 8  # the retry: the earlier card and its scheme, nothing written
