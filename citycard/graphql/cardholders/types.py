@@ -69,7 +69,9 @@ class CardholderCategories(graphene.ObjectType):
     card_number = graphene.String(required=True)
     on_date = graphene.Date(required=True, description="The day categories and rules were taken as of.")
     categories = NonNullList(RiderCategory, description="Every period, current or not, by code and start.")
-    fare_rules_version = graphene.Int(description="The published fare rules read; null: none published.")
+    fare_rules_version = graphene.Int(
+        description="The published fare rules read; null when none are published or no category is held."
+    )
     fare_rules_owner = graphene.String(description="Whose rules (a county rides on its city's).")
     concessions = NonNullList(
         Concession,
