@@ -13,10 +13,12 @@ from django_tenants.utils import tenant_context
 from citycard.platform import services
 from citycard.platform.models import ApiKey, Tenant
 from citycard.platform.scopes import Scope
+from citycard.tenants.accounts.models import LedgerAccount, SubsidyPayment
 from citycard.tenants.terminals.models import Transaction
 
 DEMO_APP = "Demo travel app"
 SAMPLE = "query($card: String!) { cardTransactions(cardNumber: $card, first: 5) { edges { node { tappedAt amountFen route terminal { terminalId operator } } } } }"  # noqa: E501
+CARD_SAMPLE = "query($card: String!) { card(number: $card) { state scheme { nameZh } expiresOn balance { accountFen purseShadowFen } } cardholderCategories(cardNumber: $card) { categories { code validTo } concessions { ruleId description } } subsidyPayments(cardNumber: $card, first: 5) { edges { node { programme { name } amountFen items { item amountFen } } } } }"  # noqa: E501
 
 
 def demo_step(ctx) -> None:
@@ -26,7 +28,14 @@ def demo_step(ctx) -> None:
     key, token = services.api_key_issue(
         tenant_code="hangzhou",
         name=DEMO_APP,
-        scopes=[Scope.TRANSACTIONS_READ, Scope.TERMINALS_READ, Scope.CARDS_READ],
+        scopes=[
+            Scope.TRANSACTIONS_READ,
+            Scope.TERMINALS_READ,
+            Scope.CARDS_READ,
+            Scope.CARDHOLDERS_CATEGORIES,
+            Scope.SUBSIDIES_READ,
+            Scope.SERVICE_POINTS_READ,
+        ],
         actor="demo",
     )
     with tenant_context(Tenant.objects.get(code="hangzhou")):
@@ -37,6 +46,9 @@ def demo_step(ctx) -> None:
             .order_by("-taps", "card_no")
             .first()
         )
+        # a card whose holder was paid a subsidy (the cards demo step pays the elderly)
+        paid = SubsidyPayment.objects.order_by("id").values_list("cardholder_id", flat=True).first()
+        account = LedgerAccount.objects.filter(cardholder_id=paid).first() if paid is not None else None
     connection.set_schema_to_public()
     card = busiest["card_no"] if busiest else "3301000000000000018"
     body = json.dumps({"query": SAMPLE, "variables": {"card": card}})
@@ -49,6 +61,25 @@ def demo_step(ctx) -> None:
     )
     answer = response.json()
     edges = (answer.get("data") or {}).get("cardTransactions", {}) or {}
+    card_facts = None
+    if account is not None:
+        card_body = json.dumps({"query": CARD_SAMPLE, "variables": {"card": account.card_no}})
+        card_response = Client().post(
+            "/graphql/",
+            card_body,
+            content_type="application/json",
+            HTTP_HOST=f"hangzhou.{settings.BASE_DOMAIN}",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        card_answer = card_response.json()
+        data = card_answer.get("data") or {}
+        card_facts = {
+            "body": card_body,
+            "status": card_response.status_code,
+            "errors": len(card_answer.get("errors", [])),
+            "state": (data.get("card") or {}).get("state"),
+            "payments": len(((data.get("subsidyPayments") or {}).get("edges")) or []),
+        }
     ctx.facts["graphql"] = {
         "token": token,
         "key_id": key.key_id,
@@ -56,6 +87,7 @@ def demo_step(ctx) -> None:
         "status": response.status_code,
         "nodes": len(edges.get("edges", [])),
         "cost": answer.get("extensions", {}).get("cost"),
+        "card": card_facts,
     }
     ctx.facts.setdefault("reports", []).append(_report)
 
@@ -75,4 +107,16 @@ def _report(ctx) -> None:
         soft_wrap=True,
         markup=False,
     )
+    card = facts.get("card")
+    if card:
+        ctx.console.print(
+            f"card query answered {card['status']} ({card['errors']} errors): a card {card['state']} with "
+            f"{card['payments']} subsidy payments; try it:"
+        )
+        ctx.console.print(
+            f"curl -s {url} -H 'Authorization: Bearer {facts['token']}' -H 'Content-Type: application/json' "
+            f"-d '{card['body']}'",
+            soft_wrap=True,
+            markup=False,
+        )
     ctx.console.print(f"Platform GraphQL (sign in as operator or clearing first): {ctx.url(None, '/graphql/')}")

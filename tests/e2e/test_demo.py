@@ -29,5 +29,6 @@ def test_the_demo_runs_and_runs_again():
             assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
             assert "haiyan (via jiaxing)" in out
             assert "sample query answered 200" in out and "partner key for hangzhou" in out
+            assert "card query answered 200 (0 errors)" in out
     finally:
         subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True)

@@ -24,7 +24,7 @@ def resolve_service_points(
     service: Any = None,
     text: str | None = None,
     **page: Any,
-):
+) -> ServicePointConnection:
     if text is not None and len(text) > TEXT_MAX:
         raise ApiError(
             f"filter.text is {len(text)} characters; at most {TEXT_MAX}",

@@ -16,7 +16,7 @@ from citycard.tenants.cards.selectors import card_get
 PAYMENT_KEYS = (Key("run__at", descending=True, kind="datetime"), Key("id", descending=True, kind="int"))
 
 
-def resolve_subsidy_payments(info: Any, *, card_number: str, **page: Any):
+def resolve_subsidy_payments(info: Any, *, card_number: str, **page: Any) -> SubsidyPaymentConnection:
     """The payments to the holder of a card of this tenant (none for another tenant's or an anonymous
     card); logged as a read of the cardholder's data."""
     number = card_number_check(card_number)

@@ -83,7 +83,9 @@ class CardReportLost(BaseMutation):
         error_type_class = CardReportLostError
 
     @classmethod
-    def perform_mutation(cls, root, info, card_number, id_number, reason="lost"):
+    def perform_mutation(
+        cls, root: Any, info: Any, card_number: str, id_number: str, reason: Any = "lost"
+    ) -> CardReportLost:
         number = card_number_valid(card_number)
         card = selectors.card_get(card_no=number)
         if card is None:
@@ -127,7 +129,9 @@ class CardApply(BaseMutation):
         error_type_class = CardApplyError
 
     @classmethod
-    def perform_mutation(cls, root, info, scheme_code, request_key, id_number=None):
+    def perform_mutation(
+        cls, root: Any, info: Any, scheme_code: str, request_key: str, id_number: str | None = None
+    ) -> CardApply:
         key = (request_key or "").strip()
         if not 1 <= len(key) <= REQUEST_KEY_MAX:
             raise DomainError(f"requestKey must be 1-{REQUEST_KEY_MAX} characters", field="request_key")
