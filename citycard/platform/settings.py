@@ -66,10 +66,12 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "citycard.interop",
 ]
 TENANT_APPS = [
     "citycard.platform.audit",
     "citycard.tenants.terminals",
+    "citycard.tenants.exchange",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

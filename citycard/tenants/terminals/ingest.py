@@ -90,6 +90,7 @@ def _parse_time(value: Any, what: str) -> dt.datetime:
     return moment
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
 _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
@@ -180,7 +181,15 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
         for c in categories
     ):
         raise _Reject("bad_field", "categories must be a list of short codes")
+    terminal_no = tap.get("terminal_no", "")
+    if not isinstance(terminal_no, str) or len(terminal_no) > 12 or not all(c in _HEX for c in terminal_no):
+        raise _Reject("bad_field", "terminal_no must be the SAM's terminal number in hex")
+    algorithm = tap.get("algorithm", 4)
+    if algorithm not in (0, 4):
+        raise _Reject("bad_field", "algorithm must be 0 (3DES) or 4 (SM4)")
     return Tap(
+        terminal_no=terminal_no.lower(),
+        algorithm=algorithm,
         index=0,
         card_no=card_no,
         issuer=issuer,

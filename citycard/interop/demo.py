@@ -1,0 +1,2 @@
+def demo_step(ctx) -> None:
+    pass
