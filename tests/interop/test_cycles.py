@@ -108,9 +108,7 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
     send("jiaxing", [good, bad_tac, replay, not_ours, no_sam])
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
-    status = {
-        r.record_id: (r.status, r.reason) for r in ClearingRecord.objects.filter(cycle=cycle)
-    }
+    status = {r.record_id: (r.status, r.reason) for r in ClearingRecord.objects.filter(cycle=cycle)}
     rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
     assert status == {
         rid(good): ("valid", ""),
@@ -124,7 +122,10 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
         exceptions = {e["record_id"]: e["reason"] for e in inbox_exceptions()}
     assert exceptions == {k: v[1] for k, v in status.items() if v[0] == "rejected"}
     # The acquirer bears rejected records: only the good one is netted.
-    assert sorted(cycle.positions.values_list("participant", "net_fen")) == [("hangzhou", -199), ("jiaxing", 199)]
+    assert sorted(cycle.positions.values_list("participant", "net_fen")) == [
+        ("hangzhou", -199),
+        ("jiaxing", 199),
+    ]
 
 
 def test_a_counter_cleared_in_an_earlier_cycle_is_a_replay_later(yrd_transit, send, collect):
