@@ -38,7 +38,7 @@ def settled(yrd_transit, send, collect):
 
 
 def test_each_participant_gets_a_reconciliation_file_in_its_inbox(settled, tenant):
-    cycle, records = settled
+    cycle, _records = settled
     files = {f.participant: f for f in ReconciliationFile.objects.filter(cycle=cycle)}
     assert sorted(files) == ["hangzhou", "jiaxing", "yrd-operator"]  # 500 fen × 10 bps = 0.5 → 1 fen
     with tenant_context(tenant("jiaxing")):
@@ -111,7 +111,7 @@ def test_dispute_inside_the_window_becomes_an_adjustment_in_a_later_cycle(settle
 
 
 def test_disputes_outside_the_window_or_by_strangers_are_refused(settled):
-    cycle, records = settled
+    _cycle, records = settled
     target = f"jiaxing-{records[0]['source_tx_id']}"
     with pytest.raises(DomainError) as info:
         dispute_raise(
