@@ -71,6 +71,9 @@ SHARED_APPS = [
 TENANT_APPS = [
     "citycard.platform.audit",
     "citycard.tenants.terminals",
+    "citycard.tenants.cards",
+    "citycard.tenants.departments",
+    "citycard.tenants.accounts",
     "citycard.tenants.exchange",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -215,6 +218,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
 TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
 TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
+# Taps on a card listed on the hotlist longer ago than this are flagged (time for terminals to download it).
+HOTLIST_GRACE_S = int(os.environ.get("CITYCARD_HOTLIST_GRACE_S", "1800"))
 
 LOGGING = {
     "version": 1,

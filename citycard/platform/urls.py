@@ -10,4 +10,5 @@ urlpatterns = [
     path("status.json", views.status, name="status"),
     path("admin/", tenant_admin.urls),
     path("", include("citycard.tenants.terminals.urls")),
+    path("", include("citycard.tenants.cards.urls")),
 ]

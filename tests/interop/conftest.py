@@ -104,12 +104,40 @@ def yrd_transit(db):
     )
 
 
+def cards_known(issuer, card_nos) -> None:
+    """Active cards of the issuer's transit-card scheme (城市通卡, 03), as its card domain holds them."""
+    from citycard.tenants.cards.models import Card, CardScheme
+    from citycard.tenants.cards.services import schemes_seed
+
+    with tenant_context(issuer):
+        if not CardScheme.objects.filter(code="03").exists():
+            schemes_seed(actor="test")
+        scheme = CardScheme.objects.get(code="03")
+        for number in card_nos:
+            Card.objects.get_or_create(
+                card_no=number,
+                defaults={
+                    "scheme": scheme,
+                    "state": "active",
+                    "applied_at": at(dt.date(2025, 1, 1), 9),
+                    "activated_at": at(dt.date(2025, 1, 2), 9),
+                },
+            )
+
+
 @pytest.fixture
 def send(tenant):
-    """``send('jiaxing', [records])``: put records in a tenant's outbox (as the ingestion sink does)."""
+    """``send('jiaxing', [records])``: put records in a tenant's outbox (as the ingestion sink does); the
+    issuers know the cards unless ``known=False``."""
     from citycard.tenants.exchange.services import outbox_put_clearing_records
 
-    def _send(code: str, records: list[dict], now: dt.datetime | None = None):
+    def _send(code: str, records: list[dict], now: dt.datetime | None = None, known: bool = True):
+        if known:
+            by_issuer: dict[str, list[str]] = {}
+            for r in records:
+                by_issuer.setdefault(r["issuer"], []).append(r["card_no"])
+            for issuer, numbers in by_issuer.items():
+                cards_known(tenant(issuer), numbers)
         with tenant_context(tenant(code)):
             return outbox_put_clearing_records(records, "test", now=now or at(DAY, 11))
 

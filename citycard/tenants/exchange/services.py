@@ -211,7 +211,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     grace = dt.timedelta(minutes=int(opened.body.get("hotlist_grace_minutes", 0)))
     master = issuer_tac_master(tenant=tenant)
     keys: dict[tuple[str, int], bytes] = {}
-    facts = card_facts_for(card_nos={r["card_no"] for r in records})
+    facts = card_facts_for(card_nos={r["card_no"] for r in records}, at=now)
     prefixes = {tenant.division_code, *tenant.counties.values_list("division_code", flat=True)}
     rejections: list[dict[str, str]] = []
     candidates: list[dict[str, Any]] = []

@@ -262,3 +262,49 @@ def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: 
         "terminal_no": tap.terminal_no,
         "algorithm": tap.algorithm,
     }
+
+
+# --- checks against the tenant's cards and accounts (citycard.tenants.cards / .accounts) ---------------
+
+
+def hotlist_grace() -> dt.timedelta:
+    """How long after a card goes on the hotlist its taps are still accepted unflagged: the time a
+    terminal may take to download the new list (``CITYCARD_HOTLIST_GRACE_S``, default 30 minutes)."""
+    from django.conf import settings
+
+    return dt.timedelta(seconds=settings.HOTLIST_GRACE_S)
+
+
+def hotlist_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Own cards tapped while on the hotlist for longer than the grace period → ``hotlisted``. One query."""
+    from citycard.tenants.cards.selectors import taps_hotlisted
+
+    own = [t for t in taps if t.routing == "own"]
+    found = taps_hotlisted(taps=[(t.card_no, t.tapped_at) for t in own], grace=hotlist_grace())
+    return [
+        Flag(own[i], "hotlisted", {"listed_at": listed_at.isoformat(), "reason": reason})
+        for i, (listed_at, reason) in sorted(found.items())
+    ]
+
+
+def purse_shadow_follow(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Own cards: the e-purse shadow follows each card's taps in card-counter order; a tap whose
+    balance_before differs from the shadow → ``shadow_divergence``. Two queries."""
+    from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
+
+    own = {(t.card_no, t.card_counter): t for t in taps if t.routing == "own"}
+    moves = [
+        PurseMovement(t.card_no, t.card_counter, t.balance_before_fen, t.balance_after_fen, t.tapped_at)
+        for t in own.values()
+    ]
+    return [
+        Flag(
+            own[(d.movement.card_no, d.movement.card_counter)],
+            "shadow_divergence",
+            {"shadow_fen": d.shadow_fen, "balance_before_fen": d.movement.balance_before_fen},
+        )
+        for d in purse_shadow_apply(movements=moves)
+    ]
+
+
+CHECKS.extend([hotlist_check, purse_shadow_follow])

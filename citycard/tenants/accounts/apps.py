@@ -1,0 +1,22 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """The online account on a double-entry ledger, the e-purse shadow, subsidies (市民卡账户、补贴)."""
+
+    name = "citycard.tenants.accounts"
+    label = "accounts"
+    verbose_name = "Accounts and subsidies"
+
+    role_permissions = {
+        "city_admin": {
+            "accounts.ledgeraccount": {"view"},
+            "accounts.posting": {"view"},
+            "accounts.leg": {"view"},
+            "accounts.purseshadow": {"view"},
+            "accounts.subsidyprogramme": {"view", "add", "change"},
+            "accounts.subsidyrun": {"view"},
+            "accounts.subsidypayment": {"view"},
+            "accounts.subsidyitem": {"view"},
+        },
+    }

@@ -1,0 +1,701 @@
+"""Changing schemes, cardholders, cards and the hotlist. Each function is one business action, atomic,
+writes an audit entry and refuses bad input or a wrong state with a DomainError (nothing written)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Tenant
+from citycard.tenants.cards.models import (
+    LIVE_STATES,
+    Application,
+    Card,
+    Cardholder,
+    CardholderCategory,
+    CardScheme,
+    CardState,
+    CategoryCode,
+    Eligibility,
+    HotlistEntry,
+    HotlistHead,
+)
+from citycard.tenants.cards.pii import (
+    Sealer,
+    current_tenant,
+    id_mask,
+    id_number_parse,
+    phone_mask,
+    phone_normalise,
+)
+from citycard.terminal_kit.cardno import card_number_build
+
+# The schemes of DESIGN §4 and the seeds (杭州/嘉兴/东莞 市民卡方案): what a new city starts with.
+DEFAULT_SCHEMES: list[dict[str, Any]] = [
+    {
+        "code": "01",
+        "name_zh": "社会保障·市民卡",
+        "name_en": "Social security citizen card",
+        "is_main": True,
+        "eligibility": [Eligibility.LOCAL_HUKOU, Eligibility.LOCAL_SOCIAL_INSURANCE],
+        "real_name": True,
+        "anonymous_allowed": False,
+        "one_per_person": True,
+        "applications": [
+            Application.SOCIAL_SECURITY,
+            Application.MEDICAL,
+            Application.TRANSIT,
+            Application.ONLINE_ACCOUNT,
+            Application.LIBRARY,
+            Application.PARK_PASS,
+        ],
+        "validity_years": 10,
+        "card_fee_fen": 0,
+        "replacement_fee_fen": 2000,
+    },
+    {
+        "code": "02",
+        "name_zh": "新居民卡",
+        "name_en": "New resident card",
+        "is_main": False,
+        "eligibility": [Eligibility.RESIDENCE_PERMIT],
+        "real_name": True,
+        "anonymous_allowed": False,
+        "one_per_person": True,
+        "applications": [
+            Application.SOCIAL_SECURITY,
+            Application.MEDICAL,
+            Application.TRANSIT,
+            Application.ONLINE_ACCOUNT,
+            Application.LIBRARY,
+        ],
+        "validity_years": 5,
+        "card_fee_fen": 0,
+        "replacement_fee_fen": 2000,
+    },
+    {
+        "code": "03",
+        "name_zh": "城市通卡",
+        "name_en": "City pass card",
+        "is_main": False,
+        "eligibility": [Eligibility.ANYONE],
+        "real_name": False,
+        "anonymous_allowed": True,
+        "one_per_person": False,
+        "applications": [Application.TRANSIT, Application.LIBRARY],
+        "validity_years": 6,
+        "card_fee_fen": 2000,
+        "replacement_fee_fen": 2000,
+    },
+    {
+        "code": "04",
+        "name_zh": "电子市民码",
+        "name_en": "Electronic citizen code",
+        "is_main": False,
+        "virtual": True,
+        "eligibility": [Eligibility.ANYONE],
+        "real_name": True,
+        "anonymous_allowed": False,
+        "one_per_person": True,
+        "applications": [Application.TRANSIT, Application.ONLINE_ACCOUNT, Application.LIBRARY],
+        "validity_years": 3,
+        "card_fee_fen": 0,
+        "replacement_fee_fen": 0,
+    },
+]
+
+SCHEME_FIELDS = (
+    "name_zh",
+    "name_en",
+    "is_main",
+    "eligibility",
+    "real_name",
+    "anonymous_allowed",
+    "one_per_person",
+    "virtual",
+    "applications",
+    "validity_years",
+    "card_fee_fen",
+    "replacement_fee_fen",
+    "account_overdraft_fen",
+    "enabled",
+)
+
+
+def _refuse_county(tenant: Tenant) -> None:
+    if tenant.kind == "county":
+        raise DomainError(
+            f"{tenant.code} is a county: it uses its city's card schemes and issues no cards of its own",
+            code="county_read_only",
+        )
+
+
+# --- schemes ------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def scheme_save(*, code: str, actor: str, **fields: Any) -> CardScheme:
+    """Create or update card scheme ``code`` (卡种). Only a city defines schemes."""
+    _refuse_county(current_tenant())
+    unknown = set(fields) - set(SCHEME_FIELDS)
+    if unknown:
+        raise DomainError(f"unknown scheme fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    if not (isinstance(code, str) and len(code) == 2 and code.isdigit()):
+        raise DomainError(f"scheme code {code!r} must be 2 digits", field="code")
+    for name in ("eligibility", "applications"):
+        allowed = Eligibility.values if name == "eligibility" else Application.values
+        bad = [v for v in fields.get(name, []) if v not in allowed]
+        if bad:
+            raise DomainError(f"unknown {name}: {', '.join(bad)}; use {', '.join(allowed)}", field=name)
+    for name in ("card_fee_fen", "replacement_fee_fen", "account_overdraft_fen"):
+        value = fields.get(name, 0)
+        if type(value) is not int or value < 0:
+            raise DomainError(f"{name} must be a whole number of fen, not negative", field=name)
+    scheme = CardScheme.objects.select_for_update().filter(code=code).first()
+    created = scheme is None
+    if created:
+        if not fields.get("eligibility") or not fields.get("applications") or not fields.get("name_zh"):
+            raise DomainError("a new scheme needs name_zh, eligibility and applications", field="name_zh")
+        scheme = CardScheme(code=code)
+    for name, value in fields.items():
+        setattr(scheme, name, value)
+    if not scheme.real_name and not scheme.anonymous_allowed:
+        raise DomainError("a scheme is real-name, anonymous or both", field="anonymous_allowed")
+    if scheme.is_main and not scheme.real_name:
+        raise DomainError("the main card is a real-name card", field="real_name")
+    scheme.save()
+    audit_record(
+        action="scheme.create" if created else "scheme.update",
+        actor=actor,
+        object_type="card_scheme",
+        object_id=code,
+        data={k: v for k, v in fields.items()},
+    )
+    return scheme
+
+
+@transaction.atomic
+def schemes_seed(*, actor: str) -> list[CardScheme]:
+    """Give a city the four standard schemes it lacks (re-running changes nothing)."""
+    out = []
+    for spec in DEFAULT_SCHEMES:
+        existing = CardScheme.objects.filter(code=spec["code"]).first()
+        if existing is not None:
+            out.append(existing)
+            continue
+        fields = {k: v for k, v in spec.items() if k != "code"}
+        out.append(scheme_save(code=spec["code"], actor=actor, **fields))
+    return out
+
+
+def schemes_publish(*, actor: str):
+    """Publish this city's schemes, signed, for its counties (and partners) to read (卡种发布)."""
+    from citycard.platform.publications import publication_publish
+    from citycard.tenants.cards.selectors import scheme_document
+
+    tenant = current_tenant()
+    _refuse_county(tenant)
+    return publication_publish(tenant=tenant, kind="card-schemes", payload=scheme_document(), actor=actor)
+
+
+# --- cardholders -------------------------------------------------------------------------------------
+
+
+def _check_categories(categories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for item in categories:
+        code = item.get("code")
+        if code not in CategoryCode.values:
+            raise DomainError(
+                f"unknown category {code!r}; use {', '.join(CategoryCode.values)}", field="categories"
+            )
+        start, end = item.get("valid_from"), item.get("valid_to")
+        if not isinstance(start, dt.date) or (end is not None and not isinstance(end, dt.date)):
+            raise DomainError(
+                f"category {code} needs valid_from (and optional valid_to) dates", field="categories"
+            )
+        if end is not None and end < start:
+            raise DomainError(f"category {code} ends ({end}) before it starts ({start})", field="categories")
+        out.append({"code": code, "valid_from": start, "valid_to": end, "evidence": item.get("evidence", "")})
+    return out
+
+
+@transaction.atomic
+def cardholder_register(
+    *,
+    name: str,
+    id_number: str,
+    phone: str = "",
+    address: str = "",
+    photo_ref: str = "",
+    local_hukou: bool = False,
+    local_social_insurance: bool = False,
+    residence_permit: bool = False,
+    employer: str = "",
+    community: str = "",
+    categories: Iterable[Mapping[str, Any]] = (),
+    actor: str,
+) -> Cardholder:
+    """Register a cardholder (持卡人登记). Birth date and sex come from the checked ID number; the ID number
+    and phone are stored encrypted; a person already registered (same ID number) is a Conflict."""
+    name = (name or "").strip()
+    if not name or len(name) > 60:
+        raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
+    parsed = id_number_parse(id_number)
+    phone = phone_normalise(phone) if phone else ""
+    checked = _check_categories(categories)
+    sealer = Sealer()
+    blind = sealer.blind("id", parsed.number)
+    if Cardholder.objects.filter(id_blind=blind).exists():
+        raise Conflict(
+            f"a cardholder with ID number {id_mask(parsed.number)} is already registered", field="id_number"
+        )
+    holder = Cardholder.objects.create(
+        name=name,
+        id_cipher=sealer.seal("id", parsed.number),
+        id_blind=blind,
+        id_masked=id_mask(parsed.number),
+        phone_cipher=sealer.seal("phone", phone) if phone else None,
+        phone_blind=sealer.blind("phone", phone) if phone else "",
+        phone_masked=phone_mask(phone) if phone else "",
+        key_id=sealer.key_id,
+        birth_date=parsed.birth_date,
+        sex=parsed.sex,
+        address=address,
+        photo_ref=photo_ref,
+        local_hukou=local_hukou,
+        local_social_insurance=local_social_insurance,
+        residence_permit=residence_permit,
+        employer=employer,
+        community=community,
+        created_at=timezone.now(),
+        created_by=actor,
+    )
+    CardholderCategory.objects.bulk_create(CardholderCategory(cardholder=holder, **c) for c in checked)
+    audit_record(
+        action="cardholder.register",
+        actor=actor,
+        object_type="cardholder",
+        object_id=holder.pk,
+        data={"id_masked": holder.id_masked, "categories": [c["code"] for c in checked]},
+    )
+    return holder
+
+
+@transaction.atomic
+def cardholder_category_grant(
+    *,
+    cardholder_id: int,
+    code: str,
+    valid_from: dt.date,
+    valid_to: dt.date | None = None,
+    evidence: str = "",
+    actor: str,
+) -> CardholderCategory:
+    """Put a cardholder in a rider category for a period (e.g. 敬老 from the 60th/70th birthday)."""
+    holder = Cardholder.objects.filter(pk=cardholder_id).first()
+    if holder is None:
+        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+    (item,) = _check_categories(
+        [{"code": code, "valid_from": valid_from, "valid_to": valid_to, "evidence": evidence}]
+    )
+    try:
+        with transaction.atomic():
+            category = CardholderCategory.objects.create(cardholder=holder, **item)
+    except IntegrityError:
+        raise Conflict(
+            f"{code} from {valid_from} is already recorded for this cardholder", field="valid_from"
+        ) from None
+    audit_record(
+        action="cardholder.category_grant",
+        actor=actor,
+        object_type="cardholder",
+        object_id=holder.pk,
+        data={"code": code, "valid_from": valid_from, "valid_to": valid_to},
+    )
+    return category
+
+
+@transaction.atomic
+def cardholder_pii_reencrypt(*, actor: str, limit: int = 10_000) -> int:
+    """Re-encrypt personal data still under a retired data key with the current one (after
+    ``citycard keys rotate --purpose data``); returns how many rows moved. Run until it returns 0."""
+    sealer = Sealer()
+    rows = list(Cardholder.objects.select_for_update().exclude(key_id=sealer.key_id).order_by("pk")[:limit])
+    for holder in rows:
+        id_number = sealer.open("id", holder.id_cipher, holder.key_id)
+        holder.id_cipher = sealer.seal("id", id_number)
+        if holder.phone_cipher is not None:
+            holder.phone_cipher = sealer.seal(
+                "phone", sealer.open("phone", holder.phone_cipher, holder.key_id)
+            )
+        holder.key_id = sealer.key_id
+    Cardholder.objects.bulk_update(rows, ["id_cipher", "phone_cipher", "key_id"], batch_size=1000)
+    if rows:
+        audit_record(
+            action="cardholder.reencrypt",
+            actor=actor,
+            object_type="data_key",
+            object_id=sealer.key_id,
+            data={"rows": len(rows)},
+        )
+    return len(rows)
+
+
+# --- cards -------------------------------------------------------------------------------------------
+
+
+def _scheme(code: str) -> CardScheme:
+    scheme = CardScheme.objects.filter(code=code).first()
+    if scheme is None:
+        raise NotFound(f"no card scheme {code!r} here", field="scheme_code")
+    if not scheme.enabled:
+        raise DomainError(
+            f"card scheme {code} ({scheme.name_zh}) is disabled", code="scheme_disabled", field="scheme_code"
+        )
+    return scheme
+
+
+def eligible(scheme: CardScheme, holder: Cardholder | None) -> bool:
+    if Eligibility.ANYONE in scheme.eligibility:
+        return True
+    if holder is None:
+        return False
+    held = {
+        Eligibility.LOCAL_HUKOU: holder.local_hukou,
+        Eligibility.LOCAL_SOCIAL_INSURANCE: holder.local_social_insurance,
+        Eligibility.RESIDENCE_PERMIT: holder.residence_permit,
+    }
+    return any(held.get(e, False) for e in scheme.eligibility)
+
+
+def serials_take(*, scheme: CardScheme, count: int) -> int:
+    """Reserve ``count`` serials of ``scheme``; returns the first (row-locked, so numbers never repeat)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE cards_cardscheme SET next_serial = next_serial + %s WHERE id = %s RETURNING next_serial - %s",
+            [count, scheme.pk, count],
+        )
+        return cur.fetchone()[0]
+
+
+def _card(card_no: str, *, lock: bool = True) -> Card:
+    qs = Card.objects.select_for_update() if lock else Card.objects
+    card = qs.select_related("scheme").filter(card_no=card_no).first()
+    if card is None:
+        raise NotFound(f"no card {card_no!r} here", field="card_no")
+    return card
+
+
+def _require(card: Card, action: str, allowed: Iterable[str]) -> None:
+    allowed = list(allowed)
+    if card.state not in allowed:
+        raise DomainError(
+            f"cannot {action} card {card.card_no}: it is {card.state}, and only a card that is "
+            f"{' or '.join(allowed)} can be",
+            code="invalid_state",
+            field="state",
+        )
+
+
+def _audit_card(card: Card, action: str, actor: str, **data: Any) -> None:
+    audit_record(
+        action=f"card.{action}",
+        actor=actor,
+        object_type="card",
+        object_id=card.card_no,
+        data={"state": card.state, **data},
+    )
+
+
+@transaction.atomic
+def card_apply(
+    *,
+    scheme_code: str,
+    cardholder_id: int | None = None,
+    source: str = "",
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Card:
+    """Apply for a card (申领): checks eligibility, real-name and one-per-person, takes the next number."""
+    tenant = current_tenant()
+    _refuse_county(tenant)
+    scheme = _scheme(scheme_code)
+    holder = None
+    if cardholder_id is not None:
+        holder = Cardholder.objects.select_for_update().filter(pk=cardholder_id).first()
+        if holder is None:
+            raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+    elif not scheme.anonymous_allowed:
+        raise DomainError(f"{scheme.name_zh} is a real-name card: give the cardholder", field="cardholder_id")
+    if not eligible(scheme, holder):
+        raise DomainError(
+            f"the cardholder is not eligible for {scheme.name_zh} (needs one of: {', '.join(scheme.eligibility)})",
+            code="not_eligible",
+            field="scheme_code",
+        )
+    if (
+        holder is not None
+        and scheme.one_per_person
+        and (Card.objects.filter(cardholder=holder, scheme=scheme, state__in=LIVE_STATES).exists())
+    ):
+        raise Conflict(
+            f"the cardholder already has a {scheme.name_zh}; report it lost and replace it instead",
+            code="one_per_person",
+            field="scheme_code",
+        )
+    if (
+        holder is not None
+        and scheme.is_main
+        and (Card.objects.filter(cardholder=holder, is_main=True, state__in=LIVE_STATES).exists())
+    ):
+        raise Conflict("the cardholder already has a main card", code="one_main_card", field="scheme_code")
+    serial = serials_take(scheme=scheme, count=1)
+    card = Card(
+        card_no=card_number_build(division=tenant.division_code, scheme=scheme.code, serial=serial),
+        scheme=scheme,
+        cardholder=holder,
+        is_main=scheme.is_main,
+        state=CardState.APPLIED,
+        applied_at=at or timezone.now(),
+        fee_fen=scheme.card_fee_fen,
+        source=source,
+    )
+    try:
+        with transaction.atomic():
+            card.save(force_insert=True)
+    except IntegrityError as exc:
+        if "card_one_live_main_per_person" in str(exc):
+            raise Conflict(
+                "the cardholder already has a main card", code="one_main_card", field="scheme_code"
+            ) from None
+        raise
+    _audit_card(card, "apply", actor, scheme=scheme.code, cardholder=holder.pk if holder else None)
+    return card
+
+
+def _transition(
+    card_no: str,
+    action: str,
+    allowed: Iterable[str],
+    target: str,
+    stamp: str,
+    actor: str,
+    at: dt.datetime | None,
+    **data: Any,
+) -> Card:
+    card = _card(card_no)
+    _require(card, action, allowed)
+    card.state = target
+    setattr(card, stamp, at or timezone.now())
+    card.save(update_fields=["state", stamp])
+    _audit_card(card, action, actor, **data)
+    return card
+
+
+@transaction.atomic
+def card_produce(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """The card is personalised (制卡)."""
+    return _transition(card_no, "produce", [CardState.APPLIED], CardState.PRODUCED, "produced_at", actor, at)
+
+
+@transaction.atomic
+def card_issue(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """The card is handed to the cardholder (发卡); its validity starts."""
+    card = _transition(card_no, "issue", [CardState.PRODUCED], CardState.ISSUED, "issued_at", actor, at)
+    issued = card.issued_at.date()
+    try:
+        card.expires_on = issued.replace(year=issued.year + card.scheme.validity_years)
+    except ValueError:  # 29 February
+        card.expires_on = issued.replace(year=issued.year + card.scheme.validity_years, day=28)
+    card.save(update_fields=["expires_on"])
+    return card
+
+
+@transaction.atomic
+def card_activate(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """The cardholder starts using the card (启用)."""
+    return _transition(card_no, "activate", [CardState.ISSUED], CardState.ACTIVE, "activated_at", actor, at)
+
+
+@transaction.atomic
+def card_ss_activate(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """Social-security activation (社保应用激活): its own step, on an active card of a social-security scheme."""
+    card = _card(card_no)
+    if Application.SOCIAL_SECURITY not in card.scheme.applications:
+        raise DomainError(
+            f"{card.scheme.name_zh} has no social-security application",
+            code="no_social_security",
+            field="card_no",
+        )
+    _require(card, "activate social security on", [CardState.ACTIVE])
+    if card.ss_activated_at is not None:
+        raise Conflict(
+            f"social security on card {card_no} was activated at {card.ss_activated_at:%Y-%m-%d %H:%M}",
+            code="already_activated",
+            field="card_no",
+        )
+    card.ss_activated_at = at or timezone.now()
+    card.save(update_fields=["ss_activated_at"])
+    _audit_card(card, "ss_activate", actor)
+    return card
+
+
+def _hotlist_bump(at: dt.datetime) -> int:
+    head = HotlistHead.objects.select_for_update().get(pk=1)
+    head.version += 1
+    head.changed_at = at
+    head.save(update_fields=["version", "changed_at"])
+    return head.version
+
+
+def _hotlist_add(card_no: str, reason: str, at: dt.datetime, actor: str) -> HotlistEntry | None:
+    if HotlistEntry.objects.filter(card_no=card_no, removed_at__isnull=True).exists():
+        return None
+    version = _hotlist_bump(at)
+    return HotlistEntry.objects.create(
+        card_no=card_no, reason=reason, listed_at=at, version_added=version, actor=actor
+    )
+
+
+@transaction.atomic
+def card_report_lost(
+    *, card_no: str, actor: str, reason: str = "lost", at: dt.datetime | None = None
+) -> Card:
+    """Loss report (挂失): the card is frozen and goes on the hotlist effective ``at`` (default now)."""
+    if reason not in {"lost", "stolen"}:
+        raise DomainError("a loss report's reason is lost or stolen", field="reason")
+    at = at or timezone.now()
+    card = _transition(
+        card_no, "report lost", [CardState.ACTIVE], CardState.FROZEN, "frozen_at", actor, at, reason=reason
+    )
+    entry = _hotlist_add(card_no, reason, at, actor)
+    audit_record(
+        action="hotlist.add",
+        actor=actor,
+        object_type="card",
+        object_id=card_no,
+        data={"reason": reason, "version": entry.version_added if entry else None, "listed_at": at},
+    )
+    return card
+
+
+@transaction.atomic
+def card_unfreeze(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """Cancel a loss report (解挂): the card is active again and leaves the hotlist."""
+    at = at or timezone.now()
+    card = _card(card_no)
+    _require(card, "unfreeze", [CardState.FROZEN])
+    card.state, card.frozen_at = CardState.ACTIVE, None
+    card.save(update_fields=["state", "frozen_at"])
+    _audit_card(card, "unfreeze", actor)
+    entry = HotlistEntry.objects.select_for_update().filter(card_no=card_no, removed_at__isnull=True).first()
+    if entry is not None:
+        entry.removed_at, entry.version_removed = at, _hotlist_bump(at)
+        entry.save(update_fields=["removed_at", "version_removed"])
+        audit_record(
+            action="hotlist.remove",
+            actor=actor,
+            object_type="card",
+            object_id=card_no,
+            data={"version": entry.version_removed},
+        )
+    return card
+
+
+@transaction.atomic
+def card_replace(*, card_no: str, actor: str, at: dt.datetime | None = None) -> Card:
+    """Replacement (补换卡): the old card ends (and stays on / goes on the hotlist), a new card of the same
+    scheme is issued to the same cardholder, and the e-purse shadow balance and the online account move
+    to it. Returns the new card."""
+    at = at or timezone.now()
+    old = _card(card_no)
+    _require(old, "replace", [CardState.ACTIVE, CardState.FROZEN])
+    if old.scheme.virtual:
+        raise DomainError("an electronic citizen code is re-issued, not replaced", field="card_no")
+    was = old.state
+    old.state, old.closed_at = CardState.REPLACED, at
+    old.save(update_fields=["state", "closed_at"])
+    _hotlist_add(card_no, "replaced", at, actor)
+    serial = serials_take(scheme=old.scheme, count=1)
+    new = Card.objects.create(
+        card_no=card_number_build(division=card_no[:6], scheme=old.scheme.code, serial=serial),
+        scheme=old.scheme,
+        cardholder=old.cardholder,
+        is_main=old.is_main,
+        state=CardState.ISSUED,
+        applied_at=at,
+        produced_at=at,
+        issued_at=at,
+        expires_on=old.expires_on,
+        fee_fen=old.scheme.replacement_fee_fen,
+        replaces=old,
+        source=f"replaces:{card_no}",
+        ss_activated_at=None,
+    )
+    from citycard.tenants.accounts.services import card_money_move  # accounts builds on cards
+
+    moved = card_money_move(old_card_no=old.card_no, new_card_no=new.card_no, actor=actor, at=at)
+    _audit_card(old, "replace", actor, previous_state=was, new_card=new.card_no, **moved)
+    _audit_card(new, "issue", actor, replaces=old.card_no)
+    return new
+
+
+@transaction.atomic
+def card_cancel(*, card_no: str, actor: str, reason: str = "", at: dt.datetime | None = None) -> Card:
+    """Cancellation (注销): from any live state; an issued or used card goes on the hotlist."""
+    at = at or timezone.now()
+    card = _card(card_no)
+    _require(card, "cancel", LIVE_STATES)
+    was = card.state
+    card.state, card.closed_at = CardState.CANCELLED, at
+    card.save(update_fields=["state", "closed_at"])
+    if was in (CardState.ISSUED, CardState.ACTIVE):
+        _hotlist_add(card_no, "cancelled", at, actor)
+    _audit_card(card, "cancel", actor, previous_state=was, reason=reason)
+    return card
+
+
+@transaction.atomic
+def card_issue_now(
+    *,
+    scheme_code: str,
+    cardholder_id: int | None,
+    actor: str,
+    source: str = "",
+    activate: bool = True,
+    at: dt.datetime | None = None,
+) -> Card:
+    """Apply, produce, issue (and activate) in one go, as an instant-issuance window does (即时制卡)."""
+    card = card_apply(scheme_code=scheme_code, cardholder_id=cardholder_id, source=source, actor=actor, at=at)
+    card_produce(card_no=card.card_no, actor=actor, at=at)
+    card = card_issue(card_no=card.card_no, actor=actor, at=at)
+    if activate:
+        card = card_activate(card_no=card.card_no, actor=actor, at=at)
+    return card
+
+
+__all__ = [
+    "card_activate",
+    "card_apply",
+    "card_cancel",
+    "card_issue",
+    "card_issue_now",
+    "card_produce",
+    "card_replace",
+    "card_report_lost",
+    "card_ss_activate",
+    "card_unfreeze",
+    "cardholder_category_grant",
+    "cardholder_pii_reencrypt",
+    "cardholder_register",
+    "scheme_save",
+    "schemes_publish",
+    "schemes_seed",
+]

@@ -1,0 +1,37 @@
+"""The hotlist download on a tenant's domain: ``GET /terminal/v1/hotlist[?since=N]`` (docs/tenants.md)."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from citycard.platform.keys import tenant_sign
+from citycard.tenants.cards.selectors import hotlist_payload, hotlist_version
+
+
+@require_GET
+def hotlist_download(request):
+    """The tenant-signed hotlist: full, or the delta since the version the terminal holds.
+
+    304 when the terminal is up to date. The list carries card numbers only (no personal data)."""
+    since_text = request.GET.get("since")
+    since: int | None = None
+    if since_text not in (None, ""):
+        if not since_text.isdigit():
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "invalid",
+                        "message": "since must be a non-negative whole version number",
+                    }
+                },
+                status=400,
+            )
+        since = int(since_text)
+        if since == hotlist_version():
+            return HttpResponse(status=304)
+    document = tenant_sign(tenant=request.tenant, payload=hotlist_payload(since=since))
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return HttpResponse(body, content_type="application/json")

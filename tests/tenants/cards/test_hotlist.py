@@ -1,0 +1,76 @@
+"""Hotlist versions and deltas, the signed download endpoint, and card_facts in one query."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from citycard.platform.keys import tenant_public_keys
+from citycard.tenants.cards import services as s
+from citycard.tenants.cards.selectors import card_facts, hotlist_payload, hotlist_version
+from citycard.terminal_kit.hotlist import Hotlist
+
+pytestmark = pytest.mark.django_db
+T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def active_cards(holder, n):
+    return [
+        s.card_issue_now(scheme_code="01", cardholder_id=holder().pk, actor="t").card_no for _ in range(n)
+    ]
+
+
+def test_versions_and_deltas(holder):
+    a, b, c = active_cards(holder, 3)
+    v0 = hotlist_version()
+    s.card_report_lost(card_no=a, actor="t", at=T0)
+    s.card_report_lost(card_no=b, actor="t", at=T0)
+    v2 = hotlist_version()
+    assert v2 == v0 + 2
+    s.card_unfreeze(card_no=a, actor="t", at=T0 + dt.timedelta(hours=1))
+    s.card_report_lost(card_no=c, actor="t", at=T0 + dt.timedelta(hours=1))
+    v4 = hotlist_version()
+    assert hotlist_payload()["cards"] == sorted([b, c])
+    assert hotlist_payload(since=v2)["delta"] == {"since": v2, "added": [c], "removed": [a]}
+    assert hotlist_payload(since=v0)["delta"] == {"since": v0, "added": sorted([b, c]), "removed": []}
+    assert hotlist_payload(since=v4)["delta"] == {"since": v4, "added": [], "removed": []}
+    # Lost again after being found: listed now, so it is added, never removed.
+    s.card_report_lost(card_no=a, actor="t", at=T0 + dt.timedelta(hours=2))
+    assert hotlist_payload(since=v2)["delta"]["added"] == sorted([a, c])
+    assert hotlist_payload(since=v2)["delta"]["removed"] == []
+
+
+def test_download_endpoint_full_delta_and_up_to_date(client, holder, city):
+    a, b = active_cards(holder, 2)
+    s.card_report_lost(card_no=a, actor="t", at=T0)
+    host = {"HTTP_HOST": "jiaxing.localhost"}
+    keys = tenant_public_keys(tenant=city)
+    full = client.get("/terminal/v1/hotlist", **host)
+    assert full.status_code == 200
+    held = Hotlist().apply(json.loads(full.content), keys=keys)
+    assert a in held and b not in held
+    s.card_report_lost(card_no=b, actor="t", at=T0)
+    s.card_unfreeze(card_no=a, actor="t", at=T0 + dt.timedelta(hours=1))
+    delta = client.get(f"/terminal/v1/hotlist?since={held.version}", **host)
+    held = held.apply(json.loads(delta.content), keys=keys)
+    assert b in held and a not in held and held.version == hotlist_version()
+    assert client.get(f"/terminal/v1/hotlist?since={held.version}", **host).status_code == 304
+    assert client.get("/terminal/v1/hotlist?since=-1", **host).status_code == 400
+
+
+def test_card_facts_one_query_whatever_the_number(holder):
+    few = active_cards(holder, 2)
+    many = active_cards(holder, 30)
+    s.card_report_lost(card_no=many[3], actor="t", at=T0)
+    for numbers in (few, [*many, "3304000100000000000"]):
+        with CaptureQueriesContext(connection) as queries:
+            facts = card_facts(card_nos=numbers, at=T0 + dt.timedelta(seconds=1))
+        assert len(queries.captured_queries) == 1
+    assert "3304000100000000000" not in facts
+    assert facts[many[3]].hotlisted_at == T0 and facts[many[3]].hotlist_reason == "lost"
+    assert facts[many[0]].hotlisted_at is None
+    assert facts[many[0]].scheme_code == "01" and facts[many[0]].state == "active"
