@@ -98,14 +98,25 @@ def test_zero_value_cycle_settles(yrd_transit, send, collect):
 
 
 def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, send, collect, tenant):
-    good = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=1, counter=5)
-    bad_tac = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=2, bad_tac=True)
+    from citycard.tenants.cards.services import card_report_lost
+
+    def rec(serial, **kw):
+        return record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=serial, **kw)
+
+    good = rec(1, counter=5)
+    bad_tac = rec(2, bad_tac=True)
     replay = dict(good, source_tx_id=good["source_tx_id"] + 777_000)  # same card, same counter again
-    replay["terminal_seq"] = good["terminal_seq"]
     not_ours = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="310000", serial=3)
-    no_sam = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=4)
+    no_sam = rec(4)
     no_sam["terminal_no"] = ""
-    send("jiaxing", [good, bad_tac, replay, not_ours, no_sam])
+    lost_long_ago = rec(5)  # hotlisted at 07:00, tapped at 09:00: beyond the 60-minute grace period
+    lost_just_now = rec(6)  # hotlisted at 08:30, tapped at 09:00: inside the grace period, valid
+    unknown = rec(7)
+    send("jiaxing", [good, bad_tac, replay, not_ours, no_sam, lost_long_ago, lost_just_now])
+    send("jiaxing", [unknown], known=False)
+    with tenant_context(tenant("hangzhou")):
+        card_report_lost(card_no=lost_long_ago["card_no"], actor="test", at=at(DAY, 7))
+        card_report_lost(card_no=lost_just_now["card_no"], actor="test", at=at(DAY, 8, 30))
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
     status = {r.record_id: (r.status, r.reason) for r in ClearingRecord.objects.filter(cycle=cycle)}
@@ -116,15 +127,18 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
         rid(replay): ("rejected", "counter_replayed"),
         rid(not_ours): ("rejected", "not_our_card"),
         rid(no_sam): ("rejected", "tac_invalid"),
+        rid(lost_long_ago): ("rejected", "hotlisted"),
+        rid(lost_just_now): ("valid", ""),
+        rid(unknown): ("rejected", "card_unknown"),
     }
-    assert cycle.validation_checks == {"hangzhou": ["issuer", "tac", "counter"]}
+    assert cycle.validation_checks == {"hangzhou": ["issuer", "card_known", "hotlist", "tac", "counter"]}
     with tenant_context(tenant("jiaxing")):
         exceptions = {e["record_id"]: e["reason"] for e in inbox_exceptions()}
     assert exceptions == {k: v[1] for k, v in status.items() if v[0] == "rejected"}
-    # The acquirer bears rejected records: only the good one is netted.
+    # The acquirer bears rejected records: only the two valid ones are netted (200 − 1 fee each).
     assert sorted(cycle.positions.values_list("participant", "net_fen")) == [
-        ("hangzhou", -199),
-        ("jiaxing", 199),
+        ("hangzhou", -398),
+        ("jiaxing", 398),
     ]
 
 
