@@ -208,6 +208,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 24 * 3600,
     },
     # Month partitions of the transaction table, made ahead in the template and every tenant.
+    # Clearing: cycles past their cut-off are closed and taken through to settlement.
+    "interop-cycles-close-due": {
+        "task": "citycard.interop.tasks.cycles_close_due",
+        "schedule": 15 * 60,
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,
