@@ -9,7 +9,9 @@ import sys
 import pytest
 
 
-@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs the demo on its own embedded PostgreSQL")
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="runs the demo on its own embedded PostgreSQL"
+)
 def test_the_demo_runs_and_runs_again(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
     env["CITYCARD_DATA_DIR"] = str(tmp_path / "demo")
@@ -22,4 +24,6 @@ def test_the_demo_runs_and_runs_again(tmp_path):
             assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
             assert "haiyan (via jiaxing)" in out
     finally:
-        subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
+        )
