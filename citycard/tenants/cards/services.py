@@ -695,7 +695,15 @@ __all__ = [
     "cardholder_category_grant",
     "cardholder_pii_reencrypt",
     "cardholder_register",
+    "cards_import",
     "scheme_save",
     "schemes_publish",
     "schemes_seed",
 ]
+
+
+def cards_import(**kwargs: Any):
+    """Batch issuance from a CSV (批量制卡): see citycard.tenants.cards.batch.cards_import."""
+    from citycard.tenants.cards.batch import cards_import as run
+
+    return run(**kwargs)
