@@ -156,6 +156,12 @@ def child(args) -> None:
     connection.set_schema_to_public()
     del keys
 
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai_tz)
     timings = {"outbox (acquirers sign)": t_outbox}
     start = time.perf_counter()
@@ -163,12 +169,6 @@ def child(args) -> None:
         interop.outbox_collect(tenant=tenant, now=now)
     timings["collect"] = time.perf_counter() - start
     cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
-    profiler = None
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
     for name, step in (
         ("close", interop.cycle_close),
         ("validate", interop.cycle_validate),
