@@ -312,3 +312,51 @@ class Dispute(models.Model):
                 fields=["record"], condition=Q(state="open"), name="dispute_one_open_per_record"
             )
         ]
+
+
+class NetworkHotlist(models.Model):
+    """The network hotlist's head (网络黑名单): the union of the members' hotlists, versioned."""
+
+    network = models.OneToOneField(RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist")
+    version = models.PositiveIntegerField(default=0)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+
+class NetworkHotlistEntry(models.Model):
+    """A card on a network's hotlist from ``version_added`` until ``version_removed`` (if it was removed)."""
+
+    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist_entries")
+    card_no = models.CharField(max_length=19)
+    issuer = models.CharField(max_length=30)
+    version_added = models.PositiveIntegerField()
+    version_removed = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["network_id", "card_no"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["network", "card_no"],
+                condition=Q(version_removed__isnull=True),
+                name="network_hotlist_one_live_entry",
+            )
+        ]
+        indexes = [models.Index(fields=["network", "version_added"], name="nhl_added_idx")]
+
+
+class MemberHotlist(models.Model):
+    """The version of a member's own hotlist the platform has applied (deltas must follow it)."""
+
+    tenant = models.CharField(max_length=30, unique=True)
+    version = models.PositiveIntegerField()
+    applied_at = models.DateTimeField()
+
+
+class HotlistDelivery(models.Model):
+    """The network hotlist version last delivered to a tenant's inbox (the next delivery is a delta)."""
+
+    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="+")
+    tenant = models.CharField(max_length=30)
+    version = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["network", "tenant"], name="hotlist_delivery_unique")]

@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from citycard.interop.hotlist import hotlist_update_receive
 from citycard.interop.models import (
     ClearingCycle,
     ClearingRecord,
@@ -399,6 +400,7 @@ def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
 
 _HANDLERS.update(
     {
+        "hotlist.update": hotlist_update_receive,
         "clearing.records": _records_accept,
         "clearing.dispute": _dispute_message,
         "clearing.reconciliation": _reconciliation_answer,

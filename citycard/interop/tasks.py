@@ -11,7 +11,7 @@ import time
 
 from django.db import connection, transaction
 
-from citycard.interop import selectors, services
+from citycard.interop import hotlist, selectors, services
 from citycard.platform.celery import app
 
 STEPS = {
@@ -67,8 +67,11 @@ def cycle_process(network: str, service: str, date: str, now: str | None = None)
 
 @app.task(name="citycard.interop.tasks.cycles_close_due")
 def cycles_close_due(now: str | None = None) -> list[str]:
-    """Beat: collect the outboxes, then take every open cycle past its cut-off through to settlement."""
+    """Beat: exchange the hotlists (every member's change reaches the whole network each round), collect
+    the outboxes, then take every open cycle past its cut-off through to settlement."""
     moment = _now(now)
+    hotlist.hotlists_exchange(now=moment)
+    connection.set_schema_to_public()
     services.outboxes_collect(now=moment)
     connection.set_schema_to_public()
     done = []
@@ -76,4 +79,12 @@ def cycles_close_due(now: str | None = None) -> list[str]:
         agreement = cycle.agreement
         cycle_process.run(agreement.network.code, agreement.service, cycle.business_date.isoformat(), now)
         done.append(services.cycle_label(cycle))
+    return done
+
+
+@app.task(name="citycard.interop.tasks.hotlists_exchange")
+def hotlists_exchange(now: str | None = None) -> dict:
+    """Members' hotlist changes to the platform, the network hotlists to every member's inbox."""
+    done = hotlist.hotlists_exchange(now=_now(now))
+    connection.set_schema_to_public()
     return done

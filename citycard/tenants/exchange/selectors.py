@@ -33,3 +33,25 @@ def inbox_exceptions() -> list[dict[str, Any]]:
         for item in message.body["exceptions"]:
             found.append({**item, "cycle": message.body["cycle"]})
     return found
+
+
+def network_hotlist(*, network: str) -> dict[str, Any]:
+    """The network hotlist as delivered to this tenant: the last full list with every later delta applied
+    in version order (``{"network", "version", "cards"}``)."""
+    cards: set[str] = set()
+    version = 0
+    messages = sorted(
+        (
+            m.body
+            for m in InboxMessage.objects.filter(kind="hotlist.network")
+            if m.body.get("network") == network
+        ),
+        key=lambda b: b["version"],
+    )
+    for body in messages:
+        if "cards" in body:
+            cards, version = set(body["cards"]), body["version"]
+        elif body["delta"]["since"] == version:
+            cards = (cards | set(body["delta"]["added"])) - set(body["delta"]["removed"])
+            version = body["version"]
+    return {"network": network, "version": version, "cards": sorted(cards)}

@@ -432,3 +432,34 @@ def _own_sent(tenant: Tenant, record_ids: Iterable[str]) -> dict[str, int]:
             if record["record_id"] in wanted:
                 found[record["record_id"]] = int(record["amount_fen"])
     return found
+
+
+# --- hotlist --------------------------------------------------------------------------------------------
+
+
+def hotlist_send(*, actor: str, now: dt.datetime | None = None) -> OutboxMessage | None:
+    """This city's hotlist for the network (``hotlist.update``): the delta since the version the platform
+    applied last, or the full list the first time (or when the platform asks for it). None if unchanged."""
+    from citycard.tenants.cards.selectors import hotlist_payload, hotlist_version
+
+    tenant = _tenant()
+    version = hotlist_version()
+    if OutboxMessage.objects.filter(kind="hotlist.update", state=OutboxState.PENDING).exists():
+        return None  # the platform has not taken the previous one yet
+    last = (
+        OutboxMessage.objects.filter(kind="hotlist.update", state=OutboxState.COLLECTED)
+        .order_by("-id")
+        .first()
+    )
+    applied = last.result.get("version") if last is not None and last.result.get("applied") else None
+    if applied == version:
+        return None
+    payload = hotlist_payload(since=applied)
+    suffix = "full" if "cards" in payload else f"d{applied}"
+    return outbox_put(
+        kind="hotlist.update",
+        message_id=f"hot-{tenant.code}-{version}-{suffix}",
+        body=payload,
+        actor=actor,
+        now=now,
+    )
