@@ -155,6 +155,7 @@ class RecordStatus(models.TextChoices):
 class RecordKind(models.TextChoices):
     TAP = "tap", "Roaming tap"
     ADJUSTMENT = "adjustment", "Adjustment from a dispute"
+    CLAIM = "claim", "Medical claim: the fund share the insured place owes the treatment place"
 
 
 class ClearingRecord(models.Model):

@@ -54,8 +54,10 @@ from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.models import RoamingNetwork, Tenant
+from citycard.platform.selectors import networks_shared
 from citycard.tenants.exchange import selectors as exchange_selectors
 from citycard.tenants.exchange import services as exchange
+from citycard.tenants.medical import services as medical
 
 log = logging.getLogger(__name__)
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -398,8 +400,69 @@ def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     return {"reconciliation": file.pk, "state": state}
 
 
+def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A treatment place's ``medical.claim``: the insured place adjudicates it in its own schema (signed
+    request, signed answer); the fund share becomes a clearing record of the monthly medical cycle (the
+    insured place owes the treatment place) and the outcome goes to the treatment place's inbox."""
+    body = opened.body
+    treatment = opened.sender.clearing_tenant
+    claim_id, card_no = str(body.get("claim_id", "")), str(body.get("card_no", ""))
+    if not claim_id.startswith(f"{opened.sender.code}-") or len(card_no) < 6:
+        raise EnvelopeRefused("medical.claim needs the sender's claim_id and a card number", code="malformed")
+    owner = Tenant.objects.filter(division_code=card_no[:6]).first()
+    if owner is None or owner.is_platform:
+        raise EnvelopeRefused(f"no tenant insures card {card_no}", code="malformed")
+    insured = owner.clearing_tenant
+    treated_at = dt.datetime.fromisoformat(body["treated_at"])
+    local_day = treated_at.astimezone(SHANGHAI).date()
+    shared = list(networks_shared(a=treatment, b=insured, on=local_day).values_list("code", flat=True))
+    if not shared:
+        raise EnvelopeRefused(f"{treatment.code} and {insured.code} share no network", code="malformed")
+    agreement = agreement_get(network_code=shared[0], service=Service.MEDICAL)
+    platform = Tenant.objects.get(schema_name="public")
+    request = envelope_seal(
+        sender=platform,
+        recipient=insured.code,
+        kind="medical.adjudicate",
+        message_id=f"adj-{claim_id}",
+        body=body,
+        now=now,
+    )
+    with tenant_context(insured):
+        answer = medical.claim_adjudicate(document=request, now=now)
+    connection.set_schema_to_public()
+    opened_answer = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("medical.adjudication",))
+    if opened_answer.sender.pk != insured.pk:
+        raise EnvelopeRefused("the adjudication is not the insured place's", code="malformed")
+    outcome = opened_answer.body
+    if outcome["fund_fen"] > 0:
+        cycle = _open_cycle_from(agreement, business_date_of(agreement, treated_at))
+        ClearingRecord.objects.get_or_create(
+            record_id=claim_id,
+            defaults={
+                "cycle": cycle,
+                "kind": RecordKind.CLAIM,
+                "message_id": opened.message_id,
+                "acquirer": treatment.code,
+                "issuer": insured.code,
+                "card_no": card_no,
+                "card_counter": 0,
+                "amount_fen": outcome["fund_fen"],
+                "issuer_fee_fen": fee_fen(outcome["fund_fen"], agreement.issuer_fee_bps),
+                "network_fee_fen": fee_fen(outcome["fund_fen"], agreement.network_fee_bps),
+                "accepted_at": treated_at,
+                "received_at": now,
+                "status": RecordStatus.VALID,
+                "data": {"claim": body, "adjudication": outcome},
+            },
+        )
+    _deliver(treatment.code, kind="medical.result", message_id=f"mres-{claim_id}", body=outcome, now=now)
+    return {"claim": claim_id, "fund_fen": outcome["fund_fen"], "patient_fen": outcome["patient_fen"]}
+
+
 _HANDLERS.update(
     {
+        "medical.claim": _medical_claim,
         "hotlist.update": hotlist_update_receive,
         "clearing.records": _records_accept,
         "clearing.dispute": _dispute_message,

@@ -75,6 +75,7 @@ TENANT_APPS = [
     "citycard.tenants.departments",
     "citycard.tenants.accounts",
     "citycard.tenants.exchange",
+    "citycard.tenants.medical",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
