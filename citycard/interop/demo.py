@@ -30,6 +30,7 @@ from citycard.tenants.cards.services import (
     card_report_lost,
     schemes_seed,
 )
+from citycard.tenants.medical import services as medical
 from citycard.tenants.terminals.demo import _demo_key, _validator
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal
@@ -52,6 +53,9 @@ FLOWS = [
 
 def _agreements(day: dt.date) -> None:
     for network in ("yrd", "gba"):
+        services.agreement_set(
+            network_code=network, service="medical", valid_from=dt.date(2020, 1, 1), actor="demo"
+        )
         services.agreement_set(
             network_code=network,
             service="transit",
@@ -140,16 +144,64 @@ def _day_of_roaming(ctx, day: dt.date) -> None:
         _ride(tenants[acquirer], card_nos, day, 8 + n, n)
 
 
+def _medical_visits(treated: dt.date) -> None:
+    """A Dongguan insured person treated twice in Shenzhen (异地就医), priced with Shenzhen's catalogue,
+    adjudicated under Dongguan's policy."""
+    shenzhen, dongguan = Tenant.objects.get(code="shenzhen"), Tenant.objects.get(code="dongguan")
+    with tenant_context(shenzhen):
+        for code, name, category, price, coverage, self_pay in (
+            ("D001", "阿莫西林胶囊", "drug", 2400, "A", 0),
+            ("D002", "头孢克肟片", "drug", 5800, "B", 1000),
+            ("T001", "CT 检查", "treatment", 30000, "A", 0),
+            ("M001", "进口耗材", "material", 8000, "C", 0),
+        ):
+            medical.catalogue_item_save(
+                code=code,
+                name=name,
+                category=category,
+                unit_price_fen=price,
+                coverage=coverage,
+                self_pay_bps=self_pay,
+                actor="demo",
+            )
+    with tenant_context(dongguan):
+        medical.policy_set(
+            year=treated.year,
+            deductible_fen=20000,
+            ratios_bps={"drug": 8000, "treatment": 9000},
+            annual_cap_fen=5_000_000,
+            actor="demo",
+        )
+    patient = _issue(dongguan, 1, treated)[0]
+    for n, items in enumerate(([("D001", 3), ("T001", 1)], [("D002", 2), ("T001", 1), ("M001", 1)]), start=1):
+        with tenant_context(shenzhen):
+            medical.claim_submit(
+                claim_no=f"{treated.isoformat()}-{n}",
+                card_no=patient,
+                department="深圳市人民医院",
+                treated_at=dt.datetime.combine(treated, dt.time(9 + n), tzinfo=SHANGHAI),
+                items=items,
+                actor="demo",
+            )
+
+
 def demo_step(ctx) -> None:
     today = timezone.now().astimezone(SHANGHAI).date()
     day = today - dt.timedelta(days=2)
+    treated = day.replace(day=1) - dt.timedelta(days=2)  # last month: its medical cycle has cut off
     _agreements(day)
     now = timezone.now()
     cycle = services.cycle_get(network_code="yrd", service="transit", business_date=day)
     if cycle.state == CycleState.OPEN:
         _day_of_roaming(ctx, day)
+    medical_cycle = services.cycle_get(network_code="gba", service="medical", business_date=treated)
+    if medical_cycle.state == CycleState.OPEN:
+        _medical_visits(treated)
     for network in ("yrd", "gba"):
         summary = tasks.cycle_process.run(network, "transit", day.isoformat(), now.isoformat())
+        _report(ctx, summary)
+    if now >= medical_cycle.cut_off_at:
+        summary = tasks.cycle_process.run("gba", "medical", treated.isoformat(), now.isoformat())
         _report(ctx, summary)
     ctx.console.print(
         "Clearing: `citycard clearing status --network yrd --service transit --date "

@@ -25,6 +25,7 @@ def test_the_demo_runs_and_runs_again(tmp_path):
             assert "haiyan (via jiaxing)" in out
             assert "Clearing cycle yrd-transit-" in out and "Clearing cycle gba-transit-" in out
             assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
+            assert "Clearing cycle gba-medical-" in out
     finally:
         subprocess.run(
             [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
