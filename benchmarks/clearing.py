@@ -162,6 +162,18 @@ def child(args) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    sql_times: dict[str, list[float]] = {}
+
+    def timed_sql(execute, sql, params, many, context):
+        begun = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            sql_times.setdefault(" ".join(sql.split())[:90], []).append(time.perf_counter() - begun)
+
+    wrapper = connection.execute_wrapper(timed_sql) if os.environ.get("BENCH_SQL") else None
+    if wrapper is not None:
+        wrapper.__enter__()
     now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai_tz)
     timings = {"outbox (acquirers sign)": t_outbox}
     start = time.perf_counter()
@@ -178,6 +190,10 @@ def child(args) -> None:
         start = time.perf_counter()
         cycle = step(cycle=cycle, now=now, actor="bench")
         timings[name] = time.perf_counter() - start
+    if wrapper is not None:
+        wrapper.__exit__(None, None, None)
+        for sql, times in sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]:
+            print(f"{sum(times):7.2f} s {len(times):5d}× {sql}")
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
