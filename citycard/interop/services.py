@@ -234,9 +234,9 @@ _HANDLERS: dict[str, Any] = {}
 def message_receive(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """Take one envelope addressed to the platform and return the result of acting on it.
 
-    Refusals raise EnvelopeRefused after being logged (MessageRefusal and the audit chain); the log is
-    written in its own savepoint-free transaction step so the caller's rollback keeps it only if the
-    caller commits (outbox_collect does)."""
+    Refusals raise EnvelopeRefused after being logged (MessageRefusal and the audit chain). The checks and
+    the effects run in a savepoint that a refusal rolls back; the log is written after it, in the caller's
+    transaction (outbox_collect commits it with the refused outbox message)."""
     now = now or timezone.now()
     try:
         with transaction.atomic():
