@@ -140,3 +140,14 @@ def test_collect_answers_refusals_in_the_outbox(yrd_transit, tenant, send, colle
     with tenant_context(tenant("jiaxing")):
         message = OutboxMessage.objects.get()
     assert message.state == "refused" and message.result["refused"] == "sender_suspended"
+
+
+def test_fields_added_after_signing_are_refused(yrd_transit, tenant):
+    body = _with_ids(_records())
+    for key in ("a", "zz", "body_sha2"):
+        document = _seal(tenant, body, message_id=f"clr-jiaxing-x{key}")
+        document["payload"][key] = 1
+        _refused(document, "bad_signature")
+    unsigned = _seal(tenant, body, message_id="clr-jiaxing-u")
+    del unsigned["signature"]
+    _refused(unsigned, "bad_signature")
