@@ -90,36 +90,58 @@ def _kill(proc) -> None:
     proc.wait(10)
 
 
-def test_worker_killed_mid_step_then_resumed_gives_identical_results(committed_db):
-    agreement_set(
-        network_code="gba",
-        service="transit",
-        valid_from=dt.date(2020, 1, 1),
-        issuer_fee_bps=30,
-        network_fee_bps=5,
-        actor="test",
-    )
-    _day_of_roaming(D1, 7000)
-    _day_of_roaming(D2, 8000)
-    after = lambda day: at(day + dt.timedelta(days=1), 5).isoformat()  # noqa: E731
+STEP_ORDER = ["close", "validate", "net", "settle"]
+KILL_DAYS = {
+    "close": dt.date(2025, 3, 4),
+    "validate": D2,
+    "net": dt.date(2025, 3, 5),
+    "settle": dt.date(2025, 3, 6),
+}
 
-    # D1 undisturbed, on one worker.
-    with celery_worker(name="clr-a"):
-        reference = tasks.cycle_process.delay("gba", "transit", D1.isoformat(), after(D1)).get(timeout=120)
-    assert reference["state"] == "settled" and reference["rejected_by_reason"] == {"tac_invalid": 1}
 
-    # D2: close, then kill the worker while validation is held open before its commit.
-    with celery_worker(name="clr-b", extra_env={"CITYCARD_CLEARING_PAUSE_AT": "validate"}) as proc:
-        tasks.cycle_step.delay("gba", "transit", D2.isoformat(), "close", after(D2)).get(timeout=60)
-        tasks.cycle_step.delay("gba", "transit", D2.isoformat(), "validate", after(D2))
+@pytest.fixture(scope="module")
+def reference(django_db_setup, django_db_blocker):
+    """D1 cleared undisturbed on one worker: what every interrupted cycle must end up equal to."""
+    with django_db_blocker.unblock():
+        agreement_set(
+            network_code="gba",
+            service="transit",
+            valid_from=dt.date(2020, 1, 1),
+            issuer_fee_bps=30,
+            network_fee_bps=5,
+            actor="test",
+        )
+        _day_of_roaming(D1, 7000)
+        with celery_worker(name="clr-a"):
+            summary = tasks.cycle_process.delay("gba", "transit", D1.isoformat(), _after(D1)).get(timeout=120)
+    assert summary["state"] == "settled" and summary["rejected_by_reason"] == {"tac_invalid": 1}
+    return summary
+
+
+def _after(day: dt.date) -> str:
+    return at(day + dt.timedelta(days=1), 5).isoformat()
+
+
+@pytest.mark.parametrize("kill_at", STEP_ORDER)
+def test_worker_killed_mid_step_then_resumed_gives_identical_results(committed_db, reference, kill_at):
+    day = KILL_DAYS[kill_at]
+    _day_of_roaming(day, 8000 + 100 * STEP_ORDER.index(kill_at))
+    before = STEP_ORDER[: STEP_ORDER.index(kill_at)]
+    # Run the steps before, then kill the worker while ``kill_at`` is held open before its commit.
+    with celery_worker(name=f"clr-{kill_at}", extra_env={"CITYCARD_CLEARING_PAUSE_AT": kill_at}) as proc:
+        for step in before:
+            tasks.cycle_step.delay("gba", "transit", day.isoformat(), step, _after(day)).get(timeout=60)
+        tasks.cycle_step.delay("gba", "transit", day.isoformat(), kill_at, _after(day))
         time.sleep(4)
         _kill(proc)
-    cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=D2)
-    assert cycle.state == "closed" and cycle.records.filter(status="pending").count() == 10
+    cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=day)
+    expected_state = {"close": "open", "validate": "closed", "net": "validated", "settle": "netted"}[kill_at]
+    assert cycle.state == expected_state  # the killed step left nothing behind
+    assert cycle.journals.count() == (1 if kill_at == "settle" else 0)
 
-    with celery_worker(name="clr-c"):
-        resumed = tasks.cycle_process.delay("gba", "transit", D2.isoformat(), after(D2)).get(timeout=120)
-        again = tasks.cycle_process.delay("gba", "transit", D2.isoformat(), after(D2)).get(timeout=120)
+    with celery_worker(name=f"clr-{kill_at}-2"):
+        resumed = tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day)).get(timeout=120)
+        again = tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day)).get(timeout=120)
     assert _comparable(resumed) == _comparable(reference)
     assert again == resumed  # re-running a settled cycle changes nothing, files included
     cycle.refresh_from_db()
