@@ -320,28 +320,17 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         cycle = cycles.get((agreement.pk, day))
         if cycle is None:
             cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)
+        if type(record.get("card_counter")) is not int or not isinstance(record.get("card_no"), str):
+            raise EnvelopeRefused(f"record {record_id}: bad card number or counter", code="malformed")
         rows.append(
-            [
-                record_id,
-                cycle.pk,
-                RecordKind.TAP,
-                opened.message_id,
-                sender_city.code,
-                issuer_code,
-                record["card_no"],
-                record["card_counter"],
-                amount,
-                fee_fen(amount, agreement.issuer_fee_bps),
-                fee_fen(amount, agreement.network_fee_bps),
-                accepted_at.isoformat(),
-                now.isoformat(),
-                json.dumps(record, ensure_ascii=False, separators=(",", ":")),
-            ]
+            (cycle.pk, fee_fen(amount, agreement.issuer_fee_bps), fee_fen(amount, agreement.network_fee_bps))
         )
-    inserted = records_insert(rows)
+    inserted = _records_insert_json(
+        records, rows, message_id=opened.message_id, acquirer=sender_city.code, now=now
+    )
     by_cycle: dict[str, int] = defaultdict(int)
     for row in rows:
-        by_cycle[str(row[1])] += 1
+        by_cycle[str(row[0])] += 1
     return {"records": len(rows), "new": inserted, "cycles": dict(by_cycle)}
 
 
@@ -349,6 +338,48 @@ _RECORD_COLUMNS = (
     "record_id, cycle_id, kind, message_id, acquirer, issuer, card_no, card_counter, amount_fen, issuer_fee_fen,"
     " network_fee_fen, accepted_at, received_at, data"
 )
+
+
+_INSERT_JSON_SQL = """
+INSERT INTO interop_clearingrecord (record_id, cycle_id, kind, message_id, acquirer, issuer, card_no, card_counter,
+    amount_fen, issuer_fee_fen, network_fee_fen, accepted_at, received_at, data, status, reason, reason_message,
+    adjusts)
+SELECT j.r->>'record_id', x.cycle_id, 'tap', %(message)s, %(acquirer)s, j.r->>'issuer', j.r->>'card_no',
+    (j.r->>'card_counter')::bigint, (j.r->>'amount_fen')::bigint, x.ifee, x.nfee, (j.r->>'tapped_at')::timestamptz,
+    %(received)s, j.r, 'pending', '', '', ''
+FROM jsonb_array_elements(%(doc)s::jsonb) WITH ORDINALITY AS j(r, n)
+JOIN unnest(%(cycles)s::bigint[], %(ifees)s::bigint[], %(nfees)s::bigint[])
+    WITH ORDINALITY AS x(cycle_id, ifee, nfee, n) ON x.n = j.n
+ON CONFLICT (record_id) DO NOTHING
+"""
+
+
+def _records_insert_json(
+    records: list[dict[str, Any]],
+    rows: list[tuple[int, int, int]],
+    *,
+    message_id: str,
+    acquirer: str,
+    now: dt.datetime,
+) -> int:
+    """Insert the records of one message in one statement: PostgreSQL takes each record from the message's
+    JSON (kept whole as ``data``), Python adds the cycle and the fees; a known record id is skipped."""
+    if not records:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(
+            _INSERT_JSON_SQL,
+            {
+                "message": message_id,
+                "acquirer": acquirer,
+                "received": now,
+                "doc": json.dumps(records, ensure_ascii=False, separators=(",", ":")),
+                "cycles": [r[0] for r in rows],
+                "ifees": [r[1] for r in rows],
+                "nfees": [r[2] for r in rows],
+            },
+        )
+        return cur.rowcount
 
 
 def records_insert(rows: list[list[Any]]) -> int:
