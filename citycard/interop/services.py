@@ -418,15 +418,32 @@ def _dispute_message(opened: Opened, now: dt.datetime) -> dict[str, Any]:
 
 
 def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A participant's (or one of its counties') answer to a reconciliation file. The file is confirmed
+    once every schema whose taps it lists has confirmed; one mismatch makes it a mismatch."""
     body = opened.body
     participant = opened.sender.clearing_tenant.code
-    file = ReconciliationFile.objects.filter(sha256=body.get("file_sha256"), participant=participant).first()
+    file = (
+        ReconciliationFile.objects.select_for_update()
+        .filter(sha256=body.get("file_sha256"), participant=participant)
+        .first()
+    )
     if file is None:
         raise EnvelopeRefused(
             f"no reconciliation file {body.get('file_sha256')!r} for {participant}", code="malformed"
         )
-    state = "confirmed" if body.get("result") == "confirmed" else "mismatch"
-    ReconciliationFile.objects.filter(pk=file.pk).update(state=state, answer=body, answered_at=now)
+    expected = file.answer.get("expected", [participant])
+    if opened.sender.code not in expected:
+        raise EnvelopeRefused(f"{opened.sender.code} was not sent file {file.message_id}", code="malformed")
+    answers = {**file.answer.get("answers", {}), opened.sender.code: body}
+    if any(a.get("result") != "confirmed" for a in answers.values()):
+        state = "mismatch"
+    elif set(answers) >= set(expected):
+        state = "confirmed"
+    else:
+        state = "sent"
+    file.answer = {"expected": expected, "answers": answers}
+    file.state, file.answered_at = state, now
+    file.save(update_fields=["answer", "state", "answered_at"])
     return {"reconciliation": file.pk, "state": state}
 
 
@@ -937,12 +954,24 @@ def _participants(cycle: ClearingCycle) -> list[str]:
 
 
 def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
+    """Each participant's file, delivered to it and to each of its counties whose taps it lists."""
     label = cycle_label(cycle)
-    tenants = set(Tenant.objects.exclude(schema_name="public").values_list("code", flat=True))
+    tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT acquirer, split_part(record_id, '-', 1) FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND kind = 'tap' AND split_part(record_id, '-', 1) <> acquirer",
+            [cycle.pk],
+        )
+        sources: dict[str, set[str]] = defaultdict(set)
+        for acquirer, schema in cur.fetchall():
+            if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
+                sources[acquirer].add(schema)
     for participant in _participants(cycle):
         text, totals = reconciliation_csv(cycle, participant)
         digest = hashlib.sha256(text.encode()).hexdigest()
         message_id = f"rcn-{label}-{participant}"
+        recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
         ReconciliationFile.objects.create(
             cycle=cycle,
             participant=participant,
@@ -950,13 +979,20 @@ def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
             sha256=digest,
             totals=totals,
             message_id=message_id,
+            answer={"expected": recipients, "answers": {}},
         )
-        if participant in tenants:
+        for code in recipients:
             _deliver(
-                participant,
+                code,
                 kind="clearing.reconciliation",
                 message_id=message_id,
-                body={"cycle": label, "sha256": digest, "csv": text, "totals": totals},
+                body={
+                    "cycle": label,
+                    "participant": participant,
+                    "sha256": digest,
+                    "csv": text,
+                    "totals": totals,
+                },
                 now=now,
             )
 

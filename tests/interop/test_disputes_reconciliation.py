@@ -73,7 +73,7 @@ def test_confirmation_at_totals_level_and_mismatch_drilldown(settled, tenant, co
     collect("hangzhou", now=at(NEXT, 7))
     answer = ReconciliationFile.objects.get(cycle=cycle, participant="hangzhou")
     assert answer.state == "mismatch"
-    assert answer.answer["mismatched"] == [
+    assert answer.answer["answers"]["hangzhou"]["mismatched"] == [
         {"record_id": f"hangzhou-{records[3]['source_tx_id']}", "file_fen": 100, "own_fen": 150}
     ]
 
@@ -126,3 +126,25 @@ def test_disputes_outside_the_window_or_by_strangers_are_refused(settled):
         dispute_id=dispute.pk, accept=False, resolution="valid tap", actor="clearing", now=at(NEXT, 7)
     )
     assert not ClearingRecord.objects.filter(adjusts=target).exists()
+
+
+def test_a_citys_file_is_checked_by_its_counties_for_their_own_taps(yrd_transit, send, collect, tenant):
+    own = record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=11, amount=300)
+    county = record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=12, amount=400)
+    send("hangzhou", [own])
+    send("tonglu", [county])  # a Tonglu bus: Hangzhou acquires, the record comes from Tonglu's outbox
+    collect("hangzhou")
+    collect("tonglu")
+    cycle = cycle_run(
+        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+    )
+    file = ReconciliationFile.objects.get(cycle=cycle, participant="hangzhou")
+    assert file.answer["expected"] == ["hangzhou", "tonglu"] and file.totals["acquired_amount_fen"] == 700
+    for code in ("hangzhou", "tonglu"):
+        with tenant_context(tenant(code)):
+            message_id = InboxMessage.objects.get(kind="clearing.reconciliation").message_id
+            reconciliation_check(message_id=message_id, actor="test", now=at(NEXT, 6))
+        collect(code, now=at(NEXT, 7))
+        file.refresh_from_db()
+        assert file.state == ("sent" if code == "hangzhou" else "confirmed")
+    assert file.answer["answers"]["tonglu"]["totals"] == {"acquired_records": 1, "acquired_amount_fen": 400}

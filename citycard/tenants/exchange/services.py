@@ -386,14 +386,18 @@ def reconciliation_check(*, message_id: str, actor: str, now: dt.datetime | None
         raise NotFound(f"no reconciliation file {message_id!r} in the inbox", field="message_id")
     body = message.body
     totals, details = reconciliation_parse(body["csv"])
-    own = _own_sent(tenant, [d["record_id"] for d in details if d["role"] == "acquirer"])
-    mine = [d for d in details if d["role"] == "acquirer" and d["status"] == "valid"]
+    # A city's file also lists its counties' taps; each schema checks the records it sent itself.
+    acquired = [
+        d for d in details if d["role"] == "acquirer" and d["status"] == "valid" and d["kind"] == "tap"
+    ]
+    mine = [d for d in acquired if d["record_id"].startswith(f"{tenant.code}-")]
+    own = _own_sent(tenant, [d["record_id"] for d in mine])
     own_count = sum(1 for d in mine if d["record_id"] in own)
     own_amount = sum(own[d["record_id"]] for d in mine if d["record_id"] in own)
-    file_count, file_amount = (
-        int(totals.get("acquired_records", 0)),
-        int(totals.get("acquired_amount_fen", 0)),
-    )
+    if len(mine) == len(acquired) and all(d["kind"] == "tap" for d in details if d["role"] == "acquirer"):
+        file_count, file_amount = int(totals["acquired_records"]), int(totals["acquired_amount_fen"])
+    else:
+        file_count, file_amount = len(mine), sum(int(d["amount_fen"]) for d in mine)
     mismatched: list[dict[str, Any]] = []
     if (own_count, own_amount) != (file_count, file_amount) or len(mine) != own_count:
         for d in mine:
@@ -411,6 +415,7 @@ def reconciliation_check(*, message_id: str, actor: str, now: dt.datetime | None
         "cycle": body["cycle"],
         "file_sha256": body["sha256"],
         "result": "mismatch" if mismatched else "confirmed",
+        "scope": tenant.code,
         "totals": {"acquired_records": own_count, "acquired_amount_fen": own_amount},
         "mismatched": mismatched,
     }
