@@ -8,6 +8,7 @@ be safe to run again.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ DEMO_TENANTS = [
     ("dongguan", "441900"),
     ("shenzhen", "440300"),
 ]
+# Members since well before any day the demo clears (its roaming day is two days ago).
+DEMO_JOINED_ON = dt.date(2024, 1, 1)
 DEMO_MEMBERSHIPS = [
     ("yrd", "shanghai"),
     ("yrd", "hangzhou"),
@@ -81,7 +84,9 @@ def platform_step(ctx: DemoContext) -> None:
         if not NetworkMembership.objects.filter(
             network__code=network_code, tenant__code=tenant_code
         ).exists():
-            services.network_join(network_code=network_code, tenant_code=tenant_code, actor="demo")
+            services.network_join(
+                network_code=network_code, tenant_code=tenant_code, joined_on=DEMO_JOINED_ON, actor="demo"
+            )
     _ensure_user(ctx, "operator", Role.PLATFORM_OPERATOR, None)
     _ensure_user(ctx, "clearing", Role.CLEARING_STAFF, None)
     for code, tenant in ctx.tenants.items():

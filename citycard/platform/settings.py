@@ -68,6 +68,7 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "graphene_django",  # GraphiQL's template
     "citycard.graphql",  # no models: its `citycard graphql schema` command
+    "citycard.interop",
 ]
 TENANT_APPS = [
     "citycard.platform.audit",
@@ -76,6 +77,8 @@ TENANT_APPS = [
     "citycard.tenants.cards",
     "citycard.tenants.departments",
     "citycard.tenants.accounts",
+    "citycard.tenants.exchange",
+    "citycard.tenants.medical",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -212,6 +215,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "graphql-rate-windows-purge": {
         "task": "citycard.platform.tasks.rate_windows_purge",
         "schedule": 3600,
+    },
+    # Clearing: cycles past their cut-off are closed and taken through to settlement.
+    "interop-cycles-close-due": {
+        "task": "citycard.interop.tasks.cycles_close_due",
+        "schedule": 15 * 60,
     },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",

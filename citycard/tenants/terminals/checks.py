@@ -285,16 +285,9 @@ def _route_uncached(*, acquirer: Tenant, issuer: str, on: dt.date) -> Route:
 # --- the interop outbox -----------------------------------------------------------------------------
 
 # ``ROAMING_SINK(records, actor)`` puts clearing records into this tenant's interop outbox, inside the
-# ingestion transaction. Wire it when citycard.tenants.exchange is merged, e.g.:
-#
-#     def _to_outbox(records, actor):
-#         for record in records:
-#             outbox_put_clearing_record(record=record, actor=actor)
-#     ROAMING_SINK = _to_outbox
-#
-# (a bulk ``outbox_put_clearing_records`` keeps the upload's query count flat.) Until then roaming taps
-# are stored with ``outbox_state = "pending"`` and ``services.roaming_pending_handoff`` delivers the
-# backlog once a sink exists: no tap is lost or sent twice.
+# ingestion transaction: ``citycard.tenants.exchange`` wires ``outbox_put_clearing_records`` here when its
+# app loads (one signed envelope per upload, a fixed number of queries). Taps stored while no sink was
+# wired stay ``outbox_state = "pending"`` and ``services.roaming_pending_handoff`` delivers them.
 RoamingSink = Callable[[list[dict[str, Any]], str], None]
 ROAMING_SINK: RoamingSink | None = None
 

@@ -90,6 +90,7 @@ def _parse_time(value: Any, what: str) -> dt.datetime:
     return moment
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
 _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
@@ -98,7 +99,6 @@ def luhn_valid(number: str) -> bool:
     return (sum(digits[-1::-2]) + sum(_LUHN_DOUBLE[d] for d in digits[-2::-2])) % 10 == 0
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
 _ALGORITHMS = frozenset((0, 4))
 
 

@@ -1,0 +1,33 @@
+from django.apps import AppConfig
+
+
+class InteropConfig(AppConfig):
+    """Roaming agreements, signed messages, clearing cycles, netting, settlement (互联互通清算)."""
+
+    name = "citycard.interop"
+    label = "interop"
+    verbose_name = "Interop clearing"
+
+    role_permissions = {
+        "clearing_staff": {
+            "interop.roamingagreement": {"view"},
+            "interop.clearingcycle": {"view"},
+            "interop.clearingrecord": {"view"},
+            "interop.bilateralposition": {"view"},
+            "interop.netposition": {"view"},
+            "interop.settlementinstruction": {"view"},
+            "interop.journal": {"view"},
+            "interop.posting": {"view"},
+            "interop.reconciliationfile": {"view"},
+            "interop.dispute": {"view", "change"},
+            "interop.messagerefusal": {"view"},
+            "interop.receivedmessage": {"view"},
+        },
+        "platform_operator": {
+            "interop.roamingagreement": {"view", "add", "change"},
+            "interop.clearingcycle": {"view"},
+            "interop.messagerefusal": {"view"},
+        },
+    }
+    demo_step = "citycard.interop.demo.demo_step"
+    demo_order = 80

@@ -1,0 +1,239 @@
+"""Demo step: a day of roaming in both networks through terminals and ingestion, then its clearing cycle.
+
+Jiaxing cards ride Hangzhou and Shanghai buses, Hangzhou cards ride in Jiaxing, Dongguan and Shenzhen
+cards ride in each other's city; among them a card reported lost before it was tapped and a card its
+issuer never issued. The day cleared is two days ago (Asia/Shanghai), whose cut-off has passed whenever
+the demo runs; taps go through the terminal_kit validator (real TACs under each issuer's card key from the vault),
+the signed upload, the acquirer's outbox, collection, issuer validation, netting and settlement, run by
+the same Celery task functions the workers run. Re-running finds the cycle settled and only reports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+from rich.table import Table
+
+from citycard.interop import services, tasks
+from citycard.interop.models import CycleState
+from citycard.platform.keys import tenant_public_keys
+from citycard.platform.models import Tenant
+from citycard.tenants.cards.models import Card
+from citycard.tenants.cards.services import (
+    card_activate,
+    card_apply,
+    card_issue,
+    card_produce,
+    card_report_lost,
+    schemes_seed,
+)
+from citycard.tenants.medical import services as medical
+from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
+from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.models import Terminal
+from citycard.tenants.terminals.services import terminal_register
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.signing import public_key_bytes
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+# (network, acquirer, issuer, riders): whose cards ride whose buses.
+FLOWS = [
+    ("yrd", "hangzhou", "jiaxing", 5),
+    ("yrd", "shanghai", "jiaxing", 3),
+    ("yrd", "jiaxing", "hangzhou", 4),
+    ("gba", "shenzhen", "dongguan", 4),
+    ("gba", "dongguan", "shenzhen", 3),
+]
+
+
+def _agreements(day: dt.date) -> None:
+    for network in ("yrd", "gba"):
+        services.agreement_set(
+            network_code=network, service="medical", valid_from=dt.date(2020, 1, 1), actor="demo"
+        )
+        services.agreement_set(
+            network_code=network,
+            service="transit",
+            valid_from=dt.date(2020, 1, 1),
+            issuer_fee_bps=50,
+            network_fee_bps=10,
+            cut_off=dt.time(4, 0),
+            actor="demo",
+        )
+
+
+def _issue(issuer: Tenant, count: int, day: dt.date) -> list[str]:
+    """Active transit cards (城市通卡, scheme 03) of the issuer, issued well before the day."""
+    issued_at = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(10), tzinfo=SHANGHAI)
+    numbers = []
+    with tenant_context(issuer):
+        schemes_seed(actor="demo")
+        for _ in range(count):
+            card = card_apply(scheme_code="03", actor="demo", source="demo-roaming", at=issued_at)
+            for step in (card_produce, card_issue, card_activate):
+                step(card_no=card.card_no, actor="demo", at=issued_at)
+            numbers.append(card.card_no)
+    return numbers
+
+
+def _ride(acquirer: Tenant, card_nos: list[str], day: dt.date, hour: int, n: int) -> dict:
+    """The acquirer's bus takes one tap per card at the day's ``hour`` and uploads the batch."""
+    terminal_id = f"{acquirer.code[:3].upper()}-RMG-{n:03d}"
+    with tenant_context(acquirer):
+        if not Terminal.objects.filter(terminal_id=terminal_id).exists():
+            terminal_register(
+                terminal_id=terminal_id,
+                operator=f"{acquirer.name_zh}公交",
+                department="transport",
+                service="bus",
+                route="K1",
+                public_key=public_key_bytes(_demo_key(terminal_id)),
+                actor="demo",
+            )
+        validator = _validator(acquirer, terminal_id, 900 + n, "K1", acquirer.division_code)
+        for i, card_no in enumerate(card_nos):
+            card = VirtualCard(
+                CardProfile(card_no=card_no), _card_keys(card_no[:6]), balance=5_000, offline_atc=i
+            )
+            validator.transport.insert(card)
+            validator.clock = lambda i=i: dt.datetime.combine(day, dt.time(hour, 5 * i), tzinfo=SHANGHAI)
+            validator.tap()
+        document = validator.store.batch_open(
+            terminal_id=terminal_id,
+            tenant=acquirer.code,
+            key=_demo_key(terminal_id),
+            key_id=f"{terminal_id}:k1",
+            rule_version=0,
+            hotlist_version=0,
+            now=timezone.now(),
+        )
+        if document is None:
+            return {"accepted": 0}
+        result = batch_ingest(tenant=acquirer, body=json.dumps(document, ensure_ascii=False).encode())
+        validator.store.batch_acknowledged(
+            batch_id=document["payload"]["batch_id"],
+            ack=json.loads(result.body),
+            tenant_keys=tenant_public_keys(tenant=acquirer),
+        )
+    return {"accepted": result.accepted}
+
+
+def _day_of_roaming(ctx, day: dt.date) -> None:
+    tenants = {
+        t.code: t for t in Tenant.objects.filter(code__in={f[1] for f in FLOWS} | {f[2] for f in FLOWS})
+    }
+    for n, (_network, acquirer, issuer, riders) in enumerate(FLOWS, start=1):
+        card_nos = _issue(tenants[issuer], riders, day)
+        if n == 1:
+            # A bad tap: the first rider reported the card lost at 07:00 and it was tapped at 08:00.
+            with tenant_context(tenants[issuer]):
+                card_report_lost(
+                    card_no=card_nos[0],
+                    actor="demo",
+                    at=dt.datetime.combine(day, dt.time(7), tzinfo=SHANGHAI),
+                )
+            # Another: a card number the issuer never issued (a forged or test card).
+            with tenant_context(tenants[issuer]):
+                serial = 9_000_000 + Card.objects.count()
+            card_nos.append(
+                card_number_build(division=tenants[issuer].division_code, scheme="03", serial=serial)
+            )
+        _ride(tenants[acquirer], card_nos, day, 8 + n, n)
+
+
+def _medical_visits(treated: dt.date) -> None:
+    """A Dongguan insured person treated twice in Shenzhen (异地就医), priced with Shenzhen's catalogue,
+    adjudicated under Dongguan's policy."""
+    shenzhen, dongguan = Tenant.objects.get(code="shenzhen"), Tenant.objects.get(code="dongguan")
+    with tenant_context(shenzhen):
+        for code, name, category, price, coverage, self_pay in (
+            ("D001", "阿莫西林胶囊", "drug", 2400, "A", 0),
+            ("D002", "头孢克肟片", "drug", 5800, "B", 1000),
+            ("T001", "CT 检查", "treatment", 30000, "A", 0),
+            ("M001", "进口耗材", "material", 8000, "C", 0),
+        ):
+            medical.catalogue_item_save(
+                code=code,
+                name=name,
+                category=category,
+                unit_price_fen=price,
+                coverage=coverage,
+                self_pay_bps=self_pay,
+                actor="demo",
+            )
+    with tenant_context(dongguan):
+        medical.policy_set(
+            year=treated.year,
+            deductible_fen=20000,
+            ratios_bps={"drug": 8000, "treatment": 9000},
+            annual_cap_fen=5_000_000,
+            actor="demo",
+        )
+    patient = _issue(dongguan, 1, treated)[0]
+    for n, items in enumerate(([("D001", 3), ("T001", 1)], [("D002", 2), ("T001", 1), ("M001", 1)]), start=1):
+        with tenant_context(shenzhen):
+            medical.claim_submit(
+                claim_no=f"{treated.isoformat()}-{n}",
+                card_no=patient,
+                department="深圳市人民医院",
+                treated_at=dt.datetime.combine(treated, dt.time(9 + n), tzinfo=SHANGHAI),
+                items=items,
+                actor="demo",
+            )
+
+
+def demo_step(ctx) -> None:
+    today = timezone.now().astimezone(SHANGHAI).date()
+    day = today - dt.timedelta(days=2)
+    treated = day.replace(day=1) - dt.timedelta(days=2)  # last month: its medical cycle has cut off
+    _agreements(day)
+    now = timezone.now()
+    cycle = services.cycle_get(network_code="yrd", service="transit", business_date=day)
+    if cycle.state == CycleState.OPEN:
+        _day_of_roaming(ctx, day)
+    medical_cycle = services.cycle_get(network_code="gba", service="medical", business_date=treated)
+    if medical_cycle.state == CycleState.OPEN:
+        _medical_visits(treated)
+    for network in ("yrd", "gba"):
+        summary = tasks.cycle_process.run(network, "transit", day.isoformat(), now.isoformat())
+        _report(ctx, summary)
+    if now >= medical_cycle.cut_off_at:
+        summary = tasks.cycle_process.run("gba", "medical", treated.isoformat(), now.isoformat())
+        _report(ctx, summary)
+    ctx.console.print(
+        "Clearing: `citycard clearing status --network yrd --service transit --date "
+        f"{day.isoformat()}`; the platform admin shows cycles, positions, the matrix and exceptions."
+    )
+
+
+def _fen(value: int) -> str:
+    return f"{value / 100:,.2f}"
+
+
+def _report(ctx, summary: dict) -> None:
+    console = ctx.console
+    records = ", ".join(f"{k} {v['records']}" for k, v in sorted(summary["records"].items()))
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected_by_reason"].items())) or "none"
+    console.print(
+        f"[bold]Clearing cycle {summary['cycle']}[/bold]: {summary['state']} — records: {records};"
+        f" exceptions: {rejected}"
+    )
+    positions = Table(title=f"Net positions {summary['cycle']} (yuan)")
+    for col in ("participant", "receivable", "payable", "net"):
+        positions.add_column(col, justify="right")
+    for row in summary["positions"]:
+        positions.add_row(
+            row["participant"], _fen(row["receivable_fen"]), _fen(row["payable_fen"]), _fen(row["net_fen"])
+        )
+    positions.add_row("Σ", "", "", _fen(sum(r["net_fen"] for r in summary["positions"])))
+    console.print(positions)
+    instructions = Table(title=f"Settlement instructions {summary['cycle']}")
+    for col in ("payer", "payee", "amount (yuan)", "value date"):
+        instructions.add_column(col)
+    for row in summary["instructions"]:
+        instructions.add_row(row["payer"], row["payee"], _fen(row["amount_fen"]), row["value_date"])
+    console.print(instructions)

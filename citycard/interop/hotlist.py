@@ -1,0 +1,164 @@
+"""The network hotlist (网络黑名单): a card reported lost in one city reaches every member of the network.
+
+Each member city sends its own hotlist to the platform as signed ``hotlist.update`` envelopes from its
+outbox (``exchange.services.hotlist_send``): the full list the first time, then the delta since the
+version the platform applied. The platform keeps, per network, the union of its members' lists with a
+version that moves on every change, and delivers to every member (cities and the counties roaming through
+them) the delta since what it delivered last, or the full list the first time, as a signed
+``hotlist.network`` message in the inbox. ``hotlists_exchange`` does the round (the beat task runs it
+every cycle), so a card listed before a cycle's run is in every member's inbox after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotlist, NetworkHotlistEntry
+from citycard.platform.envelopes import EnvelopeRefused, Opened
+from citycard.platform.models import RoamingNetwork, Tenant
+from citycard.platform.selectors import network_members, tenant_networks
+from citycard.tenants.exchange import services as exchange
+
+
+def _apply(network: RoamingNetwork, issuer: str, added: set[str], removed: set[str], now: dt.datetime) -> int:
+    head, _ = NetworkHotlist.objects.select_for_update().get_or_create(network=network)
+    live = set(
+        NetworkHotlistEntry.objects.filter(network=network, version_removed__isnull=True).values_list(
+            "card_no", flat=True
+        )
+    )
+    to_add = sorted(added - live)
+    to_remove = sorted(
+        removed
+        & set(
+            NetworkHotlistEntry.objects.filter(
+                network=network, issuer=issuer, version_removed__isnull=True
+            ).values_list("card_no", flat=True)
+        )
+    )
+    if not to_add and not to_remove:
+        return head.version
+    head.version += 1
+    head.changed_at = now
+    head.save(update_fields=["version", "changed_at"])
+    NetworkHotlistEntry.objects.filter(
+        network=network, card_no__in=to_remove, version_removed__isnull=True
+    ).update(version_removed=head.version)
+    NetworkHotlistEntry.objects.bulk_create(
+        NetworkHotlistEntry(network=network, card_no=c, issuer=issuer, version_added=head.version)
+        for c in to_add
+    )
+    return head.version
+
+
+def hotlist_update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A member's ``hotlist.update``: a full list, or a delta that must follow the version applied last."""
+    city = opened.sender.clearing_tenant
+    body = opened.body
+    version = body.get("version")
+    if type(version) is not int:
+        raise EnvelopeRefused("hotlist.update needs an integer version", code="malformed")
+    state = MemberHotlist.objects.select_for_update().filter(tenant=city.code).first()
+    allowed = {city.division_code, *city.counties.values_list("division_code", flat=True)}
+    networks = list(
+        tenant_networks(tenant=city, on=now.astimezone(dt.timezone(dt.timedelta(hours=8))).date())
+    )
+    if "cards" in body:
+        cards = {c for c in body["cards"] if isinstance(c, str)}
+        if any(c[:6] not in allowed for c in cards):
+            raise EnvelopeRefused(f"{city.code} may only list its own cards", code="malformed")
+        for network in networks:
+            current = set(
+                NetworkHotlistEntry.objects.filter(
+                    network=network, issuer=city.code, version_removed__isnull=True
+                ).values_list("card_no", flat=True)
+            )
+            _apply(network, city.code, cards - current, current - cards, now)
+    else:
+        delta = body.get("delta") or {}
+        applied = state.version if state else None
+        if applied is None or delta.get("since") != applied:
+            return {"applied": False, "need_full": True, "have": applied}
+        for network in networks:
+            _apply(network, city.code, set(delta.get("added", [])), set(delta.get("removed", [])), now)
+    MemberHotlist.objects.update_or_create(tenant=city.code, defaults={"version": version, "applied_at": now})
+    return {"applied": True, "version": version, "networks": [n.code for n in networks]}
+
+
+def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str, Any]:
+    """The network hotlist: full, or the delta since ``since`` (cards added and removed after it)."""
+    network = RoamingNetwork.objects.get(code=network_code)
+    head = NetworkHotlist.objects.filter(network=network).first()
+    version = head.version if head else 0
+    entries = NetworkHotlistEntry.objects.filter(network=network)
+    if since is None or since > version or since < 0:
+        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
+        return {"network": network_code, "version": version, "cards": cards}
+    added = set(
+        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
+            "card_no", flat=True
+        )
+    )
+    removed = (
+        set(
+            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
+                "card_no", flat=True
+            )
+        )
+        - added
+    )
+    return {
+        "network": network_code,
+        "version": version,
+        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
+    }
+
+
+@transaction.atomic
+def network_hotlists_deliver(*, now: dt.datetime | None = None) -> int:
+    """Deliver each network's hotlist to every member's inbox: the delta since the last delivery."""
+    from citycard.interop.services import _deliver
+
+    now = now or timezone.now()
+    delivered = 0
+    for network in RoamingNetwork.objects.order_by("code"):
+        head = NetworkHotlist.objects.filter(network=network).first()
+        version = head.version if head else 0
+        for member in network_members(network_code=network.code):
+            code = member.tenant.code
+            last = HotlistDelivery.objects.filter(network=network, tenant=code).first()
+            if last is not None and last.version == version:
+                continue
+            payload = network_hotlist(network_code=network.code, since=last.version if last else None)
+            _deliver(
+                code,
+                kind="hotlist.network",
+                message_id=f"nhl-{network.code}-{code}-{version}",
+                body=payload,
+                now=now,
+            )
+            HotlistDelivery.objects.update_or_create(
+                network=network, tenant=code, defaults={"version": version}
+            )
+            delivered += 1
+    return delivered
+
+
+def hotlists_exchange(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """One round: every city puts its hotlist change in its outbox, the platform collects the outboxes and
+    delivers the network hotlists."""
+    from citycard.interop.services import outboxes_collect
+
+    now = now or timezone.now()
+    sent = 0
+    for city in Tenant.objects.filter(kind="city").order_by("division_code"):
+        with tenant_context(city):
+            if exchange.hotlist_send(actor="interop", now=now) is not None:
+                sent += 1
+    outboxes_collect(now=now)
+    return {"sent": sent, "delivered": network_hotlists_deliver(now=now)}

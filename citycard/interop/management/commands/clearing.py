@@ -1,0 +1,155 @@
+"""`citycard clearing close|validate|net|settle|run|collect|status|report --network yrd --service transit
+--date 2026-11-21` — the clearing cycle by hand (the same services the Celery tasks run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from citycard.interop import selectors, services
+from citycard.platform.errors import DomainError
+from citycard.platform.management.base import PlatformCommand
+
+STEPS = {
+    "close": services.cycle_close,
+    "validate": services.cycle_validate,
+    "net": services.cycle_net,
+    "settle": services.cycle_settle,
+}
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"date {value!r} is not YYYY-MM-DD", code="date_invalid") from None
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise DomainError(f"--now {value!r} must be an ISO time with an offset", code="invalid")
+    return moment
+
+
+def fen(value: int) -> str:
+    return f"{value / 100:,.2f}" if abs(value) < 10**15 else str(value)
+
+
+def print_cycle(console: Console, cycle) -> None:
+    summary = selectors.cycle_summary(cycle=cycle)
+    console.print(f"[bold]{summary['cycle']}[/bold]: {summary['state']}")
+    records = Table(title="Records")
+    for col in ("status", "records", "amount (yuan)"):
+        records.add_column(col)
+    for status, row in sorted(summary["records"].items()):
+        records.add_row(status, str(row["records"]), fen(row["amount_fen"]))
+    console.print(records)
+    if summary["rejected_by_reason"]:
+        console.print(
+            "Exceptions: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected_by_reason"].items()))
+        )
+    if summary["matrix"]:
+        matrix = Table(title="Bilateral matrix (issuer owes acquirer)")
+        for col in ("issuer", "acquirer", "records", "amount", "issuer fee", "network fee", "acquirer due"):
+            matrix.add_column(col, justify="right")
+        for row in summary["matrix"]:
+            matrix.add_row(
+                row["issuer"],
+                row["acquirer"],
+                str(row["records"]),
+                fen(row["amount_fen"]),
+                fen(row["issuer_fee_fen"]),
+                fen(row["network_fee_fen"]),
+                fen(row["acquirer_due_fen"]),
+            )
+        console.print(matrix)
+    if summary["positions"]:
+        positions = Table(title="Net positions (Σ = 0)")
+        for col in ("participant", "receivable", "payable", "net"):
+            positions.add_column(col, justify="right")
+        for row in summary["positions"]:
+            positions.add_row(
+                row["participant"], fen(row["receivable_fen"]), fen(row["payable_fen"]), fen(row["net_fen"])
+            )
+        positions.add_row("Σ", "", "", fen(sum(r["net_fen"] for r in summary["positions"])))
+        console.print(positions)
+    if summary["instructions"]:
+        instructions = Table(title="Settlement instructions")
+        for col in ("payer", "payee", "amount", "value date"):
+            instructions.add_column(col)
+        for row in summary["instructions"]:
+            instructions.add_row(row["payer"], row["payee"], fen(row["amount_fen"]), row["value_date"])
+        console.print(instructions)
+
+
+class Command(PlatformCommand):
+    help = (
+        "Run and inspect clearing cycles (清算): close, validate, net, settle, run, collect, status, report."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=[*STEPS, "run", "collect", "status", "report"])
+        parser.add_argument("--network", default="yrd")
+        parser.add_argument("--service", default="transit")
+        parser.add_argument(
+            "--date", help="business date YYYY-MM-DD (a month's first day for monthly cycles)"
+        )
+        parser.add_argument("--now", help="the moment to act at (ISO with offset; default: now)")
+        parser.add_argument("--participant", help="report: that participant's reconciliation file")
+        parser.add_argument("--json", action="store_true", help="status: print the summary as JSON")
+
+    def handle(self, *args, **opts):
+        console = Console(file=self.stdout, width=140)
+        now = _moment(opts["now"])
+        if opts["action"] == "collect":
+            done = services.outboxes_collect(now=now)
+            for code, counts in done.items():
+                console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
+            console.print(f"{len(done)} outbox(es) had messages")
+            return
+        if not opts["date"]:
+            raise DomainError("--date is required", code="invalid", field="date")
+        cycle = services.cycle_get(
+            network_code=opts["network"], service=opts["service"], business_date=_date(opts["date"])
+        )
+        action = opts["action"]
+        if action in STEPS or action == "run":
+            steps = list(STEPS) if action == "run" else [action]
+            if action == "run":
+                services.outboxes_collect(now=now)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(f"{services.cycle_label(cycle)}", total=len(steps))
+                for step in steps:
+                    progress.update(task, description=f"{services.cycle_label(cycle)}: {step}")
+                    if step == "net":
+                        services.records_vacuum()
+                    cycle = STEPS[step](cycle=cycle, now=now, actor=self.actor)
+                    progress.advance(task)
+            print_cycle(console, cycle)
+        elif action == "status":
+            if opts["json"]:
+                self.stdout.write(
+                    json.dumps(selectors.cycle_summary(cycle=cycle), ensure_ascii=False, indent=1)
+                )
+            else:
+                print_cycle(console, cycle)
+        else:
+            files = cycle.reconciliations.order_by("participant")
+            if opts["participant"]:
+                files = files.filter(participant=opts["participant"])
+            if not files.exists():
+                raise DomainError(
+                    f"no reconciliation file for {services.cycle_label(cycle)} yet (settle it first)"
+                )
+            for f in files:
+                self.stdout.write(f"== {f.participant} ({f.state}) sha256 {f.sha256}\n{f.csv}")

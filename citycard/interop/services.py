@@ -1,0 +1,1106 @@
+"""Interop actions (public schema). docs/clearing.md tells the whole story; in short:
+
+* ``agreement_set`` — a network's roaming agreement for a service.
+* ``message_receive`` — one envelope from a tenant: checked, deduplicated (same id + body → the earlier
+  result; other body → conflict), replays and bad envelopes refused and logged.
+* ``outbox_collect`` — read one tenant's outbox (through ``citycard.tenants.exchange`` in its schema),
+  take each message, answer it in the outbox.
+* ``cycle_close`` → ``cycle_validate`` → ``cycle_net`` → ``cycle_settle``: one transaction each; a step
+  that already happened returns what it did, so every step can be re-run after a crash.
+* ``dispute_resolve`` — an accepted dispute becomes an adjustment record in the next open cycle.
+
+Tenants are reached only through ``citycard.tenants.exchange`` services run in their schema.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from citycard.interop.hotlist import hotlist_update_receive
+from citycard.interop.models import (
+    ClearingCycle,
+    ClearingRecord,
+    CyclePeriod,
+    CycleState,
+    Dispute,
+    DisputeState,
+    Journal,
+    MessageRefusal,
+    NetPosition,
+    Posting,
+    ReceivedMessage,
+    ReconciliationFile,
+    RecordKind,
+    RecordStatus,
+    RoamingAgreement,
+    SeenNonce,
+    Service,
+    SettlementInstruction,
+)
+from citycard.platform.audit.services import audit_record
+from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import RoamingNetwork, Tenant
+from citycard.platform.selectors import networks_shared
+from citycard.tenants.exchange import selectors as exchange_selectors
+from citycard.tenants.exchange import services as exchange
+from citycard.tenants.medical import services as medical
+
+log = logging.getLogger(__name__)
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+VALIDATION_CHUNK = 5000
+TRANSIT_SERVICES = frozenset({"bus", "metro", "ferry", "tram", "coach", "bike", "taxi", "rail"})
+
+
+# --- agreements and arithmetic ----------------------------------------------------------------------------
+
+
+def fee_fen(amount_fen: int, bps: int) -> int:
+    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
+    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
+    return magnitude if amount_fen >= 0 else -magnitude
+
+
+@transaction.atomic
+def agreement_set(
+    *,
+    network_code: str,
+    service: str,
+    valid_from: dt.date,
+    operator: str | None = None,
+    issuer_fee_bps: int = 0,
+    network_fee_bps: int = 0,
+    visitor_policy: str = "local_discounts",
+    period: str | None = None,
+    cut_off: dt.time = dt.time(4, 0),
+    settlement_lag_days: int = 1,
+    dispute_window_days: int = 30,
+    hotlist_grace_minutes: int = 60,
+    actor: str = "system",
+) -> RoamingAgreement:
+    """Create or change the agreement of ``network_code`` for ``service`` (transit or medical)."""
+    network = RoamingNetwork.objects.filter(code=network_code).first()
+    if network is None:
+        raise NotFound(f"no roaming network {network_code!r}", field="network")
+    if service not in Service.values:
+        raise DomainError(
+            f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
+        )
+    for name, bps in (("issuer_fee_bps", issuer_fee_bps), ("network_fee_bps", network_fee_bps)):
+        if not 0 <= bps <= 10000:
+            raise DomainError(f"{name} must be 0..10000 basis points", code="invalid", field=name)
+    period = period or (CyclePeriod.DAILY if service == Service.TRANSIT else CyclePeriod.MONTHLY)
+    agreement, _ = RoamingAgreement.objects.update_or_create(
+        network=network,
+        service=service,
+        defaults={
+            "operator": operator or f"{network_code}-operator",
+            "issuer_fee_bps": issuer_fee_bps,
+            "network_fee_bps": network_fee_bps,
+            "visitor_policy": visitor_policy,
+            "period": period,
+            "cut_off": cut_off,
+            "settlement_lag_days": settlement_lag_days,
+            "dispute_window_days": dispute_window_days,
+            "hotlist_grace_minutes": hotlist_grace_minutes,
+            "valid_from": valid_from,
+        },
+    )
+    audit_record(
+        action="interop.agreement_set",
+        actor=actor,
+        object_type="agreement",
+        object_id=str(agreement),
+        data={"issuer_fee_bps": issuer_fee_bps, "network_fee_bps": network_fee_bps, "period": period},
+    )
+    return agreement
+
+
+def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
+    agreement = (
+        RoamingAgreement.objects.select_related("network")
+        .filter(network__code=network_code, service=service)
+        .first()
+    )
+    if agreement is None:
+        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
+    return agreement
+
+
+# --- cycles: which one a moment belongs to --------------------------------------------------------------
+
+
+def business_date_of(agreement: RoamingAgreement, at: dt.datetime) -> dt.date:
+    """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
+    bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month."""
+    local = at.astimezone(SHANGHAI)
+    shifted = local - dt.timedelta(hours=agreement.cut_off.hour, minutes=agreement.cut_off.minute)
+    day = shifted.date()
+    return day.replace(day=1) if agreement.period == CyclePeriod.MONTHLY else day
+
+
+def _next_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
+    if agreement.period == CyclePeriod.MONTHLY:
+        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return day + dt.timedelta(days=1)
+
+
+def cycle_window(agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, agreement.cut_off, tzinfo=SHANGHAI)
+    end = dt.datetime.combine(_next_date(agreement, day), agreement.cut_off, tzinfo=SHANGHAI)
+    return start, end
+
+
+def _cycle(agreement: RoamingAgreement, day: dt.date, *, lock: bool = False) -> ClearingCycle:
+    opens_at, cut_off_at = cycle_window(agreement, day)
+    cycle, _ = ClearingCycle.objects.get_or_create(
+        agreement=agreement, business_date=day, defaults={"opens_at": opens_at, "cut_off_at": cut_off_at}
+    )
+    if lock:
+        cycle = ClearingCycle.objects.select_for_update().get(pk=cycle.pk)
+    return cycle
+
+
+def _open_cycle_from(agreement: RoamingAgreement, day: dt.date) -> ClearingCycle:
+    """The cycle of ``day`` if it is still open, else the next open one (late records move forward;
+    a closed cycle never reopens)."""
+    while True:
+        cycle = _cycle(agreement, day, lock=True)
+        if cycle.state == CycleState.OPEN:
+            return cycle
+        day = _next_date(agreement, day)
+
+
+def cycle_get(*, network_code: str, service: str, business_date: dt.date) -> ClearingCycle:
+    agreement = agreement_get(network_code=network_code, service=service)
+    if agreement.period == CyclePeriod.MONTHLY:
+        business_date = business_date.replace(day=1)
+    cycle = (
+        ClearingCycle.objects.select_related("agreement__network")
+        .filter(agreement=agreement, business_date=business_date)
+        .first()
+    )
+    if cycle is None:
+        cycle = _cycle(agreement, business_date)
+        cycle = ClearingCycle.objects.select_related("agreement__network").get(pk=cycle.pk)
+    return cycle
+
+
+def cycle_label(cycle: ClearingCycle) -> str:
+    return f"{cycle.agreement.network.code}-{cycle.agreement.service}-{cycle.business_date.isoformat()}"
+
+
+# --- messages ---------------------------------------------------------------------------------------------
+
+
+def _refuse(exc: EnvelopeRefused, document: Any, now: dt.datetime) -> None:
+    payload = document.get("payload") if isinstance(document, dict) else None
+    payload = payload if isinstance(payload, dict) else {}
+    sender, message_id = str(payload.get("sender", ""))[:30], str(payload.get("message_id", ""))[:120]
+    MessageRefusal.objects.create(
+        sender=sender,
+        message_id=message_id,
+        kind=str(payload.get("kind", ""))[:40],
+        code=exc.code,
+        message=exc.message[:400],
+        refused_at=now,
+    )
+    audit_record(
+        action="interop.message_refused",
+        actor=f"tenant:{sender}" if sender else "unknown",
+        object_type="message",
+        object_id=message_id,
+        data={"code": exc.code, "message": exc.message[:400]},
+    )
+    log.warning("refused message %s from %s: %s (%s)", message_id, sender, exc.message, exc.code)
+
+
+_HANDLERS: dict[str, Any] = {}
+
+
+def message_receive(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Take one envelope addressed to the platform and return the result of acting on it.
+
+    Refusals raise EnvelopeRefused after being logged (MessageRefusal and the audit chain). The checks and
+    the effects run in a savepoint that a refusal rolls back; the log is written after it, in the caller's
+    transaction (outbox_collect commits it with the refused outbox message)."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            opened = envelope_open(document, recipient=PLATFORM, now=now, kinds=tuple(_HANDLERS))
+            if SeenNonce.objects.filter(sender=opened.sender.code, nonce=opened.nonce).exists():
+                raise EnvelopeRefused(
+                    f"message {opened.message_id} from {opened.sender.code} was already received in this very "
+                    "transmission (nonce seen): replay refused",
+                    code="replayed",
+                )
+            SeenNonce.objects.create(
+                sender=opened.sender.code, nonce=opened.nonce, message_id=opened.message_id, seen_at=now
+            )
+            earlier = (
+                ReceivedMessage.objects.select_for_update()
+                .filter(sender=opened.sender.code, message_id=opened.message_id)
+                .first()
+            )
+            if earlier is not None:
+                if earlier.body_sha256 != opened.body_sha256:
+                    raise EnvelopeRefused(
+                        f"message {opened.message_id} from {opened.sender.code} was already received with "
+                        f"different content (sha256 {earlier.body_sha256[:12]}…, now {opened.body_sha256[:12]}…)",
+                        code="conflict",
+                    )
+                return {**earlier.result, "idempotent": True}
+            result = _HANDLERS[opened.kind](opened, now)
+            ReceivedMessage.objects.create(
+                sender=opened.sender.code,
+                message_id=opened.message_id,
+                kind=opened.kind,
+                body_sha256=opened.body_sha256,
+                key_id=opened.key_id,
+                received_at=now,
+                result=result,
+            )
+            return result
+    except EnvelopeRefused as exc:
+        _refuse(exc, document, now)
+        raise
+
+
+def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A ``clearing.records`` message: each record into the open cycle of its acceptance time."""
+    sender_city = opened.sender.clearing_tenant
+    records = opened.body.get("records")
+    if not isinstance(records, list):
+        raise EnvelopeRefused("clearing.records needs a list of records", code="malformed")
+    agreements: dict[str, RoamingAgreement] = {}
+    cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
+    issuers: dict[str, Tenant | None] = {}
+    rows = []
+    for record in records:
+        try:
+            network = record["network"]
+            service = Service.TRANSIT if record.get("service") in TRANSIT_SERVICES else record.get("service")
+            accepted_at = dt.datetime.fromisoformat(record["tapped_at"])
+            amount = record["amount_fen"]
+            record_id = record["record_id"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeRefused(f"a clearing record is malformed: {exc}", code="malformed") from None
+        if type(amount) is not int or amount < 0 or accepted_at.tzinfo is None:
+            raise EnvelopeRefused(f"record {record_id}: bad amount or time", code="malformed")
+        if record.get("acquirer") != sender_city.code:
+            raise EnvelopeRefused(
+                f"record {record_id} claims acquirer {record.get('acquirer')!r};"
+                f" the sender clears as {sender_city.code}",
+                code="malformed",
+            )
+        if not str(record_id).startswith(f"{opened.sender.code}-"):
+            raise EnvelopeRefused(f"record id {record_id} is not {opened.sender.code}'s", code="malformed")
+        issuer_code = record.get("issuer")
+        if issuer_code not in issuers:
+            issuers[issuer_code] = Tenant.objects.filter(code=issuer_code).first()
+        if issuers[issuer_code] is None:
+            raise EnvelopeRefused(f"record {record_id}: unknown issuer {issuer_code!r}", code="malformed")
+        key = f"{network}/{service}"
+        if key not in agreements:
+            agreements[key] = agreement_get(network_code=network, service=service)
+        agreement = agreements[key]
+        day = business_date_of(agreement, accepted_at)
+        cycle = cycles.get((agreement.pk, day))
+        if cycle is None:
+            cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)
+        if type(record.get("card_counter")) is not int or not isinstance(record.get("card_no"), str):
+            raise EnvelopeRefused(f"record {record_id}: bad card number or counter", code="malformed")
+        rows.append(
+            (cycle.pk, fee_fen(amount, agreement.issuer_fee_bps), fee_fen(amount, agreement.network_fee_bps))
+        )
+    inserted = _records_insert_json(
+        records, rows, message_id=opened.message_id, acquirer=sender_city.code, now=now
+    )
+    by_cycle: dict[str, int] = defaultdict(int)
+    for row in rows:
+        by_cycle[str(row[0])] += 1
+    return {"records": len(rows), "new": inserted, "cycles": dict(by_cycle)}
+
+
+_RECORD_COLUMNS = (
+    "record_id, cycle_id, kind, message_id, acquirer, issuer, card_no, card_counter, amount_fen, issuer_fee_fen,"
+    " network_fee_fen, accepted_at, received_at, data"
+)
+
+
+_INSERT_JSON_SQL = """
+INSERT INTO interop_clearingrecord (record_id, cycle_id, kind, message_id, acquirer, issuer, card_no, card_counter,
+    amount_fen, issuer_fee_fen, network_fee_fen, accepted_at, received_at, data, status, reason, reason_message,
+    adjusts)
+SELECT j.r->>'record_id', x.cycle_id, 'tap', %(message)s, %(acquirer)s, j.r->>'issuer', j.r->>'card_no',
+    (j.r->>'card_counter')::bigint, (j.r->>'amount_fen')::bigint, x.ifee, x.nfee, (j.r->>'tapped_at')::timestamptz,
+    %(received)s, j.r, 'pending', '', '', ''
+FROM jsonb_array_elements(%(doc)s::jsonb) WITH ORDINALITY AS j(r, n)
+JOIN unnest(%(cycles)s::bigint[], %(ifees)s::bigint[], %(nfees)s::bigint[])
+    WITH ORDINALITY AS x(cycle_id, ifee, nfee, n) ON x.n = j.n
+ON CONFLICT (record_id) DO NOTHING
+"""
+
+
+def _records_insert_json(
+    records: list[dict[str, Any]],
+    rows: list[tuple[int, int, int]],
+    *,
+    message_id: str,
+    acquirer: str,
+    now: dt.datetime,
+) -> int:
+    """Insert the records of one message in one statement: PostgreSQL takes each record from the message's
+    JSON (kept whole as ``data``), Python adds the cycle and the fees; a known record id is skipped."""
+    if not records:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(
+            _INSERT_JSON_SQL,
+            {
+                "message": message_id,
+                "acquirer": acquirer,
+                "received": now,
+                "doc": json.dumps(records, ensure_ascii=False, separators=(",", ":")),
+                "cycles": [r[0] for r in rows],
+                "ifees": [r[1] for r in rows],
+                "nfees": [r[2] for r in rows],
+            },
+        )
+        return cur.rowcount
+
+
+def records_insert(rows: list[list[Any]]) -> int:
+    """COPY rows (in _RECORD_COLUMNS order) in; a record id already known is not inserted again."""
+    if not rows:
+        return 0
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    with connection.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS interop_record_stage (record_id text, cycle_id bigint, kind text,"
+            " message_id text, acquirer text, issuer text, card_no text, card_counter bigint, amount_fen bigint,"
+            " issuer_fee_fen bigint, network_fee_fen bigint, accepted_at timestamptz, received_at timestamptz,"
+            " data jsonb) ON COMMIT DELETE ROWS; DELETE FROM interop_record_stage"
+        )
+        cur.cursor.copy_expert(
+            f"COPY interop_record_stage ({_RECORD_COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer
+        )
+        cur.execute(
+            f"INSERT INTO interop_clearingrecord ({_RECORD_COLUMNS}, status, reason, reason_message, adjusts)"
+            f" SELECT {_RECORD_COLUMNS}, 'pending', '', '', '' FROM interop_record_stage"
+            " ON CONFLICT (record_id) DO NOTHING"
+        )
+        return cur.rowcount
+
+
+def _dispute_message(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    dispute = dispute_raise(
+        record_id=str(opened.body.get("record_id", "")),
+        raised_by=opened.sender.clearing_tenant.code,
+        reason=str(opened.body.get("reason", "")),
+        now=now,
+    )
+    return {"dispute": dispute.pk, "state": dispute.state}
+
+
+def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A participant's (or one of its counties') answer to a reconciliation file. The file is confirmed
+    once every schema whose taps it lists has confirmed; one mismatch makes it a mismatch."""
+    body = opened.body
+    participant = opened.sender.clearing_tenant.code
+    file = (
+        ReconciliationFile.objects.select_for_update()
+        .filter(sha256=body.get("file_sha256"), participant=participant)
+        .first()
+    )
+    if file is None:
+        raise EnvelopeRefused(
+            f"no reconciliation file {body.get('file_sha256')!r} for {participant}", code="malformed"
+        )
+    expected = file.answer.get("expected", [participant])
+    if opened.sender.code not in expected:
+        raise EnvelopeRefused(f"{opened.sender.code} was not sent file {file.message_id}", code="malformed")
+    answers = {**file.answer.get("answers", {}), opened.sender.code: body}
+    if any(a.get("result") != "confirmed" for a in answers.values()):
+        state = "mismatch"
+    elif set(answers) >= set(expected):
+        state = "confirmed"
+    else:
+        state = "sent"
+    file.answer = {"expected": expected, "answers": answers}
+    file.state, file.answered_at = state, now
+    file.save(update_fields=["answer", "state", "answered_at"])
+    return {"reconciliation": file.pk, "state": state}
+
+
+def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A treatment place's ``medical.claim``: the insured place adjudicates it in its own schema (signed
+    request, signed answer); the fund share becomes a clearing record of the monthly medical cycle (the
+    insured place owes the treatment place) and the outcome goes to the treatment place's inbox."""
+    body = opened.body
+    treatment = opened.sender.clearing_tenant
+    claim_id, card_no = str(body.get("claim_id", "")), str(body.get("card_no", ""))
+    if not claim_id.startswith(f"{opened.sender.code}-") or len(card_no) < 6:
+        raise EnvelopeRefused("medical.claim needs the sender's claim_id and a card number", code="malformed")
+    owner = Tenant.objects.filter(division_code=card_no[:6]).first()
+    if owner is None or owner.is_platform:
+        raise EnvelopeRefused(f"no tenant insures card {card_no}", code="malformed")
+    insured = owner.clearing_tenant
+    treated_at = dt.datetime.fromisoformat(body["treated_at"])
+    local_day = treated_at.astimezone(SHANGHAI).date()
+    shared = list(networks_shared(a=treatment, b=insured, on=local_day).values_list("code", flat=True))
+    if not shared:
+        raise EnvelopeRefused(f"{treatment.code} and {insured.code} share no network", code="malformed")
+    agreement = agreement_get(network_code=shared[0], service=Service.MEDICAL)
+    platform = Tenant.objects.get(schema_name="public")
+    request = envelope_seal(
+        sender=platform,
+        recipient=insured.code,
+        kind="medical.adjudicate",
+        message_id=f"adj-{claim_id}",
+        body=body,
+        now=now,
+    )
+    with tenant_context(insured):
+        answer = medical.claim_adjudicate(document=request, now=now)
+    connection.set_schema_to_public()
+    opened_answer = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("medical.adjudication",))
+    if opened_answer.sender.pk != insured.pk:
+        raise EnvelopeRefused("the adjudication is not the insured place's", code="malformed")
+    outcome = opened_answer.body
+    if outcome["fund_fen"] > 0:
+        cycle = _open_cycle_from(agreement, business_date_of(agreement, treated_at))
+        ClearingRecord.objects.get_or_create(
+            record_id=claim_id,
+            defaults={
+                "cycle": cycle,
+                "kind": RecordKind.CLAIM,
+                "message_id": opened.message_id,
+                "acquirer": treatment.code,
+                "issuer": insured.code,
+                "card_no": card_no,
+                "card_counter": 0,
+                "amount_fen": outcome["fund_fen"],
+                "issuer_fee_fen": fee_fen(outcome["fund_fen"], agreement.issuer_fee_bps),
+                "network_fee_fen": fee_fen(outcome["fund_fen"], agreement.network_fee_bps),
+                "accepted_at": treated_at,
+                "received_at": now,
+                "status": RecordStatus.VALID,
+                "data": {"claim": body, "adjudication": outcome},
+            },
+        )
+    _deliver(treatment.code, kind="medical.result", message_id=f"mres-{claim_id}", body=outcome, now=now)
+    return {"claim": claim_id, "fund_fen": outcome["fund_fen"], "patient_fen": outcome["patient_fen"]}
+
+
+_HANDLERS.update(
+    {
+        "medical.claim": _medical_claim,
+        "hotlist.update": hotlist_update_receive,
+        "clearing.records": _records_accept,
+        "clearing.dispute": _dispute_message,
+        "clearing.reconciliation": _reconciliation_answer,
+    }
+)
+
+
+def outbox_collect(*, tenant: Tenant, now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Collect what ``tenant`` put in its outbox; each message is taken (or refused) and answered in the
+    outbox in one transaction, so a crash leaves it pending and the next run takes it exactly once."""
+    now = now or timezone.now()
+    counts = {"collected": 0, "refused": 0}
+    while True:
+        with transaction.atomic():
+            with tenant_context(tenant):
+                pending = exchange_selectors.outbox_pending(limit=limit)
+            for message_id, document in pending:
+                try:
+                    result = message_receive(document=document, now=now)
+                    state = "collected"
+                except EnvelopeRefused as exc:
+                    result, state = {"refused": exc.code, "message": exc.message}, "refused"
+                with tenant_context(tenant):
+                    exchange.outbox_mark(message_id=message_id, state=state, result=result, now=now)
+                counts[state] += 1
+        connection.set_schema_to_public()
+        if len(pending) < limit:
+            return counts
+
+
+def outboxes_collect(*, now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
+    """Collect every tenant's outbox (cities and counties), in division-code order."""
+    done = {}
+    for tenant in Tenant.objects.exclude(schema_name="public").order_by("division_code"):
+        counts = outbox_collect(tenant=tenant, now=now)
+        if any(counts.values()):
+            done[tenant.code] = counts
+    return done
+
+
+def _deliver(tenant_code: str, *, kind: str, message_id: str, body: dict[str, Any], now: dt.datetime) -> None:
+    """Seal ``body`` as the platform and put it in the tenant's inbox (run in its schema)."""
+    platform = Tenant.objects.get(schema_name="public")
+    document = envelope_seal(
+        sender=platform, recipient=tenant_code, kind=kind, message_id=message_id, body=body, now=now
+    )
+    with tenant_context(Tenant.objects.get(code=tenant_code)):
+        exchange.inbox_deliver(document=document, now=now)
+
+
+# --- the cycle steps ---------------------------------------------------------------------------------------
+
+
+def _locked(cycle: ClearingCycle) -> ClearingCycle:
+    return ClearingCycle.objects.select_for_update().select_related("agreement__network").get(pk=cycle.pk)
+
+
+def _refuse_step(cycle: ClearingCycle, step: str, needed: str) -> None:
+    raise Conflict(
+        f"cycle {cycle_label(cycle)} is {cycle.state}; {step} needs it {needed}", code="cycle_state"
+    )
+
+
+_ORDER = [CycleState.OPEN, CycleState.CLOSED, CycleState.VALIDATED, CycleState.NETTED, CycleState.SETTLED]
+
+
+def _past(cycle: ClearingCycle, state: str) -> bool:
+    current = CycleState.SETTLED if cycle.state == CycleState.DISPUTED else cycle.state
+    return _ORDER.index(current) >= _ORDER.index(state)
+
+
+@transaction.atomic
+def cycle_close(
+    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+) -> ClearingCycle:
+    """Cut the cycle off (open → closed): refused before its cut-off; the next cycle is opened so late
+    records have somewhere to go. Closing a closed cycle returns it unchanged."""
+    now = now or timezone.now()
+    cycle = _locked(cycle)
+    if _past(cycle, CycleState.CLOSED):
+        return cycle
+    if now < cycle.cut_off_at:
+        raise Conflict(
+            f"cycle {cycle_label(cycle)} cuts off at {cycle.cut_off_at.astimezone(SHANGHAI).isoformat()};"
+            " it cannot close before",
+            code="before_cut_off",
+        )
+    cycle.state, cycle.closed_at = CycleState.CLOSED, now
+    cycle.save(update_fields=["state", "closed_at"])
+    _cycle(cycle.agreement, _next_date(cycle.agreement, cycle.business_date))
+    audit_record(action="interop.cycle_close", actor=actor, object_type="cycle", object_id=cycle_label(cycle))
+    return cycle
+
+
+_VALIDATION_SQL = """
+SELECT record_id, card_no, card_counter, amount_fen, data->>'tapped_at', COALESCE(data->>'terminal_no', ''),
+       (data->>'terminal_seq')::bigint, COALESCE((data->>'algorithm')::int, 4), data->>'tac', acquirer
+FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND status = 'pending' ORDER BY record_id
+"""
+
+
+@transaction.atomic
+def cycle_validate(
+    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+) -> ClearingCycle:
+    """Each issuer validates its records (closed → validated) in its own schema through
+    ``exchange.clearing_validate``; rejected records go back to their acquirers as exceptions."""
+    now = now or timezone.now()
+    cycle = _locked(cycle)
+    if _past(cycle, CycleState.VALIDATED):
+        return cycle
+    if cycle.state != CycleState.CLOSED:
+        _refuse_step(cycle, "validation", "closed")
+    platform = Tenant.objects.get(schema_name="public")
+    label = cycle_label(cycle)
+    issuers = list(
+        ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING)
+        .order_by("issuer")
+        .values_list("issuer", flat=True)
+        .distinct()
+    )
+    checks: dict[str, list[str]] = {}
+    exceptions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for issuer_code in issuers:
+        issuer = Tenant.objects.get(code=issuer_code)
+        with connection.cursor() as cur:
+            cur.execute(_VALIDATION_SQL, [cycle.pk, issuer_code])
+            rows = cur.fetchall()
+        acquirer_of = {r[0]: (r[9], r[3]) for r in rows}
+        for start in range(0, len(rows), VALIDATION_CHUNK):
+            chunk = rows[start : start + VALIDATION_CHUNK]
+            request = envelope_seal(
+                sender=platform,
+                recipient=issuer_code,
+                kind="clearing.validate",
+                message_id=f"val-{label}-{issuer_code}-{start // VALIDATION_CHUNK}",
+                body={
+                    "cycle": label,
+                    "hotlist_grace_minutes": cycle.agreement.hotlist_grace_minutes,
+                    "records": [
+                        {
+                            "record_id": r[0],
+                            "card_no": r[1],
+                            "card_counter": r[2],
+                            "amount_fen": r[3],
+                            "tapped_at": r[4],
+                            "terminal_no": r[5],
+                            "terminal_seq": r[6],
+                            "algorithm": r[7],
+                            "tac": r[8],
+                        }
+                        for r in chunk
+                    ],
+                },
+                now=now,
+            )
+            with tenant_context(issuer):
+                answer = exchange.clearing_validate(document=request, now=now)
+            connection.set_schema_to_public()
+            opened = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("clearing.validation",))
+            if (
+                opened.sender.pk != issuer.pk
+                or opened.body.get("request") != request["payload"]["message_id"]
+            ):
+                raise EnvelopeRefused(
+                    f"the validation answer is not {issuer_code}'s to this request", code="malformed"
+                )
+            checks[issuer_code] = opened.body["checks"]
+            rejected = opened.body["rejected"]
+            if rejected:
+                _apply_rejections(cycle, rejected)
+            for item in rejected:
+                acquirer, amount = acquirer_of[item["record_id"]]
+                exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
+    ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING).update(status=RecordStatus.VALID)
+    for acquirer in sorted(exceptions):
+        _deliver(
+            acquirer,
+            kind="clearing.exceptions",
+            message_id=f"exc-{label}-{acquirer}",
+            body={"cycle": label, "exceptions": sorted(exceptions[acquirer], key=lambda e: e["record_id"])},
+            now=now,
+        )
+    cycle.state, cycle.validated_at, cycle.validation_checks = CycleState.VALIDATED, now, checks
+    cycle.save(update_fields=["state", "validated_at", "validation_checks"])
+    audit_record(
+        action="interop.cycle_validate",
+        actor=actor,
+        object_type="cycle",
+        object_id=label,
+        data={"issuers": len(issuers), "exceptions": sum(len(v) for v in exceptions.values())},
+    )
+    return cycle
+
+
+def _apply_rejections(cycle: ClearingCycle, rejected: list[dict[str, str]]) -> None:
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE interop_clearingrecord r SET status = 'rejected', reason = x.reason, reason_message = x.message"
+            " FROM unnest(%s::text[], %s::text[], %s::text[]) AS x(record_id, reason, message)"
+            " WHERE r.record_id = x.record_id AND r.cycle_id = %s",
+            [
+                [r["record_id"] for r in rejected],
+                [r["reason"][:40] for r in rejected],
+                [r["message"][:300] for r in rejected],
+                cycle.pk,
+            ],
+        )
+
+
+_BILATERAL_SQL = """
+INSERT INTO interop_bilateralposition (cycle_id, issuer, acquirer, records, amount_fen, issuer_fee_fen,
+    network_fee_fen, acquirer_due_fen)
+SELECT %(cycle)s, issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen),
+    sum(amount_fen) - sum(issuer_fee_fen) - sum(network_fee_fen)
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'valid'
+GROUP BY issuer, acquirer
+"""
+# Issuer pays amount − issuer fee; the acquirer receives amount − issuer fee − network fee; the operator
+# receives the network fee. Σ = 0 by construction, and checked by the deferred trigger on the table.
+_NET_SQL = """
+INSERT INTO interop_netposition (cycle_id, participant, receivable_fen, payable_fen, net_fen)
+SELECT %(cycle)s, participant, sum(receivable), sum(payable), sum(receivable) - sum(payable)
+FROM (
+    SELECT acquirer AS participant, acquirer_due_fen AS receivable, 0::bigint AS payable
+    FROM interop_bilateralposition WHERE cycle_id = %(cycle)s
+    UNION ALL
+    SELECT issuer, 0, amount_fen - issuer_fee_fen FROM interop_bilateralposition WHERE cycle_id = %(cycle)s
+    UNION ALL
+    SELECT %(operator)s, network_fee_fen, 0 FROM interop_bilateralposition
+    WHERE cycle_id = %(cycle)s AND network_fee_fen <> 0
+) AS legs
+GROUP BY participant
+"""
+
+
+@transaction.atomic
+def cycle_net(
+    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+) -> ClearingCycle:
+    """Bilateral matrix and multilateral net positions (validated → netted), in SQL; the positions are
+    posted to the ledger (one journal, Σ = 0)."""
+    now = now or timezone.now()
+    cycle = _locked(cycle)
+    if _past(cycle, CycleState.NETTED):
+        return cycle
+    if cycle.state != CycleState.VALIDATED:
+        _refuse_step(cycle, "netting", "validated")
+    params = {"cycle": cycle.pk, "operator": cycle.agreement.operator}
+    with connection.cursor() as cur:
+        cur.execute(_BILATERAL_SQL, params)
+        cur.execute(_NET_SQL, params)
+        cur.execute("SET CONSTRAINTS interop_netposition_sums_to_zero IMMEDIATE")
+    journal = Journal.objects.create(
+        cycle=cycle, kind="positions", memo=f"net positions of {cycle_label(cycle)}", created_at=now
+    )
+    Posting.objects.bulk_create(
+        Posting(journal=journal, account=f"clearing:{p.participant}", amount_fen=-p.net_fen)
+        for p in NetPosition.objects.filter(cycle=cycle).order_by("participant")
+    )
+    _ledger_check()
+    cycle.state, cycle.netted_at = CycleState.NETTED, now
+    cycle.save(update_fields=["state", "netted_at"])
+    audit_record(action="interop.cycle_net", actor=actor, object_type="cycle", object_id=cycle_label(cycle))
+    return cycle
+
+
+def _ledger_check() -> None:
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS interop_posting_balances IMMEDIATE")
+
+
+@transaction.atomic
+def cycle_settle(
+    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+) -> ClearingCycle:
+    """Settlement instructions through the network's settlement account, their ledger journal, and a
+    reconciliation file for every participant, delivered to its inbox (netted → settled)."""
+    now = now or timezone.now()
+    cycle = _locked(cycle)
+    if _past(cycle, CycleState.SETTLED):
+        return cycle
+    if cycle.state != CycleState.NETTED:
+        _refuse_step(cycle, "settlement", "netted")
+    agreement = cycle.agreement
+    account = agreement.settlement_account
+    value_date = cycle.business_date + dt.timedelta(days=agreement.settlement_lag_days)
+    if agreement.period == CyclePeriod.MONTHLY:
+        value_date = _next_date(agreement, cycle.business_date) + dt.timedelta(
+            days=agreement.settlement_lag_days
+        )
+    positions = list(NetPosition.objects.filter(cycle=cycle).order_by("net_fen", "participant"))
+    instructions = [
+        SettlementInstruction(
+            cycle=cycle, payer=p.participant, payee=account, amount_fen=-p.net_fen, value_date=value_date
+        )
+        for p in positions
+        if p.net_fen < 0
+    ] + [
+        SettlementInstruction(
+            cycle=cycle, payer=account, payee=p.participant, amount_fen=p.net_fen, value_date=value_date
+        )
+        for p in sorted(positions, key=lambda p: (-p.net_fen, p.participant))
+        if p.net_fen > 0
+    ]
+    SettlementInstruction.objects.bulk_create(instructions)
+    journal = Journal.objects.create(
+        cycle=cycle,
+        kind="settlement",
+        memo=f"settlement of {cycle_label(cycle)} on {value_date}",
+        created_at=now,
+    )
+    postings = []
+    for p in positions:
+        if p.net_fen:
+            postings.append(
+                Posting(journal=journal, account=f"clearing:{p.participant}", amount_fen=p.net_fen)
+            )
+            postings.append(Posting(journal=journal, account=f"settlement:{account}", amount_fen=-p.net_fen))
+    Posting.objects.bulk_create(postings)
+    _ledger_check()
+    _reconciliation_files(cycle, now)
+    cycle.state, cycle.settled_at = CycleState.SETTLED, now
+    cycle.save(update_fields=["state", "settled_at"])
+    audit_record(
+        action="interop.cycle_settle", actor=actor, object_type="cycle", object_id=cycle_label(cycle)
+    )
+    return cycle
+
+
+def records_vacuum() -> None:
+    """VACUUM ANALYZE the record table (validation rewrites the status of every record of a cycle, leaving
+    as many dead row versions). Outside a transaction only; a no-op inside one."""
+    if connection.in_atomic_block:
+        return
+    connection.set_schema_to_public()
+    with connection.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE) interop_clearingrecord")
+
+
+def cycle_run(
+    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+) -> ClearingCycle:
+    """Every step that has not happened yet, in order (the record table vacuumed after validation)."""
+    for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
+        if step is cycle_net and cycle.state == CycleState.VALIDATED:
+            records_vacuum()
+        cycle = step(cycle=cycle, now=now, actor=actor)
+    return cycle
+
+
+# --- reconciliation ---------------------------------------------------------------------------------------
+
+RECONCILIATION_DETAIL_COLUMNS = [
+    "record_id",
+    "kind",
+    "role",
+    "counterparty",
+    "card_no",
+    "card_counter",
+    "accepted_at",
+    "amount_fen",
+    "issuer_fee_fen",
+    "network_fee_fen",
+    "status",
+    "reason",
+    "adjusts",
+]
+RECONCILIATION_TOTAL_COLUMNS = [
+    "cycle",
+    "participant",
+    "acquired_records",
+    "acquired_amount_fen",
+    "issued_records",
+    "issued_amount_fen",
+    "issuer_fees_fen",
+    "network_fees_fen",
+    "rejected_records",
+    "rejected_amount_fen",
+    "receivable_fen",
+    "payable_fen",
+    "net_fen",
+]
+
+
+_RECONCILIATION_TOTALS_SQL = """
+SELECT count(*) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s),
+       COALESCE(sum(amount_fen) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s), 0),
+       count(*) FILTER (WHERE status <> 'rejected' AND issuer = %(p)s),
+       COALESCE(sum(amount_fen) FILTER (WHERE status <> 'rejected' AND issuer = %(p)s), 0),
+       COALESCE(sum(CASE WHEN issuer = %(p)s THEN issuer_fee_fen ELSE -issuer_fee_fen END)
+                FILTER (WHERE status <> 'rejected'), 0),
+       COALESCE(sum(network_fee_fen) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s), 0),
+       count(*) FILTER (WHERE status = 'rejected'),
+       COALESCE(sum(amount_fen) FILTER (WHERE status = 'rejected'), 0)
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
+"""
+_RECONCILIATION_DETAILS_SQL = """
+COPY (SELECT record_id, kind, CASE WHEN acquirer = %(p)s THEN 'acquirer' ELSE 'issuer' END,
+             CASE WHEN acquirer = %(p)s THEN issuer ELSE acquirer END, card_no, card_counter,
+             to_char(accepted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"'),
+             amount_fen, issuer_fee_fen, network_fee_fen, status, reason, adjusts
+      FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
+      ORDER BY record_id) TO STDOUT WITH (FORMAT csv)
+"""
+
+
+def reconciliation_csv(cycle: ClearingCycle, participant: str) -> tuple[str, dict[str, Any]]:
+    """The reconciliation file of ``participant`` for ``cycle`` (format in docs/clearing.md): the totals
+    from one aggregate query, the details straight out of PostgreSQL with COPY."""
+    label = cycle_label(cycle)
+    params = {"p": participant, "cycle": cycle.pk}
+    with connection.cursor() as cur:
+        cur.execute(_RECONCILIATION_TOTALS_SQL, params)
+        row = cur.fetchone()
+        details = io.StringIO()
+        cur.cursor.copy_expert(cur.cursor.mogrify(_RECONCILIATION_DETAILS_SQL, params).decode(), details)
+    totals = dict(zip(RECONCILIATION_TOTAL_COLUMNS[2:10], [int(v) for v in row], strict=True))
+    position = NetPosition.objects.filter(cycle=cycle, participant=participant).first()
+    totals["receivable_fen"] = position.receivable_fen if position else 0
+    totals["payable_fen"] = position.payable_fen if position else 0
+    totals["net_fen"] = position.net_fen if position else 0
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["# totals"])
+    writer.writerow(RECONCILIATION_TOTAL_COLUMNS)
+    writer.writerow([label, participant, *[totals[c] for c in RECONCILIATION_TOTAL_COLUMNS[2:]]])
+    writer.writerow(["# details"])
+    writer.writerow(RECONCILIATION_DETAIL_COLUMNS)
+    out.write(details.getvalue())
+    return out.getvalue(), totals
+
+
+def _participants(cycle: ClearingCycle) -> list[str]:
+    found = set(NetPosition.objects.filter(cycle=cycle).values_list("participant", flat=True))
+    for acquirer, issuer in (
+        ClearingRecord.objects.filter(cycle=cycle).values_list("acquirer", "issuer").distinct()
+    ):
+        found.update((acquirer, issuer))
+    return sorted(found)
+
+
+def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
+    """Each participant's file, delivered to it and to each of its counties whose taps it lists."""
+    label = cycle_label(cycle)
+    tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT acquirer, split_part(record_id, '-', 1) FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND kind = 'tap' AND split_part(record_id, '-', 1) <> acquirer",
+            [cycle.pk],
+        )
+        sources: dict[str, set[str]] = defaultdict(set)
+        for acquirer, schema in cur.fetchall():
+            if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
+                sources[acquirer].add(schema)
+    for participant in _participants(cycle):
+        text, totals = reconciliation_csv(cycle, participant)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        message_id = f"rcn-{label}-{participant}"
+        recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
+        ReconciliationFile.objects.create(
+            cycle=cycle,
+            participant=participant,
+            csv=text,
+            sha256=digest,
+            totals=totals,
+            message_id=message_id,
+            answer={"expected": recipients, "answers": {}},
+        )
+        for code in recipients:
+            _deliver(
+                code,
+                kind="clearing.reconciliation",
+                message_id=message_id,
+                body={
+                    "cycle": label,
+                    "participant": participant,
+                    "sha256": digest,
+                    "csv": text,
+                    "totals": totals,
+                },
+                now=now,
+            )
+
+
+# --- disputes ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def dispute_raise(*, record_id: str, raised_by: str, reason: str, now: dt.datetime | None = None) -> Dispute:
+    """A party to a settled record disputes it inside the agreement's window (refused outside it)."""
+    now = now or timezone.now()
+    record = (
+        ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
+    )
+    if record is None:
+        raise NotFound(f"no clearing record {record_id!r}", field="record_id")
+    if raised_by not in (record.acquirer, record.issuer):
+        raise DomainError(f"{raised_by} is not a party to record {record_id}", code="not_a_party")
+    cycle = record.cycle
+    if not _past(cycle, CycleState.SETTLED):
+        raise Conflict(
+            f"record {record_id} is in cycle {cycle_label(cycle)}, not settled yet", code="cycle_state"
+        )
+    deadline = cycle.settled_at + dt.timedelta(days=cycle.agreement.dispute_window_days)
+    if now > deadline:
+        raise DomainError(
+            f"the dispute window of {cycle_label(cycle)} ended at {deadline.isoformat()}",
+            code="window_closed",
+        )
+    if record.kind == RecordKind.ADJUSTMENT:
+        raise DomainError("an adjustment cannot be disputed", code="invalid")
+    existing = Dispute.objects.filter(record=record).exclude(state=DisputeState.REJECTED).first()
+    if existing is not None:
+        return existing
+    dispute = Dispute.objects.create(record=record, raised_by=raised_by, reason=reason[:300], raised_at=now)
+    ClearingCycle.objects.filter(pk=cycle.pk, state=CycleState.SETTLED).update(state=CycleState.DISPUTED)
+    audit_record(
+        action="interop.dispute_raise",
+        actor=f"tenant:{raised_by}",
+        object_type="record",
+        object_id=record_id,
+        data={"reason": reason[:300]},
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_resolve(
+    *, dispute_id: int, accept: bool, resolution: str, actor: str, now: dt.datetime | None = None
+) -> Dispute:
+    """Accepted: an adjustment record reversing the disputed one (fees too) joins the open cycle of
+    ``now``; the settled cycle is never edited. Rejected: nothing moves. Either way the cycle goes back
+    to settled once no dispute of it is open."""
+    now = now or timezone.now()
+    dispute = (
+        Dispute.objects.select_for_update()
+        .select_related("record__cycle__agreement")
+        .filter(pk=dispute_id)
+        .first()
+    )
+    if dispute is None:
+        raise NotFound(f"no dispute {dispute_id}", field="dispute")
+    if dispute.state != DisputeState.OPEN:
+        raise Conflict(f"dispute {dispute_id} is already {dispute.state}", code="dispute_state")
+    record = dispute.record
+    if accept:
+        agreement = record.cycle.agreement
+        target = _open_cycle_from(agreement, business_date_of(agreement, now))
+        adjustment = ClearingRecord.objects.create(
+            record_id=f"adj-{record.record_id}",
+            cycle=target,
+            kind=RecordKind.ADJUSTMENT,
+            message_id=f"dispute-{dispute.pk}",
+            acquirer=record.acquirer,
+            issuer=record.issuer,
+            card_no=record.card_no,
+            card_counter=record.card_counter,
+            amount_fen=-record.amount_fen,
+            issuer_fee_fen=-record.issuer_fee_fen,
+            network_fee_fen=-record.network_fee_fen,
+            accepted_at=now,
+            received_at=now,
+            status=RecordStatus.VALID,
+            adjusts=record.record_id,
+            data={"dispute": dispute.pk, "reason": dispute.reason},
+        )
+        dispute.adjustment = adjustment
+    dispute.state = DisputeState.ACCEPTED if accept else DisputeState.REJECTED
+    dispute.resolution, dispute.resolved_at, dispute.resolved_by = resolution[:300], now, actor[:150]
+    dispute.save()
+    cycle = record.cycle
+    if not Dispute.objects.filter(record__cycle=cycle, state=DisputeState.OPEN).exists():
+        ClearingCycle.objects.filter(pk=cycle.pk, state=CycleState.DISPUTED).update(state=CycleState.SETTLED)
+    audit_record(
+        action="interop.dispute_resolve",
+        actor=actor,
+        object_type="dispute",
+        object_id=dispute.pk,
+        data={"accepted": accept, "record": record.record_id},
+    )
+    return dispute
+
+
+def due_cycles(*, now: dt.datetime | None = None) -> Iterable[ClearingCycle]:
+    """Open cycles whose cut-off has passed (for the beat task)."""
+    now = now or timezone.now()
+    return (
+        ClearingCycle.objects.filter(state=CycleState.OPEN, cut_off_at__lte=now)
+        .select_related("agreement__network")
+        .order_by("cut_off_at")
+    )

@@ -1,0 +1,26 @@
+from django.apps import AppConfig
+
+
+class ExchangeConfig(AppConfig):
+    """A tenant's side of interop (互联互通收发): its outbox, its inbox, and the issuer's validation."""
+
+    name = "citycard.tenants.exchange"
+    label = "exchange"
+    verbose_name = "Interop outbox and inbox"
+
+    role_permissions = {
+        "city_admin": {
+            "exchange.outboxmessage": {"view"},
+            "exchange.inboxmessage": {"view"},
+            "exchange.seencounter": {"view"},
+        },
+        "county_officer": {"exchange.outboxmessage": {"view"}, "exchange.inboxmessage": {"view"}},
+    }
+
+    def ready(self) -> None:
+        # Roaming taps of every upload go to the outbox inside the upload's transaction.
+        from citycard.tenants.exchange.services import outbox_put_clearing_records
+        from citycard.tenants.terminals import checks
+
+        if checks.ROAMING_SINK is None:
+            checks.ROAMING_SINK = outbox_put_clearing_records

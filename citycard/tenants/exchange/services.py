@@ -1,0 +1,470 @@
+"""A tenant's interop actions, run in the tenant's own schema (``tenant_context``).
+
+* ``outbox_put_clearing_records`` — the ingestion's ``ROAMING_SINK``: the roaming taps of one upload become
+  one signed ``clearing.records`` envelope in the outbox (two queries whatever the number of taps).
+* ``outbox_put`` — any other message leaving the tenant (disputes, reconciliation confirmations).
+* ``outbox_mark`` — interop records what it did with collected messages.
+* ``inbox_deliver`` — interop hands the tenant a message signed by the platform.
+* ``clearing_validate`` — the issuer validates clearing records on its own data and answers signed.
+* ``reconciliation_check`` — the tenant checks a reconciliation file against its own outbox, totals first.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from django.db import connection, transaction
+from django.utils import timezone
+
+from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.keys import tenant_card_tac_master
+from citycard.platform.models import Tenant
+from citycard.tenants.exchange.cardfacts import card_facts_for
+from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
+from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, tac_compute
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# Rejection reasons of issuer validation (returned to the acquirer as exceptions).
+REASON_CARD_UNKNOWN = "card_unknown"
+REASON_HOTLISTED = "hotlisted"
+REASON_TAC_INVALID = "tac_invalid"
+REASON_COUNTER_REPLAYED = "counter_replayed"
+REASON_NOT_OURS = "not_our_card"
+
+
+def _tenant() -> Tenant:
+    tenant = getattr(connection, "tenant", None)
+    if tenant is None or tenant.schema_name == "public":
+        raise DomainError("exchange services run in a tenant's schema", code="no_tenant")
+    return tenant
+
+
+def record_id_for(*, schema: str, source_tx_id: int) -> str:
+    """A clearing record's id: the schema that stored the tap and the tap's transaction id."""
+    return f"{schema}-{source_tx_id}"
+
+
+# --- outbox -------------------------------------------------------------------------------------------
+
+
+def outbox_put(
+    *,
+    kind: str,
+    message_id: str,
+    body: dict[str, Any],
+    actor: str,
+    record_count: int = 0,
+    now: dt.datetime | None = None,
+) -> OutboxMessage:
+    """Seal ``body`` with this tenant's key and put it in the outbox (once per message id)."""
+    tenant = _tenant()
+    now = now or timezone.now()
+    document = envelope_seal(
+        sender=tenant, recipient=PLATFORM, kind=kind, message_id=message_id, body=body, now=now
+    )
+    message = OutboxMessage(
+        message_id=message_id,
+        kind=kind,
+        envelope=document,
+        body_sha256=document["payload"]["body_sha256"],
+        record_count=record_count,
+        created_at=now,
+        created_by=actor[:150],
+    )
+    OutboxMessage.objects.bulk_create([message], ignore_conflicts=True)
+    return message
+
+
+def outbox_put_clearing_records(
+    records: list[dict[str, Any]], actor: str, *, now: dt.datetime | None = None
+) -> OutboxMessage | None:
+    """ROAMING_SINK: the clearing records of roaming taps, as one signed envelope in the outbox.
+
+    Each record gets its ``record_id`` (schema + transaction id); the message id is derived from the
+    record ids, so handing the same taps over again is the same message (idempotent)."""
+    if not records:
+        return None
+    schema = _tenant().code
+    body_records = []
+    for record in records:
+        item = dict(record)
+        item["record_id"] = record_id_for(schema=schema, source_tx_id=record["source_tx_id"])
+        body_records.append(item)
+    body_records.sort(key=lambda r: r["source_tx_id"])
+    digest = hashlib.sha256("|".join(r["record_id"] for r in body_records).encode()).hexdigest()
+    return outbox_put(
+        kind="clearing.records",
+        message_id=f"clr-{schema}-{digest[:32]}",
+        body={"records": body_records},
+        actor=actor,
+        record_count=len(body_records),
+        now=now,
+    )
+
+
+@transaction.atomic
+def outbox_mark(
+    *, message_id: str, state: str, result: dict[str, Any], now: dt.datetime | None = None
+) -> None:
+    """Interop's answer to a collected message (collected, or refused with the reason)."""
+    if state not in (OutboxState.COLLECTED, OutboxState.REFUSED):
+        raise DomainError(f"outbox state {state!r} is not an answer", code="invalid", field="state")
+    OutboxMessage.objects.filter(message_id=message_id).update(
+        state=state, result=result, collected_at=now or timezone.now()
+    )
+
+
+# --- inbox --------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -> InboxMessage:
+    """Take a message the platform signed for this tenant. Same id and content → the stored message;
+    same id, other content → conflict; a transmission seen before (same nonce) → replayed."""
+    tenant = _tenant()
+    opened = envelope_open(document, recipient=tenant.code, now=now)
+    if opened.sender.code != PLATFORM:
+        raise EnvelopeRefused(
+            f"a tenant inbox takes messages from the platform, not {opened.sender.code}",
+            code="unknown_sender",
+        )
+    existing = InboxMessage.objects.filter(message_id=opened.message_id).first()
+    if existing is not None:
+        if existing.body_sha256 != opened.body_sha256:
+            raise EnvelopeRefused(
+                f"message {opened.message_id} was already delivered with different content", code="conflict"
+            )
+        if existing.nonce == opened.nonce and existing.envelope != document:
+            raise EnvelopeRefused(f"message {opened.message_id}: nonce reused", code="replayed")
+        return existing
+    return InboxMessage.objects.create(
+        message_id=opened.message_id,
+        kind=opened.kind,
+        sender=opened.sender.code,
+        envelope=document,
+        body_sha256=opened.body_sha256,
+        nonce=opened.nonce,
+        received_at=now or timezone.now(),
+    )
+
+
+# --- issuer validation ----------------------------------------------------------------------------------
+
+
+class _TacKeys:
+    """The issuer's TAC keys per card, kept for one validation run: an SM4 card key becomes a reusable
+    ECB encryptor so each TAC costs two block encryptions (the CBC-MAC of terminal_kit.card.crypto,
+    which a test checks it equals); 3DES cards use crypto.tac_compute as is."""
+
+    def __init__(self, master: bytes) -> None:
+        self.master = master
+        self.sm4: dict[str, Any] = {}
+        self.other: dict[tuple[str, int], bytes] = {}
+
+    def tac(self, card_no: str, algorithm: Algorithm, data: bytes, **fields: Any) -> bytes:
+        if algorithm == Algorithm.SM4:
+            enc = self.sm4.get(card_no)
+            if enc is None:
+                key = diversify(self.master, card_no, algorithm)
+                enc = self.sm4[card_no] = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+            padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
+            state = bytes(16)
+            for i in range(0, len(padded), 16):
+                block = int.from_bytes(state, "big") ^ int.from_bytes(padded[i : i + 16], "big")
+                state = enc.update(block.to_bytes(16, "big"))
+            return state[:4]
+        key = self.other.get((card_no, algorithm))
+        if key is None:
+            key = self.other[(card_no, algorithm)] = diversify(self.master, card_no, algorithm)
+        return tac_compute(key, alg=algorithm, **fields)
+
+
+def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
+    try:
+        terminal_no = bytes.fromhex(record.get("terminal_no") or "")
+        algorithm = Algorithm(int(record.get("algorithm", Algorithm.SM4)))
+        tac = bytes.fromhex(record["tac"])
+        local = dt.datetime.fromisoformat(record["tapped_at"]).astimezone(SHANGHAI)
+        amount, seq = int(record["amount_fen"]), int(record["terminal_seq"])
+        date, time = bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S"))
+        data = (
+            amount.to_bytes(4, "big") + bytes([PURCHASE]) + terminal_no + seq.to_bytes(4, "big") + date + time
+        )
+    except (ValueError, KeyError, TypeError, OverflowError):
+        return False
+    if len(terminal_no) != 6 or len(tac) != 4:
+        return False
+    expected = keys.tac(
+        record["card_no"],
+        algorithm,
+        data,
+        amount=amount,
+        terminal_id=terminal_no,
+        terminal_seq=seq,
+        date=date,
+        time=time,
+    )
+    return hmac.compare_digest(expected, tac)
+
+
+def _checks_run(facts: dict | None) -> list[str]:
+    checks = ["issuer", "tac", "counter"]
+    if facts is not None:
+        checks[1:1] = ["card_known", "hotlist"]
+    return checks
+
+
+@transaction.atomic
+def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """The issuer's validation of clearing records (清分校验), on its own data, answered signed.
+
+    The request is a ``clearing.validate`` envelope from the platform with ``records`` (each: record_id,
+    card_no, card_counter, amount_fen, tapped_at, terminal_no, terminal_seq, algorithm, tac) and
+    ``hotlist_grace_minutes``. Checks in this order, the first failing one is the reason: the card is
+    ours; card known and not hotlisted before the tap beyond the grace period (when the card domain is
+    installed — see cardfacts.py); TAC valid under our key; counter not cleared before by another
+    record. Re-validating a record gives the same answer (its counter is remembered with its id).
+    Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
+    """
+    tenant = _tenant()
+    now = now or timezone.now()
+    opened = envelope_open(document, recipient=tenant.code, now=now, kinds=("clearing.validate",))
+    if opened.sender.code != PLATFORM:
+        raise EnvelopeRefused("validation requests come from the platform", code="unknown_sender")
+    records = sorted(opened.body.get("records") or [], key=lambda r: r["record_id"])
+    grace = dt.timedelta(minutes=int(opened.body.get("hotlist_grace_minutes", 0)))
+    keys = _TacKeys(tenant_card_tac_master(tenant=tenant))
+    facts = card_facts_for(card_nos={r["card_no"] for r in records}, at=now)
+    prefixes = {tenant.division_code, *tenant.counties.values_list("division_code", flat=True)}
+    rejections: list[dict[str, str]] = []
+    candidates: list[dict[str, Any]] = []
+    for record in records:
+        reason, message = _first_failure(record, tenant, prefixes, facts, grace, keys)
+        if reason:
+            rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
+        else:
+            candidates.append(record)
+    rejections.extend(_counters_claim(candidates, now))
+    rejections.sort(key=lambda r: r["record_id"])
+    body = {
+        "request": opened.message_id,
+        "cycle": opened.body.get("cycle"),
+        "validated": len(records),
+        "rejected": rejections,
+        "checks": _checks_run(facts),
+    }
+    return envelope_seal(
+        sender=tenant,
+        recipient=PLATFORM,
+        kind="clearing.validation",
+        message_id=f"{opened.message_id}.ans",
+        body=body,
+        now=now,
+    )
+
+
+def _first_failure(record, tenant: Tenant, prefixes, facts, grace, keys: _TacKeys) -> tuple[str, str]:
+    card_no = record["card_no"]
+    if card_no[:6] not in prefixes:
+        return REASON_NOT_OURS, f"card {card_no} is not issued by {tenant.code}"
+    if facts is not None:
+        card = facts.get(card_no)
+        if card is None:
+            return REASON_CARD_UNKNOWN, f"card {card_no} is not known to the issuer"
+        hotlisted_at = getattr(card, "hotlisted_at", None)
+        tapped_at = dt.datetime.fromisoformat(record["tapped_at"])
+        if hotlisted_at is not None and hotlisted_at + grace < tapped_at:
+            return REASON_HOTLISTED, (
+                f"card {card_no} was hotlisted at {hotlisted_at.isoformat()}"
+                f" ({getattr(card, 'hotlist_reason', '') or 'no reason'}), before the tap beyond the grace period"
+            )
+    if not _tac_ok(record, keys):
+        return (
+            REASON_TAC_INVALID,
+            f"the TAC of card {card_no} counter {record['card_counter']} does not verify",
+        )
+    return "", ""
+
+
+def _counters_claim(records: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, str]]:
+    """Remember each record's (card, counter); a counter already claimed by another record is a replay.
+
+    Two statements for the whole set: insert what is new, then read back who owns each counter."""
+    if not records:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO exchange_seencounter (card_no, card_counter, record_id, first_seen_at)"
+            " SELECT c, n, r, %s FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
+            " ORDER BY r ON CONFLICT (card_no, card_counter) DO NOTHING",
+            [
+                now,
+                [r["card_no"] for r in records],
+                [int(r["card_counter"]) for r in records],
+                [r["record_id"] for r in records],
+            ],
+        )
+        cur.execute(
+            "SELECT s.r, k.record_id FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
+            " JOIN exchange_seencounter k ON k.card_no = s.c AND k.card_counter = s.n WHERE k.record_id <> s.r",
+            [
+                [r["card_no"] for r in records],
+                [int(r["card_counter"]) for r in records],
+                [r["record_id"] for r in records],
+            ],
+        )
+        owners = dict(cur.fetchall())
+    return [
+        {
+            "record_id": r["record_id"],
+            "reason": REASON_COUNTER_REPLAYED,
+            "message": f"card {r['card_no']} counter {r['card_counter']} was already cleared"
+            f" by {owners[r['record_id']]}",
+        }
+        for r in records
+        if r["record_id"] in owners
+    ]
+
+
+# --- disputes and reconciliation ------------------------------------------------------------------------
+
+
+def dispute_send(*, record_id: str, reason: str, actor: str, now: dt.datetime | None = None) -> OutboxMessage:
+    """Dispute one cleared record (争议): a signed ``clearing.dispute`` message in the outbox."""
+    tenant = _tenant()
+    if not reason.strip():
+        raise DomainError("a dispute needs a reason", code="invalid", field="reason")
+    return outbox_put(
+        kind="clearing.dispute",
+        message_id=f"dsp-{tenant.code}-{record_id}",
+        body={"record_id": record_id, "reason": reason.strip()[:300]},
+        actor=actor,
+        now=now,
+    )
+
+
+def reconciliation_parse(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The totals row and the detail rows of a reconciliation file (format: docs/clearing.md)."""
+    totals: dict[str, str] = {}
+    details: list[dict[str, str]] = []
+    section, header = "", None
+    for row in csv.reader(io.StringIO(text)):
+        if not row:
+            continue
+        if row[0].startswith("#"):
+            section, header = row[0].lstrip("# ").strip(), None
+            continue
+        if header is None:
+            header = row
+            continue
+        item = dict(zip(header, row, strict=True))
+        if section == "totals":
+            totals = item
+        elif section == "details":
+            details.append(item)
+    return totals, details
+
+
+@transaction.atomic
+def reconciliation_check(*, message_id: str, actor: str, now: dt.datetime | None = None) -> OutboxMessage:
+    """Check a reconciliation file from the inbox the way the national medical platform does: totals
+    first (对总账) — the records this tenant sent that the file lists, counted and summed from its own
+    outbox, against the file's totals; only on a mismatch record by record (对明细账). The answer (a
+    ``clearing.reconciliation`` confirmation or mismatch, with the differing records) goes to the outbox."""
+    tenant = _tenant()
+    message = InboxMessage.objects.filter(message_id=message_id, kind="clearing.reconciliation").first()
+    if message is None:
+        raise NotFound(f"no reconciliation file {message_id!r} in the inbox", field="message_id")
+    body = message.body
+    totals, details = reconciliation_parse(body["csv"])
+    # A city's file also lists its counties' taps; each schema checks the records it sent itself.
+    acquired = [
+        d for d in details if d["role"] == "acquirer" and d["status"] == "valid" and d["kind"] == "tap"
+    ]
+    mine = [d for d in acquired if d["record_id"].startswith(f"{tenant.code}-")]
+    own = _own_sent(tenant, [d["record_id"] for d in mine])
+    own_count = sum(1 for d in mine if d["record_id"] in own)
+    own_amount = sum(own[d["record_id"]] for d in mine if d["record_id"] in own)
+    if len(mine) == len(acquired) and all(d["kind"] == "tap" for d in details if d["role"] == "acquirer"):
+        file_count, file_amount = int(totals["acquired_records"]), int(totals["acquired_amount_fen"])
+    else:
+        file_count, file_amount = len(mine), sum(int(d["amount_fen"]) for d in mine)
+    mismatched: list[dict[str, Any]] = []
+    if (own_count, own_amount) != (file_count, file_amount) or len(mine) != own_count:
+        for d in mine:
+            if own.get(d["record_id"]) != int(d["amount_fen"]):
+                mismatched.append(
+                    {
+                        "record_id": d["record_id"],
+                        "file_fen": int(d["amount_fen"]),
+                        "own_fen": own.get(d["record_id"]),
+                    }
+                )
+        if not mismatched:
+            mismatched.append({"totals": {"file": [file_count, file_amount], "own": [own_count, own_amount]}})
+    answer = {
+        "cycle": body["cycle"],
+        "file_sha256": body["sha256"],
+        "result": "mismatch" if mismatched else "confirmed",
+        "scope": tenant.code,
+        "totals": {"acquired_records": own_count, "acquired_amount_fen": own_amount},
+        "mismatched": mismatched,
+    }
+    return outbox_put(
+        kind="clearing.reconciliation",
+        message_id=f"rec-{tenant.code}-{body['cycle']}-{body['sha256'][:16]}",
+        body=answer,
+        actor=actor,
+        now=now,
+    )
+
+
+def _own_sent(tenant: Tenant, record_ids: Iterable[str]) -> dict[str, int]:
+    """Amount per record id of the clearing records this tenant (or its counties' schemas) sent."""
+    wanted = set(record_ids)
+    found: dict[str, int] = {}
+    for message in OutboxMessage.objects.filter(kind="clearing.records").only("envelope"):
+        for record in message.envelope["payload"]["body"]["records"]:
+            if record["record_id"] in wanted:
+                found[record["record_id"]] = int(record["amount_fen"])
+    return found
+
+
+# --- hotlist --------------------------------------------------------------------------------------------
+
+
+def hotlist_send(*, actor: str, now: dt.datetime | None = None) -> OutboxMessage | None:
+    """This city's hotlist for the network (``hotlist.update``): the delta since the version the platform
+    applied last, or the full list the first time (or when the platform asks for it). None if unchanged."""
+    from citycard.tenants.cards.selectors import hotlist_payload, hotlist_version
+
+    tenant = _tenant()
+    version = hotlist_version()
+    if OutboxMessage.objects.filter(kind="hotlist.update", state=OutboxState.PENDING).exists():
+        return None  # the platform has not taken the previous one yet
+    last = (
+        OutboxMessage.objects.filter(kind="hotlist.update", state=OutboxState.COLLECTED)
+        .order_by("-id")
+        .first()
+    )
+    applied = last.result.get("version") if last is not None and last.result.get("applied") else None
+    if applied == version:
+        return None
+    payload = hotlist_payload(since=applied)
+    suffix = "full" if "cards" in payload else f"d{applied}"
+    return outbox_put(
+        kind="hotlist.update",
+        message_id=f"hot-{tenant.code}-{version}-{suffix}",
+        body=payload,
+        actor=actor,
+        now=now,
+    )

@@ -1,0 +1,154 @@
+"""Transit cycles: assignment by acceptance time, transitions and refused ones, late records, empty
+cycles, issuer validation with rejections returned to the acquirer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from citycard.interop.models import ClearingCycle, ClearingRecord, CycleState
+from citycard.interop.services import (
+    business_date_of,
+    cycle_close,
+    cycle_get,
+    cycle_net,
+    cycle_run,
+    cycle_settle,
+    cycle_validate,
+)
+from citycard.platform.errors import Conflict
+from citycard.tenants.exchange.selectors import inbox_exceptions
+
+from .conftest import DAY, at, record
+
+pytestmark = pytest.mark.django_db
+NEXT = DAY + dt.timedelta(days=1)
+
+
+def _cycle(day=DAY):
+    return cycle_get(network_code="yrd", service="transit", business_date=day)
+
+
+def test_business_date_follows_the_cut_off_in_shanghai(yrd_transit):
+    assert business_date_of(yrd_transit, at(DAY, 4)) == DAY
+    assert business_date_of(yrd_transit, at(DAY, 23, 59)) == DAY
+    assert business_date_of(yrd_transit, at(NEXT, 3, 59)) == DAY  # the night bus belongs to the day before
+    assert business_date_of(yrd_transit, at(NEXT, 4)) == NEXT
+    utc = dt.datetime(2026, 11, 21, 19, 30, tzinfo=dt.UTC)  # 03:30 on the 22nd in Shanghai
+    assert business_date_of(yrd_transit, utc) == DAY
+    cycle = _cycle()
+    assert cycle.opens_at == at(DAY, 4) and cycle.cut_off_at == at(NEXT, 4)
+
+
+def test_transitions_in_order_and_the_refused_ones(yrd_transit, send, collect):
+    send("jiaxing", [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100")])
+    collect("jiaxing")
+    cycle = _cycle()
+    later = at(NEXT, 5)
+    with pytest.raises(Conflict, match="cannot close before"):
+        cycle_close(cycle=cycle, now=at(NEXT, 3, 59))
+    for step in (cycle_validate, cycle_net, cycle_settle):
+        with pytest.raises(Conflict) as info:
+            step(cycle=cycle, now=later)
+        assert info.value.code == "cycle_state"
+    assert cycle_close(cycle=cycle, now=later).state == CycleState.CLOSED
+    with pytest.raises(Conflict, match="needs it validated"):
+        cycle_net(cycle=cycle, now=later)
+    assert cycle_validate(cycle=cycle, now=later).state == CycleState.VALIDATED
+    with pytest.raises(Conflict, match="needs it netted"):
+        cycle_settle(cycle=cycle, now=later)
+    assert cycle_net(cycle=cycle, now=later).state == CycleState.NETTED
+    assert cycle_settle(cycle=cycle, now=later).state == CycleState.SETTLED
+    # Every step again: nothing changes, nothing is posted twice; a closed cycle never reopens.
+    for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
+        assert step(cycle=cycle, now=later).state == CycleState.SETTLED
+    assert cycle.journals.count() == 2
+    assert ClearingCycle.objects.get(pk=cycle.pk).state == CycleState.SETTLED
+
+
+def test_late_records_join_the_next_open_cycle(yrd_transit, send, collect):
+    send("jiaxing", [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=1)])
+    collect("jiaxing")
+    cycle_close(cycle=_cycle(), now=at(NEXT, 4, 30))
+    # A bus that was offline uploads a tap of DAY after DAY's cycle closed.
+    late = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=2, when=at(DAY, 22))
+    send("jiaxing", [late], now=at(NEXT, 9))
+    collect("jiaxing", now=at(NEXT, 10))
+    found = ClearingRecord.objects.get(record_id=f"jiaxing-{late['source_tx_id']}")
+    assert found.cycle.business_date == NEXT and found.accepted_at == at(DAY, 22)
+    assert _cycle().records.count() == 1
+
+
+def test_empty_cycle_settles(yrd_transit):
+    cycle = cycle_run(cycle=_cycle(dt.date(2026, 11, 20)), now=at(DAY, 5))
+    assert cycle.state == CycleState.SETTLED
+    assert cycle.positions.count() == 0 and cycle.instructions.count() == 0
+    assert cycle.reconciliations.count() == 0
+
+
+def test_zero_value_cycle_settles(yrd_transit, send, collect):
+    send("jiaxing", [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", amount=0)])
+    collect("jiaxing")
+    cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
+    assert cycle.state == CycleState.SETTLED
+    assert sorted(cycle.positions.values_list("participant", "net_fen")) == [("hangzhou", 0), ("jiaxing", 0)]
+    assert cycle.instructions.count() == 0
+
+
+def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, send, collect, tenant):
+    from citycard.tenants.cards.services import card_report_lost
+
+    def rec(serial, **kw):
+        return record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=serial, **kw)
+
+    good = rec(1, counter=5)
+    bad_tac = rec(2, bad_tac=True)
+    replay = dict(good, source_tx_id=good["source_tx_id"] + 777_000)  # same card, same counter again
+    not_ours = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="310000", serial=3)
+    no_sam = rec(4)
+    no_sam["terminal_no"] = ""
+    lost_long_ago = rec(5)  # hotlisted at 07:00, tapped at 09:00: beyond the 60-minute grace period
+    lost_just_now = rec(6)  # hotlisted at 08:30, tapped at 09:00: inside the grace period, valid
+    unknown = rec(7)
+    send("jiaxing", [good, bad_tac, replay, not_ours, no_sam, lost_long_ago, lost_just_now])
+    send("jiaxing", [unknown], known=False)
+    with tenant_context(tenant("hangzhou")):
+        card_report_lost(card_no=lost_long_ago["card_no"], actor="test", at=at(DAY, 7))
+        card_report_lost(card_no=lost_just_now["card_no"], actor="test", at=at(DAY, 8, 30))
+    collect("jiaxing")
+    cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
+    status = {r.record_id: (r.status, r.reason) for r in ClearingRecord.objects.filter(cycle=cycle)}
+    rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
+    assert status == {
+        rid(good): ("valid", ""),
+        rid(bad_tac): ("rejected", "tac_invalid"),
+        rid(replay): ("rejected", "counter_replayed"),
+        rid(not_ours): ("rejected", "not_our_card"),
+        rid(no_sam): ("rejected", "tac_invalid"),
+        rid(lost_long_ago): ("rejected", "hotlisted"),
+        rid(lost_just_now): ("valid", ""),
+        rid(unknown): ("rejected", "card_unknown"),
+    }
+    assert cycle.validation_checks == {"hangzhou": ["issuer", "card_known", "hotlist", "tac", "counter"]}
+    with tenant_context(tenant("jiaxing")):
+        exceptions = {e["record_id"]: e["reason"] for e in inbox_exceptions()}
+    assert exceptions == {k: v[1] for k, v in status.items() if v[0] == "rejected"}
+    # The acquirer bears rejected records: only the two valid ones are netted (200 − 1 fee each).
+    assert sorted(cycle.positions.values_list("participant", "net_fen")) == [
+        ("hangzhou", -398),
+        ("jiaxing", 398),
+    ]
+
+
+def test_a_counter_cleared_in_an_earlier_cycle_is_a_replay_later(yrd_transit, send, collect):
+    first = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=7, counter=3)
+    send("jiaxing", [first])
+    collect("jiaxing")
+    cycle_run(cycle=_cycle(), now=at(NEXT, 5))
+    again = dict(first, source_tx_id=first["source_tx_id"] + 1)  # resent by another route: a late record
+    send("jiaxing", [again], now=at(NEXT, 10))
+    collect("jiaxing", now=at(NEXT, 11))
+    cycle = cycle_run(cycle=_cycle(NEXT), now=at(NEXT + dt.timedelta(days=1), 5))
+    assert cycle.records.get().reason == "counter_replayed"

@@ -1,0 +1,188 @@
+"""Netting and settlement: Σ net = 0 and a balanced ledger over random record sets (hypothesis), the
+database refusing what does not balance, and every figure traced back to its records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from citycard.interop.models import (
+    BilateralPosition,
+    ClearingRecord,
+    CycleState,
+    Journal,
+    NetPosition,
+    Posting,
+    SettlementInstruction,
+)
+from citycard.interop.services import (
+    agreement_set,
+    cycle_get,
+    cycle_net,
+    cycle_settle,
+    fee_fen,
+    records_insert,
+)
+
+from .conftest import DAY, at
+
+pytestmark = pytest.mark.django_db
+PARTIES = ["shanghai", "hangzhou", "jiaxing"]
+
+
+def test_fees_round_half_up_per_record():
+    assert fee_fen(200, 50) == 1  # 1.00
+    assert fee_fen(100, 50) == 1  # 0.50 → 1
+    assert fee_fen(99, 50) == 0  # 0.495 → 0
+    assert fee_fen(300, 50) == 2  # 1.50 → 2
+    assert fee_fen(-300, 50) == -2  # adjustments mirror the record
+    assert fee_fen(12345, 0) == 0 and fee_fen(12345, 10000) == 12345
+
+
+def _load(cycle, items):
+    rows = []
+    agreement = cycle.agreement
+    for i, (acquirer, issuer, amount) in enumerate(items):
+        rows.append(
+            [
+                f"{acquirer}-p{i}",
+                cycle.pk,
+                "tap",
+                "m",
+                acquirer,
+                issuer,
+                "3301000000000000000",
+                i,
+                amount,
+                fee_fen(amount, agreement.issuer_fee_bps),
+                fee_fen(amount, agreement.network_fee_bps),
+                at(DAY, 9).isoformat(),
+                at(DAY, 10).isoformat(),
+                json.dumps({}),
+            ]
+        )
+    records_insert(rows)
+    ClearingRecord.objects.filter(cycle=cycle).update(status="valid")
+    type(cycle).objects.filter(pk=cycle.pk).update(state=CycleState.VALIDATED)
+
+
+records = st.lists(
+    st.tuples(st.sampled_from(PARTIES), st.sampled_from(PARTIES), st.integers(0, 500_000)).filter(
+        lambda t: t[0] != t[1]
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=records, issuer_bps=st.integers(0, 300), network_bps=st.integers(0, 100))
+def test_net_positions_sum_to_zero_and_the_ledger_balances(db, items, issuer_bps, network_bps):
+    with transaction.atomic():
+        agreement_set(
+            network_code="yrd",
+            service="transit",
+            valid_from=dt.date(2020, 1, 1),
+            issuer_fee_bps=issuer_bps,
+            network_fee_bps=network_bps,
+            actor="test",
+        )
+        cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+        _load(cycle, items)
+        now = at(DAY + dt.timedelta(days=1), 6)
+        cycle_net(cycle=cycle, now=now)
+        cycle_settle(cycle=cycle, now=now)
+        nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
+        assert sum(nets.values()) == 0
+        for journal in Journal.objects.filter(cycle=cycle):
+            assert (journal.postings.aggregate(s=Sum("amount_fen"))["s"] or 0) == 0
+        # After settlement every participant's clearing account is back to zero.
+        for participant in nets:
+            total = Posting.objects.filter(journal__cycle=cycle, account=f"clearing:{participant}").aggregate(
+                s=Sum("amount_fen")
+            )["s"]
+            assert total == 0
+        # Traceability: the matrix is the records' sums, the positions the matrix's.
+        assert (
+            BilateralPosition.objects.filter(cycle=cycle).aggregate(s=Sum("amount_fen"))["s"] or 0
+        ) == sum(a for _, _, a in items)
+        for participant, net in nets.items():
+            expected = 0
+            for acquirer, issuer, amount in items:
+                ifee, nfee = fee_fen(amount, issuer_bps), fee_fen(amount, network_bps)
+                if acquirer == participant:
+                    expected += amount - ifee - nfee
+                if issuer == participant:
+                    expected -= amount - ifee
+                if participant == "yrd-operator":
+                    expected += nfee
+            assert net == expected
+        paid_in = (
+            SettlementInstruction.objects.filter(cycle=cycle, payee="yrd-settlement").aggregate(
+                s=Sum("amount_fen")
+            )["s"]
+            or 0
+        )
+        paid_out = (
+            SettlementInstruction.objects.filter(cycle=cycle, payer="yrd-settlement").aggregate(
+                s=Sum("amount_fen")
+            )["s"]
+            or 0
+        )
+        assert paid_in == paid_out == sum(n for n in nets.values() if n > 0)
+        transaction.set_rollback(True)
+
+
+def test_the_database_refuses_an_unbalanced_journal_and_unbalanced_positions(yrd_transit):
+    cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+    with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
+        journal = Journal.objects.create(cycle=cycle, kind="probe", memo="x", created_at=at(DAY, 9))
+        Posting.objects.create(journal=journal, account="a", amount_fen=5)
+        Posting.objects.create(journal=journal, account="b", amount_fen=-4)
+        with connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(DatabaseError, match="not zero"), transaction.atomic():
+        NetPosition.objects.create(cycle=cycle, participant="x", receivable_fen=5, payable_fen=0, net_fen=5)
+        with connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        journal = Journal.objects.create(cycle=cycle, kind="probe2", memo="x", created_at=at(DAY, 9))
+        posting = Posting.objects.create(journal=journal, account="a", amount_fen=0)
+        Posting.objects.filter(pk=posting.pk).update(amount_fen=1)
+
+
+def test_the_issuers_tac_fast_path_equals_terminal_kit():
+    import random
+
+    from citycard.tenants.exchange.services import _TacKeys
+    from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, tac_compute
+    from citycard.terminal_kit.devkeys import SIM_KEYS
+
+    rng = random.Random(5)
+    keys = _TacKeys(SIM_KEYS.tac_master)
+    for alg in (Algorithm.SM4, Algorithm.TRIPLE_DES):
+        for _ in range(50):
+            card = f"3301000000{rng.randrange(10**8):08d}"
+            card = card + str(rng.randrange(10))
+            fields = {
+                "amount": rng.randrange(10**6),
+                "terminal_id": rng.randbytes(6),
+                "terminal_seq": rng.randrange(2**31),
+                "date": bytes.fromhex("20261121"),
+                "time": rng.randbytes(3),
+            }
+            data = (
+                fields["amount"].to_bytes(4, "big")
+                + bytes([PURCHASE])
+                + fields["terminal_id"]
+                + fields["terminal_seq"].to_bytes(4, "big")
+                + fields["date"]
+                + fields["time"]
+            )
+            expected = tac_compute(diversify(SIM_KEYS.tac_master, card, alg), alg=alg, **fields)
+            assert keys.tac(card, alg, data, **fields) == expected
