@@ -9,8 +9,9 @@ citycard/platform/scopes.py:
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``); every read of card or
   cardholder data goes through ``core.access.access_log_read``;
-- platform endpoint: ``account``, ``tenancy``. Extension point: ``clearing`` (agreements, cycles with their
-  states, net positions, bilateral matrix, exceptions, disputes) behind ``PlatformScope.CLEARING_READ``.
+- platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
+  bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
+  ``PlatformScope.CLEARING_READ``; stepping cycles and disputes behind ``PlatformScope.CLEARING_MANAGE``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import graphene
 from citycard.graphql.account.schema import ApiKeyQueries, PlatformUserQueries
 from citycard.graphql.cardholders.schema import CardholderQueries
 from citycard.graphql.cards.schema import CardMutations, CardQueries
+from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
@@ -45,11 +47,11 @@ class TenantMutation(CardMutations, graphene.ObjectType):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
-class PlatformQuery(PlatformUserQueries, TenancyQueries, graphene.ObjectType):
+class PlatformQuery(PlatformUserQueries, TenancyQueries, ClearingQueries, graphene.ObjectType):
     """What clearing staff and platform operators may ask of the platform."""
 
 
-class PlatformMutation(TenancyMutations, graphene.ObjectType):
+class PlatformMutation(TenancyMutations, ClearingMutations, graphene.ObjectType):
     pass
 
 
@@ -79,6 +81,22 @@ PLATFORM_COST_MAP: CostMap = {
     "PlatformQuery": {
         "tenants": PAGE,
         "roamingNetworks": FieldCost(complexity=1),
+        "roamingAgreements": FieldCost(complexity=1),
+        "clearingCycles": PAGE,
+        "disputes": PAGE,
+    },
+    # Per cycle: each list is one batched query whatever the page; the matrix of a network of n members is
+    # n² cells at most, positions and instructions n + 1, disputes and files a handful.
+    "ClearingCycle": {
+        "totals": FieldCost(complexity=1),
+        "stateHistory": FieldCost(complexity=1),
+        "bilateralMatrix": FieldCost(complexity=5),
+        "netPositions": FieldCost(complexity=2),
+        "settlementInstructions": FieldCost(complexity=2),
+        "exceptionSummary": FieldCost(complexity=2),
+        "exceptions": PAGE,
+        "disputes": FieldCost(complexity=2),
+        "reconciliationFiles": FieldCost(complexity=2),
     },
     # A list of members per network: a city and its counties (tens, not thousands).
     "RoamingNetwork": {"members": FieldCost(complexity=5)},
@@ -86,5 +104,12 @@ PLATFORM_COST_MAP: CostMap = {
     "PlatformMutation": {
         "tenantSuspend": FieldCost(complexity=10),
         "tenantActivate": FieldCost(complexity=10),
+        # Validation and settlement reach into every issuer's schema and every participant's inbox.
+        "clearingCycleClose": FieldCost(complexity=10),
+        "clearingCycleValidate": FieldCost(complexity=50),
+        "clearingCycleNet": FieldCost(complexity=20),
+        "clearingCycleSettle": FieldCost(complexity=50),
+        "disputeRaise": FieldCost(complexity=10),
+        "disputeResolve": FieldCost(complexity=10),
     },
 }

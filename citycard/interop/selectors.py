@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from citycard.interop.models import (
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
+    CyclePeriod,
+    Dispute,
     NetPosition,
     ReconciliationFile,
+    RecordStatus,
+    RoamingAgreement,
     SettlementInstruction,
 )
 
@@ -88,3 +94,150 @@ def position_trace(*, cycle: ClearingCycle, issuer: str, acquirer: str):
 
 def summary_digest(summary: dict[str, Any]) -> str:
     return hashlib.sha256(repr(sorted(summary.items())).encode()).hexdigest()
+
+
+# --- for the platform's GraphQL and consoles: keyword-only, batched over cycles ------------------------------
+
+
+def agreements_list(
+    *, network_code: str | None = None, service: str | None = None
+) -> QuerySet[RoamingAgreement]:
+    """Roaming agreements (one per network and service), with their network, by network code and service."""
+    qs = RoamingAgreement.objects.select_related("network")
+    if network_code:
+        qs = qs.filter(network__code=network_code)
+    if service:
+        qs = qs.filter(service=service)
+    return qs.order_by("network__code", "service")
+
+
+def cycles_query(
+    *,
+    network_code: str | None = None,
+    service: str | None = None,
+    states: Iterable[str] = (),
+    business_date_from: dt.date | None = None,
+    business_date_to: dt.date | None = None,
+) -> QuerySet[ClearingCycle]:
+    """Clearing cycles with their agreement and network, filtered (dates inclusive); unordered."""
+    qs = ClearingCycle.objects.select_related("agreement__network")
+    if network_code:
+        qs = qs.filter(agreement__network__code=network_code)
+    if service:
+        qs = qs.filter(agreement__service=service)
+    states = list(states)
+    if states:
+        qs = qs.filter(state__in=states)
+    if business_date_from:
+        qs = qs.filter(business_date__gte=business_date_from)
+    if business_date_to:
+        qs = qs.filter(business_date__lte=business_date_to)
+    return qs
+
+
+def cycle_find(*, network_code: str, service: str, business_date: dt.date) -> ClearingCycle | None:
+    """The cycle of an agreement on a business date (a monthly cycle: the month's), if there is one. Unlike
+    ``services.cycle_get`` this never creates it."""
+    agreement = agreements_list(network_code=network_code, service=service).first()
+    if agreement is None:
+        return None
+    if agreement.period == CyclePeriod.MONTHLY:
+        business_date = business_date.replace(day=1)
+    return (
+        cycles_query(network_code=network_code, service=service).filter(business_date=business_date).first()
+    )
+
+
+def cycle_record_totals(*, cycle_ids: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per cycle: records and amount (fen) by status (pending, valid, rejected). One aggregate query."""
+    totals: dict[int, dict[str, tuple[int, int]]] = {pk: {} for pk in cycle_ids}
+    rows = (
+        ClearingRecord.objects.filter(cycle_id__in=list(totals))
+        .values("cycle_id", "status")
+        .annotate(n=Count("id"), s=Sum("amount_fen"))
+        .order_by()
+    )
+    for row in rows:
+        totals[row["cycle_id"]][row["status"]] = (row["n"], row["s"] or 0)
+    return totals
+
+
+def exceptions_query(
+    *,
+    cycle_ids: Iterable[int],
+    issuer: str | None = None,
+    acquirer: str | None = None,
+    reason: str | None = None,
+) -> QuerySet[ClearingRecord]:
+    """The exceptions (records the issuers rejected) of cycles, filtered; unordered."""
+    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids), status=RecordStatus.REJECTED)
+    if issuer:
+        qs = qs.filter(issuer=issuer)
+    if acquirer:
+        qs = qs.filter(acquirer=acquirer)
+    if reason:
+        qs = qs.filter(reason=reason)
+    return qs.defer("data")
+
+
+def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Exceptions per cycle, issuer, acquirer and reason: records and amount. One aggregate query."""
+    return list(
+        ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids), status=RecordStatus.REJECTED)
+        .values("cycle_id", "issuer", "acquirer", "reason")
+        .annotate(records=Count("id"), amount_fen=Sum("amount_fen"))
+        .order_by("cycle_id", "issuer", "acquirer", "reason")
+    )
+
+
+def bilateral_of(*, cycle_ids: Iterable[int]) -> QuerySet[BilateralPosition]:
+    return BilateralPosition.objects.filter(cycle_id__in=list(cycle_ids)).order_by(
+        "cycle_id", "issuer", "acquirer"
+    )
+
+
+def net_positions_of(*, cycle_ids: Iterable[int]) -> QuerySet[NetPosition]:
+    return NetPosition.objects.filter(cycle_id__in=list(cycle_ids)).order_by("cycle_id", "participant")
+
+
+def instructions_of(*, cycle_ids: Iterable[int]) -> QuerySet[SettlementInstruction]:
+    return SettlementInstruction.objects.filter(cycle_id__in=list(cycle_ids)).order_by("cycle_id", "id")
+
+
+def reconciliation_files_of(*, cycle_ids: Iterable[int]) -> QuerySet[ReconciliationFile]:
+    """The files' state and totals, without their CSV text (ask ``reconciliation_file_csv`` for one)."""
+    return (
+        ReconciliationFile.objects.filter(cycle_id__in=list(cycle_ids))
+        .defer("csv")
+        .order_by("cycle_id", "participant")
+    )
+
+
+def disputes_query(
+    *,
+    cycle_ids: Iterable[int] | None = None,
+    states: Iterable[str] = (),
+    network_code: str | None = None,
+    service: str | None = None,
+    party: str | None = None,
+) -> QuerySet[Dispute]:
+    """Disputes with their record (and its cycle, agreement and network) and adjustment; unordered."""
+    qs = Dispute.objects.select_related("record__cycle__agreement__network", "adjustment").defer(
+        "record__data", "adjustment__data"
+    )
+    if cycle_ids is not None:
+        qs = qs.filter(record__cycle_id__in=list(cycle_ids))
+    states = list(states)
+    if states:
+        qs = qs.filter(state__in=states)
+    if network_code:
+        qs = qs.filter(record__cycle__agreement__network__code=network_code)
+    if service:
+        qs = qs.filter(record__cycle__agreement__service=service)
+    if party:
+        qs = qs.filter(Q(record__issuer=party) | Q(record__acquirer=party))
+    return qs
+
+
+def dispute_find(*, dispute_id: int) -> Dispute | None:
+    return disputes_query().filter(pk=dispute_id).first()

@@ -1001,8 +1001,17 @@ def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
 
 
 @transaction.atomic
-def dispute_raise(*, record_id: str, raised_by: str, reason: str, now: dt.datetime | None = None) -> Dispute:
-    """A party to a settled record disputes it inside the agreement's window (refused outside it)."""
+def dispute_raise(
+    *,
+    record_id: str,
+    raised_by: str,
+    reason: str,
+    now: dt.datetime | None = None,
+    actor: str | None = None,
+) -> Dispute:
+    """A party to a settled record disputes it inside the agreement's window (refused outside it).
+    ``actor``: who recorded it when not the party itself through its signed message (clearing staff
+    taking a party's dispute by phone); audited as that actor, on behalf of ``raised_by``."""
     now = now or timezone.now()
     record = (
         ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
@@ -1031,10 +1040,10 @@ def dispute_raise(*, record_id: str, raised_by: str, reason: str, now: dt.dateti
     ClearingCycle.objects.filter(pk=cycle.pk, state=CycleState.SETTLED).update(state=CycleState.DISPUTED)
     audit_record(
         action="interop.dispute_raise",
-        actor=f"tenant:{raised_by}",
+        actor=actor or f"tenant:{raised_by}",
         object_type="record",
         object_id=record_id,
-        data={"reason": reason[:300]},
+        data={"reason": reason[:300], "raised_by": raised_by},
     )
     return dispute
 

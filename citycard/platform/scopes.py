@@ -33,6 +33,7 @@ class PlatformScope(models.TextChoices):
     TENANTS_MANAGE = "tenants:manage", "Suspend and activate tenants"
     NETWORKS_READ = "networks:read", "Read roaming networks and their members"
     CLEARING_READ = "clearing:read", "Read agreements, clearing cycles, positions, exceptions, disputes"
+    CLEARING_MANAGE = "clearing:manage", "Step clearing cycles, record and resolve disputes"
 
 
 PLATFORM_ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -44,8 +45,14 @@ PLATFORM_ROLE_SCOPES: dict[str, frozenset[str]] = {
             PlatformScope.CLEARING_READ,
         }
     ),
+    # Running clearing is the clearing staff's job alone: operators read it.
     Role.CLEARING_STAFF: frozenset(
-        {PlatformScope.TENANTS_READ, PlatformScope.NETWORKS_READ, PlatformScope.CLEARING_READ}
+        {
+            PlatformScope.TENANTS_READ,
+            PlatformScope.NETWORKS_READ,
+            PlatformScope.CLEARING_READ,
+            PlatformScope.CLEARING_MANAGE,
+        }
     ),
 }
 

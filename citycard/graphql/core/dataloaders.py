@@ -7,10 +7,10 @@ Subclasses implement :meth:`batch_load` (keys -> values in the same order).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from graphql_sync_dataloaders import SyncDataLoader
+from graphql_sync_dataloaders import SyncDataLoader, SyncFuture
 
 from citycard.graphql.core.context import GraphQLContext
 
@@ -55,3 +55,21 @@ def grouped(rows: Any, keys: list[K], attr: str) -> list[list[Any]]:
     for row in rows:
         groups.setdefault(getattr(row, attr), []).append(row)
     return [groups[key] for key in keys]
+
+
+def then(future: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` of a loader's value: at once if it is loaded, else a future that the same batch resolves
+    (it carries the batch's dispatch, which the execution context runs after the level)."""
+    if future.done():
+        return fn(future.result())
+    out = SyncFuture()
+    out.deferred_callback = future.deferred_callback
+
+    def resolved() -> None:
+        try:
+            out.set_result(fn(future.result()))
+        except Exception as exc:  # the field's error, as the loader's own would be
+            out.set_exception(exc)
+
+    future.add_done_callback(resolved)
+    return out

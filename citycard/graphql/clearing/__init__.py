@@ -1,0 +1,1 @@
+"""Clearing on the platform endpoint: agreements, cycles and what they produced, disputes (clearing staff)."""

@@ -1,0 +1,104 @@
+"""Per-request loaders of what clearing cycles produced: one query per loader and batch of cycles, so a
+page of cycles costs the same whatever its size. Thin over citycard.interop.selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from citycard.graphql.core.connection import Key, PageArgs, keyset_pages
+from citycard.graphql.core.dataloaders import DataLoader, by_key, grouped
+from citycard.interop import selectors
+from citycard.interop.models import (
+    BilateralPosition,
+    ClearingCycle,
+    Dispute,
+    NetPosition,
+    ReconciliationFile,
+    SettlementInstruction,
+)
+
+EXCEPTION_KEYS = (Key("record_id"),)
+
+
+class CycleByIdLoader(DataLoader[int, ClearingCycle | None]):
+    def batch_load(self, keys: list[int]) -> list[ClearingCycle | None]:
+        return by_key(selectors.cycles_query().filter(pk__in=set(keys)), keys, "pk")
+
+
+class RecordTotalsByCycleLoader(DataLoader[int, dict[str, tuple[int, int]]]):
+    """Records and amount by status, per cycle (one GROUP BY)."""
+
+    def batch_load(self, keys: list[int]) -> list[dict[str, tuple[int, int]]]:
+        totals = selectors.cycle_record_totals(cycle_ids=keys)
+        return [totals[key] for key in keys]
+
+
+class MatrixByCycleLoader(DataLoader[int, list[BilateralPosition]]):
+    def batch_load(self, keys: list[int]) -> list[list[BilateralPosition]]:
+        return grouped(selectors.bilateral_of(cycle_ids=keys), keys, "cycle_id")
+
+
+class NetPositionsByCycleLoader(DataLoader[int, list[NetPosition]]):
+    def batch_load(self, keys: list[int]) -> list[list[NetPosition]]:
+        return grouped(selectors.net_positions_of(cycle_ids=keys), keys, "cycle_id")
+
+
+class InstructionsByCycleLoader(DataLoader[int, list[SettlementInstruction]]):
+    def batch_load(self, keys: list[int]) -> list[list[SettlementInstruction]]:
+        return grouped(selectors.instructions_of(cycle_ids=keys), keys, "cycle_id")
+
+
+class ReconciliationFilesByCycleLoader(DataLoader[int, list[ReconciliationFile]]):
+    def batch_load(self, keys: list[int]) -> list[list[ReconciliationFile]]:
+        return grouped(selectors.reconciliation_files_of(cycle_ids=keys), keys, "cycle_id")
+
+
+class DisputesByCycleLoader(DataLoader[int, list[Dispute]]):
+    """Disputes of the cycles' records (with the record and its adjustment), newest first."""
+
+    def batch_load(self, keys: list[int]) -> list[list[Dispute]]:
+        groups: dict[int, list[Dispute]] = {key: [] for key in keys}
+        for dispute in selectors.disputes_query(cycle_ids=keys).order_by("-id"):
+            groups[dispute.record.cycle_id].append(dispute)
+        return [groups[key] for key in keys]
+
+
+class ExceptionSummaryByCycleLoader(DataLoader[int, list[Any]]):
+    def batch_load(self, keys: list[int]) -> list[list[Any]]:
+        from citycard.graphql.clearing.types import ExceptionGroup
+
+        groups: dict[int, list[Any]] = {key: [] for key in keys}
+        for row in selectors.exception_summary(cycle_ids=keys):
+            groups[row.pop("cycle_id")].append(ExceptionGroup(**row))
+        return [groups[key] for key in keys]
+
+
+ExceptionFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, reason
+
+
+class ExceptionPagesLoader(DataLoader[tuple[int, PageArgs, ExceptionFilters], Any]):
+    """A page of exceptions under each cycle: one query per distinct (page, filters) in the batch, however
+    many cycles ask (ROW_NUMBER() per cycle)."""
+
+    def batch_load(self, keys: list[tuple[int, PageArgs, ExceptionFilters]]) -> list[Any]:
+        from citycard.graphql.clearing.types import ClearingRecordConnection
+
+        found: dict[tuple[int, PageArgs, ExceptionFilters], Any] = {}
+        asks: dict[tuple[PageArgs, ExceptionFilters], list[int]] = {}
+        for cycle_id, page, filters in keys:
+            asks.setdefault((page, filters), []).append(cycle_id)
+        for (page, (issuer, acquirer, reason)), cycle_ids in asks.items():
+            parents = list(dict.fromkeys(cycle_ids))
+            pages = keyset_pages(
+                selectors.exceptions_query(
+                    cycle_ids=parents, issuer=issuer, acquirer=acquirer, reason=reason
+                ),
+                parent_field="cycle_id",
+                parents=parents,
+                connection_type=ClearingRecordConnection,
+                keys=EXCEPTION_KEYS,
+                page=page,
+            )
+            for cycle_id, connection in zip(parents, pages, strict=True):
+                found[(cycle_id, page, (issuer, acquirer, reason))] = connection
+        return [found[key] for key in keys]

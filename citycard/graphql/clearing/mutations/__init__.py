@@ -1,0 +1,16 @@
+from citycard.graphql.clearing.mutations.cycles import (
+    ClearingCycleClose,
+    ClearingCycleNet,
+    ClearingCycleSettle,
+    ClearingCycleValidate,
+)
+from citycard.graphql.clearing.mutations.disputes import DisputeRaise, DisputeResolve
+
+__all__ = [
+    "ClearingCycleClose",
+    "ClearingCycleNet",
+    "ClearingCycleSettle",
+    "ClearingCycleValidate",
+    "DisputeRaise",
+    "DisputeResolve",
+]

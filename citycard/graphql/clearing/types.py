@@ -1,0 +1,460 @@
+"""Roaming agreements, clearing cycles and what each produced (platform endpoint, clearing staff).
+
+Everything a cycle lists (totals, matrix, positions, instructions, exceptions, disputes, reconciliation
+files) is loaded per batch of cycles by the loaders of dataloaders.py, so a page of cycles costs the same
+number of queries whatever its size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import graphene
+
+from citycard.graphql.clearing.dataloaders import (
+    CycleByIdLoader,
+    DisputesByCycleLoader,
+    ExceptionPagesLoader,
+    ExceptionSummaryByCycleLoader,
+    InstructionsByCycleLoader,
+    MatrixByCycleLoader,
+    NetPositionsByCycleLoader,
+    ReconciliationFilesByCycleLoader,
+    RecordTotalsByCycleLoader,
+)
+from citycard.graphql.core.connection import Connection, PageArgs, connection_args
+from citycard.graphql.core.dataloaders import then
+from citycard.graphql.core.types import NonNullList, global_id
+from citycard.graphql.tenancy.types import RoamingNetwork
+from citycard.interop.models import (
+    CyclePeriod,
+    CycleState,
+    DisputeState,
+    RecordKind,
+    RecordStatus,
+    Service,
+    VisitorPolicy,
+)
+from citycard.interop.services import cycle_label
+
+
+def _enum(name: str, choices: type, description: str) -> type[graphene.Enum]:
+    return graphene.Enum(name, [(c.name, c.value) for c in choices], description=description)
+
+
+ClearingServiceEnum = _enum("ClearingService", Service, "What roams: transit taps or medical claims.")
+ClearingCycleStateEnum = _enum(
+    "ClearingCycleState",
+    CycleState,
+    "open → closed → validated → netted → settled; disputed beside settled while a dispute is open.",
+)
+ClearingPeriodEnum = _enum("ClearingPeriod", CyclePeriod, "How often a cycle closes.")
+VisitorPolicyEnum = _enum("VisitorPolicy", VisitorPolicy, "What a visiting card pays.")
+ClearingRecordStatusEnum = _enum("ClearingRecordStatus", RecordStatus, "A record's validation by its issuer.")
+ClearingRecordKindEnum = _enum("ClearingRecordKind", RecordKind, "What a clearing record is.")
+DisputeStateEnum = _enum("DisputeState", DisputeState, "Where a dispute stands.")
+ReconciliationStateEnum = graphene.Enum(
+    "ReconciliationState",
+    [("SENT", "sent"), ("CONFIRMED", "confirmed"), ("MISMATCH", "mismatch")],
+    description="sent: not every recipient answered; confirmed: all did; mismatch: one found a difference.",
+)
+
+
+class RoamingAgreement(graphene.ObjectType):
+    """What roams in a network for one service and how it is cleared (漫游协议)."""
+
+    id = graphene.ID(required=True)
+    network = graphene.Field(RoamingNetwork, required=True)
+    service = graphene.Field(ClearingServiceEnum, required=True)
+    visitor_policy = graphene.Field(VisitorPolicyEnum, required=True)
+    issuer_fee_bps = graphene.Int(required=True, description="Interchange the issuer keeps, basis points.")
+    network_fee_bps = graphene.Int(
+        required=True, description="The network operator's fee, borne by the acquirer, basis points."
+    )
+    operator = graphene.String(required=True, description="The network operator as a settlement participant.")
+    settlement_account = graphene.String(
+        required=True, description="The network's settlement account: debtors pay it, it pays creditors."
+    )
+    period = graphene.Field(ClearingPeriodEnum, required=True)
+    cut_off = graphene.Time(required=True, description="Asia/Shanghai; business date D runs D to D+1 at it.")
+    settlement_lag_days = graphene.Int(required=True, description="Value date = business date + n (T+n).")
+    dispute_window_days = graphene.Int(
+        required=True, description="Days after settlement a party may dispute."
+    )
+    hotlist_grace_minutes = graphene.Int(required=True)
+    valid_from = graphene.Date(required=True)
+
+    @staticmethod
+    def resolve_id(root, info):
+        return global_id("RoamingAgreement", f"{root.network.code}-{root.service}")
+
+    @staticmethod
+    def resolve_service(root, info):
+        return str(root.service)
+
+    @staticmethod
+    def resolve_visitor_policy(root, info):
+        return str(root.visitor_policy)
+
+    @staticmethod
+    def resolve_period(root, info):
+        return str(root.period)
+
+
+class CycleStateChange(graphene.ObjectType):
+    state = graphene.Field(ClearingCycleStateEnum, required=True)
+    at = graphene.DateTime(required=True)
+
+
+class RecordTotals(graphene.ObjectType):
+    records = graphene.Int(required=True)
+    amount_fen = graphene.Float(required=True, description="Integer fen (a Float: sums pass 2^31).")
+
+
+class CycleTotals(graphene.ObjectType):
+    """The cycle's records by status: pending (before validation), valid (netted), rejected (exceptions)."""
+
+    records = graphene.Field(RecordTotals, required=True, description="All of them.")
+    pending = graphene.Field(RecordTotals, required=True)
+    valid = graphene.Field(RecordTotals, required=True)
+    rejected = graphene.Field(RecordTotals, required=True)
+
+
+class IssuerChecks(graphene.ObjectType):
+    issuer = graphene.String(required=True)
+    checks = NonNullList(graphene.String, description="The checks the issuer ran, in order.")
+
+
+class BilateralPosition(graphene.ObjectType):
+    """One cell of the bilateral matrix (双边轧差): what an issuer owes an acquirer for the valid records."""
+
+    issuer = graphene.String(required=True)
+    acquirer = graphene.String(required=True)
+    records = graphene.Int(required=True)
+    amount_fen = graphene.Float(required=True)
+    issuer_fee_fen = graphene.Float(required=True)
+    network_fee_fen = graphene.Float(required=True)
+    acquirer_due_fen = graphene.Float(required=True, description="amount − issuer fee − network fee")
+
+
+class NetPosition(graphene.ObjectType):
+    """A participant's multilateral net position (多边净额): receivable − payable."""
+
+    participant = graphene.String(required=True)
+    receivable_fen = graphene.Float(required=True)
+    payable_fen = graphene.Float(required=True)
+    net_fen = graphene.Float(required=True, description="Positive: it is paid; negative: it pays.")
+
+
+class NetPositions(graphene.ObjectType):
+    positions = NonNullList(NetPosition)
+    sum_fen = graphene.Float(required=True, description="Σ net over the participants: 0 for every cycle.")
+    balanced = graphene.Boolean(required=True, description="Σ net = 0.")
+
+
+class SettlementInstruction(graphene.ObjectType):
+    """Who pays whom on the value date (结算指令), through the network's settlement account."""
+
+    payer = graphene.String(required=True)
+    payee = graphene.String(required=True)
+    amount_fen = graphene.Float(required=True)
+    value_date = graphene.Date(required=True)
+
+
+class ExceptionGroup(graphene.ObjectType):
+    """Exceptions of one issuer × acquirer for one reason: records and amount (the acquirer bears them)."""
+
+    issuer = graphene.String(required=True)
+    acquirer = graphene.String(required=True)
+    reason = graphene.String(required=True)
+    records = graphene.Int(required=True)
+    amount_fen = graphene.Float(required=True)
+
+
+class ReconciliationTotals(graphene.ObjectType):
+    acquired_records = graphene.Int(required=True)
+    acquired_amount_fen = graphene.Float(required=True)
+    issued_records = graphene.Int(required=True)
+    issued_amount_fen = graphene.Float(required=True)
+    issuer_fees_fen = graphene.Float(required=True, description="Interchange received less paid.")
+    network_fees_fen = graphene.Float(required=True)
+    rejected_records = graphene.Int(required=True)
+    rejected_amount_fen = graphene.Float(required=True)
+    receivable_fen = graphene.Float(required=True)
+    payable_fen = graphene.Float(required=True)
+    net_fen = graphene.Float(required=True)
+
+
+class ReconciliationAnswer(graphene.ObjectType):
+    tenant = graphene.String(required=True, description="The schema that checked the records it sent.")
+    result = graphene.String(required=True, description="confirmed or mismatch")
+    mismatched_records = graphene.Int(required=True)
+
+
+class ReconciliationFile(graphene.ObjectType):
+    """A participant's reconciliation file (对账文件) and whether the recipients confirmed it."""
+
+    participant = graphene.String(required=True)
+    state = graphene.Field(ReconciliationStateEnum, required=True)
+    confirmed = graphene.Boolean(required=True)
+    sha256 = graphene.String(required=True)
+    message_id = graphene.String(required=True)
+    totals = graphene.Field(ReconciliationTotals, required=True)
+    expected = NonNullList(graphene.String, description="Who must confirm: the participant and its counties.")
+    answers = NonNullList(ReconciliationAnswer)
+    answered_at = graphene.DateTime()
+
+    @staticmethod
+    def resolve_state(root, info):
+        return root.state
+
+    @staticmethod
+    def resolve_confirmed(root, info):
+        return root.state == "confirmed"
+
+    @staticmethod
+    def resolve_totals(root, info):
+        return ReconciliationTotals(
+            **{name: root.totals.get(name, 0) for name in ReconciliationTotals._meta.fields}
+        )
+
+    @staticmethod
+    def resolve_expected(root, info):
+        return list((root.answer or {}).get("expected", []))
+
+    @staticmethod
+    def resolve_answers(root, info):
+        answers = (root.answer or {}).get("answers", {})
+        return [
+            ReconciliationAnswer(
+                tenant=code,
+                result=str(body.get("result", "")),
+                mismatched_records=len(body.get("mismatched", []) or []),
+            )
+            for code, body in sorted(answers.items())
+        ]
+
+
+class ClearingRecord(graphene.ObjectType):
+    """One record to clear (清算记录): what an issuer owes an acquirer for a roaming tap, a medical claim's fund
+    share, or an adjustment reversing a disputed record."""
+
+    record_id = graphene.String(required=True)
+    kind = graphene.Field(ClearingRecordKindEnum, required=True)
+    acquirer = graphene.String(required=True)
+    issuer = graphene.String(required=True)
+    card_number = graphene.String(required=True)
+    card_counter = graphene.Float(required=True)
+    amount_fen = graphene.Float(required=True)
+    issuer_fee_fen = graphene.Float(required=True)
+    network_fee_fen = graphene.Float(required=True)
+    accepted_at = graphene.DateTime(required=True, description="When the acquirer's terminal accepted it.")
+    received_at = graphene.DateTime(required=True)
+    status = graphene.Field(ClearingRecordStatusEnum, required=True)
+    reason = graphene.String(required=True, description="Why the issuer rejected it (empty if it did not).")
+    reason_message = graphene.String(required=True)
+    adjusts = graphene.String(description="The record an adjustment reverses.")
+    cycle = graphene.Field(lambda: ClearingCycle, required=True)
+
+    @staticmethod
+    def resolve_card_number(root, info):
+        return root.card_no
+
+    @staticmethod
+    def resolve_kind(root, info):
+        return str(root.kind)
+
+    @staticmethod
+    def resolve_status(root, info):
+        return str(root.status)
+
+    @staticmethod
+    def resolve_adjusts(root, info):
+        return root.adjusts or None
+
+    @staticmethod
+    def resolve_cycle(root, info):
+        return CycleByIdLoader(info.context).load(root.cycle_id)
+
+
+class ClearingRecordConnection(Connection):
+    class Meta:
+        node = ClearingRecord
+
+
+class Dispute(graphene.ObjectType):
+    """A party's dispute of a settled record; accepted, it becomes an adjustment in a later cycle."""
+
+    id = graphene.ID(required=True)
+    record = graphene.Field(ClearingRecord, required=True)
+    raised_by = graphene.String(required=True, description="The party (issuer or acquirer) disputing.")
+    reason = graphene.String(required=True)
+    raised_at = graphene.DateTime(required=True)
+    state = graphene.Field(DisputeStateEnum, required=True)
+    resolution = graphene.String(required=True)
+    resolved_at = graphene.DateTime()
+    resolved_by = graphene.String(required=True)
+    adjustment = graphene.Field(ClearingRecord, description="The adjustment record, when accepted.")
+
+    @staticmethod
+    def resolve_id(root, info):
+        return global_id("Dispute", root.pk)
+
+    @staticmethod
+    def resolve_state(root, info):
+        return str(root.state)
+
+
+class DisputeConnection(Connection):
+    class Meta:
+        node = Dispute
+
+
+@dataclass(frozen=True)
+class _Change:
+    state: str
+    at: dt.datetime
+
+
+def state_history(cycle, disputes) -> list[_Change]:
+    """The cycle's states in order: its steps' times, then settled ⇄ disputed as disputes opened and closed."""
+    steps = [
+        (CycleState.OPEN, cycle.opens_at),
+        (CycleState.CLOSED, cycle.closed_at),
+        (CycleState.VALIDATED, cycle.validated_at),
+        (CycleState.NETTED, cycle.netted_at),
+        (CycleState.SETTLED, cycle.settled_at),
+    ]
+    changes = [_Change(str(state), at) for state, at in steps if at is not None]
+    if cycle.settled_at is None:
+        return changes
+    events = [(d.raised_at, 1) for d in disputes] + [
+        (d.resolved_at, -1) for d in disputes if d.resolved_at is not None
+    ]
+    open_now = 0
+    for at, step in sorted(events, key=lambda e: (e[0], -e[1])):
+        before, open_now = open_now, open_now + step
+        if before == 0 and open_now > 0:
+            changes.append(_Change(str(CycleState.DISPUTED), at))
+        elif before > 0 and open_now == 0:
+            changes.append(_Change(str(CycleState.SETTLED), at))
+    return changes
+
+
+class ClearingCycle(graphene.ObjectType):
+    """One clearing cycle of an agreement: a business date (daily) or a month (monthly)."""
+
+    id = graphene.ID(required=True)
+    label = graphene.String(required=True, description="<network>-<service>-<business date>")
+    agreement = graphene.Field(RoamingAgreement, required=True)
+    network = graphene.Field(RoamingNetwork, required=True)
+    service = graphene.Field(ClearingServiceEnum, required=True)
+    business_date = graphene.Date(required=True, description="Monthly cycles: the month's first day.")
+    opens_at = graphene.DateTime(required=True)
+    cut_off_at = graphene.DateTime(required=True)
+    state = graphene.Field(ClearingCycleStateEnum, required=True)
+    closed_at = graphene.DateTime()
+    validated_at = graphene.DateTime()
+    netted_at = graphene.DateTime()
+    settled_at = graphene.DateTime()
+    state_history = NonNullList(CycleStateChange, description="Each state the cycle reached, and when.")
+    totals = graphene.Field(CycleTotals, required=True)
+    validation_checks = NonNullList(IssuerChecks, description="The checks each issuer ran.")
+    bilateral_matrix = NonNullList(BilateralPosition, description="Issuer × acquirer (empty until netted).")
+    net_positions = graphene.Field(NetPositions, required=True, description="Empty until netted.")
+    settlement_instructions = NonNullList(SettlementInstruction, description="Empty until settled.")
+    exception_summary = NonNullList(ExceptionGroup, description="Exceptions per issuer, acquirer and reason.")
+    exceptions = graphene.Field(
+        ClearingRecordConnection,
+        description="The records the issuers rejected (by record id), with their reasons.",
+        **connection_args(issuer=graphene.String(), acquirer=graphene.String(), reason=graphene.String()),
+    )
+    disputes = NonNullList(Dispute, description="Disputes of its records, newest first.")
+    reconciliation_files = NonNullList(ReconciliationFile, description="One per participant, once settled.")
+
+    @staticmethod
+    def resolve_id(root, info):
+        return global_id("ClearingCycle", cycle_label(root))
+
+    @staticmethod
+    def resolve_label(root, info):
+        return cycle_label(root)
+
+    @staticmethod
+    def resolve_network(root, info):
+        return root.agreement.network
+
+    @staticmethod
+    def resolve_service(root, info):
+        return str(root.agreement.service)
+
+    @staticmethod
+    def resolve_state(root, info):
+        return str(root.state)
+
+    @staticmethod
+    def resolve_state_history(root, info):
+        return then(
+            DisputesByCycleLoader(info.context).load(root.pk), lambda found: state_history(root, found)
+        )
+
+    @staticmethod
+    def resolve_totals(root, info):
+        def build(by_status):
+            parts = {s: by_status.get(s, (0, 0)) for s in ("pending", "valid", "rejected")}
+            total = (sum(n for n, _ in parts.values()), sum(a for _, a in parts.values()))
+            return CycleTotals(
+                records=RecordTotals(records=total[0], amount_fen=total[1]),
+                **{s: RecordTotals(records=n, amount_fen=a) for s, (n, a) in parts.items()},
+            )
+
+        return then(RecordTotalsByCycleLoader(info.context).load(root.pk), build)
+
+    @staticmethod
+    def resolve_validation_checks(root, info):
+        return [
+            IssuerChecks(issuer=issuer, checks=list(checks))
+            for issuer, checks in sorted((root.validation_checks or {}).items())
+        ]
+
+    @staticmethod
+    def resolve_bilateral_matrix(root, info):
+        return MatrixByCycleLoader(info.context).load(root.pk)
+
+    @staticmethod
+    def resolve_net_positions(root, info):
+        def build(rows):
+            total = sum(p.net_fen for p in rows)
+            return NetPositions(positions=rows, sum_fen=total, balanced=total == 0)
+
+        return then(NetPositionsByCycleLoader(info.context).load(root.pk), build)
+
+    @staticmethod
+    def resolve_settlement_instructions(root, info):
+        return InstructionsByCycleLoader(info.context).load(root.pk)
+
+    @staticmethod
+    def resolve_exception_summary(root, info):
+        return ExceptionSummaryByCycleLoader(info.context).load(root.pk)
+
+    @staticmethod
+    def resolve_exceptions(
+        root, info, first=None, last=None, after=None, before=None, issuer=None, acquirer=None, reason=None
+    ):
+        page = PageArgs.of(first=first, last=last, after=after, before=before)
+        filters = (issuer or None, acquirer or None, reason or None)
+        return ExceptionPagesLoader(info.context).load((root.pk, page, filters))
+
+    @staticmethod
+    def resolve_disputes(root, info):
+        return DisputesByCycleLoader(info.context).load(root.pk)
+
+    @staticmethod
+    def resolve_reconciliation_files(root, info):
+        return ReconciliationFilesByCycleLoader(info.context).load(root.pk)
+
+
+class ClearingCycleConnection(Connection):
+    class Meta:
+        node = ClearingCycle

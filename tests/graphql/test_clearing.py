@@ -1,0 +1,540 @@
+"""Clearing on the platform endpoint: agreements, cycles (keyset pages, filters) and everything a cycle
+produced, the cycle steps and disputes as mutations with errors as data, and who may do what.
+
+Cycles are cleared through the interop services on fixed business dates (tests/interop/conftest.py); the
+mutations act at a fixed moment (the ``clock`` seam), never at today's date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from citycard.graphql.api import platform_schema
+from citycard.interop import services as interop
+from citycard.interop.models import ClearingCycle, ClearingRecord, Dispute
+from citycard.platform.audit.models import AuditEntry
+from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+
+from .conftest import codes_of, data_of, gql, issue
+from .test_platform import login
+
+pytestmark = pytest.mark.django_db
+NEXT = DAY + dt.timedelta(days=1)
+EARLIER = DAY - dt.timedelta(days=1)
+SETTLE_AT = at(NEXT, 5)
+
+
+def clear(send_, collect_, day: dt.date, records: list[dict], *, now: dt.datetime) -> ClearingCycle:
+    """Send each acquirer's records, collect them and run the cycle of ``day`` to settlement at ``now``."""
+    by_acquirer: dict[str, list[dict]] = {}
+    for r in records:
+        by_acquirer.setdefault(r["acquirer"], []).append(r)
+    for code, rows in by_acquirer.items():
+        send_(code, rows, now=at(day, 11))
+        collect_(code, now=at(day, 12))
+    cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+    return interop.cycle_run(cycle=cycle, now=now)
+
+
+def day_records(day: dt.date, serial: int) -> list[dict]:
+    """Jiaxing acquires 300 + 500 from Hangzhou cards and one with a bad TAC; Hangzhou acquires 100."""
+    return [
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial,
+            amount=300,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial + 1,
+            amount=500,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial + 2,
+            bad_tac=True,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="hangzhou",
+            issuer="jiaxing",
+            issuer_division="330400",
+            serial=serial + 3,
+            amount=100,
+            when=at(day, 9),
+        ),
+    ]
+
+
+@pytest.fixture
+def cleared(yrd_transit, send, collect):  # noqa: F811
+    """Two settled yrd transit cycles (EARLIER, DAY), and NEXT open (closing DAY opened it)."""
+    earlier = clear(send, collect, EARLIER, day_records(EARLIER, 10), now=at(DAY, 5))
+    cycle = clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)
+    return earlier, cycle
+
+
+@pytest.fixture
+def fixed_now(monkeypatch):
+    """The moment the clearing mutations act at (set ``fixed_now.at``)."""
+
+    class Clock:
+        at = at(NEXT, 8)
+
+    monkeypatch.setattr("citycard.graphql.clearing.clock.now", lambda: Clock.at)
+    return Clock
+
+
+AGREEMENTS = """query($network: String, $service: ClearingService) {
+  roamingAgreements(network: $network, service: $service) {
+    id network { code } service visitorPolicy issuerFeeBps networkFeeBps operator settlementAccount
+    period cutOff settlementLagDays disputeWindowDays hotlistGraceMinutes validFrom
+  }
+}"""
+CYCLES = """query($first: Int, $last: Int, $after: String, $before: String, $filter: ClearingCycleFilterInput) {
+  clearingCycles(first: $first, last: $last, after: $after, before: $before, filter: $filter) {
+    edges { cursor node { label businessDate state network { code } service } }
+    pageInfo { hasNextPage hasPreviousPage endCursor startCursor }
+  }
+}"""
+CYCLE = """query($date: Date!) {
+  clearingCycle(network: "yrd", service: TRANSIT, businessDate: $date) {
+    id label state businessDate opensAt cutOffAt closedAt settledAt
+    agreement { issuerFeeBps networkFeeBps }
+    stateHistory { state at }
+    totals { records { records amountFen } pending { records } valid { records amountFen }
+             rejected { records amountFen } }
+    validationChecks { issuer checks }
+    bilateralMatrix { issuer acquirer records amountFen issuerFeeFen networkFeeFen acquirerDueFen }
+    netPositions { positions { participant receivableFen payableFen netFen } sumFen balanced }
+    settlementInstructions { payer payee amountFen valueDate }
+    exceptionSummary { issuer acquirer reason records amountFen }
+    exceptions(first: 10) { edges { node { recordId issuer acquirer cardNumber amountFen status reason
+                                           reasonMessage cycle { label } } } }
+    disputes { id state raisedBy }
+    reconciliationFiles { participant state confirmed sha256 expected answers { tenant result }
+                          totals { acquiredRecords acquiredAmountFen issuedRecords netFen } }
+  }
+}"""
+
+
+def test_agreements_per_network_and_service(client, yrd_transit):  # noqa: F811
+    interop.agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    login(client, "platform_operator")  # operators read clearing too
+    found = data_of(gql(client, "", AGREEMENTS))["roamingAgreements"]
+    assert [(a["network"]["code"], a["service"]) for a in found] == [("yrd", "MEDICAL"), ("yrd", "TRANSIT")]
+    transit = data_of(gql(client, "", AGREEMENTS, {"network": "yrd", "service": "TRANSIT"}))[
+        "roamingAgreements"
+    ]
+    assert transit == [
+        {
+            "id": transit[0]["id"],
+            "network": {"code": "yrd"},
+            "service": "TRANSIT",
+            "visitorPolicy": "LOCAL_DISCOUNTS",
+            "issuerFeeBps": 50,
+            "networkFeeBps": 10,
+            "operator": "yrd-operator",
+            "settlementAccount": "yrd-settlement",
+            "period": "DAILY",
+            "cutOff": "04:00:00",
+            "settlementLagDays": 1,
+            "disputeWindowDays": 30,
+            "hotlistGraceMinutes": 60,
+            "validFrom": "2020-01-01",
+        }
+    ]
+    assert data_of(gql(client, "", AGREEMENTS, {"network": "gba"}))["roamingAgreements"] == []
+    medical = data_of(gql(client, "", AGREEMENTS, {"service": "MEDICAL"}))["roamingAgreements"]
+    assert [a["period"] for a in medical] == ["MONTHLY"]
+
+
+def test_cycles_newest_first_with_filters_and_keyset_cursors(client, cleared):
+    login(client, "clearing_staff")
+    edges = data_of(gql(client, "", CYCLES, {"first": 10}))["clearingCycles"]["edges"]
+    assert [(e["node"]["businessDate"], e["node"]["state"]) for e in edges] == [
+        (NEXT.isoformat(), "OPEN"),
+        (DAY.isoformat(), "SETTLED"),
+        (EARLIER.isoformat(), "SETTLED"),
+    ]
+    assert edges[1]["node"]["label"] == "yrd-transit-2026-11-21"
+    assert edges[1]["node"]["network"] == {"code": "yrd"} and edges[1]["node"]["service"] == "TRANSIT"
+
+    page = data_of(gql(client, "", CYCLES, {"first": 1}))["clearingCycles"]
+    assert page["pageInfo"]["hasNextPage"] is True and page["pageInfo"]["hasPreviousPage"] is False
+    rest = data_of(gql(client, "", CYCLES, {"first": 5, "after": page["pageInfo"]["endCursor"]}))
+    assert [e["node"]["businessDate"] for e in rest["clearingCycles"]["edges"]] == [
+        DAY.isoformat(),
+        EARLIER.isoformat(),
+    ]
+    assert rest["clearingCycles"]["pageInfo"]["hasNextPage"] is False
+    back = data_of(gql(client, "", CYCLES, {"last": 1, "before": edges[2]["cursor"]}))["clearingCycles"]
+    assert [e["node"]["businessDate"] for e in back["edges"]] == [DAY.isoformat()]
+    assert back["pageInfo"]["hasPreviousPage"] is True
+
+    def dates(filter_: dict) -> list[str]:
+        found = data_of(gql(client, "", CYCLES, {"first": 10, "filter": filter_}))["clearingCycles"]
+        return [e["node"]["businessDate"] for e in found["edges"]]
+
+    assert dates({"states": ["OPEN"]}) == [NEXT.isoformat()]
+    assert dates({"states": ["SETTLED", "DISPUTED"], "network": "YRD", "service": "TRANSIT"}) == [
+        DAY.isoformat(),
+        EARLIER.isoformat(),
+    ]
+    assert dates({"businessDateFrom": DAY.isoformat(), "businessDateTo": DAY.isoformat()}) == [
+        DAY.isoformat()
+    ]
+    assert dates({"businessDateTo": EARLIER.isoformat()}) == [EARLIER.isoformat()]
+    assert dates({"network": "gba"}) == [] and dates({"service": "MEDICAL"}) == []
+
+    wrong = gql(
+        client,
+        "",
+        CYCLES,
+        {"first": 10, "filter": {"businessDateFrom": "2026-11-22", "businessDateTo": "2026-11-21"}},
+    )
+    assert codes_of(wrong) == ["INVALID_ARGUMENT"]
+    assert codes_of(gql(client, "", CYCLES, {})) == ["PAGINATION_REQUIRED"]
+    assert codes_of(gql(client, "", CYCLES, {"first": 101})) == ["PAGINATION_LIMIT_EXCEEDED"]
+    assert codes_of(gql(client, "", CYCLES, {"first": 1, "after": "bm90LWEtY3Vyc29y"})) == ["INVALID_CURSOR"]
+
+
+def test_a_settled_cycle_shows_everything_it_produced(client, cleared):
+    login(client, "clearing_staff")
+    cycle = data_of(gql(client, "", CYCLE, {"date": DAY.isoformat()}))["clearingCycle"]
+    assert (cycle["label"], cycle["state"]) == ("yrd-transit-2026-11-21", "SETTLED")
+    assert (cycle["opensAt"], cycle["cutOffAt"]) == ("2026-11-20T20:00:00+00:00", "2026-11-21T20:00:00+00:00")
+    assert [c["state"] for c in cycle["stateHistory"]] == ["OPEN", "CLOSED", "VALIDATED", "NETTED", "SETTLED"]
+    assert cycle["totals"] == {
+        "records": {"records": 4, "amountFen": 1100},
+        "pending": {"records": 0},
+        "valid": {"records": 3, "amountFen": 900},
+        "rejected": {"records": 1, "amountFen": 200},
+    }
+    assert {c["issuer"] for c in cycle["validationChecks"]} == {"hangzhou", "jiaxing"}
+    assert cycle["validationChecks"][0]["checks"] == ["issuer", "card_known", "hotlist", "tac", "counter"]
+    # 50 / 10 bps, half up per record: 300 → 2 + 0 (0.3), 500 → 3 (2.5) + 1 (0.5), 100 → 1 (0.5) + 0 (0.1)
+    assert cycle["bilateralMatrix"] == [
+        {
+            "issuer": "hangzhou",
+            "acquirer": "jiaxing",
+            "records": 2,
+            "amountFen": 800,
+            "issuerFeeFen": 5,
+            "networkFeeFen": 1,
+            "acquirerDueFen": 794,
+        },
+        {
+            "issuer": "jiaxing",
+            "acquirer": "hangzhou",
+            "records": 1,
+            "amountFen": 100,
+            "issuerFeeFen": 1,
+            "networkFeeFen": 0,
+            "acquirerDueFen": 99,
+        },
+    ]
+    net = cycle["netPositions"]
+    assert net["positions"] == [
+        {"participant": "hangzhou", "receivableFen": 99, "payableFen": 795, "netFen": -696},
+        {"participant": "jiaxing", "receivableFen": 794, "payableFen": 99, "netFen": 695},
+        {"participant": "yrd-operator", "receivableFen": 1, "payableFen": 0, "netFen": 1},
+    ]
+    assert (net["sumFen"], net["balanced"]) == (0, True)
+    assert cycle["settlementInstructions"] == [
+        {"payer": "hangzhou", "payee": "yrd-settlement", "amountFen": 696, "valueDate": "2026-11-22"},
+        {"payer": "yrd-settlement", "payee": "jiaxing", "amountFen": 695, "valueDate": "2026-11-22"},
+        {"payer": "yrd-settlement", "payee": "yrd-operator", "amountFen": 1, "valueDate": "2026-11-22"},
+    ]
+    assert cycle["exceptionSummary"] == [
+        {"issuer": "hangzhou", "acquirer": "jiaxing", "reason": "tac_invalid", "records": 1, "amountFen": 200}
+    ]
+    [exception] = [e["node"] for e in cycle["exceptions"]["edges"]]
+    assert (exception["status"], exception["reason"], exception["amountFen"]) == (
+        "REJECTED",
+        "tac_invalid",
+        200,
+    )
+    assert exception["reasonMessage"] and exception["cycle"] == {"label": "yrd-transit-2026-11-21"}
+    assert cycle["disputes"] == []
+    files = {f["participant"]: f for f in cycle["reconciliationFiles"]}
+    assert sorted(files) == ["hangzhou", "jiaxing", "yrd-operator"]
+    assert (files["jiaxing"]["state"], files["jiaxing"]["confirmed"], files["jiaxing"]["expected"]) == (
+        "SENT",
+        False,
+        ["jiaxing"],
+    )
+    assert files["jiaxing"]["totals"] == {
+        "acquiredRecords": 2,
+        "acquiredAmountFen": 800,
+        "issuedRecords": 1,
+        "netFen": 695,
+    }
+    assert files["yrd-operator"]["expected"] == [] and files["jiaxing"]["answers"] == []
+
+    missing = data_of(gql(client, "", CYCLE, {"date": "2019-01-01"}))["clearingCycle"]
+    assert missing is None
+    assert not ClearingCycle.objects.filter(
+        business_date=dt.date(2019, 1, 1)
+    ).exists()  # a read creates nothing
+
+
+def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, collect):  # noqa: F811
+    rows = [
+        record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=40 + i, bad_tac=True)
+        for i in range(3)
+    ] + [record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=50, bad_tac=True)]
+    clear(send, collect, DAY, rows, now=SETTLE_AT)
+    login(client, "clearing_staff")
+    query = """query($first: Int, $after: String, $issuer: String, $reason: String) {
+      clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
+        exceptions(first: $first, after: $after, issuer: $issuer, reason: $reason) {
+          edges { cursor node { recordId issuer } } pageInfo { hasNextPage endCursor } } } }"""
+
+    def page(**variables):
+        return data_of(gql(client, "", query, variables))["clearingCycle"]["exceptions"]
+
+    first = page(first=2)
+    ids = sorted(f"{r['acquirer']}-{r['source_tx_id']}" for r in rows)
+    assert [e["node"]["recordId"] for e in first["edges"]] == ids[:2] and first["pageInfo"]["hasNextPage"]
+    rest = page(first=2, after=first["pageInfo"]["endCursor"])
+    assert [e["node"]["recordId"] for e in rest["edges"]] == ids[2:] and not rest["pageInfo"]["hasNextPage"]
+    assert {e["node"]["issuer"] for e in page(first=10, issuer="jiaxing")["edges"]} == {"jiaxing"}
+    assert page(first=10, reason="card_unknown")["edges"] == []
+
+
+# --- the steps -----------------------------------------------------------------------------------------------
+
+STEP = """mutation($date: Date!) {
+  %s(network: "yrd", service: TRANSIT, businessDate: $date) {
+    cycle { label state totals { valid { records } rejected { records } } netPositions { sumFen } }
+    errors { field message code }
+  }
+}"""
+
+
+def step(client, name: str, day: dt.date = DAY) -> dict:
+    return data_of(gql(client, "", STEP % name, {"date": day.isoformat()}))[name]
+
+
+def test_clearing_staff_step_a_cycle_through_to_settlement(client, yrd_transit, send, collect, fixed_now):  # noqa: F811
+    for acquirer, rows in (("jiaxing", day_records(DAY, 1)[:3]), ("hangzhou", day_records(DAY, 1)[3:])):
+        send(acquirer, rows, now=at(DAY, 11))
+        collect(acquirer, now=at(DAY, 12))
+    login(client, "clearing_staff")
+    audited = AuditEntry.objects.filter(action__startswith="interop.cycle_").count()
+
+    fixed_now.at = at(NEXT, 3, 59)  # before the cut-off (04:00 the next day)
+    early = step(client, "clearingCycleClose")
+    assert early["cycle"] is None and [e["code"] for e in early["errors"]] == ["BEFORE_CUT_OFF"]
+    assert not ClearingCycle.objects.filter(business_date=NEXT).exists()  # the next cycle was not opened
+    out_of_order = step(client, "clearingCycleNet")
+    assert out_of_order["errors"] == [
+        {
+            "field": None,
+            "message": "cycle yrd-transit-2026-11-21 is open; netting needs it validated",
+            "code": "CYCLE_STATE",
+        }
+    ]
+    assert ClearingCycle.objects.get(business_date=DAY).state == "open"
+    assert AuditEntry.objects.filter(action__startswith="interop.cycle_").count() == audited
+
+    fixed_now.at = at(NEXT, 5)
+    closed = step(client, "clearingCycleClose")
+    assert closed["errors"] == [] and closed["cycle"]["state"] == "CLOSED"
+    assert ClearingCycle.objects.get(business_date=NEXT).state == "open"
+    assert step(client, "clearingCycleClose")["cycle"]["state"] == "CLOSED"  # again: unchanged
+    validated = step(client, "clearingCycleValidate")["cycle"]
+    assert (validated["state"], validated["totals"]["valid"], validated["totals"]["rejected"]) == (
+        "VALIDATED",
+        {"records": 3},
+        {"records": 1},
+    )
+    assert step(client, "clearingCycleNet")["cycle"]["netPositions"] == {"sumFen": 0}
+    settled = step(client, "clearingCycleSettle")
+    assert settled["errors"] == [] and settled["cycle"]["state"] == "SETTLED"
+    entries = AuditEntry.objects.filter(action__startswith="interop.cycle_").order_by("seq")
+    assert [(e.action, e.actor) for e in entries][audited:] == [
+        ("interop.cycle_close", "user:clearing_staff-gql"),
+        ("interop.cycle_validate", "user:clearing_staff-gql"),
+        ("interop.cycle_net", "user:clearing_staff-gql"),
+        ("interop.cycle_settle", "user:clearing_staff-gql"),
+    ]
+    cycle = ClearingCycle.objects.get(business_date=DAY)
+    assert cycle.settled_at == at(NEXT, 5) and cycle.reconciliations.count() == 3
+
+    unknown = data_of(
+        gql(
+            client,
+            "",
+            'mutation { clearingCycleClose(network: "gba", service: TRANSIT, '
+            'businessDate: "2026-11-21") { cycle { label } errors { code } } }',
+        )
+    )["clearingCycleClose"]
+    assert unknown == {"cycle": None, "errors": [{"code": "NO_AGREEMENT"}]}
+
+
+def test_only_clearing_staff_step_cycles(client, cleared, fixed_now):
+    login(client, "platform_operator")
+    before = ClearingCycle.objects.get(business_date=NEXT).state
+    response = gql(client, "", STEP % "clearingCycleClose", {"date": NEXT.isoformat()})
+    assert codes_of(response) == ["PERMISSION_DENIED"]
+    assert response.json()["errors"][0]["extensions"]["required"] == ["clearing:manage"]
+    assert response.json()["data"] == {"clearingCycleClose": None}
+    assert ClearingCycle.objects.get(business_date=NEXT).state == before
+
+
+# --- disputes ------------------------------------------------------------------------------------------------
+
+RAISE = """mutation($record: String!, $by: String!, $reason: String!) {
+  disputeRaise(recordId: $record, raisedBy: $by, reason: $reason) {
+    dispute { id state raisedBy reason record { recordId cycle { label state } } }
+    errors { field message code }
+  }
+}"""
+RESOLVE = """mutation($id: ID!, $accept: Boolean!, $resolution: String!) {
+  disputeResolve(id: $id, accept: $accept, resolution: $resolution) {
+    dispute { state resolution resolvedBy adjustment { recordId amountFen kind cycle { label } } }
+    errors { field message code }
+  }
+}"""
+
+
+def test_disputes_raised_and_resolved_by_clearing_staff(client, cleared, fixed_now):
+    _earlier, cycle = cleared
+    target = ClearingRecord.objects.get(cycle=cycle, acquirer="jiaxing", amount_fen=500).record_id
+    login(client, "clearing_staff")
+    fixed_now.at = at(NEXT, 8)
+
+    def raise_(record_id: str, by: str, reason: str = "charged twice") -> dict:
+        return data_of(gql(client, "", RAISE, {"record": record_id, "by": by, "reason": reason}))[
+            "disputeRaise"
+        ]
+
+    assert [e["code"] for e in raise_(target, "shanghai")["errors"]] == ["NOT_A_PARTY"]
+    assert raise_("jiaxing-0", "jiaxing")["errors"][0] == {
+        "field": "recordId",
+        "message": "no clearing record 'jiaxing-0'",
+        "code": "NOT_FOUND",
+    }
+    assert [e["code"] for e in raise_(target, "hangzhou", " ")["errors"]] == ["REASON_REQUIRED"]
+    assert not Dispute.objects.exists()
+    raised = raise_(target, "hangzhou")
+    assert raised["errors"] == []
+    dispute = raised["dispute"]
+    assert (dispute["state"], dispute["raisedBy"], dispute["record"]["cycle"]) == (
+        "OPEN",
+        "hangzhou",
+        {"label": "yrd-transit-2026-11-21", "state": "DISPUTED"},
+    )
+    entry = AuditEntry.objects.filter(action="interop.dispute_raise").latest("seq")
+    assert (entry.actor, entry.object_id) == ("user:clearing_staff-gql", target)
+
+    listed = data_of(
+        gql(
+            client,
+            "",
+            '{ disputes(first: 10, filter: {states: [OPEN], party: "hangzhou"}) '
+            "{ edges { node { id record { recordId } } } } }",
+        )
+    )["disputes"]["edges"]
+    assert [e["node"]["id"] for e in listed] == [dispute["id"]]
+    history = data_of(gql(client, "", CYCLE, {"date": DAY.isoformat()}))["clearingCycle"]
+    assert history["state"] == "DISPUTED" and history["stateHistory"][-1]["state"] == "DISPUTED"
+    assert history["disputes"] == [{"id": dispute["id"], "state": "OPEN", "raisedBy": "hangzhou"}]
+
+    def resolve(id_: str, accept: bool = True, resolution: str = "refund the passenger") -> dict:
+        variables = {"id": id_, "accept": accept, "resolution": resolution}
+        return data_of(gql(client, "", RESOLVE, variables))["disputeResolve"]
+
+    assert [e["code"] for e in resolve(dispute["id"], resolution="")["errors"]] == ["RESOLUTION_REQUIRED"]
+    assert resolve("bm90LWFuLWlk")["errors"][0]["code"] == "NOT_FOUND"
+    operator_client = type(client)()
+    login(operator_client, "platform_operator")
+    refused = gql(operator_client, "", RESOLVE, {"id": dispute["id"], "accept": True, "resolution": "x"})
+    assert codes_of(refused) == ["PERMISSION_DENIED"]
+    assert Dispute.objects.get().state == "open"
+
+    fixed_now.at = at(NEXT, 10)
+    resolved = resolve(dispute["id"])
+    assert resolved["errors"] == []
+    assert resolved["dispute"] == {
+        "state": "ACCEPTED",
+        "resolution": "refund the passenger",
+        "resolvedBy": "user:clearing_staff-gql",
+        "adjustment": {
+            "recordId": f"adj-{target}",
+            "amountFen": -500,
+            "kind": "ADJUSTMENT",
+            "cycle": {"label": "yrd-transit-2026-11-22"},
+        },
+    }
+    assert [e["code"] for e in resolve(dispute["id"])["errors"]] == ["DISPUTE_STATE"]
+    after = data_of(gql(client, "", CYCLE, {"date": DAY.isoformat()}))["clearingCycle"]
+    assert [c["state"] for c in after["stateHistory"]][-2:] == ["DISPUTED", "SETTLED"]
+    assert after["state"] == "SETTLED"
+
+
+# --- who may ask ---------------------------------------------------------------------------------------------
+
+
+def platform_probes() -> dict[str, str]:
+    """One operation per field of the platform schema (query and mutation)."""
+    return {
+        "me": "{ me { username } }",
+        "tenants": "{ tenants(first: 5) { edges { node { code } } } }",
+        "tenant": '{ tenant(code: "jiaxing") { code } }',
+        "roamingNetworks": "{ roamingNetworks { code } }",
+        "roamingNetwork": '{ roamingNetwork(code: "yrd") { code } }',
+        "roamingAgreements": "{ roamingAgreements { operator } }",
+        "clearingCycles": "{ clearingCycles(first: 5) { edges { node { label } } } }",
+        "clearingCycle": '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
+        "{ label netPositions { sumFen } } }",
+        "disputes": "{ disputes(first: 5) { edges { node { id } } } }",
+        "dispute": '{ dispute(id: "RGlzcHV0ZTox") { id } }',
+        "tenantSuspend": 'mutation { tenantSuspend(code: "jiaxing", reason: "probe") { errors { code } } }',
+        "tenantActivate": 'mutation { tenantActivate(code: "jiaxing") { errors { code } } }',
+        "clearingCycleClose": 'mutation { clearingCycleClose(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleValidate": 'mutation { clearingCycleValidate(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleNet": 'mutation { clearingCycleNet(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleSettle": 'mutation { clearingCycleSettle(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "disputeRaise": 'mutation { disputeRaise(recordId: "x", raisedBy: "jiaxing", reason: "probe") '
+        "{ errors { code } } }",
+        "disputeResolve": 'mutation { disputeResolve(id: "RGlzcHV0ZTox", accept: true, resolution: "probe") '
+        "{ errors { code } } }",
+    }
+
+
+def test_partner_keys_and_tenant_users_get_nothing_from_the_platform_endpoint(client, cleared, fixed_now):
+    schema = platform_schema.graphql_schema
+    fields = set(schema.query_type.fields) | set(schema.mutation_type.fields)
+    probes = platform_probes()
+    assert fields == set(probes), f"add a platform probe for: {sorted(fields ^ set(probes))}"
+    cycles_before = list(ClearingCycle.objects.order_by("id").values_list("id", "state"))
+    token = issue("hangzhou")
+    for field, query in probes.items():
+        response = gql(client, "", query, token=token)
+        assert (response.status_code, codes_of(response)) == (401, ["UNAUTHENTICATED"]), field
+        assert "data" not in response.json() and "yrd" not in response.content.decode(), field
+    login(client, "city_admin", "hangzhou")
+    for field, query in probes.items():
+        response = gql(client, "", query)
+        assert (response.status_code, codes_of(response)) == (403, ["PERMISSION_DENIED"]), field
+        assert "data" not in response.json() and "yrd" not in response.content.decode(), field
+    assert list(ClearingCycle.objects.order_by("id").values_list("id", "state")) == cycles_before
+    # …and the clearing fields are not on the tenant endpoint at all
+    response = gql(client, "hangzhou", "{ clearingCycles(first: 1) { edges { cursor } } }", token=token)
+    assert codes_of(response) == ["GRAPHQL_VALIDATION_FAILED"]
