@@ -11,12 +11,15 @@ import pytest
 from django.core.cache import cache
 from django_tenants.utils import tenant_context
 
+from citycard.interop import services as interop
+from citycard.interop.models import ClearingCycle
 from citycard.platform import services
 from citycard.platform.scopes import Scope
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
 
 BASE = dt.datetime(2026, 3, 2, 8, 0, tzinfo=SHANGHAI)
 ALL_SCOPES = list(Scope.values)
@@ -256,3 +259,79 @@ def hz_people(tenant):
 def jx_people(tenant):
     """Jiaxing's (the other tenant of the isolation probes), without published fare rules."""
     return people_in(tenant("jiaxing"), division="330402", prefix="jx")
+
+
+# --- clearing (platform endpoint): cycles cleared through the interop services on fixed business dates ------
+
+NEXT = DAY + dt.timedelta(days=1)
+EARLIER = DAY - dt.timedelta(days=1)
+SETTLE_AT = at(NEXT, 5)
+
+
+def clear(send_, collect_, day: dt.date, records: list[dict], *, now: dt.datetime) -> ClearingCycle:
+    """Send each acquirer's records, collect them and run the cycle of ``day`` to settlement at ``now``."""
+    by_acquirer: dict[str, list[dict]] = {}
+    for r in records:
+        by_acquirer.setdefault(r["acquirer"], []).append(r)
+    for code, rows in by_acquirer.items():
+        send_(code, rows, now=at(day, 11))
+        collect_(code, now=at(day, 12))
+    cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+    return interop.cycle_run(cycle=cycle, now=now)
+
+
+def day_records(day: dt.date, serial: int) -> list[dict]:
+    """Jiaxing acquires 300 + 500 from Hangzhou cards and one with a bad TAC; Hangzhou acquires 100."""
+    return [
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial,
+            amount=300,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial + 1,
+            amount=500,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="jiaxing",
+            issuer="hangzhou",
+            issuer_division="330100",
+            serial=serial + 2,
+            bad_tac=True,
+            when=at(day, 9),
+        ),
+        record(
+            acquirer="hangzhou",
+            issuer="jiaxing",
+            issuer_division="330400",
+            serial=serial + 3,
+            amount=100,
+            when=at(day, 9),
+        ),
+    ]
+
+
+@pytest.fixture
+def cleared(yrd_transit, send, collect):  # noqa: F811
+    """Two settled yrd transit cycles (EARLIER, DAY), and NEXT open (closing DAY opened it)."""
+    earlier = clear(send, collect, EARLIER, day_records(EARLIER, 10), now=at(DAY, 5))
+    cycle = clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)
+    return earlier, cycle
+
+
+@pytest.fixture
+def fixed_now(monkeypatch):
+    """The moment the clearing mutations act at (set ``fixed_now.at``)."""
+
+    class Clock:
+        at = at(NEXT, 8)
+
+    monkeypatch.setattr("citycard.graphql.clearing.clock.now", lambda: Clock.at)
+    return Clock

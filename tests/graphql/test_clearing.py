@@ -14,86 +14,12 @@ from citycard.graphql.api import platform_schema
 from citycard.interop import services as interop
 from citycard.interop.models import ClearingCycle, ClearingRecord, Dispute
 from citycard.platform.audit.models import AuditEntry
-from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.interop.conftest import DAY, at, record
 
-from .conftest import codes_of, data_of, gql, issue
+from .conftest import EARLIER, NEXT, SETTLE_AT, clear, codes_of, data_of, day_records, gql, issue
 from .test_platform import login
 
 pytestmark = pytest.mark.django_db
-NEXT = DAY + dt.timedelta(days=1)
-EARLIER = DAY - dt.timedelta(days=1)
-SETTLE_AT = at(NEXT, 5)
-
-
-def clear(send_, collect_, day: dt.date, records: list[dict], *, now: dt.datetime) -> ClearingCycle:
-    """Send each acquirer's records, collect them and run the cycle of ``day`` to settlement at ``now``."""
-    by_acquirer: dict[str, list[dict]] = {}
-    for r in records:
-        by_acquirer.setdefault(r["acquirer"], []).append(r)
-    for code, rows in by_acquirer.items():
-        send_(code, rows, now=at(day, 11))
-        collect_(code, now=at(day, 12))
-    cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
-    return interop.cycle_run(cycle=cycle, now=now)
-
-
-def day_records(day: dt.date, serial: int) -> list[dict]:
-    """Jiaxing acquires 300 + 500 from Hangzhou cards and one with a bad TAC; Hangzhou acquires 100."""
-    return [
-        record(
-            acquirer="jiaxing",
-            issuer="hangzhou",
-            issuer_division="330100",
-            serial=serial,
-            amount=300,
-            when=at(day, 9),
-        ),
-        record(
-            acquirer="jiaxing",
-            issuer="hangzhou",
-            issuer_division="330100",
-            serial=serial + 1,
-            amount=500,
-            when=at(day, 9),
-        ),
-        record(
-            acquirer="jiaxing",
-            issuer="hangzhou",
-            issuer_division="330100",
-            serial=serial + 2,
-            bad_tac=True,
-            when=at(day, 9),
-        ),
-        record(
-            acquirer="hangzhou",
-            issuer="jiaxing",
-            issuer_division="330400",
-            serial=serial + 3,
-            amount=100,
-            when=at(day, 9),
-        ),
-    ]
-
-
-@pytest.fixture
-def cleared(yrd_transit, send, collect):  # noqa: F811
-    """Two settled yrd transit cycles (EARLIER, DAY), and NEXT open (closing DAY opened it)."""
-    earlier = clear(send, collect, EARLIER, day_records(EARLIER, 10), now=at(DAY, 5))
-    cycle = clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)
-    return earlier, cycle
-
-
-@pytest.fixture
-def fixed_now(monkeypatch):
-    """The moment the clearing mutations act at (set ``fixed_now.at``)."""
-
-    class Clock:
-        at = at(NEXT, 8)
-
-    monkeypatch.setattr("citycard.graphql.clearing.clock.now", lambda: Clock.at)
-    return Clock
-
-
 AGREEMENTS = """query($network: String, $service: ClearingService) {
   roamingAgreements(network: $network, service: $service) {
     id network { code } service visitorPolicy issuerFeeBps networkFeeBps operator settlementAccount
@@ -127,7 +53,7 @@ CYCLE = """query($date: Date!) {
 }"""
 
 
-def test_agreements_per_network_and_service(client, yrd_transit):  # noqa: F811
+def test_agreements_per_network_and_service(client, yrd_transit):
     interop.agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
     login(client, "platform_operator")  # operators read clearing too
     found = data_of(gql(client, "", AGREEMENTS))["roamingAgreements"]
@@ -288,7 +214,7 @@ def test_a_settled_cycle_shows_everything_it_produced(client, cleared):
     ).exists()  # a read creates nothing
 
 
-def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, collect):  # noqa: F811
+def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, collect):
     rows = [
         record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=40 + i, bad_tac=True)
         for i in range(3)
@@ -326,7 +252,7 @@ def step(client, name: str, day: dt.date = DAY) -> dict:
     return data_of(gql(client, "", STEP % name, {"date": day.isoformat()}))[name]
 
 
-def test_clearing_staff_step_a_cycle_through_to_settlement(client, yrd_transit, send, collect, fixed_now):  # noqa: F811
+def test_clearing_staff_step_a_cycle_through_to_settlement(client, yrd_transit, send, collect, fixed_now):
     for acquirer, rows in (("jiaxing", day_records(DAY, 1)[:3]), ("hangzhou", day_records(DAY, 1)[3:])):
         send(acquirer, rows, now=at(DAY, 11))
         collect(acquirer, now=at(DAY, 12))

@@ -53,7 +53,7 @@ def test_clearing_staff_read_tenants_with_counties(client):
     assert data_of(gql(client, "", "{ me { username role scopes } }"))["me"] == {
         "username": "clearing_staff-gql",
         "role": "clearing_staff",
-        "scopes": ["clearing:read", "networks:read", "tenants:read"],
+        "scopes": ["clearing:manage", "clearing:read", "networks:read", "tenants:read"],
     }
     nodes = [e["node"] for e in data_of(gql(client, "", TENANTS, {"first": 100}))["tenants"]["edges"]]
     by_code = {n["code"]: n for n in nodes}

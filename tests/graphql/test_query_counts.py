@@ -6,14 +6,19 @@ session and user on the platform endpoint) and the rate-limit counter.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from citycard.interop import services as interop
+from citycard.interop.models import ClearingRecord
 from citycard.platform.scopes import Scope
 from citycard.tenants.terminals.simulate import SimCard, card_number
+from tests.interop.conftest import DAY, at
 
-from .conftest import data_of, gql, issue, taps_in
+from .conftest import clear, data_of, day_records, gql, issue, taps_in
 from .test_platform import login
 
 pytestmark = pytest.mark.django_db
@@ -195,3 +200,64 @@ def test_mutations(client, hz_people):
     assert n == FIXED_TENANT + 17
     n, data = count(client, "hangzhou", apply, {"k": "qc-1"}, token)
     assert n == FIXED_TENANT + 8  # the retry: the earlier card and its scheme, nothing written
+
+
+# --- clearing (platform endpoint) ----------------------------------------------------------------------------
+
+CYCLES_FULL = """query($n: Int) { clearingCycles(first: $n, filter: {states: [SETTLED, DISPUTED]}) { edges { node {
+  label state agreement { operator network { code } } network { code }
+  stateHistory { state at } totals { records { records amountFen } rejected { records } }
+  bilateralMatrix { issuer acquirer amountFen } netPositions { positions { participant netFen } sumFen }
+  settlementInstructions { payer payee amountFen } exceptionSummary { reason records }
+  exceptions(first: 5) { edges { node { recordId reason cycle { label } } } pageInfo { hasNextPage } }
+  disputes { id record { recordId } adjustment { recordId } }
+  reconciliationFiles { participant state confirmed totals { netFen } }
+} } } }"""
+DISPUTES = """query($n: Int) { disputes(first: $n) { edges { node { id state
+  record { recordId cycle { label network { code } } } adjustment { recordId cycle { label } } } } } }"""
+
+
+@pytest.fixture
+def cleared_cycles(yrd_transit, send, collect):
+    """Three settled yrd transit cycles, each with a matrix, positions, an exception and a disputed record
+    (the first one's dispute accepted: an adjustment in a later cycle)."""
+    days = [DAY - dt.timedelta(days=i) for i in (2, 1, 0)]
+    for i, day in enumerate(days):
+        after = day + dt.timedelta(days=1)
+        cycle = clear(send, collect, day, day_records(day, 100 + 10 * i), now=at(after, 5))
+        record = (
+            ClearingRecord.objects.filter(cycle=cycle, status="valid", kind="tap")
+            .order_by("record_id")
+            .first()
+        )
+        dispute = interop.dispute_raise(
+            record_id=record.record_id, raised_by=record.issuer, reason="check", now=at(after, 6)
+        )
+        if i == 0:
+            interop.dispute_resolve(
+                dispute_id=dispute.pk, accept=True, resolution="ok", actor="test", now=at(after, 7)
+            )
+    return days
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_clearing_cycles_page(client, cleared_cycles, size):
+    login(client, "clearing_staff")
+    data_of(gql(client, "", "{ me { username } }"))
+    n, data = count(client, "", CYCLES_FULL, {"n": size})
+    nodes = [e["node"] for e in data["clearingCycles"]["edges"]]
+    assert len(nodes) == size and all(node["netPositions"]["sumFen"] == 0 for node in nodes[-1:])
+    # the page (with agreements and networks); disputes (with records and adjustments); totals; matrix;
+    # positions; instructions; exception summary; the exception pages (ROW_NUMBER per cycle); files;
+    # the cycles of the exceptions' records
+    assert n == FIXED_PLATFORM + 10
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_disputes_page(client, cleared_cycles, size):
+    login(client, "clearing_staff")
+    data_of(gql(client, "", "{ me { username } }"))
+    n, data = count(client, "", DISPUTES, {"n": size})
+    assert len(data["disputes"]["edges"]) == size
+    # the page with records, cycles, agreements, networks and adjustments; the adjustments' cycles
+    assert n == FIXED_PLATFORM + 2

@@ -39,7 +39,16 @@ def test_the_check_fails_on_a_stale_file_and_the_command_rewrites_it(tmp_path, m
 
 
 def examples(endpoint: str) -> list[str]:
-    return re.findall(rf"```graphql {endpoint}\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    return [query for _role, query in examples_with_roles(endpoint)]
+
+
+def examples_with_roles(endpoint: str) -> list[tuple[str, str]]:
+    """(role, query) of each example: a platform example names the role it needs after the endpoint
+    (```graphql platform clearing_staff); otherwise a platform operator runs it."""
+    found = re.findall(
+        rf"```graphql {endpoint}(?: ([a-z_]+))?\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S
+    )
+    return [(role or "platform_operator", query) for role, query in found]
 
 
 @pytest.mark.django_db
@@ -69,11 +78,41 @@ def test_tenant_examples_run(client, hz_fleet, hz_people):
 
 
 @pytest.mark.django_db
-def test_platform_examples_run(client):
-    login(client, "platform_operator")
-    found = examples("platform")
-    assert len(found) == 3
-    results = [data_of(gql(client, "", query)) for query in found]
+def test_platform_examples_run(client, cleared, fixed_now):
+    from django.test import Client
+
+    clients = {"platform_operator": client, "clearing_staff": Client()}
+    for role, each in clients.items():
+        login(each, role)
+    found = examples_with_roles("platform")
+    assert len(found) == 8
+    results = [data_of(gql(clients[role], "", query)) for role, query in found]
     assert results[2]["tenantActivate"]["errors"] == [
         {"field": "tenant", "message": "tenant 'jiaxing' is already active", "code": "ALREADY_ACTIVE"}
     ]
+    assert [(a["network"]["code"], a["service"]) for a in results[3]["roamingAgreements"]] == [
+        ("yrd", "TRANSIT")
+    ]
+    assert [e["node"]["businessDate"] for e in results[4]["clearingCycles"]["edges"]] == [
+        "2026-11-21",
+        "2026-11-20",
+    ]
+    cycle = results[5]["clearingCycle"]
+    assert (cycle["state"], cycle["netPositions"]["sumFen"], cycle["netPositions"]["balanced"]) == (
+        "SETTLED",
+        0,
+        True,
+    )
+    assert [e["node"]["reason"] for e in cycle["exceptions"]["edges"]] == ["tac_invalid"]
+    assert len(cycle["reconciliationFiles"]) == 3 and len(cycle["bilateralMatrix"]) == 2
+    assert results[6]["disputes"]["edges"] == []
+    assert results[7]["clearingCycleClose"] == {
+        "cycle": None,
+        "errors": [
+            {
+                "field": None,
+                "message": "cycle yrd-transit-2026-11-22 cuts off at 2026-11-23T04:00:00+08:00; it cannot close before",
+                "code": "BEFORE_CUT_OFF",
+            }
+        ],
+    }
