@@ -5,7 +5,10 @@
   unexpired and unrevoked; its scopes are the principal's. Cookies are ignored (no CSRF exposure).
 - Platform endpoint (``/graphql/`` on the base domain): platform users (clearing staff, platform
   operators) signed in with the platform admin's session; their role gives their scopes
-  (citycard/platform/scopes.py). Django's CSRF protection applies (GraphiQL sends the token).
+  (citycard/platform/scopes.py). Django's CSRF check applies to the session (GraphiQL sends the token).
+  Or a platform API key (issued for the platform, ``citycard apikey --tenant public issue``) for clearing
+  staff's tools, with ``Authorization: Bearer``: its platform scopes, no session, no CSRF token. A partner
+  app's key is refused here (``WRONG_TENANT``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hmac
 
 from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
@@ -22,7 +26,7 @@ from citycard.graphql.core.context import Principal
 from citycard.graphql.core.errors import ApiErrorCode
 from citycard.graphql.core.views import GraphQLAPIView, Refusal
 from citycard.platform import selectors, services
-from citycard.platform.models import PLATFORM_ROLES
+from citycard.platform.models import PLATFORM_ROLES, ApiKey
 from citycard.platform.scopes import platform_scopes_of
 
 
@@ -41,6 +45,33 @@ def _bearer(request: HttpRequest) -> str:
     return token.strip()
 
 
+def _api_key(request: HttpRequest, tenant) -> ApiKey:
+    """The request's API key, valid for ``tenant`` (a city or county, or the platform itself), or Refusal."""
+    token = _bearer(request)
+    invalid = Refusal(401, "the API key is not valid", ApiErrorCode.INVALID_TOKEN)
+    key_id = services.api_key_parse(token)
+    if key_id is None:
+        raise invalid
+    key = selectors.api_key_by_id(key_id)
+    if key is None or not hmac.compare_digest(key.token_sha256, services.api_key_hash(token)):
+        raise invalid
+    if key.tenant_id != tenant.pk:
+        where = "the platform's domain" if tenant.is_platform else f"{tenant.code}'s domain"
+        hint = "; a partner app's key is valid only on its tenant's domain" if tenant.is_platform else ""
+        raise Refusal(401, f"this API key is not valid on {where}{hint}", ApiErrorCode.WRONG_TENANT)
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise Refusal(401, f"API key {key.key_id} was revoked", ApiErrorCode.TOKEN_REVOKED)
+    if key.is_expired(now):
+        raise Refusal(
+            401,
+            f"API key {key.key_id} expired on {key.expires_at.isoformat()}",
+            ApiErrorCode.TOKEN_EXPIRED,
+        )
+    services.api_key_touch(key=key, now=now)
+    return key
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class TenantGraphQLView(GraphQLAPIView):
     schema = tenant_schema
@@ -53,33 +84,26 @@ class TenantGraphQLView(GraphQLAPIView):
             raise Refusal(
                 404, "partner apps call /graphql/ on their tenant's domain", ApiErrorCode.BAD_REQUEST
             )
-        token = _bearer(request)
-        invalid = Refusal(401, "the API key is not valid", ApiErrorCode.INVALID_TOKEN)
-        key_id = services.api_key_parse(token)
-        if key_id is None:
-            raise invalid
-        key = selectors.api_key_by_id(key_id)
-        if key is None or not hmac.compare_digest(key.token_sha256, services.api_key_hash(token)):
-            raise invalid
-        if key.tenant_id != tenant.pk:
-            raise Refusal(
-                401, f"this API key is not valid on {tenant.code}'s domain", ApiErrorCode.WRONG_TENANT
-            )
-        now = timezone.now()
-        if key.revoked_at is not None:
-            raise Refusal(401, f"API key {key.key_id} was revoked", ApiErrorCode.TOKEN_REVOKED)
-        if key.is_expired(now):
-            raise Refusal(
-                401,
-                f"API key {key.key_id} expired on {key.expires_at.isoformat()}",
-                ApiErrorCode.TOKEN_EXPIRED,
-            )
-        services.api_key_touch(key=key, now=now)
+        key = _api_key(request, tenant)
         return Principal(
             actor=f"apikey:{key.key_id}", scopes=frozenset(key.scopes), tenant=tenant, api_key=key
         )
 
 
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    """Django's CSRF check, as its middleware makes it (None: passed). The platform view is exempt from the
+    middleware so that a tool's API key needs no CSRF token; a browser's session still does."""
+    check = _CsrfCheck(lambda req: None)  # type: ignore[arg-type, return-value]
+    check.process_request(request)
+    return check.process_view(request, None, (), {})  # type: ignore[arg-type, return-value]
+
+
+@method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(ensure_csrf_cookie, name="get")
 class PlatformGraphQLView(GraphQLAPIView):
     schema = platform_schema
@@ -90,13 +114,20 @@ class PlatformGraphQLView(GraphQLAPIView):
         tenant = getattr(request, "tenant", None)
         if tenant is None or not tenant.is_platform:
             raise Refusal(404, "the platform endpoint answers on the base domain", ApiErrorCode.BAD_REQUEST)
+        if request.headers.get("Authorization"):
+            # A platform API key (clearing staff's tools): its own platform scopes, no session, no CSRF.
+            key = _api_key(request, tenant)
+            return Principal(actor=f"apikey:{key.key_id}", scopes=frozenset(key.scopes), api_key=key)
         user = request.user
         if not user.is_authenticated:
             raise Refusal(
                 401,
-                "sign in to the platform (/admin/) as clearing staff or operator",
+                "sign in to the platform (/admin/) as clearing staff or operator, or send a platform API key",
                 ApiErrorCode.UNAUTHENTICATED,
             )
+        failure = _csrf_failure(request)
+        if failure:
+            raise Refusal(403, f"CSRF verification failed: {failure}", ApiErrorCode.PERMISSION_DENIED)
         if not user.is_active or user.role not in PLATFORM_ROLES or user.tenant_id is not None:
             raise Refusal(403, "only platform users may use this endpoint", ApiErrorCode.PERMISSION_DENIED)
         return Principal(actor=f"user:{user.username}", scopes=platform_scopes_of(user.role), user=user)

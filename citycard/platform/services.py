@@ -36,7 +36,7 @@ from citycard.platform.models import (
     TenantStatus,
     User,
 )
-from citycard.platform.scopes import Scope
+from citycard.platform.scopes import PlatformScope, Scope
 
 TENANT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 RESERVED_CODES = frozenset(
@@ -450,18 +450,18 @@ def api_key_parse(token: str) -> str | None:
     return parts[1]
 
 
-def _scopes_clean(scopes: list[str] | tuple[str, ...]) -> list[str]:
+def _scopes_clean(scopes: list[str] | tuple[str, ...], known: list[str]) -> list[str]:
     cleaned = sorted({(s or "").strip() for s in scopes} - {""})
     if not cleaned:
         raise DomainError(
-            f"an API key needs at least one scope (one of: {', '.join(Scope.values)})",
+            f"an API key needs at least one scope (one of: {', '.join(known)})",
             code="scopes_required",
             field="scopes",
         )
-    unknown = [s for s in cleaned if s not in Scope.values]
+    unknown = [s for s in cleaned if s not in known]
     if unknown:
         raise DomainError(
-            f"unknown scope(s) {', '.join(unknown)} (known: {', '.join(Scope.values)})",
+            f"unknown scope(s) {', '.join(unknown)} (known: {', '.join(known)})",
             code="scope_unknown",
             field="scopes",
         )
@@ -477,7 +477,10 @@ def api_key_issue(
     actor: str = "system",
     now: dt.datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key to a partner app for one tenant; returns (key, token). The token is never stored."""
+    """Issue a key to a partner app for one tenant; returns (key, token). The token is never stored.
+
+    A key of the platform itself (``tenant_code="public"``) is for clearing staff's and operators' tools on
+    the platform's ``/graphql/``, with platform scopes (``PlatformScope``: e.g. ``clearing:read``)."""
     now = now or timezone.now()
     name = (name or "").strip()
     if not name:
@@ -486,14 +489,8 @@ def api_key_issue(
         raise DomainError(
             "the partner app's name is longer than 100 characters", code="name_too_long", field="name"
         )
-    cleaned = _scopes_clean(scopes)
     tenant = tenant_get(tenant_code)
-    if tenant.is_platform:
-        raise DomainError(
-            "API keys belong to a city or county tenant, not to the platform",
-            code="not_allowed",
-            field="tenant",
-        )
+    cleaned = _scopes_clean(scopes, list(PlatformScope.values if tenant.is_platform else Scope.values))
     if expires_at is None:
         expires_at = now + dt.timedelta(days=API_KEY_DEFAULT_DAYS)
     if timezone.is_naive(expires_at):
@@ -568,6 +565,8 @@ def _api_key_audit(*, tenant: Tenant, action: str, actor: str, key_id: str, data
     (the public schema for the CLI, the tenant's for its admin site)."""
     with schema_context("public"):
         audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
+    if tenant.is_platform:  # a platform key: the platform's chain is the tenant's
+        return
     with tenant_context(tenant):
         audit_record(action=action, actor=actor, object_type="apikey", object_id=key_id, data=data)
 

@@ -49,7 +49,7 @@ def test_issue_stores_only_the_hash_and_last4(tenant):
         ({"expires_at": NOW - dt.timedelta(seconds=1)}, "expiry_past", "expires_at"),
         ({"expires_at": NOW + dt.timedelta(days=3 * 365 + 1)}, "expiry_too_far", "expires_at"),
         ({"expires_at": dt.datetime(2026, 6, 1)}, "expiry_naive", "expires_at"),
-        ({"tenant_code": "public"}, "not_allowed", "tenant"),
+        ({"tenant_code": "public"}, "scope_unknown", "scopes"),  # a platform key has platform scopes
     ],
 )
 def test_issue_refusals_name_the_problem(kwargs, code, field):

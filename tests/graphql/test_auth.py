@@ -65,7 +65,8 @@ def test_a_key_is_refused_on_the_platform_domain(client):
     token = issue("hangzhou")
     response = gql(client, "", "{ tenants(first: 5) { edges { node { code } } } }", token=token)
     assert response.status_code == 401
-    assert codes_of(response) == ["UNAUTHENTICATED"]
+    assert codes_of(response) == ["WRONG_TENANT"]
+    assert "data" not in response.json()
 
 
 def test_revoked_key_is_refused_at_once(client):

@@ -453,7 +453,7 @@ def test_partner_keys_and_tenant_users_get_nothing_from_the_platform_endpoint(cl
     token = issue("hangzhou")
     for field, query in probes.items():
         response = gql(client, "", query, token=token)
-        assert (response.status_code, codes_of(response)) == (401, ["UNAUTHENTICATED"]), field
+        assert (response.status_code, codes_of(response)) == (401, ["WRONG_TENANT"]), field
         assert "data" not in response.json() and "yrd" not in response.content.decode(), field
     login(client, "city_admin", "hangzhou")
     for field, query in probes.items():
@@ -464,3 +464,39 @@ def test_partner_keys_and_tenant_users_get_nothing_from_the_platform_endpoint(cl
     # …and the clearing fields are not on the tenant endpoint at all
     response = gql(client, "hangzhou", "{ clearingCycles(first: 1) { edges { cursor } } }", token=token)
     assert codes_of(response) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+# --- platform API keys (clearing staff's tools) ---------------------------------------------------------------
+
+
+def test_a_platform_key_reads_clearing_within_its_scopes(client, cleared, fixed_now):
+    from django.test import Client
+
+    from citycard.platform import services
+
+    reader = issue("public", ["clearing:read"], name="clearing dashboard")
+    tool = Client(enforce_csrf_checks=True)  # a key needs no session and no CSRF token
+    me = data_of(gql(tool, "", "{ me { username role scopes } }", token=reader))["me"]
+    assert me["role"] == "api_key" and me["scopes"] == ["clearing:read"] and me["username"].startswith("apikey:")
+    cycle = data_of(gql(tool, "", CYCLE, {"date": DAY.isoformat()}, token=reader))["clearingCycle"]
+    assert cycle["netPositions"]["sumFen"] == 0
+    denied = gql(tool, "", "{ tenants(first: 1) { edges { cursor } } }", token=reader)
+    assert codes_of(denied) == ["PERMISSION_DENIED"]
+    refused = gql(tool, "", STEP % "clearingCycleClose", {"date": NEXT.isoformat()}, token=reader)
+    assert codes_of(refused) == ["PERMISSION_DENIED"]
+    assert ClearingCycle.objects.get(business_date=NEXT).state == "open"
+
+    runner = issue("public", ["clearing:read", "clearing:manage"], name="clearing runner")
+    fixed_now.at = at(NEXT + dt.timedelta(days=1), 5)
+    closed = data_of(gql(tool, "", STEP % "clearingCycleClose", {"date": NEXT.isoformat()}, token=runner))
+    assert closed["clearingCycleClose"]["cycle"]["state"] == "CLOSED"
+    key_id = services.api_key_parse(runner)
+    assert AuditEntry.objects.filter(action="interop.cycle_close").latest("seq").actor == f"apikey:{key_id}"
+
+    on_tenant = gql(client, "hangzhou", "{ me { keyId } }", token=reader)
+    assert (on_tenant.status_code, codes_of(on_tenant)) == (401, ["WRONG_TENANT"])
+    services.api_key_revoke(tenant_code="public", key_id=services.api_key_parse(reader), reason="rotated")
+    revoked = gql(tool, "", "{ me { username } }", token=reader)
+    assert (revoked.status_code, codes_of(revoked)) == (401, ["TOKEN_REVOKED"])
+    bad = gql(tool, "", "{ me { username } }", token=runner[:-2] + "xx")
+    assert (bad.status_code, codes_of(bad)) == (401, ["INVALID_TOKEN"])

@@ -11,6 +11,8 @@ def resolve_api_key(info: Any) -> ApiKey:
 
 def resolve_platform_user(info: Any) -> dict:
     principal = info.context.principal
+    if principal.user is None:  # a platform API key
+        return {"username": principal.actor, "role": "api_key", "scopes": sorted(principal.scopes)}
     return {
         "username": principal.user.username,
         "role": principal.user.role,

@@ -43,8 +43,8 @@ class ApiKeyInfo(graphene.ObjectType):
 
 
 class PlatformUser(graphene.ObjectType):
-    """The platform user signed in (clearing staff or platform operator)."""
+    """The platform user signed in (clearing staff or platform operator), or the platform API key."""
 
-    username = graphene.String(required=True)
-    role = graphene.String(required=True)
+    username = graphene.String(required=True, description="For an API key: apikey:<key id>.")
+    role = graphene.String(required=True, description="clearing_staff, platform_operator, or api_key.")
     scopes = NonNullList(graphene.String, description="What the role may do through this endpoint.")

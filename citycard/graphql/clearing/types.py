@@ -109,7 +109,7 @@ class CycleStateChange(graphene.ObjectType):
 
 class RecordTotals(graphene.ObjectType):
     records = graphene.Int(required=True)
-    amount_fen = graphene.Float(required=True, description="Integer fen (a Float: sums pass 2^31).")
+    amount_fen = graphene.BigInt(required=True, description="Integer fen (BigInt: sums pass 2^31).")
 
 
 class CycleTotals(graphene.ObjectType):
@@ -132,24 +132,24 @@ class BilateralPosition(graphene.ObjectType):
     issuer = graphene.String(required=True)
     acquirer = graphene.String(required=True)
     records = graphene.Int(required=True)
-    amount_fen = graphene.Float(required=True)
-    issuer_fee_fen = graphene.Float(required=True)
-    network_fee_fen = graphene.Float(required=True)
-    acquirer_due_fen = graphene.Float(required=True, description="amount − issuer fee − network fee")
+    amount_fen = graphene.BigInt(required=True)
+    issuer_fee_fen = graphene.BigInt(required=True)
+    network_fee_fen = graphene.BigInt(required=True)
+    acquirer_due_fen = graphene.BigInt(required=True, description="amount − issuer fee − network fee")
 
 
 class NetPosition(graphene.ObjectType):
     """A participant's multilateral net position (多边净额): receivable − payable."""
 
     participant = graphene.String(required=True)
-    receivable_fen = graphene.Float(required=True)
-    payable_fen = graphene.Float(required=True)
-    net_fen = graphene.Float(required=True, description="Positive: it is paid; negative: it pays.")
+    receivable_fen = graphene.BigInt(required=True)
+    payable_fen = graphene.BigInt(required=True)
+    net_fen = graphene.BigInt(required=True, description="Positive: it is paid; negative: it pays.")
 
 
 class NetPositions(graphene.ObjectType):
     positions = NonNullList(NetPosition)
-    sum_fen = graphene.Float(required=True, description="Σ net over the participants: 0 for every cycle.")
+    sum_fen = graphene.BigInt(required=True, description="Σ net over the participants: 0 for every cycle.")
     balanced = graphene.Boolean(required=True, description="Σ net = 0.")
 
 
@@ -158,7 +158,7 @@ class SettlementInstruction(graphene.ObjectType):
 
     payer = graphene.String(required=True)
     payee = graphene.String(required=True)
-    amount_fen = graphene.Float(required=True)
+    amount_fen = graphene.BigInt(required=True)
     value_date = graphene.Date(required=True)
 
 
@@ -169,21 +169,21 @@ class ExceptionGroup(graphene.ObjectType):
     acquirer = graphene.String(required=True)
     reason = graphene.String(required=True)
     records = graphene.Int(required=True)
-    amount_fen = graphene.Float(required=True)
+    amount_fen = graphene.BigInt(required=True)
 
 
 class ReconciliationTotals(graphene.ObjectType):
     acquired_records = graphene.Int(required=True)
-    acquired_amount_fen = graphene.Float(required=True)
+    acquired_amount_fen = graphene.BigInt(required=True)
     issued_records = graphene.Int(required=True)
-    issued_amount_fen = graphene.Float(required=True)
-    issuer_fees_fen = graphene.Float(required=True, description="Interchange received less paid.")
-    network_fees_fen = graphene.Float(required=True)
+    issued_amount_fen = graphene.BigInt(required=True)
+    issuer_fees_fen = graphene.BigInt(required=True, description="Interchange received less paid.")
+    network_fees_fen = graphene.BigInt(required=True)
     rejected_records = graphene.Int(required=True)
-    rejected_amount_fen = graphene.Float(required=True)
-    receivable_fen = graphene.Float(required=True)
-    payable_fen = graphene.Float(required=True)
-    net_fen = graphene.Float(required=True)
+    rejected_amount_fen = graphene.BigInt(required=True)
+    receivable_fen = graphene.BigInt(required=True)
+    payable_fen = graphene.BigInt(required=True)
+    net_fen = graphene.BigInt(required=True)
 
 
 class ReconciliationAnswer(graphene.ObjectType):
@@ -245,10 +245,10 @@ class ClearingRecord(graphene.ObjectType):
     acquirer = graphene.String(required=True)
     issuer = graphene.String(required=True)
     card_number = graphene.String(required=True)
-    card_counter = graphene.Float(required=True)
-    amount_fen = graphene.Float(required=True)
-    issuer_fee_fen = graphene.Float(required=True)
-    network_fee_fen = graphene.Float(required=True)
+    card_counter = graphene.BigInt(required=True)
+    amount_fen = graphene.BigInt(required=True)
+    issuer_fee_fen = graphene.BigInt(required=True)
+    network_fee_fen = graphene.BigInt(required=True)
     accepted_at = graphene.DateTime(required=True, description="When the acquirer's terminal accepted it.")
     received_at = graphene.DateTime(required=True)
     status = graphene.Field(ClearingRecordStatusEnum, required=True)

@@ -1,4 +1,5 @@
-"""`citycard apikey --tenant T issue|list|revoke`: partner apps' API keys for a tenant's GraphQL."""
+"""`citycard apikey --tenant T issue|list|revoke`: partner apps' API keys for a tenant's GraphQL, and
+(``--tenant public``) platform API keys with platform scopes for clearing staff's tools."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from citycard.platform import selectors, services
 from citycard.platform.errors import DomainError
 from citycard.platform.management.base import PlatformCommand
-from citycard.platform.scopes import Scope
+from citycard.platform.scopes import PlatformScope, Scope
 
 
 def _expiry(value: str) -> dt.datetime:
@@ -32,7 +33,7 @@ class Command(PlatformCommand):
     help = "API keys of partner apps, for one tenant's /graphql/ (the token is shown once, when issued)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tenant", required=True, help="tenant code")
+        parser.add_argument("--tenant", required=True, help="tenant code ('public': a platform API key)")
         sub = parser.add_subparsers(dest="action", required=True)
         issue = sub.add_parser("issue", help="issue a key; prints the token once")
         issue.add_argument("--name", required=True, help="the partner app")
@@ -41,7 +42,7 @@ class Command(PlatformCommand):
             action="append",
             required=True,
             dest="scopes",
-            help=f"repeat for each scope: {', '.join(Scope.values)}",
+            help=f"repeat for each scope: {', '.join(Scope.values)} (platform keys: {', '.join(PlatformScope.values)})",
         )
         when = issue.add_mutually_exclusive_group()
         when.add_argument("--expires", help="YYYY-MM-DD or ISO date-time (default: in 365 days)")
