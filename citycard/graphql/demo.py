@@ -1,4 +1,5 @@
-"""Demo step: a partner key for Hangzhou, and a sample query that works against the running demo."""
+"""Demo step: a partner key for Hangzhou and a platform key for the clearing console, each with a sample
+query that works against the running demo."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import services
 from citycard.platform.models import ApiKey, Tenant
-from citycard.platform.scopes import Scope
+from citycard.platform.scopes import PlatformScope, Scope
 from citycard.tenants.accounts.models import LedgerAccount, SubsidyPayment
 from citycard.tenants.terminals.models import Transaction
 
 DEMO_APP = "Demo travel app"
 SAMPLE = "query($card: String!) { cardTransactions(cardNumber: $card, first: 5) { edges { node { tappedAt amountFen route terminal { terminalId operator } } } } }"  # noqa: E501
 CARD_SAMPLE = "query($card: String!) { card(number: $card) { state scheme { nameZh } expiresOn balance { accountFen purseShadowFen } } cardholderCategories(cardNumber: $card) { categories { code validTo } concessions { ruleId description } } subsidyPayments(cardNumber: $card, first: 5) { edges { node { programme { name } amountFen items { item amountFen } } } } }"  # noqa: E501
+
+CLEARING_APP = "Demo clearing console"
+CLEARING_SAMPLE = "{ clearingCycles(first: 5, filter: {states: [SETTLED, DISPUTED]}) { edges { node { label state totals { valid { records amountFen } rejected { records } } netPositions { positions { participant netFen } sumFen balanced } } } } }"  # noqa: E501
 
 
 def demo_step(ctx) -> None:
@@ -80,6 +84,7 @@ def demo_step(ctx) -> None:
             "state": (data.get("card") or {}).get("state"),
             "payments": len(((data.get("subsidyPayments") or {}).get("edges")) or []),
         }
+    ctx.facts["graphql_clearing"] = _clearing_sample()
     ctx.facts["graphql"] = {
         "token": token,
         "key_id": key.key_id,
@@ -90,6 +95,38 @@ def demo_step(ctx) -> None:
         "card": card_facts,
     }
     ctx.facts.setdefault("reports", []).append(_report)
+
+
+def _clearing_sample() -> dict:
+    """A platform API key for a clearing console (clearing:read), and the settled cycles through it."""
+    for old in ApiKey.objects.filter(tenant__code="public", name=CLEARING_APP, revoked_at__isnull=True):
+        services.api_key_revoke(tenant_code="public", key_id=old.key_id, reason="demo re-run", actor="demo")
+    key, token = services.api_key_issue(
+        tenant_code="public",
+        name=CLEARING_APP,
+        scopes=[PlatformScope.CLEARING_READ, PlatformScope.NETWORKS_READ, PlatformScope.TENANTS_READ],
+        actor="demo",
+    )
+    body = json.dumps({"query": CLEARING_SAMPLE})
+    response = Client().post(
+        "/graphql/",
+        body,
+        content_type="application/json",
+        HTTP_HOST=settings.BASE_DOMAIN,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    connection.set_schema_to_public()
+    answer = response.json()
+    edges = (((answer.get("data") or {}).get("clearingCycles") or {}).get("edges")) or []
+    return {
+        "token": token,
+        "key_id": key.key_id,
+        "body": body,
+        "status": response.status_code,
+        "errors": len(answer.get("errors", [])),
+        "cycles": len(edges),
+        "balanced": all(e["node"]["netPositions"]["balanced"] for e in edges),
+    }
 
 
 def _report(ctx) -> None:
@@ -119,4 +156,23 @@ def _report(ctx) -> None:
             soft_wrap=True,
             markup=False,
         )
-    ctx.console.print(f"Platform GraphQL (sign in as operator or clearing first): {ctx.url(None, '/graphql/')}")
+    clearing = ctx.facts.get("graphql_clearing")
+    platform_url = ctx.url(None, "/graphql/")
+    if clearing:
+        ctx.console.print(
+            f"[bold]GraphQL[/bold] platform key for the clearing console ({CLEARING_APP}, key "
+            f"{clearing['key_id']}): {clearing['token']}"
+        )
+        ctx.console.print(
+            f"clearing query answered {clearing['status']} ({clearing['errors']} errors): {clearing['cycles']} "
+            f"settled cycles, net positions {'balanced' if clearing['balanced'] else 'NOT BALANCED'}; try it:"
+        )
+        ctx.console.print(
+            f"curl -s {platform_url} -H 'Authorization: Bearer {clearing['token']}' "
+            f"-H 'Content-Type: application/json' -d '{clearing['body']}'",
+            soft_wrap=True,
+            markup=False,
+        )
+    ctx.console.print(
+        f"Platform GraphQL (sign in as operator or clearing staff, or a platform key): {platform_url}"
+    )

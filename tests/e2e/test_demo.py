@@ -30,6 +30,7 @@ def test_the_demo_runs_and_runs_again():
             assert "haiyan (via jiaxing)" in out
             assert "sample query answered 200" in out and "partner key for hangzhou" in out
             assert "card query answered 200 (0 errors)" in out
+            assert "clearing query answered 200 (0 errors)" in out and "net positions balanced" in out
             assert "Clearing cycle yrd-transit-" in out and "Clearing cycle gba-transit-" in out
             assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
             assert "Clearing cycle gba-medical-" in out
