@@ -477,7 +477,9 @@ def test_a_platform_key_reads_clearing_within_its_scopes(client, cleared, fixed_
     reader = issue("public", ["clearing:read"], name="clearing dashboard")
     tool = Client(enforce_csrf_checks=True)  # a key needs no session and no CSRF token
     me = data_of(gql(tool, "", "{ me { username role scopes } }", token=reader))["me"]
-    assert me["role"] == "api_key" and me["scopes"] == ["clearing:read"] and me["username"].startswith("apikey:")
+    assert (
+        me["role"] == "api_key" and me["scopes"] == ["clearing:read"] and me["username"].startswith("apikey:")
+    )
     cycle = data_of(gql(tool, "", CYCLE, {"date": DAY.isoformat()}, token=reader))["clearingCycle"]
     assert cycle["netPositions"]["sumFen"] == 0
     denied = gql(tool, "", "{ tenants(first: 1) { edges { cursor } } }", token=reader)
@@ -500,3 +502,31 @@ def test_a_platform_key_reads_clearing_within_its_scopes(client, cleared, fixed_
     assert (revoked.status_code, codes_of(revoked)) == (401, ["TOKEN_REVOKED"])
     bad = gql(tool, "", "{ me { username } }", token=runner[:-2] + "xx")
     assert (bad.status_code, codes_of(bad)) == (401, ["INVALID_TOKEN"])
+
+
+def test_a_monthly_cycle_is_found_by_any_day_of_its_month(client, yrd_transit):
+    interop.agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    interop.cycle_get(network_code="yrd", service="medical", business_date=dt.date(2026, 11, 1))
+    login(client, "clearing_staff")
+    query = """query($date: Date!) { clearingCycle(network: "yrd", service: MEDICAL, businessDate: $date) {
+      label service businessDate agreement { period } } }"""
+    found = data_of(gql(client, "", query, {"date": "2026-11-15"}))["clearingCycle"]
+    assert found == {
+        "label": "yrd-medical-2026-11-01",
+        "service": "MEDICAL",
+        "businessDate": "2026-11-01",
+        "agreement": {"period": "MONTHLY"},
+    }
+    assert data_of(gql(client, "", query, {"date": "2026-12-15"}))["clearingCycle"] is None
+
+
+def test_cycle_pages_are_costed_per_node_and_their_exception_pages_too(client, cleared):
+    login(client, "clearing_staff")
+    query = """{ clearingCycles(first: 10) { edges { node { label netPositions { sumFen }
+      exceptions(first: 5) { edges { node { recordId } } } } } } }"""
+    response = gql(client, "", query)
+    data_of(response)
+    # (1 + netPositions 2 + exceptions (1 + 0) × 5) × 10
+    assert response.json()["extensions"]["cost"]["requestedQueryCost"] == (1 + 2 + 5) * 10
+    costly = gql(client, "", query.replace("first: 5", "first: 100"))
+    assert codes_of(costly) == ["QUERY_TOO_COSTLY"]
