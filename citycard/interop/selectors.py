@@ -241,3 +241,8 @@ def disputes_query(
 
 def dispute_find(*, dispute_id: int) -> Dispute | None:
     return disputes_query().filter(pk=dispute_id).first()
+
+
+def record_find(*, record_id: str) -> ClearingRecord | None:
+    """One clearing record by its id (``<schema>-<transaction id>``, ``adj-…`` for an adjustment)."""
+    return ClearingRecord.objects.filter(record_id=record_id).first()

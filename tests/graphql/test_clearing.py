@@ -221,9 +221,9 @@ def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, co
     ] + [record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=50, bad_tac=True)]
     clear(send, collect, DAY, rows, now=SETTLE_AT)
     login(client, "clearing_staff")
-    query = """query($first: Int, $after: String, $issuer: String, $reason: String) {
+    query = """query($first: Int, $last: Int, $after: String, $issuer: String, $reason: String) {
       clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
-        exceptions(first: $first, after: $after, issuer: $issuer, reason: $reason) {
+        exceptions(first: $first, last: $last, after: $after, issuer: $issuer, reason: $reason) {
           edges { cursor node { recordId issuer } } pageInfo { hasNextPage endCursor } } } }"""
 
     def page(**variables):
@@ -234,6 +234,8 @@ def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, co
     assert [e["node"]["recordId"] for e in first["edges"]] == ids[:2] and first["pageInfo"]["hasNextPage"]
     rest = page(first=2, after=first["pageInfo"]["endCursor"])
     assert [e["node"]["recordId"] for e in rest["edges"]] == ids[2:] and not rest["pageInfo"]["hasNextPage"]
+    backward = page(last=1)
+    assert [e["node"]["recordId"] for e in backward["edges"]] == ids[-1:]
     assert {e["node"]["issuer"] for e in page(first=10, issuer="jiaxing")["edges"]} == {"jiaxing"}
     assert page(first=10, reason="card_unknown")["edges"] == []
 
@@ -353,6 +355,9 @@ def test_disputes_raised_and_resolved_by_clearing_staff(client, cleared, fixed_n
         "code": "NOT_FOUND",
     }
     assert [e["code"] for e in raise_(target, "hangzhou", " ")["errors"]] == ["REASON_REQUIRED"]
+    fixed_now.at = SETTLE_AT + dt.timedelta(days=30, seconds=1)  # the agreement's 30-day window is over
+    assert [e["code"] for e in raise_(target, "hangzhou")["errors"]] == ["WINDOW_CLOSED"]
+    fixed_now.at = at(NEXT, 8)
     assert not Dispute.objects.exists()
     raised = raise_(target, "hangzhou")
     assert raised["errors"] == []
@@ -405,6 +410,27 @@ def test_disputes_raised_and_resolved_by_clearing_staff(client, cleared, fixed_n
         },
     }
     assert [e["code"] for e in resolve(dispute["id"])["errors"]] == ["DISPUTE_STATE"]
+    # the adjustment sits in the open cycle: nothing there can be disputed before it settles
+    assert [e["code"] for e in raise_(f"adj-{target}", "hangzhou")["errors"]] == ["CYCLE_STATE"]
+    assert Dispute.objects.count() == 1
+    record = data_of(
+        gql(
+            client,
+            "",
+            "query($id: String!) { clearingRecord(recordId: $id) { recordId status kind cycle { label } } }",
+            {"id": f"adj-{target}"},
+        )
+    )["clearingRecord"]
+    assert record == {
+        "recordId": f"adj-{target}",
+        "status": "VALID",
+        "kind": "ADJUSTMENT",
+        "cycle": {"label": "yrd-transit-2026-11-22"},
+    }
+    assert (
+        data_of(gql(client, "", '{ clearingRecord(recordId: "nope") { recordId } }'))["clearingRecord"]
+        is None
+    )
     after = data_of(gql(client, "", CYCLE, {"date": DAY.isoformat()}))["clearingCycle"]
     assert [c["state"] for c in after["stateHistory"]][-2:] == ["DISPUTED", "SETTLED"]
     assert after["state"] == "SETTLED"
@@ -427,6 +453,7 @@ def platform_probes() -> dict[str, str]:
         "{ label netPositions { sumFen } } }",
         "disputes": "{ disputes(first: 5) { edges { node { id } } } }",
         "dispute": '{ dispute(id: "RGlzcHV0ZTox") { id } }',
+        "clearingRecord": '{ clearingRecord(recordId: "jiaxing-1") { recordId } }',
         "tenantSuspend": 'mutation { tenantSuspend(code: "jiaxing", reason: "probe") { errors { code } } }',
         "tenantActivate": 'mutation { tenantActivate(code: "jiaxing") { errors { code } } }',
         "clearingCycleClose": 'mutation { clearingCycleClose(network: "yrd", service: TRANSIT, '

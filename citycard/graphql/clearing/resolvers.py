@@ -12,7 +12,7 @@ from citycard.graphql.core.connection import Key, keyset_page
 from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.core.types import enum_value
 from citycard.interop import selectors
-from citycard.interop.models import ClearingCycle, Dispute, RoamingAgreement
+from citycard.interop.models import ClearingCycle, ClearingRecord, Dispute, RoamingAgreement
 
 # Newest business date first; the id orders the cycles of one date (one per agreement).
 CYCLE_KEYS = (Key("business_date", descending=True, kind="date"), Key("id", descending=True, kind="int"))
@@ -69,6 +69,10 @@ def resolve_disputes(info: Any, *, filter: Any = None, **page: Any):
         party=_code(filter.get("party")),
     )
     return keyset_page(qs, connection_type=DisputeConnection, keys=DISPUTE_KEYS, **page)
+
+
+def resolve_clearing_record(info: Any, *, record_id: str) -> ClearingRecord | None:
+    return selectors.record_find(record_id=(record_id or "").strip())
 
 
 def dispute_pk(value: str) -> int | None:

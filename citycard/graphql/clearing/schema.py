@@ -15,6 +15,7 @@ from citycard.graphql.clearing.types import (
     ClearingCycle,
     ClearingCycleConnection,
     ClearingCycleStateEnum,
+    ClearingRecord,
     ClearingServiceEnum,
     Dispute,
     DisputeConnection,
@@ -64,6 +65,12 @@ class ClearingQueries(graphene.ObjectType):
         service=graphene.Argument(ClearingServiceEnum, required=True),
         business_date=graphene.Date(required=True),
     )
+    clearing_record = PermissionsField(
+        ClearingRecord,
+        permissions=[PlatformScope.CLEARING_READ],
+        description="One clearing record by its id (<schema>-<transaction id>; adj-<record id> for an adjustment).",
+        record_id=graphene.String(required=True),
+    )
     disputes = PermissionsField(
         DisputeConnection,
         permissions=[PlatformScope.CLEARING_READ],
@@ -90,6 +97,10 @@ class ClearingQueries(graphene.ObjectType):
         return resolvers.resolve_clearing_cycle(
             info, network=network, service=service, business_date=business_date
         )
+
+    @staticmethod
+    def resolve_clearing_record(root, info, record_id):
+        return resolvers.resolve_clearing_record(info, record_id=record_id)
 
     @staticmethod
     def resolve_disputes(root, info, filter=None, **page):
