@@ -251,5 +251,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    # The script's own directory comes first on sys.path, and benchmarks/graphql.py would shadow the
+    # graphql package graphene imports: put the project root there instead.
+    sys.path[0] = str(ROOT)
     main()

@@ -62,6 +62,7 @@ class BatchContext:
     rule_version: int
     hotlist_version: int
     all_terminal_seqs: tuple[int, ...] = ()  # every sequence number the batch carried (rejected too)
+    card_tac_key: Any = None  # the acquirer's card TAC key row, when the upload read it already
 
 
 @dataclass(slots=True)
@@ -92,6 +93,12 @@ class Tap:
     network: str = ""
     tx_id: int = 0
     passes: list[str] = field(default_factory=list)  # transit passes the fare was priced with
+    # The next lower card counter stored for the card (None: the card's first), as the upload's insert
+    # statement found it; NOT_PROBED when the tap did not come through that statement.
+    prev_counter: int | None = -1
+
+
+NOT_PROBED = -1  # Tap.prev_counter not looked up yet (counters are never negative)
 
 
 @dataclass(frozen=True)
@@ -148,26 +155,25 @@ def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
 def card_counter_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Card transaction counters skipped: the next lower counter stored for the card is not counter − 1.
 
-    One query for the whole batch, through the natural-key index (card_no, card_counter, …). The first tap
-    ever seen of a card is not a gap; a counter arriving late (from another terminal) fills one."""
-    if not taps:
-        return []
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT s.i, p.prev FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS s(i, card_no, counter)"
-            " CROSS JOIN LATERAL (SELECT max(k.card_counter) AS prev FROM terminals_tapkey k"
-            "   WHERE k.card_no = s.card_no AND k.card_counter < s.counter) p"
-            " WHERE p.prev < s.counter - 1",
-            [
-                list(range(len(taps))),
-                [t.card_no for t in taps],
-                [t.card_counter for t in taps],
-            ],
-        )
-        rows = cur.fetchall()
+    The upload's insert statement finds that counter for every tap it stores (``Tap.prev_counter``,
+    through the natural-key index (card_no, card_counter, …), so the check costs no query of its own);
+    taps that did not come through it are looked up here, one query for all of them. The first tap ever
+    seen of a card is not a gap; a counter arriving late (from another terminal) fills one."""
+    unprobed = [i for i, t in enumerate(taps) if t.prev_counter == NOT_PROBED]
+    if unprobed:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT s.i, p.prev FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS s(i, card_no, counter)"
+                " CROSS JOIN LATERAL (SELECT max(k.card_counter) AS prev FROM terminals_tapkey k"
+                "   WHERE k.card_no = s.card_no AND k.card_counter < s.counter) p",
+                [unprobed, [taps[i].card_no for i in unprobed], [taps[i].card_counter for i in unprobed]],
+            )
+            for i, prev in cur.fetchall():
+                taps[i].prev_counter = prev
     return [
-        Flag(taps[i], "card_counter_gap", {"missing": [prev + 1, taps[i].card_counter - 1]})
-        for i, prev in rows
+        Flag(tap, "card_counter_gap", {"missing": [tap.prev_counter + 1, tap.card_counter - 1]})
+        for tap in taps
+        if tap.prev_counter is not None and tap.prev_counter < tap.card_counter - 1
     ]
 
 
@@ -200,7 +206,7 @@ def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     own = [tap for tap in taps if tap.routing == "own"]
     if not own:
         return []
-    master = tenant_card_tac_master(tenant=ctx.acquirer)
+    master = tenant_card_tac_master(tenant=ctx.acquirer, key=ctx.card_tac_key)
     flags = []
     for tap in own:
         expected = tac_expected(master=master, tap=tap)
