@@ -42,8 +42,7 @@ from django.db import connection
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
-from citycard.tenants.terminals.partitions import SHANGHAI
-from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, mac4, tac_key
+from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, ecb_encryptor, mac4_ecb, tac_key
 
 # --- the data checks see --------------------------------------------------------------------------
 
@@ -110,6 +109,11 @@ class Flag:
 
 Check = Callable[[BatchContext, Sequence[Tap]], Iterable[Flag]]
 
+
+# Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the card's local clock for every
+# plausible tap, cheaper than the zone database.
+_CST = dt.timezone(dt.timedelta(hours=8))
+_PURCHASE = bytes([PURCHASE])
 
 # --- built-in checks ---------------------------------------------------------------------------------
 
@@ -184,19 +188,28 @@ def _card_tac_key(master: bytes, card_no: str, algorithm: int) -> bytes:
     return tac_key(diversify(master, card_no, Algorithm(algorithm)), Algorithm(algorithm))
 
 
+@lru_cache(maxsize=65_536)
+def _card_tac_encryptor(master: bytes, card_no: str, algorithm: int):
+    """A cipher context under the card's TAC key, kept for the most recent cards (about 0.9 KB each, so
+    this cache stays under 60 MB): building one costs ~10 µs, five times the MAC itself."""
+    return ecb_encryptor(_card_tac_key(master, card_no, algorithm), Algorithm(algorithm))
+
+
 def tac_expected(*, master: bytes, tap: Tap) -> str:
     """The TAC the card must have returned for ``tap``, recomputed by the issuer (hex). Date and time are
     the terminal's Beijing-time clock, as the card saw them in DEBIT FOR PURCHASE."""
-    local = tap.tapped_at.astimezone(SHANGHAI)
+    local = tap.tapped_at.astimezone(_CST)
     data = (
         tap.amount_fen.to_bytes(4, "big")
-        + bytes([PURCHASE])
+        + _PURCHASE
         + bytes.fromhex(tap.terminal_no)
         + (tap.terminal_seq & 0xFFFFFFFF).to_bytes(4, "big")
-        + bytes.fromhex(local.strftime("%Y%m%d%H%M%S"))
+        + bytes.fromhex(
+            f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
+        )
     )
-    algorithm = Algorithm(tap.algorithm)
-    return mac4(_card_tac_key(master, tap.card_no, tap.algorithm), data, algorithm).hex()
+    encryptor, size = _card_tac_encryptor(master, tap.card_no, tap.algorithm)
+    return mac4_ecb(encryptor, size, data).hex()
 
 
 def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
