@@ -39,6 +39,7 @@ from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import current_key_from_row, tenant_current_key_sql, tenant_sign_canonical
 from citycard.platform.models import KeyPurpose, Tenant, TenantKey
+from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.terminals import checks as checks_module
 from citycard.tenants.terminals.checks import BatchContext, Flag, Tap, clearing_record, route_for
 from citycard.tenants.terminals.models import Batch, TerminalStatus, Transaction
@@ -802,11 +803,11 @@ def _flag_params(batch_pk: int, at: dt.datetime, flags: list[Flag]) -> list[Any]
     return [
         batch_pk,
         at,
-        [f.tap.tx_id for f in flags],
-        [f.tap.tapped_at for f in flags],
-        [f.tap.card_no for f in flags],
-        [f.code for f in flags],
-        [_dumps(f.detail) for f in flags],
+        pg_array(f.tap.tx_id for f in flags),
+        pg_array(f.tap.tapped_at for f in flags),
+        pg_array(f.tap.card_no for f in flags),
+        pg_array(f.code for f in flags),
+        pg_array(_dumps(f.detail) for f in flags),
     ]
 
 
@@ -847,7 +848,7 @@ def _exception_params(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: 
         )
     if not entries:
         return []
-    return [batch_pk, at, *[list(c) for c in zip(*entries, strict=True)]]
+    return [batch_pk, at, *[pg_array(c) for c in zip(*entries, strict=True)]]
 
 
 def _hand_off_roaming(ctx: BatchContext, new: list[Tap]) -> None:
