@@ -706,8 +706,8 @@ def _ingest_new(
                 tap.kind,
                 tap.status,
                 tap.card_scheme,
-                "{" + ",".join(tap.categories) + "}",
-                "{" + ",".join(tap.passes) + "}",
+                pg_array(tap.categories),  # quoted: a code spelt NULL stays a code
+                pg_array(tap.passes),
                 tap.fare_rule_id,
                 tap.routing,
                 tap.issuer_tenant,
