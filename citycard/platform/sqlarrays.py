@@ -18,7 +18,11 @@ def pg_array(values: Iterable[Any]) -> str:
     psycopg2 sends them) and None (NULL). Strings are always quoted, so any text is safe."""
     parts = []
     for value in values:
-        if value is None:
+        if type(value) is str:
+            if "\\" in value or '"' in value:
+                value = value.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'"{value}"')
+        elif value is None:
             parts.append("NULL")
         elif type(value) is int:
             parts.append(str(value))

@@ -706,8 +706,8 @@ def _ingest_new(
                 tap.kind,
                 tap.status,
                 tap.card_scheme,
-                pg_array(tap.categories),  # quoted: a code spelt NULL stays a code
-                pg_array(tap.passes),
+                pg_array(tap.categories) if tap.categories else "{}",  # quoted: a code NULL stays a code
+                pg_array(tap.passes) if tap.passes else "{}",
                 tap.fare_rule_id,
                 tap.routing,
                 tap.issuer_tenant,
