@@ -1,17 +1,26 @@
 """Taking a terminal's signed batch (批量上传): verify once, validate in one pass, store set-wise.
 
-The path of one upload, in a fixed number of queries whatever the batch size:
+The path of one upload, in a fixed number of round trips whatever the batch size (8 with django-tenants'
+SET search_path, BEGIN and COMMIT, once the month partitions are known; the checks add theirs, 4 today,
+see checks.py):
 
-1. size, JSON (floats refused at parse time), signature structure; the terminal key named by the
-   signature (one query) and one Ed25519 verification over the canonical payload;
-2. terminal active, payload's terminal and tenant match; the batch id looked up (one query): same content
-   → the stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
-3. the batch row inserted first (it serialises concurrent resends of one batch id), each tap validated
-   in Python (rejected with a reason, or repeated within the batch → duplicate), routed by issuer;
-4. month partitions ensured, the valid taps COPYed into a temp staging table, then one statement inserts
-   the natural keys with ``ON CONFLICT DO NOTHING`` and the transactions of the keys that were new;
-5. the checks of checks.CHECKS run over the new taps, flags and exceptions inserted in one statement
-   each, roaming taps handed to the interop sink if one is wired, the acknowledgement signed and stored.
+1. size, JSON (floats refused at parse time), signature structure; then **one lookup** reads the terminal
+   key named by the signature with its terminal, any batch already stored under the payload's batch id,
+   the tenant's current signing key and the acquirer's card TAC master; one Ed25519 verification over the
+   canonical payload (orjson when installed, byte-identical to the standard form);
+2. terminal active, payload's terminal and tenant match; a stored batch of that id: same content → the
+   stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
+3. in the transaction: **the batch row** inserted first (it serialises concurrent resends of one batch id;
+   the temp staging table is made ready in the same round trip), each tap validated in one straight pass
+   (rejected with a reason, or repeated within the batch → duplicate), routed by issuer (cached);
+4. month partitions ensured (cached per process), **COPY** of the valid taps into the staging table, then
+   **one statement** inserts the natural keys with ``ON CONFLICT DO NOTHING``, the transactions of the keys
+   that were new, and returns each stored tap's previous card counter (the counter-gap check);
+5. the checks of checks.CHECKS run over the new taps (TAC: no query, the key came with the lookup; fare
+   re-check, hotlist, e-purse shadow: their own set-wise queries); the acknowledgement is written in its
+   canonical form directly and signed; roaming taps go to the interop sink if one is wired; **one round
+   trip** stores flags, exceptions, the terminal's high-water mark and the acknowledgement; **COMMIT**
+   (synchronous: the terminal deletes its batch once acknowledged).
 
 A refusal (``BatchRefused``) happens before anything is written, or rolls everything back.
 """
