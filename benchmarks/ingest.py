@@ -112,6 +112,7 @@ def child(args) -> None:
 
         profiler = cProfile.Profile()
     batches = args.taps // args.batch
+    sql_times: dict[str, tuple[float, int]] = {}  # BENCH_QUERIES: statement -> (seconds, count), all batches
     ingest_wall = ingest_cpu = 0.0
     accepted = duplicates = sent_dups = 0
     for n in range(batches):
@@ -125,13 +126,18 @@ def child(args) -> None:
         connection.set_tenant(hangzhou)
         if profiler is not None:
             profiler.enable()
-        if os.environ.get("BENCH_QUERIES") and n == batches - 1:
+        if os.environ.get("BENCH_QUERIES"):
             from django.test.utils import CaptureQueriesContext
 
+            connection.queries_log.clear()  # it keeps 9000 queries; the capture counts on positions in it
             with CaptureQueriesContext(connection) as captured:
                 response = views.batch_upload(request)
             for q in captured.captured_queries:
-                print(q["time"], q["sql"][:80].replace("\n", " "))
+                sql = " ".join(q["sql"].split())[:60]
+                total, count = sql_times.get(sql[:40], (0.0, 0))
+                sql_times[sql[:40]] = (total + float(q["time"]), count + 1)
+                if n == batches - 1:
+                    print(q["time"], sql)
         else:
             response = views.batch_upload(request)
         if profiler is not None:
@@ -149,6 +155,11 @@ def child(args) -> None:
     connection.set_tenant(hangzhou)
     if profiler is not None:
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
+    if sql_times:
+        print(f"SQL per batch, mean over {batches} batches (COPY and COMMIT are not captured):")
+        for sql, (total, count) in sorted(sql_times.items(), key=lambda kv: -kv[1][0]):
+            print(f"  {total / batches * 1000:7.2f} ms  x{count / batches:.0f}  {sql}")
+        print(f"  {sum(t for t, _ in sql_times.values()) / batches * 1000:7.2f} ms  total captured")
     stored = Transaction.objects.count()
     flag_counts = dict(
         ReviewFlag.objects.values_list("code").annotate(n=Count("id")).values_list("code", "n")
@@ -251,5 +262,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    # The script's own directory comes first on sys.path, and benchmarks/graphql.py would shadow the
+    # graphql package graphene imports: put the project root there instead.
+    sys.path[0] = str(ROOT)
     main()

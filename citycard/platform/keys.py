@@ -110,9 +110,19 @@ def _wrap(secret: bytes, *, tenant_code: str, purpose: str, key_id: str) -> tupl
 
 
 def _unwrap(key: TenantKey, tenant_code: str) -> bytes:
-    blob = bytes(key.wrapped_secret)
     master = master_keys().get(key.master_key_id)
-    return AESGCM(master).decrypt(blob[:12], blob[12:], _aad(tenant_code, key.purpose, key.key_id))
+    return _unwrap_blob(master, bytes(key.wrapped_secret), _aad(tenant_code, key.purpose, key.key_id))
+
+
+@lru_cache(maxsize=256)
+def _unwrap_blob(master: bytes, blob: bytes, aad: bytes) -> bytes:
+    """Keyed by every input, so a cached answer can never be stale (a rotated key is another blob)."""
+    return AESGCM(master).decrypt(blob[:12], blob[12:], aad)
+
+
+@lru_cache(maxsize=64)
+def _ed25519_private(secret: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(secret)
 
 
 # --- tenant keys ------------------------------------------------------------------------------------
@@ -261,12 +271,34 @@ def tenant_data_key_by_id(*, tenant: Tenant, key_id: str) -> bytes:
     return _unwrap(key, tenant.code)
 
 
-def tenant_card_tac_master(*, tenant: Tenant) -> bytes:
-    """The issuer's card TAC master key (16 bytes, SM4). Counties issue no cards: their city's is used."""
+def tenant_card_tac_master(*, tenant: Tenant, key: TenantKey | None = None) -> bytes:
+    """The issuer's card TAC master key (16 bytes, SM4). Counties issue no cards: their city's is used.
+
+    ``key``: the issuer's card TAC key row when the caller has read it already (``tenant_current_key_sql``)."""
     issuer = tenant.clearing_tenant
     if issuer.kind != TenantKind.CITY:
         raise DomainError(f"{tenant.code} issues no cards and holds no card keys", code="not_an_issuer")
-    return _unwrap(_current(issuer, KeyPurpose.CARD_TAC), issuer.code)
+    if key is None or key.key_id is None:
+        key = _current(issuer, KeyPurpose.CARD_TAC)
+    return _unwrap(key, issuer.code)
+
+
+def tenant_current_key_sql(alias: str, purpose: str) -> str:
+    """A LEFT JOIN LATERAL fragment reading a tenant's current key of ``purpose`` (``%s``: the tenant's pk)
+    as columns ``<alias>_key_id, <alias>_wrapped, <alias>_master``, so a hot path can read its keys in a
+    query it makes anyway; ``current_key_from_row`` turns them back into an (unsaved) TenantKey."""
+    if purpose not in KeyPurpose.values:
+        raise ValueError(purpose)
+    return (
+        f" LEFT JOIN LATERAL (SELECT key_id AS {alias}_key_id, wrapped_secret AS {alias}_wrapped,"
+        f" master_key_id AS {alias}_master FROM platform_tenantkey WHERE tenant_id = %s"
+        f" AND purpose = '{purpose}' AND retired_at IS NULL ORDER BY version DESC LIMIT 1) {alias} ON true"
+    )
+
+
+def current_key_from_row(purpose: str, key_id: str | None, wrapped: Any, master_key_id: str | None) -> TenantKey:
+    """The key read through ``tenant_current_key_sql`` (``key_id`` None: the tenant has none yet)."""
+    return TenantKey(purpose=purpose, key_id=key_id, wrapped_secret=wrapped, master_key_id=master_key_id)
 
 
 def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,12 +308,16 @@ def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]
     return sign_document(payload, key=private, key_id=key.key_id)
 
 
-def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes) -> bytes:
+def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes, key: TenantKey | None = None) -> bytes:
     """The signed document ``{"payload": …, "signature": …}`` as bytes, for a payload already in its
     canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
-    again for the signature and again for the body (a 500-tap acknowledgement, on every upload)."""
-    key = _current(tenant, KeyPurpose.SIGNING)
-    private = Ed25519PrivateKey.from_private_bytes(_unwrap(key, tenant.code))
+    again for the signature and again for the body (a 500-tap acknowledgement, on every upload).
+
+    ``key``: the tenant's current signing key row when the caller has read it already (the upload path
+    reads it with the terminal's key, ``tenant_current_key_sql``); read here otherwise."""
+    if key is None or key.key_id is None:
+        key = _current(tenant, KeyPurpose.SIGNING)
+    private = _ed25519_private(_unwrap(key, tenant.code))
     signature = {"alg": "Ed25519", "key_id": key.key_id, "value": b64encode(private.sign(canonical))}
     return b'{"payload":' + canonical + b',"signature":' + json.dumps(signature).encode() + b"}"
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from citycard.terminal_kit.card.crypto import (
     Algorithm,
     diversify,
+    ecb_encryptor,
     encrypt_block,
     mac1,
     mac2,
+    mac4,
+    mac4_ecb,
     pad_iso9797_m2,
     purchase_session_key,
     tac_compute,
@@ -90,3 +95,18 @@ def test_card_numbers():
     for bad in ("3304000100000000018", "330400010000000001", "33040001000000000x9"):
         with pytest.raises(CardNumberError):
             card_number_parse(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    alg=st.sampled_from([Algorithm.SM4, Algorithm.TRIPLE_DES]),
+    key=st.binary(min_size=16, max_size=16),
+    single_des=st.booleans(),
+    data=st.binary(max_size=70),
+)
+def test_mac4_with_a_reused_ecb_context_is_mac4(alg, key, single_des, data):
+    if alg != Algorithm.SM4 and single_des:
+        key = key[:8]  # the TAC's single-DES key
+    encryptor, size = ecb_encryptor(key, alg)
+    assert mac4_ecb(encryptor, size, data) == mac4(key, data, alg)
+    assert mac4_ecb(encryptor, size, data[::-1]) == mac4(key, data[::-1], alg)  # the context is reusable

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.accounts.models import (
     AccountKind,
     LedgerAccount,
@@ -366,9 +367,9 @@ def purse_shadow_apply(*, movements: Sequence[PurseMovement]) -> list[PurseDiver
     numbers = sorted({m.card_no for m in ordered})
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT card_no, balance_fen, last_counter FROM accounts_purseshadow WHERE card_no = ANY(%s)"
+            "SELECT card_no, balance_fen, last_counter FROM accounts_purseshadow WHERE card_no = ANY(%s::varchar[])"
             " ORDER BY card_no FOR UPDATE",
-            [numbers],
+            [pg_array(numbers)],
         )
         state = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
     out: list[PurseDivergence] = []
@@ -392,10 +393,10 @@ def purse_shadow_apply(*, movements: Sequence[PurseMovement]) -> list[PurseDiver
                 " ON CONFLICT (card_no) DO UPDATE SET balance_fen = EXCLUDED.balance_fen,"
                 " last_counter = EXCLUDED.last_counter, updated_at = EXCLUDED.updated_at",
                 [
-                    keys,
-                    [latest[k][0] for k in keys],
-                    [latest[k][1] for k in keys],
-                    [latest[k][2] for k in keys],
+                    pg_array(keys),
+                    pg_array(latest[k][0] for k in keys),
+                    pg_array(latest[k][1] for k in keys),
+                    pg_array(latest[k][2] for k in keys),
                 ],
             )
     return out

@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from citycard.platform.errors import DomainError
+from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.cards.models import (
     Card,
     Cardholder,
@@ -222,7 +223,12 @@ def taps_hotlisted(
     with connection.cursor() as cur:
         cur.execute(
             _TAPS_HOTLISTED_SQL,
-            [list(range(len(taps))), [t[0] for t in taps], [t[1] for t in taps], grace],
+            [
+                pg_array(range(len(taps))),
+                pg_array(t[0] for t in taps),
+                pg_array(t[1] for t in taps),
+                grace,
+            ],
         )
         return {i: (listed_at, reason) for i, listed_at, reason in cur.fetchall()}
 

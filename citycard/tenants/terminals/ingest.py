@@ -1,17 +1,26 @@
 """Taking a terminal's signed batch (批量上传): verify once, validate in one pass, store set-wise.
 
-The path of one upload, in a fixed number of queries whatever the batch size:
+The path of one upload, in a fixed number of round trips whatever the batch size (8 with django-tenants'
+SET search_path, BEGIN and COMMIT, once the month partitions are known; the checks add theirs, 4 today,
+see checks.py):
 
-1. size, JSON (floats refused at parse time), signature structure; the terminal key named by the
-   signature (one query) and one Ed25519 verification over the canonical payload;
-2. terminal active, payload's terminal and tenant match; the batch id looked up (one query): same content
-   → the stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
-3. the batch row inserted first (it serialises concurrent resends of one batch id), each tap validated
-   in Python (rejected with a reason, or repeated within the batch → duplicate), routed by issuer;
-4. month partitions ensured, the valid taps COPYed into a temp staging table, then one statement inserts
-   the natural keys with ``ON CONFLICT DO NOTHING`` and the transactions of the keys that were new;
-5. the checks of checks.CHECKS run over the new taps, flags and exceptions inserted in one statement
-   each, roaming taps handed to the interop sink if one is wired, the acknowledgement signed and stored.
+1. size, JSON (floats refused at parse time), signature structure; then **one lookup** reads the terminal
+   key named by the signature with its terminal, any batch already stored under the payload's batch id,
+   the tenant's current signing key and the acquirer's card TAC master; one Ed25519 verification over the
+   canonical payload (orjson when installed, byte-identical to the standard form);
+2. terminal active, payload's terminal and tenant match; a stored batch of that id: same content → the
+   stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
+3. in the transaction: **the batch row** inserted first (it serialises concurrent resends of one batch id;
+   the temp staging table is made ready in the same round trip), each tap validated in one straight pass
+   (rejected with a reason, or repeated within the batch → duplicate), routed by issuer (cached);
+4. month partitions ensured (cached per process), **COPY** of the valid taps into the staging table, then
+   **one statement** inserts the natural keys with ``ON CONFLICT DO NOTHING``, the transactions of the keys
+   that were new, and returns each stored tap's previous card counter (the counter-gap check);
+5. the checks of checks.CHECKS run over the new taps (TAC: no query, the key came with the lookup; fare
+   re-check, hotlist, e-purse shadow: their own set-wise queries); the acknowledgement is written in its
+   canonical form directly and signed; roaming taps go to the interop sink if one is wired; **one round
+   trip** stores flags, exceptions, the terminal's high-water mark and the acknowledgement; **COMMIT**
+   (synchronous: the terminal deletes its batch once acknowledged).
 
 A refusal (``BatchRefused``) happens before anything is written, or rolls everything back.
 """
@@ -25,6 +34,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -36,13 +46,19 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError
-from citycard.platform.keys import tenant_sign_canonical
-from citycard.platform.models import Tenant
+from citycard.platform.keys import current_key_from_row, tenant_current_key_sql, tenant_sign_canonical
+from citycard.platform.models import KeyPurpose, Tenant, TenantKey
+from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.terminals import checks as checks_module
 from citycard.tenants.terminals.checks import BatchContext, Flag, Tap, clearing_record, route_for
-from citycard.tenants.terminals.models import Batch, TerminalKey, TerminalStatus, Transaction
-from citycard.tenants.terminals.partitions import SHANGHAI, partitions_ensure
+from citycard.tenants.terminals.models import Batch, TerminalStatus, Transaction
+from citycard.tenants.terminals.partitions import partitions_ensure
 from citycard.terminal_kit.signing import b64decode
+
+try:
+    import orjson
+except ImportError:  # optional: the standard library gives the same bytes, slower
+    orjson = None
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +93,21 @@ def _no_constant(text: str) -> Any:
 
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
-    """terminal_kit.signing.canonical_json for a float-free payload (floats are refused at parse time)."""
+    """terminal_kit.signing.canonical_json for a float-free payload (floats are refused at parse time).
+
+    Through orjson when it is installed (about six times faster on a 500-tap batch), whose output for
+    such a payload is byte for byte the standard library's (tests/tenants/terminals/test_canonical_json.py);
+    what orjson refuses (integers beyond 64 bits, nesting deeper than 254, lone surrogates) goes the
+    standard way, with the standard outcome."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            pass
+    return canonical_bytes_standard(payload)
+
+
+def canonical_bytes_standard(payload: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -102,19 +132,6 @@ def luhn_valid(number: str) -> bool:
 _ALGORITHMS = frozenset((0, 4))
 
 
-def _is_hex(text: str) -> bool:
-    return _HEX.issuperset(text)
-
-
-def _codes(tap: dict, name: str) -> list[str]:
-    codes = tap.get(name) or []
-    if not isinstance(codes, list) or not all(
-        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum() for c in codes
-    ):
-        raise _Reject("bad_field", f"{name} must be a list of short codes")
-    return codes
-
-
 class _Reject(Exception):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
@@ -123,80 +140,123 @@ class _Reject(Exception):
 
 _INT_MAX = 2**63 - 1
 _TEXT_LIMITS = {"service": 20, "route": 40, "card_scheme": 40, "fare_rule_id": 60}
+# Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the same local dates and
+# months as Asia/Shanghai for every plausible tap (at most 400 days old) at a fraction of the cost.
+_CST = dt.timezone(dt.timedelta(hours=8))
+_luhn_cached = lru_cache(maxsize=262_144)(luhn_valid)  # a city's riders tap every day
 
 
-def _int(tap: dict, name: str, *, minimum: int = 0) -> int:
-    value = tap.get(name)
+def _bad_int(name: str, value: Any) -> _Reject:
     if type(value) is not int:
-        raise _Reject("bad_field", f"{name} must be an integer")
-    if value < minimum or value > _INT_MAX:
-        reason = "negative_amount" if name == "amount_fen" else "bad_field"
-        raise _Reject(reason, f"{name} {value} is out of range")
+        return _Reject("bad_field", f"{name} must be an integer")
+    reason = "negative_amount" if name == "amount_fen" else "bad_field"
+    return _Reject(reason, f"{name} {value} is out of range")
+
+
+def _codes(value: Any, name: str) -> list[str]:
+    """A list of short codes (categories, passes); absent, null or empty means none."""
+    if not value:
+        return []
+    if type(value) is not list:
+        raise _Reject("bad_field", f"{name} must be a list of short codes")
+    for c in value:
+        if type(c) is not str or not 0 < len(c) <= 30 or not c.replace("_", "").replace("-", "").isalnum():
+            raise _Reject("bad_field", f"{name} must be a list of short codes")
     return value
 
 
-def _text(tap: dict, name: str, *, required: bool = True) -> str:
-    value = tap.get(name, "" if not required else None)
+def _text(value: Any, name: str, *, required: bool) -> str:
     if value is None and not required:
         return ""
     if type(value) is int and name == "fare_rule_id":
         value = str(value)
-    if not isinstance(value, str) or (required and not value and name != "route"):
+    if type(value) is not str or (required and not value and name != "route"):
         raise _Reject("bad_field", f"{name} must be a non-empty string")
-    if len(value) > _TEXT_LIMITS.get(name, 64):
-        raise _Reject("bad_field", f"{name} is longer than {_TEXT_LIMITS.get(name, 64)} characters")
+    limit = _TEXT_LIMITS[name]
+    if len(value) > limit:
+        raise _Reject("bad_field", f"{name} is longer than {limit} characters")
     return value
 
 
-def _validate(tap: Any, received_at: dt.datetime) -> Tap:
-    """One tap of the payload, checked completely, or _Reject naming what is wrong."""
-    if not isinstance(tap, dict):
+def _validate(tap: Any, oldest: dt.datetime, newest: dt.datetime) -> Tap:
+    """One tap of the payload, checked completely, or _Reject naming what is wrong (the first problem, in
+    a fixed order). ``oldest``/``newest`` bound a plausible tapped_at. This runs for every tap of every
+    batch, so it is one straight pass: no helper calls on the common path."""
+    if type(tap) is not dict:
         raise _Reject("malformed", "a transaction must be a JSON object")
-    card_no = tap.get("card_no")
-    if not isinstance(card_no, str) or not (12 <= len(card_no) <= 19) or not card_no.isascii():
+    get = tap.get
+    card_no = get("card_no")
+    if type(card_no) is not str or not (12 <= len(card_no) <= 19) or not card_no.isascii():
         raise _Reject("bad_card_no", "card_no must be 12 to 19 digits")
-    if not card_no.isdigit() or not luhn_valid(card_no):
+    if not card_no.isdigit() or not _luhn_cached(card_no):
         raise _Reject("bad_card_no", f"card_no {card_no} fails its Luhn check digit")
-    issuer = tap.get("issuer")
+    issuer = get("issuer")
     if issuer != card_no[:6]:
         raise _Reject("issuer_mismatch", f"issuer {issuer!r} is not the card number's prefix {card_no[:6]}")
-    counter = _int(tap, "card_counter")
-    seq = _int(tap, "terminal_seq")
-    amount = _int(tap, "amount_fen")
-    before = _int(tap, "balance_before_fen", minimum=-_INT_MAX)
-    after = _int(tap, "balance_after_fen", minimum=-_INT_MAX)
+    counter = get("card_counter")
+    if type(counter) is not int or not 0 <= counter <= _INT_MAX:
+        raise _bad_int("card_counter", counter)
+    seq = get("terminal_seq")
+    if type(seq) is not int or not 0 <= seq <= _INT_MAX:
+        raise _bad_int("terminal_seq", seq)
+    amount = get("amount_fen")
+    if type(amount) is not int or not 0 <= amount <= _INT_MAX:
+        raise _bad_int("amount_fen", amount)
+    before = get("balance_before_fen")
+    if type(before) is not int or not -_INT_MAX <= before <= _INT_MAX:
+        raise _bad_int("balance_before_fen", before)
+    after = get("balance_after_fen")
+    if type(after) is not int or not -_INT_MAX <= after <= _INT_MAX:
+        raise _bad_int("balance_after_fen", after)
     if before - amount != after:
         raise _Reject(
             "balance_mismatch",
             f"balance_before_fen {before} − amount_fen {amount} ≠ balance_after_fen {after}",
         )
+    stamp = get("tapped_at")
+    if type(stamp) is not str:
+        raise _Reject("bad_tapped_at", "tapped_at must be an ISO 8601 string with an offset")
     try:
-        tapped_at = _parse_time(tap.get("tapped_at"), "tapped_at")
+        tapped_at = dt.datetime.fromisoformat(stamp)
     except ValueError as exc:
         raise _Reject("bad_tapped_at", str(exc)) from None
-    if tapped_at < received_at - TAPPED_AT_MAX_AGE or tapped_at > received_at + TAPPED_AT_MAX_AHEAD:
+    if tapped_at.tzinfo is None:
+        raise _Reject("bad_tapped_at", f"tapped_at {stamp!r} has no UTC offset")
+    if tapped_at < oldest or tapped_at > newest:
         raise _Reject("tapped_at_out_of_range", f"tapped_at {tapped_at.isoformat()} is implausible")
-    tac = tap.get("tac")
-    if not isinstance(tac, str) or not (8 <= len(tac) <= 64) or len(tac) % 2:
+    tac = get("tac")
+    if type(tac) is not str or not (8 <= len(tac) <= 64) or len(tac) % 2:
         raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
-    if not _is_hex(tac):
+    if not _HEX.issuperset(tac):
         raise _Reject("bad_tac", "tac is not hexadecimal")
-    terminal_no = tap.get("terminal_no")
-    if not isinstance(terminal_no, str) or len(terminal_no) != 12 or not _is_hex(terminal_no):
+    terminal_no = get("terminal_no")
+    if type(terminal_no) is not str or len(terminal_no) != 12 or not _HEX.issuperset(terminal_no):
         raise _Reject("bad_field", "terminal_no must be the SAM's 6-byte terminal number in 12 hex digits")
-    algorithm = tap.get("algorithm")
-    if algorithm not in _ALGORITHMS or type(algorithm) is not int:
+    algorithm = get("algorithm")
+    if type(algorithm) is not int or algorithm not in _ALGORITHMS:
         raise _Reject("bad_field", f"algorithm {algorithm!r} is not a card algorithm id (4 SM4, 0 3DES)")
-    kind = tap.get("kind")
+    kind = get("kind")
     if kind != "purchase":
         raise _Reject("unsupported_kind", f"kind {kind!r} is not taken here (only 'purchase')")
-    status = tap.get("status")
-    if not isinstance(status, str) or not (status == "complete" or status.startswith(TAP_STATUSES_PREFIX)):
+    status = get("status")
+    if status != "complete" and (type(status) is not str or not status.startswith(TAP_STATUSES_PREFIX)):
         raise _Reject("bad_status", f"status {status!r} is neither 'complete' nor a torn-resolved variant")
     if len(status) > 30:
         raise _Reject("bad_status", "status is longer than 30 characters")
-    categories = _codes(tap, "categories")
-    passes = _codes(tap, "passes")
+    categories = _codes(get("categories"), "categories")
+    passes = _codes(get("passes"), "passes")
+    service = get("service")
+    if type(service) is not str or not service or len(service) > 20:
+        service = _text(service, "service", required=True)
+    route = get("route")
+    if type(route) is not str or len(route) > 40:
+        route = _text(route, "route", required=True)
+    scheme = get("card_scheme", "")
+    if type(scheme) is not str or len(scheme) > 40:
+        scheme = _text(scheme, "card_scheme", required=False)
+    rule_id = get("fare_rule_id", "")
+    if type(rule_id) is not str or len(rule_id) > 60:
+        rule_id = _text(rule_id, "fare_rule_id", required=False)
     return Tap(
         index=0,
         card_no=card_no,
@@ -207,17 +267,17 @@ def _validate(tap: Any, received_at: dt.datetime) -> Tap:
         balance_before_fen=before,
         balance_after_fen=after,
         tapped_at=tapped_at,
-        service=_text(tap, "service"),
-        route=_text(tap, "route"),
+        service=service,
+        route=route,
         tac=tac.lower(),
         terminal_no=terminal_no.lower(),
         algorithm=algorithm,
         kind=kind,
         status=status,
-        card_scheme=_text(tap, "card_scheme", required=False),
+        card_scheme=scheme,
         categories=categories,
         passes=passes,
-        fare_rule_id=_text(tap, "fare_rule_id", required=False),
+        fare_rule_id=rule_id,
     )
 
 
@@ -243,16 +303,64 @@ def _load(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _verify(document: dict[str, Any], received_at: dt.datetime) -> tuple[TerminalKey, bytes]:
+@dataclass(frozen=True)
+class _Signer:
+    """The terminal key named by the signature, its terminal, and any batch already stored under the
+    payload's batch id: everything an upload needs to decide, read in one query."""
+
+    public_key: bytes
+    retired_at: dt.datetime | None
+    verify_until: dt.datetime | None
+    pk: int  # the terminal's
+    terminal_id: str
+    status: str
+    status_reason: str
+    last_seq: int | None
+    stored: tuple | None  # (sha256, ack, accepted, duplicates, rejected, terminal_id) of the batch id
+    signing_key: TenantKey  # the tenant's current signing key (for the acknowledgement)
+    card_tac_key: TenantKey  # the acquirer's card TAC master (for the TAC check of own cards)
+
+
+_LOOKUP_SQL = (
+    """
+SELECT k.public_key, k.retired_at, k.verify_until, t.id, t.terminal_id, t.status, t.status_reason, t.last_seq,
+       b.sha256, b.ack, b.accepted, b.duplicates, b.rejected, bt.terminal_id,
+       sk.*, tk.*
+  FROM terminals_terminalkey k
+  JOIN terminals_terminal t ON t.id = k.terminal_id
+  LEFT JOIN terminals_batch b ON b.batch_id = %s
+  LEFT JOIN terminals_terminal bt ON bt.id = b.terminal_id"""
+    + tenant_current_key_sql("sk", KeyPurpose.SIGNING)
+    + tenant_current_key_sql("tk", KeyPurpose.CARD_TAC)
+    + """
+ WHERE k.key_id = %s
+"""
+)
+
+
+def _verify(document: dict[str, Any], received_at: dt.datetime, tenant: Tenant) -> tuple[_Signer, bytes]:
     signature = document["signature"]
     if not isinstance(signature, dict) or signature.get("alg") != "Ed25519":
         raise BatchRefused("the signature must be {alg: Ed25519, key_id, value}", code="malformed")
     key_id = signature.get("key_id")
     if not isinstance(key_id, str) or not key_id:
         raise BatchRefused("the signature names no key_id", code="malformed")
-    key = TerminalKey.objects.select_related("terminal").filter(key_id=key_id).first()
-    if key is None:
+    batch_id = document["payload"].get("batch_id")
+    with connection.cursor() as cur:
+        # The stored batch is read now, used only once the signature and the header have passed.
+        cur.execute(
+            _LOOKUP_SQL,
+            [batch_id if isinstance(batch_id, str) else None, tenant.pk, tenant.clearing_tenant.pk, key_id],
+        )
+        row = cur.fetchone()
+    if row is None:
         raise BatchRefused(f"no terminal here signs with key {key_id!r}", code="unknown_terminal", status=403)
+    key = _Signer(
+        *row[:8],
+        stored=row[8:14] if row[8] is not None else None,
+        signing_key=current_key_from_row(KeyPurpose.SIGNING, *row[14:17]),
+        card_tac_key=current_key_from_row(KeyPurpose.CARD_TAC, *row[17:20]),
+    )
     if key.retired_at is not None and (key.verify_until is None or key.verify_until <= received_at):
         raise BatchRefused(
             f"key {key_id!r} was rotated out and its overlap window has ended", code="key_expired", status=401
@@ -308,6 +416,14 @@ _STAGE_SQL = (
     " categories text[], passes text[], fare_rule_id text, routing text, issuer_tenant text, network text,"
     " outbox_state text) ON COMMIT DELETE ROWS; DELETE FROM ingest_stage"
 )
+_BATCH_SQL = (
+    _STAGE_SQL
+    + """;
+INSERT INTO terminals_batch (batch_id, terminal_id, sha256, created_at, received_at, clock_skew_s, rule_version,
+    hotlist_version, tap_count, accepted, duplicates, rejected, ack)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, '')
+RETURNING id"""
+)
 _COPY_SQL = f"COPY ingest_stage ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
 _INSERT_SQL = """
 WITH fresh AS (
@@ -315,7 +431,8 @@ WITH fresh AS (
     SELECT card_no, card_counter, %(terminal)s, terminal_seq, tapped_at, %(batch)s FROM ingest_stage
     ON CONFLICT DO NOTHING
     RETURNING card_no, card_counter, terminal_seq
-)
+),
+stored AS (
 INSERT INTO terminals_transaction (tapped_at, received_at, batch_id, idx, terminal_id, terminal_seq, card_no,
     issuer, card_counter, amount_fen, balance_before_fen, balance_after_fen, service, route, tac, terminal_no,
     algorithm, kind, status, card_scheme, categories, passes, fare_rule_id, rule_version, hotlist_version, acquirer,
@@ -326,7 +443,19 @@ SELECT s.tapped_at, %(received)s, %(batch)s, s.idx, %(terminal)s, s.terminal_seq
     %(rule_version)s, %(hotlist_version)s, %(acquirer)s, s.routing, s.issuer_tenant, s.network, s.outbox_state
 FROM ingest_stage s
 JOIN fresh f ON f.card_no = s.card_no AND f.card_counter = s.card_counter AND f.terminal_seq = s.terminal_seq
-RETURNING idx, id
+RETURNING idx, id, card_no, card_counter
+),
+batch_prev AS (  -- the card's previous counter among the keys this statement stored
+    SELECT card_no, card_counter, lag(card_counter) OVER (PARTITION BY card_no ORDER BY card_counter) AS prev
+    FROM (SELECT DISTINCT card_no, card_counter FROM fresh) d
+)
+-- each stored tap with the next lower counter stored for its card (the card-counter gap check): the keys
+-- stored before (this statement's snapshot, through the natural-key index) or by this very statement
+SELECT t.idx, t.id, GREATEST(
+    (SELECT max(k.card_counter) FROM terminals_tapkey k
+      WHERE k.card_no = t.card_no AND k.card_counter < t.card_counter),
+    b.prev)
+FROM stored t JOIN batch_prev b ON b.card_no = t.card_no AND b.card_counter = t.card_counter
 """
 _FLAGS_SQL = """
 INSERT INTO terminals_reviewflag (transaction_id, tapped_at, batch_id, card_no, code, detail, created_at,
@@ -344,12 +473,69 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::tim
 
 
 def _copy(rows: list[list[Any]]) -> None:
+    """The valid taps into the staging table (made ready and emptied with the batch row)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     buffer.seek(0)
     with connection.cursor() as cur:
-        cur.execute(_STAGE_SQL)
         cur.cursor.copy_expert(_COPY_SQL, buffer)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def ack_canonical(
+    *,
+    batch_id: str,
+    terminal_id: str,
+    received_at: dt.datetime,
+    raw_taps: list,
+    outcomes: list[tuple[str, str]],
+    counts: dict[str, int],
+) -> bytes:
+    """The acknowledgement payload in its canonical form: exactly ``canonical_bytes`` of
+
+        {"batch_id", "terminal_id", "received_at", "accepted", "duplicates", "rejected",
+         "results": [{"index", "card_no", "card_counter", "terminal_seq", "outcome", "reason"?}, …]}
+
+    (sorted keys, no spaces), but written directly: a result whose card number is plain digits and whose
+    counters are integers (every accepted or duplicate tap) is one f-string; anything else goes through
+    ``canonical_bytes``. tests/tenants/terminals/test_ack_canonical.py proves the two byte-identical."""
+    middles: dict[tuple[str, str], str] = {}
+    parts = []
+    for index, (outcome, reason) in enumerate(outcomes):
+        raw = raw_taps[index]
+        if type(raw) is dict:
+            card, counter, seq = raw.get("card_no"), raw.get("card_counter"), raw.get("terminal_seq")
+        else:
+            card = counter = seq = None
+        middle = middles.get((outcome, reason))
+        if middle is None:
+            middle = f',"outcome":{_json_text(outcome)}' + (f',"reason":{_json_text(reason)}' if reason else "")
+            middles[(outcome, reason)] = middle
+        if type(card) is str and card.isdigit() and card.isascii() and type(counter) is int and type(seq) is int:
+            parts.append(
+                f'{{"card_counter":{counter},"card_no":"{card}","index":{index}{middle},"terminal_seq":{seq}}}'
+            )
+        else:
+            entry: dict[str, Any] = {
+                "index": index,
+                "card_no": card,
+                "card_counter": counter,
+                "terminal_seq": seq,
+                "outcome": outcome,
+            }
+            if reason:
+                entry["reason"] = reason
+            parts.append(canonical_bytes(entry).decode())
+    text = (
+        f'{{"accepted":{counts["accepted"]},"batch_id":{_json_text(batch_id)},'
+        f'"duplicates":{counts["duplicate"]},"received_at":{_json_text(received_at.isoformat())},'
+        f'"rejected":{counts["rejected"]},"results":[{",".join(parts)}],'
+        f'"terminal_id":{_json_text(terminal_id)}}}'
+    )
+    return text.encode()
 
 
 def _dumps(value: Any) -> str:
@@ -367,8 +553,7 @@ def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None
     """
     received_at = received_at or timezone.now()
     document = _load(body)
-    key, canonical = _verify(document, received_at)
-    terminal = key.terminal
+    terminal, canonical = _verify(document, received_at, tenant)
     payload = document["payload"]
     if payload.get("terminal_id") != terminal.terminal_id:
         raise BatchRefused(
@@ -391,9 +576,8 @@ def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None
     batch_id, created_at, rule_version, hotlist_version, raw_taps = _header(payload)
     sha = hashlib.sha256(canonical).hexdigest()
 
-    existing = _existing(batch_id, sha, terminal.terminal_id, tenant)
-    if existing is not None:
-        return existing
+    if terminal.stored is not None:
+        return _resend(terminal.stored, batch_id, sha, terminal.terminal_id, tenant)
     try:
         return _ingest_new(
             tenant=tenant,
@@ -422,6 +606,11 @@ def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant) -> Inge
     )
     if row is None:
         return None
+    return _resend(row, batch_id, sha, terminal_id, tenant)
+
+
+def _resend(row: tuple, batch_id: str, sha: str, terminal_id: str, tenant: Tenant) -> IngestResult:
+    """A batch id already stored: the same content gets the stored acknowledgement, other content 409."""
     if row[0] == sha and row[5] == terminal_id:
         return IngestResult(row[1].encode(), True, row[2], row[3], row[4])
     log.warning(
@@ -453,19 +642,25 @@ def _ingest_new(
     raw_taps: list,
 ) -> IngestResult:
     skew = int((created_at - received_at).total_seconds())
-    batch = Batch(
-        batch_id=batch_id,
-        terminal=terminal,
-        sha256=sha,
-        created_at=created_at,
-        received_at=received_at,
-        clock_skew_s=max(min(skew, 2**31 - 1), -(2**31)),
-        rule_version=rule_version,
-        hotlist_version=hotlist_version,
-        tap_count=len(raw_taps),
-        ack="",
-    )
-    batch.save(force_insert=True)
+    with connection.cursor() as cur:
+        # First write of the upload: a concurrent upload of the same batch id waits here on the unique
+        # index, then fails (IntegrityError) and answers as a resend. The staging table is made ready in
+        # the same round trip.
+        cur.execute(
+            _BATCH_SQL,
+            [
+                batch_id,
+                terminal.pk,
+                sha,
+                created_at,
+                received_at,
+                max(min(skew, 2**31 - 1), -(2**31)),
+                rule_version,
+                hotlist_version,
+                len(raw_taps),
+            ],
+        )
+        batch_pk = cur.fetchone()[0]
     acquirer = tenant.clearing_tenant
 
     outcomes: list[tuple[str, str]] = [("", "")] * len(raw_taps)  # (outcome, reason) per index
@@ -476,9 +671,10 @@ def _ingest_new(
     months: set[tuple[int, int]] = set()
     rows: list[list[Any]] = []
     rejected: list[tuple[int, Any, _Reject]] = []
+    oldest, newest = received_at - TAPPED_AT_MAX_AGE, received_at + TAPPED_AT_MAX_AHEAD
     for index, raw in enumerate(raw_taps):
         try:
-            tap = _validate(raw, received_at)
+            tap = _validate(raw, oldest, newest)
         except _Reject as exc:
             outcomes[index] = ("rejected", exc.reason)
             rejected.append((index, raw, exc))
@@ -492,7 +688,7 @@ def _ingest_new(
             continue
         seen.add(natural)
         tap.index = index
-        local = tap.tapped_at.astimezone(SHANGHAI)
+        local = tap.tapped_at.astimezone(_CST)
         months.add((local.year, local.month))
         route_key = (tap.issuer, local.date())
         route = routes.get(route_key)
@@ -519,8 +715,8 @@ def _ingest_new(
                 tap.kind,
                 tap.status,
                 tap.card_scheme,
-                "{" + ",".join(tap.categories) + "}",
-                "{" + ",".join(tap.passes) + "}",
+                pg_array(tap.categories) if tap.categories else "{}",  # quoted: a code NULL stays a code
+                pg_array(tap.passes) if tap.passes else "{}",
                 tap.fare_rule_id,
                 tap.routing,
                 tap.issuer_tenant,
@@ -538,20 +734,20 @@ def _ingest_new(
                 _INSERT_SQL,
                 {
                     "terminal": terminal.terminal_id,
-                    "batch": batch.pk,
+                    "batch": batch_pk,
                     "received": received_at,
                     "rule_version": rule_version,
                     "hotlist_version": hotlist_version,
                     "acquirer": acquirer.code,
                 },
             )
-            ids = dict(cur.fetchall())
+            stored = {idx: (tx_id, prev) for idx, tx_id, prev in cur.fetchall()}
         for tap in valid:
-            tx_id = ids.get(tap.index)
-            if tx_id is None:
+            found = stored.get(tap.index)
+            if found is None:
                 outcomes[tap.index] = ("duplicate", "already received")
             else:
-                tap.tx_id = tx_id
+                tap.tx_id, tap.prev_counter = found
                 outcomes[tap.index] = ("accepted", "")
                 new.append(tap)
 
@@ -561,87 +757,75 @@ def _ingest_new(
         terminal_pk=terminal.pk,
         terminal_id=terminal.terminal_id,
         terminal_last_seq=terminal.last_seq,
-        batch_pk=batch.pk,
+        batch_pk=batch_pk,
         batch_id=batch_id,
         received_at=received_at,
         terminal_clock=created_at,
         rule_version=rule_version,
         hotlist_version=hotlist_version,
         all_terminal_seqs=tuple(all_seqs),
+        card_tac_key=terminal.card_tac_key,
     )
     flags: list[Flag] = []
     for check in checks_module.CHECKS:
         flags.extend(check(ctx, new))
-    _store_flags(batch.pk, received_at, flags)
-    _store_exceptions(batch.pk, received_at, new, rejected, routes)
-    _hand_off_roaming(ctx, new)
-    if all_seqs:
-        top = max(all_seqs)
-        if terminal.last_seq is None or top > terminal.last_seq:
-            with connection.cursor() as cur:
-                cur.execute(
-                    "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s",
-                    [top, top, terminal.pk],
-                )
-
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    results = []
-    for index, (outcome, reason) in enumerate(outcomes):
+    for outcome, _reason in outcomes:
         counts[outcome] += 1
-        raw = raw_taps[index] if isinstance(raw_taps[index], dict) else {}
-        entry: dict[str, Any] = {
-            "index": index,
-            "card_no": raw.get("card_no"),
-            "card_counter": raw.get("card_counter"),
-            "terminal_seq": raw.get("terminal_seq"),
-            "outcome": outcome,
-        }
-        if reason:
-            entry["reason"] = reason
-        results.append(entry)
-    ack_payload = {
-        "batch_id": batch_id,
-        "terminal_id": terminal.terminal_id,
-        "received_at": received_at.isoformat(),
-        "results": results,
-        "accepted": counts["accepted"],
-        "duplicates": counts["duplicate"],
-        "rejected": counts["rejected"],
-    }
-    # Float-free by construction: the raw taps were parsed with floats refused.
-    body = tenant_sign_canonical(tenant=tenant, canonical=canonical_bytes(ack_payload))
-    Batch.objects.filter(pk=batch.pk).update(
-        ack=body.decode(),
-        accepted=counts["accepted"],
-        duplicates=counts["duplicate"],
-        rejected=counts["rejected"],
+    canonical = ack_canonical(
+        batch_id=batch_id,
+        terminal_id=terminal.terminal_id,
+        received_at=received_at,
+        raw_taps=raw_taps,
+        outcomes=outcomes,
+        counts=counts,
     )
+    body = tenant_sign_canonical(tenant=tenant, canonical=canonical, key=terminal.signing_key)
+    _hand_off_roaming(ctx, new)
+
+    # The last writes in one round trip: flags, exceptions, the terminal's high-water mark, the ack.
+    statements: list[str] = []
+    params: list[Any] = []
+    if flags:
+        statements.append(_FLAGS_SQL)
+        params += _flag_params(batch_pk, received_at, flags)
+    exceptions = _exception_params(batch_pk, received_at, new, rejected, routes)
+    if exceptions:
+        statements.append(_EXCEPTIONS_SQL)
+        params += exceptions
+    top = max(all_seqs) if all_seqs else None
+    if top is not None and (terminal.last_seq is None or top > terminal.last_seq):
+        statements.append(
+            "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s"
+        )
+        params += [top, top, terminal.pk]
+    statements.append(
+        "UPDATE terminals_batch SET ack = %s, accepted = %s, duplicates = %s, rejected = %s WHERE id = %s"
+    )
+    params += [body.decode(), counts["accepted"], counts["duplicate"], counts["rejected"], batch_pk]
+    with connection.cursor() as cur:
+        cur.execute(";\n".join(statements), params)
     return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
 
 
-def _store_flags(batch_pk: int, at: dt.datetime, flags: list[Flag]) -> None:
-    if not flags:
-        return
-    with connection.cursor() as cur:
-        cur.execute(
-            _FLAGS_SQL,
-            [
-                batch_pk,
-                at,
-                [f.tap.tx_id for f in flags],
-                [f.tap.tapped_at for f in flags],
-                [f.tap.card_no for f in flags],
-                [f.code for f in flags],
-                [_dumps(f.detail) for f in flags],
-            ],
-        )
+def _flag_params(batch_pk: int, at: dt.datetime, flags: list[Flag]) -> list[Any]:
+    return [
+        batch_pk,
+        at,
+        pg_array(f.tap.tx_id for f in flags),
+        pg_array(f.tap.tapped_at for f in flags),
+        pg_array(f.tap.card_no for f in flags),
+        pg_array(f.code for f in flags),
+        pg_array(_dumps(f.detail) for f in flags),
+    ]
 
 
-def _store_exceptions(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict) -> None:
+def _exception_params(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict) -> list[Any]:
+    """The parameters of _EXCEPTIONS_SQL for the held and the rejected taps; [] when there are none."""
     entries = []
     for tap in new:
         if tap.routing == "held":
-            route = routes[(tap.issuer, tap.tapped_at.astimezone(SHANGHAI).date())]
+            route = routes[(tap.issuer, tap.tapped_at.astimezone(_CST).date())]
             entries.append(
                 (
                     "held",
@@ -672,10 +856,8 @@ def _store_exceptions(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: 
             )
         )
     if not entries:
-        return
-    columns = list(zip(*entries, strict=True))
-    with connection.cursor() as cur:
-        cur.execute(_EXCEPTIONS_SQL, [batch_pk, at, *[list(c) for c in columns]])
+        return []
+    return [batch_pk, at, *[pg_array(c) for c in zip(*entries, strict=True)]]
 
 
 def _hand_off_roaming(ctx: BatchContext, new: list[Tap]) -> None:

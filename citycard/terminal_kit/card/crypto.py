@@ -70,6 +70,25 @@ def mac4(key: bytes, data: bytes, alg: Algorithm) -> bytes:
     return out[-size:][:4]
 
 
+def ecb_encryptor(key: bytes, alg: Algorithm):
+    """A reusable ECB encryptor under ``key`` and the block size, for ``mac4_ecb`` (ECB keeps no state
+    between blocks, so one context serves any number of MACs)."""
+    cipher, size = _block_cipher(key, alg)
+    return Cipher(cipher, modes.ECB()).encryptor(), size
+
+
+def mac4_ecb(encryptor, size: int, data: bytes) -> bytes:
+    """``mac4`` with an ``ecb_encryptor`` of the key: the same CBC-MAC (zero IV, ISO 9797-1 method 2),
+    chained here instead of building a cipher per MAC (which costs more than the MAC: the back office
+    checks hundreds of TACs per uploaded batch)."""
+    padded = pad_iso9797_m2(data, size)
+    chain = 0
+    for i in range(0, len(padded), size):
+        block = (chain ^ int.from_bytes(padded[i : i + size], "big")).to_bytes(size, "big")
+        chain = int.from_bytes(encryptor.update(block), "big")
+    return chain.to_bytes(size, "big")[:4]
+
+
 def diversify(master: bytes, card_no: str, alg: Algorithm) -> bytes:
     """The card's own 16-byte key from an issuer or network master key."""
     left = card_number_bcd(card_no)[-8:]
