@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness import run_in_own_database
+
 BENCH_DB = "citycard_bench_issue"
 HEADER = "name,id_number,phone,scheme,employer,community,local_hukou,local_social_insurance,categories"
 
@@ -108,20 +106,6 @@ def child(args) -> None:
             print(f"import / plain COPY: {took / plain:.1f}x the time")
 
 
-def _reset_database(env: dict[str, str]) -> None:
-    code = (
-        "import django; django.setup();\n"
-        "from django.db import connection\n"
-        "from psycopg2 import connect\n"
-        "s = connection.settings_dict; connection.get_connection_params()\n"
-        "c = connect(dbname='postgres', user=s['USER'] or None, host=s['HOST'] or None, port=s['PORT'] or None,"
-        " password=s.get('PASSWORD') or None); c.autocommit = True\n"
-        f"c.cursor().execute('DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)')\n"
-        f"c.cursor().execute('CREATE DATABASE {BENCH_DB}')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,26 +116,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    env = dict(os.environ)
-    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
-    if env.get("DATABASE_URL"):
-        from urllib.parse import urlsplit, urlunsplit
-
-        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
-    else:
-        env["CITYCARD_DB_NAME"] = BENCH_DB
-    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
-    _reset_database(env)
-    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=True)
-    if not os.environ.get("DATABASE_URL"):
-        subprocess.run(
-            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+    run_in_own_database(script=__file__, database=BENCH_DB)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

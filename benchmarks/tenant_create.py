@@ -21,7 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness import ROOT, bench_env, reset_database
+
 BENCH_DB = "citycard_bench"
 
 
@@ -148,36 +149,14 @@ def child(clones: int, migrated: int) -> dict:
     }
 
 
-def _reset_database(env: dict[str, str]) -> None:
-    code = (
-        "import django; django.setup();\n"
-        "from django.db import connection\n"
-        "from psycopg2 import connect\n"
-        "s = connection.settings_dict; connection.get_connection_params()\n"
-        "c = connect(dbname='postgres', user=s['USER'] or None, host=s['HOST'] or None, port=s['PORT'] or None,"
-        " password=s.get('PASSWORD') or None); c.autocommit = True\n"
-        f"c.cursor().execute('DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)')\n"
-        f"c.cursor().execute('CREATE DATABASE {BENCH_DB}')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
-
-
 def run_scenario(clones: int, migrated: int, extra: int) -> dict:
-    env = dict(os.environ)
-    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
-    if env.get("DATABASE_URL"):
-        from urllib.parse import urlsplit, urlunsplit
-
-        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
-    else:
-        env["CITYCARD_DB_NAME"] = BENCH_DB
-    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
+    env = bench_env(BENCH_DB)
     with tempfile.TemporaryDirectory() as tmp:
         if extra:
             _write_extra_app(Path(tmp), extra)
             env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
             env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
-        _reset_database(env)
+        reset_database(env, BENCH_DB)
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(clones), str(migrated)],
             env=env,
@@ -237,5 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()
