@@ -66,6 +66,8 @@ def _agreements(day: dt.date) -> None:
             issuer_fee_bps=50,
             network_fee_bps=10,
             cut_off=dt.time(4, 0),
+            # The members' published fare rules take it (yrd: visitors' home categories honoured).
+            visitor_policy="home_categories" if network == "yrd" else "local_discounts",
             actor="demo",
         )
 
