@@ -276,6 +276,13 @@ def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]
     return sign_document(payload, key=private, key_id=key.key_id)
 
 
+def tenant_signature(*, tenant: Tenant, signed: bytes) -> dict[str, str]:
+    """The ``signature`` object of a signed document over bytes already canonical (the caller built them)."""
+    key = _current(tenant, KeyPurpose.SIGNING)
+    private = Ed25519PrivateKey.from_private_bytes(_unwrap(key, tenant.code))
+    return {"alg": "Ed25519", "key_id": key.key_id, "value": b64encode(private.sign(signed))}
+
+
 def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes) -> bytes:
     """The signed document ``{"payload": …, "signature": …}`` as bytes, for a payload already in its
     canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
