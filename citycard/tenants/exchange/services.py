@@ -186,15 +186,19 @@ class _TacKeys:
             enc = _SM4_CONTEXTS[key] = Cipher(algorithms.SM4(card_key), modes.ECB()).encryptor()
         return enc
 
+    def sm4_mac(self, card_no: str, data: bytes) -> bytes:
+        """The SM4 TAC of ``data`` (the transaction fields as terminal_kit.card.crypto lays them out)."""
+        enc = self.sm4(card_no)
+        padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
+        state = 0
+        for i in range(0, len(padded), 16):
+            block = state ^ int.from_bytes(padded[i : i + 16], "big")
+            state = int.from_bytes(enc.update(block.to_bytes(16, "big")), "big")
+        return state.to_bytes(16, "big")[:4]
+
     def tac(self, card_no: str, algorithm: Algorithm, data: bytes, **fields: Any) -> bytes:
         if algorithm == Algorithm.SM4:
-            enc = self.sm4(card_no)
-            padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
-            state = 0
-            for i in range(0, len(padded), 16):
-                block = state ^ int.from_bytes(padded[i : i + 16], "big")
-                state = int.from_bytes(enc.update(block.to_bytes(16, "big")), "big")
-            return state.to_bytes(16, "big")[:4]
+            return self.sm4_mac(card_no, data)
         key = self.other.get((card_no, algorithm))
         if key is None:
             key = self.other[(card_no, algorithm)] = diversify(self.master, card_no, algorithm)
@@ -235,6 +239,8 @@ def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
         return False
     if len(terminal_no) != 6 or len(tac) != 4:
         return False
+    if algorithm == Algorithm.SM4:
+        return hmac.compare_digest(keys.sm4_mac(record["card_no"], data), tac)
     expected = keys.tac(
         record["card_no"],
         algorithm,
