@@ -291,5 +291,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # Not this folder: benchmarks/graphql.py would shadow the graphql package.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(ROOT))
     main()

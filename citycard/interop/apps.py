@@ -31,3 +31,10 @@ class InteropConfig(AppConfig):
     }
     demo_step = "citycard.interop.demo.demo_step"
     demo_order = 80
+
+    def ready(self) -> None:
+        # The roaming agreements set the visitor policy the members' fare rules publish (docs/clearing.md).
+        from citycard.interop.selectors import agreed_visitor_policies
+        from citycard.tenants.fares.selectors import visitor_policy_source_register
+
+        visitor_policy_source_register(agreed_visitor_policies)

@@ -22,6 +22,7 @@ from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotli
 from citycard.platform.envelopes import EnvelopeRefused, Opened
 from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import network_members, tenant_networks
+from citycard.tenants.cards.services import hotlist_publish
 from citycard.tenants.exchange import services as exchange
 
 
@@ -150,8 +151,9 @@ def network_hotlists_deliver(*, now: dt.datetime | None = None) -> int:
 
 
 def hotlists_exchange(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """One round: every city puts its hotlist change in its outbox, the platform collects the outboxes and
-    delivers the network hotlists."""
+    """One round: every city puts its hotlist change in its outbox (and publishes its hotlist for its
+    counties), the platform collects the outboxes and delivers the network hotlists. Terminals get the
+    result on their next download (exchange.terminal_hotlist)."""
     from citycard.interop.services import outboxes_collect
 
     now = now or timezone.now()
@@ -160,5 +162,7 @@ def hotlists_exchange(*, now: dt.datetime | None = None) -> dict[str, int]:
         with tenant_context(city):
             if exchange.hotlist_send(actor="interop", now=now) is not None:
                 sent += 1
+            if city.counties.exists():
+                hotlist_publish(actor="interop")  # for its counties' terminals; unchanged: no new version
     outboxes_collect(now=now)
     return {"sent": sent, "delivered": network_hotlists_deliver(now=now)}

@@ -162,8 +162,12 @@ class ClearingRecord(models.Model):
     """One record to clear: what the issuer owes the acquirer for one roaming tap (清算记录), with its
     fees computed when it was accepted (basis points, half-up per record)."""
 
-    record_id = models.CharField(max_length=60, unique=True)
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="records")
+    # Unique by a constraint, not ``unique=True``: that would add a second, varchar_pattern_ops index that
+    # nothing uses, maintained on every insert. The cycle is indexed by record_cycle_idx (its first column).
+    record_id = models.CharField(max_length=60)
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False
+    )
     kind = models.CharField(max_length=12, choices=RecordKind.choices, default=RecordKind.TAP)
     message_id = models.CharField(max_length=120, help_text="The envelope it came in.")
     acquirer = models.CharField(max_length=30)
@@ -187,6 +191,7 @@ class ClearingRecord(models.Model):
             # Not on status: validation's status update stays a HOT update (see migration 0006).
             models.Index(fields=["cycle", "issuer", "acquirer"], name="record_cycle_idx"),
         ]
+        constraints = [models.UniqueConstraint(fields=["record_id"], name="record_id_unique")]
 
     def __str__(self) -> str:
         return self.record_id

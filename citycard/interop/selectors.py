@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
 
 from citycard.interop.models import (
     BilateralPosition,
@@ -19,8 +20,33 @@ from citycard.interop.models import (
     ReconciliationFile,
     RecordStatus,
     RoamingAgreement,
+    Service,
     SettlementInstruction,
+    VisitorPolicy,
 )
+from citycard.platform.models import Tenant
+from citycard.platform.selectors import tenant_networks
+
+# The agreement's visitor policy as the fare rule document says it (docs/fares.md, "Who rides").
+FARE_POLICY = {
+    VisitorPolicy.LOCAL_FARE: "no_concession",
+    VisitorPolicy.LOCAL_DISCOUNTS: "host_rules",
+    VisitorPolicy.HOME_CATEGORIES: "home_category",
+}
+
+
+def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
+    """{network: (fare-document policy, agreement)} for the transit agreements in force on ``on`` (default
+    today, Asia/Shanghai) of the networks the tenant (its city, for a county) is a member of. Registered
+    with the fare rules (tenants.fares.selectors) by InteropConfig.ready."""
+    on = on or timezone.localdate()
+    agreements = RoamingAgreement.objects.filter(
+        service=Service.TRANSIT, valid_from__lte=on, network__in=tenant_networks(tenant=tenant, on=on)
+    ).select_related("network")
+    return {
+        a.network.code: (FARE_POLICY[VisitorPolicy(a.visitor_policy)], f"{a.network.code}-transit")
+        for a in agreements
+    }
 
 
 def cycle_summary(*, cycle: ClearingCycle) -> dict[str, Any]:

@@ -326,7 +326,12 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
             (cycle.pk, fee_fen(amount, agreement.issuer_fee_bps), fee_fen(amount, agreement.network_fee_bps))
         )
     inserted = _records_insert_json(
-        records, rows, message_id=opened.message_id, acquirer=sender_city.code, now=now
+        records,
+        rows,
+        message_id=opened.message_id,
+        acquirer=sender_city.code,
+        now=now,
+        body_json=opened.body_bytes.decode() if opened.body_bytes else None,
     )
     by_cycle: dict[str, int] = defaultdict(int)
     for row in rows:
@@ -347,7 +352,7 @@ INSERT INTO interop_clearingrecord (record_id, cycle_id, kind, message_id, acqui
 SELECT j.r->>'record_id', x.cycle_id, 'tap', %(message)s, %(acquirer)s, j.r->>'issuer', j.r->>'card_no',
     (j.r->>'card_counter')::bigint, (j.r->>'amount_fen')::bigint, x.ifee, x.nfee, (j.r->>'tapped_at')::timestamptz,
     %(received)s, j.r, 'pending', '', '', ''
-FROM jsonb_array_elements(%(doc)s::jsonb) WITH ORDINALITY AS j(r, n)
+FROM jsonb_array_elements(%(doc)s::jsonb -> 'records') WITH ORDINALITY AS j(r, n)
 JOIN unnest(%(cycles)s::bigint[], %(ifees)s::bigint[], %(nfees)s::bigint[])
     WITH ORDINALITY AS x(cycle_id, ifee, nfee, n) ON x.n = j.n
 ON CONFLICT (record_id) DO NOTHING
@@ -361,9 +366,11 @@ def _records_insert_json(
     message_id: str,
     acquirer: str,
     now: dt.datetime,
+    body_json: str | None = None,
 ) -> int:
     """Insert the records of one message in one statement: PostgreSQL takes each record from the message's
-    JSON (kept whole as ``data``), Python adds the cycle and the fees; a known record id is skipped."""
+    JSON (kept whole as ``data``), Python adds the cycle and the fees; a known record id is skipped.
+    ``body_json`` is the body's JSON as the signature check serialised it (not serialised again)."""
     if not records:
         return 0
     with connection.cursor() as cur:
@@ -373,7 +380,7 @@ def _records_insert_json(
                 "message": message_id,
                 "acquirer": acquirer,
                 "received": now,
-                "doc": json.dumps(records, ensure_ascii=False, separators=(",", ":")),
+                "doc": body_json or json.dumps({"records": records}, ensure_ascii=False, separators=(",", ":")),
                 "cycles": [r[0] for r in rows],
                 "ifees": [r[1] for r in rows],
                 "nfees": [r[2] for r in rows],
@@ -721,13 +728,19 @@ def _apply_rejections(cycle: ClearingCycle, rejected: list[dict[str, str]]) -> N
         )
 
 
-_BILATERAL_SQL = """
-INSERT INTO interop_bilateralposition (cycle_id, issuer, acquirer, records, amount_fen, issuer_fee_fen,
-    network_fee_fen, acquirer_due_fen)
-SELECT %(cycle)s, issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen),
-    sum(amount_fen) - sum(issuer_fee_fen) - sum(network_fee_fen)
+# The matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
+# INSERT … SELECT never is), and its few hundred cells are inserted from arrays.
+_BILATERAL_SELECT_SQL = """
+SELECT issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen)
 FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'valid'
 GROUP BY issuer, acquirer
+"""
+_BILATERAL_INSERT_SQL = """
+INSERT INTO interop_bilateralposition (cycle_id, issuer, acquirer, records, amount_fen, issuer_fee_fen,
+    network_fee_fen, acquirer_due_fen)
+SELECT %(cycle)s, i, a, n, s, fi, fn, s - fi - fn
+FROM unnest(%(issuers)s::text[], %(acquirers)s::text[], %(counts)s::bigint[], %(sums)s::bigint[],
+    %(ifees)s::bigint[], %(nfees)s::bigint[]) AS m(i, a, n, s, fi, fn)
 """
 # Issuer pays amount − issuer fee; the acquirer receives amount − issuer fee − network fee; the operator
 # receives the network fee. Σ = 0 by construction, and checked by the deferred trigger on the table.
@@ -761,7 +774,22 @@ def cycle_net(
         _refuse_step(cycle, "netting", "validated")
     params = {"cycle": cycle.pk, "operator": cycle.agreement.operator}
     with connection.cursor() as cur:
-        cur.execute(_BILATERAL_SQL, params)
+        cur.execute(_BILATERAL_SELECT_SQL, params)
+        cells = cur.fetchall()
+        if cells:
+            columns = list(zip(*cells, strict=True))
+            cur.execute(
+                _BILATERAL_INSERT_SQL,
+                {
+                    "cycle": cycle.pk,
+                    "issuers": list(columns[0]),
+                    "acquirers": list(columns[1]),
+                    "counts": [int(v) for v in columns[2]],
+                    "sums": [int(v) for v in columns[3]],
+                    "ifees": [int(v) for v in columns[4]],
+                    "nfees": [int(v) for v in columns[5]],
+                },
+            )
         cur.execute(_NET_SQL, params)
         cur.execute("SET CONSTRAINTS interop_netposition_sums_to_zero IMMEDIATE")
     journal = Journal.objects.create(

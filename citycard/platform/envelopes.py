@@ -5,7 +5,7 @@ An envelope is a signed document (terminal_kit.signing) whose payload is::
     {"v": 1, "message_id": "...", "kind": "clearing.records", "sender": "jiaxing", "recipient": "public",
      "sent_at": "...", "expires_at": "...", "nonce": "<32 hex>", "body_sha256": "...", "body": {...}}
 
-signed with the sender's current Ed25519 key (``platform.keys.tenant_sign``; a rotated key keeps verifying
+signed with the sender's current Ed25519 key (``platform.keys.tenant_signature``; a rotated key keeps verifying
 for its overlap window). ``message_id`` is the idempotency id of the *content*: ``body_sha256`` is the
 SHA-256 of the canonical JSON of ``body``. ``sent_at``/``expires_at``/``nonce`` belong to one transmission:
 a sender resending a message re-seals the same body under the same id (a new nonce); a byte-for-byte copy
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
 
 from citycard.platform.errors import DomainError
-from citycard.platform.keys import tenant_public_keys, tenant_sign
+from citycard.platform.keys import tenant_public_keys, tenant_signature
 from citycard.platform.models import Tenant
 from citycard.terminal_kit.signing import b64decode, canonical_json
 
@@ -58,6 +58,7 @@ class Opened:
     body_sha256: str
     body: dict[str, Any]
     key_id: str
+    body_bytes: bytes = b""  # the body's canonical JSON, as verified
 
 
 def body_sha256(body: Any) -> str:
@@ -89,10 +90,14 @@ def envelope_seal(
         "sent_at": now.isoformat(),
         "expires_at": (now + ttl).isoformat(),
         "nonce": secrets.token_hex(16),
-        "body_sha256": body_sha256(body),
-        "body": body,
     }
-    return tenant_sign(tenant=sender, payload=payload)
+    # The body is serialised once, for its digest and for the signed bytes: ``body`` sorts first among the
+    # payload's keys, so the canonical payload is ``{"body":<body>,`` and the rest (as _verify reads it).
+    body_bytes = canonical_json(body)
+    payload["body_sha256"] = hashlib.sha256(body_bytes).hexdigest()
+    signed = b'{"body":' + body_bytes + b"," + canonical_json(payload)[1:]
+    payload["body"] = body
+    return {"payload": payload, "signature": tenant_signature(tenant=sender, signed=signed)}
 
 
 def _time(payload: dict, name: str) -> dt.datetime:
@@ -192,4 +197,5 @@ def envelope_open(
         body_sha256=digest,
         body=payload["body"],
         key_id=document["signature"]["key_id"],
+        body_bytes=body_bytes,
     )

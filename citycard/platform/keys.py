@@ -308,17 +308,22 @@ def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]
     return sign_document(payload, key=private, key_id=key.key_id)
 
 
-def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes, key: TenantKey | None = None) -> bytes:
-    """The signed document ``{"payload": …, "signature": …}`` as bytes, for a payload already in its
-    canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
-    again for the signature and again for the body (a 500-tap acknowledgement, on every upload).
+def tenant_signature(*, tenant: Tenant, signed: bytes, key: TenantKey | None = None) -> dict[str, str]:
+    """The ``signature`` object of a signed document over bytes already canonical (the caller built them).
 
     ``key``: the tenant's current signing key row when the caller has read it already (the upload path
     reads it with the terminal's key, ``tenant_current_key_sql``); read here otherwise."""
     if key is None or key.key_id is None:
         key = _current(tenant, KeyPurpose.SIGNING)
     private = _ed25519_private(_unwrap(key, tenant.code))
-    signature = {"alg": "Ed25519", "key_id": key.key_id, "value": b64encode(private.sign(canonical))}
+    return {"alg": "Ed25519", "key_id": key.key_id, "value": b64encode(private.sign(signed))}
+
+
+def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes, key: TenantKey | None = None) -> bytes:
+    """The signed document ``{"payload": …, "signature": …}`` as bytes, for a payload already in its
+    canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
+    again for the signature and again for the body (a 500-tap acknowledgement, on every upload)."""
+    signature = tenant_signature(tenant=tenant, signed=canonical, key=key)
     return b'{"payload":' + canonical + b',"signature":' + json.dumps(signature).encode() + b"}"
 
 

@@ -34,6 +34,7 @@ def test_the_demo_runs_and_runs_again():
             assert "Clearing cycle yrd-transit-" in out and "Clearing cycle gba-transit-" in out
             assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
             assert "Clearing cycle gba-medical-" in out
+            assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
     finally:
         subprocess.run(
             [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True

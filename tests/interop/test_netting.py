@@ -186,3 +186,32 @@ def test_the_issuers_tac_fast_path_equals_terminal_kit():
             )
             expected = tac_compute(diversify(SIM_KEYS.tac_master, card, alg), alg=alg, **fields)
             assert keys.tac(card, alg, data, **fields) == expected
+
+
+def test_the_issuers_tap_time_fast_path_equals_the_conversion():
+    import datetime as dt
+
+    from citycard.tenants.exchange.services import _local_date_time
+
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    for text in (
+        "2026-11-21T06:00:00+08:00",
+        "2026-11-21T23:59:59+08:00",
+        "2026-11-21T20:30:00+00:00",
+        "2026-11-21T06:00:00.250000+08:00",
+        "2026-12-31T16:00:01-05:00",
+    ):
+        local = dt.datetime.fromisoformat(text).astimezone(shanghai)
+        expected = (bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S")))
+        assert _local_date_time(text) == expected, text
+    with pytest.raises(ValueError):
+        _local_date_time("2026-13-41T06:00:00+08:00")
+
+
+def test_signed_documents_refuse_floats_however_deep():
+    from citycard.terminal_kit.signing import canonical_json
+
+    for bad in ({"a": 1.5}, {"records": [{"n": 1}, {"n": 2.0}]}, [1, (2, [3.0])], {"x": {"y": [{"z": 1e3}]}}):
+        with pytest.raises(TypeError):
+            canonical_json(bad)
+    assert canonical_json({"records": [{"n": 1, "s": "a", "b": True, "z": None}]})

@@ -1,4 +1,7 @@
-"""The hotlist download on a tenant's domain: ``GET /terminal/v1/hotlist[?since=N]`` (docs/tenants.md)."""
+"""The hotlist download on a tenant's domain: ``GET /terminal/v1/hotlist[?since=N]`` (docs/tenants.md).
+
+It serves what a terminal of the tenant must block: the tenant's own hotlist (its city's, for a county)
+and the network hotlist from its inbox, as one versioned list (exchange.terminal_hotlist)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from citycard.platform.keys import tenant_sign
-from citycard.tenants.cards.selectors import hotlist_payload, hotlist_version
+from citycard.tenants.exchange.terminal_hotlist import terminal_hotlist_payload, terminal_hotlist_refresh
 
 
 @require_GET
@@ -30,9 +33,9 @@ def hotlist_download(request):
                 status=400,
             )
         since = int(since_text)
-        if since == hotlist_version():
+        if since == terminal_hotlist_refresh():
             return HttpResponse(status=304)
-    payload = {**hotlist_payload(since=since), "tenant": request.tenant.code}
+    payload = {**terminal_hotlist_payload(since=since), "tenant": request.tenant.code}
     document = tenant_sign(tenant=request.tenant, payload=payload)
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return HttpResponse(body, content_type="application/json")

@@ -71,3 +71,37 @@ class SeenCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_no}#{self.card_counter}"
+
+
+class TerminalHotlistHead(models.Model):
+    """The hotlist this tenant's terminals download (one row): what they must block, from every source.
+
+    ``sources`` fingerprints the parts it was built from (the tenant's own hotlist version, the city's
+    published hotlist for a county, the last network hotlist message in the inbox); the version moves
+    whenever any of them changes (exchange.terminal_hotlist)."""
+
+    version = models.IntegerField(default=0)
+    sources = models.JSONField(default=dict, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+
+class TerminalHotlistEntry(models.Model):
+    """A card on the terminal hotlist from ``version_added`` until ``version_removed`` (for deltas)."""
+
+    card_no = models.CharField(max_length=19)
+    version_added = models.IntegerField()
+    version_removed = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "terminal hotlist entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card_no"],
+                condition=models.Q(version_removed__isnull=True),
+                name="terminal_hotlist_one_live_per_card",
+            ),
+        ]
+        indexes = [models.Index(fields=["version_added"], name="terminal_hotlist_added")]
+
+    def __str__(self) -> str:
+        return self.card_no

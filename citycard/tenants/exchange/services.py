@@ -160,32 +160,69 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
 # --- issuer validation ----------------------------------------------------------------------------------
 
 
+# SM4 card keys as reusable ECB encryptors, kept across validation requests (a cycle sends an issuer its
+# records in chunks, and the next day's cycle sees mostly the same cards): keyed by the issuer's master key
+# and the card, so a rotated master never reuses an old card key. Bounded; emptied when full.
+_SM4_CONTEXTS: dict[tuple[bytes, str], Any] = {}
+_SM4_CONTEXTS_MAX = 400_000
+
+
 class _TacKeys:
-    """The issuer's TAC keys per card, kept for one validation run: an SM4 card key becomes a reusable
-    ECB encryptor so each TAC costs two block encryptions (the CBC-MAC of terminal_kit.card.crypto,
-    which a test checks it equals); 3DES cards use crypto.tac_compute as is."""
+    """The issuer's TAC keys per card: an SM4 card key becomes a reusable ECB encryptor (cached for the
+    process, see _SM4_CONTEXTS) so each TAC costs two block encryptions (the CBC-MAC of
+    terminal_kit.card.crypto, which a test checks it equals); 3DES cards use crypto.tac_compute as is."""
 
     def __init__(self, master: bytes) -> None:
         self.master = master
-        self.sm4: dict[str, Any] = {}
         self.other: dict[tuple[str, int], bytes] = {}
+
+    def sm4(self, card_no: str) -> Any:
+        key = (self.master, card_no)
+        enc = _SM4_CONTEXTS.get(key)
+        if enc is None:
+            if len(_SM4_CONTEXTS) >= _SM4_CONTEXTS_MAX:
+                _SM4_CONTEXTS.clear()
+            card_key = diversify(self.master, card_no, Algorithm.SM4)
+            enc = _SM4_CONTEXTS[key] = Cipher(algorithms.SM4(card_key), modes.ECB()).encryptor()
+        return enc
+
+    def sm4_mac(self, card_no: str, data: bytes) -> bytes:
+        """The SM4 TAC of ``data`` (the transaction fields as terminal_kit.card.crypto lays them out)."""
+        enc = self.sm4(card_no)
+        padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
+        state = 0
+        for i in range(0, len(padded), 16):
+            block = state ^ int.from_bytes(padded[i : i + 16], "big")
+            state = int.from_bytes(enc.update(block.to_bytes(16, "big")), "big")
+        return state.to_bytes(16, "big")[:4]
 
     def tac(self, card_no: str, algorithm: Algorithm, data: bytes, **fields: Any) -> bytes:
         if algorithm == Algorithm.SM4:
-            enc = self.sm4.get(card_no)
-            if enc is None:
-                key = diversify(self.master, card_no, algorithm)
-                enc = self.sm4[card_no] = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
-            padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
-            state = bytes(16)
-            for i in range(0, len(padded), 16):
-                block = int.from_bytes(state, "big") ^ int.from_bytes(padded[i : i + 16], "big")
-                state = enc.update(block.to_bytes(16, "big"))
-            return state[:4]
+            return self.sm4_mac(card_no, data)
         key = self.other.get((card_no, algorithm))
         if key is None:
             key = self.other[(card_no, algorithm)] = diversify(self.master, card_no, algorithm)
         return tac_compute(key, alg=algorithm, **fields)
+
+
+def _local_date_time(tapped_at: str) -> tuple[bytes, bytes]:
+    """The tap's Asia/Shanghai date (YYYYMMDD) and time (HHMMSS) as BCD bytes; a time written in +08:00
+    (what terminals send) is read by position, any other offset is converted."""
+    if len(tapped_at) == 25 and tapped_at.endswith("+08:00") and tapped_at[10] == "T":
+        digits = (
+            tapped_at[0:4]
+            + tapped_at[5:7]
+            + tapped_at[8:10]
+            + tapped_at[11:13]
+            + tapped_at[14:16]
+            + tapped_at[17:19]
+        )
+        if digits.isdigit():
+            dt.datetime.fromisoformat(tapped_at)  # still a real date and time
+            raw = bytes.fromhex(digits)
+            return raw[:4], raw[4:]
+    local = dt.datetime.fromisoformat(tapped_at).astimezone(SHANGHAI)
+    return bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S"))
 
 
 def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
@@ -193,9 +230,8 @@ def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
         terminal_no = bytes.fromhex(record.get("terminal_no") or "")
         algorithm = Algorithm(int(record.get("algorithm", Algorithm.SM4)))
         tac = bytes.fromhex(record["tac"])
-        local = dt.datetime.fromisoformat(record["tapped_at"]).astimezone(SHANGHAI)
+        date, time = _local_date_time(record["tapped_at"])
         amount, seq = int(record["amount_fen"]), int(record["terminal_seq"])
-        date, time = bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S"))
         data = (
             amount.to_bytes(4, "big") + bytes([PURCHASE]) + terminal_no + seq.to_bytes(4, "big") + date + time
         )
@@ -203,6 +239,8 @@ def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
         return False
     if len(terminal_no) != 6 or len(tac) != 4:
         return False
+    if algorithm == Algorithm.SM4:
+        return hmac.compare_digest(keys.sm4_mac(record["card_no"], data), tac)
     expected = keys.tac(
         record["card_no"],
         algorithm,
@@ -298,31 +336,30 @@ def _first_failure(record, tenant: Tenant, prefixes, facts, grace, keys: _TacKey
 def _counters_claim(records: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, str]]:
     """Remember each record's (card, counter); a counter already claimed by another record is a replay.
 
-    Two statements for the whole set: insert what is new, then read back who owns each counter."""
+    One statement inserts what is new and returns it; only the records it did not insert (already claimed,
+    by themselves on a re-run or by another record) are looked up for their owner."""
     if not records:
         return []
+    cards = [r["card_no"] for r in records]
+    counters = [int(r["card_counter"]) for r in records]
+    ids = [r["record_id"] for r in records]
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO exchange_seencounter (card_no, card_counter, record_id, first_seen_at)"
             " SELECT c, n, r, %s FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
-            " ORDER BY r ON CONFLICT (card_no, card_counter) DO NOTHING",
-            [
-                now,
-                [r["card_no"] for r in records],
-                [int(r["card_counter"]) for r in records],
-                [r["record_id"] for r in records],
-            ],
+            " ORDER BY r ON CONFLICT (card_no, card_counter) DO NOTHING RETURNING record_id",
+            [now, cards, counters, ids],
         )
-        cur.execute(
-            "SELECT s.r, k.record_id FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
-            " JOIN exchange_seencounter k ON k.card_no = s.c AND k.card_counter = s.n WHERE k.record_id <> s.r",
-            [
-                [r["card_no"] for r in records],
-                [int(r["card_counter"]) for r in records],
-                [r["record_id"] for r in records],
-            ],
-        )
-        owners = dict(cur.fetchall())
+        inserted = {row[0] for row in cur.fetchall()}
+        rest = [i for i, record_id in enumerate(ids) if record_id not in inserted]
+        owners: dict[str, str] = {}
+        if rest:
+            cur.execute(
+                "SELECT s.r, k.record_id FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
+                " JOIN exchange_seencounter k ON k.card_no = s.c AND k.card_counter = s.n WHERE k.record_id <> s.r",
+                [[cards[i] for i in rest], [counters[i] for i in rest], [ids[i] for i in rest]],
+            )
+            owners = dict(cur.fetchall())
     return [
         {
             "record_id": r["record_id"],

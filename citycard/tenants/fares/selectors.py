@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,13 +161,51 @@ def fares_rules_body() -> dict[str, Any]:
     }
 
 
+# The roaming agreements' visitor policies: {network code: (fare-document policy, agreement label)} for the
+# transit agreements of the networks the tenant is in on a date. Agreements live in interop (a layer above
+# this one); interop registers the function that reads them (InteropConfig.ready). Without it (or without
+# an agreement) the tenant's own network entries stand.
+VisitorPolicySource = Callable[..., dict[str, tuple[str, str]]]
+_visitor_policy_sources: list[VisitorPolicySource] = []
+
+
+def visitor_policy_source_register(source: VisitorPolicySource) -> None:
+    if source not in _visitor_policy_sources:
+        _visitor_policy_sources.append(source)
+
+
+def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
+    agreed: dict[str, tuple[str, str]] = {}
+    for source in _visitor_policy_sources:
+        agreed.update(source(tenant=tenant, on=on))
+    return agreed
+
+
+def _apply_agreements(policy: dict[str, Any], agreed: dict[str, tuple[str, str]], on: dt.date | None) -> None:
+    """The agreement is the source of truth for visitors from its network: each agreed network's entry takes
+    the agreement's policy (added if the rules name none, replaced if they name another), and a per-tenant
+    entry for a member of an agreed network, which would bypass the agreement, is left out."""
+    by_network = {e["network"]: e for e in policy["networks"]}
+    for code, (agreed_policy, label) in sorted(agreed.items()):
+        entry = by_network.get(code)
+        if entry is None:
+            entry = {"network": code}
+            policy["networks"].append(entry)
+        entry["policy"] = agreed_policy
+        entry["agreement"] = label
+    covered = {m.tenant.division_code for code in agreed for m in network_members(network_code=code, on=on)}
+    policy["tenants"] = [e for e in policy["tenants"] if e["division"] not in covered]
+
+
 def fares_document_build(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, Any]:
     """The rule document the tenant's rows compile to (unsigned, unversioned): what publishing signs.
 
-    Adds what only the platform knows: which divisions are local, and the members of each network
-    named in the visitor policy (as of ``on``), so a terminal decides offline who is a visitor."""
+    Adds what only the platform knows: which divisions are local, the visitor policy of every roaming
+    agreement (transit) the tenant is in, and the members of each network named in the visitor policy (as
+    of ``on``), so a terminal decides offline who is a visitor."""
     body = fares_rules_body()
     homes = home_divisions(tenant=tenant)
+    _apply_agreements(body["visitor_policy"], agreed_visitor_policies(tenant=tenant, on=on), on)
     for entry in body["visitor_policy"]["networks"]:
         members = network_members(network_code=entry["network"], on=on)
         entry["members"] = sorted({m.tenant.division_code for m in members} - set(homes))
@@ -343,9 +381,7 @@ class Concessions:
     rules: tuple[PublishedLegRule, ...]
 
 
-def concessions_for(
-    *, tenant: Tenant, categories: Iterable[str], scheme: str, on: dt.date
-) -> Concessions:
+def concessions_for(*, tenant: Tenant, categories: Iterable[str], scheme: str, on: dt.date) -> Concessions:
     """Which concessions of the published rules apply to a local card of ``scheme`` whose holder has
     ``categories`` (valid on ``on``): the leg rules naming one of the categories, valid on ``on``, for local
     riders or any, for the card's scheme (or every scheme), needing no pass. Highest priority first, as the

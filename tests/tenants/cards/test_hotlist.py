@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.cards import services as s
 from citycard.tenants.cards.selectors import card_facts, hotlist_payload, hotlist_version
+from citycard.tenants.exchange.terminal_hotlist import terminal_hotlist_refresh
 from citycard.terminal_kit.hotlist import Hotlist
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +58,7 @@ def test_download_endpoint_full_delta_and_up_to_date(client, holder, city):
     s.card_unfreeze(card_no=a, actor="t", at=T0 + dt.timedelta(hours=1))
     delta = client.get(f"/terminal/v1/hotlist?since={held.version}", **host)
     held = held.apply(json.loads(delta.content), keys=keys)
-    assert b in held and a not in held and held.version == hotlist_version()
+    assert b in held and a not in held and held.version == terminal_hotlist_refresh()
     assert client.get(f"/terminal/v1/hotlist?since={held.version}", **host).status_code == 304
     assert client.get("/terminal/v1/hotlist?since=-1", **host).status_code == 400
 
