@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
@@ -190,3 +192,377 @@ def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[st
         raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
     counts = fares_document_load(tenant=tenant, document=body, actor=actor)
     return counts, notes
+
+
+# --- editing one rule row (the admin, scripts) -------------------------------------------------------
+#
+# One create / change / delete per rule entity. Every row is checked with the model's own checks
+# (``Model.full_clean``: field types, choices, uniqueness and the entity's ``clean()``), the very checks
+# the admin forms run, so the admin and the services cannot disagree. A refusal is a ``DomainError``
+# naming the field; nothing is written. Row references (route sets, timeframes, quotas) are given by code.
+
+_REFERENCES: dict[str, type[models.Model]] = {
+    "route_set": RouteSet,
+    "from_route_set": RouteSet,
+    "to_route_set": RouteSet,
+    "timeframe": Timeframe,
+    "quota": Quota,
+}
+
+
+def _editable(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.name for f in model._meta.concrete_fields if not f.primary_key)
+
+
+def _label(model: type[models.Model]) -> str:
+    return str(model._meta.verbose_name)
+
+
+def _refusal(exc: ValidationError, what: str) -> DomainError:
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    field, messages = next(iter(errors.items()))
+    if field == NON_FIELD_ERRORS:
+        return DomainError(f"{what} refused: {'; '.join(messages)}", code="invalid_rule")
+    return DomainError(f"{what} refused: {field}: {'; '.join(messages)}", code="invalid_rule", field=field)
+
+
+def _what(row: models.Model) -> str:
+    return f"{_label(type(row))} {str(row)!r}"
+
+
+def _assign(row: models.Model, values: Mapping[str, Any]) -> None:
+    """Set the given fields on ``row``; references by code (or a row), unknown fields refused."""
+    model = type(row)
+    unknown = sorted(set(values) - set(_editable(model)))
+    if unknown:
+        raise DomainError(
+            f"{_label(model)} has no field {', '.join(unknown)} (fields: {', '.join(_editable(model))})",
+            code="invalid_rule",
+            field=unknown[0],
+        )
+    for name, value in values.items():
+        target = _REFERENCES.get(name)
+        if target is None:
+            setattr(row, name, value)
+            continue
+        if isinstance(value, target) or value is None or value == "":
+            setattr(row, name, value or None)
+            continue
+        found = target.objects.filter(code=value).first()
+        if found is None:
+            raise DomainError(
+                f"{_label(model)} refused: {name}: no {_label(target)} {value!r}",
+                code="invalid_rule",
+                field=name,
+            )
+        setattr(row, name, found)
+
+
+def _checked(row: models.Model) -> None:
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise _refusal(exc, _what(row)) from exc
+
+
+def _snapshot(row: models.Model) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in _editable(type(row)):
+        value = getattr(row, name)
+        if isinstance(value, models.Model):
+            value = getattr(value, "code", value.pk)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        data[name] = value
+    if isinstance(row, Timeframe):
+        data["windows"] = [
+            {"days": list(w.days), "start": w.start, "end": w.end}
+            for w in row.windows.order_by("start", "pk")
+        ]
+    return data
+
+
+_ENTITY = {
+    RouteSet: "route_set",
+    Timeframe: "timeframe",
+    Quota: "quota",
+    FareProduct: "fare_product",
+    LegRule: "leg_rule",
+    TransferRule: "transfer_rule",
+    Cap: "cap",
+    VisitorPolicy: "visitor_policy",
+}
+
+
+def _audit(row: models.Model, action: str, actor: str, data: Mapping[str, Any]) -> None:
+    object_type = _ENTITY[type(row)]
+    audit_record(
+        action=f"fares.{object_type}.{action}",
+        actor=actor,
+        object_type=object_type,
+        object_id=str(row),
+        data=data,
+    )
+
+
+def _row(model: type[models.Model], **lookup: Any) -> Any:
+    row = model.objects.select_for_update().filter(**lookup).first()
+    if row is None:
+        shown = ", ".join(f"{k}={v!r}" for k, v in lookup.items())
+        raise NotFound(f"no {_label(model)} with {shown}", field=next(iter(lookup)))
+    return row
+
+
+def _create(model: type[models.Model], *, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
+    _refuse_county(tenant, f"add a {_label(model)}")
+    row = model()
+    _assign(row, fields)
+    _checked(row)
+    row.save()
+    _audit(row, "create", actor, _snapshot(row))
+    return row
+
+
+def _change(row: models.Model, *, tenant: Tenant, actor: str, changes: Mapping[str, Any]) -> Any:
+    before = _snapshot(row)
+    _assign(row, changes)
+    _checked(row)
+    row.save()
+    after = _snapshot(row)
+    changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before.get(k) != v}
+    _audit(row, "change", actor, {"changed": changed})
+    return row
+
+
+def _delete(row: models.Model, *, tenant: Tenant, actor: str) -> None:
+    snapshot = _snapshot(row)
+    try:
+        with transaction.atomic():
+            row.delete()
+    except ProtectedError as exc:
+        users = sorted({str(o) for o in exc.protected_objects})
+        raise DomainError(
+            f"{_what(row)} is still used by {', '.join(users)}: change or delete those first",
+            code="in_use",
+            field="code" if hasattr(row, "code") else None,
+        ) from exc
+    _audit(row, "delete", actor, snapshot)
+
+
+def _windows(timeframe: Timeframe, windows: Sequence[Mapping[str, Any]]) -> list[TimeframeWindow]:
+    rows = []
+    for n, w in enumerate(windows, 1):
+        unknown = sorted(set(w) - {"days", "start", "end"})
+        if unknown:
+            raise DomainError(f"timeframe window {n}: no field {', '.join(unknown)}", field="windows")
+        row = TimeframeWindow(
+            timeframe=timeframe,
+            days=list(w.get("days", [1, 2, 3, 4, 5, 6, 7])),
+            start=w.get("start", "00:00"),
+            end=w.get("end", "24:00"),
+        )
+        try:
+            row.full_clean(exclude=["timeframe"])
+        except ValidationError as exc:
+            raise _refusal(exc, f"timeframe {timeframe.code!r} window {n}") from exc
+        rows.append(row)
+    return rows
+
+
+def _code_rows(model: type[models.Model]):
+    """The create / change / delete of a rule entity whose rows are named by ``code``."""
+
+    def create(tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
+        return _create(model, tenant=tenant, actor=actor, fields=fields)
+
+    def change(tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Any:
+        _refuse_county(tenant, f"change a {_label(model)}")
+        return _change(_row(model, code=code), tenant=tenant, actor=actor, changes=changes)
+
+    def delete(tenant: Tenant, actor: str, code: str) -> None:
+        _refuse_county(tenant, f"delete a {_label(model)}")
+        _delete(_row(model, code=code), tenant=tenant, actor=actor)
+
+    return create, change, delete
+
+
+_route_set, _fare_product, _leg_rule, _transfer_rule, _cap, _quota = (
+    _code_rows(m) for m in (RouteSet, FareProduct, LegRule, TransferRule, Cap, Quota)
+)
+
+
+@transaction.atomic
+def route_set_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> RouteSet:
+    """Add a route set (code, name, service, routes, ranges "1-499, 600-699", excluded)."""
+    return _route_set[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def route_set_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> RouteSet:
+    """Change route set ``code``'s fields (``changes`` may rename it with a new ``code``)."""
+    return _route_set[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def route_set_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete route set ``code``; refused while a product or rule refers to it."""
+    _route_set[2](tenant, actor, code)
+
+
+@transaction.atomic
+def fare_product_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> FareProduct:
+    """Add a fare product (base fare); ``route_set`` by code."""
+    return _fare_product[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def fare_product_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> FareProduct:
+    return _fare_product[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def fare_product_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _fare_product[2](tenant, actor, code)
+
+
+@transaction.atomic
+def leg_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> LegRule:
+    """Add a discount rule; ``route_set``, ``timeframe`` and ``quota`` by code."""
+    return _leg_rule[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def leg_rule_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> LegRule:
+    return _leg_rule[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def leg_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _leg_rule[2](tenant, actor, code)
+
+
+@transaction.atomic
+def transfer_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> TransferRule:
+    """Add a transfer rule; ``from_route_set`` and ``to_route_set`` by code."""
+    return _transfer_rule[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def transfer_rule_change(
+    *, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]
+) -> TransferRule:
+    return _transfer_rule[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def transfer_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _transfer_rule[2](tenant, actor, code)
+
+
+@transaction.atomic
+def cap_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Cap:
+    """Add a fare cap (封顶) per day or month."""
+    return _cap[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def cap_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Cap:
+    return _cap[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def cap_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _cap[2](tenant, actor, code)
+
+
+@transaction.atomic
+def quota_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Quota:
+    """Add a quota (N rides a period under a leg rule)."""
+    return _quota[0](tenant, actor, fields)
+
+
+@transaction.atomic
+def quota_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Quota:
+    return _quota[1](tenant, actor, code, changes)
+
+
+@transaction.atomic
+def quota_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete quota ``code``; refused while a leg rule counts rides against it."""
+    _quota[2](tenant, actor, code)
+
+
+@transaction.atomic
+def timeframe_create(
+    *,
+    tenant: Tenant,
+    actor: str,
+    fields: Mapping[str, Any],
+    windows: Sequence[Mapping[str, Any]] = (),
+) -> Timeframe:
+    """Add a timeframe with its windows (each ``{"days": [1..7], "start": "07:00", "end": "09:00"}``)."""
+    _refuse_county(tenant, "add a timeframe")
+    timeframe = Timeframe()
+    _assign(timeframe, fields)
+    _checked(timeframe)
+    rows = _windows(timeframe, windows)
+    timeframe.save()
+    for row in rows:
+        row.timeframe = timeframe
+    TimeframeWindow.objects.bulk_create(rows)
+    _audit(timeframe, "create", actor, _snapshot(timeframe))
+    return timeframe
+
+
+@transaction.atomic
+def timeframe_change(
+    *,
+    tenant: Tenant,
+    actor: str,
+    code: str,
+    changes: Mapping[str, Any],
+    windows: Sequence[Mapping[str, Any]] | None = None,
+) -> Timeframe:
+    """Change timeframe ``code``; ``windows``, when given, replace all of its windows."""
+    _refuse_county(tenant, "change a timeframe")
+    timeframe = _row(Timeframe, code=code)
+    before = _snapshot(timeframe)
+    _assign(timeframe, changes)
+    _checked(timeframe)
+    rows = None if windows is None else _windows(timeframe, windows)
+    timeframe.save()
+    if rows is not None:
+        timeframe.windows.all().delete()
+        TimeframeWindow.objects.bulk_create(rows)
+    after = _snapshot(timeframe)
+    changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before.get(k) != v}
+    _audit(timeframe, "change", actor, {"changed": changed})
+    return timeframe
+
+
+@transaction.atomic
+def timeframe_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete timeframe ``code`` and its windows; refused while a leg rule refers to it."""
+    _refuse_county(tenant, "delete a timeframe")
+    _delete(_row(Timeframe, code=code), tenant=tenant, actor=actor)
+
+
+@transaction.atomic
+def visitor_policy_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> VisitorPolicy:
+    """Add what visitors get: ``scope`` default/network/tenant, ``key``, ``policy``."""
+    return _create(VisitorPolicy, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def visitor_policy_change(
+    *, tenant: Tenant, actor: str, scope: str, key: str = "", changes: Mapping[str, Any]
+) -> VisitorPolicy:
+    """Change the visitor policy of ``scope``/``key`` (``changes`` may move it to another scope or key)."""
+    _refuse_county(tenant, "change a visitor policy")
+    return _change(_row(VisitorPolicy, scope=scope, key=key), tenant=tenant, actor=actor, changes=changes)
+
+
+@transaction.atomic
+def visitor_policy_delete(*, tenant: Tenant, actor: str, scope: str, key: str = "") -> None:
+    _refuse_county(tenant, "delete a visitor policy")
+    _delete(_row(VisitorPolicy, scope=scope, key=key), tenant=tenant, actor=actor)
