@@ -219,11 +219,16 @@ def _label(model: type[models.Model]) -> str:
 
 
 def _refusal(exc: ValidationError, what: str) -> DomainError:
+    """One message naming every field refused (the first one is the error's ``field``)."""
     errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
-    field, messages = next(iter(errors.items()))
-    if field == NON_FIELD_ERRORS:
-        return DomainError(f"{what} refused: {'; '.join(messages)}", code="invalid_rule")
-    return DomainError(f"{what} refused: {field}: {'; '.join(messages)}", code="invalid_rule", field=field)
+    parts = [
+        "; ".join(messages) if field == NON_FIELD_ERRORS else f"{field}: {'; '.join(messages)}"
+        for field, messages in errors.items()
+    ]
+    fields = [f for f in errors if f != NON_FIELD_ERRORS]
+    return DomainError(
+        f"{what} refused: {' | '.join(parts)}", code="invalid_rule", field=(fields or [None])[0]
+    )
 
 
 def _what(row: models.Model) -> str:
@@ -323,7 +328,16 @@ def _create(model: type[models.Model], *, tenant: Tenant, actor: str, fields: Ma
     return row
 
 
-def _change(row: models.Model, *, tenant: Tenant, actor: str, changes: Mapping[str, Any]) -> Any:
+def _change(
+    model: type[models.Model],
+    *,
+    tenant: Tenant,
+    actor: str,
+    lookup: Mapping[str, Any],
+    changes: Mapping[str, Any],
+) -> Any:
+    _refuse_county(tenant, f"change a {_label(model)}")
+    row = _row(model, **lookup)
     before = _snapshot(row)
     _assign(row, changes)
     _checked(row)
@@ -334,7 +348,9 @@ def _change(row: models.Model, *, tenant: Tenant, actor: str, changes: Mapping[s
     return row
 
 
-def _delete(row: models.Model, *, tenant: Tenant, actor: str) -> None:
+def _delete(model: type[models.Model], *, tenant: Tenant, actor: str, lookup: Mapping[str, Any]) -> None:
+    _refuse_county(tenant, f"delete a {_label(model)}")
+    row = _row(model, **lookup)
     snapshot = _snapshot(row)
     try:
         with transaction.atomic():
@@ -369,127 +385,105 @@ def _windows(timeframe: Timeframe, windows: Sequence[Mapping[str, Any]]) -> list
     return rows
 
 
-def _code_rows(model: type[models.Model]):
-    """The create / change / delete of a rule entity whose rows are named by ``code``."""
-
-    def create(tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
-        return _create(model, tenant=tenant, actor=actor, fields=fields)
-
-    def change(tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Any:
-        _refuse_county(tenant, f"change a {_label(model)}")
-        return _change(_row(model, code=code), tenant=tenant, actor=actor, changes=changes)
-
-    def delete(tenant: Tenant, actor: str, code: str) -> None:
-        _refuse_county(tenant, f"delete a {_label(model)}")
-        _delete(_row(model, code=code), tenant=tenant, actor=actor)
-
-    return create, change, delete
-
-
-_route_set, _fare_product, _leg_rule, _transfer_rule, _cap, _quota = (
-    _code_rows(m) for m in (RouteSet, FareProduct, LegRule, TransferRule, Cap, Quota)
-)
-
-
 @transaction.atomic
 def route_set_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> RouteSet:
     """Add a route set (code, name, service, routes, ranges "1-499, 600-699", excluded)."""
-    return _route_set[0](tenant, actor, fields)
+    return _create(RouteSet, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def route_set_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> RouteSet:
     """Change route set ``code``'s fields (``changes`` may rename it with a new ``code``)."""
-    return _route_set[1](tenant, actor, code, changes)
+    return _change(RouteSet, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def route_set_delete(*, tenant: Tenant, actor: str, code: str) -> None:
     """Delete route set ``code``; refused while a product or rule refers to it."""
-    _route_set[2](tenant, actor, code)
+    _delete(RouteSet, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
 def fare_product_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> FareProduct:
     """Add a fare product (base fare); ``route_set`` by code."""
-    return _fare_product[0](tenant, actor, fields)
+    return _create(FareProduct, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def fare_product_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> FareProduct:
-    return _fare_product[1](tenant, actor, code, changes)
+    return _change(FareProduct, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def fare_product_delete(*, tenant: Tenant, actor: str, code: str) -> None:
-    _fare_product[2](tenant, actor, code)
+    _delete(FareProduct, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
 def leg_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> LegRule:
     """Add a discount rule; ``route_set``, ``timeframe`` and ``quota`` by code."""
-    return _leg_rule[0](tenant, actor, fields)
+    return _create(LegRule, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def leg_rule_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> LegRule:
-    return _leg_rule[1](tenant, actor, code, changes)
+    return _change(LegRule, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def leg_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
-    _leg_rule[2](tenant, actor, code)
+    _delete(LegRule, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
 def transfer_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> TransferRule:
     """Add a transfer rule; ``from_route_set`` and ``to_route_set`` by code."""
-    return _transfer_rule[0](tenant, actor, fields)
+    return _create(TransferRule, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def transfer_rule_change(
     *, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]
 ) -> TransferRule:
-    return _transfer_rule[1](tenant, actor, code, changes)
+    return _change(TransferRule, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def transfer_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
-    _transfer_rule[2](tenant, actor, code)
+    _delete(TransferRule, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
 def cap_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Cap:
     """Add a fare cap (封顶) per day or month."""
-    return _cap[0](tenant, actor, fields)
+    return _create(Cap, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def cap_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Cap:
-    return _cap[1](tenant, actor, code, changes)
+    return _change(Cap, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def cap_delete(*, tenant: Tenant, actor: str, code: str) -> None:
-    _cap[2](tenant, actor, code)
+    _delete(Cap, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
 def quota_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Quota:
     """Add a quota (N rides a period under a leg rule)."""
-    return _quota[0](tenant, actor, fields)
+    return _create(Quota, tenant=tenant, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def quota_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Quota:
-    return _quota[1](tenant, actor, code, changes)
+    return _change(Quota, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
 
 
 @transaction.atomic
 def quota_delete(*, tenant: Tenant, actor: str, code: str) -> None:
     """Delete quota ``code``; refused while a leg rule counts rides against it."""
-    _quota[2](tenant, actor, code)
+    _delete(Quota, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
@@ -543,8 +537,7 @@ def timeframe_change(
 @transaction.atomic
 def timeframe_delete(*, tenant: Tenant, actor: str, code: str) -> None:
     """Delete timeframe ``code`` and its windows; refused while a leg rule refers to it."""
-    _refuse_county(tenant, "delete a timeframe")
-    _delete(_row(Timeframe, code=code), tenant=tenant, actor=actor)
+    _delete(Timeframe, tenant=tenant, actor=actor, lookup={"code": code})
 
 
 @transaction.atomic
@@ -558,11 +551,11 @@ def visitor_policy_change(
     *, tenant: Tenant, actor: str, scope: str, key: str = "", changes: Mapping[str, Any]
 ) -> VisitorPolicy:
     """Change the visitor policy of ``scope``/``key`` (``changes`` may move it to another scope or key)."""
-    _refuse_county(tenant, "change a visitor policy")
-    return _change(_row(VisitorPolicy, scope=scope, key=key), tenant=tenant, actor=actor, changes=changes)
+    return _change(
+        VisitorPolicy, tenant=tenant, actor=actor, lookup={"scope": scope, "key": key}, changes=changes
+    )
 
 
 @transaction.atomic
 def visitor_policy_delete(*, tenant: Tenant, actor: str, scope: str, key: str = "") -> None:
-    _refuse_county(tenant, "delete a visitor policy")
-    _delete(_row(VisitorPolicy, scope=scope, key=key), tenant=tenant, actor=actor)
+    _delete(VisitorPolicy, tenant=tenant, actor=actor, lookup={"scope": scope, "key": key})
