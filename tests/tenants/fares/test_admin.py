@@ -252,3 +252,25 @@ def test_county_officer_sees_the_rules_pages_but_cannot_edit(client, tenant):
     )
     assert page.status_code == 403
     assert not _rows(tenant("tonglu"), RouteSet) and not _audit(tenant("tonglu"), "fares.route_set.create")
+
+
+def test_admin_changes_a_visitor_policy_named_by_scope_and_key(hz_admin, tenant):
+    from citycard.tenants.fares.models import VisitorPolicy
+
+    hz = tenant("hangzhou")
+    (default,) = _rows(hz, VisitorPolicy, scope="default")
+    page = hz_admin.post(
+        f"/admin/fares/visitorpolicy/{default.pk}/change/",
+        {"scope": "network", "key": "gba", "policy": "no_concession"},
+        HTTP_HOST=HZ,
+    )
+    assert page.status_code == 302, page.content.decode()[:2000]
+    (moved,) = _rows(hz, VisitorPolicy, pk=default.pk)
+    assert (moved.scope, moved.key, moved.policy) == ("network", "gba", "no_concession")
+    assert _audit(hz, "fares.visitor_policy.change") == [("user:hzfares", "network:gba -> no_concession")]
+    page = hz_admin.post(
+        "/admin/fares/visitorpolicy/add/",
+        {"scope": "tenant", "key": "hz", "policy": "host_rules"},
+        HTTP_HOST=HZ,
+    )
+    assert page.status_code == 200 and "6-digit division code" in page.content.decode()
