@@ -343,7 +343,9 @@ class Concessions:
     rules: tuple[PublishedLegRule, ...]
 
 
-def concessions_for(*, tenant: Tenant, categories: Iterable[str], scheme: str, on: dt.date) -> Concessions:
+def concessions_for(
+    *, tenant: Tenant, categories: Iterable[str], scheme: str, on: dt.date
+) -> Concessions:
     """Which concessions of the published rules apply to a local card of ``scheme`` whose holder has
     ``categories`` (valid on ``on``): the leg rules naming one of the categories, valid on ``on``, for local
     riders or any, for the card's scheme (or every scheme), needing no pass. Highest priority first, as the
