@@ -7,7 +7,8 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, models, transaction
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -33,8 +34,83 @@ from citycard.tenants.fares.models import (
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
+def _actor(request) -> str:
+    return f"user:{request.user.username}"
+
+
+def _values(form) -> dict:
+    """The form's cleaned fields as the services take them: referenced rows by code."""
+    fields = {f.name for f in form._meta.model._meta.concrete_fields}
+    return {
+        name: (value.code if isinstance(value, models.Model) else value)
+        for name, value in form.cleaned_data.items()
+        if name in fields
+    }
+
+
+class RuleAdmin(admin.ModelAdmin):
+    """Saves and deletes through the fare services (checked, audited, refused for a county).
+
+    The form runs the same model checks the services run, so bad input comes back as form errors; a
+    refusal only the service can make (a row still in use, a county) comes back as a message, with
+    nothing written."""
+
+    create_service = None
+    change_service = None
+    delete_service = None
+
+    def _key(self, obj) -> dict:
+        return {"code": obj.code}
+
+    def _original_key(self, form) -> dict:
+        return {"code": form.initial.get("code", form.instance.code)}
+
+    def save_model(self, request, obj, form, change):
+        tenant = connection.tenant
+        if change:
+            saved = self.change_service(
+                tenant=tenant, actor=_actor(request), **self._original_key(form), changes=_values(form)
+            )
+        else:
+            saved = self.create_service(tenant=tenant, actor=_actor(request), fields=_values(form))
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        self.delete_service(tenant=connection.tenant, actor=_actor(request), **self._key(obj))
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+    def _refused(self, request, exc: DomainError):
+        self.message_user(request, str(exc), level=messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:  # the view's transaction is rolled back: nothing written
+            return self._refused(request, exc)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except DomainError as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except DomainError as exc:  # the delete action
+            return self._refused(request, exc)
+
+
 @admin.register(RouteSet, site=tenant_admin)
-class RouteSetAdmin(admin.ModelAdmin):
+class RouteSetAdmin(RuleAdmin):
+    create_service = staticmethod(services.route_set_create)
+    change_service = staticmethod(services.route_set_change)
+    delete_service = staticmethod(services.route_set_delete)
     list_display = ("code", "name", "service", "ranges", "routes", "excluded")
     search_fields = ("code", "name")
 
@@ -45,18 +121,50 @@ class TimeframeWindowInline(admin.TabularInline):
 
 
 @admin.register(Timeframe, site=tenant_admin)
-class TimeframeAdmin(admin.ModelAdmin):
+class TimeframeAdmin(RuleAdmin):
+    create_service = staticmethod(services.timeframe_create)
+    change_service = staticmethod(services.timeframe_change)
+    delete_service = staticmethod(services.timeframe_delete)
     list_display = ("code", "name")
     inlines = [TimeframeWindowInline]
 
+    def save_model(self, request, obj, form, change):
+        """Saved with its windows in ``save_related``, where the inline's rows are known."""
+
+    def save_related(self, request, form, formsets, change):
+        windows = [
+            {"days": f.cleaned_data["days"], "start": f.cleaned_data["start"], "end": f.cleaned_data["end"]}
+            for formset in formsets
+            for f in formset.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        tenant, actor = connection.tenant, _actor(request)
+        if change:
+            saved = services.timeframe_change(
+                tenant=tenant, actor=actor, **self._original_key(form), changes=_values(form), windows=windows
+            )
+        else:
+            saved = services.timeframe_create(
+                tenant=tenant, actor=actor, fields=_values(form), windows=windows
+            )
+        form.instance.pk = saved.pk
+        for formset in formsets:  # what the change message reads; the service saved the rows
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
 
 @admin.register(Quota, site=tenant_admin)
-class QuotaAdmin(admin.ModelAdmin):
+class QuotaAdmin(RuleAdmin):
+    create_service = staticmethod(services.quota_create)
+    change_service = staticmethod(services.quota_change)
+    delete_service = staticmethod(services.quota_delete)
     list_display = ("code", "name", "period", "rides")
 
 
 @admin.register(FareProduct, site=tenant_admin)
-class FareProductAdmin(admin.ModelAdmin):
+class FareProductAdmin(RuleAdmin):
+    create_service = staticmethod(services.fare_product_create)
+    change_service = staticmethod(services.fare_product_change)
+    delete_service = staticmethod(services.fare_product_delete)
     list_display = (
         "code",
         "name",
@@ -71,8 +179,12 @@ class FareProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(LegRule, site=tenant_admin)
-class LegRuleAdmin(admin.ModelAdmin):
+class LegRuleAdmin(RuleAdmin):
     """The discount rules, with the publish page and the simulator linked from the list."""
+
+    create_service = staticmethod(services.leg_rule_create)
+    change_service = staticmethod(services.leg_rule_change)
+    delete_service = staticmethod(services.leg_rule_delete)
 
     list_display = (
         "code",
@@ -158,7 +270,10 @@ class LegRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(TransferRule, site=tenant_admin)
-class TransferRuleAdmin(admin.ModelAdmin):
+class TransferRuleAdmin(RuleAdmin):
+    create_service = staticmethod(services.transfer_rule_create)
+    change_service = staticmethod(services.transfer_rule_change)
+    delete_service = staticmethod(services.transfer_rule_delete)
     list_display = (
         "code",
         "from_service",
@@ -174,13 +289,25 @@ class TransferRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cap, site=tenant_admin)
-class CapAdmin(admin.ModelAdmin):
+class CapAdmin(RuleAdmin):
+    create_service = staticmethod(services.cap_create)
+    change_service = staticmethod(services.cap_change)
+    delete_service = staticmethod(services.cap_delete)
     list_display = ("code", "name", "period", "amount_fen", "service", "categories", "media")
 
 
 @admin.register(VisitorPolicy, site=tenant_admin)
-class VisitorPolicyAdmin(admin.ModelAdmin):
+class VisitorPolicyAdmin(RuleAdmin):
+    create_service = staticmethod(services.visitor_policy_create)
+    change_service = staticmethod(services.visitor_policy_change)
+    delete_service = staticmethod(services.visitor_policy_delete)
     list_display = ("scope", "key", "policy")
+
+    def _key(self, obj) -> dict:
+        return {"scope": obj.scope, "key": obj.key}
+
+    def _original_key(self, form) -> dict:
+        return {"scope": form.initial.get("scope", ""), "key": form.initial.get("key", "")}
 
 
 class SimulatorForm(forms.Form):

@@ -32,10 +32,22 @@ PERIOD_CHOICES = _choices(D.PERIODS)
 
 
 def _check_codes(values, allowed, field: str) -> None:
-    """Immediate feedback in the admin; publishing re-validates the whole document anyway."""
+    """The row checks (``clean``) are the ones both the admin forms and the editing services run
+    (``services.<entity>_create`` / ``_change``); publishing re-validates the whole document anyway."""
     unknown = [v for v in values if v not in allowed]
     if unknown:
         raise ValidationError({field: f"unknown: {', '.join(unknown)} (known: {', '.join(allowed)})"})
+
+
+def _check_dates(row) -> None:
+    if row.valid_from and row.valid_to and row.valid_from > row.valid_to:
+        raise ValidationError({"valid_to": "valid_to is before valid_from"})
+
+
+def _check_not_negative(row, field: str) -> None:
+    value = getattr(row, field)
+    if value is not None and value < 0:
+        raise ValidationError({field: "a negative amount is refused (fares are never negative)"})
 
 
 def _codes(max_length: int = 20, help_text: str = "") -> ArrayField:
@@ -136,6 +148,10 @@ class FareProduct(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    def clean(self) -> None:
+        _check_not_negative(self, "amount_fen")
+        _check_dates(self)
+
 
 class LegRule(models.Model):
     """A discount on one ride (优惠规则): who, where, when, how much; the highest priority match wins."""
@@ -180,6 +196,7 @@ class LegRule(models.Model):
             raise ValidationError({"value": "a negative value is refused (fares are never negative)"})
         if self.kind == self.Kind.PERCENT and self.value > 10000 and not self.above_base:
             raise ValidationError({"value": "more than 10000 basis points needs 'above base' ticked"})
+        _check_dates(self)
 
 
 class TransferRule(models.Model):
@@ -223,6 +240,11 @@ class Cap(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        _check_not_negative(self, "amount_fen")
+        _check_codes(self.categories, D.CATEGORIES, "categories")
+        _check_codes(self.media, D.MEDIA, "media")
 
 
 class VisitorPolicy(models.Model):

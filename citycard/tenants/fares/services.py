@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
@@ -190,3 +192,370 @@ def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[st
         raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
     counts = fares_document_load(tenant=tenant, document=body, actor=actor)
     return counts, notes
+
+
+# --- editing one rule row (the admin, scripts) -------------------------------------------------------
+#
+# One create / change / delete per rule entity. Every row is checked with the model's own checks
+# (``Model.full_clean``: field types, choices, uniqueness and the entity's ``clean()``), the very checks
+# the admin forms run, so the admin and the services cannot disagree. A refusal is a ``DomainError``
+# naming the field; nothing is written. Row references (route sets, timeframes, quotas) are given by code.
+
+_REFERENCES: dict[str, type[models.Model]] = {
+    "route_set": RouteSet,
+    "from_route_set": RouteSet,
+    "to_route_set": RouteSet,
+    "timeframe": Timeframe,
+    "quota": Quota,
+}
+
+
+def _editable(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.name for f in model._meta.concrete_fields if not f.primary_key)
+
+
+def _label(model: type[models.Model]) -> str:
+    return str(model._meta.verbose_name)
+
+
+def _refusal(exc: ValidationError, what: str) -> DomainError:
+    """One message naming every field refused (the first one is the error's ``field``)."""
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    parts = [
+        "; ".join(messages) if field == NON_FIELD_ERRORS else f"{field}: {'; '.join(messages)}"
+        for field, messages in errors.items()
+    ]
+    fields = [f for f in errors if f != NON_FIELD_ERRORS]
+    return DomainError(
+        f"{what} refused: {' | '.join(parts)}", code="invalid_rule", field=(fields or [None])[0]
+    )
+
+
+def _what(row: models.Model) -> str:
+    return f"{_label(type(row))} {str(row)!r}"
+
+
+def _assign(row: models.Model, values: Mapping[str, Any]) -> None:
+    """Set the given fields on ``row``; references by code (or a row), unknown fields refused."""
+    model = type(row)
+    unknown = sorted(set(values) - set(_editable(model)))
+    if unknown:
+        raise DomainError(
+            f"{_label(model)} has no field {', '.join(unknown)} (fields: {', '.join(_editable(model))})",
+            code="invalid_rule",
+            field=unknown[0],
+        )
+    for name, value in values.items():
+        target = _REFERENCES.get(name)
+        if target is None:
+            setattr(row, name, value)
+            continue
+        if isinstance(value, target) or value is None or value == "":
+            setattr(row, name, value or None)
+            continue
+        found = target.objects.filter(code=value).first()
+        if found is None:
+            raise DomainError(
+                f"{_label(model)} refused: {name}: no {_label(target)} {value!r}",
+                code="invalid_rule",
+                field=name,
+            )
+        setattr(row, name, found)
+
+
+def _checked(row: models.Model) -> None:
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise _refusal(exc, _what(row)) from exc
+
+
+def _snapshot(row: models.Model) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in _editable(type(row)):
+        value = getattr(row, name)
+        if isinstance(value, models.Model):
+            value = getattr(value, "code", value.pk)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        data[name] = value
+    if isinstance(row, Timeframe):
+        data["windows"] = [
+            {"days": list(w.days), "start": w.start, "end": w.end}
+            for w in row.windows.order_by("start", "pk")
+        ]
+    return data
+
+
+_ENTITY = {
+    RouteSet: "route_set",
+    Timeframe: "timeframe",
+    Quota: "quota",
+    FareProduct: "fare_product",
+    LegRule: "leg_rule",
+    TransferRule: "transfer_rule",
+    Cap: "cap",
+    VisitorPolicy: "visitor_policy",
+}
+
+
+def _audit(row: models.Model, action: str, actor: str, data: Mapping[str, Any]) -> None:
+    object_type = _ENTITY[type(row)]
+    audit_record(
+        action=f"fares.{object_type}.{action}",
+        actor=actor,
+        object_type=object_type,
+        object_id=str(row),
+        data=data,
+    )
+
+
+def _row(model: type[models.Model], **lookup: Any) -> Any:
+    row = model.objects.select_for_update().filter(**lookup).first()
+    if row is None:
+        shown = ", ".join(f"{k}={v!r}" for k, v in lookup.items())
+        raise NotFound(f"no {_label(model)} with {shown}", field=next(iter(lookup)))
+    return row
+
+
+def _create(model: type[models.Model], *, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
+    _refuse_county(tenant, f"add a {_label(model)}")
+    row = model()
+    _assign(row, fields)
+    _checked(row)
+    row.save()
+    _audit(row, "create", actor, _snapshot(row))
+    return row
+
+
+def _change(
+    model: type[models.Model],
+    *,
+    tenant: Tenant,
+    actor: str,
+    lookup: Mapping[str, Any],
+    changes: Mapping[str, Any],
+) -> Any:
+    _refuse_county(tenant, f"change a {_label(model)}")
+    row = _row(model, **lookup)
+    before = _snapshot(row)
+    _assign(row, changes)
+    _checked(row)
+    row.save()
+    after = _snapshot(row)
+    changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before.get(k) != v}
+    _audit(row, "change", actor, {"changed": changed})
+    return row
+
+
+def _delete(model: type[models.Model], *, tenant: Tenant, actor: str, lookup: Mapping[str, Any]) -> None:
+    _refuse_county(tenant, f"delete a {_label(model)}")
+    row = _row(model, **lookup)
+    snapshot = _snapshot(row)
+    try:
+        with transaction.atomic():
+            row.delete()
+    except ProtectedError as exc:
+        users = sorted({str(o) for o in exc.protected_objects})
+        raise DomainError(
+            f"{_what(row)} is still used by {', '.join(users)}: change or delete those first",
+            code="in_use",
+            field="code" if hasattr(row, "code") else None,
+        ) from exc
+    _audit(row, "delete", actor, snapshot)
+
+
+def _windows(timeframe: Timeframe, windows: Sequence[Mapping[str, Any]]) -> list[TimeframeWindow]:
+    rows = []
+    for n, w in enumerate(windows, 1):
+        unknown = sorted(set(w) - {"days", "start", "end"})
+        if unknown:
+            raise DomainError(f"timeframe window {n}: no field {', '.join(unknown)}", field="windows")
+        row = TimeframeWindow(
+            timeframe=timeframe,
+            days=list(w.get("days", [1, 2, 3, 4, 5, 6, 7])),
+            start=w.get("start", "00:00"),
+            end=w.get("end", "24:00"),
+        )
+        try:
+            row.full_clean(exclude=["timeframe"])
+        except ValidationError as exc:
+            raise _refusal(exc, f"timeframe {timeframe.code!r} window {n}") from exc
+        rows.append(row)
+    return rows
+
+
+@transaction.atomic
+def route_set_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> RouteSet:
+    """Add a route set (code, name, service, routes, ranges "1-499, 600-699", excluded)."""
+    return _create(RouteSet, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def route_set_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> RouteSet:
+    """Change route set ``code``'s fields (``changes`` may rename it with a new ``code``)."""
+    return _change(RouteSet, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def route_set_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete route set ``code``; refused while a product or rule refers to it."""
+    _delete(RouteSet, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def fare_product_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> FareProduct:
+    """Add a fare product (base fare); ``route_set`` by code."""
+    return _create(FareProduct, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def fare_product_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> FareProduct:
+    return _change(FareProduct, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def fare_product_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _delete(FareProduct, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def leg_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> LegRule:
+    """Add a discount rule; ``route_set``, ``timeframe`` and ``quota`` by code."""
+    return _create(LegRule, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def leg_rule_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> LegRule:
+    return _change(LegRule, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def leg_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _delete(LegRule, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def transfer_rule_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> TransferRule:
+    """Add a transfer rule; ``from_route_set`` and ``to_route_set`` by code."""
+    return _create(TransferRule, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def transfer_rule_change(
+    *, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]
+) -> TransferRule:
+    return _change(TransferRule, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def transfer_rule_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _delete(TransferRule, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def cap_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Cap:
+    """Add a fare cap (封顶) per day or month."""
+    return _create(Cap, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def cap_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Cap:
+    return _change(Cap, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def cap_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _delete(Cap, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def quota_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Quota:
+    """Add a quota (N rides a period under a leg rule)."""
+    return _create(Quota, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def quota_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Quota:
+    return _change(Quota, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def quota_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete quota ``code``; refused while a leg rule counts rides against it."""
+    _delete(Quota, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def timeframe_create(
+    *,
+    tenant: Tenant,
+    actor: str,
+    fields: Mapping[str, Any],
+    windows: Sequence[Mapping[str, Any]] = (),
+) -> Timeframe:
+    """Add a timeframe with its windows (each ``{"days": [1..7], "start": "07:00", "end": "09:00"}``)."""
+    _refuse_county(tenant, "add a timeframe")
+    timeframe = Timeframe()
+    _assign(timeframe, fields)
+    _checked(timeframe)
+    rows = _windows(timeframe, windows)
+    timeframe.save()
+    for row in rows:
+        row.timeframe = timeframe
+    TimeframeWindow.objects.bulk_create(rows)
+    _audit(timeframe, "create", actor, _snapshot(timeframe))
+    return timeframe
+
+
+@transaction.atomic
+def timeframe_change(
+    *,
+    tenant: Tenant,
+    actor: str,
+    code: str,
+    changes: Mapping[str, Any],
+    windows: Sequence[Mapping[str, Any]] | None = None,
+) -> Timeframe:
+    """Change timeframe ``code``; ``windows``, when given, replace all of its windows."""
+    _refuse_county(tenant, "change a timeframe")
+    timeframe = _row(Timeframe, code=code)
+    before = _snapshot(timeframe)
+    _assign(timeframe, changes)
+    _checked(timeframe)
+    rows = None if windows is None else _windows(timeframe, windows)
+    timeframe.save()
+    if rows is not None:
+        timeframe.windows.all().delete()
+        TimeframeWindow.objects.bulk_create(rows)
+    after = _snapshot(timeframe)
+    changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before.get(k) != v}
+    _audit(timeframe, "change", actor, {"changed": changed})
+    return timeframe
+
+
+@transaction.atomic
+def timeframe_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete timeframe ``code`` and its windows; refused while a leg rule refers to it."""
+    _delete(Timeframe, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def visitor_policy_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> VisitorPolicy:
+    """Add what visitors get: ``scope`` default/network/tenant, ``key``, ``policy``."""
+    return _create(VisitorPolicy, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def visitor_policy_change(
+    *, tenant: Tenant, actor: str, scope: str, key: str = "", changes: Mapping[str, Any]
+) -> VisitorPolicy:
+    """Change the visitor policy of ``scope``/``key`` (``changes`` may move it to another scope or key)."""
+    return _change(
+        VisitorPolicy, tenant=tenant, actor=actor, lookup={"scope": scope, "key": key}, changes=changes
+    )
+
+
+@transaction.atomic
+def visitor_policy_delete(*, tenant: Tenant, actor: str, scope: str, key: str = "") -> None:
+    _delete(VisitorPolicy, tenant=tenant, actor=actor, lookup={"scope": scope, "key": key})
