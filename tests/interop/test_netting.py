@@ -156,38 +156,6 @@ def test_the_database_refuses_an_unbalanced_journal_and_unbalanced_positions(yrd
         Posting.objects.filter(pk=posting.pk).update(amount_fen=1)
 
 
-def test_the_issuers_tac_fast_path_equals_terminal_kit():
-    import random
-
-    from citycard.tenants.exchange.services import _TacKeys
-    from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, tac_compute
-    from citycard.terminal_kit.devkeys import SIM_KEYS
-
-    rng = random.Random(5)
-    keys = _TacKeys(SIM_KEYS.tac_master)
-    for alg in (Algorithm.SM4, Algorithm.TRIPLE_DES):
-        for _ in range(50):
-            card = f"3301000000{rng.randrange(10**8):08d}"
-            card = card + str(rng.randrange(10))
-            fields = {
-                "amount": rng.randrange(10**6),
-                "terminal_id": rng.randbytes(6),
-                "terminal_seq": rng.randrange(2**31),
-                "date": bytes.fromhex("20261121"),
-                "time": rng.randbytes(3),
-            }
-            data = (
-                fields["amount"].to_bytes(4, "big")
-                + bytes([PURCHASE])
-                + fields["terminal_id"]
-                + fields["terminal_seq"].to_bytes(4, "big")
-                + fields["date"]
-                + fields["time"]
-            )
-            expected = tac_compute(diversify(SIM_KEYS.tac_master, card, alg), alg=alg, **fields)
-            assert keys.tac(card, alg, data, **fields) == expected
-
-
 def test_the_issuers_tap_time_fast_path_equals_the_conversion():
     import datetime as dt
 

@@ -110,3 +110,33 @@ def test_mac4_with_a_reused_ecb_context_is_mac4(alg, key, single_des, data):
     encryptor, size = ecb_encryptor(key, alg)
     assert mac4_ecb(encryptor, size, data) == mac4(key, data, alg)
     assert mac4_ecb(encryptor, size, data[::-1]) == mac4(key, data[::-1], alg)  # the context is reusable
+
+
+def test_the_issuers_cached_tac_equals_tac_compute_for_both_algorithms():
+    import random
+
+    from citycard.terminal_kit.card.crypto import PURCHASE, diversify, issuer_tac, tac_compute
+
+    rng = random.Random(5)
+    master = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    for alg in (Algorithm.SM4, Algorithm.TRIPLE_DES):
+        for _ in range(50):
+            card = f"3301000000{rng.randrange(10**8):08d}{rng.randrange(10)}"
+            fields = {
+                "amount": rng.randrange(10**6),
+                "terminal_id": rng.randbytes(6),
+                "terminal_seq": rng.randrange(2**31),
+                "date": bytes.fromhex("20261121"),
+                "time": rng.randbytes(3),
+            }
+            data = (
+                fields["amount"].to_bytes(4, "big")
+                + bytes([PURCHASE])
+                + fields["terminal_id"]
+                + fields["terminal_seq"].to_bytes(4, "big")
+                + fields["date"]
+                + fields["time"]
+            )
+            expected = tac_compute(diversify(master, card, alg), alg=alg, **fields)
+            assert issuer_tac(master, card, alg, data) == expected
+            assert issuer_tac(master, card, alg, data) == expected  # from the kept context

@@ -19,7 +19,6 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -29,7 +28,7 @@ from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.tenants.exchange.cardfacts import card_facts_for
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
-from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, tac_compute
+from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, issuer_tac
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -160,51 +159,6 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
 # --- issuer validation ----------------------------------------------------------------------------------
 
 
-# SM4 card keys as reusable ECB encryptors, kept across validation requests (a cycle sends an issuer its
-# records in chunks, and the next day's cycle sees mostly the same cards): keyed by the issuer's master key
-# and the card, so a rotated master never reuses an old card key. Bounded; emptied when full.
-_SM4_CONTEXTS: dict[tuple[bytes, str], Any] = {}
-_SM4_CONTEXTS_MAX = 400_000
-
-
-class _TacKeys:
-    """The issuer's TAC keys per card: an SM4 card key becomes a reusable ECB encryptor (cached for the
-    process, see _SM4_CONTEXTS) so each TAC costs two block encryptions (the CBC-MAC of
-    terminal_kit.card.crypto, which a test checks it equals); 3DES cards use crypto.tac_compute as is."""
-
-    def __init__(self, master: bytes) -> None:
-        self.master = master
-        self.other: dict[tuple[str, int], bytes] = {}
-
-    def sm4(self, card_no: str) -> Any:
-        key = (self.master, card_no)
-        enc = _SM4_CONTEXTS.get(key)
-        if enc is None:
-            if len(_SM4_CONTEXTS) >= _SM4_CONTEXTS_MAX:
-                _SM4_CONTEXTS.clear()
-            card_key = diversify(self.master, card_no, Algorithm.SM4)
-            enc = _SM4_CONTEXTS[key] = Cipher(algorithms.SM4(card_key), modes.ECB()).encryptor()
-        return enc
-
-    def sm4_mac(self, card_no: str, data: bytes) -> bytes:
-        """The SM4 TAC of ``data`` (the transaction fields as terminal_kit.card.crypto lays them out)."""
-        enc = self.sm4(card_no)
-        padded = data + b"\x80" + b"\x00" * (-(len(data) + 1) % 16)
-        state = 0
-        for i in range(0, len(padded), 16):
-            block = state ^ int.from_bytes(padded[i : i + 16], "big")
-            state = int.from_bytes(enc.update(block.to_bytes(16, "big")), "big")
-        return state.to_bytes(16, "big")[:4]
-
-    def tac(self, card_no: str, algorithm: Algorithm, data: bytes, **fields: Any) -> bytes:
-        if algorithm == Algorithm.SM4:
-            return self.sm4_mac(card_no, data)
-        key = self.other.get((card_no, algorithm))
-        if key is None:
-            key = self.other[(card_no, algorithm)] = diversify(self.master, card_no, algorithm)
-        return tac_compute(key, alg=algorithm, **fields)
-
-
 def _local_date_time(tapped_at: str) -> tuple[bytes, bytes]:
     """The tap's Asia/Shanghai date (YYYYMMDD) and time (HHMMSS) as BCD bytes; a time written in +08:00
     (what terminals send) is read by position, any other offset is converted."""
@@ -225,7 +179,7 @@ def _local_date_time(tapped_at: str) -> tuple[bytes, bytes]:
     return bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S"))
 
 
-def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
+def _tac_ok(record: dict[str, Any], master: bytes) -> bool:
     try:
         terminal_no = bytes.fromhex(record.get("terminal_no") or "")
         algorithm = Algorithm(int(record.get("algorithm", Algorithm.SM4)))
@@ -239,19 +193,7 @@ def _tac_ok(record: dict[str, Any], keys: _TacKeys) -> bool:
         return False
     if len(terminal_no) != 6 or len(tac) != 4:
         return False
-    if algorithm == Algorithm.SM4:
-        return hmac.compare_digest(keys.sm4_mac(record["card_no"], data), tac)
-    expected = keys.tac(
-        record["card_no"],
-        algorithm,
-        data,
-        amount=amount,
-        terminal_id=terminal_no,
-        terminal_seq=seq,
-        date=date,
-        time=time,
-    )
-    return hmac.compare_digest(expected, tac)
+    return hmac.compare_digest(issuer_tac(master, record["card_no"], algorithm, data), tac)
 
 
 def _checks_run(facts: dict | None) -> list[str]:
@@ -280,13 +222,13 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
         raise EnvelopeRefused("validation requests come from the platform", code="unknown_sender")
     records = sorted(opened.body.get("records") or [], key=lambda r: r["record_id"])
     grace = dt.timedelta(minutes=int(opened.body.get("hotlist_grace_minutes", 0)))
-    keys = _TacKeys(tenant_card_tac_master(tenant=tenant))
+    master = tenant_card_tac_master(tenant=tenant)
     facts = card_facts_for(card_nos={r["card_no"] for r in records}, at=now)
     prefixes = {tenant.division_code, *tenant.counties.values_list("division_code", flat=True)}
     rejections: list[dict[str, str]] = []
     candidates: list[dict[str, Any]] = []
     for record in records:
-        reason, message = _first_failure(record, tenant, prefixes, facts, grace, keys)
+        reason, message = _first_failure(record, tenant, prefixes, facts, grace, master)
         if reason:
             rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
         else:
@@ -310,7 +252,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     )
 
 
-def _first_failure(record, tenant: Tenant, prefixes, facts, grace, keys: _TacKeys) -> tuple[str, str]:
+def _first_failure(record, tenant: Tenant, prefixes, facts, grace, master: bytes) -> tuple[str, str]:
     card_no = record["card_no"]
     if card_no[:6] not in prefixes:
         return REASON_NOT_OURS, f"card {card_no} is not issued by {tenant.code}"
@@ -325,7 +267,7 @@ def _first_failure(record, tenant: Tenant, prefixes, facts, grace, keys: _TacKey
                 f"card {card_no} was hotlisted at {hotlisted_at.isoformat()}"
                 f" ({getattr(card, 'hotlist_reason', '') or 'no reason'}), before the tap beyond the grace period"
             )
-    if not _tac_ok(record, keys):
+    if not _tac_ok(record, master):
         return (
             REASON_TAC_INVALID,
             f"the TAC of card {card_no} counter {record['card_counter']} does not verify",

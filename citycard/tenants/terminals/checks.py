@@ -34,7 +34,6 @@ import hmac
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from django.db import connection
@@ -42,7 +41,7 @@ from django.db import connection
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
-from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, diversify, ecb_encryptor, mac4_ecb, tac_key
+from citycard.terminal_kit.card.crypto import PURCHASE, issuer_tac
 
 # --- the data checks see --------------------------------------------------------------------------
 
@@ -181,21 +180,6 @@ def card_counter_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
     ]
 
 
-@lru_cache(maxsize=262_144)
-def _card_tac_key(master: bytes, card_no: str, algorithm: int) -> bytes:
-    """The card's TAC key (DTK diversified from the issuer's master by card number), kept per card: a
-    city's regular riders tap every day, and diversifying costs two block encryptions."""
-    return tac_key(diversify(master, card_no, Algorithm(algorithm)), Algorithm(algorithm))
-
-
-@lru_cache(maxsize=65_536)
-def _card_tac_encryptor(master: bytes, card_no: str, algorithm: int):
-    """A cipher context under the card's TAC key, kept for the most recent cards (about 0.9 KB each, so
-    this cache stays under 60 MB): building one costs ~10 µs, five times the MAC itself. An ECB context
-    carries nothing from one block to the next, so every upload may share it."""
-    return ecb_encryptor(_card_tac_key(master, card_no, algorithm), Algorithm(algorithm))
-
-
 def tac_expected(*, master: bytes, tap: Tap) -> str:
     """The TAC the card must have returned for ``tap``, recomputed by the issuer (hex). Date and time are
     the terminal's Beijing-time clock, as the card saw them in DEBIT FOR PURCHASE."""
@@ -209,8 +193,7 @@ def tac_expected(*, master: bytes, tap: Tap) -> str:
             f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
         )
     )
-    encryptor, size = _card_tac_encryptor(master, tap.card_no, tap.algorithm)
-    return mac4_ecb(encryptor, size, data).hex()
+    return issuer_tac(master, tap.card_no, tap.algorithm, data).hex()
 
 
 def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
