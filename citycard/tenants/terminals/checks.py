@@ -6,23 +6,17 @@ endpoint's query count is asserted in tests). Checks run inside the ingestion tr
 rows are inserted (``Tap.tx_id`` is set) and before the acknowledgement is signed; a check that raises
 fails the whole upload (nothing written), so a check must flag, never raise, for a bad tap.
 
-``CHECKS`` is the ordered list that runs. The built-in ones are complete. The checks that need the
-tenant domain, the published fare rules and the card crypto are the EXTENSION POINTS below: they are
-deliberately absent until those packages are merged; wiring one is appending a function to ``CHECKS``.
+``CHECKS`` (at the end of the module) is the ordered list that runs; each is ``(ctx, taps) -> flags``:
 
-Extension points (wire them here; each is ``(ctx, taps) -> Iterable[Flag]``):
-
-* ``fare_recheck`` — ``citycard.tenants.fares`` ``fare_check(...)`` with the rules published at
-  ``tap.tapped_at`` (``ctx.rule_version`` is what the terminal used); amount differs → flag
-  ``fare_mismatch`` with ``{"expected_fen", "charged_fen", "rule"}``. The tap stays accepted.
-* ``hotlist_check`` — own cards: ``citycard.tenants.cards`` ``hotlist_as_of(card_no, at)``; hotlisted
-  before the tap by more than the grace period → flag ``hotlisted`` with ``{"listed_at", "reason"}``.
-* ``purse_shadow_follow`` — own cards: ``purse_shadow_apply(...)`` for each card's taps in
-  ``card_counter`` order (sort ``taps`` by (card_no, card_counter)); flag ``shadow_divergence`` when the
-  card's ``balance_before_fen`` differs from the shadow balance.
-
-Built in: clock skew, terminal-sequence gaps, card-counter gaps, and the TAC of own cards (``tac_check``:
-recomputed with the issuer's card TAC master from the key vault, flag ``tac_invalid``).
+* ``clock_skew_check``, ``terminal_seq_gap_check``, ``card_counter_gap_check`` — the batch's own data;
+* ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
+  flag ``tac_invalid``;
+* ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
+  ``tap.tapped_at``; an amount that differs → flag ``fare_mismatch`` (the tap stays accepted);
+* ``hotlist_check`` — own cards hotlisted before the tap by more than the grace period → flag
+  ``hotlisted`` with ``{"listed_at", "reason"}``;
+* ``purse_shadow_follow`` — own cards: the e-purse shadow follows each card's taps in counter order;
+  flag ``shadow_divergence`` when ``balance_before_fen`` differs from the shadow.
 
 Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired in.
 """
@@ -212,11 +206,6 @@ def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     return flags
 
 
-# The checks that run, in order. Extension points (see the module docstring) are appended here when
-# their packages are merged, e.g. ``CHECKS.append(tac_check)``.
-CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check, card_counter_gap_check, tac_check]
-
-
 def fare_recheck(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Amount differs from what the rules published for that time give: ``fare_mismatch`` (the tap
     stays accepted). Fixed queries per batch; see citycard.tenants.fares.recheck."""
@@ -224,8 +213,6 @@ def fare_recheck(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 
     return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(ctx=ctx, taps=taps)]
 
-
-CHECKS.append(fare_recheck)
 
 
 # --- routing -------------------------------------------------------------------------------------------
@@ -367,4 +354,13 @@ def purse_shadow_follow(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag
     ]
 
 
-CHECKS.extend([hotlist_check, purse_shadow_follow])
+# The checks that run, in order.
+CHECKS: list[Check] = [
+    clock_skew_check,
+    terminal_seq_gap_check,
+    card_counter_gap_check,
+    tac_check,
+    fare_recheck,
+    hotlist_check,
+    purse_shadow_follow,
+]

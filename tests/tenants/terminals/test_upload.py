@@ -240,8 +240,8 @@ def test_a_tap_in_a_month_without_partition_gets_one(client, hz, now):
         assert cur.fetchone()[0].split(".")[-1] == name
 
 
-def test_extension_checks_flag_new_taps(client, hz, now, monkeypatch):
-    """How the fare, TAC, hotlist and shadow-balance checks plug in: a function over the new taps."""
+def test_a_check_flags_new_taps_once(client, hz, now, monkeypatch):
+    """A check is a function over the new taps of a batch; its flags are stored, and a resend runs none."""
     hangzhou, sim = hz
     seen = []
 
