@@ -1,6 +1,6 @@
 """A full transit clearing cycle over many roaming records, step by step, beside a bare GROUP BY.
 
-    .venv/bin/python benchmarks/clearing.py [--records 1000000] [--tenants 20] [--cards 2000]
+    .venv/bin/python benchmarks/clearing.py [--records 1000000] [--tenants 20] [--cards 2000] [--workers 2]
 
 Runs in its own database (``citycard_bench_clearing``, dropped and re-created) on the embedded PostgreSQL,
 or on the server DATABASE_URL names. ``--tenants`` yrd cities; every city's cards roam on every other
@@ -10,9 +10,11 @@ them with a broken TAC. Then, timed:
 
 * outbox     — each acquirer seals its records into signed envelopes (5,000 records each) in its outbox
                (what ingestion does batch by batch; shown for scale, not part of the cycle);
-* collect    — interop collects every outbox: envelope checks, idempotency, cycle assignment, COPY;
-* close, validate (each issuer in its own schema: card facts, TAC, counter), net (SQL), settle (ledger,
-  instructions, reconciliation files into the inboxes);
+* collect    — interop collects every outbox (over ``--workers`` processes, one job per tenant): envelope
+               checks, idempotency, cycle assignment, the records inserted from the envelope JSON;
+* close, validate (each issuer in its own schema: card facts, TAC, counter; the issuers in parallel over
+  ``--workers`` processes, ``interop.issuer_validate`` per issuer), net (SQL), settle (ledger,
+  instructions, reconciliation files into the inboxes, their text written over the same processes);
 * GROUP BY   — ``SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord GROUP BY 1, 2``
                over the same rows, for the netting goal (netting ≤ 1.5× this).
 """
@@ -177,17 +179,30 @@ def child(args) -> None:
     if wrapper is not None:
         wrapper.__enter__()
     now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai_tz)
+    # The outboxes are collected, the issuers validated and the reconciliation files written in parallel,
+    # one job per tenant, in --workers processes started (and connected) before the clock runs, as Celery
+    # workers would be.
+    import functools
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker_init)
+    pool.map(_worker_ready, range(args.workers))
     timings = {"outbox (acquirers sign)": t_outbox}
     start = time.perf_counter()
-    for tenant in tenants:
-        interop.outbox_collect(tenant=tenant, now=now)
+    pool.starmap(_collect, [(tenant.code, now) for tenant in tenants])
     timings["collect"] = time.perf_counter() - start
     cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+    validate = functools.partial(
+        interop.cycle_validate, issuers_map=functools.partial(pool.starmap, interop.issuer_validate)
+    )
+    settle = functools.partial(
+        interop.cycle_settle, files_map=functools.partial(pool.starmap, interop.reconciliation_text)
+    )
     for name, step in (
         ("close", interop.cycle_close),
-        ("validate", interop.cycle_validate),
+        ("validate", validate),
         ("net", interop.cycle_net),
-        ("settle", interop.cycle_settle),
+        ("settle", settle),
     ):
         if name == "net":
             start = time.perf_counter()
@@ -205,6 +220,8 @@ def child(args) -> None:
         start = time.perf_counter()
         cycle = step(cycle=cycle, now=now, actor="bench")
         timings[name] = time.perf_counter() - start
+    pool.close()
+    pool.join()
     if wrapper is not None:
         wrapper.__exit__(None, None, None)
         for sql, times in sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]:
@@ -244,6 +261,25 @@ def child(args) -> None:
     print(out.getvalue(), end="")
 
 
+def _worker_init() -> None:
+    import django
+
+    django.setup()
+
+
+def _collect(tenant_code: str, now) -> None:
+    from citycard.interop.services import outbox_collect
+    from citycard.platform.models import Tenant
+
+    outbox_collect(tenant=Tenant.objects.get(code=tenant_code), now=now)
+
+
+def _worker_ready(_n: int) -> None:
+    from django.db import connection
+
+    connection.ensure_connection()
+
+
 def _reset_database(env: dict[str, str]) -> None:
     code = (
         "import django; django.setup();\n"
@@ -265,6 +301,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--cards", type=int, default=2000)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes validating issuers in parallel (default 2)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -169,7 +169,11 @@ def _cycle(agreement: RoamingAgreement, day: dt.date, *, lock: bool = False) -> 
         agreement=agreement, business_date=day, defaults={"opens_at": opens_at, "cut_off_at": cut_off_at}
     )
     if lock:
-        cycle = ClearingCycle.objects.select_for_update().get(pk=cycle.pk)
+        # A share lock: records of several senders join the open cycle at once (collections in parallel),
+        # while closing (FOR UPDATE) waits for them and they for it, so none joins a closed cycle.
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1 FROM interop_clearingcycle WHERE id = %s FOR SHARE", [cycle.pk])
+        cycle.refresh_from_db()
     return cycle
 
 
@@ -619,19 +623,96 @@ FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND status = 'pe
 """
 
 
+def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[str, Any]:
+    """Validation of one issuer's pending records of a cycle: the platform seals them as
+    ``clearing.validate`` requests (5,000 records each), the issuer answers each in its own schema
+    (``exchange.clearing_validate``), and every signed answer is checked (signature, sender, request).
+    Returns the checks the issuer ran and its rejections, each with the record's acquirer and amount.
+
+    Writes only in the issuer's schema, so issuers can run in parallel: top-level, for a process pool
+    or a task queue, one issuer per job (see ``cycle_validate``)."""
+    cycle = ClearingCycle.objects.select_related("agreement__network").get(pk=cycle_id)
+    platform = Tenant.objects.get(schema_name="public")
+    issuer = Tenant.objects.get(code=issuer_code)
+    label = cycle_label(cycle)
+    with connection.cursor() as cur:
+        cur.execute(_VALIDATION_SQL, [cycle.pk, issuer_code])
+        rows = cur.fetchall()
+    acquirer_of = {r[0]: (r[9], r[3]) for r in rows}
+    checks: list[str] = []
+    rejections: list[dict[str, Any]] = []
+    for start in range(0, len(rows), VALIDATION_CHUNK):
+        chunk = rows[start : start + VALIDATION_CHUNK]
+        request = envelope_seal(
+            sender=platform,
+            recipient=issuer_code,
+            kind="clearing.validate",
+            message_id=f"val-{label}-{issuer_code}-{start // VALIDATION_CHUNK}",
+            body={
+                "cycle": label,
+                "hotlist_grace_minutes": cycle.agreement.hotlist_grace_minutes,
+                "records": [
+                    {
+                        "record_id": r[0],
+                        "card_no": r[1],
+                        "card_counter": r[2],
+                        "amount_fen": r[3],
+                        "tapped_at": r[4],
+                        "terminal_no": r[5],
+                        "terminal_seq": r[6],
+                        "algorithm": r[7],
+                        "tac": r[8],
+                    }
+                    for r in chunk
+                ],
+            },
+            now=now,
+        )
+        try:
+            with tenant_context(issuer):
+                answer = exchange.clearing_validate(document=request, now=now)
+        finally:
+            connection.set_schema_to_public()
+        opened = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("clearing.validation",))
+        if opened.sender.pk != issuer.pk or opened.body.get("request") != request["payload"]["message_id"]:
+            raise EnvelopeRefused(
+                f"the validation answer is not {issuer_code}'s to this request", code="malformed"
+            )
+        checks = opened.body["checks"]
+        for item in opened.body["rejected"]:
+            acquirer, amount = acquirer_of[item["record_id"]]
+            rejections.append({**item, "acquirer": acquirer, "amount_fen": amount})
+    return {"checks": checks, "rejected": rejections}
+
+
+def _issuers_validate_inline(jobs: list[tuple[int, str, dt.datetime]]) -> Iterable[dict[str, Any]]:
+    return (issuer_validate(*job) for job in jobs)
+
+
 @transaction.atomic
 def cycle_validate(
-    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+    *,
+    cycle: ClearingCycle,
+    now: dt.datetime | None = None,
+    actor: str = "system",
+    issuers_map: Any = None,
 ) -> ClearingCycle:
     """Each issuer validates its records (closed → validated) in its own schema through
-    ``exchange.clearing_validate``; rejected records go back to their acquirers as exceptions."""
+    ``exchange.clearing_validate`` (``issuer_validate``); rejected records go back to their acquirers as
+    exceptions.
+
+    ``issuers_map`` runs the issuers: called with the list of ``(cycle id, issuer, now)`` jobs for
+    ``issuer_validate``, it returns their results in job order. By default the issuers run one after the
+    other in this transaction; a process pool's ``starmap`` over ``issuer_validate`` (benchmarks/clearing.py)
+    runs them in parallel, each on its own connection committing in the issuer's schema only (re-validating
+    a record gives the same answer, so a crash before this step commits changes nothing). The rejections
+    are applied here, in issuer order, and the step commits as one transaction as before."""
     now = now or timezone.now()
     cycle = _locked(cycle)
     if _past(cycle, CycleState.VALIDATED):
         return cycle
     if cycle.state != CycleState.CLOSED:
         _refuse_step(cycle, "validation", "closed")
-    platform = Tenant.objects.get(schema_name="public")
     label = cycle_label(cycle)
     issuers = list(
         ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING)
@@ -639,59 +720,18 @@ def cycle_validate(
         .values_list("issuer", flat=True)
         .distinct()
     )
+    jobs = [(cycle.pk, issuer_code, now) for issuer_code in issuers]
     checks: dict[str, list[str]] = {}
     exceptions: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for issuer_code in issuers:
-        issuer = Tenant.objects.get(code=issuer_code)
-        with connection.cursor() as cur:
-            cur.execute(_VALIDATION_SQL, [cycle.pk, issuer_code])
-            rows = cur.fetchall()
-        acquirer_of = {r[0]: (r[9], r[3]) for r in rows}
-        for start in range(0, len(rows), VALIDATION_CHUNK):
-            chunk = rows[start : start + VALIDATION_CHUNK]
-            request = envelope_seal(
-                sender=platform,
-                recipient=issuer_code,
-                kind="clearing.validate",
-                message_id=f"val-{label}-{issuer_code}-{start // VALIDATION_CHUNK}",
-                body={
-                    "cycle": label,
-                    "hotlist_grace_minutes": cycle.agreement.hotlist_grace_minutes,
-                    "records": [
-                        {
-                            "record_id": r[0],
-                            "card_no": r[1],
-                            "card_counter": r[2],
-                            "amount_fen": r[3],
-                            "tapped_at": r[4],
-                            "terminal_no": r[5],
-                            "terminal_seq": r[6],
-                            "algorithm": r[7],
-                            "tac": r[8],
-                        }
-                        for r in chunk
-                    ],
-                },
-                now=now,
-            )
-            with tenant_context(issuer):
-                answer = exchange.clearing_validate(document=request, now=now)
-            connection.set_schema_to_public()
-            opened = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("clearing.validation",))
-            if (
-                opened.sender.pk != issuer.pk
-                or opened.body.get("request") != request["payload"]["message_id"]
-            ):
-                raise EnvelopeRefused(
-                    f"the validation answer is not {issuer_code}'s to this request", code="malformed"
-                )
-            checks[issuer_code] = opened.body["checks"]
-            rejected = opened.body["rejected"]
-            if rejected:
-                _apply_rejections(cycle, rejected)
-            for item in rejected:
-                acquirer, amount = acquirer_of[item["record_id"]]
-                exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
+    results = (issuers_map or _issuers_validate_inline)(jobs)
+    for (_cycle_id, issuer_code, _now), result in zip(jobs, results, strict=True):
+        checks[issuer_code] = result["checks"]
+        rejected = result["rejected"]
+        if rejected:
+            _apply_rejections(cycle, rejected)
+        for item in rejected:
+            acquirer, amount = item.pop("acquirer"), item.pop("amount_fen")
+            exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
     ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING).update(status=RecordStatus.VALID)
     for acquirer in sorted(exceptions):
         _deliver(
@@ -813,10 +853,19 @@ def _ledger_check() -> None:
 
 @transaction.atomic
 def cycle_settle(
-    *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
+    *,
+    cycle: ClearingCycle,
+    now: dt.datetime | None = None,
+    actor: str = "system",
+    files_map: Any = None,
 ) -> ClearingCycle:
     """Settlement instructions through the network's settlement account, their ledger journal, and a
-    reconciliation file for every participant, delivered to its inbox (netted → settled)."""
+    reconciliation file for every participant, delivered to its inbox (netted → settled).
+
+    ``files_map`` writes the files' text: called with the ``(cycle id, participant)`` jobs for
+    ``reconciliation_text``, it returns their results in job order (by default one after the other here;
+    a process pool's ``starmap`` writes them in parallel — they only read what validation and netting
+    committed). Storing and delivering them stays in this transaction."""
     now = now or timezone.now()
     cycle = _locked(cycle)
     if _past(cycle, CycleState.SETTLED):
@@ -860,7 +909,7 @@ def cycle_settle(
             postings.append(Posting(journal=journal, account=f"settlement:{account}", amount_fen=-p.net_fen))
     Posting.objects.bulk_create(postings)
     _ledger_check()
-    _reconciliation_files(cycle, now)
+    _reconciliation_files(cycle, now, files_map)
     cycle.state, cycle.settled_at = CycleState.SETTLED, now
     cycle.save(update_fields=["state", "settled_at"])
     audit_record(
@@ -981,7 +1030,17 @@ def _participants(cycle: ClearingCycle) -> list[str]:
     return sorted(found)
 
 
-def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
+def reconciliation_text(cycle_id: int, participant: str) -> tuple[str, dict[str, Any]]:
+    """``reconciliation_csv`` by cycle id: top-level, for a process pool (see ``cycle_settle``)."""
+    cycle = ClearingCycle.objects.select_related("agreement__network").get(pk=cycle_id)
+    return reconciliation_csv(cycle, participant)
+
+
+def _reconciliation_texts(jobs: list[tuple[int, str]]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return (reconciliation_text(*job) for job in jobs)
+
+
+def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime, files_map: Any = None) -> None:
     """Each participant's file, delivered to it and to each of its counties whose taps it lists."""
     label = cycle_label(cycle)
     tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
@@ -995,8 +1054,9 @@ def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime) -> None:
         for acquirer, schema in cur.fetchall():
             if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
                 sources[acquirer].add(schema)
-    for participant in _participants(cycle):
-        text, totals = reconciliation_csv(cycle, participant)
+    participants = _participants(cycle)
+    texts = (files_map or _reconciliation_texts)([(cycle.pk, p) for p in participants])
+    for participant, (text, totals) in zip(participants, texts, strict=True):
         digest = hashlib.sha256(text.encode()).hexdigest()
         message_id = f"rcn-{label}-{participant}"
         recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
