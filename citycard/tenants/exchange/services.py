@@ -26,7 +26,7 @@ from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
-from citycard.tenants.exchange.cardfacts import card_facts_for
+from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, issuer_tac
 
@@ -196,11 +196,8 @@ def _tac_ok(record: dict[str, Any], master: bytes) -> bool:
     return hmac.compare_digest(issuer_tac(master, record["card_no"], algorithm, data), tac)
 
 
-def _checks_run(facts: dict | None) -> list[str]:
-    checks = ["issuer", "tac", "counter"]
-    if facts is not None:
-        checks[1:1] = ["card_known", "hotlist"]
-    return checks
+# What issuer validation checks, in order (listed in every validation answer).
+CHECKS_RUN = ["issuer", "card_known", "hotlist", "tac", "counter"]
 
 
 @transaction.atomic
@@ -210,8 +207,8 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     The request is a ``clearing.validate`` envelope from the platform with ``records`` (each: record_id,
     card_no, card_counter, amount_fen, tapped_at, terminal_no, terminal_seq, algorithm, tac) and
     ``hotlist_grace_minutes``. Checks in this order, the first failing one is the reason: the card is
-    ours; card known and not hotlisted before the tap beyond the grace period (when the card domain is
-    installed — see cardfacts.py); TAC valid under our key; counter not cleared before by another
+    ours; card known and not hotlisted before the tap beyond the grace period (``cards.card_facts``, one
+    query for the request); TAC valid under our key; counter not cleared before by another
     record. Re-validating a record gives the same answer (its counter is remembered with its id).
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
@@ -223,7 +220,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     records = sorted(opened.body.get("records") or [], key=lambda r: r["record_id"])
     grace = dt.timedelta(minutes=int(opened.body.get("hotlist_grace_minutes", 0)))
     master = tenant_card_tac_master(tenant=tenant)
-    facts = card_facts_for(card_nos={r["card_no"] for r in records}, at=now)
+    facts = card_facts(card_nos={r["card_no"] for r in records}, at=now)
     prefixes = {tenant.division_code, *tenant.counties.values_list("division_code", flat=True)}
     rejections: list[dict[str, str]] = []
     candidates: list[dict[str, Any]] = []
@@ -240,7 +237,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
         "cycle": opened.body.get("cycle"),
         "validated": len(records),
         "rejected": rejections,
-        "checks": _checks_run(facts),
+        "checks": list(CHECKS_RUN),
     }
     return envelope_seal(
         sender=tenant,
@@ -256,17 +253,15 @@ def _first_failure(record, tenant: Tenant, prefixes, facts, grace, master: bytes
     card_no = record["card_no"]
     if card_no[:6] not in prefixes:
         return REASON_NOT_OURS, f"card {card_no} is not issued by {tenant.code}"
-    if facts is not None:
-        card = facts.get(card_no)
-        if card is None:
-            return REASON_CARD_UNKNOWN, f"card {card_no} is not known to the issuer"
-        hotlisted_at = getattr(card, "hotlisted_at", None)
-        tapped_at = dt.datetime.fromisoformat(record["tapped_at"])
-        if hotlisted_at is not None and hotlisted_at + grace < tapped_at:
-            return REASON_HOTLISTED, (
-                f"card {card_no} was hotlisted at {hotlisted_at.isoformat()}"
-                f" ({getattr(card, 'hotlist_reason', '') or 'no reason'}), before the tap beyond the grace period"
-            )
+    card = facts.get(card_no)
+    if card is None:
+        return REASON_CARD_UNKNOWN, f"card {card_no} is not known to the issuer"
+    tapped_at = dt.datetime.fromisoformat(record["tapped_at"])
+    if card.hotlisted_at is not None and card.hotlisted_at + grace < tapped_at:
+        return REASON_HOTLISTED, (
+            f"card {card_no} was hotlisted at {card.hotlisted_at.isoformat()}"
+            f" ({card.hotlist_reason or 'no reason'}), before the tap beyond the grace period"
+        )
     if not _tac_ok(record, master):
         return (
             REASON_TAC_INVALID,

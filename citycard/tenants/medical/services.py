@@ -24,7 +24,7 @@ from django.utils import timezone
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
 from citycard.platform.errors import DomainError
-from citycard.tenants.exchange.cardfacts import card_facts_for
+from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.exchange.services import outbox_put
 from citycard.tenants.medical.models import CatalogueItem, Claim, ClaimRole, Coverage, InsuredYear, Policy
 
@@ -205,9 +205,9 @@ def claim_adjudicate(*, document: dict[str, Any], now: dt.datetime | None = None
         treated_at = dt.datetime.fromisoformat(body["treated_at"])
         year = treated_at.astimezone(SHANGHAI).year
         policy = Policy.objects.filter(year=year).first()
-        facts = card_facts_for(card_nos=[card_no], at=treated_at)
+        facts = card_facts(card_nos=[card_no], at=treated_at)
         answer: dict[str, Any] = {"claim_id": claim_id, "total_fen": body["total_fen"]}
-        if facts is not None and card_no not in facts:
+        if card_no not in facts:
             answer.update(rejected="not_insured", fund_fen=0, patient_fen=body["total_fen"])
         elif policy is None:
             answer.update(rejected="no_policy", fund_fen=0, patient_fen=body["total_fen"])
