@@ -111,19 +111,19 @@ def child(args) -> None:
         profiler = cProfile.Profile()
     batches = args.taps // args.batch
     sql_times: dict[str, tuple[float, int]] = {}  # BENCH_QUERIES: statement -> (seconds, count), all batches
-    ingest_wall = ingest_cpu = 0.0
     accepted = duplicates = sent_dups = 0
-    for n in range(batches):
+    bodies = []
+    for n in range(batches):  # signed beforehand: the terminals' work is not the back office's
         body, dups = next_body(n)
         sent_dups += dups
+        bodies.append(body)
+
+    def upload(n: int) -> None:
         request = factory.post(
-            "/terminal/v1/batches", data=body, content_type="application/json", HTTP_HOST="hangzhou.localhost"
+            "/terminal/v1/batches", data=bodies[n], content_type="application/json", HTTP_HOST="hangzhou.localhost"
         )
         request.tenant = hangzhou
-        w0, c0 = time.perf_counter(), time.process_time()
         connection.set_tenant(hangzhou)
-        if profiler is not None:
-            profiler.enable()
         if os.environ.get("BENCH_QUERIES"):
             from django.test.utils import CaptureQueriesContext
 
@@ -138,18 +138,42 @@ def child(args) -> None:
                     print(q["time"], sql)
         else:
             response = views.batch_upload(request)
-        if profiler is not None:
-            profiler.disable()
-        ingest_wall += time.perf_counter() - w0
-        ingest_cpu += time.process_time() - c0
         if response.status_code != 200:
             raise SystemExit(f"batch {n} refused: {response.content[:300]!r}")
         if n % 200 == 0:
             import json
 
+            nonlocal accepted, duplicates
             ack = json.loads(response.content)["payload"]
             accepted += ack["accepted"]
             duplicates += ack["duplicates"]
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    if args.concurrency == 1:
+        for n in range(batches):
+            upload(n)
+    else:
+        # Uploads in flight at once in this one process (one core of Python: the GIL), as a server's
+        # threads take them; each thread has its own database connection.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(upload, range(batches)))
+    if profiler is not None:
+        profiler.disable()
+    ingest_wall = time.perf_counter() - w0
+    ingest_cpu = time.process_time() - c0
+
+    # (v) the verification stage over everything just uploaded (nothing when uploads verify inline).
+    from citycard.tenants.terminals.verify import batches_verify_all
+
+    connection.set_tenant(hangzhou)
+    w0, c0 = time.perf_counter(), time.process_time()
+    verified = batches_verify_all(tenant=hangzhou, limit=args.verify_batches)
+    verify_wall = time.perf_counter() - w0
+    verify_cpu = time.process_time() - c0
     connection.set_tenant(hangzhou)
     if profiler is not None:
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
@@ -198,7 +222,12 @@ def child(args) -> None:
     a = taps_total / ingest_wall
     b = len(lines) / copy_wall
     c = len(sample) / orm_wall
-    print(f"taps generated {taps_total}  batches {batches} x {args.batch}  terminals {args.terminals}")
+    from django.conf import settings
+
+    print(
+        f"taps generated {taps_total}  batches {batches} x {args.batch}  terminals {args.terminals}"
+        f"  concurrency {args.concurrency}  TERMINAL_VERIFY={settings.TERMINAL_VERIFY}"
+    )
     print(
         f"stored {stored}  resent duplicates {sent_dups}  (sampled acks: accepted {accepted}, duplicates {duplicates})"
     )
@@ -207,6 +236,13 @@ def child(args) -> None:
         f"(a) endpoint path   {a:>10,.0f} taps/s   wall {ingest_wall:7.2f}s  python cpu {ingest_cpu:7.2f}s "
         f"({taps_total / ingest_cpu:,.0f} taps per cpu-second)"
     )
+    if verified.taps:
+        v = verified.taps / verify_wall
+        print(
+            f"(v) verification  {v:>10,.0f} taps/s   wall {verify_wall:7.2f}s  python cpu {verify_cpu:7.2f}s "
+            f"({verified.batches} batches, {verified.flags} flags, {args.verify_batches} batches per run)"
+        )
+        print(f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)")
     print(f"(b) raw COPY        {b:>10,.0f} taps/s   wall {copy_wall:7.2f}s  ({len(lines)} rows)")
     print(f"(c) naive ORM save  {c:>10,.0f} taps/s   wall {orm_wall:7.2f}s  ({len(sample)} rows)")
     print(f"(b)/(a) = {b / a:.2f}x   (a)/(c) = {a / c:.1f}x")
@@ -220,6 +256,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--terminals", type=int, default=200)
     parser.add_argument("--orm-sample", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=2, help="uploads in flight at once (threads)")
+    parser.add_argument("--verify-batches", type=int, default=40, help="batches per verification run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -84,6 +84,13 @@ def _public_schema_between_tests():
         connection.set_schema_to_public()
 
 
+@pytest.fixture(autouse=True)
+def _terminal_checks_inline(settings):
+    """Uploads run the stored-data checks before they answer, so a test sees a batch's flags at once;
+    tests of the verification stage set ``settings.TERMINAL_VERIFY = "deferred"`` themselves."""
+    settings.TERMINAL_VERIFY = "inline"
+
+
 @pytest.fixture
 def committed_db(django_db_setup, django_db_blocker):
     """Database access outside the per-test transaction: what the test writes is committed."""

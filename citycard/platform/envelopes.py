@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_public_keys, tenant_signature
-from citycard.platform.models import Tenant
+from citycard.platform.models import Tenant, TenantKey
 from citycard.terminal_kit.signing import b64decode, canonical_json
 
 ENVELOPE_VERSION = 1
@@ -74,8 +74,10 @@ def envelope_seal(
     body: dict[str, Any],
     now: dt.datetime | None = None,
     ttl: dt.timedelta = DEFAULT_TTL,
+    key: TenantKey | None = None,
 ) -> dict[str, Any]:
-    """Sign ``body`` as a message from ``sender`` to ``recipient`` (a tenant code, or ``public``)."""
+    """Sign ``body`` as a message from ``sender`` to ``recipient`` (a tenant code, or ``public``);
+    ``key``: the sender's current signing key row when the caller read it already."""
     if not _MESSAGE_ID.match(message_id):
         raise DomainError(
             f"message id {message_id!r} is not a short token", code="invalid", field="message_id"
@@ -97,7 +99,7 @@ def envelope_seal(
     payload["body_sha256"] = hashlib.sha256(body_bytes).hexdigest()
     signed = b'{"body":' + body_bytes + b"," + canonical_json(payload)[1:]
     payload["body"] = body
-    return {"payload": payload, "signature": tenant_signature(tenant=sender, signed=signed)}
+    return {"payload": payload, "signature": tenant_signature(tenant=sender, signed=signed, key=key)}
 
 
 def _time(payload: dict, name: str) -> dt.datetime:

@@ -221,6 +221,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.interop.tasks.cycles_close_due",
         "schedule": 15 * 60,
     },
+    # The verification stage: stored-data checks over the batches uploaded since the last run.
+    "terminals-batches-verify": {
+        "task": "citycard.tenants.terminals.tasks.batches_verify_all",
+        "schedule": float(os.environ.get("CITYCARD_TERMINAL_VERIFY_EVERY_S", "10")),
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,
@@ -231,6 +236,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
 TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
 TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
+# When the checks against stored data (TAC, card counters, hotlist, e-purse shadow, fare re-check) run:
+# "deferred" — the verification stage, after the upload answered (beat task every few seconds);
+# "inline" — inside the upload, before it answers.
+TERMINAL_VERIFY = os.environ.get("CITYCARD_TERMINAL_VERIFY", "deferred")
 # Taps on a card listed on the hotlist longer ago than this are flagged (time for terminals to download it).
 HOTLIST_GRACE_S = int(os.environ.get("CITYCARD_HOTLIST_GRACE_S", "1800"))
 

@@ -33,7 +33,7 @@ def _no_floats(value: Any) -> Any:
 
 def canonical_json(data: Any) -> bytes:
     """The exact bytes that get signed: sorted keys, compact separators, UTF-8, no floats."""
-    _reject_floats(data)
+    reject_floats(data)
     return json.dumps(
         data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_no_floats
     ).encode()
@@ -43,7 +43,7 @@ _SCALARS = (str, int, bool, type(None))
 _SCALAR_TYPES = frozenset(_SCALARS)
 
 
-def _reject_floats(data: Any) -> None:
+def reject_floats(data: Any) -> None:
     # Iterative and by exact type: this runs over every signed batch of 500 taps and every clearing
     # message (a million records a cycle). A dict or list of plain scalars only — the common case, a
     # record — is checked by the set of its value types, in C, without visiting each value.

@@ -25,7 +25,7 @@ from django.utils import timezone
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_card_tac_master
-from citycard.platform.models import Tenant
+from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, issuer_tac
@@ -63,12 +63,20 @@ def outbox_put(
     actor: str,
     record_count: int = 0,
     now: dt.datetime | None = None,
+    signing_key: TenantKey | None = None,
 ) -> OutboxMessage:
-    """Seal ``body`` with this tenant's key and put it in the outbox (once per message id)."""
+    """Seal ``body`` with this tenant's key (``signing_key``: its current signing key row, when the
+    caller read it already) and put it in the outbox (once per message id)."""
     tenant = _tenant()
     now = now or timezone.now()
     document = envelope_seal(
-        sender=tenant, recipient=PLATFORM, kind=kind, message_id=message_id, body=body, now=now
+        sender=tenant,
+        recipient=PLATFORM,
+        kind=kind,
+        message_id=message_id,
+        body=body,
+        now=now,
+        key=signing_key,
     )
     message = OutboxMessage(
         message_id=message_id,
@@ -84,7 +92,11 @@ def outbox_put(
 
 
 def outbox_put_clearing_records(
-    records: list[dict[str, Any]], actor: str, *, now: dt.datetime | None = None
+    records: list[dict[str, Any]],
+    actor: str,
+    *,
+    now: dt.datetime | None = None,
+    signing_key: TenantKey | None = None,
 ) -> OutboxMessage | None:
     """ROAMING_SINK: the clearing records of roaming taps, as one signed envelope in the outbox.
 
@@ -107,6 +119,7 @@ def outbox_put_clearing_records(
         actor=actor,
         record_count=len(body_records),
         now=now,
+        signing_key=signing_key,
     )
 
 

@@ -1,11 +1,12 @@
 """Rechecking uploaded taps against the published rules (the ``fare_recheck`` ingestion check).
 
-For a batch: one query lists the rule documents of the tenant's city (version, effective_from), one
-loads any document not compiled yet (cached per process afterwards), one reads the earlier taps of the
-batch's cards on the same terminal this month. Each card's taps are replayed in time order through the
-evaluator with the document in force at each tap, so transfers, caps and quotas come out as the
-terminal computed them (a terminal keeps a card's trip state itself), with the categories and transit
-passes the terminal read from the card and recorded with the tap.
+For a set of stored taps (one batch, or the many batches the verification stage takes at once): one
+query lists the rule documents of the tenant's city (version, effective_from), one loads any document not
+compiled yet (cached per process afterwards), one reads the earlier taps of the same cards on the same
+terminals this month (outside the batches being checked). Each card's taps on each terminal are replayed
+in time order through the evaluator with the document in force at each tap, so transfers, caps and
+quotas come out as the terminal computed them (a terminal keeps a card's trip state itself), with the
+categories and transit passes the terminal read from the card and recorded with the tap.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Transaction
@@ -22,23 +23,18 @@ from citycard.terminal_kit.fares import Card, Trip
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
-class _Ctx(Protocol):
-    tenant: Any
-    terminal_id: str
-    batch_pk: int
-
-
 def _month_start(at: dt.datetime) -> dt.datetime:
     local = at.astimezone(SHANGHAI)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def fare_check(*, ctx: _Ctx, taps: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
-    """(tap, detail) for every new purchase tap whose amount differs from what the rules give."""
+def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """(tap, detail) for every stored purchase tap of ``taps`` (each with its ``terminal_id`` and
+    ``batch_pk``) whose amount differs from what the rules give."""
     purchases = [t for t in taps if t.kind == "purchase"]
     if not purchases:
         return []
-    versions = fares_in_force(tenant=ctx.tenant)
+    versions = fares_in_force(tenant=tenant)
     if not versions:
         return []  # no rules published: nothing to check against
     chosen = {t.index: fares_version_at(versions, t.tapped_at) for t in purchases}
@@ -49,28 +45,39 @@ def fare_check(*, ctx: _Ctx, taps: Sequence[Any]) -> list[tuple[Any, dict[str, A
     latest = max(t.tapped_at for t in purchases)
     history = (
         Transaction.objects.filter(
-            terminal_id=ctx.terminal_id,
+            terminal_id__in={t.terminal_id for t in purchases},
             card_no__in={t.card_no for t in purchases},
             tapped_at__gte=_month_start(earliest),
             tapped_at__lt=latest,
             kind="purchase",
         )
-        .exclude(batch_id=ctx.batch_pk)
+        .exclude(batch_id__in={t.batch_pk for t in purchases})
         .values_list(
-            "card_no", "tapped_at", "card_counter", "service", "route", "card_scheme", "issuer", "passes"
+            "terminal_id",
+            "card_no",
+            "tapped_at",
+            "card_counter",
+            "service",
+            "route",
+            "card_scheme",
+            "issuer",
+            "passes",
         )
     )
-    # per card: (tapped_at, counter, new tap or None, service, route, scheme, issuer, passes)
-    rides: dict[str, list[tuple]] = defaultdict(list)
-    for card_no, at, counter, service, route, scheme, issuer, passes in history:
-        rides[card_no].append((at, counter, None, service, route, scheme, issuer, frozenset(passes)))
+    # A terminal keeps each card's trip state itself: per (terminal, card), in time order,
+    # (tapped_at, counter, new tap or None, service, route, scheme, issuer, passes).
+    rides: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for terminal_id, card_no, at, counter, service, route, scheme, issuer, passes in history:
+        rides[(terminal_id, card_no)].append(
+            (at, counter, None, service, route, scheme, issuer, frozenset(passes))
+        )
     for t in purchases:
-        rides[t.card_no].append(
+        rides[(t.terminal_id, t.card_no)].append(
             (t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer, frozenset(t.passes))
         )
     categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
     flags = []
-    for card_no, entries in rides.items():
+    for (_terminal, card_no), entries in rides.items():
         entries.sort(key=lambda e: (e[0], e[1]))
         state: dict[str, Any] = {}
         for at, _counter, tap, service, route, scheme, issuer, passes in entries:

@@ -1,14 +1,19 @@
 """What happens to the new taps of a batch after they are stored: checks that flag, and the roaming router.
 
-Every check takes the batch context and *all* new taps of the batch at once and returns review flags,
-so a check costs a fixed number of queries per batch whatever its size (no per-row queries: the upload
-endpoint's query count is asserted in tests). Checks run inside the ingestion transaction, after the
-rows are inserted (``Tap.tx_id`` is set) and before the acknowledgement is signed; a check that raises
-fails the whole upload (nothing written), so a check must flag, never raise, for a bad tap.
+Every check takes a context and *all* the taps it is given at once and returns review flags, so a check
+costs a fixed number of queries whatever the number of taps (no per-row queries: query counts are
+asserted in tests). A check that raises fails its whole transaction (nothing written), so a check must
+flag, never raise, for a bad tap. Two lists run, in order (see docs/ingestion.md, "Verification"):
 
-``CHECKS`` (at the end of the module) is the ordered list that runs; each is ``(ctx, taps) -> flags``:
+``BATCH_CHECKS`` — the batch's own data, no query; they run in the upload, before the acknowledgement:
 
-* ``clock_skew_check``, ``terminal_seq_gap_check``, ``card_counter_gap_check`` — the batch's own data;
+* ``clock_skew_check``, ``terminal_seq_gap_check``.
+
+``STORED_CHECKS`` — against what the tenant has stored (cards, hotlist, e-purse shadows, fare rules, the
+natural keys); they run in the verification stage (``verify.batches_verify``: after the upload commits,
+over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = "inline"``):
+
+* ``card_counter_gap_check`` — the card's next lower counter stored;
 * ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
   flag ``tac_invalid``;
 * ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
@@ -85,6 +90,8 @@ class Tap:
     network: str = ""
     tx_id: int = 0
     passes: list[str] = field(default_factory=list)  # transit passes the fare was priced with
+    terminal_id: str = ""  # the registered terminal that uploaded it
+    batch_pk: int = 0  # the stored batch it came in
     # The next lower card counter stored for the card (None: the card's first), as the upload's insert
     # statement found it; NOT_PROBED when the tap did not come through that statement.
     prev_counter: int | None = -1
@@ -100,7 +107,18 @@ class Flag:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StoredContext:
+    """What the stored-data checks need: whose schema, who clears, and the clearing tenant's card TAC key
+    row when the caller read it already (else the check reads the key vault)."""
+
+    tenant: Tenant
+    acquirer: Tenant
+    card_tac_key: Any = None
+
+
 Check = Callable[[BatchContext, Sequence[Tap]], Iterable[Flag]]
+StoredCheck = Callable[[StoredContext, Sequence[Tap]], Iterable[Flag]]
 
 
 # Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the card's local clock for every
@@ -149,13 +167,13 @@ def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
     return flags
 
 
-def card_counter_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+def card_counter_gap_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Card transaction counters skipped: the next lower counter stored for the card is not counter − 1.
 
-    The upload's insert statement finds that counter for every tap it stores (``Tap.prev_counter``,
-    through the natural-key index (card_no, card_counter, …), so the check costs no query of its own);
-    taps that did not come through it are looked up here, one query for all of them. The first tap ever
-    seen of a card is not a gap; a counter arriving late (from another terminal) fills one."""
+    One query for all the taps, through the natural-key index (card_no, card_counter, …), over the keys
+    stored when the check runs (a caller that knows ``Tap.prev_counter`` already saves it). The first tap
+    ever seen of a card is not a gap; a counter that arrived late (from another terminal) before the check
+    ran fills one."""
     unprobed = [i for i, t in enumerate(taps) if t.prev_counter == NOT_PROBED]
     if unprobed:
         with connection.cursor() as cur:
@@ -190,7 +208,7 @@ def tac_expected(*, master: bytes, tap: Tap) -> str:
     return issuer_tac(master, tap.card_no, tap.algorithm, data).hex()
 
 
-def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the TAC must be what the card computes under the issuer's key (the tenant's, or its
     city's for a county). One key-vault query per batch; a mismatch is flagged ``tac_invalid`` for review,
     never dropped (the card was debited whatever the record says)."""
@@ -206,12 +224,12 @@ def tac_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     return flags
 
 
-def fare_recheck(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+def fare_recheck(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Amount differs from what the rules published for that time give: ``fare_mismatch`` (the tap
-    stays accepted). Fixed queries per batch; see citycard.tenants.fares.recheck."""
+    stays accepted). Fixed queries whatever the number of taps; see citycard.tenants.fares.recheck."""
     from citycard.tenants.fares.recheck import fare_check
 
-    return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(ctx=ctx, taps=taps)]
+    return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(tenant=ctx.tenant, taps=taps)]
 
 
 
@@ -274,11 +292,11 @@ def _route_uncached(*, acquirer: Tenant, issuer: str, on: dt.date) -> Route:
 
 # --- the interop outbox -----------------------------------------------------------------------------
 
-# ``ROAMING_SINK(records, actor)`` puts clearing records into this tenant's interop outbox, inside the
+# ``ROAMING_SINK(records, actor, signing_key=…)`` puts clearing records into this tenant's interop outbox, inside the
 # ingestion transaction: ``citycard.tenants.exchange`` wires ``outbox_put_clearing_records`` here when its
 # app loads (one signed envelope per upload, a fixed number of queries). Taps stored while no sink was
 # wired stay ``outbox_state = "pending"`` and ``services.roaming_pending_handoff`` delivers them.
-RoamingSink = Callable[[list[dict[str, Any]], str], None]
+RoamingSink = Callable[..., Any]  # (records, actor, *, signing_key: TenantKey | None = None)
 ROAMING_SINK: RoamingSink | None = None
 
 
@@ -322,7 +340,7 @@ def hotlist_grace() -> dt.timedelta:
     return dt.timedelta(seconds=settings.HOTLIST_GRACE_S)
 
 
-def hotlist_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+def hotlist_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards tapped while on the hotlist for longer than the grace period → ``hotlisted``. One query."""
     from citycard.tenants.cards.selectors import taps_hotlisted
 
@@ -334,7 +352,7 @@ def hotlist_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     ]
 
 
-def purse_shadow_follow(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+def purse_shadow_follow(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the e-purse shadow follows each card's taps in card-counter order; a tap whose
     balance_before differs from the shadow → ``shadow_divergence``. Two queries."""
     from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
@@ -354,10 +372,9 @@ def purse_shadow_follow(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag
     ]
 
 
-# The checks that run, in order.
-CHECKS: list[Check] = [
-    clock_skew_check,
-    terminal_seq_gap_check,
+# The checks that run, in order: in the upload, then in the verification stage.
+BATCH_CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check]
+STORED_CHECKS: list[StoredCheck] = [
     card_counter_gap_check,
     tac_check,
     fare_recheck,

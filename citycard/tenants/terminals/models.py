@@ -89,10 +89,18 @@ class Batch(models.Model):
     duplicates = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     ack = models.TextField(help_text="The signed acknowledgement, exactly as sent.")
+    first_tx_id = models.BigIntegerField(null=True, blank=True, help_text="Lowest transaction id stored.")
+    last_tx_id = models.BigIntegerField(null=True, blank=True, help_text="Highest transaction id stored.")
+    verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the stored-data checks ran over its taps (None: not yet)."
+    )
 
     class Meta:
         ordering = ["-received_at"]
         verbose_name_plural = "batches"
+        indexes = [
+            models.Index(fields=["id"], name="batch_unverified", condition=Q(verified_at__isnull=True))
+        ]
 
     def __str__(self) -> str:
         return self.batch_id

@@ -1,4 +1,4 @@
-"""Terminal tasks: month partitions made ahead in the template and every tenant."""
+"""Terminal tasks: month partitions made ahead in the template and every tenant; the verification stage."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from citycard.platform.celery import app
 from citycard.platform.models import Tenant
 from citycard.platform.schemas import template_schema_name
 from citycard.tenants.terminals.partitions import partitions_ahead
+from citycard.tenants.terminals.verify import batches_verify_all as verify_tenant
 
 
 @app.task(name="citycard.tenants.terminals.tasks.partitions_ensure_all")
@@ -27,3 +28,20 @@ def partitions_ensure_all() -> dict:
             created[schema] = names
     connection.set_schema_to_public()
     return {"schemas": len(schemas), "created": created}
+
+
+@app.task(name="citycard.tenants.terminals.tasks.batches_verify_all")
+def batches_verify_all() -> dict:
+    """Beat: the verification stage in every tenant with unverified batches (see verify.py). Idempotent:
+    a verified batch is never checked again; a tenant another run is verifying is skipped."""
+    done: dict[str, dict] = {}
+    for tenant in Tenant.objects.exclude(schema_name="public"):
+        if tenant.is_platform:
+            continue
+        with schema_context(tenant.schema_name):
+            result = verify_tenant(tenant=tenant)
+        if result.batches or result.busy:
+            done[tenant.code] = {"batches": result.batches, "taps": result.taps, "flags": result.flags}
+            done[tenant.code]["busy"] = result.busy
+    connection.set_schema_to_public()
+    return done

@@ -150,7 +150,7 @@ def test_recheck_keeps_the_query_count_flat(hz):
     _queries(hangzhou, sim, 2, 0)  # warms the route cache and compiles the document
     small = _queries(hangzhou, sim, 5, 10)
     large = _queries(hangzhou, sim, 400, 100)
-    # the 12 of the terminals' pin (no rules published) + the earlier taps of the batch's cards (the
-    # flags are stored by the upload's last-writes round trip, which runs anyway)
+    # the 12 of the terminals' inline pin (no rules published) + the earlier taps of the batch's cards
+    # (the flags are stored by the upload's last-writes round trip, which runs anyway)
     assert len(small) == len(large) == 13, [q[:70] for q in large]
     assert len(flags(hangzhou)) == 2 + 5 + 400  # 200 fen where the card pays 180

@@ -75,7 +75,7 @@ def test_roaming_taps_reach_the_wired_outbox_once(client, tenant, register, now,
         roaming_pending_handoff(actor="test")
     # Taps stored while no outbox was wired wait as pending…
     upload(client, jiaxing, register, "jiaxing", "JX-1", cards("330100", 2), now)
-    monkeypatch.setattr(checks, "ROAMING_SINK", lambda records, actor: delivered.extend(records))
+    monkeypatch.setattr(checks, "ROAMING_SINK", lambda records, actor, **_: delivered.extend(records))
     with tenant_context(jiaxing):
         assert roaming_pending_handoff(actor="test") == 2
         assert roaming_pending_handoff(actor="test") == 0

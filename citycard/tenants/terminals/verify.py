@@ -1,0 +1,211 @@
+"""The verification stage (核验): the stored-data checks over taps already accepted and acknowledged.
+
+An upload stores its taps and answers the terminal; nothing in the acknowledgement depends on these
+checks (they flag for review, never reject), so by default (``TERMINAL_VERIFY = "deferred"``) they run
+here, after the upload has committed, over many batches at once: a fixed number of queries per run
+whatever the number of batches, instead of per upload. ``batches_verify`` takes the tenant's oldest
+unverified batches, reads their stored taps back, runs ``checks.STORED_CHECKS`` and writes the flags
+and each batch's ``verified_at`` in one transaction: a run that fails leaves the batches unverified,
+and a verified batch is never checked again, so running it again (a retried Celery task, two beat
+ticks at once) never flags a tap twice. One run at a time per tenant (a transaction-level advisory
+lock), so e-purse shadows follow the batches in the order they were stored.
+
+With ``TERMINAL_VERIFY = "inline"`` the upload runs the same checks on its own new taps before it
+commits (``taps_verify``), and its batch is stored verified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from citycard.platform.models import Tenant
+from citycard.platform.sqlarrays import pg_array
+from citycard.tenants.terminals import checks as checks_module
+from citycard.tenants.terminals.checks import NOT_PROBED, Flag, StoredContext, Tap
+
+VERIFY_MODES = ("deferred", "inline")
+_LOCK_CLASS = 0x7665  # pg advisory lock class of the verification stage ("ve"); the key is the tenant pk
+
+
+def verify_inline() -> bool:
+    mode = settings.TERMINAL_VERIFY
+    if mode not in VERIFY_MODES:
+        raise ValueError(f"TERMINAL_VERIFY must be one of {VERIFY_MODES}, not {mode!r}")
+    return mode == "inline"
+
+
+def taps_verify(*, ctx: StoredContext, taps: Sequence[Tap]) -> list[Flag]:
+    """Every stored-data check over ``taps`` (stored, with ``tx_id`` and ``batch_pk``), in order."""
+    flags: list[Flag] = []
+    if taps:
+        for check in checks_module.STORED_CHECKS:
+            flags.extend(check(ctx, taps))
+    return flags
+
+
+_FLAGS_SQL = """
+INSERT INTO terminals_reviewflag (transaction_id, tapped_at, batch_id, card_no, code, detail, created_at,
+    resolved_by, note)
+SELECT f.tx, f.at, f.batch, f.card, f.code, f.detail::jsonb, %s, '', ''
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+    AS f(tx, at, batch, card, code, detail)
+"""
+
+
+def flags_sql(*, flags: Sequence[Flag], at: dt.datetime) -> tuple[str, list[Any]]:
+    """The statement storing ``flags`` and its parameters (the caller may send it with others)."""
+    return _FLAGS_SQL, [
+        at,
+        pg_array(f.tap.tx_id for f in flags),
+        pg_array(f.tap.tapped_at for f in flags),
+        pg_array(f.tap.batch_pk for f in flags),
+        pg_array(f.tap.card_no for f in flags),
+        pg_array(f.code for f in flags),
+        pg_array(_dumps(f.detail) for f in flags),
+    ]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    batches: int
+    taps: int
+    flags: int
+    busy: bool = False  # another run holds this tenant's verification lock
+
+
+_PENDING_SQL = """
+SELECT b.id, b.first_tx_id, b.last_tx_id, t.terminal_id
+  FROM terminals_batch b JOIN terminals_terminal t ON t.id = b.terminal_id
+ WHERE b.verified_at IS NULL
+ ORDER BY b.id
+ LIMIT %s
+"""
+_TAP_COLUMNS = (
+    "id, batch_id, idx, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen,"
+    " balance_after_fen, tapped_at, service, route, tac, terminal_no, algorithm, kind, status, card_scheme,"
+    " categories, fare_rule_id, routing, issuer_tenant, network, passes"
+)
+
+
+def _taps_stored(batches: list[tuple[int, int | None, int | None, str]]) -> list[Tap]:
+    """The stored taps of these batches, in batch and position order (one query: the id range the
+    batches' taps took, through each month partition's primary key, filtered to the batches)."""
+    ranges = [(first, last) for _pk, first, last, _t in batches if first is not None]
+    if not ranges:
+        return []
+    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    terminal_of = {pk: terminal for pk, _f, _l, terminal in batches}
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {_TAP_COLUMNS} FROM terminals_transaction"
+            " WHERE id BETWEEN %s AND %s AND batch_id = ANY(%s::bigint[]) ORDER BY batch_id, idx",
+            [low, high, pg_array(terminal_of)],
+        )
+        rows = cur.fetchall()
+    return [
+        Tap(
+            index=idx,
+            card_no=card_no,
+            issuer=issuer,
+            card_counter=counter,
+            terminal_seq=seq,
+            amount_fen=amount,
+            balance_before_fen=before,
+            balance_after_fen=after,
+            tapped_at=at,
+            service=service,
+            route=route,
+            tac=tac,
+            terminal_no=terminal_no,
+            algorithm=algorithm,
+            kind=kind,
+            status=status,
+            card_scheme=scheme,
+            categories=categories,
+            fare_rule_id=rule_id,
+            routing=routing,
+            issuer_tenant=issuer_tenant,
+            network=network,
+            tx_id=tx_id,
+            passes=passes,
+            terminal_id=terminal_of[batch_pk],
+            batch_pk=batch_pk,
+            prev_counter=NOT_PROBED,
+        )
+        for (
+            tx_id,
+            batch_pk,
+            idx,
+            card_no,
+            issuer,
+            counter,
+            seq,
+            amount,
+            before,
+            after,
+            at,
+            service,
+            route,
+            tac,
+            terminal_no,
+            algorithm,
+            kind,
+            status,
+            scheme,
+            categories,
+            rule_id,
+            routing,
+            issuer_tenant,
+            network,
+            passes,
+        ) in rows
+    ]
+
+
+def batches_verify(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None = None) -> VerifyResult:
+    """Verify up to ``limit`` of the oldest unverified batches of ``tenant`` (the connection must be on
+    its schema), in one transaction. ``busy`` when another run is verifying this tenant right now."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, tenant.pk])
+            if not cur.fetchone()[0]:
+                return VerifyResult(0, 0, 0, busy=True)
+            cur.execute(_PENDING_SQL, [limit])
+            batches = cur.fetchall()
+        if not batches:
+            return VerifyResult(0, 0, 0)
+        taps = _taps_stored(batches)
+        flags = taps_verify(ctx=StoredContext(tenant=tenant, acquirer=tenant.clearing_tenant), taps=taps)
+        statements, params = [], []
+        if flags:
+            sql, args = flags_sql(flags=flags, at=now)
+            statements.append(sql)
+            params += args
+        statements.append("UPDATE terminals_batch SET verified_at = %s WHERE id = ANY(%s::bigint[])")
+        params += [now, pg_array(b[0] for b in batches)]
+        with connection.cursor() as cur:
+            cur.execute(";\n".join(statements), params)
+    return VerifyResult(len(batches), len(taps), len(flags))
+
+
+def batches_verify_all(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None = None) -> VerifyResult:
+    """``batches_verify`` until nothing is left unverified (or another run holds the tenant)."""
+    batches = taps = flags = 0
+    while True:
+        done = batches_verify(tenant=tenant, limit=limit, now=now)
+        batches, taps, flags = batches + done.batches, taps + done.taps, flags + done.flags
+        if done.busy or done.batches < limit:
+            return VerifyResult(batches, taps, flags, busy=done.busy)
