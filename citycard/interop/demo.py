@@ -35,6 +35,7 @@ from citycard.tenants.cards.services import (
     schemes_seed,
 )
 from citycard.tenants.medical import services as medical
+from citycard.tenants.terminals import tasks as terminal_tasks
 from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal
@@ -220,6 +221,7 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
     (or CELERY_BROKER_URL); the outboxes are collected first, then the cycles of different networks run
     side by side (one network's cycles one after another). If no worker can start the same tasks run in
     this process, and the demo says so."""
+    verify = terminal_tasks.batches_verify_all.s()  # the day's uploads checked before clearing
     collect = tasks.outboxes_collect.s(now.isoformat())
     rounds: list[list[tuple[str, str, dt.date]]] = []
     for job in jobs:
@@ -230,6 +232,7 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
     started = time.monotonic()
     try:
         with clearing_workers(concurrency=2) as workers:
+            verified = run_on_workers(workers, [verify])[0]
             run_on_workers(workers, [collect])
             done: dict[tuple[str, str, dt.date], dict] = {}
             for side_by_side in rounds:
@@ -241,7 +244,8 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
             pid = workers.process.pid
         ctx.console.print(
             f"Clearing ran on real Celery workers (worker pid {pid}, {workers.concurrency} pool processes, "
-            f"queue {workers.queue}): {len(jobs)} cycles in {time.monotonic() - started:.1f} s"
+            f"queue {workers.queue}): the verification stage ({_verified(verified)}), then {len(jobs)} cycles "
+            f"in {time.monotonic() - started:.1f} s"
         )
         return summaries
     except WorkersUnavailable as exc:
@@ -249,8 +253,15 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
             f"[yellow]No Celery worker available ({exc}); running the clearing tasks in this process "
             "instead.[/yellow]"
         )
+    ctx.console.print(f"Verification stage: {_verified(terminal_tasks.batches_verify_all.run())}")
     tasks.outboxes_collect.run(now.isoformat())
     return [tasks.cycle_process.run(n, s, d.isoformat(), now.isoformat()) for n, s, d in jobs]
+
+
+def _verified(done: dict) -> str:
+    taps = sum(v["taps"] for v in done.values())
+    flags = sum(v["flags"] for v in done.values())
+    return f"{taps} taps of {len(done)} tenants checked, {flags} flags"
 
 
 def _fen(value: int) -> str:

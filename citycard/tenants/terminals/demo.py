@@ -22,6 +22,7 @@ from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
+from citycard.tenants.terminals.tasks import batches_verify_all
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS
@@ -102,6 +103,7 @@ def demo_step(ctx) -> None:
         table.add_column(col)
     now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
     card_keys: dict[str, IssuerKeys] = {}
+    uploaded = []
     for code, tenant in ctx.tenants.items():
         city = tenant.clearing_tenant
         network = "gba" if city.division_code.startswith("44") else "yrd"
@@ -166,26 +168,40 @@ def demo_step(ctx) -> None:
                     ack=json.loads(result.body),
                     tenant_keys=tenant_public_keys(tenant=tenant),
                 )
-                rows = Transaction.objects.filter(terminal_id=terminal_id)
-                table.add_row(
-                    code,
-                    terminal_id,
-                    f"{len(taps)} ({sum(t.outcome == 'approved' for t in taps)} paid)",
-                    str(result.accepted),
-                    str(result.duplicates),
-                    str(result.rejected),
-                    str(rows.filter(routing="own").count()),
-                    str(rows.filter(routing="roaming").count()),
-                    str(rows.filter(routing="held").count()),
-                    "identical" if again.body == result.body else "DIFFERENT",
-                    " ".join(str(t.fare_fen) for t in taps if t.outcome == "approved"),
-                    str(
-                        ReviewFlag.objects.filter(
-                            code="fare_mismatch", batch__batch_id=document["payload"]["batch_id"]
-                        ).count()
-                    ),
+                uploaded.append(
+                    (tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"])
                 )
+    # The verification stage (what beat runs every few seconds): TACs, card counters, hotlist, e-purse
+    # shadows and the fare re-check over the batches just uploaded.
+    verified = batches_verify_all()
+    for tenant, code, terminal_id, taps, result, again, batch_id in uploaded:
+        with tenant_context(tenant):
+            rows = Transaction.objects.filter(terminal_id=terminal_id)
+            table.add_row(
+                code,
+                terminal_id,
+                f"{len(taps)} ({sum(t.outcome == 'approved' for t in taps)} paid)",
+                str(result.accepted),
+                str(result.duplicates),
+                str(result.rejected),
+                str(rows.filter(routing="own").count()),
+                str(rows.filter(routing="roaming").count()),
+                str(rows.filter(routing="held").count()),
+                "identical" if again.body == result.body else "DIFFERENT",
+                " ".join(str(t.fare_fen) for t in taps if t.outcome == "approved"),
+                str(ReviewFlag.objects.filter(code="fare_mismatch", batch__batch_id=batch_id).count()),
+            )
     ctx.console.print(table)
+    ctx.console.print(
+        "Verification stage: "
+        + (
+            ", ".join(
+                f"{code} {v['batches']} batches, {v['taps']} taps, {v['flags']} flags"
+                for code, v in verified.items()
+            )
+            or "nothing to verify"
+        )
+    )
     ctx.console.print(
         "Terminals upload to POST http://<tenant>.localhost:8000/terminal/v1/batches (docs/ingestion.md); "
         "see them at /admin/terminals/ on each tenant site."
