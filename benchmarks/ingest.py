@@ -175,10 +175,18 @@ def child(args) -> None:
     from citycard.tenants.terminals.verify import batches_verify_all
 
     connection.set_tenant(hangzhou)
+    if profiler is not None:
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+        profiler = cProfile.Profile()
+        profiler.enable()
     w0, c0 = time.perf_counter(), time.process_time()
     verified = batches_verify_all(tenant=hangzhou, limit=args.verify_batches)
     verify_wall = time.perf_counter() - w0
     verify_cpu = time.process_time() - c0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE"] + ".verify")
+        profiler = None
     connection.set_tenant(hangzhou)
     if profiler is not None:
         profiler.dump_stats(os.environ["BENCH_PROFILE"])

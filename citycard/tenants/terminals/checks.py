@@ -90,6 +90,7 @@ class Tap:
     network: str = ""
     tx_id: int = 0
     passes: list[str] = field(default_factory=list)  # transit passes the fare was priced with
+    tapped_at_text: str = ""  # tapped_at in ISO 8601 (as sent, when already in that form)
     terminal_id: str = ""  # the registered terminal that uploaded it
     batch_pk: int = 0  # the stored batch it came in
     # The next lower card counter stored for the card (None: the card's first), as the upload's insert

@@ -230,6 +230,14 @@ def _validate(tap: Any, oldest: dt.datetime, newest: dt.datetime) -> Tap:
         raise _Reject("bad_tapped_at", f"tapped_at {stamp!r} has no UTC offset")
     if tapped_at < oldest or tapped_at > newest:
         raise _Reject("tapped_at_out_of_range", f"tapped_at {tapped_at.isoformat()} is implausible")
+    if not (
+        len(stamp) == 25
+        and stamp[10] == "T"
+        and stamp[4] == stamp[7] == "-"
+        and stamp[13] == stamp[16] == stamp[22] == ":"
+        and stamp[19] in "+-"
+    ):
+        stamp = tapped_at.isoformat()  # what PostgreSQL reads the same way, whatever form was sent
     tac = get("tac")
     if type(tac) is not str or not (8 <= len(tac) <= 64) or len(tac) % 2:
         raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
@@ -273,6 +281,7 @@ def _validate(tap: Any, oldest: dt.datetime, newest: dt.datetime) -> Tap:
         balance_before_fen=before,
         balance_after_fen=after,
         tapped_at=tapped_at,
+        tapped_at_text=stamp,
         service=service,
         route=route,
         tac=tac.lower(),
@@ -655,7 +664,10 @@ def _ingest_new(
     skew = max(min(int((created_at - received_at).total_seconds()), 2**31 - 1), -(2**31))
     batch_pk = terminal.batch_pk
     acquirer = tenant.clearing_tenant
-    sink = checks_module.ROAMING_SINK
+    # Roaming taps reach the interop outbox in this transaction when the checks run inline; otherwise the
+    # verification stage hands them over, many batches in one envelope.
+    inline = verify_inline()
+    sink = checks_module.ROAMING_SINK if inline else None
     roaming_state = "sent" if sink is not None else "pending"
 
     outcomes: list[tuple[str, str]] = [("", "")] * len(raw_taps)  # (outcome, reason) per index
@@ -730,7 +742,7 @@ def _ingest_new(
                     f"{tap.routing}\t{_copy_text(tap.issuer_tenant)}\t{_copy_text(tap.network)}\t{outbox}\n"
                 )
             lines.append(
-                f"{tx_id}\t{tap.tapped_at.isoformat()}{batch_part}{tap.index}{terminal_part}{tap.terminal_seq}"
+                f"{tx_id}\t{tap.tapped_at_text}{batch_part}{tap.index}{terminal_part}{tap.terminal_seq}"
                 f"\t{tap.card_no}\t{tap.issuer}\t{tap.card_counter}\t{tap.amount_fen}\t{tap.balance_before_fen}"
                 f"\t{tap.balance_after_fen}\t{_copy_text(tap.service)}\t{_copy_text(tap.route)}\t{tap.tac}"
                 f"\t{tap.terminal_no}\t{tap.algorithm}\tpurchase\t{_copy_text(tap.status)}"
@@ -758,7 +770,7 @@ def _ingest_new(
     flags: list[Flag] = []
     for check in checks_module.BATCH_CHECKS:
         flags.extend(check(ctx, new))
-    inline = verify_inline() or not new  # a batch with no new tap has nothing left to verify
+    verified = inline or not new  # a batch with no new tap has nothing left to verify
     if inline:
         stored = StoredContext(tenant=tenant, acquirer=acquirer, card_tac_key=terminal.card_tac_key)
         flags.extend(taps_verify(ctx=stored, taps=new))
@@ -798,7 +810,7 @@ def _ingest_new(
         body.decode(),
         min(t.tx_id for t in new) if new else None,
         max(t.tx_id for t in new) if new else None,
-        received_at if inline else None,
+        received_at if verified else None,
     ]
     if flags:
         sql, args = flags_sql(flags=flags, at=received_at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.celery import app
 from citycard.platform.models import Tenant
@@ -38,7 +38,7 @@ def batches_verify_all() -> dict:
     for tenant in Tenant.objects.exclude(schema_name="public"):
         if tenant.is_platform:
             continue
-        with schema_context(tenant.schema_name):
+        with tenant_context(tenant):  # the outbox signs as connection.tenant
             result = verify_tenant(tenant=tenant)
         if result.batches or result.busy:
             done[tenant.code] = {"batches": result.batches, "taps": result.taps, "flags": result.flags}

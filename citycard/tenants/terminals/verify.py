@@ -4,14 +4,15 @@ An upload stores its taps and answers the terminal; nothing in the acknowledgeme
 checks (they flag for review, never reject), so by default (``TERMINAL_VERIFY = "deferred"``) they run
 here, after the upload has committed, over many batches at once: a fixed number of queries per run
 whatever the number of batches, instead of per upload. ``batches_verify`` takes the tenant's oldest
-unverified batches, reads their stored taps back, runs ``checks.STORED_CHECKS`` and writes the flags
-and each batch's ``verified_at`` in one transaction: a run that fails leaves the batches unverified,
+unverified batches, reads their stored taps back, runs ``checks.STORED_CHECKS``, hands their roaming taps
+to the interop outbox (one envelope for all of them) and writes the flags and each batch's
+``verified_at`` in one transaction: a run that fails leaves the batches unverified,
 and a verified batch is never checked again, so running it again (a retried Celery task, two beat
 ticks at once) never flags a tap twice. One run at a time per tenant (a transaction-level advisory
 lock), so e-purse shadows follow the batches in the order they were stored.
 
 With ``TERMINAL_VERIFY = "inline"`` the upload runs the same checks on its own new taps before it
-commits (``taps_verify``), and its batch is stored verified.
+commits (``taps_verify``), hands its roaming taps over itself, and its batch is stored verified.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.utils import timezone
 from citycard.platform.models import Tenant
 from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.terminals import checks as checks_module
-from citycard.tenants.terminals.checks import NOT_PROBED, Flag, StoredContext, Tap
+from citycard.tenants.terminals.checks import NOT_PROBED, Flag, StoredContext, Tap, clearing_record
 
 VERIFY_MODES = ("deferred", "inline")
 _LOCK_CLASS = 0x7665  # pg advisory lock class of the verification stage ("ve"); the key is the tenant pk
@@ -86,7 +87,7 @@ class VerifyResult:
 
 
 _PENDING_SQL = """
-SELECT b.id, b.first_tx_id, b.last_tx_id, t.terminal_id
+SELECT b.id, b.first_tx_id, b.last_tx_id, t.terminal_id, b.batch_id
   FROM terminals_batch b JOIN terminals_terminal t ON t.id = b.terminal_id
  WHERE b.verified_at IS NULL
  ORDER BY b.id
@@ -99,14 +100,14 @@ _TAP_COLUMNS = (
 )
 
 
-def _taps_stored(batches: list[tuple[int, int | None, int | None, str]]) -> list[Tap]:
+def _taps_stored(batches: list[tuple[int, int | None, int | None, str, str]]) -> list[Tap]:
     """The stored taps of these batches, in batch and position order (one query: the id range the
     batches' taps took, through each month partition's primary key, filtered to the batches)."""
-    ranges = [(first, last) for _pk, first, last, _t in batches if first is not None]
+    ranges = [(first, last) for _pk, first, last, _t, _b in batches if first is not None]
     if not ranges:
         return []
     low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    terminal_of = {pk: terminal for pk, _f, _l, terminal in batches}
+    terminal_of = {pk: terminal for pk, _f, _l, terminal, _b in batches}
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT {_TAP_COLUMNS} FROM terminals_transaction"
@@ -189,6 +190,7 @@ def batches_verify(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None =
             return VerifyResult(0, 0, 0)
         taps = _taps_stored(batches)
         flags = taps_verify(ctx=StoredContext(tenant=tenant, acquirer=tenant.clearing_tenant), taps=taps)
+        _hand_off_roaming(tenant=tenant, taps=taps, batch_ids={b[0]: b[4] for b in batches})
         statements, params = [], []
         if flags:
             sql, args = flags_sql(flags=flags, at=now)
@@ -199,6 +201,35 @@ def batches_verify(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None =
         with connection.cursor() as cur:
             cur.execute(";\n".join(statements), params)
     return VerifyResult(len(batches), len(taps), len(flags))
+
+
+def _hand_off_roaming(*, tenant: Tenant, taps: Sequence[Tap], batch_ids: dict[int, str]) -> None:
+    """The roaming taps of the verified batches still ``pending`` into the interop outbox, as one signed
+    envelope (``checks.ROAMING_SINK``); marked ``sent`` in the same transaction. Taps another hand-off
+    took meanwhile (``services.roaming_pending_handoff``) are left to it."""
+    sink = checks_module.ROAMING_SINK
+    roaming = [t for t in taps if t.routing == "roaming"]
+    if sink is None or not roaming:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE terminals_transaction SET outbox_state = 'sent'"
+            " WHERE id = ANY(%s::bigint[]) AND tapped_at >= %s AND outbox_state = 'pending' RETURNING id",
+            [pg_array(t.tx_id for t in roaming), min(t.tapped_at for t in roaming)],
+        )
+        taken = {row[0] for row in cur.fetchall()}
+    records = [
+        clearing_record(
+            ctx_acquirer=tenant.clearing_tenant.code,
+            batch_id=batch_ids[t.batch_pk],
+            terminal_id=t.terminal_id,
+            tap=t,
+        )
+        for t in roaming
+        if t.tx_id in taken
+    ]
+    if records:
+        sink(records, "terminals:verification")
 
 
 def batches_verify_all(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None = None) -> VerifyResult:

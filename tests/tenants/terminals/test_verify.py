@@ -185,3 +185,36 @@ def test_the_beat_task_verifies_every_tenant_and_reports_what_it_did(hz, now, se
     assert done == {"hangzhou": {"batches": 2, "taps": 4, "flags": 4, "busy": False}}
     assert verify_task.run() == {}
     assert connection.schema_name == "public"
+
+
+def test_deferred_roaming_taps_reach_the_outbox_in_one_envelope_once(hz, now, settings):
+    from citycard.tenants.exchange.models import OutboxMessage
+    from citycard.tenants.terminals.models import Transaction
+
+    from .conftest import cards
+
+    settings.TERMINAL_VERIFY = "deferred"
+    hangzhou, sim, issued = hz
+    with tenant_context(hangzhou):
+        for visitors in (cards("330400", 2), cards("310000", 1)):
+            taps = [sim.tap(c, at=now - dt.timedelta(minutes=5)) for c in [SimCard(issued[0]), *visitors]]
+            batch_ingest(tenant=hangzhou, body=sim.sign(sim.payload(taps, created_at=now)))
+        # Stored and routed at upload, waiting for the verification stage.
+        assert sorted(Transaction.objects.values_list("routing", "outbox_state")) == [
+            ("own", ""),
+            ("own", ""),
+            ("roaming", "pending"),
+            ("roaming", "pending"),
+            ("roaming", "pending"),
+        ]
+        assert not OutboxMessage.objects.exists()
+        batches_verify_all(tenant=hangzhou)
+        batches_verify_all(tenant=hangzhou)
+        message = OutboxMessage.objects.get()
+        records = message.envelope["payload"]["body"]["records"]
+        assert sorted((r["issuer"], r["network"], r["batch_id"][-6:]) for r in records) == [
+            ("jiaxing", "yrd", "000001"),
+            ("jiaxing", "yrd", "000001"),
+            ("shanghai", "yrd", "000002"),
+        ]
+        assert set(Transaction.objects.filter(routing="roaming").values_list("outbox_state", flat=True)) == {"sent"}
