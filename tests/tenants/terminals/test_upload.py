@@ -284,9 +284,10 @@ def test_query_count_does_not_grow_with_the_batch(hz, now, settings, mode):
     # that id, the tenant's signing key, the issuer's card TAC key, the new batch's id), SAVEPOINT, the
     # partition listing (never cached here: the test never commits), the natural keys (which also give
     # the new taps their ids), the last writes in one round trip (the batch row with its acknowledgement,
-    # flags, exceptions, high-water mark), RELEASE; the COPY of the rows is not a query Django sees. Inline, the stored-data
-    # checks add theirs (per batch, never per tap): +1 card_counter_gap_check's probe, +1 fare_recheck's
-    # rule documents in force (none published here), +1 hotlist_check, +2 purse_shadow_follow.
+    # flags, exceptions, high-water mark), RELEASE; the COPY of the rows is not a query Django sees.
+    # Inline, the stored-data checks add theirs (per batch, never per tap): +1 card_counter_gap_check's
+    # probe, +1 fare_recheck's rule documents in force (none published here), +1 hotlist_check,
+    # +2 purse_shadow_follow.
     # Was 18 before the key reads were folded into the lookup and the checks moved to the verification stage.
     expected = {"deferred": 7, "inline": 12}[mode]
     assert len(small) == len(large) == expected, [q[:60] for q in large]
