@@ -60,6 +60,7 @@ class BatchContext:
     hotlist_version: int
     all_terminal_seqs: tuple[int, ...] = ()  # every sequence number the batch carried (rejected too)
     card_tac_key: Any = None  # the acquirer's card TAC key row, when the upload read it already
+    latest_tap: dt.datetime | None = None  # the latest tapped_at among the batch's valid taps, when known
 
 
 @dataclass(slots=True)
@@ -145,6 +146,8 @@ def clock_skew_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
         detail = {"skew_s": int(skew.total_seconds()), "limit_s": int(limit.total_seconds())}
         return [Flag(tap, "clock_skew", detail) for tap in taps]
     latest = ctx.received_at + limit
+    if ctx.latest_tap is not None and ctx.latest_tap <= latest:
+        return []  # no tap of the batch is stamped beyond the limit
     return [
         Flag(tap, "clock_skew", {"future_s": int((tap.tapped_at - ctx.received_at).total_seconds())})
         for tap in taps
