@@ -148,6 +148,23 @@ def child(args) -> None:
             accepted += ack["accepted"]
             duplicates += ack["duplicates"]
 
+    backends: dict[int, float] = {}  # pid of each connection's server process -> its CPU seconds before
+
+    def backend_cpu(pid: int) -> float:
+        """CPU seconds the server process has used (0 if it is not on this machine)."""
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def note_backend() -> None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+        backends.setdefault(pid, backend_cpu(pid))
+
     if os.environ.get("BENCH_GC") == "freeze":
         import gc
 
@@ -157,6 +174,7 @@ def child(args) -> None:
     if profiler is not None:
         profiler.enable()
     if args.concurrency == 1:
+        note_backend()
         for n in range(batches):
             upload(n)
     else:
@@ -164,12 +182,13 @@ def child(args) -> None:
         # threads take them; each thread has its own database connection.
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(args.concurrency) as pool:
+        with ThreadPoolExecutor(args.concurrency, initializer=note_backend) as pool:
             list(pool.map(upload, range(batches)))
     if profiler is not None:
         profiler.disable()
     ingest_wall = time.perf_counter() - w0
     ingest_cpu = time.process_time() - c0
+    database_cpu = sum(backend_cpu(pid) - before for pid, before in backends.items())
 
     # (v) the verification stage over everything just uploaded (nothing when uploads verify inline).
     from citycard.tenants.terminals.verify import batches_verify_all
@@ -256,6 +275,12 @@ def child(args) -> None:
             f"({verified.batches} batches, {verified.flags} flags, {args.verify_batches} batches per run)"
         )
         print(f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)")
+    if database_cpu:
+        print(
+            f"    database server cpu {database_cpu:7.2f}s ({taps_total / database_cpu:,.0f} taps per cpu-second) over"
+            f" {len(backends)} connection(s); per 500-tap batch: python {ingest_cpu / batches * 1000:.1f} ms,"
+            f" database {database_cpu / batches * 1000:.1f} ms"
+        )
     print(f"(b) raw COPY        {b:>10,.0f} taps/s   wall {copy_wall:7.2f}s  ({len(lines)} rows)")
     print(f"(c) naive ORM save  {c:>10,.0f} taps/s   wall {orm_wall:7.2f}s  ({len(sample)} rows)")
     print(f"(b)/(a) = {b / a:.2f}x   (a)/(c) = {a / c:.1f}x")

@@ -35,6 +35,7 @@ class _TemplateScript:
 
 
 _cache: dict[str, _TemplateScript] = {}
+_STORAGE = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}  # pg_attribute.attstorage
 
 
 def _q(name: str) -> str:
@@ -118,7 +119,8 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
         "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity,"
         " a.attgenerated, pg_get_expr(d.adbin, d.adrelid),"
         " CASE WHEN a.attcollation <> t.typcollation THEN (SELECT quote_ident(collname) FROM pg_collation"
-        "   WHERE oid = a.attcollation) END"
+        "   WHERE oid = a.attcollation) END,"
+        " CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END"
         " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
         " WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum",
@@ -136,7 +138,10 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
             continue
         defs = []
         insertable = []
-        for attname, typ, notnull, identity, generated, default, collation in columns.get(oid, []):
+        storages = []
+        for attname, typ, notnull, identity, generated, default, collation, storage in columns.get(oid, []):
+            if storage:
+                storages.append(f"ALTER TABLE {_q(name)} ALTER COLUMN {_q(attname)} SET STORAGE {_STORAGE[storage]};")
             col = f"{_q(attname)} {typ}"
             if collation:
                 col += f" COLLATE {collation}"
@@ -153,6 +158,7 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
                 insertable.append(_q(attname))
         partition = f" PARTITION BY {partkey}" if kind == "p" else ""
         before.append(f"CREATE {unlogged}TABLE {_q(name)} (\n  " + ",\n  ".join(defs) + f"\n){partition};")
+        before.extend(storages)
         data_candidates.append((oid, _q(name), ", ".join(insertable)))
 
     # Which tables hold template rows (migrations record, seed rows): only those are copied.

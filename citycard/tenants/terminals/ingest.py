@@ -508,7 +508,8 @@ def _copy_codes(codes: list[str]) -> str:
 def _copy(lines: list[str]) -> None:
     """The new taps into their month partitions: one COPY through the partitioned table."""
     with connection.cursor() as cur:
-        cur.cursor.copy_expert(_COPY_SQL, io.StringIO("".join(lines)))
+        data = "".join(lines).encode()
+        cur.cursor.copy_expert(_COPY_SQL, io.BytesIO(data), size=len(data))  # one read, one CopyData
 
 
 def _json_text(value: Any) -> str:
