@@ -142,6 +142,7 @@ class BatchAdmin(ReadOnlyAdmin):
         "accepted",
         "duplicates",
         "rejected",
+        "verified_at",
     )
     search_fields = ("batch_id", "terminal__terminal_id")
     date_hierarchy = "received_at"

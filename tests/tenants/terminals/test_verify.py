@@ -218,3 +218,17 @@ def test_deferred_roaming_taps_reach_the_outbox_in_one_envelope_once(hz, now, se
             ("shanghai", "yrd", "000002"),
         ]
         assert set(Transaction.objects.filter(routing="roaming").values_list("outbox_state", flat=True)) == {"sent"}
+
+
+def test_the_cli_runs_the_stage_for_one_tenant(hz, now, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.TERMINAL_VERIFY = "deferred"
+    settings.HOTLIST_GRACE_S = 600
+    hangzhou, sim, issued = hz
+    _scenario(hangzhou, sim, issued, now)
+    out = StringIO()
+    call_command("terminal", "--tenant", "hangzhou", "verify", stdout=out)
+    assert out.getvalue().strip() == "verified 2 batches, 4 taps: 4 review flags"

@@ -1,4 +1,4 @@
-"""`citycard terminal register|rotate-key|suspend|resume|list --tenant CODE`."""
+"""`citycard terminal register|rotate-key|suspend|resume|list|verify --tenant CODE`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.terminals import selectors, services
+from citycard.tenants.terminals.verify import batches_verify_all
 from citycard.terminal_kit.signing import public_key_bytes
 
 
@@ -41,7 +42,10 @@ def _key_argument(opts) -> str | bytes:
 
 
 class Command(PlatformCommand):
-    help = "The terminal registry of a tenant (终端登记): register, rotate keys, suspend, resume, list."
+    help = (
+        "The terminal registry of a tenant (终端登记): register, rotate keys, suspend, resume, list; and the"
+        " verification stage of its uploads."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True, help="tenant code (city or county)")
@@ -71,6 +75,9 @@ class Command(PlatformCommand):
         res.add_argument("terminal_id")
         lst = sub.add_parser("list", help="list terminals")
         lst.add_argument("--status", choices=["active", "suspended"])
+        sub.add_parser(
+            "verify", help="run the verification stage now over every batch not yet checked (beat does it too)"
+        )
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -108,6 +115,13 @@ class Command(PlatformCommand):
     def _resume(self, opts):
         services.terminal_resume(terminal_id=opts["terminal_id"], actor=self.actor)
         self.stdout.write(f"resumed {opts['terminal_id']}")
+
+    def _verify(self, opts):
+        tenant = tenant_by_code(opts["tenant"])
+        done = batches_verify_all(tenant=tenant)
+        if done.busy:
+            self.stdout.write("another verification run holds this tenant; it will check what is left")
+        self.stdout.write(f"verified {done.batches} batches, {done.taps} taps: {done.flags} review flags")
 
     def _list(self, opts):
         table = Table()
