@@ -1,25 +1,25 @@
 """Taking a terminal's signed batch (批量上传): verify once, validate in one pass, store set-wise.
 
-The path of one upload, in a fixed number of round trips whatever the batch size (8 with django-tenants'
-SET search_path, BEGIN and COMMIT, once the month partitions are known; the checks add theirs, 4 today,
-see checks.py):
+The path of one upload, in a fixed number of round trips whatever the batch size (5 with django-tenants'
+SET search_path, BEGIN and COMMIT once the month partitions are known, plus the COPY):
 
-1. size, JSON (floats refused at parse time), signature structure; then **one lookup** reads the terminal
-   key named by the signature with its terminal, any batch already stored under the payload's batch id,
-   the tenant's current signing key and the acquirer's card TAC master; one Ed25519 verification over the
-   canonical payload (orjson when installed, byte-identical to the standard form);
+1. size, JSON (orjson when installed; floats refused), signature structure; then **one lookup** reads
+   the terminal key named by the signature with its terminal, any batch already stored under the
+   payload's batch id, the tenant's current signing key, the acquirer's card TAC master and the id a new
+   batch gets; one Ed25519 verification over the canonical payload (orjson when installed,
+   byte-identical to the standard form);
 2. terminal active, payload's terminal and tenant match; a stored batch of that id: same content → the
    stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
-3. in the transaction: **the batch row** inserted first (it serialises concurrent resends of one batch id;
-   the temp staging table is made ready in the same round trip), each tap validated in one straight pass
-   (rejected with a reason, or repeated within the batch → duplicate), routed by issuer (cached);
-4. month partitions ensured (cached per process), **COPY** of the valid taps into the staging table, then
-   **one statement** inserts the natural keys with ``ON CONFLICT DO NOTHING``, the transactions of the keys
-   that were new, and returns each stored tap's previous card counter (the counter-gap check);
-5. the checks of checks.CHECKS run over the new taps (TAC: no query, the key came with the lookup; fare
-   re-check, hotlist, e-purse shadow: their own set-wise queries); the acknowledgement is written in its
-   canonical form directly and signed; roaming taps go to the interop sink if one is wired; **one round
-   trip** stores flags, exceptions, the terminal's high-water mark and the acknowledgement; **COMMIT**
+3. in the transaction: each tap validated in one straight pass (rejected with a reason, or repeated
+   within the batch → duplicate) and routed by issuer (cached);
+4. month partitions ensured (cached per process); **the natural keys** inserted with
+   ``ON CONFLICT DO NOTHING``, returning the keys that were new with the id their transaction gets;
+   **COPY** of those taps straight into the month partitions;
+5. the batch's own checks (checks.BATCH_CHECKS: clock skew, terminal sequence gaps); the checks against
+   stored data (checks.STORED_CHECKS) and the roaming hand-off run here only with
+   ``TERMINAL_VERIFY = "inline"``, else in the verification stage (verify.py) after the commit; the
+   acknowledgement is written in its canonical form directly and signed; **one round trip** stores the
+   batch row with its acknowledgement, flags, exceptions and the terminal's high-water mark; **COMMIT**
    (synchronous: the terminal deletes its batch once acknowledged).
 
 A refusal (``BatchRefused``) happens before anything is written, or rolls everything back.
