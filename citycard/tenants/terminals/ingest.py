@@ -685,7 +685,7 @@ def _ingest_new(
     valid: list[Tap] = []
     seen: set[tuple[str, int, int]] = set()
     all_seqs: list[int] = []
-    routes: dict[tuple[str, dt.date], Any] = {}
+    routes: dict[tuple[str, str], Any] = {}  # (issuer, Beijing date) -> Route
     months: set[tuple[int, int]] = set()
     rejected: list[tuple[int, Any, _Reject]] = []
     oldest, newest = received_at - TAPPED_AT_MAX_AGE, received_at + TAPPED_AT_MAX_AHEAD
@@ -709,12 +709,12 @@ def _ingest_new(
             continue
         seen.add(natural)
         tap.index = index
-        local = tap.tapped_at.astimezone(_CST)
-        months.add((local.year, local.month))
-        route_key = (tap.issuer, local.date())
+        route_key = (tap.issuer, _local_day(tap))
         route = routes.get(route_key)
         if route is None:
-            route = routes[route_key] = route_for(acquirer=acquirer, issuer=tap.issuer, on=local.date())
+            day = dt.date.fromisoformat(route_key[1])
+            route = routes[route_key] = route_for(acquirer=acquirer, issuer=tap.issuer, on=day)
+            months.add((day.year, day.month))  # every day of the batch has a route: every month is here
         tap.routing, tap.issuer_tenant, tap.network = route.routing, route.issuer_tenant, route.network
         tap.terminal_id, tap.batch_pk = terminal_id, batch_pk
         valid.append(tap)
@@ -846,12 +846,20 @@ def _ingest_new(
     return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
 
 
+def _local_day(tap: Tap) -> str:
+    """The tap's Beijing date, YYYY-MM-DD: read off its text when that is already in +08:00."""
+    text = tap.tapped_at_text
+    if text[19:] == "+08:00":
+        return text[:10]
+    return tap.tapped_at.astimezone(_CST).date().isoformat()
+
+
 def _exception_params(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict) -> list[Any]:
     """The parameters of _EXCEPTIONS_SQL for the held and the rejected taps; [] when there are none."""
     entries = []
     for tap in new:
         if tap.routing == "held":
-            route = routes[(tap.issuer, tap.tapped_at.astimezone(_CST).date())]
+            route = routes[(tap.issuer, _local_day(tap))]
             entries.append(
                 (
                     "held",
