@@ -1,0 +1,83 @@
+"""Two uploads of the same batch at the same moment (a terminal retrying before its first answer came):
+one stores the taps, the other waits on their keys and answers with the same acknowledgement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from citycard.platform import services
+from citycard.platform.models import Tenant
+from citycard.tenants.terminals import ingest
+from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.models import Batch, Transaction
+from citycard.tenants.terminals.services import terminal_register
+from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+
+
+def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monkeypatch):
+    tenant = Tenant.objects.filter(code="shaoxing").first() or services.tenant_create(
+        code="shaoxing", division_code="330600", actor="test"
+    )
+    sim = SimTerminal("SX-BUS-0001", "shaoxing", route="1")
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    with tenant_context(tenant):
+        terminal_register(
+            terminal_id=sim.terminal_id,
+            operator="绍兴公交",
+            department="transport",
+            service="bus",
+            route="1",
+            public_key=sim.public_key,
+            actor="test",
+        )
+    taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 200)]
+    body = sim.sign(sim.payload(taps, created_at=now))
+    # The first upload holds its transaction open after storing the taps, so the second one finds no
+    # stored batch, waits on the taps' keys, finds them all taken and then the batch id: a resend.
+    sign, signed, resends = ingest.tenant_sign_canonical, [], []
+
+    def slow_sign(**kwargs):
+        signed.append(1)
+        if len(signed) == 1:
+            time.sleep(1.0)
+        return sign(**kwargs)
+
+    existing = ingest._existing
+
+    def counting_existing(*args):
+        resends.append(1)
+        return existing(*args)
+
+    monkeypatch.setattr(ingest, "tenant_sign_canonical", slow_sign)
+    monkeypatch.setattr(ingest, "_existing", counting_existing)
+    start = threading.Barrier(2)
+    answers: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            connection.set_tenant(tenant)
+            start.wait()
+            answers.append(batch_ingest(tenant=tenant, body=body).body)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert len(answers) == 2 and answers[0] == answers[1]
+    assert len(signed) == 2 and len(resends) == 1  # both stored and signed; one lost the race at the end
+    with tenant_context(tenant):
+        assert Batch.objects.count() == 1
+        assert Transaction.objects.count() == 199
+        assert Batch.objects.get().accepted == 199
