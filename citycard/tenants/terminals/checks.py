@@ -94,8 +94,8 @@ class Tap:
     tapped_at_text: str = ""  # tapped_at in ISO 8601 (as sent, when already in that form)
     terminal_id: str = ""  # the registered terminal that uploaded it
     batch_pk: int = 0  # the stored batch it came in
-    # The next lower card counter stored for the card (None: the card's first), as the upload's insert
-    # statement found it; NOT_PROBED when the tap did not come through that statement.
+    # The next lower card counter stored for the card (None: the card's first) once the counter-gap
+    # check has looked it up; NOT_PROBED before.
     prev_counter: int | None = -1
 
 
