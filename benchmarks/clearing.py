@@ -205,9 +205,6 @@ def child(args) -> None:
         ("settle", settle),
     ):
         if name == "net":
-            start = time.perf_counter()
-            interop.records_vacuum()
-            timings["vacuum"] = time.perf_counter() - start
             with connection.cursor() as cur:
                 start = time.perf_counter()
                 cur.execute(

@@ -152,6 +152,34 @@ class RecordStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected by the issuer (exception)"
 
 
+# Validation writes only the rejections: a record still stored ``pending`` in a cycle the issuers have
+# validated was not rejected, so it is valid. Everything that reads a status reads it through
+# ``record_status`` / ``ClearingRecord.status_in`` (docs/clearing.md, "Issuer validation").
+VALIDATED_CYCLE_STATES = ("validated", "netted", "settled", "disputed")
+
+
+def record_status() -> models.Case:
+    """A record's status as read (pending, valid, rejected), from its stored status and its cycle's state."""
+    return models.Case(
+        models.When(
+            status=RecordStatus.PENDING,
+            cycle__state__in=VALIDATED_CYCLE_STATES,
+            then=models.Value(RecordStatus.VALID.value),
+        ),
+        default=models.F("status"),
+        output_field=models.CharField(),
+    )
+
+
+class ClearingRecordQuerySet(models.QuerySet):
+    def with_status(self) -> ClearingRecordQuerySet:
+        """Annotated with ``current_status``: the status as read (see ``record_status``)."""
+        return self.annotate(current_status=record_status())
+
+    def valid(self) -> ClearingRecordQuerySet:
+        return self.with_status().filter(current_status=RecordStatus.VALID)
+
+
 class RecordKind(models.TextChoices):
     TAP = "tap", "Roaming tap"
     ADJUSTMENT = "adjustment", "Adjustment from a dispute"
@@ -165,9 +193,7 @@ class ClearingRecord(models.Model):
     # Unique by a constraint, not ``unique=True``: that would add a second, varchar_pattern_ops index that
     # nothing uses, maintained on every insert. The cycle is indexed by record_cycle_idx (its first column).
     record_id = models.CharField(max_length=60)
-    cycle = models.ForeignKey(
-        ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False
-    )
+    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False)
     kind = models.CharField(max_length=12, choices=RecordKind.choices, default=RecordKind.TAP)
     message_id = models.CharField(max_length=120, help_text="The envelope it came in.")
     acquirer = models.CharField(max_length=30)
@@ -179,11 +205,15 @@ class ClearingRecord(models.Model):
     network_fee_fen = models.BigIntegerField()
     accepted_at = models.DateTimeField(help_text="When the acquirer's terminal accepted the tap.")
     received_at = models.DateTimeField()
+    # As written: ``rejected`` by validation, ``valid`` for records that need no issuer validation
+    # (adjustments, adjudicated claims), else ``pending`` — read it through ``status_in``/``with_status``.
     status = models.CharField(max_length=10, choices=RecordStatus.choices, default=RecordStatus.PENDING)
     reason = models.CharField(max_length=40, blank=True)
     reason_message = models.CharField(max_length=300, blank=True)
     adjusts = models.CharField(max_length=60, blank=True, help_text="The record an adjustment reverses.")
     data = models.JSONField(default=dict, help_text="The record as the acquirer signed it.")
+
+    objects = ClearingRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["cycle_id", "record_id"]
@@ -195,6 +225,12 @@ class ClearingRecord(models.Model):
 
     def __str__(self) -> str:
         return self.record_id
+
+    def status_in(self, cycle_state: str) -> str:
+        """The status as read, given the state of the record's cycle (see ``record_status``)."""
+        if self.status == RecordStatus.PENDING and cycle_state in VALIDATED_CYCLE_STATES:
+            return RecordStatus.VALID
+        return self.status
 
 
 class BilateralPosition(models.Model):

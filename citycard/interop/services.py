@@ -732,7 +732,8 @@ def cycle_validate(
         for item in rejected:
             acquirer, amount = item.pop("acquirer"), item.pop("amount_fen")
             exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
-    ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING).update(status=RecordStatus.VALID)
+    # Only the rejections are written: the records left pending are valid once the cycle is validated
+    # (models.record_status), so no row of a million-record cycle is rewritten here.
     for acquirer in sorted(exceptions):
         _deliver(
             acquirer,
@@ -768,11 +769,12 @@ def _apply_rejections(cycle: ClearingCycle, rejected: list[dict[str, str]]) -> N
         )
 
 
-# The matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
+# The cycle is validated (netting refuses it otherwise), so every record not rejected is valid. The
+# matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
 # INSERT … SELECT never is), and its few hundred cells are inserted from arrays.
 _BILATERAL_SELECT_SQL = """
 SELECT issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen)
-FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'valid'
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status <> 'rejected'
 GROUP BY issuer, acquirer
 """
 _BILATERAL_INSERT_SQL = """
@@ -918,23 +920,11 @@ def cycle_settle(
     return cycle
 
 
-def records_vacuum() -> None:
-    """VACUUM ANALYZE the record table (validation rewrites the status of every record of a cycle, leaving
-    as many dead row versions). Outside a transaction only; a no-op inside one."""
-    if connection.in_atomic_block:
-        return
-    connection.set_schema_to_public()
-    with connection.cursor() as cur:
-        cur.execute("VACUUM (ANALYZE) interop_clearingrecord")
-
-
 def cycle_run(
     *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
 ) -> ClearingCycle:
-    """Every step that has not happened yet, in order (the record table vacuumed after validation)."""
+    """Every step that has not happened yet, in order."""
     for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
-        if step is cycle_net and cycle.state == CycleState.VALIDATED:
-            records_vacuum()
         cycle = step(cycle=cycle, now=now, actor=actor)
     return cycle
 
@@ -989,7 +979,8 @@ _RECONCILIATION_DETAILS_SQL = """
 COPY (SELECT record_id, kind, CASE WHEN acquirer = %(p)s THEN 'acquirer' ELSE 'issuer' END,
              CASE WHEN acquirer = %(p)s THEN issuer ELSE acquirer END, card_no, card_counter,
              to_char(accepted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"'),
-             amount_fen, issuer_fee_fen, network_fee_fen, status, reason, adjusts
+             amount_fen, issuer_fee_fen, network_fee_fen,
+             CASE status WHEN 'pending' THEN 'valid' ELSE status END, reason, adjusts
       FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
       ORDER BY record_id) TO STDOUT WITH (FORMAT csv)
 """
@@ -1041,7 +1032,9 @@ def _reconciliation_texts(jobs: list[tuple[int, str]]) -> Iterable[tuple[str, di
 
 
 def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime, files_map: Any = None) -> None:
-    """Each participant's file, delivered to it and to each of its counties whose taps it lists."""
+    """Each participant's file, stored once (``ReconciliationFile``), and its signed manifest (digest,
+    size, rows and totals; not the text) delivered to it and to each of its counties whose taps it lists.
+    The recipients fetch the text by its digest and check it against the manifest (docs/clearing.md)."""
     label = cycle_label(cycle)
     tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
     with connection.cursor() as cur:
@@ -1057,7 +1050,8 @@ def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime, files_map: Any
     participants = _participants(cycle)
     texts = (files_map or _reconciliation_texts)([(cycle.pk, p) for p in participants])
     for participant, (text, totals) in zip(participants, texts, strict=True):
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        data = text.encode()
+        digest = hashlib.sha256(data).hexdigest()
         message_id = f"rcn-{label}-{participant}"
         recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
         ReconciliationFile.objects.create(
@@ -1069,20 +1063,17 @@ def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime, files_map: Any
             message_id=message_id,
             answer={"expected": recipients, "answers": {}},
         )
+        manifest = {
+            "cycle": label,
+            "participant": participant,
+            "sha256": digest,
+            "bytes": len(data),
+            # The detail rows: every line after the two section headers, the header rows and the totals row.
+            "detail_rows": text.count("\n") - 5,
+            "totals": totals,
+        }
         for code in recipients:
-            _deliver(
-                code,
-                kind="clearing.reconciliation",
-                message_id=message_id,
-                body={
-                    "cycle": label,
-                    "participant": participant,
-                    "sha256": digest,
-                    "csv": text,
-                    "totals": totals,
-                },
-                now=now,
-            )
+            _deliver(code, kind="clearing.reconciliation", message_id=message_id, body=manifest, now=now)
 
 
 # --- disputes ---------------------------------------------------------------------------------------------

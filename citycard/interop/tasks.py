@@ -58,8 +58,6 @@ def cycle_process(network: str, service: str, date: str, now: str | None = None)
     services.outboxes_collect(now=_now(now))
     connection.set_schema_to_public()
     for step in STEPS:
-        if step == "net":
-            services.records_vacuum()
         cycle_step.run(network, service, date, step, now)
     cycle = services.cycle_get(
         network_code=network, service=service, business_date=dt.date.fromisoformat(date)

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
 
+from citycard.platform.errors import DomainError, NotFound
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
+
+# Where the text of a reconciliation file is fetched from, by participant and SHA-256: the platform's
+# clearing registers its store (interop.apps); the tenant layer does not import interop.
+ReconciliationSource = Callable[..., "str | None"]
+_reconciliation_sources: list[ReconciliationSource] = []
+
+
+def reconciliation_source_register(source: ReconciliationSource) -> None:
+    if source not in _reconciliation_sources:
+        _reconciliation_sources.append(source)
+
+
+def reconciliation_file(*, message_id: str) -> tuple[dict[str, Any], str]:
+    """A reconciliation file delivered to this tenant: the manifest the platform signed (cycle,
+    participant, SHA-256, size, detail rows, totals) from the inbox, and the file's text fetched by that
+    digest. The text is refused (``digest_mismatch``) unless its SHA-256 and size are the manifest's."""
+    message = InboxMessage.objects.filter(message_id=message_id, kind="clearing.reconciliation").first()
+    if message is None:
+        raise NotFound(f"no reconciliation file {message_id!r} in the inbox", field="message_id")
+    manifest = message.body
+    for source in _reconciliation_sources:
+        text = source(participant=manifest["participant"], sha256=manifest["sha256"])
+        if text is not None:
+            break
+    else:
+        raise NotFound(f"reconciliation file {manifest['sha256'][:12]}… is not available", field="message_id")
+    data = text.encode()
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"] or len(data) != manifest["bytes"]:
+        raise DomainError(
+            f"the reconciliation file fetched for {message_id} is not the one its signed manifest names",
+            code="digest_mismatch",
+        )
+    return manifest, text
 
 
 def outbox_pending(*, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
