@@ -146,6 +146,27 @@ class ClearingCycle(models.Model):
         return f"{self.agreement} {self.business_date} ({self.state})"
 
 
+class IssuerValidation(models.Model):
+    """One issuer's answer for a closed cycle, kept until the cycle's validation step applies it: what a
+    per-issuer task (``interop.tasks.issuer_validation``) found, so the step joins the answers instead of
+    asking every issuer itself. Written once per cycle and issuer (a retry finds it and does nothing)."""
+
+    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="issuer_validations")
+    issuer = models.CharField(max_length=30)
+    checks = models.JSONField(help_text="The checks the issuer ran.")
+    rejected = models.JSONField(help_text="Its rejections: record id, reason, message, acquirer, amount.")
+    validated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["cycle_id", "issuer"]
+        constraints = [
+            models.UniqueConstraint(fields=["cycle", "issuer"], name="issuer_validation_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cycle_id}/{self.issuer}"
+
+
 class RecordStatus(models.TextChoices):
     PENDING = "pending", "Awaiting issuer validation"
     VALID = "valid", "Valid"

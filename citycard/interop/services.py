@@ -36,6 +36,7 @@ from citycard.interop.models import (
     CycleState,
     Dispute,
     DisputeState,
+    IssuerValidation,
     Journal,
     MessageRefusal,
     NetPosition,
@@ -685,6 +686,53 @@ def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[s
     return {"checks": checks, "rejected": rejections}
 
 
+def cycle_issuers_pending(cycle: ClearingCycle) -> list[str]:
+    """The issuers with records awaiting validation in the cycle, in code order."""
+    return list(
+        ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING)
+        .order_by("issuer")
+        .values_list("issuer", flat=True)
+        .distinct()
+    )
+
+
+@transaction.atomic
+def issuer_validation_store(
+    *, cycle_id: int, issuer_code: str, now: dt.datetime
+) -> IssuerValidation | None:
+    """One issuer validates its records of a closed cycle (``issuer_validate``) and its answer is kept
+    for the cycle's validation step, which joins every issuer's answer (a per-issuer Celery task each,
+    ``interop.tasks.issuer_validation``). Idempotent: an answer already kept is returned as it is. None
+    if the cycle is not closed (validated already, or not cut off yet: nothing to do or not yet).
+
+    Holds a share lock of the cycle row, so the step (``FOR UPDATE``) waits for issuers in progress
+    rather than asking them again, and issuers of one cycle run side by side."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT state FROM interop_clearingcycle WHERE id = %s FOR SHARE", [cycle_id])
+        row = cur.fetchone()
+    if row is None or row[0] != CycleState.CLOSED:
+        return None
+    kept = IssuerValidation.objects.filter(cycle_id=cycle_id, issuer=issuer_code).first()
+    if kept is not None:
+        return kept
+    result = issuer_validate(cycle_id, issuer_code, now)
+    # Two workers given the same issuer: the second's claims wait for the first's (same answer); one
+    # answer is kept.
+    IssuerValidation.objects.bulk_create(
+        [
+            IssuerValidation(
+                cycle_id=cycle_id,
+                issuer=issuer_code,
+                checks=result["checks"],
+                rejected=result["rejected"],
+                validated_at=now,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return IssuerValidation.objects.get(cycle_id=cycle_id, issuer=issuer_code)
+
+
 def _issuers_validate_inline(jobs: list[tuple[int, str, dt.datetime]]) -> Iterable[dict[str, Any]]:
     return (issuer_validate(*job) for job in jobs)
 
@@ -701,12 +749,15 @@ def cycle_validate(
     ``exchange.clearing_validate`` (``issuer_validate``); rejected records go back to their acquirers as
     exceptions.
 
-    ``issuers_map`` runs the issuers: called with the list of ``(cycle id, issuer, now)`` jobs for
-    ``issuer_validate``, it returns their results in job order. By default the issuers run one after the
-    other in this transaction; a process pool's ``starmap`` over ``issuer_validate`` (benchmarks/clearing.py)
+    An issuer whose answer was already kept (``issuer_validation_store``: the Celery tasks fan the
+    issuers out before this step, docs/clearing.md "Orchestration") is not asked again. The others run
+    through ``issuers_map``: called with the list of ``(cycle id, issuer, now)`` jobs for
+    ``issuer_validate``, it returns their results in job order. By default they run one after the other
+    in this transaction; a process pool's ``starmap`` over ``issuer_validate`` (benchmarks/clearing.py)
     runs them in parallel, each on its own connection committing in the issuer's schema only (re-validating
     a record gives the same answer, so a crash before this step commits changes nothing). The rejections
-    are applied here, in issuer order, and the step commits as one transaction as before."""
+    are applied here, in issuer order, and the step commits as one transaction; only the rejections are
+    written (the records left pending read valid once the cycle is validated, ``models.record_status``)."""
     now = now or timezone.now()
     cycle = _locked(cycle)
     if _past(cycle, CycleState.VALIDATED):
@@ -714,17 +765,17 @@ def cycle_validate(
     if cycle.state != CycleState.CLOSED:
         _refuse_step(cycle, "validation", "closed")
     label = cycle_label(cycle)
-    issuers = list(
-        ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING)
-        .order_by("issuer")
-        .values_list("issuer", flat=True)
-        .distinct()
-    )
-    jobs = [(cycle.pk, issuer_code, now) for issuer_code in issuers]
+    issuers = cycle_issuers_pending(cycle)
+    kept = {
+        v.issuer: {"checks": v.checks, "rejected": [dict(item) for item in v.rejected]}
+        for v in IssuerValidation.objects.filter(cycle=cycle, issuer__in=issuers)
+    }
+    jobs = [(cycle.pk, issuer_code, now) for issuer_code in issuers if issuer_code not in kept]
+    asked = dict(zip([job[1] for job in jobs], (issuers_map or _issuers_validate_inline)(jobs), strict=True))
     checks: dict[str, list[str]] = {}
     exceptions: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    results = (issuers_map or _issuers_validate_inline)(jobs)
-    for (_cycle_id, issuer_code, _now), result in zip(jobs, results, strict=True):
+    for issuer_code in issuers:
+        result = kept.get(issuer_code) or asked[issuer_code]
         checks[issuer_code] = result["checks"]
         rejected = result["rejected"]
         if rejected:
@@ -749,7 +800,11 @@ def cycle_validate(
         actor=actor,
         object_type="cycle",
         object_id=label,
-        data={"issuers": len(issuers), "exceptions": sum(len(v) for v in exceptions.values())},
+        data={
+            "issuers": len(issuers),
+            "answers_kept": len(kept),
+            "exceptions": sum(len(v) for v in exceptions.values()),
+        },
     )
     return cycle
 
