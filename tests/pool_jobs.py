@@ -22,7 +22,7 @@ def validate(cycle_id: int, issuer: str, now: dt.datetime) -> tuple[dict[str, An
     return issuer_validate(cycle_id, issuer, now), os.getpid()
 
 
-def text(cycle_id: int, participant: str) -> tuple[str, dict[str, Any], int]:
+def text(cycle_id: int, participant: str, totals: dict[str, int]) -> tuple[str, dict[str, Any], int]:
     from citycard.interop.services import reconciliation_text
 
-    return (*reconciliation_text(cycle_id, participant), os.getpid())
+    return (*reconciliation_text(cycle_id, participant, totals), os.getpid())

@@ -5,25 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('interop', '0007_record_indexes'),
+        ("interop", "0007_record_indexes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IssuerValidation',
+            name="IssuerValidation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('issuer', models.CharField(max_length=30)),
-                ('checks', models.JSONField(help_text='The checks the issuer ran.')),
-                ('rejected', models.JSONField(help_text='Its rejections: record id, reason, message, acquirer, amount.')),
-                ('validated_at', models.DateTimeField()),
-                ('cycle', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='issuer_validations', to='interop.clearingcycle')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("issuer", models.CharField(max_length=30)),
+                ("checks", models.JSONField(help_text="The checks the issuer ran.")),
+                (
+                    "rejected",
+                    models.JSONField(
+                        help_text="Its rejections: record id, reason, message, acquirer, amount."
+                    ),
+                ),
+                ("validated_at", models.DateTimeField()),
+                (
+                    "cycle",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="issuer_validations",
+                        to="interop.clearingcycle",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['cycle_id', 'issuer'],
-                'constraints': [models.UniqueConstraint(fields=('cycle', 'issuer'), name='issuer_validation_once')],
+                "ordering": ["cycle_id", "issuer"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("cycle", "issuer"), name="issuer_validation_once")
+                ],
             },
         ),
     ]
