@@ -263,6 +263,16 @@ def _worker_init() -> None:
     import django
 
     django.setup()
+    if os.environ.get("BENCH_PROFILE"):
+        # Each pool process profiles its jobs too, written beside the main one as <file>.<pid> when the
+        # pool closes.
+        import cProfile
+        from multiprocessing import util
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        path = f"{os.environ['BENCH_PROFILE']}.{os.getpid()}"
+        util.Finalize(None, lambda: (profiler.disable(), profiler.dump_stats(path)), exitpriority=100)
 
 
 def _collect(tenant_code: str, now) -> None:

@@ -239,7 +239,7 @@ class ClearingRecord(models.Model):
     class Meta:
         ordering = ["cycle_id", "record_id"]
         indexes = [
-            # Not on status: validation's status update stays a HOT update (see migration 0006).
+            # Not on status: marking a rejection stays a HOT update when the page has room.
             models.Index(fields=["cycle", "issuer", "acquirer"], name="record_cycle_idx"),
         ]
         constraints = [models.UniqueConstraint(fields=["record_id"], name="record_id_unique")]
