@@ -196,7 +196,7 @@ def child(args) -> None:
         interop.cycle_validate, issuers_map=functools.partial(pool.starmap, interop.issuer_validate)
     )
     settle = functools.partial(
-        interop.cycle_settle, files_map=functools.partial(pool.starmap, interop.reconciliation_text)
+        interop.cycle_settle, files_map=functools.partial(pool.starmap, interop.reconciliation_packed)
     )
     for name, step in (
         ("close", interop.cycle_close),

@@ -22,7 +22,7 @@ def validate(cycle_id: int, issuer: str, now: dt.datetime) -> tuple[dict[str, An
     return issuer_validate(cycle_id, issuer, now), os.getpid()
 
 
-def text(cycle_id: int, participant: str, totals: dict[str, int]) -> tuple[str, dict[str, Any], int]:
-    from citycard.interop.services import reconciliation_text
+def packed(cycle_id: int, participant: str, totals: dict[str, int]) -> tuple[dict[str, Any], int]:
+    from citycard.interop.services import reconciliation_packed
 
-    return (*reconciliation_text(cycle_id, participant, totals), os.getpid())
+    return reconciliation_packed(cycle_id, participant, totals), os.getpid()

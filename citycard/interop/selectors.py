@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -238,7 +239,7 @@ def reconciliation_files_of(*, cycle_ids: Iterable[int]) -> QuerySet[Reconciliat
     """The files' state and totals, without their CSV text (ask ``reconciliation_file_text`` for one)."""
     return (
         ReconciliationFile.objects.filter(cycle_id__in=list(cycle_ids))
-        .defer("csv")
+        .defer("csv_zlib")
         .order_by("cycle_id", "participant")
     )
 
@@ -247,11 +248,12 @@ def reconciliation_file_text(*, participant: str, sha256: str) -> str | None:
     """The stored text of ``participant``'s reconciliation file with this SHA-256, if there is one: how a
     recipient fetches the file its signed manifest names (registered with the tenants' exchange by
     ``InteropConfig.ready``; the recipient checks the digest itself)."""
-    return (
+    packed = (
         ReconciliationFile.objects.filter(participant=participant, sha256=sha256)
-        .values_list("csv", flat=True)
+        .values_list("csv_zlib", flat=True)
         .first()
     )
+    return None if packed is None else zlib.decompress(bytes(packed)).decode()
 
 
 def disputes_query(

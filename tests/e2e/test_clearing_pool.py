@@ -55,9 +55,9 @@ def test_issuers_and_files_on_a_process_pool_give_the_single_process_results(com
         return [result for result, _pid in out]
 
     def files_map(jobs):
-        out = pool.starmap(pool_jobs.text, jobs)
-        pids.update(pid for *_text_totals, pid in out)
-        return [(text, totals) for text, totals, _pid in out]
+        out = pool.starmap(pool_jobs.packed, jobs)
+        pids.update(pid for _pack, pid in out)
+        return [pack for pack, _pid in out]
 
     # The children connect straight to the test database's server: each starting (and on exit, leaving)
     # the embedded server's handle at the same moment would race on its shared list of handles.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zlib
 
 import pytest
 from django_tenants.utils import tenant_context
@@ -65,7 +66,9 @@ def test_a_file_not_matching_its_signed_manifest_is_refused(settled, tenant):
     cycle, _records = settled
     stored = ReconciliationFile.objects.get(cycle=cycle, participant="jiaxing")
     # The platform's stored copy altered after the manifest was signed: one amount changed.
-    ReconciliationFile.objects.filter(pk=stored.pk).update(csv=stored.csv.replace(",300,", ",30,", 1))
+    altered = stored.csv.replace(",300,", ",30,", 1)
+    assert altered != stored.csv
+    ReconciliationFile.objects.filter(pk=stored.pk).update(csv_zlib=zlib.compress(altered.encode()))
     with tenant_context(tenant("jiaxing")):
         message_id = InboxMessage.objects.get(kind="clearing.reconciliation").message_id
         with pytest.raises(DomainError) as info:

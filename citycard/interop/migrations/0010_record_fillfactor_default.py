@@ -6,7 +6,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("interop", "0009_reconciliation_csv_uncompressed")]
+    dependencies = [("interop", "0009_reconciliation_csv_zlib")]
     operations = [
         migrations.RunSQL(
             "ALTER TABLE interop_clearingrecord RESET (fillfactor)",
