@@ -616,10 +616,10 @@ def cycle_close(
     cycle.state, cycle.closed_at = CycleState.CLOSED, now
     cycle.save(update_fields=["state", "closed_at"])
     # Fresh statistics once the cycle's records are in: validation, netting (its parallel GROUP BY) and
-    # settlement plan with the cycle's real size. A sample, not a scan (no vacuum is needed: validation
-    # rewrites no record).
+    # settlement plan with the cycle's real size. A sample, not a scan, of the columns they filter and
+    # group by (not the wide ``data``); no vacuum is needed: validation rewrites no record.
     with connection.cursor() as cur:
-        cur.execute("ANALYZE interop_clearingrecord")
+        cur.execute("ANALYZE interop_clearingrecord (cycle_id, issuer, acquirer, status, kind)")
     _cycle(cycle.agreement, _next_date(cycle.agreement, cycle.business_date))
     audit_record(action="interop.cycle_close", actor=actor, object_type="cycle", object_id=cycle_label(cycle))
     return cycle

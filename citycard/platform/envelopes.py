@@ -34,6 +34,11 @@ from citycard.platform.keys import tenant_public_keys, tenant_signature
 from citycard.platform.models import Tenant
 from citycard.terminal_kit.signing import b64decode, canonical_json
 
+try:
+    import orjson
+except ImportError:  # optional: the standard library gives the same bytes, slower
+    orjson = None
+
 ENVELOPE_VERSION = 1
 DEFAULT_TTL = dt.timedelta(days=2)
 MAX_FUTURE_SKEW = dt.timedelta(minutes=5)
@@ -65,6 +70,42 @@ def body_sha256(body: Any) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _plain(data: Any) -> bool:
+    """Only dicts, lists and str/int/bool/None of exactly those types (no float, no subclass, nothing a
+    ``default`` would be asked about): what orjson writes exactly as ``canonical_json`` does."""
+    stack = [data]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            values = item.values()
+            if not set(map(type, values)) <= _PLAIN:
+                extend(values)
+        elif kind is list:
+            if not set(map(type, item)) <= _PLAIN:
+                extend(item)
+        elif kind not in _PLAIN:
+            return False
+    return True
+
+
+def _body_json(body: Any) -> bytes:
+    """``canonical_json(body)``: through orjson when it is installed and the body is plain JSON (a
+    5,000-record clearing body is serialised about six times faster, byte for byte the same — as for
+    ingestion's batches, tests/tenants/terminals/test_canonical_json.py); anything else (floats,
+    subclasses, integers beyond 64 bits) the standard way, with the standard outcome."""
+    if orjson is not None and _plain(body):
+        try:
+            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            pass
+    return canonical_json(body)
+
+
 def envelope_seal(
     *,
     sender: Tenant,
@@ -93,7 +134,7 @@ def envelope_seal(
     }
     # The body is serialised once, for its digest and for the signed bytes: ``body`` sorts first among the
     # payload's keys, so the canonical payload is ``{"body":<body>,`` and the rest (as _verify reads it).
-    body_bytes = canonical_json(body)
+    body_bytes = _body_json(body)
     payload["body_sha256"] = hashlib.sha256(body_bytes).hexdigest()
     signed = b'{"body":' + body_bytes + b"," + canonical_json(payload)[1:]
     payload["body"] = body
@@ -127,7 +168,7 @@ def _verify(document: dict, payload: dict, sender: Tenant, now: dt.datetime, mes
         )
     rest = {k: v for k, v in payload.items() if k != "body"}
     try:
-        body_bytes = canonical_json(payload["body"])
+        body_bytes = _body_json(payload["body"])
         signed = b'{"body":' + body_bytes + b"," + canonical_json(rest)[1:]
         raw = b64decode(str(signature.get("value", "")), what="signature")
         Ed25519PublicKey.from_public_bytes(bytes(public)).verify(raw, signed)
