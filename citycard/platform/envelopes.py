@@ -23,6 +23,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -86,8 +87,13 @@ def _plain(data: Any) -> bool:
             if not set(map(type, values)) <= _PLAIN:
                 extend(values)
         elif kind is list:
-            if not set(map(type, item)) <= _PLAIN:
-                extend(item)
+            types = set(map(type, item))
+            if types <= _PLAIN:
+                continue
+            # A list of flat dicts (a message's records): all their values' types in one pass, in C.
+            if types == {dict} and set(map(type, chain.from_iterable(map(dict.values, item)))) <= _PLAIN:
+                continue
+            extend(item)
         elif kind not in _PLAIN:
             return False
     return True
