@@ -293,6 +293,7 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("clearing.records needs a list of records", code="malformed")
     agreements: dict[str, RoamingAgreement] = {}
     cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
+    days: dict[tuple[int, dt.datetime], dt.date] = {}
     issuers: dict[str, Tenant | None] = {}
     rows = []
     for record in records:
@@ -323,7 +324,12 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         if key not in agreements:
             agreements[key] = agreement_get(network_code=network, service=service)
         agreement = agreements[key]
-        day = business_date_of(agreement, accepted_at)
+        # The business date moves with the minute at most (cut-offs are hours and minutes): computed once
+        # per agreement and minute of the message, not per record.
+        minute = (agreement.pk, accepted_at.replace(second=0, microsecond=0))
+        day = days.get(minute)
+        if day is None:
+            day = days[minute] = business_date_of(agreement, accepted_at)
         cycle = cycles.get((agreement.pk, day))
         if cycle is None:
             cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)

@@ -5,6 +5,7 @@ refuse (floats, str/int subclasses, tuples, integers beyond 64 bits) takes the s
 from __future__ import annotations
 
 import enum
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -45,3 +46,17 @@ def test_what_orjson_writes_differently_goes_the_standard_way():
     assert not envelopes._plain({"records": [{"kind": Kind.TAP}]})
     with pytest.raises(TypeError, match="float"):
         envelopes._body_json({"records": [{"amount": 1.5}]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.dictionaries(keys, values, max_size=6))
+def test_stored_documents_read_as_the_standard_library_reads_them(body):
+    text = json.dumps(body, ensure_ascii=False)
+    assert envelopes.document_loads(text) == json.loads(text)
+
+
+def test_what_orjson_reads_differently_is_read_the_standard_way():
+    # orjson would give a float for an integer beyond 64 bits, and refuses a lone surrogate.
+    for text in ('{"a": 123456789012345678901234567890}', '{"a": "\\ud800"}', '{"a": [1.5, 2]}'):
+        assert envelopes.document_loads(text) == json.loads(text)
+    assert type(envelopes.document_loads('{"a": 123456789012345678901234567890}')["a"]) is int

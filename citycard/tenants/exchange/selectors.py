@@ -6,8 +6,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 
+from citycard.platform.envelopes import document_loads
 from citycard.platform.errors import DomainError, NotFound
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 
@@ -48,13 +50,15 @@ def reconciliation_file(*, message_id: str) -> tuple[dict[str, Any], str]:
 def outbox_pending(*, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
     """(message id, signed envelope) of the messages waiting to be collected, oldest first, locked so two
     collectors never take the same message (the second skips it)."""
+    # The envelope as text, parsed here (``document_loads``): the JSONField would parse it with json.loads.
     rows = (
         OutboxMessage.objects.select_for_update(skip_locked=True)
         .filter(state=OutboxState.PENDING)
         .order_by("id")
-        .values_list("message_id", "envelope")[:limit]
+        .annotate(text=Cast("envelope", TextField()))
+        .values_list("message_id", "text")[:limit]
     )
-    return list(rows)
+    return [(message_id, document_loads(text)) for message_id, text in rows]
 
 
 def inbox_messages(*, kind: str | None = None) -> QuerySet[InboxMessage]:
