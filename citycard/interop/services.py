@@ -932,7 +932,8 @@ def cycle_settle(
     files_map: Any = None,
 ) -> ClearingCycle:
     """Settlement instructions through the network's settlement account, their ledger journal, and a
-    reconciliation file for every participant, delivered to its inbox (netted → settled).
+    reconciliation file for every participant, stored once, its signed manifest delivered to its inbox
+    (netted → settled).
 
     ``files_map`` writes the files: called with the ``(cycle id, participant, totals)`` jobs for
     ``reconciliation_packed``, it returns their results in job order (by default one after the other here;
