@@ -178,3 +178,13 @@ def test_worker_killed_inside_an_issuers_validation_task_then_resumed(committed_
         "dongguan",
         "shenzhen",
     ]
+
+
+def test_a_cycle_without_records_settles_on_a_worker(committed_db, reference):
+    """No issuer to fan out: ``cycle_process`` replaces itself with the finishing steps alone."""
+    day = dt.date(2025, 3, 9)
+    with celery_worker(name="clr-empty"):
+        summary = tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day)).get(timeout=120)
+    assert summary["state"] == "settled" and summary["records"] == {} and summary["positions"] == []
+    cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=day)
+    assert not IssuerValidation.objects.filter(cycle=cycle).exists()
