@@ -13,6 +13,7 @@ from citycard.interop.models import (
     MessageRefusal,
     NetPosition,
     ReconciliationFile,
+    RecordStatus,
     RoamingAgreement,
     SettlementInstruction,
 )
@@ -68,9 +69,30 @@ class ClearingCycleAdmin(ReadOnly):
     inlines = [NetPositionInline, InstructionInline]
 
 
+class RecordStatusFilter(admin.SimpleListFilter):
+    """The status as read: validation writes only the rejections, so a pending record of a validated
+    cycle is valid (``models.record_status``)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return RecordStatus.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(current_status=self.value()) if self.value() else queryset
+
+
 @admin.register(ClearingRecord, site=platform_admin)
 class ClearingRecordAdmin(ReadOnly):
     """Records; filter status = rejected for the exceptions (with the issuer's reason)."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_status()
+
+    @admin.display(description="status", ordering="current_status")
+    def current_status(self, obj: ClearingRecord) -> str:
+        return obj.current_status
 
     list_display = (
         "record_id",
@@ -80,11 +102,11 @@ class ClearingRecordAdmin(ReadOnly):
         "issuer",
         "card_no",
         "amount_fen",
-        "status",
+        "current_status",
         "reason",
         "accepted_at",
     )
-    list_filter = ("status", "reason", "kind", "acquirer", "issuer")
+    list_filter = (RecordStatusFilter, "reason", "kind", "acquirer", "issuer")
     search_fields = ("record_id", "card_no", "message_id")
 
 

@@ -4,6 +4,7 @@ netting results, the settlement ledger, reconciliation files and disputes (docs/
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 from django.db import models
 from django.db.models import Q
@@ -146,10 +147,59 @@ class ClearingCycle(models.Model):
         return f"{self.agreement} {self.business_date} ({self.state})"
 
 
+class IssuerValidation(models.Model):
+    """One issuer's answer for a closed cycle, kept until the cycle's validation step applies it: what a
+    per-issuer task (``interop.tasks.issuer_validation``) found, so the step joins the answers instead of
+    asking every issuer itself. Written once per cycle and issuer (a retry finds it and does nothing)."""
+
+    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="issuer_validations")
+    issuer = models.CharField(max_length=30)
+    checks = models.JSONField(help_text="The checks the issuer ran.")
+    rejected = models.JSONField(help_text="Its rejections: record id, reason, message, acquirer, amount.")
+    validated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["cycle_id", "issuer"]
+        constraints = [
+            models.UniqueConstraint(fields=["cycle", "issuer"], name="issuer_validation_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cycle_id}/{self.issuer}"
+
+
 class RecordStatus(models.TextChoices):
     PENDING = "pending", "Awaiting issuer validation"
     VALID = "valid", "Valid"
     REJECTED = "rejected", "Rejected by the issuer (exception)"
+
+
+# Validation writes only the rejections: a record still stored ``pending`` in a cycle the issuers have
+# validated was not rejected, so it is valid. Everything that reads a status reads it through
+# ``record_status`` / ``ClearingRecord.status_in`` (docs/clearing.md, "Issuer validation").
+VALIDATED_CYCLE_STATES = ("validated", "netted", "settled", "disputed")
+
+
+def record_status() -> models.Case:
+    """A record's status as read (pending, valid, rejected), from its stored status and its cycle's state."""
+    return models.Case(
+        models.When(
+            status=RecordStatus.PENDING,
+            cycle__state__in=VALIDATED_CYCLE_STATES,
+            then=models.Value(RecordStatus.VALID.value),
+        ),
+        default=models.F("status"),
+        output_field=models.CharField(),
+    )
+
+
+class ClearingRecordQuerySet(models.QuerySet):
+    def with_status(self) -> ClearingRecordQuerySet:
+        """Annotated with ``current_status``: the status as read (see ``record_status``)."""
+        return self.annotate(current_status=record_status())
+
+    def valid(self) -> ClearingRecordQuerySet:
+        return self.with_status().filter(current_status=RecordStatus.VALID)
 
 
 class RecordKind(models.TextChoices):
@@ -165,9 +215,7 @@ class ClearingRecord(models.Model):
     # Unique by a constraint, not ``unique=True``: that would add a second, varchar_pattern_ops index that
     # nothing uses, maintained on every insert. The cycle is indexed by record_cycle_idx (its first column).
     record_id = models.CharField(max_length=60)
-    cycle = models.ForeignKey(
-        ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False
-    )
+    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False)
     kind = models.CharField(max_length=12, choices=RecordKind.choices, default=RecordKind.TAP)
     message_id = models.CharField(max_length=120, help_text="The envelope it came in.")
     acquirer = models.CharField(max_length=30)
@@ -179,22 +227,32 @@ class ClearingRecord(models.Model):
     network_fee_fen = models.BigIntegerField()
     accepted_at = models.DateTimeField(help_text="When the acquirer's terminal accepted the tap.")
     received_at = models.DateTimeField()
+    # As written: ``rejected`` by validation, ``valid`` for records that need no issuer validation
+    # (adjustments, adjudicated claims), else ``pending`` — read it through ``status_in``/``with_status``.
     status = models.CharField(max_length=10, choices=RecordStatus.choices, default=RecordStatus.PENDING)
     reason = models.CharField(max_length=40, blank=True)
     reason_message = models.CharField(max_length=300, blank=True)
     adjusts = models.CharField(max_length=60, blank=True, help_text="The record an adjustment reverses.")
     data = models.JSONField(default=dict, help_text="The record as the acquirer signed it.")
 
+    objects = ClearingRecordQuerySet.as_manager()
+
     class Meta:
         ordering = ["cycle_id", "record_id"]
         indexes = [
-            # Not on status: validation's status update stays a HOT update (see migration 0006).
+            # Not on status: marking a rejection stays a HOT update when the page has room.
             models.Index(fields=["cycle", "issuer", "acquirer"], name="record_cycle_idx"),
         ]
         constraints = [models.UniqueConstraint(fields=["record_id"], name="record_id_unique")]
 
     def __str__(self) -> str:
         return self.record_id
+
+    def status_in(self, cycle_state: str) -> str:
+        """The status as read, given the state of the record's cycle (see ``record_status``)."""
+        if self.status == RecordStatus.PENDING and cycle_state in VALIDATED_CYCLE_STATES:
+            return RecordStatus.VALID
+        return self.status
 
 
 class BilateralPosition(models.Model):
@@ -278,8 +336,10 @@ class ReconciliationFile(models.Model):
 
     cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="reconciliations")
     participant = models.CharField(max_length=30)
-    csv = models.TextField()
-    sha256 = models.CharField(max_length=64)
+    # The CSV's UTF-8, zlib-compressed (level 1) where it is written: ~6× smaller, and PostgreSQL stores it
+    # as it is (STORAGE EXTERNAL, migration 0009) instead of compressing 10 MB per file in the step.
+    csv_zlib = models.BinaryField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the CSV's UTF-8 (not of the compressed).")
     totals = models.JSONField()
     message_id = models.CharField(max_length=120)
     state = models.CharField(max_length=10, default="sent")  # sent, confirmed, mismatch
@@ -291,6 +351,11 @@ class ReconciliationFile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["cycle", "participant"], name="reconciliation_unique"),
         ]
+
+    @property
+    def csv(self) -> str:
+        """The file's text (format in docs/clearing.md)."""
+        return zlib.decompress(bytes(self.csv_zlib)).decode()
 
 
 class DisputeState(models.TextChoices):

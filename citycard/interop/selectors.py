@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,9 +53,10 @@ def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dic
 def cycle_summary(*, cycle: ClearingCycle) -> dict[str, Any]:
     """Everything a cycle produced, in a stable form (two runs of a cycle compare equal)."""
     statuses = {
-        row["status"]: {"records": row["n"], "amount_fen": row["s"] or 0}
+        row["current_status"]: {"records": row["n"], "amount_fen": row["s"] or 0}
         for row in ClearingRecord.objects.filter(cycle=cycle)
-        .values("status")
+        .with_status()
+        .values("current_status")
         .annotate(n=Count("id"), s=Sum("amount_fen"))
     }
     rejected = dict(
@@ -113,9 +115,11 @@ def settlement_instructions(*, cycle: ClearingCycle) -> list[dict[str, Any]]:
 
 def position_trace(*, cycle: ClearingCycle, issuer: str, acquirer: str):
     """The records behind one cell of the matrix (valid ones, as netted)."""
-    return ClearingRecord.objects.filter(
-        cycle=cycle, issuer=issuer, acquirer=acquirer, status="valid"
-    ).order_by("record_id")
+    return (
+        ClearingRecord.objects.filter(cycle=cycle, issuer=issuer, acquirer=acquirer)
+        .valid()
+        .order_by("record_id")
+    )
 
 
 def summary_digest(summary: dict[str, Any]) -> str:
@@ -175,16 +179,17 @@ def cycle_find(*, network_code: str, service: str, business_date: dt.date) -> Cl
 
 
 def cycle_record_totals(*, cycle_ids: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
-    """Per cycle: records and amount (fen) by status (pending, valid, rejected). One aggregate query."""
+    """Per cycle: records and amount (fen) by status as read (pending, valid, rejected). One aggregate query."""
     totals: dict[int, dict[str, tuple[int, int]]] = {pk: {} for pk in cycle_ids}
     rows = (
         ClearingRecord.objects.filter(cycle_id__in=list(totals))
-        .values("cycle_id", "status")
+        .with_status()
+        .values("cycle_id", "current_status")
         .annotate(n=Count("id"), s=Sum("amount_fen"))
         .order_by()
     )
     for row in rows:
-        totals[row["cycle_id"]][row["status"]] = (row["n"], row["s"] or 0)
+        totals[row["cycle_id"]][row["current_status"]] = (row["n"], row["s"] or 0)
     return totals
 
 
@@ -231,12 +236,24 @@ def instructions_of(*, cycle_ids: Iterable[int]) -> QuerySet[SettlementInstructi
 
 
 def reconciliation_files_of(*, cycle_ids: Iterable[int]) -> QuerySet[ReconciliationFile]:
-    """The files' state and totals, without their CSV text (ask ``reconciliation_file_csv`` for one)."""
+    """The files' state and totals, without their CSV text (ask ``reconciliation_file_text`` for one)."""
     return (
         ReconciliationFile.objects.filter(cycle_id__in=list(cycle_ids))
-        .defer("csv")
+        .defer("csv_zlib")
         .order_by("cycle_id", "participant")
     )
+
+
+def reconciliation_file_text(*, participant: str, sha256: str) -> str | None:
+    """The stored text of ``participant``'s reconciliation file with this SHA-256, if there is one: how a
+    recipient fetches the file its signed manifest names (registered with the tenants' exchange by
+    ``InteropConfig.ready``; the recipient checks the digest itself)."""
+    packed = (
+        ReconciliationFile.objects.filter(participant=participant, sha256=sha256)
+        .values_list("csv_zlib", flat=True)
+        .first()
+    )
+    return None if packed is None else zlib.decompress(bytes(packed)).decode()
 
 
 def disputes_query(
@@ -270,5 +287,6 @@ def dispute_find(*, dispute_id: int) -> Dispute | None:
 
 
 def record_find(*, record_id: str) -> ClearingRecord | None:
-    """One clearing record by its id (``<schema>-<transaction id>``, ``adj-…`` for an adjustment)."""
-    return ClearingRecord.objects.filter(record_id=record_id).first()
+    """One clearing record by its id (``<schema>-<transaction id>``, ``adj-…`` for an adjustment), with
+    its ``current_status``."""
+    return ClearingRecord.objects.filter(record_id=record_id).with_status().first()

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -30,12 +31,14 @@ from django_tenants.utils import tenant_context
 
 from citycard.interop.hotlist import hotlist_update_receive
 from citycard.interop.models import (
+    BilateralPosition,
     ClearingCycle,
     ClearingRecord,
     CyclePeriod,
     CycleState,
     Dispute,
     DisputeState,
+    IssuerValidation,
     Journal,
     MessageRefusal,
     NetPosition,
@@ -290,6 +293,7 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("clearing.records needs a list of records", code="malformed")
     agreements: dict[str, RoamingAgreement] = {}
     cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
+    days: dict[tuple[int, dt.datetime], dt.date] = {}
     issuers: dict[str, Tenant | None] = {}
     rows = []
     for record in records:
@@ -320,7 +324,12 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         if key not in agreements:
             agreements[key] = agreement_get(network_code=network, service=service)
         agreement = agreements[key]
-        day = business_date_of(agreement, accepted_at)
+        # The business date moves with the minute at most (cut-offs are hours and minutes): computed once
+        # per agreement and minute of the message, not per record.
+        minute = (agreement.pk, accepted_at.replace(second=0, microsecond=0))
+        day = days.get(minute)
+        if day is None:
+            day = days[minute] = business_date_of(agreement, accepted_at)
         cycle = cycles.get((agreement.pk, day))
         if cycle is None:
             cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)
@@ -384,7 +393,8 @@ def _records_insert_json(
                 "message": message_id,
                 "acquirer": acquirer,
                 "received": now,
-                "doc": body_json or json.dumps({"records": records}, ensure_ascii=False, separators=(",", ":")),
+                "doc": body_json
+                or json.dumps({"records": records}, ensure_ascii=False, separators=(",", ":")),
                 "cycles": [r[0] for r in rows],
                 "ifees": [r[1] for r in rows],
                 "nfees": [r[2] for r in rows],
@@ -611,6 +621,11 @@ def cycle_close(
         )
     cycle.state, cycle.closed_at = CycleState.CLOSED, now
     cycle.save(update_fields=["state", "closed_at"])
+    # Fresh statistics once the cycle's records are in: validation, netting (its parallel GROUP BY) and
+    # settlement plan with the cycle's real size. A sample, not a scan, of the columns they filter and
+    # group by (not the wide ``data``); no vacuum is needed: validation rewrites no record.
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE interop_clearingrecord (cycle_id, issuer, acquirer, status, kind)")
     _cycle(cycle.agreement, _next_date(cycle.agreement, cycle.business_date))
     audit_record(action="interop.cycle_close", actor=actor, object_type="cycle", object_id=cycle_label(cycle))
     return cycle
@@ -685,6 +700,54 @@ def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[s
     return {"checks": checks, "rejected": rejections}
 
 
+def cycle_issuers_pending(cycle: ClearingCycle) -> list[str]:
+    """The issuers with records awaiting validation in the cycle, in code order (the cycle's issuers from
+    the index, then one probe each for a pending record)."""
+    issuers = sorted({issuer for issuer, _acquirer in _cycle_pairs(cycle.pk)})
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT i FROM unnest(%s::text[]) AS i WHERE EXISTS (SELECT 1 FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND issuer = i AND status = 'pending') ORDER BY i",
+            [issuers, cycle.pk],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+@transaction.atomic
+def issuer_validation_store(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> IssuerValidation | None:
+    """One issuer validates its records of a closed cycle (``issuer_validate``) and its answer is kept
+    for the cycle's validation step, which joins every issuer's answer (a per-issuer Celery task each,
+    ``interop.tasks.issuer_validation``). Idempotent: an answer already kept is returned as it is. None
+    if the cycle is not closed (validated already, or not cut off yet: nothing to do or not yet).
+
+    Holds a share lock of the cycle row, so the step (``FOR UPDATE``) waits for issuers in progress
+    rather than asking them again, and issuers of one cycle run side by side."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT state FROM interop_clearingcycle WHERE id = %s FOR SHARE", [cycle_id])
+        row = cur.fetchone()
+    if row is None or row[0] != CycleState.CLOSED:
+        return None
+    kept = IssuerValidation.objects.filter(cycle_id=cycle_id, issuer=issuer_code).first()
+    if kept is not None:
+        return kept
+    result = issuer_validate(cycle_id, issuer_code, now)
+    # Two workers given the same issuer: the second's claims wait for the first's (same answer); one
+    # answer is kept.
+    IssuerValidation.objects.bulk_create(
+        [
+            IssuerValidation(
+                cycle_id=cycle_id,
+                issuer=issuer_code,
+                checks=result["checks"],
+                rejected=result["rejected"],
+                validated_at=now,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return IssuerValidation.objects.get(cycle_id=cycle_id, issuer=issuer_code)
+
+
 def _issuers_validate_inline(jobs: list[tuple[int, str, dt.datetime]]) -> Iterable[dict[str, Any]]:
     return (issuer_validate(*job) for job in jobs)
 
@@ -701,12 +764,15 @@ def cycle_validate(
     ``exchange.clearing_validate`` (``issuer_validate``); rejected records go back to their acquirers as
     exceptions.
 
-    ``issuers_map`` runs the issuers: called with the list of ``(cycle id, issuer, now)`` jobs for
-    ``issuer_validate``, it returns their results in job order. By default the issuers run one after the
-    other in this transaction; a process pool's ``starmap`` over ``issuer_validate`` (benchmarks/clearing.py)
+    An issuer whose answer was already kept (``issuer_validation_store``: the Celery tasks fan the
+    issuers out before this step, docs/clearing.md "Orchestration") is not asked again. The others run
+    through ``issuers_map``: called with the list of ``(cycle id, issuer, now)`` jobs for
+    ``issuer_validate``, it returns their results in job order. By default they run one after the other
+    in this transaction; a process pool's ``starmap`` over ``issuer_validate`` (benchmarks/clearing.py)
     runs them in parallel, each on its own connection committing in the issuer's schema only (re-validating
     a record gives the same answer, so a crash before this step commits changes nothing). The rejections
-    are applied here, in issuer order, and the step commits as one transaction as before."""
+    are applied here, in issuer order, and the step commits as one transaction; only the rejections are
+    written (the records left pending read valid once the cycle is validated, ``models.record_status``)."""
     now = now or timezone.now()
     cycle = _locked(cycle)
     if _past(cycle, CycleState.VALIDATED):
@@ -714,17 +780,17 @@ def cycle_validate(
     if cycle.state != CycleState.CLOSED:
         _refuse_step(cycle, "validation", "closed")
     label = cycle_label(cycle)
-    issuers = list(
-        ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING)
-        .order_by("issuer")
-        .values_list("issuer", flat=True)
-        .distinct()
-    )
-    jobs = [(cycle.pk, issuer_code, now) for issuer_code in issuers]
+    issuers = cycle_issuers_pending(cycle)
+    kept = {
+        v.issuer: {"checks": v.checks, "rejected": [dict(item) for item in v.rejected]}
+        for v in IssuerValidation.objects.filter(cycle=cycle, issuer__in=issuers)
+    }
+    jobs = [(cycle.pk, issuer_code, now) for issuer_code in issuers if issuer_code not in kept]
+    asked = dict(zip([job[1] for job in jobs], (issuers_map or _issuers_validate_inline)(jobs), strict=True))
     checks: dict[str, list[str]] = {}
     exceptions: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    results = (issuers_map or _issuers_validate_inline)(jobs)
-    for (_cycle_id, issuer_code, _now), result in zip(jobs, results, strict=True):
+    for issuer_code in issuers:
+        result = kept.get(issuer_code) or asked[issuer_code]
         checks[issuer_code] = result["checks"]
         rejected = result["rejected"]
         if rejected:
@@ -732,7 +798,8 @@ def cycle_validate(
         for item in rejected:
             acquirer, amount = item.pop("acquirer"), item.pop("amount_fen")
             exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
-    ClearingRecord.objects.filter(cycle=cycle, status=RecordStatus.PENDING).update(status=RecordStatus.VALID)
+    # Only the rejections are written: the records left pending are valid once the cycle is validated
+    # (models.record_status), so no row of a million-record cycle is rewritten here.
     for acquirer in sorted(exceptions):
         _deliver(
             acquirer,
@@ -748,7 +815,11 @@ def cycle_validate(
         actor=actor,
         object_type="cycle",
         object_id=label,
-        data={"issuers": len(issuers), "exceptions": sum(len(v) for v in exceptions.values())},
+        data={
+            "issuers": len(issuers),
+            "answers_kept": len(kept),
+            "exceptions": sum(len(v) for v in exceptions.values()),
+        },
     )
     return cycle
 
@@ -768,11 +839,12 @@ def _apply_rejections(cycle: ClearingCycle, rejected: list[dict[str, str]]) -> N
         )
 
 
-# The matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
+# The cycle is validated (netting refuses it otherwise), so every record not rejected is valid. The
+# matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
 # INSERT … SELECT never is), and its few hundred cells are inserted from arrays.
 _BILATERAL_SELECT_SQL = """
 SELECT issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen)
-FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'valid'
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status <> 'rejected'
 GROUP BY issuer, acquirer
 """
 _BILATERAL_INSERT_SQL = """
@@ -860,10 +932,11 @@ def cycle_settle(
     files_map: Any = None,
 ) -> ClearingCycle:
     """Settlement instructions through the network's settlement account, their ledger journal, and a
-    reconciliation file for every participant, delivered to its inbox (netted → settled).
+    reconciliation file for every participant, stored once, its signed manifest delivered to its inbox
+    (netted → settled).
 
-    ``files_map`` writes the files' text: called with the ``(cycle id, participant)`` jobs for
-    ``reconciliation_text``, it returns their results in job order (by default one after the other here;
+    ``files_map`` writes the files: called with the ``(cycle id, participant, totals)`` jobs for
+    ``reconciliation_packed``, it returns their results in job order (by default one after the other here;
     a process pool's ``starmap`` writes them in parallel — they only read what validation and netting
     committed). Storing and delivering them stays in this transaction."""
     now = now or timezone.now()
@@ -918,23 +991,11 @@ def cycle_settle(
     return cycle
 
 
-def records_vacuum() -> None:
-    """VACUUM ANALYZE the record table (validation rewrites the status of every record of a cycle, leaving
-    as many dead row versions). Outside a transaction only; a no-op inside one."""
-    if connection.in_atomic_block:
-        return
-    connection.set_schema_to_public()
-    with connection.cursor() as cur:
-        cur.execute("VACUUM (ANALYZE) interop_clearingrecord")
-
-
 def cycle_run(
     *, cycle: ClearingCycle, now: dt.datetime | None = None, actor: str = "system"
 ) -> ClearingCycle:
-    """Every step that has not happened yet, in order (the record table vacuumed after validation)."""
+    """Every step that has not happened yet, in order."""
     for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
-        if step is cycle_net and cycle.state == CycleState.VALIDATED:
-            records_vacuum()
         cycle = step(cycle=cycle, now=now, actor=actor)
     return cycle
 
@@ -973,116 +1034,176 @@ RECONCILIATION_TOTAL_COLUMNS = [
 ]
 
 
-_RECONCILIATION_TOTALS_SQL = """
-SELECT count(*) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s),
-       COALESCE(sum(amount_fen) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s), 0),
-       count(*) FILTER (WHERE status <> 'rejected' AND issuer = %(p)s),
-       COALESCE(sum(amount_fen) FILTER (WHERE status <> 'rejected' AND issuer = %(p)s), 0),
-       COALESCE(sum(CASE WHEN issuer = %(p)s THEN issuer_fee_fen ELSE -issuer_fee_fen END)
-                FILTER (WHERE status <> 'rejected'), 0),
-       COALESCE(sum(network_fee_fen) FILTER (WHERE status <> 'rejected' AND acquirer = %(p)s), 0),
-       count(*) FILTER (WHERE status = 'rejected'),
-       COALESCE(sum(amount_fen) FILTER (WHERE status = 'rejected'), 0)
-FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
-"""
 _RECONCILIATION_DETAILS_SQL = """
 COPY (SELECT record_id, kind, CASE WHEN acquirer = %(p)s THEN 'acquirer' ELSE 'issuer' END,
              CASE WHEN acquirer = %(p)s THEN issuer ELSE acquirer END, card_no, card_counter,
              to_char(accepted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"'),
-             amount_fen, issuer_fee_fen, network_fee_fen, status, reason, adjusts
+             amount_fen, issuer_fee_fen, network_fee_fen,
+             CASE status WHEN 'pending' THEN 'valid' ELSE status END, reason, adjusts
       FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
       ORDER BY record_id) TO STDOUT WITH (FORMAT csv)
 """
 
+# The distinct (issuer, acquirer) pairs of a cycle by walking record_cycle_idx (a "loose index scan": one
+# index probe per pair, a few hundred, instead of reading a million rows for DISTINCT).
+_CYCLE_PAIRS_SQL = """
+WITH RECURSIVE pair AS (
+    (SELECT issuer, acquirer FROM interop_clearingrecord WHERE cycle_id = %(cycle)s
+     ORDER BY issuer, acquirer LIMIT 1)
+    UNION ALL
+    SELECT next.issuer, next.acquirer FROM pair, LATERAL (
+        SELECT issuer, acquirer FROM interop_clearingrecord
+        WHERE cycle_id = %(cycle)s AND (issuer, acquirer) > (pair.issuer, pair.acquirer)
+        ORDER BY issuer, acquirer LIMIT 1) AS next
+)
+SELECT issuer, acquirer FROM pair
+"""
 
-def reconciliation_csv(cycle: ClearingCycle, participant: str) -> tuple[str, dict[str, Any]]:
-    """The reconciliation file of ``participant`` for ``cycle`` (format in docs/clearing.md): the totals
-    from one aggregate query, the details straight out of PostgreSQL with COPY."""
-    label = cycle_label(cycle)
-    params = {"p": participant, "cycle": cycle.pk}
+
+def _cycle_pairs(cycle_id: int) -> list[tuple[str, str]]:
     with connection.cursor() as cur:
-        cur.execute(_RECONCILIATION_TOTALS_SQL, params)
-        row = cur.fetchone()
-        details = io.StringIO()
+        cur.execute(_CYCLE_PAIRS_SQL, {"cycle": cycle_id})
+        return cur.fetchall()
+
+
+def reconciliation_totals(cycle: ClearingCycle) -> dict[str, dict[str, int]]:
+    """Every participant's totals row (docs/clearing.md), from the netted matrix (the valid records,
+    each cell the sum of its records), one aggregate of the rejected records and the net positions."""
+    totals: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(RECONCILIATION_TOTAL_COLUMNS[2:], 0)
+    )
+    for cell in BilateralPosition.objects.filter(cycle=cycle):
+        acquirer, issuer = totals[cell.acquirer], totals[cell.issuer]
+        acquirer["acquired_records"] += cell.records
+        acquirer["acquired_amount_fen"] += cell.amount_fen
+        acquirer["issuer_fees_fen"] -= cell.issuer_fee_fen
+        acquirer["network_fees_fen"] += cell.network_fee_fen
+        issuer["issued_records"] += cell.records
+        issuer["issued_amount_fen"] += cell.amount_fen
+        issuer["issuer_fees_fen"] += cell.issuer_fee_fen
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT acquirer, issuer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND status = 'rejected' GROUP BY acquirer, issuer",
+            [cycle.pk],
+        )
+        for acquirer, issuer, count, amount in cur.fetchall():
+            for party in (acquirer, issuer):
+                totals[party]["rejected_records"] += int(count)
+                totals[party]["rejected_amount_fen"] += int(amount)
+    for position in NetPosition.objects.filter(cycle=cycle):
+        row = totals[position.participant]
+        row["receivable_fen"], row["payable_fen"] = position.receivable_fen, position.payable_fen
+        row["net_fen"] = position.net_fen
+    return dict(totals)
+
+
+def reconciliation_csv(
+    cycle: ClearingCycle, participant: str, totals: dict[str, int] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The reconciliation file of ``participant`` for ``cycle`` (format in docs/clearing.md): the totals
+    (``reconciliation_totals`` unless given), the details straight out of PostgreSQL with COPY."""
+    if totals is None:
+        totals = reconciliation_totals(cycle).get(participant) or dict.fromkeys(
+            RECONCILIATION_TOTAL_COLUMNS[2:], 0
+        )
+    params = {"p": participant, "cycle": cycle.pk}
+    details = io.BytesIO()  # bytes, decoded once: a text buffer makes psycopg2 decode chunk by chunk
+    with connection.cursor() as cur:
         cur.cursor.copy_expert(cur.cursor.mogrify(_RECONCILIATION_DETAILS_SQL, params).decode(), details)
-    totals = dict(zip(RECONCILIATION_TOTAL_COLUMNS[2:10], [int(v) for v in row], strict=True))
-    position = NetPosition.objects.filter(cycle=cycle, participant=participant).first()
-    totals["receivable_fen"] = position.receivable_fen if position else 0
-    totals["payable_fen"] = position.payable_fen if position else 0
-    totals["net_fen"] = position.net_fen if position else 0
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["# totals"])
     writer.writerow(RECONCILIATION_TOTAL_COLUMNS)
-    writer.writerow([label, participant, *[totals[c] for c in RECONCILIATION_TOTAL_COLUMNS[2:]]])
+    writer.writerow([cycle_label(cycle), participant, *[totals[c] for c in RECONCILIATION_TOTAL_COLUMNS[2:]]])
     writer.writerow(["# details"])
     writer.writerow(RECONCILIATION_DETAIL_COLUMNS)
-    out.write(details.getvalue())
+    out.write(details.getvalue().decode())
     return out.getvalue(), totals
 
 
-def _participants(cycle: ClearingCycle) -> list[str]:
+def _participants(cycle: ClearingCycle, pairs: list[tuple[str, str]]) -> list[str]:
     found = set(NetPosition.objects.filter(cycle=cycle).values_list("participant", flat=True))
-    for acquirer, issuer in (
-        ClearingRecord.objects.filter(cycle=cycle).values_list("acquirer", "issuer").distinct()
-    ):
+    for issuer, acquirer in pairs:
         found.update((acquirer, issuer))
     return sorted(found)
 
 
-def reconciliation_text(cycle_id: int, participant: str) -> tuple[str, dict[str, Any]]:
+def reconciliation_text(
+    cycle_id: int, participant: str, totals: dict[str, int] | None = None
+) -> tuple[str, dict[str, Any]]:
     """``reconciliation_csv`` by cycle id: top-level, for a process pool (see ``cycle_settle``)."""
     cycle = ClearingCycle.objects.select_related("agreement__network").get(pk=cycle_id)
-    return reconciliation_csv(cycle, participant)
+    return reconciliation_csv(cycle, participant, totals)
 
 
-def _reconciliation_texts(jobs: list[tuple[int, str]]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return (reconciliation_text(*job) for job in jobs)
+def reconciliation_packed(cycle_id: int, participant: str, totals: dict[str, int]) -> dict[str, Any]:
+    """A participant's file ready to store and announce: the text zlib-compressed, its SHA-256 and size,
+    its detail rows and totals. Top-level, for a process pool (see ``cycle_settle``): the digest and the
+    compression run where the text is written, and a sixth of the bytes travel back."""
+    text, totals = reconciliation_text(cycle_id, participant, totals)
+    data = text.encode()
+    return {
+        "csv_zlib": zlib.compress(data, 1),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        # Every line after the two section lines, the two header rows and the totals row.
+        "detail_rows": text.count("\n") - 5,
+        "totals": totals,
+    }
+
+
+def _reconciliation_packs(jobs: list[tuple[int, str, dict[str, int]]]) -> Iterable[dict[str, Any]]:
+    return (reconciliation_packed(*job) for job in jobs)
 
 
 def _reconciliation_files(cycle: ClearingCycle, now: dt.datetime, files_map: Any = None) -> None:
-    """Each participant's file, delivered to it and to each of its counties whose taps it lists."""
+    """Each participant's file, stored once (``ReconciliationFile``), and its signed manifest (digest,
+    size, rows and totals; not the text) delivered to it and to each of its counties whose taps it lists.
+    The recipients fetch the text by its digest and check it against the manifest (docs/clearing.md)."""
     label = cycle_label(cycle)
     tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT acquirer, split_part(record_id, '-', 1) FROM interop_clearingrecord"
-            " WHERE cycle_id = %s AND kind = 'tap' AND split_part(record_id, '-', 1) <> acquirer",
-            [cycle.pk],
-        )
-        sources: dict[str, set[str]] = defaultdict(set)
-        for acquirer, schema in cur.fetchall():
-            if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
-                sources[acquirer].add(schema)
-    participants = _participants(cycle)
-    texts = (files_map or _reconciliation_texts)([(cycle.pk, p) for p in participants])
-    for participant, (text, totals) in zip(participants, texts, strict=True):
-        digest = hashlib.sha256(text.encode()).hexdigest()
+    pairs = _cycle_pairs(cycle.pk)
+    # A city's file also goes to each of its counties whose terminals' taps it lists (the records came
+    # from the county's own outbox); looked for only when an acquirer of the cycle has counties.
+    cities = {t.clearing_tenant.code for t in tenants.values() if t.clearing_tenant.code != t.code}
+    acquirers_with_counties = sorted(cities & {acquirer for _issuer, acquirer in pairs})
+    sources: dict[str, set[str]] = defaultdict(set)
+    if acquirers_with_counties:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT DISTINCT acquirer, split_part(record_id, '-', 1) FROM interop_clearingrecord"
+                " WHERE cycle_id = %s AND acquirer = ANY(%s) AND kind = 'tap'"
+                " AND split_part(record_id, '-', 1) <> acquirer",
+                [cycle.pk, acquirers_with_counties],
+            )
+            for acquirer, schema in cur.fetchall():
+                if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
+                    sources[acquirer].add(schema)
+    participants = _participants(cycle, pairs)
+    all_totals = reconciliation_totals(cycle)
+    empty = dict.fromkeys(RECONCILIATION_TOTAL_COLUMNS[2:], 0)
+    jobs = [(cycle.pk, p, all_totals.get(p, empty)) for p in participants]
+    packs = (files_map or _reconciliation_packs)(jobs)
+    for participant, pack in zip(participants, packs, strict=True):
         message_id = f"rcn-{label}-{participant}"
         recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
         ReconciliationFile.objects.create(
             cycle=cycle,
             participant=participant,
-            csv=text,
-            sha256=digest,
-            totals=totals,
+            csv_zlib=pack["csv_zlib"],
+            sha256=pack["sha256"],
+            totals=pack["totals"],
             message_id=message_id,
             answer={"expected": recipients, "answers": {}},
         )
+        manifest = {
+            "cycle": label,
+            "participant": participant,
+            **{key: pack[key] for key in ("sha256", "bytes", "detail_rows", "totals")},
+        }
         for code in recipients:
-            _deliver(
-                code,
-                kind="clearing.reconciliation",
-                message_id=message_id,
-                body={
-                    "cycle": label,
-                    "participant": participant,
-                    "sha256": digest,
-                    "csv": text,
-                    "totals": totals,
-                },
-                now=now,
-            )
+            _deliver(code, kind="clearing.reconciliation", message_id=message_id, body=manifest, now=now)
 
 
 # --- disputes ---------------------------------------------------------------------------------------------

@@ -1,7 +1,14 @@
 """Clearing as Celery tasks. Each step is one transaction and idempotent (a step already done returns
 what it did), so a worker killed at any step leaves the cycle where it was and running the task again
 gives the same positions and files. ``CITYCARD_CLEARING_PAUSE_AT=<step>`` holds a step open before it
-commits (tests use it to kill a worker in the middle of a step)."""
+commits (``validate_issuer`` holds a per-issuer validation; tests use it to kill a worker in the middle).
+
+On a worker, ``cycle_process`` fans the issuers' validation out: after closing the cycle it replaces
+itself with a chord — one ``issuer_validation`` task per issuer (each keeps its issuer's answer, in its
+own transaction), joined by ``cycle_finish`` (the validation step applying the kept answers, then net and
+settle), whose result is the original task's. Called in-process it runs the same steps one after the
+other. A validation step that finds an issuer's answer missing (its task died) asks that issuer itself.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,12 @@ import datetime as dt
 import os
 import time
 
+from celery import chord, group
 from django.db import connection, transaction
+from django.utils import timezone
 
 from citycard.interop import hotlist, selectors, services
+from citycard.interop.models import CycleState
 from citycard.platform.celery import app
 
 STEPS = {
@@ -29,6 +39,17 @@ def _pause(step: str) -> None:
 
 def _now(now: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(now) if now else None
+
+
+def _on_worker(task) -> bool:
+    return not (task.request.called_directly or task.request.is_eager)
+
+
+def _same_queue(task) -> dict:
+    """Routing options that keep follow-up tasks on the queue this task came from (the demo's workers
+    listen on a queue of their own)."""
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    return {"queue": queue} if queue else {}
 
 
 @app.task(name="citycard.interop.tasks.outboxes_collect")
@@ -52,14 +73,26 @@ def cycle_step(network: str, service: str, date: str, step: str, now: str | None
     return {"cycle": services.cycle_label(cycle), "state": cycle.state}
 
 
-@app.task(name="citycard.interop.tasks.cycle_process")
-def cycle_process(network: str, service: str, date: str, now: str | None = None) -> dict:
-    """Collect the outboxes, then every step of the cycle that is not done yet; the cycle's summary."""
-    services.outboxes_collect(now=_now(now))
+@app.task(name="citycard.interop.tasks.issuer_validation")
+def issuer_validation(cycle_id: int, issuer: str, now: str | None = None) -> dict:
+    """One issuer validates its records of a closed cycle; its answer is kept for the validation step."""
+    with transaction.atomic():
+        kept = services.issuer_validation_store(
+            cycle_id=cycle_id, issuer_code=issuer, now=_now(now) or timezone.now()
+        )
+        _pause("validate_issuer")
     connection.set_schema_to_public()
-    for step in STEPS:
-        if step == "net":
-            services.records_vacuum()
+    return {"cycle": cycle_id, "issuer": issuer, "rejected": None if kept is None else len(kept.rejected)}
+
+
+@app.task(name="citycard.interop.tasks.cycle_finish")
+def cycle_finish(
+    _answers: list | None, network: str, service: str, date: str, now: str | None = None
+) -> dict:
+    """Validate (joining the issuers' kept answers), net and settle the cycle; the cycle's summary.
+    ``_answers``: the issuer tasks' results when it ends a chord (the answers themselves are read from the
+    database, so a missing one is asked again rather than trusted from a message)."""
+    for step in ("validate", "net", "settle"):
         cycle_step.run(network, service, date, step, now)
     cycle = services.cycle_get(
         network_code=network, service=service, business_date=dt.date.fromisoformat(date)
@@ -67,10 +100,32 @@ def cycle_process(network: str, service: str, date: str, now: str | None = None)
     return selectors.cycle_summary(cycle=cycle)
 
 
-@app.task(name="citycard.interop.tasks.cycles_close_due")
-def cycles_close_due(now: str | None = None) -> list[str]:
+@app.task(bind=True, name="citycard.interop.tasks.cycle_process")
+def cycle_process(self, network: str, service: str, date: str, now: str | None = None) -> dict:
+    """Collect the outboxes, then every step of the cycle that is not done yet; the cycle's summary. On a
+    worker the issuers validate in parallel tasks, joined before netting (module docstring)."""
+    services.outboxes_collect(now=_now(now))
+    connection.set_schema_to_public()
+    cycle_step.run(network, service, date, "close", now)
+    cycle = services.cycle_get(
+        network_code=network, service=service, business_date=dt.date.fromisoformat(date)
+    )
+    if _on_worker(self) and cycle.state == CycleState.CLOSED:
+        options = _same_queue(self)
+        finish = cycle_finish.s(network, service, date, now).set(**options)
+        issuers = services.cycle_issuers_pending(cycle)
+        if issuers:
+            header = group(issuer_validation.si(cycle.pk, code, now).set(**options) for code in issuers)
+            return self.replace(chord(header, finish))
+        return self.replace(finish.clone(args=(None,)))
+    return cycle_finish.run(None, network, service, date, now)
+
+
+@app.task(bind=True, name="citycard.interop.tasks.cycles_close_due")
+def cycles_close_due(self, now: str | None = None) -> list[str]:
     """Beat: exchange the hotlists (every member's change reaches the whole network each round), collect
-    the outboxes, then take every open cycle past its cut-off through to settlement."""
+    the outboxes, then take every open cycle past its cut-off through to settlement (on a worker, each
+    cycle as its own ``cycle_process`` task, so its issuers fan out)."""
     moment = _now(now)
     hotlist.hotlists_exchange(now=moment)
     connection.set_schema_to_public()
@@ -79,7 +134,11 @@ def cycles_close_due(now: str | None = None) -> list[str]:
     done = []
     for cycle in list(services.due_cycles(now=moment)):
         agreement = cycle.agreement
-        cycle_process.run(agreement.network.code, agreement.service, cycle.business_date.isoformat(), now)
+        args = (agreement.network.code, agreement.service, cycle.business_date.isoformat(), now)
+        if _on_worker(self):
+            cycle_process.apply_async(args, **_same_queue(self))
+        else:
+            cycle_process.run(*args)
         done.append(services.cycle_label(cycle))
     return done
 

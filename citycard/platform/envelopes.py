@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +35,11 @@ from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_public_keys, tenant_signature
 from citycard.platform.models import Tenant, TenantKey
 from citycard.terminal_kit.signing import b64decode, canonical_json
+
+try:
+    import orjson
+except ImportError:  # optional: the standard library gives the same bytes, slower
+    orjson = None
 
 ENVELOPE_VERSION = 1
 DEFAULT_TTL = dt.timedelta(days=2)
@@ -65,6 +72,62 @@ def body_sha256(body: Any) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _plain(data: Any) -> bool:
+    """Only dicts, lists and str/int/bool/None of exactly those types (no float, no subclass, nothing a
+    ``default`` would be asked about): what orjson writes exactly as ``canonical_json`` does."""
+    stack = [data]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            values = item.values()
+            if not set(map(type, values)) <= _PLAIN:
+                extend(values)
+        elif kind is list:
+            types = set(map(type, item))
+            if types <= _PLAIN:
+                continue
+            # A list of flat dicts (a message's records): all their values' types in one pass, in C.
+            if types == {dict} and set(map(type, chain.from_iterable(map(dict.values, item)))) <= _PLAIN:
+                continue
+            extend(item)
+        elif kind not in _PLAIN:
+            return False
+    return True
+
+
+def _body_json(body: Any) -> bytes:
+    """``canonical_json(body)``: through orjson when it is installed and the body is plain JSON (a
+    5,000-record clearing body is serialised about six times faster, byte for byte the same — as for
+    ingestion's batches, tests/tenants/terminals/test_canonical_json.py); anything else (floats,
+    subclasses, integers beyond 64 bits) the standard way, with the standard outcome."""
+    if orjson is not None and _plain(body):
+        try:
+            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            pass
+    return canonical_json(body)
+
+
+def document_loads(text: str | bytes) -> Any:
+    """``json.loads(text)`` for a stored envelope: through orjson when what it reads is plain JSON (about
+    three times faster on a 5,000-record message); orjson turns integers beyond 64 bits into floats and
+    refuses lone surrogates, so anything not plain is read again the standard way."""
+    if orjson is not None:
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if _plain(data):
+                return data
+    return json.loads(text)
+
+
 def envelope_seal(
     *,
     sender: Tenant,
@@ -95,7 +158,7 @@ def envelope_seal(
     }
     # The body is serialised once, for its digest and for the signed bytes: ``body`` sorts first among the
     # payload's keys, so the canonical payload is ``{"body":<body>,`` and the rest (as _verify reads it).
-    body_bytes = canonical_json(body)
+    body_bytes = _body_json(body)
     payload["body_sha256"] = hashlib.sha256(body_bytes).hexdigest()
     signed = b'{"body":' + body_bytes + b"," + canonical_json(payload)[1:]
     payload["body"] = body
@@ -129,7 +192,7 @@ def _verify(document: dict, payload: dict, sender: Tenant, now: dt.datetime, mes
         )
     rest = {k: v for k, v in payload.items() if k != "body"}
     try:
-        body_bytes = canonical_json(payload["body"])
+        body_bytes = _body_json(payload["body"])
         signed = b'{"body":' + body_bytes + b"," + canonical_json(rest)[1:]
         raw = b64decode(str(signature.get("value", "")), what="signature")
         Ed25519PublicKey.from_public_bytes(bytes(public)).verify(raw, signed)

@@ -12,7 +12,7 @@ import time
 import pytest
 from celery import Celery
 
-from citycard.interop.models import ClearingCycle, Journal
+from citycard.interop.models import ClearingCycle, IssuerValidation, Journal
 from citycard.interop.services import agreement_set
 from tests.e2e.test_clearing_worker import _day_of_roaming
 from tests.interop.conftest import at
@@ -90,4 +90,9 @@ def test_two_workers_on_redis(committed_db, redis_url):
         cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=day)
         assert cycle.state == "settled" == summary["state"]
         assert Journal.objects.filter(cycle=cycle).count() == 2  # posted once
+        # The issuers validated in tasks of their own (both workers' chords), one answer kept per issuer.
+        assert sorted(IssuerValidation.objects.filter(cycle=cycle).values_list("issuer", flat=True)) == [
+            "dongguan",
+            "shenzhen",
+        ]
         assert sum(p["net_fen"] for p in summary["positions"]) == 0

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from citycard.interop import tasks
-from citycard.interop.models import ClearingCycle
+from citycard.interop.models import ClearingCycle, IssuerValidation
 from citycard.interop.selectors import cycle_summary
 from citycard.interop.services import agreement_set, outbox_collect
 from citycard.platform.models import Tenant
@@ -146,3 +146,45 @@ def test_worker_killed_mid_step_then_resumed_gives_identical_results(committed_d
     assert again == resumed  # re-running a settled cycle changes nothing, files included
     cycle.refresh_from_db()
     assert cycle.journals.count() == 2 and cycle_summary(cycle=cycle)["files"] == resumed["files"]
+    # Resumed before validation, the cycle's issuers validated in tasks of their own (the chord's header),
+    # each answer kept once; validated by the killed run's predecessors, none was asked again.
+    fanned_out = ["dongguan", "shenzhen"] if kill_at in ("close", "validate") else []
+    assert list(IssuerValidation.objects.filter(cycle=cycle).values_list("issuer", flat=True)) == fanned_out
+
+
+def test_worker_killed_inside_an_issuers_validation_task_then_resumed(committed_db, reference):
+    """The fan-out: ``cycle_process`` closes the cycle and becomes a chord of per-issuer tasks; the worker
+    is killed while the first issuer's task holds its transaction open. Nothing of it is kept, the cycle
+    stays closed, and the cycle run again (two pool processes) ends equal to the undisturbed one."""
+    day = dt.date(2025, 3, 8)
+    _day_of_roaming(day, 8400)
+    with celery_worker(
+        name="clr-issuer", extra_env={"CITYCARD_CLEARING_PAUSE_AT": "validate_issuer"}
+    ) as proc:
+        tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day))
+        cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=day)
+        deadline = time.monotonic() + 60
+        while cycle.state != "closed" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            cycle.refresh_from_db()
+        time.sleep(3)  # the first issuer's task is inside its transaction, paused
+        _kill(proc)
+    cycle.refresh_from_db()
+    assert cycle.state == "closed" and not IssuerValidation.objects.filter(cycle=cycle).exists()
+    with celery_worker(name="clr-issuer-2", concurrency=2):
+        resumed = tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day)).get(timeout=120)
+    assert _comparable(resumed) == _comparable(reference)
+    assert sorted(IssuerValidation.objects.filter(cycle=cycle).values_list("issuer", flat=True)) == [
+        "dongguan",
+        "shenzhen",
+    ]
+
+
+def test_a_cycle_without_records_settles_on_a_worker(committed_db, reference):
+    """No issuer to fan out: ``cycle_process`` replaces itself with the finishing steps alone."""
+    day = dt.date(2025, 3, 9)
+    with celery_worker(name="clr-empty"):
+        summary = tasks.cycle_process.delay("gba", "transit", day.isoformat(), _after(day)).get(timeout=120)
+    assert summary["state"] == "settled" and summary["records"] == {} and summary["positions"] == []
+    cycle = ClearingCycle.objects.get(agreement__network__code="gba", business_date=day)
+    assert not IssuerValidation.objects.filter(cycle=cycle).exists()

@@ -226,7 +226,7 @@ def cleared_cycles(yrd_transit, send, collect):
         after = day + dt.timedelta(days=1)
         cycle = clear(send, collect, day, day_records(day, 100 + 10 * i), now=at(after, 5))
         record = (
-            ClearingRecord.objects.filter(cycle=cycle, status="valid", kind="tap")
+            ClearingRecord.objects.filter(cycle=cycle, kind="tap").valid()
             .order_by("record_id")
             .first()
         )

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django_tenants.utils import tenant_context
 
+from citycard.interop import selectors
 from citycard.interop.models import ClearingCycle, ClearingRecord, CycleState
 from citycard.interop.services import (
     business_date_of,
@@ -25,6 +26,12 @@ from .conftest import DAY, at, record
 
 pytestmark = pytest.mark.django_db
 NEXT = DAY + dt.timedelta(days=1)
+
+
+def _read_statuses(cycle):
+    return list(
+        ClearingRecord.objects.filter(cycle=cycle).with_status().values_list("current_status", flat=True)
+    )
 
 
 def _cycle(day=DAY):
@@ -56,7 +63,11 @@ def test_transitions_in_order_and_the_refused_ones(yrd_transit, send, collect):
     assert cycle_close(cycle=cycle, now=later).state == CycleState.CLOSED
     with pytest.raises(Conflict, match="needs it validated"):
         cycle_net(cycle=cycle, now=later)
+    assert _read_statuses(cycle) == ["pending"]  # closed, not validated yet
     assert cycle_validate(cycle=cycle, now=later).state == CycleState.VALIDATED
+    assert _read_statuses(cycle) == ["valid"]  # stored pending, read valid: validation wrote no row
+    assert list(ClearingRecord.objects.filter(cycle=cycle).values_list("status", flat=True)) == ["pending"]
+    assert selectors.cycle_summary(cycle=_cycle())["records"] == {"valid": {"records": 1, "amount_fen": 200}}
     with pytest.raises(Conflict, match="needs it netted"):
         cycle_settle(cycle=cycle, now=later)
     assert cycle_net(cycle=cycle, now=later).state == CycleState.NETTED
@@ -119,7 +130,12 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
         card_report_lost(card_no=lost_just_now["card_no"], actor="test", at=at(DAY, 8, 30))
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
-    status = {r.record_id: (r.status, r.reason) for r in ClearingRecord.objects.filter(cycle=cycle)}
+    status = {
+        r.record_id: (r.current_status, r.reason)
+        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
+    }
+    # Validation wrote only the rejections: the valid records are still stored pending.
+    assert {r.status for r in ClearingRecord.objects.filter(cycle=cycle)} == {"pending", "rejected"}
     rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
     assert status == {
         rid(good): ("valid", ""),

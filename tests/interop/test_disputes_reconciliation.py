@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import zlib
 
 import pytest
 from django_tenants.utils import tenant_context
@@ -11,6 +13,7 @@ from citycard.interop.models import ClearingRecord, CycleState, Dispute, Reconci
 from citycard.interop.services import cycle_get, cycle_run, dispute_raise, dispute_resolve
 from citycard.platform.errors import DomainError
 from citycard.tenants.exchange.models import InboxMessage
+from citycard.tenants.exchange.selectors import reconciliation_file
 from citycard.tenants.exchange.services import dispute_send, reconciliation_check, reconciliation_parse
 
 from .conftest import DAY, at, record
@@ -43,7 +46,13 @@ def test_each_participant_gets_a_reconciliation_file_in_its_inbox(settled, tenan
     assert sorted(files) == ["hangzhou", "jiaxing", "yrd-operator"]  # 500 fen × 10 bps = 0.5 → 1 fen
     with tenant_context(tenant("jiaxing")):
         message = InboxMessage.objects.get(kind="clearing.reconciliation")
-    totals, details = reconciliation_parse(message.body["csv"])
+        manifest, text = reconciliation_file(message_id=message.message_id)
+    # The signed message is a manifest: the file's digest, size, rows and totals, not its text.
+    assert "csv" not in message.body and manifest == message.body
+    assert manifest["sha256"] == files["jiaxing"].sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert manifest["bytes"] == len(text.encode()) and manifest["totals"] == files["jiaxing"].totals
+    totals, details = reconciliation_parse(text)
+    assert manifest["detail_rows"] == len(details)
     assert totals["cycle"] == "yrd-transit-2026-11-21" and totals["participant"] == "jiaxing"
     assert (int(totals["acquired_records"]), int(totals["acquired_amount_fen"])) == (2, 800)
     assert (int(totals["issued_records"]), int(totals["issued_amount_fen"])) == (1, 100)
@@ -51,6 +60,20 @@ def test_each_participant_gets_a_reconciliation_file_in_its_inbox(settled, tenan
     assert int(totals["net_fen"]) == cycle.positions.get(participant="jiaxing").net_fen
     assert len(details) == 4 and {d["status"] for d in details} == {"valid", "rejected"}
     assert sum(f.totals["net_fen"] for f in files.values()) == 0
+
+
+def test_a_file_not_matching_its_signed_manifest_is_refused(settled, tenant):
+    cycle, _records = settled
+    stored = ReconciliationFile.objects.get(cycle=cycle, participant="jiaxing")
+    # The platform's stored copy altered after the manifest was signed: one amount changed.
+    altered = stored.csv.replace(",300,", ",30,", 1)
+    assert altered != stored.csv
+    ReconciliationFile.objects.filter(pk=stored.pk).update(csv_zlib=zlib.compress(altered.encode()))
+    with tenant_context(tenant("jiaxing")):
+        message_id = InboxMessage.objects.get(kind="clearing.reconciliation").message_id
+        with pytest.raises(DomainError) as info:
+            reconciliation_check(message_id=message_id, actor="test", now=at(NEXT, 6))
+    assert info.value.code == "digest_mismatch"
 
 
 def test_confirmation_at_totals_level_and_mismatch_drilldown(settled, tenant, collect):

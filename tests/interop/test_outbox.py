@@ -98,6 +98,9 @@ def test_uploaded_roaming_taps_clear_end_to_end(tenant, register, yrd_transit):
     cycle = cycle_get(network_code="yrd", service="transit", business_date=day)
     cycle = cycle_run(cycle=cycle, now=cycle.cut_off_at + dt.timedelta(minutes=1))
     assert (
-        sorted(ClearingRecord.objects.filter(cycle=cycle).values_list("status", flat=True)) == ["valid"] * 4
+        sorted(
+            ClearingRecord.objects.filter(cycle=cycle).with_status().values_list("current_status", flat=True)
+        )
+        == ["valid"] * 4
     )
     assert dict(cycle.positions.values_list("participant", "net_fen")) == {"hangzhou": -796, "jiaxing": 796}

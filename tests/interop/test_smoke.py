@@ -26,7 +26,7 @@ def test_one_cycle_end_to_end(yrd_transit, send, collect):
     cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
     cycle = cycle_run(cycle=cycle, now=at(DAY + dt.timedelta(days=1), 5))
     assert cycle.state == "settled"
-    assert ClearingRecord.objects.filter(cycle=cycle, status="valid").count() == 4
+    assert ClearingRecord.objects.filter(cycle=cycle).valid().count() == 4
     nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
     assert sum(nets.values()) == 0
     print(nets)

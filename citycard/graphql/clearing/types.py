@@ -267,7 +267,14 @@ class ClearingRecord(graphene.ObjectType):
 
     @staticmethod
     def resolve_status(root, info):
-        return str(root.status)
+        # Validation writes only the rejections: a pending record reads valid once its cycle is validated.
+        if root.status != RecordStatus.PENDING:
+            return str(root.status)
+        if getattr(root, "current_status", None):
+            return root.current_status
+        if "cycle" in root._state.fields_cache:
+            return root.status_in(root.cycle.state)
+        return then(CycleByIdLoader(info.context).load(root.cycle_id), lambda c: root.status_in(c.state))
 
     @staticmethod
     def resolve_adjusts(root, info):

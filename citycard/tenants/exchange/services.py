@@ -23,11 +23,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
-from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
+from citycard.tenants.exchange.selectors import reconciliation_file
 from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, issuer_tac
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -366,13 +367,16 @@ def reconciliation_check(*, message_id: str, actor: str, now: dt.datetime | None
     """Check a reconciliation file from the inbox the way the national medical platform does: totals
     first (对总账) — the records this tenant sent that the file lists, counted and summed from its own
     outbox, against the file's totals; only on a mismatch record by record (对明细账). The answer (a
-    ``clearing.reconciliation`` confirmation or mismatch, with the differing records) goes to the outbox."""
+    ``clearing.reconciliation`` confirmation or mismatch, with the differing records) goes to the outbox.
+    The file is the one the signed manifest in the inbox names, fetched and checked by its digest."""
     tenant = _tenant()
-    message = InboxMessage.objects.filter(message_id=message_id, kind="clearing.reconciliation").first()
-    if message is None:
-        raise NotFound(f"no reconciliation file {message_id!r} in the inbox", field="message_id")
-    body = message.body
-    totals, details = reconciliation_parse(body["csv"])
+    body, text = reconciliation_file(message_id=message_id)
+    totals, details = reconciliation_parse(text)
+    if len(details) != body["detail_rows"]:
+        raise DomainError(
+            f"reconciliation file {message_id} lists {len(details)} records, its manifest {body['detail_rows']}",
+            code="digest_mismatch",
+        )
     # A city's file also lists its counties' taps; each schema checks the records it sent itself.
     acquired = [
         d for d in details if d["role"] == "acquirer" and d["status"] == "valid" and d["kind"] == "tap"

@@ -131,8 +131,6 @@ class Command(PlatformCommand):
                 task = progress.add_task(f"{services.cycle_label(cycle)}", total=len(steps))
                 for step in steps:
                     progress.update(task, description=f"{services.cycle_label(cycle)}: {step}")
-                    if step == "net":
-                        services.records_vacuum()
                     cycle = STEPS[step](cycle=cycle, now=now, actor=self.actor)
                     progress.advance(task)
             print_cycle(console, cycle)
