@@ -358,9 +358,11 @@ class PurseDivergence:
 
 def purse_shadow_apply(*, movements: Sequence[PurseMovement]) -> list[PurseDivergence]:
     """Follow chip e-purse movements (in card-counter order per card) on the shadow balances; return the
-    movements whose ``balance_before`` differs from the shadow (影子余额不一致). The shadow then follows the
-    card. A counter at or below the last one applied is a late tap: checked against nothing, applied never.
-    Two queries whatever the number of movements (lock+read, one upsert)."""
+    movements that come right after the shadow's (counter + 1) and whose ``balance_before`` differs from it
+    (影子余额不一致). After a counter gap the balances are not compared (the missing taps explain any
+    difference; the card-counter gap check flags the gap). The shadow then follows the card. A counter at
+    or below the last one applied is a late tap: checked against nothing, applied never. Two queries
+    whatever the number of movements (lock+read, one upsert)."""
     if not movements:
         return []
     ordered = sorted(movements, key=lambda m: (m.card_no, m.card_counter))
@@ -380,7 +382,7 @@ def purse_shadow_apply(*, movements: Sequence[PurseMovement]) -> list[PurseDiver
             balance, counter = current
             if m.card_counter <= counter:
                 continue
-            if balance != m.balance_before_fen:
+            if m.card_counter == counter + 1 and balance != m.balance_before_fen:
                 out.append(PurseDivergence(m, balance))
         state[m.card_no] = (m.balance_after_fen, m.card_counter)
         latest[m.card_no] = (m.balance_after_fen, m.card_counter, m.at)

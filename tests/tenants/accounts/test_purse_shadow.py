@@ -1,9 +1,10 @@
 """The e-purse shadow (lock and read, then one upsert) behaves as following the movements one by one.
 
-The model below is the shadow's rule written plainly (per card, in counter order: a counter at or below
-the shadow's is late and ignored; otherwise the movement is checked against the shadow and the shadow
-follows it); batches of movements, late ones, repeated cards and cards seen for the first time are
-applied to the database and the model, and the divergences and the stored shadows must agree.
+The model below is the shadow's rule written plainly (per card, in counter order: a counter at or
+below the shadow's is late and ignored; otherwise the movement is checked against the shadow when it
+comes right after it, and the shadow follows it); batches of movements, late ones, repeated cards and
+cards seen for the first time are applied to the database and the model, and the divergences and the
+stored shadows must agree.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def model_apply(state: dict, moves: list[PurseMovement]) -> list[tuple[str, int,
             balance, counter = current
             if m.card_counter <= counter:
                 continue
-            if balance != m.balance_before_fen:
+            if m.card_counter == counter + 1 and balance != m.balance_before_fen:
                 out.append((m.card_no, m.card_counter, balance))
         state[m.card_no] = (m.balance_after_fen, m.card_counter)
     return out
