@@ -177,10 +177,16 @@ def child(args) -> None:
     w0, c0 = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
+    tenths: list[float] = []  # python cpu ms per batch over each tenth of the run (one upload at a time)
     if args.concurrency == 1:
         note_backend()
+        mark, step = time.process_time(), max(batches // 10, 1)
         for n in range(batches):
             upload(n)
+            if (n + 1) % step == 0:
+                now_cpu = time.process_time()
+                tenths.append((now_cpu - mark) / step * 1000)
+                mark = now_cpu
     else:
         # Uploads in flight at once in this one process (one core of Python: the GIL), as a server's
         # threads take them; each thread has its own database connection.
@@ -285,6 +291,8 @@ def child(args) -> None:
             f" {len(backends)} connection(s); per 500-tap batch: python {ingest_cpu / batches * 1000:.1f} ms,"
             f" database {database_cpu / batches * 1000:.1f} ms"
         )
+    if tenths:
+        print("    python cpu ms per batch, by tenth of the run: " + " ".join(f"{t:.1f}" for t in tenths))
     print(f"(b) raw COPY        {b:>10,.0f} taps/s   wall {copy_wall:7.2f}s  ({len(lines)} rows)")
     print(f"(c) naive ORM save  {c:>10,.0f} taps/s   wall {orm_wall:7.2f}s  ({len(sample)} rows)")
     print(f"(b)/(a) = {b / a:.2f}x   (a)/(c) = {a / c:.1f}x")
