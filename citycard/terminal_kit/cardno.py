@@ -24,8 +24,17 @@ def luhn_check_digit(body: str) -> str:
     return str((10 - total % 10) % 10)
 
 
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")  # each digit doubled, digits of the result summed
+
+
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
+    """Whether ``number`` is ASCII digits ending in their Luhn check digit. Every second digit from the
+    right is doubled through a translation table and the digits summed over the bytes, in C: ingestion
+    checks every tap's card number with it."""
+    if not (number.isascii() and number.isdigit()):
+        return False
+    digits = (number[-1::-2] + number[-2::-2].translate(_LUHN_DOUBLED)).encode()
+    return (sum(digits) - 48 * len(digits)) % 10 == 0
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from citycard.graphql.core.connection import Key, keyset_page
 from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.core.types import enum_value
 from citycard.graphql.terminals.types import TerminalConnection, TransactionConnection
-from citycard.tenants.terminals.ingest import luhn_valid
 from citycard.tenants.terminals.models import Terminal, Transaction
+from citycard.terminal_kit.cardno import luhn_valid
 
 TERMINAL_KEYS = (Key("terminal_id"),)
 # Newest first, served by the index (card_no, tapped_at DESC, id DESC) of every month partition.

@@ -59,6 +59,7 @@ from citycard.tenants.terminals.checks import (
 from citycard.tenants.terminals.models import Batch, TerminalStatus
 from citycard.tenants.terminals.partitions import partitions_ensure
 from citycard.tenants.terminals.verify import flags_sql, taps_verify, verify_inline
+from citycard.terminal_kit.cardno import luhn_valid
 from citycard.terminal_kit.signing import b64decode, reject_floats
 
 try:
@@ -127,18 +128,6 @@ def _parse_time(value: Any, what: str) -> dt.datetime:
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
-
-
-_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")  # each digit doubled, digits of the result summed
-
-
-def luhn_valid(number: str) -> bool:
-    """The Luhn check digit of ``number`` (ASCII digits: callers check). Every second digit from the right
-    doubled through a translation table, then summed in C over the bytes."""
-    digits = (number[-1::-2] + number[-2::-2].translate(_LUHN_DOUBLED)).encode()
-    return (sum(digits) - 48 * len(digits)) % 10 == 0
-
-
 _ALGORITHMS = frozenset((0, 4))
 
 

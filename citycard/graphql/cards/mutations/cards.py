@@ -13,7 +13,7 @@ from citycard.graphql.core.types import enum_value
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.scopes import Scope
 from citycard.tenants.cards import selectors, services
-from citycard.tenants.terminals.ingest import luhn_valid
+from citycard.terminal_kit.cardno import luhn_valid
 
 REQUEST_KEY_MAX = 50
 
