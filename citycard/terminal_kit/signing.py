@@ -45,21 +45,23 @@ _SCALAR_TYPES = frozenset(_SCALARS)
 
 def reject_floats(data: Any) -> None:
     # Iterative and by exact type: this runs over every signed batch of 500 taps and every clearing
-    # message (a million records a cycle). A dict or list of plain scalars only — the common case, a
-    # record — is checked by the set of its value types, in C, without visiting each value.
+    # message (a million records a cycle). The value types of a dict or list are taken as a set, in C:
+    # plain scalars only (a record) need no visit; otherwise only the containers among them are visited
+    # (a tap's lists of categories and passes), and a float among them is refused at once.
     stack = [data]
     pop, extend = stack.pop, stack.extend
     scalars = _SCALAR_TYPES
     while stack:
         item = pop()
         kind = type(item)
-        if kind is dict:
-            values = item.values()
-            if not set(map(type, values)) <= scalars:
-                extend(values)
-        elif kind is list or kind is tuple:
-            if not set(map(type, item)) <= scalars:
-                extend(item)
+        if kind is dict or kind is list or kind is tuple:
+            values = item.values() if kind is dict else item
+            types = set(map(type, values))
+            if types <= scalars:
+                continue
+            if float in types:
+                raise TypeError("floats are not allowed in a signed document (money is integer fen)")
+            extend([v for v in values if type(v) not in scalars])
         elif kind in _SCALARS:
             continue
         elif isinstance(item, float):

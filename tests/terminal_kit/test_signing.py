@@ -5,6 +5,7 @@ from citycard.terminal_kit.signing import (
     SignatureError,
     canonical_json,
     public_key_bytes,
+    reject_floats,
     sign_document,
     verify_document,
 )
@@ -20,6 +21,37 @@ def test_canonical_json_is_sorted_compact_utf8_and_refuses_floats():
     assert canonical_json({"b": 1, "a": "市"}) == '{"a":"市","b":1}'.encode()
     with pytest.raises(TypeError):
         canonical_json({"amount": 1.5})
+
+
+class _Money(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        1.5,
+        {"amount": 1.5},
+        [{"card_no": "1", "categories": ["a", 2.0]}],
+        {"transactions": [{"passes": [], "nested": {"deep": [[0.1]]}}]},
+        ({"x": (1, _Money(2))},),
+        {"tail": [1, "a", None, True, float("nan")]},
+    ],
+)
+def test_reject_floats_finds_a_float_at_any_depth(document):
+    with pytest.raises(TypeError):
+        reject_floats(document)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"transactions": [{"card_no": "3301", "categories": [], "passes": ["m"], "amount_fen": 200}] * 3},
+        [None, True, "1.5", 10**30, [], {}, ({"a": [1]},)],
+    ],
+)
+def test_reject_floats_passes_integer_documents(document):
+    reject_floats(document)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ flag, never raise, for a bad tap. Two lists run, in order (see docs/ingestion.md
 natural keys); they run in the verification stage (``verify.batches_verify``: after the upload commits,
 over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = "inline"``):
 
-* ``card_counter_gap_check`` — the card's next lower counter stored;
+* ``card_counter_gap_check`` — the card's next lower counter stored (through the card-history index);
 * ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
   flag ``tac_invalid``;
 * ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
@@ -171,21 +171,39 @@ def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
     return flags
 
 
+# For each tap, its card's next lower counter stored, in one statement. The quick probe reads the card's
+# tap just before it in time (the card-history index, newest partition first, stopping at the first row):
+# counters rise with time, so that is almost always counter - 1, and then it is the answer. Otherwise
+# (the card's first tap, a clock set back, a lost tap) the exact maximum below the counter is read.
+_PREVIOUS_COUNTER_SQL = """
+SELECT s.i,
+       CASE WHEN q.counter = s.counter - 1 THEN q.counter
+            ELSE (SELECT max(t.card_counter) FROM terminals_transaction t
+                   WHERE t.card_no = s.card_no AND t.card_counter < s.counter) END
+  FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::timestamptz[]) AS s(i, card_no, counter, at)
+  LEFT JOIN LATERAL (
+       SELECT t.card_counter AS counter FROM terminals_transaction t
+        WHERE t.card_no = s.card_no AND t.tapped_at < s.at
+        ORDER BY t.tapped_at DESC, t.id DESC LIMIT 1) q ON true"""
+
+
 def card_counter_gap_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Card transaction counters skipped: the next lower counter stored for the card is not counter − 1.
 
-    One query for all the taps, through the natural-key index (card_no, card_counter, …), over the keys
-    stored when the check runs (a caller that knows ``Tap.prev_counter`` already saves it). The first tap
-    ever seen of a card is not a gap; a counter that arrived late (from another terminal) before the check
-    ran fills one."""
+    One query for all the taps (``_PREVIOUS_COUNTER_SQL``), over the taps stored when the check runs (a
+    caller that knows ``Tap.prev_counter`` already saves it). The first tap ever seen of a card is not a
+    gap; a counter that arrived late (from another terminal) before the check ran fills one."""
     unprobed = [i for i, t in enumerate(taps) if t.prev_counter == NOT_PROBED]
     if unprobed:
         with connection.cursor() as cur:
             cur.execute(
-                "SELECT s.i, p.prev FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS s(i, card_no, counter)"
-                " CROSS JOIN LATERAL (SELECT max(k.card_counter) AS prev FROM terminals_tapkey k"
-                "   WHERE k.card_no = s.card_no AND k.card_counter < s.counter) p",
-                [unprobed, [taps[i].card_no for i in unprobed], [taps[i].card_counter for i in unprobed]],
+                _PREVIOUS_COUNTER_SQL,
+                [
+                    unprobed,
+                    [taps[i].card_no for i in unprobed],
+                    [taps[i].card_counter for i in unprobed],
+                    [taps[i].tapped_at for i in unprobed],
+                ],
             )
             for i, prev in cur.fetchall():
                 taps[i].prev_counter = prev

@@ -184,6 +184,32 @@ def test_counter_and_sequence_gaps_are_flagged(client, hz, now):
     assert flags == {"card_counter_gap": {"missing": [2, 3]}, "terminal_seq_gap": {"missing": [2, 4]}}
 
 
+def test_counter_gaps_follow_the_counters_not_the_terminal_clocks(client, hz, now):
+    """The previous counter is the highest one stored below the tap's, whatever the taps' times say: a
+    clock set back, a tap a month earlier (another partition), a late tap that fills a gap."""
+    hangzhou, sim = hz
+
+    def upload(counter: int, at: dt.datetime) -> None:
+        card.counter = counter - 1  # the card's next tap gets ``counter``
+        tap = sim.tap(card, at=at)
+        assert tap["card_counter"] == counter
+        post(client, sim.sign(sim.payload([tap], created_at=now)))
+
+    card = cards("330100", 1)[0]
+    upload(1, now - dt.timedelta(days=40))  # last month's partition: found across partitions
+    upload(2, now)
+    upload(5, now - dt.timedelta(days=60))  # the terminal's clock was set back: 3 and 4 are missing
+    upload(3, now + dt.timedelta(minutes=2))  # arrives late: fills, no gap below it
+    upload(4, now + dt.timedelta(minutes=3))
+    upload(7, now + dt.timedelta(minutes=4))  # 6 missing
+    with tenant_context(hangzhou):
+        gaps = sorted(
+            (Transaction.objects.get(pk=f.transaction_id).card_counter, f.detail["missing"])
+            for f in ReviewFlag.objects.filter(code="card_counter_gap")
+        )
+    assert gaps == [(5, [3, 4]), (7, [6, 6])]
+
+
 def test_a_tac_the_issuer_key_does_not_give_is_flagged_and_kept(client, hz, now):
     hangzhou, sim = hz
     taps = taps_for(sim, cards("330100", 3), now)
