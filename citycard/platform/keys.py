@@ -324,7 +324,12 @@ def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes, key: TenantKey | 
     canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
     again for the signature and again for the body (a 500-tap acknowledgement, on every upload)."""
     signature = tenant_signature(tenant=tenant, signed=canonical, key=key)
-    return b'{"payload":' + canonical + b',"signature":' + json.dumps(signature).encode() + b"}"
+    return signed_body(canonical, json.dumps(signature))
+
+
+def signed_body(canonical: bytes, signature_json: str) -> bytes:
+    """The signed document's bytes from its canonical payload and its ``signature`` object as JSON text."""
+    return b'{"payload":' + canonical + b',"signature":' + signature_json.encode() + b"}"
 
 
 def tenant_public_keys(*, tenant: Tenant, at: dt.datetime | None = None) -> dict[str, bytes]:

@@ -147,7 +147,7 @@ class BatchAdmin(ReadOnlyAdmin):
     search_fields = ("batch_id", "terminal__terminal_id")
     list_filter = (("verified_at", admin.EmptyFieldListFilter),)  # "empty": waiting for the verification stage
     date_hierarchy = "received_at"
-    exclude = ("ack",)
+    exclude = ("ack_parts",)
 
 
 @admin.register(Transaction, site=tenant_admin)

@@ -9,7 +9,8 @@ SET search_path, BEGIN and COMMIT once the month partitions are known, plus the 
    batch gets; one Ed25519 verification over the canonical payload (orjson when installed,
    byte-identical to the standard form);
 2. terminal active, payload's terminal and tenant match; a stored batch of that id: same content → the
-   stored acknowledgement, byte for byte; other content → 409, logged in the audit chain;
+   same acknowledgement, byte for byte (``ack_rebuild``: from the outcomes and signature stored with the
+   batch and the resent taps); other content → 409, logged in the audit chain;
 3. in the transaction: each tap validated in one straight pass (rejected with a reason, or repeated
    within the batch → duplicate) and routed by issuer (cached);
 4. month partitions ensured (cached per process); **the natural keys** inserted with
@@ -19,8 +20,8 @@ SET search_path, BEGIN and COMMIT once the month partitions are known, plus the 
    stored data (checks.STORED_CHECKS) and the roaming hand-off run here only with
    ``TERMINAL_VERIFY = "inline"``, else in the verification stage (verify.py) after the commit; the
    acknowledgement is written in its canonical form directly and signed; **one round trip** stores the
-   batch row with its acknowledgement, flags, exceptions and the terminal's high-water mark; **COMMIT**
-   (synchronous: the terminal deletes its batch once acknowledged).
+   batch row with what its acknowledgement is made of (``ack_parts``), flags, exceptions and the
+   terminal's high-water mark; **COMMIT** (synchronous: the terminal deletes its batch once acknowledged).
 
 A refusal (``BatchRefused``) happens before anything is written, or rolls everything back.
 """
@@ -44,7 +45,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError
-from citycard.platform.keys import current_key_from_row, tenant_current_key_sql, tenant_sign_canonical
+from citycard.platform.keys import current_key_from_row, signed_body, tenant_current_key_sql, tenant_signature
 from citycard.platform.models import KeyPurpose, Tenant, TenantKey
 from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.terminals import checks as checks_module
@@ -350,7 +351,7 @@ class _Signer:
     status: str
     status_reason: str
     last_seq: int | None
-    stored: tuple | None  # (sha256, ack, accepted, duplicates, rejected, terminal_id) of the batch id
+    stored: tuple | None  # (sha256, ack_parts, accepted, duplicates, rejected, terminal_id) of the batch id
     signing_key: TenantKey  # the tenant's current signing key (for the acknowledgement)
     card_tac_key: TenantKey  # the acquirer's card TAC master (for the TAC check of own cards)
     batch_pk: int  # the id the batch gets if it is new (drawn from the batch table's sequence)
@@ -359,7 +360,7 @@ class _Signer:
 _LOOKUP_SQL = (
     """
 SELECT k.public_key, k.retired_at, k.verify_until, t.id, t.terminal_id, t.status, t.status_reason, t.last_seq,
-       b.sha256, b.ack, b.accepted, b.duplicates, b.rejected, bt.terminal_id,
+       b.sha256, b.ack_parts, b.accepted, b.duplicates, b.rejected, bt.terminal_id,
        sk.*, tk.*, nextval('terminals_batch_id_seq')
   FROM terminals_terminalkey k
   JOIN terminals_terminal t ON t.id = k.terminal_id
@@ -441,7 +442,7 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
 
 _BATCH_SQL = """
 INSERT INTO terminals_batch (id, batch_id, terminal_id, sha256, created_at, received_at, clock_skew_s,
-    rule_version, hotlist_version, tap_count, accepted, duplicates, rejected, ack, first_tx_id, last_tx_id,
+    rule_version, hotlist_version, tap_count, accepted, duplicates, rejected, ack_parts, first_tx_id, last_tx_id,
     verified_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
 # The natural keys of the batch's valid taps; those not stored before come back with the id their
@@ -509,7 +510,7 @@ def ack_canonical(
     *,
     batch_id: str,
     terminal_id: str,
-    received_at: dt.datetime,
+    received_at: dt.datetime | str,
     raw_taps: list,
     outcomes: list[tuple[str, str]],
     counts: dict[str, int],
@@ -522,6 +523,7 @@ def ack_canonical(
     (sorted keys, no spaces), but written directly: a result whose card number is plain digits and whose
     counters are integers (every accepted or duplicate tap) is one f-string; anything else goes through
     ``canonical_bytes``. tests/tenants/terminals/test_ack_canonical.py proves the two byte-identical."""
+    received_text = received_at if isinstance(received_at, str) else received_at.isoformat()
     middles: dict[tuple[str, str], str] = {}
     parts = []
     for index, (outcome, reason) in enumerate(outcomes):
@@ -551,11 +553,41 @@ def ack_canonical(
             parts.append(canonical_bytes(entry).decode())
     text = (
         f'{{"accepted":{counts["accepted"]},"batch_id":{_json_text(batch_id)},'
-        f'"duplicates":{counts["duplicate"]},"received_at":{_json_text(received_at.isoformat())},'
+        f'"duplicates":{counts["duplicate"]},"received_at":{_json_text(received_text)},'
         f'"rejected":{counts["rejected"]},"results":[{",".join(parts)}],'
         f'"terminal_id":{_json_text(terminal_id)}}}'
     )
     return text.encode()
+
+
+def ack_parts(*, received_at: dt.datetime, signature: str, outcomes: list[tuple[str, str]]) -> str:
+    """What is stored of an acknowledgement (``Batch.ack_parts``): the received time as written in it, the
+    signature object's JSON text, and the outcomes other than ``accepted`` as [index, outcome, reason]."""
+    others = [[i, outcome, reason] for i, (outcome, reason) in enumerate(outcomes) if outcome != "accepted"]
+    return json.dumps(
+        {"received_at": received_at.isoformat(), "signature": signature, "outcomes": others},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def ack_rebuild(*, parts: str, batch_id: str, terminal_id: str, raw_taps: list, counts: dict[str, int]) -> bytes:
+    """The acknowledgement a batch got, byte for byte, from ``Batch.ack_parts`` and the batch's taps (a
+    resend carries the same content: its SHA-256 matched). Ed25519 signatures are deterministic and the
+    payload's canonical form is a function of its content, so the stored signature is the one sent."""
+    stored = json.loads(parts)
+    outcomes = [("accepted", "")] * len(raw_taps)
+    for index, outcome, reason in stored["outcomes"]:
+        outcomes[index] = (outcome, reason)
+    canonical = ack_canonical(
+        batch_id=batch_id,
+        terminal_id=terminal_id,
+        received_at=stored["received_at"],
+        raw_taps=raw_taps,
+        outcomes=outcomes,
+        counts=counts,
+    )
+    return signed_body(canonical, stored["signature"])
 
 
 def _dumps(value: Any) -> str:
@@ -597,7 +629,7 @@ def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None
     sha = hashlib.sha256(canonical).hexdigest()
 
     if terminal.stored is not None:
-        return _resend(terminal.stored, batch_id, sha, terminal.terminal_id, tenant)
+        return _resend(terminal.stored, batch_id, sha, terminal.terminal_id, tenant, raw_taps)
     try:
         return _ingest_new(
             tenant=tenant,
@@ -612,27 +644,31 @@ def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None
         )
     except IntegrityError:
         # Another upload of the same batch id committed first: answer as for a resend.
-        existing = _existing(batch_id, sha, terminal.terminal_id, tenant)
+        existing = _existing(batch_id, sha, terminal.terminal_id, tenant, raw_taps)
         if existing is None:
             raise
         return existing
 
 
-def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant) -> IngestResult | None:
+def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list) -> IngestResult | None:
     row = (
         Batch.objects.filter(batch_id=batch_id)
-        .values_list("sha256", "ack", "accepted", "duplicates", "rejected", "terminal__terminal_id")
+        .values_list("sha256", "ack_parts", "accepted", "duplicates", "rejected", "terminal__terminal_id")
         .first()
     )
     if row is None:
         return None
-    return _resend(row, batch_id, sha, terminal_id, tenant)
+    return _resend(row, batch_id, sha, terminal_id, tenant, raw_taps)
 
 
-def _resend(row: tuple, batch_id: str, sha: str, terminal_id: str, tenant: Tenant) -> IngestResult:
-    """A batch id already stored: the same content gets the stored acknowledgement, other content 409."""
+def _resend(row: tuple, batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list) -> IngestResult:
+    """A batch id already stored: the same content gets the same acknowledgement, other content 409."""
     if row[0] == sha and row[5] == terminal_id:
-        return IngestResult(row[1].encode(), True, row[2], row[3], row[4])
+        counts = {"accepted": row[2], "duplicate": row[3], "rejected": row[4]}
+        body = ack_rebuild(
+            parts=row[1], batch_id=batch_id, terminal_id=terminal_id, raw_taps=raw_taps, counts=counts
+        )
+        return IngestResult(body, True, row[2], row[3], row[4])
     log.warning(
         "batch %s from %s conflicts with the stored one (sha256 %s ≠ %s)", batch_id, terminal_id, sha, row[0]
     )
@@ -789,7 +825,8 @@ def _ingest_new(
         outcomes=outcomes,
         counts=counts,
     )
-    body = tenant_sign_canonical(tenant=tenant, canonical=canonical, key=terminal.signing_key)
+    signature = json.dumps(tenant_signature(tenant=tenant, signed=canonical, key=terminal.signing_key))
+    body = signed_body(canonical, signature)
     if sink is not None:
         _hand_off_roaming(ctx, new, sink, terminal.signing_key)
 
@@ -811,7 +848,7 @@ def _ingest_new(
         counts["accepted"],
         counts["duplicate"],
         counts["rejected"],
-        body.decode(),
+        ack_parts(received_at=received_at, signature=signature, outcomes=outcomes),
         min(t.tx_id for t in new) if new else None,
         max(t.tx_id for t in new) if new else None,
         received_at if verified else None,
