@@ -39,7 +39,7 @@ def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monk
     body = sim.sign(sim.payload(taps, created_at=now))
     # The first upload holds its transaction open after storing the taps, so the second one finds no
     # stored batch, waits on the taps' keys, finds them all taken and then the batch id: a resend.
-    sign, signed, resends = ingest.tenant_sign_canonical, [], []
+    sign, signed, resends = ingest.tenant_signature, [], []
 
     def slow_sign(**kwargs):
         signed.append(1)
@@ -53,7 +53,7 @@ def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monk
         resends.append(1)
         return existing(*args)
 
-    monkeypatch.setattr(ingest, "tenant_sign_canonical", slow_sign)
+    monkeypatch.setattr(ingest, "tenant_signature", slow_sign)
     monkeypatch.setattr(ingest, "_existing", counting_existing)
     start = threading.Barrier(2)
     answers: list[bytes] = []
