@@ -307,7 +307,7 @@ def main() -> None:
     parser.add_argument("--terminals", type=int, default=200)
     parser.add_argument("--orm-sample", type=int, default=10_000)
     parser.add_argument(
-        "--concurrency", type=int, default=2, help="uploads in flight at once (threads of this one process)"
+        "--concurrency", type=int, default=3, help="uploads in flight at once (threads of this one process)"
     )
     parser.add_argument("--verify-batches", type=int, default=40, help="batches per verification run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from citycard.tenants.terminals.ingest import (
     TAPPED_AT_MAX_AHEAD,
     _Reject,
     _validate,
+    tap_window,
 )
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
 
@@ -186,6 +188,15 @@ odd_values = st.one_of(
             "2019-03-01T07:00:00+08:00",
             "2027-03-01T07:00:00Z",
             "2025-03-01T08:10:00+00:00",
+            # the window's edges (400 days back, 31 ahead), in Beijing form and in others
+            "2024-01-26T07:59:59+08:00",
+            "2024-01-26T08:00:00+08:00",
+            "2024-01-26T00:00:00+00:00",
+            "2024-01-25T23:59:59+00:00",
+            "2025-04-01T08:00:00+08:00",
+            "2025-04-01T08:00:01+08:00",
+            "2025-04-01T00:00:00.000001+00:00",
+            "2025-04-01T08:00:00.5+08:00",
             "abcdef012345",
             "ABCDEF012345",
             "a1b2c3d4",
@@ -223,7 +234,7 @@ def _outcome(fn, *args):
 @given(tap=st.one_of(broken_tap, odd_values))
 def test_validation_matches_the_reference(tap):
     expected = _outcome(_validate_reference, tap, RECEIVED)
-    got = _outcome(_validate, tap, RECEIVED - TAPPED_AT_MAX_AGE, RECEIVED + TAPPED_AT_MAX_AHEAD)
+    got = _outcome(_validate, tap, tap_window(RECEIVED))
     if expected == ("type error",):  # the reference crashed on an unhashable algorithm; now a rejection
         assert got[:2] == ("rejected", "bad_field")
         return
@@ -238,4 +249,29 @@ def test_validation_matches_the_reference(tap):
 
 
 def test_a_good_tap_passes_both():
-    assert _outcome(_validate, _GOOD, RECEIVED - TAPPED_AT_MAX_AGE, RECEIVED + TAPPED_AT_MAX_AHEAD)[0] == "tap"
+    assert _outcome(_validate, _GOOD, tap_window(RECEIVED))[0] == "tap"
+
+
+_EDGES = [
+    RECEIVED - TAPPED_AT_MAX_AGE + dt.timedelta(seconds=delta) for delta in (-1, -0.5, 0, 0.25, 1)
+] + [RECEIVED + TAPPED_AT_MAX_AHEAD + dt.timedelta(seconds=delta) for delta in (-1, 0, 0.5, 1)]
+
+
+@pytest.mark.parametrize("moment", _EDGES)
+@pytest.mark.parametrize("offset_h", [8, 0, -5])
+@pytest.mark.parametrize("received_us", [0, 1, 999_999])
+@pytest.mark.parametrize("whole", [True, False])
+def test_the_window_edges_give_the_reference_answer(moment, offset_h, received_us, whole):
+    """Stamps at the edges of the plausible window, in Beijing form (compared as text) and in other
+    offsets or with fractions (compared as instants), received at a whole second or not."""
+    received = RECEIVED + dt.timedelta(microseconds=received_us)
+    moment = moment + dt.timedelta(microseconds=received_us)
+    if whole:
+        moment = moment.replace(microsecond=0)
+    stamp = moment.astimezone(dt.timezone(dt.timedelta(hours=offset_h))).isoformat()
+    tap = {**_GOOD, "tapped_at": stamp}
+    expected = _outcome(_validate_reference, tap, received)
+    got = _outcome(_validate, tap, tap_window(received))
+    if got[0] == "tap":
+        got = ("tap", replace(got[1], tapped_at_text=""))
+    assert got == expected
