@@ -159,9 +159,19 @@ def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
     """Sequence numbers the terminal skipped (after its previous high-water mark and inside the batch).
 
     A late tap below the high-water mark is not a gap (it fills one). Rejected taps count as seen."""
-    by_seq = {tap.terminal_seq: tap for tap in taps}
-    seqs = sorted(set(ctx.all_terminal_seqs) | by_seq.keys())
     previous = ctx.terminal_last_seq
+    # The usual batch: its sequence numbers run on without a hole from the high-water mark (or from below
+    # it). Told in C, without a Python step per tap.
+    carried = set(ctx.all_terminal_seqs)
+    if (
+        carried
+        and (previous is None or min(carried) <= previous + 1)
+        and max(carried) - min(carried) + 1 == len(carried)
+        and carried.issuperset([t.terminal_seq for t in taps])
+    ):
+        return []
+    by_seq = {tap.terminal_seq: tap for tap in taps}
+    seqs = sorted(carried | by_seq.keys())
     flags = []
     for seq in seqs:
         if previous is not None and seq > previous + 1 and seq in by_seq:

@@ -486,7 +486,10 @@ INSERT INTO terminals_tapkey (card_no, card_counter, terminal_id, terminal_seq)
 SELECT k.card_no, k.card_counter, %s, k.terminal_seq
   FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[]) AS k(card_no, card_counter, terminal_seq)
 ON CONFLICT DO NOTHING
-RETURNING card_no, card_counter, terminal_seq, nextval('terminals_transaction_id_seq')"""
+RETURNING terminal_seq, nextval('terminals_transaction_id_seq')"""
+# When two valid taps of the batch share a terminal sequence number (a faulty terminal), the new ones are
+# told apart by the whole key.
+_KEYS_FULL_SQL = _KEYS_SQL.replace("RETURNING terminal_seq,", "RETURNING card_no, card_counter, terminal_seq,")
 _TX_COLUMNS = (  # each tap's own values first, then the batch's, then the texts that repeat from tap to tap
     "id, tapped_at, idx, terminal_seq, card_no, issuer, card_counter, amount_fen, balance_before_fen,"
     " balance_after_fen, tac, terminal_no, algorithm, received_at, batch_id, terminal_id, kind, rule_version,"
@@ -792,18 +795,23 @@ def _ingest_new(
     new: list[Tap] = []
     if valid:
         partitions_ensure(months)
+        seqs = [n[2] for n in naturals]
+        by_seq = len(set(seqs)) == len(seqs)  # the usual batch: the new taps are known by their sequence
         with connection.cursor() as cur:
             cur.execute(
-                _KEYS_SQL,
+                _KEYS_SQL if by_seq else _KEYS_FULL_SQL,
                 [
                     terminal_id,
                     # card numbers are digits and counters integers: the array literals need no quoting
                     "{" + ",".join([n[0] for n in naturals]) + "}",
                     "{" + ",".join([str(n[1]) for n in naturals]) + "}",
-                    "{" + ",".join([str(n[2]) for n in naturals]) + "}",
+                    "{" + ",".join(map(str, seqs)) + "}",
                 ],
             )
-            fresh = {(card, counter, seq): tx_id for card, counter, seq, tx_id in cur.fetchall()}
+            if by_seq:
+                fresh = dict(cur.fetchall())  # terminal_seq -> transaction id
+            else:
+                fresh = {(card, counter, seq): tx_id for card, counter, seq, tx_id in cur.fetchall()}
         # What taps share, in _TX_COLUMNS order: the batch's columns, then a tap's texts and route, which
         # repeat from tap to tap (a terminal's service and route, the issuer's routing).
         shared = (
@@ -813,7 +821,7 @@ def _ingest_new(
         profiles: dict[tuple, str] = {}
         lines = []
         for tap, natural in zip(valid, naturals, strict=True):
-            tx_id = fresh.get(natural)
+            tx_id = fresh.get(natural[2] if by_seq else natural)
             if tx_id is None:
                 outcomes[tap.index] = ("duplicate", "already received")
                 continue

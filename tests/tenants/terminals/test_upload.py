@@ -170,6 +170,27 @@ def test_duplicates_within_and_across_batches_are_reported_not_counted(client, h
         assert sum(Transaction.objects.values_list("amount_fen", flat=True)) == 800
 
 
+def test_taps_sharing_a_terminal_sequence_number_are_told_apart_by_the_whole_key(client, hz, now):
+    """A faulty terminal that repeats a sequence number for different cards: each tap is its own (the
+    natural key includes the card), and which of them were stored before is known by the whole key."""
+    hangzhou, sim = hz
+    riders = cards("330100", 3)
+    first = taps_for(sim, riders[:1], now)
+    post(client, sim.sign(sim.payload(first, created_at=now)))
+    again = dict(first[0])  # stored already
+    other = dict(sim.tap(riders[1], at=now), terminal_seq=first[0]["terminal_seq"])  # same seq, other card
+    third = dict(sim.tap(riders[2], at=now), terminal_seq=first[0]["terminal_seq"])
+    ack = json.loads(post(client, sim.sign(sim.payload([other, again, third], created_at=now))).content)["payload"]
+    assert [(r["card_no"], r["outcome"]) for r in ack["results"]] == [
+        (riders[1].card_no, "accepted"),
+        (riders[0].card_no, "duplicate"),
+        (riders[2].card_no, "accepted"),
+    ]
+    with tenant_context(hangzhou):
+        stored = Transaction.objects.filter(terminal_seq=first[0]["terminal_seq"]).values_list("card_no", "idx")
+        assert sorted(stored) == sorted([(riders[0].card_no, 0), (riders[1].card_no, 0), (riders[2].card_no, 2)])
+
+
 def test_amount_and_field_errors_are_rejected_with_reasons(client, hz, now):
     hangzhou, sim = hz
     taps = taps_for(sim, cards("330100", 6), now)
