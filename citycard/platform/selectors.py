@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from citycard.platform.models import ApiKey, NetworkMembership, RoamingNetwork, Tenant, TenantKind
+from citycard.platform.models import ApiKey, NetworkMembership, RateWindow, RoamingNetwork, Tenant, TenantKind
 
 
 def tenant_list(*, include_platform: bool = False) -> QuerySet[Tenant]:
@@ -81,3 +81,16 @@ def api_key_list(*, tenant_code: str, include_revoked: bool = True) -> QuerySet[
 def api_key_by_id(key_id: str) -> ApiKey | None:
     """The key with this public id (its tenant joined), whatever its state; one query."""
     return ApiKey.objects.select_related("tenant").filter(key_id=key_id).first()
+
+
+def rate_window_start(*, window_s: int, now: dt.datetime) -> dt.datetime:
+    """The start of the fixed window of ``window_s`` seconds that ``now`` falls in (UTC epoch aligned)."""
+    epoch = int(now.timestamp())
+    return dt.datetime.fromtimestamp(epoch - epoch % window_s, tz=dt.UTC)
+
+
+def rate_limit_count(*, bucket: str, window_s: int, now: dt.datetime) -> int:
+    """How many hits ``bucket`` has had in the current fixed window (``services.rate_limit_hit`` counts)."""
+    start = rate_window_start(window_s=window_s, now=now)
+    counted = RateWindow.objects.filter(bucket=bucket[:80], window_start=start).values_list("count", flat=True)
+    return counted.first() or 0

@@ -37,6 +37,7 @@ from citycard.platform.models import (
     User,
 )
 from citycard.platform.scopes import PlatformScope, Scope
+from citycard.platform.selectors import rate_window_start
 
 TENANT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 RESERVED_CODES = frozenset(
@@ -603,8 +604,7 @@ def rate_limit_hit(
     if limit <= 0 or window_s <= 0 or weight <= 0:
         raise DomainError("the rate limit and its window must be positive", code="invalid", field="limit")
     now = now or timezone.now()
-    epoch = int(now.timestamp())
-    start = dt.datetime.fromtimestamp(epoch - epoch % window_s, tz=dt.UTC)
+    start = rate_window_start(window_s=window_s, now=now)
     table = RateWindow._meta.db_table
     with connection.cursor() as cur:
         cur.execute(

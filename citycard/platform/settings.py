@@ -243,6 +243,12 @@ TERMINAL_VERIFY = os.environ.get("CITYCARD_TERMINAL_VERIFY", "deferred")
 # Taps on a card listed on the hotlist longer ago than this are flagged (time for terminals to download it).
 HOTLIST_GRACE_S = int(os.environ.get("CITYCARD_HOTLIST_GRACE_S", "1800"))
 
+# Cardholder verification (实名核验: cardholderVerify, cardReportLost): failed attempts allowed per card per
+# fixed window, after which the card answers no verification until the window ends (guessing an ID number
+# for a known card would otherwise take about a thousand tries).
+ID_VERIFY_MAX_FAILURES = int(os.environ.get("CITYCARD_ID_VERIFY_MAX_FAILURES", "10"))
+ID_VERIFY_WINDOW_S = int(os.environ.get("CITYCARD_ID_VERIFY_WINDOW_S", "86400"))
+
 # GraphQL (docs/graphql.md): limits of both endpoints; introspection and GraphiQL on in development.
 GRAPHQL_INTROSPECTION = _env_bool("CITYCARD_GRAPHQL_INTROSPECTION", DEBUG)
 GRAPHQL_GRAPHIQL = _env_bool("CITYCARD_GRAPHQL_GRAPHIQL", DEBUG)

@@ -226,6 +226,58 @@ def test_cardholder_verify_yes_no_never_the_id(client, tenant, hz_people):
     assert codes_of(refused) == ["PERMISSION_DENIED"]
 
 
+def test_cardholder_verify_failures_are_bounded_per_card(client, tenant, hz_people, settings):
+    """Guessing a card's ID number: after ID_VERIFY_MAX_FAILURES wrong answers in the window, the card
+    answers no verification, right or wrong, to any caller (RATE_LIMITED); other cards are unaffected; a
+    malformed ID number is not counted; the loss report shares the count and answers TOO_MANY_ATTEMPTS."""
+    settings.ID_VERIFY_MAX_FAILURES = 3
+    hospital = issue("hangzhou", [Scope.CARDHOLDERS_VERIFY], name="Hospital app")
+    other_app = issue("hangzhou", [Scope.CARDHOLDERS_VERIFY, Scope.CARDS_REPORT_LOSS], name="Bank app")
+
+    def verify(card_no, id_number, token=hospital):
+        return gql(client, "hangzhou", VERIFY, {"c": card_no, "i": id_number}, token=token)
+
+    target = hz_people.elderly_card
+    assert codes_of(verify(target, "33010219500501121X")) == ["INVALID_ARGUMENT"]  # malformed: not counted
+    for _ in range(2):
+        assert data_of(verify(target, hz_people.plain_id))["cardholderVerify"]["matches"] is False
+    report = {"c": target, "i": hz_people.plain_id}
+    mismatch = data_of(gql(client, "hangzhou", REPORT, report, token=other_app))["cardReportLost"]
+    assert [e["code"] for e in mismatch["errors"]] == ["ID_MISMATCH"]  # the third failure, from another caller
+    locked = verify(target, hz_people.elderly_id)  # the right number, too late
+    assert codes_of(locked) == ["RATE_LIMITED"]
+    assert hz_people.elderly_id not in locked.content.decode()
+    right = {"c": target, "i": hz_people.elderly_id}
+    refused = data_of(gql(client, "hangzhou", REPORT, right, token=other_app))["cardReportLost"]
+    assert [(e["field"], e["code"]) for e in refused["errors"]] == [("idNumber", "TOO_MANY_ATTEMPTS")]
+    assert refused["card"] is None
+    assert data_of(verify(hz_people.plain_card, hz_people.plain_id))["cardholderVerify"]["matches"] is True
+    logged = [entry["reads"][0] for entry in reads(tenant("hangzhou"))]
+    attempts = [r for r in logged if (r["type"], r["ids"]) == ("cardholder_verify", [target])]
+    assert len(attempts) == 4  # every attempt of the query is in the access log, the refused ones too
+
+
+def test_cardholder_verify_attempts_reopen_with_the_next_window(tenant, hz_people, settings):
+    import datetime as dt
+
+    from django_tenants.utils import tenant_context
+
+    from citycard.platform.errors import DomainError
+    from citycard.tenants.cards.services import cardholder_verify_attempt
+
+    settings.ID_VERIFY_MAX_FAILURES, settings.ID_VERIFY_WINDOW_S = 2, 3600
+    start = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
+    with tenant_context(tenant("hangzhou")):
+        card, right, wrong = hz_people.plain_card, hz_people.plain_id, hz_people.elderly_id
+        assert cardholder_verify_attempt(card_no=card, id_number=wrong, now=start) is False
+        assert cardholder_verify_attempt(card_no=card, id_number=right, now=start) is True  # not counted
+        assert cardholder_verify_attempt(card_no=card, id_number=wrong, now=start) is False
+        with pytest.raises(DomainError) as refused:
+            cardholder_verify_attempt(card_no=card, id_number=right, now=start + dt.timedelta(minutes=59))
+        assert refused.value.code == "too_many_attempts"
+        assert cardholder_verify_attempt(card_no=card, id_number=right, now=start + dt.timedelta(hours=1)) is True
+
+
 # --- categories and concessions ----------------------------------------------------------------------
 
 

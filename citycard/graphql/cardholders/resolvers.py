@@ -14,24 +14,27 @@ from citycard.tenants.cards.selectors import (
     SHANGHAI,
     card_get,
     cardholder_categories,
-    cardholder_verify,
     categories_on,
 )
+from citycard.tenants.cards.services import cardholder_verify_attempt
 from citycard.tenants.fares.selectors import concessions_for
 
 CATEGORY_NAMES = dict(CategoryCode.choices)
 
 
 def resolve_cardholder_verify(info: Any, *, card_number: str, id_number: str) -> dict[str, Any]:
-    """Yes/no; the attempt is logged against the caller (the card number, never the ID number)."""
+    """Yes/no; every attempt is logged against the caller (the card number, never the ID number), and a
+    card's failed attempts are bounded (``cardholder_verify_attempt``: beyond them, RATE_LIMITED)."""
     number = card_number_check(card_number)
+    access_log_read(info, object_type="cardholder_verify", object_ids=[number], fields=["id_number"])
     try:
-        matches = cardholder_verify(card_no=number, id_number=id_number)
+        matches = cardholder_verify_attempt(card_no=number, id_number=id_number)
     except DomainError as exc:
+        if exc.code == "too_many_attempts":
+            raise ApiError(exc.message, ApiErrorCode.RATE_LIMITED, argument="cardNumber") from None
         raise ApiError(
             f"idNumber: {exc.message}", ApiErrorCode.INVALID_ARGUMENT, argument="idNumber"
         ) from None
-    access_log_read(info, object_type="cardholder_verify", object_ids=[number], fields=["id_number"])
     return {"card_number": number, "matches": matches}
 
 

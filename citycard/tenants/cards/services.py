@@ -7,12 +7,15 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.models import Tenant
+from citycard.platform.selectors import rate_limit_count
+from citycard.platform.services import rate_limit_hit
 from citycard.tenants.cards.models import (
     LIVE_STATES,
     Application,
@@ -749,3 +752,31 @@ def cards_import(**kwargs: Any):
     from citycard.tenants.cards.batch import cards_import as run
 
     return run(**kwargs)
+
+
+def cardholder_verify_attempt(*, card_no: str, id_number: str, now: dt.datetime | None = None) -> bool:
+    """实名核验 bounded against guessing: whether ``card_no`` is held by the person with ``id_number``
+    (``selectors.cardholder_verify``), with at most ``ID_VERIFY_MAX_FAILURES`` failed attempts per card
+    per fixed window of ``ID_VERIFY_WINDOW_S``, counted in the database (every web process shares them;
+    an unknown card counts like a known one). Once they are used up, every attempt on the card, right or
+    wrong, is refused (DomainError ``too_many_attempts``) without comparing, until the window ends. A
+    malformed ID number is refused before anything is counted (it says nothing about the holder).
+
+    The failure is counted on the caller's connection: call it outside a transaction that a failed
+    attempt rolls back (the GraphQL query runs in autocommit; the loss report answers a mismatch as data,
+    so its transaction commits)."""
+    now = now or timezone.now()
+    bucket = f"id-verify:{connection.schema_name}:{card_no}"
+    window_s, most = settings.ID_VERIFY_WINDOW_S, settings.ID_VERIFY_MAX_FAILURES
+    if rate_limit_count(bucket=bucket, window_s=window_s, now=now) >= most:
+        raise DomainError(
+            f"card {card_no} has had {most} failed ID checks in this {window_s} s window; try again later",
+            code="too_many_attempts",
+            field="id_number",
+        )
+    from citycard.tenants.cards.selectors import cardholder_verify
+
+    matches = cardholder_verify(card_no=card_no, id_number=id_number)
+    if not matches:
+        rate_limit_hit(bucket=bucket, limit=most, window_s=window_s, now=now)
+    return matches

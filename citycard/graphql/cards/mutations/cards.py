@@ -19,8 +19,8 @@ REQUEST_KEY_MAX = 50
 
 CardReportLostError = error_type(
     "CardReportLost",
-    ["INVALID_STATE", "ID_MISMATCH", "ANONYMOUS_CARD", "BAD_CHECKSUM"],
-    "Why a card was not reported lost (nothing was written).",
+    ["INVALID_STATE", "ID_MISMATCH", "TOO_MANY_ATTEMPTS", "ANONYMOUS_CARD", "BAD_CHECKSUM"],
+    "Why a card was not reported lost (the card is unchanged; a failed ID check is counted and logged).",
 )
 CardApplyError = error_type(
     "CardApply",
@@ -97,9 +97,10 @@ class CardReportLost(BaseMutation):
                 field="card_number",
             )
         access_log_read(info, object_type="cardholder", object_ids=[card.cardholder_id], fields=["id_number"])
-        if not selectors.cardholder_verify(card_no=number, id_number=id_number):
-            raise DomainError(
-                "the ID number is not that of the card's holder", code="id_mismatch", field="id_number"
+        if not services.cardholder_verify_attempt(card_no=number, id_number=id_number):
+            # Answered as data, not raised: the transaction commits, so the failed attempt stays counted.
+            return cls.error_response(
+                DomainError("the ID number is not that of the card's holder", code="id_mismatch", field="id_number")
             )
         card, reported = services.card_report_lost_once(
             card_no=number, actor=cls.actor(info), reason=str(enum_value(reason))
