@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -317,14 +316,6 @@ def tenant_signature(*, tenant: Tenant, signed: bytes, key: TenantKey | None = N
         key = _current(tenant, KeyPurpose.SIGNING)
     private = _ed25519_private(_unwrap(key, tenant.code))
     return {"alg": "Ed25519", "key_id": key.key_id, "value": b64encode(private.sign(signed))}
-
-
-def tenant_sign_canonical(*, tenant: Tenant, canonical: bytes, key: TenantKey | None = None) -> bytes:
-    """The signed document ``{"payload": …, "signature": …}`` as bytes, for a payload already in its
-    canonical form (terminal_kit.signing.canonical_json, float-free): the payload is serialised once, not
-    again for the signature and again for the body (a 500-tap acknowledgement, on every upload)."""
-    signature = tenant_signature(tenant=tenant, signed=canonical, key=key)
-    return signed_body(canonical, json.dumps(signature))
 
 
 def signed_body(canonical: bytes, signature_json: str) -> bytes:
