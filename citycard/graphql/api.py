@@ -95,6 +95,7 @@ PLATFORM_COST_MAP: CostMap = {
         "settlementInstructions": FieldCost(complexity=2),
         "exceptionSummary": FieldCost(complexity=2),
         "exceptions": PAGE,
+        "records": PAGE,
         "disputes": FieldCost(complexity=2),
         "reconciliationFiles": FieldCost(complexity=2),
     },

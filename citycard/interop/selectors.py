@@ -211,6 +211,25 @@ def exceptions_query(
     return qs.defer("data")
 
 
+def records_query(
+    *,
+    cycle_ids: Iterable[int],
+    issuer: str | None = None,
+    acquirer: str | None = None,
+    status: str | None = None,
+) -> QuerySet[ClearingRecord]:
+    """The records of cycles, filtered by issuer, acquirer and status as read (``record_status``): a
+    cell of the bilateral matrix is (issuer, acquirer, valid). Annotated ``current_status``; unordered."""
+    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids)).with_status()
+    if issuer:
+        qs = qs.filter(issuer=issuer)
+    if acquirer:
+        qs = qs.filter(acquirer=acquirer)
+    if status:
+        qs = qs.filter(current_status=status)
+    return qs.defer("data")
+
+
 def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
     """Exceptions per cycle, issuer, acquirer and reason: records and amount. One aggregate query."""
     return list(

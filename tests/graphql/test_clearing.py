@@ -240,6 +240,40 @@ def test_exceptions_page_by_record_id_with_filters(client, yrd_transit, send, co
     assert page(first=10, reason="card_unknown")["edges"] == []
 
 
+def test_a_matrix_cell_lists_its_records(client, yrd_transit, send, collect):
+    """From a cell of the bilateral matrix to its records: issuer, acquirer and status VALID give exactly
+    the records the cell counts (records still stored pending in the validated cycle read as valid), and
+    the rejected ones of the same pair are their own list."""
+    good = [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=60 + i) for i in range(3)]
+    bad = [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=70, bad_tac=True)]
+    other = [record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=80)]
+    clear(send, collect, DAY, good + bad + other, now=SETTLE_AT)
+    login(client, "clearing_staff")
+    query = """query($first: Int, $after: String, $issuer: String, $acquirer: String, $status: ClearingRecordStatus) {
+      clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
+        bilateralMatrix { issuer acquirer records amountFen }
+        records(first: $first, after: $after, issuer: $issuer, acquirer: $acquirer, status: $status) {
+          edges { node { recordId issuer acquirer status amountFen } } pageInfo { hasNextPage endCursor } } } }"""
+
+    def page(**variables):
+        return data_of(gql(client, "", query, variables))["clearingCycle"]
+
+    cell = {"issuer": "hangzhou", "acquirer": "jiaxing", "status": "VALID"}
+    first = page(first=2, **cell)
+    matrix = {(c["issuer"], c["acquirer"]): c for c in first["bilateralMatrix"]}
+    rest = page(first=2, after=first["records"]["pageInfo"]["endCursor"], **cell)["records"]
+    listed = [e["node"] for e in first["records"]["edges"] + rest["edges"]]
+    assert first["records"]["pageInfo"]["hasNextPage"] and not rest["pageInfo"]["hasNextPage"]
+    assert [n["recordId"] for n in listed] == sorted(f"{r['acquirer']}-{r['source_tx_id']}" for r in good)
+    assert {(n["issuer"], n["acquirer"], n["status"]) for n in listed} == {("hangzhou", "jiaxing", "VALID")}
+    assert len(listed) == matrix[("hangzhou", "jiaxing")]["records"]
+    assert sum(n["amountFen"] for n in listed) == matrix[("hangzhou", "jiaxing")]["amountFen"]
+    rejected = page(first=10, issuer="hangzhou", acquirer="jiaxing", status="REJECTED")["records"]["edges"]
+    assert [e["node"]["recordId"] for e in rejected] == [f"jiaxing-{bad[0]['source_tx_id']}"]
+    assert len(page(first=10)["records"]["edges"]) == 5  # no filter: every record of the cycle
+    assert page(first=10, status="PENDING")["records"]["edges"] == []  # validated: none reads pending
+
+
 # --- the steps -----------------------------------------------------------------------------------------------
 
 STEP = """mutation($date: Date!) {

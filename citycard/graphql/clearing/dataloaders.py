@@ -76,6 +76,35 @@ class ExceptionSummaryByCycleLoader(DataLoader[int, list[Any]]):
 ExceptionFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, reason
 
 
+RecordFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, status
+
+
+class RecordPagesLoader(DataLoader[tuple[int, PageArgs, RecordFilters], Any]):
+    """A page of records under each cycle (a matrix cell's, with issuer, acquirer and status): one query
+    per distinct (page, filters) in the batch, however many cycles ask (ROW_NUMBER() per cycle)."""
+
+    def batch_load(self, keys: list[tuple[int, PageArgs, RecordFilters]]) -> list[Any]:
+        from citycard.graphql.clearing.types import ClearingRecordConnection
+
+        found: dict[tuple[int, PageArgs, RecordFilters], Any] = {}
+        asks: dict[tuple[PageArgs, RecordFilters], list[int]] = {}
+        for cycle_id, page, filters in keys:
+            asks.setdefault((page, filters), []).append(cycle_id)
+        for (page, (issuer, acquirer, status)), cycle_ids in asks.items():
+            parents = list(dict.fromkeys(cycle_ids))
+            pages = keyset_pages(
+                selectors.records_query(cycle_ids=parents, issuer=issuer, acquirer=acquirer, status=status),
+                parent_field="cycle_id",
+                parents=parents,
+                connection_type=ClearingRecordConnection,
+                keys=EXCEPTION_KEYS,
+                page=page,
+            )
+            for cycle_id, connection in zip(parents, pages, strict=True):
+                found[(cycle_id, page, (issuer, acquirer, status))] = connection
+        return [found[key] for key in keys]
+
+
 class ExceptionPagesLoader(DataLoader[tuple[int, PageArgs, ExceptionFilters], Any]):
     """A page of exceptions under each cycle: one query per distinct (page, filters) in the batch, however
     many cycles ask (ROW_NUMBER() per cycle)."""

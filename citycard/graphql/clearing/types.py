@@ -21,11 +21,12 @@ from citycard.graphql.clearing.dataloaders import (
     MatrixByCycleLoader,
     NetPositionsByCycleLoader,
     ReconciliationFilesByCycleLoader,
+    RecordPagesLoader,
     RecordTotalsByCycleLoader,
 )
 from citycard.graphql.core.connection import Connection, PageArgs, connection_args
 from citycard.graphql.core.dataloaders import then
-from citycard.graphql.core.types import NonNullList, global_id
+from citycard.graphql.core.types import NonNullList, enum_value, global_id
 from citycard.graphql.tenancy.types import RoamingNetwork
 from citycard.interop.models import (
     CyclePeriod,
@@ -377,6 +378,16 @@ class ClearingCycle(graphene.ObjectType):
         description="The records the issuers rejected (by record id), with their reasons.",
         **connection_args(issuer=graphene.String(), acquirer=graphene.String(), reason=graphene.String()),
     )
+    records = graphene.Field(
+        ClearingRecordConnection,
+        description=(
+            "Its records by record id, filtered: a cell of the bilateral matrix is its issuer, its acquirer"
+            " and status VALID; a status is as read (a record still pending in a validated cycle is valid)."
+        ),
+        **connection_args(
+            issuer=graphene.String(), acquirer=graphene.String(), status=graphene.Argument(ClearingRecordStatusEnum)
+        ),
+    )
     disputes = NonNullList(Dispute, description="Disputes of its records, newest first.")
     reconciliation_files = NonNullList(ReconciliationFile, description="One per participant, once settled.")
 
@@ -452,6 +463,14 @@ class ClearingCycle(graphene.ObjectType):
         page = PageArgs.of(first=first, last=last, after=after, before=before)
         filters = (issuer or None, acquirer or None, reason or None)
         return ExceptionPagesLoader(info.context).load((root.pk, page, filters))
+
+    @staticmethod
+    def resolve_records(
+        root, info, first=None, last=None, after=None, before=None, issuer=None, acquirer=None, status=None
+    ):
+        page = PageArgs.of(first=first, last=last, after=after, before=before)
+        filters = (issuer or None, acquirer or None, enum_value(status) if status else None)
+        return RecordPagesLoader(info.context).load((root.pk, page, filters))
 
     @staticmethod
     def resolve_disputes(root, info):
