@@ -210,6 +210,7 @@ CYCLES_FULL = """query($n: Int) { clearingCycles(first: $n, filter: {states: [SE
   bilateralMatrix { issuer acquirer amountFen } netPositions { positions { participant netFen } sumFen }
   settlementInstructions { payer payee amountFen } exceptionSummary { reason records }
   exceptions(first: 5) { edges { node { recordId reason cycle { label } } } pageInfo { hasNextPage } }
+  records(first: 3, status: VALID) { edges { node { recordId status amountFen } } pageInfo { hasNextPage } }
   disputes { id record { recordId } adjustment { recordId } }
   reconciliationFiles { participant state confirmed totals { netFen } }
 } } } }"""
@@ -248,9 +249,9 @@ def test_clearing_cycles_page(client, cleared_cycles, size):
     nodes = [e["node"] for e in data["clearingCycles"]["edges"]]
     assert len(nodes) == size and all(node["netPositions"]["sumFen"] == 0 for node in nodes[-1:])
     # the page (with agreements and networks); disputes (with records and adjustments); totals; matrix;
-    # positions; instructions; exception summary; the exception pages (ROW_NUMBER per cycle); files;
-    # the cycles of the exceptions' records
-    assert n == FIXED_PLATFORM + 10
+    # positions; instructions; exception summary; the exception pages and the record pages (ROW_NUMBER per
+    # cycle, one query each); files; the cycles of the exceptions' records
+    assert n == FIXED_PLATFORM + 11
 
 
 @pytest.mark.parametrize("size", [1, 3])
