@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -31,7 +32,14 @@ def audit_verify_all() -> dict:
     return {"queued": len(queued)}
 
 
+def rate_windows_kept() -> dt.timedelta:
+    """How long a counter's window is kept after it started: a day, or the longest window configured (a
+    counter dropped while its window runs would reopen what it limits)."""
+    longest = max(settings.GRAPHQL_RATE_WINDOW_S, settings.ID_VERIFY_WINDOW_S)
+    return max(dt.timedelta(days=1), dt.timedelta(seconds=longest))
+
+
 @app.task(name="citycard.platform.tasks.rate_windows_purge")
 def rate_windows_purge() -> int:
-    """Hourly: drop rate-limit counters older than a day."""
-    return _rate_windows_purge(before=timezone.now() - dt.timedelta(days=1))
+    """Hourly: drop rate-limit counters whose window has ended (``rate_windows_kept``)."""
+    return _rate_windows_purge(before=timezone.now() - rate_windows_kept())
