@@ -193,40 +193,27 @@ def cycle_record_totals(*, cycle_ids: Iterable[int]) -> dict[int, dict[str, tupl
     return totals
 
 
-def exceptions_query(
-    *,
-    cycle_ids: Iterable[int],
-    issuer: str | None = None,
-    acquirer: str | None = None,
-    reason: str | None = None,
-) -> QuerySet[ClearingRecord]:
-    """The exceptions (records the issuers rejected) of cycles, filtered; unordered."""
-    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids), status=RecordStatus.REJECTED)
-    if issuer:
-        qs = qs.filter(issuer=issuer)
-    if acquirer:
-        qs = qs.filter(acquirer=acquirer)
-    if reason:
-        qs = qs.filter(reason=reason)
-    return qs.defer("data")
-
-
 def records_query(
     *,
     cycle_ids: Iterable[int],
     issuer: str | None = None,
     acquirer: str | None = None,
     status: str | None = None,
+    reason: str | None = None,
 ) -> QuerySet[ClearingRecord]:
-    """The records of cycles, filtered by issuer, acquirer and status as read (``record_status``): a
-    cell of the bilateral matrix is (issuer, acquirer, valid). Annotated ``current_status``; unordered."""
-    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids)).with_status()
-    if issuer:
-        qs = qs.filter(issuer=issuer)
-    if acquirer:
-        qs = qs.filter(acquirer=acquirer)
-    if status:
-        qs = qs.filter(current_status=status)
+    """The records of cycles, filtered by issuer, acquirer, status as read (``record_status``) and reason;
+    unordered. A cell of the bilateral matrix is (issuer, acquirer, valid); the exceptions are the rejected
+    ones (a rejection is stored as such, so that status needs no join to the cycle)."""
+    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids))
+    if status == RecordStatus.REJECTED:
+        qs = qs.filter(status=RecordStatus.REJECTED)
+    else:
+        qs = qs.with_status()  # annotated ``current_status``: every record's status reads without its cycle
+        if status:
+            qs = qs.filter(current_status=status)
+    for field, value in (("issuer", issuer), ("acquirer", acquirer), ("reason", reason)):
+        if value:
+            qs = qs.filter(**{field: value})
     return qs.defer("data")
 
 

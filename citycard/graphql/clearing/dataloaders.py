@@ -17,7 +17,7 @@ from citycard.interop.models import (
     SettlementInstruction,
 )
 
-EXCEPTION_KEYS = (Key("record_id"),)
+RECORD_KEYS = (Key("record_id"),)
 
 
 class CycleByIdLoader(DataLoader[int, ClearingCycle | None]):
@@ -73,15 +73,12 @@ class ExceptionSummaryByCycleLoader(DataLoader[int, list[Any]]):
         return [groups[key] for key in keys]
 
 
-ExceptionFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, reason
-
-
-RecordFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, status
+RecordFilters = tuple[str | None, str | None, str | None, str | None]  # issuer, acquirer, status, reason
 
 
 class RecordPagesLoader(DataLoader[tuple[int, PageArgs, RecordFilters], Any]):
-    """A page of records under each cycle (a matrix cell's, with issuer, acquirer and status): one query
-    per distinct (page, filters) in the batch, however many cycles ask (ROW_NUMBER() per cycle)."""
+    """A page of records under each cycle (a matrix cell's; the exceptions are the rejected ones): one
+    query per distinct (page, filters) in the batch, however many cycles ask (ROW_NUMBER() per cycle)."""
 
     def batch_load(self, keys: list[tuple[int, PageArgs, RecordFilters]]) -> list[Any]:
         from citycard.graphql.clearing.types import ClearingRecordConnection
@@ -90,44 +87,19 @@ class RecordPagesLoader(DataLoader[tuple[int, PageArgs, RecordFilters], Any]):
         asks: dict[tuple[PageArgs, RecordFilters], list[int]] = {}
         for cycle_id, page, filters in keys:
             asks.setdefault((page, filters), []).append(cycle_id)
-        for (page, (issuer, acquirer, status)), cycle_ids in asks.items():
+        for (page, filters), cycle_ids in asks.items():
             parents = list(dict.fromkeys(cycle_ids))
+            issuer, acquirer, status, reason = filters
             pages = keyset_pages(
-                selectors.records_query(cycle_ids=parents, issuer=issuer, acquirer=acquirer, status=status),
-                parent_field="cycle_id",
-                parents=parents,
-                connection_type=ClearingRecordConnection,
-                keys=EXCEPTION_KEYS,
-                page=page,
-            )
-            for cycle_id, connection in zip(parents, pages, strict=True):
-                found[(cycle_id, page, (issuer, acquirer, status))] = connection
-        return [found[key] for key in keys]
-
-
-class ExceptionPagesLoader(DataLoader[tuple[int, PageArgs, ExceptionFilters], Any]):
-    """A page of exceptions under each cycle: one query per distinct (page, filters) in the batch, however
-    many cycles ask (ROW_NUMBER() per cycle)."""
-
-    def batch_load(self, keys: list[tuple[int, PageArgs, ExceptionFilters]]) -> list[Any]:
-        from citycard.graphql.clearing.types import ClearingRecordConnection
-
-        found: dict[tuple[int, PageArgs, ExceptionFilters], Any] = {}
-        asks: dict[tuple[PageArgs, ExceptionFilters], list[int]] = {}
-        for cycle_id, page, filters in keys:
-            asks.setdefault((page, filters), []).append(cycle_id)
-        for (page, (issuer, acquirer, reason)), cycle_ids in asks.items():
-            parents = list(dict.fromkeys(cycle_ids))
-            pages = keyset_pages(
-                selectors.exceptions_query(
-                    cycle_ids=parents, issuer=issuer, acquirer=acquirer, reason=reason
+                selectors.records_query(
+                    cycle_ids=parents, issuer=issuer, acquirer=acquirer, status=status, reason=reason
                 ),
                 parent_field="cycle_id",
                 parents=parents,
                 connection_type=ClearingRecordConnection,
-                keys=EXCEPTION_KEYS,
+                keys=RECORD_KEYS,
                 page=page,
             )
             for cycle_id, connection in zip(parents, pages, strict=True):
-                found[(cycle_id, page, (issuer, acquirer, reason))] = connection
+                found[(cycle_id, page, filters)] = connection
         return [found[key] for key in keys]

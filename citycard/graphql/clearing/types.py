@@ -15,7 +15,6 @@ import graphene
 from citycard.graphql.clearing.dataloaders import (
     CycleByIdLoader,
     DisputesByCycleLoader,
-    ExceptionPagesLoader,
     ExceptionSummaryByCycleLoader,
     InstructionsByCycleLoader,
     MatrixByCycleLoader,
@@ -461,15 +460,15 @@ class ClearingCycle(graphene.ObjectType):
         root, info, first=None, last=None, after=None, before=None, issuer=None, acquirer=None, reason=None
     ):
         page = PageArgs.of(first=first, last=last, after=after, before=before)
-        filters = (issuer or None, acquirer or None, reason or None)
-        return ExceptionPagesLoader(info.context).load((root.pk, page, filters))
+        filters = (issuer or None, acquirer or None, RecordStatus.REJECTED.value, reason or None)
+        return RecordPagesLoader(info.context).load((root.pk, page, filters))
 
     @staticmethod
     def resolve_records(
         root, info, first=None, last=None, after=None, before=None, issuer=None, acquirer=None, status=None
     ):
         page = PageArgs.of(first=first, last=last, after=after, before=before)
-        filters = (issuer or None, acquirer or None, enum_value(status) if status else None)
+        filters = (issuer or None, acquirer or None, enum_value(status) if status else None, None)
         return RecordPagesLoader(info.context).load((root.pk, page, filters))
 
     @staticmethod
