@@ -9,8 +9,8 @@ flag, never raise, for a bad tap. Two lists run, in order (see docs/ingestion.md
 
 * ``clock_skew_check``, ``terminal_seq_gap_check``.
 
-``STORED_CHECKS`` — against what the tenant has stored (cards, hotlist, e-purse shadows, fare rules, the
-natural keys); they run in the verification stage (``verify.batches_verify``: after the upload commits,
+``STORED_CHECKS`` — against what the tenant has stored (cards, hotlist, e-purse shadows, fare rules, card
+histories); they run in the verification stage (``verify.batches_verify``: after the upload commits,
 over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = "inline"``):
 
 * ``card_counter_gap_check`` — the card's next lower counter stored (through the card-history index);

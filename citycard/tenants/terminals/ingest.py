@@ -778,7 +778,7 @@ def _ingest_new(
         else:
             if tap.tapped_at > latest_other:
                 latest_other = tap.tapped_at
-            route_key = (tap.issuer, tap.tapped_at.astimezone(_CST).date().isoformat())
+            route_key = (tap.issuer, _local_day(tap))
         route = routes.get(route_key)
         if route is None:
             day = dt.date.fromisoformat(route_key[1])
