@@ -13,9 +13,11 @@ SET search_path, BEGIN and COMMIT once the month partitions are known, plus the 
    batch and the resent taps); other content → 409, logged in the audit chain;
 3. in the transaction: each tap validated in one straight pass (rejected with a reason, or repeated
    within the batch → duplicate) and routed by issuer (cached);
-4. month partitions ensured (cached per process); **the natural keys** inserted with
-   ``ON CONFLICT DO NOTHING``, returning the keys that were new with the id their transaction gets;
-   **COPY** of those taps straight into the month partitions;
+4. month partitions ensured (cached per process); **the claim**: the terminal's row locked (its
+   uploads take turns), its high-water mark read, an id drawn for each valid tap, and the taps whose
+   sequence number is not above the mark (resends, late taps) looked up among the stored ones by
+   (terminal, sequence): a stored natural key is a duplicate, never stored twice; **COPY** of the new
+   taps straight into the month partitions;
 5. the batch's own checks (checks.BATCH_CHECKS: clock skew, terminal sequence gaps); the checks against
    stored data (checks.STORED_CHECKS) and the roaming hand-off run here only with
    ``TERMINAL_VERIFY = "inline"``, else in the verification stage (verify.py) after the commit; the
@@ -479,17 +481,19 @@ INSERT INTO terminals_batch (id, batch_id, terminal_id, sha256, created_at, rece
     rule_version, hotlist_version, tap_count, accepted, duplicates, rejected, ack_parts, first_tx_id, last_tx_id,
     verified_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
-# The natural keys of the batch's valid taps; those not stored before come back with the id their
-# transaction will have (so the rows, their flags and clearing records are complete before the COPY).
-_KEYS_SQL = """
-INSERT INTO terminals_tapkey (card_no, card_counter, terminal_id, terminal_seq)
-SELECT k.card_no, k.card_counter, %s, k.terminal_seq
-  FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[]) AS k(card_no, card_counter, terminal_seq)
-ON CONFLICT DO NOTHING
-RETURNING terminal_seq, nextval('terminals_transaction_id_seq')"""
-# When two valid taps of the batch share a terminal sequence number (a faulty terminal), the new ones are
-# told apart by the whole key.
-_KEYS_FULL_SQL = _KEYS_SQL.replace("RETURNING terminal_seq,", "RETURNING card_no, card_counter, terminal_seq,")
+# The natural key (card, counter, terminal, sequence) is kept unique under the terminal's row lock, which
+# makes one terminal's uploads take turns: a tap whose sequence number is above the terminal's high-water
+# mark (read after the lock) cannot have been stored before; the others are looked up among the stored
+# taps by (terminal, sequence). The lock statement comes first in the round trip, so the next statement's
+# snapshot (READ COMMITTED: one per statement) sees what an upload it waited for has committed.
+_CLAIM_SQL = """
+SELECT 1 FROM terminals_terminal WHERE id = %s FOR NO KEY UPDATE;
+SELECT t.last_seq, array(SELECT nextval('terminals_transaction_id_seq') FROM generate_series(1, %s)),
+       NULL::varchar, NULL::bigint
+  FROM terminals_terminal t WHERE t.id = %s"""
+_STORED_SQL = """
+SELECT x.terminal_seq, NULL::bigint[], x.card_no, x.card_counter
+  FROM terminals_transaction x WHERE x.terminal_id = %s AND x.terminal_seq = ANY(%s::bigint[])"""
 _TX_COLUMNS = (  # each tap's own values first, then the batch's, then the texts that repeat from tap to tap
     "id, tapped_at, idx, terminal_seq, card_no, issuer, card_counter, amount_fen, balance_before_fen,"
     " balance_after_fen, tac, terminal_no, algorithm, received_at, batch_id, terminal_id, kind, rule_version,"
@@ -793,25 +797,10 @@ def _ingest_new(
         latest_tap = dt.datetime.fromisoformat(latest_text)
 
     new: list[Tap] = []
+    mark = terminal.last_seq
     if valid:
         partitions_ensure(months)
-        seqs = [n[2] for n in naturals]
-        by_seq = len(set(seqs)) == len(seqs)  # the usual batch: the new taps are known by their sequence
-        with connection.cursor() as cur:
-            cur.execute(
-                _KEYS_SQL if by_seq else _KEYS_FULL_SQL,
-                [
-                    terminal_id,
-                    # card numbers are digits and counters integers: the array literals need no quoting
-                    "{" + ",".join([n[0] for n in naturals]) + "}",
-                    "{" + ",".join([str(n[1]) for n in naturals]) + "}",
-                    "{" + ",".join(map(str, seqs)) + "}",
-                ],
-            )
-            if by_seq:
-                fresh = dict(cur.fetchall())  # terminal_seq -> transaction id
-            else:
-                fresh = {(card, counter, seq): tx_id for card, counter, seq, tx_id in cur.fetchall()}
+        mark, ids, stored = _claim(terminal=terminal, seqs=[n[2] for n in naturals])
         # What taps share, in _TX_COLUMNS order: the batch's columns, then a tap's texts and route, which
         # repeat from tap to tap (a terminal's service and route, the issuer's routing).
         shared = (
@@ -820,9 +809,8 @@ def _ingest_new(
         )
         profiles: dict[tuple, str] = {}
         lines = []
-        for tap, natural in zip(valid, naturals, strict=True):
-            tx_id = fresh.get(natural[2] if by_seq else natural)
-            if tx_id is None:
+        for tap, natural, tx_id in zip(valid, naturals, ids, strict=True):
+            if stored and natural in stored:
                 outcomes[tap.index] = ("duplicate", "already received")
                 continue
             tap.tx_id = tx_id
@@ -863,7 +851,7 @@ def _ingest_new(
         acquirer=acquirer,
         terminal_pk=terminal.pk,
         terminal_id=terminal_id,
-        terminal_last_seq=terminal.last_seq,
+        terminal_last_seq=mark,
         batch_pk=batch_pk,
         batch_id=batch_id,
         received_at=received_at,
@@ -929,7 +917,7 @@ def _ingest_new(
         statements.append(_EXCEPTIONS_SQL)
         params += exceptions
     top = max(all_seqs) if all_seqs else None
-    if top is not None and (terminal.last_seq is None or top > terminal.last_seq):
+    if top is not None and (mark is None or top > mark):
         statements.append(
             "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s"
         )
@@ -937,6 +925,30 @@ def _ingest_new(
     with connection.cursor() as cur:
         cur.execute(";\n".join(statements), params)
     return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
+
+
+def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int], set[tuple[str, int, int]]]:
+    """Under the terminal's row lock: its high-water mark, an id for each of ``seqs`` (the batch's valid
+    taps, in order) and the natural keys (card, counter, sequence) already stored among those taps whose
+    sequence number is not above the mark. One round trip; a second only when another upload from the
+    same terminal committed between the lookup and the lock and raised the mark."""
+    known = terminal.last_seq  # as the lookup read it, before the lock
+    below = seqs if known is None else [s for s in seqs if s <= known]
+    sql, params = _CLAIM_SQL, [terminal.pk, len(seqs), terminal.pk]
+    if below:
+        sql += "\nUNION ALL" + _STORED_SQL
+        params += [terminal.terminal_id, "{" + ",".join(map(str, below)) + "}"]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+        mark, ids = next((row[0], row[1]) for row in rows if row[1] is not None)
+        stored = {(card, counter, seq) for seq, head, card, counter in rows if head is None}
+        if known is not None and mark != known:
+            more = [s for s in seqs if s > known and (mark is None or s <= mark)]
+            if more:
+                cur.execute(_STORED_SQL, [terminal.terminal_id, "{" + ",".join(map(str, more)) + "}"])
+                stored.update((card, counter, seq) for seq, _, card, counter in cur.fetchall())
+    return mark, ids, stored
 
 
 def _local_day(tap: Tap) -> str:

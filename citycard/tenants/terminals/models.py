@@ -2,9 +2,10 @@
 
 ``Transaction`` lives in a table partitioned by month of ``tapped_at`` (PostgreSQL declarative
 partitioning, created by the migration with raw SQL; see partitions.py). Its natural key (card number,
-card counter, terminal, terminal sequence) is enforced by ``terminals_tapkey``, a narrow unpartitioned
-table written in the same statement, because a unique index on a partitioned table must contain the
-partition key and a resent tap must be recognised whatever month it claims.
+card counter, terminal, terminal sequence) is kept unique by ingestion under the terminal's row lock:
+a tap above the terminal's high-water mark (``Terminal.last_seq``) is new; one at or below it is looked
+up through the (terminal, sequence) index whatever month it claims (a unique index on a partitioned
+table would have to contain the partition key).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class Terminal(models.Model):
     status = models.CharField(max_length=10, choices=TerminalStatus.choices, default=TerminalStatus.ACTIVE)
     status_reason = models.CharField(max_length=200, blank=True)
     last_seq = models.BigIntegerField(
-        null=True, blank=True, help_text="Highest terminal sequence received (for gap detection)."
+        null=True,
+        blank=True,
+        help_text="Highest terminal sequence received (gap detection; a tap above it cannot be a resend).",
     )
     registered_at = models.DateTimeField(auto_now_add=True)
     registered_by = models.CharField(max_length=150)

@@ -81,3 +81,68 @@ def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monk
         assert Batch.objects.count() == 1
         assert Transaction.objects.count() == 199
         assert Batch.objects.get().accepted == 199
+
+
+def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, monkeypatch):
+    """A terminal that packs taps it is still waiting on into a new batch (another batch id) while the
+    first upload is in flight: the uploads take turns on the terminal's row lock, and the second finds
+    the first one's taps stored, whichever came first."""
+    tenant = Tenant.objects.filter(code="shaoxing").first() or services.tenant_create(
+        code="shaoxing", division_code="330600", actor="test"
+    )
+    sim = SimTerminal("SX-BUS-0002", "shaoxing", route="2")
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    with tenant_context(tenant):
+        terminal_register(
+            terminal_id=sim.terminal_id,
+            operator="绍兴公交",
+            department="transport",
+            service="bus",
+            route="2",
+            public_key=sim.public_key,
+            actor="test",
+        )
+        before = Transaction.objects.count()
+    taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 202)]
+    # A first batch sets the terminal's high-water mark, so the second upload's lookup reads a mark the
+    # first one then raises: the taps between the two are looked up once the lock is taken.
+    with tenant_context(tenant):
+        assert batch_ingest(tenant=tenant, body=sim.sign(sim.payload(taps[:1], created_at=now))).accepted == 1
+    taps = taps[1:]
+    bodies = [
+        sim.sign(sim.payload(taps[:199], created_at=now)),
+        sim.sign(sim.payload(taps, created_at=now + dt.timedelta(seconds=1))),
+    ]
+    sign, signed = ingest.tenant_signature, []
+
+    def slow_sign(**kwargs):  # the first to take the lock holds it a second after its COPY
+        signed.append(1)
+        if len(signed) == 1:
+            time.sleep(1.0)
+        return sign(**kwargs)
+
+    monkeypatch.setattr(ingest, "tenant_signature", slow_sign)
+    start = threading.Barrier(2)
+    results: list[ingest.IngestResult] = []
+    errors: list[BaseException] = []
+
+    def upload(body: bytes) -> None:
+        try:
+            connection.set_tenant(tenant)
+            start.wait()
+            results.append(batch_ingest(tenant=tenant, body=body))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert sorted((r.accepted, r.duplicates) for r in results) in ([(0, 199), (200, 0)], [(1, 199), (199, 0)])
+    with tenant_context(tenant):
+        assert Transaction.objects.count() - before == 201
+        assert Transaction.objects.filter(terminal_id=sim.terminal_id).values("terminal_seq").distinct().count() == 201

@@ -34,7 +34,6 @@ def snapshot(tenant) -> dict:
         for table in (
             "terminals_batch",
             "terminals_transaction",
-            "terminals_tapkey",
             "terminals_reviewflag",
             "terminals_tapexception",
             "audit_auditentry",
