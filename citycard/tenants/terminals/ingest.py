@@ -3,7 +3,8 @@
 The path of one upload, in a fixed number of round trips whatever the batch size (5 with django-tenants'
 SET search_path, BEGIN and COMMIT once the month partitions are known, plus the COPY):
 
-1. size, JSON (orjson when installed; floats refused), signature structure; then **one lookup** reads
+1. size; the body decoded in the common form (``common_decode``: msgspec, typed, every tap checked) or
+   else the general way (orjson when installed; floats refused); signature structure; **one lookup** reads
    the terminal key named by the signature with its terminal, any batch already stored under the
    payload's batch id, the tenant's current signing key, the acquirer's card TAC master and the id a new
    batch gets; one Ed25519 verification over the canonical payload (orjson when installed,
@@ -11,8 +12,8 @@ SET search_path, BEGIN and COMMIT once the month partitions are known, plus the 
 2. terminal active, payload's terminal and tenant match; a stored batch of that id: same content → the
    same acknowledgement, byte for byte (``ack_rebuild``: from the outcomes and signature stored with the
    batch and the resent taps); other content → 409, logged in the audit chain;
-3. in the transaction: each tap validated in one straight pass (rejected with a reason, or repeated
-   within the batch → duplicate) and routed by issuer (cached);
+3. in the transaction: each tap validated in one straight pass unless the common form checked it
+   (rejected with a reason, or repeated within the batch → duplicate) and routed by issuer (cached);
 4. month partitions ensured (cached per process); **the claim**: the terminal's row locked (its
    uploads take turns), its high-water mark read, an id drawn for each valid tap, and the taps whose
    sequence number is not above the mark (resends, late taps) looked up among the stored ones by
