@@ -235,6 +235,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 # Terminal batch ingestion (docs/ingestion.md).
 TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
 TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
+TERMINAL_PREPARED_STATEMENTS = os.environ.get("CITYCARD_TERMINAL_PREPARED_STATEMENTS", "on") != "off"
 TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
 # When the checks against stored data (TAC, card counters, hotlist, e-purse shadow, fare re-check) run:
 # "deferred" — the verification stage, after the upload answered (beat task every few seconds);
