@@ -19,6 +19,7 @@ import argparse
 import io
 import os
 import random
+import re
 import time
 
 from _harness import run_in_own_database
@@ -132,6 +133,8 @@ def child(args) -> None:
                 response = views.batch_upload(request)
             for q in captured.captured_queries:
                 sql = " ".join(q["sql"].split())[:60]
+                if sql.startswith("EXECUTE"):  # a prepared statement: by its names, not its parameters
+                    sql = " + ".join(re.findall(r'EXECUTE "([^"]+)"', q["sql"]))[:60]
                 total, count = sql_times.get(sql[:40], (0.0, 0))
                 sql_times[sql[:40]] = (total + float(q["time"]), count + 1)
                 if n == batches - 1:

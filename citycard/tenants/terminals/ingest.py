@@ -749,6 +749,8 @@ _STATEMENTS = {  # prepared per connection and schema: see _statement
     "ingest_claim": _CLAIM_SQL,
     "ingest_claim_stored": _CLAIM_SQL + "\nUNION ALL" + _STORED_SQL,
     "ingest_stored": _STORED_SQL,
+    "ingest_batch": _BATCH_SQL,
+    "ingest_mark": "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s",
 }
 _TX_COLUMNS = (  # each tap's own values first, then the batch's, then the texts that repeat from tap to tap
     "id, tapped_at, idx, terminal_seq, card_no, issuer, card_counter, amount_fen, balance_before_fen,"
@@ -1171,7 +1173,8 @@ def _ingest_new(
     # The last writes in one round trip: the batch with its acknowledgement (a concurrent upload of the
     # same batch id that committed first makes this fail on the unique index: IntegrityError, answered
     # as a resend), flags, exceptions, the terminal's high-water mark.
-    statements: list[str] = [_BATCH_SQL]
+    cur = connection.cursor()
+    statements: list[str] = [_statement(cur, "ingest_batch")]
     params: list[Any] = [
         batch_pk,
         batch_id,
@@ -1201,11 +1204,9 @@ def _ingest_new(
         params += exceptions
     top = max(all_seqs) if all_seqs else None
     if top is not None and (mark is None or top > mark):
-        statements.append(
-            "UPDATE terminals_terminal SET last_seq = GREATEST(COALESCE(last_seq, %s), %s) WHERE id = %s"
-        )
+        statements.append(_statement(cur, "ingest_mark"))
         params += [top, top, terminal.pk]
-    with connection.cursor() as cur:
+    with cur:
         cur.execute(";\n".join(statements), params)
     return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
 
