@@ -1,5 +1,6 @@
-"""Two uploads of the same batch at the same moment (a terminal retrying before its first answer came):
-one stores the taps, the other waits on their keys and answers with the same acknowledgement."""
+"""Two uploads from one terminal at the same moment: the same batch (a terminal retrying before its first
+answer came), where one stores the taps and the other answers with the same acknowledgement; and two
+overlapping batches, whose shared taps are stored once. The uploads take turns on the terminal's row."""
 
 from __future__ import annotations
 
@@ -19,26 +20,32 @@ from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
 
 
-def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monkeypatch):
+def _shaoxing_terminal(terminal_id: str, route: str) -> tuple[Tenant, SimTerminal]:
+    """Shaoxing (made once for the committed database) and a newly registered bus terminal of it."""
     tenant = Tenant.objects.filter(code="shaoxing").first() or services.tenant_create(
         code="shaoxing", division_code="330600", actor="test"
     )
-    sim = SimTerminal("SX-BUS-0001", "shaoxing", route="1")
-    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    sim = SimTerminal(terminal_id, "shaoxing", route=route)
     with tenant_context(tenant):
         terminal_register(
             terminal_id=sim.terminal_id,
             operator="绍兴公交",
             department="transport",
             service="bus",
-            route="1",
+            route=route,
             public_key=sim.public_key,
             actor="test",
         )
+    return tenant, sim
+
+
+def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monkeypatch):
+    tenant, sim = _shaoxing_terminal("SX-BUS-0001", "1")
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
     taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 200)]
     body = sim.sign(sim.payload(taps, created_at=now))
     # The first upload holds its transaction open after storing the taps, so the second one finds no
-    # stored batch, waits on the taps' keys, finds them all taken and then the batch id: a resend.
+    # stored batch, waits on the terminal's row, finds every tap stored and then the batch id: a resend.
     sign, signed, resends = ingest.tenant_signature, [], []
 
     def slow_sign(**kwargs):
@@ -87,21 +94,9 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
     """A terminal that packs taps it is still waiting on into a new batch (another batch id) while the
     first upload is in flight: the uploads take turns on the terminal's row lock, and the second finds
     the first one's taps stored, whichever came first."""
-    tenant = Tenant.objects.filter(code="shaoxing").first() or services.tenant_create(
-        code="shaoxing", division_code="330600", actor="test"
-    )
-    sim = SimTerminal("SX-BUS-0002", "shaoxing", route="2")
+    tenant, sim = _shaoxing_terminal("SX-BUS-0002", "2")
     now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
     with tenant_context(tenant):
-        terminal_register(
-            terminal_id=sim.terminal_id,
-            operator="绍兴公交",
-            department="transport",
-            service="bus",
-            route="2",
-            public_key=sim.public_key,
-            actor="test",
-        )
         before = Transaction.objects.count()
     taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 202)]
     # A first batch sets the terminal's high-water mark, so the second upload's lookup reads a mark the
