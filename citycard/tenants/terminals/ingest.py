@@ -428,13 +428,13 @@ if msgspec is not None:
 
 
 def _common_codes(value: Any) -> list[str] | None:
-    """A tap's categories or passes as _codes takes them, or None if _codes would refuse them."""
+    """A tap's categories or passes as _codes takes them, or None if _codes refuses them."""
     if value is UNSET or not value:
         return []
-    for c in value:
-        if not 0 < len(c) <= 30 or not c.replace("_", "").replace("-", "").isalnum():
-            return None
-    return value
+    try:
+        return _codes(value, "codes")
+    except _Reject:
+        return None
 
 
 def common_decode(body: bytes, window: TapWindow) -> CommonBatch | None:
@@ -1173,8 +1173,7 @@ def _ingest_new(
     # The last writes in one round trip: the batch with its acknowledgement (a concurrent upload of the
     # same batch id that committed first makes this fail on the unique index: IntegrityError, answered
     # as a resend), flags, exceptions, the terminal's high-water mark.
-    cur = connection.cursor()
-    statements: list[str] = [_statement(cur, "ingest_batch")]
+    statements: list[str] = ["ingest_batch"]  # a name in _STATEMENTS, or the SQL itself
     params: list[Any] = [
         batch_pk,
         batch_id,
@@ -1204,10 +1203,10 @@ def _ingest_new(
         params += exceptions
     top = max(all_seqs) if all_seqs else None
     if top is not None and (mark is None or top > mark):
-        statements.append(_statement(cur, "ingest_mark"))
+        statements.append("ingest_mark")
         params += [top, top, terminal.pk]
-    with cur:
-        cur.execute(";\n".join(statements), params)
+    with connection.cursor() as cur:
+        cur.execute(";\n".join(_statement(cur, s) if s in _STATEMENTS else s for s in statements), params)
     return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
 
 
@@ -1222,7 +1221,7 @@ def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int]
     with connection.cursor() as cur:
         if below:
             claim = _statement(cur, "ingest_claim_stored")
-            params += [terminal.terminal_id, "{" + ",".join(map(str, below)) + "}"]
+            params += [terminal.terminal_id, pg_array(below)]
         else:
             claim = _statement(cur, "ingest_claim")
         cur.execute(_statement(cur, "ingest_lock") + ";\n" + claim, params)
@@ -1234,7 +1233,7 @@ def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int]
             if more:
                 cur.execute(
                     _statement(cur, "ingest_stored"),
-                    [terminal.terminal_id, "{" + ",".join(map(str, more)) + "}"],
+                    [terminal.terminal_id, pg_array(more)],
                 )
                 stored.update((card, counter, seq) for seq, _, card, counter in cur.fetchall())
     return mark, ids, stored
