@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from citycard.platform.admin_sites import tenant_admin
@@ -23,7 +26,9 @@ from citycard.tenants.cards.models import (
     CategoryCode,
     HotlistEntry,
 )
-from citycard.tenants.cards.selectors import cardholder_search, schemes_visible
+from citycard.tenants.cards.pii import decade_label, id_number_parse, phone_normalise
+from citycard.tenants.cards.selectors import cardholder_search, cardholder_search_ref, schemes_visible
+from citycard.tenants.departments.selectors import cardholder_access_log
 
 
 def _actor(request) -> str:
@@ -134,12 +139,20 @@ class CardholderRegistrationForm(forms.ModelForm):
 
     id_number = forms.CharField(max_length=18, help_text="18 characters; checked against its GB 11643 digit.")
     phone = forms.CharField(max_length=20, required=False)
+    address = forms.CharField(max_length=200, required=False)
+
+    def clean_id_number(self) -> str:
+        return _clean(
+            lambda v, field: id_number_parse(v, field=field).number, self.cleaned_data["id_number"], "id"
+        )
+
+    def clean_phone(self) -> str:
+        return _clean(phone_normalise, self.cleaned_data.get("phone", ""), "phone")
 
     class Meta:
         model = Cardholder
         fields = (
             "name",
-            "address",
             "local_hukou",
             "local_social_insurance",
             "residence_permit",
@@ -148,15 +161,82 @@ class CardholderRegistrationForm(forms.ModelForm):
         )
 
 
+def _clean(check, value: str, field: str) -> str:
+    """A service's pure check as a form error, so a bad value is refused on the form, not by a 500."""
+    if not (value or "").strip():
+        return ""
+    try:
+        return check(value, field=field)
+    except DomainError as exc:
+        raise forms.ValidationError(exc.message) from None
+
+
+class CardholderChangeForm(forms.ModelForm):
+    """Changes go through services.cardholder_update: a new phone or address is typed in full (the stored
+    ones are shown masked only) and left empty to keep what is stored."""
+
+    new_phone = forms.CharField(max_length=20, required=False, help_text="Leave empty to keep the phone.")
+    new_address = forms.CharField(
+        max_length=200, required=False, help_text="Leave empty to keep the address."
+    )
+
+    def clean_new_phone(self) -> str:
+        return _clean(phone_normalise, self.cleaned_data.get("new_phone", ""), "new_phone")
+
+    def clean_name(self) -> str:
+        name = (self.cleaned_data.get("name") or "").strip()
+        if not name or len(name) > 60:
+            raise forms.ValidationError("the cardholder needs a name of 1–60 characters")
+        return name
+
+    class Meta:
+        model = Cardholder
+        fields = (
+            "name",
+            "photo_ref",
+            "local_hukou",
+            "local_social_insurance",
+            "residence_permit",
+            "employer",
+            "community",
+        )
+
+
+class NumberSearchMixin:
+    """Searching by ID or phone number without leaving the number in an address: it is sent by POST (the
+    find-by-number form) or, when typed in the search box, at once replaced by its ``ref:`` term (its blind
+    index), so browser history, server logs and the page's own links never hold it."""
+
+    change_list_template = "admin/cards/number_search_change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        finding = request.method == "POST" and "find" in request.POST
+        typed = request.POST.get("find", "") if finding else request.GET.get("q", "")
+        ref = cardholder_search_ref(query=typed) if typed else None
+        if ref is not None or finding:
+            query = request.GET.copy()
+            query["q"] = ref or typed.strip()
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
+
+
 @admin.register(Cardholder, site=tenant_admin)
-class CardholderAdmin(admin.ModelAdmin):
-    list_display = ("name", "id_masked", "phone_masked", "birth_date", "sex", "category_list", "employer")
+class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
+    list_display = ("name", "id_masked", "phone_masked", "born", "sex", "category_list", "employer")
     list_filter = (CategoryFilter, "cards__scheme__code", "cards__state", "sex", "local_hukou")
     search_fields = ("name",)
     search_help_text = "Name (prefix), card number, phone or ID number (exact, through the blind index)."
     inlines = [CategoryInline, CardInline]
-    readonly_fields = ("id_masked", "phone_masked", "birth_date", "sex", "created_at", "created_by")
-    exclude = ("id_cipher", "id_blind", "phone_cipher", "phone_blind", "key_id")
+    readonly_fields = (
+        "id_masked",
+        "phone_masked",
+        "address_masked",
+        "born",
+        "sex",
+        "access_log",
+        "created_at",
+        "created_by",
+    )
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
@@ -168,12 +248,49 @@ class CardholderAdmin(admin.ModelAdmin):
     def category_list(self, obj):
         return ", ".join(sorted({c.code for c in obj.categories.all()}))
 
+    @admin.display(description="born (出生年代)", ordering="birth_decade")
+    def born(self, obj):
+        return decade_label(obj.birth_decade)
+
+    @admin.display(description="access log")
+    def access_log(self, obj):
+        url = reverse("tenant_admin:cards_cardholder_access_log", args=[obj.pk])
+        return format_html('<a href="{}">Who read this cardholder\'s data</a>', url)
+
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("categories")
 
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.access_log_view)
+        return [
+            path("<int:object_id>/access-log/", view, name="cards_cardholder_access_log"),
+            *super().get_urls(),
+        ]
+
+    def access_log_view(self, request, object_id: int):
+        """Who read this cardholder's data, under which grant or key (个人信息查询记录)."""
+        holder = Cardholder.objects.filter(pk=object_id).first()
+        if holder is None or not self.has_view_permission(request, holder):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": holder,
+            "title": f"Access log: {holder.name} {holder.id_masked}",
+            "reads": cardholder_access_log(cardholder_id=holder.pk),
+        }
+        return TemplateResponse(request, "admin/cards/access_log.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """An officer's look at a cardholder is a read of personal data: logged like any other read."""
+        if request.method == "GET" and str(object_id).isdigit():
+            services.cardholder_read_record(
+                cardholder_id=int(object_id), actor=_actor(request), page="admin: cardholder page"
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = CardholderRegistrationForm
+        kwargs["form"] = CardholderChangeForm if obj is not None else CardholderRegistrationForm
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -192,7 +309,8 @@ class CardholderAdmin(admin.ModelAdmin):
         return [
             "name",
             *self.readonly_fields,
-            "address",
+            "new_phone",
+            "new_address",
             "photo_ref",
             "local_hukou",
             "local_social_insurance",
@@ -211,10 +329,13 @@ class CardholderAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
         data = form.cleaned_data
         try:
+            if change:
+                changes = {f: data[f] for f in CardholderChangeForm.Meta.fields if f in form.changed_data}
+                changes.update({f[4:]: data[f] for f in ("new_phone", "new_address") if data.get(f)})
+                services.cardholder_update(cardholder_id=obj.pk, changes=changes, actor=_actor(request))
+                return
             created = services.cardholder_register(
                 name=data["name"],
                 id_number=data["id_number"],
@@ -287,7 +408,7 @@ def _lifecycle_action(name: str):
 
 
 @admin.register(Card, site=tenant_admin)
-class CardAdmin(admin.ModelAdmin):
+class CardAdmin(NumberSearchMixin, admin.ModelAdmin):
     list_display = (
         "card_no",
         "cardholder",

@@ -34,6 +34,8 @@ from citycard.platform.errors import DomainError
 from citycard.tenants.cards.models import CardScheme, CardState, CategoryCode
 from citycard.tenants.cards.pii import (
     Sealer,
+    address_mask,
+    birth_decade,
     current_tenant,
     id_mask,
     id_number_parse,
@@ -277,9 +279,9 @@ def _apply_chunk(
             _copy(
                 cur,
                 "cards_import_holder",
-                "name, id_cipher, id_blind, id_masked, phone_cipher, phone_blind, phone_masked, key_id, birth_date,"
-                " sex, address, photo_ref, local_hukou, local_social_insurance, residence_permit, employer,"
-                " community, created_at, created_by",
+                "name, id_cipher, id_blind, id_masked, phone_cipher, phone_blind, phone_masked, key_id,"
+                " birth_decade, sex, address_cipher, address_masked, photo_ref, local_hukou, local_social_insurance,"
+                " residence_permit, employer, community, created_at, created_by",
                 (
                     (
                         r.name,
@@ -290,9 +292,10 @@ def _apply_chunk(
                         sealer.blind("phone", r.phone) if r.phone else "",
                         phone_mask(r.phone) if r.phone else "",
                         sealer.key_id,
-                        r.birth_date,
+                        birth_decade(r.birth_date),
                         r.sex,
-                        r.address or "",
+                        "\\x" + sealer.seal("address", r.address).hex() if r.address else None,
+                        address_mask(r.address),
                         "",
                         r.hukou,
                         r.insured,
@@ -307,11 +310,11 @@ def _apply_chunk(
             )
             cur.execute(
                 "INSERT INTO cards_cardholder (name, id_cipher, id_blind, id_masked, phone_cipher, phone_blind,"
-                " phone_masked, key_id, birth_date, sex, address, photo_ref, local_hukou, local_social_insurance,"
-                " residence_permit, employer, community, created_at, created_by)"
+                " phone_masked, key_id, birth_decade, sex, address_cipher, address_masked, photo_ref, local_hukou,"
+                " local_social_insurance, residence_permit, employer, community, created_at, created_by)"
                 " SELECT name, id_cipher, id_blind, id_masked, phone_cipher, phone_blind, phone_masked, key_id,"
-                " birth_date, sex, address, photo_ref, local_hukou, local_social_insurance, residence_permit,"
-                " employer, community, created_at, created_by FROM cards_import_holder"
+                " birth_decade, sex, address_cipher, address_masked, photo_ref, local_hukou, local_social_insurance,"
+                " residence_permit, employer, community, created_at, created_by FROM cards_import_holder"
                 " ON CONFLICT (id_blind) DO NOTHING RETURNING id_blind, id"
             )
             created = dict(cur.fetchall())

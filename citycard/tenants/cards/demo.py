@@ -48,9 +48,8 @@ def _csv(path: Path, division: str, code: str) -> None:
         number = id_number_build(division=district, birth_date=birth, sequence=i)
         age = 2026 - birth.year
         categories = []
-        if age >= 70:  # 敬老 from the 70th birthday
-            seventy = birth.replace(year=birth.year + 70, day=min(birth.day, 28))
-            categories.append(f"elderly:{seventy}")
+        if age >= 70:  # 敬老 from the month after the 70th birthday (次月起), as the concession is granted
+            categories.append(f"elderly:{cards.age_category_from(birth, years=70)}")
         elif 6 <= age <= 22:
             categories.append(f"student:{dt.date(2026, 9, 1)}:{dt.date(2027, 8, 31)}")
         if i % 20 == 7:

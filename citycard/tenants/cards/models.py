@@ -82,19 +82,23 @@ class Sex(models.TextChoices):
 
 
 class Cardholder(models.Model):
-    """A person holding cards (持卡人). The ID number and phone are stored only encrypted."""
+    """A person holding cards (持卡人). The ID number, phone and address are stored only encrypted, each
+    with a masked form for display; no column holds the birth date (it is inside the ID number)."""
 
     name = models.CharField(max_length=60, db_index=True)
     id_cipher = models.BinaryField(help_text="AES-GCM: nonce || ciphertext of the ID number.")
     id_blind = models.CharField(max_length=64, unique=True, help_text="Keyed blind index of the ID number.")
-    id_masked = models.CharField(max_length=18)
+    id_masked = models.CharField(max_length=18, help_text="First and last characters: 3****************4.")
     phone_cipher = models.BinaryField(null=True, blank=True)
     phone_blind = models.CharField(max_length=64, blank=True, db_index=True)
     phone_masked = models.CharField(max_length=11, blank=True)
-    key_id = models.CharField(max_length=60, help_text="The data key both ciphers are under.")
-    birth_date = models.DateField()
+    key_id = models.CharField(max_length=60, help_text="The data key every cipher of the row is under.")
+    birth_decade = models.PositiveSmallIntegerField(
+        help_text="Decade of birth (出生年代), e.g. 1950 for 50后."
+    )
     sex = models.CharField(max_length=1, choices=Sex.choices)
-    address = models.CharField(max_length=200, blank=True)
+    address_cipher = models.BinaryField(null=True, blank=True)
+    address_masked = models.CharField(max_length=20, blank=True)
     photo_ref = models.CharField(max_length=200, blank=True, help_text="Where the photo is stored.")
     local_hukou = models.BooleanField(default=False)
     local_social_insurance = models.BooleanField(default=False)

@@ -5,7 +5,11 @@
   after a rotation and ``citycard cards reencrypt`` moves them to the current key.
 * Looked up through a blind index: HMAC-SHA256 keyed per tenant, the key derived (HKDF) from the tenant's
   *first* data key so the index survives data-key rotations.
-* Shown masked everywhere (``330102********1234``, ``138****5678``).
+* Shown masked everywhere (``3****************4``, ``138****5678``, ``浙江省杭州市****``). The ID mask keeps
+  only its first and last characters: the usual 6+4 mask hides nothing but the birth date, and a birth date
+  is easy to learn (a 70th-birthday concession, an age), so 6+4 plus a birth date is the whole number. No
+  column keeps the birth date either: it stays inside the encrypted ID number, and only the birth decade
+  (``50后``) is stored for statistics (docs/security.md).
 * GB 11643 resident identity numbers: 17 digits + check character (0-9 or X), with birth date and sex.
 """
 
@@ -81,11 +85,36 @@ def phone_normalise(value: str, *, field: str = "phone") -> str:
 
 
 def id_mask(number: str) -> str:
-    return f"{number[:6]}{'*' * 8}{number[-4:]}" if len(number) == 18 else "*" * len(number)
+    """``3****************4``: the first and last characters only (see the module's docstring)."""
+    return f"{number[:1]}{'*' * 16}{number[-1:]}" if len(number) == 18 else "*" * len(number)
 
 
 def phone_mask(phone: str) -> str:
+    """``138****5678``: the carrier prefix and the last four digits (the national practice)."""
     return f"{phone[:3]}****{phone[-4:]}" if len(phone) == 11 else "*" * len(phone)
+
+
+ADDRESS_SHOWN = 6
+
+
+def address_mask(address: str) -> str:
+    """``浙江省杭州市****``: the first six characters (province and city, at most a district), then four stars
+    whatever the length, so neither the street nor the address's length shows."""
+    address = (address or "").strip()
+    if not address:
+        return ""
+    shown = ADDRESS_SHOWN if len(address) > ADDRESS_SHOWN else max(len(address) // 3, 1)
+    return address[:shown] + "****"
+
+
+def birth_decade(birth_date: dt.date) -> int:
+    """The decade of birth (出生年代): 1958 → 1950. What statistics need, and far from a birth date."""
+    return birth_date.year // 10 * 10
+
+
+def decade_label(decade: int | None) -> str:
+    """``50后``, ``00后``: how a decade of birth is said."""
+    return "" if decade is None else f"{decade % 100:02d}后"
 
 
 # --- keys ---------------------------------------------------------------------------------------------

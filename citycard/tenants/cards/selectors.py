@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.cards.models import (
     Card,
@@ -25,7 +25,7 @@ from citycard.tenants.cards.models import (
     HotlistEntry,
     HotlistHead,
 )
-from citycard.tenants.cards.pii import Sealer, id_number_parse, phone_normalise
+from citycard.tenants.cards.pii import Sealer, id_mask, id_number_parse, phone_normalise
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
@@ -157,12 +157,37 @@ def schemes_visible(*, tenant) -> list[dict[str, Any]]:
     return list(payload["schemes"])
 
 
+SEARCH_REF = "ref:"
+
+
+def cardholder_search_ref(*, query: str) -> str | None:
+    """The search term that stands for an ID or phone number: ``ref:`` and its blind index, so that a
+    search's address (browser history, server logs, the page's own links) never holds the number itself.
+    None for anything else (names and card numbers are searched as typed)."""
+    text = (query or "").strip()
+    if len(text) == 18:
+        try:
+            return SEARCH_REF + Sealer().blind("id", id_number_parse(text).number)
+        except DomainError:
+            return None
+    if len(text) in (11, 14) and text.lstrip("+").isdigit():
+        try:
+            return SEARCH_REF + Sealer().blind("phone", phone_normalise(text))
+        except DomainError:
+            return None
+    return None
+
+
 def cardholder_search(*, query: str) -> QuerySet[Cardholder]:
-    """Cardholders by ID number (through the blind index), phone, card number or name (prefix)."""
+    """Cardholders by ID number (through the blind index), phone, card number, name (prefix), or the
+    ``ref:`` term of an ID or phone number (``cardholder_search_ref``)."""
     text = (query or "").strip()
     qs = Cardholder.objects.all()
     if not text:
         return qs.none()
+    if text.startswith(SEARCH_REF):
+        digest = text[len(SEARCH_REF) :]
+        return qs.filter(Q(id_blind=digest) | Q(phone_blind=digest)) if digest else qs.none()
     if len(text) == 18:
         try:
             number = id_number_parse(text).number
@@ -180,13 +205,41 @@ def cardholder_search(*, query: str) -> QuerySet[Cardholder]:
     return qs.filter(name__startswith=text)
 
 
+def cardholder_find(
+    *, cardholder_id: int | None = None, card_no: str | None = None, id_number: str | None = None
+) -> Cardholder:
+    """One cardholder by number, by one of their cards or by ID number; NotFound names what was asked."""
+    qs = Cardholder.objects.all()
+    if cardholder_id is not None:
+        holder, asked = qs.filter(pk=cardholder_id).first(), f"cardholder {cardholder_id}"
+    elif card_no:
+        holder, asked = qs.filter(cards__card_no=card_no.strip()).first(), f"card {card_no.strip()}"
+    elif id_number:
+        number = id_number_parse(id_number).number
+        holder, asked = (
+            qs.filter(id_blind=Sealer().blind("id", number)).first(),
+            f"ID number {id_mask(number)}",
+        )
+    else:
+        raise DomainError("name a cardholder, a card or an ID number", field="cardholder")
+    if holder is None:
+        raise NotFound(f"no cardholder for {asked}", field="cardholder")
+    return holder
+
+
 def cardholder_pii(*, cardholder: Cardholder) -> dict[str, str]:
-    """Decrypt a cardholder's ID number and phone (only through a logged data grant or an officer action)."""
+    """Decrypt a cardholder's ID number, phone and address, with the birth date the ID number holds (only
+    through a logged data grant or an officer action)."""
     sealer = Sealer()
+    id_number = sealer.open("id", cardholder.id_cipher, cardholder.key_id)
     return {
-        "id_number": sealer.open("id", cardholder.id_cipher, cardholder.key_id),
+        "id_number": id_number,
+        "birth_date": f"{id_number[6:10]}-{id_number[10:12]}-{id_number[12:14]}",
         "phone": sealer.open("phone", cardholder.phone_cipher, cardholder.key_id)
         if cardholder.phone_cipher is not None
+        else "",
+        "address": sealer.open("address", cardholder.address_cipher, cardholder.key_id)
+        if cardholder.address_cipher is not None
         else "",
     }
 

@@ -31,6 +31,8 @@ from citycard.tenants.cards.models import (
 )
 from citycard.tenants.cards.pii import (
     Sealer,
+    address_mask,
+    birth_decade,
     current_tenant,
     id_mask,
     id_number_parse,
@@ -256,14 +258,16 @@ def cardholder_register(
     categories: Iterable[Mapping[str, Any]] = (),
     actor: str,
 ) -> Cardholder:
-    """Register a cardholder (持卡人登记). Birth date and sex come from the checked ID number; the ID number
-    and phone are stored encrypted; a person already registered (same ID number) is a Conflict."""
+    """Register a cardholder (持卡人登记). Sex and the decade of birth come from the checked ID number; the ID
+    number, phone and address are stored encrypted; a person already registered (same ID number) is a
+    Conflict."""
     _refuse_county(current_tenant())  # cardholders are the city's: a county window serves them there
     name = (name or "").strip()
     if not name or len(name) > 60:
         raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
     parsed = id_number_parse(id_number)
     phone = phone_normalise(phone) if phone else ""
+    address = _check_address(address)
     checked = _check_categories(categories)
     sealer = Sealer()
     blind = sealer.blind("id", parsed.number)
@@ -280,9 +284,10 @@ def cardholder_register(
         phone_blind=sealer.blind("phone", phone) if phone else "",
         phone_masked=phone_mask(phone) if phone else "",
         key_id=sealer.key_id,
-        birth_date=parsed.birth_date,
+        birth_decade=birth_decade(parsed.birth_date),
         sex=parsed.sex,
-        address=address,
+        address_cipher=sealer.seal("address", address) if address else None,
+        address_masked=address_mask(address),
         photo_ref=photo_ref,
         local_hukou=local_hukou,
         local_social_insurance=local_social_insurance,
@@ -298,9 +303,135 @@ def cardholder_register(
         actor=actor,
         object_type="cardholder",
         object_id=holder.pk,
-        data={"id_masked": holder.id_masked, "categories": [c["code"] for c in checked]},
+        data={"categories": [c["code"] for c in checked]},
     )
     return holder
+
+
+def cardholder_read_record(*, cardholder_id: int, actor: str, page: str, fields: Iterable[str] = ()) -> None:
+    """Record that ``actor`` looked at a cardholder's data (the masked page counts too): the cardholder's
+    access log (``departments.selectors.cardholder_access_log``) shows it."""
+    audit_record(
+        action="admin.read",
+        actor=actor,
+        object_type="cardholder",
+        object_id=cardholder_id,
+        data={
+            "page": page,
+            "reads": [
+                {
+                    "object_type": "cardholder",
+                    "object_ids": [str(cardholder_id)],
+                    "fields": sorted(fields) or ["name", "id_masked", "phone_masked", "address_masked"],
+                }
+            ],
+        },
+    )
+
+
+def age_category_from(birth_date: dt.date, *, years: int) -> dt.date:
+    """When an age category (敬老 at 60 or 70) starts: the first day of the month after the birthday (次月起).
+    Keeping the day out of the category's dates also keeps the birth date out of the cardholder's data."""
+    month = birth_date.month % 12 + 1
+    return dt.date(birth_date.year + years + (birth_date.month == 12), month, 1)
+
+
+def _check_address(address: str) -> str:
+    address = (address or "").strip()
+    if len(address) > 200:
+        raise DomainError("the address must be at most 200 characters", field="address")
+    return address
+
+
+# What an officer may change of a registered cardholder; the ID number (and so sex and birth) never changes.
+CARDHOLDER_EDITABLE = (
+    "name",
+    "phone",
+    "address",
+    "local_hukou",
+    "local_social_insurance",
+    "residence_permit",
+    "employer",
+    "community",
+    "photo_ref",
+)
+
+
+@transaction.atomic
+def cardholder_update(*, cardholder_id: int, changes: Mapping[str, Any], actor: str) -> Cardholder:
+    """Change a cardholder's details (持卡人信息变更): personal fields are sealed again and masked; the audit
+    entry names the fields changed, never their values."""
+    unknown = sorted(set(changes) - set(CARDHOLDER_EDITABLE))
+    if unknown:
+        raise DomainError(
+            f"{', '.join(unknown)} cannot be changed (only {', '.join(CARDHOLDER_EDITABLE)})",
+            field=unknown[0],
+        )
+    holder = Cardholder.objects.select_for_update().filter(pk=cardholder_id).first()
+    if holder is None:
+        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+    sealer = Sealer()
+    if holder.key_id != sealer.key_id:  # one key per row: move the row's other ciphers first
+        _reseal(holder, sealer)
+    changed = []
+    for field, value in changes.items():
+        if field == "name":
+            value = (value or "").strip()
+            if not value or len(value) > 60:
+                raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
+            if value != holder.name:
+                holder.name = value
+                changed.append(field)
+        elif field == "phone":
+            phone = phone_normalise(value) if (value or "").strip() else ""
+            blind = sealer.blind("phone", phone) if phone else ""
+            if blind != holder.phone_blind:
+                holder.phone_cipher = sealer.seal("phone", phone) if phone else None
+                holder.phone_blind, holder.phone_masked = blind, phone_mask(phone) if phone else ""
+                changed.append(field)
+        elif field == "address":
+            address = _check_address(value)
+            old = (
+                sealer.open("address", holder.address_cipher, holder.key_id) if holder.address_cipher else ""
+            )
+            if address != old:
+                holder.address_cipher = sealer.seal("address", address) if address else None
+                holder.address_masked = address_mask(address)
+                changed.append(field)
+        elif field in ("local_hukou", "local_social_insurance", "residence_permit"):
+            if not isinstance(value, bool):
+                raise DomainError(f"{field} must be true or false", field=field)
+            if value != getattr(holder, field):
+                setattr(holder, field, value)
+                changed.append(field)
+        else:
+            value = (value or "").strip()
+            limit = Cardholder._meta.get_field(field).max_length
+            if len(value) > limit:
+                raise DomainError(f"{field} must be at most {limit} characters", field=field)
+            if value != getattr(holder, field):
+                setattr(holder, field, value)
+                changed.append(field)
+    if changed or holder.key_id != sealer.key_id:
+        holder.save()
+    if changed:
+        audit_record(
+            action="cardholder.update",
+            actor=actor,
+            object_type="cardholder",
+            object_id=holder.pk,
+            data={"fields": sorted(changed)},
+        )
+    return holder
+
+
+def _reseal(holder: Cardholder, sealer: Sealer) -> None:
+    """Every cipher of ``holder`` under the sealer's current key (in memory; the caller saves)."""
+    for field, attr in (("id", "id_cipher"), ("phone", "phone_cipher"), ("address", "address_cipher")):
+        blob = getattr(holder, attr)
+        if blob is not None:
+            setattr(holder, attr, sealer.seal(field, sealer.open(field, blob, holder.key_id)))
+    holder.key_id = sealer.key_id
 
 
 @transaction.atomic
@@ -344,14 +475,10 @@ def cardholder_pii_reencrypt(*, actor: str, limit: int = 10_000) -> int:
     sealer = Sealer()
     rows = list(Cardholder.objects.select_for_update().exclude(key_id=sealer.key_id).order_by("pk")[:limit])
     for holder in rows:
-        id_number = sealer.open("id", holder.id_cipher, holder.key_id)
-        holder.id_cipher = sealer.seal("id", id_number)
-        if holder.phone_cipher is not None:
-            holder.phone_cipher = sealer.seal(
-                "phone", sealer.open("phone", holder.phone_cipher, holder.key_id)
-            )
-        holder.key_id = sealer.key_id
-    Cardholder.objects.bulk_update(rows, ["id_cipher", "phone_cipher", "key_id"], batch_size=1000)
+        _reseal(holder, sealer)
+    Cardholder.objects.bulk_update(
+        rows, ["id_cipher", "phone_cipher", "address_cipher", "key_id"], batch_size=1000
+    )
     if rows:
         audit_record(
             action="cardholder.reencrypt",

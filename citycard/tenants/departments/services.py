@@ -203,9 +203,10 @@ def cardholder_read(
     if holder is None:
         raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
     out: dict[str, Any] = {}
-    secret = cardholder_pii(cardholder=holder) if {"id_number", "phone"} & set(fields) else {}
+    sealed = {"id_number", "phone", "address", "birth_date"}
+    secret = cardholder_pii(cardholder=holder) if sealed & set(fields) else {}
     for field in fields:
-        if field in ("id_number", "phone"):
+        if field in sealed:
             out[field] = secret[field]
         elif field == "categories":
             out[field] = sorted(

@@ -78,4 +78,5 @@ def test_pg_dump_of_a_tenant_schema_has_no_plaintext_personal_data(committed_db,
         assert number not in dump
         assert number[6:14] + number[14:] not in dump
         assert phone not in dump
-        assert f"{number[:6]}********{number[-4:]}" in dump  # the masked form is what is readable
+        assert number[6:14] not in dump and f"{number[6:10]}-{number[10:12]}-{number[12:14]}" not in dump
+        assert f"{number[0]}{'*' * 16}{number[-1]}" in dump  # the masked form is what is readable

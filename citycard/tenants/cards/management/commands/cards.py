@@ -1,9 +1,11 @@
-"""`citycard cards --tenant CODE import FILE | schemes [--seed] [--publish] | reencrypt | hotlist`."""
+"""`citycard cards --tenant CODE import FILE | schemes [--seed] [--publish] | reencrypt | hotlist
+| access-log (--cardholder ID | --card NUMBER | --id-number ID)`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from django.utils.timezone import localtime
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,6 +36,45 @@ class Command(PlatformCommand):
         sub.add_parser("reencrypt", help="move personal data to the current data key after a rotation")
         hot = sub.add_parser("hotlist", help="the hotlist's version and cards")
         hot.add_argument("--publish", action="store_true", help="sign and publish it for the network")
+        log = sub.add_parser("access-log", help="who read a cardholder's data, under which grant or key")
+        who = log.add_mutually_exclusive_group(required=True)
+        who.add_argument("--cardholder", type=int, help="the cardholder's number")
+        who.add_argument("--card", help="a card number of the cardholder")
+        who.add_argument("--id-number", help="the cardholder's ID number (looked up through the blind index)")
+
+    def _access_log(self, tenant, console, opts):
+        from citycard.tenants.departments.selectors import cardholder_access_log
+
+        holder = selectors.cardholder_find(
+            cardholder_id=opts.get("cardholder"), card_no=opts.get("card"), id_number=opts.get("id_number")
+        )
+        services.cardholder_read_record(
+            cardholder_id=holder.pk,
+            actor=self.actor,
+            page="command: cards access-log",
+            fields=["name", "id_masked"],
+        )
+        reads = cardholder_access_log(cardholder_id=holder.pk)
+        table = Table(
+            "when (Beijing time)",
+            "who",
+            "through",
+            "under",
+            "fields",
+            "why / what",
+            title=f"Access log of cardholder {holder.pk} {holder.name} {holder.id_masked}",
+        )
+        for read in reads:
+            table.add_row(
+                localtime(read.at).strftime("%Y-%m-%d %H:%M:%S %z"),
+                read.reader,
+                read.channel,
+                read.under,
+                ", ".join(read.fields),
+                read.purpose,
+            )
+        console.print(table)
+        console.print(f"{len(reads)} reads")
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -41,7 +82,7 @@ class Command(PlatformCommand):
             raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
         console = Console(file=self.stdout, width=120)
         with tenant_context(tenant):
-            getattr(self, f"_{opts['action']}")(tenant, console, opts)
+            getattr(self, f"_{opts['action'].replace('-', '_')}")(tenant, console, opts)
 
     def _import(self, tenant, console, opts):
         with Progress(
