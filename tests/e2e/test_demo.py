@@ -1,24 +1,36 @@
-"""`make demo ARGS=--no-serve` end to end, twice, in its own data directory and embedded PostgreSQL."""
+"""`make demo ARGS=--no-serve` end to end, twice, in its own data directory and embedded PostgreSQL; then
+an attacker holding the demo database's ``pg_dump`` and every admin page its users see tries to rebuild
+the cardholders' ID and phone numbers (tests/privacy_attack.py), and must fail for every one of them."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from ..privacy_attack import Person, attack, link_dump, link_pages, summary
+from ..tenants.cards.test_pg_dump import pg_dump_binary
 
-@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs the demo on its own embedded PostgreSQL")
+
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="runs the demo on its own embedded PostgreSQL"
+)
 def test_the_demo_runs_and_runs_again():
     # Under the suite's data directory, not pytest's tmp_path: the embedded server runs as its own system
     # user when the suite runs as root, and pytest keeps /tmp/pytest-of-root closed to other users.
     data_dir = settings.DATA_DIR / "e2e-demo"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
     env["CITYCARD_DATA_DIR"] = str(data_dir)
-    subprocess.run([sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
+    )
     shutil.rmtree(data_dir, ignore_errors=True)
     command = [sys.executable, "-m", "citycard.platform.cli", "demo", "--no-serve"]
     try:
@@ -35,7 +47,44 @@ def test_the_demo_runs_and_runs_again():
             assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
             assert "Clearing cycle gba-medical-" in out
             assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
+        _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")
     finally:
         subprocess.run(
             [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
         )
+
+
+def _nothing_rebuilt_from_dump_and_pages(env: dict[str, str], out: Path) -> None:
+    crawl = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("privacy_crawl.py")), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert crawl.returncode == 0, f"{crawl.stdout[-3000:]}\n{crawl.stderr[-3000:]}"
+    url = subprocess.run(
+        [sys.executable, "-m", "citycard.platform.cli", "db", "url"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    dump = subprocess.run(
+        [pg_dump_binary(), "--no-owner", "--dbname", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    assert len(truth) >= 1000, "the demo registers 300 cardholders in each city"
+    people = {(t["schema"], t["pk"]): Person(f"{t['schema']}:{t['pk']}", t["id"], t["phone"]) for t in truth}
+    link_dump(dump, people)
+    pages = [json.loads(line) for line in (out / "pages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len({p["url"] for p in pages if "/cardholder/" in p["url"]}) > 50
+    link_pages(((p["schema"], p["url"], p["html"]) for p in pages), people)
+    assert sum(bool(p.evidence) for p in people.values()) == len(people), (
+        "every cardholder is readable somewhere"
+    )
+    found = summary(attack(people.values(), today=dt.date.today()))
+    print(
+        f"reconstruction: {len(pages)} pages, dump {len(dump) // 1024} KiB, fewest candidates {found['fewest']}"
+    )
+    assert not found["rebuilt"], found["rebuilt"][:5]
