@@ -13,10 +13,10 @@ def seal_addresses(apps, schema_editor):
     from citycard.platform.models import Tenant
     from citycard.tenants.cards.pii import Sealer, address_mask
 
-    schema = connection.schema_name
-    connection.set_schema(schema, include_public=True)  # the key vault lives in the public schema
+    previous, with_public = connection.tenant, connection.include_public_schema
+    connection.set_tenant(previous, include_public=True)  # the key vault lives in the public schema
     try:
-        sealer = Sealer(Tenant.objects.get(schema_name=schema))
+        sealer = Sealer(Tenant.objects.get(schema_name=previous.schema_name))
         for holder in rows:
             # One key per row: a row under a retired key moves to the current one whole.
             holder.id_cipher = sealer.seal("id", sealer.open("id", holder.id_cipher, holder.key_id))
@@ -27,7 +27,7 @@ def seal_addresses(apps, schema_editor):
             holder.address_masked = address_mask(holder.address)
             holder.save(update_fields=["id_cipher", "phone_cipher", "key_id", "address_cipher", "address_masked"])
     finally:
-        connection.set_schema(schema, include_public=False)
+        connection.set_tenant(previous, include_public=with_public)
 
 
 class Migration(migrations.Migration):
