@@ -320,3 +320,73 @@ def test_tab_cr_and_lf_are_text_like_any_other(client, token, hz_people):
         "variable": "i",
     }
 
+
+# --- failed authentications ---------------------------------------------------------------------------------
+
+UNKNOWN = "cck_deadbeef_" + "x" * 43
+
+
+def test_failed_authentications_are_limited_per_client_address(client, settings, monkeypatch):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from citycard.platform import services
+
+    settings.GRAPHQL_AUTH_FAILURES, settings.GRAPHQL_AUTH_FAILURES_WINDOW_S = 3, 600
+    good, revoked = issue("hangzhou"), issue("hangzhou")
+    services.api_key_revoke(tenant_code="hangzhou", key_id=services.api_key_parse(revoked), reason="leaked")
+    forged = good[:-4] + ("AAAA" if good[-4:] != "AAAA" else "BBBB")
+    for token, code in ((UNKNOWN, "INVALID_TOKEN"), (forged, "INVALID_TOKEN"), (revoked, "TOKEN_REVOKED")):
+        response = gql(client, "hangzhou", "{ me { keyId } }", token=token)
+        assert (response.status_code, codes_of(response)) == (401, [code])
+    # the address has used them up: every key it sends is refused unchecked, the right one too
+    for token in (good, forged, UNKNOWN, "not-a-key"):
+        response = gql(client, "hangzhou", "{ me { keyId } }", token=token)
+        assert (response.status_code, codes_of(response)) == (429, ["RATE_LIMITED"]), token
+        assert 1 <= int(response["Retry-After"]) <= 600
+    # another address is not held back, nor is a request sending no key (it guesses nothing)
+    assert data_of(gql(client, "hangzhou", "{ me { keyId } }", token=good, REMOTE_ADDR="10.9.9.9"))
+    assert codes_of(gql(client, "hangzhou", "{ me { keyId } }")) == ["UNAUTHENTICATED"]
+    # the next window opens the address again
+    later = timezone.now() + dt.timedelta(seconds=600)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert data_of(gql(client, "hangzhou", "{ me { keyId } }", token=good))
+
+
+def test_the_address_is_x_forwarded_for_only_behind_trusted_proxies(client, settings):
+    settings.GRAPHQL_AUTH_FAILURES = 1
+    good = issue("hangzhou")
+
+    def ask(token: str, forwarded: str):
+        return gql(
+            client,
+            "hangzhou",
+            "{ me { keyId } }",
+            token=token,
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+
+    # no trusted proxy: X-Forwarded-For is the client's say-so; the address is REMOTE_ADDR
+    assert codes_of(ask(UNKNOWN, "198.51.100.1")) == ["INVALID_TOKEN"]
+    assert codes_of(ask(good, "198.51.100.2")) == ["RATE_LIMITED"]
+    # one trusted proxy: the address it appended (the rightmost), whatever the client put before it
+    settings.GRAPHQL_TRUSTED_PROXIES = 1
+    assert data_of(ask(good, "198.51.100.1"))
+    assert codes_of(ask(UNKNOWN, "spoofed, 203.0.113.7")) == ["INVALID_TOKEN"]
+    assert codes_of(ask(good, "another-spoof, 203.0.113.7")) == ["RATE_LIMITED"]
+    assert data_of(ask(good, "203.0.113.8"))
+
+
+def test_platform_keys_are_limited_and_sessions_are_not(client, settings):
+    from .test_platform import login
+
+    settings.GRAPHQL_AUTH_FAILURES = 2
+    platform_key = issue("public", ["tenants:read"], name="dashboard")
+    partner_key = issue("hangzhou")
+    assert codes_of(gql(client, "", "{ me { username } }", token=partner_key)) == ["WRONG_TENANT"]
+    assert codes_of(gql(client, "", "{ me { username } }", token=UNKNOWN)) == ["INVALID_TOKEN"]
+    assert codes_of(gql(client, "", "{ me { username } }", token=platform_key)) == ["RATE_LIMITED"]
+    login(client, "clearing_staff")
+    assert data_of(gql(client, "", "{ me { username } }"))["me"]["username"] == "clearing_staff-gql"
