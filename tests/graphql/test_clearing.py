@@ -284,6 +284,33 @@ STEP = """mutation($date: Date!) {
 }"""
 
 
+def test_reading_clearing_records_card_numbers_is_logged_once_per_request(client, cleared):
+    """A card number ties a clearing record to a cardholder: reading it is in the access log, in the platform's
+    audit chain, one read per list (its cards and rows) whatever the page size; a record read without it is
+    not personal data."""
+    import json
+
+    login(client, "clearing_staff")
+    before = AuditEntry.objects.filter(action="graphql.read").count()
+    query = """query($date: Date!) { clearingCycle(network: "yrd", service: TRANSIT, businessDate: $date) {
+      records(first: 10) { edges { node { recordId cardNumber } } }
+      exceptions(first: 10) { edges { node { recordId amountFen } } } } }"""
+    records = data_of(gql(client, "", query, {"date": DAY.isoformat()}))["clearingCycle"]["records"]["edges"]
+    entries = list(AuditEntry.objects.filter(action="graphql.read").order_by("seq"))
+    assert len(entries) == before + 1
+    assert (entries[-1].actor, entries[-1].object_type) == ("user:clearing_staff-gql", "user")
+    (read,) = json.loads(entries[-1].payload)["reads"]
+    assert sorted(read.pop("ids")) == sorted({e["node"]["cardNumber"] for e in records})
+    assert read == {
+        "type": "clearing_record_card",
+        "fields": ["cardNumber"],
+        "path": "clearingCycle.records.edges.node",
+        "rows": 4,
+    }
+    data_of(gql(client, "", CYCLES, {"first": 5}))
+    assert AuditEntry.objects.filter(action="graphql.read").count() == before + 1
+
+
 def step(client, name: str, day: dt.date = DAY) -> dict:
     return data_of(gql(client, "", STEP % name, {"date": day.isoformat()}))[name]
 
