@@ -124,6 +124,13 @@ def test_a_body_or_document_above_its_size_is_refused_unread(client, token, sett
     response = post_raw(client, padded, token)
     assert (response.status_code, codes_of(response)) == (413, ["DOCUMENT_TOO_LARGE"])
     assert data_of(post_raw(client, json.dumps({"query": "{ me { keyId } }"}), token))
+    settings.GRAPHQL_MAX_BODY_BYTES = 65_536
+    deep = '{"query": "{ me { keyId } }", "variables": {"x": ' + "[" * 60_000 + "]" * 60_000 + "}}"
+    response = post_raw(client, deep, token)
+    assert (response.status_code, codes_of(response)) == (413, ["DOCUMENT_TOO_LARGE"])
+    # within the size but nested past the JSON parser's recursion limit: not valid JSON, not a crash
+    deep = '{"query": "{ me { keyId } }", "variables": {"x": ' + "[" * 30_000 + "]" * 30_000 + "}}"
+    assert codes_of(post_raw(client, deep, token)) == ["BAD_REQUEST"]
 
 
 def test_the_parser_stops_at_the_token_limit(client, token, settings):

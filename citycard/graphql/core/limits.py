@@ -8,6 +8,8 @@ absent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from graphql import DocumentNode, GraphQLError, parse
 
@@ -44,6 +46,30 @@ def graphiql_enabled() -> bool:
     return bool(getattr(settings, "GRAPHQL_GRAPHIQL", settings.DEBUG))
 
 
+@dataclass(frozen=True)
+class DocumentLimits:
+    """The limits a document is parsed and checked under (part of the document cache's key: a document
+    checked under other limits is checked again)."""
+
+    max_tokens: int
+    max_fields: int
+    max_repeats: int
+    max_depth: int
+    max_aliases: int
+    introspection: bool
+
+    @classmethod
+    def current(cls) -> DocumentLimits:
+        return cls(
+            max_tokens=limit("GRAPHQL_MAX_TOKENS"),
+            max_fields=limit("GRAPHQL_MAX_FIELDS"),
+            max_repeats=limit("GRAPHQL_MAX_FIELD_REPEATS"),
+            max_depth=limit("GRAPHQL_MAX_DEPTH"),
+            max_aliases=limit("GRAPHQL_MAX_ALIASES"),
+            introspection=introspection_enabled(),
+        )
+
+
 def document_too_large(query: str) -> GraphQLError | None:
     """DOCUMENT_TOO_LARGE when the query text is longer than ``GRAPHQL_MAX_DOCUMENT_BYTES`` in UTF-8."""
     most = limit("GRAPHQL_MAX_DOCUMENT_BYTES")
@@ -56,10 +82,10 @@ def document_too_large(query: str) -> GraphQLError | None:
     )
 
 
-def document_parse(query: str) -> DocumentNode | GraphQLError:
-    """The parsed document, or its syntax error. The lexer stops after ``GRAPHQL_MAX_TOKENS`` tokens (and as
-    many comments), so a long document costs no more than that to refuse: TOO_MANY_TOKENS."""
-    most = limit("GRAPHQL_MAX_TOKENS")
+def document_parse(query: str, *, max_tokens: int) -> DocumentNode | GraphQLError:
+    """The parsed document, or its syntax error. The lexer stops after ``max_tokens`` tokens (and as many
+    comments), so a long document costs no more than that to refuse: TOO_MANY_TOKENS."""
+    most = max_tokens
     try:
         return parse(query, max_lexical_tokens=most, max_comments=most)
     except GraphQLError as error:

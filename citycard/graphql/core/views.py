@@ -51,10 +51,10 @@ from citycard.graphql.core.errors import ApiErrorCode, error_dict
 from citycard.graphql.core.execution import DataLoaderExecutionContext
 from citycard.graphql.core.inputs import document_text_errors, variables_text_errors
 from citycard.graphql.core.limits import (
+    DocumentLimits,
     document_parse,
     document_too_large,
     graphiql_enabled,
-    introspection_enabled,
     limit,
 )
 from citycard.graphql.core.validators import NoIntrospection, document_limits_errors
@@ -245,9 +245,9 @@ class GraphQLAPIView(View):
 
     # --- one operation ----------------------------------------------------------------------------
 
-    def rules(self) -> list:
+    def rules(self, introspection: bool) -> list:
         rules = list(specified_rules)
-        if not introspection_enabled():
+        if not introspection:
             rules.append(NoIntrospection)
         return rules
 
@@ -259,38 +259,31 @@ class GraphQLAPIView(View):
         validating them again would dominate small ones. A text not seen before is parsed (cheap, bounded)
         and its printed form, without comments and spacing, looked up among the documents already found
         valid, so a comment or a space does not buy a fresh validation."""
-        limits = (
-            limit("GRAPHQL_MAX_DEPTH"),
-            limit("GRAPHQL_MAX_ALIASES"),
-            limit("GRAPHQL_MAX_TOKENS"),
-            limit("GRAPHQL_MAX_FIELDS"),
-            limit("GRAPHQL_MAX_FIELD_REPEATS"),
-            introspection_enabled(),
-        )
-        key = (query, *limits)
+        limits = DocumentLimits.current()
+        key = (query, limits)
         cache = self._document_cache
         found = cache.get(key)
         if found is not None:
             return found
-        parsed = document_parse(query)
+        parsed = document_parse(query, max_tokens=limits.max_tokens)
         if isinstance(parsed, GraphQLError):
             found = (None, [_coded(parsed, ApiErrorCode.GRAPHQL_PARSE_FAILED)])
             _remember(cache, key, found, query)
             return found
-        printed = (print_ast(parsed), *limits)
+        printed = (print_ast(parsed), limits)
         if printed in self._valid_documents:
             return parsed, []
         errors = document_limits_errors(
             parsed,
-            max_depth=limits[0],
-            max_aliases=limits[1],
-            max_fields=limits[3],
-            max_repeats=limits[4],
+            max_depth=limits.max_depth,
+            max_aliases=limits.max_aliases,
+            max_fields=limits.max_fields,
+            max_repeats=limits.max_repeats,
         ) or document_text_errors(parsed)
         if errors:
             found = (parsed, [_coded(e, ApiErrorCode.GRAPHQL_VALIDATION_FAILED) for e in errors])
         else:
-            errors = validate(self.schema.graphql_schema, parsed, self.rules())
+            errors = validate(self.schema.graphql_schema, parsed, self.rules(limits.introspection))
             found = (parsed, [_coded(e, ApiErrorCode.GRAPHQL_VALIDATION_FAILED) for e in errors])
             if not errors:
                 _remember(self._valid_documents, printed, True, query)
