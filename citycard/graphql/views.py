@@ -9,6 +9,10 @@
   Or a platform API key (issued for the platform, ``citycard apikey --tenant public issue``) for clearing
   staff's tools, with ``Authorization: Bearer``: its platform scopes, no session, no CSRF token. A partner
   app's key is refused here (``WRONG_TENANT``).
+
+A key refused (malformed, unknown, wrong secret, revoked, expired, another tenant's) counts against the
+client's address; past ``GRAPHQL_AUTH_FAILURES`` in a window, that address's keys are answered
+``RATE_LIMITED`` (429) without being checked until the window ends.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from citycard.graphql.api import PLATFORM_COST_MAP, TENANT_COST_MAP, platform_schema, tenant_schema
 from citycard.graphql.core.context import Principal
 from citycard.graphql.core.errors import ApiErrorCode
+from citycard.graphql.core.throttle import FAILED_AUTHENTICATION, AuthGuard
 from citycard.graphql.core.views import GraphQLAPIView, Refusal
 from citycard.platform import selectors, services
 from citycard.platform.models import PLATFORM_ROLES, ApiKey
@@ -46,20 +51,54 @@ def _bearer(request: HttpRequest) -> str:
 
 
 def _api_key(request: HttpRequest, tenant) -> ApiKey:
-    """The request's API key, valid for ``tenant`` (a city or county, or the platform itself), or Refusal."""
-    token = _bearer(request)
+    """The request's API key, valid for ``tenant`` (a city or county, or the platform itself), or Refusal.
+
+    Each refusal of a key sent counts against the client's address; once the address has used up
+    ``GRAPHQL_AUTH_FAILURES``, its keys are refused with RATE_LIMITED before they are checked
+    (core/throttle.py), right or wrong alike."""
+    now = timezone.now()
+    guard = AuthGuard.of(request, now=now)
+    try:
+        return _api_key_checked(request, tenant, guard=guard, now=now)
+    except Refusal as refusal:
+        if refusal.code in FAILED_AUTHENTICATION:
+            guard.failed()
+        raise
+
+
+def _throttled(guard: AuthGuard) -> Refusal:
+    message, retry = guard.message()
+    return Refusal(
+        429,
+        message,
+        ApiErrorCode.RATE_LIMITED,
+        headers={"Retry-After": str(retry)},
+        resetAt=guard.reset_at.isoformat(),
+    )
+
+
+def _api_key_checked(request: HttpRequest, tenant, *, guard: AuthGuard, now) -> ApiKey:
+    try:
+        token = _bearer(request)
+    except Refusal as refusal:
+        if refusal.code in FAILED_AUTHENTICATION and guard.exhausted():
+            raise _throttled(guard) from None
+        raise
     invalid = Refusal(401, "the API key is not valid", ApiErrorCode.INVALID_TOKEN)
     key_id = services.api_key_parse(token)
-    if key_id is None:
-        raise invalid
-    key = selectors.api_key_by_id(key_id)
+    key, failures = (
+        selectors.api_key_with_rate_count(key_id, bucket=guard.bucket, window_s=guard.window_s, now=now)
+        if key_id is not None
+        else (None, None)
+    )
+    if guard.exhausted(failures):
+        raise _throttled(guard)
     if key is None or not hmac.compare_digest(key.token_sha256, services.api_key_hash(token)):
         raise invalid
     if key.tenant_id != tenant.pk:
         where = "the platform's domain" if tenant.is_platform else f"{tenant.code}'s domain"
         hint = "; a partner app's key is valid only on its tenant's domain" if tenant.is_platform else ""
         raise Refusal(401, f"this API key is not valid on {where}{hint}", ApiErrorCode.WRONG_TENANT)
-    now = timezone.now()
     if key.revoked_at is not None:
         raise Refusal(401, f"API key {key.key_id} was revoked", ApiErrorCode.TOKEN_REVOKED)
     if key.is_expired(now):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from citycard.platform.models import ApiKey, NetworkMembership, RateWindow, RoamingNetwork, Tenant, TenantKind
 
@@ -83,6 +84,23 @@ def api_key_by_id(key_id: str) -> ApiKey | None:
     return ApiKey.objects.select_related("tenant").filter(key_id=key_id).first()
 
 
+def api_key_with_rate_count(
+    key_id: str, *, bucket: str, window_s: int, now: dt.datetime
+) -> tuple[ApiKey | None, int | None]:
+    """The key with this public id (as :func:`api_key_by_id`) and the hits of ``bucket`` in the current fixed
+    window, in the same query (a failed-authentication count read on every request costs nothing extra);
+    ``(None, None)`` when no key has this id."""
+    start = rate_window_start(window_s=window_s, now=now)
+    hits = RateWindow.objects.filter(bucket=bucket[:80], window_start=start)
+    key = (
+        ApiKey.objects.select_related("tenant")
+        .annotate(rate_count=Coalesce(Subquery(hits.values("count")[:1]), 0))
+        .filter(key_id=key_id)
+        .first()
+    )
+    return (key, key.rate_count) if key is not None else (None, None)
+
+
 def rate_window_start(*, window_s: int, now: dt.datetime) -> dt.datetime:
     """The start of the fixed window of ``window_s`` seconds that ``now`` falls in (UTC epoch aligned)."""
     epoch = int(now.timestamp())
@@ -92,5 +110,7 @@ def rate_window_start(*, window_s: int, now: dt.datetime) -> dt.datetime:
 def rate_limit_count(*, bucket: str, window_s: int, now: dt.datetime) -> int:
     """How many hits ``bucket`` has had in the current fixed window (``services.rate_limit_hit`` counts)."""
     start = rate_window_start(window_s=window_s, now=now)
-    counted = RateWindow.objects.filter(bucket=bucket[:80], window_start=start).values_list("count", flat=True)
+    counted = RateWindow.objects.filter(bucket=bucket[:80], window_start=start).values_list(
+        "count", flat=True
+    )
     return counted.first() or 0

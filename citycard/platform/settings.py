@@ -260,6 +260,18 @@ GRAPHQL_MAX_BATCH = int(os.environ.get("CITYCARD_GRAPHQL_MAX_BATCH", "5"))
 GRAPHQL_PAGE_MAX = 100
 GRAPHQL_RATE_LIMIT = int(os.environ.get("CITYCARD_GRAPHQL_RATE_LIMIT", "600"))
 GRAPHQL_RATE_WINDOW_S = int(os.environ.get("CITYCARD_GRAPHQL_RATE_WINDOW_S", "60"))
+# GraphQL request bounds: checked before a document is parsed (bytes, tokens), before it is validated
+# (fields, repeats of one field) and before a batch runs (its summed cost); failed authentications per
+# client address (the address from X-Forwarded-For only behind that many trusted proxies).
+GRAPHQL_MAX_BODY_BYTES = int(os.environ.get("CITYCARD_GRAPHQL_MAX_BODY_BYTES", "65536"))
+GRAPHQL_MAX_DOCUMENT_BYTES = int(os.environ.get("CITYCARD_GRAPHQL_MAX_DOCUMENT_BYTES", "16384"))
+GRAPHQL_MAX_TOKENS = int(os.environ.get("CITYCARD_GRAPHQL_MAX_TOKENS", "2000"))
+GRAPHQL_MAX_FIELDS = int(os.environ.get("CITYCARD_GRAPHQL_MAX_FIELDS", "500"))
+GRAPHQL_MAX_FIELD_REPEATS = int(os.environ.get("CITYCARD_GRAPHQL_MAX_FIELD_REPEATS", "10"))
+GRAPHQL_MAX_BATCH_COST = int(os.environ.get("CITYCARD_GRAPHQL_MAX_BATCH_COST", "1000"))
+GRAPHQL_AUTH_FAILURES = int(os.environ.get("CITYCARD_GRAPHQL_AUTH_FAILURES", "20"))
+GRAPHQL_AUTH_FAILURES_WINDOW_S = int(os.environ.get("CITYCARD_GRAPHQL_AUTH_FAILURES_WINDOW_S", "600"))
+GRAPHQL_TRUSTED_PROXIES = int(os.environ.get("CITYCARD_GRAPHQL_TRUSTED_PROXIES", "0"))
 # For anything built on graphene-django's own connection fields (ours page by keyset, same limits).
 GRAPHENE = {
     "SCHEMA": None,

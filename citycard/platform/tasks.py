@@ -35,7 +35,9 @@ def audit_verify_all() -> dict:
 def rate_windows_kept() -> dt.timedelta:
     """How long a counter's window is kept after it started: a day, or the longest window configured (a
     counter dropped while its window runs would reopen what it limits)."""
-    longest = max(settings.GRAPHQL_RATE_WINDOW_S, settings.ID_VERIFY_WINDOW_S)
+    longest = max(
+        settings.GRAPHQL_RATE_WINDOW_S, settings.ID_VERIFY_WINDOW_S, settings.GRAPHQL_AUTH_FAILURES_WINDOW_S
+    )
     return max(dt.timedelta(days=1), dt.timedelta(seconds=longest))
 
 

@@ -1,16 +1,51 @@
-"""The isolation probe: for every field of the tenant schema, a key of Hangzhou asking for Jiaxing's
-objects (by id, number or cursor) gets nothing of Jiaxing's. A field added without a probe fails here."""
+"""The isolation probe, over every query field and mutation of both schemas as the endpoints serve them
+(introspected, with the scopes each declares in its description), so a field added without a case fails here:
+
+- tenant endpoint: a key of Hangzhou asking for Jiaxing's objects (by id, number or cursor) gets nothing of
+  Jiaxing's, and a key without a field's scopes gets PERMISSION_DENIED and nothing else;
+- platform endpoint: a partner app's key, a city administrator, a county officer, a platform key without
+  the field's scopes and a platform role without them are all refused, and nothing changes.
+"""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from django_tenants.utils import tenant_context
 
-from citycard.graphql.api import tenant_schema
+from citycard.interop.models import ClearingCycle, Dispute
+from citycard.platform import services
+from citycard.platform.models import Tenant
+from citycard.platform.scopes import PLATFORM_ROLE_SCOPES, PlatformScope
 
-from .conftest import People, data_of, gql, issue
+from .conftest import ALL_SCOPES, People, codes_of, data_of, gql, issue
 
 pytestmark = pytest.mark.django_db
+
+INTROSPECT = """{ __schema { queryType { fields { name description } }
+  mutationType { fields { name description } } } }"""
+SCOPES = re.compile(r"Requires scope: ([^.]+)\.")
+# Fields any caller the endpoint lets in may use: they describe the caller itself.
+PUBLIC = {"me"}
+
+
+def root_fields(client, host: str, token: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Every query field and mutation ``host``'s endpoint serves, with the scopes it requires (none for a public
+    field), read by introspection as a client would."""
+    schema = data_of(gql(client, host, INTROSPECT, token=token))["__schema"]
+    fields = {}
+    for field in [*schema["queryType"]["fields"], *schema["mutationType"]["fields"]]:
+        found = SCOPES.search(field["description"] or "")
+        fields[field["name"]] = tuple(s.strip() for s in found.group(1).split(",")) if found else ()
+    return fields
+
+
+@pytest.fixture(autouse=True)
+def _introspection_and_room_to_fail(settings):
+    settings.GRAPHQL_INTROSPECTION = True
+    # The probes are refused on purpose, many times over from one address.
+    settings.GRAPHQL_AUTH_FAILURES = 10_000
 
 
 def probes(
@@ -77,9 +112,9 @@ def probes(
     }
 
 
-def test_every_tenant_field_is_probed_and_leaks_nothing(
-    client, tenant, hz_fleet, jx_fleet, hz_people, jx_people
-):
+@pytest.fixture
+def tenant_probes(client, hz_fleet, jx_fleet, hz_people, jx_people) -> dict[str, list[str]]:
+    """The tenant probe table, filled with Jiaxing's card numbers, terminal and cursors."""
     jx, _, _ = jx_fleet
     jx_token = issue("jiaxing")
     jx_own = data_of(
@@ -106,15 +141,20 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(
     )
     jx_tx_cursor = jx_view["transactions"]["edges"][0]["cursor"]
     jx_terminal_cursor = jx_view["terminals"]["edges"][0]["cursor"]
+    return probes(jx.cards[0], jx.terminal_id, jx_tx_cursor, jx_terminal_cursor, jx_people, jx_cursors)
 
-    schema = tenant_schema.graphql_schema
-    fields = set(schema.query_type.fields) | set(schema.mutation_type.fields)
-    table = probes(jx.cards[0], jx.terminal_id, jx_tx_cursor, jx_terminal_cursor, jx_people, jx_cursors)
-    assert fields == set(table), f"add an isolation probe for: {sorted(fields ^ set(table))}"
+
+def test_every_tenant_field_is_probed_and_leaks_nothing(client, tenant, jx_fleet, jx_people, tenant_probes):
+    jx, _, _ = jx_fleet
+    hz_token = issue("hangzhou")
+    fields = root_fields(client, "hangzhou", hz_token)
+    assert set(fields) == set(tenant_probes), (
+        f"add an isolation probe for: {sorted(set(fields) ^ set(tenant_probes))}"
+    )
+    assert {f for f, scopes in fields.items() if not scopes} == PUBLIC, "a field without a scope: declare one"
 
     jiaxing = tenant("jiaxing")
     before = jx_state(jiaxing)
-    hz_token = issue("hangzhou")
     secrets = [
         *jx.cards,
         jx.terminal_id,
@@ -129,7 +169,7 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(
         "jx-hrss",
         "jx 人社局",
     ]  # (ids are per tenant: equal ids are no leak)
-    for field, queries in table.items():
+    for field, queries in tenant_probes.items():
         for query in queries:
             response = gql(client, "hangzhou", query, token=hz_token)
             body = response.content.decode()
@@ -137,6 +177,28 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(
             leaked = [s for s in secrets if s in body]
             assert not leaked, f"{field}: {query} leaked {leaked}"
     assert jx_state(jiaxing) == before, "a Hangzhou key changed something of Jiaxing's"
+
+
+def test_every_tenant_field_refuses_a_key_without_its_scopes(client, tenant, tenant_probes):
+    fields = root_fields(client, "hangzhou", issue("hangzhou"))
+    assert set(fields) == set(tenant_probes)
+    jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
+    before = jx_state(jiaxing), jx_state(hangzhou)
+    for field, scopes in fields.items():
+        if not scopes:
+            continue
+        token = issue("hangzhou", [s for s in ALL_SCOPES if s not in scopes], name=f"without {field}")
+        for query in tenant_probes[field]:
+            response = gql(client, "hangzhou", query, token=token)
+            body = response.json()
+            assert (response.status_code, codes_of(response)) == (200, ["PERMISSION_DENIED"]), (field, body)
+            assert body["errors"][0]["extensions"]["required"] == list(scopes), field
+            assert body["data"] in ({field: None}, None), field  # (null bubbles up from a non-null field)
+    narrow = issue("hangzhou", ["service_points:read"])
+    me = data_of(gql(client, "hangzhou", "{ me { keyId tenant { code } } }", token=narrow))["me"]
+    # the public field describes the caller's own key, whatever its scopes
+    assert me == {"keyId": services.api_key_parse(narrow), "tenant": {"code": "hangzhou"}}
+    assert (jx_state(jiaxing), jx_state(hangzhou)) == before
 
 
 def jx_state(jiaxing) -> list:
@@ -147,3 +209,108 @@ def jx_state(jiaxing) -> list:
             *Card.objects.order_by("card_no").values_list("card_no", "state"),
             *HotlistEntry.objects.values_list("card_no", "removed_at"),
         ]
+
+
+# --- the platform endpoint ---------------------------------------------------------------------------------------
+
+
+def platform_probes() -> dict[str, str]:
+    """One operation per field of the platform schema (query and mutation)."""
+    return {
+        "me": "{ me { username } }",
+        "tenants": "{ tenants(first: 5) { edges { node { code } } } }",
+        "tenant": '{ tenant(code: "jiaxing") { code } }',
+        "roamingNetworks": "{ roamingNetworks { code } }",
+        "roamingNetwork": '{ roamingNetwork(code: "yrd") { code } }',
+        "roamingAgreements": "{ roamingAgreements { operator } }",
+        "clearingCycles": "{ clearingCycles(first: 5) { edges { node { label } } } }",
+        "clearingCycle": '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
+        "{ label netPositions { sumFen } records(first: 5) { edges { node { cardNumber } } } } }",
+        "disputes": "{ disputes(first: 5) { edges { node { id record { cardNumber } } } } }",
+        "dispute": '{ dispute(id: "RGlzcHV0ZTox") { id } }',
+        "clearingRecord": '{ clearingRecord(recordId: "jiaxing-1") { recordId cardNumber } }',
+        "tenantSuspend": 'mutation { tenantSuspend(code: "jiaxing", reason: "probe") { errors { code } } }',
+        "tenantActivate": 'mutation { tenantActivate(code: "jiaxing") { errors { code } } }',
+        "clearingCycleClose": 'mutation { clearingCycleClose(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleValidate": 'mutation { clearingCycleValidate(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleNet": 'mutation { clearingCycleNet(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "clearingCycleSettle": 'mutation { clearingCycleSettle(network: "yrd", service: TRANSIT, '
+        'businessDate: "2026-11-22") { errors { code } } }',
+        "disputeRaise": 'mutation { disputeRaise(recordId: "x", raisedBy: "jiaxing", reason: "probe") '
+        "{ errors { code } } }",
+        "disputeResolve": 'mutation { disputeResolve(id: "RGlzcHV0ZTox", accept: true, resolution: "probe") '
+        "{ errors { code } } }",
+    }
+
+
+def platform_state() -> list:
+    return [
+        *ClearingCycle.objects.order_by("id").values_list("id", "state"),
+        *Dispute.objects.order_by("id").values_list("id", "state"),
+        *Tenant.objects.order_by("code").values_list("code", "status"),
+    ]
+
+
+def test_every_platform_field_refuses_partner_keys_tenant_users_and_the_wrong_role(
+    client, cleared, fixed_now
+):
+    users: dict[str, object] = {}
+
+    def sign_in(role: str, tenant_code: str | None = None) -> None:
+        client.logout()
+        if role not in users:
+            users[role] = services.user_create(
+                username=f"{role}-probe",
+                role=role,
+                password="x",
+                tenant_code=tenant_code,
+                check_password=False,
+            )
+        client.force_login(users[role])
+
+    sign_in("clearing_staff")
+    fields = root_fields(client, "")
+    table = platform_probes()
+    assert set(fields) == set(table), f"add a platform probe for: {sorted(set(fields) ^ set(table))}"
+    assert {f for f, scopes in fields.items() if not scopes} == PUBLIC, "a field without a scope: declare one"
+    before = platform_state()
+
+    def refused(response, status: int, code: str, field: str) -> None:
+        assert (response.status_code, codes_of(response)) == (status, [code]), (field, response.json())
+        assert "data" not in response.json() and "yrd" not in response.content.decode(), field
+
+    # a partner app's key is no platform principal; a tenant's users are not platform users
+    client.logout()
+    partner = issue("hangzhou")
+    for field, query in table.items():
+        refused(gql(client, "", query, token=partner), 401, "WRONG_TENANT", field)
+    for role, tenant_code in (("city_admin", "hangzhou"), ("county_officer", "tonglu")):
+        sign_in(role, tenant_code)
+        for field, query in table.items():
+            refused(gql(client, "", query), 403, "PERMISSION_DENIED", field)
+
+    def denied(response, field: str, scopes: tuple[str, ...]) -> None:
+        body = response.json()
+        assert (response.status_code, codes_of(response)) == (200, ["PERMISSION_DENIED"]), (field, body)
+        assert body["errors"][0]["extensions"]["required"] == list(scopes) and body["data"] == {field: None}
+        assert "yrd" not in response.content.decode(), field
+
+    # a platform key without the field's scopes, and each platform role that lacks them
+    client.logout()
+    for field, scopes in fields.items():
+        if not scopes:
+            continue
+        key = issue("public", [s for s in PlatformScope.values if s not in scopes], name=f"without {field}")
+        denied(gql(client, "", table[field], token=key), field, scopes)
+    for role, granted in PLATFORM_ROLE_SCOPES.items():
+        sign_in(str(role))
+        for field, scopes in fields.items():
+            if scopes and not set(scopes) <= granted:
+                denied(gql(client, "", table[field]), field, scopes)
+    assert platform_state() == before
+    # …and the clearing fields are not on the tenant endpoint at all
+    response = gql(client, "hangzhou", "{ clearingCycles(first: 1) { edges { cursor } } }", token=partner)
+    assert codes_of(response) == ["GRAPHQL_VALIDATION_FAILED"]

@@ -180,15 +180,19 @@ def test_old_rate_windows_are_purged():
     rate_limit_hit(bucket="old", limit=5, window_s=60, now=old)
     rate_limit_hit(bucket="new", limit=5, window_s=60, now=old + dt.timedelta(days=2))
     assert rate_windows_purge(before=old + dt.timedelta(days=1)) == 1
-    assert list(RateWindow.objects.filter(bucket__in=["old", "new"]).values_list("bucket", flat=True)) == ["new"]
+    assert list(RateWindow.objects.filter(bucket__in=["old", "new"]).values_list("bucket", flat=True)) == [
+        "new"
+    ]
 
 
 def test_the_purge_keeps_every_window_that_may_still_run(settings):
     """A counter is dropped only once the longest configured window that started with it has ended: an ID
-    check window of a week keeps its counters a week."""
+    check window of a week keeps its counters a week, and so does a failed-authentication window."""
     from citycard.platform.tasks import rate_windows_kept
 
     settings.GRAPHQL_RATE_WINDOW_S, settings.ID_VERIFY_WINDOW_S = 60, 86_400
     assert rate_windows_kept() == dt.timedelta(days=1)
     settings.ID_VERIFY_WINDOW_S = 7 * 86_400
     assert rate_windows_kept() == dt.timedelta(days=7)
+    settings.GRAPHQL_AUTH_FAILURES_WINDOW_S = 9 * 86_400  # failed authentications per address
+    assert rate_windows_kept() == dt.timedelta(days=9)

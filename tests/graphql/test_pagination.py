@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django_tenants.utils import tenant_context
@@ -183,7 +184,24 @@ def test_card_history_and_its_access_log(client, tenant, hz_fleet):
     entry = entries[-1]
     assert (entry.actor, entry.object_type, entry.object_id) == (f"apikey:{key_id}", "apikey", key_id)
     assert fleet.cards[0] in entry.payload and '"path":"cardTransactions"' in entry.payload
-    # a list without a card number reads no one's history: not logged
-    data_of(gql(client, "hangzhou", TX, {"first": 3}, token=issue("hangzhou", [Scope.TRANSACTIONS_READ])))
+    # a list without a card number reads the cards tapped on its page: one entry, whatever the page size,
+    # with what was asked, how many rows and which cards
+    lister = issue("hangzhou", [Scope.TRANSACTIONS_READ])
+    page = data_of(gql(client, "hangzhou", TX, {"first": 30}, token=lister))["transactions"]["edges"]
     with tenant_context(tenant("hangzhou")):
-        assert AuditEntry.objects.filter(action="graphql.read").count() == before + 1
+        entries = list(AuditEntry.objects.filter(action="graphql.read").order_by("seq"))
+    assert len(entries) == before + 2
+    (read,) = json.loads(entries[-1].payload)["reads"]
+    assert read == {
+        "type": "transactions",
+        "ids": sorted(fleet.cards),
+        "rows": 30,
+        "asked": {"first": 30},
+        "fields": ["cardCounter", "cardNumber", "id", "tappedAt"],
+        "path": "transactions",
+    }
+    assert len(page) == 30 and entries[-1].actor == f"apikey:{lister.split('_')[1]}"
+    # an empty page read nothing: not logged
+    data_of(gql(client, "hangzhou", TX, {"first": 3, "filter": {"terminalId": "NOWHERE"}}, token=lister))
+    with tenant_context(tenant("hangzhou")):
+        assert AuditEntry.objects.filter(action="graphql.read").count() == before + 2

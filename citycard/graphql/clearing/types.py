@@ -23,6 +23,7 @@ from citycard.graphql.clearing.dataloaders import (
     RecordPagesLoader,
     RecordTotalsByCycleLoader,
 )
+from citycard.graphql.core.access import access_log_field
 from citycard.graphql.core.connection import Connection, PageArgs, connection_args
 from citycard.graphql.core.dataloaders import then
 from citycard.graphql.core.types import NonNullList, enum_value, global_id
@@ -259,6 +260,7 @@ class ClearingRecord(graphene.ObjectType):
 
     @staticmethod
     def resolve_card_number(root, info):
+        access_log_field(info, object_type="clearing_record_card", object_id=root.card_no)
         return root.card_no
 
     @staticmethod

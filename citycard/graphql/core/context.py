@@ -30,9 +30,43 @@ class AccessLog:
     """Reads of personal data during one request, written to the audit chain once at the end."""
 
     reads: list[dict[str, Any]] = field(default_factory=list)
+    # reads of a field on every row of lists: one read per object type and path without list indices
+    _merged: dict[tuple[str, str], tuple[dict[str, Any], set[str]]] = field(default_factory=dict)
 
-    def add(self, *, object_type: str, object_ids: list[str], fields: list[str], path: str) -> None:
-        self.reads.append({"type": object_type, "ids": object_ids, "fields": fields, "path": path})
+    def add(
+        self,
+        *,
+        object_type: str,
+        object_ids: list[str],
+        fields: list[str],
+        path: str,
+        rows: int | None = None,
+        asked: dict[str, Any] | None = None,
+    ) -> None:
+        read: dict[str, Any] = {"type": object_type, "ids": object_ids, "fields": fields, "path": path}
+        if rows is not None:
+            read["rows"] = rows
+        if asked is not None:
+            read["asked"] = asked
+        self.reads.append(read)
+
+    def add_row(self, *, object_type: str, object_id: str, field_name: str, path: str) -> None:
+        merged = self._merged.get((object_type, path))
+        if merged is None:
+            merged = ({"type": object_type, "ids": [], "fields": [], "path": path, "rows": 0}, set())
+            self._merged[(object_type, path)] = merged
+            self.reads.append(merged[0])
+        read, seen = merged
+        read["rows"] += 1
+        if object_id not in seen:
+            seen.add(object_id)
+            read["ids"].append(object_id)
+        if field_name not in read["fields"]:
+            read["fields"].append(field_name)
+
+    def clear(self) -> None:
+        self.reads = []
+        self._merged = {}
 
 
 @dataclass

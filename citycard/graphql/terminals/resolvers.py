@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from citycard.graphql.core.access import access_log_read
+from citycard.graphql.core.access import access_log_list, access_log_read
 from citycard.graphql.core.connection import Key, keyset_page
 from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.core.types import enum_value
@@ -79,6 +79,21 @@ def resolve_transactions(
     connection = keyset_page(qs, connection_type=TransactionConnection, keys=TRANSACTION_KEYS, **page)
     if card_number is not None:
         access_log_read(info, object_type="card_transactions", object_ids=[card_number.strip()])
+    else:
+        # Any page of taps is a read of the cards tapped: logged with the filters and the cards on it.
+        access_log_list(
+            info,
+            object_type="transactions",
+            object_ids=[edge.node.card_no for edge in connection.edges],
+            rows=len(connection.edges),
+            asked={
+                "terminalId": terminal_id,
+                "tappedFrom": tapped_from,
+                "tappedTo": tapped_to,
+                "routing": str(enum_value(routing)) if routing else None,
+                **{name: page.get(name) for name in ("first", "last", "after", "before")},
+            },
+        )
     return connection
 
 
