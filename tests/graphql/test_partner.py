@@ -590,3 +590,19 @@ def test_costs_of_the_partner_fields(client, hz_people):
     )
     response = gql(client, "hangzhou", "{ " + too_many + " }", token=token)
     assert codes_of(response) == ["QUERY_TOO_COSTLY"]
+
+
+def test_partner_reads_appear_in_the_cardholders_access_log(client, tenant, hz_people):
+    """What a partner app read of a cardholder through its key is in that cardholder's access log, with the
+    key; another cardholder's log does not show it."""
+    from citycard.tenants.cards.models import Card
+    from citycard.tenants.departments.selectors import cardholder_access_log
+
+    token = issue("hangzhou", [Scope.CARDS_READ], name="Library app")
+    assert data_of(gql(client, "hangzhou", CARD, {"n": hz_people.elderly_card}, token=token))["card"]
+    with tenant_context(tenant("hangzhou")):
+        holder = Card.objects.get(card_no=hz_people.elderly_card).cardholder_id
+        other = Card.objects.get(card_no=hz_people.plain_card).cardholder_id
+        reads = [e for e in cardholder_access_log(cardholder_id=holder) if e.channel == "api_key"]
+        assert len(reads) == 1 and reads[0].reader.startswith("apikey:") and reads[0].purpose
+        assert not [e for e in cardholder_access_log(cardholder_id=other) if e.channel == "api_key"]

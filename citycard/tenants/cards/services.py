@@ -320,8 +320,8 @@ def cardholder_read_record(*, cardholder_id: int, actor: str, page: str, fields:
             "page": page,
             "reads": [
                 {
-                    "object_type": "cardholder",
-                    "object_ids": [str(cardholder_id)],
+                    "type": "cardholder",
+                    "ids": [str(cardholder_id)],
                     "fields": sorted(fields) or ["name", "id_masked", "phone_masked", "address_masked"],
                 }
             ],

@@ -41,7 +41,8 @@ class AccessLogEntry:
 # Audit actions that are reads of personal data, with the channel they came through.
 READ_ACTIONS = ("graphql.read", "admin.read")
 
-# A GraphQL read names a cardholder by id under these object types, and by card number under any other.
+# A read (``{"type", "ids", "fields", "path"}``, as citycard.graphql.core.context.AccessLog writes them)
+# names a cardholder by id under these types, and by card number under any other.
 _BY_HOLDER_ID = ("cardholder",)
 
 
@@ -71,7 +72,7 @@ def cardholder_access_log(
     entries = AuditEntry.objects.filter(action__in=READ_ACTIONS).extra(
         where=[
             "EXISTS (SELECT 1 FROM jsonb_array_elements(payload::jsonb -> 'reads') AS r"
-            " WHERE (r ->> 'object_type' = ANY(%s) AND r -> 'object_ids' ? %s) OR r -> 'object_ids' ?| %s)"
+            " WHERE (r ->> 'type' = ANY(%s) AND r -> 'ids' ? %s) OR r -> 'ids' ?| %s)"
         ],
         params=[list(_BY_HOLDER_ID), str(cardholder_id), card_numbers],
     )
@@ -80,8 +81,8 @@ def cardholder_access_log(
         mine = [
             r
             for r in payload.get("reads", ())
-            if (r.get("object_type") in _BY_HOLDER_ID and str(cardholder_id) in r.get("object_ids", ()))
-            or set(card_numbers) & set(r.get("object_ids", ()))
+            if (r.get("type") in _BY_HOLDER_ID and str(cardholder_id) in r.get("ids", ()))
+            or set(card_numbers) & set(r.get("ids", ()))
         ]
         fields = sorted({f for r in mine for f in r.get("fields") or ()})
         if entry.action == "admin.read":

@@ -133,7 +133,7 @@ def test_access_log_lists_grant_graphql_and_admin_reads_and_nothing_of_others(of
         data={
             "operation": "CardTrips",
             "reads": [
-                {"object_type": "card_transactions", "object_ids": [card.card_no], "fields": ["amount"]}
+                {"type": "card_transactions", "ids": [card.card_no], "fields": ["amount"]}
             ],
         },
     )
@@ -142,7 +142,7 @@ def test_access_log_lists_grant_graphql_and_admin_reads_and_nothing_of_others(of
         actor="apikey:jx-library",
         object_type="apikey",
         object_id="jx-library",
-        data={"operation": "Other", "reads": [{"object_type": "cardholder", "object_ids": [str(other.pk)]}]},
+        data={"operation": "Other", "reads": [{"type": "cardholder", "ids": [str(other.pk)]}]},
     )
     page = officer.get(f"/admin/cards/cardholder/{person.pk}/change/", **HOST)
     assert page.status_code == 200 and "access-log" in page.content.decode()
