@@ -1,7 +1,8 @@
 """The two admin sites: the platform's (on the base domain) and a tenant's (on its own domain).
 
 A platform user signs in only on the platform site; a tenant user only on its own tenant's site, and
-only while that tenant is active. What each may see there follows its role (see roles.py).
+only while that tenant is active (the rule: access.site_refusal). What each may see there follows its role
+(see roles.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from django.contrib.admin import AdminSite
 from django.db import connection
 
-from citycard.platform.models import PLATFORM_ROLES, TENANT_ROLES
+from citycard.platform.access import is_site_member
 
 
 def _current_tenant(request):
@@ -22,15 +23,9 @@ class PlatformAdminSite(AdminSite):
     index_title = "Tenants, roaming networks and clearing"
 
     def has_permission(self, request) -> bool:
-        user = request.user
         tenant = _current_tenant(request)
         return bool(
-            user.is_active
-            and user.is_staff
-            and getattr(user, "tenant_id", None) is None
-            and getattr(user, "role", None) in PLATFORM_ROLES
-            and tenant is not None
-            and tenant.schema_name == "public"
+            tenant is not None and tenant.is_platform and is_site_member(user=request.user, tenant=tenant)
         )
 
 
@@ -39,16 +34,9 @@ class TenantAdminSite(AdminSite):
     index_title = "Citizen-card administration"
 
     def has_permission(self, request) -> bool:
-        user = request.user
         tenant = _current_tenant(request)
         return bool(
-            user.is_active
-            and user.is_staff
-            and tenant is not None
-            and tenant.schema_name != "public"
-            and getattr(user, "role", None) in TENANT_ROLES
-            and user.tenant_id == tenant.pk
-            and tenant.is_active
+            tenant is not None and not tenant.is_platform and is_site_member(user=request.user, tenant=tenant)
         )
 
     def each_context(self, request):

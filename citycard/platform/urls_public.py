@@ -1,6 +1,12 @@
 """URLs on the platform's bare base domain (public schema). Mounts the platform-side parts of the
-other packages as they are built; this and urls.py are the only platform modules that may import them."""
+other packages as they are built; this and urls.py are the only platform modules that may import them.
 
+Every view needs a signed-in platform user (middleware.SiteAccessMiddleware) unless marked
+``login_not_required``: the admin's sign-in page and GraphQL (which authenticates
+a platform user's session or a platform API key itself).
+"""
+
+from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 
 from citycard.graphql.views import PlatformGraphQLView
@@ -11,5 +17,6 @@ urlpatterns = [
     path("", views.platform_home, name="home"),
     path("status.json", views.status, name="status"),
     path("admin/", platform_admin.urls),
-    path("graphql/", PlatformGraphQLView.as_view(), name="graphql"),
+    # Authenticates itself: a platform user's session (with its CSRF check) or a platform API key.
+    path("graphql/", login_not_required(PlatformGraphQLView.as_view()), name="graphql"),
 ]

@@ -1,4 +1,9 @@
-"""The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams)."""
+"""The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams);
+the site's status.
+
+Every view here is for signed-in staff of the host's site only
+(middleware.SiteAccessMiddleware): a new view is closed until it is deliberately opened.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from citycard.platform.audit.models import AuditEntry
+from citycard.platform.audit.selectors import audit_count, audit_recent
 from citycard.platform.selectors import network_members, tenant_list, tenant_networks
 from citycard.platform.services import NETWORKS
 
@@ -34,16 +39,15 @@ def tenant_home(request):
 
 
 def status(request):
-    """Machine-readable status of whichever schema this host routes to."""
+    """Machine-readable status of the site this host routes to, for its own staff: its audit log only."""
     tenant = request.tenant
-    recent = list(AuditEntry.objects.order_by("-seq").values("seq", "action", "object_id")[:20])
     return JsonResponse(
         {
             "tenant": tenant.code,
             "kind": tenant.kind,
             "schema": connection.schema_name,
-            "audit_entries": AuditEntry.objects.count(),
-            "recent": recent,
+            "audit_entries": audit_count(),
+            "recent": audit_recent(limit=20),
         },
         json_dumps_params={"ensure_ascii": False},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -14,6 +15,7 @@ from citycard.platform.keys import tenant_sign
 from citycard.tenants.exchange.terminal_hotlist import terminal_hotlist_payload, terminal_hotlist_refresh
 
 
+@login_not_required  # terminals have no session
 @require_GET
 def hotlist_download(request):
     """The tenant-signed hotlist: full, or the delta since the version the terminal holds.

@@ -1,0 +1,48 @@
+"""Nothing anonymous: pages and JSON need a signed-in user of the host's own site."""
+
+from __future__ import annotations
+
+import pytest
+from django_tenants.utils import schema_context
+
+from citycard.platform.audit.services import audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+def test_status_json_answers_401_without_a_sign_in_and_names_nothing_of_the_tenant(client):
+    with schema_context("hangzhou"):
+        audit_record(action="card.report_lost", actor="test", object_id="3301000100000017")
+    response = client.get("/status.json", HTTP_HOST="hangzhou.localhost")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthenticated"
+    assert b"3301000100000017" not in response.content and b"recent" not in response.content
+
+
+def test_status_json_answers_403_to_staff_of_another_site(staff_client):
+    response = staff_client("jiaxing").get("/status.json", HTTP_HOST="hangzhou.localhost")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"]["code"] == "wrong_site"
+    assert "jiaxing.localhost" in body["error"]["message"]
+    assert "recent" not in body
+
+
+def test_status_json_shows_its_staff_only_their_own_sites_log(staff_client):
+    with schema_context("jiaxing"):
+        audit_record(action="probe.jiaxing", actor="test", object_id="jx-only")
+    body = staff_client("hangzhou").get("/status.json", HTTP_HOST="hangzhou.localhost").json()
+    assert body["tenant"] == "hangzhou"
+    assert "jx-only" not in {row["object_id"] for row in body["recent"]}
+
+
+def test_a_page_sends_an_anonymous_browser_to_the_sign_in_form(client):
+    response = client.get("/", HTTP_HOST="hangzhou.localhost")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/"
+
+
+def test_a_page_sends_staff_of_another_site_to_the_sign_in_form(staff_client):
+    response = staff_client(None).get("/", HTTP_HOST="hangzhou.localhost")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
