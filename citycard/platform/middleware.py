@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import split_domain_port
@@ -9,6 +10,10 @@ from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import remove_www
 
 from citycard.platform.access import site_refusal
+
+# Liveness and readiness carry no data and must answer without the database (liveness) or before it is
+# known to be up (readiness): they are routed without looking the host up among the tenants' domains.
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class TenantMiddleware(TenantMainMiddleware):
@@ -23,6 +28,10 @@ class TenantMiddleware(TenantMainMiddleware):
         return remove_www(domain)
 
     def process_request(self, request):
+        if request.path_info in HEALTH_PATHS:
+            request.tenant = None
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            return None
         response = super().process_request(request)
         if response is not None:
             return response

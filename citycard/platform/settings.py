@@ -50,6 +50,8 @@ ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}", "testserver", ".testserver"]
 CSRF_TRUSTED_ORIGINS = [f"http://*.{BASE_DOMAIN}", f"https://*.{BASE_DOMAIN}"]
 if os.environ.get("CITYCARD_EXTRA_HOSTS"):
     ALLOWED_HOSTS += [h.strip() for h in os.environ["CITYCARD_EXTRA_HOSTS"].split(",") if h.strip()]
+# /readyz: how long each check (database, broker) may take before it counts as down.
+READINESS_TIMEOUT_S = float(os.environ.get("CITYCARD_READINESS_TIMEOUT_S") or "2")
 
 # ---------------------------------------------------------------------------------------------------
 # Applications. SHARED_APPS live in the public schema (the platform and interop); TENANT_APPS are

@@ -1,7 +1,7 @@
 """URLs on a tenant's domain (``<code>.<base domain>``), run in that tenant's schema.
 
 Every view needs a signed-in user of this tenant's site (middleware.SiteAccessMiddleware) unless marked
-``login_not_required``: the admin's sign-in page, the terminal endpoints (a terminal's
+``login_not_required``: the health checks, the admin's sign-in page, the terminal endpoints (a terminal's
 Ed25519 signature) and GraphQL (a partner app's API key).
 """
 
@@ -15,6 +15,8 @@ from citycard.platform.admin_sites import tenant_admin
 urlpatterns = [
     path("", views.tenant_home, name="home"),
     path("status.json", views.status, name="status"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", tenant_admin.urls),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),

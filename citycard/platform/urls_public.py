@@ -2,7 +2,7 @@
 other packages as they are built; this and urls.py are the only platform modules that may import them.
 
 Every view needs a signed-in platform user (middleware.SiteAccessMiddleware) unless marked
-``login_not_required``: the admin's sign-in page and GraphQL (which authenticates
+``login_not_required``: the health checks, the admin's sign-in page and GraphQL (which authenticates
 a platform user's session or a platform API key itself).
 """
 
@@ -16,6 +16,8 @@ from citycard.platform.admin_sites import platform_admin
 urlpatterns = [
     path("", views.platform_home, name="home"),
     path("status.json", views.status, name="status"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", platform_admin.urls),
     # Authenticates itself: a platform user's session (with its CSRF check) or a platform API key.
     path("graphql/", login_not_required(PlatformGraphQLView.as_view()), name="graphql"),

@@ -1,17 +1,21 @@
 """The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams);
-the site's status.
+the site's status; liveness and readiness.
 
-Every view here is for signed-in staff of the host's site only
+Every view here but the health checks is for signed-in staff of the host's site only
 (middleware.SiteAccessMiddleware): a new view is closed until it is deliberately opened.
 """
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 from citycard.platform.audit.selectors import audit_count, audit_recent
+from citycard.platform.health import OK, readiness
 from citycard.platform.selectors import network_members, tenant_list, tenant_networks
 from citycard.platform.services import NETWORKS
 
@@ -51,3 +55,21 @@ def status(request):
         },
         json_dumps_params={"ensure_ascii": False},
     )
+
+
+@login_not_required  # liveness carries no data
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Touches neither the database nor the broker."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required  # readiness names only what is down, never any data
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database and the broker are reachable, else 503 naming which is down."""
+    checks = readiness()
+    ready = all(state == OK for state in checks.values())
+    return JsonResponse(checks, status=200 if ready else 503)

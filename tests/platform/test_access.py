@@ -1,10 +1,14 @@
-"""Nothing anonymous: pages and JSON need a signed-in user of the host's own site."""
+"""Nothing anonymous but health: pages and JSON need a signed-in user of the host's own site; liveness
+and readiness answer anyone, carry no data, and readiness is bounded in time."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from django_tenants.utils import schema_context
 
+from citycard.platform import health
 from citycard.platform.audit.services import audit_record
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +50,38 @@ def test_a_page_sends_staff_of_another_site_to_the_sign_in_form(staff_client):
     response = staff_client(None).get("/", HTTP_HOST="hangzhou.localhost")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_healthz_answers_anyone_without_touching_the_database(client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(0):
+        response = client.get("/healthz", HTTP_HOST="hangzhou.localhost")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert client.get("/healthz", HTTP_HOST="localhost").status_code == 200
+
+
+def test_healthz_answers_even_on_a_host_no_tenant_owns(client):
+    assert client.get("/healthz", HTTP_HOST="atlantis.localhost").status_code == 200
+
+
+def test_readyz_names_the_database_and_broker_and_nothing_else(client):
+    response = client.get("/readyz", HTTP_HOST="localhost")
+    assert (response.status_code, response.json()) == (200, {"database": "ok", "broker": "ok"})
+
+
+def test_readyz_is_503_naming_the_broker_when_it_is_down_within_its_timeout(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    settings.READINESS_TIMEOUT_S = 1.0
+    started = time.monotonic()
+    response = client.get("/readyz", HTTP_HOST="localhost")
+    assert time.monotonic() - started < 3
+    assert (response.status_code, response.json()) == (503, {"database": "ok", "broker": "down"})
+
+
+def test_readyz_is_503_naming_the_database_when_it_is_down(client, monkeypatch):
+    class Unreachable:
+        def get_connection_params(self):
+            return {"dbname": "citycard", "user": "citycard", "host": "127.0.0.1", "port": 1}
+
+    monkeypatch.setattr(health, "connections", {"default": Unreachable()})
+    response = client.get("/readyz", HTTP_HOST="localhost")
+    assert (response.status_code, response.json()) == (503, {"database": "down", "broker": "ok"})
