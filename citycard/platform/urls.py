@@ -2,7 +2,8 @@
 
 Every view needs a signed-in user of this tenant's site (middleware.SiteAccessMiddleware) unless marked
 ``login_not_required``: the health checks, the admin's sign-in page, the terminal endpoints (a terminal's
-Ed25519 signature) and GraphQL (a partner app's API key).
+Ed25519 signature) and GraphQL (a partner app's API key). tests/platform/test_web_probe.py
+holds the list and requests every URL here anonymously and as every role of another site.
 """
 
 from django.contrib.auth.decorators import login_not_required

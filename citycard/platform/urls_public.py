@@ -3,7 +3,8 @@ other packages as they are built; this and urls.py are the only platform modules
 
 Every view needs a signed-in platform user (middleware.SiteAccessMiddleware) unless marked
 ``login_not_required``: the health checks, the admin's sign-in page and GraphQL (which authenticates
-a platform user's session or a platform API key itself).
+a platform user's session or a platform API key itself). tests/platform/test_web_probe.py
+holds the list and requests every URL here anonymously and as every role of another site.
 """
 
 from django.contrib.auth.decorators import login_not_required
