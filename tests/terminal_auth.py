@@ -6,13 +6,12 @@ import datetime as dt
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.signing import TerminalCredentials, public_key_bytes
 
 
 def terminal_with_key(*, terminal_id: str, tenant_code: str) -> TerminalCredentials:
     """Register a terminal in the current tenant schema; the credentials it signs requests with."""
-    from citycard.tenants.terminals.services import terminal_register
-
     key = Ed25519PrivateKey.generate()
     terminal_register(
         terminal_id=terminal_id,

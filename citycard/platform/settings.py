@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from citycard.platform.embedded_pg import default_data_dir
 
@@ -40,9 +41,7 @@ PRODUCTION = _env_bool("CITYCARD_PRODUCTION", False)
 
 
 def _refuse(message: str) -> NoReturn:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(message)
+    raise ImproperlyConfigured(message)  # citycard's CLI prints it as one line and exits 2
 
 
 def _secret_key() -> str:

@@ -6,15 +6,13 @@ import pytest
 from django.test import Client
 
 from citycard.platform import services
-from citycard.platform.models import Role, Tenant, TenantKind
+from citycard.platform.models import Role, Tenant, TenantKind, User
 
 PASSWORD = "a-long-test-password"
 
 
 def site_staff(code: str | None):
     """A staff user of the site of tenant ``code`` (None: the platform), created on first use."""
-    from citycard.platform.models import User
-
     username = f"staff-{code or 'platform'}"
     user = User.objects.filter(username=username).first()
     if user is not None:
