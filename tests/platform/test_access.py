@@ -85,3 +85,11 @@ def test_readyz_is_503_naming_the_database_when_it_is_down(client, monkeypatch):
     monkeypatch.setattr(health, "connections", {"default": Unreachable()})
     response = client.get("/readyz", HTTP_HOST="localhost")
     assert (response.status_code, response.json()) == (503, {"database": "down", "broker": "ok"})
+
+
+def test_probes_over_plain_http_are_not_redirected_to_https(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz", HTTP_HOST="hangzhou.localhost").status_code == 200
+    assert client.get("/readyz", HTTP_HOST="localhost").status_code == 200
+    page = client.get("/", HTTP_HOST="hangzhou.localhost")
+    assert (page.status_code, page["Location"]) == (301, "https://hangzhou.localhost/")
