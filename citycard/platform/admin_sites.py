@@ -1,54 +1,58 @@
 """The two admin sites: the platform's (on the base domain) and a tenant's (on its own domain).
 
 A platform user signs in only on the platform site; a tenant user only on its own tenant's site, and
-only while that tenant is active. What each may see there follows its role (see roles.py).
+only while that tenant is active (the rule: access.site_refusal). The sign-in form refuses anyone else on
+the form itself, before a session exists. What each may see there follows its role (see roles.py).
 """
 
 from __future__ import annotations
 
 from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.db import connection
 
-from citycard.platform.models import PLATFORM_ROLES, TENANT_ROLES
+from citycard.platform.access import is_site_member, site_refusal
 
 
 def _current_tenant(request):
     return getattr(request, "tenant", None) or getattr(connection, "tenant", None)
 
 
+class SiteAuthenticationForm(AdminAuthenticationForm):
+    """The admin's sign-in form, refusing a user who does not belong to this site (another tenant's
+    user, a county officer on its city's site, a platform user on a tenant's site, a tenant user on the
+    platform's). Refused here, the login never reaches ``login()``: no session row, no session cookie."""
+
+    def confirm_login_allowed(self, user) -> None:
+        super().confirm_login_allowed(user)  # inactive or not staff: Django's own messages
+        refusal = site_refusal(user=user, tenant=_current_tenant(self.request))
+        if refusal is not None:
+            raise ValidationError(refusal, code="wrong_site")
+
+
 class PlatformAdminSite(AdminSite):
     site_header = "CityCard Interop · platform"
     site_title = "CityCard platform"
     index_title = "Tenants, roaming networks and clearing"
+    login_form = SiteAuthenticationForm
 
     def has_permission(self, request) -> bool:
-        user = request.user
         tenant = _current_tenant(request)
         return bool(
-            user.is_active
-            and user.is_staff
-            and getattr(user, "tenant_id", None) is None
-            and getattr(user, "role", None) in PLATFORM_ROLES
-            and tenant is not None
-            and tenant.schema_name == "public"
+            tenant is not None and tenant.is_platform and is_site_member(user=request.user, tenant=tenant)
         )
 
 
 class TenantAdminSite(AdminSite):
     site_title = "CityCard"
     index_title = "Citizen-card administration"
+    login_form = SiteAuthenticationForm
 
     def has_permission(self, request) -> bool:
-        user = request.user
         tenant = _current_tenant(request)
         return bool(
-            user.is_active
-            and user.is_staff
-            and tenant is not None
-            and tenant.schema_name != "public"
-            and getattr(user, "role", None) in TENANT_ROLES
-            and user.tenant_id == tenant.pk
-            and tenant.is_active
+            tenant is not None and not tenant.is_platform and is_site_member(user=request.user, tenant=tenant)
         )
 
     def each_context(self, request):

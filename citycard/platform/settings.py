@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import NoReturn
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from citycard.platform.embedded_pg import default_data_dir
 
@@ -28,10 +30,39 @@ def _env_bool(name: str, default: bool) -> bool:
 DATA_DIR = Path(os.environ.get("CITYCARD_DATA_DIR") or default_data_dir()).expanduser().resolve()
 
 
+# ---------------------------------------------------------------------------------------------------
+# Security and production (docs/configuration.md, "Production"). With nothing set this is a development
+# or demo machine: a secret key generated into the data directory, plain HTTP. CITYCARD_PRODUCTION=on
+# refuses to start without a real secret key and master key from the environment, and turns Secure
+# cookies and the HTTPS redirect on unless told otherwise. HSTS is opt-in (seconds > 0): browsers remember
+# it, so it is only set once HTTPS works on the base domain and every tenant's subdomain.
+# ---------------------------------------------------------------------------------------------------
+PRODUCTION = _env_bool("CITYCARD_PRODUCTION", False)
+
+
+def _refuse(message: str) -> NoReturn:
+    raise ImproperlyConfigured(message)  # citycard's CLI prints it as one line and exits 2
+
+
 def _secret_key() -> str:
-    """SECRET_KEY from the environment, or one generated once and kept in the data directory."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
+    """CITYCARD_SECRET_KEY (or SECRET_KEY, its older name) from the environment; outside production,
+    one generated once and kept in the data directory."""
+    key = (os.environ.get("CITYCARD_SECRET_KEY") or os.environ.get("SECRET_KEY") or "").strip()
+    if PRODUCTION:
+        generate = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        if not key:
+            _refuse(
+                f"CITYCARD_PRODUCTION is on but CITYCARD_SECRET_KEY is not set; generate one with {generate}"
+            )
+        # Django's own bar (check --deploy, security.W009), which placeholders like "change-me" fail too.
+        if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+            _refuse(
+                "CITYCARD_SECRET_KEY is too weak for production (a placeholder? it needs at least 50 "
+                f"characters, 5 distinct); generate one with {generate}"
+            )
+        return key
+    if key:
+        return key
     key_file = DATA_DIR / "secret_key"
     try:
         return key_file.read_text().strip()
@@ -44,12 +75,39 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+if PRODUCTION and not os.environ.get("CITYCARD_MASTER_KEY", "").strip():
+    # keys.py would otherwise generate a development master key into the data directory on first use.
+    _refuse("CITYCARD_PRODUCTION is on but CITYCARD_MASTER_KEY is not set (see docs/configuration.md)")
 DEBUG = _env_bool("CITYCARD_DEBUG", False)
 BASE_DOMAIN = os.environ.get("CITYCARD_BASE_DOMAIN", "localhost").strip().lower()
 ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}", "testserver", ".testserver"]
-CSRF_TRUSTED_ORIGINS = [f"http://*.{BASE_DOMAIN}", f"https://*.{BASE_DOMAIN}"]
 if os.environ.get("CITYCARD_EXTRA_HOSTS"):
     ALLOWED_HOSTS += [h.strip() for h in os.environ["CITYCARD_EXTRA_HOSTS"].split(",") if h.strip()]
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+# Browsers' requests from the base domain and every tenant's subdomain (plain HTTP only outside production),
+# plus any other origin named (a load balancer's name, an admin on another host).
+CSRF_TRUSTED_ORIGINS = [f"https://*.{BASE_DOMAIN}"]
+if not PRODUCTION:
+    CSRF_TRUSTED_ORIGINS.append(f"http://*.{BASE_DOMAIN}")
+CSRF_TRUSTED_ORIGINS += _env_list("CITYCARD_CSRF_TRUSTED_ORIGINS")
+# HTTPS: redirect plain HTTP (not the health checks: probes call the process directly), cookies over HTTPS only.
+SECURE_SSL_REDIRECT = _env_bool("CITYCARD_SSL_REDIRECT", PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("CITYCARD_SECURE_COOKIES", PRODUCTION)
+SECURE_HSTS_SECONDS = int(os.environ.get("CITYCARD_HSTS_SECONDS") or "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("CITYCARD_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("CITYCARD_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy: the header (as Django's META names it) saying the client used HTTPS,
+# e.g. HTTP_X_FORWARDED_PROTO. Only set it when the proxy always sets or strips that header itself.
+if os.environ.get("CITYCARD_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (os.environ["CITYCARD_PROXY_SSL_HEADER"].strip(), "https")
+# /readyz: how long each check (database, broker) may take before it counts as down.
+READINESS_TIMEOUT_S = float(os.environ.get("CITYCARD_READINESS_TIMEOUT_S") or "2")
 
 # ---------------------------------------------------------------------------------------------------
 # Applications. SHARED_APPS live in the public schema (the platform and interop); TENANT_APPS are
@@ -106,6 +164,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Nothing anonymous but health checks and self-authenticating endpoints; sessions only on their own site.
+    "citycard.platform.middleware.SiteAccessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

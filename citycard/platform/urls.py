@@ -1,5 +1,12 @@
-"""URLs on a tenant's domain (``<code>.<base domain>``), run in that tenant's schema."""
+"""URLs on a tenant's domain (``<code>.<base domain>``), run in that tenant's schema.
 
+Every view needs a signed-in user of this tenant's site (middleware.SiteAccessMiddleware) unless marked
+``login_not_required``: the health checks, the admin's sign-in page, the terminal endpoints (a terminal's
+Ed25519 signature) and GraphQL (a partner app's API key). tests/platform/test_web_probe.py
+holds the list and requests every URL here anonymously and as every role of another site.
+"""
+
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
 from citycard.graphql.views import TenantGraphQLView
@@ -9,8 +16,11 @@ from citycard.platform.admin_sites import tenant_admin
 urlpatterns = [
     path("", views.tenant_home, name="home"),
     path("status.json", views.status, name="status"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", tenant_admin.urls),
-    path("graphql/", TenantGraphQLView.as_view(), name="graphql"),
+    # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
+    path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
     path("", include("citycard.tenants.cards.urls")),
 ]

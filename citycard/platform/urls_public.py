@@ -1,6 +1,13 @@
 """URLs on the platform's bare base domain (public schema). Mounts the platform-side parts of the
-other packages as they are built; this and urls.py are the only platform modules that may import them."""
+other packages as they are built; this and urls.py are the only platform modules that may import them.
 
+Every view needs a signed-in platform user (middleware.SiteAccessMiddleware) unless marked
+``login_not_required``: the health checks, the admin's sign-in page and GraphQL (which authenticates
+a platform user's session or a platform API key itself). tests/platform/test_web_probe.py
+holds the list and requests every URL here anonymously and as every role of another site.
+"""
+
+from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 
 from citycard.graphql.views import PlatformGraphQLView
@@ -10,6 +17,9 @@ from citycard.platform.admin_sites import platform_admin
 urlpatterns = [
     path("", views.platform_home, name="home"),
     path("status.json", views.status, name="status"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", platform_admin.urls),
-    path("graphql/", PlatformGraphQLView.as_view(), name="graphql"),
+    # Authenticates itself: a platform user's session (with its CSRF check) or a platform API key.
+    path("graphql/", login_not_required(PlatformGraphQLView.as_view()), name="graphql"),
 ]

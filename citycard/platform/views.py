@@ -1,12 +1,21 @@
-"""The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams)."""
+"""The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams);
+the site's status; liveness and readiness.
+
+Every view here but the health checks is for signed-in staff of the host's site only
+(middleware.SiteAccessMiddleware): a new view is closed until it is deliberately opened.
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
-from citycard.platform.audit.models import AuditEntry
+from citycard.platform.audit.selectors import audit_count, audit_recent
+from citycard.platform.health import OK, readiness
 from citycard.platform.selectors import network_members, tenant_list, tenant_networks
 from citycard.platform.services import NETWORKS
 
@@ -34,16 +43,33 @@ def tenant_home(request):
 
 
 def status(request):
-    """Machine-readable status of whichever schema this host routes to."""
+    """Machine-readable status of the site this host routes to, for its own staff: its audit log only."""
     tenant = request.tenant
-    recent = list(AuditEntry.objects.order_by("-seq").values("seq", "action", "object_id")[:20])
     return JsonResponse(
         {
             "tenant": tenant.code,
             "kind": tenant.kind,
             "schema": connection.schema_name,
-            "audit_entries": AuditEntry.objects.count(),
-            "recent": recent,
+            "audit_entries": audit_count(),
+            "recent": audit_recent(limit=20),
         },
         json_dumps_params={"ensure_ascii": False},
     )
+
+
+@login_not_required  # liveness carries no data
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Touches neither the database nor the broker."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required  # readiness names only what is down, never any data
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database and the broker are reachable, else 503 naming which is down."""
+    checks = readiness()
+    ready = all(state == OK for state in checks.values())
+    return JsonResponse(checks, status=200 if ready else 503)

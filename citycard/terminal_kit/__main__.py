@@ -4,7 +4,8 @@
     citycard-terminal validate --reader "Virtual PCD 00 00" --fare 200 --queue taps.sqlite
     citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
         --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json
-    citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --tenant-keys hangzhou-keys.json
+    citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
+        --key terminal.key --tenant-keys hangzhou-keys.json
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from citycard.terminal_kit.devkeys import SIM_KEYS
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import SoftwareSam
-from citycard.terminal_kit.signing import SignatureError
+from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 from citycard.terminal_kit.tap import FixedFare, Validator
@@ -110,11 +111,21 @@ def _tenant_keys(path: str) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
+def _private_key(path: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(Path(path).read_text().strip()))
+
+
 def sync(args: argparse.Namespace) -> int:
     store = TapStore(args.queue)
+    credentials = TerminalCredentials(
+        tenant=args.tenant, key_id=f"{args.terminal_id}:k{args.key_version}", key=_private_key(args.key)
+    )
     try:
         held = Downloader(
-            base_url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host
+            base_url=args.url,
+            tenant_keys=_tenant_keys(args.tenant_keys),
+            credentials=credentials,
+            host=args.host,
         ).hotlist(store)
     except DownloadError as exc:
         print(f"sync: {exc}; keeping hotlist version {hotlist_held(store).version}", file=sys.stderr)
@@ -160,7 +171,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def upload(args: argparse.Namespace) -> int:
-    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(Path(args.key).read_text().strip()))
+    key = _private_key(args.key)
     uploader = Uploader(url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host)
     store = TapStore(args.queue)
     sent = uploader.drain(
@@ -189,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--route", default="151")
     parser.add_argument("--terminal-no", default="330100000001", help="the 6-byte terminal number, hex")
     parser.add_argument("--fare", type=int, default=200, help="fixed fare in fen (without --rules)")
-    parser.add_argument("--rules", help="the tenant's signed rule document (JSON), e.g. from `citycard fares export`")
+    parser.add_argument(
+        "--rules", help="the tenant's signed rule document (JSON), e.g. from `citycard fares export`"
+    )
     parser.add_argument("--rules-keys", help="JSON file {key_id: base64 public key} verifying --rules")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="drive virtual cards through a validator")
@@ -218,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--url", required=True, help="the tenant's site, e.g. https://hangzhou.example")
     sy.add_argument("--host", help="Host header, when --url names an address")
     sy.add_argument("--queue", default="taps.sqlite")
+    sy.add_argument("--terminal-id", required=True)
+    sy.add_argument(
+        "--key", required=True, help="file with the terminal's Ed25519 private key, base64 of 32 bytes"
+    )
+    sy.add_argument("--key-version", type=int, default=1)
     sy.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     args = parser.parse_args(argv)
     return {"simulate": simulate, "validate": validate, "upload": upload, "sync": sync}[args.command](args)

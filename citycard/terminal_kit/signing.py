@@ -8,8 +8,10 @@ Rule documents, hotlists, terminal batches and their acknowledgements, and inter
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -132,3 +134,45 @@ def verify_document(
     except TypeError as exc:
         raise SignatureError(str(exc), code="malformed") from exc
     return dict(payload)
+
+
+# --- signed requests ---------------------------------------------------------------------------------
+# A request without a body (the hotlist download) is signed in three headers. The signature covers the
+# canonical JSON of what identifies the request, so it cannot be moved to another path, query, tenant or
+# time; the back office accepts it within its clock-skew window (docs/terminal-protocol.md).
+
+KEY_HEADER, TIME_HEADER, SIGNATURE_HEADER = "X-Terminal-Key", "X-Terminal-Time", "X-Terminal-Signature"
+
+
+def request_signing_bytes(*, method: str, path: str, tenant: str, key_id: str, at: str) -> bytes:
+    """The bytes a terminal signs for a request: method, path with its query, tenant, key id and time."""
+    return canonical_json(
+        {
+            "kind": "terminal-request",
+            "method": method.upper(),
+            "path": path,
+            "tenant": tenant,
+            "key_id": key_id,
+            "at": at,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class TerminalCredentials:
+    """A terminal's identity at its tenant's back office: the key it signs with and that key's id."""
+
+    tenant: str
+    key_id: str  # "<terminal id>:k<version>", as registered
+    key: Ed25519PrivateKey
+
+    def headers(self, *, method: str, path: str, at: dt.datetime) -> dict[str, str]:
+        at_text = at.astimezone(dt.UTC).isoformat(timespec="seconds")
+        signed = request_signing_bytes(
+            method=method, path=path, tenant=self.tenant, key_id=self.key_id, at=at_text
+        )
+        return {
+            KEY_HEADER: self.key_id,
+            TIME_HEADER: at_text,
+            SIGNATURE_HEADER: b64encode(self.key.sign(signed)),
+        }

@@ -1,15 +1,18 @@
 """Downloads (下载): keep the terminal's hotlist current from the back office, and keep it across restarts.
 
-``GET /terminal/v1/hotlist?since=<held version>`` on the tenant's domain answers 304 when the terminal is
-current, or a tenant-signed document: the delta since the held version, or the full list (a first download,
-or a terminal whose version the back office no longer knows). The document is verified against the
-tenant's public keys and applied (``Hotlist.apply``: never an older version, a delta only on the version
-it was made for); a delta that does not fit is answered by fetching the full list. What the terminal holds
-is written to its queue database, so a validator restarted offline still blocks what it blocked before.
+``GET /terminal/v1/hotlist?since=<held version>`` on the tenant's domain, signed by the terminal's key
+(``TerminalCredentials``: the back office answers no one else), answers 304 when the terminal is
+current, or a tenant-signed document: the delta since the held version, or the full list (a first
+download, or a terminal whose version the back office no longer knows). The document is verified against
+the tenant's public keys and applied (``Hotlist.apply``: never an older version, a delta only on the
+version it was made for); a delta that does not fit is answered by fetching the full list. What the
+terminal holds is written to its queue database, so a validator restarted offline still blocks what it
+blocked before.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
-from citycard.terminal_kit.signing import SignatureError
+from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
 
 HttpGet = Callable[[str, dict[str, str]], tuple[int, bytes]]
@@ -46,15 +49,22 @@ def hotlist_held(store: TapStore) -> Hotlist:
     return Hotlist(tenant=body.get("tenant", ""), version=version, cards=frozenset(body.get("cards", [])))
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 @dataclass
 class Downloader:
     base_url: str  # the tenant's site, e.g. https://hangzhou.example
     tenant_keys: dict[str, bytes]
+    credentials: TerminalCredentials  # every download is signed: the hotlist is for the tenant's terminals
     get: HttpGet = urllib_get
     host: str | None = None  # Host header when base_url names an address rather than the tenant's domain
+    clock: Callable[[], dt.datetime] = _utcnow
 
     def _fetch(self, path: str) -> tuple[int, bytes]:
         headers = {"Accept": "application/json"}
+        headers.update(self.credentials.headers(method="GET", path=path, at=self.clock()))
         if self.host:
             headers["Host"] = self.host
         try:

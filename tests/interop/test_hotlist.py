@@ -13,6 +13,7 @@ from citycard.interop.models import NetworkHotlist
 from citycard.tenants.cards.services import card_report_lost, card_unfreeze
 from citycard.tenants.exchange.models import InboxMessage
 from citycard.tenants.exchange.selectors import network_hotlist as inbox_hotlist
+from tests.terminal_auth import signed, terminal_with_key
 
 from .conftest import DAY, at, card_no, cards_known
 
@@ -72,7 +73,8 @@ class _Office:
         self.client, self.host = client, f"{code}.localhost"
 
     def get(self, url, headers):
-        response = self.client.get(url.split("localhost", 1)[1], HTTP_HOST=self.host)
+        meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+        response = self.client.get(url.split("localhost", 1)[1], HTTP_HOST=self.host, **meta)
         return response.status_code, response.content
 
 
@@ -82,9 +84,12 @@ def _terminal(client, tenant, code, tmp_path):
     from citycard.terminal_kit.sync import Downloader
 
     store = TapStore(tmp_path / f"{code}.sqlite")
+    with tenant_context(tenant(code)):
+        credentials = terminal_with_key(terminal_id=f"{code.upper()}-BUS-1", tenant_code=code)
     down = Downloader(
         base_url=f"http://{code}.localhost",
         tenant_keys=tenant_public_keys(tenant=tenant(code)),
+        credentials=credentials,
         get=_Office(client, code).get,
     )
     return store, down
@@ -126,13 +131,15 @@ def test_terminals_block_network_and_city_cards(tenant, client, tmp_path):
         card_unfreeze(card_no=jx[0], actor="test", at=at(DAY, 15))
     hotlists_exchange(now=at(DAY, 16))
     version = held_hz.version
-    response = client.get(f"/terminal/v1/hotlist?since={version}", HTTP_HOST="hangzhou.localhost")
+    path = f"/terminal/v1/hotlist?since={version}"
+    response = client.get(path, HTTP_HOST="hangzhou.localhost", **signed(hz_terminal.credentials, path))
     assert json.loads(response.content)["payload"]["delta"]["removed"] == [jx[0]]
     held_hz = hz_terminal.hotlist(hz_store)
     assert jx[0] not in held_hz and held_hz.version > version
     assert jx[0] not in tl_terminal.hotlist(tl_store)
     # Up to date: 304, the version stays.
-    response = client.get(f"/terminal/v1/hotlist?since={held_hz.version}", HTTP_HOST="hangzhou.localhost")
+    path = f"/terminal/v1/hotlist?since={held_hz.version}"
+    response = client.get(path, HTTP_HOST="hangzhou.localhost", **signed(hz_terminal.credentials, path))
     assert response.status_code == 304
 
 

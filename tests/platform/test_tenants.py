@@ -149,7 +149,7 @@ def test_cli_create_and_list(capsys):
     assert rows["tonglu"]["networks"] == rows["hangzhou"]["networks"] == ["yrd"]
 
 
-def test_suspend_and_activate(client, tenant):
+def test_suspend_and_activate(client, tenant, staff_client):
     services.tenant_suspend(code="jiaxing", reason="contract under review")
     response = client.get("/", HTTP_HOST="jiaxing.localhost")
     assert response.status_code == 403
@@ -157,7 +157,7 @@ def test_suspend_and_activate(client, tenant):
     with pytest.raises(DomainError, match="already suspended"):
         services.tenant_suspend(code="jiaxing", reason="again")
     services.tenant_activate(code="jiaxing")
-    assert client.get("/", HTTP_HOST="jiaxing.localhost").status_code == 200
+    assert staff_client("jiaxing").get("/", HTTP_HOST="jiaxing.localhost").status_code == 200
     with pytest.raises(DomainError, match="reason is required"):
         services.tenant_suspend(code="jiaxing", reason=" ")
 

@@ -11,6 +11,7 @@ def test_simulate_a_day_in_process(capsys, tmp_path):
 def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys, tmp_path):
     import base64
     import json
+    import os
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,7 +28,7 @@ def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys,
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            seen.append((self.path, self.headers["Host"]))
+            seen.append((self.path, self.headers["Host"], self.headers["X-Terminal-Key"]))
             status, body = (304, b"") if self.path.endswith("since=4") else (200, document)
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
@@ -41,9 +42,12 @@ def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys,
     threading.Thread(target=server.serve_forever, daemon=True).start()
     keys_file = tmp_path / "keys.json"
     keys_file.write_text(json.dumps({"hangzhou:s1": base64.b64encode(public_key_bytes(key)).decode()}))
+    terminal_key = tmp_path / "terminal.key"
+    terminal_key.write_text(base64.b64encode(os.urandom(32)).decode())
     queue = tmp_path / "taps.sqlite"
     args = ["sync", "--url", f"http://127.0.0.1:{server.server_port}", "--host", "hangzhou.localhost"]
     args += ["--queue", str(queue), "--tenant-keys", str(keys_file)]
+    args += ["--terminal-id", "HZ-BUS-0001", "--key", str(terminal_key)]
     try:
         assert main(args) == 0
         assert main(args) == 0  # up to date: 304
@@ -51,8 +55,8 @@ def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys,
         server.shutdown()
     assert "hotlist version 4: 1 cards blocked" in capsys.readouterr().out
     assert seen == [
-        ("/terminal/v1/hotlist?since=0", "hangzhou.localhost"),
-        ("/terminal/v1/hotlist?since=4", "hangzhou.localhost"),
+        ("/terminal/v1/hotlist?since=0", "hangzhou.localhost", "HZ-BUS-0001:k1"),
+        ("/terminal/v1/hotlist?since=4", "hangzhou.localhost", "HZ-BUS-0001:k1"),
     ]
     store = TapStore(queue)
     assert "3301000000000000017" in hotlist_held(store)

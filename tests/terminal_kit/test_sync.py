@@ -7,12 +7,22 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from citycard.terminal_kit.signing import public_key_bytes, sign_document
+from citycard.terminal_kit.signing import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIME_HEADER,
+    TerminalCredentials,
+    b64decode,
+    public_key_bytes,
+    request_signing_bytes,
+    sign_document,
+)
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 
 TENANT_KEY = Ed25519PrivateKey.generate()
 KEYS = {"hangzhou:s1": public_key_bytes(TENANT_KEY)}
+TERMINAL = TerminalCredentials(tenant="hangzhou", key_id="HZ-BUS-0001:k1", key=Ed25519PrivateKey.generate())
 
 
 class BackOffice:
@@ -31,7 +41,17 @@ class BackOffice:
         self.versions.append(self.versions[-1] - set(cards))
 
     def get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        self.requests.append(url.split("/terminal/v1/hotlist", 1)[1])
+        query = url.split("/terminal/v1/hotlist", 1)[1]
+        self.requests.append(query)
+        # Only the tenant's terminal gets the list: the request is signed for this very path.
+        signed = request_signing_bytes(
+            method="GET",
+            path="/terminal/v1/hotlist" + query,
+            tenant="hangzhou",
+            key_id=headers[KEY_HEADER],
+            at=headers[TIME_HEADER],
+        )
+        TERMINAL.key.public_key().verify(b64decode(headers[SIGNATURE_HEADER]), signed)
         version = len(self.versions) - 1
         since = int(url.rsplit("since=", 1)[1]) if "since=" in url else None
         if since == version:
@@ -67,7 +87,9 @@ def store(tmp_path):
 
 def test_deltas_keep_the_list_current_and_it_survives_a_restart(store, tmp_path):
     office = BackOffice()
-    down = Downloader(base_url="https://hangzhou.example", tenant_keys=KEYS, get=office.get)
+    down = Downloader(
+        base_url="https://hangzhou.example", tenant_keys=KEYS, credentials=TERMINAL, get=office.get
+    )
     assert down.hotlist(store).version == 0  # nothing listed yet: 304
     office.list("A", "B")
     assert down.hotlist(store).cards == {"A", "B"}
@@ -84,7 +106,9 @@ def test_deltas_keep_the_list_current_and_it_survives_a_restart(store, tmp_path)
 
 def test_a_delta_for_another_version_falls_back_to_the_full_list(store):
     office = BackOffice()
-    down = Downloader(base_url="https://hangzhou.example", tenant_keys=KEYS, get=office.get)
+    down = Downloader(
+        base_url="https://hangzhou.example", tenant_keys=KEYS, credentials=TERMINAL, get=office.get
+    )
     office.list("A")
     down.hotlist(store)
     office.list("B")
@@ -95,7 +119,9 @@ def test_a_delta_for_another_version_falls_back_to_the_full_list(store):
 
 def test_a_document_signed_by_another_key_changes_nothing(store):
     office = BackOffice()
-    down = Downloader(base_url="https://hangzhou.example", tenant_keys=KEYS, get=office.get)
+    down = Downloader(
+        base_url="https://hangzhou.example", tenant_keys=KEYS, credentials=TERMINAL, get=office.get
+    )
     office.list("A")
     down.hotlist(store)
     office.key = Ed25519PrivateKey.generate()
@@ -107,7 +133,9 @@ def test_a_document_signed_by_another_key_changes_nothing(store):
 
 def test_an_older_list_is_never_taken(store):
     office = BackOffice()
-    down = Downloader(base_url="https://hangzhou.example", tenant_keys=KEYS, get=office.get)
+    down = Downloader(
+        base_url="https://hangzhou.example", tenant_keys=KEYS, credentials=TERMINAL, get=office.get
+    )
     office.list("A")
     office.list("B")
     down.hotlist(store)
@@ -122,5 +150,5 @@ def test_no_answer_keeps_what_is_held(store):
         raise OSError("network unreachable")
 
     with pytest.raises(DownloadError, match="did not answer"):
-        Downloader(base_url="https://x", tenant_keys=KEYS, get=offline).hotlist(store)
+        Downloader(base_url="https://x", tenant_keys=KEYS, credentials=TERMINAL, get=offline).hotlist(store)
     assert hotlist_held(store).version == 0

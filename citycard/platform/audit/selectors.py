@@ -63,3 +63,12 @@ def audit_verify(*, max_problems: int = 20) -> AuditVerification:
     elif head.hash != prev_hash:
         result.problems.append("the chain head does not match the last entry")
     return result
+
+
+def audit_recent(*, limit: int = 20) -> list[dict]:
+    """The newest entries of the current schema's log: sequence, action and object id."""
+    return list(AuditEntry.objects.order_by("-seq").values("seq", "action", "object_id")[:limit])
+
+
+def audit_count() -> int:
+    return AuditEntry.objects.count()

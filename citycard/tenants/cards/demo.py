@@ -192,6 +192,7 @@ def demo_step(ctx) -> None:
     ctx.console.print(table)
     ctx.facts.setdefault("reports", []).append(_checklists)  # after the terminals step registered theirs
     ctx.console.print(
-        "Hotlist download: GET http://<tenant>.localhost:8000/terminal/v1/hotlist[?since=N]; cardholders at "
+        "Hotlist download (signed by a registered terminal: docs/terminal-protocol.md): "
+        "GET http://<tenant>.localhost:8000/terminal/v1/hotlist[?since=N]; cardholders at "
         "/admin/cards/ on each tenant site (ID numbers and phones encrypted, shown masked)."
     )

@@ -1,7 +1,9 @@
 """The hotlist download on a tenant's domain: ``GET /terminal/v1/hotlist[?since=N]`` (docs/tenants.md).
 
 It serves what a terminal of the tenant must block: the tenant's own hotlist (its city's, for a county)
-and the network hotlist from its inbox, as one versioned list (exchange.terminal_hotlist)."""
+and the network hotlist from its inbox, as one versioned list (exchange.terminal_hotlist). Only the
+tenant's own terminals get it: each request is signed with a registered terminal's key
+(terminals.auth), since the list names the card numbers of lost and stolen cards."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from django.views.decorators.http import require_GET
 
 from citycard.platform.keys import tenant_sign
 from citycard.tenants.exchange.terminal_hotlist import terminal_hotlist_payload, terminal_hotlist_refresh
+from citycard.tenants.terminals.auth import terminal_signed
 
 
 @require_GET
+@terminal_signed
 def hotlist_download(request):
     """The tenant-signed hotlist: full, or the delta since the version the terminal holds.
 

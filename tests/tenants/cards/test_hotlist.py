@@ -8,12 +8,16 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
 
 from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.cards import services as s
 from citycard.tenants.cards.selectors import card_facts, hotlist_payload, hotlist_version
 from citycard.tenants.exchange.terminal_hotlist import terminal_hotlist_refresh
+from citycard.tenants.terminals.services import terminal_resume, terminal_suspend
 from citycard.terminal_kit.hotlist import Hotlist
+from citycard.terminal_kit.signing import TerminalCredentials
+from tests.terminal_auth import signed, terminal_with_key
 
 pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -49,18 +53,57 @@ def test_download_endpoint_full_delta_and_up_to_date(client, holder, city):
     a, b = active_cards(holder, 2)
     s.card_report_lost(card_no=a, actor="t", at=T0)
     host = {"HTTP_HOST": "jiaxing.localhost"}
+    terminal = terminal_with_key(terminal_id="JX-BUS-1", tenant_code="jiaxing")
+
+    def get(path):
+        return client.get(path, **host, **signed(terminal, path))
+
     keys = tenant_public_keys(tenant=city)
-    full = client.get("/terminal/v1/hotlist", **host)
+    full = get("/terminal/v1/hotlist")
     assert full.status_code == 200
     held = Hotlist().apply(json.loads(full.content), keys=keys)
     assert a in held and b not in held and held.tenant == "jiaxing"
     s.card_report_lost(card_no=b, actor="t", at=T0)
     s.card_unfreeze(card_no=a, actor="t", at=T0 + dt.timedelta(hours=1))
-    delta = client.get(f"/terminal/v1/hotlist?since={held.version}", **host)
+    delta = get(f"/terminal/v1/hotlist?since={held.version}")
     held = held.apply(json.loads(delta.content), keys=keys)
     assert b in held and a not in held and held.version == terminal_hotlist_refresh()
-    assert client.get(f"/terminal/v1/hotlist?since={held.version}", **host).status_code == 304
-    assert client.get("/terminal/v1/hotlist?since=-1", **host).status_code == 400
+    assert get(f"/terminal/v1/hotlist?since={held.version}").status_code == 304
+    assert get("/terminal/v1/hotlist?since=-1").status_code == 400
+
+
+def _refusal(response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_the_hotlist_answers_only_a_signed_request_of_a_registered_active_terminal(
+    client, holder, city, tenant
+):
+    (a,) = active_cards(holder, 1)
+    s.card_report_lost(card_no=a, actor="t", at=T0)
+    host = {"HTTP_HOST": "jiaxing.localhost"}
+    path = "/terminal/v1/hotlist"
+    terminal = terminal_with_key(terminal_id="JX-BUS-2", tenant_code="jiaxing")
+    with tenant_context(tenant("hangzhou")):
+        stranger = terminal_with_key(terminal_id="HZ-BUS-9", tenant_code="hangzhou")
+    unsigned = client.get(path, **host)
+    assert _refusal(unsigned) == (401, "unsigned") and a.encode() not in unsigned.content
+    assert _refusal(client.get(path, **host, **signed(terminal, path + "?since=0"))) == (401, "bad_signature")
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    assert _refusal(client.get(path, **host, **signed(terminal, path, at=stale))) == (401, "clock_skew")
+    # Another tenant's terminal, even signing as if it were Jiaxing's: its key is not registered here.
+    posing = TerminalCredentials(tenant="jiaxing", key_id=stranger.key_id, key=stranger.key)
+    assert _refusal(client.get(path, **host, **signed(posing, path))) == (401, "unknown_terminal")
+    forged = TerminalCredentials(tenant="jiaxing", key_id=terminal.key_id, key=stranger.key)
+    assert _refusal(client.get(path, **host, **signed(forged, path))) == (401, "bad_signature")
+    terminal_suspend(terminal_id="JX-BUS-2", reason="stolen from the depot", actor="t")
+    refused = client.get(path, **host, **signed(terminal, path))
+    assert (
+        _refusal(refused) == (403, "terminal_suspended")
+        and "stolen from the depot" in refused.content.decode()
+    )
+    terminal_resume(terminal_id="JX-BUS-2", actor="t")
+    assert client.get(path, **host, **signed(terminal, path)).status_code == 200
 
 
 def test_card_facts_one_query_whatever_the_number(holder):
