@@ -7,7 +7,8 @@ SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig redis-server
 
 .PHONY: demo test system-deps venv lint bench clean
 
-# System packages for the smart-card stack (pcscd + vpcd, pyscard's build) and Redis; only as root.
+# System packages for the smart-card stack (pcscd + vpcd, pyscard's build) and Redis (the embedded Celery
+# broker, which hands a task whose worker died out again); only as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,7 +17,7 @@ system-deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
-	else echo "not root or no apt-get: install $(SYSTEM_PACKAGES) yourself for the PC/SC tests"; fi
+	else echo "not root or no apt-get: install $(SYSTEM_PACKAGES) yourself for the PC/SC tests and the embedded broker"; fi
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,4 +42,5 @@ bench: venv
 
 clean:
 	-$(BIN)/citycard db stop 2>/dev/null
+	-$(BIN)/citycard broker stop 2>/dev/null
 	rm -rf $(VENV) .citycard

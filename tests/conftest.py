@@ -58,6 +58,7 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
             services.network_join(
                 network_code=network, tenant_code=code, joined_on=SESSION_JOINED_ON, actor="test"
             )
+    _broker_emptied()
     yield
     if not django_db_keepdb:
         with django_db_blocker.unblock():
@@ -67,11 +68,25 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
             teardown_databases(db_cfg, verbosity=request.config.option.verbose)
 
 
+def _broker_emptied() -> None:
+    """The embedded broker, running and empty: tasks a killed worker left in it refer to an earlier
+    session's database, and would otherwise be handed out again to this session's workers."""
+    from django.conf import settings
+
+    from citycard.platform import embedded_redis
+    from citycard.platform.celery import broker_ensure_running
+
+    if settings.EMBEDDED_BROKER_DIR is not None:
+        broker_ensure_running()
+        embedded_redis.flush(settings.EMBEDDED_BROKER_DIR)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Stop the embedded PostgreSQL if this session started it, so nothing outlives the run."""
-    from citycard.platform import embedded_pg
+    """Stop the embedded PostgreSQL and broker if this session started them, so nothing outlives the run."""
+    from citycard.platform import embedded_pg, embedded_redis
 
     embedded_pg.stop_if_started_here()
+    embedded_redis.stop_if_started_here()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from django.db import connection
+
+from citycard.platform.celery import broker_ensure_running
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -34,8 +37,10 @@ def celery_worker(
     concurrency: int = 1,
     queues: str | None = None,
     extra_env: dict[str, str] | None = None,
+    beat_schedule: str | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """A `celery worker` process (prefork pool) for the duration of the block."""
+    """A `celery worker` process (prefork pool) for the duration of the block; with ``beat_schedule`` (a
+    file) it runs Celery beat too, as ``celery worker --beat``."""
     args = [
         sys.executable,
         "-m",
@@ -54,7 +59,13 @@ def celery_worker(
     ]
     if queues:
         args += ["-Q", queues]
-    proc = subprocess.Popen(args, env=worker_env(extra_env))
+    if beat_schedule:
+        args += ["--beat", f"--schedule={beat_schedule}"]
+    if not (extra_env or {}).get("CELERY_BROKER_URL"):
+        broker_ensure_running()  # the embedded broker is this session's, not the worker's
+    # A process group of its own: killing the worker's group (the main process, its pool and beat) leaves
+    # the test alone.
+    proc = subprocess.Popen(args, env=worker_env(extra_env), start_new_session=True)
     try:
         time.sleep(0.5)
         if proc.poll() is not None:
@@ -62,9 +73,16 @@ def celery_worker(
         yield proc
     finally:
         if proc.poll() is None:
-            proc.terminate()
+            proc.terminate()  # a warm shutdown: the worker stops its pool processes and beat
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the worker's whole process group (main process, pool processes, beat), as a machine
+    that loses power or an OOM kill of the cgroup would: nothing gets to clean up or hand a task back."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)

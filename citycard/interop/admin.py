@@ -63,7 +63,7 @@ class InstructionInline(admin.TabularInline):
 
 @admin.register(ClearingCycle, site=platform_admin)
 class ClearingCycleAdmin(ReadOnly):
-    list_display = ("agreement", "business_date", "state", "cut_off_at", "closed_at", "settled_at")
+    list_display = ("agreement", "business_date", "state", "cut_off_at", "closed_at", "settled_at", "resumes")
     list_filter = ("state", "agreement")
     date_hierarchy = "business_date"
     inlines = [NetPositionInline, InstructionInline]

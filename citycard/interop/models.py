@@ -136,6 +136,15 @@ class ClearingCycle(models.Model):
     netted_at = models.DateTimeField(null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
     validation_checks = models.JSONField(default=dict, blank=True, help_text="Checks each issuer ran.")
+    # By the clock, unlike the ``*_at`` above (the business time each step was given, ``--now``): what the
+    # resume sweep measures a cycle's age from (``services.cycles_resume_claim``).
+    progressed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a step last moved the cycle on (wall clock)."
+    )
+    resumed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the resume sweep last sent the cycle's processing again."
+    )
+    resumes = models.PositiveIntegerField(default=0, help_text="How often the resume sweep sent it again.")
 
     class Meta:
         ordering = ["agreement_id", "business_date"]

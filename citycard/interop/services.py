@@ -7,6 +7,8 @@
   take each message, answer it in the outbox.
 * ``cycle_close`` → ``cycle_validate`` → ``cycle_net`` → ``cycle_settle``: one transaction each; a step
   that already happened returns what it did, so every step can be re-run after a crash.
+* ``cycles_resume_claim`` — the cycles left between steps (a worker died with their task) for the sweep
+  to send again.
 * ``dispute_resolve`` — an accepted dispute becomes an adjustment record in the next open cycle.
 
 Tenants are reached only through ``citycard.tenants.exchange`` services run in their schema.
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -619,8 +622,8 @@ def cycle_close(
             " it cannot close before",
             code="before_cut_off",
         )
-    cycle.state, cycle.closed_at = CycleState.CLOSED, now
-    cycle.save(update_fields=["state", "closed_at"])
+    cycle.state, cycle.closed_at, cycle.progressed_at = CycleState.CLOSED, now, timezone.now()
+    cycle.save(update_fields=["state", "closed_at", "progressed_at"])
     # Fresh statistics once the cycle's records are in: validation, netting (its parallel GROUP BY) and
     # settlement plan with the cycle's real size. A sample, not a scan, of the columns they filter and
     # group by (not the wide ``data``); no vacuum is needed: validation rewrites no record.
@@ -809,7 +812,8 @@ def cycle_validate(
             now=now,
         )
     cycle.state, cycle.validated_at, cycle.validation_checks = CycleState.VALIDATED, now, checks
-    cycle.save(update_fields=["state", "validated_at", "validation_checks"])
+    cycle.progressed_at = timezone.now()
+    cycle.save(update_fields=["state", "validated_at", "validation_checks", "progressed_at"])
     audit_record(
         action="interop.cycle_validate",
         actor=actor,
@@ -912,8 +916,8 @@ def cycle_net(
         for p in NetPosition.objects.filter(cycle=cycle).order_by("participant")
     )
     _ledger_check()
-    cycle.state, cycle.netted_at = CycleState.NETTED, now
-    cycle.save(update_fields=["state", "netted_at"])
+    cycle.state, cycle.netted_at, cycle.progressed_at = CycleState.NETTED, now, timezone.now()
+    cycle.save(update_fields=["state", "netted_at", "progressed_at"])
     audit_record(action="interop.cycle_net", actor=actor, object_type="cycle", object_id=cycle_label(cycle))
     return cycle
 
@@ -983,8 +987,8 @@ def cycle_settle(
     Posting.objects.bulk_create(postings)
     _ledger_check()
     _reconciliation_files(cycle, now, files_map)
-    cycle.state, cycle.settled_at = CycleState.SETTLED, now
-    cycle.save(update_fields=["state", "settled_at"])
+    cycle.state, cycle.settled_at, cycle.progressed_at = CycleState.SETTLED, now, timezone.now()
+    cycle.save(update_fields=["state", "settled_at", "progressed_at"])
     audit_record(
         action="interop.cycle_settle", actor=actor, object_type="cycle", object_id=cycle_label(cycle)
     )
@@ -998,6 +1002,56 @@ def cycle_run(
     for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
         cycle = step(cycle=cycle, now=now, actor=actor)
     return cycle
+
+
+# --- resuming cycles left between steps ---------------------------------------------------------------------
+
+RESUMABLE_STATES = (CycleState.CLOSED, CycleState.VALIDATED, CycleState.NETTED)
+
+
+@transaction.atomic
+def cycles_resume_claim(
+    *, older_than: dt.timedelta, now: dt.datetime | None = None, actor: str = "beat"
+) -> list[ClearingCycle]:
+    """The cycles left closed, validated or netted for longer than ``older_than`` since a step last moved
+    them on or this sweep last resumed them (by the clock: ``progressed_at``, ``resumed_at``), each
+    stamped as resumed, audited (``interop.cycle_resume``) and logged; the caller sends their processing
+    again (``tasks.cycles_resume_stuck``). What leaves a cycle there: its task lost with a worker that
+    died (on a broker that does not hand it out again), or a step that fails.
+
+    A cycle whose row is locked is being worked on right now — a step holds it ``FOR UPDATE``, an issuer's
+    validation ``FOR SHARE`` — and is skipped (``SKIP LOCKED``); so is one another sweep claimed, once
+    that one commits (its ``resumed_at`` is then fresh). Sending a cycle again runs no step twice either
+    way: each step locks the row and returns at once when its state is already reached."""
+    now = now or timezone.now()
+    stuck = list(
+        ClearingCycle.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("agreement__network")
+        # Cycles from before the clock was kept: their closing time.
+        .annotate(last_moved=Coalesce(Greatest("progressed_at", "resumed_at"), "closed_at"))
+        .filter(state__in=RESUMABLE_STATES, last_moved__lt=now - older_than)
+        .order_by("last_moved", "pk")
+    )
+    for cycle in stuck:
+        idle_s = int((now - cycle.last_moved).total_seconds())
+        cycle.resumed_at, cycle.resumes = now, cycle.resumes + 1
+        cycle.save(update_fields=["resumed_at", "resumes"])
+        label = cycle_label(cycle)
+        log.warning(
+            "clearing: resuming cycle %s, %s for %d s since its last step (resume %d)",
+            label,
+            cycle.state,
+            idle_s,
+            cycle.resumes,
+        )
+        audit_record(
+            action="interop.cycle_resume",
+            actor=actor,
+            object_type="cycle",
+            object_id=label,
+            data={"state": cycle.state, "idle_s": idle_s, "resumes": cycle.resumes},
+        )
+    return stuck
 
 
 # --- reconciliation ---------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ itself with a chord — one ``issuer_validation`` task per issuer (each keeps it
 own transaction), joined by ``cycle_finish`` (the validation step applying the kept answers, then net and
 settle), whose result is the original task's. Called in-process it runs the same steps one after the
 other. A validation step that finds an issuer's answer missing (its task died) asks that issuer itself.
+
+A task whose worker dies is handed out again by the broker (acknowledged late; Redis after its visibility
+timeout); whatever a broker loses, the beat sweep ``cycles_resume_stuck`` sends again (docs/clearing.md,
+"When a worker dies").
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import time
 
 from celery import chord, group
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -135,6 +140,28 @@ def cycles_close_due(self, now: str | None = None) -> list[str]:
     for cycle in list(services.due_cycles(now=moment)):
         agreement = cycle.agreement
         args = (agreement.network.code, agreement.service, cycle.business_date.isoformat(), now)
+        if _on_worker(self):
+            cycle_process.apply_async(args, **_same_queue(self))
+        else:
+            cycle_process.run(*args)
+        done.append(services.cycle_label(cycle))
+    return done
+
+
+@app.task(bind=True, name="citycard.interop.tasks.cycles_resume_stuck")
+def cycles_resume_stuck(self, now: str | None = None) -> list[str]:
+    """Beat: every cycle left closed, validated or netted for longer than ``CLEARING_RESUME_AFTER_S``
+    since its last step (its task lost with a worker that died, or failing) is processed again from the
+    step it is at (on a worker, each as its own ``cycle_process`` task); ``cycles_close_due`` does the
+    same for open cycles past their cut-off. The cycles resumed, by label."""
+    claimed = services.cycles_resume_claim(
+        older_than=dt.timedelta(seconds=settings.CLEARING_RESUME_AFTER_S), now=_now(now)
+    )
+    done = []
+    for cycle in claimed:
+        agreement = cycle.agreement
+        # The remaining steps take the clock's time: the business time the cycle was started with is gone.
+        args = (agreement.network.code, agreement.service, cycle.business_date.isoformat(), None)
         if _on_worker(self):
             cycle_process.apply_async(args, **_same_queue(self))
         else:

@@ -1,10 +1,11 @@
 """Running clearing tasks on real Celery worker processes from a command (the demo's clearing step).
 
 ``clearing_workers()`` starts a ``celery worker`` (prefork pool) on this machine, listening on a queue of
-its own, against the configured broker (the embedded filesystem broker under ``CITYCARD_DATA_DIR`` unless
-``CELERY_BROKER_URL`` names Redis) and the same database; ``run_on_workers`` dispatches task signatures to
-it and waits for their results. If no worker can start, or a worker dies or does not answer in time,
-``WorkersUnavailable`` says why and the caller runs the same task functions in its own process.
+its own, against the configured broker (the embedded one under ``CITYCARD_DATA_DIR``, started first if it
+is not running, unless ``CELERY_BROKER_URL`` names another) and the same database; ``run_on_workers``
+dispatches task signatures to it and waits for their results. If no worker can start, or a worker dies or
+does not answer in time, ``WorkersUnavailable`` says why and the caller runs the same task functions in its
+own process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from citycard.platform.celery import broker_ensure_running
+from citycard.platform.embedded_redis import EmbeddedRedisError
 
 
 class WorkersUnavailable(RuntimeError):
@@ -62,6 +66,10 @@ def clearing_workers(*, concurrency: int = 2, queue: str | None = None) -> Itera
         "--without-gossip",
     ]
     env = {**os.environ, "CITYCARD_CELERY_EAGER": "0"}
+    try:
+        broker_ensure_running()
+    except EmbeddedRedisError as exc:
+        raise WorkersUnavailable(str(exc)) from exc
     with open(log, "ab") as out:
         try:
             process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)

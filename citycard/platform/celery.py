@@ -7,6 +7,8 @@ import os
 
 from tenant_schemas_celery.app import CeleryApp
 
+from citycard.platform import embedded_redis
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "citycard.platform.settings")
 
 app = CeleryApp("citycard")
@@ -14,8 +16,19 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def broker_ensure_running() -> None:
+    """Start the embedded broker (a redis-server under the data directory) unless it runs already or
+    CELERY_BROKER_URL names another; a process that starts workers calls it first, so the broker belongs
+    to it rather than to a worker it may kill."""
+    from django.conf import settings
+
+    if settings.EMBEDDED_BROKER_DIR is not None:
+        embedded_redis.ensure_running(settings.EMBEDDED_BROKER_DIR)
+
+
 @app.on_after_configure.connect
-def _make_broker_folders(sender, **kwargs):
+def _broker_ready(sender, **kwargs):
+    broker_ensure_running()
     options = sender.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(key):

@@ -241,10 +241,26 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 # ---------------------------------------------------------------------------------------------------
 # Celery: CELERY_BROKER_URL (redis://, amqp://) for workers on several machines; otherwise an embedded
-# filesystem broker under DATA_DIR that every process on this machine shares.
+# broker under DATA_DIR that every process on this machine shares: a redis-server of its own
+# (embedded_redis.py, started by the first process that needs it), which hands a task whose worker died
+# out again; without the redis-server program, the filesystem broker, which loses such a task (the
+# clearing resume sweep below still finishes the cycle). docs/clearing.md, "When a worker dies".
 # ---------------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+from citycard.platform import embedded_redis  # noqa: E402
+
 BROKER_DIR = DATA_DIR / "broker"
+EMBEDDED_BROKER_DIR: Path | None = None  # the embedded redis-server's directory, when it is the broker
+if os.environ.get("CELERY_BROKER_URL"):
+    CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+elif embedded_redis.available():
+    EMBEDDED_BROKER_DIR = DATA_DIR / "redis"
+    CELERY_BROKER_URL = embedded_redis.broker_url(EMBEDDED_BROKER_DIR)
+else:
+    CELERY_BROKER_URL = "filesystem://"
+# A task taken by a worker that stops answering is handed out again this long after it was taken (Redis):
+# longer than any task runs, or a slow task runs twice (harmless for the idempotent clearing steps,
+# wasted work all the same). RabbitMQ hands it out again as soon as the worker's connection drops.
+BROKER_VISIBILITY_TIMEOUT_S = int(os.environ.get("CITYCARD_BROKER_VISIBILITY_TIMEOUT_S", "600"))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -258,14 +274,28 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 else:
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+if CELERY_BROKER_URL.startswith(("redis", "sentinel")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": BROKER_VISIBILITY_TIMEOUT_S,
+        # Workers look for tasks past their visibility timeout every tenth of it (1–10 s; one Redis query).
+        "unacked_restore_interval": max(1, min(10, BROKER_VISIBILITY_TIMEOUT_S // 10)),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+# A task is acknowledged after it ran, not when a worker takes it, so the broker still holds it if the
+# worker dies (and a pool process that dies has it handed out again at once); a worker takes one task per
+# pool process at a time, so a dying worker holds no queue of others' work.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("CITYCARD_CELERY_EAGER", False)
+# Clearing's resume sweep: a cycle still closed, validated or netted this long after its last step (its
+# task lost with a worker, or failing) is processed again; the sweep runs this often.
+CLEARING_RESUME_AFTER_S = int(os.environ.get("CITYCARD_CLEARING_RESUME_AFTER_S", "900"))
+CLEARING_RESUME_EVERY_S = float(os.environ.get("CITYCARD_CLEARING_RESUME_EVERY_S", "300"))
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "audit-verify-nightly": {
         "task": "citycard.platform.tasks.audit_verify_all",
@@ -280,6 +310,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "interop-cycles-close-due": {
         "task": "citycard.interop.tasks.cycles_close_due",
         "schedule": 15 * 60,
+    },
+    "interop-cycles-resume-stuck": {
+        "task": "citycard.interop.tasks.cycles_resume_stuck",
+        "schedule": CLEARING_RESUME_EVERY_S,
     },
     # The verification stage: stored-data checks over the batches uploaded since the last run.
     "terminals-batches-verify": {

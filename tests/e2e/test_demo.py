@@ -28,9 +28,10 @@ def test_the_demo_runs_and_runs_again():
     data_dir = settings.DATA_DIR / "e2e-demo"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
     env["CITYCARD_DATA_DIR"] = str(data_dir)
-    subprocess.run(
-        [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
-    )
+    for server in ("db", "broker"):
+        subprocess.run(
+            [sys.executable, "-m", "citycard.platform.cli", server, "stop"], env=env, capture_output=True
+        )
     shutil.rmtree(data_dir, ignore_errors=True)
     command = [sys.executable, "-m", "citycard.platform.cli", "demo", "--no-serve"]
     try:
@@ -49,9 +50,10 @@ def test_the_demo_runs_and_runs_again():
             assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
         _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"], env=env, capture_output=True
-        )
+        for server in ("db", "broker"):  # the demo stops what it started, unless it was killed
+            subprocess.run(
+                [sys.executable, "-m", "citycard.platform.cli", server, "stop"], env=env, capture_output=True
+            )
 
 
 def _nothing_rebuilt_from_dump_and_pages(env: dict[str, str], out: Path) -> None:

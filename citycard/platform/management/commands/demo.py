@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from rich.console import Console
 
-from citycard.platform import embedded_pg
+from citycard.platform import embedded_pg, embedded_redis
 from citycard.platform.demo import demo_run
 from citycard.platform.management.base import PlatformCommand
 
@@ -31,11 +31,12 @@ class Command(PlatformCommand):
         try:
             self._run(opts)
         finally:
-            # The embedded PostgreSQL stops with the demo if the demo started it.
+            # The embedded PostgreSQL and broker stop with the demo if the demo started them.
             from django.db import connections
 
             connections.close_all()
             embedded_pg.stop_if_started_here()
+            embedded_redis.stop_if_started_here()
 
     def _run(self, opts):
         console = Console(file=self.stdout, width=140)

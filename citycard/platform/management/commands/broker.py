@@ -1,0 +1,38 @@
+"""`citycard broker start|stop|status|url`: the embedded Celery broker (when CELERY_BROKER_URL is unset)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from citycard.platform import embedded_redis
+
+
+class Command(BaseCommand):
+    help = "Start, stop or locate the embedded Celery broker (a redis-server under the data directory)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["start", "stop", "status", "url"])
+
+    def handle(self, *args, **opts):
+        action = opts["action"]
+        directory = settings.EMBEDDED_BROKER_DIR
+        if directory is None:
+            message = f"the broker is {settings.CELERY_BROKER_URL}: the embedded redis-server is not used"
+            if action in ("status", "url"):
+                self.stdout.write(message)
+                return
+            raise CommandError(message)
+        if action == "start":
+            try:
+                self.stdout.write(f"running in {directory} ({embedded_redis.ensure_running(directory)})")
+            except embedded_redis.EmbeddedRedisError as exc:
+                raise CommandError(str(exc)) from exc
+        elif action == "stop":
+            self.stdout.write("stopped" if embedded_redis.stop(directory) else "not running")
+        elif action == "status":
+            self.stdout.write(
+                f"{'running' if embedded_redis.is_running(directory) else 'stopped'} in {directory}"
+            )
+        else:
+            self.stdout.write(embedded_redis.broker_url(directory))
