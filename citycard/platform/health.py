@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import connections
 from kombu import Connection
 
+from citycard.platform import embedded_redis
+
 log = logging.getLogger(__name__)
 
 OK, DOWN = "ok", "down"
@@ -50,10 +52,14 @@ def database_status(*, timeout_s: float) -> str:
 def broker_status(*, timeout_s: float) -> str:
     """``ok`` when the Celery broker (CELERY_BROKER_URL) accepts a connection within ``timeout_s``.
 
-    The embedded filesystem broker is up when its queue folder can be written."""
+    The embedded filesystem broker is up when its queue folder can be written; the embedded Redis is started
+    here if no process has needed it yet (as sending the first task would), so a fresh deployment is ready."""
     url = settings.CELERY_BROKER_URL
     options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {})
     try:
+        embedded = getattr(settings, "EMBEDDED_BROKER_DIR", None)
+        if embedded is not None and url == embedded_redis.broker_url(embedded):
+            embedded_redis.ensure_running(embedded)
         if url.startswith("filesystem://"):
             for folder in {options.get("data_folder_in"), options.get("data_folder_out")} - {None}:
                 os.makedirs(folder, exist_ok=True)  # as the Celery app does when it first configures

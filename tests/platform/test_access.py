@@ -68,6 +68,18 @@ def test_readyz_names_the_database_and_broker_and_nothing_else(client):
     assert (response.status_code, response.json()) == (200, {"database": "ok", "broker": "ok"})
 
 
+def test_readyz_starts_the_embedded_broker_no_process_has_needed_yet(client, settings):
+    from citycard.platform import embedded_redis
+
+    if settings.EMBEDDED_BROKER_DIR is None:
+        pytest.skip("redis-server is not installed: the filesystem broker is the embedded one")
+    embedded_redis.stop(settings.EMBEDDED_BROKER_DIR)
+    assert not embedded_redis.is_running(settings.EMBEDDED_BROKER_DIR)
+    response = client.get("/readyz", HTTP_HOST="localhost")
+    assert (response.status_code, response.json()) == (200, {"database": "ok", "broker": "ok"})
+    assert embedded_redis.is_running(settings.EMBEDDED_BROKER_DIR)
+
+
 def test_readyz_is_503_naming_the_broker_when_it_is_down_within_its_timeout(client, settings):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     settings.READINESS_TIMEOUT_S = 1.0
