@@ -215,8 +215,11 @@ def insured_year_use(*, card_no: str, year: int, on: dt.date | None = None) -> Y
     )
 
 
-def insured_years(*, year: int | None = None) -> QuerySet[InsuredYear]:
-    """Insured persons' years with the number of their claims adjudicated that year."""
+def insured_years(*, year: int | None = None, on: dt.date | None = None) -> QuerySet[InsuredYear]:
+    """Insured persons' years with the number of their claims adjudicated that year and the 起付线
+    (``deductible_fen``) and 封顶线 (``annual_cap_fen``) of their category's policy in force on ``on``
+    (default today; for a past year its last policy), null without one. One query."""
+    on = on or timezone.now().astimezone(SHANGHAI).date()
     qs = InsuredYear.objects.all()
     if year:
         qs = qs.filter(year=year)
@@ -228,14 +231,11 @@ def insured_years(*, year: int | None = None) -> QuerySet[InsuredYear]:
         .annotate(n=Count("id"))
         .values("n")
     )
-    return qs.annotate(claim_count=Subquery(claims_of))
-
-
-def policies_by_category_on(
-    *, years: Iterable[int], on: dt.date | None = None
-) -> dict[tuple[str, int], Policy]:
-    """For listing many persons' years at once: the policy in force per (category, year) on ``on`` (or the
-    year's last day), in one query."""
-    wanted = {y: _as_of(y, on) for y in set(years)}
-    rows = Policy.objects.filter(year__in=list(wanted))
-    return {(p.category, p.year): p for p in rows if p.effective_from <= wanted[p.year] <= p.effective_to}
+    policy = Policy.objects.filter(
+        category=OuterRef("category"), year=OuterRef("year"), effective_from__lte=on
+    ).order_by("-effective_from")
+    return qs.annotate(
+        claim_count=Subquery(claims_of),
+        deductible_fen=Subquery(policy.values("deductible_fen")[:1]),
+        annual_cap_fen=Subquery(policy.values("annual_cap_fen")[:1]),
+    )

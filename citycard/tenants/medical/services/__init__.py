@@ -28,6 +28,7 @@ from citycard.tenants.medical.services.claims import (
     share_fen,
 )
 from citycard.tenants.medical.services.policies import (
+    insured_year_check,
     insured_year_set_category,
     medical_year_close,
     policy_check,
@@ -47,6 +48,7 @@ __all__ = [
     "claim_price",
     "claim_submit",
     "fund_share",
+    "insured_year_check",
     "insured_year_set_category",
     "medical_year_close",
     "policy_check",

@@ -165,10 +165,8 @@ def policy_set(
     return policy
 
 
-@transaction.atomic
-def insured_year_set_category(*, card_no: str, year: int, category: str, actor: str) -> InsuredYear:
-    """Say which scheme a person is insured under in ``year`` (职工医保 / 城乡居民医保); their later claims
-    of that year are adjudicated under that category's policy. What they used so far stays."""
+def insured_year_check(*, card_no: str, year: int, category: str) -> None:
+    """Refuse setting a person's category (one DomainError naming the field); writes nothing."""
     if category not in InsuredCategory.values:
         raise DomainError(
             f"insured category {category!r} is not one of {', '.join(InsuredCategory.values)}",
@@ -181,6 +179,13 @@ def insured_year_set_category(*, card_no: str, year: int, category: str, actor: 
     closed = _year_closed(year)
     if closed is not None:
         raise Conflict(f"{year} was closed on {closed.closed_at:%Y-%m-%d}", field="year")
+
+
+@transaction.atomic
+def insured_year_set_category(*, card_no: str, year: int, category: str, actor: str) -> InsuredYear:
+    """Say which scheme a person is insured under in ``year`` (职工医保 / 城乡居民医保); their later claims
+    of that year are adjudicated under that category's policy. What they used so far stays."""
+    insured_year_check(card_no=card_no, year=year, category=category)
     usage, created = InsuredYear.objects.select_for_update().get_or_create(
         card_no=card_no, year=year, defaults={"category": category}
     )
