@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, JSONField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -105,8 +106,16 @@ def claims(*, role: str | None = None) -> QuerySet[Claim]:
     return qs.filter(role=role) if role else qs
 
 
-def claim_submitted(*, claim_id: str) -> Claim | None:
-    """A claim one of our hospitals submitted, by its full claim id, with its ``outcome``."""
+def claim_id_for(*, claim_no: str, hospital_key: str = "") -> str:
+    """The full id of a claim our hospital numbered ``claim_no``: this tenant's code, the hospital's key
+    (its API key id, keeping hospitals' numbers apart) and the number."""
+    tenant = connection.tenant
+    return f"{tenant.code}-{hospital_key}-{claim_no}" if hospital_key else f"{tenant.code}-{claim_no}"
+
+
+def claim_submitted(*, claim_no: str, hospital_key: str = "") -> Claim | None:
+    """A claim one of our hospitals submitted, by its own number, with its ``outcome``."""
+    claim_id = claim_id_for(claim_no=claim_no, hospital_key=hospital_key)
     return claims(role=ClaimRole.TREATMENT).filter(claim_id=claim_id).first()
 
 

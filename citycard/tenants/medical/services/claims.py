@@ -30,6 +30,7 @@ from citycard.platform.errors import Conflict, DomainError
 from citycard.platform.selectors import networks_shared, tenant_by_division
 from citycard.tenants.exchange.services import outbox_put
 from citycard.tenants.medical.models import CatalogueItem, Claim, ClaimRole, Coverage
+from citycard.tenants.medical.selectors import claim_id_for
 from citycard.terminal_kit.cardno import luhn_valid
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -191,13 +192,12 @@ def claim_submit(
     insured place to adjudicate through the outbox. ``claim_no`` is the hospital's own id; ``hospital_key``
     (its API key id, for a partner app) keeps one hospital's ids apart from another's. Returns the claim
     and whether it is new (false: the same claim was submitted before)."""
-    tenant = connection.tenant
     now = now or timezone.now()
     if not CLAIM_NO.match(claim_no or ""):
         raise DomainError(
             f"claim id {claim_no!r} must be 1-40 letters, digits or . _ : / -", field="claim_no"
         )
-    claim_id = f"{tenant.code}-{hospital_key}-{claim_no}" if hospital_key else f"{tenant.code}-{claim_no}"
+    claim_id = claim_id_for(claim_no=claim_no, hospital_key=hospital_key)
     if len(claim_id) > 60:
         allowed = 60 - (len(claim_id) - len(claim_no))
         raise DomainError(
