@@ -165,3 +165,26 @@ def test_without_the_scope_a_key_gets_permission_denied(client, world):
     )
     response = gql(client, "shenzhen", CLAIM, {"id": "P-1"}, token=token)
     assert codes_of(response) == ["PERMISSION_DENIED"] and response.json()["data"]["medicalClaim"] is None
+
+
+def test_query_counts_do_not_grow_with_lines_or_aliases(client, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, _, card = world
+    token = issue("shenzhen", [Scope.MEDICAL_CLAIMS])
+    submit(client, token, "Q-1", card)
+    submit(client, token, "Q-2", card, items=ITEMS * 20)
+    one = '{ a: medicalClaim(claimId: "Q-1") { status fundFen lines { code } adjudication { fundFen } } }'
+    two = (
+        '{ a: medicalClaim(claimId: "Q-1") { status fundFen lines { code } adjudication { fundFen } } '
+        'b: medicalClaim(claimId: "Q-2") { status fundFen lines { code } adjudication { fundFen } } }'
+    )
+    counts = []
+    for query in (one, two):
+        with CaptureQueriesContext(connection) as queries:
+            data_of(gql(client, "shenzhen", query, token=token))
+        counts.append(len(queries.captured_queries))
+    # 5 fixed (search paths, domain, key, rate counter), the claim with its answer (one query each), and
+    # the read's audit entry (5 more: one entry per request).
+    assert counts == [5 + 1 + 5, 5 + 2 + 5]

@@ -109,6 +109,14 @@ class MedicalCategoryAdjudication(graphene.ObjectType):
     fund_fen = graphene.Int(required=True, description="Before the annual cap (封顶线) of the whole claim.")
 
 
+def _with_outcome(root, info, fn):
+    """``fn`` of the insured place's answer (None until it answered): read with the claim when the
+    selector annotated it (``outcome``), else through the loader (one query for all claims asked)."""
+    if hasattr(root, "outcome"):
+        return fn(root.outcome)
+    return then(ClaimOutcomeLoader(info.context).load(root.claim_id), fn)
+
+
 class MedicalClaim(graphene.ObjectType):
     """A cross-city claim (异地就医) this hospital submitted: its lines as priced here and, once the insured
     place answered, the fund's and the patient's shares (fen)."""
@@ -163,23 +171,23 @@ class MedicalClaim(graphene.ObjectType):
                 return ClaimStatus.SUBMITTED
             return ClaimStatus.REFUSED if outcome.get("rejected") else ClaimStatus.ADJUDICATED
 
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), status)
+        return _with_outcome(root, info, status)
 
     @staticmethod
     def resolve_fund_fen(root, info):
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), lambda o: o and o["fund_fen"])
+        return _with_outcome(root, info, lambda o: o and o["fund_fen"])
 
     @staticmethod
     def resolve_patient_fen(root, info):
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), lambda o: o and o["patient_fen"])
+        return _with_outcome(root, info, lambda o: o and o["patient_fen"])
 
     @staticmethod
     def resolve_refusal(root, info):
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), lambda o: (o or {}).get("rejected"))
+        return _with_outcome(root, info, lambda o: (o or {}).get("rejected"))
 
     @staticmethod
     def resolve_refusal_reason(root, info):
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), lambda o: (o or {}).get("reason"))
+        return _with_outcome(root, info, lambda o: (o or {}).get("reason"))
 
     @staticmethod
     def resolve_adjudication(root, info):
@@ -187,11 +195,8 @@ class MedicalClaim(graphene.ObjectType):
             categories = ((outcome or {}).get("detail") or {}).get("categories", {})
             return [MedicalCategoryAdjudication(category=k, **v) for k, v in sorted(categories.items())]
 
-        return then(ClaimOutcomeLoader(info.context).load(root.claim_id), rows)
+        return _with_outcome(root, info, rows)
 
     @staticmethod
     def resolve_annual_cap_left_fen(root, info):
-        return then(
-            ClaimOutcomeLoader(info.context).load(root.claim_id),
-            lambda o: ((o or {}).get("detail") or {}).get("cap_left_fen"),
-        )
+        return _with_outcome(root, info, lambda o: ((o or {}).get("detail") or {}).get("cap_left_fen"))
