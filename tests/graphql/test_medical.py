@@ -3,9 +3,14 @@ outcome: errors as data with codes, idempotent by the hospital's claim id, the s
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
+import re
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
 from citycard.interop.services import outbox_collect
@@ -188,3 +193,45 @@ def test_query_counts_do_not_grow_with_lines_or_aliases(client, world):
     # 5 fixed (search paths, domain, key, rate counter), the claim with its answer (one query each), and
     # the read's audit entry (5 more: one entry per request).
     assert counts == [5 + 1 + 5, 5 + 2 + 5]
+
+
+# --- docs/medical.md: its catalogue file, policy and GraphQL examples run, with its worked figures ---------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "medical.md"
+
+
+def test_the_walk_through_of_docs_medical_runs_with_its_figures(client, tenant, dongguan_card):
+    from citycard.interop.services import agreement_set
+    from citycard.tenants.medical import services
+
+    text = DOC.read_text(encoding="utf-8")
+    assert card_number("441900", 5150) == dongguan_card and dongguan_card in text
+    agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    catalogue = re.search(r"```\n(code,name,category,unit_price_fen.*?)```", text, flags=re.S).group(1)
+    with tenant_context(tenant("shenzhen")):
+        report = services.catalogue_import(text=catalogue, source="docs/medical.md", actor="test")
+    assert (report.created, report.errors) == (4, [])
+    out = io.StringIO()
+    call_command(
+        "medical", "--tenant", "dongguan", "policy", "set", "--category", "employee", "--year", "2026",
+        "--deductible", "500.00", "--cap", "1000.00", "--ratio", "drug=80", "--ratio", "treatment=90",
+        "--ratio", "material=70", stdout=out,
+    )  # fmt: skip
+    token = issue("shenzhen", [Scope.MEDICAL_CLAIMS], name="深圳市人民医院 HIS")
+    submit_doc, outcome_doc = re.findall(r"```graphql medical\n(.*?)```", text, flags=re.S)
+    submitted = data_of(gql(client, "shenzhen", submit_doc, token=token))["medicalClaimSubmit"]
+    assert submitted["errors"] == [] and submitted["claim"]["status"] == "SUBMITTED"
+    assert (submitted["claim"]["totalFen"], submitted["claim"]["eligibleFen"]) == (97800, 81000)
+    assert [line["outcome"] for line in submitted["claim"]["lines"]] == [
+        "COVERED",
+        "PARTLY_COVERED",
+        "COVERED",
+        "SELF_PAY",
+        "NOT_IN_CATALOGUE",
+    ]
+    outbox_collect(tenant=tenant("shenzhen"))
+    result = data_of(gql(client, "shenzhen", outcome_doc, token=token))["medicalClaim"]
+    assert (result["status"], result["fundFen"], result["patientFen"]) == ("ADJUDICATED", 27800, 70000)
+    year = io.StringIO()
+    call_command("medical", "--tenant", "dongguan", "insured", dongguan_card, "--year", "2026", stdout=year)
+    assert "¥278.00 paid by the fund, ¥722.00 left" in year.getvalue()

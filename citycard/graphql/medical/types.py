@@ -16,9 +16,9 @@ MedicalClaimStatusEnum = graphene.Enum(
         ("ADJUDICATED", ClaimStatus.ADJUDICATED),
         ("REFUSED", ClaimStatus.REFUSED),
     ],
-    description="SUBMITTED: sent to the insured place, no answer yet (answers follow within minutes, when "
-    "the platform collects the outbox); ADJUDICATED: fundFen and patientFen are final; REFUSED: nothing of "
-    "the claim could be adjudicated (refusal says why), the patient pays all of it.",
+    description="SUBMITTED: sent to the insured place, no answer yet (the platform collects outboxes every "
+    "15 minutes and the insured place answers at once); ADJUDICATED: fundFen and patientFen are final; "
+    "REFUSED: nothing of the claim could be adjudicated (refusal says why), the patient pays all of it.",
 )
 MedicalClaimRefusalEnum = graphene.Enum(
     "MedicalClaimRefusal",

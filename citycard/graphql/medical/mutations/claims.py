@@ -51,9 +51,10 @@ class MedicalClaimSubmit(BaseMutation):
             "Submit a visiting insured person's claim (异地就医直接结算). It is priced with this city's catalogue "
             "at once — 甲类 eligible in full, 乙类 after the self-pay share, 丙类 and items outside the catalogue "
             "paid by the patient — and sent to the insured place, which applies its policy (起付线, 报销比例, "
-            "封顶线) and answers within minutes: ask `medicalClaim(claimId:)` for status, fundFen and patientFen. "
-            "The insured place refuses a claim as a whole only when nothing of it can be adjudicated "
-            "(unknown person, closed year, no policy), with the reason."
+            "封顶线) when the platform next collects the outbox (every 15 minutes): ask "
+            "`medicalClaim(claimId:)` for status, fundFen and patientFen. The insured place refuses a claim as "
+            "a whole only when nothing of it can be adjudicated (unknown person, closed year, no policy), with "
+            "the reason."
         )
         permissions = [Scope.MEDICAL_CLAIMS]
         error_type_class = MedicalClaimSubmitError
