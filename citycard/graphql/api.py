@@ -7,8 +7,9 @@ citycard/platform/scopes.py:
 - tenant endpoint: ``account`` (me), ``terminals`` (terminals, transactions, card history), ``cards``
   (``card(number)`` with scheme, validity, applications, balances, transactions; ``cardReportLost``,
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
-  ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``); every read of card or
-  cardholder data goes through ``core.access.access_log_read``;
+  ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
+  ``medicalClaimSubmit`` and ``medicalClaim``); every read of card or cardholder data goes through
+  ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
   ``PlatformScope.CLEARING_READ``; stepping cycles and disputes behind ``PlatformScope.CLEARING_MANAGE``).
@@ -23,6 +24,7 @@ from citycard.graphql.cardholders.schema import CardholderQueries
 from citycard.graphql.cards.schema import CardMutations, CardQueries
 from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
+from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
 from citycard.graphql.tenancy.schema import TenancyMutations, TenancyQueries
@@ -38,12 +40,13 @@ class TenantQuery(
     CardholderQueries,
     SubsidyQueries,
     ServicePointQueries,
+    MedicalQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
 
 
-class TenantMutation(CardMutations, graphene.ObjectType):
+class TenantMutation(CardMutations, MedicalMutations, graphene.ObjectType):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
@@ -72,9 +75,13 @@ TENANT_COST_MAP: CostMap = {
     "Card": {"transactions": PAGE, "balance": FieldCost(complexity=2)},
     # Tens of items at most per payment.
     "SubsidyPayment": {"items": FieldCost(complexity=1)},
+    # At most 500 lines a claim (one stored list); the outcome is one batched query per request.
+    "MedicalClaim": {"lines": FieldCost(complexity=2), "adjudication": FieldCost(complexity=1)},
     "TenantMutation": {
         "cardReportLost": FieldCost(complexity=10),
         "cardApply": FieldCost(complexity=10),
+        # Prices against the catalogue, writes the claim, its audit entry and a signed outbox message.
+        "medicalClaimSubmit": FieldCost(complexity=10),
     },
 }
 PLATFORM_COST_MAP: CostMap = {

@@ -214,6 +214,11 @@ def demo_step(ctx) -> None:
         "Clearing: `citycard clearing status --network yrd --service transit --date "
         f"{day.isoformat()}`; the platform admin shows cycles, positions, the matrix and exceptions."
     )
+    ctx.console.print(
+        "Medical roaming (docs/medical.md): `citycard clearing status --network gba --service medical`; "
+        "`citycard medical --tenant shenzhen claims`, `citycard medical --tenant dongguan policy list`; "
+        "/admin/medical/ on http://dongguan.localhost:8000/ and http://shenzhen.localhost:8000/."
+    )
 
 
 def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[dict]:

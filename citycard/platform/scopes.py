@@ -24,6 +24,10 @@ class Scope(models.TextChoices):
     TERMINALS_READ = "terminals:read", "Read the terminal registry"
     SERVICE_POINTS_READ = "service_points:read", "Search service points (服务网点)"
     SUBSIDIES_READ = "subsidies:read", "Read subsidy payments with item detail"
+    MEDICAL_CLAIMS = (
+        "medical:claims",
+        "Submit cross-city medical claims (异地就医) as a hospital, and read their outcome",
+    )
 
 
 class PlatformScope(models.TextChoices):

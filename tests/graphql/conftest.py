@@ -20,6 +20,7 @@ from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.tenants.medical.conftest import dongguan_card, world  # noqa: F401 (fixtures)
 
 BASE = dt.datetime(2026, 3, 2, 8, 0, tzinfo=SHANGHAI)
 ALL_SCOPES = list(Scope.values)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -109,13 +110,49 @@ def probes(
             f'mutation {{ cardApply(schemeCode: "04", idNumber: "{jx.plain_id}", requestKey: "probe-1") '
             "{ card { number state } errors { field message code } } }",
         ],
+        # Jiaxing's hospital submitted JX_CLAIM (see jx_medical_claim); claim ids are per key and tenant.
+        "medicalClaim": [
+            f'{{ medicalClaim(claimId: "{JX_CLAIM}") {{ claimId cardNumber hospital totalFen status '
+            "lines { code name } } }",
+        ],
+        # A Hangzhou claim with Jiaxing's claim id for Jiaxing's card: Hangzhou's own, nothing of Jiaxing's
+        # (the card number is echoed by cardNumber: only what is Hangzhou's is asked for).
+        "medicalClaimSubmit": [
+            f'mutation {{ medicalClaimSubmit(claimId: "{JX_CLAIM}", cardNumber: "{jx.elderly_card}", '
+            'treatedAt: "2026-03-02T09:00:00+08:00", items: [{code: "JX-D1", quantity: 1, unitPriceFen: 100}]) '
+            "{ alreadySubmitted claim { claimId hospital status totalFen lines { code outcome } } "
+            "errors { field message code } } }",
+        ],
     }
 
 
+JX_CLAIM = "JX-ZY-0001"
+
+
+def jx_medical_claim(tenant, people: People) -> None:
+    """A Jiaxing hospital's claim for a Shanghai card (yrd), with an item of Jiaxing's catalogue."""
+    from citycard.tenants.medical import services as medical
+    from citycard.tenants.terminals.simulate import card_number
+
+    with tenant_context(tenant("jiaxing")):
+        medical.catalogue_item_save(
+            code="JX-D1", name="嘉兴目录药", category="drug", unit_price_fen=888, coverage="A", actor="test"
+        )
+        medical.claim_submit(
+            claim_no=JX_CLAIM,
+            card_no=card_number("310000", 31),
+            department="嘉兴第一医院",
+            treated_at=dt.datetime(2026, 3, 2, 9, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+            items=[("JX-D1", 1)],
+            actor="test",
+        )
+
+
 @pytest.fixture
-def tenant_probes(client, hz_fleet, jx_fleet, hz_people, jx_people) -> dict[str, list[str]]:
+def tenant_probes(client, tenant, hz_fleet, jx_fleet, hz_people, jx_people) -> dict[str, list[str]]:
     """The tenant probe table, filled with Jiaxing's card numbers, terminal and cursors."""
     jx, _, _ = jx_fleet
+    jx_medical_claim(tenant, jx_people)
     jx_token = issue("jiaxing")
     jx_own = data_of(
         gql(
@@ -168,6 +205,10 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(client, tenant, jx_fleet
         *jx_people.service_points,
         "jx-hrss",
         "jx 人社局",
+        "嘉兴第一医院",
+        "嘉兴目录药",
+        "888",
+        card_number_of_shanghai_patient(),
     ]  # (ids are per tenant: equal ids are no leak)
     for field, queries in tenant_probes.items():
         for query in queries:
@@ -201,13 +242,23 @@ def test_every_tenant_field_refuses_a_key_without_its_scopes(client, tenant, ten
     assert (jx_state(jiaxing), jx_state(hangzhou)) == before
 
 
+def card_number_of_shanghai_patient() -> str:
+    from citycard.tenants.terminals.simulate import card_number
+
+    return card_number("310000", 31)
+
+
 def jx_state(jiaxing) -> list:
     from citycard.tenants.cards.models import Card, HotlistEntry
+    from citycard.tenants.exchange.models import OutboxMessage
+    from citycard.tenants.medical.models import Claim
 
     with tenant_context(jiaxing):
         return [
             *Card.objects.order_by("card_no").values_list("card_no", "state"),
             *HotlistEntry.objects.values_list("card_no", "removed_at"),
+            *Claim.objects.order_by("claim_id").values_list("claim_id", "total_fen", "request_sha256"),
+            *OutboxMessage.objects.order_by("message_id").values_list("message_id", "body_sha256"),
         ]
 
 
@@ -314,3 +365,30 @@ def test_every_platform_field_refuses_partner_keys_tenant_users_and_the_wrong_ro
     # …and the clearing fields are not on the tenant endpoint at all
     response = gql(client, "hangzhou", "{ clearingCycles(first: 1) { edges { cursor } } }", token=partner)
     assert codes_of(response) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+def test_medical_claims_need_the_scope_and_stay_with_the_key_that_submitted_them(client, tenant, jx_people):
+    """A Jiaxing key without medical:claims is refused both fields; a Jiaxing key with the scope but not
+    the one that submitted sees nothing of the hospital's claim (ids are per key)."""
+    from citycard.platform.scopes import Scope
+
+    from .conftest import codes_of
+
+    jx_medical_claim(tenant, jx_people)
+    without = issue("jiaxing", [s for s in Scope.values if s != Scope.MEDICAL_CLAIMS])
+    read = f'{{ medicalClaim(claimId: "{JX_CLAIM}") {{ claimId totalFen }} }}'
+    response = gql(client, "jiaxing", read, token=without)
+    assert codes_of(response) == ["PERMISSION_DENIED"] and response.json()["data"]["medicalClaim"] is None
+    submit = (
+        f'mutation {{ medicalClaimSubmit(claimId: "{JX_CLAIM}", cardNumber: "{card_number_of_shanghai_patient()}", '
+        'treatedAt: "2026-03-02T09:00:00+08:00", items: [{code: "JX-D1", quantity: 1}]) { claim { claimId } '
+        "errors { code } } }"
+    )
+    before = jx_state(tenant("jiaxing"))
+    response = gql(client, "jiaxing", submit, token=without)
+    assert (
+        codes_of(response) == ["PERMISSION_DENIED"] and response.json()["data"]["medicalClaimSubmit"] is None
+    )
+    assert jx_state(tenant("jiaxing")) == before
+    other_app = issue("jiaxing", [Scope.MEDICAL_CLAIMS], name="another hospital")
+    assert data_of(gql(client, "jiaxing", read, token=other_app)) == {"medicalClaim": None}

@@ -5,15 +5,26 @@ Shenzhen, cleared monthly through the same netting."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import pytest
+from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord
 from citycard.interop.services import agreement_set, cycle_get, cycle_run, outbox_collect
-from citycard.tenants.medical.models import InsuredYear
+from citycard.platform.errors import DomainError
+from citycard.tenants.exchange.models import OutboxMessage
+from citycard.tenants.medical.models import Claim, InsuredYear, Policy
 from citycard.tenants.medical.selectors import claim_outcome
-from citycard.tenants.medical.services import catalogue_item_save, claim_price, claim_submit, policy_set
+from citycard.tenants.medical.services import (
+    catalogue_item_save,
+    claim_price,
+    claim_submit,
+    insured_year_set_category,
+    medical_year_close,
+    policy_set,
+)
 
 from .conftest import at, card_no, cards_known
 
@@ -131,3 +142,220 @@ def test_unknown_insured_or_no_policy_pays_nothing(medical, tenant):
     later = _claim(shenzhen, patient, "X2", [("D001", 1)], dt.date(2025, 6, 4))
     assert later["rejected"] == "no_policy"
     assert not ClearingRecord.objects.filter(kind="claim").exists()
+
+
+# --- what a claim's lines come to, and when a claim is refused ---------------------------------------------
+
+
+def _submit(shenzhen, patient, no, items, day, hour=10, now=None):
+    with tenant_context(shenzhen):
+        return claim_submit(
+            claim_no=no,
+            card_no=patient,
+            department="深圳市人民医院",
+            treated_at=at(day, hour),
+            items=items,
+            actor="hospital",
+            now=now or at(day, hour + 1),
+        )
+
+
+def _answer(shenzhen, no, day):
+    outbox_collect(tenant=shenzhen, now=at(day, 23))
+    with tenant_context(shenzhen):
+        return claim_outcome(claim_id=f"shenzhen-{no}")
+
+
+def test_items_outside_the_catalogue_are_paid_by_the_patient_and_the_rest_is_reimbursed(medical):
+    shenzhen, dongguan, patient = medical
+    with tenant_context(shenzhen):
+        catalogue_item_save(
+            code="D009",
+            name="停用药",
+            category="drug",
+            unit_price_fen=999,
+            coverage="A",
+            active=False,
+            actor="t",
+        )
+    day = dt.date(2026, 11, 3)
+    # The deductible (500.00) is met first by a CT-heavy claim so the second one shows the ratio at work.
+    _submit(shenzhen, patient, "P0", [("T001", 2)], day)
+    _answer(shenzhen, "P0", day)
+    items = [
+        ("D001", 1),  # 甲 120.00 → eligible 120.00 → 80% = 96.00
+        ("X-777", 2, 4550, "自费进口药"),  # outside the catalogue: 91.00 paid by the patient
+        ("D009", 1, 999, "停用药"),  # withdrawn: outside the catalogue too
+        ("M001", 1),  # 丙 50.00: self-pay
+    ]
+    claim, created = _submit(shenzhen, patient, "P1", items, day, hour=15)
+    assert created
+    assert [
+        (line["code"], line["outcome"], line["eligible_fen"], line["self_pay_fen"]) for line in claim.items
+    ] == [
+        ("D001", "covered", 12000, 0),
+        ("X-777", "not_in_catalogue", 0, 9100),
+        ("D009", "not_in_catalogue", 0, 999),
+        ("M001", "self_pay", 0, 5000),
+    ]
+    answer = _answer(shenzhen, "P1", day)
+    assert "rejected" not in answer
+    assert (answer["total_fen"], answer["fund_fen"], answer["patient_fen"]) == (27099, 9600, 17499)
+    with tenant_context(dongguan):
+        adjudicated = Claim.objects.get(claim_id="shenzhen-P1", role="insured")
+    assert [line["outcome"] for line in adjudicated.items][1] == "not_in_catalogue"
+    assert adjudicated.policy_id is not None and adjudicated.insured_category == "employee"
+
+
+def test_a_line_outside_the_catalogue_without_a_price_refuses_the_submission_and_writes_nothing(medical):
+    shenzhen, _, patient = medical
+    with pytest.raises(DomainError) as info:
+        _submit(shenzhen, patient, "N1", [("D001", 1), ("X-1", 1)], dt.date(2026, 11, 3))
+    assert (info.value.code, info.value.field) == ("price_required", "items")
+    with tenant_context(shenzhen):
+        assert not Claim.objects.exists() and not OutboxMessage.objects.filter(kind="medical.claim").exists()
+
+
+def test_submitting_the_same_claim_again_returns_the_first_and_other_content_is_a_conflict(medical):
+    shenzhen, _, patient = medical
+    day = dt.date(2026, 11, 3)
+    first, created = _submit(shenzhen, patient, "R1", [("D001", 1)], day)
+    again, created_again = _submit(shenzhen, patient, "R1", [("D001", 1)], day)
+    assert created and not created_again and again.pk == first.pk
+    with pytest.raises(DomainError) as info:
+        _submit(shenzhen, patient, "R1", [("D001", 2)], day)
+    assert info.value.code == "conflict"
+    with tenant_context(shenzhen):
+        assert OutboxMessage.objects.filter(kind="medical.claim").count() == 1
+
+
+def test_a_claim_that_cannot_be_routed_is_refused_at_submission(medical, tenant):
+    shenzhen, _, _ = medical
+    day = dt.date(2026, 11, 3)
+    for number, code in (
+        (card_no("441900", 1)[:-1] + str((int(card_no("441900", 1)[-1]) + 1) % 10), "bad_checksum"),
+        (card_no("440300", 1), "not_roaming"),  # a Shenzhen card at a Shenzhen hospital
+        (card_no("330100", 1), "no_network"),  # Hangzhou roams in yrd, Shenzhen in gba
+        (card_no("990100", 1), "unknown_insured_place"),
+    ):
+        with pytest.raises(DomainError) as info:
+            _submit(shenzhen, number, f"U-{code}", [("D001", 1)], day)
+        assert (info.value.code, info.value.field) == (code, "card_no"), number
+
+
+def test_closed_year_refuses_the_whole_claim_with_the_reason(medical):
+    shenzhen, dongguan, patient = medical
+    with tenant_context(dongguan):
+        policy_set(year=2025, deductible_fen=0, ratios_bps={"drug": 5000}, annual_cap_fen=10**7, actor="t")
+        with pytest.raises(DomainError):
+            medical_year_close(year=2026, actor="t", now=at(dt.date(2026, 11, 30), 9))  # not over yet
+        medical_year_close(year=2025, actor="officer", now=at(dt.date(2026, 1, 20), 9))
+    # A claim for treatment on 30 December sent in February: too late.
+    _submit(shenzhen, patient, "Y1", [("D001", 1)], dt.date(2025, 12, 30), now=at(dt.date(2026, 2, 2), 9))
+    answer = _answer(shenzhen, "Y1", dt.date(2026, 2, 2))
+    assert (answer["rejected"], answer["fund_fen"], answer["patient_fen"]) == ("year_closed", 0, 12000)
+    assert answer["reason"].startswith("2025 was closed on 2026-01-20")
+    with tenant_context(dongguan):
+        assert not InsuredYear.objects.filter(card_no=patient, year=2025).exists()
+
+
+def test_a_resident_is_adjudicated_under_the_residents_policy_and_refused_without_one(medical):
+    shenzhen, dongguan, patient = medical
+    day = dt.date(2026, 11, 3)
+    with tenant_context(dongguan):
+        insured_year_set_category(card_no=patient, year=2026, category="resident", actor="officer")
+    _submit(shenzhen, patient, "C1", [("D001", 1)], day)
+    answer = _answer(shenzhen, "C1", day)
+    assert (answer["rejected"], answer["category"]) == ("no_policy", "resident")
+    assert "城乡居民医保" in answer["reason"] and "2026-11-03" in answer["reason"]
+    with tenant_context(dongguan):
+        policy_set(
+            category="resident",
+            year=2026,
+            deductible_fen=0,
+            ratios_bps={"drug": 6000},
+            annual_cap_fen=10**6,
+            actor="t",
+        )
+    _submit(shenzhen, patient, "C2", [("D001", 1)], day, hour=16)
+    answer = _answer(shenzhen, "C2", day)
+    assert (answer["fund_fen"], answer["category"]) == (7200, "resident")  # 120.00 × 60%, no deductible
+
+
+def test_a_policy_changed_from_the_first_of_july_applies_to_later_treatment(medical):
+    shenzhen, dongguan, patient = medical
+    with tenant_context(dongguan):
+        first = Policy.objects.get(category="employee", year=2026)
+        policy_set(
+            policy_id=first.pk,
+            year=2026,
+            effective_to=dt.date(2026, 6, 30),
+            deductible_fen=0,
+            ratios_bps={"drug": 5000},
+            annual_cap_fen=10**7,
+            actor="t",
+        )
+        policy_set(
+            year=2026,
+            effective_from=dt.date(2026, 7, 1),
+            deductible_fen=0,
+            ratios_bps={"drug": 9000},
+            annual_cap_fen=10**7,
+            actor="t",
+        )
+    _submit(shenzhen, patient, "J1", [("D001", 1)], dt.date(2026, 6, 30))
+    assert _answer(shenzhen, "J1", dt.date(2026, 6, 30))["fund_fen"] == 6000
+    _submit(shenzhen, patient, "J2", [("D001", 1)], dt.date(2026, 7, 1))
+    assert _answer(shenzhen, "J2", dt.date(2026, 7, 1))["fund_fen"] == 10800
+    with tenant_context(dongguan):
+        # Claims were adjudicated under the first half's policy: its amounts and the days it covered stay.
+        with pytest.raises(DomainError) as info:
+            policy_set(
+                policy_id=first.pk,
+                year=2026,
+                effective_to=dt.date(2026, 6, 30),
+                deductible_fen=0,
+                ratios_bps={"drug": 7000},
+                annual_cap_fen=10**7,
+                actor="t",
+            )
+        assert info.value.code == "policy_in_use"
+        with pytest.raises(DomainError) as info:
+            policy_set(
+                policy_id=first.pk,
+                year=2026,
+                effective_to=dt.date(2026, 6, 29),
+                deductible_fen=0,
+                ratios_bps={"drug": 5000},
+                annual_cap_fen=10**7,
+                actor="t",
+            )
+        assert (info.value.code, info.value.field) == ("policy_in_use", "effective_to")
+        with pytest.raises(DomainError) as info:  # overlapping the second half
+            policy_set(
+                year=2026,
+                effective_from=dt.date(2026, 12, 1),
+                deductible_fen=0,
+                ratios_bps={},
+                annual_cap_fen=0,
+                actor="t",
+            )
+        assert info.value.code == "overlap"
+
+
+def test_medical_cycles_show_in_clearing_status(medical):
+    shenzhen, _, patient = medical
+    day = dt.date(2026, 11, 3)
+    _submit(shenzhen, patient, "S1", [("T001", 4)], day)
+    _answer(shenzhen, "S1", day)
+    out = io.StringIO()
+    call_command(
+        "clearing", "status", "--network", "gba", "--service", "medical", "--date", "2026-11-01", stdout=out
+    )
+    text = out.getvalue()
+    assert (
+        "gba" in text and "medical" in text and "valid" in text and "630.00" in text
+    )  # (1,200.00 − 500.00) × 90%
+    out = io.StringIO()
+    call_command("clearing", "status", "--network", "gba", "--service", "medical", stdout=out)
+    assert "2026-11-01" in out.getvalue() and "1 · 630.00" in out.getvalue()

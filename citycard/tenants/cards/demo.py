@@ -167,6 +167,10 @@ def _checklists(ctx) -> None:
             ", ".join(missing) or "nothing",
         )
     ctx.console.print(table)
+    ctx.console.print(
+        "Who did each step and what is missing: `citycard onboarding --tenant jiaxing` (the city and its "
+        "counties), or /admin/departments/onboarding/ on each site."
+    )
 
 
 def demo_step(ctx) -> None:

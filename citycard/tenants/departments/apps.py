@@ -14,6 +14,7 @@ class DepartmentsConfig(AppConfig):
             "departments.servicepoint": {"view", "add", "change"},
             "departments.datagrant": {"view", "add", "change"},
             "departments.dataread": {"view"},
+            "departments.onboarding": {"view"},
         },
         # A county office onboards its own departments and service points in its own schema.
         "county_officer": {
@@ -21,5 +22,6 @@ class DepartmentsConfig(AppConfig):
             "departments.servicepoint": {"view", "add", "change"},
             "departments.datagrant": {"view"},
             "departments.dataread": {"view"},
+            "departments.onboarding": {"view"},
         },
     }

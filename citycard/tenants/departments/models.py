@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class DepartmentKind(models.TextChoices):
@@ -107,3 +108,13 @@ class DataRead(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["cardholder_id", "at"], name="dataread_holder_at")]
+
+
+class Onboarding(Department):
+    """The onboarding checklist's admin page (入驻清单): a proxy with no table of its own, so the page has a
+    place and a permission on the tenant's admin site (selectors.onboarding_overview fills it)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("onboarding checklist (入驻清单)")
+        verbose_name_plural = _("onboarding checklist (入驻清单)")

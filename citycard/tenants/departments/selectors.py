@@ -7,11 +7,14 @@ import json
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_key_purposes
-from citycard.platform.models import Tenant, TenantKey
+from citycard.platform.models import Domain, Tenant, TenantKey
 from citycard.tenants.departments.models import (
     DataRead,
     Department,
@@ -107,45 +110,181 @@ def cardholder_access_log(
 
 @dataclass(frozen=True)
 class ChecklistItem:
+    """One step of onboarding (入驻): done or not, what there is, who did it and when, who does it and
+    where (an admin page of ``admin_tenant``'s site, a command)."""
+
     key: str
     label: str
     done: bool
     detail: str
+    done_by: str = ""
+    done_at: dt.datetime | None = None
+    who: str = ""  # who does this step: county officer / city administrator / platform operator
+    admin_tenant: str = ""  # whose admin site the page is on ("" : none)
+    admin_path: str = ""
+    command: str = ""
+
+
+SHANGHAI_TZ = dt.timezone(dt.timedelta(hours=8))
+
+
+def _first_audit(action: str) -> AuditEntry | None:
+    return AuditEntry.objects.filter(action=action).order_by("seq").first()
 
 
 def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
-    """What a county (or city) still lacks before it runs (入驻清单): departments, service points,
-    terminals, keys, and for a county the city's card schemes it works with."""
+    """What a county (or city) has and still lacks before it runs (入驻清单), run in its own schema:
+    departments, service points, active terminals, keys, and the (city's) published card schemes; each
+    with who did it and when (from the audit chain, the registry, the key vault, the publication) and
+    where it is done."""
     from citycard.tenants.terminals.models import Terminal, TerminalStatus
 
+    officer = _("county officer") if tenant.kind == "county" else _("city administrator")
+    city = tenant.clearing_tenant
+    items = []
+
     departments = Department.objects.count()
-    points = ServicePoint.objects.filter(active=True).count()
-    terminals = Terminal.objects.filter(status=TerminalStatus.ACTIVE).count()
-    purposes = set(
-        TenantKey.objects.filter(tenant=tenant, retired_at__isnull=True).values_list("purpose", flat=True)
+    first = _first_audit("department.create")
+    oldest = Department.objects.order_by("created_at").first()
+    items.append(
+        ChecklistItem(
+            "departments",
+            _("Departments onboarded"),
+            departments > 0,
+            ngettext("%(n)s department", "%(n)s departments", departments) % {"n": departments},
+            done_by=first.actor if first else "",
+            done_at=first.at if first else (oldest.created_at if oldest else None),
+            who=officer,
+            admin_tenant=tenant.code,
+            admin_path=reverse("tenant_admin:departments_department_add"),
+        )
     )
+
+    points = ServicePoint.objects.filter(active=True).count()
+    first = _first_audit("service_point.create")
+    items.append(
+        ChecklistItem(
+            "service_points",
+            _("Service points open"),
+            points > 0,
+            ngettext("%(n)s active service point", "%(n)s active service points", points) % {"n": points},
+            done_by=first.actor if first and points else "",
+            done_at=first.at if first and points else None,
+            who=officer,
+            admin_tenant=tenant.code,
+            admin_path=reverse("tenant_admin:departments_servicepoint_add"),
+        )
+    )
+
+    active = Terminal.objects.filter(status=TerminalStatus.ACTIVE)
+    terminals = active.count()
+    first_terminal = active.order_by("registered_at").first()
+    items.append(
+        ChecklistItem(
+            "terminals",
+            _("Terminals registered"),
+            terminals > 0,
+            ngettext("%(n)s active terminal", "%(n)s active terminals", terminals) % {"n": terminals},
+            done_by=first_terminal.registered_by if first_terminal else "",
+            done_at=first_terminal.registered_at if first_terminal else None,
+            who=officer,
+            admin_tenant=tenant.code,
+            admin_path=reverse("tenant_admin:terminals_terminal_add"),
+            command=f"citycard terminal --tenant {tenant.code} register …",
+        )
+    )
+
+    keys = TenantKey.objects.filter(tenant=tenant, retired_at__isnull=True)
+    purposes = set(keys.values_list("purpose", flat=True))
     missing_keys = sorted(set(tenant_key_purposes(tenant=tenant)) - purposes)
-    items = [
-        ChecklistItem("departments", "Departments onboarded", departments > 0, f"{departments} departments"),
-        ChecklistItem("service_points", "Service points open", points > 0, f"{points} active service points"),
-        ChecklistItem("terminals", "Terminals registered", terminals > 0, f"{terminals} active terminals"),
+    newest = keys.order_by("-created_at").first()
+    items.append(
         ChecklistItem(
             "keys",
-            "Signing and data keys (a city: its card TAC master too)",
+            _("Signing and data keys (a city: its card TAC master too)"),
             not missing_keys,
-            "present" if not missing_keys else f"missing: {', '.join(missing_keys)}",
-        ),
-    ]
+            _("present") if not missing_keys else _("missing: %(keys)s") % {"keys": ", ".join(missing_keys)},
+            done_by="platform" if newest and not missing_keys else "",
+            done_at=newest.created_at if newest and not missing_keys else None,
+            who=_("platform operator"),
+            command=(
+                f"citycard keys rotate --tenant {tenant.code} --purpose {missing_keys[0]}"
+                if missing_keys
+                else f"citycard keys list --tenant {tenant.code}"
+            ),
+        )
+    )
+
     from citycard.platform.publications import publication_latest
 
-    owner = "city's" if tenant.kind == "county" else "own"
     try:
         publication = publication_latest(tenant=tenant, kind="card-schemes", inherit=True)
-        schemes = (True, f"{owner} schemes version {publication.version}")
+        schemes = (
+            True,
+            _("%(owner)s schemes version %(version)s") % {"owner": city.code, "version": publication.version},
+            publication.published_by,
+            publication.published_at,
+        )
     except NotFound:
-        schemes = (False, f"the {owner} card schemes are not published yet")
-    items.append(ChecklistItem("card_schemes", "Card schemes published", *schemes))
+        schemes = (
+            False,
+            _("%(owner)s has not published its card schemes yet") % {"owner": city.code},
+            "",
+            None,
+        )
+    done, detail, by, at = schemes
+    items.append(
+        ChecklistItem(
+            "card_schemes",
+            _("Card schemes published"),
+            done,
+            detail,
+            done_by=by,
+            done_at=at,
+            who=_("city administrator"),
+            admin_tenant=city.code,
+            admin_path=reverse("tenant_admin:cards_cardscheme_changelist"),
+            command=f"citycard cards --tenant {city.code} schemes --publish",
+        )
+    )
     return items
+
+
+@dataclass(frozen=True)
+class TenantOnboarding:
+    tenant: Tenant
+    items: list[ChecklistItem]
+
+    @property
+    def missing(self) -> list[ChecklistItem]:
+        return [i for i in self.items if not i.done]
+
+
+def onboarding_overview(*, tenant: Tenant) -> list[TenantOnboarding]:
+    """The checklist of ``tenant`` and, for a city, of each of its counties: what its administrators
+    oversee. Each county's checklist is its own selector run in its own schema (read only); the city
+    reads nothing of a county's tables itself."""
+    from django_tenants.utils import tenant_context
+
+    tenants = [tenant]
+    if tenant.kind != "county":
+        tenants += list(Tenant.objects.filter(parent=tenant).order_by("division_code"))
+    out = []
+    for each in tenants:
+        with tenant_context(each):
+            items = onboarding_checklist(tenant=each)
+        out.append(TenantOnboarding(each, items))
+    return out
+
+
+def admin_hosts(*, tenant: Tenant) -> dict[str, str]:
+    """The host each admin site the checklist links to answers on (tenant code → primary domain): the
+    tenant's, its city's and its counties'."""
+    city = tenant.clearing_tenant
+    rows = Domain.objects.filter(is_primary=True).filter(
+        Q(tenant=tenant) | Q(tenant=city) | Q(tenant__parent=city)
+    )
+    return dict(rows.values_list("tenant__code", "domain"))
 
 
 def service_points_search(

@@ -108,6 +108,84 @@ def service_point_create(
 
 
 @transaction.atomic
+def department_update(*, code: str, kind: str, name: str, contact: str = "", actor: str) -> Department:
+    """Change a department's kind, name or contact (its code stays); audited with what it was."""
+    department = Department.objects.select_for_update().filter(code=code).first()
+    if department is None:
+        raise NotFound(f"no department {code!r} here", field="code")
+    if kind not in DepartmentKind.values:
+        raise DomainError(
+            f"unknown department kind {kind!r}; use {', '.join(DepartmentKind.values)}", field="kind"
+        )
+    if not (name or "").strip():
+        raise DomainError("a department needs a name", field="name")
+    after = {"kind": kind, "name": name.strip(), "contact": contact}
+    before = {f: getattr(department, f) for f in after}
+    if before == after:
+        return department
+    for field, value in after.items():
+        setattr(department, field, value)
+    department.save(update_fields=list(after))
+    audit_record(
+        action="department.update",
+        actor=actor,
+        object_type="department",
+        object_id=code,
+        data={"before": before, "after": after},
+    )
+    return department
+
+
+@transaction.atomic
+def service_point_update(
+    *,
+    code: str,
+    name: str,
+    address: str,
+    hours: str,
+    services: Iterable[str],
+    active: bool = True,
+    actor: str,
+) -> ServicePoint:
+    """Change a service window's name, address, hours, services, or close it (``active`` false)."""
+    point = ServicePoint.objects.select_for_update().filter(code=code).first()
+    if point is None:
+        raise NotFound(f"no service point {code!r} here", field="code")
+    services = list(services)
+    bad = [s for s in services if s not in ServiceKind.values]
+    if not services or bad:
+        raise DomainError(
+            f"services must be some of {', '.join(ServiceKind.values)}"
+            + (f"; unknown: {', '.join(bad)}" if bad else ""),
+            field="services",
+        )
+    for field, value in (("name", name), ("address", address), ("hours", hours)):
+        if not (value or "").strip():
+            raise DomainError(f"a service point needs {field}", field=field)
+    after = {
+        "name": name.strip(),
+        "address": address.strip(),
+        "hours": hours.strip(),
+        "services": services,
+        "active": active,
+    }
+    before = {f: getattr(point, f) for f in after}
+    if before == after:
+        return point
+    for field, value in after.items():
+        setattr(point, field, value)
+    point.save(update_fields=list(after))
+    audit_record(
+        action="service_point.update",
+        actor=actor,
+        object_type="service_point",
+        object_id=code,
+        data={"before": before, "after": after},
+    )
+    return point
+
+
+@transaction.atomic
 def data_grant_create(
     *,
     department: str,

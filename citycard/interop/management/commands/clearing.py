@@ -1,5 +1,6 @@
 """`citycard clearing close|validate|net|settle|run|collect|status|report --network yrd --service transit
---date 2026-11-21` — the clearing cycle by hand (the same services the Celery tasks run)."""
+--date 2026-11-21` — the clearing cycle by hand (the same services the Celery tasks run). `status` without
+`--date` lists the agreement's latest cycles (transit daily, medical monthly)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from citycard.interop import selectors, services
 from citycard.platform.errors import DomainError
 from citycard.platform.management.base import PlatformCommand
 
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 STEPS = {
     "close": services.cycle_close,
     "validate": services.cycle_validate,
@@ -92,6 +94,37 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(instructions)
 
 
+def print_cycles(console: Console, *, network: str, service: str, limit: int = 12) -> None:
+    """The latest cycles of one agreement, newest first: state, cut-off and records by status."""
+    cycles = list(
+        selectors.cycles_query(network_code=network, service=service).order_by("-business_date")[:limit]
+    )
+    if not cycles:
+        console.print(f"no {network} {service} cycles yet")
+        return
+    totals = selectors.cycle_record_totals(cycle_ids=[c.pk for c in cycles])
+    table = Table(title=f"{network} {service} cycles, newest first (records · yuan)")
+    for col in ("business date", "state", "cut-off (Beijing time)", "valid", "rejected", "pending"):
+        table.add_column(col)
+    for cycle in cycles:
+        row = totals[cycle.pk]
+
+        def cell(status: str, row=row) -> str:
+            n, amount = row.get(status, (0, 0))
+            return f"{n} · {fen(amount)}" if n else ""
+
+        table.add_row(
+            cycle.business_date.isoformat(),
+            cycle.state,
+            cycle.cut_off_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            cell("valid"),
+            cell("rejected"),
+            cell("pending"),
+        )
+    console.print(table)
+    console.print("one cycle in full: --date YYYY-MM-DD")
+
+
 class Command(PlatformCommand):
     help = (
         "Run and inspect clearing cycles (清算): close, validate, net, settle, run, collect, status, report."
@@ -116,6 +149,9 @@ class Command(PlatformCommand):
             for code, counts in done.items():
                 console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
             console.print(f"{len(done)} outbox(es) had messages")
+            return
+        if opts["action"] == "status" and not opts["date"]:
+            print_cycles(console, network=opts["network"], service=opts["service"])
             return
         if not opts["date"]:
             raise DomainError("--date is required", code="invalid", field="date")

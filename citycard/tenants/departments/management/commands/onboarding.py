@@ -1,0 +1,91 @@
+"""`citycard onboarding --tenant CODE [--json]` — the onboarding checklist (入驻清单): a county's, or a city's
+own and each of its counties'. Each step: done or not, what there is, who did it and when, who does it,
+the admin page (on whose site) and the command that does it."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform.errors import NotFound
+from citycard.platform.management.base import PlatformCommand
+from citycard.platform.selectors import tenant_by_code
+from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
+
+
+class Command(PlatformCommand):
+    help = "The onboarding checklist (入驻清单) of a county, or of a city and its counties."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant code (a city shows its counties too)")
+        parser.add_argument("--json", action="store_true", help="as JSON (times ISO 8601, Beijing time)")
+
+    def handle(self, *args, **opts):
+        tenant = tenant_by_code(opts["tenant"])
+        if tenant is None or tenant.is_platform:
+            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+        overview = onboarding_overview(tenant=tenant)
+        domains = admin_hosts(tenant=tenant)
+
+        def where(item) -> str:
+            if not item.admin_path:
+                return ""
+            return f"{domains.get(item.admin_tenant, item.admin_tenant)}{item.admin_path}"
+
+        if opts["json"]:
+            rows = [
+                {
+                    "tenant": o.tenant.code,
+                    "kind": o.tenant.kind,
+                    "done": len(o.items) - len(o.missing),
+                    "total": len(o.items),
+                    "steps": [
+                        {
+                            "key": i.key,
+                            "label": str(i.label),
+                            "done": i.done,
+                            "detail": str(i.detail),
+                            "done_by": i.done_by,
+                            "done_at": i.done_at.astimezone(SHANGHAI_TZ).isoformat() if i.done_at else None,
+                            "who": str(i.who),
+                            "admin_page": where(i),
+                            "command": i.command,
+                        }
+                        for i in o.items
+                    ],
+                }
+                for o in overview
+            ]
+            self.stdout.write(json.dumps(rows, ensure_ascii=False, indent=1))
+            return
+        console = Console(file=self.stdout, width=160)
+        for o in overview:
+            table = Table(
+                "step",
+                "done",
+                "what there is",
+                "by",
+                "when (Beijing time)",
+                "who does it",
+                title=f"{o.tenant.name_zh} {o.tenant.code} ({o.tenant.kind}): "
+                f"{len(o.items) - len(o.missing)} of {len(o.items)} steps done",
+            )
+            for i in o.items:
+                table.add_row(
+                    str(i.label),
+                    "yes" if i.done else "NO",
+                    str(i.detail),
+                    i.done_by,
+                    i.done_at.astimezone(SHANGHAI_TZ).strftime("%Y-%m-%d %H:%M") if i.done_at else "",
+                    str(i.who),
+                )
+            console.print(table)
+            missing = "; ".join(str(i.label) for i in o.missing)
+            console.print(f"still missing: {missing}" if missing else "nothing missing")
+            console.print("where each step is done:")
+            for i in o.items:
+                places = " · ".join(x for x in (where(i), i.command) if x)
+                console.print(f"  {i.label}: {places}", soft_wrap=True)
+            console.print()
