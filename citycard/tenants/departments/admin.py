@@ -14,6 +14,7 @@ from citycard.platform.admin_sites import tenant_admin
 from citycard.tenants.departments import services
 from citycard.tenants.departments.models import DataGrant, DataRead, Department, Onboarding, ServicePoint
 from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
+from citycard.tenants.departments.services import onboarding_publish
 
 
 def _actor(request) -> str:
@@ -173,6 +174,8 @@ class OnboardingAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         here = connection.tenant
+        if here.kind == "county":  # what the county's officers see now is what its city sees next
+            onboarding_publish(tenant=here, actor=f"user:{request.user.username}")
         overview = onboarding_overview(tenant=here)
         domains = admin_hosts(tenant=here)
         port = request.get_port()
@@ -189,7 +192,11 @@ class OnboardingAdmin(admin.ModelAdmin):
         tenants = [
             {
                 "tenant": o.tenant,
-                "own": o.tenant.pk == here.pk,
+                "own": o.own,
+                "problem": o.problem,
+                "published_at": o.published_at.astimezone(SHANGHAI_TZ).strftime("%Y-%m-%d %H:%M")
+                if o.published_at
+                else "",
                 "done": len(o.items) - len(o.missing),
                 "total": len(o.items),
                 "missing": [str(i.label) for i in o.missing],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.urls import reverse
@@ -13,8 +14,9 @@ from django.utils.translation import ngettext
 
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.keys import tenant_key_purposes
+from citycard.platform.keys import tenant_key_purposes, tenant_verify
 from citycard.platform.models import Domain, Tenant, TenantKey
+from citycard.platform.publications import publication_latest
 from citycard.tenants.departments.models import (
     DataRead,
     Department,
@@ -22,6 +24,7 @@ from citycard.tenants.departments.models import (
     ServiceKind,
     ServicePoint,
 )
+from citycard.terminal_kit.signing import SignatureError
 
 
 def data_reads(*, cardholder_id: int) -> QuerySet[DataRead]:
@@ -215,8 +218,6 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
         )
     )
 
-    from citycard.platform.publications import publication_latest
-
     try:
         publication = publication_latest(tenant=tenant, kind="card-schemes", inherit=True)
         schemes = (
@@ -252,28 +253,71 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
 
 @dataclass(frozen=True)
 class TenantOnboarding:
+    """A tenant's checklist: computed here for the tenant itself; for a county seen by its city, as the
+    county last published it (``published_at``; None when it has published none yet)."""
+
     tenant: Tenant
     items: list[ChecklistItem]
+    published_at: dt.datetime | None = None
+    own: bool = True
+    problem: str = ""  # a county's publication that does not verify: shown instead of its steps
 
     @property
     def missing(self) -> list[ChecklistItem]:
         return [i for i in self.items if not i.done]
 
 
-def onboarding_overview(*, tenant: Tenant) -> list[TenantOnboarding]:
-    """The checklist of ``tenant`` and, for a city, of each of its counties: what its administrators
-    oversee. Each county's checklist is its own selector run in its own schema (read only); the city
-    reads nothing of a county's tables itself."""
-    from django_tenants.utils import tenant_context
+ONBOARDING_KIND = "onboarding"
 
-    tenants = [tenant]
+
+def checklist_payload(items: list[ChecklistItem]) -> dict[str, Any]:
+    """What a county publishes of its checklist for its city (labels as said in the default language)."""
+    return {
+        "steps": [
+            {
+                "key": i.key,
+                "label": str(i.label),
+                "done": i.done,
+                "detail": str(i.detail),
+                "done_by": i.done_by,
+                "done_at": i.done_at.isoformat() if i.done_at else None,
+                "who": str(i.who),
+                "admin_tenant": i.admin_tenant,
+                "admin_path": i.admin_path,
+                "command": i.command,
+            }
+            for i in items
+        ]
+    }
+
+
+def _published_checklist(county: Tenant) -> TenantOnboarding:
+    """A county's checklist as it published it, its signature verified: the city reads the county's
+    publication, never the county's schema."""
+    try:
+        publication = publication_latest(tenant=county, kind=ONBOARDING_KIND)
+    except NotFound:
+        return TenantOnboarding(county, [], None, own=False)
+    try:
+        _, payload = tenant_verify(document=publication.document, tenant=county)
+    except SignatureError as exc:
+        return TenantOnboarding(county, [], publication.published_at, own=False, problem=str(exc))
+    items = [
+        ChecklistItem(
+            **{**step, "done_at": dt.datetime.fromisoformat(step["done_at"]) if step["done_at"] else None}
+        )
+        for step in payload["steps"]
+    ]
+    return TenantOnboarding(county, items, publication.published_at, own=False)
+
+
+def onboarding_overview(*, tenant: Tenant) -> list[TenantOnboarding]:
+    """The checklist of ``tenant`` (computed in its own schema, the current one) and, for a city, each of
+    its counties' as the county last published it (``departments.services.onboarding_publish``)."""
+    out = [TenantOnboarding(tenant, onboarding_checklist(tenant=tenant))]
     if tenant.kind != "county":
-        tenants += list(Tenant.objects.filter(parent=tenant).order_by("division_code"))
-    out = []
-    for each in tenants:
-        with tenant_context(each):
-            items = onboarding_checklist(tenant=each)
-        out.append(TenantOnboarding(each, items))
+        for county in Tenant.objects.filter(parent=tenant).order_by("division_code"):
+            out.append(_published_checklist(county))
     return out
 
 

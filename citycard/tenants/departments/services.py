@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Tenant
+from citycard.platform.publications import publication_publish
 from citycard.tenants.cards.models import Cardholder, CardholderCategory
 from citycard.tenants.cards.selectors import SHANGHAI, cardholder_pii, cards_of
 from citycard.tenants.departments.models import (
@@ -26,6 +28,12 @@ from citycard.tenants.departments.models import (
     PiiField,
     ServiceKind,
     ServicePoint,
+)
+from citycard.tenants.departments.selectors import (
+    ONBOARDING_KIND,
+    ChecklistItem,
+    checklist_payload,
+    onboarding_checklist,
 )
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -310,3 +318,15 @@ def cardholder_read(
         at=at,
     )
     return out
+
+
+@transaction.atomic
+def onboarding_publish(*, tenant: Tenant, actor: str) -> list[ChecklistItem]:
+    """A county's checklist (入驻清单), computed in its own schema (the current one) and published signed
+    for its city (publication kind ``onboarding``): the city's overview reads the publication, never the
+    county's schema. An unchanged checklist publishes nothing new. Returns the checklist."""
+    if tenant.kind != "county":
+        raise DomainError(f"{tenant.code} is a city: only counties publish their checklist", field="tenant")
+    items = onboarding_checklist(tenant=tenant)
+    publication_publish(tenant=tenant, kind=ONBOARDING_KIND, payload=checklist_payload(items), actor=actor)
+    return items

@@ -106,12 +106,19 @@ def _department_pk(county, code: str) -> int:
 
 
 def test_the_citys_administrator_sees_each_countys_checklist_with_links_to_the_countys_site(client, tenant):
-    from citycard.tenants.departments.services import department_create
+    from citycard.tenants.departments.services import department_create, onboarding_publish
 
     with tenant_context(tenant("haiyan")):
         department_create(code="hy-trans", kind="transport", name="海盐县交通运输局", actor="user:hy-1")
     admin = sign_in(client, "jiaxing", Role.CITY_ADMIN)
     page = admin.get("/admin/departments/onboarding/", **JIAXING).content.decode()
+    # The city reads what the county published, never the county's schema: nothing yet.
+    assert 'id="haiyan"' in page and "has not published its checklist yet" in page and "user:hy-1" not in page
+    with tenant_context(tenant("haiyan")):
+        onboarding_publish(tenant=tenant("haiyan"), actor="user:hy-1")
+        onboarding_publish(tenant=tenant("haiyan"), actor="user:hy-1")  # unchanged: no new version
+    page = admin.get("/admin/departments/onboarding/", **JIAXING).content.decode()
+    assert "As the county last published it" in page
     assert 'id="jiaxing"' in page and 'id="haiyan"' in page and 'id="tonglu"' not in page  # Hangzhou's county
     assert "http://haiyan.localhost/admin/departments/servicepoint/add/" in page
     assert "user:hy-1" in page and "on haiyan's site" in page and "1 department<" in page
@@ -122,6 +129,8 @@ def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
 
     with tenant_context(tenant("haiyan")):
         department_create(code="hy-trans", kind="transport", name="海盐县交通运输局", actor="user:hy-1")
+    out = io.StringIO()
+    call_command("onboarding", "--tenant", "haiyan", stdout=out)  # the county's officer: published
     out = io.StringIO()
     call_command("onboarding", "--tenant", "jiaxing", stdout=out)
     text = out.getvalue()
@@ -137,3 +146,23 @@ def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
         "citycard terminal --tenant haiyan"
     )
     assert steps["card_schemes"]["admin_page"] == "jiaxing.localhost/admin/cards/cardscheme/"
+
+
+def test_the_city_reads_only_a_signed_publication_of_its_countys_checklist(client, tenant):
+    """A checklist document not signed by the county is refused, not shown."""
+    from citycard.platform.models import Publication
+    from citycard.tenants.departments.selectors import onboarding_overview
+    from citycard.tenants.departments.services import onboarding_publish
+
+    haiyan, jiaxing = tenant("haiyan"), tenant("jiaxing")
+    with tenant_context(haiyan):
+        onboarding_publish(tenant=haiyan, actor="t")
+    publication = Publication.objects.filter(tenant=haiyan, kind="onboarding").latest("version")
+    forged = json.loads(json.dumps(publication.document))
+    forged["payload"]["steps"][0]["done"] = not forged["payload"]["steps"][0]["done"]
+    Publication.objects.filter(pk=publication.pk).update(document=forged)
+    with tenant_context(jiaxing):
+        [_, county] = onboarding_overview(tenant=jiaxing)
+    assert county.items == [] and "does not match" in county.problem
+    page = sign_in(client, "jiaxing", Role.CITY_ADMIN).get("/admin/departments/onboarding/", **JIAXING)
+    assert "does not verify, so it is not shown" in page.content.decode()

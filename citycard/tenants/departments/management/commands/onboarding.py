@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
 
@@ -13,6 +14,7 @@ from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
+from citycard.tenants.departments.services import onboarding_publish
 
 
 class Command(PlatformCommand):
@@ -26,7 +28,10 @@ class Command(PlatformCommand):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
             raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
-        overview = onboarding_overview(tenant=tenant)
+        with tenant_context(tenant):
+            if tenant.kind == "county":  # publish what its city reads
+                onboarding_publish(tenant=tenant, actor=self.actor)
+            overview = onboarding_overview(tenant=tenant)
         domains = admin_hosts(tenant=tenant)
 
         def where(item) -> str:
@@ -39,6 +44,9 @@ class Command(PlatformCommand):
                 {
                     "tenant": o.tenant.code,
                     "kind": o.tenant.kind,
+                    "published_at": o.published_at.astimezone(SHANGHAI_TZ).isoformat()
+                    if o.published_at
+                    else None,
                     "done": len(o.items) - len(o.missing),
                     "total": len(o.items),
                     "steps": [
