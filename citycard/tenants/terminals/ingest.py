@@ -427,7 +427,7 @@ def common_decode(body: bytes, window: TapWindow) -> CommonBatch | None:
         return None
     try:
         document = _decode_document(body)
-    except (_DecodeError, RecursionError):
+    except (_DecodeError, ValueError, RecursionError):  # msgspec names an unknown key that is not UTF-8 so
         return None
     payload = document.payload
     canonical = _encode(payload)

@@ -100,6 +100,14 @@ def test_the_common_form_takes_the_compact_body_only():
     assert common_decode(COMPACT + b" ", window) is None
 
 
+@pytest.mark.parametrize("body", [b'{"\x80":1}', b'{"payload":{"a\xff":1}}', b"[" * 100_000])
+def test_the_common_form_declines_what_msgspec_fails_on_otherwise(body):
+    """msgspec raises UnicodeDecodeError, not its DecodeError, naming an unknown key that is not UTF-8
+    (found by tests/e2e/test_upload_fuzz.py: it was a 500)."""
+    assert common_decode(body, tap_window(RECEIVED)) is None
+    _refused(body)
+
+
 def test_every_character_is_written_in_its_shortest_form():
     """What repeated_keys_refuse rests on: orjson, msgspec and the standard library write every code point
     in the shortest form JSON allows (raw UTF-8, a two-character escape, \\u00XX for other controls)."""
