@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -174,8 +175,14 @@ def _nested(depth: int) -> Any:
     return value
 
 
+# Any offset Python reads: it also reads seconds and fractions, up to ±23:59:59.999999 (PostgreSQL does not).
+DAY = dt.timedelta(hours=24)
+offsets = st.timedeltas(
+    min_value=-DAY + dt.timedelta(microseconds=1), max_value=DAY - dt.timedelta(microseconds=1)
+)
 # A change to one tap of a signed batch: the batch is answered 200 and the other taps are accepted.
 tap_change = st.one_of(
+    st.tuples(st.just("time"), st.just("tapped_at"), offsets),
     st.tuples(st.just("range"), st.sampled_from(NUMBER_FIELDS), st.sampled_from(EDGES)),
     st.tuples(st.just("type"), st.sampled_from(ALL_FIELDS), WRONG),
     st.tuples(st.just("missing"), st.sampled_from(ALL_FIELDS), st.none()),
@@ -191,7 +198,13 @@ header_change = st.tuples(
     st.sampled_from(
         ["batch_id", "terminal_id", "tenant", "created_at", "rule_version", "hotlist_version", "transactions"]
     ),
-    st.one_of(WRONG, st.sampled_from(EDGES), st.just("9999-12-31T23:59:59-14:00"), st.just("x" * 81)),
+    st.one_of(
+        WRONG,
+        st.sampled_from(EDGES),
+        st.just("9999-12-31T23:59:59-14:00"),
+        st.just("x" * 81),
+        offsets.map(lambda offset: dt.datetime.now(dt.timezone(offset)).isoformat()),
+    ),
 )
 # A change to the bytes of a signed body: refused with this status and code (None: any 4xx).
 BYTE_CHANGES = {
@@ -219,6 +232,8 @@ def _change_tap(taps: list[dict], index: int, change: tuple) -> None:
     tap = taps[index]
     if kind in ("range", "type", "extra", "nested"):
         tap[field] = value
+    elif kind == "time":  # the same instant, written with another offset
+        tap[field] = dt.datetime.fromisoformat(tap[field]).astimezone(dt.timezone(value)).isoformat()
     elif kind == "missing":
         del tap[field]
     elif kind == "not a tap":
@@ -340,8 +355,11 @@ def test_a_changed_header_is_refused_and_writes_nothing(server, jinhua, sim, cha
     payload[field] = value
     before = _counts(jinhua)
     status, headers, answer = send(server, sim.sign(payload))
-    if status == 200:  # a value that happens to be right: a batch id, a list of taps
-        assert (field, type(value)) in (("batch_id", str), ("transactions", list)), (field, value)
+    if status == 200:  # a value that happens to be right: a batch id, a time, a list of taps
+        assert (field, type(value)) in (("batch_id", str), ("created_at", str), ("transactions", list)), (
+            field,
+            value,
+        )
         return
     error = _refused(status, headers, answer)
     after = _counts(jinhua)
@@ -374,6 +392,29 @@ def test_random_bytes_never_get_a_5xx(server, jinhua, body, method):
     status, headers, answer = send(server, body, method=method)
     _refused(status, headers, answer)
     assert _counts(jinhua) == before
+
+
+@settings(max_examples=40, deadline=dt.timedelta(seconds=10), suppress_health_check=list(HealthCheck))
+@given(
+    query=st.one_of(
+        st.text(max_size=30).map(lambda text: "since=" + quote(text)),
+        st.integers(-(2**70), 2**70).map(lambda n: f"since={n}"),
+        st.sampled_from(["since=" + "9" * 5000, "since=%C2%B2", "since=%00", "since=1&since=2", "since"]),
+        st.binary(max_size=30).map(lambda raw: quote(raw.decode("latin-1"), safe="=&")),
+    )
+)
+def test_the_hotlist_answers_any_query_with_a_list_or_a_json_refusal(server, jinhua, query):
+    conn = http.client.HTTPConnection(*server, timeout=60)
+    try:
+        conn.request("GET", f"/terminal/v1/hotlist?{query}", headers={"Host": HOST})
+        response = conn.getresponse()
+        status, headers, answer = response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+    if status == 200:
+        assert keys.tenant_verify(tenant=jinhua, document=json.loads(answer))[1]["kind"] == "hotlist"
+    elif status != 304:
+        _refused(status, headers, answer)
 
 
 def test_a_body_shorter_than_its_content_length_is_malformed(server, jinhua):

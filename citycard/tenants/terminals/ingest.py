@@ -265,8 +265,12 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
             and stamp[4] == stamp[7] == "-"
             and stamp[13] == stamp[16] == stamp[22] == ":"
             and stamp[19] in "+-"
+            and stamp[20:22] <= "14"  # the world's offsets; PostgreSQL refuses beyond 15:59, Python does not
         ):
-            stamp = tapped_at.isoformat()  # what PostgreSQL reads the same way, whatever form was sent
+            # The same instant in a form PostgreSQL reads, as text for the COPY and as the datetime the
+            # checks send (Python also reads offsets with seconds and fractions, up to 23:59:59.999999).
+            tapped_at = tapped_at.astimezone(dt.UTC)
+            stamp = tapped_at.isoformat()
     tac = get("tac")
     if type(tac) is not str or not (8 <= len(tac) <= 64) or len(tac) % 2:
         raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
@@ -687,7 +691,9 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
     except ValueError as exc:
         raise BatchRefused(str(exc), code="malformed") from None
     try:
-        created_at.astimezone(dt.UTC)  # in UTC within years 1 to 9999, as every reader of the batch holds it
+        # In UTC: a time PostgreSQL reads (Python reads offsets it does not: seconds, fractions, beyond
+        # 15:59), within years 1 to 9999 as every reader of the batch holds it.
+        created_at = created_at.astimezone(dt.UTC)
     except OverflowError:
         raise BatchRefused(f"created_at {created_at.isoformat()} is out of range", code="malformed") from None
     versions = [payload.get("rule_version"), payload.get("hotlist_version")]

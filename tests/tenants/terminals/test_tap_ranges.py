@@ -4,6 +4,7 @@ high-water mark, not its gap detection. Its batch is answered, and answered the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -124,3 +125,47 @@ def test_integers_beyond_64_bits_reject_their_tap_not_the_batch(client, hz, now)
         ("rejected", "bad_field", 10**30),
         ("accepted", None, 1),
     ]
+
+
+@pytest.mark.parametrize("offset", ["+05:30:15", "+05:30:15.123456", "+23:59", "-23:59:59.999999", "-12:00"])
+def test_a_tap_stamped_with_any_offset_python_reads_is_stored_at_its_instant(client, hz, now, offset):  # noqa: F811
+    """Python reads offsets PostgreSQL does not (seconds, fractions, beyond 15:59): the COPY failed the batch."""
+    hangzhou, sim = hz
+    (tap,) = taps_for(sim, cards("330100", 1), now)
+    local = now.replace(tzinfo=None) - dt.timedelta(hours=1)
+    tap["tapped_at"] = local.isoformat() + offset
+    assert [
+        r["outcome"] for r in _ack(post(client, sim.sign(sim.payload([tap], created_at=now))))["results"]
+    ] == ["accepted"]
+    with tenant_context(hangzhou):
+        assert Transaction.objects.get().tapped_at == dt.datetime.fromisoformat(tap["tapped_at"])
+
+
+@pytest.mark.parametrize(
+    ("created_at", "status"),
+    [
+        ("+05:30:15.5", 200),
+        ("+23:59", 200),
+        ("9999-12-31T23:59:59-14:00", 400),
+        ("0001-01-01T00:00:00+14:00", 400),
+    ],
+)
+def test_a_batch_stamped_with_any_offset_python_reads_is_taken_or_refused_never_failed(
+    client,
+    hz,  # noqa: F811
+    now,
+    created_at,
+    status,
+):
+    _, sim = hz
+    payload = sim.payload(taps_for(sim, cards("330100", 1), now), created_at=now)
+    if created_at.startswith("+"):
+        created_at = now.replace(tzinfo=None).isoformat() + created_at
+    payload["created_at"] = created_at
+    response = post(client, sim.sign(payload))
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert response.json()["error"] == {
+            "code": "malformed",
+            "message": f"created_at {created_at} is out of range",
+        }
