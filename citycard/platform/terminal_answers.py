@@ -54,6 +54,7 @@ _MESSAGES = {
     ),
 }
 _FAILURE = "_terminal_failure"  # the request attribute where an exception is kept for the answer
+_CHUNK = 64 * 1024
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -86,6 +87,8 @@ class TerminalAnswersMiddleware:
         request_id = uuid.uuid4().hex
         setattr(request, _FAILURE, None)
         response = self.get_response(request)
+        if not getattr(request, "_read_started", False):
+            _drain(request)
         failure = getattr(request, _FAILURE)
         if failure is not None:
             response = _failure_answer(failure, request_id, path)
@@ -95,6 +98,21 @@ class TerminalAnswersMiddleware:
             response = _as_json(request, response)
         response["X-Request-Id"] = request_id
         return response
+
+
+def _drain(request: HttpRequest) -> None:
+    """Read and drop a body nobody read (a refusal before the view read it: 413, 415, 405, 404…), up to
+    four batch limits: a server that closes a connection with unread data sends a reset, and the client
+    may see that instead of the answer."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    left = 0
+    if declared.isascii() and declared.isdigit() and len(declared) < 19:
+        left = min(int(declared), 4 * settings.TERMINAL_BATCH_MAX_BYTES)
+    try:
+        while left > 0 and (chunk := request.read(min(_CHUNK, left))):
+            left -= len(chunk)
+    except OSError:  # the client is gone: nothing to keep the connection for
+        pass
 
 
 def _failure_answer(failure: BaseException, request_id: str, path: str) -> HttpResponse:
