@@ -74,7 +74,7 @@ def test_other_routes_keep_djangos_body_limit(client, settings):
         ("get", "/terminal/v1/keys", 404, "not_found", "the path no terminal route"),
         ("get", "/terminal", 404, "not_found", "the path no terminal route"),
         ("get", "/terminal/v1/hotlist?since=x", 400, "invalid", "since must be"),
-        ("get", "/terminal/v1/hotlist?since=%C2%B2", 400, "invalid", "since must be"),  # "²": a digit to isdigit
+        ("get", "/terminal/v1/hotlist?since=%C2%B2", 400, "invalid", "since must be"),  # "²": isdigit
         ("get", "/terminal/v1/hotlist?since=" + "9" * 5000, 400, "invalid", "at most 18 digits"),
     ],
 )
