@@ -341,8 +341,8 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
 # time, compact JSON. ``common_decode`` decodes a body of that form straight into typed structs (msgspec:
 # types, ranges and lengths checked in C, a float anywhere refused), writes the payload's canonical bytes
 # from them (a body longer than those bytes and the signature's repeats a key or has whitespace: not
-# the common form), and runs the checks C cannot (Luhn, issuer prefix, balance arithmetic, time window, hex digits)
-# over each tap. It answers None whenever the body is anything else, and a signature that does not verify
+# the common form), and runs the checks C cannot (Luhn, issuer prefix, balance arithmetic, time window,
+# hex digits) over each tap. It answers None whenever the body is anything else, and a signature that does not verify
 # over its bytes sends the batch the general way too (``_NotCommon``): so it never decides differently from
 # the general path, ``_load`` + ``_validate`` (tests/tenants/terminals/test_common_form.py), it only
 # decides the usual batch in a third of the time.
@@ -431,7 +431,7 @@ def common_decode(body: bytes, window: TapWindow) -> CommonBatch | None:
         return None
     try:
         document = _decode_document(body)
-    except (_DecodeError, ValueError, RecursionError):  # msgspec names an unknown key that is not UTF-8 so
+    except (_DecodeError, ValueError, RecursionError):  # ValueError: an unknown key that is not UTF-8
         return None
     payload = document.payload
     canonical = _encode(payload)
