@@ -338,6 +338,14 @@ TERMINAL_VERIFY = os.environ.get("CITYCARD_TERMINAL_VERIFY", "deferred")
 # Taps on a card listed on the hotlist longer ago than this are flagged (time for terminals to download it).
 HOTLIST_GRACE_S = int(os.environ.get("CITYCARD_HOTLIST_GRACE_S", "1800"))
 
+# --- Terminal routes (/terminal/… on a tenant's domain): every answer JSON with a code, outages of the
+# database or broker 503 with Retry-After (citycard/platform/terminal_answers.py, docs/ingestion.md).
+# Outermost, so it also sees what the tenant routing answers. The upload reads its body itself up to
+# TERMINAL_BATCH_MAX_BYTES: DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MiB) stays for every other route.
+TERMINAL_URL_PREFIX = "/terminal/"
+TERMINAL_RETRY_AFTER_S = int(os.environ.get("CITYCARD_TERMINAL_RETRY_AFTER_S", "30"))
+MIDDLEWARE = ["citycard.platform.terminal_answers.TerminalAnswersMiddleware", *MIDDLEWARE]
+
 # Cardholder verification (实名核验: cardholderVerify, cardReportLost): failed attempts allowed per card per
 # fixed window, after which the card answers no verification until the window ends (guessing an ID number
 # for a known card would otherwise take about a thousand tries).

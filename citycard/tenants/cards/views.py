@@ -26,12 +26,14 @@ def hotlist_download(request):
     since_text = request.GET.get("since")
     since: int | None = None
     if since_text not in (None, ""):
-        if not since_text.isdigit():
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int) and few of them (int() refuses
+        # thousands): both were a 500.
+        if not (since_text.isascii() and since_text.isdigit()) or len(since_text) > 18:
             return JsonResponse(
                 {
                     "error": {
                         "code": "invalid",
-                        "message": "since must be a non-negative whole version number",
+                        "message": "since must be a non-negative whole version number (at most 18 digits)",
                     }
                 },
                 status=400,

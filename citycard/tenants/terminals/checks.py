@@ -58,7 +58,8 @@ class BatchContext:
     terminal_clock: dt.datetime  # the batch's created_at
     rule_version: int
     hotlist_version: int
-    all_terminal_seqs: tuple[int, ...] = ()  # every sequence number the batch carried (rejected too)
+    # Every sequence number of the batch's valid taps (duplicates too); a rejected tap's is not taken.
+    all_terminal_seqs: tuple[int, ...] = ()
     card_tac_key: Any = None  # the acquirer's card TAC key row, when the upload read it already
     latest_tap: dt.datetime | None = None  # the latest tapped_at among the batch's valid taps, when known
 
@@ -127,6 +128,7 @@ StoredCheck = Callable[[StoredContext, Sequence[Tap]], Iterable[Flag]]
 # plausible tap, cheaper than the zone database.
 _CST = dt.timezone(dt.timedelta(hours=8))
 _PURCHASE = bytes([PURCHASE])
+_CARD_AMOUNT_MAX = 0xFFFF_FFFF  # the amount field of a purchase on the card (4 bytes)
 
 # --- built-in checks ---------------------------------------------------------------------------------
 
@@ -158,7 +160,9 @@ def clock_skew_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Sequence numbers the terminal skipped (after its previous high-water mark and inside the batch).
 
-    A late tap below the high-water mark is not a gap (it fills one). Rejected taps count as seen."""
+    A late tap below the high-water mark is not a gap (it fills one). A rejected tap counts as nothing:
+    a number only it carried is missing (the tap is in the exceptions table), and a wild one (2**62) can
+    silence no gap."""
     previous = ctx.terminal_last_seq
     # The usual batch: its sequence numbers run on without a hole from the high-water mark (or from below
     # it). Told in C, without a Python step per tap.
@@ -250,6 +254,9 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     master = tenant_card_tac_master(tenant=ctx.acquirer, key=ctx.card_tac_key)
     flags = []
     for tap in own:
+        if tap.amount_fen > _CARD_AMOUNT_MAX:  # no card signed it: the TAC covers a 4-byte amount
+            flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
+            continue
         expected = tac_expected(master=master, tap=tap)
         if not hmac.compare_digest(expected, tap.tac):
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
@@ -262,7 +269,6 @@ def fare_recheck(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     from citycard.tenants.fares.recheck import fare_check
 
     return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(tenant=ctx.tenant, taps=taps)]
-
 
 
 # --- routing -------------------------------------------------------------------------------------------

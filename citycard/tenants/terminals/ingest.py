@@ -3,8 +3,9 @@
 The path of one upload, in a fixed number of round trips whatever the batch size (5 with django-tenants'
 SET search_path, BEGIN and COMMIT once the month partitions are known, plus the COPY):
 
-1. size; the body decoded in the common form (``common_decode``: msgspec, typed, every tap checked) or
-   else the general way (orjson when installed; floats refused); signature structure; **one lookup** reads
+1. size; the body decoded in the common form (``common_decode``: msgspec, typed, compact, every tap
+   checked) or else the general way (``wire.read_json``: orjson when installed; floats, repeated keys,
+   deep nesting, lone surrogates… refused, each with its message); signature structure; **one lookup** reads
    the terminal key named by the signature with its terminal, any batch already stored under the
    payload's batch id, the tenant's current signing key, the acquirer's card TAC master and the id a new
    batch gets; one Ed25519 verification over the canonical payload (orjson when installed,
@@ -13,11 +14,13 @@ SET search_path, BEGIN and COMMIT once the month partitions are known, plus the 
    same acknowledgement, byte for byte (``ack_rebuild``: from the outcomes and signature stored with the
    batch and the resent taps); other content → 409, logged in the audit chain;
 3. in the transaction: each tap validated in one straight pass unless the common form checked it
-   (rejected with a reason, or repeated within the batch → duplicate) and routed by issuer (cached);
+   (rejected with a reason: then nothing of it is taken, not even its sequence number; or repeated within
+   the batch → duplicate, or conflict if its content differs) and routed by issuer (cached);
 4. month partitions ensured (cached per process); **the claim**: the terminal's row locked (its
    uploads take turns), its high-water mark read, an id drawn for each valid tap, and the taps whose
    sequence number is not above the mark (resends, late taps) looked up among the stored ones by
-   (terminal, sequence): a stored natural key is a duplicate, never stored twice; **COPY** of the new
+   (terminal, sequence): a stored natural key is a duplicate (the same content) or a conflict (other
+   content), never stored twice; **COPY** of the new
    taps straight into the month partitions;
 5. the batch's own checks (checks.BATCH_CHECKS: clock skew, terminal sequence gaps); the checks against
    stored data (checks.STORED_CHECKS) and the roaming hand-off run here only with
@@ -36,6 +39,7 @@ import hashlib
 import io
 import json
 import logging
+import operator
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -63,13 +67,15 @@ from citycard.tenants.terminals.checks import (
 from citycard.tenants.terminals.models import Batch, TerminalStatus
 from citycard.tenants.terminals.partitions import partitions_ensure
 from citycard.tenants.terminals.verify import flags_sql, taps_verify, verify_inline
+from citycard.tenants.terminals.wire import (
+    Unreadable,
+    canonical_bytes,
+    read_json,
+    repeated_keys_refuse,
+)
 from citycard.terminal_kit.cardno import luhn_valid
-from citycard.terminal_kit.signing import b64decode, reject_floats
+from citycard.terminal_kit.signing import b64decode
 
-try:
-    import orjson
-except ImportError:  # optional: the standard library gives the same bytes, slower
-    orjson = None
 try:
     import msgspec
 except ImportError:  # optional: every batch then takes the general path
@@ -97,33 +103,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     rejected: int
-
-
-def _no_float(text: str) -> Any:
-    raise ValueError(f"number {text} is not an integer (money is integer fen)")
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not valid JSON")
-
-
-def canonical_bytes(payload: dict[str, Any]) -> bytes:
-    """terminal_kit.signing.canonical_json for a float-free payload (floats are refused at parse time).
-
-    Through orjson when it is installed (about six times faster on a 500-tap batch), whose output for
-    such a payload is byte for byte the standard library's (tests/tenants/terminals/test_canonical_json.py);
-    what orjson refuses (integers beyond 64 bits, nesting deeper than 254, lone surrogates) goes the
-    standard way, with the standard outcome."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            pass
-    return canonical_bytes_standard(payload)
-
-
-def canonical_bytes_standard(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    conflicts: int = 0  # taps whose natural key came with other content before (stored or in this batch)
 
 
 def _parse_time(value: Any, what: str) -> dt.datetime:
@@ -145,7 +125,8 @@ class _Reject(Exception):
         self.message = message
 
 
-_INT_MAX = 2**63 - 1
+_INT_MAX = 2**63 - 1  # PostgreSQL bigint: sequence numbers, card counters, amounts and balances
+_INT4_MAX = 2**31 - 1  # PostgreSQL integer: rule and hotlist versions
 _TEXT_LIMITS = {"service": 20, "route": 40, "card_scheme": 40, "fare_rule_id": 60}
 # Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the same local dates and
 # months as Asia/Shanghai for every plausible tap (at most 400 days old) at a fraction of the cost.
@@ -165,11 +146,12 @@ def _luhn_cached(card_no: str) -> bool:
     return True
 
 
-def _bad_int(name: str, value: Any) -> _Reject:
+def _bad_int(name: str, value: Any, low: int) -> _Reject:
+    """What is wrong with an integer field outside ``low`` to _INT_MAX (its column's range)."""
     if type(value) is not int:
         return _Reject("bad_field", f"{name} must be an integer")
-    reason = "negative_amount" if name == "amount_fen" else "bad_field"
-    return _Reject(reason, f"{name} {value} is out of range")
+    reason = "negative_amount" if name == "amount_fen" and value < 0 else "bad_field"
+    return _Reject(reason, f"{name} {value} is out of range ({low} to {_INT_MAX})")
 
 
 def _codes(value: Any, name: str) -> list[str]:
@@ -238,19 +220,19 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
         raise _Reject("issuer_mismatch", f"issuer {issuer!r} is not the card number's prefix {card_no[:6]}")
     counter = get("card_counter")
     if type(counter) is not int or not 0 <= counter <= _INT_MAX:
-        raise _bad_int("card_counter", counter)
+        raise _bad_int("card_counter", counter, 0)
     seq = get("terminal_seq")
     if type(seq) is not int or not 0 <= seq <= _INT_MAX:
-        raise _bad_int("terminal_seq", seq)
+        raise _bad_int("terminal_seq", seq, 0)
     amount = get("amount_fen")
     if type(amount) is not int or not 0 <= amount <= _INT_MAX:
-        raise _bad_int("amount_fen", amount)
+        raise _bad_int("amount_fen", amount, 0)
     before = get("balance_before_fen")
     if type(before) is not int or not -_INT_MAX <= before <= _INT_MAX:
-        raise _bad_int("balance_before_fen", before)
+        raise _bad_int("balance_before_fen", before, -_INT_MAX)
     after = get("balance_after_fen")
     if type(after) is not int or not -_INT_MAX <= after <= _INT_MAX:
-        raise _bad_int("balance_after_fen", after)
+        raise _bad_int("balance_after_fen", after, -_INT_MAX)
     if before - amount != after:
         raise _Reject(
             "balance_mismatch",
@@ -283,8 +265,12 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
             and stamp[4] == stamp[7] == "-"
             and stamp[13] == stamp[16] == stamp[22] == ":"
             and stamp[19] in "+-"
+            and stamp[20:22] <= "14"  # the world's offsets; PostgreSQL refuses beyond 15:59, Python does not
         ):
-            stamp = tapped_at.isoformat()  # what PostgreSQL reads the same way, whatever form was sent
+            # The same instant in a form PostgreSQL reads, as text for the COPY and as the datetime the
+            # checks send (Python also reads offsets with seconds and fractions, up to 23:59:59.999999).
+            tapped_at = tapped_at.astimezone(dt.UTC)
+            stamp = tapped_at.isoformat()
     tac = get("tac")
     if type(tac) is not str or not (8 <= len(tac) <= 64) or len(tac) % 2:
         raise _Reject("bad_tac", "tac must be 8 to 64 hex digits")
@@ -352,10 +338,11 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
 # --- the common form, decoded in C ------------------------------------------------------------------
 #
 # Terminals built on terminal_kit send every batch in one form: the same fields, the same types, Beijing
-# time. ``common_decode`` decodes a body of that form straight into typed structs (msgspec: types,
-# ranges and lengths checked in C, a float anywhere refused), writes the payload's canonical bytes from
-# them, and runs the checks C cannot (Luhn, issuer prefix, balance arithmetic, time window, hex digits)
-# over each tap. It answers None whenever the body is anything else, and a signature that does not verify
+# time, compact JSON. ``common_decode`` decodes a body of that form straight into typed structs (msgspec:
+# types, ranges and lengths checked in C, a float anywhere refused), writes the payload's canonical bytes
+# from them (a body longer than those bytes and the signature's repeats a key or has whitespace: not
+# the common form), and runs the checks C cannot (Luhn, issuer prefix, balance arithmetic, time window,
+# hex digits) over each tap. It answers None whenever the body is anything else, and a signature that does not verify
 # over its bytes sends the batch the general way too (``_NotCommon``): so it never decides differently from
 # the general path, ``_load`` + ``_validate`` (tests/tenants/terminals/test_common_form.py), it only
 # decides the usual batch in a third of the time.
@@ -444,9 +431,14 @@ def common_decode(body: bytes, window: TapWindow) -> CommonBatch | None:
         return None
     try:
         document = _decode_document(body)
-    except _DecodeError:
+    except (_DecodeError, ValueError, RecursionError):  # ValueError: an unknown key that is not UTF-8
         return None
     payload = document.payload
+    canonical = _encode(payload)
+    # A key repeated anywhere (msgspec keeps the last) makes the body longer than the document's minimal
+    # encoding, which is this length (wire.repeated_keys_refuse); so does whitespace: the general way reads it.
+    if len(body) != len(canonical) + len(_encode(document.signature)) + len('{"payload":,"signature":}'):
+        return None
     oldest, newest = window.oldest_text, window.newest_text
     taps = []
     append = taps.append
@@ -527,34 +519,11 @@ def common_decode(body: bytes, window: TapWindow) -> CommonBatch | None:
             },
             "signature": {"alg": signature.alg, "key_id": signature.key_id, "value": signature.value},
         },
-        canonical=_encode(payload),
+        canonical=canonical,
     )
 
 
 # --- the request-level checks ---------------------------------------------------------------------
-
-
-def _parse(body: bytes) -> Any:
-    """The JSON body, floats and NaN/Infinity refused. Through orjson when installed (a 500-tap batch in
-    a fifth of the time); what orjson refuses (integers beyond 64 bits, lone surrogates…) goes the
-    standard way, with the standard outcome, so both give the same answer."""
-    if orjson is not None:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            try:
-                reject_floats(document)
-            except TypeError:
-                raise BatchRefused(
-                    "the body is not valid JSON: a number is not an integer (money is integer fen)", code="malformed"
-                ) from None
-            return document
-    try:
-        return json.loads(body, parse_float=_no_float, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BatchRefused(f"the body is not valid JSON: {exc}", code="malformed") from None
 
 
 def _check_body(body: bytes) -> None:
@@ -567,14 +536,27 @@ def _check_body(body: bytes) -> None:
         raise BatchRefused("the batch contains a NUL character", code="malformed")
 
 
-def _load(body: bytes) -> dict[str, Any]:
+def _read(body: bytes) -> tuple[dict[str, Any], bytes]:
+    """The signed document of the general path and its payload's canonical bytes (what the signature
+    must cover), or BatchRefused for a body that cannot be read (wire.read_json) or is not a signed
+    document."""
     _check_body(body)
-    document = _parse(body)
-    if not isinstance(document, dict) or not isinstance(document.get("payload"), dict):
-        raise BatchRefused("the body must be a signed document {payload, signature}", code="malformed")
+    try:
+        document = read_json(body)
+        if not isinstance(document, dict) or not isinstance(document.get("payload"), dict):
+            raise BatchRefused("the body must be a signed document {payload, signature}", code="malformed")
+        canonical = canonical_bytes(document["payload"])
+        repeated_keys_refuse(body, document, canonical)
+    except Unreadable as exc:
+        raise BatchRefused(exc.message, code="malformed") from None
     if document.get("signature") is None:
         raise BatchRefused("the batch is not signed", code="unsigned", status=401)
-    return document
+    return document, canonical
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    """The signed document of the general path (``_read`` without the canonical bytes)."""
+    return _read(body)[0]
 
 
 @dataclass(frozen=True)
@@ -645,17 +627,19 @@ def _statement(cur, name: str) -> str:
             cur.execute("DEALLOCATE ALL")
             schemas.clear()
         cur.execute(
-            ";\n".join(f'PREPARE "{other}_{schema}" AS {_numbered(text)}' for other, text in _STATEMENTS.items())
+            ";\n".join(
+                f'PREPARE "{other}_{schema}" AS {_numbered(text)}' for other, text in _STATEMENTS.items()
+            )
         )
         schemas.add(schema)
     return f'EXECUTE "{name}_{schema}" ({", ".join(["%s"] * sql.count("%s"))})'
 
 
 def _verify(
-    document: dict[str, Any], received_at: dt.datetime, tenant: Tenant, canonical: bytes | None = None
-) -> tuple[_Signer, bytes]:
-    """The signer, and the canonical payload bytes its signature verified over (``canonical`` when the
-    common form gave them: _NotCommon if the signature is over other bytes)."""
+    document: dict[str, Any], received_at: dt.datetime, tenant: Tenant, canonical: bytes, *, common: bool
+) -> _Signer:
+    """The signer, whose signature verified over ``canonical``, the payload's canonical bytes (if the
+    common form gave them and the signature is over other bytes: _NotCommon)."""
     signature = document["signature"]
     if not isinstance(signature, dict) or signature.get("alg") != "Ed25519":
         raise BatchRefused("the signature must be {alg: Ed25519, key_id, value}", code="malformed")
@@ -687,9 +671,6 @@ def _verify(
         raw = b64decode(str(signature.get("value", "")), what="signature")
     except ValueError as exc:
         raise BatchRefused(str(exc), code="malformed") from None
-    common = canonical is not None
-    if not common:
-        canonical = canonical_bytes(document["payload"])
     try:
         Ed25519PublicKey.from_public_bytes(bytes(key.public_key)).verify(raw, canonical)
     except InvalidSignature:
@@ -698,7 +679,7 @@ def _verify(
         raise BatchRefused(
             f"the signature by {key_id!r} does not match the batch", code="bad_signature", status=401
         ) from None
-    return key, canonical
+    return key
 
 
 def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
@@ -709,9 +690,18 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
         created_at = _parse_time(payload.get("created_at"), "created_at")
     except ValueError as exc:
         raise BatchRefused(str(exc), code="malformed") from None
+    try:
+        # In UTC: a time PostgreSQL reads (Python reads offsets it does not: seconds, fractions, beyond
+        # 15:59), within years 1 to 9999 as every reader of the batch holds it.
+        created_at = created_at.astimezone(dt.UTC)
+    except OverflowError:
+        raise BatchRefused(f"created_at {created_at.isoformat()} is out of range", code="malformed") from None
     versions = [payload.get("rule_version"), payload.get("hotlist_version")]
-    if any(type(v) is not int or not (0 <= v < 2**31) for v in versions):
-        raise BatchRefused("rule_version and hotlist_version must be integers", code="malformed")
+    for name, value in zip(("rule_version", "hotlist_version"), versions, strict=True):
+        if type(value) is not int:
+            raise BatchRefused(f"{name} must be an integer", code="malformed")
+        if not 0 <= value <= _INT4_MAX:
+            raise BatchRefused(f"{name} {value} is out of range (0 to {_INT4_MAX})", code="malformed")
     taps = payload.get("transactions")
     if not isinstance(taps, list):
         raise BatchRefused("transactions must be a list", code="malformed")
@@ -721,6 +711,82 @@ def _header(payload: dict[str, Any]) -> tuple[str, dt.datetime, int, int, list]:
             f"the batch holds {len(taps)} taps; the limit is {limit}", code="too_large", status=413
         )
     return batch_id, created_at, versions[0], versions[1], taps
+
+
+# --- resends and conflicts ---------------------------------------------------------------------------
+
+# What a tap says besides its natural key (card, counter, terminal, sequence): Tap fields, stored in the
+# transaction columns of the same names. A tap sent again under a key already taken is a duplicate when
+# all of these are the same, and a conflict naming the first that differs when not (Mojaloop: same id,
+# other content; TigerBeetle names the field); the tap taken first stays. Fields a tap may carry beyond
+# these are not stored, and so not compared.
+_TAP_CONTENT = (
+    ("amount_fen", "bigint"),
+    ("balance_before_fen", "bigint"),
+    ("balance_after_fen", "bigint"),
+    ("tapped_at", "timestamptz"),
+    ("tac", "varchar"),
+    ("terminal_no", "varchar"),
+    ("algorithm", "smallint"),
+    ("status", "varchar"),
+    ("service", "varchar"),
+    ("route", "varchar"),
+    ("card_scheme", "varchar"),
+    ("fare_rule_id", "varchar"),
+    ("categories", "varchar[]"),
+    ("passes", "varchar[]"),
+)
+_content = operator.attrgetter(*(name for name, _ in _TAP_CONTENT))  # a Tap's content, as the stored row's
+
+
+def _difference(first: tuple, other: tuple) -> str | None:
+    """The first field of _TAP_CONTENT in which two contents differ (times as instants), or None."""
+    if first == other:
+        return None
+    return next(name for (name, _), a, b in zip(_TAP_CONTENT, first, other, strict=True) if a != b)
+
+
+def _stored_value(content: tuple, field: str) -> Any:
+    return content[[name for name, _ in _TAP_CONTENT].index(field)]
+
+
+def _conflict(index: int, raw: Any, tap: Tap, field: str, kept: Any, where: str) -> tuple[int, Any, _Reject]:
+    """A conflicting tap as the exceptions table keeps it: what it sent, and what differs from the tap
+    taken under its key (``where``: stored, or earlier in this batch)."""
+
+    def shown(value: Any) -> str:
+        return value.isoformat() if isinstance(value, dt.datetime) else json.dumps(value, ensure_ascii=False)
+
+    sent = raw if type(raw) is dict else _sent(tap)
+    message = (
+        f"{field} {shown(getattr(tap, field))} differs from {shown(kept)} of the tap {where} under its key"
+    )
+    return index, sent, _Reject("conflict", message)
+
+
+def _sent(tap: Tap) -> dict[str, Any]:
+    """A tap of the common form (checked already) as the terminal sent it, for the exceptions table."""
+    return {
+        "card_no": tap.card_no,
+        "issuer": tap.issuer,
+        "card_counter": tap.card_counter,
+        "terminal_seq": tap.terminal_seq,
+        "amount_fen": tap.amount_fen,
+        "balance_before_fen": tap.balance_before_fen,
+        "balance_after_fen": tap.balance_after_fen,
+        "tapped_at": tap.tapped_at_text,
+        "service": tap.service,
+        "route": tap.route,
+        "tac": tap.tac,
+        "terminal_no": tap.terminal_no,
+        "algorithm": tap.algorithm,
+        "kind": tap.kind,
+        "status": tap.status,
+        "card_scheme": tap.card_scheme,
+        "categories": tap.categories,
+        "passes": tap.passes,
+        "fare_rule_id": tap.fare_rule_id,
+    }
 
 
 # --- SQL ---------------------------------------------------------------------------------------------
@@ -736,12 +802,14 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
 # taps by (terminal, sequence). The lock statement comes first in the round trip, so the next statement's
 # snapshot (READ COMMITTED: one per statement) sees what an upload it waited for has committed.
 _LOCK_SQL = "SELECT 1 FROM terminals_terminal WHERE id = %s FOR NO KEY UPDATE"
-_CLAIM_SQL = """
+# The claim's row and the stored taps' rows share their columns (UNION ALL): the mark and the ids drawn,
+# or a stored tap's natural key and content (_TAP_CONTENT) to tell a resend from a conflict.
+_CLAIM_SQL = f"""
 SELECT t.last_seq, array(SELECT nextval('terminals_transaction_id_seq') FROM generate_series(1, %s)),
-       NULL::varchar, NULL::bigint
+       NULL::varchar, NULL::bigint, {", ".join(f"NULL::{kind}" for _, kind in _TAP_CONTENT)}
   FROM terminals_terminal t WHERE t.id = %s"""
-_STORED_SQL = """
-SELECT x.terminal_seq, NULL::bigint[], x.card_no, x.card_counter
+_STORED_SQL = f"""
+SELECT x.terminal_seq, NULL::bigint[], x.card_no, x.card_counter, {", ".join(f"x.{name}" for name, _ in _TAP_CONTENT)}
   FROM terminals_transaction x WHERE x.terminal_id = %s AND x.terminal_seq = ANY(%s::bigint[])"""
 _STATEMENTS = {  # prepared per connection and schema: see _statement
     "ingest_lookup": _LOOKUP_SQL,
@@ -816,12 +884,15 @@ def ack_canonical(
 ) -> bytes:
     """The acknowledgement payload in its canonical form: exactly ``canonical_bytes`` of
 
-        {"batch_id", "terminal_id", "received_at", "accepted", "duplicates", "rejected",
+        {"batch_id", "terminal_id", "received_at", "accepted", "duplicates", "rejected", "conflicts"?,
          "results": [{"index", "card_no", "card_counter", "terminal_seq", "outcome", "reason"?}, …]}
 
     (sorted keys, no spaces), but written directly: a result whose card number is plain digits and whose
     counters are integers (every accepted or duplicate tap) is one f-string; anything else goes through
-    ``canonical_bytes``. tests/tenants/terminals/test_ack_canonical.py proves the two byte-identical."""
+    ``canonical_bytes``. tests/tenants/terminals/test_ack_canonical.py proves the two byte-identical.
+    ``conflicts`` is there only when a tap conflicts (``counts["conflict"]``), as a result's ``reason``
+    only when there is one: the acknowledgements of every other batch, and their resends, are the bytes
+    they were before conflicts were told apart."""
     received_text = received_at if isinstance(received_at, str) else received_at.isoformat()
     middles: dict[tuple[str, str], str] = {}
     parts = []
@@ -835,9 +906,17 @@ def ack_canonical(
             card = counter = seq = None
         middle = middles.get((outcome, reason))
         if middle is None:
-            middle = f',"outcome":{_json_text(outcome)}' + (f',"reason":{_json_text(reason)}' if reason else "")
+            middle = f',"outcome":{_json_text(outcome)}' + (
+                f',"reason":{_json_text(reason)}' if reason else ""
+            )
             middles[(outcome, reason)] = middle
-        if type(card) is str and card.isdigit() and card.isascii() and type(counter) is int and type(seq) is int:
+        if (
+            type(card) is str
+            and card.isdigit()
+            and card.isascii()
+            and type(counter) is int
+            and type(seq) is int
+        ):
             parts.append(
                 f'{{"card_counter":{counter},"card_no":"{card}","index":{index}{middle},"terminal_seq":{seq}}}'
             )
@@ -852,9 +931,11 @@ def ack_canonical(
             if reason:
                 entry["reason"] = reason
             parts.append(canonical_bytes(entry).decode())
+    conflicts = counts.get("conflict")
     text = (
         f'{{"accepted":{counts["accepted"]},"batch_id":{_json_text(batch_id)},'
-        f'"duplicates":{counts["duplicate"]},"received_at":{_json_text(received_text)},'
+        + (f'"conflicts":{conflicts},' if conflicts else "")
+        + f'"duplicates":{counts["duplicate"]},"received_at":{_json_text(received_text)},'
         f'"rejected":{counts["rejected"]},"results":[{",".join(parts)}],'
         f'"terminal_id":{_json_text(terminal_id)}}}'
     )
@@ -872,14 +953,18 @@ def ack_parts(*, received_at: dt.datetime, signature: str, outcomes: list[tuple[
     )
 
 
-def ack_rebuild(*, parts: str, batch_id: str, terminal_id: str, raw_taps: list, counts: dict[str, int]) -> bytes:
+def ack_rebuild(
+    *, parts: str, batch_id: str, terminal_id: str, raw_taps: list, counts: dict[str, int]
+) -> bytes:
     """The acknowledgement a batch got, byte for byte, from ``Batch.ack_parts`` and the batch's taps (a
     resend carries the same content: its SHA-256 matched). Ed25519 signatures are deterministic and the
-    payload's canonical form is a function of its content, so the stored signature is the one sent."""
+    payload's canonical form is a function of its content, so the stored signature is the one sent.
+    ``counts`` are the batch row's; its conflicts, which the row does not count, are added from the parts."""
     stored = json.loads(parts)
     outcomes = [("accepted", "")] * len(raw_taps)
     for index, outcome, reason in stored["outcomes"]:
         outcomes[index] = (outcome, reason)
+    counts["conflict"] = sum(1 for outcome, _ in outcomes if outcome == "conflict")
     canonical = ack_canonical(
         batch_id=batch_id,
         terminal_id=terminal_id,
@@ -915,7 +1000,8 @@ def batch_ingest(*, tenant: Tenant, body: bytes, received_at: dt.datetime | None
             )
         except _NotCommon:
             pass  # signed in another form of the same content: the general path decides
-    return _ingest_document(tenant, _load(body), received_at, window, canonical=None, checked=False)
+    document, canonical = _read(body)
+    return _ingest_document(tenant, document, received_at, window, canonical=canonical, checked=False)
 
 
 def _ingest_document(
@@ -924,11 +1010,12 @@ def _ingest_document(
     received_at: dt.datetime,
     window: TapWindow,
     *,
-    canonical: bytes | None,
+    canonical: bytes,
     checked: bool,
 ) -> IngestResult:
-    """batch_ingest from the decoded document; ``checked``: its transactions are Taps that passed already."""
-    terminal, canonical = _verify(document, received_at, tenant, canonical)
+    """batch_ingest from the decoded document and its payload's canonical bytes; ``checked``: it is the
+    common form, its transactions are Taps that passed already."""
+    terminal = _verify(document, received_at, tenant, canonical, common=checked)
     payload = document["payload"]
     if payload.get("terminal_id") != terminal.terminal_id:
         raise BatchRefused(
@@ -975,7 +1062,9 @@ def _ingest_document(
         return existing
 
 
-def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list) -> IngestResult | None:
+def _existing(
+    batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list
+) -> IngestResult | None:
     row = (
         Batch.objects.filter(batch_id=batch_id)
         .values_list("sha256", "ack_parts", "accepted", "duplicates", "rejected", "terminal__terminal_id")
@@ -986,14 +1075,16 @@ def _existing(batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_tap
     return _resend(row, batch_id, sha, terminal_id, tenant, raw_taps)
 
 
-def _resend(row: tuple, batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list) -> IngestResult:
+def _resend(
+    row: tuple, batch_id: str, sha: str, terminal_id: str, tenant: Tenant, raw_taps: list
+) -> IngestResult:
     """A batch id already stored: the same content gets the same acknowledgement, other content 409."""
     if row[0] == sha and row[5] == terminal_id:
         counts = {"accepted": row[2], "duplicate": row[3], "rejected": row[4]}
         body = ack_rebuild(
             parts=row[1], batch_id=batch_id, terminal_id=terminal_id, raw_taps=raw_taps, counts=counts
         )
-        return IngestResult(body, True, row[2], row[3], row[4])
+        return IngestResult(body, True, row[2], row[3], row[4], counts["conflict"])
     log.warning(
         "batch %s from %s conflicts with the stored one (sha256 %s ≠ %s)", batch_id, terminal_id, sha, row[0]
     )
@@ -1035,11 +1126,11 @@ def _ingest_new(
 
     outcomes: list[tuple[str, str]] = [("", "")] * len(raw_taps)  # (outcome, reason) per index
     valid: list[Tap] = []
-    seen: set[tuple[str, int, int]] = set()
+    seen: dict[tuple[str, int, int], Tap] = {}
     all_seqs: list[int] = []
     routes: dict[tuple[str, str], Any] = {}  # (issuer, Beijing date) -> Route
     months: set[tuple[int, int]] = set()
-    rejected: list[tuple[int, Any, _Reject]] = []
+    rejected: list[tuple[int, Any, _Reject]] = []  # rejected and conflicting taps, for the exceptions table
     terminal_id = terminal.terminal_id
     naturals: list[tuple[str, int, int]] = []  # (card_no, card_counter, terminal_seq) of each valid tap
     latest_text, latest_other = "", window.oldest  # the latest stamp in Beijing form, in any other form
@@ -1047,17 +1138,25 @@ def _ingest_new(
         try:
             tap = raw if checked else _validate(raw, window)
         except _Reject as exc:
+            # Nothing of a rejected tap is taken: not its sequence number for the terminal's high-water mark
+            # or its gaps (it may be anything, 2**63 or 2**62 as well as the next one).
             outcomes[index] = ("rejected", exc.reason)
             rejected.append((index, raw, exc))
-            if isinstance(raw, dict) and type(raw.get("terminal_seq")) is int:
-                all_seqs.append(raw["terminal_seq"])
             continue
         all_seqs.append(tap.terminal_seq)
         natural = (tap.card_no, tap.card_counter, tap.terminal_seq)
-        if natural in seen:
-            outcomes[index] = ("duplicate", "repeated in this batch")
+        first = seen.get(natural)
+        if first is not None:
+            field = _difference(_content(first), _content(tap))
+            if field is None:
+                outcomes[index] = ("duplicate", "repeated in this batch")
+            else:
+                outcomes[index] = ("conflict", f"repeated in this batch with other {field}")
+                rejected.append(
+                    _conflict(index, raw, tap, field, getattr(first, field), "earlier in this batch")
+                )
             continue
-        seen.add(natural)
+        seen[natural] = tap
         tap.index = index
         text = tap.tapped_at_text
         if len(text) == 25 and text[19:] == "+08:00":  # Beijing form: its date and its order, as text
@@ -1095,8 +1194,17 @@ def _ingest_new(
         profiles: dict[tuple, str] = {}
         lines = []
         for tap, natural, tx_id in zip(valid, naturals, ids, strict=True):
-            if stored and natural in stored:
-                outcomes[tap.index] = ("duplicate", "already received")
+            kept = stored.get(natural) if stored else None
+            if kept is not None:
+                field = _difference(kept, _content(tap))
+                if field is None:
+                    outcomes[tap.index] = ("duplicate", "already received")
+                else:
+                    outcomes[tap.index] = ("conflict", f"already received with other {field}")
+                    raw = raw_taps[tap.index]
+                    rejected.append(
+                        _conflict(tap.index, raw, tap, field, _stored_value(kept, field), "stored")
+                    )
                 continue
             tap.tx_id = tx_id
             outcomes[tap.index] = ("accepted", "")
@@ -1154,9 +1262,16 @@ def _ingest_new(
     if inline:
         stored = StoredContext(tenant=tenant, acquirer=acquirer, card_tac_key=terminal.card_tac_key)
         flags.extend(taps_verify(ctx=stored, taps=new))
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "conflict": 0}
     for outcome, _reason in outcomes:
         counts[outcome] += 1
+    if counts["conflict"]:
+        log.warning(
+            "batch %s from %s: %d taps conflict with taps of the same natural key (exceptions, reason conflict)",
+            batch_id,
+            terminal_id,
+            counts["conflict"],
+        )
     canonical = ack_canonical(
         batch_id=batch_id,
         terminal_id=terminal_id,
@@ -1207,14 +1322,19 @@ def _ingest_new(
         params += [top, top, terminal.pk]
     with connection.cursor() as cur:
         cur.execute(";\n".join(_statement(cur, s) if s in _STATEMENTS else s for s in statements), params)
-    return IngestResult(body, False, counts["accepted"], counts["duplicate"], counts["rejected"])
+    return IngestResult(
+        body, False, counts["accepted"], counts["duplicate"], counts["rejected"], counts["conflict"]
+    )
 
 
-def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int], set[tuple[str, int, int]]]:
+def _claim(
+    *, terminal: _Signer, seqs: list[int]
+) -> tuple[int | None, list[int], dict[tuple[str, int, int], tuple]]:
     """Under the terminal's row lock: its high-water mark, an id for each of ``seqs`` (the batch's valid
     taps, in order) and the natural keys (card, counter, sequence) already stored among those taps whose
-    sequence number is not above the mark. One round trip; a second only when another upload from the
-    same terminal committed between the lookup and the lock and raised the mark."""
+    sequence number is not above the mark, each with its stored content (_TAP_CONTENT). One round trip;
+    a second only when another upload from the same terminal committed between the lookup and the lock
+    and raised the mark."""
     known = terminal.last_seq  # as the lookup read it, before the lock
     below = seqs if known is None else [s for s in seqs if s <= known]
     params = [terminal.pk, len(seqs), terminal.pk]
@@ -1227,7 +1347,11 @@ def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int]
         cur.execute(_statement(cur, "ingest_lock") + ";\n" + claim, params)
         rows = cur.fetchall()
         mark, ids = next((row[0], row[1]) for row in rows if row[1] is not None)
-        stored = {(card, counter, seq) for seq, head, card, counter in rows if head is None}
+        stored = {
+            (card, counter, seq): tuple(content)
+            for seq, head, card, counter, *content in rows
+            if head is None
+        }
         if known is not None and mark != known:
             more = [s for s in seqs if s > known and (mark is None or s <= mark)]
             if more:
@@ -1235,7 +1359,10 @@ def _claim(*, terminal: _Signer, seqs: list[int]) -> tuple[int | None, list[int]
                     _statement(cur, "ingest_stored"),
                     [terminal.terminal_id, pg_array(more)],
                 )
-                stored.update((card, counter, seq) for seq, _, card, counter in cur.fetchall())
+                stored.update(
+                    ((card, counter, seq), tuple(content))
+                    for seq, _, card, counter, *content in cur.fetchall()
+                )
     return mark, ids, stored
 
 
@@ -1247,7 +1374,9 @@ def _local_day(tap: Tap) -> str:
     return tap.tapped_at.astimezone(_CST).date().isoformat()
 
 
-def _exception_params(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict) -> list[Any]:
+def _exception_params(
+    batch_pk: int, at: dt.datetime, new: list[Tap], rejected: list, routes: dict
+) -> list[Any]:
     """The parameters of _EXCEPTIONS_SQL for the held and the rejected taps; [] when there are none."""
     entries = []
     for tap in new:
@@ -1287,7 +1416,9 @@ def _exception_params(batch_pk: int, at: dt.datetime, new: list[Tap], rejected: 
     return [batch_pk, at, *[pg_array(c) for c in zip(*entries, strict=True)]]
 
 
-def _hand_off_roaming(ctx: BatchContext, new: list[Tap], sink: checks_module.RoamingSink, signing_key) -> None:
+def _hand_off_roaming(
+    ctx: BatchContext, new: list[Tap], sink: checks_module.RoamingSink, signing_key
+) -> None:
     """The roaming taps, stored already as ``outbox_state = 'sent'``, into the interop outbox."""
     roaming = [t for t in new if t.routing == "roaming"]
     if not roaming:

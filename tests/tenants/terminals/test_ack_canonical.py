@@ -19,7 +19,9 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 raw_tap = st.one_of(
@@ -43,6 +45,8 @@ outcome = st.sampled_from(
         ("duplicate", "already received"),
         ("rejected", "bad_card_no"),
         ("rejected", "malformed"),
+        ("conflict", "already received with other amount_fen"),
+        ("conflict", "repeated in this batch with other tapped_at"),
     ]
 )
 
@@ -62,17 +66,18 @@ def reference(*, batch_id, terminal_id, received_at, raw_taps, outcomes, counts)
         if reason:
             entry["reason"] = reason
         results.append(entry)
-    return canonical_bytes(
-        {
-            "batch_id": batch_id,
-            "terminal_id": terminal_id,
-            "received_at": received_at.isoformat(),
-            "results": results,
-            "accepted": counts["accepted"],
-            "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"],
-        }
-    )
+    payload = {
+        "batch_id": batch_id,
+        "terminal_id": terminal_id,
+        "received_at": received_at.isoformat(),
+        "results": results,
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+    }
+    if counts["conflict"]:  # only then: every other acknowledgement is as it was before conflicts
+        payload["conflicts"] = counts["conflict"]
+    return canonical_bytes(payload)
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,7 +90,7 @@ def reference(*, batch_id, terminal_id, received_at, raw_taps, outcomes, counts)
 def test_ack_is_the_canonical_json_of_its_payload(taps, batch_id, terminal_id, received_at):
     raw_taps = [t[0] for t in taps]
     outcomes = [t[1] for t in taps]
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "conflict": 0}
     for result, _reason in outcomes:
         counts[result] += 1
     args = dict(

@@ -14,15 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citycard.tenants.terminals import ingest
-from citycard.tenants.terminals.ingest import canonical_bytes, canonical_bytes_standard
+from citycard.tenants.terminals import wire
+from citycard.tenants.terminals.wire import canonical_bytes, canonical_bytes_standard
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(
     ["\x00", "\x1f", "\x7f", "\u2028\u2029", '"\\/', "\ud7ff\ue000\U0010ffff", "é", "中文", "\t\n\r\b\f"]
 )
-keys = st.text(alphabet=st.characters(codec="utf-8"), max_size=8) | st.sampled_from(["a", "B", "é", "中", "\x01"])
-ints = st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.integers() | st.sampled_from(
-    [0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1]
+keys = st.text(alphabet=st.characters(codec="utf-8"), max_size=8) | st.sampled_from(
+    ["a", "B", "é", "中", "\x01"]
+)
+ints = (
+    st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.integers()
+    | st.sampled_from([0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1])
 )
 values = st.recursive(
     st.none() | st.booleans() | ints | texts,
@@ -31,7 +35,7 @@ values = st.recursive(
 )
 
 
-@pytest.mark.skipif(ingest.orjson is None, reason="orjson not installed: the standard path is the only one")
+@pytest.mark.skipif(wire.orjson is None, reason="orjson not installed: the standard path is the only one")
 @settings(max_examples=1000, deadline=None)
 @given(payload=st.dictionaries(keys, values, max_size=6))
 def test_orjson_bytes_are_the_canonical_bytes(payload):

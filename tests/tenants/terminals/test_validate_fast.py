@@ -27,6 +27,7 @@ from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_numbe
 
 # --- the reference (the first version of ingest._validate) -----------------------------------------
 
+
 def _parse_time(value: Any, what: str) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be an ISO 8601 string with an offset")
@@ -55,12 +56,11 @@ def _is_hex(text: str) -> bool:
 def _codes(tap: dict, name: str) -> list[str]:
     codes = tap.get(name) or []
     if not isinstance(codes, list) or not all(
-        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum() for c in codes
+        isinstance(c, str) and 0 < len(c) <= 30 and c.replace("_", "").replace("-", "").isalnum()
+        for c in codes
     ):
         raise _Reject("bad_field", f"{name} must be a list of short codes")
     return codes
-
-
 
 
 _INT_MAX = 2**63 - 1
@@ -72,8 +72,9 @@ def _int(tap: dict, name: str, *, minimum: int = 0) -> int:
     if type(value) is not int:
         raise _Reject("bad_field", f"{name} must be an integer")
     if value < minimum or value > _INT_MAX:
-        reason = "negative_amount" if name == "amount_fen" else "bad_field"
-        raise _Reject(reason, f"{name} {value} is out of range")
+        # (since: an amount above the range is a bad field, not a negative amount; the message names the range)
+        reason = "negative_amount" if name == "amount_fen" and value < 0 else "bad_field"
+        raise _Reject(reason, f"{name} {value} is out of range ({minimum} to {_INT_MAX})")
     return value
 
 
@@ -161,7 +162,6 @@ def _validate_reference(tap: Any, received_at: dt.datetime) -> Tap:
         passes=passes,
         fare_rule_id=_text(tap, "fare_rule_id", required=False),
     )
-
 
 
 # --- the comparison --------------------------------------------------------------------------------
@@ -252,9 +252,9 @@ def test_a_good_tap_passes_both():
     assert _outcome(_validate, _GOOD, tap_window(RECEIVED))[0] == "tap"
 
 
-_EDGES = [
-    RECEIVED - TAPPED_AT_MAX_AGE + dt.timedelta(seconds=delta) for delta in (-1, -0.5, 0, 0.25, 1)
-] + [RECEIVED + TAPPED_AT_MAX_AHEAD + dt.timedelta(seconds=delta) for delta in (-1, 0, 0.5, 1)]
+_EDGES = [RECEIVED - TAPPED_AT_MAX_AGE + dt.timedelta(seconds=delta) for delta in (-1, -0.5, 0, 0.25, 1)] + [
+    RECEIVED + TAPPED_AT_MAX_AHEAD + dt.timedelta(seconds=delta) for delta in (-1, 0, 0.5, 1)
+]
 
 
 @pytest.mark.parametrize("moment", _EDGES)
