@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL,
     document TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS code_nonces (
+    tenant TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    forget_after INTEGER NOT NULL,
+    PRIMARY KEY (tenant, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS code_nonces_forget ON code_nonces (forget_after);
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -139,6 +146,21 @@ class TapStore:
     def document_get(self, kind: str) -> tuple[int, dict[str, Any]] | None:
         row = self.db.execute("SELECT version, body FROM documents WHERE kind = ?", (kind,)).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
+
+    # --- citizen codes seen (replay memory) -----------------------------------------------------------
+
+    def code_nonce_claim(self, *, tenant: str, nonce: str, forget_after: int, now: int) -> bool:
+        """Remember ``tenant``'s code nonce until ``forget_after`` (Unix seconds); False if it is already
+        remembered (a replay). Nonces whose code has expired are forgotten in the same transaction, so
+        the memory holds at most the codes of the last lifetime."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM code_nonces WHERE forget_after < ?", (now,))
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO code_nonces (tenant, nonce, forget_after) VALUES (?, ?, ?)",
+                (tenant, nonce, forget_after),
+            )
+        return cur.rowcount == 1
 
     # --- batches -----------------------------------------------------------------------------------
 
