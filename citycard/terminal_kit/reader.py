@@ -1,7 +1,8 @@
 """The reader layer (读卡器): a thin transport for APDUs, as small as Eclipse Keyple's reader SPI.
 
 ``Transport`` is what a tap needs: open, close, card present, ATR, transmit. ``PcscReader`` drives a real
-PC/SC reader through pyscard (and pcscd); ``InProcessReader`` holds a ``VirtualCard`` for fast tests.
+PC/SC reader through pyscard (and pcscd); ``InProcessReader`` holds a virtual card (citizen card or PSAM)
+for fast tests.
 ``CardChannel`` sits on top and does what pyscard does not: GET RESPONSE on ``61xx`` and a resend with the
 right Le on ``6Cxx``. Failures map to distinct exceptions so the tap logic can tell "pcscd is not running"
 from "the reader is gone" from "the card was pulled in the middle of a command".
@@ -14,7 +15,7 @@ import time
 from typing import Protocol
 
 from citycard.terminal_kit.card import apdu as A
-from citycard.terminal_kit.card.virtual import ATR, CardTorn, VirtualCard
+from citycard.terminal_kit.card.iso import CardTorn, IsoCard
 
 
 class ReaderError(Exception):
@@ -48,11 +49,11 @@ class Transport(Protocol):
 class InProcessReader:
     """A reader with a virtual card in it, in this process (no pcscd)."""
 
-    def __init__(self, card: VirtualCard | None = None) -> None:
+    def __init__(self, card: IsoCard | None = None) -> None:
         self.card = card
         self._connected = False
 
-    def insert(self, card: VirtualCard) -> None:
+    def insert(self, card: IsoCard) -> None:
         self.card = card
         self._connected = False
 
@@ -77,7 +78,7 @@ class InProcessReader:
     def atr(self) -> bytes:
         if self.card is None:
             raise NoCard("no card in the in-process reader")
-        return ATR
+        return self.card.atr
 
     def transmit(self, command: bytes) -> bytes:
         if self.card is None or not self._connected:

@@ -32,6 +32,10 @@ class CardProtocolError(Exception):
     """The card answered something the terminal cannot accept (malformed, out of order, wrong MAC)."""
 
 
+class CardLocked(CardProtocolError):
+    """The application is permanently locked (9303: a key's try counter ran out)."""
+
+
 @dataclass(frozen=True)
 class CardInfo:
     card_no: str
@@ -132,6 +136,8 @@ class Validator:
             result = self._tap(channel)
         except CardRemoved as exc:
             result = TapResult("retap", f"card removed: {exc}; tap again")
+        except CardLocked as exc:
+            result = TapResult("blocked", f"card locked (应用锁定): {exc}")
         except (CardProtocolError, CardNumberError) as exc:
             result = TapResult("error", f"card refused: {exc}")
         except ReaderError as exc:
@@ -155,6 +161,8 @@ class Validator:
 
     def read_card(self, channel: CardChannel) -> tuple[CardInfo, bool]:
         selected = channel.send(A.select_aid())
+        if selected.sw == A.SW_APPLICATION_LOCKED:
+            raise CardLocked("the e-purse application is locked (9303); the card goes to a service point")
         blocked = selected.sw == A.SW_FILE_INVALIDATED
         if not blocked:
             self._expect(selected, "SELECT")
@@ -211,10 +219,7 @@ class Validator:
             )
         data = self._expect(init, "INITIALIZE FOR PURCHASE", 15)
         balance, atc = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big")
-        try:
-            algorithm = Algorithm(data[10])
-        except ValueError as exc:
-            raise CardProtocolError(f"unknown algorithm id {data[10]:02X}") from exc
+        algorithm = _algorithm(data[10])
         random = data[11:15]
         if balance < quote.fare_fen:
             raise CardProtocolError("card reported a balance below the fare but did not refuse")
@@ -316,10 +321,24 @@ class Validator:
         )
 
     def _block(self, channel: CardChannel, card: CardInfo) -> None:
+        """APPLICATION BLOCK under the card's own algorithm: INITIALIZE FOR PURCHASE of 0 fen says which
+        (SM4 or 3DES) without changing anything on the card."""
+        init = self._expect(
+            channel.send(A.initialize_purchase(key_index=1, amount=0, terminal_id=self.sam.terminal_id)),
+            "INITIALIZE FOR PURCHASE",
+            15,
+        )
+        algorithm = _algorithm(init[10])
         challenge = self._expect(channel.send(A.get_challenge()), "GET CHALLENGE", 4)
-        init_alg = Algorithm.SM4  # the block MAC uses the card's algorithm; SM4 for every card we issue
-        mac = self.sam.block_mac(card_no=card.card_no, algorithm=init_alg, challenge=challenge)
+        mac = self.sam.block_mac(card_no=card.card_no, algorithm=algorithm, challenge=challenge)
         self._expect(channel.send(A.application_block(mac)), "APPLICATION BLOCK")
+
+
+def _algorithm(raw: int) -> Algorithm:
+    try:
+        return Algorithm(raw)
+    except ValueError as exc:
+        raise CardProtocolError(f"unknown algorithm id {raw:02X}") from exc
 
 
 class _IoTimer:

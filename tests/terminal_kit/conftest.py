@@ -18,6 +18,7 @@ import pytest
 
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 READER = "Virtual PCD 00 00"
+PSAM_READER = "Virtual PCD 00 01"
 
 
 def _missing() -> list[str]:
@@ -72,3 +73,28 @@ def pcscd():
             started.kill()
     fcntl.flock(lock, fcntl.LOCK_UN)
     lock.close()
+
+
+@pytest.fixture
+def inserted(pcscd):
+    """Insert virtual cards into a vpcd reader (the card's by default); every one is removed afterwards."""
+    from citycard.terminal_kit.card.vpcd import VPCD_PORT, VpcdCard
+    from citycard.terminal_kit.reader import PcscReader, wait_for_card
+
+    holders: list[tuple[VpcdCard, str]] = []
+
+    def insert(card, *, port: int = VPCD_PORT, reader: str = READER):
+        holder = VpcdCard(card, port=port)
+        holder.insert()
+        holders.append((holder, reader))
+        assert wait_for_card(PcscReader(reader), timeout=10)
+        return holder
+
+    yield insert
+    for holder, _ in holders:
+        holder.remove()
+    for reader_name in {name for _, name in holders}:
+        reader = PcscReader(reader_name)
+        deadline = time.monotonic() + 10
+        while reader.card_present() and time.monotonic() < deadline:
+            time.sleep(0.05)

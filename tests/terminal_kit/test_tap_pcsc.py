@@ -27,27 +27,6 @@ def _reinsert(holder: VpcdCard, reader_name: str) -> None:
     raise AssertionError("the re-inserted card never appeared in the reader")
 
 
-@pytest.fixture
-def inserted(pcscd):
-    """Insert virtual cards into the vpcd reader; every card is removed afterwards."""
-    cards: list[VpcdCard] = []
-
-    def insert(card):
-        holder = VpcdCard(card)
-        holder.insert()
-        cards.append(holder)
-        assert wait_for_card(PcscReader(pcscd), timeout=10)
-        return holder
-
-    yield insert
-    for holder in cards:
-        holder.remove()
-    reader = PcscReader(pcscd)
-    deadline = time.monotonic() + 10
-    while reader.card_present() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def test_full_tap_insufficient_balance_and_hotlist_over_pcscd(pcscd, inserted, tmp_path):
     card = kit.card(balance=300)
     holder = inserted(card)

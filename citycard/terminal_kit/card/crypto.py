@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from citycard.terminal_kit.cardno import card_number_bcd
 
-PURCHASE = 0x06
+PURCHASE = 0x06  # transaction type of a purchase; 09 for the composite (CAPP) purchase
+COMPOSITE = 0x09
 
 
 class Algorithm(IntEnum):
@@ -124,9 +125,16 @@ def purchase_session_key(dpk: bytes, *, random: bytes, atc: int, terminal_seq: i
 
 
 def mac1(
-    session: bytes, *, amount: int, terminal_id: bytes, date: bytes, time: bytes, alg: Algorithm
+    session: bytes,
+    *,
+    amount: int,
+    terminal_id: bytes,
+    date: bytes,
+    time: bytes,
+    alg: Algorithm,
+    kind: int = PURCHASE,
 ) -> bytes:
-    return mac4(session, amount.to_bytes(4, "big") + bytes([PURCHASE]) + terminal_id + date + time, alg)
+    return mac4(session, amount.to_bytes(4, "big") + bytes([kind]) + terminal_id + date + time, alg)
 
 
 def mac2(session: bytes, *, amount: int, alg: Algorithm) -> bytes:
@@ -148,11 +156,12 @@ def tac_compute(
     date: bytes,
     time: bytes,
     alg: Algorithm,
+    kind: int = PURCHASE,
 ) -> bytes:
     """The transaction authentication code the card returns with DEBIT; only the issuer can recompute it."""
     data = (
         amount.to_bytes(4, "big")
-        + bytes([PURCHASE])
+        + bytes([kind])
         + terminal_id
         + terminal_seq.to_bytes(4, "big")
         + date
@@ -172,10 +181,18 @@ def tac_verify(
     date: bytes,
     time: bytes,
     alg: Algorithm = Algorithm.SM4,
+    kind: int = PURCHASE,
 ) -> bool:
     """Issuer side: recompute the TAC from the issuer's master key and compare in constant time."""
     dtk = diversify(issuer_tac_master, card_no, alg)
     expected = tac_compute(
-        dtk, amount=amount, terminal_id=terminal_id, terminal_seq=terminal_seq, date=date, time=time, alg=alg
+        dtk,
+        amount=amount,
+        terminal_id=terminal_id,
+        terminal_seq=terminal_seq,
+        date=date,
+        time=time,
+        alg=alg,
+        kind=kind,
     )
     return hmac.compare_digest(expected, tac)
