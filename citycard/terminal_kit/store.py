@@ -1,9 +1,10 @@
 """Store and forward (脱机存储转发): the terminal's durable SQLite (WAL) queue of taps and batches.
 
-Every step a tap goes through is committed before the next happens: the terminal sequence number is
-taken, the tap is written ``pending`` before DEBIT, ``complete`` (with its TAC) before the rider is told,
-and only then joined to a batch. A batch keeps its id and bytes across retries and is deleted only after
-the back office's signed acknowledgement for exactly that batch verifies. Killing the process at any point
+Every step a tap goes through is committed before the next happens: the PSAM counts the terminal
+sequence number, the tap is written ``pending`` (with that number) before DEBIT, ``complete`` (with its
+TAC) before the rider is told, and only then joined to a batch. A batch keeps its id and bytes across
+retries and is deleted only after the back office's signed acknowledgement for exactly that batch
+verifies. Killing the process at any point
 loses nothing and duplicates nothing (the server's natural key absorbs a resend).
 """
 
@@ -69,32 +70,35 @@ class TapStore:
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a tap the rider was told about survives power loss
-        self.db.executescript(_SCHEMA)
+        self.db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")  # one transaction: one sync, not one a table
 
     def close(self) -> None:
         self.db.close()
 
-    # --- terminal sequence -------------------------------------------------------------------------
+    # --- terminal sequence (the PSAM's terminal transaction serial) -----------------------------------
 
-    def next_terminal_seq(self) -> int:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute("SELECT value FROM meta WHERE name = 'terminal_seq'").fetchone()
-            seq = (row[0] if row else 0) + 1
-            self.db.execute(
-                "INSERT INTO meta (name, value) VALUES ('terminal_seq', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (seq,),
-            )
-        return seq
+    def last_terminal_seq(self) -> int:
+        """The highest terminal sequence number this queue has seen (a PSAM put in must start above it)."""
+        row = self.db.execute(
+            "SELECT max(v) FROM (SELECT value AS v FROM meta WHERE name = 'terminal_seq' "
+            "UNION ALL SELECT max(terminal_seq) FROM taps)"
+        ).fetchone()
+        return int(row[0] or 0)
 
     # --- taps --------------------------------------------------------------------------------------
 
     def tap_pending(self, record: dict[str, Any]) -> int:
+        """Write the tap ``pending`` (before DEBIT), and keep its terminal serial as the high-water mark."""
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
                 "INSERT INTO taps (card_no, card_counter, terminal_seq, state, record) VALUES (?, ?, ?, 'pending', ?)",
                 (record["card_no"], record["card_counter"], record["terminal_seq"], json.dumps(record)),
+            )
+            self.db.execute(
+                "INSERT INTO meta (name, value) VALUES ('terminal_seq', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (record["terminal_seq"],),
             )
         return int(cur.lastrowid)
 

@@ -22,7 +22,7 @@ from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, 
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
-from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.store import TapStore
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -45,6 +45,8 @@ class CardInfo:
     valid_from: dt.date
     valid_to: dt.date
     passes: frozenset[str] = frozenset()  # transit passes on the card (e.g. the monthly pass)
+    issuer_id: bytes = b""  # SFI 0x15 bytes 0–7, the PSAM's issuer diversification data
+    serial: bytes = b""  # SFI 0x15 bytes 12–19, the card application serial keys are diversified by
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,11 @@ def _bcd_to_date(raw: bytes) -> dt.date:
 
 @dataclass
 class Validator:
-    """A bus validator / gate: one reader, one SAM, one queue, the tenant's fares and hotlist."""
+    """A bus validator / gate: one reader, one PSAM (in its own reader), one queue, the tenant's fares and
+    hotlist."""
 
     transport: Transport
-    sam: SoftwareSam
+    sam: Psam
     store: TapStore
     fare: FareCalculator
     tenant: str
@@ -138,6 +141,8 @@ class Validator:
             result = TapResult("retap", f"card removed: {exc}; tap again")
         except CardLocked as exc:
             result = TapResult("blocked", f"card locked (应用锁定): {exc}")
+        except SamError as exc:  # before ReaderError: a PSAM failure is the terminal's, not the card's
+            result = TapResult("error", str(exc))
         except (CardProtocolError, CardNumberError) as exc:
             result = TapResult("error", f"card refused: {exc}")
         except ReaderError as exc:
@@ -182,6 +187,8 @@ class Validator:
             valid_from=_bcd_to_date(public[20:24]),
             valid_to=_bcd_to_date(public[24:28]),
             passes=passes,
+            issuer_id=public[0:8],
+            serial=public[12:20],
         )
         return info, blocked
 
@@ -223,18 +230,20 @@ class Validator:
         random = data[11:15]
         if balance < quote.fare_fen:
             raise CardProtocolError("card reported a balance below the fare but did not refuse")
-        seq = self.store.next_terminal_seq()
         date, tod = bytes.fromhex(now.strftime("%Y%m%d")), bytes.fromhex(now.strftime("%H%M%S"))
         auth = self.sam.purchase(
-            card_no=card.card_no,
+            card_serial=card.serial,
+            issuer_id=card.issuer_id,
+            key_version=data[9],
             algorithm=algorithm,
             random=random,
             atc=atc,
-            terminal_seq=seq,
             amount=quote.fare_fen,
+            kind=A.PURCHASE,
             date=date,
             time=tod,
         )
+        seq = auth.terminal_seq
         record = {
             "card_no": card.card_no,
             "issuer": card.issuer,
@@ -267,11 +276,7 @@ class Validator:
             self.store.tap_void(tap_id)  # the card refused MAC1: nothing was debited
             raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
         out = response.data
-        if (
-            not response.ok
-            or len(out) != 8
-            or not self.sam.mac2_valid(auth, amount=quote.fare_fen, mac2_value=out[4:8])
-        ):
+        if not response.ok or len(out) != 8 or not self.sam.mac2_valid(out[4:8]):
             # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
             self.store.tap_torn(tap_id)
             return TapResult(
@@ -297,18 +302,6 @@ class Validator:
             self.store.tap_void(torn.id)
             return None
         data = self._expect(proof, "GET TRANSACTION PROVE", 8)
-        auth = self.sam.purchase(
-            card_no=record["card_no"],
-            algorithm=Algorithm(record["algorithm"]),
-            random=bytes.fromhex(record["random"]),
-            atc=record["card_counter"],
-            terminal_seq=record["terminal_seq"],
-            amount=record["amount_fen"],
-            date=bytes.fromhex(record["tapped_at"][:10].replace("-", "")),
-            time=bytes.fromhex(record["tapped_at"][11:19].replace(":", "")),
-        )
-        if not self.sam.mac2_valid(auth, amount=record["amount_fen"], mac2_value=data[0:4]):
-            raise CardProtocolError("GET TRANSACTION PROVE answered a MAC2 that does not verify")
         record.update(tac=data[4:8].hex(), status="torn_resolved")
         self.store.tap_complete(torn.id, record)
         return TapResult(
@@ -328,9 +321,14 @@ class Validator:
             "INITIALIZE FOR PURCHASE",
             15,
         )
-        algorithm = _algorithm(init[10])
         challenge = self._expect(channel.send(A.get_challenge()), "GET CHALLENGE", 4)
-        mac = self.sam.block_mac(card_no=card.card_no, algorithm=algorithm, challenge=challenge)
+        mac = self.sam.block_mac(
+            card_serial=card.serial,
+            issuer_id=card.issuer_id,
+            key_version=init[9],
+            algorithm=_algorithm(init[10]),
+            challenge=challenge,
+        )
         self._expect(channel.send(A.application_block(mac)), "APPLICATION BLOCK")
 
 

@@ -152,3 +152,69 @@ def application_block(mac: bytes) -> bytes:
 
 def get_response(length: int) -> bytes:
     return bytes([0x00, 0xC0, 0x00, 0x00, length])
+
+
+# --- the PSAM (the terminal's secure access module, in its own reader) ---------------------------------
+
+PSAM_DF = bytes.fromhex("1001")  # the PSAM's e-purse application
+SFI_PSAM_SERIAL = 0x15  # PSAM serial number (10 bytes)
+SFI_PSAM_TERMINAL = 0x16  # the terminal number (6 bytes)
+KEY_PURCHASE = 0x01  # key usages a PSAM holds: purchase masters (MAC1/MAC2) …
+KEY_MAINTENANCE = 0x02  # … and maintenance masters (the APPLICATION BLOCK MAC)
+
+
+def select_file(fid: bytes) -> bytes:
+    return bytes([0x00, 0xA4, 0x00, 0x00, len(fid)]) + fid
+
+
+def init_sam_for_purchase(
+    *,
+    random: bytes,
+    atc: int,
+    amount: int,
+    kind: int,
+    date: bytes,
+    time: bytes,
+    key_version: int,
+    algorithm: int,
+    card_serial: bytes,
+    issuer_id: bytes,
+) -> bytes:
+    """INIT SAM FOR PURCHASE ``80 70 00 00 24``: the PSAM answers its terminal transaction serial (4) and
+    MAC1 (4)."""
+    data = (
+        random
+        + atc.to_bytes(2, "big")
+        + amount.to_bytes(4, "big")
+        + bytes([kind])
+        + date
+        + time
+        + bytes([key_version, algorithm])
+        + card_serial
+        + issuer_id
+    )
+    return bytes([0x80, 0x70, 0x00, 0x00, len(data)]) + data + b"\x08"
+
+
+def credit_sam_for_purchase(mac2: bytes) -> bytes:
+    """CREDIT SAM FOR PURCHASE ``80 72 00 00 04``: ``9000`` if the card's MAC2 is right."""
+    return bytes([0x80, 0x72, 0x00, 0x00, 0x04]) + mac2
+
+
+def init_for_descrypt(
+    *, usage: int, key_version: int, algorithm: int, card_serial: bytes, issuer_id: bytes
+) -> bytes:
+    """``80 1A``: choose the PSAM key (usage, version, algorithm, issuer) and diversify it for one card."""
+    data = bytes([algorithm]) + card_serial + issuer_id
+    return bytes([0x80, 0x1A, usage, key_version, len(data)]) + data
+
+
+def descrypt_mac(data: bytes) -> bytes:
+    """``80 FA 05 00``: the MAC of ``data`` under the key ``80 1A`` prepared."""
+    return bytes([0x80, 0xFA, 0x05, 0x00, len(data)]) + data + b"\x04"
+
+
+def write_key(body: bytes, mac: bytes) -> bytes:
+    """WRITE KEY ``84 D4 00 00``: usage(1) issuer id(8) version(1) algorithm(1) key under the transport key(16),
+    then the MAC(4) over the challenge, the header and that body."""
+    return bytes([0x84, 0xD4, 0x00, 0x00, len(body) + 4]) + body + mac

@@ -109,8 +109,21 @@ def issuer_tac(master: bytes, card_no: str, algorithm: int, data: bytes) -> byte
 
 
 def diversify(master: bytes, card_no: str, alg: Algorithm) -> bytes:
-    """The card's own 16-byte key from an issuer or network master key."""
-    left = card_number_bcd(card_no)[-8:]
+    """The card's own 16-byte key from an issuer master key."""
+    return diversify_serial(master, card_serial(card_no), alg)
+
+
+def card_serial(card_no: str) -> bytes:
+    """The card application serial (8 bytes) keys are diversified by: the last 8 bytes of the card number's
+    BCD form (SFI 0x15 bytes 12–19), what a PSAM is given in INIT SAM FOR PURCHASE."""
+    return card_number_bcd(card_no)[-8:]
+
+
+def diversify_serial(master: bytes, serial: bytes, alg: Algorithm) -> bytes:
+    """The card's own 16-byte key from a master key and the card's 8-byte application serial."""
+    if len(serial) != 8:
+        raise ValueError("a card application serial is 8 bytes")
+    left = serial
     right = bytes(b ^ 0xFF for b in left)
     if alg == Algorithm.SM4:
         return encrypt_block(master, left + right, alg)
@@ -196,3 +209,9 @@ def tac_verify(
         kind=kind,
     )
     return hmac.compare_digest(expected, tac)
+
+
+def key_check_value(key: bytes, alg: Algorithm) -> bytes:
+    """The key check value a key ceremony records instead of the key: the first 3 bytes of E(key, 0…0)."""
+    size = 16 if alg == Algorithm.SM4 else 8
+    return encrypt_block(key, bytes(size), alg)[:3]

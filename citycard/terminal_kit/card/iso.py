@@ -11,9 +11,9 @@ in this order, whatever state the card is in:
    (``6A86``/``6B00``), its Lc and Le (``6700``), then the application's state.
 
 The answer goes back as data + SW, except that a card in T=0 mode (``get_response_style``) answers a
-case-4 command that has data with ``61xx`` and hands the data over on GET RESPONSE (``00 C0``); its errors
-come back directly, as T=0 cards send them. A test can make the card lose power in the middle of a
-command (``tear``), before or after it acted.
+command that sent data (case 3 or 4) and has data to return with ``61xx`` and hands the data over on
+GET RESPONSE (``00 C0``); its errors come back directly, as T=0 cards send them. A test can make the
+card lose power in the middle of a command (``tear``), before or after it acted.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ class Command:
     p2: int
     data: bytes
     le: int | None
-
-    @property
-    def case4(self) -> bool:
-        return bool(self.data) and self.le is not None
 
 
 def parse_command(raw: bytes) -> Command | None:
@@ -113,7 +109,7 @@ class IsoCard:
         if tear and tear[0] == ins:
             self.reset()
             raise CardTorn(f"power lost after {ins:02X}")
-        if self.get_response_style and command is not None and command.case4 and data:
+        if self.get_response_style and command is not None and command.data and data:
             self._held_response = data + sw.to_bytes(2, "big")
             return bytes([0x61, len(data) & 0xFF])
         return data + sw.to_bytes(2, "big")
