@@ -38,6 +38,14 @@ class CardRemoved(ReaderError):
     """The card left the field during a command: its effect is unknown."""
 
 
+class CardReset(CardRemoved):
+    """The card was reset under the connection (by the reader or another application): the command was not
+    delivered, and the card's volatile state (selection, sessions) is gone."""
+
+
+SCARD_W_RESET_CARD = 0x80100068
+
+
 class Transport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
@@ -160,7 +168,9 @@ class PcscReader:
         try:
             data, sw1, sw2 = self._connection.transmit(list(command))
         except CardConnectionException as exc:
-            self._connection = None
+            self.close()
+            if getattr(exc, "hresult", -1) & 0xFFFFFFFF == SCARD_W_RESET_CARD:
+                raise CardReset(f"card reset under the connection: {exc}") from exc
             raise CardRemoved(f"card removed during the command: {exc}") from exc
         return bytes(data) + bytes([sw1, sw2])
 

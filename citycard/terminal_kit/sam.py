@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.virtual import block_mac_data
-from citycard.terminal_kit.reader import CardChannel, ReaderError, Transport
+from citycard.terminal_kit.reader import CardChannel, CardReset, ReaderError, Transport
 
 
 class SamError(ReaderError):
@@ -65,11 +65,19 @@ class Psam:
         assert self._terminal_id is not None
         return self._terminal_id
 
-    def _send(self, command: bytes) -> A.Response:
+    def _send(self, command: bytes, *, again: bool = True) -> A.Response:
         if not self._open:
             self.open()
         try:
             return self._channel.send(command)
+        except CardReset:
+            # The PSAM was reset (power glitch, the reader's recovery): the command never reached it and
+            # its session is gone. Open it again and send the command once more; a MAC2 check then finds
+            # no session and fails, so the tap is treated as torn.
+            self.close()
+            if again:
+                return self._send(command, again=False)
+            raise SamError("PSAM: reset twice in a row") from None
         except ReaderError as exc:
             self.close()  # reopened on the next use
             raise SamError(f"PSAM: {exc}") from exc

@@ -1,11 +1,12 @@
 """A tap (刷卡): read the card, check the hotlist, price the trip, debit, record — durably, never twice.
 
-The order is the point: the terminal sequence number and a ``pending`` record are committed before DEBIT;
-the ``complete`` record with the card's TAC is committed before the rider hears the beep. If DEBIT gets
-no answer (the card left the field), the record becomes ``torn`` and the rider is asked to tap again; the
-same card is then resolved with GET TRANSACTION PROVE — the debit happened (complete the record from the
-proof) or it did not (void it and debit again) — so a rider is never charged twice. Another card in
-between leaves the torn record alone.
+The order is the point: the PSAM's terminal sequence number and a ``pending`` record are committed before
+DEBIT; the ``complete`` record with the card's TAC is committed before the rider hears the beep. If DEBIT
+gets no answer (the card left the field), the record becomes ``torn`` and the rider is asked to tap again.
+When that card comes back — a moment later, or after riding elsewhere — the torn record is settled from
+what the card says now (``citycard.terminal_kit.recovery``: its counter and its transaction log): completed
+and uploaded if the debit happened, voided if it did not, and the card is never refused for it. Its retap
+is approved without a second charge; another card in between leaves the torn record alone.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, 
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
+from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry, Verdict, torn_decide
 from citycard.terminal_kit.sam import Psam, SamError
-from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.store import StoredTap, TapStore
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -204,9 +206,9 @@ class Validator:
             return TapResult("declined", "card expired or not yet valid", card_no=card.card_no)
         torn = self.store.torn_for(card.card_no)
         if torn is not None:
-            resolved = self._resolve_torn(channel, torn)
-            if resolved is not None:
-                return resolved
+            retap = self._recover(channel, torn, now)
+            if retap is not None:
+                return retap
         trip = TripInfo(tenant=self.tenant, service=self.service, route=self.route, at=now)
         quote = self.fare.quote(card, trip, self.rider_states.get(card.card_no, {}))
         if quote.fare_fen < 0:
@@ -294,16 +296,42 @@ class Validator:
             record=record,
         )
 
-    def _resolve_torn(self, channel: CardChannel, torn) -> TapResult | None:
-        """Same card after a torn DEBIT: prove it happened (complete) or not (void, then debit anew)."""
+    def _recover(self, channel: CardChannel, torn: StoredTap, now: dt.datetime) -> TapResult | None:
+        """The card of a torn tap is back: settle the torn record from what the card says now
+        (``citycard.terminal_kit.recovery``). Returns the result when this tap is the rider's retap of a
+        debit that happened (no second charge), else None: the tap goes on as a new ride."""
         record = dict(torn.record)
-        proof = channel.send(A.get_transaction_prove(atc=record["card_counter"] + 1))
-        if proof.sw == A.SW_NO_SUCH_TRANSACTION:
+        try:
+            init = self._expect(
+                channel.send(A.initialize_purchase(key_index=1, amount=0, terminal_id=self.sam.terminal_id)),
+                "INITIALIZE FOR PURCHASE",
+                15,
+            )
+            atc_now = int.from_bytes(init[4:6], "big")
+            verdict = torn_decide(record, atc_now=atc_now, log=lambda n: self._log_entry(channel, n))
+        except CardProtocolError as exc:
+            verdict, atc_now = Verdict("undecided", f"the card's answers: {exc}"), -1
+        if verdict.outcome == "not_happened":
             self.store.tap_void(torn.id)
             return None
-        data = self._expect(proof, "GET TRANSACTION PROVE", 8)
-        record.update(tac=data[4:8].hex(), status="torn_resolved")
+        record["recovery"] = verdict.reason
+        if verdict.outcome == "undecided":
+            record.update(tac=UNDECIDED_TAC, status="torn_undecided")
+            self.store.tap_complete(torn.id, record)
+            return None
+        last = atc_now == record["card_counter"] + 1  # our debit is still the card's last one
+        proof = (
+            channel.send(A.get_transaction_prove(atc=atc_now, kind=record.get("tx_type", A.PURCHASE)))
+            if last
+            else None
+        )
+        if proof is not None and proof.ok and len(proof.data) == 8:
+            record.update(tac=proof.data[4:8].hex(), status="torn_resolved")
+        else:  # the card's log record stands in for the TAC the card no longer gives
+            record.update(tac=verdict.entry.raw.hex() if verdict.entry else UNDECIDED_TAC, status="torn_unproven")
         self.store.tap_complete(torn.id, record)
+        if not last or now - dt.datetime.fromisoformat(record["tapped_at"]) > RETAP_WINDOW:
+            return None  # a new ride: it pays
         return TapResult(
             "approved",
             "earlier tap completed (no second charge)",
@@ -312,6 +340,16 @@ class Validator:
             balance_fen=record["balance_after_fen"],
             record=record,
         )
+
+    def _log_entry(self, channel: CardChannel, n: int) -> LogEntry | None:
+        """The card's n-th newest log record, or None past the end."""
+        response = channel.send(A.read_record(A.SFI_LOG, n, A.LOG_RECORD_SIZE))
+        if response.sw == A.SW_RECORD_NOT_FOUND:
+            return None
+        try:
+            return LogEntry.parse(self._expect(response, f"READ RECORD {n} of the log", A.LOG_RECORD_SIZE))
+        except ValueError as exc:
+            raise CardProtocolError(str(exc)) from exc
 
     def _block(self, channel: CardChannel, card: CardInfo) -> None:
         """APPLICATION BLOCK under the card's own algorithm: INITIALIZE FOR PURCHASE of 0 fen says which

@@ -15,7 +15,8 @@ over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = 
 
 * ``card_counter_gap_check`` — the card's next lower counter stored (through the card-history index);
 * ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
-  flag ``tac_invalid``;
+  flag ``tac_invalid``; a torn tap the terminal could not prove (``torn_unproven``: the card's log record
+  stands in the TAC field; ``torn_undecided``: nothing does) is flagged ``unproven`` for settlement instead;
 * ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
   ``tap.tapped_at``; an amount that differs → flag ``fare_mismatch`` (the tap stays accepted);
 * ``hotlist_check`` — own cards hotlisted before the tap by more than the grace period → flag
@@ -41,6 +42,7 @@ from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
 from citycard.terminal_kit.card.crypto import PURCHASE, issuer_tac
+from citycard.terminal_kit.recovery import LogEntry
 
 # --- the data checks see --------------------------------------------------------------------------
 
@@ -240,6 +242,25 @@ def tac_expected(*, master: bytes, tap: Tap) -> str:
     return issuer_tac(master, tap.card_no, tap.algorithm, data).hex()
 
 
+UNPROVEN_STATUSES = frozenset({"torn_unproven", "torn_undecided"})
+
+
+def unproven_detail(tap: Tap) -> dict[str, Any]:
+    """What the terminal knew of a torn tap it could not prove: the card's log record of the debit
+    (``torn_unproven``, 23 bytes where the TAC would be) or nothing (``torn_undecided``)."""
+    detail: dict[str, Any] = {"status": tap.status, "card_log": None}
+    if tap.status == "torn_unproven" and len(tap.tac) == 46:
+        entry = LogEntry.parse(bytes.fromhex(tap.tac))
+        detail["card_log"] = {
+            "card_counter": entry.atc,
+            "amount_fen": entry.amount,
+            "type": entry.kind,
+            "terminal_no": entry.terminal_no.hex(),
+            "at": f"{entry.date.hex()}T{entry.time.hex()}",
+        }
+    return detail
+
+
 def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the TAC must be what the card computes under the issuer's key (the tenant's, or its
     city's for a county). One key-vault query per batch; a mismatch is flagged ``tac_invalid`` for review,
@@ -250,6 +271,9 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     master = tenant_card_tac_master(tenant=ctx.acquirer, key=ctx.card_tac_key)
     flags = []
     for tap in own:
+        if tap.status in UNPROVEN_STATUSES:
+            flags.append(Flag(tap, "unproven", unproven_detail(tap)))
+            continue
         expected = tac_expected(master=master, tap=tap)
         if not hmac.compare_digest(expected, tap.tac):
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
