@@ -26,6 +26,7 @@ from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, 
 from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry, Verdict, torn_decide
 from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.store import StoredTap, TapStore
+from citycard.terminal_kit.transit import TripCodec, card_state
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -119,7 +120,7 @@ class Validator:
     route: str
     hotlist: Hotlist = field(default_factory=Hotlist)
     clock: Any = None  # () -> aware datetime; default now in Asia/Shanghai
-    rider_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _codec: tuple[Any, TripCodec] | None = field(default=None, repr=False)
 
     @property
     def rule_version(self) -> int:
@@ -210,17 +211,44 @@ class Validator:
             if retap is not None:
                 return retap
         trip = TripInfo(tenant=self.tenant, service=self.service, route=self.route, at=now)
-        quote = self.fare.quote(card, trip, self.rider_states.get(card.card_no, {}))
+        said = self._read_trip(channel)  # the card's transit record: what it says of the journey
+        codec = self._trip_codec()
+        quote = self.fare.quote(card, trip, card_state(codec, said))
         if quote.fare_fen < 0:
             raise CardProtocolError("the fare calculator returned a negative fare")
-        result = self._debit(channel, card, quote, now)
-        if result.outcome == "approved":
-            self.rider_states[card.card_no] = quote.state
-        return result
+        return self._debit(
+            channel, card, quote, now, said=said, new_trip=None if said is None else codec.encode(quote.state)
+        )
 
-    def _debit(self, channel: CardChannel, card: CardInfo, quote: Quote, now: dt.datetime) -> TapResult:
+    def _trip_codec(self) -> TripCodec:
+        if self._codec is None or self._codec[0] is not self.fare:
+            self._codec = (self.fare, TripCodec.for_fare(self.fare))
+        return self._codec[1]
+
+    def _read_trip(self, channel: CardChannel) -> bytes | None:
+        """The card's transit record, or None for a card without one (a plain purchase, no journey)."""
+        response = channel.send(A.read_record(A.SFI_TRANSIT, A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE))
+        if response.sw in (A.SW_FILE_NOT_FOUND, A.SW_RECORD_NOT_FOUND):
+            return None
+        return self._expect(response, "READ RECORD of the transit record", A.TRANSIT_RECORD_SIZE)
+
+    def _debit(
+        self,
+        channel: CardChannel,
+        card: CardInfo,
+        quote: Quote,
+        now: dt.datetime,
+        *,
+        said: bytes | None = None,
+        new_trip: bytes | None = None,
+    ) -> TapResult:
+        """The purchase: composite (the new transit record written with the debit) when ``new_trip`` is
+        given, plain otherwise."""
+        composite = new_trip is not None
         init = channel.send(
-            A.initialize_purchase(key_index=1, amount=quote.fare_fen, terminal_id=self.sam.terminal_id)
+            A.initialize_purchase(
+                key_index=1, amount=quote.fare_fen, terminal_id=self.sam.terminal_id, composite=composite
+            )
         )
         if init.sw == A.SW_INSUFFICIENT_BALANCE:
             return TapResult(
@@ -232,6 +260,9 @@ class Validator:
         random = data[11:15]
         if balance < quote.fare_fen:
             raise CardProtocolError("card reported a balance below the fare but did not refuse")
+        if new_trip is not None:  # cached by the card, written only with the debit
+            self._expect(channel.send(A.update_capp_data_cache(new_trip)), "UPDATE CAPP DATA CACHE")
+        kind = A.COMPOSITE if composite else A.PURCHASE
         date, tod = bytes.fromhex(now.strftime("%Y%m%d")), bytes.fromhex(now.strftime("%H%M%S"))
         auth = self.sam.purchase(
             card_serial=card.serial,
@@ -241,7 +272,7 @@ class Validator:
             random=random,
             atc=atc,
             amount=quote.fare_fen,
-            kind=A.PURCHASE,
+            kind=kind,
             date=date,
             time=tod,
         )
@@ -266,8 +297,10 @@ class Validator:
             "fare_rule_id": quote.rule_id,
             "algorithm": int(algorithm),
             "terminal_no": self.sam.terminal_id.hex(),
-            "random": random.hex(),  # kept to check the MAC2 of a later GET TRANSACTION PROVE
+            "tx_type": kind,  # 06 purchase, 09 composite: in MAC1, the TAC and the card's log
         }
+        if said is not None:
+            record["card_trip"] = said.hex()  # the transit record the fare was priced from
         tap_id = self.store.tap_pending(record)
         try:
             response = channel.send(A.debit_purchase(terminal_seq=seq, date=date, time=tod, mac1=auth.mac1))
@@ -328,7 +361,9 @@ class Validator:
         if proof is not None and proof.ok and len(proof.data) == 8:
             record.update(tac=proof.data[4:8].hex(), status="torn_resolved")
         else:  # the card's log record stands in for the TAC the card no longer gives
-            record.update(tac=verdict.entry.raw.hex() if verdict.entry else UNDECIDED_TAC, status="torn_unproven")
+            record.update(
+                tac=verdict.entry.raw.hex() if verdict.entry else UNDECIDED_TAC, status="torn_unproven"
+            )
         self.store.tap_complete(torn.id, record)
         if not last or now - dt.datetime.fromisoformat(record["tapped_at"]) > RETAP_WINDOW:
             return None  # a new ride: it pays

@@ -108,6 +108,7 @@ def _tac_valid(record) -> bool:
         terminal_seq=record["terminal_seq"],
         date=bytes.fromhex(record["tapped_at"][:10].replace("-", "")),
         time=bytes.fromhex(record["tapped_at"][11:19].replace(":", "")),
+        kind=record["tx_type"],
     )
 
 

@@ -30,7 +30,6 @@ Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired i
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from django.db import connection
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
-from citycard.terminal_kit.card.crypto import PURCHASE, issuer_tac
+from citycard.terminal_kit.card.crypto import issuer_purchase_tac_ok
 from citycard.terminal_kit.recovery import LogEntry
 
 # --- the data checks see --------------------------------------------------------------------------
@@ -99,6 +98,7 @@ class Tap:
     # The next lower card counter stored for the card (None: the card's first) once the counter-gap
     # check has looked it up; NOT_PROBED before.
     prev_counter: int | None = -1
+    card_trip: str = ""  # the transit record the card gave before the tap (hex), when the terminal sent it
 
 
 NOT_PROBED = -1  # Tap.prev_counter not looked up yet (counters are never negative)
@@ -128,7 +128,6 @@ StoredCheck = Callable[[StoredContext, Sequence[Tap]], Iterable[Flag]]
 # Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the card's local clock for every
 # plausible tap, cheaper than the zone database.
 _CST = dt.timezone(dt.timedelta(hours=8))
-_PURCHASE = bytes([PURCHASE])
 
 # --- built-in checks ---------------------------------------------------------------------------------
 
@@ -226,20 +225,23 @@ def card_counter_gap_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[
     ]
 
 
-def tac_expected(*, master: bytes, tap: Tap) -> str:
-    """The TAC the card must have returned for ``tap``, recomputed by the issuer (hex). Date and time are
-    the terminal's Beijing-time clock, as the card saw them in DEBIT FOR PURCHASE."""
+def tac_valid(*, master: bytes, tap: Tap) -> bool:
+    """Whether ``tap``'s TAC is what the card computes, recomputed by the issuer, for a purchase or a
+    composite purchase (``issuer_purchase_tac_ok``). Date and time are the terminal's Beijing-time clock,
+    as the card saw them in DEBIT FOR PURCHASE."""
     local = tap.tapped_at.astimezone(_CST)
-    data = (
-        tap.amount_fen.to_bytes(4, "big")
-        + _PURCHASE
-        + bytes.fromhex(tap.terminal_no)
+    tail = (
+        bytes.fromhex(tap.terminal_no)
         + (tap.terminal_seq & 0xFFFFFFFF).to_bytes(4, "big")
         + bytes.fromhex(
             f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
         )
     )
-    return issuer_tac(master, tap.card_no, tap.algorithm, data).hex()
+    try:
+        tac, head = bytes.fromhex(tap.tac), tap.amount_fen.to_bytes(4, "big")
+    except (ValueError, OverflowError):
+        return False
+    return issuer_purchase_tac_ok(master, tap.card_no, tap.algorithm, tac, amount_type_free=(head, tail))
 
 
 UNPROVEN_STATUSES = frozenset({"torn_unproven", "torn_undecided"})
@@ -274,8 +276,7 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
         if tap.status in UNPROVEN_STATUSES:
             flags.append(Flag(tap, "unproven", unproven_detail(tap)))
             continue
-        expected = tac_expected(master=master, tap=tap)
-        if not hmac.compare_digest(expected, tap.tac):
+        if not tac_valid(master=master, tap=tap):
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
     return flags
 
@@ -286,7 +287,6 @@ def fare_recheck(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     from citycard.tenants.fares.recheck import fare_check
 
     return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(tenant=ctx.tenant, taps=taps)]
-
 
 
 # --- routing -------------------------------------------------------------------------------------------

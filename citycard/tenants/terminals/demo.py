@@ -143,11 +143,8 @@ def demo_step(ctx) -> None:
                         actor="demo",
                     )
                 last_seq = Terminal.objects.get(terminal_id=terminal_id).last_seq or 0
+                # The cards carry their trip states (transfers, caps, quotas) in their transit records.
                 validator = _validator(tenant, terminal_id, n, sim.route, city.division_code)
-                # The cards' trip states (transfers, caps, quotas) live on in the terminal between runs.
-                states = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.states.json"
-                if states.exists():
-                    validator.rider_states = json.loads(states.read_text())
                 taps = []
                 for i in range(8):
                     issuer = city.division_code if i < 5 else rng.choice(issuers)
@@ -167,7 +164,6 @@ def demo_step(ctx) -> None:
                     validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
                     result = validator.tap()
                     taps.append(result)
-                states.write_text(json.dumps(validator.rider_states))
                 document = validator.store.batch_open(
                     terminal_id=terminal_id,
                     tenant=code,

@@ -108,6 +108,23 @@ def issuer_tac(master: bytes, card_no: str, algorithm: int, data: bytes) -> byte
     return mac4_ecb(encryptor, size, data)
 
 
+PURCHASE_TYPES = (PURCHASE, COMPOSITE)
+
+
+def issuer_purchase_tac_ok(
+    master: bytes, card_no: str, algorithm: int, tac: bytes, *, amount_type_free: tuple[bytes, bytes]
+) -> bool:
+    """Whether ``tac`` is the card's TAC for a debit, as a purchase (06) or as a composite purchase (09).
+    ``amount_type_free`` is (amount(4), terminal no(6) | terminal seq(4) | date(4) | time(3)): the TAC's
+    data around the type byte. A terminal's record fixes the amount, terminal, serial and time; whether the
+    card made a plain or a composite debit of it moves the same money, and stored taps do not keep it."""
+    head, tail = amount_type_free
+    return any(
+        hmac.compare_digest(issuer_tac(master, card_no, algorithm, head + bytes([kind]) + tail), tac)
+        for kind in PURCHASE_TYPES
+    )
+
+
 def diversify(master: bytes, card_no: str, alg: Algorithm) -> bytes:
     """The card's own 16-byte key from an issuer master key."""
     return diversify_serial(master, card_serial(card_no), alg)

@@ -49,7 +49,10 @@ HISTORICAL_BYTES = bytes.fromhex("8031C0F8") + A.AID_TUNION + bytes.fromhex("829
 ATR = atr_contactless(HISTORICAL_BYTES)
 LOG_SIZE = 10
 MAC_TRY_LIMIT = 3
-EMPTY_TRANSIT = bytes([A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE - 2]) + bytes(A.TRANSIT_RECORD_SIZE - 2)
+# The transit record as personalised: record id, length, format 01, no journey, no counters.
+EMPTY_TRANSIT = bytes([A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE - 2, 0x01]) + bytes(
+    A.TRANSIT_RECORD_SIZE - 3
+)
 
 
 @dataclass(frozen=True)

@@ -179,15 +179,21 @@ def test_taps_sharing_a_terminal_sequence_number_are_told_apart_by_the_whole_key
     again = dict(first[0])  # stored already
     other = dict(sim.tap(riders[1], at=now), terminal_seq=first[0]["terminal_seq"])  # same seq, other card
     third = dict(sim.tap(riders[2], at=now), terminal_seq=first[0]["terminal_seq"])
-    ack = json.loads(post(client, sim.sign(sim.payload([other, again, third], created_at=now))).content)["payload"]
+    ack = json.loads(post(client, sim.sign(sim.payload([other, again, third], created_at=now))).content)[
+        "payload"
+    ]
     assert [(r["card_no"], r["outcome"]) for r in ack["results"]] == [
         (riders[1].card_no, "accepted"),
         (riders[0].card_no, "duplicate"),
         (riders[2].card_no, "accepted"),
     ]
     with tenant_context(hangzhou):
-        stored = Transaction.objects.filter(terminal_seq=first[0]["terminal_seq"]).values_list("card_no", "idx")
-        assert sorted(stored) == sorted([(riders[0].card_no, 0), (riders[1].card_no, 0), (riders[2].card_no, 2)])
+        stored = Transaction.objects.filter(terminal_seq=first[0]["terminal_seq"]).values_list(
+            "card_no", "idx"
+        )
+        assert sorted(stored) == sorted(
+            [(riders[0].card_no, 0), (riders[1].card_no, 0), (riders[2].card_no, 2)]
+        )
 
 
 def test_amount_and_field_errors_are_rejected_with_reasons(client, hz, now):
@@ -321,7 +327,9 @@ def test_a_county_terminal_checks_its_citys_cards_with_the_citys_key(client, ten
     ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now)), host="tonglu").content)
     assert ack["payload"]["accepted"] == 2
     with tenant_context(tonglu):
-        assert list(ReviewFlag.objects.values_list("code", "card_no")) == [("tac_invalid", taps[0]["card_no"])]
+        assert list(ReviewFlag.objects.values_list("code", "card_no")) == [
+            ("tac_invalid", taps[0]["card_no"])
+        ]
 
 
 def test_clock_skew_is_flagged_not_dropped(client, hz, now):
