@@ -54,10 +54,15 @@ PSAM_DIVISIONS = ("330100", "330400", "310000", "441900", "440300")
 
 @functools.cache
 def _provisioned(terminal_id: bytes) -> VirtualPsam:
-    audit = Path(tempfile.mkdtemp(prefix="citycard-psam-")) / "audit.jsonl"
-    return sim_psam(
-        terminal_no=terminal_id, divisions=PSAM_DIVISIONS, audit=audit, keys=keys(), actor="tests", now=NOW
-    )
+    with tempfile.TemporaryDirectory(prefix="citycard-psam-") as audit_dir:
+        return sim_psam(
+            terminal_no=terminal_id,
+            divisions=PSAM_DIVISIONS,
+            audit=Path(audit_dir) / "audit.jsonl",
+            keys=keys(),
+            actor="tests",
+            now=NOW,
+        )
 
 
 def psam(terminal_id: bytes = TERMINAL_ID) -> VirtualPsam:
