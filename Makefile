@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export CITYCARD_DATA_DIR ?= $(CURDIR)/.citycard/demo
-SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig redis-server
+SYSTEM_PACKAGES := pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig redis-server
 
 .PHONY: demo test system-deps venv lint bench clean
 

@@ -1,7 +1,9 @@
 """``citycard-terminal``: run a validator on a PC/SC reader, simulate a day of taps, upload the queue.
 
     citycard-terminal simulate --taps 200 [--pcsc]        virtual cards through a validator, then a summary
-    citycard-terminal validate --reader "Virtual PCD 00 00" --fare 200 --queue taps.sqlite
+    citycard-terminal validate --reader "Virtual PCD 00 00" --psam-reader "Virtual PCD 00 01" --queue taps.sqlite
+    citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
+        --actor "name (office)" --audit psam-audit.jsonl
     citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
         --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json
     citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import random
 import sys
@@ -21,12 +24,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
-from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
+from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, psam_load_keys
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
-from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
@@ -34,11 +39,17 @@ from citycard.terminal_kit.tap import FixedFare, Validator
 from citycard.terminal_kit.upload import Uploader
 
 
-def _sam(terminal_no: str) -> SoftwareSam:
-    return SoftwareSam(
-        terminal_id=bytes.fromhex(terminal_no),
-        purchase_master=SIM_KEYS.purchase_master,
-        maintenance_master=SIM_KEYS.maintenance_master,
+def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> VirtualPsam:
+    """The simulator's PSAM: its memory kept next to the queue (its transaction serial carries on across
+    runs), provisioned through the audited step the first time."""
+    memory = queue_dir / "psam.json"
+    if memory.exists():
+        return VirtualPsam.load(memory)
+    return sim_psam(
+        terminal_no=bytes.fromhex(terminal_no),
+        divisions=divisions,
+        audit=queue_dir / "psam-audit.jsonl",
+        memory=memory,
     )
 
 
@@ -67,16 +78,23 @@ def simulate(args: argparse.Namespace) -> int:
         for i in range(1, args.cards + 1)
     ]
     queue = Path(args.queue or tempfile.mkdtemp(prefix="citycard-terminal-")) / "taps.sqlite"
-    holder = None
+    psam = _sim_psam(queue.parent, args.terminal_no, divisions)
+    holder = psam_holder = None
     if args.pcsc:
-        from citycard.terminal_kit.card.vpcd import VpcdCard
+        from citycard.terminal_kit.card.vpcd import PSAM_PORT, VpcdCard
 
         transport = PcscReader(args.reader)
+        psam_holder = VpcdCard(psam, port=PSAM_PORT)
+        psam_holder.insert()
+        if not wait_for_card(PcscReader(args.psam_reader), timeout=10):
+            raise SystemExit(f"the virtual PSAM did not appear in {args.psam_reader!r}")
+        sam = Psam(PcscReader(args.psam_reader))
     else:
         transport = InProcessReader()
+        sam = Psam(InProcessReader(psam))
     v = Validator(
         transport=transport,
-        sam=_sam(args.terminal_no),
+        sam=sam,
         store=TapStore(queue),
         fare=_fare(args),
         tenant=args.tenant,
@@ -100,6 +118,9 @@ def simulate(args: argparse.Namespace) -> int:
             while transport.card_present():
                 time.sleep(0.01)
     elapsed = time.perf_counter() - started
+    sam.close()
+    if psam_holder is not None:
+        psam_holder.remove()
     print(f"{args.taps} taps in {elapsed:.2f}s on {'pcscd+vpcd' if args.pcsc else 'the in-process reader'}")
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:<10} {count}")
@@ -137,9 +158,15 @@ def sync(args: argparse.Namespace) -> int:
 def validate(args: argparse.Namespace) -> int:
     reader = PcscReader(args.reader)
     store = TapStore(args.queue)
+    sam = Psam(PcscReader(args.psam_reader))
+    try:
+        sam.open()
+    except (SamError, ReaderError) as exc:
+        print(f"PSAM in {args.psam_reader!r}: {exc}", file=sys.stderr)
+        return 2
     v = Validator(
         transport=reader,
-        sam=_sam(args.terminal_no),
+        sam=sam,
         store=store,
         hotlist=hotlist_held(store),
         fare=_fare(args),
@@ -148,7 +175,8 @@ def validate(args: argparse.Namespace) -> int:
         route=args.route,
     )
     print(
-        f"validator on {args.reader} (hotlist version {v.hotlist.version}): present a card (Ctrl-C to stop)"
+        f"validator on {args.reader}, PSAM {sam.terminal_id.hex()} in {args.psam_reader} "
+        f"(hotlist version {v.hotlist.version}): present a card (Ctrl-C to stop)"
     )
     try:
         while True:
@@ -168,6 +196,30 @@ def validate(args: argparse.Namespace) -> int:
                 time.sleep(0.05)
     except KeyboardInterrupt:
         return 0
+
+
+def psam_load(args: argparse.Namespace) -> int:
+    try:
+        keys = keys_from_json(Path(args.keys).read_text())
+        transport_key = bytes.fromhex(Path(args.transport_key).read_text().strip())
+        entries = psam_load_keys(
+            transport=PcscReader(args.psam_reader),
+            transport_key=transport_key,
+            keys=keys,
+            actor=args.actor,
+            audit=Path(args.audit),
+            now=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+        )
+    except (ProvisioningError, ReaderError, ValueError) as exc:
+        print(f"psam-load: {exc}", file=sys.stderr)
+        return 1
+    for entry in entries:
+        print(
+            f"loaded {entry['usage']} key v{entry['version']} {entry['algorithm']} of {entry['issuer']} "
+            f"into PSAM {entry['psam_serial']} (terminal {entry['terminal_no']}), kcv {entry['kcv']}"
+        )
+    print(f"{len(entries)} keys loaded; audit log {args.audit}")
+    return 0
 
 
 def upload(args: argparse.Namespace) -> int:
@@ -213,9 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--queue", help="directory for the queue (default: a new temporary one)")
     sim.add_argument("--pcsc", action="store_true", help="through pcscd and the vpcd reader")
     sim.add_argument("--reader", default="Virtual PCD 00 00")
-    val = sub.add_parser("validate", help="run a validator on a PC/SC reader")
+    sim.add_argument("--psam-reader", default="Virtual PCD 00 01")
+    val = sub.add_parser("validate", help="run a validator on a PC/SC reader, with its PSAM in another")
     val.add_argument("--reader", default="Virtual PCD 00 00")
+    val.add_argument("--psam-reader", default="Virtual PCD 00 01")
     val.add_argument("--queue", default="taps.sqlite")
+    pl = sub.add_parser("psam-load", help="load issuers' keys into a PSAM (key ceremony, audited)")
+    pl.add_argument("--psam-reader", default="Virtual PCD 00 01")
+    pl.add_argument(
+        "--keys", required=True, help='JSON [{"usage", "issuer", "version", "algorithm": "SM4", "key": hex}]'
+    )
+    pl.add_argument("--transport-key", required=True, help="file with the PSAM's transport key, hex")
+    pl.add_argument("--actor", required=True, help="who loads the keys (recorded in the audit log)")
+    pl.add_argument("--audit", required=True, help="the audit log (JSON lines, appended)")
     up = sub.add_parser("upload", help="upload the queue's batches")
     up.add_argument("--url", required=True)
     up.add_argument("--host", help="Host header, when --url names an address")
@@ -238,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--key-version", type=int, default=1)
     sy.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     args = parser.parse_args(argv)
-    return {"simulate": simulate, "validate": validate, "upload": upload, "sync": sync}[args.command](args)
+    commands = {
+        "simulate": simulate,
+        "validate": validate,
+        "psam-load": psam_load,
+        "upload": upload,
+        "sync": sync,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

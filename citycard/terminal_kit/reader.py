@@ -1,7 +1,8 @@
 """The reader layer (读卡器): a thin transport for APDUs, as small as Eclipse Keyple's reader SPI.
 
 ``Transport`` is what a tap needs: open, close, card present, ATR, transmit. ``PcscReader`` drives a real
-PC/SC reader through pyscard (and pcscd); ``InProcessReader`` holds a ``VirtualCard`` for fast tests.
+PC/SC reader through pyscard (and pcscd); ``InProcessReader`` holds a virtual card (citizen card or PSAM)
+for fast tests.
 ``CardChannel`` sits on top and does what pyscard does not: GET RESPONSE on ``61xx`` and a resend with the
 right Le on ``6Cxx``. Failures map to distinct exceptions so the tap logic can tell "pcscd is not running"
 from "the reader is gone" from "the card was pulled in the middle of a command".
@@ -14,7 +15,7 @@ import time
 from typing import Protocol
 
 from citycard.terminal_kit.card import apdu as A
-from citycard.terminal_kit.card.virtual import ATR, CardTorn, VirtualCard
+from citycard.terminal_kit.card.iso import CardTorn, IsoCard
 
 
 class ReaderError(Exception):
@@ -37,6 +38,14 @@ class CardRemoved(ReaderError):
     """The card left the field during a command: its effect is unknown."""
 
 
+class CardReset(CardRemoved):
+    """The card was reset under the connection (by the reader or another application): the command was not
+    delivered, and the card's volatile state (selection, sessions) is gone."""
+
+
+SCARD_W_RESET_CARD = 0x80100068
+
+
 class Transport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
@@ -48,11 +57,11 @@ class Transport(Protocol):
 class InProcessReader:
     """A reader with a virtual card in it, in this process (no pcscd)."""
 
-    def __init__(self, card: VirtualCard | None = None) -> None:
+    def __init__(self, card: IsoCard | None = None) -> None:
         self.card = card
         self._connected = False
 
-    def insert(self, card: VirtualCard) -> None:
+    def insert(self, card: IsoCard) -> None:
         self.card = card
         self._connected = False
 
@@ -77,7 +86,7 @@ class InProcessReader:
     def atr(self) -> bytes:
         if self.card is None:
             raise NoCard("no card in the in-process reader")
-        return ATR
+        return self.card.atr
 
     def transmit(self, command: bytes) -> bytes:
         if self.card is None or not self._connected:
@@ -159,7 +168,9 @@ class PcscReader:
         try:
             data, sw1, sw2 = self._connection.transmit(list(command))
         except CardConnectionException as exc:
-            self._connection = None
+            self.close()
+            if getattr(exc, "hresult", -1) & 0xFFFFFFFF == SCARD_W_RESET_CARD:
+                raise CardReset(f"card reset under the connection: {exc}") from exc
             raise CardRemoved(f"card removed during the command: {exc}") from exc
         return bytes(data) + bytes([sw1, sw2])
 

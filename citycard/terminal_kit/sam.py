@@ -1,58 +1,158 @@
-"""The terminal's software SAM (安全模块): the network purchase key, MAC1, MAC2 checks, block MACs.
+"""The terminal's side of its PSAM (安全存取模块): MAC1, the MAC2 check and the block MAC, asked in APDUs.
 
-A production terminal holds a PSAM card doing this (``80 70`` / ``80 72``); here it is software with the
-same interface. It never holds an issuer's TAC key: only the issuer can check a TAC.
+``Psam`` speaks to a PSAM card in a reader of its own — ``PcscReader("Virtual PCD 00 01")`` in service,
+or an ``InProcessReader`` holding a ``VirtualPsam`` for fast tests; the same APDUs either way. The terminal
+software holds no key: the PSAM diversifies its issuers' master keys itself, counts the terminal
+transaction serial, and MACs over its own terminal number. Keys reach a PSAM only through the audited
+provisioning step (``citycard.terminal_kit.provision``).
 """
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
-from citycard.terminal_kit.card.crypto import Algorithm, diversify, mac1, mac2, purchase_session_key
-from citycard.terminal_kit.card.virtual import block_mac
+from citycard.terminal_kit.card import apdu as A
+from citycard.terminal_kit.card.crypto import Algorithm
+from citycard.terminal_kit.card.virtual import block_mac_data
+from citycard.terminal_kit.reader import CardChannel, CardReset, ReaderError, Transport
+
+
+class SamError(ReaderError):
+    """The PSAM refused or is missing: no purchase can be authorised."""
 
 
 @dataclass(frozen=True)
 class PurchaseAuth:
-    session: bytes
+    terminal_seq: int  # the PSAM's terminal transaction serial for this purchase
     mac1: bytes
-    algorithm: Algorithm
 
 
-class SoftwareSam:
-    def __init__(self, *, terminal_id: bytes, purchase_master: bytes, maintenance_master: bytes) -> None:
-        if len(terminal_id) != 6:
-            raise ValueError("the terminal id is 6 bytes")
-        self.terminal_id = terminal_id
-        self._purchase_master = purchase_master
-        self._maintenance_master = maintenance_master
+class Psam:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._channel = CardChannel(transport)
+        self._open = False
+        self._terminal_id: bytes | None = None
+        self.serial: bytes | None = None
+
+    # --- connection ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, read the PSAM serial and terminal number, select the e-purse application."""
+        try:
+            self.transport.open()
+            self._open = True
+            self.serial = self._data(A.read_binary(A.SFI_PSAM_SERIAL, 10), "READ BINARY 0015", 10)
+            self._terminal_id = self._data(A.read_binary(A.SFI_PSAM_TERMINAL, 6), "READ BINARY 0016", 6)
+            self._data(A.select_file(A.PSAM_DF), "SELECT 1001")
+        except SamError:
+            self.close()
+            raise
+        except ReaderError as exc:
+            self.close()
+            raise SamError(f"PSAM: {exc}") from exc
+
+    def close(self) -> None:
+        self._open = False
+        self._terminal_id = None
+        self.transport.close()
+
+    @property
+    def terminal_id(self) -> bytes:
+        """The terminal number (6 bytes) the PSAM MACs over; the PSAM is opened on first use."""
+        if self._terminal_id is None:
+            self.open()
+        assert self._terminal_id is not None
+        return self._terminal_id
+
+    def _send(self, command: bytes, *, again: bool = True) -> A.Response:
+        if not self._open:
+            self.open()
+        try:
+            return self._channel.send(command)
+        except CardReset:
+            # The PSAM was reset (power glitch, the reader's recovery): the command never reached it and
+            # its session is gone. Open it again and send the command once more; a MAC2 check then finds
+            # no session and fails, so the tap is treated as torn.
+            self.close()
+            if again:
+                return self._send(command, again=False)
+            raise SamError("PSAM: reset twice in a row") from None
+        except ReaderError as exc:
+            self.close()  # reopened on the next use
+            raise SamError(f"PSAM: {exc}") from exc
+
+    def _data(self, command: bytes, what: str, length: int | None = None) -> bytes:
+        response = self._send(command)
+        if not response.ok:
+            raise SamError(f"PSAM {what}: {response.describe()}")
+        if length is not None and len(response.data) != length:
+            raise SamError(f"PSAM {what}: {len(response.data)} bytes instead of {length}")
+        return response.data
+
+    # --- purchase -----------------------------------------------------------------------------------
 
     def purchase(
         self,
         *,
-        card_no: str,
+        card_serial: bytes,
+        issuer_id: bytes,
+        key_version: int,
         algorithm: Algorithm,
         random: bytes,
         atc: int,
-        terminal_seq: int,
         amount: int,
+        kind: int,
         date: bytes,
         time: bytes,
     ) -> PurchaseAuth:
-        dpk = diversify(self._purchase_master, card_no, algorithm)
-        session = purchase_session_key(dpk, random=random, atc=atc, terminal_seq=terminal_seq, alg=algorithm)
-        return PurchaseAuth(
-            session=session,
-            mac1=mac1(
-                session, amount=amount, terminal_id=self.terminal_id, date=date, time=time, alg=algorithm
-            ),
-            algorithm=algorithm,
+        """INIT SAM FOR PURCHASE: the terminal serial and MAC1 for the card's DEBIT."""
+        command = A.init_sam_for_purchase(
+            random=random,
+            atc=atc,
+            amount=amount,
+            kind=kind,
+            date=date,
+            time=time,
+            key_version=key_version,
+            algorithm=int(algorithm),
+            card_serial=card_serial,
+            issuer_id=issuer_id,
         )
+        response = self._send(command)
+        if response.sw == A.SW_DATA_NOT_FOUND:
+            raise SamError(
+                f"the PSAM holds no purchase key for issuer {issuer_id[:3].hex()} "
+                f"(key version {key_version}, algorithm {int(algorithm):02X})"
+            )
+        if not response.ok or len(response.data) != 8:
+            raise SamError(f"PSAM INIT SAM FOR PURCHASE: {response.describe()}")
+        return PurchaseAuth(int.from_bytes(response.data[0:4], "big"), response.data[4:8])
 
-    @staticmethod
-    def mac2_valid(auth: PurchaseAuth, *, amount: int, mac2_value: bytes) -> bool:
-        return hmac.compare_digest(mac2(auth.session, amount=amount, alg=auth.algorithm), mac2_value)
+    def mac2_valid(self, mac2: bytes) -> bool:
+        """CREDIT SAM FOR PURCHASE: whether the card's MAC2 proves the debit MAC1 was computed for."""
+        return self._send(A.credit_sam_for_purchase(mac2)).ok
 
-    def block_mac(self, *, card_no: str, algorithm: Algorithm, challenge: bytes) -> bytes:
-        return block_mac(diversify(self._maintenance_master, card_no, algorithm), challenge, algorithm)
+    # --- maintenance --------------------------------------------------------------------------------
+
+    def block_mac(
+        self,
+        *,
+        card_serial: bytes,
+        issuer_id: bytes,
+        key_version: int,
+        algorithm: Algorithm,
+        challenge: bytes,
+    ) -> bytes:
+        """The MAC of APPLICATION BLOCK for the card that gave ``challenge``."""
+        self._data(
+            A.init_for_descrypt(
+                usage=A.KEY_MAINTENANCE,
+                key_version=key_version,
+                algorithm=int(algorithm),
+                card_serial=card_serial,
+                issuer_id=issuer_id,
+            ),
+            "INIT FOR DESCRYPT",
+        )
+        return self._data(A.descrypt_mac(block_mac_data(challenge)), "DES CRYPT (MAC)", 4)

@@ -1,9 +1,10 @@
 """Store and forward (脱机存储转发): the terminal's durable SQLite (WAL) queue of taps and batches.
 
-Every step a tap goes through is committed before the next happens: the terminal sequence number is
-taken, the tap is written ``pending`` before DEBIT, ``complete`` (with its TAC) before the rider is told,
-and only then joined to a batch. A batch keeps its id and bytes across retries and is deleted only after
-the back office's signed acknowledgement for exactly that batch verifies. Killing the process at any point
+Every step a tap goes through is committed before the next happens: the PSAM counts the terminal
+sequence number, the tap is written ``pending`` (with that number) before DEBIT, ``complete`` (with its
+TAC) before the rider is told, and only then joined to a batch. A batch keeps its id and bytes across
+retries and is deleted only after the back office's signed acknowledgement for exactly that batch
+verifies. Killing the process at any point
 loses nothing and duplicates nothing (the server's natural key absorbs a resend).
 """
 
@@ -38,6 +39,13 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL,
     document TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS code_nonces (
+    tenant TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    forget_after INTEGER NOT NULL,
+    PRIMARY KEY (tenant, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS code_nonces_forget ON code_nonces (forget_after);
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -62,32 +70,35 @@ class TapStore:
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a tap the rider was told about survives power loss
-        self.db.executescript(_SCHEMA)
+        self.db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")  # one transaction: one sync, not one a table
 
     def close(self) -> None:
         self.db.close()
 
-    # --- terminal sequence -------------------------------------------------------------------------
+    # --- terminal sequence (the PSAM's terminal transaction serial) -----------------------------------
 
-    def next_terminal_seq(self) -> int:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute("SELECT value FROM meta WHERE name = 'terminal_seq'").fetchone()
-            seq = (row[0] if row else 0) + 1
-            self.db.execute(
-                "INSERT INTO meta (name, value) VALUES ('terminal_seq', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (seq,),
-            )
-        return seq
+    def last_terminal_seq(self) -> int:
+        """The highest terminal sequence number this queue has seen (a PSAM put in must start above it)."""
+        row = self.db.execute(
+            "SELECT max(v) FROM (SELECT value AS v FROM meta WHERE name = 'terminal_seq' "
+            "UNION ALL SELECT max(terminal_seq) FROM taps)"
+        ).fetchone()
+        return int(row[0] or 0)
 
     # --- taps --------------------------------------------------------------------------------------
 
     def tap_pending(self, record: dict[str, Any]) -> int:
+        """Write the tap ``pending`` (before DEBIT), and keep its terminal serial as the high-water mark."""
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
                 "INSERT INTO taps (card_no, card_counter, terminal_seq, state, record) VALUES (?, ?, ?, 'pending', ?)",
                 (record["card_no"], record["card_counter"], record["terminal_seq"], json.dumps(record)),
+            )
+            self.db.execute(
+                "INSERT INTO meta (name, value) VALUES ('terminal_seq', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (record["terminal_seq"],),
             )
         return int(cur.lastrowid)
 
@@ -139,6 +150,21 @@ class TapStore:
     def document_get(self, kind: str) -> tuple[int, dict[str, Any]] | None:
         row = self.db.execute("SELECT version, body FROM documents WHERE kind = ?", (kind,)).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
+
+    # --- citizen codes seen (replay memory) -----------------------------------------------------------
+
+    def code_nonce_claim(self, *, tenant: str, nonce: str, forget_after: int, now: int) -> bool:
+        """Remember ``tenant``'s code nonce until ``forget_after`` (Unix seconds); False if it is already
+        remembered (a replay). Nonces whose code has expired are forgotten in the same transaction, so
+        the memory holds at most the codes of the last lifetime."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM code_nonces WHERE forget_after < ?", (now,))
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO code_nonces (tenant, nonce, forget_after) VALUES (?, ?, ?)",
+                (tenant, nonce, forget_after),
+            )
+        return cur.rowcount == 1
 
     # --- batches -----------------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """A tap (刷卡): read the card, check the hotlist, price the trip, debit, record — durably, never twice.
 
-The order is the point: the terminal sequence number and a ``pending`` record are committed before DEBIT;
-the ``complete`` record with the card's TAC is committed before the rider hears the beep. If DEBIT gets
-no answer (the card left the field), the record becomes ``torn`` and the rider is asked to tap again; the
-same card is then resolved with GET TRANSACTION PROVE — the debit happened (complete the record from the
-proof) or it did not (void it and debit again) — so a rider is never charged twice. Another card in
-between leaves the torn record alone.
+The order is the point: the PSAM's terminal sequence number and a ``pending`` record are committed before
+DEBIT; the ``complete`` record with the card's TAC is committed before the rider hears the beep. If DEBIT
+gets no answer (the card left the field), the record becomes ``torn`` and the rider is asked to tap again.
+When that card comes back — a moment later, or after riding elsewhere — the torn record is settled from
+what the card says now (``citycard.terminal_kit.recovery``: its counter and its transaction log): completed
+and uploaded if the debit happened, voided if it did not, and the card is never refused for it. Its retap
+is approved without a second charge; another card in between leaves the torn record alone.
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, 
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
-from citycard.terminal_kit.sam import SoftwareSam
-from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry, Verdict, torn_decide
+from citycard.terminal_kit.sam import Psam, SamError
+from citycard.terminal_kit.store import StoredTap, TapStore
+from citycard.terminal_kit.transit import TripCodec, card_state
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 class CardProtocolError(Exception):
     """The card answered something the terminal cannot accept (malformed, out of order, wrong MAC)."""
+
+
+class CardLocked(CardProtocolError):
+    """The application is permanently locked (9303: a key's try counter ran out)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class CardInfo:
     valid_from: dt.date
     valid_to: dt.date
     passes: frozenset[str] = frozenset()  # transit passes on the card (e.g. the monthly pass)
+    issuer_id: bytes = b""  # SFI 0x15 bytes 0–7, the PSAM's issuer diversification data
+    serial: bytes = b""  # SFI 0x15 bytes 12–19, the card application serial keys are diversified by
 
 
 @dataclass(frozen=True)
@@ -99,10 +108,11 @@ def _bcd_to_date(raw: bytes) -> dt.date:
 
 @dataclass
 class Validator:
-    """A bus validator / gate: one reader, one SAM, one queue, the tenant's fares and hotlist."""
+    """A bus validator / gate: one reader, one PSAM (in its own reader), one queue, the tenant's fares and
+    hotlist."""
 
     transport: Transport
-    sam: SoftwareSam
+    sam: Psam
     store: TapStore
     fare: FareCalculator
     tenant: str
@@ -110,7 +120,7 @@ class Validator:
     route: str
     hotlist: Hotlist = field(default_factory=Hotlist)
     clock: Any = None  # () -> aware datetime; default now in Asia/Shanghai
-    rider_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _codec: tuple[Any, TripCodec] | None = field(default=None, repr=False)
 
     @property
     def rule_version(self) -> int:
@@ -132,6 +142,10 @@ class Validator:
             result = self._tap(channel)
         except CardRemoved as exc:
             result = TapResult("retap", f"card removed: {exc}; tap again")
+        except CardLocked as exc:
+            result = TapResult("blocked", f"card locked (应用锁定): {exc}")
+        except SamError as exc:  # before ReaderError: a PSAM failure is the terminal's, not the card's
+            result = TapResult("error", str(exc))
         except (CardProtocolError, CardNumberError) as exc:
             result = TapResult("error", f"card refused: {exc}")
         except ReaderError as exc:
@@ -155,6 +169,8 @@ class Validator:
 
     def read_card(self, channel: CardChannel) -> tuple[CardInfo, bool]:
         selected = channel.send(A.select_aid())
+        if selected.sw == A.SW_APPLICATION_LOCKED:
+            raise CardLocked("the e-purse application is locked (9303); the card goes to a service point")
         blocked = selected.sw == A.SW_FILE_INVALIDATED
         if not blocked:
             self._expect(selected, "SELECT")
@@ -174,6 +190,8 @@ class Validator:
             valid_from=_bcd_to_date(public[20:24]),
             valid_to=_bcd_to_date(public[24:28]),
             passes=passes,
+            issuer_id=public[0:8],
+            serial=public[12:20],
         )
         return info, blocked
 
@@ -189,21 +207,48 @@ class Validator:
             return TapResult("declined", "card expired or not yet valid", card_no=card.card_no)
         torn = self.store.torn_for(card.card_no)
         if torn is not None:
-            resolved = self._resolve_torn(channel, torn)
-            if resolved is not None:
-                return resolved
+            retap = self._recover(channel, torn, now)
+            if retap is not None:
+                return retap
         trip = TripInfo(tenant=self.tenant, service=self.service, route=self.route, at=now)
-        quote = self.fare.quote(card, trip, self.rider_states.get(card.card_no, {}))
+        said = self._read_trip(channel)  # the card's transit record: what it says of the journey
+        codec = self._trip_codec()
+        quote = self.fare.quote(card, trip, card_state(codec, said))
         if quote.fare_fen < 0:
             raise CardProtocolError("the fare calculator returned a negative fare")
-        result = self._debit(channel, card, quote, now)
-        if result.outcome == "approved":
-            self.rider_states[card.card_no] = quote.state
-        return result
+        return self._debit(
+            channel, card, quote, now, said=said, new_trip=None if said is None else codec.encode(quote.state)
+        )
 
-    def _debit(self, channel: CardChannel, card: CardInfo, quote: Quote, now: dt.datetime) -> TapResult:
+    def _trip_codec(self) -> TripCodec:
+        if self._codec is None or self._codec[0] is not self.fare:
+            self._codec = (self.fare, TripCodec.for_fare(self.fare))
+        return self._codec[1]
+
+    def _read_trip(self, channel: CardChannel) -> bytes | None:
+        """The card's transit record, or None for a card without one (a plain purchase, no journey)."""
+        response = channel.send(A.read_record(A.SFI_TRANSIT, A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE))
+        if response.sw in (A.SW_FILE_NOT_FOUND, A.SW_RECORD_NOT_FOUND):
+            return None
+        return self._expect(response, "READ RECORD of the transit record", A.TRANSIT_RECORD_SIZE)
+
+    def _debit(
+        self,
+        channel: CardChannel,
+        card: CardInfo,
+        quote: Quote,
+        now: dt.datetime,
+        *,
+        said: bytes | None = None,
+        new_trip: bytes | None = None,
+    ) -> TapResult:
+        """The purchase: composite (the new transit record written with the debit) when ``new_trip`` is
+        given, plain otherwise."""
+        composite = new_trip is not None
         init = channel.send(
-            A.initialize_purchase(key_index=1, amount=quote.fare_fen, terminal_id=self.sam.terminal_id)
+            A.initialize_purchase(
+                key_index=1, amount=quote.fare_fen, terminal_id=self.sam.terminal_id, composite=composite
+            )
         )
         if init.sw == A.SW_INSUFFICIENT_BALANCE:
             return TapResult(
@@ -211,25 +256,27 @@ class Validator:
             )
         data = self._expect(init, "INITIALIZE FOR PURCHASE", 15)
         balance, atc = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big")
-        try:
-            algorithm = Algorithm(data[10])
-        except ValueError as exc:
-            raise CardProtocolError(f"unknown algorithm id {data[10]:02X}") from exc
+        algorithm = _algorithm(data[10])
         random = data[11:15]
         if balance < quote.fare_fen:
             raise CardProtocolError("card reported a balance below the fare but did not refuse")
-        seq = self.store.next_terminal_seq()
+        if new_trip is not None:  # cached by the card, written only with the debit
+            self._expect(channel.send(A.update_capp_data_cache(new_trip)), "UPDATE CAPP DATA CACHE")
+        kind = A.COMPOSITE if composite else A.PURCHASE
         date, tod = bytes.fromhex(now.strftime("%Y%m%d")), bytes.fromhex(now.strftime("%H%M%S"))
         auth = self.sam.purchase(
-            card_no=card.card_no,
+            card_serial=card.serial,
+            issuer_id=card.issuer_id,
+            key_version=data[9],
             algorithm=algorithm,
             random=random,
             atc=atc,
-            terminal_seq=seq,
             amount=quote.fare_fen,
+            kind=kind,
             date=date,
             time=tod,
         )
+        seq = auth.terminal_seq
         record = {
             "card_no": card.card_no,
             "issuer": card.issuer,
@@ -250,8 +297,10 @@ class Validator:
             "fare_rule_id": quote.rule_id,
             "algorithm": int(algorithm),
             "terminal_no": self.sam.terminal_id.hex(),
-            "random": random.hex(),  # kept to check the MAC2 of a later GET TRANSACTION PROVE
+            "tx_type": kind,  # 06 purchase, 09 composite: in MAC1, the TAC and the card's log
         }
+        if said is not None:
+            record["card_trip"] = said.hex()  # the transit record the fare was priced from
         tap_id = self.store.tap_pending(record)
         try:
             response = channel.send(A.debit_purchase(terminal_seq=seq, date=date, time=tod, mac1=auth.mac1))
@@ -262,11 +311,7 @@ class Validator:
             self.store.tap_void(tap_id)  # the card refused MAC1: nothing was debited
             raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
         out = response.data
-        if (
-            not response.ok
-            or len(out) != 8
-            or not self.sam.mac2_valid(auth, amount=quote.fare_fen, mac2_value=out[4:8])
-        ):
+        if not response.ok or len(out) != 8 or not self.sam.mac2_valid(out[4:8]):
             # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
             self.store.tap_torn(tap_id)
             return TapResult(
@@ -284,28 +329,44 @@ class Validator:
             record=record,
         )
 
-    def _resolve_torn(self, channel: CardChannel, torn) -> TapResult | None:
-        """Same card after a torn DEBIT: prove it happened (complete) or not (void, then debit anew)."""
+    def _recover(self, channel: CardChannel, torn: StoredTap, now: dt.datetime) -> TapResult | None:
+        """The card of a torn tap is back: settle the torn record from what the card says now
+        (``citycard.terminal_kit.recovery``). Returns the result when this tap is the rider's retap of a
+        debit that happened (no second charge), else None: the tap goes on as a new ride."""
         record = dict(torn.record)
-        proof = channel.send(A.get_transaction_prove(atc=record["card_counter"] + 1))
-        if proof.sw == A.SW_NO_SUCH_TRANSACTION:
+        try:
+            init = self._expect(
+                channel.send(A.initialize_purchase(key_index=1, amount=0, terminal_id=self.sam.terminal_id)),
+                "INITIALIZE FOR PURCHASE",
+                15,
+            )
+            atc_now = int.from_bytes(init[4:6], "big")
+            verdict = torn_decide(record, atc_now=atc_now, log=lambda n: self._log_entry(channel, n))
+        except CardProtocolError as exc:
+            verdict, atc_now = Verdict("undecided", f"the card's answers: {exc}"), -1
+        if verdict.outcome == "not_happened":
             self.store.tap_void(torn.id)
             return None
-        data = self._expect(proof, "GET TRANSACTION PROVE", 8)
-        auth = self.sam.purchase(
-            card_no=record["card_no"],
-            algorithm=Algorithm(record["algorithm"]),
-            random=bytes.fromhex(record["random"]),
-            atc=record["card_counter"],
-            terminal_seq=record["terminal_seq"],
-            amount=record["amount_fen"],
-            date=bytes.fromhex(record["tapped_at"][:10].replace("-", "")),
-            time=bytes.fromhex(record["tapped_at"][11:19].replace(":", "")),
+        record["recovery"] = verdict.reason
+        if verdict.outcome == "undecided":
+            record.update(tac=UNDECIDED_TAC, status="torn_undecided")
+            self.store.tap_complete(torn.id, record)
+            return None
+        last = atc_now == record["card_counter"] + 1  # our debit is still the card's last one
+        proof = (
+            channel.send(A.get_transaction_prove(atc=atc_now, kind=record.get("tx_type", A.PURCHASE)))
+            if last
+            else None
         )
-        if not self.sam.mac2_valid(auth, amount=record["amount_fen"], mac2_value=data[0:4]):
-            raise CardProtocolError("GET TRANSACTION PROVE answered a MAC2 that does not verify")
-        record.update(tac=data[4:8].hex(), status="torn_resolved")
+        if proof is not None and proof.ok and len(proof.data) == 8:
+            record.update(tac=proof.data[4:8].hex(), status="torn_resolved")
+        else:  # the card's log record stands in for the TAC the card no longer gives
+            record.update(
+                tac=verdict.entry.raw.hex() if verdict.entry else UNDECIDED_TAC, status="torn_unproven"
+            )
         self.store.tap_complete(torn.id, record)
+        if not last or now - dt.datetime.fromisoformat(record["tapped_at"]) > RETAP_WINDOW:
+            return None  # a new ride: it pays
         return TapResult(
             "approved",
             "earlier tap completed (no second charge)",
@@ -315,11 +376,40 @@ class Validator:
             record=record,
         )
 
+    def _log_entry(self, channel: CardChannel, n: int) -> LogEntry | None:
+        """The card's n-th newest log record, or None past the end."""
+        response = channel.send(A.read_record(A.SFI_LOG, n, A.LOG_RECORD_SIZE))
+        if response.sw == A.SW_RECORD_NOT_FOUND:
+            return None
+        try:
+            return LogEntry.parse(self._expect(response, f"READ RECORD {n} of the log", A.LOG_RECORD_SIZE))
+        except ValueError as exc:
+            raise CardProtocolError(str(exc)) from exc
+
     def _block(self, channel: CardChannel, card: CardInfo) -> None:
+        """APPLICATION BLOCK under the card's own algorithm: INITIALIZE FOR PURCHASE of 0 fen says which
+        (SM4 or 3DES) without changing anything on the card."""
+        init = self._expect(
+            channel.send(A.initialize_purchase(key_index=1, amount=0, terminal_id=self.sam.terminal_id)),
+            "INITIALIZE FOR PURCHASE",
+            15,
+        )
         challenge = self._expect(channel.send(A.get_challenge()), "GET CHALLENGE", 4)
-        init_alg = Algorithm.SM4  # the block MAC uses the card's algorithm; SM4 for every card we issue
-        mac = self.sam.block_mac(card_no=card.card_no, algorithm=init_alg, challenge=challenge)
+        mac = self.sam.block_mac(
+            card_serial=card.serial,
+            issuer_id=card.issuer_id,
+            key_version=init[9],
+            algorithm=_algorithm(init[10]),
+            challenge=challenge,
+        )
         self._expect(channel.send(A.application_block(mac)), "APPLICATION BLOCK")
+
+
+def _algorithm(raw: int) -> Algorithm:
+    try:
+        return Algorithm(raw)
+    except ValueError as exc:
+        raise CardProtocolError(f"unknown algorithm id {raw:02X}") from exc
 
 
 class _IoTimer:

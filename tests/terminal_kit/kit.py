@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from citycard.terminal_kit.card.crypto import Algorithm
+from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
-from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.devkeys import sim_psam
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import SHANGHAI, FixedFare, Validator
 
@@ -42,16 +48,37 @@ def card(
     )
 
 
-def sam() -> SoftwareSam:
-    return SoftwareSam(
-        terminal_id=TERMINAL_ID, purchase_master=PURCHASE_MASTER, maintenance_master=MAINTENANCE_MASTER
-    )
+# The issuers whose keys the tests' PSAMs hold (every division the tests issue cards in).
+PSAM_DIVISIONS = ("330100", "330400", "310000", "441900", "440300")
 
 
-def validator(transport, tmp_path: Path, *, fare: int = 200) -> Validator:
+@functools.cache
+def _provisioned(terminal_id: bytes) -> VirtualPsam:
+    with tempfile.TemporaryDirectory(prefix="citycard-psam-") as audit_dir:
+        return sim_psam(
+            terminal_no=terminal_id,
+            divisions=PSAM_DIVISIONS,
+            audit=Path(audit_dir) / "audit.jsonl",
+            keys=keys(),
+            actor="tests",
+            now=NOW,
+        )
+
+
+def psam(terminal_id: bytes = TERMINAL_ID) -> VirtualPsam:
+    """A virtual PSAM provisioned with the test masters (loaded once, through the audited step; copied)."""
+    return copy.deepcopy(_provisioned(terminal_id))
+
+
+def sam(terminal_id: bytes = TERMINAL_ID, psam_card: VirtualPsam | None = None) -> Psam:
+    """The terminal's PSAM client over an in-process reader holding a virtual PSAM."""
+    return Psam(InProcessReader(psam_card or psam(terminal_id)))
+
+
+def validator(transport, tmp_path: Path, *, fare: int = 200, sam_client: Psam | None = None) -> Validator:
     return Validator(
         transport=transport,
-        sam=sam(),
+        sam=sam_client or sam(),
         store=TapStore(tmp_path / "taps.sqlite"),
         fare=FixedFare(fare),
         tenant="hangzhou",

@@ -1,3 +1,5 @@
+import pytest
+
 from citycard.terminal_kit.__main__ import main
 
 
@@ -61,3 +63,50 @@ def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys,
     store = TapStore(queue)
     assert "3301000000000000017" in hotlist_held(store)
     store.close()
+
+
+@pytest.mark.pcsc
+def test_psam_load_then_simulate_with_the_psam_in_its_pcsc_reader(pcscd, inserted, tmp_path, capsys):
+    import json
+
+    from citycard.terminal_kit.card.psam import VirtualPsam
+    from citycard.terminal_kit.card.vpcd import PSAM_PORT
+    from citycard.terminal_kit.devkeys import SIM_KEYS, SIM_PSAM_TRANSPORT_KEY
+    from citycard.terminal_kit.provision import audit_verify
+    from tests.terminal_kit.conftest import PSAM_READER
+
+    blank = VirtualPsam(
+        serial=bytes.fromhex("86010000000000000007"),
+        terminal_no=bytes.fromhex("330100000007"),
+        transport_key=SIM_PSAM_TRANSPORT_KEY,
+    )
+    holder = inserted(blank, port=PSAM_PORT, reader=PSAM_READER)
+    keys = tmp_path / "keys.json"
+    keys.write_text(
+        json.dumps(
+            [
+                {
+                    "usage": "purchase",
+                    "issuer": "330400",
+                    "version": 1,
+                    "algorithm": "SM4",
+                    "key": SIM_KEYS.purchase_master.hex(),
+                },
+                {"usage": "purchase", "issuer": "330400", "version": 1, "algorithm": "SM4", "key": "00" * 16},
+            ]
+        )
+    )
+    (tmp_path / "transport.key").write_text(SIM_PSAM_TRANSPORT_KEY.hex())
+    args = ["psam-load", "--keys", str(keys), "--transport-key", str(tmp_path / "transport.key")]
+    args += ["--actor", "王工", "--audit", str(tmp_path / "audit.jsonl")]
+    assert main(args) == 0
+    assert "2 keys loaded" in capsys.readouterr().out
+    assert (
+        audit_verify(tmp_path / "audit.jsonl") == 2 and len(blank.keys) == 1
+    )  # the second replaced the first
+    holder.remove()
+    # The simulator puts its own (provisioned) PSAM in that reader and its cards in the other.
+    assert main(["simulate", "--taps", "3", "--cards", "2", "--pcsc", "--queue", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 taps" in out and "pcscd+vpcd" in out
+    assert json.loads((tmp_path / "psam.json").read_text())["ttc"] >= 1

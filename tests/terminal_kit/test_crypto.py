@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citycard.terminal_kit.card.crypto import (
+    COMPOSITE,
     Algorithm,
     diversify,
     ecb_encryptor,
@@ -40,6 +41,8 @@ VECTORS = {
         mac1="ab779353",
         mac2="9395de71",
         tac="587c449c",
+        composite_mac1="d66d46c8",
+        composite_tac="d6ed7335",
     ),
     Algorithm.TRIPLE_DES: dict(
         dpk="476e186f417e7e37a735296f5c796bfc",
@@ -48,6 +51,8 @@ VECTORS = {
         mac1="77749b73",
         mac2="ab01a2fd",
         tac="f595b1d3",
+        composite_mac1="5f0d32dc",
+        composite_tac="10aae69b",
     ),
 }
 
@@ -85,6 +90,24 @@ def test_pinned_vectors(alg):
         dtk, amount=AMOUNT, terminal_id=kit.TERMINAL_ID, terminal_seq=SEQ, date=DATE, time=TIME, alg=alg
     )
     assert tac.hex() == v["tac"]
+    # The composite purchase: the same with transaction type 09.
+    assert (
+        mac1(
+            session, amount=AMOUNT, terminal_id=kit.TERMINAL_ID, date=DATE, time=TIME, alg=alg, kind=COMPOSITE
+        ).hex()
+        == v["composite_mac1"]
+    )
+    tac = tac_compute(
+        dtk,
+        amount=AMOUNT,
+        terminal_id=kit.TERMINAL_ID,
+        terminal_seq=SEQ,
+        date=DATE,
+        time=TIME,
+        alg=alg,
+        kind=COMPOSITE,
+    )
+    assert tac.hex() == v["composite_tac"]
 
 
 def test_card_numbers():

@@ -18,7 +18,7 @@ def tac_of(record):
         record["card_counter"].to_bytes(2, "big")
         + b"\x00\x00\x00"
         + record["amount_fen"].to_bytes(4, "big")
-        + b"\x06"
+        + bytes([record["tx_type"]])
         + bytes.fromhex(record["terminal_no"])
         + bytes.fromhex(record["tapped_at"][:10].replace("-", ""))
         + bytes.fromhex(record["tapped_at"][11:19].replace(":", ""))
@@ -35,6 +35,7 @@ def _tac_valid(record) -> bool:
         terminal_seq=record["terminal_seq"],
         date=bytes.fromhex(record["tapped_at"][:10].replace("-", "")),
         time=bytes.fromhex(record["tapped_at"][11:19].replace(":", "")),
+        kind=record["tx_type"],
     )
 
 
@@ -53,7 +54,7 @@ class GarblingCard(VirtualCard):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    ins=st.sampled_from([0xA4, 0xB0, 0x50, 0x54]),
+    ins=st.sampled_from([0xA4, 0xB0, 0xB2, 0x50, 0xDC, 0x54]),
     garbage=st.one_of(
         st.binary(max_size=40),
         st.builds(

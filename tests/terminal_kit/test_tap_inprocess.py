@@ -6,6 +6,7 @@ import pytest
 
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm, tac_verify
+from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.reader import CardChannel, InProcessReader
 from tests.terminal_kit import kit
@@ -28,6 +29,7 @@ def test_a_tap_debits_once_and_records_a_tac_the_issuer_verifies(tmp_path):
         terminal_seq=rec["terminal_seq"],
         date=bytes.fromhex("20261124"),
         time=bytes.fromhex("083000"),
+        kind=0x09,  # a composite purchase: the card's transit record was written with the debit
     )
     assert not tac_verify(
         issuer_tac_master=kit.PURCHASE_MASTER,
@@ -38,8 +40,10 @@ def test_a_tap_debits_once_and_records_a_tac_the_issuer_verifies(tmp_path):
         terminal_seq=rec["terminal_seq"],
         date=bytes.fromhex("20261124"),
         time=bytes.fromhex("083000"),
+        kind=0x09,
     )
-    assert c.log[0][9] == 0x06 and int.from_bytes(c.log[0][5:9], "big") == 180
+    assert c.log[0][9] == 0x09 and int.from_bytes(c.log[0][5:9], "big") == 180
+    assert rec["tx_type"] == 0x09 and rec["card_trip"] == EMPTY_TRANSIT.hex()  # a fixed fare: no journey
 
 
 def test_3des_cards_work_too(tmp_path):

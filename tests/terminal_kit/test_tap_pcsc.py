@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from citycard.terminal_kit.card import apdu as A
-from citycard.terminal_kit.card.vpcd import VpcdCard
 from citycard.terminal_kit.hotlist import Hotlist
-from citycard.terminal_kit.reader import CardChannel, CardRemoved, NoCard, PcscReader, wait_for_card
+from citycard.terminal_kit.reader import CardChannel, CardRemoved, NoCard, PcscReader
 from tests.terminal_kit import kit
+from tests.terminal_kit.conftest import reinsert
 
 pytestmark = pytest.mark.pcsc
-
-
-def _reinsert(holder: VpcdCard, reader_name: str) -> None:
-    """Tap the card again. pcscd notices a card that vanished mid-command only on its next poll (~2 s);
-    a card presented before that is not seen, so present it again, as a rider would."""
-    for _ in range(6):
-        holder.insert()
-        if wait_for_card(PcscReader(reader_name), timeout=2):
-            return
-        holder.remove()
-        time.sleep(0.5)
-    raise AssertionError("the re-inserted card never appeared in the reader")
-
-
-@pytest.fixture
-def inserted(pcscd):
-    """Insert virtual cards into the vpcd reader; every card is removed afterwards."""
-    cards: list[VpcdCard] = []
-
-    def insert(card):
-        holder = VpcdCard(card)
-        holder.insert()
-        cards.append(holder)
-        assert wait_for_card(PcscReader(pcscd), timeout=10)
-        return holder
-
-    yield insert
-    for holder in cards:
-        holder.remove()
-    reader = PcscReader(pcscd)
-    deadline = time.monotonic() + 10
-    while reader.card_present() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_full_tap_insufficient_balance_and_hotlist_over_pcscd(pcscd, inserted, tmp_path):
@@ -70,8 +35,7 @@ def test_card_pulled_during_debit_then_retapped(pcscd, inserted, tmp_path, when,
     torn = v.tap()
     assert torn.outcome == "retap", torn.message
     assert card.balance == (800 if charged else 1000)
-    holder.remove()
-    _reinsert(holder, pcscd)
+    reinsert(holder, pcscd)
     again = v.tap()
     assert again.outcome == "approved", again.message
     assert card.balance == 800

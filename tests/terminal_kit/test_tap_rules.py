@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT, CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.fares import load_signed
 from citycard.terminal_kit.reader import InProcessReader
@@ -69,7 +69,7 @@ def test_card_state_carries_the_transfer_and_the_balance_follows(validator):
 def test_declined_tap_keeps_the_state(validator):
     poor = card(10, balance=100)
     assert tap(validator, poor).outcome == "declined"
-    assert poor.profile.card_no not in validator.rider_states
+    assert poor.transit == EMPTY_TRANSIT  # the journey is written with a debit or not at all
 
 
 def test_route_without_fare_is_refused_without_debit(validator):

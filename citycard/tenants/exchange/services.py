@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import hmac
 import io
 from collections.abc import Iterable
 from typing import Any
@@ -29,7 +28,7 @@ from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
-from citycard.terminal_kit.card.crypto import PURCHASE, Algorithm, issuer_tac
+from citycard.terminal_kit.card.crypto import Algorithm, issuer_purchase_tac_ok
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -200,14 +199,13 @@ def _tac_ok(record: dict[str, Any], master: bytes) -> bool:
         tac = bytes.fromhex(record["tac"])
         date, time = _local_date_time(record["tapped_at"])
         amount, seq = int(record["amount_fen"]), int(record["terminal_seq"])
-        data = (
-            amount.to_bytes(4, "big") + bytes([PURCHASE]) + terminal_no + seq.to_bytes(4, "big") + date + time
-        )
+        head, tail = amount.to_bytes(4, "big"), terminal_no + seq.to_bytes(4, "big") + date + time
     except (ValueError, KeyError, TypeError, OverflowError):
         return False
     if len(terminal_no) != 6 or len(tac) != 4:
         return False
-    return hmac.compare_digest(issuer_tac(master, record["card_no"], algorithm, data), tac)
+    # A purchase (06) or a composite purchase (09): the record does not say which.
+    return issuer_purchase_tac_ok(master, record["card_no"], algorithm, tac, amount_type_free=(head, tail))
 
 
 # What issuer validation checks, in order (listed in every validation answer).

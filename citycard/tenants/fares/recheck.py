@@ -2,11 +2,14 @@
 
 For a set of stored taps (one batch, or the many batches the verification stage takes at once): one
 query lists the rule documents of the tenant's city (version, effective_from), one loads any document not
-compiled yet (cached per process afterwards), one reads the earlier taps of the same cards on the same
-terminals this month (outside the batches being checked). Each card's taps on each terminal are replayed
-in time order through the evaluator with the document in force at each tap, so transfers, caps and
-quotas come out as the terminal computed them (a terminal keeps a card's trip state itself), with the
-categories and transit passes the terminal read from the card and recorded with the tap.
+compiled yet (cached per process afterwards). A tap carrying the card's transit record (``card_trip``:
+what the card said of its journey, transfers, caps and quotas before the tap, read by the terminal and
+written back with the debit) is priced from that state, decoded for the document in force
+(``terminal_kit.transit``), as the terminal priced it — whichever bus, line or city took the earlier
+rides. For taps without one (terminals before the composite purchase), one more query reads the earlier
+taps of the same cards on the same terminals this month (outside the batches being checked) and each
+card's taps on each terminal are replayed in time order. Categories and transit passes are those the
+terminal read from the card and recorded with the tap.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Transaction
 from citycard.terminal_kit.fares import Card, Trip
+from citycard.terminal_kit.transit import TripCodec, card_state
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -41,12 +45,15 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
     engines = fares_engines(pks=sorted({c[1] for c in chosen.values() if c is not None}))
     if not engines:
         return []
-    earliest = min(t.tapped_at for t in purchases)
-    latest = max(t.tapped_at for t in purchases)
+    replayed = [t for t in purchases if not t.card_trip]  # no record from the card: replay its rides
+    earliest = min((t.tapped_at for t in replayed), default=None)
+    latest = max((t.tapped_at for t in replayed), default=None)
     history = (
-        Transaction.objects.filter(
-            terminal_id__in={t.terminal_id for t in purchases},
-            card_no__in={t.card_no for t in purchases},
+        []
+        if not replayed
+        else Transaction.objects.filter(
+            terminal_id__in={t.terminal_id for t in replayed},
+            card_no__in={t.card_no for t in replayed},
             tapped_at__gte=_month_start(earliest),
             tapped_at__lt=latest,
             kind="purchase",
@@ -64,8 +71,8 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
             "passes",
         )
     )
-    # A terminal keeps each card's trip state itself: per (terminal, card), in time order,
-    # (tapped_at, counter, new tap or None, service, route, scheme, issuer, passes).
+    # Per (terminal, card), in time order: (tapped_at, counter, new tap or None, service, route, scheme,
+    # issuer, passes). A tap with the card's record starts from it; one without goes on from the replay.
     rides: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for terminal_id, card_no, at, counter, service, route, scheme, issuer, passes in history:
         rides[(terminal_id, card_no)].append(
@@ -76,6 +83,7 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
             (t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer, frozenset(t.passes))
         )
     categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
+    codecs: dict[int, TripCodec] = {}
     flags = []
     for (_terminal, card_no), entries in rides.items():
         entries.sort(key=lambda e: (e[0], e[1]))
@@ -85,6 +93,9 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
             engine = engines.get(version[1]) if version else None
             if engine is None:
                 continue
+            if tap is not None and tap.card_trip:  # what the card said, as the terminal read it
+                codec = codecs.get(id(engine)) or codecs.setdefault(id(engine), TripCodec.for_fare(engine))
+                state = card_state(codec, bytes.fromhex(tap.card_trip))
             card = Card(issuer=issuer, scheme_code=scheme, categories=categories[card_no], passes=passes)
             charged = tap.amount_fen if tap is not None else None
             matching, plain = fare_expected(

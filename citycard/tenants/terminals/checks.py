@@ -15,7 +15,8 @@ over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = 
 
 * ``card_counter_gap_check`` — the card's next lower counter stored (through the card-history index);
 * ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
-  flag ``tac_invalid``;
+  flag ``tac_invalid``; a torn tap the terminal could not prove (``torn_unproven``: the card's log record
+  stands in the TAC field; ``torn_undecided``: nothing does) is flagged ``unproven`` for settlement instead;
 * ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
   ``tap.tapped_at``; an amount that differs → flag ``fare_mismatch`` (the tap stays accepted);
 * ``hotlist_check`` — own cards hotlisted before the tap by more than the grace period → flag
@@ -29,7 +30,6 @@ Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired i
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +40,8 @@ from django.db import connection
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
-from citycard.terminal_kit.card.crypto import PURCHASE, issuer_tac
+from citycard.terminal_kit.card.crypto import issuer_purchase_tac_ok
+from citycard.terminal_kit.recovery import LogEntry
 
 # --- the data checks see --------------------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class Tap:
     # The next lower card counter stored for the card (None: the card's first) once the counter-gap
     # check has looked it up; NOT_PROBED before.
     prev_counter: int | None = -1
+    card_trip: str = ""  # the transit record the card gave before the tap (hex), when the terminal sent it
 
 
 NOT_PROBED = -1  # Tap.prev_counter not looked up yet (counters are never negative)
@@ -127,7 +129,6 @@ StoredCheck = Callable[[StoredContext, Sequence[Tap]], Iterable[Flag]]
 # Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the card's local clock for every
 # plausible tap, cheaper than the zone database.
 _CST = dt.timezone(dt.timedelta(hours=8))
-_PURCHASE = bytes([PURCHASE])
 _CARD_AMOUNT_MAX = 0xFFFF_FFFF  # the amount field of a purchase on the card (4 bytes)
 
 # --- built-in checks ---------------------------------------------------------------------------------
@@ -228,20 +229,42 @@ def card_counter_gap_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[
     ]
 
 
-def tac_expected(*, master: bytes, tap: Tap) -> str:
-    """The TAC the card must have returned for ``tap``, recomputed by the issuer (hex). Date and time are
-    the terminal's Beijing-time clock, as the card saw them in DEBIT FOR PURCHASE."""
+def tac_valid(*, master: bytes, tap: Tap) -> bool:
+    """Whether ``tap``'s TAC is what the card computes, recomputed by the issuer, for a purchase or a
+    composite purchase (``issuer_purchase_tac_ok``). Date and time are the terminal's Beijing-time clock,
+    as the card saw them in DEBIT FOR PURCHASE."""
     local = tap.tapped_at.astimezone(_CST)
-    data = (
-        tap.amount_fen.to_bytes(4, "big")
-        + _PURCHASE
-        + bytes.fromhex(tap.terminal_no)
+    tail = (
+        bytes.fromhex(tap.terminal_no)
         + (tap.terminal_seq & 0xFFFFFFFF).to_bytes(4, "big")
         + bytes.fromhex(
             f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
         )
     )
-    return issuer_tac(master, tap.card_no, tap.algorithm, data).hex()
+    try:
+        tac, head = bytes.fromhex(tap.tac), tap.amount_fen.to_bytes(4, "big")
+    except (ValueError, OverflowError):
+        return False
+    return issuer_purchase_tac_ok(master, tap.card_no, tap.algorithm, tac, amount_type_free=(head, tail))
+
+
+UNPROVEN_STATUSES = frozenset({"torn_unproven", "torn_undecided"})
+
+
+def unproven_detail(tap: Tap) -> dict[str, Any]:
+    """What the terminal knew of a torn tap it could not prove: the card's log record of the debit
+    (``torn_unproven``, 23 bytes where the TAC would be) or nothing (``torn_undecided``)."""
+    detail: dict[str, Any] = {"status": tap.status, "card_log": None}
+    if tap.status == "torn_unproven" and len(tap.tac) == 46:
+        entry = LogEntry.parse(bytes.fromhex(tap.tac))
+        detail["card_log"] = {
+            "card_counter": entry.atc,
+            "amount_fen": entry.amount,
+            "type": entry.kind,
+            "terminal_no": entry.terminal_no.hex(),
+            "at": f"{entry.date.hex()}T{entry.time.hex()}",
+        }
+    return detail
 
 
 def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
@@ -254,11 +277,13 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     master = tenant_card_tac_master(tenant=ctx.acquirer, key=ctx.card_tac_key)
     flags = []
     for tap in own:
+        if tap.status in UNPROVEN_STATUSES:
+            flags.append(Flag(tap, "unproven", unproven_detail(tap)))
+            continue
         if tap.amount_fen > _CARD_AMOUNT_MAX:  # no card signed it: the TAC covers a 4-byte amount
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
             continue
-        expected = tac_expected(master=master, tap=tap)
-        if not hmac.compare_digest(expected, tap.tac):
+        if not tac_valid(master=master, tap=tap):
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
     return flags
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from citycard.platform.errors import NotFound
 from citycard.platform.keys import tenant_card_tac_master, tenant_public_keys
+from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
@@ -23,13 +24,14 @@ from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
+from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
-from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import KIND as FARE_RULES
 from citycard.terminal_kit.fares import load_signed
 from citycard.terminal_kit.reader import InProcessReader
-from citycard.terminal_kit.sam import SoftwareSam
+from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import FixedFare, Validator
 
@@ -46,8 +48,8 @@ def _demo_key(terminal_id: str) -> Ed25519PrivateKey:
 
 
 def _card_keys(division: str) -> IssuerKeys:
-    """The keys a demo card is personalised with: the network purchase key of the development SAMs and,
-    for a card of a tenant on the platform, that issuer's own TAC master from the key vault."""
+    """The keys a demo card is personalised with: the development purchase key the demo's PSAMs are loaded
+    with and, for a card of a tenant on the platform, that issuer's own TAC master from the key vault."""
     issuer = tenant_by_division(division)
     if issuer is None or issuer.is_platform:
         return SIM_KEYS  # a stranger's card: no issuer here can check its TAC anyway
@@ -64,19 +66,36 @@ def _fare(tenant):
     return load_signed(publication.document, keys=tenant_public_keys(tenant=publication.tenant))
 
 
+def _psam(terminal_id: str, terminal_no: bytes, store: TapStore) -> VirtualPsam:
+    """The terminal's (simulated) PSAM, its memory under the data directory so its transaction serial
+    carries on between demo runs; the first time, the demo's key ceremony loads it (audited in
+    terminals/psam-audit.jsonl) with the development masters of every issuer whose cards the demo rides."""
+    directory = Path(settings.DATA_DIR) / "terminals"
+    memory = directory / f"{terminal_id}.psam.json"
+    if memory.exists():
+        return VirtualPsam.load(memory)
+    divisions = {d for ds in _VISITORS.values() for d in ds} | {"110000"}
+    divisions |= set(Tenant.objects.exclude(division_code=None).values_list("division_code", flat=True))
+    return sim_psam(
+        terminal_no=terminal_no,
+        divisions=divisions,
+        audit=directory / "psam-audit.jsonl",
+        actor="demo",
+        ttc=store.last_terminal_seq(),
+        memory=memory,
+    )
+
+
 def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
     """A terminal_kit validator with its durable queue under the data directory."""
     queue = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.sqlite"
     queue.parent.mkdir(parents=True, exist_ok=True)
-    sam = SoftwareSam(
-        terminal_id=bytes.fromhex(f"{division}{n:06d}"),
-        purchase_master=SIM_KEYS.purchase_master,
-        maintenance_master=SIM_KEYS.maintenance_master,
-    )
+    store = TapStore(queue)
+    psam = _psam(terminal_id, bytes.fromhex(f"{division}{n:06d}"), store)
     return Validator(
         transport=InProcessReader(),
-        sam=sam,
-        store=TapStore(queue),
+        sam=Psam(InProcessReader(psam)),
+        store=store,
         fare=_fare(tenant),
         tenant=tenant.code,
         service="bus",
@@ -124,11 +143,8 @@ def demo_step(ctx) -> None:
                         actor="demo",
                     )
                 last_seq = Terminal.objects.get(terminal_id=terminal_id).last_seq or 0
+                # The cards carry their trip states (transfers, caps, quotas) in their transit records.
                 validator = _validator(tenant, terminal_id, n, sim.route, city.division_code)
-                # The cards' trip states (transfers, caps, quotas) live on in the terminal between runs.
-                states = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.states.json"
-                if states.exists():
-                    validator.rider_states = json.loads(states.read_text())
                 taps = []
                 for i in range(8):
                     issuer = city.division_code if i < 5 else rng.choice(issuers)
@@ -148,7 +164,6 @@ def demo_step(ctx) -> None:
                     validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
                     result = validator.tap()
                     taps.append(result)
-                states.write_text(json.dumps(validator.rider_states))
                 document = validator.store.batch_open(
                     terminal_id=terminal_id,
                     tenant=code,

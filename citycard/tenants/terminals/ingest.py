@@ -304,6 +304,9 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
     rule_id = get("fare_rule_id", "")
     if type(rule_id) is not str or len(rule_id) > 60:
         rule_id = _text(rule_id, "fare_rule_id", required=False)
+    card_trip = get("card_trip", "")
+    if type(card_trip) is not str or len(card_trip) > 256 or len(card_trip) % 2 or not set(card_trip) <= _HEX:
+        raise _Reject("bad_field", "card_trip must be the card's transit record in hex, at most 128 bytes")
     # Positional, in the field order of checks.Tap (a third of the keyword call's cost, 500 times a batch);
     # tests/tenants/terminals/test_validate_fast.py compares every field with a keyword-built reference.
     return Tap(
@@ -332,6 +335,7 @@ def _validate(tap: Any, window: TapWindow) -> Tap:
         0,  # tx_id
         passes,
         stamp,  # tapped_at_text
+        card_trip=card_trip.lower(),
     )
 
 
@@ -822,7 +826,8 @@ _STATEMENTS = {  # prepared per connection and schema: see _statement
 }
 _TX_COLUMNS = (  # each tap's own values first, then the batch's, then the texts that repeat from tap to tap
     "id, tapped_at, idx, terminal_seq, card_no, issuer, card_counter, amount_fen, balance_before_fen,"
-    " balance_after_fen, tac, terminal_no, algorithm, received_at, batch_id, terminal_id, kind, rule_version,"
+    " balance_after_fen, tac, terminal_no, algorithm, card_trip, received_at, batch_id, terminal_id, kind,"
+    " rule_version,"
     " hotlist_version, acquirer, service, route, status, card_scheme, categories, passes, fare_rule_id, routing,"
     " issuer_tenant, network, outbox_state"
 )
@@ -1234,7 +1239,7 @@ def _ingest_new(
             lines.append(
                 f"{tx_id}\t{tap.tapped_at_text}\t{tap.index}\t{tap.terminal_seq}\t{natural[0]}\t{tap.issuer}"
                 f"\t{tap.card_counter}\t{tap.amount_fen}\t{tap.balance_before_fen}\t{tap.balance_after_fen}"
-                f"\t{tap.tac}\t{tap.terminal_no}\t{tap.algorithm}{shared}{profile}"
+                f"\t{tap.tac}\t{tap.terminal_no}\t{tap.algorithm}\t{tap.card_trip}{shared}{profile}"
             )
         if lines:
             _copy(lines)

@@ -164,6 +164,13 @@ class Transaction(models.Model):
         help_text="Transit passes on the card the fare was priced with (e.g. monthly).",
     )
     fare_rule_id = models.CharField(max_length=60, blank=True)
+    card_trip = models.CharField(
+        max_length=256,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The transit record the card gave before the tap (hex): the journey the fare was priced from.",
+    )
     rule_version = models.IntegerField()
     hotlist_version = models.IntegerField()
     acquirer = models.CharField(max_length=30)

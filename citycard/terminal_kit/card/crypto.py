@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from citycard.terminal_kit.cardno import card_number_bcd
 
-PURCHASE = 0x06
+PURCHASE = 0x06  # transaction type of a purchase; 09 for the composite (CAPP) purchase
+COMPOSITE = 0x09
 
 
 class Algorithm(IntEnum):
@@ -107,9 +108,39 @@ def issuer_tac(master: bytes, card_no: str, algorithm: int, data: bytes) -> byte
     return mac4_ecb(encryptor, size, data)
 
 
+PURCHASE_TYPES = (PURCHASE, COMPOSITE)
+
+
+def issuer_purchase_tac_ok(
+    master: bytes, card_no: str, algorithm: int, tac: bytes, *, amount_type_free: tuple[bytes, bytes]
+) -> bool:
+    """Whether ``tac`` is the card's TAC for a debit, as a purchase (06) or as a composite purchase (09).
+    ``amount_type_free`` is (amount(4), terminal no(6) | terminal seq(4) | date(4) | time(3)): the TAC's
+    data around the type byte. A terminal's record fixes the amount, terminal, serial and time; whether the
+    card made a plain or a composite debit of it moves the same money, and stored taps do not keep it."""
+    head, tail = amount_type_free
+    return any(
+        hmac.compare_digest(issuer_tac(master, card_no, algorithm, head + bytes([kind]) + tail), tac)
+        for kind in PURCHASE_TYPES
+    )
+
+
 def diversify(master: bytes, card_no: str, alg: Algorithm) -> bytes:
-    """The card's own 16-byte key from an issuer or network master key."""
-    left = card_number_bcd(card_no)[-8:]
+    """The card's own 16-byte key from an issuer master key."""
+    return diversify_serial(master, card_serial(card_no), alg)
+
+
+def card_serial(card_no: str) -> bytes:
+    """The card application serial (8 bytes) keys are diversified by: the last 8 bytes of the card number's
+    BCD form (SFI 0x15 bytes 12–19), what a PSAM is given in INIT SAM FOR PURCHASE."""
+    return card_number_bcd(card_no)[-8:]
+
+
+def diversify_serial(master: bytes, serial: bytes, alg: Algorithm) -> bytes:
+    """The card's own 16-byte key from a master key and the card's 8-byte application serial."""
+    if len(serial) != 8:
+        raise ValueError("a card application serial is 8 bytes")
+    left = serial
     right = bytes(b ^ 0xFF for b in left)
     if alg == Algorithm.SM4:
         return encrypt_block(master, left + right, alg)
@@ -124,9 +155,16 @@ def purchase_session_key(dpk: bytes, *, random: bytes, atc: int, terminal_seq: i
 
 
 def mac1(
-    session: bytes, *, amount: int, terminal_id: bytes, date: bytes, time: bytes, alg: Algorithm
+    session: bytes,
+    *,
+    amount: int,
+    terminal_id: bytes,
+    date: bytes,
+    time: bytes,
+    alg: Algorithm,
+    kind: int = PURCHASE,
 ) -> bytes:
-    return mac4(session, amount.to_bytes(4, "big") + bytes([PURCHASE]) + terminal_id + date + time, alg)
+    return mac4(session, amount.to_bytes(4, "big") + bytes([kind]) + terminal_id + date + time, alg)
 
 
 def mac2(session: bytes, *, amount: int, alg: Algorithm) -> bytes:
@@ -148,11 +186,12 @@ def tac_compute(
     date: bytes,
     time: bytes,
     alg: Algorithm,
+    kind: int = PURCHASE,
 ) -> bytes:
     """The transaction authentication code the card returns with DEBIT; only the issuer can recompute it."""
     data = (
         amount.to_bytes(4, "big")
-        + bytes([PURCHASE])
+        + bytes([kind])
         + terminal_id
         + terminal_seq.to_bytes(4, "big")
         + date
@@ -172,10 +211,24 @@ def tac_verify(
     date: bytes,
     time: bytes,
     alg: Algorithm = Algorithm.SM4,
+    kind: int = PURCHASE,
 ) -> bool:
     """Issuer side: recompute the TAC from the issuer's master key and compare in constant time."""
     dtk = diversify(issuer_tac_master, card_no, alg)
     expected = tac_compute(
-        dtk, amount=amount, terminal_id=terminal_id, terminal_seq=terminal_seq, date=date, time=time, alg=alg
+        dtk,
+        amount=amount,
+        terminal_id=terminal_id,
+        terminal_seq=terminal_seq,
+        date=date,
+        time=time,
+        alg=alg,
+        kind=kind,
     )
     return hmac.compare_digest(expected, tac)
+
+
+def key_check_value(key: bytes, alg: Algorithm) -> bytes:
+    """The key check value a key ceremony records instead of the key: the first 3 bytes of E(key, 0…0)."""
+    size = 16 if alg == Algorithm.SM4 else 8
+    return encrypt_block(key, bytes(size), alg)[:3]

@@ -2,8 +2,14 @@
 
 ``VirtualCard.process(apdu) -> response`` is the whole card; it runs in-process for unit tests
 (``citycard.terminal_kit.reader.InProcessReader``) or behind pcscd through the vpcd driver
-(``citycard.terminal_kit.card.vpcd.VpcdCard``). Files and layouts are in docs/terminal-protocol.md.
-A test can make the card lose power in the middle of a command (``tear``), before or after it acted.
+(``citycard.terminal_kit.card.vpcd.VpcdCard``). Files, layouts and status words are in
+docs/terminal-protocol.md; the ISO 7816 framing (class and instruction checks, T=0, power loss) is
+``citycard.terminal_kit.card.iso``.
+
+What a card vendor would check: it answers as an ISO 14443-4 card (its ATR is the one a PC/SC reader
+builds from its ATS); the composite purchase writes the transit record and the debit in one atomic step;
+each of its keys has a try counter — ``MAC_TRY_LIMIT`` wrong MACs in a row (MAC1, a load's MAC2, the
+block MAC) lock the application for good (``9303``).
 """
 
 from __future__ import annotations
@@ -28,22 +34,31 @@ from citycard.terminal_kit.card.crypto import (
 from citycard.terminal_kit.card.crypto import (
     mac2 as compute_mac2,
 )
+from citycard.terminal_kit.card.iso import ApduError, CardTorn, Command, IsoCard, atr_contactless, expect
 from citycard.terminal_kit.cardno import card_number_bcd
+
+__all__ = ["ATR", "CardProfile", "CardTorn", "IssuerKeys", "VirtualCard", "block_mac"]
 
 CATEGORY_BITS = {"elderly": 0x01, "student": 0x02, "disabled": 0x04, "veteran": 0x08, "low_income": 0x10}
 # Transit passes loaded on the card (management file byte 2), e.g. the bus monthly pass (公交月票).
 PASS_BITS = {"monthly": 0x01}
-ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")  # contactless PC/SC-style ATR
+# The ATS's historical bytes (ISO 7816-4 §8.1.1): category 80, then COMPACT-TLV: card service data
+# (31 C0: selection by full and partial DF name), the application identifier (F8 + the T-Union AID),
+# status indicator (82 90 00).
+HISTORICAL_BYTES = bytes.fromhex("8031C0F8") + A.AID_TUNION + bytes.fromhex("829000")
+ATR = atr_contactless(HISTORICAL_BYTES)
 LOG_SIZE = 10
-
-
-class CardTorn(Exception):
-    """The card lost power during a command (raised by a test's tear; transports turn it into removal)."""
+MAC_TRY_LIMIT = 3
+# The transit record as personalised: record id, length, format 01, no journey, no counters.
+EMPTY_TRANSIT = bytes([A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE - 2, 0x01]) + bytes(
+    A.TRANSIT_RECORD_SIZE - 3
+)
 
 
 @dataclass(frozen=True)
 class IssuerKeys:
-    """Master keys a card's keys are diversified from: purchase (network), TAC and load (issuer), maintenance."""
+    """Master keys a card's keys are diversified from: purchase (the issuer's, held by terminals' PSAMs),
+    TAC and load (the issuer's, never in a terminal), maintenance (held by PSAMs for APPLICATION BLOCK)."""
 
     purchase_master: bytes
     tac_master: bytes
@@ -74,33 +89,54 @@ class _Pending:
     terminal_id: bytes
     random: bytes
     atc: int
-    kind: str  # "purchase" | "load"
+    kind: str  # "purchase" | "composite" | "load"
     session: bytes | None = None
+    capp: bytes | None = None  # the transit record UPDATE CAPP DATA CACHE put in the cache
 
 
 @dataclass
 class _Done:
     atc_after: int
+    kind: int  # 06 / 09
     mac2: bytes
     tac: bytes
 
 
 @dataclass
-class VirtualCard:
+class VirtualCard(IsoCard):
     profile: CardProfile
     keys: IssuerKeys
     balance: int = 0
     offline_atc: int = 0
     online_atc: int = 0
     blocked: bool = False
+    locked: bool = False  # a key's try counter ran out: the application is permanently locked
     get_response_style: bool = False  # answer case-4 commands with 61xx, as T=0 cards do
     log: list[bytes] = field(default_factory=list)
+    transit: bytes = EMPTY_TRANSIT
+    mac_failures: dict[str, int] = field(default_factory=dict)
     _selected: bool = False
     _pending: _Pending | None = None
     _last_purchase: _Done | None = None
     _challenge: bytes | None = None
     _held_response: bytes | None = None
     _tear: tuple[int, str] | None = None
+
+    ATR = ATR
+    INSTRUCTIONS = {
+        **IsoCard.INSTRUCTIONS,
+        (0x00, 0xA4): "_select",
+        (0x00, 0xB0): "_read_binary",
+        (0x00, 0xB2): "_read_record",
+        (0x00, 0x84): "_get_challenge",
+        (0x84, 0x1E): "_application_block",
+        (0x80, 0x5C): "_get_balance",
+        (0x80, 0x50): "_initialize",
+        (0x80, 0xDC): "_update_capp_data_cache",
+        (0x80, 0x54): "_debit",
+        (0x80, 0x5A): "_prove",
+        (0x80, 0x52): "_credit_load",
+    }
 
     # --- keys of this card -----------------------------------------------------------------------
 
@@ -111,20 +147,30 @@ class VirtualCard:
     def _key(self, master: bytes) -> bytes:
         return diversify(master, self.profile.card_no, self.algorithm)
 
-    # --- test hooks --------------------------------------------------------------------------------
+    def _mac_checked(self, key: str, good: bool) -> None:
+        """Count a wrong MAC against ``key``'s try counter (reset by a right one); the last try locks."""
+        if good:
+            self.mac_failures.pop(key, None)
+            return
+        self.mac_failures[key] = self.mac_failures.get(key, 0) + 1
+        if self.mac_failures[key] >= MAC_TRY_LIMIT:
+            self.locked = True
+            self._selected = False
+        raise ApduError(A.SW_BAD_MAC)
 
-    def tear(self, ins: int, when: str = "after") -> None:
-        """Lose power at the next command ``ins``, ``before`` acting on it or ``after`` (answer lost)."""
-        if when not in {"before", "after"}:
-            raise ValueError("when is 'before' or 'after'")
-        self._tear = (ins, when)
+    def _answer(self, command: Command | None) -> tuple[bytes, int]:
+        if command is None or command.ins not in (0x84, 0x1E, 0xC0):
+            self._challenge = None  # a challenge is good for the next command only
+        return super()._answer(command)
+
+    # --- power -------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Power cycle: volatile state is gone; the balance, counters and log stay."""
+        """Power cycle: volatile state is gone; the balance, counters, log and transit record stay."""
+        super().reset()
         self._selected = False
         self._pending = None
         self._challenge = None
-        self._held_response = None
 
     # --- files ---------------------------------------------------------------------------------------
 
@@ -153,112 +199,93 @@ class VirtualCard:
             return bytes.fromhex(p.scheme_code) + bytes([bits, passes]) + b"\x00" * 57
         return None
 
-    # --- the card ----------------------------------------------------------------------------------
+    def _records(self, sfi: int) -> list[bytes] | None:
+        if sfi == A.SFI_LOG:
+            return self.log
+        if sfi == A.SFI_TRANSIT:
+            return [self.transit]
+        return None
 
-    def process(self, command: bytes) -> bytes:
-        if len(command) < 4:
-            return A.SW_WRONG_LENGTH.to_bytes(2, "big")
-        ins = command[1]
-        tear = self._tear
-        if tear and tear[0] == ins:
-            self._tear = None
-            if tear[1] == "before":
-                self.reset()
-                raise CardTorn(f"power lost before {ins:02X}")
-        data, sw = self._dispatch(command)
-        if tear and tear[0] == ins:
-            self.reset()
-            raise CardTorn(f"power lost after {ins:02X}")
-        if (self.get_response_style and data and command[0] != 0x00) or (
-            self.get_response_style and ins == 0x50
-        ):
-            self._held_response = data + sw.to_bytes(2, "big")
-            return bytes([0x61, len(data)])
-        return data + sw.to_bytes(2, "big")
+    # --- commands ------------------------------------------------------------------------------------
 
-    def _dispatch(self, c: bytes) -> tuple[bytes, int]:
-        cla, ins, p1, p2 = c[0], c[1], c[2], c[3]
-        body = c[5 : 5 + c[4]] if len(c) > 5 else b""
-        if ins == 0xC0 and cla == 0x00:
-            held, self._held_response = self._held_response, None
-            if held is None:
-                return b"", A.SW_CONDITIONS_NOT_SATISFIED
-            return held[:-2], int.from_bytes(held[-2:], "big")
-        if ins == 0xA4 and cla == 0x00:
-            if p1 != 0x04 or body != A.AID_TUNION:
-                self._selected = False
-                return b"", A.SW_FILE_NOT_FOUND
-            self._selected = True
-            fci = (
-                b"\x6f" + bytes([len(A.AID_TUNION) + 2]) + b"\x84" + bytes([len(A.AID_TUNION)]) + A.AID_TUNION
-            )
-            return fci, A.SW_FILE_INVALIDATED if self.blocked else A.SW_OK
-        if not self._selected:
-            return b"", A.SW_CONDITIONS_NOT_SATISFIED
-        if ins == 0xB0 and cla == 0x00:
-            return self._read_binary(p1, p2, c[4] if len(c) >= 5 else 0)
-        if ins == 0xB2 and cla == 0x00:
-            return self._read_record(p1, p2, c[4] if len(c) >= 5 else 0)
-        if ins == 0x84 and cla == 0x00:
-            self._challenge = secrets.token_bytes(4)
-            return self._challenge, A.SW_OK
-        if ins == 0x1E and cla == 0x84:
-            return self._application_block(body)
-        if cla != 0x80:
-            return b"", A.SW_CLA_NOT_SUPPORTED
-        if self.blocked and ins in {0x50, 0x54, 0x52}:
-            return b"", A.SW_CONDITIONS_NOT_SATISFIED
-        if ins == 0x5C:
-            if p2 != 0x02:
-                return b"", A.SW_WRONG_P1P2
-            return self.balance.to_bytes(4, "big"), A.SW_OK
-        if ins == 0x50 and p1 == 0x01:
-            return self._initialize_purchase(body)
-        if ins == 0x54:
-            return self._debit_purchase(body)
-        if ins == 0x5A:
-            return self._prove(p2, body)
-        if ins == 0x50 and p1 == 0x00:
-            return self._initialize_load(body)
-        if ins == 0x52:
-            return self._credit_load(body)
-        return b"", A.SW_INS_NOT_SUPPORTED
+    def _need_application(self) -> None:
+        expect(self._selected, A.SW_CONDITIONS_NOT_SATISFIED)
 
-    def _read_binary(self, p1: int, offset: int, le: int) -> tuple[bytes, int]:
-        if not p1 & 0x80:
-            return b"", A.SW_WRONG_P1P2
-        content = self._file(p1 & 0x1F)
+    def _select(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x04 and c.p2 in (0x00, 0x0C), A.SW_WRONG_P1P2)
+        expect(0 < len(c.data) <= 16, A.SW_WRONG_LENGTH)
+        self._selected = False
+        self._pending = None
+        if not (len(c.data) >= 5 and A.AID_TUNION.startswith(c.data)):  # full or partial DF name
+            raise ApduError(A.SW_FILE_NOT_FOUND)
+        if self.locked:
+            raise ApduError(A.SW_APPLICATION_LOCKED)
+        self._selected = True
+        fci = b"\x6f" + bytes([len(A.AID_TUNION) + 2]) + b"\x84" + bytes([len(A.AID_TUNION)]) + A.AID_TUNION
+        return (b"" if c.p2 == 0x0C else fci), (A.SW_FILE_INVALIDATED if self.blocked else A.SW_OK)
+
+    def _read_binary(self, c: Command) -> tuple[bytes, int]:
+        expect(not c.data, A.SW_WRONG_LENGTH)
+        expect(bool(c.p1 & 0x80), A.SW_NO_CURRENT_EF)  # only SFI addressing: there is no current EF
+        expect(c.p1 & 0x60 == 0, A.SW_WRONG_P1P2)
+        self._need_application()
+        sfi = c.p1 & 0x1F
+        content = self._file(sfi)
         if content is None:
-            return b"", A.SW_FILE_NOT_FOUND
-        available = len(content) - offset
-        if available <= 0:
-            return b"", A.SW_WRONG_P1P2
+            expect(self._records(sfi) is None, A.SW_INCOMPATIBLE_FILE)
+            raise ApduError(A.SW_FILE_NOT_FOUND)
+        available = len(content) - c.p2
+        expect(available > 0, A.SW_WRONG_OFFSET)
+        le = c.le or 0
         if le > available:
             return b"", 0x6C00 | available  # wrong Le: resend with the exact length
-        return content[offset : offset + (le or available)], A.SW_OK
+        return content[c.p2 : c.p2 + (le or available)], A.SW_OK
 
-    def _read_record(self, record: int, p2: int, le: int) -> tuple[bytes, int]:
-        if p2 & 0x07 != 0x04 or (p2 >> 3) != A.SFI_LOG:
-            return b"", A.SW_FILE_NOT_FOUND
-        if not 1 <= record <= len(self.log):
-            return b"", A.SW_RECORD_NOT_FOUND
-        entry = self.log[record - 1]
-        if le and le != len(entry):
+    def _read_record(self, c: Command) -> tuple[bytes, int]:
+        expect(not c.data, A.SW_WRONG_LENGTH)
+        expect(c.p2 & 0x07 == 0x04, A.SW_WRONG_P1P2)  # record number in P1
+        expect(c.p2 >> 3 != 0, A.SW_NO_CURRENT_EF)
+        self._need_application()
+        sfi = c.p2 >> 3
+        records = self._records(sfi)
+        if records is None:
+            expect(self._file(sfi) is None, A.SW_INCOMPATIBLE_FILE)
+            raise ApduError(A.SW_FILE_NOT_FOUND)
+        expect(1 <= c.p1 <= len(records), A.SW_RECORD_NOT_FOUND)
+        entry = records[c.p1 - 1]
+        if c.le and c.le != len(entry):
             return b"", 0x6C00 | len(entry)
         return entry, A.SW_OK
 
-    def _initialize_purchase(self, body: bytes) -> tuple[bytes, int]:
-        if len(body) != 11:
-            return b"", A.SW_WRONG_LENGTH
-        if body[0] != self.keys.key_index:
-            return b"", A.SW_SECURITY_NOT_SATISFIED
-        amount = int.from_bytes(body[1:5], "big")
-        if amount > self.balance:
-            self._pending = None
-            return b"", A.SW_INSUFFICIENT_BALANCE
+    def _get_challenge(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0 and c.p2 == 0, A.SW_WRONG_P1P2)
+        expect(not c.data and c.le in (4, 8), A.SW_WRONG_LENGTH)
+        self._challenge = secrets.token_bytes(c.le)
+        return self._challenge, A.SW_OK
+
+    def _get_balance(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x00 and c.p2 == 0x02, A.SW_WRONG_P1P2)  # 02 e-purse (no e-deposit, 01, here)
+        expect(not c.data, A.SW_WRONG_LENGTH)
+        self._need_application()
+        if c.le not in (None, 0, 4):
+            return b"", 0x6C04
+        return self.balance.to_bytes(4, "big"), A.SW_OK
+
+    def _initialize(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 in (0x00, 0x01, 0x03) and c.p2 == 0x02, A.SW_WRONG_P1P2)
+        expect(len(c.data) == 11, A.SW_WRONG_LENGTH)
+        self._need_application()
+        self._pending = None
+        expect(not self.blocked, A.SW_CONDITIONS_NOT_SATISFIED)
+        expect(c.data[0] == self.keys.key_index, A.SW_KEY_INDEX_NOT_SUPPORTED)
+        if c.p1 == 0x00:
+            return self._initialize_load(c.data)
+        amount = int.from_bytes(c.data[1:5], "big")
+        expect(amount <= self.balance, A.SW_INSUFFICIENT_BALANCE)
         random = secrets.token_bytes(4)
+        kind = "composite" if c.p1 == 0x03 else "purchase"
         self._pending = _Pending(
-            amount=amount, terminal_id=body[5:11], random=random, atc=self.offline_atc, kind="purchase"
+            amount=amount, terminal_id=c.data[5:11], random=random, atc=self.offline_atc, kind=kind
         )
         answer = (
             self.balance.to_bytes(4, "big")
@@ -269,14 +296,29 @@ class VirtualCard:
         )
         return answer, A.SW_OK
 
-    def _debit_purchase(self, body: bytes) -> tuple[bytes, int]:
+    def _update_capp_data_cache(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p2 & 0x07 == 0 and c.p2 >> 3 == A.SFI_TRANSIT, A.SW_WRONG_P1P2)
+        expect(c.p1 == A.TRANSIT_RECORD_ID, A.SW_RECORD_NOT_FOUND)
+        expect(len(c.data) == A.TRANSIT_RECORD_SIZE, A.SW_WRONG_LENGTH)
+        self._need_application()
         pending = self._pending
-        if pending is None or pending.kind != "purchase":
-            return b"", A.SW_CONDITIONS_NOT_SATISFIED
-        if len(body) != 15:
-            return b"", A.SW_WRONG_LENGTH
+        # Only inside a composite purchase: the record is written with its debit or not at all.
+        expect(pending is not None and pending.kind == "composite", A.SW_CONDITIONS_NOT_SATISFIED)
+        expect(c.data[0] == A.TRANSIT_RECORD_ID and c.data[1] == len(c.data) - 2, A.SW_WRONG_DATA)
+        pending.capp = c.data
+        return b"", A.SW_OK
+
+    def _debit(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x01 and c.p2 == 0x00, A.SW_WRONG_P1P2)
+        expect(len(c.data) == 15, A.SW_WRONG_LENGTH)
+        self._need_application()
+        pending, self._pending = self._pending, None
+        expect(
+            pending is not None and pending.kind in ("purchase", "composite"), A.SW_CONDITIONS_NOT_SATISFIED
+        )
+        body = c.data
         seq, date, time, mac1 = int.from_bytes(body[0:4], "big"), body[4:8], body[8:11], body[11:15]
-        self._pending = None
+        kind = A.COMPOSITE if pending.kind == "composite" else A.PURCHASE
         dpk = self._key(self.keys.purchase_master)
         session = purchase_session_key(
             dpk, random=pending.random, atc=pending.atc, terminal_seq=seq, alg=self.algorithm
@@ -288,11 +330,14 @@ class VirtualCard:
             date=date,
             time=time,
             alg=self.algorithm,
+            kind=kind,
         )
-        if expected != mac1:
-            return b"", A.SW_BAD_MAC
+        self._mac_checked("purchase", expected == mac1)
+        # From here on, one atomic write: balance, counter, log and (composite) transit record.
         self.balance -= pending.amount
         self.offline_atc += 1
+        if pending.capp is not None:
+            self.transit = pending.capp
         tac = tac_compute(
             self._key(self.keys.tac_master),
             amount=pending.amount,
@@ -301,14 +346,15 @@ class VirtualCard:
             date=date,
             time=time,
             alg=self.algorithm,
+            kind=kind,
         )
         mac2 = compute_mac2(session, amount=pending.amount, alg=self.algorithm)
-        self._last_purchase = _Done(atc_after=self.offline_atc, mac2=mac2, tac=tac)
+        self._last_purchase = _Done(atc_after=self.offline_atc, kind=kind, mac2=mac2, tac=tac)
         record = (
             pending.atc.to_bytes(2, "big")
             + b"\x00\x00\x00"
             + pending.amount.to_bytes(4, "big")
-            + b"\x06"
+            + bytes([kind])
             + pending.terminal_id
             + date
             + time
@@ -317,17 +363,16 @@ class VirtualCard:
         del self.log[LOG_SIZE:]
         return tac + mac2, A.SW_OK
 
-    def _prove(self, kind: int, body: bytes) -> tuple[bytes, int]:
-        if kind != 0x06 or len(body) != 2:
-            return b"", A.SW_WRONG_P1P2
+    def _prove(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x00 and c.p2 in (A.PURCHASE, A.COMPOSITE), A.SW_WRONG_P1P2)
+        expect(len(c.data) == 2, A.SW_WRONG_LENGTH)
+        self._need_application()
         done = self._last_purchase
-        if done is None or int.from_bytes(body, "big") != done.atc_after:
-            return b"", A.SW_NO_SUCH_TRANSACTION
+        if done is None or done.kind != c.p2 or int.from_bytes(c.data, "big") != done.atc_after:
+            raise ApduError(A.SW_NO_SUCH_TRANSACTION)
         return done.mac2 + done.tac, A.SW_OK
 
     def _initialize_load(self, body: bytes) -> tuple[bytes, int]:
-        if len(body) != 11:
-            return b"", A.SW_WRONG_LENGTH
         amount = int.from_bytes(body[1:5], "big")
         random = secrets.token_bytes(4)
         dlk = self._key(self.keys.load_master)
@@ -354,21 +399,22 @@ class VirtualCard:
         )
         return answer, A.SW_OK
 
-    def _credit_load(self, body: bytes) -> tuple[bytes, int]:
-        pending = self._pending
-        if pending is None or pending.kind != "load" or pending.session is None:
-            return b"", A.SW_CONDITIONS_NOT_SATISFIED
-        if len(body) != 11:
-            return b"", A.SW_WRONG_LENGTH
-        date, time, mac2 = body[0:4], body[4:7], body[7:11]
-        self._pending = None
+    def _credit_load(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x00 and c.p2 == 0x00, A.SW_WRONG_P1P2)
+        expect(len(c.data) == 11, A.SW_WRONG_LENGTH)
+        self._need_application()
+        pending, self._pending = self._pending, None
+        expect(
+            pending is not None and pending.kind == "load" and pending.session is not None,
+            A.SW_CONDITIONS_NOT_SATISFIED,
+        )
+        date, time, mac2 = c.data[0:4], c.data[4:7], c.data[7:11]
         expected = mac4(
             pending.session,
             pending.amount.to_bytes(4, "big") + b"\x02" + pending.terminal_id + date + time,
             self.algorithm,
         )
-        if expected != mac2:
-            return b"", A.SW_BAD_MAC
+        self._mac_checked("load", expected == mac2)
         self.balance += pending.amount
         self.online_atc += 1
         tac = tac_compute(
@@ -382,12 +428,14 @@ class VirtualCard:
         )
         return tac, A.SW_OK
 
-    def _application_block(self, body: bytes) -> tuple[bytes, int]:
+    def _application_block(self, c: Command) -> tuple[bytes, int]:
+        expect(c.p1 == 0x00 and c.p2 == 0x00, A.SW_WRONG_P1P2)
+        expect(len(c.data) == 4 and c.le is None, A.SW_WRONG_LENGTH)
+        self._need_application()
         challenge, self._challenge = self._challenge, None
-        if challenge is None or len(body) != 4:
-            return b"", A.SW_CONDITIONS_NOT_SATISFIED
-        if body != block_mac(self._key(self.keys.maintenance_master), challenge, self.algorithm):
-            return b"", A.SW_BAD_MAC
+        expect(challenge is not None, A.SW_CONDITIONS_NOT_SATISFIED)
+        mac = block_mac(self._key(self.keys.maintenance_master), challenge[:4], self.algorithm)
+        self._mac_checked("maintenance", c.data == mac)
         self.blocked = True
         return b"", A.SW_OK
 
@@ -399,6 +447,14 @@ def mac4_session(dlk: bytes, random: bytes, online_atc: int, alg: Algorithm) -> 
     return encrypt_block(dlk, pad_iso9797_m2(material, size), alg)
 
 
+BLOCK_HEADER = bytes.fromhex("841E000004")
+
+
+def block_mac_data(challenge: bytes) -> bytes:
+    """What APPLICATION BLOCK's MAC covers: the card's challenge, four zero bytes, the command header."""
+    return challenge + b"\x00" * 4 + BLOCK_HEADER
+
+
 def block_mac(maintenance_key: bytes, challenge: bytes, alg: Algorithm) -> bytes:
     """APPLICATION BLOCK's MAC: over the command header 84 1E 00 00 04, chained from the card's challenge."""
-    return mac4(maintenance_key, challenge + b"\x00" * 4 + bytes.fromhex("841E000004"), alg)
+    return mac4(maintenance_key, block_mac_data(challenge), alg)

@@ -1,9 +1,11 @@
-"""The virtual card behind pcscd: a client of the vsmartcard ``vpcd`` driver's socket.
+"""A virtual card behind pcscd: a client of the vsmartcard ``vpcd`` driver's socket.
 
-vpcd (in pcscd) listens on TCP 35963 for reader "Virtual PCD 00 00"; connecting puts a card in that reader,
-closing the socket removes it. Every message both ways is a 2-byte big-endian length and the bytes.
-vpcd sends 1-byte control messages (00 power off, 01 power on, 02 reset, 04 get ATR — answered with the
-ATR) and longer ones that are command APDUs, answered with the response APDU.
+vpcd (in pcscd) listens on TCP 35963 for reader "Virtual PCD 00 00" and on 35964 for "Virtual PCD 00 01"
+(the terminal's PSAM slot); connecting puts a card in that reader, closing the socket removes it. Every
+message both ways is a 2-byte big-endian length and the bytes. vpcd defines four 1-byte control messages
+(00 power off, 01 power on, 02 reset: no answer; 04 get ATR: answered with the card's ATR). Every other
+message is a command APDU and gets the card's response APDU, a 1-byte one included (``6700``: a command
+has at least four bytes), so no message ever leaves vpcd waiting for an answer.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ import struct
 import threading
 import time
 
-from citycard.terminal_kit.card.virtual import ATR, CardTorn, VirtualCard
+from citycard.terminal_kit.card.iso import CardTorn, IsoCard
 
-VPCD_PORT = 35963
+VPCD_PORT = 35963  # reader "Virtual PCD 00 00"
+PSAM_PORT = 35964  # reader "Virtual PCD 00 01"
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class VpcdCard:
-    """Puts a ``VirtualCard`` into the vpcd reader for as long as it is inserted."""
+    """Puts a virtual card (citizen card or PSAM) into a vpcd reader for as long as it is inserted."""
 
-    def __init__(self, card: VirtualCard, *, host: str = "127.0.0.1", port: int = VPCD_PORT) -> None:
+    def __init__(self, card: IsoCard, *, host: str = "127.0.0.1", port: int = VPCD_PORT) -> None:
         self.card = card
         self.host, self.port = host, port
         self._sock: socket.socket | None = None
@@ -82,11 +85,11 @@ class VpcdCard:
             while True:
                 (length,) = struct.unpack(">H", self._recv_exact(sock, 2))
                 message = self._recv_exact(sock, length)
-                if length == 1:
-                    if message[0] == GET_ATR:
-                        self._send(sock, ATR)
-                    elif message[0] in (POWER_OFF, RESET, POWER_ON):
-                        self.card.reset()
+                if length == 1 and message[0] == GET_ATR:
+                    self._send(sock, self.card.atr)
+                    continue
+                if length == 1 and message[0] in (POWER_OFF, RESET, POWER_ON):
+                    self.card.reset()
                     continue
                 try:
                     answer = self.card.process(message)

@@ -15,6 +15,7 @@ from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import ReviewFlag, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.transit import TripCodec
 
 from .conftest import SH
 
@@ -96,6 +97,27 @@ def test_transfer_and_cap_replayed_across_batches(hz):
     assert flags(hangzhou) == {
         3: {"expected_fen": 180, "charged_fen": 80, "rule": "hz-card-91", "rule_version": 1}
     }
+
+
+def test_the_journey_the_card_said_prices_the_tap_whichever_bus_took_the_earlier_rides(hz):
+    hangzhou, sim = hz
+    codec = TripCodec("hangzhou", quotas=["hz-elderly-free"], caps=["hz-day-cap"])
+    minute = int(AT.timestamp()) // 60
+    # The card says: a ride on bus 151 at 10:00 (another operator's bus, never uploaded here) ...
+    came_off_151 = codec.encode({"j": {"t0": minute, "t": minute, "n": 0, "p": 180, "s": "bus", "r": "151"}})
+    # ... and, for another card, 1500 fen already spent today on Hangzhou's buses and metro.
+    capped = codec.encode({"c": {"hz-day-cap": [AT.date().toordinal(), 1500]}})
+    later = AT + dt.timedelta(minutes=30)
+    transfer = tap(sim, SimCard(card_number("330100", 11)), later, 80, card_trip=came_off_151.hex())
+    free = tap(sim, SimCard(card_number("330100", 12)), later, 0, card_trip=capped.hex())
+    unsaid = tap(sim, SimCard(card_number("330100", 13)), later, 80)  # no record: replayed, no ride before
+    assert upload(hangzhou, sim, [transfer, free, unsaid]).accepted == 3
+    assert flags(hangzhou) == {
+        3: {"expected_fen": 180, "charged_fen": 80, "rule": "hz-card-91", "rule_version": 1}
+    }
+    with tenant_context(hangzhou):
+        stored = Transaction.objects.get(terminal_id=sim.terminal_id, terminal_seq=1)
+    assert stored.card_trip == came_off_151.hex()
 
 
 def test_the_monthly_pass_fare_holds_only_for_a_card_that_carried_the_pass(hz):

@@ -179,15 +179,21 @@ def test_taps_sharing_a_terminal_sequence_number_are_told_apart_by_the_whole_key
     again = dict(first[0])  # stored already
     other = dict(sim.tap(riders[1], at=now), terminal_seq=first[0]["terminal_seq"])  # same seq, other card
     third = dict(sim.tap(riders[2], at=now), terminal_seq=first[0]["terminal_seq"])
-    ack = json.loads(post(client, sim.sign(sim.payload([other, again, third], created_at=now))).content)["payload"]
+    ack = json.loads(post(client, sim.sign(sim.payload([other, again, third], created_at=now))).content)[
+        "payload"
+    ]
     assert [(r["card_no"], r["outcome"]) for r in ack["results"]] == [
         (riders[1].card_no, "accepted"),
         (riders[0].card_no, "duplicate"),
         (riders[2].card_no, "accepted"),
     ]
     with tenant_context(hangzhou):
-        stored = Transaction.objects.filter(terminal_seq=first[0]["terminal_seq"]).values_list("card_no", "idx")
-        assert sorted(stored) == sorted([(riders[0].card_no, 0), (riders[1].card_no, 0), (riders[2].card_no, 2)])
+        stored = Transaction.objects.filter(terminal_seq=first[0]["terminal_seq"]).values_list(
+            "card_no", "idx"
+        )
+        assert sorted(stored) == sorted(
+            [(riders[0].card_no, 0), (riders[1].card_no, 0), (riders[2].card_no, 2)]
+        )
 
 
 def test_amount_and_field_errors_are_rejected_with_reasons(client, hz, now):
@@ -274,6 +280,42 @@ def test_a_tac_the_issuer_key_does_not_give_is_flagged_and_kept(client, hz, now)
     assert flagged == {2: {"tac": taps[1]["tac"]}, 3: {"tac": taps[2]["tac"]}}
 
 
+def test_a_torn_tap_the_terminal_could_not_prove_is_flagged_unproven_with_the_cards_log(client, hz, now):
+    hangzhou, sim = hz
+    taps = taps_for(sim, cards("330100", 2), now)
+    at = dt.datetime.fromisoformat(taps[0]["tapped_at"]).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    log = (
+        taps[0]["card_counter"].to_bytes(2, "big")
+        + bytes(3)
+        + taps[0]["amount_fen"].to_bytes(4, "big")
+        + b"\x06"
+        + bytes.fromhex(taps[0]["terminal_no"])
+        + bytes.fromhex(at.strftime("%Y%m%d%H%M%S"))
+    )
+    taps[0].update(status="torn_unproven", tac=log.hex())  # the card's log record, not a TAC
+    taps[1].update(status="torn_undecided", tac="00000000")
+    ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now))).content)["payload"]
+    assert ack["accepted"] == 2
+    with tenant_context(hangzhou):
+        flags = {f.card_no: (f.code, f.detail) for f in ReviewFlag.objects.all()}
+    assert flags == {
+        taps[0]["card_no"]: (
+            "unproven",
+            {
+                "status": "torn_unproven",
+                "card_log": {
+                    "card_counter": taps[0]["card_counter"],
+                    "amount_fen": taps[0]["amount_fen"],
+                    "type": 6,
+                    "terminal_no": taps[0]["terminal_no"],
+                    "at": at.strftime("%Y%m%dT%H%M%S"),
+                },
+            },
+        ),
+        taps[1]["card_no"]: ("unproven", {"status": "torn_undecided", "card_log": None}),
+    }
+
+
 def test_a_county_terminal_checks_its_citys_cards_with_the_citys_key(client, tenant, register, now):
     tonglu = tenant("tonglu")
     sim = SimTerminal("TL-BUS-1", "tonglu")
@@ -285,7 +327,9 @@ def test_a_county_terminal_checks_its_citys_cards_with_the_citys_key(client, ten
     ack = json.loads(post(client, sim.sign(sim.payload(taps, created_at=now)), host="tonglu").content)
     assert ack["payload"]["accepted"] == 2
     with tenant_context(tonglu):
-        assert list(ReviewFlag.objects.values_list("code", "card_no")) == [("tac_invalid", taps[0]["card_no"])]
+        assert list(ReviewFlag.objects.values_list("code", "card_no")) == [
+            ("tac_invalid", taps[0]["card_no"])
+        ]
 
 
 def test_clock_skew_is_flagged_not_dropped(client, hz, now):
