@@ -5,7 +5,10 @@
     citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
         --actor "name (office)" --audit psam-audit.jsonl
     citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
-        --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json
+        --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json [--give-up-after S]
+    citycard-terminal queue --queue taps.sqlite            batches waiting, taps not yet in one, set aside
+    citycard-terminal queue --queue taps.sqlite requeue BATCH_ID [--rebatch]
+    citycard-terminal queue --queue taps.sqlite drop BATCH_ID --reason "why"
     citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
         --key terminal.key --tenant-keys hangzhou-keys.json
 """
@@ -33,10 +36,10 @@ from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, p
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
-from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.store import BatchNotSetAside, TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 from citycard.terminal_kit.tap import FixedFare, Validator
-from citycard.terminal_kit.upload import Uploader
+from citycard.terminal_kit.upload import AcknowledgementRefused, NotAnswered, Uploader, UploadGaveUp
 
 
 def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> VirtualPsam:
@@ -222,25 +225,106 @@ def psam_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_waiting(batch_id: str, failure: NotAnswered, wait_s: float) -> None:
+    print(f"{batch_id}: {failure.what}; trying again in {wait_s:.1f} s", file=sys.stderr, flush=True)
+
+
 def upload(args: argparse.Namespace) -> int:
+    """Exit status 0: every batch acknowledged; 1: some set aside (``queue`` shows them); 2: stopped with
+    batches still queued (the deadline, Ctrl-C, an acknowledgement that does not verify)."""
     key = _private_key(args.key)
-    uploader = Uploader(url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host)
-    store = TapStore(args.queue)
-    sent = uploader.drain(
-        store,
-        terminal_id=args.terminal_id,
-        tenant=args.tenant,
-        key=key,
-        key_id=f"{args.terminal_id}:k{args.key_version}",
-        rule_version=args.rule_version,
-        hotlist_version=hotlist_held(store).version,
+    uploader = Uploader(
+        url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host, on_wait=_print_waiting
     )
+    store = TapStore(args.queue)
+    stopped = None
+    try:
+        uploader.drain(
+            store,
+            give_up_after_s=args.give_up_after,
+            terminal_id=args.terminal_id,
+            tenant=args.tenant,
+            key=key,
+            key_id=f"{args.terminal_id}:k{args.key_version}",
+            rule_version=args.rule_version,
+            hotlist_version=hotlist_held(store).version,
+        )
+    except (UploadGaveUp, AcknowledgementRefused) as exc:
+        stopped = str(exc)
+    except KeyboardInterrupt:
+        stopped = "stopped by Ctrl-C; the batch being sent stays queued"
     for ack in uploader.acknowledged:
         print(
             f"{ack['batch_id']}: accepted {ack.get('accepted')} duplicates {ack.get('duplicates')} "
             f"rejected {ack.get('rejected')}"
+            + (f" conflicts {ack['conflicts']}" if ack.get("conflicts") else "")
         )
-    print(f"{sent} batches acknowledged")
+        for result in ack.get("results", []):
+            if result.get("outcome") in ("rejected", "conflict"):
+                print(
+                    f"  tap {result.get('terminal_seq')} (card {result.get('card_no')}, counter "
+                    f"{result.get('card_counter')}) {result['outcome']}: {result.get('reason', 'no reason given')}"
+                )
+    for aside in uploader.set_aside:
+        print(
+            f"{aside.batch_id}: set aside ({aside.taps} taps), refused with {aside.status} {aside.code}: "
+            f"{aside.message}; `citycard-terminal queue --queue {args.queue}` to requeue or drop it"
+        )
+    print(f"{len(uploader.acknowledged)} batches acknowledged, {len(uploader.set_aside)} set aside")
+    if stopped:
+        print(f"upload: {stopped}", file=sys.stderr)
+        return 2
+    return 1 if uploader.set_aside else 0
+
+
+def queue(args: argparse.Namespace) -> int:
+    store = TapStore(args.queue)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        if args.action == "requeue":
+            aside = store.batch_requeue(batch_id=args.batch_id, at=now, rebatch=args.rebatch)
+            how = "its taps go in a new batch" if args.rebatch else "it is sent again as it was"
+            print(f"{aside.batch_id}: requeued ({aside.taps} taps); {how} at the next upload")
+            return 0
+        if args.action == "drop":
+            aside = store.batch_drop(batch_id=args.batch_id, reason=args.reason, at=now)
+            print(f"{aside.batch_id}: dropped, {aside.taps} taps will not be uploaded ({args.reason})")
+            return 0
+    except (BatchNotSetAside, ValueError) as exc:
+        print(
+            f"queue: {exc}; `citycard-terminal queue --queue {args.queue}` lists the set-aside batches",
+            file=sys.stderr,
+        )
+        return 1
+    state = store.queue_state()
+    in_batches = sum(b.taps for b in state.batches)
+    print(
+        f"{args.queue}: {len(state.batches)} batches waiting ({in_batches} taps), {state.unbatched} taps not yet "
+        f"in a batch, {state.unsettled} taps pending or torn (waiting for their card)"
+    )
+    for batch in state.batches:
+        print(f"  {batch.batch_id}  created {batch.created_at}  {batch.taps} taps")
+    open_ = [a for a in state.set_aside if a.state == "set_aside"]
+    decided = [a for a in state.set_aside if a.state != "set_aside"]
+    print(f"set aside: {len(open_)} batches ({sum(a.taps for a in open_)} taps)")
+    for aside in open_:
+        print(
+            f"  {aside.batch_id}  {aside.taps} taps  {aside.status} {aside.code}  at {aside.set_aside_at}: "
+            f"{aside.message}"
+        )
+    if open_:
+        print(
+            f"  to send one again: citycard-terminal queue --queue {args.queue} requeue BATCH_ID "
+            "[--rebatch: its taps in a new batch]; to give it up: … drop BATCH_ID --reason WHY"
+        )
+    if decided:
+        print(f"decided: {len(decided)}")
+        for aside in decided:
+            why = f": {aside.reason}" if aside.reason else ""
+            print(
+                f"  {aside.batch_id}  {aside.state} at {aside.decided_at}{why} "
+                f"(was {aside.status} {aside.code}, {aside.taps} taps)"
+            )
     return 0
 
 
@@ -289,6 +373,25 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--key-version", type=int, default=1)
     up.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     up.add_argument("--rule-version", type=int, default=0)
+    up.add_argument(
+        "--give-up-after",
+        type=float,
+        metavar="S",
+        help="stop waiting for the back office after S seconds (default: never; the queue is kept either way)",
+    )
+    qu = sub.add_parser("queue", help="the upload queue: waiting batches and taps, set-aside batches")
+    qu.add_argument("--queue", default="taps.sqlite")
+    qa = qu.add_subparsers(dest="action")
+    rq = qa.add_parser("requeue", help="send a set-aside batch again")
+    rq.add_argument("batch_id")
+    rq.add_argument(
+        "--rebatch", action="store_true", help="put its taps back in the queue for a new batch, signed afresh"
+    )
+    rq.add_argument("--queue", default=argparse.SUPPRESS)
+    dr = qa.add_parser("drop", help="give up a set-aside batch: its taps leave the queue for good")
+    dr.add_argument("batch_id")
+    dr.add_argument("--reason", required=True, help="why (kept with the batch's record)")
+    dr.add_argument("--queue", default=argparse.SUPPRESS)
     sy = sub.add_parser("sync", help="download the tenant's hotlist into the queue database")
     sy.add_argument("--url", required=True, help="the tenant's site, e.g. https://hangzhou.example")
     sy.add_argument("--host", help="Host header, when --url names an address")
@@ -305,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": validate,
         "psam-load": psam_load,
         "upload": upload,
+        "queue": queue,
         "sync": sync,
     }
     return commands[args.command](args)

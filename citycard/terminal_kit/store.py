@@ -6,6 +6,11 @@ TAC) before the rider is told, and only then joined to a batch. A batch keeps it
 retries and is deleted only after the back office's signed acknowledgement for exactly that batch
 verifies. Killing the process at any point
 loses nothing and duplicates nothing (the server's natural key absorbs a resend).
+
+A batch the back office refuses for good (a 4xx: it can never be taken as sent) is set aside
+(``batches_set_aside``, with the refusal's status, code, message and time) so the batches after it go on;
+its taps stay with it until a person requeues it (the same bytes again, or its taps in a new batch) or
+drops it with a reason (``citycard-terminal queue``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,21 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL,
     document TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batches_set_aside (
+    id INTEGER PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    document TEXT NOT NULL,
+    taps INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    set_aside_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'set_aside' CHECK (state IN ('set_aside', 'requeued', 'rebatched', 'dropped')),
+    decided_at TEXT,
+    reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_set_aside_open ON batches_set_aside (batch_id) WHERE state = 'set_aside';
 CREATE TABLE IF NOT EXISTS code_nonces (
     tenant TEXT NOT NULL,
     nonce TEXT NOT NULL,
@@ -62,6 +82,53 @@ class StoredTap:
     terminal_seq: int
     state: str
     record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueuedBatch:
+    """A batch waiting for its acknowledgement."""
+
+    batch_id: str
+    created_at: str
+    taps: int
+
+
+@dataclass(frozen=True)
+class SetAsideBatch:
+    """A batch the back office refused for good, and what became of it.
+
+    ``state``: ``set_aside`` (waiting for a person), ``requeued`` (sent again as it was), ``rebatched`` (its
+    taps went back to the queue for a new batch) or ``dropped`` (its taps deleted; ``reason`` says why)."""
+
+    batch_id: str
+    created_at: str
+    taps: int
+    status: int
+    code: str
+    message: str
+    set_aside_at: str
+    state: str
+    decided_at: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What ``citycard-terminal queue`` shows: batches waiting, taps not yet in one, set-aside batches."""
+
+    batches: list[QueuedBatch]
+    unbatched: int  # complete taps not yet in a batch
+    unsettled: int  # taps pending or torn: waiting for their card to come back
+    set_aside: list[SetAsideBatch]
+
+
+class BatchNotSetAside(LookupError):
+    """No batch of that id is set aside (waiting for a decision)."""
+
+
+_SET_ASIDE_COLUMNS = (
+    "batch_id, created_at, taps, status, code, message, set_aside_at, state, decided_at, reason"
+)
 
 
 class TapStore:
@@ -221,3 +288,93 @@ class TapStore:
             self.db.execute("DELETE FROM taps WHERE batch_id = ?", (batch_id,))
             self.db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         return payload
+
+    # --- batches refused for good ----------------------------------------------------------------------
+
+    def batch_set_aside(
+        self, *, batch_id: str, status: int, code: str, message: str, at: dt.datetime
+    ) -> SetAsideBatch:
+        """Move a refused batch out of the upload queue, with its refusal; its taps stay with it, so they
+        go in no other batch, and the batches after it go on."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT created_at, document FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no batch {batch_id!r} is waiting in the queue")
+            taps = self.db.execute("SELECT count(*) FROM taps WHERE batch_id = ?", (batch_id,)).fetchone()[0]
+            self.db.execute(
+                "INSERT INTO batches_set_aside (batch_id, created_at, document, taps, status, code, message, "
+                "set_aside_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (batch_id, row[0], row[1], taps, status, code, message, at.isoformat(timespec="seconds")),
+            )
+            self.db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        return self._set_aside_open(batch_id)
+
+    def batches_set_aside(self, *, open_only: bool = False) -> list[SetAsideBatch]:
+        """Set-aside batches, oldest first; with ``open_only`` those still waiting for a decision."""
+        sql = f"SELECT {_SET_ASIDE_COLUMNS} FROM batches_set_aside"
+        sql += " WHERE state = 'set_aside'" if open_only else ""
+        return [SetAsideBatch(*row) for row in self.db.execute(sql + " ORDER BY id")]
+
+    def _set_aside_open(self, batch_id: str) -> SetAsideBatch:
+        row = self.db.execute(
+            f"SELECT {_SET_ASIDE_COLUMNS} FROM batches_set_aside WHERE batch_id = ? AND state = 'set_aside'",
+            (batch_id,),
+        ).fetchone()
+        if row is None:
+            raise BatchNotSetAside(f"no batch {batch_id!r} is set aside")
+        return SetAsideBatch(*row)
+
+    def batch_requeue(self, *, batch_id: str, at: dt.datetime, rebatch: bool = False) -> SetAsideBatch:
+        """Put a set-aside batch back in the queue: as it was (same id and bytes, first in line), or with
+        ``rebatch`` its taps back among the waiting ones, to be signed into a new batch (for a refusal
+        of the batch itself: 409 id reused, 413 too large, 401 a key rotated out)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            aside = self._set_aside_open(batch_id)
+            if rebatch:
+                self.db.execute("UPDATE taps SET batch_id = NULL WHERE batch_id = ?", (batch_id,))
+            else:
+                self.db.execute(
+                    "INSERT INTO batches (batch_id, created_at, document) "
+                    "SELECT batch_id, created_at, document FROM batches_set_aside "
+                    "WHERE batch_id = ? AND state = 'set_aside'",
+                    (batch_id,),
+                )
+            self._decide(batch_id, "rebatched" if rebatch else "requeued", at=at, reason=None)
+        return aside
+
+    def batch_drop(self, *, batch_id: str, reason: str, at: dt.datetime) -> SetAsideBatch:
+        """Give up a set-aside batch: its taps leave the queue for good; the signed batch document stays
+        in ``batches_set_aside`` with the reason, as the record of what was not uploaded."""
+        if not reason.strip():
+            raise ValueError("dropping a batch needs a reason")
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            aside = self._set_aside_open(batch_id)
+            self.db.execute("DELETE FROM taps WHERE batch_id = ?", (batch_id,))
+            self._decide(batch_id, "dropped", at=at, reason=reason.strip())
+        return aside
+
+    def _decide(self, batch_id: str, state: str, *, at: dt.datetime, reason: str | None) -> None:
+        self.db.execute(
+            "UPDATE batches_set_aside SET state = ?, decided_at = ?, reason = ? "
+            "WHERE batch_id = ? AND state = 'set_aside'",
+            (state, at.isoformat(timespec="seconds"), reason, batch_id),
+        )
+
+    def queue_state(self) -> QueueState:
+        batches = [
+            QueuedBatch(*row)
+            for row in self.db.execute(
+                "SELECT b.batch_id, b.created_at, count(t.id) FROM batches b "
+                "LEFT JOIN taps t ON t.batch_id = b.batch_id GROUP BY b.batch_id ORDER BY b.created_at, b.batch_id"
+            )
+        ]
+        unbatched, unsettled = self.db.execute(
+            "SELECT count(*) FILTER (WHERE state = 'complete' AND batch_id IS NULL), "
+            "count(*) FILTER (WHERE state IN ('pending', 'torn')) FROM taps"
+        ).fetchone()
+        return QueueState(batches, unbatched, unsettled, self.batches_set_aside())

@@ -13,7 +13,7 @@ from citycard.tenants.terminals.models import ReviewFlag, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.signing import public_key_bytes
-from citycard.terminal_kit.upload import Uploader, UploadRefused
+from citycard.terminal_kit.upload import Uploader
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_taps_travel_from_the_card_to_the_back_office_and_are_acknowledged(tmp_p
         assert not ReviewFlag.objects.filter(code="tac_invalid").exists()
 
 
-def test_an_unregistered_terminal_is_refused_and_keeps_its_batch(tmp_path):
+def test_an_unregistered_terminal_is_refused_and_its_batch_set_aside_with_its_taps(tmp_path):
     hangzhou = Tenant.objects.get(code="hangzhou")
     reader = InProcessReader(kit.card(3, division="330100"))
     v = kit.validator(reader, tmp_path)
@@ -96,15 +96,17 @@ def test_an_unregistered_terminal_is_refused_and_keeps_its_batch(tmp_path):
         ),
         tenant_keys=keys.tenant_public_keys(tenant=hangzhou),
     )
-    with pytest.raises(UploadRefused) as err:
-        uploader.drain(
-            v.store,
-            terminal_id="NOPE",
-            tenant="hangzhou",
-            key=Ed25519PrivateKey.generate(),
-            key_id="NOPE:k1",
-            rule_version=0,
-            hotlist_version=0,
-        )
-    assert 400 <= err.value.status < 500
+    sent = uploader.drain(
+        v.store,
+        terminal_id="NOPE",
+        tenant="hangzhou",
+        key=Ed25519PrivateKey.generate(),
+        key_id="NOPE:k1",
+        rule_version=0,
+        hotlist_version=0,
+    )
+    assert sent == 0
+    (aside,) = uploader.set_aside
+    assert 400 <= aside.status < 500 and aside.code and aside.message and aside.taps == 1
+    assert v.store.batches_set_aside(open_only=True) == [aside]
     assert len(v.store.taps("complete")) == 1
