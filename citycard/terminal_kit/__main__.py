@@ -248,6 +248,7 @@ def upload(args: argparse.Namespace) -> int:
             key_id=f"{args.terminal_id}:k{args.key_version}",
             rule_version=args.rule_version,
             hotlist_version=hotlist_held(store).version,
+            max_taps=args.max_taps,
         )
     except (UploadGaveUp, AcknowledgementRefused) as exc:
         stopped = str(exc)
@@ -373,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--key-version", type=int, default=1)
     up.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
     up.add_argument("--rule-version", type=int, default=0)
+    up.add_argument(
+        "--max-taps",
+        type=int,
+        default=500,
+        help="taps in a new batch at most (after a 413, requeue it with --rebatch and send smaller ones)",
+    )
     up.add_argument(
         "--give-up-after",
         type=float,

@@ -110,3 +110,95 @@ def test_psam_load_then_simulate_with_the_psam_in_its_pcsc_reader(pcscd, inserte
     out = capsys.readouterr().out
     assert "3 taps" in out and "pcscd+vpcd" in out
     assert json.loads((tmp_path / "psam.json").read_text())["ttc"] >= 1
+
+
+def test_upload_reports_rejected_taps_and_set_aside_batches_and_queue_requeues_or_drops_them(
+    capsys, tmp_path
+):
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    from citycard.terminal_kit.store import TapStore
+    from tests.terminal_kit.backoffice import (
+        BATCH_ARGS,
+        TENANT_KEYS,
+        TERMINAL_KEY,
+        Backoffice,
+        queue_with_taps,
+        refusal,
+        unavailable,
+    )
+
+    queue = str(tmp_path / "taps.sqlite")
+    store = TapStore(queue)
+    queue_with_taps(store, 7, bad=frozenset({4}))
+    a = store.batch_open(max_taps=2, **BATCH_ARGS)["payload"]["batch_id"]
+    store.close()
+    key_file, keys_file = tmp_path / "terminal.key", tmp_path / "keys.json"
+    raw = TERMINAL_KEY.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    key_file.write_text(base64.b64encode(raw).decode())
+    keys_file.write_text(json.dumps({k: base64.b64encode(v).decode() for k, v in TENANT_KEYS.items()}))
+
+    def upload(office, *more):
+        args = ["upload", "--url", office.url, "--queue", queue, "--terminal-id", "HZ-BUS-0001"]
+        args += ["--key", str(key_file), "--tenant-keys", str(keys_file), "--max-taps", "2"]
+        return main([*args, *more])
+
+    def queue_command(*action):
+        assert main(["queue", "--queue", queue, *action]) == 0
+        return capsys.readouterr().out
+
+    out = queue_command()
+    assert f"{queue}: 1 batches waiting (2 taps), 5 taps not yet in a batch, 0 taps pending or torn" in out
+    assert f"  {a}  created " in out and "set aside: 0 batches (0 taps)" in out
+
+    with Backoffice(script=[refusal(409), None, refusal(413), None]) as office:
+        assert upload(office) == 1
+    out = capsys.readouterr().out
+    b, c = office.received[1][0], office.received[2][0]
+    assert f"{b}: accepted 1 duplicates 0 rejected 1" in out
+    assert "  tap 4 (card 3304000100000000019, counter 4) rejected: amount_fen: must be 0 or more" in out
+    assert (
+        f"{a}: set aside (2 taps), refused with 409 batch_conflict: batch id reused with different content; "
+        f"`citycard-terminal queue --queue {queue}` to requeue or drop it"
+    ) in out
+    assert f"{c}: set aside (2 taps), refused with 413 too_large" in out
+    assert "2 batches acknowledged, 2 set aside" in out
+
+    out = queue_command()
+    assert f"{queue}: 0 batches waiting (0 taps), 0 taps not yet in a batch" in out
+    assert "set aside: 2 batches (4 taps)" in out
+    assert (
+        f"  {a}  2 taps  409 batch_conflict  at " in out and ": batch id reused with different content" in out
+    )
+    assert "requeue BATCH_ID [--rebatch" in out and "drop BATCH_ID --reason WHY" in out
+
+    assert f"{a}: requeued (2 taps); its taps go in a new batch" in queue_command("requeue", a, "--rebatch")
+    assert f"{c}: dropped, 2 taps will not be uploaded (taps of a test)" in queue_command(
+        "drop", c, "--reason", "taps of a test"
+    )
+    assert main(["queue", "--queue", queue, "requeue", c]) == 1
+    assert (
+        f"no batch {c!r} is set aside; `citycard-terminal queue --queue {queue}`" in capsys.readouterr().err
+    )
+    out = queue_command()
+    assert "0 batches waiting (0 taps), 2 taps not yet in a batch" in out and "set aside: 0 batches" in out
+    assert f"  {a}  rebatched at " in out and "(was 409 batch_conflict, 2 taps)" in out
+    assert f"  {c}  dropped at " in out and ": taps of a test (was 413 too_large, 2 taps)" in out
+
+    with Backoffice(script=[unavailable("30")]) as office:
+        assert upload(office, "--give-up-after", "10") == 2  # the next wait would end past the deadline
+        captured = capsys.readouterr()
+        assert (
+            "503 unavailable: the database is unavailable" in captured.err
+            and "trying again" not in captured.err
+        )
+        assert "upload: gave up on batch" in captured.err and "(it stays queued)" in captured.err
+        assert upload(office) == 0
+    assert "1 batches acknowledged, 0 set aside" in capsys.readouterr().out
+    assert sorted(office.stored) == [1, 2]
+    assert "0 batches waiting (0 taps), 0 taps not yet in a batch" in queue_command()
