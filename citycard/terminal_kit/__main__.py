@@ -225,6 +225,10 @@ def psam_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _n(count: int, thing: str) -> str:
+    return f"{count} {thing}" + ("" if count == 1 else "es" if thing.endswith("h") else "s")
+
+
 def _print_waiting(batch_id: str, failure: NotAnswered, wait_s: float) -> None:
     print(f"{batch_id}: {failure.what}; trying again in {wait_s:.1f} s", file=sys.stderr, flush=True)
 
@@ -268,10 +272,10 @@ def upload(args: argparse.Namespace) -> int:
                 )
     for aside in uploader.set_aside:
         print(
-            f"{aside.batch_id}: set aside ({aside.taps} taps), refused with {aside.status} {aside.code}: "
+            f"{aside.batch_id}: set aside ({_n(aside.taps, 'tap')}), refused with {aside.status} {aside.code}: "
             f"{aside.message}; `citycard-terminal queue --queue {args.queue}` to requeue or drop it"
         )
-    print(f"{len(uploader.acknowledged)} batches acknowledged, {len(uploader.set_aside)} set aside")
+    print(f"{_n(len(uploader.acknowledged), 'batch')} acknowledged, {len(uploader.set_aside)} set aside")
     if stopped:
         print(f"upload: {stopped}", file=sys.stderr)
         return 2
@@ -285,11 +289,11 @@ def queue(args: argparse.Namespace) -> int:
         if args.action == "requeue":
             aside = store.batch_requeue(batch_id=args.batch_id, at=now, rebatch=args.rebatch)
             how = "its taps go in a new batch" if args.rebatch else "it is sent again as it was"
-            print(f"{aside.batch_id}: requeued ({aside.taps} taps); {how} at the next upload")
+            print(f"{aside.batch_id}: requeued ({_n(aside.taps, 'tap')}); {how} at the next upload")
             return 0
         if args.action == "drop":
             aside = store.batch_drop(batch_id=args.batch_id, reason=args.reason, at=now)
-            print(f"{aside.batch_id}: dropped, {aside.taps} taps will not be uploaded ({args.reason})")
+            print(f"{aside.batch_id}: dropped, {_n(aside.taps, 'tap')} will not be uploaded ({args.reason})")
             return 0
     except (BatchNotSetAside, ValueError) as exc:
         print(
@@ -300,17 +304,18 @@ def queue(args: argparse.Namespace) -> int:
     state = store.queue_state()
     in_batches = sum(b.taps for b in state.batches)
     print(
-        f"{args.queue}: {len(state.batches)} batches waiting ({in_batches} taps), {state.unbatched} taps not yet "
-        f"in a batch, {state.unsettled} taps pending or torn (waiting for their card)"
+        f"{args.queue}: {_n(len(state.batches), 'batch')} waiting ({_n(in_batches, 'tap')}), "
+        f"{_n(state.unbatched, 'tap')} not yet in a batch, "
+        f"{_n(state.unsettled, 'tap')} pending or torn (waiting for their card)"
     )
     for batch in state.batches:
-        print(f"  {batch.batch_id}  created {batch.created_at}  {batch.taps} taps")
+        print(f"  {batch.batch_id}  created {batch.created_at}  {_n(batch.taps, 'tap')}")
     open_ = [a for a in state.set_aside if a.state == "set_aside"]
     decided = [a for a in state.set_aside if a.state != "set_aside"]
-    print(f"set aside: {len(open_)} batches ({sum(a.taps for a in open_)} taps)")
+    print(f"set aside: {_n(len(open_), 'batch')} ({_n(sum(a.taps for a in open_), 'tap')})")
     for aside in open_:
         print(
-            f"  {aside.batch_id}  {aside.taps} taps  {aside.status} {aside.code}  at {aside.set_aside_at}: "
+            f"  {aside.batch_id}  {_n(aside.taps, 'tap')}  {aside.status} {aside.code}  at {aside.set_aside_at}: "
             f"{aside.message}"
         )
     if open_:
@@ -324,7 +329,7 @@ def queue(args: argparse.Namespace) -> int:
             why = f": {aside.reason}" if aside.reason else ""
             print(
                 f"  {aside.batch_id}  {aside.state} at {aside.decided_at}{why} "
-                f"(was {aside.status} {aside.code}, {aside.taps} taps)"
+                f"(was {aside.status} {aside.code}, {_n(aside.taps, 'tap')})"
             )
     return 0
 

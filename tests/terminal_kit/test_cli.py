@@ -153,7 +153,7 @@ def test_upload_reports_rejected_taps_and_set_aside_batches_and_queue_requeues_o
         return capsys.readouterr().out
 
     out = queue_command()
-    assert f"{queue}: 1 batches waiting (2 taps), 5 taps not yet in a batch, 0 taps pending or torn" in out
+    assert f"{queue}: 1 batch waiting (2 taps), 5 taps not yet in a batch, 0 taps pending or torn" in out
     assert f"  {a}  created " in out and "set aside: 0 batches (0 taps)" in out
 
     with Backoffice(script=[refusal(409), None, refusal(413), None]) as office:
@@ -199,6 +199,6 @@ def test_upload_reports_rejected_taps_and_set_aside_batches_and_queue_requeues_o
         )
         assert "upload: gave up on batch" in captured.err and "(it stays queued)" in captured.err
         assert upload(office) == 0
-    assert "1 batches acknowledged, 0 set aside" in capsys.readouterr().out
+    assert "1 batch acknowledged, 0 set aside" in capsys.readouterr().out
     assert sorted(office.stored) == [1, 2]
     assert "0 batches waiting (0 taps), 0 taps not yet in a batch" in queue_command()
