@@ -108,7 +108,7 @@ def retry_after_seconds(value: str | None, *, now: dt.datetime) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(int(value))
+        return float(value)  # any length: a huge one is infinite, and the uploader caps it
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -120,6 +120,19 @@ def test_hours_of_5xx_do_not_make_the_upload_give_up():
     assert store.taps() == []
 
 
+def test_a_retry_after_of_years_is_waited_an_hour_at_most():
+    time, answers = (
+        FakeTime(),
+        [(503, b"", {"Retry-After": "9" * 40}), (503, b"", {"retry-after": "99999999"})],
+    )
+    office = Backoffice()
+    store = TapStore(":memory:")
+    queue_with_taps(store, 1)
+    post = lambda url, body, headers: answers.pop(0) if answers else (200, office.acknowledge(body), {})  # noqa: E731
+    assert uploader("http://unused", time, post=post).drain(store, **BATCH_ARGS) == 1
+    assert time.waits == [3600, 3600]
+
+
 def test_a_deadline_gives_up_before_sleeping_past_it_and_keeps_the_batch():
     time = FakeTime()
     store = TapStore(":memory:")
@@ -210,6 +223,7 @@ def test_a_set_aside_batch_requeued_is_sent_again_as_it_was_or_rebatched_and_a_d
     ("value", "seconds"),
     [
         ("120", 120),
+        ("9" * 400, float("inf")),
         (" 0 ", 0),
         ("Tue, 24 Nov 2026 00:41:30 GMT", 90),
         ("Tue, 24 Nov 2026 00:00:00 GMT", 0),  # a date gone by: at once
