@@ -4,10 +4,10 @@
     citycard-terminal validate --reader "Virtual PCD 00 00" --psam-reader "Virtual PCD 00 01" --queue taps.sqlite
     citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
         --actor "name (office)" --audit psam-audit.jsonl
-    citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
-        --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json
     citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
-        --key terminal.key --tenant-keys hangzhou-keys.json
+        --key terminal.key [--platform-key platform-key.json]
+    citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
+        --terminal-id HZ-BUS-0001 --key terminal.key
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,6 +30,7 @@ from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
+from citycard.terminal_kit.keyring import SIGNS_ACKNOWLEDGEMENTS, SIGNS_HOTLISTS, SIGNS_KEYS, keyring_held
 from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, psam_load_keys
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import Psam, SamError
@@ -36,7 +38,7 @@ from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
 from citycard.terminal_kit.tap import FixedFare, Validator
-from citycard.terminal_kit.upload import Uploader
+from citycard.terminal_kit.upload import AcknowledgementUnverified, Uploader, UploadRefused
 
 
 def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> VirtualPsam:
@@ -132,27 +134,48 @@ def _tenant_keys(path: str) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
+def _held_keys(store: TapStore, signs: str, extra: str | None) -> dict[str, bytes]:
+    """The keys held from the last sync that sign ``signs``, and those of a ``--tenant-keys`` file."""
+    ring = keyring_held(store)
+    held = {} if ring is None else ring.keys(signs, at=dt.datetime.now(dt.UTC))
+    if extra:
+        held.update(_tenant_keys(extra))
+    return held
+
+
 def _private_key(path: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(base64.b64decode(Path(path).read_text().strip()))
 
 
 def sync(args: argparse.Namespace) -> int:
+    """Fetch the tenant's keys (signed by the platform), then its hotlist (verified with those keys)."""
     store = TapStore(args.queue)
     credentials = TerminalCredentials(
         tenant=args.tenant, key_id=f"{args.terminal_id}:k{args.key_version}", key=_private_key(args.key)
     )
+    down = Downloader(base_url=args.url, tenant_keys={}, credentials=credentials, host=args.host)
+    failed = False
     try:
-        held = Downloader(
-            base_url=args.url,
-            tenant_keys=_tenant_keys(args.tenant_keys),
-            credentials=credentials,
-            host=args.host,
-        ).hotlist(store)
+        taken = down.keys(store, pinned=_tenant_keys(args.platform_key) if args.platform_key else None)
+    except DownloadError as exc:
+        held = keyring_held(store)
+        print(f"sync: {exc}; keeping the keys held ({len(held.entries) if held else 0})", file=sys.stderr)
+        failed = True
+    else:
+        signer = next(e["key_id"] for e in taken.ring.entries if SIGNS_KEYS in e["signs"])
+        if taken.first_use:
+            print(f"trusting platform key {signer} on first use (pin it with --platform-key)")
+        print(
+            f"keys of {taken.ring.tenant} issued {taken.ring.issued_at:%Y-%m-%d %H:%M:%S}: {len(taken.ring.entries)}"
+        )
+    down = replace(down, tenant_keys=_held_keys(store, SIGNS_HOTLISTS, args.tenant_keys))
+    try:
+        held_list = down.hotlist(store)
     except DownloadError as exc:
         print(f"sync: {exc}; keeping hotlist version {hotlist_held(store).version}", file=sys.stderr)
         return 1
-    print(f"hotlist version {held.version}: {len(held.cards)} cards blocked")
-    return 0
+    print(f"hotlist version {held_list.version}: {len(held_list.cards)} cards blocked")
+    return 1 if failed else 0
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -224,23 +247,38 @@ def psam_load(args: argparse.Namespace) -> int:
 
 def upload(args: argparse.Namespace) -> int:
     key = _private_key(args.key)
-    uploader = Uploader(url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host)
     store = TapStore(args.queue)
-    sent = uploader.drain(
-        store,
-        terminal_id=args.terminal_id,
-        tenant=args.tenant,
-        key=key,
-        key_id=f"{args.terminal_id}:k{args.key_version}",
-        rule_version=args.rule_version,
-        hotlist_version=hotlist_held(store).version,
-    )
+    tenant_keys = _held_keys(store, SIGNS_ACKNOWLEDGEMENTS, args.tenant_keys)
+    if not tenant_keys:
+        print(
+            "upload: this terminal holds no keys to verify acknowledgements with: run `citycard-terminal sync`"
+            " first",
+            file=sys.stderr,
+        )
+        return 1
+    uploader = Uploader(url=args.url, tenant_keys=tenant_keys, host=args.host)
+    failure = None
+    try:
+        uploader.drain(
+            store,
+            terminal_id=args.terminal_id,
+            tenant=args.tenant,
+            key=key,
+            key_id=f"{args.terminal_id}:k{args.key_version}",
+            rule_version=args.rule_version,
+            hotlist_version=hotlist_held(store).version,
+        )
+    except (AcknowledgementUnverified, UploadRefused, ValueError) as exc:
+        failure = exc
     for ack in uploader.acknowledged:
         print(
             f"{ack['batch_id']}: accepted {ack.get('accepted')} duplicates {ack.get('duplicates')} "
             f"rejected {ack.get('rejected')}"
         )
-    print(f"{sent} batches acknowledged")
+    print(f"{len(uploader.acknowledged)} batches acknowledged")
+    if failure is not None:
+        print(f"upload: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -287,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         "--key", required=True, help="file with the terminal's Ed25519 private key, base64 of 32 bytes"
     )
     up.add_argument("--key-version", type=int, default=1)
-    up.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
+    up.add_argument(
+        "--tenant-keys", help="JSON file {key_id: base64 public key}, besides the keys `sync` fetched"
+    )
     up.add_argument("--rule-version", type=int, default=0)
     sy = sub.add_parser("sync", help="download the tenant's hotlist into the queue database")
     sy.add_argument("--url", required=True, help="the tenant's site, e.g. https://hangzhou.example")
@@ -298,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         "--key", required=True, help="file with the terminal's Ed25519 private key, base64 of 32 bytes"
     )
     sy.add_argument("--key-version", type=int, default=1)
-    sy.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
+    sy.add_argument(
+        "--platform-key",
+        help="JSON file {key_id: base64} of the platform key to pin (default: trust on first use)",
+    )
+    sy.add_argument("--tenant-keys", help="JSON file {key_id: base64 public key}, besides the keys fetched")
     args = parser.parse_args(argv)
     commands = {
         "simulate": simulate,

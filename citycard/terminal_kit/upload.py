@@ -3,7 +3,9 @@
 ``POST /terminal/v1/batches`` on the tenant's domain with the signed batch as JSON (docs/terminal-protocol.md).
 200 → the tenant-signed acknowledgement is verified against the tenant's public keys, then the batch is
 dropped from the queue. 5xx, timeouts and connection errors → retried with exponential backoff (the same
-batch id and bytes, so the server answers a resend with the same acknowledgement). 409 (same id, other
+batch id and bytes, so the server answers a resend with the same acknowledgement). An acknowledgement
+that does not verify (signed by a key the terminal does not hold yet) → ``AcknowledgementUnverified``: the
+batch stays queued, and is sent again once ``sync`` has fetched the keys. 409 (same id, other
 content) and other 4xx → stop and report: retrying cannot help.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from citycard.terminal_kit.signing import SignatureError
 from citycard.terminal_kit.store import TapStore
 
 HttpPost = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
@@ -29,6 +32,25 @@ def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float =
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+class AcknowledgementUnverified(Exception):
+    """The back office took a batch, but its acknowledgement does not verify under the keys held: the
+    batch stays queued (its resend is answered with the same acknowledgement once the keys are fetched)."""
+
+    def __init__(self, batch_id: str, error: SignatureError) -> None:
+        if error.code == "unknown_key":
+            message = (
+                f"batch {batch_id} was taken, but its acknowledgement is {error}, which this terminal does not"
+                " hold; the batch stays queued: run `citycard-terminal sync` to fetch the keys, then upload again"
+            )
+        else:
+            message = (
+                f"batch {batch_id}: the acknowledgement does not verify ({error}); the batch stays queued"
+            )
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.code = error.code
 
 
 class UploadRefused(Exception):
@@ -74,9 +96,13 @@ class Uploader:
         sent = 0
         while (document := store.batch_open(**batch_args)) is not None:
             answer = self._send(document)
-            ack = store.batch_acknowledged(
-                batch_id=document["payload"]["batch_id"], ack=json.loads(answer), tenant_keys=self.tenant_keys
-            )
+            batch_id = document["payload"]["batch_id"]
+            try:
+                ack = store.batch_acknowledged(
+                    batch_id=batch_id, ack=json.loads(answer), tenant_keys=self.tenant_keys
+                )
+            except SignatureError as exc:
+                raise AcknowledgementUnverified(batch_id, exc) from exc
             self.acknowledged.append(ack)
             sent += 1
         return sent
