@@ -30,7 +30,13 @@ from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
-from citycard.terminal_kit.keyring import SIGNS_ACKNOWLEDGEMENTS, SIGNS_HOTLISTS, SIGNS_KEYS, keyring_held
+from citycard.terminal_kit.keyring import (
+    SIGNS_ACKNOWLEDGEMENTS,
+    SIGNS_FARE_RULES,
+    SIGNS_HOTLISTS,
+    SIGNS_KEYS,
+    keyring_held,
+)
 from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, psam_load_keys
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import Psam, SamError
@@ -55,13 +61,19 @@ def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> Virtua
     )
 
 
-def _fare(args: argparse.Namespace):
-    """The tenant's signed rule document (verified with its public keys), or one fixed fare."""
+def _fare(args: argparse.Namespace, store: TapStore | None = None):
+    """The tenant's signed rule document (verified with its public keys: a --rules-keys file, else the
+    rule keys the queue holds from `sync`), or one fixed fare."""
     if not args.rules:
         return FixedFare(args.fare)
-    if not args.rules_keys:
-        raise SystemExit("--rules needs --rules-keys (the tenant's public keys, JSON {key_id: base64})")
-    keys = {k: base64.b64decode(v) for k, v in json.loads(Path(args.rules_keys).read_text()).items()}
+    if store is not None:
+        keys = _held_keys(store, SIGNS_FARE_RULES, args.rules_keys)
+    else:
+        keys = _tenant_keys(args.rules_keys) if args.rules_keys else {}
+    if not keys:
+        raise SystemExit(
+            "--rules needs --rules-keys (the tenant's public keys, JSON {key_id: base64}) or keys from `sync`"
+        )
     try:
         return load_signed(json.loads(Path(args.rules).read_text()), keys=keys)
     except (SignatureError, RuleDocumentError) as exc:
@@ -181,6 +193,7 @@ def sync(args: argparse.Namespace) -> int:
 def validate(args: argparse.Namespace) -> int:
     reader = PcscReader(args.reader)
     store = TapStore(args.queue)
+    fare = _fare(args, store)
     sam = Psam(PcscReader(args.psam_reader))
     try:
         sam.open()
@@ -192,7 +205,7 @@ def validate(args: argparse.Namespace) -> int:
         sam=sam,
         store=store,
         hotlist=hotlist_held(store),
-        fare=_fare(args),
+        fare=fare,
         tenant=args.tenant,
         service="bus",
         route=args.route,
@@ -293,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rules", help="the tenant's signed rule document (JSON), e.g. from `citycard fares export`"
     )
-    parser.add_argument("--rules-keys", help="JSON file {key_id: base64 public key} verifying --rules")
+    parser.add_argument(
+        "--rules-keys",
+        help="JSON file {key_id: base64 public key} verifying --rules (validate: default the keys `sync` fetched)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="drive virtual cards through a validator")
     sim.add_argument("--taps", type=int, default=100)

@@ -1,3 +1,4 @@
+import argparse
 import base64
 import json
 import os
@@ -7,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from citycard.terminal_kit.__main__ import main
+from citycard.terminal_kit.__main__ import _fare, main
+from citycard.terminal_kit.keyring import keyring_take
 from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import hotlist_held
@@ -195,3 +197,17 @@ def test_psam_load_then_simulate_with_the_psam_in_its_pcsc_reader(pcscd, inserte
     out = capsys.readouterr().out
     assert "3 taps" in out and "pcscd+vpcd" in out
     assert json.loads((tmp_path / "psam.json").read_text())["ttc"] >= 1
+
+
+def test_validate_verifies_its_rules_with_the_rule_keys_sync_fetched(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(sign_document({"kind": "fare_rules"}, key=kit.TONGLU, key_id="tonglu:s1")))
+    args = argparse.Namespace(rules=str(rules), rules_keys=None, fare=200)
+    store = TapStore(tmp_path / "taps.sqlite")
+    with pytest.raises(SystemExit, match=r"--rules needs --rules-keys .* or keys from `sync`"):
+        _fare(args, store)
+    keyring_take(kit.keys_document(), store=store, tenant="tonglu", pinned=None, now=kit.KEYS_NOW)
+    # Held now: hangzhou:s1 for fare rules; tonglu:s1 signs acknowledgements and hotlists, not rules.
+    with pytest.raises(SystemExit, match="rule document refused: signed by unknown key 'tonglu:s1'"):
+        _fare(args, store)
+    store.close()
