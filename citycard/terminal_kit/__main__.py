@@ -34,7 +34,6 @@ from citycard.terminal_kit.keyring import (
     SIGNS_ACKNOWLEDGEMENTS,
     SIGNS_FARE_RULES,
     SIGNS_HOTLISTS,
-    SIGNS_KEYS,
     keyring_held,
 )
 from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, psam_load_keys
@@ -174,12 +173,10 @@ def sync(args: argparse.Namespace) -> int:
         print(f"sync: {exc}; keeping the keys held ({len(held.entries) if held else 0})", file=sys.stderr)
         failed = True
     else:
-        signer = next(e["key_id"] for e in taken.ring.entries if SIGNS_KEYS in e["signs"])
+        ring = taken.ring
         if taken.first_use:
-            print(f"trusting platform key {signer} on first use (pin it with --platform-key)")
-        print(
-            f"keys of {taken.ring.tenant} issued {taken.ring.issued_at:%Y-%m-%d %H:%M:%S}: {len(taken.ring.entries)}"
-        )
+            print(f"trusting platform key {taken.signed_by} on first use (pin it with --platform-key)")
+        print(f"keys of {ring.tenant} issued {ring.issued_at:%Y-%m-%d %H:%M:%S}: {len(ring.entries)}")
     down = replace(down, tenant_keys=_held_keys(store, SIGNS_HOTLISTS, args.tenant_keys))
     try:
         held_list = down.hotlist(store)

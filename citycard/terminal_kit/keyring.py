@@ -107,6 +107,7 @@ def keyring_held(store: TapStore) -> KeyRing | None:
 class KeysTaken:
     ring: KeyRing
     first_use: bool  # trusted on first use: no pinned key, none held
+    signed_by: str  # the platform key that signed it
 
 
 def keyring_take(
@@ -131,7 +132,9 @@ def keyring_take(
         if not isinstance(document, Mapping) or not isinstance(document.get("payload"), Mapping):
             raise KeysRefused("the keys document has no payload")
         if document["payload"].get("kind") != KEYS_DOCUMENT:
-            raise KeysRefused(f"the document is a {document['payload'].get('kind')!r}, not a {KEYS_DOCUMENT!r}")
+            raise KeysRefused(
+                f"the document is a {document['payload'].get('kind')!r}, not a {KEYS_DOCUMENT!r}"
+            )
         trusted = _ring(document["payload"]).keys(SIGNS_KEYS, at=now)
     try:
         payload = verify_document(document, keys=trusted)
@@ -158,4 +161,8 @@ def keyring_take(
         version=int(ring.issued_at.timestamp()),
         body={"tenant": ring.tenant, "issued_at": payload["issued_at"], "keys": kept},
     )
-    return KeysTaken(ring=KeyRing(ring.tenant, ring.issued_at, tuple(kept)), first_use=first_use)
+    return KeysTaken(
+        ring=KeyRing(ring.tenant, ring.issued_at, tuple(kept)),
+        first_use=first_use,
+        signed_by=document["signature"]["key_id"],
+    )

@@ -110,7 +110,7 @@ def test_the_platform_key_rotates_through_the_document_signed_by_the_old_one(sto
     after = keys_document(issued_at=NOW + dt.timedelta(days=8), signer=new, signer_id="public:s2")
     after["payload"]["keys"][2] = entry("public:s2", new, ["keys"])
     after = sign_document(after["payload"], key=new, key_id="public:s2")
-    downloader(Site(after)).keys(store)
+    assert downloader(Site(after)).keys(store).signed_by == "public:s2"  # learnt from the one before
 
 
 def _queue_one_batch(store: TapStore) -> None:
