@@ -295,14 +295,24 @@ def tenant_current_key_sql(alias: str, purpose: str) -> str:
     )
 
 
-def current_key_from_row(purpose: str, key_id: str | None, wrapped: Any, master_key_id: str | None) -> TenantKey:
+def current_key_from_row(
+    purpose: str, key_id: str | None, wrapped: Any, master_key_id: str | None
+) -> TenantKey:
     """The key read through ``tenant_current_key_sql`` (``key_id`` None: the tenant has none yet)."""
     return TenantKey(purpose=purpose, key_id=key_id, wrapped_secret=wrapped, master_key_id=master_key_id)
 
 
-def tenant_sign(*, tenant: Tenant, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Sign ``payload`` with the tenant's current signing key (see terminal_kit.signing for the format)."""
-    key = _current(tenant, KeyPurpose.SIGNING)
+def tenant_sign(
+    *, tenant: Tenant, payload: Mapping[str, Any], key: TenantKey | None = None
+) -> dict[str, Any]:
+    """Sign ``payload`` with the tenant's current signing key (see terminal_kit.signing for the format).
+
+    ``key``: another of the tenant's signing keys that still verifies (the keys document is signed with
+    the oldest one, so terminals that hold only that one learn its successor: key_publication.py)."""
+    if key is None:
+        key = _current(tenant, KeyPurpose.SIGNING)
+    elif key.tenant_id != tenant.pk or key.purpose != KeyPurpose.SIGNING:
+        raise ValueError(f"{key.key_id} is not a signing key of {tenant.code}")
     private = Ed25519PrivateKey.from_private_bytes(_unwrap(key, tenant.code))
     return sign_document(payload, key=private, key_id=key.key_id)
 
@@ -323,13 +333,20 @@ def signed_body(canonical: bytes, signature_json: str) -> bytes:
     return b'{"payload":' + canonical + b',"signature":' + signature_json.encode() + b"}"
 
 
+def tenant_verifying_keys(*, tenant: Tenant, at: dt.datetime | None = None) -> list[TenantKey]:
+    """The signing key rows that verify for ``tenant`` at ``at`` (default now), oldest first: the current
+    one, and the retired ones still within their overlap window (``verify_until`` after ``at``)."""
+    at = at or timezone.now()
+    return list(
+        TenantKey.objects.filter(tenant=tenant, purpose=KeyPurpose.SIGNING)
+        .filter(Q(retired_at__isnull=True) | Q(verify_until__gt=at))
+        .order_by("version")
+    )
+
+
 def tenant_public_keys(*, tenant: Tenant, at: dt.datetime | None = None) -> dict[str, bytes]:
     """The signing keys that verify for ``tenant`` at ``at`` (default now): current plus overlapping."""
-    at = at or timezone.now()
-    rows = TenantKey.objects.filter(tenant=tenant, purpose=KeyPurpose.SIGNING).filter(
-        Q(retired_at__isnull=True) | Q(verify_until__gt=at)
-    )
-    return {row.key_id: bytes(row.public_key) for row in rows}
+    return {row.key_id: bytes(row.public_key) for row in tenant_verifying_keys(tenant=tenant, at=at)}
 
 
 def signing_public_key(

@@ -1,8 +1,9 @@
 """URLs on a tenant's domain (``<code>.<base domain>``), run in that tenant's schema.
 
 Every view needs a signed-in user of this tenant's site (middleware.SiteAccessMiddleware) unless marked
-``login_not_required``: the health checks, the admin's sign-in page, the terminal endpoints (a terminal's
-Ed25519 signature) and GraphQL (a partner app's API key). tests/platform/test_web_probe.py
+``login_not_required``: the health checks, the published verification keys (public keys only), the
+admin's sign-in page, the terminal endpoints (a terminal's Ed25519 signature) and GraphQL (a partner
+app's API key). tests/platform/test_web_probe.py
 holds the list and requests every URL here anonymously and as every role of another site.
 """
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("status.json", views.status, name="status"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path(".well-known/citycard-keys.json", views.citycard_keys, name="citycard-keys"),
     path("admin/", tenant_admin.urls),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),

@@ -1,7 +1,7 @@
 """The landing pages: the platform's (list of tenants) and each tenant's (who it is, where it roams);
 the site's status; liveness and readiness.
 
-Every view here but the health checks is for signed-in staff of the host's site only
+Every view here but the health checks and the published keys is for signed-in staff of the host's site only
 (middleware.SiteAccessMiddleware): a new view is closed until it is deliberately opened.
 """
 
@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from citycard.platform.audit.selectors import audit_count, audit_recent
 from citycard.platform.health import OK, readiness
+from citycard.platform.key_publication import keys_document
 from citycard.platform.selectors import network_members, tenant_list, tenant_networks
 from citycard.platform.services import NETWORKS
 
@@ -73,3 +74,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = readiness()
     ready = all(state == OK for state in checks.values())
     return JsonResponse(checks, status=200 if ready else 503)
+
+
+@login_not_required  # public keys only, signed by the platform: a terminal reads them without an account
+@require_GET
+def citycard_keys(request: HttpRequest) -> JsonResponse:
+    """``/.well-known/citycard-keys.json``: the keys this site's terminals verify with (key_publication.py)."""
+    response = JsonResponse(keys_document(tenant=request.tenant), json_dumps_params={"ensure_ascii": False})
+    response["Cache-Control"] = "public, max-age=300"
+    return response

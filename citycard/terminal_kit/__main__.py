@@ -4,13 +4,13 @@
     citycard-terminal validate --reader "Virtual PCD 00 00" --psam-reader "Virtual PCD 00 01" --queue taps.sqlite
     citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
         --actor "name (office)" --audit psam-audit.jsonl
+    citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
+        --key terminal.key [--platform-key platform-key.json]
     citycard-terminal upload --url https://hangzhou.example/terminal/v1/batches --queue taps.sqlite \
-        --terminal-id HZ-BUS-0001 --key terminal.key --tenant-keys hangzhou-keys.json [--give-up-after S]
+        --terminal-id HZ-BUS-0001 --key terminal.key [--give-up-after S]
     citycard-terminal queue --queue taps.sqlite            batches waiting, taps not yet in one, set aside
     citycard-terminal queue --queue taps.sqlite requeue BATCH_ID [--rebatch]
     citycard-terminal queue --queue taps.sqlite drop BATCH_ID --reason "why"
-    citycard-terminal sync --url https://hangzhou.example --queue taps.sqlite --terminal-id HZ-BUS-0001 \
-        --key terminal.key --tenant-keys hangzhou-keys.json
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,6 +33,12 @@ from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
+from citycard.terminal_kit.keyring import (
+    SIGNS_ACKNOWLEDGEMENTS,
+    SIGNS_FARE_RULES,
+    SIGNS_HOTLISTS,
+    keyring_held,
+)
 from citycard.terminal_kit.provision import ProvisioningError, keys_from_json, psam_load_keys
 from citycard.terminal_kit.reader import InProcessReader, PcscReader, ReaderError, wait_for_card
 from citycard.terminal_kit.sam import Psam, SamError
@@ -56,13 +63,19 @@ def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> Virtua
     )
 
 
-def _fare(args: argparse.Namespace):
-    """The tenant's signed rule document (verified with its public keys), or one fixed fare."""
+def _fare(args: argparse.Namespace, store: TapStore | None = None):
+    """The tenant's signed rule document (verified with its public keys: a --rules-keys file, else the
+    rule keys the queue holds from `sync`), or one fixed fare."""
     if not args.rules:
         return FixedFare(args.fare)
-    if not args.rules_keys:
-        raise SystemExit("--rules needs --rules-keys (the tenant's public keys, JSON {key_id: base64})")
-    keys = {k: base64.b64decode(v) for k, v in json.loads(Path(args.rules_keys).read_text()).items()}
+    if store is not None:
+        keys = _held_keys(store, SIGNS_FARE_RULES, args.rules_keys)
+    else:
+        keys = _tenant_keys(args.rules_keys) if args.rules_keys else {}
+    if not keys:
+        raise SystemExit(
+            "--rules needs --rules-keys (the tenant's public keys, JSON {key_id: base64}) or keys from `sync`"
+        )
     try:
         return load_signed(json.loads(Path(args.rules).read_text()), keys=keys)
     except (SignatureError, RuleDocumentError) as exc:
@@ -135,32 +148,52 @@ def _tenant_keys(path: str) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
+def _held_keys(store: TapStore, signs: str, extra: str | None) -> dict[str, bytes]:
+    """The keys held from the last sync that sign ``signs``, and those of a ``--tenant-keys`` file."""
+    ring = keyring_held(store)
+    held = {} if ring is None else ring.keys(signs, at=dt.datetime.now(dt.UTC))
+    if extra:
+        held.update(_tenant_keys(extra))
+    return held
+
+
 def _private_key(path: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(base64.b64decode(Path(path).read_text().strip()))
 
 
 def sync(args: argparse.Namespace) -> int:
+    """Fetch the tenant's keys (signed by the platform), then its hotlist (verified with those keys)."""
     store = TapStore(args.queue)
     credentials = TerminalCredentials(
         tenant=args.tenant, key_id=f"{args.terminal_id}:k{args.key_version}", key=_private_key(args.key)
     )
+    down = Downloader(base_url=args.url, tenant_keys={}, credentials=credentials, host=args.host)
+    failed = False
     try:
-        held = Downloader(
-            base_url=args.url,
-            tenant_keys=_tenant_keys(args.tenant_keys),
-            credentials=credentials,
-            host=args.host,
-        ).hotlist(store)
+        taken = down.keys(store, pinned=_tenant_keys(args.platform_key) if args.platform_key else None)
+    except DownloadError as exc:
+        held = keyring_held(store)
+        print(f"sync: {exc}; keeping the keys held ({len(held.entries) if held else 0})", file=sys.stderr)
+        failed = True
+    else:
+        ring = taken.ring
+        if taken.first_use:
+            print(f"trusting platform key {taken.signed_by} on first use (pin it with --platform-key)")
+        print(f"keys of {ring.tenant} issued {ring.issued_at:%Y-%m-%d %H:%M:%S}: {len(ring.entries)}")
+    down = replace(down, tenant_keys=_held_keys(store, SIGNS_HOTLISTS, args.tenant_keys))
+    try:
+        held_list = down.hotlist(store)
     except DownloadError as exc:
         print(f"sync: {exc}; keeping hotlist version {hotlist_held(store).version}", file=sys.stderr)
         return 1
-    print(f"hotlist version {held.version}: {len(held.cards)} cards blocked")
-    return 0
+    print(f"hotlist version {held_list.version}: {len(held_list.cards)} cards blocked")
+    return 1 if failed else 0
 
 
 def validate(args: argparse.Namespace) -> int:
     reader = PcscReader(args.reader)
     store = TapStore(args.queue)
+    fare = _fare(args, store)
     sam = Psam(PcscReader(args.psam_reader))
     try:
         sam.open()
@@ -172,7 +205,7 @@ def validate(args: argparse.Namespace) -> int:
         sam=sam,
         store=store,
         hotlist=hotlist_held(store),
-        fare=_fare(args),
+        fare=fare,
         tenant=args.tenant,
         service="bus",
         route=args.route,
@@ -235,12 +268,19 @@ def _print_waiting(batch_id: str, failure: NotAnswered, wait_s: float) -> None:
 
 def upload(args: argparse.Namespace) -> int:
     """Exit status 0: every batch acknowledged; 1: some set aside (``queue`` shows them); 2: stopped with
-    batches still queued (the deadline, Ctrl-C, an acknowledgement that does not verify)."""
+    batches still queued (the deadline, Ctrl-C, an acknowledgement that does not verify or is signed by a
+    key not held, no acknowledgement keys held at all: the last two are mended by ``sync``)."""
     key = _private_key(args.key)
-    uploader = Uploader(
-        url=args.url, tenant_keys=_tenant_keys(args.tenant_keys), host=args.host, on_wait=_print_waiting
-    )
     store = TapStore(args.queue)
+    tenant_keys = _held_keys(store, SIGNS_ACKNOWLEDGEMENTS, args.tenant_keys)
+    if not tenant_keys:
+        print(
+            "upload: this terminal holds no keys to verify acknowledgements with: run `citycard-terminal sync`"
+            " first; the queue is kept",
+            file=sys.stderr,
+        )
+        return 2
+    uploader = Uploader(url=args.url, tenant_keys=tenant_keys, host=args.host, on_wait=_print_waiting)
     stopped = None
     try:
         uploader.drain(
@@ -254,7 +294,7 @@ def upload(args: argparse.Namespace) -> int:
             hotlist_version=hotlist_held(store).version,
             max_taps=args.max_taps,
         )
-    except (UploadGaveUp, AcknowledgementRefused) as exc:
+    except (UploadGaveUp, AcknowledgementRefused) as exc:  # AcknowledgementUnverified: run `sync`
         stopped = str(exc)
     except KeyboardInterrupt:
         stopped = "stopped by Ctrl-C; the batch being sent stays queued"
@@ -345,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rules", help="the tenant's signed rule document (JSON), e.g. from `citycard fares export`"
     )
-    parser.add_argument("--rules-keys", help="JSON file {key_id: base64 public key} verifying --rules")
+    parser.add_argument(
+        "--rules-keys",
+        help="JSON file {key_id: base64 public key} verifying --rules (validate: default the keys `sync` fetched)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="drive virtual cards through a validator")
     sim.add_argument("--taps", type=int, default=100)
@@ -377,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         "--key", required=True, help="file with the terminal's Ed25519 private key, base64 of 32 bytes"
     )
     up.add_argument("--key-version", type=int, default=1)
-    up.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
+    up.add_argument(
+        "--tenant-keys", help="JSON file {key_id: base64 public key}, besides the keys `sync` fetched"
+    )
     up.add_argument("--rule-version", type=int, default=0)
     up.add_argument(
         "--max-taps",
@@ -413,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         "--key", required=True, help="file with the terminal's Ed25519 private key, base64 of 32 bytes"
     )
     sy.add_argument("--key-version", type=int, default=1)
-    sy.add_argument("--tenant-keys", required=True, help="JSON file {key_id: base64 public key}")
+    sy.add_argument(
+        "--platform-key",
+        help="JSON file {key_id: base64} of the platform key to pin (default: trust on first use)",
+    )
+    sy.add_argument("--tenant-keys", help="JSON file {key_id: base64 public key}, besides the keys fetched")
     args = parser.parse_args(argv)
     commands = {
         "simulate": simulate,

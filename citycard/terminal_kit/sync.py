@@ -8,6 +8,9 @@ the tenant's public keys and applied (``Hotlist.apply``: never an older version,
 version it was made for); a delta that does not fit is answered by fetching the full list. What the
 terminal holds is written to its queue database, so a validator restarted offline still blocks what it
 blocked before.
+
+Before the hotlist, ``sync`` fetches the keys it verifies with: ``GET /.well-known/citycard-keys.json``,
+signed by the platform (``Downloader.keys``, keyring.py).
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
+from citycard.terminal_kit.keyring import KeysTaken, keyring_take
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
 
 HttpGet = Callable[[str, dict[str, str]], tuple[int, bytes]]
 HOTLIST = "hotlist"
+WELL_KNOWN_KEYS = "/.well-known/citycard-keys.json"
 
 
 def urllib_get(url: str, headers: dict[str, str], timeout: float = 15.0) -> tuple[int, bytes]:
@@ -62,15 +67,30 @@ class Downloader:
     host: str | None = None  # Host header when base_url names an address rather than the tenant's domain
     clock: Callable[[], dt.datetime] = _utcnow
 
-    def _fetch(self, path: str) -> tuple[int, bytes]:
+    def _fetch(self, path: str, *, signed: bool = True) -> tuple[int, bytes]:
         headers = {"Accept": "application/json"}
-        headers.update(self.credentials.headers(method="GET", path=path, at=self.clock()))
+        if signed:
+            headers.update(self.credentials.headers(method="GET", path=path, at=self.clock()))
         if self.host:
             headers["Host"] = self.host
         try:
             return self.get(self.base_url.rstrip("/") + path, headers)
         except OSError as exc:
             raise DownloadError(f"the back office did not answer: {exc}") from exc
+
+    def keys(self, store: TapStore, *, pinned: Mapping[str, bytes] | None = None) -> KeysTaken:
+        """Fetch the tenant's keys document, verify it under the platform's key and keep it (keyring.py).
+
+        Public keys only: the request is not signed. A refused or missing answer keeps the keys held."""
+        status, body = self._fetch(WELL_KNOWN_KEYS, signed=False)
+        if status != 200:
+            raise DownloadError(f"keys download answered {status}: {body[:200].decode(errors='replace')}")
+        try:
+            return keyring_take(
+                json.loads(body), store=store, tenant=self.credentials.tenant, pinned=pinned, now=self.clock()
+            )
+        except ValueError as exc:  # KeysRefused, and a body that is not JSON
+            raise DownloadError(str(exc)) from exc
 
     def hotlist(self, store: TapStore) -> Hotlist:
         """Bring the held hotlist up to date and persist it; returns what the terminal now holds."""

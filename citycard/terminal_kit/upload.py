@@ -3,8 +3,11 @@
 ``POST /terminal/v1/batches`` on the tenant's domain with the signed batch as JSON (docs/terminal-protocol.md,
 "Client behaviour"). Each answer is one of three kinds:
 
-* **200**: the tenant-signed acknowledgement, verified against the tenant's public keys and naming this
-  batch; then the batch is dropped from the queue;
+* **200**: the tenant-signed acknowledgement, verified against the acknowledgement keys the terminal holds
+  (fetched by ``sync``, keyring.py) and naming this batch; then the batch is dropped from the queue. An
+  acknowledgement that does not verify stops the upload with the batch still queued (not set aside): signed
+  by a key the terminal does not hold yet → ``AcknowledgementUnverified``, and the batch is sent again once
+  ``sync`` has fetched the keys (the resend is answered with the same acknowledgement);
 * **a final refusal**, any 4xx but 408 and 429 (400, 401, 403, 409, 413, 415…): the batch as sent can
   never be taken, so it is set aside in the queue database with the refusal (``TapStore.batch_set_aside``)
   and the next batch goes;
@@ -100,6 +103,25 @@ class UploadGaveUp(Exception):
 
 class AcknowledgementRefused(Exception):
     """A 200 whose body is not a tenant-signed acknowledgement of the batch sent; the batch stays queued."""
+
+
+class AcknowledgementUnverified(AcknowledgementRefused):
+    """The back office took a batch, but its acknowledgement does not verify under the keys held: the
+    batch stays queued (its resend is answered with the same acknowledgement once the keys are fetched)."""
+
+    def __init__(self, batch_id: str, error: SignatureError) -> None:
+        if error.code == "unknown_key":
+            message = (
+                f"batch {batch_id} was taken, but its acknowledgement is {error}, which this terminal does not"
+                " hold; the batch stays queued: run `citycard-terminal sync` to fetch the keys, then upload again"
+            )
+        else:
+            message = (
+                f"batch {batch_id}: the acknowledgement does not verify ({error}); the batch stays queued"
+            )
+        super().__init__(message)
+        self.batch_id = batch_id
+        self.code = error.code
 
 
 def retry_after_seconds(value: str | None, *, now: dt.datetime) -> float | None:
@@ -219,7 +241,9 @@ class Uploader:
                 ack = store.batch_acknowledged(
                     batch_id=batch_id, ack=json.loads(answer), tenant_keys=self.tenant_keys
                 )
-            except (ValueError, SignatureError) as exc:
+            except SignatureError as exc:  # signed by a key not held yet (sync fetches it), or forged
+                raise AcknowledgementUnverified(batch_id, exc) from exc
+            except ValueError as exc:  # not JSON, or for another batch
                 raise AcknowledgementRefused(
                     f"the acknowledgement of batch {batch_id} was refused ({exc}); the batch stays queued"
                 ) from exc

@@ -42,6 +42,7 @@ ANONYMOUS = {
     TENANT_URLS: {
         "healthz": ("liveness: no data", {200, 405}),
         "readyz": ("readiness: ok/down only", {200, 405}),
+        ".well-known/citycard-keys.json": ("public keys only, signed by the platform's key", {200, 405}),
         "admin/login/": ("the sign-in form", {200}),
         "graphql/": ("partner apps: an API key of this tenant (Authorization: Bearer)", {401, 405}),
         "terminal/v1/batches": ("terminals: every batch signed with the terminal's Ed25519 key", {405, 415}),
@@ -53,6 +54,7 @@ ANONYMOUS = {
     PLATFORM_URLS: {
         "healthz": ("liveness: no data", {200, 405}),
         "readyz": ("readiness: ok/down only", {200, 405}),
+        ".well-known/citycard-keys.json": ("public keys only, signed by the platform's key", {200, 405}),
         "admin/login/": ("the sign-in form", {200}),
         "graphql/": ("clearing staff: a platform user's session or a platform API key", {401, 403, 405}),
     },

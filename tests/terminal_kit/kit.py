@@ -9,13 +9,17 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import sim_psam
+from citycard.terminal_kit.keyring import SIGNS_ACKNOWLEDGEMENTS, SIGNS_FARE_RULES, SIGNS_HOTLISTS
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import Psam
+from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import SHANGHAI, FixedFare, Validator
 
@@ -86,3 +90,45 @@ def validator(transport, tmp_path: Path, *, fare: int = 200, sam_client: Psam | 
         route="151",
         clock=lambda: NOW,
     )
+
+
+KEYS_NOW = dt.datetime(2026, 11, 24, 0, 40, tzinfo=dt.UTC)  # when the keys documents below are issued
+# The platform, a county and its city, as their keys documents name them (test_keyring.py, test_cli.py).
+PLATFORM = Ed25519PrivateKey.generate()
+TONGLU = Ed25519PrivateKey.generate()
+HANGZHOU = Ed25519PrivateKey.generate()
+
+
+def entry(key_id: str, key: Ed25519PrivateKey, signs: list[str], verify_until: dt.datetime | None = None):
+    return {
+        "key_id": key_id,
+        "tenant": key_id.split(":")[0],
+        "alg": "Ed25519",
+        "public_key": b64encode(public_key_bytes(key)),
+        "signs": signs,
+        "state": "current" if verify_until is None else "retired",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "retired_at": None if verify_until is None else "2026-11-20T00:00:00+00:00",
+        "verify_until": None if verify_until is None else verify_until.isoformat(),
+    }
+
+
+def keys_document(
+    *extra,
+    tenant: str = "tonglu",
+    issued_at: dt.datetime = KEYS_NOW,
+    signer: Ed25519PrivateKey = PLATFORM,
+    signer_id: str = "public:s1",
+) -> dict:
+    payload = {
+        "kind": "citycard-keys",
+        "tenant": tenant,
+        "issued_at": issued_at.isoformat(),
+        "keys": [
+            entry("tonglu:s1", TONGLU, [SIGNS_ACKNOWLEDGEMENTS, SIGNS_HOTLISTS]),
+            entry("hangzhou:s1", HANGZHOU, [SIGNS_FARE_RULES]),
+            entry("public:s1", PLATFORM, ["keys"]),
+            *extra,
+        ],
+    }
+    return sign_document(payload, key=signer, key_id=signer_id)

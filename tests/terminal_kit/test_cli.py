@@ -1,6 +1,19 @@
-import pytest
+import argparse
+import base64
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from citycard.terminal_kit.__main__ import main
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from citycard.terminal_kit.__main__ import _fare, main
+from citycard.terminal_kit.keyring import keyring_take
+from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.sync import hotlist_held
+from tests.terminal_kit import kit
 
 
 def test_simulate_a_day_in_process(capsys, tmp_path):
@@ -10,58 +23,137 @@ def test_simulate_a_day_in_process(capsys, tmp_path):
     assert (tmp_path / "taps.sqlite").exists()
 
 
-def test_sync_downloads_the_hotlist_over_http_and_the_validator_holds_it(capsys, tmp_path):
-    import base64
-    import json
-    import os
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class CountySite:
+    """Tonglu's site over HTTP: its keys document (platform-signed), its hotlist, the batch upload."""
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    def __init__(self) -> None:
+        hotlist = {"kind": "hotlist", "version": 4, "tenant": "tonglu", "cards": ["3301000000000000017"]}
+        self.hotlist = json.dumps(sign_document(hotlist, key=kit.TONGLU, key_id="tonglu:s1")).encode()
+        self.keys = json.dumps(kit.keys_document()).encode()
+        self.seen: list[tuple[str, str, str | None]] = []
+        site = self
 
-    from citycard.terminal_kit.signing import public_key_bytes, sign_document
-    from citycard.terminal_kit.store import TapStore
-    from citycard.terminal_kit.sync import hotlist_held
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                site.seen.append((self.path, self.headers["Host"], self.headers["X-Terminal-Key"]))
+                if self.path == "/.well-known/citycard-keys.json":
+                    self.answer(200, site.keys)
+                else:
+                    self.answer(*((304, b"") if self.path.endswith("since=4") else (200, site.hotlist)))
 
-    key = Ed25519PrivateKey.generate()
-    payload = {"kind": "hotlist", "version": 4, "tenant": "hangzhou", "cards": ["3301000000000000017"]}
-    document = json.dumps(sign_document(payload, key=key, key_id="hangzhou:s1")).encode()
-    seen = []
+            def do_POST(self):
+                batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["payload"]
+                ack = {"batch_id": batch["batch_id"], "accepted": len(batch["transactions"]), "rejected": 0}
+                self.answer(200, json.dumps(sign_document(ack, key=kit.TONGLU, key_id="tonglu:s1")).encode())
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append((self.path, self.headers["Host"], self.headers["X-Terminal-Key"]))
-            status, body = (304, b"") if self.path.endswith("since=4") else (200, document)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            def answer(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
+            def log_message(self, *args):
+                pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    keys_file = tmp_path / "keys.json"
-    keys_file.write_text(json.dumps({"hangzhou:s1": base64.b64encode(public_key_bytes(key)).decode()}))
-    terminal_key = tmp_path / "terminal.key"
-    terminal_key.write_text(base64.b64encode(os.urandom(32)).decode())
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def county_site():
+    site = CountySite()
+    yield site
+    site.server.shutdown()
+
+
+@pytest.fixture
+def terminal_key(tmp_path):
+    path = tmp_path / "terminal.key"
+    path.write_text(base64.b64encode(os.urandom(32)).decode())
+    return path
+
+
+def test_sync_fetches_the_keys_then_the_hotlist_and_the_validator_holds_it(
+    capsys, tmp_path, county_site, terminal_key
+):
     queue = tmp_path / "taps.sqlite"
-    args = ["sync", "--url", f"http://127.0.0.1:{server.server_port}", "--host", "hangzhou.localhost"]
-    args += ["--queue", str(queue), "--tenant-keys", str(keys_file)]
-    args += ["--terminal-id", "HZ-BUS-0001", "--key", str(terminal_key)]
-    try:
-        assert main(args) == 0
-        assert main(args) == 0  # up to date: 304
-    finally:
-        server.shutdown()
-    assert "hotlist version 4: 1 cards blocked" in capsys.readouterr().out
-    assert seen == [
-        ("/terminal/v1/hotlist?since=0", "hangzhou.localhost", "HZ-BUS-0001:k1"),
-        ("/terminal/v1/hotlist?since=4", "hangzhou.localhost", "HZ-BUS-0001:k1"),
+    args = ["--tenant", "tonglu", "sync", "--url", county_site.url, "--host", "tonglu.localhost"]
+    args += ["--queue", str(queue), "--terminal-id", "TL-BUS-0001", "--key", str(terminal_key)]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "trusting platform key public:s1 on first use (pin it with --platform-key)" in first
+    assert "keys of tonglu issued 2026-11-24 00:40:00: 3" in first
+    assert "hotlist version 4: 1 cards blocked" in first
+    assert main(args) == 0  # up to date: 304; the platform key held is trusted now
+    assert "first use" not in capsys.readouterr().out
+    keys_path = "/.well-known/citycard-keys.json"
+    assert county_site.seen == [
+        (keys_path, "tonglu.localhost", None),  # public: not signed
+        ("/terminal/v1/hotlist?since=0", "tonglu.localhost", "TL-BUS-0001:k1"),
+        (keys_path, "tonglu.localhost", None),
+        ("/terminal/v1/hotlist?since=4", "tonglu.localhost", "TL-BUS-0001:k1"),
     ]
     store = TapStore(queue)
     assert "3301000000000000017" in hotlist_held(store)
+    store.close()
+
+
+def test_sync_with_a_pinned_platform_key_refuses_keys_signed_by_another(
+    capsys, tmp_path, county_site, terminal_key
+):
+    pin = tmp_path / "platform-key.json"
+    pin.write_text(json.dumps({"public:s1": b64encode(public_key_bytes(Ed25519PrivateKey.generate()))}))
+    args = ["--tenant", "tonglu", "sync", "--url", county_site.url, "--platform-key", str(pin)]
+    args += [
+        "--queue",
+        str(tmp_path / "taps.sqlite"),
+        "--terminal-id",
+        "TL-BUS-0001",
+        "--key",
+        str(terminal_key),
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "sync: the keys document was refused: signature by 'public:s1' does not match the payload" in err
+    assert "refused: signed by unknown key 'tonglu:s1'" in err  # and the hotlist with it: no keys held
+
+
+def test_upload_without_the_countys_key_is_one_line_and_keeps_the_batch_until_sync(
+    capsys, tmp_path, county_site, terminal_key
+):
+    """The audit's case: a county terminal holding only its city's key (the old `fares export --keys-out`)."""
+    queue = tmp_path / "taps.sqlite"
+    store = TapStore(queue)
+    record = {"card_no": "3301000100000000017", "card_counter": 1, "terminal_seq": 1}
+    store.tap_complete(store.tap_pending(record), record)
+    store.close()
+    city_keys = tmp_path / "city-keys.json"
+    city_keys.write_text(json.dumps({"hangzhou:s1": b64encode(public_key_bytes(kit.HANGZHOU))}))
+    terminal = ["--queue", str(queue), "--terminal-id", "TL-BUS-0001", "--key", str(terminal_key)]
+    upload = ["--tenant", "tonglu", "upload", "--url", county_site.url + "/terminal/v1/batches", *terminal]
+
+    assert main(upload) == 2  # stopped with the batch still queued
+    assert "upload: this terminal holds no keys" in capsys.readouterr().err
+    assert main([*upload, "--tenant-keys", str(city_keys)]) == 2  # queued, not set aside: run sync
+    out, err = capsys.readouterr()
+    assert "0 batches acknowledged, 0 set aside" in out
+    assert err.count("\n") == 1 and err.startswith("upload: batch TL-BUS-0001-")
+    assert (
+        "signed by unknown key 'tonglu:s1', which this terminal does not hold; the batch stays queued" in err
+    )
+    assert "run `citycard-terminal sync` to fetch the keys" in err
+    store = TapStore(queue)
+    state = store.queue_state()
+    assert len(state.batches) == 1 and state.set_aside == []
+    store.close()
+
+    assert main(["--tenant", "tonglu", "sync", "--url", county_site.url, *terminal]) == 0
+    assert main(upload) == 0
+    out = capsys.readouterr().out
+    assert ": accepted 1 duplicates None rejected 0" in out and "1 batch acknowledged, 0 set aside" in out
+    store = TapStore(queue)
+    assert store.taps() == []
     store.close()
 
 
@@ -202,3 +294,17 @@ def test_upload_reports_rejected_taps_and_set_aside_batches_and_queue_requeues_o
     assert "1 batch acknowledged, 0 set aside" in capsys.readouterr().out
     assert sorted(office.stored) == [1, 2]
     assert "0 batches waiting (0 taps), 0 taps not yet in a batch" in queue_command()
+
+
+def test_validate_verifies_its_rules_with_the_rule_keys_sync_fetched(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(sign_document({"kind": "fare_rules"}, key=kit.TONGLU, key_id="tonglu:s1")))
+    args = argparse.Namespace(rules=str(rules), rules_keys=None, fare=200)
+    store = TapStore(tmp_path / "taps.sqlite")
+    with pytest.raises(SystemExit, match=r"--rules needs --rules-keys .* or keys from `sync`"):
+        _fare(args, store)
+    keyring_take(kit.keys_document(), store=store, tenant="tonglu", pinned=None, now=kit.KEYS_NOW)
+    # Held now: hangzhou:s1 for fare rules; tonglu:s1 signs acknowledgements and hotlists, not rules.
+    with pytest.raises(SystemExit, match="rule document refused: signed by unknown key 'tonglu:s1'"):
+        _fare(args, store)
+    store.close()

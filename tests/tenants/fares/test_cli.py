@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django_tenants.utils import tenant_context
 
+from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.fares import seeds, services
 from citycard.tenants.fares.models import RouteSet
 from citycard.terminal_kit.fares import load_signed
@@ -82,13 +83,16 @@ def test_validate_publish_export(tenant, tmp_path):
         "publish", "--tenant", "hangzhou", "--effective-from", "2026-01-01 00:00"
     )
     doc, keys = tmp_path / "rules.json", tmp_path / "keys.json"
-    run("export", "--tenant", "tonglu", "--out", str(doc), "--keys-out", str(keys))
-    engine = load_signed(
-        json.loads(doc.read_text()),
-        keys={k: base64.b64decode(v) for k, v in json.loads(keys.read_text()).items()},
-        tenant="hangzhou",
-    )
+    out = run("export", "--tenant", "tonglu", "--out", str(doc), "--keys-out", str(keys))
+    assert "wrote hangzhou fare_rules v1" in out and "wrote 2 keys of tonglu's terminals" in out
+    held = {k: base64.b64decode(v) for k, v in json.loads(keys.read_text()).items()}
+    engine = load_signed(json.loads(doc.read_text()), keys=held, tenant="hangzhou")
     assert engine.version == 1
+    # A county's terminal verifies its city's rules and its county's acknowledgements and hotlists.
+    assert held == {
+        **tenant_public_keys(tenant=tenant("tonglu")),
+        **tenant_public_keys(tenant=hangzhou),
+    }
 
 
 def test_gtfs_commands(tenant, tmp_path):

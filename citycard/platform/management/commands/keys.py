@@ -5,11 +5,40 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from citycard.platform import keys
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.models import TenantKey
 from citycard.platform.services import tenant_get
+from citycard.terminal_kit.signing import b64encode
+
+COLUMNS = ("key_id", "purpose", "state", "created", "retired", "verifies_until", "master", "public_key")
+
+
+def _when(at: dt.datetime | None) -> str:
+    return f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z" if at else "-"
+
+
+def key_state(key: TenantKey, *, now: dt.datetime) -> str:
+    """current; overlapping (retired, still verifying); retired."""
+    if key.retired_at is None:
+        return "current"
+    return "overlapping" if key.verify_until and key.verify_until > now else "retired"
+
+
+def _row(key: TenantKey, *, now: dt.datetime) -> tuple[str, ...]:
+    public = b64encode(bytes(key.public_key)) if key.public_key else "-"
+    return (
+        key.key_id,
+        key.purpose,
+        key_state(key, now=now),
+        _when(key.created_at),
+        _when(key.retired_at),
+        _when(key.verify_until),
+        key.master_key_id,
+        public,
+    )
 
 
 class Command(PlatformCommand):
@@ -17,7 +46,9 @@ class Command(PlatformCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        listing = sub.add_parser("list", help="keys of one tenant or of all")
+        listing = sub.add_parser(
+            "list", help="keys of one tenant or of all: id, purpose, state, dates, public key (base64)"
+        )
         listing.add_argument("--tenant")
         rotate = sub.add_parser("rotate", help="rotate a tenant key, or re-wrap every key with --master")
         rotate.add_argument("--tenant", help="tenant code (platform: public)")
@@ -39,11 +70,10 @@ class Command(PlatformCommand):
             rows = TenantKey.objects.select_related("tenant").order_by("tenant__code", "purpose", "version")
             if opts.get("tenant"):
                 rows = rows.filter(tenant=tenant_get(opts["tenant"]))
+            now = timezone.now()
+            self.stdout.write("\t".join(COLUMNS))
             for key in rows:
-                state = "current" if key.retired_at is None else f"retired {key.retired_at:%Y-%m-%d %H:%M}"
-                if key.verify_until:
-                    state += f", verifies until {key.verify_until:%Y-%m-%d %H:%M}"
-                self.stdout.write(f"{key.key_id}\t{key.purpose}\tmaster={key.master_key_id}\t{state}")
+                self.stdout.write("\t".join(_row(key, now=now)))
             return
         if opts["master"]:
             count = keys.master_key_rewrap(actor="cli")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -11,7 +10,7 @@ from django.core.management.base import CommandError
 from django_tenants.utils import tenant_context
 
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.keys import tenant_public_keys
+from citycard.platform.key_publication import terminal_keys
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.fares import selectors, services
@@ -49,7 +48,8 @@ class Command(PlatformCommand):
         export = sub.add_parser("export", help="write the signed rule document a terminal loads")
         export.add_argument("--out", required=True, help="the signed document (JSON)")
         export.add_argument(
-            "--keys-out", help="the tenant's public keys (JSON) for citycard-terminal --rules-keys"
+            "--keys-out",
+            help="the public keys (JSON) the tenant's terminals verify with: rules, acknowledgements, hotlists",
         )
         imp = sub.add_parser("import-gtfs", help="replace the rules with a GTFS-Fares v2 feed's (dir or zip)")
         imp.add_argument("path")
@@ -108,14 +108,15 @@ class Command(PlatformCommand):
     def _export(self, tenant, opts):
         publication, _engine = selectors.fares_published(tenant=tenant)
         Path(opts["out"]).write_text(json.dumps(publication.document, ensure_ascii=False) + "\n")
-        if opts["keys_out"]:
-            keys = tenant_public_keys(tenant=publication.tenant)
-            Path(opts["keys_out"]).write_text(
-                json.dumps({k: base64.b64encode(v).decode() for k, v in keys.items()}) + "\n"
-            )
         self.stdout.write(
             f"wrote {publication.tenant.code} fare_rules v{publication.version} to {opts['out']}"
         )
+        if opts["keys_out"]:
+            # What the tenant's terminal verifies: the rules (its city's, for a county), and its own
+            # acknowledgements and hotlists.
+            keys = {e["key_id"]: e["public_key"] for e in terminal_keys(tenant=tenant)}
+            Path(opts["keys_out"]).write_text(json.dumps(keys) + "\n")
+            self.stdout.write(f"wrote {len(keys)} keys of {tenant.code}'s terminals to {opts['keys_out']}")
 
     def _import_gtfs(self, tenant, opts):
         counts, notes = services.fares_import_gtfs(tenant=tenant, path=opts["path"], actor=self.actor)
