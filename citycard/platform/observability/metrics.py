@@ -53,8 +53,13 @@ TAPS = Counter(
     "conflict) and the reason of a rejection",
     ["outcome", "reason"],
 )
+# Every metric has labels: a process writes no file before it records something (a `citycard` command
+# that only imports the project leaves nothing in the directory).
 UPLOAD_SECONDS = Histogram(
-    "citycard_terminal_upload_seconds", "Time to read, check and store one uploaded batch", buckets=SECONDS
+    "citycard_terminal_upload_seconds",
+    "Time to read, check and store one uploaded batch, by outcome (stored, replayed, refused, failed)",
+    ["outcome"],
+    buckets=SECONDS,
 )
 CLEARING_STEP_SECONDS = Histogram(
     "citycard_clearing_step_seconds",
@@ -90,8 +95,11 @@ def status_class(status: int) -> str:
 
 
 def upload_observe(*, outcome: str, seconds: float) -> None:
+    """``outcome``: stored, replayed, failed, or the refusal's code (refused, for the latency)."""
     UPLOADS.labels(outcome).inc()
-    UPLOAD_SECONDS.observe(seconds)
+    UPLOAD_SECONDS.labels(outcome if outcome in {"stored", "replayed", "failed"} else "refused").observe(
+        seconds
+    )
 
 
 def taps_count(*, accepted: int, duplicates: int, rejected: Mapping[str, int], conflicts: int) -> None:
