@@ -38,9 +38,10 @@ def celery_worker(
     queues: str | None = None,
     extra_env: dict[str, str] | None = None,
     beat_schedule: str | None = None,
+    stderr=None,
 ) -> Iterator[subprocess.Popen]:
     """A `celery worker` process (prefork pool) for the duration of the block; with ``beat_schedule`` (a
-    file) it runs Celery beat too, as ``celery worker --beat``."""
+    file) it runs Celery beat too, as ``celery worker --beat``; ``stderr``: where its log goes (a file)."""
     args = [
         sys.executable,
         "-m",
@@ -65,7 +66,7 @@ def celery_worker(
         broker_ensure_running()  # the embedded broker is this session's, not the worker's
     # A process group of its own: killing the worker's group (the main process, its pool and beat) leaves
     # the test alone.
-    proc = subprocess.Popen(args, env=worker_env(extra_env), start_new_session=True)
+    proc = subprocess.Popen(args, env=worker_env(extra_env), start_new_session=True, stderr=stderr)
     try:
         time.sleep(0.5)
         if proc.poll() is not None:

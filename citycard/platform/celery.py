@@ -16,6 +16,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
+def _task_log(sender, **kwargs):
+    # Imported once the settings are read (the metrics' directory is one): connects one log line and the
+    # metrics per task, and the worker's log format (observability/tasks.py).
+    from citycard.platform.observability import tasks  # noqa: F401
+
+
 def broker_ensure_running() -> None:
     """Start the embedded broker (a redis-server under the data directory) unless it runs already or
     CELERY_BROKER_URL names another; a process that starts workers calls it first, so the broker belongs

@@ -13,7 +13,9 @@ from citycard.platform.access import site_refusal
 
 # Liveness and readiness carry no data and must answer without the database (liveness) or before it is
 # known to be up (readiness): they are routed without looking the host up among the tenants' domains.
+# So is /metrics, which scrapers call by the process's address on every host (access: its own view).
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+UNROUTED_PATHS = HEALTH_PATHS | {"/metrics"}
 
 
 class TenantMiddleware(TenantMainMiddleware):
@@ -28,7 +30,7 @@ class TenantMiddleware(TenantMainMiddleware):
         return remove_www(domain)
 
     def process_request(self, request):
-        if request.path_info in HEALTH_PATHS:
+        if request.path_info in UNROUTED_PATHS:
             request.tenant = None
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             return None

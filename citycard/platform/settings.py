@@ -382,11 +382,51 @@ GRAPHENE = {
     "ATOMIC_MUTATIONS": True,
 }
 
+# ---------------------------------------------------------------------------------------------------
+# Operability (docs/operations.md, "Logs" and "Metrics"; citycard/platform/observability/). Log lines are
+# JSON unless stderr is a terminal (CITYCARD_LOG_FORMAT=json|text|auto): one per request (the middleware
+# below, outermost: it sees every answer) and one per Celery task. Prometheus metrics of every process of
+# this machine are summed from PROMETHEUS_MULTIPROC_DIR (default DATA_DIR/metrics) and served on /metrics,
+# routed on every host like the health checks, to signed-in platform staff or to a client address in
+# CITYCARD_METRICS_ALLOW (default loopback). Sentry only with SENTRY_DSN (and sentry-sdk installed).
+# ---------------------------------------------------------------------------------------------------
+from citycard.platform.observability import addresses as _addresses  # noqa: E402
+from citycard.platform.observability import logs as _logs  # noqa: E402
+from citycard.platform.observability import sentry as _sentry  # noqa: E402
+
+try:
+    LOG_FORMAT = _logs.log_format(os.environ.get("CITYCARD_LOG_FORMAT"))
+    METRICS_ALLOW = _addresses.networks_parse(os.environ.get("CITYCARD_METRICS_ALLOW"))
+except ValueError as _exc:
+    _refuse(str(_exc))
+LOG_REQUESTS = _env_bool("CITYCARD_LOG_REQUESTS", True)
+METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or DATA_DIR / "metrics")
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]  # scrapers call the process directly
+MIDDLEWARE = ["citycard.platform.observability.requests.RequestLogMiddleware", *MIDDLEWARE]
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
+if SENTRY_DSN:
+    _sentry.sentry_init(
+        dsn=SENTRY_DSN, traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE") or "0")
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "citycard.platform.observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("CITYCARD_LOG_LEVEL", "WARNING")},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        # The request and task lines are INFO whatever the root level (CITYCARD_LOG_LEVEL).
+        "citycard.request": {"level": "INFO" if LOG_REQUESTS else "WARNING"},
+        "citycard.task": {"level": "INFO"},
+    },
 }

@@ -59,11 +59,13 @@ _CHUNK = 64 * 1024
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
     """``{"error": {"code", "message", …extra}}``, the one error form of the terminal routes."""
-    return JsonResponse(
+    response = JsonResponse(
         {"error": {"code": code, "message": message, **extra}},
         status=status,
         json_dumps_params={"ensure_ascii": False},
     )
+    response.error_code = code  # the outcome of the request's log line (observability/requests.py)
+    return response
 
 
 def _keep_failure(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
@@ -84,7 +86,8 @@ class TerminalAnswersMiddleware:
         path = request.path_info
         if not (path.startswith(self.prefix) or path == self.prefix.rstrip("/")):
             return self.get_response(request)
-        request_id = uuid.uuid4().hex
+        # The id of the request's log line (observability/requests.py), when that middleware runs.
+        request_id = getattr(request, "request_id", None) or uuid.uuid4().hex
         setattr(request, _FAILURE, None)
         response = self.get_response(request)
         if not getattr(request, "_read_started", False):

@@ -2,9 +2,9 @@
 other packages as they are built; this and urls.py are the only platform modules that may import them.
 
 Every view needs a signed-in platform user (middleware.SiteAccessMiddleware) unless marked
-``login_not_required``: the health checks, the published verification keys (public keys only), the
-admin's sign-in page and GraphQL (which authenticates a platform user's session or a platform API key
-itself). tests/platform/test_web_probe.py
+``login_not_required``: the health checks, the metrics (platform staff or an allowed address, checked by
+the view), the published verification keys (public keys only), the admin's sign-in page and GraphQL (which
+authenticates a platform user's session or a platform API key itself). tests/platform/test_web_probe.py
 holds the list and requests every URL here anonymously and as every role of another site.
 """
 
@@ -21,6 +21,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path(".well-known/citycard-keys.json", views.citycard_keys, name="citycard-keys"),
+    # Routed here from every host (middleware.UNROUTED_PATHS); platform staff or an allowed address.
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", platform_admin.urls),
     # Authenticates itself: a platform user's session (with its CSRF check) or a platform API key.
     path("graphql/", login_not_required(PlatformGraphQLView.as_view()), name="graphql"),

@@ -55,6 +55,13 @@ ANONYMOUS = {
         "healthz": ("liveness: no data", {200, 405}),
         "readyz": ("readiness: ok/down only", {200, 405}),
         ".well-known/citycard-keys.json": ("public keys only, signed by the platform's key", {200, 405}),
+        # The probe's test client comes from 127.0.0.1; a remote anonymous client is refused
+        # (tests/platform/test_observability.py).
+        "metrics": (
+            "Prometheus: signed-in platform staff, or a client address in CITYCARD_METRICS_ALLOW (default"
+            " loopback); counts and durations only, no data",
+            {200, 405},
+        ),
         "admin/login/": ("the sign-in form", {200}),
         "graphql/": ("clearing staff: a platform user's session or a platform API key", {401, 403, 405}),
     },

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +60,8 @@ from citycard.graphql.core.limits import (
 )
 from citycard.graphql.core.validators import NoIntrospection, document_limits_errors
 from citycard.platform.errors import DomainError
+from citycard.platform.observability import metrics
+from citycard.platform.observability.requests import request_note
 from citycard.platform.services import RateDecision, rate_limit_hit
 
 logger = logging.getLogger(__name__)
@@ -149,11 +152,21 @@ class GraphQLAPIView(View):
         )
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        start = time.perf_counter()
+        try:
+            return self._post(request)
+        finally:
+            metrics.GRAPHQL_SECONDS.labels(self.endpoint).observe(time.perf_counter() - start)
+
+    def _post(self, request: HttpRequest) -> HttpResponse:
         try:
             principal = self.authenticate(request)
+            _note_caller(request, principal)
             operations, batched = self._operations(request)
             decision = self._count(principal, len(operations))
         except Refusal as refusal:
+            request_note(request, outcome=str(refusal.code))
+            metrics.GRAPHQL_OPERATIONS.labels(self.endpoint, str(refusal.code)).inc()
             return refusal.response(
                 {"cost": {"requestedQueryCost": 0, "maximumAvailable": limit("GRAPHQL_MAX_COST")}}
             )
@@ -166,6 +179,8 @@ class GraphQLAPIView(View):
         if batched:
             refusal = _batch_too_costly(prepared)
             if refusal is not None:
+                request_note(request, outcome=str(refusal.code))
+                metrics.GRAPHQL_OPERATIONS.labels(self.endpoint, str(refusal.code)).inc(len(prepared))
                 return refusal.response(
                     {
                         "cost": {
@@ -178,6 +193,10 @@ class GraphQLAPIView(View):
         context = GraphQLContext(request=request, principal=principal)
         answers = [self._answer(context, operation, rate) for operation in prepared]
         access_log_flush(context)
+        outcomes = [
+            self._observe(operation, body) for operation, (body, _) in zip(prepared, answers, strict=True)
+        ]
+        request_note(request, outcome=next((o for o in outcomes if o != "ok"), "ok"))
         if batched:
             return JsonResponse([body for body, _ in answers], safe=False, status=200)
         body, status = answers[0]
@@ -242,6 +261,18 @@ class GraphQLAPIView(View):
                 resetAt=decision.reset_at.isoformat(),
             )
         return decision
+
+    def _observe(self, prepared: Prepared, body: dict[str, Any]) -> str:
+        """The operation's cost (when it ran) and outcome in the metrics; its outcome: ok or its first
+        error's code."""
+        if not prepared.errors and prepared.operation is not None:
+            metrics.GRAPHQL_COST.labels(self.endpoint).observe(prepared.cost)
+        errors = body.get("errors") or []
+        outcome = "ok"
+        if errors:
+            outcome = str(((errors[0] or {}).get("extensions") or {}).get("code") or "error")
+        metrics.GRAPHQL_OPERATIONS.labels(self.endpoint, outcome).inc()
+        return outcome
 
     # --- one operation ----------------------------------------------------------------------------
 
@@ -377,6 +408,12 @@ class GraphQLAPIView(View):
             body["errors"] = [_format(error) for error in result.errors]
         body["extensions"] = extensions
         return body, 200
+
+
+def _note_caller(request: HttpRequest, principal: Principal) -> None:
+    """Who called, by id, for the request's log line (a user's id is logged from the session itself)."""
+    if principal.api_key is not None:
+        request_note(request, api_key=principal.api_key.key_id)
 
 
 @dataclass

@@ -41,7 +41,7 @@ import json
 import logging
 import operator
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -104,6 +104,9 @@ class IngestResult:
     duplicates: int
     rejected: int
     conflicts: int = 0  # taps whose natural key came with other content before (stored or in this batch)
+    terminal_id: str = ""  # the terminal whose key signed the batch
+    # Rejected taps by reason (a stored batch's; a resend's are not counted again: empty).
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def _parse_time(value: Any, what: str) -> dt.datetime:
@@ -1089,7 +1092,7 @@ def _resend(
         body = ack_rebuild(
             parts=row[1], batch_id=batch_id, terminal_id=terminal_id, raw_taps=raw_taps, counts=counts
         )
-        return IngestResult(body, True, row[2], row[3], row[4], counts["conflict"])
+        return IngestResult(body, True, row[2], row[3], row[4], counts["conflict"], terminal_id)
     log.warning(
         "batch %s from %s conflicts with the stored one (sha256 %s ≠ %s)", batch_id, terminal_id, sha, row[0]
     )
@@ -1268,8 +1271,11 @@ def _ingest_new(
         stored = StoredContext(tenant=tenant, acquirer=acquirer, card_tac_key=terminal.card_tac_key)
         flags.extend(taps_verify(ctx=stored, taps=new))
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "conflict": 0}
-    for outcome, _reason in outcomes:
+    by_reason: dict[str, int] = {}
+    for outcome, reason in outcomes:
         counts[outcome] += 1
+        if outcome == "rejected":
+            by_reason[reason] = by_reason.get(reason, 0) + 1
     if counts["conflict"]:
         log.warning(
             "batch %s from %s: %d taps conflict with taps of the same natural key (exceptions, reason conflict)",
@@ -1328,7 +1334,14 @@ def _ingest_new(
     with connection.cursor() as cur:
         cur.execute(";\n".join(_statement(cur, s) if s in _STATEMENTS else s for s in statements), params)
     return IngestResult(
-        body, False, counts["accepted"], counts["duplicate"], counts["rejected"], counts["conflict"]
+        body,
+        False,
+        counts["accepted"],
+        counts["duplicate"],
+        counts["rejected"],
+        counts["conflict"],
+        terminal_id,
+        by_reason,
     )
 
 

@@ -7,6 +7,7 @@ the tenant routing answer on this route, and failures, are put in that form by
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -15,6 +16,8 @@ from django.http.request import UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from citycard.platform.observability import metrics
+from citycard.platform.observability.requests import request_note
 from citycard.platform.terminal_answers import json_error
 from citycard.tenants.terminals.ingest import BatchRefused, batch_ingest
 
@@ -29,11 +32,25 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
     content_type = request.content_type or ""
     if content_type != "application/json":
         return json_error(415, "unsupported_media_type", "send the batch as Content-Type: application/json")
+    start = time.perf_counter()
+    outcome = "failed"  # an exception: terminal_answers answers it (503 unavailable or 500 internal)
     try:
         result = batch_ingest(tenant=request.tenant, body=_body(request))
+        outcome = "replayed" if result.replayed else "stored"
     except BatchRefused as exc:
+        outcome = exc.code
         log.warning("batch refused on %s: %s (%s)", request.tenant.code, exc.message, exc.code)
         return json_error(exc.status, exc.code, exc.message)
+    finally:
+        metrics.upload_observe(outcome=outcome, seconds=time.perf_counter() - start)
+    request_note(request, outcome=outcome, terminal=result.terminal_id)
+    if not result.replayed:
+        metrics.taps_count(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=result.rejected_by_reason,
+            conflicts=result.conflicts,
+        )
     return HttpResponse(result.body, status=200, content_type="application/json")
 
 

@@ -12,16 +12,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from citycard.interop import selectors, services
+from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError
 from citycard.platform.management.base import PlatformCommand
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-STEPS = {
-    "close": services.cycle_close,
-    "validate": services.cycle_validate,
-    "net": services.cycle_net,
-    "settle": services.cycle_settle,
-}
 
 
 def _date(value: str) -> dt.date:

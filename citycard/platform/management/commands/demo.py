@@ -59,8 +59,7 @@ class Command(PlatformCommand):
                     bind,
                     "--workers",
                     "2",
-                    "--access-logfile",
-                    "-",
+                    # No gunicorn access log (it prints query strings): the request log line instead.
                 ],
                 check=False,
             )
