@@ -11,6 +11,7 @@ class InteropConfig(AppConfig):
     role_permissions = {
         "clearing_staff": {
             "interop.roamingagreement": {"view"},
+            "interop.agreementversion": {"view", "add"},
             "interop.clearingcycle": {"view"},
             "interop.clearingrecord": {"view"},
             "interop.bilateralposition": {"view"},
@@ -24,7 +25,8 @@ class InteropConfig(AppConfig):
             "interop.receivedmessage": {"view"},
         },
         "platform_operator": {
-            "interop.roamingagreement": {"view", "add", "change"},
+            "interop.roamingagreement": {"view"},
+            "interop.agreementversion": {"view", "add"},
             "interop.clearingcycle": {"view"},
             "interop.messagerefusal": {"view"},
         },

@@ -11,7 +11,9 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
+from citycard.interop.agreements import policy_label
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
@@ -37,17 +39,37 @@ FARE_POLICY = {
 
 
 def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
-    """{network: (fare-document policy, agreement)} for the transit agreements in force on ``on`` (default
-    today, Asia/Shanghai) of the networks the tenant (its city, for a county) is a member of. Registered
-    with the fare rules (tenants.fares.selectors) by InteropConfig.ready."""
+    """{network: (fare-document policy, agreement version)} for the transit agreements in force on ``on``
+    (default today, Asia/Shanghai) of the networks the tenant (its city, for a county) is a member of: the
+    policy of the version in force that day, named by the version that set it (``yrd-transit v2``).
+    Registered with the fare rules (tenants.fares.selectors) by InteropConfig.ready."""
     on = on or timezone.localdate()
-    agreements = RoamingAgreement.objects.filter(
-        service=Service.TRANSIT, valid_from__lte=on, network__in=tenant_networks(tenant=tenant, on=on)
-    ).select_related("network")
-    return {
-        a.network.code: (FARE_POLICY[VisitorPolicy(a.visitor_policy)], f"{a.network.code}-transit")
-        for a in agreements
-    }
+    agreements = (
+        RoamingAgreement.objects.filter(
+            service=Service.TRANSIT, valid_from__lte=on, network__in=tenant_networks(tenant=tenant, on=on)
+        )
+        .select_related("network")
+        .prefetch_related("versions")
+    )
+    agreed = {}
+    for agreement in agreements:
+        version = agreement.version_on(on)
+        if version is not None:
+            policy = FARE_POLICY[VisitorPolicy(version.visitor_policy)]
+            agreed[agreement.network.code] = (policy, policy_label(agreement, on))
+    return agreed
+
+
+def agreement_versions(
+    *, network_code: str | None = None, service: str | None = None
+) -> QuerySet[AgreementVersion]:
+    """Agreement versions with their agreement and network, by network, service, effective date, number."""
+    qs = AgreementVersion.objects.select_related("agreement__network")
+    if network_code:
+        qs = qs.filter(agreement__network__code=network_code)
+    if service:
+        qs = qs.filter(agreement__service=service)
+    return qs.order_by("agreement__network__code", "agreement__service", "effective_from", "number")
 
 
 def cycle_summary(*, cycle: ClearingCycle) -> dict[str, Any]:
@@ -132,8 +154,9 @@ def summary_digest(summary: dict[str, Any]) -> str:
 def agreements_list(
     *, network_code: str | None = None, service: str | None = None
 ) -> QuerySet[RoamingAgreement]:
-    """Roaming agreements (one per network and service), with their network, by network code and service."""
-    qs = RoamingAgreement.objects.select_related("network")
+    """Roaming agreements (one per network and service), with their network and versions, by network code and
+    service."""
+    qs = RoamingAgreement.objects.select_related("network").prefetch_related("versions")
     if network_code:
         qs = qs.filter(network__code=network_code)
     if service:

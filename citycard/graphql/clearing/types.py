@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import graphene
 
+from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.dataloaders import (
     CycleByIdLoader,
     DisputesByCycleLoader,
@@ -39,6 +40,8 @@ from citycard.interop.models import (
 )
 from citycard.interop.services import cycle_label
 
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
 
 def _enum(name: str, choices: type, description: str) -> type[graphene.Enum]:
     return graphene.Enum(name, [(c.name, c.value) for c in choices], description=description)
@@ -62,29 +65,87 @@ ReconciliationStateEnum = graphene.Enum(
 )
 
 
-class RoamingAgreement(graphene.ObjectType):
-    """What roams in a network for one service and how it is cleared (漫游协议)."""
+class AgreementVersion(graphene.ObjectType):
+    """One dated version of an agreement's terms (协议版本): in force from its effective date until the
+    next version's; a record is priced and cleared by the version in force on its business date."""
 
-    id = graphene.ID(required=True)
-    network = graphene.Field(RoamingNetwork, required=True)
-    service = graphene.Field(ClearingServiceEnum, required=True)
+    label = graphene.String(
+        required=True, description="<network>-<service> v<number>, as fare traces name it."
+    )
+    number = graphene.Int(required=True, description="1, 2, 3… in the order the versions were added.")
+    effective_from = graphene.Date(required=True, description="The first business date it prices and clears.")
     visitor_policy = graphene.Field(VisitorPolicyEnum, required=True)
     issuer_fee_bps = graphene.Int(required=True, description="Interchange the issuer keeps, basis points.")
     network_fee_bps = graphene.Int(
         required=True, description="The network operator's fee, borne by the acquirer, basis points."
+    )
+    cut_off = graphene.Time(required=True, description="Asia/Shanghai; business date D runs D to D+1 at it.")
+    hotlist_grace_minutes = graphene.Int(required=True)
+    note = graphene.String(required=True, description="Why it changed.")
+    created_at = graphene.DateTime(required=True)
+    created_by = graphene.String(required=True)
+
+    @staticmethod
+    def resolve_visitor_policy(root, info):
+        return str(root.visitor_policy)
+
+
+def _today_version(root):
+    return root.version_on(clock.now().astimezone(SHANGHAI).date())
+
+
+def _today(name: str):
+    def resolve(root, info):
+        version = _today_version(root)
+        if version is None:
+            return None
+        value = getattr(version, name)
+        return str(value) if name == "visitor_policy" else value
+
+    return staticmethod(resolve)
+
+
+class RoamingAgreement(graphene.ObjectType):
+    """What roams in a network for one service and how it is cleared (漫游协议). The dated terms (visitor
+    policy, fees, cut-off, grace) shown at the top level are the version in force today; ``versions`` lists
+    them all."""
+
+    id = graphene.ID(required=True)
+    network = graphene.Field(RoamingNetwork, required=True)
+    service = graphene.Field(ClearingServiceEnum, required=True)
+    visitor_policy = graphene.Field(VisitorPolicyEnum, description="Of the version in force today.")
+    issuer_fee_bps = graphene.Int(
+        description="Interchange the issuer keeps, basis points (version in force today)."
+    )
+    network_fee_bps = graphene.Int(
+        description="The network operator's fee, borne by the acquirer, basis points (version in force today)."
     )
     operator = graphene.String(required=True, description="The network operator as a settlement participant.")
     settlement_account = graphene.String(
         required=True, description="The network's settlement account: debtors pay it, it pays creditors."
     )
     period = graphene.Field(ClearingPeriodEnum, required=True)
-    cut_off = graphene.Time(required=True, description="Asia/Shanghai; business date D runs D to D+1 at it.")
+    cut_off = graphene.Time(
+        description="Asia/Shanghai; business date D runs D to D+1 at it (version in force today)."
+    )
     settlement_lag_days = graphene.Int(required=True, description="Value date = business date + n (T+n).")
     dispute_window_days = graphene.Int(
         required=True, description="Days after settlement a party may dispute."
     )
-    hotlist_grace_minutes = graphene.Int(required=True)
+    hotlist_grace_minutes = graphene.Int(description="Of the version in force today.")
     valid_from = graphene.Date(required=True)
+    version_in_force = graphene.Field(
+        AgreementVersion,
+        on=graphene.Date(description="A business date (default today, Beijing time)."),
+        description="The version that prices and clears that business date; null before the first.",
+    )
+    versions = NonNullList(AgreementVersion, description="Every version, by effective date then number.")
+
+    resolve_visitor_policy = _today("visitor_policy")
+    resolve_issuer_fee_bps = _today("issuer_fee_bps")
+    resolve_network_fee_bps = _today("network_fee_bps")
+    resolve_cut_off = _today("cut_off")
+    resolve_hotlist_grace_minutes = _today("hotlist_grace_minutes")
 
     @staticmethod
     def resolve_id(root, info):
@@ -95,12 +156,16 @@ class RoamingAgreement(graphene.ObjectType):
         return str(root.service)
 
     @staticmethod
-    def resolve_visitor_policy(root, info):
-        return str(root.visitor_policy)
-
-    @staticmethod
     def resolve_period(root, info):
         return str(root.period)
+
+    @staticmethod
+    def resolve_version_in_force(root, info, on=None):
+        return root.version_on(on) if on is not None else _today_version(root)
+
+    @staticmethod
+    def resolve_versions(root, info):
+        return root.versions_ordered()
 
 
 class CycleStateChange(graphene.ObjectType):
@@ -386,7 +451,9 @@ class ClearingCycle(graphene.ObjectType):
             " and status VALID; a status is as read (a record still pending in a validated cycle is valid)."
         ),
         **connection_args(
-            issuer=graphene.String(), acquirer=graphene.String(), status=graphene.Argument(ClearingRecordStatusEnum)
+            issuer=graphene.String(),
+            acquirer=graphene.String(),
+            status=graphene.Argument(ClearingRecordStatusEnum),
         ),
     )
     disputes = NonNullList(Dispute, description="Disputes of its records, newest first.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -203,13 +204,22 @@ def fares_document_build(*, tenant: Tenant, on: dt.date | None = None) -> dict[s
     Adds what only the platform knows: which divisions are local, the visitor policy of every roaming
     agreement (transit) the tenant is in, and the members of each network named in the visitor policy (as
     of ``on``), so a terminal decides offline who is a visitor."""
-    body = fares_rules_body()
+    return fares_agreements_apply({"format": 1, **fares_rules_body()}, tenant=tenant, on=on)
+
+
+def fares_agreements_apply(document: dict[str, Any], *, tenant: Tenant, on: dt.date | None) -> dict[str, Any]:
+    """``document`` (rule-document fields: drafted rows, or a published document's) with the platform's facts
+    as of ``on``: the local divisions, each roaming agreement's visitor policy and each network's members.
+    Returns a new document; ``document`` is left as it was."""
+    document = copy.deepcopy(document)
     homes = home_divisions(tenant=tenant)
-    _apply_agreements(body["visitor_policy"], agreed_visitor_policies(tenant=tenant, on=on), on)
-    for entry in body["visitor_policy"]["networks"]:
+    policy = document["visitor_policy"]
+    _apply_agreements(policy, agreed_visitor_policies(tenant=tenant, on=on), on)
+    for entry in policy["networks"]:
         members = network_members(network_code=entry["network"], on=on)
         entry["members"] = sorted({m.tenant.division_code for m in members} - set(homes))
-    return {"format": 1, "home_divisions": homes, **body}
+    rest = {k: v for k, v in document.items() if k not in ("format", "home_divisions")}
+    return {"format": document.get("format", 1), "home_divisions": homes, **rest}
 
 
 def fares_validate(*, tenant: Tenant) -> list[str]:

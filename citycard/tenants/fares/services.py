@@ -180,6 +180,29 @@ def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | N
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
 
 
+@transaction.atomic
+def fares_agreements_republish(
+    *, tenant: Tenant, actor: str, on: dt.date, effective_from: dt.datetime
+) -> Publication | None:
+    """The tenant's latest published rule document again, with the roaming agreements in force on ``on``
+    applied (visitor policies, members), effective from ``effective_from``: what a new agreement version
+    asks of every member city. The draft rows are not read, so unpublished edits stay drafts. None when the
+    tenant has published no rules; the latest version when the agreements change nothing in it."""
+    _refuse_county(tenant, "publish rules")
+    latest = tenant.publications.filter(kind=KIND).order_by("-version").first()
+    if latest is None:
+        return None
+    body = {k: v for k, v in latest.document["payload"].items() if k not in _VOLATILE}
+    document = selectors.fares_agreements_apply(body, tenant=tenant, on=on)
+    if document == body:
+        return latest
+    _validated({**document, "tenant": tenant.code})
+    if effective_from.tzinfo is None:
+        raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
+    document["effective_from"] = effective_from.isoformat(timespec="seconds")
+    return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
+
+
 def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[str, int], list[str]]:
     """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
 
