@@ -30,7 +30,6 @@ class RoamingAgreementVersionAdd(BaseMutation):
     agreement = graphene.Field(RoamingAgreement, description="The agreement, with every version.")
     fares_republished = graphene.List(
         graphene.NonNull(graphene.String),
-        required=True,
         description="Member cities whose fare rules were published again with the new visitor policy.",
     )
 
