@@ -333,3 +333,24 @@ def test_admin_lists_versions_read_only_and_adds_one_through_the_service(client,
         f"/admin/interop/roamingagreement/{yrd_transit.pk}/change/", {}, HTTP_HOST="localhost"
     )
     assert change.status_code == 403
+
+
+def test_an_agreement_set_after_the_members_published_their_fares_republishes_them(tenant):
+    """The demo's order: fare rules published first, the agreement set after."""
+    hangzhou = tenant("hangzhou")
+    with tenant_context(hangzhou):
+        fare_services.fares_document_load(
+            tenant=hangzhou, document=copy.deepcopy(seeds.HANGZHOU), actor="test"
+        )
+        first = fare_services.fares_publish(tenant=hangzhou, actor="test")
+    agreement_set(
+        network_code="yrd",
+        service="transit",
+        valid_from=dt.date(2020, 1, 1),
+        visitor_policy="local_fare",
+        actor="t",
+    )
+    latest = hangzhou.publications.filter(kind="fare_rules").latest("version")
+    assert latest.version == first.version + 1
+    (yrd,) = latest.document["payload"]["visitor_policy"]["networks"]
+    assert (yrd["policy"], yrd["agreement"]) == ("no_concession", "yrd-transit v1")
