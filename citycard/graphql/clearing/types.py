@@ -23,6 +23,7 @@ from citycard.graphql.clearing.dataloaders import (
     ReconciliationFilesByCycleLoader,
     RecordPagesLoader,
     RecordTotalsByCycleLoader,
+    VersionsByAgreementLoader,
 )
 from citycard.graphql.core.access import access_log_field
 from citycard.graphql.core.connection import Connection, PageArgs, connection_args
@@ -90,19 +91,29 @@ class AgreementVersion(graphene.ObjectType):
         return str(root.visitor_policy)
 
 
-def _today_version(root):
-    return root.version_on(clock.now().astimezone(SHANGHAI).date())
+def _with_versions(root, info, fn):
+    """``fn(agreement)`` once the agreement's versions are loaded (a batch for a page of agreements or cycles)."""
+
+    def keep(versions):
+        root._versions_ordered = versions
+        return fn(root)
+
+    return then(VersionsByAgreementLoader(info.context).load(root.pk), keep)
 
 
-def _today(name: str):
-    def resolve(root, info):
-        version = _today_version(root)
+def _today() -> dt.date:
+    return clock.now().astimezone(SHANGHAI).date()
+
+
+def _today_term(name: str):
+    def term(agreement):
+        version = agreement.version_on(_today())
         if version is None:
             return None
         value = getattr(version, name)
         return str(value) if name == "visitor_policy" else value
 
-    return staticmethod(resolve)
+    return staticmethod(lambda root, info: _with_versions(root, info, term))
 
 
 class RoamingAgreement(graphene.ObjectType):
@@ -141,11 +152,11 @@ class RoamingAgreement(graphene.ObjectType):
     )
     versions = NonNullList(AgreementVersion, description="Every version, by effective date then number.")
 
-    resolve_visitor_policy = _today("visitor_policy")
-    resolve_issuer_fee_bps = _today("issuer_fee_bps")
-    resolve_network_fee_bps = _today("network_fee_bps")
-    resolve_cut_off = _today("cut_off")
-    resolve_hotlist_grace_minutes = _today("hotlist_grace_minutes")
+    resolve_visitor_policy = _today_term("visitor_policy")
+    resolve_issuer_fee_bps = _today_term("issuer_fee_bps")
+    resolve_network_fee_bps = _today_term("network_fee_bps")
+    resolve_cut_off = _today_term("cut_off")
+    resolve_hotlist_grace_minutes = _today_term("hotlist_grace_minutes")
 
     @staticmethod
     def resolve_id(root, info):
@@ -161,11 +172,11 @@ class RoamingAgreement(graphene.ObjectType):
 
     @staticmethod
     def resolve_version_in_force(root, info, on=None):
-        return root.version_on(on) if on is not None else _today_version(root)
+        return _with_versions(root, info, lambda agreement: agreement.version_on(on or _today()))
 
     @staticmethod
     def resolve_versions(root, info):
-        return root.versions_ordered()
+        return _with_versions(root, info, lambda agreement: agreement.versions_ordered())
 
 
 class CycleStateChange(graphene.ObjectType):
@@ -422,6 +433,10 @@ class ClearingCycle(graphene.ObjectType):
     id = graphene.ID(required=True)
     label = graphene.String(required=True, description="<network>-<service>-<business date>")
     agreement = graphene.Field(RoamingAgreement, required=True)
+    agreement_version = graphene.Field(
+        AgreementVersion,
+        description="The agreement version in force on the business date: its fees and cut-off.",
+    )
     network = graphene.Field(RoamingNetwork, required=True)
     service = graphene.Field(ClearingServiceEnum, required=True)
     business_date = graphene.Date(required=True, description="Monthly cycles: the month's first day.")
@@ -466,6 +481,12 @@ class ClearingCycle(graphene.ObjectType):
     @staticmethod
     def resolve_label(root, info):
         return cycle_label(root)
+
+    @staticmethod
+    def resolve_agreement_version(root, info):
+        return _with_versions(
+            root.agreement, info, lambda agreement: agreement.version_on(root.business_date)
+        )
 
     @staticmethod
     def resolve_network(root, info):
