@@ -45,6 +45,7 @@ from citycard.interop.agreements import (
 from citycard.interop.agreements import next_date as _next_date
 from citycard.interop.hotlist import hotlist_update_receive
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
@@ -221,6 +222,7 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     agreements: dict[str, RoamingAgreement] = {}
     cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
     days: dict[tuple[int, dt.datetime], dt.date] = {}
+    versions: dict[tuple[int, dt.date], AgreementVersion | None] = {}
     issuers: dict[str, Tenant | None] = {}
     rows = []
     for record in records:
@@ -262,7 +264,9 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
             cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)
         # Priced by the version in force on the record's business date, whenever it is collected (a late
         # record keeps its own date's terms in the later cycle it joins).
-        version = agreement.version_on(day)
+        version = versions.get((agreement.pk, day))
+        if version is None:
+            version = versions[(agreement.pk, day)] = agreement.version_on(day)
         if version is None:
             raise EnvelopeRefused(
                 f"record {record_id}: agreement {agreement.label} has no version in force on {day}",
