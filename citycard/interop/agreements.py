@@ -395,8 +395,8 @@ def _records_reprice(agreement: RoamingAgreement, effective_from: dt.date) -> in
         end = _opens_at(agreement, starts[i + 1]) if i + 1 < len(starts) else None
         segments.append((_opens_at(agreement, day), end, version_in_force(agreement, day)))
     total = 0
-    issuer_fee = FEE_SQL.format(amount="amount_fen", bps="%(ibps)s")
-    network_fee = FEE_SQL.format(amount="amount_fen", bps="%(nbps)s")
+    issuer_fee = FEE_SQL.format(amount="amount_fen", bps="%(ibps)s::bigint")
+    network_fee = FEE_SQL.format(amount="amount_fen", bps="%(nbps)s::bigint")
     with connection.cursor() as cur:
         for start, end, version in segments:
             cur.execute(

@@ -126,13 +126,22 @@ def test_a_version_for_an_open_cycle_prices_its_collected_records_again(yrd_tran
                 amount=1000,
                 when=at(NEXT, 9),
             ),
+            record(
+                acquirer="jiaxing",
+                issuer="hangzhou",
+                issuer_division="330100",
+                serial=3,
+                amount=999,
+                when=at(NEXT, 10),
+            ),
         ],
     )
     collect("jiaxing")
-    assert _fees() == [(1000, 5, 1), (1000, 5, 1)]
+    assert _fees() == [(1000, 5, 1), (1000, 5, 1), (999, 5, 1)]
     version = _add(effective_from=NEXT, network_fee_bps=35)
-    assert version.records_repriced == 1 and (version.issuer_fee_bps, version.network_fee_bps) == (50, 35)
-    assert _fees() == [(1000, 5, 1), (1000, 5, 4)]  # 3.5 fen → 4, half up
+    assert version.records_repriced == 2 and (version.issuer_fee_bps, version.network_fee_bps) == (50, 35)
+    # 3.5 fen → 4 and 3.4965 → 3, half up per record, as fee_fen; the 21st's record keeps its fees
+    assert _fees() == [(1000, 5, 1), (1000, 5, 4), (999, 5, 3)]
 
 
 def test_a_version_is_refused_on_or_before_a_cycle_already_cut_off(yrd_transit, send, collect):
@@ -354,3 +363,20 @@ def test_an_agreement_set_after_the_members_published_their_fares_republishes_th
     assert latest.version == first.version + 1
     (yrd,) = latest.document["payload"]["visitor_policy"]["networks"]
     assert (yrd["policy"], yrd["agreement"]) == ("no_concession", "yrd-transit v1")
+
+
+def test_cli_creates_a_networks_agreement_once(db):
+    out = _cli(
+        "create", "--network", "gba", "--service", "transit", "--effective", "2026-01-01",
+        "--issuer-fee-bps", "30", "--visitor-policy", "home_categories",
+    )  # fmt: skip
+    assert "gba-transit" in out and "daily cycles, operator gba-operator, settlement T+1" in out
+    (v1,) = agreement_get(network_code="gba", service="transit").versions.all()
+    assert (v1.effective_from, v1.issuer_fee_bps, v1.network_fee_bps, v1.visitor_policy) == (
+        dt.date(2026, 1, 1),
+        30,
+        0,
+        "home_categories",
+    )
+    with pytest.raises(CommandError, match="gba already has a transit agreement: change its terms with"):
+        _cli("create", "--network", "gba", "--effective", "2026-02-01")

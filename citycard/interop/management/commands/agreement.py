@@ -1,7 +1,8 @@
-"""`citycard agreement show|set --network yrd --service transit` — a roaming agreement's dated versions.
+"""`citycard agreement show|set|create --network yrd --service transit` — a roaming agreement's dated versions.
 
 `show` lists every version (the one in force today marked); `set … --effective 2026-12-08` adds a version
-(``interop.services.agreement_version_add``): terms not given are those in force that day."""
+(``interop.services.agreement_version_add``): terms not given are those in force that day. `create` makes a
+network's agreement for a service (``interop.services.agreement_set``) with version 1 from ``--effective``."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Command(PlatformCommand):
     help = "Show a roaming agreement's versions (漫游协议), or add a version effective from a business date."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["show", "set"])
+        parser.add_argument("action", choices=["show", "set", "create"])
         parser.add_argument("--network", required=True, help="the network's code (yrd, gba)")
         parser.add_argument("--service", default="transit", help="transit or medical")
         parser.add_argument("--effective", help="set: the first business date of the version, YYYY-MM-DD")
@@ -87,16 +88,39 @@ class Command(PlatformCommand):
         parser.add_argument("--cut-off", help="HH:MM, Beijing time")
         parser.add_argument("--hotlist-grace-minutes", type=int)
         parser.add_argument("--note", default="", help="why it changes")
+        parser.add_argument("--operator", help="create: the operator as a settlement participant")
+        parser.add_argument("--settlement-lag-days", type=int, default=1, help="create: T+n settlement")
+        parser.add_argument("--dispute-window-days", type=int, default=30, help="create: days to dispute")
 
     def handle(self, *args, **opts):
         console = Console(file=self.stdout, width=160)
         network, service = opts["network"].strip().lower(), opts["service"].strip().lower()
-        if opts["action"] == "set":
-            if not opts["effective"]:
+        if opts["action"] in ("set", "create") and not opts["effective"]:
+            raise DomainError(
+                "--effective YYYY-MM-DD is required: the first business date the version prices",
+                field="effective_from",
+            )
+        if opts["action"] == "create":
+            if selectors.agreements_list(network_code=network, service=service).exists():
                 raise DomainError(
-                    "--effective YYYY-MM-DD is required: the first business date the version prices",
-                    field="effective_from",
+                    f"{network} already has a {service} agreement: change its terms with `citycard agreement set`",
+                    code="exists",
                 )
+            services.agreement_set(
+                network_code=network,
+                service=service,
+                valid_from=_date(opts["effective"]),
+                operator=opts["operator"],
+                settlement_lag_days=opts["settlement_lag_days"],
+                dispute_window_days=opts["dispute_window_days"],
+                issuer_fee_bps=opts["issuer_fee_bps"],
+                network_fee_bps=opts["network_fee_bps"],
+                visitor_policy=opts["visitor_policy"],
+                cut_off=_time(opts["cut_off"]) if opts["cut_off"] else None,
+                hotlist_grace_minutes=opts["hotlist_grace_minutes"],
+                actor=self.actor,
+            )
+        if opts["action"] == "set":
             version = services.agreement_version_add(
                 network_code=network,
                 service=service,
