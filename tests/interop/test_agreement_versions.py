@@ -311,6 +311,8 @@ def test_admin_lists_versions_read_only_and_adds_one_through_the_service(client,
         client.get(f"/admin/interop/agreementversion/{v1.pk}/change/", HTTP_HOST="localhost").status_code
         == 200
     )
+    add_page = client.get("/admin/interop/agreementversion/add/", HTTP_HOST="localhost")
+    assert add_page.status_code == 200 and b"effective_from" in add_page.content
     form = {
         "agreement": yrd_transit.pk,
         "effective_from": "2099-02-01",
