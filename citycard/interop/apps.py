@@ -36,10 +36,19 @@ class InteropConfig(AppConfig):
 
     def ready(self) -> None:
         # The roaming agreements set the visitor policy the members' fare rules publish (docs/clearing.md).
-        from citycard.interop.selectors import agreed_visitor_policies, reconciliation_file_text
+        from citycard.interop.selectors import (
+            agreed_visitor_policies,
+            reconciliation_file_text,
+            visitor_policy_changes,
+        )
         from citycard.tenants.exchange.selectors import reconciliation_source_register
-        from citycard.tenants.fares.selectors import visitor_policy_source_register
+        from citycard.tenants.fares.selectors import (
+            visitor_policy_schedule_register,
+            visitor_policy_source_register,
+        )
 
         visitor_policy_source_register(agreed_visitor_policies)
+        # …and the policy changes their later versions schedule, which publishing now must keep.
+        visitor_policy_schedule_register(visitor_policy_changes)
         # Reconciliation files reach the tenants as signed manifests; the text is fetched by its digest.
         reconciliation_source_register(reconciliation_file_text)

@@ -30,6 +30,8 @@ from citycard.interop.models import (
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import tenant_networks
 
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
 # The agreement's visitor policy as the fare rule document says it (docs/fares.md, "Who rides").
 FARE_POLICY = {
     VisitorPolicy.LOCAL_FARE: "no_concession",
@@ -58,6 +60,28 @@ def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dic
             policy = FARE_POLICY[VisitorPolicy(version.visitor_policy)]
             agreed[agreement.network.code] = (policy, policy_label(agreement, on))
     return agreed
+
+
+def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[dt.date, dt.datetime]]:
+    """(business date, the moment it opens) of each transit agreement version of the tenant's networks that
+    takes effect after ``after`` and changes the visitor policy. Registered with the fare rules by
+    InteropConfig.ready, so a city publishing today keeps a policy change its network has scheduled."""
+    day = after.astimezone(SHANGHAI).date()
+    agreements = (
+        RoamingAgreement.objects.filter(service=Service.TRANSIT, network__in=tenant_networks(tenant=tenant))
+        .select_related("network")
+        .prefetch_related("versions")
+    )
+    changes = []
+    for agreement in agreements:
+        for version in agreement.versions_ordered():
+            if version.effective_from <= day or agreement.version_on(version.effective_from) != version:
+                continue  # in force already, or superseded the same day
+            before = agreement.version_on(version.effective_from - dt.timedelta(days=1))
+            if before is None or before.visitor_policy != version.visitor_policy:
+                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+                changes.append((version.effective_from, opens))
+    return sorted(changes)
 
 
 def agreement_versions(

@@ -382,3 +382,32 @@ def test_cli_creates_a_networks_agreement_once(db):
     )
     with pytest.raises(CommandError, match="gba already has a transit agreement: change its terms with"):
         _cli("create", "--network", "gba", "--effective", "2026-02-01")
+
+
+def test_a_city_publishing_before_a_scheduled_policy_change_keeps_it(tenant, yrd_transit):
+    jiaxing = tenant("jiaxing")
+    with tenant_context(jiaxing):
+        fare_services.fares_document_load(tenant=jiaxing, document=copy.deepcopy(seeds.JIAXING), actor="test")
+        fare_services.fares_publish(
+            tenant=jiaxing, actor="test", effective_from=dt.datetime(2026, 1, 1, tzinfo=SH)
+        )
+    _add(effective_from=dt.date(2099, 1, 1), visitor_policy="home_categories", note="from 2099")
+    with tenant_context(jiaxing):
+        fare_services.visitor_policy_change(
+            tenant=jiaxing, actor="test", scope="default", key="", changes={"policy": "home_category"}
+        )
+        now = fare_services.fares_publish(tenant=jiaxing, actor="test")
+        assert (
+            fare_services.fares_publish(tenant=jiaxing, actor="test").pk == now.pk
+        )  # unchanged: no new version
+    versions = list(jiaxing.publications.filter(kind="fare_rules").order_by("version"))
+    assert [p.version for p in versions] == [1, 2, 3, 4]
+    scheduled, current, later = versions[1], versions[2], versions[3]
+    assert current.pk == now.pk
+    assert scheduled.document["payload"]["effective_from"] == "2099-01-01T04:00:00+08:00"
+    for publication, policy, label in ((current, "host_rules", "v1"), (later, "home_category", "v2")):
+        payload = publication.document["payload"]
+        (yrd,) = payload["visitor_policy"]["networks"]
+        assert (yrd["policy"], yrd["agreement"]) == (policy, f"yrd-transit {label}")
+        assert payload["visitor_policy"]["default"] == "home_category"  # the new edit, in both
+    assert later.document["payload"]["effective_from"] == "2099-01-01T04:00:00+08:00"

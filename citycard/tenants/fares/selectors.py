@@ -175,6 +175,24 @@ def visitor_policy_source_register(source: VisitorPolicySource) -> None:
         _visitor_policy_sources.append(source)
 
 
+# The moments (business date, when it opens) after which an agreement already decided changes the visitor
+# policy of a network the tenant is in: publishing now must not drop a change scheduled for later.
+VisitorPolicySchedule = Callable[..., list[tuple[dt.date, dt.datetime]]]
+_visitor_policy_schedules: list[VisitorPolicySchedule] = []
+
+
+def visitor_policy_schedule_register(schedule: VisitorPolicySchedule) -> None:
+    if schedule not in _visitor_policy_schedules:
+        _visitor_policy_schedules.append(schedule)
+
+
+def agreed_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[dt.date, dt.datetime]]:
+    changes: set[tuple[dt.date, dt.datetime]] = set()
+    for schedule in _visitor_policy_schedules:
+        changes.update(schedule(tenant=tenant, after=after))
+    return sorted(changes)
+
+
 def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
     agreed: dict[str, tuple[str, str]] = {}
     for source in _visitor_policy_sources:
