@@ -411,3 +411,15 @@ def test_a_city_publishing_before_a_scheduled_policy_change_keeps_it(tenant, yrd
         assert (yrd["policy"], yrd["agreement"]) == (policy, f"yrd-transit {label}")
         assert payload["visitor_policy"]["default"] == "home_category"  # the new edit, in both
     assert later.document["payload"]["effective_from"] == "2099-01-01T04:00:00+08:00"
+    fare_selectors._engines.clear()
+
+    def policy_at(moment):
+        quote = fare_selectors.fares_quote(
+            tenant=jiaxing, route="1", at=moment, categories=["elderly"], issuer="330100"
+        )
+        return quote.version, quote.quote.trace[0]
+
+    version, trace = policy_at(dt.datetime(2027, 6, 1, 8, tzinfo=SH))
+    assert version == 3 and "policy host_rules (network yrd, agreement yrd-transit v1)" in trace
+    version, trace = policy_at(dt.datetime(2099, 1, 2, 8, tzinfo=SH))
+    assert version == 4 and "policy home_category (network yrd, agreement yrd-transit v2)" in trace

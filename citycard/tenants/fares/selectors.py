@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import F
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_public_keys
@@ -267,8 +268,16 @@ def _engine_for(publication: Publication) -> FareEngine:
     return engine
 
 
-def fares_published(*, tenant: Tenant, version: int | None = None) -> tuple[Publication, FareEngine]:
-    """The rule document a terminal of ``tenant`` uses (its city's, for a county), verified and compiled."""
+def fares_published(
+    *, tenant: Tenant, version: int | None = None, at: dt.datetime | None = None
+) -> tuple[Publication, FareEngine]:
+    """The rule document a terminal of ``tenant`` uses (its city's, for a county), verified and compiled:
+    ``version``, or the version in force at ``at`` (the highest effective by then; the latest when none is
+    yet — a version published for a later change, e.g. an agreement's scheduled visitor policy, waits for
+    it), or the latest."""
+    if version is None and at is not None:
+        in_force = fares_version_at(fares_in_force(tenant=tenant), at)
+        version = in_force[0] if in_force is not None else None
     if version is None:
         publication = publication_latest(tenant=tenant, kind=KIND, inherit=True)
     else:
@@ -321,7 +330,9 @@ def fares_quote(
     if draft:
         engine, version, owner = fares_draft_engine(tenant=tenant), None, tenant.code
     else:
-        publication, engine = fares_published(tenant=tenant)
+        # What a terminal will use at ``at`` as published now: today's document for a moment already past,
+        # and a version published for a later change (an agreement's scheduled policy) once it comes.
+        publication, engine = fares_published(tenant=tenant, at=max(at, timezone.now()))
         version, owner = publication.version, publication.tenant.code
     try:
         quote = engine.quote(card, Trip(service=service, route=route, at=at, tenant=tenant.code), state or {})
