@@ -230,6 +230,8 @@ def agreement_set(
         data={"period": period, "operator": agreement.operator, "created": created},
     )
     agreement = RoamingAgreement.objects.select_related("network").get(pk=agreement.pk)
+    if agreement.period == CyclePeriod.MONTHLY:
+        valid_from = valid_from.replace(day=1)  # monthly cycles: versions take effect with a month
     if not agreement.versions_ordered():
         terms = {name: DEFAULTS[name] if value is None else value for name, value in given.items()}
         agreement_version_add(

@@ -181,6 +181,9 @@ def test_a_monthly_agreement_changes_on_a_months_first_day():
         network_code="gba", service="medical", effective_from=dt.date(2027, 1, 1), issuer_fee_bps=5, actor="t"
     )
     assert version.label == "gba-medical v2"
+    agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2026, 3, 15), actor="test")
+    (v1,) = agreement_get(network_code="yrd", service="medical").versions.all()
+    assert v1.effective_from == dt.date(2026, 3, 1)  # its month
 
 
 def test_a_new_cut_off_moves_the_business_day_and_the_open_cycles_windows(yrd_transit):
