@@ -1,11 +1,18 @@
-"""Platform admin pages for clearing staff: agreements, cycles, records and exceptions, the bilateral
+"""Platform admin pages for clearing staff: agreements and their versions, cycles, records and exceptions, the bilateral
 matrix, net positions, settlement instructions, reconciliation files, disputes, refused messages."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import datetime as dt
 
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.utils import timezone
+
+from citycard.interop import services
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
@@ -18,6 +25,7 @@ from citycard.interop.models import (
     SettlementInstruction,
 )
 from citycard.platform.admin_sites import platform_admin
+from citycard.platform.errors import DomainError
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -32,17 +40,112 @@ class ReadOnly(admin.ModelAdmin):
 
 
 @admin.register(RoamingAgreement, site=platform_admin)
-class RoamingAgreementAdmin(admin.ModelAdmin):
+class RoamingAgreementAdmin(ReadOnly):
+    """The agreements' standing terms and the version in force today; their dated terms change only by a
+    new version (Agreement versions → Add), never by editing a row."""
+
     list_display = (
         "network",
         "service",
+        "period",
+        "operator",
+        "settlement_lag_days",
+        "dispute_window_days",
+        "in_force_today",
+    )
+
+    @admin.display(description="version in force today")
+    def in_force_today(self, obj: RoamingAgreement) -> str:
+        version = obj.version_on(timezone.localdate())
+        if version is None:
+            return "—"
+        return (
+            f"v{version.number} from {version.effective_from}: {version.get_visitor_policy_display()}, "
+            f"issuer {version.issuer_fee_bps} bps, network {version.network_fee_bps} bps, "
+            f"cut-off {version.cut_off:%H:%M}, grace {version.hotlist_grace_minutes} min"
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("network").prefetch_related("versions")
+
+
+class AgreementVersionForm(forms.ModelForm):
+    class Meta:
+        model = AgreementVersion
+        fields = (
+            "agreement",
+            "effective_from",
+            "visitor_policy",
+            "issuer_fee_bps",
+            "network_fee_bps",
+            "cut_off",
+            "hotlist_grace_minutes",
+            "note",
+        )
+        help_texts = {"effective_from": "The first business date it prices and clears (YYYY-MM-DD)."}
+
+
+@admin.register(AgreementVersion, site=platform_admin)
+class AgreementVersionAdmin(admin.ModelAdmin):
+    """Every version of every agreement, read-only; Add makes a new one through
+    ``interop.services.agreement_version_add`` (checked, audited, fares republished on a new visitor
+    policy). A refusal comes back as one line, with nothing written."""
+
+    form = AgreementVersionForm
+    list_display = (
+        "agreement",
+        "number",
+        "effective_from",
         "visitor_policy",
         "issuer_fee_bps",
         "network_fee_bps",
-        "period",
         "cut_off",
-        "dispute_window_days",
+        "hotlist_grace_minutes",
+        "created_by",
+        "created_at",
+        "note",
     )
+    list_filter = ("agreement",)
+    ordering = ("agreement__network__code", "agreement__service", "-effective_from", "-number")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("agreement__network")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("effective_from", timezone.localdate() + dt.timedelta(days=1))
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        agreement = data["agreement"]
+        version = services.agreement_version_add(
+            network_code=agreement.network.code,
+            service=agreement.service,
+            effective_from=data["effective_from"],
+            visitor_policy=data["visitor_policy"],
+            issuer_fee_bps=data["issuer_fee_bps"],
+            network_fee_bps=data["network_fee_bps"],
+            cut_off=data["cut_off"],
+            hotlist_grace_minutes=data["hotlist_grace_minutes"],
+            note=data.get("note") or "",
+            actor=f"user:{request.user.username}",
+        )
+        obj.pk, obj.number = version.pk, version.number
+        obj.created_at, obj.created_by = version.created_at, version.created_by
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:  # the view's transaction is rolled back: nothing written
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class NetPositionInline(admin.TabularInline):

@@ -11,6 +11,7 @@ class InteropConfig(AppConfig):
     role_permissions = {
         "clearing_staff": {
             "interop.roamingagreement": {"view"},
+            "interop.agreementversion": {"view", "add"},
             "interop.clearingcycle": {"view"},
             "interop.clearingrecord": {"view"},
             "interop.bilateralposition": {"view"},
@@ -24,7 +25,8 @@ class InteropConfig(AppConfig):
             "interop.receivedmessage": {"view"},
         },
         "platform_operator": {
-            "interop.roamingagreement": {"view", "add", "change"},
+            "interop.roamingagreement": {"view"},
+            "interop.agreementversion": {"view", "add"},
             "interop.clearingcycle": {"view"},
             "interop.messagerefusal": {"view"},
         },
@@ -34,10 +36,19 @@ class InteropConfig(AppConfig):
 
     def ready(self) -> None:
         # The roaming agreements set the visitor policy the members' fare rules publish (docs/clearing.md).
-        from citycard.interop.selectors import agreed_visitor_policies, reconciliation_file_text
+        from citycard.interop.selectors import (
+            agreed_visitor_policies,
+            reconciliation_file_text,
+            visitor_policy_changes,
+        )
         from citycard.tenants.exchange.selectors import reconciliation_source_register
-        from citycard.tenants.fares.selectors import visitor_policy_source_register
+        from citycard.tenants.fares.selectors import (
+            visitor_policy_schedule_register,
+            visitor_policy_source_register,
+        )
 
         visitor_policy_source_register(agreed_visitor_policies)
+        # …and the policy changes their later versions schedule, which publishing now must keep.
+        visitor_policy_schedule_register(visitor_policy_changes)
         # Reconciliation files reach the tenants as signed manifests; the text is fetched by its digest.
         reconciliation_source_register(reconciliation_file_text)

@@ -67,7 +67,8 @@ def _agreements(day: dt.date) -> None:
             issuer_fee_bps=50,
             network_fee_bps=10,
             cut_off=dt.time(4, 0),
-            # The members' published fare rules take it (yrd: visitors' home categories honoured).
+            # Version 1; the members' fare rules, published in the step before, are republished with its
+            # visitor policy (yrd: visitors' home categories honoured).
             visitor_policy="home_categories" if network == "yrd" else "local_discounts",
             actor="demo",
         )
@@ -213,6 +214,11 @@ def demo_step(ctx) -> None:
     ctx.console.print(
         "Clearing: `citycard clearing status --network yrd --service transit --date "
         f"{day.isoformat()}`; the platform admin shows cycles, positions, the matrix and exceptions."
+    )
+    ctx.console.print(
+        "Agreements: `citycard agreement show --network yrd` lists the dated versions; "
+        "`citycard agreement set --network yrd --effective YYYY-MM-DD --issuer-fee-bps 60` adds one (a new "
+        "--visitor-policy republishes the members' fare rules)."
     )
     ctx.console.print(
         "Medical roaming (docs/medical.md): `citycard clearing status --network gba --service medical`; "

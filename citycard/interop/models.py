@@ -29,27 +29,18 @@ class VisitorPolicy(models.TextChoices):
 
 
 class RoamingAgreement(models.Model):
-    """What roams in a network for one service, and how it is cleared (漫游协议)."""
+    """What roams in a network for one service, and how it is cleared (漫游协议): the standing terms. What
+    changes over time — fees, visitor policy, cut-off, hotlist grace — is in its dated versions
+    (``AgreementVersion``); a record is priced and cleared by the version in force on its business date."""
 
     network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="agreements")
     service = models.CharField(max_length=10, choices=Service.choices)
-    visitor_policy = models.CharField(max_length=20, choices=VisitorPolicy.choices, default="local_discounts")
-    issuer_fee_bps = models.PositiveIntegerField(
-        default=0, help_text="Interchange the issuer keeps from what it owes the acquirer, basis points."
-    )
-    network_fee_bps = models.PositiveIntegerField(
-        default=0, help_text="The network operator's fee, borne by the acquirer, basis points."
-    )
     operator = models.SlugField(
         max_length=30, help_text="The network operator as a settlement participant (e.g. yrd-operator)."
     )
     period = models.CharField(max_length=10, choices=CyclePeriod.choices, default=CyclePeriod.DAILY)
-    cut_off = models.TimeField(
-        default=dt.time(4, 0), help_text="Asia/Shanghai. Business date D runs from D cut_off to D+1 cut_off."
-    )
     settlement_lag_days = models.PositiveIntegerField(default=1, help_text="T+n settlement.")
     dispute_window_days = models.PositiveIntegerField(default=30)
-    hotlist_grace_minutes = models.PositiveIntegerField(default=60)
     valid_from = models.DateField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -57,18 +48,83 @@ class RoamingAgreement(models.Model):
         ordering = ["network__code", "service"]
         constraints = [
             models.UniqueConstraint(fields=["network", "service"], name="agreement_one_per_service"),
-            models.CheckConstraint(
-                name="agreement_fees_below_100pct",
-                condition=Q(issuer_fee_bps__lte=10000) & Q(network_fee_bps__lte=10000),
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.network.code}/{self.service}"
 
     @property
+    def label(self) -> str:
+        """``yrd-transit``: how documents and traces name the agreement."""
+        return f"{self.network.code}-{self.service}"
+
+    @property
     def settlement_account(self) -> str:
         return f"{self.network.code}-settlement"
+
+    def versions_ordered(self) -> list[AgreementVersion]:
+        """Its versions by effective date, then number (read once per instance)."""
+        cached = getattr(self, "_versions_ordered", None)
+        if cached is None:
+            # .all() reads a prefetch when there is one.
+            versions = sorted(self.versions.all(), key=lambda v: (v.effective_from, v.number))
+            cached = self._versions_ordered = versions
+        return cached
+
+    def versions_forget(self) -> None:
+        self.__dict__.pop("_versions_ordered", None)
+
+    def version_on(self, day: dt.date) -> AgreementVersion | None:
+        """The version in force on business date ``day``: the latest effective on or before it (of two
+        effective the same day, the higher number); None before the first."""
+        in_force = None
+        for version in self.versions_ordered():
+            if version.effective_from > day:
+                break
+            in_force = version
+        return in_force
+
+
+class AgreementVersion(models.Model):
+    """One dated version of an agreement's terms (协议版本), in force from ``effective_from`` (a business
+    date) until the next version's. Never changed once written: a change is a new version
+    (``services.agreement_version_add``)."""
+
+    agreement = models.ForeignKey(RoamingAgreement, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(help_text="1, 2, 3… per agreement, in the order they were added.")
+    effective_from = models.DateField(help_text="The first business date it prices and clears.")
+    visitor_policy = models.CharField(max_length=20, choices=VisitorPolicy.choices, default="local_discounts")
+    issuer_fee_bps = models.PositiveIntegerField(
+        default=0, help_text="Interchange the issuer keeps from what it owes the acquirer, basis points."
+    )
+    network_fee_bps = models.PositiveIntegerField(
+        default=0, help_text="The network operator's fee, borne by the acquirer, basis points."
+    )
+    cut_off = models.TimeField(
+        default=dt.time(4, 0), help_text="Asia/Shanghai. Business date D runs from D cut_off to D+1 cut_off."
+    )
+    hotlist_grace_minutes = models.PositiveIntegerField(default=60)
+    note = models.CharField(max_length=200, blank=True, help_text="Why it changed (the decision, in words).")
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["agreement_id", "effective_from", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agreement", "number"], name="agreement_version_unique"),
+            models.CheckConstraint(
+                name="agreement_version_fees_below_100pct",
+                condition=Q(issuer_fee_bps__lte=10000) & Q(network_fee_bps__lte=10000),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement} v{self.number} from {self.effective_from}"
+
+    @property
+    def label(self) -> str:
+        """``yrd-transit v2``: the agreement and this version, as a quote's trace names it."""
+        return f"{self.agreement.label} v{self.number}"
 
 
 class ReceivedMessage(models.Model):

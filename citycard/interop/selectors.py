@@ -11,7 +11,9 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
+from citycard.interop.agreements import policy_label
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
@@ -28,6 +30,8 @@ from citycard.interop.models import (
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import tenant_networks
 
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
 # The agreement's visitor policy as the fare rule document says it (docs/fares.md, "Who rides").
 FARE_POLICY = {
     VisitorPolicy.LOCAL_FARE: "no_concession",
@@ -37,17 +41,59 @@ FARE_POLICY = {
 
 
 def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
-    """{network: (fare-document policy, agreement)} for the transit agreements in force on ``on`` (default
-    today, Asia/Shanghai) of the networks the tenant (its city, for a county) is a member of. Registered
-    with the fare rules (tenants.fares.selectors) by InteropConfig.ready."""
+    """{network: (fare-document policy, agreement version)} for the transit agreements in force on ``on``
+    (default today, Asia/Shanghai) of the networks the tenant (its city, for a county) is a member of: the
+    policy of the version in force that day, named by the version that set it (``yrd-transit v2``).
+    Registered with the fare rules (tenants.fares.selectors) by InteropConfig.ready."""
     on = on or timezone.localdate()
-    agreements = RoamingAgreement.objects.filter(
-        service=Service.TRANSIT, valid_from__lte=on, network__in=tenant_networks(tenant=tenant, on=on)
-    ).select_related("network")
-    return {
-        a.network.code: (FARE_POLICY[VisitorPolicy(a.visitor_policy)], f"{a.network.code}-transit")
-        for a in agreements
-    }
+    agreements = (
+        RoamingAgreement.objects.filter(
+            service=Service.TRANSIT, valid_from__lte=on, network__in=tenant_networks(tenant=tenant, on=on)
+        )
+        .select_related("network")
+        .prefetch_related("versions")
+    )
+    agreed = {}
+    for agreement in agreements:
+        version = agreement.version_on(on)
+        if version is not None:
+            policy = FARE_POLICY[VisitorPolicy(version.visitor_policy)]
+            agreed[agreement.network.code] = (policy, policy_label(agreement, on))
+    return agreed
+
+
+def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[dt.date, dt.datetime]]:
+    """(business date, the moment it opens) of each transit agreement version of the tenant's networks that
+    takes effect after ``after`` and changes the visitor policy. Registered with the fare rules by
+    InteropConfig.ready, so a city publishing today keeps a policy change its network has scheduled."""
+    day = after.astimezone(SHANGHAI).date()
+    agreements = (
+        RoamingAgreement.objects.filter(service=Service.TRANSIT, network__in=tenant_networks(tenant=tenant))
+        .select_related("network")
+        .prefetch_related("versions")
+    )
+    changes = []
+    for agreement in agreements:
+        for version in agreement.versions_ordered():
+            if version.effective_from <= day or agreement.version_on(version.effective_from) != version:
+                continue  # in force already, or superseded the same day
+            before = agreement.version_on(version.effective_from - dt.timedelta(days=1))
+            if before is None or before.visitor_policy != version.visitor_policy:
+                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+                changes.append((version.effective_from, opens))
+    return sorted(changes)
+
+
+def agreement_versions(
+    *, network_code: str | None = None, service: str | None = None
+) -> QuerySet[AgreementVersion]:
+    """Agreement versions with their agreement and network, by network, service, effective date, number."""
+    qs = AgreementVersion.objects.select_related("agreement__network")
+    if network_code:
+        qs = qs.filter(agreement__network__code=network_code)
+    if service:
+        qs = qs.filter(agreement__service=service)
+    return qs.order_by("agreement__network__code", "agreement__service", "effective_from", "number")
 
 
 def cycle_summary(*, cycle: ClearingCycle) -> dict[str, Any]:
@@ -132,8 +178,9 @@ def summary_digest(summary: dict[str, Any]) -> str:
 def agreements_list(
     *, network_code: str | None = None, service: str | None = None
 ) -> QuerySet[RoamingAgreement]:
-    """Roaming agreements (one per network and service), with their network, by network code and service."""
-    qs = RoamingAgreement.objects.select_related("network")
+    """Roaming agreements (one per network and service), with their network and versions, by network code and
+    service."""
+    qs = RoamingAgreement.objects.select_related("network").prefetch_related("versions")
     if network_code:
         qs = qs.filter(network__code=network_code)
     if service:

@@ -1,6 +1,7 @@
 """Interop actions (public schema). docs/clearing.md tells the whole story; in short:
 
-* ``agreement_set`` — a network's roaming agreement for a service.
+* ``agreement_set``, ``agreement_version_add`` (in ``agreements``) — a network's roaming agreement for a
+  service and its dated versions; a record is priced and cleared by the version in force on its business date.
 * ``message_receive`` — one envelope from a tenant: checked, deduplicated (same id + body → the earlier
   result; other body → conflict), replays and bad envelopes refused and logged.
 * ``outbox_collect`` — read one tenant's outbox (through ``citycard.tenants.exchange`` in its schema),
@@ -32,8 +33,19 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from citycard.interop.agreements import (
+    agreement_get,
+    agreement_set,
+    agreement_version_add,
+    business_date_of,
+    cycle_window,
+    fee_fen,
+    version_in_force,
+)
+from citycard.interop.agreements import next_date as _next_date
 from citycard.interop.hotlist import hotlist_update_receive
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
@@ -58,11 +70,20 @@ from citycard.interop.models import (
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
 from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.platform.models import RoamingNetwork, Tenant
+from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared
 from citycard.tenants.exchange import selectors as exchange_selectors
 from citycard.tenants.exchange import services as exchange
 from citycard.tenants.medical import services as medical
+
+__all__ = [
+    "agreement_get",
+    "agreement_set",
+    "agreement_version_add",
+    "business_date_of",
+    "cycle_window",
+    "fee_fen",
+]
 
 log = logging.getLogger(__name__)
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -70,103 +91,7 @@ VALIDATION_CHUNK = 5000
 TRANSIT_SERVICES = frozenset({"bus", "metro", "ferry", "tram", "coach", "bike", "taxi", "rail"})
 
 
-# --- agreements and arithmetic ----------------------------------------------------------------------------
-
-
-def fee_fen(amount_fen: int, bps: int) -> int:
-    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
-    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
-    return magnitude if amount_fen >= 0 else -magnitude
-
-
-@transaction.atomic
-def agreement_set(
-    *,
-    network_code: str,
-    service: str,
-    valid_from: dt.date,
-    operator: str | None = None,
-    issuer_fee_bps: int = 0,
-    network_fee_bps: int = 0,
-    visitor_policy: str = "local_discounts",
-    period: str | None = None,
-    cut_off: dt.time = dt.time(4, 0),
-    settlement_lag_days: int = 1,
-    dispute_window_days: int = 30,
-    hotlist_grace_minutes: int = 60,
-    actor: str = "system",
-) -> RoamingAgreement:
-    """Create or change the agreement of ``network_code`` for ``service`` (transit or medical)."""
-    network = RoamingNetwork.objects.filter(code=network_code).first()
-    if network is None:
-        raise NotFound(f"no roaming network {network_code!r}", field="network")
-    if service not in Service.values:
-        raise DomainError(
-            f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
-        )
-    for name, bps in (("issuer_fee_bps", issuer_fee_bps), ("network_fee_bps", network_fee_bps)):
-        if not 0 <= bps <= 10000:
-            raise DomainError(f"{name} must be 0..10000 basis points", code="invalid", field=name)
-    period = period or (CyclePeriod.DAILY if service == Service.TRANSIT else CyclePeriod.MONTHLY)
-    agreement, _ = RoamingAgreement.objects.update_or_create(
-        network=network,
-        service=service,
-        defaults={
-            "operator": operator or f"{network_code}-operator",
-            "issuer_fee_bps": issuer_fee_bps,
-            "network_fee_bps": network_fee_bps,
-            "visitor_policy": visitor_policy,
-            "period": period,
-            "cut_off": cut_off,
-            "settlement_lag_days": settlement_lag_days,
-            "dispute_window_days": dispute_window_days,
-            "hotlist_grace_minutes": hotlist_grace_minutes,
-            "valid_from": valid_from,
-        },
-    )
-    audit_record(
-        action="interop.agreement_set",
-        actor=actor,
-        object_type="agreement",
-        object_id=str(agreement),
-        data={"issuer_fee_bps": issuer_fee_bps, "network_fee_bps": network_fee_bps, "period": period},
-    )
-    return agreement
-
-
-def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
-    agreement = (
-        RoamingAgreement.objects.select_related("network")
-        .filter(network__code=network_code, service=service)
-        .first()
-    )
-    if agreement is None:
-        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
-    return agreement
-
-
 # --- cycles: which one a moment belongs to --------------------------------------------------------------
-
-
-def business_date_of(agreement: RoamingAgreement, at: dt.datetime) -> dt.date:
-    """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
-    bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month."""
-    local = at.astimezone(SHANGHAI)
-    shifted = local - dt.timedelta(hours=agreement.cut_off.hour, minutes=agreement.cut_off.minute)
-    day = shifted.date()
-    return day.replace(day=1) if agreement.period == CyclePeriod.MONTHLY else day
-
-
-def _next_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
-    if agreement.period == CyclePeriod.MONTHLY:
-        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return day + dt.timedelta(days=1)
-
-
-def cycle_window(agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, agreement.cut_off, tzinfo=SHANGHAI)
-    end = dt.datetime.combine(_next_date(agreement, day), agreement.cut_off, tzinfo=SHANGHAI)
-    return start, end
 
 
 def _cycle(agreement: RoamingAgreement, day: dt.date, *, lock: bool = False) -> ClearingCycle:
@@ -297,6 +222,7 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     agreements: dict[str, RoamingAgreement] = {}
     cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
     days: dict[tuple[int, dt.datetime], dt.date] = {}
+    versions: dict[tuple[int, dt.date], AgreementVersion | None] = {}
     issuers: dict[str, Tenant | None] = {}
     rows = []
     for record in records:
@@ -336,10 +262,20 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         cycle = cycles.get((agreement.pk, day))
         if cycle is None:
             cycle = cycles[(agreement.pk, day)] = _open_cycle_from(agreement, day)
+        # Priced by the version in force on the record's business date, whenever it is collected (a late
+        # record keeps its own date's terms in the later cycle it joins).
+        version = versions.get((agreement.pk, day))
+        if version is None:
+            version = versions[(agreement.pk, day)] = agreement.version_on(day)
+        if version is None:
+            raise EnvelopeRefused(
+                f"record {record_id}: agreement {agreement.label} has no version in force on {day}",
+                code="malformed",
+            )
         if type(record.get("card_counter")) is not int or not isinstance(record.get("card_no"), str):
             raise EnvelopeRefused(f"record {record_id}: bad card number or counter", code="malformed")
         rows.append(
-            (cycle.pk, fee_fen(amount, agreement.issuer_fee_bps), fee_fen(amount, agreement.network_fee_bps))
+            (cycle.pk, fee_fen(amount, version.issuer_fee_bps), fee_fen(amount, version.network_fee_bps))
         )
     inserted = _records_insert_json(
         records,
@@ -507,7 +443,14 @@ def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("the adjudication is not the insured place's", code="malformed")
     outcome = opened_answer.body
     if outcome["fund_fen"] > 0:
-        cycle = _open_cycle_from(agreement, business_date_of(agreement, treated_at))
+        day = business_date_of(agreement, treated_at)
+        version = agreement.version_on(day)
+        if version is None:
+            raise EnvelopeRefused(
+                f"claim {claim_id}: agreement {agreement.label} has no version in force on {day}",
+                code="malformed",
+            )
+        cycle = _open_cycle_from(agreement, day)
         ClearingRecord.objects.get_or_create(
             record_id=claim_id,
             defaults={
@@ -519,8 +462,8 @@ def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
                 "card_no": card_no,
                 "card_counter": 0,
                 "amount_fen": outcome["fund_fen"],
-                "issuer_fee_fen": fee_fen(outcome["fund_fen"], agreement.issuer_fee_bps),
-                "network_fee_fen": fee_fen(outcome["fund_fen"], agreement.network_fee_bps),
+                "issuer_fee_fen": fee_fen(outcome["fund_fen"], version.issuer_fee_bps),
+                "network_fee_fen": fee_fen(outcome["fund_fen"], version.network_fee_bps),
                 "accepted_at": treated_at,
                 "received_at": now,
                 "status": RecordStatus.VALID,
@@ -641,6 +584,31 @@ FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND status = 'pe
 """
 
 
+def _record_graces(cycle: ClearingCycle) -> Any:
+    """``grace_of(tapped_at)``: the hotlist grace of the version in force on the record's business date
+    (``grace_of(None)``: the cycle's own date's). A late record that joined this cycle keeps its date's."""
+    agreement = cycle.agreement
+    own = version_in_force(agreement, cycle.business_date).hotlist_grace_minutes
+    if len({v.hotlist_grace_minutes for v in agreement.versions_ordered()}) == 1:
+        return lambda tapped_at: own
+    by_minute: dict[dt.datetime, int] = {}
+
+    def grace_of(tapped_at: str | None) -> int:
+        if tapped_at is None:
+            return own
+        minute = dt.datetime.fromisoformat(tapped_at).replace(second=0, microsecond=0)
+        if minute not in by_minute:
+            version = agreement.version_on(business_date_of(agreement, minute))
+            by_minute[minute] = own if version is None else version.hotlist_grace_minutes
+        return by_minute[minute]
+
+    return grace_of
+
+
+def _grace_entry(grace: int, default: int) -> dict[str, int]:
+    return {} if grace == default else {"hotlist_grace_minutes": grace}
+
+
 def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[str, Any]:
     """Validation of one issuer's pending records of a cycle: the platform seals them as
     ``clearing.validate`` requests (5,000 records each), the issuer answers each in its own schema
@@ -657,6 +625,7 @@ def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[s
         cur.execute(_VALIDATION_SQL, [cycle.pk, issuer_code])
         rows = cur.fetchall()
     acquirer_of = {r[0]: (r[9], r[3]) for r in rows}
+    grace_of = _record_graces(cycle)
     checks: list[str] = []
     rejections: list[dict[str, Any]] = []
     for start in range(0, len(rows), VALIDATION_CHUNK):
@@ -668,7 +637,7 @@ def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[s
             message_id=f"val-{label}-{issuer_code}-{start // VALIDATION_CHUNK}",
             body={
                 "cycle": label,
-                "hotlist_grace_minutes": cycle.agreement.hotlist_grace_minutes,
+                "hotlist_grace_minutes": grace_of(None),
                 "records": [
                     {
                         "record_id": r[0],
@@ -680,6 +649,7 @@ def issuer_validate(cycle_id: int, issuer_code: str, now: dt.datetime) -> dict[s
                         "terminal_seq": r[6],
                         "algorithm": r[7],
                         "tac": r[8],
+                        **_grace_entry(grace_of(r[4]), grace_of(None)),
                     }
                     for r in chunk
                 ],

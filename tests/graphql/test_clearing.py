@@ -243,7 +243,10 @@ def test_a_matrix_cell_lists_its_records(client, yrd_transit, send, collect):
     """From a cell of the bilateral matrix to its records: issuer, acquirer and status VALID give exactly
     the records the cell counts (records still stored pending in the validated cycle read as valid), and
     the rejected ones of the same pair are their own list."""
-    good = [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=60 + i) for i in range(3)]
+    good = [
+        record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=60 + i)
+        for i in range(3)
+    ]
     bad = [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=70, bad_tac=True)]
     other = [record(acquirer="hangzhou", issuer="jiaxing", issuer_division="330400", serial=80)]
     clear(send, collect, DAY, good + bad + other, now=SETTLE_AT)
@@ -566,3 +569,63 @@ def test_cycle_pages_are_costed_per_node_and_their_exception_pages_too(client, c
     assert response.json()["extensions"]["cost"]["requestedQueryCost"] == (1 + 2 + 5) * 10
     costly = gql(client, "", query.replace("first: 5", "first: 100"))
     assert codes_of(costly) == ["QUERY_TOO_COSTLY"]
+
+
+# --- agreement versions ------------------------------------------------------------------------------------
+
+VERSION_ADD = """mutation($effective: Date!, $fee: Int, $policy: VisitorPolicy, $note: String) {
+  roamingAgreementVersionAdd(network: "yrd", service: TRANSIT, effectiveFrom: $effective, issuerFeeBps: $fee,
+                             visitorPolicy: $policy, note: $note) {
+    agreementVersion { label number effectiveFrom visitorPolicy issuerFeeBps networkFeeBps cutOff
+                       hotlistGraceMinutes note createdBy }
+    agreement { issuerFeeBps versionInForce { label } later: versionInForce(on: "2026-11-24") { label }
+                versions { label effectiveFrom } }
+    faresRepublished
+    errors { field message code }
+  }
+}"""
+
+
+def test_clearing_staff_add_an_agreement_version_from_a_business_date(client, cleared, fixed_now):
+    login(client, "clearing_staff")
+    added = data_of(
+        gql(client, "", VERSION_ADD, {"effective": "2026-11-24", "fee": 80, "note": " board 12 "})
+    )
+    payload = added["roamingAgreementVersionAdd"]
+    assert payload["errors"] == [] and payload["faresRepublished"] == []
+    assert payload["agreementVersion"] == {
+        "label": "yrd-transit v2",
+        "number": 2,
+        "effectiveFrom": "2026-11-24",
+        "visitorPolicy": "LOCAL_DISCOUNTS",
+        "issuerFeeBps": 80,
+        "networkFeeBps": 10,
+        "cutOff": "04:00:00",
+        "hotlistGraceMinutes": 60,
+        "note": "board 12",
+        "createdBy": "user:clearing_staff-gql",
+    }
+    agreement = payload["agreement"]
+    assert agreement["issuerFeeBps"] == 50 and agreement["versionInForce"] == {"label": "yrd-transit v1"}
+    assert agreement["later"] == {"label": "yrd-transit v2"}
+    assert [v["label"] for v in agreement["versions"]] == ["yrd-transit v1", "yrd-transit v2"]
+
+
+def test_an_agreement_version_refused_is_errors_as_data_and_writes_nothing(client, cleared, fixed_now):
+    login(client, "clearing_staff")
+    too_early = data_of(gql(client, "", VERSION_ADD, {"effective": DAY.isoformat(), "fee": 80}))
+    (error,) = too_early["roamingAgreementVersionAdd"]["errors"]
+    assert (error["code"], error["field"]) == ("EFFECTIVE_DATE", "effectiveFrom")
+    assert error["message"] == (
+        "yrd-transit is cut off up to business date 2026-11-21: a version can take effect from 2026-11-22 at the"
+        " earliest, not 2026-11-21"
+    )
+    same = data_of(gql(client, "", VERSION_ADD, {"effective": "2026-11-24", "policy": "LOCAL_DISCOUNTS"}))
+    assert [e["code"] for e in same["roamingAgreementVersionAdd"]["errors"]] == ["UNCHANGED"]
+    login(client, "platform_operator")
+    response = gql(client, "", VERSION_ADD, {"effective": "2026-11-24", "fee": 80})
+    assert codes_of(response) == ["PERMISSION_DENIED"]
+    assert response.json()["errors"][0]["extensions"]["required"] == ["clearing:manage"]
+    assert list(
+        interop.agreement_get(network_code="yrd", service="transit").versions.values_list("number")
+    ) == [(1,)]

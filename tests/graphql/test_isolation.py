@@ -15,7 +15,7 @@ import re
 import pytest
 from django_tenants.utils import tenant_context
 
-from citycard.interop.models import ClearingCycle, Dispute
+from citycard.interop.models import AgreementVersion, ClearingCycle, Dispute
 from citycard.platform import services
 from citycard.platform.models import Tenant
 from citycard.platform.scopes import PLATFORM_ROLE_SCOPES, PlatformScope
@@ -294,6 +294,8 @@ def platform_probes() -> dict[str, str]:
         "{ errors { code } } }",
         "disputeResolve": 'mutation { disputeResolve(id: "RGlzcHV0ZTox", accept: true, resolution: "probe") '
         "{ errors { code } } }",
+        "roamingAgreementVersionAdd": 'mutation { roamingAgreementVersionAdd(network: "yrd", service: TRANSIT, '
+        'effectiveFrom: "2026-12-31", networkFeeBps: 99) { errors { code } agreementVersion { label } } }',
     }
 
 
@@ -301,6 +303,7 @@ def platform_state() -> list:
     return [
         *ClearingCycle.objects.order_by("id").values_list("id", "state"),
         *Dispute.objects.order_by("id").values_list("id", "state"),
+        *AgreementVersion.objects.order_by("id").values_list("id", "number"),
         *Tenant.objects.order_by("code").values_list("code", "status"),
     ]
 

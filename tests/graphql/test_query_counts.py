@@ -193,7 +193,9 @@ def test_mutations(client, hz_people):
     assert n == FIXED_TENANT + 30 + ACCESS_LOG
     n, data = count(client, "hangzhou", report, variables, token)
     assert data["cardReportLost"]["alreadyReported"] is True
-    assert n == FIXED_TENANT + 13 + ACCESS_LOG  # the card read and checked again (its ID too); nothing written
+    assert (
+        n == FIXED_TENANT + 13 + ACCESS_LOG
+    )  # the card read and checked again (its ID too); nothing written
     apply = """mutation($k: String!) { cardApply(schemeCode: "03", requestKey: $k) {
       card { number } errors { code } } }"""
     n, data = count(client, "hangzhou", apply, {"k": "qc-1"}, token)
@@ -207,7 +209,8 @@ def test_mutations(client, hz_people):
 # --- clearing (platform endpoint) ----------------------------------------------------------------------------
 
 CYCLES_FULL = """query($n: Int) { clearingCycles(first: $n, filter: {states: [SETTLED, DISPUTED]}) { edges { node {
-  label state agreement { operator network { code } } network { code }
+  label state agreement { operator network { code } issuerFeeBps } network { code }
+  agreementVersion { label networkFeeBps cutOff }
   stateHistory { state at } totals { records { records amountFen } rejected { records } }
   bilateralMatrix { issuer acquirer amountFen } netPositions { positions { participant netFen } sumFen }
   settlementInstructions { payer payee amountFen } exceptionSummary { reason records }
@@ -228,11 +231,7 @@ def cleared_cycles(yrd_transit, send, collect):
     for i, day in enumerate(days):
         after = day + dt.timedelta(days=1)
         cycle = clear(send, collect, day, day_records(day, 100 + 10 * i), now=at(after, 5))
-        record = (
-            ClearingRecord.objects.filter(cycle=cycle, kind="tap").valid()
-            .order_by("record_id")
-            .first()
-        )
+        record = ClearingRecord.objects.filter(cycle=cycle, kind="tap").valid().order_by("record_id").first()
         dispute = interop.dispute_raise(
             record_id=record.record_id, raised_by=record.issuer, reason="check", now=at(after, 6)
         )
@@ -252,8 +251,8 @@ def test_clearing_cycles_page(client, cleared_cycles, size):
     assert len(nodes) == size and all(node["netPositions"]["sumFen"] == 0 for node in nodes[-1:])
     # the page (with agreements and networks); disputes (with records and adjustments); totals; matrix;
     # positions; instructions; exception summary; the exception pages and the record pages (ROW_NUMBER per
-    # cycle, one query each); files; the cycles of the exceptions' records
-    assert n == FIXED_PLATFORM + 11
+    # cycle, one query each); files; the cycles of the exceptions' records; the agreements' versions
+    assert n == FIXED_PLATFORM + 12
 
 
 @pytest.mark.parametrize("size", [1, 3])

@@ -46,7 +46,7 @@ def test_fees_round_half_up_per_record():
 
 def _load(cycle, items):
     rows = []
-    agreement = cycle.agreement
+    terms = cycle.agreement.version_on(cycle.business_date)
     for i, (acquirer, issuer, amount) in enumerate(items):
         rows.append(
             [
@@ -59,8 +59,8 @@ def _load(cycle, items):
                 "3301000000000000000",
                 i,
                 amount,
-                fee_fen(amount, agreement.issuer_fee_bps),
-                fee_fen(amount, agreement.network_fee_bps),
+                fee_fen(amount, terms.issuer_fee_bps),
+                fee_fen(amount, terms.network_fee_bps),
                 at(DAY, 9).isoformat(),
                 at(DAY, 10).isoformat(),
                 json.dumps({}),

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from django_tenants.utils import tenant_context
 
-from citycard.interop.services import agreement_set
+from citycard.interop.services import agreement_set, agreement_version_add
 from citycard.tenants.fares import seeds, selectors, services
 
 pytestmark = pytest.mark.django_db
@@ -48,24 +48,40 @@ def test_published_rules_take_the_agreements_visitor_policy(tenant):
     first = _publish(jiaxing, seed, effective_from=dt.datetime(2026, 1, 1, tzinfo=SH))
     policy = first.document["payload"]["visitor_policy"]
     (yrd,) = policy["networks"]
-    assert (yrd["network"], yrd["policy"], yrd["agreement"]) == ("yrd", "home_category", "yrd-transit")
+    assert (yrd["network"], yrd["policy"], yrd["agreement"]) == ("yrd", "home_category", "yrd-transit v1")
     assert "310000" in yrd["members"]
     assert policy["tenants"] == []  # a per-tenant entry would bypass the agreement for a member
     honoured = _elderly_visitor_fare(jiaxing)
-    # The network changes its agreement: the next publication follows, the rows unchanged.
-    _agree("local_fare")
+    # The network adds a version with another policy: the member's rules are republished, rows unchanged.
+    version = agreement_version_add(
+        network_code="yrd",
+        service="transit",
+        effective_from=dt.date(2026, 1, 2),
+        visitor_policy="local_fare",
+        actor="test",
+    )
+    republished = version.fares_republished
+    assert republished["jiaxing"] == first.version + 1 and republished["shanghai"] is None  # none published
     with tenant_context(jiaxing):
         second = services.fares_publish(tenant=jiaxing, actor="test")
         assert selectors.fares_validate(tenant=jiaxing) == []
-    assert second.version == first.version + 1
-    assert second.document["payload"]["visitor_policy"]["networks"][0]["policy"] == "no_concession"
+    assert second.version == first.version + 1  # published again unchanged: the republished version
+    payload = second.document["payload"]
+    assert payload["visitor_policy"]["networks"][0]["policy"] == "no_concession"
+    assert payload["visitor_policy"]["networks"][0]["agreement"] == "yrd-transit v2"
+    assert payload["effective_from"] == "2026-01-02T04:00:00+08:00"  # the version's first business day
     base = _elderly_visitor_fare(jiaxing)
     assert honoured < base  # home category honoured (free or reduced) vs the standard fare
-    with tenant_context(jiaxing):
-        assert services.fares_publish(tenant=jiaxing, actor="test").pk == second.pk  # unchanged: same version
-    _agree("local_discounts")
+    agreement_version_add(
+        network_code="yrd",
+        service="transit",
+        effective_from=dt.date(2026, 1, 3),
+        visitor_policy="local_discounts",
+        actor="test",
+    )
     with tenant_context(jiaxing):
         third = services.fares_publish(tenant=jiaxing, actor="test")
+    assert third.version == second.version + 1
     assert third.document["payload"]["visitor_policy"]["networks"][0]["policy"] == "host_rules"
 
 
@@ -79,7 +95,7 @@ def test_rules_name_the_agreed_network_even_when_their_rows_do_not(tenant):
         {
             "network": "yrd",
             "policy": "host_rules",
-            "agreement": "yrd-transit",
+            "agreement": "yrd-transit v1",
             "members": ["310000", "330400", "330424"],
         }
     ]

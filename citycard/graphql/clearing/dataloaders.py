@@ -9,6 +9,7 @@ from citycard.graphql.core.connection import Key, PageArgs, keyset_pages
 from citycard.graphql.core.dataloaders import DataLoader, by_key, grouped
 from citycard.interop import selectors
 from citycard.interop.models import (
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     Dispute,
@@ -18,6 +19,15 @@ from citycard.interop.models import (
 )
 
 RECORD_KEYS = (Key("record_id"),)
+
+
+class VersionsByAgreementLoader(DataLoader[int, list[AgreementVersion]]):
+    """Every version of each agreement, by effective date then number (one query per batch)."""
+
+    def batch_load(self, keys: list[int]) -> list[list[AgreementVersion]]:
+        return grouped(
+            selectors.agreement_versions().filter(agreement_id__in=set(keys)), keys, "agreement_id"
+        )
 
 
 class CycleByIdLoader(DataLoader[int, ClearingCycle | None]):

@@ -10,6 +10,7 @@ from citycard.graphql.clearing.mutations import (
     ClearingCycleValidate,
     DisputeRaise,
     DisputeResolve,
+    RoamingAgreementVersionAdd,
 )
 from citycard.graphql.clearing.types import (
     ClearingCycle,
@@ -47,7 +48,7 @@ class ClearingQueries(graphene.ObjectType):
     roaming_agreements = PermissionsField(
         NonNullList(RoamingAgreement),
         permissions=[PlatformScope.CLEARING_READ],
-        description="Roaming agreements, one per network and service (a handful: not paginated).",
+        description="Roaming agreements, one per network and service, with their versions (a handful: not paginated).",
         network=graphene.String(description="The network's code (yrd, gba)."),
         service=graphene.Argument(ClearingServiceEnum),
     )
@@ -118,3 +119,4 @@ class ClearingMutations(graphene.ObjectType):
     clearing_cycle_settle = ClearingCycleSettle.Field()
     dispute_raise = DisputeRaise.Field()
     dispute_resolve = DisputeResolve.Field()
+    roaming_agreement_version_add = RoamingAgreementVersionAdd.Field()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import graphene
 
+from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.dataloaders import (
     CycleByIdLoader,
     DisputesByCycleLoader,
@@ -22,6 +23,7 @@ from citycard.graphql.clearing.dataloaders import (
     ReconciliationFilesByCycleLoader,
     RecordPagesLoader,
     RecordTotalsByCycleLoader,
+    VersionsByAgreementLoader,
 )
 from citycard.graphql.core.access import access_log_field
 from citycard.graphql.core.connection import Connection, PageArgs, connection_args
@@ -38,6 +40,8 @@ from citycard.interop.models import (
     VisitorPolicy,
 )
 from citycard.interop.services import cycle_label
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 def _enum(name: str, choices: type, description: str) -> type[graphene.Enum]:
@@ -62,29 +66,97 @@ ReconciliationStateEnum = graphene.Enum(
 )
 
 
-class RoamingAgreement(graphene.ObjectType):
-    """What roams in a network for one service and how it is cleared (漫游协议)."""
+class AgreementVersion(graphene.ObjectType):
+    """One dated version of an agreement's terms (协议版本): in force from its effective date until the
+    next version's; a record is priced and cleared by the version in force on its business date."""
 
-    id = graphene.ID(required=True)
-    network = graphene.Field(RoamingNetwork, required=True)
-    service = graphene.Field(ClearingServiceEnum, required=True)
+    label = graphene.String(
+        required=True, description="<network>-<service> v<number>, as fare traces name it."
+    )
+    number = graphene.Int(required=True, description="1, 2, 3… in the order the versions were added.")
+    effective_from = graphene.Date(required=True, description="The first business date it prices and clears.")
     visitor_policy = graphene.Field(VisitorPolicyEnum, required=True)
     issuer_fee_bps = graphene.Int(required=True, description="Interchange the issuer keeps, basis points.")
     network_fee_bps = graphene.Int(
         required=True, description="The network operator's fee, borne by the acquirer, basis points."
+    )
+    cut_off = graphene.Time(required=True, description="Asia/Shanghai; business date D runs D to D+1 at it.")
+    hotlist_grace_minutes = graphene.Int(required=True)
+    note = graphene.String(required=True, description="Why it changed.")
+    created_at = graphene.DateTime(required=True)
+    created_by = graphene.String(required=True)
+
+    @staticmethod
+    def resolve_visitor_policy(root, info):
+        return str(root.visitor_policy)
+
+
+def _with_versions(root, info, fn):
+    """``fn(agreement)`` once the agreement's versions are loaded (a batch for a page of agreements or cycles)."""
+
+    def keep(versions):
+        root._versions_ordered = versions
+        return fn(root)
+
+    return then(VersionsByAgreementLoader(info.context).load(root.pk), keep)
+
+
+def _today() -> dt.date:
+    return clock.now().astimezone(SHANGHAI).date()
+
+
+def _today_term(name: str):
+    def term(agreement):
+        version = agreement.version_on(_today())
+        if version is None:
+            return None
+        value = getattr(version, name)
+        return str(value) if name == "visitor_policy" else value
+
+    return staticmethod(lambda root, info: _with_versions(root, info, term))
+
+
+class RoamingAgreement(graphene.ObjectType):
+    """What roams in a network for one service and how it is cleared (漫游协议). The dated terms (visitor
+    policy, fees, cut-off, grace) shown at the top level are the version in force today; ``versions`` lists
+    them all."""
+
+    id = graphene.ID(required=True)
+    network = graphene.Field(RoamingNetwork, required=True)
+    service = graphene.Field(ClearingServiceEnum, required=True)
+    visitor_policy = graphene.Field(VisitorPolicyEnum, description="Of the version in force today.")
+    issuer_fee_bps = graphene.Int(
+        description="Interchange the issuer keeps, basis points (version in force today)."
+    )
+    network_fee_bps = graphene.Int(
+        description="The network operator's fee, borne by the acquirer, basis points (version in force today)."
     )
     operator = graphene.String(required=True, description="The network operator as a settlement participant.")
     settlement_account = graphene.String(
         required=True, description="The network's settlement account: debtors pay it, it pays creditors."
     )
     period = graphene.Field(ClearingPeriodEnum, required=True)
-    cut_off = graphene.Time(required=True, description="Asia/Shanghai; business date D runs D to D+1 at it.")
+    cut_off = graphene.Time(
+        description="Asia/Shanghai; business date D runs D to D+1 at it (version in force today)."
+    )
     settlement_lag_days = graphene.Int(required=True, description="Value date = business date + n (T+n).")
     dispute_window_days = graphene.Int(
         required=True, description="Days after settlement a party may dispute."
     )
-    hotlist_grace_minutes = graphene.Int(required=True)
+    hotlist_grace_minutes = graphene.Int(description="Of the version in force today.")
     valid_from = graphene.Date(required=True)
+    version_in_force = graphene.Field(
+        AgreementVersion,
+        on=graphene.Date(description="A business date (default today, Beijing time)."),
+        description="The version that prices and clears that business date; null before the first.",
+    )
+    versions = NonNullList(AgreementVersion, description="Every version, by effective date then number.")
+
+    resolve_visitor_policy = _today_term("visitor_policy")
+    resolve_issuer_fee_bps = _today_term("issuer_fee_bps")
+    resolve_network_fee_bps = _today_term("network_fee_bps")
+    resolve_cut_off = _today_term("cut_off")
+    resolve_hotlist_grace_minutes = _today_term("hotlist_grace_minutes")
 
     @staticmethod
     def resolve_id(root, info):
@@ -95,12 +167,16 @@ class RoamingAgreement(graphene.ObjectType):
         return str(root.service)
 
     @staticmethod
-    def resolve_visitor_policy(root, info):
-        return str(root.visitor_policy)
-
-    @staticmethod
     def resolve_period(root, info):
         return str(root.period)
+
+    @staticmethod
+    def resolve_version_in_force(root, info, on=None):
+        return _with_versions(root, info, lambda agreement: agreement.version_on(on or _today()))
+
+    @staticmethod
+    def resolve_versions(root, info):
+        return _with_versions(root, info, lambda agreement: agreement.versions_ordered())
 
 
 class CycleStateChange(graphene.ObjectType):
@@ -357,6 +433,10 @@ class ClearingCycle(graphene.ObjectType):
     id = graphene.ID(required=True)
     label = graphene.String(required=True, description="<network>-<service>-<business date>")
     agreement = graphene.Field(RoamingAgreement, required=True)
+    agreement_version = graphene.Field(
+        AgreementVersion,
+        description="The agreement version in force on the business date: its fees and cut-off.",
+    )
     network = graphene.Field(RoamingNetwork, required=True)
     service = graphene.Field(ClearingServiceEnum, required=True)
     business_date = graphene.Date(required=True, description="Monthly cycles: the month's first day.")
@@ -386,7 +466,9 @@ class ClearingCycle(graphene.ObjectType):
             " and status VALID; a status is as read (a record still pending in a validated cycle is valid)."
         ),
         **connection_args(
-            issuer=graphene.String(), acquirer=graphene.String(), status=graphene.Argument(ClearingRecordStatusEnum)
+            issuer=graphene.String(),
+            acquirer=graphene.String(),
+            status=graphene.Argument(ClearingRecordStatusEnum),
         ),
     )
     disputes = NonNullList(Dispute, description="Disputes of its records, newest first.")
@@ -399,6 +481,12 @@ class ClearingCycle(graphene.ObjectType):
     @staticmethod
     def resolve_label(root, info):
         return cycle_label(root)
+
+    @staticmethod
+    def resolve_agreement_version(root, info):
+        return _with_versions(
+            root.agreement, info, lambda agreement: agreement.version_on(root.business_date)
+        )
 
     @staticmethod
     def resolve_network(root, info):

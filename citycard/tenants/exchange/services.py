@@ -218,10 +218,11 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
 
     The request is a ``clearing.validate`` envelope from the platform with ``records`` (each: record_id,
     card_no, card_counter, amount_fen, tapped_at, terminal_no, terminal_seq, algorithm, tac) and
-    ``hotlist_grace_minutes``. Checks in this order, the first failing one is the reason: the card is
-    ours; card known and not hotlisted before the tap beyond the grace period (``cards.card_facts``, one
-    query for the request); TAC valid under our key; counter not cleared before by another
-    record. Re-validating a record gives the same answer (its counter is remembered with its id).
+    ``hotlist_grace_minutes`` (a record may carry its own: the grace of the agreement version of its business
+    date). Checks in this order, the first failing one is the reason: the card is ours; card known and not
+    hotlisted before the tap beyond the grace period (``cards.card_facts``, one query for the request); TAC
+    valid under our key; counter not cleared before by another record. Re-validating a record gives the same
+    answer (its counter is remembered with its id).
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
     tenant = _tenant()
@@ -237,7 +238,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     rejections: list[dict[str, str]] = []
     candidates: list[dict[str, Any]] = []
     for record in records:
-        reason, message = _first_failure(record, tenant, prefixes, facts, grace, master)
+        own = record.get("hotlist_grace_minutes")  # a late record's date may have its own grace
+        grace_of = grace if own is None else dt.timedelta(minutes=int(own))
+        reason, message = _first_failure(record, tenant, prefixes, facts, grace_of, master)
         if reason:
             rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.db.models import F
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_public_keys
@@ -174,6 +176,24 @@ def visitor_policy_source_register(source: VisitorPolicySource) -> None:
         _visitor_policy_sources.append(source)
 
 
+# The moments (business date, when it opens) after which an agreement already decided changes the visitor
+# policy of a network the tenant is in: publishing now must not drop a change scheduled for later.
+VisitorPolicySchedule = Callable[..., list[tuple[dt.date, dt.datetime]]]
+_visitor_policy_schedules: list[VisitorPolicySchedule] = []
+
+
+def visitor_policy_schedule_register(schedule: VisitorPolicySchedule) -> None:
+    if schedule not in _visitor_policy_schedules:
+        _visitor_policy_schedules.append(schedule)
+
+
+def agreed_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[dt.date, dt.datetime]]:
+    changes: set[tuple[dt.date, dt.datetime]] = set()
+    for schedule in _visitor_policy_schedules:
+        changes.update(schedule(tenant=tenant, after=after))
+    return sorted(changes)
+
+
 def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dict[str, tuple[str, str]]:
     agreed: dict[str, tuple[str, str]] = {}
     for source in _visitor_policy_sources:
@@ -203,13 +223,22 @@ def fares_document_build(*, tenant: Tenant, on: dt.date | None = None) -> dict[s
     Adds what only the platform knows: which divisions are local, the visitor policy of every roaming
     agreement (transit) the tenant is in, and the members of each network named in the visitor policy (as
     of ``on``), so a terminal decides offline who is a visitor."""
-    body = fares_rules_body()
+    return fares_agreements_apply({"format": 1, **fares_rules_body()}, tenant=tenant, on=on)
+
+
+def fares_agreements_apply(document: dict[str, Any], *, tenant: Tenant, on: dt.date | None) -> dict[str, Any]:
+    """``document`` (rule-document fields: drafted rows, or a published document's) with the platform's facts
+    as of ``on``: the local divisions, each roaming agreement's visitor policy and each network's members.
+    Returns a new document; ``document`` is left as it was."""
+    document = copy.deepcopy(document)
     homes = home_divisions(tenant=tenant)
-    _apply_agreements(body["visitor_policy"], agreed_visitor_policies(tenant=tenant, on=on), on)
-    for entry in body["visitor_policy"]["networks"]:
+    policy = document["visitor_policy"]
+    _apply_agreements(policy, agreed_visitor_policies(tenant=tenant, on=on), on)
+    for entry in policy["networks"]:
         members = network_members(network_code=entry["network"], on=on)
         entry["members"] = sorted({m.tenant.division_code for m in members} - set(homes))
-    return {"format": 1, "home_divisions": homes, **body}
+    rest = {k: v for k, v in document.items() if k not in ("format", "home_divisions")}
+    return {"format": document.get("format", 1), "home_divisions": homes, **rest}
 
 
 def fares_validate(*, tenant: Tenant) -> list[str]:
@@ -239,8 +268,16 @@ def _engine_for(publication: Publication) -> FareEngine:
     return engine
 
 
-def fares_published(*, tenant: Tenant, version: int | None = None) -> tuple[Publication, FareEngine]:
-    """The rule document a terminal of ``tenant`` uses (its city's, for a county), verified and compiled."""
+def fares_published(
+    *, tenant: Tenant, version: int | None = None, at: dt.datetime | None = None
+) -> tuple[Publication, FareEngine]:
+    """The rule document a terminal of ``tenant`` uses (its city's, for a county), verified and compiled:
+    ``version``, or the version in force at ``at`` (the highest effective by then; the latest when none is
+    yet — a version published for a later change, e.g. an agreement's scheduled visitor policy, waits for
+    it), or the latest."""
+    if version is None and at is not None:
+        in_force = fares_version_at(fares_in_force(tenant=tenant), at)
+        version = in_force[0] if in_force is not None else None
     if version is None:
         publication = publication_latest(tenant=tenant, kind=KIND, inherit=True)
     else:
@@ -293,7 +330,9 @@ def fares_quote(
     if draft:
         engine, version, owner = fares_draft_engine(tenant=tenant), None, tenant.code
     else:
-        publication, engine = fares_published(tenant=tenant)
+        # What a terminal will use at ``at`` as published now: today's document for a moment already past,
+        # and a version published for a later change (an agreement's scheduled policy) once it comes.
+        publication, engine = fares_published(tenant=tenant, at=max(at, timezone.now()))
         version, owner = publication.version, publication.tenant.code
     try:
         quote = engine.quote(card, Trip(service=service, route=route, at=at, tenant=tenant.code), state or {})

@@ -163,20 +163,54 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
 @transaction.atomic
 def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | None = None) -> Publication:
     """Compile the tenant's rules, refuse them with every problem named, else sign and publish them as
-    the next version of the ``fare_rules`` document. Unchanged rules published again without a new
-    ``effective_from`` return the current version (re-running is harmless)."""
+    the next version of the ``fare_rules`` document, with the visitor policies of the agreements in force
+    today; each later change of policy an agreement already schedules is published after it as its own
+    version, effective from that change. Unchanged rules published again without a new ``effective_from``
+    return the current version (re-running is harmless). Returns the version effective now."""
     _refuse_county(tenant, "publish rules")
     document = selectors.fares_document_build(tenant=tenant)
     _validated({**document, "tenant": tenant.code})
-    latest = tenant.publications.filter(kind=KIND).order_by("-version").first()
-    if latest is not None and effective_from is None:
-        previous = {k: v for k, v in latest.document["payload"].items() if k not in _VOLATILE}
-        if previous == document:
-            return latest
     when = effective_from or timezone.now()
     if when.tzinfo is None:
         raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
+    changes = selectors.agreed_policy_changes(tenant=tenant, after=when)
+    if effective_from is None:
+        # Unchanged: the latest versions are this document, then each scheduled change of it, in order.
+        expected = [document] + [
+            selectors.fares_agreements_apply(document, tenant=tenant, on=on) for on, _moment in changes
+        ]
+        recent = list(tenant.publications.filter(kind=KIND).order_by("-version")[: len(expected)])[::-1]
+        bodies = [{k: v for k, v in p.document["payload"].items() if k not in _VOLATILE} for p in recent]
+        if bodies == expected:
+            return recent[0]
     document["effective_from"] = when.isoformat(timespec="seconds")
+    publication = publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
+    # A visitor policy an agreement already changes later follows as its own version, effective then.
+    for on, moment in changes:
+        fares_agreements_republish(tenant=tenant, actor=actor, on=on, effective_from=moment)
+    return publication
+
+
+@transaction.atomic
+def fares_agreements_republish(
+    *, tenant: Tenant, actor: str, on: dt.date, effective_from: dt.datetime
+) -> Publication | None:
+    """The tenant's latest published rule document again, with the roaming agreements in force on ``on``
+    applied (visitor policies, members), effective from ``effective_from``: what a new agreement version
+    asks of every member city. The draft rows are not read, so unpublished edits stay drafts. None when the
+    tenant has published no rules; the latest version when the agreements change nothing in it."""
+    _refuse_county(tenant, "publish rules")
+    latest = tenant.publications.filter(kind=KIND).order_by("-version").first()
+    if latest is None:
+        return None
+    body = {k: v for k, v in latest.document["payload"].items() if k not in _VOLATILE}
+    document = selectors.fares_agreements_apply(body, tenant=tenant, on=on)
+    if document == body:
+        return latest
+    _validated({**document, "tenant": tenant.code})
+    if effective_from.tzinfo is None:
+        raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
+    document["effective_from"] = effective_from.isoformat(timespec="seconds")
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
 
 

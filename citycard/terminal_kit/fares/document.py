@@ -177,16 +177,21 @@ class Cap:
 class VisitorPolicy:
     default: str
     by_division: Mapping[str, str]
-    by_network: tuple[tuple[str, frozenset[str], str], ...]  # (network, member divisions, policy)
+    # (network, member divisions, policy, the agreement version that set it or "")
+    by_network: tuple[tuple[str, frozenset[str], str, str], ...]
 
     def for_issuer(self, division: str) -> tuple[str, str]:
-        """(policy, why) for a card issued by ``division``: tenant entry first, then network, then default."""
+        """(policy, why) for a card issued by ``division``: tenant entry first, then network (naming the
+        roaming agreement and version the policy comes from), then default."""
         policy = self.by_division.get(division)
         if policy is not None:
             return policy, f"home tenant {division}"
-        for network, members, net_policy in self.by_network:
+        for network, members, net_policy, agreement in self.by_network:
             if division in members:
-                return net_policy, f"network {network}"
+                return (
+                    net_policy,
+                    f"network {network}, agreement {agreement}" if agreement else f"network {network}",
+                )
         return self.default, "default"
 
 
@@ -618,6 +623,7 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 str(item.get("network", "")),
                 frozenset(members),
                 r.choice(item, "policy", where, POLICIES, default),
+                str(item.get("agreement") or ""),
             )
         )
 

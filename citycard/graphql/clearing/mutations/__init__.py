@@ -1,3 +1,4 @@
+from citycard.graphql.clearing.mutations.agreements import RoamingAgreementVersionAdd
 from citycard.graphql.clearing.mutations.cycles import (
     ClearingCycleClose,
     ClearingCycleNet,
@@ -13,4 +14,5 @@ __all__ = [
     "ClearingCycleValidate",
     "DisputeRaise",
     "DisputeResolve",
+    "RoamingAgreementVersionAdd",
 ]

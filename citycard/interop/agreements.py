@@ -1,0 +1,461 @@
+"""Roaming agreements and their dated versions (docs/clearing.md, "Roaming agreements").
+
+* ``agreement_set`` — establish a network's agreement for a service (its standing terms and version 1), or
+  change its standing terms (operator, period, settlement lag, dispute window).
+* ``agreement_version_add`` — the one way to change fees, visitor policy, cut-off or hotlist grace: a new
+  version effective from a business date, audited; records of open cycles on or after that date are priced
+  again, open cycles' windows follow a new cut-off, and a new visitor policy is republished in the member
+  cities' fare rules.
+* ``business_date_of``, ``cycle_window``, ``version_in_force``: which business date a moment belongs to
+  and which version prices and clears it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from citycard.interop.models import (
+    AgreementVersion,
+    ClearingCycle,
+    CyclePeriod,
+    CycleState,
+    RoamingAgreement,
+    Service,
+    VisitorPolicy,
+)
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.models import RoamingNetwork
+from citycard.platform.selectors import network_members
+from citycard.tenants.fares import services as fares
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+VERSIONED = ("visitor_policy", "issuer_fee_bps", "network_fee_bps", "cut_off", "hotlist_grace_minutes")
+DEFAULTS: dict[str, Any] = {
+    "visitor_policy": VisitorPolicy.LOCAL_DISCOUNTS.value,
+    "issuer_fee_bps": 0,
+    "network_fee_bps": 0,
+    "cut_off": dt.time(4, 0),
+    "hotlist_grace_minutes": 60,
+}
+
+
+def fee_fen(amount_fen: int, bps: int) -> int:
+    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
+    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
+    return magnitude if amount_fen >= 0 else -magnitude
+
+
+# The same rounding in SQL, for pricing the records of open cycles again (``_records_reprice``); a property
+# test holds it to ``fee_fen`` (tests/interop/test_agreement_versions.py).
+FEE_SQL = "sign({amount}) * ((abs({amount}) * {bps} * 2 + 10000) / 20000)"
+
+
+# --- which version, which business date --------------------------------------------------------------------
+
+
+def version_in_force(agreement: RoamingAgreement, day: dt.date) -> AgreementVersion:
+    """The version that prices and clears business date ``day``; refused before the agreement's first."""
+    version = agreement.version_on(day)
+    if version is None:
+        first = agreement.versions_ordered()
+        since = f"its first version takes effect {first[0].effective_from}" if first else "it has no version"
+        raise DomainError(
+            f"agreement {agreement.label} has no version in force on {day}: {since}",
+            code="no_version",
+            field="effective_from",
+        )
+    return version
+
+
+def _cut_off(agreement: RoamingAgreement, day: dt.date) -> dt.time:
+    """The cut-off that opens business date ``day`` (before the first version: the first version's)."""
+    version = agreement.version_on(day)
+    if version is None:
+        versions = agreement.versions_ordered()
+        return versions[0].cut_off if versions else DEFAULTS["cut_off"]
+    return version.cut_off
+
+
+def next_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
+    if agreement.period == CyclePeriod.MONTHLY:
+        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return day + dt.timedelta(days=1)
+
+
+def _previous_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
+    if agreement.period == CyclePeriod.MONTHLY:
+        return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    return day - dt.timedelta(days=1)
+
+
+def _opens_at(agreement: RoamingAgreement, day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=SHANGHAI)
+
+
+def cycle_window(agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """Business date ``day`` runs from its cut-off to the next date's (each the one its version says)."""
+    return _opens_at(agreement, day), _opens_at(agreement, next_date(agreement, day))
+
+
+def business_date_of(agreement: RoamingAgreement, at: dt.datetime) -> dt.date:
+    """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
+    bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month. The
+    cut-off of D is the one of the version in force on D."""
+    local = at.astimezone(SHANGHAI)
+    day = local.date()
+    if agreement.period == CyclePeriod.MONTHLY:
+        day = day.replace(day=1)
+    return day if local >= _opens_at(agreement, day) else _previous_date(agreement, day)
+
+
+def policy_label(agreement: RoamingAgreement, day: dt.date) -> str:
+    """``yrd-transit v2``: the version that set the visitor policy in force on ``day`` (a later version that
+    changed only fees leaves it named), so a fare document changes only when the policy does."""
+    in_force: list[AgreementVersion] = []
+    for version in agreement.versions_ordered():
+        if version.effective_from > day:
+            break
+        if in_force and in_force[-1].effective_from == version.effective_from:
+            in_force.pop()  # superseded the same day: never in force
+        in_force.append(version)
+    setter = in_force[-1]
+    for earlier in reversed(in_force[:-1]):
+        if earlier.visitor_policy != setter.visitor_policy:
+            break
+        setter = earlier
+    return setter.label
+
+
+# --- setting them ------------------------------------------------------------------------------------------
+
+
+def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
+    agreement = (
+        RoamingAgreement.objects.select_related("network")
+        .filter(network__code=network_code, service=service)
+        .first()
+    )
+    if agreement is None:
+        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
+    return agreement
+
+
+def _terms_checked(terms: dict[str, Any]) -> None:
+    for name in ("issuer_fee_bps", "network_fee_bps"):
+        bps = terms[name]
+        if type(bps) is not int or not 0 <= bps <= 10000:
+            raise DomainError(
+                f"{name} must be 0..10000 basis points, not {bps!r}", code="invalid", field=name
+            )
+    if terms["visitor_policy"] not in VisitorPolicy.values:
+        raise DomainError(
+            f"visitor_policy must be one of {', '.join(VisitorPolicy.values)}, not {terms['visitor_policy']!r}",
+            code="invalid",
+            field="visitor_policy",
+        )
+    grace = terms["hotlist_grace_minutes"]
+    if type(grace) is not int or not 0 <= grace <= 24 * 60:
+        raise DomainError(
+            f"hotlist_grace_minutes must be 0..1440, not {grace!r}",
+            code="invalid",
+            field="hotlist_grace_minutes",
+        )
+    if not isinstance(terms["cut_off"], dt.time) or terms["cut_off"].tzinfo is not None:
+        raise DomainError(
+            "cut_off must be a local time (Asia/Shanghai), HH:MM", code="invalid", field="cut_off"
+        )
+
+
+@transaction.atomic
+def agreement_set(
+    *,
+    network_code: str,
+    service: str,
+    valid_from: dt.date,
+    operator: str | None = None,
+    period: str | None = None,
+    settlement_lag_days: int = 1,
+    dispute_window_days: int = 30,
+    issuer_fee_bps: int | None = None,
+    network_fee_bps: int | None = None,
+    visitor_policy: str | None = None,
+    cut_off: dt.time | None = None,
+    hotlist_grace_minutes: int | None = None,
+    actor: str = "system",
+    now: dt.datetime | None = None,
+) -> RoamingAgreement:
+    """Establish the agreement of ``network_code`` for ``service`` (transit or medical) with its standing
+    terms and, when it has none, version 1 of the dated terms effective ``valid_from``; on an agreement that
+    exists, change its standing terms. Dated terms (fees, visitor policy, cut-off, grace) given for an
+    existing agreement that differ from those in force on ``valid_from`` become a new version effective
+    ``valid_from`` through ``agreement_version_add`` (its checks and audit)."""
+    now = now or timezone.now()
+    network = RoamingNetwork.objects.filter(code=network_code).first()
+    if network is None:
+        raise NotFound(f"no roaming network {network_code!r}", field="network")
+    if service not in Service.values:
+        raise DomainError(
+            f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
+        )
+    period = period or (CyclePeriod.DAILY if service == Service.TRANSIT else CyclePeriod.MONTHLY)
+    agreement, created = RoamingAgreement.objects.select_for_update().update_or_create(
+        network=network,
+        service=service,
+        defaults={
+            "operator": operator or f"{network_code}-operator",
+            "period": period,
+            "settlement_lag_days": settlement_lag_days,
+            "dispute_window_days": dispute_window_days,
+            "valid_from": valid_from,
+        },
+    )
+    given = {
+        "visitor_policy": visitor_policy,
+        "issuer_fee_bps": issuer_fee_bps,
+        "network_fee_bps": network_fee_bps,
+        "cut_off": cut_off,
+        "hotlist_grace_minutes": hotlist_grace_minutes,
+    }
+    audit_record(
+        action="interop.agreement_set",
+        actor=actor,
+        object_type="agreement",
+        object_id=str(agreement),
+        data={"period": period, "operator": agreement.operator, "created": created},
+    )
+    agreement = RoamingAgreement.objects.select_related("network").get(pk=agreement.pk)
+    if agreement.period == CyclePeriod.MONTHLY:
+        valid_from = valid_from.replace(day=1)  # monthly cycles: versions take effect with a month
+    if not agreement.versions_ordered():
+        terms = {name: DEFAULTS[name] if value is None else value for name, value in given.items()}
+        agreement_version_add(
+            network_code=network_code,
+            service=service,
+            effective_from=valid_from,
+            actor=actor,
+            now=now,
+            note="the agreement's first terms",
+            **terms,
+        )
+    else:
+        in_force = agreement.version_on(valid_from)
+        changes = {
+            name: value
+            for name, value in given.items()
+            if value is not None and (in_force is None or getattr(in_force, name) != value)
+        }
+        if changes:
+            agreement_version_add(
+                network_code=network_code,
+                service=service,
+                effective_from=valid_from,
+                actor=actor,
+                now=now,
+                **changes,
+            )
+    return agreement_get(network_code=network_code, service=service)
+
+
+def _first_open_date(agreement: RoamingAgreement) -> dt.date | None:
+    """The earliest business date a new version may take effect from: after the latest cycle that is cut
+    off or further on (its records were validated, netted or settled by the terms then in force)."""
+    fixed = (
+        ClearingCycle.objects.filter(agreement=agreement)
+        .exclude(state=CycleState.OPEN)
+        .order_by("-business_date")
+        .first()
+    )
+    return None if fixed is None else next_date(agreement, fixed.business_date)
+
+
+@transaction.atomic
+def agreement_version_add(
+    *,
+    network_code: str,
+    service: str,
+    effective_from: dt.date,
+    actor: str,
+    now: dt.datetime | None = None,
+    note: str = "",
+    issuer_fee_bps: int | None = None,
+    network_fee_bps: int | None = None,
+    visitor_policy: str | None = None,
+    cut_off: dt.time | None = None,
+    hotlist_grace_minutes: int | None = None,
+) -> AgreementVersion:
+    """A new version of the agreement's dated terms, in force from business date ``effective_from``:
+    terms not given are those of the version in force that day. Refused (nothing written) for a date on or
+    before a cycle already cut off, a monthly agreement's date that is not a month's first day, or terms
+    out of range; an unchanged version is refused too.
+
+    In the same transaction: the records of open cycles accepted from that date on are priced again by the
+    versions now in force on their dates, the windows of open cycles follow a new cut-off, and a changed
+    visitor policy is republished in every member city's fare rules (``_members_republish``)."""
+    now = now or timezone.now()
+    agreement = (
+        RoamingAgreement.objects.select_for_update()
+        .select_related("network")
+        .filter(network__code=network_code, service=service)
+        .first()
+    )
+    if agreement is None:
+        raise NotFound(
+            f"network {network_code} has no {service} agreement", code="no_agreement", field="service"
+        )
+    if not isinstance(effective_from, dt.date) or isinstance(effective_from, dt.datetime):
+        raise DomainError("effective_from must be a date, YYYY-MM-DD", code="invalid", field="effective_from")
+    if agreement.period == CyclePeriod.MONTHLY and effective_from.day != 1:
+        raise DomainError(
+            f"{agreement.label} clears monthly: a version takes effect on a month's first day, not {effective_from}"
+            f" (try {next_date(agreement, effective_from)})",
+            code="effective_date",
+            field="effective_from",
+        )
+    earliest = _first_open_date(agreement)
+    if earliest is not None and effective_from < earliest:
+        raise DomainError(
+            f"{agreement.label} is cut off up to business date {_previous_date(agreement, earliest)}: a version"
+            f" can take effect from {earliest} at the earliest, not {effective_from}",
+            code="effective_date",
+            field="effective_from",
+        )
+    before = agreement.version_on(effective_from)
+    given = {
+        "visitor_policy": visitor_policy,
+        "issuer_fee_bps": issuer_fee_bps,
+        "network_fee_bps": network_fee_bps,
+        "cut_off": cut_off,
+        "hotlist_grace_minutes": hotlist_grace_minutes,
+    }
+    terms = {
+        name: value if value is not None else (getattr(before, name) if before else DEFAULTS[name])
+        for name, value in given.items()
+    }
+    _terms_checked(terms)
+    if before is not None and all(getattr(before, name) == value for name, value in terms.items()):
+        raise DomainError(
+            f"{before.label} in force on {effective_from} already has these terms: nothing to change",
+            code="unchanged",
+        )
+    number = max((v.number for v in agreement.versions_ordered()), default=0) + 1
+    version = AgreementVersion.objects.create(
+        agreement=agreement,
+        number=number,
+        effective_from=effective_from,
+        note=note[:200],
+        created_at=now,
+        created_by=actor,
+        **terms,
+    )
+    agreement.versions_forget()
+    repriced = _records_reprice(agreement, effective_from)
+    windows = _open_windows_follow(agreement, effective_from)
+    republished: dict[str, int | None] = {}
+    policy_changed = before is None or before.visitor_policy != version.visitor_policy
+    if agreement.service == Service.TRANSIT and policy_changed:
+        republished = _members_republish(agreement, version, actor=actor)
+    audit_record(
+        action="interop.agreement_version_add",
+        actor=actor,
+        object_type="agreement",
+        object_id=version.label,
+        data={
+            "effective_from": effective_from.isoformat(),
+            **{name: str(value) if name == "cut_off" else value for name, value in terms.items()},
+            "note": note[:200],
+            "records_repriced": repriced,
+            "cycles_rewindowed": windows,
+            "fares_republished": republished,
+        },
+    )
+    version.records_repriced = repriced  # type: ignore[attr-defined]
+    version.fares_republished = republished  # type: ignore[attr-defined]
+    return version
+
+
+def _records_reprice(agreement: RoamingAgreement, effective_from: dt.date) -> int:
+    """The records of the agreement's open cycles accepted on business dates from ``effective_from`` on get
+    the fees of the version in force on their date (one UPDATE per version in force since then). Records of
+    earlier dates (late records moved into an open cycle) keep theirs."""
+    open_cycles = list(
+        ClearingCycle.objects.filter(agreement=agreement, state=CycleState.OPEN).values_list("pk", flat=True)
+    )
+    if not open_cycles:
+        return 0
+    segments: list[tuple[dt.datetime, dt.datetime | None, AgreementVersion]] = []
+    starts = sorted(
+        {effective_from}
+        | {v.effective_from for v in agreement.versions_ordered() if v.effective_from > effective_from}
+    )
+    for i, day in enumerate(starts):
+        end = _opens_at(agreement, starts[i + 1]) if i + 1 < len(starts) else None
+        segments.append((_opens_at(agreement, day), end, version_in_force(agreement, day)))
+    total = 0
+    issuer_fee = FEE_SQL.format(amount="amount_fen", bps="%(ibps)s::bigint")
+    network_fee = FEE_SQL.format(amount="amount_fen", bps="%(nbps)s::bigint")
+    with connection.cursor() as cur:
+        for start, end, version in segments:
+            cur.execute(
+                f"UPDATE interop_clearingrecord SET issuer_fee_fen = {issuer_fee}, network_fee_fen = {network_fee}"
+                " WHERE cycle_id = ANY(%(cycles)s) AND kind <> 'adjustment' AND accepted_at >= %(start)s"
+                " AND (%(end)s::timestamptz IS NULL OR accepted_at < %(end)s)"
+                f" AND (issuer_fee_fen, network_fee_fen) IS DISTINCT FROM ({issuer_fee}, {network_fee})",
+                {
+                    "ibps": version.issuer_fee_bps,
+                    "nbps": version.network_fee_bps,
+                    "cycles": open_cycles,
+                    "start": start,
+                    "end": end,
+                },
+            )
+            total += cur.rowcount
+    return total
+
+
+def _open_windows_follow(agreement: RoamingAgreement, effective_from: dt.date) -> int:
+    """Open cycles from the date before ``effective_from`` on take the windows the versions now give (a new
+    cut-off moves the end of the day before and the start of the day itself)."""
+    changed = 0
+    for cycle in ClearingCycle.objects.filter(
+        agreement=agreement,
+        state=CycleState.OPEN,
+        business_date__gte=_previous_date(agreement, effective_from),
+    ):
+        opens_at, cut_off_at = cycle_window(agreement, cycle.business_date)
+        if (cycle.opens_at, cycle.cut_off_at) != (opens_at, cut_off_at):
+            cycle.opens_at, cycle.cut_off_at = opens_at, cut_off_at
+            cycle.save(update_fields=["opens_at", "cut_off_at"])
+            changed += 1
+    return changed
+
+
+def _members_republish(
+    agreement: RoamingAgreement, version: AgreementVersion, *, actor: str
+) -> dict[str, int | None]:
+    """Each member city that has published fare rules publishes them again with the new visitor policy,
+    effective from the version's first business date: ``tenants.fares.services.fares_agreements_republish``
+    run in the city's schema (its published document again, agreements applied — never its draft rows).
+    {city: the fare document version in force then, or None when it has published none}."""
+    effective = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+    done: dict[str, int | None] = {}
+    cities = [
+        m.tenant for m in network_members(network_code=agreement.network.code, on=version.effective_from)
+    ]
+    for city in cities:
+        if city.kind == "county" or city.code in done:
+            continue
+        try:
+            with tenant_context(city):
+                publication = fares.fares_agreements_republish(
+                    tenant=city, actor=actor, on=version.effective_from, effective_from=effective
+                )
+        finally:
+            connection.set_schema_to_public()
+        done[city.code] = publication.version if publication is not None else None
+    return done
