@@ -162,10 +162,24 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
     for row in selectors.exception_summary(cycle_ids=ids):
         n, amount = exceptions.get(row["reason"], (0, 0))
         exceptions[row["reason"]] = (n + row["records"], amount + row["amount_fen"])
+    # Issuers that ran the same checks share a row (usually all of them).
+    by_checks: dict[tuple[str, ...], list[str]] = {}
+    for issuer, names in sorted((cycle.validation_checks or {}).items()):
+        by_checks.setdefault(tuple(names), []).append(issuer)
     checks = [
-        (issuer, [(name, CHECK_TEXT.get(name, name)) for name in names])
-        for issuer, names in sorted((cycle.validation_checks or {}).items())
+        (issuers, [(name, CHECK_TEXT.get(name, name)) for name in names])
+        for names, issuers in by_checks.items()
     ]
+    audit = selectors.cycle_steps(cycle=cycle)
+    steps = [
+        {
+            "step": name,
+            "at": getattr(cycle, f"{name}_at"),
+            "done_by": [entry for entry in audit if entry["step"] == name],
+        }
+        for name in selectors.CYCLE_STEPS[1:]
+    ]
+    resumes = [entry for entry in audit if entry["step"] == "resumed"]
     return _render(
         request,
         "cycle.html",
@@ -183,7 +197,8 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "positions_sum": positions_sum(positions),
             "instructions": list(selectors.instructions_of(cycle_ids=ids)),
             "files": list(selectors.reconciliation_files_of(cycle_ids=ids)),
-            "steps": selectors.cycle_steps(cycle=cycle),
+            "steps": steps,
+            "resumes": resumes,
             "checks": checks,
             "exceptions": sorted(exceptions.items()),
             "disputes": list(selectors.disputes_query(cycle_ids=ids).order_by("-raised_at", "-pk")),
