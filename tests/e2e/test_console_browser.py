@@ -205,6 +205,8 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         assert page_nets == nets
         assert _fen(page.inner_text("#net-sum")) == 0
         page.screenshot(path=tmp_path / "cycle.png", full_page=True)
+        page.evaluate("document.getElementById('matrix').scrollIntoView()")
+        page.screenshot(path=tmp_path / "cycle-matrix.png")  # the matrix and net positions, one screen
 
         # A cell links to its records.
         page.click("td.cell[data-issuer='hangzhou'][data-acquirer='jiaxing'] a")
@@ -227,7 +229,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         page.click("#accept-dispute")
         page.fill("#resolution", "核实属实，冲正 confirmed, reversed")
         page.click("#confirm")
-        page.wait_for_selector("#resolution")
+        page.wait_for_selector("td#resolution")  # the dispute page again, not the form (textarea#resolution)
         page.screenshot(path=tmp_path / "dispute.png", full_page=True)
         with live.db():
             dispute.refresh_from_db()
@@ -246,5 +248,5 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
     if copy_to:  # docs/console.md's pictures: CITYCARD_SCREENSHOTS=docs/img
-        for name in ("today", "cycle", "dispute"):
+        for name in ("today", "cycle-matrix", "dispute"):
             shutil.copy(tmp_path / f"{name}.png", Path(copy_to) / f"console-{name}.png")

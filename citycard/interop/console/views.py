@@ -192,6 +192,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
                 status: {"records": n, "amount_fen": amount} for status, (n, amount) in sorted(totals.items())
             },
             "all_records": sum(n for n, _amount in totals.values()),
+            "all_fen": sum(amount for _n, amount in totals.values()),
             "matrix": matrix_grid(selectors.bilateral_of(cycle_ids=ids)),
             "positions": positions,
             "positions_sum": positions_sum(positions),
