@@ -30,7 +30,7 @@ from citycard.platform.services import user_create
 from tests.graphql.conftest import SETTLE_AT, clear, day_records
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
 PASSWORD = "a-long-browser-password"
 
 pytestmark = [
@@ -242,9 +242,17 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         _watch(officer, problems)
         _sign_in(officer, base, "officer-tl")
         assert "sign in on its own site" in officer.content()
+        officer.screenshot(path=tmp_path / "county_officer_refused.png")
         officer.goto(f"{base}/console/")
         assert "/admin/login/" in officer.url
         officer.screenshot(path=tmp_path / "county_officer.png")
+        # Signed in on the county's own site, the console is not there either (it is the platform's alone).
+        own = browser.new_page()
+        county = base.replace("//localhost", "//tonglu.localhost")
+        _sign_in(own, county, "officer-tl")
+        own.wait_for_url(f"{county}/console/")
+        answer = own.goto(f"{county}/console/")
+        assert answer.status == 404 and "清算控制台" not in own.content()
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
     if copy_to:  # docs/console.md's pictures: CITYCARD_SCREENSHOTS=docs/img
