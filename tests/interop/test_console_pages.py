@@ -199,7 +199,8 @@ def test_operators_read_the_console_but_cannot_step_or_dispute(cycles, operator,
         f"/console/cycles/yrd/transit/{NEXT.isoformat()}/step/close/",
         f"/console/records/{record_id}/dispute/",
     ):
-        assert operator.get(url, **HOST).status_code == 403
+        refused = operator.get(url, **HOST)
+        assert refused.status_code == 403 and "Only clearing staff" in refused.content.decode()
         assert operator.post(url, {"reason": "x", "raised_by": "hangzhou"}, **HOST).status_code == 403
     assert ClearingCycle.objects.get(business_date=NEXT).state == "open"
     assert not Dispute.objects.exists()
@@ -260,3 +261,14 @@ def test_clerks_raise_and_resolve_a_dispute_through_the_services_audited(cycles,
 
 def test_the_platform_home_links_the_console(clerk):
     assert b'href="/console/"' in clerk.get("/", **HOST).content
+
+
+def test_a_monthly_agreement_shows_its_month_as_the_current_cycle(yrd_transit, clerk, fixed_now):
+    from citycard.interop import services
+
+    services.agreement_set(
+        network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test"
+    )
+    services.cycle_get(network_code="gba", service="medical", business_date=NEXT)
+    html = clerk.get(f"/console/?date={NEXT.isoformat()}", **HOST).content.decode()
+    assert f"/console/cycles/gba/medical/{NEXT.replace(day=1).isoformat()}/" in html

@@ -12,7 +12,6 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -71,9 +70,20 @@ def can_manage(request: HttpRequest) -> bool:
     return PlatformScope.CLEARING_MANAGE in platform_scopes_of(getattr(request.user, "role", ""))
 
 
-def _require_manage(request: HttpRequest) -> None:
-    if not can_manage(request):
-        raise PermissionDenied(_("Only clearing staff step cycles and record or resolve disputes."))
+def _forbidden(request: HttpRequest) -> HttpResponse:
+    """403 with one line saying why and what to do (the role is checked before anything is read)."""
+    response = _render(
+        request,
+        "forbidden.html",
+        {
+            "reason": _(
+                "Only clearing staff step cycles and record or resolve disputes; your role reads the console. "
+                "Ask a clearing clerk to do it."
+            )
+        },
+    )
+    response.status_code = 403
+    return response
 
 
 def _actor(request: HttpRequest) -> str:
@@ -300,7 +310,8 @@ def dispute_page(request: HttpRequest, dispute_id: int) -> HttpResponse:
 
 def cycle_step(request: HttpRequest, network: str, service: str, day: str, step: str) -> HttpResponse:
     """Step a cycle (close, validate, net, settle) through the same idempotent services the CLI uses."""
-    _require_manage(request)
+    if not can_manage(request):
+        return _forbidden(request)
     if step not in STEPS:
         raise Http404(_("No such step."))
     cycle = _cycle(network, service, day)
@@ -338,7 +349,8 @@ def _refused(request: HttpRequest, template: str, context: dict) -> HttpResponse
 
 def dispute_raise(request: HttpRequest, record_id: str) -> HttpResponse:
     """Record a party's dispute of a settled record (as its signed message would), audited as the clerk."""
-    _require_manage(request)
+    if not can_manage(request):
+        return _forbidden(request)
     record = selectors.record_with_cycle(record_id=record_id)
     if record is None:
         raise Http404(_("No such clearing record."))
@@ -371,7 +383,8 @@ def dispute_raise(request: HttpRequest, record_id: str) -> HttpResponse:
 
 def dispute_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
     """Accept (an adjustment reversing the record joins the open cycle) or reject an open dispute."""
-    _require_manage(request)
+    if not can_manage(request):
+        return _forbidden(request)
     dispute = selectors.dispute_find(dispute_id=dispute_id)
     if dispute is None:
         raise Http404(_("No such dispute."))
