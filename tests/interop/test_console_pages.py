@@ -272,3 +272,22 @@ def test_a_monthly_agreement_shows_its_month_as_the_current_cycle(yrd_transit, c
     services.cycle_get(network_code="gba", service="medical", business_date=NEXT)
     html = clerk.get(f"/console/?date={NEXT.isoformat()}", **HOST).content.decode()
     assert f"/console/cycles/gba/medical/{NEXT.replace(day=1).isoformat()}/" in html
+
+
+def test_record_dispute_and_dispute_list_pages_cost_a_fixed_number_of_queries(
+    cycles, clerk, fixed_now, django_assert_num_queries
+):
+    record_id = (
+        cycles.records.filter(status="pending", amount_fen=500).values_list("record_id", flat=True).get()
+    )
+    clerk.post(
+        f"/console/records/{record_id}/dispute/", {"raised_by": "jiaxing", "reason": "duplicate"}, **HOST
+    )
+    dispute = Dispute.objects.get()
+    for url, queries in (
+        (f"/console/records/{record_id}/", 7),
+        (f"/console/disputes/{dispute.pk}/", 6),
+        ("/console/disputes/?state=all", 6),
+    ):
+        with django_assert_num_queries(queries):
+            assert clerk.get(url, **HOST).status_code == 200, url
