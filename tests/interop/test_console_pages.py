@@ -173,6 +173,7 @@ def test_a_cycle_left_between_steps_needs_a_person(yrd_transit, send, collect, c
     html = clerk.get("/console/", **HOST).content.decode()
     attention = html[html.index('id="attention"') : html.index("Cycles")]
     assert f"yrd-transit-{DAY.isoformat()}" in attention and "validate…" in attention
+    assert "closed for 3 h 00 min since its last step: validate it" in attention
 
 
 def test_exceptions_group_by_reason_and_issuer_and_drill_down_to_their_records(

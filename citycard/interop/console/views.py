@@ -155,11 +155,34 @@ def today(request: HttpRequest) -> HttpResponse:
             "day_before": on - dt.timedelta(days=1),
             "day_after": on + dt.timedelta(days=1),
             "board": board,
-            "stuck": [(c, NEXT_STEP.get(c.state)) for c in stuck],
+            "stuck": [(c, NEXT_STEP.get(c.state), _why_stuck(c, now)) for c in stuck],
             "open_disputes": open_disputes,
             "now": now,
         },
     )
+
+
+def _idle(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return _("%(d)d d %(h)d h") % {"d": days, "h": hours}
+    return _("%(h)d h %(m)02d min") % {"h": hours, "m": minutes}
+
+
+def _why_stuck(cycle: ClearingCycle, now: dt.datetime) -> str:
+    """One line: what the cycle waits for, and for how long."""
+    if cycle.state == "open":
+        return _("still open %(idle)s after its cut-off: close it") % {
+            "idle": _idle((now - cycle.cut_off_at).total_seconds())
+        }
+    since = cycle.last_moved or cycle.cut_off_at
+    return _("%(state)s for %(idle)s since its last step: %(step)s it") % {
+        "state": cycle.state,
+        "idle": _idle((now - since).total_seconds()),
+        "step": NEXT_STEP.get(cycle.state, ""),
+    }
 
 
 def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> HttpResponse:
