@@ -226,6 +226,12 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         with live.db():
             dispute = Dispute.objects.get(record__record_id=record_id)
             assert dispute.state == "open" and ClearingCycle.objects.get(pk=cycle.pk).state == "disputed"
+        # Today now has something for a person: the open dispute.
+        page.goto(f"{base}/console/")
+        assert "the cardholder says they did not ride" in page.inner_text("#attention")
+        page.screenshot(path=tmp_path / "today-attention.png", full_page=True)
+        page.go_back()
+        page.wait_for_selector("#accept-dispute")
         page.click("#accept-dispute")
         page.fill("#resolution", "核实属实，冲正 confirmed, reversed")
         page.click("#confirm")
@@ -256,5 +262,6 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
     if copy_to:  # docs/console.md's pictures: CITYCARD_SCREENSHOTS=docs/img
-        for name in ("today", "cycle-matrix", "dispute"):
-            shutil.copy(tmp_path / f"{name}.png", Path(copy_to) / f"console-{name}.png")
+        shots = {"today-attention": "today", "cycle-matrix": "cycle-matrix", "dispute": "dispute"}
+        for shot, name in shots.items():
+            shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{name}.png")
