@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from citycard.interop.agreements import policy_label
@@ -27,6 +28,7 @@ from citycard.interop.models import (
     SettlementInstruction,
     VisitorPolicy,
 )
+from citycard.platform.audit.selectors import audit_entries_for
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import tenant_networks
 
@@ -343,3 +345,74 @@ def record_find(*, record_id: str) -> ClearingRecord | None:
     """One clearing record by its id (``<schema>-<transaction id>``, ``adj-…`` for an adjustment), with
     its ``current_status``."""
     return ClearingRecord.objects.filter(record_id=record_id).with_status().first()
+
+
+# --- for the clearing console (citycard/interop/console): what a clerk's day needs, a query each -----------
+
+CYCLE_STEPS = ("open", "closed", "validated", "netted", "settled")
+STEP_ACTIONS = {
+    "interop.cycle_close": "closed",
+    "interop.cycle_validate": "validated",
+    "interop.cycle_net": "netted",
+    "interop.cycle_settle": "settled",
+    "interop.cycle_resume": "resumed",
+}
+
+
+def cycles_around(*, on: dt.date) -> list[ClearingCycle]:
+    """Every agreement's cycle of business date ``on`` (a monthly agreement: its month's) and the one before
+    it (the day before, the month before), with agreement and network; one query. Cycles not created yet
+    are simply absent."""
+    month = on.replace(day=1)
+    previous_month = (month - dt.timedelta(days=1)).replace(day=1)
+    return list(
+        cycles_query()
+        .filter(
+            Q(agreement__period=CyclePeriod.DAILY, business_date__in=[on, on - dt.timedelta(days=1)])
+            | Q(agreement__period=CyclePeriod.MONTHLY, business_date__in=[month, previous_month])
+        )
+        .order_by("agreement__network__code", "agreement__service", "-business_date")
+    )
+
+
+def cycles_stuck(*, now: dt.datetime, older_than: dt.timedelta) -> list[ClearingCycle]:
+    """Cycles that need a person: left closed, validated or netted longer than ``older_than`` since a step
+    (or the resume sweep) last moved them, by the clock — the rule of ``services.cycles_resume_claim``,
+    read without claiming — and open cycles more than ``older_than`` past their cut-off. One query."""
+    return list(
+        cycles_query()
+        .annotate(last_moved=Coalesce(Greatest("progressed_at", "resumed_at"), "closed_at"))
+        .filter(
+            Q(state__in=("closed", "validated", "netted"), last_moved__lt=now - older_than)
+            | Q(state="open", cut_off_at__lt=now - older_than)
+        )
+        .order_by("cut_off_at", "pk")
+    )
+
+
+def cycle_steps(*, cycle: ClearingCycle) -> list[dict[str, Any]]:
+    """The steps a cycle went through, from the platform's audit chain: action, who, when (by the clock).
+    One query."""
+    label = f"{cycle.agreement.network.code}-{cycle.agreement.service}-{cycle.business_date.isoformat()}"
+    return [
+        {"step": STEP_ACTIONS[e.action], "actor": e.actor, "at": e.at}
+        for e in audit_entries_for(object_type="cycle", object_id=label).filter(action__in=STEP_ACTIONS)
+    ]
+
+
+def open_dispute_counts(*, cycle_ids: Iterable[int]) -> dict[int, int]:
+    """Open disputes per cycle (of the disputed record). One query."""
+    return dict(
+        Dispute.objects.filter(record__cycle_id__in=list(cycle_ids), state="open")
+        .values("record__cycle_id")
+        .annotate(n=Count("id"))
+        .values_list("record__cycle_id", "n")
+        .order_by()
+    )
+
+
+def record_with_cycle(*, record_id: str) -> ClearingRecord | None:
+    """One clearing record with its cycle, agreement and network (one query)."""
+    return (
+        ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
+    )

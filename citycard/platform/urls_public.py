@@ -9,7 +9,7 @@ holds the list and requests every URL here anonymously and as every role of anot
 """
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import include, path
 
 from citycard.graphql.views import PlatformGraphQLView
 from citycard.platform import views
@@ -24,6 +24,8 @@ urlpatterns = [
     # Routed here from every host (middleware.UNROUTED_PATHS); platform staff or an allowed address.
     path("metrics", views.metrics, name="metrics"),
     path("admin/", platform_admin.urls),
+    # The clearing console: clearing staff and operators (operators read only), docs/console.md.
+    path("console/", include("citycard.interop.console.urls")),
     # Authenticates itself: a platform user's session (with its CSRF check) or a platform API key.
     path("graphql/", login_not_required(PlatformGraphQLView.as_view()), name="graphql"),
 ]

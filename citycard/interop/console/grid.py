@@ -1,0 +1,125 @@
+"""The shapes the console's pages draw: a cycle row of the day, the bilateral matrix as a grid, the net
+positions with their Σ. Pure functions over what the selectors read (amounts stay integer fen)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from citycard.interop.selectors import CYCLE_STEPS
+
+# What each issuer check means, for people (docs/clearing.md, "Issuer validation").
+CHECK_TEXT = {
+    "issuer": _("卡号前缀属于发卡方 · the card number's division prefix is the issuer's (else not_our_card)"),
+    "card_known": _("发卡方认识此卡 · the card is in the issuer's card table (else card_unknown)"),
+    "hotlist": _(
+        "交易前未列入黑名单 · not hotlisted beyond the grace period before the tap (else hotlisted)"
+    ),
+    "tac": _("TAC 校验通过 · the TAC recomputed under the issuer's key matches (else tac_invalid)"),
+    "counter": _(
+        "交易计数器未重复 · the card's transaction counter was not cleared before (else counter_replayed)"
+    ),
+}
+
+
+def step_index(state: str) -> int:
+    """How far the cycle has come: 0 (open) … 4 (settled; disputed counts as settled)."""
+    return CYCLE_STEPS.index("settled" if state == "disputed" else state)
+
+
+@dataclass
+class CycleRow:
+    """One cycle on the Today page."""
+
+    cycle: Any
+    records: int = 0
+    amount_fen: int = 0  # of the records not rejected
+    exceptions: int = 0
+    exceptions_fen: int = 0
+    open_disputes: int = 0
+
+    @property
+    def steps(self) -> list[tuple[str, bool]]:
+        done = step_index(self.cycle.state)
+        return [(name, i <= done) for i, name in enumerate(CYCLE_STEPS)]
+
+
+def cycle_row(cycle, totals: dict[str, tuple[int, int]], open_disputes: int) -> CycleRow:
+    row = CycleRow(cycle=cycle, open_disputes=open_disputes)
+    for status, (n, amount) in totals.items():
+        row.records += n
+        if status == "rejected":
+            row.exceptions, row.exceptions_fen = n, amount
+        else:
+            row.amount_fen += amount
+    return row
+
+
+@dataclass
+class Agreement:
+    agreement: Any
+    current: CycleRow | None = None
+    previous: CycleRow | None = None
+
+
+def day_board(agreements, cycles, totals, disputes, on: dt.date) -> list[Agreement]:
+    """Every agreement with its cycle of ``on`` (current) and the one before (previous)."""
+    board = {a.pk: Agreement(agreement=a) for a in agreements}
+    for cycle in cycles:
+        entry = board.get(cycle.agreement_id)
+        if entry is None:
+            continue
+        row = cycle_row(cycle, totals.get(cycle.pk, {}), disputes.get(cycle.pk, 0))
+        month = on.replace(day=1)
+        current = cycle.business_date == on or (
+            cycle.agreement.period == "monthly" and cycle.business_date == month
+        )
+        if current:
+            entry.current = row
+        else:
+            entry.previous = row
+    return list(board.values())
+
+
+@dataclass
+class Matrix:
+    issuers: list[str] = field(default_factory=list)
+    acquirers: list[str] = field(default_factory=list)
+    rows: list[tuple[str, list[Any], int, int]] = field(default_factory=list)  # issuer, cells, records, fen
+    column_totals: list[tuple[int, int]] = field(default_factory=list)  # records, fen per acquirer
+    records: int = 0
+    amount_fen: int = 0
+
+
+def matrix_grid(cells) -> Matrix:
+    """Issuer rows × acquirer columns of the bilateral positions, each cell the position or None, with row
+    and column totals (records, gross amount in fen)."""
+    cells = list(cells)
+    grid = Matrix(
+        issuers=sorted({c.issuer for c in cells}),
+        acquirers=sorted({c.acquirer for c in cells}),
+    )
+    at = {(c.issuer, c.acquirer): c for c in cells}
+    for issuer in grid.issuers:
+        row = [at.get((issuer, acquirer)) for acquirer in grid.acquirers]
+        present = [c for c in row if c is not None]
+        grid.rows.append((issuer, row, sum(c.records for c in present), sum(c.amount_fen for c in present)))
+    for acquirer in grid.acquirers:
+        column = [c for c in cells if c.acquirer == acquirer]
+        grid.column_totals.append((sum(c.records for c in column), sum(c.amount_fen for c in column)))
+    grid.records = sum(c.records for c in cells)
+    grid.amount_fen = sum(c.amount_fen for c in cells)
+    return grid
+
+
+def positions_sum(positions) -> dict[str, int]:
+    """Σ of the net positions: receivable, payable and net (which must read 0)."""
+    positions = list(positions)
+    return {
+        "receivable_fen": sum(p.receivable_fen for p in positions),
+        "payable_fen": sum(p.payable_fen for p in positions),
+        "net_fen": sum(p.net_fen for p in positions),
+    }

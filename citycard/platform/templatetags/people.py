@@ -1,0 +1,51 @@
+"""Money and time as people read them (docs/console.md): data stays integer fen and aware datetimes; only
+templates turn them into yuan and Beijing time.
+
+    {% load people %}
+    {{ 123456|yuan }}          <span class="yuan">¥1,234.56</span>   (negative: class "yuan neg", -¥…)
+    {{ 123456|yuan_text }}     ¥1,234.56                               (for attributes and titles)
+    {{ moment|beijing }}       2026-12-07 18:05 +08:00
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+def yuan_of(fen: int | None) -> str:
+    """``123456`` → ``¥1,234.56``; ``-5`` → ``-¥0.05``; None → empty. Integer arithmetic only."""
+    if fen is None or fen == "":
+        return ""
+    fen = int(fen)
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
+
+
+@register.filter
+def yuan_text(fen: int | None) -> str:
+    return yuan_of(fen)
+
+
+@register.filter
+def yuan(fen: int | None) -> str:
+    """The amount in a span a stylesheet can colour: class ``yuan``, and ``neg`` when below zero."""
+    if fen is None or fen == "":
+        return ""
+    return format_html('<span class="{}">{}</span>', "yuan neg" if int(fen) < 0 else "yuan", yuan_of(fen))
+
+
+@register.filter
+def beijing(moment: dt.datetime | None) -> str:
+    """An aware datetime in Beijing time to the minute, with its offset: ``2026-12-07 18:05 +08:00``."""
+    if not moment:
+        return ""
+    if isinstance(moment, dt.datetime):
+        return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M +08:00")
+    return str(moment)

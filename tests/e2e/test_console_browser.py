@@ -1,0 +1,267 @@
+"""The clearing console in a real browser (Playwright driving Debian's Chromium): a clearing clerk signs in
+through the form, reads Today and a cycle this test cleared itself, checks the matrix, totals and Σ = 0 on
+the page against the database, raises and resolves a dispute from the page; a county officer cannot reach
+the console; no page logs a JavaScript error. Screenshots go to the test's tmp_path.
+
+The project's WSGI application serves on a loopback port from one thread that uses the test's own
+database connection (inside the test's transaction, rolled back at the end, as the Django test client
+does), one request at a time; the test reads the database between the browser's requests only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection, connections
+
+from citycard.interop.models import BilateralPosition, ClearingCycle, Dispute, NetPosition
+from citycard.platform.models import Role
+from citycard.platform.services import user_create
+from tests.graphql.conftest import SETTLE_AT, clear, day_records
+from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+
+CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
+PASSWORD = "a-long-browser-password"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
+]
+playwright_sync = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+class Live:
+    """The served site's base URL, and ``db()``: the test's connection, between the browser's requests."""
+
+    def __init__(self, base: str, shared, lock: threading.Lock) -> None:
+        self.base, self._shared, self._lock = base, shared, lock
+
+    @contextmanager
+    def db(self) -> Iterator[None]:
+        with self._lock:
+            # Playwright's sync API switches greenlets (each with its own context): the ORM would open a
+            # new connection outside the test's transaction unless told which one to use.
+            connections["default"] = self._shared
+            yield
+
+
+@pytest.fixture
+def live(monkeypatch) -> Iterator[Live]:
+    """The project served on 127.0.0.1 by one thread sharing the test's connection."""
+    from citycard.platform.wsgi import application as django_application
+
+    lock = threading.Lock()
+    shared = connections["default"]  # the test's connection, in the test's transaction
+    shared.inc_thread_sharing()
+
+    def application(environ, start_response):
+        with lock:
+            connections["default"] = shared
+            return list(django_application(environ, start_response))
+
+    # As the test client: a request must not close the connection of the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    httpd = make_server("127.0.0.1", 0, application, server_class=WSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    # Playwright's sync API runs an event loop in this thread; the ORM reads here happen between requests.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    try:
+        yield Live(f"http://localhost:{httpd.server_address[1]}", shared, lock)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+        connections["default"] = shared
+        shared.dec_thread_sharing()
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def cycle(yrd_transit, send, collect, monkeypatch):  # noqa: F811
+    """DAY cleared with three issuers (Hangzhou, Jiaxing, Shanghai), the console's clock the morning after."""
+    extra = [
+        record(
+            acquirer="hangzhou",
+            issuer="shanghai",
+            issuer_division="310000",
+            serial=80,
+            amount=250,
+            when=at(DAY, 10),
+        ),
+        record(
+            acquirer="shanghai",
+            issuer="jiaxing",
+            issuer_division="330400",
+            serial=81,
+            amount=330,
+            when=at(DAY, 10),
+        ),
+    ]
+    cleared = clear(send, collect, DAY, day_records(DAY, 60) + extra, now=SETTLE_AT)
+    monkeypatch.setattr("citycard.interop.console.clock.now", lambda: at(DAY + dt.timedelta(days=1), 9))
+    return cleared
+
+
+@contextmanager
+def _browser() -> Iterator:
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _watch(page, problems: list[str]) -> None:
+    def console(message) -> None:
+        where = (message.location or {}).get("url", "")
+        # Django's admin sign-in page links no icon, so Chromium asks for /favicon.ico (404); the console's
+        # pages link an empty one.
+        if message.type == "error" and not where.endswith("/favicon.ico"):
+            problems.append(f"console {message.type} at {where}: {message.text}")
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} for {r.url}") if r.status == 404 or r.status >= 500 else None,
+    )
+
+
+def _sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/console/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+
+def _fen(text: str) -> int:
+    """'-¥1,234.56' → -123456."""
+    sign = -1 if text.strip().startswith("-") else 1
+    yuan, cents = re.sub(r"[^\d.]", "", text).split(".")
+    return sign * (int(yuan) * 100 + int(cents))
+
+
+def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cycle, live, tmp_path):
+    base = live.base
+    user_create(username="clerk-zhang", role=Role.CLEARING_STAFF, password=PASSWORD)
+    user_create(username="officer-tl", role=Role.COUNTY_OFFICER, tenant_code="tonglu", password=PASSWORD)
+    with live.db():
+        cells = {(b.issuer, b.acquirer): b.amount_fen for b in BilateralPosition.objects.filter(cycle=cycle)}
+        nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
+        record_id = cycle.records.filter(amount_fen=500).values_list("record_id", flat=True).get()
+    problems: list[str] = []
+    with _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        _watch(page, problems)
+        _sign_in(page, base, "clerk-zhang")
+        page.wait_for_url(f"{base}/console/")
+        assert "Needs a person now" in page.content()
+        page.screenshot(path=tmp_path / "today.png", full_page=True)
+
+        page.click(f"a[href='/console/cycles/yrd/transit/{DAY.isoformat()}/']")
+        page.wait_for_selector("#matrix table")
+        shown = {}
+        for cell in page.query_selector_all("td.cell[data-issuer]"):
+            shown[(cell.get_attribute("data-issuer"), cell.get_attribute("data-acquirer"))] = _fen(
+                cell.query_selector("a").inner_text()
+            )
+        assert shown == cells and len({i for i, _a in cells}) == 3
+        row_sums = [_fen(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.rowsum")]
+        col_sums = [_fen(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.colsum")]
+        total = _fen(page.inner_text("#matrix-total").split("\n")[0])
+        assert sum(row_sums) == sum(col_sums) == total == sum(cells.values())
+        by_issuer = {}
+        for (issuer, _acquirer), fen in cells.items():
+            by_issuer[issuer] = by_issuer.get(issuer, 0) + fen
+        assert row_sums == [by_issuer[i] for i in sorted(by_issuer)]
+        page_nets = {
+            tr.get_attribute("data-participant"): _fen(tr.query_selector_all("td")[3].inner_text())
+            for tr in page.query_selector_all("tr.position")
+        }
+        assert page_nets == nets
+        assert _fen(page.inner_text("#net-sum")) == 0
+        page.screenshot(path=tmp_path / "cycle.png", full_page=True)
+        page.evaluate("document.getElementById('matrix').scrollIntoView()")
+        page.screenshot(path=tmp_path / "cycle-matrix.png")  # the matrix and net positions, one screen
+
+        # A cell links to its records.
+        page.click("td.cell[data-issuer='hangzhou'][data-acquirer='jiaxing'] a")
+        page.wait_for_selector("text=清算记录 Records")
+        assert page.locator("tr:has(code)").count() >= 2
+        page.screenshot(path=tmp_path / "records.png", full_page=True)
+
+        # Raise a dispute on a record, with a confirmation, then accept it.
+        page.goto(f"{base}/console/records/{record_id}/")
+        page.click("#raise-dispute")
+        page.select_option("#raised_by", "hangzhou")
+        page.fill("#reason", "持卡人称未乘车 the cardholder says they did not ride")
+        page.screenshot(path=tmp_path / "raise.png", full_page=True)
+        page.click("#confirm")
+        page.wait_for_selector("#dispute-state")
+        assert "Open" in page.inner_text("#dispute-state")
+        with live.db():
+            dispute = Dispute.objects.get(record__record_id=record_id)
+            assert dispute.state == "open" and ClearingCycle.objects.get(pk=cycle.pk).state == "disputed"
+        # Today now has something for a person: the open dispute.
+        page.goto(f"{base}/console/")
+        assert "the cardholder says they did not ride" in page.inner_text("#attention")
+        page.screenshot(path=tmp_path / "today-attention.png", full_page=True)
+        page.go_back()
+        page.wait_for_selector("#accept-dispute")
+        page.click("#accept-dispute")
+        page.fill("#resolution", "核实属实，冲正 confirmed, reversed")
+        page.click("#confirm")
+        page.wait_for_selector("td#resolution")  # the dispute page again, not the form (textarea#resolution)
+        page.screenshot(path=tmp_path / "dispute.png", full_page=True)
+        with live.db():
+            dispute.refresh_from_db()
+            assert dispute.state == "accepted" and dispute.resolved_by == "user:clerk-zhang"
+            assert dispute.adjustment.amount_fen == -500
+            assert ClearingCycle.objects.get(pk=cycle.pk).state == "settled"
+
+        # A county officer: refused by the platform's sign-in form, and the console sends them back to it.
+        officer = browser.new_page()
+        _watch(officer, problems)
+        _sign_in(officer, base, "officer-tl")
+        assert "sign in on its own site" in officer.content()
+        officer.screenshot(path=tmp_path / "county_officer_refused.png")
+        officer.goto(f"{base}/console/")
+        assert "/admin/login/" in officer.url
+        officer.screenshot(path=tmp_path / "county_officer.png")
+        # Signed in on the county's own site, the console is not there either (it is the platform's alone).
+        own = browser.new_page()
+        county = base.replace("//localhost", "//tonglu.localhost")
+        _sign_in(own, county, "officer-tl")
+        own.wait_for_url(f"{county}/console/")
+        answer = own.goto(f"{county}/console/")
+        assert answer.status == 404 and "清算控制台" not in own.content()
+    assert not problems, problems
+    copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
+    if copy_to:  # docs/console.md's pictures: CITYCARD_SCREENSHOTS=docs/img
+        shots = {"today-attention": "today", "cycle-matrix": "cycle-matrix", "dispute": "dispute"}
+        for shot, name in shots.items():
+            shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{name}.png")
