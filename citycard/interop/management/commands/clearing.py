@@ -13,7 +13,7 @@ from rich.table import Table
 
 from citycard.interop import selectors, services
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.management.base import PlatformCommand
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -145,15 +145,30 @@ class Command(PlatformCommand):
                 console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
             console.print(f"{len(done)} outbox(es) had messages")
             return
-        if opts["action"] == "status" and not opts["date"]:
+        action = opts["action"]
+        reading = action in ("status", "report")  # these never write: no cycle is created to be shown
+        if reading:
+            services.agreement_get(network_code=opts["network"], service=opts["service"])  # names a bad one
+        if action == "status" and not opts["date"]:
             print_cycles(console, network=opts["network"], service=opts["service"])
             return
         if not opts["date"]:
             raise DomainError("--date is required", code="invalid", field="date")
-        cycle = services.cycle_get(
-            network_code=opts["network"], service=opts["service"], business_date=_date(opts["date"])
-        )
-        action = opts["action"]
+        business_date = _date(opts["date"])
+        if reading:
+            cycle = selectors.cycle_find(
+                network_code=opts["network"], service=opts["service"], business_date=business_date
+            )
+            if cycle is None:
+                raise NotFound(
+                    f"no {opts['network']} {opts['service']} cycle for {business_date} yet "
+                    f"(citycard clearing run --network {opts['network']} --service {opts['service']} "
+                    f"--date {business_date} makes it)"
+                )
+        else:
+            cycle = services.cycle_get(
+                network_code=opts["network"], service=opts["service"], business_date=business_date
+            )
         if action in STEPS or action == "run":
             steps = list(STEPS) if action == "run" else [action]
             if action == "run":
