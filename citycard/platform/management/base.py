@@ -12,6 +12,7 @@ and after its sub-command (``citycard cards --tenant jiaxing import F`` and ``ci
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from django.core.management.base import BaseCommand, CommandError, handle_default_options
@@ -20,6 +21,17 @@ from django.db import DatabaseError, OperationalError, ProgrammingError, connect
 from citycard.platform.errors import DomainError
 
 EXIT_REFUSED = 2
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing")
+
+
+def beijing(at: dt.datetime | None, *, seconds: bool = False, empty: str = "") -> str:
+    """A moment as a person reads it in a command's output: Beijing time with its offset,
+    ``2026-11-21 23:00 +08:00``. Amounts are shown the same way everywhere: yuan, the header says so."""
+    if at is None:
+        return empty
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S +08:00" if seconds else "%Y-%m-%d %H:%M +08:00")
+
+
 MIGRATE = "the database has no tables yet: run citycard migrate"
 
 

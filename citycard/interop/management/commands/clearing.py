@@ -14,9 +14,7 @@ from rich.table import Table
 from citycard.interop import selectors, services
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.platform.management.base import PlatformCommand, beijing
 
 
 def _date(value: str) -> dt.date:
@@ -57,7 +55,15 @@ def print_cycle(console: Console, cycle) -> None:
         )
     if summary["matrix"]:
         matrix = Table(title="Bilateral matrix (issuer owes acquirer)")
-        for col in ("issuer", "acquirer", "records", "amount", "issuer fee", "network fee", "acquirer due"):
+        for col in (
+            "issuer",
+            "acquirer",
+            "records",
+            "amount (yuan)",
+            "issuer fee (yuan)",
+            "network fee (yuan)",
+            "acquirer due (yuan)",
+        ):
             matrix.add_column(col, justify="right")
         for row in summary["matrix"]:
             matrix.add_row(
@@ -72,7 +78,7 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(matrix)
     if summary["positions"]:
         positions = Table(title="Net positions (Σ = 0)")
-        for col in ("participant", "receivable", "payable", "net"):
+        for col in ("participant", "receivable (yuan)", "payable (yuan)", "net (yuan)"):
             positions.add_column(col, justify="right")
         for row in summary["positions"]:
             positions.add_row(
@@ -82,7 +88,7 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(positions)
     if summary["instructions"]:
         instructions = Table(title="Settlement instructions")
-        for col in ("payer", "payee", "amount", "value date"):
+        for col in ("payer", "payee", "amount (yuan)", "value date"):
             instructions.add_column(col)
         for row in summary["instructions"]:
             instructions.add_row(row["payer"], row["payee"], fen(row["amount_fen"]), row["value_date"])
@@ -99,7 +105,7 @@ def print_cycles(console: Console, *, network: str, service: str, limit: int = 1
         return
     totals = selectors.cycle_record_totals(cycle_ids=[c.pk for c in cycles])
     table = Table(title=f"{network} {service} cycles, newest first (records · yuan)")
-    for col in ("business date", "state", "cut-off (Beijing time)", "valid", "rejected", "pending"):
+    for col in ("business date", "state", "cut-off", "valid", "rejected", "pending"):
         table.add_column(col)
     for cycle in cycles:
         row = totals[cycle.pk]
@@ -111,7 +117,7 @@ def print_cycles(console: Console, *, network: str, service: str, limit: int = 1
         table.add_row(
             cycle.business_date.isoformat(),
             cycle.state,
-            cycle.cut_off_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            beijing(cycle.cut_off_at),
             cell("valid"),
             cell("rejected"),
             cell("pending"),

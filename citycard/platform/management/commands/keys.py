@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from citycard.platform import keys
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.models import TenantKey
 from citycard.platform.services import tenant_get
 from citycard.terminal_kit.signing import b64encode
@@ -17,7 +17,7 @@ COLUMNS = ("key_id", "purpose", "state", "created", "retired", "verifies_until",
 
 
 def _when(at: dt.datetime | None) -> str:
-    return f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z" if at else "-"
+    return beijing(at, empty="-")
 
 
 def key_state(key: TenantKey, *, now: dt.datetime) -> str:

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import CommandError
-from django.utils.timezone import localtime
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from citycard.platform.errors import NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.cards import batch, selectors, services
 
@@ -67,7 +66,7 @@ class Command(PlatformCommand):
         )
         reads = cardholder_access_log(cardholder_id=holder.pk)
         table = Table(
-            "when (Beijing time)",
+            "when",
             "who",
             "through",
             "under",
@@ -77,7 +76,7 @@ class Command(PlatformCommand):
         )
         for read in reads:
             table.add_row(
-                localtime(read.at).strftime("%Y-%m-%d %H:%M:%S %z"),
+                beijing(read.at, seconds=True),
                 read.reader,
                 read.channel,
                 read.under,
@@ -147,7 +146,9 @@ class Command(PlatformCommand):
         if opts["publish"]:
             publication = services.schemes_publish(actor=self.actor)
             console.print(f"published card-schemes version {publication.version}")
-        table = Table("code", "name", "main", "eligibility", "applications", "fee", "replacement", "years")
+        table = Table(
+            "code", "name", "main", "eligibility", "applications", "fee (yuan)", "replacement (yuan)", "years"
+        )
         for s in selectors.schemes_visible(tenant=tenant):
             table.add_row(
                 s["code"],
