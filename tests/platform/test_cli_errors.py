@@ -79,3 +79,13 @@ def test_a_csv_in_another_encoding_than_named_is_refused(committed_db, tmp_path)
     path.write_bytes("name,id_number\n张一,110101199003070011\n".encode("gbk"))
     line = refused(citycard("cards", "--tenant", "jiaxing", "import", str(path), "--encoding", "utf-8"))
     assert line.startswith("citycard cards: employer.csv is not utf-8: byte ")
+
+
+def test_arguments_that_do_not_parse_are_one_line_too(committed_db):
+    line = refused(citycard("cards", "--tenant", "jiaxing", "import"))
+    assert line == (
+        "citycard cards import: the following arguments are required: file (see citycard cards import --help)"
+    )
+    assert refused(citycard("cards", "schemes")) == (
+        "citycard cards: --tenant is required (a tenant code, e.g. --tenant jiaxing)"
+    )

@@ -76,7 +76,20 @@ class PlatformCommand(BaseCommand):
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         self._tenant_everywhere(parser)
+        for each in [parser, *_subparsers(parser)]:
+            each.error = self._usage_error(each)
         return parser
+
+    def _usage_error(self, parser: argparse.ArgumentParser):
+        """Arguments that do not parse: one line too, naming --help, instead of argparse's usage block."""
+
+        def error(message: str):
+            if not getattr(self, "_called_from_command_line", False):
+                raise CommandError(f"Error: {message}")
+            self.stderr.write(f"{parser.prog}: {message} (see {parser.prog} --help)")
+            sys.exit(EXIT_REFUSED)
+
+        return error
 
     def _tenant_everywhere(self, parser: argparse.ArgumentParser) -> None:
         """One --tenant, accepted before and after the sub-command. Its presence is checked in ``execute``
@@ -105,7 +118,9 @@ class PlatformCommand(BaseCommand):
     def execute(self, *args, **options):
         try:
             if self.tenant_required and not options.get("tenant"):
-                raise CommandError("--tenant is required (a tenant code, e.g. --tenant jiaxing)")
+                raise CommandError(
+                    "--tenant is required (a tenant code, e.g. --tenant jiaxing)", returncode=EXIT_REFUSED
+                )
             return super().execute(*args, **options)
         except CommandError:
             raise

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             if opts["action"] == "url":
                 self.stdout.write("DATABASE_URL is set: the embedded server is not used")
                 return
-            raise CommandError("DATABASE_URL is set: the embedded PostgreSQL is not used")
+            raise CommandError("DATABASE_URL is set: the embedded PostgreSQL is not used", returncode=2)
         action = opts["action"]
         if action == "start":
             address = embedded_pg.ensure_running(pgdata)

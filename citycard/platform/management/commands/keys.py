@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.core.management.base import CommandError
 from django.utils import timezone
 
 from citycard.platform import keys
+from citycard.platform.errors import DomainError
 from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.models import TenantKey
 from citycard.platform.services import tenant_get
@@ -80,7 +80,7 @@ class Command(PlatformCommand):
             self.stdout.write(f"re-wrapped {count} keys under master key {keys.master_keys().current_id}")
             return
         if not opts.get("tenant"):
-            raise CommandError("--tenant is required (or --master to re-wrap every key)")
+            raise DomainError("--tenant is required (or --master to re-wrap every key)", field="tenant")
         new = keys.tenant_key_rotate(
             tenant=tenant_get(opts["tenant"]),
             purpose=opts["purpose"],
