@@ -82,3 +82,15 @@ def test_a_command_that_needs_a_tenant_says_so_in_one_line(db):
 
     with pytest.raises(CommandError, match="--tenant is required"):
         call_command("cards", "schemes")
+
+
+def test_the_terminal_kit_takes_tenant_before_and_after_its_sub_command():
+    from citycard.terminal_kit.__main__ import parser_build
+
+    assert parser_build().parse_args(["simulate"]).tenant == "hangzhou"
+    before = vars(parser_build().parse_args(["--tenant", "jiaxing", "simulate", "--taps", "5"]))
+    after = vars(parser_build().parse_args(["simulate", "--taps", "5", "--tenant", "jiaxing"]))
+    assert before == after and before["tenant"] == "jiaxing"
+    assert parser_build().parse_args(
+        ["queue", "drop", "B1", "--reason", "x", "--tenant", "jiaxing"]
+    ).tenant == ("jiaxing")
