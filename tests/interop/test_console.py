@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -111,9 +112,11 @@ def test_clearing_status_and_report_never_write(yrd_transit, send):
 
     tasks.cycle_process.run("yrd", "transit", DAY.isoformat(), at(NEXT, 5).isoformat())
     with CaptureQueriesContext(connection) as queries:
-        listing = _cli("status", *common)
+        listing = _cli("status", *common, "--now", at(DAY, 12).isoformat())
         one = _cli("status", *common, "--date", DAY.isoformat())
-    assert DAY.isoformat() in listing and "settled" in listing and "settled" in one
+        later = _cli("status", *common, "--now", at(DAY + dt.timedelta(days=9), 12).isoformat())
+    assert re.search(rf"▶ +│ {DAY.isoformat()} +│ settled", listing) and "settled" in one
+    assert f"no cycle for today ({DAY + dt.timedelta(days=9)}) yet" in later
     assert not [q for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
 
 

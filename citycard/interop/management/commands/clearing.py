@@ -7,14 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from django.utils import timezone
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from citycard.interop import selectors, services
+from citycard.interop.models import CyclePeriod
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.management.base import BEIJING, PlatformCommand, beijing
 
 
 def _date(value: str) -> dt.date:
@@ -95,17 +97,20 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(instructions)
 
 
-def print_cycles(console: Console, *, network: str, service: str, limit: int = 12) -> None:
-    """The latest cycles of one agreement, newest first: state, cut-off and records by status."""
+def print_cycles(console: Console, *, network: str, service: str, today: dt.date, limit: int = 12) -> None:
+    """The latest cycles of one agreement, newest first: state, cut-off and records by status; today's
+    (this month's for a monthly agreement) marked ▶, or said to be missing."""
     cycles = list(
         selectors.cycles_query(network_code=network, service=service).order_by("-business_date")[:limit]
     )
     if not cycles:
         console.print(f"no {network} {service} cycles yet")
         return
+    monthly = cycles[0].agreement.period == CyclePeriod.MONTHLY
+    current = today.replace(day=1) if monthly else today
     totals = selectors.cycle_record_totals(cycle_ids=[c.pk for c in cycles])
-    table = Table(title=f"{network} {service} cycles, newest first (records · yuan)")
-    for col in ("business date", "state", "cut-off", "valid", "rejected", "pending"):
+    table = Table(title=f"{network} {service} cycles, newest first (records · yuan; ▶ today's, {today})")
+    for col in ("", "business date", "state", "cut-off", "valid", "rejected", "pending"):
         table.add_column(col)
     for cycle in cycles:
         row = totals[cycle.pk]
@@ -115,6 +120,7 @@ def print_cycles(console: Console, *, network: str, service: str, limit: int = 1
             return f"{n} · {fen(amount)}" if n else ""
 
         table.add_row(
+            "▶" if cycle.business_date == current else "",
             cycle.business_date.isoformat(),
             cycle.state,
             beijing(cycle.cut_off_at),
@@ -123,6 +129,8 @@ def print_cycles(console: Console, *, network: str, service: str, limit: int = 1
             cell("pending"),
         )
     console.print(table)
+    if all(cycle.business_date != current for cycle in cycles):
+        console.print(f"no cycle for today ({current}) yet")
     console.print("one cycle in full: --date YYYY-MM-DD")
 
 
@@ -156,7 +164,8 @@ class Command(PlatformCommand):
         if reading:
             services.agreement_get(network_code=opts["network"], service=opts["service"])  # names a bad one
         if action == "status" and not opts["date"]:
-            print_cycles(console, network=opts["network"], service=opts["service"])
+            today = (now or timezone.now()).astimezone(BEIJING).date()
+            print_cycles(console, network=opts["network"], service=opts["service"], today=today)
             return
         if not opts["date"]:
             raise DomainError("--date is required", code="invalid", field="date")
