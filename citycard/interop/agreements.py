@@ -30,8 +30,8 @@ from citycard.interop.models import (
 )
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.models import RoamingNetwork
 from citycard.platform.selectors import network_members
+from citycard.platform.services import network_get
 from citycard.tenants.fares import services as fares
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -142,6 +142,7 @@ def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
         .first()
     )
     if agreement is None:
+        network_get(network_code)  # an unknown network is named as such
         raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
     return agreement
 
@@ -196,9 +197,7 @@ def agreement_set(
     existing agreement that differ from those in force on ``valid_from`` become a new version effective
     ``valid_from`` through ``agreement_version_add`` (its checks and audit)."""
     now = now or timezone.now()
-    network = RoamingNetwork.objects.filter(code=network_code).first()
-    if network is None:
-        raise NotFound(f"no roaming network {network_code!r}", field="network")
+    network = network_get(network_code)
     if service not in Service.values:
         raise DomainError(
             f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
@@ -305,6 +304,7 @@ def agreement_version_add(
         .first()
     )
     if agreement is None:
+        network_get(network_code)  # an unknown network is named as such
         raise NotFound(
             f"network {network_code} has no {service} agreement", code="no_agreement", field="service"
         )

@@ -49,10 +49,26 @@ _started: dict[Path, ServerAddress] = {}
 _started_here: set[Path] = set()  # servers this process started (rather than found running)
 
 
+DEMO_DATA_DIR = Path(".citycard") / "demo"  # where `make demo` puts its data, under the checkout
+
+
+def data_dir_chosen(environ=None, cwd: Path | None = None) -> tuple[Path, str]:
+    """The data directory and why it is that one: ``CITYCARD_DATA_DIR`` when set; else ``./.citycard/demo``
+    when it exists in the current directory (so the commands run after ``make demo`` in the checkout find
+    its database); else ``$XDG_DATA_HOME/citycard`` (``~/.local/share/citycard``)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("CITYCARD_DATA_DIR"):
+        return Path(environ["CITYCARD_DATA_DIR"]).expanduser().resolve(), "CITYCARD_DATA_DIR"
+    demo = (cwd or Path.cwd()) / DEMO_DATA_DIR
+    if demo.is_dir():
+        return demo.resolve(), "make demo's, found in the current directory"
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(base) / "citycard").expanduser().resolve(), "the default"
+
+
 def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/citycard`` (``~/.local/share/citycard``) when CITYCARD_DATA_DIR is unset."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "citycard"
+    """The data directory when CITYCARD_DATA_DIR is unset (see ``data_dir_chosen``)."""
+    return data_dir_chosen({k: v for k, v in os.environ.items() if k != "CITYCARD_DATA_DIR"})[0]
 
 
 def _import_pgserver():

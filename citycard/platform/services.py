@@ -288,12 +288,15 @@ def tenant_activate(*, code: str, actor: str = "system") -> Tenant:
 # --------------------------------------------------------------------------------------------------
 
 
-def _network_get(code: str) -> RoamingNetwork:
+def network_get(code: str) -> RoamingNetwork:
+    """The roaming network ``code``; refused, naming the networks there are, when there is none."""
     try:
         return RoamingNetwork.objects.get(code=code)
     except RoamingNetwork.DoesNotExist:
-        known = ", ".join(RoamingNetwork.objects.values_list("code", flat=True)) or "none"
-        raise NotFound(f"no roaming network {code!r} (known: {known})", field="network") from None
+        known = (
+            ", ".join(RoamingNetwork.objects.order_by("code").values_list("code", flat=True)) or "none yet"
+        )
+        raise NotFound(f"network {code} does not exist (networks: {known})", field="network") from None
 
 
 @transaction.atomic
@@ -301,7 +304,7 @@ def network_join(
     *, network_code: str, tenant_code: str, joined_on: dt.date | None = None, actor: str = "system"
 ) -> tuple[NetworkMembership, bool]:
     """Make a city a member of a roaming network; returns (membership, created). Idempotent."""
-    network = _network_get(network_code)
+    network = network_get(network_code)
     tenant = tenant_get(tenant_code)
     if tenant.kind == TenantKind.COUNTY:
         raise DomainError(
@@ -341,7 +344,7 @@ def network_join(
 def network_leave(
     *, network_code: str, tenant_code: str, left_on: dt.date | None = None, actor: str = "system"
 ) -> NetworkMembership:
-    network = _network_get(network_code)
+    network = network_get(network_code)
     tenant = tenant_get(tenant_code)
     membership = NetworkMembership.objects.select_for_update().filter(network=network, tenant=tenant).first()
     if membership is None or membership.left_on is not None:

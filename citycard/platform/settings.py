@@ -15,7 +15,7 @@ from typing import NoReturn
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from citycard.platform.embedded_pg import default_data_dir
+from citycard.platform.embedded_pg import data_dir_chosen
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -27,7 +27,8 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DATA_DIR = Path(os.environ.get("CITYCARD_DATA_DIR") or default_data_dir()).expanduser().resolve()
+# CITYCARD_DATA_DIR, else ./.citycard/demo when `make demo` made it here, else ~/.local/share/citycard.
+DATA_DIR, DATA_DIR_SOURCE = data_dir_chosen()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -374,7 +374,8 @@ def queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser_build() -> argparse.ArgumentParser:
+    """The command's arguments; --tenant is accepted before and after the sub-command, as by `citycard`."""
     parser = argparse.ArgumentParser(
         prog="citycard-terminal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -463,7 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON file {key_id: base64} of the platform key to pin (default: trust on first use)",
     )
     sy.add_argument("--tenant-keys", help="JSON file {key_id: base64 public key}, besides the keys fetched")
-    args = parser.parse_args(argv)
+    for each in [*dict.fromkeys(sub.choices.values()), *dict.fromkeys(qa.choices.values())]:
+        each.add_argument(
+            "--tenant", default=argparse.SUPPRESS, help="tenant code (as before the sub-command)"
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser_build().parse_args(argv)
     commands = {
         "simulate": simulate,
         "validate": validate,

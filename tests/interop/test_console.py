@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -90,3 +91,37 @@ def test_beat_task_closes_due_cycles_through_to_settlement(yrd_transit, send):
     assert ClearingCycle.objects.get(business_date=NEXT).state == "open"
     summary = tasks.cycle_process.run("yrd", "transit", DAY.isoformat(), at(NEXT, 6).isoformat())
     assert sum(p["net_fen"] for p in summary["positions"]) == 0 and summary["state"] == "settled"
+
+
+def test_clearing_status_and_report_never_write(yrd_transit, send):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _roam(send)
+    common = ["--network", "yrd", "--service", "transit"]
+    with CaptureQueriesContext(connection) as queries:
+        assert "no yrd transit cycles yet" in _cli("status", *common)
+        with pytest.raises(CommandError, match=f"no yrd transit cycle for {DAY} yet"):
+            _cli("status", *common, "--date", DAY.isoformat())
+        with pytest.raises(CommandError, match=f"no yrd transit cycle for {DAY} yet"):
+            _cli("report", *common, "--date", DAY.isoformat())
+    writes = [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert writes == [] and not ClearingCycle.objects.exists()
+
+    tasks.cycle_process.run("yrd", "transit", DAY.isoformat(), at(NEXT, 5).isoformat())
+    with CaptureQueriesContext(connection) as queries:
+        listing = _cli("status", *common, "--now", at(DAY, 12).isoformat())
+        one = _cli("status", *common, "--date", DAY.isoformat())
+        later = _cli("status", *common, "--now", at(DAY + dt.timedelta(days=9), 12).isoformat())
+    assert re.search(rf"▶ +│ {DAY.isoformat()} +│ settled", listing) and "settled" in one
+    assert f"no cycle for today ({DAY + dt.timedelta(days=9)}) yet" in later
+    assert not [q for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+
+
+def test_an_unknown_network_is_named_as_such(yrd_transit):
+    with pytest.raises(CommandError, match="network xyz does not exist"):
+        _cli("status", "--network", "xyz")
+    with pytest.raises(CommandError, match="network gba has no transit agreement"):
+        _cli("status", "--network", "gba", "--service", "transit")

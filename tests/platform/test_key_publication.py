@@ -96,7 +96,7 @@ def test_keys_list_prints_the_public_keys_with_state_and_dates():
     ]  # fmt: skip
     rows = {line.split("\t")[0]: line.split("\t") for line in lines}
     row = rows[old]
-    assert row[1:3] == ["signing", "overlapping"] and row[4].endswith("Z") and row[5].endswith("Z")
+    assert row[1:3] == ["signing", "overlapping"] and row[4].endswith("+08:00") and row[5].endswith("+08:00")
     public = {k.key_id: b64encode(bytes(k.public_key)) for k in keys.tenant_verifying_keys(tenant=haiyan)}
     assert row[7] == public[old]
     (current,) = (r for r in rows.values() if r[1] == "signing" and r[2] == "current")

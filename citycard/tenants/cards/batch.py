@@ -6,6 +6,8 @@ Columns (header row required; order free; * = required)::
     local_hukou, local_social_insurance, residence_permit   (1/0, yes/no, true/false, 是/否)
     categories   e.g. ``elderly`` or ``student:2026-09-01:2027-06-30;disabled`` (code[:from[:to]], ';'-separated)
 
+The file is UTF-8 (with or without the BOM Excel writes) or GB18030/GBK (what Excel saves in China);
+without an ``encoding`` UTF-8 is tried strictly first, then GB18030, and the report says which was read.
 Every bad row is reported with its line and reason; the good rows are applied. Re-running the same file
 creates nothing twice: a person already registered (same ID number, via the blind index) is reused, and
 a person who already holds a live card of the scheme gets no second one.
@@ -24,7 +26,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -64,6 +66,19 @@ KNOWN = {
 }
 
 
+ENCODINGS = ("utf-8", "gb18030")  # tried in this order; GB18030 reads GBK and GB2312 too
+
+
+class NewCard(NamedTuple):
+    """A card the import created: the CSV line it came from, its holder and its number."""
+
+    line: int
+    name: str
+    id_masked: str
+    scheme: str
+    card_no: str
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
@@ -72,6 +87,8 @@ class ImportReport:
     cards_created: int = 0
     cards_existing: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    encoding: str = ""
+    new_cards: list[NewCard] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -188,20 +205,54 @@ def _copy(cur, table: str, columns: str, rows: Iterable[Iterable[Any]]) -> None:
     cur.cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
 
 
-def rows_read(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) for each data row; the header is line 1. Accepts UTF-8 with or without BOM."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise DomainError(f"{path.name}: the header lacks {', '.join(missing)}", field="file")
-        unknown = sorted(set(header) - KNOWN)
-        if unknown:
-            raise DomainError(f"{path.name}: unknown columns {', '.join(unknown)}", field="file")
-        reader.fieldnames = header
-        for raw in reader:
-            yield reader.line_num, raw
+def csv_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
+    """The text of ``path`` and the encoding it was read with: ``encoding`` if given, else UTF-8 (a BOM
+    dropped) when the bytes are valid UTF-8, else GB18030 when they are valid GB18030. Refused otherwise."""
+    data = path.read_bytes()
+    candidates = (encoding,) if encoding else ENCODINGS
+    for name in candidates:
+        try:
+            text = data.decode(name)
+        except LookupError:
+            raise DomainError(f"unknown encoding {name!r} (use utf-8 or gb18030)", field="encoding") from None
+        except UnicodeDecodeError as exc:
+            if encoding:
+                raise DomainError(
+                    f"{path.name} is not {name}: byte {exc.start} cannot be read (try --encoding gb18030 or utf-8)",
+                    code="encoding",
+                    field="encoding",
+                ) from None
+            continue
+        return text.removeprefix("\ufeff"), name
+    raise DomainError(
+        f"{path.name} is neither UTF-8 nor GB18030/GBK: save it as CSV UTF-8 or name its --encoding",
+        code="encoding",
+        field="encoding",
+    )
+
+
+def rows_read(path: Path, encoding: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data row; the header is line 1. See ``csv_text`` for the encodings."""
+    text, _ = csv_text(path, encoding)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DomainError(f"{path.name}: the header lacks {', '.join(missing)}", field="file")
+    unknown = sorted(set(header) - KNOWN)
+    if unknown:
+        raise DomainError(f"{path.name}: unknown columns {', '.join(unknown)}", field="file")
+    reader.fieldnames = header
+    for raw in reader:
+        yield reader.line_num, raw
+
+
+def cards_write(path: Path, cards: Iterable[NewCard]) -> None:
+    """The cards an import created, one a line under a header, as UTF-8 with a BOM (Excel opens it)."""
+    with Path(path).open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(NewCard._fields)
+        writer.writerows(cards)
 
 
 def cards_import(
@@ -212,9 +263,11 @@ def cards_import(
     batch: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     today: dt.date | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import applications from ``path`` (see the module docstring); cards are created in ``state``
-    (applied, or issued/active for cards made and handed out by the batch). Chunks commit one by one."""
+    (applied, or issued/active for cards made and handed out by the batch). Chunks commit one by one.
+    ``encoding``: the file's, when not detected (see ``csv_text``)."""
     tenant = current_tenant()
     if tenant.kind == "county":
         raise DomainError(f"{tenant.code} is a county: cards are issued by its city", code="county_read_only")
@@ -230,7 +283,8 @@ def cards_import(
     sealer = Sealer(tenant)
     seen: dict[str, int] = {}
     rows: list[_Row] = []
-    for line, raw in rows_read(path):
+    report.encoding = csv_text(path, encoding)[1]
+    for line, raw in rows_read(path, report.encoding):
         report.rows += 1
         if None in raw:
             report.errors.append((line, "more fields than the header has"))
@@ -357,6 +411,7 @@ def _apply_chunk(
         stamp = now.isoformat()
         issued = state in (CardState.ISSUED, CardState.ACTIVE)
         card_rows = []
+        row_of: dict[str, _Row] = {}  # card number -> the row it was made for
         for scheme_rows in by_scheme.values():
             scheme = scheme_rows[0].scheme
             cur.execute(
@@ -366,9 +421,11 @@ def _apply_chunk(
             first = cur.fetchone()[0]
             expires = _add_years(now.date(), scheme.validity_years) if issued else None
             for offset, r in enumerate(scheme_rows):
+                card_no = card_number_build(division=division, scheme=scheme.code, serial=first + offset)
+                row_of[card_no] = r
                 card_rows.append(
                     (
-                        card_number_build(division=division, scheme=scheme.code, serial=first + offset),
+                        card_no,
                         scheme.pk,
                         holder_ids[r.blind],
                         scheme.is_main,
@@ -398,6 +455,9 @@ def _apply_chunk(
             " ON CONFLICT DO NOTHING RETURNING card_no"
         )
         made = [r[0] for r in cur.fetchall()]
+    for card_no in made:
+        r = row_of[card_no]
+        report.new_cards.append(NewCard(r.line, r.name, id_mask(r.id_number), r.scheme.code, card_no))
     report.cards_created += len(made)
     report.cards_existing += len(card_rows) - len(made)
     audit_record(

@@ -98,3 +98,60 @@ def test_header_problems_are_refused_before_anything(tmp_path, city):
     with pytest.raises(DomainError, match="lacks id_number"):
         cards_import(path=path, actor="t")
     assert not Cardholder.objects.exists()
+
+
+HEADER = "name,id_number,scheme,employer,local_hukou"
+
+
+def test_excel_files_in_gbk_and_utf8_with_bom_are_read_and_say_which(tmp_path, city):
+    gbk = tmp_path / "嘉兴电力-gbk.csv"
+    gbk.write_bytes(f"{HEADER}\n张一,{new_id()},01,嘉兴电力,是\n".encode("gbk"))
+    bom = tmp_path / "community-bom.csv"
+    bom.write_bytes(f"{HEADER}\n王二,{new_id()},01,南湖社区,1\n".encode("utf-8-sig"))
+    assert bom.read_bytes().startswith(b"\xef\xbb\xbf")
+
+    first = cards_import(path=gbk, actor="t", today=TODAY)
+    second = cards_import(path=bom, actor="t", today=TODAY)
+
+    assert (first.encoding, first.cards_created, first.errors) == ("gb18030", 1, [])
+    assert (second.encoding, second.cards_created, second.errors) == ("utf-8", 1, [])
+    assert sorted(Cardholder.objects.values_list("name", "employer")) == [
+        ("张一", "嘉兴电力"),
+        ("王二", "南湖社区"),
+    ]
+
+
+def test_a_file_named_utf8_that_is_gbk_is_refused_in_one_line(tmp_path, city):
+    from citycard.platform.errors import DomainError
+
+    path = tmp_path / "x.csv"
+    path.write_bytes(f"{HEADER}\n张一,{new_id()},01,嘉兴电力,1\n".encode("gbk"))
+    with pytest.raises(DomainError, match=r"x.csv is not utf-8: byte \d+ cannot be read"):
+        cards_import(path=path, actor="t", encoding="utf-8")
+    assert not Cardholder.objects.exists()
+
+
+def test_cli_writes_the_new_card_numbers_and_exits_non_zero_when_a_row_is_refused(tmp_path, city, capsys):
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "employer.csv"
+    path.write_bytes(f"{HEADER}\n张一,{new_id()},01,嘉兴电力,1\n李二,123,01,嘉兴电力,1\n".encode("gbk"))
+    with pytest.raises(CommandError, match="1 of 2 rows refused") as refused:
+        call_command("cards", "--tenant", "jiaxing", "import", str(path))
+    assert refused.value.returncode == 1
+    out = capsys.readouterr().out
+    written = tmp_path / "employer.cards.csv"
+    assert "read as GB18030" in out and f"1 new card numbers written to {written}" in out
+    card = Card.objects.get()
+    assert written.read_text(encoding="utf-8-sig").splitlines() == [
+        "line,name,id_masked,scheme,card_no",
+        f"2,张一,{card.cardholder.id_masked},01,{card.card_no}",
+    ]
+
+    elsewhere = tmp_path / "out" / "cards.csv"
+    elsewhere.parent.mkdir()
+    good = tmp_path / "good.csv"
+    good.write_text(f"{HEADER}\n王五,{new_id()},01,,1\n", encoding="utf-8")
+    call_command("cards", "--tenant", "jiaxing", "import", str(good), "--cards-out", str(elsewhere))
+    assert "read as UTF-8" in capsys.readouterr().out
+    assert len(elsewhere.read_text(encoding="utf-8-sig").splitlines()) == 2

@@ -7,16 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from django.utils import timezone
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from citycard.interop import selectors, services
+from citycard.interop.models import CyclePeriod
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
-from citycard.platform.errors import DomainError
-from citycard.platform.management.base import PlatformCommand
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.management.base import BEIJING, PlatformCommand, beijing
 
 
 def _date(value: str) -> dt.date:
@@ -57,7 +57,15 @@ def print_cycle(console: Console, cycle) -> None:
         )
     if summary["matrix"]:
         matrix = Table(title="Bilateral matrix (issuer owes acquirer)")
-        for col in ("issuer", "acquirer", "records", "amount", "issuer fee", "network fee", "acquirer due"):
+        for col in (
+            "issuer",
+            "acquirer",
+            "records",
+            "amount (yuan)",
+            "issuer fee (yuan)",
+            "network fee (yuan)",
+            "acquirer due (yuan)",
+        ):
             matrix.add_column(col, justify="right")
         for row in summary["matrix"]:
             matrix.add_row(
@@ -72,7 +80,7 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(matrix)
     if summary["positions"]:
         positions = Table(title="Net positions (Σ = 0)")
-        for col in ("participant", "receivable", "payable", "net"):
+        for col in ("participant", "receivable (yuan)", "payable (yuan)", "net (yuan)"):
             positions.add_column(col, justify="right")
         for row in summary["positions"]:
             positions.add_row(
@@ -82,24 +90,27 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(positions)
     if summary["instructions"]:
         instructions = Table(title="Settlement instructions")
-        for col in ("payer", "payee", "amount", "value date"):
+        for col in ("payer", "payee", "amount (yuan)", "value date"):
             instructions.add_column(col)
         for row in summary["instructions"]:
             instructions.add_row(row["payer"], row["payee"], fen(row["amount_fen"]), row["value_date"])
         console.print(instructions)
 
 
-def print_cycles(console: Console, *, network: str, service: str, limit: int = 12) -> None:
-    """The latest cycles of one agreement, newest first: state, cut-off and records by status."""
+def print_cycles(console: Console, *, network: str, service: str, today: dt.date, limit: int = 12) -> None:
+    """The latest cycles of one agreement, newest first: state, cut-off and records by status; today's
+    (this month's for a monthly agreement) marked ▶, or said to be missing."""
     cycles = list(
         selectors.cycles_query(network_code=network, service=service).order_by("-business_date")[:limit]
     )
     if not cycles:
         console.print(f"no {network} {service} cycles yet")
         return
+    monthly = cycles[0].agreement.period == CyclePeriod.MONTHLY
+    current = today.replace(day=1) if monthly else today
     totals = selectors.cycle_record_totals(cycle_ids=[c.pk for c in cycles])
-    table = Table(title=f"{network} {service} cycles, newest first (records · yuan)")
-    for col in ("business date", "state", "cut-off (Beijing time)", "valid", "rejected", "pending"):
+    table = Table(title=f"{network} {service} cycles, newest first (records · yuan; ▶ today's, {today})")
+    for col in ("", "business date", "state", "cut-off", "valid", "rejected", "pending"):
         table.add_column(col)
     for cycle in cycles:
         row = totals[cycle.pk]
@@ -109,14 +120,17 @@ def print_cycles(console: Console, *, network: str, service: str, limit: int = 1
             return f"{n} · {fen(amount)}" if n else ""
 
         table.add_row(
+            "▶" if cycle.business_date == current else "",
             cycle.business_date.isoformat(),
             cycle.state,
-            cycle.cut_off_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            beijing(cycle.cut_off_at),
             cell("valid"),
             cell("rejected"),
             cell("pending"),
         )
     console.print(table)
+    if all(cycle.business_date != current for cycle in cycles):
+        console.print(f"no cycle for today ({current}) yet")
     console.print("one cycle in full: --date YYYY-MM-DD")
 
 
@@ -145,15 +159,31 @@ class Command(PlatformCommand):
                 console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
             console.print(f"{len(done)} outbox(es) had messages")
             return
-        if opts["action"] == "status" and not opts["date"]:
-            print_cycles(console, network=opts["network"], service=opts["service"])
+        action = opts["action"]
+        reading = action in ("status", "report")  # these never write: no cycle is created to be shown
+        if reading:
+            services.agreement_get(network_code=opts["network"], service=opts["service"])  # names a bad one
+        if action == "status" and not opts["date"]:
+            today = (now or timezone.now()).astimezone(BEIJING).date()
+            print_cycles(console, network=opts["network"], service=opts["service"], today=today)
             return
         if not opts["date"]:
             raise DomainError("--date is required", code="invalid", field="date")
-        cycle = services.cycle_get(
-            network_code=opts["network"], service=opts["service"], business_date=_date(opts["date"])
-        )
-        action = opts["action"]
+        business_date = _date(opts["date"])
+        if reading:
+            cycle = selectors.cycle_find(
+                network_code=opts["network"], service=opts["service"], business_date=business_date
+            )
+            if cycle is None:
+                raise NotFound(
+                    f"no {opts['network']} {opts['service']} cycle for {business_date} yet "
+                    f"(citycard clearing run --network {opts['network']} --service {opts['service']} "
+                    f"--date {business_date} makes it)"
+                )
+        else:
+            cycle = services.cycle_get(
+                network_code=opts["network"], service=opts["service"], business_date=business_date
+            )
         if action in STEPS or action == "run":
             steps = list(STEPS) if action == "run" else [action]
             if action == "run":

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from citycard.platform import selectors, services
 from citycard.platform.errors import DomainError
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.scopes import PlatformScope, Scope
 
 
@@ -73,13 +73,13 @@ class Command(PlatformCommand):
         )
         self.stdout.write(f"key {key.key_id} for {key.tenant.code} ({key.name})")
         self.stdout.write(f"scopes: {' '.join(key.scopes)}")
-        self.stdout.write(f"expires: {timezone.localtime(key.expires_at):%Y-%m-%d %H:%M %Z}")
+        self.stdout.write(f"expires: {beijing(key.expires_at)}")
         self.stdout.write(f"token (shown only now): {token}")
 
     def _list(self, opts):
         services.tenant_get(opts["tenant"])
         table = Table()
-        for col in ("key id", "name", "token", "scopes", "expires", "state", "last used"):
+        for col in ("key id", "name", "token", "scopes", "expires (Beijing)", "state", "last used"):
             table.add_column(col)
         now = timezone.now()
         for key in selectors.api_key_list(tenant_code=opts["tenant"], include_revoked=not opts["active"]):
@@ -91,7 +91,7 @@ class Command(PlatformCommand):
                 " ".join(key.scopes),
                 f"{timezone.localtime(key.expires_at):%Y-%m-%d}",
                 state,
-                f"{timezone.localtime(key.last_used_at):%Y-%m-%d %H:%M}" if key.last_used_at else "never",
+                beijing(key.last_used_at, empty="never"),
             )
         Console(file=self.stdout, width=200).print(table)
 

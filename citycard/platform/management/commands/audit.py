@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
 from citycard.platform.audit.selectors import audit_verify
+from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.models import Tenant
 
@@ -32,7 +33,7 @@ class Command(PlatformCommand):
         broken = 0
         for schema in schemas:
             if schema != "public" and not Tenant.objects.filter(schema_name=schema).exists():
-                raise CommandError(f"no tenant with code {schema!r}")
+                raise NotFound(f"no tenant with code {schema!r}", field="tenant")
             with schema_context(schema):
                 result = audit_verify()
             if result.ok:

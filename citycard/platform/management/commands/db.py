@@ -17,11 +17,17 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         db = settings.DATABASES["default"]
         pgdata = db.get("EMBEDDED_PGDATA")
+        if opts["action"] == "status":
+            self.stdout.write(f"data directory: {settings.DATA_DIR} ({settings.DATA_DIR_SOURCE})")
+            if not pgdata:
+                where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"
+                self.stdout.write(f"database: {db['NAME']} on {where} (DATABASE_URL)")
+                return
         if not pgdata:
             if opts["action"] == "url":
                 self.stdout.write("DATABASE_URL is set: the embedded server is not used")
                 return
-            raise CommandError("DATABASE_URL is set: the embedded PostgreSQL is not used")
+            raise CommandError("DATABASE_URL is set: the embedded PostgreSQL is not used", returncode=2)
         action = opts["action"]
         if action == "start":
             address = embedded_pg.ensure_running(pgdata)
@@ -29,6 +35,7 @@ class Command(BaseCommand):
         elif action == "stop":
             self.stdout.write("stopped" if embedded_pg.stop(pgdata) else "not running")
         elif action == "status":
-            self.stdout.write(f"{'running' if embedded_pg.is_running(pgdata) else 'stopped'} in {pgdata}")
+            state = "running" if embedded_pg.is_running(pgdata) else "stopped"
+            self.stdout.write(f"database: {db['NAME']} on the embedded PostgreSQL, {state} in {pgdata}")
         else:
             self.stdout.write(embedded_pg.ensure_running(pgdata).url(db["NAME"]))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.core.management.base import CommandError
 from django.utils import timezone
 
 from citycard.platform import keys
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.errors import DomainError
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.models import TenantKey
 from citycard.platform.services import tenant_get
 from citycard.terminal_kit.signing import b64encode
@@ -17,7 +17,7 @@ COLUMNS = ("key_id", "purpose", "state", "created", "retired", "verifies_until",
 
 
 def _when(at: dt.datetime | None) -> str:
-    return f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z" if at else "-"
+    return beijing(at, empty="-")
 
 
 def key_state(key: TenantKey, *, now: dt.datetime) -> str:
@@ -80,7 +80,7 @@ class Command(PlatformCommand):
             self.stdout.write(f"re-wrapped {count} keys under master key {keys.master_keys().current_id}")
             return
         if not opts.get("tenant"):
-            raise CommandError("--tenant is required (or --master to re-wrap every key)")
+            raise DomainError("--tenant is required (or --master to re-wrap every key)", field="tenant")
         new = keys.tenant_key_rotate(
             tenant=tenant_get(opts["tenant"]),
             purpose=opts["purpose"],

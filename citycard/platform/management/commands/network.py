@@ -54,7 +54,7 @@ class Command(PlatformCommand):
         Console(file=self.stdout, width=160).print(table)
 
     def _members(self, opts):
-        services._network_get(opts["network"])
+        services.network_get(opts["network"])
         for m in selectors.network_members(network_code=opts["network"]):
             via = f" (through {m.via.code})" if m.via else ""
             self.stdout.write(f"{m.tenant.code}\t{m.tenant.division_code}\t{m.joined_on}{via}")

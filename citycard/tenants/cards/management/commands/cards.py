@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.utils.timezone import localtime
+from django.core.management.base import CommandError
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from citycard.platform.errors import NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
-from citycard.tenants.cards import selectors, services
+from citycard.tenants.cards import batch, selectors, services
 
 
 class Command(PlatformCommand):
@@ -30,6 +30,16 @@ class Command(PlatformCommand):
         imp.add_argument("--state", default="applied", choices=["applied", "issued", "active"])
         imp.add_argument("--batch", help="batch name recorded on the cards (default: the file name)")
         imp.add_argument("--errors", metavar="PATH", help="also write the bad rows (line, reason) to PATH")
+        imp.add_argument(
+            "--encoding",
+            choices=["utf-8", "gb18030", "gbk"],
+            help="the file's encoding (default: UTF-8 with or without BOM if it reads as such, else GB18030)",
+        )
+        imp.add_argument(
+            "--cards-out",
+            metavar="PATH",
+            help="write the new card numbers (line, name, ID, scheme, card) here (default: FILE.cards.csv)",
+        )
         sch = sub.add_parser("schemes", help="list the card schemes (a county sees its city's)")
         sch.add_argument("--seed", action="store_true", help="add the four standard schemes (city only)")
         sch.add_argument("--publish", action="store_true", help="sign and publish them for the counties")
@@ -56,7 +66,7 @@ class Command(PlatformCommand):
         )
         reads = cardholder_access_log(cardholder_id=holder.pk)
         table = Table(
-            "when (Beijing time)",
+            "when",
             "who",
             "through",
             "under",
@@ -66,7 +76,7 @@ class Command(PlatformCommand):
         )
         for read in reads:
             table.add_row(
-                localtime(read.at).strftime("%Y-%m-%d %H:%M:%S %z"),
+                beijing(read.at, seconds=True),
                 read.reader,
                 read.channel,
                 read.under,
@@ -99,8 +109,10 @@ class Command(PlatformCommand):
                 batch=opts.get("batch"),
                 actor=self.actor,
                 progress=progress,
+                encoding=opts.get("encoding"),
             )
         summary = report.as_dict()
+        console.print(f"read as {report.encoding.upper()}")
         console.print(
             f"{summary['rows']} rows: {summary['holders_created']} cardholders created, "
             f"{summary['holders_existing']} already registered; {summary['cards_created']} cards created, "
@@ -118,6 +130,15 @@ class Command(PlatformCommand):
                 "line,reason\n" + "".join(f'{line},"{reason}"\n' for line, reason in report.errors),
                 encoding="utf-8",
             )
+        source = Path(opts["file"])
+        cards_out = Path(opts.get("cards_out") or source.with_name(f"{source.stem}.cards.csv"))
+        batch.cards_write(cards_out, report.new_cards)
+        console.print(f"{len(report.new_cards)} new card numbers written to {cards_out}")
+        if report.errors:
+            raise CommandError(
+                f"{len(report.errors)} of {report.rows} rows refused (listed above); the other rows were applied",
+                returncode=1,
+            )
 
     def _schemes(self, tenant, console, opts):
         if opts["seed"]:
@@ -125,7 +146,9 @@ class Command(PlatformCommand):
         if opts["publish"]:
             publication = services.schemes_publish(actor=self.actor)
             console.print(f"published card-schemes version {publication.version}")
-        table = Table("code", "name", "main", "eligibility", "applications", "fee", "replacement", "years")
+        table = Table(
+            "code", "name", "main", "eligibility", "applications", "fee (yuan)", "replacement (yuan)", "years"
+        )
         for s in selectors.schemes_visible(tenant=tenant):
             table.add_row(
                 s["code"],

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.platform.errors import NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
 from citycard.tenants.departments.services import onboarding_publish
@@ -75,7 +75,7 @@ class Command(PlatformCommand):
                 "done",
                 "what there is",
                 "by",
-                "when (Beijing time)",
+                "when",
                 "who does it",
                 title=f"{o.tenant.name_zh} {o.tenant.code} ({o.tenant.kind}): "
                 f"{len(o.items) - len(o.missing)} of {len(o.items)} steps done",
@@ -86,7 +86,7 @@ class Command(PlatformCommand):
                     "yes" if i.done else "NO",
                     str(i.detail),
                     i.done_by,
-                    i.done_at.astimezone(SHANGHAI_TZ).strftime("%Y-%m-%d %H:%M") if i.done_at else "",
+                    beijing(i.done_at),
                     str(i.who),
                 )
             console.print(table)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.medical import selectors, services
 from citycard.tenants.medical.models import ClaimRole, Coverage, InsuredCategory, ItemCategory
@@ -157,9 +157,9 @@ class Command(PlatformCommand):
             "category",
             "year",
             "in force",
-            "起付线",
+            "起付线 (yuan)",
             "报销比例",
-            "封顶线",
+            "封顶线 (yuan)",
             "claims",
             title="Policies (待遇)",
         )
@@ -204,7 +204,7 @@ class Command(PlatformCommand):
 
     def _catalogue_list(self, console, opts):
         items = list(selectors.catalogue_items(category=opts.get("category"), coverage=opts.get("coverage")))
-        table = Table("code", "name", "category", "class", "unit price", "self-pay", "in catalogue")
+        table = Table("code", "name", "category", "class", "unit price (yuan)", "self-pay", "in catalogue")
         for i in items:
             table.add_row(
                 i.code,
@@ -272,13 +272,23 @@ class Command(PlatformCommand):
         qs = selectors.claims(role=opts.get("role"))
         if opts.get("card"):
             qs = qs.filter(card_no=opts["card"])
-        table = Table("claim", "role", "treated", "card", "hospital", "total", "fund", "patient", "status")
+        table = Table(
+            "claim",
+            "role",
+            "treated",
+            "card",
+            "hospital",
+            "total (yuan)",
+            "fund (yuan)",
+            "patient (yuan)",
+            "status",
+        )
         for c in qs[: opts["limit"]]:
             result = selectors.claim_result(c)
             table.add_row(
                 c.claim_id,
                 c.role,
-                c.treated_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+                beijing(c.treated_at),
                 c.card_no,
                 c.department,
                 yuan(c.total_fen),
@@ -319,13 +329,23 @@ class Command(PlatformCommand):
                 continue
             console.print(
                 f"[bold]{c.claim_id}[/bold] ({c.get_role_display()}): card {c.card_no} at {c.department}, treated "
-                f"{c.treated_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}; total {yuan(c.total_fen)}"
+                f"{beijing(c.treated_at)}; total {yuan(c.total_fen)}"
             )
             console.print(
                 f"{result.status}: fund {yuan(result.fund_fen) or '—'}, patient {yuan(result.patient_fen) or '—'}"
                 + (f" — {result.refusal}: {result.reason}" if result.refusal else "")
             )
-            lines = Table("code", "item", "category", "class", "qty", "unit", "amount", "eligible", "outcome")
+            lines = Table(
+                "code",
+                "item",
+                "category",
+                "class",
+                "qty",
+                "unit (yuan)",
+                "amount (yuan)",
+                "eligible (yuan)",
+                "outcome",
+            )
             for line in c.items:
                 lines.add_row(
                     line["code"],
@@ -341,7 +361,14 @@ class Command(PlatformCommand):
             console.print(lines)
             categories = result.detail.get("categories", {})
             if categories:
-                adj = Table("category", "eligible", "起付线 taken", "报销比例", "fund", title="Adjudication")
+                adj = Table(
+                    "category",
+                    "eligible (yuan)",
+                    "起付线 taken (yuan)",
+                    "报销比例",
+                    "fund (yuan)",
+                    title="Adjudication",
+                )
                 for name, row in sorted(categories.items()):
                     adj.add_row(
                         name,
