@@ -31,11 +31,13 @@ venv: $(BIN)/.installed
 demo: system-deps venv
 	$(BIN)/citycard demo $(ARGS)
 
-test: system-deps venv
+# Lint first: a tree that is not ruff-clean, ruff-formatted and within its import contracts fails fast.
+test: system-deps venv lint
 	CITYCARD_DATA_DIR=$(CURDIR)/.citycard/test $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check citycard tests benchmarks
+	$(BIN)/ruff format --check citycard tests benchmarks
 	$(BIN)/lint-imports
 
 bench: venv

@@ -241,7 +241,9 @@ def child(args) -> None:
             elapsed = time.perf_counter() - start
             best = elapsed if best is None else min(best, elapsed)
         # The cycle is settled: every record not rejected is valid (validation writes only the rejections).
-        cur.execute("SELECT count(*), count(*) FILTER (WHERE status <> 'rejected') FROM interop_clearingrecord")
+        cur.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status <> 'rejected') FROM interop_clearingrecord"
+        )
         total, valid = cur.fetchone()
         cur.execute("SELECT sum(net_fen), count(*) FROM interop_netposition WHERE cycle_id = %s", [cycle.pk])
         net_sum, positions = cur.fetchone()

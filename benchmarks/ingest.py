@@ -121,7 +121,10 @@ def child(args) -> None:
 
     def upload(n: int) -> None:
         request = factory.post(
-            "/terminal/v1/batches", data=bodies[n], content_type="application/json", HTTP_HOST="hangzhou.localhost"
+            "/terminal/v1/batches",
+            data=bodies[n],
+            content_type="application/json",
+            HTTP_HOST="hangzhou.localhost",
         )
         request.tenant = hangzhou
         connection.set_tenant(hangzhou)
@@ -287,7 +290,9 @@ def child(args) -> None:
             f"(v) verification  {v:>10,.0f} taps/s   wall {verify_wall:7.2f}s  python cpu {verify_cpu:7.2f}s "
             f"({verified.batches} batches, {verified.flags} flags, {args.verify_batches} batches per run)"
         )
-        print(f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)")
+        print(
+            f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)"
+        )
     if database_cpu:
         print(
             f"    database server cpu {database_cpu:7.2f}s ({taps_total / database_cpu:,.0f} taps per cpu-second) over"

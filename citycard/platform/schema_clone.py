@@ -141,7 +141,9 @@ def _build_unqualified(cur, ns: int, template: str, state: str) -> _TemplateScri
         storages = []
         for attname, typ, notnull, identity, generated, default, collation, storage in columns.get(oid, []):
             if storage:
-                storages.append(f"ALTER TABLE {_q(name)} ALTER COLUMN {_q(attname)} SET STORAGE {_STORAGE[storage]};")
+                storages.append(
+                    f"ALTER TABLE {_q(name)} ALTER COLUMN {_q(attname)} SET STORAGE {_STORAGE[storage]};"
+                )
             col = f"{_q(attname)} {typ}"
             if collation:
                 col += f" COLLATE {collation}"

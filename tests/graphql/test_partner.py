@@ -243,7 +243,9 @@ def test_cardholder_verify_failures_are_bounded_per_card(client, tenant, hz_peop
         assert data_of(verify(target, hz_people.plain_id))["cardholderVerify"]["matches"] is False
     report = {"c": target, "i": hz_people.plain_id}
     mismatch = data_of(gql(client, "hangzhou", REPORT, report, token=other_app))["cardReportLost"]
-    assert [e["code"] for e in mismatch["errors"]] == ["ID_MISMATCH"]  # the third failure, from another caller
+    assert [e["code"] for e in mismatch["errors"]] == [
+        "ID_MISMATCH"
+    ]  # the third failure, from another caller
     locked = verify(target, hz_people.elderly_id)  # the right number, too late
     assert codes_of(locked) == ["RATE_LIMITED"]
     assert hz_people.elderly_id not in locked.content.decode()
@@ -275,7 +277,10 @@ def test_cardholder_verify_attempts_reopen_with_the_next_window(tenant, hz_peopl
         with pytest.raises(DomainError) as refused:
             cardholder_verify_attempt(card_no=card, id_number=right, now=start + dt.timedelta(minutes=59))
         assert refused.value.code == "too_many_attempts"
-        assert cardholder_verify_attempt(card_no=card, id_number=right, now=start + dt.timedelta(hours=1)) is True
+        assert (
+            cardholder_verify_attempt(card_no=card, id_number=right, now=start + dt.timedelta(hours=1))
+            is True
+        )
 
 
 # --- categories and concessions ----------------------------------------------------------------------

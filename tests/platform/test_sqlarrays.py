@@ -13,9 +13,9 @@ from citycard.platform.sqlarrays import pg_array
 
 pytestmark = pytest.mark.django_db
 
-texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12) | st.sampled_from(
-    ["NULL", "null", "", " ", "{}", "a,b", '"', "\\", '\\"', "{a}"]
-)
+texts = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12
+) | st.sampled_from(["NULL", "null", "", " ", "{}", "a,b", '"', "\\", '\\"', "{a}"])
 
 
 @settings(max_examples=60, deadline=None)

@@ -202,7 +202,12 @@ class PageArgs:
 
     @classmethod
     def of(
-        cls, *, first: int | None = None, last: int | None = None, after: str | None = None, before: str | None = None
+        cls,
+        *,
+        first: int | None = None,
+        last: int | None = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> PageArgs:
         limit, forward = pagination_check(first, last)
         return cls(limit=limit, forward=forward, after=after or None, before=before or None)
@@ -227,9 +232,7 @@ def keyset_pages(
         qs = qs.filter(_beyond(keys, _decode(page.after, keys, "after"), forward=True))
     if page.before:
         qs = qs.filter(_beyond(keys, _decode(page.before, keys, "before"), forward=False))
-    order = [
-        F(key.field).desc() if key.descending == page.forward else F(key.field).asc() for key in keys
-    ]
+    order = [F(key.field).desc() if key.descending == page.forward else F(key.field).asc() for key in keys]
     rows = list(
         qs.filter(**{f"{parent_field}__in": set(parents)})
         .annotate(_rank=Window(RowNumber(), partition_by=[F(parent_field)], order_by=order))

@@ -145,7 +145,9 @@ class BatchAdmin(ReadOnlyAdmin):
         "verified_at",
     )
     search_fields = ("batch_id", "terminal__terminal_id")
-    list_filter = (("verified_at", admin.EmptyFieldListFilter),)  # "empty": waiting for the verification stage
+    list_filter = (
+        ("verified_at", admin.EmptyFieldListFilter),
+    )  # "empty": waiting for the verification stage
     date_hierarchy = "received_at"
     exclude = ("ack_parts",)
 

@@ -51,14 +51,18 @@ def test_shadow_statement_follows_the_model(city, batches):
         state: dict[str, tuple[int, int]] = {}
         for n, batch in enumerate(batches):
             moves = [
-                PurseMovement(CARDS[c], counter, 100 * before, 100 * before - 10 * amount, AT + dt.timedelta(n))
+                PurseMovement(
+                    CARDS[c], counter, 100 * before, 100 * before - 10 * amount, AT + dt.timedelta(n)
+                )
                 for c, counter, before, amount in batch
             ]
             expected = model_apply(state, moves)
             divergences = purse_shadow_apply(movements=moves)
             got = [(d.movement.card_no, d.movement.card_counter, d.shadow_fen) for d in divergences]
             assert sorted(got) == sorted(expected)
-        stored = {s.card_no: (s.balance_fen, s.last_counter) for s in PurseShadow.objects.filter(card_no__in=CARDS)}
+        stored = {
+            s.card_no: (s.balance_fen, s.last_counter) for s in PurseShadow.objects.filter(card_no__in=CARDS)
+        }
         assert stored == state
     finally:
         transaction.savepoint_rollback(sid)

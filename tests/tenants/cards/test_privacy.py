@@ -132,9 +132,7 @@ def test_access_log_lists_grant_graphql_and_admin_reads_and_nothing_of_others(of
         object_id="jx-metro",
         data={
             "operation": "CardTrips",
-            "reads": [
-                {"type": "card_transactions", "ids": [card.card_no], "fields": ["amount"]}
-            ],
+            "reads": [{"type": "card_transactions", "ids": [card.card_no], "fields": ["amount"]}],
         },
     )
     audit_record(

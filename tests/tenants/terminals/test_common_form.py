@@ -86,7 +86,9 @@ typed_values = {
             lambda d: d.replace(microsecond=0).isoformat() + "+08:00"
         ),
     ),
-    "tac": st.one_of(st.text(alphabet="0123456789abcdefABCDEFxg", min_size=8, max_size=64), st.just("a1b2c3d4")),
+    "tac": st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEFxg", min_size=8, max_size=64), st.just("a1b2c3d4")
+    ),
     "terminal_no": st.text(alphabet="0123456789abcdefABCDEFz", min_size=12, max_size=12),
     "algorithm": st.sampled_from([0, 4, 1, -1, 3]),
     "kind": st.sampled_from(["purchase", "refund", ""]),
@@ -95,7 +97,9 @@ typed_values = {
     "route": st.sampled_from(["", "315", "x" * 40]),
     "card_scheme": st.sampled_from(["", "01", "x" * 40]),
     "fare_rule_id": st.sampled_from(["", "bus-flat", "x" * 60]),
-    "categories": st.lists(st.sampled_from(["elderly", "a-b_c", "", "x" * 30, "x" * 31, "中文", "a b"]), max_size=2),
+    "categories": st.lists(
+        st.sampled_from(["elderly", "a-b_c", "", "x" * 30, "x" * 31, "中文", "a b"]), max_size=2
+    ),
     "passes": st.lists(st.sampled_from(["monthly", "", "a.b"]), max_size=2),
 }
 typed_tap = st.dictionaries(st.sampled_from(sorted(typed_values)), st.none(), max_size=3).flatmap(
@@ -167,7 +171,9 @@ def test_the_common_form_decides_as_the_general_path(spec):
 
 def test_the_usual_batch_takes_the_common_form():
     sim = SimTerminal("HZ-T-1", "hangzhou", route="315", terminal_no="330100000001", tac_masters={})
-    taps = [sim.tap(SimCard(card_number("330100", i)), at=RECEIVED - dt.timedelta(minutes=i)) for i in range(1, 6)]
+    taps = [
+        sim.tap(SimCard(card_number("330100", i)), at=RECEIVED - dt.timedelta(minutes=i)) for i in range(1, 6)
+    ]
     taps[1] = {**taps[1], "categories": ["elderly"], "passes": ["monthly"], "fare_rule_id": "bus-flat"}
     body = sim.sign(sim.payload(taps, created_at=RECEIVED))
     common = common_decode(body, WINDOW)

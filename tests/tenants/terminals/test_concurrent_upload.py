@@ -42,7 +42,9 @@ def _shaoxing_terminal(terminal_id: str, route: str) -> tuple[Tenant, SimTermina
 def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monkeypatch):
     tenant, sim = _shaoxing_terminal("SX-BUS-0001", "1")
     now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
-    taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 200)]
+    taps = [
+        sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 200)
+    ]
     body = sim.sign(sim.payload(taps, created_at=now))
     # The first upload holds its transaction open after storing the taps, so the second one finds no
     # stored batch, waits on the terminal's row, finds every tap stored and then the batch id: a resend.
@@ -98,7 +100,9 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
     now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
     with tenant_context(tenant):
         before = Transaction.objects.count()
-    taps = [sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 202)]
+    taps = [
+        sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 202)
+    ]
     # A first batch sets the terminal's high-water mark, so the second upload's lookup reads a mark the
     # first one then raises: the taps between the two are looked up once the lock is taken.
     with tenant_context(tenant):
@@ -140,4 +144,7 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
     assert sorted((r.accepted, r.duplicates) for r in results) in ([(0, 199), (200, 0)], [(1, 199), (199, 0)])
     with tenant_context(tenant):
         assert Transaction.objects.count() - before == 201
-        assert Transaction.objects.filter(terminal_id=sim.terminal_id).values("terminal_seq").distinct().count() == 201
+        assert (
+            Transaction.objects.filter(terminal_id=sim.terminal_id).values("terminal_seq").distinct().count()
+            == 201
+        )

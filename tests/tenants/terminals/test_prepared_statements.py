@@ -36,7 +36,10 @@ def _no_statements_yet(db):
 @pytest.fixture
 def two_cities(tenant, register):
     made = []
-    for code, division, terminal_id in (("hangzhou", "330100", "HZ-BUS-0001"), ("jiaxing", "330400", "JX-BUS-0001")):
+    for code, division, terminal_id in (
+        ("hangzhou", "330100", "HZ-BUS-0001"),
+        ("jiaxing", "330400", "JX-BUS-0001"),
+    ):
         city = tenant(code)
         sim = SimTerminal(terminal_id, code, route="1")
         with tenant_context(city):

@@ -45,5 +45,7 @@ def test_the_shortcut_gives_the_full_checks_flags(previous, start, length, holes
         batch_id="b", received_at=_AT, terminal_clock=_AT, rule_version=1, hotlist_version=1,
         all_terminal_seqs=tuple(carried),
     )  # fmt: skip
-    got = [(f.tap.terminal_seq, f.detail["missing"]) for f in terminal_seq_gap_check(ctx, [_tap(s) for s in new])]
+    got = [
+        (f.tap.terminal_seq, f.detail["missing"]) for f in terminal_seq_gap_check(ctx, [_tap(s) for s in new])
+    ]
     assert sorted(got) == _reference(previous, carried, new)

@@ -146,7 +146,9 @@ def test_runs_take_the_oldest_batches_first_a_limited_number_at_a_time(hz, now, 
             batch_ingest(tenant=hangzhou, body=sim.sign(sim.payload(taps, created_at=now)))
         ids = list(Batch.objects.order_by("id").values_list("id", flat=True))
         assert batches_verify(tenant=hangzhou, limit=2).batches == 2
-        assert set(Batch.objects.filter(verified_at__isnull=False).values_list("id", flat=True)) == set(ids[:2])
+        assert set(Batch.objects.filter(verified_at__isnull=False).values_list("id", flat=True)) == set(
+            ids[:2]
+        )
         assert batches_verify_all(tenant=hangzhou, limit=2).batches == 3
 
 
@@ -223,7 +225,9 @@ def test_deferred_roaming_taps_reach_the_outbox_in_one_envelope_once(hz, now, se
             ("jiaxing", "yrd", "000001"),
             ("shanghai", "yrd", "000002"),
         ]
-        assert set(Transaction.objects.filter(routing="roaming").values_list("outbox_state", flat=True)) == {"sent"}
+        assert set(Transaction.objects.filter(routing="roaming").values_list("outbox_state", flat=True)) == {
+            "sent"
+        }
 
 
 def test_the_cli_runs_the_stage_for_one_tenant(hz, now, settings):

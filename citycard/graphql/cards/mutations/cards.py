@@ -100,7 +100,9 @@ class CardReportLost(BaseMutation):
         if not services.cardholder_verify_attempt(card_no=number, id_number=id_number):
             # Answered as data, not raised: the transaction commits, so the failed attempt stays counted.
             return cls.error_response(
-                DomainError("the ID number is not that of the card's holder", code="id_mismatch", field="id_number")
+                DomainError(
+                    "the ID number is not that of the card's holder", code="id_mismatch", field="id_number"
+                )
             )
         card, reported = services.card_report_lost_once(
             card_no=number, actor=cls.actor(info), reason=str(enum_value(reason))

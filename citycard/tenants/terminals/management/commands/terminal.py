@@ -76,7 +76,8 @@ class Command(PlatformCommand):
         lst = sub.add_parser("list", help="list terminals")
         lst.add_argument("--status", choices=["active", "suspended"])
         sub.add_parser(
-            "verify", help="run the verification stage now over every batch not yet checked (beat does it too)"
+            "verify",
+            help="run the verification stage now over every batch not yet checked (beat does it too)",
         )
 
     def handle(self, *args, **opts):
