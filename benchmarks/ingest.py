@@ -104,7 +104,9 @@ def prepare(args):
 
     sent_dups = 0
     bodies = []
-    for n in range(args.taps // args.batch):  # signed beforehand: the terminals' work is not the back office's
+    for n in range(
+        args.taps // args.batch
+    ):  # signed beforehand: the terminals' work is not the back office's
         body, dups = next_body(n)
         sent_dups += dups
         bodies.append(body)
@@ -137,7 +139,10 @@ def child(args) -> None:
 
     def upload(n: int) -> None:
         request = factory.post(
-            "/terminal/v1/batches", data=bodies[n], content_type="application/json", HTTP_HOST="hangzhou.localhost"
+            "/terminal/v1/batches",
+            data=bodies[n],
+            content_type="application/json",
+            HTTP_HOST="hangzhou.localhost",
         )
         request.tenant = hangzhou
         connection.set_tenant(hangzhou)
@@ -301,7 +306,9 @@ def child(args) -> None:
             f"(v) verification  {v:>10,.0f} taps/s   wall {verify_wall:7.2f}s  python cpu {verify_cpu:7.2f}s "
             f"({verified.batches} batches, {verified.flags} flags, {args.verify_batches} batches per run)"
         )
-        print(f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)")
+        print(
+            f"(a)+(v)           {taps_total / (ingest_wall + verify_wall):>10,.0f} taps/s   (one after the other)"
+        )
     if database_cpu:
         print(
             f"    database server cpu {database_cpu:7.2f}s ({taps_total / database_cpu:,.0f} taps per cpu-second) over"
