@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import logging
 import threading
 import time
 import uuid
@@ -31,6 +32,7 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import keys
 from citycard.platform.models import Tenant
+from citycard.platform.observability import metrics
 from citycard.tenants.terminals.models import Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.slow
 HOST = "hangzhou.localhost"
 URL = "/terminal/v1/batches"
 BATCHES, TAPS = 8, 300
+_posts: list[float] = []  # when each POST reached the application
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -56,6 +59,8 @@ def server(committed_db) -> Iterator[tuple[str, int]]:
     from citycard.platform.wsgi import application as django_application
 
     def application(environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST":
+            _posts.append(time.monotonic())
         try:
             return django_application(environ, start_response)
         finally:
@@ -120,7 +125,11 @@ def _unavailable(status: int, headers: dict, answer: bytes) -> None:
     assert json.loads(answer)["error"]["code"] == "unavailable"
 
 
-def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_is_back(server):
+def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_is_back(server, caplog):
+    caplog.set_level(logging.INFO)
+    failed_before = _sample(metrics.UPLOADS, "failed")
+    errors_before = _sample(metrics.HTTP_REQUESTS, "5xx")
+    _posts.clear()
     hangzhou = Tenant.objects.get(code="hangzhou")
     sim = SimTerminal(f"HZ-OUT-{uuid.uuid4().hex[:8]}", "hangzhou", route="7", terminal_no="330100000777")
     with tenant_context(hangzhou):
@@ -170,8 +179,8 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
     try:
         uploader = threading.Thread(target=terminal)
         uploader.start()
-        while not answers:  # the first batch answered: the second is on its way
-            time.sleep(0.005)
+        while len(_posts) < 2:  # the second batch has reached the server: cut it off on its way
+            time.sleep(0.001)
         outage.begin()
         go_on.set()
         assert first_503.wait(20), answers
@@ -179,6 +188,8 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
         assert (status, json.loads(answer)["database"]) == (503, "down"), answer
         _unavailable(*request(server, "POST", URL, body=bodies[-1]))
         _unavailable(*request(server, "GET", "/terminal/v1/hotlist"))
+        page = request(server, "GET", "/", host="localhost")
+        outage_pages = page[0]
         time.sleep(1)  # a few more attempts of the terminal, all refused
         outage.end()
         uploader.join(60)
@@ -206,3 +217,21 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
     assert len(stored) == len(set(stored)), "a tap stored twice"
     assert set(stored) == taps_sent, "a tap lost"
     assert sum(ack["accepted"] for ack in acks.values()) == len(taps_sent)
+
+    # What operations.md tells to watch: the request lines, the readiness line, the metrics.
+    lines = [r for r in caplog.records if r.name == "citycard.request" and r.fields["path"] == URL]
+    unavailable = [r for r in lines if r.fields["outcome"] == "unavailable"]
+    assert len(unavailable) == len(refused) + 1 and all(r.levelno == logging.WARNING for r in unavailable)
+    assert any(r.getMessage().startswith("readiness: the database is down: ") for r in caplog.records)
+    # A page answers 500 (HTML); every 503 and 500 counts as a 5xx; an upload counts as failed only when
+    # the database went away while its view ran (the second batch, if the cut came after the tenant
+    # lookup): the others are refused before the view, when the tenant is looked up.
+    assert outage_pages == 500
+    assert _sample(metrics.HTTP_REQUESTS, "5xx") - errors_before >= len(refused) + 3
+    failed = _sample(metrics.UPLOADS, "failed") - failed_before
+    assert failed <= 1
+    print(f"second batch first answered {answers[1][1]}; uploads counted failed: {failed:.0f}")
+
+
+def _sample(counter, outcome: str) -> float:
+    return counter.labels(outcome)._value.get()
