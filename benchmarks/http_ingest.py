@@ -9,7 +9,7 @@ clock starts in a database of their own (``citycard_bench_http``), which is then
 (a) in-process: the upload view called with each body (RequestFactory), 3 uploads in flight, as
     benchmarks/ingest.py (a), in the first database;
 (h) over HTTP: gunicorn started as a subprocess on 127.0.0.1 against the copy, with the demo's and the
-    Dockerfile's settings (``GUNICORN_SETTINGS``, or ``--gunicorn``), and ``--clients`` client processes
+    Dockerfile's settings (citycard/platform/gunicorn_conf.py), or ``--gunicorn``'s, and ``--clients`` client processes
     on this machine, each with one persistent HTTP/1.1 connection (http.client), taking batches in turn.
 
 Printed: taps/s, batch latency p50/p95/p99, the error rate (any answer but 200, or no answer), the load
@@ -36,8 +36,8 @@ from _harness import ROOT, bench_env, reset_database, stop_embedded
 BENCH_DB = "citycard_bench_http"
 WIRE_DB = "citycard_bench_http_wire"
 HOST = "hangzhou.localhost"
-# What the demo (citycard demo) and the image (infra/Dockerfile) serve with; see docs/benchmarks.md.
-GUNICORN_SETTINGS = "--worker-class gthread --workers 2 --threads 4 --keep-alive 30"
+# What the demo (citycard demo) and the image (infra/Dockerfile) serve with.
+GUNICORN_SETTINGS = "--config python:citycard.platform.gunicorn_conf"
 
 
 # --- children: in the bench database ---------------------------------------------------------------
