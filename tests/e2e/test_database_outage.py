@@ -2,13 +2,14 @@
 
 The project's WSGI application on a loopback port (wsgiref, a thread per request, as in
 tests/e2e/test_upload_fuzz.py). A terminal uploads batch after batch, sending each again after any 503
-until it is answered 200, as a terminal does. Meanwhile the test database stops taking connections: every
-connection to it is ended (``pg_terminate_backend``, which also ends the upload in flight) and new ones are
-refused (``ALTER DATABASE … ALLOW_CONNECTIONS false``). That is the outage as the web process sees it,
-without stopping the server the whole test session shares (or one DATABASE_URL names, which is not the
-test's to stop): every upload is answered 503 ``unavailable`` with ``Retry-After`` (JSON, never a 500 or
-HTML), /readyz 503. Then the database takes connections again: the same batches are accepted (or answered
-as duplicates), no tap is lost or stored twice, and /readyz answers 200.
+until it is answered 200, as a terminal does. As its second batch reaches the server the database goes
+away, two ways: ``stopped``, the session's embedded PostgreSQL shut down (as ``citycard db stop`` does: every
+session ended, the socket gone) and started again; ``refusing``, the test database refusing new connections
+(``ALTER DATABASE … ALLOW_CONNECTIONS false``) with every connection to it ended (``pg_terminate_backend``),
+which also runs where DATABASE_URL names a server that is not the test's to stop. Meanwhile every upload is
+answered 503 ``unavailable`` with ``Retry-After`` (JSON, never a 500 or HTML) and /readyz 503. When the
+database is back the same batches are accepted (or answered as duplicates), no tap is lost or stored twice,
+and /readyz answers 200.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import datetime as dt
 import http.client
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -88,12 +94,11 @@ def request(address, method: str, path: str, *, host: str = HOST, body: bytes | 
         conn.close()
 
 
-class Outage:
+class Refusing:
     """The test database refusing connections, and every connection to it ended, until ``end()``."""
 
     def __init__(self) -> None:
-        settings = connection.settings_dict
-        self.name = settings["NAME"]
+        self.name = connection.settings_dict["NAME"]
         params = connection.get_connection_params()
         params["dbname"] = "postgres"
         params.pop("database", None)
@@ -105,7 +110,8 @@ class Outage:
         with self.admin.cursor() as cur:
             cur.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
             cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                " AND pid <> pg_backend_pid()",
                 [self.name],
             )
 
@@ -118,6 +124,42 @@ class Outage:
         self.admin.close()
 
 
+class Stopped:
+    """The embedded PostgreSQL shut down as ``citycard db stop`` does (SIGINT to the postmaster: a fast
+    shutdown, every session ended), then started again (``citycard db start``) in the same data directory,
+    on the same socket."""
+
+    def __init__(self) -> None:
+        self.socket = connection.settings_dict["HOST"]
+        self.pgdata = Path(connection.settings_dict["EMBEDDED_PGDATA"])
+
+    def _db(self, action: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "citycard.platform.cli", "db", action],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    def begin(self) -> None:
+        connections.close_all()
+        pid_file = self.pgdata / "postmaster.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_file.exists(), "the embedded PostgreSQL did not stop within 30 s"
+
+    def end(self) -> None:
+        assert f"(socket {self.socket})" in self._db("start")
+
+    def close(self) -> None:
+        if "stopped" in self._db("status"):
+            self.end()
+
+
 def _unavailable(status: int, headers: dict, answer: bytes) -> None:
     assert status == 503, (status, answer[:300])
     assert headers["Content-Type"] == "application/json", (headers, answer[:300])
@@ -125,7 +167,12 @@ def _unavailable(status: int, headers: dict, answer: bytes) -> None:
     assert json.loads(answer)["error"]["code"] == "unavailable"
 
 
-def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_is_back(server, caplog):
+@pytest.mark.parametrize("outage", ["refusing", "stopped"])
+def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_is_back(
+    server, caplog, outage
+):
+    if outage == "stopped" and os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL names the server: not the test's to stop")
     caplog.set_level(logging.INFO)
     failed_before = _sample(metrics.UPLOADS, "failed")
     errors_before = _sample(metrics.HTTP_REQUESTS, "5xx")
@@ -175,7 +222,7 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
                 first_503.set()
                 time.sleep(0.2)  # the terminal would wait Retry-After; the test does not
 
-    outage = Outage()
+    outage = Refusing() if outage == "refusing" else Stopped()
     try:
         uploader = threading.Thread(target=terminal)
         uploader.start()
