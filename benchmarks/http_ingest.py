@@ -170,6 +170,14 @@ def client(port: int, bodies: list[bytes], mine: list[int], ready, go, results) 
     results.put(done)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core of the machine since boot (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -206,10 +214,12 @@ def over_http(args, settings: str, env: dict[str, str], bodies: list[bytes]) -> 
             proc.start()
         ready.wait()
         load_before = os.getloadavg()
+        cpu0 = machine_cpu()
         w0 = time.perf_counter()
         go.set()
         done = [row for _ in procs for row in results.get()]
         wall = time.perf_counter() - w0
+        cpu1 = machine_cpu()
         load_after = os.getloadavg()
         for proc in procs:
             proc.join()
@@ -231,6 +241,7 @@ def over_http(args, settings: str, env: dict[str, str], bodies: list[bytes]) -> 
         "accepted": accepted,
         "duplicates": duplicates,
         "load": (load_before, load_after),
+        "cpu": (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]),
     }
 
 
@@ -307,6 +318,11 @@ def main() -> None:
                     f"  p95 {percentile(ms, 0.95):.1f} ms  p99 {percentile(ms, 0.99):.1f} ms"
                     f"   errors {len(h['errors'])}/{len(ms)} ({len(h['errors']) / len(ms):.2%})"
                     f"   load average {before[0]:.2f} -> {after[0]:.2f}"
+                )
+                busy, total = h["cpu"]
+                print(
+                    f"    machine cpu busy {busy:.2f} of {total:.2f} core-seconds ({os.cpu_count()} cores):"
+                    f" {busy / len(bodies) * 1000:.1f} ms per batch, server and clients together"
                 )
                 stored = count_stored(wire_env)
                 print(
