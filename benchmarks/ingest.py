@@ -27,24 +27,22 @@ from _harness import run_in_own_database
 BENCH_DB = "citycard_bench_ingest"
 
 
-def child(args) -> None:
+def prepare(args):
+    """The bench database migrated, Shanghai, Hangzhou and Jiaxing in the Yangtze Delta network, Hangzhou's
+    ``args.terminals`` terminals registered, and ``args.taps // args.batch`` signed batch bodies.
+
+    Returns (Hangzhou, the bodies in sending order, the resent duplicates among their taps). Shared with
+    benchmarks/http_ingest.py, which sends the same bodies over HTTP.
+    """
     import datetime as dt
 
-    import django
-
-    django.setup()
     from django.core.management import call_command
-    from django.db import connection
-    from django.db.models import Count
-    from django.test import RequestFactory
     from django.utils import timezone
     from django_tenants.utils import tenant_context
 
     from citycard.platform import services
     from citycard.platform.keys import tenant_card_tac_master
     from citycard.platform.models import Tenant
-    from citycard.tenants.terminals import views
-    from citycard.tenants.terminals.models import ReviewFlag, Transaction
     from citycard.tenants.terminals.services import terminal_register
     from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
 
@@ -104,6 +102,31 @@ def child(args) -> None:
         previous[sim.terminal_id] = taps
         return sim.sign(sim.payload(taps, created_at=timezone.now().astimezone(SHANGHAI))), dups
 
+    sent_dups = 0
+    bodies = []
+    for n in range(
+        args.taps // args.batch
+    ):  # signed beforehand: the terminals' work is not the back office's
+        body, dups = next_body(n)
+        sent_dups += dups
+        bodies.append(body)
+    for made in (previous, own, roaming):
+        made.clear()
+    return hangzhou, bodies, sent_dups
+
+
+def child(args) -> None:
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.db.models import Count
+    from django.test import RequestFactory
+
+    from citycard.tenants.terminals import views
+    from citycard.tenants.terminals.models import ReviewFlag, Transaction
+
+    hangzhou, bodies, sent_dups = prepare(args)
     factory = RequestFactory()
     profiler = None
     if os.environ.get("BENCH_PROFILE"):
@@ -112,12 +135,7 @@ def child(args) -> None:
         profiler = cProfile.Profile()
     batches = args.taps // args.batch
     sql_times: dict[str, tuple[float, int]] = {}  # BENCH_QUERIES: statement -> (seconds, count), all batches
-    accepted = duplicates = sent_dups = 0
-    bodies = []
-    for n in range(batches):  # signed beforehand: the terminals' work is not the back office's
-        body, dups = next_body(n)
-        sent_dups += dups
-        bodies.append(body)
+    accepted = duplicates = 0
 
     def upload(n: int) -> None:
         request = factory.post(
@@ -173,8 +191,6 @@ def child(args) -> None:
 
     # What the benchmark made before the clock (cards, terminals, the signed bodies) is no server's
     # garbage: frozen, the collector never scans it again (BENCH_GC=on to leave it, for comparison).
-    for made in (previous, own, roaming):
-        made.clear()
     if os.environ.get("BENCH_GC") != "on":
         import gc
 

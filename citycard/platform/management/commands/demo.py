@@ -57,9 +57,10 @@ class Command(PlatformCommand):
                     "citycard.platform.wsgi:application",
                     "--bind",
                     bind,
-                    "--workers",
-                    "2",
-                    # No gunicorn access log (it prints query strings): the request log line instead.
+                    # gthread workers with keep-alive, as the image serves (no access log: it prints query
+                    # strings; the request log line instead).
+                    "--config",
+                    "python:citycard.platform.gunicorn_conf",
                 ],
                 check=False,
             )
