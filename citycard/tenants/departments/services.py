@@ -128,20 +128,26 @@ def department_update(*, code: str, kind: str, name: str, contact: str = "", act
     if not (name or "").strip():
         raise DomainError("a department needs a name", field="name")
     after = {"kind": kind, "name": name.strip(), "contact": contact}
-    before = {f: getattr(department, f) for f in after}
+    return _update_audited(department, after, object_type="department", code=code, actor=actor)
+
+
+def _update_audited(row: Any, after: dict[str, Any], *, object_type: str, code: str, actor: str) -> Any:
+    """Save ``after`` onto ``row`` and audit what it was and is (``<object_type>.update``); nothing when
+    nothing changes."""
+    before = {f: getattr(row, f) for f in after}
     if before == after:
-        return department
+        return row
     for field, value in after.items():
-        setattr(department, field, value)
-    department.save(update_fields=list(after))
+        setattr(row, field, value)
+    row.save(update_fields=list(after))
     audit_record(
-        action="department.update",
+        action=f"{object_type}.update",
         actor=actor,
-        object_type="department",
+        object_type=object_type,
         object_id=code,
         data={"before": before, "after": after},
     )
-    return department
+    return row
 
 
 @transaction.atomic
@@ -177,20 +183,7 @@ def service_point_update(
         "services": services,
         "active": active,
     }
-    before = {f: getattr(point, f) for f in after}
-    if before == after:
-        return point
-    for field, value in after.items():
-        setattr(point, field, value)
-    point.save(update_fields=list(after))
-    audit_record(
-        action="service_point.update",
-        actor=actor,
-        object_type="service_point",
-        object_id=code,
-        data={"before": before, "after": after},
-    )
-    return point
+    return _update_audited(point, after, object_type="service_point", code=code, actor=actor)
 
 
 @transaction.atomic
