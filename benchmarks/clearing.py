@@ -13,7 +13,7 @@ them with a broken TAC. Then, timed:
 * collect    — interop collects every outbox (over ``--workers`` processes, one job per tenant): envelope
                checks, idempotency, cycle assignment, the records inserted from the envelope JSON;
 * close, validate (each issuer in its own schema: card facts, TAC, counter; the issuers in parallel over
-  ``--workers`` processes, ``interop.issuer_validate`` per issuer), net (SQL), settle (ledger,
+  ``--workers`` processes, ``validation.issuer_validate`` per issuer), net (SQL), settle (ledger,
   instructions, reconciliation files into the inboxes, their text written over the same processes);
 * GROUP BY   — ``SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord GROUP BY 1, 2``
                over the same rows, for the netting goal (netting ≤ 1.5× this).
@@ -45,7 +45,7 @@ def child(args) -> None:
     from django.db import connection, transaction
     from django_tenants.utils import tenant_context
 
-    from citycard.interop import services as interop
+    from citycard.interop.services import agreements, cycles
     from citycard.platform import services
     from citycard.platform.models import Tenant
     from citycard.tenants.cards.services import schemes_seed
@@ -73,7 +73,7 @@ def child(args) -> None:
             network_code="yrd", tenant_code=code, joined_on=dt.date(2020, 1, 1), actor="bench"
         )
         tenants.append(tenant)
-    interop.agreement_set(
+    agreements.agreement_set(
         network_code="yrd",
         service="transit",
         valid_from=dt.date(2020, 1, 1),
@@ -191,17 +191,17 @@ def child(args) -> None:
     start = time.perf_counter()
     pool.starmap(_collect, [(tenant.code, now) for tenant in tenants])
     timings["collect"] = time.perf_counter() - start
-    cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+    cycle = cycles.cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     validate = functools.partial(
-        interop.cycle_validate, issuers_map=functools.partial(pool.starmap, interop.issuer_validate)
+        cycles.cycle_validate, issuers_map=functools.partial(pool.map, _issuer_validate)
     )
     settle = functools.partial(
-        interop.cycle_settle, files_map=functools.partial(pool.starmap, interop.reconciliation_packed)
+        cycles.cycle_settle, files_map=functools.partial(pool.map, _reconciliation_packed)
     )
     for name, step in (
-        ("close", interop.cycle_close),
+        ("close", cycles.cycle_close),
         ("validate", validate),
-        ("net", interop.cycle_net),
+        ("net", cycles.cycle_net),
         ("settle", settle),
     ):
         if name == "net":
@@ -277,8 +277,20 @@ def _worker_init() -> None:
         util.Finalize(None, lambda: (profiler.disable(), profiler.dump_stats(path)), exitpriority=100)
 
 
+def _issuer_validate(job: dict) -> dict:
+    from citycard.interop.services.validation import issuer_validate
+
+    return issuer_validate(**job)
+
+
+def _reconciliation_packed(job: dict) -> dict:
+    from citycard.interop.services.reconciliation import reconciliation_packed
+
+    return reconciliation_packed(**job)
+
+
 def _collect(tenant_code: str, now) -> None:
-    from citycard.interop.services import outbox_collect
+    from citycard.interop.services.messages import outbox_collect
     from citycard.platform.models import Tenant
 
     outbox_collect(tenant=Tenant.objects.get(code=tenant_code), now=now)

@@ -3,7 +3,6 @@ this module before its initializer has set Django up, so nothing here imports Dj
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from typing import Any
 
@@ -16,13 +15,15 @@ def child_init(env: dict[str, str]) -> None:
     django.setup()
 
 
-def validate(cycle_id: int, issuer: str, now: dt.datetime) -> tuple[dict[str, Any], int]:
-    from citycard.interop.services import issuer_validate
+def validate(job: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """One ``issuers_map`` job (``issuer_validate``'s keyword arguments) and the process that ran it."""
+    from citycard.interop.services.validation import issuer_validate
 
-    return issuer_validate(cycle_id, issuer, now), os.getpid()
+    return issuer_validate(**job), os.getpid()
 
 
-def packed(cycle_id: int, participant: str, totals: dict[str, int]) -> tuple[dict[str, Any], int]:
-    from citycard.interop.services import reconciliation_packed
+def packed(job: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """One ``files_map`` job (``reconciliation_packed``'s keyword arguments) and the process that ran it."""
+    from citycard.interop.services.reconciliation import reconciliation_packed
 
-    return reconciliation_packed(cycle_id, participant, totals), os.getpid()
+    return reconciliation_packed(**job), os.getpid()

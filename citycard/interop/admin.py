@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 
-from citycard.interop import services
 from citycard.interop.models import (
     AgreementVersion,
     BilateralPosition,
@@ -24,6 +23,7 @@ from citycard.interop.models import (
     RoamingAgreement,
     SettlementInstruction,
 )
+from citycard.interop.services import agreements
 from citycard.platform.admin_sites import platform_admin
 from citycard.platform.errors import DomainError
 
@@ -88,8 +88,8 @@ class AgreementVersionForm(forms.ModelForm):
 @admin.register(AgreementVersion, site=platform_admin)
 class AgreementVersionAdmin(admin.ModelAdmin):
     """Every version of every agreement, read-only; Add makes a new one through
-    ``interop.services.agreement_version_add`` (checked, audited, fares republished on a new visitor
-    policy). A refusal comes back as one line, with nothing written."""
+    ``interop.services.agreements.agreement_version_add`` (checked, audited, fares republished on a new
+    visitor policy). A refusal comes back as one line, with nothing written."""
 
     form = AgreementVersionForm
     list_display = (
@@ -125,7 +125,7 @@ class AgreementVersionAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         agreement = data["agreement"]
-        version = services.agreement_version_add(
+        version = agreements.agreement_version_add(
             network_code=agreement.network.code,
             service=agreement.service,
             effective_from=data["effective_from"],

@@ -20,8 +20,9 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
-from citycard.interop import services, tasks
+from citycard.interop import tasks
 from citycard.interop.models import CycleState
+from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
@@ -57,10 +58,10 @@ FLOWS = [
 
 def _agreements(day: dt.date) -> None:
     for network in ("yrd", "gba"):
-        services.agreement_set(
+        agreements.agreement_set(
             network_code=network, service="medical", valid_from=dt.date(2020, 1, 1), actor="demo"
         )
-        services.agreement_set(
+        agreements.agreement_set(
             network_code=network,
             service="transit",
             valid_from=dt.date(2020, 1, 1),
@@ -200,10 +201,10 @@ def demo_step(ctx) -> None:
     treated = day.replace(day=1) - dt.timedelta(days=2)  # last month: its medical cycle has cut off
     _agreements(day)
     now = timezone.now()
-    cycle = services.cycle_get(network_code="yrd", service="transit", business_date=day)
+    cycle = cycles.cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     if cycle.state == CycleState.OPEN:
         _day_of_roaming(ctx, day)
-    medical_cycle = services.cycle_get(network_code="gba", service="medical", business_date=treated)
+    medical_cycle = cycles.cycle_get_or_create(network_code="gba", service="medical", business_date=treated)
     if medical_cycle.state == CycleState.OPEN:
         _medical_visits(treated)
     jobs = [("yrd", "transit", day), ("gba", "transit", day)]

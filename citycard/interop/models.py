@@ -211,6 +211,12 @@ class ClearingCycle(models.Model):
     def __str__(self) -> str:
         return f"{self.agreement} {self.business_date} ({self.state})"
 
+    @property
+    def label(self) -> str:
+        """``yrd-transit-2026-11-21``: how messages, files, audit entries and traces name the cycle (read
+        with its agreement and network)."""
+        return f"{self.agreement.network.code}-{self.agreement.service}-{self.business_date.isoformat()}"
+
 
 class IssuerValidation(models.Model):
     """One issuer's answer for a closed cycle, kept until the cycle's validation step applies it: what a

@@ -1,26 +1,29 @@
-"""Reading clearing results: a cycle's summary, matrix, positions, instructions and trace to records."""
+"""Reading interop: agreements, cycles and their results (summary, matrix, positions, instructions, files,
+records, disputes), the network hotlist. Changing them: ``citycard.interop.services`` (one module per topic)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from citycard.interop.agreements import policy_label
 from citycard.interop.models import (
     AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
     CyclePeriod,
+    CycleState,
     Dispute,
     NetPosition,
+    NetworkHotlist,
+    NetworkHotlistEntry,
     ReconciliationFile,
     RecordStatus,
     RoamingAgreement,
@@ -28,9 +31,12 @@ from citycard.interop.models import (
     SettlementInstruction,
     VisitorPolicy,
 )
+from citycard.interop.terms import agreement_policy_label
 from citycard.platform.audit.selectors import audit_entries_for
-from citycard.platform.models import Tenant
+from citycard.platform.errors import NotFound
+from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import tenant_networks
+from citycard.platform.services import network_get
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -60,7 +66,7 @@ def agreed_visitor_policies(*, tenant: Tenant, on: dt.date | None = None) -> dic
         version = agreement.version_on(on)
         if version is not None:
             policy = FARE_POLICY[VisitorPolicy(version.visitor_policy)]
-            agreed[agreement.network.code] = (policy, policy_label(agreement, on))
+            agreed[agreement.network.code] = (policy, agreement_policy_label(agreement=agreement, day=on))
     return agreed
 
 
@@ -114,7 +120,7 @@ def cycle_summary(*, cycle: ClearingCycle) -> dict[str, Any]:
         .values_list("reason", "n")
     )
     return {
-        "cycle": f"{cycle.agreement.network.code}-{cycle.agreement.service}-{cycle.business_date.isoformat()}",
+        "cycle": cycle.label,
         "state": cycle.state,
         "records": statuses,
         "rejected_by_reason": rejected,
@@ -161,20 +167,21 @@ def settlement_instructions(*, cycle: ClearingCycle) -> list[dict[str, Any]]:
     ]
 
 
-def position_trace(*, cycle: ClearingCycle, issuer: str, acquirer: str):
-    """The records behind one cell of the matrix (valid ones, as netted)."""
-    return (
-        ClearingRecord.objects.filter(cycle=cycle, issuer=issuer, acquirer=acquirer)
-        .valid()
-        .order_by("record_id")
-    )
-
-
-def summary_digest(summary: dict[str, Any]) -> str:
-    return hashlib.sha256(repr(sorted(summary.items())).encode()).hexdigest()
-
-
 # --- for the platform's GraphQL and consoles: keyword-only, batched over cycles ------------------------------
+
+
+def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
+    """The agreement of a network for a service, with its network; NotFound names an unknown network or a
+    network without that agreement."""
+    agreement = (
+        RoamingAgreement.objects.select_related("network")
+        .filter(network__code=network_code, service=service)
+        .first()
+    )
+    if agreement is None:
+        network_get(network_code)  # an unknown network is named as such
+        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
+    return agreement
 
 
 def agreements_list(
@@ -216,7 +223,7 @@ def cycles_query(
 
 def cycle_find(*, network_code: str, service: str, business_date: dt.date) -> ClearingCycle | None:
     """The cycle of an agreement on a business date (a monthly cycle: the month's), if there is one. Unlike
-    ``services.cycle_get`` this never creates it."""
+    ``services.cycles.cycle_get_or_create`` this never creates it."""
     agreement = agreements_list(network_code=network_code, service=service).first()
     if agreement is None:
         return None
@@ -225,6 +232,50 @@ def cycle_find(*, network_code: str, service: str, business_date: dt.date) -> Cl
     return (
         cycles_query(network_code=network_code, service=service).filter(business_date=business_date).first()
     )
+
+
+def cycles_due(*, now: dt.datetime | None = None) -> QuerySet[ClearingCycle]:
+    """Open cycles whose cut-off has passed, the earliest first (for the beat task)."""
+    now = now or timezone.now()
+    return (
+        ClearingCycle.objects.filter(state=CycleState.OPEN, cut_off_at__lte=now)
+        .select_related("agreement__network")
+        .order_by("cut_off_at")
+    )
+
+
+_CYCLE_PAIRS_SQL = """
+WITH RECURSIVE pair AS (
+    (SELECT issuer, acquirer FROM interop_clearingrecord WHERE cycle_id = %(cycle)s
+     ORDER BY issuer, acquirer LIMIT 1)
+    UNION ALL
+    SELECT next.issuer, next.acquirer FROM pair, LATERAL (
+        SELECT issuer, acquirer FROM interop_clearingrecord
+        WHERE cycle_id = %(cycle)s AND (issuer, acquirer) > (pair.issuer, pair.acquirer)
+        ORDER BY issuer, acquirer LIMIT 1) AS next
+)
+SELECT issuer, acquirer FROM pair
+"""
+
+
+def cycle_pairs(*, cycle_id: int) -> list[tuple[str, str]]:
+    """The (issuer, acquirer) pairs with records in the cycle, in that order (an index walk)."""
+    with connection.cursor() as cur:
+        cur.execute(_CYCLE_PAIRS_SQL, {"cycle": cycle_id})
+        return cur.fetchall()
+
+
+def cycle_issuers_pending(*, cycle: ClearingCycle) -> list[str]:
+    """The issuers with records awaiting validation in the cycle, in code order (the cycle's issuers from
+    the index, then one probe each for a pending record)."""
+    issuers = sorted({issuer for issuer, _acquirer in cycle_pairs(cycle_id=cycle.pk)})
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT i FROM unnest(%s::text[]) AS i WHERE EXISTS (SELECT 1 FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND issuer = i AND status = 'pending') ORDER BY i",
+            [issuers, cycle.pk],
+        )
+        return [row[0] for row in cur.fetchall()]
 
 
 def cycle_record_totals(*, cycle_ids: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
@@ -393,10 +444,9 @@ def cycles_stuck(*, now: dt.datetime, older_than: dt.timedelta) -> list[Clearing
 def cycle_steps(*, cycle: ClearingCycle) -> list[dict[str, Any]]:
     """The steps a cycle went through, from the platform's audit chain: action, who, when (by the clock).
     One query."""
-    label = f"{cycle.agreement.network.code}-{cycle.agreement.service}-{cycle.business_date.isoformat()}"
     return [
         {"step": STEP_ACTIONS[e.action], "actor": e.actor, "at": e.at}
-        for e in audit_entries_for(object_type="cycle", object_id=label).filter(action__in=STEP_ACTIONS)
+        for e in audit_entries_for(object_type="cycle", object_id=cycle.label).filter(action__in=STEP_ACTIONS)
     ]
 
 
@@ -416,3 +466,35 @@ def record_with_cycle(*, record_id: str) -> ClearingRecord | None:
     return (
         ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
     )
+
+
+# --- the network hotlist -------------------------------------------------------------------------------------
+
+
+def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str, Any]:
+    """The network hotlist: full, or the delta since ``since`` (cards added and removed after it)."""
+    network = RoamingNetwork.objects.get(code=network_code)
+    head = NetworkHotlist.objects.filter(network=network).first()
+    version = head.version if head else 0
+    entries = NetworkHotlistEntry.objects.filter(network=network)
+    if since is None or since > version or since < 0:
+        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
+        return {"network": network_code, "version": version, "cards": cards}
+    added = set(
+        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
+            "card_no", flat=True
+        )
+    )
+    removed = (
+        set(
+            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
+                "card_no", flat=True
+            )
+        )
+        - added
+    )
+    return {
+        "network": network_code,
+        "version": version,
+        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
+    }

@@ -25,8 +25,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from citycard.interop import hotlist, selectors, services
+from citycard.interop import selectors
 from citycard.interop.models import CycleState
+from citycard.interop.services import cycles, hotlist, messages, validation
 from citycard.platform.celery import app
 from citycard.platform.observability.metrics import CLEARING_STEP_SECONDS
 
@@ -44,10 +45,10 @@ def _timed(step: str, run):
 
 # The steps as the tasks and `citycard clearing` run them.
 STEPS = {
-    "close": _timed("close", services.cycle_close),
-    "validate": _timed("validate", services.cycle_validate),
-    "net": _timed("net", services.cycle_net),
-    "settle": _timed("settle", services.cycle_settle),
+    "close": _timed("close", cycles.cycle_close),
+    "validate": _timed("validate", cycles.cycle_validate),
+    "net": _timed("net", cycles.cycle_net),
+    "settle": _timed("settle", cycles.cycle_settle),
 }
 
 
@@ -74,7 +75,7 @@ def _same_queue(task) -> dict:
 @app.task(name="citycard.interop.tasks.outboxes_collect")
 def outboxes_collect(now: str | None = None) -> dict:
     """Collect every tenant's outbox."""
-    done = services.outboxes_collect(now=_now(now))
+    done = messages.outboxes_collect(now=_now(now))
     connection.set_schema_to_public()
     return done
 
@@ -82,21 +83,21 @@ def outboxes_collect(now: str | None = None) -> dict:
 @app.task(name="citycard.interop.tasks.cycle_step")
 def cycle_step(network: str, service: str, date: str, step: str, now: str | None = None) -> dict:
     """One step of one cycle (close, validate, net, settle)."""
-    cycle = services.cycle_get(
+    cycle = cycles.cycle_get_or_create(
         network_code=network, service=service, business_date=dt.date.fromisoformat(date)
     )
     with transaction.atomic():
         cycle = STEPS[step](cycle=cycle, now=_now(now), actor="celery")
         _pause(step)
     connection.set_schema_to_public()
-    return {"cycle": services.cycle_label(cycle), "state": cycle.state}
+    return {"cycle": cycle.label, "state": cycle.state}
 
 
 @app.task(name="citycard.interop.tasks.issuer_validation")
 def issuer_validation(cycle_id: int, issuer: str, now: str | None = None) -> dict:
     """One issuer validates its records of a closed cycle; its answer is kept for the validation step."""
     with transaction.atomic():
-        kept = services.issuer_validation_store(
+        kept = validation.issuer_validation_store(
             cycle_id=cycle_id, issuer_code=issuer, now=_now(now) or timezone.now()
         )
         _pause("validate_issuer")
@@ -113,7 +114,7 @@ def cycle_finish(
     database, so a missing one is asked again rather than trusted from a message)."""
     for step in ("validate", "net", "settle"):
         cycle_step.run(network, service, date, step, now)
-    cycle = services.cycle_get(
+    cycle = cycles.cycle_get_or_create(
         network_code=network, service=service, business_date=dt.date.fromisoformat(date)
     )
     return selectors.cycle_summary(cycle=cycle)
@@ -123,16 +124,16 @@ def cycle_finish(
 def cycle_process(self, network: str, service: str, date: str, now: str | None = None) -> dict:
     """Collect the outboxes, then every step of the cycle that is not done yet; the cycle's summary. On a
     worker the issuers validate in parallel tasks, joined before netting (module docstring)."""
-    services.outboxes_collect(now=_now(now))
+    messages.outboxes_collect(now=_now(now))
     connection.set_schema_to_public()
     cycle_step.run(network, service, date, "close", now)
-    cycle = services.cycle_get(
+    cycle = cycles.cycle_get_or_create(
         network_code=network, service=service, business_date=dt.date.fromisoformat(date)
     )
     if _on_worker(self) and cycle.state == CycleState.CLOSED:
         options = _same_queue(self)
         finish = cycle_finish.s(network, service, date, now).set(**options)
-        issuers = services.cycle_issuers_pending(cycle)
+        issuers = selectors.cycle_issuers_pending(cycle=cycle)
         if issuers:
             header = group(issuer_validation.si(cycle.pk, code, now).set(**options) for code in issuers)
             return self.replace(chord(header, finish))
@@ -148,17 +149,17 @@ def cycles_close_due(self, now: str | None = None) -> list[str]:
     moment = _now(now)
     hotlist.hotlists_exchange(now=moment)
     connection.set_schema_to_public()
-    services.outboxes_collect(now=moment)
+    messages.outboxes_collect(now=moment)
     connection.set_schema_to_public()
     done = []
-    for cycle in list(services.due_cycles(now=moment)):
+    for cycle in list(selectors.cycles_due(now=moment)):
         agreement = cycle.agreement
         args = (agreement.network.code, agreement.service, cycle.business_date.isoformat(), now)
         if _on_worker(self):
             cycle_process.apply_async(args, **_same_queue(self))
         else:
             cycle_process.run(*args)
-        done.append(services.cycle_label(cycle))
+        done.append(cycle.label)
     return done
 
 
@@ -168,7 +169,7 @@ def cycles_resume_stuck(self, now: str | None = None) -> list[str]:
     since its last step (its task lost with a worker that died, or failing) is processed again from the
     step it is at (on a worker, each as its own ``cycle_process`` task); ``cycles_close_due`` does the
     same for open cycles past their cut-off. The cycles resumed, by label."""
-    claimed = services.cycles_resume_claim(
+    claimed = cycles.cycles_resume_claim(
         older_than=dt.timedelta(seconds=settings.CLEARING_RESUME_AFTER_S), now=_now(now)
     )
     done = []
@@ -180,7 +181,7 @@ def cycles_resume_stuck(self, now: str | None = None) -> list[str]:
             cycle_process.apply_async(args, **_same_queue(self))
         else:
             cycle_process.run(*args)
-        done.append(services.cycle_label(cycle))
+        done.append(cycle.label)
     return done
 
 

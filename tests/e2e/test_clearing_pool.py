@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from citycard.interop import services
 from citycard.interop.models import ClearingCycle, ReconciliationFile
 from citycard.interop.selectors import cycle_summary
+from citycard.interop.services import agreements, cycles
 from tests import pool_jobs
 from tests.e2e.test_clearing_worker import _after, _comparable, _day_of_roaming
 from tests.interop.conftest import at
@@ -32,7 +32,7 @@ def _files(cycle: ClearingCycle) -> dict[str, tuple[str, dict]]:
 
 
 def test_issuers_and_files_on_a_process_pool_give_the_single_process_results(committed_db):
-    services.agreement_set(
+    agreements.agreement_set(
         network_code="gba",
         service="transit",
         valid_from=dt.date(2020, 1, 1),
@@ -42,20 +42,20 @@ def test_issuers_and_files_on_a_process_pool_give_the_single_process_results(com
     )
     _day_of_roaming(INLINE_DAY, 9700)
     _day_of_roaming(POOL_DAY, 9800)
-    inline = services.cycle_run(
-        cycle=services.cycle_get(network_code="gba", service="transit", business_date=INLINE_DAY),
+    inline = cycles.cycle_run(
+        cycle=cycles.cycle_get_or_create(network_code="gba", service="transit", business_date=INLINE_DAY),
         now=dt.datetime.fromisoformat(_after(INLINE_DAY)),
     )
 
     pids: set[int] = set()
 
     def issuers_map(jobs):
-        out = pool.starmap(pool_jobs.validate, jobs)
+        out = pool.map(pool_jobs.validate, jobs)
         pids.update(pid for _result, pid in out)
         return [result for result, _pid in out]
 
     def files_map(jobs):
-        out = pool.starmap(pool_jobs.packed, jobs)
+        out = pool.map(pool_jobs.packed, jobs)
         pids.update(pid for _pack, pid in out)
         return [pack for pack, _pid in out]
 
@@ -66,14 +66,14 @@ def test_issuers_and_files_on_a_process_pool_give_the_single_process_results(com
         {"DATABASE_URL": f"postgres://{db['USER']}@{quote(db['HOST'], safe='')}:{db['PORT']}/{db['NAME']}"}
     )
     now = at(POOL_DAY + dt.timedelta(days=1), 5)
-    cycle = services.cycle_get(network_code="gba", service="transit", business_date=POOL_DAY)
+    cycle = cycles.cycle_get_or_create(network_code="gba", service="transit", business_date=POOL_DAY)
     with multiprocessing.get_context("spawn").Pool(
         2, initializer=pool_jobs.child_init, initargs=(env,)
     ) as pool:
-        cycle = services.cycle_close(cycle=cycle, now=now)
-        cycle = services.cycle_validate(cycle=cycle, now=now, issuers_map=issuers_map)
-        cycle = services.cycle_net(cycle=cycle, now=now)
-        cycle = services.cycle_settle(cycle=cycle, now=now, files_map=files_map)
+        cycle = cycles.cycle_close(cycle=cycle, now=now)
+        cycle = cycles.cycle_validate(cycle=cycle, now=now, issuers_map=issuers_map)
+        cycle = cycles.cycle_net(cycle=cycle, now=now)
+        cycle = cycles.cycle_settle(cycle=cycle, now=now, files_map=files_map)
     assert pids and os.getpid() not in pids  # the jobs ran in the pool's processes
     assert cycle.state == "settled"
     assert _comparable(cycle_summary(cycle=cycle)) == _comparable(cycle_summary(cycle=inline))

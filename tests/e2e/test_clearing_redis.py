@@ -13,7 +13,7 @@ import pytest
 from celery import Celery
 
 from citycard.interop.models import ClearingCycle, IssuerValidation, Journal
-from citycard.interop.services import agreement_set
+from citycard.interop.services.agreements import agreement_set
 from tests.e2e.test_clearing_worker import _day_of_roaming
 from tests.interop.conftest import at
 from tests.workers import celery_worker

@@ -25,7 +25,8 @@ from django.db import connection
 from citycard.interop import tasks
 from citycard.interop.models import ClearingCycle, IssuerValidation
 from citycard.interop.selectors import cycle_summary
-from citycard.interop.services import agreement_set, cycle_get, cycle_label
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.cycles import cycle_get_or_create
 from citycard.platform.audit.models import AuditEntry
 from tests.e2e.test_clearing_redis import redis_url  # noqa: F401 (a fixture)
 from tests.e2e.test_clearing_worker import _after, _comparable, _day_of_roaming
@@ -138,7 +139,7 @@ def test_worker_killed_while_a_step_is_held_open_and_the_cycle_settles_by_itself
     broker = _broker(kind, request)
     day = DAYS[(kind, held)]
     _day_of_roaming(day, 11_100 + 100 * CASES.index((kind, held)))
-    cycle = cycle_get(network_code="gba", service="transit", business_date=day)
+    cycle = cycle_get_or_create(network_code="gba", service="transit", business_date=day)
     name = f"heal-{kind}-{held}"
 
     with celery_worker(
@@ -161,6 +162,6 @@ def test_worker_killed_while_a_step_is_held_open_and_the_cycle_settles_by_itself
     assert _comparable(summary) == _comparable(reference)
     assert sum(p["net_fen"] for p in summary["positions"]) == 0
     assert cycle.journals.count() == 2  # positions and settlement, each posted once
-    resumed = AuditEntry.objects.filter(action="interop.cycle_resume", object_id=cycle_label(cycle))
+    resumed = AuditEntry.objects.filter(action="interop.cycle_resume", object_id=cycle.label)
     # Redelivery alone (no beat ran), or the sweep (the filesystem broker lost the task).
     assert resumed.exists() == broker.sweep

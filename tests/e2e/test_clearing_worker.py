@@ -12,7 +12,8 @@ import pytest
 from citycard.interop import tasks
 from citycard.interop.models import ClearingCycle, IssuerValidation
 from citycard.interop.selectors import cycle_summary
-from citycard.interop.services import agreement_set, outbox_collect
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.messages import outbox_collect
 from citycard.platform.models import Tenant
 from tests.interop.conftest import at, cards_known, record
 from tests.workers import celery_worker

@@ -11,8 +11,8 @@ import pytest
 from django.core.cache import cache
 from django_tenants.utils import tenant_context
 
-from citycard.interop import services as interop
 from citycard.interop.models import ClearingCycle
+from citycard.interop.services import cycles
 from citycard.platform import services
 from citycard.platform.scopes import Scope
 from citycard.tenants.terminals import checks
@@ -277,8 +277,8 @@ def clear(send_, collect_, day: dt.date, records: list[dict], *, now: dt.datetim
     for code, rows in by_acquirer.items():
         send_(code, rows, now=at(day, 11))
         collect_(code, now=at(day, 12))
-    cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
-    return interop.cycle_run(cycle=cycle, now=now)
+    cycle = cycles.cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
+    return cycles.cycle_run(cycle=cycle, now=now)
 
 
 def day_records(day: dt.date, serial: int) -> list[dict]:

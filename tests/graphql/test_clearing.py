@@ -10,8 +10,9 @@ import datetime as dt
 
 import pytest
 
-from citycard.interop import services as interop
+from citycard.interop import selectors
 from citycard.interop.models import ClearingCycle, ClearingRecord, Dispute
+from citycard.interop.services import agreements, cycles
 from citycard.platform.audit.models import AuditEntry
 from tests.interop.conftest import DAY, at, record
 
@@ -53,7 +54,9 @@ CYCLE = """query($date: Date!) {
 
 
 def test_agreements_per_network_and_service(client, yrd_transit):
-    interop.agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    agreements.agreement_set(
+        network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test"
+    )
     login(client, "platform_operator")  # operators read clearing too
     found = data_of(gql(client, "", AGREEMENTS))["roamingAgreements"]
     assert [(a["network"]["code"], a["service"]) for a in found] == [("yrd", "MEDICAL"), ("yrd", "TRANSIT")]
@@ -544,8 +547,10 @@ def test_a_platform_key_reads_clearing_within_its_scopes(client, cleared, fixed_
 
 
 def test_a_monthly_cycle_is_found_by_any_day_of_its_month(client, yrd_transit):
-    interop.agreement_set(network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
-    interop.cycle_get(network_code="yrd", service="medical", business_date=dt.date(2026, 11, 1))
+    agreements.agreement_set(
+        network_code="yrd", service="medical", valid_from=dt.date(2020, 1, 1), actor="test"
+    )
+    cycles.cycle_get_or_create(network_code="yrd", service="medical", business_date=dt.date(2026, 11, 1))
     login(client, "clearing_staff")
     query = """query($date: Date!) { clearingCycle(network: "yrd", service: MEDICAL, businessDate: $date) {
       label service businessDate agreement { period } } }"""
@@ -627,5 +632,5 @@ def test_an_agreement_version_refused_is_errors_as_data_and_writes_nothing(clien
     assert codes_of(response) == ["PERMISSION_DENIED"]
     assert response.json()["errors"][0]["extensions"]["required"] == ["clearing:manage"]
     assert list(
-        interop.agreement_get(network_code="yrd", service="transit").versions.values_list("number")
+        selectors.agreement_get(network_code="yrd", service="transit").versions.values_list("number")
     ) == [(1,)]

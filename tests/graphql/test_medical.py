@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
-from citycard.interop.services import outbox_collect
+from citycard.interop.services.messages import outbox_collect
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.scopes import Scope
 from citycard.tenants.terminals.simulate import card_number
@@ -201,7 +201,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "medical.md"
 
 
 def test_the_walk_through_of_docs_medical_runs_with_its_figures(client, tenant, dongguan_card):
-    from citycard.interop.services import agreement_set
+    from citycard.interop.services.agreements import agreement_set
     from citycard.tenants.medical import services
 
     text = DOC.read_text(encoding="utf-8")

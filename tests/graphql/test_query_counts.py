@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from citycard.interop import services as interop
 from citycard.interop.models import ClearingRecord
+from citycard.interop.services import disputes
 from citycard.platform.scopes import Scope
 from citycard.tenants.terminals.simulate import SimCard, card_number
 from tests.interop.conftest import DAY, at
@@ -232,11 +232,11 @@ def cleared_cycles(yrd_transit, send, collect):
         after = day + dt.timedelta(days=1)
         cycle = clear(send, collect, day, day_records(day, 100 + 10 * i), now=at(after, 5))
         record = ClearingRecord.objects.filter(cycle=cycle, kind="tap").valid().order_by("record_id").first()
-        dispute = interop.dispute_raise(
+        dispute = disputes.dispute_raise(
             record_id=record.record_id, raised_by=record.issuer, reason="check", now=at(after, 6)
         )
         if i == 0:
-            interop.dispute_resolve(
+            disputes.dispute_resolve(
                 dispute_id=dispute.pk, accept=True, resolution="ok", actor="test", now=at(after, 7)
             )
     return days

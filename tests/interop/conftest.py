@@ -93,7 +93,7 @@ def record(
 
 @pytest.fixture
 def yrd_transit(db):
-    from citycard.interop.services import agreement_set
+    from citycard.interop.services.agreements import agreement_set
 
     return agreement_set(
         network_code="yrd",
@@ -149,7 +149,7 @@ def send(tenant):
 
 @pytest.fixture
 def collect(tenant):
-    from citycard.interop.services import outbox_collect
+    from citycard.interop.services.messages import outbox_collect
 
     def _collect(code: str, now: dt.datetime | None = None):
         return outbox_collect(tenant=tenant(code), now=now or at(DAY, 12))

@@ -16,17 +16,11 @@ from django_tenants.utils import tenant_context
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citycard.interop.agreements import FEE_SQL, fee_fen
 from citycard.interop.models import AgreementVersion, ClearingCycle, ClearingRecord
-from citycard.interop.services import (
-    agreement_get,
-    agreement_set,
-    agreement_version_add,
-    business_date_of,
-    cycle_close,
-    cycle_get,
-    cycle_run,
-)
+from citycard.interop.selectors import agreement_get
+from citycard.interop.services.agreements import agreement_set, agreement_version_add
+from citycard.interop.services.cycles import cycle_close, cycle_get_or_create, cycle_run
+from citycard.interop.terms import FEE_SQL, agreement_business_date, fee_fen
 from citycard.platform import services as platform_services
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError
@@ -105,7 +99,7 @@ def test_fees_changed_from_tomorrow_leave_todays_records_priced_by_todays_versio
     collect("jiaxing", now=at(NEXT, 11))
     assert _fees() == [(1000, 5, 1), (1000, 5, 1), (1000, 10, 2)]
     cycle = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 12)
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 12)
     )
     (cell,) = cycle.bilateral.all()
     assert (cell.records, cell.issuer_fee_fen, cell.network_fee_fen) == (2, 10, 2)
@@ -145,7 +139,9 @@ def test_a_version_for_an_open_cycle_prices_its_collected_records_again(yrd_tran
 
 
 def test_a_version_is_refused_on_or_before_a_cycle_already_cut_off(yrd_transit, send, collect):
-    cycle_close(cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5))
+    cycle_close(
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+    )
     for day in (DAY - dt.timedelta(days=3), DAY):
         with pytest.raises(DomainError, match=f"from {NEXT} at the earliest, not {day}") as info:
             _add(effective_from=day, issuer_fee_bps=70)
@@ -187,23 +183,27 @@ def test_a_monthly_agreement_changes_on_a_months_first_day():
 
 
 def test_a_new_cut_off_moves_the_business_day_and_the_open_cycles_windows(yrd_transit):
-    today = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+    today = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
     assert today.cut_off_at == at(NEXT, 4)
     _add(effective_from=NEXT, cut_off=dt.time(2, 0))
     today.refresh_from_db()
     assert (today.opens_at, today.cut_off_at) == (at(DAY, 4), at(NEXT, 2))
     agreement = agreement_get(network_code="yrd", service="transit")
-    assert business_date_of(agreement, at(NEXT, 1, 59)) == DAY
-    assert business_date_of(agreement, at(NEXT, 3)) == NEXT  # was the 21st under the 04:00 cut-off
-    assert cycle_get(network_code="yrd", service="transit", business_date=NEXT).opens_at == at(NEXT, 2)
+    assert agreement_business_date(agreement=agreement, at=at(NEXT, 1, 59)) == DAY
+    assert (
+        agreement_business_date(agreement=agreement, at=at(NEXT, 3)) == NEXT
+    )  # was the 21st under the 04:00 cut-off
+    assert cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT).opens_at == at(
+        NEXT, 2
+    )
 
 
 def test_a_late_record_keeps_the_hotlist_grace_of_its_own_business_date(yrd_transit):
-    from citycard.interop.services import _record_graces
+    from citycard.interop.services.validation import _record_graces
 
     _add(effective_from=NEXT, hotlist_grace_minutes=5)
     later = ClearingCycle.objects.get(
-        pk=cycle_get(network_code="yrd", service="transit", business_date=NEXT).pk
+        pk=cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT).pk
     )
     grace_of = _record_graces(later)
     assert grace_of(None) == 5 and grace_of(at(NEXT, 9).isoformat()) == 5
@@ -334,7 +334,9 @@ def test_admin_lists_versions_read_only_and_adds_one_through_the_service(client,
         action="interop.agreement_version_add", object_id="yrd-transit v2"
     ).exists()
     # refused by the service: one line, nothing written
-    cycle_close(cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5))
+    cycle_close(
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+    )
     refused = client.post(
         "/admin/interop/agreementversion/add/",
         {**form, "effective_from": DAY.isoformat()},

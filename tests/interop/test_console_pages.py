@@ -163,12 +163,12 @@ def test_today_lists_current_and_previous_cycles_and_what_needs_a_person(
 
 
 def test_a_cycle_left_between_steps_needs_a_person(yrd_transit, send, collect, clerk, fixed_now):
-    from citycard.interop import services
+    from citycard.interop.services.cycles import cycle_close, cycle_get_or_create
 
     send("jiaxing", day_records(DAY, 1)[:1], now=at(DAY, 11))
     collect("jiaxing", now=at(DAY, 12))
-    cycle = services.cycle_get(network_code="yrd", service="transit", business_date=DAY)
-    services.cycle_close(cycle=cycle, now=at(NEXT, 5))
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
+    cycle_close(cycle=cycle, now=at(NEXT, 5))
     ClearingCycle.objects.filter(pk=cycle.pk).update(progressed_at=at(NEXT, 5))
     html = clerk.get("/console/", **HOST).content.decode()
     attention = html[html.index('id="attention"') : html.index("Cycles")]
@@ -265,12 +265,11 @@ def test_the_platform_home_links_the_console(clerk):
 
 
 def test_a_monthly_agreement_shows_its_month_as_the_current_cycle(yrd_transit, clerk, fixed_now):
-    from citycard.interop import services
+    from citycard.interop.services.agreements import agreement_set
+    from citycard.interop.services.cycles import cycle_get_or_create
 
-    services.agreement_set(
-        network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test"
-    )
-    services.cycle_get(network_code="gba", service="medical", business_date=NEXT)
+    agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    cycle_get_or_create(network_code="gba", service="medical", business_date=NEXT)
     html = clerk.get(f"/console/?date={NEXT.isoformat()}", **HOST).content.decode()
     assert f"/console/cycles/gba/medical/{NEXT.replace(day=1).isoformat()}/" in html
 

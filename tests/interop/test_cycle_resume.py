@@ -13,11 +13,10 @@ from django.db import connection
 from django.utils import timezone
 
 from citycard.interop.models import ClearingCycle, CycleState
-from citycard.interop.services import (
-    agreement_set,
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.cycles import (
     cycle_close,
-    cycle_get,
-    cycle_label,
+    cycle_get_or_create,
     cycle_run,
     cycle_validate,
     cycles_resume_claim,
@@ -32,7 +31,7 @@ NEXT = DAY + dt.timedelta(days=1)
 
 def _claimed(now: dt.datetime) -> dict[str, ClearingCycle]:
     # Only this test's cycles: the session's committed tests may have left others in the database.
-    return {cycle_label(c): c for c in cycles_resume_claim(older_than=AGE, now=now)}
+    return {c.label: c for c in cycles_resume_claim(older_than=AGE, now=now)}
 
 
 @pytest.mark.django_db
@@ -42,9 +41,9 @@ def test_a_cycle_left_closed_past_the_age_is_claimed_once_per_age_audited_and_lo
     send("jiaxing", [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100")])
     collect("jiaxing")
     cycle = cycle_close(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
     )
-    label = cycle_label(cycle)
+    label = cycle.label
     moved = ClearingCycle.objects.get(pk=cycle.pk).progressed_at
     assert moved is not None and abs(timezone.now() - moved) < dt.timedelta(minutes=1)  # the clock, not --now
 
@@ -72,12 +71,12 @@ def test_open_and_settled_cycles_are_not_the_sweeps(yrd_transit, send, collect):
     send("jiaxing", [record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100")])
     collect("jiaxing")
     settled = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
     )
-    open_past_cut_off = cycle_get(network_code="yrd", service="transit", business_date=NEXT)
+    open_past_cut_off = cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT)
     assert settled.state == CycleState.SETTLED and open_past_cut_off.state == CycleState.OPEN
     claimed = _claimed(timezone.now() + dt.timedelta(days=365))
-    assert cycle_label(settled) not in claimed and cycle_label(open_past_cut_off) not in claimed
+    assert settled.label not in claimed and open_past_cut_off.label not in claimed
 
 
 def test_a_cycle_whose_row_is_locked_by_a_running_step_is_skipped(committed_db):
@@ -93,10 +92,10 @@ def test_a_cycle_whose_row_is_locked_by_a_running_step_is_skipped(committed_db):
     )
     day = dt.date(2025, 5, 1)  # gba on a date no other test clears: this test commits
     cycle = cycle_close(
-        cycle=cycle_get(network_code="gba", service="transit", business_date=day),
+        cycle=cycle_get_or_create(network_code="gba", service="transit", business_date=day),
         now=at(day, 5) + dt.timedelta(days=1),
     )
-    label, far = cycle_label(cycle), timezone.now() + dt.timedelta(days=365)
+    label, far = cycle.label, timezone.now() + dt.timedelta(days=365)
     db = connection.settings_dict
     other = psycopg2.connect(
         dbname=db["NAME"], user=db["USER"], host=db["HOST"] or None, port=db["PORT"] or None

@@ -10,15 +10,15 @@ from django_tenants.utils import tenant_context
 
 from citycard.interop import selectors
 from citycard.interop.models import ClearingCycle, ClearingRecord, CycleState
-from citycard.interop.services import (
-    business_date_of,
+from citycard.interop.services.cycles import (
     cycle_close,
-    cycle_get,
+    cycle_get_or_create,
     cycle_net,
     cycle_run,
     cycle_settle,
     cycle_validate,
 )
+from citycard.interop.terms import agreement_business_date
 from citycard.platform.errors import Conflict
 from citycard.tenants.exchange.selectors import inbox_exceptions
 
@@ -35,16 +35,18 @@ def _read_statuses(cycle):
 
 
 def _cycle(day=DAY):
-    return cycle_get(network_code="yrd", service="transit", business_date=day)
+    return cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
 
 
 def test_business_date_follows_the_cut_off_in_shanghai(yrd_transit):
-    assert business_date_of(yrd_transit, at(DAY, 4)) == DAY
-    assert business_date_of(yrd_transit, at(DAY, 23, 59)) == DAY
-    assert business_date_of(yrd_transit, at(NEXT, 3, 59)) == DAY  # the night bus belongs to the day before
-    assert business_date_of(yrd_transit, at(NEXT, 4)) == NEXT
+    assert agreement_business_date(agreement=yrd_transit, at=at(DAY, 4)) == DAY
+    assert agreement_business_date(agreement=yrd_transit, at=at(DAY, 23, 59)) == DAY
+    assert (
+        agreement_business_date(agreement=yrd_transit, at=at(NEXT, 3, 59)) == DAY
+    )  # the night bus belongs to the day before
+    assert agreement_business_date(agreement=yrd_transit, at=at(NEXT, 4)) == NEXT
     utc = dt.datetime(2026, 11, 21, 19, 30, tzinfo=dt.UTC)  # 03:30 on the 22nd in Shanghai
-    assert business_date_of(yrd_transit, utc) == DAY
+    assert agreement_business_date(agreement=yrd_transit, at=utc) == DAY
     cycle = _cycle()
     assert cycle.opens_at == at(DAY, 4) and cycle.cut_off_at == at(NEXT, 4)
 

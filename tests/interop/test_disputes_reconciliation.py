@@ -10,7 +10,8 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord, CycleState, Dispute, ReconciliationFile
-from citycard.interop.services import cycle_get, cycle_run, dispute_raise, dispute_resolve
+from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
+from citycard.interop.services.disputes import dispute_raise, dispute_resolve
 from citycard.platform.errors import DomainError
 from citycard.tenants.exchange.models import InboxMessage
 from citycard.tenants.exchange.selectors import reconciliation_file
@@ -35,7 +36,7 @@ def settled(yrd_transit, send, collect):
     collect("jiaxing")
     collect("hangzhou")
     cycle = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
     )
     return cycle, records
 
@@ -125,7 +126,7 @@ def test_dispute_inside_the_window_becomes_an_adjustment_in_a_later_cycle(settle
     )
     assert original.amount_fen == 500  # the settled record is never edited
     later = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=NEXT),
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT),
         now=at(NEXT + dt.timedelta(days=1), 5),
     )
     nets = dict(later.positions.values_list("participant", "net_fen"))
@@ -159,7 +160,7 @@ def test_a_citys_file_is_checked_by_its_counties_for_their_own_taps(yrd_transit,
     collect("hangzhou")
     collect("tonglu")
     cycle = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
     )
     file = ReconciliationFile.objects.get(cycle=cycle, participant="hangzhou")
     assert file.answer["expected"] == ["hangzhou", "tonglu"] and file.totals["acquired_amount_fen"] == 700

@@ -8,8 +8,9 @@ import json
 import pytest
 from django_tenants.utils import tenant_context
 
-from citycard.interop.hotlist import hotlists_exchange, network_hotlist
 from citycard.interop.models import NetworkHotlist
+from citycard.interop.selectors import network_hotlist
+from citycard.interop.services.hotlist import hotlists_exchange
 from citycard.tenants.cards.services import card_report_lost, card_unfreeze
 from citycard.tenants.exchange.models import InboxMessage
 from citycard.tenants.exchange.selectors import network_hotlist as inbox_hotlist

@@ -12,7 +12,9 @@ from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord
-from citycard.interop.services import agreement_set, cycle_get, cycle_run, outbox_collect
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
+from citycard.interop.services.messages import outbox_collect
 from citycard.platform.errors import DomainError
 from citycard.tenants.exchange.models import OutboxMessage
 from citycard.tenants.medical.models import Claim, InsuredYear, Policy
@@ -118,7 +120,7 @@ def test_deductible_ratio_and_cap_worked_examples(medical):
     assert (year.deductible_used_fen, year.fund_paid_fen) == (50000, 100000)
     # Monthly cycle: Dongguan owes Shenzhen the fund shares it advanced.
     cycle = cycle_run(
-        cycle=cycle_get(network_code="gba", service="medical", business_date=NOV),
+        cycle=cycle_get_or_create(network_code="gba", service="medical", business_date=NOV),
         now=at(dt.date(2026, 12, 1), 5),
     )
     assert sorted(ClearingRecord.objects.filter(cycle=cycle).values_list("record_id", "amount_fen")) == [

@@ -9,7 +9,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord, MessageRefusal
-from citycard.interop.services import message_receive
+from citycard.interop.services.messages import message_receive
 from citycard.platform import services as platform_services
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.envelopes import EnvelopeRefused, envelope_seal

@@ -20,14 +20,10 @@ from citycard.interop.models import (
     Posting,
     SettlementInstruction,
 )
-from citycard.interop.services import (
-    agreement_set,
-    cycle_get,
-    cycle_net,
-    cycle_settle,
-    fee_fen,
-    records_insert,
-)
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.cycles import cycle_get_or_create, cycle_net, cycle_settle
+from citycard.interop.services.records import records_insert
+from citycard.interop.terms import fee_fen
 
 from .conftest import DAY, at
 
@@ -66,7 +62,7 @@ def _load(cycle, items):
                 json.dumps({}),
             ]
         )
-    records_insert(rows)
+    records_insert(rows=rows)
     # Validated with no rejection: the records stay stored pending and read valid (models.record_status).
     type(cycle).objects.filter(pk=cycle.pk).update(state=CycleState.VALIDATED)
 
@@ -91,7 +87,7 @@ def test_net_positions_sum_to_zero_and_the_ledger_balances(db, items, issuer_bps
             network_fee_bps=network_bps,
             actor="test",
         )
-        cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+        cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
         _load(cycle, items)
         now = at(DAY + dt.timedelta(days=1), 6)
         cycle_net(cycle=cycle, now=now)
@@ -138,7 +134,7 @@ def test_net_positions_sum_to_zero_and_the_ledger_balances(db, items, issuer_bps
 
 
 def test_the_database_refuses_an_unbalanced_journal_and_unbalanced_positions(yrd_transit):
-    cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
     with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
         journal = Journal.objects.create(cycle=cycle, kind="probe", memo="x", created_at=at(DAY, 9))
         Posting.objects.create(journal=journal, account="a", amount_fen=5)

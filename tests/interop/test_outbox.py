@@ -12,7 +12,9 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord
-from citycard.interop.services import business_date_of, cycle_get, cycle_run, outbox_collect
+from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
+from citycard.interop.services.messages import outbox_collect
+from citycard.interop.terms import agreement_business_date
 from citycard.tenants.exchange.models import OutboxMessage
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
@@ -94,8 +96,8 @@ def test_uploaded_roaming_taps_clear_end_to_end(tenant, register, yrd_transit):
         register(sim)
         batch_ingest(tenant=jiaxing, body=_batch(sim, "330100", 4, start, first=500))
     assert outbox_collect(tenant=jiaxing, now=now) == {"collected": 1, "refused": 0}
-    day = business_date_of(yrd_transit, start)
-    cycle = cycle_get(network_code="yrd", service="transit", business_date=day)
+    day = agreement_business_date(agreement=yrd_transit, at=start)
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     cycle = cycle_run(cycle=cycle, now=cycle.cut_off_at + dt.timedelta(minutes=1))
     assert (
         sorted(

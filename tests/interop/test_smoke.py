@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from citycard.interop.models import ClearingRecord, NetPosition
-from citycard.interop.services import cycle_get, cycle_run
+from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
 
 from .conftest import DAY, at, record
 
@@ -23,7 +23,7 @@ def test_one_cycle_end_to_end(yrd_transit, send, collect):
     )
     assert collect("jiaxing") == {"collected": 1, "refused": 0}
     assert collect("hangzhou") == {"collected": 1, "refused": 0}
-    cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
     cycle = cycle_run(cycle=cycle, now=at(DAY + dt.timedelta(days=1), 5))
     assert cycle.state == "settled"
     assert ClearingRecord.objects.filter(cycle=cycle).valid().count() == 4

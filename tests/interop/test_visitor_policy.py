@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from django_tenants.utils import tenant_context
 
-from citycard.interop.services import agreement_set, agreement_version_add
+from citycard.interop.services.agreements import agreement_set, agreement_version_add
 from citycard.tenants.fares import seeds, selectors, services
 
 pytestmark = pytest.mark.django_db

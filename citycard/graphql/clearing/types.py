@@ -39,7 +39,6 @@ from citycard.interop.models import (
     Service,
     VisitorPolicy,
 )
-from citycard.interop.services import cycle_label
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -476,11 +475,11 @@ class ClearingCycle(graphene.ObjectType):
 
     @staticmethod
     def resolve_id(root, info):
-        return global_id("ClearingCycle", cycle_label(root))
+        return global_id("ClearingCycle", root.label)
 
     @staticmethod
     def resolve_label(root, info):
-        return cycle_label(root)
+        return root.label
 
     @staticmethod
     def resolve_agreement_version(root, info):

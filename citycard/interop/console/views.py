@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from citycard.interop import selectors, services
+from citycard.interop import selectors
 from citycard.interop.console import clock
 from citycard.interop.console.grid import (
     CHECK_TEXT,
@@ -28,6 +28,8 @@ from citycard.interop.console.grid import (
     step_index,
 )
 from citycard.interop.models import ClearingCycle, DisputeState
+from citycard.interop.services import disputes as dispute_services
+from citycard.interop.services.cycles import cycle_close, cycle_net, cycle_settle, cycle_validate
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import PlatformScope, platform_scopes_of
 
@@ -38,13 +40,13 @@ RECORDS_SHOWN = 500
 STEPS = {
     "close": (
         "open",
-        services.cycle_close,
+        cycle_close,
         gettext_lazy("截止 Close"),
         gettext_lazy("Cut the cycle off: no record joins it any more (late ones go to the next cycle)."),
     ),
     "validate": (
         "closed",
-        services.cycle_validate,
+        cycle_validate,
         gettext_lazy("校验 Validate"),
         gettext_lazy(
             "Each issuer validates its records; rejected ones become exceptions for their acquirers."
@@ -52,13 +54,13 @@ STEPS = {
     ),
     "net": (
         "validated",
-        services.cycle_net,
+        cycle_net,
         gettext_lazy("轧差 Net"),
         gettext_lazy("The bilateral matrix and the net positions, posted to the ledger."),
     ),
     "settle": (
         "netted",
-        services.cycle_settle,
+        cycle_settle,
         gettext_lazy("结算 Settle"),
         gettext_lazy("Settlement instructions and every participant's reconciliation file are sent."),
     ),
@@ -218,7 +220,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
         "cycle.html",
         {
             "cycle": cycle,
-            "label": services.cycle_label(cycle),
+            "label": cycle.label,
             "progress": step_index(cycle.state),
             "step_names": selectors.CYCLE_STEPS,
             "totals": {
@@ -256,7 +258,7 @@ def cycle_exceptions(request: HttpRequest, network: str, service: str, day: str)
     return _render(
         request,
         "exceptions.html",
-        {"cycle": cycle, "label": services.cycle_label(cycle), "groups": list(groups.values())},
+        {"cycle": cycle, "label": cycle.label, "groups": list(groups.values())},
     )
 
 
@@ -272,7 +274,7 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
         "records.html",
         {
             "cycle": cycle,
-            "label": services.cycle_label(cycle),
+            "label": cycle.label,
             "filters": {k: v for k, v in filters.items() if v},
             "records": [(r, r.status_in(cycle.state)) for r in records],
             "count": count,
@@ -294,7 +296,7 @@ def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
             "record": record,
             "status": record.status_in(cycle.state),
             "cycle": cycle,
-            "label": services.cycle_label(cycle),
+            "label": cycle.label,
             "disputes": list(selectors.disputes_query().filter(record=record).order_by("-raised_at", "-pk")),
             "disputable": cycle.state in ("settled", "disputed") and record.kind != "adjustment",
         },
@@ -324,7 +326,7 @@ def dispute_page(request: HttpRequest, dispute_id: int) -> HttpResponse:
     return _render(
         request,
         "dispute.html",
-        {"dispute": dispute, "record": dispute.record, "label": services.cycle_label(dispute.record.cycle)},
+        {"dispute": dispute, "record": dispute.record, "label": dispute.record.cycle.label},
     )
 
 
@@ -348,12 +350,12 @@ def cycle_step(request: HttpRequest, network: str, service: str, day: str, step:
         else:
             messages.success(
                 request,
-                _("%(cycle)s is %(state)s.") % {"cycle": services.cycle_label(cycle), "state": cycle.state},
+                _("%(cycle)s is %(state)s.") % {"cycle": cycle.label, "state": cycle.state},
             )
             return redirect(cycle_url(cycle))
     context = {
         "cycle": cycle,
-        "label": services.cycle_label(cycle),
+        "label": cycle.label,
         "step": step,
         "title": title,
         "explanation": explanation,
@@ -379,7 +381,7 @@ def dispute_raise(request: HttpRequest, record_id: str) -> HttpResponse:
         raise Http404(_("No such clearing record."))
     context = {
         "record": record,
-        "label": services.cycle_label(record.cycle),
+        "label": record.cycle.label,
         "raised_by": request.POST.get("raised_by", record.issuer),
         "reason": request.POST.get("reason", ""),
         "error": None,
@@ -389,7 +391,7 @@ def dispute_raise(request: HttpRequest, record_id: str) -> HttpResponse:
         try:
             if not reason:
                 raise DomainError(_("Say why the record is disputed."), code="reason_required")
-            dispute = services.dispute_raise(
+            dispute = dispute_services.dispute_raise(
                 record_id=record.record_id,
                 raised_by=context["raised_by"],
                 reason=reason,
@@ -415,7 +417,7 @@ def dispute_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
     context = {
         "dispute": dispute,
         "record": dispute.record,
-        "label": services.cycle_label(dispute.record.cycle),
+        "label": dispute.record.cycle.label,
         "accept": decision == "accept",
         "resolution": request.POST.get("resolution", ""),
         "error": None,
@@ -425,7 +427,7 @@ def dispute_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
         try:
             if not resolution:
                 raise DomainError(_("Say how the dispute was decided."), code="resolution_required")
-            services.dispute_resolve(
+            dispute_services.dispute_resolve(
                 dispute_id=dispute.pk,
                 accept=decision == "accept",
                 resolution=resolution,

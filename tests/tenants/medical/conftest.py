@@ -64,7 +64,8 @@ def world(tenant, dongguan_card):
     treatment 90%, 封顶线 1,000.00); one claim of the Dongguan card at a Shenzhen hospital, adjudicated:
     ``shenzhen-W1``, drug 120.00 + CT 300.00 + an item outside the catalogue 30.00 = 450.00: the 起付线
     takes 100.00 of drug, 20.00 × 80% + 300.00 × 90% = 286.00 from the fund, 164.00 for the patient."""
-    from citycard.interop.services import agreement_set, outbox_collect
+    from citycard.interop.services.agreements import agreement_set
+    from citycard.interop.services.messages import outbox_collect
     from citycard.tenants.medical import services
 
     agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")

@@ -1,6 +1,7 @@
 """A new version of a roaming agreement (clearing staff): thin over
-citycard.interop.services.agreement_version_add, which checks, audits (the staff member as actor), prices the
-records of open cycles again and republishes the members' fare rules on a new visitor policy."""
+citycard.interop.services.agreements.agreement_version_add, which checks, audits (the staff member as
+actor), prices the records of open cycles again and republishes the members' fare rules on a new visitor
+policy."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from citycard.graphql.clearing.types import (
 )
 from citycard.graphql.core.mutations import BaseMutation, error_type
 from citycard.graphql.core.types import enum_value
-from citycard.interop import services
+from citycard.interop import selectors
+from citycard.interop.services import agreements
 from citycard.platform.scopes import PlatformScope
 
 RoamingAgreementVersionAddError = error_type(
@@ -59,7 +61,7 @@ class RoamingAgreementVersionAdd(BaseMutation):
     @classmethod
     def perform_mutation(cls, root, info, network, service, effective_from, **terms):
         policy = terms.get("visitor_policy")
-        version = services.agreement_version_add(
+        version = agreements.agreement_version_add(
             network_code=network.strip().lower(),
             service=str(enum_value(service)),
             effective_from=effective_from,
@@ -73,7 +75,7 @@ class RoamingAgreementVersionAdd(BaseMutation):
             actor=cls.actor(info),
         )
         republished = sorted(code for code, published in version.fares_republished.items() if published)
-        agreement = services.agreement_get(
+        agreement = selectors.agreement_get(
             network_code=version.agreement.network.code, service=version.agreement.service
         )
         return cls(agreement_version=version, agreement=agreement, fares_republished=republished, errors=[])

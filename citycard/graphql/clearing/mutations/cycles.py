@@ -17,7 +17,7 @@ from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.types import ClearingCycle, ClearingServiceEnum
 from citycard.graphql.core.mutations import BaseMutation, error_type
 from citycard.graphql.core.types import enum_value
-from citycard.interop import services
+from citycard.interop.services import cycles
 from citycard.platform.scopes import PlatformScope
 
 STEP_CODES = ["CYCLE_STATE", "NO_AGREEMENT"]
@@ -52,7 +52,7 @@ class CycleStep(BaseMutation):
 
     @classmethod
     def perform_mutation(cls, root, info, network, service, business_date):
-        cycle = services.cycle_get(
+        cycle = cycles.cycle_get_or_create(
             network_code=network.strip().lower(),
             service=str(enum_value(service)),
             business_date=business_date,
@@ -62,7 +62,7 @@ class CycleStep(BaseMutation):
 
 
 class ClearingCycleClose(CycleStep):
-    step = staticmethod(services.cycle_close)
+    step = staticmethod(cycles.cycle_close)
 
     class Arguments(CycleStepArguments):
         pass
@@ -76,7 +76,7 @@ class ClearingCycleClose(CycleStep):
 
 
 class ClearingCycleValidate(CycleStep):
-    step = staticmethod(services.cycle_validate)
+    step = staticmethod(cycles.cycle_validate)
 
     class Arguments(CycleStepArguments):
         pass
@@ -91,7 +91,7 @@ class ClearingCycleValidate(CycleStep):
 
 
 class ClearingCycleNet(CycleStep):
-    step = staticmethod(services.cycle_net)
+    step = staticmethod(cycles.cycle_net)
 
     class Arguments(CycleStepArguments):
         pass
@@ -105,7 +105,7 @@ class ClearingCycleNet(CycleStep):
 
 
 class ClearingCycleSettle(CycleStep):
-    step = staticmethod(services.cycle_settle)
+    step = staticmethod(cycles.cycle_settle)
 
     class Arguments(CycleStepArguments):
         pass

@@ -1,5 +1,5 @@
 """Disputes (clearing staff): recording a party's dispute of a settled record, and resolving one. Thin over
-citycard.interop.services.dispute_raise / dispute_resolve, which audit them (the staff member as actor)."""
+citycard.interop.services.disputes.dispute_raise / dispute_resolve, which audit them (the staff member as actor)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.resolvers import dispute_pk
 from citycard.graphql.clearing.types import Dispute
 from citycard.graphql.core.mutations import BaseMutation, error_type
-from citycard.interop import services
+from citycard.interop.services import disputes
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.scopes import PlatformScope
 
@@ -52,7 +52,7 @@ class DisputeRaise(BaseMutation):
     def perform_mutation(cls, root, info, record_id, raised_by, reason):
         if not reason.strip():
             raise DomainError("say why the record is disputed", code="reason_required", field="reason")
-        dispute = services.dispute_raise(
+        dispute = disputes.dispute_raise(
             record_id=record_id.strip(),
             raised_by=raised_by.strip().lower(),
             reason=reason.strip(),
@@ -90,7 +90,7 @@ class DisputeResolve(BaseMutation):
             raise DomainError(
                 "say how the dispute was decided", code="resolution_required", field="resolution"
             )
-        dispute = services.dispute_resolve(
+        dispute = disputes.dispute_resolve(
             dispute_id=pk,
             accept=accept,
             resolution=resolution.strip(),

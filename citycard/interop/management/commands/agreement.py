@@ -1,8 +1,9 @@
 """`citycard agreement show|set|create --network yrd --service transit` — a roaming agreement's dated versions.
 
 `show` lists every version (the one in force today marked); `set … --effective 2026-12-08` adds a version
-(``interop.services.agreement_version_add``): terms not given are those in force that day. `create` makes a
-network's agreement for a service (``interop.services.agreement_set``) with version 1 from ``--effective``."""
+(``interop.services.agreements.agreement_version_add``): terms not given are those in force that day.
+`create` makes a network's agreement for a service (``interop.services.agreements.agreement_set``) with
+version 1 from ``--effective``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.utils import timezone
 from rich.console import Console
 from rich.table import Table
 
-from citycard.interop import selectors, services
+from citycard.interop import selectors
 from citycard.interop.models import VisitorPolicy
+from citycard.interop.services import agreements
 from citycard.platform.errors import DomainError
 from citycard.platform.management.base import PlatformCommand
 
@@ -37,7 +39,7 @@ def _time(value: str) -> dt.time:
 
 
 def print_versions(console: Console, *, network: str, service: str) -> None:
-    agreement = services.agreement_get(network_code=network, service=service)
+    agreement = selectors.agreement_get(network_code=network, service=service)
     today = timezone.localdate()
     in_force = agreement.version_on(today)
     console.print(
@@ -106,7 +108,7 @@ class Command(PlatformCommand):
                     f"{network} already has a {service} agreement: change its terms with `citycard agreement set`",
                     code="exists",
                 )
-            services.agreement_set(
+            agreements.agreement_set(
                 network_code=network,
                 service=service,
                 valid_from=_date(opts["effective"]),
@@ -121,7 +123,7 @@ class Command(PlatformCommand):
                 actor=self.actor,
             )
         if opts["action"] == "set":
-            version = services.agreement_version_add(
+            version = agreements.agreement_version_add(
                 network_code=network,
                 service=service,
                 effective_from=_date(opts["effective"]),

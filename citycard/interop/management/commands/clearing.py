@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from citycard.interop import selectors, services
+from citycard.interop import selectors
 from citycard.interop.models import CyclePeriod
+from citycard.interop.services.cycles import cycle_get_or_create
+from citycard.interop.services.messages import outboxes_collect
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.management.base import BEIJING, PlatformCommand, beijing
@@ -154,7 +156,7 @@ class Command(PlatformCommand):
         console = Console(file=self.stdout, width=140)
         now = _moment(opts["now"])
         if opts["action"] == "collect":
-            done = services.outboxes_collect(now=now)
+            done = outboxes_collect(now=now)
             for code, counts in done.items():
                 console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
             console.print(f"{len(done)} outbox(es) had messages")
@@ -162,7 +164,7 @@ class Command(PlatformCommand):
         action = opts["action"]
         reading = action in ("status", "report")  # these never write: no cycle is created to be shown
         if reading:
-            services.agreement_get(network_code=opts["network"], service=opts["service"])  # names a bad one
+            selectors.agreement_get(network_code=opts["network"], service=opts["service"])  # names a bad one
         if action == "status" and not opts["date"]:
             today = (now or timezone.now()).astimezone(BEIJING).date()
             print_cycles(console, network=opts["network"], service=opts["service"], today=today)
@@ -181,17 +183,17 @@ class Command(PlatformCommand):
                     f"--date {business_date} makes it)"
                 )
         else:
-            cycle = services.cycle_get(
+            cycle = cycle_get_or_create(
                 network_code=opts["network"], service=opts["service"], business_date=business_date
             )
         if action in STEPS or action == "run":
             steps = list(STEPS) if action == "run" else [action]
             if action == "run":
-                services.outboxes_collect(now=now)
+                outboxes_collect(now=now)
             with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(f"{services.cycle_label(cycle)}", total=len(steps))
+                task = progress.add_task(f"{cycle.label}", total=len(steps))
                 for step in steps:
-                    progress.update(task, description=f"{services.cycle_label(cycle)}: {step}")
+                    progress.update(task, description=f"{cycle.label}: {step}")
                     cycle = STEPS[step](cycle=cycle, now=now, actor=self.actor)
                     progress.advance(task)
             print_cycle(console, cycle)
@@ -207,8 +209,6 @@ class Command(PlatformCommand):
             if opts["participant"]:
                 files = files.filter(participant=opts["participant"])
             if not files.exists():
-                raise DomainError(
-                    f"no reconciliation file for {services.cycle_label(cycle)} yet (settle it first)"
-                )
+                raise DomainError(f"no reconciliation file for {cycle.label} yet (settle it first)")
             for f in files:
                 self.stdout.write(f"== {f.participant} ({f.state}) sha256 {f.sha256}\n{f.csv}")

@@ -7,6 +7,12 @@ version that moves on every change, and delivers to every member (cities and the
 them) the delta since what it delivered last, or the full list the first time, as a signed
 ``hotlist.network`` message in the inbox. ``hotlists_exchange`` does the round (the beat task runs it
 every cycle), so a card listed before a cycle's run is in every member's inbox after it.
+
+* A ``hotlist.update`` message: a member's full list or delta, applied to each of its networks.
+* ``network_hotlists_deliver`` — each network's hotlist (the delta since the last delivery) to every member.
+* ``hotlists_exchange`` — one round: the cities' changes sent, the outboxes collected, the lists delivered.
+
+Reading a network's list (full, or the delta since a version): ``selectors.network_hotlist``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotlist, NetworkHotlistEntry
+from citycard.interop.selectors import network_hotlist
+from citycard.interop.services.messages import message_deliver, message_handler, outboxes_collect
+from citycard.interop.terms import SHANGHAI
 from citycard.platform.envelopes import EnvelopeRefused, Opened
 from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import network_members, tenant_networks
@@ -57,7 +66,8 @@ def _apply(network: RoamingNetwork, issuer: str, added: set[str], removed: set[s
     return head.version
 
 
-def hotlist_update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+@message_handler("hotlist.update")
+def _update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     """A member's ``hotlist.update``: a full list, or a delta that must follow the version applied last."""
     city = opened.sender.clearing_tenant
     body = opened.body
@@ -66,9 +76,7 @@ def hotlist_update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("hotlist.update needs an integer version", code="malformed")
     state = MemberHotlist.objects.select_for_update().filter(tenant=city.code).first()
     allowed = {city.division_code, *city.counties.values_list("division_code", flat=True)}
-    networks = list(
-        tenant_networks(tenant=city, on=now.astimezone(dt.timezone(dt.timedelta(hours=8))).date())
-    )
+    networks = list(tenant_networks(tenant=city, on=now.astimezone(SHANGHAI).date()))
     if "cards" in body:
         cards = {c for c in body["cards"] if isinstance(c, str)}
         if any(c[:6] not in allowed for c in cards):
@@ -91,40 +99,9 @@ def hotlist_update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     return {"applied": True, "version": version, "networks": [n.code for n in networks]}
 
 
-def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str, Any]:
-    """The network hotlist: full, or the delta since ``since`` (cards added and removed after it)."""
-    network = RoamingNetwork.objects.get(code=network_code)
-    head = NetworkHotlist.objects.filter(network=network).first()
-    version = head.version if head else 0
-    entries = NetworkHotlistEntry.objects.filter(network=network)
-    if since is None or since > version or since < 0:
-        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
-        return {"network": network_code, "version": version, "cards": cards}
-    added = set(
-        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
-            "card_no", flat=True
-        )
-    )
-    removed = (
-        set(
-            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
-                "card_no", flat=True
-            )
-        )
-        - added
-    )
-    return {
-        "network": network_code,
-        "version": version,
-        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
-    }
-
-
 @transaction.atomic
 def network_hotlists_deliver(*, now: dt.datetime | None = None) -> int:
     """Deliver each network's hotlist to every member's inbox: the delta since the last delivery."""
-    from citycard.interop.services import _deliver
-
     now = now or timezone.now()
     delivered = 0
     for network in RoamingNetwork.objects.order_by("code"):
@@ -136,8 +113,8 @@ def network_hotlists_deliver(*, now: dt.datetime | None = None) -> int:
             if last is not None and last.version == version:
                 continue
             payload = network_hotlist(network_code=network.code, since=last.version if last else None)
-            _deliver(
-                code,
+            message_deliver(
+                tenant_code=code,
                 kind="hotlist.network",
                 message_id=f"nhl-{network.code}-{code}-{version}",
                 body=payload,
@@ -154,8 +131,6 @@ def hotlists_exchange(*, now: dt.datetime | None = None) -> dict[str, int]:
     """One round: every city puts its hotlist change in its outbox (and publishes its hotlist for its
     counties), the platform collects the outboxes and delivers the network hotlists. Terminals get the
     result on their next download (exchange.terminal_hotlist)."""
-    from citycard.interop.services import outboxes_collect
-
     now = now or timezone.now()
     sent = 0
     for city in Tenant.objects.filter(kind="city").order_by("division_code"):

@@ -6,8 +6,9 @@
   version effective from a business date, audited; records of open cycles on or after that date are priced
   again, open cycles' windows follow a new cut-off, and a new visitor policy is republished in the member
   cities' fare rules.
-* ``business_date_of``, ``cycle_window``, ``version_in_force``: which business date a moment belongs to
-  and which version prices and clears it.
+
+Reading them: ``selectors.agreement_get``, ``selectors.agreements_list``, ``selectors.agreement_versions``;
+the terms as rules (version in force, business date, cycle window, fee rounding): ``citycard.interop.terms``.
 """
 
 from __future__ import annotations
@@ -28,123 +29,22 @@ from citycard.interop.models import (
     Service,
     VisitorPolicy,
 )
+from citycard.interop.selectors import agreement_get
+from citycard.interop.terms import (
+    DEFAULTS,
+    FEE_SQL,
+    SHANGHAI,
+    agreement_next_date,
+    agreement_opens_at,
+    agreement_previous_date,
+    agreement_version_in_force,
+    cycle_window,
+)
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.selectors import network_members
 from citycard.platform.services import network_get
 from citycard.tenants.fares import services as fares
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-VERSIONED = ("visitor_policy", "issuer_fee_bps", "network_fee_bps", "cut_off", "hotlist_grace_minutes")
-DEFAULTS: dict[str, Any] = {
-    "visitor_policy": VisitorPolicy.LOCAL_DISCOUNTS.value,
-    "issuer_fee_bps": 0,
-    "network_fee_bps": 0,
-    "cut_off": dt.time(4, 0),
-    "hotlist_grace_minutes": 60,
-}
-
-
-def fee_fen(amount_fen: int, bps: int) -> int:
-    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
-    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
-    return magnitude if amount_fen >= 0 else -magnitude
-
-
-# The same rounding in SQL, for pricing the records of open cycles again (``_records_reprice``); a property
-# test holds it to ``fee_fen`` (tests/interop/test_agreement_versions.py).
-FEE_SQL = "sign({amount}) * ((abs({amount}) * {bps} * 2 + 10000) / 20000)"
-
-
-# --- which version, which business date --------------------------------------------------------------------
-
-
-def version_in_force(agreement: RoamingAgreement, day: dt.date) -> AgreementVersion:
-    """The version that prices and clears business date ``day``; refused before the agreement's first."""
-    version = agreement.version_on(day)
-    if version is None:
-        first = agreement.versions_ordered()
-        since = f"its first version takes effect {first[0].effective_from}" if first else "it has no version"
-        raise DomainError(
-            f"agreement {agreement.label} has no version in force on {day}: {since}",
-            code="no_version",
-            field="effective_from",
-        )
-    return version
-
-
-def _cut_off(agreement: RoamingAgreement, day: dt.date) -> dt.time:
-    """The cut-off that opens business date ``day`` (before the first version: the first version's)."""
-    version = agreement.version_on(day)
-    if version is None:
-        versions = agreement.versions_ordered()
-        return versions[0].cut_off if versions else DEFAULTS["cut_off"]
-    return version.cut_off
-
-
-def next_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
-    if agreement.period == CyclePeriod.MONTHLY:
-        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return day + dt.timedelta(days=1)
-
-
-def _previous_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
-    if agreement.period == CyclePeriod.MONTHLY:
-        return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    return day - dt.timedelta(days=1)
-
-
-def _opens_at(agreement: RoamingAgreement, day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=SHANGHAI)
-
-
-def cycle_window(agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """Business date ``day`` runs from its cut-off to the next date's (each the one its version says)."""
-    return _opens_at(agreement, day), _opens_at(agreement, next_date(agreement, day))
-
-
-def business_date_of(agreement: RoamingAgreement, at: dt.datetime) -> dt.date:
-    """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
-    bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month. The
-    cut-off of D is the one of the version in force on D."""
-    local = at.astimezone(SHANGHAI)
-    day = local.date()
-    if agreement.period == CyclePeriod.MONTHLY:
-        day = day.replace(day=1)
-    return day if local >= _opens_at(agreement, day) else _previous_date(agreement, day)
-
-
-def policy_label(agreement: RoamingAgreement, day: dt.date) -> str:
-    """``yrd-transit v2``: the version that set the visitor policy in force on ``day`` (a later version that
-    changed only fees leaves it named), so a fare document changes only when the policy does."""
-    in_force: list[AgreementVersion] = []
-    for version in agreement.versions_ordered():
-        if version.effective_from > day:
-            break
-        if in_force and in_force[-1].effective_from == version.effective_from:
-            in_force.pop()  # superseded the same day: never in force
-        in_force.append(version)
-    setter = in_force[-1]
-    for earlier in reversed(in_force[:-1]):
-        if earlier.visitor_policy != setter.visitor_policy:
-            break
-        setter = earlier
-    return setter.label
-
-
-# --- setting them ------------------------------------------------------------------------------------------
-
-
-def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
-    agreement = (
-        RoamingAgreement.objects.select_related("network")
-        .filter(network__code=network_code, service=service)
-        .first()
-    )
-    if agreement is None:
-        network_get(network_code)  # an unknown network is named as such
-        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
-    return agreement
 
 
 def _terms_checked(terms: dict[str, Any]) -> None:
@@ -270,7 +170,7 @@ def _first_open_date(agreement: RoamingAgreement) -> dt.date | None:
         .order_by("-business_date")
         .first()
     )
-    return None if fixed is None else next_date(agreement, fixed.business_date)
+    return None if fixed is None else agreement_next_date(agreement=agreement, day=fixed.business_date)
 
 
 @transaction.atomic
@@ -313,14 +213,15 @@ def agreement_version_add(
     if agreement.period == CyclePeriod.MONTHLY and effective_from.day != 1:
         raise DomainError(
             f"{agreement.label} clears monthly: a version takes effect on a month's first day, not {effective_from}"
-            f" (try {next_date(agreement, effective_from)})",
+            f" (try {agreement_next_date(agreement=agreement, day=effective_from)})",
             code="effective_date",
             field="effective_from",
         )
     earliest = _first_open_date(agreement)
     if earliest is not None and effective_from < earliest:
         raise DomainError(
-            f"{agreement.label} is cut off up to business date {_previous_date(agreement, earliest)}: a version"
+            f"{agreement.label} is cut off up to business date"
+            f" {agreement_previous_date(agreement=agreement, day=earliest)}: a version"
             f" can take effect from {earliest} at the earliest, not {effective_from}",
             code="effective_date",
             field="effective_from",
@@ -394,8 +295,9 @@ def _records_reprice(agreement: RoamingAgreement, effective_from: dt.date) -> in
         | {v.effective_from for v in agreement.versions_ordered() if v.effective_from > effective_from}
     )
     for i, day in enumerate(starts):
-        end = _opens_at(agreement, starts[i + 1]) if i + 1 < len(starts) else None
-        segments.append((_opens_at(agreement, day), end, version_in_force(agreement, day)))
+        end = agreement_opens_at(agreement=agreement, day=starts[i + 1]) if i + 1 < len(starts) else None
+        start = agreement_opens_at(agreement=agreement, day=day)
+        segments.append((start, end, agreement_version_in_force(agreement=agreement, day=day)))
     total = 0
     issuer_fee = FEE_SQL.format(amount="amount_fen", bps="%(ibps)s::bigint")
     network_fee = FEE_SQL.format(amount="amount_fen", bps="%(nbps)s::bigint")
@@ -425,9 +327,9 @@ def _open_windows_follow(agreement: RoamingAgreement, effective_from: dt.date) -
     for cycle in ClearingCycle.objects.filter(
         agreement=agreement,
         state=CycleState.OPEN,
-        business_date__gte=_previous_date(agreement, effective_from),
+        business_date__gte=agreement_previous_date(agreement=agreement, day=effective_from),
     ):
-        opens_at, cut_off_at = cycle_window(agreement, cycle.business_date)
+        opens_at, cut_off_at = cycle_window(agreement=agreement, day=cycle.business_date)
         if (cycle.opens_at, cycle.cut_off_at) != (opens_at, cut_off_at):
             cycle.opens_at, cycle.cut_off_at = opens_at, cut_off_at
             cycle.save(update_fields=["opens_at", "cut_off_at"])

@@ -1,0 +1,252 @@
+"""Reconciliation files (对账文件, docs/clearing.md, "Reconciliation"): written by the ``cycle_settle`` step
+(``services.cycles``) and answered by the participants.
+
+* ``reconciliation_files_send`` — each participant's file, stored once, its signed manifest delivered to it
+  and to each of its counties whose taps it lists (inside the settle step's transaction).
+* ``reconciliation_totals``, ``reconciliation_csv`` (``reconciliation_text`` by cycle id),
+  ``reconciliation_packed`` — what a file holds, written straight out of PostgreSQL; top-level and
+  keyword-only, for a process pool.
+* A ``clearing.reconciliation`` message answers a file (confirmed or mismatch).
+
+A recipient fetches a file's text by its digest: ``selectors.reconciliation_file_text``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
+
+from citycard.interop.models import BilateralPosition, ClearingCycle, NetPosition, ReconciliationFile
+from citycard.interop.selectors import cycle_pairs
+from citycard.interop.services.messages import message_deliver, message_handler
+from citycard.platform.envelopes import EnvelopeRefused, Opened
+from citycard.platform.models import Tenant
+
+RECONCILIATION_DETAIL_COLUMNS = [
+    "record_id",
+    "kind",
+    "role",
+    "counterparty",
+    "card_no",
+    "card_counter",
+    "accepted_at",
+    "amount_fen",
+    "issuer_fee_fen",
+    "network_fee_fen",
+    "status",
+    "reason",
+    "adjusts",
+]
+RECONCILIATION_TOTAL_COLUMNS = [
+    "cycle",
+    "participant",
+    "acquired_records",
+    "acquired_amount_fen",
+    "issued_records",
+    "issued_amount_fen",
+    "issuer_fees_fen",
+    "network_fees_fen",
+    "rejected_records",
+    "rejected_amount_fen",
+    "receivable_fen",
+    "payable_fen",
+    "net_fen",
+]
+
+
+_RECONCILIATION_DETAILS_SQL = """
+COPY (SELECT record_id, kind, CASE WHEN acquirer = %(p)s THEN 'acquirer' ELSE 'issuer' END,
+             CASE WHEN acquirer = %(p)s THEN issuer ELSE acquirer END, card_no, card_counter,
+             to_char(accepted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"'),
+             amount_fen, issuer_fee_fen, network_fee_fen,
+             CASE status WHEN 'pending' THEN 'valid' ELSE status END, reason, adjusts
+      FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND (acquirer = %(p)s OR issuer = %(p)s)
+      ORDER BY record_id) TO STDOUT WITH (FORMAT csv)
+"""
+
+
+def reconciliation_totals(*, cycle: ClearingCycle) -> dict[str, dict[str, int]]:
+    """Every participant's totals row (docs/clearing.md), from the netted matrix (the valid records,
+    each cell the sum of its records), one aggregate of the rejected records and the net positions."""
+    totals: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(RECONCILIATION_TOTAL_COLUMNS[2:], 0)
+    )
+    for cell in BilateralPosition.objects.filter(cycle=cycle):
+        acquirer, issuer = totals[cell.acquirer], totals[cell.issuer]
+        acquirer["acquired_records"] += cell.records
+        acquirer["acquired_amount_fen"] += cell.amount_fen
+        acquirer["issuer_fees_fen"] -= cell.issuer_fee_fen
+        acquirer["network_fees_fen"] += cell.network_fee_fen
+        issuer["issued_records"] += cell.records
+        issuer["issued_amount_fen"] += cell.amount_fen
+        issuer["issuer_fees_fen"] += cell.issuer_fee_fen
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT acquirer, issuer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+            " WHERE cycle_id = %s AND status = 'rejected' GROUP BY acquirer, issuer",
+            [cycle.pk],
+        )
+        for acquirer, issuer, count, amount in cur.fetchall():
+            for party in (acquirer, issuer):
+                totals[party]["rejected_records"] += int(count)
+                totals[party]["rejected_amount_fen"] += int(amount)
+    for position in NetPosition.objects.filter(cycle=cycle):
+        row = totals[position.participant]
+        row["receivable_fen"], row["payable_fen"] = position.receivable_fen, position.payable_fen
+        row["net_fen"] = position.net_fen
+    return dict(totals)
+
+
+def reconciliation_csv(
+    *, cycle: ClearingCycle, participant: str, totals: dict[str, int] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The reconciliation file of ``participant`` for ``cycle`` (format in docs/clearing.md): the totals
+    (``reconciliation_totals`` unless given), the details straight out of PostgreSQL with COPY."""
+    if totals is None:
+        totals = reconciliation_totals(cycle=cycle).get(participant) or dict.fromkeys(
+            RECONCILIATION_TOTAL_COLUMNS[2:], 0
+        )
+    params = {"p": participant, "cycle": cycle.pk}
+    details = io.BytesIO()  # bytes, decoded once: a text buffer makes psycopg2 decode chunk by chunk
+    with connection.cursor() as cur:
+        cur.cursor.copy_expert(cur.cursor.mogrify(_RECONCILIATION_DETAILS_SQL, params).decode(), details)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["# totals"])
+    writer.writerow(RECONCILIATION_TOTAL_COLUMNS)
+    writer.writerow([cycle.label, participant, *[totals[c] for c in RECONCILIATION_TOTAL_COLUMNS[2:]]])
+    writer.writerow(["# details"])
+    writer.writerow(RECONCILIATION_DETAIL_COLUMNS)
+    out.write(details.getvalue().decode())
+    return out.getvalue(), totals
+
+
+def _participants(cycle: ClearingCycle, pairs: list[tuple[str, str]]) -> list[str]:
+    found = set(NetPosition.objects.filter(cycle=cycle).values_list("participant", flat=True))
+    for issuer, acquirer in pairs:
+        found.update((acquirer, issuer))
+    return sorted(found)
+
+
+def reconciliation_text(
+    *, cycle_id: int, participant: str, totals: dict[str, int] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``reconciliation_csv`` by cycle id: top-level, for a process pool (see ``cycle_settle``)."""
+    cycle = ClearingCycle.objects.select_related("agreement__network").get(pk=cycle_id)
+    return reconciliation_csv(cycle=cycle, participant=participant, totals=totals)
+
+
+def reconciliation_packed(*, cycle_id: int, participant: str, totals: dict[str, int]) -> dict[str, Any]:
+    """A participant's file ready to store and announce: the text zlib-compressed, its SHA-256 and size,
+    its detail rows and totals. Top-level, for a process pool (see ``cycle_settle``): the digest and the
+    compression run where the text is written, and a sixth of the bytes travel back."""
+    text, totals = reconciliation_text(cycle_id=cycle_id, participant=participant, totals=totals)
+    data = text.encode()
+    return {
+        "csv_zlib": zlib.compress(data, 1),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        # Every line after the two section lines, the two header rows and the totals row.
+        "detail_rows": text.count("\n") - 5,
+        "totals": totals,
+    }
+
+
+def _reconciliation_packs(jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    return (reconciliation_packed(**job) for job in jobs)
+
+
+def reconciliation_files_send(*, cycle: ClearingCycle, now: dt.datetime, files_map: Any = None) -> None:
+    """Each participant's file, stored once (``ReconciliationFile``), and its signed manifest (digest,
+    size, rows and totals; not the text) delivered to it and to each of its counties whose taps it lists.
+    The recipients fetch the text by its digest and check it against the manifest (docs/clearing.md)."""
+    label = cycle.label
+    tenants = {t.code: t for t in Tenant.objects.exclude(schema_name="public")}
+    pairs = cycle_pairs(cycle_id=cycle.pk)
+    # A city's file also goes to each of its counties whose terminals' taps it lists (the records came
+    # from the county's own outbox); looked for only when an acquirer of the cycle has counties.
+    cities = {t.clearing_tenant.code for t in tenants.values() if t.clearing_tenant.code != t.code}
+    acquirers_with_counties = sorted(cities & {acquirer for _issuer, acquirer in pairs})
+    sources: dict[str, set[str]] = defaultdict(set)
+    if acquirers_with_counties:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT DISTINCT acquirer, split_part(record_id, '-', 1) FROM interop_clearingrecord"
+                " WHERE cycle_id = %s AND acquirer = ANY(%s) AND kind = 'tap'"
+                " AND split_part(record_id, '-', 1) <> acquirer",
+                [cycle.pk, acquirers_with_counties],
+            )
+            for acquirer, schema in cur.fetchall():
+                if schema in tenants and tenants[schema].clearing_tenant.code == acquirer:
+                    sources[acquirer].add(schema)
+    participants = _participants(cycle, pairs)
+    all_totals = reconciliation_totals(cycle=cycle)
+    empty = dict.fromkeys(RECONCILIATION_TOTAL_COLUMNS[2:], 0)
+    jobs = [
+        {"cycle_id": cycle.pk, "participant": p, "totals": all_totals.get(p, empty)} for p in participants
+    ]
+    packs = (files_map or _reconciliation_packs)(jobs)
+    for participant, pack in zip(participants, packs, strict=True):
+        message_id = f"rcn-{label}-{participant}"
+        recipients = [participant, *sorted(sources.get(participant, ()))] if participant in tenants else []
+        ReconciliationFile.objects.create(
+            cycle=cycle,
+            participant=participant,
+            csv_zlib=pack["csv_zlib"],
+            sha256=pack["sha256"],
+            totals=pack["totals"],
+            message_id=message_id,
+            answer={"expected": recipients, "answers": {}},
+        )
+        manifest = {
+            "cycle": label,
+            "participant": participant,
+            **{key: pack[key] for key in ("sha256", "bytes", "detail_rows", "totals")},
+        }
+        for code in recipients:
+            message_deliver(
+                tenant_code=code,
+                kind="clearing.reconciliation",
+                message_id=message_id,
+                body=manifest,
+                now=now,
+            )
+
+
+@message_handler("clearing.reconciliation")
+def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
+    """A participant's (or one of its counties') answer to a reconciliation file. The file is confirmed
+    once every schema whose taps it lists has confirmed; one mismatch makes it a mismatch."""
+    body = opened.body
+    participant = opened.sender.clearing_tenant.code
+    file = (
+        ReconciliationFile.objects.select_for_update()
+        .filter(sha256=body.get("file_sha256"), participant=participant)
+        .first()
+    )
+    if file is None:
+        raise EnvelopeRefused(
+            f"no reconciliation file {body.get('file_sha256')!r} for {participant}", code="malformed"
+        )
+    expected = file.answer.get("expected", [participant])
+    if opened.sender.code not in expected:
+        raise EnvelopeRefused(f"{opened.sender.code} was not sent file {file.message_id}", code="malformed")
+    answers = {**file.answer.get("answers", {}), opened.sender.code: body}
+    if any(a.get("result") != "confirmed" for a in answers.values()):
+        state = "mismatch"
+    elif set(answers) >= set(expected):
+        state = "confirmed"
+    else:
+        state = "sent"
+    file.answer = {"expected": expected, "answers": answers}
+    file.state, file.answered_at = state, now
+    file.save(update_fields=["answer", "state", "answered_at"])
+    return {"reconciliation": file.pk, "state": state}
