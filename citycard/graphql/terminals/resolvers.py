@@ -10,7 +10,8 @@ from citycard.graphql.core.connection import Key, keyset_page
 from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.core.types import enum_value
 from citycard.graphql.terminals.types import TerminalConnection, TransactionConnection
-from citycard.tenants.terminals.models import Terminal, Transaction
+from citycard.tenants.terminals.models import Terminal
+from citycard.tenants.terminals.selectors import transactions_query
 from citycard.terminal_kit.cardno import luhn_valid
 
 TERMINAL_KEYS = (Key("terminal_id"),)
@@ -65,17 +66,13 @@ def resolve_transactions(
     **page: Any,
 ):
     _time_range(tapped_from, tapped_to)
-    qs = Transaction.objects.all()
-    if card_number is not None:
-        qs = qs.filter(card_no=card_number_check(card_number, "filter.cardNumber"))
-    if terminal_id:
-        qs = qs.filter(terminal_id=terminal_id)
-    if tapped_from is not None:
-        qs = qs.filter(tapped_at__gte=tapped_from)
-    if tapped_to is not None:
-        qs = qs.filter(tapped_at__lt=tapped_to)
-    if routing:
-        qs = qs.filter(routing=enum_value(routing))
+    qs = transactions_query(
+        card_no=None if card_number is None else card_number_check(card_number, "filter.cardNumber"),
+        terminal_id=terminal_id,
+        tapped_from=tapped_from,
+        tapped_to=tapped_to,
+        routing=enum_value(routing) if routing else None,
+    )
     connection = keyset_page(qs, connection_type=TransactionConnection, keys=TRANSACTION_KEYS, **page)
     if card_number is not None:
         access_log_read(info, object_type="card_transactions", object_ids=[card_number.strip()])

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.db.models import Q, QuerySet
 
-from citycard.tenants.terminals.models import Batch, ReviewFlag, TapException, Terminal, Transaction
+from citycard.tenants.terminals.models import Terminal, Transaction
 
 
 def terminal_list(*, status: str | None = None) -> QuerySet[Terminal]:
@@ -14,8 +14,29 @@ def terminal_list(*, status: str | None = None) -> QuerySet[Terminal]:
     return qs.filter(status=status) if status else qs
 
 
-def batch_get(*, batch_id: str) -> Batch | None:
-    return Batch.objects.select_related("terminal").filter(batch_id=batch_id).first()
+def transactions_query(
+    *,
+    card_no: str | None = None,
+    terminal_id: str | None = None,
+    tapped_from: dt.datetime | None = None,
+    tapped_to: dt.datetime | None = None,
+    routing: str | None = None,
+) -> QuerySet[Transaction]:
+    """Transactions filtered by card, terminal, tap time in [tapped_from, tapped_to) and routing; unordered.
+    Paged newest first by (tapped_at, id): ``card_transactions`` here, the GraphQL connections with cursors
+    (a card's pages are served by the index (card_no, tapped_at DESC, id DESC) in every partition)."""
+    qs = Transaction.objects.all()
+    if card_no is not None:
+        qs = qs.filter(card_no=card_no)
+    if terminal_id:
+        qs = qs.filter(terminal_id=terminal_id)
+    if tapped_from is not None:
+        qs = qs.filter(tapped_at__gte=tapped_from)
+    if tapped_to is not None:
+        qs = qs.filter(tapped_at__lt=tapped_to)
+    if routing:
+        qs = qs.filter(routing=routing)
+    return qs
 
 
 def card_transactions(
@@ -23,27 +44,8 @@ def card_transactions(
 ) -> list[Transaction]:
     """A card's transactions newest first, keyset-paginated: ``after`` is the (tapped_at, id) of the last
     row of the previous page. Served by the index (card_no, tapped_at DESC, id DESC) in every partition."""
-    qs = Transaction.objects.filter(card_no=card_no)
+    qs = transactions_query(card_no=card_no)
     if after is not None:
         at, tx_id = after
         qs = qs.filter(Q(tapped_at__lt=at) | Q(tapped_at=at, id__lt=tx_id))
     return list(qs.order_by("-tapped_at", "-id")[:first])
-
-
-def roaming_transactions(
-    *, issuer_tenant: str, start: dt.datetime, end: dt.datetime
-) -> QuerySet[Transaction]:
-    """Roaming taps on cards of ``issuer_tenant`` tapped in [start, end) (clearing, reconciliation)."""
-    return Transaction.objects.filter(
-        routing="roaming", issuer_tenant=issuer_tenant, tapped_at__gte=start, tapped_at__lt=end
-    ).order_by("tapped_at", "id")
-
-
-def open_flags(*, code: str | None = None) -> QuerySet[ReviewFlag]:
-    qs = ReviewFlag.objects.filter(resolved_at__isnull=True)
-    return qs.filter(code=code) if code else qs
-
-
-def open_exceptions(*, kind: str | None = None) -> QuerySet[TapException]:
-    qs = TapException.objects.filter(resolved_at__isnull=True)
-    return qs.filter(kind=kind) if kind else qs
