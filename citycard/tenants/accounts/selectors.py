@@ -8,19 +8,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
-from citycard.tenants.accounts.models import LedgerAccount, Posting, PurseShadow, SubsidyItem, SubsidyPayment
-
-
-def account_of(*, cardholder_id: int) -> LedgerAccount | None:
-    return LedgerAccount.objects.filter(cardholder_id=cardholder_id).first()
-
-
-def account_postings(*, account_id: int, first: int = 50) -> QuerySet[Posting]:
-    return Posting.objects.filter(legs__account_id=account_id).distinct().order_by("-at", "-id")[:first]
-
-
-def purse_shadow(*, card_no: str) -> PurseShadow | None:
-    return PurseShadow.objects.filter(card_no=card_no).first()
+from citycard.tenants.accounts.models import LedgerAccount, PurseShadow, SubsidyItem, SubsidyPayment
 
 
 def subsidy_payments(*, cardholder_id: int) -> QuerySet[SubsidyPayment]:

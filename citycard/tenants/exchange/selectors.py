@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import QuerySet, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from citycard.platform.envelopes import document_loads
@@ -59,11 +59,6 @@ def outbox_pending(*, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
         .values_list("message_id", "text")[:limit]
     )
     return [(message_id, document_loads(text)) for message_id, text in rows]
-
-
-def inbox_messages(*, kind: str | None = None) -> QuerySet[InboxMessage]:
-    qs = InboxMessage.objects.all()
-    return qs.filter(kind=kind) if kind else qs
 
 
 def inbox_exceptions() -> list[dict[str, Any]]:
