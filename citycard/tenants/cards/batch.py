@@ -184,14 +184,14 @@ def _check(line: int, raw: dict[str, str], schemes: dict[str, CardScheme], today
         permit=_flag(raw.get("residence_permit", ""), "residence_permit"),
         categories=_categories(raw.get("categories", ""), today),
     )
-    from citycard.tenants.cards.services import eligible
+    from citycard.tenants.cards.services import scheme_eligible
 
     holder_like = type(
         "H",
         (),
         {"local_hukou": row.hukou, "local_social_insurance": row.insured, "residence_permit": row.permit},
     )()
-    if not eligible(scheme, holder_like):
+    if not scheme_eligible(scheme=scheme, holder=holder_like):
         raise _Bad(f"not eligible for {scheme.name_zh} (needs one of: {', '.join(scheme.eligibility)})")
     return row
 

@@ -504,7 +504,8 @@ def _scheme(code: str) -> CardScheme:
     return scheme
 
 
-def eligible(scheme: CardScheme, holder: Cardholder | None) -> bool:
+def scheme_eligible(*, scheme: CardScheme, holder: Cardholder | None) -> bool:
+    """Whether ``holder`` (None: an anonymous applicant) meets one of the scheme's eligibility rules."""
     if Eligibility.ANYONE in scheme.eligibility:
         return True
     if holder is None:
@@ -588,7 +589,7 @@ def card_apply(
             raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
     elif not scheme.anonymous_allowed:
         raise DomainError(f"{scheme.name_zh} is a real-name card: give the cardholder", field="cardholder_id")
-    if not eligible(scheme, holder):
+    if not scheme_eligible(scheme=scheme, holder=holder):
         raise DomainError(
             f"the cardholder is not eligible for {scheme.name_zh} (needs one of: {', '.join(scheme.eligibility)})",
             code="not_eligible",
