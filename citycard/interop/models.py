@@ -193,7 +193,7 @@ class ClearingCycle(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
     validation_checks = models.JSONField(default=dict, blank=True, help_text="Checks each issuer ran.")
     # By the clock, unlike the ``*_at`` above (the business time each step was given, ``--now``): what the
-    # resume sweep measures a cycle's age from (``services.cycles_resume_claim``).
+    # resume sweep measures a cycle's age from (``services.cycles.cycles_resume_claim``).
     progressed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a step last moved the cycle on (wall clock)."
     )

@@ -428,7 +428,7 @@ def cycles_around(*, on: dt.date) -> list[ClearingCycle]:
 
 def cycles_stuck(*, now: dt.datetime, older_than: dt.timedelta) -> list[ClearingCycle]:
     """Cycles that need a person: left closed, validated or netted longer than ``older_than`` since a step
-    (or the resume sweep) last moved them, by the clock — the rule of ``services.cycles_resume_claim``,
+    (or the resume sweep) last moved them, by the clock — the rule of ``services.cycles.cycles_resume_claim``,
     read without claiming — and open cycles more than ``older_than`` past their cut-off. One query."""
     return list(
         cycles_query()

@@ -1,5 +1,6 @@
-"""Interop actions (public schema), one module per topic; a service's name says its module (the entity
-before the first ``_``). docs/clearing.md tells the whole story.
+"""Interop actions (public schema), one module per topic, named after its services' entity where there is
+one. Every public service is listed here with its module (tests/interop/test_layout.py keeps the table
+complete); docs/clearing.md tells the whole story.
 
 ==================  ======================================================================================
 module              services
@@ -9,11 +10,14 @@ module              services
                     ``message_handler`` (how a topic takes a message kind)
 ``records``         the ``clearing.records`` (taps) and ``medical.claim`` messages; ``records_insert``
 ``cycles``          ``cycle_get_or_create``, ``cycle_open_from``, ``cycle_close``, ``cycle_validate``,
-                    ``cycle_net``, ``cycle_settle``, ``cycle_run``, ``cycles_resume_claim``
+                    ``cycle_net``, ``cycle_settle``, ``cycle_run``, ``cycles_resume_claim``,
+                    ``cycle_reached`` (whether a step is done)
 ``validation``      ``issuer_validate``, ``issuer_validation_store``, ``rejections_apply``
-``netting``         ``positions_net``, ``settlement_instruct`` (the net and settle steps' work)
-``reconciliation``  ``reconciliation_files_send``, ``reconciliation_totals`` / ``_csv`` / ``_packed``;
-                    the ``clearing.reconciliation`` answer
+``netting``         ``positions_net``, ``settlement_instruct``, ``settlement_value_date`` (the net and
+                    settle steps' work)
+``reconciliation``  ``reconciliation_files_send``, ``reconciliation_totals``, ``reconciliation_csv``,
+                    ``reconciliation_text``, ``reconciliation_packed``; the ``clearing.reconciliation``
+                    answer
 ``disputes``        ``dispute_raise``, ``dispute_resolve``; the ``clearing.dispute`` message
 ``hotlist``         ``hotlists_exchange``, ``network_hotlists_deliver``; the ``hotlist.update`` message
 ==================  ======================================================================================

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection, transaction
@@ -131,6 +132,11 @@ def cycle_close(
     return cycle
 
 
+def _issuers_validate_inline(jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """``cycle_validate``'s default ``issuers_map``: the jobs one after the other, in this process."""
+    return (validation.issuer_validate(**job) for job in jobs)
+
+
 @transaction.atomic
 def cycle_validate(
     *,
@@ -170,7 +176,7 @@ def cycle_validate(
         for issuer_code in issuers
         if issuer_code not in kept
     ]
-    results = (issuers_map or validation.issuers_validate_inline)(jobs)
+    results = (issuers_map or _issuers_validate_inline)(jobs)
     asked = dict(zip([job["issuer_code"] for job in jobs], results, strict=True))
     checks: dict[str, list[str]] = {}
     exceptions: dict[str, list[dict[str, Any]]] = defaultdict(list)

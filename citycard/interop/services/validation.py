@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection, transaction
@@ -154,11 +153,6 @@ def issuer_validation_store(*, cycle_id: int, issuer_code: str, now: dt.datetime
         ignore_conflicts=True,
     )
     return IssuerValidation.objects.get(cycle_id=cycle_id, issuer=issuer_code)
-
-
-def issuers_validate_inline(jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """``cycle_validate``'s default ``issuers_map``: the jobs one after the other, in this process."""
-    return (issuer_validate(**job) for job in jobs)
 
 
 def rejections_apply(*, cycle: ClearingCycle, rejected: list[dict[str, str]]) -> None:
