@@ -49,7 +49,7 @@ def test_a_cycle_left_closed_past_the_age_is_claimed_once_per_age_audited_and_lo
 
     assert label not in _claimed(moved + AGE - dt.timedelta(seconds=1))
     later = moved + AGE + dt.timedelta(seconds=60)
-    with caplog.at_level(logging.WARNING, logger="citycard.interop.services"):
+    with caplog.at_level(logging.WARNING, logger="citycard.interop.services.cycles"):
         claimed = _claimed(later)
     assert claimed[label].resumes == 1 and claimed[label].resumed_at == later
     assert f"clearing: resuming cycle {label}, closed for 960 s since its last step (resume 1)" in caplog.text
