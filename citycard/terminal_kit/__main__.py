@@ -1,6 +1,8 @@
 """``citycard-terminal``: run a validator on a PC/SC reader, simulate a day of taps, upload the queue.
 
     citycard-terminal simulate --taps 200 [--pcsc]        virtual cards through a validator, then a summary
+    citycard-terminal --tenant hangzhou simulate --card-list jiaxing.cards.csv --issuer-keys jiaxing-keys.json \
+        --date 2026-11-21 --taps 200 --queue bus-1       an issuer's cards riding a business date
     citycard-terminal validate --reader "Virtual PCD 00 00" --psam-reader "Virtual PCD 00 01" --queue taps.sqlite
     citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
         --actor "name (office)" --audit psam-audit.jsonl
