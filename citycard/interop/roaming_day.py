@@ -1,7 +1,7 @@
 """A simulated day of roaming in a network (模拟漫游日), for operators and clearing clerks trying the product.
 
 ``roaming_day_simulate`` does what a network's day does, through the real paths: in every member city it
-registers a simulator terminal (``SIM-<NETWORK>-<CITY>``, its Ed25519 key kept under the data directory),
+registers a simulator terminal (``SIM-<NETWORK>-<CITY>``, its Ed25519 key kept in ``SIMULATOR_DIR``),
 each member city issues test cards (scheme 03, city transit card; re-runs reuse them), riders present
 those cards to the validators of the other member cities (``terminal_kit``: virtual cards, a PSAM, the
 city's published fare rules, TACs under each issuer's key), each terminal's queue is signed into batches
@@ -10,7 +10,8 @@ verification stage hands the roaming taps to the acquirers' outboxes for the day
 
 Re-running for a network and date that already has simulated taps is refused (nothing written), naming
 what is there; ``again=True`` adds another day's worth of rides on top (new taps, never a repeated one:
-the cards' counters and the terminals' sequence numbers carry on, kept under the data directory).
+the cards' counters and the terminals' sequence numbers carry on, kept in ``SIMULATOR_DIR``,
+``$CITYCARD_DATA_DIR/simulator`` unless ``CITYCARD_SIMULATOR_DIR`` names another).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class RoamingDay:
 
 
 def _directory() -> Path:
-    directory = Path(settings.DATA_DIR) / "simulator"
+    directory = Path(settings.SIMULATOR_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 

@@ -33,8 +33,8 @@ def stored(code: str) -> list[tuple[str, str, int]]:
 
 @pytest.fixture
 def simulator_dir(settings, tmp_path):
-    settings.DATA_DIR = tmp_path  # the simulator's terminal keys, PSAMs, queues and card wallet
-    return tmp_path / "simulator"
+    settings.SIMULATOR_DIR = tmp_path / "simulator"  # its terminal keys, PSAMs, queues and card wallet
+    return settings.SIMULATOR_DIR
 
 
 @pytest.mark.django_db

@@ -108,6 +108,9 @@ def database_drop() -> None:
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "citycard.platform.settings")
     os.environ.setdefault("CITYCARD_PASSWORD", "docs-example-password-1")  # for `citycard user create`
+    # The simulator's terminals, PSAMs and card wallets in the working directory: each run starts as a new
+    # installation would (the database, the master key and the broker stay in the data directory).
+    os.environ["CITYCARD_SIMULATOR_DIR"] = str(Path.cwd() / "simulator")
     try:
         Path(sys.argv[1]).write_text(json.dumps(run_all(), ensure_ascii=False, indent=1))
     finally:

@@ -74,7 +74,7 @@ class Command(PlatformCommand):
                 pair.acquirer, pair.issuer, str(pair.taps), str(pair.roaming), _yuan(pair.amount_fen)
             )
         table.add_row(
-            "total",
+            "all pairs",
             "",
             str(sum(p.taps for p in day.pairs)),
             str(sum(p.roaming for p in day.pairs)),
