@@ -40,10 +40,9 @@ from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_key_rotate, terminal_register
 from citycard.tenants.terminals.tasks import batches_verify_all
-from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import VirtualCard
 from citycard.terminal_kit.day import BEIJING, Wallet, day_ride
-from citycard.terminal_kit.devkeys import sim_psam
+from citycard.terminal_kit.devkeys import sim_psam_kept
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.signing import public_key_bytes
@@ -146,10 +145,9 @@ def _test_cards(city: Tenant, count: int, *, network: str, issued_at: dt.datetim
 
 
 def _route(fare) -> str:
-    products_for = getattr(fare, "_products_for", None)
-    if products_for is None:
+    if isinstance(fare, FixedFare):
         return ROUTES[0]
-    return next((r for r in ROUTES if products_for("bus", r)), ROUTES[0])
+    return next((r for r in ROUTES if fare.prices("bus", r)), ROUTES[0])
 
 
 @dataclass
@@ -166,24 +164,20 @@ def _host(city: Tenant, network: str, divisions: set[str], actor: str) -> _Host:
     with tenant_context(city):
         fare = _fare(city)
         route = _route(fare)
-        if not isinstance(fare, FixedFare) and not fare._products_for("bus", route):
+        if not isinstance(fare, FixedFare) and not fare.prices("bus", route):
             fare = FixedFare(200)  # rules that price none of the routes tried: the fixed fare
         key, key_id = _terminal_key(
             terminal_id, operator=f"{city.name_zh}公交（模拟）", route=route, actor=actor
         )
     store = TapStore(_directory() / f"{terminal_id}.sqlite")
-    memory = _directory() / f"{terminal_id}.psam.json"
-    if memory.exists():
-        psam = VirtualPsam.load(memory)
-    else:
-        psam = sim_psam(
-            terminal_no=bytes.fromhex(f"{city.division_code}{0x9000:06d}"),
-            divisions=divisions,
-            audit=_directory() / "psam-audit.jsonl",
-            actor=actor,
-            ttc=store.last_terminal_seq(),
-            memory=memory,
-        )
+    psam = sim_psam_kept(
+        memory=_directory() / f"{terminal_id}.psam.json",
+        terminal_no=bytes.fromhex(f"{city.division_code}900001"),
+        divisions=divisions,  # every member city's: a city that joined since is loaded at the next run
+        audit=_directory() / "psam-audit.jsonl",
+        actor=actor,
+        ttc=store.last_terminal_seq(),
+    )
     validator = Validator(
         transport=InProcessReader(),
         sam=Psam(InProcessReader(psam)),

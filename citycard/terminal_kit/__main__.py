@@ -42,7 +42,7 @@ from citycard.terminal_kit.day import (
     day_ride,
     issuer_keys_read,
 )
-from citycard.terminal_kit.devkeys import SIM_KEYS, SIM_PSAM_TRANSPORT_KEY, sim_psam, sim_psam_keys
+from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam_kept
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
 from citycard.terminal_kit.keyring import (
     SIGNS_ACKNOWLEDGEMENTS,
@@ -63,25 +63,14 @@ from citycard.terminal_kit.upload import AcknowledgementRefused, NotAnswered, Up
 def _sim_psam(
     queue_dir: Path, terminal_no: str, divisions: list[str], keys: IssuerKeys = SIM_KEYS
 ) -> VirtualPsam:
-    """The simulator's PSAM: its memory kept next to the queue (its transaction serial carries on across
-    runs), provisioned through the audited step the first time; a kept PSAM is loaded again with the keys
-    of the issuers given (an issuer's test-card keys may be new to it)."""
-    memory = queue_dir / "psam.json"
-    audit = queue_dir / "psam-audit.jsonl"
-    if not memory.exists():
-        return sim_psam(
-            terminal_no=bytes.fromhex(terminal_no), divisions=divisions, audit=audit, memory=memory, keys=keys
-        )
-    psam = VirtualPsam.load(memory)
-    psam_load_keys(
-        transport=InProcessReader(psam),
-        transport_key=SIM_PSAM_TRANSPORT_KEY,
-        keys=sim_psam_keys(divisions, keys),
-        actor="simulator",
-        audit=audit,
-        now=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+    """The simulator's PSAM, its memory and audit log kept next to the queue (``devkeys.sim_psam_kept``)."""
+    return sim_psam_kept(
+        memory=queue_dir / "psam.json",
+        terminal_no=bytes.fromhex(terminal_no),
+        divisions=divisions,
+        audit=queue_dir / "psam-audit.jsonl",
+        keys=keys,
     )
-    return psam
 
 
 def _fare(args: argparse.Namespace, store: TapStore | None = None):
