@@ -232,6 +232,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+# `citycard roaming simulate`: its terminals' keys, PSAMs and queues and its test cards' wallets.
+SIMULATOR_DIR = Path(os.environ.get("CITYCARD_SIMULATOR_DIR") or DATA_DIR / "simulator")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

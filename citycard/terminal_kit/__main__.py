@@ -1,6 +1,8 @@
 """``citycard-terminal``: run a validator on a PC/SC reader, simulate a day of taps, upload the queue.
 
     citycard-terminal simulate --taps 200 [--pcsc]        virtual cards through a validator, then a summary
+    citycard-terminal --tenant hangzhou simulate --card-list jiaxing.cards.csv --issuer-keys jiaxing-keys.json \
+        --date 2026-11-21 --taps 200 --queue bus-1       an issuer's cards riding a business date
     citycard-terminal validate --reader "Virtual PCD 00 00" --psam-reader "Virtual PCD 00 01" --queue taps.sqlite
     citycard-terminal psam-load --psam-reader "Virtual PCD 00 01" --keys keys.json --transport-key t.key \
         --actor "name (office)" --audit psam-audit.jsonl
@@ -29,9 +31,18 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.card.psam import VirtualPsam
-from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.card.virtual import IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
-from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
+from citycard.terminal_kit.day import (
+    DayInputError,
+    Wallet,
+    business_date_parse,
+    card_list_read,
+    cards_of_issuer,
+    day_ride,
+    issuer_keys_read,
+)
+from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam_kept
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
 from citycard.terminal_kit.keyring import (
     SIGNS_ACKNOWLEDGEMENTS,
@@ -49,17 +60,16 @@ from citycard.terminal_kit.tap import FixedFare, Validator
 from citycard.terminal_kit.upload import AcknowledgementRefused, NotAnswered, Uploader, UploadGaveUp
 
 
-def _sim_psam(queue_dir: Path, terminal_no: str, divisions: list[str]) -> VirtualPsam:
-    """The simulator's PSAM: its memory kept next to the queue (its transaction serial carries on across
-    runs), provisioned through the audited step the first time."""
-    memory = queue_dir / "psam.json"
-    if memory.exists():
-        return VirtualPsam.load(memory)
-    return sim_psam(
+def _sim_psam(
+    queue_dir: Path, terminal_no: str, divisions: list[str], keys: IssuerKeys = SIM_KEYS
+) -> VirtualPsam:
+    """The simulator's PSAM, its memory and audit log kept next to the queue (``devkeys.sim_psam_kept``)."""
+    return sim_psam_kept(
+        memory=queue_dir / "psam.json",
         terminal_no=bytes.fromhex(terminal_no),
         divisions=divisions,
         audit=queue_dir / "psam-audit.jsonl",
-        memory=memory,
+        keys=keys,
     )
 
 
@@ -82,19 +92,46 @@ def _fare(args: argparse.Namespace, store: TapStore | None = None):
         raise SystemExit(f"rule document refused: {exc}") from exc
 
 
-def simulate(args: argparse.Namespace) -> int:
-    rng = random.Random(args.seed)
+def _sim_cards(
+    args: argparse.Namespace, rng: random.Random, wallet: Wallet
+) -> tuple[list[VirtualCard], list[str], IssuerKeys]:
+    """The cards to present, the issuers the PSAM must serve and the keys it is loaded with: an issuer's card
+    list under its test-card keys, or made-up cards under the development keys."""
+    if args.card_list:
+        if not args.issuer_keys:
+            raise DayInputError(
+                "--card-list needs --issuer-keys (the file `citycard cards test-keys` exports)"
+            )
+        issuer = issuer_keys_read(Path(args.issuer_keys))
+        numbers = card_list_read(Path(args.card_list))
+        cards_of_issuer(numbers, issuer)
+        return [wallet.card(n, issuer.keys) for n in numbers], list(issuer.divisions), issuer.keys
+    if args.issuer_keys:
+        raise DayInputError("--issuer-keys goes with --card-list (that issuer's cards)")
     divisions = args.issuers.split(",")
-    cards = [
-        VirtualCard(
-            CardProfile(card_no=card_number_build(division=rng.choice(divisions), scheme="01", serial=i)),
-            SIM_KEYS,
-            balance=rng.randint(0, 3000),
-        )
+    numbers = [
+        card_number_build(division=rng.choice(divisions), scheme="01", serial=i)
         for i in range(1, args.cards + 1)
     ]
+    cards = []
+    for n in numbers:
+        card = wallet.card(n, SIM_KEYS)
+        if n not in wallet.cards or wallet.cards[n]["counter"] == 0:
+            card.balance = rng.randint(0, 3000)
+        cards.append(card)
+    return cards, divisions, SIM_KEYS
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Virtual cards through the validator: a card list of an issuer under its keys on a business date
+    (``--card-list --issuer-keys --date``), or made-up cards now; the taps go to the queue for ``upload``."""
+    rng = random.Random(args.seed)
+    day = business_date_parse(args.date) if args.date else None
     queue = Path(args.queue or tempfile.mkdtemp(prefix="citycard-terminal-")) / "taps.sqlite"
-    psam = _sim_psam(queue.parent, args.terminal_no, divisions)
+    queue.parent.mkdir(parents=True, exist_ok=True)
+    wallet = Wallet(queue.parent / "cards.json")
+    cards, divisions, keys = _sim_cards(args, rng, wallet)
+    psam = _sim_psam(queue.parent, args.terminal_no, divisions, keys)
     holder = psam_holder = None
     if args.pcsc:
         from citycard.terminal_kit.card.vpcd import PSAM_PORT, VpcdCard
@@ -117,10 +154,10 @@ def simulate(args: argparse.Namespace) -> int:
         service="bus",
         route=args.route,
     )
-    outcomes: dict[str, int] = {}
-    started = time.perf_counter()
-    for _ in range(args.taps):
-        card = rng.choice(cards)
+
+    def present(card: VirtualCard, at: dt.datetime | None) -> str:
+        nonlocal holder
+        v.clock = (lambda: at) if at is not None else None
         if args.pcsc:
             holder = VpcdCard(card)
             holder.insert()
@@ -128,19 +165,38 @@ def simulate(args: argparse.Namespace) -> int:
         else:
             transport.insert(card)
         result = v.tap()
-        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if holder is not None:
             holder.remove()
             while transport.card_present():
                 time.sleep(0.01)
+        wallet.keep(card)
+        return result.outcome
+
+    started = time.perf_counter()
+    if day is not None:
+        outcomes = day_ride(present=present, cards=cards, day=day, taps=args.taps, rng=rng)
+    else:
+        outcomes = {}
+        for _ in range(args.taps):
+            outcome = present(rng.choice(cards), None)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
     elapsed = time.perf_counter() - started
+    wallet.save()
     sam.close()
     if psam_holder is not None:
         psam_holder.remove()
-    print(f"{args.taps} taps in {elapsed:.2f}s on {'pcscd+vpcd' if args.pcsc else 'the in-process reader'}")
+    when = f" on {day.isoformat()} (Beijing time)" if day else ""
+    print(
+        f"{args.taps} taps of {len(cards)} cards{when} in {elapsed:.2f}s on "
+        f"{'pcscd+vpcd' if args.pcsc else 'the in-process reader'}"
+    )
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:<10} {count}")
     print(f"queue: {queue} ({len(v.store.taps('complete'))} complete taps waiting for upload)")
+    print(
+        f"upload them: citycard-terminal --tenant {args.tenant} upload --url https://{args.tenant}.example"
+        f"/terminal/v1/batches --queue {queue} --terminal-id TERMINAL-ID --key TERMINAL.key"
+    )
     return 0
 
 
@@ -393,7 +449,22 @@ def parser_build() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="drive virtual cards through a validator")
     sim.add_argument("--taps", type=int, default=100)
-    sim.add_argument("--cards", type=int, default=20)
+    sim.add_argument(
+        "--card-list",
+        metavar="CSV",
+        help="an issuer's cards: a CSV with a card_no column, e.g. from `citycard cards import --cards-out`",
+    )
+    sim.add_argument(
+        "--issuer-keys",
+        metavar="FILE",
+        help="the issuer's test-card keys (`citycard cards --tenant CODE test-keys --out FILE`)",
+    )
+    sim.add_argument(
+        "--date",
+        metavar="YYYY-MM-DD",
+        help="the business date ridden, taps spread over its hours (default: now)",
+    )
+    sim.add_argument("--cards", type=int, default=20, help="made-up cards, without --card-list")
     sim.add_argument("--issuers", default="330100,330400,310000")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--queue", help="directory for the queue (default: a new temporary one)")
@@ -481,7 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         "queue": queue,
         "sync": sync,
     }
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except DayInputError as exc:
+        print(f"citycard-terminal {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -66,3 +66,38 @@ def sim_psam(
         now=now or dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
     )
     return psam
+
+
+def sim_psam_kept(
+    *,
+    memory: Path,
+    terminal_no: bytes,
+    divisions: Iterable[str],
+    audit: Path,
+    keys: IssuerKeys = SIM_KEYS,
+    actor: str = "simulator",
+    ttc: int = 0,
+) -> VirtualPsam:
+    """The simulator's PSAM kept in ``memory`` (its transaction serial carries on across runs), provisioned
+    the first time; a kept one is loaded again with the keys of ``divisions`` (an issuer new to it, or
+    another issuer's test-card keys), through the same audited step."""
+    if not memory.exists():
+        return sim_psam(
+            terminal_no=terminal_no,
+            divisions=divisions,
+            audit=audit,
+            keys=keys,
+            actor=actor,
+            ttc=ttc,
+            memory=memory,
+        )
+    psam = VirtualPsam.load(memory)
+    psam_load_keys(
+        transport=InProcessReader(psam),
+        transport_key=SIM_PSAM_TRANSPORT_KEY,
+        keys=sim_psam_keys(divisions, keys),
+        actor=actor,
+        audit=audit,
+        now=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+    )
+    return psam

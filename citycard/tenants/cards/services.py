@@ -908,3 +908,45 @@ def cardholder_verify_attempt(*, card_no: str, id_number: str, now: dt.datetime 
     if not matches:
         rate_limit_hit(bucket=bucket, limit=most, window_s=window_s, now=now)
     return matches
+
+
+# --- test cards ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def card_test_keys_export(*, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The keys the issuer's test cards are personalised with (测试卡密钥), as the JSON document
+    ``citycard-terminal simulate --issuer-keys`` reads: the development purchase, load and maintenance
+    masters the simulator's PSAMs hold, and this issuer's card TAC master from the key vault, so the test
+    cards' TACs verify at acquirers and in clearing like real ones. A city only; refused when the platform
+    runs in production (its cards are not under development keys there); audited (the key ids, never a key)."""
+    from dataclasses import replace
+
+    from citycard.platform.keys import tenant_card_tac_master
+    from citycard.terminal_kit.day import issuer_keys_document
+    from citycard.terminal_kit.devkeys import SIM_KEYS
+
+    tenant = current_tenant()
+    _refuse_county(tenant)
+    if settings.PRODUCTION:
+        raise DomainError(
+            "test-card keys are not exported in production (CITYCARD_PRODUCTION is on): a deployment's cards"
+            " are personalised under its own keys, not the development ones",
+            code="production",
+        )
+    divisions = [tenant.division_code, *tenant.counties.values_list("division_code", flat=True)]
+    keys = replace(SIM_KEYS, tac_master=tenant_card_tac_master(tenant=tenant))
+    document = issuer_keys_document(
+        issuer=tenant.code, divisions=divisions, keys=keys, exported_at=now or timezone.now()
+    )
+    audit_record(
+        action="card.test_keys_export",
+        actor=actor,
+        object_type="card_keys",
+        object_id=tenant.code,
+        data={
+            "divisions": sorted(divisions),
+            "kcv": {k: v["kcv"] for k, v in document.items() if isinstance(v, dict)},
+        },
+    )
+    return document

@@ -110,6 +110,11 @@ class FareEngine:
     def from_payload(cls, payload: Mapping[str, Any]) -> FareEngine:
         return cls(compile_document(payload))
 
+    def prices(self, service: str, route: str) -> bool:
+        """Whether some fare product covers ``route`` of ``service`` (a terminal set up on another route
+        would refuse every tap with a FareError)."""
+        return bool(self._products_for(service, route))
+
     # --- memoised lookups -----------------------------------------------------------------------------
 
     def _products_for(self, service: str, route: str) -> tuple[Product, ...]:

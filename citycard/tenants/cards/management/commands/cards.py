@@ -1,8 +1,9 @@
 """`citycard cards --tenant CODE import FILE | schemes [--seed] [--publish] | reencrypt | hotlist
-| access-log (--cardholder ID | --card NUMBER | --id-number ID)`."""
+| access-log (--cardholder ID | --card NUMBER | --id-number ID) | test-keys --out FILE`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.core.management.base import CommandError
@@ -46,6 +47,11 @@ class Command(PlatformCommand):
         sub.add_parser("reencrypt", help="move personal data to the current data key after a rotation")
         hot = sub.add_parser("hotlist", help="the hotlist's version and cards")
         hot.add_argument("--publish", action="store_true", help="sign and publish it for the network")
+        keys = sub.add_parser(
+            "test-keys",
+            help="export the keys of this issuer's test cards, for citycard-terminal simulate (not in production)",
+        )
+        keys.add_argument("--out", required=True, metavar="PATH", help="the JSON file to write (mode 0600)")
         log = sub.add_parser("access-log", help="who read a cardholder's data, under which grant or key")
         who = log.add_mutually_exclusive_group(required=True)
         who.add_argument("--cardholder", type=int, help="the cardholder's number")
@@ -167,6 +173,17 @@ class Command(PlatformCommand):
         while moved := services.cardholder_pii_reencrypt(actor=self.actor):
             total += moved
         console.print(f"{total} cardholders re-encrypted under the current data key")
+
+    def _test_keys(self, tenant, console, opts):
+        document = services.card_test_keys_export(actor=self.actor)
+        out = Path(opts["out"])
+        out.touch(mode=0o600)
+        out.chmod(0o600)
+        out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        console.print(
+            f"the test-card keys of {tenant.code} (cards {', '.join(document['divisions'])}…) written to {out};"
+            " they include the issuer's TAC master: keep the file as a key"
+        )
 
     def _hotlist(self, tenant, console, opts):
         if opts.get("publish"):
