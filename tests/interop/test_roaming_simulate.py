@@ -42,7 +42,7 @@ def test_a_day_of_roaming_is_stored_by_the_acquirers_and_clears_with_every_recor
     yrd_transit, simulator_dir
 ):
     from citycard.interop.models import ClearingRecord, CycleState
-    from citycard.interop.services import cycle_get
+    from citycard.interop.services.cycles import cycle_get_or_create
 
     out = simulate("--taps", "45", "--cards", "4", "--seed", "7")
     taps = {code: stored(code) for code in ("shanghai", "hangzhou", "jiaxing")}
@@ -73,7 +73,7 @@ def test_a_day_of_roaming_is_stored_by_the_acquirers_and_clears_with_every_recor
         DAY.isoformat(),
         stdout=io.StringIO(),
     )
-    cycle = cycle_get(network_code="yrd", service="transit", business_date=DAY)
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
     records = ClearingRecord.objects.filter(cycle=cycle)
     assert records.count() == total
     # Validation writes only rejections: none, so every record is valid and the cycle settled.
@@ -124,7 +124,8 @@ def test_an_issuers_card_list_and_test_keys_ride_citycard_terminal_simulate_and_
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from citycard.interop.models import ClearingRecord
-    from citycard.interop.services import cycle_get, cycle_run, outboxes_collect
+    from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
+    from citycard.interop.services.messages import outboxes_collect
     from citycard.platform.audit.models import AuditEntry
     from citycard.platform.models import Tenant
     from citycard.tenants.cards.pii import id_number_build
@@ -192,7 +193,7 @@ def test_an_issuers_card_list_and_test_keys_ride_citycard_terminal_simulate_and_
     batches_verify_all()
     outboxes_collect()
     cycle = cycle_run(
-        cycle=cycle_get(network_code="yrd", service="transit", business_date=DAY),
+        cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY),
         now=dt.datetime.combine(
             DAY + dt.timedelta(days=1), dt.time(5), tzinfo=dt.timezone(dt.timedelta(hours=8))
         ),
