@@ -33,8 +33,9 @@ from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.selectors import network_members
 from citycard.platform.services import network_get
 from citycard.tenants.fares import services as fares
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import bps_of
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 VERSIONED = ("visitor_policy", "issuer_fee_bps", "network_fee_bps", "cut_off", "hotlist_grace_minutes")
 DEFAULTS: dict[str, Any] = {
     "visitor_policy": VisitorPolicy.LOCAL_DISCOUNTS.value,
@@ -46,12 +47,11 @@ DEFAULTS: dict[str, Any] = {
 
 
 def fee_fen(amount_fen: int, bps: int) -> int:
-    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
-    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
-    return magnitude if amount_fen >= 0 else -magnitude
+    """A record's fee at ``bps``: ``terminal_kit.money.bps_of`` (half away from zero), per record."""
+    return bps_of(amount_fen, bps)
 
 
-# The same rounding in SQL, for pricing the records of open cycles again (``_records_reprice``); a property
+# The same rounding (``bps_of``) in SQL, for pricing the records of open cycles again (``_records_reprice``); a property
 # test holds it to ``fee_fen`` (tests/interop/test_agreement_versions.py).
 FEE_SQL = "sign({amount}) * ((abs({amount}) * {bps} * 2 + 10000) / 20000)"
 
@@ -95,7 +95,7 @@ def _previous_date(agreement: RoamingAgreement, day: dt.date) -> dt.date:
 
 
 def _opens_at(agreement: RoamingAgreement, day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=SHANGHAI)
+    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=BEIJING)
 
 
 def cycle_window(agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -107,7 +107,7 @@ def business_date_of(agreement: RoamingAgreement, at: dt.datetime) -> dt.date:
     """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
     bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month. The
     cut-off of D is the one of the version in force on D."""
-    local = at.astimezone(SHANGHAI)
+    local = at.astimezone(BEIJING)
     day = local.date()
     if agreement.period == CyclePeriod.MONTHLY:
         day = day.replace(day=1)
@@ -442,7 +442,7 @@ def _members_republish(
     effective from the version's first business date: ``tenants.fares.services.fares_agreements_republish``
     run in the city's schema (its published document again, agreements applied — never its draft rows).
     {city: the fare document version in force then, or None when it has published none}."""
-    effective = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+    effective = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=BEIJING)
     done: dict[str, int | None] = {}
     cities = [
         m.tenant for m in network_members(network_code=agreement.network.code, on=version.effective_from)

@@ -24,6 +24,7 @@ from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import network_members, tenant_networks
 from citycard.tenants.cards.services import hotlist_publish
 from citycard.tenants.exchange import services as exchange
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _apply(network: RoamingNetwork, issuer: str, added: set[str], removed: set[str], now: dt.datetime) -> int:
@@ -66,9 +67,7 @@ def hotlist_update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("hotlist.update needs an integer version", code="malformed")
     state = MemberHotlist.objects.select_for_update().filter(tenant=city.code).first()
     allowed = {city.division_code, *city.counties.values_list("division_code", flat=True)}
-    networks = list(
-        tenant_networks(tenant=city, on=now.astimezone(dt.timezone(dt.timedelta(hours=8))).date())
-    )
+    networks = list(tenant_networks(tenant=city, on=now.astimezone(BEIJING).date()))
     if "cards" in body:
         cards = {c for c in body["cards"] if isinstance(c, str)}
         if any(c[:6] not in allowed for c in cards):

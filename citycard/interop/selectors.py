@@ -31,8 +31,7 @@ from citycard.interop.models import (
 from citycard.platform.audit.selectors import audit_entries_for
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import tenant_networks
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 # The agreement's visitor policy as the fare rule document says it (docs/fares.md, "Who rides").
 FARE_POLICY = {
@@ -68,7 +67,7 @@ def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[
     """(business date, the moment it opens) of each transit agreement version of the tenant's networks that
     takes effect after ``after`` and changes the visitor policy. Registered with the fare rules by
     InteropConfig.ready, so a city publishing today keeps a policy change its network has scheduled."""
-    day = after.astimezone(SHANGHAI).date()
+    day = after.astimezone(BEIJING).date()
     agreements = (
         RoamingAgreement.objects.filter(service=Service.TRANSIT, network__in=tenant_networks(tenant=tenant))
         .select_related("network")
@@ -81,7 +80,7 @@ def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[
                 continue  # in force already, or superseded the same day
             before = agreement.version_on(version.effective_from - dt.timedelta(days=1))
             if before is None or before.visitor_policy != version.visitor_policy:
-                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=BEIJING)
                 changes.append((version.effective_from, opens))
     return sorted(changes)
 

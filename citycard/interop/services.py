@@ -75,6 +75,7 @@ from citycard.platform.selectors import networks_shared
 from citycard.tenants.exchange import selectors as exchange_selectors
 from citycard.tenants.exchange import services as exchange
 from citycard.tenants.medical import services as medical
+from citycard.terminal_kit.beijing import BEIJING as SHANGHAI
 
 __all__ = [
     "agreement_get",
@@ -86,7 +87,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 VALIDATION_CHUNK = 5000
 TRANSIT_SERVICES = frozenset({"bus", "metro", "ferry", "tram", "coach", "bike", "taxi", "rail"})
 

@@ -40,8 +40,7 @@ from citycard.interop.models import (
     VisitorPolicy,
 )
 from citycard.interop.services import cycle_label
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _enum(name: str, choices: type, description: str) -> type[graphene.Enum]:
@@ -102,7 +101,7 @@ def _with_versions(root, info, fn):
 
 
 def _today() -> dt.date:
-    return clock.now().astimezone(SHANGHAI).date()
+    return clock.now().astimezone(BEIJING).date()
 
 
 def _today_term(name: str):

@@ -19,9 +19,9 @@ from django.core.management.base import BaseCommand, CommandError, handle_defaul
 from django.db import DatabaseError, OperationalError, ProgrammingError, connections
 
 from citycard.platform.errors import DomainError
+from citycard.terminal_kit.beijing import BEIJING
 
 EXIT_REFUSED = 2
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing")
 
 
 def beijing(at: dt.datetime | None, *, seconds: bool = False, empty: str = "") -> str:

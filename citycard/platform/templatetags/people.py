@@ -14,8 +14,9 @@ import datetime as dt
 from django import template
 from django.utils.html import format_html
 
+from citycard.terminal_kit.beijing import BEIJING
+
 register = template.Library()
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 def yuan_of(fen: int | None) -> str:

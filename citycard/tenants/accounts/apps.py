@@ -20,3 +20,10 @@ class AccountsConfig(AppConfig):
             "accounts.subsidyitem": {"view"},
         },
     }
+
+    def ready(self) -> None:
+        # A replaced card's money follows it (cards sits below accounts and only sends the signal).
+        from citycard.tenants.accounts.services import card_replaced_follow
+        from citycard.tenants.cards.signals import card_replaced
+
+        card_replaced.connect(card_replaced_follow, dispatch_uid="accounts.card_replaced_follow")

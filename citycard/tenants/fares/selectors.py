@@ -27,6 +27,7 @@ from citycard.tenants.fares.models import (
     TransferRule,
     VisitorPolicy,
 )
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import (
     KIND,
     Card,
@@ -40,8 +41,6 @@ from citycard.terminal_kit.fares import (
 )
 from citycard.terminal_kit.fares.document import LegRule as PublishedLegRule
 from citycard.terminal_kit.signing import SignatureError
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 def _code(obj: Any) -> str | None:
@@ -320,7 +319,7 @@ def fares_quote(
 ) -> QuoteResult:
     """Price one trip as a terminal of ``tenant`` would (published rules), or with the draft rows."""
     if at.tzinfo is None:
-        at = at.replace(tzinfo=SHANGHAI)
+        at = at.replace(tzinfo=BEIJING)
     card = Card(
         issuer=issuer or tenant.clearing_tenant.division_code,
         scheme_code=scheme,

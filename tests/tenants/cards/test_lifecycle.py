@@ -215,3 +215,19 @@ def test_a_retried_application_returns_the_first_card(holder):
     assert again.pk == first.pk and Card.objects.filter(cardholder=person).count() == 1
     with pytest.raises(Conflict):
         s.card_apply(scheme_code="03", cardholder_id=None, request_key="win-42", actor="t")
+
+
+def test_an_anonymous_card_cannot_be_reported_lost(holder):
+    """挂失 needs a holder to prove the loss: refused by the service, whoever calls it; nothing written."""
+    card = s.card_issue_now(scheme_code="03", cardholder_id=None, actor="t")
+    audit = AuditEntry.objects.count()
+    for report in (s.card_report_lost, s.card_report_lost_once):
+        with pytest.raises(DomainError) as refused:
+            report(card_no=card.card_no, actor="t", at=T0)
+        assert (refused.value.code, refused.value.field) == ("anonymous_card", "card_no")
+    assert Card.objects.get(pk=card.pk).state == CardState.ACTIVE
+    assert not HotlistEntry.objects.filter(card_no=card.card_no).exists()
+    assert AuditEntry.objects.count() == audit
+    # A registered card of the same scheme is reported lost as ever.
+    named = s.card_issue_now(scheme_code="03", cardholder_id=holder().pk, actor="t")
+    assert s.card_report_lost(card_no=named.card_no, actor="t", at=T0).state == CardState.FROZEN

@@ -53,8 +53,6 @@ class Command(PlatformCommand):
         who.add_argument("--id-number", help="the cardholder's ID number (looked up through the blind index)")
 
     def _access_log(self, tenant, console, opts):
-        from citycard.tenants.departments.selectors import cardholder_access_log
-
         holder = selectors.cardholder_find(
             cardholder_id=opts.get("cardholder"), card_no=opts.get("card"), id_number=opts.get("id_number")
         )
@@ -64,7 +62,7 @@ class Command(PlatformCommand):
             page="command: cards access-log",
             fields=["name", "id_masked"],
         )
-        reads = cardholder_access_log(cardholder_id=holder.pk)
+        reads = selectors.cardholder_access_log(cardholder_id=holder.pk)
         table = Table(
             "when",
             "who",
@@ -103,7 +101,7 @@ class Command(PlatformCommand):
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = services.cards_import(
+            report = batch.cards_import(
                 path=Path(opts["file"]),
                 state=opts["state"],
                 batch=opts.get("batch"),

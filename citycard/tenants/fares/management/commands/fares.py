@@ -14,18 +14,17 @@ from citycard.platform.key_publication import terminal_keys
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.fares import selectors, services
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _at(text: str | None) -> dt.datetime:
     if not text:
-        return dt.datetime.now(SHANGHAI)
+        return dt.datetime.now(BEIJING)
     try:
         at = dt.datetime.fromisoformat(text)
     except ValueError as exc:
         raise DomainError(f"--at {text!r} is not a date and time like 2026-11-23 08:10", field="at") from exc
-    return at if at.tzinfo else at.replace(tzinfo=SHANGHAI)
+    return at if at.tzinfo else at.replace(tzinfo=BEIJING)
 
 
 class Command(PlatformCommand):
