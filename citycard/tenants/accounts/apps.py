@@ -22,7 +22,8 @@ class AccountsConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        # A replaced card's money follows it (cards sits below accounts and only sends the signal).
+        # A replaced card's money follows it: cards, below accounts, only sends the signal (imported here:
+        # models load only once the app registry is ready).
         from citycard.tenants.accounts.services import card_replaced_follow
         from citycard.tenants.cards.signals import card_replaced
 

@@ -17,6 +17,7 @@ from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_get, publication_latest
 from citycard.platform.selectors import network_members
+from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
 from citycard.tenants.fares.models import (
     Cap,
     FareProduct,
@@ -402,8 +403,6 @@ def fares_version_at(
 
 def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
     """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
-    from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
-
     return feed_write(path, rules_to_gtfs(fares_rules_body()))
 
 

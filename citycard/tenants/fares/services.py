@@ -16,6 +16,7 @@ from citycard.platform.errors import DomainError, NotFound, county_refuse
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
+from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
 from citycard.tenants.fares.models import (
     Cap,
     FareProduct,
@@ -212,8 +213,6 @@ def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[st
     """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
 
     Returns the row counts and notes naming every part of the feed that did not map."""
-    from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
-
     try:
         body, notes = gtfs_to_rules(feed_read(path))
     except (GtfsError, OSError, KeyError, ValueError) as exc:
