@@ -21,7 +21,7 @@ from django_tenants.utils import tenant_context
 from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotlist, NetworkHotlistEntry
 from citycard.platform.envelopes import EnvelopeRefused, Opened
 from citycard.platform.models import RoamingNetwork, Tenant
-from citycard.platform.selectors import network_members, tenant_networks
+from citycard.platform.selectors import card_list_versioned, network_members, tenant_networks
 from citycard.tenants.cards.services import hotlist_publish
 from citycard.tenants.exchange import services as exchange
 from citycard.terminal_kit.beijing import BEIJING
@@ -96,27 +96,7 @@ def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str,
     head = NetworkHotlist.objects.filter(network=network).first()
     version = head.version if head else 0
     entries = NetworkHotlistEntry.objects.filter(network=network)
-    if since is None or since > version or since < 0:
-        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
-        return {"network": network_code, "version": version, "cards": cards}
-    added = set(
-        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
-            "card_no", flat=True
-        )
-    )
-    removed = (
-        set(
-            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
-                "card_no", flat=True
-            )
-        )
-        - added
-    )
-    return {
-        "network": network_code,
-        "version": version,
-        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
-    }
+    return {"network": network_code, **card_list_versioned(entries=entries, version=version, since=since)}
 
 
 @transaction.atomic

@@ -1,4 +1,5 @@
-"""Money (金额): integer fen everywhere, and the one rounding of a rate in basis points (万分之一).
+"""Money (金额): integer fen everywhere; how people read it (``yuan``: ¥1,234.56); and the one rounding of
+a rate in basis points (万分之一).
 
 Fees (``interop.agreements.fee_fen``), medical shares (``medical.services.claims.share_fen``) and
 percentage fares (``terminal_kit.fares``) all take ``bps_of``: a pure module, so the terminal prices with
@@ -15,3 +16,13 @@ def bps_of(amount_fen: int, bps: int) -> int:
     fares, fees and shares, and the same magnitude for a negative adjustment. ``bps`` is not negative."""
     magnitude = (abs(amount_fen) * bps * 2 + BPS_WHOLE) // (2 * BPS_WHOLE)
     return magnitude if amount_fen >= 0 else -magnitude
+
+
+def yuan(fen: int | None) -> str:
+    """Fen as people read them: ``123456`` → ``¥1,234.56``, ``-5`` → ``-¥0.05``, None → empty. Integer
+    arithmetic only (no float ever rounds an amount)."""
+    if fen is None:
+        return ""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"

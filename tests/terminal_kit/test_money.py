@@ -30,3 +30,15 @@ def test_half_up_for_every_non_negative_amount_and_symmetric_below_zero():
         for bps in (0, 1, 33, 50, 4999, 5000, 10_000):
             assert bps_of(amount, bps) == (amount * bps + 5000) // 10_000
             assert bps_of(-amount, bps) == -bps_of(amount, bps)
+
+
+def test_yuan_as_people_read_it():
+    from citycard.terminal_kit.money import yuan
+
+    assert [yuan(f) for f in (123456, -5, 0, 100_000_000_00, None)] == [
+        "¥1,234.56",
+        "-¥0.05",
+        "¥0.00",
+        "¥100,000,000.00",
+        "",
+    ]

@@ -20,6 +20,7 @@ from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_verify
 from citycard.platform.publications import publication_latest
+from citycard.platform.selectors import card_list_versioned
 from citycard.tenants.cards.models import (
     Card,
     Cardholder,
@@ -92,20 +93,8 @@ def hotlist_payload(*, since: int | None = None) -> dict[str, Any]:
     """The hotlist as terminals take it (terminal_kit.hotlist): the full list, or the delta since version
     ``since`` (cards added and removed after it). A ``since`` newer than the current version gets the full
     list (the terminal's copy is not ours)."""
-    version = hotlist_version()
-    if since is None or since < 0 or since > version:
-        cards = sorted(HotlistEntry.objects.filter(removed_at__isnull=True).values_list("card_no", flat=True))
-        return {"kind": "hotlist", "version": version, "cards": cards}
-    added = HotlistEntry.objects.filter(removed_at__isnull=True, version_added__gt=since)
-    removed = HotlistEntry.objects.filter(version_added__lte=since, version_removed__gt=since)
-    # A card removed then listed again after ``since`` appears in both: it is on the list now.
-    added_set = set(added.values_list("card_no", flat=True))
-    removed_set = set(removed.values_list("card_no", flat=True)) - added_set
-    return {
-        "kind": "hotlist",
-        "version": version,
-        "delta": {"since": since, "added": sorted(added_set), "removed": sorted(removed_set)},
-    }
+    entries = HotlistEntry.objects.all()
+    return {"kind": "hotlist", **card_list_versioned(entries=entries, version=hotlist_version(), since=since)}
 
 
 def scheme_document() -> dict[str, Any]:

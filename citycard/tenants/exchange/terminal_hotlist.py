@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from citycard.platform.errors import NotFound
 from citycard.platform.publications import publication_latest
+from citycard.platform.selectors import card_list_versioned
 from citycard.tenants.cards.models import HotlistEntry, HotlistHead
 from citycard.tenants.exchange.models import InboxMessage, TerminalHotlistEntry, TerminalHotlistHead
 from citycard.tenants.exchange.selectors import network_hotlist
@@ -117,24 +118,4 @@ def terminal_hotlist_payload(*, since: int | None = None) -> dict[str, Any]:
     A ``since`` newer than the current version (or negative) gets the full list."""
     version = terminal_hotlist_refresh()
     entries = TerminalHotlistEntry.objects.all()
-    if since is None or since < 0 or since > version:
-        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
-        return {"kind": "hotlist", "version": version, "cards": cards}
-    added = set(
-        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
-            "card_no", flat=True
-        )
-    )
-    removed = (
-        set(
-            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
-                "card_no", flat=True
-            )
-        )
-        - added
-    )
-    return {
-        "kind": "hotlist",
-        "version": version,
-        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
-    }
+    return {"kind": "hotlist", **card_list_versioned(entries=entries, version=version, since=since)}

@@ -32,8 +32,9 @@ from citycard.tenants.medical.models import (
     ItemCategory,
     Policy,
 )
-from citycard.tenants.medical.selectors import percent, yuan
+from citycard.tenants.medical.selectors import percent
 from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 
 def _actor(request) -> str:

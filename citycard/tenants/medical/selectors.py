@@ -30,14 +30,6 @@ from citycard.terminal_kit.beijing import BEIJING
 CSV_COLUMNS = ("code", "name", "category", "unit_price_fen", "class", "self_pay_bps", "active")
 
 
-def yuan(fen: int | None) -> str:
-    """Fen as people read it: ¥1,234.56 (empty for none)."""
-    if fen is None:
-        return ""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}¥{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
-
-
 def percent(bps: int) -> str:
     """Basis points as people read them: 8000 → 80%, 1250 → 12.5%."""
     return f"{bps / 100:.2f}".rstrip("0").rstrip(".") + "%"

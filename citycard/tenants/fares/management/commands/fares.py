@@ -15,6 +15,7 @@ from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.fares import selectors, services
 from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 
 def _at(text: str | None) -> dt.datetime:
@@ -79,7 +80,7 @@ class Command(PlatformCommand):
         quote = result.quote
         source = "draft rules" if result.version is None else f"{result.owner} rules v{result.version}"
         self.stdout.write(
-            f"fare {quote.fare_fen} fen (¥{quote.fare_fen / 100:.2f}), base {quote.base_fen} fen, "
+            f"fare {quote.fare_fen} fen ({yuan(quote.fare_fen)}), base {quote.base_fen} fen, "
             f"rule {quote.rule_id} — {source}"
         )
         self.stdout.write(

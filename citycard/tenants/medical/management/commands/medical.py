@@ -21,8 +21,9 @@ from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.medical import selectors, services
 from citycard.tenants.medical.models import ClaimRole, Coverage, InsuredCategory, ItemCategory
-from citycard.tenants.medical.selectors import percent, yuan
+from citycard.tenants.medical.selectors import percent
 from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 CLASSES = {"A": "甲", "B": "乙", "C": "丙"}
 
