@@ -75,11 +75,17 @@ def card_number_parse(number: str) -> CardNumber:
 def card_number_clean(value: object) -> str:
     """The one check of a card number given by a person or a partner app: surrounding spaces dropped, then
     exactly 19 ASCII digits ending in their Luhn check digit (``card_number_parse``). Returns the number;
-    CardNumberError says what is wrong."""
+    CardNumberError (code ``invalid``, or ``bad_checksum`` for a wrong check digit) says what is wrong."""
     number = value.strip() if isinstance(value, str) else value
-    if not (isinstance(number, str) and number.isascii()):
-        raise CardNumberError(f"card number {value!r} must be {CARD_NUMBER_LENGTH} digits")
-    card_number_parse(number)
+    try:
+        if not (isinstance(number, str) and number.isascii()):
+            raise CardNumberError("not ASCII digits")
+        card_number_parse(number)
+    except CardNumberError as exc:
+        raise CardNumberError(
+            f"{value!r} is not a card number ({CARD_NUMBER_LENGTH} digits ending in a valid Luhn check digit)",
+            code=exc.code,
+        ) from exc
     return number
 
 

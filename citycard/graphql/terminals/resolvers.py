@@ -26,7 +26,7 @@ def card_number_check(value: str, argument: str = "cardNumber") -> str:
     try:
         return card_number_clean(value or "")
     except CardNumberError as exc:
-        raise ApiError(f"{argument}: {exc}", ApiErrorCode.INVALID_ARGUMENT, argument=argument) from exc
+        raise ApiError(f"{argument} {exc}", ApiErrorCode.INVALID_ARGUMENT, argument=argument) from exc
 
 
 def _time_range(tapped_from: dt.datetime | None, tapped_to: dt.datetime | None) -> None:

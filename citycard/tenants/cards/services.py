@@ -4,7 +4,7 @@ writes an audit entry and refuses bad input or a wrong state with a DomainError 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -636,9 +636,12 @@ def _transition(
     stamp: str,
     actor: str,
     at: dt.datetime | None,
+    refuse: Callable[..., None] | None = None,
     **data: Any,
 ) -> Card:
     card = _card(card_no)
+    if refuse is not None:  # a rule of the action beyond the card's state (raises DomainError)
+        refuse(card=card)
     _require(card, action, allowed)
     card.state = target
     setattr(card, stamp, at or timezone.now())
@@ -734,9 +737,16 @@ def card_report_lost(
     if reason not in {"lost", "stolen"}:
         raise DomainError("a loss report's reason is lost or stolen", field="reason")
     at = at or timezone.now()
-    card_loss_report_check(card=_card(card_no))
     card = _transition(
-        card_no, "report lost", [CardState.ACTIVE], CardState.FROZEN, "frozen_at", actor, at, reason=reason
+        card_no,
+        "report lost",
+        [CardState.ACTIVE],
+        CardState.FROZEN,
+        "frozen_at",
+        actor,
+        at,
+        refuse=card_loss_report_check,
+        reason=reason,
     )
     entry = _hotlist_add(card_no, reason, at, actor)
     audit_record(
