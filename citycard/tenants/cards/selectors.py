@@ -40,37 +40,30 @@ class CardFacts:
     state: str
     scheme_code: str
     categories: frozenset[str]
-    hotlisted_at: dt.datetime | None
-    hotlist_reason: str
 
 
 _FACTS_SQL = """
 SELECT c.card_no, c.state, s.code,
        COALESCE((SELECT array_agg(DISTINCT k.code) FROM cards_cardholdercategory k
                   WHERE k.cardholder_id = c.cardholder_id AND k.valid_from <= %(day)s
-                    AND (k.valid_to IS NULL OR k.valid_to >= %(day)s)), '{}'),
-       h.listed_at, COALESCE(h.reason, '')
+                    AND (k.valid_to IS NULL OR k.valid_to >= %(day)s)), '{}')
   FROM cards_card c
   JOIN cards_cardscheme s ON s.id = c.scheme_id
-  LEFT JOIN LATERAL (SELECT e.listed_at, e.reason FROM cards_hotlistentry e
-                      WHERE e.card_no = c.card_no AND e.listed_at <= %(at)s
-                        AND (e.removed_at IS NULL OR e.removed_at > %(at)s)
-                      ORDER BY e.listed_at DESC LIMIT 1) h ON true
  WHERE c.card_no = ANY(%(cards)s)
 """
 
 
 def card_facts(*, card_nos: Iterable[str], at: dt.datetime | None = None) -> dict[str, CardFacts]:
     """What is known of these cards at ``at`` (default now), in the current tenant's schema: state, scheme,
-    rider categories valid that day (Asia/Shanghai), and the hotlist listing in force then. One query;
-    cards not found are absent."""
+    rider categories valid that day (Beijing time). One query; cards not found are absent. (Whether a tap
+    was on a hotlisted card: ``taps_hotlisted`` / ``hotlist_listings``, by the one hotlist rule.)"""
     numbers = sorted({str(n) for n in card_nos})
     if not numbers:
         return {}
     at = at or timezone.now()
     day = at.astimezone(BEIJING).date()
     with connection.cursor() as cur:
-        cur.execute(_FACTS_SQL, {"cards": numbers, "at": at, "day": day})
+        cur.execute(_FACTS_SQL, {"cards": numbers, "day": day})
         rows = cur.fetchall()
     return {
         r[0]: CardFacts(
@@ -78,8 +71,6 @@ def card_facts(*, card_nos: Iterable[str], at: dt.datetime | None = None) -> dic
             state=r[1],
             scheme_code=r[2],
             categories=frozenset(r[3]),
-            hotlisted_at=r[4],
-            hotlist_reason=r[5],
         )
         for r in rows
     }

@@ -115,8 +115,7 @@ def test_card_facts_one_query_whatever_the_number(holder):
             facts = card_facts(card_nos=numbers, at=T0 + dt.timedelta(seconds=1))
         assert len(queries.captured_queries) == 1
     assert "3304000100000000000" not in facts
-    assert facts[many[3]].hotlisted_at == T0 and facts[many[3]].hotlist_reason == "lost"
-    assert facts[many[0]].hotlisted_at is None
+    assert facts[many[3]].state == "frozen"
     assert facts[many[0]].scheme_code == "01" and facts[many[0]].state == "active"
 
 

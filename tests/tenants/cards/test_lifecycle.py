@@ -11,8 +11,9 @@ from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import Conflict, DomainError
 from citycard.tenants.cards import services as s
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
-from citycard.tenants.cards.selectors import card_facts
+from citycard.tenants.cards.selectors import card_facts, hotlist_listings
 from citycard.terminal_kit.cardno import card_number_parse
+from citycard.terminal_kit.hotlist import NO_GRACE, listing_at
 
 from ..conftest import new_id
 
@@ -115,18 +116,18 @@ def test_ss_activation_refusals(holder, city):
 def test_loss_hotlists_with_effective_time_and_unfreeze_removes(holder):
     card = card_in("active", holder)
     s.card_report_lost(card_no=card.card_no, actor="t", at=T0)
-    facts = card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(minutes=1))[card.card_no]
-    assert (facts.state, facts.hotlisted_at, facts.hotlist_reason) == ("frozen", T0, "lost")
-    assert (
-        card_facts(card_nos=[card.card_no], at=T0 - dt.timedelta(minutes=1))[card.card_no].hotlisted_at
-        is None
-    )
+    assert card_facts(card_nos=[card.card_no], at=T0)[card.card_no].state == "frozen"
+
+    def listed(at):
+        listing = listing_at(hotlist_listings(card_nos=[card.card_no])[card.card_no], at=at, grace=NO_GRACE)
+        return (listing.listed_at, listing.reason) if listing else None
+
+    assert listed(T0 + dt.timedelta(minutes=1)) == (T0, "lost")
+    assert listed(T0 - dt.timedelta(minutes=1)) is None
     s.card_unfreeze(card_no=card.card_no, actor="t", at=T0 + dt.timedelta(hours=2))
-    assert (
-        card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(hours=3))[card.card_no].hotlisted_at is None
-    )
+    assert listed(T0 + dt.timedelta(hours=3)) is None
     # The loss hour stays on record: a tap made then was on a hotlisted card.
-    assert card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(hours=1))[card.card_no].hotlisted_at == T0
+    assert listed(T0 + dt.timedelta(hours=1)) == (T0, "lost")
 
 
 def test_replacement_moves_money_and_hotlists_the_old_card(holder):
