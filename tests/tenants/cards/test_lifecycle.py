@@ -232,3 +232,19 @@ def test_an_anonymous_card_cannot_be_reported_lost(holder):
     # A registered card of the same scheme is reported lost as ever.
     named = s.card_issue_now(scheme_code="03", cardholder_id=holder().pk, actor="t")
     assert s.card_report_lost(card_no=named.card_no, actor="t", at=T0).state == CardState.FROZEN
+
+
+def test_the_report_lost_command_refuses_an_anonymous_card(holder, capsys):
+    """The command line gets the service's rule too: one line, exit code 2, nothing written."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    anonymous = s.card_issue_now(scheme_code="03", cardholder_id=None, actor="t")
+    with pytest.raises(CommandError, match="anonymous") as refused:
+        call_command("cards", "--tenant", "jiaxing", "report-lost", anonymous.card_no)
+    assert refused.value.returncode == 2
+    assert Card.objects.get(pk=anonymous.pk).state == CardState.ACTIVE
+    named = s.card_issue_now(scheme_code="03", cardholder_id=holder().pk, actor="t")
+    call_command("cards", "--tenant", "jiaxing", "report-lost", named.card_no, "--reason", "stolen")
+    assert "frozen, on the hotlist" in capsys.readouterr().out
+    assert HotlistEntry.objects.get(card_no=named.card_no, removed_at__isnull=True).reason == "stolen"

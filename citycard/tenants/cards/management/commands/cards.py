@@ -1,5 +1,5 @@
 """`citycard cards --tenant CODE import FILE | schemes [--seed] [--publish] | reencrypt | hotlist
-| access-log (--cardholder ID | --card NUMBER | --id-number ID)`."""
+| report-lost CARD [--reason lost|stolen] | access-log (--cardholder ID | --card NUMBER | --id-number ID)`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ class Command(PlatformCommand):
         sub.add_parser("reencrypt", help="move personal data to the current data key after a rotation")
         hot = sub.add_parser("hotlist", help="the hotlist's version and cards")
         hot.add_argument("--publish", action="store_true", help="sign and publish it for the network")
+        lost = sub.add_parser(
+            "report-lost", help="report a registered card lost (挂失): frozen, on the hotlist"
+        )
+        lost.add_argument("card", help="the card number")
+        lost.add_argument("--reason", default="lost", choices=["lost", "stolen"])
         log = sub.add_parser("access-log", help="who read a cardholder's data, under which grant or key")
         who = log.add_mutually_exclusive_group(required=True)
         who.add_argument("--cardholder", type=int, help="the cardholder's number")
@@ -165,6 +170,12 @@ class Command(PlatformCommand):
         while moved := services.cardholder_pii_reencrypt(actor=self.actor):
             total += moved
         console.print(f"{total} cardholders re-encrypted under the current data key")
+
+    def _report_lost(self, tenant, console, opts):
+        card = services.card_report_lost(card_no=opts["card"], actor=self.actor, reason=opts["reason"])
+        console.print(
+            f"card {card.card_no} reported {opts['reason']} at {beijing(card.frozen_at)}: frozen, on the hotlist"
+        )
 
     def _hotlist(self, tenant, console, opts):
         if opts.get("publish"):
