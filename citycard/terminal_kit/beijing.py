@@ -16,3 +16,9 @@ BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 def beijing_now() -> dt.datetime:
     """Now, in Beijing time."""
     return dt.datetime.now(BEIJING)
+
+
+def beijing_text(at: dt.datetime, *, seconds: bool = False) -> str:
+    """A moment as people read it (pages, command output): Beijing time with its offset,
+    ``2026-11-21 23:00 +08:00`` (``seconds``: ``2026-11-21 23:00:05 +08:00``)."""
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S +08:00" if seconds else "%Y-%m-%d %H:%M +08:00")

@@ -15,7 +15,7 @@ from django import template
 from django.utils.html import format_html
 
 from citycard.terminal_kit import money
-from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.beijing import beijing_text
 
 register = template.Library()
 
@@ -44,5 +44,5 @@ def beijing(moment: dt.datetime | None) -> str:
     if not moment:
         return ""
     if isinstance(moment, dt.datetime):
-        return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M +08:00")
+        return beijing_text(moment)
     return str(moment)
