@@ -21,6 +21,7 @@ from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_verify
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import card_list_versioned
+from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.cards.models import (
     Card,
     Cardholder,
@@ -225,16 +226,22 @@ def cards_of(*, cardholder_id: int) -> QuerySet[Card]:
 
 def hotlist_listings(*, card_nos: Iterable[str]) -> dict[str, list[Listing]]:
     """Every hotlist period of these cards (ours or not), past and present: card number -> listings. One
-    query. Whether a tap was on a hotlisted card is ``terminal_kit.hotlist.listing_at`` over them."""
-    numbers = sorted({str(n) for n in card_nos})
+    query (the numbers as one array: ingestion asks for thousands at once). Whether a tap was on a
+    hotlisted card is ``terminal_kit.hotlist.listing_at`` over them."""
+    numbers = {str(n) for n in card_nos}
     if not numbers:
         return {}
     out: dict[str, list[Listing]] = {}
-    rows = HotlistEntry.objects.filter(card_no__in=numbers).values_list(
-        "card_no", "listed_at", "removed_at", "reason"
-    )
-    for card_no, listed_at, removed_at, reason in rows:
-        out.setdefault(card_no, []).append(Listing(listed_at=listed_at, removed_at=removed_at, reason=reason))
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT card_no, listed_at, removed_at, reason FROM cards_hotlistentry"
+            " WHERE card_no = ANY(%s::varchar[])",
+            [pg_array(numbers)],
+        )
+        for card_no, listed_at, removed_at, reason in cur.fetchall():
+            out.setdefault(card_no, []).append(
+                Listing(listed_at=listed_at, removed_at=removed_at, reason=reason)
+            )
     return out
 
 
@@ -247,7 +254,9 @@ def taps_hotlisted(
     listings = hotlist_listings(card_nos={card_no for card_no, _at, _grace in taps})
     found: dict[int, tuple[dt.datetime, str]] = {}
     for i, (card_no, at, grace) in enumerate(taps):
-        listing = listing_at(listings.get(card_no, ()), at=at, grace=grace)
+        if card_no not in listings:  # nearly every card: never on the hotlist
+            continue
+        listing = listing_at(listings[card_no], at=at, grace=grace)
         if listing is not None:
             found[i] = (listing.listed_at, listing.reason)
     return found
