@@ -219,9 +219,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     The request is a ``clearing.validate`` envelope from the platform with ``records`` (each: record_id,
     card_no, card_counter, amount_fen, tapped_at, terminal_no, terminal_seq, algorithm, tac) and
     ``hotlist_grace_minutes`` (a record may carry its own: the grace of the agreement version of its business
-    date). Checks in this order, the first failing one is the reason: the card is ours; card known and not
-    hotlisted at the tap (``terminal_kit.hotlist.hotlisted`` with the record's grace; one query for the request); TAC
-    valid under our key; counter not cleared before by another record. Re-validating a record gives the same
+    date). Checks in this order, the first failing one is the reason: the card is ours; card known
+    (``cards.card_facts``) and not hotlisted at the tap (``terminal_kit.hotlist.hotlisted`` with the record's
+    grace, over ``cards.hotlist_listings``; one query each for the request); TAC valid under our key; counter not cleared before by another record. Re-validating a record gives the same
     answer (its counter is remembered with its id).
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
