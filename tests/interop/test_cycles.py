@@ -108,6 +108,19 @@ def test_zero_value_cycle_settles(yrd_transit, send, collect):
     assert cycle.instructions.count() == 0
 
 
+def _statuses(cycle) -> dict[str, tuple[str, str]]:
+    """record id -> (status, reason) of the cycle's records."""
+    return {
+        r.record_id: (r.current_status, r.reason)
+        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
+    }
+
+
+def _rid(record: dict) -> str:
+    """The clearing record id Jiaxing's record gets."""
+    return f"jiaxing-{record['source_tx_id']}"
+
+
 def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, send, collect, tenant):
     from citycard.tenants.cards.services import card_report_lost
 
@@ -130,22 +143,18 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
         card_report_lost(card_no=lost_just_now["card_no"], actor="test", at=at(DAY, 8, 30))
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
-    status = {
-        r.record_id: (r.current_status, r.reason)
-        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
-    }
+    status = _statuses(cycle)
     # Validation wrote only the rejections: the valid records are still stored pending.
     assert {r.status for r in ClearingRecord.objects.filter(cycle=cycle)} == {"pending", "rejected"}
-    rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
     assert status == {
-        rid(good): ("valid", ""),
-        rid(bad_tac): ("rejected", "tac_invalid"),
-        rid(replay): ("rejected", "counter_replayed"),
-        rid(not_ours): ("rejected", "not_our_card"),
-        rid(no_sam): ("rejected", "tac_invalid"),
-        rid(lost_long_ago): ("rejected", "hotlisted"),
-        rid(lost_just_now): ("valid", ""),
-        rid(unknown): ("rejected", "card_unknown"),
+        _rid(good): ("valid", ""),
+        _rid(bad_tac): ("rejected", "tac_invalid"),
+        _rid(replay): ("rejected", "counter_replayed"),
+        _rid(not_ours): ("rejected", "not_our_card"),
+        _rid(no_sam): ("rejected", "tac_invalid"),
+        _rid(lost_long_ago): ("rejected", "hotlisted"),
+        _rid(lost_just_now): ("valid", ""),
+        _rid(unknown): ("rejected", "card_unknown"),
     }
     assert cycle.validation_checks == {"hangzhou": ["issuer", "card_known", "hotlist", "tac", "counter"]}
     with tenant_context(tenant("jiaxing")):
@@ -190,13 +199,9 @@ def test_issuer_validation_takes_the_hotlist_as_it_stood_at_the_tap(yrd_transit,
         card_unfreeze(card_no=found_before["card_no"], actor="test", at=at(DAY, 8, 59))
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
-    status = {
-        r.record_id: (r.current_status, r.reason)
-        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
-    }
-    rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
+    status = _statuses(cycle)
     assert status == {
-        rid(at_the_edge): ("rejected", "hotlisted"),
-        rid(found_later): ("rejected", "hotlisted"),
-        rid(found_before): ("valid", ""),
+        _rid(at_the_edge): ("rejected", "hotlisted"),
+        _rid(found_later): ("rejected", "hotlisted"),
+        _rid(found_before): ("valid", ""),
     }
