@@ -221,8 +221,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     ``hotlist_grace_minutes`` (a record may carry its own: the grace of the agreement version of its business
     date). Checks in this order, the first failing one is the reason: the card is ours; card known
     (``cards.card_facts``) and not hotlisted at the tap (``terminal_kit.hotlist.hotlisted`` with the record's
-    grace, over ``cards.hotlist_listings``; one query each for the request); TAC valid under our key; counter not cleared before by another record. Re-validating a record gives the same
-    answer (its counter is remembered with its id).
+    grace, over ``cards.hotlist_listings``; one query each for the request); TAC valid under our key;
+    counter not cleared before by another record. Re-validating a record gives the same answer (its counter
+    is remembered with its id).
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
     tenant = _tenant()
