@@ -70,7 +70,8 @@ def child(args) -> None:
     from citycard.tenants.terminals.ingest import batch_ingest
     from citycard.tenants.terminals.models import Terminal, Transaction
     from citycard.tenants.terminals.services import terminal_register
-    from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+    from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+    from citycard.terminal_kit.beijing import BEIJING
 
     call_command("migrate", interactive=False, verbosity=0)
     services.platform_bootstrap()
@@ -80,7 +81,7 @@ def child(args) -> None:
     rng = random.Random(8)
     terminals = [SimTerminal(f"HZ-BUS-{i:04d}", "hangzhou", route=str(1 + i)) for i in range(20)]
     cards = [SimCard(card_number("330100", i)) for i in range(1, args.cards + 1)]
-    start = dt.datetime(2026, 3, 2, 6, 0, tzinfo=SHANGHAI)
+    start = dt.datetime(2026, 3, 2, 6, 0, tzinfo=BEIJING)
     with tenant_context(hangzhou):
         from citycard.tenants.accounts.services import account_open, account_topup
         from citycard.tenants.cards import services as card_services

@@ -44,7 +44,8 @@ def prepare(args):
     from citycard.platform.keys import tenant_card_tac_master
     from citycard.platform.models import Tenant
     from citycard.tenants.terminals.services import terminal_register
-    from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+    from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+    from citycard.terminal_kit.beijing import BEIJING
 
     call_command("migrate", interactive=False, verbosity=0)
     services.platform_bootstrap()
@@ -81,7 +82,7 @@ def prepare(args):
     own = [SimCard(card_number("330100", i)) for i in range(1, 50_001)]
     roaming = [SimCard(card_number(d, i)) for d in ("330400", "310000") for i in range(1, 5_001)]
     previous: dict[str, list[dict]] = {}
-    start = timezone.now().astimezone(SHANGHAI) - dt.timedelta(hours=12)
+    start = timezone.now().astimezone(BEIJING) - dt.timedelta(hours=12)
 
     def next_body(n: int) -> tuple[bytes, int]:
         sim = terminals[n % len(terminals)]
@@ -100,7 +101,7 @@ def prepare(args):
                 )
             )
         previous[sim.terminal_id] = taps
-        return sim.sign(sim.payload(taps, created_at=timezone.now().astimezone(SHANGHAI))), dups
+        return sim.sign(sim.payload(taps, created_at=timezone.now().astimezone(BEIJING))), dups
 
     sent_dups = 0
     bodies = []

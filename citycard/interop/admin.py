@@ -24,23 +24,12 @@ from citycard.interop.models import (
     SettlementInstruction,
 )
 from citycard.interop.services import agreements
-from citycard.platform.admin_sites import platform_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, platform_admin
 from citycard.platform.errors import DomainError
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(RoamingAgreement, site=platform_admin)
-class RoamingAgreementAdmin(ReadOnly):
+class RoamingAgreementAdmin(ReadOnlyAdmin):
     """The agreements' standing terms and the version in force today; their dated terms change only by a
     new version (Agreement versions → Add), never by editing a row."""
 
@@ -165,7 +154,7 @@ class InstructionInline(admin.TabularInline):
 
 
 @admin.register(ClearingCycle, site=platform_admin)
-class ClearingCycleAdmin(ReadOnly):
+class ClearingCycleAdmin(ReadOnlyAdmin):
     list_display = ("agreement", "business_date", "state", "cut_off_at", "closed_at", "settled_at", "resumes")
     list_filter = ("state", "agreement")
     date_hierarchy = "business_date"
@@ -187,7 +176,7 @@ class RecordStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ClearingRecord, site=platform_admin)
-class ClearingRecordAdmin(ReadOnly):
+class ClearingRecordAdmin(ReadOnlyAdmin):
     """Records; filter status = rejected for the exceptions (with the issuer's reason)."""
 
     def get_queryset(self, request):
@@ -214,7 +203,7 @@ class ClearingRecordAdmin(ReadOnly):
 
 
 @admin.register(BilateralPosition, site=platform_admin)
-class BilateralPositionAdmin(ReadOnly):
+class BilateralPositionAdmin(ReadOnlyAdmin):
     list_display = (
         "cycle",
         "issuer",
@@ -229,29 +218,29 @@ class BilateralPositionAdmin(ReadOnly):
 
 
 @admin.register(NetPosition, site=platform_admin)
-class NetPositionAdmin(ReadOnly):
+class NetPositionAdmin(ReadOnlyAdmin):
     list_display = ("cycle", "participant", "receivable_fen", "payable_fen", "net_fen")
     list_filter = ("cycle",)
 
 
 @admin.register(SettlementInstruction, site=platform_admin)
-class SettlementInstructionAdmin(ReadOnly):
+class SettlementInstructionAdmin(ReadOnlyAdmin):
     list_display = ("cycle", "payer", "payee", "amount_fen", "value_date")
 
 
 @admin.register(ReconciliationFile, site=platform_admin)
-class ReconciliationFileAdmin(ReadOnly):
+class ReconciliationFileAdmin(ReadOnlyAdmin):
     list_display = ("cycle", "participant", "state", "sha256", "answered_at")
     list_filter = ("state",)
 
 
 @admin.register(Dispute, site=platform_admin)
-class DisputeAdmin(ReadOnly):
+class DisputeAdmin(ReadOnlyAdmin):
     list_display = ("record", "raised_by", "reason", "state", "raised_at", "resolved_at", "adjustment")
     list_filter = ("state",)
 
 
 @admin.register(MessageRefusal, site=platform_admin)
-class MessageRefusalAdmin(ReadOnly):
+class MessageRefusalAdmin(ReadOnlyAdmin):
     list_display = ("refused_at", "sender", "message_id", "kind", "code", "message")
     list_filter = ("code", "sender")

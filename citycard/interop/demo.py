@@ -27,12 +27,15 @@ from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_o
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card
+from citycard.tenants.cards.pii import id_number_build
+from citycard.tenants.cards.selectors import cardholder_by_id_number
 from citycard.tenants.cards.services import (
     card_activate,
     card_apply,
     card_issue,
     card_produce,
     card_report_lost,
+    cardholder_register,
     schemes_seed,
 )
 from citycard.tenants.medical import services as medical
@@ -41,11 +44,11 @@ from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Terminal
 from citycard.tenants.terminals.services import terminal_register
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.signing import public_key_bytes
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 # (network, acquirer, issuer, riders): whose cards ride whose buses.
 FLOWS = [
     ("yrd", "hangzhou", "jiaxing", 5),
@@ -75,14 +78,30 @@ def _agreements(day: dt.date) -> None:
         )
 
 
-def _issue(issuer: Tenant, count: int, day: dt.date) -> list[str]:
-    """Active transit cards (城市通卡, scheme 03) of the issuer, issued well before the day."""
-    issued_at = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(10), tzinfo=SHANGHAI)
+def _issue(issuer: Tenant, count: int, day: dt.date, *, registered: int = 0) -> list[str]:
+    """Active transit cards (城市通卡, scheme 03) of the issuer, issued well before the day; the first
+    ``registered`` of them to a registered cardholder (实名: only such a card can be reported lost)."""
+    issued_at = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(10), tzinfo=BEIJING)
     numbers = []
     with tenant_context(issuer):
         schemes_seed(actor="demo")
-        for _ in range(count):
-            card = card_apply(scheme_code="03", actor="demo", source="demo-roaming", at=issued_at)
+        for i in range(count):
+            holder = None
+            if i < registered:
+                id_number = id_number_build(
+                    division=issuer.division_code,
+                    birth_date=dt.date(1980, 5, 1),
+                    sequence=day.toordinal() % 1000,
+                )
+                found = cardholder_by_id_number(id_number=id_number)
+                holder = found or cardholder_register(name="通勤者", id_number=id_number, actor="demo")
+            card = card_apply(
+                scheme_code="03",
+                cardholder_id=holder.pk if holder else None,
+                actor="demo",
+                source="demo-roaming",
+                at=issued_at,
+            )
             for step in (card_produce, card_issue, card_activate):
                 step(card_no=card.card_no, actor="demo", at=issued_at)
             numbers.append(card.card_no)
@@ -109,7 +128,7 @@ def _ride(acquirer: Tenant, card_nos: list[str], day: dt.date, hour: int, n: int
                 CardProfile(card_no=card_no), _card_keys(card_no[:6]), balance=5_000, offline_atc=i
             )
             validator.transport.insert(card)
-            validator.clock = lambda i=i: dt.datetime.combine(day, dt.time(hour, 5 * i), tzinfo=SHANGHAI)
+            validator.clock = lambda i=i: dt.datetime.combine(day, dt.time(hour, 5 * i), tzinfo=BEIJING)
             validator.tap()
         document = validator.store.batch_open(
             terminal_id=terminal_id,
@@ -136,14 +155,14 @@ def _day_of_roaming(ctx, day: dt.date) -> None:
         t.code: t for t in Tenant.objects.filter(code__in={f[1] for f in FLOWS} | {f[2] for f in FLOWS})
     }
     for n, (_network, acquirer, issuer, riders) in enumerate(FLOWS, start=1):
-        card_nos = _issue(tenants[issuer], riders, day)
+        card_nos = _issue(tenants[issuer], riders, day, registered=1 if n == 1 else 0)
         if n == 1:
             # A bad tap: the first rider reported the card lost at 07:00 and it was tapped at 08:00.
             with tenant_context(tenants[issuer]):
                 card_report_lost(
                     card_no=card_nos[0],
                     actor="demo",
-                    at=dt.datetime.combine(day, dt.time(7), tzinfo=SHANGHAI),
+                    at=dt.datetime.combine(day, dt.time(7), tzinfo=BEIJING),
                 )
             # Another: a card number the issuer never issued (a forged or test card).
             with tenant_context(tenants[issuer]):
@@ -189,14 +208,14 @@ def _medical_visits(treated: dt.date) -> None:
                 claim_no=f"{treated.isoformat()}-{n}",
                 card_no=patient,
                 department="深圳市人民医院",
-                treated_at=dt.datetime.combine(treated, dt.time(9 + n), tzinfo=SHANGHAI),
+                treated_at=dt.datetime.combine(treated, dt.time(9 + n), tzinfo=BEIJING),
                 items=items,
                 actor="demo",
             )
 
 
 def demo_step(ctx) -> None:
-    today = timezone.now().astimezone(SHANGHAI).date()
+    today = timezone.now().astimezone(BEIJING).date()
     day = today - dt.timedelta(days=2)
     treated = day.replace(day=1) - dt.timedelta(days=2)  # last month: its medical cycle has cut off
     _agreements(day)

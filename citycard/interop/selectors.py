@@ -35,10 +35,9 @@ from citycard.interop.terms import agreement_policy_label
 from citycard.platform.audit.selectors import audit_entries_for
 from citycard.platform.errors import NotFound
 from citycard.platform.models import RoamingNetwork, Tenant
-from citycard.platform.selectors import tenant_networks
+from citycard.platform.selectors import card_list_versioned, tenant_networks
 from citycard.platform.services import network_get
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 # The agreement's visitor policy as the fare rule document says it (docs/fares.md, "Who rides").
 FARE_POLICY = {
@@ -74,7 +73,7 @@ def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[
     """(business date, the moment it opens) of each transit agreement version of the tenant's networks that
     takes effect after ``after`` and changes the visitor policy. Registered with the fare rules by
     InteropConfig.ready, so a city publishing today keeps a policy change its network has scheduled."""
-    day = after.astimezone(SHANGHAI).date()
+    day = after.astimezone(BEIJING).date()
     agreements = (
         RoamingAgreement.objects.filter(service=Service.TRANSIT, network__in=tenant_networks(tenant=tenant))
         .select_related("network")
@@ -87,7 +86,7 @@ def visitor_policy_changes(*, tenant: Tenant, after: dt.datetime) -> list[tuple[
                 continue  # in force already, or superseded the same day
             before = agreement.version_on(version.effective_from - dt.timedelta(days=1))
             if before is None or before.visitor_policy != version.visitor_policy:
-                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+                opens = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=BEIJING)
                 changes.append((version.effective_from, opens))
     return sorted(changes)
 
@@ -477,24 +476,4 @@ def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str,
     head = NetworkHotlist.objects.filter(network=network).first()
     version = head.version if head else 0
     entries = NetworkHotlistEntry.objects.filter(network=network)
-    if since is None or since > version or since < 0:
-        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
-        return {"network": network_code, "version": version, "cards": cards}
-    added = set(
-        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
-            "card_no", flat=True
-        )
-    )
-    removed = (
-        set(
-            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
-                "card_no", flat=True
-            )
-        )
-        - added
-    )
-    return {
-        "network": network_code,
-        "version": version,
-        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
-    }
+    return {"network": network_code, **card_list_versioned(entries=entries, version=version, since=since)}

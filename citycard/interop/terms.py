@@ -17,8 +17,9 @@ from typing import Any
 
 from citycard.interop.models import AgreementVersion, CyclePeriod, RoamingAgreement, VisitorPolicy
 from citycard.platform.errors import DomainError
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import bps_of
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DEFAULTS: dict[str, Any] = {
     "visitor_policy": VisitorPolicy.LOCAL_DISCOUNTS.value,
     "issuer_fee_bps": 0,
@@ -29,9 +30,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def fee_fen(amount_fen: int, bps: int) -> int:
-    """``amount × bps / 10000`` rounded half-up (half away from zero for negative adjustments), per record."""
-    magnitude = (abs(amount_fen) * bps * 2 + 10000) // 20000
-    return magnitude if amount_fen >= 0 else -magnitude
+    """A record's fee at ``bps``: ``terminal_kit.money.bps_of`` (half away from zero), per record."""
+    return bps_of(amount_fen, bps)
 
 
 # The same rounding in SQL, for pricing the records of open cycles again (``_records_reprice``); a property
@@ -81,7 +81,7 @@ def agreement_previous_date(*, agreement: RoamingAgreement, day: dt.date) -> dt.
 
 def agreement_opens_at(*, agreement: RoamingAgreement, day: dt.date) -> dt.datetime:
     """The moment business date ``day`` opens: its cut-off time on that day, Asia/Shanghai."""
-    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=SHANGHAI)
+    return dt.datetime.combine(day, _cut_off(agreement, day), tzinfo=BEIJING)
 
 
 def cycle_window(*, agreement: RoamingAgreement, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -96,7 +96,7 @@ def agreement_business_date(*, agreement: RoamingAgreement, at: dt.datetime) -> 
     """Daily: business date D runs from D at the cut-off to D+1 at the cut-off (Asia/Shanghai), so a night
     bus at 01:00 belongs to the day before when the cut-off is 04:00. Monthly: the first of the month. The
     cut-off of D is the one of the version in force on D."""
-    local = at.astimezone(SHANGHAI)
+    local = at.astimezone(BEIJING)
     day = local.date()
     if agreement.period == CyclePeriod.MONTHLY:
         day = day.replace(day=1)

@@ -7,7 +7,7 @@ the form itself, before a session exists. What each may see there follows its ro
 
 from __future__ import annotations
 
-from django.contrib.admin import AdminSite
+from django.contrib.admin import AdminSite, ModelAdmin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -65,3 +65,17 @@ class TenantAdminSite(AdminSite):
 
 platform_admin = PlatformAdminSite(name="platform_admin")
 tenant_admin = TenantAdminSite(name="tenant_admin")
+
+
+class ReadOnlyAdmin(ModelAdmin):
+    """An admin page that shows and never writes: records only their services write (ledgers, batches,
+    messages, cycles) are read here, whoever the user."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -6,6 +6,8 @@ problem is one input, the ``field`` it concerns. The message is one line a perso
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """A business rule refused the action; nothing was written."""
@@ -28,3 +30,14 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     def __init__(self, message: str, *, code: str = "conflict", field: str | None = None) -> None:
         super().__init__(message, code=code, field=field)
+
+
+def county_refuse(tenant: Any, *, inherits: str, cannot: str, code: str, field: str | None = None) -> None:
+    """Refuse, in a county (县区), a change to what it inherits from its city (card schemes and cards, fare
+    rules): DomainError ``code`` saying whose it uses and what it cannot do. Nothing for a city."""
+    if tenant.kind == "county":
+        raise DomainError(
+            f"{tenant.code} is a county: it uses {tenant.clearing_tenant.code}'s {inherits} and cannot {cannot}",
+            code=code,
+            field=field,
+        )

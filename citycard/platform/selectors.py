@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -114,3 +115,23 @@ def rate_limit_count(*, bucket: str, window_s: int, now: dt.datetime) -> int:
         "count", flat=True
     )
     return counted.first() or 0
+
+
+def card_list_versioned(*, entries: QuerySet, version: int, since: int | None) -> dict[str, Any]:
+    """A versioned list of card numbers as terminals and members take it (``terminal_kit.hotlist.Hotlist``):
+    ``{"version", "cards"}`` (the full list) or ``{"version", "delta": {"since", "added", "removed"}}`` (what
+    changed after version ``since``). ``entries`` are rows with ``card_no``, ``version_added`` and
+    ``version_removed`` (null: still listed): a tenant's hotlist, its terminals' hotlist, a network's. A
+    ``since`` that is None, negative or newer than ``version`` gets the full list (the holder's copy is not
+    ours); a card removed then listed again after ``since`` is in ``added`` only (it is on the list now)."""
+    listed = entries.filter(version_removed__isnull=True)
+    if since is None or since < 0 or since > version:
+        return {"version": version, "cards": sorted(listed.values_list("card_no", flat=True))}
+    added = set(listed.filter(version_added__gt=since).values_list("card_no", flat=True))
+    removed = entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
+        "card_no", flat=True
+    )
+    return {
+        "version": version,
+        "delta": {"since": since, "added": sorted(added), "removed": sorted(set(removed) - added)},
+    }

@@ -338,8 +338,9 @@ TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW
 # "deferred" — the verification stage, after the upload answered (beat task every few seconds);
 # "inline" — inside the upload, before it answers.
 TERMINAL_VERIFY = os.environ.get("CITYCARD_TERMINAL_VERIFY", "deferred")
-# Taps on a card listed on the hotlist longer ago than this are flagged (time for terminals to download it).
-HOTLIST_GRACE_S = int(os.environ.get("CITYCARD_HOTLIST_GRACE_S", "1800"))
+# Taps on an own card listed on the hotlist at least this long before are flagged (time for terminals to
+# download it). Minutes, as every hotlist grace (terminal_kit.hotlist: the one rule).
+HOTLIST_GRACE_MINUTES = int(os.environ.get("CITYCARD_HOTLIST_GRACE_MINUTES", "30"))
 
 # --- Terminal routes (/terminal/… on a tenant's domain): every answer JSON with a code, outages of the
 # database or broker 503 with Retry-After (citycard/platform/terminal_answers.py, docs/ingestion.md).

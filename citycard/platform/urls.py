@@ -24,5 +24,5 @@ urlpatterns = [
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
-    path("", include("citycard.tenants.cards.urls")),
+    path("", include("citycard.tenants.exchange.urls")),
 ]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
@@ -300,7 +301,7 @@ def psam_load(args: argparse.Namespace) -> int:
             keys=keys,
             actor=args.actor,
             audit=Path(args.audit),
-            now=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+            now=dt.datetime.now(BEIJING),
         )
     except (ProvisioningError, ReaderError, ValueError) as exc:
         print(f"psam-load: {exc}", file=sys.stderr)

@@ -14,7 +14,11 @@ _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 class CardNumberError(ValueError):
-    """A card number of the wrong shape or with a wrong check digit."""
+    """A card number of the wrong shape (``code`` "invalid") or with a wrong check digit ("bad_checksum")."""
+
+    def __init__(self, message: str, *, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def luhn_check_digit(body: str) -> str:
@@ -64,8 +68,25 @@ def card_number_parse(number: str) -> CardNumber:
     if not isinstance(number, str) or len(number) != CARD_NUMBER_LENGTH or not number.isdigit():
         raise CardNumberError(f"card number {number!r} must be {CARD_NUMBER_LENGTH} digits")
     if not luhn_valid(number):
-        raise CardNumberError(f"card number {number} fails its Luhn check digit")
+        raise CardNumberError(f"card number {number} fails its Luhn check digit", code="bad_checksum")
     return CardNumber(division=number[:6], scheme=number[6:8], serial=int(number[8:18]))
+
+
+def card_number_clean(value: object) -> str:
+    """The one check of a card number given by a person or a partner app: surrounding spaces dropped, then
+    exactly 19 ASCII digits ending in their Luhn check digit (``card_number_parse``). Returns the number;
+    CardNumberError (code ``invalid``, or ``bad_checksum`` for a wrong check digit) says what is wrong."""
+    number = value.strip() if isinstance(value, str) else value
+    try:
+        if not (isinstance(number, str) and number.isascii()):
+            raise CardNumberError("not ASCII digits")
+        card_number_parse(number)
+    except CardNumberError as exc:
+        raise CardNumberError(
+            f"{value!r} is not a card number ({CARD_NUMBER_LENGTH} digits ending in a valid Luhn check digit)",
+            code=exc.code,
+        ) from exc
+    return number
 
 
 def card_number_bcd(number: str) -> bytes:

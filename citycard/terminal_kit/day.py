@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, key_check_value
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import CardNumberError, card_number_parse
 
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 KEYS_KIND = "citycard.issuer-test-card-keys"
 # Riders by hour of the day (Beijing time): the morning and evening peaks of a city bus.
 HOURLY_WEIGHTS = {

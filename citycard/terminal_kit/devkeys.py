@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import IssuerKeys
@@ -63,7 +64,7 @@ def sim_psam(
         keys=sim_psam_keys(divisions, keys),
         actor=actor,
         audit=audit,
-        now=now or dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+        now=now or dt.datetime.now(BEIJING),
     )
     return psam
 

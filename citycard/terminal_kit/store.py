@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.signing import sign_document, verify_document
 
 _SCHEMA = """
@@ -259,7 +260,7 @@ class TapStore:
             ).fetchall()
             if not rows:
                 return None
-            now = now or dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+            now = now or dt.datetime.now(BEIJING)
             batch_id = f"{terminal_id}-{uuid.uuid4().hex[:16]}"
             payload = {
                 "batch_id": batch_id,

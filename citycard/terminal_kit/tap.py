@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.virtual import CATEGORY_BITS, PASS_BITS
@@ -27,8 +28,6 @@ from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry
 from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.store import StoredTap, TapStore
 from citycard.terminal_kit.transit import TripCodec, card_state
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 class CardProtocolError(Exception):
@@ -128,7 +127,7 @@ class Validator:
         return int(getattr(self.fare, "version", 0))
 
     def _now(self) -> dt.datetime:
-        return self.clock() if self.clock else dt.datetime.now(SHANGHAI)
+        return self.clock() if self.clock else dt.datetime.now(BEIJING)
 
     def tap(self) -> TapResult:
         started = time.perf_counter()
@@ -200,7 +199,7 @@ class Validator:
         now = self._now()
         if blocked:
             return TapResult("blocked", "card blocked (挂失/黑名单卡)", card_no=card.card_no)
-        if card.card_no in self.hotlist:
+        if self.hotlist.blocks(card.card_no, at=now):
             self._block(channel, card)
             return TapResult("blocked", "card is on the hotlist and is now blocked", card_no=card.card_no)
         if not card.valid_from <= now.date() <= card.valid_to:

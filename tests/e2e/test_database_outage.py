@@ -41,7 +41,8 @@ from citycard.platform.models import Tenant
 from citycard.platform.observability import metrics
 from citycard.tenants.terminals.models import Transaction
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +192,7 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
             actor="test",
         )
     connection.set_schema_to_public()
-    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    now = dt.datetime.now(BEIJING).replace(microsecond=0)
     serial = int(uuid.uuid4().int % 10**8)
     sent: list[list[dict]] = []
     for b in range(BATCHES):
@@ -203,7 +204,7 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
         if sent:
             taps[0] = dict(sent[-1][-1])  # the last tap of the batch before, sent again: a duplicate
         sent.append(taps)
-    bodies = [sim.sign(sim.payload(taps, created_at=dt.datetime.now(SHANGHAI))) for taps in sent]
+    bodies = [sim.sign(sim.payload(taps, created_at=dt.datetime.now(BEIJING))) for taps in sent]
     assert request(server, "GET", "/readyz", host="localhost")[0] == 200
 
     answers: list[tuple[int, int, dict, bytes]] = []  # (batch, status, headers, body), in order

@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from citycard.platform import keys, services
 from citycard.platform.models import Tenant
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 
 HOST = "jinhua.localhost"
 URL = "/terminal/v1/batches"
@@ -144,7 +145,7 @@ _serials = iter(range(1, 10**9))
 
 def _taps(sim: SimTerminal, n: int, roaming: int) -> list[dict]:
     """``n`` taps of new cards (so none of them was sent before), ``roaming`` of them Hangzhou's."""
-    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    now = dt.datetime.now(BEIJING).replace(microsecond=0)
     return [
         sim.tap(
             SimCard(card_number("330100" if i < roaming else "330700", next(_serials))),
@@ -328,7 +329,7 @@ def test_one_changed_tap_of_a_signed_batch_costs_at_most_that_tap(
     index = data.draw(st.integers(0, n - 1))
     _change_tap(taps, index, change)
     before = _counts(jinhua)
-    status, _, answer = send(server, sim.sign(sim.payload(taps, created_at=dt.datetime.now(SHANGHAI))))
+    status, _, answer = send(server, sim.sign(sim.payload(taps, created_at=dt.datetime.now(BEIJING))))
     ack = _accepted(jinhua, status, answer)
     results = ack["results"]
     assert len(results) == len(taps)
@@ -351,7 +352,7 @@ def test_one_changed_tap_of_a_signed_batch_costs_at_most_that_tap(
 @given(change=header_change)
 def test_a_changed_header_is_refused_and_writes_nothing(server, jinhua, sim, change):
     field, value = change
-    payload = sim.payload(_taps(sim, 2, 1), created_at=dt.datetime.now(SHANGHAI))
+    payload = sim.payload(_taps(sim, 2, 1), created_at=dt.datetime.now(BEIJING))
     payload[field] = value
     before = _counts(jinhua)
     status, headers, answer = send(server, sim.sign(payload))
@@ -375,7 +376,7 @@ def test_a_changed_header_is_refused_and_writes_nothing(server, jinhua, sim, cha
 @given(change=byte_change, n=st.integers(1, 3))
 def test_a_changed_body_is_refused_with_its_reason_and_writes_nothing(server, jinhua, sim, change, n):
     kind, rng = change
-    body = sim.sign(sim.payload(_taps(sim, n, 1), created_at=dt.datetime.now(SHANGHAI)))
+    body = sim.sign(sim.payload(_taps(sim, n, 1), created_at=dt.datetime.now(BEIJING)))
     changed, content_type = _change_bytes(body, kind, rng)
     before = _counts(jinhua)
     status, headers, answer = send(server, changed, content_type=content_type)
@@ -439,9 +440,9 @@ def test_every_batch_sent_three_times_at_once_gets_the_same_bytes_three_times(se
     taps, roaming and own cards, two terminals), each sent three times by three clients at once."""
     first, second = _terminal(jinhua), _terminal(jinhua)
     stored = _taps(first, 2, 1)
-    status, _, answer = send(server, first.sign(first.payload(stored, created_at=dt.datetime.now(SHANGHAI))))
+    status, _, answer = send(server, first.sign(first.payload(stored, created_at=dt.datetime.now(BEIJING))))
     _accepted(jinhua, status, answer)
-    now = dt.datetime.now(SHANGHAI)
+    now = dt.datetime.now(BEIJING)
     bodies = []
     for sim in (first, second, first, second):
         taps = _taps(sim, 5, 2)

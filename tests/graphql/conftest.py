@@ -18,11 +18,12 @@ from citycard.platform.scopes import Scope
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
 from tests.tenants.medical.conftest import dongguan_card, world  # noqa: F401 (fixtures)
 
-BASE = dt.datetime(2026, 3, 2, 8, 0, tzinfo=SHANGHAI)
+BASE = dt.datetime(2026, 3, 2, 8, 0, tzinfo=BEIJING)
 ALL_SCOPES = list(Scope.values)
 
 
@@ -139,8 +140,8 @@ def jx_fleet(tenant):
 
 # --- the tenant domain behind the partner fields: schemes, cardholders, cards, accounts, subsidies ---------
 
-ISSUED = dt.datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
-RULES_FROM = dt.datetime(2026, 1, 1, tzinfo=SHANGHAI)
+ISSUED = dt.datetime(2026, 1, 5, 10, 0, tzinfo=BEIJING)
+RULES_FROM = dt.datetime(2026, 1, 1, tzinfo=BEIJING)
 ON = dt.date(2026, 3, 2)  # the day categories and concessions are asked about
 
 

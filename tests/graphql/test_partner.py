@@ -601,7 +601,7 @@ def test_partner_reads_appear_in_the_cardholders_access_log(client, tenant, hz_p
     """What a partner app read of a cardholder through its key is in that cardholder's access log, with the
     key; another cardholder's log does not show it."""
     from citycard.tenants.cards.models import Card
-    from citycard.tenants.departments.selectors import cardholder_access_log
+    from citycard.tenants.cards.selectors import cardholder_access_log
 
     token = issue("hangzhou", [Scope.CARDS_READ], name="Library app")
     assert data_of(gql(client, "hangzhou", CARD, {"n": hz_people.elderly_card}, token=token))["card"]
@@ -611,3 +611,41 @@ def test_partner_reads_appear_in_the_cardholders_access_log(client, tenant, hz_p
         reads = [e for e in cardholder_access_log(cardholder_id=holder) if e.channel == "api_key"]
         assert len(reads) == 1 and reads[0].reader.startswith("apikey:") and reads[0].purpose
         assert not [e for e in cardholder_access_log(cardholder_id=other) if e.channel == "api_key"]
+
+
+def test_card_report_lost_refuses_an_anonymous_card_and_a_bad_card_number_as_data(client, tenant, hz_people):
+    """The service's rule (cards.services.card_loss_report_check) and the one card-number check
+    (terminal_kit.cardno.card_number_clean), answered as errors with codes; nothing written."""
+    hangzhou = tenant("hangzhou")
+    token = issue("hangzhou", [Scope.CARDS_REPORT_LOSS], name="Bank app")
+    rows = card_rows(hangzhou)
+    anonymous = data_of(
+        gql(client, "hangzhou", REPORT, {"c": hz_people.anonymous_card, "i": hz_people.plain_id}, token=token)
+    )["cardReportLost"]
+    assert anonymous["card"] is None
+    assert [(e["field"], e["code"]) for e in anonymous["errors"]] == [("cardNumber", "ANONYMOUS_CARD")]
+    good = hz_people.plain_card
+    bad_digit = good[:-1] + str((int(good[-1]) + 1) % 10)
+    for number, code in ((bad_digit, "BAD_CHECKSUM"), (good[:16], "INVALID"), ("３" * 19, "INVALID")):
+        answer = data_of(gql(client, "hangzhou", REPORT, {"c": number, "i": hz_people.plain_id}, token=token))
+        errors = answer["cardReportLost"]["errors"]
+        assert [(e["field"], e["code"]) for e in errors] == [("cardNumber", code)], number
+    assert card_rows(hangzhou) == rows
+
+
+def test_card_number_arguments_of_queries_take_exactly_19_digits(client, hz_people):
+    token = issue("hangzhou", [Scope.CARDS_READ])
+    short = hz_people.plain_card[:16]
+    answer = gql(
+        client, "hangzhou", "query($n: String!) { card(number: $n) { number } }", {"n": short}, token=token
+    )
+    assert codes_of(answer) == ["INVALID_ARGUMENT"]
+    assert "19 digits" in answer.json()["errors"][0]["message"]
+    spaced = gql(
+        client,
+        "hangzhou",
+        "query($n: String!) { card(number: $n) { number } }",
+        {"n": f" {hz_people.plain_card} "},
+        token=token,
+    )
+    assert data_of(spaced)["card"]["number"] == hz_people.plain_card

@@ -108,19 +108,27 @@ def yrd_transit(db):
 
 
 def cards_known(issuer, card_nos) -> None:
-    """Active cards of the issuer's transit-card scheme (城市通卡, 03), as its card domain holds them."""
+    """Active cards of the issuer's transit-card scheme (城市通卡, 03), as its card domain holds them, all
+    registered to one cardholder (so that a test may report one lost: an anonymous card cannot be)."""
     from citycard.tenants.cards.models import Card, CardScheme
-    from citycard.tenants.cards.services import schemes_seed
+    from citycard.tenants.cards.pii import id_number_build
+    from citycard.tenants.cards.selectors import cardholder_by_id_number
+    from citycard.tenants.cards.services import cardholder_register, schemes_seed
 
     with tenant_context(issuer):
         if not CardScheme.objects.filter(code="03").exists():
             schemes_seed(actor="test")
         scheme = CardScheme.objects.get(code="03")
+        id_number = id_number_build(division=issuer.division_code, birth_date=dt.date(1980, 5, 1), sequence=7)
+        holder = cardholder_by_id_number(id_number=id_number) or cardholder_register(
+            name="持卡人", id_number=id_number, actor="test"
+        )
         for number in card_nos:
             Card.objects.get_or_create(
                 card_no=number,
                 defaults={
                     "scheme": scheme,
+                    "cardholder": holder,
                     "state": "active",
                     "applied_at": at(dt.date(2025, 1, 1), 9),
                     "activated_at": at(dt.date(2025, 1, 2), 9),

@@ -110,6 +110,19 @@ def test_zero_value_cycle_settles(yrd_transit, send, collect):
     assert cycle.instructions.count() == 0
 
 
+def _statuses(cycle) -> dict[str, tuple[str, str]]:
+    """record id -> (status, reason) of the cycle's records."""
+    return {
+        r.record_id: (r.current_status, r.reason)
+        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
+    }
+
+
+def _rid(record: dict) -> str:
+    """The clearing record id Jiaxing's record gets."""
+    return f"jiaxing-{record['source_tx_id']}"
+
+
 def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, send, collect, tenant):
     from citycard.tenants.cards.services import card_report_lost
 
@@ -132,22 +145,18 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
         card_report_lost(card_no=lost_just_now["card_no"], actor="test", at=at(DAY, 8, 30))
     collect("jiaxing")
     cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
-    status = {
-        r.record_id: (r.current_status, r.reason)
-        for r in ClearingRecord.objects.filter(cycle=cycle).with_status()
-    }
+    status = _statuses(cycle)
     # Validation wrote only the rejections: the valid records are still stored pending.
     assert {r.status for r in ClearingRecord.objects.filter(cycle=cycle)} == {"pending", "rejected"}
-    rid = lambda r: f"jiaxing-{r['source_tx_id']}"  # noqa: E731
     assert status == {
-        rid(good): ("valid", ""),
-        rid(bad_tac): ("rejected", "tac_invalid"),
-        rid(replay): ("rejected", "counter_replayed"),
-        rid(not_ours): ("rejected", "not_our_card"),
-        rid(no_sam): ("rejected", "tac_invalid"),
-        rid(lost_long_ago): ("rejected", "hotlisted"),
-        rid(lost_just_now): ("valid", ""),
-        rid(unknown): ("rejected", "card_unknown"),
+        _rid(good): ("valid", ""),
+        _rid(bad_tac): ("rejected", "tac_invalid"),
+        _rid(replay): ("rejected", "counter_replayed"),
+        _rid(not_ours): ("rejected", "not_our_card"),
+        _rid(no_sam): ("rejected", "tac_invalid"),
+        _rid(lost_long_ago): ("rejected", "hotlisted"),
+        _rid(lost_just_now): ("valid", ""),
+        _rid(unknown): ("rejected", "card_unknown"),
     }
     assert cycle.validation_checks == {"hangzhou": ["issuer", "card_known", "hotlist", "tac", "counter"]}
     with tenant_context(tenant("jiaxing")):
@@ -170,3 +179,31 @@ def test_a_counter_cleared_in_an_earlier_cycle_is_a_replay_later(yrd_transit, se
     collect("jiaxing", now=at(NEXT, 11))
     cycle = cycle_run(cycle=_cycle(NEXT), now=at(NEXT + dt.timedelta(days=1), 5))
     assert cycle.records.get().reason == "counter_replayed"
+
+
+def test_issuer_validation_takes_the_hotlist_as_it_stood_at_the_tap(yrd_transit, send, collect, tenant):
+    """The one hotlist rule (terminal_kit.hotlist.hotlisted) with the agreement's 60 minutes: a tap exactly
+    at the end of the grace is hotlisted; a card found again after the tap was still hotlisted at it."""
+    from citycard.tenants.cards.services import card_report_lost, card_unfreeze
+
+    def rec(serial):
+        return record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=serial)
+
+    at_the_edge = rec(11)  # hotlisted at 08:00, tapped at 09:00: exactly the grace
+    found_later = rec(12)  # hotlisted at 07:00, tapped at 09:00, off the hotlist at 10:00
+    found_before = rec(13)  # hotlisted at 07:00, off the hotlist at 08:59, tapped at 09:00
+    send("jiaxing", [at_the_edge, found_later, found_before])
+    with tenant_context(tenant("hangzhou")):
+        card_report_lost(card_no=at_the_edge["card_no"], actor="test", at=at(DAY, 8))
+        card_report_lost(card_no=found_later["card_no"], actor="test", at=at(DAY, 7))
+        card_unfreeze(card_no=found_later["card_no"], actor="test", at=at(DAY, 10))
+        card_report_lost(card_no=found_before["card_no"], actor="test", at=at(DAY, 7))
+        card_unfreeze(card_no=found_before["card_no"], actor="test", at=at(DAY, 8, 59))
+    collect("jiaxing")
+    cycle = cycle_run(cycle=_cycle(), now=at(NEXT, 5))
+    status = _statuses(cycle)
+    assert status == {
+        _rid(at_the_edge): ("rejected", "hotlisted"),
+        _rid(found_later): ("rejected", "hotlisted"),
+        _rid(found_before): ("valid", ""),
+    }

@@ -24,7 +24,8 @@ from citycard.platform.observability.logs import JsonFormatter, log_format
 from citycard.platform.scopes import Scope
 from citycard.platform.tasks import audit_verify_chain
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 from tests.interop.conftest import yrd_transit  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +84,7 @@ def hz_terminal(tenant):
 
 
 def batch(sim: SimTerminal, *, bad: bool = False) -> bytes:
-    now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
+    now = timezone.now().astimezone(BEIJING).replace(microsecond=0)
     at = now - dt.timedelta(minutes=10)
     taps = [
         sim.tap(SimCard(card_number("330100", 1 + i)), at=at + i * dt.timedelta(seconds=30)) for i in range(3)

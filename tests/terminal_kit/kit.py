@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
@@ -21,14 +22,14 @@ from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
 from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import SHANGHAI, FixedFare, Validator
+from citycard.terminal_kit.tap import FixedFare, Validator
 
 PURCHASE_MASTER = bytes.fromhex("00112233445566778899aabbccddeeff")
 TAC_MASTER = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
 LOAD_MASTER = bytes.fromhex("a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5")
 MAINTENANCE_MASTER = bytes.fromhex("5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a")
 TERMINAL_ID = bytes.fromhex("330100000001")
-NOW = dt.datetime(2026, 11, 24, 8, 30, 0, tzinfo=SHANGHAI)
+NOW = dt.datetime(2026, 11, 24, 8, 30, 0, tzinfo=BEIJING)
 
 
 def keys(algorithm: Algorithm = Algorithm.SM4) -> IssuerKeys:

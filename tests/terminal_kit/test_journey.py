@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT, CardProfile, VirtualCard
 from citycard.terminal_kit.card.vpcd import PSAM_PORT
@@ -17,7 +18,7 @@ from citycard.terminal_kit.fares import load_signed
 from citycard.terminal_kit.reader import InProcessReader, PcscReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.signing import public_key_bytes, sign_document
-from citycard.terminal_kit.tap import SHANGHAI, FixedFare
+from citycard.terminal_kit.tap import FixedFare
 from citycard.terminal_kit.transit import TransitRecordError, TripCodec
 from tests.terminal_kit import kit
 from tests.terminal_kit.conftest import PSAM_READER, reinsert
@@ -32,7 +33,7 @@ JX = load_signed(
     sign_document(jiaxing(version=2), key=KEY, key_id="jiaxing:s1"),
     keys={"jiaxing:s1": public_key_bytes(KEY)},
 )
-MORNING = dt.datetime(2026, 11, 24, 8, 30, tzinfo=SHANGHAI)  # a Tuesday
+MORNING = dt.datetime(2026, 11, 24, 8, 30, tzinfo=BEIJING)  # a Tuesday
 # A journey begun on bus 151 at 08:30 that transferred once and paid 260 fen, the elderly quota used 3
 # times in November 2026, 900 fen spent towards the day cap on 2026-11-24.
 STATE = {
@@ -113,7 +114,7 @@ def _validator(tmp_path, name: str, *, route: str, service: str = "bus", sam=Non
 
 
 def test_the_quota_is_counted_on_the_card_whichever_validator_takes_the_ride(tmp_path):
-    at = [dt.datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI)]  # off-peak: free for the elderly, 30 a month
+    at = [dt.datetime(2026, 11, 24, 10, 0, tzinfo=BEIJING)]  # off-peak: free for the elderly, 30 a month
     one = _validator(tmp_path, "a", route="151", clock=lambda: at[0])
     two = _validator(
         tmp_path, "b", route="7", sam=kit.sam(bytes.fromhex("330100000002")), clock=lambda: at[0]

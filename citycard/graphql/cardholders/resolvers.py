@@ -10,14 +10,10 @@ from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.terminals.resolvers import card_number_check
 from citycard.platform.errors import DomainError
 from citycard.tenants.cards.models import CategoryCode
-from citycard.tenants.cards.selectors import (
-    SHANGHAI,
-    card_get,
-    cardholder_categories,
-    categories_on,
-)
+from citycard.tenants.cards.selectors import card_get, cardholder_categories, categories_on
 from citycard.tenants.cards.services import cardholder_verify_attempt
 from citycard.tenants.fares.selectors import concessions_for
+from citycard.terminal_kit.beijing import BEIJING
 
 CATEGORY_NAMES = dict(CategoryCode.choices)
 
@@ -46,7 +42,7 @@ def resolve_cardholder_categories(
     card = card_get(card_no=number)
     if card is None:
         return None
-    day = on_date or dt.datetime.now(SHANGHAI).date()
+    day = on_date or dt.datetime.now(BEIJING).date()
     rows = cardholder_categories(cardholder_id=card.cardholder_id) if card.cardholder_id is not None else []
     held = categories_on(rows, on=day)
     found = (

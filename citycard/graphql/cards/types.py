@@ -11,7 +11,7 @@ from citycard.graphql.core.types import NonNullList, global_id
 from citycard.graphql.terminals.types import TransactionConnection
 from citycard.platform.scopes import Scope
 from citycard.tenants.cards.models import Application, CardState
-from citycard.tenants.cards.selectors import SHANGHAI
+from citycard.terminal_kit.beijing import BEIJING
 
 CardStateEnum = graphene.Enum(
     "CardState",
@@ -139,7 +139,7 @@ class Card(graphene.ObjectType):
 
     @staticmethod
     def resolve_valid_from(root, info):
-        return root.issued_at.astimezone(SHANGHAI).date() if root.issued_at else None
+        return root.issued_at.astimezone(BEIJING).date() if root.issued_at else None
 
     @staticmethod
     def resolve_balance(root, info):

@@ -39,8 +39,7 @@ from citycard.interop.models import (
     Service,
     VisitorPolicy,
 )
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _enum(name: str, choices: type, description: str) -> type[graphene.Enum]:
@@ -101,7 +100,7 @@ def _with_versions(root, info, fn):
 
 
 def _today() -> dt.date:
-    return clock.now().astimezone(SHANGHAI).date()
+    return clock.now().astimezone(BEIJING).date()
 
 
 def _today_term(name: str):

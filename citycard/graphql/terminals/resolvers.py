@@ -12,7 +12,7 @@ from citycard.graphql.core.types import enum_value
 from citycard.graphql.terminals.types import TerminalConnection, TransactionConnection
 from citycard.tenants.terminals.models import Terminal
 from citycard.tenants.terminals.selectors import transactions_query
-from citycard.terminal_kit.cardno import luhn_valid
+from citycard.terminal_kit.cardno import CardNumberError, card_number_clean
 
 TERMINAL_KEYS = (Key("terminal_id"),)
 # Newest first, served by the index (card_no, tapped_at DESC, id DESC) of every month partition.
@@ -23,14 +23,11 @@ TRANSACTION_KEYS = (
 
 
 def card_number_check(value: str, argument: str = "cardNumber") -> str:
-    number = (value or "").strip()
-    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn_valid(number)):
-        raise ApiError(
-            f"{argument} {value!r} is not a card number (12-19 digits ending in a valid Luhn check digit)",
-            ApiErrorCode.INVALID_ARGUMENT,
-            argument=argument,
-        )
-    return number
+    """A card-number argument of a query, by the one check (``terminal_kit.cardno.card_number_clean``)."""
+    try:
+        return card_number_clean(value or "")
+    except CardNumberError as exc:
+        raise ApiError(f"{argument} {exc}", ApiErrorCode.INVALID_ARGUMENT, argument=argument) from exc
 
 
 def _time_range(tapped_from: dt.datetime | None, tapped_to: dt.datetime | None) -> None:

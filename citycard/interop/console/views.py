@@ -32,8 +32,8 @@ from citycard.interop.services import disputes as dispute_services
 from citycard.interop.services.cycles import cycle_close, cycle_net, cycle_settle, cycle_validate
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import PlatformScope, platform_scopes_of
+from citycard.terminal_kit.beijing import BEIJING
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 RECORDS_SHOWN = 500
 
 # The one step each state leads to, with what the confirmation says.
@@ -134,7 +134,7 @@ def _render(request, template: str, context: dict) -> HttpResponse:
 def today(request: HttpRequest) -> HttpResponse:
     """每日 Today: every network × service with its current and previous cycle, and what needs a person."""
     now = clock.now()
-    on = _day(request.GET.get("date")) or now.astimezone(SHANGHAI).date()
+    on = _day(request.GET.get("date")) or now.astimezone(BEIJING).date()
     cycles = selectors.cycles_around(on=on)
     ids = [c.pk for c in cycles]
     board = day_board(
@@ -153,7 +153,7 @@ def today(request: HttpRequest) -> HttpResponse:
         "today.html",
         {
             "on": on,
-            "is_today": on == now.astimezone(SHANGHAI).date(),
+            "is_today": on == now.astimezone(BEIJING).date(),
             "day_before": on - dt.timedelta(days=1),
             "day_after": on + dt.timedelta(days=1),
             "board": board,

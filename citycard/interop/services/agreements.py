@@ -33,7 +33,6 @@ from citycard.interop.selectors import agreement_get
 from citycard.interop.terms import (
     DEFAULTS,
     FEE_SQL,
-    SHANGHAI,
     agreement_next_date,
     agreement_opens_at,
     agreement_previous_date,
@@ -45,6 +44,7 @@ from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.selectors import network_members
 from citycard.platform.services import network_get
 from citycard.tenants.fares import services as fares
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _terms_checked(terms: dict[str, Any]) -> None:
@@ -344,7 +344,7 @@ def _members_republish(
     effective from the version's first business date: ``tenants.fares.services.fares_agreements_republish``
     run in the city's schema (its published document again, agreements applied — never its draft rows).
     {city: the fare document version in force then, or None when it has published none}."""
-    effective = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=SHANGHAI)
+    effective = dt.datetime.combine(version.effective_from, version.cut_off, tzinfo=BEIJING)
     done: dict[str, int | None] = {}
     cities = [
         m.tenant for m in network_members(network_code=agreement.network.code, on=version.effective_from)

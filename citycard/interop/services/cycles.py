@@ -29,9 +29,10 @@ from citycard.interop.models import ClearingCycle, CyclePeriod, CycleState, Issu
 from citycard.interop.selectors import agreement_get, cycle_issuers_pending
 from citycard.interop.services import netting, reconciliation, validation
 from citycard.interop.services.messages import message_deliver
-from citycard.interop.terms import SHANGHAI, agreement_next_date, cycle_window
+from citycard.interop.terms import agreement_next_date, cycle_window
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict
+from citycard.terminal_kit.beijing import BEIJING
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def cycle_close(
         return cycle
     if now < cycle.cut_off_at:
         raise Conflict(
-            f"cycle {cycle.label} cuts off at {cycle.cut_off_at.astimezone(SHANGHAI).isoformat()};"
+            f"cycle {cycle.label} cuts off at {cycle.cut_off_at.astimezone(BEIJING).isoformat()};"
             " it cannot close before",
             code="before_cut_off",
         )

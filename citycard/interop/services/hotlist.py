@@ -27,12 +27,12 @@ from django_tenants.utils import tenant_context
 from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotlist, NetworkHotlistEntry
 from citycard.interop.selectors import network_hotlist
 from citycard.interop.services.messages import message_deliver, message_handler, outboxes_collect
-from citycard.interop.terms import SHANGHAI
 from citycard.platform.envelopes import EnvelopeRefused, Opened
 from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import network_members, tenant_networks
 from citycard.tenants.cards.services import hotlist_publish
 from citycard.tenants.exchange import services as exchange
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _apply(network: RoamingNetwork, issuer: str, added: set[str], removed: set[str], now: dt.datetime) -> int:
@@ -76,7 +76,7 @@ def _update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused("hotlist.update needs an integer version", code="malformed")
     state = MemberHotlist.objects.select_for_update().filter(tenant=city.code).first()
     allowed = {city.division_code, *city.counties.values_list("division_code", flat=True)}
-    networks = list(tenant_networks(tenant=city, on=now.astimezone(SHANGHAI).date()))
+    networks = list(tenant_networks(tenant=city, on=now.astimezone(BEIJING).date()))
     if "cards" in body:
         cards = {c for c in body["cards"] if isinstance(c, str)}
         if any(c[:6] not in allowed for c in cards):

@@ -33,11 +33,12 @@ from citycard.interop.models import (
 from citycard.interop.selectors import agreement_get
 from citycard.interop.services.cycles import cycle_open_from
 from citycard.interop.services.messages import message_deliver, message_handler
-from citycard.interop.terms import SHANGHAI, agreement_business_date, fee_fen
+from citycard.interop.terms import agreement_business_date, fee_fen
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared
 from citycard.tenants.medical import services as medical
+from citycard.terminal_kit.beijing import BEIJING
 
 TRANSIT_SERVICES = frozenset({"bus", "metro", "ferry", "tram", "coach", "bike", "taxi", "rail"})
 
@@ -212,7 +213,7 @@ def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
         raise EnvelopeRefused(f"no tenant insures card {card_no}", code="malformed")
     insured = owner.clearing_tenant
     treated_at = dt.datetime.fromisoformat(body["treated_at"])
-    local_day = treated_at.astimezone(SHANGHAI).date()
+    local_day = treated_at.astimezone(BEIJING).date()
     shared = list(networks_shared(a=treatment, b=insured, on=local_day).values_list("code", flat=True))
     if not shared:
         raise EnvelopeRefused(f"{treatment.code} and {insured.code} share no network", code="malformed")

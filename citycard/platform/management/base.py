@@ -19,9 +19,9 @@ from django.core.management.base import BaseCommand, CommandError, handle_defaul
 from django.db import DatabaseError, OperationalError, ProgrammingError, connections
 
 from citycard.platform.errors import DomainError
+from citycard.terminal_kit.beijing import beijing_text
 
 EXIT_REFUSED = 2
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing")
 
 
 def beijing(at: dt.datetime | None, *, seconds: bool = False, empty: str = "") -> str:
@@ -29,7 +29,7 @@ def beijing(at: dt.datetime | None, *, seconds: bool = False, empty: str = "") -
     ``2026-11-21 23:00 +08:00``. Amounts are shown the same way everywhere: yuan, the header says so."""
     if at is None:
         return empty
-    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S +08:00" if seconds else "%Y-%m-%d %H:%M +08:00")
+    return beijing_text(at, seconds=seconds)
 
 
 MIGRATE = "the database has no tables yet: run citycard migrate"

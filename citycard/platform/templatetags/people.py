@@ -14,18 +14,15 @@ import datetime as dt
 from django import template
 from django.utils.html import format_html
 
+from citycard.terminal_kit import money
+from citycard.terminal_kit.beijing import beijing_text
+
 register = template.Library()
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
-def yuan_of(fen: int | None) -> str:
-    """``123456`` → ``¥1,234.56``; ``-5`` → ``-¥0.05``; None → empty. Integer arithmetic only."""
-    if fen is None or fen == "":
-        return ""
-    fen = int(fen)
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
+def yuan_of(fen: int | str | None) -> str:
+    """``terminal_kit.money.yuan`` for a template value (an empty string is none)."""
+    return "" if fen is None or fen == "" else money.yuan(int(fen))
 
 
 @register.filter
@@ -47,5 +44,5 @@ def beijing(moment: dt.datetime | None) -> str:
     if not moment:
         return ""
     if isinstance(moment, dt.datetime):
-        return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M +08:00")
+        return beijing_text(moment)
     return str(moment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from citycard.platform.admin_sites import tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
 from citycard.tenants.accounts.models import (
     LedgerAccount,
     Leg,
@@ -15,17 +15,6 @@ from citycard.tenants.accounts.models import (
     SubsidyProgramme,
     SubsidyRun,
 )
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LegInline(admin.TabularInline):
@@ -42,21 +31,21 @@ class LegInline(admin.TabularInline):
 
 
 @admin.register(LedgerAccount, site=tenant_admin)
-class LedgerAccountAdmin(ReadOnly):
+class LedgerAccountAdmin(ReadOnlyAdmin):
     list_display = ("code", "kind", "card_no", "balance_fen", "overdraft_fen", "opened_at")
     list_filter = ("kind",)
     search_fields = ("=card_no", "code")
 
 
 @admin.register(Posting, site=tenant_admin)
-class PostingAdmin(ReadOnly):
+class PostingAdmin(ReadOnlyAdmin):
     list_display = ("at", "kind", "amount_fen", "memo", "idempotency_key", "actor")
     list_filter = ("kind",)
     inlines = [LegInline]
 
 
 @admin.register(PurseShadow, site=tenant_admin)
-class PurseShadowAdmin(ReadOnly):
+class PurseShadowAdmin(ReadOnlyAdmin):
     list_display = ("card_no", "balance_fen", "last_counter", "updated_at", "closed")
     search_fields = ("=card_no",)
 
@@ -73,12 +62,12 @@ class SubsidyItemInline(LegInline):
 
 
 @admin.register(SubsidyRun, site=tenant_admin)
-class SubsidyRunAdmin(ReadOnly):
+class SubsidyRunAdmin(ReadOnlyAdmin):
     list_display = ("programme", "period", "on", "payments", "total_fen", "at")
 
 
 @admin.register(SubsidyPayment, site=tenant_admin)
-class SubsidyPaymentAdmin(ReadOnly):
+class SubsidyPaymentAdmin(ReadOnlyAdmin):
     list_display = ("run", "cardholder_id", "amount_fen")
     search_fields = ("=cardholder_id",)
     inlines = [SubsidyItemInline]

@@ -20,3 +20,11 @@ class AccountsConfig(AppConfig):
             "accounts.subsidyitem": {"view"},
         },
     }
+
+    def ready(self) -> None:
+        # A replaced card's money follows it: cards, below accounts, only sends the signal (imported here:
+        # models load only once the app registry is ready).
+        from citycard.tenants.accounts.services import card_replaced_follow
+        from citycard.tenants.cards.signals import card_replaced
+
+        card_replaced.connect(card_replaced_follow, dispatch_uid="accounts.card_replaced_follow")

@@ -30,7 +30,7 @@ from citycard.tenants.accounts.models import (
     SubsidyProgramme,
     SubsidyRun,
 )
-from citycard.tenants.cards.models import Card, CardholderCategory, CardState
+from citycard.tenants.cards.models import Card, CardholderCategory, CardState, CategoryCode
 
 # --- accounts ------------------------------------------------------------------------------------------
 
@@ -269,8 +269,6 @@ def subsidy_programme_save(
         if not item.get("item"):
             raise DomainError("every item needs a name", field="items")
         _amount(item.get("amount_fen"), "items")
-    from citycard.tenants.cards.models import CategoryCode
-
     if category and category not in CategoryCode.values:
         raise DomainError(f"unknown category {category!r}", field="category")
     programme, created = SubsidyProgramme.objects.update_or_create(
@@ -402,6 +400,13 @@ def purse_shadow_apply(*, movements: Sequence[PurseMovement]) -> list[PurseDiver
                 ],
             )
     return out
+
+
+def card_replaced_follow(
+    sender: Any, *, old_card_no: str, new_card_no: str, actor: str, at: dt.datetime, **_: Any
+) -> dict[str, Any]:
+    """The receiver of ``cards.signals.card_replaced``: the money moves to the new card (``card_money_move``)."""
+    return card_money_move(old_card_no=old_card_no, new_card_no=new_card_no, actor=actor, at=at)
 
 
 @transaction.atomic

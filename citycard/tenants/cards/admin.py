@@ -27,8 +27,12 @@ from citycard.tenants.cards.models import (
     HotlistEntry,
 )
 from citycard.tenants.cards.pii import decade_label, id_number_parse, phone_normalise
-from citycard.tenants.cards.selectors import cardholder_search, cardholder_search_ref, schemes_visible
-from citycard.tenants.departments.selectors import cardholder_access_log
+from citycard.tenants.cards.selectors import (
+    cardholder_access_log,
+    cardholder_search,
+    cardholder_search_ref,
+    schemes_visible,
+)
 
 
 def _actor(request) -> str:

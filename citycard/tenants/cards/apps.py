@@ -25,5 +25,5 @@ class CardsConfig(AppConfig):
             "cards.hotlistentry": {"view"},
         },
     }
-    demo_step = "citycard.tenants.cards.demo.demo_step"
+    demo_step = "citycard.tenants.demo.demo_step"  # cards, accounts and departments: above every layer
     demo_order = 40

@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.errors import DomainError
+from citycard.platform.errors import DomainError, county_refuse
 from citycard.tenants.cards.models import CardScheme, CardState, CategoryCode
 from citycard.tenants.cards.pii import (
     Sealer,
@@ -44,6 +44,7 @@ from citycard.tenants.cards.pii import (
     phone_mask,
     phone_normalise,
 )
+from citycard.tenants.cards.services import scheme_eligible
 from citycard.terminal_kit.cardno import card_number_build
 
 CHUNK = 5000
@@ -184,8 +185,6 @@ def _check(line: int, raw: dict[str, str], schemes: dict[str, CardScheme], today
         permit=_flag(raw.get("residence_permit", ""), "residence_permit"),
         categories=_categories(raw.get("categories", ""), today),
     )
-    from citycard.tenants.cards.services import scheme_eligible
-
     holder_like = type(
         "H",
         (),
@@ -269,8 +268,7 @@ def cards_import(
     (applied, or issued/active for cards made and handed out by the batch). Chunks commit one by one.
     ``encoding``: the file's, when not detected (see ``csv_text``)."""
     tenant = current_tenant()
-    if tenant.kind == "county":
-        raise DomainError(f"{tenant.code} is a county: cards are issued by its city", code="county_read_only")
+    county_refuse(tenant, inherits="card schemes and cards", cannot="issue cards", code="county_read_only")
     if state not in TARGET_STATES:
         raise DomainError(f"state must be one of {', '.join(TARGET_STATES)}", field="state")
     path = Path(path)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,11 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.keys import tenant_verify
+from citycard.platform.publications import publication_latest
+from citycard.platform.selectors import card_list_versioned
 from citycard.platform.sqlarrays import pg_array
 from citycard.tenants.cards.models import (
     Card,
@@ -26,8 +31,8 @@ from citycard.tenants.cards.models import (
     HotlistHead,
 )
 from citycard.tenants.cards.pii import Sealer, id_mask, id_number_parse, phone_normalise
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.hotlist import Listing, listing_at
 
 
 @dataclass(frozen=True)
@@ -36,37 +41,30 @@ class CardFacts:
     state: str
     scheme_code: str
     categories: frozenset[str]
-    hotlisted_at: dt.datetime | None
-    hotlist_reason: str
 
 
 _FACTS_SQL = """
 SELECT c.card_no, c.state, s.code,
        COALESCE((SELECT array_agg(DISTINCT k.code) FROM cards_cardholdercategory k
                   WHERE k.cardholder_id = c.cardholder_id AND k.valid_from <= %(day)s
-                    AND (k.valid_to IS NULL OR k.valid_to >= %(day)s)), '{}'),
-       h.listed_at, COALESCE(h.reason, '')
+                    AND (k.valid_to IS NULL OR k.valid_to >= %(day)s)), '{}')
   FROM cards_card c
   JOIN cards_cardscheme s ON s.id = c.scheme_id
-  LEFT JOIN LATERAL (SELECT e.listed_at, e.reason FROM cards_hotlistentry e
-                      WHERE e.card_no = c.card_no AND e.listed_at <= %(at)s
-                        AND (e.removed_at IS NULL OR e.removed_at > %(at)s)
-                      ORDER BY e.listed_at DESC LIMIT 1) h ON true
  WHERE c.card_no = ANY(%(cards)s)
 """
 
 
 def card_facts(*, card_nos: Iterable[str], at: dt.datetime | None = None) -> dict[str, CardFacts]:
     """What is known of these cards at ``at`` (default now), in the current tenant's schema: state, scheme,
-    rider categories valid that day (Asia/Shanghai), and the hotlist listing in force then. One query;
-    cards not found are absent."""
+    rider categories valid that day (Beijing time). One query; cards not found are absent. (Whether a tap
+    was on a hotlisted card: ``taps_hotlisted`` / ``hotlist_listings``, by the one hotlist rule.)"""
     numbers = sorted({str(n) for n in card_nos})
     if not numbers:
         return {}
     at = at or timezone.now()
-    day = at.astimezone(SHANGHAI).date()
+    day = at.astimezone(BEIJING).date()
     with connection.cursor() as cur:
-        cur.execute(_FACTS_SQL, {"cards": numbers, "at": at, "day": day})
+        cur.execute(_FACTS_SQL, {"cards": numbers, "day": day})
         rows = cur.fetchall()
     return {
         r[0]: CardFacts(
@@ -74,24 +72,9 @@ def card_facts(*, card_nos: Iterable[str], at: dt.datetime | None = None) -> dic
             state=r[1],
             scheme_code=r[2],
             categories=frozenset(r[3]),
-            hotlisted_at=r[4],
-            hotlist_reason=r[5],
         )
         for r in rows
     }
-
-
-def hotlist_as_of(*, card_nos: Iterable[str], at: dt.datetime) -> dict[str, tuple[dt.datetime, str]]:
-    """For each card on the hotlist at ``at``: (listed_at, reason). One query (any card number, ours or not)."""
-    numbers = sorted({str(n) for n in card_nos})
-    if not numbers:
-        return {}
-    rows = (
-        HotlistEntry.objects.filter(card_no__in=numbers, listed_at__lte=at)
-        .filter(Q(removed_at__isnull=True) | Q(removed_at__gt=at))
-        .values_list("card_no", "listed_at", "reason")
-    )
-    return {card_no: (listed_at, reason) for card_no, listed_at, reason in rows}
 
 
 def hotlist_version() -> int:
@@ -102,20 +85,8 @@ def hotlist_payload(*, since: int | None = None) -> dict[str, Any]:
     """The hotlist as terminals take it (terminal_kit.hotlist): the full list, or the delta since version
     ``since`` (cards added and removed after it). A ``since`` newer than the current version gets the full
     list (the terminal's copy is not ours)."""
-    version = hotlist_version()
-    if since is None or since < 0 or since > version:
-        cards = sorted(HotlistEntry.objects.filter(removed_at__isnull=True).values_list("card_no", flat=True))
-        return {"kind": "hotlist", "version": version, "cards": cards}
-    added = HotlistEntry.objects.filter(removed_at__isnull=True, version_added__gt=since)
-    removed = HotlistEntry.objects.filter(version_added__lte=since, version_removed__gt=since)
-    # A card removed then listed again after ``since`` appears in both: it is on the list now.
-    added_set = set(added.values_list("card_no", flat=True))
-    removed_set = set(removed.values_list("card_no", flat=True)) - added_set
-    return {
-        "kind": "hotlist",
-        "version": version,
-        "delta": {"since": since, "added": sorted(added_set), "removed": sorted(removed_set)},
-    }
+    entries = HotlistEntry.objects.all()
+    return {"kind": "hotlist", **card_list_versioned(entries=entries, version=hotlist_version(), since=since)}
 
 
 def scheme_document() -> dict[str, Any]:
@@ -149,9 +120,6 @@ def schemes_visible(*, tenant) -> list[dict[str, Any]]:
     verified against the city's signature)."""
     if tenant.kind != "county":
         return scheme_document()["schemes"]
-    from citycard.platform.keys import tenant_verify
-    from citycard.platform.publications import publication_latest
-
     publication = publication_latest(tenant=tenant, kind="card-schemes", inherit=True)
     _, payload = tenant_verify(document=publication.document, tenant=tenant.clearing_tenant)
     return list(payload["schemes"])
@@ -256,34 +224,119 @@ def cards_of(*, cardholder_id: int) -> QuerySet[Card]:
     )
 
 
-_TAPS_HOTLISTED_SQL = """
-SELECT s.i, e.listed_at, e.reason
-  FROM unnest(%s::int[], %s::varchar[], %s::timestamptz[]) AS s(i, card_no, tapped_at)
-  CROSS JOIN LATERAL (SELECT h.listed_at, h.reason FROM cards_hotlistentry h
-                       WHERE h.card_no = s.card_no AND h.listed_at <= s.tapped_at - %s::interval
-                         AND (h.removed_at IS NULL OR h.removed_at > s.tapped_at)
-                       ORDER BY h.listed_at DESC LIMIT 1) e
-"""
+def hotlist_listings(*, card_nos: Iterable[str]) -> dict[str, list[Listing]]:
+    """Every hotlist period of these cards (ours or not), past and present: card number -> listings. One
+    query (the numbers as one array: ingestion asks for thousands at once). Whether a tap was on a
+    hotlisted card is ``terminal_kit.hotlist.listing_at`` over them."""
+    numbers = {str(n) for n in card_nos}
+    if not numbers:
+        return {}
+    out: dict[str, list[Listing]] = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT card_no, listed_at, removed_at, reason FROM cards_hotlistentry"
+            " WHERE card_no = ANY(%s::varchar[])",
+            [pg_array(numbers)],
+        )
+        for card_no, listed_at, removed_at, reason in cur.fetchall():
+            out.setdefault(card_no, []).append(
+                Listing(listed_at=listed_at, removed_at=removed_at, reason=reason)
+            )
+    return out
 
 
 def taps_hotlisted(
-    *, taps: list[tuple[str, dt.datetime]], grace: dt.timedelta
+    *, taps: Sequence[tuple[str, dt.datetime, dt.timedelta]]
 ) -> dict[int, tuple[dt.datetime, str]]:
-    """Which of these (card number, tap time) pairs were taken on a card that had been on the hotlist for
-    longer than ``grace`` at the tap (and was still on it): position -> (listed_at, reason). One query."""
-    if not taps:
-        return {}
-    with connection.cursor() as cur:
-        cur.execute(
-            _TAPS_HOTLISTED_SQL,
-            [
-                pg_array(range(len(taps))),
-                pg_array(t[0] for t in taps),
-                pg_array(t[1] for t in taps),
-                grace,
-            ],
+    """Which of these (card number, tap time, grace) were taps on a hotlisted card, by the one rule
+    (``terminal_kit.hotlist.hotlisted``: listed at least ``grace`` before the tap, not removed by it):
+    position -> (listed_at, reason). One query."""
+    listings = hotlist_listings(card_nos={card_no for card_no, _at, _grace in taps})
+    found: dict[int, tuple[dt.datetime, str]] = {}
+    for i, (card_no, at, grace) in enumerate(taps):
+        if card_no not in listings:  # nearly every card: never on the hotlist
+            continue
+        listing = listing_at(listings[card_no], at=at, grace=grace)
+        if listing is not None:
+            found[i] = (listing.listed_at, listing.reason)
+    return found
+
+
+# --- the access log of a cardholder's data (个人信息查询记录) ------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessLogEntry:
+    """One read of a cardholder's data (个人信息查询记录): when, who, under which grant, key or session."""
+
+    at: dt.datetime
+    reader: str
+    channel: str  # "grant", "api_key", "user", "admin"
+    under: str  # the grant (department and number), the API key id, or the signed-in user
+    fields: tuple[str, ...]
+    purpose: str  # the stated reason, or the GraphQL operation / admin page
+
+
+# More reads of a cardholder's data kept by apps above cards (``departments`` adds its grant reads in its
+# ``AppConfig.ready``): each ``source(cardholder_id=...)`` returns entries, in one query.
+ACCESS_LOG_SOURCES: list[Callable[..., Iterable[AccessLogEntry]]] = []
+
+# Audit actions that are reads of personal data, with the channel they came through.
+READ_ACTIONS = ("graphql.read", "admin.read")
+
+# A read (``{"type", "ids", "fields", "path"}``, as citycard.graphql.core.context.AccessLog writes them)
+# names a cardholder by id under these types, and by card number under any other.
+_BY_HOLDER_ID = ("cardholder",)
+
+
+def cardholder_access_log(
+    *, cardholder_id: int, card_numbers: list[str] | None = None
+) -> list[AccessLogEntry]:
+    """Every read of one cardholder's data, newest first: departments' reads through their grants, partner
+    apps' and users' GraphQL reads (of the cardholder, or of any of their cards, listings included) and
+    officers' admin views. Two queries whatever the history's length: the read log and the audit chain.
+
+    Departments' grant reads come from ``ACCESS_LOG_SOURCES`` (departments registers its own at app
+    loading: cards sits below departments and does not import it)."""
+    if card_numbers is None:
+        card_numbers = list(
+            Card.objects.filter(cardholder_id=cardholder_id).values_list("card_no", flat=True)
         )
-        return {i: (listed_at, reason) for i, listed_at, reason in cur.fetchall()}
+    out = [entry for source in ACCESS_LOG_SOURCES for entry in source(cardholder_id=cardholder_id)]
+    entries = AuditEntry.objects.filter(action__in=READ_ACTIONS).extra(
+        where=[
+            "EXISTS (SELECT 1 FROM jsonb_array_elements(payload::jsonb -> 'reads') AS r"
+            " WHERE (r ->> 'type' = ANY(%s) AND r -> 'ids' ? %s) OR r -> 'ids' ?| %s)"
+        ],
+        params=[list(_BY_HOLDER_ID), str(cardholder_id), card_numbers],
+    )
+    for entry in entries.order_by("-seq"):
+        payload = json.loads(entry.payload)
+        mine = [
+            r
+            for r in payload.get("reads", ())
+            if (r.get("type") in _BY_HOLDER_ID and str(cardholder_id) in r.get("ids", ()))
+            or set(card_numbers) & set(r.get("ids", ()))
+        ]
+        fields = sorted({f for r in mine for f in r.get("fields") or ()})
+        if entry.action == "admin.read":
+            channel, under, purpose = "admin", entry.actor, payload.get("page", "")
+        else:
+            channel = entry.object_type or "user"
+            channel = "api_key" if channel == "apikey" else channel
+            under, purpose = entry.object_id, payload.get("operation") or "GraphQL"
+        out.append(
+            AccessLogEntry(
+                at=entry.at,
+                reader=entry.actor,
+                channel=channel,
+                under=under,
+                fields=tuple(fields),
+                purpose=purpose,
+            )
+        )
+    out.sort(key=lambda e: e.at, reverse=True)
+    return out
 
 
 # --- partner reads (GraphQL): lookups through the blind index, never returning the ID number ---------

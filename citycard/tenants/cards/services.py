@@ -4,7 +4,7 @@ writes an audit entry and refuses bad input or a wrong state with a DomainError 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -12,8 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.platform.models import Tenant
+from citycard.platform.errors import Conflict, DomainError, NotFound, county_refuse
+from citycard.platform.publications import publication_publish
 from citycard.platform.selectors import rate_limit_count
 from citycard.platform.services import rate_limit_hit
 from citycard.tenants.cards.models import (
@@ -39,6 +39,8 @@ from citycard.tenants.cards.pii import (
     phone_mask,
     phone_normalise,
 )
+from citycard.tenants.cards.selectors import cardholder_verify, hotlist_payload, scheme_document
+from citycard.tenants.cards.signals import card_replaced
 from citycard.terminal_kit.cardno import card_number_build
 
 # The schemes of DESIGN §4 and the seeds (杭州/嘉兴/东莞 市民卡方案): what a new city starts with.
@@ -132,13 +134,8 @@ SCHEME_FIELDS = (
     "enabled",
 )
 
-
-def _refuse_county(tenant: Tenant) -> None:
-    if tenant.kind == "county":
-        raise DomainError(
-            f"{tenant.code} is a county: it uses its city's card schemes and issues no cards of its own",
-            code="county_read_only",
-        )
+# What a county takes from its city here (platform.errors.county_refuse).
+_CARDS_INHERITED: dict[str, Any] = {"inherits": "card schemes and cards", "code": "county_read_only"}
 
 
 # --- schemes ------------------------------------------------------------------------------------------
@@ -147,7 +144,7 @@ def _refuse_county(tenant: Tenant) -> None:
 @transaction.atomic
 def scheme_save(*, code: str, actor: str, **fields: Any) -> CardScheme:
     """Create or update card scheme ``code`` (卡种). Only a city defines schemes."""
-    _refuse_county(current_tenant())
+    county_refuse(current_tenant(), cannot="change card schemes", **_CARDS_INHERITED)
     unknown = set(fields) - set(SCHEME_FIELDS)
     if unknown:
         raise DomainError(f"unknown scheme fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
@@ -201,20 +198,14 @@ def schemes_seed(*, actor: str) -> list[CardScheme]:
 
 def schemes_publish(*, actor: str):
     """Publish this city's schemes, signed, for its counties (and partners) to read (卡种发布)."""
-    from citycard.platform.publications import publication_publish
-    from citycard.tenants.cards.selectors import scheme_document
-
     tenant = current_tenant()
-    _refuse_county(tenant)
+    county_refuse(tenant, cannot="publish card schemes", **_CARDS_INHERITED)
     return publication_publish(tenant=tenant, kind="card-schemes", payload=scheme_document(), actor=actor)
 
 
 def hotlist_publish(*, actor: str):
     """Publish the full hotlist, signed, for the network and peers (kind ``hotlist``; the terminal download
     serves deltas itself). Publishing an unchanged list returns the current publication."""
-    from citycard.platform.publications import publication_publish
-    from citycard.tenants.cards.selectors import hotlist_payload
-
     current = hotlist_payload()
     payload = {"cards": current["cards"], "hotlist_version": current["version"]}
     return publication_publish(tenant=current_tenant(), kind="hotlist", payload=payload, actor=actor)
@@ -261,7 +252,9 @@ def cardholder_register(
     """Register a cardholder (持卡人登记). Sex and the decade of birth come from the checked ID number; the ID
     number, phone and address are stored encrypted; a person already registered (same ID number) is a
     Conflict."""
-    _refuse_county(current_tenant())  # cardholders are the city's: a county window serves them there
+    county_refuse(
+        current_tenant(), cannot="register cardholders (its windows serve the city's)", **_CARDS_INHERITED
+    )
     name = (name or "").strip()
     if not name or len(name) > 60:
         raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
@@ -310,7 +303,7 @@ def cardholder_register(
 
 def cardholder_read_record(*, cardholder_id: int, actor: str, page: str, fields: Iterable[str] = ()) -> None:
     """Record that ``actor`` looked at a cardholder's data (the masked page counts too): the cardholder's
-    access log (``departments.selectors.cardholder_access_log``) shows it."""
+    access log (``selectors.cardholder_access_log``) shows it."""
     audit_record(
         action="admin.read",
         actor=actor,
@@ -572,7 +565,7 @@ def card_apply(
     With ``request_key`` (e.g. the channel's request id) a retried application returns the card the first
     one created instead of applying twice."""
     tenant = current_tenant()
-    _refuse_county(tenant)
+    county_refuse(tenant, cannot="issue cards", **_CARDS_INHERITED)
     if request_key is not None:
         if not request_key or len(request_key) > 80:
             raise DomainError("request_key must be 1–80 characters", field="request_key")
@@ -644,9 +637,12 @@ def _transition(
     stamp: str,
     actor: str,
     at: dt.datetime | None,
+    refuse: Callable[..., None] | None = None,
     **data: Any,
 ) -> Card:
     card = _card(card_no)
+    if refuse is not None:  # a rule of the action beyond the card's state (raises DomainError)
+        refuse(card=card)
     _require(card, action, allowed)
     card.state = target
     setattr(card, stamp, at or timezone.now())
@@ -720,16 +716,38 @@ def _hotlist_add(card_no: str, reason: str, at: dt.datetime, actor: str) -> Hotl
     )
 
 
+def card_loss_report_check(*, card: Card) -> None:
+    """Refuse a loss report of an anonymous card (不记名: no holder to prove the loss), DomainError
+    ``anonymous_card``. ``card_report_lost`` asks it; a caller may ask it first (before checking an ID)."""
+    if card.cardholder_id is None:
+        raise DomainError(
+            f"card {card.card_no} is anonymous (不记名): it cannot be reported lost",
+            code="anonymous_card",
+            field="card_no",
+        )
+
+
 @transaction.atomic
 def card_report_lost(
     *, card_no: str, actor: str, reason: str = "lost", at: dt.datetime | None = None
 ) -> Card:
-    """Loss report (挂失): the card is frozen and goes on the hotlist effective ``at`` (default now)."""
+    """Loss report (挂失): the card is frozen and goes on the hotlist effective ``at`` (default now).
+
+    Only a registered card: an anonymous card (不记名) has no holder to prove the loss, so it is refused
+    (``anonymous_card``) whoever asks — officer, command line or partner app."""
     if reason not in {"lost", "stolen"}:
         raise DomainError("a loss report's reason is lost or stolen", field="reason")
     at = at or timezone.now()
     card = _transition(
-        card_no, "report lost", [CardState.ACTIVE], CardState.FROZEN, "frozen_at", actor, at, reason=reason
+        card_no,
+        "report lost",
+        [CardState.ACTIVE],
+        CardState.FROZEN,
+        "frozen_at",
+        actor,
+        at,
+        refuse=card_loss_report_check,
+        reason=reason,
     )
     entry = _hotlist_add(card_no, reason, at, actor)
     audit_record(
@@ -810,9 +828,12 @@ def card_replace(*, card_no: str, actor: str, at: dt.datetime | None = None) -> 
         source=f"replaces:{card_no}",
         ss_activated_at=None,
     )
-    from citycard.tenants.accounts.services import card_money_move  # accounts builds on cards
-
-    moved = card_money_move(old_card_no=old.card_no, new_card_no=new.card_no, actor=actor, at=at)
+    # The apps above cards follow the card (accounts: the e-purse shadow and the online account).
+    moved: dict[str, Any] = {}
+    for _receiver, answer in card_replaced.send(
+        sender=Card, old_card_no=old.card_no, new_card_no=new.card_no, actor=actor, at=at
+    ):
+        moved.update(answer or {})
     _audit_card(old, "replace", actor, previous_state=was, new_card=new.card_no, **moved)
     _audit_card(new, "issue", actor, replaces=old.card_no)
     return new
@@ -858,6 +879,7 @@ __all__ = [
     "card_cancel",
     "card_issue",
     "card_issue_now",
+    "card_loss_report_check",
     "card_produce",
     "card_replace",
     "card_report_lost",
@@ -867,19 +889,11 @@ __all__ = [
     "cardholder_category_grant",
     "cardholder_pii_reencrypt",
     "cardholder_register",
-    "cards_import",
     "hotlist_publish",
     "scheme_save",
     "schemes_publish",
     "schemes_seed",
 ]
-
-
-def cards_import(**kwargs: Any):
-    """Batch issuance from a CSV (批量制卡): see citycard.tenants.cards.batch.cards_import."""
-    from citycard.tenants.cards.batch import cards_import as run
-
-    return run(**kwargs)
 
 
 def cardholder_verify_attempt(*, card_no: str, id_number: str, now: dt.datetime | None = None) -> bool:
@@ -902,8 +916,6 @@ def cardholder_verify_attempt(*, card_no: str, id_number: str, now: dt.datetime 
             code="too_many_attempts",
             field="id_number",
         )
-    from citycard.tenants.cards.selectors import cardholder_verify
-
     matches = cardholder_verify(card_no=card_no, id_number=id_number)
     if not matches:
         rate_limit_hit(bucket=bucket, limit=most, window_s=window_s, now=now)
@@ -927,7 +939,7 @@ def card_test_keys_export(*, actor: str, now: dt.datetime | None = None) -> dict
     from citycard.terminal_kit.devkeys import SIM_KEYS
 
     tenant = current_tenant()
-    _refuse_county(tenant)
+    county_refuse(tenant, cannot="export test-card keys", **_CARDS_INHERITED)
     if settings.PRODUCTION:
         raise DomainError(
             "test-card keys are not exported in production (CITYCARD_PRODUCTION is on): a deployment's cards"

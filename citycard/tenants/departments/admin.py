@@ -13,8 +13,9 @@ from django.utils.translation import gettext_lazy as _
 from citycard.platform.admin_sites import tenant_admin
 from citycard.tenants.departments import services
 from citycard.tenants.departments.models import DataGrant, DataRead, Department, Onboarding, ServicePoint
-from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
+from citycard.tenants.departments.selectors import admin_hosts, onboarding_overview
 from citycard.tenants.departments.services import onboarding_publish
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _actor(request) -> str:
@@ -194,7 +195,7 @@ class OnboardingAdmin(admin.ModelAdmin):
                 "tenant": o.tenant,
                 "own": o.own,
                 "problem": o.problem,
-                "published_at": o.published_at.astimezone(SHANGHAI_TZ).strftime("%Y-%m-%d %H:%M")
+                "published_at": o.published_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
                 if o.published_at
                 else "",
                 "done": len(o.items) - len(o.missing),
@@ -203,9 +204,7 @@ class OnboardingAdmin(admin.ModelAdmin):
                 "steps": [
                     {
                         "item": i,
-                        "when": i.done_at.astimezone(SHANGHAI_TZ).strftime("%Y-%m-%d %H:%M")
-                        if i.done_at
-                        else "",
+                        "when": i.done_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if i.done_at else "",
                         "link": link(i),
                         "elsewhere": bool(i.admin_tenant) and i.admin_tenant != here.code,
                     }

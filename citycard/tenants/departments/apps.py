@@ -25,3 +25,12 @@ class DepartmentsConfig(AppConfig):
             "departments.onboarding": {"view"},
         },
     }
+
+    def ready(self) -> None:
+        # Departments' grant reads join the cardholder's access log kept by cards, the app below this one
+        # (an in-function import: models may not be imported before the app registry is ready).
+        from citycard.tenants.cards import selectors as cards_selectors
+        from citycard.tenants.departments.selectors import grant_reads
+
+        if grant_reads not in cards_selectors.ACCESS_LOG_SOURCES:
+            cards_selectors.ACCESS_LOG_SOURCES.append(grant_reads)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_key_purposes, tenant_verify
 from citycard.platform.models import Domain, Tenant, TenantKey
 from citycard.platform.publications import publication_latest
+from citycard.tenants.cards.selectors import AccessLogEntry
 from citycard.tenants.departments.models import (
     DataRead,
     Department,
@@ -24,6 +24,7 @@ from citycard.tenants.departments.models import (
     ServiceKind,
     ServicePoint,
 )
+from citycard.tenants.terminals.models import Terminal, TerminalStatus
 from citycard.terminal_kit.signing import SignatureError
 
 
@@ -32,39 +33,11 @@ def data_reads(*, cardholder_id: int) -> QuerySet[DataRead]:
     return DataRead.objects.select_related("department", "grant").filter(cardholder_id=cardholder_id)
 
 
-@dataclass(frozen=True)
-class AccessLogEntry:
-    """One read of a cardholder's data (个人信息查询记录): when, who, under which grant, key or session."""
-
-    at: dt.datetime
-    reader: str
-    channel: str  # "grant", "api_key", "user", "admin"
-    under: str  # the grant (department and number), the API key id, or the signed-in user
-    fields: tuple[str, ...]
-    purpose: str  # the stated reason, or the GraphQL operation / admin page
-
-
-# Audit actions that are reads of personal data, with the channel they came through.
-READ_ACTIONS = ("graphql.read", "admin.read")
-
-# A read (``{"type", "ids", "fields", "path"}``, as citycard.graphql.core.context.AccessLog writes them)
-# names a cardholder by id under these types, and by card number under any other.
-_BY_HOLDER_ID = ("cardholder",)
-
-
-def cardholder_access_log(
-    *, cardholder_id: int, card_numbers: list[str] | None = None
-) -> list[AccessLogEntry]:
-    """Every read of one cardholder's data, newest first: departments' reads through their grants, partner
-    apps' and users' GraphQL reads (of the cardholder, or of any of their cards, listings included) and
-    officers' admin views. Two queries whatever the history's length: the read log and the audit chain."""
-    from citycard.tenants.cards.models import Card
-
-    if card_numbers is None:
-        card_numbers = list(
-            Card.objects.filter(cardholder_id=cardholder_id).values_list("card_no", flat=True)
-        )
-    out = [
+def grant_reads(*, cardholder_id: int) -> list[AccessLogEntry]:
+    """Departments' reads of a cardholder's data through their grants, as access-log entries: the part of
+    ``cards.selectors.cardholder_access_log`` this app contributes (registered in ``apps.ready``). One
+    query."""
+    return [
         AccessLogEntry(
             at=read.at,
             reader=read.reader,
@@ -75,40 +48,6 @@ def cardholder_access_log(
         )
         for read in data_reads(cardholder_id=cardholder_id)
     ]
-    entries = AuditEntry.objects.filter(action__in=READ_ACTIONS).extra(
-        where=[
-            "EXISTS (SELECT 1 FROM jsonb_array_elements(payload::jsonb -> 'reads') AS r"
-            " WHERE (r ->> 'type' = ANY(%s) AND r -> 'ids' ? %s) OR r -> 'ids' ?| %s)"
-        ],
-        params=[list(_BY_HOLDER_ID), str(cardholder_id), card_numbers],
-    )
-    for entry in entries.order_by("-seq"):
-        payload = json.loads(entry.payload)
-        mine = [
-            r
-            for r in payload.get("reads", ())
-            if (r.get("type") in _BY_HOLDER_ID and str(cardholder_id) in r.get("ids", ()))
-            or set(card_numbers) & set(r.get("ids", ()))
-        ]
-        fields = sorted({f for r in mine for f in r.get("fields") or ()})
-        if entry.action == "admin.read":
-            channel, under, purpose = "admin", entry.actor, payload.get("page", "")
-        else:
-            channel = entry.object_type or "user"
-            channel = "api_key" if channel == "apikey" else channel
-            under, purpose = entry.object_id, payload.get("operation") or "GraphQL"
-        out.append(
-            AccessLogEntry(
-                at=entry.at,
-                reader=entry.actor,
-                channel=channel,
-                under=under,
-                fields=tuple(fields),
-                purpose=purpose,
-            )
-        )
-    out.sort(key=lambda e: e.at, reverse=True)
-    return out
 
 
 @dataclass(frozen=True)
@@ -128,9 +67,6 @@ class ChecklistItem:
     command: str = ""
 
 
-SHANGHAI_TZ = dt.timezone(dt.timedelta(hours=8))
-
-
 def _first_audit(action: str) -> AuditEntry | None:
     return AuditEntry.objects.filter(action=action).order_by("seq").first()
 
@@ -140,8 +76,6 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
     departments, service points, active terminals, keys, and the (city's) published card schemes; each
     with who did it and when (from the audit chain, the registry, the key vault, the publication) and
     where it is done."""
-    from citycard.tenants.terminals.models import Terminal, TerminalStatus
-
     officer = _("county officer") if tenant.kind == "county" else _("city administrator")
     city = tenant.clearing_tenant
     items = []

@@ -19,7 +19,7 @@ from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.cards.models import Cardholder, CardholderCategory
-from citycard.tenants.cards.selectors import SHANGHAI, cardholder_pii, cards_of
+from citycard.tenants.cards.selectors import cardholder_pii, cards_of
 from citycard.tenants.departments.models import (
     DataGrant,
     DataRead,
@@ -35,6 +35,7 @@ from citycard.tenants.departments.selectors import (
     checklist_payload,
     onboarding_checklist,
 )
+from citycard.terminal_kit.beijing import BEIJING
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -259,7 +260,7 @@ def cardholder_read(
     if not (reader or "").strip():
         raise DomainError("every read names who reads", field="reader")
     at = at or timezone.now()
-    day = at.astimezone(SHANGHAI).date()
+    day = at.astimezone(BEIJING).date()
     grant = None
     for candidate in DataGrant.objects.filter(department=dept, revoked_at__isnull=True, valid_from__lte=day):
         if (candidate.valid_to is None or candidate.valid_to >= day) and set(fields) <= set(candidate.fields):

@@ -18,7 +18,8 @@ class ExchangeConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        # Roaming taps of every upload go to the outbox inside the upload's transaction.
+        # Roaming taps of every upload go to the outbox inside the upload's transaction: exchange, above
+        # terminals, hands it its sink (imported here: models load only once the app registry is ready).
         from citycard.tenants.exchange.services import outbox_put_clearing_records
         from citycard.tenants.terminals import checks
 

@@ -25,12 +25,12 @@ from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant, TenantKey
-from citycard.tenants.cards.selectors import card_facts
+from citycard.tenants.cards.selectors import card_facts, hotlist_listings, hotlist_payload, hotlist_version
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, issuer_purchase_tac_ok
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.hotlist import grace_minutes, listing_at
 
 # Rejection reasons of issuer validation (returned to the acquirer as exceptions).
 REASON_CARD_UNKNOWN = "card_unknown"
@@ -188,7 +188,7 @@ def _local_date_time(tapped_at: str) -> tuple[bytes, bytes]:
             dt.datetime.fromisoformat(tapped_at)  # still a real date and time
             raw = bytes.fromhex(digits)
             return raw[:4], raw[4:]
-    local = dt.datetime.fromisoformat(tapped_at).astimezone(SHANGHAI)
+    local = dt.datetime.fromisoformat(tapped_at).astimezone(BEIJING)
     return bytes.fromhex(local.strftime("%Y%m%d")), bytes.fromhex(local.strftime("%H%M%S"))
 
 
@@ -219,10 +219,11 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     The request is a ``clearing.validate`` envelope from the platform with ``records`` (each: record_id,
     card_no, card_counter, amount_fen, tapped_at, terminal_no, terminal_seq, algorithm, tac) and
     ``hotlist_grace_minutes`` (a record may carry its own: the grace of the agreement version of its business
-    date). Checks in this order, the first failing one is the reason: the card is ours; card known and not
-    hotlisted before the tap beyond the grace period (``cards.card_facts``, one query for the request); TAC
-    valid under our key; counter not cleared before by another record. Re-validating a record gives the same
-    answer (its counter is remembered with its id).
+    date). Checks in this order, the first failing one is the reason: the card is ours; card known
+    (``cards.card_facts``) and not hotlisted at the tap (``terminal_kit.hotlist.hotlisted`` with the record's
+    grace, over ``cards.hotlist_listings``; one query each for the request); TAC valid under our key;
+    counter not cleared before by another record. Re-validating a record gives the same answer (its counter
+    is remembered with its id).
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
     tenant = _tenant()
@@ -231,16 +232,18 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     if opened.sender.code != PLATFORM:
         raise EnvelopeRefused("validation requests come from the platform", code="unknown_sender")
     records = sorted(opened.body.get("records") or [], key=lambda r: r["record_id"])
-    grace = dt.timedelta(minutes=int(opened.body.get("hotlist_grace_minutes", 0)))
+    grace = grace_minutes(opened.body.get("hotlist_grace_minutes", 0))
     master = tenant_card_tac_master(tenant=tenant)
-    facts = card_facts(card_nos={r["card_no"] for r in records}, at=now)
+    card_nos = {r["card_no"] for r in records}
+    facts = card_facts(card_nos=card_nos, at=now)
+    listings = hotlist_listings(card_nos=card_nos)
     prefixes = {tenant.division_code, *tenant.counties.values_list("division_code", flat=True)}
     rejections: list[dict[str, str]] = []
     candidates: list[dict[str, Any]] = []
     for record in records:
         own = record.get("hotlist_grace_minutes")  # a late record's date may have its own grace
-        grace_of = grace if own is None else dt.timedelta(minutes=int(own))
-        reason, message = _first_failure(record, tenant, prefixes, facts, grace_of, master)
+        grace_of = grace if own is None else grace_minutes(own)
+        reason, message = _first_failure(record, tenant, prefixes, facts, listings, grace_of, master)
         if reason:
             rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
         else:
@@ -264,7 +267,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     )
 
 
-def _first_failure(record, tenant: Tenant, prefixes, facts, grace, master: bytes) -> tuple[str, str]:
+def _first_failure(
+    record, tenant: Tenant, prefixes, facts, listings, grace, master: bytes
+) -> tuple[str, str]:
     card_no = record["card_no"]
     if card_no[:6] not in prefixes:
         return REASON_NOT_OURS, f"card {card_no} is not issued by {tenant.code}"
@@ -272,10 +277,11 @@ def _first_failure(record, tenant: Tenant, prefixes, facts, grace, master: bytes
     if card is None:
         return REASON_CARD_UNKNOWN, f"card {card_no} is not known to the issuer"
     tapped_at = dt.datetime.fromisoformat(record["tapped_at"])
-    if card.hotlisted_at is not None and card.hotlisted_at + grace < tapped_at:
+    listing = listing_at(listings.get(card_no, ()), at=tapped_at, grace=grace)
+    if listing is not None:
         return REASON_HOTLISTED, (
-            f"card {card_no} was hotlisted at {card.hotlisted_at.isoformat()}"
-            f" ({card.hotlist_reason or 'no reason'}), before the tap beyond the grace period"
+            f"card {card_no} was hotlisted at {listing.listed_at.isoformat()}"
+            f" ({listing.reason or 'no reason'}), before the tap beyond the grace period"
         )
     if not _tac_ok(record, master):
         return (
@@ -437,8 +443,6 @@ def _own_sent(tenant: Tenant, record_ids: Iterable[str]) -> dict[str, int]:
 def hotlist_send(*, actor: str, now: dt.datetime | None = None) -> OutboxMessage | None:
     """This city's hotlist for the network (``hotlist.update``): the delta since the version the platform
     applied last, or the full list the first time (or when the platform asks for it). None if unchanged."""
-    from citycard.tenants.cards.selectors import hotlist_payload, hotlist_version
-
     tenant = _tenant()
     version = hotlist_version()
     if OutboxMessage.objects.filter(kind="hotlist.update", state=OutboxState.PENDING).exists():

@@ -25,21 +25,21 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from citycard.platform.errors import NotFound
+from citycard.platform.publications import publication_latest
+from citycard.platform.selectors import card_list_versioned
+from citycard.tenants.cards.models import HotlistEntry, HotlistHead
 from citycard.tenants.exchange.models import InboxMessage, TerminalHotlistEntry, TerminalHotlistHead
+from citycard.tenants.exchange.selectors import network_hotlist
 
 HEAD_PK = 1
 
 
 def _own_version() -> int:
-    from citycard.tenants.cards.models import HotlistHead
-
     return HotlistHead.objects.values_list("version", flat=True).filter(pk=1).first() or 0
 
 
 def _city_publication():
     """The city's newest ``hotlist`` publication, for a county (None for a city, or none published)."""
-    from citycard.platform.publications import publication_latest
-
     tenant = connection.tenant
     if getattr(tenant, "kind", "city") != "county":
         return None
@@ -65,9 +65,6 @@ def _sources() -> dict[str, Any]:
 
 
 def _wanted() -> set[str]:
-    from citycard.tenants.cards.models import HotlistEntry
-    from citycard.tenants.exchange.selectors import network_hotlist
-
     cards = set(HotlistEntry.objects.filter(removed_at__isnull=True).values_list("card_no", flat=True))
     publication = _city_publication()
     if publication is not None:
@@ -121,24 +118,4 @@ def terminal_hotlist_payload(*, since: int | None = None) -> dict[str, Any]:
     A ``since`` newer than the current version (or negative) gets the full list."""
     version = terminal_hotlist_refresh()
     entries = TerminalHotlistEntry.objects.all()
-    if since is None or since < 0 or since > version:
-        cards = sorted(entries.filter(version_removed__isnull=True).values_list("card_no", flat=True))
-        return {"kind": "hotlist", "version": version, "cards": cards}
-    added = set(
-        entries.filter(version_removed__isnull=True, version_added__gt=since).values_list(
-            "card_no", flat=True
-        )
-    )
-    removed = (
-        set(
-            entries.filter(version_added__lte=since, version_removed__gt=since).values_list(
-                "card_no", flat=True
-            )
-        )
-        - added
-    )
-    return {
-        "kind": "hotlist",
-        "version": version,
-        "delta": {"since": since, "added": sorted(added), "removed": sorted(removed)},
-    }
+    return {"kind": "hotlist", **card_list_versioned(entries=entries, version=version, since=since)}

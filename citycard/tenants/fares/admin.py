@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -30,8 +28,7 @@ from citycard.tenants.fares.models import (
     TransferRule,
     VisitorPolicy,
 )
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _actor(request) -> str:
@@ -227,7 +224,7 @@ class LegRuleAdmin(RuleAdmin):
                     tenant=tenant,
                     service=data["service"],
                     route=data["route"],
-                    at=data["at"].replace(tzinfo=SHANGHAI) if data["at"].tzinfo is None else data["at"],
+                    at=data["at"].replace(tzinfo=BEIJING) if data["at"].tzinfo is None else data["at"],
                     categories=data["categories"],
                     scheme=data["scheme"],
                     issuer=data["issuer"] or None,

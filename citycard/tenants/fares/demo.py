@@ -9,10 +9,11 @@ from rich.table import Table
 
 from citycard.tenants.fares import seeds, selectors, services
 from citycard.tenants.fares.models import FareProduct
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import KIND
 
 # Fixed, so the demo's documents are the same on every run (re-publishing identical rules is a no-op).
-EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=BEIJING)
 
 
 def demo_step(ctx) -> None:

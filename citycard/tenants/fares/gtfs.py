@@ -36,6 +36,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from citycard.terminal_kit.money import bps_of
+
 EXTENSION_FILE = "citycard_fares.json"
 ROUTE_TYPES = {"0": "metro", "1": "metro", "2": "metro", "3": "bus", "4": "ferry", "11": "bus", "12": "metro"}
 SERVICE_ROUTE_TYPE = {"bus": "3", "metro": "1", "ferry": "4"}
@@ -465,9 +467,7 @@ def rules_to_gtfs(body: Mapping[str, Any]) -> dict[str, Any]:
             base = _base_for(body, r)
             if base is None:
                 continue
-            amount = (
-                (base * r["value"] + 5000) // 10000 if r["kind"] == "percent" else max(0, base - r["value"])
-            )
+            amount = bps_of(base, r["value"]) if r["kind"] == "percent" else max(0, base - r["value"])
         for category in r.get("categories") or ["adult"]:
             for media in r.get("media") or [""]:
                 products.append(

@@ -17,6 +17,7 @@ from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_get, publication_latest
 from citycard.platform.selectors import network_members
+from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
 from citycard.tenants.fares.models import (
     Cap,
     FareProduct,
@@ -27,6 +28,7 @@ from citycard.tenants.fares.models import (
     TransferRule,
     VisitorPolicy,
 )
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import (
     KIND,
     Card,
@@ -40,8 +42,6 @@ from citycard.terminal_kit.fares import (
 )
 from citycard.terminal_kit.fares.document import LegRule as PublishedLegRule
 from citycard.terminal_kit.signing import SignatureError
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
 def _code(obj: Any) -> str | None:
@@ -320,7 +320,7 @@ def fares_quote(
 ) -> QuoteResult:
     """Price one trip as a terminal of ``tenant`` would (published rules), or with the draft rows."""
     if at.tzinfo is None:
-        at = at.replace(tzinfo=SHANGHAI)
+        at = at.replace(tzinfo=BEIJING)
     card = Card(
         issuer=issuer or tenant.clearing_tenant.division_code,
         scheme_code=scheme,
@@ -403,8 +403,6 @@ def fares_version_at(
 
 def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
     """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
-    from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
-
     return feed_write(path, rules_to_gtfs(fares_rules_body()))
 
 

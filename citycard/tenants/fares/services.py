@@ -12,10 +12,11 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.errors import DomainError, NotFound, county_refuse
 from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
+from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
 from citycard.tenants.fares.models import (
     Cap,
     FareProduct,
@@ -31,14 +32,8 @@ from citycard.terminal_kit.fares import KIND, RuleDocumentError, compile_documen
 
 _VOLATILE = {"tenant", "kind", "version", "effective_from"}
 
-
-def _refuse_county(tenant: Tenant, what: str) -> None:
-    if tenant.kind == "county":
-        raise DomainError(
-            f"{tenant.code} is a county: it uses {tenant.clearing_tenant.code}'s fare rules and cannot {what}",
-            code="county_inherits",
-            field="tenant",
-        )
+# What a county takes from its city here (platform.errors.county_refuse).
+_FARES_INHERITED: dict[str, Any] = {"inherits": "fare rules", "code": "county_inherits", "field": "tenant"}
 
 
 def _validated(document: Mapping[str, Any]) -> None:
@@ -52,7 +47,7 @@ def _validated(document: Mapping[str, Any]) -> None:
 def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: str) -> dict[str, int]:
     """Replace the tenant's rule rows with a rule document's rules (seeds, imports). All or nothing:
     a document with any problem is refused with every problem named, and nothing is written."""
-    _refuse_county(tenant, "load rules")
+    county_refuse(tenant, cannot="load rules", **_FARES_INHERITED)
     body = {k: v for k, v in document.items() if k not in _VOLATILE}
     _validated({**body, "home_divisions": selectors.home_divisions(tenant=tenant)})
     for model in (LegRule, TransferRule, Cap, FareProduct, Quota, TimeframeWindow, Timeframe, VisitorPolicy):
@@ -167,7 +162,7 @@ def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | N
     today; each later change of policy an agreement already schedules is published after it as its own
     version, effective from that change. Unchanged rules published again without a new ``effective_from``
     return the current version (re-running is harmless). Returns the version effective now."""
-    _refuse_county(tenant, "publish rules")
+    county_refuse(tenant, cannot="publish rules", **_FARES_INHERITED)
     document = selectors.fares_document_build(tenant=tenant)
     _validated({**document, "tenant": tenant.code})
     when = effective_from or timezone.now()
@@ -199,7 +194,7 @@ def fares_agreements_republish(
     applied (visitor policies, members), effective from ``effective_from``: what a new agreement version
     asks of every member city. The draft rows are not read, so unpublished edits stay drafts. None when the
     tenant has published no rules; the latest version when the agreements change nothing in it."""
-    _refuse_county(tenant, "publish rules")
+    county_refuse(tenant, cannot="publish rules", **_FARES_INHERITED)
     latest = tenant.publications.filter(kind=KIND).order_by("-version").first()
     if latest is None:
         return None
@@ -218,8 +213,6 @@ def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[st
     """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
 
     Returns the row counts and notes naming every part of the feed that did not map."""
-    from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
-
     try:
         body, notes = gtfs_to_rules(feed_read(path))
     except (GtfsError, OSError, KeyError, ValueError) as exc:
@@ -353,7 +346,7 @@ def _row(model: type[models.Model], **lookup: Any) -> Any:
 
 
 def _create(model: type[models.Model], *, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
-    _refuse_county(tenant, f"add a {_label(model)}")
+    county_refuse(tenant, cannot=f"add a {_label(model)}", **_FARES_INHERITED)
     row = model()
     _assign(row, fields)
     _checked(row)
@@ -370,7 +363,7 @@ def _change(
     lookup: Mapping[str, Any],
     changes: Mapping[str, Any],
 ) -> Any:
-    _refuse_county(tenant, f"change a {_label(model)}")
+    county_refuse(tenant, cannot=f"change a {_label(model)}", **_FARES_INHERITED)
     row = _row(model, **lookup)
     before = _snapshot(row)
     _assign(row, changes)
@@ -383,7 +376,7 @@ def _change(
 
 
 def _delete(model: type[models.Model], *, tenant: Tenant, actor: str, lookup: Mapping[str, Any]) -> None:
-    _refuse_county(tenant, f"delete a {_label(model)}")
+    county_refuse(tenant, cannot=f"delete a {_label(model)}", **_FARES_INHERITED)
     row = _row(model, **lookup)
     snapshot = _snapshot(row)
     try:
@@ -529,7 +522,7 @@ def timeframe_create(
     windows: Sequence[Mapping[str, Any]] = (),
 ) -> Timeframe:
     """Add a timeframe with its windows (each ``{"days": [1..7], "start": "07:00", "end": "09:00"}``)."""
-    _refuse_county(tenant, "add a timeframe")
+    county_refuse(tenant, cannot="add a timeframe", **_FARES_INHERITED)
     timeframe = Timeframe()
     _assign(timeframe, fields)
     _checked(timeframe)
@@ -552,7 +545,7 @@ def timeframe_change(
     windows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Timeframe:
     """Change timeframe ``code``; ``windows``, when given, replace all of its windows."""
-    _refuse_county(tenant, "change a timeframe")
+    county_refuse(tenant, cannot="change a timeframe", **_FARES_INHERITED)
     timeframe = _row(Timeframe, code=code)
     before = _snapshot(timeframe)
     _assign(timeframe, changes)

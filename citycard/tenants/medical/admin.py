@@ -32,7 +32,9 @@ from citycard.tenants.medical.models import (
     ItemCategory,
     Policy,
 )
-from citycard.tenants.medical.selectors import SHANGHAI, percent, yuan
+from citycard.tenants.medical.selectors import percent
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 
 def _actor(request) -> str:
@@ -40,7 +42,7 @@ def _actor(request) -> str:
 
 
 def _this_year() -> int:
-    return timezone.now().astimezone(SHANGHAI).year
+    return timezone.now().astimezone(BEIJING).year
 
 
 class YuanField(forms.DecimalField):
@@ -437,13 +439,13 @@ class ClaimAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("treated (Beijing time)"), ordering="treated_at")
     def treated(self, obj):
-        return obj.treated_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        return obj.treated_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description=_("submitted"))
     def submitted(self, obj):
         if obj.submitted_at is None:
             return ""
-        return f"{obj.submitted_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M} · {obj.submitted_by}"
+        return f"{obj.submitted_at.astimezone(BEIJING):%Y-%m-%d %H:%M} · {obj.submitted_by}"
 
     @admin.display(description=_("total"), ordering="total_fen")
     def total(self, obj):

@@ -25,17 +25,9 @@ from citycard.tenants.medical.models import (
     InsuredYear,
     Policy,
 )
+from citycard.terminal_kit.beijing import BEIJING
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 CSV_COLUMNS = ("code", "name", "category", "unit_price_fen", "class", "self_pay_bps", "active")
-
-
-def yuan(fen: int | None) -> str:
-    """Fen as people read it: ¥1,234.56 (empty for none)."""
-    if fen is None:
-        return ""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}¥{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
 
 
 def percent(bps: int) -> str:
@@ -194,7 +186,7 @@ class YearUse:
 
 
 def _as_of(year: int, on: dt.date | None) -> dt.date:
-    today = on or timezone.now().astimezone(SHANGHAI).date()
+    today = on or timezone.now().astimezone(BEIJING).date()
     return min(max(today, dt.date(year, 1, 1)), dt.date(year, 12, 31))
 
 
@@ -228,7 +220,7 @@ def insured_years(*, year: int | None = None, on: dt.date | None = None) -> Quer
     """Insured persons' years with the number of their claims adjudicated that year and the 起付线
     (``deductible_fen``) and 封顶线 (``annual_cap_fen``) of their category's policy in force on ``on``
     (default today; for a past year its last policy), null without one. One query."""
-    on = on or timezone.now().astimezone(SHANGHAI).date()
+    on = on or timezone.now().astimezone(BEIJING).date()
     qs = InsuredYear.objects.all()
     if year:
         qs = qs.filter(year=year)

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from citycard.platform.admin_sites import tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.tenants.terminals import services
 from citycard.tenants.terminals.models import (
@@ -118,17 +118,6 @@ class TerminalAdmin(admin.ModelAdmin):
         for terminal in queryset:
             services.terminal_resume(terminal_id=terminal.terminal_id, actor=_actor(request))
         messages.success(request, f"resumed {queryset.count()} terminal(s)")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Batch, site=tenant_admin)

@@ -19,8 +19,9 @@ over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = 
   stands in the TAC field; ``torn_undecided``: nothing does) is flagged ``unproven`` for settlement instead;
 * ``fare_recheck`` — ``citycard.tenants.fares`` replays each card's taps through the rules published at
   ``tap.tapped_at``; an amount that differs → flag ``fare_mismatch`` (the tap stays accepted);
-* ``hotlist_check`` — own cards hotlisted before the tap by more than the grace period → flag
-  ``hotlisted`` with ``{"listed_at", "reason"}``;
+* ``hotlist_check`` — own cards hotlisted at the tap (``terminal_kit.hotlist.hotlisted``: listed at least
+  ``CITYCARD_HOTLIST_GRACE_MINUTES`` before it, not removed by it) → flag ``hotlisted`` with
+  ``{"listed_at", "reason"}``;
 * ``purse_shadow_follow`` — own cards: the e-purse shadow follows each card's taps in counter order;
   flag ``shadow_divergence`` when ``balance_before_fen`` differs from the shadow.
 
@@ -35,12 +36,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
+from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
+from citycard.tenants.cards.selectors import taps_hotlisted
+from citycard.tenants.terminals.recheck import fare_check
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import issuer_purchase_tac_ok
+from citycard.terminal_kit.hotlist import grace_minutes
 from citycard.terminal_kit.recovery import LogEntry
 
 # --- the data checks see --------------------------------------------------------------------------
@@ -126,17 +133,12 @@ Check = Callable[[BatchContext, Sequence[Tap]], Iterable[Flag]]
 StoredCheck = Callable[[StoredContext, Sequence[Tap]], Iterable[Flag]]
 
 
-# Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the card's local clock for every
-# plausible tap, cheaper than the zone database.
-_CST = dt.timezone(dt.timedelta(hours=8))
 _CARD_AMOUNT_MAX = 0xFFFF_FFFF  # the amount field of a purchase on the card (4 bytes)
 
 # --- built-in checks ---------------------------------------------------------------------------------
 
 
 def max_clock_skew() -> dt.timedelta:
-    from django.conf import settings
-
     return dt.timedelta(seconds=settings.TERMINAL_MAX_CLOCK_SKEW_S)
 
 
@@ -233,7 +235,7 @@ def tac_valid(*, master: bytes, tap: Tap) -> bool:
     """Whether ``tap``'s TAC is what the card computes, recomputed by the issuer, for a purchase or a
     composite purchase (``issuer_purchase_tac_ok``). Date and time are the terminal's Beijing-time clock,
     as the card saw them in DEBIT FOR PURCHASE."""
-    local = tap.tapped_at.astimezone(_CST)
+    local = tap.tapped_at.astimezone(BEIJING)
     tail = (
         bytes.fromhex(tap.terminal_no)
         + (tap.terminal_seq & 0xFFFFFFFF).to_bytes(4, "big")
@@ -290,9 +292,7 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 
 def fare_recheck(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Amount differs from what the rules published for that time give: ``fare_mismatch`` (the tap
-    stays accepted). Fixed queries whatever the number of taps; see citycard.tenants.fares.recheck."""
-    from citycard.tenants.fares.recheck import fare_check
-
+    stays accepted). Fixed queries whatever the number of taps; see citycard.tenants.terminals.recheck."""
     return [Flag(tap, "fare_mismatch", detail) for tap, detail in fare_check(tenant=ctx.tenant, taps=taps)]
 
 
@@ -397,18 +397,15 @@ def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: 
 
 def hotlist_grace() -> dt.timedelta:
     """How long after a card goes on the hotlist its taps are still accepted unflagged: the time a
-    terminal may take to download the new list (``CITYCARD_HOTLIST_GRACE_S``, default 30 minutes)."""
-    from django.conf import settings
-
-    return dt.timedelta(seconds=settings.HOTLIST_GRACE_S)
+    terminal may take to download the new list (``CITYCARD_HOTLIST_GRACE_MINUTES``, default 30)."""
+    return grace_minutes(settings.HOTLIST_GRACE_MINUTES)
 
 
 def hotlist_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
-    """Own cards tapped while on the hotlist for longer than the grace period → ``hotlisted``. One query."""
-    from citycard.tenants.cards.selectors import taps_hotlisted
-
+    """Own cards hotlisted at the tap (the one rule, with ``hotlist_grace``) → ``hotlisted``. One query."""
     own = [t for t in taps if t.routing == "own"]
-    found = taps_hotlisted(taps=[(t.card_no, t.tapped_at) for t in own], grace=hotlist_grace())
+    grace = hotlist_grace()
+    found = taps_hotlisted(taps=[(t.card_no, t.tapped_at, grace) for t in own])
     return [
         Flag(own[i], "hotlisted", {"listed_at": listed_at.isoformat(), "reason": reason})
         for i, (listed_at, reason) in sorted(found.items())
@@ -418,8 +415,6 @@ def hotlist_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 def purse_shadow_follow(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the e-purse shadow follows each card's taps in card-counter order; a tap whose
     balance_before differs from the shadow → ``shadow_divergence``. Two queries."""
-    from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
-
     own = {(t.card_no, t.card_counter): t for t in taps if t.routing == "own"}
     moves = [
         PurseMovement(t.card_no, t.card_counter, t.balance_before_fen, t.balance_after_fen, t.tapped_at)

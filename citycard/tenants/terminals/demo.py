@@ -22,8 +22,9 @@ from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
+from citycard.tenants.terminals.simulate import SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
@@ -120,7 +121,7 @@ def demo_step(ctx) -> None:
         "fare flags",
     ):
         table.add_column(col)
-    now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
+    now = timezone.now().astimezone(BEIJING).replace(microsecond=0)
     card_keys: dict[str, IssuerKeys] = {}
     uploaded = []
     for code, tenant in ctx.tenants.items():

@@ -73,6 +73,7 @@ from citycard.tenants.terminals.wire import (
     read_json,
     repeated_keys_refuse,
 )
+from citycard.terminal_kit.beijing import BEIJING as _CST
 from citycard.terminal_kit.cardno import luhn_valid
 from citycard.terminal_kit.signing import b64decode
 
@@ -131,9 +132,6 @@ class _Reject(Exception):
 _INT_MAX = 2**63 - 1  # PostgreSQL bigint: sequence numbers, card counters, amounts and balances
 _INT4_MAX = 2**31 - 1  # PostgreSQL integer: rule and hotlist versions
 _TEXT_LIMITS = {"service": 20, "route": 40, "card_scheme": 40, "fare_rule_id": 60}
-# Beijing time has had no daylight saving since 1991: a fixed +08:00 gives the same local dates and
-# months as Asia/Shanghai for every plausible tap (at most 400 days old) at a fraction of the cost.
-_CST = dt.timezone(dt.timedelta(hours=8))
 _LUHN_GOOD: set[str] = set()  # card numbers that passed: a city's riders tap every day
 _LUHN_GOOD_MAX = 262_144
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 
+from citycard.terminal_kit.beijing import BEIJING
+
 PARENT = "terminals_transaction"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # Months known to exist per schema, filled only after the creating/observing transaction commits, so a
 # rolled-back creation never leaves a stale entry.
@@ -24,7 +24,7 @@ _known: dict[str, set[tuple[int, int]]] = {}
 
 
 def month_of(moment: dt.datetime) -> tuple[int, int]:
-    local = moment.astimezone(SHANGHAI)
+    local = moment.astimezone(BEIJING)
     return local.year, local.month
 
 
@@ -92,7 +92,7 @@ def partitions_ensure(months: Iterable[tuple[int, int]]) -> list[str]:
 
 def partitions_ahead(*, today: dt.date | None = None) -> list[str]:
     """Make sure last month, this month and the next three have partitions in the current schema."""
-    today = today or dt.datetime.now(SHANGHAI).date()
+    today = today or dt.datetime.now(BEIJING).date()
     return partitions_ensure(months_around(today))
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, diversify, tac_compute
 from citycard.terminal_kit.signing import public_key_bytes, sign_document
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
@@ -100,7 +100,7 @@ class SimTerminal:
         }
 
     def _tac(self, card: SimCard, amount_fen: int, at: dt.datetime) -> str:
-        local = at.astimezone(SHANGHAI)
+        local = at.astimezone(BEIJING)
         dtk = diversify(self.tac_masters[card.issuer], card.card_no, Algorithm.SM4)
         return tac_compute(
             dtk,

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from citycard.terminal_kit.money import bps_of
+
 FORMAT = 1
 SERVICES = ("bus", "metro", "ferry", "taxi", "bike", "park", "library", "parking", "other")
 CATEGORIES = ("elderly", "student", "disabled", "veteran", "low_income")
@@ -125,9 +127,9 @@ class LegRule:
     quota: Quota | None
 
     def price(self, base: int) -> int:
-        """The leg's fare from the base fare (percentages round half up to the fen)."""
+        """The leg's fare from the base fare (a percentage is in basis points, rounded by ``bps_of``)."""
         if self.kind == "percent":
-            fare = (base * self.value + 5000) // 10000
+            fare = bps_of(base, self.value)
         elif self.kind == "fixed":
             fare = self.value
         elif self.kind == "minus":

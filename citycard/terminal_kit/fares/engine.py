@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares.document import (
     CompiledRules,
     LegRule,
@@ -35,7 +36,6 @@ from citycard.terminal_kit.fares.document import (
     compile_document,
 )
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 _CACHE_LIMIT = 4096
 
 
@@ -167,7 +167,7 @@ class FareEngine:
 
     def quote(self, card: CardFacts, trip: TripFacts, state: Mapping[str, Any] | None = None) -> FareQuote:
         state = state or {}
-        local_at = trip.at.astimezone(SHANGHAI)
+        local_at = trip.at.astimezone(BEIJING)
         day = local_at.date()
         weekday = local_at.isoweekday()
         minute_of_day = local_at.hour * 60 + local_at.minute

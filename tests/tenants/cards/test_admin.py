@@ -122,3 +122,16 @@ def test_an_imported_card_shows_its_batch_in_the_audit_trail(admin_client, tmp_p
     card = Card.objects.get(source="import:ward-7:2")
     page = admin_client.get(f"/admin/cards/card/{card.pk}/change/", **HOST).content.decode()
     assert "card.import" in page and "batch ward-7" in page
+
+
+def test_an_anonymous_card_cannot_be_reported_lost_from_the_admin(admin_client):
+    """The rule is the service's (cards.services.card_loss_report_check): the admin action gets it too."""
+    card = cards.card_issue_now(scheme_code="03", cardholder_id=None, actor="t")
+    response = admin_client.post(
+        "/admin/cards/card/",
+        {"action": "report_lost_selected", "_selected_action": [card.pk], "confirm": "yes"},
+        follow=True,
+        **HOST,
+    )
+    assert any("anonymous" in str(m) for m in response.context["messages"])
+    assert Card.objects.get(pk=card.pk).state == "active"

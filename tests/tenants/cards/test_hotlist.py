@@ -115,8 +115,7 @@ def test_card_facts_one_query_whatever_the_number(holder):
             facts = card_facts(card_nos=numbers, at=T0 + dt.timedelta(seconds=1))
         assert len(queries.captured_queries) == 1
     assert "3304000100000000000" not in facts
-    assert facts[many[3]].hotlisted_at == T0 and facts[many[3]].hotlist_reason == "lost"
-    assert facts[many[0]].hotlisted_at is None
+    assert facts[many[3]].state == "frozen"
     assert facts[many[0]].scheme_code == "01" and facts[many[0]].state == "active"
 
 
@@ -130,3 +129,31 @@ def test_hotlist_published_for_the_network(holder, city):
     signer, payload = tenant_verify(document=first.document)
     assert signer.code == "jiaxing" and payload["cards"] == [a] and payload["kind"] == "hotlist"
     assert payload["hotlist_version"] == hotlist_version()
+
+
+def test_taps_hotlisted_follows_the_one_rule_at_each_edge(holder):
+    """The back office's bulk read gives what terminal_kit.hotlist.hotlisted gives, tap by tap."""
+    from citycard.tenants.cards.selectors import taps_hotlisted
+    from citycard.terminal_kit.hotlist import Listing, hotlisted
+
+    card, other = active_cards(holder, 2)
+    s.card_report_lost(card_no=card, actor="t", at=T0)
+    s.card_unfreeze(card_no=card, actor="t", at=T0 + dt.timedelta(hours=3))
+    grace, second = dt.timedelta(minutes=10), dt.timedelta(seconds=1)
+    moments = [
+        T0 - second,
+        T0,
+        T0 + grace - second,
+        T0 + grace,
+        T0 + dt.timedelta(hours=3) - second,
+        T0 + dt.timedelta(hours=3),
+    ]
+    taps = [(card, at, grace) for at in moments] + [
+        (card, T0 + second, dt.timedelta(0)),
+        (other, T0 + grace, grace),
+    ]
+    found = taps_hotlisted(taps=taps)
+    assert sorted(found) == [3, 4, 6]
+    assert all(found[i] == (T0, "lost") for i in found)
+    rule = Listing(listed_at=T0, removed_at=T0 + dt.timedelta(hours=3))
+    assert [i for i, (_c, at, g) in enumerate(taps[:-1]) if hotlisted(rule, at=at, grace=g)] == [3, 4, 6]

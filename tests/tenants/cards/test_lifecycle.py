@@ -11,8 +11,9 @@ from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import Conflict, DomainError
 from citycard.tenants.cards import services as s
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
-from citycard.tenants.cards.selectors import card_facts
+from citycard.tenants.cards.selectors import card_facts, hotlist_listings
 from citycard.terminal_kit.cardno import card_number_parse
+from citycard.terminal_kit.hotlist import NO_GRACE, listing_at
 
 from ..conftest import new_id
 
@@ -115,18 +116,18 @@ def test_ss_activation_refusals(holder, city):
 def test_loss_hotlists_with_effective_time_and_unfreeze_removes(holder):
     card = card_in("active", holder)
     s.card_report_lost(card_no=card.card_no, actor="t", at=T0)
-    facts = card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(minutes=1))[card.card_no]
-    assert (facts.state, facts.hotlisted_at, facts.hotlist_reason) == ("frozen", T0, "lost")
-    assert (
-        card_facts(card_nos=[card.card_no], at=T0 - dt.timedelta(minutes=1))[card.card_no].hotlisted_at
-        is None
-    )
+    assert card_facts(card_nos=[card.card_no], at=T0)[card.card_no].state == "frozen"
+
+    def listed(at):
+        listing = listing_at(hotlist_listings(card_nos=[card.card_no])[card.card_no], at=at, grace=NO_GRACE)
+        return (listing.listed_at, listing.reason) if listing else None
+
+    assert listed(T0 + dt.timedelta(minutes=1)) == (T0, "lost")
+    assert listed(T0 - dt.timedelta(minutes=1)) is None
     s.card_unfreeze(card_no=card.card_no, actor="t", at=T0 + dt.timedelta(hours=2))
-    assert (
-        card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(hours=3))[card.card_no].hotlisted_at is None
-    )
+    assert listed(T0 + dt.timedelta(hours=3)) is None
     # The loss hour stays on record: a tap made then was on a hotlisted card.
-    assert card_facts(card_nos=[card.card_no], at=T0 + dt.timedelta(hours=1))[card.card_no].hotlisted_at == T0
+    assert listed(T0 + dt.timedelta(hours=1)) == (T0, "lost")
 
 
 def test_replacement_moves_money_and_hotlists_the_old_card(holder):
@@ -215,3 +216,35 @@ def test_a_retried_application_returns_the_first_card(holder):
     assert again.pk == first.pk and Card.objects.filter(cardholder=person).count() == 1
     with pytest.raises(Conflict):
         s.card_apply(scheme_code="03", cardholder_id=None, request_key="win-42", actor="t")
+
+
+def test_an_anonymous_card_cannot_be_reported_lost(holder):
+    """挂失 needs a holder to prove the loss: refused by the service, whoever calls it; nothing written."""
+    card = s.card_issue_now(scheme_code="03", cardholder_id=None, actor="t")
+    audit = AuditEntry.objects.count()
+    for report in (s.card_report_lost, s.card_report_lost_once):
+        with pytest.raises(DomainError) as refused:
+            report(card_no=card.card_no, actor="t", at=T0)
+        assert (refused.value.code, refused.value.field) == ("anonymous_card", "card_no")
+    assert Card.objects.get(pk=card.pk).state == CardState.ACTIVE
+    assert not HotlistEntry.objects.filter(card_no=card.card_no).exists()
+    assert AuditEntry.objects.count() == audit
+    # A registered card of the same scheme is reported lost as ever.
+    named = s.card_issue_now(scheme_code="03", cardholder_id=holder().pk, actor="t")
+    assert s.card_report_lost(card_no=named.card_no, actor="t", at=T0).state == CardState.FROZEN
+
+
+def test_the_report_lost_command_refuses_an_anonymous_card(holder, capsys):
+    """The command line gets the service's rule too: one line, exit code 2, nothing written."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    anonymous = s.card_issue_now(scheme_code="03", cardholder_id=None, actor="t")
+    with pytest.raises(CommandError, match="anonymous") as refused:
+        call_command("cards", "--tenant", "jiaxing", "report-lost", anonymous.card_no)
+    assert refused.value.returncode == 2
+    assert Card.objects.get(pk=anonymous.pk).state == CardState.ACTIVE
+    named = s.card_issue_now(scheme_code="03", cardholder_id=holder().pk, actor="t")
+    call_command("cards", "--tenant", "jiaxing", "report-lost", named.card_no, "--reason", "stolen")
+    assert "frozen, on the hotlist" in capsys.readouterr().out
+    assert HotlistEntry.objects.get(card_no=named.card_no, removed_at__isnull=True).reason == "stolen"

@@ -15,6 +15,7 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import services
 from citycard.platform.models import Tenant
+from citycard.tenants.cards import batch
 from citycard.tenants.cards import services as cards
 from citycard.tenants.cards.pii import id_number_build
 
@@ -58,7 +59,7 @@ def test_pg_dump_of_a_tenant_schema_has_no_plaintext_personal_data(committed_db,
         csv_path.write_text(
             f"name,id_number,phone,local_hukou\n批量人,{extra},13700001234,1\n", encoding="utf-8"
         )
-        assert cards.cards_import(path=csv_path, actor="test").cards_created == 1
+        assert batch.cards_import(path=csv_path, actor="test").cards_created == 1
         people.append((extra, "13700001234"))
     settings = connection.settings_dict
     params = connection.get_connection_params()

@@ -17,9 +17,13 @@ from citycard.platform.models import Role
 from citycard.tenants.cards import services as cards
 from citycard.tenants.cards.models import Cardholder
 from citycard.tenants.cards.pii import address_mask, decade_label, id_mask
-from citycard.tenants.cards.selectors import cardholder_pii, cardholder_search, cardholder_search_ref
+from citycard.tenants.cards.selectors import (
+    cardholder_access_log,
+    cardholder_pii,
+    cardholder_search,
+    cardholder_search_ref,
+)
 from citycard.tenants.departments import services as departments
-from citycard.tenants.departments.selectors import cardholder_access_log
 
 from ..conftest import new_id
 

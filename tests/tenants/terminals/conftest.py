@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 
 from citycard.tenants.terminals import checks
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +20,7 @@ def _fresh_route_cache():
 def now():
     from django.utils import timezone
 
-    return timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
+    return timezone.now().astimezone(BEIJING).replace(microsecond=0)
 
 
 @pytest.fixture

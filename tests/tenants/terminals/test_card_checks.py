@@ -43,7 +43,7 @@ def upload(hangzhou, sim, taps, now):
 
 
 def test_taps_after_the_grace_period_are_flagged_hotlisted(hz, now, settings):
-    settings.HOTLIST_GRACE_S = 600
+    settings.HOTLIST_GRACE_MINUTES = 10
     hangzhou, sim, (lost_long, lost_just_now, fine) = hz
     with tenant_context(hangzhou):
         cards.card_report_lost(card_no=lost_long, actor="t", at=now - dt.timedelta(hours=2))

@@ -17,7 +17,8 @@ from citycard.tenants.terminals import ingest
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Batch, Transaction
 from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SHANGHAI, SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _shaoxing_terminal(terminal_id: str, route: str) -> tuple[Tenant, SimTerminal]:
@@ -41,7 +42,7 @@ def _shaoxing_terminal(terminal_id: str, route: str) -> tuple[Tenant, SimTermina
 
 def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monkeypatch):
     tenant, sim = _shaoxing_terminal("SX-BUS-0001", "1")
-    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    now = dt.datetime.now(BEIJING).replace(microsecond=0)
     taps = [
         sim.tap(SimCard(card_number("330600", i)), at=now - dt.timedelta(minutes=i)) for i in range(1, 200)
     ]
@@ -97,7 +98,7 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
     first upload is in flight: the uploads take turns on the terminal's row lock, and the second finds
     the first one's taps stored, whichever came first."""
     tenant, sim = _shaoxing_terminal("SX-BUS-0002", "2")
-    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    now = dt.datetime.now(BEIJING).replace(microsecond=0)
     with tenant_context(tenant):
         before = Transaction.objects.count()
     taps = [

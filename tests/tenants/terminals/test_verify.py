@@ -80,7 +80,7 @@ EXPECTED = {"hotlisted", "tac_invalid", "card_counter_gap", "shadow_divergence",
 @pytest.mark.parametrize("mode", ["inline", "deferred"])
 def test_both_modes_flag_the_same_taps(hz, now, settings, mode):
     settings.TERMINAL_VERIFY = mode
-    settings.HOTLIST_GRACE_S = 600
+    settings.HOTLIST_GRACE_MINUTES = 10
     hangzhou, sim, (lost, rider, forged, loaded) = hz
     _scenario(hangzhou, sim, [lost, rider, forged, loaded], now)
     if mode == "deferred":
@@ -105,7 +105,7 @@ def test_both_modes_flag_the_same_taps(hz, now, settings, mode):
 
 def test_a_verified_batch_is_never_checked_again(hz, now, settings):
     settings.TERMINAL_VERIFY = "deferred"
-    settings.HOTLIST_GRACE_S = 600
+    settings.HOTLIST_GRACE_MINUTES = 10
     hangzhou, sim, issued = hz
     _scenario(hangzhou, sim, issued, now)
     with tenant_context(hangzhou):
@@ -186,7 +186,7 @@ def test_an_upload_with_nothing_new_is_stored_verified(hz, now, settings):
 
 def test_the_beat_task_verifies_every_tenant_and_reports_what_it_did(hz, now, settings):
     settings.TERMINAL_VERIFY = "deferred"
-    settings.HOTLIST_GRACE_S = 600
+    settings.HOTLIST_GRACE_MINUTES = 10
     hangzhou, sim, issued = hz
     _scenario(hangzhou, sim, issued, now)
     done = verify_task.run()
@@ -236,7 +236,7 @@ def test_the_cli_runs_the_stage_for_one_tenant(hz, now, settings):
     from django.core.management import call_command
 
     settings.TERMINAL_VERIFY = "deferred"
-    settings.HOTLIST_GRACE_S = 600
+    settings.HOTLIST_GRACE_MINUTES = 10
     hangzhou, sim, issued = hz
     _scenario(hangzhou, sim, issued, now)
     out = StringIO()

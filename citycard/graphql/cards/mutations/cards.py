@@ -13,7 +13,7 @@ from citycard.graphql.core.types import enum_value
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.scopes import Scope
 from citycard.tenants.cards import selectors, services
-from citycard.terminal_kit.cardno import luhn_valid
+from citycard.terminal_kit.cardno import CardNumberError, card_number_clean
 
 REQUEST_KEY_MAX = 50
 
@@ -40,13 +40,12 @@ LossReasonEnum = graphene.Enum("LossReason", [("LOST", "lost"), ("STOLEN", "stol
 
 
 def card_number_valid(value: str) -> str:
-    number = (value or "").strip()
-    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn_valid(number)):
-        raise DomainError(
-            f"{value!r} is not a card number (12-19 digits ending in a valid Luhn check digit)",
-            field="card_number",
-        )
-    return number
+    """A card-number argument of a mutation, by the one check (``terminal_kit.cardno.card_number_clean``);
+    a wrong one is a DomainError, answered as data."""
+    try:
+        return card_number_clean(value or "")
+    except CardNumberError as exc:
+        raise DomainError(str(exc), code=exc.code, field="card_number") from exc
 
 
 def key_id_of(info: Any) -> str:
@@ -90,12 +89,7 @@ class CardReportLost(BaseMutation):
         card = selectors.card_get(card_no=number)
         if card is None:
             raise NotFound("no card of this tenant has this number", field="card_number")
-        if card.cardholder_id is None:
-            raise DomainError(
-                f"card {number} is anonymous (不记名): it cannot be reported lost",
-                code="anonymous_card",
-                field="card_number",
-            )
+        services.card_loss_report_check(card=card)  # before the ID check: an anonymous card counts none
         access_log_read(info, object_type="cardholder", object_ids=[card.cardholder_id], fields=["id_number"])
         if not services.cardholder_verify_attempt(card_no=number, id_number=id_number):
             # Answered as data, not raised: the transaction commits, so the failed attempt stays counted.

@@ -18,7 +18,8 @@ from citycard.interop.services.cycles import cycle_get_or_create
 from citycard.interop.services.messages import outboxes_collect
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import BEIJING, PlatformCommand, beijing
+from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.terminal_kit.beijing import BEIJING
 
 
 def _date(value: str) -> dt.date:

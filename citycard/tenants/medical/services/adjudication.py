@@ -32,7 +32,7 @@ from citycard.tenants.cards.selectors import card_facts
 from citycard.tenants.medical.models import Claim, ClaimRole, ClosedYear, InsuredCategory, InsuredYear, Policy
 from citycard.tenants.medical.selectors import insured_category_default, policy_in_force
 from citycard.tenants.medical.services.claims import share_fen
-from citycard.tenants.medical.services.policies import SHANGHAI
+from citycard.terminal_kit.beijing import BEIJING
 
 
 class Refusal:
@@ -70,14 +70,14 @@ def fund_share(
 
 def _refusal(card_no: str, treated_at: dt.datetime, category: str) -> tuple[str, str, Policy | None]:
     """(refusal code, reason, policy): no code when the claim can be adjudicated under ``policy``."""
-    day = treated_at.astimezone(SHANGHAI).date()
+    day = treated_at.astimezone(BEIJING).date()
     if card_no not in card_facts(card_nos=[card_no], at=treated_at):
         return Refusal.NOT_INSURED, f"card {card_no} is not insured here", None
     closed = ClosedYear.objects.filter(year=day.year).first()
     if closed is not None:
         return (
             Refusal.YEAR_CLOSED,
-            f"{day.year} was closed on {closed.closed_at.astimezone(SHANGHAI):%Y-%m-%d} (年度清算): its claims "
+            f"{day.year} was closed on {closed.closed_at.astimezone(BEIJING):%Y-%m-%d} (年度清算): its claims "
             "are no longer taken",
             None,
         )
@@ -104,7 +104,7 @@ def claim_adjudicate(*, document: dict[str, Any], now: dt.datetime | None = None
         answer = existing.detail["answer"]
     else:
         treated_at = dt.datetime.fromisoformat(body["treated_at"])
-        year = treated_at.astimezone(SHANGHAI).year
+        year = treated_at.astimezone(BEIJING).year
         usage = InsuredYear.objects.select_for_update().filter(card_no=card_no, year=year).first()
         category = usage.category if usage else insured_category_default(card_no=card_no, year=year)
         refusal, reason, policy = _refusal(card_no, treated_at, category)

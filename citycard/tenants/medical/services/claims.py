@@ -31,9 +31,10 @@ from citycard.platform.selectors import networks_shared, tenant_by_division
 from citycard.tenants.exchange.services import outbox_put
 from citycard.tenants.medical.models import CatalogueItem, Claim, ClaimRole, Coverage
 from citycard.tenants.medical.selectors import claim_id_for
-from citycard.terminal_kit.cardno import luhn_valid
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.cardno import CardNumberError, card_number_clean
+from citycard.terminal_kit.money import bps_of
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 CLAIM_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,39}$")
 MAX_LINES = 500
 
@@ -58,8 +59,8 @@ class ClaimItem(NamedTuple):
 
 
 def share_fen(amount_fen: int, bps: int) -> int:
-    """``amount × bps / 10000`` rounded half-up (amounts here are never negative)."""
-    return (amount_fen * bps * 2 + 10000) // 20000
+    """A share of a claim at ``bps``: ``terminal_kit.money.bps_of`` (half-up; amounts here are never negative)."""
+    return bps_of(amount_fen, bps)
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,10 @@ def claim_submit(
         raise DomainError(
             f"claim id {claim_no!r} is too long: at most {allowed} characters here", field="claim_no"
         )
-    if not (card_no.isascii() and card_no.isdigit() and len(card_no) == 19 and luhn_valid(card_no)):
-        raise DomainError(
-            f"{card_no!r} is not a card number (19 digits ending in a valid Luhn check digit)",
-            code="bad_checksum" if card_no.isdigit() and len(card_no) == 19 else "invalid",
-            field="card_no",
-        )
+    try:
+        card_no = card_number_clean(card_no)
+    except CardNumberError as exc:
+        raise DomainError(str(exc), code=exc.code, field="card_no") from exc
     if treated_at.tzinfo is None or treated_at > now:
         raise DomainError(
             "the time of treatment is a time with its offset, not in the future", field="treated_at"
@@ -224,7 +223,7 @@ def claim_submit(
                 field="claim_no",
             )
         return existing, False
-    _insured_place_check(card_no, treated_at.astimezone(SHANGHAI).date())
+    _insured_place_check(card_no, treated_at.astimezone(BEIJING).date())
     priced = claim_price(items=lines_in)
     claim = Claim.objects.create(
         claim_id=claim_id,

@@ -22,8 +22,9 @@ from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.tenants.cards.selectors import card_get
 from citycard.tenants.medical.models import ClosedYear, InsuredCategory, InsuredYear, ItemCategory, Policy
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.cardno import CardNumberError, card_number_clean
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 AMOUNT_FIELDS = ("deductible_fen", "ratios_bps", "annual_cap_fen")
 
 
@@ -98,7 +99,7 @@ def policy_check(
             code="policy_in_use",
             field="deductible_fen",
         )
-    first, last = (used[k].astimezone(SHANGHAI).date() for k in ("first", "last"))
+    first, last = (used[k].astimezone(BEIJING).date() for k in ("first", "last"))
     if effective_from > first or effective_to < last:
         raise Conflict(
             f"claims treated {first} to {last} were adjudicated under this policy: it stays in force then",
@@ -172,8 +173,10 @@ def insured_year_check(*, card_no: str, year: int, category: str) -> None:
             f"insured category {category!r} is not one of {', '.join(InsuredCategory.values)}",
             field="category",
         )
-    if not (card_no.isascii() and card_no.isdigit() and len(card_no) == 19):
-        raise DomainError(f"{card_no!r} is not a 19-digit card number", field="card_no")
+    try:
+        card_no = card_number_clean(card_no)
+    except CardNumberError as exc:
+        raise DomainError(str(exc), code=exc.code, field="card_no") from exc
     if card_get(card_no=card_no) is None:
         raise NotFound(f"no card {card_no} was issued here", field="card_no")
     closed = _year_closed(year)
@@ -210,7 +213,7 @@ def medical_year_close(*, year: int, actor: str, now: dt.datetime | None = None)
     """Close a year that has ended (年度清算): claims treated in it are refused from now on, and its
     policies and insured persons' categories stay as they are."""
     now = now or timezone.now()
-    if year >= now.astimezone(SHANGHAI).year:
+    if year >= now.astimezone(BEIJING).year:
         raise DomainError(f"{year} has not ended yet: a year is closed after 31 December", field="year")
     closed = _year_closed(year)
     if closed is not None:

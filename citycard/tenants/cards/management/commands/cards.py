@@ -1,5 +1,6 @@
 """`citycard cards --tenant CODE import FILE | schemes [--seed] [--publish] | reencrypt | hotlist
-| access-log (--cardholder ID | --card NUMBER | --id-number ID) | test-keys --out FILE`."""
+| report-lost CARD [--reason lost|stolen] | access-log (--cardholder ID | --card NUMBER | --id-number ID)
+| test-keys --out FILE`."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ class Command(PlatformCommand):
             help="export the keys of this issuer's test cards, for citycard-terminal simulate (not in production)",
         )
         keys.add_argument("--out", required=True, metavar="PATH", help="the JSON file to write (mode 0600)")
+        lost = sub.add_parser(
+            "report-lost", help="report a registered card lost (挂失): frozen, on the hotlist"
+        )
+        lost.add_argument("card", help="the card number")
+        lost.add_argument("--reason", default="lost", choices=["lost", "stolen"])
         log = sub.add_parser("access-log", help="who read a cardholder's data, under which grant or key")
         who = log.add_mutually_exclusive_group(required=True)
         who.add_argument("--cardholder", type=int, help="the cardholder's number")
@@ -59,8 +65,6 @@ class Command(PlatformCommand):
         who.add_argument("--id-number", help="the cardholder's ID number (looked up through the blind index)")
 
     def _access_log(self, tenant, console, opts):
-        from citycard.tenants.departments.selectors import cardholder_access_log
-
         holder = selectors.cardholder_find(
             cardholder_id=opts.get("cardholder"), card_no=opts.get("card"), id_number=opts.get("id_number")
         )
@@ -70,7 +74,7 @@ class Command(PlatformCommand):
             page="command: cards access-log",
             fields=["name", "id_masked"],
         )
-        reads = cardholder_access_log(cardholder_id=holder.pk)
+        reads = selectors.cardholder_access_log(cardholder_id=holder.pk)
         table = Table(
             "when",
             "who",
@@ -109,7 +113,7 @@ class Command(PlatformCommand):
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = services.cards_import(
+            report = batch.cards_import(
                 path=Path(opts["file"]),
                 state=opts["state"],
                 batch=opts.get("batch"),
@@ -183,6 +187,12 @@ class Command(PlatformCommand):
         console.print(
             f"the test-card keys of {tenant.code} (cards {', '.join(document['divisions'])}…) written to {out};"
             " they include the issuer's TAC master: keep the file as a key"
+        )
+
+    def _report_lost(self, tenant, console, opts):
+        card = services.card_report_lost(card_no=opts["card"], actor=self.actor, reason=opts["reason"])
+        console.print(
+            f"card {card.card_no} reported {opts['reason']} at {beijing(card.frozen_at)}: frozen, on the hotlist"
         )
 
     def _hotlist(self, tenant, console, opts):

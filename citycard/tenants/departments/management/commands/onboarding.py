@@ -13,8 +13,9 @@ from rich.table import Table
 from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
-from citycard.tenants.departments.selectors import SHANGHAI_TZ, admin_hosts, onboarding_overview
+from citycard.tenants.departments.selectors import admin_hosts, onboarding_overview
 from citycard.tenants.departments.services import onboarding_publish
+from citycard.terminal_kit.beijing import BEIJING
 
 
 class Command(PlatformCommand):
@@ -44,7 +45,7 @@ class Command(PlatformCommand):
                 {
                     "tenant": o.tenant.code,
                     "kind": o.tenant.kind,
-                    "published_at": o.published_at.astimezone(SHANGHAI_TZ).isoformat()
+                    "published_at": o.published_at.astimezone(BEIJING).isoformat()
                     if o.published_at
                     else None,
                     "done": len(o.items) - len(o.missing),
@@ -56,7 +57,7 @@ class Command(PlatformCommand):
                             "done": i.done,
                             "detail": str(i.detail),
                             "done_by": i.done_by,
-                            "done_at": i.done_at.astimezone(SHANGHAI_TZ).isoformat() if i.done_at else None,
+                            "done_at": i.done_at.astimezone(BEIJING).isoformat() if i.done_at else None,
                             "who": str(i.who),
                             "admin_page": where(i),
                             "command": i.command,

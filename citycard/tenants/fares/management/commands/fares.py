@@ -14,18 +14,18 @@ from citycard.platform.key_publication import terminal_keys
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.fares import selectors, services
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 
 def _at(text: str | None) -> dt.datetime:
     if not text:
-        return dt.datetime.now(SHANGHAI)
+        return dt.datetime.now(BEIJING)
     try:
         at = dt.datetime.fromisoformat(text)
     except ValueError as exc:
         raise DomainError(f"--at {text!r} is not a date and time like 2026-11-23 08:10", field="at") from exc
-    return at if at.tzinfo else at.replace(tzinfo=SHANGHAI)
+    return at if at.tzinfo else at.replace(tzinfo=BEIJING)
 
 
 class Command(PlatformCommand):
@@ -80,7 +80,7 @@ class Command(PlatformCommand):
         quote = result.quote
         source = "draft rules" if result.version is None else f"{result.owner} rules v{result.version}"
         self.stdout.write(
-            f"fare {quote.fare_fen} fen (¥{quote.fare_fen / 100:.2f}), base {quote.base_fen} fen, "
+            f"fare {quote.fare_fen} fen ({yuan(quote.fare_fen)}), base {quote.base_fen} fen, "
             f"rule {quote.rule_id} — {source}"
         )
         self.stdout.write(

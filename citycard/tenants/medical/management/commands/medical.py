@@ -21,7 +21,9 @@ from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.medical import selectors, services
 from citycard.tenants.medical.models import ClaimRole, Coverage, InsuredCategory, ItemCategory
-from citycard.tenants.medical.selectors import SHANGHAI, percent, yuan
+from citycard.tenants.medical.selectors import percent
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 CLASSES = {"A": "甲", "B": "乙", "C": "丙"}
 
@@ -386,7 +388,7 @@ class Command(PlatformCommand):
     # --- insured persons, years -----------------------------------------------------------------------
 
     def _insured(self, console, opts):
-        year = opts.get("year") or timezone.now().astimezone(SHANGHAI).year
+        year = opts.get("year") or timezone.now().astimezone(BEIJING).year
         if opts.get("set_category"):
             services.insured_year_set_category(
                 card_no=opts["card"], year=year, category=opts["set_category"], actor=self.actor

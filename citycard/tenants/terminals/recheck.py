@@ -21,14 +21,13 @@ from typing import Any
 
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Transaction
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import Card, Trip
 from citycard.terminal_kit.transit import TripCodec, card_state
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-
 
 def _month_start(at: dt.datetime) -> dt.datetime:
-    local = at.astimezone(SHANGHAI)
+    local = at.astimezone(BEIJING)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 

@@ -13,6 +13,7 @@ from django_tenants.utils import tenant_context
 from rich.table import Table
 
 from citycard.tenants.accounts import services as accounts
+from citycard.tenants.cards import batch
 from citycard.tenants.cards import services as cards
 from citycard.tenants.cards.models import Card, Cardholder, CardholderCategory, CardState
 from citycard.tenants.cards.pii import id_number_build
@@ -99,7 +100,7 @@ def _city(tenant, ctx, table: Table) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{tenant.code}-applications.csv"
     _csv(path, tenant.division_code, tenant.code)
-    report = cards.cards_import(path=path, actor="demo", state=CardState.ACTIVE, batch=f"demo-{tenant.code}")
+    report = batch.cards_import(path=path, actor="demo", state=CardState.ACTIVE, batch=f"demo-{tenant.code}")
     main = list(Card.objects.filter(scheme__code="01").order_by("card_no")[:60])
     for card in main[:40]:
         accounts.account_open(card_no=card.card_no, actor="demo")
