@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound, county_refuse
+from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.publications import publication_publish
 from citycard.platform.selectors import rate_limit_count
 from citycard.platform.services import rate_limit_hit
@@ -42,6 +44,8 @@ from citycard.tenants.cards.pii import (
 from citycard.tenants.cards.selectors import cardholder_verify, hotlist_payload, scheme_document
 from citycard.tenants.cards.signals import card_replaced
 from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.day import issuer_keys_document
+from citycard.terminal_kit.devkeys import SIM_KEYS
 
 # The schemes of DESIGN §4 and the seeds (杭州/嘉兴/东莞 市民卡方案): what a new city starts with.
 DEFAULT_SCHEMES: list[dict[str, Any]] = [
@@ -932,12 +936,6 @@ def card_test_keys_export(*, actor: str, now: dt.datetime | None = None) -> dict
     masters the simulator's PSAMs hold, and this issuer's card TAC master from the key vault, so the test
     cards' TACs verify at acquirers and in clearing like real ones. A city only; refused when the platform
     runs in production (its cards are not under development keys there); audited (the key ids, never a key)."""
-    from dataclasses import replace
-
-    from citycard.platform.keys import tenant_card_tac_master
-    from citycard.terminal_kit.day import issuer_keys_document
-    from citycard.terminal_kit.devkeys import SIM_KEYS
-
     tenant = current_tenant()
     county_refuse(tenant, cannot="export test-card keys", **_CARDS_INHERITED)
     if settings.PRODUCTION:
