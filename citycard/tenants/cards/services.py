@@ -39,6 +39,7 @@ from citycard.tenants.cards.pii import (
     phone_mask,
     phone_normalise,
 )
+from citycard.tenants.cards.signals import card_changed, cardholder_changed
 from citycard.terminal_kit.cardno import card_number_build
 
 # The schemes of DESIGN §4 and the seeds (杭州/嘉兴/东莞 市民卡方案): what a new city starts with.
@@ -305,6 +306,7 @@ def cardholder_register(
         object_id=holder.pk,
         data={"categories": [c["code"] for c in checked]},
     )
+    cardholder_changed.send(sender=Cardholder, cardholder=holder, reason="register")
     return holder
 
 
@@ -465,6 +467,7 @@ def cardholder_category_grant(
         object_id=holder.pk,
         data={"code": code, "valid_from": valid_from, "valid_to": valid_to},
     )
+    cardholder_changed.send(sender=Cardholder, cardholder=holder, reason="category")
     return category
 
 
@@ -554,6 +557,8 @@ def _audit_card(card: Card, action: str, actor: str, **data: Any) -> None:
         object_id=card.card_no,
         data={"state": card.state, **data},
     )
+    if card.cardholder_id is not None:
+        card_changed.send(sender=Card, card=card, action=action)
 
 
 @transaction.atomic
