@@ -56,13 +56,14 @@ def test_reasons_not_entitled_expired_hotlisted_unknown_and_foreign(person):
     from citycard.tenants.cards.services import card_report_lost
 
     holder, card = person()
-    other, other_card = person(name="李四")
+    _other, other_card = person(name="李四")
     _park_pass(valid_to=(AT + 10 * DAY).date(), quota_period="none", quota=None)
     s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
-    decide = lambda no, at=AT: acceptance_decide(
-        service_point="west-lake-gate", card_no=no, at=at, reader="g"
-    )  # noqa: E731
+
+    def decide(no, at=AT):
+        return acceptance_decide(service_point="west-lake-gate", card_no=no, at=at, reader="g")
+
     assert decide(other_card.card_no).reason == "not_entitled"
     assert decide(card.card_no, AT + 11 * DAY).reason == "expired"
     assert decide("3301000199999999990").reason in {"unknown_card", "card_hotlisted"}
