@@ -354,17 +354,26 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             "card_no", "cardholder_id"
         )
     }
-    grants = {
-        (g.cardholder_id, g.type.code): g
-        for g in Entitlement.objects.select_related("type").filter(
-            cardholder_id__in={h for h in cards.values() if h}, revoked_at__isnull=True
-        )
-    }
+    # A use counts against the grant in force when it was made (revoked later or not).
+    grants: dict[tuple[int, str], list[Entitlement]] = {}
+    for g in Entitlement.objects.select_related("type").filter(
+        cardholder_id__in={h for h in cards.values() if h}
+    ):
+        grants.setdefault((g.cardholder_id, g.type.code), []).append(g)
     recorded, rejected = [], []
     for use in uses:
         if use["use_key"] in seen:
             continue
-        grant = grants.get((cards.get(use["card_no"]), use["type"]))
+        at = dt.datetime.fromisoformat(use["at"])
+        grant = next(
+            (
+                g
+                for g in grants.get((cards.get(use["card_no"]), use["type"]), ())
+                if g.granted_at <= at + dt.timedelta(minutes=5)
+                and (g.revoked_at is None or g.revoked_at > at)
+            ),
+            None,
+        )
         if grant is None:
             rejected.append({"use_key": use["use_key"], "reason": "not_entitled"})
             continue
@@ -377,7 +386,7 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
                 offline=True,
                 terminal_id=terminal.terminal_id,
                 use_key=use["use_key"],
-                at=dt.datetime.fromisoformat(use["at"]),
+                at=at,
                 recorded_at=now,
             )
         )

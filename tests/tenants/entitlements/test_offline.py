@@ -1,0 +1,164 @@
+"""Offline acceptance: the tenant's signed entitlement list (full, delta, never older) decides at a gate
+that reads and authenticates the card through the terminal kit or verifies the citizen code with the
+tenant's keys; the gate's uses upload signed, once, and count against the quota online."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connection
+
+from citycard.platform.keys import tenant_public_keys
+from citycard.tenants.entitlements import services as s
+from citycard.tenants.entitlements.acceptance import (
+    acceptance_decide,
+    citizen_code_issue,
+    code_issuer,
+    entitlement_uses_upload,
+)
+from citycard.tenants.entitlements.selectors import entitlement_list_document
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.ecode import EcodeVerifier
+from citycard.terminal_kit.entitlements import EntitlementList, EntitlementListError, Gate, UseQueue
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.signing import b64encode, public_key_bytes
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import FixedFare, Validator
+from tests.tenants.entitlements.conftest import AT
+from tests.terminal_kit import kit
+
+pytestmark = pytest.mark.django_db
+
+
+def _setup(person, quota=2):
+    holder, card = person()
+    s.entitlement_type_create(
+        code="park-pass",
+        name="西湖公园年卡",
+        department="hz-parks",
+        service_points=["west-lake-gate"],
+        quota_period="day",
+        quota=quota,
+        actor="t",
+        at=AT,
+    )
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    return holder, card
+
+
+def gate_for(card_no, tmp_path, entitlements, *, clock=AT):
+    virtual = VirtualCard(CardProfile(card_no=card_no, holder_name="王小明"), kit.keys(), balance=1000)
+    validator = Validator(
+        transport=InProcessReader(virtual),
+        sam=kit.sam(),
+        store=TapStore(tmp_path / "taps.sqlite"),
+        fare=FixedFare(0),
+        tenant="hangzhou",
+        service="park",
+        route="west-lake-gate",
+        clock=lambda: clock,
+    )
+    tenant = connection.tenant
+    codes = EcodeVerifier(
+        issuers=[replace(code_issuer(tenant), keys=tenant_public_keys(tenant=tenant))],
+        store=validator.store,
+        clock=lambda: clock.timestamp(),
+    )
+    return Gate(
+        "west-lake-gate", entitlements, UseQueue(tmp_path / "uses.sqlite"), validator, codes, lambda: clock
+    ), virtual
+
+
+def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploads_once(person, tmp_path):
+    holder, card = _setup(person)
+    keys = tenant_public_keys(tenant=connection.tenant)
+    held = EntitlementList().apply(entitlement_list_document(), keys=keys)
+    assert held.entitlements(card.card_no) and len(held) == 1
+    with pytest.raises(EntitlementListError):
+        held.apply(entitlement_list_document(), keys=keys)  # the same version: never older, never again
+
+    gate, virtual = gate_for(card.card_no, tmp_path, held)
+    first = gate.present_card()
+    assert (first.allowed, first.type_code, first.remaining) == (True, "park-pass", 1), first
+    assert virtual.balance == 1000  # authenticated by a zero-amount purchase: MAC2 and TAC checked
+    code = citizen_code_issue(card_no=card.card_no, at=AT)
+    second = gate.present_code(code)
+    assert (second.allowed, second.remaining) == (True, 0)
+    assert gate.present_code(code).reason == "code_replayed"
+    assert gate.present_card().reason == "quota_used_up"
+
+    # The list's delta carries the revocation; the gate refuses afterwards.
+    version = held.version
+    s.entitlement_revoke(
+        entitlement_id=holder.entitlements.get().pk, reason="退卡", actor="t", at=AT + dt.timedelta(hours=1)
+    )
+    newer = held.apply(entitlement_list_document(since=version), keys=keys)
+    assert newer.version == version + 1 and newer.entitlements(card.card_no) == []
+
+    # The gate's uses upload, signed by the terminal, counted once (a resend adds nothing).
+    from citycard.tenants.terminals.services import terminal_register
+
+    key = Ed25519PrivateKey.generate()
+    terminal_register(
+        terminal_id="wl-gate-1",
+        operator="西湖景区",
+        department="hz-parks",
+        service="park",
+        public_key=b64encode(public_key_bytes(key)),
+        location="北山街",
+        actor="t",
+    )
+    batch = gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-1", key=key, key_id="wl-gate-1:k1")
+    taken = entitlement_uses_upload(document=batch)
+    assert (taken["recorded"], taken["duplicates"], taken["rejected"]) == (2, 0, [])
+    assert entitlement_uses_upload(document=batch)["duplicates"] == 2
+    gate.uses.acknowledged(taken["use_keys"])
+    assert gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-1", key=key, key_id="wl-gate-1:k1") is None
+
+
+def test_offline_uses_count_against_the_quota_online(person, tmp_path):
+    from citycard.tenants.terminals.services import terminal_register
+
+    _holder, card = _setup(person, quota=1)
+    keys = tenant_public_keys(tenant=connection.tenant)
+    held = EntitlementList().apply(entitlement_list_document(), keys=keys)
+    gate, _ = gate_for(card.card_no, tmp_path, held)
+    assert gate.present_card().allowed
+    key = Ed25519PrivateKey.generate()
+    terminal_register(
+        terminal_id="wl-gate-2",
+        operator="西湖景区",
+        department="hz-parks",
+        service="park",
+        public_key=b64encode(public_key_bytes(key)),
+        location="北山街",
+        actor="t",
+    )
+    entitlement_uses_upload(
+        document=gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-2", key=key, key_id="wl-gate-2:k1")
+    )
+    online = acceptance_decide(
+        service_point="west-lake-gate", card_no=card.card_no, at=AT + dt.timedelta(hours=1), reader="g"
+    )
+    assert (online.allowed, online.reason) == (False, "quota_used_up")
+
+
+def test_a_batch_signed_by_an_unknown_key_is_refused(person, tmp_path):
+    from citycard.platform.errors import DomainError
+
+    _holder, card = _setup(person)
+    held = EntitlementList().apply(
+        entitlement_list_document(), keys=tenant_public_keys(tenant=connection.tenant)
+    )
+    gate, _ = gate_for(card.card_no, tmp_path, held)
+    gate.present_card()
+    forged = gate.uses.batch(
+        tenant="hangzhou", terminal_id="x", key=Ed25519PrivateKey.generate(), key_id="x:k1"
+    )
+    with pytest.raises(DomainError) as refused:
+        entitlement_uses_upload(document=forged)
+    assert refused.value.code == "bad_signature"
