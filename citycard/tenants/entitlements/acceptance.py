@@ -140,7 +140,7 @@ def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[Service
     """The open service point and its department's grant in force; NotFound / DomainError(no_grant)."""
     point = ServicePoint.objects.select_related("department").filter(code=code, active=True).first()
     if point is None:
-        raise NotFound(f"no open service point {code!r} here", field="service_point")
+        raise NotFound("no open service point of this tenant has this code", field="service_point")
     grant = _grant_in_force(point.department_id, at.astimezone(SHANGHAI).date())
     if grant is None:
         raise DomainError(
