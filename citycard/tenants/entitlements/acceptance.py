@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,19 @@ class _NonceMemory:
                 [tenant, nonce, forget_after],
             )
             return cur.rowcount == 1
+
+
+def citizen_code_claimed_tenant(code: str) -> str | None:
+    """The tenant a citizen code says issued it, unverified: only to pick whose keys verify it."""
+    parts = code.split(".") if isinstance(code, str) and len(code) <= 1024 else []
+    if len(parts) != 4 or parts[0] != PREFIX:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    tenant = payload.get("tenant") if isinstance(payload, dict) else None
+    return tenant if isinstance(tenant, str) else None
 
 
 def code_issuer(tenant: Tenant, *, at: dt.datetime | None = None) -> CodeIssuer:

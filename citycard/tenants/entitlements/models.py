@@ -190,3 +190,22 @@ class CodeNonce(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "nonce"], name="codenonce_once")]
+
+
+class VisitorUse(models.Model):
+    """A use by a visitor's card (异地持卡人), accepted on its home tenant's signed answer (interop): there is
+    no local grant, so the local type's quota is counted by card number."""
+
+    type = models.ForeignKey(EntitlementType, on_delete=models.PROTECT, related_name="visitor_uses")
+    home_tenant = models.CharField(max_length=30)
+    home_type = models.CharField(max_length=40, help_text=_("The home tenant's type the answer vouched for."))
+    card_no = models.CharField(max_length=19)
+    service_point = models.CharField(max_length=40)
+    channel = models.CharField(max_length=5, choices=UseChannel.choices)
+    answer_id = models.CharField(max_length=120, help_text=_("The home tenant's signed answer (message id)."))
+    use_key = models.CharField(max_length=160, unique=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["card_no", "type", "at"], name="visitoruse_card_type_at")]

@@ -13,7 +13,7 @@ from citycard.graphql.core.mutations import BaseMutation, error_type
 from citycard.graphql.entitlements.types import AcceptanceDecision, Entitlement
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import Scope
-from citycard.tenants.entitlements.acceptance import acceptance_decide
+from citycard.interop.entitlements import acceptance_decide_anywhere
 from citycard.tenants.entitlements.services import entitlement_buy
 
 EntitlementBuyError = error_type(
@@ -92,7 +92,9 @@ class AcceptanceCheck(BaseMutation):
         description = (
             "May this card or citizen code use this service point's service now (权益核验)? The answer is "
             "yes/no with a reason and a masked name; a yes is recorded as a use and counts against the quota. "
-            "Each check is a read of the cardholder's name under the department's data grant, in their access log."
+            "Each check is a read of the cardholder's name under the department's data grant, in their access log. "
+            "A visitor's card or code (another city's) is answered from its home tenant's signed entitlements "
+            "for the types the roaming network recognises."
         )
         permissions = [Scope.SERVICE_POINTS_ACCEPT]
         error_type_class = AcceptanceCheckError
@@ -108,7 +110,7 @@ class AcceptanceCheck(BaseMutation):
         use_key: str | None = None,
     ) -> AcceptanceCheck:
         number = card_number_valid(card_number) if card_number is not None else None
-        decision = acceptance_decide(
+        decision = acceptance_decide_anywhere(
             service_point=service_point,
             card_no=number,
             code=citizen_code,
