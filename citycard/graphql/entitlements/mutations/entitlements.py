@@ -11,9 +11,9 @@ from citycard.graphql.cards.mutations.cards import REQUEST_KEY_MAX, card_number_
 from citycard.graphql.core.access import access_log_read
 from citycard.graphql.core.mutations import BaseMutation, error_type
 from citycard.graphql.entitlements.types import AcceptanceDecision, Entitlement
+from citycard.interop.entitlements import acceptance_decide_anywhere
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import Scope
-from citycard.interop.entitlements import acceptance_decide_anywhere
 from citycard.tenants.entitlements.services import entitlement_buy
 
 EntitlementBuyError = error_type(
