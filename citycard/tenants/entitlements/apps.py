@@ -13,11 +13,13 @@ class EntitlementsConfig(AppConfig):
             "entitlements.entitlementtype": {"view", "add", "change"},
             "entitlements.entitlement": {"view", "add", "change"},
             "entitlements.entitlementuse": {"view"},
+            "entitlements.visitoruse": {"view"},
         },
         "county_officer": {
             "entitlements.entitlementtype": {"view", "add", "change"},
             "entitlements.entitlement": {"view"},
             "entitlements.entitlementuse": {"view"},
+            "entitlements.visitoruse": {"view"},
         },
     }
 
