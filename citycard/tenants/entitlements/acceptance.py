@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from citycard.platform.errors import DomainError, NotFound
@@ -209,11 +209,19 @@ def _decide_card(
     record: bool,
 ) -> Decision:
     day = at.astimezone(SHANGHAI).date()
-    card = Card.objects.select_related("cardholder").filter(card_no=card_no).first()
+    listed = HotlistEntry.objects.filter(
+        card_no=OuterRef("card_no"), removed_at__isnull=True, listed_at__lte=at
+    )
+    card = (
+        Card.objects.select_related("cardholder")
+        .annotate(hotlisted=Exists(listed))
+        .filter(card_no=card_no)
+        .first()
+    )
     if card is None:
         own = getattr(connection.tenant, "division_code", None)
         return Decision(False, "unknown_card" if card_no[:6] == own else "foreign_card", card_no)
-    if HotlistEntry.objects.filter(card_no=card_no, removed_at__isnull=True, listed_at__lte=at).exists():
+    if card.hotlisted:
         return Decision(False, "card_hotlisted", card_no)
     if card.state not in (CardState.ACTIVE, CardState.ISSUED):
         return Decision(False, "card_inactive", card_no)
@@ -232,15 +240,16 @@ def _decide_card(
         reason=f"entitlement check at {point.code} (权益核验)",
         at=at,
     )
+    grants = Entitlement.objects.select_related("type")
+    if record:  # the grants' rows serialise concurrent uses of one quota (a gate's retry, two gates)
+        grants = grants.select_for_update(of=("self",))
     candidates = list(
-        Entitlement.objects.select_related("type")
-        .filter(
+        grants.filter(
             cardholder=holder,
             revoked_at__isnull=True,
             type__status=TypeStatus.APPROVED,
             type__service_points__contains=[point.code],
-        )
-        .order_by("type__code")
+        ).order_by("type__code")
     )
     if not candidates:
         return Decision(False, "not_entitled", card_no, masked)
@@ -257,18 +266,12 @@ def _decide_card(
         remaining = None if kind.quota is None else kind.quota - used - (1 if record else 0)
         use_id = None
         if record:
-            Entitlement.objects.select_for_update().filter(pk=grant_row.pk).first()  # serialise the count
-            if (
-                kind.quota is not None
-                and _use_counts([grant_row], day)[grant_row.pk][kind.quota_period] >= kind.quota
-            ):
-                continue
             use = EntitlementUse.objects.create(
                 entitlement=grant_row,
                 service_point=point.code,
                 card_no=card_no,
                 channel=channel,
-                use_key=use_key or f"online:{point.code}:{card_no}:{at.isoformat()}",
+                use_key=use_key or f"online:{point.code}:{secrets.token_hex(12)}",
                 at=at,
                 recorded_at=timezone.now(),
             )
