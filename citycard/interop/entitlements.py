@@ -1,6 +1,8 @@
 """Entitlements across cities (权益互认): a visitor's card or citizen code at a service point, answered from
 the home tenant's signed entitlements through signed envelopes — never by reading another tenant's schema.
 
+A county's own departments define their own types; it accepts its city's (whose cardholders live in the
+city's schema) by a type of the same code at its service points, answered by the city the same way.
 A roaming network lists the entitlement types its members recognise for each other's cardholders
 (``EntitlementRecognition``, set with ``entitlement_recognition_set``). ``acceptance_decide_anywhere`` answers
 a service point for any card or code: its own tenant's (``tenants.entitlements.acceptance``), or a
@@ -100,7 +102,7 @@ def acceptance_decide_anywhere(
     if code is not None:
         claimed = citizen_code_claimed_tenant(code)
         home = Tenant.objects.filter(code=claimed).first() if claimed else None
-        if home is None or home.pk == acquirer.clearing_tenant.pk:
+        if home is None or home.pk == acquirer.pk:
             return acceptance_decide(
                 service_point=service_point, code=code, at=at, reader=reader, use_key=use_key
             )
@@ -116,16 +118,21 @@ def acceptance_decide_anywhere(
     if card_no is None:
         raise DomainError("give a card number or a citizen code", field="card_no")
     home = _home_of(card_no)
-    if channel == "card" and (home is None or home.pk == acquirer.clearing_tenant.pk):
+    if channel == "card" and (home is None or home.pk == acquirer.pk):
         return acceptance_decide(
             service_point=service_point, card_no=card_no, at=at, reader=reader, use_key=use_key
         )
     if home is None:
         return Decision(False, "unknown_card", card_no)
     local = roaming.local_types_at(service_point=service_point, at=at)
-    recognised = sorted(
-        set(local) & recognised_types(acquirer=acquirer, home=home, on=at.astimezone(SHANGHAI).date())
-    )
+    if acquirer.parent_id == home.pk:
+        # A county accepts its city's types by defining one of the same code at its own service points;
+        # its city's cardholders live in the city's schema, asked like any home tenant.
+        recognised = sorted(local)
+    else:
+        recognised = sorted(
+            set(local) & recognised_types(acquirer=acquirer, home=home, on=at.astimezone(SHANGHAI).date())
+        )
     if not recognised:
         return Decision(False, "not_entitled", card_no, home_tenant=home.code)
     query = roaming.visitor_query_seal(

@@ -128,3 +128,56 @@ def test_a_hotlisted_visitor_card_is_refused_by_its_home_answer(tenant, visitor)
             service_point="hz-west-lake", card_no=card.card_no, at=AT, reader="gate"
         )
     assert (no.allowed, no.reason, no.masked_name) == (False, "card_hotlisted", "")
+
+
+def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(tenant):
+    from citycard.tenants.cards.services import card_issue_now, cardholder_register, schemes_seed
+
+    with tenant_context(tenant("hangzhou")):
+        schemes_seed(actor="t")
+        d.department_create(code="hz-library", kind="culture_tourism", name="杭州图书馆", actor="t")
+        s.entitlement_type_create(
+            code="library-borrow",
+            name="图书借阅",
+            department="hz-library",
+            residence=["local_hukou"],
+            auto_grant=True,
+            actor="t",
+        )
+        s.entitlement_type_approve(code="library-borrow", actor="city-admin")
+        holder = cardholder_register(
+            name="方卫东", id_number=new_id("330122", dt.date(1979, 8, 8)), local_hukou=True, actor="t"
+        )
+        card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t")
+    with tenant_context(tenant("tonglu")):
+        d.department_create(
+            code="tl-library", kind="culture_tourism", name="桐庐县图书馆", actor="county-officer"
+        )
+        d.service_point_create(
+            department="tl-library",
+            code="tl-library-desk",
+            name="桐庐县图书馆",
+            address="a",
+            hours="9-17",
+            services=["entry"],
+            actor="county-officer",
+        )
+        d.data_grant_create(
+            department="tl-library",
+            fields=["name"],
+            purpose="借阅核验",
+            valid_from=dt.date(2020, 1, 1),
+            actor="t",
+        )
+        s.entitlement_type_create(
+            code="library-borrow",
+            name="图书借阅（通借通还）",
+            department="tl-library",
+            service_points=["tl-library-desk"],
+            actor="county-officer",
+        )
+        s.entitlement_type_approve(code="library-borrow", actor="county-officer")
+        yes = acceptance_decide_anywhere(
+            service_point="tl-library-desk", card_no=card.card_no, at=AT, reader="desk"
+        )
+    assert (yes.allowed, yes.home_tenant, yes.masked_name) == (True, "hangzhou", "方**")
