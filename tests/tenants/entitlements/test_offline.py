@@ -162,3 +162,31 @@ def test_a_batch_signed_by_an_unknown_key_is_refused(person, tmp_path):
     with pytest.raises(DomainError) as refused:
         entitlement_uses_upload(document=forged)
     assert refused.value.code == "bad_signature"
+
+
+def test_terminal_syncs_the_list_over_http_full_then_delta_then_304(person, client):
+    from citycard.terminal_kit.sync import Downloader
+    from tests.terminal_auth import terminal_with_key
+
+    holder, card = _setup(person)
+    credentials = terminal_with_key(terminal_id="wl-gate-9", tenant_code="hangzhou")
+    keys = tenant_public_keys(tenant=connection.tenant)
+    calls = []
+
+    def get(url, headers):
+        path = url.split("hangzhou.localhost", 1)[1]
+        calls.append(path)
+        extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+        response = client.get(path, HTTP_HOST="hangzhou.localhost", **extra)
+        return response.status_code, response.content
+
+    downloader = Downloader(
+        base_url="http://hangzhou.localhost", tenant_keys=keys, credentials=credentials, get=get
+    )
+    held = downloader.entitlements(EntitlementList())
+    assert held.entitlements(card.card_no) and "since=0" in calls[-1]
+    assert downloader.entitlements(held) is held  # up to date: 304
+    s.entitlement_revoke(entitlement_id=holder.entitlements.get().pk, reason="退卡", actor="t", at=AT)
+    newer = downloader.entitlements(held)
+    assert newer.version == held.version + 1 and not newer.entitlements(card.card_no)
+    assert client.get("/terminal/v1/entitlements", HTTP_HOST="hangzhou.localhost").status_code == 401
