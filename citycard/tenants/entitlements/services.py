@@ -165,6 +165,32 @@ def entitlement_type_approve(*, code: str, actor: str, at: dt.datetime | None = 
     return kind
 
 
+@transaction.atomic
+def entitlement_type_withdraw(
+    *, code: str, reason: str, actor: str, at: dt.datetime | None = None
+) -> EntitlementType:
+    """Stop a type (停用): no new grants, no acceptance; its holders leave the offline list at the next
+    version. The grants stay, for the record."""
+    kind = _type(code, lock=True)
+    if not (reason or "").strip():
+        raise DomainError("a withdrawal states why", field="reason")
+    if kind.status == TypeStatus.WITHDRAWN:
+        return kind
+    kind.status = TypeStatus.WITHDRAWN
+    kind.save(update_fields=["status"])
+    audit_record(
+        action="entitlement_type.withdraw",
+        actor=actor,
+        object_type="entitlement_type",
+        object_id=code,
+        data={"reason": reason.strip()},
+    )
+    holders = list(kind.grants.values_list("cardholder_id", flat=True).distinct())
+    if holders:
+        _list_apply(holder_ids=holders, at=at or timezone.now())
+    return kind
+
+
 def _age_on(holder: Cardholder, day: dt.date) -> int:
     born = dt.date.fromisoformat(cardholder_pii(cardholder=holder)["birth_date"])
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))

@@ -1,4 +1,4 @@
-"""`citycard entitlements --tenant CODE types | type-create | approve | grant | grant-batch | revoke | buy
+"""`citycard entitlements --tenant CODE types | type-create | approve | withdraw | grant | grant-batch | revoke | buy
 | show | check | code | list-version`, and `citycard entitlements recognise --network yrd TYPE…` (权益).
 
 Thin over citycard.tenants.entitlements (a tenant's types, grants and acceptance) and
@@ -60,6 +60,9 @@ class Command(PlatformCommand):
         )
         ok = sub.add_parser("approve", help="the administrator approves a type (审批)")
         ok.add_argument("code")
+        wd = sub.add_parser("withdraw", help="stop a type (停用): no new grants, no acceptance")
+        wd.add_argument("code")
+        wd.add_argument("--reason", required=True)
         grant = sub.add_parser("grant", help="grant a type to a cardholder (eligibility checked)")
         grant.add_argument("code")
         grant.add_argument("--cardholder", type=int, required=True)
@@ -157,6 +160,10 @@ class Command(PlatformCommand):
     def _approve(self, console, opts):
         kind = services.entitlement_type_approve(code=opts["code"], actor=self.actor)
         console.print(f"{kind.code} approved by {kind.approved_by}")
+
+    def _withdraw(self, console, opts):
+        kind = services.entitlement_type_withdraw(code=opts["code"], reason=opts["reason"], actor=self.actor)
+        console.print(f"{kind.code} withdrawn")
 
     def _grant(self, console, opts):
         grant = services.entitlement_grant(
