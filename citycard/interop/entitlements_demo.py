@@ -147,7 +147,7 @@ def entitlements_demo(ctx) -> None:
             type="canteen-meal", cardholder_ids=[student.pk], actor="hz-school-14"
         )
         if not Entitlement.objects.filter(
-            cardholder=resident, type__code="park-pass", revoked_at__isnull=True
+            cardholder_id=resident.pk, type__code="park-pass", revoked_at__isnull=True
         ).exists():
             account_open(card_no=resident_card.card_no, actor=ACTOR)
             account_topup(

@@ -245,7 +245,7 @@ def _decide_card(
         grants = grants.select_for_update(of=("self",))
     candidates = list(
         grants.filter(
-            cardholder=holder,
+            cardholder_id=holder.pk,
             revoked_at__isnull=True,
             type__status=TypeStatus.APPROVED,
             type__service_points__contains=[point.code],

@@ -84,9 +84,8 @@ class EntitlementTypeAdmin(admin.ModelAdmin):
 class EntitlementAdmin(admin.ModelAdmin):
     list_display = ("type", "cardholder_id", "valid_from", "valid_to", "source", "granted_by", "revoked_at")
     list_filter = ("type", "source")
-    search_fields = ("=cardholder__id",)
-    fields = ("type", "cardholder", "valid_from", "valid_to")
-    raw_id_fields = ("cardholder",)
+    search_fields = ("=cardholder_id",)
+    fields = ("type", "cardholder_id", "valid_from", "valid_to")
     actions = ["revoke_selected"]
 
     def has_change_permission(self, request, obj=None):
@@ -99,7 +98,7 @@ class EntitlementAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         created = services.entitlement_grant(
             type=data["type"].code,
-            cardholder_id=data["cardholder"].pk,
+            cardholder_id=data["cardholder_id"],
             valid_from=data.get("valid_from"),
             valid_to=data.get("valid_to"),
             actor=_actor(request),

@@ -97,7 +97,7 @@ def visitor_query_answer(*, document: Any, now: dt.datetime) -> dict[str, Any]:
         answer["held"] = [
             {"type": code, "valid_from": start.isoformat(), "valid_to": end.isoformat() if end else None}
             for code, start, end in Entitlement.objects.filter(
-                cardholder=card.cardholder,
+                cardholder_id=card.cardholder_id,
                 revoked_at__isnull=True,
                 type__status=TypeStatus.APPROVED,
                 type__code__in=types,

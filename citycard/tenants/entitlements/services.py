@@ -248,7 +248,7 @@ def _grant(
         with transaction.atomic():
             grant = Entitlement.objects.create(
                 type=kind,
-                cardholder=holder,
+                cardholder_id=holder.pk,
                 valid_from=valid_from,
                 valid_to=valid_to,
                 source=source,
@@ -333,7 +333,7 @@ def entitlement_grant_batch(
 def _auto_grant_one(kind: EntitlementType, holder: Cardholder, *, actor: str, at: dt.datetime | None) -> bool:
     at = at or timezone.now()
     day = _today(at)
-    if Entitlement.objects.filter(type=kind, cardholder=holder, revoked_at__isnull=True).exists():
+    if Entitlement.objects.filter(type=kind, cardholder_id=holder.pk, revoked_at__isnull=True).exists():
         return False
     if eligibility_refusal(kind, holder, on=day):
         return False
@@ -398,7 +398,9 @@ def entitlement_buy(
     refusal = eligibility_refusal(kind, card.cardholder, on=day)
     if refusal:
         raise DomainError(f"not eligible for {kind.code} ({refusal})", code="not_eligible", field="card_no")
-    if Entitlement.objects.filter(type=kind, cardholder=card.cardholder, revoked_at__isnull=True).exists():
+    if Entitlement.objects.filter(
+        type=kind, cardholder_id=card.cardholder_id, revoked_at__isnull=True
+    ).exists():
         raise Conflict(f"already holds {kind.code}", code="already_held", field="type")
     posting = account_pay(
         card_no=card_no,

@@ -19,6 +19,7 @@ from citycard.tenants.entitlements.acceptance import (
     code_issuer,
     entitlement_uses_upload,
 )
+from citycard.tenants.entitlements.models import Entitlement
 from citycard.tenants.entitlements.selectors import entitlement_list_document
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
@@ -94,7 +95,10 @@ def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploa
     # The list's delta carries the revocation; the gate refuses afterwards.
     version = held.version
     s.entitlement_revoke(
-        entitlement_id=holder.entitlements.get().pk, reason="退卡", actor="t", at=AT + dt.timedelta(hours=1)
+        entitlement_id=Entitlement.objects.get(cardholder_id=holder.pk).pk,
+        reason="退卡",
+        actor="t",
+        at=AT + dt.timedelta(hours=1),
     )
     newer = held.apply(entitlement_list_document(since=version), keys=keys)
     assert newer.version == version + 1 and newer.entitlements(card.card_no) == []
@@ -186,7 +190,9 @@ def test_terminal_syncs_the_list_over_http_full_then_delta_then_304(person, clie
     held = downloader.entitlements(EntitlementList())
     assert held.entitlements(card.card_no) and "since=0" in calls[-1]
     assert downloader.entitlements(held) is held  # up to date: 304
-    s.entitlement_revoke(entitlement_id=holder.entitlements.get().pk, reason="退卡", actor="t", at=AT)
+    s.entitlement_revoke(
+        entitlement_id=Entitlement.objects.get(cardholder_id=holder.pk).pk, reason="退卡", actor="t", at=AT
+    )
     newer = downloader.entitlements(held)
     assert newer.version == held.version + 1 and not newer.entitlements(card.card_no)
     assert client.get("/terminal/v1/entitlements", HTTP_HOST="hangzhou.localhost").status_code == 401
