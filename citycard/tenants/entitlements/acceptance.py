@@ -363,6 +363,16 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
     if payload.get("kind") != "entitlement-uses" or payload.get("terminal_id") != terminal.terminal_id:
         raise DomainError("not a uses batch of the signing terminal", code="invalid", field="document")
     uses = payload.get("uses") or []
+    fields = ("use_key", "card_no", "type", "service_point", "channel", "at")
+    for use in uses if isinstance(uses, list) else [None]:
+        if not isinstance(use, dict) or not all(isinstance(use.get(f), str) and use.get(f) for f in fields):
+            raise DomainError(f"each use has {', '.join(fields)} as text", code="malformed", field="document")
+        try:
+            moment = dt.datetime.fromisoformat(use["at"])
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None or use["channel"] not in UseChannel.values:
+            raise DomainError(f"use {use['use_key']}: a time with its offset and a channel", code="malformed")
     keys = [u["use_key"] for u in uses]
     seen = set(EntitlementUse.objects.filter(use_key__in=keys).values_list("use_key", flat=True))
     cards = {

@@ -196,3 +196,30 @@ def test_terminal_syncs_the_list_over_http_full_then_delta_then_304(person, clie
     newer = downloader.entitlements(held)
     assert newer.version == held.version + 1 and not newer.entitlements(card.card_no)
     assert client.get("/terminal/v1/entitlements", HTTP_HOST="hangzhou.localhost").status_code == 401
+
+
+def test_a_malformed_batch_is_refused_whole(person, tmp_path):
+    from citycard.platform.errors import DomainError
+    from citycard.tenants.terminals.services import terminal_register
+    from citycard.terminal_kit.signing import sign_document
+
+    _setup(person)
+    key = Ed25519PrivateKey.generate()
+    terminal_register(
+        terminal_id="wl-gate-5",
+        operator="西湖景区",
+        department="hz-parks",
+        service="park",
+        public_key=b64encode(public_key_bytes(key)),
+        location="北山街",
+        actor="t",
+    )
+    bad = {
+        "kind": "entitlement-uses",
+        "tenant": "hangzhou",
+        "terminal_id": "wl-gate-5",
+        "uses": [{"use_key": "x"}],
+    }
+    with pytest.raises(DomainError) as refused:
+        entitlement_uses_upload(document=sign_document(bad, key=key, key_id="wl-gate-5:k1"))
+    assert refused.value.code == "malformed"
