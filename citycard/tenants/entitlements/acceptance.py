@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.keys import tenant_public_keys, tenant_signature
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
@@ -190,10 +190,11 @@ def acceptance_decide(
             card_no = citizen_code_verify(code=code, at=at)
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
-    assert card_no is not None
     if use_key:
         done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
-        if done is not None:
+        if done is not None:  # a retry: the first answer stands, counted once
+            if done.card_no != card_no or done.service_point != point.code:
+                raise Conflict("this use key was used for another card or service point", field="use_key")
             return Decision(True, "ok", card_no, "", done.entitlement.type.code, None, done.pk)
     return _decide_card(point, grant, card_no, channel, at, reader, use_key, record)
 

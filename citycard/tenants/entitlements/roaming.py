@@ -168,6 +168,8 @@ def visitor_decide(
     if not current:
         return Decision(False, "expired", card_no, masked, home_tenant=home_code)
     if use_key and (done := VisitorUse.objects.filter(use_key=use_key).first()) is not None:
+        if done.card_no != card_no or done.service_point != service_point:
+            raise DomainError("this use key was used for another card or service point", code="conflict")
         return Decision(True, "ok", card_no, masked, done.home_type, None, done.pk, home_code)
     kinds = {k.code: k for k in EntitlementType.objects.filter(code__in=[h["type"] for h in current])}
     for h in current:

@@ -31,9 +31,10 @@ EntitlementBuyError = error_type(
 )
 AcceptanceCheckError = error_type(
     "AcceptanceCheck",
-    ["NO_GRANT"],
-    "Why no answer was given: NO_GRANT, the service point's department holds no data grant for names "
-    "(a department without a grant gets nothing); NOT_FOUND, no open service point has that code.",
+    ["NO_GRANT", "CONFLICT"],
+    "Why no answer was given: CONFLICT, the useKey was used for another card or service point; NO_GRANT, "
+    "the service point's department holds no data grant for names (a department without a grant gets "
+    "nothing); NOT_FOUND, no open service point has that code.",
 )
 
 
