@@ -13,6 +13,7 @@ back office (``citycard.tenants.entitlements.acceptance.REASONS``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import sqlite3
 import uuid
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import sign_document, verify_document
+from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import SHANGHAI, Validator
 
 KIND = "entitlements"
@@ -183,6 +185,44 @@ class EntitlementList:
             if count < quota:
                 return OfflineDecision(True, "ok", card_no, code, quota - count - 1)
         return OfflineDecision(False, "quota_used_up", card_no, current[0][0], 0)
+
+
+HELD = "entitlements"  # the queue database's documents row
+
+
+def list_keep(store: TapStore, held: EntitlementList) -> None:
+    """Keep the verified list in the terminal's queue database (its two columns as bytes, 16 a row), so a
+    restarted terminal decides offline with what it had and asks only for the delta."""
+    store.document_put(
+        kind=HELD,
+        version=held.version,
+        body={
+            "tenant": held.tenant,
+            "types": held.types,
+            "type_codes": held.type_codes,
+            "cards": base64.b64encode(held.cards.tobytes()).decode(),
+            "packed": base64.b64encode(held.packed.tobytes()).decode(),
+        },
+    )
+
+
+def list_held(store: TapStore) -> EntitlementList:
+    """The list this terminal holds (empty, version 0, before the first download)."""
+    kept = store.document_get(HELD)
+    if kept is None:
+        return EntitlementList()
+    version, body = kept
+    cards, packed = array("q"), array("q")
+    cards.frombytes(base64.b64decode(body["cards"]))
+    packed.frombytes(base64.b64decode(body["packed"]))
+    return EntitlementList(
+        tenant=body["tenant"],
+        version=version,
+        types=body["types"],
+        type_codes=list(body["type_codes"]),
+        cards=cards,
+        packed=packed,
+    )
 
 
 _SCHEMA = """

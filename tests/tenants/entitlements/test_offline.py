@@ -168,7 +168,7 @@ def test_a_batch_signed_by_an_unknown_key_is_refused(person, tmp_path):
     assert refused.value.code == "bad_signature"
 
 
-def test_terminal_syncs_the_list_over_http_full_then_delta_then_304(person, client):
+def test_terminal_syncs_the_list_over_http_full_then_delta_then_304_and_keeps_it(person, client, tmp_path):
     from citycard.terminal_kit.sync import Downloader
     from tests.terminal_auth import terminal_with_key
 
@@ -195,6 +195,15 @@ def test_terminal_syncs_the_list_over_http_full_then_delta_then_304(person, clie
     )
     newer = downloader.entitlements(held)
     assert newer.version == held.version + 1 and not newer.entitlements(card.card_no)
+
+    # Kept in the queue database: a restarted terminal holds the same list and asks for the delta only.
+    from citycard.terminal_kit.entitlements import list_held, list_keep
+
+    store = TapStore(tmp_path / "taps.sqlite")
+    list_keep(store, newer)
+    restarted = list_held(store)
+    assert (restarted.version, list(restarted.rows())) == (newer.version, list(newer.rows()))
+    assert downloader.entitlements(restarted) is restarted and "since=" in calls[-1]
     assert client.get("/terminal/v1/entitlements", HTTP_HOST="hangzhou.localhost").status_code == 401
 
 
