@@ -296,6 +296,17 @@ class UseQueue:
     def acknowledged(self, use_keys: Iterable[str]) -> None:
         self.db.executemany("UPDATE uses SET uploaded = 1 WHERE use_key = ?", [(k,) for k in use_keys])
 
+    def acknowledgement_take(self, document: Any, *, tenant_keys: Mapping[str, bytes]) -> dict[str, Any]:
+        """The back office's answer to an uploaded batch, verified with the tenant's keys: the uses it took
+        are sent no more; those it rejected stay for a person to look at. Returns the answer's payload."""
+        payload = verify_document(document, keys=tenant_keys)
+        if payload.get("kind") != "entitlement-uses-ack":
+            raise EntitlementListError(
+                f"document is a {payload.get('kind')!r}, not an acknowledgement of uses"
+            )
+        self.acknowledged(payload.get("use_keys", []))
+        return payload
+
 
 @dataclass
 class Gate:

@@ -5,6 +5,7 @@ tenant's keys; the gate's uses upload signed, once, and count against the quota 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 
 import pytest
@@ -74,7 +75,9 @@ def gate_for(card_no, tmp_path, entitlements, *, clock=AT):
     ), virtual
 
 
-def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploads_once(person, tmp_path):
+def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploads_once(
+    person, tmp_path, client
+):
     holder, card = _setup(person)
     keys = tenant_public_keys(tenant=connection.tenant)
     held = EntitlementList().apply(entitlement_list_document(), keys=keys)
@@ -119,8 +122,16 @@ def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploa
     batch = gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-1", key=key, key_id="wl-gate-1:k1")
     taken = entitlement_uses_upload(document=batch)
     assert (taken["recorded"], taken["duplicates"], taken["rejected"]) == (2, 0, [])
-    assert entitlement_uses_upload(document=batch)["duplicates"] == 2
-    gate.uses.acknowledged(taken["use_keys"])
+    # Sent again over HTTP: nothing new; the tenant-signed answer verified by the gate clears its queue.
+    response = client.post(
+        "/terminal/v1/entitlement-uses",
+        json.dumps(batch),
+        content_type="application/json",
+        HTTP_HOST="hangzhou.localhost",
+    )
+    assert response.status_code == 200, response.content
+    answer = gate.uses.acknowledgement_take(response.json(), tenant_keys=keys)
+    assert (answer["recorded"], answer["duplicates"]) == (0, 2)
     assert gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-1", key=key, key_id="wl-gate-1:k1") is None
 
 
