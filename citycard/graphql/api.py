@@ -8,7 +8,8 @@ citycard/platform/scopes.py:
   (``card(number)`` with scheme, validity, applications, balances, transactions; ``cardReportLost``,
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
-  ``medicalClaimSubmit`` and ``medicalClaim``); every read of card or cardholder data goes through
+  ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
+  ``acceptanceCheck`` for service points); every read of card or cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
@@ -24,6 +25,7 @@ from citycard.graphql.cardholders.schema import CardholderQueries
 from citycard.graphql.cards.schema import CardMutations, CardQueries
 from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
+from citycard.graphql.entitlements.schema import EntitlementMutations, EntitlementQueries
 from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
@@ -41,12 +43,13 @@ class TenantQuery(
     SubsidyQueries,
     ServicePointQueries,
     MedicalQueries,
+    EntitlementQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
 
 
-class TenantMutation(CardMutations, MedicalMutations, graphene.ObjectType):
+class TenantMutation(CardMutations, MedicalMutations, EntitlementMutations, graphene.ObjectType):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
@@ -71,6 +74,7 @@ TENANT_COST_MAP: CostMap = {
         # A keyed hash (and its key's derivation) per call: dearer than a plain lookup.
         "cardholderVerify": FieldCost(complexity=5),
         "cardholderCategories": FieldCost(complexity=5),
+        "cardEntitlements": FieldCost(complexity=2),
     },
     "Card": {"transactions": PAGE, "balance": FieldCost(complexity=2)},
     # Tens of items at most per payment.
@@ -82,6 +86,10 @@ TENANT_COST_MAP: CostMap = {
         "cardApply": FieldCost(complexity=10),
         # Prices against the catalogue, writes the claim, its audit entry and a signed outbox message.
         "medicalClaimSubmit": FieldCost(complexity=10),
+        # A ledger posting, the grant, its audit entry and the offline list's version.
+        "entitlementBuy": FieldCost(complexity=10),
+        # A citizen code's signature, the grant's lock, the use and the read log.
+        "acceptanceCheck": FieldCost(complexity=5),
     },
 }
 PLATFORM_COST_MAP: CostMap = {

@@ -21,6 +21,7 @@ from django_tenants.utils import tenant_context
 from rich.table import Table
 
 from citycard.interop import tasks
+from citycard.interop.entitlements_demo import entitlements_demo
 from citycard.interop.models import CycleState
 from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
@@ -231,6 +232,7 @@ def demo_step(ctx) -> None:
         jobs.append(("gba", "medical", treated))
     for summary in _clear(ctx, jobs, now):
         _report(ctx, summary)
+    entitlements_demo(ctx)
     ctx.console.print(
         "Clearing: `citycard clearing status --network yrd --service transit --date "
         f"{day.isoformat()}`; the platform admin shows cycles, positions, the matrix and exceptions."

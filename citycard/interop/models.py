@@ -503,3 +503,27 @@ class HotlistDelivery(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["network", "tenant"], name="hotlist_delivery_unique")]
+
+
+class EntitlementRecognition(models.Model):
+    """An entitlement type the members of a roaming network recognise for each other's cardholders (权益互认),
+    e.g. elderly free entry to parks across the Yangtze Delta: a visitor holding ``type_code`` at home is
+    admitted where the local type of the same code is accepted, on the home tenant's signed answer."""
+
+    network = models.ForeignKey(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="entitlement_recognitions"
+    )
+    type_code = models.SlugField(max_length=40)
+    valid_from = models.DateField()
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["network__code", "type_code"]
+        constraints = [
+            models.UniqueConstraint(fields=["network", "type_code"], name="entitlement_recognition_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network.code}: {self.type_code}"

@@ -23,6 +23,13 @@ class Scope(models.TextChoices):
     TRANSACTIONS_READ = "transactions:read", "Read transactions (taps and purchases)"
     TERMINALS_READ = "terminals:read", "Read the terminal registry"
     SERVICE_POINTS_READ = "service_points:read", "Search service points (服务网点)"
+    SERVICE_POINTS_ACCEPT = (
+        "service_points:accept",
+        "Ask whether a card or citizen code may use a service point's service now (权益核验): yes/no, reason, "
+        "masked name",
+    )
+    ENTITLEMENTS_READ = "entitlements:read", "Read a card holder's entitlements (权益) and their uses"
+    ENTITLEMENTS_BUY = "entitlements:buy", "Buy an entitlement from the card's online account"
     SUBSIDIES_READ = "subsidies:read", "Read subsidy payments with item detail"
     MEDICAL_CLAIMS = (
         "medical:claims",

@@ -138,6 +138,7 @@ TENANT_APPS = [
     "citycard.tenants.accounts",
     "citycard.tenants.exchange",
     "citycard.tenants.medical",
+    "citycard.tenants.entitlements",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from citycard.terminal_kit.entitlements import EntitlementDeltaMismatch, EntitlementList
 from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
 from citycard.terminal_kit.keyring import KeysTaken, keyring_take
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
@@ -122,3 +123,24 @@ class Downloader:
             return held.apply(json.loads(body), keys=self.tenant_keys)
         except (ValueError, SignatureError) as exc:  # HotlistError is a ValueError
             raise DownloadError(f"the hotlist document was refused: {exc}") from exc
+
+    def entitlements(self, held: EntitlementList) -> EntitlementList:
+        """Bring the held entitlement list (离线权益名单) up to date: the delta on its version, the full list
+        when the delta does not follow; never an older version. Returns what the terminal now holds."""
+        status, body = self._fetch(f"/terminal/v1/entitlements?since={held.version}")
+        if status == 304:
+            return held
+        try:
+            if status != 200:
+                raise DownloadError(f"entitlement list download answered {status}")
+            return held.apply(json.loads(body), keys=self.tenant_keys)
+        except EntitlementDeltaMismatch:
+            status, body = self._fetch("/terminal/v1/entitlements")
+            if status != 200:
+                raise DownloadError(f"full entitlement list download answered {status}") from None
+            try:
+                return held.apply(json.loads(body), keys=self.tenant_keys)
+            except (ValueError, SignatureError) as exc:
+                raise DownloadError(f"the entitlement list was refused: {exc}") from exc
+        except (ValueError, SignatureError) as exc:
+            raise DownloadError(f"the entitlement list was refused: {exc}") from exc

@@ -110,6 +110,19 @@ def probes(
             f'mutation {{ cardApply(schemeCode: "04", idNumber: "{jx.plain_id}", requestKey: "probe-1") '
             "{ card { number state } errors { field message code } } }",
         ],
+        # Jiaxing's cards and service points are not Hangzhou's: null, NOT_FOUND, nothing paid or recorded.
+        "cardEntitlements": [
+            f'{{ cardEntitlements(cardNumber: "{jx.elderly_card}", includeRevoked: true) '
+            "{ entitlements { id source type { code name department } } } }",
+        ],
+        "entitlementBuy": [
+            f'mutation {{ entitlementBuy(cardNumber: "{jx.elderly_card}", entitlementType: "jx-park-pass", '
+            'requestKey: "probe-1") { entitlement { id type { code } } errors { field message code } } }',
+        ],
+        "acceptanceCheck": [
+            f'mutation {{ acceptanceCheck(servicePoint: "{jx.service_points[0]}", cardNumber: "{jx.elderly_card}") '
+            "{ decision { allowed reason maskedName entitlementType } errors { field message code } } }",
+        ],
         # Jiaxing's hospital submitted JX_CLAIM (see jx_medical_claim); claim ids are per key and tenant.
         "medicalClaim": [
             f'{{ medicalClaim(claimId: "{JX_CLAIM}") {{ claimId cardNumber hospital totalFen status '

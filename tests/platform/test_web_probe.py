@@ -50,6 +50,14 @@ ANONYMOUS = {
             "terminals: every request signed with the terminal's Ed25519 key",
             {401, 405},
         ),
+        "terminal/v1/entitlements": (
+            "terminals: every request signed with the terminal's Ed25519 key",
+            {401, 405},
+        ),
+        "terminal/v1/entitlement-uses": (
+            "terminals: every batch of uses signed with the terminal's Ed25519 key",
+            {405, 415},
+        ),
     },
     PLATFORM_URLS: {
         "healthz": ("liveness: no data", {200, 405}),

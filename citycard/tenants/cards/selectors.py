@@ -271,7 +271,7 @@ class AccessLogEntry:
 
     at: dt.datetime
     reader: str
-    channel: str  # "grant", "api_key", "user", "admin"
+    channel: str  # "grant", "api_key", "user", "admin", "interop" (another tenant's service point)
     under: str  # the grant (department and number), the API key id, or the signed-in user
     fields: tuple[str, ...]
     purpose: str  # the stated reason, or the GraphQL operation / admin page
@@ -282,7 +282,7 @@ class AccessLogEntry:
 ACCESS_LOG_SOURCES: list[Callable[..., Iterable[AccessLogEntry]]] = []
 
 # Audit actions that are reads of personal data, with the channel they came through.
-READ_ACTIONS = ("graphql.read", "admin.read")
+READ_ACTIONS = ("graphql.read", "admin.read", "interop.read")
 
 # A read (``{"type", "ids", "fields", "path"}``, as citycard.graphql.core.context.AccessLog writes them)
 # names a cardholder by id under these types, and by card number under any other.
@@ -322,7 +322,7 @@ def cardholder_access_log(
         if entry.action == "admin.read":
             channel, under, purpose = "admin", entry.actor, payload.get("page", "")
         else:
-            channel = entry.object_type or "user"
+            channel = entry.object_type or "user"  # "interop": another tenant's service point, by envelope
             channel = "api_key" if channel == "apikey" else channel
             under, purpose = entry.object_id, payload.get("operation") or "GraphQL"
         out.append(

@@ -42,7 +42,7 @@ from citycard.tenants.cards.pii import (
     phone_normalise,
 )
 from citycard.tenants.cards.selectors import cardholder_verify, hotlist_payload, scheme_document
-from citycard.tenants.cards.signals import card_replaced
+from citycard.tenants.cards.signals import card_changed, card_replaced, cardholder_changed
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.day import issuer_keys_document
 from citycard.terminal_kit.devkeys import SIM_KEYS
@@ -302,6 +302,7 @@ def cardholder_register(
         object_id=holder.pk,
         data={"categories": [c["code"] for c in checked]},
     )
+    cardholder_changed.send(sender=Cardholder, cardholder=holder, reason="register")
     return holder
 
 
@@ -462,6 +463,7 @@ def cardholder_category_grant(
         object_id=holder.pk,
         data={"code": code, "valid_from": valid_from, "valid_to": valid_to},
     )
+    cardholder_changed.send(sender=Cardholder, cardholder=holder, reason="category")
     return category
 
 
@@ -552,6 +554,8 @@ def _audit_card(card: Card, action: str, actor: str, **data: Any) -> None:
         object_id=card.card_no,
         data={"state": card.state, **data},
     )
+    if card.cardholder_id is not None:
+        card_changed.send(sender=Card, card=card, action=action)
 
 
 @transaction.atomic

@@ -44,6 +44,7 @@ class ServiceKind(models.TextChoices):
     SS_ACTIVATE = "ss_activate", "Social-security activation (社保激活)"
     TOPUP = "topup", "Top-up (充值)"
     ENQUIRY = "enquiry", "Enquiry (查询)"
+    ENTRY = "entry", "Entitlement acceptance: entry, borrowing, meals (权益核验)"
 
 
 class Department(models.Model):

@@ -1,0 +1,28 @@
+from django.apps import AppConfig
+
+
+class EntitlementsConfig(AppConfig):
+    """Entitlements (权益) departments load onto cards, and their acceptance at service points."""
+
+    name = "citycard.tenants.entitlements"
+    label = "entitlements"
+    verbose_name = "Entitlements (权益)"
+
+    role_permissions = {
+        "city_admin": {
+            "entitlements.entitlementtype": {"view", "add", "change"},
+            "entitlements.entitlement": {"view", "add", "change"},
+            "entitlements.entitlementuse": {"view"},
+            "entitlements.visitoruse": {"view"},
+        },
+        "county_officer": {
+            "entitlements.entitlementtype": {"view", "add", "change"},
+            "entitlements.entitlement": {"view"},
+            "entitlements.entitlementuse": {"view"},
+            "entitlements.visitoruse": {"view"},
+        },
+    }
+
+    def ready(self) -> None:
+        # Automatic grants follow the cards app's signals: cards never imports entitlements.
+        from citycard.tenants.entitlements import receivers  # noqa: F401

@@ -1,0 +1,516 @@
+"""Defining, approving, granting, buying and revoking entitlements (权益), and the offline list's versions.
+
+Each function is one business action: atomic, audited, refusing bad input with a DomainError (nothing
+written). Who defines a type is its department's business (谁主管谁负责); only an approved type is granted.
+A city's administrator approves its departments' types; a county's departments define and approve their
+own in the county's schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.tenants.accounts.services import account_pay
+from citycard.tenants.cards.models import LIVE_STATES, Card, Cardholder, CardholderCategory, CategoryCode
+from citycard.tenants.cards.selectors import cardholder_pii
+from citycard.tenants.departments.models import Department, ServicePoint
+from citycard.tenants.entitlements.models import (
+    Entitlement,
+    EntitlementListEntry,
+    EntitlementListHead,
+    EntitlementType,
+    GrantSource,
+    QuotaPeriod,
+    Residence,
+    TypeStatus,
+)
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+LIST_HEAD_PK = 1
+
+
+def _today(at: dt.datetime | None) -> dt.date:
+    return (at or timezone.now()).astimezone(SHANGHAI).date()
+
+
+def _type(code: str, *, lock: bool = False) -> EntitlementType:
+    qs = EntitlementType.objects.select_related("department")
+    found = (qs.select_for_update() if lock else qs).filter(code=code).first()
+    if found is None:
+        raise NotFound(f"no entitlement type {code!r} here", field="type")
+    return found
+
+
+def _holder(cardholder_id: int) -> Cardholder:
+    holder = Cardholder.objects.filter(pk=cardholder_id).first()
+    if holder is None:
+        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+    return holder
+
+
+@transaction.atomic
+def entitlement_type_create(
+    *,
+    code: str,
+    name: str,
+    department: str,
+    categories: Iterable[str] = (),
+    age_min: int | None = None,
+    age_max: int | None = None,
+    residence: Iterable[str] = (),
+    schemes: Iterable[str] = (),
+    valid_from: dt.date | None = None,
+    valid_to: dt.date | None = None,
+    period_days: int | None = None,
+    quota_period: str = QuotaPeriod.NONE,
+    quota: int | None = None,
+    price_fen: int = 0,
+    service_points: Iterable[str] = (),
+    auto_grant: bool = False,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> EntitlementType:
+    """A department defines an entitlement type (权益类型); it waits for approval before it is granted."""
+    if not _CODE.match(code or ""):
+        raise DomainError(f"code {code!r} must be a lower-case code (letters, digits, - or _)", field="code")
+    if not (name or "").strip():
+        raise DomainError("an entitlement type needs a name", field="name")
+    dept = Department.objects.filter(code=department).first()
+    if dept is None:
+        raise NotFound(f"no department {department!r} here", field="department")
+    categories, residence, schemes = sorted(set(categories)), sorted(set(residence)), sorted(set(schemes))
+    points = sorted(set(service_points))
+    bad = [c for c in categories if c not in CategoryCode.values]
+    if bad:
+        raise DomainError(f"unknown categories {', '.join(bad)}", field="categories")
+    bad = [r for r in residence if r not in Residence.values]
+    if bad:
+        raise DomainError(f"unknown residence conditions {', '.join(bad)}", field="residence")
+    if age_min is not None and age_max is not None and age_max < age_min:
+        raise DomainError("the age band ends before it starts", field="age_max")
+    if valid_from and valid_to and valid_to < valid_from:
+        raise DomainError("the type's validity ends before it starts", field="valid_to")
+    if quota_period not in QuotaPeriod.values:
+        raise DomainError(
+            f"quota period must be one of {', '.join(QuotaPeriod.values)}", field="quota_period"
+        )
+    if (quota_period == QuotaPeriod.NONE) != (quota is None) or (quota is not None and quota <= 0):
+        raise DomainError("a quota is a positive number of uses per day, month or year", field="quota")
+    if type(price_fen) is not int or price_fen < 0:
+        raise DomainError("price_fen is a whole number of fen, 0 when not sold", field="price_fen")
+    if price_fen and not period_days:
+        raise DomainError("a sold entitlement is valid for a period (period_days)", field="period_days")
+    own = set(ServicePoint.objects.filter(code__in=points, active=True).values_list("code", flat=True))
+    missing = [p for p in points if p not in own]
+    if missing:
+        raise DomainError(f"no open service point {', '.join(missing)} here", field="service_points")
+    if EntitlementType.objects.filter(code=code).exists():
+        raise Conflict(f"entitlement type {code} already exists", field="code")
+    kind = EntitlementType.objects.create(
+        code=code,
+        name=name.strip(),
+        department=dept,
+        categories=categories,
+        age_min=age_min,
+        age_max=age_max,
+        residence=residence,
+        schemes=schemes,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        period_days=period_days,
+        quota_period=quota_period,
+        quota=quota,
+        price_fen=price_fen,
+        service_points=points,
+        auto_grant=auto_grant,
+        created_by=actor,
+        created_at=at or timezone.now(),
+    )
+    audit_record(
+        action="entitlement_type.create",
+        actor=actor,
+        object_type="entitlement_type",
+        object_id=code,
+        data={"department": department, "price_fen": price_fen, "service_points": points},
+    )
+    return kind
+
+
+@transaction.atomic
+def entitlement_type_approve(*, code: str, actor: str, at: dt.datetime | None = None) -> EntitlementType:
+    """The administrator approves a type (审批); an automatic type is then granted to every eligible
+    cardholder. Approving twice is harmless."""
+    kind = _type(code, lock=True)
+    if kind.status == TypeStatus.APPROVED:
+        return kind
+    if kind.status == TypeStatus.WITHDRAWN:
+        raise Conflict(f"entitlement type {code} was withdrawn", field="type")
+    kind.status, kind.approved_by, kind.approved_at = TypeStatus.APPROVED, actor, at or timezone.now()
+    kind.save(update_fields=["status", "approved_by", "approved_at"])
+    audit_record(
+        action="entitlement_type.approve", actor=actor, object_type="entitlement_type", object_id=code
+    )
+    if kind.auto_grant:
+        for holder in Cardholder.objects.order_by("pk").iterator():
+            _auto_grant_one(kind, holder, actor=actor, at=at)
+    return kind
+
+
+@transaction.atomic
+def entitlement_type_withdraw(
+    *, code: str, reason: str, actor: str, at: dt.datetime | None = None
+) -> EntitlementType:
+    """Stop a type (停用): no new grants, no acceptance; its holders leave the offline list at the next
+    version. The grants stay, for the record."""
+    kind = _type(code, lock=True)
+    if not (reason or "").strip():
+        raise DomainError("a withdrawal states why", field="reason")
+    if kind.status == TypeStatus.WITHDRAWN:
+        return kind
+    kind.status = TypeStatus.WITHDRAWN
+    kind.save(update_fields=["status"])
+    audit_record(
+        action="entitlement_type.withdraw",
+        actor=actor,
+        object_type="entitlement_type",
+        object_id=code,
+        data={"reason": reason.strip()},
+    )
+    holders = list(kind.grants.values_list("cardholder_id", flat=True).distinct())
+    if holders:
+        _list_apply(holder_ids=holders, at=at or timezone.now())
+    return kind
+
+
+def _age_on(holder: Cardholder, day: dt.date) -> int:
+    born = dt.date.fromisoformat(cardholder_pii(cardholder=holder)["birth_date"])
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def eligibility_refusal(kind: EntitlementType, holder: Cardholder, *, on: dt.date) -> str | None:
+    """Why ``holder`` is not eligible for ``kind`` on ``on`` (a reason code), or None when eligible."""
+    if kind.categories:
+        held = set(
+            CardholderCategory.objects.filter(cardholder=holder, valid_from__lte=on)
+            .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=on))
+            .values_list("code", flat=True)
+        )
+        if not held & set(kind.categories):
+            return "category"
+    if kind.residence and not any(getattr(holder, r) for r in kind.residence):
+        return "residence"
+    if (
+        kind.schemes
+        and not Card.objects.filter(
+            cardholder=holder, scheme__code__in=kind.schemes, state__in=LIVE_STATES
+        ).exists()
+    ):
+        return "scheme"
+    if kind.age_min is not None or kind.age_max is not None:
+        age = _age_on(holder, on)
+        if (kind.age_min is not None and age < kind.age_min) or (
+            kind.age_max is not None and age > kind.age_max
+        ):
+            return "age"
+    return None
+
+
+def _grant(
+    kind: EntitlementType,
+    holder: Cardholder,
+    *,
+    source: str,
+    valid_from: dt.date,
+    valid_to: dt.date | None,
+    actor: str,
+    at: dt.datetime,
+    request_key: str | None = None,
+    posting_id: int | None = None,
+) -> Entitlement:
+    if kind.status != TypeStatus.APPROVED:
+        raise DomainError(f"entitlement type {kind.code} is not approved", code="not_approved", field="type")
+    if kind.valid_to and (valid_to is None or valid_to > kind.valid_to):
+        valid_to = kind.valid_to
+    if kind.valid_from and valid_from < kind.valid_from:
+        valid_from = kind.valid_from
+    if valid_to is not None and valid_to < valid_from:
+        raise DomainError(f"{kind.code} is no longer valid", code="expired", field="type")
+    try:
+        with transaction.atomic():
+            grant = Entitlement.objects.create(
+                type=kind,
+                cardholder_id=holder.pk,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                source=source,
+                request_key=request_key,
+                posting_id=posting_id,
+                granted_by=actor,
+                granted_at=at,
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"cardholder {holder.pk} already holds {kind.code}", code="already_held", field="type"
+        ) from None
+    audit_record(
+        action="entitlement.grant",
+        actor=actor,
+        object_type="cardholder",
+        object_id=holder.pk,
+        data={"type": kind.code, "source": source, "valid_from": valid_from, "valid_to": valid_to},
+    )
+    _list_apply(holder_ids=[holder.pk], at=at)
+    return grant
+
+
+@transaction.atomic
+def entitlement_grant(
+    *,
+    type: str,
+    cardholder_id: int,
+    valid_from: dt.date | None = None,
+    valid_to: dt.date | None = None,
+    source: str = GrantSource.MANUAL,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Entitlement:
+    """Grant a cardholder an entitlement (on application, or by an officer): eligibility checked."""
+    at = at or timezone.now()
+    kind, holder = _type(type), _holder(cardholder_id)
+    day = valid_from or _today(at)
+    refusal = eligibility_refusal(kind, holder, on=day)
+    if refusal:
+        raise DomainError(
+            f"cardholder {cardholder_id} is not eligible for {kind.code} ({refusal})",
+            code="not_eligible",
+            field="cardholder_id",
+        )
+    if valid_to is None and kind.period_days:
+        valid_to = day + dt.timedelta(days=kind.period_days - 1)
+    return _grant(kind, holder, source=source, valid_from=day, valid_to=valid_to, actor=actor, at=at)
+
+
+@transaction.atomic
+def entitlement_grant_batch(
+    *, type: str, cardholder_ids: Sequence[int], actor: str, at: dt.datetime | None = None
+) -> dict[str, list[int]]:
+    """Load a type onto many cardholders (批量, e.g. a school its students): each granted, already held, or
+    refused as not eligible; one audit entry per grant. Returns the ids by outcome."""
+    at = at or timezone.now()
+    kind = _type(type)
+    out: dict[str, list[int]] = {"granted": [], "already_held": [], "not_eligible": [], "unknown": []}
+    holders = {h.pk: h for h in Cardholder.objects.filter(pk__in=list(cardholder_ids))}
+    day = _today(at)
+    for holder_id in cardholder_ids:
+        holder = holders.get(holder_id)
+        if holder is None:
+            out["unknown"].append(holder_id)
+            continue
+        if eligibility_refusal(kind, holder, on=day):
+            out["not_eligible"].append(holder_id)
+            continue
+        valid_to = day + dt.timedelta(days=kind.period_days - 1) if kind.period_days else None
+        try:
+            _grant(
+                kind, holder, source=GrantSource.BATCH, valid_from=day, valid_to=valid_to, actor=actor, at=at
+            )
+        except Conflict:
+            out["already_held"].append(holder_id)
+            continue
+        out["granted"].append(holder_id)
+    return out
+
+
+def _auto_grant_one(kind: EntitlementType, holder: Cardholder, *, actor: str, at: dt.datetime | None) -> bool:
+    at = at or timezone.now()
+    day = _today(at)
+    if Entitlement.objects.filter(type=kind, cardholder_id=holder.pk, revoked_at__isnull=True).exists():
+        return False
+    if eligibility_refusal(kind, holder, on=day):
+        return False
+    start = day
+    if kind.categories:  # from when the category that makes them eligible began (敬老 from the 60th year)
+        start = (
+            CardholderCategory.objects.filter(
+                cardholder=holder, code__in=kind.categories, valid_from__lte=day
+            )
+            .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=day))
+            .order_by("valid_from")
+            .values_list("valid_from", flat=True)
+            .first()
+        ) or day
+    _grant(kind, holder, source=GrantSource.AUTO, valid_from=start, valid_to=None, actor=actor, at=at)
+    return True
+
+
+@transaction.atomic
+def entitlements_auto_grant(
+    *, cardholder_id: int, actor: str = "system", at: dt.datetime | None = None
+) -> list[str]:
+    """Grant every approved automatic type the cardholder is now eligible for (a new elderly cardholder
+    gets free venue entry); returns the codes granted."""
+    holder = _holder(cardholder_id)
+    kinds = EntitlementType.objects.filter(status=TypeStatus.APPROVED, auto_grant=True).select_related(
+        "department"
+    )
+    return [k.code for k in kinds if _auto_grant_one(k, holder, actor=actor, at=at)]
+
+
+@transaction.atomic
+def entitlement_buy(
+    *,
+    type: str,
+    card_no: str,
+    idempotency_key: str,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Entitlement:
+    """A cardholder buys an entitlement (e.g. the park annual pass, 公园年卡) from the online account: one
+    balanced posting to the department, the grant valid ``period_days`` from today. A retry with the same
+    key returns the first grant and pays nothing again."""
+    if not idempotency_key or len(idempotency_key) > 100:
+        raise DomainError("an idempotency key of 1–100 characters is required", field="idempotency_key")
+    request_key = f"buy:{idempotency_key}"
+    existing = Entitlement.objects.filter(request_key=request_key).select_related("type").first()
+    if existing is not None:
+        if existing.type.code != type:
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} bought {existing.type.code}", field="idempotency_key"
+            )
+        return existing
+    at = at or timezone.now()
+    kind = _type(type)
+    if not kind.price_fen:
+        raise DomainError(f"{kind.code} is not sold", code="not_for_sale", field="type")
+    card = Card.objects.filter(card_no=card_no, state__in=LIVE_STATES).select_related("cardholder").first()
+    if card is None or card.cardholder is None:
+        raise NotFound(f"no named card {card_no!r} here", field="card_no")
+    day = _today(at)
+    refusal = eligibility_refusal(kind, card.cardholder, on=day)
+    if refusal:
+        raise DomainError(f"not eligible for {kind.code} ({refusal})", code="not_eligible", field="card_no")
+    if Entitlement.objects.filter(
+        type=kind, cardholder_id=card.cardholder_id, revoked_at__isnull=True
+    ).exists():
+        raise Conflict(f"already holds {kind.code}", code="already_held", field="type")
+    posting = account_pay(
+        card_no=card_no,
+        amount_fen=kind.price_fen,
+        merchant=f"entitlement:{kind.department.code}",
+        idempotency_key=f"entitlement-buy:{idempotency_key}",
+        actor=actor,
+        at=at,
+    )
+    return _grant(
+        kind,
+        card.cardholder,
+        source=GrantSource.BOUGHT,
+        valid_from=day,
+        valid_to=day + dt.timedelta(days=kind.period_days - 1),
+        actor=actor,
+        at=at,
+        request_key=request_key,
+        posting_id=posting.pk,
+    )
+
+
+@transaction.atomic
+def entitlement_revoke(
+    *, entitlement_id: int, reason: str, actor: str, at: dt.datetime | None = None
+) -> Entitlement:
+    """Withdraw a grant (撤销); it leaves the offline list at the next version."""
+    grant = Entitlement.objects.select_for_update().select_related("type").filter(pk=entitlement_id).first()
+    if grant is None:
+        raise NotFound(f"no entitlement {entitlement_id}", field="entitlement_id")
+    if grant.revoked_at is not None:
+        raise Conflict(f"entitlement {entitlement_id} is already revoked", field="entitlement_id")
+    if not (reason or "").strip():
+        raise DomainError("a revocation states why", field="reason")
+    at = at or timezone.now()
+    grant.revoked_at, grant.revoked_by, grant.revoke_reason = at, actor, reason.strip()
+    grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+    audit_record(
+        action="entitlement.revoke",
+        actor=actor,
+        object_type="cardholder",
+        object_id=grant.cardholder_id,
+        data={"type": grant.type.code, "entitlement": grant.pk, "reason": grant.revoke_reason},
+    )
+    _list_apply(holder_ids=[grant.cardholder_id], at=at)
+    return grant
+
+
+# --- the offline list -----------------------------------------------------------------------------------
+
+
+def _wanted_rows(holder_ids: Sequence[int] | None) -> set[tuple[str, str, dt.date, dt.date | None]]:
+    """(card number, type, from, to) for every live card of the cardholders (all, when None) and each of
+    their unrevoked grants of an approved type."""
+    grants = Entitlement.objects.filter(revoked_at__isnull=True, type__status=TypeStatus.APPROVED)
+    cards = Card.objects.filter(state__in=("issued", "active"), cardholder__isnull=False)
+    if holder_ids is not None:
+        grants, cards = (
+            grants.filter(cardholder_id__in=holder_ids),
+            cards.filter(cardholder_id__in=holder_ids),
+        )
+    by_holder: dict[int, list[str]] = {}
+    for holder_id, card_no in cards.values_list("cardholder_id", "card_no"):
+        by_holder.setdefault(holder_id, []).append(card_no)
+    return {
+        (card_no, code, start, end)
+        for holder_id, code, start, end in grants.values_list(
+            "cardholder_id", "type__code", "valid_from", "valid_to"
+        )
+        for card_no in by_holder.get(holder_id, ())
+    }
+
+
+def _list_apply(*, holder_ids: Sequence[int] | None, at: dt.datetime) -> int:
+    """Bring the offline list's rows for these cardholders (all, when None) up to date; bump the version
+    when anything changed. Returns the version."""
+    EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
+    head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
+    wanted = _wanted_rows(holder_ids)
+    live = EntitlementListEntry.objects.filter(version_removed__isnull=True)
+    if holder_ids is not None:
+        numbers = list(Card.objects.filter(cardholder_id__in=holder_ids).values_list("card_no", flat=True))
+        live = live.filter(card_no__in=numbers)
+    have = {(e.card_no, e.type_code, e.valid_from, e.valid_to): e.pk for e in live}
+    gone, new = set(have) - wanted, wanted - set(have)
+    if not gone and not new:
+        return head.version
+    head.version += 1
+    head.changed_at = at
+    head.save(update_fields=["version", "changed_at"])
+    EntitlementListEntry.objects.filter(pk__in=[have[row] for row in gone]).update(
+        version_removed=head.version
+    )
+    EntitlementListEntry.objects.bulk_create(
+        EntitlementListEntry(card_no=c, type_code=t, valid_from=f, valid_to=u, version_added=head.version)
+        for c, t, f, u in sorted(new, key=lambda r: (r[0], r[1]))
+    )
+    return head.version
+
+
+@transaction.atomic
+def entitlement_list_refresh(*, at: dt.datetime | None = None) -> int:
+    """Rebuild the whole offline list from the grants and cards (after cards were replaced, lost or
+    cancelled); returns its version."""
+    return _list_apply(holder_ids=None, at=at or timezone.now())
+
+
+def entitlement_list_follow(*, cardholder_id: int, at: dt.datetime | None = None) -> int:
+    """Bring one cardholder's rows of the offline list up to date (a card issued, lost or replaced). The
+    list's rows come only from grants: a cardholder who never held one costs one query."""
+    if not Entitlement.objects.filter(cardholder_id=cardholder_id).exists():
+        return 0
+    return _list_apply(holder_ids=[cardholder_id], at=at or timezone.now())

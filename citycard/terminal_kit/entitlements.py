@@ -1,0 +1,363 @@
+"""Entitlements at a gate, desk or POS (权益核验), offline first: the tenant's signed entitlement list,
+the use queue, and the gate that reads a card or a citizen code and answers yes/no with a reason.
+
+The list is ``{"kind": "entitlements", "tenant", "version", "types": {code: {quota, quota_period,
+service_points}}, "entries": [[card_no, type, from, to], …]}`` signed with the tenant's key, or a delta on
+the version held (``"delta": {"since", "added": [...], "removed": [[card_no, type], …]}``). Like the
+hotlist, a version not newer than the one held is refused: a terminal never goes back to an older list.
+
+Rows are kept in two sorted ``array('q')`` columns (card number as an integer; type index, first and last
+day packed in one integer): 16 bytes a row, looked up by bisection. The answer reasons are those of the
+back office (``citycard.tenants.entitlements.acceptance.REASONS``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import sqlite3
+import uuid
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
+from citycard.terminal_kit.signing import sign_document, verify_document
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import SHANGHAI, Validator
+
+KIND = "entitlements"
+USES_KIND = "entitlement-uses"
+_OPEN_END = (1 << 20) - 1  # "no last day" in the packed column
+_DAY_BITS = 20  # a date's ordinal (< 1,048,576: until the year 2870)
+
+
+class EntitlementListError(ValueError):
+    pass
+
+
+class EntitlementDeltaMismatch(EntitlementListError):
+    """A delta on another version than the one held: the full list is needed."""
+
+
+def _day(text: str | None) -> int:
+    return _OPEN_END if text is None else dt.date.fromisoformat(text).toordinal()
+
+
+@dataclass(frozen=True)
+class OfflineDecision:
+    allowed: bool
+    reason: str
+    card_no: str = ""
+    type_code: str = ""
+    remaining: int | None = None
+
+
+@dataclass
+class EntitlementList:
+    """The list a terminal holds (empty, version 0, before the first download)."""
+
+    tenant: str = ""
+    version: int = 0
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    type_codes: list[str] = field(default_factory=list)
+    cards: array = field(default_factory=lambda: array("q"))
+    packed: array = field(default_factory=lambda: array("q"))
+
+    def __len__(self) -> int:
+        return len(self.cards)
+
+    def nbytes(self) -> int:
+        """The memory of the two columns (what grows with the list)."""
+        return self.cards.itemsize * len(self.cards) + self.packed.itemsize * len(self.packed)
+
+    def rows(self) -> Iterable[tuple[str, str, int, int]]:
+        for card, value in zip(self.cards, self.packed, strict=True):
+            yield (
+                str(card).zfill(19),
+                self.type_codes[value >> (2 * _DAY_BITS)],
+                (value >> _DAY_BITS) & _OPEN_END,
+                value & _OPEN_END,
+            )
+
+    @classmethod
+    def _build(
+        cls, *, tenant: str, version: int, types: dict[str, Any], rows: Iterable[tuple[str, str, int, int]]
+    ) -> EntitlementList:
+        codes = sorted(types)
+        index = {code: i for i, code in enumerate(codes)}
+        keyed = sorted(
+            (int(card), (index[code] << (2 * _DAY_BITS)) | (start << _DAY_BITS) | end)
+            for card, code, start, end in rows
+            if code in index
+        )
+        return cls(
+            tenant=tenant,
+            version=version,
+            types=types,
+            type_codes=codes,
+            cards=array("q", (k for k, _ in keyed)),
+            packed=array("q", (v for _, v in keyed)),
+        )
+
+    def apply(self, document: Any, *, keys: Mapping[str, bytes]) -> EntitlementList:
+        """A newer list from a signed document (full, or a delta on this version); older ones refused."""
+        payload = verify_document(document, keys=keys)
+        if payload.get("kind") != KIND:
+            raise EntitlementListError(f"document is a {payload.get('kind')!r}, not an entitlement list")
+        version = payload.get("version")
+        if not isinstance(version, int) or version <= self.version:
+            raise EntitlementListError(
+                f"entitlement list version {version} is not newer than the one held ({self.version})"
+            )
+        types = payload.get("types") or {}
+        tenant = str(payload.get("tenant", ""))
+        if "entries" in payload:
+            rows = [(c, t, _day(f), _day(u)) for c, t, f, u in payload["entries"]]
+            return self._build(tenant=tenant, version=version, types=types, rows=rows)
+        delta = payload.get("delta") or {}
+        if delta.get("since") != self.version:
+            raise EntitlementDeltaMismatch(
+                f"delta is on version {delta.get('since')}, this terminal holds {self.version}"
+            )
+        removed = {(c, t) for c, t in delta.get("removed", [])}
+        kept = [r for r in self.rows() if (r[0], r[1]) not in removed]
+        added = [(c, t, _day(f), _day(u)) for c, t, f, u in delta.get("added", [])]
+        return self._build(tenant=tenant, version=version, types=types, rows=kept + added)
+
+    def entitlements(self, card_no: str) -> list[tuple[str, int, int]]:
+        """(type, first day ordinal, last day ordinal) of one card."""
+        key = int(card_no)
+        i = bisect_left(self.cards, key)
+        out = []
+        while i < len(self.cards) and self.cards[i] == key:
+            value = self.packed[i]
+            out.append(
+                (
+                    self.type_codes[value >> (2 * _DAY_BITS)],
+                    (value >> _DAY_BITS) & _OPEN_END,
+                    value & _OPEN_END,
+                )
+            )
+            i += 1
+        return out
+
+    def decide(
+        self,
+        *,
+        card_no: str,
+        service_point: str,
+        day: dt.date,
+        used: Callable[[str, str, dt.date], int] = lambda card, code, since: 0,
+    ) -> OfflineDecision:
+        """May this card use this service point on ``day``? ``used(card, type, since)``: the uses this
+        terminal recorded of that type since the quota period began."""
+        held = [
+            (code, start, end)
+            for code, start, end in self.entitlements(card_no)
+            if service_point in self.types.get(code, {}).get("service_points", ())
+        ]
+        if not held:
+            return OfflineDecision(False, "not_entitled", card_no)
+        today = day.toordinal()
+        current = [h for h in held if h[1] <= today <= h[2]]
+        if not current:
+            future = any(start > today for _, start, _ in held)
+            return OfflineDecision(False, "not_yet_valid" if future else "expired", card_no)
+        for code, _, _ in current:
+            rule = self.types[code]
+            quota, period = rule.get("quota"), rule.get("quota_period", "none")
+            if quota is None:
+                return OfflineDecision(True, "ok", card_no, code, None)
+            since = (
+                day
+                if period == "day"
+                else day.replace(day=1)
+                if period == "month"
+                else day.replace(month=1, day=1)
+            )
+            count = used(card_no, code, since)
+            if count < quota:
+                return OfflineDecision(True, "ok", card_no, code, quota - count - 1)
+        return OfflineDecision(False, "quota_used_up", card_no, current[0][0], 0)
+
+
+HELD = "entitlements"  # the queue database's documents row
+
+
+def list_keep(store: TapStore, held: EntitlementList) -> None:
+    """Keep the verified list in the terminal's queue database (its two columns as bytes, 16 a row), so a
+    restarted terminal decides offline with what it had and asks only for the delta."""
+    store.document_put(
+        kind=HELD,
+        version=held.version,
+        body={
+            "tenant": held.tenant,
+            "types": held.types,
+            "type_codes": held.type_codes,
+            "cards": base64.b64encode(held.cards.tobytes()).decode(),
+            "packed": base64.b64encode(held.packed.tobytes()).decode(),
+        },
+    )
+
+
+def list_held(store: TapStore) -> EntitlementList:
+    """The list this terminal holds (empty, version 0, before the first download)."""
+    kept = store.document_get(HELD)
+    if kept is None:
+        return EntitlementList()
+    version, body = kept
+    cards, packed = array("q"), array("q")
+    cards.frombytes(base64.b64decode(body["cards"]))
+    packed.frombytes(base64.b64decode(body["packed"]))
+    return EntitlementList(
+        tenant=body["tenant"],
+        version=version,
+        types=body["types"],
+        type_codes=list(body["type_codes"]),
+        cards=cards,
+        packed=packed,
+    )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uses (
+    use_key TEXT PRIMARY KEY,
+    card_no TEXT NOT NULL,
+    type TEXT NOT NULL,
+    service_point TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS uses_card ON uses (card_no, type, day);
+"""
+
+
+class UseQueue:
+    """The uses a terminal accepted offline (SQLite), until the back office acknowledged them."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(
+        self, *, card_no: str, type_code: str, service_point: str, channel: str, at: dt.datetime
+    ) -> str:
+        key = f"{service_point}:{uuid.uuid4().hex}"
+        self.db.execute(
+            "INSERT INTO uses (use_key, card_no, type, service_point, channel, at, day) VALUES (?,?,?,?,?,?,?)",
+            (
+                key,
+                card_no,
+                type_code,
+                service_point,
+                channel,
+                at.isoformat(),
+                at.astimezone(SHANGHAI).date().isoformat(),
+            ),
+        )
+        return key
+
+    def used(self, card_no: str, type_code: str, since: dt.date) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM uses WHERE card_no = ? AND type = ? AND day >= ?",
+            (card_no, type_code, since.isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def batch(
+        self, *, tenant: str, terminal_id: str, key: Ed25519PrivateKey, key_id: str
+    ) -> dict[str, Any] | None:
+        """The uses not yet acknowledged, as a signed batch (None when there are none). Sending the same
+        uses again is harmless: the back office counts each ``use_key`` once."""
+        rows = self.db.execute(
+            "SELECT use_key, card_no, type, service_point, channel, at FROM uses WHERE uploaded = 0 ORDER BY at"
+        ).fetchall()
+        if not rows:
+            return None
+        uses = [
+            {"use_key": k, "card_no": c, "type": t, "service_point": p, "channel": ch, "at": at}
+            for k, c, t, p, ch, at in rows
+        ]
+        payload = {"kind": USES_KIND, "tenant": tenant, "terminal_id": terminal_id, "uses": uses}
+        return sign_document(payload, key=key, key_id=key_id)
+
+    def acknowledged(self, use_keys: Iterable[str]) -> None:
+        self.db.executemany("UPDATE uses SET uploaded = 1 WHERE use_key = ?", [(k,) for k in use_keys])
+
+    def acknowledgement_take(self, document: Any, *, tenant_keys: Mapping[str, bytes]) -> dict[str, Any]:
+        """The back office's answer to an uploaded batch, verified with the tenant's keys: the uses it took
+        are sent no more; those it rejected stay for a person to look at. Returns the answer's payload."""
+        payload = verify_document(document, keys=tenant_keys)
+        if payload.get("kind") != "entitlement-uses-ack":
+            raise EntitlementListError(
+                f"document is a {payload.get('kind')!r}, not an acknowledgement of uses"
+            )
+        self.acknowledged(payload.get("use_keys", []))
+        return payload
+
+
+@dataclass
+class Gate:
+    """A service point's terminal deciding offline: a card tapped (read and authenticated by the
+    validator: card number and validity from the card, a zero-amount purchase whose MAC2 and TAC prove
+    the card holds its issuer's keys, the hotlist checked) or a citizen code scanned (verified with the
+    issuer's keys, its nonce spent)."""
+
+    service_point: str
+    entitlements: EntitlementList
+    uses: UseQueue
+    validator: Validator | None = None
+    codes: EcodeVerifier | None = None
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(SHANGHAI)
+
+    def _answer(self, card_no: str, channel: str) -> OfflineDecision:
+        now = self.clock()
+        decision = self.entitlements.decide(
+            card_no=card_no,
+            service_point=self.service_point,
+            day=now.astimezone(SHANGHAI).date(),
+            used=self.uses.used,
+        )
+        if decision.allowed:
+            self.uses.record(
+                card_no=card_no,
+                type_code=decision.type_code,
+                service_point=self.service_point,
+                channel=channel,
+                at=now,
+            )
+        return decision
+
+    def present_card(self) -> OfflineDecision:
+        if self.validator is None:
+            raise ValueError("this gate has no card reader")
+        tap = self.validator.tap()
+        if tap.outcome == "blocked":
+            return OfflineDecision(False, "card_hotlisted", tap.card_no or "")
+        if tap.outcome == "declined" and "expired" in tap.message:
+            return OfflineDecision(False, "card_expired", tap.card_no or "")
+        if tap.outcome != "approved" or not tap.card_no:
+            return OfflineDecision(False, "card_unreadable", tap.card_no or "")
+        return self._answer(tap.card_no, "card")
+
+    def present_code(self, token: str) -> OfflineDecision:
+        if self.codes is None:
+            raise ValueError("this gate has no code scanner")
+        try:
+            payload = self.codes.verify(token)
+        except CodeRefused as exc:
+            reason = {"expired": "code_expired", "replayed": "code_replayed"}.get(exc.code, "code_invalid")
+            return OfflineDecision(False, reason)
+        return self._answer(payload["card_no"], "code")

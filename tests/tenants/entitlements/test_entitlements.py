@@ -1,0 +1,204 @@
+"""Entitlements (权益): a department defines a type, the administrator approves it, cardholders get it
+(automatically, by buying, in batch), service points accept the card or the citizen code online with a
+reason for every no, and every read lands in the cardholder's access log under the department's grant."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from citycard.platform.errors import DomainError
+from citycard.tenants.cards.selectors import cardholder_access_log
+from citycard.tenants.departments.models import DataRead
+from citycard.tenants.entitlements import services as s
+from citycard.tenants.entitlements.acceptance import acceptance_decide, citizen_code_issue
+from citycard.tenants.entitlements.models import EntitlementUse
+from citycard.tenants.entitlements.selectors import entitlement_list_payload, entitlements_of
+from tests.tenants.entitlements.conftest import AT
+
+pytestmark = pytest.mark.django_db
+DAY = dt.timedelta(days=1)
+
+
+def _park_pass(**kw):
+    kw.setdefault("code", "park-pass")
+    kw.setdefault("name", "西湖公园年卡")
+    kw.setdefault("department", "hz-parks")
+    kw.setdefault("service_points", ["west-lake-gate"])
+    kw.setdefault("quota_period", "day")
+    kw.setdefault("quota", 1)
+    return s.entitlement_type_create(actor="parks-officer", at=AT, **kw)
+
+
+def test_park_pass_needs_approval_then_one_entry_a_day(person):
+    holder, card = person()
+    _park_pass()
+    with pytest.raises(DomainError) as refused:
+        s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    assert refused.value.code == "not_approved"
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    first = acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-1")
+    assert (first.allowed, first.reason, first.masked_name, first.remaining) == (True, "ok", "王**", 0)
+    again = acceptance_decide(
+        service_point="west-lake-gate", card_no=card.card_no, at=AT + dt.timedelta(hours=2), reader="gate-1"
+    )
+    assert (again.allowed, again.reason) == (False, "quota_used_up")
+    tomorrow = acceptance_decide(
+        service_point="west-lake-gate", card_no=card.card_no, at=AT + DAY, reader="gate-1"
+    )
+    assert tomorrow.allowed
+    assert EntitlementUse.objects.filter(card_no=card.card_no).count() == 2
+
+
+def test_reasons_not_entitled_expired_hotlisted_unknown_and_foreign(person):
+    from citycard.tenants.cards.services import card_report_lost
+
+    holder, card = person()
+    _other, other_card = person(name="李四")
+    _park_pass(valid_to=(AT + 10 * DAY).date(), quota_period="none", quota=None)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+
+    def decide(no, at=AT):
+        return acceptance_decide(service_point="west-lake-gate", card_no=no, at=at, reader="g")
+
+    assert decide(other_card.card_no).reason == "not_entitled"
+    assert decide(card.card_no, AT + 11 * DAY).reason == "expired"
+    assert decide("3301000199999999990").reason in {"unknown_card", "card_hotlisted"}
+    assert decide("3304000100000000018").reason == "foreign_card"
+    card_report_lost(card_no=card.card_no, actor="t", at=AT + DAY)
+    assert decide(card.card_no, AT + 2 * DAY).reason == "card_hotlisted"
+
+
+def test_department_without_grant_gets_nothing_and_reads_are_logged_under_the_grant(person):
+    holder, card = person()
+    s.entitlement_type_create(
+        code="library-borrow",
+        name="图书借阅",
+        department="hz-library",
+        service_points=["hz-library-desk"],
+        actor="t",
+        at=AT,
+    )
+    s.entitlement_type_approve(code="library-borrow", actor="city-admin", at=AT)
+    s.entitlement_grant(type="library-borrow", cardholder_id=holder.pk, actor="t", at=AT)
+    with pytest.raises(DomainError) as refused:
+        acceptance_decide(service_point="hz-library-desk", card_no=card.card_no, at=AT, reader="desk")
+    assert refused.value.code == "no_grant"
+    assert not DataRead.objects.filter(cardholder_id=holder.pk).exists()
+    _park_pass()
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-7")
+    log = cardholder_access_log(cardholder_id=holder.pk)
+    reads = [e for e in log if e.channel == "grant"]
+    assert len(reads) == 1 and reads[0].under.startswith("hz-parks grant #") and reads[0].fields == ("name",)
+    assert reads[0].reader == "gate-7"
+
+
+def test_new_elderly_cardholder_gets_free_venue_entry_automatically(person):
+    s.entitlement_type_create(
+        code="elderly-free-entry",
+        name="老年人免费入园",
+        department="hz-parks",
+        categories=["elderly"],
+        service_points=["west-lake-gate"],
+        auto_grant=True,
+        actor="t",
+        at=AT,
+    )
+    young, _ = person()
+    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", at=AT)
+    elder, card = person(
+        birth=dt.date(1950, 5, 1),
+        name="陈阿婆",
+        categories=[{"code": "elderly", "valid_from": dt.date(2010, 6, 1)}],
+    )
+    assert [e.type.code for e in entitlements_of(cardholder_id=elder.pk)] == ["elderly-free-entry"]
+    assert [e.source for e in entitlements_of(cardholder_id=elder.pk)] == ["auto"]
+    assert not entitlements_of(cardholder_id=young.pk).exists()
+    assert acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="g").allowed
+
+
+def test_buying_the_annual_pass_pays_the_department_once(person):
+    from citycard.tenants.accounts.models import LedgerAccount
+    from citycard.tenants.accounts.services import account_open, account_topup
+
+    holder, card = person()
+    _park_pass(price_fen=20000, period_days=365, quota_period="none", quota=None)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    account_open(card_no=card.card_no, actor="t")
+    account_topup(card_no=card.card_no, amount_fen=15000, idempotency_key="top-1", actor="t")
+    with pytest.raises(DomainError) as poor:
+        s.entitlement_buy(type="park-pass", card_no=card.card_no, idempotency_key="buy-1", actor="app", at=AT)
+    assert poor.value.code == "insufficient_funds"
+    assert not entitlements_of(cardholder_id=holder.pk).exists()
+    account_topup(card_no=card.card_no, amount_fen=10000, idempotency_key="top-2", actor="t")
+    bought = s.entitlement_buy(
+        type="park-pass", card_no=card.card_no, idempotency_key="buy-2", actor="app", at=AT
+    )
+    again = s.entitlement_buy(
+        type="park-pass", card_no=card.card_no, idempotency_key="buy-2", actor="app", at=AT
+    )
+    assert again.pk == bought.pk and bought.valid_to == AT.date() + dt.timedelta(days=364)
+    assert LedgerAccount.objects.get(cardholder_id=holder.pk).balance_fen == 5000
+    assert LedgerAccount.objects.get(code="merchant:entitlement:hz-parks").balance_fen == 20000
+
+
+def test_school_loads_its_students_in_batch_and_revocation_leaves_the_list(person):
+    students = [
+        person(name=f"学生{i}", categories=[{"code": "student", "valid_from": dt.date(2026, 9, 1)}])
+        for i in range(3)
+    ]
+    adult, _ = person()
+    _park_pass(code="canteen-meal", name="食堂餐补", categories=["student"], quota_period="day", quota=3)
+    s.entitlement_type_approve(code="canteen-meal", actor="city-admin", at=AT)
+    ids = [h.pk for h, _ in students]
+    out = s.entitlement_grant_batch(
+        type="canteen-meal", cardholder_ids=[*ids, adult.pk, 10**9], actor="school", at=AT
+    )
+    assert out == {"granted": ids, "already_held": [], "not_eligible": [adult.pk], "unknown": [10**9]}
+    assert (
+        s.entitlement_grant_batch(type="canteen-meal", cardholder_ids=ids[:1], actor="school", at=AT)[
+            "already_held"
+        ]
+        == ids[:1]
+    )
+    full = entitlement_list_payload()
+    assert {row[0] for row in full["entries"]} == {c.card_no for _, c in students}
+    grant = entitlements_of(cardholder_id=ids[0]).get()
+    s.entitlement_revoke(entitlement_id=grant.pk, reason="毕业", actor="school", at=AT + DAY)
+    delta = entitlement_list_payload(since=full["version"])
+    assert delta["version"] == full["version"] + 1
+    assert (
+        delta["delta"]["removed"] == [[students[0][1].card_no, "canteen-meal"]]
+        and delta["delta"]["added"] == []
+    )
+
+
+def test_citizen_code_accepted_once_then_replayed_or_expired(person):
+    holder, card = person()
+    _park_pass(quota_period="none", quota=None)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    code = citizen_code_issue(card_no=card.card_no, at=AT)
+    ok = acceptance_decide(
+        service_point="west-lake-gate", code=code, at=AT + dt.timedelta(seconds=5), reader="g"
+    )
+    assert (ok.allowed, ok.card_no, ok.masked_name) == (True, card.card_no, "王**")
+    replay = acceptance_decide(
+        service_point="west-lake-gate", code=code, at=AT + dt.timedelta(seconds=6), reader="g"
+    )
+    assert (replay.allowed, replay.reason) == (False, "code_replayed")
+    late = citizen_code_issue(card_no=card.card_no, at=AT)
+    old = acceptance_decide(
+        service_point="west-lake-gate", code=late, at=AT + dt.timedelta(minutes=5), reader="g"
+    )
+    assert old.reason == "code_expired"
+    forged = code[:-3] + ("abc" if not code.endswith("abc") else "xyz")
+    assert (
+        acceptance_decide(service_point="west-lake-gate", code=forged, at=AT, reader="g").reason
+        == "code_invalid"
+    )
