@@ -27,13 +27,13 @@ from citycard.platform.models import RoamingNetwork, Tenant
 from citycard.platform.selectors import networks_shared
 from citycard.tenants.entitlements import roaming
 from citycard.tenants.entitlements.acceptance import (
-    SHANGHAI,
     Decision,
     _NonceMemory,
     acceptance_decide,
     citizen_code_claimed_tenant,
     code_issuer,
 )
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
 
 _CODE_REASONS = {"expired": "code_expired", "replayed": "code_replayed"}
@@ -131,7 +131,7 @@ def acceptance_decide_anywhere(
         recognised = sorted(local)
     else:
         recognised = sorted(
-            set(local) & recognised_types(acquirer=acquirer, home=home, on=at.astimezone(SHANGHAI).date())
+            set(local) & recognised_types(acquirer=acquirer, home=home, on=at.astimezone(BEIJING).date())
         )
     if not recognised:
         return Decision(False, "not_entitled", card_no, home_tenant=home.code)

@@ -25,6 +25,5 @@ urlpatterns = [
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
     path("", include("citycard.tenants.exchange.urls")),
-    path("", include("citycard.tenants.cards.urls")),
     path("", include("citycard.tenants.entitlements.urls")),
 ]

@@ -99,6 +99,6 @@ def sim_psam_kept(
         keys=sim_psam_keys(divisions, keys),
         actor=actor,
         audit=audit,
-        now=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))),
+        now=dt.datetime.now(BEIJING),
     )
     return psam

@@ -26,10 +26,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import sign_document, verify_document
 from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import SHANGHAI, Validator
+from citycard.terminal_kit.tap import Validator
 
 KIND = "entitlements"
 USES_KIND = "entitlement-uses"
@@ -264,7 +265,7 @@ class UseQueue:
                 service_point,
                 channel,
                 at.isoformat(),
-                at.astimezone(SHANGHAI).date().isoformat(),
+                at.astimezone(BEIJING).date().isoformat(),
             ),
         )
         return key
@@ -320,14 +321,14 @@ class Gate:
     uses: UseQueue
     validator: Validator | None = None
     codes: EcodeVerifier | None = None
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(SHANGHAI)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(BEIJING)
 
     def _answer(self, card_no: str, channel: str) -> OfflineDecision:
         now = self.clock()
         decision = self.entitlements.decide(
             card_no=card_no,
             service_point=self.service_point,
-            day=now.astimezone(SHANGHAI).date(),
+            day=now.astimezone(BEIJING).date(),
             used=self.uses.used,
         )
         if decision.allowed:

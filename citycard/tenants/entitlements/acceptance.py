@@ -37,10 +37,10 @@ from citycard.tenants.entitlements.models import (
     TypeStatus,
     UseChannel,
 )
+from citycard.tenants.terminals.models import TerminalKey
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import PREFIX, CodeIssuer, CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import SignatureError, b64decode, canonical_json, verify_document
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 # Reasons an answer carries (the terminal kit's offline decision uses the same words).
 REASONS = (
@@ -90,7 +90,7 @@ def _period_start(period: str, day: dt.date) -> dt.date:
 
 
 def _start_utc(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=SHANGHAI)
+    return dt.datetime.combine(day, dt.time(), tzinfo=BEIJING)
 
 
 class _NonceMemory:
@@ -155,7 +155,7 @@ def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[Service
     point = ServicePoint.objects.select_related("department").filter(code=code, active=True).first()
     if point is None:
         raise NotFound("no open service point of this tenant has this code", field="service_point")
-    grant = _grant_in_force(point.department_id, at.astimezone(SHANGHAI).date())
+    grant = _grant_in_force(point.department_id, at.astimezone(BEIJING).date())
     if grant is None:
         raise DomainError(
             f"department {point.department.code} holds no data grant for cardholders' names: "
@@ -209,7 +209,7 @@ def _decide_card(
     use_key: str | None,
     record: bool,
 ) -> Decision:
-    day = at.astimezone(SHANGHAI).date()
+    day = at.astimezone(BEIJING).date()
     listed = HotlistEntry.objects.filter(
         card_no=OuterRef("card_no"), removed_at__isnull=True, listed_at__lte=at
     )
@@ -340,8 +340,6 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
     signed by one of the terminal's keys, each use recorded once (by ``use_key``: a resent batch adds
     nothing) and counted against its quota. A use whose card or grant this tenant does not know is
     returned as rejected with a reason. Returns {"recorded", "duplicates", "rejected", "use_keys"}."""
-    from citycard.tenants.terminals.models import TerminalKey
-
     now = now or timezone.now()
 
     def key_of(key_id: str) -> bytes | None:

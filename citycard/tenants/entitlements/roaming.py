@@ -27,7 +27,6 @@ from citycard.platform.errors import DomainError
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
 from citycard.tenants.entitlements.acceptance import (
-    SHANGHAI,
     Decision,
     _period_start,
     _start_utc,
@@ -35,6 +34,7 @@ from citycard.tenants.entitlements.acceptance import (
     service_point_for_acceptance,
 )
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType, TypeStatus, VisitorUse
+from citycard.terminal_kit.beijing import BEIJING
 
 QUERY, ANSWER = "entitlement.query", "entitlement.answer"
 TTL = dt.timedelta(minutes=2)
@@ -80,7 +80,7 @@ def visitor_query_answer(*, document: Any, now: dt.datetime) -> dict[str, Any]:
     body = opened.body
     card_no, types = str(body.get("card_no", "")), [str(t) for t in body.get("types", [])]
     at = dt.datetime.fromisoformat(body["at"])
-    day = at.astimezone(SHANGHAI).date()
+    day = at.astimezone(BEIJING).date()
     answer: dict[str, Any] = {"query_id": opened.message_id, "card_no": card_no, "held": []}
     card = Card.objects.select_related("cardholder").filter(card_no=card_no).first()
     if card is None:
@@ -155,7 +155,7 @@ def visitor_decide(
     if body.get("state") != "ok":
         return Decision(False, body.get("state", "unknown_card"), card_no, home_tenant=home_code)
     masked = body.get("masked_name", "")
-    day = at.astimezone(SHANGHAI).date()
+    day = at.astimezone(BEIJING).date()
     held = [h for h in body.get("held", []) if h["type"] in recognised]
     if not held:
         return Decision(False, "not_entitled", card_no, masked, home_tenant=home_code)

@@ -32,14 +32,14 @@ from citycard.tenants.entitlements.models import (
     Residence,
     TypeStatus,
 )
+from citycard.terminal_kit.beijing import BEIJING
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 LIST_HEAD_PK = 1
 
 
 def _today(at: dt.datetime | None) -> dt.date:
-    return (at or timezone.now()).astimezone(SHANGHAI).date()
+    return (at or timezone.now()).astimezone(BEIJING).date()
 
 
 def _type(code: str, *, lock: bool = False) -> EntitlementType:
