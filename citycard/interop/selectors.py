@@ -416,3 +416,65 @@ def record_with_cycle(*, record_id: str) -> ClearingRecord | None:
     return (
         ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
     )
+
+
+# --- for the console's charts: one aggregate query each over a range of business dates ----------------------
+
+
+def _daily_cycles(since: dt.date, until: dt.date, prefix: str = "cycle__") -> Q:
+    return Q(
+        **{
+            f"{prefix}business_date__gte": since,
+            f"{prefix}business_date__lte": until,
+            f"{prefix}agreement__period": CyclePeriod.DAILY,
+        }
+    )
+
+
+def roaming_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Roaming records and gross amount (fen) per business date and network × service, as netted (the
+    bilateral positions of the daily cycles netted so far): ``{"day", "network", "records", "amount_fen"}``."""
+    rows = (
+        BilateralPosition.objects.filter(_daily_cycles(since, until))
+        .values("cycle__business_date", "cycle__agreement__network__code", "cycle__agreement__service")
+        .annotate(n=Sum("records"), s=Sum("amount_fen"))
+        .order_by()
+    )
+    return [
+        {
+            "day": row["cycle__business_date"],
+            "network": f"{row['cycle__agreement__network__code']} {row['cycle__agreement__service']}",
+            "records": row["n"],
+            "amount_fen": row["s"],
+        }
+        for row in rows
+    ]
+
+
+def rejections_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Rejected records (exceptions) per business date and reason of the daily cycles: ``{"day", "reason",
+    "records"}`` (read through the partial index of rejected records)."""
+    rows = (
+        ClearingRecord.objects.filter(_daily_cycles(since, until), status=RecordStatus.REJECTED)
+        .values("cycle__business_date", "reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [
+        {"day": row["cycle__business_date"], "reason": row["reason"], "records": row["n"]} for row in rows
+    ]
+
+
+def net_positions_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Each participant's net position (fen) per business date, over the daily cycles netted that day:
+    ``{"day", "participant", "net_fen"}``."""
+    rows = (
+        NetPosition.objects.filter(_daily_cycles(since, until))
+        .values("cycle__business_date", "participant")
+        .annotate(s=Sum("net_fen"))
+        .order_by()
+    )
+    return [
+        {"day": row["cycle__business_date"], "participant": row["participant"], "net_fen": row["s"]}
+        for row in rows
+    ]

@@ -292,3 +292,49 @@ def test_record_dispute_and_dispute_list_pages_cost_a_fixed_number_of_queries(
     ):
         with django_assert_num_queries(queries):
             assert clerk.get(url, **HOST).status_code == 200, url
+
+
+def _chart(html: str, data_id: str) -> dict:
+    import json
+
+    found = re.search(rf'<script id="{data_id}" type="application/json">(.*?)</script>', html, re.S)
+    return json.loads(found.group(1))
+
+
+def test_charts_plot_roaming_exception_rates_and_net_positions_per_day_as_stored(
+    cycles, clerk, fixed_now, django_assert_num_queries
+):
+    with django_assert_num_queries(8):  # three aggregates, whatever the number of records and days
+        response = clerk.get(f"/console/charts/?days=90&date={NEXT.isoformat()}", **HOST)
+    html = response.content.decode()
+    assert response.status_code == 200 and "citycard/vendor/echarts/echarts.min.js" in html
+    roaming = _chart(html, "roaming-data")
+    assert len(roaming["x"]) == 90 and roaming["x"][-1] == NEXT.isoformat()
+    day = roaming["x"].index(DAY.isoformat())
+    records = {s["name"]: s["data"][day] for s in roaming["series"] if s["type"] == "bar"}
+    amounts = {s["name"]: s["data"][day] for s in roaming["series"] if s["type"] == "line"}
+    stored = BilateralPosition.objects.filter(cycle=cycles)
+    assert list(records.values()) == [sum(b.records for b in stored)]
+    assert list(amounts.values()) == [sum(b.amount_fen for b in stored)]  # fen in the data
+    assert roaming["series"][0]["data"][-1] is None  # NEXT is not netted
+    rates = _chart(html, "exceptions-data")
+    rejected = cycles.records.filter(status="rejected").count()
+    (tac,) = [s for s in rates["series"] if s["name"] == "tac_invalid"]
+    assert tac["data"][day] == round(100 * rejected / (sum(b.records for b in stored) + rejected), 2)
+    positions = _chart(html, "positions-data")
+    nets = {s["name"]: s["data"][day] for s in positions["series"]}
+    assert nets == dict(NetPosition.objects.filter(cycle=cycles).values_list("participant", "net_fen"))
+    # 30 days by default; an unknown span is 30 days too.
+    assert (
+        len(_chart(clerk.get("/console/charts/?days=7", **HOST).content.decode(), "roaming-data")["x"]) == 30
+    )
+
+
+def test_the_cycle_page_draws_its_matrix_as_a_heat_map_of_the_same_cells(cycles, clerk, fixed_now):
+    html = clerk.get(CYCLE_URL, **HOST).content.decode()
+    heat = _chart(html, "heatmap-data")
+    cells = {(heat["y"][y], heat["x"][x]): (fen, n) for x, y, fen, n in heat["data"]}
+    assert cells == {
+        (b.issuer, b.acquirer): (b.amount_fen, b.records)
+        for b in BilateralPosition.objects.filter(cycle=cycles)
+    }

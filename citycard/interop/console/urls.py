@@ -9,6 +9,7 @@ CYCLE = "cycles/<slug:network>/<slug:service>/<str:day>/"
 
 urlpatterns = [
     path("", views.today, name="today"),
+    path("charts/", views.charts, name="charts"),
     path(CYCLE, views.cycle_page, name="cycle"),
     path(f"{CYCLE}exceptions/", views.cycle_exceptions, name="cycle_exceptions"),
     path(f"{CYCLE}records/", views.cycle_records, name="cycle_records"),

@@ -28,11 +28,13 @@ from citycard.interop.console.grid import (
     step_index,
 )
 from citycard.interop.models import ClearingCycle, DisputeState
+from citycard.platform import charts as chart_specs
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import PlatformScope, platform_scopes_of
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 RECORDS_SHOWN = 500
+CHART_DAYS = (30, 90)
 
 # The one step each state leads to, with what the confirmation says.
 STEPS = {
@@ -213,6 +215,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
         for name in selectors.CYCLE_STEPS[1:]
     ]
     resumes = [entry for entry in audit if entry["step"] == "resumed"]
+    matrix = matrix_grid(selectors.bilateral_of(cycle_ids=ids))
     return _render(
         request,
         "cycle.html",
@@ -226,7 +229,20 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             },
             "all_records": sum(n for n, _amount in totals.values()),
             "all_fen": sum(amount for _n, amount in totals.values()),
-            "matrix": matrix_grid(selectors.bilateral_of(cycle_ids=ids)),
+            "matrix": matrix,
+            "heatmap": chart_specs.heatmap_chart(
+                columns=matrix.acquirers,
+                rows=matrix.issuers,
+                cells=[
+                    (cell.issuer, cell.acquirer, cell.amount_fen, cell.records)
+                    for _issuer, cells, _n, _fen in matrix.rows
+                    for cell in cells
+                    if cell is not None
+                ],
+                column_name=str(gettext_lazy("收单方 acquirer")),
+                row_name=str(gettext_lazy("发卡方 issuer")),
+                records_label=str(gettext_lazy("笔 records")),
+            ),
             "positions": positions,
             "positions_sum": positions_sum(positions),
             "instructions": list(selectors.instructions_of(cycle_ids=ids)),
@@ -238,6 +254,97 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "disputes": list(selectors.disputes_query(cycle_ids=ids).order_by("-raised_at", "-pk")),
             "next_step": NEXT_STEP.get(cycle.state),
             "next_step_label": STEPS[NEXT_STEP[cycle.state]][2] if cycle.state in NEXT_STEP else "",
+        },
+    )
+
+
+def charts(request: HttpRequest) -> HttpResponse:
+    """趋势 Charts over the last 30 or 90 business days (to ``date``, default today): roaming records and
+    value per day and network, the exception rate by reason, each participant's net position. Three
+    aggregate queries, whatever the number of records."""
+    now = clock.now()
+    until = _day(request.GET.get("date")) or now.astimezone(SHANGHAI).date()
+    try:
+        days_back = int(request.GET.get("days", CHART_DAYS[0]))
+    except ValueError:
+        days_back = CHART_DAYS[0]
+    days_back = days_back if days_back in CHART_DAYS else CHART_DAYS[0]
+    days = chart_specs.days_between(until - dt.timedelta(days=days_back - 1), until)
+    since = days[0]
+    roaming = selectors.roaming_by_day(since=since, until=until)
+    records = chart_specs.by_day(roaming, days=days, day="day", group="network", value="records")
+    amounts = chart_specs.by_day(roaming, days=days, day="day", group="network", value="amount_fen")
+    roaming_chart = chart_specs.series_chart(
+        days=days,
+        axes=[
+            {"name": str(gettext_lazy("笔数 records")), "unit": "count"},
+            {"name": str(gettext_lazy("金额 value")), "unit": "fen"},
+        ],
+        series=[
+            *(
+                {"name": f"{net} · {_('笔数')}", "type": "bar", "axis": 0, "data": data}
+                for net, data in records.items()
+            ),
+            *(
+                {"name": f"{net} · {_('金额')}", "type": "line", "axis": 1, "data": data}
+                for net, data in amounts.items()
+            ),
+        ],
+    )
+    rejected = selectors.rejections_by_day(since=since, until=until)
+    by_reason = chart_specs.by_day(rejected, days=days, day="day", group="reason", value="records")
+    valid = [sum(line[i] or 0 for line in records.values()) for i in range(len(days))]
+    all_rejected = [sum(line[i] or 0 for line in by_reason.values()) for i in range(len(days))]
+    exception_chart = chart_specs.series_chart(
+        days=days,
+        axes=[{"name": str(gettext_lazy("异常率 rate")), "unit": "percent"}],
+        series=[
+            {
+                "name": reason,
+                "type": "bar",
+                "stack": "rate",
+                "axis": 0,
+                "data": [
+                    chart_specs.percent(line[i] or 0, valid[i] + all_rejected[i]) for i in range(len(days))
+                ],
+            }
+            for reason, line in by_reason.items()
+        ],
+    )
+    nets = chart_specs.by_day(
+        selectors.net_positions_by_day(since=since, until=until),
+        days=days,
+        day="day",
+        group="participant",
+        value="net_fen",
+    )
+    positions_chart = chart_specs.series_chart(
+        days=days,
+        axes=[{"name": str(gettext_lazy("净额 net")), "unit": "fen"}],
+        series=[{"name": who, "type": "line", "axis": 0, "data": data} for who, data in nets.items()],
+    )
+    totals = {
+        "records": sum(valid),
+        "rejected": sum(all_rejected),
+        "rate": chart_specs.percent(sum(all_rejected), sum(valid) + sum(all_rejected)),
+        "amount_fen": sum(v or 0 for line in amounts.values() for v in line),
+    }
+    return _render(
+        request,
+        "charts.html",
+        {
+            "until": until,
+            "since": since,
+            "days_back": days_back,
+            "choices": CHART_DAYS,
+            "roaming_chart": roaming_chart,
+            "exception_chart": exception_chart,
+            "positions_chart": positions_chart,
+            "totals": totals,
+            "reasons": sorted(
+                ((reason, sum(v or 0 for v in line)) for reason, line in by_reason.items()),
+                key=lambda item: -item[1],
+            ),
         },
     )
 
