@@ -65,7 +65,7 @@ def _taps(tenant, rows: list[tuple[dt.datetime, str, str, int]]) -> None:
 
 
 @pytest.fixture
-def hangzhou_day(yrd_transit, send, collect, tenant):
+def hangzhou_day(yrd_transit, send, collect, tenant):  # noqa: F811
     """DAY cleared (Hangzhou issues to Jiaxing and acquires from Jiaxing), and Hangzhou's terminals' taps."""
     cycle = clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)
     _taps(
