@@ -266,6 +266,25 @@ def records_query(
     return qs.defer("data")
 
 
+def records_page(*, query: QuerySet[ClearingRecord], after: str | None, size: int) -> list[ClearingRecord]:
+    """Up to ``size`` records of ``query`` in record id order after the record id ``after`` (keyset
+    paging: each page reads from where the one before stopped, never counting what it skips)."""
+    if after:
+        query = query.filter(record_id__gt=after)
+    return list(query.order_by("record_id")[:size])
+
+
+def reconciliation_file_download(*, cycle_id: int, participant: str) -> tuple[str, str] | None:
+    """(SHA-256, text) of a participant's reconciliation file of a cycle, the text as stored (its digest is
+    the file's, checked by whoever downloads it). One query."""
+    row = (
+        ReconciliationFile.objects.filter(cycle_id=cycle_id, participant=participant)
+        .values_list("sha256", "csv_zlib")
+        .first()
+    )
+    return None if row is None else (row[0], zlib.decompress(bytes(row[1])).decode())
+
+
 def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
     """Exceptions per cycle, issuer, acquirer and reason: records and amount. One aggregate query."""
     return list(

@@ -338,3 +338,45 @@ def test_the_cycle_page_draws_its_matrix_as_a_heat_map_of_the_same_cells(cycles,
         (b.issuer, b.acquirer): (b.amount_fen, b.records)
         for b in BilateralPosition.objects.filter(cycle=cycles)
     }
+
+
+def test_records_page_by_key_past_the_first_page_each_page_in_the_same_queries(
+    cycles, clerk, fixed_now, django_assert_num_queries, monkeypatch
+):
+    monkeypatch.setattr("citycard.interop.console.views.RECORDS_SHOWN", 2)  # pages of 2, not 500
+    stored = list(cycles.records.order_by("record_id").values_list("record_id", flat=True))
+    assert len(stored) > 4
+    seen, url = [], f"{CYCLE_URL}records/"
+    while url:
+        with django_assert_num_queries(8):  # the page (one more than shown: is there a next?) and the count
+            html = clerk.get(url, **HOST).content.decode()
+        page = re.findall(r'href="/console/records/([\w-]+)/"', html)
+        assert 1 <= len(page) <= 2
+        seen += page
+        following = re.search(r'id="next-page" class="button" href="\?([^"]+)"', html)
+        url = f"{CYCLE_URL}records/?{following.group(1).replace('&amp;', '&')}" if following else None
+        assert f"{len(stored)} 笔" in html
+    assert seen == stored  # every record once, in order
+
+
+def test_a_reconciliation_file_downloads_as_stored_with_its_digest(cycles, clerk, fixed_now):
+    import base64
+    import hashlib
+
+    from citycard.interop.models import ReconciliationFile
+
+    html = clerk.get(CYCLE_URL, **HOST).content.decode()
+    links = re.findall(r'href="(/console/cycles/yrd/transit/[\d-]+/files/([\w-]+)\.csv)"', html)
+    assert {p for _u, p in links} == set(
+        ReconciliationFile.objects.filter(cycle=cycles).values_list("participant", flat=True)
+    )
+    for url, participant in links:
+        response = clerk.get(url, **HOST)
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        body = response.content
+        stored = ReconciliationFile.objects.get(cycle=cycles, participant=participant)
+        digest = hashlib.sha256(body).hexdigest()
+        assert digest == stored.sha256 == response["X-Content-SHA256"]
+        assert response["Digest"] == "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert body.decode().startswith("# totals") and participant in response["Content-Disposition"]
+    assert clerk.get(f"{CYCLE_URL}files/nobody.csv", **HOST).status_code == 404

@@ -8,6 +8,7 @@ console (the site's middleware keeps everyone else out); only a role holding ``c
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 from django.conf import settings
@@ -368,12 +369,21 @@ def cycle_exceptions(request: HttpRequest, network: str, service: str, day: str)
 
 
 def cycle_records(request: HttpRequest, network: str, service: str, day: str) -> HttpResponse:
-    """The records of a cycle, by issuer, acquirer, status and reason: a cell of the matrix, an exception group."""
+    """The records of a cycle, by issuer, acquirer, status and reason: a cell of the matrix, an exception group.
+    500 a page in record id order, paged by key (``?after=<last record id of the page before>``), so the
+    last page of a million-record cell costs what the first does."""
     cycle = _cycle(network, service, day)
     filters = {key: request.GET.get(key) or None for key in ("issuer", "acquirer", "status", "reason")}
+    after = request.GET.get("after") or None
     query = selectors.records_query(cycle_ids=[cycle.pk], **filters)
-    records = list(query.order_by("record_id")[:RECORDS_SHOWN])
-    count = len(records) if len(records) < RECORDS_SHOWN else query.count()
+    page = selectors.records_page(query=query, after=after, size=RECORDS_SHOWN + 1)
+    more = len(page) > RECORDS_SHOWN
+    records = page[:RECORDS_SHOWN]
+    # The count: free on a first page that holds everything, else one count of the filter.
+    count = len(records) if after is None and not more else query.count()
+    params = request.GET.copy()
+    if more:
+        params["after"] = records[-1].record_id
     return _render(
         request,
         "records.html",
@@ -384,9 +394,38 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
             "records": [(r, r.status_in(cycle.state)) for r in records],
             "count": count,
             "shown": len(records),
+            "after": after,
+            "next_query": params.urlencode() if more else None,
+            "first_query": _without(request.GET, "after"),
             "total_fen": sum(r.amount_fen for r in records),
         },
     )
+
+
+def _without(query, key: str) -> str:
+    params = query.copy()
+    params.pop(key, None)
+    return params.urlencode()
+
+
+def reconciliation_download(
+    request: HttpRequest, network: str, service: str, day: str, participant: str
+) -> HttpResponse:
+    """对账文件 A participant's reconciliation file of the cycle, as stored (CSV, UTF-8), with its SHA-256 in
+    the ``Digest`` header (RFC 3230, base64) and ``X-Content-SHA256`` (hex), as its signed manifest names."""
+    cycle = _cycle(network, service, day)
+    found = selectors.reconciliation_file_download(cycle_id=cycle.pk, participant=participant)
+    if found is None:
+        raise Http404(_("No such reconciliation file."))
+    sha256, text = found
+    data = text.encode()
+    response = HttpResponse(data, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="rcn-{services.cycle_label(cycle)}-{participant}.csv"'
+    )
+    response["Digest"] = "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode()
+    response["X-Content-SHA256"] = sha256
+    return response
 
 
 def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
@@ -404,8 +443,33 @@ def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
             "label": services.cycle_label(cycle),
             "disputes": list(selectors.disputes_query().filter(record=record).order_by("-raised_at", "-pk")),
             "disputable": cycle.state in ("settled", "disputed") and record.kind != "adjustment",
+            "claim": _claim_view(record),
         },
     )
+
+
+def _claim_view(record) -> dict | None:
+    """A medical claim's record (异地就医): the claim's lines as the treatment place priced them (per item:
+    covered, partly covered, self-pay) and the insured place's adjudication (per category: eligible,
+    deductible, ratio, fund share; the annual cap), both as the signed messages carried them."""
+    if record.kind != "claim":
+        return None
+    claim, outcome = record.data.get("claim", {}), record.data.get("adjudication", {})
+    detail = outcome.get("detail", {})
+    lines = claim.get("lines", [])
+    return {
+        "claim": claim,
+        "outcome": outcome,
+        "lines": lines,
+        "lines_fen": {
+            key: sum(int(line.get(key, 0)) for line in lines)
+            for key in ("amount_fen", "eligible_fen", "self_pay_fen")
+        },
+        "categories": sorted(detail.get("categories", {}).items()),
+        "before_cap_fen": detail.get("before_cap_fen"),
+        "cap_left_fen": detail.get("cap_left_fen"),
+        "policy": detail.get("policy", {}),
+    }
 
 
 def disputes(request: HttpRequest) -> HttpResponse:
