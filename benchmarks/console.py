@@ -16,19 +16,20 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from _harness import run_in_own_database
-
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 BENCH_DB = "citycard_bench_console"
 GOAL_MS = 300
 
 
-def _clearing():
-    """benchmarks/clearing.py as a module (its ``populate`` builds the data)."""
-    spec = importlib.util.spec_from_file_location("bench_clearing", HERE / "clearing.py")
+def _sibling(name: str):
+    """benchmarks/<name>.py as a module: loaded by path, since this folder is kept off the import path
+    (benchmarks/graphql.py would shadow the graphql package) and the pool's processes import this file."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,6 +48,11 @@ def _collect(tenant_code: str, now) -> None:
     outbox_collect(tenant=Tenant.objects.get(code=tenant_code), now=now)
 
 
+def _count(seen: list[str], execute, sql, params, many, context):
+    seen.append(sql)
+    return execute(sql, params, many, context)
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -57,10 +63,9 @@ def child(args) -> None:
     import functools
     import multiprocessing
 
-    tenants, _sealing = _clearing().populate(args)
+    tenants, _sealing = _sibling("clearing").populate(args)
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from citycard.interop import services as interop
     from citycard.platform.models import Role
@@ -285,7 +290,8 @@ def child(args) -> None:
     )
     worst = 0.0
     for name, client, host, url, sql in pages:
-        with CaptureQueriesContext(connection) as queries:
+        queries: list[str] = []
+        with connection.execute_wrapper(functools.partial(_count, queries)):
             response = client.get(url, HTTP_HOST=host)
         assert response.status_code == 200, (url, response.status_code)
         connection.set_schema_to_public()
@@ -330,8 +336,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    run_in_own_database(script=__file__, database=BENCH_DB)
+    _sibling("_harness").run_in_own_database(script=__file__, database=BENCH_DB)
 
 
 if __name__ == "__main__":
+    sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != HERE)]
     main()

@@ -397,6 +397,8 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
             "after": after,
             "next_query": params.urlencode() if more else None,
             "first_query": _without(request.GET, "after"),
+            # One reverse for the page, not one per row (500 rows).
+            "record_base": reverse("console:record", kwargs={"record_id": "_"})[:-2],
             "total_fen": sum(r.amount_fen for r in records),
         },
     )

@@ -21,7 +21,9 @@
     }
     var whole = Math.floor(abs / 100);
     var cents = abs % 100;
-    return sign + "¥" + whole.toLocaleString("en-US") + (compact ? "" : "." + (cents < 10 ? "0" : "") + cents);
+    // Axes (compact) drop the cents of whole yuan only; a label never rounds ¥2.50 to ¥2.
+    var tail = compact && cents === 0 ? "" : "." + (cents < 10 ? "0" : "") + cents;
+    return sign + "¥" + whole.toLocaleString("en-US") + tail;
   }
 
   function show(unit, value, compact) {
@@ -74,14 +76,15 @@
             show("count", d[3]) + " " + (spec.records_label || "");
         }
       },
-      grid: {left: 90, right: 30, top: 10, bottom: 80},
+      grid: {left: 100, right: 110, top: 30, bottom: 50},
       xAxis: {type: "category", data: spec.x, name: spec.x_name, nameLocation: "middle", nameGap: 30,
               splitArea: {show: true}},
-      yAxis: {type: "category", data: spec.y, name: spec.y_name, splitArea: {show: true}},
-      visualMap: {min: 0, max: Math.max(max, 1), calculable: true, orient: "horizontal", left: "center",
-                  bottom: 0, formatter: function (v) { return show("fen", v, true); }},
+      // Issuers top to bottom in the grid's order, as in the matrix table above.
+      yAxis: {type: "category", data: spec.y, name: spec.y_name, inverse: true, splitArea: {show: true}},
+      visualMap: {min: 0, max: Math.max(max, 1), calculable: true, orient: "vertical", right: 0,
+                  top: "middle", formatter: function (v) { return show("fen", v, true); }},
       series: [{type: "heatmap", data: spec.data, label: {show: spec.data.length <= 64,
-                formatter: function (item) { return show("fen", item.data[2], true); }}}]
+                formatter: function (item) { return show("fen", item.data[2]); }}}]
     };
   }
 
