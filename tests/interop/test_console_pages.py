@@ -380,3 +380,28 @@ def test_a_reconciliation_file_downloads_as_stored_with_its_digest(cycles, clerk
         assert response["Digest"] == "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
         assert body.decode().startswith("# totals") and participant in response["Content-Disposition"]
     assert clerk.get(f"{CYCLE_URL}files/nobody.csv", **HOST).status_code == 404
+
+
+def test_totals_and_counts_of_a_netted_cycle_read_from_its_positions_equal_counting_its_records(
+    cycles, yrd_transit, send, collect
+):
+    from citycard.interop import selectors, services
+
+    send("jiaxing", day_records(NEXT, 90), now=at(NEXT, 11))
+    collect("jiaxing", now=at(NEXT, 12))
+    open_cycle = services.cycle_get(network_code="yrd", service="transit", business_date=NEXT)
+    every = list(ClearingCycle.objects.filter(pk__in=[cycles.pk, open_cycle.pk]))
+    assert {c.state for c in every} == {"settled", "open"}
+    counted = selectors.cycle_record_totals(cycle_ids=[c.pk for c in every])
+    assert selectors.cycle_record_totals_of(cycles=every) == counted
+    assert set(counted[cycles.pk]) == {"valid", "rejected"}
+    for filters in (
+        {},
+        {"status": "valid"},
+        {"status": "rejected"},
+        {"issuer": "hangzhou"},
+        {"issuer": "hangzhou", "acquirer": "jiaxing", "status": "valid"},
+        {"acquirer": "shanghai", "status": "rejected"},
+    ):
+        query = selectors.records_query(cycle_ids=[cycles.pk], **filters)
+        assert selectors.records_count(cycle=cycles, query=query, **filters) == query.count(), filters

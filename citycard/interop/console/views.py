@@ -141,7 +141,7 @@ def today(request: HttpRequest) -> HttpResponse:
     board = day_board(
         selectors.agreements_list(),
         cycles,
-        selectors.cycle_record_totals(cycle_ids=ids),
+        selectors.cycle_record_totals_of(cycles=cycles),
         selectors.open_dispute_counts(cycle_ids=ids),
         on,
     )
@@ -192,7 +192,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
     """清算周期 Cycle: totals, the matrix, net positions (Σ = 0), instructions, files, steps, checks."""
     cycle = _cycle(network, service, day)
     ids = [cycle.pk]
-    totals = selectors.cycle_record_totals(cycle_ids=ids)[cycle.pk]
+    totals = selectors.cycle_record_totals_of(cycles=[cycle])[cycle.pk]
     positions = list(selectors.net_positions_of(cycle_ids=ids))
     exceptions: dict[str, tuple[int, int]] = {}
     for row in selectors.exception_summary(cycle_ids=ids):
@@ -380,7 +380,11 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
     more = len(page) > RECORDS_SHOWN
     records = page[:RECORDS_SHOWN]
     # The count: free on a first page that holds everything, else one count of the filter.
-    count = len(records) if after is None and not more else query.count()
+    count = (
+        len(records)
+        if after is None and not more
+        else selectors.records_count(cycle=cycle, query=query, **filters)
+    )
     params = request.GET.copy()
     if more:
         params["after"] = records[-1].record_id
