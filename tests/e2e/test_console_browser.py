@@ -25,10 +25,11 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, connections
 
 from citycard.interop.models import BilateralPosition, ClearingCycle, Dispute, NetPosition
-from citycard.platform.models import Role
+from citycard.platform.models import Role, Tenant
 from citycard.platform.services import user_create
 from tests.graphql.conftest import SETTLE_AT, clear, day_records
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.tenants.dashboard.taps import taps_store as _taps
 
 CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
 PASSWORD = "a-long-browser-password"
@@ -279,6 +280,16 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
     user_create(username="clerk-li", role=Role.CLEARING_STAFF, password=PASSWORD)
     user_create(username="hz-admin", role=Role.CITY_ADMIN, tenant_code="hangzhou", password=PASSWORD)
     with live.db():
+        # Hangzhou's terminals' taps of the last days: own cards and roaming ones.
+        _taps(
+            Tenant.objects.get(code="hangzhou"),
+            [
+                (at(DAY - dt.timedelta(days=d), 7 + h), "330100", "own", 200)
+                for d in range(4)
+                for h in range(3 + d)
+            ]
+            + [(at(DAY, 9 + h), "330400", "roaming", 300) for h in range(4)],
+        )
         cells = {
             (b.issuer, b.acquirer): (b.amount_fen, b.records)
             for b in BilateralPosition.objects.filter(cycle=cycle)
@@ -323,10 +334,13 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         assert "城市看板" in city.content()
         (hz_net,) = [s["data"][-2] for s in _chart_data(city, "chart-positions")]
         assert hz_net == nets["hangzhou"]
-        assert _chart_data(city, "chart-taps")  # drawn, with its series
+        taps = {s["name"]: s["data"] for s in _chart_data(city, "chart-taps")}
+        day_at = -2  # DAY, the day before the dashboard's last
+        assert next(v for name, v in taps.items() if "own" in name)[day_at - 3 : day_at + 1] == [6, 5, 4, 3]
+        assert next(v for name, v in taps.items() if "roaming in" in name)[day_at] == 4
         city.screenshot(path=tmp_path / "dashboard.png", full_page=True)
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
     if copy_to:
-        for shot in ("dashboard", "charts", "cycle-heatmap"):
+        for shot in ("dashboard", "charts"):
             shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{shot}.png")

@@ -49,7 +49,7 @@
         }
       },
       legend: {type: "scroll", top: 0},
-      grid: {left: 70, right: axes.length > 1 ? 80 : 30, top: 40, bottom: 40},
+      grid: {left: 70, right: axes.length > 1 ? 80 : 30, top: 60, bottom: 40},
       xAxis: {type: "category", data: spec.x},
       yAxis: axes.map(function (axis) {
         return {
@@ -81,8 +81,10 @@
               splitArea: {show: true}},
       // Issuers top to bottom in the grid's order, as in the matrix table above.
       yAxis: {type: "category", data: spec.y, name: spec.y_name, inverse: true, splitArea: {show: true}},
-      visualMap: {min: 0, max: Math.max(max, 1), calculable: true, orient: "vertical", right: 0,
-                  top: "middle", formatter: function (v) { return show("fen", v, true); }},
+      // Coloured by the amount (the third value of a point; the fourth is the records).
+      visualMap: {min: 0, max: Math.max(max, 1), dimension: 2, calculable: true, orient: "vertical", right: 0,
+                  top: "middle", inRange: {color: ["#eef4ff", "#7aa7e6", "#1d4e9e"]},
+                  formatter: function (v) { return show("fen", v, true); }},
       series: [{type: "heatmap", data: spec.data, label: {show: spec.data.length <= 64,
                 formatter: function (item) { return show("fen", item.data[2]); }}}]
     };
