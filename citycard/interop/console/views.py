@@ -26,6 +26,7 @@ from citycard.interop.console.grid import (
     day_board,
     matrix_grid,
     positions_sum,
+    record_rows,
     step_index,
 )
 from citycard.interop.models import ClearingCycle, DisputeState
@@ -395,14 +396,17 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
             "cycle": cycle,
             "label": services.cycle_label(cycle),
             "filters": {k: v for k, v in filters.items() if v},
-            "records": [(r, r.status_in(cycle.state)) for r in records],
+            "rows": record_rows(
+                records,
+                cycle_state=cycle.state,
+                # One reverse for the page, not one per row.
+                record_base=reverse("console:record", kwargs={"record_id": "_"})[:-2],
+            ),
             "count": count,
             "shown": len(records),
             "after": after,
             "next_query": params.urlencode() if more else None,
             "first_query": _without(request.GET, "after"),
-            # One reverse for the page, not one per row (500 rows).
-            "record_base": reverse("console:record", kwargs={"record_id": "_"})[:-2],
             "total_fen": sum(r.amount_fen for r in records),
         },
     )
