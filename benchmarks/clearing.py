@@ -167,13 +167,12 @@ def child(args) -> None:
     import datetime as dt
     import io
 
+    shanghai_tz = dt.timezone(dt.timedelta(hours=8))
+    day = dt.date(2026, 11, 21)
+    tenants, t_outbox = populate(args)  # sets Django up
     from django.db import connection
 
     from citycard.interop import services as interop
-
-    shanghai_tz = dt.timezone(dt.timedelta(hours=8))
-    day = dt.date(2026, 11, 21)
-    tenants, t_outbox = populate(args)
 
     profiler = None
     if os.environ.get("BENCH_PROFILE"):
