@@ -32,10 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = "citycard_bench_clearing"
 
 
-def child(args) -> None:
+def populate(args):
+    """The setup, not timed as part of the cycle: tenants, the agreement, cards, and every acquirer's records
+    sealed into its outbox (timed as ``outbox``). Returns (tenants, seconds spent sealing). Shared with
+    benchmarks/console.py, which clears the same data and then reads it through the console."""
     import csv
     import datetime as dt
-    import io
     import random
 
     import django
@@ -45,7 +47,7 @@ def child(args) -> None:
     from django.db import connection, transaction
     from django_tenants.utils import tenant_context
 
-    from citycard.interop.services import agreements, cycles
+    from citycard.interop.services import agreements
     from citycard.platform import services
     from citycard.platform.models import Tenant
     from citycard.tenants.cards.services import schemes_seed
@@ -54,7 +56,6 @@ def child(args) -> None:
     from citycard.terminal_kit.card.crypto import Algorithm, diversify, tac_compute
 
     shanghai_tz = dt.timezone(dt.timedelta(hours=8))
-    day = dt.date(2026, 11, 21)
     call_command("migrate", interactive=False, verbosity=0)
     services.platform_bootstrap()
     divisions = []
@@ -159,6 +160,19 @@ def child(args) -> None:
         t_outbox += time.perf_counter() - start
     connection.set_schema_to_public()
     del keys
+    return tenants, t_outbox
+
+
+def child(args) -> None:
+    import datetime as dt
+    import io
+
+    shanghai_tz = dt.timezone(dt.timedelta(hours=8))
+    day = dt.date(2026, 11, 21)
+    tenants, t_outbox = populate(args)  # sets Django up
+    from django.db import connection
+
+    from citycard.interop.services import cycles
 
     profiler = None
     if os.environ.get("BENCH_PROFILE"):

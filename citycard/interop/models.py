@@ -313,6 +313,13 @@ class ClearingRecord(models.Model):
         indexes = [
             # Not on status: marking a rejection stays a HOT update when the page has room.
             models.Index(fields=["cycle", "issuer", "acquirer"], name="record_cycle_idx"),
+            # The exceptions (a few of a cycle's records): the console's exception pages and charts read
+            # them without scanning the cycle. Only a rejection's update leaves the heap-only path.
+            models.Index(
+                fields=["cycle", "reason", "issuer", "acquirer"],
+                name="record_rejected_idx",
+                condition=models.Q(status="rejected"),
+            ),
         ]
         constraints = [models.UniqueConstraint(fields=["record_id"], name="record_id_unique")]
 

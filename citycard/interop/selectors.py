@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from citycard.interop.models import (
+    VALIDATED_CYCLE_STATES,
     AgreementVersion,
     BilateralPosition,
     ClearingCycle,
@@ -292,6 +293,41 @@ def cycle_record_totals(*, cycle_ids: Iterable[int]) -> dict[int, dict[str, tupl
     return totals
 
 
+NETTED_STATES = ("netted", "settled", "disputed")
+_TOTALS_SQL = """
+SELECT cycle_id, 'valid', sum(records), sum(amount_fen) FROM interop_bilateralposition
+WHERE cycle_id = ANY(%(netted)s) GROUP BY cycle_id
+UNION ALL
+SELECT cycle_id, 'rejected', count(*), sum(amount_fen) FROM interop_clearingrecord
+WHERE cycle_id = ANY(%(netted)s) AND status = 'rejected' GROUP BY cycle_id
+UNION ALL
+SELECT r.cycle_id,
+    CASE WHEN r.status = 'pending' AND c.state = ANY(%(validated)s) THEN 'valid' ELSE r.status END,
+    count(*), sum(r.amount_fen)
+FROM interop_clearingrecord r JOIN interop_clearingcycle c ON c.id = r.cycle_id
+WHERE r.cycle_id = ANY(%(others)s) GROUP BY 1, 2
+"""
+
+
+def cycle_record_totals_of(*, cycles: Iterable[ClearingCycle]) -> dict[int, dict[str, tuple[int, int]]]:
+    """``cycle_record_totals`` of cycles whose state is known, in one query that reads a netted cycle's
+    figures from what netting wrote rather than from its records: its valid records are exactly its
+    bilateral positions (netting sums every record not rejected, and no record joins a cycle once it is
+    closed), its rejected ones come from the partial index of rejections. A million-record settled cycle
+    then costs a few hundred rows; a cycle not netted yet is counted record by record as before."""
+    cycles = list(cycles)
+    totals: dict[int, dict[str, tuple[int, int]]] = {c.pk: {} for c in cycles}
+    netted = [c.pk for c in cycles if c.state in NETTED_STATES]
+    others = [c.pk for c in cycles if c.state not in NETTED_STATES]
+    with connection.cursor() as cur:
+        cur.execute(
+            _TOTALS_SQL, {"netted": netted, "others": others, "validated": list(VALIDATED_CYCLE_STATES)}
+        )
+        for cycle_id, status, n, amount in cur.fetchall():
+            totals[cycle_id][status] = (int(n), int(amount or 0))
+    return totals
+
+
 def records_query(
     *,
     cycle_ids: Iterable[int],
@@ -314,6 +350,63 @@ def records_query(
         if value:
             qs = qs.filter(**{field: value})
     return qs.defer("data")
+
+
+_NETTED_COUNT_SQL = """
+SELECT CASE WHEN %(valid)s THEN (
+    SELECT coalesce(sum(records), 0) FROM interop_bilateralposition WHERE cycle_id = %(cycle)s
+    AND (%(issuer)s::text IS NULL OR issuer = %(issuer)s) AND (%(acquirer)s::text IS NULL OR acquirer = %(acquirer)s)
+) ELSE 0 END + CASE WHEN %(rejected)s THEN (
+    SELECT count(*) FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'rejected'
+    AND (%(issuer)s::text IS NULL OR issuer = %(issuer)s) AND (%(acquirer)s::text IS NULL OR acquirer = %(acquirer)s)
+) ELSE 0 END
+"""
+
+
+def records_count(
+    *,
+    cycle: ClearingCycle,
+    query: QuerySet[ClearingRecord],
+    issuer: str | None = None,
+    acquirer: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """How many records ``query`` (``records_query`` of ``cycle`` with these filters) holds, in one query.
+    A netted cycle's count by issuer, acquirer and status is read from its bilateral positions (the valid
+    ones) and the partial index of rejections, not by counting up to a million rows; any other filter
+    counts the query."""
+    if cycle.state not in NETTED_STATES or reason or status not in (None, "", "valid", "rejected"):
+        return query.count()
+    params = {
+        "cycle": cycle.pk,
+        "issuer": issuer,
+        "acquirer": acquirer,
+        "valid": status in (None, "", "valid"),
+        "rejected": status in (None, "", "rejected"),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_NETTED_COUNT_SQL, params)
+        return int(cur.fetchone()[0])
+
+
+def records_page(*, query: QuerySet[ClearingRecord], after: str | None, size: int) -> list[ClearingRecord]:
+    """Up to ``size`` records of ``query`` in record id order after the record id ``after`` (keyset
+    paging: each page reads from where the one before stopped, never counting what it skips)."""
+    if after:
+        query = query.filter(record_id__gt=after)
+    return list(query.order_by("record_id")[:size])
+
+
+def reconciliation_file_download(*, cycle_id: int, participant: str) -> tuple[str, str] | None:
+    """(SHA-256, text) of a participant's reconciliation file of a cycle, the text as stored (its digest is
+    the file's, checked by whoever downloads it). One query."""
+    row = (
+        ReconciliationFile.objects.filter(cycle_id=cycle_id, participant=participant)
+        .values_list("sha256", "csv_zlib")
+        .first()
+    )
+    return None if row is None else (row[0], zlib.decompress(bytes(row[1])).decode())
 
 
 def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
@@ -477,3 +570,65 @@ def network_hotlist(*, network_code: str, since: int | None = None) -> dict[str,
     version = head.version if head else 0
     entries = NetworkHotlistEntry.objects.filter(network=network)
     return {"network": network_code, **card_list_versioned(entries=entries, version=version, since=since)}
+
+
+# --- for the console's charts: one aggregate query each over a range of business dates ----------------------
+
+
+def _daily_cycles(since: dt.date, until: dt.date, prefix: str = "cycle__") -> Q:
+    return Q(
+        **{
+            f"{prefix}business_date__gte": since,
+            f"{prefix}business_date__lte": until,
+            f"{prefix}agreement__period": CyclePeriod.DAILY,
+        }
+    )
+
+
+def roaming_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Roaming records and gross amount (fen) per business date and network × service, as netted (the
+    bilateral positions of the daily cycles netted so far): ``{"day", "network", "records", "amount_fen"}``."""
+    rows = (
+        BilateralPosition.objects.filter(_daily_cycles(since, until))
+        .values("cycle__business_date", "cycle__agreement__network__code", "cycle__agreement__service")
+        .annotate(n=Sum("records"), s=Sum("amount_fen"))
+        .order_by()
+    )
+    return [
+        {
+            "day": row["cycle__business_date"],
+            "network": f"{row['cycle__agreement__network__code']} {row['cycle__agreement__service']}",
+            "records": row["n"],
+            "amount_fen": row["s"],
+        }
+        for row in rows
+    ]
+
+
+def rejections_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Rejected records (exceptions) per business date and reason of the daily cycles: ``{"day", "reason",
+    "records"}`` (read through the partial index of rejected records)."""
+    rows = (
+        ClearingRecord.objects.filter(_daily_cycles(since, until), status=RecordStatus.REJECTED)
+        .values("cycle__business_date", "reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [
+        {"day": row["cycle__business_date"], "reason": row["reason"], "records": row["n"]} for row in rows
+    ]
+
+
+def net_positions_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Each participant's net position (fen) per business date, over the daily cycles netted that day:
+    ``{"day", "participant", "net_fen"}``."""
+    rows = (
+        NetPosition.objects.filter(_daily_cycles(since, until))
+        .values("cycle__business_date", "participant")
+        .annotate(s=Sum("net_fen"))
+        .order_by()
+    )
+    return [
+        {"day": row["cycle__business_date"], "participant": row["participant"], "net_fen": row["s"]}
+        for row in rows
+    ]

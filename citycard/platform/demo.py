@@ -153,4 +153,11 @@ def demo_run(*, console: Console, port: int = 8000) -> DemoContext:
     for report in ctx.facts.get("reports", []):
         report(ctx)
     console.print(f"Platform: {ctx.url(None)}   (tenant sites: http://<code>.{settings.BASE_DOMAIN}:{port}/)")
+    console.print(
+        f"Clearing console 清算控制台: {ctx.url(None, '/console/')}   (sign in as clearing)", soft_wrap=True
+    )
+    console.print("City dashboards 城市看板 (each site's own users; county officers read only):")
+    for code, tenant in ctx.tenants.items():
+        who = f"{code}-admin" if tenant.kind == "city" else f"{code}-officer"
+        console.print(f"  {ctx.url(code, '/dashboard/')}   ({who})", soft_wrap=True)
     return ctx

@@ -21,6 +21,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path(".well-known/citycard-keys.json", views.citycard_keys, name="citycard-keys"),
     path("admin/", tenant_admin.urls),
+    # The city dashboard: the site's own users (city administrator; county officers on their own site).
+    path("dashboard/", include("citycard.tenants.dashboard.urls")),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),

@@ -25,10 +25,11 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, connections
 
 from citycard.interop.models import BilateralPosition, ClearingCycle, Dispute, NetPosition
-from citycard.platform.models import Role
+from citycard.platform.models import Role, Tenant
 from citycard.platform.services import user_create
 from tests.graphql.conftest import SETTLE_AT, clear, day_records
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.tenants.dashboard.taps import taps_store as _taps
 
 CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
 PASSWORD = "a-long-browser-password"
@@ -151,8 +152,8 @@ def _watch(page, problems: list[str]) -> None:
     )
 
 
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/admin/login/?next=/console/")
+def _sign_in(page, base: str, username: str, next_url: str = "/console/") -> None:
+    page.goto(f"{base}/admin/login/?next={next_url}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
@@ -265,3 +266,81 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         shots = {"today-attention": "today", "cycle-matrix": "cycle-matrix", "dispute": "dispute"}
         for shot, name in shots.items():
             shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{name}.png")
+
+
+def _chart_data(page, chart_id: str) -> list:
+    """The data points of every series of a drawn ECharts instance, read in the page."""
+    return page.evaluate(
+        f"() => window.citycardCharts[{chart_id!r}].getOption().series.map(s => ({{name: s.name, data: s.data}}))"
+    )
+
+
+def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, live, tmp_path):
+    base = live.base
+    user_create(username="clerk-li", role=Role.CLEARING_STAFF, password=PASSWORD)
+    user_create(username="hz-admin", role=Role.CITY_ADMIN, tenant_code="hangzhou", password=PASSWORD)
+    with live.db():
+        # Hangzhou's terminals' taps of the last days: own cards and roaming ones.
+        _taps(
+            Tenant.objects.get(code="hangzhou"),
+            [
+                (at(DAY - dt.timedelta(days=d), 7 + h), "330100", "own", 200)
+                for d in range(4)
+                for h in range(3 + d)
+            ]
+            + [(at(DAY, 9 + h), "330400", "roaming", 300) for h in range(4)],
+        )
+        cells = {
+            (b.issuer, b.acquirer): (b.amount_fen, b.records)
+            for b in BilateralPosition.objects.filter(cycle=cycle)
+        }
+        nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
+    problems: list[str] = []
+    next_day = (DAY + dt.timedelta(days=1)).isoformat()
+    with _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        _watch(page, problems)
+        _sign_in(page, base, "clerk-li")
+        page.wait_for_url(f"{base}/console/")
+        # The cycle's matrix as a heat map: one point per cell, its amount in fen.
+        page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
+        page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-heatmap']")
+        (heat,) = _chart_data(page, "chart-heatmap")
+        axes = page.evaluate(
+            "() => { const o = window.citycardCharts['chart-heatmap'].getOption();"
+            " return {x: o.xAxis[0].data, y: o.yAxis[0].data}; }"
+        )
+        drawn = {(axes["y"][y], axes["x"][x]): (fen, n) for x, y, fen, n in heat["data"]}
+        assert drawn == cells
+        page.evaluate("document.getElementById('chart-heatmap').scrollIntoView()")
+        page.screenshot(path=tmp_path / "cycle-heatmap.png")
+        # Trends: the day's roaming records and each participant's net position, as netted.
+        page.goto(f"{base}/console/charts/?days=30&date={next_day}")
+        page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
+        positions = {s["name"]: s["data"][-2] for s in _chart_data(page, "chart-positions")}
+        assert positions == nets
+        roaming = _chart_data(page, "chart-roaming")
+        bars = [s["data"][-2] for s in roaming if "笔数" in s["name"]]
+        assert bars == [sum(n for _fen, n in cells.values())]
+        page.screenshot(path=tmp_path / "charts.png", full_page=True)
+
+        # The city administrator's dashboard on Hangzhou's own site.
+        city = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        _watch(city, problems)
+        hz = base.replace("//localhost", "//hangzhou.localhost")
+        _sign_in(city, hz, "hz-admin", next_url=f"/dashboard/%3Fdate%3D{next_day}")
+        city.wait_for_url(f"{hz}/dashboard/?date={next_day}")
+        city.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
+        assert "城市看板" in city.content()
+        (hz_net,) = [s["data"][-2] for s in _chart_data(city, "chart-positions")]
+        assert hz_net == nets["hangzhou"]
+        taps = {s["name"]: s["data"] for s in _chart_data(city, "chart-taps")}
+        day_at = -2  # DAY, the day before the dashboard's last
+        assert next(v for name, v in taps.items() if "own" in name)[day_at - 3 : day_at + 1] == [6, 5, 4, 3]
+        assert next(v for name, v in taps.items() if "roaming in" in name)[day_at] == 4
+        city.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+    assert not problems, problems
+    copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
+    if copy_to:
+        for shot in ("dashboard", "charts"):
+            shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{shot}.png")

@@ -48,6 +48,9 @@ def test_the_demo_runs_and_runs_again():
             assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
             assert "Clearing cycle gba-medical-" in out
             assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
+            assert "Clearing console 清算控制台: http://localhost:8000/console/" in out
+            assert "http://hangzhou.localhost:8000/dashboard/   (hangzhou-admin)" in out
+            assert "http://haiyan.localhost:8000/dashboard/   (haiyan-officer)" in out
         _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")
     finally:
         for server in ("db", "broker"):  # the demo stops what it started, unless it was killed

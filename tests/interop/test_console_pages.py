@@ -291,3 +291,117 @@ def test_record_dispute_and_dispute_list_pages_cost_a_fixed_number_of_queries(
     ):
         with django_assert_num_queries(queries):
             assert clerk.get(url, **HOST).status_code == 200, url
+
+
+def _chart(html: str, data_id: str) -> dict:
+    import json
+
+    found = re.search(rf'<script id="{data_id}" type="application/json">(.*?)</script>', html, re.S)
+    return json.loads(found.group(1))
+
+
+def test_charts_plot_roaming_exception_rates_and_net_positions_per_day_as_stored(
+    cycles, clerk, fixed_now, django_assert_num_queries
+):
+    with django_assert_num_queries(8):  # three aggregates, whatever the number of records and days
+        response = clerk.get(f"/console/charts/?days=90&date={NEXT.isoformat()}", **HOST)
+    html = response.content.decode()
+    assert response.status_code == 200 and "citycard/vendor/echarts/echarts.min.js" in html
+    roaming = _chart(html, "roaming-data")
+    assert len(roaming["x"]) == 90 and roaming["x"][-1] == NEXT.isoformat()
+    day = roaming["x"].index(DAY.isoformat())
+    records = {s["name"]: s["data"][day] for s in roaming["series"] if s["type"] == "bar"}
+    amounts = {s["name"]: s["data"][day] for s in roaming["series"] if s["type"] == "line"}
+    stored = BilateralPosition.objects.filter(cycle=cycles)
+    assert list(records.values()) == [sum(b.records for b in stored)]
+    assert list(amounts.values()) == [sum(b.amount_fen for b in stored)]  # fen in the data
+    assert roaming["series"][0]["data"][-1] is None  # NEXT is not netted
+    rates = _chart(html, "exceptions-data")
+    rejected = cycles.records.filter(status="rejected").count()
+    (tac,) = [s for s in rates["series"] if s["name"] == "tac_invalid"]
+    assert tac["data"][day] == round(100 * rejected / (sum(b.records for b in stored) + rejected), 2)
+    positions = _chart(html, "positions-data")
+    nets = {s["name"]: s["data"][day] for s in positions["series"]}
+    assert nets == dict(NetPosition.objects.filter(cycle=cycles).values_list("participant", "net_fen"))
+    # 30 days by default; an unknown span is 30 days too.
+    assert (
+        len(_chart(clerk.get("/console/charts/?days=7", **HOST).content.decode(), "roaming-data")["x"]) == 30
+    )
+
+
+def test_the_cycle_page_draws_its_matrix_as_a_heat_map_of_the_same_cells(cycles, clerk, fixed_now):
+    html = clerk.get(CYCLE_URL, **HOST).content.decode()
+    heat = _chart(html, "heatmap-data")
+    cells = {(heat["y"][y], heat["x"][x]): (fen, n) for x, y, fen, n in heat["data"]}
+    assert cells == {
+        (b.issuer, b.acquirer): (b.amount_fen, b.records)
+        for b in BilateralPosition.objects.filter(cycle=cycles)
+    }
+
+
+def test_records_page_by_key_past_the_first_page_each_page_in_the_same_queries(
+    cycles, clerk, fixed_now, django_assert_num_queries, monkeypatch
+):
+    monkeypatch.setattr("citycard.interop.console.views.RECORDS_SHOWN", 2)  # pages of 2, not 500
+    stored = list(cycles.records.order_by("record_id").values_list("record_id", flat=True))
+    assert len(stored) > 4
+    seen, url = [], f"{CYCLE_URL}records/"
+    while url:
+        with django_assert_num_queries(8):  # the page (one more than shown: is there a next?) and the count
+            html = clerk.get(url, **HOST).content.decode()
+        page = re.findall(r'href="/console/records/([\w-]+)/"', html)
+        assert 1 <= len(page) <= 2
+        seen += page
+        following = re.search(r'id="next-page" class="button" href="\?([^"]+)"', html)
+        url = f"{CYCLE_URL}records/?{following.group(1).replace('&amp;', '&')}" if following else None
+        assert f"{len(stored)} 笔" in html
+    assert seen == stored  # every record once, in order
+
+
+def test_a_reconciliation_file_downloads_as_stored_with_its_digest(cycles, clerk, fixed_now):
+    import base64
+    import hashlib
+
+    from citycard.interop.models import ReconciliationFile
+
+    html = clerk.get(CYCLE_URL, **HOST).content.decode()
+    links = re.findall(r'href="(/console/cycles/yrd/transit/[\d-]+/files/([\w-]+)\.csv)"', html)
+    assert {p for _u, p in links} == set(
+        ReconciliationFile.objects.filter(cycle=cycles).values_list("participant", flat=True)
+    )
+    for url, participant in links:
+        response = clerk.get(url, **HOST)
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        body = response.content
+        stored = ReconciliationFile.objects.get(cycle=cycles, participant=participant)
+        digest = hashlib.sha256(body).hexdigest()
+        assert digest == stored.sha256 == response["X-Content-SHA256"]
+        assert response["Digest"] == "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert body.decode().startswith("# totals") and participant in response["Content-Disposition"]
+    assert clerk.get(f"{CYCLE_URL}files/nobody.csv", **HOST).status_code == 404
+
+
+def test_totals_and_counts_of_a_netted_cycle_read_from_its_positions_equal_counting_its_records(
+    cycles, yrd_transit, send, collect
+):
+    from citycard.interop import selectors
+    from citycard.interop.services.cycles import cycle_get_or_create
+
+    send("jiaxing", day_records(NEXT, 90), now=at(NEXT, 11))
+    collect("jiaxing", now=at(NEXT, 12))
+    open_cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT)
+    every = list(ClearingCycle.objects.filter(pk__in=[cycles.pk, open_cycle.pk]))
+    assert {c.state for c in every} == {"settled", "open"}
+    counted = selectors.cycle_record_totals(cycle_ids=[c.pk for c in every])
+    assert selectors.cycle_record_totals_of(cycles=every) == counted
+    assert set(counted[cycles.pk]) == {"valid", "rejected"}
+    for filters in (
+        {},
+        {"status": "valid"},
+        {"status": "rejected"},
+        {"issuer": "hangzhou"},
+        {"issuer": "hangzhou", "acquirer": "jiaxing", "status": "valid"},
+        {"acquirer": "shanghai", "status": "rejected"},
+    ):
+        query = selectors.records_query(cycle_ids=[cycles.pk], **filters)
+        assert selectors.records_count(cycle=cycles, query=query, **filters) == query.count(), filters

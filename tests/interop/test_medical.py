@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -361,3 +362,26 @@ def test_medical_cycles_show_in_clearing_status(medical):
     out = io.StringIO()
     call_command("clearing", "status", "--network", "gba", "--service", "medical", stdout=out)
     assert "2026-11-01" in out.getvalue() and "1 · 630.00" in out.getvalue()
+
+
+def test_the_console_shows_a_claim_with_each_item_and_the_adjudication_per_category(medical):
+    from django.test import Client
+
+    from citycard.platform.models import Role
+    from citycard.platform.services import user_create
+
+    shenzhen, _dongguan, patient = medical
+    _claim(
+        shenzhen, patient, "C1", [("D001", 2), ("D002", 3), ("T001", 1), ("M001", 1)], dt.date(2026, 11, 3)
+    )
+    clerk = Client()
+    clerk.force_login(
+        user_create(username="clerk-med", role=Role.CLEARING_STAFF, password="a-long-password-1")
+    )
+    html = clerk.get("/console/records/shenzhen-C1/", HTTP_HOST="localhost").content.decode()
+    assert 'id="claim"' in html and "深圳市人民医院" in html
+    # Per item: 甲 covered in full, 乙 with its 10% self-pay, 丙 self-paid (the treatment place's pricing).
+    eligible = [int(v) for v in re.findall(r'class="claim-line" data-eligible="(\d+)"', html)]
+    assert eligible == [24000, 27000, 30000, 0]
+    assert [int(v) for v in re.findall(r'class="claim-category" data-fund="(\d+)"', html)] == [800, 27000]
+    assert 'id="claim-fund" data-fen="27800"' in html

@@ -7,9 +7,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.selectors import CYCLE_STEPS
+from citycard.platform.templatetags.people import beijing, yuan, yuan_of
 
 # What each issuer check means, for people (docs/clearing.md, "Issuer validation").
 CHECK_TEXT = {
@@ -123,3 +125,39 @@ def positions_sum(positions) -> dict[str, int]:
         "payable_fen": sum(p.payable_fen for p in positions),
         "net_fen": sum(p.net_fen for p in positions),
     }
+
+
+_RECORD_ROW = (
+    '<tr><td><a href="{}{}/"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>'
+    '<td class="num">{}</td><td class="num small">{} / {}</td>'
+    '<td><span class="tag status-{}">{}</span>{}</td><td>{}</td></tr>'
+)
+
+
+def record_rows(records, *, cycle_state: str, record_base: str) -> str:
+    """The rows of the records list (up to 500 a page), escaped, built here rather than by the template
+    language: a page of 500 rows then renders in milliseconds (benchmarks/console.py)."""
+    return format_html_join(
+        "\n",
+        _RECORD_ROW,
+        (
+            (
+                record_base,
+                r.record_id,
+                r.record_id,
+                r.kind,
+                r.issuer,
+                r.acquirer,
+                r.card_no,
+                yuan(r.amount_fen),
+                yuan_of(r.issuer_fee_fen),
+                yuan_of(r.network_fee_fen),
+                status,
+                status,
+                format_html(" <code>{}</code>", r.reason) if r.reason else "",
+                beijing(r.accepted_at),
+            )
+            for r in records
+            for status in (r.status_in(cycle_state),)
+        ),
+    )

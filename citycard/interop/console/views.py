@@ -8,6 +8,7 @@ console (the site's middleware keeps everyone else out); only a role holding ``c
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 from django.conf import settings
@@ -25,16 +26,19 @@ from citycard.interop.console.grid import (
     day_board,
     matrix_grid,
     positions_sum,
+    record_rows,
     step_index,
 )
 from citycard.interop.models import ClearingCycle, DisputeState
 from citycard.interop.services import disputes as dispute_services
 from citycard.interop.services.cycles import cycle_close, cycle_net, cycle_settle, cycle_validate
+from citycard.platform import charts as chart_specs
 from citycard.platform.errors import DomainError
 from citycard.platform.scopes import PlatformScope, platform_scopes_of
 from citycard.terminal_kit.beijing import BEIJING
 
 RECORDS_SHOWN = 500
+CHART_DAYS = (30, 90)
 
 # The one step each state leads to, with what the confirmation says.
 STEPS = {
@@ -140,7 +144,7 @@ def today(request: HttpRequest) -> HttpResponse:
     board = day_board(
         selectors.agreements_list(),
         cycles,
-        selectors.cycle_record_totals(cycle_ids=ids),
+        selectors.cycle_record_totals_of(cycles=cycles),
         selectors.open_dispute_counts(cycle_ids=ids),
         on,
     )
@@ -191,7 +195,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
     """清算周期 Cycle: totals, the matrix, net positions (Σ = 0), instructions, files, steps, checks."""
     cycle = _cycle(network, service, day)
     ids = [cycle.pk]
-    totals = selectors.cycle_record_totals(cycle_ids=ids)[cycle.pk]
+    totals = selectors.cycle_record_totals_of(cycles=[cycle])[cycle.pk]
     positions = list(selectors.net_positions_of(cycle_ids=ids))
     exceptions: dict[str, tuple[int, int]] = {}
     for row in selectors.exception_summary(cycle_ids=ids):
@@ -215,6 +219,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
         for name in selectors.CYCLE_STEPS[1:]
     ]
     resumes = [entry for entry in audit if entry["step"] == "resumed"]
+    matrix = matrix_grid(selectors.bilateral_of(cycle_ids=ids))
     return _render(
         request,
         "cycle.html",
@@ -228,7 +233,20 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             },
             "all_records": sum(n for n, _amount in totals.values()),
             "all_fen": sum(amount for _n, amount in totals.values()),
-            "matrix": matrix_grid(selectors.bilateral_of(cycle_ids=ids)),
+            "matrix": matrix,
+            "heatmap": chart_specs.heatmap_chart(
+                columns=matrix.acquirers,
+                rows=matrix.issuers,
+                cells=[
+                    (cell.issuer, cell.acquirer, cell.amount_fen, cell.records)
+                    for _issuer, cells, _n, _fen in matrix.rows
+                    for cell in cells
+                    if cell is not None
+                ],
+                column_name=str(gettext_lazy("收单方 acquirer")),
+                row_name=str(gettext_lazy("发卡方 issuer")),
+                records_label=str(gettext_lazy("笔 records")),
+            ),
             "positions": positions,
             "positions_sum": positions_sum(positions),
             "instructions": list(selectors.instructions_of(cycle_ids=ids)),
@@ -240,6 +258,97 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "disputes": list(selectors.disputes_query(cycle_ids=ids).order_by("-raised_at", "-pk")),
             "next_step": NEXT_STEP.get(cycle.state),
             "next_step_label": STEPS[NEXT_STEP[cycle.state]][2] if cycle.state in NEXT_STEP else "",
+        },
+    )
+
+
+def charts(request: HttpRequest) -> HttpResponse:
+    """趋势 Charts over the last 30 or 90 business days (to ``date``, default today): roaming records and
+    value per day and network, the exception rate by reason, each participant's net position. Three
+    aggregate queries, whatever the number of records."""
+    now = clock.now()
+    until = _day(request.GET.get("date")) or now.astimezone(BEIJING).date()
+    try:
+        days_back = int(request.GET.get("days", CHART_DAYS[0]))
+    except ValueError:
+        days_back = CHART_DAYS[0]
+    days_back = days_back if days_back in CHART_DAYS else CHART_DAYS[0]
+    days = chart_specs.days_between(until - dt.timedelta(days=days_back - 1), until)
+    since = days[0]
+    roaming = selectors.roaming_by_day(since=since, until=until)
+    records = chart_specs.by_day(roaming, days=days, day="day", group="network", value="records")
+    amounts = chart_specs.by_day(roaming, days=days, day="day", group="network", value="amount_fen")
+    roaming_chart = chart_specs.series_chart(
+        days=days,
+        axes=[
+            {"name": str(gettext_lazy("笔数 records")), "unit": "count"},
+            {"name": str(gettext_lazy("金额 value")), "unit": "fen"},
+        ],
+        series=[
+            *(
+                {"name": f"{net} · {_('笔数')}", "type": "bar", "axis": 0, "data": data}
+                for net, data in records.items()
+            ),
+            *(
+                {"name": f"{net} · {_('金额')}", "type": "line", "axis": 1, "data": data}
+                for net, data in amounts.items()
+            ),
+        ],
+    )
+    rejected = selectors.rejections_by_day(since=since, until=until)
+    by_reason = chart_specs.by_day(rejected, days=days, day="day", group="reason", value="records")
+    valid = [sum(line[i] or 0 for line in records.values()) for i in range(len(days))]
+    all_rejected = [sum(line[i] or 0 for line in by_reason.values()) for i in range(len(days))]
+    exception_chart = chart_specs.series_chart(
+        days=days,
+        axes=[{"name": str(gettext_lazy("异常率 rate")), "unit": "percent"}],
+        series=[
+            {
+                "name": reason,
+                "type": "bar",
+                "stack": "rate",
+                "axis": 0,
+                "data": [
+                    chart_specs.percent(line[i] or 0, valid[i] + all_rejected[i]) for i in range(len(days))
+                ],
+            }
+            for reason, line in by_reason.items()
+        ],
+    )
+    nets = chart_specs.by_day(
+        selectors.net_positions_by_day(since=since, until=until),
+        days=days,
+        day="day",
+        group="participant",
+        value="net_fen",
+    )
+    positions_chart = chart_specs.series_chart(
+        days=days,
+        axes=[{"name": str(gettext_lazy("净额 net")), "unit": "fen"}],
+        series=[{"name": who, "type": "line", "axis": 0, "data": data} for who, data in nets.items()],
+    )
+    totals = {
+        "records": sum(valid),
+        "rejected": sum(all_rejected),
+        "rate": chart_specs.percent(sum(all_rejected), sum(valid) + sum(all_rejected)),
+        "amount_fen": sum(v or 0 for line in amounts.values() for v in line),
+    }
+    return _render(
+        request,
+        "charts.html",
+        {
+            "until": until,
+            "since": since,
+            "days_back": days_back,
+            "choices": CHART_DAYS,
+            "roaming_chart": roaming_chart,
+            "exception_chart": exception_chart,
+            "positions_chart": positions_chart,
+            "totals": totals,
+            "reasons": sorted(
+                ((reason, sum(v or 0 for v in line)) for reason, line in by_reason.items()),
+                key=lambda item: -item[1],
+            ),
         },
     )
 
@@ -263,12 +372,25 @@ def cycle_exceptions(request: HttpRequest, network: str, service: str, day: str)
 
 
 def cycle_records(request: HttpRequest, network: str, service: str, day: str) -> HttpResponse:
-    """The records of a cycle, by issuer, acquirer, status and reason: a cell of the matrix, an exception group."""
+    """The records of a cycle, by issuer, acquirer, status and reason: a cell of the matrix, an exception group.
+    500 a page in record id order, paged by key (``?after=<last record id of the page before>``), so the
+    last page of a million-record cell costs what the first does."""
     cycle = _cycle(network, service, day)
     filters = {key: request.GET.get(key) or None for key in ("issuer", "acquirer", "status", "reason")}
+    after = request.GET.get("after") or None
     query = selectors.records_query(cycle_ids=[cycle.pk], **filters)
-    records = list(query.order_by("record_id")[:RECORDS_SHOWN])
-    count = len(records) if len(records) < RECORDS_SHOWN else query.count()
+    page = selectors.records_page(query=query, after=after, size=RECORDS_SHOWN + 1)
+    more = len(page) > RECORDS_SHOWN
+    records = page[:RECORDS_SHOWN]
+    # The count: free on a first page that holds everything, else one count of the filter.
+    count = (
+        len(records)
+        if after is None and not more
+        else selectors.records_count(cycle=cycle, query=query, **filters)
+    )
+    params = request.GET.copy()
+    if more:
+        params["after"] = records[-1].record_id
     return _render(
         request,
         "records.html",
@@ -276,12 +398,44 @@ def cycle_records(request: HttpRequest, network: str, service: str, day: str) ->
             "cycle": cycle,
             "label": cycle.label,
             "filters": {k: v for k, v in filters.items() if v},
-            "records": [(r, r.status_in(cycle.state)) for r in records],
+            "rows": record_rows(
+                records,
+                cycle_state=cycle.state,
+                # One reverse for the page, not one per row.
+                record_base=reverse("console:record", kwargs={"record_id": "_"})[:-2],
+            ),
             "count": count,
             "shown": len(records),
+            "after": after,
+            "next_query": params.urlencode() if more else None,
+            "first_query": _without(request.GET, "after"),
             "total_fen": sum(r.amount_fen for r in records),
         },
     )
+
+
+def _without(query, key: str) -> str:
+    params = query.copy()
+    params.pop(key, None)
+    return params.urlencode()
+
+
+def reconciliation_download(
+    request: HttpRequest, network: str, service: str, day: str, participant: str
+) -> HttpResponse:
+    """对账文件 A participant's reconciliation file of the cycle, as stored (CSV, UTF-8), with its SHA-256 in
+    the ``Digest`` header (RFC 3230, base64) and ``X-Content-SHA256`` (hex), as its signed manifest names."""
+    cycle = _cycle(network, service, day)
+    found = selectors.reconciliation_file_download(cycle_id=cycle.pk, participant=participant)
+    if found is None:
+        raise Http404(_("No such reconciliation file."))
+    sha256, text = found
+    data = text.encode()
+    response = HttpResponse(data, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="rcn-{cycle.label}-{participant}.csv"'
+    response["Digest"] = "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode()
+    response["X-Content-SHA256"] = sha256
+    return response
 
 
 def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
@@ -299,8 +453,33 @@ def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
             "label": cycle.label,
             "disputes": list(selectors.disputes_query().filter(record=record).order_by("-raised_at", "-pk")),
             "disputable": cycle.state in ("settled", "disputed") and record.kind != "adjustment",
+            "claim": _claim_view(record),
         },
     )
+
+
+def _claim_view(record) -> dict | None:
+    """A medical claim's record (异地就医): the claim's lines as the treatment place priced them (per item:
+    covered, partly covered, self-pay) and the insured place's adjudication (per category: eligible,
+    deductible, ratio, fund share; the annual cap), both as the signed messages carried them."""
+    if record.kind != "claim":
+        return None
+    claim, outcome = record.data.get("claim", {}), record.data.get("adjudication", {})
+    detail = outcome.get("detail", {})
+    lines = claim.get("lines", [])
+    return {
+        "claim": claim,
+        "outcome": outcome,
+        "lines": lines,
+        "lines_fen": {
+            key: sum(int(line.get(key, 0)) for line in lines)
+            for key in ("amount_fen", "eligible_fen", "self_pay_fen")
+        },
+        "categories": sorted(detail.get("categories", {}).items()),
+        "before_cap_fen": detail.get("before_cap_fen"),
+        "cap_left_fen": detail.get("cap_left_fen"),
+        "policy": detail.get("policy", {}),
+    }
 
 
 def disputes(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,387 @@
+"""The clearing console's pages (and a city dashboard) over a cycle of many records, each beside the bare SQL
+of the same figures.
+
+    .venv/bin/python benchmarks/console.py [--records 1000000] [--tenants 20] [--cards 2000] [--runs 20]
+
+Builds its data as benchmarks/clearing.py does (``populate``: tenants, cards, records with real TACs, 2% of
+them with a broken TAC) in its own database (``citycard_bench_console``, dropped and re-created), clears the
+cycle (collect, close, validate, net, settle) and then asks every console page ``--runs`` times through
+Django's test client as a signed-in clearing clerk: p50 and p95 of the server time per page (the whole
+request through the middleware, templates included), against p50 of the page's figures read with bare SQL
+(the same reads — a settled cycle's totals and counts from its bilateral positions and the partial index of
+its rejections, as the pages read them — without the ORM, the middleware or a template). Goal: every page
+≤ 300 ms. ``--reuse`` measures the pages again over the database the last run built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BENCH_DB = "citycard_bench_console"
+GOAL_MS = 300
+
+
+def _sibling(name: str):
+    """benchmarks/<name>.py as a module: loaded by path, since this folder is kept off the import path
+    (benchmarks/graphql.py would shadow the graphql package) and the pool's processes import this file."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _worker_init() -> None:
+    import django
+
+    django.setup()
+
+
+def _collect(tenant_code: str, now) -> None:
+    from citycard.interop.services import outbox_collect
+    from citycard.platform.models import Tenant
+
+    outbox_collect(tenant=Tenant.objects.get(code=tenant_code), now=now)
+
+
+def _count(seen: list[str], execute, sql, params, many, context):
+    seen.append(sql)
+    return execute(sql, params, many, context)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def child(args) -> None:
+    import datetime as dt
+    import functools
+    import multiprocessing
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+
+    from citycard.interop import services as interop
+    from citycard.platform.models import Role, Tenant, User
+    from citycard.platform.services import user_create
+
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    day = dt.date(2026, 11, 21)
+    now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai)
+    start = time.perf_counter()
+    if args.reuse:  # the database of the last run, its cycle settled: only the pages are measured again
+        tenants = list(Tenant.objects.exclude(schema_name="public").order_by("division_code"))
+        cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+        assert cycle.state == "settled", "--reuse needs the settled cycle of an earlier run"
+        User.objects.filter(username__startswith="bench-").delete()
+    else:
+        tenants, _sealing = _sibling("clearing").populate(args)
+        pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker_init)
+        pool.starmap(_collect, [(tenant.code, now) for tenant in tenants])
+        cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+        for step in (
+            interop.cycle_close,
+            functools.partial(
+                interop.cycle_validate, issuers_map=functools.partial(pool.starmap, interop.issuer_validate)
+            ),
+            interop.cycle_net,
+            functools.partial(
+                interop.cycle_settle, files_map=functools.partial(pool.starmap, interop.reconciliation_packed)
+            ),
+        ):
+            cycle = step(cycle=cycle, now=now, actor="bench")
+        pool.close()
+        pool.join()
+    connection.set_schema_to_public()
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+        cur.execute("SELECT count(*) FROM interop_clearingrecord WHERE cycle_id = %s", [cycle.pk])
+        (records,) = cur.fetchone()
+        cur.execute(
+            "SELECT issuer, acquirer FROM interop_bilateralposition WHERE cycle_id = %s"
+            " ORDER BY records DESC LIMIT 1",
+            [cycle.pk],
+        )
+        issuer, acquirer = cur.fetchone()
+        cur.execute(
+            "SELECT record_id FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND acquirer = %s"
+            " ORDER BY record_id OFFSET %s LIMIT 1",
+            [cycle.pk, issuer, acquirer, 5000],
+        )
+        (deep,) = cur.fetchone() or ("",)
+        cur.execute("SELECT record_id FROM interop_clearingrecord WHERE cycle_id = %s LIMIT 1", [cycle.pk])
+        (one,) = cur.fetchone()
+    print(
+        f"{records:,} records in yrd-transit-{day}"
+        + ("" if args.reuse else f", cleared in {time.perf_counter() - start:.1f} s")
+    )
+
+    clerk = Client()
+    clerk.force_login(
+        user_create(username="bench-clerk", role=Role.CLEARING_STAFF, password="a-long-password")
+    )
+    admin = Client()
+    city = tenants[0]
+    admin.force_login(
+        user_create(
+            username="bench-admin", role=Role.CITY_ADMIN, tenant_code=city.code, password="a-long-password"
+        )
+    )
+    cycle_url = f"/console/cycles/yrd/transit/{day}/"
+    cell = f"issuer={issuer}&acquirer={acquirer}&status=valid"
+    ids = [cycle.pk]
+    pages = [
+        # name, client, host, URL, the bare SQL of the page's figures (statement, parameters)
+        (
+            "today",
+            clerk,
+            "localhost",
+            f"/console/?date={day + dt.timedelta(days=1)}",
+            [
+                # A settled cycle's totals: its bilateral positions (valid) and its rejections.
+                (
+                    "SELECT cycle_id, sum(records), sum(amount_fen) FROM interop_bilateralposition"
+                    " WHERE cycle_id = ANY(%s) GROUP BY 1",
+                    [ids],
+                ),
+                (
+                    "SELECT cycle_id, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = ANY(%s) AND status = 'rejected' GROUP BY 1",
+                    [ids],
+                ),
+                ("SELECT count(*) FROM interop_dispute WHERE state = 'open'", []),
+            ],
+        ),
+        (
+            "cycle",
+            clerk,
+            "localhost",
+            cycle_url,
+            [
+                (
+                    "SELECT cycle_id, sum(records), sum(amount_fen) FROM interop_bilateralposition"
+                    " WHERE cycle_id = ANY(%s) GROUP BY 1",
+                    [ids],
+                ),
+                (
+                    "SELECT cycle_id, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = ANY(%s) AND status = 'rejected' GROUP BY 1",
+                    [ids],
+                ),
+                ("SELECT * FROM interop_bilateralposition WHERE cycle_id = %s", [cycle.pk]),
+                ("SELECT * FROM interop_netposition WHERE cycle_id = %s", [cycle.pk]),
+                ("SELECT * FROM interop_settlementinstruction WHERE cycle_id = %s", [cycle.pk]),
+                (
+                    "SELECT participant, sha256, state FROM interop_reconciliationfile WHERE cycle_id = %s",
+                    [cycle.pk],
+                ),
+                (
+                    "SELECT reason, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' GROUP BY 1",
+                    [cycle.pk],
+                ),
+            ],
+        ),
+        (
+            "exceptions",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/",
+            [
+                (
+                    "SELECT issuer, acquirer, reason, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' GROUP BY 1, 2, 3",
+                    [cycle.pk],
+                )
+            ],
+        ),
+        (
+            "records (a cell)",
+            clerk,
+            "localhost",
+            f"{cycle_url}records/?{cell}",
+            [
+                (
+                    "SELECT * FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND acquirer = %s"
+                    " AND status <> 'rejected' ORDER BY record_id LIMIT 501",
+                    [cycle.pk, issuer, acquirer],
+                ),
+                (
+                    "SELECT records FROM interop_bilateralposition WHERE cycle_id = %s AND issuer = %s"
+                    " AND acquirer = %s",
+                    [cycle.pk, issuer, acquirer],
+                ),
+            ],
+        ),
+        (
+            "records (page 11)",
+            clerk,
+            "localhost",
+            f"{cycle_url}records/?{cell}&after={deep}",
+            [
+                (
+                    "SELECT * FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND acquirer = %s"
+                    " AND status <> 'rejected' AND record_id > %s ORDER BY record_id LIMIT 501",
+                    [cycle.pk, issuer, acquirer, deep],
+                ),
+                (
+                    "SELECT records FROM interop_bilateralposition WHERE cycle_id = %s AND issuer = %s"
+                    " AND acquirer = %s",
+                    [cycle.pk, issuer, acquirer],
+                ),
+            ],
+        ),
+        (
+            "records (all)",
+            clerk,
+            "localhost",
+            f"{cycle_url}records/",
+            [
+                (
+                    "SELECT * FROM interop_clearingrecord WHERE cycle_id = %s ORDER BY record_id LIMIT 501",
+                    [cycle.pk],
+                ),
+                ("SELECT sum(records) FROM interop_bilateralposition WHERE cycle_id = %s", [cycle.pk]),
+                (
+                    "SELECT count(*) FROM interop_clearingrecord WHERE cycle_id = %s AND status = 'rejected'",
+                    [cycle.pk],
+                ),
+            ],
+        ),
+        (
+            "record",
+            clerk,
+            "localhost",
+            f"/console/records/{one}/",
+            [("SELECT * FROM interop_clearingrecord WHERE record_id = %s", [one])],
+        ),
+        (
+            "charts (90 days)",
+            clerk,
+            "localhost",
+            f"/console/charts/?days=90&date={day + dt.timedelta(days=1)}",
+            [
+                (
+                    "SELECT c.business_date, sum(b.records), sum(b.amount_fen) FROM interop_bilateralposition b"
+                    " JOIN interop_clearingcycle c ON c.id = b.cycle_id WHERE c.business_date >= %s GROUP BY 1",
+                    [day - dt.timedelta(days=89)],
+                ),
+                (
+                    "SELECT c.business_date, r.reason, count(*) FROM interop_clearingrecord r"
+                    " JOIN interop_clearingcycle c ON c.id = r.cycle_id WHERE c.business_date >= %s"
+                    " AND r.status = 'rejected' GROUP BY 1, 2",
+                    [day - dt.timedelta(days=89)],
+                ),
+                (
+                    "SELECT c.business_date, n.participant, sum(n.net_fen) FROM interop_netposition n"
+                    " JOIN interop_clearingcycle c ON c.id = n.cycle_id WHERE c.business_date >= %s GROUP BY 1, 2",
+                    [day - dt.timedelta(days=89)],
+                ),
+            ],
+        ),
+        (
+            "disputes",
+            clerk,
+            "localhost",
+            "/console/disputes/?state=all",
+            [("SELECT * FROM interop_dispute", [])],
+        ),
+        (
+            f"dashboard ({city.code})",
+            admin,
+            f"{city.code}.localhost",
+            f"/dashboard/?date={day + dt.timedelta(days=1)}",
+            [
+                (
+                    f"SELECT envelope FROM {city.schema_name}.exchange_inboxmessage"
+                    " WHERE kind IN ('clearing.reconciliation', 'clearing.exceptions')",
+                    [],
+                ),
+                (
+                    f"SELECT scheme_id, state, count(*) FROM {city.schema_name}.cards_card GROUP BY 1, 2",
+                    [],
+                ),
+            ],
+        ),
+    ]
+    print(
+        f"{'page':<22}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'SQL p50':>9}{'× SQL':>7}   goal ≤ {GOAL_MS} ms"
+    )
+    worst = 0.0
+    for name, client, host, url, sql in pages:
+        queries: list[str] = []
+        with connection.execute_wrapper(functools.partial(_count, queries)):
+            response = client.get(url, HTTP_HOST=host)
+        assert response.status_code == 200, (url, response.status_code)
+        connection.set_schema_to_public()
+        served, bare = [], []
+        for _ in range(args.runs):
+            begun = time.perf_counter()
+            client.get(url, HTTP_HOST=host)
+            served.append(time.perf_counter() - begun)
+            connection.set_schema_to_public()
+            with connection.cursor() as cur:
+                begun = time.perf_counter()
+                for statement, params in sql:
+                    cur.execute(statement, params)
+                    cur.fetchall()
+                bare.append(time.perf_counter() - begun)
+        p50, p95, sql50 = (
+            statistics.median(served) * 1000,
+            _quantile(served, 0.95) * 1000,
+            statistics.median(bare) * 1000,
+        )
+        worst = max(worst, p95)
+        mark = "ok" if p95 <= GOAL_MS else "OVER"
+        print(
+            f"{name:<22}{len(queries):>8}{p50:>9.1f}{p95:>9.1f}{sql50:>9.1f}{p50 / max(sql50, 0.001):>7.1f}   {mark}"
+        )
+    print(f"worst p95 {worst:.1f} ms: {'goal met' if worst <= GOAL_MS else 'goal NOT met'} (≤ {GOAL_MS} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000, help="records in the cycle (default 1M)")
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--cards", type=int, default=2000)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes collecting and validating (default 2)"
+    )
+    parser.add_argument("--runs", type=int, default=20, help="requests per page (default 20)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the pages again over the last run's database (kept), without building it again",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    harness = _sibling("_harness")
+    if not args.reuse:
+        harness.run_in_own_database(script=__file__, database=BENCH_DB)
+        return
+    env = harness.bench_env(BENCH_DB)
+    try:
+        subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=True)
+    finally:
+        harness.stop_embedded(env)
+
+
+if __name__ == "__main__":
+    sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != HERE)]
+    main()

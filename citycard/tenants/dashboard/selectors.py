@@ -1,0 +1,110 @@
+"""What the city dashboard reads, one query each, all in the tenant's own schema: its cards, its terminals'
+taps, its review flags, its hotlists, its subsidy runs, and the clearing results the platform delivered to
+it as signed messages (reconciliation manifests, exceptions) in its inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import Count, Min, Sum
+from django.db.models.functions import TruncDate
+
+from citycard.tenants.accounts.models import SubsidyRun
+from citycard.tenants.cards.models import Card, HotlistHead
+from citycard.tenants.exchange.models import InboxMessage, TerminalHotlistHead
+from citycard.tenants.terminals.models import ReviewFlag, Routing, Transaction
+from citycard.terminal_kit.beijing import BEIJING
+
+
+def cards_by_scheme_and_state() -> list[dict[str, Any]]:
+    """``{"scheme", "scheme_name", "state", "cards"}`` for every scheme and state with cards."""
+    return list(
+        Card.objects.values("scheme__code", "scheme__name_zh", "state")
+        .annotate(cards=Count("id"))
+        .order_by("scheme__code", "state")
+    )
+
+
+def taps_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """The taps this tenant's terminals stored per Beijing day and routing (own cards, roaming cards that
+    clear with their issuer, held ones): ``{"day", "routing", "taps", "amount_fen"}``."""
+    start = dt.datetime.combine(since, dt.time(), tzinfo=BEIJING)
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tzinfo=BEIJING)
+    return list(
+        Transaction.objects.filter(tapped_at__gte=start, tapped_at__lt=end)
+        .annotate(day=TruncDate("tapped_at", tzinfo=BEIJING))
+        .values("day", "routing")
+        .annotate(taps=Count("id"), amount_fen=Sum("amount_fen"))
+        .order_by("day", "routing")
+    )
+
+
+ROUTINGS = (Routing.OWN, Routing.ROAMING, Routing.HELD)
+
+
+def reconciliation_manifests(*, since: dt.date) -> list[dict[str, Any]]:
+    """The signed manifests of the reconciliation files delivered to this tenant (a county's: its city's
+    file, which lists the county's taps) for cycles of business date ``since`` or later, newest first:
+    ``{"cycle", "network", "service", "business_date", "participant", "sha256", "totals", "message_id"}``."""
+    found = []
+    for message_id, body in InboxMessage.objects.filter(
+        kind="clearing.reconciliation",
+        received_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING),
+    ).values_list("message_id", "envelope__payload__body"):
+        label = body["cycle"]  # <network>-<service>-<YYYY-MM-DD>
+        network, service = label[:-11].split("-", 1)
+        found.append(
+            {
+                "cycle": label,
+                "network": network,
+                "service": service,
+                "business_date": dt.date.fromisoformat(label[-10:]),
+                "participant": body["participant"],
+                "sha256": body["sha256"],
+                "totals": body["totals"],
+                "message_id": message_id,
+            }
+        )
+    return sorted(found, key=lambda m: (m["business_date"], m["cycle"]), reverse=True)
+
+
+def delivered_exceptions(*, since: dt.date) -> list[dict[str, Any]]:
+    """The exceptions delivered to this tenant as acquirer (records of its terminals an issuer rejected),
+    per cycle, issuer and reason: ``{"cycle", "issuer", "reason", "records", "amount_fen"}``."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for body in InboxMessage.objects.filter(
+        kind="clearing.exceptions", received_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING)
+    ).values_list("envelope__payload__body", flat=True):
+        for item in body["exceptions"]:
+            group = groups.setdefault((body["cycle"], item["issuer"], item["reason"]), [0, 0])
+            group[0] += 1
+            group[1] += int(item.get("amount_fen", 0))
+    return [
+        {"cycle": cycle, "issuer": issuer, "reason": reason, "records": n, "amount_fen": fen}
+        for (cycle, issuer, reason), (n, fen) in sorted(groups.items(), reverse=True)
+    ]
+
+
+def review_flags_waiting() -> list[dict[str, Any]]:
+    """Review flags (待复核) not resolved yet, by code: ``{"code", "flags", "oldest"}``."""
+    return list(
+        ReviewFlag.objects.filter(resolved_at__isnull=True)
+        .values("code")
+        .annotate(flags=Count("id"), oldest=Min("created_at"))
+        .order_by("-flags", "code")
+    )
+
+
+def hotlist_versions() -> dict[str, Any]:
+    """The tenant's own hotlist version (黑名单) and the one its terminals download (its own with the
+    city's and the network's), with when each last changed. Two queries (one row each)."""
+    return {
+        "own": HotlistHead.objects.values("version", "changed_at").first(),
+        "terminals": TerminalHotlistHead.objects.values("version", "changed_at").first(),
+    }
+
+
+def subsidy_runs(*, limit: int = 10) -> list[SubsidyRun]:
+    """The latest subsidy runs (补贴发放) with their programme, newest first."""
+    return list(SubsidyRun.objects.select_related("programme").order_by("-at", "-pk")[:limit])

@@ -1,0 +1,106 @@
+"""The city dashboard (docs/console.md, "City dashboard"): each tenant's site shows its own cards, taps,
+flags, hotlists and subsidy runs and the clearing results delivered to it (signed manifests, exceptions),
+in a fixed number of queries; a county officer reads their county's; nobody reads another site's."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.test import Client
+
+from citycard.interop.models import NetPosition
+from citycard.platform.models import Role
+from citycard.platform.services import user_create
+from tests.graphql.conftest import NEXT, SETTLE_AT, clear, day_records
+from tests.interop.conftest import DAY, at, collect, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.tenants.dashboard.taps import taps_store as _taps
+
+pytestmark = pytest.mark.django_db
+HZ = {"HTTP_HOST": "hangzhou.localhost"}
+URL = f"/dashboard/?date={NEXT.isoformat()}"
+
+
+def _chart(html: str, data_id: str) -> dict:
+    found = re.search(rf'<script id="{data_id}" type="application/json">(.*?)</script>', html, re.S)
+    return json.loads(found.group(1))
+
+
+@pytest.fixture
+def hangzhou_day(yrd_transit, send, collect, tenant):  # noqa: F811
+    """DAY cleared (Hangzhou issues to Jiaxing and acquires from Jiaxing), and Hangzhou's terminals' taps."""
+    cycle = clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)
+    _taps(
+        tenant("hangzhou"),
+        [
+            (at(DAY, 8), "330100", "own", 200),
+            (at(DAY, 9), "330100", "own", 200),
+            (at(DAY, 10), "330400", "roaming", 300),
+            (at(NEXT, 8), "330100", "own", 200),
+        ],
+    )
+    return cycle
+
+
+def _site_client(role: str, username: str, tenant_code: str) -> Client:
+    client = Client()
+    client.force_login(
+        user_create(username=username, role=role, tenant_code=tenant_code, password="a-long-password-1")
+    )
+    return client
+
+
+def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_of_queries(
+    hangzhou_day, django_assert_num_queries
+):
+    admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
+    with django_assert_num_queries(13):
+        response = admin.get(URL, **HZ)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "城市看板" in html and "citycard/vendor/echarts/echarts.min.js" in html
+    # Cards: the issuer's cards the clearing fixture made known (scheme 03, active).
+    assert re.search(r'data-scheme="03"', html)
+    taps = _chart(html, "taps-data")
+    day = taps["x"].index(DAY.isoformat())
+    by_name = {s["name"]: s["data"] for s in taps["series"]}
+    own = next(data for name, data in by_name.items() if "own" in name)
+    roaming = next(data for name, data in by_name.items() if "roaming in" in name)
+    out = next(data for name, data in by_name.items() if "roaming out" in name)
+    assert own[day] == 2 and own[day + 1] == 1 and roaming[day] == 1
+    hz_net = NetPosition.objects.get(cycle=hangzhou_day, participant="hangzhou")
+    issued = sum(b.records for b in hangzhou_day.bilateral.filter(issuer="hangzhou"))
+    assert out[day] == issued > 0
+    positions = _chart(html, "positions-data")
+    assert [s["data"][day] for s in positions["series"]] == [hz_net.net_fen]
+    assert f'data-cycle="yrd-transit-{DAY.isoformat()}" data-net="{hz_net.net_fen}"' in html
+    # The same number of queries with more taps and another cycle.
+    _taps(_tenant("hangzhou"), [(at(NEXT, 9), "330400", "roaming", 300)] * 3)
+    with django_assert_num_queries(13):
+        assert admin.get(URL, **HZ).status_code == 200
+
+
+def _tenant(code: str):
+    from citycard.platform.models import Tenant
+
+    return Tenant.objects.get(code=code)
+
+
+def test_exceptions_delivered_to_the_city_show_on_its_dashboard_and_not_on_the_issuers(hangzhou_day):
+    jiaxing = _site_client(Role.CITY_ADMIN, "jx-admin", "jiaxing")
+    html = jiaxing.get(URL, HTTP_HOST="jiaxing.localhost").content.decode()
+    section = html[html.index('id="exceptions"') : html.index('id="subsidies"')]
+    assert "tac_invalid" in section and "hangzhou" in section  # Jiaxing acquired it; Hangzhou rejected it
+    admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
+    hz = admin.get(URL, **HZ).content.decode()
+    assert "tac_invalid" not in hz[hz.index('id="exceptions"') : hz.index('id="subsidies"')]
+
+
+def test_a_county_officer_reads_their_countys_dashboard_read_only_and_no_other_site(hangzhou_day):
+    officer = _site_client(Role.COUNTY_OFFICER, "tl-officer", "tonglu")
+    response = officer.get(URL, HTTP_HOST="tonglu.localhost")
+    assert response.status_code == 200 and "read-only" in response.content.decode()
+    # The city's dashboard is the city's: the county officer is sent to sign in there.
+    refused = officer.get(URL, **HZ)
+    assert refused.status_code in (302, 403)
