@@ -11,6 +11,7 @@ office published.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -578,7 +579,7 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
                 r.fail(where, f"station {pair[0]} at {pair[1]} m is not beyond {order[-1][0]}")
                 continue
             order.append((pair[0], pair[1]))
-        for (a, ma), (b, mb) in zip(order, order[1:], strict=False):
+        for (a, ma), (b, mb) in itertools.pairwise(order):
             link(a, b, mb - ma, 1)
         lines[lid] = Line(
             id=lid, service=r.choice(item, "service", where, SERVICES, "metro"), stops=tuple(order)
