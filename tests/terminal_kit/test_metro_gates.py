@@ -6,8 +6,8 @@ transactions recovered like purchases — in-process and through pcscd."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import datetime as dt
+import hashlib
 
 import pytest
 
