@@ -17,11 +17,17 @@ from citycard.platform.models import Publication, Tenant
 from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
 from citycard.tenants.fares.models import (
+    Area,
     Cap,
     FareProduct,
+    FareTable,
+    GateRule,
     LegRule,
+    Line,
     Quota,
     RouteSet,
+    Stop,
+    StopJoin,
     Timeframe,
     TimeframeWindow,
     TransferRule,
@@ -58,6 +64,7 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
     for model in (LegRule, TransferRule, Cap, FareProduct, Quota, TimeframeWindow, Timeframe, VisitorPolicy):
         model.objects.all().delete()
     RouteSet.objects.all().delete()
+    areas, tables = _stations_load(body)
     route_sets = {}
     for code, rs in (body.get("route_sets") or {}).items():
         route_sets[code] = RouteSet.objects.create(
@@ -91,10 +98,13 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             name=p.get("name", ""),
             service=p.get("service", "bus"),
             route_set=route_sets.get(p.get("route_set")),
-            amount_fen=p["amount_fen"],
+            amount_fen=p.get("amount_fen", 0),
             priority=p.get("priority", 0),
             valid_from=p.get("valid_from"),
             valid_to=p.get("valid_to"),
+            from_area=areas.get(p.get("from_area")),
+            to_area=areas.get(p.get("to_area")),
+            fare_table=tables.get(p.get("fare_table")),
         )
     for r in body.get("leg_rules") or []:
         LegRule.objects.create(
@@ -114,6 +124,8 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             valid_from=r.get("valid_from"),
             valid_to=r.get("valid_to"),
             quota=quotas.get(r.get("quota")),
+            from_area=areas.get(r.get("from_area")),
+            to_area=areas.get(r.get("to_area")),
         )
     for t in body.get("transfer_rules") or []:
         TransferRule.objects.create(
@@ -154,10 +166,45 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
         "caps": Cap.objects.count(),
         "quotas": len(quotas),
     }
+    if areas or tables or Stop.objects.exists():
+        counts.update(stops=Stop.objects.count(), areas=len(areas), fare_tables=len(tables))
     audit_record(
         action="fares.load", actor=actor, object_type="fare_rules", object_id=tenant.code, data=counts
     )
     return counts
+
+
+def _stations_load(body: Mapping[str, Any]) -> tuple[dict[str, Area], dict[str, FareTable]]:
+    """Stations, areas, lines, joins, distance tables and gate rules of a (validated) rule body."""
+    for model in (Stop, Area, Line, StopJoin, FareTable, GateRule):
+        model.objects.all().delete()
+    Stop.objects.bulk_create(Stop(code=x["id"], name=x.get("name", "")) for x in body.get("stops") or [])
+    areas = {
+        code: Area.objects.create(code=code, name=a.get("name", ""), stops=list(a.get("stops", [])))
+        for code, a in (body.get("areas") or {}).items()
+    }
+    Line.objects.bulk_create(
+        Line(code=x["id"], name=x.get("name", ""), service=x.get("service", "metro"), stops=x["stops"])
+        for x in body.get("lines") or []
+    )
+    StopJoin.objects.bulk_create(
+        StopJoin(from_stop=j["from_stop"], to_stop=j["to_stop"]) for j in body.get("joins") or []
+    )
+    tables = {}
+    for t in body.get("fare_tables") or []:
+        beyond = t.get("beyond") or {}
+        tables[t["id"]] = FareTable.objects.create(
+            code=t["id"],
+            name=t.get("name", ""),
+            measure=t.get("measure", "km"),
+            rows=t["rows"],
+            beyond_every=beyond.get("every", 0),
+            beyond_add_fen=beyond.get("add_fen", 0),
+        )
+    GateRule.objects.bulk_create(
+        GateRule(**{k: v for k, v in g.items() if k != "name"}) for g in body.get("gate_rules") or []
+    )
+    return areas, tables
 
 
 @transaction.atomic
