@@ -139,6 +139,8 @@ class Stop(models.Model):
 
     code = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    lat = models.FloatField(null=True, blank=True)
+    lon = models.FloatField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.code
@@ -205,6 +207,15 @@ class GateRule(models.Model):
 
     def __str__(self) -> str:
         return self.service
+
+
+class GtfsSource(models.Model):
+    """What the last GTFS-Fares v2 import said in its own words that the rule rows do not hold (route ids
+    and long names, fare media and rider category rows, product ids shared by several leg rules, where
+    networks were given): the export writes them back as they came. Replaced by every rule load."""
+
+    names = models.JSONField(default=dict)
+    imported_at = models.DateTimeField(auto_now_add=True)
 
 
 class FareProduct(models.Model):
@@ -291,7 +302,9 @@ class TransferRule(models.Model):
     to_route_set = models.ForeignKey(
         RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    within_minutes = models.PositiveIntegerField(default=90)
+    within_minutes = models.PositiveIntegerField(
+        default=90, null=True, blank=True, help_text="empty: no limit"
+    )
     max_transfers = models.IntegerField(default=1, help_text="-1: unlimited")
     transfer_type = models.PositiveSmallIntegerField(
         choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")], default=1

@@ -259,12 +259,22 @@ GATE_RULES = {
 }
 
 
-def metro_line(prefix: str, line: str, names: list[str], spacing_m: list[int]) -> dict[str, Any]:
-    """Stops and one line: station ids ``<prefix>-<line>-<nn>``, distances accumulated from the spacings."""
+def metro_line(
+    prefix: str,
+    line: str,
+    names: list[str],
+    spacing_m: list[int],
+    *,
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, Any]:
+    """Stops and one line: station ids ``<prefix>-<line>-<nn>``, distances accumulated from the spacings;
+    the demo places the stations due north of ``origin`` (lat, lon) at those distances."""
     stops, order, metres = [], [], 0
     for i, name in enumerate(names):
         sid = f"{prefix}-{line}-{i + 1:02d}"
-        stops.append({"id": sid, "name": name})
+        stops.append(
+            {"id": sid, "name": name, "lat": round(origin[0] + metres / 111_320, 6), "lon": origin[1]}
+        )
         order.append([sid, metres])
         if i < len(spacing_m):
             metres += spacing_m[i]
@@ -272,10 +282,17 @@ def metro_line(prefix: str, line: str, names: list[str], spacing_m: list[int]) -
 
 
 def metro_fragment(
-    prefix: str, line: str, names: list[str], spacing_m: list[int], table: dict[str, Any], *, product: str
+    prefix: str,
+    line: str,
+    names: list[str],
+    spacing_m: list[int],
+    table: dict[str, Any],
+    *,
+    product: str,
+    origin: tuple[float, float],
 ) -> dict[str, Any]:
     """A rule-document fragment: one metro line priced entry -> exit by the distance table."""
-    fragment = metro_line(prefix, line, names, spacing_m)
+    fragment = metro_line(prefix, line, names, spacing_m, origin=origin)
     fragment.update(
         areas={f"{prefix}-metro": {"name": "metro", "stops": [s["id"] for s in fragment["stops"]]}},
         fare_tables=[table],
@@ -315,6 +332,7 @@ HANGZHOU_METRO = metro_fragment(
     [2100, 1600, 1500, 1400, 2800, 1300, 1200, 1500, 900, 1000, 900],
     HANGZHOU_TABLE,
     product="hz-metro-km",
+    origin=(30.13, 120.25),
 )
 SHENZHEN_METRO = metro_fragment(
     "sz",
@@ -336,6 +354,7 @@ SHENZHEN_METRO = metro_fragment(
     [1000, 900, 1100, 1000, 900, 1200, 1100, 900, 1500, 1400, 1600],
     SHENZHEN_TABLE,
     product="sz-metro-km",
+    origin=(22.53, 114.11),
 )
 
 

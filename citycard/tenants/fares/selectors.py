@@ -23,6 +23,7 @@ from citycard.tenants.fares.models import (
     FareProduct,
     FareTable,
     GateRule,
+    GtfsSource,
     LegRule,
     Line,
     Quota,
@@ -71,7 +72,10 @@ def _stations_body() -> dict[str, Any]:
     """Stations, areas, lines, joins, distance tables and gate rules — only the parts the tenant has, so a
     city without a metro has the same rule document as before they existed."""
     body: dict[str, Any] = {}
-    stops = [{"id": s.code, "name": s.name} for s in Stop.objects.order_by("code")]
+    stops = [
+        {"id": s.code, "name": s.name, **({"lat": s.lat, "lon": s.lon} if s.lat is not None else {})}
+        for s in Stop.objects.order_by("code")
+    ]
     if stops:
         body["stops"] = stops
     areas = {a.code: {"name": a.name, "stops": list(a.stops)} for a in Area.objects.order_by("code")}
@@ -485,7 +489,8 @@ def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
     """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
     from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
 
-    return feed_write(path, rules_to_gtfs(fares_rules_body()))
+    source = GtfsSource.objects.first()
+    return feed_write(path, rules_to_gtfs(fares_rules_body(), source=source.names if source else None))
 
 
 # --- concessions a cardholder's categories give (partner reads) ---------------------------------------

@@ -22,6 +22,7 @@ from citycard.tenants.fares.models import (
     FareProduct,
     FareTable,
     GateRule,
+    GtfsSource,
     LegRule,
     Line,
     Quota,
@@ -65,6 +66,9 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
         model.objects.all().delete()
     RouteSet.objects.all().delete()
     areas, tables = _stations_load(body)
+    GtfsSource.objects.all().delete()
+    if body.get("gtfs"):
+        GtfsSource.objects.create(names=body["gtfs"])
     route_sets = {}
     for code, rs in (body.get("route_sets") or {}).items():
         route_sets[code] = RouteSet.objects.create(
@@ -135,7 +139,7 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             from_route_set=route_sets.get(t.get("from_route_set")),
             to_service=t.get("to_service") or "",
             to_route_set=route_sets.get(t.get("to_route_set")),
-            within_minutes=t["within_minutes"],
+            within_minutes=t.get("within_minutes"),
             max_transfers=t.get("max_transfers", 1),
             transfer_type=t.get("transfer_type", 0),
             amount_fen=t.get("amount_fen", 0),
@@ -178,7 +182,10 @@ def _stations_load(body: Mapping[str, Any]) -> tuple[dict[str, Area], dict[str, 
     """Stations, areas, lines, joins, distance tables and gate rules of a (validated) rule body."""
     for model in (Stop, Area, Line, StopJoin, FareTable, GateRule):
         model.objects.all().delete()
-    Stop.objects.bulk_create(Stop(code=x["id"], name=x.get("name", "")) for x in body.get("stops") or [])
+    Stop.objects.bulk_create(
+        Stop(code=x["id"], name=x.get("name", ""), lat=x.get("lat"), lon=x.get("lon"))
+        for x in body.get("stops") or []
+    )
     areas = {
         code: Area.objects.create(code=code, name=a.get("name", ""), stops=list(a.get("stops", [])))
         for code, a in (body.get("areas") or {}).items()
@@ -261,14 +268,26 @@ def fares_agreements_republish(
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
 
 
-def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[str, int], list[str]]:
+def fares_import_gtfs(
+    *, tenant: Tenant, path: str, actor: str, rates: Mapping[str, str] | None = None
+) -> tuple[dict[str, int], list[str]]:
     """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
 
-    Returns the row counts and notes naming every part of the feed that did not map."""
+    Amounts in another currency than the tenant's (CNY) are refused unless ``rates`` gives the yuan per
+    unit of that currency ({"USD": "7.10"}). Returns the row counts and notes naming every part of the
+    feed that did not map (and every conversion)."""
+    from decimal import Decimal, InvalidOperation
+
     from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
 
     try:
-        body, notes = gtfs_to_rules(feed_read(path))
+        converted = {k: Decimal(v) for k, v in (rates or {}).items()}
+    except InvalidOperation as exc:
+        raise DomainError(f"conversion rate {rates} is not a number", code="invalid", field="rates") from exc
+    if any(v <= 0 for v in converted.values()):
+        raise DomainError("a conversion rate must be above zero", code="invalid", field="rates")
+    try:
+        body, notes = gtfs_to_rules(feed_read(path), currency="CNY", rates=converted)
     except (GtfsError, OSError, KeyError, ValueError) as exc:
         raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
     counts = fares_document_load(tenant=tenant, document=body, actor=actor)

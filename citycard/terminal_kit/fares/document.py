@@ -233,7 +233,7 @@ class TransferRule:
     from_route_set: RouteSet | None
     to_service: str | None
     to_route_set: RouteSet | None
-    within_minutes: int
+    within_minutes: int | None  # None: no time limit (GTFS: an empty duration_limit)
     max_transfers: int  # -1: unlimited (GTFS transfer_count)
     transfer_type: int
     amount_fen: int  # AB: the transfer product's amount (may be negative for type 1: a discount)
@@ -802,7 +802,9 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 from_route_set=r.ref(item, "from_route_set", where, route_sets),
                 to_service=r.choice(item, "to_service", where, (None, *SERVICES), None),
                 to_route_set=r.ref(item, "to_route_set", where, route_sets),
-                within_minutes=r.integer(item, "within_minutes", where, minimum=1),
+                within_minutes=None
+                if item.get("within_minutes", 0) is None
+                else r.integer(item, "within_minutes", where, minimum=1),
                 max_transfers=r.integer(item, "max_transfers", where, default=1, minimum=-1),
                 transfer_type=ttype,
                 # type 1 adds AB to B: a negative AB is a transfer discount; types 0 and 2 charge AB itself

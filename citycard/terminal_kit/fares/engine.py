@@ -404,7 +404,7 @@ class FareEngine:
         if journey:
             for rule in self._transfers_for(journey["s"], journey["r"], service, route):
                 since = now_min - (journey["t0"] if rule.measure == "first_tap" else journey["t"])
-                if since < 0 or since > rule.within_minutes:
+                if since < 0 or (rule.within_minutes is not None and since > rule.within_minutes):
                     continue
                 if rule.max_transfers != -1 and journey["n"] >= rule.max_transfers:
                     trace.append(
