@@ -49,6 +49,100 @@ _CATEGORY_WORDS = [
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+# Every GTFS-Fares v2 file and field the project reads or writes, and what it does with it (docs/fares.md
+# shows this table; tests check that the import reads and the export writes nothing else).
+FIELDS: dict[str, dict[str, str]] = {
+    "routes.txt": {
+        "route_id": "kept as given; the export writes it back (a new route: its name)",
+        "agency_id": "kept for the export",
+        "route_short_name": "the route's name in the rules (what a terminal is set to), kept whole",
+        "route_long_name": "the name when there is no short name; kept whole for the export",
+        "route_type": "the service: 3/11 bus, 0/1/2/12 metro, 4 ferry",
+        "network_id": "the route's network (route set); the export writes it here again if the feed did",
+    },
+    "networks.txt": {
+        "network_id": "a route set",
+        "network_name": "the route set's name",
+    },
+    "route_networks.txt": {
+        "network_id": "a route set",
+        "route_id": "a route of it (a route is in one network)",
+    },
+    "stops.txt": {
+        "stop_id": "a station (gates name it) when an area or a join names it",
+        "stop_name": "the station's name",
+        "stop_lat": "kept for the export",
+        "stop_lon": "kept for the export",
+    },
+    "areas.txt": {"area_id": "an area (fare zone)", "area_name": "its name"},
+    "stop_areas.txt": {"area_id": "the area", "stop_id": "a station in it"},
+    "calendar.txt": {
+        "service_id": "the weekdays of a timeframe (the export names them days-<weekdays>)",
+        "monday": "weekday of the timeframe",
+        "tuesday": "weekday of the timeframe",
+        "wednesday": "weekday of the timeframe",
+        "thursday": "weekday of the timeframe",
+        "friday": "weekday of the timeframe",
+        "saturday": "weekday of the timeframe",
+        "sunday": "weekday of the timeframe",
+        "start_date": "not read (timeframes have no dates; the export writes 20200101)",
+        "end_date": "not read (the export writes 20991231)",
+    },
+    "timeframes.txt": {
+        "timeframe_group_id": "a timeframe",
+        "start_time": "window start, to the minute",
+        "end_time": "window end, to the minute (24:00:00 = end of day)",
+        "service_id": "the window's weekdays (calendar.txt); none: every day",
+    },
+    "rider_categories.txt": {
+        "rider_category_id": "mapped by id and name to elderly, student, disabled, veteran, low_income; kept",
+        "rider_category_name": "read for the mapping; kept for the export",
+        "is_default_fare_category": "the default category's rows are the base fare",
+        "eligibility_url": "kept for the export",
+    },
+    "fare_media.txt": {
+        "fare_media_id": "01-04 as card schemes; others by type; kept for the export",
+        "fare_media_name": "kept for the export",
+        "fare_media_type": "0/1 cash, paper: the base fare; 2 card: schemes 01-03; 4 app: 04",
+    },
+    "fare_products.txt": {
+        "fare_product_id": "a fare product or leg rule id (one product on several leg rules: id::2 …)",
+        "fare_product_name": "the rule's name",
+        "rider_category_id": "the rule's categories",
+        "fare_media_id": "the rule's card schemes (the base fare's medium kept for the export)",
+        "amount": "integer fen; fractions of a fen refused; negative only for a type 1 transfer",
+        "currency": "must be the tenant's (CNY) unless a rate converts it",
+    },
+    "fare_leg_rules.txt": {
+        "leg_group_id": "kept for the export; names the transfer rules' groups",
+        "network_id": "the rule's route set",
+        "from_area_id": "the entry station's area",
+        "to_area_id": "the exit station's area",
+        "from_timeframe_group_id": "the rule's timeframe (a base fare has none)",
+        "to_timeframe_group_id": "read only when equal to from_ (fares are fixed at the tap); else a note",
+        "fare_product_id": "the product or leg rule",
+        "rule_priority": "priority x 100 (+50 category, +10, +5 named medium); export: priority // 100",
+    },
+    "fare_leg_join_rules.txt": {
+        "from_network_id": "with stops: one interchange inside the gates; without: a note (no rule needed)",
+        "to_network_id": "as from_network_id",
+        "from_stop_id": "a platform of the interchange",
+        "to_stop_id": "the other platform (a free in-system transfer)",
+    },
+    "fare_transfer_rules.txt": {
+        "from_leg_group_id": "the transfer's from service and route set",
+        "to_leg_group_id": "the transfer's to service and route set",
+        "transfer_count": "max transfers (-1 no limit); written only when the groups are equal",
+        "duration_limit": "seconds, rounded up to minutes; empty: no limit",
+        "duration_limit_type": "read as 1 (tap to tap); written 1 with a duration_limit only",
+        "fare_transfer_type": "0 A+AB, 1 A+AB+B, 2 AB, as is",
+        "fare_product_id": "the transfer amount AB (kept as given for the export)",
+    },
+}
+# Fare files of GTFS the project does not read (Fares v1): a note names them on import.
+UNREAD = ("fare_attributes.txt", "fare_rules.txt", "timeframes_exceptions.txt")
+
+
 class GtfsError(ValueError):
     """A feed that cannot be read; the message names the file and row."""
 
@@ -191,6 +285,13 @@ def gtfs_to_rules(
         return dict(feed[EXTENSION_FILE]), [f"rules taken from {EXTENSION_FILE} (a CityCard export)"]
     rates = {k.upper(): Decimal(v) for k, v in (rates or {}).items()}
     notes: list[str] = []
+    for file in sorted(feed):
+        if file in UNREAD:
+            notes.append(f"{file} is not read (GTFS-Fares v1 or not supported): its fares are not imported")
+        elif file in FIELDS and feed[file]:
+            unknown = sorted(set(feed[file][0]) - set(FIELDS[file]))
+            if unknown:
+                notes.append(f"{file}: column(s) {', '.join(unknown)} not read")
     if not feed.get("fare_products.txt"):
         raise GtfsError("fare_products.txt is missing or empty: nothing to import")
     source: dict[str, Any] = {
@@ -596,10 +697,10 @@ def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None =
                 route_networks.append({"network_id": rid, "route_id": route_id})
     if routes:
         feed["routes.txt"] = list(routes.values())
+    if route_networks:  # networks.txt is forbidden when routes.txt names the networks
         feed["networks.txt"] = [
             {"network_id": rid, "network_name": rs.get("name", "")} for rid, rs in sorted(route_sets.items())
         ]
-    if route_networks:
         feed["route_networks.txt"] = route_networks
 
     # stations and areas
@@ -731,9 +832,9 @@ def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None =
         )
     transfers = []
     for t in body.get("transfer_rules", []):
-        product_id = ""
-        if t.get("amount_fen"):
-            product_id = source.get("transfer_products", {}).get(t["id"]) or f"transfer-{t['id']}"
+        product_id = source.get("transfer_products", {}).get(t["id"], "")
+        if t.get("amount_fen") or product_id:  # a transfer that costs nothing needs no product, unless given
+            product_id = product_id or f"transfer-{t['id']}"
             product_row(product_id, t.get("name", ""), "", "", t["amount_fen"])
 
         def groups(service: str | None, route_set: str | None) -> list[str]:
