@@ -401,7 +401,9 @@ def gtfs_to_rules(
         row = stops_rows.get(sid, {})
         stop: dict[str, Any] = {"id": sid, "name": row.get("stop_name", "")}
         if row.get("stop_lat") and row.get("stop_lon"):
-            stop.update(lat=float(row["stop_lat"]), lon=float(row["stop_lon"]))
+            stop.update(
+                lat=row["stop_lat"], lon=row["stop_lon"]
+            )  # as given (a signed document has no floats)
         stops.append(stop)
     for area_id, area in list(areas.items()):
         if not area["stops"]:
@@ -709,8 +711,8 @@ def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None =
             {
                 "stop_id": s["id"],
                 "stop_name": s.get("name", ""),
-                "stop_lat": f"{s['lat']:.6f}" if s.get("lat") is not None else "",
-                "stop_lon": f"{s['lon']:.6f}" if s.get("lon") is not None else "",
+                "stop_lat": s.get("lat", ""),
+                "stop_lon": s.get("lon", ""),
             }
             for s in body["stops"]
         ]

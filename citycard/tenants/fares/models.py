@@ -139,8 +139,8 @@ class Stop(models.Model):
 
     code = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
-    lat = models.FloatField(null=True, blank=True)
-    lon = models.FloatField(null=True, blank=True)
+    lat = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lat")
+    lon = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lon")
 
     def __str__(self) -> str:
         return self.code

@@ -268,12 +268,13 @@ def metro_line(
     origin: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
     """Stops and one line: station ids ``<prefix>-<line>-<nn>``, distances accumulated from the spacings;
-    the demo places the stations due north of ``origin`` (lat, lon) at those distances."""
+    the demo places the stations due north of ``origin`` (lat, lon) at those distances (positions are
+    decimal strings, as in GTFS: a signed document carries no floats)."""
     stops, order, metres = [], [], 0
     for i, name in enumerate(names):
         sid = f"{prefix}-{line}-{i + 1:02d}"
         stops.append(
-            {"id": sid, "name": name, "lat": round(origin[0] + metres / 111_320, 6), "lon": origin[1]}
+            {"id": sid, "name": name, "lat": f"{origin[0] + metres / 111_320:.6f}", "lon": f"{origin[1]:.6f}"}
         )
         order.append([sid, metres])
         if i < len(spacing_m):

@@ -73,7 +73,7 @@ def _stations_body() -> dict[str, Any]:
     city without a metro has the same rule document as before they existed."""
     body: dict[str, Any] = {}
     stops = [
-        {"id": s.code, "name": s.name, **({"lat": s.lat, "lon": s.lon} if s.lat is not None else {})}
+        {"id": s.code, "name": s.name, **({"lat": s.lat, "lon": s.lon} if s.lat else {})}
         for s in Stop.objects.order_by("code")
     ]
     if stops:

@@ -183,7 +183,7 @@ def _stations_load(body: Mapping[str, Any]) -> tuple[dict[str, Area], dict[str, 
     for model in (Stop, Area, Line, StopJoin, FareTable, GateRule):
         model.objects.all().delete()
     Stop.objects.bulk_create(
-        Stop(code=x["id"], name=x.get("name", ""), lat=x.get("lat"), lon=x.get("lon"))
+        Stop(code=x["id"], name=x.get("name", ""), lat=x.get("lat", ""), lon=x.get("lon", ""))
         for x in body.get("stops") or []
     )
     areas = {
