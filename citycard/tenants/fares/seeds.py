@@ -378,3 +378,7 @@ def metro_network(lines: int = 6, stations: int = 50, *, prefix: str = "net") ->
         if k > 0:
             doc["joins"].append({"from_stop": f"{prefix}-{k - 1}-40", "to_stop": f"{prefix}-{k}-30"})
     return doc
+
+
+# The demo cities with a metro line: the fragment is added to their rules (docs/fares.md, Metro).
+METROS = {"hangzhou": HANGZHOU_METRO, "shenzhen": SHENZHEN_METRO}

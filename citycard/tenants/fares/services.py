@@ -215,6 +215,23 @@ def _stations_load(body: Mapping[str, Any]) -> tuple[dict[str, Area], dict[str, 
 
 
 @transaction.atomic
+def fares_stations_add(*, tenant: Tenant, fragment: Mapping[str, Any], actor: str) -> dict[str, int]:
+    """Add a metro's stations, areas, lines, joins, distance tables, gate rules and fare products (a
+    rule-document fragment) to the tenant's current rules, keeping every other rule as it is. Refused
+    with every problem named, nothing written, if the result would not publish."""
+    _refuse_county(tenant, "add stations")
+    body = selectors.fares_rules_body()
+    for key in ("stops", "lines", "joins", "fare_tables", "gate_rules"):
+        body[key] = [*body.get(key, []), *fragment.get(key, [])]
+    body["areas"] = {**body.get("areas", {}), **fragment.get("areas", {})}
+    body["fare_products"] = [*body["fare_products"], *fragment.get("fare_products", [])]
+    source = GtfsSource.objects.first()
+    if source is not None:
+        body["gtfs"] = source.names
+    return fares_document_load(tenant=tenant, document=body, actor=actor)
+
+
+@transaction.atomic
 def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | None = None) -> Publication:
     """Compile the tenant's rules, refuse them with every problem named, else sign and publish them as
     the next version of the ``fare_rules`` document, with the visitor policies of the agreements in force
