@@ -240,3 +240,24 @@ def test_an_unpersonalised_transit_record_counts_as_no_entry(tmp_path):
     c = card(12)
     assert c.transit == EMPTY_TRANSIT
     assert g.tap("exit", s(2), c).record["fare_rule_id"] == "gate:no-entry"
+
+
+def test_the_entry_apdus_are_the_documented_ones(tmp_path):
+    class Recording(InProcessReader):
+        sent: list[bytes] = []
+
+        def transmit(self, command: bytes) -> bytes:
+            self.sent.append(command)
+            return super().transmit(command)
+
+    g = Gates(tmp_path, entry_reader=Recording())
+    c = card(13)
+    c.offline_atc = 0
+    g.gates["entry"].transport.insert(c)
+    g.gates["entry"].station = s(1)
+    assert g.gates["entry"].tap().outcome == "approved"
+    sent = [x.hex() for x in Recording.sent]
+    i = sent.index("00b201cc64")
+    assert sent[i + 1] == "805003020b0100000000" + "330100000011" + "0f"
+    assert sent[i + 2].startswith("80dc01c864016202") and bytes.fromhex(sent[i + 2])[5:] == c.transit
+    assert sent[i + 3].startswith("805401000f")
