@@ -120,6 +120,8 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
                 department="transport",
                 service="metro",
                 route="1",
+                location=station,
+                gate=gate,
                 public_key=sim.public_key,
                 actor="demo",
             )
