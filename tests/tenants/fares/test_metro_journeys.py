@@ -137,3 +137,35 @@ def test_an_exit_without_an_entry_is_a_journey_of_its_own_at_the_penalty(gates):
         (j,) = Journey.objects.all()
         assert (j.status, j.origin, j.destination, j.exit_fen) == ("no_entry", "", "hz-1-06", 900)
         assert not ReviewFlag.objects.filter(code="fare_mismatch").exists()
+
+
+def test_the_partner_api_shows_a_gate_taps_journey_origin_to_destination(client, gates):
+    from citycard.platform.scopes import Scope
+    from tests.graphql.conftest import data_of, gql, issue
+
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 5))  # a roaming Shanghai card
+    tap_in, tap_out, _ = ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    upload(hangzhou, sims["entry"], [tap_in])
+    token = issue("hangzhou", [Scope.TRANSACTIONS_READ])
+    query = """query($n: String!) { transactions(first: 10, filter: {cardNumber: $n}) { edges { node {
+        amountFen terminal { gate location }
+        journey { origin destination line fareFen entryFen exitFen status enteredAt exitedAt } } } } }"""
+    edges = data_of(gql(client, "hangzhou", query, {"n": card.card_no}, token=token))["transactions"]["edges"]
+    nodes = sorted((e["node"] for e in edges), key=lambda n: n["amountFen"])
+    journey = {
+        "origin": "hz-1-01",
+        "destination": "hz-1-06",
+        "line": "1",
+        "fareFen": 360,
+        "entryFen": 0,
+        "exitFen": 360,
+        "status": "COMPLETE",
+        "enteredAt": "2026-11-23T02:00:00+00:00",
+        "exitedAt": "2026-11-23T02:20:00+00:00",
+    }
+    assert nodes == [
+        {"amountFen": 0, "terminal": {"gate": "entry", "location": "hz-1-01"}, "journey": journey},
+        {"amountFen": 360, "terminal": {"gate": "exit", "location": "hz-1-06"}, "journey": journey},
+    ]
