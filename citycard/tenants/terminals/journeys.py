@@ -117,3 +117,17 @@ def journeys_record(*, tenant: Any, taps: Sequence[Any]) -> int:
         journey.save()
         written += 1
     return written
+
+
+def journeys_of_transactions(tx_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """{transaction id: its journey as a clearing record carries it} for the gate taps among ``tx_ids``."""
+    wanted = set(tx_ids)
+    found: dict[int, dict[str, str]] = {}
+    for j in Journey.objects.filter(entry_tx_id__in=wanted) | Journey.objects.filter(exit_tx_id__in=wanted):
+        facts = {"key": j.key, "origin": j.origin, "line": j.line}
+        if j.destination:
+            facts["destination"] = j.destination
+        for role, tx in (("entry", j.entry_tx_id), ("exit", j.exit_tx_id)):
+            if tx in wanted:
+                found[tx] = {**facts, "role": role}
+    return found

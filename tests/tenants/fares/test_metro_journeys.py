@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 from django_tenants.utils import tenant_context
 
+from citycard.tenants.exchange.models import OutboxMessage
 from citycard.tenants.fares import seeds
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
@@ -113,6 +114,26 @@ def test_exit_before_entry_pairs_into_one_journey_once_and_prices_as_the_gates(g
             assert j.entered_at == AT and j.exited_at == AT + dt.timedelta(minutes=20)
         assert journeys[roaming.card_no].routing == "roaming" and journeys[local.card_no].routing == "own"
         assert not ReviewFlag.objects.filter(code="fare_mismatch").exists()
+        # the roaming card's entry and exit go to its issuer as one journey: same key, origin to destination
+        records = [
+            r
+            for m in OutboxMessage.objects.filter(kind="clearing.records")
+            for r in m.envelope["payload"]["body"]["records"]
+        ]
+        assert {r["card_no"] for r in records} == {roaming.card_no}
+        by_role = {r["journey"]["role"]: r for r in records}
+        key = journeys[roaming.card_no].key
+        assert by_role["exit"]["journey"] == {
+            "key": key,
+            "origin": "hz-1-01",
+            "destination": "hz-1-06",
+            "line": "1",
+            "role": "exit",
+        }
+        assert (
+            by_role["entry"]["journey"]["key"] == key and by_role["entry"]["journey"]["origin"] == "hz-1-01"
+        )
+        assert (by_role["entry"]["amount_fen"], by_role["exit"]["amount_fen"]) == (0, 360)
 
 
 def test_a_wrong_exit_fare_is_flagged_with_the_entry_to_exit_fare(gates):
