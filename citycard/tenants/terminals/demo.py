@@ -20,7 +20,7 @@ from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
+from citycard.tenants.terminals.models import Journey, ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SHANGHAI, SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
@@ -290,6 +290,15 @@ def demo_step(ctx) -> None:
             or "nothing to verify"
         )
     )
+    for code, tenant in ctx.tenants.items():
+        if code not in _METRO_RIDERS:
+            continue
+        with tenant_context(tenant):
+            for j in Journey.objects.filter(status="complete").order_by("-exited_at", "card_no")[:2]:
+                ctx.console.print(
+                    f"{code} metro journey ({j.routing}, card of {j.issuer}): {j.origin} -> {j.destination} "
+                    f"line {j.line}, {j.fare_fen} fen, {j.status}"
+                )
     ctx.console.print(
         "Terminals upload to POST http://<tenant>.localhost:8000/terminal/v1/batches (docs/ingestion.md); "
         "see them at /admin/terminals/ on each tenant site."
