@@ -60,12 +60,17 @@ class RouteSet(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=100, blank=True)
     service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
-    # Route names as the feed or the administrator gave them, never cut (a GTFS route name can be long).
-    routes = _codes(max_length=200, help_text="Route names, comma separated (e.g. 1,3,B1).")
+    # Route names as the feed or the administrator gave them, never cut: text[], not varchar(n)[] (Django
+    # casts values to the column type, and a cast to varchar(n) cuts silently).
+    routes = ArrayField(
+        models.TextField(), default=list, blank=True, help_text="Route names, comma separated (e.g. 1,3,B1)."
+    )
     ranges = models.CharField(
         max_length=200, blank=True, help_text="Number ranges, comma separated: 1-499, 600-699."
     )
-    excluded = _codes(max_length=200, help_text="Routes excepted from the ranges, e.g. 315.")
+    excluded = ArrayField(
+        models.TextField(), default=list, blank=True, help_text="Routes excepted from the ranges, e.g. 315."
+    )
 
     def __str__(self) -> str:
         return self.code

@@ -134,3 +134,23 @@ def test_compress_routes():
         ["5", "B1"],
         [[1, 3], [7, 10]],
     )
+
+
+def test_long_route_names_and_ids_survive_the_rule_rows_whole(tenant, tmp_path):
+    """Route names are text[] (a varchar(20)[] cast cut them, and a quote then found no product)."""
+    long_name = ("Blue Line Airport Express via Riverside and the Old Town " * 4).strip()
+    feed = tmp_path / "feed"
+    shutil.copytree(Path(__file__).parent / "gtfs_feeds" / "network_in_routes", feed)
+    routes = feed / "routes.txt"
+    routes.write_text(routes.read_text().replace("Blue Line Airport Express via Riverside", long_name))
+    jiaxing = tenant("jiaxing")
+    _import(jiaxing, feed)
+    with tenant_context(jiaxing):
+        assert long_name in selectors.fares_rules_body()["route_sets"]["local"]["routes"]
+        services.fares_publish(tenant=jiaxing, actor="test", effective_from=EFFECTIVE)
+        exported = tmp_path / "out"
+        selectors.fares_export_gtfs(tenant=jiaxing, path=str(exported))
+    quote = selectors.fares_quote(tenant=jiaxing, route=long_name, service="metro", at=MONDAY_10).quote
+    assert quote.fare_fen == 300
+    rows = {r["route_id"]: r for r in feed_read(exported)["routes.txt"]}
+    assert rows["Blue"]["route_long_name"] == long_name and rows["Blue"]["network_id"] == "local"
