@@ -261,3 +261,18 @@ def test_the_entry_apdus_are_the_documented_ones(tmp_path):
     assert sent[i + 1] == "805003020b0100000000" + "330100000011" + "0f"
     assert sent[i + 2].startswith("80dc01c864016202") and bytes.fromhex(sent[i + 2])[5:] == c.transit
     assert sent[i + 3].startswith("805401000f")
+
+
+@pytest.mark.parametrize(("when", "entered"), [("after", True), ("before", False)])
+def test_a_torn_entry_recovers_like_a_purchase_and_the_gate_opens_once(tmp_path, when, entered):
+    g = Gates(tmp_path)
+    c = card(14)
+    c.tear(0x54, when)
+    assert g.tap("entry", s(2), c).outcome == "retap"
+    assert ("e" in CODEC.decode(c.transit)) is entered  # written with the 0-fen debit or not at all
+    retap = g.tap("entry", s(2), c, minutes=0.3)
+    assert retap.outcome == "approved" and c.balance == 5000
+    assert retap.record["status"] == ("torn_resolved" if entered else "complete")
+    assert CODEC.decode(c.transit)["e"]["s"] == s(2)
+    left = g.tap("exit", s(6), c, minutes=15)
+    assert (left.fare_fen, c.balance) == (270, 4730)  # one journey: 7.3 km, 300 x 90%
