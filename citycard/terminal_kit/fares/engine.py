@@ -7,7 +7,9 @@ the same code. The order of evaluation (docs/fares.md has the long form):
    is a visitor and gets the visitor policy for its home tenant, else its network, else the default —
    ``host_rules`` (the host's rules as for a local card, home categories not honoured),
    ``home_category`` (host's rules and the card's categories honoured) or ``no_concession`` (base fare).
-2. **Base fare:** the fare product of highest priority for the service and route.
+2. **Base fare:** the fare product of highest priority for the service and route — and, for a journey
+   from an entry station to an exit station (``Trip.origin``/``destination``), for their areas; its
+   amount, or the cell of its distance table for the shortest way inside the gates.
 3. **Leg rules:** every rule matching service, route set, timeframe, validity dates, rider categories,
    fare media (card scheme), passes and remaining quota is traced; the highest priority wins (ties,
    refused at publication, fall to the lower id).
@@ -16,8 +18,10 @@ the same code. The order of evaluation (docs/fares.md has the long form):
    already paid — applies when cheaper than the leg fare.
 5. **Caps:** each matching day/month cap limits the fare to what is left under it.
 
-The state (``{"j": journey, "q": quota use, "c": cap spend}``) is small, JSON-safe, and never mutated:
-the quote returns the new state, which the caller keeps only if the debit went through.
+The state (``{"j": journey, "q": quota use, "c": cap spend}``, and ``"e"``: a metro entry not yet closed)
+is small, JSON-safe, and never mutated: the quote returns the new state, which the caller keeps only if
+the debit went through. ``entry`` and ``exit`` are the metro gates' (the gate rules: entry amount,
+incomplete journeys, exit without entry, same-station exit).
 """
 
 from __future__ import annotations
