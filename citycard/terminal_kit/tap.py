@@ -57,6 +57,8 @@ class TripInfo:
     service: str
     route: str
     at: dt.datetime
+    origin: str | None = None  # a gated journey's entry station
+    destination: str | None = None  # its exit station
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class Validator:
     route: str
     hotlist: Hotlist = field(default_factory=Hotlist)
     clock: Any = None  # () -> aware datetime; default now in Asia/Shanghai
+    # A metro gate (闸机): "entry" or "exit" at ``station`` (the rule document's station id); "" for a
+    # validator that prices each tap on its own (a bus).
+    gate: str = ""
+    station: str = ""
     _codec: tuple[Any, TripCodec] | None = field(default=None, repr=False)
 
     @property
@@ -209,6 +215,8 @@ class Validator:
             retap = self._recover(channel, torn, now)
             if retap is not None:
                 return retap
+        if self.gate:
+            return self._gate_tap(channel, card, now)
         trip = TripInfo(tenant=self.tenant, service=self.service, route=self.route, at=now)
         said = self._read_trip(channel)  # the card's transit record: what it says of the journey
         codec = self._trip_codec()
@@ -217,6 +225,40 @@ class Validator:
             raise CardProtocolError("the fare calculator returned a negative fare")
         return self._debit(
             channel, card, quote, now, said=said, new_trip=None if said is None else codec.encode(quote.state)
+        )
+
+    def _gate_tap(self, channel: CardChannel, card: CardInfo, now: dt.datetime) -> TapResult:
+        """A metro gate: the entry writes the entry into the card's transit record (and debits the entry
+        amount, or an earlier journey's incomplete fare); the exit reads it, prices entry -> exit and
+        debits — each one composite purchase (transaction type 09), so the record changes with the debit
+        or not at all. Gate rules and prices: ``FareEngine.entry``/``exit``."""
+        said = self._read_trip(channel)
+        if said is None:
+            raise CardProtocolError("the card has no transit record (SFI 19): it cannot pass a gate")
+        codec = self._trip_codec()
+        state = card_state(codec, said)
+        extra: dict[str, Any] = {"gate": self.gate, "station": self.station}
+        if self.gate == "entry":
+            trip = TripInfo(self.tenant, self.service, self.route, now, origin=self.station)
+            quote = self.fare.entry(card, trip, state, terminal=self.sam.terminal_id.hex())
+        elif self.gate == "exit":
+            trip = TripInfo(self.tenant, self.service, self.route, now, destination=self.station)
+            entry = state.get("e")
+            if entry:
+                at = dt.datetime.fromtimestamp(entry["t"] * 60, BEIJING)
+                extra.update(
+                    entry_station=entry["s"],
+                    entry_line=entry["l"],
+                    entry_at=at.isoformat(timespec="seconds"),
+                    entry_terminal=entry["tm"],
+                )
+            quote = self.fare.exit(card, trip, state)
+        else:
+            raise CardProtocolError(f"gate {self.gate!r} is neither entry nor exit")
+        if quote.fare_fen < 0:
+            raise CardProtocolError("the fare calculator returned a negative fare")
+        return self._debit(
+            channel, card, quote, now, said=said, new_trip=codec.encode(quote.state), extra=extra
         )
 
     def _trip_codec(self) -> TripCodec:
@@ -240,6 +282,7 @@ class Validator:
         *,
         said: bytes | None = None,
         new_trip: bytes | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> TapResult:
         """The purchase: composite (the new transit record written with the debit) when ``new_trip`` is
         given, plain otherwise."""
@@ -300,6 +343,8 @@ class Validator:
         }
         if said is not None:
             record["card_trip"] = said.hex()  # the transit record the fare was priced from
+        if extra:
+            record.update(extra)
         tap_id = self.store.tap_pending(record)
         try:
             response = channel.send(A.debit_purchase(terminal_seq=seq, date=date, time=tod, mac1=auth.mac1))

@@ -27,6 +27,27 @@ offset size
 99     1    RFU ``00``
 ====== ==== ==========================================================================================
 
+**Format 02** (written while the card is inside a gated system — between an entry and an exit — or when
+it was last there) keeps the first 27 bytes of format 01 and holds the entry (进站信息) in place of the
+last three counters:
+
+====== ==== ==========================================================================================
+offset size
+====== ==== ==========================================================================================
+26     1    number of counters (at most 5)
+27     45   5 counters of 9 bytes, as above
+72     2    entry owner: the first 2 bytes of SHA-256(rule owner tenant code)
+74     1    entry status: ``01`` entered (in the system), ``00`` none
+75     4    entry station: the first 4 bytes of SHA-256(owner ":" station id)
+79     4    entry line, UTF-8, padded with ``00``
+83     4    entry time, Unix minutes
+87     6    the entry gate's terminal number (the PSAM's)
+93     3    fen debited at the entry (a deposit the exit takes off the fare)
+96     4    RFU ``00``
+====== ==== ==========================================================================================
+
+An entry under another owner's rules (a gate of another city) is kept (``~e``) and gives no journey here.
+
 Counters of rules the reading terminal does not know (another city's caps and quotas) are kept as they
 are, under the key ``~<kind><tag>``, and written back. A journey written under another owner's rules
 gives no transfer here; it is kept (``~j``) until this terminal writes its own. More than 8 counters: the
@@ -43,7 +64,10 @@ from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.fares.document import SERVICES
 
 FORMAT = 0x01
+FORMAT_GATED = 0x02
 COUNTERS = 8
+COUNTERS_GATED = 5
+ENTERED = 0x01
 QUOTA, CAP = 0x01, 0x02
 _KINDS = {QUOTA: "q", CAP: "c"}
 _MAX3 = 0xFFFFFF
@@ -60,8 +84,24 @@ def _tag(text: str) -> bytes:
 class TripCodec:
     """Encodes and decodes the transit record for the rules of one owner (a tenant's rule document)."""
 
-    def __init__(self, owner: str, *, quotas: Iterable[str] = (), caps: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        owner: str,
+        *,
+        quotas: Iterable[str] = (),
+        caps: Iterable[str] = (),
+        stations: Iterable[str] = (),
+    ) -> None:
         self.owner = owner
+        self._stations: dict[bytes, str] = {}
+        for station in stations:
+            tag = hashlib.sha256(f"{owner}:{station}".encode()).digest()[:4]
+            if tag in self._stations:
+                raise ValueError(
+                    f"stations {self._stations[tag]!r} and {station!r} share a transit-record tag"
+                )
+            self._stations[tag] = station
+        self._station_tags = {v: k for k, v in self._stations.items()}
         self.owner_tag = _tag(owner) if owner else b"\x00\x00"
         self._ids: dict[tuple[int, bytes], str] = {}
         for kind, ids in ((QUOTA, quotas), (CAP, caps)):
@@ -80,15 +120,23 @@ class TripCodec:
         rules = getattr(fare, "rules", None)
         if rules is None:
             return cls("")
-        return cls(rules.tenant, quotas=rules.quotas.keys(), caps=[cap.id for cap in rules.caps])
+        return cls(
+            rules.tenant,
+            quotas=rules.quotas.keys(),
+            caps=[cap.id for cap in rules.caps],
+            stations=getattr(rules, "stops", {}).keys(),
+        )
 
     # --- card → state --------------------------------------------------------------------------------
 
     def decode(self, raw: bytes) -> dict[str, Any]:
         if len(raw) != A.TRANSIT_RECORD_SIZE or raw[0] != A.TRANSIT_RECORD_ID or raw[1] != len(raw) - 2:
             raise TransitRecordError("not a transit record")
-        if raw[2] != FORMAT:
-            raise TransitRecordError(f"transit record format {raw[2]:02X} is not {FORMAT:02X}")
+        if raw[2] not in (FORMAT, FORMAT_GATED):
+            raise TransitRecordError(
+                f"transit record format {raw[2]:02X} is not {FORMAT:02X} or {FORMAT_GATED:02X}"
+            )
+        gated = raw[2] == FORMAT_GATED
         state: dict[str, Any] = {}
         owner, journey = raw[3:5], raw[3:26]
         if owner != b"\x00\x00":
@@ -108,8 +156,11 @@ class TripCodec:
             else:
                 state["~j"] = journey.hex()
         count = raw[26]
-        if count > COUNTERS:
-            raise TransitRecordError(f"{count} counters; a record holds {COUNTERS}")
+        limit = COUNTERS_GATED if gated else COUNTERS
+        if count > limit:
+            raise TransitRecordError(f"{count} counters; a record of format {raw[2]:02X} holds {limit}")
+        if gated:
+            self._decode_entry(raw[72:96], state)
         for i in range(count):
             slot = raw[27 + 9 * i : 36 + 9 * i]
             kind, tag = slot[0], slot[1:3]
@@ -119,6 +170,45 @@ class TripCodec:
             rule_id = self._ids.get((kind, tag), f"~{kind:02x}{tag.hex()}")
             state.setdefault(_KINDS[kind], {})[rule_id] = [period, value]
         return state
+
+    def _decode_entry(self, raw: bytes, state: dict[str, Any]) -> None:
+        if raw[2] != ENTERED:
+            return
+        if raw[0:2] != self.owner_tag or not self.owner:
+            state["~e"] = raw.hex()
+            return
+        tag = raw[3:7]
+        state["e"] = {
+            "s": self._stations.get(tag, f"~{tag.hex()}"),
+            "l": raw[7:11].rstrip(b"\x00").decode("utf-8", "replace"),
+            "t": int.from_bytes(raw[11:15], "big"),
+            "tm": raw[15:21].hex(),
+            "d": int.from_bytes(raw[21:24], "big"),
+        }
+
+    def _encode_entry(self, state: Mapping[str, Any]) -> bytes | None:
+        entry = state.get("e")
+        if entry:
+            station = str(entry["s"])
+            tag = (
+                bytes.fromhex(station[1:])
+                if station.startswith("~")
+                else self._station_tags.get(station)
+                or hashlib.sha256(f"{self.owner}:{station}".encode()).digest()[:4]
+            )
+            terminal = bytes.fromhex(entry.get("tm") or "")[:6]
+            return (
+                self.owner_tag
+                + bytes([ENTERED])
+                + tag
+                + str(entry.get("l", "")).encode()[:4].ljust(4, b"\x00")
+                + min(int(entry["t"]), 0xFFFFFFFF).to_bytes(4, "big")
+                + terminal.ljust(6, b"\x00")
+                + min(int(entry.get("d", 0)), _MAX3).to_bytes(3, "big")
+            )
+        if state.get("~e"):
+            return bytes.fromhex(state["~e"])
+        return None
 
     # --- state → card --------------------------------------------------------------------------------
 
@@ -148,16 +238,18 @@ class TripCodec:
                     tag = self._tags.get((kind, rule_id)) or _tag(f"{self.owner}:{rule_id}")
                 slots.append((min(int(period), _MAX3), kind, tag, min(int(value), _MAX3)))
         slots.sort(key=lambda s: -s[0])  # the most recent periods first
+        entry = self._encode_entry(state)
+        limit = COUNTERS if entry is None else COUNTERS_GATED
         body = bytearray()
-        for period, kind, tag, value in slots[:COUNTERS]:
+        for period, kind, tag, value in slots[:limit]:
             body += bytes([kind]) + tag + period.to_bytes(3, "big") + value.to_bytes(3, "big")
         record = (
-            bytes([A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE - 2, FORMAT])
+            bytes([A.TRANSIT_RECORD_ID, A.TRANSIT_RECORD_SIZE - 2, FORMAT if entry is None else FORMAT_GATED])
             + head
-            + bytes([min(len(slots), COUNTERS)])
-            + bytes(body).ljust(9 * COUNTERS, b"\x00")
-            + b"\x00"
+            + bytes([min(len(slots), limit)])
+            + bytes(body).ljust(9 * limit, b"\x00")
         )
+        record += b"\x00" if entry is None else entry.ljust(28, b"\x00")
         assert len(record) == A.TRANSIT_RECORD_SIZE
         return record
 

@@ -28,6 +28,15 @@ def hangzhou(**changes) -> dict:
     return document(seeds.HANGZHOU, tenant="hangzhou", homes=HZ_HOMES, **changes)
 
 
+def hangzhou_metro(**changes) -> dict:
+    """Hangzhou's rules with metro line 1's stations, distance table and gate rules (the demo's)."""
+    doc = hangzhou(**changes)
+    metro = copy.deepcopy(seeds.HANGZHOU_METRO)
+    doc["fare_products"] = doc["fare_products"] + metro.pop("fare_products")
+    doc.update(metro)
+    return doc
+
+
 def jiaxing(**changes) -> dict:
     return document(seeds.JIAXING, tenant="jiaxing", homes=JX_HOMES, **changes)
 

@@ -4,8 +4,8 @@ import graphene
 
 from citycard.graphql.core.connection import Connection
 from citycard.graphql.core.types import NonNullList, global_id
-from citycard.graphql.terminals.dataloaders import TerminalByTerminalIdLoader
-from citycard.tenants.terminals.models import Routing, TerminalStatus
+from citycard.graphql.terminals.dataloaders import JourneyByTransactionLoader, TerminalByTerminalIdLoader
+from citycard.tenants.terminals.models import JourneyStatus, Routing, TerminalStatus
 
 TerminalStatusEnum = graphene.Enum(
     "TerminalStatus",
@@ -29,6 +29,9 @@ class Terminal(graphene.ObjectType):
     service = graphene.String(required=True, description="bus, metro, ferry, bike, park, library…")
     route = graphene.String(required=True, description="Route or line, for vehicles; empty otherwise.")
     location = graphene.String(required=True, description="Station or place, for fixed terminals.")
+    gate = graphene.String(
+        required=True, description="A metro gate: entry or exit (at its location); else empty."
+    )
     status = graphene.Field(TerminalStatusEnum, required=True)
     registered_at = graphene.DateTime(required=True)
 
@@ -44,6 +47,32 @@ class Terminal(graphene.ObjectType):
 class TerminalConnection(Connection):
     class Meta:
         node = Terminal
+
+
+JourneyStatusEnum = graphene.Enum(
+    "JourneyStatus",
+    [(s.name, s.value) for s in JourneyStatus],
+    description="OPEN: entered, no exit yet; COMPLETE; NO_ENTRY: an exit without entry; EXIT_ONLY: the entry "
+    "tap has not arrived.",
+)
+
+
+class Journey(graphene.ObjectType):
+    """A metro journey (进出站行程): a card's entry and exit taps paired. Amounts are integer fen (分)."""
+
+    origin = graphene.String(required=True, description="The entry station (empty: no entry).")
+    destination = graphene.String(required=True, description="The exit station (empty: not out yet).")
+    line = graphene.String(required=True)
+    entered_at = graphene.DateTime()
+    exited_at = graphene.DateTime()
+    entry_fen = graphene.Int(required=True, description="Debited at the entry gate.")
+    exit_fen = graphene.Int(required=True, description="Debited at the exit gate.")
+    fare_fen = graphene.Int(required=True, description="The journey's fare: entry and exit together.")
+    status = graphene.Field(JourneyStatusEnum, required=True)
+
+    @staticmethod
+    def resolve_status(root, info):
+        return str(root.status)
 
 
 class Transaction(graphene.ObjectType):
@@ -70,10 +99,18 @@ class Transaction(graphene.ObjectType):
     network = graphene.String(required=True, description="The roaming network a roaming tap clears in.")
     terminal_id = graphene.String(required=True)
     terminal = graphene.Field(Terminal, description="The terminal that took it (null if since removed).")
+    journey = graphene.Field(
+        Journey,
+        description="For a metro gate's tap: the journey it is the entry or exit of, origin to destination.",
+    )
 
     @staticmethod
     def resolve_id(root, info):
         return global_id("Transaction", root.id)
+
+    @staticmethod
+    def resolve_journey(root, info):
+        return JourneyByTransactionLoader(info.context).load(root.id)
 
     @staticmethod
     def resolve_card_number(root, info):

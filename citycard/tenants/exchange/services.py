@@ -91,6 +91,16 @@ def outbox_put(
     return message
 
 
+def _journeys_of(records: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
+    """{source tx id: journey} for the metro gate taps among ``records`` (one query, none for a batch of bus
+    taps): the entry and the exit of one journey carry the same ``key``, so the issuer clears them as one
+    journey (entry and exit amounts together), origin to destination."""
+    from citycard.tenants.terminals.journeys import journeys_of_transactions
+
+    gated = [r["source_tx_id"] for r in records if r.get("service") != "bus"]
+    return journeys_of_transactions(gated) if gated else {}
+
+
 def outbox_put_clearing_records(
     records: list[dict[str, Any]],
     actor: str,
@@ -105,10 +115,13 @@ def outbox_put_clearing_records(
     if not records:
         return None
     schema = _tenant().code
+    journeys = _journeys_of(records)
     body_records = []
     for record in records:
         item = dict(record)
         item["record_id"] = record_id_for(schema=schema, source_tx_id=record["source_tx_id"])
+        if record["source_tx_id"] in journeys:
+            item["journey"] = journeys[record["source_tx_id"]]
         body_records.append(item)
     body_records.sort(key=lambda r: r["source_tx_id"])
     digest = hashlib.sha256("|".join(r["record_id"] for r in body_records).encode()).hexdigest()

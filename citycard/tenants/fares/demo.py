@@ -8,7 +8,7 @@ from django_tenants.utils import tenant_context
 from rich.table import Table
 
 from citycard.tenants.fares import seeds, selectors, services
-from citycard.tenants.fares.models import FareProduct
+from citycard.tenants.fares.models import FareProduct, Stop
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import KIND
 
@@ -26,6 +26,8 @@ def demo_step(ctx) -> None:
                 if not FareProduct.objects.exists():  # first run: the seeds; later runs keep admin edits
                     seed = seeds.SEEDS.get(code, seeds.GENERIC)
                     services.fares_document_load(tenant=tenant, document=seed, actor="demo")
+                if code in seeds.METROS and not Stop.objects.exists():  # metro line 1, its distance table
+                    services.fares_stations_add(tenant=tenant, fragment=seeds.METROS[code], actor="demo")
                 first = not tenant.publications.filter(kind=KIND).exists()
                 services.fares_publish(
                     tenant=tenant, actor="demo", effective_from=EFFECTIVE_FROM if first else None

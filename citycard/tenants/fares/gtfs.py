@@ -28,11 +28,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,100 @@ _CATEGORY_WORDS = [
     ("low_income", ("low_income", "low-income", "低保", "低收入")),
 ]
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+# Every GTFS-Fares v2 file and field the project reads or writes, and what it does with it (docs/fares.md
+# shows this table; tests check that the import reads and the export writes nothing else).
+FIELDS: dict[str, dict[str, str]] = {
+    "routes.txt": {
+        "route_id": "kept as given; the export writes it back (a new route: its name)",
+        "agency_id": "kept for the export",
+        "route_short_name": "the route's name in the rules (what a terminal is set to), kept whole",
+        "route_long_name": "the name when there is no short name; kept whole for the export",
+        "route_type": "the service: 3/11 bus, 0/1/2/12 metro, 4 ferry",
+        "network_id": "the route's network (route set); the export writes it here again if the feed did",
+    },
+    "networks.txt": {
+        "network_id": "a route set",
+        "network_name": "the route set's name",
+    },
+    "route_networks.txt": {
+        "network_id": "a route set",
+        "route_id": "a route of it (a route is in one network)",
+    },
+    "stops.txt": {
+        "stop_id": "a station (gates name it) when an area or a join names it",
+        "stop_name": "the station's name",
+        "stop_lat": "kept for the export",
+        "stop_lon": "kept for the export",
+    },
+    "areas.txt": {"area_id": "an area (fare zone)", "area_name": "its name"},
+    "stop_areas.txt": {"area_id": "the area", "stop_id": "a station in it"},
+    "calendar.txt": {
+        "service_id": "the weekdays of a timeframe (the export names them days-<weekdays>)",
+        "monday": "weekday of the timeframe",
+        "tuesday": "weekday of the timeframe",
+        "wednesday": "weekday of the timeframe",
+        "thursday": "weekday of the timeframe",
+        "friday": "weekday of the timeframe",
+        "saturday": "weekday of the timeframe",
+        "sunday": "weekday of the timeframe",
+        "start_date": "not read (timeframes have no dates; the export writes 20200101)",
+        "end_date": "not read (the export writes 20991231)",
+    },
+    "timeframes.txt": {
+        "timeframe_group_id": "a timeframe",
+        "start_time": "window start, to the minute",
+        "end_time": "window end, to the minute (24:00:00 = end of day)",
+        "service_id": "the window's weekdays (calendar.txt); none: every day",
+    },
+    "rider_categories.txt": {
+        "rider_category_id": "mapped by id and name to elderly, student, disabled, veteran, low_income; kept",
+        "rider_category_name": "read for the mapping; kept for the export",
+        "is_default_fare_category": "the default category's rows are the base fare",
+        "eligibility_url": "kept for the export",
+    },
+    "fare_media.txt": {
+        "fare_media_id": "01-04 as card schemes; others by type; kept for the export",
+        "fare_media_name": "kept for the export",
+        "fare_media_type": "0/1 cash, paper: the base fare; 2 card: schemes 01-03; 4 app: 04",
+    },
+    "fare_products.txt": {
+        "fare_product_id": "a fare product or leg rule id (one product on several leg rules: id::2 …)",
+        "fare_product_name": "the rule's name",
+        "rider_category_id": "the rule's categories",
+        "fare_media_id": "the rule's card schemes (the base fare's medium kept for the export)",
+        "amount": "integer fen; fractions of a fen refused; negative only for a type 1 transfer",
+        "currency": "must be the tenant's (CNY) unless a rate converts it",
+    },
+    "fare_leg_rules.txt": {
+        "leg_group_id": "kept for the export; names the transfer rules' groups",
+        "network_id": "the rule's route set",
+        "from_area_id": "the entry station's area",
+        "to_area_id": "the exit station's area",
+        "from_timeframe_group_id": "the rule's timeframe (a base fare has none)",
+        "to_timeframe_group_id": "read only when equal to from_ (fares are fixed at the tap); else a note",
+        "fare_product_id": "the product or leg rule",
+        "rule_priority": "priority x 100 (+50 category, +10, +5 named medium); export: priority // 100",
+    },
+    "fare_leg_join_rules.txt": {
+        "from_network_id": "with stops: one interchange inside the gates; without: a note (no rule needed)",
+        "to_network_id": "as from_network_id",
+        "from_stop_id": "a platform of the interchange",
+        "to_stop_id": "the other platform (a free in-system transfer)",
+    },
+    "fare_transfer_rules.txt": {
+        "from_leg_group_id": "the transfer's from service and route set",
+        "to_leg_group_id": "the transfer's to service and route set",
+        "transfer_count": "max transfers (-1 no limit); written only when the groups are equal",
+        "duration_limit": "seconds, rounded up to minutes; empty: no limit",
+        "duration_limit_type": "read as 1 (tap to tap); written 1 with a duration_limit only",
+        "fare_transfer_type": "0 A+AB, 1 A+AB+B, 2 AB, as is",
+        "fare_product_id": "the transfer amount AB (kept as given for the export)",
+    },
+}
+# Fare files of GTFS the project does not read (Fares v1): a note names them on import.
+UNREAD = ("fare_attributes.txt", "fare_rules.txt", "timeframes_exceptions.txt")
 
 
 class GtfsError(ValueError):
@@ -109,11 +202,15 @@ def feed_write(path: str | Path, feed: Mapping[str, Any]) -> list[str]:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _fen(text: str, where: str) -> int:
+def _fen(text: str, where: str, *, rate: Decimal | None = None) -> int:
+    """Integer fen of an amount; converted at ``rate`` (tenant currency per feed currency) when given,
+    rounded half up to the fen."""
     try:
         value = Decimal(text) * 100
     except InvalidOperation as exc:
         raise GtfsError(f"{where}: amount {text!r} is not a number") from exc
+    if rate is not None:
+        return int((value * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if value != value.to_integral_value():
         raise GtfsError(f"{where}: amount {text} has fractions of a fen")
     return int(value)
@@ -167,17 +264,59 @@ def _members(route_set: Mapping[str, Any]) -> list[str]:
 # --- import ----------------------------------------------------------------------------------------------
 
 
-def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """(rule body, notes on what did not map) from a GTFS-Fares v2 feed."""
+def _suffixed(base: str, taken: set[str]) -> str:
+    """``base`` if free, else ``base::2``, ``base::3`` … (one GTFS product used by several leg rules);
+    the export writes the feed's own id back (``gtfs.products``)."""
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}::{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def gtfs_to_rules(
+    feed: Mapping[str, Any], *, currency: str = "CNY", rates: Mapping[str, Decimal] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """(rule body, notes on what did not map) from a GTFS-Fares v2 feed.
+
+    Amounts in another currency than the tenant's are refused unless ``rates`` gives the tenant's units per
+    one of that currency. The body's ``gtfs`` part keeps the feed's own ids and names the rule rows have
+    no field for, so the export writes them back as they came."""
     if isinstance(feed.get(EXTENSION_FILE), Mapping):
         return dict(feed[EXTENSION_FILE]), [f"rules taken from {EXTENSION_FILE} (a CityCard export)"]
+    rates = {k.upper(): Decimal(v) for k, v in (rates or {}).items()}
     notes: list[str] = []
+    for file in sorted(feed):
+        if file in UNREAD:
+            notes.append(f"{file} is not read (GTFS-Fares v1 or not supported): its fares are not imported")
+        elif file in FIELDS and feed[file]:
+            unknown = sorted(set(feed[file][0]) - set(FIELDS[file]))
+            if unknown:
+                notes.append(f"{file}: column(s) {', '.join(unknown)} not read")
     if not feed.get("fare_products.txt"):
         raise GtfsError("fare_products.txt is missing or empty: nothing to import")
+    source: dict[str, Any] = {
+        "routes": {},
+        "products": {},
+        "product_media": {},
+        "leg_groups": {},
+        "transfer_groups": {},
+        "transfer_products": {},
+    }
     routes = {r["route_id"]: r for r in feed.get("routes.txt", [])}
     categories = {r["rider_category_id"]: r for r in feed.get("rider_categories.txt", [])}
     default_categories = {k for k, r in categories.items() if r.get("is_default_fare_category") == "1"}
+    if categories:
+        source["rider_categories"] = list(feed["rider_categories.txt"])
+        source["category_ids"] = {
+            code: rid
+            for rid, row in categories.items()
+            if (code := _category(row)) and rid not in default_categories
+        }
     media_rows = {r["fare_media_id"]: r for r in feed.get("fare_media.txt", [])}
+    if media_rows:
+        source["fare_media"] = list(feed["fare_media.txt"])
 
     def media_codes(media_id: str) -> list[str] | None:
         """Card schemes for a fare medium; [] = any/cash (a base fare); None = does not map."""
@@ -188,16 +327,47 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         kind = media_rows.get(media_id, {}).get("fare_media_type", "")
         return {"0": [], "1": [], "2": ["01", "02", "03"], "4": ["04"]}.get(kind)
 
-    # networks -> route sets
+    if media_rows:
+        source["media_codes"] = {m: media_codes(m) for m in media_rows if media_codes(m) is not None}
+
+    # routes, kept whole: the rules name a route by its short name (what a terminal is set to), else its
+    # long name, else its id; the export writes the route's id and names back as they came.
+    def route_name(route_id: str) -> str:
+        route = routes.get(route_id, {})
+        return route.get("route_short_name") or route.get("route_long_name") or route_id
+
+    for route_id, route in routes.items():
+        name = route_name(route_id)
+        if name in source["routes"]:
+            notes.append(
+                f"routes.txt {route_id}: name {name!r} is also route {source['routes'][name]['route_id']}"
+            )
+            continue
+        source["routes"][name] = {
+            k: route[k]
+            for k in ("route_id", "agency_id", "route_short_name", "route_long_name", "route_type")
+            if route.get(k)
+        }
+
+    # networks -> route sets: route_networks.txt, or network_id in routes.txt (the spec allows either)
     by_network: dict[str, set[str]] = defaultdict(set)
     services: dict[str, set[str]] = defaultdict(set)
-    for i, row in enumerate(feed.get("route_networks.txt", [])):
-        route = routes.get(row.get("route_id", ""), {})
-        name = route.get("route_short_name") or row.get("route_id", "")
-        if not name:
-            raise GtfsError(f"route_networks.txt row {i + 2}: no route_id")
-        by_network[row["network_id"]].add(name)
-        services[row["network_id"]].add(ROUTE_TYPES.get(route.get("route_type", "3"), "bus"))
+    memberships = [
+        (r.get("network_id", ""), r.get("route_id", ""), "route_networks.txt", i)
+        for i, r in enumerate(feed.get("route_networks.txt", []))
+    ]
+    in_routes = [
+        (r.get("network_id", ""), rid, "routes.txt", i)
+        for i, (rid, r) in enumerate(routes.items())
+        if r.get("network_id")
+    ]
+    if in_routes:
+        source["network_in_routes"] = True
+    for network, route_id, file, i in memberships + in_routes:
+        if not route_id or not network:
+            raise GtfsError(f"{file} row {i + 2}: network_id and route_id are both needed")
+        by_network[network].add(route_name(route_id))
+        services[network].add(ROUTE_TYPES.get(routes.get(route_id, {}).get("route_type", "3"), "bus"))
     route_sets: dict[str, Any] = {}
     for network, names in sorted(by_network.items()):
         explicit, ranges = compress_routes(names)
@@ -206,6 +376,41 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for row in feed.get("networks.txt", []):
         if row["network_id"] in route_sets:
             route_sets[row["network_id"]]["name"] = row.get("network_name", "")
+
+    # stations and areas: the stops named by stop_areas.txt or a join, with their names and positions
+    areas: dict[str, dict[str, Any]] = {}
+    for row in feed.get("areas.txt", []):
+        areas[row["area_id"]] = {"name": row.get("area_name", ""), "stops": []}
+    for i, row in enumerate(feed.get("stop_areas.txt", [])):
+        if row.get("area_id") not in areas:
+            raise GtfsError(f"stop_areas.txt row {i + 2}: area {row.get('area_id')!r} is not in areas.txt")
+        areas[row["area_id"]]["stops"].append(row["stop_id"])
+    joins = []
+    for row in feed.get("fare_leg_join_rules.txt", []):
+        if row.get("from_stop_id") and row.get("to_stop_id"):
+            joins.append({"from_stop": row["from_stop_id"], "to_stop": row["to_stop_id"]})
+        else:
+            notes.append(
+                f"fare_leg_join_rules.txt {row.get('from_network_id')}->{row.get('to_network_id')}: a join "
+                "without stops needs no rule here (a gated journey is priced entry to exit, transfers inside)"
+            )
+    named = {s for a in areas.values() for s in a["stops"]} | {
+        j[k] for j in joins for k in ("from_stop", "to_stop")
+    }
+    stops_rows = {r["stop_id"]: r for r in feed.get("stops.txt", [])}
+    stops = []
+    for sid in sorted(named):
+        row = stops_rows.get(sid, {})
+        stop: dict[str, Any] = {"id": sid, "name": row.get("stop_name", "")}
+        if row.get("stop_lat") and row.get("stop_lon"):
+            stop.update(
+                lat=row["stop_lat"], lon=row["stop_lon"]
+            )  # as given (a signed document has no floats)
+        stops.append(stop)
+    for area_id, area in list(areas.items()):
+        if not area["stops"]:
+            notes.append(f"areas.txt {area_id}: no station in stop_areas.txt; area skipped")
+            del areas[area_id]
 
     # timeframes (weekdays from calendar.txt)
     calendar = {
@@ -228,6 +433,21 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for row in feed["fare_products.txt"]:
         products[row["fare_product_id"]].append(row)
 
+    def amount_of(prow: Mapping[str, str], where: str) -> int:
+        given = (prow.get("currency") or currency).upper()
+        if given == currency:
+            return _fen(prow.get("amount", "0"), where)
+        if given not in rates:
+            raise GtfsError(
+                f"{where}: currency {given} is not the tenant's ({currency}); the fares would be wrong. "
+                f"Import with a rate to convert (e.g. --rate {given}=7.10, {currency} per {given})"
+            )
+        fen = _fen(prow.get("amount", "0"), where, rate=rates[given])
+        notes.append(
+            f"{where}: {prow.get('amount')} {given} converted at {rates[given]} -> {fen} fen {currency}"
+        )
+        return fen
+
     body_products: list[dict[str, Any]] = []
     legs: list[dict[str, Any]] = []
     leg_groups: dict[str, tuple[str | None, str | None]] = {}
@@ -236,10 +456,21 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         where = f"fare_leg_rules.txt row {i + 2}"
         network = row.get("network_id") or None
         if network and network not in route_sets:
-            raise GtfsError(f"{where}: network {network!r} has no routes in route_networks.txt")
-        service = (route_sets[network]["service"] if network else None) or "bus"
-        if row.get("from_area_id") or row.get("to_area_id"):
-            notes.append(f"{where}: areas (zones) do not map; the rule applies to the whole network")
+            raise GtfsError(
+                f"{where}: network {network!r} has no routes (in route_networks.txt or routes.txt network_id)"
+            )
+        service = (route_sets[network]["service"] if network else None) or (
+            "metro" if (row.get("from_area_id") or row.get("to_area_id")) else "bus"
+        )
+        area_pair = {}
+        for key in ("from_area", "to_area"):
+            area = row.get(f"{key}_id") or None
+            if area and area not in areas:
+                raise GtfsError(
+                    f"{where}: {key}_id {area!r} is not in areas.txt (with stations in stop_areas.txt)"
+                )
+            if area:
+                area_pair[key] = area
         if row.get("to_timeframe_group_id") and row.get("to_timeframe_group_id") != row.get(
             "from_timeframe_group_id"
         ):
@@ -249,12 +480,19 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         product_id = row["fare_product_id"]
         if product_id not in products:
             raise GtfsError(f"{where}: fare_product_id {product_id!r} is not in fare_products.txt")
-        if row.get("leg_group_id"):
-            leg_groups[row["leg_group_id"]] = (service, network)
+        group_id = row.get("leg_group_id", "")
+        if group_id:
+            known = leg_groups.get(group_id)
+            # a group over several networks: any route of its service (or any service)
+            leg_groups[group_id] = (
+                (service, network)
+                if known is None or known == (service, network)
+                else (service if known[0] == service else None, None)
+            )
         groups: dict[str | None, dict[str, Any]] = {}
         for prow in products[product_id]:
             pwhere = f"fare_products.txt {product_id}"
-            amount = _fen(prow.get("amount", "0"), pwhere)
+            amount = amount_of(prow, pwhere)
             rider = prow.get("rider_category_id", "")
             category = (
                 None
@@ -271,8 +509,13 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             if category is None and not media:
                 if timeframe:
                     notes.append(f"{where}: a base fare cannot depend on a timeframe; timeframe ignored")
-                pid = product_id if product_id not in taken else f"{product_id}.{len(taken)}"
-                taken.add(pid)
+                pid = _suffixed(product_id, taken)
+                if pid != product_id:
+                    source["products"][pid] = product_id
+                if group_id:
+                    source["leg_groups"][pid] = group_id
+                if prow.get("fare_media_id"):
+                    source["product_media"][pid] = prow["fare_media_id"]
                 body_products.append(
                     {
                         "id": pid,
@@ -281,6 +524,7 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                         "route_set": network,
                         "amount_fen": amount,
                         "priority": priority,
+                        **area_pair,
                     }
                 )
                 continue
@@ -291,10 +535,11 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 )
             group["media"].update(media)
         for category, group in sorted(groups.items(), key=lambda g: g[0] or ""):
-            lid = product_id if len(groups) == 1 else f"{product_id}.{category or 'all'}"
-            while lid in taken:
-                lid = f"{lid}.{row.get('network_id') or 'any'}"
-            taken.add(lid)
+            lid = _suffixed(product_id if len(groups) == 1 else f"{product_id}.{category or 'all'}", taken)
+            if lid != product_id:
+                source["products"][lid] = product_id
+            if group_id:
+                source["leg_groups"][lid] = group_id
             media = sorted(group["media"])
             legs.append(
                 {
@@ -308,6 +553,7 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                     "kind": "fixed",
                     "value": group["amount"],
                     "priority": priority + (50 if category else 10) + (5 if media else 0),
+                    **area_pair,
                 }
             )
 
@@ -316,27 +562,34 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         where = f"fare_transfer_rules.txt row {i + 2}"
         src = leg_groups.get(row.get("from_leg_group_id", ""), (None, None))
         dst = leg_groups.get(row.get("to_leg_group_id", ""), (None, None))
-        amount = 0
+        amount, name = 0, ""
         if row.get("fare_product_id"):
             rows = products.get(row["fare_product_id"])
             if not rows:
                 raise GtfsError(
                     f"{where}: fare_product_id {row['fare_product_id']!r} is not in fare_products.txt"
                 )
-            amount = _fen(rows[0].get("amount", "0"), f"fare_products.txt {row['fare_product_id']}")
+            amount = amount_of(rows[0], f"fare_products.txt {row['fare_product_id']}")
+            name = rows[0].get("fare_product_name", "")
         limit = row.get("duration_limit")
         tid = f"{src[1] or src[0] or 'any'}-{dst[1] or dst[0] or 'any'}"
         while tid in {t["id"] for t in transfers}:
             tid += "-2"
+        count = row.get("transfer_count")
+        source["transfer_groups"][tid] = [row.get("from_leg_group_id", ""), row.get("to_leg_group_id", "")]
+        if row.get("fare_product_id"):
+            source["transfer_products"][tid] = row["fare_product_id"]
         transfers.append(
             {
                 "id": tid,
+                "name": name,
                 "from_service": src[0],
                 "from_route_set": src[1],
                 "to_service": dst[0],
                 "to_route_set": dst[1],
-                "within_minutes": max(1, math.ceil(int(limit) / 60)) if limit else 24 * 60,
-                "max_transfers": int(row.get("transfer_count") or 1),
+                # an empty duration_limit is no limit; seconds round up to whole minutes
+                "within_minutes": max(1, -(-int(limit) // 60)) if limit else None,
+                "max_transfers": int(count) if count else 1,
                 "transfer_type": int(row.get("fare_transfer_type") or 0),
                 "amount_fen": amount,
                 "measure": "previous_tap",
@@ -346,7 +599,7 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if transfers[-1]["transfer_type"] != 1 and amount < 0:
             raise GtfsError(f"{where}: a negative transfer amount only makes sense for fare_transfer_type 1")
     # Canonical order, so a feed read twice (or exported and read back) gives equal bodies.
-    body = {
+    body: dict[str, Any] = {
         "route_sets": route_sets,
         "timeframes": {
             k: sorted(v, key=lambda w: (w["start"], w["days"])) for k, v in sorted(timeframes.items())
@@ -358,6 +611,13 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "caps": [],
         "visitor_policy": {"default": "host_rules", "networks": [], "tenants": []},
     }
+    if stops:
+        body["stops"] = stops
+    if areas:
+        body["areas"] = dict(sorted(areas.items()))
+    if joins:
+        body["joins"] = joins
+    body["gtfs"] = {k: v for k, v in source.items() if v}
     return body, notes
 
 
@@ -365,52 +625,117 @@ def gtfs_to_rules(feed: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _base_for(body: Mapping[str, Any], rule: Mapping[str, Any]) -> int | None:
-    """The base fare a percent rule discounts (the top product of its service/route set)."""
+    """The base fare a percent rule discounts (the top fixed-amount product of its service/route set)."""
     candidates = [
         p
         for p in body["fare_products"]
-        if p["service"] == (rule.get("service") or p["service"])
-        and (p.get("route_set") in (None, rule.get("route_set")))
+        if "amount_fen" in p
+        and p["service"] == (rule.get("service") or p["service"])
+        and (rule.get("route_set") is None or p.get("route_set") in (None, rule.get("route_set")))
     ]
     if not candidates:
         return None
     return max(candidates, key=lambda p: (p.get("priority", 0), p.get("route_set") is not None))["amount_fen"]
 
 
-def rules_to_gtfs(body: Mapping[str, Any]) -> dict[str, Any]:
-    """GTFS-Fares v2 files for a rule body, plus the CityCard extension with the whole body."""
+def _seconds(text: str) -> str:
+    return f"{text}:00"
+
+
+def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """GTFS-Fares v2 files for a rule body (only the files it has something for), plus the CityCard
+    extension with the whole body. ``source`` (the last import's own ids and names) puts route ids, fare
+    media, rider categories and shared product ids back as the feed had them."""
+    source = source or {}
+    feed: dict[str, Any] = {}
     route_sets = body.get("route_sets", {})
-    used_categories = sorted({c for r in body.get("leg_rules", []) for c in r.get("categories", [])})
-    feed: dict[str, Any] = {
-        "rider_categories.txt": [
-            {"rider_category_id": "adult", "rider_category_name": "adult", "is_default_fare_category": "1"}
-        ]
-        + [
-            {"rider_category_id": c, "rider_category_name": c, "is_default_fare_category": "0"}
-            for c in used_categories
-        ],
-        "fare_media.txt": [
-            {"fare_media_id": code, "fare_media_name": name, "fare_media_type": "4" if code == "04" else "2"}
-            for code, name in MEDIA_NAMES.items()
-        ],
+    given_routes: Mapping[str, Any] = source.get("routes", {})
+    product_ids: Mapping[str, str] = source.get("products", {})
+
+    # fare media: as imported, else the card schemes by code
+    media_rows = list(source.get("fare_media") or [])
+    media_codes: Mapping[str, list[str]] = source.get("media_codes", {})
+    used_media: set[str] = set()
+
+    def media_ids(codes: list[str]) -> list[str]:
+        if not codes:
+            return [""]
+        if media_codes:
+            chosen = [m for m, c in media_codes.items() if c and set(c) <= set(codes)]
+            if {c for m in chosen for c in media_codes[m]} == set(codes):
+                used_media.update(chosen)
+                return sorted(chosen)
+        used_media.update(codes)
+        return sorted(codes)
+
+    # routes: ids and names as imported; a route is in one network (the first route set naming it)
+    names_by_service: dict[str, set[str]] = defaultdict(set)
+    for rs in route_sets.values():
+        for name in _members(rs):
+            names_by_service[rs.get("service") or "bus"].add(name)
+    clash = {
+        n
+        for s, names in names_by_service.items()
+        for n in names
+        if any(n in other for t, other in names_by_service.items() if t != s)
     }
     routes: dict[str, dict[str, str]] = {}
     route_networks = []
     for rid, rs in sorted(route_sets.items()):
         service = rs.get("service") or "bus"
         for name in _members(rs):
-            route_id = f"{service}-{name}"
+            given = given_routes.get(name, {})
+            route_id = given.get("route_id") or (f"{service}-{name}" if name in clash else name)
+            if route_id in routes:
+                continue  # GTFS: one network per route
             routes[route_id] = {
                 "route_id": route_id,
-                "route_short_name": name,
-                "route_type": SERVICE_ROUTE_TYPE.get(service, "3"),
+                "agency_id": given.get("agency_id", ""),
+                "route_short_name": given.get("route_short_name", name if not given else ""),
+                "route_long_name": given.get("route_long_name", ""),
+                "route_type": given.get("route_type") or SERVICE_ROUTE_TYPE.get(service, "3"),
             }
-            route_networks.append({"network_id": rid, "route_id": route_id})
-    feed["routes.txt"] = list(routes.values())
-    feed["networks.txt"] = [
-        {"network_id": rid, "network_name": rs.get("name", "")} for rid, rs in sorted(route_sets.items())
-    ]
-    feed["route_networks.txt"] = route_networks
+            if source.get("network_in_routes"):
+                routes[route_id]["network_id"] = rid
+            else:
+                route_networks.append({"network_id": rid, "route_id": route_id})
+    if routes:
+        feed["routes.txt"] = list(routes.values())
+    if route_networks:  # networks.txt is forbidden when routes.txt names the networks
+        feed["networks.txt"] = [
+            {"network_id": rid, "network_name": rs.get("name", "")} for rid, rs in sorted(route_sets.items())
+        ]
+        feed["route_networks.txt"] = route_networks
+
+    # stations and areas
+    if body.get("stops"):
+        feed["stops.txt"] = [
+            {
+                "stop_id": s["id"],
+                "stop_name": s.get("name", ""),
+                "stop_lat": s.get("lat", ""),
+                "stop_lon": s.get("lon", ""),
+            }
+            for s in body["stops"]
+        ]
+    if body.get("areas"):
+        feed["areas.txt"] = [{"area_id": a, "area_name": v.get("name", "")} for a, v in body["areas"].items()]
+        feed["stop_areas.txt"] = [
+            {"area_id": a, "stop_id": s} for a, v in body["areas"].items() for s in v.get("stops", [])
+        ]
+    if body.get("joins"):
+        metro = sorted(r for r, rs in route_sets.items() if rs.get("service") == "metro")
+        if metro:  # a join names its networks; without a metro network the extension file keeps it
+            feed["fare_leg_join_rules.txt"] = [
+                {
+                    "from_network_id": metro[0],
+                    "to_network_id": metro[0],
+                    "from_stop_id": j["from_stop"],
+                    "to_stop_id": j["to_stop"],
+                }
+                for j in body["joins"]
+            ]
+
     timeframes, calendar = [], {}
     for tid, windows in sorted(body.get("timeframes", {}).items()):
         for w in windows:
@@ -425,39 +750,66 @@ def rules_to_gtfs(body: Mapping[str, Any]) -> dict[str, Any]:
             timeframes.append(
                 {
                     "timeframe_group_id": tid,
-                    "start_time": f"{w['start']}:00",
-                    "end_time": f"{w['end']}:00",
+                    "start_time": _seconds(w["start"]),
+                    "end_time": _seconds(w["end"]),
                     "service_id": service_id,
                 }
             )
-    feed["timeframes.txt"] = timeframes
-    feed["calendar.txt"] = list(calendar.values())
-    products, leg_rules = [], []
+    if timeframes:
+        feed["timeframes.txt"] = timeframes
+        feed["calendar.txt"] = list(calendar.values())
+
+    products: list[dict[str, str]] = []
+    written: set[tuple[str, str, str]] = set()
+    leg_rules: list[dict[str, str]] = []
+    group_service: dict[str, str] = {}
+
+    def product_row(pid: str, name: str, category: str, media: str, fen: int) -> None:
+        key = (product_ids.get(pid, pid), category, media)
+        if key in written:
+            return
+        written.add(key)
+        products.append(
+            {
+                "fare_product_id": key[0],
+                "fare_product_name": name,
+                "rider_category_id": category,
+                "fare_media_id": media,
+                "amount": _yuan(fen),
+                "currency": "CNY",
+            }
+        )
+
+    given_groups: Mapping[str, str] = source.get("leg_groups", {})
+    category_ids: Mapping[str, str] = source.get("category_ids", {})
+
+    def leg_row(group: str, service: str, rule: Mapping[str, Any], pid: str, timeframe: str = "") -> None:
+        group = given_groups.get(rule["id"], group)
+        group_service[group] = service
+        leg_rules.append(
+            {
+                "leg_group_id": group,
+                "network_id": rule.get("route_set") or "",
+                "from_area_id": rule.get("from_area") or "",
+                "to_area_id": rule.get("to_area") or "",
+                "from_timeframe_group_id": timeframe,
+                "to_timeframe_group_id": timeframe,
+                "fare_product_id": product_ids.get(pid, pid),
+                "rule_priority": str(rule.get("priority", 0) // 100),
+            }
+        )
 
     def group_of(service: str | None, route_set: str | None) -> str:
         return route_set or f"all-{service or 'any'}"
 
     for p in body.get("fare_products", []):
-        products.append(
-            {
-                "fare_product_id": p["id"],
-                "fare_product_name": p.get("name", ""),
-                "rider_category_id": "",
-                "fare_media_id": "",
-                "amount": _yuan(p["amount_fen"]),
-                "currency": "CNY",
-            }
+        if p.get("fare_table"):
+            continue  # a distance table is no GTFS product: the extension file keeps it
+        product_row(
+            p["id"], p.get("name", ""), "", source.get("product_media", {}).get(p["id"], ""), p["amount_fen"]
         )
-        leg_rules.append(
-            {
-                "leg_group_id": group_of(p["service"], p.get("route_set")),
-                "network_id": p.get("route_set") or "",
-                "from_timeframe_group_id": "",
-                "to_timeframe_group_id": "",
-                "fare_product_id": p["id"],
-                "rule_priority": str(p.get("priority", 0) // 100),
-            }
-        )
+        leg_row(group_of(p["service"], p.get("route_set")), p["service"], p, p["id"])
+    used_categories: set[str] = set()
     for r in body.get("leg_rules", []):
         if r.get("kind") == "fixed":
             amount = r["value"]
@@ -468,56 +820,84 @@ def rules_to_gtfs(body: Mapping[str, Any]) -> dict[str, Any]:
             if base is None:
                 continue
             amount = bps_of(base, r["value"]) if r["kind"] == "percent" else max(0, base - r["value"])
-        for category in r.get("categories") or ["adult"]:
-            for media in r.get("media") or [""]:
-                products.append(
-                    {
-                        "fare_product_id": r["id"],
-                        "fare_product_name": r.get("name", ""),
-                        "rider_category_id": category,
-                        "fare_media_id": media,
-                        "amount": _yuan(amount),
-                        "currency": "CNY",
-                    }
-                )
-        leg_rules.append(
-            {
-                "leg_group_id": group_of(r.get("service"), r.get("route_set")),
-                "network_id": r.get("route_set") or "",
-                "from_timeframe_group_id": r.get("timeframe") or "",
-                "to_timeframe_group_id": r.get("timeframe") or "",
-                "fare_product_id": r["id"],
-                "rule_priority": str(r.get("priority", 0) // 100),
-            }
+        for code in r.get("categories") or [""]:
+            category = category_ids.get(code, code)
+            used_categories.add(category)
+            for media in media_ids(list(r.get("media") or [])):
+                product_row(r["id"], r.get("name", ""), category, media, amount)
+        leg_row(
+            group_of(r.get("service"), r.get("route_set")),
+            r.get("service") or "bus",
+            r,
+            r["id"],
+            r.get("timeframe") or "",
         )
     transfers = []
     for t in body.get("transfer_rules", []):
-        product_id = ""
-        if t.get("amount_fen"):
-            product_id = f"transfer-{t['id']}"
-            products.append(
-                {
-                    "fare_product_id": product_id,
-                    "fare_product_name": t.get("name", ""),
-                    "rider_category_id": "",
-                    "fare_media_id": "",
-                    "amount": _yuan(t["amount_fen"]),
-                    "currency": "CNY",
-                }
-            )
-        transfers.append(
-            {
-                "from_leg_group_id": group_of(t.get("from_service"), t.get("from_route_set")),
-                "to_leg_group_id": group_of(t.get("to_service"), t.get("to_route_set")),
-                "transfer_count": str(t.get("max_transfers", 1)),
-                "duration_limit": str(t["within_minutes"] * 60),
-                "duration_limit_type": "1",
+        product_id = source.get("transfer_products", {}).get(t["id"], "")
+        if t.get("amount_fen") or product_id:  # a transfer that costs nothing needs no product, unless given
+            product_id = product_id or f"transfer-{t['id']}"
+            product_row(product_id, t.get("name", ""), "", "", t["amount_fen"])
+
+        def groups(service: str | None, route_set: str | None) -> list[str]:
+            wanted = group_of(service, route_set)
+            if wanted in group_service:
+                return [wanted]
+            # a group no leg rule defines: the groups of that service
+            return sorted(g for g, s in group_service.items() if service is None or s == service)
+
+        given = source.get("transfer_groups", {}).get(t["id"])
+        if given and all(g in group_service for g in given):
+            pairs = [tuple(given)]
+        else:
+            pairs = [
+                (src, dst)
+                for src in groups(t.get("from_service"), t.get("from_route_set"))
+                for dst in groups(t.get("to_service"), t.get("to_route_set"))
+            ]
+        for src, dst in pairs:
+            row = {
+                "from_leg_group_id": src,
+                "to_leg_group_id": dst,
+                "transfer_count": "",
+                "duration_limit": "",
+                "duration_limit_type": "",
                 "fare_transfer_type": str(t.get("transfer_type", 0)),
                 "fare_product_id": product_id,
             }
-        )
-    feed["fare_products.txt"] = products
-    feed["fare_leg_rules.txt"] = leg_rules
-    feed["fare_transfer_rules.txt"] = transfers
+            if src == dst:  # required when the groups are equal, forbidden otherwise
+                row["transfer_count"] = str(t.get("max_transfers", 1))
+            if t.get("within_minutes") is not None:
+                row["duration_limit"] = str(t["within_minutes"] * 60)
+                row["duration_limit_type"] = "1"  # departure tap to departure tap
+            transfers.append(row)
+    if products:
+        feed["fare_products.txt"] = products
+    if leg_rules:
+        feed["fare_leg_rules.txt"] = leg_rules
+    if transfers:
+        feed["fare_transfer_rules.txt"] = transfers
+    categories = {c for c in used_categories if c}
+    if categories:  # in the feed's order, with its default category; then the project's own codes
+        given = list(source.get("rider_categories", []))
+        feed["rider_categories.txt"] = [
+            r
+            for r in given
+            if r["rider_category_id"] in categories or r.get("is_default_fare_category") == "1"
+        ] + [
+            {"rider_category_id": c, "rider_category_name": c, "is_default_fare_category": "0"}
+            for c in sorted(categories - {r["rider_category_id"] for r in given})
+        ]
+    if used_media or source.get("product_media"):
+        wanted = used_media | set(source.get("product_media", {}).values())
+        given_ids = {r["fare_media_id"] for r in media_rows}
+        feed["fare_media.txt"] = [r for r in media_rows if r["fare_media_id"] in wanted] + [
+            {
+                "fare_media_id": m,
+                "fare_media_name": MEDIA_NAMES.get(m, m),
+                "fare_media_type": "4" if m == "04" else "2",
+            }
+            for m in sorted(wanted - given_ids)
+        ]
     feed[EXTENSION_FILE] = {k: v for k, v in body.items() if k not in {"home_divisions", "format"}}
     return feed

@@ -60,11 +60,17 @@ class RouteSet(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=100, blank=True)
     service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
-    routes = _codes(help_text="Route names, comma separated (e.g. 1,3,B1).")
+    # Route names as the feed or the administrator gave them, never cut: text[], not varchar(n)[] (Django
+    # casts values to the column type, and a cast to varchar(n) cuts silently).
+    routes = ArrayField(
+        models.TextField(), default=list, blank=True, help_text="Route names, comma separated (e.g. 1,3,B1)."
+    )
     ranges = models.CharField(
         max_length=200, blank=True, help_text="Number ranges, comma separated: 1-499, 600-699."
     )
-    excluded = _codes(help_text="Routes excepted from the ranges, e.g. 315.")
+    excluded = ArrayField(
+        models.TextField(), default=list, blank=True, help_text="Routes excepted from the ranges, e.g. 315."
+    )
 
     def __str__(self) -> str:
         return self.code
@@ -133,6 +139,90 @@ class Quota(models.Model):
         return self.code
 
 
+class Stop(models.Model):
+    """A station (车站, GTFS ``stops``): what a gate names as its entry or exit."""
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    lat = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lat")
+    lon = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lon")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Area(models.Model):
+    """A fare zone (GTFS ``areas`` + ``stop_areas``): stations priced alike."""
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    stops = ArrayField(models.CharField(max_length=64), default=list, help_text="Station codes.")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Line(models.Model):
+    """A line's stations in order with their distance from its first station (metres)."""
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="metro")
+    stops = models.JSONField(default=list, help_text='[["station code", metres], ...] in line order')
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class StopJoin(models.Model):
+    """Two platforms of one interchange inside the gates (GTFS ``fare_leg_join_rules`` by stop): a free
+    in-system transfer."""
+
+    from_stop = models.CharField(max_length=64)
+    to_stop = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["from_stop", "to_stop"], name="stop_join_unique")]
+
+
+class FareTable(models.Model):
+    """A distance fare table (里程计价表): rows of (up to N km or stations, fare in fen)."""
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    measure = models.CharField(max_length=8, choices=_choices(D.DISTANCES), default="km")
+    rows = models.JSONField(default=list, help_text="[[up to, amount_fen], ...] ascending")
+    beyond_every = models.PositiveIntegerField(default=0, help_text="0: the last row is the maximum")
+    beyond_add_fen = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class GateRule(models.Model):
+    """Tap-in/tap-out rules of a gated service (进出站规则)."""
+
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="metro", unique=True)
+    entry_fen = models.PositiveIntegerField(default=0)
+    time_limit_minutes = models.PositiveIntegerField(default=240)
+    incomplete_fen = models.PositiveIntegerField()
+    no_entry_fen = models.PositiveIntegerField()
+    same_station_minutes = models.PositiveIntegerField(default=0)
+    same_station_fen = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.service
+
+
+class GtfsSource(models.Model):
+    """What the last GTFS-Fares v2 import said in its own words that the rule rows do not hold (route ids
+    and long names, fare media and rider category rows, product ids shared by several leg rules, where
+    networks were given): the export writes them back as they came. Replaced by every rule load."""
+
+    names = models.JSONField(default=dict)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+
 class FareProduct(models.Model):
     """A base fare for a service's routes (票价): the highest priority product covering a route applies."""
 
@@ -140,10 +230,13 @@ class FareProduct(models.Model):
     name = models.CharField(max_length=100, blank=True)
     service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="bus")
     route_set = models.ForeignKey(RouteSet, null=True, blank=True, on_delete=models.PROTECT)
-    amount_fen = models.BigIntegerField(help_text="Base fare in fen (分).")
+    amount_fen = models.BigIntegerField(help_text="Base fare in fen (分); 0 with a fare table.")
     priority = models.IntegerField(default=0)
     valid_from = models.DateField(null=True, blank=True)
     valid_to = models.DateField(null=True, blank=True)
+    from_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    to_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    fare_table = models.ForeignKey(FareTable, null=True, blank=True, on_delete=models.PROTECT)
 
     def __str__(self) -> str:
         return self.code
@@ -182,6 +275,8 @@ class LegRule(models.Model):
     valid_from = models.DateField(null=True, blank=True)
     valid_to = models.DateField(null=True, blank=True)
     quota = models.ForeignKey(Quota, null=True, blank=True, on_delete=models.PROTECT)
+    from_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    to_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         ordering = ["-priority", "code"]
@@ -212,7 +307,9 @@ class TransferRule(models.Model):
     to_route_set = models.ForeignKey(
         RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    within_minutes = models.PositiveIntegerField(default=90)
+    within_minutes = models.PositiveIntegerField(
+        default=90, null=True, blank=True, help_text="empty: no limit"
+    )
     max_transfers = models.IntegerField(default=1, help_text="-1: unlimited")
     transfer_type = models.PositiveSmallIntegerField(
         choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")], default=1

@@ -19,11 +19,18 @@ from citycard.platform.publications import publication_get, publication_latest
 from citycard.platform.selectors import network_members
 from citycard.tenants.fares.gtfs import feed_write, rules_to_gtfs
 from citycard.tenants.fares.models import (
+    Area,
     Cap,
     FareProduct,
+    FareTable,
+    GateRule,
+    GtfsSource,
     LegRule,
+    Line,
     Quota,
     RouteSet,
+    Stop,
+    StopJoin,
     Timeframe,
     TransferRule,
     VisitorPolicy,
@@ -61,6 +68,85 @@ def home_divisions(*, tenant: Tenant) -> list[str]:
     return sorted({city.division_code, *city.counties.values_list("division_code", flat=True)})
 
 
+def _stations_body() -> dict[str, Any]:
+    """Stations, areas, lines, joins, distance tables and gate rules — only the parts the tenant has, so a
+    city without a metro has the same rule document as before they existed."""
+    body: dict[str, Any] = {}
+    stops = [
+        {"id": s.code, "name": s.name, **({"lat": s.lat, "lon": s.lon} if s.lat else {})}
+        for s in Stop.objects.order_by("code")
+    ]
+    if stops:
+        body["stops"] = stops
+    areas = {a.code: {"name": a.name, "stops": list(a.stops)} for a in Area.objects.order_by("code")}
+    if areas:
+        body["areas"] = areas
+    lines = [
+        {"id": x.code, "name": x.name, "service": x.service, "stops": x.stops}
+        for x in Line.objects.order_by("code")
+    ]
+    if lines:
+        body["lines"] = lines
+    joins = [
+        {"from_stop": j.from_stop, "to_stop": j.to_stop}
+        for j in StopJoin.objects.order_by("from_stop", "to_stop")
+    ]
+    if joins:
+        body["joins"] = joins
+    tables = []
+    for t in FareTable.objects.order_by("code"):
+        table = {"id": t.code, "name": t.name, "measure": t.measure, "rows": t.rows}
+        if t.beyond_every:
+            table["beyond"] = {"every": t.beyond_every, "add_fen": t.beyond_add_fen}
+        tables.append(table)
+    if tables:
+        body["fare_tables"] = tables
+    gates = [
+        {
+            "service": g.service,
+            "entry_fen": g.entry_fen,
+            "time_limit_minutes": g.time_limit_minutes,
+            "incomplete_fen": g.incomplete_fen,
+            "no_entry_fen": g.no_entry_fen,
+            "same_station_minutes": g.same_station_minutes,
+            "same_station_fen": g.same_station_fen,
+        }
+        for g in GateRule.objects.order_by("service")
+    ]
+    if gates:
+        body["gate_rules"] = gates
+    return body
+
+
+def _product(p: FareProduct) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": p.code,
+        "name": p.name,
+        "service": p.service,
+        "route_set": _code(p.route_set),
+        "amount_fen": p.amount_fen,
+        "priority": p.priority,
+        **_dates(p),
+    }
+    if p.from_area_id:
+        row["from_area"] = p.from_area.code
+    if p.to_area_id:
+        row["to_area"] = p.to_area.code
+    if p.fare_table_id:
+        row["fare_table"] = p.fare_table.code
+        del row["amount_fen"]
+    return row
+
+
+def _areas(r: LegRule) -> dict[str, str]:
+    found = {}
+    if r.from_area_id:
+        found["from_area"] = r.from_area.code
+    if r.to_area_id:
+        found["to_area"] = r.to_area.code
+    return found
+
+
 def fares_rules_body() -> dict[str, Any]:
     """The rule rows of the current schema as the rule-document fields (no tenant facts yet)."""
     windows: dict[str, list[dict[str, Any]]] = {}
@@ -87,16 +173,10 @@ def fares_rules_body() -> dict[str, Any]:
             for q in Quota.objects.order_by("code")
         ],
         "fare_products": [
-            {
-                "id": p.code,
-                "name": p.name,
-                "service": p.service,
-                "route_set": _code(p.route_set),
-                "amount_fen": p.amount_fen,
-                "priority": p.priority,
-                **_dates(p),
-            }
-            for p in FareProduct.objects.select_related("route_set").order_by("code")
+            _product(p)
+            for p in FareProduct.objects.select_related(
+                "route_set", "from_area", "to_area", "fare_table"
+            ).order_by("code")
         ],
         "leg_rules": [
             {
@@ -115,8 +195,11 @@ def fares_rules_body() -> dict[str, Any]:
                 "priority": r.priority,
                 "quota": _code(r.quota),
                 **_dates(r),
+                **_areas(r),
             }
-            for r in LegRule.objects.select_related("route_set", "timeframe", "quota").order_by("code")
+            for r in LegRule.objects.select_related(
+                "route_set", "timeframe", "quota", "from_area", "to_area"
+            ).order_by("code")
         ],
         "transfer_rules": [
             {
@@ -160,6 +243,7 @@ def fares_rules_body() -> dict[str, Any]:
                 if p.scope == VisitorPolicy.Scope.TENANT
             ],
         },
+        **_stations_body(),
     }
 
 
@@ -403,7 +487,8 @@ def fares_version_at(
 
 def fares_export_gtfs(*, tenant: Tenant, path: str) -> list[str]:
     """Write the tenant's rules (its city's, for a county) as GTFS-Fares v2 files; returns the file names."""
-    return feed_write(path, rules_to_gtfs(fares_rules_body()))
+    source = GtfsSource.objects.first()
+    return feed_write(path, rules_to_gtfs(fares_rules_body(), source=source.names if source else None))
 
 
 # --- concessions a cardholder's categories give (partner reads) ---------------------------------------

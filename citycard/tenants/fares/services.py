@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -18,11 +19,18 @@ from citycard.platform.publications import publication_publish
 from citycard.tenants.fares import selectors
 from citycard.tenants.fares.gtfs import GtfsError, feed_read, gtfs_to_rules
 from citycard.tenants.fares.models import (
+    Area,
     Cap,
     FareProduct,
+    FareTable,
+    GateRule,
+    GtfsSource,
     LegRule,
+    Line,
     Quota,
     RouteSet,
+    Stop,
+    StopJoin,
     Timeframe,
     TimeframeWindow,
     TransferRule,
@@ -53,6 +61,10 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
     for model in (LegRule, TransferRule, Cap, FareProduct, Quota, TimeframeWindow, Timeframe, VisitorPolicy):
         model.objects.all().delete()
     RouteSet.objects.all().delete()
+    areas, tables = _stations_load(body)
+    GtfsSource.objects.all().delete()
+    if body.get("gtfs"):
+        GtfsSource.objects.create(names=body["gtfs"])
     route_sets = {}
     for code, rs in (body.get("route_sets") or {}).items():
         route_sets[code] = RouteSet.objects.create(
@@ -86,10 +98,13 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             name=p.get("name", ""),
             service=p.get("service", "bus"),
             route_set=route_sets.get(p.get("route_set")),
-            amount_fen=p["amount_fen"],
+            amount_fen=p.get("amount_fen", 0),
             priority=p.get("priority", 0),
             valid_from=p.get("valid_from"),
             valid_to=p.get("valid_to"),
+            from_area=areas.get(p.get("from_area")),
+            to_area=areas.get(p.get("to_area")),
+            fare_table=tables.get(p.get("fare_table")),
         )
     for r in body.get("leg_rules") or []:
         LegRule.objects.create(
@@ -109,6 +124,8 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             valid_from=r.get("valid_from"),
             valid_to=r.get("valid_to"),
             quota=quotas.get(r.get("quota")),
+            from_area=areas.get(r.get("from_area")),
+            to_area=areas.get(r.get("to_area")),
         )
     for t in body.get("transfer_rules") or []:
         TransferRule.objects.create(
@@ -118,7 +135,7 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
             from_route_set=route_sets.get(t.get("from_route_set")),
             to_service=t.get("to_service") or "",
             to_route_set=route_sets.get(t.get("to_route_set")),
-            within_minutes=t["within_minutes"],
+            within_minutes=t.get("within_minutes"),
             max_transfers=t.get("max_transfers", 1),
             transfer_type=t.get("transfer_type", 0),
             amount_fen=t.get("amount_fen", 0),
@@ -149,10 +166,65 @@ def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: s
         "caps": Cap.objects.count(),
         "quotas": len(quotas),
     }
+    if areas or tables or Stop.objects.exists():
+        counts.update(stops=Stop.objects.count(), areas=len(areas), fare_tables=len(tables))
     audit_record(
         action="fares.load", actor=actor, object_type="fare_rules", object_id=tenant.code, data=counts
     )
     return counts
+
+
+def _stations_load(body: Mapping[str, Any]) -> tuple[dict[str, Area], dict[str, FareTable]]:
+    """Stations, areas, lines, joins, distance tables and gate rules of a (validated) rule body."""
+    for model in (Stop, Area, Line, StopJoin, FareTable, GateRule):
+        model.objects.all().delete()
+    Stop.objects.bulk_create(
+        Stop(code=x["id"], name=x.get("name", ""), lat=x.get("lat", ""), lon=x.get("lon", ""))
+        for x in body.get("stops") or []
+    )
+    areas = {
+        code: Area.objects.create(code=code, name=a.get("name", ""), stops=list(a.get("stops", [])))
+        for code, a in (body.get("areas") or {}).items()
+    }
+    Line.objects.bulk_create(
+        Line(code=x["id"], name=x.get("name", ""), service=x.get("service", "metro"), stops=x["stops"])
+        for x in body.get("lines") or []
+    )
+    StopJoin.objects.bulk_create(
+        StopJoin(from_stop=j["from_stop"], to_stop=j["to_stop"]) for j in body.get("joins") or []
+    )
+    tables = {}
+    for t in body.get("fare_tables") or []:
+        beyond = t.get("beyond") or {}
+        tables[t["id"]] = FareTable.objects.create(
+            code=t["id"],
+            name=t.get("name", ""),
+            measure=t.get("measure", "km"),
+            rows=t["rows"],
+            beyond_every=beyond.get("every", 0),
+            beyond_add_fen=beyond.get("add_fen", 0),
+        )
+    GateRule.objects.bulk_create(
+        GateRule(**{k: v for k, v in g.items() if k != "name"}) for g in body.get("gate_rules") or []
+    )
+    return areas, tables
+
+
+@transaction.atomic
+def fares_stations_add(*, tenant: Tenant, fragment: Mapping[str, Any], actor: str) -> dict[str, int]:
+    """Add a metro's stations, areas, lines, joins, distance tables, gate rules and fare products (a
+    rule-document fragment) to the tenant's current rules, keeping every other rule as it is. Refused
+    with every problem named, nothing written, if the result would not publish."""
+    county_refuse(tenant, cannot="add stations", **_FARES_INHERITED)
+    body = selectors.fares_rules_body()
+    for key in ("stops", "lines", "joins", "fare_tables", "gate_rules"):
+        body[key] = [*body.get(key, []), *fragment.get(key, [])]
+    body["areas"] = {**body.get("areas", {}), **fragment.get("areas", {})}
+    body["fare_products"] = [*body["fare_products"], *fragment.get("fare_products", [])]
+    source = GtfsSource.objects.first()
+    if source is not None:
+        body["gtfs"] = source.names
+    return fares_document_load(tenant=tenant, document=body, actor=actor)
 
 
 @transaction.atomic
@@ -209,12 +281,22 @@ def fares_agreements_republish(
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
 
 
-def fares_import_gtfs(*, tenant: Tenant, path: str, actor: str) -> tuple[dict[str, int], list[str]]:
+def fares_import_gtfs(
+    *, tenant: Tenant, path: str, actor: str, rates: Mapping[str, str] | None = None
+) -> tuple[dict[str, int], list[str]]:
     """Replace the tenant's rules with what maps from a GTFS-Fares v2 feed (directory or zip).
 
-    Returns the row counts and notes naming every part of the feed that did not map."""
+    Amounts in another currency than the tenant's (CNY) are refused unless ``rates`` gives the yuan per
+    unit of that currency ({"USD": "7.10"}). Returns the row counts and notes naming every part of the
+    feed that did not map (and every conversion)."""
     try:
-        body, notes = gtfs_to_rules(feed_read(path))
+        converted = {k: Decimal(v) for k, v in (rates or {}).items()}
+    except InvalidOperation as exc:
+        raise DomainError(f"conversion rate {rates} is not a number", code="invalid", field="rates") from exc
+    if any(v <= 0 for v in converted.values()):
+        raise DomainError("a conversion rate must be above zero", code="invalid", field="rates")
+    try:
+        body, notes = gtfs_to_rules(feed_read(path), currency="CNY", rates=converted)
     except (GtfsError, OSError, KeyError, ValueError) as exc:
         raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
     counts = fares_document_load(tenant=tenant, document=body, actor=actor)

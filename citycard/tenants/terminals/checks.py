@@ -290,6 +290,15 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     return flags
 
 
+def journey_pairing(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Not a check: metro entry and exit taps are paired into journeys here, in the same transaction as the
+    checks (citycard.tenants.terminals.journeys). Flags nothing."""
+    from citycard.tenants.terminals.journeys import journeys_record
+
+    journeys_record(tenant=ctx.tenant, taps=taps)
+    return []
+
+
 def fare_recheck(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Amount differs from what the rules published for that time give: ``fare_mismatch`` (the tap
     stays accepted). Fixed queries whatever the number of taps; see citycard.tenants.terminals.recheck."""
@@ -436,6 +445,7 @@ STORED_CHECKS: list[StoredCheck] = [
     card_counter_gap_check,
     tac_check,
     fare_recheck,
+    journey_pairing,
     hotlist_check,
     purse_shadow_follow,
 ]

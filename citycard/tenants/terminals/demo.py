@@ -20,7 +20,7 @@ from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.models import ReviewFlag, Terminal, Transaction
+from citycard.tenants.terminals.models import Journey, ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
@@ -85,6 +85,77 @@ def _psam(terminal_id: str, terminal_no: bytes, store: TapStore) -> VirtualPsam:
         ttc=store.last_terminal_seq(),
         memory=memory,
     )
+
+
+# The demo metros (line 1 of the fare seeds) and the roaming card that rides each: a Shanghai card in
+# Hangzhou (the Yangtze River Delta network), a Dongguan card in Shenzhen (the Greater Bay Area).
+_METRO_RIDERS = {"hangzhou": ("hz", "310000"), "shenzhen": ("sz", "441900")}
+
+
+def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> list[tuple]:
+    """A metro entry gate and an exit gate of line 1 in a host city: a roaming card and a local card tap in
+    at the first station and out at the eighth (the distance table prices the journey), and each gate
+    uploads one signed batch. Returns the uploads as ``demo_step`` lists them."""
+    prefix, visitor = _METRO_RIDERS[code]
+    uploads = []
+    cards = []
+    for issuer, serial in ((visitor, 901), (city.division_code, 902)):
+        card_no = card_number_build(division=issuer, scheme="01", serial=serial)
+        cards.append(
+            VirtualCard(
+                CardProfile(card_no=card_no),
+                card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
+                balance=5000,
+                # the card's counter goes on from the demo's earlier runs (a counter is never reused)
+                offline_atc=Transaction.objects.filter(card_no=card_no).count(),
+            )
+        )
+    gates = []
+    for n, gate, station in ((91, "entry", f"{prefix}-1-01"), (92, "exit", f"{prefix}-1-08")):
+        terminal_id = f"{code[:3].upper()}-GATE-{n:03d}"
+        sim = SimTerminal(terminal_id, code, route="1", private_key=_demo_key(terminal_id))
+        if not Terminal.objects.filter(terminal_id=terminal_id).exists():
+            terminal_register(
+                terminal_id=terminal_id,
+                operator=f"{tenant.name_zh}地铁",
+                department="transport",
+                service="metro",
+                route="1",
+                location=station,
+                gate=gate,
+                public_key=sim.public_key,
+                actor="demo",
+            )
+        validator = _validator(tenant, terminal_id, n, "1", city.division_code)
+        validator.service, validator.gate, validator.station = "metro", gate, station
+        gates.append((terminal_id, validator, []))
+    for (_, validator, taps), minutes in zip(gates, (40, 20), strict=True):
+        for card in cards:
+            validator.transport.insert(card)
+            validator.clock = lambda minutes=minutes: now - dt.timedelta(minutes=minutes)
+            taps.append(validator.tap())
+    for terminal_id, validator, taps in gates:
+        document = validator.store.batch_open(
+            terminal_id=terminal_id,
+            tenant=code,
+            key=_demo_key(terminal_id),
+            key_id=f"{terminal_id}:k1",
+            rule_version=validator.rule_version,
+            hotlist_version=0,
+            now=now,
+        )
+        if document is None:
+            continue
+        body = json.dumps(document, ensure_ascii=False).encode()
+        result = batch_ingest(tenant=tenant, body=body)
+        again = batch_ingest(tenant=tenant, body=body)
+        validator.store.batch_acknowledged(
+            batch_id=document["payload"]["batch_id"],
+            ack=json.loads(result.body),
+            tenant_keys=tenant_public_keys(tenant=tenant),
+        )
+        uploads.append((tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"]))
+    return uploads
 
 
 def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
@@ -187,6 +258,8 @@ def demo_step(ctx) -> None:
                 uploaded.append(
                     (tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"])
                 )
+            if code in _METRO_RIDERS:
+                uploaded += _metro_rides(tenant, code, city, now, card_keys)
     # The verification stage (what beat runs every few seconds): TACs, card counters, hotlist, e-purse
     # shadows and the fare re-check over the batches just uploaded.
     verified = batches_verify_all()
@@ -218,6 +291,15 @@ def demo_step(ctx) -> None:
             or "nothing to verify"
         )
     )
+    for code, tenant in ctx.tenants.items():
+        if code not in _METRO_RIDERS:
+            continue
+        with tenant_context(tenant):
+            for j in Journey.objects.filter(status="complete").order_by("-exited_at", "card_no")[:2]:
+                ctx.console.print(
+                    f"{code} metro journey ({j.routing}, card of {j.issuer}): {j.origin} -> {j.destination} "
+                    f"line {j.line}, {j.fare_fen} fen, {j.status}"
+                )
     ctx.console.print(
         "Terminals upload to POST http://<tenant>.localhost:8000/terminal/v1/batches (docs/ingestion.md); "
         "see them at /admin/terminals/ on each tenant site."

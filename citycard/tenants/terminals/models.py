@@ -29,6 +29,10 @@ class Terminal(models.Model):
     service = models.CharField(max_length=20, help_text="bus, metro, ferry, bike, park, library…")
     route = models.CharField(max_length=40, blank=True, help_text="Route or line, for vehicles.")
     location = models.CharField(max_length=120, blank=True, help_text="Station or place, for fixed ones.")
+    # A metro gate (闸机): "entry" or "exit", its ``location`` the station id of the fare rules.
+    gate = models.CharField(
+        max_length=5, blank=True, choices=[("entry", "entry"), ("exit", "exit")], help_text="metro gates"
+    )
     status = models.CharField(max_length=10, choices=TerminalStatus.choices, default=TerminalStatus.ACTIVE)
     status_reason = models.CharField(max_length=200, blank=True)
     last_seq = models.BigIntegerField(
@@ -246,3 +250,41 @@ class TapException(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.reason} {self.card_no}"
+
+
+class JourneyStatus(models.TextChoices):
+    OPEN = "open"  # an entry, no exit yet
+    COMPLETE = "complete"
+    NO_ENTRY = "no_entry"  # an exit the card had no entry for (the penalty fare)
+    EXIT_ONLY = "exit_only"  # an exit whose entry tap has not arrived (yet)
+
+
+class Journey(models.Model):
+    """A gated journey (进出站行程): a card's entry and exit taps paired at ingestion, in whichever order
+    their batches arrive. The entry is named by what the exit read from the card (card, entry gate's
+    terminal number, entry minute), so pairing is exact and idempotent."""
+
+    key = models.CharField(max_length=80, unique=True, help_text="card:entry terminal no:entry Unix minute")
+    card_no = models.CharField(max_length=19)
+    issuer = models.CharField(max_length=6)
+    line = models.CharField(max_length=40, blank=True)
+    origin = models.CharField(max_length=64, blank=True)
+    destination = models.CharField(max_length=64, blank=True)
+    entered_at = models.DateTimeField(null=True, blank=True)
+    exited_at = models.DateTimeField(null=True, blank=True)
+    entry_tx_id = models.BigIntegerField(null=True, blank=True)
+    exit_tx_id = models.BigIntegerField(null=True, blank=True)
+    entry_fen = models.BigIntegerField(default=0)
+    exit_fen = models.BigIntegerField(default=0)
+    routing = models.CharField(max_length=10, blank=True)
+    status = models.CharField(max_length=10, choices=JourneyStatus.choices)
+
+    class Meta:
+        indexes = [models.Index(fields=["card_no", "entered_at"], name="journey_card_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.card_no} {self.origin or '?'} -> {self.destination or '…'}"
+
+    @property
+    def fare_fen(self) -> int:
+        return self.entry_fen + self.exit_fen

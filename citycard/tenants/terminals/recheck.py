@@ -9,7 +9,9 @@ written back with the debit) is priced from that state, decoded for the document
 rides. For taps without one (terminals before the composite purchase), one more query reads the earlier
 taps of the same cards on the same terminals this month (outside the batches being checked) and each
 card's taps on each terminal are replayed in time order. Categories and transit passes are those the
-terminal read from the card and recorded with the tap.
+terminal read from the card and recorded with the tap. A metro gate's tap (its terminal registered as an
+entry or exit gate at a station) is priced as the gate priced it: ``FareEngine.entry`` or ``exit`` from the
+card's record (the entry it held), so an exit is re-priced entry -> exit.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Transaction
 from citycard.terminal_kit.beijing import BEIJING
-from citycard.terminal_kit.fares import Card, Trip
+from citycard.terminal_kit.fares import Card, FareError, Trip
 from citycard.terminal_kit.transit import TripCodec, card_state
 
 
@@ -82,6 +84,13 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
             (t.tapped_at, t.card_counter, t, t.service, t.route, t.card_scheme, t.issuer, frozenset(t.passes))
         )
     categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
+    gated = {t.terminal_id for t in purchases if t.service != "bus"}
+    if gated:
+        from citycard.tenants.terminals.journeys import gates_of
+
+        gates = gates_of(gated)
+    else:
+        gates = {}
     codecs: dict[int, TripCodec] = {}
     flags = []
     for (_terminal, card_no), entries in rides.items():
@@ -97,6 +106,12 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
                 state = card_state(codec, bytes.fromhex(tap.card_trip))
             card = Card(issuer=issuer, scheme_code=scheme, categories=categories[card_no], passes=passes)
             charged = tap.amount_fen if tap is not None else None
+            gate = gates.get(_terminal) if tap is not None else None
+            if gate is not None:
+                flag, state = _gate_check(engine, card, tap, gate, state)
+                if flag is not None:
+                    flags.append((tap, flag))
+                continue
             matching, plain = fare_expected(
                 engine, card=card, trip=Trip(service, route, at), state=state, charged=charged
             )
@@ -118,3 +133,25 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
                 )
             state = (matching or plain).state
     return flags
+
+
+def _gate_check(engine: Any, card: Card, tap: Any, gate: tuple[str, str], state: dict[str, Any]) -> tuple:
+    """(flag detail or None, the new state) for a metro gate's tap, priced as the gate prices it."""
+    kind, station = gate
+    try:
+        if kind == "entry":
+            trip = Trip(tap.service, tap.route, tap.tapped_at, origin=station)
+            quote = engine.entry(card, trip, state, terminal=tap.terminal_no)
+        else:
+            quote = engine.exit(card, Trip(tap.service, tap.route, tap.tapped_at, destination=station), state)
+    except FareError:
+        return {"expected_fen": None, "charged_fen": tap.amount_fen, "rule": "no_fare"}, state
+    if quote.fare_fen == tap.amount_fen:
+        return None, quote.state
+    detail = {
+        "expected_fen": quote.fare_fen,
+        "charged_fen": tap.amount_fen,
+        "rule": quote.rule_id,
+        "rule_version": engine.version,
+    }
+    return detail, quote.state

@@ -78,6 +78,7 @@ def terminal_register(
     public_key: str | bytes,
     route: str = "",
     location: str = "",
+    gate: str = "",
     actor: str,
 ) -> Terminal:
     """Register a terminal with its first Ed25519 public key (its key id is ``<terminal_id>:k1``)."""
@@ -94,6 +95,10 @@ def terminal_register(
             raise DomainError(f"{name} {value!r} must be a lower-case code", code="invalid", field=name)
     if not (route or location):
         raise DomainError("a terminal needs a route or a location", code="invalid", field="route")
+    if gate not in ("", "entry", "exit") or (gate and not location):
+        raise DomainError(
+            "a gate is 'entry' or 'exit' at a location (its station id)", code="invalid", field="gate"
+        )
     raw = public_key_parse(public_key)
     if Terminal.objects.filter(terminal_id=terminal_id).exists():
         raise Conflict(f"terminal {terminal_id} is already registered", field="terminal_id")
@@ -106,6 +111,7 @@ def terminal_register(
         service=service,
         route=route,
         location=location,
+        gate=gate,
         registered_by=actor,
     )
     key = TerminalKey.objects.create(terminal=terminal, key_id=f"{terminal_id}:k1", version=1, public_key=raw)
@@ -120,6 +126,7 @@ def terminal_register(
             "service": service,
             "route": route,
             "location": location,
+            **({"gate": gate} if gate else {}),
             "key_id": key.key_id,
         },
     )

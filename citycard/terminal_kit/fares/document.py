@@ -11,6 +11,7 @@ office published.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ PERIODS = ("day", "month")
 POLICIES = ("host_rules", "home_category", "no_concession")
 TRANSFER_TYPES = (0, 1, 2)  # GTFS-Fares v2 fare_transfer_type: 0 = A+AB, 1 = A+AB+B, 2 = AB
 MEASURES = ("previous_tap", "first_tap")
+DISTANCES = ("km", "stations")  # what a distance fare table counts: kilometres or stations travelled
 MAX_ROUTE_NUMBER = 99_999
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HHMM = re.compile(r"^(\d{2}):(\d{2})$")
@@ -88,6 +90,74 @@ class Timeframe:
 
 
 @dataclass(frozen=True)
+class Area:
+    """A fare zone (GTFS ``areas`` + ``stop_areas``): a set of stations priced alike."""
+
+    id: str
+    name: str
+    stops: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of stations in order, each with its distance from the line's first station in metres."""
+
+    id: str
+    service: str
+    stops: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class FareTable:
+    """A distance fare table (里程计价表) as Chinese metros publish it: rows of (up to N km or N stations,
+    fare), ascending; beyond the last row ``beyond_add_fen`` for every ``beyond_every`` km or stations
+    started (0: the last row's fare is the maximum)."""
+
+    id: str
+    name: str
+    measure: str
+    rows: tuple[tuple[int, int], ...]
+    beyond_every: int
+    beyond_add_fen: int
+
+    def price(self, distance: int) -> tuple[int, str]:
+        """(fare, the table cell) for a distance in metres (``km``) or stations (``stations``)."""
+        scale = 1000 if self.measure == "km" else 1
+        shown = f"{distance / 1000:g} km" if self.measure == "km" else f"{distance} stations"
+        for up_to, fen in self.rows:
+            if distance <= up_to * scale:
+                return fen, f"table {self.id}: {shown}, row <= {up_to} {self.measure} -> {fen} fen"
+        last, fen = self.rows[-1]
+        if not self.beyond_every:
+            return fen, f"table {self.id}: {shown}, beyond the last row ({last} {self.measure}) -> {fen} fen"
+        step = self.beyond_every * scale
+        steps = -(-(distance - last * scale) // step)
+        fare = fen + steps * self.beyond_add_fen
+        return fare, (
+            f"table {self.id}: {shown}, row > {last} {self.measure}: {fen} + {steps} x "
+            f"{self.beyond_add_fen} per {self.beyond_every} {self.measure} -> {fare} fen"
+        )
+
+    @property
+    def minimum_fen(self) -> int:
+        return self.rows[0][1]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """Tap-in/tap-out rules of a gated service (进出站规则): what the entry debits, and what an incomplete
+    journey costs."""
+
+    service: str
+    entry_fen: int  # debited at the entry gate (a deposit, taken off the fare at the exit); usually 0
+    time_limit_minutes: int  # an entry older than this is an incomplete journey (超时)
+    incomplete_fen: int  # no exit within the limit: charged at the next entry (or an exit too late)
+    no_entry_fen: int  # an exit without an entry (无进站记录): the penalty
+    same_station_minutes: int  # exit where the rider entered within this many minutes ...
+    same_station_fen: int  # ... costs this (the minimum fare)
+
+
+@dataclass(frozen=True)
 class Product:
     id: str
     name: str
@@ -97,6 +167,13 @@ class Product:
     priority: int
     valid_from: dt.date | None
     valid_to: dt.date | None
+    from_area: Area | None = None  # GTFS fare_leg_rules.from_area_id: the entry station's area
+    to_area: Area | None = None  # to_area_id: the exit station's area
+    table: FareTable | None = None  # the fare by distance between entry and exit, instead of amount_fen
+
+    @property
+    def needs_stations(self) -> bool:
+        return self.from_area is not None or self.to_area is not None or self.table is not None
 
 
 @dataclass(frozen=True)
@@ -125,6 +202,8 @@ class LegRule:
     valid_from: dt.date | None
     valid_to: dt.date | None
     quota: Quota | None
+    from_area: Area | None = None
+    to_area: Area | None = None
 
     def price(self, base: int) -> int:
         """The leg's fare from the base fare (a percentage is in basis points, rounded by ``bps_of``)."""
@@ -156,7 +235,7 @@ class TransferRule:
     from_route_set: RouteSet | None
     to_service: str | None
     to_route_set: RouteSet | None
-    within_minutes: int
+    within_minutes: int | None  # None: no time limit (GTFS: an empty duration_limit)
     max_transfers: int  # -1: unlimited (GTFS transfer_count)
     transfer_type: int
     amount_fen: int  # AB: the transfer product's amount (may be negative for type 1: a discount)
@@ -212,6 +291,13 @@ class CompiledRules:
     quotas: dict[str, Quota]
     visitors: VisitorPolicy
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
+    stops: dict[str, str] = field(default_factory=dict)  # station id -> name
+    areas: dict[str, Area] = field(default_factory=dict)
+    lines: dict[str, Line] = field(default_factory=dict)
+    # station -> (neighbour, metres, stations): the lines' consecutive stations and the joins (0, 0)
+    graph: dict[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
+    tables: dict[str, FareTable] = field(default_factory=dict)
+    gates: dict[str, GateRules] = field(default_factory=dict)  # by service
 
 
 # --- parsing helpers -----------------------------------------------------------------------------------
@@ -394,10 +480,16 @@ def _sets_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return not a or not b or bool(a & b)
 
 
+def _areas_overlap(a: Area | None, b: Area | None) -> bool:
+    return a is None or b is None or bool(a.stops & b.stops)
+
+
 def _same_case(a: LegRule, b: LegRule) -> bool:
     """Can one trip match both rules? (then equal priorities leave the winner to chance)"""
     return (
-        (a.service is None or b.service is None or a.service == b.service)
+        _areas_overlap(a.from_area, b.from_area)
+        and _areas_overlap(a.to_area, b.to_area)
+        and (a.service is None or b.service is None or a.service == b.service)
         and _routes_overlap(a.route_set, b.route_set)
         and (a.timeframe is None or b.timeframe is None or a.timeframe.overlaps(b.timeframe))
         and _sets_overlap(a.categories, b.categories)
@@ -420,6 +512,140 @@ def _aware(value: Any, r: _Reader) -> dt.datetime | None:
         r.fail("effective_from", f"{value!r} has no UTC offset")
         return None
     return parsed
+
+
+@dataclass
+class _Stations:
+    stops: dict[str, str]
+    areas: dict[str, Area]
+    lines: dict[str, Line]
+    graph: dict[str, tuple[tuple[str, int, int], ...]]
+    tables: dict[str, FareTable]
+    gates: dict[str, GateRules]
+
+
+def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
+    """Stations, areas, lines, joins, distance fare tables and gate rules (all optional)."""
+    stops: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, item in enumerate(r.items(data, "stops")):
+        sid = r.ident(item, f"stops[{i}]", seen)
+        stops[sid] = str(item.get("name", sid))
+
+    def known_stop(value: Any, where: str) -> str | None:
+        if not isinstance(value, str) or value not in stops:
+            r.fail(where, f"station {value!r} is not in stops")
+            return None
+        return value
+
+    areas: dict[str, Area] = {}
+    for aid, item in r.obj(data.get("areas", {}) or {}, "areas").items():
+        where = f"area {aid}"
+        if not isinstance(aid, str) or not _ID.match(aid):
+            r.fail("areas", f"id {aid!r} is not a valid id")
+            continue
+        item = r.obj(item, where)
+        members = item.get("stops", [])
+        if not isinstance(members, list) or not members:
+            r.fail(where, "stops must be a non-empty list of station ids")
+            members = []
+        areas[aid] = Area(
+            id=aid,
+            name=str(item.get("name", aid)),
+            stops=frozenset(s for s in members if known_stop(s, where)),
+        )
+
+    lines: dict[str, Line] = {}
+    edges: dict[str, list[tuple[str, int, int]]] = {}
+
+    def link(a: str, b: str, metres: int, count: int) -> None:
+        edges.setdefault(a, []).append((b, metres, count))
+        edges.setdefault(b, []).append((a, metres, count))
+
+    seen = set()
+    for i, item in enumerate(r.items(data, "lines")):
+        lid = r.ident(item, f"lines[{i}]", seen)
+        where = f"line {lid}"
+        raw = item.get("stops", [])
+        order: list[tuple[str, int]] = []
+        if not isinstance(raw, list) or len(raw) < 2:
+            r.fail(where, "stops must list at least two [station, metres from the first station]")
+            raw = []
+        for j, pair in enumerate(raw):
+            if not (isinstance(pair, list) and len(pair) == 2 and type(pair[1]) is int and pair[1] >= 0):
+                r.fail(where, f"stop {j} must be [station, metres] with integer metres >= 0")
+                continue
+            if known_stop(pair[0], where) is None:
+                continue
+            if order and pair[1] <= order[-1][1]:
+                r.fail(where, f"station {pair[0]} at {pair[1]} m is not beyond {order[-1][0]}")
+                continue
+            order.append((pair[0], pair[1]))
+        for (a, ma), (b, mb) in itertools.pairwise(order):
+            link(a, b, mb - ma, 1)
+        lines[lid] = Line(
+            id=lid, service=r.choice(item, "service", where, SERVICES, "metro"), stops=tuple(order)
+        )
+    for i, item in enumerate(r.items(data, "joins")):
+        # GTFS fare_leg_join_rules: two platforms of one interchange are one paid area (free transfer)
+        where = f"joins[{i}]"
+        a, b = known_stop(item.get("from_stop"), where), known_stop(item.get("to_stop"), where)
+        if a and b:
+            link(a, b, 0, 0)
+
+    tables: dict[str, FareTable] = {}
+    seen = set()
+    for i, item in enumerate(r.items(data, "fare_tables")):
+        tid = r.ident(item, f"fare_tables[{i}]", seen)
+        where = f"fare table {tid}"
+        rows = []
+        for raw_row in item.get("rows", []) or []:
+            if not (
+                isinstance(raw_row, list)
+                and len(raw_row) == 2
+                and all(type(v) is int and v >= 0 for v in raw_row)
+            ):
+                r.fail(where, f"row {raw_row!r} must be [up to, amount_fen] in integers")
+                continue
+            if rows and (raw_row[0] <= rows[-1][0] or raw_row[1] < rows[-1][1]):
+                r.fail(where, f"row {raw_row!r} must go further and cost no less than the row before")
+            rows.append((raw_row[0], raw_row[1]))
+        if not rows:
+            r.fail(where, "needs at least one row [up to, amount_fen]")
+            rows = [(0, 0)]
+        beyond = r.obj(item.get("beyond", {}) or {}, where)
+        tables[tid] = FareTable(
+            id=tid,
+            name=str(item.get("name", tid)),
+            measure=r.choice(item, "measure", where, DISTANCES, "km"),
+            rows=tuple(rows),
+            beyond_every=r.integer(beyond, "every", where, default=0),
+            beyond_add_fen=r.integer(beyond, "add_fen", where, default=0),
+        )
+
+    gates: dict[str, GateRules] = {}
+    for i, item in enumerate(r.items(data, "gate_rules")):
+        where = f"gate_rules[{i}]"
+        service = r.choice(item, "service", where, SERVICES, "metro")
+        if service in gates:
+            r.fail(where, f"a second gate rule for {service}")
+        gates[service] = GateRules(
+            service=service,
+            entry_fen=r.integer(item, "entry_fen", where, default=0),
+            time_limit_minutes=r.integer(item, "time_limit_minutes", where, default=240, minimum=1),
+            incomplete_fen=r.integer(item, "incomplete_fen", where),
+            no_entry_fen=r.integer(item, "no_entry_fen", where),
+            same_station_minutes=r.integer(item, "same_station_minutes", where, default=0),
+            same_station_fen=r.integer(item, "same_station_fen", where, default=0),
+        )
+    return _Stations(
+        stops=stops,
+        areas=areas,
+        lines=lines,
+        graph={k: tuple(v) for k, v in edges.items()},
+        tables=tables,
+        gates=gates,
+    )
 
 
 def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
@@ -465,6 +691,8 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
             continue
         timeframes[tid] = _timeframe(r, tid, value)
 
+    stations = _stations(r, data)
+
     quotas: dict[str, Quota] = {}
     seen: set[str] = set()
     for i, item in enumerate(r.items(data, "quotas")):
@@ -487,11 +715,16 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
             name=str(item.get("name", pid)),
             service=r.choice(item, "service", where, SERVICES, "bus"),
             route_set=r.ref(item, "route_set", where, route_sets),
-            amount_fen=r.integer(item, "amount_fen", where),
+            amount_fen=r.integer(item, "amount_fen", where, default=0 if item.get("fare_table") else None),
             priority=r.integer(item, "priority", where, default=0, minimum=None),
             valid_from=r.date(item, "valid_from", where),
             valid_to=r.date(item, "valid_to", where),
+            from_area=r.ref(item, "from_area", where, stations.areas),
+            to_area=r.ref(item, "to_area", where, stations.areas),
+            table=r.ref(item, "fare_table", where, stations.tables),
         )
+        if product.table is not None and "amount_fen" in item:
+            r.fail(where, "has both amount_fen and fare_table: a product's fare comes from one of them")
         if product.valid_from and product.valid_to and product.valid_from > product.valid_to:
             r.fail(where, "valid_from is after valid_to")
         products.append(product)
@@ -501,6 +734,8 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 a.priority == b.priority
                 and a.service == b.service
                 and _routes_overlap(a.route_set, b.route_set)
+                and _areas_overlap(a.from_area, b.from_area)
+                and _areas_overlap(a.to_area, b.to_area)
                 and _validity_overlaps(a, b)
             ):
                 r.fail(
@@ -536,6 +771,8 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
             valid_from=r.date(item, "valid_from", where),
             valid_to=r.date(item, "valid_to", where),
             quota=r.ref(item, "quota", where, quotas),
+            from_area=r.ref(item, "from_area", where, stations.areas),
+            to_area=r.ref(item, "to_area", where, stations.areas),
         )
         if rule.valid_from and rule.valid_to and rule.valid_from > rule.valid_to:
             r.fail(where, "valid_from is after valid_to")
@@ -567,7 +804,9 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 from_route_set=r.ref(item, "from_route_set", where, route_sets),
                 to_service=r.choice(item, "to_service", where, (None, *SERVICES), None),
                 to_route_set=r.ref(item, "to_route_set", where, route_sets),
-                within_minutes=r.integer(item, "within_minutes", where, minimum=1),
+                within_minutes=None
+                if item.get("within_minutes", 0) is None
+                else r.integer(item, "within_minutes", where, minimum=1),
                 max_transfers=r.integer(item, "max_transfers", where, default=1, minimum=-1),
                 transfer_type=ttype,
                 # type 1 adds AB to B: a negative AB is a transfer discount; types 0 and 2 charge AB itself
@@ -648,4 +887,10 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
         quotas=quotas,
         visitors=VisitorPolicy(default=default, by_division=by_division, by_network=tuple(by_network)),
         payload=dict(data),
+        stops=stations.stops,
+        areas=stations.areas,
+        lines=stations.lines,
+        graph=stations.graph,
+        tables=stations.tables,
+        gates=stations.gates,
     )

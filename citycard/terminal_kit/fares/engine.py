@@ -7,7 +7,9 @@ the same code. The order of evaluation (docs/fares.md has the long form):
    is a visitor and gets the visitor policy for its home tenant, else its network, else the default —
    ``host_rules`` (the host's rules as for a local card, home categories not honoured),
    ``home_category`` (host's rules and the card's categories honoured) or ``no_concession`` (base fare).
-2. **Base fare:** the fare product of highest priority for the service and route.
+2. **Base fare:** the fare product of highest priority for the service and route — and, for a journey
+   from an entry station to an exit station (``Trip.origin``/``destination``), for their areas; its
+   amount, or the cell of its distance table for the shortest way inside the gates.
 3. **Leg rules:** every rule matching service, route set, timeframe, validity dates, rider categories,
    fare media (card scheme), passes and remaining quota is traced; the highest priority wins (ties,
    refused at publication, fall to the lower id).
@@ -16,13 +18,16 @@ the same code. The order of evaluation (docs/fares.md has the long form):
    already paid — applies when cheaper than the leg fare.
 5. **Caps:** each matching day/month cap limits the fare to what is left under it.
 
-The state (``{"j": journey, "q": quota use, "c": cap spend}``) is small, JSON-safe, and never mutated:
-the quote returns the new state, which the caller keeps only if the debit went through.
+The state (``{"j": journey, "q": quota use, "c": cap spend}``, and ``"e"``: a metro entry not yet closed)
+is small, JSON-safe, and never mutated: the quote returns the new state, which the caller keeps only if
+the debit went through. ``entry`` and ``exit`` are the metro gates' (the gate rules: entry amount,
+incomplete journeys, exit without entry, same-station exit).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,6 +78,8 @@ class Trip:
     route: str
     at: dt.datetime
     tenant: str = ""
+    origin: str | None = None  # the entry station (a gated journey, 进站)
+    destination: str | None = None  # the exit station (出站)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class FareEngine:
         self._route_products: dict[tuple[str, str], tuple[Product, ...]] = {}
         self._route_legs: dict[tuple[str, str], tuple[LegRule, ...]] = {}
         self._route_transfers: dict[tuple[str, str, str, str], tuple[TransferRule, ...]] = {}
+        self._distances: dict[tuple[str, str], dict[str, int]] = {}
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> FareEngine:
@@ -163,6 +171,151 @@ class FareEngine:
             self._route_transfers[key] = found
         return found
 
+    def distance(self, measure: str, origin: str, destination: str) -> int:
+        """The shortest distance inside the gates in metres (``km``) or stations (``stations``); lines
+        meet at shared stations and at joins. FareError when the stations are not connected."""
+        key = (measure, origin)
+        found = self._distances.get(key)
+        if found is None:
+            if origin not in self.rules.stops:
+                raise FareError(f"station {origin!r} is not in the rules (v{self.version})")
+            weight = 1 if measure == "km" else 2
+            found = {origin: 0}
+            heap = [(0, origin)]
+            graph = self.rules.graph
+            while heap:
+                d, stop = heapq.heappop(heap)
+                if d > found[stop]:
+                    continue
+                for edge in graph.get(stop, ()):
+                    nd = d + edge[weight]
+                    if nd < found.get(edge[0], nd + 1):
+                        found[edge[0]] = nd
+                        heapq.heappush(heap, (nd, edge[0]))
+            if len(self._distances) > _CACHE_LIMIT:
+                self._distances.clear()
+            self._distances[key] = found
+        d = found.get(destination)
+        if d is None:
+            raise FareError(f"no way inside the gates from {origin} to {destination} (rules v{self.version})")
+        return d
+
+    def _base(self, product: Product, trip: TripFacts) -> tuple[int, str]:
+        """A product's base fare for the trip and the trace line saying where it came from."""
+        origin, destination = getattr(trip, "origin", None), getattr(trip, "destination", None)
+        pair = ""
+        if product.from_area is not None or product.to_area is not None:
+            pair = (
+                f" for areas {product.from_area.id if product.from_area else '*'} -> "
+                f"{product.to_area.id if product.to_area else '*'}"
+            )
+        if product.table is None:
+            return product.amount_fen, f"base: product {product.id}{pair} {product.amount_fen} fen"
+        table = product.table
+        fare, cell = table.price(self.distance(table.measure, origin, destination))
+        return fare, f"base: product {product.id}{pair}, {cell}"
+
+    @staticmethod
+    def _fits(product: Product, origin: str | None, destination: str | None) -> bool:
+        if not product.needs_stations:
+            return True
+        if origin is None or destination is None:
+            return False
+        return (product.from_area is None or origin in product.from_area.stops) and (
+            product.to_area is None or destination in product.to_area.stops
+        )
+
+    # --- gates: tap-in, tap-out ------------------------------------------------------------------------
+
+    def gate_rules(self, service: str) -> Any:
+        rules = self.rules.gates.get(service)
+        if rules is None:
+            raise FareError(f"no gate rules for {service} (rules v{self.version})")
+        return rules
+
+    def entry(
+        self, card: CardFacts, trip: TripFacts, state: Mapping[str, Any] | None = None, *, terminal: str = ""
+    ) -> FareQuote:
+        """The entry gate (进站): writes the entry into the state; debits the configured entry amount and,
+        when the card's last entry was never closed by an exit, the incomplete-journey fare."""
+        state = dict(state or {})
+        gates = self.gate_rules(trip.service)
+        station = getattr(trip, "origin", None)
+        if station not in self.rules.stops:
+            raise FareError(f"entry station {station!r} is not in the rules (v{self.version})")
+        now_min = int(trip.at.timestamp()) // 60
+        trace = [f"entry at {station} line {trip.route}"]
+        fare, rule_id = gates.entry_fen, "gate:entry"
+        open_entry = state.get("e")
+        if open_entry:
+            late = now_min - open_entry["t"] > gates.time_limit_minutes
+            why = "over the time limit" if late else "never closed by an exit"
+            trace.append(
+                f"previous entry at {open_entry['s']} ({now_min - open_entry['t']} min ago) {why}: "
+                f"incomplete journey {gates.incomplete_fen} fen"
+            )
+            fare += gates.incomplete_fen
+            rule_id = "gate:incomplete"
+        if gates.entry_fen:
+            trace.append(f"entry deposit {gates.entry_fen} fen, taken off the fare at the exit")
+        state["e"] = {"s": station, "l": trip.route, "t": now_min, "tm": terminal, "d": gates.entry_fen}
+        trace.append(f"fare {fare} fen (rule {rule_id})")
+        return FareQuote(fare, fare, state, tuple(trace), rule_id, (), None, self.version)
+
+    def exit(self, card: CardFacts, trip: TripFacts, state: Mapping[str, Any] | None = None) -> FareQuote:
+        """The exit gate (出站): prices entry -> exit with :meth:`quote` (areas, distance table, rider,
+        leg rules, transfer, caps), less the entry deposit; or the gate rules' fare for an exit without an
+        entry, too late, or at the entry station within the same-station window. Clears the entry."""
+        state = dict(state or {})
+        gates = self.gate_rules(trip.service)
+        station = getattr(trip, "destination", None)
+        if station not in self.rules.stops:
+            raise FareError(f"exit station {station!r} is not in the rules (v{self.version})")
+        now_min = int(trip.at.timestamp()) // 60
+        entry = state.pop("e", None)
+        if not entry:
+            trace = (f"exit at {station} without an entry: penalty {gates.no_entry_fen} fen",)
+            fare, rule_id = gates.no_entry_fen, "gate:no-entry"
+        else:
+            minutes = now_min - entry["t"]
+            if minutes > gates.time_limit_minutes or minutes < 0:
+                trace = (
+                    f"entry at {entry['s']} {minutes} min ago, over the {gates.time_limit_minutes} min "
+                    f"limit: incomplete journey {gates.incomplete_fen} fen",
+                )
+                fare, rule_id = gates.incomplete_fen, "gate:incomplete"
+            elif entry["s"] == station and minutes <= gates.same_station_minutes:
+                trace = (
+                    f"exit at the entry station {station} after {minutes} min "
+                    f"(<= {gates.same_station_minutes}): {gates.same_station_fen} fen",
+                )
+                fare, rule_id = max(0, gates.same_station_fen - entry.get("d", 0)), "gate:same-station"
+            else:
+                journey = Trip(
+                    service=trip.service,
+                    route=entry.get("l") or trip.route,
+                    at=trip.at,
+                    origin=entry["s"],
+                    destination=station,
+                )
+                quote = self.quote(card, journey, state)
+                paid = entry.get("d", 0)
+                fare = max(0, quote.fare_fen - paid)
+                trace = (f"journey {entry['s']} -> {station}, {minutes} min", *quote.trace)
+                if paid:
+                    trace += (f"entry deposit {paid} fen taken off: {fare} fen",)
+                return FareQuote(
+                    fare,
+                    quote.base_fen,
+                    quote.state,
+                    trace,
+                    quote.rule_id,
+                    quote.matched,
+                    quote.winner,
+                    self.version,
+                )
+        return FareQuote(fare, fare, state, trace, rule_id, (), None, self.version)
+
     # --- evaluation -----------------------------------------------------------------------------------
 
     def quote(self, card: CardFacts, trip: TripFacts, state: Mapping[str, Any] | None = None) -> FareQuote:
@@ -189,17 +342,23 @@ class FareEngine:
             )
 
         # 2. base fare
+        origin, destination = getattr(trip, "origin", None), getattr(trip, "destination", None)
         base_product = None
         for product in self._products_for(service, route):
-            if (product.valid_from is None or product.valid_from <= day) and (
-                product.valid_to is None or day <= product.valid_to
+            if (
+                (product.valid_from is None or product.valid_from <= day)
+                and (product.valid_to is None or day <= product.valid_to)
+                and self._fits(product, origin, destination)
             ):
                 base_product = product
                 break
         if base_product is None:
-            raise FareError(f"no fare product for {service} route {route} on {day} (rules v{self.version})")
-        base = base_product.amount_fen
-        trace.append(f"base: product {base_product.id} {base} fen")
+            where = f" from {origin} to {destination}" if origin or destination else ""
+            raise FareError(
+                f"no fare product for {service} route {route}{where} on {day} (rules v{self.version})"
+            )
+        base, line = self._base(base_product, trip)
+        trace.append(line)
         if policy == "no_concession":
             trace.append(f"fare {base} fen: no concession for this visitor (base fare, no transfer or cap)")
             return FareQuote(base, base, dict(state), tuple(trace), base_product.id, (), None, self.version)
@@ -222,6 +381,10 @@ class FareEngine:
             if rule.categories and not (rule.categories & categories):
                 continue
             if rule.passes and not (rule.passes & passes):
+                continue
+            if rule.from_area is not None and origin not in rule.from_area.stops:
+                continue
+            if rule.to_area is not None and destination not in rule.to_area.stops:
                 continue
             if rule.quota is not None:
                 quota = rule.quota
@@ -250,7 +413,7 @@ class FareEngine:
         if journey:
             for rule in self._transfers_for(journey["s"], journey["r"], service, route):
                 since = now_min - (journey["t0"] if rule.measure == "first_tap" else journey["t"])
-                if since < 0 or since > rule.within_minutes:
+                if since < 0 or (rule.within_minutes is not None and since > rule.within_minutes):
                     continue
                 if rule.max_transfers != -1 and journey["n"] >= rule.max_transfers:
                     trace.append(

@@ -98,8 +98,13 @@ def test_validate_publish_export(tenant, tmp_path):
 def test_gtfs_commands(tenant, tmp_path):
     sample = Path(__file__).parent / "gtfs_sample"
     out = run("import-gtfs", "--tenant", "jiaxing", str(sample))
-    assert "imported: route_sets 3, fare_products 2, leg_rules 5, transfer_rules 1" in out
+    assert "imported: route_sets 3, fare_products 3, leg_rules 7, transfer_rules 1" in out
     out = run("export-gtfs", "--tenant", "jiaxing", str(tmp_path))
     assert "fare_leg_rules.txt" in out and (tmp_path / "fare_transfer_rules.txt").exists()
     with pytest.raises(CommandError, match="county"):
         run("import-gtfs", "--tenant", "haiyan", str(sample))
+    usd = Path(__file__).parent / "gtfs_feeds" / "usd"
+    with pytest.raises(CommandError, match=r"currency USD is not the tenant's \(CNY\)"):
+        run("import-gtfs", "--tenant", "jiaxing", str(usd))
+    out = run("import-gtfs", "--tenant", "jiaxing", str(usd), "--rate", "usd=7.10")
+    assert "note: fare_products.txt bus: 0.50 USD converted at 7.10 -> 355 fen CNY" in out

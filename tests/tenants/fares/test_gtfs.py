@@ -25,15 +25,19 @@ def test_sample_feed_maps(tmp_path):
     assert notes == []
     assert body["route_sets"]["city_bus"] == {
         "service": "bus",
-        "routes": ["K11"],
-        "ranges": [[1, 10]],
+        "routes": ["2", "K11"],
+        "ranges": [[4, 10]],
         "except": [],
         "name": "City buses",
     }
+    # one GTFS product on two networks: two base products, the second named after the first
     assert [(p["id"], p["service"], p["route_set"], p["amount_fen"]) for p in body["fare_products"]] == [
         ("bus_cash", "bus", "city_bus", 200),
+        ("bus_cash::2", "bus", "lines_1_3", 200),
         ("metro_cash", "metro", "metro", 400),
     ]
+    assert body["gtfs"]["products"]["bus_cash::2"] == "bus_cash"
+    assert body["gtfs"]["product_media"] == {"bus_cash": "cash", "bus_cash::2": "cash", "metro_cash": "cash"}
     legs = {r["id"]: r for r in body["leg_rules"]}
     assert legs["bus_card"]["media"] == ["01", "02", "03", "04"] and legs["bus_card"]["value"] == 180
     assert (
@@ -46,11 +50,12 @@ def test_sample_feed_maps(tmp_path):
         {"days": [1, 2, 3, 4, 5], "start": "09:00", "end": "17:00"},
     ]
     assert body["transfer_rules"][0] | {} == {
-        "id": "city_bus-city_bus",
+        "id": "bus-bus",  # leg group "bus" spans two networks: any bus route
+        "name": "Transfer within 90 minutes",
         "from_service": "bus",
-        "from_route_set": "city_bus",
+        "from_route_set": None,
         "to_service": "bus",
-        "to_route_set": "city_bus",
+        "to_route_set": None,
         "within_minutes": 90,
         "max_transfers": 1,
         "transfer_type": 1,
@@ -68,7 +73,7 @@ def _import(tenant_obj, path):
 def test_import_publish_quote_export_import_round_trip(tenant, tmp_path):
     jiaxing = tenant("jiaxing")
     counts, notes = _import(jiaxing, SAMPLE)
-    assert counts["leg_rules"] == 5 and notes == []
+    assert counts["leg_rules"] == 7 and notes == []
     with tenant_context(jiaxing):
         services.fares_publish(tenant=jiaxing, actor="test", effective_from=EFFECTIVE)
 
@@ -129,3 +134,23 @@ def test_compress_routes():
         ["5", "B1"],
         [[1, 3], [7, 10]],
     )
+
+
+def test_long_route_names_and_ids_survive_the_rule_rows_whole(tenant, tmp_path):
+    """Route names are text[] (a varchar(20)[] cast cut them, and a quote then found no product)."""
+    long_name = ("Blue Line Airport Express via Riverside and the Old Town " * 4).strip()
+    feed = tmp_path / "feed"
+    shutil.copytree(Path(__file__).parent / "gtfs_feeds" / "network_in_routes", feed)
+    routes = feed / "routes.txt"
+    routes.write_text(routes.read_text().replace("Blue Line Airport Express via Riverside", long_name))
+    jiaxing = tenant("jiaxing")
+    _import(jiaxing, feed)
+    with tenant_context(jiaxing):
+        assert long_name in selectors.fares_rules_body()["route_sets"]["local"]["routes"]
+        services.fares_publish(tenant=jiaxing, actor="test", effective_from=EFFECTIVE)
+        exported = tmp_path / "out"
+        selectors.fares_export_gtfs(tenant=jiaxing, path=str(exported))
+    quote = selectors.fares_quote(tenant=jiaxing, route=long_name, service="metro", at=MONDAY_10).quote
+    assert quote.fare_fen == 300
+    rows = {r["route_id"]: r for r in feed_read(exported)["routes.txt"]}
+    assert rows["Blue"]["route_long_name"] == long_name and rows["Blue"]["network_id"] == "local"

@@ -53,6 +53,13 @@ class Command(PlatformCommand):
         )
         imp = sub.add_parser("import-gtfs", help="replace the rules with a GTFS-Fares v2 feed's (dir or zip)")
         imp.add_argument("path")
+        imp.add_argument(
+            "--rate",
+            action="append",
+            default=[],
+            metavar="CUR=YUAN",
+            help="convert amounts in another currency at this rate (yuan per unit), e.g. --rate USD=7.10",
+        )
         exp = sub.add_parser("export-gtfs", help="write the rules as GTFS-Fares v2 files")
         exp.add_argument("path")
         for each in (quote, validate, publish, export, imp, exp):  # `citycard fares quote --tenant …`
@@ -119,7 +126,15 @@ class Command(PlatformCommand):
             self.stdout.write(f"wrote {len(keys)} keys of {tenant.code}'s terminals to {opts['keys_out']}")
 
     def _import_gtfs(self, tenant, opts):
-        counts, notes = services.fares_import_gtfs(tenant=tenant, path=opts["path"], actor=self.actor)
+        rates = {}
+        for given in opts.get("rate") or []:
+            code, _, value = given.partition("=")
+            if not value:
+                raise CommandError(f"--rate {given!r}: write CURRENCY=RATE, e.g. USD=7.10")
+            rates[code.strip().upper()] = value.strip()
+        counts, notes = services.fares_import_gtfs(
+            tenant=tenant, path=opts["path"], actor=self.actor, rates=rates
+        )
         self.stdout.write("imported: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         for note in notes:
             self.stdout.write(f"  note: {note}")

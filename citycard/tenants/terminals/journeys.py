@@ -1,0 +1,131 @@
+"""Gated journeys (进出站行程): a card's metro entry and exit taps paired into one journey at ingestion.
+
+Runs in the verification stage with the stored checks (``checks.journey_pairing``), in the same
+transaction, so a batch is paired exactly once; pairing is keyed and idempotent anyway. The exit tap
+carries what the card said before it (``card_trip``): the entry's station, line, minute and the entry
+gate's terminal number, decoded with the rule document in force. The journey's key — card, entry gate's
+terminal number, entry minute — is what both taps know, so entry and exit meet whichever arrives first:
+an exit before its entry makes an ``exit_only`` journey the entry completes; an entry alone is ``open``.
+An exit the card had no entry for is a ``no_entry`` journey of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from citycard.tenants.terminals.models import Journey, JourneyStatus, Terminal
+from citycard.terminal_kit.transit import TripCodec, card_state
+
+
+def gates_of(terminal_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """{terminal id: (gate, station)} for the metro gates among ``terminal_ids``."""
+    return {
+        tid: (gate, station)
+        for tid, gate, station in Terminal.objects.filter(terminal_id__in=terminal_ids)
+        .exclude(gate="")
+        .values_list("terminal_id", "gate", "location")
+    }
+
+
+def _minute(at: dt.datetime) -> int:
+    return int(at.timestamp()) // 60
+
+
+def _engine_at(tenant: Any, at: dt.datetime, cache: dict) -> Any:
+    from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
+
+    if "versions" not in cache:
+        cache["versions"] = fares_in_force(tenant=tenant)
+    version = fares_version_at(cache["versions"], at) if cache["versions"] else None
+    if version is None:
+        return None
+    if version[1] not in cache:
+        cache[version[1]] = fares_engines(pks=[version[1]]).get(version[1])
+    return cache[version[1]]
+
+
+def entry_read(tenant: Any, tap: Any, cache: dict) -> dict[str, Any] | None:
+    """The entry the card held before an exit tap (station, line, minute, terminal, deposit), or None."""
+    if not tap.card_trip:
+        return None
+    engine = _engine_at(tenant, tap.tapped_at, cache)
+    if engine is None:
+        return None
+    codec = cache.setdefault(("codec", id(engine)), TripCodec.for_fare(engine))
+    return card_state(codec, bytes.fromhex(tap.card_trip)).get("e")
+
+
+def journeys_record(*, tenant: Any, taps: Sequence[Any]) -> int:
+    """Pair the gate taps among ``taps`` into journeys; returns how many journeys were written."""
+    purchases = [t for t in taps if t.kind == "purchase" and t.service != "bus"]
+    if not purchases:
+        return 0
+    gates = gates_of({t.terminal_id for t in purchases})
+    cache: dict = {}
+    written = 0
+    for tap in purchases:
+        gate = gates.get(tap.terminal_id)
+        if gate is None:
+            continue
+        kind, station = gate
+        common = {"card_no": tap.card_no, "issuer": tap.issuer, "routing": tap.routing}
+        if kind == "entry":
+            key = f"{tap.card_no}:{tap.terminal_no}:{_minute(tap.tapped_at)}"
+            fields = {
+                "origin": station,
+                "line": tap.route,
+                "entered_at": tap.tapped_at,
+                "entry_tx_id": tap.tx_id,
+                "entry_fen": tap.amount_fen,
+            }
+        else:
+            entry = entry_read(tenant, tap, cache)
+            fields = {
+                "destination": station,
+                "exited_at": tap.tapped_at,
+                "exit_tx_id": tap.tx_id,
+                "exit_fen": tap.amount_fen,
+            }
+            if entry:
+                key = f"{tap.card_no}:{entry['tm']}:{entry['t']}"
+                fields.update(
+                    origin=entry["s"],
+                    line=entry["l"],
+                    entered_at=dt.datetime.fromtimestamp(entry["t"] * 60),
+                )
+            else:
+                key = f"{tap.card_no}:-:{tap.terminal_no}:{tap.card_counter}"
+                fields["status"] = JourneyStatus.NO_ENTRY
+        journey, created = Journey.objects.get_or_create(
+            key=key, defaults={**common, **fields, "status": fields.get("status", JourneyStatus.OPEN)}
+        )
+        if not created:
+            for name, value in fields.items():
+                setattr(journey, name, value)
+        if journey.status != JourneyStatus.NO_ENTRY:
+            journey.status = (
+                JourneyStatus.COMPLETE
+                if journey.entry_tx_id and journey.exit_tx_id
+                else JourneyStatus.OPEN
+                if journey.entry_tx_id
+                else JourneyStatus.EXIT_ONLY
+            )
+        journey.save()
+        written += 1
+    return written
+
+
+def journeys_of_transactions(tx_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """{transaction id: its journey as a clearing record carries it} for the gate taps among ``tx_ids``."""
+    wanted = set(tx_ids)
+    found: dict[int, dict[str, str]] = {}
+    for j in Journey.objects.filter(entry_tx_id__in=wanted) | Journey.objects.filter(exit_tx_id__in=wanted):
+        facts = {"key": j.key, "origin": j.origin, "line": j.line}
+        if j.destination:
+            facts["destination"] = j.destination
+        for role, tx in (("entry", j.entry_tx_id), ("exit", j.exit_tx_id)):
+            if tx in wanted:
+                found[tx] = {**facts, "role": role}
+    return found
