@@ -28,6 +28,7 @@ from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts, hotlist_listings, hotlist_payload, hotlist_version
 from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
+from citycard.tenants.terminals.journeys import journeys_of_transactions
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, issuer_purchase_tac_ok
 from citycard.terminal_kit.hotlist import grace_minutes, listing_at
@@ -95,7 +96,6 @@ def _journeys_of(records: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
     """{source tx id: journey} for the metro gate taps among ``records`` (one query, none for a batch of bus
     taps): the entry and the exit of one journey carry the same ``key``, so the issuer clears them as one
     journey (entry and exit amounts together), origin to destination."""
-    from citycard.tenants.terminals.journeys import journeys_of_transactions
 
     gated = [r["source_tx_id"] for r in records if r.get("service") != "bus"]
     return journeys_of_transactions(gated) if gated else {}

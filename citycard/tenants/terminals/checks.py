@@ -44,6 +44,7 @@ from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
 from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
 from citycard.tenants.cards.selectors import taps_hotlisted
+from citycard.tenants.terminals.journeys import journeys_record
 from citycard.tenants.terminals.recheck import fare_check
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import issuer_purchase_tac_ok
@@ -293,7 +294,6 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 def journey_pairing(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Not a check: metro entry and exit taps are paired into journeys here, in the same transaction as the
     checks (citycard.tenants.terminals.journeys). Flags nothing."""
-    from citycard.tenants.terminals.journeys import journeys_record
 
     journeys_record(tenant=ctx.tenant, taps=taps)
     return []

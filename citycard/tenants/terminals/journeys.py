@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Journey, JourneyStatus, Terminal
 from citycard.terminal_kit.transit import TripCodec, card_state
 
@@ -34,7 +35,6 @@ def _minute(at: dt.datetime) -> int:
 
 
 def _engine_at(tenant: Any, at: dt.datetime, cache: dict) -> Any:
-    from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
 
     if "versions" not in cache:
         cache["versions"] = fares_in_force(tenant=tenant)

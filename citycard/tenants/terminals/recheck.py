@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
+from citycard.tenants.terminals.journeys import gates_of
 from citycard.tenants.terminals.models import Transaction
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import Card, FareError, Trip
@@ -86,8 +87,6 @@ def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str,
     categories = {t.card_no: frozenset(t.categories or ()) for t in purchases}
     gated = {t.terminal_id for t in purchases if t.service != "bus"}
     if gated:
-        from citycard.tenants.terminals.journeys import gates_of
-
         gates = gates_of(gated)
     else:
         gates = {}
