@@ -24,17 +24,17 @@ class ItemCategory(models.TextChoices):
     """What an item is; a policy's reimbursement ratio is set per category. Shared by every city, so a
     treatment place's categories are the insured place's."""
 
-    DRUG = "drug", _("Drugs (药品)")
-    TREATMENT = "treatment", _("Examinations and treatment (诊疗项目)")
-    MATERIAL = "material", _("Medical materials (医用耗材)")
-    FACILITY = "facility", _("Beds and facilities (医疗服务设施)")
+    DRUG = "drug", _("Drugs")
+    TREATMENT = "treatment", _("Examinations and treatment")
+    MATERIAL = "material", _("Medical materials")
+    FACILITY = "facility", _("Beds and facilities")
 
 
 class InsuredCategory(models.TextChoices):
     """Which scheme a person is insured under; each has its own policy (待遇)."""
 
-    EMPLOYEE = "employee", _("Employees' basic medical insurance (职工医保)")
-    RESIDENT = "resident", _("Urban and rural residents' medical insurance (城乡居民医保)")
+    EMPLOYEE = "employee", _("Employees' basic medical insurance")
+    RESIDENT = "resident", _("Urban and rural residents' medical insurance")
 
 
 class CatalogueItem(models.Model):
@@ -183,14 +183,14 @@ class Claim(models.Model):
     department = models.CharField(_("hospital"), max_length=100, blank=True)
     treated_at = models.DateTimeField(_("treated at"))
     total_fen = models.BigIntegerField(_("total (fen)"))
-    eligible = models.JSONField(_("eligible (fen) per category"), help_text="{category: eligible fen}")
+    eligible = models.JSONField(_("eligible (fen) per category"), help_text=_("{category: eligible fen}"))
     fund_fen = models.BigIntegerField(_("fund share (fen)"), null=True, blank=True)
     patient_fen = models.BigIntegerField(_("patient share (fen)"), null=True, blank=True)
     items = models.JSONField(_("lines"), default=list)
-    detail = models.JSONField(default=dict, blank=True)
+    detail = models.JSONField(default=dict, blank=True, verbose_name=_("detail"))
     # Treatment place: the hospital's own claim id, what it sent (for idempotent resubmission), by whom.
     hospital_claim_no = models.CharField(_("hospital's claim id"), max_length=40, blank=True)
-    request_sha256 = models.CharField(max_length=64, blank=True)
+    request_sha256 = models.CharField(max_length=64, blank=True, verbose_name=_("request sha256"))
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
     submitted_by = models.CharField(_("submitted by"), max_length=150, blank=True)
     # Insured place: the person's category and the policy the claim was adjudicated under, if any.
