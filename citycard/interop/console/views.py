@@ -39,13 +39,13 @@ STEPS = {
     "close": (
         "open",
         services.cycle_close,
-        gettext_lazy("截止 Close"),
+        gettext_lazy("Close"),
         gettext_lazy("Cut the cycle off: no record joins it any more (late ones go to the next cycle)."),
     ),
     "validate": (
         "closed",
         services.cycle_validate,
-        gettext_lazy("校验 Validate"),
+        gettext_lazy("Validate"),
         gettext_lazy(
             "Each issuer validates its records; rejected ones become exceptions for their acquirers."
         ),
@@ -53,13 +53,13 @@ STEPS = {
     "net": (
         "validated",
         services.cycle_net,
-        gettext_lazy("轧差 Net"),
+        gettext_lazy("Netting"),
         gettext_lazy("The bilateral matrix and the net positions, posted to the ledger."),
     ),
     "settle": (
         "netted",
         services.cycle_settle,
-        gettext_lazy("结算 Settle"),
+        gettext_lazy("Settle"),
         gettext_lazy("Settlement instructions and every participant's reconciliation file are sent."),
     ),
 }
