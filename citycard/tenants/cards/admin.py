@@ -252,7 +252,7 @@ class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
     def category_list(self, obj):
         return ", ".join(sorted({c.code for c in obj.categories.all()}))
 
-    @admin.display(description=_("born (出生年代)"), ordering="birth_decade")
+    @admin.display(description=_("born (decade)"), ordering="birth_decade")
     def born(self, obj):
         return decade_label(obj.birth_decade)
 

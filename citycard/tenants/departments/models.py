@@ -136,5 +136,5 @@ class Onboarding(Department):
 
     class Meta:
         proxy = True
-        verbose_name = _("onboarding checklist (入驻清单)")
-        verbose_name_plural = _("onboarding checklist (入驻清单)")
+        verbose_name = _("onboarding checklist")
+        verbose_name_plural = _("onboarding checklist")
