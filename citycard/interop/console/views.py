@@ -178,10 +178,11 @@ def _why_stuck(cycle: ClearingCycle, now: dt.datetime) -> str:
             "idle": _idle((now - cycle.cut_off_at).total_seconds())
         }
     since = cycle.last_moved or cycle.cut_off_at
-    return _("%(state)s for %(idle)s since its last step: %(step)s it") % {
-        "state": cycle.state,
+    step = NEXT_STEP.get(cycle.state)
+    return _("%(state)s for %(idle)s since its last step; next: %(step)s") % {
+        "state": cycle.get_state_display(),
         "idle": _idle((now - since).total_seconds()),
-        "step": NEXT_STEP.get(cycle.state, ""),
+        "step": STEPS[step][2] if step else "",
     }
 
 

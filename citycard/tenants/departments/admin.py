@@ -1,5 +1,5 @@
 """Tenant admin: departments and service points (a county onboards its own), data grants, the read log, and
-the onboarding checklist — a county's own, and for a city administrator its counties' too. Every
+the onboarding checklist (入驻清单) — a county's own, and for a city administrator its counties' too. Every
 change goes through the services, which write the audit entries the checklist names."""
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class DataReadAdmin(admin.ModelAdmin):
 
 @admin.register(Onboarding, site=tenant_admin)
 class OnboardingAdmin(admin.ModelAdmin):
-    """The onboarding checklist: each step, done or not, who did it and when, who does it and a
+    """The onboarding checklist (入驻清单): each step, done or not, who did it and when, who does it and a
     link to where. A county officer sees the county's; a city administrator the city's and each county's
     (the links then lead to the county's own site, where its officers work)."""
 

@@ -92,7 +92,9 @@ def _service_error(form: forms.Form, exc: DomainError, fields: dict[str, str]) -
 class CatalogueItemForm(forms.ModelForm):
     unit_price = YuanField(label=_("unit price (yuan)"))
     self_pay = PercentField(
-        label=_("self-pay share (%)"), required=False, help_text=_("only: what the patient pays first.")
+        label=_("self-pay share (%)"),
+        required=False,
+        help_text=_("Class B only: what the patient pays first."),
     )
     FIELDS = {"unit_price_fen": "unit_price", "self_pay_bps": "self_pay"}
 
@@ -527,7 +529,7 @@ class ClaimAdmin(admin.ModelAdmin):
             "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table><p>{}</p>",
             _("category"),
             _("eligible"),
-            _("taken"),
+            _("deductible taken"),
             _("reimbursement ratio"),
             _("fund share"),
             rows,
@@ -592,7 +594,7 @@ class InsuredYearAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description=_("used / of"))
+    @admin.display(description=_("deductible used / of"))
     def deductible_used(self, obj):
         of = f" / {yuan(obj.deductible_fen)}" if obj.deductible_fen is not None else ""
         return f"{yuan(obj.deductible_used_fen)}{of}"

@@ -40,7 +40,7 @@ def test_simulator_shows_fare_and_trace(hz_admin):
     )
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Fare 100 fen (base 200 fen)" in html and "hz-elderly-peak" in html and "hangzhou rules v1" in html
+    assert "票价 100 分（基础 200 分）" in html and "hz-elderly-peak" in html and "hangzhou 规则 v1" in html
     error = hz_admin.get(
         "/admin/fares/legrule/simulator/",
         {"service": "ferry", "route": "1", "at": "2026-11-23 08:10", "scheme": "01"},
@@ -52,9 +52,7 @@ def test_simulator_shows_fare_and_trace(hz_admin):
 def test_publish_from_the_admin(hz_admin, tenant):
     with tenant_context(tenant("hangzhou")):
         LegRule.objects.filter(code="hz-card-91").update(value=8500)
-    assert (
-        "The rules are valid" in hz_admin.get("/admin/fares/legrule/publish/", HTTP_HOST=HZ).content.decode()
-    )
+    assert "规则有效" in hz_admin.get("/admin/fares/legrule/publish/", HTTP_HOST=HZ).content.decode()
     response = hz_admin.post("/admin/fares/legrule/publish/", HTTP_HOST=HZ)
     assert response.status_code == 302
     assert tenant("hangzhou").publications.filter(kind="fare_rules").count() == 2
