@@ -73,7 +73,7 @@ def test_other_routes_keep_djangos_body_limit(client, settings):
         ("post", "/terminal/v1/hotlist", 405, "method_not_allowed", "POST is not allowed here; use GET"),
         ("get", "/terminal/v1/keys", 404, "not_found", "the path no terminal route"),
         ("get", "/terminal", 404, "not_found", "the path no terminal route"),
-        ("get", "/terminal/v1/hotlist?since=1", 401, "unsigned", "sign the request"),
+        ("get", "/terminal/v1/hotlist?since=1", 401, "unsigned", "X-Terminal-Signature"),
     ],
 )
 def test_routing_and_method_answers_are_json(client, method, path, status, code, says):
