@@ -31,6 +31,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.agreements import (
@@ -537,7 +538,9 @@ def _locked(cycle: ClearingCycle) -> ClearingCycle:
 
 def _refuse_step(cycle: ClearingCycle, step: str, needed: str) -> None:
     raise Conflict(
-        f"cycle {cycle_label(cycle)} is {cycle.state}; {step} needs it {needed}", code="cycle_state"
+        gettext("cycle %(cycle)s is %(state)s; %(step)s needs it %(needed)s")
+        % {"cycle": cycle_label(cycle), "state": cycle.state, "step": step, "needed": needed},
+        code="cycle_state",
     )
 
 
@@ -561,8 +564,8 @@ def cycle_close(
         return cycle
     if now < cycle.cut_off_at:
         raise Conflict(
-            f"cycle {cycle_label(cycle)} cuts off at {cycle.cut_off_at.astimezone(SHANGHAI).isoformat()};"
-            " it cannot close before",
+            gettext("cycle %(cycle)s cuts off at %(cut_off)s; it cannot close before")
+            % {"cycle": cycle_label(cycle), "cut_off": cycle.cut_off_at.astimezone(SHANGHAI).isoformat()},
             code="before_cut_off",
         )
     cycle.state, cycle.closed_at, cycle.progressed_at = CycleState.CLOSED, now, timezone.now()
@@ -1250,22 +1253,29 @@ def dispute_raise(
         ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
     )
     if record is None:
-        raise NotFound(f"no clearing record {record_id!r}", field="record_id")
+        raise NotFound(gettext("no clearing record %(record)r") % {"record": record_id}, field="record_id")
     if raised_by not in (record.acquirer, record.issuer):
-        raise DomainError(f"{raised_by} is not a party to record {record_id}", code="not_a_party")
+        raise DomainError(
+            gettext("%(party)s is not a party to record %(record)s")
+            % {"party": raised_by, "record": record_id},
+            code="not_a_party",
+        )
     cycle = record.cycle
     if not _past(cycle, CycleState.SETTLED):
         raise Conflict(
-            f"record {record_id} is in cycle {cycle_label(cycle)}, not settled yet", code="cycle_state"
+            gettext("record %(record)s is in cycle %(cycle)s, not settled yet")
+            % {"record": record_id, "cycle": cycle_label(cycle)},
+            code="cycle_state",
         )
     deadline = cycle.settled_at + dt.timedelta(days=cycle.agreement.dispute_window_days)
     if now > deadline:
         raise DomainError(
-            f"the dispute window of {cycle_label(cycle)} ended at {deadline.isoformat()}",
+            gettext("the dispute window of %(cycle)s ended at %(deadline)s")
+            % {"cycle": cycle_label(cycle), "deadline": deadline.isoformat()},
             code="window_closed",
         )
     if record.kind == RecordKind.ADJUSTMENT:
-        raise DomainError("an adjustment cannot be disputed", code="invalid")
+        raise DomainError(gettext("an adjustment cannot be disputed"), code="invalid")
     existing = Dispute.objects.filter(record=record).exclude(state=DisputeState.REJECTED).first()
     if existing is not None:
         return existing
@@ -1296,9 +1306,12 @@ def dispute_resolve(
         .first()
     )
     if dispute is None:
-        raise NotFound(f"no dispute {dispute_id}", field="dispute")
+        raise NotFound(gettext("no dispute %(id)s") % {"id": dispute_id}, field="dispute")
     if dispute.state != DisputeState.OPEN:
-        raise Conflict(f"dispute {dispute_id} is already {dispute.state}", code="dispute_state")
+        raise Conflict(
+            gettext("dispute %(id)s is already %(state)s") % {"id": dispute_id, "state": dispute.state},
+            code="dispute_state",
+        )
     record = dispute.record
     if accept:
         agreement = record.cycle.agreement

@@ -217,7 +217,7 @@ def test_clerks_step_a_cycle_after_a_confirmation_and_a_refusal_says_why(cycles,
     assert page.status_code == 200 and "确认" in page.content.decode()  # Confirm
     assert ClearingCycle.objects.get(business_date=NEXT).state == "open"  # asking is not doing
     refused = clerk.post(url, **HOST)  # before NEXT's cut-off (NEXT+1 04:00)
-    assert refused.status_code == 409 and "cannot close before" in refused.content.decode()
+    assert refused.status_code == 409 and "此前不能截止" in refused.content.decode()  # cannot close before
     fixed_now.at = dt.datetime(2026, 11, 23, 5, 0, tzinfo=SHANGHAI)
     done = clerk.post(url, **HOST)
     assert done.status_code == 302 and done["Location"] == f"/console/cycles/yrd/transit/{NEXT.isoformat()}/"
@@ -261,7 +261,7 @@ def test_clerks_raise_and_resolve_a_dispute_through_the_services_audited(cycles,
         "interop.dispute_resolve": "user:clerk-wang",
     }
     again = clerk.post(resolve, {"decision": "reject", "resolution": "twice"}, **HOST)
-    assert again.status_code == 409 and "already accepted" in again.content.decode()
+    assert again.status_code == 409 and "已是 accepted 状态" in again.content.decode()  # already accepted
 
 
 def test_the_platform_home_links_the_console(clerk):
