@@ -415,7 +415,7 @@ class BilateralPosition(models.Model):
     )
     issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
     acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
-    records = models.BigIntegerField(verbose_name=_("records"))
+    records = models.BigIntegerField(verbose_name=_("record count"))
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     issuer_fee_fen = models.BigIntegerField(verbose_name=_("issuer fee (fen)"))
     network_fee_fen = models.BigIntegerField(verbose_name=_("network fee (fen)"))
