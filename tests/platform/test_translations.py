@@ -12,6 +12,7 @@ import polib
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import translation
 
 PACKAGE = Path(__file__).resolve().parents[2] / "citycard"
 PO = PACKAGE / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
@@ -95,3 +96,18 @@ def test_the_compiled_catalogue_is_the_one_the_po_makes():
     }
     mo.pop(("", ""), None)  # the header
     assert mo == po, "the .mo is stale: run `make messages`"
+
+
+def test_django_reads_every_translation_from_the_catalogue():
+    """Through LOCALE_PATHS and the compiled .mo, as the pages read them. (No msgid holds a backslash: a
+    template's literal and makemessages' extraction escape it differently, so it would never match.)"""
+    assert not [e.msgid for e in _catalogue() if "\\" in e.msgid]
+    with translation.override("zh-hans"):
+        wrong = [
+            e.msgid
+            for e in _catalogue().translated_entries()
+            if not e.msgid_plural and not e.msgctxt and translation.gettext(e.msgid) != e.msgstr
+        ]
+    assert not wrong, wrong[:10]
+    with translation.override("en"):
+        assert translation.gettext("Net positions") == "Net positions"
