@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from citycard.terminal_kit.fares import document as D
@@ -37,18 +38,23 @@ def _check_codes(values, allowed, field: str) -> None:
     (``services.<entity>_create`` / ``_change``); publishing re-validates the whole document anyway."""
     unknown = [v for v in values if v not in allowed]
     if unknown:
-        raise ValidationError({field: f"unknown: {', '.join(unknown)} (known: {', '.join(allowed)})"})
+        raise ValidationError(
+            {
+                field: gettext("unknown: %(unknown)s (known: %(known)s)")
+                % {"unknown": ", ".join(unknown), "known": ", ".join(allowed)}
+            }
+        )
 
 
 def _check_dates(row) -> None:
     if row.valid_from and row.valid_to and row.valid_from > row.valid_to:
-        raise ValidationError({"valid_to": "valid_to is before valid_from"})
+        raise ValidationError({"valid_to": gettext("valid_to is before valid_from")})
 
 
 def _check_not_negative(row, field: str) -> None:
     value = getattr(row, field)
     if value is not None and value < 0:
-        raise ValidationError({field: "a negative amount is refused (fares are never negative)"})
+        raise ValidationError({field: gettext("a negative amount is refused (fares are never negative)")})
 
 
 def _codes(max_length: int = 20, help_text: str = "", verbose_name: str | None = None) -> ArrayField:
@@ -83,10 +89,13 @@ class RouteSet(models.Model):
         for low, high in self.range_pairs():
             if low < 0 or low > high:
                 raise ValidationError(
-                    {"ranges": f"{self.ranges!r}: write ranges as low-high, e.g. 1-499, 600-699"}
+                    {
+                        "ranges": gettext("%(ranges)r: write ranges as low-high, e.g. 1-499, 600-699")
+                        % {"ranges": self.ranges}
+                    }
                 )
         if not self.routes and not self.ranges.strip():
-            raise ValidationError("a route set needs routes or ranges")
+            raise ValidationError(gettext("a route set needs routes or ranges"))
 
     def range_pairs(self) -> list[list[int]]:
         pairs = []
@@ -142,13 +151,15 @@ class TimeframeWindow(models.Model):
 
     def clean(self) -> None:
         if not self.days or any(not 1 <= d <= 7 for d in self.days):
-            raise ValidationError({"days": "ISO weekdays 1 (Monday) to 7 (Sunday)"})
+            raise ValidationError({"days": gettext("ISO weekdays 1 (Monday) to 7 (Sunday)")})
         if (
             D._minute(self.start) is None
             or D._minute(self.end) is None
             or D._minute(self.start) >= D._minute(self.end)
         ):
-            raise ValidationError("start and end are HH:MM with start before end (end 24:00 at the latest)")
+            raise ValidationError(
+                gettext("start and end are HH:MM with start before end (end 24:00 at the latest)")
+            )
 
 
 class Quota(models.Model):
@@ -253,9 +264,13 @@ class LegRule(models.Model):
         _check_codes(self.categories, D.CATEGORIES, "categories")
         _check_codes(self.media, D.MEDIA, "media")
         if self.kind != self.Kind.FREE and self.value < 0:
-            raise ValidationError({"value": "a negative value is refused (fares are never negative)"})
+            raise ValidationError(
+                {"value": gettext("a negative value is refused (fares are never negative)")}
+            )
         if self.kind == self.Kind.PERCENT and self.value > 10000 and not self.above_base:
-            raise ValidationError({"value": "more than 10000 basis points needs 'above base' ticked"})
+            raise ValidationError(
+                {"value": gettext("more than 10000 basis points needs 'above base' ticked")}
+            )
         _check_dates(self)
 
 
@@ -365,8 +380,8 @@ class VisitorPolicy(models.Model):
 
     def clean(self) -> None:
         if self.scope == self.Scope.TENANT and not (len(self.key) == 6 and self.key.isdigit()):
-            raise ValidationError({"key": "a home tenant is named by its 6-digit division code"})
+            raise ValidationError({"key": gettext("a home tenant is named by its 6-digit division code")})
         if self.scope == self.Scope.NETWORK and not self.key:
-            raise ValidationError({"key": "name the network (yrd, gba)"})
+            raise ValidationError({"key": gettext("name the network (yrd, gba)")})
         if self.scope == self.Scope.DEFAULT and self.key:
-            raise ValidationError({"key": "the default policy has no key"})
+            raise ValidationError({"key": gettext("the default policy has no key")})

@@ -62,7 +62,7 @@ def test_admin_forms_refuse_bad_rows_at_once(hz_admin):
     page = hz_admin.post(
         "/admin/fares/routeset/add/", {"code": "night", "service": "bus", "ranges": "499-1"}, HTTP_HOST=HZ
     )
-    assert page.status_code == 200 and "write ranges as low-high" in page.content.decode()
+    assert page.status_code == 200 and "范围请写成 低-高" in page.content.decode()  # write ranges as low-high
     page = hz_admin.post(
         "/admin/fares/legrule/add/",
         {
@@ -75,7 +75,7 @@ def test_admin_forms_refuse_bad_rows_at_once(hz_admin):
         },
         HTTP_HOST=HZ,
     )
-    assert "unknown: pensioner" in page.content.decode()
+    assert "未知：pensioner" in page.content.decode()  # unknown: pensioner
 
 
 # --- editing goes through the services -------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_admin_timeframe_saved_with_its_windows(hz_admin, tenant):
         ]
     bad = {"code": "late", **management, **window, "windows-0-start": "23:00"}
     page = hz_admin.post("/admin/fares/timeframe/add/", bad, HTTP_HOST=HZ)
-    assert page.status_code == 200 and "start before end" in page.content.decode()
+    assert page.status_code == 200 and "开始早于结束" in page.content.decode()  # start before end
     assert not _rows(hz, Timeframe, code="late")
 
 
@@ -271,4 +271,4 @@ def test_admin_changes_a_visitor_policy_named_by_scope_and_key(hz_admin, tenant)
         {"scope": "tenant", "key": "hz", "policy": "host_rules"},
         HTTP_HOST=HZ,
     )
-    assert page.status_code == 200 and "6-digit division code" in page.content.decode()
+    assert page.status_code == 200 and "6 位行政区划代码" in page.content.decode()  # 6-digit division code
