@@ -44,7 +44,9 @@ class DomainInline(admin.TabularInline):
 class TenantCreationForm(forms.ModelForm):
     """Creating a tenant goes through services.tenant_create (schema cloned, domain added)."""
 
-    parent_code = forms.CharField(required=False, help_text=_("For a county: its city's tenant code."))
+    parent_code = forms.CharField(
+        required=False, help_text=_("For a county: its city's tenant code."), label=_("parent code")
+    )
 
     class Meta:
         model = Tenant
@@ -243,8 +245,12 @@ tenant_admin.register(User, TenantUserAdmin)
 
 
 class ApiKeyIssueForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
-    expires_at = forms.DateTimeField(required=False, help_text=_("Default: in 365 days; at most 3 years."))
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, label=_("scopes")
+    )
+    expires_at = forms.DateTimeField(
+        required=False, help_text=_("Default: in 365 days; at most 3 years."), label=_("expires at")
+    )
 
     class Meta:
         model = ApiKey

@@ -140,10 +140,10 @@ class CardholderRegistrationForm(forms.ModelForm):
     """Registering goes through services.cardholder_register (ID checked, encrypted, audit written)."""
 
     id_number = forms.CharField(
-        max_length=18, help_text=_("18 characters; checked against its GB 11643 digit.")
+        max_length=18, help_text=_("18 characters; checked against its GB 11643 digit."), label=_("id number")
     )
-    phone = forms.CharField(max_length=20, required=False)
-    address = forms.CharField(max_length=200, required=False)
+    phone = forms.CharField(max_length=20, required=False, label=_("phone"))
+    address = forms.CharField(max_length=200, required=False, label=_("address"))
 
     def clean_id_number(self) -> str:
         return _clean(
@@ -179,9 +179,14 @@ class CardholderChangeForm(forms.ModelForm):
     """Changes go through services.cardholder_update: a new phone or address is typed in full (the stored
     ones are shown masked only) and left empty to keep what is stored."""
 
-    new_phone = forms.CharField(max_length=20, required=False, help_text=_("Leave empty to keep the phone."))
+    new_phone = forms.CharField(
+        max_length=20, required=False, help_text=_("Leave empty to keep the phone."), label=_("new phone")
+    )
     new_address = forms.CharField(
-        max_length=200, required=False, help_text=_("Leave empty to keep the address.")
+        max_length=200,
+        required=False,
+        help_text=_("Leave empty to keep the address."),
+        label=_("new address"),
     )
 
     def clean_new_phone(self) -> str:

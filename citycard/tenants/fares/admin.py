@@ -314,19 +314,20 @@ class VisitorPolicyAdmin(RuleAdmin):
 
 
 class SimulatorForm(forms.Form):
-    service = forms.ChoiceField(choices=SERVICE_CHOICES, initial="bus")
-    route = forms.CharField(max_length=40)
-    at = forms.DateTimeField(help_text=_("Local time (Asia/Shanghai), e.g. 2026-11-23 08:10"))
+    service = forms.ChoiceField(choices=SERVICE_CHOICES, initial="bus", label=_("service"))
+    route = forms.CharField(max_length=40, label=_("route"))
+    at = forms.DateTimeField(help_text=_("Local time (Asia/Shanghai), e.g. 2026-11-23 08:10"), label=_("at"))
     categories = forms.MultipleChoiceField(
-        choices=CATEGORY_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+        choices=CATEGORY_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("categories")
     )
     scheme = forms.ChoiceField(choices=MEDIA_CHOICES, initial="01", label=_("card scheme"))
     issuer = forms.CharField(
         max_length=6,
         required=False,
         help_text=_("Issuer division code of a visitor's card (blank: a local card)"),
+        label=_("issuer"),
     )
-    monthly_pass = forms.BooleanField(required=False)
+    monthly_pass = forms.BooleanField(required=False, label=_("monthly pass"))
     draft = forms.BooleanField(
-        required=False, help_text=_("Use the unpublished rules (preview before publishing)")
+        required=False, help_text=_("Use the unpublished rules (preview before publishing)"), label=_("draft")
     )

@@ -38,7 +38,9 @@ class TerminalKeyInline(admin.TabularInline):
 class TerminalRegistrationForm(forms.ModelForm):
     """Registering goes through services.terminal_register (key stored, audit written)."""
 
-    public_key = forms.CharField(help_text=_("The terminal's Ed25519 public key, base64 or hex (32 bytes)."))
+    public_key = forms.CharField(
+        help_text=_("The terminal's Ed25519 public key, base64 or hex (32 bytes)."), label=_("public key")
+    )
 
     class Meta:
         model = Terminal
