@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export CITYCARD_DATA_DIR ?= $(CURDIR)/.citycard/demo
-SYSTEM_PACKAGES := pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig redis-server chromium fonts-wqy-zenhei
+SYSTEM_PACKAGES := pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig redis-server chromium fonts-wqy-zenhei gettext
 
-.PHONY: demo test system-deps venv lint bench clean
+.PHONY: demo test system-deps venv messages messages-update lint bench clean
 
 # System packages for the smart-card stack (pcscd + vpcd, pyscard's build), Redis (the embedded Celery
 # broker, which hands a task whose worker died out again) and Chromium with CJK fonts (the console's browser
-# tests, tests/e2e/test_console_browser.py); only as root.
+# tests, tests/e2e/test_console_browser.py) and gettext (msgfmt compiles the zh_Hans catalogue); only as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,11 +28,24 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
-demo: system-deps venv
+# The translation catalogues (Chinese first: citycard/locale/zh_Hans): the .po is committed, its .mo is built
+# here with Django's compilemessages (gettext's msgfmt) and never committed. docs/configuration.md, "Languages".
+LOCALE_MO := $(patsubst %.po,%.mo,$(wildcard citycard/locale/*/LC_MESSAGES/django.po))
+messages: $(LOCALE_MO)
+
+citycard/locale/%/LC_MESSAGES/django.mo: citycard/locale/%/LC_MESSAGES/django.po $(BIN)/.installed
+	cd citycard && ../$(BIN)/django-admin compilemessages --locale $* --verbosity 0
+
+# After wrapping new strings: add them to the catalogue (then translate every empty msgstr, and run make).
+messages-update: venv
+	cd citycard && ../$(BIN)/django-admin makemessages --locale zh_Hans --settings citycard.platform.settings \
+	  --ignore 'terminal_kit/*' --add-location file --no-obsolete --verbosity 0
+
+demo: system-deps venv messages
 	$(BIN)/citycard demo $(ARGS)
 
 # Lint first: a tree that is not ruff-clean, ruff-formatted and within its import contracts fails fast.
-test: system-deps venv lint
+test: system-deps venv messages lint
 	CITYCARD_DATA_DIR=$(CURDIR)/.citycard/test $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -10,8 +10,13 @@ own, uniquely named rows.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "citycard" / "locale"
 
 # (code, division) in creation order; cities before counties.
 SESSION_TENANTS = [
@@ -32,6 +37,18 @@ SESSION_MEMBERSHIPS = [
     ("gba", "dongguan"),
     ("gba", "shenzhen"),
 ]
+
+
+def pytest_sessionstart(session) -> None:
+    """The translation catalogues compiled as `make` compiles them (a bare `pytest` run too): each .mo built
+    from its committed .po when missing or older. Without gettext's msgfmt nothing is built here and
+    tests/platform/test_translations.py says to run `make messages`."""
+    if shutil.which("msgfmt") is None:
+        return
+    for po in LOCALE_DIR.glob("*/LC_MESSAGES/django.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            subprocess.run(["msgfmt", "--check", "-o", str(mo), str(po)], check=True)
 
 
 @pytest.fixture(scope="session")

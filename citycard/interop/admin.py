@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.models import (
     AgreementVersion,
@@ -43,16 +44,23 @@ class RoamingAgreementAdmin(ReadOnlyAdmin):
         "in_force_today",
     )
 
-    @admin.display(description="version in force today")
+    @admin.display(description=_("version in force today"))
     def in_force_today(self, obj: RoamingAgreement) -> str:
         version = obj.version_on(timezone.localdate())
         if version is None:
             return "—"
-        return (
-            f"v{version.number} from {version.effective_from}: {version.get_visitor_policy_display()}, "
-            f"issuer {version.issuer_fee_bps} bps, network {version.network_fee_bps} bps, "
-            f"cut-off {version.cut_off:%H:%M}, grace {version.hotlist_grace_minutes} min"
-        )
+        return _(
+            "v%(number)s from %(day)s: %(policy)s, issuer %(issuer)s bps, network %(network)s bps, "
+            "cut-off %(cut_off)s, grace %(grace)s min"
+        ) % {
+            "number": version.number,
+            "day": version.effective_from,
+            "policy": version.get_visitor_policy_display(),
+            "issuer": version.issuer_fee_bps,
+            "network": version.network_fee_bps,
+            "cut_off": f"{version.cut_off:%H:%M}",
+            "grace": version.hotlist_grace_minutes,
+        }
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("network").prefetch_related("versions")
@@ -71,7 +79,7 @@ class AgreementVersionForm(forms.ModelForm):
             "hotlist_grace_minutes",
             "note",
         )
-        help_texts = {"effective_from": "The first business date it prices and clears (YYYY-MM-DD)."}
+        help_texts = {"effective_from": _("The first business date it prices and clears (YYYY-MM-DD).")}
 
 
 @admin.register(AgreementVersion, site=platform_admin)
@@ -182,7 +190,7 @@ class ClearingRecordAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).with_status()
 
-    @admin.display(description="status", ordering="current_status")
+    @admin.display(description=_("status"), ordering="current_status")
     def current_status(self, obj: ClearingRecord) -> str:
         return obj.current_status
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class InteropConfig(AppConfig):
@@ -6,7 +7,7 @@ class InteropConfig(AppConfig):
 
     name = "citycard.interop"
     label = "interop"
-    verbose_name = "Interop clearing"
+    verbose_name = _("Interop clearing")
 
     role_permissions = {
         "clearing_staff": {

@@ -8,24 +8,25 @@ import zlib
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.models import RoamingNetwork
 
 
 class Service(models.TextChoices):
-    TRANSIT = "transit", "Transit (交通)"
-    MEDICAL = "medical", "Medical (异地就医)"
+    TRANSIT = "transit", _("Transit")
+    MEDICAL = "medical", _("Medical")
 
 
 class CyclePeriod(models.TextChoices):
-    DAILY = "daily", "Daily"
-    MONTHLY = "monthly", "Monthly"
+    DAILY = "daily", _("Daily")
+    MONTHLY = "monthly", _("Monthly")
 
 
 class VisitorPolicy(models.TextChoices):
-    LOCAL_FARE = "local_fare", "Visitors pay the acquirer's standard fare"
-    LOCAL_DISCOUNTS = "local_discounts", "Visitors get the acquirer's card discounts"
-    HOME_CATEGORIES = "home_categories", "Visitors' home categories (elderly, student…) honoured"
+    LOCAL_FARE = "local_fare", _("Visitors pay the acquirer's standard fare")
+    LOCAL_DISCOUNTS = "local_discounts", _("Visitors get the acquirer's card discounts")
+    HOME_CATEGORIES = "home_categories", _("Visitors' home categories (elderly, student…) honoured")
 
 
 class RoamingAgreement(models.Model):
@@ -33,18 +34,28 @@ class RoamingAgreement(models.Model):
     changes over time — fees, visitor policy, cut-off, hotlist grace — is in its dated versions
     (``AgreementVersion``); a record is priced and cleared by the version in force on its business date."""
 
-    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="agreements")
-    service = models.CharField(max_length=10, choices=Service.choices)
-    operator = models.SlugField(
-        max_length=30, help_text="The network operator as a settlement participant (e.g. yrd-operator)."
+    network = models.ForeignKey(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="agreements", verbose_name=_("network")
     )
-    period = models.CharField(max_length=10, choices=CyclePeriod.choices, default=CyclePeriod.DAILY)
-    settlement_lag_days = models.PositiveIntegerField(default=1, help_text="T+n settlement.")
-    dispute_window_days = models.PositiveIntegerField(default=30)
-    valid_from = models.DateField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    service = models.CharField(max_length=10, choices=Service.choices, verbose_name=_("service"))
+    operator = models.SlugField(
+        max_length=30,
+        help_text=_("The network operator as a settlement participant (e.g. yrd-operator)."),
+        verbose_name=_("operator"),
+    )
+    period = models.CharField(
+        max_length=10, choices=CyclePeriod.choices, default=CyclePeriod.DAILY, verbose_name=_("period")
+    )
+    settlement_lag_days = models.PositiveIntegerField(
+        default=1, help_text=_("T+n settlement."), verbose_name=_("settlement lag days")
+    )
+    dispute_window_days = models.PositiveIntegerField(default=30, verbose_name=_("dispute window days"))
+    valid_from = models.DateField(verbose_name=_("valid from"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("roaming agreement")
+        verbose_name_plural = _("roaming agreements")
         ordering = ["network__code", "service"]
         constraints = [
             models.UniqueConstraint(fields=["network", "service"], name="agreement_one_per_service"),
@@ -90,25 +101,49 @@ class AgreementVersion(models.Model):
     date) until the next version's. Never changed once written: a change is a new version
     (``services.agreement_version_add``)."""
 
-    agreement = models.ForeignKey(RoamingAgreement, on_delete=models.PROTECT, related_name="versions")
-    number = models.PositiveIntegerField(help_text="1, 2, 3… per agreement, in the order they were added.")
-    effective_from = models.DateField(help_text="The first business date it prices and clears.")
-    visitor_policy = models.CharField(max_length=20, choices=VisitorPolicy.choices, default="local_discounts")
+    agreement = models.ForeignKey(
+        RoamingAgreement, on_delete=models.PROTECT, related_name="versions", verbose_name=_("agreement")
+    )
+    number = models.PositiveIntegerField(
+        help_text=_("1, 2, 3… per agreement, in the order they were added."), verbose_name=_("number")
+    )
+    effective_from = models.DateField(
+        help_text=_("The first business date it prices and clears."), verbose_name=_("effective from")
+    )
+    visitor_policy = models.CharField(
+        max_length=20,
+        choices=VisitorPolicy.choices,
+        default="local_discounts",
+        verbose_name=_("visitor policy"),
+    )
     issuer_fee_bps = models.PositiveIntegerField(
-        default=0, help_text="Interchange the issuer keeps from what it owes the acquirer, basis points."
+        default=0,
+        help_text=_("Interchange the issuer keeps from what it owes the acquirer, basis points."),
+        verbose_name=_("issuer fee (basis points)"),
     )
     network_fee_bps = models.PositiveIntegerField(
-        default=0, help_text="The network operator's fee, borne by the acquirer, basis points."
+        default=0,
+        help_text=_("The network operator's fee, borne by the acquirer, basis points."),
+        verbose_name=_("network fee (basis points)"),
     )
     cut_off = models.TimeField(
-        default=dt.time(4, 0), help_text="Asia/Shanghai. Business date D runs from D cut_off to D+1 cut_off."
+        default=dt.time(4, 0),
+        help_text=_("Asia/Shanghai. Business date D runs from D cut_off to D+1 cut_off."),
+        verbose_name=_("cut off"),
     )
-    hotlist_grace_minutes = models.PositiveIntegerField(default=60)
-    note = models.CharField(max_length=200, blank=True, help_text="Why it changed (the decision, in words).")
-    created_at = models.DateTimeField()
-    created_by = models.CharField(max_length=150)
+    hotlist_grace_minutes = models.PositiveIntegerField(default=60, verbose_name=_("hotlist grace minutes"))
+    note = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=_("Why it changed (the decision, in words)."),
+        verbose_name=_("note"),
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
 
     class Meta:
+        verbose_name = _("agreement version")
+        verbose_name_plural = _("agreement versions")
         ordering = ["agreement_id", "effective_from", "number"]
         constraints = [
             models.UniqueConstraint(fields=["agreement", "number"], name="agreement_version_unique"),
@@ -131,15 +166,17 @@ class ReceivedMessage(models.Model):
     """Every envelope interop accepted, by (sender, message id): the idempotency memory (Mojaloop-style:
     same id + same body → the earlier result; same id, other body → conflict)."""
 
-    sender = models.CharField(max_length=30)
-    message_id = models.CharField(max_length=120)
-    kind = models.CharField(max_length=40)
-    body_sha256 = models.CharField(max_length=64)
-    key_id = models.CharField(max_length=60)
-    received_at = models.DateTimeField()
-    result = models.JSONField(default=dict)
+    sender = models.CharField(max_length=30, verbose_name=_("sender"))
+    message_id = models.CharField(max_length=120, verbose_name=_("message id"))
+    kind = models.CharField(max_length=40, verbose_name=_("kind"))
+    body_sha256 = models.CharField(max_length=64, verbose_name=_("body sha256"))
+    key_id = models.CharField(max_length=60, verbose_name=_("key id"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
+    result = models.JSONField(default=dict, verbose_name=_("result"))
 
     class Meta:
+        verbose_name = _("received message")
+        verbose_name_plural = _("received messages")
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["sender", "message_id"], name="received_unique")]
 
@@ -147,62 +184,82 @@ class ReceivedMessage(models.Model):
 class SeenNonce(models.Model):
     """One transmission of an envelope; the same nonce twice is a replay."""
 
-    sender = models.CharField(max_length=30)
-    nonce = models.CharField(max_length=64)
-    message_id = models.CharField(max_length=120)
-    seen_at = models.DateTimeField()
+    sender = models.CharField(max_length=30, verbose_name=_("sender"))
+    nonce = models.CharField(max_length=64, verbose_name=_("nonce"))
+    message_id = models.CharField(max_length=120, verbose_name=_("message id"))
+    seen_at = models.DateTimeField(verbose_name=_("seen at"))
 
     class Meta:
+        verbose_name = _("seen nonce")
+        verbose_name_plural = _("seen nonces")
         constraints = [models.UniqueConstraint(fields=["sender", "nonce"], name="nonce_unique")]
 
 
 class MessageRefusal(models.Model):
     """An envelope refused, and why (also in the platform's audit chain)."""
 
-    sender = models.CharField(max_length=30, blank=True)
-    message_id = models.CharField(max_length=120, blank=True)
-    kind = models.CharField(max_length=40, blank=True)
-    code = models.CharField(max_length=30)
-    message = models.CharField(max_length=400)
-    refused_at = models.DateTimeField()
+    sender = models.CharField(max_length=30, blank=True, verbose_name=_("sender"))
+    message_id = models.CharField(max_length=120, blank=True, verbose_name=_("message id"))
+    kind = models.CharField(max_length=40, blank=True, verbose_name=_("kind"))
+    code = models.CharField(max_length=30, verbose_name=_("code"))
+    message = models.CharField(max_length=400, verbose_name=_("message"))
+    refused_at = models.DateTimeField(verbose_name=_("refused at"))
 
     class Meta:
+        verbose_name = _("message refusal")
+        verbose_name_plural = _("message refusals")
         ordering = ["-id"]
 
 
 class CycleState(models.TextChoices):
-    OPEN = "open", "Open"
-    CLOSED = "closed", "Closed (cut off)"
-    VALIDATED = "validated", "Validated by the issuers"
-    NETTED = "netted", "Netted"
-    SETTLED = "settled", "Settled"
-    DISPUTED = "disputed", "Settled, with open disputes"
+    OPEN = "open", _("Open")
+    CLOSED = "closed", _("Closed (cut off)")
+    VALIDATED = "validated", _("Validated by the issuers")
+    NETTED = "netted", _("Netted")
+    SETTLED = "settled", _("Settled")
+    DISPUTED = "disputed", _("Settled, with open disputes")
 
 
 class ClearingCycle(models.Model):
     """One clearing cycle of an agreement: a business date (daily) or a month (monthly, first day)."""
 
-    agreement = models.ForeignKey(RoamingAgreement, on_delete=models.PROTECT, related_name="cycles")
-    business_date = models.DateField()
-    opens_at = models.DateTimeField()
-    cut_off_at = models.DateTimeField()
-    state = models.CharField(max_length=10, choices=CycleState.choices, default=CycleState.OPEN)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    validated_at = models.DateTimeField(null=True, blank=True)
-    netted_at = models.DateTimeField(null=True, blank=True)
-    settled_at = models.DateTimeField(null=True, blank=True)
-    validation_checks = models.JSONField(default=dict, blank=True, help_text="Checks each issuer ran.")
+    agreement = models.ForeignKey(
+        RoamingAgreement, on_delete=models.PROTECT, related_name="cycles", verbose_name=_("agreement")
+    )
+    business_date = models.DateField(verbose_name=_("business date"))
+    opens_at = models.DateTimeField(verbose_name=_("opens at"))
+    cut_off_at = models.DateTimeField(verbose_name=_("cut off at"))
+    state = models.CharField(
+        max_length=10, choices=CycleState.choices, default=CycleState.OPEN, verbose_name=_("state")
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    validated_at = models.DateTimeField(null=True, blank=True, verbose_name=_("validated at"))
+    netted_at = models.DateTimeField(null=True, blank=True, verbose_name=_("netted at"))
+    settled_at = models.DateTimeField(null=True, blank=True, verbose_name=_("settled at"))
+    validation_checks = models.JSONField(
+        default=dict, blank=True, help_text=_("Checks each issuer ran."), verbose_name=_("validation checks")
+    )
     # By the clock, unlike the ``*_at`` above (the business time each step was given, ``--now``): what the
     # resume sweep measures a cycle's age from (``services.cycles.cycles_resume_claim``).
     progressed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When a step last moved the cycle on (wall clock)."
+        null=True,
+        blank=True,
+        help_text=_("When a step last moved the cycle on (wall clock)."),
+        verbose_name=_("progressed at"),
     )
     resumed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the resume sweep last sent the cycle's processing again."
+        null=True,
+        blank=True,
+        help_text=_("When the resume sweep last sent the cycle's processing again."),
+        verbose_name=_("resumed at"),
     )
-    resumes = models.PositiveIntegerField(default=0, help_text="How often the resume sweep sent it again.")
+    resumes = models.PositiveIntegerField(
+        default=0, help_text=_("How often the resume sweep sent it again."), verbose_name=_("resumes")
+    )
 
     class Meta:
+        verbose_name = _("clearing cycle")
+        verbose_name_plural = _("clearing cycles")
         ordering = ["agreement_id", "business_date"]
         constraints = [
             models.UniqueConstraint(fields=["agreement", "business_date"], name="cycle_unique_date"),
@@ -223,13 +280,20 @@ class IssuerValidation(models.Model):
     per-issuer task (``interop.tasks.issuer_validation``) found, so the step joins the answers instead of
     asking every issuer itself. Written once per cycle and issuer (a retry finds it and does nothing)."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="issuer_validations")
-    issuer = models.CharField(max_length=30)
-    checks = models.JSONField(help_text="The checks the issuer ran.")
-    rejected = models.JSONField(help_text="Its rejections: record id, reason, message, acquirer, amount.")
-    validated_at = models.DateTimeField()
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="issuer_validations", verbose_name=_("cycle")
+    )
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    checks = models.JSONField(help_text=_("The checks the issuer ran."), verbose_name=_("checks"))
+    rejected = models.JSONField(
+        help_text=_("Its rejections: record id, reason, message, acquirer, amount."),
+        verbose_name=_("rejected"),
+    )
+    validated_at = models.DateTimeField(verbose_name=_("validated at"))
 
     class Meta:
+        verbose_name = _("issuer validation")
+        verbose_name_plural = _("issuer validations")
         ordering = ["cycle_id", "issuer"]
         constraints = [
             models.UniqueConstraint(fields=["cycle", "issuer"], name="issuer_validation_once"),
@@ -240,9 +304,9 @@ class IssuerValidation(models.Model):
 
 
 class RecordStatus(models.TextChoices):
-    PENDING = "pending", "Awaiting issuer validation"
-    VALID = "valid", "Valid"
-    REJECTED = "rejected", "Rejected by the issuer (exception)"
+    PENDING = "pending", _("Awaiting issuer validation")
+    VALID = "valid", _("Valid")
+    REJECTED = "rejected", _("Rejected by the issuer (exception)")
 
 
 # Validation writes only the rejections: a record still stored ``pending`` in a cycle the issuers have
@@ -274,9 +338,9 @@ class ClearingRecordQuerySet(models.QuerySet):
 
 
 class RecordKind(models.TextChoices):
-    TAP = "tap", "Roaming tap"
-    ADJUSTMENT = "adjustment", "Adjustment from a dispute"
-    CLAIM = "claim", "Medical claim: the fund share the insured place owes the treatment place"
+    TAP = "tap", _("Roaming tap")
+    ADJUSTMENT = "adjustment", _("Adjustment from a dispute")
+    CLAIM = "claim", _("Medical claim: the fund share the insured place owes the treatment place")
 
 
 class ClearingRecord(models.Model):
@@ -285,30 +349,53 @@ class ClearingRecord(models.Model):
 
     # Unique by a constraint, not ``unique=True``: that would add a second, varchar_pattern_ops index that
     # nothing uses, maintained on every insert. The cycle is indexed by record_cycle_idx (its first column).
-    record_id = models.CharField(max_length=60)
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="records", db_index=False)
-    kind = models.CharField(max_length=12, choices=RecordKind.choices, default=RecordKind.TAP)
-    message_id = models.CharField(max_length=120, help_text="The envelope it came in.")
-    acquirer = models.CharField(max_length=30)
-    issuer = models.CharField(max_length=30)
-    card_no = models.CharField(max_length=19)
-    card_counter = models.BigIntegerField()
-    amount_fen = models.BigIntegerField()
-    issuer_fee_fen = models.BigIntegerField()
-    network_fee_fen = models.BigIntegerField()
-    accepted_at = models.DateTimeField(help_text="When the acquirer's terminal accepted the tap.")
-    received_at = models.DateTimeField()
+    record_id = models.CharField(max_length=60, verbose_name=_("record id"))
+    cycle = models.ForeignKey(
+        ClearingCycle,
+        on_delete=models.PROTECT,
+        related_name="records",
+        db_index=False,
+        verbose_name=_("cycle"),
+    )
+    kind = models.CharField(
+        max_length=12, choices=RecordKind.choices, default=RecordKind.TAP, verbose_name=_("kind")
+    )
+    message_id = models.CharField(
+        max_length=120, help_text=_("The envelope it came in."), verbose_name=_("message id")
+    )
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    card_counter = models.BigIntegerField(verbose_name=_("card counter"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    issuer_fee_fen = models.BigIntegerField(verbose_name=_("issuer fee (fen)"))
+    network_fee_fen = models.BigIntegerField(verbose_name=_("network fee (fen)"))
+    accepted_at = models.DateTimeField(
+        help_text=_("When the acquirer's terminal accepted the tap."), verbose_name=_("accepted at")
+    )
+    received_at = models.DateTimeField(verbose_name=_("received at"))
     # As written: ``rejected`` by validation, ``valid`` for records that need no issuer validation
     # (adjustments, adjudicated claims), else ``pending`` — read it through ``status_in``/``with_status``.
-    status = models.CharField(max_length=10, choices=RecordStatus.choices, default=RecordStatus.PENDING)
-    reason = models.CharField(max_length=40, blank=True)
-    reason_message = models.CharField(max_length=300, blank=True)
-    adjusts = models.CharField(max_length=60, blank=True, help_text="The record an adjustment reverses.")
-    data = models.JSONField(default=dict, help_text="The record as the acquirer signed it.")
+    status = models.CharField(
+        max_length=10, choices=RecordStatus.choices, default=RecordStatus.PENDING, verbose_name=_("status")
+    )
+    reason = models.CharField(max_length=40, blank=True, verbose_name=_("reason"))
+    reason_message = models.CharField(max_length=300, blank=True, verbose_name=_("reason message"))
+    adjusts = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text=_("The record an adjustment reverses."),
+        verbose_name=_("adjusts"),
+    )
+    data = models.JSONField(
+        default=dict, help_text=_("The record as the acquirer signed it."), verbose_name=_("data")
+    )
 
     objects = ClearingRecordQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("clearing record")
+        verbose_name_plural = _("clearing records")
         ordering = ["cycle_id", "record_id"]
         indexes = [
             # Not on status: marking a rejection stays a HOT update when the page has room.
@@ -336,16 +423,22 @@ class ClearingRecord(models.Model):
 class BilateralPosition(models.Model):
     """Issuer × acquirer in a cycle (双边轧差矩阵): valid records only."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="bilateral")
-    issuer = models.CharField(max_length=30)
-    acquirer = models.CharField(max_length=30)
-    records = models.BigIntegerField()
-    amount_fen = models.BigIntegerField()
-    issuer_fee_fen = models.BigIntegerField()
-    network_fee_fen = models.BigIntegerField()
-    acquirer_due_fen = models.BigIntegerField(help_text="amount − issuer fee − network fee")
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="bilateral", verbose_name=_("cycle")
+    )
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    records = models.BigIntegerField(verbose_name=_("record count"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    issuer_fee_fen = models.BigIntegerField(verbose_name=_("issuer fee (fen)"))
+    network_fee_fen = models.BigIntegerField(verbose_name=_("network fee (fen)"))
+    acquirer_due_fen = models.BigIntegerField(
+        help_text=_("amount − issuer fee − network fee"), verbose_name=_("acquirer due (fen)")
+    )
 
     class Meta:
+        verbose_name = _("bilateral position")
+        verbose_name_plural = _("bilateral positions")
         ordering = ["cycle_id", "issuer", "acquirer"]
         constraints = [
             models.UniqueConstraint(fields=["cycle", "issuer", "acquirer"], name="bilateral_unique"),
@@ -356,13 +449,17 @@ class NetPosition(models.Model):
     """A participant's multilateral net position in a cycle (多边净额); Σ net = 0 per cycle, checked by a
     deferred constraint trigger."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="positions")
-    participant = models.CharField(max_length=30)
-    receivable_fen = models.BigIntegerField()
-    payable_fen = models.BigIntegerField()
-    net_fen = models.BigIntegerField()
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="positions", verbose_name=_("cycle")
+    )
+    participant = models.CharField(max_length=30, verbose_name=_("participant"))
+    receivable_fen = models.BigIntegerField(verbose_name=_("receivable (fen)"))
+    payable_fen = models.BigIntegerField(verbose_name=_("payable (fen)"))
+    net_fen = models.BigIntegerField(verbose_name=_("net (fen)"))
 
     class Meta:
+        verbose_name = _("net position")
+        verbose_name_plural = _("net positions")
         ordering = ["cycle_id", "participant"]
         constraints = [
             models.UniqueConstraint(fields=["cycle", "participant"], name="netposition_unique"),
@@ -376,13 +473,17 @@ class NetPosition(models.Model):
 class SettlementInstruction(models.Model):
     """Who pays whom (结算指令): net debtors pay the network's settlement account, which pays creditors."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="instructions")
-    payer = models.CharField(max_length=40)
-    payee = models.CharField(max_length=40)
-    amount_fen = models.BigIntegerField()
-    value_date = models.DateField()
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="instructions", verbose_name=_("cycle")
+    )
+    payer = models.CharField(max_length=40, verbose_name=_("payer"))
+    payee = models.CharField(max_length=40, verbose_name=_("payee"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    value_date = models.DateField(verbose_name=_("value date"))
 
     class Meta:
+        verbose_name = _("settlement instruction")
+        verbose_name_plural = _("settlement instructions")
         ordering = ["cycle_id", "id"]
         constraints = [models.CheckConstraint(name="instruction_positive", condition=Q(amount_fen__gt=0))]
 
@@ -390,41 +491,61 @@ class SettlementInstruction(models.Model):
 class Journal(models.Model):
     """A ledger journal (记账凭证); its postings sum to zero (deferred constraint trigger)."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="journals")
-    kind = models.CharField(max_length=20)
-    memo = models.CharField(max_length=200)
-    created_at = models.DateTimeField()
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="journals", verbose_name=_("cycle")
+    )
+    kind = models.CharField(max_length=20, verbose_name=_("kind"))
+    memo = models.CharField(max_length=200, verbose_name=_("memo"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("journal")
+        verbose_name_plural = _("journals")
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["cycle", "kind"], name="journal_once_per_cycle")]
 
 
 class Posting(models.Model):
-    journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="postings")
-    account = models.CharField(max_length=60)
-    amount_fen = models.BigIntegerField(help_text="Debit positive, credit negative.")
+    journal = models.ForeignKey(
+        Journal, on_delete=models.PROTECT, related_name="postings", verbose_name=_("journal")
+    )
+    account = models.CharField(max_length=60, verbose_name=_("account"))
+    amount_fen = models.BigIntegerField(
+        help_text=_("Debit positive, credit negative."), verbose_name=_("amount (fen)")
+    )
 
     class Meta:
+        verbose_name = _("posting")
+        verbose_name_plural = _("postings")
         ordering = ["journal_id", "id"]
 
 
 class ReconciliationFile(models.Model):
     """A participant's reconciliation file for a cycle (对账文件), and its confirmation."""
 
-    cycle = models.ForeignKey(ClearingCycle, on_delete=models.PROTECT, related_name="reconciliations")
-    participant = models.CharField(max_length=30)
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="reconciliations", verbose_name=_("cycle")
+    )
+    participant = models.CharField(max_length=30, verbose_name=_("participant"))
     # The CSV's UTF-8, zlib-compressed (level 1) where it is written: ~6× smaller, and PostgreSQL stores it
     # as it is (STORAGE EXTERNAL, migration 0009) instead of compressing 10 MB per file in the step.
-    csv_zlib = models.BinaryField()
-    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the CSV's UTF-8 (not of the compressed).")
-    totals = models.JSONField()
-    message_id = models.CharField(max_length=120)
-    state = models.CharField(max_length=10, default="sent")  # sent, confirmed, mismatch
-    answer = models.JSONField(default=dict, blank=True)
-    answered_at = models.DateTimeField(null=True, blank=True)
+    csv_zlib = models.BinaryField(verbose_name=_("csv zlib"))
+    sha256 = models.CharField(
+        max_length=64,
+        help_text=_("SHA-256 of the CSV's UTF-8 (not of the compressed)."),
+        verbose_name=_("sha256"),
+    )
+    totals = models.JSONField(verbose_name=_("totals"))
+    message_id = models.CharField(max_length=120, verbose_name=_("message id"))
+    state = models.CharField(
+        max_length=10, default="sent", verbose_name=_("state")
+    )  # sent, confirmed, mismatch
+    answer = models.JSONField(default=dict, blank=True, verbose_name=_("answer"))
+    answered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("answered at"))
 
     class Meta:
+        verbose_name = _("reconciliation file")
+        verbose_name_plural = _("reconciliation files")
         ordering = ["cycle_id", "participant"]
         constraints = [
             models.UniqueConstraint(fields=["cycle", "participant"], name="reconciliation_unique"),
@@ -437,25 +558,36 @@ class ReconciliationFile(models.Model):
 
 
 class DisputeState(models.TextChoices):
-    OPEN = "open", "Open"
-    ACCEPTED = "accepted", "Accepted (adjusted in a later cycle)"
-    REJECTED = "rejected", "Rejected"
+    OPEN = "open", _("Open")
+    ACCEPTED = "accepted", _("Accepted (adjusted in a later cycle)")
+    REJECTED = "rejected", _("Rejected")
 
 
 class Dispute(models.Model):
-    record = models.ForeignKey(ClearingRecord, on_delete=models.PROTECT, related_name="disputes")
-    raised_by = models.CharField(max_length=30)
-    reason = models.CharField(max_length=300)
-    raised_at = models.DateTimeField()
-    state = models.CharField(max_length=10, choices=DisputeState.choices, default=DisputeState.OPEN)
-    resolution = models.CharField(max_length=300, blank=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.CharField(max_length=150, blank=True)
+    record = models.ForeignKey(
+        ClearingRecord, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("record")
+    )
+    raised_by = models.CharField(max_length=30, verbose_name=_("raised by"))
+    reason = models.CharField(max_length=300, verbose_name=_("reason"))
+    raised_at = models.DateTimeField(verbose_name=_("raised at"))
+    state = models.CharField(
+        max_length=10, choices=DisputeState.choices, default=DisputeState.OPEN, verbose_name=_("state")
+    )
+    resolution = models.CharField(max_length=300, blank=True, verbose_name=_("resolution"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
     adjustment = models.ForeignKey(
-        ClearingRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ClearingRecord,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("adjustment"),
     )
 
     class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
@@ -467,21 +599,31 @@ class Dispute(models.Model):
 class NetworkHotlist(models.Model):
     """The network hotlist's head (网络黑名单): the union of the members' hotlists, versioned."""
 
-    network = models.OneToOneField(RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist")
-    version = models.PositiveIntegerField(default=0)
-    changed_at = models.DateTimeField(null=True, blank=True)
+    network = models.OneToOneField(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist", verbose_name=_("network")
+    )
+    version = models.PositiveIntegerField(default=0, verbose_name=_("version"))
+    changed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("changed at"))
+
+    class Meta:
+        verbose_name = _("network hotlist")
+        verbose_name_plural = _("network hotlists")
 
 
 class NetworkHotlistEntry(models.Model):
     """A card on a network's hotlist from ``version_added`` until ``version_removed`` (if it was removed)."""
 
-    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist_entries")
-    card_no = models.CharField(max_length=19)
-    issuer = models.CharField(max_length=30)
-    version_added = models.PositiveIntegerField()
-    version_removed = models.PositiveIntegerField(null=True, blank=True)
+    network = models.ForeignKey(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="hotlist_entries", verbose_name=_("network")
+    )
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    version_added = models.PositiveIntegerField(verbose_name=_("version added"))
+    version_removed = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("version removed"))
 
     class Meta:
+        verbose_name = _("network hotlist entry")
+        verbose_name_plural = _("network hotlist entries")
         ordering = ["network_id", "card_no"]
         constraints = [
             models.UniqueConstraint(
@@ -496,19 +638,27 @@ class NetworkHotlistEntry(models.Model):
 class MemberHotlist(models.Model):
     """The version of a member's own hotlist the platform has applied (deltas must follow it)."""
 
-    tenant = models.CharField(max_length=30, unique=True)
-    version = models.PositiveIntegerField()
-    applied_at = models.DateTimeField()
+    tenant = models.CharField(max_length=30, unique=True, verbose_name=_("tenant"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    applied_at = models.DateTimeField(verbose_name=_("applied at"))
+
+    class Meta:
+        verbose_name = _("member hotlist")
+        verbose_name_plural = _("member hotlists")
 
 
 class HotlistDelivery(models.Model):
     """The network hotlist version last delivered to a tenant's inbox (the next delivery is a delta)."""
 
-    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="+")
-    tenant = models.CharField(max_length=30)
-    version = models.PositiveIntegerField()
+    network = models.ForeignKey(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="+", verbose_name=_("network")
+    )
+    tenant = models.CharField(max_length=30, verbose_name=_("tenant"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
 
     class Meta:
+        verbose_name = _("hotlist delivery")
+        verbose_name_plural = _("hotlist deliveries")
         constraints = [models.UniqueConstraint(fields=["network", "tenant"], name="hotlist_delivery_unique")]
 
 

@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform import services
 from citycard.platform.admin_sites import platform_admin, tenant_admin
@@ -43,7 +44,9 @@ class DomainInline(admin.TabularInline):
 class TenantCreationForm(forms.ModelForm):
     """Creating a tenant goes through services.tenant_create (schema cloned, domain added)."""
 
-    parent_code = forms.CharField(required=False, help_text="For a county: its city's tenant code.")
+    parent_code = forms.CharField(
+        required=False, help_text=_("For a county: its city's tenant code."), label=_("parent code")
+    )
 
     class Meta:
         model = Tenant
@@ -136,7 +139,7 @@ class TenantAdmin(admin.ModelAdmin):
         )
         obj.pk = tenant.pk
 
-    @admin.action(description="Suspend selected tenants", permissions=["change"])
+    @admin.action(description=_("Suspend selected tenants"), permissions=["change"])
     def suspend_selected(self, request, queryset):
         for tenant in queryset:
             try:
@@ -146,7 +149,7 @@ class TenantAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, str(exc), level=messages.WARNING)
 
-    @admin.action(description="Re-activate selected tenants", permissions=["change"])
+    @admin.action(description=_("Re-activate selected tenants"), permissions=["change"])
     def activate_selected(self, request, queryset):
         for tenant in queryset:
             try:
@@ -168,7 +171,7 @@ class RoamingNetworkAdmin(admin.ModelAdmin):
     readonly_fields = ("code",)
     inlines = [MembershipInline]
 
-    @admin.display(description="members")
+    @admin.display(description=_("members"))
     def member_count(self, obj):
         return obj.memberships.filter(left_on__isnull=True).count()
 
@@ -186,9 +189,9 @@ class PlatformUserAdmin(UserAdmin):
     list_filter = ("role", "is_active")
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Role", {"fields": ("role", "tenant", "is_active")}),
-        ("Person", {"fields": ("first_name", "last_name", "email")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (_("Role"), {"fields": ("role", "tenant", "is_active")}),
+        (_("Person"), {"fields": ("first_name", "last_name", "email")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"fields": ("username", "role", "tenant", "password1", "password2")}),)
     readonly_fields = ("last_login", "date_joined")
@@ -213,9 +216,9 @@ class TenantUserAdmin(PlatformUserAdmin):
     list_filter = ("is_active",)
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Role", {"fields": ("role", "is_active")}),
-        ("Person", {"fields": ("first_name", "last_name", "email")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (_("Role"), {"fields": ("role", "is_active")}),
+        (_("Person"), {"fields": ("first_name", "last_name", "email")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"fields": ("username", "password1", "password2")}),)
     readonly_fields = ("role", "last_login", "date_joined")
@@ -242,8 +245,12 @@ tenant_admin.register(User, TenantUserAdmin)
 
 
 class ApiKeyIssueForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
-    expires_at = forms.DateTimeField(required=False, help_text="Default: in 365 days; at most 3 years.")
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, label=_("scopes")
+    )
+    expires_at = forms.DateTimeField(
+        required=False, help_text=_("Default: in 365 days; at most 3 years."), label=_("expires at")
+    )
 
     class Meta:
         model = ApiKey
@@ -275,7 +282,7 @@ def _revoke(modeladmin, request, queryset):
             done += 1
         except DomainError as exc:
             modeladmin.message_user(request, f"{key.key_id}: {exc}", messages.ERROR)
-    modeladmin.message_user(request, f"revoked {done} key(s)")
+    modeladmin.message_user(request, _("revoked %(n)d key(s)") % {"n": done})
 
 
 class ApiKeyAdminBase(admin.ModelAdmin):
@@ -296,21 +303,21 @@ class ApiKeyAdminBase(admin.ModelAdmin):
     )
     actions = ["revoke_selected"]
 
-    @admin.display(description="token")
+    @admin.display(description=_("token"))
     def token(self, obj):
         return f"…{obj.last4}"
 
-    @admin.display(description="scopes")
+    @admin.display(description=_("scopes"))
     def scope_list(self, obj):
         return " ".join(obj.scopes)
 
-    @admin.display(description="state")
+    @admin.display(description=_("state"))
     def state(self, obj):
         from django.utils import timezone
 
         return "revoked" if obj.is_revoked else ("expired" if obj.is_expired(timezone.now()) else "active")
 
-    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke_selected(self, request, queryset):
         _revoke(self, request, queryset)
 
@@ -362,7 +369,8 @@ class TenantApiKeyAdmin(ApiKeyAdminBase):
         obj.__dict__.update({k: v for k, v in key.__dict__.items() if not k.startswith("_")})
         self.message_user(
             request,
-            f"API key {key.key_id} for {key.name}: {token} — copy it now, it is not shown again.",
+            _("API key %(key_id)s for %(name)s: %(token)s — copy it now, it is not shown again.")
+            % {"key_id": key.key_id, "name": key.name, "token": token},
             messages.WARNING,
         )
 

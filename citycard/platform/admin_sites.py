@@ -11,6 +11,7 @@ from django.contrib.admin import AdminSite, ModelAdmin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.access import is_site_member, site_refusal
 
@@ -32,9 +33,9 @@ class SiteAuthenticationForm(AdminAuthenticationForm):
 
 
 class PlatformAdminSite(AdminSite):
-    site_header = "CityCard Interop · platform"
-    site_title = "CityCard platform"
-    index_title = "Tenants, roaming networks and clearing"
+    site_header = _("CityCard Interop · platform")
+    site_title = _("CityCard platform")
+    index_title = _("Tenants, roaming networks and clearing")
     login_form = SiteAuthenticationForm
 
     def has_permission(self, request) -> bool:
@@ -45,8 +46,8 @@ class PlatformAdminSite(AdminSite):
 
 
 class TenantAdminSite(AdminSite):
-    site_title = "CityCard"
-    index_title = "Citizen-card administration"
+    site_title = _("CityCard")
+    index_title = _("Citizen-card administration")
     login_form = SiteAuthenticationForm
 
     def has_permission(self, request) -> bool:
@@ -59,7 +60,10 @@ class TenantAdminSite(AdminSite):
         context = super().each_context(request)
         tenant = _current_tenant(request)
         if tenant is not None and tenant.schema_name != "public":
-            context["site_header"] = f"{tenant.name_zh} 市民卡 · {tenant.name_en}"
+            context["site_header"] = _("%(name)s citizen card · %(name_en)s") % {
+                "name": tenant.name_zh,
+                "name_en": tenant.name_en,
+            }
         return context
 
 

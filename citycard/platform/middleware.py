@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import split_domain_port
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import remove_www
 
@@ -39,19 +41,25 @@ class TenantMiddleware(TenantMainMiddleware):
             return response
         tenant = request.tenant
         if not tenant.is_platform and not tenant.is_active:
-            return HttpResponse(
-                f"{tenant.name_en} ({tenant.code}) is suspended on this platform: {tenant.status_reason}\n",
-                status=403,
-                content_type="text/plain; charset=utf-8",
-            )
+            with _language_of(request):
+                text = _("%(name)s (%(code)s) is suspended on this platform: %(reason)s") % {
+                    "name": tenant.name_en,
+                    "code": tenant.code,
+                    "reason": tenant.status_reason,
+                }
+            return HttpResponse(f"{text}\n", status=403, content_type="text/plain; charset=utf-8")
         return None
 
     def no_tenant_found(self, request, hostname):
-        return HttpResponse(
-            f"No citizen-card tenant answers on {hostname}.\n",
-            status=404,
-            content_type="text/plain; charset=utf-8",
-        )
+        with _language_of(request):
+            text = _("No citizen-card tenant answers on %(host)s.") % {"host": hostname}
+        return HttpResponse(f"{text}\n", status=404, content_type="text/plain; charset=utf-8")
+
+
+def _language_of(request: HttpRequest):
+    """The request's language (Accept-Language, the switch's cookie), chosen before LocaleMiddleware runs:
+    the routing answers first."""
+    return translation.override(translation.get_language_from_request(request))
 
 
 def _wants_json(request: HttpRequest) -> bool:

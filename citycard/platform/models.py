@@ -6,18 +6,19 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
 
 
 class TenantKind(models.TextChoices):
-    PLATFORM = "platform", "Platform (平台)"
-    CITY = "city", "City (市)"
-    COUNTY = "county", "County (县/区)"
+    PLATFORM = "platform", _("Platform")
+    CITY = "city", _("City")
+    COUNTY = "county", _("County")
 
 
 class TenantStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended")
 
 
 class Tenant(TenantMixin):
@@ -26,31 +27,36 @@ class Tenant(TenantMixin):
     Each has its own PostgreSQL schema (``schema_name`` = ``code``), cloned from the template schema.
     """
 
-    code = models.SlugField(max_length=30, unique=True)
-    name_zh = models.CharField("Chinese name", max_length=60)
-    name_en = models.CharField("English name", max_length=80)
+    code = models.SlugField(max_length=30, unique=True, verbose_name=_("code"))
+    name_zh = models.CharField(_("Chinese name"), max_length=60)
+    name_en = models.CharField(_("English name"), max_length=80)
     division_code = models.CharField(
-        "GB/T 2260 division code", max_length=6, unique=True, null=True, blank=True
+        _("GB/T 2260 division code"), max_length=6, unique=True, null=True, blank=True
     )
-    province = models.CharField(max_length=20, blank=True)
-    kind = models.CharField(max_length=10, choices=TenantKind.choices)
+    province = models.CharField(max_length=20, blank=True, verbose_name=_("province"))
+    kind = models.CharField(max_length=10, choices=TenantKind.choices, verbose_name=_("kind"))
     parent = models.ForeignKey(
         "self",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="counties",
-        help_text="The city a county belongs to.",
+        help_text=_("The city a county belongs to."),
+        verbose_name=_("parent"),
     )
-    status = models.CharField(max_length=10, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
-    status_reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=TenantStatus.choices, default=TenantStatus.ACTIVE, verbose_name=_("status")
+    )
+    status_reason = models.CharField(max_length=200, blank=True, verbose_name=_("status reason"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     # Schemas are created by services.tenant_create inside its transaction, never as a save() side effect.
     auto_create_schema = False
     auto_drop_schema = False
 
     class Meta:
+        verbose_name = _("tenant")
+        verbose_name_plural = _("tenants")
         ordering = ["division_code"]
         constraints = [
             models.CheckConstraint(
@@ -95,20 +101,29 @@ class Domain(DomainMixin):
     def __str__(self) -> str:
         return self.domain
 
+    class Meta:
+        verbose_name = _("domain")
+        verbose_name_plural = _("domains")
+
 
 class RoamingNetwork(models.Model):
     """A roaming network of cities whose cards work in each other's terminals (长三角 yrd, 大湾区 gba)."""
 
-    code = models.SlugField(max_length=20, unique=True)
-    name_zh = models.CharField(max_length=40)
-    name_en = models.CharField(max_length=80)
+    code = models.SlugField(max_length=20, unique=True, verbose_name=_("code"))
+    name_zh = models.CharField(max_length=40, verbose_name=_("name zh"))
+    name_en = models.CharField(max_length=80, verbose_name=_("name en"))
     eligible_prefixes = ArrayField(
         models.CharField(max_length=6),
-        help_text="Division-code prefixes of the places that may join (provinces or single cities).",
+        help_text=_("Division-code prefixes of the places that may join (provinces or single cities)."),
+        verbose_name=_("eligible prefixes"),
     )
-    members = models.ManyToManyField(Tenant, through="NetworkMembership", related_name="networks")
+    members = models.ManyToManyField(
+        Tenant, through="NetworkMembership", related_name="networks", verbose_name=_("members")
+    )
 
     class Meta:
+        verbose_name = _("roaming network")
+        verbose_name_plural = _("roaming networks")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -121,12 +136,18 @@ class RoamingNetwork(models.Model):
 class NetworkMembership(models.Model):
     """A city's membership of a roaming network since a date; its counties roam through it."""
 
-    network = models.ForeignKey(RoamingNetwork, on_delete=models.PROTECT, related_name="memberships")
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="memberships")
-    joined_on = models.DateField()
-    left_on = models.DateField(null=True, blank=True)
+    network = models.ForeignKey(
+        RoamingNetwork, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("network")
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("tenant")
+    )
+    joined_on = models.DateField(verbose_name=_("joined on"))
+    left_on = models.DateField(null=True, blank=True, verbose_name=_("left on"))
 
     class Meta:
+        verbose_name = _("network membership")
+        verbose_name_plural = _("network memberships")
         ordering = ["network__code", "joined_on", "tenant__code"]
         constraints = [
             models.UniqueConstraint(fields=["network", "tenant"], name="membership_unique"),
@@ -141,10 +162,10 @@ class NetworkMembership(models.Model):
 
 
 class Role(models.TextChoices):
-    PLATFORM_OPERATOR = "platform_operator", "Platform operator (平台运营)"
-    CLEARING_STAFF = "clearing_staff", "Clearing staff (清算人员)"
-    CITY_ADMIN = "city_admin", "City administrator (市民卡中心管理员)"
-    COUNTY_OFFICER = "county_officer", "County officer (县区经办人员)"
+    PLATFORM_OPERATOR = "platform_operator", _("Platform operator")
+    CLEARING_STAFF = "clearing_staff", _("Clearing staff")
+    CITY_ADMIN = "city_admin", _("City administrator")
+    COUNTY_OFFICER = "county_officer", _("County officer")
 
 
 PLATFORM_ROLES = frozenset({Role.PLATFORM_OPERATOR, Role.CLEARING_STAFF})
@@ -154,10 +175,19 @@ TENANT_ROLES = frozenset({Role.CITY_ADMIN, Role.COUNTY_OFFICER})
 class User(AbstractUser):
     """A person who signs in: platform-side (no tenant) or tenant-side (exactly one tenant)."""
 
-    role = models.CharField(max_length=20, choices=Role.choices)
-    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
+    role = models.CharField(max_length=20, choices=Role.choices, verbose_name=_("role"))
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="users",
+        verbose_name=_("tenant"),
+    )
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [
             models.CheckConstraint(
                 name="user_tenant_matches_role",
@@ -172,9 +202,9 @@ class User(AbstractUser):
 
 
 class KeyPurpose(models.TextChoices):
-    SIGNING = "signing", "Signing (Ed25519): rule documents, hotlists, interop envelopes, acknowledgements"
-    DATA = "data", "Data (AES-256-GCM): personal data at rest"
-    CARD_TAC = "card_tac", "Card TAC master (SM4): the issuer's key behind every card's TAC (cities only)"
+    SIGNING = "signing", _("Signing (Ed25519): rule documents, hotlists, interop envelopes, acknowledgements")
+    DATA = "data", _("Data (AES-256-GCM): personal data at rest")
+    CARD_TAC = "card_tac", _("Card TAC master (SM4): the issuer's key behind every card's TAC (cities only)")
 
 
 class TenantKey(models.Model):
@@ -187,20 +217,27 @@ class TenantKey(models.Model):
     the platform tenant.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="keys")
-    purpose = models.CharField(max_length=10, choices=KeyPurpose.choices)
-    key_id = models.CharField(max_length=60, unique=True)
-    version = models.PositiveIntegerField()
-    public_key = models.BinaryField(null=True, blank=True)
-    wrapped_secret = models.BinaryField()
-    master_key_id = models.CharField(max_length=40)
-    created_at = models.DateTimeField(auto_now_add=True)
-    retired_at = models.DateTimeField(null=True, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="keys", verbose_name=_("tenant")
+    )
+    purpose = models.CharField(max_length=10, choices=KeyPurpose.choices, verbose_name=_("purpose"))
+    key_id = models.CharField(max_length=60, unique=True, verbose_name=_("key id"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    public_key = models.BinaryField(null=True, blank=True, verbose_name=_("public key"))
+    wrapped_secret = models.BinaryField(verbose_name=_("wrapped secret"))
+    master_key_id = models.CharField(max_length=40, verbose_name=_("master key id"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    retired_at = models.DateTimeField(null=True, blank=True, verbose_name=_("retired at"))
     verify_until = models.DateTimeField(
-        null=True, blank=True, help_text="A retired signing key still verifies until this time."
+        null=True,
+        blank=True,
+        help_text=_("A retired signing key still verifies until this time."),
+        verbose_name=_("verify until"),
     )
 
     class Meta:
+        verbose_name = _("tenant key")
+        verbose_name_plural = _("tenant keys")
         ordering = ["tenant_id", "purpose", "version"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "purpose", "version"], name="tenantkey_version_unique"),
@@ -222,15 +259,23 @@ class Publication(models.Model):
     reading its schema: the tenant signs the document with its own key, the platform keeps every version.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="publications")
-    kind = models.SlugField(max_length=40)
-    version = models.PositiveIntegerField()
-    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the canonical payload.")
-    document = models.JSONField(help_text="The signed document: payload and signature.")
-    published_at = models.DateTimeField(auto_now_add=True)
-    published_by = models.CharField(max_length=150)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="publications", verbose_name=_("tenant")
+    )
+    kind = models.SlugField(max_length=40, verbose_name=_("kind"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    sha256 = models.CharField(
+        max_length=64, help_text=_("SHA-256 of the canonical payload."), verbose_name=_("sha256")
+    )
+    document = models.JSONField(
+        help_text=_("The signed document: payload and signature."), verbose_name=_("document")
+    )
+    published_at = models.DateTimeField(auto_now_add=True, verbose_name=_("published at"))
+    published_by = models.CharField(max_length=150, verbose_name=_("published by"))
 
     class Meta:
+        verbose_name = _("publication")
+        verbose_name_plural = _("publications")
         ordering = ["tenant_id", "kind", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "kind", "version"], name="publication_version_unique")
@@ -252,23 +297,29 @@ class ApiKey(models.Model):
     is accepted only on its own tenant's domain, before ``expires_at`` and while not revoked.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="api_keys")
-    key_id = models.CharField(max_length=16, unique=True, help_text="Public id, part of the token.")
-    name = models.CharField(max_length=100, help_text="The partner app (e.g. 浙大一院 app).")
-    token_sha256 = models.CharField(max_length=64, unique=True)
-    last4 = models.CharField(max_length=4)
-    scopes = ArrayField(models.CharField(max_length=40))
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.CharField(max_length=150)
-    expires_at = models.DateTimeField()
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.CharField(max_length=150, blank=True)
-    revoke_reason = models.CharField(max_length=200, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="api_keys", verbose_name=_("tenant")
+    )
+    key_id = models.CharField(
+        max_length=16, unique=True, help_text=_("Public id, part of the token."), verbose_name=_("key id")
+    )
+    name = models.CharField(
+        max_length=100, help_text=_("The partner app (e.g. 浙大一院 app)."), verbose_name=_("name")
+    )
+    token_sha256 = models.CharField(max_length=64, unique=True, verbose_name=_("token sha256"))
+    last4 = models.CharField(max_length=4, verbose_name=_("last4"))
+    scopes = ArrayField(models.CharField(max_length=40), verbose_name=_("scopes"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
+    revoked_by = models.CharField(max_length=150, blank=True, verbose_name=_("revoked by"))
+    revoke_reason = models.CharField(max_length=200, blank=True, verbose_name=_("revoke reason"))
+    last_used_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last used at"))
 
     class Meta:
         ordering = ["tenant_id", "-created_at"]
-        verbose_name = "API key"
+        verbose_name = _("API key")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id} …{self.last4})"
@@ -284,10 +335,12 @@ class ApiKey(models.Model):
 class RateWindow(models.Model):
     """Requests counted per caller in fixed windows (GraphQL rate limiting); old windows are purged."""
 
-    bucket = models.CharField(max_length=80)
-    window_start = models.DateTimeField()
-    count = models.IntegerField(default=0)
+    bucket = models.CharField(max_length=80, verbose_name=_("bucket"))
+    window_start = models.DateTimeField(verbose_name=_("window start"))
+    count = models.IntegerField(default=0, verbose_name=_("count"))
 
     class Meta:
+        verbose_name = _("rate window")
+        verbose_name_plural = _("rate windows")
         constraints = [models.UniqueConstraint(fields=["bucket", "window_start"], name="ratewindow_unique")]
         indexes = [models.Index(fields=["window_start"], name="ratewindow_start")]

@@ -226,8 +226,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-LANGUAGE_CODE = os.environ.get("CITYCARD_LANGUAGE", "en")
-LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+# Chinese first, English second (docs/configuration.md, "Languages"): every page and the admin speak
+# LANGUAGE_CODE unless the browser's Accept-Language or the language switch (its cookie) asks for the other.
+# The catalogue is citycard/locale/zh_Hans/LC_MESSAGES/django.po, compiled to .mo by `make`.
+LANGUAGE_CODE = os.environ.get("CITYCARD_LANGUAGE", "zh-hans")
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [PACKAGE_DIR.parent / "locale"]
+LANGUAGE_COOKIE_NAME = "citycard_language"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True

@@ -9,6 +9,7 @@ holds the list and requests every URL here anonymously and as every role of anot
 
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
+from django.views.i18n import set_language
 
 from citycard.graphql.views import TenantGraphQLView
 from citycard.platform import views
@@ -20,6 +21,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path(".well-known/citycard-keys.json", views.citycard_keys, name="citycard-keys"),
+    # The language switch (中文 / English): sets the language cookie and goes back; open to the sign-in page.
+    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
     path("admin/", tenant_admin.urls),
     # The city dashboard: the site's own users (city administrator; county officers on their own site).
     path("dashboard/", include("citycard.tenants.dashboard.urls")),

@@ -10,6 +10,7 @@ holds the list and requests every URL here anonymously and as every role of anot
 
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
+from django.views.i18n import set_language
 
 from citycard.graphql.views import PlatformGraphQLView
 from citycard.platform import views
@@ -23,6 +24,8 @@ urlpatterns = [
     path(".well-known/citycard-keys.json", views.citycard_keys, name="citycard-keys"),
     # Routed here from every host (middleware.UNROUTED_PATHS); platform staff or an allowed address.
     path("metrics", views.metrics, name="metrics"),
+    # The language switch (中文 / English): sets the language cookie and goes back; open to the sign-in page.
+    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
     path("admin/", platform_admin.urls),
     # The clearing console: clearing staff and operators (operators read only), docs/console.md.
     path("console/", include("citycard.interop.console.urls")),

@@ -180,7 +180,10 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         _watch(page, problems)
         _sign_in(page, base, "clerk-zhang")
         page.wait_for_url(f"{base}/console/")
-        assert "Needs a person now" in page.content()
+        # Chinese first: the browser asks for zh-CN, the page answers zh-hans.
+        assert (
+            page.get_attribute("html", "lang") == "zh-hans" and "待处理" in page.content()
+        )  # Needs a person now
         page.screenshot(path=tmp_path / "today.png", full_page=True)
 
         page.click(f"a[href='/console/cycles/yrd/transit/{DAY.isoformat()}/']")
@@ -211,7 +214,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
 
         # A cell links to its records.
         page.click("td.cell[data-issuer='hangzhou'][data-acquirer='jiaxing'] a")
-        page.wait_for_selector("text=清算记录 Records")
+        page.wait_for_selector("text=清算记录")  # Clearing records
         assert page.locator("tr:has(code)").count() >= 2
         page.screenshot(path=tmp_path / "records.png", full_page=True)
 
@@ -223,7 +226,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         page.screenshot(path=tmp_path / "raise.png", full_page=True)
         page.click("#confirm")
         page.wait_for_selector("#dispute-state")
-        assert "Open" in page.inner_text("#dispute-state")
+        assert "进行中" in page.inner_text("#dispute-state")  # Open
         with live.db():
             dispute = Dispute.objects.get(record__record_id=record_id)
             assert dispute.state == "open" and ClearingCycle.objects.get(pk=cycle.pk).state == "disputed"
@@ -260,6 +263,17 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         own.wait_for_url(f"{county}/console/")
         answer = own.goto(f"{county}/console/")
         assert answer.status == 404 and "清算控制台" not in own.content()
+
+        # English second: a browser asking for English reads English, and the switch brings Chinese back.
+        english = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+        _watch(english, problems)
+        _sign_in(english, base, "clerk-zhang")
+        english.wait_for_url(f"{base}/console/")
+        assert english.get_attribute("html", "lang") == "en" and "Needs a person now" in english.content()
+        english.screenshot(path=tmp_path / "today-en.png", full_page=True)
+        english.click("form.language-switch button[value='zh-hans']")
+        english.wait_for_selector("html[lang='zh-hans']")
+        assert english.url == f"{base}/console/" and "待处理" in english.content()
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
     if copy_to:  # docs/console.md's pictures: CITYCARD_SCREENSHOTS=docs/img

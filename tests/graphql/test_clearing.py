@@ -335,7 +335,7 @@ def test_clearing_staff_step_a_cycle_through_to_settlement(client, yrd_transit, 
     assert out_of_order["errors"] == [
         {
             "field": None,
-            "message": "cycle yrd-transit-2026-11-21 is open; netting needs it validated",
+            "message": "清算周期 yrd-transit-2026-11-21 的状态为 open；netting 需要其状态为 validated",
             "code": "CYCLE_STATE",
         }
     ]
@@ -417,7 +417,7 @@ def test_disputes_raised_and_resolved_by_clearing_staff(client, cleared, fixed_n
     assert [e["code"] for e in raise_(target, "shanghai")["errors"]] == ["NOT_A_PARTY"]
     assert raise_("jiaxing-0", "jiaxing")["errors"][0] == {
         "field": "recordId",
-        "message": "no clearing record 'jiaxing-0'",
+        "message": "没有清算记录 'jiaxing-0'",
         "code": "NOT_FOUND",
     }
     assert [e["code"] for e in raise_(target, "hangzhou", " ")["errors"]] == ["REASON_REQUIRED"]

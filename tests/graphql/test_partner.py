@@ -295,14 +295,14 @@ def test_rider_categories_and_concessions(client, tenant, hz_people):
     assert answer["categories"] == [
         {
             "code": "DISABLED",
-            "name": "Disabled (爱心)",
+            "name": "爱心",  # the label in the request's language (zh-hans by default)
             "validFrom": "2021-01-01",
             "validTo": "2021-12-31",
             "validOnDate": False,
         },
         {
             "code": "ELDERLY",
-            "name": "Elderly (敬老)",
+            "name": "敬老",
             "validFrom": "2020-01-01",
             "validTo": None,
             "validOnDate": True,

@@ -112,7 +112,7 @@ def test_platform_examples_run(client, cleared, fixed_now):
         "errors": [
             {
                 "field": None,
-                "message": "cycle yrd-transit-2026-11-22 cuts off at 2026-11-23T04:00:00+08:00; it cannot close before",
+                "message": "清算周期 yrd-transit-2026-11-22 于 2026-11-23T04:00:00+08:00 截止，此前不能截止",
                 "code": "BEFORE_CUT_OFF",
             }
         ],

@@ -42,11 +42,11 @@ def test_cli_runs_a_cycle_step_by_step_and_reports(yrd_transit, send):
     _roam(send)
     common = ["--network", "yrd", "--service", "transit", "--date", DAY.isoformat()]
     assert "2 outbox(es)" in _cli("collect", "--now", at(DAY, 12).isoformat())
-    with pytest.raises(CommandError, match="cannot close before"):
+    with pytest.raises(CommandError, match="此前不能截止"):
         _cli("close", *common, "--now", at(DAY, 23).isoformat())
     later = ["--now", at(NEXT, 5).isoformat()]
     assert "closed" in _cli("close", *common, *later)
-    with pytest.raises(CommandError, match="needs it validated"):
+    with pytest.raises(CommandError, match="需要其状态为 validated"):
         _cli("net", *common, *later)
     _cli("validate", *common, *later)
     _cli("net", *common, *later)

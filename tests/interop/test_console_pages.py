@@ -157,7 +157,7 @@ def test_today_lists_current_and_previous_cycles_and_what_needs_a_person(
     assert response.status_code == 200
     assert f"/console/cycles/yrd/transit/{NEXT.isoformat()}/" in html  # current: open
     assert f"/console/cycles/yrd/transit/{DAY.isoformat()}/" in html  # previous: settled
-    assert "Needs a person now" in html
+    assert "待处理" in html  # Needs a person now
     # By default: today in Asia/Shanghai (the fixed clock's NEXT).
     assert NEXT.isoformat() in clerk.get("/console/", **HOST).content.decode()
 
@@ -171,9 +171,11 @@ def test_a_cycle_left_between_steps_needs_a_person(yrd_transit, send, collect, c
     cycle_close(cycle=cycle, now=at(NEXT, 5))
     ClearingCycle.objects.filter(pk=cycle.pk).update(progressed_at=at(NEXT, 5))
     html = clerk.get("/console/", **HOST).content.decode()
-    attention = html[html.index('id="attention"') : html.index("Cycles")]
+    attention = html[html.index('id="attention"') : html.index('class="board"')]
     assert f"yrd-transit-{DAY.isoformat()}" in attention and "validate…" in attention
-    assert "closed for 3 h 00 min since its last step: validate it" in attention
+    assert "自上一步起处于“已截止”已 3 小时 00 分钟；下一步：校验" in attention
+    english = clerk.get("/console/", **HOST, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Closed (cut off) for 3 h 00 min since its last step; next: Validate" in english
 
 
 def test_exceptions_group_by_reason_and_issuer_and_drill_down_to_their_records(
@@ -193,7 +195,7 @@ def test_exceptions_group_by_reason_and_issuer_and_drill_down_to_their_records(
 def test_operators_read_the_console_but_cannot_step_or_dispute(cycles, operator, fixed_now):
     assert operator.get(CYCLE_URL, **HOST).status_code == 200
     html = operator.get(CYCLE_URL, **HOST).content.decode()
-    assert "read-only" in html and "step-" not in html
+    assert "只读" in html and "step-" not in html  # read-only
     record_id = cycles.records.filter(status="pending").values_list("record_id", flat=True).first()
     assert 'id="raise-dispute"' not in operator.get(f"/console/records/{record_id}/", **HOST).content.decode()
     for url in (
@@ -201,7 +203,9 @@ def test_operators_read_the_console_but_cannot_step_or_dispute(cycles, operator,
         f"/console/records/{record_id}/dispute/",
     ):
         refused = operator.get(url, **HOST)
-        assert refused.status_code == 403 and "Only clearing staff" in refused.content.decode()
+        assert (
+            refused.status_code == 403 and "只有清算人员" in refused.content.decode()
+        )  # Only clearing staff
         assert operator.post(url, {"reason": "x", "raised_by": "hangzhou"}, **HOST).status_code == 403
     assert ClearingCycle.objects.get(business_date=NEXT).state == "open"
     assert not Dispute.objects.exists()
@@ -210,10 +214,10 @@ def test_operators_read_the_console_but_cannot_step_or_dispute(cycles, operator,
 def test_clerks_step_a_cycle_after_a_confirmation_and_a_refusal_says_why(cycles, clerk, fixed_now):
     url = f"/console/cycles/yrd/transit/{NEXT.isoformat()}/step/close/"
     page = clerk.get(url, **HOST)
-    assert page.status_code == 200 and "Confirm" in page.content.decode()
+    assert page.status_code == 200 and "确认" in page.content.decode()  # Confirm
     assert ClearingCycle.objects.get(business_date=NEXT).state == "open"  # asking is not doing
     refused = clerk.post(url, **HOST)  # before NEXT's cut-off (NEXT+1 04:00)
-    assert refused.status_code == 409 and "cannot close before" in refused.content.decode()
+    assert refused.status_code == 409 and "此前不能截止" in refused.content.decode()  # cannot close before
     fixed_now.at = dt.datetime(2026, 11, 23, 5, 0, tzinfo=SHANGHAI)
     done = clerk.post(url, **HOST)
     assert done.status_code == 302 and done["Location"] == f"/console/cycles/yrd/transit/{NEXT.isoformat()}/"
@@ -236,14 +240,14 @@ def test_clerks_raise_and_resolve_a_dispute_through_the_services_audited(cycles,
     url = f"/console/records/{record_id}/dispute/"
     assert clerk.get(url, **HOST).status_code == 200
     empty = clerk.post(url, {"raised_by": "hangzhou", "reason": " "}, **HOST)
-    assert empty.status_code == 409 and "Say why" in empty.content.decode()
+    assert empty.status_code == 409 and "请说明" in empty.content.decode()  # Say why
     raised = clerk.post(url, {"raised_by": "hangzhou", "reason": "乘客称未乘车 rider says no ride"}, **HOST)
     dispute = Dispute.objects.get(record__record_id=record_id)
     assert raised["Location"] == f"/console/disputes/{dispute.pk}/"
     assert ClearingCycle.objects.get(pk=cycles.pk).state == "disputed"
     assert "rider says no ride" in clerk.get("/console/disputes/", **HOST).content.decode()
     resolve = f"/console/disputes/{dispute.pk}/resolve/"
-    assert "Accept" in clerk.get(f"{resolve}?decision=accept", **HOST).content.decode()
+    assert "接受争议" in clerk.get(f"{resolve}?decision=accept", **HOST).content.decode()  # Accept dispute
     clerk.post(resolve, {"decision": "accept", "resolution": "核实属实 confirmed"}, **HOST)
     dispute.refresh_from_db()
     assert dispute.state == "accepted" and dispute.resolved_by == "user:clerk-wang"
@@ -257,7 +261,7 @@ def test_clerks_raise_and_resolve_a_dispute_through_the_services_audited(cycles,
         "interop.dispute_resolve": "user:clerk-wang",
     }
     again = clerk.post(resolve, {"decision": "reject", "resolution": "twice"}, **HOST)
-    assert again.status_code == 409 and "already accepted" in again.content.decode()
+    assert again.status_code == 409 and "已是 accepted 状态" in again.content.decode()  # already accepted
 
 
 def test_the_platform_home_links_the_console(clerk):

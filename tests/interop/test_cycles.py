@@ -56,21 +56,21 @@ def test_transitions_in_order_and_the_refused_ones(yrd_transit, send, collect):
     collect("jiaxing")
     cycle = _cycle()
     later = at(NEXT, 5)
-    with pytest.raises(Conflict, match="cannot close before"):
+    with pytest.raises(Conflict, match="此前不能截止"):
         cycle_close(cycle=cycle, now=at(NEXT, 3, 59))
     for step in (cycle_validate, cycle_net, cycle_settle):
         with pytest.raises(Conflict) as info:
             step(cycle=cycle, now=later)
         assert info.value.code == "cycle_state"
     assert cycle_close(cycle=cycle, now=later).state == CycleState.CLOSED
-    with pytest.raises(Conflict, match="needs it validated"):
+    with pytest.raises(Conflict, match="需要其状态为 validated"):
         cycle_net(cycle=cycle, now=later)
     assert _read_statuses(cycle) == ["pending"]  # closed, not validated yet
     assert cycle_validate(cycle=cycle, now=later).state == CycleState.VALIDATED
     assert _read_statuses(cycle) == ["valid"]  # stored pending, read valid: validation wrote no row
     assert list(ClearingRecord.objects.filter(cycle=cycle).values_list("status", flat=True)) == ["pending"]
     assert selectors.cycle_summary(cycle=_cycle())["records"] == {"valid": {"records": 1, "amount_fen": 200}}
-    with pytest.raises(Conflict, match="needs it netted"):
+    with pytest.raises(Conflict, match="需要其状态为 netted"):
         cycle_settle(cycle=cycle, now=later)
     assert cycle_net(cycle=cycle, now=later).state == CycleState.NETTED
     assert cycle_settle(cycle=cycle, now=later).state == CycleState.SETTLED

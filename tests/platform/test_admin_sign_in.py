@@ -32,6 +32,7 @@ def _sign_in(client, host: str, username: str, password: str = PASSWORD):
         "/admin/login/?next=/admin/",
         {"username": username, "password": password, "next": "/admin/"},
         HTTP_HOST=host,
+        HTTP_ACCEPT_LANGUAGE="en",  # the refusals' wording; tests/platform/test_languages.py reads the Chinese
     )
 
 

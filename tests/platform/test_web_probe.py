@@ -44,6 +44,10 @@ ANONYMOUS = {
         "readyz": ("readiness: ok/down only", {200, 405}),
         ".well-known/citycard-keys.json": ("public keys only, signed by the platform's key", {200, 405}),
         "admin/login/": ("the sign-in form", {200}),
+        "i18n/setlang/": (
+            "the language switch: sets the language cookie, reads and shows nothing",
+            {204, 302},
+        ),
         "graphql/": ("partner apps: an API key of this tenant (Authorization: Bearer)", {401, 405}),
         "terminal/v1/batches": ("terminals: every batch signed with the terminal's Ed25519 key", {405, 415}),
         "terminal/v1/hotlist": (
@@ -71,6 +75,10 @@ ANONYMOUS = {
             {200, 405},
         ),
         "admin/login/": ("the sign-in form", {200}),
+        "i18n/setlang/": (
+            "the language switch: sets the language cookie, reads and shows nothing",
+            {204, 302},
+        ),
         "graphql/": ("clearing staff: a platform user's session or a platform API key", {401, 403, 405}),
     },
 }

@@ -15,15 +15,11 @@ from citycard.platform.templatetags.people import beijing, yuan, yuan_of
 
 # What each issuer check means, for people (docs/clearing.md, "Issuer validation").
 CHECK_TEXT = {
-    "issuer": _("卡号前缀属于发卡方 · the card number's division prefix is the issuer's (else not_our_card)"),
-    "card_known": _("发卡方认识此卡 · the card is in the issuer's card table (else card_unknown)"),
-    "hotlist": _(
-        "交易前未列入黑名单 · not hotlisted beyond the grace period before the tap (else hotlisted)"
-    ),
-    "tac": _("TAC 校验通过 · the TAC recomputed under the issuer's key matches (else tac_invalid)"),
-    "counter": _(
-        "交易计数器未重复 · the card's transaction counter was not cleared before (else counter_replayed)"
-    ),
+    "issuer": _("the card number's division prefix is the issuer's (else not_our_card)"),
+    "card_known": _("the card is in the issuer's card table (else card_unknown)"),
+    "hotlist": _("not hotlisted beyond the grace period before the tap (else hotlisted)"),
+    "tac": _("the TAC recomputed under the issuer's key matches (else tac_invalid)"),
+    "counter": _("the card's transaction counter was not cleared before (else counter_replayed)"),
 }
 
 

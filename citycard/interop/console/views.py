@@ -45,13 +45,13 @@ STEPS = {
     "close": (
         "open",
         cycle_close,
-        gettext_lazy("截止 Close"),
+        gettext_lazy("Close"),
         gettext_lazy("Cut the cycle off: no record joins it any more (late ones go to the next cycle)."),
     ),
     "validate": (
         "closed",
         cycle_validate,
-        gettext_lazy("校验 Validate"),
+        gettext_lazy("Validate"),
         gettext_lazy(
             "Each issuer validates its records; rejected ones become exceptions for their acquirers."
         ),
@@ -59,13 +59,13 @@ STEPS = {
     "net": (
         "validated",
         cycle_net,
-        gettext_lazy("轧差 Net"),
+        gettext_lazy("Netting"),
         gettext_lazy("The bilateral matrix and the net positions, posted to the ledger."),
     ),
     "settle": (
         "netted",
         cycle_settle,
-        gettext_lazy("结算 Settle"),
+        gettext_lazy("Settle"),
         gettext_lazy("Settlement instructions and every participant's reconciliation file are sent."),
     ),
 }
@@ -184,10 +184,11 @@ def _why_stuck(cycle: ClearingCycle, now: dt.datetime) -> str:
             "idle": _idle((now - cycle.cut_off_at).total_seconds())
         }
     since = cycle.last_moved or cycle.cut_off_at
-    return _("%(state)s for %(idle)s since its last step: %(step)s it") % {
-        "state": cycle.state,
+    step = NEXT_STEP.get(cycle.state)
+    return _("%(state)s for %(idle)s since its last step; next: %(step)s") % {
+        "state": cycle.get_state_display(),
         "idle": _idle((now - since).total_seconds()),
-        "step": NEXT_STEP.get(cycle.state, ""),
+        "step": STEPS[step][2] if step else "",
     }
 
 
@@ -243,9 +244,9 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
                     for cell in cells
                     if cell is not None
                 ],
-                column_name=str(gettext_lazy("收单方 acquirer")),
-                row_name=str(gettext_lazy("发卡方 issuer")),
-                records_label=str(gettext_lazy("笔 records")),
+                column_name=str(gettext_lazy("acquirer")),
+                row_name=str(gettext_lazy("issuer")),
+                records_label=str(gettext_lazy("records")),
             ),
             "positions": positions,
             "positions_sum": positions_sum(positions),
@@ -281,8 +282,8 @@ def charts(request: HttpRequest) -> HttpResponse:
     roaming_chart = chart_specs.series_chart(
         days=days,
         axes=[
-            {"name": str(gettext_lazy("笔数 records")), "unit": "count"},
-            {"name": str(gettext_lazy("金额 value")), "unit": "fen"},
+            {"name": str(gettext_lazy("records")), "unit": "count"},
+            {"name": str(gettext_lazy("value")), "unit": "fen"},
         ],
         series=[
             *(
@@ -301,7 +302,7 @@ def charts(request: HttpRequest) -> HttpResponse:
     all_rejected = [sum(line[i] or 0 for line in by_reason.values()) for i in range(len(days))]
     exception_chart = chart_specs.series_chart(
         days=days,
-        axes=[{"name": str(gettext_lazy("异常率 rate")), "unit": "percent"}],
+        axes=[{"name": str(gettext_lazy("rate")), "unit": "percent"}],
         series=[
             {
                 "name": reason,
@@ -324,7 +325,7 @@ def charts(request: HttpRequest) -> HttpResponse:
     )
     positions_chart = chart_specs.series_chart(
         days=days,
-        axes=[{"name": str(gettext_lazy("净额 net")), "unit": "fen"}],
+        axes=[{"name": str(gettext_lazy("net")), "unit": "fen"}],
         series=[{"name": who, "type": "line", "axis": 0, "data": data} for who, data in nets.items()],
     )
     totals = {

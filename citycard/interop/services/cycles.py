@@ -24,6 +24,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.interop.models import ClearingCycle, CyclePeriod, CycleState, IssuerValidation, RoamingAgreement
 from citycard.interop.selectors import agreement_get, cycle_issuers_pending
@@ -93,7 +94,11 @@ def _locked(cycle: ClearingCycle) -> ClearingCycle:
 
 
 def _refuse_step(cycle: ClearingCycle, step: str, needed: str) -> None:
-    raise Conflict(f"cycle {cycle.label} is {cycle.state}; {step} needs it {needed}", code="cycle_state")
+    raise Conflict(
+        gettext("cycle %(cycle)s is %(state)s; %(step)s needs it %(needed)s")
+        % {"cycle": cycle.label, "state": cycle.state, "step": step, "needed": needed},
+        code="cycle_state",
+    )
 
 
 _ORDER = [CycleState.OPEN, CycleState.CLOSED, CycleState.VALIDATED, CycleState.NETTED, CycleState.SETTLED]
@@ -117,8 +122,8 @@ def cycle_close(
         return cycle
     if now < cycle.cut_off_at:
         raise Conflict(
-            f"cycle {cycle.label} cuts off at {cycle.cut_off_at.astimezone(BEIJING).isoformat()};"
-            " it cannot close before",
+            gettext("cycle %(cycle)s cuts off at %(cut_off)s; it cannot close before")
+            % {"cycle": cycle.label, "cut_off": cycle.cut_off_at.astimezone(BEIJING).isoformat()},
             code="before_cut_off",
         )
     cycle.state, cycle.closed_at, cycle.progressed_at = CycleState.CLOSED, now, timezone.now()

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.interop.models import (
     ClearingCycle,
@@ -50,20 +51,29 @@ def dispute_raise(
         ClearingRecord.objects.select_related("cycle__agreement__network").filter(record_id=record_id).first()
     )
     if record is None:
-        raise NotFound(f"no clearing record {record_id!r}", field="record_id")
+        raise NotFound(gettext("no clearing record %(record)r") % {"record": record_id}, field="record_id")
     if raised_by not in (record.acquirer, record.issuer):
-        raise DomainError(f"{raised_by} is not a party to record {record_id}", code="not_a_party")
+        raise DomainError(
+            gettext("%(party)s is not a party to record %(record)s")
+            % {"party": raised_by, "record": record_id},
+            code="not_a_party",
+        )
     cycle = record.cycle
     if not cycle_reached(cycle=cycle, state=CycleState.SETTLED):
-        raise Conflict(f"record {record_id} is in cycle {cycle.label}, not settled yet", code="cycle_state")
+        raise Conflict(
+            gettext("record %(record)s is in cycle %(cycle)s, not settled yet")
+            % {"record": record_id, "cycle": cycle.label},
+            code="cycle_state",
+        )
     deadline = cycle.settled_at + dt.timedelta(days=cycle.agreement.dispute_window_days)
     if now > deadline:
         raise DomainError(
-            f"the dispute window of {cycle.label} ended at {deadline.isoformat()}",
+            gettext("the dispute window of %(cycle)s ended at %(deadline)s")
+            % {"cycle": cycle.label, "deadline": deadline.isoformat()},
             code="window_closed",
         )
     if record.kind == RecordKind.ADJUSTMENT:
-        raise DomainError("an adjustment cannot be disputed", code="invalid")
+        raise DomainError(gettext("an adjustment cannot be disputed"), code="invalid")
     existing = Dispute.objects.filter(record=record).exclude(state=DisputeState.REJECTED).first()
     if existing is not None:
         return existing
@@ -94,9 +104,12 @@ def dispute_resolve(
         .first()
     )
     if dispute is None:
-        raise NotFound(f"no dispute {dispute_id}", field="dispute")
+        raise NotFound(gettext("no dispute %(id)s") % {"id": dispute_id}, field="dispute")
     if dispute.state != DisputeState.OPEN:
-        raise Conflict(f"dispute {dispute_id} is already {dispute.state}", code="dispute_state")
+        raise Conflict(
+            gettext("dispute %(id)s is already %(state)s") % {"id": dispute_id, "state": dispute.state},
+            code="dispute_state",
+        )
     record = dispute.record
     if accept:
         agreement = record.cycle.agreement

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AccountsConfig(AppConfig):
@@ -6,7 +7,7 @@ class AccountsConfig(AppConfig):
 
     name = "citycard.tenants.accounts"
     label = "accounts"
-    verbose_name = "Accounts and subsidies"
+    verbose_name = _("Accounts and subsidies")
 
     role_permissions = {
         "city_admin": {

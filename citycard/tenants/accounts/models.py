@@ -9,27 +9,43 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class AccountKind(models.TextChoices):
-    HOLDER = "holder", "Cardholder online account (市民卡账户)"
-    TOPUP_CLEARING = "topup", "Top-up clearing (bank / cash)"
-    MERCHANT = "merchant", "Merchant payable"
-    SUBSIDY_FUND = "subsidy", "Subsidy fund (财政补贴资金)"
-    PURSE_FLOAT = "purse", "E-purse float (电子钱包备付金)"
+    HOLDER = "holder", _("Cardholder online account")
+    TOPUP_CLEARING = "topup", _("Top-up clearing (bank / cash)")
+    MERCHANT = "merchant", _("Merchant payable")
+    SUBSIDY_FUND = "subsidy", _("Subsidy fund")
+    PURSE_FLOAT = "purse", _("E-purse float")
 
 
 class LedgerAccount(models.Model):
-    code = models.CharField(max_length=60, unique=True)
-    kind = models.CharField(max_length=10, choices=AccountKind.choices)
-    cardholder_id = models.BigIntegerField(null=True, blank=True, unique=True)
-    card_no = models.CharField(max_length=19, blank=True, help_text="The card the account is reached by.")
-    balance_fen = models.BigIntegerField(default=0)
-    overdraft_fen = models.BigIntegerField(default=0, help_text="How far below zero it may go.")
-    allow_negative = models.BooleanField(default=False, help_text="External accounts carry the other side.")
-    opened_at = models.DateTimeField()
+    code = models.CharField(max_length=60, unique=True, verbose_name=_("code"))
+    kind = models.CharField(max_length=10, choices=AccountKind.choices, verbose_name=_("kind"))
+    cardholder_id = models.BigIntegerField(
+        null=True, blank=True, unique=True, verbose_name=_("cardholder id")
+    )
+    card_no = models.CharField(
+        max_length=19,
+        blank=True,
+        help_text=_("The card the account is reached by."),
+        verbose_name=_("card no"),
+    )
+    balance_fen = models.BigIntegerField(default=0, verbose_name=_("balance (fen)"))
+    overdraft_fen = models.BigIntegerField(
+        default=0, help_text=_("How far below zero it may go."), verbose_name=_("overdraft (fen)")
+    )
+    allow_negative = models.BooleanField(
+        default=False,
+        help_text=_("External accounts carry the other side."),
+        verbose_name=_("allow negative"),
+    )
+    opened_at = models.DateTimeField(verbose_name=_("opened at"))
 
     class Meta:
+        verbose_name = _("ledger account")
+        verbose_name_plural = _("ledger accounts")
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(
@@ -46,27 +62,34 @@ class LedgerAccount(models.Model):
 
 
 class PostingKind(models.TextChoices):
-    TOPUP = "topup", "Top-up (充值)"
-    PAYMENT = "payment", "Payment (消费)"
-    REFUND = "refund", "Refund (退款)"
-    SUBSIDY = "subsidy", "Subsidy credit (补贴发放)"
-    PURSE_LOAD = "purse_load", "E-purse load from the account (圈存)"
+    TOPUP = "topup", _("Top-up")
+    PAYMENT = "payment", _("Payment")
+    REFUND = "refund", _("Refund")
+    SUBSIDY = "subsidy", _("Subsidy credit")
+    PURSE_LOAD = "purse_load", _("E-purse load from the account")
 
 
 class Posting(models.Model):
     """One balanced movement of money (记账凭证); retried with the same idempotency key it is not repeated."""
 
-    kind = models.CharField(max_length=10, choices=PostingKind.choices)
-    idempotency_key = models.CharField(max_length=120, unique=True)
-    at = models.DateTimeField()
-    amount_fen = models.BigIntegerField()
-    memo = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, choices=PostingKind.choices, verbose_name=_("kind"))
+    idempotency_key = models.CharField(max_length=120, unique=True, verbose_name=_("idempotency key"))
+    at = models.DateTimeField(verbose_name=_("at"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    memo = models.CharField(max_length=200, blank=True, verbose_name=_("memo"))
     reverses = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="refunds",
+        verbose_name=_("reverses"),
     )
-    actor = models.CharField(max_length=150)
+    actor = models.CharField(max_length=150, verbose_name=_("actor"))
 
     class Meta:
+        verbose_name = _("posting")
+        verbose_name_plural = _("postings")
         ordering = ["-at", "-id"]
         constraints = [models.CheckConstraint(condition=Q(amount_fen__gt=0), name="posting_amount_positive")]
 
@@ -74,67 +97,106 @@ class Posting(models.Model):
 class Leg(models.Model):
     """One side of a posting: a signed amount on one account (credit positive)."""
 
-    posting = models.ForeignKey(Posting, on_delete=models.PROTECT, related_name="legs")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="legs")
-    amount_fen = models.BigIntegerField()
+    posting = models.ForeignKey(
+        Posting, on_delete=models.PROTECT, related_name="legs", verbose_name=_("posting")
+    )
+    account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="legs", verbose_name=_("account")
+    )
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
 
     class Meta:
+        verbose_name = _("leg")
+        verbose_name_plural = _("legs")
         constraints = [models.CheckConstraint(condition=~Q(amount_fen=0), name="leg_amount_not_zero")]
 
 
 class PurseShadow(models.Model):
     """The back office's mirror of a chip e-purse (电子钱包影子账户), followed from uploaded taps."""
 
-    card_no = models.CharField(max_length=19, unique=True)
-    balance_fen = models.BigIntegerField(default=0)
-    last_counter = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField()
-    closed = models.BooleanField(default=False, help_text="Moved to a replacement card.")
+    card_no = models.CharField(max_length=19, unique=True, verbose_name=_("card no"))
+    balance_fen = models.BigIntegerField(default=0, verbose_name=_("balance (fen)"))
+    last_counter = models.BigIntegerField(default=0, verbose_name=_("last counter"))
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
+    closed = models.BooleanField(
+        default=False, help_text=_("Moved to a replacement card."), verbose_name=_("closed")
+    )
+
+    class Meta:
+        verbose_name = _("purse shadow")
+        verbose_name_plural = _("purse shadows")
 
 
 class SubsidyProgramme(models.Model):
     """A subsidy programme (惠民惠农补贴项目): who gets it (a rider category, or every cardholder) and its
     items, each a named amount (e.g. 耕地地力保护补贴 120.00)."""
 
-    code = models.CharField(max_length=40, unique=True)
-    name = models.CharField(max_length=100)
-    department = models.CharField(max_length=40, blank=True, help_text="Paying department code.")
-    category = models.CharField(max_length=20, blank=True, help_text="Rider category required; empty: all.")
-    items = models.JSONField(help_text='[{"item": "...", "amount_fen": 12000}, ...]')
-    active = models.BooleanField(default=True)
+    code = models.CharField(max_length=40, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    department = models.CharField(
+        max_length=40, blank=True, help_text=_("Paying department code."), verbose_name=_("department")
+    )
+    category = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text=_("Rider category required; empty: all."),
+        verbose_name=_("category"),
+    )
+    items = models.JSONField(
+        help_text=_('[{"item": "...", "amount_fen": 12000}, ...]'), verbose_name=_("items")
+    )
+    active = models.BooleanField(default=True, verbose_name=_("active"))
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
 
+    class Meta:
+        verbose_name = _("subsidy programme")
+        verbose_name_plural = _("subsidy programmes")
+
 
 class SubsidyRun(models.Model):
-    programme = models.ForeignKey(SubsidyProgramme, on_delete=models.PROTECT, related_name="runs")
-    period = models.CharField(max_length=20, help_text="e.g. 2026-11 or 2026")
-    on = models.DateField(help_text="Eligibility is decided on this day.")
-    at = models.DateTimeField()
-    payments = models.IntegerField(default=0)
-    total_fen = models.BigIntegerField(default=0)
-    actor = models.CharField(max_length=150)
+    programme = models.ForeignKey(
+        SubsidyProgramme, on_delete=models.PROTECT, related_name="runs", verbose_name=_("programme")
+    )
+    period = models.CharField(max_length=20, help_text=_("e.g. 2026-11 or 2026"), verbose_name=_("period"))
+    on = models.DateField(help_text=_("Eligibility is decided on this day."), verbose_name=_("on"))
+    at = models.DateTimeField(verbose_name=_("at"))
+    payments = models.IntegerField(default=0, verbose_name=_("payments"))
+    total_fen = models.BigIntegerField(default=0, verbose_name=_("total (fen)"))
+    actor = models.CharField(max_length=150, verbose_name=_("actor"))
 
     class Meta:
+        verbose_name = _("subsidy run")
+        verbose_name_plural = _("subsidy runs")
         constraints = [
             models.UniqueConstraint(fields=["programme", "period"], name="subsidyrun_once_per_period")
         ]
 
 
 class SubsidyPayment(models.Model):
-    run = models.ForeignKey(SubsidyRun, on_delete=models.PROTECT, related_name="payment_rows")
-    cardholder_id = models.BigIntegerField(db_index=True)
-    amount_fen = models.BigIntegerField()
-    posting = models.OneToOneField(Posting, on_delete=models.PROTECT)
+    run = models.ForeignKey(
+        SubsidyRun, on_delete=models.PROTECT, related_name="payment_rows", verbose_name=_("run")
+    )
+    cardholder_id = models.BigIntegerField(db_index=True, verbose_name=_("cardholder id"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    posting = models.OneToOneField(Posting, on_delete=models.PROTECT, verbose_name=_("posting"))
 
     class Meta:
+        verbose_name = _("subsidy payment")
+        verbose_name_plural = _("subsidy payments")
         constraints = [models.UniqueConstraint(fields=["run", "cardholder_id"], name="subsidypayment_once")]
 
 
 class SubsidyItem(models.Model):
     """Item-level detail of a payment (补贴明细) that the cardholder can query."""
 
-    payment = models.ForeignKey(SubsidyPayment, on_delete=models.PROTECT, related_name="items")
-    item = models.CharField(max_length=100)
-    amount_fen = models.BigIntegerField()
+    payment = models.ForeignKey(
+        SubsidyPayment, on_delete=models.PROTECT, related_name="items", verbose_name=_("payment")
+    )
+    item = models.CharField(max_length=100, verbose_name=_("item"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+
+    class Meta:
+        verbose_name = _("subsidy item")
+        verbose_name_plural = _("subsidy items")

@@ -13,6 +13,8 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import tenant_admin
 from citycard.platform.audit.models import AuditEntry
@@ -79,7 +81,7 @@ class CardSchemeAdmin(admin.ModelAdmin):
             "tenant": tenant.code,
             "city": tenant.clearing_tenant.code,
             "opts": self.model._meta,
-            "title": "Card schemes",
+            "title": _("Card schemes"),
         }
         try:
             schemes = schemes_visible(tenant=tenant)
@@ -141,9 +143,11 @@ class CardInline(admin.TabularInline):
 class CardholderRegistrationForm(forms.ModelForm):
     """Registering goes through services.cardholder_register (ID checked, encrypted, audit written)."""
 
-    id_number = forms.CharField(max_length=18, help_text="18 characters; checked against its GB 11643 digit.")
-    phone = forms.CharField(max_length=20, required=False)
-    address = forms.CharField(max_length=200, required=False)
+    id_number = forms.CharField(
+        max_length=18, help_text=_("18 characters; checked against its GB 11643 digit."), label=_("id number")
+    )
+    phone = forms.CharField(max_length=20, required=False, label=_("phone"))
+    address = forms.CharField(max_length=200, required=False, label=_("address"))
 
     def clean_id_number(self) -> str:
         return _clean(
@@ -179,9 +183,14 @@ class CardholderChangeForm(forms.ModelForm):
     """Changes go through services.cardholder_update: a new phone or address is typed in full (the stored
     ones are shown masked only) and left empty to keep what is stored."""
 
-    new_phone = forms.CharField(max_length=20, required=False, help_text="Leave empty to keep the phone.")
+    new_phone = forms.CharField(
+        max_length=20, required=False, help_text=_("Leave empty to keep the phone."), label=_("new phone")
+    )
     new_address = forms.CharField(
-        max_length=200, required=False, help_text="Leave empty to keep the address."
+        max_length=200,
+        required=False,
+        help_text=_("Leave empty to keep the address."),
+        label=_("new address"),
     )
 
     def clean_new_phone(self) -> str:
@@ -190,7 +199,7 @@ class CardholderChangeForm(forms.ModelForm):
     def clean_name(self) -> str:
         name = (self.cleaned_data.get("name") or "").strip()
         if not name or len(name) > 60:
-            raise forms.ValidationError("the cardholder needs a name of 1–60 characters")
+            raise forms.ValidationError(_("the cardholder needs a name of 1–60 characters"))
         return name
 
     class Meta:
@@ -229,7 +238,7 @@ class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
     list_display = ("name", "id_masked", "phone_masked", "born", "sex", "category_list", "employer")
     list_filter = (CategoryFilter, "cards__scheme__code", "cards__state", "sex", "local_hukou")
     search_fields = ("name",)
-    search_help_text = "Name (prefix), card number, phone or ID number (exact, through the blind index)."
+    search_help_text = _("Name (prefix), card number, phone or ID number (exact, through the blind index).")
     inlines = [CategoryInline, CardInline]
     readonly_fields = (
         "id_masked",
@@ -248,15 +257,15 @@ class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
         ids = cardholder_search(query=search_term).values("pk")
         return queryset.filter(pk__in=ids), True
 
-    @admin.display(description="categories")
+    @admin.display(description=_("categories"))
     def category_list(self, obj):
         return ", ".join(sorted({c.code for c in obj.categories.all()}))
 
-    @admin.display(description="born (出生年代)", ordering="birth_decade")
+    @admin.display(description=_("born (decade)"), ordering="birth_decade")
     def born(self, obj):
         return decade_label(obj.birth_decade)
 
-    @admin.display(description="access log")
+    @admin.display(description=_("access log"))
     def access_log(self, obj):
         url = reverse("tenant_admin:cards_cardholder_access_log", args=[obj.pk])
         return format_html('<a href="{}">Who read this cardholder\'s data</a>', url)
@@ -280,7 +289,7 @@ class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": holder,
-            "title": f"Access log: {holder.name} {holder.id_masked}",
+            "title": _("Access log: %(name)s %(id)s") % {"name": holder.name, "id": holder.id_masked},
             "reads": cardholder_access_log(cardholder_id=holder.pk),
         }
         return TemplateResponse(request, "admin/cards/access_log.html", context)
@@ -360,14 +369,14 @@ class CardholderAdmin(NumberSearchMixin, admin.ModelAdmin):
 
 # (service, past participle, needs a reason)
 LIFECYCLE = {
-    "produce_selected": (services.card_produce, "mark produced", False),
-    "issue_selected": (services.card_issue, "issue", False),
-    "activate_selected": (services.card_activate, "activate", False),
-    "ss_activate_selected": (services.card_ss_activate, "activate social security on", False),
-    "report_lost_selected": (services.card_report_lost, "report lost (frozen, on the hotlist)", False),
-    "unfreeze_selected": (services.card_unfreeze, "unfreeze (off the hotlist)", False),
-    "replace_selected": (services.card_replace, "replace", False),
-    "cancel_selected": (services.card_cancel, "cancel", True),
+    "produce_selected": (services.card_produce, _("mark produced"), False),
+    "issue_selected": (services.card_issue, _("issue"), False),
+    "activate_selected": (services.card_activate, _("activate"), False),
+    "ss_activate_selected": (services.card_ss_activate, _("activate social security on"), False),
+    "report_lost_selected": (services.card_report_lost, _("report lost (frozen, on the hotlist)"), False),
+    "unfreeze_selected": (services.card_unfreeze, _("unfreeze (off the hotlist)"), False),
+    "replace_selected": (services.card_replace, _("replace"), False),
+    "cancel_selected": (services.card_cancel, _("cancel"), True),
 }
 
 
@@ -382,8 +391,8 @@ def _lifecycle_action(name: str):
                 "admin/cards/confirm_action.html",
                 {
                     **modeladmin.admin_site.each_context(request),
-                    "title": f"Confirm: {verb}",
-                    "question": f"{verb.capitalize()} these {len(cards)} card(s)?",
+                    "title": _("Confirm: %(verb)s") % {"verb": verb},
+                    "question": _("%(verb)s these %(n)d card(s)?") % {"verb": verb, "n": len(cards)},
                     "cards": cards,
                     "action": name,
                     "verb": verb,
@@ -402,13 +411,13 @@ def _lifecycle_action(name: str):
             except DomainError as exc:
                 refused.append(str(exc))
         if done:
-            messages.success(request, f"{verb}: {done} card(s)")
+            messages.success(request, _("%(verb)s: %(n)d card(s)") % {"verb": verb, "n": done})
         for message in refused:
             messages.error(request, message)
         return None
 
     action.__name__ = name
-    return admin.action(description=f"{verb.capitalize()} the selected cards…")(action)
+    return admin.action(description=format_lazy(_("Selected cards: {verb}…"), verb=verb))(action)
 
 
 @admin.register(Card, site=tenant_admin)
@@ -430,7 +439,7 @@ class CardAdmin(NumberSearchMixin, admin.ModelAdmin):
         ("cardholder__categories__code", admin.AllValuesFieldListFilter),
     )
     search_fields = ("=card_no",)
-    search_help_text = "Card number, or the holder's name, phone or ID number."
+    search_help_text = _("Card number, or the holder's name, phone or ID number.")
     list_select_related = ("scheme", "cardholder")
     actions = [_lifecycle_action(name) for name in LIFECYCLE]
     readonly_fields = (
@@ -473,7 +482,7 @@ class CardAdmin(NumberSearchMixin, admin.ModelAdmin):
     def get_actions(self, request):
         return {} if _is_county() else super().get_actions(request)
 
-    @admin.display(description="audit trail")
+    @admin.display(description=_("audit trail"))
     def audit_trail(self, obj):
         query = Q(object_type="card", object_id=obj.card_no)
         if obj.source.startswith("import:"):  # batch issuance audits once per chunk, listing its cards

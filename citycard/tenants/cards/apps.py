@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CardsConfig(AppConfig):
@@ -6,7 +7,7 @@ class CardsConfig(AppConfig):
 
     name = "citycard.tenants.cards"
     label = "cards"
-    verbose_name = "Cards and cardholders"
+    verbose_name = _("Cards and cardholders")
 
     role_permissions = {
         "city_admin": {

@@ -72,13 +72,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         value="n",
     )
     routing_names = {
-        "own": str(_("本地卡 own cards")),
-        "roaming": str(_("外地卡 roaming in")),
-        "held": str(_("挂起 held")),
+        "own": str(_("own cards")),
+        "roaming": str(_("roaming in")),
+        "held": str(_("held")),
     }
     taps_chart = charts.series_chart(
         days=days,
-        axes=[{"name": str(_("笔数 taps")), "unit": "count"}],
+        axes=[{"name": str(_("taps")), "unit": "count"}],
         series=[
             *(
                 {
@@ -91,7 +91,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 for routing, data in taps.items()
             ),
             {
-                "name": str(_("本地卡异地 roaming out (cleared)")),
+                "name": str(_("roaming out (cleared)")),
                 "type": "line",
                 "axis": 0,
                 "data": issued.get("out", [None] * len(days)),
@@ -114,7 +114,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
     positions_chart = charts.series_chart(
         days=days,
-        axes=[{"name": str(_("净额 net")), "unit": "fen"}],
+        axes=[{"name": str(_("net")), "unit": "fen"}],
         series=[{"name": name, "type": "bar", "axis": 0, "data": data} for name, data in nets.items()],
     )
     flags = selectors.review_flags_waiting()

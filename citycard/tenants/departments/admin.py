@@ -132,7 +132,7 @@ class DataGrantAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
 
-    @admin.action(description="Revoke the selected grants")
+    @admin.action(description=_("Revoke the selected grants"))
     def revoke_selected(self, request, queryset):
         for grant in queryset.filter(revoked_at__isnull=True):
             services.data_grant_revoke(grant_id=grant.pk, actor=f"user:{request.user.username}")
@@ -216,7 +216,7 @@ class OnboardingAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": _("Onboarding checklist (入驻清单)"),
+            "title": _("Onboarding checklist"),
             "tenants": tenants,
             "is_city": here.kind != "county",
         }

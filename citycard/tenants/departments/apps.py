@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DepartmentsConfig(AppConfig):
@@ -6,7 +7,7 @@ class DepartmentsConfig(AppConfig):
 
     name = "citycard.tenants.departments"
     label = "departments"
-    verbose_name = "Departments and service points"
+    verbose_name = _("Departments and service points")
 
     role_permissions = {
         "city_admin": {

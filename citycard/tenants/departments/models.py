@@ -8,53 +8,55 @@ from django.utils.translation import gettext_lazy as _
 
 
 class DepartmentKind(models.TextChoices):
-    HRSS = "hrss", "Human resources & social security (人社)"
-    POLICE = "police", "Public security (公安)"
-    HEALTH = "health", "Health (卫健)"
-    MEDICAL_INSURANCE = "medical_insurance", "Medical insurance (医保)"
-    TRANSPORT = "transport", "Transport (交通)"
-    CIVIL_AFFAIRS = "civil_affairs", "Civil affairs (民政)"
-    CULTURE_TOURISM = "culture_tourism", "Culture & tourism (文旅)"
-    EDUCATION = "education", "Education (教育)"
-    FINANCE = "finance", "Finance (财政)"
-    DISABLED_FEDERATION = "disabled_federation", "Disabled persons' federation (残联)"
-    BANK = "bank", "Bank"
-    UTILITY = "utility", "Utility"
-    OTHER = "other", "Other"
+    HRSS = "hrss", _("Human resources & social security")
+    POLICE = "police", _("Public security")
+    HEALTH = "health", _("Health")
+    MEDICAL_INSURANCE = "medical_insurance", _("Medical insurance")
+    TRANSPORT = "transport", _("Transport")
+    CIVIL_AFFAIRS = "civil_affairs", _("Civil affairs")
+    CULTURE_TOURISM = "culture_tourism", _("Culture & tourism")
+    EDUCATION = "education", _("Education")
+    FINANCE = "finance", _("Finance")
+    DISABLED_FEDERATION = "disabled_federation", _("Disabled persons' federation")
+    BANK = "bank", _("Bank")
+    UTILITY = "utility", _("Utility")
+    OTHER = "other", _("Other")
 
 
 class PiiField(models.TextChoices):
     """Cardholder fields a department may be granted."""
 
-    NAME = "name", "Name"
-    ID_NUMBER = "id_number", "ID number"
-    PHONE = "phone", "Phone"
-    ADDRESS = "address", "Address"
-    BIRTH_DATE = "birth_date", "Birth date"
-    SEX = "sex", "Sex"
-    CATEGORIES = "categories", "Rider categories"
-    CARDS = "cards", "Cards and their states"
+    NAME = "name", _("Name")
+    ID_NUMBER = "id_number", _("ID number")
+    PHONE = "phone", _("Phone")
+    ADDRESS = "address", _("Address")
+    BIRTH_DATE = "birth_date", _("Birth date")
+    SEX = "sex", _("Sex")
+    CATEGORIES = "categories", _("Rider categories")
+    CARDS = "cards", _("Cards and their states")
 
 
 class ServiceKind(models.TextChoices):
-    APPLY = "apply", "Card application (申领)"
-    ISSUE = "issue", "Issuance / collection (领卡)"
-    LOSS = "loss", "Loss report (挂失)"
-    REPLACE = "replace", "Replacement (补换)"
-    SS_ACTIVATE = "ss_activate", "Social-security activation (社保激活)"
-    TOPUP = "topup", "Top-up (充值)"
-    ENQUIRY = "enquiry", "Enquiry (查询)"
-    ENTRY = "entry", "Entitlement acceptance: entry, borrowing, meals (权益核验)"
+    APPLY = "apply", _("Card application")
+    ISSUE = "issue", _("Issuance / collection")
+    LOSS = "loss", _("Loss report")
+    REPLACE = "replace", _("Replacement")
+    SS_ACTIVATE = "ss_activate", _("Social-security activation")
+    TOPUP = "topup", _("Top-up")
+    ENQUIRY = "enquiry", _("Enquiry")
+    ENTRY = "entry", _("Entitlement acceptance: entry, borrowing, meals")
 
 
 class Department(models.Model):
-    code = models.SlugField(max_length=40, unique=True)
-    kind = models.CharField(max_length=20, choices=DepartmentKind.choices)
-    name = models.CharField(max_length=100)
-    contact = models.CharField(max_length=100, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    code = models.SlugField(max_length=40, unique=True, verbose_name=_("code"))
+    kind = models.CharField(max_length=20, choices=DepartmentKind.choices, verbose_name=_("kind"))
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    contact = models.CharField(max_length=100, blank=True, verbose_name=_("contact"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("department")
+        verbose_name_plural = _("departments")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -64,15 +66,23 @@ class Department(models.Model):
 class ServicePoint(models.Model):
     """A service window (服务网点/窗口): where, when, and which services it offers."""
 
-    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="service_points")
-    code = models.SlugField(max_length=40, unique=True)
-    name = models.CharField(max_length=100)
-    address = models.CharField(max_length=200)
-    hours = models.CharField(max_length=100, help_text="e.g. 周一至周五 8:30-17:00")
-    services = ArrayField(models.CharField(max_length=20, choices=ServiceKind.choices))
-    active = models.BooleanField(default=True)
+    department = models.ForeignKey(
+        Department, on_delete=models.PROTECT, related_name="service_points", verbose_name=_("department")
+    )
+    code = models.SlugField(max_length=40, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    address = models.CharField(max_length=200, verbose_name=_("address"))
+    hours = models.CharField(
+        max_length=100, help_text=_("e.g. 周一至周五 8:30-17:00"), verbose_name=_("hours")
+    )
+    services = ArrayField(
+        models.CharField(max_length=20, choices=ServiceKind.choices), verbose_name=_("services")
+    )
+    active = models.BooleanField(default=True, verbose_name=_("active"))
 
     class Meta:
+        verbose_name = _("service point")
+        verbose_name_plural = _("service points")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -82,31 +92,41 @@ class ServicePoint(models.Model):
 class DataGrant(models.Model):
     """Which cardholder fields a department may read, for what purpose, until when."""
 
-    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="grants")
-    fields = ArrayField(models.CharField(max_length=20, choices=PiiField.choices))
-    purpose = models.CharField(max_length=200)
-    valid_from = models.DateField()
-    valid_to = models.DateField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    granted_by = models.CharField(max_length=150)
-    granted_at = models.DateTimeField(auto_now_add=True)
+    department = models.ForeignKey(
+        Department, on_delete=models.PROTECT, related_name="grants", verbose_name=_("department")
+    )
+    fields = ArrayField(models.CharField(max_length=20, choices=PiiField.choices), verbose_name=_("fields"))
+    purpose = models.CharField(max_length=200, verbose_name=_("purpose"))
+    valid_from = models.DateField(verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
+    granted_by = models.CharField(max_length=150, verbose_name=_("granted by"))
+    granted_at = models.DateTimeField(auto_now_add=True, verbose_name=_("granted at"))
 
     class Meta:
+        verbose_name = _("data grant")
+        verbose_name_plural = _("data grants")
         ordering = ["department_id", "-valid_from"]
 
 
 class DataRead(models.Model):
     """One read of a cardholder's data through a grant: who, which department, whom, which fields, why."""
 
-    grant = models.ForeignKey(DataGrant, on_delete=models.PROTECT, related_name="reads")
-    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="reads")
-    cardholder_id = models.BigIntegerField()
-    reader = models.CharField(max_length=150)
-    fields = ArrayField(models.CharField(max_length=20))
-    reason = models.CharField(max_length=200)
-    at = models.DateTimeField()
+    grant = models.ForeignKey(
+        DataGrant, on_delete=models.PROTECT, related_name="reads", verbose_name=_("grant")
+    )
+    department = models.ForeignKey(
+        Department, on_delete=models.PROTECT, related_name="reads", verbose_name=_("department")
+    )
+    cardholder_id = models.BigIntegerField(verbose_name=_("cardholder id"))
+    reader = models.CharField(max_length=150, verbose_name=_("reader"))
+    fields = ArrayField(models.CharField(max_length=20), verbose_name=_("fields"))
+    reason = models.CharField(max_length=200, verbose_name=_("reason"))
+    at = models.DateTimeField(verbose_name=_("at"))
 
     class Meta:
+        verbose_name = _("data read")
+        verbose_name_plural = _("data reads")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["cardholder_id", "at"], name="dataread_holder_at")]
 
@@ -117,5 +137,5 @@ class Onboarding(Department):
 
     class Meta:
         proxy = True
-        verbose_name = _("onboarding checklist (入驻清单)")
-        verbose_name_plural = _("onboarding checklist (入驻清单)")
+        verbose_name = _("onboarding checklist")
+        verbose_name_plural = _("onboarding checklist")

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ExchangeConfig(AppConfig):
@@ -6,7 +7,7 @@ class ExchangeConfig(AppConfig):
 
     name = "citycard.tenants.exchange"
     label = "exchange"
-    verbose_name = "Interop outbox and inbox"
+    verbose_name = _("Interop outbox and inbox")
 
     role_permissions = {
         "city_admin": {

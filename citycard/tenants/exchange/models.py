@@ -9,28 +9,37 @@ exceptions, reconciliation files, hotlist deltas) lands in its INBOX, checked an
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class OutboxState(models.TextChoices):
-    PENDING = "pending", "Pending (not yet collected)"
-    COLLECTED = "collected", "Collected by interop"
-    REFUSED = "refused", "Refused by interop"
+    PENDING = "pending", _("Pending (not yet collected)")
+    COLLECTED = "collected", _("Collected by interop")
+    REFUSED = "refused", _("Refused by interop")
 
 
 class OutboxMessage(models.Model):
-    message_id = models.CharField(max_length=120, unique=True)
-    kind = models.CharField(max_length=40)
-    recipient = models.CharField(max_length=30, default="public")
-    envelope = models.JSONField(help_text="The signed envelope, exactly as sent.")
-    body_sha256 = models.CharField(max_length=64)
-    record_count = models.IntegerField(default=0)
-    created_at = models.DateTimeField()
-    created_by = models.CharField(max_length=150)
-    state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
-    collected_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(default=dict, blank=True, help_text="What interop answered.")
+    message_id = models.CharField(max_length=120, unique=True, verbose_name=_("message id"))
+    kind = models.CharField(max_length=40, verbose_name=_("kind"))
+    recipient = models.CharField(max_length=30, default="public", verbose_name=_("recipient"))
+    envelope = models.JSONField(
+        help_text=_("The signed envelope, exactly as sent."), verbose_name=_("envelope")
+    )
+    body_sha256 = models.CharField(max_length=64, verbose_name=_("body sha256"))
+    record_count = models.IntegerField(default=0, verbose_name=_("record count"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
+    state = models.CharField(
+        max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING, verbose_name=_("state")
+    )
+    collected_at = models.DateTimeField(null=True, blank=True, verbose_name=_("collected at"))
+    result = models.JSONField(
+        default=dict, blank=True, help_text=_("What interop answered."), verbose_name=_("result")
+    )
 
     class Meta:
+        verbose_name = _("outbox message")
+        verbose_name_plural = _("outbox messages")
         ordering = ["id"]
         indexes = [models.Index(fields=["state", "id"], name="outbox_state_idx")]
 
@@ -39,15 +48,17 @@ class OutboxMessage(models.Model):
 
 
 class InboxMessage(models.Model):
-    message_id = models.CharField(max_length=120, unique=True)
-    kind = models.CharField(max_length=40)
-    sender = models.CharField(max_length=30)
-    envelope = models.JSONField()
-    body_sha256 = models.CharField(max_length=64)
-    nonce = models.CharField(max_length=64)
-    received_at = models.DateTimeField()
+    message_id = models.CharField(max_length=120, unique=True, verbose_name=_("message id"))
+    kind = models.CharField(max_length=40, verbose_name=_("kind"))
+    sender = models.CharField(max_length=30, verbose_name=_("sender"))
+    envelope = models.JSONField(verbose_name=_("envelope"))
+    body_sha256 = models.CharField(max_length=64, verbose_name=_("body sha256"))
+    nonce = models.CharField(max_length=64, verbose_name=_("nonce"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
 
     class Meta:
+        verbose_name = _("inbox message")
+        verbose_name_plural = _("inbox messages")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -61,12 +72,14 @@ class InboxMessage(models.Model):
 class SeenCounter(models.Model):
     """Issuer side: a card transaction counter already cleared, and by which record (计数器查重)."""
 
-    card_no = models.CharField(max_length=19)
-    card_counter = models.BigIntegerField()
-    record_id = models.CharField(max_length=60)
-    first_seen_at = models.DateTimeField()
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    card_counter = models.BigIntegerField(verbose_name=_("card counter"))
+    record_id = models.CharField(max_length=60, verbose_name=_("record id"))
+    first_seen_at = models.DateTimeField(verbose_name=_("first seen at"))
 
     class Meta:
+        verbose_name = _("seen counter")
+        verbose_name_plural = _("seen counters")
         constraints = [models.UniqueConstraint(fields=["card_no", "card_counter"], name="seencounter_unique")]
 
     def __str__(self) -> str:
@@ -80,19 +93,25 @@ class TerminalHotlistHead(models.Model):
     published hotlist for a county, the last network hotlist message in the inbox); the version moves
     whenever any of them changes (exchange.terminal_hotlist)."""
 
-    version = models.IntegerField(default=0)
-    sources = models.JSONField(default=dict, blank=True)
-    changed_at = models.DateTimeField(null=True, blank=True)
+    version = models.IntegerField(default=0, verbose_name=_("version"))
+    sources = models.JSONField(default=dict, blank=True, verbose_name=_("sources"))
+    changed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("changed at"))
+
+    class Meta:
+        verbose_name = _("terminal hotlist head")
+        verbose_name_plural = _("terminal hotlist heads")
 
 
 class TerminalHotlistEntry(models.Model):
     """A card on the terminal hotlist from ``version_added`` until ``version_removed`` (for deltas)."""
 
-    card_no = models.CharField(max_length=19)
-    version_added = models.IntegerField()
-    version_removed = models.IntegerField(null=True, blank=True)
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    version_added = models.IntegerField(verbose_name=_("version added"))
+    version_removed = models.IntegerField(null=True, blank=True, verbose_name=_("version removed"))
 
     class Meta:
+        verbose_name = _("terminal hotlist entry")
+        verbose_name_plural = _("terminal hotlist entries")
         verbose_name_plural = "terminal hotlist entries"
         constraints = [
             models.UniqueConstraint(

@@ -10,6 +10,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import tenant_admin
 from citycard.platform.errors import DomainError
@@ -235,7 +236,7 @@ class LegRuleAdmin(RuleAdmin):
                 error = str(exc)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Fare simulator",
+            "title": _("Fare simulator"),
             "form": form,
             "result": result,
             "error": error,
@@ -254,11 +255,13 @@ class LegRuleAdmin(RuleAdmin):
             except DomainError as exc:
                 messages.error(request, str(exc))
             else:
-                messages.success(request, f"published fare_rules v{publication.version}")
+                messages.success(
+                    request, _("published fare_rules v%(version)s") % {"version": publication.version}
+                )
             return redirect(reverse(f"{self.admin_site.name}:fares_legrule_changelist"))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Publish the fare rules",
+            "title": _("Publish the fare rules"),
             "problems": problems,
             "county": tenant.kind == "county",
             "opts": self.model._meta,
@@ -308,19 +311,20 @@ class VisitorPolicyAdmin(RuleAdmin):
 
 
 class SimulatorForm(forms.Form):
-    service = forms.ChoiceField(choices=SERVICE_CHOICES, initial="bus")
-    route = forms.CharField(max_length=40)
-    at = forms.DateTimeField(help_text="Local time (Asia/Shanghai), e.g. 2026-11-23 08:10")
+    service = forms.ChoiceField(choices=SERVICE_CHOICES, initial="bus", label=_("service"))
+    route = forms.CharField(max_length=40, label=_("route"))
+    at = forms.DateTimeField(help_text=_("Local time (Asia/Shanghai), e.g. 2026-11-23 08:10"), label=_("at"))
     categories = forms.MultipleChoiceField(
-        choices=CATEGORY_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+        choices=CATEGORY_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("categories")
     )
-    scheme = forms.ChoiceField(choices=MEDIA_CHOICES, initial="01", label="card scheme")
+    scheme = forms.ChoiceField(choices=MEDIA_CHOICES, initial="01", label=_("card scheme"))
     issuer = forms.CharField(
         max_length=6,
         required=False,
-        help_text="Issuer division code of a visitor's card (blank: a local card)",
+        help_text=_("Issuer division code of a visitor's card (blank: a local card)"),
+        label=_("issuer"),
     )
-    monthly_pass = forms.BooleanField(required=False)
+    monthly_pass = forms.BooleanField(required=False, label=_("monthly pass"))
     draft = forms.BooleanField(
-        required=False, help_text="Use the unpublished rules (preview before publishing)"
+        required=False, help_text=_("Use the unpublished rules (preview before publishing)"), label=_("draft")
     )

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class FaresConfig(AppConfig):
@@ -6,7 +7,7 @@ class FaresConfig(AppConfig):
 
     name = "citycard.tenants.fares"
     label = "fares"
-    verbose_name = "Fares and discount rules"
+    verbose_name = _("Fares and discount rules")
 
     _MODELS = (
         "routeset",

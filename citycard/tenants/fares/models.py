@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from citycard.terminal_kit.fares import document as D
 
@@ -23,10 +25,10 @@ def _choices(values) -> list[tuple[str, str]]:
 SERVICE_CHOICES = _choices(D.SERVICES)
 CATEGORY_CHOICES = _choices(D.CATEGORIES)
 MEDIA_CHOICES = [
-    ("01", "01 社会保障·市民卡"),
-    ("02", "02 新居民卡"),
-    ("03", "03 城市通卡"),
-    ("04", "04 电子市民码"),
+    ("01", _("01 Social security / citizen card")),
+    ("02", _("02 New resident card")),
+    ("03", _("03 City pass card")),
+    ("04", _("04 Electronic citizen code")),
 ]
 PERIOD_CHOICES = _choices(D.PERIODS)
 
@@ -36,40 +38,62 @@ def _check_codes(values, allowed, field: str) -> None:
     (``services.<entity>_create`` / ``_change``); publishing re-validates the whole document anyway."""
     unknown = [v for v in values if v not in allowed]
     if unknown:
-        raise ValidationError({field: f"unknown: {', '.join(unknown)} (known: {', '.join(allowed)})"})
+        raise ValidationError(
+            {
+                field: gettext("unknown: %(unknown)s (known: %(known)s)")
+                % {"unknown": ", ".join(unknown), "known": ", ".join(allowed)}
+            }
+        )
 
 
 def _check_dates(row) -> None:
     if row.valid_from and row.valid_to and row.valid_from > row.valid_to:
-        raise ValidationError({"valid_to": "valid_to is before valid_from"})
+        raise ValidationError({"valid_to": gettext("valid_to is before valid_from")})
 
 
 def _check_not_negative(row, field: str) -> None:
     value = getattr(row, field)
     if value is not None and value < 0:
-        raise ValidationError({field: "a negative amount is refused (fares are never negative)"})
+        raise ValidationError({field: gettext("a negative amount is refused (fares are never negative)")})
 
 
-def _codes(max_length: int = 20, help_text: str = "") -> ArrayField:
-    return ArrayField(models.CharField(max_length=max_length), default=list, blank=True, help_text=help_text)
+def _codes(max_length: int = 20, help_text: str = "", verbose_name: str | None = None) -> ArrayField:
+    return ArrayField(
+        models.CharField(max_length=max_length),
+        default=list,
+        blank=True,
+        help_text=help_text,
+        verbose_name=verbose_name,
+    )
 
 
 class RouteSet(models.Model):
     """Routes by name and by number range with exclusions, e.g. bus 1–499 except 315 (线路集合)."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True, verbose_name=_("service"))
     # Route names as the feed or the administrator gave them, never cut: text[], not varchar(n)[] (Django
     # casts values to the column type, and a cast to varchar(n) cuts silently).
     routes = ArrayField(
-        models.TextField(), default=list, blank=True, help_text="Route names, comma separated (e.g. 1,3,B1)."
+        models.TextField(),
+        default=list,
+        blank=True,
+        help_text=_("Route names, comma separated (e.g. 1,3,B1)."),
+        verbose_name=_("routes"),
     )
     ranges = models.CharField(
-        max_length=200, blank=True, help_text="Number ranges, comma separated: 1-499, 600-699."
+        max_length=200,
+        blank=True,
+        help_text=_("Number ranges, comma separated: 1-499, 600-699."),
+        verbose_name=_("ranges"),
     )
     excluded = ArrayField(
-        models.TextField(), default=list, blank=True, help_text="Routes excepted from the ranges, e.g. 315."
+        models.TextField(),
+        default=list,
+        blank=True,
+        help_text=_("Routes excepted from the ranges, e.g. 315."),
+        verbose_name=_("excluded"),
     )
 
     def __str__(self) -> str:
@@ -79,10 +103,13 @@ class RouteSet(models.Model):
         for low, high in self.range_pairs():
             if low < 0 or low > high:
                 raise ValidationError(
-                    {"ranges": f"{self.ranges!r}: write ranges as low-high, e.g. 1-499, 600-699"}
+                    {
+                        "ranges": gettext("%(ranges)r: write ranges as low-high, e.g. 1-499, 600-699")
+                        % {"ranges": self.ranges}
+                    }
                 )
         if not self.routes and not self.ranges.strip():
-            raise ValidationError("a route set needs routes or ranges")
+            raise ValidationError(gettext("a route set needs routes or ranges"))
 
     def range_pairs(self) -> list[list[int]]:
         pairs = []
@@ -94,49 +121,75 @@ class RouteSet(models.Model):
                 pairs.append([-1, -1])  # refused by validation with the route set named
         return pairs
 
+    class Meta:
+        verbose_name = _("route set")
+        verbose_name_plural = _("route sets")
+
 
 class Timeframe(models.Model):
     """Weekday/weekend/peak windows (时段), like GTFS timeframes."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
 
     def __str__(self) -> str:
         return self.code
 
+    class Meta:
+        verbose_name = _("timeframe")
+        verbose_name_plural = _("timeframes")
+
 
 class TimeframeWindow(models.Model):
-    timeframe = models.ForeignKey(Timeframe, on_delete=models.CASCADE, related_name="windows")
-    days = ArrayField(
-        models.PositiveSmallIntegerField(), default=list, help_text="ISO weekdays: 1 = Monday … 7."
+    timeframe = models.ForeignKey(
+        Timeframe, on_delete=models.CASCADE, related_name="windows", verbose_name=_("timeframe")
     )
-    start = models.CharField(max_length=5, default="00:00", help_text="HH:MM")
-    end = models.CharField(max_length=5, default="24:00", help_text="HH:MM, exclusive; 24:00 = end of day")
+    days = ArrayField(
+        models.PositiveSmallIntegerField(),
+        default=list,
+        help_text=_("ISO weekdays: 1 = Monday … 7."),
+        verbose_name=_("days"),
+    )
+    start = models.CharField(max_length=5, default="00:00", help_text=_("HH:MM"), verbose_name=_("start"))
+    end = models.CharField(
+        max_length=5,
+        default="24:00",
+        help_text=_("HH:MM, exclusive; 24:00 = end of day"),
+        verbose_name=_("end"),
+    )
 
     class Meta:
+        verbose_name = _("timeframe window")
+        verbose_name_plural = _("timeframe windows")
         ordering = ["timeframe_id", "start"]
 
     def clean(self) -> None:
         if not self.days or any(not 1 <= d <= 7 for d in self.days):
-            raise ValidationError({"days": "ISO weekdays 1 (Monday) to 7 (Sunday)"})
+            raise ValidationError({"days": gettext("ISO weekdays 1 (Monday) to 7 (Sunday)")})
         if (
             D._minute(self.start) is None
             or D._minute(self.end) is None
             or D._minute(self.start) >= D._minute(self.end)
         ):
-            raise ValidationError("start and end are HH:MM with start before end (end 24:00 at the latest)")
+            raise ValidationError(
+                gettext("start and end are HH:MM with start before end (end 24:00 at the latest)")
+            )
 
 
 class Quota(models.Model):
     """N rides a period under a rule (e.g. 30 free rides a month for the elderly)."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="month")
-    rides = models.PositiveIntegerField()
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="month", verbose_name=_("period"))
+    rides = models.PositiveIntegerField(verbose_name=_("rides"))
 
     def __str__(self) -> str:
         return self.code
+
+    class Meta:
+        verbose_name = _("quota")
+        verbose_name_plural = _("quotas")
 
 
 class Stop(models.Model):
@@ -226,17 +279,29 @@ class GtfsSource(models.Model):
 class FareProduct(models.Model):
     """A base fare for a service's routes (票价): the highest priority product covering a route applies."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="bus")
-    route_set = models.ForeignKey(RouteSet, null=True, blank=True, on_delete=models.PROTECT)
-    amount_fen = models.BigIntegerField(help_text="Base fare in fen (分); 0 with a fare table.")
-    priority = models.IntegerField(default=0)
-    valid_from = models.DateField(null=True, blank=True)
-    valid_to = models.DateField(null=True, blank=True)
-    from_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    to_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    fare_table = models.ForeignKey(FareTable, null=True, blank=True, on_delete=models.PROTECT)
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    service = models.CharField(
+        max_length=10, choices=SERVICE_CHOICES, default="bus", verbose_name=_("service")
+    )
+    route_set = models.ForeignKey(
+        RouteSet, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("route set")
+    )
+    amount_fen = models.BigIntegerField(
+        help_text=_("Base fare in fen (分); 0 with a fare table."), verbose_name=_("amount (fen)")
+    )
+    priority = models.IntegerField(default=0, verbose_name=_("priority"))
+    valid_from = models.DateField(null=True, blank=True, verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    from_area = models.ForeignKey(
+        Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("from area")
+    )
+    to_area = models.ForeignKey(
+        Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("to area")
+    )
+    fare_table = models.ForeignKey(
+        FareTable, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("fare table")
+    )
 
     def __str__(self) -> str:
         return self.code
@@ -244,6 +309,10 @@ class FareProduct(models.Model):
     def clean(self) -> None:
         _check_not_negative(self, "amount_fen")
         _check_dates(self)
+
+    class Meta:
+        verbose_name = _("fare product")
+        verbose_name_plural = _("fare products")
 
 
 class LegRule(models.Model):
@@ -255,30 +324,52 @@ class LegRule(models.Model):
         FREE = "free", "free"
         MINUS = "minus", "fen off the base fare"
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
-    route_set = models.ForeignKey(RouteSet, null=True, blank=True, on_delete=models.PROTECT)
-    timeframe = models.ForeignKey(Timeframe, null=True, blank=True, on_delete=models.PROTECT)
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True, verbose_name=_("service"))
+    route_set = models.ForeignKey(
+        RouteSet, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("route set")
+    )
+    timeframe = models.ForeignKey(
+        Timeframe, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("timeframe")
+    )
     categories = _codes(
-        help_text="Rider categories (any of): elderly, student, disabled, veteran, low_income."
+        verbose_name=_("categories"),
+        help_text=_("Rider categories (any of): elderly, student, disabled, veteran, low_income."),
     )
-    media = _codes(help_text="Card schemes (any of): 01 main card, 02 new-resident, 03 city pass, 04 e-code.")
-    passes = _codes(help_text="Passes the card must carry, e.g. monthly.")
+    media = _codes(
+        verbose_name=_("media"),
+        help_text=_("Card schemes (any of): 01 main card, 02 new-resident, 03 city pass, 04 e-code."),
+    )
+    passes = _codes(verbose_name=_("passes"), help_text=_("Passes the card must carry, e.g. monthly."))
     riders = models.CharField(
-        max_length=8, choices=_choices(D.RIDERS), default="any", help_text="local cards, visitors, or any"
+        max_length=8,
+        choices=_choices(D.RIDERS),
+        default="any",
+        help_text=_("local cards, visitors, or any"),
+        verbose_name=_("riders"),
     )
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT)
-    value = models.BigIntegerField(default=0, help_text="Basis points for percent, fen for fixed and minus.")
-    above_base = models.BooleanField(default=False, help_text="Allow a fare above the base fare.")
-    priority = models.IntegerField(default=0)
-    valid_from = models.DateField(null=True, blank=True)
-    valid_to = models.DateField(null=True, blank=True)
-    quota = models.ForeignKey(Quota, null=True, blank=True, on_delete=models.PROTECT)
-    from_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    to_area = models.ForeignKey(Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT, verbose_name=_("kind"))
+    value = models.BigIntegerField(
+        default=0, help_text=_("Basis points for percent, fen for fixed and minus."), verbose_name=_("value")
+    )
+    above_base = models.BooleanField(
+        default=False, help_text=_("Allow a fare above the base fare."), verbose_name=_("above base")
+    )
+    priority = models.IntegerField(default=0, verbose_name=_("priority"))
+    valid_from = models.DateField(null=True, blank=True, verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    quota = models.ForeignKey(Quota, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("quota"))
+    from_area = models.ForeignKey(
+        Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("from area")
+    )
+    to_area = models.ForeignKey(
+        Area, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("to area")
+    )
 
     class Meta:
+        verbose_name = _("leg rule")
+        verbose_name_plural = _("leg rules")
         ordering = ["-priority", "code"]
 
     def __str__(self) -> str:
@@ -288,52 +379,82 @@ class LegRule(models.Model):
         _check_codes(self.categories, D.CATEGORIES, "categories")
         _check_codes(self.media, D.MEDIA, "media")
         if self.kind != self.Kind.FREE and self.value < 0:
-            raise ValidationError({"value": "a negative value is refused (fares are never negative)"})
+            raise ValidationError(
+                {"value": gettext("a negative value is refused (fares are never negative)")}
+            )
         if self.kind == self.Kind.PERCENT and self.value > 10000 and not self.above_base:
-            raise ValidationError({"value": "more than 10000 basis points needs 'above base' ticked"})
+            raise ValidationError(
+                {"value": gettext("more than 10000 basis points needs 'above base' ticked")}
+            )
         _check_dates(self)
 
 
 class TransferRule(models.Model):
     """A transfer discount (换乘优惠) with the GTFS-Fares v2 transfer types."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    from_service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
-    from_route_set = models.ForeignKey(
-        RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    from_service = models.CharField(
+        max_length=10, choices=SERVICE_CHOICES, blank=True, verbose_name=_("from service")
     )
-    to_service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
+    from_route_set = models.ForeignKey(
+        RouteSet,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("from route set"),
+    )
+    to_service = models.CharField(
+        max_length=10, choices=SERVICE_CHOICES, blank=True, verbose_name=_("to service")
+    )
     to_route_set = models.ForeignKey(
-        RouteSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        RouteSet,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("to route set"),
     )
     within_minutes = models.PositiveIntegerField(
-        default=90, null=True, blank=True, help_text="empty: no limit"
+        default=90, null=True, blank=True, help_text=_("empty: no limit"), verbose_name=_("within minutes")
     )
-    max_transfers = models.IntegerField(default=1, help_text="-1: unlimited")
+    max_transfers = models.IntegerField(
+        default=1, help_text=_("-1: unlimited"), verbose_name=_("max transfers")
+    )
     transfer_type = models.PositiveSmallIntegerField(
-        choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")], default=1
+        choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")],
+        default=1,
+        verbose_name=_("transfer type"),
     )
     amount_fen = models.BigIntegerField(
-        default=0, help_text="AB; for type 1 a negative amount is a discount."
+        default=0,
+        help_text=_("AB; for type 1 a negative amount is a discount."),
+        verbose_name=_("amount (fen)"),
     )
-    measure = models.CharField(max_length=12, choices=_choices(D.MEASURES), default="previous_tap")
-    priority = models.IntegerField(default=0)
+    measure = models.CharField(
+        max_length=12, choices=_choices(D.MEASURES), default="previous_tap", verbose_name=_("measure")
+    )
+    priority = models.IntegerField(default=0, verbose_name=_("priority"))
 
     def __str__(self) -> str:
         return self.code
+
+    class Meta:
+        verbose_name = _("transfer rule")
+        verbose_name_plural = _("transfer rules")
 
 
 class Cap(models.Model):
     """Fare capping (封顶): a card pays at most this much a day or a month."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=100, blank=True)
-    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="day")
-    amount_fen = models.BigIntegerField()
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True)
-    categories = _codes()
-    media = _codes()
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    period = models.CharField(max_length=5, choices=PERIOD_CHOICES, default="day", verbose_name=_("period"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, blank=True, verbose_name=_("service"))
+    categories = _codes(verbose_name=_("categories"))
+    media = _codes(verbose_name=_("media"))
 
     def __str__(self) -> str:
         return self.code
@@ -342,6 +463,10 @@ class Cap(models.Model):
         _check_not_negative(self, "amount_fen")
         _check_codes(self.categories, D.CATEGORIES, "categories")
         _check_codes(self.media, D.MEDIA, "media")
+
+    class Meta:
+        verbose_name = _("cap")
+        verbose_name_plural = _("caps")
 
 
 class VisitorPolicy(models.Model):
@@ -352,13 +477,18 @@ class VisitorPolicy(models.Model):
         NETWORK = "network"
         TENANT = "tenant"
 
-    scope = models.CharField(max_length=8, choices=Scope.choices)
+    scope = models.CharField(max_length=8, choices=Scope.choices, verbose_name=_("scope"))
     key = models.CharField(
-        max_length=20, blank=True, help_text="network code (yrd, gba) or the home tenant's division code"
+        max_length=20,
+        blank=True,
+        help_text=_("network code (yrd, gba) or the home tenant's division code"),
+        verbose_name=_("key"),
     )
-    policy = models.CharField(max_length=14, choices=_choices(D.POLICIES))
+    policy = models.CharField(max_length=14, choices=_choices(D.POLICIES), verbose_name=_("policy"))
 
     class Meta:
+        verbose_name = _("visitor policy")
+        verbose_name_plural = _("visitor policies")
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="visitor_policy_unique")]
         verbose_name_plural = "visitor policies"
 
@@ -367,8 +497,8 @@ class VisitorPolicy(models.Model):
 
     def clean(self) -> None:
         if self.scope == self.Scope.TENANT and not (len(self.key) == 6 and self.key.isdigit()):
-            raise ValidationError({"key": "a home tenant is named by its 6-digit division code"})
+            raise ValidationError({"key": gettext("a home tenant is named by its 6-digit division code")})
         if self.scope == self.Scope.NETWORK and not self.key:
-            raise ValidationError({"key": "name the network (yrd, gba)"})
+            raise ValidationError({"key": gettext("name the network (yrd, gba)")})
         if self.scope == self.Scope.DEFAULT and self.key:
-            raise ValidationError({"key": "the default policy has no key"})
+            raise ValidationError({"key": gettext("the default policy has no key")})

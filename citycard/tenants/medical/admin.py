@@ -94,7 +94,9 @@ def _service_error(form: forms.Form, exc: DomainError, fields: dict[str, str]) -
 class CatalogueItemForm(forms.ModelForm):
     unit_price = YuanField(label=_("unit price (yuan)"))
     self_pay = PercentField(
-        label=_("self-pay share (%)"), required=False, help_text=_("乙类 only: what the patient pays first.")
+        label=_("self-pay share (%)"),
+        required=False,
+        help_text=_("Class B only: what the patient pays first."),
     )
     FIELDS = {"unit_price_fen": "unit_price", "self_pay_bps": "self_pay"}
 
@@ -234,8 +236,8 @@ class PolicyForm(forms.ModelForm):
     effective_to = forms.DateField(
         label=_("in force until"), required=False, help_text=_("Last day, inclusive. Default: 31 December.")
     )
-    deductible = YuanField(label=_("deductible, 起付线 (yuan)"))
-    annual_cap = YuanField(label=_("annual cap, 封顶线 (yuan)"))
+    deductible = YuanField(label=_("deductible (yuan)"))
+    annual_cap = YuanField(label=_("annual cap (yuan)"))
     FIELDS = {"deductible_fen": "deductible", "annual_cap_fen": "annual_cap", "ratios_bps": "ratio_drug"}
 
     class Meta:
@@ -289,7 +291,7 @@ class PolicyForm(forms.ModelForm):
 # One ratio field per item category (declared on the class, so the admin's form factory keeps them).
 for _value, _label in ItemCategory.choices:
     PolicyForm.base_fields[f"ratio_{_value}"] = PolicyForm.declared_fields[f"ratio_{_value}"] = PercentField(
-        label=format_lazy(_("报销比例 {category} (%)"), category=_label),
+        label=format_lazy(_("reimbursement ratio {category} (%)"), category=_label),
         required=False,
         help_text=_("Empty: not reimbursed."),
     )
@@ -319,16 +321,16 @@ class PolicyAdmin(admin.ModelAdmin):
     def period(self, obj):
         return f"{obj.effective_from} – {obj.effective_to}"
 
-    @admin.display(description=_("起付线"), ordering="deductible_fen")
+    @admin.display(description=_("deductible"), ordering="deductible_fen")
     def deductible(self, obj):
         return yuan(obj.deductible_fen)
 
-    @admin.display(description=_("报销比例"))
+    @admin.display(description=_("reimbursement ratio"))
     def ratios(self, obj):
         labels = dict(ItemCategory.choices)
         return "; ".join(f"{labels.get(k, k)} {percent(v)}" for k, v in sorted(obj.ratios_bps.items()))
 
-    @admin.display(description=_("封顶线"), ordering="annual_cap_fen")
+    @admin.display(description=_("annual cap"), ordering="annual_cap_fen")
     def annual_cap(self, obj):
         return yuan(obj.annual_cap_fen)
 
@@ -363,9 +365,9 @@ STATUS_LABELS = {
     selectors.ClaimStatus.REFUSED: _("refused"),
 }
 OUTCOME_LABELS = {
-    services.LineOutcome.COVERED: _("甲类: covered"),
-    services.LineOutcome.PARTLY_COVERED: _("乙类: covered after the self-pay share"),
-    services.LineOutcome.SELF_PAY: _("丙类: self-pay"),
+    services.LineOutcome.COVERED: _("Class A: covered"),
+    services.LineOutcome.PARTLY_COVERED: _("Class B: covered after the self-pay share"),
+    services.LineOutcome.SELF_PAY: _("Class C: self-pay"),
     services.LineOutcome.NOT_IN_CATALOGUE: _("outside the catalogue: self-pay"),
 }
 
@@ -529,11 +531,11 @@ class ClaimAdmin(admin.ModelAdmin):
             "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table><p>{}</p>",
             _("category"),
             _("eligible"),
-            _("起付线 taken"),
-            _("报销比例"),
+            _("deductible taken"),
+            _("reimbursement ratio"),
             _("fund share"),
             rows,
-            _("Before the 封顶线: %(before)s; what the annual cap left: %(left)s.")
+            _("Before the annual cap: %(before)s; what the annual cap left: %(left)s.")
             % {"before": yuan(detail.get("before_cap_fen")), "left": yuan(detail.get("cap_left_fen"))},
         )
 
@@ -594,12 +596,12 @@ class InsuredYearAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description=_("起付线 used / of"))
+    @admin.display(description=_("deductible used / of"))
     def deductible_used(self, obj):
         of = f" / {yuan(obj.deductible_fen)}" if obj.deductible_fen is not None else ""
         return f"{yuan(obj.deductible_used_fen)}{of}"
 
-    @admin.display(description=_("fund paid / 封顶线"))
+    @admin.display(description=_("fund paid / annual cap"))
     def fund_paid(self, obj):
         of = f" / {yuan(obj.annual_cap_fen)}" if obj.annual_cap_fen is not None else ""
         return f"{yuan(obj.fund_paid_fen)}{of}"
@@ -641,8 +643,8 @@ class InsuredYearAdmin(admin.ModelAdmin):
         }
         return format_html(
             "{}<br>{}<br>{}",
-            _("起付线 %(of)s: %(used)s used, %(left)s left") % deductible,
-            _("封顶线 %(of)s: %(paid)s paid by the fund, %(left)s left") % cap,
+            _("Deductible %(of)s: %(used)s used, %(left)s left") % deductible,
+            _("Annual cap %(of)s: %(paid)s paid by the fund, %(left)s left") % cap,
             _("%(n)s claims, %(refused)s refused; under the policy in force %(period)s") % claims,
         )
 

@@ -9,7 +9,7 @@ class MedicalConfig(AppConfig):
 
     name = "citycard.tenants.medical"
     label = "medical"
-    verbose_name = _("Cross-city medical claims (异地就医)")
+    verbose_name = _("Cross-city medical claims")
 
     role_permissions = {
         "city_admin": {

@@ -15,30 +15,30 @@ from django.utils.translation import gettext_lazy as _
 class Coverage(models.TextChoices):
     """The catalogue class of an item (医保目录甲乙丙类)."""
 
-    A = "A", _("甲类: fully covered")
-    B = "B", _("乙类: covered after the patient's self-pay share")
-    C = "C", _("丙类: self-pay")
+    A = "A", _("Class A: fully covered")
+    B = "B", _("Class B: covered after the patient's self-pay share")
+    C = "C", _("Class C: self-pay")
 
 
 class ItemCategory(models.TextChoices):
     """What an item is; a policy's reimbursement ratio is set per category. Shared by every city, so a
     treatment place's categories are the insured place's."""
 
-    DRUG = "drug", _("Drugs (药品)")
-    TREATMENT = "treatment", _("Examinations and treatment (诊疗项目)")
-    MATERIAL = "material", _("Medical materials (医用耗材)")
-    FACILITY = "facility", _("Beds and facilities (医疗服务设施)")
+    DRUG = "drug", _("Drugs")
+    TREATMENT = "treatment", _("Examinations and treatment")
+    MATERIAL = "material", _("Medical materials")
+    FACILITY = "facility", _("Beds and facilities")
 
 
 class InsuredCategory(models.TextChoices):
-    """Which scheme a person is insured under; each has its own policy (待遇)."""
+    """Which scheme a person is insured under; each has its own policy."""
 
-    EMPLOYEE = "employee", _("Employees' basic medical insurance (职工医保)")
-    RESIDENT = "resident", _("Urban and rural residents' medical insurance (城乡居民医保)")
+    EMPLOYEE = "employee", _("Employees' basic medical insurance")
+    RESIDENT = "resident", _("Urban and rural residents' medical insurance")
 
 
 class CatalogueItem(models.Model):
-    """An item of the treatment place's catalogue (医保目录): price, category, class."""
+    """An item of the treatment place's catalogue: price, category, class."""
 
     code = models.CharField(_("code"), max_length=30, unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -48,7 +48,7 @@ class CatalogueItem(models.Model):
     self_pay_bps = models.PositiveIntegerField(
         _("self-pay share (bps)"),
         default=0,
-        help_text=_("乙类 only: the share the patient pays first, in basis points (1000 = 10%)."),
+        help_text=_("Class B only: the share the patient pays first, in basis points (1000 = 10%)."),
     )
     active = models.BooleanField(
         _("in the catalogue"),
@@ -59,7 +59,7 @@ class CatalogueItem(models.Model):
     class Meta:
         ordering = ["code"]
         verbose_name = _("catalogue item")
-        verbose_name_plural = _("catalogue (医保目录)")
+        verbose_name_plural = _("catalogue")
         constraints = [
             models.CheckConstraint(name="catalogue_price_positive", condition=Q(unit_price_fen__gte=0)),
             models.CheckConstraint(
@@ -87,20 +87,22 @@ class Policy(models.Model):
     effective_from = models.DateField(_("in force from"))
     effective_to = models.DateField(_("in force until"), help_text=_("Last day in force (inclusive)."))
     deductible_fen = models.BigIntegerField(
-        _("deductible (fen)"), help_text=_("起付线: eligible spending the insured pays first each year.")
+        _("deductible (fen)"), help_text=_("Deductible: eligible spending the insured pays first each year.")
     )
     ratios_bps = models.JSONField(
         _("reimbursement ratios (bps)"),
-        help_text=_("报销比例: {item category: basis points}; a category not listed is not reimbursed."),
+        help_text=_(
+            "Reimbursement ratios: {item category: basis points}; a category not listed is not reimbursed."
+        ),
     )
     annual_cap_fen = models.BigIntegerField(
-        _("annual cap (fen)"), help_text=_("封顶线: the most the fund pays for one person in a year.")
+        _("annual cap (fen)"), help_text=_("Annual cap: the most the fund pays for one person in a year.")
     )
 
     class Meta:
         ordering = ["-year", "category", "effective_from"]
-        verbose_name = _("policy (待遇)")
-        verbose_name_plural = _("policies (待遇)")
+        verbose_name = _("policy")
+        verbose_name_plural = _("policies")
         constraints = [
             models.UniqueConstraint(fields=["category", "effective_from"], name="policy_once_per_start"),
             models.CheckConstraint(
@@ -135,7 +137,7 @@ class InsuredYear(models.Model):
     class Meta:
         ordering = ["-year", "card_no"]
         verbose_name = _("insured person's year")
-        verbose_name_plural = _("insured persons' years (年度累计)")
+        verbose_name_plural = _("insured persons' years")
         constraints = [
             models.UniqueConstraint(fields=["card_no", "year"], name="insured_year_unique"),
             models.CheckConstraint(
@@ -158,7 +160,7 @@ class ClosedYear(models.Model):
     class Meta:
         ordering = ["-year"]
         verbose_name = _("closed year")
-        verbose_name_plural = _("closed years (年度清算)")
+        verbose_name_plural = _("closed years")
 
     def __str__(self) -> str:
         return str(self.year)
@@ -183,14 +185,14 @@ class Claim(models.Model):
     department = models.CharField(_("hospital"), max_length=100, blank=True)
     treated_at = models.DateTimeField(_("treated at"))
     total_fen = models.BigIntegerField(_("total (fen)"))
-    eligible = models.JSONField(_("eligible (fen) per category"), help_text="{category: eligible fen}")
+    eligible = models.JSONField(_("eligible (fen) per category"), help_text=_("{category: eligible fen}"))
     fund_fen = models.BigIntegerField(_("fund share (fen)"), null=True, blank=True)
     patient_fen = models.BigIntegerField(_("patient share (fen)"), null=True, blank=True)
     items = models.JSONField(_("lines"), default=list)
-    detail = models.JSONField(default=dict, blank=True)
+    detail = models.JSONField(default=dict, blank=True, verbose_name=_("detail"))
     # Treatment place: the hospital's own claim id, what it sent (for idempotent resubmission), by whom.
     hospital_claim_no = models.CharField(_("hospital's claim id"), max_length=40, blank=True)
-    request_sha256 = models.CharField(max_length=64, blank=True)
+    request_sha256 = models.CharField(max_length=64, blank=True, verbose_name=_("request sha256"))
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
     submitted_by = models.CharField(_("submitted by"), max_length=150, blank=True)
     # Insured place: the person's category and the policy the claim was adjudicated under, if any.
@@ -215,7 +217,7 @@ class Claim(models.Model):
     class Meta:
         ordering = ["-treated_at", "-id"]
         verbose_name = _("claim")
-        verbose_name_plural = _("claims (异地就医结算)")
+        verbose_name_plural = _("claims")
         constraints = [models.UniqueConstraint(fields=["claim_id", "role"], name="claim_unique_per_role")]
         indexes = [models.Index(fields=["card_no", "treated_at"], name="claim_card_treated")]
 

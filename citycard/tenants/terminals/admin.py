@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
 from citycard.platform.errors import DomainError
@@ -37,7 +38,9 @@ class TerminalKeyInline(admin.TabularInline):
 class TerminalRegistrationForm(forms.ModelForm):
     """Registering goes through services.terminal_register (key stored, audit written)."""
 
-    public_key = forms.CharField(help_text="The terminal's Ed25519 public key, base64 or hex (32 bytes).")
+    public_key = forms.CharField(
+        help_text=_("The terminal's Ed25519 public key, base64 or hex (32 bytes)."), label=_("public key")
+    )
 
     class Meta:
         model = Terminal
@@ -103,7 +106,7 @@ class TerminalAdmin(admin.ModelAdmin):
             raise
         obj.pk = created.pk
 
-    @admin.action(description="Suspend the selected terminals (uploads refused)")
+    @admin.action(description=_("Suspend the selected terminals (uploads refused)"))
     def suspend_selected(self, request, queryset):
         for terminal in queryset:
             services.terminal_suspend(
@@ -111,13 +114,13 @@ class TerminalAdmin(admin.ModelAdmin):
                 reason=f"suspended by {request.user.username}",
                 actor=_actor(request),
             )
-        messages.success(request, f"suspended {queryset.count()} terminal(s)")
+        messages.success(request, _("suspended %(n)d terminal(s)") % {"n": queryset.count()})
 
-    @admin.action(description="Resume the selected terminals")
+    @admin.action(description=_("Resume the selected terminals"))
     def resume_selected(self, request, queryset):
         for terminal in queryset:
             services.terminal_resume(terminal_id=terminal.terminal_id, actor=_actor(request))
-        messages.success(request, f"resumed {queryset.count()} terminal(s)")
+        messages.success(request, _("resumed %(n)d terminal(s)") % {"n": queryset.count()})
 
 
 @admin.register(Batch, site=tenant_admin)
@@ -165,12 +168,12 @@ class ResolvableAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm(f"terminals.change_{self.model._meta.model_name}")
 
-    @admin.action(description="Mark the selected as resolved")
+    @admin.action(description=_("Mark the selected as resolved"))
     def resolve_selected(self, request, queryset):
         n = queryset.filter(resolved_at__isnull=True).update(
             resolved_at=timezone.now(), resolved_by=_actor(request)
         )
-        messages.success(request, f"resolved {n}")
+        messages.success(request, _("resolved %(n)d") % {"n": n})
 
 
 @admin.register(ReviewFlag, site=tenant_admin)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TerminalsConfig(AppConfig):
@@ -6,7 +7,7 @@ class TerminalsConfig(AppConfig):
 
     name = "citycard.tenants.terminals"
     label = "terminals"
-    verbose_name = "Terminals and transactions"
+    verbose_name = _("Terminals and transactions")
 
     role_permissions = {
         "city_admin": {

@@ -13,37 +13,65 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class TerminalStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended (uploads refused)"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended (uploads refused)")
 
 
 class Terminal(models.Model):
     """A bus validator, metro gate, POS or kiosk registered with this tenant (车载机/闸机/POS)."""
 
-    terminal_id = models.CharField(max_length=40, unique=True, help_text="The id the terminal signs with.")
-    operator = models.CharField(max_length=100, help_text="Who runs it (e.g. 杭州公交集团).")
-    department = models.CharField(max_length=40, help_text="Department code (e.g. transport).")
-    service = models.CharField(max_length=20, help_text="bus, metro, ferry, bike, park, library…")
-    route = models.CharField(max_length=40, blank=True, help_text="Route or line, for vehicles.")
-    location = models.CharField(max_length=120, blank=True, help_text="Station or place, for fixed ones.")
+    terminal_id = models.CharField(
+        max_length=40,
+        unique=True,
+        help_text=_("The id the terminal signs with."),
+        verbose_name=_("terminal id"),
+    )
+    operator = models.CharField(
+        max_length=100, help_text=_("Who runs it (e.g. 杭州公交集团)."), verbose_name=_("operator")
+    )
+    department = models.CharField(
+        max_length=40, help_text=_("Department code (e.g. transport)."), verbose_name=_("department")
+    )
+    service = models.CharField(
+        max_length=20, help_text=_("bus, metro, ferry, bike, park, library…"), verbose_name=_("service")
+    )
+    route = models.CharField(
+        max_length=40, blank=True, help_text=_("Route or line, for vehicles."), verbose_name=_("route")
+    )
+    location = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text=_("Station or place, for fixed ones."),
+        verbose_name=_("location"),
+    )
     # A metro gate (闸机): "entry" or "exit", its ``location`` the station id of the fare rules.
     gate = models.CharField(
-        max_length=5, blank=True, choices=[("entry", "entry"), ("exit", "exit")], help_text="metro gates"
+        max_length=5,
+        blank=True,
+        choices=[("entry", _("entry")), ("exit", _("exit"))],
+        help_text=_("metro gates"),
+        verbose_name=_("gate"),
     )
-    status = models.CharField(max_length=10, choices=TerminalStatus.choices, default=TerminalStatus.ACTIVE)
-    status_reason = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=10, choices=TerminalStatus.choices, default=TerminalStatus.ACTIVE, verbose_name=_("status")
+    )
+    status_reason = models.CharField(max_length=200, blank=True, verbose_name=_("status reason"))
     last_seq = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="Highest terminal sequence received (gap detection; a tap above it cannot be a resend).",
+        help_text=_("Highest terminal sequence received (gap detection; a tap above it cannot be a resend)."),
+        verbose_name=_("last seq"),
     )
-    registered_at = models.DateTimeField(auto_now_add=True)
-    registered_by = models.CharField(max_length=150)
+    registered_at = models.DateTimeField(auto_now_add=True, verbose_name=_("registered at"))
+    registered_by = models.CharField(max_length=150, verbose_name=_("registered by"))
 
     class Meta:
+        verbose_name = _("terminal")
+        verbose_name_plural = _("terminals")
         ordering = ["terminal_id"]
 
     def __str__(self) -> str:
@@ -58,15 +86,19 @@ class TerminalKey(models.Model):
     """An Ed25519 public key a terminal signs its batches with; a rotated-out key verifies until
     ``verify_until`` (the overlap window, so batches queued offline before the rotation still upload)."""
 
-    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="keys")
-    key_id = models.CharField(max_length=60, unique=True)
-    version = models.PositiveIntegerField()
-    public_key = models.BinaryField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    retired_at = models.DateTimeField(null=True, blank=True)
-    verify_until = models.DateTimeField(null=True, blank=True)
+    terminal = models.ForeignKey(
+        Terminal, on_delete=models.PROTECT, related_name="keys", verbose_name=_("terminal")
+    )
+    key_id = models.CharField(max_length=60, unique=True, verbose_name=_("key id"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
+    public_key = models.BinaryField(verbose_name=_("public key"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    retired_at = models.DateTimeField(null=True, blank=True, verbose_name=_("retired at"))
+    verify_until = models.DateTimeField(null=True, blank=True, verbose_name=_("verify until"))
 
     class Meta:
+        verbose_name = _("terminal key")
+        verbose_name_plural = _("terminal keys")
         ordering = ["terminal_id", "version"]
         constraints = [
             models.UniqueConstraint(fields=["terminal", "version"], name="terminalkey_version_unique"),
@@ -86,28 +118,48 @@ class Batch(models.Model):
     received time and its signature are kept (``ingest.ack_rebuild``), a few hundred bytes instead of
     about 50 KB per 500 taps."""
 
-    batch_id = models.CharField(max_length=80, unique=True)
-    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="batches")
-    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the canonical JSON of the payload.")
-    created_at = models.DateTimeField(help_text="The terminal's clock when it closed the batch.")
-    received_at = models.DateTimeField()
-    clock_skew_s = models.IntegerField(default=0, help_text="Terminal clock minus received time, seconds.")
-    rule_version = models.IntegerField()
-    hotlist_version = models.IntegerField()
-    tap_count = models.IntegerField(default=0)
-    accepted = models.IntegerField(default=0)
-    duplicates = models.IntegerField(default=0)
-    rejected = models.IntegerField(default=0)
-    ack_parts = models.TextField(
-        help_text="The acknowledgement's received_at text, signature JSON and non-accepted outcomes (JSON)."
+    batch_id = models.CharField(max_length=80, unique=True, verbose_name=_("batch id"))
+    terminal = models.ForeignKey(
+        Terminal, on_delete=models.PROTECT, related_name="batches", verbose_name=_("terminal")
     )
-    first_tx_id = models.BigIntegerField(null=True, blank=True, help_text="Lowest transaction id stored.")
-    last_tx_id = models.BigIntegerField(null=True, blank=True, help_text="Highest transaction id stored.")
+    sha256 = models.CharField(
+        max_length=64, help_text=_("SHA-256 of the canonical JSON of the payload."), verbose_name=_("sha256")
+    )
+    created_at = models.DateTimeField(
+        help_text=_("The terminal's clock when it closed the batch."), verbose_name=_("created at")
+    )
+    received_at = models.DateTimeField(verbose_name=_("received at"))
+    clock_skew_s = models.IntegerField(
+        default=0, help_text=_("Terminal clock minus received time, seconds."), verbose_name=_("clock skew s")
+    )
+    rule_version = models.IntegerField(verbose_name=_("rule version"))
+    hotlist_version = models.IntegerField(verbose_name=_("hotlist version"))
+    tap_count = models.IntegerField(default=0, verbose_name=_("tap count"))
+    accepted = models.IntegerField(default=0, verbose_name=_("accepted"))
+    duplicates = models.IntegerField(default=0, verbose_name=_("duplicates"))
+    rejected = models.IntegerField(default=0, verbose_name=_("rejected"))
+    ack_parts = models.TextField(
+        help_text=_(
+            "The acknowledgement's received_at text, signature JSON and non-accepted outcomes (JSON)."
+        ),
+        verbose_name=_("ack parts"),
+    )
+    first_tx_id = models.BigIntegerField(
+        null=True, blank=True, help_text=_("Lowest transaction id stored."), verbose_name=_("first tx id")
+    )
+    last_tx_id = models.BigIntegerField(
+        null=True, blank=True, help_text=_("Highest transaction id stored."), verbose_name=_("last tx id")
+    )
     verified_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the stored-data checks ran over its taps (None: not yet)."
+        null=True,
+        blank=True,
+        help_text=_("When the stored-data checks ran over its taps (None: not yet)."),
+        verbose_name=_("verified at"),
     )
 
     class Meta:
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
         ordering = ["-received_at"]
         verbose_name_plural = "batches"
         indexes = [
@@ -119,15 +171,15 @@ class Batch(models.Model):
 
 
 class Routing(models.TextChoices):
-    OWN = "own", "Own card"
-    ROAMING = "roaming", "Roaming (clears with the issuer)"
-    HELD = "held", "Held as an exception"
+    OWN = "own", _("Own card")
+    ROAMING = "roaming", _("Roaming (clears with the issuer)")
+    HELD = "held", _("Held as an exception")
 
 
 class OutboxState(models.TextChoices):
-    NONE = "", "—"
-    PENDING = "pending", "Waiting for the interop outbox"
-    SENT = "sent", "In the interop outbox"
+    NONE = "", _("—")
+    PENDING = "pending", _("Waiting for the interop outbox")
+    SENT = "sent", _("In the interop outbox")
 
 
 class Transaction(models.Model):
@@ -137,53 +189,69 @@ class Transaction(models.Model):
     ``acquirer`` is the tenant that clears the tap (a county's terminals clear as its city).
     """
 
-    id = models.BigAutoField(primary_key=True)
-    tapped_at = models.DateTimeField()
-    received_at = models.DateTimeField()
-    batch = models.ForeignKey(Batch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    idx = models.IntegerField(help_text="Position in the batch.")
-    terminal_id = models.CharField(max_length=40)
-    terminal_seq = models.BigIntegerField()
-    card_no = models.CharField(max_length=19)
-    issuer = models.CharField(max_length=6)
-    card_counter = models.BigIntegerField()
-    amount_fen = models.BigIntegerField()
-    balance_before_fen = models.BigIntegerField()
-    balance_after_fen = models.BigIntegerField()
-    service = models.CharField(max_length=20)
-    route = models.CharField(max_length=40, blank=True)
-    tac = models.CharField(max_length=64)
-    terminal_no = models.CharField(
-        max_length=12, help_text="The SAM's 6-byte terminal number (hex), part of what the TAC covers."
+    id = models.BigAutoField(primary_key=True, verbose_name=_("id"))
+    tapped_at = models.DateTimeField(verbose_name=_("tapped at"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
+    batch = models.ForeignKey(
+        Batch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", verbose_name=_("batch")
     )
-    algorithm = models.PositiveSmallIntegerField(help_text="The card's algorithm id: 4 SM4, 0 3DES.")
-    kind = models.CharField(max_length=20)
-    status = models.CharField(max_length=30)
-    card_scheme = models.CharField(max_length=40, blank=True)
-    categories = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    idx = models.IntegerField(help_text=_("Position in the batch."), verbose_name=_("idx"))
+    terminal_id = models.CharField(max_length=40, verbose_name=_("terminal id"))
+    terminal_seq = models.BigIntegerField(verbose_name=_("terminal seq"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    issuer = models.CharField(max_length=6, verbose_name=_("issuer"))
+    card_counter = models.BigIntegerField(verbose_name=_("card counter"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    balance_before_fen = models.BigIntegerField(verbose_name=_("balance before (fen)"))
+    balance_after_fen = models.BigIntegerField(verbose_name=_("balance after (fen)"))
+    service = models.CharField(max_length=20, verbose_name=_("service"))
+    route = models.CharField(max_length=40, blank=True, verbose_name=_("route"))
+    tac = models.CharField(max_length=64, verbose_name=_("tac"))
+    terminal_no = models.CharField(
+        max_length=12,
+        help_text=_("The SAM's 6-byte terminal number (hex), part of what the TAC covers."),
+        verbose_name=_("terminal no"),
+    )
+    algorithm = models.PositiveSmallIntegerField(
+        help_text=_("The card's algorithm id: 4 SM4, 0 3DES."), verbose_name=_("algorithm")
+    )
+    kind = models.CharField(max_length=20, verbose_name=_("kind"))
+    status = models.CharField(max_length=30, verbose_name=_("status"))
+    card_scheme = models.CharField(max_length=40, blank=True, verbose_name=_("card scheme"))
+    categories = ArrayField(
+        models.CharField(max_length=30), default=list, blank=True, verbose_name=_("categories")
+    )
     passes = ArrayField(
         models.CharField(max_length=30),
         default=list,
         blank=True,
-        help_text="Transit passes on the card the fare was priced with (e.g. monthly).",
+        help_text=_("Transit passes on the card the fare was priced with (e.g. monthly)."),
+        verbose_name=_("passes"),
     )
-    fare_rule_id = models.CharField(max_length=60, blank=True)
+    fare_rule_id = models.CharField(max_length=60, blank=True, verbose_name=_("fare rule id"))
     card_trip = models.CharField(
         max_length=256,
         blank=True,
         default="",
         db_default="",
-        help_text="The transit record the card gave before the tap (hex): the journey the fare was priced from.",
+        help_text=_(
+            "The transit record the card gave before the tap (hex): the journey the fare was priced from."
+        ),
+        verbose_name=_("card trip"),
     )
-    rule_version = models.IntegerField()
-    hotlist_version = models.IntegerField()
-    acquirer = models.CharField(max_length=30)
-    routing = models.CharField(max_length=10, choices=Routing.choices)
-    issuer_tenant = models.CharField(max_length=30, blank=True)
-    network = models.CharField(max_length=20, blank=True)
-    outbox_state = models.CharField(max_length=10, choices=OutboxState.choices, blank=True, default="")
+    rule_version = models.IntegerField(verbose_name=_("rule version"))
+    hotlist_version = models.IntegerField(verbose_name=_("hotlist version"))
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    routing = models.CharField(max_length=10, choices=Routing.choices, verbose_name=_("routing"))
+    issuer_tenant = models.CharField(max_length=30, blank=True, verbose_name=_("issuer tenant"))
+    network = models.CharField(max_length=20, blank=True, verbose_name=_("network"))
+    outbox_state = models.CharField(
+        max_length=10, choices=OutboxState.choices, blank=True, default="", verbose_name=_("outbox state")
+    )
 
     class Meta:
+        verbose_name = _("transaction")
+        verbose_name_plural = _("transactions")
         db_table = "terminals_transaction"
         ordering = ["-tapped_at", "-id"]
 
@@ -194,18 +262,20 @@ class Transaction(models.Model):
 class ReviewFlag(models.Model):
     """A stored tap that someone should look at (待复核): counter gap, clock skew, fare mismatch…"""
 
-    transaction_id = models.BigIntegerField()
-    tapped_at = models.DateTimeField()
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="flags")
-    card_no = models.CharField(max_length=19)
-    code = models.CharField(max_length=40)
-    detail = models.JSONField(default=dict)
-    created_at = models.DateTimeField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.CharField(max_length=150, blank=True)
-    note = models.CharField(max_length=300, blank=True)
+    transaction_id = models.BigIntegerField(verbose_name=_("transaction id"))
+    tapped_at = models.DateTimeField(verbose_name=_("tapped at"))
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="flags", verbose_name=_("batch"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    code = models.CharField(max_length=40, verbose_name=_("code"))
+    detail = models.JSONField(default=dict, verbose_name=_("detail"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
+    note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
 
     class Meta:
+        verbose_name = _("review flag")
+        verbose_name_plural = _("review flags")
         ordering = ["-created_at", "id"]
         indexes = [
             models.Index(
@@ -219,8 +289,8 @@ class ReviewFlag(models.Model):
 
 
 class ExceptionKind(models.TextChoices):
-    HELD = "held", "Held roaming tap (stored, not routed)"
-    REJECTED = "rejected", "Rejected tap (not stored as a transaction)"
+    HELD = "held", _("Held roaming tap (stored, not routed)")
+    REJECTED = "rejected", _("Rejected tap (not stored as a transaction)")
 
 
 class TapException(models.Model):
@@ -228,21 +298,25 @@ class TapException(models.Model):
     outside every shared network, or a tap refused at ingestion (kept raw, so nothing a terminal sent
     is lost)."""
 
-    kind = models.CharField(max_length=10, choices=ExceptionKind.choices)
-    reason = models.CharField(max_length=60)
-    message = models.CharField(max_length=300)
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="exceptions")
-    idx = models.IntegerField()
-    transaction_id = models.BigIntegerField(null=True, blank=True)
-    tapped_at = models.DateTimeField(null=True, blank=True)
-    card_no = models.CharField(max_length=40, blank=True)
-    issuer = models.CharField(max_length=10, blank=True)
-    raw = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.CharField(max_length=150, blank=True)
+    kind = models.CharField(max_length=10, choices=ExceptionKind.choices, verbose_name=_("kind"))
+    reason = models.CharField(max_length=60, verbose_name=_("reason"))
+    message = models.CharField(max_length=300, verbose_name=_("message"))
+    batch = models.ForeignKey(
+        Batch, on_delete=models.PROTECT, related_name="exceptions", verbose_name=_("batch")
+    )
+    idx = models.IntegerField(verbose_name=_("idx"))
+    transaction_id = models.BigIntegerField(null=True, blank=True, verbose_name=_("transaction id"))
+    tapped_at = models.DateTimeField(null=True, blank=True, verbose_name=_("tapped at"))
+    card_no = models.CharField(max_length=40, blank=True, verbose_name=_("card no"))
+    issuer = models.CharField(max_length=10, blank=True, verbose_name=_("issuer"))
+    raw = models.JSONField(default=dict, blank=True, verbose_name=_("raw"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
 
     class Meta:
+        verbose_name = _("tap exception")
+        verbose_name_plural = _("tap exceptions")
         ordering = ["-created_at", "id"]
         indexes = [
             models.Index(fields=["kind", "reason"], name="tapexception_open", condition=Q(resolved_at=None))

@@ -9,6 +9,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform import services as platform
@@ -16,8 +17,9 @@ from citycard.platform.audit.models import AuditEntry
 from citycard.platform.models import Role
 
 pytestmark = pytest.mark.django_db
-HAIYAN = {"HTTP_HOST": "haiyan.localhost"}
-JIAXING = {"HTTP_HOST": "jiaxing.localhost"}
+# In English: these tests read the checklist's wording (the pages' Chinese: tests/platform/test_languages.py).
+HAIYAN = {"HTTP_HOST": "haiyan.localhost", "HTTP_ACCEPT_LANGUAGE": "en"}
+JIAXING = {"HTTP_HOST": "jiaxing.localhost", "HTTP_ACCEPT_LANGUAGE": "en"}
 
 
 def sign_in(client, tenant_code: str, role: str):
@@ -132,7 +134,8 @@ def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
     out = io.StringIO()
     call_command("onboarding", "--tenant", "haiyan", stdout=out)  # the county's officer: published
     out = io.StringIO()
-    call_command("onboarding", "--tenant", "jiaxing", stdout=out)
+    with translation.override("en"):  # the command speaks CITYCARD_LANGUAGE (zh-hans by default)
+        call_command("onboarding", "--tenant", "jiaxing", stdout=out)
     text = out.getvalue()
     assert "haiyan (county): 2 of 5 steps done" in text and "user:hy-1" in text
     assert "Service points open: haiyan.localhost/admin/departments/servicepoint/add/" in text

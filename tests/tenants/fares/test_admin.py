@@ -40,7 +40,7 @@ def test_simulator_shows_fare_and_trace(hz_admin):
     )
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Fare 100 fen (base 200 fen)" in html and "hz-elderly-peak" in html and "hangzhou rules v1" in html
+    assert "票价 100 分（基础 200 分）" in html and "hz-elderly-peak" in html and "hangzhou 规则 v1" in html
     error = hz_admin.get(
         "/admin/fares/legrule/simulator/",
         {"service": "ferry", "route": "1", "at": "2026-11-23 08:10", "scheme": "01"},
@@ -52,9 +52,7 @@ def test_simulator_shows_fare_and_trace(hz_admin):
 def test_publish_from_the_admin(hz_admin, tenant):
     with tenant_context(tenant("hangzhou")):
         LegRule.objects.filter(code="hz-card-91").update(value=8500)
-    assert (
-        "The rules are valid" in hz_admin.get("/admin/fares/legrule/publish/", HTTP_HOST=HZ).content.decode()
-    )
+    assert "规则有效" in hz_admin.get("/admin/fares/legrule/publish/", HTTP_HOST=HZ).content.decode()
     response = hz_admin.post("/admin/fares/legrule/publish/", HTTP_HOST=HZ)
     assert response.status_code == 302
     assert tenant("hangzhou").publications.filter(kind="fare_rules").count() == 2
@@ -64,7 +62,7 @@ def test_admin_forms_refuse_bad_rows_at_once(hz_admin):
     page = hz_admin.post(
         "/admin/fares/routeset/add/", {"code": "night", "service": "bus", "ranges": "499-1"}, HTTP_HOST=HZ
     )
-    assert page.status_code == 200 and "write ranges as low-high" in page.content.decode()
+    assert page.status_code == 200 and "范围请写成 低-高" in page.content.decode()  # write ranges as low-high
     page = hz_admin.post(
         "/admin/fares/legrule/add/",
         {
@@ -77,7 +75,7 @@ def test_admin_forms_refuse_bad_rows_at_once(hz_admin):
         },
         HTTP_HOST=HZ,
     )
-    assert "unknown: pensioner" in page.content.decode()
+    assert "未知：pensioner" in page.content.decode()  # unknown: pensioner
 
 
 # --- editing goes through the services -------------------------------------------------------------
@@ -190,7 +188,7 @@ def test_admin_timeframe_saved_with_its_windows(hz_admin, tenant):
         ]
     bad = {"code": "late", **management, **window, "windows-0-start": "23:00"}
     page = hz_admin.post("/admin/fares/timeframe/add/", bad, HTTP_HOST=HZ)
-    assert page.status_code == 200 and "start before end" in page.content.decode()
+    assert page.status_code == 200 and "开始早于结束" in page.content.decode()  # start before end
     assert not _rows(hz, Timeframe, code="late")
 
 
@@ -273,4 +271,4 @@ def test_admin_changes_a_visitor_policy_named_by_scope_and_key(hz_admin, tenant)
         {"scope": "tenant", "key": "hz", "policy": "host_rules"},
         HTTP_HOST=HZ,
     )
-    assert page.status_code == 200 and "6-digit division code" in page.content.decode()
+    assert page.status_code == 200 and "6 位行政区划代码" in page.content.decode()  # 6-digit division code

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform.audit.models import AuditEntry
@@ -27,6 +28,14 @@ from citycard.tenants.fares.models import (
 pytestmark = pytest.mark.django_db
 SH = dt.timezone(dt.timedelta(hours=8))
 ACTOR = "user:tester"
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The refusals' words as these tests read them: Django's own validation messages follow the active
+    language (zh-hans by default)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture

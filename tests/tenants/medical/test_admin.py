@@ -71,7 +71,7 @@ def test_catalogue_import_from_csv_lists_bad_rows_and_applies_the_good_ones(clie
     )
     upload = SimpleUploadedFile("szyb-2026.csv", text.encode("utf-8-sig"), content_type="text/csv")
     page = admin.post("/admin/medical/catalogueitem/import/", {"file": upload}, **SZ).content.decode()
-    assert "7 rows: 3 items added, 0 changed, 0 unchanged; 4 bad rows" in page
+    assert "7 行：新增 3 项，修改 0 项，未变 0 项；4 行有误" in page
     for line, reason in (
         (5, "unit_price_fen &#x27;12.50&#x27; is not a whole number"),
         (6, "class &#x27;D&#x27; is not A/B/C"),
@@ -91,7 +91,7 @@ def test_catalogue_import_from_csv_lists_bad_rows_and_applies_the_good_ones(clie
     exported = admin.get("/admin/medical/catalogueitem/export.csv", **SZ).content
     again = SimpleUploadedFile("export.csv", exported, content_type="text/csv")
     page = admin.post("/admin/medical/catalogueitem/import/", {"file": again}, **SZ).content.decode()
-    assert "3 rows: 0 items added, 0 changed, 3 unchanged; 0 bad rows" in page
+    assert "3 行：新增 0 项，修改 0 项，未变 3 项；0 行有误" in page
 
 
 def test_a_policy_is_set_through_the_service_and_an_overlap_is_refused_on_the_form(client, tenant):
@@ -138,7 +138,7 @@ def test_claims_are_read_only_with_each_lines_outcome_on_both_sides(client, tena
 
         claim = Claim.objects.get(claim_id="shenzhen-W1")
     page = sz.get(f"/admin/medical/claim/{claim.pk}/change/", **SZ).content.decode()
-    assert "outside the catalogue: self-pay" in page and "甲类: covered" in page and "adjudicated" in page
+    assert "目录外：自费" in page and "甲类：全额纳入" in page and "已审核" in page
     assert 'name="_save"' not in page  # read only
     response = sz.post(f"/admin/medical/claim/{claim.pk}/change/", {"department": "x"}, **SZ)
     assert response.status_code == 403
@@ -147,7 +147,7 @@ def test_claims_are_read_only_with_each_lines_outcome_on_both_sides(client, tena
     with tenant_context(dongguan):
         insured = Claim.objects.get(claim_id="shenzhen-W1", role="insured")
     page = dg.get(f"/admin/medical/claim/{insured.pk}/change/", **DG).content.decode()
-    assert "起付线 taken" in page and "80%" in page and "¥286.00" in page
+    assert "起付线扣除" in page and "80%" in page and "¥286.00" in page
     # The person's year to date: 起付线 100.00 all used, 286.00 of the 1,000.00 封顶线 paid.
     listing = dg.get("/admin/medical/insuredyear/", **DG).content.decode()
     assert card in listing and "¥100.00 / ¥100.00" in listing and "¥286.00 / ¥1,000.00" in listing
@@ -168,7 +168,7 @@ def test_an_insured_persons_category_and_a_closed_year_go_through_their_services
     [entry] = audit(dongguan, "medical.insured_year_set_category")
     assert entry.actor == "user:dongguan-city_admin" and entry.object_id == f"{card}:2026"
     page = admin.get(f"/admin/medical/insuredyear/{year.pk}/change/", **DG).content.decode()
-    assert "No Urban and rural residents" in page  # no residents' policy: their claims would be refused
+    assert "没有生效的城乡居民医保待遇政策" in page  # no residents' policy: their claims would be refused
     # A card that is not Dongguan's is refused on the form.
     response = admin.post(
         "/admin/medical/insuredyear/add/",
@@ -185,7 +185,7 @@ def test_an_insured_persons_category_and_a_closed_year_go_through_their_services
         assert ClosedYear.objects.get(year=2025).closed_by == "user:dongguan-city_admin"
     assert len(audit(dongguan, "medical.year_close")) == 1
     response = admin.post("/admin/medical/closedyear/add/", {"year": "2999"}, **DG)
-    assert "has not ended yet" in response.content.decode()
+    assert "尚未结束" in response.content.decode()  # has not ended yet
 
 
 def test_a_county_officer_sees_no_medical_pages(client, tenant):

@@ -73,7 +73,7 @@ def test_other_routes_keep_djangos_body_limit(client, settings):
         ("post", "/terminal/v1/hotlist", 405, "method_not_allowed", "POST is not allowed here; use GET"),
         ("get", "/terminal/v1/keys", 404, "not_found", "the path no terminal route"),
         ("get", "/terminal", 404, "not_found", "the path no terminal route"),
-        ("get", "/terminal/v1/hotlist?since=1", 401, "unsigned", "sign the request"),
+        ("get", "/terminal/v1/hotlist?since=1", 401, "unsigned", "X-Terminal-Signature"),
     ],
 )
 def test_routing_and_method_answers_are_json(client, method, path, status, code, says):
@@ -103,10 +103,11 @@ def test_an_unknown_or_suspended_tenant_answers_json(client, hz, now):  # noqa: 
     _, sim = hz
     body = sim.sign(sim.payload(taps_for(sim, cards("330100", 1), now), created_at=now))
     error = _error(post(client, body, host="nowhere"), 404, "not_found")
-    assert error["message"] == "No citizen-card tenant answers on nowhere.localhost."
+    # No citizen-card tenant answers on nowhere.localhost (a terminal sends no Accept-Language: Chinese).
+    assert error["message"] == "主机名 nowhere.localhost 不属于任何市民卡租户。"
     services.tenant_suspend(code="hangzhou", reason="contract ended", actor="test")
     assert (
-        "suspended on this platform: contract ended"
+        "已在本平台停用：contract ended"  # is suspended on this platform
         in _error(post(client, body), 403, "forbidden")["message"]
     )
     # A route elsewhere keeps its plain-text answer.
