@@ -89,7 +89,7 @@ def taps_sort(
             result.exceptions.append(rejected_row(index, raw, exc.reason, exc.message))
             continue
         result.all_seqs.append(tap.terminal_seq)
-        natural = NaturalKey(tap.card_no, tap.card_counter, tap.terminal_seq)
+        natural = (tap.card_no, tap.card_counter, tap.terminal_seq)
         first = seen.get(natural)
         if first is not None:
             outcomes[index] = _repeat(index, raw, tap, tap_content(first), "earlier in this batch", result)

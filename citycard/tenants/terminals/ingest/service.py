@@ -229,7 +229,7 @@ def _batch_store(
     mark = terminal.last_seq
     if sorted_.valid:
         partitions_ensure(sorted_.months)
-        claim = taps_claim(terminal=terminal, seqs=[n.terminal_seq for n in sorted_.naturals])
+        claim = taps_claim(terminal=terminal, seqs=[tap.terminal_seq for tap in sorted_.valid])
         mark = claim.mark
         new = taps_settle(sorted_, claim, raw_taps)
         if new:
