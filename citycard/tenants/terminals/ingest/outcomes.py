@@ -30,7 +30,7 @@ ACCEPTED, DUPLICATE, REJECTED, CONFLICT = "accepted", "duplicate", "rejected", "
 
 
 @dataclass
-class Sorted:
+class Sorting:
     """A batch's taps once sorted by ``taps_sort``."""
 
     outcomes: list[tuple[str, str]]  # (outcome, reason) per index; "" until decided
@@ -72,10 +72,10 @@ def taps_sort(
     acquirer: Tenant,
     terminal_id: str,
     batch_pk: int,
-) -> Sorted:
+) -> Sorting:
     """Each tap validated (unless ``checked``: the common form's, Taps already), told apart from one
     repeated within the batch, and routed by its issuer on its Beijing date (route_for, cached)."""
-    result = Sorted(outcomes=[("", "")] * len(raw_taps))
+    result = Sorting(outcomes=[("", "")] * len(raw_taps))
     outcomes, valid, naturals, routes = result.outcomes, result.valid, result.naturals, result.routes
     seen: dict[NaturalKey, Tap] = {}
     latest_text, latest_other = "", window.oldest  # the latest stamp in Beijing form, in any other form
@@ -122,7 +122,7 @@ def taps_sort(
     return result
 
 
-def taps_settle(result: Sorted, claim: Claim, raw_taps: list) -> list[Tap]:
+def taps_settle(result: Sorting, claim: Claim, raw_taps: list) -> list[Tap]:
     """The valid taps whose natural key is not stored yet, each with its id from the claim: the new taps.
     The others are duplicates or conflicts of the stored ones."""
     new = []
@@ -138,7 +138,7 @@ def taps_settle(result: Sorted, claim: Claim, raw_taps: list) -> list[Tap]:
     return new
 
 
-def _repeat(index: int, raw: Any, tap: Tap, kept: tuple, where: str, result: Sorted) -> tuple[str, str]:
+def _repeat(index: int, raw: Any, tap: Tap, kept: tuple, where: str, result: Sorting) -> tuple[str, str]:
     """The outcome of a tap whose natural key was taken (``where``: stored, or earlier in this batch) with
     content ``kept``: a duplicate when the same, else a conflict naming the first field that differs,
     kept in the exceptions with what it sent."""

@@ -207,17 +207,13 @@ def _batch_store(
     checked: bool,
 ) -> IngestResult:
     """A new batch: its taps sorted, claimed and copied, checked, acknowledged, and the batch written."""
-    terminal, acquirer, batch_pk, raw_taps = (
-        signer.terminal,
-        tenant.clearing_tenant,
-        signer.batch_pk,
-        header.taps,
-    )
+    terminal, batch_pk = signer.terminal, signer.batch_pk
+    acquirer, raw_taps = tenant.clearing_tenant, header.taps
     # Roaming taps reach the interop outbox in this transaction when the checks run inline; otherwise the
     # verification stage hands them over, many batches in one envelope.
     inline = verify_inline()
     sink = checks_module.ROAMING_SINK if inline else None
-    sorted_ = taps_sort(
+    sorting = taps_sort(
         raw_taps,
         checked=checked,
         window=window,
@@ -227,19 +223,19 @@ def _batch_store(
     )
     new: list[Tap] = []
     mark = terminal.last_seq
-    if sorted_.valid:
-        partitions_ensure(sorted_.months)
-        claim = taps_claim(terminal=terminal, seqs=[tap.terminal_seq for tap in sorted_.valid])
+    if sorting.valid:
+        partitions_ensure(sorting.months)
+        claim = taps_claim(terminal=terminal, seqs=[tap.terminal_seq for tap in sorting.valid])
         mark = claim.mark
-        new = taps_settle(sorted_, claim, raw_taps)
+        new = taps_settle(sorting, claim, raw_taps)
         if new:
             batch = BatchColumns(
-                received_at,
-                batch_pk,
-                terminal.terminal_id,
-                header.rule_version,
-                header.hotlist_version,
-                acquirer.code,
+                received_at=received_at,
+                batch_pk=batch_pk,
+                terminal_id=terminal.terminal_id,
+                rule_version=header.rule_version,
+                hotlist_version=header.hotlist_version,
+                acquirer=acquirer.code,
             )
             taps_copy(copy_lines(new, batch=batch, roaming_state="sent" if sink is not None else "pending"))
 
@@ -255,15 +251,15 @@ def _batch_store(
         terminal_clock=header.created_at,
         rule_version=header.rule_version,
         hotlist_version=header.hotlist_version,
-        all_terminal_seqs=tuple(sorted_.all_seqs),
+        all_terminal_seqs=tuple(sorting.all_seqs),
         card_tac_key=signer.card_tac_key,
-        latest_tap=sorted_.latest_tap,
+        latest_tap=sorting.latest_tap,
     )
     flags: list[Flag] = [flag for check in checks_module.BATCH_CHECKS for flag in check(ctx, new)]
     if inline:
         stored = StoredContext(tenant=tenant, acquirer=acquirer, card_tac_key=signer.card_tac_key)
         flags.extend(taps_verify(ctx=stored, taps=new))
-    counts = sorted_.counts()
+    counts = sorting.counts()
     if counts[CONFLICT]:
         log.warning(
             "batch %s from %s: %d taps conflict with taps of the same natural key (exceptions, reason conflict)",
@@ -276,14 +272,14 @@ def _batch_store(
         terminal_id=terminal.terminal_id,
         received_at=received_at,
         raw_taps=raw_taps,
-        outcomes=sorted_.outcomes,
+        outcomes=sorting.outcomes,
         counts=counts,
     )
     signature = json.dumps(tenant_signature(tenant=tenant, signed=canonical, key=signer.signing_key))
     if sink is not None:
         _roaming_hand_off(ctx, new, sink, signer.signing_key)
 
-    top = max(sorted_.all_seqs) if sorted_.all_seqs else None
+    top = max(sorting.all_seqs) if sorting.all_seqs else None
     batch_write(
         batch=BatchRow(
             pk=batch_pk,
@@ -301,13 +297,13 @@ def _batch_store(
             accepted=counts[ACCEPTED],
             duplicates=counts[DUPLICATE],
             rejected=counts[REJECTED],
-            ack_parts=ack_parts(received_at=received_at, signature=signature, outcomes=sorted_.outcomes),
+            ack_parts=ack_parts(received_at=received_at, signature=signature, outcomes=sorting.outcomes),
             first_tx_id=min(t.tx_id for t in new) if new else None,
             last_tx_id=max(t.tx_id for t in new) if new else None,
             verified_at=received_at if inline or not new else None,  # no new tap: nothing left to verify
         ),
         flags_sql=flags_sql(flags=flags, at=received_at) if flags else None,
-        exceptions=_held(new, sorted_.routes) + sorted_.exceptions,
+        exceptions=_held(new, sorting.routes) + sorting.exceptions,
         top_seq=top if top is not None and (mark is None or top > mark) else None,
     )
     return IngestResult(
@@ -318,7 +314,7 @@ def _batch_store(
         counts[REJECTED],
         counts[CONFLICT],
         terminal.terminal_id,
-        sorted_.rejected_by_reason(),
+        sorting.rejected_by_reason(),
     )
 
 
