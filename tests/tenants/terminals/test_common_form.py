@@ -96,6 +96,7 @@ typed_values = {
         st.sampled_from(["elderly", "a-b_c", "", "x" * 30, "x" * 31, "中文", "a b"]), max_size=2
     ),
     "passes": st.lists(st.sampled_from(["monthly", "", "a.b"]), max_size=2),
+    "card_trip": st.sampled_from(["", "ab12", "AB", "abc", "zz", "a" * 256, "a" * 258]),
 }
 typed_tap = st.dictionaries(st.sampled_from(sorted(typed_values)), st.none(), max_size=3).flatmap(
     lambda keys: st.fixed_dictionaries({k: typed_values[k] for k in keys}).map(lambda c: {**_GOOD, **c})

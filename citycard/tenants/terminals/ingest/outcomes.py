@@ -77,6 +77,7 @@ def taps_sort(
     repeated within the batch, and routed by its issuer on its Beijing date (route_for, cached)."""
     result = Sorting(outcomes=[("", "")] * len(raw_taps))
     outcomes, valid, naturals, routes = result.outcomes, result.valid, result.naturals, result.routes
+    all_seqs = result.all_seqs
     seen: dict[NaturalKey, Tap] = {}
     latest_text, latest_other = "", window.oldest  # the latest stamp in Beijing form, in any other form
     for index, raw in enumerate(raw_taps):
@@ -88,7 +89,7 @@ def taps_sort(
             outcomes[index] = (REJECTED, exc.reason)
             result.exceptions.append(rejected_row(index, raw, exc.reason, exc.message))
             continue
-        result.all_seqs.append(tap.terminal_seq)
+        all_seqs.append(tap.terminal_seq)
         natural = (tap.card_no, tap.card_counter, tap.terminal_seq)
         first = seen.get(natural)
         if first is not None:
