@@ -123,7 +123,7 @@ def taps_sort(
     return result
 
 
-def taps_settle(result: Sorting, claim: Claim, raw_taps: list) -> list[Tap]:
+def taps_settle(result: Sorting, *, claim: Claim, raw_taps: list) -> list[Tap]:
     """The valid taps whose natural key is not stored yet, each with its id from the claim: the new taps.
     The others are duplicates or conflicts of the stored ones."""
     new = []

@@ -227,7 +227,7 @@ def _batch_store(
         partitions_ensure(sorting.months)
         claim = taps_claim(terminal=terminal, seqs=[tap.terminal_seq for tap in sorting.valid])
         mark = claim.mark
-        new = taps_settle(sorting, claim, raw_taps)
+        new = taps_settle(sorting, claim=claim, raw_taps=raw_taps)
         if new:
             batch = BatchColumns(
                 received_at=received_at,
