@@ -40,9 +40,9 @@ from citycard.platform import keys
 from citycard.platform.models import Tenant
 from citycard.platform.observability import metrics
 from citycard.tenants.terminals.models import Transaction
-from citycard.tenants.terminals.services import terminal_register
-from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.simulate import SimCard, card_number
 from citycard.terminal_kit.beijing import BEIJING
+from tests.e2e.terminals import sim_terminal_register
 
 pytestmark = pytest.mark.slow
 
@@ -179,19 +179,13 @@ def test_uploads_answer_503_while_the_database_is_down_and_lose_nothing_when_it_
     errors_before = _sample(metrics.HTTP_REQUESTS, "5xx")
     _posts.clear()
     hangzhou = Tenant.objects.get(code="hangzhou")
-    sim = SimTerminal(f"HZ-OUT-{uuid.uuid4().hex[:8]}", "hangzhou", route="7", terminal_no="330100000777")
-    with tenant_context(hangzhou):
-        sim.tac_masters["330100"] = keys.tenant_card_tac_master(tenant=hangzhou)
-        terminal_register(
-            terminal_id=sim.terminal_id,
-            operator="杭州公交集团",
-            department="transport",
-            service="bus",
-            route="7",
-            public_key=sim.public_key,
-            actor="test",
-        )
-    connection.set_schema_to_public()
+    sim = sim_terminal_register(
+        tenant=hangzhou,
+        terminal_id=f"HZ-OUT-{uuid.uuid4().hex[:8]}",
+        route="7",
+        terminal_no="330100000777",
+        operator="杭州公交集团",
+    )
     now = dt.datetime.now(BEIJING).replace(microsecond=0)
     serial = int(uuid.uuid4().int % 10**8)
     sent: list[list[dict]] = []

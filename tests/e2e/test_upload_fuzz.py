@@ -26,15 +26,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from django.db import connection, connections
-from django_tenants.utils import tenant_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citycard.platform import keys, services
 from citycard.platform.models import Tenant
-from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
 from citycard.terminal_kit.beijing import BEIJING
+from tests.e2e.terminals import sim_terminal_register
 
 HOST = "jinhua.localhost"
 URL = "/terminal/v1/batches"
@@ -105,20 +104,13 @@ def sim(jinhua) -> SimTerminal:
 
 
 def _terminal(tenant: Tenant) -> SimTerminal:
-    sim = SimTerminal(f"JH-{uuid.uuid4().hex[:10]}", "jinhua", route="K1", terminal_no="330700000001")
-    with tenant_context(tenant):
-        sim.tac_masters["330700"] = keys.tenant_card_tac_master(tenant=tenant)
-        terminal_register(
-            terminal_id=sim.terminal_id,
-            operator="金华公交",
-            department="transport",
-            service="bus",
-            route="K1",
-            public_key=sim.public_key,
-            actor="test",
-        )
-    connection.set_schema_to_public()
-    return sim
+    return sim_terminal_register(
+        tenant=tenant,
+        terminal_id=f"JH-{uuid.uuid4().hex[:10]}",
+        route="K1",
+        terminal_no="330700000001",
+        operator="金华公交",
+    )
 
 
 def _counts(tenant: Tenant) -> dict[str, Any]:

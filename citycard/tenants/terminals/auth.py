@@ -1,6 +1,6 @@
 """Terminals' requests without a body (the hotlist download): signed by the terminal's registered key.
 
-A batch upload carries its own signature (ingest.py). A GET has no body to sign, so the terminal signs
+A batch upload carries its own signature (ingest/signature.py). A GET has no body to sign, so the terminal signs
 what identifies the request (terminal_kit.signing.request_signing_bytes: method, path with its query,
 tenant, key id, time) and sends it in three headers. The back office answers only a registered, active
 terminal of this tenant, whose key is current (or within its rotation overlap) and whose clock agrees

@@ -1,4 +1,4 @@
-"""Changing the terminal registry, and taking uploads (see ingest.py for the upload path itself)."""
+"""Changing the terminal registry, and taking uploads (see the ingest package for the upload path itself)."""
 
 from __future__ import annotations
 

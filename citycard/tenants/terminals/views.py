@@ -24,7 +24,7 @@ from citycard.tenants.terminals.ingest import BatchRefused, batch_ingest
 log = logging.getLogger(__name__)
 
 
-@login_not_required  # no session: every batch is verified against its terminal's Ed25519 key (ingest.py)
+@login_not_required  # no session: every batch is verified against its terminal's Ed25519 key (ingest/signature.py)
 @csrf_exempt
 @require_POST
 def batch_upload(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citycard.tenants.terminals.ingest import ack_canonical, canonical_bytes
+from citycard.tenants.terminals.ingest import ack_canonical
+from citycard.tenants.terminals.wire import canonical_bytes
 
 json_scalars = st.one_of(
     st.none(),

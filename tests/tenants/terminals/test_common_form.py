@@ -1,5 +1,5 @@
-"""The common form's decoder (``ingest.common_decode``, msgspec) never decides differently from the
-general path (``_load`` + ``canonical_bytes`` + ``_validate``): for any body it either declines (None) or
+"""The common form's decoder (``ingest.decode.common_decode``, msgspec) never decides differently from the
+general path (``document_load`` + ``canonical_bytes`` + ``tap_validate``): for any body it either declines (None) or
 gives the same canonical payload bytes, the same header and, tap by tap, the same Tap. Hypothesis feeds
 both the same documents, taps valid and broken in every field, extra fields, floats, other layouts."""
 
@@ -13,20 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citycard.tenants.terminals import ingest
-from citycard.tenants.terminals.ingest import (
-    BatchRefused,
-    _load,
-    _validate,
-    canonical_bytes,
-    common_decode,
-    tap_window,
-)
+from citycard.tenants.terminals.ingest import BatchRefused, common_decode, decode, tap_window
+from citycard.tenants.terminals.ingest.decode import document_load
+from citycard.tenants.terminals.ingest.validate import tap_validate
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.wire import canonical_bytes
 
 from .test_validate_fast import _GOOD, RECEIVED, _outcome, broken_tap, odd_values
 
-pytestmark = pytest.mark.skipif(ingest.msgspec is None, reason="msgspec is not installed")
+pytestmark = pytest.mark.skipif(decode.msgspec is None, reason="msgspec is not installed")
 
 WINDOW = tap_window(RECEIVED)
 HEADER = {
@@ -101,6 +96,7 @@ typed_values = {
         st.sampled_from(["elderly", "a-b_c", "", "x" * 30, "x" * 31, "中文", "a b"]), max_size=2
     ),
     "passes": st.lists(st.sampled_from(["monthly", "", "a.b"]), max_size=2),
+    "card_trip": st.sampled_from(["", "ab12", "AB", "abc", "zz", "a" * 256, "a" * 258]),
 }
 typed_tap = st.dictionaries(st.sampled_from(sorted(typed_values)), st.none(), max_size=3).flatmap(
     lambda keys: st.fixed_dictionaries({k: typed_values[k] for k in keys}).map(lambda c: {**_GOOD, **c})
@@ -114,7 +110,7 @@ def test_typed_taps_are_decided_as_the_general_path_decides(taps):
     path finds every tap valid and stamped in Beijing form, and then gives the same taps."""
     spec = {"taps": taps, "header": {}, "extra_payload": {}, "extra_document": {}, "signature": SIGNATURE}
     body = _body({**spec, "layout": "compact"})
-    outcomes = [_outcome(_validate, raw, WINDOW) for raw in taps]
+    outcomes = [_outcome(tap_validate, raw, WINDOW) for raw in taps]
     common = common_decode(body, WINDOW)
     beijing = all(
         o[0] == "tap" and o[1].tapped_at_text == raw["tapped_at"] and raw["tapped_at"][19:] == "+08:00"
@@ -123,7 +119,7 @@ def test_typed_taps_are_decided_as_the_general_path_decides(taps):
     assert (common is not None) == beijing
     if common is not None:
         assert [("tap", t) for t in common.document["payload"]["transactions"]] == outcomes
-        assert common.canonical == canonical_bytes(_load(body)["payload"])
+        assert common.canonical == canonical_bytes(document_load(body)["payload"])
 
 
 document_strategy = st.fixed_dictionaries(
@@ -157,7 +153,7 @@ def test_the_common_form_decides_as_the_general_path(spec):
     common = common_decode(body, WINDOW)
     if common is None:
         return  # the general path decides alone
-    document = _load(body)  # the general path takes the same document…
+    document = document_load(body)  # the general path takes the same document…
     payload = document["payload"]
     assert common.canonical == canonical_bytes(payload)  # …signed over the same bytes…
     assert common.document["signature"] == document["signature"]
@@ -166,7 +162,7 @@ def test_the_common_form_decides_as_the_general_path(spec):
     raw_taps = payload["transactions"]
     assert len(common.document["payload"]["transactions"]) == len(raw_taps)
     for tap, raw in zip(common.document["payload"]["transactions"], raw_taps, strict=True):
-        assert _outcome(_validate, raw, WINDOW) == ("tap", tap)  # …and the same taps, all valid
+        assert _outcome(tap_validate, raw, WINDOW) == ("tap", tap)  # …and the same taps, all valid
 
 
 def test_the_usual_batch_takes_the_common_form():
@@ -178,7 +174,7 @@ def test_the_usual_batch_takes_the_common_form():
     body = sim.sign(sim.payload(taps, created_at=RECEIVED))
     common = common_decode(body, WINDOW)
     assert common is not None
-    assert common.canonical == canonical_bytes(_load(body)["payload"])
+    assert common.canonical == canonical_bytes(document_load(body)["payload"])
     assert [t.card_no for t in common.document["payload"]["transactions"]] == [t["card_no"] for t in taps]
 
 
@@ -205,7 +201,7 @@ def test_other_forms_go_the_general_way(change):
         }
     )
     assert common_decode(body, WINDOW) is None
-    _load(body)  # and the general path takes it (accepting or refusing the tap with its reason)
+    document_load(body)  # and the general path takes it (accepting or refusing the tap with its reason)
 
 
 def test_a_float_anywhere_is_refused_either_way():
@@ -221,7 +217,7 @@ def test_a_float_anywhere_is_refused_either_way():
     )
     assert common_decode(body, WINDOW) is None
     with pytest.raises(BatchRefused) as refused:
-        _load(body)
+        document_load(body)
     assert refused.value.code == "malformed"
 
 
@@ -229,5 +225,5 @@ def test_without_msgspec_every_batch_takes_the_general_path(monkeypatch):
     spec = {"taps": [_GOOD], "header": {}, "extra_payload": {}, "extra_document": {}, "signature": SIGNATURE}
     body = _body({**spec, "layout": "compact"})
     assert common_decode(body, WINDOW) is not None
-    monkeypatch.setattr(ingest, "msgspec", None)
+    monkeypatch.setattr(decode, "msgspec", None)
     assert common_decode(body, WINDOW) is None

@@ -13,8 +13,7 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import services
 from citycard.platform.models import Tenant
-from citycard.tenants.terminals import ingest
-from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.ingest import IngestResult, batch_ingest, service
 from citycard.tenants.terminals.models import Batch, Transaction
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
@@ -49,7 +48,7 @@ def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monk
     body = sim.sign(sim.payload(taps, created_at=now))
     # The first upload holds its transaction open after storing the taps, so the second one finds no
     # stored batch, waits on the terminal's row, finds every tap stored and then the batch id: a resend.
-    sign, signed, resends = ingest.tenant_signature, [], []
+    sign, signed, resends = service.tenant_signature, [], []
 
     def slow_sign(**kwargs):
         signed.append(1)
@@ -57,14 +56,14 @@ def test_the_same_batch_uploaded_twice_at_once_is_stored_once(committed_db, monk
             time.sleep(1.0)
         return sign(**kwargs)
 
-    existing = ingest._existing
+    stored_batch = service.stored_batch
 
-    def counting_existing(*args):
+    def counting_stored_batch(*args):
         resends.append(1)
-        return existing(*args)
+        return stored_batch(*args)
 
-    monkeypatch.setattr(ingest, "tenant_signature", slow_sign)
-    monkeypatch.setattr(ingest, "_existing", counting_existing)
+    monkeypatch.setattr(service, "tenant_signature", slow_sign)
+    monkeypatch.setattr(service, "stored_batch", counting_stored_batch)
     start = threading.Barrier(2)
     answers: list[bytes] = []
     errors: list[BaseException] = []
@@ -113,7 +112,7 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
         sim.sign(sim.payload(taps[:199], created_at=now)),
         sim.sign(sim.payload(taps, created_at=now + dt.timedelta(seconds=1))),
     ]
-    sign, signed = ingest.tenant_signature, []
+    sign, signed = service.tenant_signature, []
 
     def slow_sign(**kwargs):  # the first to take the lock holds it a second after its COPY
         signed.append(1)
@@ -121,9 +120,9 @@ def test_overlapping_batches_uploaded_at_once_store_each_tap_once(committed_db, 
             time.sleep(1.0)
         return sign(**kwargs)
 
-    monkeypatch.setattr(ingest, "tenant_signature", slow_sign)
+    monkeypatch.setattr(service, "tenant_signature", slow_sign)
     start = threading.Barrier(2)
-    results: list[ingest.IngestResult] = []
+    results: list[IngestResult] = []
     errors: list[BaseException] = []
 
     def upload(body: bytes) -> None:

@@ -8,8 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
-from citycard.tenants.terminals import ingest
-from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.ingest import batch_ingest, storage
 from citycard.tenants.terminals.models import Transaction
 from citycard.tenants.terminals.simulate import SimTerminal
 
@@ -30,7 +29,7 @@ def _no_statements_yet(db):
     connection.ensure_connection()
     with connection.cursor() as cur:
         cur.execute("DEALLOCATE ALL")
-    ingest._PREPARED.pop(connection.connection, None)
+    storage.PREPARED.pop(connection.connection, None)
 
 
 @pytest.fixture
@@ -60,7 +59,7 @@ def test_each_schema_gets_its_statements_once(two_cities, now):
     first, sql = _upload(hangzhou, hz_sim, hz_div, now)
     assert first.accepted == 3
     assert sum(q.startswith("PREPARE") for q in sql) == 1  # every statement of the upload, one round trip
-    assert {f"{name}_hangzhou" for name in ingest._STATEMENTS} <= _prepared_names()
+    assert {f"{name}_hangzhou" for name in storage.STATEMENTS} <= _prepared_names()
     again, sql = _upload(hangzhou, hz_sim, hz_div, now)
     assert again.accepted == 3 and not any(q.startswith("PREPARE") for q in sql)
     assert any(q.startswith('EXECUTE "ingest_lookup_hangzhou"') for q in sql)
@@ -75,7 +74,7 @@ def test_each_schema_gets_its_statements_once(two_cities, now):
 
 def test_a_connection_keeps_a_bounded_number_of_schemas(two_cities, now, monkeypatch):
     (hangzhou, hz_sim, hz_div), (jiaxing, jx_sim, jx_div) = two_cities
-    monkeypatch.setattr(ingest, "_PREPARED_SCHEMAS", 1)
+    monkeypatch.setattr(storage, "_PREPARED_SCHEMAS", 1)
     _upload(hangzhou, hz_sim, hz_div, now)
     result, sql = _upload(jiaxing, jx_sim, jx_div, now)
     assert result.accepted == 3 and "DEALLOCATE ALL" in sql

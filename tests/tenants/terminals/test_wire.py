@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citycard.tenants.terminals import ingest, wire
-from citycard.tenants.terminals.ingest import BatchRefused, _load, common_decode, tap_window
+from citycard.tenants.terminals import wire
+from citycard.tenants.terminals.ingest import BatchRefused, common_decode, decode, tap_window
+from citycard.tenants.terminals.ingest.decode import document_load
 from citycard.tenants.terminals.wire import Unreadable, canonical_bytes, read_json, repeated_keys_refuse
 
 from .test_common_form import HEADER, SIGNATURE
@@ -22,7 +23,7 @@ COMPACT = json.dumps(DOCUMENT, ensure_ascii=False, separators=(",", ":")).encode
 
 def _refused(body: bytes) -> str:
     with pytest.raises(BatchRefused) as refused:
-        _load(body)
+        document_load(body)
     assert refused.value.code == "malformed", refused.value.message
     return refused.value.message
 
@@ -91,7 +92,7 @@ def test_a_body_without_repeats_is_read_in_any_layout(layout):
         "escaped": json.dumps(DOCUMENT, ensure_ascii=True).encode().replace(b"/", b"\\/"),
         "trailing newline": COMPACT + b"\n",
     }[layout]
-    assert _load(body) == DOCUMENT
+    assert document_load(body) == DOCUMENT
 
 
 def test_the_common_form_takes_the_compact_body_only():
@@ -114,8 +115,8 @@ def test_every_character_is_written_in_its_shortest_form():
     encoders = [lambda s: json.dumps(s, ensure_ascii=False).encode()]
     if wire.orjson is not None:
         encoders.append(wire.orjson.dumps)
-    if ingest.msgspec is not None:
-        encoders.append(ingest.msgspec.json.encode)
+    if decode.msgspec is not None:
+        encoders.append(decode.msgspec.json.encode)
     short = {0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x22, 0x5C}
     text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
     shortest = 2 + sum(2 if ord(c) in short else 6 if ord(c) < 0x20 else len(c.encode()) for c in text)
