@@ -12,6 +12,7 @@ import hashlib
 import pytest
 
 from citycard.tenants.fares import seeds
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT, CardProfile, VirtualCard
 from citycard.terminal_kit.card.vpcd import PSAM_PORT
@@ -19,7 +20,6 @@ from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.fares import FareEngine
 from citycard.terminal_kit.reader import InProcessReader, PcscReader
 from citycard.terminal_kit.sam import Psam
-from citycard.terminal_kit.tap import SHANGHAI
 from citycard.terminal_kit.transit import FORMAT, FORMAT_GATED, TripCodec
 from tests.terminal_kit import kit
 from tests.terminal_kit.conftest import PSAM_READER, reinsert
@@ -37,7 +37,7 @@ def metro_rules() -> FareEngine:
 
 HZ = metro_rules()
 CODEC = TripCodec.for_fare(HZ)
-MORNING = dt.datetime(2026, 11, 24, 8, 30, tzinfo=SHANGHAI)
+MORNING = dt.datetime(2026, 11, 24, 8, 30, tzinfo=BEIJING)
 ENTRY_TERMINAL = bytes.fromhex("330100000011")
 EXIT_TERMINAL = bytes.fromhex("330100000012")
 
