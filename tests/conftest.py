@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# The real smart-card stack (pcscd, vpcd, the card inserter), one session-wide for every directory.
+pytest_plugins = ["tests.pcsc"]
+
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "citycard" / "locale"
 
 # (code, division) in creation order; cities before counties.

@@ -18,12 +18,11 @@ from citycard.terminal_kit.tap import FixedFare, Validator
 from tests.tenants.entitlements.conftest import AT
 from tests.tenants.entitlements.test_offline import _setup
 from tests.terminal_kit import kit
-from tests.terminal_kit.conftest import inserted, pcscd  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pcsc]
 
 
-def test_park_gate_reads_the_card_over_pcscd_offline_and_online(person, tmp_path, pcscd, inserted):  # noqa: F811
+def test_park_gate_reads_the_card_over_pcscd_offline_and_online(person, tmp_path, pcscd, inserted):
     _holder, card = _setup(person, quota=2)
     virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="王小明"), kit.keys(), balance=500)
     inserted(virtual)
