@@ -334,7 +334,7 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         positions = {s["name"]: s["data"][-2] for s in _chart_data(page, "chart-positions")}
         assert positions == nets
         roaming = _chart_data(page, "chart-roaming")
-        bars = [s["data"][-2] for s in roaming if "笔数" in s["name"]]
+        bars = [s["data"][-2] for s in roaming if "记录数" in s["name"]]  # record count
         assert bars == [sum(n for _fen, n in cells.values())]
         page.screenshot(path=tmp_path / "charts.png", full_page=True)
 

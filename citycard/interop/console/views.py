@@ -291,6 +291,7 @@ def charts(request: HttpRequest) -> HttpResponse:
     roaming = selectors.roaming_by_day(since=since, until=until)
     records = chart_specs.by_day(roaming, days=days, day="day", group="network", value="records")
     amounts = chart_specs.by_day(roaming, days=days, day="day", group="network", value="amount_fen")
+    count_word, amount_word = _("record count"), _("Amount")
     roaming_chart = chart_specs.series_chart(
         days=days,
         axes=[
@@ -299,11 +300,11 @@ def charts(request: HttpRequest) -> HttpResponse:
         ],
         series=[
             *(
-                {"name": f"{net} · {_('笔数')}", "type": "bar", "axis": 0, "data": data}
+                {"name": f"{net} · {count_word}", "type": "bar", "axis": 0, "data": data}
                 for net, data in records.items()
             ),
             *(
-                {"name": f"{net} · {_('金额')}", "type": "line", "axis": 1, "data": data}
+                {"name": f"{net} · {amount_word}", "type": "line", "axis": 1, "data": data}
                 for net, data in amounts.items()
             ),
         ],
