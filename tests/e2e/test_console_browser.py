@@ -350,8 +350,9 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         assert hz_net == nets["hangzhou"]
         taps = {s["name"]: s["data"] for s in _chart_data(city, "chart-taps")}
         day_at = -2  # DAY, the day before the dashboard's last
-        assert next(v for name, v in taps.items() if "own" in name)[day_at - 3 : day_at + 1] == [6, 5, 4, 3]
-        assert next(v for name, v in taps.items() if "roaming in" in name)[day_at] == 4
+        # The series by their Chinese names: own cards (本地卡), roaming in (异地卡来本地).
+        assert taps["本地卡"][day_at - 3 : day_at + 1] == [6, 5, 4, 3]
+        assert taps["异地卡来本地"][day_at] == 4
         city.screenshot(path=tmp_path / "dashboard.png", full_page=True)
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
