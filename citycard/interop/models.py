@@ -668,15 +668,20 @@ class EntitlementRecognition(models.Model):
     admitted where the local type of the same code is accepted, on the home tenant's signed answer."""
 
     network = models.ForeignKey(
-        RoamingNetwork, on_delete=models.PROTECT, related_name="entitlement_recognitions"
+        RoamingNetwork,
+        on_delete=models.PROTECT,
+        related_name="entitlement_recognitions",
+        verbose_name=_("roaming network"),
     )
-    type_code = models.SlugField(max_length=40)
-    valid_from = models.DateField()
-    note = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField()
-    created_by = models.CharField(max_length=150)
+    type_code = models.SlugField(max_length=40, verbose_name=_("entitlement type code"))
+    valid_from = models.DateField(verbose_name=_("valid from"))
+    note = models.CharField(max_length=200, blank=True, verbose_name=_("note"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
 
     class Meta:
+        verbose_name = _("entitlement recognition")
+        verbose_name_plural = _("entitlement recognitions")
         ordering = ["network__code", "type_code"]
         constraints = [
             models.UniqueConstraint(fields=["network", "type_code"], name="entitlement_recognition_once"),

@@ -334,7 +334,7 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         positions = {s["name"]: s["data"][-2] for s in _chart_data(page, "chart-positions")}
         assert positions == nets
         roaming = _chart_data(page, "chart-roaming")
-        bars = [s["data"][-2] for s in roaming if "笔数" in s["name"]]
+        bars = [s["data"][-2] for s in roaming if "记录数" in s["name"]]  # record count
         assert bars == [sum(n for _fen, n in cells.values())]
         page.screenshot(path=tmp_path / "charts.png", full_page=True)
 
@@ -350,8 +350,9 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         assert hz_net == nets["hangzhou"]
         taps = {s["name"]: s["data"] for s in _chart_data(city, "chart-taps")}
         day_at = -2  # DAY, the day before the dashboard's last
-        assert next(v for name, v in taps.items() if "own" in name)[day_at - 3 : day_at + 1] == [6, 5, 4, 3]
-        assert next(v for name, v in taps.items() if "roaming in" in name)[day_at] == 4
+        # The series by their Chinese names: own cards (本地卡), roaming in (异地卡来本地).
+        assert taps["本地卡"][day_at - 3 : day_at + 1] == [6, 5, 4, 3]
+        assert taps["异地卡来本地"][day_at] == 4
         city.screenshot(path=tmp_path / "dashboard.png", full_page=True)
     assert not problems, problems
     copy_to = os.environ.get("CITYCARD_SCREENSHOTS")

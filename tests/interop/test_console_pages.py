@@ -135,7 +135,9 @@ def test_cycle_page_shows_the_matrix_net_positions_and_their_zero_sum_as_the_dat
     nets = {p: int(n) for p, n in re.findall(r'data-participant="([\w-]+)" data-net="(-?\d+)"', html)}
     assert nets == dict(NetPosition.objects.filter(cycle=cycles).values_list("participant", "net_fen"))
     assert 'id="net-sum" data-fen="0"' in html
-    for shown in ("yrd-settlement", "SHA-256", "tac_invalid", "TAC 校验通过", "closed", "system"):
+    # The steps and statuses by their labels, not their codes: 已截止 (closed), 有效 (valid).
+    assert '?status=valid">有效</a>' in html
+    for shown in ("yrd-settlement", "SHA-256", "tac_invalid", "TAC 校验通过", "已截止", "system"):
         assert shown in html, shown
     assert "¥" in html and "+08:00" in html
 
@@ -172,10 +174,11 @@ def test_a_cycle_left_between_steps_needs_a_person(yrd_transit, send, collect, c
     ClearingCycle.objects.filter(pk=cycle.pk).update(progressed_at=at(NEXT, 5))
     html = clerk.get("/console/", **HOST).content.decode()
     attention = html[html.index('id="attention"') : html.index('class="board"')]
-    assert f"yrd-transit-{DAY.isoformat()}" in attention and "validate…" in attention
+    assert f"yrd-transit-{DAY.isoformat()}" in attention and '/step/validate/">校验…</a>' in attention
     assert "自上一步起处于“已截止”已 3 小时 00 分钟；下一步：校验" in attention
     english = clerk.get("/console/", **HOST, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Closed (cut off) for 3 h 00 min since its last step; next: Validate" in english
+    assert '/step/validate/">Validate…</a>' in english
 
 
 def test_exceptions_group_by_reason_and_issuer_and_drill_down_to_their_records(

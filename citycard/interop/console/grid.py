@@ -10,6 +10,7 @@ from typing import Any
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from citycard.interop.models import CycleState, RecordKind, RecordStatus
 from citycard.interop.selectors import CYCLE_STEPS
 from citycard.platform.templatetags.people import beijing, yuan, yuan_of
 
@@ -21,6 +22,20 @@ CHECK_TEXT = {
     "tac": _("the TAC recomputed under the issuer's key matches (else tac_invalid)"),
     "counter": _("the card's transaction counter was not cleared before (else counter_replayed)"),
 }
+
+
+def state_label(state: str) -> str:
+    """A cycle state (or step reached) as people read it: its CycleState label, the code if none."""
+    return CycleState(state).label if state in CycleState.values else state
+
+
+def status_label(status: str) -> str:
+    """A record status as people read it: its RecordStatus label."""
+    return RecordStatus(status).label if status in RecordStatus.values else status
+
+
+def kind_label(kind: str) -> str:
+    return RecordKind(kind).label if kind in RecordKind.values else kind
 
 
 def step_index(state: str) -> int:
@@ -42,7 +57,7 @@ class CycleRow:
     @property
     def steps(self) -> list[tuple[str, bool]]:
         done = step_index(self.cycle.state)
-        return [(name, i <= done) for i, name in enumerate(CYCLE_STEPS)]
+        return [(state_label(name), i <= done) for i, name in enumerate(CYCLE_STEPS)]
 
 
 def cycle_row(cycle, totals: dict[str, tuple[int, int]], open_disputes: int) -> CycleRow:
@@ -141,7 +156,7 @@ def record_rows(records, *, cycle_state: str, record_base: str) -> str:
                 record_base,
                 r.record_id,
                 r.record_id,
-                r.kind,
+                kind_label(r.kind),
                 r.issuer,
                 r.acquirer,
                 r.card_no,
@@ -149,7 +164,7 @@ def record_rows(records, *, cycle_state: str, record_base: str) -> str:
                 yuan_of(r.issuer_fee_fen),
                 yuan_of(r.network_fee_fen),
                 status,
-                status,
+                status_label(status),
                 format_html(" <code>{}</code>", r.reason) if r.reason else "",
                 beijing(r.accepted_at),
             )

@@ -27,6 +27,8 @@ from citycard.interop.console.grid import (
     matrix_grid,
     positions_sum,
     record_rows,
+    state_label,
+    status_label,
     step_index,
 )
 from citycard.interop.models import ClearingCycle, DisputeState
@@ -161,7 +163,10 @@ def today(request: HttpRequest) -> HttpResponse:
             "day_before": on - dt.timedelta(days=1),
             "day_after": on + dt.timedelta(days=1),
             "board": board,
-            "stuck": [(c, NEXT_STEP.get(c.state), _why_stuck(c, now)) for c in stuck],
+            "stuck": [
+                (c, NEXT_STEP.get(c.state), _step_label(NEXT_STEP.get(c.state)), _why_stuck(c, now))
+                for c in stuck
+            ],
             "open_disputes": open_disputes,
             "now": now,
         },
@@ -175,6 +180,11 @@ def _idle(seconds: float) -> str:
     if days:
         return _("%(d)d d %(h)d h") % {"d": days, "h": hours}
     return _("%(h)d h %(m)02d min") % {"h": hours, "m": minutes}
+
+
+def _step_label(step: str | None) -> str:
+    """A step (close, validate, net, settle) as people read it: the label its confirmation page has."""
+    return STEPS[step][2] if step in STEPS else ""
 
 
 def _why_stuck(cycle: ClearingCycle, now: dt.datetime) -> str:
@@ -214,6 +224,7 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
     steps = [
         {
             "step": name,
+            "label": state_label(name),
             "at": getattr(cycle, f"{name}_at"),
             "done_by": [entry for entry in audit if entry["step"] == name],
         }
@@ -228,9 +239,10 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "cycle": cycle,
             "label": cycle.label,
             "progress": step_index(cycle.state),
-            "step_names": selectors.CYCLE_STEPS,
+            "step_names": [state_label(name) for name in selectors.CYCLE_STEPS],
             "totals": {
-                status: {"records": n, "amount_fen": amount} for status, (n, amount) in sorted(totals.items())
+                status: {"records": n, "amount_fen": amount, "label": status_label(status)}
+                for status, (n, amount) in sorted(totals.items())
             },
             "all_records": sum(n for n, _amount in totals.values()),
             "all_fen": sum(amount for _n, amount in totals.values()),
@@ -279,6 +291,7 @@ def charts(request: HttpRequest) -> HttpResponse:
     roaming = selectors.roaming_by_day(since=since, until=until)
     records = chart_specs.by_day(roaming, days=days, day="day", group="network", value="records")
     amounts = chart_specs.by_day(roaming, days=days, day="day", group="network", value="amount_fen")
+    count_word, amount_word = _("record count"), _("Amount")
     roaming_chart = chart_specs.series_chart(
         days=days,
         axes=[
@@ -287,11 +300,11 @@ def charts(request: HttpRequest) -> HttpResponse:
         ],
         series=[
             *(
-                {"name": f"{net} · {_('笔数')}", "type": "bar", "axis": 0, "data": data}
+                {"name": f"{net} · {count_word}", "type": "bar", "axis": 0, "data": data}
                 for net, data in records.items()
             ),
             *(
-                {"name": f"{net} · {_('金额')}", "type": "line", "axis": 1, "data": data}
+                {"name": f"{net} · {amount_word}", "type": "line", "axis": 1, "data": data}
                 for net, data in amounts.items()
             ),
         ],
@@ -450,6 +463,7 @@ def record_page(request: HttpRequest, record_id: str) -> HttpResponse:
         {
             "record": record,
             "status": record.status_in(cycle.state),
+            "status_label": status_label(record.status_in(cycle.state)),
             "cycle": cycle,
             "label": cycle.label,
             "disputes": list(selectors.disputes_query().filter(record=record).order_by("-raised_at", "-pk")),

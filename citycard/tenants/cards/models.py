@@ -315,7 +315,6 @@ class HotlistEntry(models.Model):
         verbose_name = _("hotlist entry")
         verbose_name_plural = _("hotlist entries")
         ordering = ["-listed_at"]
-        verbose_name_plural = "hotlist entries"
         indexes = [models.Index(fields=["card_no", "listed_at"], name="hotlist_card_listed")]
         constraints = [
             models.UniqueConstraint(

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.platform import charts
 from citycard.platform.models import Role
+from citycard.tenants.cards.models import CardState
 from citycard.tenants.dashboard import selectors
 from citycard.terminal_kit.beijing import BEIJING
 
@@ -129,7 +130,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "until": until,
             "days_back": days_back,
             "choices": DAYS,
-            "states": states,
+            "states": [CardState(s).label if s in CardState.values else s for s in states],
             "card_rows": card_rows,
             "state_totals": state_totals,
             "all_cards": sum(state_totals),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.admin_sites import tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.tenants.entitlements import services
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType, EntitlementUse, VisitorUse
@@ -71,7 +71,7 @@ class EntitlementTypeAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
 
-    @admin.action(description=_("Approve the selected entitlement types (审批)"))
+    @admin.action(description=_("Approve the selected entitlement types"))
     def approve_selected(self, request, queryset):
         for kind in queryset:
             try:
@@ -105,7 +105,7 @@ class EntitlementAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
 
-    @admin.action(description=_("Revoke the selected entitlements (撤销)"))
+    @admin.action(description=_("Revoke the selected entitlements"))
     def revoke_selected(self, request, queryset):
         for grant in queryset.filter(revoked_at__isnull=True):
             services.entitlement_revoke(
@@ -113,26 +113,15 @@ class EntitlementAdmin(admin.ModelAdmin):
             )
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(EntitlementUse, site=tenant_admin)
-class EntitlementUseAdmin(_ReadOnly):
+class EntitlementUseAdmin(ReadOnlyAdmin):
     list_display = ("at", "service_point", "card_no", "channel", "offline", "terminal_id")
     list_filter = ("service_point", "channel", "offline")
     search_fields = ("=card_no",)
 
 
 @admin.register(VisitorUse, site=tenant_admin)
-class VisitorUseAdmin(_ReadOnly):
+class VisitorUseAdmin(ReadOnlyAdmin):
     list_display = ("at", "service_point", "card_no", "home_tenant", "home_type", "channel")
     list_filter = ("home_tenant", "service_point")
     search_fields = ("=card_no",)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class EntitlementsConfig(AppConfig):
@@ -6,7 +7,7 @@ class EntitlementsConfig(AppConfig):
 
     name = "citycard.tenants.entitlements"
     label = "entitlements"
-    verbose_name = "Entitlements (权益)"
+    verbose_name = _("Entitlements")
 
     role_permissions = {
         "city_admin": {

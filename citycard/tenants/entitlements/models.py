@@ -17,57 +17,83 @@ from django.utils.translation import gettext_lazy as _
 
 
 class TypeStatus(models.TextChoices):
-    DRAFT = "draft", _("Awaiting approval (待审批)")
-    APPROVED = "approved", _("Approved (已批准)")
-    WITHDRAWN = "withdrawn", _("Withdrawn (已停用)")
+    DRAFT = "draft", _("Awaiting approval")
+    APPROVED = "approved", _("Approved")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
 
 
 class QuotaPeriod(models.TextChoices):
-    NONE = "none", _("Unlimited (不限次)")
-    DAY = "day", _("Per day (每日)")
-    MONTH = "month", _("Per month (每月)")
-    YEAR = "year", _("Per year (每年)")
+    NONE = "none", _("Unlimited")
+    DAY = "day", _("Per day")
+    MONTH = "month", _("Per month")
+    YEAR = "year", _("Per year")
 
 
 class Residence(models.TextChoices):
-    LOCAL_HUKOU = "local_hukou", _("Local household registration (本地户籍)")
-    LOCAL_SOCIAL_INSURANCE = "local_social_insurance", _("Local social insurance (本地参保)")
-    RESIDENCE_PERMIT = "residence_permit", _("Residence permit (居住证)")
+    LOCAL_HUKOU = "local_hukou", _("Local household registration")
+    LOCAL_SOCIAL_INSURANCE = "local_social_insurance", _("Local social insurance")
+    RESIDENCE_PERMIT = "residence_permit", _("Residence permit")
 
 
 class EntitlementType(models.Model):
     """A right a department puts on cards (权益类型): park annual pass, library borrowing, elderly free
     entry, campus card, canteen meal subsidy, building access."""
 
-    code = models.SlugField(max_length=40, unique=True)
-    name = models.CharField(max_length=100)
+    code = models.SlugField(max_length=40, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, verbose_name=_("name"))
     department = models.ForeignKey(
-        "departments.Department", on_delete=models.PROTECT, related_name="entitlement_types"
+        "departments.Department",
+        on_delete=models.PROTECT,
+        related_name="entitlement_types",
+        verbose_name=_("department"),
     )
     # Eligibility: every non-empty condition must hold (empty: no condition).
-    categories = ArrayField(models.CharField(max_length=20), default=list, blank=True)
-    age_min = models.PositiveSmallIntegerField(null=True, blank=True)
-    age_max = models.PositiveSmallIntegerField(null=True, blank=True)
-    residence = ArrayField(
-        models.CharField(max_length=30, choices=Residence.choices), default=list, blank=True
+    categories = ArrayField(
+        models.CharField(max_length=20), default=list, blank=True, verbose_name=_("cardholder categories")
     )
-    schemes = ArrayField(models.CharField(max_length=2), default=list, blank=True)
+    age_min = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=_("minimum age"))
+    age_max = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=_("maximum age"))
+    residence = ArrayField(
+        models.CharField(max_length=30, choices=Residence.choices),
+        default=list,
+        blank=True,
+        verbose_name=_("residence"),
+    )
+    schemes = ArrayField(
+        models.CharField(max_length=2), default=list, blank=True, verbose_name=_("card schemes")
+    )
     # Validity: fixed dates, or (bought) ``period_days`` from the day of purchase.
-    valid_from = models.DateField(null=True, blank=True)
-    valid_to = models.DateField(null=True, blank=True)
-    period_days = models.PositiveIntegerField(null=True, blank=True)
-    quota_period = models.CharField(max_length=5, choices=QuotaPeriod.choices, default=QuotaPeriod.NONE)
-    quota = models.PositiveIntegerField(null=True, blank=True, help_text=_("Uses per period."))
-    price_fen = models.BigIntegerField(default=0, help_text=_("0: not sold; granted only."))
-    service_points = ArrayField(models.CharField(max_length=40), default=list, blank=True)
-    auto_grant = models.BooleanField(default=False, help_text=_("Granted to every eligible cardholder."))
-    status = models.CharField(max_length=10, choices=TypeStatus.choices, default=TypeStatus.DRAFT)
-    approved_by = models.CharField(max_length=150, blank=True)
-    approved_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.CharField(max_length=150)
-    created_at = models.DateTimeField()
+    valid_from = models.DateField(null=True, blank=True, verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    period_days = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("valid for (days)"))
+    quota_period = models.CharField(
+        max_length=5, choices=QuotaPeriod.choices, default=QuotaPeriod.NONE, verbose_name=_("quota period")
+    )
+    quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Uses per period."), verbose_name=_("quota")
+    )
+    price_fen = models.BigIntegerField(
+        default=0, help_text=_("0: not sold; granted only."), verbose_name=_("price (fen)")
+    )
+    service_points = ArrayField(
+        models.CharField(max_length=40), default=list, blank=True, verbose_name=_("service points")
+    )
+    auto_grant = models.BooleanField(
+        default=False,
+        help_text=_("Granted to every eligible cardholder."),
+        verbose_name=_("granted automatically"),
+    )
+    status = models.CharField(
+        max_length=10, choices=TypeStatus.choices, default=TypeStatus.DRAFT, verbose_name=_("status")
+    )
+    approved_by = models.CharField(max_length=150, blank=True, verbose_name=_("approved by"))
+    approved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("approved at"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("entitlement type")
+        verbose_name_plural = _("entitlement types")
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(condition=Q(price_fen__gte=0), name="entitlementtype_price_not_negative"),
@@ -87,33 +113,42 @@ class EntitlementType(models.Model):
 
 
 class GrantSource(models.TextChoices):
-    AUTO = "auto", _("Automatic (自动)")
-    BOUGHT = "bought", _("Bought (购买)")
-    BATCH = "batch", _("Batch (批量)")
-    MANUAL = "manual", _("By an officer (人工)")
+    AUTO = "auto", _("Automatic")
+    BOUGHT = "bought", _("Bought")
+    BATCH = "batch", _("Batch")
+    MANUAL = "manual", _("By an officer")
 
 
 class Entitlement(models.Model):
     """One cardholder's right of a type (权益), from ``valid_from`` to ``valid_to`` (inclusive, empty:
     open-ended) unless revoked. At most one unrevoked grant per type and cardholder."""
 
-    type = models.ForeignKey(EntitlementType, on_delete=models.PROTECT, related_name="grants")
-    # By id, as the accounts and the read log keep it: the cards app's migrations stay free of this app.
-    cardholder_id = models.BigIntegerField(db_index=True)
-    valid_from = models.DateField()
-    valid_to = models.DateField(null=True, blank=True)
-    source = models.CharField(max_length=10, choices=GrantSource.choices)
-    posting_id = models.BigIntegerField(
-        null=True, blank=True, help_text=_("The ledger posting it was paid by.")
+    type = models.ForeignKey(
+        EntitlementType, on_delete=models.PROTECT, related_name="grants", verbose_name=_("entitlement type")
     )
-    request_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
-    granted_by = models.CharField(max_length=150)
-    granted_at = models.DateTimeField()
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.CharField(max_length=150, blank=True)
-    revoke_reason = models.CharField(max_length=200, blank=True)
+    # By id, as the accounts and the read log keep it: the cards app's migrations stay free of this app.
+    cardholder_id = models.BigIntegerField(db_index=True, verbose_name=_("cardholder id"))
+    valid_from = models.DateField(verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    source = models.CharField(max_length=10, choices=GrantSource.choices, verbose_name=_("source"))
+    posting_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("The ledger posting it was paid by."),
+        verbose_name=_("posting id"),
+    )
+    request_key = models.CharField(
+        max_length=120, null=True, blank=True, unique=True, verbose_name=_("request key")
+    )
+    granted_by = models.CharField(max_length=150, verbose_name=_("granted by"))
+    granted_at = models.DateTimeField(verbose_name=_("granted at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
+    revoked_by = models.CharField(max_length=150, blank=True, verbose_name=_("revoked by"))
+    revoke_reason = models.CharField(max_length=200, blank=True, verbose_name=_("revocation reason"))
 
     class Meta:
+        verbose_name = _("entitlement")
+        verbose_name_plural = _("entitlements")
         ordering = ["cardholder_id", "type_id"]
         constraints = [
             models.UniqueConstraint(
@@ -129,24 +164,30 @@ class Entitlement(models.Model):
 
 
 class UseChannel(models.TextChoices):
-    CARD = "card", _("Card (刷卡)")
-    CODE = "code", _("Citizen code (扫码)")
+    CARD = "card", _("Card")
+    CODE = "code", _("Citizen code")
 
 
 class EntitlementUse(models.Model):
     """One accepted use (核验记录): counted against the quota; ``use_key`` makes an upload idempotent."""
 
-    entitlement = models.ForeignKey(Entitlement, on_delete=models.PROTECT, related_name="uses")
-    service_point = models.CharField(max_length=40)
-    card_no = models.CharField(max_length=19)
-    channel = models.CharField(max_length=5, choices=UseChannel.choices)
-    offline = models.BooleanField(default=False, help_text=_("Decided by the terminal from its list."))
-    terminal_id = models.CharField(max_length=40, blank=True)
-    use_key = models.CharField(max_length=120, unique=True)
-    at = models.DateTimeField()
-    recorded_at = models.DateTimeField()
+    entitlement = models.ForeignKey(
+        Entitlement, on_delete=models.PROTECT, related_name="uses", verbose_name=_("entitlement")
+    )
+    service_point = models.CharField(max_length=40, verbose_name=_("service point"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card number"))
+    channel = models.CharField(max_length=5, choices=UseChannel.choices, verbose_name=_("channel"))
+    offline = models.BooleanField(
+        default=False, help_text=_("Decided by the terminal from its list."), verbose_name=_("offline")
+    )
+    terminal_id = models.CharField(max_length=40, blank=True, verbose_name=_("terminal id"))
+    use_key = models.CharField(max_length=120, unique=True, verbose_name=_("use key"))
+    at = models.DateTimeField(verbose_name=_("used at"))
+    recorded_at = models.DateTimeField(verbose_name=_("recorded at"))
 
     class Meta:
+        verbose_name = _("entitlement use")
+        verbose_name_plural = _("entitlement uses")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["entitlement", "at"], name="entitlementuse_grant_at")]
 
@@ -154,21 +195,27 @@ class EntitlementUse(models.Model):
 class EntitlementListHead(models.Model):
     """The offline list's current version (one row): bumped by every change terminals must learn."""
 
-    version = models.IntegerField(default=0)
-    changed_at = models.DateTimeField(null=True, blank=True)
+    version = models.IntegerField(default=0, verbose_name=_("version"))
+    changed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("changed at"))
+
+    class Meta:
+        verbose_name = _("entitlement list head")
+        verbose_name_plural = _("entitlement list heads")
 
 
 class EntitlementListEntry(models.Model):
     """One (card, type) row of the offline list, with the versions that added and removed it."""
 
-    card_no = models.CharField(max_length=19)
-    type_code = models.CharField(max_length=40)
-    valid_from = models.DateField()
-    valid_to = models.DateField(null=True, blank=True)
-    version_added = models.IntegerField()
-    version_removed = models.IntegerField(null=True, blank=True)
+    card_no = models.CharField(max_length=19, verbose_name=_("card number"))
+    type_code = models.CharField(max_length=40, verbose_name=_("entitlement type code"))
+    valid_from = models.DateField(verbose_name=_("valid from"))
+    valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
+    version_added = models.IntegerField(verbose_name=_("version added"))
+    version_removed = models.IntegerField(null=True, blank=True, verbose_name=_("version removed"))
 
     class Meta:
+        verbose_name = _("entitlement list entry")
+        verbose_name_plural = _("entitlement list entries")
         indexes = [
             models.Index(fields=["version_added"], name="entlist_added"),
             models.Index(fields=["version_removed"], name="entlist_removed"),
@@ -185,11 +232,13 @@ class EntitlementListEntry(models.Model):
 class CodeNonce(models.Model):
     """A citizen-code nonce accepted online: a code is used once (replayed codes are refused)."""
 
-    tenant = models.CharField(max_length=40)
-    nonce = models.CharField(max_length=64)
-    forget_after = models.BigIntegerField()
+    tenant = models.CharField(max_length=40, verbose_name=_("tenant"))
+    nonce = models.CharField(max_length=64, verbose_name=_("nonce"))
+    forget_after = models.BigIntegerField(verbose_name=_("forget after"))
 
     class Meta:
+        verbose_name = _("citizen code nonce")
+        verbose_name_plural = _("citizen code nonces")
         constraints = [models.UniqueConstraint(fields=["tenant", "nonce"], name="codenonce_once")]
 
 
@@ -197,16 +246,31 @@ class VisitorUse(models.Model):
     """A use by a visitor's card (异地持卡人), accepted on its home tenant's signed answer (interop): there is
     no local grant, so the local type's quota is counted by card number."""
 
-    type = models.ForeignKey(EntitlementType, on_delete=models.PROTECT, related_name="visitor_uses")
-    home_tenant = models.CharField(max_length=30)
-    home_type = models.CharField(max_length=40, help_text=_("The home tenant's type the answer vouched for."))
-    card_no = models.CharField(max_length=19)
-    service_point = models.CharField(max_length=40)
-    channel = models.CharField(max_length=5, choices=UseChannel.choices)
-    answer_id = models.CharField(max_length=120, help_text=_("The home tenant's signed answer (message id)."))
-    use_key = models.CharField(max_length=160, unique=True)
-    at = models.DateTimeField()
+    type = models.ForeignKey(
+        EntitlementType,
+        on_delete=models.PROTECT,
+        related_name="visitor_uses",
+        verbose_name=_("entitlement type"),
+    )
+    home_tenant = models.CharField(max_length=30, verbose_name=_("home tenant"))
+    home_type = models.CharField(
+        max_length=40,
+        help_text=_("The home tenant's type the answer vouched for."),
+        verbose_name=_("home entitlement type"),
+    )
+    card_no = models.CharField(max_length=19, verbose_name=_("card number"))
+    service_point = models.CharField(max_length=40, verbose_name=_("service point"))
+    channel = models.CharField(max_length=5, choices=UseChannel.choices, verbose_name=_("channel"))
+    answer_id = models.CharField(
+        max_length=120,
+        help_text=_("The home tenant's signed answer (message id)."),
+        verbose_name=_("answer id"),
+    )
+    use_key = models.CharField(max_length=160, unique=True, verbose_name=_("use key"))
+    at = models.DateTimeField(verbose_name=_("used at"))
 
     class Meta:
+        verbose_name = _("visitor's use")
+        verbose_name_plural = _("visitors' uses")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["card_no", "type", "at"], name="visitoruse_card_type_at")]

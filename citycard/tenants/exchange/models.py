@@ -112,7 +112,6 @@ class TerminalHotlistEntry(models.Model):
     class Meta:
         verbose_name = _("terminal hotlist entry")
         verbose_name_plural = _("terminal hotlist entries")
-        verbose_name_plural = "terminal hotlist entries"
         constraints = [
             models.UniqueConstraint(
                 fields=["card_no"],

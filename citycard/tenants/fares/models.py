@@ -18,19 +18,60 @@ from django.utils.translation import gettext_lazy as _
 from citycard.terminal_kit.fares import document as D
 
 
-def _choices(values) -> list[tuple[str, str]]:
-    return [(v, v) for v in values]
+def _choices(values, labels: dict) -> list[tuple[str, str]]:
+    """The rule document's codes (terminal_kit, which knows no Django) with the labels people read."""
+    missing = set(values) - set(labels)
+    assert not missing, f"no label for {missing}"
+    return [(v, labels[v]) for v in values]
 
 
-SERVICE_CHOICES = _choices(D.SERVICES)
-CATEGORY_CHOICES = _choices(D.CATEGORIES)
+SERVICE_CHOICES = _choices(
+    D.SERVICES,
+    {
+        "bus": _("bus"),
+        "metro": _("metro"),
+        "ferry": _("ferry"),
+        "taxi": _("taxi"),
+        "bike": _("public bike"),
+        "park": _("park"),
+        "library": _("library"),
+        "parking": _("parking"),
+        "other": _("other"),
+    },
+)
+CATEGORY_CHOICES = _choices(
+    D.CATEGORIES,
+    {
+        "elderly": _("Elderly"),
+        "student": _("Student"),
+        "disabled": _("Disabled"),
+        "veteran": _("Veteran"),
+        "low_income": _("Low income"),
+    },
+)
 MEDIA_CHOICES = [
     ("01", _("01 Social security / citizen card")),
     ("02", _("02 New resident card")),
     ("03", _("03 City pass card")),
     ("04", _("04 Electronic citizen code")),
 ]
-PERIOD_CHOICES = _choices(D.PERIODS)
+PERIOD_CHOICES = _choices(D.PERIODS, {"day": _("per day"), "month": _("per month")})
+DISTANCE_CHOICES = _choices(D.DISTANCES, {"km": _("kilometres"), "stations": _("stations")})
+RIDER_CHOICES = _choices(
+    D.RIDERS, {"any": _("any card"), "local": _("local cards"), "visitor": _("visitors' cards")}
+)
+MEASURE_CHOICES = _choices(
+    D.MEASURES,
+    {"previous_tap": _("from the previous tap"), "first_tap": _("from the first tap")},
+)
+POLICY_CHOICES = _choices(
+    D.POLICIES,
+    {
+        "host_rules": _("this city's rules"),
+        "home_category": _("the home city's category"),
+        "no_concession": _("no concession"),
+    },
+)
 
 
 def _check_codes(values, allowed, field: str) -> None:
@@ -195,10 +236,24 @@ class Quota(models.Model):
 class Stop(models.Model):
     """A station (车站, GTFS ``stops``): what a gate names as its entry or exit."""
 
-    code = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    lat = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lat")
-    lon = models.CharField(max_length=20, blank=True, help_text="decimal degrees, as GTFS stop_lon")
+    code = models.CharField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
+    lat = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text=_("decimal degrees, as GTFS stop_lat"),
+        verbose_name=_("latitude"),
+    )
+    lon = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text=_("decimal degrees, as GTFS stop_lon"),
+        verbose_name=_("longitude"),
+    )
+
+    class Meta:
+        verbose_name = _("station")
+        verbose_name_plural = _("stations")
 
     def __str__(self) -> str:
         return self.code
@@ -207,9 +262,18 @@ class Stop(models.Model):
 class Area(models.Model):
     """A fare zone (GTFS ``areas`` + ``stop_areas``): stations priced alike."""
 
-    code = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    stops = ArrayField(models.CharField(max_length=64), default=list, help_text="Station codes.")
+    code = models.CharField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
+    stops = ArrayField(
+        models.CharField(max_length=64),
+        default=list,
+        help_text=_("Station codes."),
+        verbose_name=_("stations"),
+    )
+
+    class Meta:
+        verbose_name = _("fare area")
+        verbose_name_plural = _("fare areas")
 
     def __str__(self) -> str:
         return self.code
@@ -218,10 +282,20 @@ class Area(models.Model):
 class Line(models.Model):
     """A line's stations in order with their distance from its first station (metres)."""
 
-    code = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="metro")
-    stops = models.JSONField(default=list, help_text='[["station code", metres], ...] in line order')
+    code = models.CharField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
+    service = models.CharField(
+        max_length=10, choices=SERVICE_CHOICES, default="metro", verbose_name=_("service")
+    )
+    stops = models.JSONField(
+        default=list,
+        help_text=_('[["station code", metres], ...] in line order'),
+        verbose_name=_("stations"),
+    )
+
+    class Meta:
+        verbose_name = _("line")
+        verbose_name_plural = _("lines")
 
     def __str__(self) -> str:
         return self.code
@@ -231,22 +305,34 @@ class StopJoin(models.Model):
     """Two platforms of one interchange inside the gates (GTFS ``fare_leg_join_rules`` by stop): a free
     in-system transfer."""
 
-    from_stop = models.CharField(max_length=64)
-    to_stop = models.CharField(max_length=64)
+    from_stop = models.CharField(max_length=64, verbose_name=_("from station"))
+    to_stop = models.CharField(max_length=64, verbose_name=_("to station"))
 
     class Meta:
+        verbose_name = _("interchange join")
+        verbose_name_plural = _("interchange joins")
         constraints = [models.UniqueConstraint(fields=["from_stop", "to_stop"], name="stop_join_unique")]
 
 
 class FareTable(models.Model):
     """A distance fare table (里程计价表): rows of (up to N km or stations, fare in fen)."""
 
-    code = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    measure = models.CharField(max_length=8, choices=_choices(D.DISTANCES), default="km")
-    rows = models.JSONField(default=list, help_text="[[up to, amount_fen], ...] ascending")
-    beyond_every = models.PositiveIntegerField(default=0, help_text="0: the last row is the maximum")
-    beyond_add_fen = models.PositiveIntegerField(default=0)
+    code = models.CharField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
+    measure = models.CharField(
+        max_length=8, choices=DISTANCE_CHOICES, default="km", verbose_name=_("measured in")
+    )
+    rows = models.JSONField(
+        default=list, help_text=_("[[up to, amount_fen], ...] ascending"), verbose_name=_("rows")
+    )
+    beyond_every = models.PositiveIntegerField(
+        default=0, help_text=_("0: the last row is the maximum"), verbose_name=_("beyond the table, every")
+    )
+    beyond_add_fen = models.PositiveIntegerField(default=0, verbose_name=_("beyond the table, add (fen)"))
+
+    class Meta:
+        verbose_name = _("distance fare table")
+        verbose_name_plural = _("distance fare tables")
 
     def __str__(self) -> str:
         return self.code
@@ -255,13 +341,21 @@ class FareTable(models.Model):
 class GateRule(models.Model):
     """Tap-in/tap-out rules of a gated service (进出站规则)."""
 
-    service = models.CharField(max_length=10, choices=SERVICE_CHOICES, default="metro", unique=True)
-    entry_fen = models.PositiveIntegerField(default=0)
-    time_limit_minutes = models.PositiveIntegerField(default=240)
-    incomplete_fen = models.PositiveIntegerField()
-    no_entry_fen = models.PositiveIntegerField()
-    same_station_minutes = models.PositiveIntegerField(default=0)
-    same_station_fen = models.PositiveIntegerField(default=0)
+    service = models.CharField(
+        max_length=10, choices=SERVICE_CHOICES, default="metro", unique=True, verbose_name=_("service")
+    )
+    entry_fen = models.PositiveIntegerField(default=0, verbose_name=_("charged at entry (fen)"))
+    time_limit_minutes = models.PositiveIntegerField(default=240, verbose_name=_("time limit (minutes)"))
+    incomplete_fen = models.PositiveIntegerField(verbose_name=_("fare without an exit (fen)"))
+    no_entry_fen = models.PositiveIntegerField(verbose_name=_("fare without an entry (fen)"))
+    same_station_minutes = models.PositiveIntegerField(
+        default=0, verbose_name=_("same-station exit within (minutes)")
+    )
+    same_station_fen = models.PositiveIntegerField(default=0, verbose_name=_("same-station exit fare (fen)"))
+
+    class Meta:
+        verbose_name = _("gate rule")
+        verbose_name_plural = _("gate rules")
 
     def __str__(self) -> str:
         return self.service
@@ -272,8 +366,12 @@ class GtfsSource(models.Model):
     and long names, fare media and rider category rows, product ids shared by several leg rules, where
     networks were given): the export writes them back as they came. Replaced by every rule load."""
 
-    names = models.JSONField(default=dict)
-    imported_at = models.DateTimeField(auto_now_add=True)
+    names = models.JSONField(default=dict, verbose_name=_("names as imported"))
+    imported_at = models.DateTimeField(auto_now_add=True, verbose_name=_("imported at"))
+
+    class Meta:
+        verbose_name = _("GTFS import source")
+        verbose_name_plural = _("GTFS import sources")
 
 
 class FareProduct(models.Model):
@@ -319,10 +417,10 @@ class LegRule(models.Model):
     """A discount on one ride (优惠规则): who, where, when, how much; the highest priority match wins."""
 
     class Kind(models.TextChoices):
-        PERCENT = "percent", "pay a percentage of the base fare (basis points: 9000 = 90%)"
-        FIXED = "fixed", "fixed fare in fen"
-        FREE = "free", "free"
-        MINUS = "minus", "fen off the base fare"
+        PERCENT = "percent", _("pay a percentage of the base fare (basis points: 9000 = 90%)")
+        FIXED = "fixed", _("fixed fare in fen")
+        FREE = "free", _("free")
+        MINUS = "minus", _("fen off the base fare")
 
     code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
     name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
@@ -344,7 +442,7 @@ class LegRule(models.Model):
     passes = _codes(verbose_name=_("passes"), help_text=_("Passes the card must carry, e.g. monthly."))
     riders = models.CharField(
         max_length=8,
-        choices=_choices(D.RIDERS),
+        choices=RIDER_CHOICES,
         default="any",
         help_text=_("local cards, visitors, or any"),
         verbose_name=_("riders"),
@@ -423,7 +521,7 @@ class TransferRule(models.Model):
         default=1, help_text=_("-1: unlimited"), verbose_name=_("max transfers")
     )
     transfer_type = models.PositiveSmallIntegerField(
-        choices=[(0, "0: A + AB"), (1, "1: A + AB + B"), (2, "2: AB")],
+        choices=[(0, _("0: A + AB")), (1, _("1: A + AB + B")), (2, _("2: AB"))],
         default=1,
         verbose_name=_("transfer type"),
     )
@@ -433,7 +531,7 @@ class TransferRule(models.Model):
         verbose_name=_("amount (fen)"),
     )
     measure = models.CharField(
-        max_length=12, choices=_choices(D.MEASURES), default="previous_tap", verbose_name=_("measure")
+        max_length=12, choices=MEASURE_CHOICES, default="previous_tap", verbose_name=_("measure")
     )
     priority = models.IntegerField(default=0, verbose_name=_("priority"))
 
@@ -473,9 +571,9 @@ class VisitorPolicy(models.Model):
     """What visitors' cards get here (外地卡): per home tenant, per roaming network, or by default."""
 
     class Scope(models.TextChoices):
-        DEFAULT = "default"
-        NETWORK = "network"
-        TENANT = "tenant"
+        DEFAULT = "default", _("Default")
+        NETWORK = "network", _("Roaming network")
+        TENANT = "tenant", _("Home tenant")
 
     scope = models.CharField(max_length=8, choices=Scope.choices, verbose_name=_("scope"))
     key = models.CharField(
@@ -484,13 +582,12 @@ class VisitorPolicy(models.Model):
         help_text=_("network code (yrd, gba) or the home tenant's division code"),
         verbose_name=_("key"),
     )
-    policy = models.CharField(max_length=14, choices=_choices(D.POLICIES), verbose_name=_("policy"))
+    policy = models.CharField(max_length=14, choices=POLICY_CHOICES, verbose_name=_("policy"))
 
     class Meta:
         verbose_name = _("visitor policy")
         verbose_name_plural = _("visitor policies")
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="visitor_policy_unique")]
-        verbose_name_plural = "visitor policies"
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key or '*'} -> {self.policy}"

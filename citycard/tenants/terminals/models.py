@@ -161,7 +161,6 @@ class Batch(models.Model):
         verbose_name = _("batch")
         verbose_name_plural = _("batches")
         ordering = ["-received_at"]
-        verbose_name_plural = "batches"
         indexes = [
             models.Index(fields=["id"], name="batch_unverified", condition=Q(verified_at__isnull=True))
         ]
@@ -327,10 +326,10 @@ class TapException(models.Model):
 
 
 class JourneyStatus(models.TextChoices):
-    OPEN = "open"  # an entry, no exit yet
-    COMPLETE = "complete"
-    NO_ENTRY = "no_entry"  # an exit the card had no entry for (the penalty fare)
-    EXIT_ONLY = "exit_only"  # an exit whose entry tap has not arrived (yet)
+    OPEN = "open", _("Open (entered, not yet exited)")
+    COMPLETE = "complete", _("Complete")
+    NO_ENTRY = "no_entry", _("No entry (penalty fare)")  # an exit the card had no entry for
+    EXIT_ONLY = "exit_only", _("Exit only (entry not yet arrived)")  # its entry tap has not arrived (yet)
 
 
 class Journey(models.Model):
@@ -338,22 +337,29 @@ class Journey(models.Model):
     their batches arrive. The entry is named by what the exit read from the card (card, entry gate's
     terminal number, entry minute), so pairing is exact and idempotent."""
 
-    key = models.CharField(max_length=80, unique=True, help_text="card:entry terminal no:entry Unix minute")
-    card_no = models.CharField(max_length=19)
-    issuer = models.CharField(max_length=6)
-    line = models.CharField(max_length=40, blank=True)
-    origin = models.CharField(max_length=64, blank=True)
-    destination = models.CharField(max_length=64, blank=True)
-    entered_at = models.DateTimeField(null=True, blank=True)
-    exited_at = models.DateTimeField(null=True, blank=True)
-    entry_tx_id = models.BigIntegerField(null=True, blank=True)
-    exit_tx_id = models.BigIntegerField(null=True, blank=True)
-    entry_fen = models.BigIntegerField(default=0)
-    exit_fen = models.BigIntegerField(default=0)
-    routing = models.CharField(max_length=10, blank=True)
-    status = models.CharField(max_length=10, choices=JourneyStatus.choices)
+    key = models.CharField(
+        max_length=80,
+        unique=True,
+        help_text=_("card:entry terminal no:entry Unix minute"),
+        verbose_name=_("key"),
+    )
+    card_no = models.CharField(max_length=19, verbose_name=_("card number"))
+    issuer = models.CharField(max_length=6, verbose_name=_("issuer"))
+    line = models.CharField(max_length=40, blank=True, verbose_name=_("line"))
+    origin = models.CharField(max_length=64, blank=True, verbose_name=_("entry station"))
+    destination = models.CharField(max_length=64, blank=True, verbose_name=_("exit station"))
+    entered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("entered at"))
+    exited_at = models.DateTimeField(null=True, blank=True, verbose_name=_("exited at"))
+    entry_tx_id = models.BigIntegerField(null=True, blank=True, verbose_name=_("entry transaction id"))
+    exit_tx_id = models.BigIntegerField(null=True, blank=True, verbose_name=_("exit transaction id"))
+    entry_fen = models.BigIntegerField(default=0, verbose_name=_("charged at entry (fen)"))
+    exit_fen = models.BigIntegerField(default=0, verbose_name=_("charged at exit (fen)"))
+    routing = models.CharField(max_length=10, blank=True, choices=Routing.choices, verbose_name=_("routing"))
+    status = models.CharField(max_length=10, choices=JourneyStatus.choices, verbose_name=_("status"))
 
     class Meta:
+        verbose_name = _("journey")
+        verbose_name_plural = _("journeys")
         indexes = [models.Index(fields=["card_no", "entered_at"], name="journey_card_idx")]
 
     def __str__(self) -> str:

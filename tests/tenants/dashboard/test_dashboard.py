@@ -62,12 +62,16 @@ def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_
     assert "城市看板" in html and "citycard/vendor/echarts/echarts.min.js" in html
     # Cards: the issuer's cards the clearing fixture made known (scheme 03, active).
     assert re.search(r'data-scheme="03"', html)
+    assert (
+        '<th class="num">正常</th>' in html and '<th class="num">active</th>' not in html
+    )  # the state's label
     taps = _chart(html, "taps-data")
     day = taps["x"].index(DAY.isoformat())
     by_name = {s["name"]: s["data"] for s in taps["series"]}
-    own = next(data for name, data in by_name.items() if "own" in name)
-    roaming = next(data for name, data in by_name.items() if "roaming in" in name)
-    out = next(data for name, data in by_name.items() if "roaming out" in name)
+    # The series by their Chinese names: own cards, roaming in, roaming out (cleared).
+    own = by_name["本地卡"]
+    roaming = by_name["异地卡来本地"]
+    out = by_name["异地消费（已清算）"]
     assert own[day] == 2 and own[day + 1] == 1 and roaming[day] == 1
     hz_net = NetPosition.objects.get(cycle=hangzhou_day, participant="hangzhou")
     issued = sum(b.records for b in hangzhou_day.bilateral.filter(issuer="hangzhou"))
@@ -100,7 +104,7 @@ def test_exceptions_delivered_to_the_city_show_on_its_dashboard_and_not_on_the_i
 def test_a_county_officer_reads_their_countys_dashboard_read_only_and_no_other_site(hangzhou_day):
     officer = _site_client(Role.COUNTY_OFFICER, "tl-officer", "tonglu")
     response = officer.get(URL, HTTP_HOST="tonglu.localhost")
-    assert response.status_code == 200 and "read-only" in response.content.decode()
+    assert response.status_code == 200 and "只读" in response.content.decode()  # read-only
     # The city's dashboard is the city's: the county officer is sent to sign in there.
     refused = officer.get(URL, **HZ)
     assert refused.status_code in (302, 403)
