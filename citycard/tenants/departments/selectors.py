@@ -291,3 +291,8 @@ def service_points_search(
             Q(name__icontains=word) | Q(address__icontains=word) | Q(department__name__icontains=word)
         )
     return qs
+
+
+def departments_with_points() -> QuerySet[Department]:
+    """The tenant's departments (部门) with their service points and data grants, by code."""
+    return Department.objects.prefetch_related("service_points", "grants").order_by("code")
