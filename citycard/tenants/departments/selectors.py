@@ -94,6 +94,7 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
             who=officer,
             admin_tenant=tenant.code,
             admin_path=reverse("tenant_admin:departments_department_add"),
+            command=f"citycard departments --tenant {tenant.code} create CODE --kind … --name …",
         )
     )
 
@@ -110,6 +111,7 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
             who=officer,
             admin_tenant=tenant.code,
             admin_path=reverse("tenant_admin:departments_servicepoint_add"),
+            command=f"citycard departments --tenant {tenant.code} service-point-add DEPARTMENT CODE …",
         )
     )
 
