@@ -23,10 +23,10 @@ def fen_of(value: str) -> int:
         amount = Decimal(value.replace(",", ""))
     except InvalidOperation:
         raise DomainError(
-            f"--amount {value!r} is not an amount in yuan (e.g. 200.00)", field="amount"
+            f"--amount {value!r} is not an amount in yuan (e.g. 200.00)", field="amount_yuan"
         ) from None
     if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise DomainError(f"--amount {value!r}: yuan, more than 0, at most two decimals", field="amount")
+        raise DomainError(f"--amount {value!r}: yuan, more than 0, at most two decimals", field="amount_yuan")
     return int(amount * 100)
 
 
