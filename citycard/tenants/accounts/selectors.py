@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
-from citycard.tenants.accounts.models import LedgerAccount, PurseShadow, SubsidyItem, SubsidyPayment
+from citycard.tenants.accounts.models import (
+    AccountKind,
+    LedgerAccount,
+    PurseShadow,
+    SubsidyItem,
+    SubsidyPayment,
+)
 
 
 def subsidy_payments(*, cardholder_id: int) -> QuerySet[SubsidyPayment]:
@@ -63,3 +69,8 @@ def purse_shadows(*, card_nos: Iterable[str]) -> dict[str, PurseShadow]:
     if not numbers:
         return {}
     return {s.card_no: s for s in PurseShadow.objects.filter(card_no__in=numbers)}
+
+
+def account_of_card(*, card_no: str) -> LedgerAccount | None:
+    """The online account (市民卡账户) reached by this card, or None."""
+    return LedgerAccount.objects.filter(kind=AccountKind.HOLDER, card_no=card_no).first()

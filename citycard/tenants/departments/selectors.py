@@ -94,6 +94,7 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
             who=officer,
             admin_tenant=tenant.code,
             admin_path=reverse("tenant_admin:departments_department_add"),
+            command=f"citycard departments --tenant {tenant.code} create CODE --kind … --name …",
         )
     )
 
@@ -110,6 +111,7 @@ def onboarding_checklist(*, tenant: Tenant) -> list[ChecklistItem]:
             who=officer,
             admin_tenant=tenant.code,
             admin_path=reverse("tenant_admin:departments_servicepoint_add"),
+            command=f"citycard departments --tenant {tenant.code} service-point-add DEPARTMENT CODE …",
         )
     )
 
@@ -291,3 +293,8 @@ def service_points_search(
             Q(name__icontains=word) | Q(address__icontains=word) | Q(department__name__icontains=word)
         )
     return qs
+
+
+def departments_with_points() -> QuerySet[Department]:
+    """The tenant's departments (部门) with their service points and data grants, by code."""
+    return Department.objects.prefetch_related("service_points", "grants").order_by("code")

@@ -148,6 +148,9 @@ def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
     assert not steps["terminals"]["done"] and steps["terminals"]["command"].startswith(
         "citycard terminal --tenant haiyan"
     )
+    assert steps["service_points"]["command"].startswith(
+        "citycard departments --tenant haiyan service-point-add"
+    )
     assert steps["card_schemes"]["admin_page"] == "jiaxing.localhost/admin/cards/cardscheme/"
 
 
