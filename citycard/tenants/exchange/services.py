@@ -322,7 +322,7 @@ def _rejections_keep(
             "DELETE FROM exchange_issuerrejection WHERE cycle = %s AND record_id = ANY(%s::text[])",
             [cycle, list(by_id)],
         )
-    IssuerRejection.objects.bulk_create(
+    rows = [
         IssuerRejection(
             cycle=cycle,
             record_id=item["record_id"],
@@ -337,6 +337,14 @@ def _rejections_keep(
             answered_at=now,
         )
         for item in rejections
+    ]
+    # An upsert: two workers answering the same request side by side (a redelivered task) wait for each
+    # other on the unique index and leave one row, where a plain insert would fail the second.
+    IssuerRejection.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["cycle", "record_id"],
+        update_fields=["request", "card_no", "acquirer", "amount_fen", "reason", "message", "answered_at"],
     )
 
 
