@@ -118,6 +118,10 @@ def test_the_issuer_lists_the_exceptions_concerning_its_cards_from_its_own_answe
         assert list(IssuerRejection.objects.values_list("record_id", "reason")) == [
             (rejected.record_id, "tac_invalid")
         ]
+    # Record by record on the site's admin, read-only, the amount in yuan.
+    listing = admin.get("/admin/exchange/issuerrejection/", **HZ)
+    assert listing.status_code == 200 and rejected.record_id in listing.content.decode()
+    assert f"¥{rejected.amount_fen // 100}.{rejected.amount_fen % 100:02d}" in listing.content.decode()
     jiaxing = _site_client(Role.CITY_ADMIN, "jx-admin", "jiaxing")
     jx = jiaxing.get(URL, HTTP_HOST="jiaxing.localhost").content.decode()
     assert 'class="rejection"' not in jx[jx.index('id="rejections"') : jx.index('id="subsidies"')]
