@@ -169,6 +169,53 @@ def test_issuer_rejections_go_back_to_the_acquirer_with_reasons(yrd_transit, sen
     ]
 
 
+def test_the_issuer_keeps_what_it_rejected_once_per_record_with_its_latest_answer(
+    yrd_transit, send, collect, tenant
+):
+    """The issuer's own record of its rejections (``exchange.IssuerRejection``, in its schema): asked twice
+    about the same records it keeps one row each; a record it accepts when asked again loses its row."""
+    from citycard.interop.services.validation import issuer_validate
+    from citycard.tenants.exchange.models import IssuerRejection
+
+    from .conftest import cards_known
+
+    def rec(serial, **kw):
+        return record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=serial, **kw)
+
+    good, bad_tac, unknown = rec(1), rec(2, bad_tac=True, amount=350), rec(3, amount=420)
+    send("jiaxing", [good, bad_tac])
+    send("jiaxing", [unknown], known=False)
+    collect("jiaxing")
+    cycle = cycle_close(cycle=_cycle(), now=at(NEXT, 5))
+
+    def kept():
+        with tenant_context(tenant("hangzhou")):
+            return sorted(
+                IssuerRejection.objects.values_list(
+                    "cycle", "record_id", "acquirer", "card_no", "amount_fen", "reason"
+                )
+            )
+
+    label = cycle.label
+    expected = [
+        (label, _rid(bad_tac), "jiaxing", bad_tac["card_no"], 350, "tac_invalid"),
+        (label, _rid(unknown), "jiaxing", unknown["card_no"], 420, "card_unknown"),
+    ]
+    for _ in range(2):  # asked again (a retried task, a resumed step): the same rows, none twice
+        answer = issuer_validate(cycle_id=cycle.pk, issuer_code="hangzhou", now=at(NEXT, 5))
+        assert {r["record_id"] for r in answer["rejected"]} == {_rid(bad_tac), _rid(unknown)}
+        assert kept() == expected
+    # The card became known: asked again, the issuer accepts that record and no longer lists it.
+    cards_known(tenant("hangzhou"), [unknown["card_no"]])
+    issuer_validate(cycle_id=cycle.pk, issuer_code="hangzhou", now=at(NEXT, 5, 30))
+    assert kept() == expected[:1]
+    # The step itself asks once more and applies the answer: still one row.
+    assert cycle_validate(cycle=cycle, now=at(NEXT, 6)).state == CycleState.VALIDATED
+    assert kept() == expected[:1]
+    with tenant_context(tenant("jiaxing")):  # the acquirer keeps no issuer answer
+        assert not IssuerRejection.objects.exists()
+
+
 def test_a_counter_cleared_in_an_earlier_cycle_is_a_replay_later(yrd_transit, send, collect):
     first = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=7, counter=3)
     send("jiaxing", [first])

@@ -96,6 +96,7 @@ def issuer_validate(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> dic
                         "terminal_seq": r[6],
                         "algorithm": r[7],
                         "tac": r[8],
+                        "acquirer": r[9],
                         **_grace_entry(grace_of(r[4]), grace_of(None)),
                     }
                     for r in chunk

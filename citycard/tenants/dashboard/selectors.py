@@ -1,18 +1,20 @@
 """What the city dashboard reads, one query each, all in the tenant's own schema: its cards, its terminals'
-taps, its review flags, its hotlists, its subsidy runs, and the clearing results the platform delivered to
-it as signed messages (reconciliation manifests, exceptions) in its inbox."""
+taps, its review flags, its hotlists, its subsidy runs, the clearing results the platform delivered to it as
+signed messages (reconciliation manifests, exceptions) in its inbox, and what it rejected as issuer when
+asked to validate (its kept answers)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from django.db.models import Count, Min, Sum
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Count, Max, Min, Sum
 from django.db.models.functions import TruncDate
 
 from citycard.tenants.accounts.models import SubsidyRun
 from citycard.tenants.cards.models import Card, HotlistHead
-from citycard.tenants.exchange.models import InboxMessage, TerminalHotlistHead
+from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, TerminalHotlistHead
 from citycard.tenants.terminals.models import ReviewFlag, Routing, Transaction
 from citycard.terminal_kit.beijing import BEIJING
 
@@ -84,6 +86,29 @@ def delivered_exceptions(*, since: dt.date) -> list[dict[str, Any]]:
         {"cycle": cycle, "issuer": issuer, "reason": reason, "records": n, "amount_fen": fen}
         for (cycle, issuer, reason), (n, fen) in sorted(groups.items(), reverse=True)
     ]
+
+
+CARDS_LISTED = 5
+
+
+def issuer_rejections(*, since: dt.date, limit: int = 50) -> list[dict[str, Any]]:
+    """The exceptions concerning this tenant's cards (发卡方拒绝): the records of its cards it rejected when the
+    platform asked it to validate, answered since ``since`` (Beijing), per cycle, acquirer and reason, newest
+    first: ``{"cycle", "acquirer", "reason", "records", "amount_fen", "card_count", "cards"}`` (``cards``:
+    the first few card numbers, which are not personal data). One query."""
+    rows = (
+        IssuerRejection.objects.filter(answered_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING))
+        .values("cycle", "acquirer", "reason")
+        .annotate(
+            records=Count("id"),
+            amount_fen=Sum("amount_fen"),
+            card_count=Count("card_no", distinct=True),
+            cards=ArrayAgg("card_no", distinct=True, order_by="card_no"),
+            last=Max("answered_at"),
+        )
+        .order_by("-last", "-cycle", "acquirer", "reason")[:limit]
+    )
+    return [{**row, "cards": row["cards"][:CARDS_LISTED]} for row in rows]
 
 
 def review_flags_waiting() -> list[dict[str, Any]]:

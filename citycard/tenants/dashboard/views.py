@@ -139,6 +139,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "positions_chart": positions_chart,
             "manifests": manifests[:CYCLES_SHOWN],
             "exceptions": selectors.delivered_exceptions(since=since)[:50],
+            "rejections": selectors.issuer_rejections(since=since),
             "flags": flags,
             "flags_waiting": sum(f["flags"] for f in flags),
             "hotlist": selectors.hotlist_versions(),

@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
-from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, SeenCounter
+from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, OutboxMessage, SeenCounter
+from citycard.terminal_kit.money import yuan
 
 
 @admin.register(OutboxMessage, site=tenant_admin)
@@ -22,3 +24,16 @@ class InboxMessageAdmin(ReadOnlyAdmin):
 class SeenCounterAdmin(ReadOnlyAdmin):
     list_display = ("card_no", "card_counter", "record_id", "first_seen_at")
     search_fields = ("card_no", "record_id")
+
+
+@admin.register(IssuerRejection, site=tenant_admin)
+class IssuerRejectionAdmin(ReadOnlyAdmin):
+    """The records of this tenant's cards it rejected as issuer, record by record, as it answered."""
+
+    list_display = ("cycle", "record_id", "acquirer", "card_no", "amount", "reason", "answered_at")
+    list_filter = ("reason", "acquirer", "cycle")
+    search_fields = ("card_no", "record_id")
+
+    @admin.display(description=_("amount"), ordering="amount_fen")
+    def amount(self, obj: IssuerRejection) -> str:
+        return yuan(obj.amount_fen)

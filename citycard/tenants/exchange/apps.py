@@ -14,8 +14,13 @@ class ExchangeConfig(AppConfig):
             "exchange.outboxmessage": {"view"},
             "exchange.inboxmessage": {"view"},
             "exchange.seencounter": {"view"},
+            "exchange.issuerrejection": {"view"},
         },
-        "county_officer": {"exchange.outboxmessage": {"view"}, "exchange.inboxmessage": {"view"}},
+        "county_officer": {
+            "exchange.outboxmessage": {"view"},
+            "exchange.inboxmessage": {"view"},
+            "exchange.issuerrejection": {"view"},
+        },
     }
 
     def ready(self) -> None:

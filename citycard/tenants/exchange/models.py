@@ -3,7 +3,8 @@
 What leaves the tenant is written to its OUTBOX as a signed envelope (platform.envelopes); the interop
 layer collects it from there. What interop sends the tenant (validation requests are answered at once;
 exceptions, reconciliation files, hotlist deltas) lands in its INBOX, checked and deduplicated.
-``SeenCounter`` is the issuer's memory of card transaction counters already cleared.
+``SeenCounter`` is the issuer's memory of card transaction counters already cleared; ``IssuerRejection``
+what it answered when it rejected records of its cards.
 """
 
 from __future__ import annotations
@@ -84,6 +85,37 @@ class SeenCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_no}#{self.card_counter}"
+
+
+class IssuerRejection(models.Model):
+    """Issuer side: a clearing record of this tenant's cards it rejected when the platform asked it to validate
+    a cycle (发卡方拒绝), as it answered — kept so its dashboard lists the exceptions concerning its cards.
+    One row per cycle and record: validating the same records again replaces their answer."""
+
+    cycle = models.CharField(max_length=80, verbose_name=_("cycle"))
+    record_id = models.CharField(max_length=60, verbose_name=_("record id"))
+    request = models.CharField(
+        max_length=120,
+        help_text=_("The platform's signed validation request that asked."),
+        verbose_name=_("request"),
+    )
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    reason = models.CharField(max_length=30, verbose_name=_("reason"))
+    message = models.TextField(blank=True, verbose_name=_("message"))
+    answered_at = models.DateTimeField(verbose_name=_("answered at"))
+
+    class Meta:
+        verbose_name = _("issuer rejection")
+        verbose_name_plural = _("issuer rejections")
+        constraints = [
+            models.UniqueConstraint(fields=["cycle", "record_id"], name="issuerrejection_cycle_record")
+        ]
+        indexes = [models.Index(fields=["answered_at"], name="issuerrejection_answered")]
+
+    def __str__(self) -> str:
+        return f"{self.cycle} {self.record_id} {self.reason}"
 
 
 class TerminalHotlistHead(models.Model):

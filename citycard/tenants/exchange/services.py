@@ -26,7 +26,7 @@ from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_card_tac_master
 from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts, hotlist_listings, hotlist_payload, hotlist_version
-from citycard.tenants.exchange.models import InboxMessage, OutboxMessage, OutboxState
+from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
 from citycard.tenants.terminals.journeys import journeys_of_transactions
 from citycard.terminal_kit.beijing import BEIJING
@@ -236,7 +236,8 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     (``cards.card_facts``) and not hotlisted at the tap (``terminal_kit.hotlist.hotlisted`` with the record's
     grace, over ``cards.hotlist_listings``; one query each for the request); TAC valid under our key;
     counter not cleared before by another record. Re-validating a record gives the same answer (its counter
-    is remembered with its id).
+    is remembered with its id). The rejections are kept in the issuer's schema (``IssuerRejection``, one row
+    per cycle and record, the latest answer) for its dashboard.
     Returns a ``clearing.validation`` envelope listing the rejections and the checks run.
     """
     tenant = _tenant()
@@ -263,6 +264,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
             candidates.append(record)
     rejections.extend(_counters_claim(candidates, now))
     rejections.sort(key=lambda r: r["record_id"])
+    _rejections_keep(opened.body.get("cycle") or "", opened.message_id, records, rejections, now)
     body = {
         "request": opened.message_id,
         "cycle": opened.body.get("cycle"),
@@ -302,6 +304,48 @@ def _first_failure(
             f"the TAC of card {card_no} counter {record['card_counter']} does not verify",
         )
     return "", ""
+
+
+def _rejections_keep(
+    cycle: str,
+    request: str,
+    records: list[dict[str, Any]],
+    rejections: list[dict[str, str]],
+    now: dt.datetime,
+) -> None:
+    """Keep what this answer rejects (``IssuerRejection``), in the answer's transaction: the records it
+    validated lose any earlier answer of the cycle, then its rejections are written — validating the same
+    records again leaves one row each, with the latest answer. Two statements whatever the size."""
+    by_id = {r["record_id"]: r for r in records}
+    with connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM exchange_issuerrejection WHERE cycle = %s AND record_id = ANY(%s::text[])",
+            [cycle, list(by_id)],
+        )
+    rows = [
+        IssuerRejection(
+            cycle=cycle,
+            record_id=item["record_id"],
+            request=request,
+            card_no=by_id[item["record_id"]]["card_no"],
+            # The platform names the acquirer (the participant that sent the record); a request without it
+            # still has the acquiring schema in the record id (``record_id_for``).
+            acquirer=by_id[item["record_id"]].get("acquirer") or item["record_id"].rsplit("-", 1)[0],
+            amount_fen=int(by_id[item["record_id"]]["amount_fen"]),
+            reason=item["reason"],
+            message=item["message"],
+            answered_at=now,
+        )
+        for item in rejections
+    ]
+    # An upsert: two workers answering the same request side by side (a redelivered task) wait for each
+    # other on the unique index and leave one row, where a plain insert would fail the second.
+    IssuerRejection.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["cycle", "record_id"],
+        update_fields=["request", "card_no", "acquirer", "amount_fen", "reason", "message", "answered_at"],
+    )
 
 
 def _counters_claim(records: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, str]]:

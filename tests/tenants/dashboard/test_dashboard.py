@@ -55,7 +55,7 @@ def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_
     hangzhou_day, django_assert_num_queries
 ):
     admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         response = admin.get(URL, **HZ)
     assert response.status_code == 200
     html = response.content.decode()
@@ -81,7 +81,7 @@ def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_
     assert f'data-cycle="yrd-transit-{DAY.isoformat()}" data-net="{hz_net.net_fen}"' in html
     # The same number of queries with more taps and another cycle.
     _taps(_tenant("hangzhou"), [(at(NEXT, 9), "330400", "roaming", 300)] * 3)
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         assert admin.get(URL, **HZ).status_code == 200
 
 
@@ -98,7 +98,42 @@ def test_exceptions_delivered_to_the_city_show_on_its_dashboard_and_not_on_the_i
     assert "tac_invalid" in section and "hangzhou" in section  # Jiaxing acquired it; Hangzhou rejected it
     admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
     hz = admin.get(URL, **HZ).content.decode()
-    assert "tac_invalid" not in hz[hz.index('id="exceptions"') : hz.index('id="subsidies"')]
+    assert "tac_invalid" not in hz[hz.index('id="exceptions"') : hz.index('id="rejections"')]
+
+
+def test_the_issuer_lists_the_exceptions_concerning_its_cards_from_its_own_answers(hangzhou_day):
+    """Hangzhou rejected Jiaxing's record of one of its cards (bad TAC): its dashboard lists it per cycle,
+    acquirer and reason, from the answer it kept in its own schema; Jiaxing's lists no rejection of its own."""
+    from django_tenants.utils import tenant_context
+
+    from citycard.interop.models import ClearingRecord
+    from citycard.tenants.exchange.models import IssuerRejection
+
+    rejected = ClearingRecord.objects.get(cycle=hangzhou_day, status="rejected")
+    admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
+    html = admin.get(URL, **HZ).content.decode()
+    section = html[html.index('id="rejections"') : html.index('id="subsidies"')]
+    assert (
+        f'data-cycle="{hangzhou_day.label}" data-acquirer="jiaxing" data-reason="tac_invalid"'
+        f' data-records="1" data-amount-fen="{rejected.amount_fen}"'
+    ) in section
+    assert f"<code>{rejected.card_no}</code>" in section  # card numbers are not personal data
+    with tenant_context(_tenant("hangzhou")):  # what the issuer answered, kept in its own schema
+        assert list(IssuerRejection.objects.values_list("record_id", "reason")) == [
+            (rejected.record_id, "tac_invalid")
+        ]
+    # Record by record on the site's admin, read-only, the amount in yuan.
+    listing = admin.get("/admin/exchange/issuerrejection/", **HZ)
+    assert listing.status_code == 200 and rejected.record_id in listing.content.decode()
+    assert f"¥{rejected.amount_fen // 100}.{rejected.amount_fen % 100:02d}" in listing.content.decode()
+    jiaxing = _site_client(Role.CITY_ADMIN, "jx-admin", "jiaxing")
+    jx = jiaxing.get(URL, HTTP_HOST="jiaxing.localhost").content.decode()
+    assert 'class="rejection"' not in jx[jx.index('id="rejections"') : jx.index('id="subsidies"')]
+    # A county officer reads the list of their own county's site only: Tonglu rejected nothing.
+    officer = _site_client(Role.COUNTY_OFFICER, "tl-officer", "tonglu")
+    tl = officer.get(URL, HTTP_HOST="tonglu.localhost", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'class="rejection"' not in tl and "read-only" in tl
+    assert "Exceptions concerning this site's cards" in tl
 
 
 def test_a_county_officer_reads_their_countys_dashboard_read_only_and_no_other_site(hangzhou_day):
