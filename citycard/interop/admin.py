@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
-from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.contrib import admin
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -25,8 +24,7 @@ from citycard.interop.models import (
     SettlementInstruction,
 )
 from citycard.interop.services import agreements
-from citycard.platform.admin_sites import ReadOnlyAdmin, platform_admin
-from citycard.platform.errors import DomainError
+from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, platform_admin
 
 
 @admin.register(RoamingAgreement, site=platform_admin)
@@ -83,7 +81,7 @@ class AgreementVersionForm(forms.ModelForm):
 
 
 @admin.register(AgreementVersion, site=platform_admin)
-class AgreementVersionAdmin(admin.ModelAdmin):
+class AgreementVersionAdmin(ServiceFormAdmin):
     """Every version of every agreement, read-only; Add makes a new one through
     ``interop.services.agreements.agreement_version_add`` (checked, audited, fares republished on a new
     visitor policy). A refusal comes back as one line, with nothing written."""
@@ -136,13 +134,6 @@ class AgreementVersionAdmin(admin.ModelAdmin):
         )
         obj.pk, obj.number = version.pk, version.number
         obj.created_at, obj.created_by = version.created_at, version.created_by
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as exc:  # the view's transaction is rolled back: nothing written
-            self.message_user(request, exc.message, level=messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
 
 class NetPositionInline(admin.TabularInline):

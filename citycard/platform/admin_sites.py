@@ -7,13 +7,16 @@ the form itself, before a session exists. What each may see there follows its ro
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.admin import AdminSite, ModelAdmin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.access import is_site_member, site_refusal
+from citycard.platform.errors import DomainError
 
 
 def _current_tenant(request):
@@ -83,3 +86,16 @@ class ReadOnlyAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ServiceFormAdmin(ModelAdmin):
+    """An admin page whose form saves through a service (``save_model`` calls it): a refusal of the service
+    comes back to the page as one message and the form again, with nothing written (the view's transaction
+    is rolled back), never a server error."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())

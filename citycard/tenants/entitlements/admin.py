@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.tenants.entitlements import services
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType, EntitlementUse, VisitorUse
@@ -37,7 +37,7 @@ def _actor(request) -> str:
 
 
 @admin.register(EntitlementType, site=tenant_admin)
-class EntitlementTypeAdmin(admin.ModelAdmin):
+class EntitlementTypeAdmin(ServiceFormAdmin):
     list_display = (
         "code",
         "name",
@@ -81,7 +81,7 @@ class EntitlementTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Entitlement, site=tenant_admin)
-class EntitlementAdmin(admin.ModelAdmin):
+class EntitlementAdmin(ServiceFormAdmin):
     list_display = ("type", "cardholder_id", "valid_from", "valid_to", "source", "granted_by", "revoked_at")
     list_filter = ("type", "source")
     search_fields = ("=cardholder_id",)
@@ -108,9 +108,12 @@ class EntitlementAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke the selected entitlements"))
     def revoke_selected(self, request, queryset):
         for grant in queryset.filter(revoked_at__isnull=True):
-            services.entitlement_revoke(
-                entitlement_id=grant.pk, reason="revoked in the admin", actor=_actor(request)
-            )
+            try:
+                services.entitlement_revoke(
+                    entitlement_id=grant.pk, reason="revoked in the admin", actor=_actor(request)
+                )
+            except DomainError as exc:
+                self.message_user(request, f"{grant.pk}: {exc}", messages.ERROR)
 
 
 @admin.register(EntitlementUse, site=tenant_admin)
