@@ -17,6 +17,7 @@ from typing import Any
 
 from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Journey, JourneyStatus, Terminal
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.transit import TripCodec, card_state
 
 
@@ -93,7 +94,7 @@ def journeys_record(*, tenant: Any, taps: Sequence[Any]) -> int:
                 fields.update(
                     origin=entry["s"],
                     line=entry["l"],
-                    entered_at=dt.datetime.fromtimestamp(entry["t"] * 60),
+                    entered_at=dt.datetime.fromtimestamp(entry["t"] * 60, BEIJING),
                 )
             else:
                 key = f"{tap.card_no}:-:{tap.terminal_no}:{tap.card_counter}"

@@ -100,6 +100,8 @@ def test_exit_before_entry_pairs_into_one_journey_once_and_prices_as_the_gates(g
     upload(hangzhou, sims["exit"], [out_local, out_roam])  # the exits arrive first
     with tenant_context(hangzhou):
         assert sorted(Journey.objects.values_list("status", flat=True)) == ["exit_only", "exit_only"]
+        # the entry as the exit read it from the card: the minute it was made, in Beijing time
+        assert set(Journey.objects.values_list("entered_at", flat=True)) == {AT}
     upload(hangzhou, sims["entry"], [in_local, in_roam])
     upload(hangzhou, sims["entry"], [in_local, in_roam])  # resent: duplicates, nothing paired twice
     with tenant_context(hangzhou):
