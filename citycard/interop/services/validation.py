@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.db import connection, transaction
@@ -26,7 +27,8 @@ VALIDATION_CHUNK = 5000
 
 _VALIDATION_SQL = """
 SELECT record_id, card_no, card_counter, amount_fen, data->>'tapped_at', COALESCE(data->>'terminal_no', ''),
-       (data->>'terminal_seq')::bigint, COALESCE((data->>'algorithm')::int, 4), data->>'tac', acquirer
+       (data->>'terminal_seq')::bigint, COALESCE((data->>'algorithm')::int, 4), data->>'tac', acquirer,
+       (data->'taps')::text
 FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND status = 'pending' ORDER BY record_id
 """
 
@@ -97,6 +99,8 @@ def issuer_validate(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> dic
                         "algorithm": r[7],
                         "tac": r[8],
                         "acquirer": r[9],
+                        # a metro journey: each tap's TAC and counter (entry and exit)
+                        **({"taps": json.loads(r[10])} if r[10] else {}),
                         **_grace_entry(grace_of(r[4]), grace_of(None)),
                     }
                     for r in chunk

@@ -28,7 +28,7 @@ from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts, hotlist_listings, hotlist_payload, hotlist_version
 from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
-from citycard.tenants.terminals.journeys import journeys_of_transactions
+from citycard.tenants.terminals.journeys import journey_due, journey_taps, journeys_of_transactions
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, issuer_purchase_tac_ok
 from citycard.terminal_kit.hotlist import grace_minutes, listing_at
@@ -92,13 +92,75 @@ def outbox_put(
     return message
 
 
-def _journeys_of(records: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
-    """{source tx id: journey} for the metro gate taps among ``records`` (one query, none for a batch of bus
-    taps): the entry and the exit of one journey carry the same ``key``, so the issuer clears them as one
-    journey (entry and exit amounts together), origin to destination."""
+# The fields of a journey's taps the issuer checks (each tap's TAC and card counter).
+_JOURNEY_TAP_FIELDS = (
+    "source_tx_id",
+    "tapped_at",
+    "card_counter",
+    "amount_fen",
+    "terminal_id",
+    "terminal_no",
+    "terminal_seq",
+    "algorithm",
+    "tac",
+)
 
+
+def _journey_record(journey: Any, taps: dict[int, dict[str, Any]], common: dict[str, Any]) -> dict[str, Any]:
+    """One clearing record for a whole gated journey (一次行程一条清算记录): the exit's identity (its
+    transaction id names the record), the journey's fare (entry and exit together), origin to destination,
+    and both taps with what the issuer checks of each."""
+    exit_tap = taps[journey.exit_tx_id]
+    parts = [("entry", journey.entry_tx_id), ("exit", journey.exit_tx_id)]
+    record = {
+        **common,
+        **exit_tap,
+        "amount_fen": sum(taps[tx]["amount_fen"] for _, tx in parts if tx is not None),
+        "journey": {
+            "key": journey.key,
+            "status": journey.status,
+            "origin": journey.origin,
+            "destination": journey.destination,
+            "line": journey.line,
+            "entered_at": journey.entered_at.astimezone(BEIJING).isoformat() if journey.entered_at else None,
+            "exited_at": exit_tap["tapped_at"],
+        },
+        "taps": [
+            {"role": role, **{k: taps[tx][k] for k in _JOURNEY_TAP_FIELDS}}
+            for role, tx in parts
+            if tx is not None
+        ],
+    }
+    entry = taps.get(journey.entry_tx_id) if journey.entry_tx_id else None
+    if entry is not None:
+        record["balance_before_fen"] = entry["balance_before_fen"]
+    return record
+
+
+def _clearing_items(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records to clear: a bus tap as it is; the metro gate taps as journeys — one record per whole
+    journey (entry and exit, or an exit without entry), whichever of its taps this hand-off brings; a gate
+    tap whose journey is not whole yet is held (its other tap brings the journey). One query for a batch
+    of bus taps none, two for gate taps."""
     gated = [r["source_tx_id"] for r in records if r.get("service") != "bus"]
-    return journeys_of_transactions(gated) if gated else {}
+    journeys = journeys_of_transactions(gated) if gated else {}
+    if not journeys:
+        return [dict(r) for r in records]
+    items: list[dict[str, Any]] = []
+    due: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for record in records:
+        journey = journeys.get(record["source_tx_id"])
+        if journey is None:
+            items.append(dict(record))
+        elif journey_due(journey):
+            due.setdefault(journey.pk, (journey, record))
+    taps = journey_taps([j for j, _ in due.values()])
+    for journey, record in due.values():
+        common = {
+            k: record[k] for k in ("acquirer", "issuer", "network", "card_no", "service", "card_scheme")
+        }
+        items.append(_journey_record(journey, taps, common))
+    return items
 
 
 def outbox_put_clearing_records(
@@ -111,18 +173,18 @@ def outbox_put_clearing_records(
     """ROAMING_SINK: the clearing records of roaming taps, as one signed envelope in the outbox.
 
     Each record gets its ``record_id`` (schema + transaction id); the message id is derived from the
-    record ids, so handing the same taps over again is the same message (idempotent)."""
+    record ids, so handing the same taps over again is the same message (idempotent). A metro journey is
+    one record, named by its exit tap, sent when its last tap arrives (``_clearing_items``): the same
+    record id whichever tap came last or however often either is sent."""
     if not records:
         return None
     schema = _tenant().code
-    journeys = _journeys_of(records)
     body_records = []
-    for record in records:
-        item = dict(record)
-        item["record_id"] = record_id_for(schema=schema, source_tx_id=record["source_tx_id"])
-        if record["source_tx_id"] in journeys:
-            item["journey"] = journeys[record["source_tx_id"]]
+    for item in _clearing_items(records):
+        item["record_id"] = record_id_for(schema=schema, source_tx_id=item["source_tx_id"])
         body_records.append(item)
+    if not body_records:
+        return None  # only gate taps of journeys not yet whole
     body_records.sort(key=lambda r: r["source_tx_id"])
     digest = hashlib.sha256("|".join(r["record_id"] for r in body_records).encode()).hexdigest()
     return outbox_put(
@@ -298,12 +360,22 @@ def _first_failure(
             f"card {card_no} was hotlisted at {listing.listed_at.isoformat()}"
             f" ({listing.reason or 'no reason'}), before the tap beyond the grace period"
         )
-    if not _tac_ok(record, master):
-        return (
-            REASON_TAC_INVALID,
-            f"the TAC of card {card_no} counter {record['card_counter']} does not verify",
-        )
+    for tap in _taps_of(record):
+        if not _tac_ok(tap, master):
+            return (
+                REASON_TAC_INVALID,
+                f"the TAC of card {card_no} counter {tap['card_counter']} does not verify",
+            )
     return "", ""
+
+
+def _taps_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card transactions a record stands for: a tap, or each tap of a metro journey (entry and exit,
+    each with its own TAC and card counter)."""
+    taps = record.get("taps")
+    if not taps:
+        return [record]
+    return [{**tap, "card_no": record["card_no"]} for tap in taps]
 
 
 def _rejections_keep(
@@ -355,18 +427,21 @@ def _counters_claim(records: list[dict[str, Any]], now: dt.datetime) -> list[dic
     by themselves on a re-run or by another record) are looked up for their owner."""
     if not records:
         return []
-    cards = [r["card_no"] for r in records]
-    counters = [int(r["card_counter"]) for r in records]
-    ids = [r["record_id"] for r in records]
+    # A journey's record claims the counters of both its taps.
+    claims = [(r["record_id"], tap) for r in records for tap in _taps_of(r)]
+    cards = [tap["card_no"] for _, tap in claims]
+    counters = [int(tap["card_counter"]) for _, tap in claims]
+    ids = [record_id for record_id, _ in claims]
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO exchange_seencounter (card_no, card_counter, record_id, first_seen_at)"
             " SELECT c, n, r, %s FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS s(c, n, r)"
-            " ORDER BY r ON CONFLICT (card_no, card_counter) DO NOTHING RETURNING record_id",
+            " ORDER BY r, n ON CONFLICT (card_no, card_counter) DO NOTHING"
+            " RETURNING card_no, card_counter, record_id",
             [now, cards, counters, ids],
         )
-        inserted = {row[0] for row in cur.fetchall()}
-        rest = [i for i, record_id in enumerate(ids) if record_id not in inserted]
+        inserted = {(row[0], row[1], row[2]) for row in cur.fetchall()}
+        rest = [i for i, claim in enumerate(zip(cards, counters, ids, strict=True)) if claim not in inserted]
         owners: dict[str, str] = {}
         if rest:
             cur.execute(

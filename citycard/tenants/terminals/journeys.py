@@ -15,6 +15,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
+from django.db.models import Q
+
 from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.models import Journey, JourneyStatus, Terminal
 from citycard.terminal_kit.beijing import BEIJING
@@ -118,15 +121,64 @@ def journeys_record(*, tenant: Any, taps: Sequence[Any]) -> int:
     return written
 
 
-def journeys_of_transactions(tx_ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    """{transaction id: its journey as a clearing record carries it} for the gate taps among ``tx_ids``."""
+def journeys_of_transactions(tx_ids: Sequence[int]) -> dict[int, Journey]:
+    """{transaction id: its journey} for the gate taps among ``tx_ids`` (one query)."""
     wanted = set(tx_ids)
-    found: dict[int, dict[str, str]] = {}
-    for j in Journey.objects.filter(entry_tx_id__in=wanted) | Journey.objects.filter(exit_tx_id__in=wanted):
-        facts = {"key": j.key, "origin": j.origin, "line": j.line}
-        if j.destination:
-            facts["destination"] = j.destination
-        for role, tx in (("entry", j.entry_tx_id), ("exit", j.exit_tx_id)):
+    found: dict[int, Journey] = {}
+    for j in Journey.objects.filter(Q(entry_tx_id__in=wanted) | Q(exit_tx_id__in=wanted)):
+        for tx in (j.entry_tx_id, j.exit_tx_id):
             if tx in wanted:
-                found[tx] = {**facts, "role": role}
+                found[tx] = j
     return found
+
+
+# What the issuer checks of each tap of a journey (its TAC and card counter), with the exit's record fields.
+_GATE_TAPS_SQL = """
+SELECT t.id, t.tapped_at, t.card_counter, t.amount_fen, t.terminal_id, t.terminal_no, t.terminal_seq, t.algorithm,
+       t.tac, t.balance_before_fen, t.balance_after_fen, t.route, t.kind, t.status, t.fare_rule_id, t.passes,
+       COALESCE(b.batch_id, '')
+FROM terminals_transaction t LEFT JOIN terminals_batch b ON b.id = t.batch_id
+WHERE t.id = ANY(%s::bigint[])
+"""
+_GATE_TAP_FIELDS = (
+    "source_tx_id",
+    "tapped_at",
+    "card_counter",
+    "amount_fen",
+    "terminal_id",
+    "terminal_no",
+    "terminal_seq",
+    "algorithm",
+    "tac",
+    "balance_before_fen",
+    "balance_after_fen",
+    "route",
+    "kind",
+    "status",
+    "fare_rule_id",
+    "passes",
+    "batch_id",
+)
+
+
+def journey_taps(journeys: Sequence[Journey]) -> dict[int, dict[str, Any]]:
+    """{transaction id: the stored tap} for the entry and exit taps of ``journeys`` (one query), the time in
+    Beijing time as terminals write it."""
+    ids = [tx for j in journeys for tx in (j.entry_tx_id, j.exit_tx_id) if tx is not None]
+    if not ids:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(_GATE_TAPS_SQL, [ids])
+        rows = cur.fetchall()
+    taps = {}
+    for row in rows:
+        tap = dict(zip(_GATE_TAP_FIELDS, row, strict=True))
+        tap["tapped_at"] = tap["tapped_at"].astimezone(BEIJING).isoformat()
+        tap["passes"] = list(tap["passes"] or [])
+        taps[tap["source_tx_id"]] = tap
+    return taps
+
+
+def journey_due(journey: Journey) -> bool:
+    """A journey goes to clearing once it is whole: entry and exit, or an exit the card had no entry for."""
+    return journey.status in (JourneyStatus.COMPLETE, JourneyStatus.NO_ENTRY)

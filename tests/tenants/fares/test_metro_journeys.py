@@ -10,6 +10,12 @@ import datetime as dt
 import pytest
 from django_tenants.utils import tenant_context
 
+from citycard.interop.models import ClearingRecord
+from citycard.interop.selectors import cycle_summary
+from citycard.interop.services.agreements import agreement_set
+from citycard.interop.services.cycles import cycle_close, cycle_get_or_create, cycle_net, cycle_validate
+from citycard.interop.services.messages import outbox_collect
+from citycard.platform.keys import tenant_card_tac_master
 from citycard.tenants.exchange.models import OutboxMessage
 from citycard.tenants.fares import seeds
 from citycard.tenants.terminals import checks
@@ -20,6 +26,8 @@ from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_numbe
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
 from citycard.terminal_kit.transit import TripCodec
+
+from tests.interop.conftest import cards_known
 
 from .conftest import SH
 
@@ -116,26 +124,113 @@ def test_exit_before_entry_pairs_into_one_journey_once_and_prices_as_the_gates(g
             assert j.entered_at == AT and j.exited_at == AT + dt.timedelta(minutes=20)
         assert journeys[roaming.card_no].routing == "roaming" and journeys[local.card_no].routing == "own"
         assert not ReviewFlag.objects.filter(code="fare_mismatch").exists()
-        # the roaming card's entry and exit go to its issuer as one journey: same key, origin to destination
-        records = [
-            r
-            for m in OutboxMessage.objects.filter(kind="clearing.records")
-            for r in m.envelope["payload"]["body"]["records"]
-        ]
-        assert {r["card_no"] for r in records} == {roaming.card_no}
-        by_role = {r["journey"]["role"]: r for r in records}
-        key = journeys[roaming.card_no].key
-        assert by_role["exit"]["journey"] == {
-            "key": key,
+        # the roaming card's entry and exit go to its issuer as ONE journey record, origin to destination
+        (record,) = outbox_records()
+        j = journeys[roaming.card_no]
+        assert record["card_no"] == roaming.card_no and record["record_id"] == f"hangzhou-{j.exit_tx_id}"
+        assert record["amount_fen"] == 360 and record["source_tx_id"] == j.exit_tx_id
+        assert record["journey"] == {
+            "key": j.key,
+            "status": "complete",
             "origin": "hz-1-01",
             "destination": "hz-1-06",
             "line": "1",
-            "role": "exit",
+            "entered_at": "2026-11-23T10:00:00+08:00",
+            "exited_at": "2026-11-23T10:20:00+08:00",
         }
-        assert (
-            by_role["entry"]["journey"]["key"] == key and by_role["entry"]["journey"]["origin"] == "hz-1-01"
-        )
-        assert (by_role["entry"]["amount_fen"], by_role["exit"]["amount_fen"]) == (0, 360)
+        assert [(t["role"], t["source_tx_id"], t["amount_fen"]) for t in record["taps"]] == [
+            ("entry", j.entry_tx_id, 0),
+            ("exit", j.exit_tx_id, 360),
+        ]
+
+
+def outbox_records() -> list[dict]:
+    return [
+        r
+        for m in OutboxMessage.objects.filter(kind="clearing.records").order_by("id")
+        for r in m.envelope["payload"]["body"]["records"]
+    ]
+
+
+def test_a_roaming_journey_clears_as_one_record_validated_and_netted_whichever_tap_comes_first(gates, tenant):
+    hangzhou, sims, engine = gates
+    shanghai = tenant("shanghai")
+    for sim in sims.values():  # the gates' TACs are the cards' (the issuer checks each tap's)
+        sim.tac_masters["310000"] = tenant_card_tac_master(tenant=shanghai)
+    first, second = SimCard(card_number("310000", 6)), SimCard(card_number("310000", 7))
+    in_1, out_1, quote = ride(sims, engine, first)
+    in_2, out_2, _ = ride(sims, engine, second)
+    upload(hangzhou, sims["exit"], [out_1])  # the first card's exit arrives before its entry
+    with tenant_context(hangzhou):
+        assert outbox_records() == []  # held: the journey is not whole yet
+    upload(hangzhou, sims["entry"], [in_1, in_2])  # completes the first; the second's entry is held
+    upload(hangzhou, sims["entry"], [in_1, in_2])  # resent: nothing new
+    upload(hangzhou, sims["exit"], [out_2])  # completes the second
+    with tenant_context(hangzhou):
+        records = outbox_records()
+        exits = dict(Transaction.objects.filter(terminal_id="HZ-GATE-OUT").values_list("card_no", "id"))
+    assert [(r["card_no"], r["record_id"], r["amount_fen"]) for r in records] == [
+        (first.card_no, f"hangzhou-{exits[first.card_no]}", quote.fare_fen),
+        (second.card_no, f"hangzhou-{exits[second.card_no]}", quote.fare_fen),
+    ]
+    # the host's outbox collected, the issuer validates each journey (both taps' TACs and counters) and
+    # the cycle nets two journeys: Shanghai owes Hangzhou their fares less the fees
+    agreement_set(
+        network_code="yrd",
+        service="transit",
+        valid_from=dt.date(2020, 1, 1),
+        issuer_fee_bps=0,
+        network_fee_bps=0,
+        cut_off=dt.time(4, 0),
+        dispute_window_days=30,
+        actor="test",
+    )
+    cards_known(shanghai, [first.card_no, second.card_no])
+    assert outbox_collect(tenant=hangzhou)["collected"] == 2  # one message per hand-off that completed one
+    assert outbox_collect(tenant=hangzhou)["collected"] == 0
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=AT.date())
+    later = AT + dt.timedelta(days=1)
+    cycle_close(cycle=cycle, now=later)
+    cycle_validate(cycle=cycle, now=later)
+    cycle_net(cycle=cycle, now=later)
+    summary = cycle_summary(cycle=cycle)["records"]
+    assert summary == {"valid": {"records": 2, "amount_fen": 2 * quote.fare_fen}}
+    positions = dict(cycle.positions.values_list("participant", "net_fen"))
+    assert positions == {"hangzhou": 2 * quote.fare_fen, "shanghai": -2 * quote.fare_fen}
+
+
+def test_a_journey_whose_entry_tac_is_forged_is_rejected_by_the_issuer(gates, tenant):
+    hangzhou, sims, engine = gates
+    shanghai = tenant("shanghai")
+    sims["exit"].tac_masters["310000"] = tenant_card_tac_master(tenant=shanghai)  # the entry's TAC is random
+    card = SimCard(card_number("310000", 8))
+    tap_in, tap_out, _ = ride(sims, engine, card)
+    upload(hangzhou, sims["entry"], [tap_in])
+    upload(hangzhou, sims["exit"], [tap_out])
+    with tenant_context(hangzhou):
+        (record,) = outbox_records()
+    agreement_set(
+        network_code="yrd",
+        service="transit",
+        valid_from=dt.date(2020, 1, 1),
+        issuer_fee_bps=0,
+        network_fee_bps=0,
+        cut_off=dt.time(4, 0),
+        dispute_window_days=30,
+        actor="test",
+    )
+    cards_known(shanghai, [card.card_no])
+    outbox_collect(tenant=hangzhou)
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=AT.date())
+    later = AT + dt.timedelta(days=1)
+    cycle_close(cycle=cycle, now=later)
+    cycle_validate(cycle=cycle, now=later)
+    (found,) = ClearingRecord.objects.filter(cycle=cycle).with_status()
+    assert (found.record_id, found.current_status, found.reason) == (
+        record["record_id"],
+        "rejected",
+        "tac_invalid",
+    )
 
 
 def test_a_wrong_exit_fare_is_flagged_with_the_entry_to_exit_fare(gates):
