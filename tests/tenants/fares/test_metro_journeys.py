@@ -26,7 +26,6 @@ from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_numbe
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
 from citycard.terminal_kit.transit import TripCodec
-
 from tests.interop.conftest import cards_known
 
 from .conftest import SH
