@@ -46,7 +46,8 @@ offset size
 96     4    RFU ``00``
 ====== ==== ==========================================================================================
 
-An entry under another owner's rules (a gate of another city) is kept (``~e``) and gives no journey here.
+An entry under another owner's rules (a gate of another city) is kept (``~e``) and gives no journey here;
+the fare evaluator's exit closes it (this city's no-entry fare) and its entry replaces it.
 
 Counters of rules the reading terminal does not know (another city's caps and quotas) are kept as they
 are, under the key ``~<kind><tag>``, and written back. A journey written under another owner's rules

@@ -17,7 +17,7 @@ from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT, CardProfile, VirtualCard
 from citycard.terminal_kit.card.vpcd import PSAM_PORT
 from citycard.terminal_kit.cardno import card_number_build
-from citycard.terminal_kit.fares import FareEngine
+from citycard.terminal_kit.fares import Card, FareEngine, Trip
 from citycard.terminal_kit.reader import InProcessReader, PcscReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.transit import FORMAT, FORMAT_GATED, TripCodec
@@ -145,6 +145,45 @@ def test_exit_without_an_entry_pays_the_penalty(tmp_path):
     left = g.tap("exit", s(6), c)
     assert (left.outcome, left.fare_fen, left.record["fare_rule_id"]) == ("approved", 900, "gate:no-entry")
     assert "entry_station" not in left.record
+
+
+def shenzhen_metro() -> FareEngine:
+    """Another city's rules with a metro: Shenzhen's line 1 (its own stations, its own owner)."""
+    doc = hangzhou()
+    frag = copy.deepcopy(seeds.SHENZHEN_METRO)
+    for key in ("stops", "lines", "areas", "fare_tables", "gate_rules"):
+        doc[key] = frag[key]
+    doc["fare_products"] += frag["fare_products"]
+    doc.update(tenant="shenzhen", home_divisions=["440300"])
+    return FareEngine.from_payload(doc)
+
+
+def test_an_entry_written_by_another_citys_gate_is_no_entry_here_and_the_exit_closes_it(tmp_path):
+    g = Gates(tmp_path)
+    c = card(15, division="310000")  # a roaming Shanghai card
+    g.gates["entry"].fare = shenzhen_metro()  # it entered at another city's gate
+    assert g.tap("entry", "sz-1-01", c).outcome == "approved"
+    held = CODEC.decode(c.transit)
+    assert "e" not in held and held["~e"]  # Hangzhou's gates cannot read it as an entry
+    left = g.tap("exit", s(6), c, minutes=30)
+    # Hangzhou's rule for an exit without a valid entry: the penalty, and the card is out of the gates
+    assert (left.outcome, left.fare_fen, left.record["fare_rule_id"]) == ("approved", 900, "gate:no-entry")
+    assert "entry_station" not in left.record
+    assert c.transit[2] == FORMAT and "~e" not in CODEC.decode(c.transit)
+    quote = HZ.exit(kit_card(c), trip_out(s(6)), held)
+    assert "another city's gate" in " ".join(quote.trace)
+    # the next journey in Hangzhou is an ordinary one
+    g.gates["entry"].fare = HZ
+    assert g.tap("entry", s(1), c, minutes=5).fare_fen == 0
+    assert g.tap("exit", s(6), c, minutes=20).fare_fen == 360  # 9.4 km, 90% for a YRD card
+
+
+def kit_card(c: VirtualCard) -> Card:
+    return Card(issuer=c.profile.card_no[:6])
+
+
+def trip_out(station: str) -> Trip:
+    return Trip("metro", "1", MORNING, destination=station)
 
 
 def test_out_where_you_came_in_within_the_window_pays_the_minimum(tmp_path):

@@ -258,6 +258,7 @@ class FareEngine:
             rule_id = "gate:incomplete"
         if gates.entry_fen:
             trace.append(f"entry deposit {gates.entry_fen} fen, taken off the fare at the exit")
+        state.pop("~e", None)  # another city's unfinished entry: its own rules, not ours, would price it
         state["e"] = {"s": station, "l": trip.route, "t": now_min, "tm": terminal, "d": gates.entry_fen}
         trace.append(f"fare {fare} fen (rule {rule_id})")
         return FareQuote(fare, fare, state, tuple(trace), rule_id, (), None, self.version)
@@ -273,8 +274,16 @@ class FareEngine:
             raise FareError(f"exit station {station!r} is not in the rules (v{self.version})")
         now_min = int(trip.at.timestamp()) // 60
         entry = state.pop("e", None)
+        # An entry written by another city's gate (``~e``: another owner's stations) is no valid entry
+        # here: this city's rule for an exit without an entry applies, and the exit closes it (the card
+        # has left the gates; the other city would otherwise charge it again as incomplete).
+        foreign = state.pop("~e", None)
         if not entry:
-            trace = (f"exit at {station} without an entry: penalty {gates.no_entry_fen} fen",)
+            trace = (
+                f"exit at {station} without an entry"
+                + (" (the card's entry is another city's gate)" if foreign else "")
+                + f": penalty {gates.no_entry_fen} fen",
+            )
             fare, rule_id = gates.no_entry_fen, "gate:no-entry"
         else:
             minutes = now_min - entry["t"]

@@ -286,3 +286,20 @@ def test_the_partner_api_shows_a_gate_taps_journey_origin_to_destination(client,
         {"amountFen": 0, "terminal": {"gate": "entry", "location": "hz-1-01"}, "journey": journey},
         {"amountFen": 360, "terminal": {"gate": "exit", "location": "hz-1-06"}, "journey": journey},
     ]
+
+
+def test_an_exit_after_another_citys_gate_entry_is_a_no_entry_journey_cleared_at_the_penalty(gates):
+    hangzhou, sims, _engine = gates
+    card = SimCard(card_number("310000", 9))  # a roaming card that entered at a Shenzhen gate
+    foreign = TripCodec("shenzhen", stations=["sz-1-01"])
+    entry = {"s": "sz-1-01", "l": "1", "t": int(AT.timestamp()) // 60, "tm": "440300000011", "d": 0}
+    tap_out = sims["exit"].tap(card, at=AT + dt.timedelta(minutes=30), amount_fen=900)
+    tap_out["card_trip"] = foreign.encode({"e": entry}).hex()
+    upload(hangzhou, sims["exit"], [tap_out])
+    with tenant_context(hangzhou):
+        (j,) = Journey.objects.all()
+        assert (j.status, j.origin, j.destination, j.exit_fen) == ("no_entry", "", "hz-1-06", 900)
+        assert not ReviewFlag.objects.filter(code="fare_mismatch").exists()  # priced as the gate did
+        (record,) = outbox_records()
+        assert record["amount_fen"] == 900 and record["journey"]["status"] == "no_entry"
+        assert [t["role"] for t in record["taps"]] == ["exit"]
