@@ -15,7 +15,7 @@ offset size
 2      1    format ``01``
 3      2    journey owner: the first 2 bytes of SHA-256(rule owner tenant code); ``0000`` no journey
 5      1    service of the last leg: 1 + its index in ``SERVICES`` (bus 1, metro 2, …); 0 none
-6      10   route of the last leg, UTF-8, padded with ``00`` (longer routes are cut)
+6      10   route of the last leg, UTF-8, padded with ``00``; a longer one: ``FF`` + 9 bytes of its tag
 16     4    first tap of the journey, Unix minutes
 20     2    last tap, minutes after the first
 22     1    transfers made in the journey
@@ -39,7 +39,7 @@ offset size
 72     2    entry owner: the first 2 bytes of SHA-256(rule owner tenant code)
 74     1    entry status: ``01`` entered (in the system), ``00`` none
 75     4    entry station: the first 4 bytes of SHA-256(owner ":" station id)
-79     4    entry line, UTF-8, padded with ``00``
+79     4    entry line, UTF-8, padded with ``00``; a longer one: ``FF`` + 3 bytes of its tag
 83     4    entry time, Unix minutes
 87     6    the entry gate's terminal number (the PSAM's)
 93     3    fen debited at the entry (a deposit the exit takes off the fare)
@@ -92,8 +92,17 @@ class TripCodec:
         quotas: Iterable[str] = (),
         caps: Iterable[str] = (),
         stations: Iterable[str] = (),
+        routes: Iterable[str] = (),
     ) -> None:
         self.owner = owner
+        # Routes longer than their field (10 bytes for the last leg, 4 for the entry line) are written as a
+        # tag (``FF`` + SHA-256(owner ":route:" route)), read back by the routes the rules know; never cut.
+        self._routes: dict[bytes, str] = {}
+        for route in routes:
+            for size in (10, 4):
+                if len(route.encode()) > size:
+                    tag = self._route_tag(route, size)
+                    self._routes[tag] = route if self._routes.get(tag, route) == route else ""
         self._stations: dict[bytes, str] = {}
         for station in stations:
             tag = hashlib.sha256(f"{owner}:{station}".encode()).digest()[:4]
@@ -115,6 +124,26 @@ class TripCodec:
                 self._ids[key] = rule_id
         self._tags = {(kind, rule_id): tag for (kind, tag), rule_id in self._ids.items()}
 
+    def _route_tag(self, route: str, size: int) -> bytes:
+        return b"\xff" + hashlib.sha256(f"{self.owner}:route:{route}".encode()).digest()[: size - 1]
+
+    def _route_bytes(self, route: str, size: int) -> bytes:
+        """A route in a field of ``size`` bytes: as UTF-8 when it fits, else its tag (UTF-8 never has FF)."""
+        if route.startswith("~"):
+            try:
+                raw = bytes.fromhex(route[1:])
+            except ValueError:
+                raw = b""
+            if len(raw) == size:
+                return raw
+        raw = route.encode()
+        return raw.ljust(size, b"\x00") if len(raw) <= size else self._route_tag(route, size)
+
+    def _route_text(self, raw: bytes) -> str:
+        if raw[:1] == b"\xff":
+            return self._routes.get(raw) or f"~{raw.hex()}"
+        return raw.rstrip(b"\x00").decode("utf-8", "replace")
+
     @classmethod
     def for_fare(cls, fare: Any) -> TripCodec:
         """The codec for a fare calculator: a FareEngine's owner, quotas and caps; none for a fixed fare."""
@@ -126,6 +155,7 @@ class TripCodec:
             quotas=rules.quotas.keys(),
             caps=[cap.id for cap in rules.caps],
             stations=getattr(rules, "stops", {}).keys(),
+            routes=_known_routes(rules),
         )
 
     # --- card → state --------------------------------------------------------------------------------
@@ -152,7 +182,7 @@ class TripCodec:
                     "n": raw[22],
                     "p": int.from_bytes(raw[23:26], "big"),
                     "s": SERVICES[service - 1],
-                    "r": raw[6:16].rstrip(b"\x00").decode("utf-8", "replace"),
+                    "r": self._route_text(raw[6:16]),
                 }
             else:
                 state["~j"] = journey.hex()
@@ -181,7 +211,7 @@ class TripCodec:
         tag = raw[3:7]
         state["e"] = {
             "s": self._stations.get(tag, f"~{tag.hex()}"),
-            "l": raw[7:11].rstrip(b"\x00").decode("utf-8", "replace"),
+            "l": self._route_text(raw[7:11]),
             "t": int.from_bytes(raw[11:15], "big"),
             "tm": raw[15:21].hex(),
             "d": int.from_bytes(raw[21:24], "big"),
@@ -202,7 +232,7 @@ class TripCodec:
                 self.owner_tag
                 + bytes([ENTERED])
                 + tag
-                + str(entry.get("l", "")).encode()[:4].ljust(4, b"\x00")
+                + self._route_bytes(str(entry.get("l", "")), 4)
                 + min(int(entry["t"]), 0xFFFFFFFF).to_bytes(4, "big")
                 + terminal.ljust(6, b"\x00")
                 + min(int(entry.get("d", 0)), _MAX3).to_bytes(3, "big")
@@ -216,11 +246,10 @@ class TripCodec:
     def encode(self, state: Mapping[str, Any]) -> bytes:
         journey = state.get("j")
         if journey:
-            route = str(journey["r"]).encode()[:10]
             head = (
                 self.owner_tag
                 + bytes([SERVICES.index(journey["s"]) + 1])
-                + route.ljust(10, b"\x00")
+                + self._route_bytes(str(journey["r"]), 10)
                 + min(int(journey["t0"]), 0xFFFFFFFF).to_bytes(4, "big")
                 + min(max(int(journey["t"]) - int(journey["t0"]), 0), 0xFFFF).to_bytes(2, "big")
                 + bytes([min(int(journey["n"]), 0xFF)])
@@ -253,6 +282,17 @@ class TripCodec:
         record += b"\x00" if entry is None else entry.ljust(28, b"\x00")
         assert len(record) == A.TRANSIT_RECORD_SIZE
         return record
+
+
+def _known_routes(rules: Any) -> set[str]:
+    """Every route a rule document names: its known routes, its route sets' routes and its lines."""
+    payload = getattr(rules, "payload", None) or {}
+    routes: set[str] = set(getattr(rules, "lines", {}) or {})
+    for names in (payload.get("known_routes") or {}).values():
+        routes.update(str(n) for n in names)
+    for item in (payload.get("route_sets") or {}).values():
+        routes.update(str(n) for n in item.get("routes") or ())
+    return routes
 
 
 def card_state(codec: TripCodec, raw: bytes | None) -> dict[str, Any]:

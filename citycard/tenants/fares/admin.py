@@ -312,7 +312,7 @@ class VisitorPolicyAdmin(RuleAdmin):
 
 class SimulatorForm(forms.Form):
     service = forms.ChoiceField(choices=SERVICE_CHOICES, initial="bus", label=_("service"))
-    route = forms.CharField(max_length=40, label=_("route"))
+    route = forms.CharField(max_length=255, label=_("route"))
     at = forms.DateTimeField(help_text=_("Local time (Asia/Shanghai), e.g. 2026-11-23 08:10"), label=_("at"))
     categories = forms.MultipleChoiceField(
         choices=CATEGORY_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("categories")

@@ -282,7 +282,7 @@ class Area(models.Model):
 class Line(models.Model):
     """A line's stations in order with their distance from its first station (metres)."""
 
-    code = models.CharField(max_length=64, unique=True, verbose_name=_("code"))
+    code = models.CharField(max_length=255, unique=True, verbose_name=_("code"))
     name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
     service = models.CharField(
         max_length=10, choices=SERVICE_CHOICES, default="metro", verbose_name=_("service")

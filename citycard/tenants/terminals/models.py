@@ -39,8 +39,9 @@ class Terminal(models.Model):
     service = models.CharField(
         max_length=20, help_text=_("bus, metro, ferry, bike, park, library…"), verbose_name=_("service")
     )
+    # Route ids and names as GTFS feeds give them (no short limit: a longer name would be cut or refused).
     route = models.CharField(
-        max_length=40, blank=True, help_text=_("Route or line, for vehicles."), verbose_name=_("route")
+        max_length=255, blank=True, help_text=_("Route or line, for vehicles."), verbose_name=_("route")
     )
     location = models.CharField(
         max_length=120,
@@ -204,7 +205,7 @@ class Transaction(models.Model):
     balance_before_fen = models.BigIntegerField(verbose_name=_("balance before (fen)"))
     balance_after_fen = models.BigIntegerField(verbose_name=_("balance after (fen)"))
     service = models.CharField(max_length=20, verbose_name=_("service"))
-    route = models.CharField(max_length=40, blank=True, verbose_name=_("route"))
+    route = models.CharField(max_length=255, blank=True, verbose_name=_("route"))
     tac = models.CharField(max_length=64, verbose_name=_("tac"))
     terminal_no = models.CharField(
         max_length=12,
@@ -345,7 +346,7 @@ class Journey(models.Model):
     )
     card_no = models.CharField(max_length=19, verbose_name=_("card number"))
     issuer = models.CharField(max_length=6, verbose_name=_("issuer"))
-    line = models.CharField(max_length=40, blank=True, verbose_name=_("line"))
+    line = models.CharField(max_length=255, blank=True, verbose_name=_("line"))
     origin = models.CharField(max_length=64, blank=True, verbose_name=_("entry station"))
     destination = models.CharField(max_length=64, blank=True, verbose_name=_("exit station"))
     entered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("entered at"))

@@ -384,7 +384,7 @@ TAP_SPEC: tuple[TapField, ...] = (
     Codes("categories"),
     Codes("passes"),
     Text("service", max_length=20),
-    Text("route", max_length=40, may_be_empty=True),
+    Text("route", max_length=255, may_be_empty=True),  # GTFS route ids and names, kept whole
     Text("card_scheme", max_length=40, required=False),
     Text("fare_rule_id", max_length=60, required=False, int_as_text=True),
     HexText(
