@@ -79,7 +79,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "areas.txt": {"area_id": "an area (fare zone)", "area_name": "its name"},
     "stop_areas.txt": {"area_id": "the area", "stop_id": "a station in it"},
     "calendar.txt": {
-        "service_id": "the weekdays of a timeframe (the export names them days-<weekdays>)",
+        "service_id": "the weekdays of a timeframe; kept as given when a timeframe names it (a new one: days-<weekdays>)",
         "monday": "weekday of the timeframe",
         "tuesday": "weekday of the timeframe",
         "wednesday": "weekday of the timeframe",
@@ -87,8 +87,13 @@ FIELDS: dict[str, dict[str, str]] = {
         "friday": "weekday of the timeframe",
         "saturday": "weekday of the timeframe",
         "sunday": "weekday of the timeframe",
-        "start_date": "not read (timeframes have no dates; the export writes 20200101)",
-        "end_date": "not read (the export writes 20991231)",
+        "start_date": "kept for the export as given (timeframes have no dates; a new service: 20200101)",
+        "end_date": "kept for the export as given (a new service: 20991231)",
+    },
+    "calendar_dates.txt": {
+        "service_id": "a service a timeframe names: its dated exceptions kept for the export",
+        "date": "kept for the export (the rules have no dates; a service with only dates: every weekday)",
+        "exception_type": "kept for the export",
     },
     "timeframes.txt": {
         "timeframe_group_id": "a timeframe",
@@ -227,6 +232,10 @@ def _category(row: Mapping[str, str]) -> str | None:
         if any(word in text for word in words):
             return code
     return None
+
+
+def _days_key(days: Iterable[int]) -> str:
+    return "".join(str(d) for d in sorted(days))
 
 
 def _hhmm(text: str, where: str) -> str:
@@ -417,10 +426,27 @@ def gtfs_to_rules(
         r["service_id"]: [i + 1 for i, day in enumerate(_DAY_NAMES) if r.get(day) == "1"]
         for r in feed.get("calendar.txt", [])
     }
+    # The services timeframes name are kept as the feed gave them (ids, dates, exception dates) for the
+    # export; the rules take only their weekdays.
+    named = {row["service_id"] for row in feed.get("timeframes.txt", []) if row.get("service_id")}
+    cal_rows = {r["service_id"]: dict(r) for r in feed.get("calendar.txt", []) if r["service_id"] in named}
+    date_rows = [dict(r) for r in feed.get("calendar_dates.txt", []) if r.get("service_id") in named]
+    if cal_rows:
+        source["calendar"] = cal_rows
+    if date_rows:
+        source["calendar_dates"] = date_rows
+        for sid in sorted({r["service_id"] for r in date_rows} - set(cal_rows)):
+            notes.append(
+                f"calendar_dates.txt: service {sid} has only dated exceptions; its timeframes apply every"
+                " weekday (the dates are kept for the export)"
+            )
     timeframes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for i, row in enumerate(feed.get("timeframes.txt", [])):
         where = f"timeframes.txt row {i + 2}"
         days = calendar.get(row.get("service_id", ""), [1, 2, 3, 4, 5, 6, 7])
+        if row.get("service_id"):
+            services = source.setdefault("timeframe_services", {}).setdefault(row["timeframe_group_id"], {})
+            services[_days_key(days)] = row["service_id"]
         timeframes[row["timeframe_group_id"]].append(
             {
                 "days": days,
@@ -737,16 +763,28 @@ def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None =
             ]
 
     timeframes, calendar = [], {}
+    given_calendar: Mapping[str, Mapping[str, str]] = source.get("calendar", {})
+    given_dates: list[Mapping[str, str]] = source.get("calendar_dates", [])
+    given_services: Mapping[str, Mapping[str, str]] = source.get("timeframe_services", {})
+    dated = {r["service_id"] for r in given_dates}
     for tid, windows in sorted(body.get("timeframes", {}).items()):
         for w in windows:
             days = w.get("days", [1, 2, 3, 4, 5, 6, 7])
-            service_id = "days-" + "".join(str(d) for d in sorted(days))
-            calendar[service_id] = {
-                "service_id": service_id,
-                **{name: "1" if i + 1 in days else "0" for i, name in enumerate(_DAY_NAMES)},
-                "start_date": "20200101",
-                "end_date": "20991231",
-            }
+            # the service id the import had for these weekdays, with its calendar as given
+            service_id = given_services.get(tid, {}).get(_days_key(days))
+            if service_id and (service_id in given_calendar or service_id in dated):
+                if service_id in given_calendar:
+                    calendar[service_id] = {
+                        k: v for k, v in given_calendar[service_id].items() if k in FIELDS["calendar.txt"]
+                    }
+            else:
+                service_id = "days-" + "".join(str(d) for d in sorted(days))
+                calendar[service_id] = {
+                    "service_id": service_id,
+                    **{name: "1" if i + 1 in days else "0" for i, name in enumerate(_DAY_NAMES)},
+                    "start_date": "20200101",
+                    "end_date": "20991231",
+                }
             timeframes.append(
                 {
                     "timeframe_group_id": tid,
@@ -757,7 +795,16 @@ def rules_to_gtfs(body: Mapping[str, Any], *, source: Mapping[str, Any] | None =
             )
     if timeframes:
         feed["timeframes.txt"] = timeframes
-        feed["calendar.txt"] = list(calendar.values())
+        if calendar:
+            feed["calendar.txt"] = list(calendar.values())
+        used = {t["service_id"] for t in timeframes}
+        dates = [
+            {k: v for k, v in r.items() if k in FIELDS["calendar_dates.txt"]}
+            for r in given_dates
+            if r["service_id"] in used
+        ]
+        if dates:
+            feed["calendar_dates.txt"] = dates
 
     products: list[dict[str, str]] = []
     written: set[tuple[str, str, str]] = set()

@@ -126,7 +126,7 @@ def test_an_empty_duration_limit_is_no_limit_and_transfer_count_minus_one_unlimi
     assert row["fare_product_id"] == "free_transfer"
 
 
-@pytest.mark.parametrize("name", ["network_in_routes", "zones", "no_limit", "usd"])
+@pytest.mark.parametrize("name", ["network_in_routes", "zones", "no_limit", "usd", "calendar"])
 def test_each_sample_feed_reads_back_unchanged_from_its_export(tmp_path, name):
     rates = {"USD": Decimal("7.10")} if name == "usd" else None
     body, _ = read(name, rates=rates)
@@ -153,11 +153,48 @@ def _demo_bodies() -> dict[str, dict]:
 
 def _every_export(tmp_path) -> dict[str, Path]:
     out = {name: exported(body, tmp_path / name) for name, body in _demo_bodies().items()}
-    for name in ("network_in_routes", "zones", "no_limit"):
+    for name in ("network_in_routes", "zones", "no_limit", "calendar"):
         out[name] = exported(read(name)[0], tmp_path / name)
     out["usd"] = exported(read("usd", rates={"USD": Decimal("7.10")})[0], tmp_path / "usd")
     out["sample"] = exported(gtfs_to_rules(feed_read(SAMPLE))[0], tmp_path / "sample")
     return out
+
+
+def test_calendar_service_ids_named_by_timeframes_are_kept_and_written_back_as_imported(tmp_path):
+    body, notes = read("calendar")
+    assert body["timeframes"]["weekday_peak"][0]["days"] == [1, 2, 3, 4, 5]
+    peak = engine(body).quote(Card(issuer="330100"), Trip("bus", "1", AT.replace(hour=8)), {})
+    assert peak.fare_fen == 150  # Monday 08:00: the WKDY_2026 service's peak
+    assert any("service FESTIVAL has only dated exceptions" in n for n in notes)
+    feed = feed_read(exported(body, tmp_path / "out"))
+    assert {r["timeframe_group_id"]: r["service_id"] for r in feed["timeframes.txt"]} == {
+        "weekday_peak": "WKDY_2026",
+        "festival": "FESTIVAL",
+    }
+    # as the feed gave them: the service's own dates; the exception dates; a service no timeframe names
+    # (WEEKEND_2026) is not the rules' and is not written
+    assert feed["calendar.txt"] == [
+        {
+            "service_id": "WKDY_2026",
+            **{d: "1" for d in ("monday", "tuesday", "wednesday", "thursday", "friday")},
+            "saturday": "0",
+            "sunday": "0",
+            "start_date": "20260101",
+            "end_date": "20261231",
+        }
+    ]
+    assert [(r["service_id"], r["date"], r["exception_type"]) for r in feed["calendar_dates.txt"]] == [
+        ("FESTIVAL", "20260214", "1"),
+        ("FESTIVAL", "20260303", "1"),
+        ("WKDY_2026", "20261001", "2"),
+    ]
+    # the sample feed's services too
+    sample = feed_read(exported(gtfs_to_rules(feed_read(SAMPLE))[0], tmp_path / "sample"))
+    assert {r["service_id"] for r in sample["calendar.txt"]} == {"weekdays", "weekend"}
+    # a timeframe added since the import gets a service of its own
+    body["timeframes"]["evening"] = [{"days": [6, 7], "start": "19:00", "end": "23:00"}]
+    again = feed_read(exported(body, tmp_path / "changed"))
+    assert {r["service_id"] for r in again["calendar.txt"]} == {"WKDY_2026", "days-67"}
 
 
 def test_every_exported_feed_passes_the_third_party_validator(tmp_path):
