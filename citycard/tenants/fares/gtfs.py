@@ -79,7 +79,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "areas.txt": {"area_id": "an area (fare zone)", "area_name": "its name"},
     "stop_areas.txt": {"area_id": "the area", "stop_id": "a station in it"},
     "calendar.txt": {
-        "service_id": "the weekdays of a timeframe; kept as given when a timeframe names it (a new one: days-<weekdays>)",
+        "service_id": (
+            "the weekdays of a timeframe; kept as given when a timeframe names it (a new one: days-<weekdays>)"
+        ),
         "monday": "weekday of the timeframe",
         "tuesday": "weekday of the timeframe",
         "wednesday": "weekday of the timeframe",
