@@ -19,6 +19,12 @@ class FaresConfig(AppConfig):
         "transferrule",
         "cap",
         "visitorpolicy",
+        # the metro's rows (进出站计费)
+        "stop",
+        "area",
+        "line",
+        "faretable",
+        "gaterule",
     )
     role_permissions = {
         "city_admin": {f"fares.{m}": {"view", "add", "change", "delete"} for m in _MODELS},

@@ -56,7 +56,10 @@ MEDIA_CHOICES = [
     ("04", _("04 Electronic citizen code")),
 ]
 PERIOD_CHOICES = _choices(D.PERIODS, {"day": _("per day"), "month": _("per month")})
-DISTANCE_CHOICES = _choices(D.DISTANCES, {"km": _("kilometres"), "stations": _("stations")})
+DISTANCE_CHOICES = _choices(
+    D.DISTANCES,
+    {"km": _("kilometres"), "stations": _("stations"), "od": _("station to station (origin-destination)")},
+)
 RIDER_CHOICES = _choices(
     D.RIDERS, {"any": _("any card"), "local": _("local cards"), "visitor": _("visitors' cards")}
 )

@@ -524,3 +524,26 @@ def concessions_for(*, tenant: Tenant, categories: Iterable[str], scheme: str, o
         and not rule.passes
     )
     return Concessions(version=publication.version, owner=publication.tenant.code, rules=rules)
+
+
+# --- stations, areas, lines, fare tables, gate rules (the CLI's listings) ------------------------------
+
+
+def stations_list() -> list[Stop]:
+    return list(Stop.objects.order_by("code"))
+
+
+def areas_list() -> list[Area]:
+    return list(Area.objects.order_by("code"))
+
+
+def lines_list() -> list[Line]:
+    return list(Line.objects.order_by("code"))
+
+
+def fare_tables_list() -> list[FareTable]:
+    return list(FareTable.objects.order_by("code"))
+
+
+def gate_rules_list() -> list[GateRule]:
+    return list(GateRule.objects.order_by("service"))

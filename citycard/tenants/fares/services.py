@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import itertools
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -316,6 +319,9 @@ _REFERENCES: dict[str, type[models.Model]] = {
     "to_route_set": RouteSet,
     "timeframe": Timeframe,
     "quota": Quota,
+    "from_area": Area,
+    "to_area": Area,
+    "fare_table": FareTable,
 }
 
 
@@ -405,6 +411,11 @@ _ENTITY = {
     TransferRule: "transfer_rule",
     Cap: "cap",
     VisitorPolicy: "visitor_policy",
+    Stop: "stop",
+    Area: "area",
+    Line: "line",
+    FareTable: "fare_table",
+    GateRule: "gate_rule",
 }
 
 
@@ -668,3 +679,259 @@ def visitor_policy_change(
 @transaction.atomic
 def visitor_policy_delete(*, tenant: Tenant, actor: str, scope: str, key: str = "") -> None:
     _delete(VisitorPolicy, tenant=tenant, actor=actor, lookup={"scope": scope, "key": key})
+
+
+# --- stations, areas, lines, fare tables and gate rules (进出站计费), one row at a time --------------------
+#
+# As the rule rows above: checked with the model's checks, audited, refused for a county; the stations an
+# area or a line names must exist, and a station still named by an area, a line, a join or a fare table
+# cannot be deleted. Publishing validates the whole document (a line's distances, a table's rows).
+
+
+def _stations_known(codes: Sequence[str], what: str, field: str) -> None:
+    missing = sorted(
+        set(codes) - set(Stop.objects.filter(code__in=list(codes)).values_list("code", flat=True))
+    )
+    if missing:
+        raise DomainError(
+            f"{what} refused: {field}: no station {', '.join(missing)}", code="invalid_rule", field=field
+        )
+
+
+def _stop_users(code: str) -> list[str]:
+    users = [f"area {a.code}" for a in Area.objects.filter(stops__contains=[code])]
+    users += [f"line {line.code}" for line in Line.objects.all() if any(s[0] == code for s in line.stops)]
+    users += [f"join {j.from_stop}-{j.to_stop}" for j in StopJoin.objects.filter(from_stop=code)]
+    users += [f"join {j.from_stop}-{j.to_stop}" for j in StopJoin.objects.filter(to_stop=code)]
+    users += [
+        f"fare table {t.code}"
+        for t in FareTable.objects.filter(measure="od")
+        if any(code in (row[0], row[1]) for row in t.rows)
+    ]
+    return users
+
+
+@transaction.atomic
+def stop_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Stop:
+    """Add a station (车站): ``code`` (what gates name), ``name``, ``lat``/``lon`` as GTFS gives them."""
+    return _create(Stop, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def stop_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Stop:
+    if "code" in changes and changes["code"] != code and _stop_users(code):
+        raise DomainError(
+            f"station {code!r} is still used by {', '.join(_stop_users(code))}: its code cannot change",
+            code="in_use",
+            field="code",
+        )
+    return _change(Stop, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def stop_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete station ``code``; refused while an area, a line, a join or a fare table names it."""
+    users = _stop_users(code)
+    if users:
+        raise DomainError(
+            f"station {code!r} is still used by {', '.join(users)}: change or delete those first",
+            code="in_use",
+            field="code",
+        )
+    _delete(Stop, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+@transaction.atomic
+def area_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Area:
+    """Add a fare area (票区, GTFS areas + stop_areas): ``code``, ``name``, ``stops`` (station codes)."""
+    _stations_known(fields.get("stops") or [], f"fare area {fields.get('code')!r}", "stops")
+    return _create(Area, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def area_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Area:
+    _stations_known(changes.get("stops") or [], f"fare area {code!r}", "stops")
+    return _change(Area, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def area_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete fare area ``code``; refused while a fare product or a leg rule prices by it."""
+    _delete(Area, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+def _line_stops(stops: Any, what: str) -> None:
+    if not isinstance(stops, list) or not all(
+        isinstance(s, list | tuple) and len(s) == 2 and isinstance(s[0], str) and type(s[1]) is int
+        for s in stops
+    ):
+        raise DomainError(
+            f"{what} refused: stops: must be [[station code, metres], ...]",
+            code="invalid_rule",
+            field="stops",
+        )
+    metres = [s[1] for s in stops]
+    if metres != sorted(set(metres)):
+        raise DomainError(
+            f"{what} refused: stops: distances must increase along the line",
+            code="invalid_rule",
+            field="stops",
+        )
+    _stations_known([s[0] for s in stops], what, "stops")
+
+
+@transaction.atomic
+def line_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Line:
+    """Add a line: ``code`` (the route its terminals are set to), ``service``, ``stops`` in line order with
+    their distance from the first station in metres (``[["hz-1-01", 0], ["hz-1-02", 2100], ...]``)."""
+    _line_stops(fields.get("stops", []), f"line {fields.get('code')!r}")
+    return _create(Line, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def line_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> Line:
+    if "stops" in changes:
+        _line_stops(changes["stops"], f"line {code!r}")
+    return _change(Line, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def line_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    _delete(Line, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+def _table_rows(measure: str, rows: Any, what: str) -> None:
+    """A fare table's rows as the evaluator takes them: ``[up to, fen]`` ascending (km, stations), or
+    ``[from station, to station, fen]`` (od)."""
+    if measure == "od":
+        ok = isinstance(rows, list) and all(
+            isinstance(r, list) and len(r) == 3 and type(r[2]) is int and r[2] >= 0 for r in rows
+        )
+        if ok:
+            _stations_known(sorted({c for r in rows for c in r[:2]}), what, "rows")
+    else:
+        ok = isinstance(rows, list) and all(
+            isinstance(r, list) and len(r) == 2 and all(type(v) is int and v >= 0 for v in r) for r in rows
+        )
+        ok = ok and all(b[0] > a[0] and b[1] >= a[1] for a, b in itertools.pairwise(rows))
+    if not ok or not rows:
+        shape = (
+            "[from station, to station, fen]" if measure == "od" else "[up to, fen], further and no cheaper"
+        )
+        raise DomainError(f"{what} refused: rows: each row {shape}", code="invalid_rule", field="rows")
+
+
+@transaction.atomic
+def fare_table_create(*, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> FareTable:
+    """Add a fare table (里程计价表 by ``km`` or ``stations``, or 站间票价表 ``od``)."""
+    _table_rows(fields.get("measure", "km"), fields.get("rows"), f"fare table {fields.get('code')!r}")
+    return _create(FareTable, tenant=tenant, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def fare_table_change(*, tenant: Tenant, actor: str, code: str, changes: Mapping[str, Any]) -> FareTable:
+    if "rows" in changes or "measure" in changes:
+        current = FareTable.objects.filter(code=code).first()
+        measure = changes.get("measure", current.measure if current else "km")
+        rows = changes.get("rows", current.rows if current else [])
+        _table_rows(measure, rows, f"fare table {code!r}")
+    return _change(FareTable, tenant=tenant, actor=actor, lookup={"code": code}, changes=changes)
+
+
+@transaction.atomic
+def fare_table_delete(*, tenant: Tenant, actor: str, code: str) -> None:
+    """Delete fare table ``code``; refused while a fare product prices by it."""
+    _delete(FareTable, tenant=tenant, actor=actor, lookup={"code": code})
+
+
+def _fen_of(text: str, where: str) -> int:
+    try:
+        value = Decimal(text.strip().removeprefix("¥").removesuffix("元")) * 100
+    except InvalidOperation as exc:
+        raise DomainError(f"{where}: {text!r} is not an amount in yuan", code="invalid", field="csv") from exc
+    if value != value.to_integral_value() or value < 0:
+        raise DomainError(f"{where}: {text!r} is not a whole number of fen", code="invalid", field="csv")
+    return int(value)
+
+
+def fare_table_parse_csv(text: str, *, stations: Sequence[str]) -> tuple[str, list[list[Any]]]:
+    """(measure, rows) of a fare table published as CSV, amounts in yuan:
+
+    * by distance bands (按里程分段): a header (its first cell says 公里/km or 站/stations) then ``up to,
+      fare`` rows; ``0-4`` is read as up to 4;
+    * a station x station matrix (站间票价表): the first row an empty cell then station codes, each next
+      row a station code then the fare to each (empty: no fare; the diagonal is skipped)."""
+    lines = [row for row in csv.reader(io.StringIO(text.lstrip("\ufeff"))) if any(c.strip() for c in row)]
+    if len(lines) < 2:
+        raise DomainError(
+            "the fare table CSV needs a header and at least one row", code="invalid", field="csv"
+        )
+    header = [c.strip() for c in lines[0]]
+    known = set(stations)
+    if not header[0] and len(header) > 2 and set(header[1:]) <= known:
+        rows = []
+        for n, line in enumerate(lines[1:], 2):
+            origin = line[0].strip()
+            if origin not in known:
+                raise DomainError(f"row {n}: no station {origin!r}", code="invalid", field="csv")
+            for destination, cell in zip(header[1:], line[1:], strict=False):
+                if cell.strip() and destination != origin:
+                    rows.append([origin, destination, _fen_of(cell, f"row {n}, {destination}")])
+        return "od", rows
+    if not header[0]:
+        unknown = sorted(set(header[1:]) - known)
+        raise DomainError(
+            f"the matrix names stations not in the rules: {', '.join(unknown)}", code="invalid", field="csv"
+        )
+    head = header[0].lower()
+    measure = "stations" if ("站" in head or "station" in head) else "km"
+    rows = []
+    for n, line in enumerate(lines[1:], 2):
+        if len(line) < 2:
+            raise DomainError(f"row {n}: needs up to and fare", code="invalid", field="csv")
+        bound = line[0].strip().split("-")[-1].strip()
+        if not bound.isdigit():
+            raise DomainError(
+                f"row {n}: {line[0]!r} is not a whole number of {measure}", code="invalid", field="csv"
+            )
+        rows.append([int(bound), _fen_of(line[1], f"row {n}")])
+    return measure, rows
+
+
+@transaction.atomic
+def fare_table_import_csv(
+    *,
+    tenant: Tenant,
+    actor: str,
+    code: str,
+    text: str,
+    name: str = "",
+    beyond_every: int = 0,
+    beyond_add_fen: int = 0,
+) -> FareTable:
+    """Create or replace fare table ``code`` from a CSV as a metro publishes it (``fare_table_parse_csv``):
+    checked and audited as a change of the table; refused with nothing written."""
+    county_refuse(tenant, cannot="import a fare table", **_FARES_INHERITED)
+    measure, rows = fare_table_parse_csv(text, stations=list(Stop.objects.values_list("code", flat=True)))
+    fields: dict[str, Any] = {"measure": measure, "rows": rows}
+    if measure != "od":
+        fields.update(beyond_every=beyond_every, beyond_add_fen=beyond_add_fen)
+    if name:
+        fields["name"] = name
+    if FareTable.objects.filter(code=code).exists():
+        return fare_table_change(tenant=tenant, actor=actor, code=code, changes=fields)
+    return fare_table_create(tenant=tenant, actor=actor, fields={"code": code, **fields})
+
+
+@transaction.atomic
+def gate_rule_set(*, tenant: Tenant, actor: str, service: str, changes: Mapping[str, Any]) -> GateRule:
+    """Set the gate rules of ``service`` (进出站规则: entry deposit, time limit and its fare, exit without an
+    entry, same-station exit window and fare), creating them if the service has none."""
+    if GateRule.objects.filter(service=service).exists():
+        return _change(GateRule, tenant=tenant, actor=actor, lookup={"service": service}, changes=changes)
+    return _create(GateRule, tenant=tenant, actor=actor, fields={"service": service, **changes})
+
+
+@transaction.atomic
+def gate_rule_delete(*, tenant: Tenant, actor: str, service: str) -> None:
+    _delete(GateRule, tenant=tenant, actor=actor, lookup={"service": service})

@@ -29,7 +29,9 @@ PERIODS = ("day", "month")
 POLICIES = ("host_rules", "home_category", "no_concession")
 TRANSFER_TYPES = (0, 1, 2)  # GTFS-Fares v2 fare_transfer_type: 0 = A+AB, 1 = A+AB+B, 2 = AB
 MEASURES = ("previous_tap", "first_tap")
-DISTANCES = ("km", "stations")  # what a distance fare table counts: kilometres or stations travelled
+# What a fare table counts: kilometres or stations travelled, or the origin-destination pair itself
+# (站间票价表: a fare for each pair of stations, as some metros publish a station x station matrix).
+DISTANCES = ("km", "stations", "od")
 MAX_ROUTE_NUMBER = 99_999
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HHMM = re.compile(r"^(\d{2}):(\d{2})$")
@@ -119,6 +121,17 @@ class FareTable:
     rows: tuple[tuple[int, int], ...]
     beyond_every: int
     beyond_add_fen: int
+    # measure "od": (from station, to station) -> fen; a pair given one way is read both ways
+    cells: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def price_pair(self, origin: str, destination: str) -> tuple[int, str] | None:
+        """(fare, the table cell) of an origin-destination table, or None for a pair it has no fare for."""
+        fen = self.cells.get((origin, destination))
+        if fen is None:
+            fen = self.cells.get((destination, origin))
+        if fen is None:
+            return None
+        return fen, f"table {self.id}: {origin} -> {destination} -> {fen} fen"
 
     def price(self, distance: int) -> tuple[int, str]:
         """(fare, the table cell) for a distance in metres (``km``) or stations (``stations``)."""
@@ -599,6 +612,24 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
         tid = r.ident(item, f"fare_tables[{i}]", seen)
         where = f"fare table {tid}"
         rows = []
+        if item.get("measure") == "od":
+            cells: dict[tuple[str, str], int] = {}
+            for raw_row in item.get("rows", []) or []:
+                if not (
+                    isinstance(raw_row, list)
+                    and len(raw_row) == 3
+                    and type(raw_row[2]) is int
+                    and raw_row[2] >= 0
+                ):
+                    r.fail(where, f"row {raw_row!r} must be [from station, to station, amount_fen]")
+                    continue
+                a, b = known_stop(raw_row[0], where), known_stop(raw_row[1], where)
+                if a and b:
+                    cells[(a, b)] = raw_row[2]
+            if not cells:
+                r.fail(where, "needs at least one row [from station, to station, amount_fen]")
+            tables[tid] = FareTable(tid, str(item.get("name", tid)), "od", (), 0, 0, cells)
+            continue
         for raw_row in item.get("rows", []) or []:
             if not (
                 isinstance(raw_row, list)

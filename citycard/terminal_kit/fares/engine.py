@@ -212,6 +212,14 @@ class FareEngine:
         if product.table is None:
             return product.amount_fen, f"base: product {product.id}{pair} {product.amount_fen} fen"
         table = product.table
+        if table.measure == "od":
+            priced = table.price_pair(origin, destination)
+            if priced is None:
+                raise FareError(
+                    f"table {table.id} has no fare for {origin} -> {destination} (v{self.version})"
+                )
+            fare, cell = priced
+            return fare, f"base: product {product.id}{pair}, {cell}"
         fare, cell = table.price(self.distance(table.measure, origin, destination))
         return fare, f"base: product {product.id}{pair}, {cell}"
 

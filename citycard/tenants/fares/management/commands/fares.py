@@ -1,9 +1,11 @@
-"""`citycard fares quote|validate|publish|export|import-gtfs|export-gtfs --tenant CODE …`."""
+"""`citycard fares quote|validate|publish|export|import-gtfs|export-gtfs --tenant CODE …`, and the metro's
+rows: `citycard fares stations|areas|lines|fare-table|gate-rules … --tenant CODE`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.core.management.base import CommandError
@@ -26,6 +28,17 @@ def _at(text: str | None) -> dt.datetime:
     except ValueError as exc:
         raise DomainError(f"--at {text!r} is not a date and time like 2026-11-23 08:10", field="at") from exc
     return at if at.tzinfo else at.replace(tzinfo=BEIJING)
+
+
+def _fen(text: str, option: str) -> int:
+    """An amount given in yuan (people's unit) as integer fen."""
+    try:
+        value = Decimal(text) * 100
+    except InvalidOperation as exc:
+        raise DomainError(f"--{option} {text!r} is not an amount in yuan", field=option) from exc
+    if value != value.to_integral_value() or value < 0:
+        raise DomainError(f"--{option} {text!r} is not a whole number of fen", field=option)
+    return int(value)
 
 
 class Command(PlatformCommand):
@@ -62,7 +75,60 @@ class Command(PlatformCommand):
         )
         exp = sub.add_parser("export-gtfs", help="write the rules as GTFS-Fares v2 files")
         exp.add_argument("path")
-        for each in (quote, validate, publish, export, imp, exp):  # `citycard fares quote --tenant …`
+        tenanted = [quote, validate, publish, export, imp, exp]
+        # the metro's rows (进出站计费): each group with its own actions
+        stations = sub.add_parser("stations", help="stations (车站) gates name").add_subparsers(
+            dest="what", required=True
+        )
+        st_add = stations.add_parser("add", help="add a station")
+        st_add.add_argument("code")
+        st_add.add_argument("--name", default="")
+        st_add.add_argument("--lat", default="", help="decimal degrees, as GTFS stop_lat")
+        st_add.add_argument("--lon", default="", help="decimal degrees, as GTFS stop_lon")
+        st_list = stations.add_parser("list", help="list the stations")
+        areas = sub.add_parser("areas", help="fare areas (票区)").add_subparsers(dest="what", required=True)
+        ar_set = areas.add_parser("set", help="create or replace an area's stations")
+        ar_set.add_argument("code")
+        ar_set.add_argument("--stations", required=True, help="station codes, comma separated")
+        ar_set.add_argument("--name", default="")
+        ar_list = areas.add_parser("list", help="list the areas")
+        lines = sub.add_parser("lines", help="lines and their stations' distances").add_subparsers(
+            dest="what", required=True
+        )
+        ln_set = lines.add_parser("set", help="create or replace a line")
+        ln_set.add_argument("code", help="the route the line's terminals are set to")
+        ln_set.add_argument("--stops", required=True, help="CODE:METRES in line order, comma separated")
+        ln_set.add_argument("--service", default="metro")
+        ln_set.add_argument("--name", default="")
+        ln_list = lines.add_parser("list", help="list the lines")
+        tables = sub.add_parser("fare-table", help="fare tables (里程计价表, 站间票价表)").add_subparsers(
+            dest="what", required=True
+        )
+        tb_imp = tables.add_parser("import", help="create or replace a fare table from a CSV in yuan")
+        tb_imp.add_argument("code")
+        tb_imp.add_argument(
+            "path", help="CSV: 'up to,fare' bands (km or stations), or a station x station matrix"
+        )
+        tb_imp.add_argument("--name", default="")
+        tb_imp.add_argument(
+            "--beyond-every", type=int, default=0, help="beyond the last band: every N km/stations"
+        )
+        tb_imp.add_argument("--beyond-add-yuan", default="0", help="beyond the last band: add this much")
+        tb_list = tables.add_parser("list", help="list the fare tables")
+        gates = sub.add_parser("gate-rules", help="gate rules (进出站规则)").add_subparsers(
+            dest="what", required=True
+        )
+        gt_show = gates.add_parser("show", help="show the gate rules")
+        gt_set = gates.add_parser("set", help="set the gate rules of a service (given fields only)")
+        gt_set.add_argument("--service", default="metro")
+        gt_set.add_argument("--entry-yuan", help="debited at the entry (a deposit the exit takes off)")
+        gt_set.add_argument("--time-limit-minutes", type=int, help="longest journey before the fare below")
+        gt_set.add_argument("--incomplete-yuan", help="fare of a journey with no exit within the limit")
+        gt_set.add_argument("--no-entry-yuan", help="fare of an exit without an entry")
+        gt_set.add_argument("--same-station-minutes", type=int, help="out at the entry station within …")
+        gt_set.add_argument("--same-station-yuan", help="… pays this")
+        tenanted += [st_add, st_list, ar_set, ar_list, ln_set, ln_list, tb_imp, tb_list, gt_show, gt_set]
+        for each in tenanted:  # `citycard fares quote --tenant …`
             each.add_argument("--tenant", required=True, help="tenant code (a county uses its city's rules)")
 
     def handle(self, *args, **opts):
@@ -70,7 +136,8 @@ class Command(PlatformCommand):
         if tenant is None:
             raise NotFound(f"no tenant {opts['tenant']!r}", field="tenant")
         with tenant_context(tenant):
-            getattr(self, "_" + opts["action"].replace("-", "_"))(tenant, opts)
+            name = opts["action"] + (f"_{opts['what']}" if opts.get("what") else "")
+            getattr(self, "_" + name.replace("-", "_"))(tenant, opts)
 
     def _quote(self, tenant, opts):
         result = selectors.fares_quote(
@@ -143,3 +210,116 @@ class Command(PlatformCommand):
     def _export_gtfs(self, tenant, opts):
         files = selectors.fares_export_gtfs(tenant=tenant, path=opts["path"])
         self.stdout.write(f"wrote {len(files)} files to {opts['path']}: {', '.join(files)}")
+
+    # --- the metro's rows ---------------------------------------------------------------------------
+
+    def _stations_add(self, tenant, opts):
+        fields = {"code": opts["code"], "name": opts["name"], "lat": opts["lat"], "lon": opts["lon"]}
+        stop = services.stop_create(tenant=tenant, actor=self.actor, fields=fields)
+        self.stdout.write(f"added station {stop.code} {stop.name}".rstrip())
+
+    def _stations_list(self, tenant, opts):
+        for stop in selectors.stations_list():
+            where = f" ({stop.lat}, {stop.lon})" if stop.lat else ""
+            self.stdout.write(f"{stop.code}  {stop.name}{where}")
+
+    def _areas_set(self, tenant, opts):
+        fields = {
+            "name": opts["name"],
+            "stops": [s.strip() for s in opts["stations"].split(",") if s.strip()],
+        }
+        if any(a.code == opts["code"] for a in selectors.areas_list()):
+            area = services.area_change(tenant=tenant, actor=self.actor, code=opts["code"], changes=fields)
+        else:
+            area = services.area_create(
+                tenant=tenant, actor=self.actor, fields={"code": opts["code"], **fields}
+            )
+        self.stdout.write(f"area {area.code}: {len(area.stops)} stations")
+
+    def _areas_list(self, tenant, opts):
+        for area in selectors.areas_list():
+            self.stdout.write(f"{area.code}  {area.name}: {', '.join(area.stops)}")
+
+    def _lines_set(self, tenant, opts):
+        stops = []
+        for item in opts["stops"].split(","):
+            code, _, metres = item.strip().rpartition(":")
+            if not code or not metres.isdigit():
+                raise CommandError(f"--stops {item!r}: write STATION:METRES, e.g. hz-1-02:2100")
+            stops.append([code, int(metres)])
+        fields = {"name": opts["name"], "service": opts["service"], "stops": stops}
+        if any(line.code == opts["code"] for line in selectors.lines_list()):
+            line = services.line_change(tenant=tenant, actor=self.actor, code=opts["code"], changes=fields)
+        else:
+            line = services.line_create(
+                tenant=tenant, actor=self.actor, fields={"code": opts["code"], **fields}
+            )
+        self.stdout.write(f"line {line.code}: {len(line.stops)} stations, {line.stops[-1][1] / 1000:g} km")
+
+    def _lines_list(self, tenant, opts):
+        for line in selectors.lines_list():
+            self.stdout.write(
+                f"{line.code} ({line.service})  {line.name}: "
+                + ", ".join(f"{code} {metres / 1000:g} km" for code, metres in line.stops)
+            )
+
+    def _fare_table_import(self, tenant, opts):
+        table = services.fare_table_import_csv(
+            tenant=tenant,
+            actor=self.actor,
+            code=opts["code"],
+            text=Path(opts["path"]).read_text(encoding="utf-8-sig"),
+            name=opts["name"],
+            beyond_every=opts["beyond_every"],
+            beyond_add_fen=_fen(opts["beyond_add_yuan"], "beyond-add-yuan"),
+        )
+        self.stdout.write(f"fare table {table.code} ({table.measure}): {len(table.rows)} rows")
+        self._table_show(table)
+        self.stdout.write("check a fare with: citycard fares quote --draft …; then citycard fares publish")
+
+    def _fare_table_list(self, tenant, opts):
+        for table in selectors.fare_tables_list():
+            self.stdout.write(f"{table.code} ({table.measure}) {table.name}")
+            self._table_show(table)
+
+    def _table_show(self, table):
+        if table.measure == "od":
+            for origin, destination, fen in table.rows[:20]:
+                self.stdout.write(f"  {origin} -> {destination}: {yuan(fen)}")
+            if len(table.rows) > 20:
+                self.stdout.write(f"  … {len(table.rows) - 20} more pairs")
+            return
+        unit = "km" if table.measure == "km" else "stations"
+        for up_to, fen in table.rows:
+            self.stdout.write(f"  up to {up_to} {unit}: {yuan(fen)}")
+        if table.beyond_every:
+            self.stdout.write(
+                f"  beyond: {yuan(table.beyond_add_fen)} more every {table.beyond_every} {unit}"
+            )
+
+    def _gate_rules_show(self, tenant, opts):
+        rules = selectors.gate_rules_list()
+        if not rules:
+            self.stdout.write("no gate rules")
+        for g in rules:
+            self.stdout.write(
+                f"{g.service}: entry {yuan(g.entry_fen)}; no exit within {g.time_limit_minutes} min: "
+                f"{yuan(g.incomplete_fen)}; exit without an entry: {yuan(g.no_entry_fen)}; out at the entry "
+                f"station within {g.same_station_minutes} min: {yuan(g.same_station_fen)}"
+            )
+
+    def _gate_rules_set(self, tenant, opts):
+        changes = {}
+        for option, field in (
+            ("entry_yuan", "entry_fen"),
+            ("incomplete_yuan", "incomplete_fen"),
+            ("no_entry_yuan", "no_entry_fen"),
+            ("same_station_yuan", "same_station_fen"),
+        ):
+            if opts[option] is not None:
+                changes[field] = _fen(opts[option], option.replace("_", "-"))
+        for field in ("time_limit_minutes", "same_station_minutes"):
+            if opts[field] is not None:
+                changes[field] = opts[field]
+        services.gate_rule_set(tenant=tenant, actor=self.actor, service=opts["service"], changes=changes)
+        self._gate_rules_show(tenant, opts)
