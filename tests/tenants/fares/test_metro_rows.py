@@ -17,7 +17,7 @@ from citycard.platform import services as platform_services
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Role
 from citycard.tenants.fares import seeds, services
-from citycard.tenants.fares.models import Area, FareTable, GateRule, Line, Stop
+from citycard.tenants.fares.models import Area, FareTable, GateRule, Stop
 from citycard.terminal_kit.fares import Card, FareEngine, FareError, Trip
 
 from .conftest import SH
