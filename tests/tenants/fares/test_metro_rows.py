@@ -17,7 +17,7 @@ from citycard.platform import services as platform_services
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Role
 from citycard.tenants.fares import seeds, services
-from citycard.tenants.fares.models import Area, FareTable, GateRule, Stop
+from citycard.tenants.fares.models import Area, FareTable, GateRule, Line, Stop
 from citycard.terminal_kit.fares import Card, FareEngine, FareError, Trip
 
 from .conftest import SH
@@ -213,8 +213,29 @@ def test_the_admin_pages_list_add_and_refuse_through_the_services(client, hz):
     )
     assert page.status_code == 302, page.content.decode()[:2000]
     with tenant_context(hz):
+        rule = GateRule.objects.get(service="metro")
+    form = {
+        "service": "metro",
+        "entry_fen": "0",
+        "time_limit_minutes": "240",
+        "incomplete_fen": "900",
+        "no_entry_fen": "900",
+        "same_station_minutes": "30",
+        "same_station_fen": "300",
+    }
+    page = client.post(f"/admin/fares/gaterule/{rule.pk}/change/", form, HTTP_HOST=HZ)
+    assert page.status_code == 302, page.content.decode()[:2000]
+    page = client.post(
+        "/admin/fares/line/add/",
+        {"code": "9", "name": "9号线", "service": "metro", "stops": '[["s1", 0]]'},
+        HTTP_HOST=HZ,
+    )
+    assert page.status_code == 302, page.content.decode()[:2000]
+    with tenant_context(hz):
         assert list(Stop.objects.values_list("code", flat=True)) == ["s1"] and not Area.objects.exists()
-        assert GateRule.objects.get(service="metro").same_station_fen == 200
+        assert GateRule.objects.get(service="metro").same_station_fen == 300
+        assert Line.objects.get(code="9").stops == [["s1", 0]]
+        assert _audit("fares.gate_rule.change") == ["metro"]
         assert _audit("fares.stop.create") == ["s1"] and _audit("fares.gate_rule.create") == ["metro"]
     assert client.get("/admin/fares/stop/", HTTP_HOST=HZ).content.decode().count("湘湖") >= 1
 
