@@ -286,7 +286,9 @@ def test_tenants_interleaved_on_pooled_connections_never_cross(pgbouncer, tmp_pa
             probes = cur.fetchall()
         _probe_remove(schemas)
 
-    print(f"pgbouncer: peak {peak}, poisoned {poisoned[0]}, probes {len(probes)}, stats {stats}")
+    name = connection.settings_dict["NAME"]
+    ours_stats = [s for s in stats if s["database"] == name]
+    print(f"pgbouncer: peak {peak}, poisoned {poisoned[0]}, taps probed {len(probes)}, stats {ours_stats}")
     # Every upload accepted in full, on its tenant's domain; every GraphQL answer only its tenant's.
     ours = {sim.terminal_id: code for code, sim in sims.items()}
     for kind, code, status, answer in answers:
@@ -330,11 +332,11 @@ def test_tenants_interleaved_on_pooled_connections_never_cross(pgbouncer, tmp_pa
     tenants_of_pid: dict[int, set[str]] = defaultdict(set)
     for pid, table_schema, _, _ in probes:
         tenants_of_pid[pid].add(table_schema)
+    print(f"server processes and the tenants whose taps each stored: {dict(tenants_of_pid)}")
     assert len(tenants_of_pid) <= 2, tenants_of_pid
     assert max(len(s) for s in tenants_of_pid.values()) >= 2, tenants_of_pid
 
     # PgBouncer: many clients, at most two server connections, all of them poisoned along the way.
-    name = connection.settings_dict["NAME"]
     assert poisoned[0] > 10
     assert peak["servers"] <= 2 and peak["clients"] > 2, peak
     assert len([s for s in servers if s["database"] == name]) <= 2, servers

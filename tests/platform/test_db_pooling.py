@@ -138,6 +138,13 @@ def test_settings_for_transaction_pooling():
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "0", "True", "False"]
+    status = subprocess.run(
+        [sys.executable, "-m", "citycard.platform.cli", "db", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "on pgbouncer:6432 (DATABASE_URL), through a transaction pooler" in status.stdout, status
     env.pop("DATABASE_URL")
     refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "needs DATABASE_URL" in refused.stderr
