@@ -69,7 +69,7 @@ class PooledCursor(psycopg2.extensions.cursor):
 
     wrapper: DatabaseWrapper | None = None
 
-    def _with_path(self, query):
+    def _with_path(self, query, *, interpolated: bool):
         wrapper = self.wrapper
         if wrapper is None:
             return query
@@ -78,30 +78,34 @@ class PooledCursor(psycopg2.extensions.cursor):
             wrapper.transaction_search_path = None  # the statement starts a transaction
         if wrapper.transaction_search_path == set_path:
             return query
-        if isinstance(query, sql.Composable):
-            query = query.as_string(self)
-        elif isinstance(query, bytes):
-            query = query.decode()
+        query = self._text(query)
         if _NO_TRANSACTION.match(query):
             return query
         wrapper.transaction_search_path = set_path
-        return f"{set_path};\n{query}"
+        # With parameters psycopg2 reads % in the query as a placeholder: a schema name's own % is doubled.
+        return f"{set_path.replace('%', '%%') if interpolated else set_path};\n{query}"
+
+    def _text(self, query) -> str:
+        if isinstance(query, sql.Composable):
+            return query.as_string(self)
+        return query.decode() if isinstance(query, bytes) else query
 
     def execute(self, query, vars=None):
-        return super().execute(self._with_path(query), vars)
+        return super().execute(self._with_path(query, interpolated=vars is not None), vars)
 
     def executemany(self, query, vars_list):
         # Every execution carries the path: in autocommit mode each is a transaction of its own.
-        path = self.wrapper.search_path_local() if self.wrapper is not None else None
-        if path is not None and not isinstance(query, str):
-            query = query.as_string(self) if isinstance(query, sql.Composable) else query.decode()
-        if path is not None and not _NO_TRANSACTION.match(query):
-            query = f"{path};\n{query}"
-            self.wrapper.transaction_search_path = path
+        vars_list = list(vars_list)
+        if self.wrapper is not None and vars_list:
+            path = self.wrapper.search_path_local()
+            query = self._text(query)
+            if not _NO_TRANSACTION.match(query):
+                query = f"{path.replace('%', '%%')};\n{query}"
+                self.wrapper.transaction_search_path = path
         return super().executemany(query, vars_list)
 
     def copy_expert(self, sql, file, size=8192):
-        return super().copy_expert(self._with_path(sql), file, size)
+        return super().copy_expert(self._with_path(sql, interpolated=False), file, size)
 
 
 class DatabaseWrapper(TenantDatabaseWrapper):
