@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -86,8 +87,6 @@ def _probe_remove(schemas: list[str]) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -212,7 +211,7 @@ def test_tenants_interleaved_on_pooled_connections_never_cross(pgbouncer, tmp_pa
     )
     _probe_install(schemas)
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed below
-    server, port = _gunicorn(env, log)
+    server, port = None, 0
     stop = threading.Event()
     poisoned = [0]
     peak = {"clients": 0, "servers": 0}
@@ -250,6 +249,7 @@ def test_tenants_interleaved_on_pooled_connections_never_cross(pgbouncer, tmp_pa
         return "graphql", code, status, _json(answer)
 
     try:
+        server, port = _gunicorn(env, log)
         assert _request(port, "GET", "/readyz", host="localhost")[0] == 200  # its check through PgBouncer
         with celery_worker(name="pgb", concurrency=2, extra_env=env):
             side = [threading.Thread(target=poison), threading.Thread(target=watch)]
@@ -276,8 +276,9 @@ def test_tenants_interleaved_on_pooled_connections_never_cross(pgbouncer, tmp_pa
                 thread.join(30)
     finally:
         stop.set()
-        server.terminate()
-        server.wait(30)
+        if server is not None:
+            server.terminate()
+            server.wait(30)
         log.close()
         stats = pgbouncer.admin("SHOW STATS")
         servers = pgbouncer.admin("SHOW SERVERS")
