@@ -62,7 +62,10 @@ class PgBouncer:
         return "\n".join(
             [
                 "[databases]",
-                f"* = host={self.server_host} port={self.server_port} user={self.server_user or self.user}",
+                # timezone: server connections in UTC, the time zone Django sets on every new connection
+                # otherwise (a SET, and a transaction through the pool, per request with CONN_MAX_AGE=0).
+                f"* = host={self.server_host} port={self.server_port} user={self.server_user or self.user}"
+                " timezone=UTC",
                 "[pgbouncer]",
                 "listen_addr = 127.0.0.1",
                 f"listen_port = {self.port}",
