@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -37,7 +38,7 @@ DAYS = [dt.date(2025, 3, 26) + dt.timedelta(days=n) for n in range(4)]
 
 
 @pytest.fixture
-def broker_machine(tmp_path):
+def broker_machine():
     if not embedded_redis.available():
         pytest.skip("redis-server is not installed")
     directory = Path("/tmp") / f"citycard-broker-{uuid.uuid4().hex[:8]}"  # a short Unix socket path
@@ -46,6 +47,7 @@ def broker_machine(tmp_path):
         yield url
     finally:
         embedded_redis.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _tasks_run(log: Path) -> Counter:
