@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-# The real smart-card stack (pcscd, vpcd, the card inserter), one session-wide for every directory.
-pytest_plugins = ["tests.pcsc"]
+# The real smart-card stack (pcscd, vpcd, the card inserter), one session-wide for every directory; PgBouncer
+# in front of the test database (tests/pgbouncer.py).
+pytest_plugins = ["tests.pcsc", "tests.pgbouncer"]
 
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "citycard" / "locale"
 

@@ -31,13 +31,12 @@ def database_status(*, timeout_s: float) -> str:
         params.pop("cursor_factory", None)
         # libpq counts connect_timeout in whole seconds (at least 2); the statement gets the rest.
         params["connect_timeout"] = max(2, math.ceil(timeout_s))
-        params["options"] = (
-            f"{params.get('options', '')} -c statement_timeout={int(timeout_s * 1000)}".strip()
-        )
         conn = psycopg2.connect(**params)
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT 1")
+                # LOCAL, in the statement's own transaction: a PgBouncer in transaction mode refuses a
+                # statement_timeout among the connection's options and would keep a session-level SET.
+                cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}; SELECT 1")
                 cur.fetchone()
         finally:
             conn.close()

@@ -207,7 +207,23 @@ else:
         "PORT": "",
         "EMBEDDED_PGDATA": str(DATA_DIR / "pg"),
     }
-_db.setdefault("CONN_MAX_AGE", int(os.environ.get("CITYCARD_CONN_MAX_AGE", "60")))
+# CITYCARD_DB_POOLING=transaction: DATABASE_URL names a PgBouncer in transaction mode (docs/scale-out.md,
+# "Connection pooling"). Nothing may then outlive a transaction on the server: the schema travels with each
+# transaction (citycard/platform/db/base.py), no server-side cursors (a WITH HOLD cursor outlives its
+# transaction), no prepared statements; the connection to PgBouncer is not kept between requests (it is
+# cheap, and a pooler restart then costs nothing), and checked before reuse when it is.
+DB_POOLING = os.environ.get("CITYCARD_DB_POOLING", "").strip().lower() or "off"
+if DB_POOLING not in {"off", "transaction"}:
+    _refuse(f"CITYCARD_DB_POOLING must be off or transaction, not {DB_POOLING!r}")
+if DB_POOLING == "transaction":
+    if not os.environ.get("DATABASE_URL"):
+        _refuse("CITYCARD_DB_POOLING=transaction needs DATABASE_URL naming the PgBouncer")
+    _db["TRANSACTION_POOLING"] = True
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db["CONN_HEALTH_CHECKS"] = True
+_db.setdefault(
+    "CONN_MAX_AGE", int(os.environ.get("CITYCARD_CONN_MAX_AGE", "0" if DB_POOLING == "transaction" else "60"))
+)
 _db.setdefault("TEST", {"NAME": "test_" + str(_db.get("NAME") or "citycard")})
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -340,7 +356,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 # Terminal batch ingestion (docs/ingestion.md).
 TERMINAL_BATCH_MAX_BYTES = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_BYTES", str(4 * 1024 * 1024)))
 TERMINAL_BATCH_MAX_TAPS = int(os.environ.get("CITYCARD_TERMINAL_BATCH_MAX_TAPS", "5000"))
-TERMINAL_PREPARED_STATEMENTS = os.environ.get("CITYCARD_TERMINAL_PREPARED_STATEMENTS", "on") != "off"
+# Server-side prepared statements of the upload (storage.py): a transaction-mode pooler keeps no session's.
+TERMINAL_PREPARED_STATEMENTS = (
+    os.environ.get("CITYCARD_TERMINAL_PREPARED_STATEMENTS", "off" if DB_POOLING == "transaction" else "on")
+    != "off"
+)
 TERMINAL_MAX_CLOCK_SKEW_S = int(os.environ.get("CITYCARD_TERMINAL_MAX_CLOCK_SKEW_S", "300"))
 # When the checks against stored data (TAC, card counters, hotlist, e-purse shadow, fare re-check) run:
 # "deferred" — the verification stage, after the upload answered (beat task every few seconds);

@@ -21,7 +21,12 @@ class Command(BaseCommand):
             self.stdout.write(f"data directory: {settings.DATA_DIR} ({settings.DATA_DIR_SOURCE})")
             if not pgdata:
                 where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"
-                self.stdout.write(f"database: {db['NAME']} on {where} (DATABASE_URL)")
+                pooled = (
+                    ", through a transaction pooler (CITYCARD_DB_POOLING)"
+                    if db.get("TRANSACTION_POOLING")
+                    else ""
+                )
+                self.stdout.write(f"database: {db['NAME']} on {where} (DATABASE_URL){pooled}")
                 return
         if not pgdata:
             if opts["action"] == "url":
