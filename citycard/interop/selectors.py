@@ -425,6 +425,52 @@ def bilateral_of(*, cycle_ids: Iterable[int]) -> QuerySet[BilateralPosition]:
     )
 
 
+# The matrix for the console: axes with their totals and the cells as heat map points, in one query. The
+# points (one per non-empty cell: 90,000 at 300 participants) are aggregated into JSON text by PostgreSQL
+# and handed to the page as they are, never turned into Python objects.
+_MATRIX_SQL = """
+WITH cells AS MATERIALIZED (
+    SELECT issuer, acquirer, records, amount_fen FROM interop_bilateralposition WHERE cycle_id = %(cycle)s
+), xs AS (
+    SELECT acquirer, sum(records) AS n, sum(amount_fen) AS fen, row_number() OVER (ORDER BY acquirer) - 1 AS x
+    FROM cells GROUP BY acquirer
+), ys AS (
+    SELECT issuer, sum(records) AS n, sum(amount_fen) AS fen, row_number() OVER (ORDER BY issuer) - 1 AS y
+    FROM cells GROUP BY issuer
+)
+SELECT (SELECT coalesce(json_agg(json_build_array(acquirer, n, fen) ORDER BY x), '[]') FROM xs),
+       (SELECT coalesce(json_agg(json_build_array(issuer, n, fen) ORDER BY y), '[]') FROM ys),
+       (SELECT coalesce(json_agg(json_build_array(xs.x, ys.y, c.amount_fen, c.records) ORDER BY ys.y, xs.x),
+                        '[]')::text
+        FROM cells c JOIN xs USING (acquirer) JOIN ys USING (issuer))
+"""
+
+
+def bilateral_matrix_points(*, cycle_id: int) -> dict[str, Any]:
+    """A cycle's bilateral matrix for drawing, one query whatever its size: ``acquirers`` and ``issuers``
+    (sorted, each ``(code, records, amount_fen)``: the column and row totals) and ``points_json``, the JSON
+    text of ``[[acquirer index, issuer index, amount_fen, records], …]``, one per non-empty cell, rows in
+    issuer order. Empty lists before netting."""
+    with connection.cursor() as cur:
+        cur.execute(_MATRIX_SQL, {"cycle": cycle_id})
+        acquirers, issuers, points = cur.fetchone()
+    return {
+        "acquirers": [(code, int(n), int(fen)) for code, n, fen in acquirers],
+        "issuers": [(code, int(n), int(fen)) for code, n, fen in issuers],
+        "points_json": points,
+    }
+
+
+def bilateral_largest(*, cycle_id: int, limit: int) -> list[BilateralPosition]:
+    """The ``limit`` largest cells of a cycle's bilateral matrix by gross amount (then issuer, acquirer):
+    the largest flows between two participants. One query (a top-N sort of the cells)."""
+    return list(
+        BilateralPosition.objects.filter(cycle_id=cycle_id).order_by("-amount_fen", "issuer", "acquirer")[
+            :limit
+        ]
+    )
+
+
 def net_positions_of(*, cycle_ids: Iterable[int]) -> QuerySet[NetPosition]:
     return NetPosition.objects.filter(cycle_id__in=list(cycle_ids)).order_by("cycle_id", "participant")
 

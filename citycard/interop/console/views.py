@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -24,6 +26,7 @@ from citycard.interop.console import clock
 from citycard.interop.console.grid import (
     CHECK_TEXT,
     day_board,
+    largest_payers_and_receivers,
     matrix_grid,
     positions_sum,
     record_rows,
@@ -40,6 +43,10 @@ from citycard.platform.scopes import PlatformScope, platform_scopes_of
 from citycard.terminal_kit.beijing import BEIJING
 
 RECORDS_SHOWN = 500
+# Up to this many participants the cycle page draws the bilateral matrix as a table as well as a heat map;
+# beyond (a national network: 300 × 299 cells) the heat map and the top-N lists only.
+MATRIX_TABLE_MAX_PARTICIPANTS = 30
+TOP_N = 10
 CHART_DAYS = (30, 90)
 
 # The one step each state leads to, with what the confirmation says.
@@ -231,7 +238,17 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
         for name in selectors.CYCLE_STEPS[1:]
     ]
     resumes = [entry for entry in audit if entry["step"] == "resumed"]
-    matrix = matrix_grid(selectors.bilateral_of(cycle_ids=ids))
+    drawn = selectors.bilateral_matrix_points(cycle_id=cycle.pk)
+    participants = len({c for c, _n, _f in drawn["acquirers"]} | {c for c, _n, _f in drawn["issuers"]})
+    # A small network's matrix is a table too (parsed from the heat map's points: at most 30 × 29 cells);
+    # a large one's is the heat map and the top-N lists only.
+    as_table = participants <= MATRIX_TABLE_MAX_PARTICIPANTS
+    matrix = matrix_grid(
+        acquirers=drawn["acquirers"],
+        issuers=drawn["issuers"],
+        points=json.loads(drawn["points_json"]) if as_table else None,
+    )
+    payers, receivers = largest_payers_and_receivers(positions, TOP_N)
     return _render(
         request,
         "cycle.html",
@@ -247,18 +264,22 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "all_records": sum(n for n, _amount in totals.values()),
             "all_fen": sum(amount for _n, amount in totals.values()),
             "matrix": matrix,
-            "heatmap": chart_specs.heatmap_chart(
-                columns=matrix.acquirers,
-                rows=matrix.issuers,
-                cells=[
-                    (cell.issuer, cell.acquirer, cell.amount_fen, cell.records)
-                    for _issuer, cells, _n, _fen in matrix.rows
-                    for cell in cells
-                    if cell is not None
-                ],
-                column_name=str(gettext_lazy("acquirer")),
-                row_name=str(gettext_lazy("issuer")),
-                records_label=str(gettext_lazy("records")),
+            "matrix_participants": participants,
+            "matrix_as_table": as_table,
+            "matrix_table_max": MATRIX_TABLE_MAX_PARTICIPANTS,
+            "top_n": TOP_N,
+            "largest_flows": selectors.bilateral_largest(cycle_id=cycle.pk, limit=TOP_N),
+            "largest_payers": payers,
+            "largest_receivers": receivers,
+            "heatmap_json": mark_safe(  # noqa: S308 — JSON escaped for a script element, points checked numeric
+                chart_specs.heatmap_chart_json(
+                    columns=matrix.acquirers,
+                    rows=matrix.issuers,
+                    points_json=drawn["points_json"],
+                    column_name=str(gettext_lazy("acquirer")),
+                    row_name=str(gettext_lazy("issuer")),
+                    records_label=str(gettext_lazy("records")),
+                )
             ),
             "positions": positions,
             "positions_sum": positions_sum(positions),
