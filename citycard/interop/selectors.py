@@ -265,16 +265,27 @@ def cycle_pairs(*, cycle_id: int) -> list[tuple[str, str]]:
         return cur.fetchall()
 
 
+_CYCLE_ISSUERS_PENDING_SQL = """
+WITH RECURSIVE issuers(issuer) AS (
+    (SELECT issuer FROM interop_clearingrecord WHERE cycle_id = %(cycle)s ORDER BY issuer LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.issuer FROM interop_clearingrecord r WHERE r.cycle_id = %(cycle)s AND r.issuer > issuers.issuer
+            ORDER BY r.issuer LIMIT 1)
+    FROM issuers WHERE issuers.issuer IS NOT NULL
+)
+SELECT issuer FROM issuers WHERE issuer IS NOT NULL AND EXISTS (
+    SELECT 1 FROM interop_clearingrecord r WHERE r.cycle_id = %(cycle)s AND r.issuer = issuers.issuer
+    AND r.status = 'pending')
+ORDER BY issuer
+"""
+
+
 def cycle_issuers_pending(*, cycle: ClearingCycle) -> list[str]:
-    """The issuers with records awaiting validation in the cycle, in code order (the cycle's issuers from
-    the index, then one probe each for a pending record)."""
-    issuers = sorted({issuer for issuer, _acquirer in cycle_pairs(cycle_id=cycle.pk)})
+    """The issuers with records awaiting validation in the cycle, in code order: one query, a loose walk
+    of the index over the issuers (a step each, not one per issuer × acquirer pair: 300, not 90,000, in a
+    national network), then one probe each for a pending record."""
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT i FROM unnest(%s::text[]) AS i WHERE EXISTS (SELECT 1 FROM interop_clearingrecord"
-            " WHERE cycle_id = %s AND issuer = i AND status = 'pending') ORDER BY i",
-            [issuers, cycle.pk],
-        )
+        cur.execute(_CYCLE_ISSUERS_PENDING_SQL, {"cycle": cycle.pk})
         return [row[0] for row in cur.fetchall()]
 
 
