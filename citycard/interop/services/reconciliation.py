@@ -25,7 +25,7 @@ from typing import Any
 from django.db import connection
 
 from citycard.interop.models import ClearingCycle, ReconciliationFile
-from citycard.interop.services.messages import message_deliver, message_handler
+from citycard.interop.services.messages import message_handler, messages_deliver
 from citycard.platform.envelopes import EnvelopeRefused, Opened
 from citycard.platform.models import Tenant
 
@@ -247,15 +247,15 @@ def reconciliation_files_send(*, cycle: ClearingCycle, now: dt.datetime, files_m
         manifests.append((message_id, recipients, manifest))
     # Stored in a few statements (a file is ~6× smaller than its text; 50 a statement keeps each small).
     ReconciliationFile.objects.bulk_create(files, batch_size=50)
-    for message_id, recipients, manifest in manifests:
-        for code in recipients:
-            message_deliver(
-                tenant_code=code,
-                kind="clearing.reconciliation",
-                message_id=message_id,
-                body=manifest,
-                now=now,
-            )
+    messages_deliver(
+        deliveries=[
+            (code, message_id, manifest)
+            for message_id, recipients, manifest in manifests
+            for code in recipients
+        ],
+        kind="clearing.reconciliation",
+        now=now,
+    )
 
 
 @message_handler("clearing.reconciliation")
