@@ -369,7 +369,7 @@ def _cycle_page(cycle, *, runs: int) -> None:
     from django.db import connection
     from django.test import Client
 
-    from citycard.interop.selectors import _MATRIX_SQL
+    from citycard.interop.selectors import MATRIX_LIVE_SQL
     from citycard.platform.models import Role, User
     from citycard.platform.services import user_create
 
@@ -391,7 +391,7 @@ def _cycle_page(cycle, *, runs: int) -> None:
         connection.set_schema_to_public()
         with connection.cursor() as cur:
             begun = time.perf_counter()
-            cur.execute(_MATRIX_SQL, {"cycle": cycle.pk})
+            cur.execute(MATRIX_LIVE_SQL, {"cycle": cycle.pk, "largest": 10})
             cur.fetchall()
             bare.append(time.perf_counter() - begun)
     ordered = sorted(served)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from typing import Any
 
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.models import CycleState, RecordKind, RecordStatus
@@ -196,5 +198,73 @@ def record_rows(records, *, cycle_state: str, record_base: str) -> str:
             )
             for r in records
             for status in (r.status_in(cycle_state),)
+        ),
+    )
+
+
+# The cycle page's per-participant tables (300 rows each in a national network), built like the records
+# list's rows: escaped and joined here, not rendered cell by cell by the template language.
+_POSITION_ROW = (
+    '<tr class="position" data-participant="{}" data-net="{}"><td>{}</td><td class="num">{}</td>'
+    '<td class="num">{}</td><td class="num">{}</td></tr>'
+)
+_INSTRUCTION_ROW = '<tr><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>'
+_FILE_ROW = (
+    '<tr><td>{}</td><td><span class="tag">{}</span></td><td><code class="digest" title="{}">{}…</code>'
+    ' <a class="download" href="{}{}.csv" download>{}</a></td><td>{}</td></tr>'
+)
+
+
+def _rows(template: str, rows) -> str:
+    """``format_html_join("\\n", template, rows)`` without its per-argument lazy wrappers (~4× faster over a
+    national network's 300-row tables): text escaped with ``html.escape``, safe HTML (``yuan``) kept."""
+    return mark_safe(
+        "\n".join(
+            template.format(*(a if isinstance(a, SafeString) else html_escape(str(a)) for a in row))
+            for row in rows
+        )
+    )
+
+
+def position_rows(positions) -> str:
+    return _rows(
+        _POSITION_ROW,
+        (
+            (
+                p.participant,
+                p.net_fen,
+                p.participant,
+                yuan(p.receivable_fen),
+                yuan(p.payable_fen),
+                yuan(p.net_fen),
+            )
+            for p in positions
+        ),
+    )
+
+
+def instruction_rows(instructions) -> str:
+    return _rows(
+        _INSTRUCTION_ROW,
+        ((i.payer, i.payee, yuan(i.amount_fen), i.value_date.isoformat()) for i in instructions),
+    )
+
+
+def file_rows(files, *, file_base: str, download: str) -> str:
+    """``file_base``: the files' URL up to the participant (``…/files/``)."""
+    return _rows(
+        _FILE_ROW,
+        (
+            (
+                f.participant,
+                f.state,
+                f.sha256,
+                f.sha256[:16],
+                file_base,
+                f.participant,
+                download,
+                beijing(f.answered_at),
+            )
+            for f in files
         ),
     )

@@ -269,6 +269,7 @@ def cycle_settle(
     if cycle.state != CycleState.NETTED:
         _refuse_step(cycle, "settlement", "netted")
     netting.settlement_instruct(cycle=cycle, now=now)
+    netting.matrix_picture_store(cycle=cycle)
     reconciliation.reconciliation_files_send(cycle=cycle, now=now, files_map=files_map)
     cycle.state, cycle.settled_at, cycle.progressed_at = CycleState.SETTLED, now, timezone.now()
     cycle.save(update_fields=["state", "settled_at", "progressed_at"])
