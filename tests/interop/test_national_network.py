@@ -21,6 +21,7 @@ from citycard.interop.models import (
     BilateralPosition,
     ClearingCycle,
     CycleState,
+    MatrixPicture,
     NetPosition,
     ReconciliationFile,
     SettlementInstruction,
@@ -43,7 +44,9 @@ def _participants(n: int) -> list[str]:
     return [f"city{i:03d}" for i in range(n)]
 
 
-def _cycle_of(day: dt.date, participants: list[str], *, seed: int) -> tuple[ClearingCycle, list[tuple]]:
+def _cycle_of(
+    day: dt.date, participants: list[str], *, seed: int, settle: bool = True
+) -> tuple[ClearingCycle, list[tuple]]:
     """A validated cycle where every participant acquires for most others: 1–3 records a pair, a few pairs
     skipped, ~2% rejected by their issuer. Returns the cycle and its records (acquirer, issuer, amount,
     rejected)."""
@@ -84,8 +87,9 @@ def _cycle_of(day: dt.date, participants: list[str], *, seed: int) -> tuple[Clea
     # Validated (validation itself is per issuer, exercised elsewhere): the rest read valid.
     ClearingCycle.objects.filter(pk=cycle.pk).update(state=CycleState.VALIDATED)
     now = at(day + dt.timedelta(days=1), 6)
-    cycle_net(cycle=cycle, now=now)
-    cycle = cycle_settle(cycle=cycle, now=now)
+    cycle = cycle_net(cycle=cycle, now=now)
+    if settle:
+        cycle = cycle_settle(cycle=cycle, now=now)
     return cycle, items
 
 
@@ -152,7 +156,7 @@ def test_a_large_networks_cycle_page_is_a_heat_map_with_top_lists_in_the_same_qu
     large, _ = _cycle_of(DAY, _participants(40), seed=40)
     small_html, small_queries = _page(clerk, SMALL_DAY)
     large_html, large_queries = _page(clerk, DAY)
-    assert small_queries == large_queries == 15
+    assert small_queries == large_queries == 13
     cell = r'class="num cell" data-issuer="(\w+)" data-acquirer="(\w+)" data-fen="(-?\d+)"'
     # Ten participants: the table and the heat map; forty: no table of 1,500 cells, the heat map only.
     assert len(re.findall(cell, small_html)) == BilateralPosition.objects.filter(cycle=small).count()
@@ -196,3 +200,35 @@ def test_a_large_networks_cycle_page_is_a_heat_map_with_top_lists_in_the_same_qu
     total = sum(b.amount_fen for b in stored)
     assert f'id="matrix-total" data-fen="{total}"' in large_html
     assert 'id="net-sum" data-fen="0"' in large_html
+
+
+def _heat(html: str) -> dict:
+    return json.loads(
+        re.search(r'<script id="heatmap-data" type="application/json">(.*?)</script>', html, re.S).group(1)
+    )
+
+
+def test_settlement_stores_the_picture_the_page_drew_live_while_the_cycle_was_only_netted(yrd_transit, clerk):
+    cycle, _items = _cycle_of(DAY, _participants(35), seed=35, settle=False)
+    live_html, live_queries = _page(clerk, DAY)
+    assert not MatrixPicture.objects.filter(cycle=cycle).exists()
+    cycle_settle(cycle=cycle, now=at(DAY + dt.timedelta(days=1), 6))
+    stored_html, stored_queries = _page(clerk, DAY)
+    picture = MatrixPicture.objects.get(cycle=cycle)
+    # Netted only: the matrix aggregated live; settled: read. The same query either way.
+    assert live_queries == stored_queries == 13
+    live, stored = _heat(live_html), _heat(stored_html)
+    assert {k: v for k, v in live.items() if k != "data"} == {k: v for k, v in stored.items() if k != "data"}
+    assert (
+        sorted(map(tuple, live["data"]))
+        == sorted(map(tuple, stored["data"]))
+        == sorted(map(tuple, json.loads(picture.points_json)))
+    )
+    assert [c["amount_fen"] for c in picture.largest] == list(
+        BilateralPosition.objects.filter(cycle=cycle)
+        .order_by("-amount_fen", "issuer", "acquirer")
+        .values_list("amount_fen", flat=True)[:10]
+    )
+    for html in (live_html, stored_html):
+        total = sum(BilateralPosition.objects.filter(cycle=cycle).values_list("amount_fen", flat=True))
+        assert f'id="matrix-total" data-fen="{total}"' in html
