@@ -73,6 +73,7 @@ def child(args) -> None:
     from django.test import Client
 
     from citycard.interop import services as interop
+    from citycard.interop.models import ClearingCycle
     from citycard.platform.models import Role, Tenant, User
     from citycard.platform.services import user_create
 
@@ -82,14 +83,17 @@ def child(args) -> None:
     start = time.perf_counter()
     if args.reuse:  # the database of the last run, its cycle settled: only the pages are measured again
         tenants = list(Tenant.objects.exclude(schema_name="public").order_by("division_code"))
-        cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+        network = ClearingCycle.objects.filter(business_date=day).values_list(
+            "agreement__network__code", flat=True
+        )[0]
+        cycle = interop.cycle_get(network_code=network, service="transit", business_date=day)
         assert cycle.state == "settled", "--reuse needs the settled cycle of an earlier run"
         User.objects.filter(username__startswith="bench-").delete()
     else:
-        tenants, _sealing = _sibling("clearing").populate(args)
+        tenants, _sealing, network = _sibling("clearing").populate(args)
         pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker_init)
         pool.starmap(_collect, [(tenant.code, now) for tenant in tenants])
-        cycle = interop.cycle_get(network_code="yrd", service="transit", business_date=day)
+        cycle = interop.cycle_get(network_code=network, service="transit", business_date=day)
         for step in (
             interop.cycle_close,
             functools.partial(
@@ -123,7 +127,7 @@ def child(args) -> None:
         cur.execute("SELECT record_id FROM interop_clearingrecord WHERE cycle_id = %s LIMIT 1", [cycle.pk])
         (one,) = cur.fetchone()
     print(
-        f"{records:,} records in yrd-transit-{day}"
+        f"{records:,} records in {cycle.label}"
         + ("" if args.reuse else f", cleared in {time.perf_counter() - start:.1f} s")
     )
 
@@ -138,7 +142,7 @@ def child(args) -> None:
             username="bench-admin", role=Role.CITY_ADMIN, tenant_code=city.code, password="a-long-password"
         )
     )
-    cycle_url = f"/console/cycles/yrd/transit/{day}/"
+    cycle_url = f"/console/cycles/{network}/transit/{day}/"
     cell = f"issuer={issuer}&acquirer={acquirer}&status=valid"
     ids = [cycle.pk]
     pages = [
@@ -355,7 +359,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000, help="records in the cycle (default 1M)")
-    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--participants", "--tenants", dest="participants", type=int, default=20)
     parser.add_argument("--cards", type=int, default=2000)
     parser.add_argument(
         "--workers", type=int, default=2, help="processes collecting and validating (default 2)"

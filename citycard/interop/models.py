@@ -445,6 +445,37 @@ class BilateralPosition(models.Model):
         ]
 
 
+class MatrixPicture(models.Model):
+    """A settled cycle's bilateral matrix as the console draws it (矩阵热力图): the axes with their totals and
+    the heat map's points as JSON text, written once at settlement from the matrix (which never changes
+    after netting), so a 300-participant cycle's page reads one row rather than aggregating 89,700 cells at
+    every view (``selectors.bilateral_matrix_points``)."""
+
+    cycle = models.OneToOneField(
+        ClearingCycle,
+        on_delete=models.PROTECT,
+        primary_key=True,
+        related_name="matrix_picture",
+        verbose_name=_("cycle"),
+    )
+    acquirers = models.JSONField(
+        help_text=_("[code, records, amount_fen] by code."), verbose_name=_("acquirers")
+    )
+    issuers = models.JSONField(help_text=_("[code, records, amount_fen] by code."), verbose_name=_("issuers"))
+    points_json = models.TextField(
+        help_text=_("[[acquirer index, issuer index, amount_fen, records], …] as JSON text."),
+        verbose_name=_("heat map points"),
+    )
+    largest = models.JSONField(
+        help_text=_("The largest cells by amount: [{issuer, acquirer, records, amount_fen}, …]."),
+        verbose_name=_("largest flows"),
+    )
+
+    class Meta:
+        verbose_name = _("matrix picture")
+        verbose_name_plural = _("matrix pictures")
+
+
 class NetPosition(models.Model):
     """A participant's multilateral net position in a cycle (多边净额); Σ net = 0 per cycle, checked by a
     deferred constraint trigger."""

@@ -182,6 +182,12 @@ def _current(tenant: Tenant, purpose: str) -> TenantKey:
     return key
 
 
+def tenant_signing_key(*, tenant: Tenant) -> TenantKey:
+    """The tenant's current signing key row, for a caller that seals many envelopes
+    (``envelopes.envelope_seal(key=…)``) and reads it once."""
+    return _current(tenant, KeyPurpose.SIGNING)
+
+
 @transaction.atomic
 def tenant_key_rotate(
     *, tenant: Tenant, purpose: str, overlap: dt.timedelta = DEFAULT_OVERLAP, actor: str = "system"

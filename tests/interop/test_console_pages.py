@@ -112,7 +112,7 @@ def _fen_attrs(html: str, cls: str) -> list[int]:
 def test_cycle_page_shows_the_matrix_net_positions_and_their_zero_sum_as_the_database_holds_them(
     cycles, clerk, fixed_now, django_assert_num_queries
 ):
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         response = clerk.get(CYCLE_URL, **HOST)
     assert response.status_code == 200
     html = response.content.decode()
@@ -146,7 +146,7 @@ def test_a_cycle_page_costs_the_same_queries_with_more_issuers(
     yrd_transit, send, collect, clerk, fixed_now, django_assert_num_queries
 ):
     clear(send, collect, DAY, day_records(DAY, 1), now=SETTLE_AT)  # two issuers
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         assert clerk.get(CYCLE_URL, **HOST).status_code == 200
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -24,7 +26,11 @@ from citycard.interop.console import clock
 from citycard.interop.console.grid import (
     CHECK_TEXT,
     day_board,
+    file_rows,
+    instruction_rows,
+    largest_payers_and_receivers,
     matrix_grid,
+    position_rows,
     positions_sum,
     record_rows,
     state_label,
@@ -40,6 +46,10 @@ from citycard.platform.scopes import PlatformScope, platform_scopes_of
 from citycard.terminal_kit.beijing import BEIJING
 
 RECORDS_SHOWN = 500
+# Up to this many participants the cycle page draws the bilateral matrix as a table as well as a heat map;
+# beyond (a national network: 300 × 299 cells) the heat map and the top-N lists only.
+MATRIX_TABLE_MAX_PARTICIPANTS = 30
+TOP_N = selectors.MATRIX_LARGEST
 CHART_DAYS = (30, 90)
 
 # The one step each state leads to, with what the confirmation says.
@@ -130,6 +140,20 @@ def cycle_url(cycle: ClearingCycle, suffix: str = "") -> str:
     )
 
 
+def _files_base(cycle: ClearingCycle) -> str:
+    """The reconciliation files' URL up to the participant (``…/files/``), reversed once for every row."""
+    url = reverse(
+        "console:reconciliation_file",
+        kwargs={
+            "network": cycle.agreement.network.code,
+            "service": cycle.agreement.service,
+            "day": cycle.business_date.isoformat(),
+            "participant": "p",
+        },
+    )
+    return url[: -len("p.csv")]
+
+
 def _render(request, template: str, context: dict) -> HttpResponse:
     return render(request, f"console/{template}", {"can_manage": can_manage(request), **context})
 
@@ -206,12 +230,24 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
     """清算周期 Cycle: totals, the matrix, net positions (Σ = 0), instructions, files, steps, checks."""
     cycle = _cycle(network, service, day)
     ids = [cycle.pk]
-    totals = selectors.cycle_record_totals_of(cycles=[cycle])[cycle.pk]
     positions = list(selectors.net_positions_of(cycle_ids=ids))
-    exceptions: dict[str, tuple[int, int]] = {}
-    for row in selectors.exception_summary(cycle_ids=ids):
-        n, amount = exceptions.get(row["reason"], (0, 0))
-        exceptions[row["reason"]] = (n + row["records"], amount + row["amount_fen"])
+    exceptions = {
+        reason: (n, amount) for reason, n, amount in selectors.exceptions_by_reason(cycle_id=cycle.pk)
+    }
+    drawn = selectors.bilateral_matrix_points(cycle_id=cycle.pk)
+    if cycle.state in selectors.NETTED_STATES:
+        # A netted cycle's valid records are its matrix (the issuers' row totals), its rejected ones the
+        # exceptions: no third aggregate (cycle_record_totals_of reads the same figures).
+        totals = {
+            "valid": (sum(n for _c, n, _f in drawn["issuers"]), sum(f for _c, _n, f in drawn["issuers"]))
+        }
+        if exceptions:
+            totals["rejected"] = (
+                sum(n for n, _a in exceptions.values()),
+                sum(a for _n, a in exceptions.values()),
+            )
+    else:
+        totals = selectors.cycle_record_totals_of(cycles=[cycle])[cycle.pk]
     # Issuers that ran the same checks share a row (usually all of them).
     by_checks: dict[tuple[str, ...], list[str]] = {}
     for issuer, names in sorted((cycle.validation_checks or {}).items()):
@@ -231,7 +267,18 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
         for name in selectors.CYCLE_STEPS[1:]
     ]
     resumes = [entry for entry in audit if entry["step"] == "resumed"]
-    matrix = matrix_grid(selectors.bilateral_of(cycle_ids=ids))
+    participants = len({c for c, _n, _f in drawn["acquirers"]} | {c for c, _n, _f in drawn["issuers"]})
+    # A small network's matrix is a table too (parsed from the heat map's points: at most 30 × 29 cells);
+    # a large one's is the heat map and the top-N lists only.
+    as_table = participants <= MATRIX_TABLE_MAX_PARTICIPANTS
+    matrix = matrix_grid(
+        acquirers=drawn["acquirers"],
+        issuers=drawn["issuers"],
+        points=json.loads(drawn["points_json"]) if as_table else None,
+    )
+    payers, receivers = largest_payers_and_receivers(positions, TOP_N)
+    instructions = list(selectors.instructions_of(cycle_ids=ids))
+    files = list(selectors.reconciliation_files_of(cycle_ids=ids))
     return _render(
         request,
         "cycle.html",
@@ -247,23 +294,31 @@ def cycle_page(request: HttpRequest, network: str, service: str, day: str) -> Ht
             "all_records": sum(n for n, _amount in totals.values()),
             "all_fen": sum(amount for _n, amount in totals.values()),
             "matrix": matrix,
-            "heatmap": chart_specs.heatmap_chart(
-                columns=matrix.acquirers,
-                rows=matrix.issuers,
-                cells=[
-                    (cell.issuer, cell.acquirer, cell.amount_fen, cell.records)
-                    for _issuer, cells, _n, _fen in matrix.rows
-                    for cell in cells
-                    if cell is not None
-                ],
-                column_name=str(gettext_lazy("acquirer")),
-                row_name=str(gettext_lazy("issuer")),
-                records_label=str(gettext_lazy("records")),
+            "matrix_participants": participants,
+            "matrix_as_table": as_table,
+            "matrix_table_max": MATRIX_TABLE_MAX_PARTICIPANTS,
+            "top_n": TOP_N,
+            "largest_flows": drawn["largest"][:TOP_N],
+            "largest_payers": payers,
+            "largest_receivers": receivers,
+            # JSON escaped for a script element as json_script does, the points checked to be numbers.
+            "heatmap_json": mark_safe(
+                chart_specs.heatmap_chart_json(
+                    columns=matrix.acquirers,
+                    rows=matrix.issuers,
+                    points_json=drawn["points_json"],
+                    column_name=str(gettext_lazy("acquirer")),
+                    row_name=str(gettext_lazy("issuer")),
+                    records_label=str(gettext_lazy("records")),
+                )
             ),
             "positions": positions,
+            "position_rows": position_rows(positions),
             "positions_sum": positions_sum(positions),
-            "instructions": list(selectors.instructions_of(cycle_ids=ids)),
-            "files": list(selectors.reconciliation_files_of(cycle_ids=ids)),
+            "instructions": instructions,
+            "instruction_rows": instruction_rows(instructions),
+            "files": files,
+            "file_rows": file_rows(files, file_base=_files_base(cycle), download=_("download")),
             "steps": steps,
             "resumes": resumes,
             "checks": checks,

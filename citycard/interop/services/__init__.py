@@ -7,7 +7,7 @@ module              services
 ==================  ======================================================================================
 ``agreements``      ``agreement_set``, ``agreement_version_add``
 ``messages``        ``message_receive``, ``message_deliver``, ``outbox_collect``, ``outboxes_collect``,
-                    ``message_handler`` (how a topic takes a message kind)
+                    ``messages_deliver`` (many of a kind), ``message_handler`` (how a topic takes a kind)
 ``records``         the ``clearing.records`` (taps) and ``medical.claim`` messages; ``records_insert``
 ``cycles``          ``cycle_get_or_create``, ``cycle_open_from``, ``cycle_close``, ``cycle_validate``,
                     ``cycle_net``, ``cycle_settle``, ``cycle_run``, ``cycles_resume_claim``,

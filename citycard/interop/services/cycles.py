@@ -29,7 +29,7 @@ from django.utils.translation import gettext
 from citycard.interop.models import ClearingCycle, CyclePeriod, CycleState, IssuerValidation, RoamingAgreement
 from citycard.interop.selectors import agreement_get, cycle_issuers_pending
 from citycard.interop.services import netting, reconciliation, validation
-from citycard.interop.services.messages import message_deliver
+from citycard.interop.services.messages import messages_deliver
 from citycard.interop.terms import agreement_next_date, cycle_window
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict
@@ -197,14 +197,18 @@ def cycle_validate(
             exceptions[acquirer].append({**item, "issuer": issuer_code, "amount_fen": amount})
     # Only the rejections are written: the records left pending are valid once the cycle is validated
     # (models.record_status), so no row of a million-record cycle is rewritten here.
-    for acquirer in sorted(exceptions):
-        message_deliver(
-            tenant_code=acquirer,
-            kind="clearing.exceptions",
-            message_id=f"exc-{label}-{acquirer}",
-            body={"cycle": label, "exceptions": sorted(exceptions[acquirer], key=lambda e: e["record_id"])},
-            now=now,
-        )
+    messages_deliver(
+        deliveries=[
+            (
+                acquirer,
+                f"exc-{label}-{acquirer}",
+                {"cycle": label, "exceptions": sorted(exceptions[acquirer], key=lambda e: e["record_id"])},
+            )
+            for acquirer in sorted(exceptions)
+        ],
+        kind="clearing.exceptions",
+        now=now,
+    )
     cycle.state, cycle.validated_at, cycle.validation_checks = CycleState.VALIDATED, now, checks
     cycle.progressed_at = timezone.now()
     cycle.save(update_fields=["state", "validated_at", "validation_checks", "progressed_at"])
@@ -265,6 +269,7 @@ def cycle_settle(
     if cycle.state != CycleState.NETTED:
         _refuse_step(cycle, "settlement", "netted")
     netting.settlement_instruct(cycle=cycle, now=now)
+    netting.matrix_picture_store(cycle=cycle)
     reconciliation.reconciliation_files_send(cycle=cycle, now=now, files_map=files_map)
     cycle.state, cycle.settled_at, cycle.progressed_at = CycleState.SETTLED, now, timezone.now()
     cycle.save(update_fields=["state", "settled_at", "progressed_at"])

@@ -26,6 +26,7 @@ from django_tenants.utils import tenant_context
 from citycard.interop.models import MessageRefusal, ReceivedMessage, SeenNonce
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
+from citycard.platform.keys import tenant_signing_key
 from citycard.platform.models import Tenant
 from citycard.tenants.exchange import selectors as exchange_selectors
 from citycard.tenants.exchange import services as exchange
@@ -155,9 +156,31 @@ def message_deliver(
 ) -> None:
     """Seal ``body`` as the platform and put it in the tenant's inbox (run in its schema). Called inside the
     caller's transaction: the delivery commits with what it announces."""
+    messages_deliver(deliveries=[(tenant_code, message_id, body)], kind=kind, now=now)
+
+
+def messages_deliver(
+    *, deliveries: list[tuple[str, str, dict[str, Any]]], kind: str, now: dt.datetime
+) -> None:
+    """``message_deliver`` of many messages of one kind, each ``(tenant code, message id, body)``: the
+    platform, its signing key and the recipients read once (a national network's step delivers ~300 a
+    kind), each message sealed and put in its recipient's inbox in its schema, in the given order."""
+    if not deliveries:
+        return
     platform = Tenant.objects.get(schema_name="public")
-    document = envelope_seal(
-        sender=platform, recipient=tenant_code, kind=kind, message_id=message_id, body=body, now=now
-    )
-    with tenant_context(Tenant.objects.get(code=tenant_code)):
-        exchange.inbox_deliver(document=document, now=now)
+    key = tenant_signing_key(tenant=platform)
+    recipients = {t.code: t for t in Tenant.objects.filter(code__in={code for code, _m, _b in deliveries})}
+    for tenant_code, message_id, body in deliveries:
+        document = envelope_seal(
+            sender=platform,
+            recipient=tenant_code,
+            kind=kind,
+            message_id=message_id,
+            body=body,
+            now=now,
+            key=key,
+        )
+        if tenant_code not in recipients:
+            raise Tenant.DoesNotExist(f"no tenant {tenant_code!r} to deliver {message_id} to")
+        with tenant_context(recipients[tenant_code]):
+            exchange.inbox_deliver(document=document, now=now)

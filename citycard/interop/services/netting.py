@@ -5,6 +5,7 @@
   records), the multilateral net positions (Σ = 0, held by a deferred trigger) and their ledger journal.
 * ``settlement_instruct`` — the settlement instructions through the network's settlement account on the
   value date, and their ledger journal (every journal balances: a deferred constraint).
+* ``matrix_picture_store`` — the matrix as the console draws it, stored once at settlement.
 
 Reading the results: ``selectors.bilateral_matrix``, ``net_positions``, ``settlement_instructions``.
 """
@@ -23,6 +24,7 @@ from citycard.interop.models import (
     Posting,
     SettlementInstruction,
 )
+from citycard.interop.selectors import MATRIX_LARGEST, MATRIX_LIVE_SQL
 from citycard.interop.terms import agreement_next_date
 
 # The cycle is validated (netting refuses it otherwise), so every record not rejected is valid. The
@@ -140,3 +142,15 @@ def settlement_instruct(*, cycle: ClearingCycle, now: dt.datetime) -> None:
             postings.append(Posting(journal=journal, account=f"settlement:{account}", amount_fen=-p.net_fen))
     Posting.objects.bulk_create(postings)
     _ledger_check()
+
+
+def matrix_picture_store(*, cycle: ClearingCycle) -> None:
+    """Store the settled cycle's matrix as the console draws it (``MatrixPicture``): one statement, the
+    aggregate never leaving PostgreSQL. The matrix is append-only, so the picture stays true."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO interop_matrixpicture (cycle_id, acquirers, issuers, points_json, largest)"
+            f" SELECT %(cycle)s, a::jsonb, i::jsonb, p, l::jsonb FROM ({MATRIX_LIVE_SQL}) AS live(a, i, p, l)"
+            " ON CONFLICT (cycle_id) DO NOTHING",
+            {"cycle": cycle.pk, "largest": MATRIX_LARGEST},
+        )

@@ -45,6 +45,11 @@ def fen(value: int) -> str:
     return f"{value / 100:,.2f}" if abs(value) < 10**15 else str(value)
 
 
+# As the console's cycle page (citycard/interop/console/views.py): the whole matrix up to 30 participants.
+MATRIX_TABLE_MAX_PARTICIPANTS = 30
+TOP_N = 10
+
+
 def print_cycle(console: Console, cycle) -> None:
     summary = selectors.cycle_summary(cycle=cycle)
     console.print(f"[bold]{summary['cycle']}[/bold]: {summary['state']}")
@@ -58,8 +63,19 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(
             "Exceptions: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected_by_reason"].items()))
         )
-    if summary["matrix"]:
-        matrix = Table(title="Bilateral matrix (issuer owes acquirer)")
+    cells = summary["matrix"]
+    participants = len({c["issuer"] for c in cells} | {c["acquirer"] for c in cells})
+    if participants > MATRIX_TABLE_MAX_PARTICIPANTS:
+        # A national network's 89,700 cells are no table to read: the largest flows, as on the console.
+        cells = sorted(cells, key=lambda c: (-c["amount_fen"], c["issuer"], c["acquirer"]))[:TOP_N]
+    if cells:
+        title = "Bilateral matrix (issuer owes acquirer)"
+        if len(cells) < len(summary["matrix"]):
+            title = (
+                f"The {len(cells)} largest of {len(summary['matrix']):,} bilateral cells, {participants}"
+                " participants (issuer owes acquirer; --json for all)"
+            )
+        matrix = Table(title=title)
         for col in (
             "issuer",
             "acquirer",
@@ -70,7 +86,7 @@ def print_cycle(console: Console, cycle) -> None:
             "acquirer due (yuan)",
         ):
             matrix.add_column(col, justify="right")
-        for row in summary["matrix"]:
+        for row in cells:
             matrix.add_row(
                 row["issuer"],
                 row["acquirer"],

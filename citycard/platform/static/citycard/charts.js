@@ -65,8 +65,11 @@
   }
 
   function heatmapOption(spec) {
-    var values = spec.data.map(function (d) { return d[2]; });
-    var max = values.length ? Math.max.apply(null, values) : 0;
+    // A national network's matrix has ~90,000 points: no spread into Math.max's arguments, axis labels
+    // thinned, sliders to zoom into a block of issuers and acquirers, drawn progressively.
+    var max = 0;
+    for (var i = 0; i < spec.data.length; i++) { if (spec.data[i][2] > max) { max = spec.data[i][2]; } }
+    var large = spec.x.length > 30 || spec.y.length > 30;
     return {
       animation: false,
       tooltip: {
@@ -76,17 +79,21 @@
             show("count", d[3]) + " " + (spec.records_label || "");
         }
       },
-      grid: {left: 100, right: 110, top: 30, bottom: 50},
+      grid: {left: 100, right: large ? 150 : 110, top: 30, bottom: large ? 80 : 50},
       xAxis: {type: "category", data: spec.x, name: spec.x_name, nameLocation: "middle", nameGap: 30,
-              splitArea: {show: true}},
+              splitArea: {show: !large}, axisLabel: {interval: large ? "auto" : 0, rotate: large ? 90 : 0}},
       // Issuers top to bottom in the grid's order, as in the matrix table above.
-      yAxis: {type: "category", data: spec.y, name: spec.y_name, inverse: true, splitArea: {show: true}},
+      yAxis: {type: "category", data: spec.y, name: spec.y_name, inverse: true, splitArea: {show: !large},
+              axisLabel: {interval: large ? "auto" : 0}},
+      dataZoom: large ? [{type: "slider", xAxisIndex: 0, bottom: 5}, {type: "slider", yAxisIndex: 0, right: 90},
+                         {type: "inside", xAxisIndex: 0}, {type: "inside", yAxisIndex: 0}] : [],
       // Coloured by the amount (the third value of a point; the fourth is the records).
       visualMap: {min: 0, max: Math.max(max, 1), dimension: 2, calculable: true, orient: "vertical", right: 0,
                   top: "middle", inRange: {color: ["#eef4ff", "#7aa7e6", "#1d4e9e"]},
                   formatter: function (v) { return show("fen", v, true); }},
-      series: [{type: "heatmap", data: spec.data, label: {show: spec.data.length <= 64,
-                formatter: function (item) { return show("fen", item.data[2]); }}}]
+      series: [{type: "heatmap", data: spec.data, progressive: large ? 10000 : 400,
+                label: {show: spec.data.length <= 64,
+                        formatter: function (item) { return show("fen", item.data[2]); }}}]
     };
   }
 
