@@ -9,6 +9,9 @@ class MerchantsConfig(AppConfig):
     label = "merchants"
     verbose_name = _("Merchants")
 
+    demo_step = "citycard.tenants.merchants.demo.demo_step"
+    demo_order = 70  # after the terminals' step (the POS shares its demo keys and queues)
+
     role_permissions = {
         "city_admin": {
             "merchants.merchant": {"view", "add", "change"},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import defaultdict
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.tenants.accounts.models import AccountKind, LedgerAccount, PostingKind
+from citycard.tenants.accounts.models import AccountKind, LedgerAccount, Leg, Posting, PostingKind
 from citycard.tenants.accounts.services import (
     account_pay,
     holder_account,
@@ -545,11 +546,132 @@ def _settlement_close(
 
 
 def merchants_settle_day(*, day: dt.date, actor: str) -> list[Settlement]:
-    """Book the uploaded taps, then settle every merchant for ``day`` (each merchant its own transaction,
-    so one merchant's refusal holds back no other). Every merchant not closed is settled; one with nothing
-    to settle gets a settlement of zero (no posting): its statement says so."""
+    """Book the uploaded taps, then settle every merchant not closed for ``day`` at once (日结算批处理),
+    as ``merchant_settle`` would one by one, in a fixed number of statements whatever the number of
+    merchants and payments: the settlements inserted from the merchant table, the payments and refunds
+    joined to them by two UPDATEs, their totals by two GROUP BYs, the fees with ``bps_of``, one posting per
+    merchant with something to pay (bulk), every payable balance moved by one UPDATE. A merchant settled
+    for the day already keeps its settlement; one with nothing to settle gets a settlement of zero (no
+    posting): its statement says so. Returns the day's settlements by merchant code."""
     merchant_taps_book(actor=actor)
-    codes = Merchant.objects.exclude(state=MerchantState.CLOSED).values_list("code", flat=True)
-    return [merchant_settle(merchant_code=code, day=day, actor=actor) for code in codes.order_by("code")]
+    _settle_all(day=day, actor=actor)
+    return list(Settlement.objects.filter(day=day).select_related("merchant", "posting").order_by("merchant__code"))
 
 
+@transaction.atomic
+def _settle_all(*, day: dt.date, actor: str) -> None:
+    if day >= timezone.now().astimezone(BEIJING).date():
+        raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
+    now = timezone.now()
+    with connection.cursor() as cur:
+        # The merchants' rows locked in one order (as merchant_settle locks one): no payment or refund of
+        # theirs is settled twice by a concurrent run.
+        cur.execute("SELECT id FROM merchants_merchant WHERE state <> 'closed' ORDER BY id FOR UPDATE")
+        cur.execute(
+            "INSERT INTO merchants_settlement (merchant_id, day, payments, refunds, gross_fen, refunds_fen,"
+            " fee_bps, fee_fen, net_fen, settled_at, actor)"
+            " SELECT m.id, %(day)s, 0, 0, 0, 0, m.fee_bps, 0, 0, %(now)s, %(actor)s FROM merchants_merchant m"
+            " WHERE m.state <> 'closed' AND NOT EXISTS"
+            " (SELECT 1 FROM merchants_settlement s WHERE s.merchant_id = m.id AND s.day = %(day)s)"
+            " RETURNING id, merchant_id, fee_bps",
+            {"day": day, "now": now, "actor": actor},
+        )
+        new = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+        if not new:
+            return
+        ids = sorted(new)
+        cur.execute(
+            "UPDATE merchants_payment p SET settlement_id = s.id FROM merchants_settlement s"
+            " WHERE s.id = ANY(%(ids)s) AND p.merchant_id = s.merchant_id AND p.settlement_id IS NULL"
+            " AND p.day <= %(day)s",
+            {"ids": ids, "day": day},
+        )
+        cur.execute(
+            "UPDATE merchants_refund r SET settlement_id = s.id FROM merchants_payment p, merchants_settlement s"
+            " WHERE s.id = ANY(%(ids)s) AND r.payment_id = p.id AND p.merchant_id = s.merchant_id"
+            " AND r.settlement_id IS NULL AND r.day <= %(day)s",
+            {"ids": ids, "day": day},
+        )
+        cur.execute(
+            "SELECT settlement_id, count(*), sum(amount_fen) FROM merchants_payment"
+            " WHERE settlement_id = ANY(%s) GROUP BY settlement_id",
+            [ids],
+        )
+        paid = {r[0]: (r[1], int(r[2])) for r in cur.fetchall()}
+        cur.execute(
+            "SELECT settlement_id, count(*), sum(amount_fen) FROM merchants_refund"
+            " WHERE settlement_id = ANY(%s) GROUP BY settlement_id",
+            [ids],
+        )
+        refunded = {r[0]: (r[1], int(r[2])) for r in cur.fetchall()}
+    payables = dict(Merchant.objects.filter(pk__in={m for m, _ in new.values()}).values_list("pk", "payable_id"))
+    codes = dict(Merchant.objects.filter(pk__in=payables).values_list("pk", "code"))
+    fee_income = ledger_account_external(code=FEE_INCOME, kind=AccountKind.FEE_INCOME)
+    clearing = ledger_account_external(code=SETTLEMENT_CLEARING, kind=AccountKind.SETTLEMENT)
+    rows = []  # settlement id, payments, refunds, gross, refunded, fee, net
+    postings: list[tuple[int, Posting, list[tuple[int, int]]]] = []
+    for sid in ids:
+        merchant_id, bps = new[sid]
+        n_pay, gross = paid.get(sid, (0, 0))
+        n_ref, back = refunded.get(sid, (0, 0))
+        takings = gross - back
+        fee = bps_of(takings, bps)
+        rows.append((sid, n_pay, n_ref, gross, back, fee, takings - fee))
+        legs = [(payables[merchant_id], -takings), (fee_income.pk, fee), (clearing.pk, takings - fee)]
+        legs = [(account, amount) for account, amount in legs if amount != 0]
+        if legs:
+            posting = Posting(
+                kind=PostingKind.SETTLEMENT,
+                idempotency_key=f"merchant-settle:{codes[merchant_id]}:{day.isoformat()}",
+                at=now,
+                amount_fen=sum(a for _, a in legs if a > 0),
+                memo=f"{codes[merchant_id]} settlement {day}",
+                actor=actor,
+            )
+            postings.append((sid, posting, legs))
+    Posting.objects.bulk_create([p for _, p, _ in postings])
+    Leg.objects.bulk_create(
+        Leg(posting_id=p.pk, account_id=account, amount_fen=amount) for _, p, legs in postings for account, amount in legs
+    )
+    moves: dict[int, int] = defaultdict(int)
+    for _, _, legs in postings:
+        for account, amount in legs:
+            moves[account] += amount
+    posting_of = {sid: p.pk for sid, p, _ in postings}
+    with connection.cursor() as cur:
+        accounts_moved = sorted(moves)
+        cur.execute(
+            "UPDATE accounts_ledgeraccount a SET balance_fen = a.balance_fen + m.delta"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, delta) WHERE a.id = m.id",
+            [accounts_moved, [moves[a] for a in accounts_moved]],
+        )
+        cur.execute(
+            "UPDATE merchants_settlement s SET payments = v.np, refunds = v.nr, gross_fen = v.g,"
+            " refunds_fen = v.r, fee_fen = v.f, net_fen = v.n, posting_id = v.p"
+            " FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[],"
+            " %s::bigint[], %s::bigint[]) AS v(id, np, nr, g, r, f, n, p) WHERE s.id = v.id",
+            [
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+                [r[5] for r in rows],
+                [r[6] for r in rows],
+                [posting_of.get(r[0]) for r in rows],
+            ],
+        )
+    audit_record(
+        action="merchant.settle_day",
+        actor=actor,
+        object_type="settlement_day",
+        object_id=day.isoformat(),
+        data={
+            "merchants": len(rows),
+            "postings": len(postings),
+            "gross_fen": sum(r[3] for r in rows),
+            "refunds_fen": sum(r[4] for r in rows),
+            "fee_fen": sum(r[5] for r in rows),
+            "net_fen": sum(r[6] for r in rows),
+        },
+    )

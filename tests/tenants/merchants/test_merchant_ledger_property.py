@@ -69,7 +69,7 @@ def world(holder, city):
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["pay", "tap", "refund", "settle"]),
+        st.sampled_from(["pay", "tap", "refund", "settle", "settle_all"]),
         st.integers(min_value=0, max_value=1),  # card
         st.sampled_from(sorted(MERCHANTS)),
         st.integers(min_value=1, max_value=4000),  # amount
@@ -132,15 +132,20 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                             expected[f"merchant:{payee}"] -= refund_amount
                             expected[holder_of[payer]] += refund_amount
                             unsettled[payee].append((day, -refund_amount))
-                    elif op == "settle":
-                        m.merchant_settle(merchant_code=merchant, day=day, actor="h")
-                        if (merchant, day) not in settled:
-                            settled.add((merchant, day))
-                            due = [x for x in unsettled[merchant] if x[0] <= day]
-                            unsettled[merchant] = [x for x in unsettled[merchant] if x[0] > day]
+                    elif op in ("settle", "settle_all"):
+                        if op == "settle":
+                            m.merchant_settle(merchant_code=merchant, day=day, actor="h")
+                        else:  # every merchant at once, by the set-based path
+                            m.merchants_settle_day(day=day, actor="h")
+                        for code in [merchant] if op == "settle" else sorted(MERCHANTS):
+                            if (code, day) in settled:
+                                continue
+                            settled.add((code, day))
+                            due = [x for x in unsettled[code] if x[0] <= day]
+                            unsettled[code] = [x for x in unsettled[code] if x[0] > day]
                             takings = sum(x[1] for x in due)
-                            f = fee(takings, MERCHANTS[merchant])
-                            expected[f"merchant:{merchant}"] -= takings
+                            f = fee(takings, MERCHANTS[code])
+                            expected[f"merchant:{code}"] -= takings
                             expected[m.FEE_INCOME] += f
                             expected[m.SETTLEMENT_CLEARING] += takings - f
                 except DomainError as exc:

@@ -190,9 +190,19 @@ def test_daily_settlement_net_of_fees_with_its_statement(city, card):
 def test_settle_day_books_taps_and_settles_every_merchant(city, card):
     onboard()
     onboard("parking", name="停车场", category="7523", fee_bps=0)
+    onboard("shop", name="便利店", category="5411", fee_bps=25)
     m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=300, payment_id="x", at=at(YESTERDAY, 8), actor="t")
+    m.merchant_pay(merchant_code="shop", card_no=card, amount_fen=1990, payment_id="y", at=at(YESTERDAY, 9), actor="t")
+    m.merchant_pay(merchant_code="shop", card_no=card, amount_fen=10, payment_id="z", at=at(YESTERDAY, 9), actor="t")
+    m.payment_refund(payment_id="z", refund_id="rz", amount_fen=10, at=at(YESTERDAY, 10), actor="t")
+    alone = m.merchant_settle(merchant_code="shop", day=YESTERDAY, actor="t")  # one by one first
     done = m.merchants_settle_day(day=YESTERDAY, actor="t")
-    assert [(s.merchant.code, s.net_fen) for s in done] == [("canteen", 298), ("parking", 0)]
-    assert done[1].posting is None
+    assert [(s.merchant.code, s.payments, s.gross_fen, s.fee_fen, s.net_fen) for s in done] == [
+        ("canteen", 1, 300, 2, 298),  # 300 × 0.6 % = 1.8 → 2
+        ("parking", 0, 0, 0, 0),
+        ("shop", 2, 2000, 5, 1985),  # kept from the first settlement
+    ]
+    assert done[2].pk == alone.pk and (alone.refunds, alone.refunds_fen) == (1, 10)
+    assert done[1].posting is None and done[0].posting.legs.count() == 3
     assert [s.pk for s in m.merchants_settle_day(day=YESTERDAY, actor="t")] == [s.pk for s in done]
     assert_balanced()
