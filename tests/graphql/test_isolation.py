@@ -140,14 +140,16 @@ def probes(
         # can neither pay that merchant, nor refund that payment, nor list it.
         "merchantPay": [
             f'mutation {{ merchantPay(merchant: "jx-canteen", cardNumber: "{jx.elderly_card}", amountFen: 100, '
-            'requestKey: "probe-pay") { payment { id merchant merchantName amountFen } errors { field message code } } }',
+            'requestKey: "probe-pay") { payment { id merchant merchantName amountFen } '
+            "errors { field message code } } }",
         ],
         "merchantRefund": [
             'mutation { merchantRefund(paymentKey: "jx-meal-1", refundKey: "probe-r", amountFen: 50) '
             "{ refund { id amountFen payment { merchant merchantName } } errors { field message code } } }",
         ],
         "cardMerchantPayments": [
-            f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") {{ id merchant merchantName amountFen means }} }}',
+            f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") '
+            "{ id merchant merchantName amountFen means } }",
         ],
     }
 
@@ -172,7 +174,11 @@ def jx_merchant_payment(tenant, people: People) -> None:
             actor="test",
         )
         merchants.merchant_pay(
-            merchant_code="jx-canteen", card_no=people.elderly_card, amount_fen=100, payment_id="jx-meal-1", actor="test"
+            merchant_code="jx-canteen",
+            card_no=people.elderly_card,
+            amount_fen=100,
+            payment_id="jx-meal-1",
+            actor="test",
         )
 
 
@@ -298,9 +304,9 @@ def card_number_of_shanghai_patient() -> str:
 
 
 def jx_state(jiaxing) -> list:
+    from citycard.tenants.accounts.models import LedgerAccount
     from citycard.tenants.cards.models import Card, HotlistEntry
     from citycard.tenants.exchange.models import OutboxMessage
-    from citycard.tenants.accounts.models import LedgerAccount
     from citycard.tenants.medical.models import Claim
     from citycard.tenants.merchants.models import Payment, Refund
 

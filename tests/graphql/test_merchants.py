@@ -59,7 +59,10 @@ def test_pay_retry_refund_and_list(client, tenant, canteen):
     assert [e["code"] for e in unknown["merchantPay"]["errors"]] == ["NOT_FOUND"]
 
     part = data_of(gql(client, "hangzhou", REFUND, {"p": "order-1", "r": "ref-1", "a": 250}, token=token))
-    assert part["merchantRefund"]["refund"] == {"amountFen": 250, "payment": {"amountFen": 1250, "refundedFen": 250}}
+    assert part["merchantRefund"]["refund"] == {
+        "amountFen": 250,
+        "payment": {"amountFen": 1250, "refundedFen": 250},
+    }
     over = data_of(gql(client, "hangzhou", REFUND, {"p": "order-1", "r": "ref-2", "a": 1001}, token=token))
     assert [e["code"] for e in over["merchantRefund"]["errors"]] == ["OVER_REFUND"]
     rest = data_of(gql(client, "hangzhou", REFUND, {"p": "order-1", "r": "ref-3", "a": 1000}, token=token))
@@ -70,7 +73,12 @@ def test_pay_retry_refund_and_list(client, tenant, canteen):
     assert [e["code"] for e in theirs["merchantRefund"]["errors"]] == ["NOT_FOUND"]
 
     listed = data_of(
-        gql(client, "hangzhou", f'{{ cardMerchantPayments(cardNumber: "{card}") {{ merchant amountFen refundedFen }} }}', token=token)
+        gql(
+            client,
+            "hangzhou",
+            f'{{ cardMerchantPayments(cardNumber: "{card}") {{ merchant amountFen refundedFen }} }}',
+            token=token,
+        )
     )["cardMerchantPayments"]
     assert listed == [{"merchant": "school-12-canteen", "amountFen": 1250, "refundedFen": 1250}]
 

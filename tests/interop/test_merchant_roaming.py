@@ -64,16 +64,24 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
             actor="test",
         )
         merchants.merchant_terminal_register(
-            merchant_code="jx-canteen", terminal_id=sim.terminal_id, public_key=sim.public_key, location="一食堂", actor="test"
+            merchant_code="jx-canteen",
+            terminal_id=sim.terminal_id,
+            public_key=sim.public_key,
+            location="一食堂",
+            actor="test",
         )
         taps = []
         for i, (number, amount) in enumerate(zip(cards, amounts, strict=True)):
             when = start + dt.timedelta(seconds=i)
             tap = sim.tap(SimCard(number), at=when, amount_fen=amount)
             tap["terminal_no"] = "330400000009"
-            tap["tac"] = tac_for(number, amount=amount, terminal_no=tap["terminal_no"], seq=tap["terminal_seq"], when=when)
+            tap["tac"] = tac_for(
+                number, amount=amount, terminal_no=tap["terminal_no"], seq=tap["terminal_seq"], when=when
+            )
             taps.append(tap)
-        result = batch_ingest(tenant=jiaxing, body=sim.sign(sim.payload(taps, created_at=start + dt.timedelta(seconds=5))))
+        result = batch_ingest(
+            tenant=jiaxing, body=sim.sign(sim.payload(taps, created_at=start + dt.timedelta(seconds=5)))
+        )
         assert result.accepted == 3
         assert merchants.merchant_taps_book(actor="test") == 3
         assert sorted(Payment.objects.values_list("issuer_tenant", "amount_fen")) == [
@@ -88,11 +96,17 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
     cycle = cycle_get_or_create(network_code="yrd", service="merchant", business_date=day)
     records = ClearingRecord.objects.filter(cycle=cycle)
     assert sorted(records.values_list("amount_fen", flat=True)) == sorted(amounts)
-    assert {r.data["service"] for r in records} == {"merchant"} and {r.data["route"] for r in records} == {"jx-canteen"}
+    assert {r.data["service"] for r in records} == {"merchant"} and {r.data["route"] for r in records} == {
+        "jx-canteen"
+    }
     # The transit cycle of the day has none of them.
-    assert not ClearingRecord.objects.filter(cycle__agreement__service="transit", issuer="hangzhou", card_no__in=cards).exists()
+    assert not ClearingRecord.objects.filter(
+        cycle__agreement__service="transit", issuer="hangzhou", card_no__in=cards
+    ).exists()
     cycle = cycle_run(cycle=cycle, now=cycle.cut_off_at + dt.timedelta(minutes=1))
-    statuses = ClearingRecord.objects.filter(cycle=cycle).with_status().values_list("current_status", flat=True)
+    statuses = (
+        ClearingRecord.objects.filter(cycle=cycle).with_status().values_list("current_status", flat=True)
+    )
     assert sorted(statuses) == ["valid"] * 3
     # 3725 less the issuer's 0.30 % and the network's 0.05 %, half-up per record: 4+2+5 and 1+0+1.
     assert dict(cycle.positions.values_list("participant", "net_fen")) == {

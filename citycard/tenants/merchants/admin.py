@@ -111,13 +111,17 @@ class MerchantAdmin(ServiceFormAdmin):
     def _state(self, request, queryset, state, reason):
         for merchant in queryset:
             try:
-                services.merchant_state_set(code=merchant.code, state=state, reason=reason, actor=_actor(request))
+                services.merchant_state_set(
+                    code=merchant.code, state=state, reason=reason, actor=_actor(request)
+                )
             except DomainError as exc:
                 self.message_user(request, f"{merchant.code}: {exc}", messages.ERROR)
 
     @admin.action(description=_("Suspend the selected merchants"))
     def suspend_selected(self, request, queryset):
-        self._state(request, queryset, MerchantState.SUSPENDED, f"suspended in the admin by {request.user.username}")
+        self._state(
+            request, queryset, MerchantState.SUSPENDED, f"suspended in the admin by {request.user.username}"
+        )
 
     @admin.action(description=_("Resume the selected merchants"))
     def resume_selected(self, request, queryset):
@@ -132,7 +136,16 @@ class MerchantTerminalAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment, site=tenant_admin)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ("at", "merchant", "means", "payment_id", "amount_fen", "refunded_fen", "issuer_tenant", "settlement")
+    list_display = (
+        "at",
+        "merchant",
+        "means",
+        "payment_id",
+        "amount_fen",
+        "refunded_fen",
+        "issuer_tenant",
+        "settlement",
+    )
     list_filter = ("means", "merchant")
     search_fields = ("=payment_id", "=card_no")
 
@@ -145,6 +158,15 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(Settlement, site=tenant_admin)
 class SettlementAdmin(ReadOnlyAdmin):
-    list_display = ("day", "merchant", "payments", "refunds", "gross_fen", "refunds_fen", "fee_fen", "net_fen")
+    list_display = (
+        "day",
+        "merchant",
+        "payments",
+        "refunds",
+        "gross_fen",
+        "refunds_fen",
+        "fee_fen",
+        "net_fen",
+    )
     list_filter = ("day", "merchant")
     date_hierarchy = "day"

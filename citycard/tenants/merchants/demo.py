@@ -38,11 +38,29 @@ PARKING_FEN = 800  # two hours' parking, ¥8.00
 def _merchants(tenant) -> tuple[Merchant, Merchant]:
     education = f"{tenant.code}-edu"
     if not Department.objects.filter(code=education).exists():
-        departments.department_create(code=education, kind="education", name=f"{tenant.name_zh}教育局", actor="demo")
+        departments.department_create(
+            code=education, kind="education", name=f"{tenant.name_zh}教育局", actor="demo"
+        )
     made = []
     for code, name, category, dept, means, bps, org in (
-        (f"{tenant.code}-school-canteen", f"{tenant.name_zh}第一中学学生食堂", "5814", education, ["purse", "account", "code"], 30, "MA0CANTEE"),
-        (f"{tenant.code}-parking", f"{tenant.name_zh}市民中心停车场", "7523", "", ["account", "code"], 60, "MA0PARKIN"),
+        (
+            f"{tenant.code}-school-canteen",
+            f"{tenant.name_zh}第一中学学生食堂",
+            "5814",
+            education,
+            ["purse", "account", "code"],
+            30,
+            "MA0CANTEE",
+        ),
+        (
+            f"{tenant.code}-parking",
+            f"{tenant.name_zh}市民中心停车场",
+            "7523",
+            "",
+            ["account", "code"],
+            60,
+            "MA0PARK88",
+        ),
     ):
         merchant = Merchant.objects.filter(code=code).first() or merchants.merchant_onboard(
             code=code,
@@ -65,7 +83,10 @@ def _student_card() -> str | None:
     students = CardholderCategory.objects.filter(code="student").values("cardholder_id")
     with_account = LedgerAccount.objects.exclude(card_no="").values("card_no")
     live = Card.objects.filter(scheme__code="01", state=CardState.ACTIVE, card_no__in=with_account)
-    card = live.filter(cardholder_id__in=students).order_by("card_no").first() or live.order_by("card_no").first()
+    card = (
+        live.filter(cardholder_id__in=students).order_by("card_no").first()
+        or live.order_by("card_no").first()
+    )
     return card.card_no if card else None
 
 
@@ -81,7 +102,9 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
             location="食堂一楼",
             actor="demo",
         )
-    accounts.purse_load(card_no=card_no, amount_fen=3000, idempotency_key=f"demo-load-{card_no}", actor="demo")
+    accounts.purse_load(
+        card_no=card_no, amount_fen=3000, idempotency_key=f"demo-load-{card_no}", actor="demo"
+    )
     shadow = PurseShadow.objects.get(card_no=card_no)
     if shadow.balance_fen < MEAL_FEN:
         return "e-purse too low"
@@ -120,7 +143,16 @@ def demo_step(ctx) -> None:
     now = timezone.now().astimezone(BEIJING)
     day = now.date() - dt.timedelta(days=1)
     table = Table(title=f"Merchants: a canteen meal, a parking fee, settlement of {day} (Beijing)")
-    for column in ("tenant", "meal (e-purse at the POS)", "parking (citizen code)", "merchant", "payments", "gross", "fee", "net paid"):
+    for column in (
+        "tenant",
+        "meal (e-purse at the POS)",
+        "parking (citizen code)",
+        "merchant",
+        "payments",
+        "gross",
+        "fee",
+        "net paid",
+    ):
         table.add_column(column)
     for code, tenant in ctx.tenants.items():
         if tenant.kind == "county":

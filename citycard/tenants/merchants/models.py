@@ -168,7 +168,10 @@ class Payment(models.Model):
     )
     card_no = models.CharField(max_length=19, verbose_name=_("card no"))
     issuer_tenant = models.CharField(
-        max_length=30, blank=True, help_text=_("A roaming card's issuer; empty: own card."), verbose_name=_("issuer")
+        max_length=30,
+        blank=True,
+        help_text=_("A roaming card's issuer; empty: own card."),
+        verbose_name=_("issuer"),
     )
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     refunded_fen = models.BigIntegerField(default=0, verbose_name=_("refunded (fen)"))
@@ -177,7 +180,9 @@ class Payment(models.Model):
     transaction_id = models.BigIntegerField(
         null=True, blank=True, unique=True, help_text=_("The e-purse tap."), verbose_name=_("transaction id")
     )
-    posting = models.OneToOneField(Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting"))
+    posting = models.OneToOneField(
+        Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
+    )
     settlement = models.ForeignKey(
         Settlement,
         on_delete=models.PROTECT,
@@ -216,7 +221,9 @@ class Refund(models.Model):
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     at = models.DateTimeField(verbose_name=_("at"))
     day = models.DateField(help_text=_("Beijing day."), verbose_name=_("day"))
-    posting = models.OneToOneField(Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting"))
+    posting = models.OneToOneField(
+        Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
+    )
     settlement = models.ForeignKey(
         Settlement,
         on_delete=models.PROTECT,

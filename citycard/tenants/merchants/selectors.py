@@ -24,7 +24,9 @@ def merchant_by_code(*, code: str) -> Merchant | None:
 
 def payments_of_card(*, card_nos: list[str], limit: int = 50) -> QuerySet[Payment]:
     """A cardholder's merchant payments (newest first), with their merchant."""
-    return Payment.objects.filter(card_no__in=card_nos).select_related("merchant").order_by("-at", "-id")[:limit]
+    return (
+        Payment.objects.filter(card_no__in=card_nos).select_related("merchant").order_by("-at", "-id")[:limit]
+    )
 
 
 def settlements_of_day(*, day: dt.date) -> QuerySet[Settlement]:
@@ -62,14 +64,24 @@ def card_no_mask(card_no: str) -> str:
 def statement_get(*, merchant_code: str, day: dt.date) -> Statement | None:
     """The statement of one merchant's settlement for one day: every payment and refund it carried, in
     time order (three queries). None: not settled."""
-    settlement = Settlement.objects.select_related("merchant").filter(merchant__code=merchant_code, day=day).first()
+    settlement = (
+        Settlement.objects.select_related("merchant").filter(merchant__code=merchant_code, day=day).first()
+    )
     if settlement is None:
         return None
     lines = [
         StatementLine("payment", p.payment_id, p.payment_id, p.means, p.card_no, p.at, p.amount_fen)
         for p in Payment.objects.filter(settlement=settlement).order_by("at", "id")
     ] + [
-        StatementLine("refund", r.refund_id, r.payment.payment_id, r.payment.means, r.payment.card_no, r.at, -r.amount_fen)
+        StatementLine(
+            "refund",
+            r.refund_id,
+            r.payment.payment_id,
+            r.payment.means,
+            r.payment.card_no,
+            r.at,
+            -r.amount_fen,
+        )
         for r in Refund.objects.filter(settlement=settlement).select_related("payment").order_by("at", "id")
     ]
     lines.sort(key=lambda line: (line.at, line.kind, line.reference))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Sum
@@ -92,7 +91,9 @@ def licence_no_parse(value: str, *, field: str = "licence_no") -> str:
 def licence_no_build(*, division: str, organisation: str) -> str:
     """A valid licence number (for demos and tests): a company (91) of ``division``, a 9-character
     organisation code."""
-    body = f"91{division}{organisation}"
+    body = f"91{division}{organisation}".upper()
+    if len(body) != 17 or any(c not in USCC_CHARS for c in body):
+        raise DomainError("a division code and 9 characters of the licence alphabet", field="organisation")
     return body + uscc_check_char(body)
 
 
@@ -197,7 +198,9 @@ def merchant_onboard(
 
 def merchant_settlement_account(*, merchant: Merchant) -> str:
     """The settlement account number in clear, for the payout file only (never shown on a page)."""
-    return Sealer().open("settlement_account", merchant.settlement_account_enc, merchant.settlement_account_key_id)
+    return Sealer().open(
+        "settlement_account", merchant.settlement_account_enc, merchant.settlement_account_key_id
+    )
 
 
 @transaction.atomic
@@ -215,7 +218,9 @@ def merchant_state_set(*, code: str, state: str, reason: str = "", actor: str) -
         payable = LedgerAccount.objects.get(pk=merchant.payable_id)
         if payable.balance_fen != 0:
             raise DomainError(
-                f"merchant {code} still has {payable.balance_fen} fen to settle", code="unsettled", field="state"
+                f"merchant {code} still has {payable.balance_fen} fen to settle",
+                code="unsettled",
+                field="state",
             )
     if merchant.state == state:
         return merchant
@@ -318,7 +323,9 @@ def merchant_pay(
         try:
             card_no = citizen_code_verify(code=citizen_code, at=at)
         except CodeRefused as exc:
-            raise DomainError(f"the citizen code is refused ({exc.code})", code="code_refused", field="citizen_code")
+            raise DomainError(
+                f"the citizen code is refused ({exc.code})", code="code_refused", field="citizen_code"
+            ) from None
     posting = account_pay(
         card_no=card_no,
         amount_fen=amount_fen,
@@ -370,7 +377,9 @@ def merchant_taps_book(*, actor: str) -> int:
         rows = cur.fetchall()
     if not rows:
         return 0
-    merchants = {m.pk: m for m in Merchant.objects.filter(pk__in={r[6] for r in rows}).select_related("payable")}
+    merchants = {
+        m.pk: m for m in Merchant.objects.filter(pk__in={r[6] for r in rows}).select_related("payable")
+    }
     purse_float = ledger_account_external(code="purse:float", kind=AccountKind.PURSE_FLOAT)
     receivables: dict[str, LedgerAccount] = {}
     payments = []
@@ -430,7 +439,9 @@ def payment_refund(
         raise DomainError("amount_fen must be a positive whole number of fen", field="amount_fen")
     if not refund_id or len(refund_id) > 80:
         raise DomainError("a refund id of 1–80 characters is required", field="refund_id")
-    payment = Payment.objects.select_for_update().select_related("merchant").filter(payment_id=payment_id).first()
+    payment = (
+        Payment.objects.select_for_update().select_related("merchant").filter(payment_id=payment_id).first()
+    )
     if payment is None:
         raise NotFound(f"no payment {payment_id!r}", field="payment_id")
     done = Refund.objects.select_related("payment").filter(refund_id=refund_id).first()
@@ -461,7 +472,13 @@ def payment_refund(
         reverses=payment.posting,
     )
     refund = Refund.objects.create(
-        payment=payment, refund_id=refund_id, amount_fen=amount_fen, at=at, day=_beijing_day(at), posting=posting, actor=actor
+        payment=payment,
+        refund_id=refund_id,
+        amount_fen=amount_fen,
+        at=at,
+        day=_beijing_day(at),
+        posting=posting,
+        actor=actor,
     )
     payment.refunded_fen += amount_fen
     payment.save(update_fields=["refunded_fen"])
@@ -525,7 +542,12 @@ def _settlement_close(
             audit=False,
         )
     settlement.payments, settlement.refunds = n_pay, n_ref
-    settlement.gross_fen, settlement.refunds_fen, settlement.fee_fen, settlement.net_fen = gross, refunded, fee, net
+    settlement.gross_fen, settlement.refunds_fen, settlement.fee_fen, settlement.net_fen = (
+        gross,
+        refunded,
+        fee,
+        net,
+    )
     settlement.save()
     audit_record(
         action="merchant.settle",
@@ -555,7 +577,9 @@ def merchants_settle_day(*, day: dt.date, actor: str) -> list[Settlement]:
     posting): its statement says so. Returns the day's settlements by merchant code."""
     merchant_taps_book(actor=actor)
     _settle_all(day=day, actor=actor)
-    return list(Settlement.objects.filter(day=day).select_related("merchant", "posting").order_by("merchant__code"))
+    return list(
+        Settlement.objects.filter(day=day).select_related("merchant", "posting").order_by("merchant__code")
+    )
 
 
 @transaction.atomic
@@ -604,7 +628,9 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
             [ids],
         )
         refunded = {r[0]: (r[1], int(r[2])) for r in cur.fetchall()}
-    payables = dict(Merchant.objects.filter(pk__in={m for m, _ in new.values()}).values_list("pk", "payable_id"))
+    payables = dict(
+        Merchant.objects.filter(pk__in={m for m, _ in new.values()}).values_list("pk", "payable_id")
+    )
     codes = dict(Merchant.objects.filter(pk__in=payables).values_list("pk", "code"))
     fee_income = ledger_account_external(code=FEE_INCOME, kind=AccountKind.FEE_INCOME)
     clearing = ledger_account_external(code=SETTLEMENT_CLEARING, kind=AccountKind.SETTLEMENT)
@@ -631,7 +657,9 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
             postings.append((sid, posting, legs))
     Posting.objects.bulk_create([p for _, p, _ in postings])
     Leg.objects.bulk_create(
-        Leg(posting_id=p.pk, account_id=account, amount_fen=amount) for _, p, legs in postings for account, amount in legs
+        Leg(posting_id=p.pk, account_id=account, amount_fen=amount)
+        for _, p, legs in postings
+        for account, amount in legs
     )
     moves: dict[int, int] = defaultdict(int)
     for _, _, legs in postings:

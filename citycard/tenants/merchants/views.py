@@ -57,5 +57,10 @@ def statement(request: HttpRequest, code: str, day: str) -> HttpResponse:
     return render(
         request,
         "merchants/statement.html",
-        {"tenant": request.tenant, "s": found.settlement, "merchant": found.settlement.merchant, "lines": lines},
+        {
+            "tenant": request.tenant,
+            "s": found.settlement,
+            "merchant": found.settlement.merchant,
+            "lines": lines,
+        },
     )

@@ -51,7 +51,9 @@ def test_topup_pay_refund_and_refusals(accounts):
         card_no=card, amount_fen=700, payee=library, idempotency_key="pay-1", memo="", actor="t"
     )
     with pytest.raises(DomainError) as info:
-        a.account_pay(card_no=card, amount_fen=301, payee=library, idempotency_key="pay-2", memo="", actor="t")
+        a.account_pay(
+            card_no=card, amount_fen=301, payee=library, idempotency_key="pay-2", memo="", actor="t"
+        )
     with pytest.raises(DomainError):  # only a party's payable is paid, never e.g. a bank clearing account
         a.account_pay(
             card_no=card,

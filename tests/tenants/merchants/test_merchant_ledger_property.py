@@ -62,7 +62,11 @@ def world(holder, city):
         )
         sims[code] = SimTerminal(f"POS-{code}", "jiaxing", service="merchant", route=code)
         m.merchant_terminal_register(
-            merchant_code=code, terminal_id=sims[code].terminal_id, public_key=sims[code].public_key, location="x", actor="t"
+            merchant_code=code,
+            terminal_id=sims[code].terminal_id,
+            public_key=sims[code].public_key,
+            location="x",
+            actor="t",
         )
     return city, numbers, sims
 
@@ -104,7 +108,12 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                 try:
                     if op == "pay":
                         p = m.merchant_pay(
-                            merchant_code=merchant, card_no=card, amount_fen=amount, payment_id=f"p{i}", at=when, actor="h"
+                            merchant_code=merchant,
+                            card_no=card,
+                            amount_fen=amount,
+                            payment_id=f"p{i}",
+                            at=when,
+                            actor="h",
                         )
                         if not any(x[0] == p.payment_id for x in paid):
                             paid.append((p.payment_id, merchant, card, amount, day))
@@ -125,7 +134,9 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                         pid, payee, payer, total, _ = paid[amount % len(paid)]
                         refund_amount = amount % (total + 50) + 1
                         over = refunded[pid] + refund_amount > total
-                        m.payment_refund(payment_id=pid, refund_id=f"r{i}", amount_fen=refund_amount, at=when, actor="h")
+                        m.payment_refund(
+                            payment_id=pid, refund_id=f"r{i}", amount_fen=refund_amount, at=when, actor="h"
+                        )
                         assert attempt == 1 or not over
                         if attempt == 0:
                             refunded[pid] += refund_amount

@@ -49,19 +49,35 @@ def settled(tenant):
             actor="t",
         )
         when = dt.datetime.combine(YESTERDAY, dt.time(12), tzinfo=BEIJING)
-        m.merchant_pay(merchant_code="jx-canteen", card_no=card, amount_fen=1350, payment_id="meal-1", at=when, actor="t")
+        m.merchant_pay(
+            merchant_code="jx-canteen", card_no=card, amount_fen=1350, payment_id="meal-1", at=when, actor="t"
+        )
         out = io.StringIO()
         call_command("merchants", "--tenant", "jiaxing", "settle", "--day", YESTERDAY.isoformat(), stdout=out)
         assert "¥13.42" in out.getvalue()  # 13.50 less 0.08
         out = io.StringIO()
-        call_command("merchants", "--tenant", "jiaxing", "statement", "jx-canteen", "--day", YESTERDAY.isoformat(), "--csv", stdout=out)
+        call_command(
+            "merchants",
+            "--tenant",
+            "jiaxing",
+            "statement",
+            "jx-canteen",
+            "--day",
+            YESTERDAY.isoformat(),
+            "--csv",
+            stdout=out,
+        )
         assert out.getvalue().splitlines()[-1] == "total,net_fen,,,,,1342"
     return card
 
 
 def test_the_city_reads_its_settlement_and_statements(settled):
     client = Client()
-    client.force_login(user_create(username="jx-admin-m", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"))
+    client.force_login(
+        user_create(
+            username="jx-admin-m", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
     html = client.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).content.decode()
     assert "嘉兴学院食堂" in html and "¥13.50" in html and "¥13.42" in html
     page = client.get(f"/merchants/settlement/jx-canteen/{YESTERDAY}/", **JX).content.decode()
@@ -70,5 +86,9 @@ def test_the_city_reads_its_settlement_and_statements(settled):
     assert csv["Content-Type"].startswith("text/csv") and b"1350" in csv.content
     assert Client().get("/merchants/settlement/", **JX).status_code == 302  # to the sign-in page
     other = Client()
-    other.force_login(user_create(username="hz-admin-m", role="city_admin", tenant_code="hangzhou", password="a-long-password-1"))
+    other.force_login(
+        user_create(
+            username="hz-admin-m", role="city_admin", tenant_code="hangzhou", password="a-long-password-1"
+        )
+    )
     assert other.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).status_code in (302, 403)

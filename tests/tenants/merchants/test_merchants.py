@@ -44,7 +44,9 @@ def assert_balanced():
 
 def onboard(code="canteen", **kw):
     kw.setdefault("name", "学生食堂")
-    kw.setdefault("licence_no", m.licence_no_build(division="330400", organisation=f"{abs(hash(code)) % 10**9:09d}"))
+    kw.setdefault(
+        "licence_no", m.licence_no_build(division="330400", organisation=f"{abs(hash(code)) % 10**9:09d}")
+    )
     kw.setdefault("category", "5814")
     kw.setdefault("settlement_bank", "嘉兴银行")
     kw.setdefault("settlement_account", "6222 0212 3456 7890 123")
@@ -87,7 +89,12 @@ def test_onboarding_seals_the_settlement_account_and_is_audited(city):
         onboard("other", department="nobody")
     with pytest.raises(DomainError):
         onboard("dup", licence_no=merchant.licence_no)
-    for bad in ({"fee_bps": 10_001}, {"accepted_means": ["cash"]}, {"category": "0000"}, {"settlement_account": "12ab"}):
+    for bad in (
+        {"fee_bps": 10_001},
+        {"accepted_means": ["cash"]},
+        {"category": "0000"},
+        {"settlement_account": "12ab"},
+    ):
         with pytest.raises(DomainError):
             onboard("bad", **bad)
     assert list(Merchant.objects.values_list("code", flat=True)) == ["canteen"]
@@ -97,16 +104,28 @@ def test_account_and_code_payments_refunds_and_state(city, card):
     onboard()
     parking = onboard("parking", name="人民广场停车场", category="7523", accepted_means=["account"])
     p1 = m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=1250, payment_id="o-1", actor="t")
-    again = m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=1250, payment_id="o-1", actor="t")
+    again = m.merchant_pay(
+        merchant_code="canteen", card_no=card, amount_fen=1250, payment_id="o-1", actor="t"
+    )
     assert again.pk == p1.pk and Payment.objects.count() == 1
     code = citizen_code_issue(card_no=card)
-    p2 = m.merchant_pay(merchant_code="canteen", citizen_code=code, amount_fen=800, payment_id="o-2", actor="t")
+    p2 = m.merchant_pay(
+        merchant_code="canteen", citizen_code=code, amount_fen=800, payment_id="o-2", actor="t"
+    )
     assert p2.means == "code" and p2.card_no == card
     with pytest.raises(DomainError) as info:  # a code is spent once
-        m.merchant_pay(merchant_code="canteen", citizen_code=code, amount_fen=800, payment_id="o-3", actor="t")
+        m.merchant_pay(
+            merchant_code="canteen", citizen_code=code, amount_fen=800, payment_id="o-3", actor="t"
+        )
     assert info.value.code == "code_refused"
     with pytest.raises(DomainError) as info:
-        m.merchant_pay(merchant_code="parking", citizen_code=citizen_code_issue(card_no=card), amount_fen=1, payment_id="o-4", actor="t")
+        m.merchant_pay(
+            merchant_code="parking",
+            citizen_code=citizen_code_issue(card_no=card),
+            amount_fen=1,
+            payment_id="o-4",
+            actor="t",
+        )
     assert info.value.code == "means_not_accepted"
     m.merchant_suspend(code="parking", reason="licence under review", actor="t")
     with pytest.raises(DomainError) as info:
@@ -137,7 +156,11 @@ def test_purse_taps_at_the_merchant_terminal_are_booked_once(city, card):
     onboard()
     sim = SimTerminal("JX-POS-1", "jiaxing", service="merchant", route="canteen")
     m.merchant_terminal_register(
-        merchant_code="canteen", terminal_id=sim.terminal_id, public_key=sim.public_key, location="一食堂", actor="t"
+        merchant_code="canteen",
+        terminal_id=sim.terminal_id,
+        public_key=sim.public_key,
+        location="一食堂",
+        actor="t",
     )
     chip = SimCard(card, balance_fen=5000)
     taps = [sim.tap(chip, at=at(YESTERDAY, 12, i), amount_fen=1100 + i) for i in range(3)]
@@ -157,9 +180,25 @@ def test_purse_taps_at_the_merchant_terminal_are_booked_once(city, card):
 def test_daily_settlement_net_of_fees_with_its_statement(city, card):
     onboard(fee_bps=60)
     day_before = YESTERDAY - dt.timedelta(days=1)
-    m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=1250, payment_id="a", at=at(day_before, 23, 59), actor="t")
-    m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=1675, payment_id="b", at=at(YESTERDAY, 0, 1), actor="t")
-    m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=99, payment_id="c", at=timezone.now(), actor="t")
+    m.merchant_pay(
+        merchant_code="canteen",
+        card_no=card,
+        amount_fen=1250,
+        payment_id="a",
+        at=at(day_before, 23, 59),
+        actor="t",
+    )
+    m.merchant_pay(
+        merchant_code="canteen",
+        card_no=card,
+        amount_fen=1675,
+        payment_id="b",
+        at=at(YESTERDAY, 0, 1),
+        actor="t",
+    )
+    m.merchant_pay(
+        merchant_code="canteen", card_no=card, amount_fen=99, payment_id="c", at=timezone.now(), actor="t"
+    )
     m.payment_refund(payment_id="b", refund_id="rb", amount_fen=500, at=at(YESTERDAY, 9), actor="t")
     first = m.merchant_settle(merchant_code="canteen", day=day_before, actor="t")
     assert (first.payments, first.gross_fen, first.fee_fen, first.net_fen) == (1, 1250, 8, 1242)  # 7.5 → 8
@@ -191,9 +230,15 @@ def test_settle_day_books_taps_and_settles_every_merchant(city, card):
     onboard()
     onboard("parking", name="停车场", category="7523", fee_bps=0)
     onboard("shop", name="便利店", category="5411", fee_bps=25)
-    m.merchant_pay(merchant_code="canteen", card_no=card, amount_fen=300, payment_id="x", at=at(YESTERDAY, 8), actor="t")
-    m.merchant_pay(merchant_code="shop", card_no=card, amount_fen=1990, payment_id="y", at=at(YESTERDAY, 9), actor="t")
-    m.merchant_pay(merchant_code="shop", card_no=card, amount_fen=10, payment_id="z", at=at(YESTERDAY, 9), actor="t")
+    m.merchant_pay(
+        merchant_code="canteen", card_no=card, amount_fen=300, payment_id="x", at=at(YESTERDAY, 8), actor="t"
+    )
+    m.merchant_pay(
+        merchant_code="shop", card_no=card, amount_fen=1990, payment_id="y", at=at(YESTERDAY, 9), actor="t"
+    )
+    m.merchant_pay(
+        merchant_code="shop", card_no=card, amount_fen=10, payment_id="z", at=at(YESTERDAY, 9), actor="t"
+    )
     m.payment_refund(payment_id="z", refund_id="rz", amount_fen=10, at=at(YESTERDAY, 10), actor="t")
     alone = m.merchant_settle(merchant_code="shop", day=YESTERDAY, actor="t")  # one by one first
     done = m.merchants_settle_day(day=YESTERDAY, actor="t")

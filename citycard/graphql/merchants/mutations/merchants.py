@@ -54,7 +54,9 @@ class MerchantPay(BaseMutation):
             "first payment and pays nothing again. Keys are per API key.",
         )
         card_number = graphene.String(description="The paying card (its online account).")
-        citizen_code = graphene.String(description="Or the payer's electronic citizen code (电子市民码) as scanned.")
+        citizen_code = graphene.String(
+            description="Or the payer's electronic citizen code (电子市民码) as scanned."
+        )
 
     class Meta:
         description = (
@@ -117,6 +119,3 @@ class MerchantRefundCreate(BaseMutation):
             actor=cls.actor(info),
         )
         return cls(refund=refund, errors=[])
-
-
-

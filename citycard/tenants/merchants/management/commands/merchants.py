@@ -44,7 +44,9 @@ class Command(PlatformCommand):
         on.add_argument("--category", required=True, choices=Category.values, help="MCC, e.g. 5814 canteen")
         on.add_argument("--bank", required=True, help="settlement bank")
         on.add_argument("--account", required=True, help="settlement bank account number")
-        on.add_argument("--fee-bps", type=int, required=True, help="fee rate in basis points, e.g. 60 = 0.6 %%")
+        on.add_argument(
+            "--fee-bps", type=int, required=True, help="fee rate in basis points, e.g. 60 = 0.6 %%"
+        )
         on.add_argument("--means", default="purse,account,code", help=f"accepted: {','.join(Means.values)}")
         on.add_argument("--department", default="", help="the onboarding department (empty: the city)")
         ls = sub.add_parser("list", help="merchants with their state, fee rate and balance to settle")
@@ -59,7 +61,9 @@ class Command(PlatformCommand):
         reg.add_argument("terminal_id")
         reg.add_argument("--location", required=True)
         reg.add_argument("--public-key", help="base64 or hex of the 32-byte Ed25519 public key")
-        reg.add_argument("--generate-key", metavar="PATH", help="make a key pair; private key (base64) to PATH")
+        reg.add_argument(
+            "--generate-key", metavar="PATH", help="make a key pair; private key (base64) to PATH"
+        )
         st = sub.add_parser("settle", help="book uploaded taps, settle every merchant for a Beijing day")
         st.add_argument("--day", required=True, help="YYYY-MM-DD, a day that is over")
         stm = sub.add_parser("statement", help="a merchant's statement of a settled day")
