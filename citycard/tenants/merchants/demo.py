@@ -166,12 +166,13 @@ def demo_step(ctx) -> None:
             meal = _meal(tenant, canteen, card_no, lunch, day)
             payment_id = f"demo-parking-{day.isoformat()}"
             if not Payment.objects.filter(payment_id=payment_id).exists():
+                leaving = lunch + dt.timedelta(minutes=40)  # the driver shows the code at the barrier
                 merchants.merchant_pay(
                     merchant_code=parking.code,
-                    citizen_code=citizen_code_issue(card_no=card_no, at=lunch),
+                    citizen_code=citizen_code_issue(card_no=card_no, at=leaving),
                     amount_fen=PARKING_FEN,
                     payment_id=payment_id,
-                    at=lunch + dt.timedelta(minutes=40),
+                    at=leaving,
                     actor="demo",
                 )
             settled = merchants.merchants_settle_day(day=day, actor="demo")

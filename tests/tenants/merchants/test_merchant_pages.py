@@ -92,3 +92,45 @@ def test_the_city_reads_its_settlement_and_statements(settled):
         )
     )
     assert other.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).status_code in (302, 403)
+
+
+def test_the_admin_onboards_through_the_service_and_suspends(settled, tenant):
+    from citycard.tenants.merchants.models import Merchant
+
+    client = Client()
+    client.force_login(
+        user_create(
+            username="jx-admin-a", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    form = {
+        "code": "jx-parking",
+        "name": "南湖停车场",
+        "licence_no": m.licence_no_build(division="330400", organisation="MA0000010"),
+        "category": "7523",
+        "department": "",
+        "settlement_bank": "嘉兴银行",
+        "fee_bps": "60",
+        "settlement_account": "6222 0200 0012 3456 780",
+        "accepted_means": ["account", "code"],
+    }
+    response = client.post("/admin/merchants/merchant/add/", form, **JX)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    bad = client.post(
+        "/admin/merchants/merchant/add/", {**form, "code": "jx-bad", "licence_no": "91330400MA00000100"}, **JX
+    )
+    assert bad.status_code in (200, 302)
+    with tenant_context(tenant("jiaxing")):
+        merchant = Merchant.objects.get(code="jx-parking")
+        assert not Merchant.objects.filter(code="jx-bad").exists()
+    page = client.get(f"/admin/merchants/merchant/{merchant.pk}/change/", **JX).content.decode()
+    assert "62220200001234567" not in page and "**** **** **** 6780" in page
+    client.post(
+        "/admin/merchants/merchant/",
+        {"action": "suspend_selected", "_selected_action": [merchant.pk]},
+        **JX,
+    )
+    with tenant_context(tenant("jiaxing")):
+        assert Merchant.objects.get(code="jx-parking").state == "suspended"
+    for model in ("merchantterminal", "payment", "refund", "settlement"):
+        assert client.get(f"/admin/merchants/{model}/", **JX).status_code == 200, model
