@@ -30,6 +30,7 @@ def child(args) -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
     from django_tenants.utils import tenant_context
 
@@ -147,12 +148,17 @@ def child(args) -> None:
         print(f"bare GROUP BY merchant_id of the payments: {groups:,} groups in {bare:.2f} s")
 
         started = time.perf_counter()
-        settled = merchants.merchants_settle_day(day=day, actor="bench")
+        with CaptureQueriesContext(connection) as queries:
+            settled = merchants.merchants_settle_day(day=day, actor="bench")
         took = time.perf_counter() - started
         print(
             f"merchants_settle_day: {len(settled):,} merchants settled in {took:.2f} s"
             f" ({took / bare:.1f}x the bare GROUP BY; goal ≤ 30 s)"
         )
+        slowest = sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:4]
+        print(f"{len(queries.captured_queries)} statements; the slowest:")
+        for q in slowest:
+            print(f"  {float(q['time']):7.2f} s  {q['sql'][:110]}")
         net = sum(s.net_fen for s in settled)
         fee = sum(s.fee_fen for s in settled)
         print(f"paid out ¥{net / 100:,.2f}, fees ¥{fee / 100:,.2f}")

@@ -35,7 +35,7 @@ class MerchantPayment(graphene.ObjectType):
 
     @staticmethod
     def resolve_settled(root, info):
-        return root.settlement_id is not None
+        return root.settlement.settled_at is not None
 
 
 class MerchantRefund(graphene.ObjectType):

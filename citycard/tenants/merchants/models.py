@@ -121,8 +121,10 @@ class MerchantTerminal(models.Model):
 
 
 class Settlement(models.Model):
-    """One merchant's settlement for one Beijing day (日结算): the payments and refunds not settled before,
-    up to the end of that day, net of the fee; paid to the settlement account. One per (merchant, day)."""
+    """One merchant's settlement for one Beijing day (日结算), like a clearing cycle: open while the day's
+    payments and refunds join it (an item of a day already settled joins the open settlement of the day it
+    is booked), then settled once the day is over — its items summed, net of the fee, paid to the settlement
+    account. One per (merchant, day)."""
 
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="settlements", verbose_name=_("merchant")
@@ -132,14 +134,16 @@ class Settlement(models.Model):
     refunds = models.IntegerField(default=0, verbose_name=_("refunds"))
     gross_fen = models.BigIntegerField(default=0, verbose_name=_("gross (fen)"))
     refunds_fen = models.BigIntegerField(default=0, verbose_name=_("refunds (fen)"))
-    fee_bps = models.PositiveIntegerField(verbose_name=_("fee (bps)"))
+    fee_bps = models.PositiveIntegerField(default=0, verbose_name=_("fee (bps)"))
     fee_fen = models.BigIntegerField(default=0, verbose_name=_("fee (fen)"))
     net_fen = models.BigIntegerField(default=0, verbose_name=_("net paid (fen)"))
     posting = models.OneToOneField(
         Posting, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("posting")
     )
-    settled_at = models.DateTimeField(verbose_name=_("settled at"))
-    actor = models.CharField(max_length=150, verbose_name=_("actor"))
+    settled_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty: open, items still join it."), verbose_name=_("settled at")
+    )
+    actor = models.CharField(max_length=150, blank=True, verbose_name=_("actor"))
 
     class Meta:
         verbose_name = _("settlement")
@@ -184,21 +188,13 @@ class Payment(models.Model):
         Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
     )
     settlement = models.ForeignKey(
-        Settlement,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="payment_rows",
-        verbose_name=_("settlement"),
+        Settlement, on_delete=models.PROTECT, related_name="payment_rows", verbose_name=_("settlement")
     )
 
     class Meta:
         verbose_name = _("payment")
         verbose_name_plural = _("payments")
         ordering = ["-at", "-id"]
-        indexes = [
-            models.Index(fields=["merchant", "day"], name="payment_unsettled", condition=Q(settlement=None))
-        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount_fen__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
@@ -225,12 +221,7 @@ class Refund(models.Model):
         Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
     )
     settlement = models.ForeignKey(
-        Settlement,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="refund_rows",
-        verbose_name=_("settlement"),
+        Settlement, on_delete=models.PROTECT, related_name="refund_rows", verbose_name=_("settlement")
     )
     actor = models.CharField(max_length=150, verbose_name=_("actor"))
 

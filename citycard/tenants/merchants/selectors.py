@@ -30,11 +30,19 @@ def payments_of_card(*, card_nos: list[str], limit: int = 50) -> QuerySet[Paymen
 
 
 def settlements_of_day(*, day: dt.date) -> QuerySet[Settlement]:
-    return Settlement.objects.filter(day=day).select_related("merchant").order_by("merchant__code")
+    return (
+        Settlement.objects.filter(day=day, settled_at__isnull=False)
+        .select_related("merchant")
+        .order_by("merchant__code")
+    )
 
 
 def settlements_recent(*, limit: int = 100) -> QuerySet[Settlement]:
-    return Settlement.objects.select_related("merchant").order_by("-day", "merchant__code")[:limit]
+    return (
+        Settlement.objects.filter(settled_at__isnull=False)
+        .select_related("merchant")
+        .order_by("-day", "merchant__code")[:limit]
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,9 @@ def statement_get(*, merchant_code: str, day: dt.date) -> Statement | None:
     """The statement of one merchant's settlement for one day: every payment and refund it carried, in
     time order (three queries). None: not settled."""
     settlement = (
-        Settlement.objects.select_related("merchant").filter(merchant__code=merchant_code, day=day).first()
+        Settlement.objects.select_related("merchant")
+        .filter(merchant__code=merchant_code, day=day, settled_at__isnull=False)
+        .first()
     )
     if settlement is None:
         return None

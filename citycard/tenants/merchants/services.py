@@ -19,7 +19,6 @@ import re
 from collections import defaultdict
 
 from django.db import connection, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
@@ -279,6 +278,38 @@ def _beijing_day(at: dt.datetime) -> dt.date:
     return at.astimezone(BEIJING).date()
 
 
+def _today() -> dt.date:
+    return timezone.now().astimezone(BEIJING).date()
+
+
+def _open_settlements(pairs: set[tuple[int, dt.date]]) -> dict[tuple[int, dt.date], int]:
+    """The open settlement each (merchant, day)'s items join (两个语句): that day's, opened if need be; for a
+    day already settled, the open settlement of today (a late item joins the next settlement, never lost).
+    The rows are share-locked, so a settlement closing waits for the items joining it (and vice versa)."""
+    today = _today()
+    wanted = sorted(pairs | {(m, today) for m, _ in pairs})
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO merchants_settlement (merchant_id, day, payments, refunds, gross_fen, refunds_fen,"
+            " fee_bps, fee_fen, net_fen, actor)"
+            " SELECT m, d, 0, 0, 0, 0, 0, 0, 0, '' FROM unnest(%s::bigint[], %s::date[]) AS w(m, d)"
+            " ON CONFLICT (merchant_id, day) DO NOTHING",
+            [[w[0] for w in wanted], [w[1] for w in wanted]],
+        )
+        cur.execute(
+            "SELECT s.id, s.merchant_id, s.day, s.settled_at IS NULL FROM merchants_settlement s"
+            " JOIN unnest(%s::bigint[], %s::date[]) AS w(m, d) ON s.merchant_id = w.m AND s.day = w.d"
+            " ORDER BY s.id FOR SHARE OF s",
+            [[w[0] for w in wanted], [w[1] for w in wanted]],
+        )
+        rows = {(r[1], r[2]): (r[0], r[3]) for r in cur.fetchall()}
+    out = {}
+    for pair in pairs:
+        sid, is_open = rows[pair]
+        out[pair] = sid if is_open else rows[(pair[0], today)][0]
+    return out
+
+
 def _accepting(merchant: Merchant, means: str) -> None:
     if merchant.state != MerchantState.ACTIVE:
         raise DomainError(
@@ -335,6 +366,7 @@ def merchant_pay(
         actor=actor,
         at=at,
     )
+    day = _beijing_day(at)
     payment = Payment.objects.create(
         merchant=merchant,
         means=means,
@@ -342,8 +374,9 @@ def merchant_pay(
         card_no=card_no,
         amount_fen=amount_fen,
         at=at,
-        day=_beijing_day(at),
+        day=day,
         posting=posting,
+        settlement_id=_open_settlements({(merchant.pk, day)})[(merchant.pk, day)],
     )
     audit_record(
         action="merchant.pay",
@@ -382,6 +415,7 @@ def merchant_taps_book(*, actor: str) -> int:
     }
     purse_float = ledger_account_external(code="purse:float", kind=AccountKind.PURSE_FLOAT)
     receivables: dict[str, LedgerAccount] = {}
+    settlement_of = _open_settlements({(r[6], _beijing_day(r[1])) for r in rows})
     payments = []
     for tx_id, tapped_at, card_no, amount, routing, issuer_tenant, merchant_id in rows:
         merchant = merchants[merchant_id]
@@ -414,6 +448,7 @@ def merchant_taps_book(*, actor: str) -> int:
                 day=_beijing_day(tapped_at),
                 transaction_id=tx_id,
                 posting=posting,
+                settlement_id=settlement_of[(merchant_id, _beijing_day(tapped_at))],
             )
         )
     Payment.objects.bulk_create(payments)
@@ -471,14 +506,16 @@ def payment_refund(
         at=at,
         reverses=payment.posting,
     )
+    day = _beijing_day(at)
     refund = Refund.objects.create(
         payment=payment,
         refund_id=refund_id,
         amount_fen=amount_fen,
         at=at,
-        day=_beijing_day(at),
+        day=day,
         posting=posting,
         actor=actor,
+        settlement_id=_open_settlements({(payment.merchant_id, day)})[(payment.merchant_id, day)],
     )
     payment.refunded_fen += amount_fen
     payment.save(update_fields=["refunded_fen"])
@@ -497,125 +534,70 @@ def payment_refund(
 
 @transaction.atomic
 def merchant_settle(*, merchant_code: str, day: dt.date, actor: str) -> Settlement:
-    """Settle one merchant for one Beijing day (日结算): every payment and refund it has not been settled
-    for, up to the end of ``day`` (a tap uploaded late joins the next settlement), net of the fee
-    (``bps_of`` of the day's net takings, half-up), paid to its settlement account. Once per (merchant,
-    day): a second call returns the first settlement."""
-    merchant = _merchant(merchant_code, lock=True)
-    done = Settlement.objects.filter(merchant=merchant, day=day).first()
-    if done is not None:
-        return done
-    if day >= timezone.now().astimezone(BEIJING).date():
+    """Settle one merchant for one Beijing day that is over (日结算): its open settlement of that day —
+    the day's payments and refunds, and the late ones of days settled before — summed, net of the fee
+    (``bps_of`` of the net takings, half-up), paid to its settlement account. Once per (merchant, day): a
+    second call returns the first settlement. A day with nothing settles at zero (no posting), and an item
+    of that day booked later joins the next open settlement."""
+    if day >= _today():
         raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
-    settlement = Settlement.objects.create(
-        merchant=merchant, day=day, fee_bps=merchant.fee_bps, settled_at=timezone.now(), actor=actor
-    )
-    payments = Payment.objects.filter(merchant=merchant, settlement=None, day__lte=day)
-    refunds = Refund.objects.filter(payment__merchant=merchant, settlement=None, day__lte=day)
-    n_pay = payments.update(settlement=settlement)
-    n_ref = refunds.update(settlement=settlement)
-    gross = Payment.objects.filter(settlement=settlement).aggregate(s=Sum("amount_fen"))["s"] or 0
-    refunded = Refund.objects.filter(settlement=settlement).aggregate(s=Sum("amount_fen"))["s"] or 0
-    return _settlement_close(settlement, merchant, n_pay, n_ref, gross, refunded, actor)
-
-
-def _settlement_close(
-    settlement: Settlement, merchant: Merchant, n_pay: int, n_ref: int, gross: int, refunded: int, actor: str
-) -> Settlement:
-    takings = gross - refunded
-    fee = bps_of(takings, settlement.fee_bps)
-    net = takings - fee
-    legs = [
-        (merchant.payable, -takings),
-        (ledger_account_external(code=FEE_INCOME, kind=AccountKind.FEE_INCOME), fee),
-        (ledger_account_external(code=SETTLEMENT_CLEARING, kind=AccountKind.SETTLEMENT), net),
-    ]
-    legs = [(account, amount) for account, amount in legs if amount != 0]
-    if legs:
-        settlement.posting, _ = posting_write(
-            kind=PostingKind.SETTLEMENT,
-            key=f"merchant-settle:{merchant.code}:{settlement.day.isoformat()}",
-            legs=legs,
-            memo=f"{merchant.name} ({merchant.code}) settlement {settlement.day}",
-            actor=actor,
-            at=settlement.settled_at,
-            audit=False,
-        )
-    settlement.payments, settlement.refunds = n_pay, n_ref
-    settlement.gross_fen, settlement.refunds_fen, settlement.fee_fen, settlement.net_fen = (
-        gross,
-        refunded,
-        fee,
-        net,
-    )
-    settlement.save()
-    audit_record(
-        action="merchant.settle",
-        actor=actor,
-        object_type="merchant",
-        object_id=merchant.code,
-        data={
-            "day": settlement.day.isoformat(),
-            "payments": n_pay,
-            "refunds": n_ref,
-            "gross_fen": gross,
-            "refunds_fen": refunded,
-            "fee_fen": fee,
-            "net_fen": net,
-        },
-    )
-    return settlement
+    merchant = _merchant(merchant_code, lock=True)
+    sid = _open_settlements({(merchant.pk, day)})[(merchant.pk, day)]
+    settlement = Settlement.objects.select_for_update().get(merchant=merchant, day=day)
+    if settlement.settled_at is not None:
+        return settlement
+    assert sid == settlement.pk
+    _settlements_close([settlement.pk], day=day, actor=actor)
+    return Settlement.objects.select_related("merchant", "posting").get(pk=settlement.pk)
 
 
 def merchants_settle_day(*, day: dt.date, actor: str) -> list[Settlement]:
-    """Book the uploaded taps, then settle every merchant not closed for ``day`` at once (日结算批处理),
-    as ``merchant_settle`` would one by one, in a fixed number of statements whatever the number of
-    merchants and payments: the settlements inserted from the merchant table, the payments and refunds
-    joined to them by two UPDATEs, their totals by two GROUP BYs, the fees with ``bps_of``, one posting per
-    merchant with something to pay (bulk), every payable balance moved by one UPDATE. A merchant settled
-    for the day already keeps its settlement; one with nothing to settle gets a settlement of zero (no
-    posting): its statement says so. Returns the day's settlements by merchant code."""
+    """Book the uploaded taps, then settle every merchant for ``day`` at once (日结算批处理), as
+    ``merchant_settle`` would one by one, in a fixed number of statements whatever the number of merchants
+    and payments: a zero settlement opened for each merchant not closed that has none, the day's open
+    settlements locked, their payments and refunds summed by two GROUP BYs, the fees by ``bps_of``, one
+    posting per merchant with something to pay (bulk), every balance moved by one UPDATE. Nothing is
+    written per payment: each joined its settlement when it was booked. Returns the day's settlements."""
+    if day >= _today():
+        raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
     merchant_taps_book(actor=actor)
     _settle_all(day=day, actor=actor)
     return list(
-        Settlement.objects.filter(day=day).select_related("merchant", "posting").order_by("merchant__code")
+        Settlement.objects.filter(day=day, settled_at__isnull=False)
+        .select_related("merchant", "posting")
+        .order_by("merchant__code")
     )
 
 
 @transaction.atomic
 def _settle_all(*, day: dt.date, actor: str) -> None:
-    if day >= timezone.now().astimezone(BEIJING).date():
-        raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
-    now = timezone.now()
     with connection.cursor() as cur:
-        # The merchants' rows locked in one order (as merchant_settle locks one): no payment or refund of
-        # theirs is settled twice by a concurrent run.
-        cur.execute("SELECT id FROM merchants_merchant WHERE state <> 'closed' ORDER BY id FOR UPDATE")
         cur.execute(
             "INSERT INTO merchants_settlement (merchant_id, day, payments, refunds, gross_fen, refunds_fen,"
-            " fee_bps, fee_fen, net_fen, settled_at, actor)"
-            " SELECT m.id, %(day)s, 0, 0, 0, 0, m.fee_bps, 0, 0, %(now)s, %(actor)s FROM merchants_merchant m"
-            " WHERE m.state <> 'closed' AND NOT EXISTS"
-            " (SELECT 1 FROM merchants_settlement s WHERE s.merchant_id = m.id AND s.day = %(day)s)"
-            " RETURNING id, merchant_id, fee_bps",
-            {"day": day, "now": now, "actor": actor},
-        )
-        new = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
-        if not new:
-            return
-        ids = sorted(new)
-        cur.execute(
-            "UPDATE merchants_payment p SET settlement_id = s.id FROM merchants_settlement s"
-            " WHERE s.id = ANY(%(ids)s) AND p.merchant_id = s.merchant_id AND p.settlement_id IS NULL"
-            " AND p.day <= %(day)s",
-            {"ids": ids, "day": day},
+            " fee_bps, fee_fen, net_fen, actor) SELECT m.id, %s, 0, 0, 0, 0, 0, 0, 0, '' FROM merchants_merchant m"
+            " WHERE m.state <> 'closed' ON CONFLICT (merchant_id, day) DO NOTHING",
+            [day],
         )
         cur.execute(
-            "UPDATE merchants_refund r SET settlement_id = s.id FROM merchants_payment p, merchants_settlement s"
-            " WHERE s.id = ANY(%(ids)s) AND r.payment_id = p.id AND p.merchant_id = s.merchant_id"
-            " AND r.settlement_id IS NULL AND r.day <= %(day)s",
-            {"ids": ids, "day": day},
+            "SELECT id FROM merchants_settlement WHERE day = %s AND settled_at IS NULL ORDER BY id FOR UPDATE",
+            [day],
         )
+        ids = [r[0] for r in cur.fetchall()]
+    _settlements_close(ids, day=day, actor=actor)
+
+
+def _settlements_close(ids: list[int], *, day: dt.date, actor: str) -> None:
+    """Close these open settlements of ``day`` (locked by the caller): totals, fees, postings, balances."""
+    if not ids:
+        return
+    now = timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT s.id, s.merchant_id, m.fee_bps, m.payable_id, m.code FROM merchants_settlement s"
+            " JOIN merchants_merchant m ON m.id = s.merchant_id WHERE s.id = ANY(%s)",
+            [ids],
+        )
+        of = {r[0]: r[1:] for r in cur.fetchall()}
         cur.execute(
             "SELECT settlement_id, count(*), sum(amount_fen) FROM merchants_payment"
             " WHERE settlement_id = ANY(%s) GROUP BY settlement_id",
@@ -628,30 +610,26 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
             [ids],
         )
         refunded = {r[0]: (r[1], int(r[2])) for r in cur.fetchall()}
-    payables = dict(
-        Merchant.objects.filter(pk__in={m for m, _ in new.values()}).values_list("pk", "payable_id")
-    )
-    codes = dict(Merchant.objects.filter(pk__in=payables).values_list("pk", "code"))
     fee_income = ledger_account_external(code=FEE_INCOME, kind=AccountKind.FEE_INCOME)
     clearing = ledger_account_external(code=SETTLEMENT_CLEARING, kind=AccountKind.SETTLEMENT)
-    rows = []  # settlement id, payments, refunds, gross, refunded, fee, net
+    rows = []  # settlement id, payments, refunds, gross, refunded, fee bps, fee, net
     postings: list[tuple[int, Posting, list[tuple[int, int]]]] = []
-    for sid in ids:
-        merchant_id, bps = new[sid]
+    for sid in sorted(ids):
+        _merchant_id, bps, payable_id, code = of[sid]
         n_pay, gross = paid.get(sid, (0, 0))
         n_ref, back = refunded.get(sid, (0, 0))
         takings = gross - back
         fee = bps_of(takings, bps)
-        rows.append((sid, n_pay, n_ref, gross, back, fee, takings - fee))
-        legs = [(payables[merchant_id], -takings), (fee_income.pk, fee), (clearing.pk, takings - fee)]
+        rows.append((sid, n_pay, n_ref, gross, back, bps, fee, takings - fee))
+        legs = [(payable_id, -takings), (fee_income.pk, fee), (clearing.pk, takings - fee)]
         legs = [(account, amount) for account, amount in legs if amount != 0]
         if legs:
             posting = Posting(
                 kind=PostingKind.SETTLEMENT,
-                idempotency_key=f"merchant-settle:{codes[merchant_id]}:{day.isoformat()}",
+                idempotency_key=f"merchant-settle:{code}:{day.isoformat()}",
                 at=now,
                 amount_fen=sum(a for _, a in legs if a > 0),
-                memo=f"{codes[merchant_id]} settlement {day}",
+                memo=f"{code} settlement {day}",
                 actor=actor,
             )
             postings.append((sid, posting, legs))
@@ -666,6 +644,7 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
         for account, amount in legs:
             moves[account] += amount
     posting_of = {sid: p.pk for sid, p, _ in postings}
+    columns = list(zip(*rows, strict=True))
     with connection.cursor() as cur:
         accounts_moved = sorted(moves)
         cur.execute(
@@ -675,22 +654,14 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
         )
         cur.execute(
             "UPDATE merchants_settlement s SET payments = v.np, refunds = v.nr, gross_fen = v.g,"
-            " refunds_fen = v.r, fee_fen = v.f, net_fen = v.n, posting_id = v.p"
-            " FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[],"
-            " %s::bigint[], %s::bigint[]) AS v(id, np, nr, g, r, f, n, p) WHERE s.id = v.id",
-            [
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [r[3] for r in rows],
-                [r[4] for r in rows],
-                [r[5] for r in rows],
-                [r[6] for r in rows],
-                [posting_of.get(r[0]) for r in rows],
-            ],
+            " refunds_fen = v.r, fee_bps = v.bps, fee_fen = v.f, net_fen = v.n, posting_id = v.p,"
+            " settled_at = %s, actor = %s"
+            " FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::int[], %s::bigint[],"
+            " %s::bigint[], %s::bigint[]) AS v(id, np, nr, g, r, bps, f, n, p) WHERE s.id = v.id",
+            [now, actor, *[list(c) for c in columns], [posting_of.get(sid) for sid in columns[0]]],
         )
     audit_record(
-        action="merchant.settle_day",
+        action="merchant.settle",
         actor=actor,
         object_type="settlement_day",
         object_id=day.isoformat(),
@@ -699,7 +670,8 @@ def _settle_all(*, day: dt.date, actor: str) -> None:
             "postings": len(postings),
             "gross_fen": sum(r[3] for r in rows),
             "refunds_fen": sum(r[4] for r in rows),
-            "fee_fen": sum(r[5] for r in rows),
-            "net_fen": sum(r[6] for r in rows),
+            "fee_fen": sum(r[6] for r in rows),
+            "net_fen": sum(r[7] for r in rows),
+            **({"merchant": of[rows[0][0]][3]} if len(rows) == 1 else {}),
         },
     )

@@ -1,7 +1,8 @@
 """Random merchant activity replayed (hypothesis): payments by online account and e-purse taps from the
-merchant's terminal, partial and full refunds (some over the payment, some retried), daily settlements
-(some retried); after every step each ledger account's balance equals an independent running sum kept
-here, fees rounded half-up with Decimal (not ``bps_of``), and the whole ledger balances."""
+merchant's terminal, partial and full refunds (some over the payment, some retried), daily settlements one
+by one or all at once (some retried; an item of a settled day joins today's open settlement); after every
+step each ledger account's balance equals an independent running sum kept here, fees rounded half-up with
+Decimal (not ``bps_of``), and the whole ledger balances."""
 
 from __future__ import annotations
 
@@ -97,9 +98,14 @@ def test_every_balance_equals_an_independent_sum(world, steps):
             expected["topup:bank"] -= 20_000
         paid: list[tuple[str, str, str, int, dt.date]] = []  # payment id, merchant, card, amount, day
         refunded: dict[str, int] = defaultdict(int)  # by payment id
-        unsettled: dict[str, list[tuple[dt.date, int]]] = defaultdict(list)
+        open_items: dict[tuple[str, dt.date], int] = defaultdict(int)  # what each open settlement holds
         settled: set[tuple[str, dt.date]] = set()
         chips = {n: SimCard(n, balance_fen=10**7) for n in numbers}
+
+        def joins(code: str, day: dt.date) -> tuple[str, dt.date]:
+            """The settlement an item joins: its day's, or today's once its day is settled."""
+            return (code, TODAY) if (code, day) in settled else (code, day)
+
         holder_of = {n: f"holder:{LedgerAccount.objects.get(card_no=n).cardholder_id}" for n in numbers}
         for i, (op, who, merchant, amount, d, retried) in enumerate(steps):
             card, day = numbers[who], DAYS[d]
@@ -119,7 +125,7 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                             paid.append((p.payment_id, merchant, card, amount, day))
                             expected[holder_of[card]] -= amount
                             expected[f"merchant:{merchant}"] += amount
-                            unsettled[merchant].append((day, amount))
+                            open_items[joins(merchant, day)] += amount
                     elif op == "tap" and attempt == 0:  # a resent batch is a duplicate: no retry here
                         sim = sims[merchant]
                         tap = sim.tap(chips[card], at=when, amount_fen=amount)
@@ -129,7 +135,7 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                         paid.append((booked.payment_id, merchant, card, amount, day))
                         expected["purse:float"] -= amount
                         expected[f"merchant:{merchant}"] += amount
-                        unsettled[merchant].append((day, amount))
+                        open_items[joins(merchant, day)] += amount
                     elif op == "refund" and paid:
                         pid, payee, payer, total, _ = paid[amount % len(paid)]
                         refund_amount = amount % (total + 50) + 1
@@ -142,7 +148,7 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                             refunded[pid] += refund_amount
                             expected[f"merchant:{payee}"] -= refund_amount
                             expected[holder_of[payer]] += refund_amount
-                            unsettled[payee].append((day, -refund_amount))
+                            open_items[joins(payee, day)] -= refund_amount
                     elif op in ("settle", "settle_all"):
                         if op == "settle":
                             m.merchant_settle(merchant_code=merchant, day=day, actor="h")
@@ -152,9 +158,7 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                             if (code, day) in settled:
                                 continue
                             settled.add((code, day))
-                            due = [x for x in unsettled[code] if x[0] <= day]
-                            unsettled[code] = [x for x in unsettled[code] if x[0] > day]
-                            takings = sum(x[1] for x in due)
+                            takings = open_items.pop((code, day), 0)
                             f = fee(takings, MERCHANTS[code])
                             expected[f"merchant:{code}"] -= takings
                             expected[m.FEE_INCOME] += f

@@ -222,7 +222,18 @@ def test_daily_settlement_net_of_fees_with_its_statement(city, card):
     assert card not in text and lines[-1] == "total,net_fen,,,,,1168"
     # A late refund of a settled payment joins the next settlement, whose net can go below zero.
     ra = m.payment_refund(payment_id="a", refund_id="ra", amount_fen=1250, at=timezone.now(), actor="t")
-    assert ra.settlement_id is None and Payment.objects.get(payment_id="a").settlement_id == first.pk
+    assert ra.settlement.settled_at is None and ra.settlement.day == YESTERDAY + dt.timedelta(days=1)
+    assert Payment.objects.get(payment_id="a").settlement_id == first.pk
+    # A payment of a settled day booked late joins today's open settlement, not the closed one.
+    late = m.merchant_pay(
+        merchant_code="canteen",
+        card_no=card,
+        amount_fen=5,
+        payment_id="late",
+        at=at(YESTERDAY, 23),
+        actor="t",
+    )
+    assert late.day == YESTERDAY and late.settlement.day == YESTERDAY + dt.timedelta(days=1)
     assert_balanced()
 
 
