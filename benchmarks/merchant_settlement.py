@@ -5,9 +5,10 @@
 Builds a tenant with ``--merchants`` merchants (their payable accounts, contracts with fee rates of 0–100
 bps) and ``--payments`` online-account payments of one day spread over them, each with its balanced
 posting (built in bulk by SQL, the balance trigger off for the set-up only), plus one refund in fifty.
-Then times ``merchants_settle_day`` (taps booked, settlements inserted, payments and refunds joined,
-totals, fees with ``bps_of``, one balanced posting per merchant, balances moved; the deferred balance
-trigger checks every settlement posting at commit) beside a bare ``GROUP BY merchant_id`` of the same
+Each payment and refund joined its merchant's open settlement of the day when booked (as the services
+do). Then times ``merchants_settle_day`` (taps booked, the open settlements locked, totals by GROUP BY,
+fees with ``bps_of``, one balanced posting per merchant, balances moved, settlements closed; the deferred
+balance trigger checks every settlement posting at commit) beside a bare ``GROUP BY merchant_id`` of the same
 payments (the aggregation alone, nothing written). Goal (issue 24): 10,000 merchants and 1M payments
 settled in ≤ 30 s. Finally checks the ledger: every posting balanced, each balance the sum of its legs.
 """
@@ -94,11 +95,18 @@ def child(args) -> None:
                 " JOIN merchants_merchant mm ON mm.code = 'm' || (1 + b.g %% %(m)s)",
                 {"m": m},
             )
+            # Each merchant's open settlement of the day, which its payments joined as they were booked.
+            cur.execute(
+                "INSERT INTO merchants_settlement (merchant_id, day, payments, refunds, gross_fen, refunds_fen,"
+                " fee_bps, fee_fen, net_fen, actor) SELECT id, %s, 0, 0, 0, 0, 0, 0, 0, '' FROM merchants_merchant",
+                [day],
+            )
             cur.execute(
                 "INSERT INTO merchants_payment (merchant_id, means, payment_id, card_no, issuer_tenant, amount_fen,"
-                " refunded_fen, at, day, posting_id)"
+                " refunded_fen, at, day, posting_id, settlement_id)"
                 " SELECT mm.id, 'account', 'b' || b.g, '3301000000000000000', '', b.amount_fen, 0, %(at)s, %(day)s,"
-                " b.posting_id FROM bench_pay b JOIN merchants_merchant mm ON mm.code = 'm' || (1 + b.g %% %(m)s)",
+                " b.posting_id, s.id FROM bench_pay b JOIN merchants_merchant mm ON mm.code = 'm' || (1 + b.g %% %(m)s)"
+                " JOIN merchants_settlement s ON s.merchant_id = mm.id AND s.day = %(day)s",
                 {"at": noon, "day": day, "m": m},
             )
             # One refund in fifty: half the payment back to the payer.
@@ -114,8 +122,9 @@ def child(args) -> None:
                 " JOIN accounts_leg l ON l.posting_id = r.reverses_id WHERE r.kind = 'refund'"
             )
             cur.execute(
-                "INSERT INTO merchants_refund (payment_id, refund_id, amount_fen, at, day, posting_id, actor)"
-                " SELECT p.id, 'r' || substr(r.idempotency_key, 18), r.amount_fen, r.at, %(day)s, r.id, 'bench'"
+                "INSERT INTO merchants_refund (payment_id, refund_id, amount_fen, at, day, posting_id, actor,"
+                " settlement_id) SELECT p.id, 'r' || substr(r.idempotency_key, 18), r.amount_fen, r.at, %(day)s,"
+                " r.id, 'bench', p.settlement_id"
                 " FROM accounts_posting r JOIN merchants_payment p ON p.posting_id = r.reverses_id"
                 " WHERE r.kind = 'refund'",
                 {"day": day},
@@ -139,8 +148,7 @@ def child(args) -> None:
 
         started = time.perf_counter()
         cur.execute(
-            "SELECT merchant_id, count(*), sum(amount_fen) FROM merchants_payment"
-            " WHERE settlement_id IS NULL AND day <= %s GROUP BY merchant_id",
+            "SELECT merchant_id, count(*), sum(amount_fen) FROM merchants_payment WHERE day = %s GROUP BY merchant_id",
             [day],
         )
         groups = len(cur.fetchall())
