@@ -9,7 +9,8 @@ citycard/platform/scopes.py:
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
   ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
-  ``acceptanceCheck`` for service points); every read of card or cardholder data goes through
+  ``acceptanceCheck`` for service points), ``merchants`` (``merchantPay``, ``merchantRefund``,
+  ``cardMerchantPayments``); every read of card or cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
@@ -27,6 +28,7 @@ from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
 from citycard.graphql.entitlements.schema import EntitlementMutations, EntitlementQueries
 from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
+from citycard.graphql.merchants.schema import MerchantMutations, MerchantQueries
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
 from citycard.graphql.tenancy.schema import TenancyMutations, TenancyQueries
@@ -44,12 +46,15 @@ class TenantQuery(
     ServicePointQueries,
     MedicalQueries,
     EntitlementQueries,
+    MerchantQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
 
 
-class TenantMutation(CardMutations, MedicalMutations, EntitlementMutations, graphene.ObjectType):
+class TenantMutation(
+    CardMutations, MedicalMutations, EntitlementMutations, MerchantMutations, graphene.ObjectType
+):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
@@ -75,6 +80,7 @@ TENANT_COST_MAP: CostMap = {
         "cardholderVerify": FieldCost(complexity=5),
         "cardholderCategories": FieldCost(complexity=5),
         "cardEntitlements": FieldCost(complexity=2),
+        "cardMerchantPayments": FieldCost(complexity=2, multipliers=("limit",)),
     },
     "Card": {"transactions": PAGE, "balance": FieldCost(complexity=2)},
     # Tens of items at most per payment.

@@ -16,6 +16,7 @@ from citycard.platform.models import RoamingNetwork
 class Service(models.TextChoices):
     TRANSIT = "transit", _("Transit")
     MEDICAL = "medical", _("Medical")
+    MERCHANT = "merchant", _("Merchant payments")
 
 
 class CyclePeriod(models.TextChoices):

@@ -36,6 +36,9 @@ class Scope(models.TextChoices):
     )
     ENTITLEMENTS_READ = "entitlements:read", _("Read a card holder's entitlements and their uses")
     ENTITLEMENTS_BUY = "entitlements:buy", _("Buy an entitlement from the card's online account")
+    MERCHANTS_PAY = "merchants:pay", _("Pay a merchant from a card's online account or citizen code")
+    MERCHANTS_REFUND = "merchants:refund", _("Refund a merchant payment this key made")
+    MERCHANTS_READ = "merchants:read", _("Read a card's merchant payments")
     SUBSIDIES_READ = "subsidies:read", _("Read subsidy payments with item detail")
     MEDICAL_CLAIMS = (
         "medical:claims",

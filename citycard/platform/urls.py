@@ -26,6 +26,7 @@ urlpatterns = [
     path("admin/", tenant_admin.urls),
     # The city dashboard: the site's own users (city administrator; county officers on their own site).
     path("dashboard/", include("citycard.tenants.dashboard.urls")),
+    path("merchants/", include("citycard.tenants.merchants.urls")),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),

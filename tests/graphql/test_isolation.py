@@ -136,10 +136,50 @@ def probes(
             "{ alreadySubmitted claim { claimId hospital status totalFen lines { code outcome } } "
             "errors { field message code } } }",
         ],
+        # Jiaxing's canteen took a payment from Jiaxing's elderly card (jx_merchant_payment): a Hangzhou key
+        # can neither pay that merchant, nor refund that payment, nor list it.
+        "merchantPay": [
+            f'mutation {{ merchantPay(merchant: "jx-canteen", cardNumber: "{jx.elderly_card}", amountFen: 100, '
+            'requestKey: "probe-pay") { payment { id merchant merchantName amountFen } '
+            "errors { field message code } } }",
+        ],
+        "merchantRefund": [
+            'mutation { merchantRefund(paymentKey: "jx-meal-1", refundKey: "probe-r", amountFen: 50) '
+            "{ refund { id amountFen payment { merchant merchantName } } errors { field message code } } }",
+        ],
+        "cardMerchantPayments": [
+            f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") '
+            "{ id merchant merchantName amountFen means } }",
+        ],
     }
 
 
 JX_CLAIM = "JX-ZY-0001"
+
+
+def jx_merchant_payment(tenant, people: People) -> None:
+    """Jiaxing's canteen, and a payment of 1.00 to it from Jiaxing's elderly card (payment id jx-meal-1)."""
+    from citycard.tenants.merchants import services as merchants
+
+    with tenant_context(tenant("jiaxing")):
+        merchants.merchant_onboard(
+            code="jx-canteen",
+            name="嘉兴学院食堂",
+            licence_no=merchants.licence_no_build(division="330400", organisation="MA0000077"),
+            category="5814",
+            settlement_bank="嘉兴银行",
+            settlement_account="6222020000123456789",
+            fee_bps=60,
+            accepted_means=["account", "code"],
+            actor="test",
+        )
+        merchants.merchant_pay(
+            merchant_code="jx-canteen",
+            card_no=people.elderly_card,
+            amount_fen=100,
+            payment_id="jx-meal-1",
+            actor="test",
+        )
 
 
 def jx_medical_claim(tenant, people: People) -> None:
@@ -166,6 +206,7 @@ def tenant_probes(client, tenant, hz_fleet, jx_fleet, hz_people, jx_people) -> d
     """The tenant probe table, filled with Jiaxing's card numbers, terminal and cursors."""
     jx, _, _ = jx_fleet
     jx_medical_claim(tenant, jx_people)
+    jx_merchant_payment(tenant, jx_people)
     jx_token = issue("jiaxing")
     jx_own = data_of(
         gql(
@@ -221,6 +262,7 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(client, tenant, jx_fleet
         "嘉兴第一医院",
         "嘉兴目录药",
         "888",
+        "嘉兴学院食堂",
         card_number_of_shanghai_patient(),
     ]  # (ids are per tenant: equal ids are no leak)
     for field, queries in tenant_probes.items():
@@ -262,12 +304,17 @@ def card_number_of_shanghai_patient() -> str:
 
 
 def jx_state(jiaxing) -> list:
+    from citycard.tenants.accounts.models import LedgerAccount
     from citycard.tenants.cards.models import Card, HotlistEntry
     from citycard.tenants.exchange.models import OutboxMessage
     from citycard.tenants.medical.models import Claim
+    from citycard.tenants.merchants.models import Payment, Refund
 
     with tenant_context(jiaxing):
         return [
+            *Payment.objects.order_by("payment_id").values_list("payment_id", "amount_fen", "refunded_fen"),
+            *Refund.objects.order_by("refund_id").values_list("refund_id", "amount_fen"),
+            *LedgerAccount.objects.order_by("code").values_list("code", "balance_fen"),
             *Card.objects.order_by("card_no").values_list("card_no", "state"),
             *HotlistEntry.objects.values_list("card_no", "removed_at"),
             *Claim.objects.order_by("claim_id").values_list("claim_id", "total_fen", "request_sha256"),

@@ -91,7 +91,7 @@ def agreement_set(
     actor: str = "system",
     now: dt.datetime | None = None,
 ) -> RoamingAgreement:
-    """Establish the agreement of ``network_code`` for ``service`` (transit or medical) with its standing
+    """Establish the agreement of ``network_code`` for ``service`` (transit, medical or merchant) with its standing
     terms and, when it has none, version 1 of the dated terms effective ``valid_from``; on an agreement that
     exists, change its standing terms. Dated terms (fees, visitor policy, cut-off, grace) given for an
     existing agreement that differ from those in force on ``valid_from`` become a new version effective
@@ -102,7 +102,7 @@ def agreement_set(
         raise DomainError(
             f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
         )
-    period = period or (CyclePeriod.DAILY if service == Service.TRANSIT else CyclePeriod.MONTHLY)
+    period = period or (CyclePeriod.MONTHLY if service == Service.MEDICAL else CyclePeriod.DAILY)
     agreement, created = RoamingAgreement.objects.select_for_update().update_or_create(
         network=network,
         service=service,

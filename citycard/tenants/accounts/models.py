@@ -18,6 +18,9 @@ class AccountKind(models.TextChoices):
     MERCHANT = "merchant", _("Merchant payable")
     SUBSIDY_FUND = "subsidy", _("Subsidy fund")
     PURSE_FLOAT = "purse", _("E-purse float")
+    FEE_INCOME = "fee", _("Fee income")
+    SETTLEMENT = "settlement", _("Merchant settlement clearing (bank)")
+    INTEROP = "interop", _("Interop receivable from an issuer")
 
 
 class LedgerAccount(models.Model):
@@ -67,6 +70,8 @@ class PostingKind(models.TextChoices):
     REFUND = "refund", _("Refund")
     SUBSIDY = "subsidy", _("Subsidy credit")
     PURSE_LOAD = "purse_load", _("E-purse load from the account")
+    PURSE_PAY = "purse_pay", _("E-purse purchase at a merchant")
+    SETTLEMENT = "settlement", _("Merchant settlement")
 
 
 class Posting(models.Model):

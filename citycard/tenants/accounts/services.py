@@ -41,10 +41,14 @@ def _amount(value: Any, field: str = "amount_fen") -> int:
     return value
 
 
-def _external(code: str, kind: str) -> LedgerAccount:
+def ledger_account_external(*, code: str, kind: str) -> LedgerAccount:
+    """The external ledger account ``code`` (merchant payable, fee income, bank clearing…), opened on first
+    use; external accounts carry the other side of the cardholders' money and may run negative."""
     account, _ = LedgerAccount.objects.get_or_create(
         code=code, defaults={"kind": kind, "allow_negative": True, "opened_at": timezone.now()}
     )
+    if account.kind != kind:
+        raise Conflict(f"ledger account {code!r} is a {account.kind} account, not {kind}", field="code")
     return account
 
 
@@ -81,14 +85,14 @@ def account_open(*, card_no: str, actor: str) -> LedgerAccount:
     return account
 
 
-def _holder_account(card_no: str) -> LedgerAccount:
+def holder_account(card_no: str) -> LedgerAccount:
     account = LedgerAccount.objects.filter(kind=AccountKind.HOLDER, card_no=card_no).first()
     if account is None:
         raise NotFound(f"card {card_no} has no online account", code="no_account", field="card_no")
     return account
 
 
-def _post(
+def posting_write(
     *,
     kind: str,
     key: str,
@@ -97,8 +101,10 @@ def _post(
     actor: str,
     at: dt.datetime | None = None,
     reverses: Posting | None = None,
+    audit: bool = True,
 ) -> tuple[Posting, bool]:
-    """Write one balanced posting; (posting, created). A repeated key returns the first posting."""
+    """Write one balanced posting; (posting, created). A repeated key returns the first posting.
+    ``audit=False``: the caller audits the whole action once (a bulk booking) instead of each posting."""
     if not key or len(key) > 120:
         raise DomainError("an idempotency key of 1–120 characters is required", field="idempotency_key")
     if sum(amount for _, amount in legs) != 0:
@@ -129,6 +135,8 @@ def _post(
                 "insufficient balance in the online account", code="insufficient_funds"
             ) from None
         raise
+    if not audit:
+        return posting, True
     audit_record(
         action=f"ledger.{kind}",
         actor=actor,
@@ -151,9 +159,9 @@ def account_topup(
 ) -> Posting:
     """Top up the online account (充值) from a bank or cash channel."""
     amount = _amount(amount_fen)
-    holder = _holder_account(card_no)
-    clearing = _external(f"topup:{channel}", AccountKind.TOPUP_CLEARING)
-    return _post(
+    holder = holder_account(card_no)
+    clearing = ledger_account_external(code=f"topup:{channel}", kind=AccountKind.TOPUP_CLEARING)
+    return posting_write(
         kind=PostingKind.TOPUP,
         key=idempotency_key,
         legs=[(clearing, -amount), (holder, amount)],
@@ -168,22 +176,24 @@ def account_pay(
     *,
     card_no: str,
     amount_fen: int,
-    merchant: str,
+    payee: LedgerAccount,
     idempotency_key: str,
+    memo: str,
     actor: str,
     at: dt.datetime | None = None,
 ) -> Posting:
-    """Pay a merchant from the online account (消费); refused beyond the balance (and overdraft)."""
+    """Pay a payee's ledger account from the online account (消费); refused beyond the balance (and
+    overdraft). The payee is a party's own account (a merchant's payable, a department's fees), never a
+    name: whoever takes the payment (``citycard.tenants.merchants``) checks the party first."""
     amount = _amount(amount_fen)
-    if not merchant:
-        raise DomainError("a payment needs a merchant", field="merchant")
-    holder = _holder_account(card_no)
-    payee = _external(f"merchant:{merchant}", AccountKind.MERCHANT)
-    return _post(
+    if payee.kind != AccountKind.MERCHANT:
+        raise DomainError(f"{payee.code} cannot be paid from an online account", field="payee")
+    holder = holder_account(card_no)
+    return posting_write(
         kind=PostingKind.PAYMENT,
         key=idempotency_key,
         legs=[(holder, -amount), (payee, amount)],
-        memo=f"payment to {merchant}",
+        memo=memo,
         actor=actor,
         at=at,
     )[0]
@@ -213,7 +223,7 @@ def account_refund(
             field="amount_fen",
         )
     legs = {leg.account.kind: leg.account for leg in payment.legs.select_related("account")}
-    return _post(
+    return posting_write(
         kind=PostingKind.REFUND,
         key=idempotency_key,
         legs=[(legs[AccountKind.MERCHANT], -amount), (legs[AccountKind.HOLDER], amount)],
@@ -231,10 +241,10 @@ def purse_load(
     """Load the card's e-purse from the online account (圈存): the account goes down, the e-purse float up,
     and the shadow balance follows, so the card's next tap starts from what the back office expects."""
     amount = _amount(amount_fen)
-    holder = _holder_account(card_no)
-    float_account = _external("purse:float", AccountKind.PURSE_FLOAT)
+    holder = holder_account(card_no)
+    float_account = ledger_account_external(code="purse:float", kind=AccountKind.PURSE_FLOAT)
     at = at or timezone.now()
-    posting, created = _post(
+    posting, created = posting_write(
         kind=PostingKind.PURSE_LOAD,
         key=idempotency_key,
         legs=[(holder, -amount), (float_account, amount)],
@@ -306,11 +316,11 @@ def subsidy_run(*, programme_code: str, period: str, on: dt.date, actor: str) ->
         accounts = accounts.filter(cardholder_id__in=holders)
     # Only cardholders with a card in use.
     accounts = accounts.filter(card_no__in=Card.objects.filter(state=CardState.ACTIVE).values("card_no"))
-    fund = _external(f"subsidy:{programme.code}", AccountKind.SUBSIDY_FUND)
+    fund = ledger_account_external(code=f"subsidy:{programme.code}", kind=AccountKind.SUBSIDY_FUND)
     total = sum(i["amount_fen"] for i in programme.items)
     count = 0
     for account in accounts.order_by("pk"):
-        posting, _ = _post(
+        posting, _ = posting_write(
             kind=PostingKind.SUBSIDY,
             key=f"subsidy:{programme.code}:{period}:{account.cardholder_id}",
             legs=[(fund, -total), (account, total)],

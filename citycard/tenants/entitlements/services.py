@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.tenants.accounts.services import account_pay
+from citycard.tenants.accounts.models import AccountKind
+from citycard.tenants.accounts.services import account_pay, ledger_account_external
 from citycard.tenants.cards.models import LIVE_STATES, Card, Cardholder, CardholderCategory, CategoryCode
 from citycard.tenants.cards.selectors import cardholder_pii
 from citycard.tenants.departments.models import Department, ServicePoint
@@ -405,8 +406,12 @@ def entitlement_buy(
     posting = account_pay(
         card_no=card_no,
         amount_fen=kind.price_fen,
-        merchant=f"entitlement:{kind.department.code}",
+        # The department sells the entitlement itself: its own payable, not a merchant's.
+        payee=ledger_account_external(
+            code=f"merchant:entitlement:{kind.department.code}", kind=AccountKind.MERCHANT
+        ),
         idempotency_key=f"entitlement-buy:{idempotency_key}",
+        memo=f"{kind.code} bought from {kind.department.code}",
         actor=actor,
         at=at,
     )

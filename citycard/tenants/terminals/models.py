@@ -15,6 +15,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+# The service of a merchant's POS (``citycard.tenants.merchants``): its purchases are the merchant's
+# e-purse payments, priced by the merchant (no fare rule rechecks them); its route is the merchant's code.
+MERCHANT_SERVICE = "merchant"
+
 
 class TerminalStatus(models.TextChoices):
     ACTIVE = "active", _("Active")

@@ -23,7 +23,7 @@ from typing import Any
 
 from citycard.tenants.fares.selectors import fare_expected, fares_engines, fares_in_force, fares_version_at
 from citycard.tenants.terminals.journeys import gates_of
-from citycard.tenants.terminals.models import Transaction
+from citycard.tenants.terminals.models import MERCHANT_SERVICE, Transaction
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import Card, FareError, Trip
 from citycard.terminal_kit.transit import TripCodec, card_state
@@ -37,7 +37,7 @@ def _month_start(at: dt.datetime) -> dt.datetime:
 def fare_check(*, tenant: Any, taps: Sequence[Any]) -> list[tuple[Any, dict[str, Any]]]:
     """(tap, detail) for every stored purchase tap of ``taps`` (each with its ``terminal_id`` and
     ``batch_pk``) whose amount differs from what the rules give."""
-    purchases = [t for t in taps if t.kind == "purchase"]
+    purchases = [t for t in taps if t.kind == "purchase" and t.service != MERCHANT_SERVICE]
     if not purchases:
         return []
     versions = fares_in_force(tenant=tenant)

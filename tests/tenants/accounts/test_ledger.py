@@ -46,11 +46,23 @@ def test_topup_pay_refund_and_refusals(accounts):
     a.account_topup(card_no=card, amount_fen=1000, idempotency_key="top-1", actor="t")
     again = a.account_topup(card_no=card, amount_fen=1000, idempotency_key="top-1", actor="t")
     assert Posting.objects.filter(idempotency_key="top-1").count() == 1 and again.amount_fen == 1000
+    library = a.ledger_account_external(code="merchant:library", kind="merchant")
     payment = a.account_pay(
-        card_no=card, amount_fen=700, merchant="library", idempotency_key="pay-1", actor="t"
+        card_no=card, amount_fen=700, payee=library, idempotency_key="pay-1", memo="", actor="t"
     )
     with pytest.raises(DomainError) as info:
-        a.account_pay(card_no=card, amount_fen=301, merchant="library", idempotency_key="pay-2", actor="t")
+        a.account_pay(
+            card_no=card, amount_fen=301, payee=library, idempotency_key="pay-2", memo="", actor="t"
+        )
+    with pytest.raises(DomainError):  # only a party's payable is paid, never e.g. a bank clearing account
+        a.account_pay(
+            card_no=card,
+            amount_fen=1,
+            payee=a.ledger_account_external(code="topup:bank", kind="topup"),
+            idempotency_key="pay-3",
+            memo="",
+            actor="t",
+        )
     assert info.value.code == "insufficient_funds"
     a.account_refund(payment_id=payment.pk, amount_fen=200, idempotency_key="ref-1", actor="t")
     with pytest.raises(DomainError) as info:
@@ -108,7 +120,12 @@ def test_ledger_balances_after_every_operation(accounts, ops):
                         a.account_topup(card_no=card, amount_fen=amount, idempotency_key=key, actor="p")
                     elif op == "pay":
                         p = a.account_pay(
-                            card_no=card, amount_fen=amount, merchant="m", idempotency_key=key, actor="p"
+                            card_no=card,
+                            amount_fen=amount,
+                            payee=a.ledger_account_external(code="merchant:m", kind="merchant"),
+                            idempotency_key=key,
+                            memo="",
+                            actor="p",
                         )
                         payments.append(p.pk)
                     elif op == "refund" and payments:

@@ -82,7 +82,7 @@ class Command(PlatformCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["show", "set", "create"])
         parser.add_argument("--network", required=True, help="the network's code (yrd, gba)")
-        parser.add_argument("--service", default="transit", help="transit or medical")
+        parser.add_argument("--service", default="transit", help="transit, medical or merchant")
         parser.add_argument("--effective", help="set: the first business date of the version, YYYY-MM-DD")
         parser.add_argument("--issuer-fee-bps", type=int, help="interchange the issuer keeps, basis points")
         parser.add_argument("--network-fee-bps", type=int, help="the operator's fee, basis points")

@@ -1,0 +1,1 @@
+"""Merchant payments for partner apps: pay a merchant from the online account, refund, list payments."""

@@ -1,0 +1,172 @@
+"""Tenant admin: merchants onboarded through the service (the settlement account typed once, then only
+shown masked), suspended and resumed by action; their terminals, payments, refunds and settlements read
+here. Money moves only through the services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+
+from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
+from citycard.platform.errors import DomainError
+from citycard.tenants.merchants import services
+from citycard.tenants.merchants.models import (
+    Means,
+    Merchant,
+    MerchantState,
+    MerchantTerminal,
+    Payment,
+    Refund,
+    Settlement,
+)
+from citycard.terminal_kit.money import yuan
+
+
+def _actor(request) -> str:
+    return f"user:{request.user.username}"
+
+
+class MerchantOnboardForm(forms.ModelForm):
+    settlement_account = forms.CharField(
+        max_length=40,
+        label=_("settlement account"),
+        help_text=_("The bank account number; kept encrypted, shown masked."),
+    )
+    accepted_means = forms.MultipleChoiceField(
+        choices=Means.choices, widget=forms.CheckboxSelectMultiple, label=_("accepted means")
+    )
+
+    class Meta:
+        model = Merchant
+        fields = ("code", "name", "licence_no", "category", "department", "settlement_bank", "fee_bps")
+
+
+@admin.register(Merchant, site=tenant_admin)
+class MerchantAdmin(ServiceFormAdmin):
+    list_display = ("code", "name", "category", "department", "fee_bps", "state", "to_settle")
+    list_filter = ("state", "category", "department")
+    search_fields = ("code", "name", "licence_no")
+    actions = ["suspend_selected", "resume_selected"]
+    readonly = (
+        "code",
+        "name",
+        "licence_no",
+        "category",
+        "department",
+        "settlement_bank",
+        "settlement_account_masked",
+        "fee_bps",
+        "accepted_means",
+        "state",
+        "state_reason",
+        "payable",
+        "onboarded_at",
+        "onboarded_by",
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = MerchantOnboardForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return (*MerchantOnboardForm.Meta.fields, "settlement_account", "accepted_means")
+        return self.readonly
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("to settle"))
+    def to_settle(self, obj):
+        return yuan(obj.payable.balance_fen)
+
+    @admin.display(description=_("settlement account"))
+    def settlement_account_masked(self, obj):
+        return obj.settlement_account_masked
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("payable")
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        created = services.merchant_onboard(
+            code=data["code"],
+            name=data["name"],
+            licence_no=data["licence_no"],
+            category=data["category"],
+            department=data.get("department") or "",
+            settlement_bank=data["settlement_bank"],
+            settlement_account=data["settlement_account"],
+            fee_bps=data["fee_bps"],
+            accepted_means=list(data["accepted_means"]),
+            actor=_actor(request),
+        )
+        obj.pk = created.pk
+
+    def _state(self, request, queryset, state, reason):
+        for merchant in queryset:
+            try:
+                services.merchant_state_set(
+                    code=merchant.code, state=state, reason=reason, actor=_actor(request)
+                )
+            except DomainError as exc:
+                self.message_user(request, f"{merchant.code}: {exc}", messages.ERROR)
+
+    @admin.action(description=_("Suspend the selected merchants"))
+    def suspend_selected(self, request, queryset):
+        self._state(
+            request, queryset, MerchantState.SUSPENDED, f"suspended in the admin by {request.user.username}"
+        )
+
+    @admin.action(description=_("Resume the selected merchants"))
+    def resume_selected(self, request, queryset):
+        self._state(request, queryset, MerchantState.ACTIVE, "")
+
+
+@admin.register(MerchantTerminal, site=tenant_admin)
+class MerchantTerminalAdmin(ReadOnlyAdmin):
+    list_display = ("terminal", "merchant", "registered_at")
+    list_filter = ("merchant",)
+
+
+@admin.register(Payment, site=tenant_admin)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "merchant",
+        "means",
+        "payment_id",
+        "amount_fen",
+        "refunded_fen",
+        "issuer_tenant",
+        "settlement",
+    )
+    list_filter = ("means", "merchant")
+    search_fields = ("=payment_id", "=card_no")
+
+
+@admin.register(Refund, site=tenant_admin)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("at", "refund_id", "payment", "amount_fen", "settlement", "actor")
+    search_fields = ("=refund_id",)
+
+
+@admin.register(Settlement, site=tenant_admin)
+class SettlementAdmin(ReadOnlyAdmin):
+    list_display = (
+        "day",
+        "merchant",
+        "payments",
+        "refunds",
+        "gross_fen",
+        "refunds_fen",
+        "fee_fen",
+        "net_fen",
+    )
+    list_filter = ("day", "merchant")
+    date_hierarchy = "day"

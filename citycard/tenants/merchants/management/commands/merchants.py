@@ -1,0 +1,174 @@
+"""`citycard merchants --tenant CODE onboard|list|suspend|resume|register-terminal|settle|statement` — merchants
+(特约商户) of a tenant: onboard them under contract, suspend them, register their POS terminals, settle a
+Beijing day (日结算) and print a merchant's statement (结算单; ``--csv``: in fen for machines). Thin over
+citycard.tenants.merchants.services and selectors; amounts shown in yuan."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django_tenants.utils import tenant_context
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.management.base import PlatformCommand
+from citycard.platform.selectors import tenant_by_code
+from citycard.tenants.merchants import selectors, services
+from citycard.tenants.merchants.models import Category, Means
+from citycard.tenants.terminals.management.commands.terminal import _key_argument
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
+
+
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"--day {value!r} is not a date (YYYY-MM-DD)", field="day") from None
+
+
+class Command(PlatformCommand):
+    help = (
+        "Merchants (特约商户): onboard, list, suspend, resume, register a POS terminal, settle a day (日结算),"
+        " print a statement (结算单)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant code")
+        sub = parser.add_subparsers(dest="action", required=True)
+        on = sub.add_parser("onboard", help="onboard a merchant under contract (商户入网)")
+        on.add_argument("code")
+        on.add_argument("--name", required=True)
+        on.add_argument("--licence", required=True, help="unified social credit code, 18 characters")
+        on.add_argument("--category", required=True, choices=Category.values, help="MCC, e.g. 5814 canteen")
+        on.add_argument("--bank", required=True, help="settlement bank")
+        on.add_argument("--account", required=True, help="settlement bank account number")
+        on.add_argument(
+            "--fee-bps", type=int, required=True, help="fee rate in basis points, e.g. 60 = 0.6 %%"
+        )
+        on.add_argument("--means", default="purse,account,code", help=f"accepted: {','.join(Means.values)}")
+        on.add_argument("--department", default="", help="the onboarding department (empty: the city)")
+        ls = sub.add_parser("list", help="merchants with their state, fee rate and balance to settle")
+        ls.add_argument("--state", choices=["active", "suspended", "closed"])
+        sus = sub.add_parser("suspend", help="stop a merchant taking payments")
+        sus.add_argument("code")
+        sus.add_argument("--reason", required=True)
+        res = sub.add_parser("resume", help="let a suspended merchant take payments again")
+        res.add_argument("code")
+        reg = sub.add_parser("register-terminal", help="register a POS terminal to a merchant")
+        reg.add_argument("code")
+        reg.add_argument("terminal_id")
+        reg.add_argument("--location", required=True)
+        reg.add_argument("--public-key", help="base64 or hex of the 32-byte Ed25519 public key")
+        reg.add_argument(
+            "--generate-key", metavar="PATH", help="make a key pair; private key (base64) to PATH"
+        )
+        st = sub.add_parser("settle", help="book uploaded taps, settle every merchant for a Beijing day")
+        st.add_argument("--day", required=True, help="YYYY-MM-DD, a day that is over")
+        stm = sub.add_parser("statement", help="a merchant's statement of a settled day")
+        stm.add_argument("code")
+        stm.add_argument("--day", required=True, help="YYYY-MM-DD")
+        stm.add_argument("--csv", action="store_true", help="CSV in fen, for machines")
+
+    def handle(self, *args, **opts):
+        tenant = tenant_by_code(opts["tenant"])
+        if tenant is None or tenant.is_platform:
+            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+        console = Console(file=self.stdout, width=160)
+        with tenant_context(tenant):
+            getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
+
+    def _onboard(self, console, opts):
+        merchant = services.merchant_onboard(
+            code=opts["code"],
+            name=opts["name"],
+            licence_no=opts["licence"],
+            category=opts["category"],
+            settlement_bank=opts["bank"],
+            settlement_account=opts["account"],
+            fee_bps=opts["fee_bps"],
+            accepted_means=[m.strip() for m in opts["means"].split(",") if m.strip()],
+            department=opts["department"],
+            actor=self.actor,
+        )
+        console.print(
+            f"merchant {merchant.code} ({merchant.name}) onboarded: fee {merchant.fee_bps} bps,"
+            f" settles to {merchant.settlement_bank} {merchant.settlement_account_masked}"
+        )
+
+    def _list(self, console, opts):
+        table = Table("merchant", "name", "category", "department", "means", "fee bps", "state", "to settle")
+        for m in selectors.merchants_list(state=opts.get("state")):
+            table.add_row(
+                m.code,
+                m.name,
+                m.get_category_display(),
+                m.department or "—",
+                ",".join(m.accepted_means),
+                str(m.fee_bps),
+                m.state,
+                yuan(m.payable.balance_fen),
+            )
+        console.print(table)
+
+    def _suspend(self, console, opts):
+        merchant = services.merchant_suspend(code=opts["code"], reason=opts["reason"], actor=self.actor)
+        console.print(f"merchant {merchant.code} suspended: {merchant.state_reason}")
+
+    def _resume(self, console, opts):
+        merchant = services.merchant_state_set(code=opts["code"], state="active", actor=self.actor)
+        console.print(f"merchant {merchant.code} active")
+
+    def _register_terminal(self, console, opts):
+        link = services.merchant_terminal_register(
+            merchant_code=opts["code"],
+            terminal_id=opts["terminal_id"],
+            public_key=_key_argument(opts),
+            location=opts["location"],
+            actor=self.actor,
+        )
+        console.print(f"terminal {link.terminal.terminal_id} registered to merchant {link.merchant.code}")
+
+    def _settle(self, console, opts):
+        day = _day(opts["day"])
+        table = Table("merchant", "payments", "refunds", "gross", "refunded", "fee", "net paid")
+        for s in services.merchants_settle_day(day=day, actor=self.actor):
+            table.add_row(
+                s.merchant.code,
+                str(s.payments),
+                str(s.refunds),
+                yuan(s.gross_fen),
+                yuan(s.refunds_fen),
+                yuan(s.fee_fen),
+                yuan(s.net_fen),
+            )
+        console.print(f"settlement of {day} (Beijing)")
+        console.print(table)
+
+    def _statement(self, console, opts):
+        day = _day(opts["day"])
+        statement = selectors.statement_get(merchant_code=opts["code"], day=day)
+        if statement is None:
+            raise NotFound(f"merchant {opts['code']} has no settlement of {day}", field="day")
+        if opts["csv"]:
+            self.stdout.write(selectors.statement_csv(statement), ending="")
+            return
+        s = statement.settlement
+        console.print(f"{s.merchant.name} ({s.merchant.code}) — statement of {day}")
+        table = Table("time (Beijing)", "kind", "reference", "means", "card", "amount")
+        for line in statement.lines:
+            table.add_row(
+                line.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+                line.kind,
+                line.reference,
+                line.means,
+                selectors.card_no_mask(line.card_no),
+                yuan(line.amount_fen),
+            )
+        console.print(table)
+        console.print(
+            f"gross {yuan(s.gross_fen)}, refunds {yuan(s.refunds_fen)}, fee {yuan(s.fee_fen)}"
+            f" ({s.fee_bps} bps), net paid {yuan(s.net_fen)}"
+            f" to {s.merchant.settlement_bank} {s.merchant.settlement_account_masked}"
+        )

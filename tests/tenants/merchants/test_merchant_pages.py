@@ -1,0 +1,136 @@
+"""The site's merchant settlement page and statements: the city's own users read its settlements in yuan
+and a statement as CSV in fen; anonymous visitors and another city's users get nothing. The command
+settles and prints the same statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from citycard.platform.services import user_create
+from citycard.tenants.accounts import services as a
+from citycard.tenants.cards import services as cards
+from citycard.tenants.merchants import services as m
+from citycard.terminal_kit.beijing import BEIJING
+
+from ..conftest import new_id
+
+pytestmark = pytest.mark.django_db
+JX = {"HTTP_HOST": "jiaxing.localhost"}
+YESTERDAY = timezone.now().astimezone(BEIJING).date() - dt.timedelta(days=1)
+
+
+@pytest.fixture
+def settled(tenant):
+    from citycard.tenants.cards.services import cardholder_register, schemes_seed
+
+    jiaxing = tenant("jiaxing")
+    with tenant_context(jiaxing):
+        schemes_seed(actor="t")
+        holder = cardholder_register(name="李四", id_number=new_id(), local_hukou=True, actor="t")
+        card = cards.card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t").card_no
+        a.account_open(card_no=card, actor="t")
+        a.account_topup(card_no=card, amount_fen=5000, idempotency_key="t1", actor="t")
+        m.merchant_onboard(
+            code="jx-canteen",
+            name="嘉兴学院食堂",
+            licence_no=m.licence_no_build(division="330400", organisation="MA0000009"),
+            category="5814",
+            settlement_bank="嘉兴银行",
+            settlement_account="6222020000123456789",
+            fee_bps=60,
+            accepted_means=["account"],
+            actor="t",
+        )
+        when = dt.datetime.combine(YESTERDAY, dt.time(12), tzinfo=BEIJING)
+        m.merchant_pay(
+            merchant_code="jx-canteen", card_no=card, amount_fen=1350, payment_id="meal-1", at=when, actor="t"
+        )
+        out = io.StringIO()
+        call_command("merchants", "--tenant", "jiaxing", "settle", "--day", YESTERDAY.isoformat(), stdout=out)
+        assert "¥13.42" in out.getvalue()  # 13.50 less 0.08
+        out = io.StringIO()
+        call_command(
+            "merchants",
+            "--tenant",
+            "jiaxing",
+            "statement",
+            "jx-canteen",
+            "--day",
+            YESTERDAY.isoformat(),
+            "--csv",
+            stdout=out,
+        )
+        assert out.getvalue().splitlines()[-1] == "total,net_fen,,,,,1342"
+    return card
+
+
+def test_the_city_reads_its_settlement_and_statements(settled):
+    client = Client()
+    client.force_login(
+        user_create(
+            username="jx-admin-m", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    html = client.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).content.decode()
+    assert "嘉兴学院食堂" in html and "¥13.50" in html and "¥13.42" in html
+    page = client.get(f"/merchants/settlement/jx-canteen/{YESTERDAY}/", **JX).content.decode()
+    assert "meal-1" in page and "**** **** **** 6789" in page and settled not in page
+    csv = client.get(f"/merchants/settlement/jx-canteen/{YESTERDAY}/?format=csv", **JX)
+    assert csv["Content-Type"].startswith("text/csv") and b"1350" in csv.content
+    assert Client().get("/merchants/settlement/", **JX).status_code == 302  # to the sign-in page
+    other = Client()
+    other.force_login(
+        user_create(
+            username="hz-admin-m", role="city_admin", tenant_code="hangzhou", password="a-long-password-1"
+        )
+    )
+    assert other.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).status_code in (302, 403)
+
+
+def test_the_admin_onboards_through_the_service_and_suspends(settled, tenant):
+    from citycard.tenants.merchants.models import Merchant
+
+    client = Client()
+    client.force_login(
+        user_create(
+            username="jx-admin-a", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    form = {
+        "code": "jx-parking",
+        "name": "南湖停车场",
+        "licence_no": m.licence_no_build(division="330400", organisation="MA0000010"),
+        "category": "7523",
+        "department": "",
+        "settlement_bank": "嘉兴银行",
+        "fee_bps": "60",
+        "settlement_account": "6222 0200 0012 3456 780",
+        "accepted_means": ["account", "code"],
+    }
+    response = client.post("/admin/merchants/merchant/add/", form, **JX)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    bad = client.post(
+        "/admin/merchants/merchant/add/", {**form, "code": "jx-bad", "licence_no": "91330400MA00000100"}, **JX
+    )
+    assert bad.status_code in (200, 302)
+    with tenant_context(tenant("jiaxing")):
+        merchant = Merchant.objects.get(code="jx-parking")
+        assert not Merchant.objects.filter(code="jx-bad").exists()
+    page = client.get(f"/admin/merchants/merchant/{merchant.pk}/change/", **JX).content.decode()
+    assert "62220200001234567" not in page and "**** **** **** 6780" in page
+    client.post(
+        "/admin/merchants/merchant/",
+        {"action": "suspend_selected", "_selected_action": [merchant.pk]},
+        **JX,
+    )
+    with tenant_context(tenant("jiaxing")):
+        assert Merchant.objects.get(code="jx-parking").state == "suspended"
+    for model in ("merchantterminal", "payment", "refund", "settlement"):
+        assert client.get(f"/admin/merchants/{model}/", **JX).status_code == 200, model
