@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('interop', '0016_verbose_names_more'),
+        ('interop', '0017_matrix_picture'),
     ]
 
     operations = [
