@@ -4,6 +4,7 @@ city dashboard show none of those labels in English when the page speaks Chinese
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -119,12 +120,10 @@ def _admin_pages(site_name: str, urlconf: str) -> list[str]:
     for model in site._registry:
         meta = model._meta
         for view in ("changelist", "add"):
-            try:
+            with contextlib.suppress(NoReverseMatch):
                 pages.append(
                     reverse(f"{site.name}:{meta.app_label}_{meta.model_name}_{view}", urlconf=urlconf)
                 )
-            except NoReverseMatch:
-                pass
     return pages
 
 
