@@ -16,7 +16,7 @@ class DomainError(Exception):
 
     def __init__(self, message: str, *, code: str = "invalid", field: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = str(message)  # a lazy translation is read here, in the language of the request
         self.code = code
         self.field = field
 

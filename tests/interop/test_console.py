@@ -17,7 +17,8 @@ from citycard.platform.models import Role
 
 from .conftest import DAY, at, record
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 NEXT = DAY + dt.timedelta(days=1)
 
 

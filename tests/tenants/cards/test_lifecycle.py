@@ -17,7 +17,8 @@ from citycard.terminal_kit.hotlist import NO_GRACE, listing_at
 
 from ..conftest import new_id
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 ACTIONS = {

@@ -12,7 +12,8 @@ from django_tenants.utils import tenant_context
 from citycard.platform.audit.models import AuditEntry
 from citycard.tenants.medical.models import CatalogueItem, Policy
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def medical(*args: str) -> str:

@@ -55,7 +55,7 @@ def print_versions(console: Console, *, network: str, service: str) -> None:
         )
         % {
             "agreement": agreement.label,
-            "period": agreement.period,
+            "period": str(agreement.get_period_display()).lower(),
             "operator": agreement.operator,
             "settlement_lag_days": agreement.settlement_lag_days,
             "dispute_window_days": agreement.dispute_window_days,
