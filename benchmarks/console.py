@@ -77,8 +77,8 @@ INSERT INTO terminals_transaction (tapped_at, received_at, batch_id, idx, termin
     algorithm, kind, status, card_scheme, categories, passes, fare_rule_id, card_trip, rule_version,
     hotlist_version, acquirer, routing, issuer_tenant, network, outbox_state)
 SELECT t.at, t.at, 1, 0, 'BENCH-' || (g %% 200), g, t.issuer || lpad((g %% 100000)::text, 13, '0'),
-    t.issuer, g, 200 + (g %% 7) * 100, 100000, 100000 - 200 - (g %% 7) * 100, 'bus', '', '00', '000000000001', 4, 'purchase',
-    'accepted', '', '{}', '{}', '', '', 1, 0, %(acquirer)s, t.routing, '', '', ''
+    t.issuer, g, 200 + (g %% 7) * 100, 100000, 100000 - 200 - (g %% 7) * 100, 'bus', '', '00',
+    '000000000001', 4, 'purchase', 'accepted', '', '{}', '{}', '', '', 1, 0, %(acquirer)s, t.routing, '', '', ''
 FROM generate_series(1, %(taps)s) AS g,
 LATERAL (SELECT %(end)s::timestamptz - (g * %(span)s::float8 / %(taps)s) * interval '1 second' AS at,
     CASE WHEN g %% 100 < 85 THEN 'own' WHEN g %% 100 < 97 THEN 'roaming' ELSE 'held' END AS routing,
