@@ -2,6 +2,7 @@
 of the same figures.
 
     .venv/bin/python benchmarks/console.py [--records 1000000] [--tenants 20] [--cards 2000] [--runs 20]
+        [--taps 1000000]
 
 Builds its data as benchmarks/clearing.py does (``populate``: tenants, cards, records with real TACs, 2% of
 them with a broken TAC) in its own database (``citycard_bench_console``, dropped and re-created), clears the
@@ -10,7 +11,9 @@ Django's test client as a signed-in clearing clerk: p50 and p95 of the server ti
 request through the middleware, templates included), against p50 of the page's figures read with bare SQL
 (the same reads — a settled cycle's totals and counts from its bilateral positions and the partial index of
 its rejections, as the pages read them — without the ORM, the middleware or a template). Goal: every page
-≤ 300 ms. ``--reuse`` measures the pages again over the database the last run built.
+≤ 300 ms. ``--reuse`` measures the pages again over the database the last run built. The first city's
+terminals also get ``--taps`` taps over the 30 days up to the cycle (85% own cards, 12% roaming, 3% held), and
+its dashboard is asked over 30 and 90 days, beside the bare SQL that counts those taps per day and routing.
 """
 
 from __future__ import annotations
