@@ -39,7 +39,7 @@ def taps_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
         .order_by("day", "routing")
     )
     return [
-        {"day": r["day"], "routing": r["routing"], "taps": r["day_taps"], "amount_fen": r["day_fen"]}
+        {"day": r["day"], "routing": r["routing"], "taps": r["day_taps"], "amount_fen": int(r["day_fen"])}
         for r in rows
     ]
 

@@ -269,7 +269,8 @@ class TapDay(models.Model):
     routing = models.CharField(max_length=10, choices=Routing.choices, verbose_name=_("routing"))
     shard = models.SmallIntegerField(verbose_name=_("shard"))
     taps = models.BigIntegerField(verbose_name=_("taps"))
-    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    # numeric: a day's sum may pass bigint's range (a tap's amount may be any bigint; ingestion stores it).
+    amount_fen = models.DecimalField(max_digits=40, decimal_places=0, verbose_name=_("amount (fen)"))
 
     class Meta:
         verbose_name = _("taps of a day")

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ('routing', models.CharField(choices=[('own', 'Own card'), ('roaming', 'Roaming (clears with the issuer)'), ('held', 'Held as an exception')], max_length=10, verbose_name='routing')),
                 ('shard', models.SmallIntegerField(verbose_name='shard')),
                 ('taps', models.BigIntegerField(verbose_name='taps')),
-                ('amount_fen', models.BigIntegerField(verbose_name='amount (fen)')),
+                ('amount_fen', models.DecimalField(decimal_places=0, max_digits=40, verbose_name='amount (fen)')),
             ],
             options={
                 'verbose_name': 'taps of a day',
