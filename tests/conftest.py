@@ -128,6 +128,17 @@ def _terminal_checks_inline(settings):
 
 
 @pytest.fixture
+def english():
+    """The test reads English: for tests of what a refusal or a command says, written against the English
+    source text (docs/configuration.md, "Languages"; the default language is zh-hans, and
+    tests/platform/test_chinese_everywhere.py and test_translations.py keep every string translated)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
 def committed_db(django_db_setup, django_db_blocker):
     """Database access outside the per-test transaction: what the test writes is committed."""
     from django.db import connection

@@ -24,7 +24,13 @@ from citycard.interop.models import (
     SettlementInstruction,
 )
 from citycard.interop.services import agreements
-from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, platform_admin
+from citycard.platform.admin_sites import (
+    ReadOnlyAdmin,
+    ServiceFormAdmin,
+    platform_admin,
+    reason_column,
+    reason_filter,
+)
 
 
 @admin.register(RoamingAgreement, site=platform_admin)
@@ -194,10 +200,17 @@ class ClearingRecordAdmin(ReadOnlyAdmin):
         "card_no",
         "amount_fen",
         "current_status",
-        "reason",
+        "reason_shown",
         "accepted_at",
     )
-    list_filter = (RecordStatusFilter, "reason", "kind", "acquirer", "issuer")
+    reason_shown = reason_column("reason", _("reason"))
+    list_filter = (
+        RecordStatusFilter,
+        reason_filter("reason", _("reason"), status="rejected"),
+        "kind",
+        "acquirer",
+        "issuer",
+    )
     search_fields = ("record_id", "card_no", "message_id")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.platform.errors import DomainError
@@ -219,21 +220,31 @@ def roaming_day_simulate(
     ``again``)."""
     network = network_get(network_code)
     if not 1 <= taps <= 100_000:
-        raise DomainError("--taps must be between 1 and 100000", code="invalid", field="taps")
+        raise DomainError(gettext("--taps must be between 1 and 100000"), code="invalid", field="taps")
     if business_date > timezone.now().astimezone(BEIJING).date():
-        raise DomainError(f"{business_date} is in the future: simulate a day that has begun", code="invalid")
+        raise DomainError(
+            gettext("%(business_date)s is in the future: simulate a day that has begun")
+            % {"business_date": business_date},
+            code="invalid",
+        )
     cities = [m.tenant for m in network_members(network_code=network.code, on=business_date) if m.via is None]
     cities = [c for c in cities if c.kind == TenantKind.CITY and c.is_active]
     if len(cities) < 2:
         raise DomainError(
-            f"network {network.code} has {len(cities)} member cities on {business_date}: roaming needs two",
+            gettext(
+                "network %(network)s has %(cities)s member cities on %(business_date)s: roaming needs two"
+            )
+            % {"network": network.code, "cities": len(cities), "business_date": business_date},
             code="invalid",
         )
     earlier = _simulated_taps(cities, network.code, business_date)
     if earlier and not again:
         raise DomainError(
-            f"network {network.code} already has {earlier} simulated taps on {business_date}: nothing done"
-            " (--again adds more rides to that day)",
+            gettext(
+                "network %(network)s already has %(earlier)s simulated taps on "
+                "%(business_date)s: nothing done (--again adds more rides to that day)"
+            )
+            % {"network": network.code, "earlier": earlier, "business_date": business_date},
             code="already_simulated",
         )
     rng = random.Random(seed)

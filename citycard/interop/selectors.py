@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.interop.models import (
     VALIDATED_CYCLE_STATES,
@@ -181,7 +182,11 @@ def agreement_get(*, network_code: str, service: str) -> RoamingAgreement:
     )
     if agreement is None:
         network_get(network_code)  # an unknown network is named as such
-        raise NotFound(f"network {network_code} has no {service} agreement", code="no_agreement")
+        raise NotFound(
+            gettext("network %(network_code)s has no %(service)s agreement")
+            % {"network_code": network_code, "service": service},
+            code="no_agreement",
+        )
     return agreement
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.utils.translation import gettext
+
 from citycard.interop.models import AgreementVersion, CyclePeriod, RoamingAgreement, VisitorPolicy
 from citycard.platform.errors import DomainError
 from citycard.terminal_kit.beijing import BEIJING
@@ -49,7 +51,8 @@ def agreement_version_in_force(*, agreement: RoamingAgreement, day: dt.date) -> 
         first = agreement.versions_ordered()
         since = f"its first version takes effect {first[0].effective_from}" if first else "it has no version"
         raise DomainError(
-            f"agreement {agreement.label} has no version in force on {day}: {since}",
+            gettext("agreement %(agreement)s has no version in force on %(day)s: %(since)s")
+            % {"agreement": agreement.label, "day": day, "since": since},
             code="no_version",
             field="effective_from",
         )

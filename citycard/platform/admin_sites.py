@@ -7,8 +7,11 @@ the form itself, before a session exists. What each may see there follows its ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import messages
-from django.contrib.admin import AdminSite, ModelAdmin
+from django.contrib.admin import AdminSite, ModelAdmin, SimpleListFilter, display
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -17,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.access import is_site_member, site_refusal
 from citycard.platform.errors import DomainError
+from citycard.platform.reasons import reason_html, reason_text
 
 
 def _current_tenant(request):
@@ -99,3 +103,39 @@ class ServiceFormAdmin(ModelAdmin):
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+def reason_filter(
+    field: str, title: Any, text: Callable[[str], str] = reason_text, **where: Any
+) -> type[SimpleListFilter]:
+    """A change list filter on a reason or review-flag code column, each code shown with its label
+    (platform/reasons.py) and filtering on the code itself. ``where``: the rows that can have one (the
+    codes are read from those only, e.g. through a partial index)."""
+
+    class ReasonFilter(SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request, model_admin):
+            codes = (
+                model_admin.model._default_manager.filter(**where).order_by().values_list(field, flat=True)
+            )
+            codes = codes.distinct()
+            return [(code, text(code)) for code in sorted(c for c in codes if c)]
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    ReasonFilter.title = title
+    return ReasonFilter
+
+
+def reason_column(
+    field: str, description: Any, html: Callable[[str], str] = reason_html
+) -> Callable[[Any, Any], str]:
+    """A change list column showing a reason or review-flag code as its label with the code beside it."""
+
+    @display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return html(getattr(obj, field))
+
+    return column

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from django.utils.translation import gettext
+
 from citycard.platform.errors import DomainError
 
 DIVISION_RE = re.compile(r"^[1-8]\d{5}$")
@@ -53,7 +55,8 @@ def division_lookup(code: str) -> Division:
     code = (code or "").strip()
     if not DIVISION_RE.match(code):
         raise DomainError(
-            f"division code {code!r} is malformed: expected 6 digits (GB/T 2260), e.g. 330400",
+            gettext("division code %(code)r is malformed: expected 6 digits (GB/T 2260), e.g. 330400")
+            % {"code": code},
             code="division_malformed",
             field="division",
         )
@@ -61,7 +64,8 @@ def division_lookup(code: str) -> Division:
         return reference_divisions()[code]
     except KeyError:
         raise DomainError(
-            f"division code {code} is not in the GB/T 2260 reference list of this platform",
+            gettext("division code %(code)s is not in the GB/T 2260 reference list of this platform")
+            % {"code": code},
             code="division_unknown",
             field="division",
         ) from None

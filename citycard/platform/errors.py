@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 
 class DomainError(Exception):
     """A business rule refused the action; nothing was written."""
 
     def __init__(self, message: str, *, code: str = "invalid", field: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = str(message)  # a lazy translation is read here, in the language of the request
         self.code = code
         self.field = field
 
@@ -37,7 +39,15 @@ def county_refuse(tenant: Any, *, inherits: str, cannot: str, code: str, field: 
     rules): DomainError ``code`` saying whose it uses and what it cannot do. Nothing for a city."""
     if tenant.kind == "county":
         raise DomainError(
-            f"{tenant.code} is a county: it uses {tenant.clearing_tenant.code}'s {inherits} and cannot {cannot}",
+            gettext(
+                "%(tenant)s is a county: it uses %(clearing_tenant)s's %(inherits)s and cannot %(cannot)s"
+            )
+            % {
+                "tenant": tenant.code,
+                "clearing_tenant": tenant.clearing_tenant.code,
+                "inherits": inherits,
+                "cannot": cannot,
+            },
             code=code,
             field=field,
         )

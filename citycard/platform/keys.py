@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
@@ -59,7 +60,10 @@ class MasterKeys:
             return self.keys[key_id]
         except KeyError:
             raise DomainError(
-                f"master key {key_id!r} is not configured (set CITYCARD_MASTER_KEY or CITYCARD_MASTER_KEY_PREVIOUS)",
+                gettext(
+                    "master key %(key_id)r is not configured (set CITYCARD_MASTER_KEY or CITYCARD_MASTER_KEY_PREVIOUS)"
+                )
+                % {"key_id": key_id},
                 code="master_key_missing",
             ) from None
 
@@ -71,7 +75,10 @@ def _parse_master(value: str, variable: str) -> tuple[str, bytes]:
     except ValueError:
         raw = b""
     if not key_id or len(raw) != 32:
-        raise DomainError(f"{variable} must be '<id>:<base64 of 32 bytes>'", code="bad_master_key")
+        raise DomainError(
+            gettext("%(variable)s must be '<id>:<base64 of 32 bytes>'") % {"variable": variable},
+            code="bad_master_key",
+        )
     return key_id, raw
 
 
@@ -199,18 +206,21 @@ def tenant_key_rotate(
     """
     if purpose not in KeyPurpose.values:
         raise DomainError(
-            f"unknown key purpose {purpose!r}; use one of {', '.join(KeyPurpose.values)}",
+            gettext("unknown key purpose %(purpose)r; use one of %(values)s")
+            % {"purpose": purpose, "values": ", ".join(KeyPurpose.values)},
             code="invalid",
             field="purpose",
         )
     if purpose == KeyPurpose.CARD_TAC:
         raise DomainError(
-            "the card TAC master cannot be rotated: every card personalised under it computes its TACs with it",
+            gettext(
+                "the card TAC master cannot be rotated: every card personalised under it computes its TACs with it"
+            ),
             code="invalid",
             field="purpose",
         )
     if overlap < dt.timedelta(0):
-        raise DomainError("the overlap window cannot be negative", code="invalid", field="overlap")
+        raise DomainError(gettext("the overlap window cannot be negative"), code="invalid", field="overlap")
     now = timezone.now()
     old = (
         TenantKey.objects.select_for_update()
@@ -272,7 +282,11 @@ def tenant_data_key(*, tenant: Tenant) -> tuple[str, bytes]:
 def tenant_data_key_by_id(*, tenant: Tenant, key_id: str) -> bytes:
     key = TenantKey.objects.filter(tenant=tenant, purpose=KeyPurpose.DATA, key_id=key_id).first()
     if key is None:
-        raise NotFound(f"tenant {tenant.code} has no data key {key_id!r}", code="unknown_key")
+        raise NotFound(
+            gettext("tenant %(tenant)s has no data key %(key_id)r")
+            % {"tenant": tenant.code, "key_id": key_id},
+            code="unknown_key",
+        )
     return _unwrap(key, tenant.code)
 
 
@@ -282,7 +296,10 @@ def tenant_card_tac_master(*, tenant: Tenant, key: TenantKey | None = None) -> b
     ``key``: the issuer's card TAC key row when the caller has read it already (``tenant_current_key_sql``)."""
     issuer = tenant.clearing_tenant
     if issuer.kind != TenantKind.CITY:
-        raise DomainError(f"{tenant.code} issues no cards and holds no card keys", code="not_an_issuer")
+        raise DomainError(
+            gettext("%(tenant)s issues no cards and holds no card keys") % {"tenant": tenant.code},
+            code="not_an_issuer",
+        )
     if key is None or key.key_id is None:
         key = _current(issuer, KeyPurpose.CARD_TAC)
     return _unwrap(key, issuer.code)

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.postgresql_backend.base import _check_schema_name
 
 
 class TenantKind(models.TextChoices):
@@ -27,6 +28,14 @@ class Tenant(TenantMixin):
     Each has its own PostgreSQL schema (``schema_name`` = ``code``), cloned from the template schema.
     """
 
+    # django-tenants' own column, given a name people read (as the mixin defines it otherwise).
+    schema_name = models.CharField(
+        max_length=63,
+        unique=True,
+        db_index=True,
+        validators=[_check_schema_name],
+        verbose_name=_("schema name"),
+    )
     code = models.SlugField(max_length=30, unique=True, verbose_name=_("code"))
     name_zh = models.CharField(_("Chinese name"), max_length=60)
     name_en = models.CharField(_("English name"), max_length=80)
@@ -97,6 +106,17 @@ class Tenant(TenantMixin):
 
 class Domain(DomainMixin):
     """A host name routed to a tenant: ``<code>.<base domain>``; the platform answers on the base domain."""
+
+    # django-tenants' columns, given names people read (as the mixin defines them otherwise).
+    domain = models.CharField(max_length=253, unique=True, db_index=True, verbose_name=_("domain"))
+    tenant = models.ForeignKey(
+        "platform.Tenant",
+        db_index=True,
+        related_name="domains",
+        on_delete=models.CASCADE,
+        verbose_name=_("tenant"),
+    )
+    is_primary = models.BooleanField(default=True, db_index=True, verbose_name=_("primary domain"))
 
     def __str__(self) -> str:
         return self.domain

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
@@ -34,7 +35,9 @@ def publication_publish(*, tenant: Tenant, kind: str, payload: Mapping[str, Any]
     what it is and whose it is. Publishing a payload equal to the latest version's returns that version.
     """
     if not kind or not kind.replace("_", "-").replace("-", "").isalnum():
-        raise DomainError(f"publication kind {kind!r} must be a slug", code="invalid", field="kind")
+        raise DomainError(
+            gettext("publication kind %(kind)r must be a slug") % {"kind": kind}, code="invalid", field="kind"
+        )
     # Lock the tenant row so two publishers cannot take the same version number.
     Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
     body = {k: v for k, v in payload.items() if k not in {"tenant", "kind", "version"}}
@@ -64,7 +67,11 @@ def publication_latest(*, tenant: Tenant, kind: str, inherit: bool = False) -> P
     owner = tenant.clearing_tenant if inherit else tenant
     publication = Publication.objects.filter(tenant=owner, kind=kind).order_by("-version").first()
     if publication is None:
-        raise NotFound(f"{owner.code} has published no {kind}", code="not_published", field="kind")
+        raise NotFound(
+            gettext("%(owner)s has published no %(kind)s") % {"owner": owner.code, "kind": kind},
+            code="not_published",
+            field="kind",
+        )
     return publication
 
 
@@ -72,5 +79,10 @@ def publication_get(*, tenant: Tenant, kind: str, version: int, inherit: bool = 
     owner = tenant.clearing_tenant if inherit else tenant
     publication = Publication.objects.filter(tenant=owner, kind=kind, version=version).first()
     if publication is None:
-        raise NotFound(f"{owner.code} has no {kind} version {version}", code="not_published", field="version")
+        raise NotFound(
+            gettext("%(owner)s has no %(kind)s version %(version)s")
+            % {"owner": owner.code, "kind": kind, "version": version},
+            code="not_published",
+            field="version",
+        )
     return publication

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
+from django.utils.translation import gettext
 from django_tenants.utils import schema_exists
 
 from citycard.platform.errors import DomainError
@@ -64,12 +65,19 @@ def template_ensure_current() -> None:
 def schema_clone_from_template(schema_name: str) -> None:
     """Create ``schema_name`` as a copy of the template (inside the caller's transaction)."""
     if schema_name in {settings.PUBLIC_SCHEMA_NAME, template_schema_name()} or schema_name.startswith("pg_"):
-        raise DomainError(f"schema name {schema_name!r} is reserved", code="reserved", field="code")
+        raise DomainError(
+            gettext("schema name %(schema_name)r is reserved") % {"schema_name": schema_name},
+            code="reserved",
+            field="code",
+        )
     template_ensure_current()
     connection.set_schema_to_public()
     if schema_exists(schema_name):
         raise DomainError(
-            f"a schema named {schema_name!r} already exists in the database", code="duplicate", field="code"
+            gettext("a schema named %(schema_name)r already exists in the database")
+            % {"schema_name": schema_name},
+            code="duplicate",
+            field="code",
         )
     schema_copy(template=template_schema_name(), schema=schema_name)
     connection.set_schema_to_public()
@@ -77,6 +85,9 @@ def schema_clone_from_template(schema_name: str) -> None:
 
 def schema_drop(schema_name: str) -> None:
     if schema_name in {settings.PUBLIC_SCHEMA_NAME, template_schema_name()}:
-        raise DomainError(f"schema {schema_name!r} cannot be dropped", code="reserved")
+        raise DomainError(
+            gettext("schema %(schema_name)r cannot be dropped") % {"schema_name": schema_name},
+            code="reserved",
+        )
     with connection.cursor() as cur:
         cur.execute(f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(schema_name)} CASCADE")

@@ -17,6 +17,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.audit.services import audit_record
@@ -85,7 +86,7 @@ def tenant_get(code: str) -> Tenant:
     try:
         return Tenant.objects.get(code=code)
     except Tenant.DoesNotExist:
-        raise NotFound(f"no tenant with code {code!r}", field="tenant") from None
+        raise NotFound(gettext("no tenant with code %(code)r") % {"code": code}, field="tenant") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,19 +138,25 @@ def tenant_check_new(*, code: str, division_code: str, parent_code: str | None =
     code = (code or "").strip().lower()
     if not TENANT_CODE_RE.match(code):
         raise DomainError(
-            f"tenant code {code!r} is invalid: use 2-30 lowercase letters, digits or '_', starting with a letter",
+            gettext(
+                "tenant code %(code)r is invalid: use 2-30 lowercase letters, digits or '_', starting with a letter"
+            )
+            % {"code": code},
             code="code_invalid",
             field="code",
         )
     if code in RESERVED_CODES:
-        raise DomainError(f"tenant code {code!r} is reserved", code="code_reserved", field="code")
+        raise DomainError(
+            gettext("tenant code %(code)r is reserved") % {"code": code}, code="code_reserved", field="code"
+        )
     division = division_lookup(division_code)
     if Tenant.objects.filter(code=code).exists():
-        raise Conflict(f"a tenant with code {code!r} already exists", field="code")
+        raise Conflict(gettext("a tenant with code %(code)r already exists") % {"code": code}, field="code")
     holder = Tenant.objects.filter(division_code=division.code).first()
     if holder is not None:
         raise Conflict(
-            f"division {division.code} ({division.name_zh}) already belongs to tenant {holder.code!r}",
+            gettext("division %(division)s (%(division_2)s) already belongs to tenant %(holder)r")
+            % {"division": division.code, "division_2": division.name_zh, "holder": holder.code},
             field="division",
         )
     parent: Tenant | None = None
@@ -157,7 +164,8 @@ def tenant_check_new(*, code: str, division_code: str, parent_code: str | None =
         parent = _county_parent(division=division, parent_code=parent_code)
     elif parent_code:
         raise DomainError(
-            f"{division.name_en} ({division.code}) is a city: only a county has a parent city",
+            gettext("%(name_en)s (%(division)s) is a city: only a county has a parent city")
+            % {"name_en": division.name_en, "division": division.code},
             code="parent_not_allowed",
             field="parent",
         )
@@ -219,7 +227,10 @@ def _county_parent(*, division, parent_code: str | None) -> Tenant:
         parent = Tenant.objects.filter(code=parent_code.strip().lower()).first()
         if parent is None:
             raise DomainError(
-                f"county {division.name_en} ({division.code}) names parent {parent_code!r}, which is not a tenant",
+                gettext(
+                    "county %(name_en)s (%(division)s) names parent %(parent_code)r, which is not a tenant"
+                )
+                % {"name_en": division.name_en, "division": division.code, "parent_code": parent_code},
                 code="parent_missing",
                 field="parent",
             )
@@ -227,27 +238,49 @@ def _county_parent(*, division, parent_code: str | None) -> Tenant:
         parent = Tenant.objects.filter(division_code=division.parent_code).first()
         if parent is None:
             raise DomainError(
-                f"county {division.name_en} ({division.code}) needs its city ({division.parent_code}) "
-                "to be a tenant first",
+                gettext(
+                    "county %(name_en)s (%(division)s) needs its city (%(parent_code)s) to be a tenant first"
+                )
+                % {
+                    "name_en": division.name_en,
+                    "division": division.code,
+                    "parent_code": division.parent_code,
+                },
                 code="parent_missing",
                 field="parent",
             )
     if parent.kind != TenantKind.CITY:
         raise DomainError(
-            f"the parent of county {division.name_en} must be a city; {parent.code!r} is a {parent.kind}",
+            gettext("the parent of county %(name_en)s must be a city; %(parent)r is a %(kind)s")
+            % {"name_en": division.name_en, "parent": parent.code, "kind": parent.kind},
             code="parent_not_city",
             field="parent",
         )
     if parent.province != division.province:
         raise DomainError(
-            f"county {division.name_en} is in {division.province} but {parent.code!r} is in {parent.province}",
+            gettext("county %(name_en)s is in %(province)s but %(parent)r is in %(province_2)s")
+            % {
+                "name_en": division.name_en,
+                "province": division.province,
+                "parent": parent.code,
+                "province_2": parent.province,
+            },
             code="parent_other_province",
             field="parent",
         )
     if parent.division_code != division.parent_code:
         raise DomainError(
-            f"county {division.name_en} ({division.code}) belongs to division {division.parent_code}, "
-            f"not to {parent.code!r} ({parent.division_code})",
+            gettext(
+                "county %(name_en)s (%(division)s) belongs to division %(parent_code)s, not to "
+                "%(parent)r (%(division_code)s)"
+            )
+            % {
+                "name_en": division.name_en,
+                "division": division.code,
+                "parent_code": division.parent_code,
+                "parent": parent.code,
+                "division_code": parent.division_code,
+            },
             code="parent_wrong_city",
             field="parent",
         )
@@ -258,12 +291,20 @@ def _county_parent(*, division, parent_code: str | None) -> Tenant:
 def tenant_suspend(*, code: str, reason: str, actor: str = "system") -> Tenant:
     """Suspend a tenant: its domain answers 403, its users cannot sign in, interop refuses it."""
     if not reason or not reason.strip():
-        raise DomainError("a reason is required to suspend a tenant", code="reason_required", field="reason")
+        raise DomainError(
+            gettext("a reason is required to suspend a tenant"), code="reason_required", field="reason"
+        )
     tenant = Tenant.objects.select_for_update().get(pk=tenant_get(code).pk)
     if tenant.is_platform:
-        raise DomainError("the platform itself cannot be suspended", code="not_allowed", field="tenant")
+        raise DomainError(
+            gettext("the platform itself cannot be suspended"), code="not_allowed", field="tenant"
+        )
     if tenant.status == TenantStatus.SUSPENDED:
-        raise DomainError(f"tenant {code!r} is already suspended", code="already_suspended", field="tenant")
+        raise DomainError(
+            gettext("tenant %(code)r is already suspended") % {"code": code},
+            code="already_suspended",
+            field="tenant",
+        )
     tenant.status, tenant.status_reason = TenantStatus.SUSPENDED, reason.strip()
     tenant.save(update_fields=["status", "status_reason"])
     audit_record(
@@ -276,7 +317,11 @@ def tenant_suspend(*, code: str, reason: str, actor: str = "system") -> Tenant:
 def tenant_activate(*, code: str, actor: str = "system") -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant_get(code).pk)
     if tenant.status == TenantStatus.ACTIVE:
-        raise DomainError(f"tenant {code!r} is already active", code="already_active", field="tenant")
+        raise DomainError(
+            gettext("tenant %(code)r is already active") % {"code": code},
+            code="already_active",
+            field="tenant",
+        )
     tenant.status, tenant.status_reason = TenantStatus.ACTIVE, ""
     tenant.save(update_fields=["status", "status_reason"])
     audit_record(action="tenant.activate", actor=actor, object_type="tenant", object_id=code)
@@ -296,7 +341,10 @@ def network_get(code: str) -> RoamingNetwork:
         known = (
             ", ".join(RoamingNetwork.objects.order_by("code").values_list("code", flat=True)) or "none yet"
         )
-        raise NotFound(f"network {code} does not exist (networks: {known})", field="network") from None
+        raise NotFound(
+            gettext("network %(code)s does not exist (networks: %(known)s)") % {"code": code, "known": known},
+            field="network",
+        ) from None
 
 
 @transaction.atomic
@@ -308,16 +356,27 @@ def network_join(
     tenant = tenant_get(tenant_code)
     if tenant.kind == TenantKind.COUNTY:
         raise DomainError(
-            f"{tenant.code!r} is a county: it roams through its city {tenant.parent.code!r}",
+            gettext("%(tenant)r is a county: it roams through its city %(parent)r")
+            % {"tenant": tenant.code, "parent": tenant.parent.code},
             code="county_roams_through_city",
             field="tenant",
         )
     if tenant.kind != TenantKind.CITY:
-        raise DomainError(f"{tenant.code!r} is not a city", code="not_a_city", field="tenant")
+        raise DomainError(
+            gettext("%(tenant)r is not a city") % {"tenant": tenant.code}, code="not_a_city", field="tenant"
+        )
     if not network.admits(tenant.division_code):
         raise DomainError(
-            f"{tenant.name_en} ({tenant.division_code}, {tenant.province}) is not eligible for "
-            f"{network.code} ({network.name_en})",
+            gettext(
+                "%(name_en)s (%(division_code)s, %(province)s) is not eligible for %(network)s (%(name_en_2)s)"
+            )
+            % {
+                "name_en": tenant.name_en,
+                "division_code": tenant.division_code,
+                "province": tenant.province,
+                "network": network.code,
+                "name_en_2": network.name_en,
+            },
             code="not_eligible",
             field="network",
         )
@@ -349,12 +408,21 @@ def network_leave(
     membership = NetworkMembership.objects.select_for_update().filter(network=network, tenant=tenant).first()
     if membership is None or membership.left_on is not None:
         raise DomainError(
-            f"{tenant.code!r} is not a member of {network.code}", code="not_a_member", field="tenant"
+            gettext("%(tenant)r is not a member of %(network)s")
+            % {"tenant": tenant.code, "network": network.code},
+            code="not_a_member",
+            field="tenant",
         )
     left_on = left_on or _today()
     if left_on < membership.joined_on:
         raise DomainError(
-            f"{tenant.code!r} cannot leave {network.code} on {left_on} before joining on {membership.joined_on}",
+            gettext("%(tenant)r cannot leave %(network)s on %(left_on)s before joining on %(joined_on)s")
+            % {
+                "tenant": tenant.code,
+                "network": network.code,
+                "left_on": left_on,
+                "joined_on": membership.joined_on,
+            },
             code="left_before_joined",
             field="left_on",
         )
@@ -389,36 +457,46 @@ def user_create(
     """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county."""
     if role not in Role.values:
         raise DomainError(
-            f"unknown role {role!r} (one of: {', '.join(Role.values)})", code="role_unknown", field="role"
+            gettext("unknown role %(role)r (one of: %(values)s)")
+            % {"role": role, "values": ", ".join(Role.values)},
+            code="role_unknown",
+            field="role",
         )
     tenant = None
     if role in PLATFORM_ROLES:
         if tenant_code:
             raise DomainError(
-                f"a {role} belongs to the platform, not to a tenant",
+                gettext("a %(role)s belongs to the platform, not to a tenant") % {"role": role},
                 code="tenant_not_allowed",
                 field="tenant",
             )
     else:
         if not tenant_code:
-            raise DomainError(f"a {role} needs a tenant", code="tenant_required", field="tenant")
+            raise DomainError(
+                gettext("a %(role)s needs a tenant") % {"role": role}, code="tenant_required", field="tenant"
+            )
         tenant = tenant_get(tenant_code)
         needed = TenantKind.CITY if role == Role.CITY_ADMIN else TenantKind.COUNTY
         if tenant.kind != needed:
             raise DomainError(
-                f"a {role} belongs to a {needed} tenant; {tenant.code!r} is a {tenant.kind}",
+                gettext("a %(role)s belongs to a %(needed)s tenant; %(tenant)r is a %(kind)s")
+                % {"role": role, "needed": needed, "tenant": tenant.code, "kind": tenant.kind},
                 code="tenant_kind_mismatch",
                 field="tenant",
             )
     if User.objects.filter(username=username).exists():
-        raise Conflict(f"a user named {username!r} already exists", field="username")
+        raise Conflict(
+            gettext("a user named %(username)r already exists") % {"username": username}, field="username"
+        )
     user = User(username=username, role=role, tenant=tenant, email=email, is_staff=True)
     if check_password:
         try:
             validate_password(password, user)
         except ValidationError as exc:
             raise DomainError(
-                f"password refused: {' '.join(exc.messages)}", code="password_weak", field="password"
+                gettext("password refused: %(messages)s") % {"messages": " ".join(exc.messages)},
+                code="password_weak",
+                field="password",
             ) from None
     user.set_password(password)
     user.save()
@@ -458,14 +536,15 @@ def _scopes_clean(scopes: list[str] | tuple[str, ...], known: list[str]) -> list
     cleaned = sorted({(s or "").strip() for s in scopes} - {""})
     if not cleaned:
         raise DomainError(
-            f"an API key needs at least one scope (one of: {', '.join(known)})",
+            gettext("an API key needs at least one scope (one of: %(known)s)") % {"known": ", ".join(known)},
             code="scopes_required",
             field="scopes",
         )
     unknown = [s for s in cleaned if s not in known]
     if unknown:
         raise DomainError(
-            f"unknown scope(s) {', '.join(unknown)} (known: {', '.join(known)})",
+            gettext("unknown scope(s) %(unknown)s (known: %(known)s)")
+            % {"unknown": ", ".join(unknown), "known": ", ".join(known)},
             code="scope_unknown",
             field="scopes",
         )
@@ -488,26 +567,33 @@ def api_key_issue(
     now = now or timezone.now()
     name = (name or "").strip()
     if not name:
-        raise DomainError("an API key needs the partner app's name", code="name_required", field="name")
+        raise DomainError(
+            gettext("an API key needs the partner app's name"), code="name_required", field="name"
+        )
     if len(name) > 100:
         raise DomainError(
-            "the partner app's name is longer than 100 characters", code="name_too_long", field="name"
+            gettext("the partner app's name is longer than 100 characters"),
+            code="name_too_long",
+            field="name",
         )
     tenant = tenant_get(tenant_code)
     cleaned = _scopes_clean(scopes, list(PlatformScope.values if tenant.is_platform else Scope.values))
     if expires_at is None:
         expires_at = now + dt.timedelta(days=API_KEY_DEFAULT_DAYS)
     if timezone.is_naive(expires_at):
-        raise DomainError("the expiry must carry a time zone", code="expiry_naive", field="expires_at")
+        raise DomainError(
+            gettext("the expiry must carry a time zone"), code="expiry_naive", field="expires_at"
+        )
     if expires_at <= now:
         raise DomainError(
-            f"the expiry {expires_at.isoformat()} is not in the future",
+            gettext("the expiry %(isoformat)s is not in the future") % {"isoformat": expires_at.isoformat()},
             code="expiry_past",
             field="expires_at",
         )
     if expires_at > now + dt.timedelta(days=API_KEY_MAX_DAYS):
         raise DomainError(
-            f"an API key is valid for at most {API_KEY_MAX_DAYS} days",
+            gettext("an API key is valid for at most %(API_KEY_MAX_DAYS)s days")
+            % {"API_KEY_MAX_DAYS": API_KEY_MAX_DAYS},
             code="expiry_too_far",
             field="expires_at",
         )
@@ -539,7 +625,9 @@ def api_key_issue(
 def api_key_revoke(*, tenant_code: str, key_id: str, reason: str, actor: str = "system") -> ApiKey:
     """Revoke a key at once: every later request with it is refused."""
     if not reason or not reason.strip():
-        raise DomainError("a reason is required to revoke an API key", code="reason_required", field="reason")
+        raise DomainError(
+            gettext("a reason is required to revoke an API key"), code="reason_required", field="reason"
+        )
     with transaction.atomic():
         key = (
             ApiKey.objects.select_for_update()
@@ -548,10 +636,15 @@ def api_key_revoke(*, tenant_code: str, key_id: str, reason: str, actor: str = "
             .first()
         )
         if key is None:
-            raise NotFound(f"tenant {tenant_code!r} has no API key {key_id!r}", field="key_id")
+            raise NotFound(
+                gettext("tenant %(tenant_code)r has no API key %(key_id)r")
+                % {"tenant_code": tenant_code, "key_id": key_id},
+                field="key_id",
+            )
         if key.revoked_at is not None:
             raise DomainError(
-                f"API key {key_id!r} was already revoked on {key.revoked_at:%Y-%m-%d}",
+                gettext("API key %(key_id)r was already revoked on %(revoked_at)s")
+                % {"key_id": key_id, "revoked_at": format(key.revoked_at, "%Y-%m-%d")},
                 code="already_revoked",
                 field="key_id",
             )
@@ -605,7 +698,9 @@ def rate_limit_hit(
 ) -> RateDecision:
     """Count ``weight`` requests of ``bucket`` in the current fixed window (one statement) and decide."""
     if limit <= 0 or window_s <= 0 or weight <= 0:
-        raise DomainError("the rate limit and its window must be positive", code="invalid", field="limit")
+        raise DomainError(
+            gettext("the rate limit and its window must be positive"), code="invalid", field="limit"
+        )
     now = now or timezone.now()
     start = rate_window_start(window_s=window_s, now=now)
     table = RateWindow._meta.db_table

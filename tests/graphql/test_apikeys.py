@@ -82,6 +82,7 @@ def test_revoke_needs_a_reason_the_right_tenant_and_happens_once():
     assert exc.value.code == "already_revoked"
 
 
+@pytest.mark.usefixtures("english")
 def test_cli_issue_list_revoke():
     out = StringIO()
     call_command(

@@ -621,9 +621,8 @@ def test_an_agreement_version_refused_is_errors_as_data_and_writes_nothing(clien
     too_early = data_of(gql(client, "", VERSION_ADD, {"effective": DAY.isoformat(), "fee": 80}))
     (error,) = too_early["roamingAgreementVersionAdd"]["errors"]
     assert (error["code"], error["field"]) == ("EFFECTIVE_DATE", "effectiveFrom")
-    assert error["message"] == (
-        "yrd-transit is cut off up to business date 2026-11-21: a version can take effect from 2026-11-22 at the"
-        " earliest, not 2026-11-21"
+    assert error["message"] == (  # in the request's language, zh-hans by default
+        "yrd-transit 已截止到营业日 2026-11-21：新版本最早从 2026-11-22 生效，而不是 2026-11-21"
     )
     same = data_of(gql(client, "", VERSION_ADD, {"effective": "2026-11-24", "policy": "LOCAL_DISCOUNTS"}))
     assert [e["code"] for e in same["roamingAgreementVersionAdd"]["errors"]] == ["UNCHANGED"]

@@ -211,7 +211,7 @@ def test_cardholder_verify_yes_no_never_the_id(client, tenant, hz_people):
     )
     assert codes_of(bad) == ["INVALID_ARGUMENT"]
     assert bad.json()["errors"][0]["extensions"]["argument"] == "idNumber"
-    assert "check character" in bad.json()["errors"][0]["message"]
+    assert "校验码" in bad.json()["errors"][0]["message"]  # the check character, in the request's language
     logged = reads(tenant("hangzhou"))
     assert logged[-1]["reads"][0]["type"] == "cardholder_verify"
     assert logged[-1]["reads"][0]["fields"] == ["id_number"]
@@ -473,7 +473,7 @@ def test_card_report_lost_idempotent(client, tenant, hz_people):
     assert [(e["field"], e["code"]) for e in other["cardReportLost"]["errors"]] == [
         ("cardNumber", "INVALID_STATE")
     ]
-    assert "frozen" in other["cardReportLost"]["errors"][0]["message"]
+    assert "冻结" in other["cardReportLost"]["errors"][0]["message"]  # the state's label, zh-hans
     # the verification read is logged (the card's holder, the field), never the ID number itself
     logged = reads(hangzhou)
     assert logged[-1]["reads"][0]["type"] == "cardholder" and logged[-1]["reads"][0]["fields"] == [

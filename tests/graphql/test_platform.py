@@ -98,14 +98,13 @@ def test_operator_suspends_and_activates_with_errors_as_data(client):
     result = data_of(gql(client, "", SUSPEND, {"code": "jiaxing", "reason": " "}))["tenantSuspend"]
     assert result == {
         "tenant": None,
-        "errors": [
-            {
-                "field": "reason",
-                "message": "a reason is required to suspend a tenant",
-                "code": "REASON_REQUIRED",
-            }
-        ],
+        "errors": [{"field": "reason", "message": "停用租户必须说明原因", "code": "REASON_REQUIRED"}],
     }
+    # The message follows the request's language; the code is the same in both.
+    english = gql(client, "", SUSPEND, {"code": "jiaxing", "reason": " "}, HTTP_ACCEPT_LANGUAGE="en")
+    assert data_of(english)["tenantSuspend"]["errors"] == [
+        {"field": "reason", "message": "a reason is required to suspend a tenant", "code": "REASON_REQUIRED"}
+    ]
     result = data_of(gql(client, "", SUSPEND, {"code": "atlantis", "reason": "x"}))["tenantSuspend"]
     assert result["errors"][0]["code"] == "NOT_FOUND" and result["errors"][0]["field"] == "tenant"
     result = data_of(gql(client, "", SUSPEND, {"code": "jiaxing", "reason": "settlement audit"}))[

@@ -89,7 +89,7 @@ def test_platform_examples_run(client, cleared, fixed_now):
     assert len(found) == 8
     results = [data_of(gql(clients[role], "", query)) for role, query in found]
     assert results[2]["tenantActivate"]["errors"] == [
-        {"field": "tenant", "message": "tenant 'jiaxing' is already active", "code": "ALREADY_ACTIVE"}
+        {"field": "tenant", "message": "租户 'jiaxing' 已是启用状态", "code": "ALREADY_ACTIVE"}
     ]
     assert [(a["network"]["code"], a["service"]) for a in results[3]["roamingAgreements"]] == [
         ("yrd", "TRANSIT")

@@ -138,6 +138,7 @@ def test_a_version_for_an_open_cycle_prices_its_collected_records_again(yrd_tran
     assert _fees() == [(1000, 5, 1), (1000, 5, 4), (999, 5, 3)]
 
 
+@pytest.mark.usefixtures("english")
 def test_a_version_is_refused_on_or_before_a_cycle_already_cut_off(yrd_transit, send, collect):
     cycle_close(
         cycle=cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY), now=at(NEXT, 5)
@@ -150,6 +151,7 @@ def test_a_version_is_refused_on_or_before_a_cycle_already_cut_off(yrd_transit, 
     assert AgreementVersion.objects.count() == 2
 
 
+@pytest.mark.usefixtures("english")
 def test_unchanged_terms_and_bad_terms_are_refused_naming_what_is_wrong(yrd_transit):
     with pytest.raises(DomainError, match="yrd-transit v1 in force on 2026-11-22 already has these terms"):
         _add(effective_from=NEXT, issuer_fee_bps=50)
@@ -163,6 +165,7 @@ def test_unchanged_terms_and_bad_terms_are_refused_naming_what_is_wrong(yrd_tran
         )
 
 
+@pytest.mark.usefixtures("english")
 def test_a_monthly_agreement_changes_on_a_months_first_day():
     agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
     with pytest.raises(DomainError, match="clears monthly: a version takes effect on a month's first day"):
@@ -270,6 +273,7 @@ def _cli(*args):
     return out.getvalue()
 
 
+@pytest.mark.usefixtures("english")
 def test_cli_sets_a_version_and_shows_them_all(yrd_transit):
     out = _cli(
         "set",
@@ -343,7 +347,7 @@ def test_admin_lists_versions_read_only_and_adds_one_through_the_service(client,
         HTTP_HOST="localhost",
         follow=True,
     )
-    assert b"at the earliest" in refused.content and AgreementVersion.objects.count() == 2
+    assert "最早从" in refused.content.decode() and AgreementVersion.objects.count() == 2
     # the agreement row itself is no longer editable
     change = client.post(
         f"/admin/interop/roamingagreement/{yrd_transit.pk}/change/", {}, HTTP_HOST="localhost"
@@ -372,6 +376,7 @@ def test_an_agreement_set_after_the_members_published_their_fares_republishes_th
     assert (yrd["policy"], yrd["agreement"]) == ("no_concession", "yrd-transit v1")
 
 
+@pytest.mark.usefixtures("english")
 def test_cli_creates_a_networks_agreement_once(db):
     out = _cli(
         "create", "--network", "gba", "--service", "transit", "--effective", "2026-01-01",

@@ -41,7 +41,7 @@ def _cli(*args):
 def test_cli_runs_a_cycle_step_by_step_and_reports(yrd_transit, send):
     _roam(send)
     common = ["--network", "yrd", "--service", "transit", "--date", DAY.isoformat()]
-    assert "2 outbox(es)" in _cli("collect", "--now", at(DAY, 12).isoformat())
+    assert "2 个发件箱有消息" in _cli("collect", "--now", at(DAY, 12).isoformat())
     with pytest.raises(CommandError, match="此前不能截止"):
         _cli("close", *common, "--now", at(DAY, 23).isoformat())
     later = ["--now", at(NEXT, 5).isoformat()]
@@ -51,7 +51,7 @@ def test_cli_runs_a_cycle_step_by_step_and_reports(yrd_transit, send):
     _cli("validate", *common, *later)
     _cli("net", *common, *later)
     out = _cli("settle", *common, *later)
-    assert "settled" in out and "Net positions" in out and "yrd-settlement" in out
+    assert "settled" in out and "净头寸" in out and "yrd-settlement" in out  # Chinese first
     status = _cli("status", *common, "--json")
     assert '"state": "settled"' in status
     report = _cli("report", *common, "--participant", "jiaxing")
@@ -93,6 +93,7 @@ def test_beat_task_closes_due_cycles_through_to_settlement(yrd_transit, send):
     assert sum(p["net_fen"] for p in summary["positions"]) == 0 and summary["state"] == "settled"
 
 
+@pytest.mark.usefixtures("english")
 def test_clearing_status_and_report_never_write(yrd_transit, send):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -120,6 +121,7 @@ def test_clearing_status_and_report_never_write(yrd_transit, send):
     assert not [q for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
 
 
+@pytest.mark.usefixtures("english")
 def test_an_unknown_network_is_named_as_such(yrd_transit):
     with pytest.raises(CommandError, match="network xyz does not exist"):
         _cli("status", "--network", "xyz")

@@ -325,7 +325,7 @@ def test_charts_plot_roaming_exception_rates_and_net_positions_per_day_as_stored
     assert roaming["series"][0]["data"][-1] is None  # NEXT is not netted
     rates = _chart(html, "exceptions-data")
     rejected = cycles.records.filter(status="rejected").count()
-    (tac,) = [s for s in rates["series"] if s["name"] == "tac_invalid"]
+    (tac,) = [s for s in rates["series"] if s["name"] == "TAC 校验不通过 (tac_invalid)"]  # label and code
     assert tac["data"][day] == round(100 * rejected / (sum(b.records for b in stored) + rejected), 2)
     positions = _chart(html, "positions-data")
     nets = {s["name"]: s["data"][day] for s in positions["series"]}

@@ -83,6 +83,7 @@ def test_a_day_of_roaming_is_stored_by_the_acquirers_and_clears_with_every_recor
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("english")
 def test_running_a_day_again_is_refused_unless_again_which_adds_new_rides(yrd_transit, simulator_dir):
     simulate("--taps", "12", "--cards", "3", "--seed", "1")
     first = {code: stored(code) for code in ("shanghai", "hangzhou", "jiaxing")}
@@ -106,6 +107,7 @@ def test_running_a_day_again_is_refused_unless_again_which_adds_new_rides(yrd_tr
         (["--network", "yrd", "--date", "2026-11-21", "--taps", "0"], "--taps must be between 1 and 100000"),
     ],
 )
+@pytest.mark.usefixtures("english")
 def test_refusals_are_one_line_and_write_nothing(args, message, simulator_dir):
     with pytest.raises(CommandError, match=message):
         call_command("roaming", "simulate", *args, stdout=io.StringIO())

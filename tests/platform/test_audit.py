@@ -91,13 +91,13 @@ def test_deleting_the_newest_entries_is_detected(chain):
 
 def test_cli_verify_reports_tampering(chain, capsys):
     call_command("audit", "verify", "--tenant", "jiaxing")
-    assert "jiaxing: ok" in capsys.readouterr().out
+    assert "jiaxing：正常" in capsys.readouterr().out  # Chinese first (docs/cli.md, "Language")
     _tamper("UPDATE audit_auditentry SET actor = 'x' WHERE id = %s", [chain[0].pk])
     connection.set_schema_to_public()
-    with pytest.raises(CommandError, match="failed verification"):
+    with pytest.raises(CommandError, match="条审计链校验失败"):
         call_command("audit", "verify")
     out = capsys.readouterr().out
-    assert "jiaxing: TAMPERED" in out and "hangzhou: ok" in out
+    assert "jiaxing：已被篡改" in out and "hangzhou：正常" in out
 
 
 def test_chains_are_per_schema(chain):

@@ -56,19 +56,28 @@ def test_a_database_without_tables_says_run_migrate(empty_database):
 
 
 def test_an_unknown_network_is_named(committed_db):
+    """In Chinese by default, in English with --lang en (docs/cli.md, "Language")."""
     line = refused(citycard("clearing", "status", "--network", "xyz"))
+    assert line.startswith("citycard clearing: 网络 xyz 不存在（现有网络：")
+    line = refused(citycard("--lang", "en", "clearing", "status", "--network", "xyz"))
     assert line.startswith("citycard clearing: network xyz does not exist (networks: ")
 
 
+def test_an_unknown_language_is_refused(committed_db):
+    assert refused(citycard("--lang", "fr", "tenant", "list")) == (
+        "citycard: --lang must be one of zh-hans, en, not 'fr'"
+    )
+
+
 def test_an_unknown_tenant_is_named(committed_db):
-    assert refused(citycard("cards", "--tenant", "atlantis", "schemes")) == (
+    assert refused(citycard("--lang", "en", "cards", "--tenant", "atlantis", "schemes")) == (
         "citycard cards: no tenant with code 'atlantis'"
     )
 
 
 def test_a_missing_file_is_named(committed_db, tmp_path):
     missing = tmp_path / "employer.csv"
-    line = refused(citycard("cards", "--tenant", "jiaxing", "import", str(missing)))
+    line = refused(citycard("--lang", "en", "cards", "--tenant", "jiaxing", "import", str(missing)))
     assert line == f"citycard cards: {missing} is not a file"
     line = refused(citycard("medical", "--tenant", "shenzhen", "catalogue", "import", str(missing)))
     assert str(missing) in line
@@ -77,15 +86,17 @@ def test_a_missing_file_is_named(committed_db, tmp_path):
 def test_a_csv_in_another_encoding_than_named_is_refused(committed_db, tmp_path):
     path = tmp_path / "employer.csv"
     path.write_bytes("name,id_number\n张一,110101199003070011\n".encode("gbk"))
-    line = refused(citycard("cards", "--tenant", "jiaxing", "import", str(path), "--encoding", "utf-8"))
+    line = refused(
+        citycard("--lang", "en", "cards", "--tenant", "jiaxing", "import", str(path), "--encoding", "utf-8")
+    )
     assert line.startswith("citycard cards: employer.csv is not utf-8: byte ")
 
 
 def test_arguments_that_do_not_parse_are_one_line_too(committed_db):
-    line = refused(citycard("cards", "--tenant", "jiaxing", "import"))
+    line = refused(citycard("--lang", "en", "cards", "--tenant", "jiaxing", "import"))
     assert line == (
         "citycard cards import: the following arguments are required: file (see citycard cards import --help)"
     )
-    assert refused(citycard("cards", "schemes")) == (
+    assert refused(citycard("--lang", "en", "cards", "schemes")) == (
         "citycard cards: --tenant is required (a tenant code, e.g. --tenant jiaxing)"
     )

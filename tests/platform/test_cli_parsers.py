@@ -80,7 +80,7 @@ def test_a_command_that_needs_a_tenant_says_so_in_one_line(db):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError, match="--tenant is required"):
+    with pytest.raises(CommandError, match="必须提供 --tenant"):  # Chinese first (docs/cli.md, "Language")
         call_command("cards", "schemes")
 
 

@@ -23,6 +23,7 @@ def test_every_tenant_has_a_signing_and_a_data_key_wrapped_not_plain():
     assert len(tac) == 16 and tac not in bytes(current.get(purpose="card_tac").wrapped_secret)
 
 
+@pytest.mark.usefixtures("english")
 def test_a_county_uses_its_citys_card_key_and_the_card_key_is_never_rotated():
     haiyan, jiaxing = Tenant.objects.get(code="haiyan"), Tenant.objects.get(code="jiaxing")
     assert not TenantKey.objects.filter(tenant=haiyan, purpose="card_tac").exists()

@@ -52,6 +52,7 @@ def test_hong_kong_and_macao_are_eligible_for_gba():
     assert created and membership.network.code == "gba"
 
 
+@pytest.mark.usefixtures("english")
 def test_join_is_idempotent_and_leave_records_the_date():
     services.tenant_create(code="suzhou", division_code="320500")
     _, created = services.network_join(
@@ -68,6 +69,7 @@ def test_join_is_idempotent_and_leave_records_the_date():
         services.network_leave(network_code="yrd", tenant_code="suzhou")
 
 
+@pytest.mark.usefixtures("english")
 def test_cli_join(capsys):
     services.tenant_create(code="hefei", division_code="340100")
     call_command("network", "join", "yrd", "hefei", "--since", "2026-11-01")

@@ -108,6 +108,7 @@ def test_names_can_be_given_explicitly():
         ),
     ],
 )
+@pytest.mark.usefixtures("english")
 def test_bad_input_is_refused_and_leaves_nothing_behind(kwargs, code, message):
     before = _footprint()
     with pytest.raises(DomainError) as err:
@@ -141,7 +142,8 @@ def test_cli_create_bad_input_exits_non_zero_with_one_line(capsys):
 
 def test_cli_create_and_list(capsys):
     call_command("tenant", "create", "--code", "suzhou", "--division", "320500")
-    assert "created city suzhou (苏州市 Suzhou, 320500) at suzhou.localhost" in capsys.readouterr().out
+    # What the command says is Chinese first (CITYCARD_LANGUAGE; docs/cli.md, "Language").
+    assert "已创建租户 suzhou（市，苏州市 Suzhou，320500），地址 suzhou.localhost" in capsys.readouterr().out
     call_command("tenant", "list", "--json")
     rows = {row["code"]: row for row in json.loads(capsys.readouterr().out)}
     assert "suzhou" in rows and rows["suzhou"]["networks"] == []
@@ -154,14 +156,15 @@ def test_suspend_and_activate(client, tenant, staff_client):
     response = client.get("/", HTTP_HOST="jiaxing.localhost")
     assert response.status_code == 403
     assert "contract under review" in response.content.decode()
-    with pytest.raises(DomainError, match="already suspended"):
+    with pytest.raises(DomainError, match="已停用"):  # the language of the last request, zh-hans
         services.tenant_suspend(code="jiaxing", reason="again")
     services.tenant_activate(code="jiaxing")
     assert staff_client("jiaxing").get("/", HTTP_HOST="jiaxing.localhost").status_code == 200
-    with pytest.raises(DomainError, match="reason is required"):
+    with pytest.raises(DomainError, match="停用租户必须说明原因"):
         services.tenant_suspend(code="jiaxing", reason=" ")
 
 
+@pytest.mark.usefixtures("english")
 def test_suspend_via_cli(capsys):
     call_command("tenant", "suspend", "shenzhen", "--reason", "maintenance")
     assert Tenant.objects.get(code="shenzhen").status == "suspended"

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.models import CycleState, RecordKind, RecordStatus
 from citycard.interop.selectors import CYCLE_STEPS
-from citycard.platform.templatetags.people import beijing, yuan, yuan_of
+from citycard.platform.templatetags.people import beijing, reason, yuan, yuan_of
 
 # What each issuer check means, for people (docs/clearing.md, "Issuer validation").
 CHECK_TEXT = {
@@ -193,7 +193,7 @@ def record_rows(records, *, cycle_state: str, record_base: str) -> str:
                 yuan_of(r.network_fee_fen),
                 status,
                 status_label(status),
-                format_html(" <code>{}</code>", r.reason) if r.reason else "",
+                format_html(" {}", reason(r.reason)) if r.reason else "",
                 beijing(r.accepted_at),
             )
             for r in records

@@ -42,6 +42,7 @@ from citycard.interop.services import disputes as dispute_services
 from citycard.interop.services.cycles import cycle_close, cycle_net, cycle_settle, cycle_validate
 from citycard.platform import charts as chart_specs
 from citycard.platform.errors import DomainError
+from citycard.platform.reasons import reason_text
 from citycard.platform.scopes import PlatformScope, platform_scopes_of
 from citycard.terminal_kit.beijing import BEIJING
 
@@ -373,7 +374,7 @@ def charts(request: HttpRequest) -> HttpResponse:
         axes=[{"name": str(gettext_lazy("rate")), "unit": "percent"}],
         series=[
             {
-                "name": reason,
+                "name": reason_text(reason),
                 "type": "bar",
                 "stack": "rate",
                 "axis": 0,

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import (
@@ -52,24 +53,27 @@ def _terms_checked(terms: dict[str, Any]) -> None:
         bps = terms[name]
         if type(bps) is not int or not 0 <= bps <= 10000:
             raise DomainError(
-                f"{name} must be 0..10000 basis points, not {bps!r}", code="invalid", field=name
+                gettext("%(name)s must be 0..10000 basis points, not %(bps)r") % {"name": name, "bps": bps},
+                code="invalid",
+                field=name,
             )
     if terms["visitor_policy"] not in VisitorPolicy.values:
         raise DomainError(
-            f"visitor_policy must be one of {', '.join(VisitorPolicy.values)}, not {terms['visitor_policy']!r}",
+            gettext("visitor_policy must be one of %(values)s, not %(terms)r")
+            % {"values": ", ".join(VisitorPolicy.values), "terms": terms["visitor_policy"]},
             code="invalid",
             field="visitor_policy",
         )
     grace = terms["hotlist_grace_minutes"]
     if type(grace) is not int or not 0 <= grace <= 24 * 60:
         raise DomainError(
-            f"hotlist_grace_minutes must be 0..1440, not {grace!r}",
+            gettext("hotlist_grace_minutes must be 0..1440, not %(grace)r") % {"grace": grace},
             code="invalid",
             field="hotlist_grace_minutes",
         )
     if not isinstance(terms["cut_off"], dt.time) or terms["cut_off"].tzinfo is not None:
         raise DomainError(
-            "cut_off must be a local time (Asia/Shanghai), HH:MM", code="invalid", field="cut_off"
+            gettext("cut_off must be a local time (Asia/Shanghai), HH:MM"), code="invalid", field="cut_off"
         )
 
 
@@ -100,7 +104,9 @@ def agreement_set(
     network = network_get(network_code)
     if service not in Service.values:
         raise DomainError(
-            f"service must be one of {', '.join(Service.values)}", code="invalid", field="service"
+            gettext("service must be one of %(values)s") % {"values": ", ".join(Service.values)},
+            code="invalid",
+            field="service",
         )
     period = period or (CyclePeriod.MONTHLY if service == Service.MEDICAL else CyclePeriod.DAILY)
     agreement, created = RoamingAgreement.objects.select_for_update().update_or_create(
@@ -206,23 +212,43 @@ def agreement_version_add(
     if agreement is None:
         network_get(network_code)  # an unknown network is named as such
         raise NotFound(
-            f"network {network_code} has no {service} agreement", code="no_agreement", field="service"
+            gettext("network %(network_code)s has no %(service)s agreement")
+            % {"network_code": network_code, "service": service},
+            code="no_agreement",
+            field="service",
         )
     if not isinstance(effective_from, dt.date) or isinstance(effective_from, dt.datetime):
-        raise DomainError("effective_from must be a date, YYYY-MM-DD", code="invalid", field="effective_from")
+        raise DomainError(
+            gettext("effective_from must be a date, YYYY-MM-DD"), code="invalid", field="effective_from"
+        )
     if agreement.period == CyclePeriod.MONTHLY and effective_from.day != 1:
         raise DomainError(
-            f"{agreement.label} clears monthly: a version takes effect on a month's first day, not {effective_from}"
-            f" (try {agreement_next_date(agreement=agreement, day=effective_from)})",
+            gettext(
+                "%(agreement)s clears monthly: a version takes effect on a month's first day, "
+                "not %(effective_from)s (try %(agreement_next_date)s)"
+            )
+            % {
+                "agreement": agreement.label,
+                "effective_from": effective_from,
+                "agreement_next_date": agreement_next_date(agreement=agreement, day=effective_from),
+            },
             code="effective_date",
             field="effective_from",
         )
     earliest = _first_open_date(agreement)
     if earliest is not None and effective_from < earliest:
         raise DomainError(
-            f"{agreement.label} is cut off up to business date"
-            f" {agreement_previous_date(agreement=agreement, day=earliest)}: a version"
-            f" can take effect from {earliest} at the earliest, not {effective_from}",
+            gettext(
+                "%(agreement)s is cut off up to business date %(agreement_previous_date)s: a "
+                "version can take effect from %(earliest)s at the earliest, not "
+                "%(effective_from)s"
+            )
+            % {
+                "agreement": agreement.label,
+                "agreement_previous_date": agreement_previous_date(agreement=agreement, day=earliest),
+                "earliest": earliest,
+                "effective_from": effective_from,
+            },
             code="effective_date",
             field="effective_from",
         )
@@ -241,7 +267,8 @@ def agreement_version_add(
     _terms_checked(terms)
     if before is not None and all(getattr(before, name) == value for name, value in terms.items()):
         raise DomainError(
-            f"{before.label} in force on {effective_from} already has these terms: nothing to change",
+            gettext("%(before)s in force on %(effective_from)s already has these terms: nothing to change")
+            % {"before": before.label, "effective_from": effective_from},
             code="unchanged",
         )
     number = max((v.number for v in agreement.versions_ordered()), default=0) + 1

@@ -17,6 +17,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, handle_default_options
 from django.db import DatabaseError, OperationalError, ProgrammingError, connections
+from django.utils.translation import gettext
 
 from citycard.platform.errors import DomainError
 from citycard.terminal_kit.beijing import beijing_text
@@ -85,7 +86,7 @@ class PlatformCommand(BaseCommand):
 
         def error(message: str):
             if not getattr(self, "_called_from_command_line", False):
-                raise CommandError(f"Error: {message}")
+                raise CommandError(gettext("Error: %(message)s") % {"message": message})
             self.stderr.write(f"{parser.prog}: {message} (see {parser.prog} --help)")
             sys.exit(EXIT_REFUSED)
 
@@ -119,7 +120,8 @@ class PlatformCommand(BaseCommand):
         try:
             if self.tenant_required and not options.get("tenant"):
                 raise CommandError(
-                    "--tenant is required (a tenant code, e.g. --tenant jiaxing)", returncode=EXIT_REFUSED
+                    gettext("--tenant is required (a tenant code, e.g. --tenant jiaxing)"),
+                    returncode=EXIT_REFUSED,
                 )
             return super().execute(*args, **options)
         except CommandError:

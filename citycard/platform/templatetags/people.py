@@ -5,6 +5,7 @@ templates turn them into yuan and Beijing time.
     {{ 123456|yuan }}          <span class="yuan">¥1,234.56</span>   (negative: class "yuan neg", -¥…)
     {{ 123456|yuan_text }}     ¥1,234.56                               (for attributes and titles)
     {{ moment|beijing }}       2026-12-07 18:05 +08:00
+    {{ code|reason }}          卡片已列入黑名单 <code>hotlisted</code>  (label and code; reason_text: plain)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 from django import template
 from django.utils.html import format_html
 
+from citycard.platform import reasons
 from citycard.terminal_kit import money
 from citycard.terminal_kit.beijing import beijing_text
 
@@ -46,3 +48,16 @@ def beijing(moment: dt.datetime | None) -> str:
     if isinstance(moment, dt.datetime):
         return beijing_text(moment)
     return str(moment)
+
+
+@register.filter
+def reason(code: str | None) -> str:
+    """A rejection reason or review-flag code as a person reads it: its label with the code beside it,
+    ``卡片已列入黑名单 <code>hotlisted</code>`` (platform/reasons.py); the bare code when it has no label."""
+    return reasons.reason_html(code)
+
+
+@register.filter
+def reason_text(code: str | None) -> str:
+    """The same for attributes, titles and chart series: ``卡片已列入黑名单 (hotlisted)``."""
+    return reasons.reason_text(code)

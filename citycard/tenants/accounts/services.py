@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -37,7 +38,9 @@ from citycard.tenants.cards.models import Card, CardholderCategory, CardState, C
 
 def _amount(value: Any, field: str = "amount_fen") -> int:
     if type(value) is not int or value <= 0:
-        raise DomainError(f"{field} must be a positive whole number of fen", field=field)
+        raise DomainError(
+            gettext("%(field)s must be a positive whole number of fen") % {"field": field}, field=field
+        )
     return value
 
 
@@ -57,12 +60,14 @@ def account_open(*, card_no: str, actor: str) -> LedgerAccount:
     """Open the cardholder's online account (开通市民卡账户), reached by their card; idempotent."""
     card = Card.objects.select_related("scheme").filter(card_no=card_no).first()
     if card is None:
-        raise NotFound(f"no card {card_no!r} here", field="card_no")
+        raise NotFound(gettext("no card %(card_no)r here") % {"card_no": card_no}, field="card_no")
     if card.cardholder_id is None:
-        raise DomainError("an anonymous card has no online account", field="card_no")
+        raise DomainError(gettext("an anonymous card has no online account"), field="card_no")
     if "online_account" not in card.scheme.applications:
         raise DomainError(
-            f"{card.scheme.name_zh} has no online account", code="no_online_account", field="card_no"
+            gettext("%(scheme)s has no online account") % {"scheme": card.scheme.name_zh},
+            code="no_online_account",
+            field="card_no",
         )
     existing = LedgerAccount.objects.filter(cardholder_id=card.cardholder_id).first()
     if existing is not None:
@@ -88,7 +93,11 @@ def account_open(*, card_no: str, actor: str) -> LedgerAccount:
 def holder_account(card_no: str) -> LedgerAccount:
     account = LedgerAccount.objects.filter(kind=AccountKind.HOLDER, card_no=card_no).first()
     if account is None:
-        raise NotFound(f"card {card_no} has no online account", code="no_account", field="card_no")
+        raise NotFound(
+            gettext("card %(card_no)s has no online account") % {"card_no": card_no},
+            code="no_account",
+            field="card_no",
+        )
     return account
 
 
@@ -106,13 +115,19 @@ def posting_write(
     """Write one balanced posting; (posting, created). A repeated key returns the first posting.
     ``audit=False``: the caller audits the whole action once (a bulk booking) instead of each posting."""
     if not key or len(key) > 120:
-        raise DomainError("an idempotency key of 1–120 characters is required", field="idempotency_key")
+        raise DomainError(
+            gettext("an idempotency key of 1–120 characters is required"), field="idempotency_key"
+        )
     if sum(amount for _, amount in legs) != 0:
-        raise DomainError("a posting's legs must sum to zero", code="unbalanced")
+        raise DomainError(gettext("a posting's legs must sum to zero"), code="unbalanced")
     existing = Posting.objects.filter(idempotency_key=key).first()
     if existing is not None:
         if existing.kind != kind:
-            raise Conflict(f"idempotency key {key!r} was used for a {existing.kind}", field="idempotency_key")
+            raise Conflict(
+                gettext("idempotency key %(key)r was used for a %(kind)s")
+                % {"key": key, "kind": existing.kind},
+                field="idempotency_key",
+            )
         return existing, False
     amount = sum(a for _, a in legs if a > 0)
     try:
@@ -132,7 +147,7 @@ def posting_write(
     except IntegrityError as exc:
         if "ledgeraccount_not_below_overdraft" in str(exc):
             raise DomainError(
-                "insufficient balance in the online account", code="insufficient_funds"
+                gettext("insufficient balance in the online account"), code="insufficient_funds"
             ) from None
         raise
     if not audit:
@@ -187,7 +202,9 @@ def account_pay(
     name: whoever takes the payment (``citycard.tenants.merchants``) checks the party first."""
     amount = _amount(amount_fen)
     if payee.kind != AccountKind.MERCHANT:
-        raise DomainError(f"{payee.code} cannot be paid from an online account", field="payee")
+        raise DomainError(
+            gettext("%(payee)s cannot be paid from an online account") % {"payee": payee.code}, field="payee"
+        )
     holder = holder_account(card_no)
     return posting_write(
         kind=PostingKind.PAYMENT,
@@ -207,18 +224,21 @@ def account_refund(
     amount = _amount(amount_fen)
     payment = Posting.objects.select_for_update().filter(pk=payment_id, kind=PostingKind.PAYMENT).first()
     if payment is None:
-        raise NotFound(f"no payment {payment_id}", field="payment_id")
+        raise NotFound(gettext("no payment %(payment_id)s") % {"payment_id": payment_id}, field="payment_id")
     existing = Posting.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:  # a retry: the first refund stands, nothing is checked or posted again
         if existing.kind != PostingKind.REFUND:
             raise Conflict(
-                f"idempotency key {idempotency_key!r} was used for a {existing.kind}", field="idempotency_key"
+                gettext("idempotency key %(idempotency_key)r was used for a %(kind)s")
+                % {"idempotency_key": idempotency_key, "kind": existing.kind},
+                field="idempotency_key",
             )
         return existing
     refunded = sum(Posting.objects.filter(reverses=payment).values_list("amount_fen", flat=True))
     if refunded + amount > payment.amount_fen:
         raise DomainError(
-            f"refunds would total {refunded + amount} fen, more than the {payment.amount_fen} fen paid",
+            gettext("refunds would total %(refunded)s fen, more than the %(amount_fen)s fen paid")
+            % {"refunded": refunded + amount, "amount_fen": payment.amount_fen},
             code="over_refund",
             field="amount_fen",
         )
@@ -272,15 +292,15 @@ def subsidy_programme_save(
 ) -> SubsidyProgramme:
     """Create or update a subsidy programme (补贴项目) with its items."""
     if not code or not name:
-        raise DomainError("a programme needs a code and a name", field="code")
+        raise DomainError(gettext("a programme needs a code and a name"), field="code")
     if not items:
-        raise DomainError("a programme needs at least one item", field="items")
+        raise DomainError(gettext("a programme needs at least one item"), field="items")
     for item in items:
         if not item.get("item"):
-            raise DomainError("every item needs a name", field="items")
+            raise DomainError(gettext("every item needs a name"), field="items")
         _amount(item.get("amount_fen"), "items")
     if category and category not in CategoryCode.values:
-        raise DomainError(f"unknown category {category!r}", field="category")
+        raise DomainError(gettext("unknown category %(category)r") % {"category": category}, field="category")
     programme, created = SubsidyProgramme.objects.update_or_create(
         code=code, defaults={"name": name, "items": items, "category": category, "department": department}
     )
@@ -301,7 +321,10 @@ def subsidy_run(*, programme_code: str, period: str, on: dt.date, actor: str) ->
     interrupted before commit only as a whole: the run is one transaction)."""
     programme = SubsidyProgramme.objects.filter(code=programme_code, active=True).first()
     if programme is None:
-        raise NotFound(f"no active subsidy programme {programme_code!r}", field="programme_code")
+        raise NotFound(
+            gettext("no active subsidy programme %(programme_code)r") % {"programme_code": programme_code},
+            field="programme_code",
+        )
     run = SubsidyRun.objects.filter(programme=programme, period=period).first()
     if run is not None:
         return run

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, county_refuse
@@ -213,18 +214,24 @@ def csv_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
         try:
             text = data.decode(name)
         except LookupError:
-            raise DomainError(f"unknown encoding {name!r} (use utf-8 or gb18030)", field="encoding") from None
+            raise DomainError(
+                gettext("unknown encoding %(name)r (use utf-8 or gb18030)") % {"name": name}, field="encoding"
+            ) from None
         except UnicodeDecodeError as exc:
             if encoding:
                 raise DomainError(
-                    f"{path.name} is not {name}: byte {exc.start} cannot be read (try --encoding gb18030 or utf-8)",
+                    gettext(
+                        "%(path)s is not %(name)s: byte %(start)s cannot be read (try --encoding gb18030 or utf-8)"
+                    )
+                    % {"path": path.name, "name": name, "start": exc.start},
                     code="encoding",
                     field="encoding",
                 ) from None
             continue
         return text.removeprefix("\ufeff"), name
     raise DomainError(
-        f"{path.name} is neither UTF-8 nor GB18030/GBK: save it as CSV UTF-8 or name its --encoding",
+        gettext("%(path)s is neither UTF-8 nor GB18030/GBK: save it as CSV UTF-8 or name its --encoding")
+        % {"path": path.name},
         code="encoding",
         field="encoding",
     )
@@ -237,10 +244,18 @@ def rows_read(path: Path, encoding: str | None = None) -> Iterator[tuple[int, di
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise DomainError(f"{path.name}: the header lacks {', '.join(missing)}", field="file")
+        raise DomainError(
+            gettext("%(path)s: the header lacks %(missing)s")
+            % {"path": path.name, "missing": ", ".join(missing)},
+            field="file",
+        )
     unknown = sorted(set(header) - KNOWN)
     if unknown:
-        raise DomainError(f"{path.name}: unknown columns {', '.join(unknown)}", field="file")
+        raise DomainError(
+            gettext("%(path)s: unknown columns %(unknown)s")
+            % {"path": path.name, "unknown": ", ".join(unknown)},
+            field="file",
+        )
     reader.fieldnames = header
     for raw in reader:
         yield reader.line_num, raw
@@ -268,12 +283,20 @@ def cards_import(
     (applied, or issued/active for cards made and handed out by the batch). Chunks commit one by one.
     ``encoding``: the file's, when not detected (see ``csv_text``)."""
     tenant = current_tenant()
-    county_refuse(tenant, inherits="card schemes and cards", cannot="issue cards", code="county_read_only")
+    county_refuse(
+        tenant,
+        inherits=gettext("card schemes and cards"),
+        cannot=gettext("issue cards"),
+        code="county_read_only",
+    )
     if state not in TARGET_STATES:
-        raise DomainError(f"state must be one of {', '.join(TARGET_STATES)}", field="state")
+        raise DomainError(
+            gettext("state must be one of %(TARGET_STATES)s") % {"TARGET_STATES": ", ".join(TARGET_STATES)},
+            field="state",
+        )
     path = Path(path)
     if not path.is_file():
-        raise DomainError(f"{path} is not a file", field="file")
+        raise DomainError(gettext("%(path)s is not a file") % {"path": path}, field="file")
     batch = batch or path.stem
     today = today or timezone.localdate()
     schemes = {s.code: s for s in CardScheme.objects.all()}

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.db import connection
+from django.utils.translation import gettext
 
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_data_key, tenant_data_key_by_id
@@ -53,19 +54,27 @@ def id_number_parse(value: str, *, field: str = "id_number") -> IdNumber:
     """Check an 18-character ID number; DomainError names what is wrong."""
     number = (value or "").strip().upper()
     if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
-        raise DomainError("the ID number must be 17 digits and a digit or X (18 characters)", field=field)
+        raise DomainError(
+            gettext("the ID number must be 17 digits and a digit or X (18 characters)"), field=field
+        )
     if id_check_char(number[:17]) != number[17]:
         raise DomainError(
-            f"the ID number's check character should be {id_check_char(number[:17])}, not {number[17]}",
+            gettext("the ID number's check character should be %(number)s, not %(number_2)s")
+            % {"number": id_check_char(number[:17]), "number_2": number[17]},
             code="bad_checksum",
             field=field,
         )
     try:
         birth = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
-        raise DomainError(f"the ID number's birth date {number[6:14]} is not a date", field=field) from None
+        raise DomainError(
+            gettext("the ID number's birth date %(number)s is not a date") % {"number": number[6:14]},
+            field=field,
+        ) from None
     if birth.year < 1890 or birth > dt.date.today():
-        raise DomainError(f"the ID number's birth date {birth} is not plausible", field=field)
+        raise DomainError(
+            gettext("the ID number's birth date %(birth)s is not plausible") % {"birth": birth}, field=field
+        )
     return IdNumber(number, number[:6], birth, "M" if int(number[16]) % 2 else "F")
 
 
@@ -80,7 +89,9 @@ def phone_normalise(value: str, *, field: str = "phone") -> str:
     if phone.startswith("+86"):
         phone = phone[3:]
     if not (len(phone) == 11 and phone.isdigit() and phone[0] == "1"):
-        raise DomainError("the phone must be an 11-digit mainland mobile number (1xxxxxxxxxx)", field=field)
+        raise DomainError(
+            gettext("the phone must be an 11-digit mainland mobile number (1xxxxxxxxxx)"), field=field
+        )
     return phone
 
 
@@ -123,7 +134,9 @@ def decade_label(decade: int | None) -> str:
 def current_tenant() -> Tenant:
     tenant = getattr(connection, "tenant", None)
     if tenant is None or getattr(tenant, "schema_name", "public") == "public":
-        raise DomainError("personal data lives in a tenant schema; no tenant is active", code="no_tenant")
+        raise DomainError(
+            gettext("personal data lives in a tenant schema; no tenant is active"), code="no_tenant"
+        )
     return tenant
 
 

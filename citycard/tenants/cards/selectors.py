@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
@@ -189,9 +190,9 @@ def cardholder_find(
             f"ID number {id_mask(number)}",
         )
     else:
-        raise DomainError("name a cardholder, a card or an ID number", field="cardholder")
+        raise DomainError(gettext("name a cardholder, a card or an ID number"), field="cardholder")
     if holder is None:
-        raise NotFound(f"no cardholder for {asked}", field="cardholder")
+        raise NotFound(gettext("no cardholder for %(asked)s") % {"asked": asked}, field="cardholder")
     return holder
 
 

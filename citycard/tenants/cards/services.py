@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound, county_refuse
@@ -139,7 +140,10 @@ SCHEME_FIELDS = (
 )
 
 # What a county takes from its city here (platform.errors.county_refuse).
-_CARDS_INHERITED: dict[str, Any] = {"inherits": "card schemes and cards", "code": "county_read_only"}
+_CARDS_INHERITED: dict[str, Any] = {
+    "inherits": gettext_lazy("card schemes and cards"),
+    "code": "county_read_only",
+}
 
 
 # --- schemes ------------------------------------------------------------------------------------------
@@ -148,33 +152,44 @@ _CARDS_INHERITED: dict[str, Any] = {"inherits": "card schemes and cards", "code"
 @transaction.atomic
 def scheme_save(*, code: str, actor: str, **fields: Any) -> CardScheme:
     """Create or update card scheme ``code`` (卡种). Only a city defines schemes."""
-    county_refuse(current_tenant(), cannot="change card schemes", **_CARDS_INHERITED)
+    county_refuse(current_tenant(), cannot=gettext("change card schemes"), **_CARDS_INHERITED)
     unknown = set(fields) - set(SCHEME_FIELDS)
     if unknown:
-        raise DomainError(f"unknown scheme fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        raise DomainError(
+            gettext("unknown scheme fields: %(unknown)s") % {"unknown": ", ".join(sorted(unknown))},
+            field=sorted(unknown)[0],
+        )
     if not (isinstance(code, str) and len(code) == 2 and code.isdigit()):
-        raise DomainError(f"scheme code {code!r} must be 2 digits", field="code")
+        raise DomainError(gettext("scheme code %(code)r must be 2 digits") % {"code": code}, field="code")
     for name in ("eligibility", "applications"):
         allowed = Eligibility.values if name == "eligibility" else Application.values
         bad = [v for v in fields.get(name, []) if v not in allowed]
         if bad:
-            raise DomainError(f"unknown {name}: {', '.join(bad)}; use {', '.join(allowed)}", field=name)
+            raise DomainError(
+                gettext("unknown %(name)s: %(bad)s; use %(allowed)s")
+                % {"name": name, "bad": ", ".join(bad), "allowed": ", ".join(allowed)},
+                field=name,
+            )
     for name in ("card_fee_fen", "replacement_fee_fen", "account_overdraft_fen"):
         value = fields.get(name, 0)
         if type(value) is not int or value < 0:
-            raise DomainError(f"{name} must be a whole number of fen, not negative", field=name)
+            raise DomainError(
+                gettext("%(name)s must be a whole number of fen, not negative") % {"name": name}, field=name
+            )
     scheme = CardScheme.objects.select_for_update().filter(code=code).first()
     created = scheme is None
     if created:
         if not fields.get("eligibility") or not fields.get("applications") or not fields.get("name_zh"):
-            raise DomainError("a new scheme needs name_zh, eligibility and applications", field="name_zh")
+            raise DomainError(
+                gettext("a new scheme needs name_zh, eligibility and applications"), field="name_zh"
+            )
         scheme = CardScheme(code=code)
     for name, value in fields.items():
         setattr(scheme, name, value)
     if not scheme.real_name and not scheme.anonymous_allowed:
-        raise DomainError("a scheme is real-name, anonymous or both", field="anonymous_allowed")
+        raise DomainError(gettext("a scheme is real-name, anonymous or both"), field="anonymous_allowed")
     if scheme.is_main and not scheme.real_name:
-        raise DomainError("the main card is a real-name card", field="real_name")
+        raise DomainError(gettext("the main card is a real-name card"), field="real_name")
     scheme.save()
     audit_record(
         action="scheme.create" if created else "scheme.update",
@@ -203,7 +218,7 @@ def schemes_seed(*, actor: str) -> list[CardScheme]:
 def schemes_publish(*, actor: str):
     """Publish this city's schemes, signed, for its counties (and partners) to read (卡种发布)."""
     tenant = current_tenant()
-    county_refuse(tenant, cannot="publish card schemes", **_CARDS_INHERITED)
+    county_refuse(tenant, cannot=gettext("publish card schemes"), **_CARDS_INHERITED)
     return publication_publish(tenant=tenant, kind="card-schemes", payload=scheme_document(), actor=actor)
 
 
@@ -224,15 +239,22 @@ def _check_categories(categories: Iterable[Mapping[str, Any]]) -> list[dict[str,
         code = item.get("code")
         if code not in CategoryCode.values:
             raise DomainError(
-                f"unknown category {code!r}; use {', '.join(CategoryCode.values)}", field="categories"
+                gettext("unknown category %(code)r; use %(values)s")
+                % {"code": code, "values": ", ".join(CategoryCode.values)},
+                field="categories",
             )
         start, end = item.get("valid_from"), item.get("valid_to")
         if not isinstance(start, dt.date) or (end is not None and not isinstance(end, dt.date)):
             raise DomainError(
-                f"category {code} needs valid_from (and optional valid_to) dates", field="categories"
+                gettext("category %(code)s needs valid_from (and optional valid_to) dates") % {"code": code},
+                field="categories",
             )
         if end is not None and end < start:
-            raise DomainError(f"category {code} ends ({end}) before it starts ({start})", field="categories")
+            raise DomainError(
+                gettext("category %(code)s ends (%(end)s) before it starts (%(start)s)")
+                % {"code": code, "end": end, "start": start},
+                field="categories",
+            )
         out.append({"code": code, "valid_from": start, "valid_to": end, "evidence": item.get("evidence", "")})
     return out
 
@@ -257,11 +279,13 @@ def cardholder_register(
     number, phone and address are stored encrypted; a person already registered (same ID number) is a
     Conflict."""
     county_refuse(
-        current_tenant(), cannot="register cardholders (its windows serve the city's)", **_CARDS_INHERITED
+        current_tenant(),
+        cannot=gettext("register cardholders (its windows serve the city's)"),
+        **_CARDS_INHERITED,
     )
     name = (name or "").strip()
     if not name or len(name) > 60:
-        raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
+        raise DomainError(gettext("the cardholder needs a name of 1–60 characters"), field="name")
     parsed = id_number_parse(id_number)
     phone = phone_normalise(phone) if phone else ""
     address = _check_address(address)
@@ -270,7 +294,9 @@ def cardholder_register(
     blind = sealer.blind("id", parsed.number)
     if Cardholder.objects.filter(id_blind=blind).exists():
         raise Conflict(
-            f"a cardholder with ID number {id_mask(parsed.number)} is already registered", field="id_number"
+            gettext("a cardholder with ID number %(number)s is already registered")
+            % {"number": id_mask(parsed.number)},
+            field="id_number",
         )
     holder = Cardholder.objects.create(
         name=name,
@@ -337,7 +363,7 @@ def age_category_from(birth_date: dt.date, *, years: int) -> dt.date:
 def _check_address(address: str) -> str:
     address = (address or "").strip()
     if len(address) > 200:
-        raise DomainError("the address must be at most 200 characters", field="address")
+        raise DomainError(gettext("the address must be at most 200 characters"), field="address")
     return address
 
 
@@ -362,12 +388,16 @@ def cardholder_update(*, cardholder_id: int, changes: Mapping[str, Any], actor: 
     unknown = sorted(set(changes) - set(CARDHOLDER_EDITABLE))
     if unknown:
         raise DomainError(
-            f"{', '.join(unknown)} cannot be changed (only {', '.join(CARDHOLDER_EDITABLE)})",
+            gettext("%(unknown)s cannot be changed (only %(CARDHOLDER_EDITABLE)s)")
+            % {"unknown": ", ".join(unknown), "CARDHOLDER_EDITABLE": ", ".join(CARDHOLDER_EDITABLE)},
             field=unknown[0],
         )
     holder = Cardholder.objects.select_for_update().filter(pk=cardholder_id).first()
     if holder is None:
-        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+        raise NotFound(
+            gettext("no cardholder %(cardholder_id)s") % {"cardholder_id": cardholder_id},
+            field="cardholder_id",
+        )
     sealer = Sealer()
     if holder.key_id != sealer.key_id:  # one key per row: move the row's other ciphers first
         _reseal(holder, sealer)
@@ -376,7 +406,7 @@ def cardholder_update(*, cardholder_id: int, changes: Mapping[str, Any], actor: 
         if field == "name":
             value = (value or "").strip()
             if not value or len(value) > 60:
-                raise DomainError("the cardholder needs a name of 1–60 characters", field="name")
+                raise DomainError(gettext("the cardholder needs a name of 1–60 characters"), field="name")
             if value != holder.name:
                 holder.name = value
                 changed.append(field)
@@ -398,7 +428,7 @@ def cardholder_update(*, cardholder_id: int, changes: Mapping[str, Any], actor: 
                 changed.append(field)
         elif field in ("local_hukou", "local_social_insurance", "residence_permit"):
             if not isinstance(value, bool):
-                raise DomainError(f"{field} must be true or false", field=field)
+                raise DomainError(gettext("%(field)s must be true or false") % {"field": field}, field=field)
             if value != getattr(holder, field):
                 setattr(holder, field, value)
                 changed.append(field)
@@ -406,7 +436,11 @@ def cardholder_update(*, cardholder_id: int, changes: Mapping[str, Any], actor: 
             value = (value or "").strip()
             limit = Cardholder._meta.get_field(field).max_length
             if len(value) > limit:
-                raise DomainError(f"{field} must be at most {limit} characters", field=field)
+                raise DomainError(
+                    gettext("%(field)s must be at most %(limit)s characters")
+                    % {"field": field, "limit": limit},
+                    field=field,
+                )
             if value != getattr(holder, field):
                 setattr(holder, field, value)
                 changed.append(field)
@@ -445,7 +479,10 @@ def cardholder_category_grant(
     """Put a cardholder in a rider category for a period (e.g. 敬老 from the 60th/70th birthday)."""
     holder = Cardholder.objects.filter(pk=cardholder_id).first()
     if holder is None:
-        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+        raise NotFound(
+            gettext("no cardholder %(cardholder_id)s") % {"cardholder_id": cardholder_id},
+            field="cardholder_id",
+        )
     (item,) = _check_categories(
         [{"code": code, "valid_from": valid_from, "valid_to": valid_to, "evidence": evidence}]
     )
@@ -454,7 +491,9 @@ def cardholder_category_grant(
             category = CardholderCategory.objects.create(cardholder=holder, **item)
     except IntegrityError:
         raise Conflict(
-            f"{code} from {valid_from} is already recorded for this cardholder", field="valid_from"
+            gettext("%(code)s from %(valid_from)s is already recorded for this cardholder")
+            % {"code": code, "valid_from": valid_from},
+            field="valid_from",
         ) from None
     audit_record(
         action="cardholder.category_grant",
@@ -495,10 +534,13 @@ def cardholder_pii_reencrypt(*, actor: str, limit: int = 10_000) -> int:
 def _scheme(code: str) -> CardScheme:
     scheme = CardScheme.objects.filter(code=code).first()
     if scheme is None:
-        raise NotFound(f"no card scheme {code!r} here", field="scheme_code")
+        raise NotFound(gettext("no card scheme %(code)r here") % {"code": code}, field="scheme_code")
     if not scheme.enabled:
         raise DomainError(
-            f"card scheme {code} ({scheme.name_zh}) is disabled", code="scheme_disabled", field="scheme_code"
+            gettext("card scheme %(code)s (%(scheme)s) is disabled")
+            % {"code": code, "scheme": scheme.name_zh},
+            code="scheme_disabled",
+            field="scheme_code",
         )
     return scheme
 
@@ -531,16 +573,36 @@ def _card(card_no: str, *, lock: bool = True) -> Card:
     qs = Card.objects.select_for_update() if lock else Card.objects
     card = qs.select_related("scheme").filter(card_no=card_no).first()
     if card is None:
-        raise NotFound(f"no card {card_no!r} here", field="card_no")
+        raise NotFound(gettext("no card %(card_no)r here") % {"card_no": card_no}, field="card_no")
     return card
+
+
+# The verbs of the card's transitions as a person reads them in a refusal (the code keeps the English verb).
+_ACTIONS = {
+    "produce": gettext_lazy("produce"),
+    "issue": gettext_lazy("issue"),
+    "activate": gettext_lazy("activate"),
+    "report lost": gettext_lazy("report lost"),
+    "activate social security on": gettext_lazy("activate social security on"),
+    "unfreeze": gettext_lazy("unfreeze"),
+    "replace": gettext_lazy("replace"),
+    "cancel": gettext_lazy("cancel"),
+}
 
 
 def _require(card: Card, action: str, allowed: Iterable[str]) -> None:
     allowed = list(allowed)
     if card.state not in allowed:
         raise DomainError(
-            f"cannot {action} card {card.card_no}: it is {card.state}, and only a card that is "
-            f"{' or '.join(allowed)} can be",
+            gettext(
+                "cannot %(action)s card %(card_no)s: it is %(state)s, and only a card that is %(allowed)s can be"
+            )
+            % {
+                "action": _ACTIONS.get(action, action),
+                "card_no": card.card_no,
+                "state": CardState(card.state).label,
+                "allowed": gettext(" or ").join(str(CardState(s).label) for s in allowed),
+            },
             code="invalid_state",
             field="state",
         )
@@ -573,26 +635,36 @@ def card_apply(
     With ``request_key`` (e.g. the channel's request id) a retried application returns the card the first
     one created instead of applying twice."""
     tenant = current_tenant()
-    county_refuse(tenant, cannot="issue cards", **_CARDS_INHERITED)
+    county_refuse(tenant, cannot=gettext("issue cards"), **_CARDS_INHERITED)
     if request_key is not None:
         if not request_key or len(request_key) > 80:
-            raise DomainError("request_key must be 1–80 characters", field="request_key")
+            raise DomainError(gettext("request_key must be 1–80 characters"), field="request_key")
         earlier = Card.objects.filter(request_key=request_key).first()
         if earlier is not None:
             if earlier.scheme.code != scheme_code or earlier.cardholder_id != cardholder_id:
-                raise Conflict(f"request {request_key} was for another card", field="request_key")
+                raise Conflict(
+                    gettext("request %(request_key)s was for another card") % {"request_key": request_key},
+                    field="request_key",
+                )
             return earlier
     scheme = _scheme(scheme_code)
     holder = None
     if cardholder_id is not None:
         holder = Cardholder.objects.select_for_update().filter(pk=cardholder_id).first()
         if holder is None:
-            raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+            raise NotFound(
+                gettext("no cardholder %(cardholder_id)s") % {"cardholder_id": cardholder_id},
+                field="cardholder_id",
+            )
     elif not scheme.anonymous_allowed:
-        raise DomainError(f"{scheme.name_zh} is a real-name card: give the cardholder", field="cardholder_id")
+        raise DomainError(
+            gettext("%(scheme)s is a real-name card: give the cardholder") % {"scheme": scheme.name_zh},
+            field="cardholder_id",
+        )
     if not scheme_eligible(scheme=scheme, holder=holder):
         raise DomainError(
-            f"the cardholder is not eligible for {scheme.name_zh} (needs one of: {', '.join(scheme.eligibility)})",
+            gettext("the cardholder is not eligible for %(scheme)s (needs one of: %(eligibility)s)")
+            % {"scheme": scheme.name_zh, "eligibility": ", ".join(scheme.eligibility)},
             code="not_eligible",
             field="scheme_code",
         )
@@ -602,7 +674,8 @@ def card_apply(
         and (Card.objects.filter(cardholder=holder, scheme=scheme, state__in=LIVE_STATES).exists())
     ):
         raise Conflict(
-            f"the cardholder already has a {scheme.name_zh}; report it lost and replace it instead",
+            gettext("the cardholder already has a %(scheme)s; report it lost and replace it instead")
+            % {"scheme": scheme.name_zh},
             code="one_per_person",
             field="scheme_code",
         )
@@ -611,7 +684,9 @@ def card_apply(
         and scheme.is_main
         and (Card.objects.filter(cardholder=holder, is_main=True, state__in=LIVE_STATES).exists())
     ):
-        raise Conflict("the cardholder already has a main card", code="one_main_card", field="scheme_code")
+        raise Conflict(
+            gettext("the cardholder already has a main card"), code="one_main_card", field="scheme_code"
+        )
     serial = serials_take(scheme=scheme, count=1)
     card = Card(
         card_no=card_number_build(division=tenant.division_code, scheme=scheme.code, serial=serial),
@@ -630,7 +705,7 @@ def card_apply(
     except IntegrityError as exc:
         if "card_one_live_main_per_person" in str(exc):
             raise Conflict(
-                "the cardholder already has a main card", code="one_main_card", field="scheme_code"
+                gettext("the cardholder already has a main card"), code="one_main_card", field="scheme_code"
             ) from None
         raise
     _audit_card(card, "apply", actor, scheme=scheme.code, cardholder=holder.pk if holder else None)
@@ -690,14 +765,15 @@ def card_ss_activate(*, card_no: str, actor: str, at: dt.datetime | None = None)
     card = _card(card_no)
     if Application.SOCIAL_SECURITY not in card.scheme.applications:
         raise DomainError(
-            f"{card.scheme.name_zh} has no social-security application",
+            gettext("%(scheme)s has no social-security application") % {"scheme": card.scheme.name_zh},
             code="no_social_security",
             field="card_no",
         )
     _require(card, "activate social security on", [CardState.ACTIVE])
     if card.ss_activated_at is not None:
         raise Conflict(
-            f"social security on card {card_no} was activated at {card.ss_activated_at:%Y-%m-%d %H:%M}",
+            gettext("social security on card %(card_no)s was activated at %(ss_activated_at)s")
+            % {"card_no": card_no, "ss_activated_at": format(card.ss_activated_at, "%Y-%m-%d %H:%M")},
             code="already_activated",
             field="card_no",
         )
@@ -729,7 +805,8 @@ def card_loss_report_check(*, card: Card) -> None:
     ``anonymous_card``. ``card_report_lost`` asks it; a caller may ask it first (before checking an ID)."""
     if card.cardholder_id is None:
         raise DomainError(
-            f"card {card.card_no} is anonymous (不记名): it cannot be reported lost",
+            gettext("card %(card_no)s is anonymous (不记名): it cannot be reported lost")
+            % {"card_no": card.card_no},
             code="anonymous_card",
             field="card_no",
         )
@@ -744,7 +821,7 @@ def card_report_lost(
     Only a registered card: an anonymous card (不记名) has no holder to prove the loss, so it is refused
     (``anonymous_card``) whoever asks — officer, command line or partner app."""
     if reason not in {"lost", "stolen"}:
-        raise DomainError("a loss report's reason is lost or stolen", field="reason")
+        raise DomainError(gettext("a loss report's reason is lost or stolen"), field="reason")
     at = at or timezone.now()
     card = _transition(
         card_no,
@@ -815,7 +892,7 @@ def card_replace(*, card_no: str, actor: str, at: dt.datetime | None = None) -> 
     old = _card(card_no)
     _require(old, "replace", [CardState.ACTIVE, CardState.FROZEN])
     if old.scheme.virtual:
-        raise DomainError("an electronic citizen code is re-issued, not replaced", field="card_no")
+        raise DomainError(gettext("an electronic citizen code is re-issued, not replaced"), field="card_no")
     was = old.state
     old.state, old.closed_at = CardState.REPLACED, at
     old.save(update_fields=["state", "closed_at"])
@@ -920,7 +997,10 @@ def cardholder_verify_attempt(*, card_no: str, id_number: str, now: dt.datetime 
     window_s, most = settings.ID_VERIFY_WINDOW_S, settings.ID_VERIFY_MAX_FAILURES
     if rate_limit_count(bucket=bucket, window_s=window_s, now=now) >= most:
         raise DomainError(
-            f"card {card_no} has had {most} failed ID checks in this {window_s} s window; try again later",
+            gettext(
+                "card %(card_no)s has had %(most)s failed ID checks in this %(window_s)s s window; try again later"
+            )
+            % {"card_no": card_no, "most": most, "window_s": window_s},
             code="too_many_attempts",
             field="id_number",
         )
@@ -941,11 +1021,13 @@ def card_test_keys_export(*, actor: str, now: dt.datetime | None = None) -> dict
     cards' TACs verify at acquirers and in clearing like real ones. A city only; refused when the platform
     runs in production (its cards are not under development keys there); audited (the key ids, never a key)."""
     tenant = current_tenant()
-    county_refuse(tenant, cannot="export test-card keys", **_CARDS_INHERITED)
+    county_refuse(tenant, cannot=gettext("export test-card keys"), **_CARDS_INHERITED)
     if settings.PRODUCTION:
         raise DomainError(
-            "test-card keys are not exported in production (CITYCARD_PRODUCTION is on): a deployment's cards"
-            " are personalised under its own keys, not the development ones",
+            gettext(
+                "test-card keys are not exported in production (CITYCARD_PRODUCTION is on): a "
+                "deployment's cards are personalised under its own keys, not the development ones"
+            ),
             code="production",
         )
     divisions = [tenant.division_code, *tenant.counties.values_list("division_code", flat=True)]

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError, NotFound
@@ -277,14 +277,17 @@ def service_points_search(
     if department_kind:
         if department_kind not in DepartmentKind.values:
             raise DomainError(
-                f"unknown department kind {department_kind!r} (one of: {', '.join(DepartmentKind.values)})",
+                gettext("unknown department kind %(department_kind)r (one of: %(values)s)")
+                % {"department_kind": department_kind, "values": ", ".join(DepartmentKind.values)},
                 field="department_kind",
             )
         qs = qs.filter(department__kind=department_kind)
     if service:
         if service not in ServiceKind.values:
             raise DomainError(
-                f"unknown service {service!r} (one of: {', '.join(ServiceKind.values)})", field="service"
+                gettext("unknown service %(service)r (one of: %(values)s)")
+                % {"service": service, "values": ", ".join(ServiceKind.values)},
+                field="service",
             )
         qs = qs.filter(services__contains=[service])
     words = (text or "").split()

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -43,7 +44,9 @@ _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 def _code(value: str, field: str = "code") -> str:
     if not _CODE.match(value or ""):
         raise DomainError(
-            f"{field} {value!r} must be a lower-case code (letters, digits, - or _)", field=field
+            gettext("%(field)s %(value)r must be a lower-case code (letters, digits, - or _)")
+            % {"field": field, "value": value},
+            field=field,
         )
     return value
 
@@ -51,7 +54,7 @@ def _code(value: str, field: str = "code") -> str:
 def _department(code: str) -> Department:
     department = Department.objects.filter(code=code).first()
     if department is None:
-        raise NotFound(f"no department {code!r} here", field="department")
+        raise NotFound(gettext("no department %(code)r here") % {"code": code}, field="department")
     return department
 
 
@@ -61,12 +64,14 @@ def department_create(*, code: str, kind: str, name: str, contact: str = "", act
     _code(code)
     if kind not in DepartmentKind.values:
         raise DomainError(
-            f"unknown department kind {kind!r}; use {', '.join(DepartmentKind.values)}", field="kind"
+            gettext("unknown department kind %(kind)r; use %(values)s")
+            % {"kind": kind, "values": ", ".join(DepartmentKind.values)},
+            field="kind",
         )
     if not (name or "").strip():
-        raise DomainError("a department needs a name", field="name")
+        raise DomainError(gettext("a department needs a name"), field="name")
     if Department.objects.filter(code=code).exists():
-        raise Conflict(f"department {code} already exists", field="code")
+        raise Conflict(gettext("department %(code)s already exists") % {"code": code}, field="code")
     department = Department.objects.create(code=code, kind=kind, name=name.strip(), contact=contact)
     audit_record(
         action="department.create",
@@ -89,15 +94,15 @@ def service_point_create(
     bad = [s for s in services if s not in ServiceKind.values]
     if not services or bad:
         raise DomainError(
-            f"services must be some of {', '.join(ServiceKind.values)}"
-            + (f"; unknown: {', '.join(bad)}" if bad else ""),
+            gettext("services must be some of %(values)s") % {"values": ", ".join(ServiceKind.values)}
+            + (gettext("; unknown: %(bad)s") % {"bad": ", ".join(bad)} if bad else ""),
             field="services",
         )
     for field, value in (("name", name), ("address", address), ("hours", hours)):
         if not (value or "").strip():
-            raise DomainError(f"a service point needs {field}", field=field)
+            raise DomainError(gettext("a service point needs %(field)s") % {"field": field}, field=field)
     if ServicePoint.objects.filter(code=code).exists():
-        raise Conflict(f"service point {code} already exists", field="code")
+        raise Conflict(gettext("service point %(code)s already exists") % {"code": code}, field="code")
     point = ServicePoint.objects.create(
         department=dept,
         code=code,
@@ -121,13 +126,15 @@ def department_update(*, code: str, kind: str, name: str, contact: str = "", act
     """Change a department's kind, name or contact (its code stays); audited with what it was."""
     department = Department.objects.select_for_update().filter(code=code).first()
     if department is None:
-        raise NotFound(f"no department {code!r} here", field="code")
+        raise NotFound(gettext("no department %(code)r here") % {"code": code}, field="code")
     if kind not in DepartmentKind.values:
         raise DomainError(
-            f"unknown department kind {kind!r}; use {', '.join(DepartmentKind.values)}", field="kind"
+            gettext("unknown department kind %(kind)r; use %(values)s")
+            % {"kind": kind, "values": ", ".join(DepartmentKind.values)},
+            field="kind",
         )
     if not (name or "").strip():
-        raise DomainError("a department needs a name", field="name")
+        raise DomainError(gettext("a department needs a name"), field="name")
     after = {"kind": kind, "name": name.strip(), "contact": contact}
     return _update_audited(department, after, object_type="department", code=code, actor=actor)
 
@@ -165,18 +172,18 @@ def service_point_update(
     """Change a service window's name, address, hours, services, or close it (``active`` false)."""
     point = ServicePoint.objects.select_for_update().filter(code=code).first()
     if point is None:
-        raise NotFound(f"no service point {code!r} here", field="code")
+        raise NotFound(gettext("no service point %(code)r here") % {"code": code}, field="code")
     services = list(services)
     bad = [s for s in services if s not in ServiceKind.values]
     if not services or bad:
         raise DomainError(
-            f"services must be some of {', '.join(ServiceKind.values)}"
-            + (f"; unknown: {', '.join(bad)}" if bad else ""),
+            gettext("services must be some of %(values)s") % {"values": ", ".join(ServiceKind.values)}
+            + (gettext("; unknown: %(bad)s") % {"bad": ", ".join(bad)} if bad else ""),
             field="services",
         )
     for field, value in (("name", name), ("address", address), ("hours", hours)):
         if not (value or "").strip():
-            raise DomainError(f"a service point needs {field}", field=field)
+            raise DomainError(gettext("a service point needs %(field)s") % {"field": field}, field=field)
     after = {
         "name": name.strip(),
         "address": address.strip(),
@@ -202,11 +209,14 @@ def data_grant_create(
     fields = sorted(set(fields))
     bad = [f for f in fields if f not in PiiField.values]
     if not fields or bad:
-        raise DomainError(f"fields must be some of {', '.join(PiiField.values)}", field="fields")
+        raise DomainError(
+            gettext("fields must be some of %(values)s") % {"values": ", ".join(PiiField.values)},
+            field="fields",
+        )
     if not (purpose or "").strip():
-        raise DomainError("a grant states its purpose", field="purpose")
+        raise DomainError(gettext("a grant states its purpose"), field="purpose")
     if valid_to is not None and valid_to < valid_from:
-        raise DomainError("the grant ends before it starts", field="valid_to")
+        raise DomainError(gettext("the grant ends before it starts"), field="valid_to")
     grant = DataGrant.objects.create(
         department=dept,
         fields=fields,
@@ -229,9 +239,11 @@ def data_grant_create(
 def data_grant_revoke(*, grant_id: int, actor: str) -> DataGrant:
     grant = DataGrant.objects.select_for_update().filter(pk=grant_id).first()
     if grant is None:
-        raise NotFound(f"no data grant {grant_id}", field="grant_id")
+        raise NotFound(gettext("no data grant %(grant_id)s") % {"grant_id": grant_id}, field="grant_id")
     if grant.revoked_at is not None:
-        raise Conflict(f"data grant {grant_id} is already revoked", field="grant_id")
+        raise Conflict(
+            gettext("data grant %(grant_id)s is already revoked") % {"grant_id": grant_id}, field="grant_id"
+        )
     grant.revoked_at = timezone.now()
     grant.save(update_fields=["revoked_at"])
     audit_record(action="data_grant.revoke", actor=actor, object_type="data_grant", object_id=grant.pk)
@@ -254,11 +266,14 @@ def cardholder_read(
     fields = sorted(set(fields))
     bad = [f for f in fields if f not in PiiField.values]
     if not fields or bad:
-        raise DomainError(f"fields must be some of {', '.join(PiiField.values)}", field="fields")
+        raise DomainError(
+            gettext("fields must be some of %(values)s") % {"values": ", ".join(PiiField.values)},
+            field="fields",
+        )
     if not (reason or "").strip():
-        raise DomainError("every read states why (谁使用、谁负责)", field="reason")
+        raise DomainError(gettext("every read states why (谁使用、谁负责)"), field="reason")
     if not (reader or "").strip():
-        raise DomainError("every read names who reads", field="reader")
+        raise DomainError(gettext("every read names who reads"), field="reader")
     at = at or timezone.now()
     day = at.astimezone(BEIJING).date()
     grant = None
@@ -275,13 +290,17 @@ def cardholder_read(
             data={"department": department, "fields": fields, "reason": reason},
         )
         raise DomainError(
-            f"department {department} has no grant in force for {', '.join(fields)}",
+            gettext("department %(department)s has no grant in force for %(fields)s")
+            % {"department": department, "fields": ", ".join(fields)},
             code="no_grant",
             field="fields",
         )
     holder = Cardholder.objects.filter(pk=cardholder_id).first()
     if holder is None:
-        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+        raise NotFound(
+            gettext("no cardholder %(cardholder_id)s") % {"cardholder_id": cardholder_id},
+            field="cardholder_id",
+        )
     out: dict[str, Any] = {}
     sealed = {"id_number", "phone", "address", "birth_date"}
     secret = cardholder_pii(cardholder=holder) if sealed & set(fields) else {}
@@ -320,7 +339,10 @@ def onboarding_publish(*, tenant: Tenant, actor: str) -> list[ChecklistItem]:
     for its city (publication kind ``onboarding``): the city's overview reads the publication, never the
     county's schema. An unchanged checklist publishes nothing new. Returns the checklist."""
     if tenant.kind != "county":
-        raise DomainError(f"{tenant.code} is a city: only counties publish their checklist", field="tenant")
+        raise DomainError(
+            gettext("%(tenant)s is a city: only counties publish their checklist") % {"tenant": tenant.code},
+            field="tenant",
+        )
     items = onboarding_checklist(tenant=tenant)
     publication_publish(tenant=tenant, kind=ONBOARDING_KIND, payload=checklist_payload(items), actor=actor)
     return items

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, reason_column, reason_filter, tenant_admin
 from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, OutboxMessage, SeenCounter
 from citycard.terminal_kit.money import yuan
 
@@ -30,8 +30,9 @@ class SeenCounterAdmin(ReadOnlyAdmin):
 class IssuerRejectionAdmin(ReadOnlyAdmin):
     """The records of this tenant's cards it rejected as issuer, record by record, as it answered."""
 
-    list_display = ("cycle", "record_id", "acquirer", "card_no", "amount", "reason", "answered_at")
-    list_filter = ("reason", "acquirer", "cycle")
+    reason_shown = reason_column("reason", _("reason"))
+    list_display = ("cycle", "record_id", "acquirer", "card_no", "amount", "reason_shown", "answered_at")
+    list_filter = (reason_filter("reason", _("reason")), "acquirer", "cycle")
     search_fields = ("card_no", "record_id")
 
     @admin.display(description=_("amount"), ordering="amount_fen")

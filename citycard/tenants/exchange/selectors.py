@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import TextField
 from django.db.models.functions import Cast
+from django.utils.translation import gettext
 
 from citycard.platform.envelopes import document_loads
 from citycard.platform.errors import DomainError, NotFound
@@ -30,18 +31,28 @@ def reconciliation_file(*, message_id: str) -> tuple[dict[str, Any], str]:
     digest. The text is refused (``digest_mismatch``) unless its SHA-256 and size are the manifest's."""
     message = InboxMessage.objects.filter(message_id=message_id, kind="clearing.reconciliation").first()
     if message is None:
-        raise NotFound(f"no reconciliation file {message_id!r} in the inbox", field="message_id")
+        raise NotFound(
+            gettext("no reconciliation file %(message_id)r in the inbox") % {"message_id": message_id},
+            field="message_id",
+        )
     manifest = message.body
     for source in _reconciliation_sources:
         text = source(participant=manifest["participant"], sha256=manifest["sha256"])
         if text is not None:
             break
     else:
-        raise NotFound(f"reconciliation file {manifest['sha256'][:12]}… is not available", field="message_id")
+        raise NotFound(
+            gettext("reconciliation file %(manifest)s… is not available")
+            % {"manifest": manifest["sha256"][:12]},
+            field="message_id",
+        )
     data = text.encode()
     if hashlib.sha256(data).hexdigest() != manifest["sha256"] or len(data) != manifest["bytes"]:
         raise DomainError(
-            f"the reconciliation file fetched for {message_id} is not the one its signed manifest names",
+            gettext(
+                "the reconciliation file fetched for %(message_id)s is not the one its signed manifest names"
+            )
+            % {"message_id": message_id},
             code="digest_mismatch",
         )
     return manifest, text

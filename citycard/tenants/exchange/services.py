@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
 from citycard.platform.errors import DomainError
@@ -44,7 +45,7 @@ REASON_NOT_OURS = "not_our_card"
 def _tenant() -> Tenant:
     tenant = getattr(connection, "tenant", None)
     if tenant is None or tenant.schema_name == "public":
-        raise DomainError("exchange services run in a tenant's schema", code="no_tenant")
+        raise DomainError(gettext("exchange services run in a tenant's schema"), code="no_tenant")
     return tenant
 
 
@@ -204,7 +205,11 @@ def outbox_mark(
 ) -> None:
     """Interop's answer to a collected message (collected, or refused with the reason)."""
     if state not in (OutboxState.COLLECTED, OutboxState.REFUSED):
-        raise DomainError(f"outbox state {state!r} is not an answer", code="invalid", field="state")
+        raise DomainError(
+            gettext("outbox state %(state)r is not an answer") % {"state": state},
+            code="invalid",
+            field="state",
+        )
     OutboxMessage.objects.filter(message_id=message_id).update(
         state=state, result=result, collected_at=now or timezone.now()
     )
@@ -469,7 +474,7 @@ def dispute_send(*, record_id: str, reason: str, actor: str, now: dt.datetime | 
     """Dispute one cleared record (争议): a signed ``clearing.dispute`` message in the outbox."""
     tenant = _tenant()
     if not reason.strip():
-        raise DomainError("a dispute needs a reason", code="invalid", field="reason")
+        raise DomainError(gettext("a dispute needs a reason"), code="invalid", field="reason")
     return outbox_put(
         kind="clearing.dispute",
         message_id=f"dsp-{tenant.code}-{record_id}",
@@ -513,7 +518,8 @@ def reconciliation_check(*, message_id: str, actor: str, now: dt.datetime | None
     totals, details = reconciliation_parse(text)
     if len(details) != body["detail_rows"]:
         raise DomainError(
-            f"reconciliation file {message_id} lists {len(details)} records, its manifest {body['detail_rows']}",
+            gettext("reconciliation file %(message_id)s lists %(details)s records, its manifest %(body)s")
+            % {"message_id": message_id, "details": len(details), "body": body["detail_rows"]},
             code="digest_mismatch",
         )
     # A city's file also lists its counties' taps; each schema checks the records it sent itself.

@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import F
 from django.db.models.fields.json import KT
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.keys import tenant_public_keys
@@ -370,7 +371,9 @@ def fares_published(
         return publication, _engine_for(publication)
     except (SignatureError, RuleDocumentError) as exc:
         raise DomainError(
-            f"published rule document v{publication.version} refused: {exc}", code="bad_document"
+            gettext("published rule document v%(version)s refused: %(exc)s")
+            % {"version": publication.version, "exc": exc},
+            code="bad_document",
         ) from exc
 
 
@@ -379,7 +382,9 @@ def fares_draft_engine(*, tenant: Tenant) -> FareEngine:
     try:
         return FareEngine(compile_document({**fares_document_build(tenant=tenant), "tenant": tenant.code}))
     except RuleDocumentError as exc:
-        raise DomainError(f"the draft rules do not compile: {exc}", code="invalid_rules") from exc
+        raise DomainError(
+            gettext("the draft rules do not compile: %(exc)s") % {"exc": exc}, code="invalid_rules"
+        ) from exc
 
 
 @dataclass(frozen=True)

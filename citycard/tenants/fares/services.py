@@ -14,6 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound, county_refuse
@@ -44,21 +45,25 @@ from citycard.terminal_kit.fares import KIND, RuleDocumentError, compile_documen
 _VOLATILE = {"tenant", "kind", "version", "effective_from"}
 
 # What a county takes from its city here (platform.errors.county_refuse).
-_FARES_INHERITED: dict[str, Any] = {"inherits": "fare rules", "code": "county_inherits", "field": "tenant"}
+_FARES_INHERITED: dict[str, Any] = {
+    "inherits": gettext_lazy("fare rules"),
+    "code": "county_inherits",
+    "field": "tenant",
+}
 
 
 def _validated(document: Mapping[str, Any]) -> None:
     try:
         compile_document(document)
     except RuleDocumentError as exc:
-        raise DomainError(f"rules refused: {exc}", code="invalid_rules") from exc
+        raise DomainError(gettext("rules refused: %(exc)s") % {"exc": exc}, code="invalid_rules") from exc
 
 
 @transaction.atomic
 def fares_document_load(*, tenant: Tenant, document: Mapping[str, Any], actor: str) -> dict[str, int]:
     """Replace the tenant's rule rows with a rule document's rules (seeds, imports). All or nothing:
     a document with any problem is refused with every problem named, and nothing is written."""
-    county_refuse(tenant, cannot="load rules", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("load rules"), **_FARES_INHERITED)
     body = {k: v for k, v in document.items() if k not in _VOLATILE}
     _validated({**body, "home_divisions": selectors.home_divisions(tenant=tenant)})
     for model in (LegRule, TransferRule, Cap, FareProduct, Quota, TimeframeWindow, Timeframe, VisitorPolicy):
@@ -218,7 +223,7 @@ def fares_stations_add(*, tenant: Tenant, fragment: Mapping[str, Any], actor: st
     """Add a metro's stations, areas, lines, joins, distance tables, gate rules and fare products (a
     rule-document fragment) to the tenant's current rules, keeping every other rule as it is. Refused
     with every problem named, nothing written, if the result would not publish."""
-    county_refuse(tenant, cannot="add stations", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("add stations"), **_FARES_INHERITED)
     body = selectors.fares_rules_body()
     for key in ("stops", "lines", "joins", "fare_tables", "gate_rules"):
         body[key] = [*body.get(key, []), *fragment.get(key, [])]
@@ -237,12 +242,14 @@ def fares_publish(*, tenant: Tenant, actor: str, effective_from: dt.datetime | N
     today; each later change of policy an agreement already schedules is published after it as its own
     version, effective from that change. Unchanged rules published again without a new ``effective_from``
     return the current version (re-running is harmless). Returns the version effective now."""
-    county_refuse(tenant, cannot="publish rules", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("publish rules"), **_FARES_INHERITED)
     document = selectors.fares_document_build(tenant=tenant)
     _validated({**document, "tenant": tenant.code})
     when = effective_from or timezone.now()
     if when.tzinfo is None:
-        raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
+        raise DomainError(
+            gettext("effective_from must carry its time zone"), code="invalid", field="effective_from"
+        )
     changes = selectors.agreed_policy_changes(tenant=tenant, after=when)
     if effective_from is None:
         # Unchanged: the latest versions are this document, then each scheduled change of it, in order.
@@ -269,7 +276,7 @@ def fares_agreements_republish(
     applied (visitor policies, members), effective from ``effective_from``: what a new agreement version
     asks of every member city. The draft rows are not read, so unpublished edits stay drafts. None when the
     tenant has published no rules; the latest version when the agreements change nothing in it."""
-    county_refuse(tenant, cannot="publish rules", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("publish rules"), **_FARES_INHERITED)
     latest = tenant.publications.filter(kind=KIND).order_by("-version").first()
     if latest is None:
         return None
@@ -279,7 +286,9 @@ def fares_agreements_republish(
         return latest
     _validated({**document, "tenant": tenant.code})
     if effective_from.tzinfo is None:
-        raise DomainError("effective_from must carry its time zone", code="invalid", field="effective_from")
+        raise DomainError(
+            gettext("effective_from must carry its time zone"), code="invalid", field="effective_from"
+        )
     document["effective_from"] = effective_from.isoformat(timespec="seconds")
     return publication_publish(tenant=tenant, kind=KIND, payload=document, actor=actor)
 
@@ -295,13 +304,21 @@ def fares_import_gtfs(
     try:
         converted = {k: Decimal(v) for k, v in (rates or {}).items()}
     except InvalidOperation as exc:
-        raise DomainError(f"conversion rate {rates} is not a number", code="invalid", field="rates") from exc
+        raise DomainError(
+            gettext("conversion rate %(rates)s is not a number") % {"rates": rates},
+            code="invalid",
+            field="rates",
+        ) from exc
     if any(v <= 0 for v in converted.values()):
-        raise DomainError("a conversion rate must be above zero", code="invalid", field="rates")
+        raise DomainError(gettext("a conversion rate must be above zero"), code="invalid", field="rates")
     try:
         body, notes = gtfs_to_rules(feed_read(path), currency="CNY", rates=converted)
     except (GtfsError, OSError, KeyError, ValueError) as exc:
-        raise DomainError(f"GTFS feed {path} refused: {exc}", code="invalid_feed", field="path") from exc
+        raise DomainError(
+            gettext("GTFS feed %(path)s refused: %(exc)s") % {"path": path, "exc": exc},
+            code="invalid_feed",
+            field="path",
+        ) from exc
     counts = fares_document_load(tenant=tenant, document=body, actor=actor)
     return counts, notes
 
@@ -342,7 +359,9 @@ def _refusal(exc: ValidationError, what: str) -> DomainError:
     ]
     fields = [f for f in errors if f != NON_FIELD_ERRORS]
     return DomainError(
-        f"{what} refused: {' | '.join(parts)}", code="invalid_rule", field=(fields or [None])[0]
+        gettext("%(what)s refused: %(parts)s") % {"what": what, "parts": " | ".join(parts)},
+        code="invalid_rule",
+        field=(fields or [None])[0],
     )
 
 
@@ -356,7 +375,8 @@ def _assign(row: models.Model, values: Mapping[str, Any]) -> None:
     unknown = sorted(set(values) - set(_editable(model)))
     if unknown:
         raise DomainError(
-            f"{_label(model)} has no field {', '.join(unknown)} (fields: {', '.join(_editable(model))})",
+            gettext("%(model)s has no field %(unknown)s (fields: %(model_2)s)")
+            % {"model": _label(model), "unknown": ", ".join(unknown), "model_2": ", ".join(_editable(model))},
             code="invalid_rule",
             field=unknown[0],
         )
@@ -371,7 +391,8 @@ def _assign(row: models.Model, values: Mapping[str, Any]) -> None:
         found = target.objects.filter(code=value).first()
         if found is None:
             raise DomainError(
-                f"{_label(model)} refused: {name}: no {_label(target)} {value!r}",
+                gettext("%(model)s refused: %(name)s: no %(target)s %(value)r")
+                % {"model": _label(model), "name": name, "target": _label(target), "value": value},
                 code="invalid_rule",
                 field=name,
             )
@@ -434,12 +455,15 @@ def _row(model: type[models.Model], **lookup: Any) -> Any:
     row = model.objects.select_for_update().filter(**lookup).first()
     if row is None:
         shown = ", ".join(f"{k}={v!r}" for k, v in lookup.items())
-        raise NotFound(f"no {_label(model)} with {shown}", field=next(iter(lookup)))
+        raise NotFound(
+            gettext("no %(model)s with %(shown)s") % {"model": _label(model), "shown": shown},
+            field=next(iter(lookup)),
+        )
     return row
 
 
 def _create(model: type[models.Model], *, tenant: Tenant, actor: str, fields: Mapping[str, Any]) -> Any:
-    county_refuse(tenant, cannot=f"add a {_label(model)}", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("add a %(model)s") % {"model": _label(model)}, **_FARES_INHERITED)
     row = model()
     _assign(row, fields)
     _checked(row)
@@ -456,7 +480,7 @@ def _change(
     lookup: Mapping[str, Any],
     changes: Mapping[str, Any],
 ) -> Any:
-    county_refuse(tenant, cannot=f"change a {_label(model)}", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("change a %(model)s") % {"model": _label(model)}, **_FARES_INHERITED)
     row = _row(model, **lookup)
     before = _snapshot(row)
     _assign(row, changes)
@@ -469,7 +493,7 @@ def _change(
 
 
 def _delete(model: type[models.Model], *, tenant: Tenant, actor: str, lookup: Mapping[str, Any]) -> None:
-    county_refuse(tenant, cannot=f"delete a {_label(model)}", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("delete a %(model)s") % {"model": _label(model)}, **_FARES_INHERITED)
     row = _row(model, **lookup)
     snapshot = _snapshot(row)
     try:
@@ -478,7 +502,8 @@ def _delete(model: type[models.Model], *, tenant: Tenant, actor: str, lookup: Ma
     except ProtectedError as exc:
         users = sorted({str(o) for o in exc.protected_objects})
         raise DomainError(
-            f"{_what(row)} is still used by {', '.join(users)}: change or delete those first",
+            gettext("%(row)s is still used by %(users)s: change or delete those first")
+            % {"row": _what(row), "users": ", ".join(users)},
             code="in_use",
             field="code" if hasattr(row, "code") else None,
         ) from exc
@@ -490,7 +515,11 @@ def _windows(timeframe: Timeframe, windows: Sequence[Mapping[str, Any]]) -> list
     for n, w in enumerate(windows, 1):
         unknown = sorted(set(w) - {"days", "start", "end"})
         if unknown:
-            raise DomainError(f"timeframe window {n}: no field {', '.join(unknown)}", field="windows")
+            raise DomainError(
+                gettext("timeframe window %(n)s: no field %(unknown)s")
+                % {"n": n, "unknown": ", ".join(unknown)},
+                field="windows",
+            )
         row = TimeframeWindow(
             timeframe=timeframe,
             days=list(w.get("days", [1, 2, 3, 4, 5, 6, 7])),
@@ -615,7 +644,7 @@ def timeframe_create(
     windows: Sequence[Mapping[str, Any]] = (),
 ) -> Timeframe:
     """Add a timeframe with its windows (each ``{"days": [1..7], "start": "07:00", "end": "09:00"}``)."""
-    county_refuse(tenant, cannot="add a timeframe", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("add a timeframe"), **_FARES_INHERITED)
     timeframe = Timeframe()
     _assign(timeframe, fields)
     _checked(timeframe)
@@ -638,7 +667,7 @@ def timeframe_change(
     windows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Timeframe:
     """Change timeframe ``code``; ``windows``, when given, replace all of its windows."""
-    county_refuse(tenant, cannot="change a timeframe", **_FARES_INHERITED)
+    county_refuse(tenant, cannot=gettext("change a timeframe"), **_FARES_INHERITED)
     timeframe = _row(Timeframe, code=code)
     before = _snapshot(timeframe)
     _assign(timeframe, changes)

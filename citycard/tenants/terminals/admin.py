@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
+from citycard.platform.admin_sites import ReadOnlyAdmin, reason_column, reason_filter, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.tenants.terminals import services
 from citycard.tenants.terminals.models import (
@@ -178,13 +178,15 @@ class ResolvableAdmin(ReadOnlyAdmin):
 
 @admin.register(ReviewFlag, site=tenant_admin)
 class ReviewFlagAdmin(ResolvableAdmin):
-    list_display = ("created_at", "code", "card_no", "transaction_id", "batch", "resolved_at")
-    list_filter = ("code",)
+    code_shown = reason_column("code", _("code"))
+    list_display = ("created_at", "code_shown", "card_no", "transaction_id", "batch", "resolved_at")
+    list_filter = (reason_filter("code", _("code")),)
     search_fields = ("=card_no",)
 
 
 @admin.register(TapException, site=tenant_admin)
 class TapExceptionAdmin(ResolvableAdmin):
-    list_display = ("created_at", "kind", "reason", "card_no", "issuer", "batch", "idx", "resolved_at")
-    list_filter = ("kind", "reason")
+    reason_shown = reason_column("reason", _("reason"))
+    list_display = ("created_at", "kind", "reason_shown", "card_no", "issuer", "batch", "idx", "resolved_at")
+    list_filter = ("kind", reason_filter("reason", _("reason")))
     search_fields = ("=card_no",)

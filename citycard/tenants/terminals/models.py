@@ -263,6 +263,29 @@ class Transaction(models.Model):
         return f"{self.card_no}#{self.card_counter}@{self.terminal_id}/{self.terminal_seq}"
 
 
+class TapDay(models.Model):
+    """The taps stored per Beijing day and routing (按日汇总), kept by the database itself: a statement-level
+    trigger on ``terminals_transaction`` adds what each INSERT or COPY stored and takes off what a DELETE
+    removed (migration 0012), so the city dashboard reads a few rows a day instead of every tap. A day's
+    figures are split over ``shard`` rows (the writing backend's pid modulo 8) so concurrent uploads do not
+    queue on one row; readers sum the shards."""
+
+    day = models.DateField(verbose_name=_("day"))
+    routing = models.CharField(max_length=10, choices=Routing.choices, verbose_name=_("routing"))
+    shard = models.SmallIntegerField(verbose_name=_("shard"))
+    taps = models.BigIntegerField(verbose_name=_("taps"))
+    # numeric: a day's sum may pass bigint's range (a tap's amount may be any bigint; ingestion stores it).
+    amount_fen = models.DecimalField(max_digits=40, decimal_places=0, verbose_name=_("amount (fen)"))
+
+    class Meta:
+        verbose_name = _("taps of a day")
+        verbose_name_plural = _("taps per day")
+        constraints = [models.UniqueConstraint(fields=["day", "routing", "shard"], name="tapday_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.routing}: {self.taps}"
+
+
 class ReviewFlag(models.Model):
     """A stored tap that someone should look at (待复核): counter gap, clock skew, fare mismatch…"""
 

@@ -9,6 +9,7 @@ import re
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -53,7 +54,7 @@ def public_key_parse(text: str | bytes) -> bytes:
             raw = b""
     if len(raw) != 32:
         raise DomainError(
-            "the public key must be 32 bytes of Ed25519 key, as base64 or hex",
+            gettext("the public key must be 32 bytes of Ed25519 key, as base64 or hex"),
             code="invalid",
             field="public_key",
         )
@@ -64,7 +65,10 @@ def _terminal(terminal_id: str, *, lock: bool = False) -> Terminal:
     qs = Terminal.objects.select_for_update() if lock else Terminal.objects
     terminal = qs.filter(terminal_id=terminal_id).first()
     if terminal is None:
-        raise NotFound(f"no terminal {terminal_id!r} is registered here", field="terminal_id")
+        raise NotFound(
+            gettext("no terminal %(terminal_id)r is registered here") % {"terminal_id": terminal_id},
+            field="terminal_id",
+        )
     return terminal
 
 
@@ -84,26 +88,36 @@ def terminal_register(
     """Register a terminal with its first Ed25519 public key (its key id is ``<terminal_id>:k1``)."""
     if not _TERMINAL_ID.match(terminal_id or ""):
         raise DomainError(
-            f"terminal id {terminal_id!r} must be 1–40 letters, digits, '.', '_' or '-'",
+            gettext("terminal id %(terminal_id)r must be 1–40 letters, digits, '.', '_' or '-'")
+            % {"terminal_id": terminal_id},
             code="invalid",
             field="terminal_id",
         )
     if not (operator or "").strip():
-        raise DomainError("a terminal needs an operator", code="invalid", field="operator")
+        raise DomainError(gettext("a terminal needs an operator"), code="invalid", field="operator")
     for name, value in (("department", department), ("service", service)):
         if not _CODE.match(value or ""):
-            raise DomainError(f"{name} {value!r} must be a lower-case code", code="invalid", field=name)
+            raise DomainError(
+                gettext("%(name)s %(value)r must be a lower-case code") % {"name": name, "value": value},
+                code="invalid",
+                field=name,
+            )
     if not (route or location):
-        raise DomainError("a terminal needs a route or a location", code="invalid", field="route")
+        raise DomainError(gettext("a terminal needs a route or a location"), code="invalid", field="route")
     if gate not in ("", "entry", "exit") or (gate and not location):
         raise DomainError(
-            "a gate is 'entry' or 'exit' at a location (its station id)", code="invalid", field="gate"
+            gettext("a gate is 'entry' or 'exit' at a location (its station id)"),
+            code="invalid",
+            field="gate",
         )
     raw = public_key_parse(public_key)
     if Terminal.objects.filter(terminal_id=terminal_id).exists():
-        raise Conflict(f"terminal {terminal_id} is already registered", field="terminal_id")
+        raise Conflict(
+            gettext("terminal %(terminal_id)s is already registered") % {"terminal_id": terminal_id},
+            field="terminal_id",
+        )
     if TerminalKey.objects.filter(public_key=raw).exists():
-        raise Conflict("that public key already belongs to a terminal", field="public_key")
+        raise Conflict(gettext("that public key already belongs to a terminal"), field="public_key")
     terminal = Terminal.objects.create(
         terminal_id=terminal_id,
         operator=operator.strip(),
@@ -139,11 +153,13 @@ def terminal_key_rotate(
 ) -> TerminalKey:
     """Give a terminal a new key; the old one keeps verifying for ``overlap`` (batches queued offline)."""
     if overlap < dt.timedelta(0):
-        raise DomainError("the overlap window cannot be negative", code="invalid", field="overlap")
+        raise DomainError(gettext("the overlap window cannot be negative"), code="invalid", field="overlap")
     terminal = _terminal(terminal_id, lock=True)
     raw = public_key_parse(public_key)
     if TerminalKey.objects.filter(public_key=raw).exists():
-        raise Conflict("that public key is already in use; a rotation needs a new key", field="public_key")
+        raise Conflict(
+            gettext("that public key is already in use; a rotation needs a new key"), field="public_key"
+        )
     now = timezone.now()
     old = TerminalKey.objects.filter(terminal=terminal, retired_at__isnull=True).first()
     version = (TerminalKey.objects.filter(terminal=terminal).order_by("-version").first().version or 0) + 1
@@ -171,7 +187,7 @@ def terminal_key_rotate(
 def terminal_suspend(*, terminal_id: str, reason: str, actor: str) -> Terminal:
     """Suspend a terminal: its uploads are refused (403) until it is resumed."""
     if not (reason or "").strip():
-        raise DomainError("say why the terminal is suspended", code="invalid", field="reason")
+        raise DomainError(gettext("say why the terminal is suspended"), code="invalid", field="reason")
     terminal = _terminal(terminal_id, lock=True)
     terminal.status, terminal.status_reason = TerminalStatus.SUSPENDED, reason.strip()[:200]
     terminal.save(update_fields=["status", "status_reason"])
@@ -204,7 +220,8 @@ def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
     sink = checks.ROAMING_SINK
     if sink is None:
         raise DomainError(
-            "no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending", code="not_wired"
+            gettext("no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending"),
+            code="not_wired",
         )
     rows = list(
         Transaction.objects.select_for_update(skip_locked=True)

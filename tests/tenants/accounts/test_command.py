@@ -13,7 +13,8 @@ from citycard.tenants.accounts.models import Posting
 from citycard.tenants.accounts.selectors import account_of_card, ledger_totals
 from citycard.tenants.cards import services as cards
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def run(*args) -> str:

@@ -65,7 +65,7 @@ def test_lifecycle_action_asks_for_confirmation_then_acts(admin_client, holder):
         follow=True,
         **HOST,
     )
-    assert any("cannot activate card" in str(m) for m in response.context["messages"])
+    assert any("无法对卡片" in str(m) and "启用" in str(m) for m in response.context["messages"])
     assert Card.objects.get(pk=card.pk).state == "frozen"
 
 
@@ -131,5 +131,5 @@ def test_an_anonymous_card_cannot_be_reported_lost_from_the_admin(admin_client):
         follow=True,
         **HOST,
     )
-    assert any("anonymous" in str(m) for m in response.context["messages"])
+    assert any("不记名卡" in str(m) for m in response.context["messages"])
     assert Card.objects.get(pk=card.pk).state == "active"

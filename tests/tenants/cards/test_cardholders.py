@@ -14,7 +14,8 @@ from citycard.tenants.cards.selectors import card_facts, cardholder_pii, cardhol
 
 from .conftest import new_id
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def test_gb11643_check_character_known_example():

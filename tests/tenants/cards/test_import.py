@@ -15,7 +15,8 @@ from citycard.tenants.cards.selectors import cardholder_pii, cardholder_search
 
 from .conftest import new_id
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 TODAY = dt.date(2026, 11, 1)
 
 

@@ -27,7 +27,8 @@ from citycard.tenants.departments import services as departments
 
 from ..conftest import new_id
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 HOST = {"HTTP_HOST": "jiaxing.localhost"}
 
 

@@ -32,12 +32,14 @@ def test_the_keys_file_reads_back_with_the_citys_tac_master_and_its_counties(ten
     assert "kcv" in entry.payload and keys.keys.tac_master.hex() not in entry.payload  # never a key
 
 
+@pytest.mark.usefixtures("english")
 def test_a_county_has_no_card_keys_to_export(tmp_path):
     with pytest.raises(CommandError, match="haiyan is a county"):
         call_command("cards", "--tenant", "haiyan", "test-keys", "--out", str(tmp_path / "k.json"))
     assert not (tmp_path / "k.json").exists()
 
 
+@pytest.mark.usefixtures("english")
 def test_refused_in_production(settings, tmp_path):
     settings.PRODUCTION = True
     with pytest.raises(CommandError, match="not exported in production"):

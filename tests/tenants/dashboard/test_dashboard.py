@@ -143,3 +143,54 @@ def test_a_county_officer_reads_their_countys_dashboard_read_only_and_no_other_s
     # The city's dashboard is the city's: the county officer is sent to sign in there.
     refused = officer.get(URL, **HZ)
     assert refused.status_code in (302, 403)
+
+
+def test_the_taps_per_day_the_database_keeps_equal_the_stored_taps_after_inserts_copies_and_deletes(
+    tenant,
+):
+    """The day table (TapDay, kept by triggers on the transactions table) against a count of the taps
+    themselves: after a bulk insert, a COPY through the partitioned table (as ingestion stores taps) and a
+    delete, per Beijing day and routing — a tap at 23:30 Beijing time counts on its Beijing day."""
+    import io
+
+    from django.db import connection
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncDate
+    from django_tenants.utils import tenant_context
+
+    from citycard.tenants.dashboard.selectors import taps_by_day
+    from citycard.tenants.terminals.models import Transaction
+    from citycard.terminal_kit.beijing import BEIJING
+
+    hangzhou = tenant("hangzhou")
+    late = at(DAY, 23, 30)  # 15:30 UTC: DAY in Beijing
+    _taps(hangzhou, [(at(DAY, 8), "330100", "own", 200), (late, "330400", "roaming", 300)])
+
+    def counted() -> list[dict]:
+        return list(
+            Transaction.objects.annotate(day=TruncDate("tapped_at", tzinfo=BEIJING))
+            .values("day", "routing")
+            .annotate(taps=Count("id"), amount_fen=Sum("amount_fen"))
+            .order_by("day", "routing")
+        )
+
+    with tenant_context(hangzhou):
+        kept = taps_by_day(since=DAY, until=NEXT)
+        assert kept == counted() and [(r["day"], r["taps"]) for r in kept] == [(DAY, 1), (DAY, 1)]
+        with connection.cursor() as cur:  # one more row through COPY, as ingestion stores a batch
+            columns = [
+                f.column for f in Transaction._meta.concrete_fields if f.column not in ("id", "card_trip")
+            ]
+            row = Transaction.objects.filter(routing="own").values_list(*columns).get()
+            values = dict(zip(columns, row, strict=True))
+            values.update(terminal_seq=99, card_counter=99, tapped_at=at(NEXT, 9).isoformat(), idx=5)
+            line = "\t".join(
+                "{" + ",".join(v) + "}" if isinstance(v, list) else str(v) for v in values.values()
+            )
+            cur.cursor.copy_expert(
+                f"COPY terminals_transaction ({', '.join(columns)}) FROM STDIN", io.StringIO(line + "\n")
+            )
+        assert taps_by_day(since=DAY, until=NEXT) == counted() and len(counted()) == 3
+        Transaction.objects.filter(routing="roaming").delete()
+        kept = taps_by_day(since=DAY, until=NEXT)
+        assert kept == counted() and [r["routing"] for r in kept] == ["own", "own"]

@@ -13,7 +13,8 @@ from django_tenants.utils import tenant_context
 
 from citycard.tenants.departments.models import DataGrant, Department, ServicePoint
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def run(*args) -> str:

@@ -16,7 +16,8 @@ from citycard.tenants.fares import seeds, services
 from citycard.tenants.fares.models import RouteSet
 from citycard.terminal_kit.fares import load_signed
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def run(*args) -> str:

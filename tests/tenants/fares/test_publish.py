@@ -17,7 +17,8 @@ from citycard.terminal_kit.signing import SignatureError
 
 from .conftest import SH
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 AT = dt.datetime(2026, 11, 23, 8, 10, tzinfo=SH)
 
 

@@ -46,10 +46,7 @@ def test_a_catalogue_item_is_saved_through_the_service_in_fen(client, tenant):
     response = admin.post(
         "/admin/medical/catalogueitem/add/", {**form, "code": "D101", "coverage": "A"}, **SZ
     )
-    assert (
-        response.status_code == 200
-        and "only a 乙类 (B) item has a self-pay share" in response.content.decode()
-    )
+    assert response.status_code == 200 and "只有乙类（B）项目有自付比例" in response.content.decode()
     with tenant_context(shenzhen):
         assert not CatalogueItem.objects.filter(code="D101").exists()
 
@@ -73,9 +70,9 @@ def test_catalogue_import_from_csv_lists_bad_rows_and_applies_the_good_ones(clie
     page = admin.post("/admin/medical/catalogueitem/import/", {"file": upload}, **SZ).content.decode()
     assert "7 行：新增 3 项，修改 0 项，未变 0 项；4 行有误" in page
     for line, reason in (
-        (5, "unit_price_fen &#x27;12.50&#x27; is not a whole number"),
-        (6, "class &#x27;D&#x27; is not A/B/C"),
-        (7, "only a 乙类 (B) item has a self-pay share"),
+        (5, "unit_price_fen &#x27;12.50&#x27; 不是整数"),
+        (6, "类别 &#x27;D&#x27; 不是 A/B/C"),
+        (7, "只有乙类（B）项目有自付比例"),
         (8, "code D001 repeats line 2"),
     ):
         assert f"<td>{line}</td><td>{reason}" in page, (line, page)
@@ -119,7 +116,7 @@ def test_a_policy_is_set_through_the_service_and_an_overlap_is_refused_on_the_fo
     listing = admin.get("/admin/medical/policy/", **DG).content.decode()
     assert "¥500.00" in listing and "¥100,000.00" in listing and "90.5%" in listing
     response = admin.post("/admin/medical/policy/add/", {**form, "effective_from": "2026-06-01"}, **DG)
-    assert response.status_code == 200 and "overlaps" in response.content.decode()
+    assert response.status_code == 200 and "重叠" in response.content.decode()
     # Changing it: the service's audit entry keeps what it was.
     response = admin.post(
         f"/admin/medical/policy/{policy.pk}/change/", {**form, "effective_to": "2026-12-31"}, **DG
@@ -175,10 +172,7 @@ def test_an_insured_persons_category_and_a_closed_year_go_through_their_services
         {"card_no": "4419000300000000002", "year": "2026", "category": "resident"},
         **DG,
     )
-    assert (
-        response.status_code == 200
-        and "no card 4419000300000000002 was issued here" in response.content.decode()
-    )
+    assert response.status_code == 200 and "本地没有发行卡片 4419000300000000002" in response.content.decode()
     response = admin.post("/admin/medical/closedyear/add/", {"year": "2025"}, **DG)
     assert response.status_code == 302
     with tenant_context(dongguan):

@@ -41,8 +41,8 @@ def test_policy_set_and_list_in_yuan_and_percent(tenant):
     for bad, message in (
         (["--deductible", "1.005"], "at most two decimals"),
         (["--ratio", "drug"], "CATEGORY=PERCENT"),
-        (["--ratio", "dental=50"], "no item category dental"),
-        (["--from", "2026-03-01"], "overlaps"),
+        (["--ratio", "dental=50"], "没有项目类别 dental"),  # refusals in Chinese first
+        (["--from", "2026-03-01"], "重叠"),
     ):
         args = {"--deductible": "0", "--cap": "1"}
         extra = list(bad)
@@ -84,7 +84,7 @@ def test_catalogue_set_import_export_and_list(tenant, tmp_path):
     )  # fmt: skip
     with tenant_context(tenant("shenzhen")):
         assert not CatalogueItem.objects.get(code="D002").active
-    with pytest.raises(CommandError, match="only a 乙类"):
+    with pytest.raises(CommandError, match="只有乙类"):
         medical(
             "--tenant", "shenzhen", "catalogue", "set", "X", "--name", "x", "--category", "drug", "--price",
             "1", "--class", "A", "--self-pay", "5",
@@ -107,7 +107,7 @@ def test_claims_claim_insured_and_year_close(world):
     year = medical("--tenant", "dongguan", "insured", card, "--year", "2026", "--set-category", "resident")
     assert "城乡居民医保" in year and "refused (no_policy)" in year
     assert "2025 closed" in medical("--tenant", "dongguan", "year", "close", "2025")
-    with pytest.raises(CommandError, match="already closed"):
+    with pytest.raises(CommandError, match=r"由 .* 关账"):
         medical("--tenant", "dongguan", "year", "close", "2025")
     with pytest.raises(CommandError, match="no claim 'nope'"):
         medical("--tenant", "dongguan", "claim", "nope")

@@ -18,7 +18,8 @@ from citycard.tenants.terminals.tasks import partitions_ensure_all
 from .conftest import cards
 from .test_upload import post
 
-pytestmark = pytest.mark.django_db
+# What a command or a refusal says is checked in English, the source text (the `english` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def run(*args) -> str:

@@ -71,7 +71,7 @@ def test_roaming_taps_reach_the_wired_outbox_once(client, tenant, register, now,
     jiaxing = tenant("jiaxing")
     delivered: list[dict] = []
     monkeypatch.setattr(checks, "ROAMING_SINK", None)  # as before citycard.tenants.exchange was installed
-    with tenant_context(jiaxing), pytest.raises(Exception, match="no interop outbox is wired"):
+    with tenant_context(jiaxing), pytest.raises(Exception, match="未接入异地交换发件箱"):
         roaming_pending_handoff(actor="test")
     # Taps stored while no outbox was wired wait as pending…
     upload(client, jiaxing, register, "jiaxing", "JX-1", cards("330100", 2), now)

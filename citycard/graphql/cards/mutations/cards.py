@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
+from django.utils.translation import gettext
 
 from citycard.graphql.cards.types import Card
 from citycard.graphql.core.access import access_log_read
@@ -88,14 +89,16 @@ class CardReportLost(BaseMutation):
         number = card_number_valid(card_number)
         card = selectors.card_get(card_no=number)
         if card is None:
-            raise NotFound("no card of this tenant has this number", field="card_number")
+            raise NotFound(gettext("no card of this tenant has this number"), field="card_number")
         services.card_loss_report_check(card=card)  # before the ID check: an anonymous card counts none
         access_log_read(info, object_type="cardholder", object_ids=[card.cardholder_id], fields=["id_number"])
         if not services.cardholder_verify_attempt(card_no=number, id_number=id_number):
             # Answered as data, not raised: the transaction commits, so the failed attempt stays counted.
             return cls.error_response(
                 DomainError(
-                    "the ID number is not that of the card's holder", code="id_mismatch", field="id_number"
+                    gettext("the ID number is not that of the card's holder"),
+                    code="id_mismatch",
+                    field="id_number",
                 )
             )
         card, reported = services.card_report_lost_once(
@@ -131,13 +134,19 @@ class CardApply(BaseMutation):
     ) -> CardApply:
         key = (request_key or "").strip()
         if not 1 <= len(key) <= REQUEST_KEY_MAX:
-            raise DomainError(f"requestKey must be 1-{REQUEST_KEY_MAX} characters", field="request_key")
+            raise DomainError(
+                gettext("requestKey must be 1-%(REQUEST_KEY_MAX)s characters")
+                % {"REQUEST_KEY_MAX": REQUEST_KEY_MAX},
+                field="request_key",
+            )
         holder = None
         if id_number is not None:
             holder = selectors.cardholder_by_id_number(id_number=id_number)
             if holder is None:
                 raise NotFound(
-                    "no cardholder is registered here with this ID number (register at a service point first)",
+                    gettext(
+                        "no cardholder is registered here with this ID number (register at a service point first)"
+                    ),
                     code="cardholder_not_found",
                     field="id_number",
                 )

@@ -4,6 +4,7 @@ citycard.interop.services.disputes.dispute_raise / dispute_resolve, which audit 
 from __future__ import annotations
 
 import graphene
+from django.utils.translation import gettext
 
 from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.resolvers import dispute_pk
@@ -51,7 +52,9 @@ class DisputeRaise(BaseMutation):
     @classmethod
     def perform_mutation(cls, root, info, record_id, raised_by, reason):
         if not reason.strip():
-            raise DomainError("say why the record is disputed", code="reason_required", field="reason")
+            raise DomainError(
+                gettext("say why the record is disputed"), code="reason_required", field="reason"
+            )
         dispute = disputes.dispute_raise(
             record_id=record_id.strip(),
             raised_by=raised_by.strip().lower(),
@@ -85,10 +88,10 @@ class DisputeResolve(BaseMutation):
     def perform_mutation(cls, root, info, id, accept, resolution):
         pk = dispute_pk(id)
         if pk is None:
-            raise NotFound(f"{id!r} is not a dispute's id", field="id")
+            raise NotFound(gettext("%(id)r is not a dispute's id") % {"id": id}, field="id")
         if not resolution.strip():
             raise DomainError(
-                "say how the dispute was decided", code="resolution_required", field="resolution"
+                gettext("say how the dispute was decided"), code="resolution_required", field="resolution"
             )
         dispute = disputes.dispute_resolve(
             dispute_id=pk,

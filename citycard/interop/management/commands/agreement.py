@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,9 @@ def _date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            f"--effective {value!r} is not a date: give YYYY-MM-DD", code="invalid", field="effective_from"
+            gettext("--effective %(value)r is not a date: give YYYY-MM-DD") % {"value": value},
+            code="invalid",
+            field="effective_from",
         ) from None
 
 
@@ -34,7 +37,9 @@ def _time(value: str) -> dt.time:
         return dt.time.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            f"--cut-off {value!r} is not a time: give HH:MM (Beijing time)", code="invalid", field="cut_off"
+            gettext("--cut-off %(value)r is not a time: give HH:MM (Beijing time)") % {"value": value},
+            code="invalid",
+            field="cut_off",
         ) from None
 
 
@@ -43,10 +48,23 @@ def print_versions(console: Console, *, network: str, service: str) -> None:
     today = timezone.localdate()
     in_force = agreement.version_on(today)
     console.print(
-        f"[bold]{agreement.label}[/bold]: {agreement.period} cycles, operator {agreement.operator},"
-        f" settlement T+{agreement.settlement_lag_days}, disputes within {agreement.dispute_window_days} days"
+        gettext(
+            "[bold]%(agreement)s[/bold]: %(period)s cycles, operator %(operator)s, "
+            "settlement T+%(settlement_lag_days)s, disputes within %(dispute_window_days)s "
+            "days"
+        )
+        % {
+            "agreement": agreement.label,
+            "period": str(agreement.get_period_display()).lower(),
+            "operator": agreement.operator,
+            "settlement_lag_days": agreement.settlement_lag_days,
+            "dispute_window_days": agreement.dispute_window_days,
+        }
     )
-    table = Table(title=f"{agreement.label} versions (Beijing time; ▶ in force today, {today})")
+    table = Table(
+        title=gettext("%(agreement)s versions (Beijing time; ▶ in force today, %(today)s)")
+        % {"agreement": agreement.label, "today": today}
+    )
     for col in (
         "",
         "version",
@@ -99,13 +117,17 @@ class Command(PlatformCommand):
         network, service = opts["network"].strip().lower(), opts["service"].strip().lower()
         if opts["action"] in ("set", "create") and not opts["effective"]:
             raise DomainError(
-                "--effective YYYY-MM-DD is required: the first business date the version prices",
+                gettext("--effective YYYY-MM-DD is required: the first business date the version prices"),
                 field="effective_from",
             )
         if opts["action"] == "create":
             if selectors.agreements_list(network_code=network, service=service).exists():
                 raise DomainError(
-                    f"{network} already has a {service} agreement: change its terms with `citycard agreement set`",
+                    gettext(
+                        "%(network)s already has a %(service)s agreement: change its terms with "
+                        "`citycard agreement set`"
+                    )
+                    % {"network": network, "service": service},
                     code="exists",
                 )
             agreements.agreement_set(
@@ -135,9 +157,15 @@ class Command(PlatformCommand):
                 note=opts["note"],
                 actor=self.actor,
             )
-            console.print(f"{version.label} takes effect on business date {version.effective_from}")
+            console.print(
+                gettext("%(version)s takes effect on business date %(effective_from)s")
+                % {"version": version.label, "effective_from": version.effective_from}
+            )
             if version.records_repriced:
-                console.print(f"{version.records_repriced} record(s) of open cycles priced again")
+                console.print(
+                    gettext("%(records_repriced)s record(s) of open cycles priced again")
+                    % {"records_repriced": version.records_repriced}
+                )
             for city, published in version.fares_republished.items():
                 console.print(
                     f"{city}: fare rules v{published} carry the new visitor policy"

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -26,7 +27,9 @@ def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"date {value!r} is not YYYY-MM-DD", code="date_invalid") from None
+        raise DomainError(
+            gettext("date %(value)r is not YYYY-MM-DD") % {"value": value}, code="date_invalid"
+        ) from None
 
 
 def _moment(value: str | None) -> dt.datetime | None:
@@ -37,7 +40,9 @@ def _moment(value: str | None) -> dt.datetime | None:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise DomainError(f"--now {value!r} must be an ISO time with an offset", code="invalid")
+        raise DomainError(
+            gettext("--now %(value)r must be an ISO time with an offset") % {"value": value}, code="invalid"
+        )
     return moment
 
 
@@ -52,8 +57,11 @@ TOP_N = 10
 
 def print_cycle(console: Console, cycle) -> None:
     summary = selectors.cycle_summary(cycle=cycle)
-    console.print(f"[bold]{summary['cycle']}[/bold]: {summary['state']}")
-    records = Table(title="Records")
+    console.print(
+        gettext("[bold]%(summary)s[/bold]: %(summary_2)s")
+        % {"summary": summary["cycle"], "summary_2": summary["state"]}
+    )
+    records = Table(title=gettext("Records"))
     for col in ("status", "records", "amount (yuan)"):
         records.add_column(col)
     for status, row in sorted(summary["records"].items()):
@@ -69,12 +77,12 @@ def print_cycle(console: Console, cycle) -> None:
         # A national network's 89,700 cells are no table to read: the largest flows, as on the console.
         cells = sorted(cells, key=lambda c: (-c["amount_fen"], c["issuer"], c["acquirer"]))[:TOP_N]
     if cells:
-        title = "Bilateral matrix (issuer owes acquirer)"
+        title = gettext("Bilateral matrix (issuer owes acquirer)")
         if len(cells) < len(summary["matrix"]):
-            title = (
-                f"The {len(cells)} largest of {len(summary['matrix']):,} bilateral cells, {participants}"
-                " participants (issuer owes acquirer; --json for all)"
-            )
+            title = gettext(
+                "The %(shown)s largest of %(cells)s bilateral cells, %(participants)s participants"
+                " (issuer owes acquirer; --json for all)"
+            ) % {"shown": len(cells), "cells": f"{len(summary['matrix']):,}", "participants": participants}
         matrix = Table(title=title)
         for col in (
             "issuer",
@@ -98,7 +106,7 @@ def print_cycle(console: Console, cycle) -> None:
             )
         console.print(matrix)
     if summary["positions"]:
-        positions = Table(title="Net positions (Σ = 0)")
+        positions = Table(title=gettext("Net positions (Σ = 0)"))
         for col in ("participant", "receivable (yuan)", "payable (yuan)", "net (yuan)"):
             positions.add_column(col, justify="right")
         for row in summary["positions"]:
@@ -108,7 +116,7 @@ def print_cycle(console: Console, cycle) -> None:
         positions.add_row("Σ", "", "", fen(sum(r["net_fen"] for r in summary["positions"])))
         console.print(positions)
     if summary["instructions"]:
-        instructions = Table(title="Settlement instructions")
+        instructions = Table(title=gettext("Settlement instructions"))
         for col in ("payer", "payee", "amount (yuan)", "value date"):
             instructions.add_column(col)
         for row in summary["instructions"]:
@@ -123,12 +131,17 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         selectors.cycles_query(network_code=network, service=service).order_by("-business_date")[:limit]
     )
     if not cycles:
-        console.print(f"no {network} {service} cycles yet")
+        console.print(
+            gettext("no %(network)s %(service)s cycles yet") % {"network": network, "service": service}
+        )
         return
     monthly = cycles[0].agreement.period == CyclePeriod.MONTHLY
     current = today.replace(day=1) if monthly else today
     totals = selectors.cycle_record_totals(cycle_ids=[c.pk for c in cycles])
-    table = Table(title=f"{network} {service} cycles, newest first (records · yuan; ▶ today's, {today})")
+    table = Table(
+        title=gettext("%(network)s %(service)s cycles, newest first (records · yuan; ▶ today's, %(today)s)")
+        % {"network": network, "service": service, "today": today}
+    )
     for col in ("", "business date", "state", "cut-off", "valid", "rejected", "pending"):
         table.add_column(col)
     for cycle in cycles:
@@ -149,8 +162,8 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         )
     console.print(table)
     if all(cycle.business_date != current for cycle in cycles):
-        console.print(f"no cycle for today ({current}) yet")
-    console.print("one cycle in full: --date YYYY-MM-DD")
+        console.print(gettext("no cycle for today (%(current)s) yet") % {"current": current})
+    console.print(gettext("one cycle in full: --date YYYY-MM-DD"))
 
 
 class Command(PlatformCommand):
@@ -175,8 +188,11 @@ class Command(PlatformCommand):
         if opts["action"] == "collect":
             done = outboxes_collect(now=now)
             for code, counts in done.items():
-                console.print(f"{code}: {counts['collected']} collected, {counts['refused']} refused")
-            console.print(f"{len(done)} outbox(es) had messages")
+                console.print(
+                    gettext("%(code)s: %(counts)s collected, %(counts_2)s refused")
+                    % {"code": code, "counts": counts["collected"], "counts_2": counts["refused"]}
+                )
+            console.print(gettext("%(done)s outbox(es) had messages") % {"done": len(done)})
             return
         action = opts["action"]
         reading = action in ("status", "report")  # these never write: no cycle is created to be shown
@@ -187,7 +203,7 @@ class Command(PlatformCommand):
             print_cycles(console, network=opts["network"], service=opts["service"], today=today)
             return
         if not opts["date"]:
-            raise DomainError("--date is required", code="invalid", field="date")
+            raise DomainError(gettext("--date is required"), code="invalid", field="date")
         business_date = _date(opts["date"])
         if reading:
             cycle = selectors.cycle_find(
@@ -195,9 +211,11 @@ class Command(PlatformCommand):
             )
             if cycle is None:
                 raise NotFound(
-                    f"no {opts['network']} {opts['service']} cycle for {business_date} yet "
-                    f"(citycard clearing run --network {opts['network']} --service {opts['service']} "
-                    f"--date {business_date} makes it)"
+                    gettext(
+                        "no %(opts)s %(opts_2)s cycle for %(business_date)s yet (citycard clearing run "
+                        "--network %(opts)s --service %(opts_2)s --date %(business_date)s makes it)"
+                    )
+                    % {"opts": opts["network"], "opts_2": opts["service"], "business_date": business_date}
                 )
         else:
             cycle = cycle_get_or_create(
@@ -226,6 +244,9 @@ class Command(PlatformCommand):
             if opts["participant"]:
                 files = files.filter(participant=opts["participant"])
             if not files.exists():
-                raise DomainError(f"no reconciliation file for {cycle.label} yet (settle it first)")
+                raise DomainError(
+                    gettext("no reconciliation file for %(cycle)s yet (settle it first)")
+                    % {"cycle": cycle.label}
+                )
             for f in files:
                 self.stdout.write(f"== {f.participant} ({f.state}) sha256 {f.sha256}\n{f.csv}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +23,9 @@ def _date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            f"--date {value!r} is not a date: give YYYY-MM-DD", code="invalid", field="date"
+            gettext("--date %(value)r is not a date: give YYYY-MM-DD") % {"value": value},
+            code="invalid",
+            field="date",
         ) from None
 
 
@@ -59,13 +62,27 @@ class Command(PlatformCommand):
         )
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(day.outcomes.items()))
         console.print(
-            f"{day.network} {day.business_date}: {day.taps} rides presented ({outcomes}) on"
-            f" {', '.join(day.terminals)}; {day.batches} batches uploaded"
+            gettext(
+                "%(network)s %(business_date)s: %(taps)s rides presented (%(outcomes)s) on "
+                "%(terminals)s; %(batches)s batches uploaded"
+            )
+            % {
+                "network": day.network,
+                "business_date": day.business_date,
+                "taps": day.taps,
+                "outcomes": outcomes,
+                "terminals": ", ".join(day.terminals),
+                "batches": day.batches,
+            }
         )
         if day.again:
-            console.print(f"added to the {day.earlier_taps} taps earlier runs stored for that day")
+            console.print(
+                gettext("added to the %(earlier_taps)s taps earlier runs stored for that day")
+                % {"earlier_taps": day.earlier_taps}
+            )
         table = Table(
-            title=f"{day.network} {day.business_date}: stored taps per city pair (all runs of the day)"
+            title=gettext("%(network)s %(business_date)s: stored taps per city pair (all runs of the day)")
+            % {"network": day.network, "business_date": day.business_date}
         )
         for col in ("acquirer (host)", "issuer (card)", "taps", "roaming", "amount (yuan)"):
             table.add_column(col)
@@ -82,6 +99,10 @@ class Command(PlatformCommand):
         )
         console.print(table)
         console.print(
-            f"clear it: citycard clearing run --network {day.network} --service transit --date {day.business_date}"
-            " (after the cut-off); running this again for that date is refused unless --again (adds rides)"
+            gettext(
+                "clear it: citycard clearing run --network %(network)s --service transit --date "
+                "%(business_date)s (after the cut-off); running this again for that date is "
+                "refused unless --again (adds rides)"
+            )
+            % {"network": day.network, "business_date": day.business_date}
         )

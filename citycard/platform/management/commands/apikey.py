@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +25,9 @@ def _expiry(value: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            f"expiry {value!r} is not YYYY-MM-DD or an ISO date-time", code="expiry_invalid", field="expires"
+            gettext("expiry %(value)r is not YYYY-MM-DD or an ISO date-time") % {"value": value},
+            code="expiry_invalid",
+            field="expires",
         ) from None
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
@@ -62,7 +65,7 @@ class Command(PlatformCommand):
             expires_at = _expiry(opts["expires"])
         elif opts.get("days") is not None:
             if opts["days"] <= 0:
-                raise DomainError("--days must be positive", code="expiry_past", field="days")
+                raise DomainError(gettext("--days must be positive"), code="expiry_past", field="days")
             expires_at = timezone.now() + dt.timedelta(days=opts["days"])
         key, token = services.api_key_issue(
             tenant_code=opts["tenant"],
@@ -71,10 +74,13 @@ class Command(PlatformCommand):
             expires_at=expires_at,
             actor=self.actor,
         )
-        self.stdout.write(f"key {key.key_id} for {key.tenant.code} ({key.name})")
-        self.stdout.write(f"scopes: {' '.join(key.scopes)}")
-        self.stdout.write(f"expires: {beijing(key.expires_at)}")
-        self.stdout.write(f"token (shown only now): {token}")
+        self.stdout.write(
+            gettext("key %(key_id)s for %(tenant)s (%(key)s)")
+            % {"key_id": key.key_id, "tenant": key.tenant.code, "key": key.name}
+        )
+        self.stdout.write(gettext("scopes: %(scopes)s") % {"scopes": " ".join(key.scopes)})
+        self.stdout.write(gettext("expires: %(expires_at)s") % {"expires_at": beijing(key.expires_at)})
+        self.stdout.write(gettext("token (shown only now): %(token)s") % {"token": token})
 
     def _list(self, opts):
         services.tenant_get(opts["tenant"])
@@ -99,4 +105,7 @@ class Command(PlatformCommand):
         key = services.api_key_revoke(
             tenant_code=opts["tenant"], key_id=opts["key_id"], reason=opts["reason"], actor=self.actor
         )
-        self.stdout.write(f"revoked {key.key_id} ({key.name}) of {key.tenant.code}")
+        self.stdout.write(
+            gettext("revoked %(key_id)s (%(key)s) of %(tenant)s")
+            % {"key_id": key.key_id, "key": key.name, "tenant": key.tenant.code}
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext
 from django_tenants.utils import schema_context
 
 from citycard.platform.audit.selectors import audit_verify
@@ -33,14 +34,19 @@ class Command(PlatformCommand):
         broken = 0
         for schema in schemas:
             if schema != "public" and not Tenant.objects.filter(schema_name=schema).exists():
-                raise NotFound(f"no tenant with code {schema!r}", field="tenant")
+                raise NotFound(gettext("no tenant with code %(schema)r") % {"schema": schema}, field="tenant")
             with schema_context(schema):
                 result = audit_verify()
             if result.ok:
-                self.stdout.write(f"{schema}: ok, {result.entries} entries")
+                self.stdout.write(
+                    gettext("%(schema)s: ok, %(entries)s entries")
+                    % {"schema": schema, "entries": result.entries}
+                )
             else:
                 broken += 1
                 for problem in result.problems:
-                    self.stdout.write(f"{schema}: TAMPERED: {problem}")
+                    self.stdout.write(
+                        gettext("%(schema)s: TAMPERED: %(problem)s") % {"schema": schema, "problem": problem}
+                    )
         if broken:
-            raise CommandError(f"{broken} audit chain(s) failed verification")
+            raise CommandError(gettext("%(broken)s audit chain(s) failed verification") % {"broken": broken})

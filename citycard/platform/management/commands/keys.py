@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform import keys
 from citycard.platform.errors import DomainError
@@ -77,14 +78,21 @@ class Command(PlatformCommand):
             return
         if opts["master"]:
             count = keys.master_key_rewrap(actor="cli")
-            self.stdout.write(f"re-wrapped {count} keys under master key {keys.master_keys().current_id}")
+            self.stdout.write(
+                gettext("re-wrapped %(count)s keys under master key %(current_id)s")
+                % {"count": count, "current_id": keys.master_keys().current_id}
+            )
             return
         if not opts.get("tenant"):
-            raise DomainError("--tenant is required (or --master to re-wrap every key)", field="tenant")
+            raise DomainError(
+                gettext("--tenant is required (or --master to re-wrap every key)"), field="tenant"
+            )
         new = keys.tenant_key_rotate(
             tenant=tenant_get(opts["tenant"]),
             purpose=opts["purpose"],
             overlap=dt.timedelta(days=opts["overlap_days"]),
             actor="cli",
         )
-        self.stdout.write(f"new {opts['purpose']} key {new.key_id}")
+        self.stdout.write(
+            gettext("new %(opts)s key %(key_id)s") % {"opts": opts["purpose"], "key_id": new.key_id}
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -17,7 +18,9 @@ def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"date {value!r} is not YYYY-MM-DD", code="date_invalid") from None
+        raise DomainError(
+            gettext("date %(value)r is not YYYY-MM-DD") % {"value": value}, code="date_invalid"
+        ) from None
 
 
 class Command(PlatformCommand):
@@ -64,9 +67,18 @@ class Command(PlatformCommand):
         membership, created = services.network_join(
             network_code=opts["network"], tenant_code=opts["tenant"], joined_on=since, actor=self.actor
         )
-        verb = "joined" if created else "already a member of"
+        said = (
+            gettext("%(tenant)s joined %(network)s since %(joined_on)s")
+            if created
+            else gettext("%(tenant)s already a member of %(network)s since %(joined_on)s")
+        )
         self.stdout.write(
-            f"{membership.tenant.code} {verb} {membership.network.code} since {membership.joined_on}"
+            said
+            % {
+                "tenant": membership.tenant.code,
+                "network": membership.network.code,
+                "joined_on": membership.joined_on,
+            }
         )
 
     def _leave(self, opts):
@@ -74,4 +86,11 @@ class Command(PlatformCommand):
         membership = services.network_leave(
             network_code=opts["network"], tenant_code=opts["tenant"], left_on=on, actor=self.actor
         )
-        self.stdout.write(f"{membership.tenant.code} left {membership.network.code} on {membership.left_on}")
+        self.stdout.write(
+            gettext("%(tenant)s left %(network)s on %(left_on)s")
+            % {
+                "tenant": membership.tenant.code,
+                "network": membership.network.code,
+                "left_on": membership.left_on,
+            }
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -50,8 +51,17 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         self.stdout.write(
-            f"created {tenant.kind} {tenant.code} ({tenant.name_zh} {tenant.name_en}, {tenant.division_code}) "
-            f"at {services.tenant_domain_name(tenant.code)}"
+            gettext(
+                "created %(kind)s %(tenant)s (%(tenant_2)s %(name_en)s, %(division_code)s) at %(tenant_3)s"
+            )
+            % {
+                "kind": tenant.get_kind_display(),
+                "tenant": tenant.code,
+                "tenant_2": tenant.name_zh,
+                "name_en": tenant.name_en,
+                "division_code": tenant.division_code,
+                "tenant_3": services.tenant_domain_name(tenant.code),
+            }
         )
 
     def _list(self, opts):
@@ -60,7 +70,7 @@ class Command(PlatformCommand):
             rows = [self._row(t) for t in tenants]
             self.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2))
             return
-        table = Table(title=f"{len(tenants)} tenants")
+        table = Table(title=gettext("%(tenants)s tenants") % {"tenants": len(tenants)})
         for col in ("code", "name", "division", "kind", "city", "networks", "status", "domain"):
             table.add_column(col)
         for t in tenants:
@@ -98,15 +108,18 @@ class Command(PlatformCommand):
     def _show(self, opts):
         tenant = selectors.tenant_by_code(opts["code"])
         if tenant is None:
-            raise NotFound(f"no tenant with code {opts['code']!r}")
+            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["code"]})
         row = self._row(selectors.tenant_list().get(pk=tenant.pk))
         row["roams_in"] = [n.code for n in selectors.tenant_networks(tenant=tenant)]
         self.stdout.write(json.dumps(row, ensure_ascii=False, indent=2))
 
     def _suspend(self, opts):
         tenant = services.tenant_suspend(code=opts["code"], reason=opts["reason"], actor=self.actor)
-        self.stdout.write(f"suspended {tenant.code}: {tenant.status_reason}")
+        self.stdout.write(
+            gettext("suspended %(tenant)s: %(status_reason)s")
+            % {"tenant": tenant.code, "status_reason": tenant.status_reason}
+        )
 
     def _activate(self, opts):
         tenant = services.tenant_activate(code=opts["code"], actor=self.actor)
-        self.stdout.write(f"activated {tenant.code}")
+        self.stdout.write(gettext("activated %(tenant)s") % {"tenant": tenant.code})

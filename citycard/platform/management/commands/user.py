@@ -5,6 +5,8 @@ from __future__ import annotations
 import getpass
 import os
 
+from django.utils.translation import gettext
+
 from citycard.platform import services
 from citycard.platform.management.base import PlatformCommand
 from citycard.platform.models import Role, User
@@ -41,8 +43,11 @@ class Command(PlatformCommand):
             email=opts["email"],
             actor=self.actor,
         )
-        where = f" of {user.tenant.code}" if user.tenant else ""
-        self.stdout.write(f"created {user.role} {user.username}{where}")
+        where = gettext(" of %(tenant)s") % {"tenant": user.tenant.code} if user.tenant else ""
+        self.stdout.write(
+            gettext("created %(role)s %(username)s%(where)s")
+            % {"role": user.get_role_display(), "username": user.username, "where": where}
+        )
 
     def _list(self, opts):
         users = User.objects.select_related("tenant").order_by("tenant__code", "username")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError
@@ -41,21 +42,30 @@ def catalogue_item_check(
 ) -> None:
     """Refuse an item that cannot be in a catalogue (one DomainError naming the field); writes nothing."""
     if not code or len(code) > 30 or not code.isprintable() or code != code.strip():
-        raise DomainError(f"code {code!r} must be 1-30 printable characters", field="code")
+        raise DomainError(
+            gettext("code %(code)r must be 1-30 printable characters") % {"code": code}, field="code"
+        )
     if not (name or "").strip() or len(name) > 100:
-        raise DomainError("an item needs a name of 1-100 characters", field="name")
+        raise DomainError(gettext("an item needs a name of 1-100 characters"), field="name")
     if category not in ItemCategory.values:
         raise DomainError(
-            f"category {category!r} is not one of {', '.join(ItemCategory.values)}", field="category"
+            gettext("category %(category)r is not one of %(values)s")
+            % {"category": category, "values": ", ".join(ItemCategory.values)},
+            field="category",
         )
     if coverage not in Coverage.values:
-        raise DomainError(f"class {coverage!r} is not A (甲), B (乙) or C (丙)", field="coverage")
+        raise DomainError(
+            gettext("class %(coverage)r is not A (甲), B (乙) or C (丙)") % {"coverage": coverage},
+            field="coverage",
+        )
     if type(unit_price_fen) is not int or unit_price_fen < 0:
-        raise DomainError("the unit price is a whole number of fen, 0 or more", field="unit_price_fen")
+        raise DomainError(
+            gettext("the unit price is a whole number of fen, 0 or more"), field="unit_price_fen"
+        )
     if type(self_pay_bps) is not int or not 0 <= self_pay_bps <= 10000:
-        raise DomainError("the self-pay share is 0..10000 basis points", field="self_pay_bps")
+        raise DomainError(gettext("the self-pay share is 0..10000 basis points"), field="self_pay_bps")
     if self_pay_bps and coverage != Coverage.B:
-        raise DomainError("only a 乙类 (B) item has a self-pay share", field="self_pay_bps")
+        raise DomainError(gettext("only a 乙类 (B) item has a self-pay share"), field="self_pay_bps")
 
 
 def _item_values(item: CatalogueItem) -> dict[str, Any]:
@@ -140,15 +150,22 @@ def _row_values(raw: Mapping[str, str | None]) -> dict[str, Any]:
         if not value and default is not None:
             return default
         if not value.isdigit():
-            raise DomainError(f"{name} {value!r} is not a whole number", field=name)
+            raise DomainError(
+                gettext("%(name)s %(value)r is not a whole number") % {"name": name, "value": value},
+                field=name,
+            )
         return int(value)
 
     coverage = CLASS_ALIASES.get(text("class").upper() if text("class").isascii() else text("class"))
     if coverage is None:
-        raise DomainError(f"class {text('class')!r} is not A/B/C (甲/乙/丙)", field="class")
+        raise DomainError(
+            gettext("class %(value)r is not A/B/C (甲/乙/丙)") % {"value": text("class")}, field="class"
+        )
     active = text("active").lower()
     if active not in ("", "1", "0", "true", "false", "yes", "no"):
-        raise DomainError(f"active {text('active')!r} is not true or false", field="active")
+        raise DomainError(
+            gettext("active %(value)r is not true or false") % {"value": text("active")}, field="active"
+        )
     return {
         "code": text("code"),
         "name": text("name"),
@@ -171,10 +188,18 @@ def catalogue_import(*, text: str, source: str, actor: str) -> CatalogueImportRe
     header = [(h or "").strip() for h in (reader.fieldnames or [])]
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
-        raise DomainError(f"{source}: the header lacks {', '.join(missing)}", field="file")
+        raise DomainError(
+            gettext("%(source)s: the header lacks %(missing)s")
+            % {"source": source, "missing": ", ".join(missing)},
+            field="file",
+        )
     unknown = sorted(set(header) - set(CSV_COLUMNS))
     if unknown:
-        raise DomainError(f"{source}: unknown columns {', '.join(unknown)}", field="file")
+        raise DomainError(
+            gettext("%(source)s: unknown columns %(unknown)s")
+            % {"source": source, "unknown": ", ".join(unknown)},
+            field="file",
+        )
     reader.fieldnames = header
     report = CatalogueImportReport()
     good: dict[str, tuple[int, dict[str, Any]]] = {}

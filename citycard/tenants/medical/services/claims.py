@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError
@@ -79,9 +80,12 @@ def claim_price(*, items: Iterable[ClaimItem | tuple]) -> Priced:
     hospital's unit price (``price_required``); a quantity is a positive whole number."""
     lines_in = [ClaimItem(*i) for i in items]
     if not lines_in:
-        raise DomainError("a claim needs at least one item", field="items")
+        raise DomainError(gettext("a claim needs at least one item"), field="items")
     if len(lines_in) > MAX_LINES:
-        raise DomainError(f"a claim has at most {MAX_LINES} items; split it", field="items")
+        raise DomainError(
+            gettext("a claim has at most %(MAX_LINES)s items; split it") % {"MAX_LINES": MAX_LINES},
+            field="items",
+        )
     catalogue = {
         i.code: i for i in CatalogueItem.objects.filter(code__in=[c.code for c in lines_in], active=True)
     }
@@ -89,13 +93,16 @@ def claim_price(*, items: Iterable[ClaimItem | tuple]) -> Priced:
     for n, line in enumerate(lines_in, start=1):
         if type(line.quantity) is not int or line.quantity <= 0:
             raise DomainError(
-                f"item {n} ({line.code}): the quantity must be a positive whole number", field="items"
+                gettext("item %(n)s (%(line)s): the quantity must be a positive whole number")
+                % {"n": n, "line": line.code},
+                field="items",
             )
         item = catalogue.get(line.code)
         if item is None:
             if type(line.unit_price_fen) is not int or line.unit_price_fen < 0:
                 raise DomainError(
-                    f"item {n} ({line.code}) is not in the catalogue: send its unit price in fen",
+                    gettext("item %(n)s (%(line)s) is not in the catalogue: send its unit price in fen")
+                    % {"n": n, "line": line.code},
                     code="price_required",
                     field="items",
                 )
@@ -159,19 +166,22 @@ def _insured_place_check(card_no: str, day: dt.date) -> None:
     insured = tenant_by_division(card_no[:6])
     if insured is None or insured.is_platform:
         raise DomainError(
-            f"card {card_no} names no insured place we know (division {card_no[:6]})",
+            gettext("card %(card_no)s names no insured place we know (division %(card_no_2)s)")
+            % {"card_no": card_no, "card_no_2": card_no[:6]},
             code="unknown_insured_place",
             field="card_no",
         )
     if insured.clearing_tenant.pk == tenant.clearing_tenant.pk:
         raise DomainError(
-            f"card {card_no} is insured here: settle it as a local claim, not cross-city (异地就医)",
+            gettext("card %(card_no)s is insured here: settle it as a local claim, not cross-city (异地就医)")
+            % {"card_no": card_no},
             code="not_roaming",
             field="card_no",
         )
     if not networks_shared(a=tenant, b=insured, on=day).exists():
         raise DomainError(
-            f"{insured.name_zh} ({insured.code}) and we share no roaming network on {day}",
+            gettext("%(insured)s (%(insured_2)s) and we share no roaming network on %(day)s")
+            % {"insured": insured.name_zh, "insured_2": insured.code, "day": day},
             code="no_network",
             field="card_no",
         )
@@ -196,13 +206,17 @@ def claim_submit(
     now = now or timezone.now()
     if not CLAIM_NO.match(claim_no or ""):
         raise DomainError(
-            f"claim id {claim_no!r} must be 1-40 letters, digits or . _ : / -", field="claim_no"
+            gettext("claim id %(claim_no)r must be 1-40 letters, digits or . _ : / -")
+            % {"claim_no": claim_no},
+            field="claim_no",
         )
     claim_id = claim_id_for(claim_no=claim_no, hospital_key=hospital_key)
     if len(claim_id) > 60:
         allowed = 60 - (len(claim_id) - len(claim_no))
         raise DomainError(
-            f"claim id {claim_no!r} is too long: at most {allowed} characters here", field="claim_no"
+            gettext("claim id %(claim_no)r is too long: at most %(allowed)s characters here")
+            % {"claim_no": claim_no, "allowed": allowed},
+            field="claim_no",
         )
     try:
         card_no = card_number_clean(card_no)
@@ -210,7 +224,7 @@ def claim_submit(
         raise DomainError(str(exc), code=exc.code, field="card_no") from exc
     if treated_at.tzinfo is None or treated_at > now:
         raise DomainError(
-            "the time of treatment is a time with its offset, not in the future", field="treated_at"
+            gettext("the time of treatment is a time with its offset, not in the future"), field="treated_at"
         )
     department = (department or "").strip()[:100]
     lines_in = [ClaimItem(*i) for i in items]
@@ -219,7 +233,8 @@ def claim_submit(
     if existing is not None:
         if existing.request_sha256 and existing.request_sha256 != fingerprint:
             raise Conflict(
-                f"claim {claim_no} was submitted before with other content; send a new claim id",
+                gettext("claim %(claim_no)s was submitted before with other content; send a new claim id")
+                % {"claim_no": claim_no},
                 field="claim_no",
             )
         return existing, False

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -47,39 +48,57 @@ def policy_check(
     ``policy_set`` under its lock, and by the admin form so the officer sees the reason on the form."""
     if category not in InsuredCategory.values:
         raise DomainError(
-            f"insured category {category!r} is not one of {', '.join(InsuredCategory.values)}",
+            gettext("insured category %(category)r is not one of %(values)s")
+            % {"category": category, "values": ", ".join(InsuredCategory.values)},
             field="category",
         )
     if type(year) is not int or not 2000 <= year <= 2100:
-        raise DomainError(f"year {year!r} is not a year", field="year")
+        raise DomainError(gettext("year %(year)r is not a year") % {"year": year}, field="year")
     if effective_from.year != year or effective_to.year != year:
-        raise DomainError(f"a {year} policy is in force within {year}", field="effective_from")
+        raise DomainError(
+            gettext("a %(year)s policy is in force within %(year)s") % {"year": year}, field="effective_from"
+        )
     if effective_to < effective_from:
         raise DomainError(
-            f"in force until {effective_to} is before in force from {effective_from}", field="effective_to"
+            gettext("in force until %(effective_to)s is before in force from %(effective_from)s")
+            % {"effective_to": effective_to, "effective_from": effective_from},
+            field="effective_to",
         )
     for name, value in (("deductible_fen", deductible_fen), ("annual_cap_fen", annual_cap_fen)):
         if type(value) is not int or value < 0:
-            raise DomainError(f"{name} is a whole number of fen, 0 or more", field=name)
+            raise DomainError(
+                gettext("%(name)s is a whole number of fen, 0 or more") % {"name": name}, field=name
+            )
     unknown = sorted(set(ratios_bps) - set(ItemCategory.values))
     if unknown:
         raise DomainError(
-            f"no item category {', '.join(unknown)} (one of {', '.join(ItemCategory.values)})",
+            gettext("no item category %(unknown)s (one of %(values)s)")
+            % {"unknown": ", ".join(unknown), "values": ", ".join(ItemCategory.values)},
             field="ratios_bps",
         )
     if any(type(v) is not int or not 0 <= v <= 10000 for v in ratios_bps.values()):
-        raise DomainError("each reimbursement ratio is 0..10000 basis points", field="ratios_bps")
+        raise DomainError(gettext("each reimbursement ratio is 0..10000 basis points"), field="ratios_bps")
     closed = _year_closed(year)
     if closed is not None:
         raise Conflict(
-            f"{year} was closed on {closed.closed_at:%Y-%m-%d}: its policies stay as they are", field="year"
+            gettext("%(year)s was closed on %(closed_at)s: its policies stay as they are")
+            % {"year": year, "closed_at": format(closed.closed_at, "%Y-%m-%d")},
+            field="year",
         )
     others = Policy.objects.filter(category=category, year=year).exclude(pk=policy_id)
     overlap = others.filter(effective_from__lte=effective_to, effective_to__gte=effective_from).first()
     if overlap is not None:
         raise Conflict(
-            f"the {overlap.get_category_display()} policy in force {overlap.effective_from} to "
-            f"{overlap.effective_to} overlaps; end it before {effective_from} first",
+            gettext(
+                "the %(get_category_display)s policy in force %(effective_from)s to "
+                "%(effective_to)s overlaps; end it before %(effective_from_2)s first"
+            )
+            % {
+                "get_category_display": overlap.get_category_display(),
+                "effective_from": overlap.effective_from,
+                "effective_to": overlap.effective_to,
+                "effective_from_2": effective_from,
+            },
             code="overlap",
             field="effective_from",
         )
@@ -87,22 +106,27 @@ def policy_check(
         return
     policy = Policy.objects.filter(pk=policy_id).first()
     if policy is None:
-        raise NotFound(f"no policy #{policy_id}", field="policy")
+        raise NotFound(gettext("no policy #%(policy_id)s") % {"policy_id": policy_id}, field="policy")
     used = policy.claims.aggregate(n=Min("id"), first=Min("treated_at"), last=Max("treated_at"))
     if used["n"] is None:
         return
     new = {"deductible_fen": deductible_fen, "ratios_bps": dict(ratios_bps), "annual_cap_fen": annual_cap_fen}
     if category != policy.category or year != policy.year or any(getattr(policy, f) != new[f] for f in new):
         raise Conflict(
-            "claims were adjudicated under this policy: its category and amounts stay; end it and set a new "
-            "policy from a later date",
+            gettext(
+                "claims were adjudicated under this policy: its category and amounts stay; end "
+                "it and set a new policy from a later date"
+            ),
             code="policy_in_use",
             field="deductible_fen",
         )
     first, last = (used[k].astimezone(BEIJING).date() for k in ("first", "last"))
     if effective_from > first or effective_to < last:
         raise Conflict(
-            f"claims treated {first} to {last} were adjudicated under this policy: it stays in force then",
+            gettext(
+                "claims treated %(first)s to %(last)s were adjudicated under this policy: it stays in force then"
+            )
+            % {"first": first, "last": last},
             code="policy_in_use",
             field="effective_from" if effective_from > first else "effective_to",
         )
@@ -170,7 +194,8 @@ def insured_year_check(*, card_no: str, year: int, category: str) -> None:
     """Refuse setting a person's category (one DomainError naming the field); writes nothing."""
     if category not in InsuredCategory.values:
         raise DomainError(
-            f"insured category {category!r} is not one of {', '.join(InsuredCategory.values)}",
+            gettext("insured category %(category)r is not one of %(values)s")
+            % {"category": category, "values": ", ".join(InsuredCategory.values)},
             field="category",
         )
     try:
@@ -178,10 +203,14 @@ def insured_year_check(*, card_no: str, year: int, category: str) -> None:
     except CardNumberError as exc:
         raise DomainError(str(exc), code=exc.code, field="card_no") from exc
     if card_get(card_no=card_no) is None:
-        raise NotFound(f"no card {card_no} was issued here", field="card_no")
+        raise NotFound(gettext("no card %(card_no)s was issued here") % {"card_no": card_no}, field="card_no")
     closed = _year_closed(year)
     if closed is not None:
-        raise Conflict(f"{year} was closed on {closed.closed_at:%Y-%m-%d}", field="year")
+        raise Conflict(
+            gettext("%(year)s was closed on %(closed_at)s")
+            % {"year": year, "closed_at": format(closed.closed_at, "%Y-%m-%d")},
+            field="year",
+        )
 
 
 @transaction.atomic
@@ -214,11 +243,20 @@ def medical_year_close(*, year: int, actor: str, now: dt.datetime | None = None)
     policies and insured persons' categories stay as they are."""
     now = now or timezone.now()
     if year >= now.astimezone(BEIJING).year:
-        raise DomainError(f"{year} has not ended yet: a year is closed after 31 December", field="year")
+        raise DomainError(
+            gettext("%(year)s has not ended yet: a year is closed after 31 December") % {"year": year},
+            field="year",
+        )
     closed = _year_closed(year)
     if closed is not None:
         raise Conflict(
-            f"{year} was already closed on {closed.closed_at:%Y-%m-%d} by {closed.closed_by}", field="year"
+            gettext("%(year)s was already closed on %(closed_at)s by %(closed_by)s")
+            % {
+                "year": year,
+                "closed_at": format(closed.closed_at, "%Y-%m-%d"),
+                "closed_by": closed.closed_by,
+            },
+            field="year",
         )
     closed = ClosedYear.objects.create(year=year, closed_at=now, closed_by=actor[:150])
     audit_record(action="medical.year_close", actor=actor, object_type="medical_year", object_id=year)

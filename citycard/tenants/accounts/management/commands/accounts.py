@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 
@@ -23,10 +24,14 @@ def fen_of(value: str) -> int:
         amount = Decimal(value.replace(",", ""))
     except InvalidOperation:
         raise DomainError(
-            f"--amount {value!r} is not an amount in yuan (e.g. 200.00)", field="amount_yuan"
+            gettext("--amount %(value)r is not an amount in yuan (e.g. 200.00)") % {"value": value},
+            field="amount_yuan",
         ) from None
     if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise DomainError(f"--amount {value!r}: yuan, more than 0, at most two decimals", field="amount_yuan")
+        raise DomainError(
+            gettext("--amount %(value)r: yuan, more than 0, at most two decimals") % {"value": value},
+            field="amount_yuan",
+        )
     return int(amount * 100)
 
 
@@ -47,7 +52,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             if opts["action"] == "open":
@@ -60,8 +65,12 @@ class Command(PlatformCommand):
                     channel=opts["channel"],
                     actor=self.actor,
                 )
-                console.print(f"posting {posting.pk}: {yuan(posting.amount_fen)} topped up")
+                console.print(
+                    gettext("posting %(posting)s: %(amount_fen)s topped up")
+                    % {"posting": posting.pk, "amount_fen": yuan(posting.amount_fen)}
+                )
                 account = account_of_card(card_no=opts["card"])
             console.print(
-                f"account {account.code} of card {opts['card']}: balance {yuan(account.balance_fen)}"
+                gettext("account %(account)s of card %(opts)s: balance %(balance_fen)s")
+                % {"account": account.code, "opts": opts["card"], "balance_fen": yuan(account.balance_fen)}
             )

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,13 +77,14 @@ class Command(PlatformCommand):
         )
         reads = selectors.cardholder_access_log(cardholder_id=holder.pk)
         table = Table(
-            "when",
-            "who",
-            "through",
-            "under",
-            "fields",
-            "why / what",
-            title=f"Access log of cardholder {holder.pk} {holder.name} {holder.id_masked}",
+            gettext("when"),
+            gettext("who"),
+            gettext("through"),
+            gettext("under"),
+            gettext("fields"),
+            gettext("why / what"),
+            title=gettext("Access log of cardholder %(holder)s %(holder_2)s %(id_masked)s")
+            % {"holder": holder.pk, "holder_2": holder.name, "id_masked": holder.id_masked},
         )
         for read in reads:
             table.add_row(
@@ -94,12 +96,12 @@ class Command(PlatformCommand):
                 read.purpose,
             )
         console.print(table)
-        console.print(f"{len(reads)} reads")
+        console.print(gettext("%(reads)s reads") % {"reads": len(reads)})
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=120)
         with tenant_context(tenant):
             getattr(self, f"_{opts['action'].replace('-', '_')}")(tenant, console, opts)
@@ -122,19 +124,29 @@ class Command(PlatformCommand):
                 encoding=opts.get("encoding"),
             )
         summary = report.as_dict()
-        console.print(f"read as {report.encoding.upper()}")
+        console.print(gettext("read as %(upper)s") % {"upper": report.encoding.upper()})
         console.print(
-            f"{summary['rows']} rows: {summary['holders_created']} cardholders created, "
-            f"{summary['holders_existing']} already registered; {summary['cards_created']} cards created, "
-            f"{summary['cards_existing']} already held; {summary['errors']} bad rows"
+            gettext(
+                "%(summary)s rows: %(summary_2)s cardholders created, %(summary_3)s already "
+                "registered; %(summary_4)s cards created, %(summary_5)s already held; "
+                "%(summary_6)s bad rows"
+            )
+            % {
+                "summary": summary["rows"],
+                "summary_2": summary["holders_created"],
+                "summary_3": summary["holders_existing"],
+                "summary_4": summary["cards_created"],
+                "summary_5": summary["cards_existing"],
+                "summary_6": summary["errors"],
+            }
         )
         if report.errors:
-            table = Table("line", "reason", title="Bad rows (not imported)")
+            table = Table(gettext("line"), gettext("reason"), title=gettext("Bad rows (not imported)"))
             for line, reason in report.errors[:50]:
                 table.add_row(str(line), reason)
             console.print(table)
             if len(report.errors) > 50:
-                console.print(f"… and {len(report.errors) - 50} more")
+                console.print(gettext("… and %(errors)s more") % {"errors": len(report.errors) - 50})
         if opts.get("errors"):
             Path(opts["errors"]).write_text(
                 "line,reason\n" + "".join(f'{line},"{reason}"\n' for line, reason in report.errors),
@@ -143,10 +155,14 @@ class Command(PlatformCommand):
         source = Path(opts["file"])
         cards_out = Path(opts.get("cards_out") or source.with_name(f"{source.stem}.cards.csv"))
         batch.cards_write(cards_out, report.new_cards)
-        console.print(f"{len(report.new_cards)} new card numbers written to {cards_out}")
+        console.print(
+            gettext("%(new_cards)s new card numbers written to %(cards_out)s")
+            % {"new_cards": len(report.new_cards), "cards_out": cards_out}
+        )
         if report.errors:
             raise CommandError(
-                f"{len(report.errors)} of {report.rows} rows refused (listed above); the other rows were applied",
+                gettext("%(errors)s of %(rows)s rows refused (listed above); the other rows were applied")
+                % {"errors": len(report.errors), "rows": report.rows},
                 returncode=1,
             )
 
@@ -155,9 +171,18 @@ class Command(PlatformCommand):
             services.schemes_seed(actor=self.actor)
         if opts["publish"]:
             publication = services.schemes_publish(actor=self.actor)
-            console.print(f"published card-schemes version {publication.version}")
+            console.print(
+                gettext("published card-schemes version %(version)s") % {"version": publication.version}
+            )
         table = Table(
-            "code", "name", "main", "eligibility", "applications", "fee (yuan)", "replacement (yuan)", "years"
+            gettext("code"),
+            gettext("name"),
+            gettext("main"),
+            gettext("eligibility"),
+            gettext("applications"),
+            gettext("fee (yuan)"),
+            gettext("replacement (yuan)"),
+            gettext("years"),
         )
         for s in selectors.schemes_visible(tenant=tenant):
             table.add_row(
@@ -176,7 +201,9 @@ class Command(PlatformCommand):
         total = 0
         while moved := services.cardholder_pii_reencrypt(actor=self.actor):
             total += moved
-        console.print(f"{total} cardholders re-encrypted under the current data key")
+        console.print(
+            gettext("%(total)s cardholders re-encrypted under the current data key") % {"total": total}
+        )
 
     def _test_keys(self, tenant, console, opts):
         document = services.card_test_keys_export(actor=self.actor)
@@ -185,21 +212,31 @@ class Command(PlatformCommand):
         out.chmod(0o600)
         out.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         console.print(
-            f"the test-card keys of {tenant.code} (cards {', '.join(document['divisions'])}…) written to {out};"
-            " they include the issuer's TAC master: keep the file as a key"
+            gettext(
+                "the test-card keys of %(tenant)s (cards %(document)s…) written to %(out)s; they "
+                "include the issuer's TAC master: keep the file as a key"
+            )
+            % {"tenant": tenant.code, "document": ", ".join(document["divisions"]), "out": out}
         )
 
     def _report_lost(self, tenant, console, opts):
         card = services.card_report_lost(card_no=opts["card"], actor=self.actor, reason=opts["reason"])
         console.print(
-            f"card {card.card_no} reported {opts['reason']} at {beijing(card.frozen_at)}: frozen, on the hotlist"
+            gettext("card %(card_no)s reported %(opts)s at %(frozen_at)s: frozen, on the hotlist")
+            % {"card_no": card.card_no, "opts": opts["reason"], "frozen_at": beijing(card.frozen_at)}
         )
 
     def _hotlist(self, tenant, console, opts):
         if opts.get("publish"):
             publication = services.hotlist_publish(actor=self.actor)
-            console.print(f"published hotlist as publication version {publication.version}")
+            console.print(
+                gettext("published hotlist as publication version %(version)s")
+                % {"version": publication.version}
+            )
         payload = selectors.hotlist_payload()
-        console.print(f"hotlist version {payload['version']}: {len(payload['cards'])} cards")
+        console.print(
+            gettext("hotlist version %(payload)s: %(payload_2)s cards")
+            % {"payload": payload["version"], "payload_2": len(payload["cards"])}
+        )
         for card_no in payload["cards"][:100]:
             console.print(card_no)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -62,13 +63,19 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
 
     def _list(self, console, opts):
-        table = Table("department", "kind", "name", "service points", "data grants")
+        table = Table(
+            gettext("department"),
+            gettext("kind"),
+            gettext("name"),
+            gettext("service points"),
+            gettext("data grants"),
+        )
         for d in departments_with_points():
             points = ", ".join(
                 f"{p.code} ({'/'.join(p.services)})" + ("" if p.active else " closed")
@@ -86,7 +93,10 @@ class Command(PlatformCommand):
         department = services.department_create(
             code=opts["code"], kind=opts["kind"], name=opts["name"], contact=opts["contact"], actor=self.actor
         )
-        console.print(f"department {department.code} ({department.kind}) onboarded")
+        console.print(
+            gettext("department %(department)s (%(kind)s) onboarded")
+            % {"department": department.code, "kind": department.kind}
+        )
 
     def _service_point_add(self, console, opts):
         point = services.service_point_create(
@@ -98,7 +108,10 @@ class Command(PlatformCommand):
             services=_list(opts["services"]),
             actor=self.actor,
         )
-        console.print(f"service point {point.code} of {opts['department']}: {', '.join(point.services)}")
+        console.print(
+            gettext("service point %(point)s of %(opts)s: %(services)s")
+            % {"point": point.code, "opts": opts["department"], "services": ", ".join(point.services)}
+        )
 
     def _data_grant(self, console, opts):
         grant = services.data_grant_create(
@@ -110,6 +123,12 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            f"data grant {grant.pk}: {opts['department']} reads {', '.join(grant.fields)} "
-            f"from {grant.valid_from} to {grant.valid_to or 'open'}"
+            gettext("data grant %(grant)s: %(opts)s reads %(fields)s from %(valid_from)s to %(value)s")
+            % {
+                "grant": grant.pk,
+                "opts": opts["department"],
+                "fields": ", ".join(grant.fields),
+                "valid_from": grant.valid_from,
+                "value": grant.valid_to or "open",
+            }
         )
