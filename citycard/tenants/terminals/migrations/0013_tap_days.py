@@ -43,7 +43,7 @@ DROP FUNCTION terminals_tapday_apply();
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('terminals', '0011_verbose_names_more'),
+        ('terminals', '0012_route_length_255'),
     ]
 
     operations = [
