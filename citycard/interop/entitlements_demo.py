@@ -20,6 +20,7 @@ from citycard.tenants.cards.services import card_issue_now, cardholder_register,
 from citycard.tenants.departments.models import Department, ServicePoint
 from citycard.tenants.departments.services import data_grant_create, department_create, service_point_create
 from citycard.tenants.entitlements import services
+from citycard.tenants.entitlements.services import approver_role
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType
 
@@ -51,8 +52,8 @@ def _point(department: tuple[str, str, str], code: str, name: str, address: str)
 
 def _type(code: str, **fields) -> None:
     if not EntitlementType.objects.filter(code=code).exists():
-        services.entitlement_type_create(code=code, actor=ACTOR, **fields)
-    services.entitlement_type_approve(code=code, actor="city-admin")
+        services.entitlement_type_create(role=approver_role(), code=code, actor=ACTOR, **fields)
+    services.entitlement_type_approve(code=code, actor="city-admin", role=approver_role())
 
 
 def _person(division: str, birth: dt.date, sequence: int, name: str, **kwargs):

@@ -385,8 +385,10 @@ def user_create(
     email: str = "",
     check_password: bool = True,
     actor: str = "system",
+    department: str = "",
 ) -> User:
-    """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county."""
+    """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county;
+    a department officer a city or a county and one of its departments (``department``, its code)."""
     if role not in Role.values:
         raise DomainError(
             f"unknown role {role!r} (one of: {', '.join(Role.values)})", code="role_unknown", field="role"
@@ -404,15 +406,26 @@ def user_create(
             raise DomainError(f"a {role} needs a tenant", code="tenant_required", field="tenant")
         tenant = tenant_get(tenant_code)
         needed = TenantKind.CITY if role == Role.CITY_ADMIN else TenantKind.COUNTY
+        if role == Role.DEPARTMENT_OFFICER:
+            needed = tenant.kind if tenant.kind in (TenantKind.CITY, TenantKind.COUNTY) else TenantKind.CITY
         if tenant.kind != needed:
             raise DomainError(
                 f"a {role} belongs to a {needed} tenant; {tenant.code!r} is a {tenant.kind}",
                 code="tenant_kind_mismatch",
                 field="tenant",
             )
+    department = (department or "").strip()
+    if (role == Role.DEPARTMENT_OFFICER) != bool(department):
+        raise DomainError(
+            "a department officer names its department; no other role does",
+            code="department_mismatch",
+            field="department",
+        )
     if User.objects.filter(username=username).exists():
         raise Conflict(f"a user named {username!r} already exists", field="username")
-    user = User(username=username, role=role, tenant=tenant, email=email, is_staff=True)
+    user = User(
+        username=username, role=role, tenant=tenant, email=email, is_staff=True, department=department
+    )
     if check_password:
         try:
             validate_password(password, user)
@@ -427,7 +440,7 @@ def user_create(
         actor=actor,
         object_type="user",
         object_id=username,
-        data={"role": role, "tenant": tenant.code if tenant else None},
+        data={"role": role, "tenant": tenant.code if tenant else None, "department": department or None},
     )
     return user
 

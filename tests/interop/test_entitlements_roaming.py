@@ -38,6 +38,7 @@ def _elderly_free_entry(point: str | None, prefix: str) -> None:
             actor="t",
         )
     s.entitlement_type_create(
+        role="city_admin",
         code="elderly-free-entry",
         name="老年人免费游园",
         department=f"{prefix}-parks",
@@ -48,7 +49,7 @@ def _elderly_free_entry(point: str | None, prefix: str) -> None:
         quota=1,
         actor="t",
     )
-    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin")
+    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", role="city_admin")
 
 
 @pytest.fixture
@@ -137,6 +138,7 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
         schemes_seed(actor="t")
         d.department_create(code="hz-library", kind="culture_tourism", name="杭州图书馆", actor="t")
         s.entitlement_type_create(
+            role="city_admin",
             code="library-borrow",
             name="图书借阅",
             department="hz-library",
@@ -144,7 +146,7 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
             auto_grant=True,
             actor="t",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="city-admin")
+        s.entitlement_type_approve(code="library-borrow", actor="city-admin", role="city_admin")
         holder = cardholder_register(
             name="方卫东", id_number=new_id("330122", dt.date(1979, 8, 8)), local_hukou=True, actor="t"
         )
@@ -170,13 +172,14 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
             actor="t",
         )
         s.entitlement_type_create(
+            role="county_officer",
             code="library-borrow",
             name="图书借阅（通借通还）",
             department="tl-library",
             service_points=["tl-library-desk"],
             actor="county-officer",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="county-officer")
+        s.entitlement_type_approve(code="library-borrow", actor="county-officer", role="county_officer")
         yes = acceptance_decide_anywhere(
             service_point="tl-library-desk", card_no=card.card_no, at=AT, reader="desk"
         )

@@ -12,12 +12,14 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Role, TenantKind
 from citycard.tenants.accounts.services import account_pay
 from citycard.tenants.cards.models import LIVE_STATES, Card, Cardholder, CardholderCategory, CategoryCode
 from citycard.tenants.cards.selectors import cardholder_pii
@@ -50,6 +52,30 @@ def _type(code: str, *, lock: bool = False) -> EntitlementType:
     return found
 
 
+def approver_role() -> str:
+    """The role that approves entitlement types in this tenant: a city's administrator in a city, the
+    county's officer in a county (a county's departments define and approve their own)."""
+    return Role.COUNTY_OFFICER if connection.tenant.kind == TenantKind.COUNTY else Role.CITY_ADMIN
+
+
+def type_define_refusal(*, role: str, role_department: str, department: str) -> str | None:
+    """Why a user of ``role`` may not define a type for ``department`` here (None: may). A department
+    officer defines only its own department's; the approving administrator any department's."""
+    if role == Role.DEPARTMENT_OFFICER:
+        return (
+            None
+            if role_department == department
+            else _("a department officer defines only its own department's entitlement types")
+        )
+    if role == approver_role():
+        return None
+    return _("only this tenant's administrator or a department's officer defines entitlement types")
+
+
+def _role_label(role: str) -> str:
+    return str(Role(role).label) if role in Role.values else role
+
+
 def _holder(cardholder_id: int) -> Cardholder:
     holder = Cardholder.objects.filter(pk=cardholder_id).first()
     if holder is None:
@@ -77,9 +103,16 @@ def entitlement_type_create(
     service_points: Iterable[str] = (),
     auto_grant: bool = False,
     actor: str,
+    role: str,
+    role_department: str = "",
     at: dt.datetime | None = None,
 ) -> EntitlementType:
-    """A department defines an entitlement type (权益类型); it waits for approval before it is granted."""
+    """A department defines an entitlement type (权益类型); it waits for approval before it is granted.
+    ``role`` (and ``role_department`` for a department officer) is the acting user's
+    (``type_define_refusal``)."""
+    refusal = type_define_refusal(role=role, role_department=role_department, department=department)
+    if refusal:
+        raise DomainError(refusal, code="not_allowed", field="department")
     if not _CODE.match(code or ""):
         raise DomainError(f"code {code!r} must be a lower-case code (letters, digits, - or _)", field="code")
     if not (name or "").strip():
@@ -146,10 +179,21 @@ def entitlement_type_create(
 
 
 @transaction.atomic
-def entitlement_type_approve(*, code: str, actor: str, at: dt.datetime | None = None) -> EntitlementType:
+def entitlement_type_approve(
+    *, code: str, actor: str, role: str, at: dt.datetime | None = None
+) -> EntitlementType:
     """The administrator approves a type (审批); an automatic type is then granted to every eligible
-    cardholder. Approving twice is harmless."""
+    cardholder. Approving twice is harmless. ``role`` is the acting user's: only this tenant's
+    administrator (``approver_role``) approves; a department's officer never does, not even its own
+    department's type (谁主管谁负责: the department defines, the city approves)."""
     kind = _type(code, lock=True)
+    if role != approver_role():
+        raise DomainError(
+            _("only the %(who)s approves entitlement types; a %(role)s cannot approve %(code)s")
+            % {"who": Role(approver_role()).label, "role": _role_label(role), "code": code},
+            code="not_allowed",
+            field="role",
+        )
     if kind.status == TypeStatus.APPROVED:
         return kind
     if kind.status == TypeStatus.WITHDRAWN:

@@ -28,7 +28,7 @@ def _park_pass(**kw):
     kw.setdefault("service_points", ["west-lake-gate"])
     kw.setdefault("quota_period", "day")
     kw.setdefault("quota", 1)
-    return s.entitlement_type_create(actor="parks-officer", at=AT, **kw)
+    return s.entitlement_type_create(role="city_admin", actor="parks-officer", at=AT, **kw)
 
 
 def test_park_pass_needs_approval_then_one_entry_a_day(person):
@@ -37,7 +37,7 @@ def test_park_pass_needs_approval_then_one_entry_a_day(person):
     with pytest.raises(DomainError) as refused:
         s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     assert refused.value.code == "not_approved"
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     first = acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-1")
     assert (first.allowed, first.reason, first.masked_name, first.remaining) == (True, "ok", "王**", 0)
@@ -58,7 +58,7 @@ def test_reasons_not_entitled_expired_hotlisted_unknown_and_foreign(person):
     holder, card = person()
     _other, other_card = person(name="李四")
     _park_pass(valid_to=(AT + 10 * DAY).date(), quota_period="none", quota=None)
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
 
     def decide(no, at=AT):
@@ -75,6 +75,7 @@ def test_reasons_not_entitled_expired_hotlisted_unknown_and_foreign(person):
 def test_department_without_grant_gets_nothing_and_reads_are_logged_under_the_grant(person):
     holder, card = person()
     s.entitlement_type_create(
+        role="city_admin",
         code="library-borrow",
         name="图书借阅",
         department="hz-library",
@@ -82,14 +83,14 @@ def test_department_without_grant_gets_nothing_and_reads_are_logged_under_the_gr
         actor="t",
         at=AT,
     )
-    s.entitlement_type_approve(code="library-borrow", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="library-borrow", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="library-borrow", cardholder_id=holder.pk, actor="t", at=AT)
     with pytest.raises(DomainError) as refused:
         acceptance_decide(service_point="hz-library-desk", card_no=card.card_no, at=AT, reader="desk")
     assert refused.value.code == "no_grant"
     assert not DataRead.objects.filter(cardholder_id=holder.pk).exists()
     _park_pass()
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-7")
     log = cardholder_access_log(cardholder_id=holder.pk)
@@ -100,6 +101,7 @@ def test_department_without_grant_gets_nothing_and_reads_are_logged_under_the_gr
 
 def test_new_elderly_cardholder_gets_free_venue_entry_automatically(person):
     s.entitlement_type_create(
+        role="city_admin",
         code="elderly-free-entry",
         name="老年人免费入园",
         department="hz-parks",
@@ -110,7 +112,7 @@ def test_new_elderly_cardholder_gets_free_venue_entry_automatically(person):
         at=AT,
     )
     young, _ = person()
-    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", role="city_admin", at=AT)
     elder, card = person(
         birth=dt.date(1950, 5, 1),
         name="陈阿婆",
@@ -128,7 +130,7 @@ def test_buying_the_annual_pass_pays_the_department_once(person):
 
     holder, card = person()
     _park_pass(price_fen=20000, period_days=365, quota_period="none", quota=None)
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     account_open(card_no=card.card_no, actor="t")
     account_topup(card_no=card.card_no, amount_fen=15000, idempotency_key="top-1", actor="t")
     with pytest.raises(DomainError) as poor:
@@ -154,7 +156,7 @@ def test_school_loads_its_students_in_batch_and_revocation_leaves_the_list(perso
     ]
     adult, _ = person()
     _park_pass(code="canteen-meal", name="食堂餐补", categories=["student"], quota_period="day", quota=3)
-    s.entitlement_type_approve(code="canteen-meal", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="canteen-meal", actor="city-admin", role="city_admin", at=AT)
     ids = [h.pk for h, _ in students]
     out = s.entitlement_grant_batch(
         type="canteen-meal", cardholder_ids=[*ids, adult.pk, 10**9], actor="school", at=AT
@@ -181,7 +183,7 @@ def test_school_loads_its_students_in_batch_and_revocation_leaves_the_list(perso
 def test_citizen_code_accepted_once_then_replayed_or_expired(person):
     holder, card = person()
     _park_pass(quota_period="none", quota=None)
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     code = citizen_code_issue(card_no=card.card_no, at=AT)
     ok = acceptance_decide(

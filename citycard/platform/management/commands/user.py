@@ -19,6 +19,7 @@ class Command(PlatformCommand):
         create.add_argument("--username", required=True)
         create.add_argument("--role", required=True, choices=Role.values)
         create.add_argument("--tenant", help="tenant code (city admins and county officers)")
+        create.add_argument("--department", default="", help="a department officer's department code")
         create.add_argument("--email", default="")
         create.add_argument(
             "--password-env",
@@ -39,6 +40,7 @@ class Command(PlatformCommand):
             tenant_code=opts.get("tenant"),
             password=password,
             email=opts["email"],
+            department=opts["department"],
             actor=self.actor,
         )
         where = f" of {user.tenant.code}" if user.tenant else ""
