@@ -20,9 +20,9 @@ from citycard.tenants.cards.services import card_issue_now, cardholder_register,
 from citycard.tenants.departments.models import Department, ServicePoint
 from citycard.tenants.departments.services import data_grant_create, department_create, service_point_create
 from citycard.tenants.entitlements import services
-from citycard.tenants.entitlements.services import approver_role
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType
+from citycard.tenants.entitlements.services import approver_role
 
 ACTOR = "demo"
 

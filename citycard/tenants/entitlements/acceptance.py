@@ -32,10 +32,13 @@ from citycard.tenants.departments.models import DataGrant, DataRead, ServicePoin
 from citycard.tenants.entitlements.models import (
     CodeNonce,
     Entitlement,
+    EntitlementListEntry,
+    EntitlementType,
     EntitlementUse,
     QuotaPeriod,
     TypeStatus,
     UseChannel,
+    VisitorUse,
 )
 from citycard.tenants.terminals.models import TerminalKey
 from citycard.terminal_kit.beijing import BEIJING
@@ -386,7 +389,14 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
         cardholder_id__in={h for h in cards.values() if h}
     ):
         grants.setdefault((g.cardholder_id, g.type.code), []).append(g)
-    recorded, rejected = [], []
+    strangers = {u["card_no"] for u in uses if u["card_no"] not in cards}
+    visitors = {
+        (e.card_no, e.type_code): (e.home_tenant, e.type_code, e.message_id)
+        for e in EntitlementListEntry.objects.filter(card_no__in=strangers).exclude(home_tenant="")
+    }
+    kinds = {k.code: k for k in EntitlementType.objects.filter(code__in={t for _c, t in visitors})}
+    seen_visitors = set(VisitorUse.objects.filter(use_key__in=keys).values_list("use_key", flat=True))
+    recorded, rejected, visitor_uses = [], [], []
     for use in uses:
         if use["use_key"] in seen:
             continue
@@ -400,6 +410,26 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             ),
             None,
         )
+        if grant is None and use["card_no"] not in cards:
+            # A visitor's card (异地): accepted on its home tenant's signed visitor list.
+            vouched = visitors.get((use["card_no"], use["type"]))
+            if vouched is not None and vouched[1] in kinds and use["use_key"] not in seen_visitors:
+                visitor_uses.append(
+                    VisitorUse(
+                        type=kinds[vouched[1]],
+                        home_tenant=vouched[0],
+                        home_type=use["type"],
+                        card_no=use["card_no"],
+                        service_point=use["service_point"],
+                        channel=use["channel"],
+                        answer_id=vouched[2],
+                        use_key=use["use_key"],
+                        at=at,
+                    )
+                )
+                continue
+            if vouched is not None:
+                continue  # taken before (a resent batch)
         if grant is None:
             rejected.append({"use_key": use["use_key"], "reason": "not_entitled"})
             continue
@@ -417,9 +447,10 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             )
         )
     EntitlementUse.objects.bulk_create(recorded, ignore_conflicts=True)
+    VisitorUse.objects.bulk_create(visitor_uses, ignore_conflicts=True)
     return {
-        "recorded": len(recorded),
-        "duplicates": len(seen),
+        "recorded": len(recorded) + len(visitor_uses),
+        "duplicates": len(seen) + len(seen_visitors),
         "rejected": rejected,
         "use_keys": [u["use_key"] for u in uses if u["use_key"] not in {r["use_key"] for r in rejected}],
     }

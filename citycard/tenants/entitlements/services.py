@@ -518,13 +518,23 @@ def _wanted_rows(holder_ids: Sequence[int] | None) -> set[tuple[str, str, dt.dat
     }
 
 
+def list_version_bump(*, at: dt.datetime) -> int:
+    """Lock the offline list's head and take the next version (the caller writes that version's rows)."""
+    EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
+    head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
+    head.version += 1
+    head.changed_at = at
+    head.save(update_fields=["version", "changed_at"])
+    return head.version
+
+
 def _list_apply(*, holder_ids: Sequence[int] | None, at: dt.datetime) -> int:
     """Bring the offline list's rows for these cardholders (all, when None) up to date; bump the version
     when anything changed. Returns the version."""
     EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
     head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
     wanted = _wanted_rows(holder_ids)
-    live = EntitlementListEntry.objects.filter(version_removed__isnull=True)
+    live = EntitlementListEntry.objects.filter(version_removed__isnull=True, home_tenant="")
     if holder_ids is not None:
         numbers = list(Card.objects.filter(cardholder_id__in=holder_ids).values_list("card_no", flat=True))
         live = live.filter(card_no__in=numbers)

@@ -16,7 +16,11 @@ from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
 
-from citycard.interop.entitlements import acceptance_decide_anywhere, entitlement_recognition_set
+from citycard.interop.entitlements import (
+    acceptance_decide_anywhere,
+    entitlement_recognition_set,
+    visitor_lists_sync,
+)
 from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.models import User
@@ -111,6 +115,10 @@ class Command(PlatformCommand):
         )
         rec.add_argument("--network", required=True)
         rec.add_argument("types", nargs="*", help="type codes (none: recognise nothing)")
+        sub.add_parser(
+            "visitors-sync",
+            help="take the visitors' entitlements the tenant's networks recognise into its offline list",
+        )
         rec.add_argument("--from", dest="valid_from", type=dt.date.fromisoformat, default=dt.date.today())
 
     def handle(self, *args, **opts):
@@ -155,6 +163,12 @@ class Command(PlatformCommand):
         if user is None:
             raise NotFound(f"no user {opts['as_user']!r} of {connection.tenant.code}", field="as")
         return user
+
+    def _visitors_sync(self, console, opts):
+        for done in visitor_lists_sync(acquirer=connection.tenant):
+            console.print(
+                f"{done['home']}: version {done['version']}, {done['added']} added, {done['removed']} removed"
+            )
 
     def _type_create(self, console, opts):
         user = self._acting(opts)
