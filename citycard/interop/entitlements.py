@@ -32,6 +32,8 @@ from citycard.tenants.entitlements.acceptance import (
     acceptance_decide,
     citizen_code_claimed_tenant,
     code_issuer,
+    terminal_check_open,
+    terminal_decision_document,
 )
 from citycard.tenants.entitlements.models import EntitlementType, TypeStatus
 from citycard.terminal_kit.beijing import BEIJING
@@ -200,3 +202,21 @@ def visitor_lists_sync(*, acquirer: Tenant, at: dt.datetime | None = None) -> li
         with tenant_context(acquirer):
             out.append(roaming.visitor_list_take(document=document, home=home.code, types=types, now=at))
     return out
+
+
+def acceptance_terminal_check(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A service point's terminal asks online, signing its request with its key (核验请求): opened and checked
+    (``terminal_check_open``), decided for the tenant's own cardholders and visitors alike
+    (``acceptance_decide_anywhere``: the use recorded once per terminal use key), answered tenant-signed.
+    DomainError when the request is refused."""
+    now = now or timezone.now()
+    check = terminal_check_open(document=document, now=now)
+    decision = acceptance_decide_anywhere(
+        service_point=check.service_point,
+        card_no=check.card_no,
+        code=check.code,
+        at=check.at,
+        reader=f"terminal:{check.terminal_id}",
+        use_key=check.use_key,
+    )
+    return terminal_decision_document(check=check, decision=decision)

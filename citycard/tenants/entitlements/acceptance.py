@@ -20,12 +20,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.platform.keys import tenant_public_keys, tenant_signature
+from citycard.platform.keys import tenant_public_keys, tenant_sign, tenant_signature
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
 from citycard.tenants.departments.models import DataGrant, DataRead, ServicePoint
@@ -40,7 +42,7 @@ from citycard.tenants.entitlements.models import (
     UseChannel,
     VisitorUse,
 )
-from citycard.tenants.terminals.models import TerminalKey
+from citycard.tenants.terminals.models import Terminal, TerminalKey
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import PREFIX, CodeIssuer, CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import SignatureError, b64decode, canonical_json, verify_document
@@ -186,6 +188,12 @@ def acceptance_decide(
     if (card_no is None) == (code is None):
         raise DomainError("give a card number or a citizen code", field="card_no")
     point, grant = service_point_for_acceptance(code=service_point, at=at)
+    if use_key:  # a retry (before the code: its nonce was spent by the first try): the first answer stands
+        done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
+        if done is not None:
+            if (card_no is not None and done.card_no != card_no) or done.service_point != point.code:
+                raise Conflict(_("this use key was used for another card or service point"), field="use_key")
+            return Decision(True, "ok", done.card_no, "", done.entitlement.type.code, None, done.pk)
     channel = UseChannel.CARD
     if code is not None:
         channel = UseChannel.CODE
@@ -193,12 +201,6 @@ def acceptance_decide(
             card_no = citizen_code_verify(code=code, at=at)
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
-    if use_key:
-        done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
-        if done is not None:  # a retry: the first answer stands, counted once
-            if done.card_no != card_no or done.service_point != point.code:
-                raise Conflict("this use key was used for another card or service point", field="use_key")
-            return Decision(True, "ok", card_no, "", done.entitlement.type.code, None, done.pk)
     return _decide_card(point, grant, card_no, channel, at, reader, use_key, record)
 
 
@@ -337,13 +339,11 @@ def citizen_code_issue(*, card_no: str, at: dt.datetime | None = None, lifetime_
     return ".".join([PREFIX, b64url(raw), b64url(b64decode(signature["value"])), signature["key_id"]])
 
 
-@transaction.atomic
-def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Take a terminal's signed batch of uses it accepted offline (terminal_kit.entitlements.UseQueue):
-    signed by one of the terminal's keys, each use recorded once (by ``use_key``: a resent batch adds
-    nothing) and counted against its quota. A use whose card or grant this tenant does not know is
-    returned as rejected with a reason. Returns {"recorded", "duplicates", "rejected", "use_keys"}."""
-    now = now or timezone.now()
+def _terminal_document_open(document: Any, *, kind: str, now: dt.datetime) -> tuple[dict[str, Any], Terminal]:
+    """The payload of a document signed by one of this tenant's active terminals' keys (current, or
+    within its rotation overlap) and that terminal; DomainError(bad_signature / invalid) otherwise. One
+    query for the key and its terminal."""
+    found: dict[str, TerminalKey] = {}
 
     def key_of(key_id: str) -> bytes | None:
         row = (
@@ -352,18 +352,113 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             .select_related("terminal")
             .first()
         )
-        return None if row is None else bytes(row.public_key)
+        if row is None:
+            return None
+        found["key"] = row
+        return bytes(row.public_key)
 
     try:
         payload = verify_document(document, keys=key_of)
     except SignatureError as exc:
         raise DomainError(
-            f"the uses batch was refused: {exc}", code="bad_signature", field="document"
+            _("the terminal's document was refused: %(why)s") % {"why": exc},
+            code="bad_signature",
+            field="document",
         ) from None
-    signer = document["signature"]["key_id"]
-    terminal = TerminalKey.objects.select_related("terminal").get(key_id=signer).terminal
-    if payload.get("kind") != "entitlement-uses" or payload.get("terminal_id") != terminal.terminal_id:
-        raise DomainError("not a uses batch of the signing terminal", code="invalid", field="document")
+    terminal = found["key"].terminal
+    if payload.get("kind") != kind or payload.get("terminal_id") != terminal.terminal_id:
+        raise DomainError(
+            _("not a %(kind)s document of the signing terminal") % {"kind": kind},
+            code="invalid",
+            field="document",
+        )
+    return payload, terminal
+
+
+@dataclass(frozen=True)
+class TerminalCheck:
+    """A terminal's signed online question (``POST /terminal/v1/entitlement-check``), opened."""
+
+    terminal_id: str
+    service_point: str
+    card_no: str | None
+    code: str | None
+    use_key: str  # the terminal's own key, namespaced by its id: a retried request counts once
+    at: dt.datetime
+
+
+def terminal_check_open(*, document: Any, now: dt.datetime) -> TerminalCheck:
+    """Open a terminal's signed acceptance request (核验请求): signed by an active terminal of this tenant,
+    made within the allowed clock skew, for a service point of the terminal's own department, naming a
+    card number read and authenticated by the terminal or a scanned citizen code, with the terminal's
+    use key. DomainError with a code otherwise (nothing decided, nothing written)."""
+    payload, terminal = _terminal_document_open(document, kind="entitlement-check", now=now)
+    card_no, code, use_key = payload.get("card_no"), payload.get("code"), payload.get("use_key")
+    if (card_no is None) == (code is None) or not all(
+        isinstance(v, str) and v for v in (payload.get("service_point"), use_key, card_no or code)
+    ):
+        raise DomainError(
+            _("a check names a service point, a use key and a card number or a citizen code"),
+            code="malformed",
+            field="document",
+        )
+    try:
+        at = dt.datetime.fromisoformat(str(payload.get("at")))
+    except ValueError:
+        at = None
+    skew = settings.TERMINAL_MAX_CLOCK_SKEW_S
+    if at is None or at.tzinfo is None or abs((now - at).total_seconds()) > skew:
+        raise DomainError(
+            _("the check was made at %(at)s, not within %(skew)s s of the back office's clock")
+            % {"at": payload.get("at"), "skew": skew},
+            code="clock_skew",
+            field="document",
+        )
+    point = (
+        ServicePoint.objects.filter(code=payload["service_point"], active=True)
+        .values_list("department__code", flat=True)
+        .first()
+    )
+    if point is None or point != terminal.department:
+        raise DomainError(
+            _("terminal %(terminal)s is not a terminal of service point %(point)s's department")
+            % {"terminal": terminal.terminal_id, "point": payload["service_point"]},
+            code="not_allowed",
+            field="service_point",
+        )
+    return TerminalCheck(
+        terminal.terminal_id,
+        payload["service_point"],
+        card_no,
+        code,
+        f"terminal:{terminal.terminal_id}:{use_key}"[:120],
+        at,
+    )
+
+
+def terminal_decision_document(*, check: TerminalCheck, decision: Decision) -> dict[str, Any]:
+    """The tenant-signed answer to a terminal's check: what it shows, bound to the terminal and its use key."""
+    tenant = connection.tenant
+    payload = {
+        "kind": "entitlement-decision",
+        "tenant": tenant.code,
+        "terminal_id": check.terminal_id,
+        "service_point": check.service_point,
+        "use_key": check.use_key.split(":", 2)[2],
+        "home_tenant": decision.home_tenant,
+        **decision_payload(decision),
+    }
+    return tenant_sign(tenant=tenant, payload=payload)
+
+
+@transaction.atomic
+def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Take a terminal's signed batch of uses it accepted offline (terminal_kit.entitlements.UseQueue):
+    signed by one of the terminal's keys, each use recorded once (by ``use_key``: a resent batch adds
+    nothing) and counted against its quota. A use whose card or grant this tenant does not know is
+    returned as rejected with a reason. Returns {"recorded", "duplicates", "rejected", "use_keys"}."""
+    now = now or timezone.now()
+    payload, terminal = _terminal_document_open(document, kind="entitlement-uses", now=now)
     uses = payload.get("uses") or []
     fields = ("use_key", "card_no", "type", "service_point", "channel", "at")
     for use in uses if isinstance(uses, list) else [None]:
