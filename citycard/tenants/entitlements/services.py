@@ -12,8 +12,8 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -204,8 +204,7 @@ def entitlement_type_approve(
         action="entitlement_type.approve", actor=actor, object_type="entitlement_type", object_id=code
     )
     if kind.auto_grant:
-        for holder in Cardholder.objects.order_by("pk").iterator():
-            _auto_grant_one(kind, holder, actor=actor, at=at)
+        entitlements_auto_grant_all(kind=kind, actor=actor, at=at or timezone.now())
     return kind
 
 
@@ -396,6 +395,129 @@ def _auto_grant_one(kind: EntitlementType, holder: Cardholder, *, actor: str, at
     return True
 
 
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _eligible(kind: EntitlementType, day: dt.date) -> QuerySet[Cardholder]:
+    """The cardholders eligible for ``kind`` on ``day`` by every condition but the exact age, in SQL
+    (categories, residence, schemes; the age band by the decade of birth), who do not hold it now; each
+    annotated ``start``: from when the category that makes them eligible began (敬老 from the 60th year),
+    or ``day``."""
+    in_force = Q(valid_from__lte=day) & (Q(valid_to__isnull=True) | Q(valid_to__gte=day))
+    holders = Cardholder.objects.exclude(
+        Exists(Entitlement.objects.filter(type=kind, cardholder_id=OuterRef("pk"), revoked_at__isnull=True))
+    )
+    if kind.categories:
+        held = CardholderCategory.objects.filter(
+            in_force, cardholder=OuterRef("pk"), code__in=kind.categories
+        )
+        holders = holders.filter(Exists(held)).annotate(
+            start=Subquery(held.order_by("valid_from").values("valid_from")[:1])
+        )
+    else:
+        holders = holders.annotate(start=Value(day, output_field=models.DateField()))
+    if kind.residence:
+        either = Q()
+        for condition in kind.residence:
+            either |= Q(**{condition: True})
+        holders = holders.filter(either)
+    if kind.schemes:
+        holders = holders.filter(
+            Exists(
+                Card.objects.filter(
+                    cardholder=OuterRef("pk"), scheme__code__in=kind.schemes, state__in=LIVE_STATES
+                )
+            )
+        )
+    if kind.age_min is not None:  # born on or before this day; a decade wholly after it is out
+        holders = holders.filter(birth_decade__lte=_years_before(day, kind.age_min).year)
+    if kind.age_max is not None:  # born after this day; a decade wholly before it is out
+        holders = holders.filter(birth_decade__gte=(_years_before(day, kind.age_max + 1).year // 10) * 10)
+    return holders
+
+
+def _decades_wholly_in_band(kind: EntitlementType, day: dt.date) -> Q:
+    """Decades of birth in which everyone is inside the type's age band on ``day`` (no need to read the
+    birth date, which only the encrypted ID number holds)."""
+    sure = Q()
+    if kind.age_min is not None:  # the decade's last day is on or before the latest birth date allowed
+        latest = _years_before(day, kind.age_min)
+        sure &= Q(
+            birth_decade__lte=latest.year - 9 if latest >= dt.date(latest.year, 12, 31) else latest.year - 10
+        )
+    if kind.age_max is not None:  # the decade's first day is after the earliest birth date excluded
+        earliest = _years_before(day, kind.age_max + 1)
+        sure &= Q(birth_decade__gt=earliest.year)
+    return sure
+
+
+def entitlements_auto_grant_all(*, kind: EntitlementType, actor: str, at: dt.datetime) -> int:
+    """Grant an automatic type to every eligible cardholder (全员自动授予), set-based: one
+    ``INSERT … SELECT`` with the eligibility in SQL; only cardholders whose decade of birth straddles the
+    age band's edge have their birth date read (decrypted) to decide. One audit entry for the batch (the
+    grants themselves carry source, granter and time); the offline list follows in SQL. Returns how many
+    were granted."""
+    day = _today(at)
+    eligible = _eligible(kind, day)
+    age_banded = kind.age_min is not None or kind.age_max is not None
+    granted: list[int] = []
+    for subset in [eligible.filter(_decades_wholly_in_band(kind, day))] if age_banded else [eligible]:
+        granted += _grants_insert(kind, subset, actor=actor, at=at)
+    if age_banded:
+        edge = eligible.exclude(_decades_wholly_in_band(kind, day))
+        within = [h.pk for h in edge if eligibility_refusal(kind, h, on=day) is None]
+        if within:
+            granted += _grants_insert(kind, eligible.filter(pk__in=within), actor=actor, at=at)
+    if granted:
+        audit_record(
+            action="entitlement.grant_auto",
+            actor=actor,
+            object_type="entitlement_type",
+            object_id=kind.code,
+            data={"type": kind.code, "granted": len(granted), "granted_at": at, "source": GrantSource.AUTO},
+        )
+        _list_apply(holder_ids=granted if len(granted) <= 50 else None, at=at)
+    return len(granted)
+
+
+def _grants_insert(
+    kind: EntitlementType, holders: QuerySet[Cardholder], *, actor: str, at: dt.datetime
+) -> list[int]:
+    """``INSERT INTO entitlement … SELECT`` from the eligible cardholders' query (the type's own dates
+    bound each grant); returns the cardholders granted."""
+    sql, params = holders.values("pk", "start").query.sql_with_params()
+    start = "GREATEST(e.start, %s::date)" if kind.valid_from else "e.start"
+    start_params = [kind.valid_from] if kind.valid_from else []
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""INSERT INTO entitlements_entitlement
+                    (type_id, cardholder_id, valid_from, valid_to, source, granted_by, granted_at,
+                     revoked_by, revoke_reason)
+                SELECT %s, e.pk, {start}, %s::date, %s, %s, %s, '', ''
+                  FROM ({sql}) AS e(pk, start)
+                 WHERE %s::date IS NULL OR {start} <= %s::date
+                ON CONFLICT DO NOTHING
+                RETURNING cardholder_id""",
+            [
+                kind.pk,
+                *start_params,
+                kind.valid_to,
+                GrantSource.AUTO,
+                actor,
+                at,
+                *params,
+                kind.valid_to,
+                *start_params,
+                kind.valid_to,
+            ],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
 @transaction.atomic
 def entitlements_auto_grant(
     *, cardholder_id: int, actor: str = "system", at: dt.datetime | None = None
@@ -528,9 +650,59 @@ def list_version_bump(*, at: dt.datetime) -> int:
     return head.version
 
 
+_WANTED_SQL = """
+    SELECT c.card_no, t.code, e.valid_from, e.valid_to
+      FROM entitlements_entitlement e
+      JOIN entitlements_entitlementtype t ON t.id = e.type_id
+      JOIN cards_card c ON c.cardholder_id = e.cardholder_id
+     WHERE e.revoked_at IS NULL AND t.status = 'approved' AND c.state IN ('issued', 'active')
+"""
+
+
+def _list_apply_sql(*, at: dt.datetime) -> int:
+    """The whole offline list brought up to date in two statements (rows no longer wanted get the next
+    version as removed; wanted rows not live are added with it); the version is bumped only when a row
+    changed. Returns the version."""
+    EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
+    head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
+    version = head.version + 1
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""WITH wanted AS ({_WANTED_SQL})
+                UPDATE entitlements_entitlementlistentry l SET version_removed = %s
+                 WHERE l.version_removed IS NULL AND l.home_tenant = ''
+                   AND NOT EXISTS (
+                       SELECT 1 FROM wanted w
+                        WHERE w.card_no = l.card_no AND w.code = l.type_code
+                          AND w.valid_from = l.valid_from AND w.valid_to IS NOT DISTINCT FROM l.valid_to)""",
+            [version],
+        )
+        changed = cur.rowcount
+        cur.execute(
+            f"""INSERT INTO entitlements_entitlementlistentry
+                    (card_no, type_code, valid_from, valid_to, version_added, home_tenant, message_id)
+                SELECT w.card_no, w.code, w.valid_from, w.valid_to, %s, '', ''
+                  FROM ({_WANTED_SQL}) w
+                 WHERE NOT EXISTS (
+                       SELECT 1 FROM entitlements_entitlementlistentry l
+                        WHERE l.version_removed IS NULL AND l.card_no = w.card_no AND l.type_code = w.code
+                          AND l.valid_from = w.valid_from AND l.valid_to IS NOT DISTINCT FROM w.valid_to)
+                 ORDER BY w.card_no, w.code""",
+            [version],
+        )
+        changed += cur.rowcount
+    if not changed:
+        return head.version
+    head.version, head.changed_at = version, at
+    head.save(update_fields=["version", "changed_at"])
+    return version
+
+
 def _list_apply(*, holder_ids: Sequence[int] | None, at: dt.datetime) -> int:
-    """Bring the offline list's rows for these cardholders (all, when None) up to date; bump the version
-    when anything changed. Returns the version."""
+    """Bring the offline list's rows for these cardholders (all, when None: in SQL) up to date; bump the
+    version when anything changed. Returns the version."""
+    if holder_ids is None:
+        return _list_apply_sql(at=at)
     EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
     head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
     wanted = _wanted_rows(holder_ids)

@@ -204,3 +204,52 @@ def test_citizen_code_accepted_once_then_replayed_or_expired(person):
         acceptance_decide(service_point="west-lake-gate", code=forged, at=AT, reader="g").reason
         == "code_invalid"
     )
+
+
+def test_approving_an_automatic_type_grants_every_eligible_cardholder_in_sql_as_each_check_would(person):
+    """The set-based grant (INSERT … SELECT, the age read only at a decade's edge) gives exactly the
+    cardholders the one-by-one eligibility check accepts, from when their category began, and the
+    offline list follows in one version."""
+    from citycard.tenants.cards.models import Cardholder
+    from citycard.tenants.entitlements.models import Entitlement
+    from citycard.tenants.entitlements.selectors import entitlement_list_version
+
+    day = AT.date()
+    births = [
+        day.replace(year=day.year - 60),  # 60 today: in
+        day.replace(year=day.year - 60) + DAY,  # 60 tomorrow: out
+        dt.date(1950, 5, 1),
+        dt.date(1961, 12, 31),
+        dt.date(1990, 1, 1),
+        day.replace(year=day.year - 71),  # 71 today: above the band
+        day.replace(year=day.year - 71) + DAY,  # 70 until tomorrow: in
+    ]
+    people = []
+    for i, born in enumerate(births):
+        cats = [{"code": "elderly", "valid_from": dt.date(2020, 1, 1 + i)}] if i != 2 else []
+        people.append(person(birth=born, name=f"测试{i}", categories=cats)[0])
+    s.entitlement_type_create(
+        role="city_admin",
+        code="senior-swim",
+        name="老年游泳",
+        department="hz-parks",
+        categories=["elderly"],
+        age_min=60,
+        age_max=70,
+        service_points=["west-lake-gate"],
+        auto_grant=True,
+        actor="t",
+        at=AT,
+    )
+    kind = s._type("senior-swim")
+    expected = {h.pk for h in Cardholder.objects.all() if s.eligibility_refusal(kind, h, on=day) is None}
+    before = entitlement_list_version()
+    s.entitlement_type_approve(code="senior-swim", actor="city-admin", role="city_admin", at=AT)
+    grants = Entitlement.objects.filter(type__code="senior-swim")
+    assert {g.cardholder_id for g in grants} == expected == {people[0].pk, people[3].pk, people[6].pk}
+    assert {g.source for g in grants} == {"auto"}
+    assert grants.get(cardholder_id=people[3].pk).valid_from == dt.date(2020, 1, 4)  # the category's start
+    assert entitlement_list_version() == before + 1
+    rows = entitlement_list_payload()["entries"]
+    assert sorted(r[1] for r in rows) == ["senior-swim"] * 3
+    assert s.entitlement_list_refresh(at=AT) == before + 1  # nothing changed: the same version
