@@ -9,6 +9,7 @@ import json
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -25,14 +26,18 @@ MAX_CHECK_BYTES = 8 * 1024
 def entitlement_check(request: HttpRequest) -> HttpResponse:
     """Decide a terminal's signed check; answer with the tenant-signed decision."""
     if (request.content_type or "") != "application/json":
-        return json_error(415, "unsupported_media_type", "send the check as Content-Type: application/json")
+        return json_error(
+            415, "unsupported_media_type", str(_("send the check as Content-Type: application/json"))
+        )
     body = request.read(MAX_CHECK_BYTES + 1)
     if len(body) > MAX_CHECK_BYTES:
-        return json_error(413, "too_large", f"a check is at most {MAX_CHECK_BYTES} bytes")
+        return json_error(
+            413, "too_large", str(_("a check is at most %(max)s bytes") % {"max": MAX_CHECK_BYTES})
+        )
     try:
         answer = acceptance_terminal_check(document=json.loads(body))
     except ValueError:
-        return json_error(400, "malformed", "the body is not a JSON document")
+        return json_error(400, "malformed", str(_("the body is not a JSON document")))
     except DomainError as exc:
         status = 401 if exc.code == "bad_signature" else 403 if exc.code == "not_allowed" else 400
         return json_error(status, exc.code, str(exc))

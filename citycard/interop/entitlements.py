@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import EntitlementRecognition
@@ -50,7 +51,7 @@ def entitlement_recognition_set(
     types not listed stop being recognised. Audited; returns the codes."""
     network = RoamingNetwork.objects.filter(code=network_code).first()
     if network is None:
-        raise NotFound(f"no roaming network {network_code!r}", field="network")
+        raise NotFound(_("no roaming network %(code)r") % {"code": network_code}, field="network")
     codes = sorted(set(type_codes))
     EntitlementRecognition.objects.filter(network=network).exclude(type_code__in=codes).delete()
     for code in codes:
@@ -119,7 +120,7 @@ def acceptance_decide_anywhere(
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
     if card_no is None:
-        raise DomainError("give a card number or a citizen code", field="card_no")
+        raise DomainError(_("give a card number or a citizen code"), field="card_no")
     home = _home_of(card_no)
     if channel == "card" and (home is None or home.pk == acquirer.pk):
         return acceptance_decide(

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.utils.translation import override
 from django_tenants.utils import tenant_context
 
 from citycard.interop.entitlements import (
@@ -277,10 +278,10 @@ def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
         to_tongxiang = roaming.visitor_list_seal(acquirer="jiaxing", types=types, since=None, now=AT)
     with tenant_context(hangzhou):
         roaming.visitor_list_take(document=new, home="jiaxing", types=types, now=AT)
-        with pytest.raises(DomainError, match="not newer"):
+        with override("zh-hans"), pytest.raises(DomainError, match="不比已持有的版本"):
             roaming.visitor_list_take(document=old, home="jiaxing", types=types, now=AT)
         with pytest.raises(DomainError) as refused:
             roaming.visitor_list_take(document=to_tongxiang, home="jiaxing", types=types, now=AT)
         assert refused.value.code == "bad_list"
-        with pytest.raises(DomainError, match="not from"):
+        with override("zh-hans"), pytest.raises(DomainError, match="不是来自"):
             roaming.visitor_list_take(document=new, home="shanghai", types=types, now=AT)

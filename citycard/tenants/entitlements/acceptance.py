@@ -159,12 +159,15 @@ def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[Service
     """The open service point and its department's grant in force; NotFound / DomainError(no_grant)."""
     point = ServicePoint.objects.select_related("department").filter(code=code, active=True).first()
     if point is None:
-        raise NotFound("no open service point of this tenant has this code", field="service_point")
+        raise NotFound(_("no open service point of this tenant has this code"), field="service_point")
     grant = _grant_in_force(point.department_id, at.astimezone(BEIJING).date())
     if grant is None:
         raise DomainError(
-            f"department {point.department.code} holds no data grant for cardholders' names: "
-            "a city administrator grants it before its service points can check entitlements",
+            _(
+                "department %(code)s holds no data grant for cardholders' names: "
+                "a city administrator grants it before its service points can check entitlements"
+            )
+            % {"code": point.department.code},
             code="no_grant",
             field="service_point",
         )
@@ -186,7 +189,7 @@ def acceptance_decide(
     code, and record the use when allowed (``record``). ``use_key`` makes a retried request count once."""
     at = at or timezone.now()
     if (card_no is None) == (code is None):
-        raise DomainError("give a card number or a citizen code", field="card_no")
+        raise DomainError(_("give a card number or a citizen code"), field="card_no")
     point, grant = service_point_for_acceptance(code=service_point, at=at)
     if use_key:  # a retry (before the code: its nonce was spent by the first try): the first answer stands
         done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
@@ -320,7 +323,7 @@ def citizen_code_issue(*, card_no: str, at: dt.datetime | None = None, lifetime_
     a short-lived token signed with the tenant's key (terminal_kit.ecode), verified offline by terminals."""
     card = Card.objects.filter(card_no=card_no, state__in=(CardState.ACTIVE, CardState.ISSUED)).first()
     if card is None:
-        raise NotFound(f"no live card {card_no!r} here", field="card_no")
+        raise NotFound(_("no live card %(card)r here") % {"card": card_no}, field="card_no")
     issued = int((at or timezone.now()).timestamp())
     tenant = connection.tenant
     payload = {
@@ -463,13 +466,20 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
     fields = ("use_key", "card_no", "type", "service_point", "channel", "at")
     for use in uses if isinstance(uses, list) else [None]:
         if not isinstance(use, dict) or not all(isinstance(use.get(f), str) and use.get(f) for f in fields):
-            raise DomainError(f"each use has {', '.join(fields)} as text", code="malformed", field="document")
+            raise DomainError(
+                _("each use has %(fields)s as text") % {"fields": ", ".join(fields)},
+                code="malformed",
+                field="document",
+            )
         try:
             moment = dt.datetime.fromisoformat(use["at"])
         except ValueError:
             moment = None
         if moment is None or moment.tzinfo is None or use["channel"] not in UseChannel.values:
-            raise DomainError(f"use {use['use_key']}: a time with its offset and a channel", code="malformed")
+            raise DomainError(
+                _("use %(key)s: a time with its offset and a channel") % {"key": use["use_key"]},
+                code="malformed",
+            )
     keys = [u["use_key"] for u in uses]
     seen = set(EntitlementUse.objects.filter(use_key__in=keys).values_list("use_key", flat=True))
     cards = {

@@ -157,10 +157,12 @@ def visitor_decide(
     try:
         opened = envelope_open(answer, recipient=acquirer.code, now=timezone.now(), kinds=(ANSWER,))
     except EnvelopeRefused as exc:
-        raise DomainError(f"the home tenant's answer was refused: {exc}", code="bad_answer") from None
+        raise DomainError(
+            _("the home tenant's answer was refused: %(why)s") % {"why": exc}, code="bad_answer"
+        ) from None
     body = opened.body
     if opened.sender.code != home_code or body.get("query_id") != query["payload"]["message_id"]:
-        raise DomainError("the answer is not the home tenant's answer to this query", code="bad_answer")
+        raise DomainError(_("the answer is not the home tenant's answer to this query"), code="bad_answer")
     card_no = body.get("card_no", "")
     if body.get("state") != "ok":
         return Decision(False, body.get("state", "unknown_card"), card_no, home_tenant=home_code)
@@ -179,7 +181,7 @@ def visitor_decide(
         return Decision(False, "expired", card_no, masked, home_tenant=home_code)
     if use_key and (done := VisitorUse.objects.filter(use_key=use_key).first()) is not None:
         if done.card_no != card_no or done.service_point != service_point:
-            raise DomainError("this use key was used for another card or service point", code="conflict")
+            raise DomainError(_("this use key was used for another card or service point"), code="conflict")
         return Decision(True, "ok", card_no, masked, done.home_type, None, done.pk, home_code)
     kinds = {k.code: k for k in EntitlementType.objects.filter(code__in=[h["type"] for h in current])}
     for h in current:

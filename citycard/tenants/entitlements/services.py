@@ -48,7 +48,7 @@ def _type(code: str, *, lock: bool = False) -> EntitlementType:
     qs = EntitlementType.objects.select_related("department")
     found = (qs.select_for_update() if lock else qs).filter(code=code).first()
     if found is None:
-        raise NotFound(f"no entitlement type {code!r} here", field="type")
+        raise NotFound(_("no entitlement type %(code)r here") % {"code": code}, field="type")
     return found
 
 
@@ -79,7 +79,7 @@ def _role_label(role: str) -> str:
 def _holder(cardholder_id: int) -> Cardholder:
     holder = Cardholder.objects.filter(pk=cardholder_id).first()
     if holder is None:
-        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+        raise NotFound(_("no cardholder %(id)s") % {"id": cardholder_id}, field="cardholder_id")
     return holder
 
 
@@ -114,40 +114,48 @@ def entitlement_type_create(
     if refusal:
         raise DomainError(refusal, code="not_allowed", field="department")
     if not _CODE.match(code or ""):
-        raise DomainError(f"code {code!r} must be a lower-case code (letters, digits, - or _)", field="code")
+        raise DomainError(
+            _("code %(code)r must be a lower-case code (letters, digits, - or _)") % {"code": code},
+            field="code",
+        )
     if not (name or "").strip():
-        raise DomainError("an entitlement type needs a name", field="name")
+        raise DomainError(_("an entitlement type needs a name"), field="name")
     dept = Department.objects.filter(code=department).first()
     if dept is None:
-        raise NotFound(f"no department {department!r} here", field="department")
+        raise NotFound(_("no department %(code)r here") % {"code": department}, field="department")
     categories, residence, schemes = sorted(set(categories)), sorted(set(residence)), sorted(set(schemes))
     points = sorted(set(service_points))
     bad = [c for c in categories if c not in CategoryCode.values]
     if bad:
-        raise DomainError(f"unknown categories {', '.join(bad)}", field="categories")
+        raise DomainError(_("unknown categories %(codes)s") % {"codes": ", ".join(bad)}, field="categories")
     bad = [r for r in residence if r not in Residence.values]
     if bad:
-        raise DomainError(f"unknown residence conditions {', '.join(bad)}", field="residence")
+        raise DomainError(
+            _("unknown residence conditions %(codes)s") % {"codes": ", ".join(bad)}, field="residence"
+        )
     if age_min is not None and age_max is not None and age_max < age_min:
-        raise DomainError("the age band ends before it starts", field="age_max")
+        raise DomainError(_("the age band ends before it starts"), field="age_max")
     if valid_from and valid_to and valid_to < valid_from:
-        raise DomainError("the type's validity ends before it starts", field="valid_to")
+        raise DomainError(_("the type's validity ends before it starts"), field="valid_to")
     if quota_period not in QuotaPeriod.values:
         raise DomainError(
-            f"quota period must be one of {', '.join(QuotaPeriod.values)}", field="quota_period"
+            _("quota period must be one of %(periods)s") % {"periods": ", ".join(QuotaPeriod.values)},
+            field="quota_period",
         )
     if (quota_period == QuotaPeriod.NONE) != (quota is None) or (quota is not None and quota <= 0):
-        raise DomainError("a quota is a positive number of uses per day, month or year", field="quota")
+        raise DomainError(_("a quota is a positive number of uses per day, month or year"), field="quota")
     if type(price_fen) is not int or price_fen < 0:
-        raise DomainError("price_fen is a whole number of fen, 0 when not sold", field="price_fen")
+        raise DomainError(_("price_fen is a whole number of fen, 0 when not sold"), field="price_fen")
     if price_fen and not period_days:
-        raise DomainError("a sold entitlement is valid for a period (period_days)", field="period_days")
+        raise DomainError(_("a sold entitlement is valid for a period (period_days)"), field="period_days")
     own = set(ServicePoint.objects.filter(code__in=points, active=True).values_list("code", flat=True))
     missing = [p for p in points if p not in own]
     if missing:
-        raise DomainError(f"no open service point {', '.join(missing)} here", field="service_points")
+        raise DomainError(
+            _("no open service point %(codes)s here") % {"codes": ", ".join(missing)}, field="service_points"
+        )
     if EntitlementType.objects.filter(code=code).exists():
-        raise Conflict(f"entitlement type {code} already exists", field="code")
+        raise Conflict(_("entitlement type %(code)s already exists") % {"code": code}, field="code")
     kind = EntitlementType.objects.create(
         code=code,
         name=name.strip(),
@@ -197,7 +205,7 @@ def entitlement_type_approve(
     if kind.status == TypeStatus.APPROVED:
         return kind
     if kind.status == TypeStatus.WITHDRAWN:
-        raise Conflict(f"entitlement type {code} was withdrawn", field="type")
+        raise Conflict(_("entitlement type %(code)s was withdrawn") % {"code": code}, field="type")
     kind.status, kind.approved_by, kind.approved_at = TypeStatus.APPROVED, actor, at or timezone.now()
     kind.save(update_fields=["status", "approved_by", "approved_at"])
     audit_record(
@@ -216,7 +224,7 @@ def entitlement_type_withdraw(
     version. The grants stay, for the record."""
     kind = _type(code, lock=True)
     if not (reason or "").strip():
-        raise DomainError("a withdrawal states why", field="reason")
+        raise DomainError(_("a withdrawal states why"), field="reason")
     if kind.status == TypeStatus.WITHDRAWN:
         return kind
     kind.status = TypeStatus.WITHDRAWN
@@ -280,13 +288,19 @@ def _grant(
     posting_id: int | None = None,
 ) -> Entitlement:
     if kind.status != TypeStatus.APPROVED:
-        raise DomainError(f"entitlement type {kind.code} is not approved", code="not_approved", field="type")
+        raise DomainError(
+            _("entitlement type %(code)s is not approved") % {"code": kind.code},
+            code="not_approved",
+            field="type",
+        )
     if kind.valid_to and (valid_to is None or valid_to > kind.valid_to):
         valid_to = kind.valid_to
     if kind.valid_from and valid_from < kind.valid_from:
         valid_from = kind.valid_from
     if valid_to is not None and valid_to < valid_from:
-        raise DomainError(f"{kind.code} is no longer valid", code="expired", field="type")
+        raise DomainError(
+            _("%(code)s is no longer valid") % {"code": kind.code}, code="expired", field="type"
+        )
     try:
         with transaction.atomic():
             grant = Entitlement.objects.create(
@@ -302,7 +316,9 @@ def _grant(
             )
     except IntegrityError:
         raise Conflict(
-            f"cardholder {holder.pk} already holds {kind.code}", code="already_held", field="type"
+            _("cardholder %(id)s already holds %(code)s") % {"id": holder.pk, "code": kind.code},
+            code="already_held",
+            field="type",
         ) from None
     audit_record(
         action="entitlement.grant",
@@ -333,7 +349,8 @@ def entitlement_grant(
     refusal = eligibility_refusal(kind, holder, on=day)
     if refusal:
         raise DomainError(
-            f"cardholder {cardholder_id} is not eligible for {kind.code} ({refusal})",
+            _("cardholder %(id)s is not eligible for %(code)s (%(why)s)")
+            % {"id": cardholder_id, "code": kind.code, "why": refusal},
             code="not_eligible",
             field="cardholder_id",
         )
@@ -544,30 +561,36 @@ def entitlement_buy(
     balanced posting to the department, the grant valid ``period_days`` from today. A retry with the same
     key returns the first grant and pays nothing again."""
     if not idempotency_key or len(idempotency_key) > 100:
-        raise DomainError("an idempotency key of 1–100 characters is required", field="idempotency_key")
+        raise DomainError(_("an idempotency key of 1–100 characters is required"), field="idempotency_key")
     request_key = f"buy:{idempotency_key}"
     existing = Entitlement.objects.filter(request_key=request_key).select_related("type").first()
     if existing is not None:
         if existing.type.code != type:
             raise Conflict(
-                f"idempotency key {idempotency_key!r} bought {existing.type.code}", field="idempotency_key"
+                _("idempotency key %(key)r bought %(code)s")
+                % {"key": idempotency_key, "code": existing.type.code},
+                field="idempotency_key",
             )
         return existing
     at = at or timezone.now()
     kind = _type(type)
     if not kind.price_fen:
-        raise DomainError(f"{kind.code} is not sold", code="not_for_sale", field="type")
+        raise DomainError(_("%(code)s is not sold") % {"code": kind.code}, code="not_for_sale", field="type")
     card = Card.objects.filter(card_no=card_no, state__in=LIVE_STATES).select_related("cardholder").first()
     if card is None or card.cardholder is None:
-        raise NotFound(f"no named card {card_no!r} here", field="card_no")
+        raise NotFound(_("no named card %(card)r here") % {"card": card_no}, field="card_no")
     day = _today(at)
     refusal = eligibility_refusal(kind, card.cardholder, on=day)
     if refusal:
-        raise DomainError(f"not eligible for {kind.code} ({refusal})", code="not_eligible", field="card_no")
+        raise DomainError(
+            _("not eligible for %(code)s (%(why)s)") % {"code": kind.code, "why": refusal},
+            code="not_eligible",
+            field="card_no",
+        )
     if Entitlement.objects.filter(
         type=kind, cardholder_id=card.cardholder_id, revoked_at__isnull=True
     ).exists():
-        raise Conflict(f"already holds {kind.code}", code="already_held", field="type")
+        raise Conflict(_("already holds %(code)s") % {"code": kind.code}, code="already_held", field="type")
     posting = account_pay(
         card_no=card_no,
         amount_fen=kind.price_fen,
@@ -596,11 +619,13 @@ def entitlement_revoke(
     """Withdraw a grant (撤销); it leaves the offline list at the next version."""
     grant = Entitlement.objects.select_for_update().select_related("type").filter(pk=entitlement_id).first()
     if grant is None:
-        raise NotFound(f"no entitlement {entitlement_id}", field="entitlement_id")
+        raise NotFound(_("no entitlement %(id)s") % {"id": entitlement_id}, field="entitlement_id")
     if grant.revoked_at is not None:
-        raise Conflict(f"entitlement {entitlement_id} is already revoked", field="entitlement_id")
+        raise Conflict(
+            _("entitlement %(id)s is already revoked") % {"id": entitlement_id}, field="entitlement_id"
+        )
     if not (reason or "").strip():
-        raise DomainError("a revocation states why", field="reason")
+        raise DomainError(_("a revocation states why"), field="reason")
     at = at or timezone.now()
     grant.revoked_at, grant.revoked_by, grant.revoke_reason = at, actor, reason.strip()
     grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])

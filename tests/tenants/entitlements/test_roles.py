@@ -12,6 +12,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils.translation import override
 from django_tenants.utils import tenant_context
 
 from citycard.graphql.api import tenant_schema
@@ -57,7 +58,7 @@ def test_a_department_officer_defines_its_own_type_but_cannot_approve_it(hangzho
     assert (refused.value.code, refused.value.field) == ("not_allowed", "role")
     assert EntitlementType.objects.get(code="park-pass").status == TypeStatus.DRAFT
     for other in (Role.COUNTY_OFFICER, Role.PLATFORM_OPERATOR, "nobody"):
-        with pytest.raises(DomainError, match="approves"):
+        with override("zh-hans"), pytest.raises(DomainError, match="审批"):
             s.entitlement_type_approve(code="park-pass", actor="x", role=other)
     kind = s.entitlement_type_approve(code="park-pass", actor="hz-admin", role=Role.CITY_ADMIN)
     assert kind.status == TypeStatus.APPROVED
@@ -81,9 +82,9 @@ def test_a_county_officer_approves_its_county_departments_types_and_a_city_admin
         s.entitlement_type_create(
             code="library-borrow", name="借阅", department="tl-library", role=Role.COUNTY_OFFICER, actor="t"
         )
-        with pytest.raises(DomainError, match="approves"):
+        with override("zh-hans"), pytest.raises(DomainError, match="审批"):
             s.entitlement_type_approve(code="library-borrow", actor="t", role=Role.CITY_ADMIN)
-        with pytest.raises(DomainError, match="approves"):
+        with override("zh-hans"), pytest.raises(DomainError, match="审批"):
             s.entitlement_type_approve(code="library-borrow", actor="t", role=Role.DEPARTMENT_OFFICER)
         assert s.entitlement_type_approve(
             code="library-borrow", actor="t", role=Role.COUNTY_OFFICER
@@ -154,7 +155,7 @@ def test_cli_approve_as_a_department_officer_is_refused(hangzhou):
         "parks-officer",
         stdout=out,
     )
-    with pytest.raises((DomainError, CommandError), match="approves"):
+    with override("zh-hans"), pytest.raises((DomainError, CommandError), match="审批"):
         call_command("entitlements", "--tenant", "hangzhou", "approve", "park-pass", "--as", "parks-officer")
     with pytest.raises((DomainError, CommandError)):
         call_command("entitlements", "--tenant", "hangzhou", "approve", "park-pass", "--as", "jx-nobody")
