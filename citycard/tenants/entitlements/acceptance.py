@@ -22,7 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -141,27 +142,33 @@ def citizen_code_verify(*, code: str, at: dt.datetime) -> str:
     return verifier.verify(code)["card_no"]
 
 
-def _grant_in_force(department_id: int, day: dt.date) -> DataGrant | None:
-    return (
+def _grant_in_force(day: dt.date) -> Subquery:
+    """The id of the service point's department's data grant for names in force on ``day`` (the newest)."""
+    return Subquery(
         DataGrant.objects.filter(
-            department_id=department_id,
+            department_id=OuterRef("department_id"),
             revoked_at__isnull=True,
             valid_from__lte=day,
             fields__contains=["name"],
         )
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=day))
         .order_by("-valid_from")
-        .first()
+        .values("pk")[:1]
     )
 
 
-def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[ServicePoint, DataGrant]:
-    """The open service point and its department's grant in force; NotFound / DomainError(no_grant)."""
-    point = ServicePoint.objects.select_related("department").filter(code=code, active=True).first()
+def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[ServicePoint, int]:
+    """The open service point (its department joined) and the id of its department's data grant in force,
+    in one query; NotFound / DomainError(no_grant)."""
+    point = (
+        ServicePoint.objects.select_related("department")
+        .annotate(grant_in_force=_grant_in_force(at.astimezone(BEIJING).date()))
+        .filter(code=code, active=True)
+        .first()
+    )
     if point is None:
         raise NotFound(_("no open service point of this tenant has this code"), field="service_point")
-    grant = _grant_in_force(point.department_id, at.astimezone(BEIJING).date())
-    if grant is None:
+    if point.grant_in_force is None:
         raise DomainError(
             _(
                 "department %(code)s holds no data grant for cardholders' names: "
@@ -171,7 +178,7 @@ def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[Service
             code="no_grant",
             field="service_point",
         )
-    return point, grant
+    return point, point.grant_in_force
 
 
 @transaction.atomic
@@ -190,7 +197,7 @@ def acceptance_decide(
     at = at or timezone.now()
     if (card_no is None) == (code is None):
         raise DomainError(_("give a card number or a citizen code"), field="card_no")
-    point, grant = service_point_for_acceptance(code=service_point, at=at)
+    point, grant_id = service_point_for_acceptance(code=service_point, at=at)
     if use_key:  # a retry (before the code: its nonce was spent by the first try): the first answer stands
         done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
         if done is not None:
@@ -204,12 +211,12 @@ def acceptance_decide(
             card_no = citizen_code_verify(code=code, at=at)
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
-    return _decide_card(point, grant, card_no, channel, at, reader, use_key, record)
+    return _decide_card(point, grant_id, card_no, channel, at, reader, use_key, record)
 
 
 def _decide_card(
     point: ServicePoint,
-    grant: DataGrant,
+    grant_id: int,
     card_no: str,
     channel: str,
     at: dt.datetime,
@@ -241,7 +248,7 @@ def _decide_card(
     holder = card.cardholder
     masked = name_mask(holder.name)
     DataRead.objects.create(
-        grant=grant,
+        grant_id=grant_id,
         department_id=point.department_id,
         cardholder_id=holder.pk,
         reader=reader,
@@ -249,7 +256,14 @@ def _decide_card(
         reason=f"entitlement check at {point.code} (权益核验)",
         at=at,
     )
-    grants = Entitlement.objects.select_related("type")
+    year_start = _start_utc(day.replace(month=1, day=1))
+    uses = EntitlementUse.objects.filter(entitlement=OuterRef("pk"), at__gte=year_start)
+    grants = Entitlement.objects.select_related("type").annotate(
+        # This period's uses of each grant, in the same query (a count subquery a period).
+        used_day=_count(uses.filter(at__gte=_start_utc(day))),
+        used_month=_count(uses.filter(at__gte=_start_utc(day.replace(day=1)))),
+        used_year=_count(uses),
+    )
     if record:  # the grants' rows serialise concurrent uses of one quota (a gate's retry, two gates)
         grants = grants.select_for_update(of=("self",))
     candidates = list(
@@ -266,10 +280,9 @@ def _decide_card(
     if not current:
         future = any(e.valid_from > day for e in candidates)
         return Decision(False, "not_yet_valid" if future else "expired", card_no, masked)
-    counts = _use_counts(current, day)
     for grant_row in current:
         kind = grant_row.type
-        used = counts.get(grant_row.pk, {}).get(kind.quota_period, 0)
+        used = getattr(grant_row, f"used_{kind.quota_period}", 0)
         if kind.quota is not None and used >= kind.quota:
             continue
         remaining = None if kind.quota is None else kind.quota - used - (1 if record else 0)
@@ -289,21 +302,11 @@ def _decide_card(
     return Decision(False, "quota_used_up", card_no, masked, current[0].type.code, 0)
 
 
-def _use_counts(grants: list[Entitlement], day: dt.date) -> dict[int, dict[str, int]]:
-    """Uses of each grant in the current day, month and year (one query)."""
-    rows = (
-        EntitlementUse.objects.filter(entitlement__in=grants, at__gte=_start_utc(_period_start("year", day)))
-        .values("entitlement_id")
-        .annotate(
-            day=Count("id", filter=Q(at__gte=_start_utc(day))),
-            month=Count("id", filter=Q(at__gte=_start_utc(day.replace(day=1)))),
-            year=Count("id"),
-        )
+def _count(uses: QuerySet[EntitlementUse]) -> Subquery:
+    return Coalesce(
+        Subquery(uses.order_by().values("entitlement_id").annotate(n=Count("pk")).values("n")[:1]),
+        Value(0),
     )
-    out = {g.pk: {"day": 0, "month": 0, "year": 0, "none": 0} for g in grants}
-    for row in rows:
-        out[row["entitlement_id"]].update(day=row["day"], month=row["month"], year=row["year"])
-    return out
 
 
 def decision_payload(decision: Decision) -> dict[str, Any]:

@@ -253,3 +253,31 @@ def test_approving_an_automatic_type_grants_every_eligible_cardholder_in_sql_as_
     rows = entitlement_list_payload()["entries"]
     assert sorted(r[1] for r in rows) == ["senior-swim"] * 3
     assert s.entitlement_list_refresh(at=AT) == before + 1  # nothing changed: the same version
+
+
+def test_an_online_decision_costs_five_queries_whatever_the_history(person):
+    """Service point with its grant in force; card with its hotlist flag; the read logged; the grants locked
+    with this period's use counts; the use written — pinned, and the same after many uses."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _holder, card = person()
+    _park_pass(quota=1000)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=_holder.pk, actor="t", at=AT)
+
+    def queries(i):
+        with CaptureQueriesContext(connection) as q:
+            d = acceptance_decide(
+                service_point="west-lake-gate",
+                card_no=card.card_no,
+                at=AT + i * dt.timedelta(minutes=1),
+                reader="g",
+            )
+        assert d.allowed and d.remaining == 1000 - i - 1
+        return len([x for x in q.captured_queries if "SAVEPOINT" not in x["sql"]])
+
+    assert queries(0) == 5
+    for i in range(1, 30):
+        queries(i)
+    assert queries(30) == 5
