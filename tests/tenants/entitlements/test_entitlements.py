@@ -281,3 +281,31 @@ def test_an_online_decision_costs_five_queries_whatever_the_history(person):
     for i in range(1, 30):
         queries(i)
     assert queries(30) == 5
+
+
+def test_the_whole_list_rebuild_in_sql_follows_cards_and_leaves_visitors_rows_alone(person):
+    from citycard.tenants.cards.models import Card
+    from citycard.tenants.entitlements.models import EntitlementListEntry
+
+    holder, card = person()
+    _park_pass()
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
+    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    visitor = EntitlementListEntry.objects.create(
+        card_no="3304000100000000019",
+        type_code="park-pass",
+        valid_from=AT.date(),
+        version_added=1,
+        home_tenant="jiaxing",
+        message_id="entl:jiaxing:1:x",
+    )
+    version = s.entitlement_list_refresh(at=AT)
+    Card.objects.filter(pk=card.pk).update(state="frozen")  # behind the signals' back: the rebuild notices
+    assert s.entitlement_list_refresh(at=AT) == version + 1
+    assert [r[0] for r in entitlement_list_payload()["entries"]] == [visitor.card_no]
+    Card.objects.filter(pk=card.pk).update(state="active")
+    assert s.entitlement_list_refresh(at=AT) == version + 2
+    assert sorted(r[0] for r in entitlement_list_payload()["entries"]) == sorted(
+        [card.card_no, visitor.card_no]
+    )
+    assert entitlement_list_payload(since=version + 1)["delta"]["added"][0][0] == card.card_no
