@@ -106,6 +106,18 @@ class EntitlementAdmin(ServiceFormAdmin):
     fields = ("type", "cardholder_id", "valid_from", "valid_to")
     actions = ["revoke_selected"]
 
+    def get_queryset(self, request):
+        # A department officer sees and grants its own department's entitlements only.
+        qs = super().get_queryset(request)
+        if request.user.role == Role.DEPARTMENT_OFFICER:
+            qs = qs.filter(type__department__code=request.user.department)
+        return qs
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "type" and request.user.role == Role.DEPARTMENT_OFFICER:
+            kwargs["queryset"] = EntitlementType.objects.filter(department__code=request.user.department)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)  # revoked, not edited
 

@@ -20,7 +20,7 @@ from citycard.platform import services as platform
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Role
 from citycard.tenants.entitlements import services as s
-from citycard.tenants.entitlements.models import EntitlementType, TypeStatus
+from citycard.tenants.entitlements.models import Entitlement, EntitlementType, TypeStatus
 from tests.tenants.entitlements.conftest import AT
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +166,16 @@ def test_cli_approve_as_a_department_officer_is_refused(hangzhou):
 def test_graphql_offers_no_way_to_define_or_approve_a_type():
     mutations = tenant_schema.graphql_schema.mutation_type.fields
     assert not [name for name in mutations if "Type" in name and "ntitlement" in name]
+
+
+def test_admin_a_department_officer_grants_only_its_own_departments_types(client, hangzhou, person):
+    holder, _card = person()
+    _define(role=Role.CITY_ADMIN, role_department="", department="hz-library")
+    s.entitlement_type_approve(code="park-pass", actor="hz-admin", role=Role.CITY_ADMIN)
+    library = EntitlementType.objects.get(code="park-pass")
+    client.force_login(_user("parks-officer", Role.DEPARTMENT_OFFICER, department="hz-parks"))
+    form = {"type": library.pk, "cardholder_id": holder.pk, "valid_from": "2026-11-24", "valid_to": ""}
+    response = client.post("/admin/entitlements/entitlement/add/", form, **HZ)
+    assert response.status_code == 200  # the library's type is not a choice for the parks officer
+    with tenant_context(hangzhou):
+        assert not Entitlement.objects.exists()
