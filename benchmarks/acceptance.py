@@ -156,6 +156,7 @@ def child(args) -> None:
             actor="bench",
         )
         s.entitlement_type_create(
+            role="city_admin",
             code="park-pass",
             name="公园年卡",
             department="hz-parks",
@@ -165,7 +166,7 @@ def child(args) -> None:
             actor="bench",
             at=at,
         )
-        s.entitlement_type_approve(code="park-pass", actor="bench", at=at)
+        s.entitlement_type_approve(code="park-pass", actor="bench", role="city_admin", at=at)
         cards = []
         for i in range(args.holders):
             number = id_number_build(

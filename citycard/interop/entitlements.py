@@ -18,12 +18,13 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import EntitlementRecognition
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.models import RoamingNetwork, Tenant
+from citycard.platform.models import RoamingNetwork, Tenant, TenantKind
 from citycard.platform.selectors import networks_shared
 from citycard.tenants.entitlements import roaming
 from citycard.tenants.entitlements.acceptance import (
@@ -32,7 +33,10 @@ from citycard.tenants.entitlements.acceptance import (
     acceptance_decide,
     citizen_code_claimed_tenant,
     code_issuer,
+    terminal_check_open,
+    terminal_decision_document,
 )
+from citycard.tenants.entitlements.models import EntitlementType, TypeStatus
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
 
@@ -47,7 +51,7 @@ def entitlement_recognition_set(
     types not listed stop being recognised. Audited; returns the codes."""
     network = RoamingNetwork.objects.filter(code=network_code).first()
     if network is None:
-        raise NotFound(f"no roaming network {network_code!r}", field="network")
+        raise NotFound(_("no roaming network %(code)r") % {"code": network_code}, field="network")
     codes = sorted(set(type_codes))
     EntitlementRecognition.objects.filter(network=network).exclude(type_code__in=codes).delete()
     for code in codes:
@@ -116,7 +120,7 @@ def acceptance_decide_anywhere(
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
     if card_no is None:
-        raise DomainError("give a card number or a citizen code", field="card_no")
+        raise DomainError(_("give a card number or a citizen code"), field="card_no")
     home = _home_of(card_no)
     if channel == "card" and (home is None or home.pk == acquirer.pk):
         return acceptance_decide(
@@ -155,3 +159,65 @@ def _ask_home(home: Tenant, query: dict[str, Any]) -> dict[str, Any]:
     in its own schema; the acquirer's schema is restored after)."""
     with tenant_context(home):
         return roaming.visitor_query_answer(document=query, now=timezone.now())
+
+
+def _local_types() -> set[str]:
+    """Approved types of the current tenant accepted at one of its service points."""
+    return set(
+        EntitlementType.objects.filter(status=TypeStatus.APPROVED)
+        .exclude(service_points=[])
+        .values_list("code", flat=True)
+    )
+
+
+def visitor_lists_sync(*, acquirer: Tenant, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Bring ``acquirer``'s offline list up to date with the visitors' entitlements its service points
+    recognise (异地权益名单), so a gate decides a visitor's card or code offline like a local one: for each
+    city sharing a roaming network with it (and, for a county, its own city), the recognised types that
+    are also approved here; the home seals its rows of those types (full, or the delta on the version held)
+    in its own schema, the acquirer opens and takes them in its own. Only the envelope passes between the
+    two. Returns one summary per home."""
+    at = at or timezone.now()
+    day = at.astimezone(BEIJING).date()
+    homes = Tenant.objects.filter(kind=TenantKind.CITY).exclude(pk=acquirer.pk).order_by("code")
+    out = []
+    with tenant_context(acquirer):
+        local = _local_types()
+    for home in homes:
+        if not home.is_active:
+            continue
+        if acquirer.parent_id == home.pk:
+            types = sorted(local)
+        else:
+            types = sorted(local & recognised_types(acquirer=acquirer, home=home, on=day))
+        with tenant_context(acquirer):
+            held_version, held_types = roaming.visitor_list_held(home=home.code)
+            if not types:
+                if held_version is not None:
+                    gone = roaming.visitor_list_drop(home=home.code, now=at)
+                    out.append({"home": home.code, "version": None, "added": 0, "removed": gone})
+                continue
+        since = held_version if held_types == types else None
+        with tenant_context(home):
+            document = roaming.visitor_list_seal(acquirer=acquirer.code, types=types, since=since, now=at)
+        with tenant_context(acquirer):
+            out.append(roaming.visitor_list_take(document=document, home=home.code, types=types, now=at))
+    return out
+
+
+def acceptance_terminal_check(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A service point's terminal asks online, signing its request with its key (核验请求): opened and checked
+    (``terminal_check_open``), decided for the tenant's own cardholders and visitors alike
+    (``acceptance_decide_anywhere``: the use recorded once per terminal use key), answered tenant-signed.
+    DomainError when the request is refused."""
+    now = now or timezone.now()
+    check = terminal_check_open(document=document, now=now)
+    decision = acceptance_decide_anywhere(
+        service_point=check.service_point,
+        card_no=check.card_no,
+        code=check.code,
+        at=check.at,
+        reader=f"terminal:{check.terminal_id}",
+        use_key=check.use_key,
+    )
+    return terminal_decision_document(check=check, decision=decision)

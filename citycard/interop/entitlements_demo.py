@@ -10,7 +10,12 @@ import secrets
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
-from citycard.interop.entitlements import acceptance_decide_anywhere, entitlement_recognition_set
+from citycard.interop.entitlements import (
+    acceptance_decide_anywhere,
+    entitlement_recognition_set,
+    visitor_lists_sync,
+)
+from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
 from citycard.tenants.accounts.services import account_open, account_topup
 from citycard.tenants.cards.models import Card, CardScheme
@@ -22,6 +27,10 @@ from citycard.tenants.departments.services import data_grant_create, department_
 from citycard.tenants.entitlements import services
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType
+from citycard.tenants.entitlements.selectors import entitlement_list_document
+from citycard.tenants.entitlements.services import approver_role
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.entitlements import EntitlementList
 
 ACTOR = "demo"
 
@@ -51,8 +60,8 @@ def _point(department: tuple[str, str, str], code: str, name: str, address: str)
 
 def _type(code: str, **fields) -> None:
     if not EntitlementType.objects.filter(code=code).exists():
-        services.entitlement_type_create(code=code, actor=ACTOR, **fields)
-    services.entitlement_type_approve(code=code, actor="city-admin")
+        services.entitlement_type_create(role=approver_role(), code=code, actor=ACTOR, **fields)
+    services.entitlement_type_approve(code=code, actor="city-admin", role=approver_role())
 
 
 def _person(division: str, birth: dt.date, sequence: int, name: str, **kwargs):
@@ -203,6 +212,21 @@ def entitlements_demo(ctx) -> None:
                 d.type_code,
                 d.home_tenant or "hangzhou",
             )
+    # The same gate offline: Jiaxing's recognised entitlements taken into Hangzhou's signed list (异地权益名单).
+    visitor_lists_sync(acquirer=hangzhou)
+    with tenant_context(hangzhou):
+        held = EntitlementList().apply(entitlement_list_document(), keys=tenant_public_keys(tenant=hangzhou))
+    offline = held.decide(
+        card_no=jx_card.card_no, service_point="west-lake-gate", day=dt.datetime.now(BEIJING).date()
+    )
+    table.add_row(
+        "Jiaxing's 沈阿婆 at West Lake, gate offline (card, from the visitors' list)",
+        "YES" if offline.allowed else "no",
+        offline.reason,
+        "",
+        offline.type_code,
+        "jiaxing",
+    )
     ctx.console.print(table)
     ctx.console.print(
         "Entitlements (docs/entitlements.md): `citycard entitlements --tenant hangzhou types`; "

@@ -26,9 +26,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from citycard.interop import selectors
+from citycard.interop.entitlements import visitor_lists_sync
 from citycard.interop.models import CycleState
 from citycard.interop.services import cycles, hotlist, messages, validation
 from citycard.platform.celery import app
+from citycard.platform.models import Tenant, TenantKind
 from citycard.platform.observability.metrics import CLEARING_STEP_SECONDS
 
 
@@ -189,5 +191,15 @@ def cycles_resume_stuck(self, now: str | None = None) -> list[str]:
 def hotlists_exchange(now: str | None = None) -> dict:
     """Members' hotlist changes to the platform, the network hotlists to every member's inbox."""
     done = hotlist.hotlists_exchange(now=_now(now))
+    connection.set_schema_to_public()
+    return done
+
+
+@app.task(name="citycard.interop.tasks.visitor_lists_sync_all")
+def visitor_lists_sync_all(now: str | None = None) -> dict:
+    """Every city's and county's offline entitlement list brought up to date with the visitors'
+    entitlements its roaming networks recognise (异地权益名单)."""
+    serving = Tenant.objects.filter(kind__in=(TenantKind.CITY, TenantKind.COUNTY)).order_by("code")
+    done = {t.code: visitor_lists_sync(acquirer=t, at=_now(now)) for t in serving if t.is_active}
     connection.set_schema_to_public()
     return done

@@ -186,10 +186,11 @@ class Role(models.TextChoices):
     CLEARING_STAFF = "clearing_staff", _("Clearing staff")
     CITY_ADMIN = "city_admin", _("City administrator")
     COUNTY_OFFICER = "county_officer", _("County officer")
+    DEPARTMENT_OFFICER = "department_officer", _("Department officer")
 
 
 PLATFORM_ROLES = frozenset({Role.PLATFORM_OPERATOR, Role.CLEARING_STAFF})
-TENANT_ROLES = frozenset({Role.CITY_ADMIN, Role.COUNTY_OFFICER})
+TENANT_ROLES = frozenset({Role.CITY_ADMIN, Role.COUNTY_OFFICER, Role.DEPARTMENT_OFFICER})
 
 
 class User(AbstractUser):
@@ -204,6 +205,14 @@ class User(AbstractUser):
         related_name="users",
         verbose_name=_("tenant"),
     )
+    # A department officer's department (its code in the tenant's schema): it defines that department's
+    # entitlement types, never approves them (谁主管谁负责, the city administrator approves).
+    department = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text=_("A department officer's department code."),
+        verbose_name=_("department"),
+    )
 
     class Meta:
         verbose_name = _("user")
@@ -213,6 +222,11 @@ class User(AbstractUser):
                 name="user_tenant_matches_role",
                 condition=Q(role__in=sorted(r.value for r in PLATFORM_ROLES), tenant__isnull=True)
                 | Q(role__in=sorted(r.value for r in TENANT_ROLES), tenant__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="user_department_iff_department_officer",
+                condition=Q(role=Role.DEPARTMENT_OFFICER) & ~Q(department="")
+                | ~Q(role=Role.DEPARTMENT_OFFICER) & Q(department=""),
             ),
         ]
 

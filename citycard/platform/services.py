@@ -453,8 +453,10 @@ def user_create(
     email: str = "",
     check_password: bool = True,
     actor: str = "system",
+    department: str = "",
 ) -> User:
-    """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county."""
+    """Create a user with a role: platform roles have no tenant; a city admin a city; a county officer a county;
+    a department officer a city or a county and one of its departments (``department``, its code)."""
     if role not in Role.values:
         raise DomainError(
             gettext("unknown role %(role)r (one of: %(values)s)")
@@ -477,6 +479,8 @@ def user_create(
             )
         tenant = tenant_get(tenant_code)
         needed = TenantKind.CITY if role == Role.CITY_ADMIN else TenantKind.COUNTY
+        if role == Role.DEPARTMENT_OFFICER:
+            needed = tenant.kind if tenant.kind in (TenantKind.CITY, TenantKind.COUNTY) else TenantKind.CITY
         if tenant.kind != needed:
             raise DomainError(
                 gettext("a %(role)s belongs to a %(needed)s tenant; %(tenant)r is a %(kind)s")
@@ -484,11 +488,20 @@ def user_create(
                 code="tenant_kind_mismatch",
                 field="tenant",
             )
+    department = (department or "").strip()
+    if (role == Role.DEPARTMENT_OFFICER) != bool(department):
+        raise DomainError(
+            "a department officer names its department; no other role does",
+            code="department_mismatch",
+            field="department",
+        )
     if User.objects.filter(username=username).exists():
         raise Conflict(
             gettext("a user named %(username)r already exists") % {"username": username}, field="username"
         )
-    user = User(username=username, role=role, tenant=tenant, email=email, is_staff=True)
+    user = User(
+        username=username, role=role, tenant=tenant, email=email, is_staff=True, department=department
+    )
     if check_password:
         try:
             validate_password(password, user)
@@ -505,7 +518,7 @@ def user_create(
         actor=actor,
         object_type="user",
         object_id=username,
-        data={"role": role, "tenant": tenant.code if tenant else None},
+        data={"role": role, "tenant": tenant.code if tenant else None, "department": department or None},
     )
     return user
 

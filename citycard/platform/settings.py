@@ -348,6 +348,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.terminals.tasks.batches_verify_all",
         "schedule": float(os.environ.get("CITYCARD_TERMINAL_VERIFY_EVERY_S", "10")),
     },
+    # Visitors' entitlements (异地权益名单) into each tenant's offline list, for gates to decide offline.
+    "interop-visitor-lists-sync": {
+        "task": "citycard.interop.tasks.visitor_lists_sync_all",
+        "schedule": float(os.environ.get("CITYCARD_VISITOR_LISTS_EVERY_S", "900")),
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,

@@ -12,6 +12,7 @@ from django.urls import include, path
 from django.views.i18n import set_language
 
 from citycard.graphql.views import TenantGraphQLView
+from citycard.interop.entitlement_views import entitlement_check
 from citycard.platform import views
 from citycard.platform.admin_sites import tenant_admin
 
@@ -32,4 +33,6 @@ urlpatterns = [
     path("", include("citycard.tenants.terminals.urls")),
     path("", include("citycard.tenants.exchange.urls")),
     path("", include("citycard.tenants.entitlements.urls")),
+    # A terminal's signed online entitlement check (its own tenant's cardholders and visitors alike).
+    path("terminal/v1/entitlement-check", entitlement_check, name="terminal-entitlement-check"),
 ]

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import sqlite3
+import urllib.error
+import urllib.request
 import uuid
 from array import array
 from bisect import bisect_left
@@ -28,12 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
-from citycard.terminal_kit.signing import sign_document, verify_document
+from citycard.terminal_kit.signing import SignatureError, TerminalCredentials, sign_document, verify_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import Validator
 
 KIND = "entitlements"
 USES_KIND = "entitlement-uses"
+CHECK_KIND = "entitlement-check"
+DECISION_KIND = "entitlement-decision"
+CHECK_PATH = "/terminal/v1/entitlement-check"
 _OPEN_END = (1 << 20) - 1  # "no last day" in the packed column
 _DAY_BITS = 20  # a date's ordinal (< 1,048,576: until the year 2870)
 
@@ -57,6 +63,103 @@ class OfflineDecision:
     card_no: str = ""
     type_code: str = ""
     remaining: int | None = None
+
+
+@dataclass(frozen=True)
+class OnlineDecision(OfflineDecision):
+    """The back office's tenant-signed answer (在线核验): also the masked name and, for a visitor, the
+    home tenant that vouched."""
+
+    masked_name: str = ""
+    home_tenant: str = ""
+    online: bool = True
+
+
+HttpPost = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
+
+
+def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class CheckUnavailable(Exception):
+    """The back office did not answer usably (network, refusal, a bad signature): decide offline."""
+
+
+@dataclass
+class OnlineChecker:
+    """Ask the back office online, signing each check with the terminal's key (like a batch of uses);
+    the answer is verified with the tenant's keys and must be the answer to this very check (the
+    terminal, the service point and the use key it chose). A retried check with the same use key counts
+    once at the back office."""
+
+    base_url: str  # the tenant's site
+    tenant_keys: Mapping[str, bytes]
+    credentials: TerminalCredentials
+    post: HttpPost = urllib_post
+    host: str | None = None
+
+    @property
+    def terminal_id(self) -> str:
+        return self.credentials.key_id.rsplit(":", 1)[0]
+
+    def check(
+        self,
+        *,
+        service_point: str,
+        at: dt.datetime,
+        card_no: str | None = None,
+        code: str | None = None,
+        use_key: str | None = None,
+    ) -> OnlineDecision:
+        use_key = use_key or f"{service_point}:{uuid.uuid4().hex}"
+        payload: dict[str, Any] = {
+            "kind": CHECK_KIND,
+            "tenant": self.credentials.tenant,
+            "terminal_id": self.terminal_id,
+            "service_point": service_point,
+            "use_key": use_key,
+            "at": at.isoformat(),
+        }
+        payload.update({"card_no": card_no} if code is None else {"code": code})
+        document = sign_document(payload, key=self.credentials.key, key_id=self.credentials.key_id)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.host:
+            headers["Host"] = self.host
+        try:
+            status, body = self.post(
+                self.base_url.rstrip("/") + CHECK_PATH, json.dumps(document).encode(), headers
+            )
+        except OSError as exc:
+            raise CheckUnavailable(f"the back office did not answer: {exc}") from exc
+        if status != 200:
+            raise CheckUnavailable(f"the check was answered {status}: {body[:200].decode(errors='replace')}")
+        try:
+            answer = verify_document(json.loads(body), keys=self.tenant_keys)
+        except (ValueError, SignatureError) as exc:
+            raise CheckUnavailable(f"the answer was refused: {exc}") from exc
+        expected = (DECISION_KIND, self.terminal_id, service_point, use_key)
+        if (
+            answer.get("kind"),
+            answer.get("terminal_id"),
+            answer.get("service_point"),
+            answer.get("use_key"),
+        ) != (expected):
+            raise CheckUnavailable("the answer is not the answer to this check")
+        return OnlineDecision(
+            bool(answer.get("allowed")),
+            str(answer.get("reason", "")),
+            str(answer.get("card_no") or ""),
+            str(answer.get("type") or ""),
+            answer.get("remaining"),
+            str(answer.get("masked_name") or ""),
+            str(answer.get("home_tenant") or ""),
+        )
 
 
 @dataclass
@@ -322,6 +425,19 @@ class Gate:
     validator: Validator | None = None
     codes: EcodeVerifier | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(BEIJING)
+    # Online first when set: the back office answers (and records the use); offline from the list when
+    # it does not answer.
+    online: OnlineChecker | None = None
+
+    def _ask(self, *, card_no: str | None = None, code: str | None = None) -> OnlineDecision | None:
+        if self.online is None:
+            return None
+        try:
+            return self.online.check(
+                service_point=self.service_point, at=self.clock(), card_no=card_no, code=code
+            )
+        except CheckUnavailable:
+            return None
 
     def _answer(self, card_no: str, channel: str) -> OfflineDecision:
         now = self.clock()
@@ -351,11 +467,14 @@ class Gate:
             return OfflineDecision(False, "card_expired", tap.card_no or "")
         if tap.outcome != "approved" or not tap.card_no:
             return OfflineDecision(False, "card_unreadable", tap.card_no or "")
-        return self._answer(tap.card_no, "card")
+        return self._ask(card_no=tap.card_no) or self._answer(tap.card_no, "card")
 
     def present_code(self, token: str) -> OfflineDecision:
         if self.codes is None:
             raise ValueError("this gate has no code scanner")
+        asked = self._ask(code=token)  # the back office verifies the code and spends its nonce
+        if asked is not None:
+            return asked
         try:
             payload = self.codes.verify(token)
         except CodeRefused as exc:

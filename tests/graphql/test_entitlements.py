@@ -37,6 +37,7 @@ def park(tenant, hz_people):
             actor="t",
         )
         s.entitlement_type_create(
+            role="city_admin",
             code="park-pass",
             name="西湖公园年卡",
             department="hz-parks",
@@ -47,7 +48,7 @@ def park(tenant, hz_people):
             quota=2,
             actor="t",
         )
-        s.entitlement_type_approve(code="park-pass", actor="city-admin")
+        s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin")
     return hz_people
 
 

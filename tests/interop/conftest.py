@@ -163,3 +163,65 @@ def collect(tenant):
         return outbox_collect(tenant=tenant(code), now=now or at(DAY, 12))
 
     return _collect
+
+
+def elderly_free_entry(point: str | None, prefix: str) -> None:
+    """A parks department with elderly free entry (one a day, granted automatically), approved; with a
+    service point and a data grant for names when ``point`` is given."""
+    from citycard.tenants.departments import services as d
+    from citycard.tenants.entitlements import services as s
+
+    d.department_create(code=f"{prefix}-parks", kind="culture_tourism", name=f"{prefix} 园文局", actor="t")
+    if point:
+        d.service_point_create(
+            department=f"{prefix}-parks",
+            code=point,
+            name="公园",
+            address="a",
+            hours="6-22",
+            services=["entry"],
+            actor="t",
+        )
+        d.data_grant_create(
+            department=f"{prefix}-parks",
+            fields=["name"],
+            purpose="核验",
+            valid_from=dt.date(2020, 1, 1),
+            actor="t",
+        )
+    s.entitlement_type_create(
+        role="city_admin",
+        code="elderly-free-entry",
+        name="老年人免费游园",
+        department=f"{prefix}-parks",
+        categories=["elderly"],
+        service_points=[point] if point else [],
+        auto_grant=True,
+        quota_period="day",
+        quota=1,
+        actor="t",
+    )
+    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", role="city_admin")
+
+
+@pytest.fixture
+def visitor(tenant):
+    """A Jiaxing elderly cardholder (free park entry at home) and a Hangzhou park gate."""
+    from citycard.tenants.cards.services import card_issue_now, cardholder_register, schemes_seed
+    from tests.tenants.conftest import new_id
+
+    with tenant_context(tenant("jiaxing")):
+        schemes_seed(actor="t")
+        elderly_free_entry(None, "jx")
+        holder = cardholder_register(
+            name="沈阿婆",
+            id_number=new_id("330402", dt.date(1948, 2, 2)),
+            local_hukou=True,
+            categories=[{"code": "elderly", "valid_from": dt.date(2008, 3, 1)}],
+            actor="t",
+        )
+        card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t")
+    with tenant_context(tenant("hangzhou")):
+        schemes_seed(actor="t")
+        elderly_free_entry("hz-west-lake", "hz")
+    return holder, card

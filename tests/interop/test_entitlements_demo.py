@@ -27,3 +27,5 @@ def test_the_entitlements_demo_runs_twice_and_admits_the_jiaxing_visitor():
     )
     assert "YES" in rows["Jiaxing's 沈阿婆 at West Lake (citizen code)"]
     assert "code_replayed" in rows["the same code shown again"]
+    offline = rows["Jiaxing's 沈阿婆 at West Lake, gate offline (card, from the visitors' list)"]
+    assert "YES" in offline and "elderly-free-entry" in offline

@@ -5,72 +5,38 @@ the Yangtze Delta network recognises; the read lands in the visitor's access log
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.utils.translation import override
 from django_tenants.utils import tenant_context
 
-from citycard.interop.entitlements import acceptance_decide_anywhere, entitlement_recognition_set
+from citycard.interop.entitlements import (
+    acceptance_decide_anywhere,
+    entitlement_recognition_set,
+    visitor_lists_sync,
+)
+from citycard.platform.errors import DomainError
+from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.departments import services as d
+from citycard.tenants.entitlements import roaming
 from citycard.tenants.entitlements import services as s
+from citycard.tenants.entitlements.acceptance import citizen_code_issue, code_issuer, entitlement_uses_upload
+from citycard.tenants.entitlements.models import Entitlement, VisitorUse
+from citycard.tenants.entitlements.selectors import entitlement_list_document
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.ecode import EcodeVerifier
+from citycard.terminal_kit.entitlements import EntitlementList, Gate, UseQueue
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.signing import b64encode, public_key_bytes
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import FixedFare, Validator
 from tests.tenants.conftest import new_id
+from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
 AT = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(microsecond=0)
-
-
-def _elderly_free_entry(point: str | None, prefix: str) -> None:
-    d.department_create(code=f"{prefix}-parks", kind="culture_tourism", name=f"{prefix} 园文局", actor="t")
-    if point:
-        d.service_point_create(
-            department=f"{prefix}-parks",
-            code=point,
-            name="公园",
-            address="a",
-            hours="6-22",
-            services=["entry"],
-            actor="t",
-        )
-        d.data_grant_create(
-            department=f"{prefix}-parks",
-            fields=["name"],
-            purpose="核验",
-            valid_from=dt.date(2020, 1, 1),
-            actor="t",
-        )
-    s.entitlement_type_create(
-        code="elderly-free-entry",
-        name="老年人免费游园",
-        department=f"{prefix}-parks",
-        categories=["elderly"],
-        service_points=[point] if point else [],
-        auto_grant=True,
-        quota_period="day",
-        quota=1,
-        actor="t",
-    )
-    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin")
-
-
-@pytest.fixture
-def visitor(tenant):
-    """A Jiaxing elderly cardholder (free park entry at home) and a Hangzhou park gate."""
-    from citycard.tenants.cards.services import card_issue_now, cardholder_register, schemes_seed
-
-    with tenant_context(tenant("jiaxing")):
-        schemes_seed(actor="t")
-        _elderly_free_entry(None, "jx")
-        holder = cardholder_register(
-            name="沈阿婆",
-            id_number=new_id("330402", dt.date(1948, 2, 2)),
-            local_hukou=True,
-            categories=[{"code": "elderly", "valid_from": dt.date(2008, 3, 1)}],
-            actor="t",
-        )
-        card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t")
-    with tenant_context(tenant("hangzhou")):
-        schemes_seed(actor="t")
-        _elderly_free_entry("hz-west-lake", "hz")
-    return holder, card
 
 
 def test_jiaxing_elderly_visitor_enters_a_hangzhou_park_with_card_and_code(tenant, visitor):
@@ -137,6 +103,7 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
         schemes_seed(actor="t")
         d.department_create(code="hz-library", kind="culture_tourism", name="杭州图书馆", actor="t")
         s.entitlement_type_create(
+            role="city_admin",
             code="library-borrow",
             name="图书借阅",
             department="hz-library",
@@ -144,7 +111,7 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
             auto_grant=True,
             actor="t",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="city-admin")
+        s.entitlement_type_approve(code="library-borrow", actor="city-admin", role="city_admin")
         holder = cardholder_register(
             name="方卫东", id_number=new_id("330122", dt.date(1979, 8, 8)), local_hukou=True, actor="t"
         )
@@ -170,14 +137,151 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
             actor="t",
         )
         s.entitlement_type_create(
+            role="county_officer",
             code="library-borrow",
             name="图书借阅（通借通还）",
             department="tl-library",
             service_points=["tl-library-desk"],
             actor="county-officer",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="county-officer")
+        s.entitlement_type_approve(code="library-borrow", actor="county-officer", role="county_officer")
         yes = acceptance_decide_anywhere(
             service_point="tl-library-desk", card_no=card.card_no, at=AT, reader="desk"
         )
     assert (yes.allowed, yes.home_tenant, yes.masked_name) == (True, "hangzhou", "方**")
+
+
+# --- Visitors offline --------------------------------------------------------------------------------
+# Visitors offline (异地权益离线核验): Jiaxing grants its elderly cardholder free park entry; Hangzhou takes
+# the visitors' entitlements the Yangtze Delta network recognises from Jiaxing's signed visitor list (an
+# envelope, full then delta, never older) into its own signed offline list; Hangzhou's park gate, offline,
+# admits the visitor's card (read and authenticated by the terminal kit) and citizen code (verified with
+# Jiaxing's keys), and its uses upload as the visitor's uses. A revocation at home reaches the gate.
+
+
+def park_gate(tmp_path, transport, jiaxing, hangzhou, held):
+    """Hangzhou's park gate, offline: its validator, and a code scanner trusting both cities' keys."""
+    validator = Validator(
+        transport=transport,
+        sam=kit.sam(),
+        store=TapStore(tmp_path / "taps.sqlite"),
+        fare=FixedFare(0),
+        tenant="hangzhou",
+        service="park",
+        route="hz-west-lake",
+        clock=lambda: AT,
+    )
+    issuers = []
+    for city in (hangzhou, jiaxing):
+        with tenant_context(city):
+            issuers.append(replace(code_issuer(city), keys=tenant_public_keys(tenant=city)))
+    codes = EcodeVerifier(issuers=issuers, store=validator.store, clock=lambda: AT.timestamp())
+    return Gate("hz-west-lake", held, UseQueue(tmp_path / "uses.sqlite"), validator, codes, lambda: AT)
+
+
+def from_jiaxing(done):
+    return {d["home"]: d for d in done}["jiaxing"]
+
+
+def synced_list(hangzhou, held=None):
+    with tenant_context(hangzhou):
+        return (held or EntitlementList()).apply(
+            entitlement_list_document(since=held.version if held else None),
+            keys=tenant_public_keys(tenant=hangzhou),
+        )
+
+
+def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code(tenant, visitor, tmp_path):
+    holder, card = visitor
+    jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
+    assert visitor_lists_sync(acquirer=hangzhou, at=AT) == []  # nothing recognised yet
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    first = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
+    assert (first["home"], first["added"], first["removed"]) == ("jiaxing", 1, 0)
+    assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 0  # up to date
+
+    held = synced_list(hangzhou)
+    assert [t for t, _f, _u in held.entitlements(card.card_no)] == ["elderly-free-entry"]
+    virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="沈阿婆"), kit.keys(), balance=300)
+    gate = park_gate(tmp_path, InProcessReader(virtual), jiaxing, hangzhou, held)
+    by_card = gate.present_card()
+    assert (by_card.allowed, by_card.type_code, by_card.remaining) == (True, "elderly-free-entry", 0)
+    assert virtual.balance == 300
+    assert gate.present_card().reason == "quota_used_up"  # one entry a day, counted by the gate
+
+    with tenant_context(jiaxing):
+        code = citizen_code_issue(card_no=card.card_no, at=AT)
+    day_after = dt.timedelta(days=1)
+    gate.clock = lambda: AT + day_after
+    gate.codes.clock = lambda: AT.timestamp() + 5
+    by_code = gate.present_code(code)
+    assert (by_code.allowed, by_code.card_no) == (True, card.card_no), by_code
+    assert gate.present_code(code).reason == "code_replayed"
+
+    # The gate's uses upload to Hangzhou, signed by the terminal: recorded as the visitor's uses, once.
+    from citycard.tenants.terminals.services import terminal_register
+
+    key = Ed25519PrivateKey.generate()
+    with tenant_context(hangzhou):
+        terminal_register(
+            terminal_id="wl-gate-7",
+            operator="西湖景区",
+            department="hz-parks",
+            service="park",
+            public_key=b64encode(public_key_bytes(key)),
+            location="北山街",
+            actor="t",
+        )
+        batch = gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-7", key=key, key_id="wl-gate-7:k1")
+        taken = entitlement_uses_upload(document=batch)
+        assert (taken["recorded"], taken["rejected"]) == (2, [])
+        assert entitlement_uses_upload(document=batch)["duplicates"] == 2
+        uses = list(VisitorUse.objects.order_by("at"))
+        assert [(u.home_tenant, u.channel) for u in uses] == [("jiaxing", "card"), ("jiaxing", "code")]
+        assert all(u.answer_id.startswith("entl:jiaxing:") for u in uses)
+
+    # Revoked at home: the next sync is a delta removing the row; the gate's list follows it.
+    with tenant_context(jiaxing):
+        grant = Entitlement.objects.get(cardholder_id=holder.pk)
+        s.entitlement_revoke(entitlement_id=grant.pk, reason="迁出", actor="t", at=AT)
+    delta = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
+    assert (delta["added"], delta["removed"]) == (0, 1)
+    newer = synced_list(hangzhou, held)
+    assert newer.version > held.version and newer.entitlements(card.card_no) == []
+
+    # Recognition withdrawn: Jiaxing's visitors leave Hangzhou's list altogether.
+    with tenant_context(jiaxing):
+        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT)
+    assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 1
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=[], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    dropped = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
+    assert dropped["removed"] == 1
+    assert synced_list(hangzhou, newer).entitlements(card.card_no) == []
+
+
+def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
+    jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    types = ["elderly-free-entry"]
+    with tenant_context(jiaxing):
+        old = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
+        holder = Entitlement.objects.get().cardholder_id
+        s.entitlement_revoke(entitlement_id=Entitlement.objects.get().pk, reason="x", actor="t", at=AT)
+        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder, actor="t", at=AT)
+        new = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
+        to_tongxiang = roaming.visitor_list_seal(acquirer="jiaxing", types=types, since=None, now=AT)
+    with tenant_context(hangzhou):
+        roaming.visitor_list_take(document=new, home="jiaxing", types=types, now=AT)
+        with override("zh-hans"), pytest.raises(DomainError, match="不比已持有的版本"):
+            roaming.visitor_list_take(document=old, home="jiaxing", types=types, now=AT)
+        with pytest.raises(DomainError) as refused:
+            roaming.visitor_list_take(document=to_tongxiang, home="jiaxing", types=types, now=AT)
+        assert refused.value.code == "bad_list"
+        with override("zh-hans"), pytest.raises(DomainError, match="不是来自"):
+            roaming.visitor_list_take(document=new, home="shanghai", types=types, now=AT)

@@ -62,6 +62,10 @@ ANONYMOUS = {
             "terminals: every batch of uses signed with the terminal's Ed25519 key",
             {405, 415},
         ),
+        "terminal/v1/entitlement-check": (
+            "terminals: every check signed with the terminal's Ed25519 key; the answer tenant-signed",
+            {405, 415},
+        ),
     },
     PLATFORM_URLS: {
         "healthz": ("liveness: no data", {200, 405}),

@@ -17,6 +17,10 @@ class DepartmentsConfig(AppConfig):
             "departments.dataread": {"view"},
             "departments.onboarding": {"view"},
         },
+        "department_officer": {
+            "departments.department": {"view"},
+            "departments.servicepoint": {"view"},
+        },
         # A county office onboards its own departments and service points in its own schema.
         "county_officer": {
             "departments.department": {"view", "add", "change"},

@@ -20,24 +20,30 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from citycard.platform.errors import Conflict, DomainError, NotFound
-from citycard.platform.keys import tenant_public_keys, tenant_signature
+from citycard.platform.keys import tenant_public_keys, tenant_sign, tenant_signature
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
 from citycard.tenants.departments.models import DataGrant, DataRead, ServicePoint
 from citycard.tenants.entitlements.models import (
     CodeNonce,
     Entitlement,
+    EntitlementListEntry,
+    EntitlementType,
     EntitlementUse,
     QuotaPeriod,
     TypeStatus,
     UseChannel,
+    VisitorUse,
 )
-from citycard.tenants.terminals.models import TerminalKey
+from citycard.tenants.terminals.models import Terminal, TerminalKey
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import PREFIX, CodeIssuer, CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import SignatureError, b64decode, canonical_json, verify_document
@@ -136,34 +142,43 @@ def citizen_code_verify(*, code: str, at: dt.datetime) -> str:
     return verifier.verify(code)["card_no"]
 
 
-def _grant_in_force(department_id: int, day: dt.date) -> DataGrant | None:
-    return (
+def _grant_in_force(day: dt.date) -> Subquery:
+    """The id of the service point's department's data grant for names in force on ``day`` (the newest)."""
+    return Subquery(
         DataGrant.objects.filter(
-            department_id=department_id,
+            department_id=OuterRef("department_id"),
             revoked_at__isnull=True,
             valid_from__lte=day,
             fields__contains=["name"],
         )
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=day))
         .order_by("-valid_from")
-        .first()
+        .values("pk")[:1]
     )
 
 
-def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[ServicePoint, DataGrant]:
-    """The open service point and its department's grant in force; NotFound / DomainError(no_grant)."""
-    point = ServicePoint.objects.select_related("department").filter(code=code, active=True).first()
+def service_point_for_acceptance(*, code: str, at: dt.datetime) -> tuple[ServicePoint, int]:
+    """The open service point (its department joined) and the id of its department's data grant in force,
+    in one query; NotFound / DomainError(no_grant)."""
+    point = (
+        ServicePoint.objects.select_related("department")
+        .annotate(grant_in_force=_grant_in_force(at.astimezone(BEIJING).date()))
+        .filter(code=code, active=True)
+        .first()
+    )
     if point is None:
-        raise NotFound("no open service point of this tenant has this code", field="service_point")
-    grant = _grant_in_force(point.department_id, at.astimezone(BEIJING).date())
-    if grant is None:
+        raise NotFound(_("no open service point of this tenant has this code"), field="service_point")
+    if point.grant_in_force is None:
         raise DomainError(
-            f"department {point.department.code} holds no data grant for cardholders' names: "
-            "a city administrator grants it before its service points can check entitlements",
+            _(
+                "department %(code)s holds no data grant for cardholders' names: "
+                "a city administrator grants it before its service points can check entitlements"
+            )
+            % {"code": point.department.code},
             code="no_grant",
             field="service_point",
         )
-    return point, grant
+    return point, point.grant_in_force
 
 
 @transaction.atomic
@@ -181,8 +196,14 @@ def acceptance_decide(
     code, and record the use when allowed (``record``). ``use_key`` makes a retried request count once."""
     at = at or timezone.now()
     if (card_no is None) == (code is None):
-        raise DomainError("give a card number or a citizen code", field="card_no")
-    point, grant = service_point_for_acceptance(code=service_point, at=at)
+        raise DomainError(_("give a card number or a citizen code"), field="card_no")
+    point, grant_id = service_point_for_acceptance(code=service_point, at=at)
+    if use_key:  # a retry (before the code: its nonce was spent by the first try): the first answer stands
+        done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
+        if done is not None:
+            if (card_no is not None and done.card_no != card_no) or done.service_point != point.code:
+                raise Conflict(_("this use key was used for another card or service point"), field="use_key")
+            return Decision(True, "ok", done.card_no, "", done.entitlement.type.code, None, done.pk)
     channel = UseChannel.CARD
     if code is not None:
         channel = UseChannel.CODE
@@ -190,18 +211,12 @@ def acceptance_decide(
             card_no = citizen_code_verify(code=code, at=at)
         except CodeRefused as exc:
             return Decision(False, _CODE_REASONS.get(exc.code, "code_invalid"))
-    if use_key:
-        done = EntitlementUse.objects.filter(use_key=use_key).select_related("entitlement__type").first()
-        if done is not None:  # a retry: the first answer stands, counted once
-            if done.card_no != card_no or done.service_point != point.code:
-                raise Conflict("this use key was used for another card or service point", field="use_key")
-            return Decision(True, "ok", card_no, "", done.entitlement.type.code, None, done.pk)
-    return _decide_card(point, grant, card_no, channel, at, reader, use_key, record)
+    return _decide_card(point, grant_id, card_no, channel, at, reader, use_key, record)
 
 
 def _decide_card(
     point: ServicePoint,
-    grant: DataGrant,
+    grant_id: int,
     card_no: str,
     channel: str,
     at: dt.datetime,
@@ -233,7 +248,7 @@ def _decide_card(
     holder = card.cardholder
     masked = name_mask(holder.name)
     DataRead.objects.create(
-        grant=grant,
+        grant_id=grant_id,
         department_id=point.department_id,
         cardholder_id=holder.pk,
         reader=reader,
@@ -241,7 +256,14 @@ def _decide_card(
         reason=f"entitlement check at {point.code} (权益核验)",
         at=at,
     )
-    grants = Entitlement.objects.select_related("type")
+    year_start = _start_utc(day.replace(month=1, day=1))
+    uses = EntitlementUse.objects.filter(entitlement=OuterRef("pk"), at__gte=year_start)
+    grants = Entitlement.objects.select_related("type").annotate(
+        # This period's uses of each grant, in the same query (a count subquery a period).
+        used_day=_count(uses.filter(at__gte=_start_utc(day))),
+        used_month=_count(uses.filter(at__gte=_start_utc(day.replace(day=1)))),
+        used_year=_count(uses),
+    )
     if record:  # the grants' rows serialise concurrent uses of one quota (a gate's retry, two gates)
         grants = grants.select_for_update(of=("self",))
     candidates = list(
@@ -258,10 +280,9 @@ def _decide_card(
     if not current:
         future = any(e.valid_from > day for e in candidates)
         return Decision(False, "not_yet_valid" if future else "expired", card_no, masked)
-    counts = _use_counts(current, day)
     for grant_row in current:
         kind = grant_row.type
-        used = counts.get(grant_row.pk, {}).get(kind.quota_period, 0)
+        used = getattr(grant_row, f"used_{kind.quota_period}", 0)
         if kind.quota is not None and used >= kind.quota:
             continue
         remaining = None if kind.quota is None else kind.quota - used - (1 if record else 0)
@@ -281,21 +302,11 @@ def _decide_card(
     return Decision(False, "quota_used_up", card_no, masked, current[0].type.code, 0)
 
 
-def _use_counts(grants: list[Entitlement], day: dt.date) -> dict[int, dict[str, int]]:
-    """Uses of each grant in the current day, month and year (one query)."""
-    rows = (
-        EntitlementUse.objects.filter(entitlement__in=grants, at__gte=_start_utc(_period_start("year", day)))
-        .values("entitlement_id")
-        .annotate(
-            day=Count("id", filter=Q(at__gte=_start_utc(day))),
-            month=Count("id", filter=Q(at__gte=_start_utc(day.replace(day=1)))),
-            year=Count("id"),
-        )
+def _count(uses: QuerySet[EntitlementUse]) -> Subquery:
+    return Coalesce(
+        Subquery(uses.order_by().values("entitlement_id").annotate(n=Count("pk")).values("n")[:1]),
+        Value(0),
     )
-    out = {g.pk: {"day": 0, "month": 0, "year": 0, "none": 0} for g in grants}
-    for row in rows:
-        out[row["entitlement_id"]].update(day=row["day"], month=row["month"], year=row["year"])
-    return out
 
 
 def decision_payload(decision: Decision) -> dict[str, Any]:
@@ -315,7 +326,7 @@ def citizen_code_issue(*, card_no: str, at: dt.datetime | None = None, lifetime_
     a short-lived token signed with the tenant's key (terminal_kit.ecode), verified offline by terminals."""
     card = Card.objects.filter(card_no=card_no, state__in=(CardState.ACTIVE, CardState.ISSUED)).first()
     if card is None:
-        raise NotFound(f"no live card {card_no!r} here", field="card_no")
+        raise NotFound(_("no live card %(card)r here") % {"card": card_no}, field="card_no")
     issued = int((at or timezone.now()).timestamp())
     tenant = connection.tenant
     payload = {
@@ -334,13 +345,11 @@ def citizen_code_issue(*, card_no: str, at: dt.datetime | None = None, lifetime_
     return ".".join([PREFIX, b64url(raw), b64url(b64decode(signature["value"])), signature["key_id"]])
 
 
-@transaction.atomic
-def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Take a terminal's signed batch of uses it accepted offline (terminal_kit.entitlements.UseQueue):
-    signed by one of the terminal's keys, each use recorded once (by ``use_key``: a resent batch adds
-    nothing) and counted against its quota. A use whose card or grant this tenant does not know is
-    returned as rejected with a reason. Returns {"recorded", "duplicates", "rejected", "use_keys"}."""
-    now = now or timezone.now()
+def _terminal_document_open(document: Any, *, kind: str, now: dt.datetime) -> tuple[dict[str, Any], Terminal]:
+    """The payload of a document signed by one of this tenant's active terminals' keys (current, or
+    within its rotation overlap) and that terminal; DomainError(bad_signature / invalid) otherwise. One
+    query for the key and its terminal."""
+    found: dict[str, TerminalKey] = {}
 
     def key_of(key_id: str) -> bytes | None:
         row = (
@@ -349,29 +358,131 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             .select_related("terminal")
             .first()
         )
-        return None if row is None else bytes(row.public_key)
+        if row is None:
+            return None
+        found["key"] = row
+        return bytes(row.public_key)
 
     try:
         payload = verify_document(document, keys=key_of)
     except SignatureError as exc:
         raise DomainError(
-            f"the uses batch was refused: {exc}", code="bad_signature", field="document"
+            _("the terminal's document was refused: %(why)s") % {"why": exc},
+            code="bad_signature",
+            field="document",
         ) from None
-    signer = document["signature"]["key_id"]
-    terminal = TerminalKey.objects.select_related("terminal").get(key_id=signer).terminal
-    if payload.get("kind") != "entitlement-uses" or payload.get("terminal_id") != terminal.terminal_id:
-        raise DomainError("not a uses batch of the signing terminal", code="invalid", field="document")
+    terminal = found["key"].terminal
+    if payload.get("kind") != kind or payload.get("terminal_id") != terminal.terminal_id:
+        raise DomainError(
+            _("not a %(kind)s document of the signing terminal") % {"kind": kind},
+            code="invalid",
+            field="document",
+        )
+    return payload, terminal
+
+
+@dataclass(frozen=True)
+class TerminalCheck:
+    """A terminal's signed online question (``POST /terminal/v1/entitlement-check``), opened."""
+
+    terminal_id: str
+    service_point: str
+    card_no: str | None
+    code: str | None
+    use_key: str  # the terminal's own key, namespaced by its id: a retried request counts once
+    at: dt.datetime
+
+
+def terminal_check_open(*, document: Any, now: dt.datetime) -> TerminalCheck:
+    """Open a terminal's signed acceptance request (核验请求): signed by an active terminal of this tenant,
+    made within the allowed clock skew, for a service point of the terminal's own department, naming a
+    card number read and authenticated by the terminal or a scanned citizen code, with the terminal's
+    use key. DomainError with a code otherwise (nothing decided, nothing written)."""
+    payload, terminal = _terminal_document_open(document, kind="entitlement-check", now=now)
+    card_no, code, use_key = payload.get("card_no"), payload.get("code"), payload.get("use_key")
+    if (card_no is None) == (code is None) or not all(
+        isinstance(v, str) and v for v in (payload.get("service_point"), use_key, card_no or code)
+    ):
+        raise DomainError(
+            _("a check names a service point, a use key and a card number or a citizen code"),
+            code="malformed",
+            field="document",
+        )
+    try:
+        at = dt.datetime.fromisoformat(str(payload.get("at")))
+    except ValueError:
+        at = None
+    skew = settings.TERMINAL_MAX_CLOCK_SKEW_S
+    if at is None or at.tzinfo is None or abs((now - at).total_seconds()) > skew:
+        raise DomainError(
+            _("the check was made at %(at)s, not within %(skew)s s of the back office's clock")
+            % {"at": payload.get("at"), "skew": skew},
+            code="clock_skew",
+            field="document",
+        )
+    point = (
+        ServicePoint.objects.filter(code=payload["service_point"], active=True)
+        .values_list("department__code", flat=True)
+        .first()
+    )
+    if point is None or point != terminal.department:
+        raise DomainError(
+            _("terminal %(terminal)s is not a terminal of service point %(point)s's department")
+            % {"terminal": terminal.terminal_id, "point": payload["service_point"]},
+            code="not_allowed",
+            field="service_point",
+        )
+    return TerminalCheck(
+        terminal.terminal_id,
+        payload["service_point"],
+        card_no,
+        code,
+        f"terminal:{terminal.terminal_id}:{use_key}"[:120],
+        at,
+    )
+
+
+def terminal_decision_document(*, check: TerminalCheck, decision: Decision) -> dict[str, Any]:
+    """The tenant-signed answer to a terminal's check: what it shows, bound to the terminal and its use key."""
+    tenant = connection.tenant
+    payload = {
+        "kind": "entitlement-decision",
+        "tenant": tenant.code,
+        "terminal_id": check.terminal_id,
+        "service_point": check.service_point,
+        "use_key": check.use_key.split(":", 2)[2],
+        "home_tenant": decision.home_tenant,
+        **decision_payload(decision),
+    }
+    return tenant_sign(tenant=tenant, payload=payload)
+
+
+@transaction.atomic
+def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Take a terminal's signed batch of uses it accepted offline (terminal_kit.entitlements.UseQueue):
+    signed by one of the terminal's keys, each use recorded once (by ``use_key``: a resent batch adds
+    nothing) and counted against its quota. A use whose card or grant this tenant does not know is
+    returned as rejected with a reason. Returns {"recorded", "duplicates", "rejected", "use_keys"}."""
+    now = now or timezone.now()
+    payload, terminal = _terminal_document_open(document, kind="entitlement-uses", now=now)
     uses = payload.get("uses") or []
     fields = ("use_key", "card_no", "type", "service_point", "channel", "at")
     for use in uses if isinstance(uses, list) else [None]:
         if not isinstance(use, dict) or not all(isinstance(use.get(f), str) and use.get(f) for f in fields):
-            raise DomainError(f"each use has {', '.join(fields)} as text", code="malformed", field="document")
+            raise DomainError(
+                _("each use has %(fields)s as text") % {"fields": ", ".join(fields)},
+                code="malformed",
+                field="document",
+            )
         try:
             moment = dt.datetime.fromisoformat(use["at"])
         except ValueError:
             moment = None
         if moment is None or moment.tzinfo is None or use["channel"] not in UseChannel.values:
-            raise DomainError(f"use {use['use_key']}: a time with its offset and a channel", code="malformed")
+            raise DomainError(
+                _("use %(key)s: a time with its offset and a channel") % {"key": use["use_key"]},
+                code="malformed",
+            )
     keys = [u["use_key"] for u in uses]
     seen = set(EntitlementUse.objects.filter(use_key__in=keys).values_list("use_key", flat=True))
     cards = {
@@ -386,7 +497,14 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
         cardholder_id__in={h for h in cards.values() if h}
     ):
         grants.setdefault((g.cardholder_id, g.type.code), []).append(g)
-    recorded, rejected = [], []
+    strangers = {u["card_no"] for u in uses if u["card_no"] not in cards}
+    visitors = {
+        (e.card_no, e.type_code): (e.home_tenant, e.type_code, e.message_id)
+        for e in EntitlementListEntry.objects.filter(card_no__in=strangers).exclude(home_tenant="")
+    }
+    kinds = {k.code: k for k in EntitlementType.objects.filter(code__in={t for _c, t in visitors})}
+    seen_visitors = set(VisitorUse.objects.filter(use_key__in=keys).values_list("use_key", flat=True))
+    recorded, rejected, visitor_uses = [], [], []
     for use in uses:
         if use["use_key"] in seen:
             continue
@@ -400,6 +518,26 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             ),
             None,
         )
+        if grant is None and use["card_no"] not in cards:
+            # A visitor's card (异地): accepted on its home tenant's signed visitor list.
+            vouched = visitors.get((use["card_no"], use["type"]))
+            if vouched is not None and vouched[1] in kinds and use["use_key"] not in seen_visitors:
+                visitor_uses.append(
+                    VisitorUse(
+                        type=kinds[vouched[1]],
+                        home_tenant=vouched[0],
+                        home_type=use["type"],
+                        card_no=use["card_no"],
+                        service_point=use["service_point"],
+                        channel=use["channel"],
+                        answer_id=vouched[2],
+                        use_key=use["use_key"],
+                        at=at,
+                    )
+                )
+                continue
+            if vouched is not None:
+                continue  # taken before (a resent batch)
         if grant is None:
             rejected.append({"use_key": use["use_key"], "reason": "not_entitled"})
             continue
@@ -417,9 +555,10 @@ def entitlement_uses_upload(*, document: Any, now: dt.datetime | None = None) ->
             )
         )
     EntitlementUse.objects.bulk_create(recorded, ignore_conflicts=True)
+    VisitorUse.objects.bulk_create(visitor_uses, ignore_conflicts=True)
     return {
-        "recorded": len(recorded),
-        "duplicates": len(seen),
+        "recorded": len(recorded) + len(visitor_uses),
+        "duplicates": len(seen) + len(seen_visitors),
         "rejected": rejected,
         "use_keys": [u["use_key"] for u in uses if u["use_key"] not in {r["use_key"] for r in rejected}],
     }

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
 from citycard.platform.errors import DomainError
+from citycard.platform.models import Role
 from citycard.tenants.entitlements import services
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType, EntitlementUse, VisitorUse
 
@@ -53,6 +54,19 @@ class EntitlementTypeAdmin(ServiceFormAdmin):
     fields = (*TYPE_FIELDS, "status", "approved_by", "approved_at", "created_by", "created_at")
     actions = ["approve_selected"]
 
+    def get_queryset(self, request):
+        # A department officer sees its own department's types only (谁主管谁负责).
+        qs = super().get_queryset(request)
+        if request.user.role == Role.DEPARTMENT_OFFICER:
+            qs = qs.filter(department__code=request.user.department)
+        return qs
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if request.user.role != services.approver_role():
+            actions.pop("approve_selected", None)  # the service refuses them anyway
+        return actions
+
     def get_readonly_fields(self, request, obj=None):
         # A type is defined once; what changes later is its approval (a changed right is a new type).
         if obj is not None:
@@ -67,6 +81,8 @@ class EntitlementTypeAdmin(ServiceFormAdmin):
         created = services.entitlement_type_create(
             **{f: data.get(f) for f in TYPE_FIELDS if f != "department"},
             department=data["department"].code,
+            role=request.user.role,
+            role_department=request.user.department,
             actor=_actor(request),
         )
         obj.pk = created.pk
@@ -75,7 +91,9 @@ class EntitlementTypeAdmin(ServiceFormAdmin):
     def approve_selected(self, request, queryset):
         for kind in queryset:
             try:
-                services.entitlement_type_approve(code=kind.code, actor=_actor(request))
+                services.entitlement_type_approve(
+                    code=kind.code, actor=_actor(request), role=request.user.role
+                )
             except DomainError as exc:
                 self.message_user(request, f"{kind.code}: {exc}", messages.ERROR)
 
@@ -87,6 +105,18 @@ class EntitlementAdmin(ServiceFormAdmin):
     search_fields = ("=cardholder_id",)
     fields = ("type", "cardholder_id", "valid_from", "valid_to")
     actions = ["revoke_selected"]
+
+    def get_queryset(self, request):
+        # A department officer sees and grants its own department's entitlements only.
+        qs = super().get_queryset(request)
+        if request.user.role == Role.DEPARTMENT_OFFICER:
+            qs = qs.filter(type__department__code=request.user.department)
+        return qs
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "type" and request.user.role == Role.DEPARTMENT_OFFICER:
+            kwargs["queryset"] = EntitlementType.objects.filter(department__code=request.user.department)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)  # revoked, not edited

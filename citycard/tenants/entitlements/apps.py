@@ -16,6 +16,12 @@ class EntitlementsConfig(AppConfig):
             "entitlements.entitlementuse": {"view"},
             "entitlements.visitoruse": {"view"},
         },
+        # A department's officer defines its own department's types and grants them; it never approves.
+        "department_officer": {
+            "entitlements.entitlementtype": {"view", "add"},
+            "entitlements.entitlement": {"view", "add", "change"},
+            "entitlements.entitlementuse": {"view"},
+        },
         "county_officer": {
             "entitlements.entitlementtype": {"view", "add", "change"},
             "entitlements.entitlement": {"view"},

@@ -212,6 +212,16 @@ class EntitlementListEntry(models.Model):
     valid_to = models.DateField(null=True, blank=True, verbose_name=_("valid to"))
     version_added = models.IntegerField(verbose_name=_("version added"))
     version_removed = models.IntegerField(null=True, blank=True, verbose_name=_("version removed"))
+    # A visitor's row (异地持卡人): the home tenant that vouched for it in a signed visitor list, and that
+    # message's id; empty for this tenant's own cardholders.
+    home_tenant = models.CharField(max_length=30, blank=True, default="", verbose_name=_("home tenant"))
+    message_id = models.CharField(
+        max_length=120,
+        blank=True,
+        default="",
+        help_text=_("The home tenant's signed visitor list that brought this row."),
+        verbose_name=_("message id"),
+    )
 
     class Meta:
         verbose_name = _("entitlement list entry")
@@ -274,3 +284,23 @@ class VisitorUse(models.Model):
         verbose_name_plural = _("visitors' uses")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["card_no", "type", "at"], name="visitoruse_card_type_at")]
+
+
+class VisitorList(models.Model):
+    """The visitors' entitlements a home tenant vouched for (异地权益名单), as this tenant last took them:
+    the home's list version (never older), the recognised types it covered, the signed message."""
+
+    home_tenant = models.CharField(max_length=30, unique=True, verbose_name=_("home tenant"))
+    version = models.IntegerField(verbose_name=_("home list version"))
+    types = ArrayField(models.CharField(max_length=40), default=list, blank=True, verbose_name=_("types"))
+    message_id = models.CharField(max_length=120, verbose_name=_("message id"))
+    rows = models.IntegerField(default=0, verbose_name=_("rows"))
+    taken_at = models.DateTimeField(verbose_name=_("taken at"))
+
+    class Meta:
+        verbose_name = _("visitors' entitlement list")
+        verbose_name_plural = _("visitors' entitlement lists")
+        ordering = ["home_tenant"]
+
+    def __str__(self) -> str:
+        return f"{self.home_tenant} v{self.version}"

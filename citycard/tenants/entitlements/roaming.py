@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import EnvelopeRefused, envelope_open, envelope_seal
@@ -33,7 +34,16 @@ from citycard.tenants.entitlements.acceptance import (
     name_mask,
     service_point_for_acceptance,
 )
-from citycard.tenants.entitlements.models import Entitlement, EntitlementType, TypeStatus, VisitorUse
+from citycard.tenants.entitlements.models import (
+    Entitlement,
+    EntitlementListEntry,
+    EntitlementType,
+    TypeStatus,
+    VisitorList,
+    VisitorUse,
+)
+from citycard.tenants.entitlements.selectors import entitlement_list_version
+from citycard.tenants.entitlements.services import list_version_bump
 from citycard.terminal_kit.beijing import BEIJING
 
 QUERY, ANSWER = "entitlement.query", "entitlement.answer"
@@ -147,10 +157,12 @@ def visitor_decide(
     try:
         opened = envelope_open(answer, recipient=acquirer.code, now=timezone.now(), kinds=(ANSWER,))
     except EnvelopeRefused as exc:
-        raise DomainError(f"the home tenant's answer was refused: {exc}", code="bad_answer") from None
+        raise DomainError(
+            _("the home tenant's answer was refused: %(why)s") % {"why": exc}, code="bad_answer"
+        ) from None
     body = opened.body
     if opened.sender.code != home_code or body.get("query_id") != query["payload"]["message_id"]:
-        raise DomainError("the answer is not the home tenant's answer to this query", code="bad_answer")
+        raise DomainError(_("the answer is not the home tenant's answer to this query"), code="bad_answer")
     card_no = body.get("card_no", "")
     if body.get("state") != "ok":
         return Decision(False, body.get("state", "unknown_card"), card_no, home_tenant=home_code)
@@ -169,7 +181,7 @@ def visitor_decide(
         return Decision(False, "expired", card_no, masked, home_tenant=home_code)
     if use_key and (done := VisitorUse.objects.filter(use_key=use_key).first()) is not None:
         if done.card_no != card_no or done.service_point != service_point:
-            raise DomainError("this use key was used for another card or service point", code="conflict")
+            raise DomainError(_("this use key was used for another card or service point"), code="conflict")
         return Decision(True, "ok", card_no, masked, done.home_type, None, done.pk, home_code)
     kinds = {k.code: k for k in EntitlementType.objects.filter(code__in=[h["type"] for h in current])}
     for h in current:
@@ -197,3 +209,160 @@ def visitor_decide(
         remaining = None if kind.quota is None else kind.quota - used - 1
         return Decision(True, "ok", card_no, masked, kind.code, remaining, use.pk, home_code)
     return Decision(False, "quota_used_up", card_no, masked, current[0]["type"], 0, home_tenant=home_code)
+
+
+# --- visitors' entitlements for offline acceptance (异地权益名单) -----------------------------------------
+
+VISITOR_LIST = "entitlement.visitor_list"
+
+
+def visitor_list_seal(
+    *, acquirer: str, types: list[str], since: int | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The home tenant's signed list of its cardholders' entitlements of the recognised ``types`` for the
+    acquirer's service points to decide offline (run in the home's schema): card numbers, types and
+    validity only — no names. Full, or the delta on the home's list version ``since`` (as the hotlist);
+    the version is the home's offline list version, so the acquirer never takes an older one."""
+    home = connection.tenant
+    kinds = sorted(set(types))
+    version = entitlement_list_version()
+    rows = EntitlementListEntry.objects.filter(home_tenant="", type_code__in=kinds)
+    fields = ("card_no", "type_code", "valid_from", "valid_to")
+
+    def row(c: str, t: str, f: dt.date, u: dt.date | None) -> list[Any]:
+        return [c, t, f.isoformat(), u.isoformat() if u else None]
+
+    body: dict[str, Any] = {"version": version, "types": kinds}
+    if since is None or since > version:
+        live = rows.filter(version_removed__isnull=True).order_by("card_no", "type_code")
+        body["entries"] = [row(*r) for r in live.values_list(*fields)]
+        shared = len(body["entries"])
+    else:
+        added = rows.filter(version_removed__isnull=True, version_added__gt=since)
+        removed = rows.filter(version_added__lte=since, version_removed__gt=since)
+        body["delta"] = {
+            "since": since,
+            "added": [row(*r) for r in added.order_by("card_no", "type_code").values_list(*fields)],
+            "removed": [list(r) for r in removed.order_by("card_no").values_list("card_no", "type_code")],
+        }
+        shared = len(body["delta"]["added"])
+    if shared:
+        audit_record(
+            action="interop.share",
+            actor=f"{acquirer}:visitor-list",
+            object_type="interop",
+            object_id=acquirer,
+            data={
+                "operation": f"visitors' entitlement list for {acquirer} (异地权益名单)",
+                "types": kinds,
+                "version": version,
+                "rows": shared,
+            },
+        )
+    return envelope_seal(
+        sender=home,
+        recipient=acquirer,
+        kind=VISITOR_LIST,
+        message_id=f"entl:{home.code}:{version}:{secrets.token_hex(8)}",
+        body=body,
+        now=now,
+        ttl=TTL,
+    )
+
+
+@transaction.atomic
+def visitor_list_take(*, document: Any, home: str, types: list[str], now: dt.datetime) -> dict[str, Any]:
+    """Take a home tenant's signed visitor list into this tenant's offline list (run in the acquirer's
+    schema): verified (signature, sender, recipient), never older than the version held, a delta only on
+    the version held and for the same types; rows of that home not in it leave the list at the next
+    version. Returns {"home", "version", "added", "removed"}; DomainError(bad_list) when refused."""
+    acquirer = connection.tenant
+    try:
+        opened = envelope_open(document, recipient=acquirer.code, now=now, kinds=(VISITOR_LIST,))
+    except EnvelopeRefused as exc:
+        raise DomainError(
+            _("the home tenant's visitor list was refused: %(why)s") % {"why": exc}, code="bad_list"
+        ) from None
+    if opened.sender.code != home:
+        raise DomainError(_("the visitor list is not from %(home)s") % {"home": home}, code="bad_list")
+    body = opened.body
+    version, kinds = body.get("version"), sorted(set(body.get("types") or []))
+    held = VisitorList.objects.select_for_update().filter(home_tenant=home).first()
+    if not isinstance(version, int) or kinds != sorted(set(types)):
+        raise DomainError(_("the visitor list does not cover the recognised types"), code="bad_list")
+    if held is not None and version < held.version:
+        raise DomainError(
+            _("visitor list version %(got)s of %(home)s is not newer than the one held (%(held)s)")
+            % {"got": version, "home": home, "held": held.version},
+            code="bad_list",
+        )
+    live = EntitlementListEntry.objects.filter(home_tenant=home, version_removed__isnull=True)
+    have = {(e.card_no, e.type_code, e.valid_from, e.valid_to): e.pk for e in live}
+
+    def parsed(rows: list[Any]) -> set[tuple[str, str, dt.date, dt.date | None]]:
+        return {
+            (str(c), str(t), dt.date.fromisoformat(f), dt.date.fromisoformat(u) if u else None)
+            for c, t, f, u in rows
+            if t in kinds
+        }
+
+    if "entries" in body:
+        wanted = parsed(body["entries"])
+    else:
+        delta = body.get("delta") or {}
+        if held is None or delta.get("since") != held.version or sorted(held.types) != kinds:
+            raise DomainError(
+                _("the visitor list delta is not on the version held: the full list is needed"),
+                code="bad_list",
+            )
+        gone_pairs = {(str(c), str(t)) for c, t in delta.get("removed", [])}
+        added = parsed(delta.get("added", []))
+        added_pairs = {(r[0], r[1]) for r in added}
+        wanted = {r for r in have if (r[0], r[1]) not in gone_pairs | added_pairs} | added
+    gone, new = set(have) - wanted, wanted - set(have)
+    if gone or new:
+        local_version = list_version_bump(at=now)
+        EntitlementListEntry.objects.filter(pk__in=[have[r] for r in gone]).update(
+            version_removed=local_version
+        )
+        EntitlementListEntry.objects.bulk_create(
+            EntitlementListEntry(
+                card_no=c,
+                type_code=t,
+                valid_from=f,
+                valid_to=u,
+                version_added=local_version,
+                home_tenant=home,
+                message_id=opened.message_id,
+            )
+            for c, t, f, u in sorted(new, key=lambda r: (r[0], r[1]))
+        )
+    VisitorList.objects.update_or_create(
+        home_tenant=home,
+        defaults={
+            "version": version,
+            "types": kinds,
+            "message_id": opened.message_id,
+            "rows": len(wanted),
+            "taken_at": now,
+        },
+    )
+    return {"home": home, "version": version, "added": len(new), "removed": len(gone)}
+
+
+@transaction.atomic
+def visitor_list_drop(*, home: str, now: dt.datetime) -> int:
+    """Take a home's visitors out of the offline list (nothing recognised between the two any more)."""
+    live = EntitlementListEntry.objects.filter(home_tenant=home, version_removed__isnull=True)
+    gone = 0
+    if live.exists():
+        local_version = list_version_bump(at=now)
+        gone = live.update(version_removed=local_version)
+    VisitorList.objects.filter(home_tenant=home).delete()
+    return gone
+
+
+def visitor_list_held(*, home: str) -> tuple[int | None, list[str]]:
+    """The home's list version and types this tenant holds ((None, []) before the first)."""
+    held = VisitorList.objects.filter(home_tenant=home).first()
+    return (None, []) if held is None else (held.version, list(held.types))

@@ -12,12 +12,14 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Role, TenantKind
 from citycard.tenants.accounts.models import AccountKind
 from citycard.tenants.accounts.services import account_pay, ledger_account_external
 from citycard.tenants.cards.models import LIVE_STATES, Card, Cardholder, CardholderCategory, CategoryCode
@@ -47,14 +49,38 @@ def _type(code: str, *, lock: bool = False) -> EntitlementType:
     qs = EntitlementType.objects.select_related("department")
     found = (qs.select_for_update() if lock else qs).filter(code=code).first()
     if found is None:
-        raise NotFound(f"no entitlement type {code!r} here", field="type")
+        raise NotFound(_("no entitlement type %(code)r here") % {"code": code}, field="type")
     return found
+
+
+def approver_role() -> str:
+    """The role that approves entitlement types in this tenant: a city's administrator in a city, the
+    county's officer in a county (a county's departments define and approve their own)."""
+    return Role.COUNTY_OFFICER if connection.tenant.kind == TenantKind.COUNTY else Role.CITY_ADMIN
+
+
+def type_define_refusal(*, role: str, role_department: str, department: str) -> str | None:
+    """Why a user of ``role`` may not define a type for ``department`` here (None: may). A department
+    officer defines only its own department's; the approving administrator any department's."""
+    if role == Role.DEPARTMENT_OFFICER:
+        return (
+            None
+            if role_department == department
+            else _("a department officer defines only its own department's entitlement types")
+        )
+    if role == approver_role():
+        return None
+    return _("only this tenant's administrator or a department's officer defines entitlement types")
+
+
+def _role_label(role: str) -> str:
+    return str(Role(role).label) if role in Role.values else role
 
 
 def _holder(cardholder_id: int) -> Cardholder:
     holder = Cardholder.objects.filter(pk=cardholder_id).first()
     if holder is None:
-        raise NotFound(f"no cardholder {cardholder_id}", field="cardholder_id")
+        raise NotFound(_("no cardholder %(id)s") % {"id": cardholder_id}, field="cardholder_id")
     return holder
 
 
@@ -78,44 +104,59 @@ def entitlement_type_create(
     service_points: Iterable[str] = (),
     auto_grant: bool = False,
     actor: str,
+    role: str,
+    role_department: str = "",
     at: dt.datetime | None = None,
 ) -> EntitlementType:
-    """A department defines an entitlement type (权益类型); it waits for approval before it is granted."""
+    """A department defines an entitlement type (权益类型); it waits for approval before it is granted.
+    ``role`` (and ``role_department`` for a department officer) is the acting user's
+    (``type_define_refusal``)."""
+    refusal = type_define_refusal(role=role, role_department=role_department, department=department)
+    if refusal:
+        raise DomainError(refusal, code="not_allowed", field="department")
     if not _CODE.match(code or ""):
-        raise DomainError(f"code {code!r} must be a lower-case code (letters, digits, - or _)", field="code")
+        raise DomainError(
+            _("code %(code)r must be a lower-case code (letters, digits, - or _)") % {"code": code},
+            field="code",
+        )
     if not (name or "").strip():
-        raise DomainError("an entitlement type needs a name", field="name")
+        raise DomainError(_("an entitlement type needs a name"), field="name")
     dept = Department.objects.filter(code=department).first()
     if dept is None:
-        raise NotFound(f"no department {department!r} here", field="department")
+        raise NotFound(_("no department %(code)r here") % {"code": department}, field="department")
     categories, residence, schemes = sorted(set(categories)), sorted(set(residence)), sorted(set(schemes))
     points = sorted(set(service_points))
     bad = [c for c in categories if c not in CategoryCode.values]
     if bad:
-        raise DomainError(f"unknown categories {', '.join(bad)}", field="categories")
+        raise DomainError(_("unknown categories %(codes)s") % {"codes": ", ".join(bad)}, field="categories")
     bad = [r for r in residence if r not in Residence.values]
     if bad:
-        raise DomainError(f"unknown residence conditions {', '.join(bad)}", field="residence")
+        raise DomainError(
+            _("unknown residence conditions %(codes)s") % {"codes": ", ".join(bad)}, field="residence"
+        )
     if age_min is not None and age_max is not None and age_max < age_min:
-        raise DomainError("the age band ends before it starts", field="age_max")
+        raise DomainError(_("the age band ends before it starts"), field="age_max")
     if valid_from and valid_to and valid_to < valid_from:
-        raise DomainError("the type's validity ends before it starts", field="valid_to")
+        raise DomainError(_("the type's validity ends before it starts"), field="valid_to")
     if quota_period not in QuotaPeriod.values:
         raise DomainError(
-            f"quota period must be one of {', '.join(QuotaPeriod.values)}", field="quota_period"
+            _("quota period must be one of %(periods)s") % {"periods": ", ".join(QuotaPeriod.values)},
+            field="quota_period",
         )
     if (quota_period == QuotaPeriod.NONE) != (quota is None) or (quota is not None and quota <= 0):
-        raise DomainError("a quota is a positive number of uses per day, month or year", field="quota")
+        raise DomainError(_("a quota is a positive number of uses per day, month or year"), field="quota")
     if type(price_fen) is not int or price_fen < 0:
-        raise DomainError("price_fen is a whole number of fen, 0 when not sold", field="price_fen")
+        raise DomainError(_("price_fen is a whole number of fen, 0 when not sold"), field="price_fen")
     if price_fen and not period_days:
-        raise DomainError("a sold entitlement is valid for a period (period_days)", field="period_days")
+        raise DomainError(_("a sold entitlement is valid for a period (period_days)"), field="period_days")
     own = set(ServicePoint.objects.filter(code__in=points, active=True).values_list("code", flat=True))
     missing = [p for p in points if p not in own]
     if missing:
-        raise DomainError(f"no open service point {', '.join(missing)} here", field="service_points")
+        raise DomainError(
+            _("no open service point %(codes)s here") % {"codes": ", ".join(missing)}, field="service_points"
+        )
     if EntitlementType.objects.filter(code=code).exists():
-        raise Conflict(f"entitlement type {code} already exists", field="code")
+        raise Conflict(_("entitlement type %(code)s already exists") % {"code": code}, field="code")
     kind = EntitlementType.objects.create(
         code=code,
         name=name.strip(),
@@ -147,22 +188,32 @@ def entitlement_type_create(
 
 
 @transaction.atomic
-def entitlement_type_approve(*, code: str, actor: str, at: dt.datetime | None = None) -> EntitlementType:
+def entitlement_type_approve(
+    *, code: str, actor: str, role: str, at: dt.datetime | None = None
+) -> EntitlementType:
     """The administrator approves a type (审批); an automatic type is then granted to every eligible
-    cardholder. Approving twice is harmless."""
+    cardholder. Approving twice is harmless. ``role`` is the acting user's: only this tenant's
+    administrator (``approver_role``) approves; a department's officer never does, not even its own
+    department's type (谁主管谁负责: the department defines, the city approves)."""
     kind = _type(code, lock=True)
+    if role != approver_role():
+        raise DomainError(
+            _("only the %(who)s approves entitlement types; a %(role)s cannot approve %(code)s")
+            % {"who": Role(approver_role()).label, "role": _role_label(role), "code": code},
+            code="not_allowed",
+            field="role",
+        )
     if kind.status == TypeStatus.APPROVED:
         return kind
     if kind.status == TypeStatus.WITHDRAWN:
-        raise Conflict(f"entitlement type {code} was withdrawn", field="type")
+        raise Conflict(_("entitlement type %(code)s was withdrawn") % {"code": code}, field="type")
     kind.status, kind.approved_by, kind.approved_at = TypeStatus.APPROVED, actor, at or timezone.now()
     kind.save(update_fields=["status", "approved_by", "approved_at"])
     audit_record(
         action="entitlement_type.approve", actor=actor, object_type="entitlement_type", object_id=code
     )
     if kind.auto_grant:
-        for holder in Cardholder.objects.order_by("pk").iterator():
-            _auto_grant_one(kind, holder, actor=actor, at=at)
+        entitlements_auto_grant_all(kind=kind, actor=actor, at=at or timezone.now())
     return kind
 
 
@@ -174,7 +225,7 @@ def entitlement_type_withdraw(
     version. The grants stay, for the record."""
     kind = _type(code, lock=True)
     if not (reason or "").strip():
-        raise DomainError("a withdrawal states why", field="reason")
+        raise DomainError(_("a withdrawal states why"), field="reason")
     if kind.status == TypeStatus.WITHDRAWN:
         return kind
     kind.status = TypeStatus.WITHDRAWN
@@ -238,13 +289,19 @@ def _grant(
     posting_id: int | None = None,
 ) -> Entitlement:
     if kind.status != TypeStatus.APPROVED:
-        raise DomainError(f"entitlement type {kind.code} is not approved", code="not_approved", field="type")
+        raise DomainError(
+            _("entitlement type %(code)s is not approved") % {"code": kind.code},
+            code="not_approved",
+            field="type",
+        )
     if kind.valid_to and (valid_to is None or valid_to > kind.valid_to):
         valid_to = kind.valid_to
     if kind.valid_from and valid_from < kind.valid_from:
         valid_from = kind.valid_from
     if valid_to is not None and valid_to < valid_from:
-        raise DomainError(f"{kind.code} is no longer valid", code="expired", field="type")
+        raise DomainError(
+            _("%(code)s is no longer valid") % {"code": kind.code}, code="expired", field="type"
+        )
     try:
         with transaction.atomic():
             grant = Entitlement.objects.create(
@@ -260,7 +317,9 @@ def _grant(
             )
     except IntegrityError:
         raise Conflict(
-            f"cardholder {holder.pk} already holds {kind.code}", code="already_held", field="type"
+            _("cardholder %(id)s already holds %(code)s") % {"id": holder.pk, "code": kind.code},
+            code="already_held",
+            field="type",
         ) from None
     audit_record(
         action="entitlement.grant",
@@ -291,7 +350,8 @@ def entitlement_grant(
     refusal = eligibility_refusal(kind, holder, on=day)
     if refusal:
         raise DomainError(
-            f"cardholder {cardholder_id} is not eligible for {kind.code} ({refusal})",
+            _("cardholder %(id)s is not eligible for %(code)s (%(why)s)")
+            % {"id": cardholder_id, "code": kind.code, "why": refusal},
             code="not_eligible",
             field="cardholder_id",
         )
@@ -353,6 +413,129 @@ def _auto_grant_one(kind: EntitlementType, holder: Cardholder, *, actor: str, at
     return True
 
 
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _eligible(kind: EntitlementType, day: dt.date) -> QuerySet[Cardholder]:
+    """The cardholders eligible for ``kind`` on ``day`` by every condition but the exact age, in SQL
+    (categories, residence, schemes; the age band by the decade of birth), who do not hold it now; each
+    annotated ``start``: from when the category that makes them eligible began (敬老 from the 60th year),
+    or ``day``."""
+    in_force = Q(valid_from__lte=day) & (Q(valid_to__isnull=True) | Q(valid_to__gte=day))
+    holders = Cardholder.objects.exclude(
+        Exists(Entitlement.objects.filter(type=kind, cardholder_id=OuterRef("pk"), revoked_at__isnull=True))
+    )
+    if kind.categories:
+        held = CardholderCategory.objects.filter(
+            in_force, cardholder=OuterRef("pk"), code__in=kind.categories
+        )
+        holders = holders.filter(Exists(held)).annotate(
+            start=Subquery(held.order_by("valid_from").values("valid_from")[:1])
+        )
+    else:
+        holders = holders.annotate(start=Value(day, output_field=models.DateField()))
+    if kind.residence:
+        either = Q()
+        for condition in kind.residence:
+            either |= Q(**{condition: True})
+        holders = holders.filter(either)
+    if kind.schemes:
+        holders = holders.filter(
+            Exists(
+                Card.objects.filter(
+                    cardholder=OuterRef("pk"), scheme__code__in=kind.schemes, state__in=LIVE_STATES
+                )
+            )
+        )
+    if kind.age_min is not None:  # born on or before this day; a decade wholly after it is out
+        holders = holders.filter(birth_decade__lte=_years_before(day, kind.age_min).year)
+    if kind.age_max is not None:  # born after this day; a decade wholly before it is out
+        holders = holders.filter(birth_decade__gte=(_years_before(day, kind.age_max + 1).year // 10) * 10)
+    return holders
+
+
+def _decades_wholly_in_band(kind: EntitlementType, day: dt.date) -> Q:
+    """Decades of birth in which everyone is inside the type's age band on ``day`` (no need to read the
+    birth date, which only the encrypted ID number holds)."""
+    sure = Q()
+    if kind.age_min is not None:  # the decade's last day is on or before the latest birth date allowed
+        latest = _years_before(day, kind.age_min)
+        sure &= Q(
+            birth_decade__lte=latest.year - 9 if latest >= dt.date(latest.year, 12, 31) else latest.year - 10
+        )
+    if kind.age_max is not None:  # the decade's first day is after the earliest birth date excluded
+        earliest = _years_before(day, kind.age_max + 1)
+        sure &= Q(birth_decade__gt=earliest.year)
+    return sure
+
+
+def entitlements_auto_grant_all(*, kind: EntitlementType, actor: str, at: dt.datetime) -> int:
+    """Grant an automatic type to every eligible cardholder (全员自动授予), set-based: one
+    ``INSERT … SELECT`` with the eligibility in SQL; only cardholders whose decade of birth straddles the
+    age band's edge have their birth date read (decrypted) to decide. One audit entry for the batch (the
+    grants themselves carry source, granter and time); the offline list follows in SQL. Returns how many
+    were granted."""
+    day = _today(at)
+    eligible = _eligible(kind, day)
+    age_banded = kind.age_min is not None or kind.age_max is not None
+    granted: list[int] = []
+    for subset in [eligible.filter(_decades_wholly_in_band(kind, day))] if age_banded else [eligible]:
+        granted += _grants_insert(kind, subset, actor=actor, at=at)
+    if age_banded:
+        edge = eligible.exclude(_decades_wholly_in_band(kind, day))
+        within = [h.pk for h in edge if eligibility_refusal(kind, h, on=day) is None]
+        if within:
+            granted += _grants_insert(kind, eligible.filter(pk__in=within), actor=actor, at=at)
+    if granted:
+        audit_record(
+            action="entitlement.grant_auto",
+            actor=actor,
+            object_type="entitlement_type",
+            object_id=kind.code,
+            data={"type": kind.code, "granted": len(granted), "granted_at": at, "source": GrantSource.AUTO},
+        )
+        _list_apply(holder_ids=granted if len(granted) <= 50 else None, at=at)
+    return len(granted)
+
+
+def _grants_insert(
+    kind: EntitlementType, holders: QuerySet[Cardholder], *, actor: str, at: dt.datetime
+) -> list[int]:
+    """``INSERT INTO entitlement … SELECT`` from the eligible cardholders' query (the type's own dates
+    bound each grant); returns the cardholders granted."""
+    sql, params = holders.values("pk", "start").query.sql_with_params()
+    start = "GREATEST(e.start, %s::date)" if kind.valid_from else "e.start"
+    start_params = [kind.valid_from] if kind.valid_from else []
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""INSERT INTO entitlements_entitlement
+                    (type_id, cardholder_id, valid_from, valid_to, source, granted_by, granted_at,
+                     revoked_by, revoke_reason)
+                SELECT %s, e.pk, {start}, %s::date, %s, %s, %s, '', ''
+                  FROM ({sql}) AS e(pk, start)
+                 WHERE %s::date IS NULL OR {start} <= %s::date
+                ON CONFLICT DO NOTHING
+                RETURNING cardholder_id""",
+            [
+                kind.pk,
+                *start_params,
+                kind.valid_to,
+                GrantSource.AUTO,
+                actor,
+                at,
+                *params,
+                kind.valid_to,
+                *start_params,
+                kind.valid_to,
+            ],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
 @transaction.atomic
 def entitlements_auto_grant(
     *, cardholder_id: int, actor: str = "system", at: dt.datetime | None = None
@@ -379,30 +562,36 @@ def entitlement_buy(
     balanced posting to the department, the grant valid ``period_days`` from today. A retry with the same
     key returns the first grant and pays nothing again."""
     if not idempotency_key or len(idempotency_key) > 100:
-        raise DomainError("an idempotency key of 1–100 characters is required", field="idempotency_key")
+        raise DomainError(_("an idempotency key of 1–100 characters is required"), field="idempotency_key")
     request_key = f"buy:{idempotency_key}"
     existing = Entitlement.objects.filter(request_key=request_key).select_related("type").first()
     if existing is not None:
         if existing.type.code != type:
             raise Conflict(
-                f"idempotency key {idempotency_key!r} bought {existing.type.code}", field="idempotency_key"
+                _("idempotency key %(key)r bought %(code)s")
+                % {"key": idempotency_key, "code": existing.type.code},
+                field="idempotency_key",
             )
         return existing
     at = at or timezone.now()
     kind = _type(type)
     if not kind.price_fen:
-        raise DomainError(f"{kind.code} is not sold", code="not_for_sale", field="type")
+        raise DomainError(_("%(code)s is not sold") % {"code": kind.code}, code="not_for_sale", field="type")
     card = Card.objects.filter(card_no=card_no, state__in=LIVE_STATES).select_related("cardholder").first()
     if card is None or card.cardholder is None:
-        raise NotFound(f"no named card {card_no!r} here", field="card_no")
+        raise NotFound(_("no named card %(card)r here") % {"card": card_no}, field="card_no")
     day = _today(at)
     refusal = eligibility_refusal(kind, card.cardholder, on=day)
     if refusal:
-        raise DomainError(f"not eligible for {kind.code} ({refusal})", code="not_eligible", field="card_no")
+        raise DomainError(
+            _("not eligible for %(code)s (%(why)s)") % {"code": kind.code, "why": refusal},
+            code="not_eligible",
+            field="card_no",
+        )
     if Entitlement.objects.filter(
         type=kind, cardholder_id=card.cardholder_id, revoked_at__isnull=True
     ).exists():
-        raise Conflict(f"already holds {kind.code}", code="already_held", field="type")
+        raise Conflict(_("already holds %(code)s") % {"code": kind.code}, code="already_held", field="type")
     posting = account_pay(
         card_no=card_no,
         amount_fen=kind.price_fen,
@@ -435,11 +624,13 @@ def entitlement_revoke(
     """Withdraw a grant (撤销); it leaves the offline list at the next version."""
     grant = Entitlement.objects.select_for_update().select_related("type").filter(pk=entitlement_id).first()
     if grant is None:
-        raise NotFound(f"no entitlement {entitlement_id}", field="entitlement_id")
+        raise NotFound(_("no entitlement %(id)s") % {"id": entitlement_id}, field="entitlement_id")
     if grant.revoked_at is not None:
-        raise Conflict(f"entitlement {entitlement_id} is already revoked", field="entitlement_id")
+        raise Conflict(
+            _("entitlement %(id)s is already revoked") % {"id": entitlement_id}, field="entitlement_id"
+        )
     if not (reason or "").strip():
-        raise DomainError("a revocation states why", field="reason")
+        raise DomainError(_("a revocation states why"), field="reason")
     at = at or timezone.now()
     grant.revoked_at, grant.revoked_by, grant.revoke_reason = at, actor, reason.strip()
     grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
@@ -479,13 +670,73 @@ def _wanted_rows(holder_ids: Sequence[int] | None) -> set[tuple[str, str, dt.dat
     }
 
 
+def list_version_bump(*, at: dt.datetime) -> int:
+    """Lock the offline list's head and take the next version (the caller writes that version's rows)."""
+    EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
+    head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
+    head.version += 1
+    head.changed_at = at
+    head.save(update_fields=["version", "changed_at"])
+    return head.version
+
+
+_WANTED_SQL = """
+    SELECT c.card_no, t.code, e.valid_from, e.valid_to
+      FROM entitlements_entitlement e
+      JOIN entitlements_entitlementtype t ON t.id = e.type_id
+      JOIN cards_card c ON c.cardholder_id = e.cardholder_id
+     WHERE e.revoked_at IS NULL AND t.status = 'approved' AND c.state IN ('issued', 'active')
+"""
+
+
+def _list_apply_sql(*, at: dt.datetime) -> int:
+    """The whole offline list brought up to date in two statements (rows no longer wanted get the next
+    version as removed; wanted rows not live are added with it); the version is bumped only when a row
+    changed. Returns the version."""
+    EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
+    head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
+    version = head.version + 1
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""WITH wanted AS ({_WANTED_SQL})
+                UPDATE entitlements_entitlementlistentry l SET version_removed = %s
+                 WHERE l.version_removed IS NULL AND l.home_tenant = ''
+                   AND NOT EXISTS (
+                       SELECT 1 FROM wanted w
+                        WHERE w.card_no = l.card_no AND w.code = l.type_code
+                          AND w.valid_from = l.valid_from AND w.valid_to IS NOT DISTINCT FROM l.valid_to)""",
+            [version],
+        )
+        changed = cur.rowcount
+        cur.execute(
+            f"""INSERT INTO entitlements_entitlementlistentry
+                    (card_no, type_code, valid_from, valid_to, version_added, home_tenant, message_id)
+                SELECT w.card_no, w.code, w.valid_from, w.valid_to, %s, '', ''
+                  FROM ({_WANTED_SQL}) w
+                 WHERE NOT EXISTS (
+                       SELECT 1 FROM entitlements_entitlementlistentry l
+                        WHERE l.version_removed IS NULL AND l.card_no = w.card_no AND l.type_code = w.code
+                          AND l.valid_from = w.valid_from AND l.valid_to IS NOT DISTINCT FROM w.valid_to)
+                 ORDER BY w.card_no, w.code""",
+            [version],
+        )
+        changed += cur.rowcount
+    if not changed:
+        return head.version
+    head.version, head.changed_at = version, at
+    head.save(update_fields=["version", "changed_at"])
+    return version
+
+
 def _list_apply(*, holder_ids: Sequence[int] | None, at: dt.datetime) -> int:
-    """Bring the offline list's rows for these cardholders (all, when None) up to date; bump the version
-    when anything changed. Returns the version."""
+    """Bring the offline list's rows for these cardholders (all, when None: in SQL) up to date; bump the
+    version when anything changed. Returns the version."""
+    if holder_ids is None:
+        return _list_apply_sql(at=at)
     EntitlementListHead.objects.get_or_create(pk=LIST_HEAD_PK)
     head = EntitlementListHead.objects.select_for_update().get(pk=LIST_HEAD_PK)
     wanted = _wanted_rows(holder_ids)
-    live = EntitlementListEntry.objects.filter(version_removed__isnull=True)
+    live = EntitlementListEntry.objects.filter(version_removed__isnull=True, home_tenant="")
     if holder_ids is not None:
         numbers = list(Card.objects.filter(cardholder_id__in=holder_ids).values_list("card_no", flat=True))
         live = live.filter(card_no__in=numbers)

@@ -12,6 +12,7 @@ import json
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -42,7 +43,7 @@ def entitlement_list_download(request: HttpRequest) -> HttpResponse:
                 {
                     "error": {
                         "code": "invalid",
-                        "message": "since must be a non-negative whole version number",
+                        "message": str(_("since must be a non-negative whole version number")),
                     }
                 },
                 status=400,
@@ -59,15 +60,19 @@ def entitlement_list_download(request: HttpRequest) -> HttpResponse:
 def entitlement_uses_receive(request: HttpRequest) -> HttpResponse:
     """Take a terminal's signed uses; answer with the tenant-signed list of use keys taken."""
     if (request.content_type or "") != "application/json":
-        return json_error(415, "unsupported_media_type", "send the uses as Content-Type: application/json")
+        return json_error(
+            415, "unsupported_media_type", str(_("send the uses as Content-Type: application/json"))
+        )
     body = request.read(MAX_USES_BYTES + 1)
     if len(body) > MAX_USES_BYTES:
-        return json_error(413, "too_large", f"the batch is over {MAX_USES_BYTES} bytes")
+        return json_error(
+            413, "too_large", str(_("the batch is over %(max)s bytes") % {"max": MAX_USES_BYTES})
+        )
     try:
         document = json.loads(body)
         result = entitlement_uses_upload(document=document)
     except ValueError:
-        return json_error(400, "malformed", "the body is not a JSON document")
+        return json_error(400, "malformed", str(_("the body is not a JSON document")))
     except DomainError as exc:
         return json_error(400, exc.code, str(exc))
     ack = {"kind": "entitlement-uses-ack", "tenant": request.tenant.code, **result}

@@ -30,6 +30,7 @@ def test_a_grant_the_service_refuses_is_a_message_on_the_form_and_nothing_is_wri
 ):
     holder, _card = person()
     kind = s.entitlement_type_create(
+        role="city_admin",
         code="park-pass",
         name="西湖公园年卡",
         department="hz-parks",
@@ -47,7 +48,7 @@ def test_a_grant_the_service_refuses_is_a_message_on_the_form_and_nothing_is_wri
     assert "park-pass" in message and "approved" in message
     with tenant_context(hangzhou):
         assert not Entitlement.objects.exists()
-        s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+        s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     response = admin.post("/admin/entitlements/entitlement/add/", form, **HZ)
     assert response.status_code == 302 and response.url == "/admin/entitlements/entitlement/"
     with tenant_context(hangzhou):
@@ -55,7 +56,9 @@ def test_a_grant_the_service_refuses_is_a_message_on_the_form_and_nothing_is_wri
 
 
 def test_a_type_with_a_code_taken_is_refused_on_the_form(client, hangzhou):
-    s.entitlement_type_create(code="library-borrow", name="借阅", department="hz-library", actor="t", at=AT)
+    s.entitlement_type_create(
+        role="city_admin", code="library-borrow", name="借阅", department="hz-library", actor="t", at=AT
+    )
     admin = _admin(client)
     with tenant_context(hangzhou):
         department = EntitlementType.objects.get(code="library-borrow").department_id

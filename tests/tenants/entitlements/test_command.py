@@ -8,6 +8,8 @@ import json
 import pytest
 from django.core.management import call_command
 
+from citycard.platform import services as platform
+
 pytestmark = pytest.mark.django_db
 
 
@@ -19,6 +21,9 @@ def run(*args) -> str:
 
 def test_define_approve_grant_check_and_withdraw(person):
     holder, card = person()
+    platform.user_create(
+        username="hz-admin", role="city_admin", tenant_code="hangzhou", password="x", check_password=False
+    )
     run(
         "--tenant",
         "hangzhou",
@@ -34,9 +39,11 @@ def test_define_approve_grant_check_and_withdraw(person):
         "1",
         "--per",
         "day",
+        "--as",
+        "hz-admin",
     )
     assert "draft" in run("--tenant", "hangzhou", "types")
-    run("--tenant", "hangzhou", "approve", "park-pass")
+    run("--tenant", "hangzhou", "approve", "park-pass", "--as", "hz-admin")
     run("--tenant", "hangzhou", "grant", "park-pass", "--cardholder", str(holder.pk))
     assert "park-pass" in run("--tenant", "hangzhou", "show", "--card", card.card_no)
     answer = json.loads(

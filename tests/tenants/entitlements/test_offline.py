@@ -38,6 +38,7 @@ pytestmark = pytest.mark.django_db
 def _setup(person, quota=2):
     holder, card = person()
     s.entitlement_type_create(
+        role="city_admin",
         code="park-pass",
         name="西湖公园年卡",
         department="hz-parks",
@@ -47,7 +48,7 @@ def _setup(person, quota=2):
         actor="t",
         at=AT,
     )
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", at=AT)
+    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
     s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     return holder, card
 

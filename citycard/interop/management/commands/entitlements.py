@@ -11,13 +11,19 @@ import json
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.db import connection
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
 
-from citycard.interop.entitlements import acceptance_decide_anywhere, entitlement_recognition_set
+from citycard.interop.entitlements import (
+    acceptance_decide_anywhere,
+    entitlement_recognition_set,
+    visitor_lists_sync,
+)
 from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.models import User
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.cards.selectors import cardholder_find
 from citycard.tenants.entitlements import selectors, services
@@ -58,8 +64,20 @@ class Command(PlatformCommand):
         new.add_argument(
             "--auto", action="store_true", help="grant automatically to every eligible cardholder"
         )
+        new.add_argument(
+            "--as",
+            dest="as_user",
+            required=True,
+            help="the acting user: this tenant's administrator or the department's officer",
+        )
         ok = sub.add_parser("approve", help="the administrator approves a type (审批)")
         ok.add_argument("code")
+        ok.add_argument(
+            "--as",
+            dest="as_user",
+            required=True,
+            help="the acting user: this tenant's administrator (a department officer cannot approve)",
+        )
         wd = sub.add_parser("withdraw", help="stop a type (停用): no new grants, no acceptance")
         wd.add_argument("code")
         wd.add_argument("--reason", required=True)
@@ -97,6 +115,10 @@ class Command(PlatformCommand):
         )
         rec.add_argument("--network", required=True)
         rec.add_argument("types", nargs="*", help="type codes (none: recognise nothing)")
+        sub.add_parser(
+            "visitors-sync",
+            help="take the visitors' entitlements the tenant's networks recognise into its offline list",
+        )
         rec.add_argument("--from", dest="valid_from", type=dt.date.fromisoformat, default=dt.date.today())
 
     def handle(self, *args, **opts):
@@ -135,7 +157,21 @@ class Command(PlatformCommand):
             )
         console.print(table)
 
+    def _acting(self, opts) -> User:
+        """The user the command acts as: one of this tenant's users (its role decides what it may do)."""
+        user = User.objects.filter(username=opts["as_user"], tenant=connection.tenant).first()
+        if user is None:
+            raise NotFound(f"no user {opts['as_user']!r} of {connection.tenant.code}", field="as")
+        return user
+
+    def _visitors_sync(self, console, opts):
+        for done in visitor_lists_sync(acquirer=connection.tenant):
+            console.print(
+                f"{done['home']}: version {done['version']}, {done['added']} added, {done['removed']} removed"
+            )
+
     def _type_create(self, console, opts):
+        user = self._acting(opts)
         kind = services.entitlement_type_create(
             code=opts["code"],
             name=opts["name"],
@@ -153,12 +189,17 @@ class Command(PlatformCommand):
             price_fen=opts["price_fen"],
             service_points=_list(opts["service_points"]),
             auto_grant=opts["auto"],
-            actor=self.actor,
+            role=user.role,
+            role_department=user.department,
+            actor=f"user:{user.username}",
         )
         console.print(f"{kind.code} defined by {kind.department.code}; it awaits approval")
 
     def _approve(self, console, opts):
-        kind = services.entitlement_type_approve(code=opts["code"], actor=self.actor)
+        user = self._acting(opts)
+        kind = services.entitlement_type_approve(
+            code=opts["code"], actor=f"user:{user.username}", role=user.role
+        )
         console.print(f"{kind.code} approved by {kind.approved_by}")
 
     def _withdraw(self, console, opts):

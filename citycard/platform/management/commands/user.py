@@ -21,6 +21,7 @@ class Command(PlatformCommand):
         create.add_argument("--username", required=True)
         create.add_argument("--role", required=True, choices=Role.values)
         create.add_argument("--tenant", help="tenant code (city admins and county officers)")
+        create.add_argument("--department", default="", help="a department officer's department code")
         create.add_argument("--email", default="")
         create.add_argument(
             "--password-env",
@@ -41,6 +42,7 @@ class Command(PlatformCommand):
             tenant_code=opts.get("tenant"),
             password=password,
             email=opts["email"],
+            department=opts["department"],
             actor=self.actor,
         )
         where = gettext(" of %(tenant)s") % {"tenant": user.tenant.code} if user.tenant else ""

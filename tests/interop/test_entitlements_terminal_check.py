@@ -1,0 +1,192 @@
+"""The terminal-signed online check (``POST /terminal/v1/entitlement-check``) through the terminal kit: a
+Hangzhou park gate signs its question with its key, the tenant answers signed, for Hangzhou's own
+cardholders and a Jiaxing visitor alike; a retried check counts once; a terminal of another department,
+an unknown key or a stale clock are refused, and a gate whose back office does not answer decides offline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django_tenants.utils import tenant_context
+
+from citycard.interop.entitlements import entitlement_recognition_set
+from citycard.platform.keys import tenant_public_keys
+from citycard.tenants.entitlements.acceptance import citizen_code_issue, code_issuer
+from citycard.tenants.entitlements.models import EntitlementUse, VisitorUse
+from citycard.tenants.entitlements.selectors import entitlement_list_document
+from citycard.tenants.terminals.services import terminal_register
+from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
+from citycard.terminal_kit.ecode import EcodeVerifier
+from citycard.terminal_kit.entitlements import (
+    CheckUnavailable,
+    EntitlementList,
+    Gate,
+    OnlineChecker,
+    OnlineDecision,
+    UseQueue,
+)
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.signing import TerminalCredentials, public_key_bytes
+from citycard.terminal_kit.store import TapStore
+from citycard.terminal_kit.tap import FixedFare, Validator
+from tests.terminal_kit import kit
+
+pytestmark = pytest.mark.django_db
+
+
+def _terminal(terminal_id: str, department: str) -> TerminalCredentials:
+    key = Ed25519PrivateKey.generate()
+    terminal_register(
+        terminal_id=terminal_id,
+        operator="西湖景区",
+        department=department,
+        service="park",
+        public_key=public_key_bytes(key),
+        location="北山街",
+        actor="t",
+    )
+    return TerminalCredentials(tenant="hangzhou", key_id=f"{terminal_id}:k1", key=key)
+
+
+def _post_via(client):
+    def post(url, body, headers):
+        path = url.split("hangzhou.localhost", 1)[1]
+        response = client.post(
+            path, body, content_type=headers["Content-Type"], HTTP_HOST="hangzhou.localhost"
+        )
+        return response.status_code, response.content
+
+    return post
+
+
+@pytest.fixture
+def park(tenant, visitor, client):
+    """Hangzhou's park gate terminal (of hz-parks), a Hangzhou elderly cardholder, the Jiaxing visitor."""
+    from citycard.tenants.cards.services import card_issue_now, cardholder_register
+    from tests.tenants.conftest import new_id
+
+    hangzhou = tenant("hangzhou")
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    with tenant_context(hangzhou):
+        local = cardholder_register(
+            name="陈老伯",
+            id_number=new_id("330106", dt.date(1950, 5, 6)),
+            local_hukou=True,
+            categories=[{"code": "elderly", "valid_from": dt.date(2010, 5, 6)}],
+            actor="t",
+        )
+        local_card = card_issue_now(scheme_code="01", cardholder_id=local.pk, actor="t")
+        credentials = _terminal("wl-gate-online", "hz-parks")
+        keys = tenant_public_keys(tenant=hangzhou)
+    checker = OnlineChecker(
+        base_url="http://hangzhou.localhost",
+        tenant_keys=keys,
+        credentials=credentials,
+        post=_post_via(client),
+    )
+    return hangzhou, checker, local_card, visitor[1]
+
+
+def test_a_signed_check_is_answered_signed_for_a_local_card_and_a_visitor_once_per_use_key(park):
+    hangzhou, checker, local_card, visitor_card = park
+    now = dt.datetime.now(dt.UTC)
+    local = checker.check(service_point="hz-west-lake", at=now, card_no=local_card.card_no, use_key="u-1")
+    assert isinstance(local, OnlineDecision)
+    assert (local.allowed, local.masked_name, local.type_code, local.remaining) == (
+        True,
+        "陈**",
+        "elderly-free-entry",
+        0,
+    )
+    again = checker.check(service_point="hz-west-lake", at=now, card_no=local_card.card_no, use_key="u-1")
+    assert again.allowed  # the retry: the first answer, counted once
+    refused = checker.check(service_point="hz-west-lake", at=now, card_no=local_card.card_no)
+    assert (refused.allowed, refused.reason) == (False, "quota_used_up")
+    visitor = checker.check(service_point="hz-west-lake", at=now, card_no=visitor_card.card_no, use_key="u-2")
+    assert (visitor.allowed, visitor.home_tenant, visitor.masked_name) == (True, "jiaxing", "沈**")
+    with tenant_context(hangzhou):
+        assert EntitlementUse.objects.filter(card_no=local_card.card_no).count() == 1
+        assert VisitorUse.objects.filter(card_no=visitor_card.card_no, channel="card").count() == 1
+        assert EntitlementUse.objects.get().use_key == "terminal:wl-gate-online:u-1"
+
+
+def test_the_gate_asks_online_for_card_and_code_and_decides_offline_when_unanswered(park, tmp_path):
+    hangzhou, checker, local_card, visitor_card = park
+    now = dt.datetime.now(dt.UTC)
+    virtual = VirtualCard(
+        CardProfile(card_no=visitor_card.card_no, holder_name="沈阿婆"), kit.keys(), balance=300
+    )
+    validator = Validator(
+        transport=InProcessReader(virtual),
+        sam=kit.sam(),
+        store=TapStore(tmp_path / "taps.sqlite"),
+        fare=FixedFare(0),
+        tenant="hangzhou",
+        service="park",
+        route="hz-west-lake",
+        clock=lambda: now,
+    )
+    with tenant_context(hangzhou):
+        held = EntitlementList().apply(entitlement_list_document(), keys=tenant_public_keys(tenant=hangzhou))
+        codes = EcodeVerifier(
+            issuers=[replace(code_issuer(hangzhou), keys=tenant_public_keys(tenant=hangzhou))],
+            store=validator.store,
+            clock=lambda: now.timestamp(),
+        )
+        code = citizen_code_issue(card_no=local_card.card_no, at=now)
+    gate = Gate(
+        "hz-west-lake", held, UseQueue(tmp_path / "uses.sqlite"), validator, codes, lambda: now, checker
+    )
+    by_card = gate.present_card()  # read and authenticated by the kit, then asked online
+    assert isinstance(by_card, OnlineDecision) and (by_card.allowed, by_card.home_tenant) == (True, "jiaxing")
+    by_code = gate.present_code(code)  # the back office verifies the code and spends its nonce
+    assert isinstance(by_code, OnlineDecision) and (by_code.allowed, by_code.masked_name) == (True, "陈**")
+    assert gate.present_code(code).reason == "code_replayed"
+    assert (
+        gate.uses.batch(tenant="hangzhou", terminal_id="x", key=Ed25519PrivateKey.generate(), key_id="x")
+        is None
+    )
+
+    def down(url, body, headers):
+        raise OSError("connection refused")
+
+    gate.online = replace(checker, post=down)
+    offline = gate.present_card()  # no answer: the local list (Hangzhou's own cardholders only here)
+    assert not isinstance(offline, OnlineDecision) and offline.reason == "not_entitled"
+
+
+def test_refused_checks_other_department_unknown_key_stale_clock(park, client):
+    hangzhou, checker, local_card, _visitor_card = park
+    now = dt.datetime.now(dt.UTC)
+    with tenant_context(hangzhou):
+        bus = _terminal("bus-9", "transport")
+    other = replace(checker, credentials=bus)
+    with pytest.raises(CheckUnavailable, match="403"):
+        other.check(service_point="hz-west-lake", at=now, card_no=local_card.card_no)
+    forged = replace(
+        checker,
+        credentials=TerminalCredentials(
+            tenant="hangzhou", key_id="wl-gate-online:k1", key=Ed25519PrivateKey.generate()
+        ),
+    )
+    with pytest.raises(CheckUnavailable, match="401"):
+        forged.check(service_point="hz-west-lake", at=now, card_no=local_card.card_no)
+    with pytest.raises(CheckUnavailable, match="clock_skew"):
+        checker.check(
+            service_point="hz-west-lake", at=now - dt.timedelta(hours=1), card_no=local_card.card_no
+        )
+    response = client.post(
+        "/terminal/v1/entitlement-check",
+        json.dumps({"payload": {}}),
+        content_type="application/json",
+        HTTP_HOST="hangzhou.localhost",
+    )
+    assert response.status_code == 401
+    with tenant_context(hangzhou):
+        assert not EntitlementUse.objects.exists()
