@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('platform', '0006_verbose_names_translated'),
+        ('platform', '0007_tenant_columns_named'),
     ]
 
     operations = [
