@@ -66,7 +66,11 @@ def _batch(sim: SimTerminal, division: str, n: int, start: dt.datetime, first: i
 def test_roaming_taps_go_to_the_outbox_in_a_fixed_number_of_queries(tenant, register, yrd_transit):
     jiaxing = tenant("jiaxing")
     sim = SimTerminal("JX-OUT-1", "jiaxing")
-    now = timezone.now().astimezone(SHANGHAI).replace(microsecond=0)
+    # Both batches on one Beijing day (yesterday's late morning): the route cache is per Beijing day, so a
+    # warm-up on another day would leave the measured batch a cold cache between 00:00 and 02:00 Beijing.
+    now = (timezone.now().astimezone(SHANGHAI) - dt.timedelta(days=1)).replace(
+        hour=12, minute=0, second=0, microsecond=0
+    )
     with tenant_context(jiaxing):
         register(sim)
         batch_ingest(
