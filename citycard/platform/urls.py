@@ -27,6 +27,8 @@ urlpatterns = [
     # The city dashboard: the site's own users (city administrator; county officers on their own site).
     path("dashboard/", include("citycard.tenants.dashboard.urls")),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
+    # Payment channels: the providers' notify endpoints (signed by each provider) and the clerk's reconciliation.
+    path("payments/", include("citycard.tenants.payments.urls")),
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
     path("", include("citycard.tenants.exchange.urls")),
