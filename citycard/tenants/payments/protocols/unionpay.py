@@ -245,14 +245,16 @@ def file_parse(data: bytes) -> Iterator[StatementLine]:
     """Read the fixed-width transaction file (or its zip); a line of the wrong length is refused. A refund
     line names the refund's own order id; the refunded order is found by ``orig_query_id``, so the line
     carries the refund order id as ``out_refund_no`` and the original query id as ``provider_trade_no``."""
+    year = None
     if data[:2] == b"PK":
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = [n for n in z.namelist() if "ZM_" in n]
             if not names:
                 raise ProtocolError("the UnionPay zip has no ZM transaction file", code="bad_statement")
             data = z.read(names[0])
+            if names[0].startswith("INN") and names[0][3:5].isdigit():
+                year = 2000 + int(names[0][3:5])  # the file's settlement date names the year its lines lack
     width = sum(w for _, w in LAYOUT) + len(LAYOUT) - 1
-    year = None
     for number, line in enumerate(data.decode("gbk").splitlines(), 1):
         if not line.strip():
             continue
