@@ -513,6 +513,14 @@ def statement_fetch_and_reconcile(*, channel_code: str, day: dt.date, actor: str
     return statement_reconcile(channel_code=channel_code, day=day, data=data, actor=actor, file_name=f"{day} (API)")
 
 
+def channel_adapter_statement(*, channel_code: str, day: dt.date) -> bytes:
+    """The provider's statement file of ``day`` as it sends it (to keep, or reconcile later)."""
+    try:
+        return channel_adapter(channel_by_code(code=channel_code)).statement_fetch(day=day)
+    except ProtocolError as exc:
+        raise _protocol(exc) from None
+
+
 ALLOWED_ACTIONS = {
     DifferenceKind.MISSING_NOTICE: {DifferenceAction.CREDIT, DifferenceAction.ACCEPT},
     DifferenceKind.LONG: {DifferenceAction.ACCEPT},

@@ -4,54 +4,22 @@ hand what arrived to the notify service or to the notify view, inside the test's
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.cards import services as cards
 from citycard.tenants.payments import services
-from citycard.tenants.payments.sandboxes import Sandbox, SandboxKeys
+from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox, SandboxKeys
 
 MERCHANT = {"wechat": "1900000109", "alipay": "2088102177846880", "unionpay": "777290058110048", "bank": "330400BK0001"}
 APP = {"wechat": "wxd678efh567hg6787", "alipay": "2021000118600001", "unionpay": "", "bank": ""}
 
 
-class Inbox:
-    """Where the sandboxes deliver notifications: every POST kept as (headers, body), answered 204."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                inbox.received.append((dict(self.headers.items()), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/payments/notify"
-
-    def drain(self) -> list[tuple[dict[str, str], bytes]]:
-        out, self.received = self.received, []
-        return out
-
-
 @pytest.fixture(scope="session")
 def inbox():
-    box = Inbox()
+    box = NotifyInbox()
     yield box
-    box.server.shutdown()
+    box.stop()
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +69,7 @@ def card_no(holder):
     return card
 
 
-def deliver(inbox: Inbox, sandbox: Sandbox, code: str) -> list[bytes]:
+def deliver(inbox: NotifyInbox, sandbox: Sandbox, code: str) -> list[bytes]:
     """Hand every notification the sandbox sent to the notify service; the acknowledgements' bodies."""
     sandbox.settle()
     return [

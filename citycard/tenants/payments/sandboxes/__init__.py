@@ -529,3 +529,41 @@ class Sandbox:
             day = dt.datetime.strptime(b["date"], "%Y%m%d").date()
             return answer({"file": self.statement(day).decode()})
         return answer({"result": "F", "reason": f"unknown message {kind}"})
+
+
+class NotifyInbox:
+    """A notify URL on 127.0.0.1 that keeps every POST as (headers, body) and answers 204: where a sandbox
+    delivers when the city's site is not served (the tests, the drill, the demo without a server); what
+    arrived is then handed to the notify service."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with inbox.lock:
+                    inbox.received.append((dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="notify-inbox").start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/payments/notify"
+
+    def drain(self) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            out, self.received = self.received, []
+        return out
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
