@@ -9,7 +9,7 @@ citycard/platform/scopes.py:
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
   ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
-  ``acceptanceCheck`` for service points); every read of card or cardholder data goes through
+  ``acceptanceCheck`` for service points), ``payments`` (``topupOrderCreate``, ``topupOrder``); every read of card or cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
@@ -27,6 +27,7 @@ from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
 from citycard.graphql.entitlements.schema import EntitlementMutations, EntitlementQueries
 from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
+from citycard.graphql.payments.schema import PaymentMutations, PaymentQueries
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
 from citycard.graphql.tenancy.schema import TenancyMutations, TenancyQueries
@@ -44,12 +45,15 @@ class TenantQuery(
     ServicePointQueries,
     MedicalQueries,
     EntitlementQueries,
+    PaymentQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
 
 
-class TenantMutation(CardMutations, MedicalMutations, EntitlementMutations, graphene.ObjectType):
+class TenantMutation(
+    CardMutations, MedicalMutations, EntitlementMutations, PaymentMutations, graphene.ObjectType
+):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
 
@@ -90,6 +94,8 @@ TENANT_COST_MAP: CostMap = {
         "entitlementBuy": FieldCost(complexity=10),
         # A citizen code's signature, the grant's lock, the use and the read log.
         "acceptanceCheck": FieldCost(complexity=5),
+        # A signed request to the provider and its signed answer.
+        "topupOrderCreate": FieldCost(complexity=10),
     },
 }
 PLATFORM_COST_MAP: CostMap = {
