@@ -34,5 +34,9 @@ class TopupOrder(graphene.ObjectType):
         return root.channel.provider
 
     @staticmethod
+    def resolve_payment_params(root, info):
+        return dict(sorted(root.payment_params.items()))  # the same text on a retry (jsonb reorders keys)
+
+    @staticmethod
     def resolve_card_number(root, info):
         return root.card_no

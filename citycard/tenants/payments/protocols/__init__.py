@@ -182,6 +182,8 @@ def yuan_text(fen: int) -> str:
 
 def fen_of_yuan(text: str) -> int:
     """``88.8`` / ``88.80`` / ``-1.00`` to fen, exactly (no floats)."""
+    if len(text) > 3 and text[-3] == "." and text[:-3].isdigit() and text[-2:].isdigit():
+        return int(text[:-3]) * 100 + int(text[-2:])  # the common case, fast (a million lines a statement)
     text = text.strip()
     sign = -1 if text.startswith("-") else 1
     text = text.lstrip("+-")
