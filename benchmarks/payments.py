@@ -61,7 +61,8 @@ def child(args) -> None:
                 " state, provider_trade_no, paid_fen, payment_params, created_at, paid_at, credited_at, settled_by,"
                 " actor)"
                 " SELECT %s, 'CC' || lpad(i::text, 30, '0'), 'bench-' || i, 'topup', '3301000100000000049',"
-                " 100 + i %% 50000, CASE WHEN i %% 1000 = 1 THEN 'created' ELSE 'paid' END, '42' || lpad(i::text, 26, '0'),"
+                " 100 + i %% 50000, CASE WHEN i %% 1000 = 1 THEN 'created' ELSE 'paid' END,"
+                " '42' || lpad(i::text, 26, '0'),"
                 " 100 + i %% 50000, '{}'::jsonb, %s + (i %% 86400) * interval '1 second',"
                 " %s + (i %% 86400) * interval '1 second', %s + (i %% 86400) * interval '1 second',"
                 " 'notification', 'bench' FROM generate_series(1, %s) i",
@@ -96,7 +97,9 @@ def child(args) -> None:
             run = payments.statement_reconcile(channel_code="wechat", day=day, data=data, actor="bench")
         reconcile_s = time.perf_counter() - t0
         kinds = dict(
-            ReconException.objects.filter(run=run).values_list("kind").annotate(n=django.db.models.Count("id"))
+            ReconException.objects.filter(run=run)
+            .values_list("kind")
+            .annotate(n=django.db.models.Count("id"))
         )
         t0 = time.perf_counter()
         with connection.cursor() as cur:
@@ -107,7 +110,10 @@ def child(args) -> None:
             )
             joined = cur.fetchone()[0]
         join_s = time.perf_counter() - t0
-    print(f"ledger: {n:,} orders written in bulk in {setup_s:.1f} s; trade bill: {len(data) / 2**20:.0f} MiB, {run.lines:,} lines")
+    print(
+        f"ledger: {n:,} orders written in bulk in {setup_s:.1f} s; "
+        f"trade bill: {len(data) / 2**20:.0f} MiB, {run.lines:,} lines"
+    )
     print(
         f"reconcile: {reconcile_s:.1f} s for {run.lines:,} lines (goal ≤ 30 s): {run.matched:,} matched, "
         f"{run.exceptions:,} differences {kinds}"
@@ -117,9 +123,13 @@ def child(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--profile", action="store_true", help="print where the reconciliation spends its time")
+    parser.add_argument(
+        "--profile", action="store_true", help="print where the reconciliation spends its time"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -9,7 +9,8 @@ citycard/platform/scopes.py:
   ``cardApply``), ``cardholders`` (``cardholderVerify``, ``cardholderCategories`` with concessions),
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
   ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
-  ``acceptanceCheck`` for service points), ``payments`` (``topupOrderCreate``, ``topupOrder``); every read of card or cardholder data goes through
+  ``acceptanceCheck`` for service points), ``payments`` (``topupOrderCreate``, ``topupOrder``); every
+  read of card or cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind

@@ -38,7 +38,9 @@ class Scope(models.TextChoices):
     ENTITLEMENTS_BUY = "entitlements:buy", _("Buy an entitlement from the card's online account")
     TOPUPS_CREATE = (
         "topups:create",
-        _("Open top-up orders through a payment channel (WeChat Pay, Alipay, UnionPay, the card's bank) and read them"),
+        _(
+            "Open top-up orders through a payment channel (WeChat Pay, Alipay, UnionPay, the card's bank) and read them"
+        ),
     )
     SUBSIDIES_READ = "subsidies:read", _("Read subsidy payments with item detail")
     MEDICAL_CLAIMS = (

@@ -195,7 +195,9 @@ def _wechat_topup(ctx, tenant) -> None:
             channel_code=result.channel.code, day=beijing_now().date(), data=result.statement, actor="demo",
             file_name="wechat-tradebill.csv",
         )  # fmt: skip
-        line += f"; trade bill reconciled: {run.lines} lines, {run.matched} matched, {run.exceptions} differences"
+        line += (
+            f"; trade bill reconciled: {run.lines} lines, {run.matched} matched, {run.exceptions} differences"
+        )
     ctx.console.print(line)
     ctx.console.print(
         f"Channel reconciliation: http://{tenant.code}.localhost:8000/payments/reconciliation/ (docs/payments.md)"

@@ -156,7 +156,10 @@ def jx_topup_order(tenant, people: People, token: str) -> str:
     from citycard.tenants.payments import services as payments
     from citycard.tenants.payments.sandboxes import Sandbox
 
-    with tenant_context(tenant("jiaxing")), Sandbox.start("wechat", merchant_id="1900000109", app_id="wxjx") as box:
+    with (
+        tenant_context(tenant("jiaxing")),
+        Sandbox.start("wechat", merchant_id="1900000109", app_id="wxjx") as box,
+    ):
         config = box.merchant_config(notify_url="http://127.0.0.1:9/payments/notify/wechat")
         payments.channel_configure(
             code="wechat", provider="wechat", name="微信支付", merchant_id=config.merchant_id, app_id=config.app_id,

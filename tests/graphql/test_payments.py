@@ -43,7 +43,9 @@ def test_a_partner_app_tops_up_through_wechat_and_reads_its_order(client, tenant
         assert '"prepayid"' in params and '"sign"' in params
         again = data_of(gql(client, "hangzhou", CREATE, variables, token=token))["topupOrderCreate"]
         assert again["order"] == first["order"]
-        conflict = data_of(gql(client, "hangzhou", CREATE, variables | {"amount": 1}, token=token))["topupOrderCreate"]
+        conflict = data_of(gql(client, "hangzhou", CREATE, variables | {"amount": 1}, token=token))[
+            "topupOrderCreate"
+        ]
         assert conflict["order"] is None and conflict["errors"][0]["code"] == "CONFLICT"
         no = first["order"]["orderNo"]
 
@@ -59,5 +61,13 @@ def test_a_partner_app_tops_up_through_wechat_and_reads_its_order(client, tenant
     assert read == {"orderNo": no, "state": "paid", "paidFen": 10000, "cardNumber": hz_people.elderly_card}
     other = issue("hangzhou", ["topups:create"], name="another app")
     assert data_of(gql(client, "hangzhou", ORDER, {"no": no}, token=other))["topupOrder"] is None
-    missing = data_of(gql(client, "hangzhou", CREATE, variables | {"key": "x2"} | {"card": hz_people.plain_card}, token=token))
+    missing = data_of(
+        gql(
+            client,
+            "hangzhou",
+            CREATE,
+            variables | {"key": "x2"} | {"card": hz_people.plain_card},
+            token=token,
+        )
+    )
     assert missing["topupOrderCreate"]["errors"][0]["code"] == "NO_ACCOUNT"

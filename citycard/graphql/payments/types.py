@@ -6,7 +6,9 @@ import graphene
 class TopupOrder(graphene.ObjectType):
     """A top-up of a card's online account through a payment channel (渠道充值订单). Amounts in fen."""
 
-    order_no = graphene.String(required=True, description="The order number the provider knows (out_trade_no).")
+    order_no = graphene.String(
+        required=True, description="The order number the provider knows (out_trade_no)."
+    )
     channel = graphene.String(required=True, description="The channel's code, e.g. wechat.")
     provider = graphene.String(required=True, description="bank, unionpay, wechat or alipay.")
     card_number = graphene.String(required=True)

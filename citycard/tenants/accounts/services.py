@@ -165,7 +165,12 @@ def account_topup(
 
 @transaction.atomic
 def account_topup_reverse(
-    *, topup_id: int, amount_fen: int, idempotency_key: str, memo: str = "", actor: str,
+    *,
+    topup_id: int,
+    amount_fen: int,
+    idempotency_key: str,
+    memo: str = "",
+    actor: str,
     at: dt.datetime | None = None,
 ) -> Posting:
     """Give (part of) a top-up back to where it came from (充值退款, or a reversal the reconciliation
@@ -178,7 +183,9 @@ def account_topup_reverse(
     existing = Posting.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         if existing.kind != PostingKind.REFUND or existing.reverses_id != topup.pk:
-            raise Conflict(f"idempotency key {idempotency_key!r} was used for another posting", field="idempotency_key")
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for another posting", field="idempotency_key"
+            )
         return existing
     returned = sum(Posting.objects.filter(reverses=topup).values_list("amount_fen", flat=True))
     if returned + amount > topup.amount_fen:

@@ -27,7 +27,16 @@ class PaymentChannelAdmin(ReadOnlyAdmin):
 
 @admin.register(TopupOrder, site=tenant_admin)
 class TopupOrderAdmin(ReadOnlyAdmin):
-    list_display = ("out_trade_no", "channel", "card_no", "amount_fen", "state", "settled_by", "created_at", "paid_at")
+    list_display = (
+        "out_trade_no",
+        "channel",
+        "card_no",
+        "amount_fen",
+        "state",
+        "settled_by",
+        "created_at",
+        "paid_at",
+    )
     list_filter = ("state", "channel", "purpose")
     search_fields = ("=out_trade_no", "=card_no", "=provider_trade_no")
 
@@ -47,13 +56,32 @@ class ChannelNoticeAdmin(ReadOnlyAdmin):
 
 @admin.register(StatementRun, site=tenant_admin)
 class StatementRunAdmin(ReadOnlyAdmin):
-    list_display = ("channel", "statement_date", "lines", "paid_fen", "refunded_fen", "fee_fen", "matched", "exceptions", "at")
+    list_display = (
+        "channel",
+        "statement_date",
+        "lines",
+        "paid_fen",
+        "refunded_fen",
+        "fee_fen",
+        "matched",
+        "exceptions",
+        "at",
+    )
     list_filter = ("channel",)
 
 
 @admin.register(ReconException, site=tenant_admin)
 class ReconExceptionAdmin(ReadOnlyAdmin):
-    list_display = ("run", "kind", "out_trade_no", "statement_fen", "ledger_fen", "reason", "action", "resolved_at")
+    list_display = (
+        "run",
+        "kind",
+        "out_trade_no",
+        "statement_fen",
+        "ledger_fen",
+        "reason",
+        "action",
+        "resolved_at",
+    )
     list_filter = ("kind", "action")
     search_fields = ("=out_trade_no",)
 

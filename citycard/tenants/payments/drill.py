@@ -13,7 +13,12 @@ from citycard.tenants.payments.models import OrderState, PaymentChannel, TopupOr
 from citycard.tenants.payments.protocols import beijing_now
 from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox
 
-SANDBOX_MERCHANT = {"wechat": "1900000109", "alipay": "2088102177846880", "unionpay": "777290058110048", "bank": "BK0001"}
+SANDBOX_MERCHANT = {
+    "wechat": "1900000109",
+    "alipay": "2088102177846880",
+    "unionpay": "777290058110048",
+    "bank": "BK0001",
+}
 SANDBOX_APP = {"wechat": "wxd678efh567hg6787", "alipay": "2021000118600001"}
 
 
@@ -26,9 +31,13 @@ class DrillResult:
     statement: bytes  # empty when the order was taken by an earlier run
 
 
-def sandbox_drill(*, provider: str, card_no: str, amount_fen: int, request_key: str, actor: str) -> DrillResult:
+def sandbox_drill(
+    *, provider: str, card_no: str, amount_fen: int, request_key: str, actor: str
+) -> DrillResult:
     inbox = NotifyInbox()
-    sandbox = Sandbox.start(provider, merchant_id=SANDBOX_MERCHANT[provider], app_id=SANDBOX_APP.get(provider, ""))
+    sandbox = Sandbox.start(
+        provider, merchant_id=SANDBOX_MERCHANT[provider], app_id=SANDBOX_APP.get(provider, "")
+    )
     try:
         code = f"sandbox-{provider}"
         config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")

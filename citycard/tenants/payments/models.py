@@ -27,13 +27,17 @@ class PaymentChannel(models.Model):
     provider = models.CharField(max_length=10, choices=Provider.choices, verbose_name=_("provider"))
     name = models.CharField(max_length=100, verbose_name=_("name"))
     merchant_id = models.CharField(
-        max_length=40, help_text=_("mchid / PID / merId / the bank's merchant number"), verbose_name=_("merchant id")
+        max_length=40,
+        help_text=_("mchid / PID / merId / the bank's merchant number"),
+        verbose_name=_("merchant id"),
     )
     app_id = models.CharField(max_length=40, blank=True, verbose_name=_("app id"))
     gateway_url = models.URLField(max_length=300, verbose_name=_("gateway URL"))
     notify_url = models.URLField(max_length=300, verbose_name=_("notify URL"))
     provider_public_key_pem = models.TextField(verbose_name=_("provider public key (PEM)"))
-    provider_serial = models.CharField(max_length=64, blank=True, verbose_name=_("provider certificate serial"))
+    provider_serial = models.CharField(
+        max_length=64, blank=True, verbose_name=_("provider certificate serial")
+    )
     serial_no = models.CharField(max_length=64, blank=True, verbose_name=_("merchant certificate serial"))
     secrets_sealed = models.BinaryField(editable=False, verbose_name=_("sealed keys"))
     secrets_key_id = models.CharField(max_length=40, editable=False, verbose_name=_("data key id"))
@@ -96,7 +100,10 @@ class TopupOrder(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True, db_index=True, verbose_name=_("paid at"))
     credited_at = models.DateTimeField(null=True, blank=True, db_index=True, verbose_name=_("credited at"))
     settled_by = models.CharField(
-        max_length=12, blank=True, help_text=_("notification, query or reconciliation"), verbose_name=_("settled by")
+        max_length=12,
+        blank=True,
+        help_text=_("notification, query or reconciliation"),
+        verbose_name=_("settled by"),
     )
     posting = models.OneToOneField(
         "accounts.Posting",
@@ -112,7 +119,9 @@ class TopupOrder(models.Model):
         verbose_name = _("top-up order")
         verbose_name_plural = _("top-up orders")
         ordering = ["-created_at", "-id"]
-        constraints = [models.CheckConstraint(condition=Q(amount_fen__gt=0), name="topuporder_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="topuporder_amount_positive")
+        ]
 
     def __str__(self) -> str:
         return self.out_trade_no
@@ -150,7 +159,9 @@ class ChannelRefund(models.Model):
         verbose_name = _("channel refund")
         verbose_name_plural = _("channel refunds")
         ordering = ["-at"]
-        constraints = [models.CheckConstraint(condition=Q(amount_fen__gt=0), name="channelrefund_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="channelrefund_amount_positive")
+        ]
 
 
 class NoticeOutcome(models.TextChoices):
@@ -204,7 +215,9 @@ class StatementRun(models.Model):
         verbose_name_plural = _("statement runs")
         ordering = ["-statement_date", "-at"]
         constraints = [
-            models.UniqueConstraint(fields=["channel", "statement_date", "file_sha256"], name="statementrun_once")
+            models.UniqueConstraint(
+                fields=["channel", "statement_date", "file_sha256"], name="statementrun_once"
+            )
         ]
 
     def __str__(self) -> str:
@@ -254,11 +267,18 @@ class ReconException(models.Model):
     ledger_fen = models.BigIntegerField(null=True, blank=True, verbose_name=_("ledger (fen)"))
     reason = models.CharField(max_length=300, verbose_name=_("reason"))
     resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
-    action = models.CharField(max_length=8, choices=DifferenceAction.choices, blank=True, verbose_name=_("action"))
+    action = models.CharField(
+        max_length=8, choices=DifferenceAction.choices, blank=True, verbose_name=_("action")
+    )
     note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
     resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
     posting = models.ForeignKey(
-        "accounts.Posting", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("posting")
+        "accounts.Posting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("posting"),
     )
 
     class Meta:

@@ -26,7 +26,9 @@ def channel_by_code(*, code: str, active_only: bool = True) -> PaymentChannel:
 
 def channel_config(channel: PaymentChannel) -> ChannelConfig:
     """The adapter's configuration, the sealed keys opened with the tenant's data key."""
-    opened = json.loads(Sealer().open(sealed_field(channel.code), channel.secrets_sealed, channel.secrets_key_id))
+    opened = json.loads(
+        Sealer().open(sealed_field(channel.code), channel.secrets_sealed, channel.secrets_key_id)
+    )
     return ChannelConfig(
         merchant_id=channel.merchant_id,
         app_id=channel.app_id,

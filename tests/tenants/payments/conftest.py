@@ -11,7 +11,12 @@ from citycard.tenants.cards import services as cards
 from citycard.tenants.payments import services
 from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox, SandboxKeys
 
-MERCHANT = {"wechat": "1900000109", "alipay": "2088102177846880", "unionpay": "777290058110048", "bank": "330400BK0001"}
+MERCHANT = {
+    "wechat": "1900000109",
+    "alipay": "2088102177846880",
+    "unionpay": "777290058110048",
+    "bank": "330400BK0001",
+}
 APP = {"wechat": "wxd678efh567hg6787", "alipay": "2021000118600001", "unionpay": "", "bank": ""}
 
 
@@ -30,7 +35,9 @@ def sandbox_keys():
 
 @pytest.fixture(scope="session")
 def sandboxes(sandbox_keys):
-    served = {p: Sandbox.start(p, merchant_id=MERCHANT[p], app_id=APP[p], keys=sandbox_keys[p]) for p in MERCHANT}
+    served = {
+        p: Sandbox.start(p, merchant_id=MERCHANT[p], app_id=APP[p], keys=sandbox_keys[p]) for p in MERCHANT
+    }
     yield served
     for s in served.values():
         s.stop()
@@ -73,5 +80,6 @@ def deliver(inbox: NotifyInbox, sandbox: Sandbox, code: str) -> list[bytes]:
     """Hand every notification the sandbox sent to the notify service; the acknowledgements' bodies."""
     sandbox.settle()
     return [
-        services.topup_notification_receive(channel_code=code, headers=h, body=b).status for h, b in inbox.drain()
+        services.topup_notification_receive(channel_code=code, headers=h, body=b).status
+        for h, b in inbox.drain()
     ]

@@ -30,7 +30,8 @@ def test_configure_drill_reconcile_and_resolve(city, card_no, tmp_path):
     out = run(
         "configure", "wechat", "--provider", "wechat", "--name", "微信支付", "--merchant-id", "1900000109",
         "--app-id", "wxd678efh567hg6787", "--gateway", "https://api.mch.weixin.qq.com",
-        "--notify-url", "https://jiaxing.example/payments/notify/wechat", "--private-key", str(keys / "merchant_key.pem"),
+        "--notify-url", "https://jiaxing.example/payments/notify/wechat",
+        "--private-key", str(keys / "merchant_key.pem"),
         "--provider-public-key", str(keys / "provider_pub.pem"), "--secret-file", str(keys / "secret.key"),
     )  # fmt: skip
     assert "keys sealed" in out
@@ -45,7 +46,9 @@ def test_configure_drill_reconcile_and_resolve(city, card_no, tmp_path):
         "reconcile", "sandbox-wechat", str(statement)
     )
 
-    out = run("reconcile", "wechat", str(EXAMPLES / "wechat-tradebill-2026-11-21.csv"), "--date", "2026-11-21")
+    out = run(
+        "reconcile", "wechat", str(EXAMPLES / "wechat-tradebill-2026-11-21.csv"), "--date", "2026-11-21"
+    )
     assert "2 lines, paid ¥250.00" in out and "2 differences" in out
     listing = run("exceptions", "--open")
     assert "CC7F3A0B19D2E4C5A6B7C8D9E0F1A2B3" in listing and "long" in listing

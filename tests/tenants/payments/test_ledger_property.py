@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citycard.platform.errors import DomainError
+from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.accounts.selectors import account_of_card, ledger_totals
 from citycard.tenants.cards import services as cards
-from citycard.tenants.accounts import services as accounts
 from citycard.tenants.payments import services
 from citycard.tenants.payments.models import ReconException
 from citycard.terminal_kit.beijing import BEIJING
@@ -48,7 +48,12 @@ def world(channel, holder):
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("order"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 50000)),
-        st.tuples(st.just("pay"), st.integers(0, 30), st.sampled_from(["once", "replay", "lost", "wrong"]), st.just(0)),
+        st.tuples(
+            st.just("pay"),
+            st.integers(0, 30),
+            st.sampled_from(["once", "replay", "lost", "wrong"]),
+            st.just(0),
+        ),
         st.tuples(st.just("query"), st.integers(0, 30), st.just(0), st.just(0)),
         st.tuples(st.just("refund"), st.integers(0, 30), st.just(0), st.integers(1, 50000)),
         st.tuples(st.just("day"), st.just(0), st.just(0), st.just(0)),
@@ -95,7 +100,10 @@ def test_channel_activity_keeps_every_balance_and_each_statement_day_reconciles(
                 m = orders[a % len(orders)]
                 try:
                     services.topup_order_refund(
-                        out_trade_no=m["o"].out_trade_no, amount_fen=amount, request_key=uuid.uuid4().hex, actor="p"
+                        out_trade_no=m["o"].out_trade_no,
+                        amount_fen=amount,
+                        request_key=uuid.uuid4().hex,
+                        actor="p",
                     )
                     m["refunded"] += amount
                 except DomainError as exc:
@@ -131,4 +139,6 @@ def check(cards_: list[str], orders: list[dict]) -> None:
         clearing = LedgerAccount.objects.filter(code=f"topup:channel-p-{provider}").first()
         assert (clearing.balance_fen if clearing else 0) == -expected
     totals = ledger_totals()
-    assert totals.unbalanced_postings == 0 and totals.balances_total_fen == 0 and totals.balances_mismatched == 0
+    assert (
+        totals.unbalanced_postings == 0 and totals.balances_total_fen == 0 and totals.balances_mismatched == 0
+    )

@@ -15,7 +15,14 @@ from citycard.tenants.payments.services import topup_order_create
 
 TopupOrderCreateError = error_type(
     "TopupOrderCreate",
-    ["NO_CHANNEL", "NO_ACCOUNT", "CONFLICT", "CHANNEL_UNREACHABLE", "CHANNEL_PROTOCOL", "CHANNEL_BAD_SIGNATURE"],
+    [
+        "NO_CHANNEL",
+        "NO_ACCOUNT",
+        "CONFLICT",
+        "CHANNEL_UNREACHABLE",
+        "CHANNEL_PROTOCOL",
+        "CHANNEL_BAD_SIGNATURE",
+    ],
     "Why no order was opened (nothing was written): NO_CHANNEL, no active channel has that code; NO_ACCOUNT, "
     "the card has no online account; CONFLICT, the requestKey was used for another order; CHANNEL_*, the "
     "provider did not answer or its answer could not be trusted.",

@@ -170,10 +170,16 @@ class Alipay:
             state=node.get("trade_status", ""),
         )
 
-    def refund(self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int) -> RefundResult:
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int
+    ) -> RefundResult:
         node = self._call(
             "alipay.trade.refund",
-            {"out_trade_no": out_trade_no, "refund_amount": yuan_text(amount_fen), "out_request_no": out_refund_no},
+            {
+                "out_trade_no": out_trade_no,
+                "refund_amount": yuan_text(amount_fen),
+                "out_request_no": out_refund_no,
+            },
         )
         ok = node.get("code") == "10000" and node.get("fund_change") == "Y"
         return RefundResult(
@@ -185,7 +191,8 @@ class Alipay:
 
     def statement_fetch(self, *, day: dt.date) -> bytes:
         node = self._call(
-            "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": day.isoformat()}
+            "alipay.data.dataservice.bill.downloadurl.query",
+            {"bill_type": "trade", "bill_date": day.isoformat()},
         )
         if node.get("code") != "10000":
             raise ProtocolError(f"no Alipay bill for {day}: {node.get('sub_msg', node.get('msg'))}")
@@ -209,7 +216,9 @@ def bill_write(rows: Iterable[dict[str, Any]], *, pid: str, day: dt.date) -> byt
     out.write("#支付宝业务明细查询\r\n")
     out.write(f"#账号：[{pid}]\r\n")
     out.write(f"#起始日期：[{day:%Y年%m月%d日} 00:00:00]   终止日期：[{end:%Y年%m月%d日} 00:00:00]\r\n")
-    out.write("#-----------------------------------------业务明细列表----------------------------------------\r\n")
+    out.write(
+        "#-----------------------------------------业务明细列表----------------------------------------\r\n"
+    )
     out.write(",".join(BILL_COLUMNS) + "\r\n")
     n_pay = n_refund = paid = refunded = 0
     for r in rows:
@@ -227,7 +236,9 @@ def bill_write(rows: Iterable[dict[str, Any]], *, pid: str, day: dt.date) -> byt
             n_refund, refunded = n_refund + 1, refunded + r["amount_fen"]
         else:
             n_pay, paid = n_pay + 1, paid + r["amount_fen"]
-    out.write("#-----------------------------------------业务明细列表结束------------------------------------\r\n")
+    out.write(
+        "#-----------------------------------------业务明细列表结束------------------------------------\r\n"
+    )
     out.write(f"#交易合计：{n_pay}笔，商家实收共{yuan_text(paid)}元\r\n")
     out.write(f"#退款合计：{n_refund}笔，商家实收共{yuan_text(-refunded)}元\r\n")
     out.write(f"#导出时间：[{beijing_now():%Y年%m月%d日 %H:%M:%S}]\r\n")
@@ -236,7 +247,9 @@ def bill_write(rows: Iterable[dict[str, Any]], *, pid: str, day: dt.date) -> byt
         z.writestr(f"{pid}_{day:%Y%m%d}_业务明细.csv", out.getvalue().encode("gbk"))
         z.writestr(
             f"{pid}_{day:%Y%m%d}_业务明细(汇总).csv",
-            f"#支付宝业务汇总查询\r\n交易笔数,退款笔数,订单金额（元）\r\n{n_pay},{n_refund},{yuan_text(paid)}\r\n".encode("gbk"),
+            f"#支付宝业务汇总查询\r\n交易笔数,退款笔数,订单金额（元）\r\n{n_pay},{n_refund},{yuan_text(paid)}\r\n".encode(
+                "gbk"
+            ),
         )
     return buffer.getvalue()
 
@@ -278,7 +291,10 @@ def bill_parse(data: bytes) -> Iterator[StatementLine]:
         totals[kind][0] += 1
         totals[kind][1] += amount
         if kind == "退款":
-            yield StatementLine("refund", f[col["商户订单号"]], f[col["支付宝交易号"]], -amount, fee, f[col["退款批次号/请求号"]], at)  # fmt: skip
+            refund_no = f[col["退款批次号/请求号"]]
+            yield StatementLine(
+                "refund", f[col["商户订单号"]], f[col["支付宝交易号"]], -amount, fee, refund_no, at
+            )
         else:
             yield StatementLine("pay", f[col["商户订单号"]], f[col["支付宝交易号"]], amount, fee, "", at)
     for kind in ("交易", "退款"):

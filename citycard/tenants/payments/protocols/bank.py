@@ -101,9 +101,13 @@ class CardBank:
         return Reply(200 if ok else 500, json_dumps({"ret": "0000" if ok else "9999"}))
 
     def order_query(self, *, out_trade_no: str) -> PaymentResult:
-        return _result(self._call("PAY_QUERY", {"out_trade_no": out_trade_no}) | {"out_trade_no": out_trade_no})
+        return _result(
+            self._call("PAY_QUERY", {"out_trade_no": out_trade_no}) | {"out_trade_no": out_trade_no}
+        )
 
-    def refund(self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int) -> RefundResult:
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int
+    ) -> RefundResult:
         answer = self._call(
             "REFUND", {"out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "amount_fen": amount_fen}
         )
@@ -128,7 +132,9 @@ def _result(b: dict[str, Any], notify_id: str = "") -> PaymentResult:
         paid=b.get("result") == "S",
         amount_fen=int(b.get("amount_fen", 0)),
         provider_trade_no=b.get("bank_serial", ""),
-        paid_at=dt.datetime.strptime(b["paid_time"], TIME).replace(tzinfo=BEIJING) if b.get("paid_time") else None,
+        paid_at=dt.datetime.strptime(b["paid_time"], TIME).replace(tzinfo=BEIJING)
+        if b.get("paid_time")
+        else None,
         notify_id=notify_id,
         state=b.get("result", ""),
     )
@@ -174,4 +180,6 @@ def file_parse(data: bytes) -> Iterator[StatementLine]:
             yield StatementLine("pay", f[3], f[2], amount, fee, "", at)
     trailer = lines[-1].split("|")
     if trailer[1:] != [str(count), str(paid), str(refunded)]:
-        raise ProtocolError(f"the statement's trailer {lines[-1]!r} does not match its records", code="bad_statement")
+        raise ProtocolError(
+            f"the statement's trailer {lines[-1]!r} does not match its records", code="bad_statement"
+        )

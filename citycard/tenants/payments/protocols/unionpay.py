@@ -132,7 +132,9 @@ class UnionPay:
         )
         answer = self._call("appTransReq.do", params)
         if answer.get("respCode") != "00":
-            raise ProtocolError(f"UnionPay refused the order: {answer.get('respCode')} {answer.get('respMsg')}")
+            raise ProtocolError(
+                f"UnionPay refused the order: {answer.get('respCode')} {answer.get('respMsg')}"
+            )
         return {"tn": answer["tn"], "mode": "00"}
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
@@ -169,7 +171,9 @@ class UnionPay:
             state=answer.get("origRespCode", ""),
         )
 
-    def refund(self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int) -> RefundResult:
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int
+    ) -> RefundResult:
         original = self.order_query(out_trade_no=out_trade_no)
         params = self._base("04", "00", "000201")
         params.update(

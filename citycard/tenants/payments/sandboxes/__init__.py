@@ -132,7 +132,9 @@ class Sandbox:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True, name=f"sandbox-{self.provider}")
+        thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name=f"sandbox-{self.provider}"
+        )
         thread.start()
 
     @property
@@ -197,7 +199,11 @@ class Sandbox:
         out_trade_no = self._order_of(params)
         order = self.orders[out_trade_no]
         with self.lock:
-            order.state, order.paid_fen, order.paid_at = "SUCCESS", paid_fen or order.amount_fen, at or beijing_now()
+            order.state, order.paid_fen, order.paid_at = (
+                "SUCCESS",
+                paid_fen or order.amount_fen,
+                at or beijing_now(),
+            )
         if not drop:
             thread = threading.Thread(target=self._deliver, args=(order, delay, replay + 1), daemon=True)
             thread.start()
@@ -215,7 +221,9 @@ class Sandbox:
             return biz["out_trade_no"]
         token = {"wechat": "prepayid", "unionpay": "tn", "bank": "pay_token"}[self.provider]
         if self.provider == "wechat":
-            message = f"{params['appid']}\n{params['timestamp']}\n{params['noncestr']}\n{params['prepayid']}\n"
+            message = (
+                f"{params['appid']}\n{params['timestamp']}\n{params['noncestr']}\n{params['prepayid']}\n"
+            )
             if not rsa_verify(self.keys.merchant_public, message.encode(), params["sign"]):
                 raise ProtocolError("the app's pay sign does not verify", code="bad_signature")
         return self.tokens[params[token]]
@@ -274,7 +282,9 @@ class Sandbox:
                 "subject": "市民卡账户充值",
             }
             form["sign"] = alipay.params_sign(self.keys.provider_private, form, exclude=("sign", "sign_type"))
-            return urllib.parse.urlencode(form).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+            return urllib.parse.urlencode(form).encode(), {
+                "Content-Type": "application/x-www-form-urlencoded"
+            }
         if self.provider == "unionpay":
             form = {
                 "version": unionpay.VERSION,
@@ -330,12 +340,16 @@ class Sandbox:
             "result": "S" if paid else "P",
             "amount_fen": order.paid_fen if paid else order.amount_fen,
             "bank_serial": order.transaction_id,
-            "paid_time": (order.paid_at or beijing_now()).astimezone(BEIJING).strftime(bank.TIME) if paid else "",
+            "paid_time": (order.paid_at or beijing_now()).astimezone(BEIJING).strftime(bank.TIME)
+            if paid
+            else "",
         }
 
     # --- statements -----------------------------------------------------------------------------------
 
-    def statement_add(self, *, out_trade_no: str, amount_fen: int, at: dt.datetime, kind: str = "pay", **extra):
+    def statement_add(
+        self, *, out_trade_no: str, amount_fen: int, at: dt.datetime, kind: str = "pay", **extra
+    ):
         """A line the city's ledger does not know (a payment the notification and the order never told of)."""
         self.extra_rows.append(
             {"kind": kind, "out_trade_no": out_trade_no, "transaction_id": self._new_id(), "amount_fen": amount_fen,
@@ -350,12 +364,18 @@ class Sandbox:
         bps = FEE_BPS[self.provider]
         with self.lock:
             for o in self.orders.values():
-                if o.paid_at is not None and o.paid_at.astimezone(BEIJING).date() == day and o.out_trade_no not in self.omitted:
+                if (
+                    o.paid_at is not None
+                    and o.paid_at.astimezone(BEIJING).date() == day
+                    and o.out_trade_no not in self.omitted
+                ):
                     rows.append({"kind": "pay", "out_trade_no": o.out_trade_no, "transaction_id": o.transaction_id,
-                                 "amount_fen": o.paid_fen, "fee_fen": o.paid_fen * bps // 10000, "at": o.paid_at})  # fmt: skip
+                                 "amount_fen": o.paid_fen, "fee_fen": o.paid_fen * bps // 10000,
+                                 "at": o.paid_at})  # fmt: skip
                 for r in o.refunds:
                     if r["at"].astimezone(BEIJING).date() == day:
-                        rows.append({"kind": "refund", "out_trade_no": o.out_trade_no, "transaction_id": o.transaction_id,
+                        rows.append({"kind": "refund", "out_trade_no": o.out_trade_no,
+                                     "transaction_id": o.transaction_id,
                                      "fee_fen": r["amount_fen"] * bps // 10000, **r})  # fmt: skip
         rows += [r for r in self.extra_rows if r["at"].astimezone(BEIJING).date() == day]
         return sorted(rows, key=lambda r: r["at"])
@@ -451,15 +471,21 @@ class Sandbox:
                 node["send_pay_date"] = order.paid_at.astimezone(BEIJING).strftime(alipay.TIME)
             return answer(node)
         if method_name == "alipay.trade.refund":
-            refund = self._refund(biz["out_trade_no"], biz["out_request_no"], alipay.fen_of_yuan(biz["refund_amount"]))
+            refund = self._refund(
+                biz["out_trade_no"], biz["out_request_no"], alipay.fen_of_yuan(biz["refund_amount"])
+            )
             if refund is None:
-                return answer({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"})
+                return answer(
+                    {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"}
+                )
             return answer({"code": "10000", "msg": "Success", "trade_no": refund["refund_id"],
                            "out_trade_no": biz["out_trade_no"], "fund_change": "Y",
                            "refund_fee": yuan_text(refund["amount_fen"])})  # fmt: skip
         if method_name == "alipay.data.dataservice.bill.downloadurl.query":
             base = self.url.rsplit("/", 1)[0]
-            return answer({"code": "10000", "msg": "Success", "bill_download_url": f"{base}/bill/{biz['bill_date']}"})
+            return answer(
+                {"code": "10000", "msg": "Success", "bill_download_url": f"{base}/bill/{biz['bill_date']}"}
+            )
         return answer({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.INVALID_METHOD"})
 
     def _handle_unionpay(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
@@ -489,13 +515,16 @@ class Sandbox:
             return answer(respCode="00", respMsg="成功[0000000]", orderId=order.out_trade_no,
                           origRespCode="00" if paid else "05", queryId=order.transaction_id,
                           txnAmt=str(order.paid_fen if paid else order.amount_fen),
-                          txnTime=(order.paid_at or beijing_now()).astimezone(BEIJING).strftime("%Y%m%d%H%M%S"))  # fmt: skip
+                          txnTime=(order.paid_at or beijing_now()).astimezone(BEIJING)
+                          .strftime("%Y%m%d%H%M%S"))  # fmt: skip
         if endpoint == "backTransReq.do":
             original = next((o for o in self.orders.values() if o.transaction_id == form["origQryId"]), None)
             refund = original and self._refund(original.out_trade_no, form["orderId"], int(form["txnAmt"]))
             if not refund:
                 return answer(respCode="12", respMsg="重复交易或金额超限", orderId=form["orderId"])
-            return answer(respCode="00", respMsg="成功[0000000]", orderId=form["orderId"], queryId=refund["refund_id"])
+            return answer(
+                respCode="00", respMsg="成功[0000000]", orderId=form["orderId"], queryId=refund["refund_id"]
+            )
         if endpoint == "fileTransfer.do":
             mmdd = form["settleDate"]
             day = dt.date(beijing_now().year, int(mmdd[:2]), int(mmdd[2:]))
@@ -524,7 +553,9 @@ class Sandbox:
             return answer(self._bank_result(order))
         if kind == "REFUND":
             refund = self._refund(b["out_trade_no"], b["out_refund_no"], int(b["amount_fen"]))
-            return answer({"result": "S" if refund else "F", "bank_serial": refund["refund_id"] if refund else ""})
+            return answer(
+                {"result": "S" if refund else "F", "bank_serial": refund["refund_id"] if refund else ""}
+            )
         if kind == "STATEMENT":
             day = dt.datetime.strptime(b["date"], "%Y%m%d").date()
             return answer({"file": self.statement(day).decode()})

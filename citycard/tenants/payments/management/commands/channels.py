@@ -29,7 +29,9 @@ def _today() -> dt.date:
 
 
 class Command(PlatformCommand):
-    help = "Payment channels (支付渠道): configure, list, drill against a sandbox, reconcile statements (对账)."
+    help = (
+        "Payment channels (支付渠道): configure, list, drill against a sandbox, reconcile statements (对账)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True, help="tenant code")
@@ -95,7 +97,9 @@ class Command(PlatformCommand):
         self.console.print(f"wrote {', '.join(files)} to {out}")
 
     def do_configure(self, opts):
-        secret = Path(opts["secret_file"]).read_text(encoding="ascii").strip() if opts.get("secret_file") else ""
+        secret = (
+            Path(opts["secret_file"]).read_text(encoding="ascii").strip() if opts.get("secret_file") else ""
+        )
         channel = services.channel_configure(
             code=opts["code"],
             provider=opts["provider"],
@@ -110,7 +114,9 @@ class Command(PlatformCommand):
             query_after_seconds=opts["query_after"],
             actor=self.actor,
         )
-        self.console.print(f"channel {channel.code} ({channel.provider}) configured; keys sealed (serial {channel.serial_no})")
+        self.console.print(
+            f"channel {channel.code} ({channel.provider}) configured; keys sealed (serial {channel.serial_no})"
+        )
 
     def do_list(self, opts):
         table = Table("code", "provider", "merchant id", "gateway", "notify URL", "active", "configured")
@@ -149,11 +155,14 @@ class Command(PlatformCommand):
         )
 
     def do_exceptions(self, opts):
-        table = Table("id", "channel", "date", "kind", "order no", "statement ¥", "ledger ¥", "reason", "resolved")
+        table = Table(
+            "id", "channel", "date", "kind", "order no", "statement ¥", "ledger ¥", "reason", "resolved"
+        )
         for d in selectors.differences(open_only=opts["open"], channel_code=opts.get("channel")):
             table.add_row(
                 str(d.pk), d.run.channel.code, str(d.run.statement_date), d.kind, d.out_trade_no or d.out_refund_no,
-                "" if d.statement_fen is None else yuan(d.statement_fen), "" if d.ledger_fen is None else yuan(d.ledger_fen),
+                "" if d.statement_fen is None else yuan(d.statement_fen),
+                "" if d.ledger_fen is None else yuan(d.ledger_fen),
                 d.reason, f"{d.action} by {d.resolved_by}" if d.resolved_at else "",
             )  # fmt: skip
         self.console.print(table)
@@ -162,4 +171,7 @@ class Command(PlatformCommand):
         d = services.difference_resolve(
             difference_id=opts["id"], action=opts["action"], note=opts["note"], actor=self.actor
         )
-        self.console.print(f"difference {d.pk} ({d.kind}) resolved: {d.action}" + (f", posting {d.posting_id}" if d.posting_id else ""))
+        self.console.print(
+            f"difference {d.pk} ({d.kind}) resolved: {d.action}"
+            + (f", posting {d.posting_id}" if d.posting_id else "")
+        )
