@@ -193,7 +193,9 @@ class ChannelNotice(models.Model):
 
 
 class StatementRun(models.Model):
-    """One provider statement (对账单) reconciled against the ledger. The same file again finds this run."""
+    """One provider statement (对账单) reconciled against the ledger: the file's hash and totals. Its lines are
+    read into a scratch table for the join and not kept (the provider's file is the record); what differs is
+    kept as differences. The same file again finds this run."""
 
     channel = models.ForeignKey(
         PaymentChannel, on_delete=models.PROTECT, related_name="statement_runs", verbose_name=_("channel")
@@ -222,22 +224,6 @@ class StatementRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.code} {self.statement_date}"
-
-
-class StatementLine(models.Model):
-    """A line of a reconciled statement, as the provider wrote it (amounts in fen)."""
-
-    run = models.ForeignKey(StatementRun, on_delete=models.CASCADE, related_name="statement_lines")
-    kind = models.CharField(max_length=6)  # pay | refund
-    out_trade_no = models.CharField(max_length=64)
-    provider_trade_no = models.CharField(max_length=64)
-    out_refund_no = models.CharField(max_length=64)
-    amount_fen = models.BigIntegerField()
-    fee_fen = models.BigIntegerField()
-    at = models.DateTimeField(null=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["run", "kind"])]
 
 
 class DifferenceKind(models.TextChoices):

@@ -442,9 +442,9 @@ SELECT %(run)s,
             ELSE 'the statement says ' || s.amount_fen || ' fen, the ledger credited ' || o.amount_fen || ' fen'
        END,
        '', '', ''
-  FROM payments_statementline s
+  FROM payments_stage_line s
   LEFT JOIN payments_topuporder o ON o.out_trade_no = s.out_trade_no AND o.channel_id = %(channel)s
- WHERE s.run_id = %(run)s AND s.kind = 'pay'
+ WHERE s.kind = 'pay'
    AND (o.id IS NULL OR o.state <> 'paid' OR o.amount_fen <> s.amount_fen)
 UNION ALL
 SELECT %(run)s, 'short', o.out_trade_no, '', NULL, o.amount_fen,
@@ -452,58 +452,65 @@ SELECT %(run)s, 'short', o.out_trade_no, '', NULL, o.amount_fen,
   FROM payments_topuporder o
  WHERE o.channel_id = %(channel)s AND o.state = 'paid'
    AND o.paid_at >= %(start)s AND o.paid_at < %(end)s
-   AND NOT EXISTS (SELECT 1 FROM payments_statementline s
-                    WHERE s.run_id = %(run)s AND s.kind = 'pay' AND s.out_trade_no = o.out_trade_no)
+   AND NOT EXISTS (SELECT 1 FROM payments_stage_line s WHERE s.kind = 'pay' AND s.out_trade_no = o.out_trade_no)
 UNION ALL
 SELECT %(run)s, CASE WHEN r.id IS NULL THEN 'long' ELSE 'amount' END, COALESCE(o.out_trade_no, s.out_trade_no),
        s.out_refund_no, s.amount_fen, r.amount_fen,
        CASE WHEN r.id IS NULL THEN 'the provider refunded money this city''s ledger never gave back'
             ELSE 'the statement refunds ' || s.amount_fen || ' fen, the ledger ' || r.amount_fen || ' fen' END,
        '', '', ''
-  FROM payments_statementline s
+  FROM payments_stage_line s
   LEFT JOIN payments_channelrefund r ON r.out_refund_no = s.out_refund_no
   LEFT JOIN payments_topuporder o ON o.id = r.order_id
- WHERE s.run_id = %(run)s AND s.kind = 'refund' AND (r.id IS NULL OR r.amount_fen <> s.amount_fen)
+ WHERE s.kind = 'refund' AND (r.id IS NULL OR r.amount_fen <> s.amount_fen)
 UNION ALL
 SELECT %(run)s, 'short', o.out_trade_no, r.out_refund_no, NULL, r.amount_fen,
        'refunded in the ledger, not in the provider''s statement of the day', '', '', ''
   FROM payments_channelrefund r JOIN payments_topuporder o ON o.id = r.order_id
  WHERE o.channel_id = %(channel)s AND r.state = 'succeeded' AND r.at >= %(start)s AND r.at < %(end)s
-   AND NOT EXISTS (SELECT 1 FROM payments_statementline s
-                    WHERE s.run_id = %(run)s AND s.kind = 'refund' AND s.out_refund_no = r.out_refund_no)
+   AND NOT EXISTS (SELECT 1 FROM payments_stage_line s
+                    WHERE s.kind = 'refund' AND s.out_refund_no = r.out_refund_no)
 """
 
 
-def _copy_lines(run_id: int, lines) -> tuple[int, int, int, int]:
-    """COPY the parsed lines into the run's table (fast for a million lines); (lines, paid, refunded, fees)."""
+STAGE = (
+    "CREATE TEMP TABLE payments_stage_line (kind text, out_trade_no text, provider_trade_no text,"
+    " out_refund_no text, amount_fen bigint, fee_fen bigint, at timestamptz) ON COMMIT DROP"
+)
+
+
+def _copy_lines(lines) -> None:
+    """COPY the parsed lines into the scratch table the reconciliation joins (fast for a million lines)."""
     buffer = io.StringIO()
-    count = paid = refunded = fees = 0
     for line in lines:
         at = line.at.isoformat() if line.at else r"\N"
         buffer.write(
-            f"{run_id}\t{line.kind}\t{line.out_trade_no}\t{line.provider_trade_no}\t{line.out_refund_no}\t"
+            f"{line.kind}\t{line.out_trade_no}\t{line.provider_trade_no}\t{line.out_refund_no}\t"
             f"{line.amount_fen}\t{line.fee_fen}\t{at}\n"
         )
-        count += 1
-        fees += line.fee_fen
-        if line.kind == "pay":
-            paid += line.amount_fen
-        else:
-            refunded += line.amount_fen
     buffer.seek(0)
     with connection.cursor() as cur:
         cur.cursor.copy_expert(
-            "COPY payments_statementline (run_id, kind, out_trade_no, provider_trade_no, out_refund_no,"
-            " amount_fen, fee_fen, at) FROM STDIN",
+            "COPY payments_stage_line (kind, out_trade_no, provider_trade_no, out_refund_no, amount_fen, fee_fen,"
+            " at) FROM STDIN",
             buffer,
         )
-    return count, paid, refunded, fees
 
 
-def _copy_wechat_bill(run_id: int, data: bytes) -> tuple[int, int, int, int]:
+def _stage_totals() -> tuple[int, int, int, int]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), COALESCE(sum(amount_fen) FILTER (WHERE kind = 'pay'), 0),"
+            " COALESCE(sum(amount_fen) FILTER (WHERE kind = 'refund'), 0), COALESCE(sum(fee_fen), 0)"
+            " FROM payments_stage_line"
+        )
+        return cur.fetchone()
+
+
+def _copy_wechat_bill(data: bytes) -> None:
     """WeChat Pay's trade bill loaded by the database itself: its rows COPYed as CSV into a scratch table,
-    converted to fen there (``numeric``, exact) into the run's lines; the summary row checked against what
-    was loaded. The same lines as ``wechat.bill_parse`` reads, a million in seconds."""
+    converted to fen there (``numeric``, exact) into the scratch table of lines; the summary row checked
+    against what was loaded. The same lines as ``wechat.bill_parse`` reads, a million in seconds."""
     col, body, summary = wechat.bill_body(data)
     width = len(col)
     c = {name: f"c{i + 1}" for name, i in col.items()}
@@ -513,30 +520,22 @@ def _copy_wechat_bill(run_id: int, data: bytes) -> tuple[int, int, int, int]:
         cur.cursor.copy_expert("COPY payments_bill_stage FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
         refund = f"{c['交易状态']} = 'REFUND'"
         cur.execute(
-            "INSERT INTO payments_statementline (run_id, kind, out_trade_no, provider_trade_no, out_refund_no,"
+            "INSERT INTO payments_stage_line (kind, out_trade_no, provider_trade_no, out_refund_no,"
             " amount_fen, fee_fen, at)"
-            f" SELECT %s, CASE WHEN {refund} THEN 'refund' ELSE 'pay' END, {c['商户订单号']}, {c['微信订单号']},"
+            f" SELECT CASE WHEN {refund} THEN 'refund' ELSE 'pay' END, {c['商户订单号']}, {c['微信订单号']},"
             f" CASE WHEN {refund} THEN {c['商户退款单号']} ELSE '' END,"
             f" (CASE WHEN {refund} THEN {c['退款金额']} ELSE {c['应结订单金额']} END)::numeric * 100,"
             f" {c['手续费']}::numeric * 100, ({c['交易时间']} || '+08')::timestamptz"
-            " FROM payments_bill_stage",
-            [run_id],
+            " FROM payments_bill_stage"
         )
         cur.execute("DROP TABLE payments_bill_stage")
-        cur.execute(
-            "SELECT count(*), COALESCE(sum(amount_fen) FILTER (WHERE kind = 'pay'), 0),"
-            " COALESCE(sum(amount_fen) FILTER (WHERE kind = 'refund'), 0), COALESCE(sum(fee_fen), 0)"
-            " FROM payments_statementline WHERE run_id = %s",
-            [run_id],
-        )
-        count, paid, refunded, fees = cur.fetchone()
+    count, paid, refunded, _ = _stage_totals()
     if (str(count), fen_of_yuan(summary[1]), fen_of_yuan(summary[2])) != (summary[0], paid, refunded):
         raise ProtocolError(
             f"the trade bill's summary ({summary[0]} rows, {summary[1]} paid, {summary[2]} refunded) does not "
             f"match its rows ({count}, {yuan_text(paid)}, {yuan_text(refunded)})",
             code="bad_statement",
         )
-    return count, paid, refunded, fees
 
 
 @transaction.atomic
@@ -556,11 +555,14 @@ def statement_reconcile(
         channel=channel, statement_date=day, file_name=file_name[:200], file_sha256=digest,
         at=timezone.now(), actor=actor,
     )  # fmt: skip
+    with connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS payments_stage_line")
+        cur.execute(STAGE)
     try:
         if channel.provider == Provider.WECHAT:
-            count, paid, refunded, fees = _copy_wechat_bill(run.pk, data)
+            _copy_wechat_bill(data)
         else:
-            count, paid, refunded, fees = _copy_lines(run.pk, channel_adapter(channel).statement_parse(data))
+            _copy_lines(channel_adapter(channel).statement_parse(data))
     except ProtocolError as exc:
         raise DomainError(
             f"the statement cannot be read: {exc}", code="bad_statement", field="file"
@@ -570,14 +572,15 @@ def statement_reconcile(
             f"the statement cannot be read: {exc}", code="bad_statement", field="file"
         ) from None
     start = dt.datetime.combine(day, dt.time(), tzinfo=BEIJING)
+    count, paid, refunded, fees = _stage_totals()
     with connection.cursor() as cur:
-        if count > 10000:  # a large file: let the planner know before the join
-            cur.execute("ANALYZE payments_statementline")
+        cur.execute("ANALYZE payments_stage_line")  # a scratch table is never analysed by itself
         cur.execute(
             _DIFFERENCES_SQL,
             {"run": run.pk, "channel": channel.pk, "start": start, "end": start + dt.timedelta(days=1)},
         )
         differences = cur.rowcount
+        cur.execute("DROP TABLE payments_stage_line")
     lines_differing = ReconException.objects.filter(run=run, statement_fen__isnull=False).count()
     run.lines, run.paid_fen, run.refunded_fen, run.fee_fen = count, paid, refunded, fees
     run.exceptions, run.matched = differences, count - lines_differing
