@@ -10,7 +10,8 @@ citycard/platform/scopes.py:
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
   ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
   ``acceptanceCheck`` for service points), ``merchants`` (``merchantPay``, ``merchantRefund``,
-  ``cardMerchantPayments``); every read of card or cardholder data goes through
+  ``cardMerchantPayments``), ``payments`` (``topupOrderCreate``, ``topupOrder``); every read of card or
+  cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
   bilateral matrix, net positions, instructions, exceptions, disputes, reconciliation files behind
@@ -29,6 +30,7 @@ from citycard.graphql.core.cost import CostMap, FieldCost
 from citycard.graphql.entitlements.schema import EntitlementMutations, EntitlementQueries
 from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
 from citycard.graphql.merchants.schema import MerchantMutations, MerchantQueries
+from citycard.graphql.payments.schema import PaymentMutations, PaymentQueries
 from citycard.graphql.service_points.schema import ServicePointQueries
 from citycard.graphql.subsidies.schema import SubsidyQueries
 from citycard.graphql.tenancy.schema import TenancyMutations, TenancyQueries
@@ -47,13 +49,19 @@ class TenantQuery(
     MedicalQueries,
     EntitlementQueries,
     MerchantQueries,
+    PaymentQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
 
 
 class TenantMutation(
-    CardMutations, MedicalMutations, EntitlementMutations, MerchantMutations, graphene.ObjectType
+    CardMutations,
+    MedicalMutations,
+    EntitlementMutations,
+    MerchantMutations,
+    PaymentMutations,
+    graphene.ObjectType,
 ):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
 
@@ -96,6 +104,8 @@ TENANT_COST_MAP: CostMap = {
         "entitlementBuy": FieldCost(complexity=10),
         # A citizen code's signature, the grant's lock, the use and the read log.
         "acceptanceCheck": FieldCost(complexity=5),
+        # A signed request to the provider and its signed answer.
+        "topupOrderCreate": FieldCost(complexity=10),
     },
 }
 PLATFORM_COST_MAP: CostMap = {

@@ -39,6 +39,12 @@ class Scope(models.TextChoices):
     MERCHANTS_PAY = "merchants:pay", _("Pay a merchant from a card's online account or citizen code")
     MERCHANTS_REFUND = "merchants:refund", _("Refund a merchant payment this key made")
     MERCHANTS_READ = "merchants:read", _("Read a card's merchant payments")
+    TOPUPS_CREATE = (
+        "topups:create",
+        _(
+            "Open top-up orders through a payment channel (WeChat Pay, Alipay, UnionPay, the card's bank) and read them"
+        ),
+    )
     SUBSIDIES_READ = "subsidies:read", _("Read subsidy payments with item detail")
     MEDICAL_CLAIMS = (
         "medical:claims",

@@ -136,6 +136,7 @@ TENANT_APPS = [
     "citycard.tenants.cards",
     "citycard.tenants.departments",
     "citycard.tenants.accounts",
+    "citycard.tenants.payments",
     "citycard.tenants.exchange",
     "citycard.tenants.medical",
     "citycard.tenants.entitlements",

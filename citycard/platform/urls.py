@@ -29,6 +29,8 @@ urlpatterns = [
     path("dashboard/", include("citycard.tenants.dashboard.urls")),
     path("merchants/", include("citycard.tenants.merchants.urls")),
     # The partner apps' endpoint authenticates every request by its API key (graphql/views.py).
+    # Payment channels: the providers' notify endpoints (signed by each provider) and the clerk's reconciliation.
+    path("payments/", include("citycard.tenants.payments.urls")),
     path("graphql/", login_not_required(TenantGraphQLView.as_view()), name="graphql"),
     path("", include("citycard.tenants.terminals.urls")),
     path("", include("citycard.tenants.exchange.urls")),

@@ -20,6 +20,9 @@ from citycard.tenants.cards.pii import id_number_build
 from citycard.tenants.cards.selectors import hotlist_version, schemes_visible
 from citycard.tenants.departments import services as departments
 from citycard.tenants.departments.models import Department, ServicePoint
+from citycard.tenants.payments import drill
+from citycard.tenants.payments import services as payments
+from citycard.tenants.payments.protocols import beijing_now
 
 HOLDERS_PER_CITY = 300
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈"
@@ -173,6 +176,34 @@ def _checklists(ctx) -> None:
     )
 
 
+def _wechat_topup(ctx, tenant) -> None:
+    """A cardholder tops up 100.00 through the WeChat Pay sandbox (the signed notification arrives twice and
+    credits once), and the sandbox's trade bill of the day is reconciled against the ledger."""
+    card = Card.objects.filter(scheme__code="01", state=CardState.ACTIVE).order_by("card_no").first()
+    accounts.account_open(card_no=card.card_no, actor="demo")
+    result = drill.sandbox_drill(
+        provider="wechat", card_no=card.card_no, amount_fen=10000, request_key=f"demo-wechat-{card.card_no}",
+        actor="demo",
+    )  # fmt: skip
+    line = (
+        f"{tenant.code}: top-up {result.order.out_trade_no} through the WeChat Pay sandbox: "
+        f"{result.order.get_state_display()} ({result.notifications} notifications, credited once); "
+        f"card {card.card_no} balance {result.balance_fen / 100:.2f} yuan"
+    )
+    if result.statement:
+        run = payments.statement_reconcile(
+            channel_code=result.channel.code, day=beijing_now().date(), data=result.statement, actor="demo",
+            file_name="wechat-tradebill.csv",
+        )  # fmt: skip
+        line += (
+            f"; trade bill reconciled: {run.lines} lines, {run.matched} matched, {run.exceptions} differences"
+        )
+    ctx.console.print(line)
+    ctx.console.print(
+        f"Channel reconciliation: http://{tenant.code}.localhost:8000/payments/reconciliation/ (docs/payments.md)"
+    )
+
+
 def demo_step(ctx) -> None:
     table = Table(title="Cards per demo city (batch issuance; re-runs create nothing)")
     for column in (
@@ -194,6 +225,9 @@ def demo_step(ctx) -> None:
             else:
                 _city(tenant, ctx, table)
     ctx.console.print(table)
+    city = ctx.tenants.get("hangzhou") or next(t for t in ctx.tenants.values() if t.kind != "county")
+    with tenant_context(city):
+        _wechat_topup(ctx, city)
     ctx.facts.setdefault("reports", []).append(_checklists)  # after the terminals step registered theirs
     ctx.console.print(
         "Hotlist download (signed by a registered terminal: docs/terminal-protocol.md): "

@@ -151,6 +151,14 @@ def probes(
             f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") '
             "{ id merchant merchantName amountFen means } }",
         ],
+        # Jiaxing's top-up order (jx_topup_order) is not Hangzhou's, nor its channel: null, NO_CHANNEL.
+        "topupOrder": [
+            f'{{ topupOrder(orderNo: "{jx_cursors["topup"]}") {{ orderNo cardNumber amountFen paymentParams }} }}',
+        ],
+        "topupOrderCreate": [
+            f'mutation {{ topupOrderCreate(channel: "wechat", cardNumber: "{jx.elderly_card}", amountFen: 100, '
+            'requestKey: "probe-1") { order { orderNo paymentParams } errors { field message code } } }',
+        ],
     }
 
 
@@ -180,6 +188,30 @@ def jx_merchant_payment(tenant, people: People) -> None:
             payment_id="jx-meal-1",
             actor="test",
         )
+
+
+def jx_topup_order(tenant, people: People, token: str) -> str:
+    """A top-up order Jiaxing's own key opened through its WeChat Pay channel (a local sandbox); its number."""
+    from citycard.tenants.accounts.services import account_open
+    from citycard.tenants.payments import services as payments
+    from citycard.tenants.payments.sandboxes import Sandbox
+
+    with (
+        tenant_context(tenant("jiaxing")),
+        Sandbox.start("wechat", merchant_id="1900000109", app_id="wxjx") as box,
+    ):
+        config = box.merchant_config(notify_url="http://127.0.0.1:9/payments/notify/wechat")
+        payments.channel_configure(
+            code="wechat", provider="wechat", name="微信支付", merchant_id=config.merchant_id, app_id=config.app_id,
+            gateway_url=config.gateway_url, notify_url=config.notify_url, private_key_pem=config.private_key_pem,
+            provider_public_key_pem=config.peer_public_key_pem, secret=config.secret, actor="test",
+        )  # fmt: skip
+        account_open(card_no=people.elderly_card, actor="test")
+        order = payments.topup_order_create(
+            channel_code="wechat", card_no=people.elderly_card, amount_fen=100,
+            request_key=f"{services.api_key_parse(token)}:probe-1", actor="test",
+        )  # fmt: skip
+        return order.out_trade_no
 
 
 def jx_medical_claim(tenant, people: People) -> None:
@@ -220,6 +252,7 @@ def tenant_probes(client, tenant, hz_fleet, jx_fleet, hz_people, jx_people) -> d
     jx_cursors = {
         "payment": jx_own["subsidyPayments"]["edges"][0]["cursor"],
         "point": jx_own["servicePoints"]["edges"][0]["cursor"],
+        "topup": jx_topup_order(tenant, jx_people, jx_token),
     }
     jx_view = data_of(
         gql(
@@ -232,7 +265,12 @@ def tenant_probes(client, tenant, hz_fleet, jx_fleet, hz_people, jx_people) -> d
     )
     jx_tx_cursor = jx_view["transactions"]["edges"][0]["cursor"]
     jx_terminal_cursor = jx_view["terminals"]["edges"][0]["cursor"]
-    return probes(jx.cards[0], jx.terminal_id, jx_tx_cursor, jx_terminal_cursor, jx_people, jx_cursors)
+    tables = probes(jx.cards[0], jx.terminal_id, jx_tx_cursor, jx_terminal_cursor, jx_people, jx_cursors)
+    JX_SECRETS[:] = [jx_cursors["topup"]]
+    return tables
+
+
+JX_SECRETS: list[str] = []  # Jiaxing's values made by the fixture (its top-up order's number)
 
 
 def test_every_tenant_field_is_probed_and_leaks_nothing(client, tenant, jx_fleet, jx_people, tenant_probes):
@@ -264,6 +302,7 @@ def test_every_tenant_field_is_probed_and_leaks_nothing(client, tenant, jx_fleet
         "888",
         "嘉兴学院食堂",
         card_number_of_shanghai_patient(),
+        *JX_SECRETS,
     ]  # (ids are per tenant: equal ids are no leak)
     for field, queries in tenant_probes.items():
         for query in queries:
@@ -309,6 +348,7 @@ def jx_state(jiaxing) -> list:
     from citycard.tenants.exchange.models import OutboxMessage
     from citycard.tenants.medical.models import Claim
     from citycard.tenants.merchants.models import Payment, Refund
+    from citycard.tenants.payments.models import TopupOrder
 
     with tenant_context(jiaxing):
         return [
@@ -319,6 +359,7 @@ def jx_state(jiaxing) -> list:
             *HotlistEntry.objects.values_list("card_no", "removed_at"),
             *Claim.objects.order_by("claim_id").values_list("claim_id", "total_fen", "request_sha256"),
             *OutboxMessage.objects.order_by("message_id").values_list("message_id", "body_sha256"),
+            *TopupOrder.objects.order_by("out_trade_no").values_list("out_trade_no", "state", "amount_fen"),
         ]
 
 

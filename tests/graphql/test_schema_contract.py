@@ -55,7 +55,7 @@ def examples_with_roles(endpoint: str) -> list[tuple[str, str]]:
 def test_tenant_examples_run(client, hz_fleet, hz_people):
     token = issue("hangzhou")
     found = examples("tenant")
-    assert len(found) == 12
+    assert len(found) == 14
     results = [data_of(gql(client, "hangzhou", query, token=token)) for query in found]
     assert len(results[1]["cardTransactions"]["edges"]) == 10
     assert len(results[2]["transactions"]["edges"]) == 30
@@ -76,6 +76,9 @@ def test_tenant_examples_run(client, hz_fleet, hz_people):
     assert (lost["errors"], lost["card"]["state"], lost["alreadyReported"]) == ([], "FROZEN", False)
     applied = results[11]["cardApply"]
     assert (applied["errors"], applied["card"]["state"], applied["card"]["named"]) == ([], "APPLIED", False)
+    # Hangzhou has no WeChat Pay channel in this fixture: refused as data, nothing opened.
+    assert results[12]["topupOrderCreate"]["errors"][0]["code"] == "NO_CHANNEL"
+    assert results[13]["topupOrder"] is None
 
 
 @pytest.mark.django_db

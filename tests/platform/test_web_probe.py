@@ -66,6 +66,10 @@ ANONYMOUS = {
             "terminals: every check signed with the terminal's Ed25519 key; the answer tenant-signed",
             {405, 415},
         ),
+        "payments/notify/<slug:channel_code>": (
+            "payment providers' notifications: each verified by the provider's signature; credits nothing else",
+            {404, 405, 500},
+        ),
     },
     PLATFORM_URLS: {
         "healthz": ("liveness: no data", {200, 405}),

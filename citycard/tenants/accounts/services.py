@@ -187,6 +187,49 @@ def account_topup(
 
 
 @transaction.atomic
+def account_topup_reverse(
+    *,
+    topup_id: int,
+    amount_fen: int,
+    idempotency_key: str,
+    memo: str = "",
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Posting:
+    """Give (part of) a top-up back to where it came from (充值退款, or a reversal the reconciliation
+    decides): the holder's account goes down, the top-up's clearing account up. Never more than the top-up
+    minus what was already given back; refused beyond the holder's balance (and overdraft)."""
+    amount = _amount(amount_fen)
+    topup = Posting.objects.select_for_update().filter(pk=topup_id, kind=PostingKind.TOPUP).first()
+    if topup is None:
+        raise NotFound(f"no top-up {topup_id}", field="topup_id")
+    existing = Posting.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if existing.kind != PostingKind.REFUND or existing.reverses_id != topup.pk:
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for another posting", field="idempotency_key"
+            )
+        return existing
+    returned = sum(Posting.objects.filter(reverses=topup).values_list("amount_fen", flat=True))
+    if returned + amount > topup.amount_fen:
+        raise DomainError(
+            f"reversals would total {returned + amount} fen, more than the {topup.amount_fen} fen topped up",
+            code="over_refund",
+            field="amount_fen",
+        )
+    legs = {leg.account.kind: leg.account for leg in topup.legs.select_related("account")}
+    return _post(
+        kind=PostingKind.REFUND,
+        key=idempotency_key,
+        legs=[(legs[AccountKind.HOLDER], -amount), (legs[AccountKind.TOPUP_CLEARING], amount)],
+        memo=memo or f"reversal of top-up {topup.pk}",
+        actor=actor,
+        at=at,
+        reverses=topup,
+    )[0]
+
+
+@transaction.atomic
 def account_pay(
     *,
     card_no: str,

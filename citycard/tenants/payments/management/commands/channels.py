@@ -1,0 +1,177 @@
+"""`citycard channels --tenant CODE ...` — payment channels (支付渠道): sandbox keys, configure a channel
+with its keys, list, a drill against a provider's local sandbox, query overdue orders, reconcile a
+provider's statement file (对账) and list and resolve its differences. Thin over
+citycard.tenants.payments.services; amounts shown in yuan, kept in fen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from django_tenants.utils import tenant_context
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform.errors import NotFound
+from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.selectors import tenant_by_code
+from citycard.tenants.accounts.management.commands.accounts import fen_of
+from citycard.tenants.payments import drill, selectors, services
+from citycard.tenants.payments.models import DifferenceAction, Provider
+from citycard.tenants.payments.sandboxes import SandboxKeys
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(BEIJING).date()
+
+
+class Command(PlatformCommand):
+    help = (
+        "Payment channels (支付渠道): configure, list, drill against a sandbox, reconcile statements (对账)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant code")
+        sub = parser.add_subparsers(dest="sub", required=True)
+        keys = sub.add_parser("sandbox-keys", help="write a sandbox key set (both sides) to a directory")
+        keys.add_argument("--out", required=True, help="directory")
+        conf = sub.add_parser("configure", help="create or change a channel with its keys (sealed at rest)")
+        conf.add_argument("code")
+        conf.add_argument("--provider", required=True, choices=Provider.values)
+        conf.add_argument("--name", default="")
+        conf.add_argument("--merchant-id", required=True, help="mchid / PID / merId / the bank's merchant no")
+        conf.add_argument("--app-id", default="")
+        conf.add_argument("--gateway", required=True, help="the provider's API base URL")
+        conf.add_argument("--notify-url", required=True, help="this site's /payments/notify/CODE")
+        conf.add_argument("--private-key", required=True, help="PEM file: the merchant's API private key")
+        conf.add_argument("--provider-public-key", required=True, help="PEM file: the provider's public key")
+        conf.add_argument("--secret-file", help="file: WeChat Pay's APIv3 key (32 characters)")
+        conf.add_argument("--query-after", type=int, default=300, help="seconds before an order is queried")
+        sub.add_parser("list", help="the channels")
+        run = sub.add_parser("drill", help="one top-up end to end against the provider's local sandbox")
+        run.add_argument("--provider", required=True, choices=Provider.values)
+        run.add_argument("--card", required=True)
+        run.add_argument("--amount", required=True, help="in yuan, e.g. 50.00")
+        run.add_argument("--key", required=True, help="request key of the top-up")
+        run.add_argument("--statement-out", help="write the sandbox's statement of the day here")
+        sub.add_parser("sweep", help="query the provider for every order left unpaid too long (超时查单)")
+        rec = sub.add_parser("reconcile", help="reconcile a provider's statement file against the ledger")
+        rec.add_argument("code")
+        rec.add_argument("file")
+        rec.add_argument("--date", help="the statement's day (default today, Beijing)")
+        exc = sub.add_parser("exceptions", help="the reconciliation differences (对账差错)")
+        exc.add_argument("--open", action="store_true", help="only those not resolved")
+        exc.add_argument("--channel")
+        res = sub.add_parser("resolve", help="resolve a difference with an action and a note")
+        res.add_argument("id", type=int)
+        res.add_argument("--action", required=True, choices=DifferenceAction.values)
+        res.add_argument("--note", required=True)
+
+    def handle(self, *args, **opts):
+        tenant = tenant_by_code(opts["tenant"])
+        if tenant is None or tenant.is_platform:
+            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+        self.console = Console(file=self.stdout, width=200)
+        with tenant_context(tenant):
+            getattr(self, "do_" + opts["sub"].replace("-", "_"))(opts)
+
+    def do_sandbox_keys(self, opts):
+        out = Path(opts["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        keys = SandboxKeys.generate()
+        files = {
+            "merchant_key.pem": keys.merchant_private,
+            "merchant_pub.pem": keys.merchant_public,
+            "provider_key.pem": keys.provider_private,
+            "provider_pub.pem": keys.provider_public,
+            "secret.key": keys.secret,
+        }
+        for name, text in files.items():
+            path = out / name
+            path.write_text(text, encoding="ascii")
+            if "key" in name:
+                os.chmod(path, 0o600)
+        self.console.print(f"wrote {', '.join(files)} to {out}")
+
+    def do_configure(self, opts):
+        secret = (
+            Path(opts["secret_file"]).read_text(encoding="ascii").strip() if opts.get("secret_file") else ""
+        )
+        channel = services.channel_configure(
+            code=opts["code"],
+            provider=opts["provider"],
+            name=opts["name"],
+            merchant_id=opts["merchant_id"],
+            app_id=opts["app_id"],
+            gateway_url=opts["gateway"],
+            notify_url=opts["notify_url"],
+            private_key_pem=Path(opts["private_key"]).read_text(encoding="ascii"),
+            provider_public_key_pem=Path(opts["provider_public_key"]).read_text(encoding="ascii"),
+            secret=secret,
+            query_after_seconds=opts["query_after"],
+            actor=self.actor,
+        )
+        self.console.print(
+            f"channel {channel.code} ({channel.provider}) configured; keys sealed (serial {channel.serial_no})"
+        )
+
+    def do_list(self, opts):
+        table = Table("code", "provider", "merchant id", "gateway", "notify URL", "active", "configured")
+        for c in selectors.channels():
+            table.add_row(c.code, c.provider, c.merchant_id, c.gateway_url, c.notify_url, "yes" if c.active else "no",
+                          beijing(c.configured_at))  # fmt: skip
+        self.console.print(table)
+
+    def do_drill(self, opts):
+        result = drill.sandbox_drill(
+            provider=opts["provider"], card_no=opts["card"], amount_fen=fen_of(opts["amount"]),
+            request_key=opts["key"], actor=self.actor,
+        )  # fmt: skip
+        self.console.print(
+            f"order {result.order.out_trade_no} on {result.channel.code}: {result.order.get_state_display()} "
+            f"({result.notifications} notifications, credited once); balance {yuan(result.balance_fen)}"
+        )
+        if opts.get("statement_out"):
+            Path(opts["statement_out"]).write_bytes(result.statement)
+            self.console.print(f"statement of {_today()} written to {opts['statement_out']}")
+
+    def do_sweep(self, opts):
+        settled = services.topup_orders_sweep(actor=self.actor)
+        self.console.print(f"{len(settled)} overdue orders found paid and credited")
+
+    def do_reconcile(self, opts):
+        day = dt.date.fromisoformat(opts["date"]) if opts.get("date") else _today()
+        path = Path(opts["file"])
+        run = services.statement_reconcile(
+            channel_code=opts["code"], day=day, data=path.read_bytes(), actor=self.actor, file_name=path.name
+        )
+        self.console.print(
+            f"statement {run.channel.code} {run.statement_date}: {run.lines} lines, paid {yuan(run.paid_fen)}, "
+            f"refunded {yuan(run.refunded_fen)}, fees {yuan(run.fee_fen)}; {run.matched} matched, "
+            f"{run.exceptions} differences"
+        )
+
+    def do_exceptions(self, opts):
+        table = Table(
+            "id", "channel", "date", "kind", "order no", "statement ¥", "ledger ¥", "reason", "resolved"
+        )
+        for d in selectors.differences(open_only=opts["open"], channel_code=opts.get("channel")):
+            table.add_row(
+                str(d.pk), d.run.channel.code, str(d.run.statement_date), d.kind, d.out_trade_no or d.out_refund_no,
+                "" if d.statement_fen is None else yuan(d.statement_fen),
+                "" if d.ledger_fen is None else yuan(d.ledger_fen),
+                d.reason, f"{d.action} by {d.resolved_by}" if d.resolved_at else "",
+            )  # fmt: skip
+        self.console.print(table)
+
+    def do_resolve(self, opts):
+        d = services.difference_resolve(
+            difference_id=opts["id"], action=opts["action"], note=opts["note"], actor=self.actor
+        )
+        self.console.print(
+            f"difference {d.pk} ({d.kind}) resolved: {d.action}"
+            + (f", posting {d.posting_id}" if d.posting_id else "")
+        )

@@ -1,0 +1,12 @@
+"""/payments/ on every tenant's site (mounted by citycard.platform.urls)."""
+
+from django.urls import path
+
+from citycard.tenants.payments import views
+
+app_name = "payments"
+urlpatterns = [
+    path("notify/<slug:channel_code>", views.notify, name="notify"),
+    path("reconciliation/", views.reconciliation, name="reconciliation"),
+    path("reconciliation/<int:difference_id>/resolve", views.resolve, name="resolve"),
+]
