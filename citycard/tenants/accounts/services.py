@@ -218,7 +218,7 @@ def account_topup_reverse(
             field="amount_fen",
         )
     legs = {leg.account.kind: leg.account for leg in topup.legs.select_related("account")}
-    return _post(
+    return posting_write(
         kind=PostingKind.REFUND,
         key=idempotency_key,
         legs=[(legs[AccountKind.HOLDER], -amount), (legs[AccountKind.TOPUP_CLEARING], amount)],
