@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.divisions import Division, division_lookup
+from citycard.platform.divisions import PROVINCE, Division, division_lookup
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.keys import tenant_keys_ensure
 from citycard.platform.models import (
@@ -144,6 +144,12 @@ def tenant_check_new(*, code: str, division_code: str, parent_code: str | None =
     if code in RESERVED_CODES:
         raise DomainError(f"tenant code {code!r} is reserved", code="code_reserved", field="code")
     division = division_lookup(division_code)
+    if division.kind == PROVINCE:
+        raise DomainError(
+            f"division {division.code} ({division.name_zh}) is a province: a tenant is a city or a county",
+            code="division_province",
+            field="division",
+        )
     if Tenant.objects.filter(code=code).exists():
         raise Conflict(f"a tenant with code {code!r} already exists", field="code")
     holder = Tenant.objects.filter(division_code=division.code).first()
