@@ -49,23 +49,31 @@ MIGRATION = textwrap.dedent("""
 """)
 
 
-def child(tenants: int, baseline: int, processes: int, reuse: bool) -> dict:
+def setup(tenants: int) -> None:
+    """The platform and ``tenants`` tenants of the country, with the product's migrations only."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from citycard.platform import scale, services
+
+    call_command("migrate", interactive=False, verbosity=0)
+    services.platform_bootstrap()
+    scale.country_build(limit=tenants, largest=0, actor="bench")
+
+
+def child(tenants: int, baseline: int, processes: int) -> dict:
+    """With the probe migration in MIGRATION_MODULES: the floor, the path before, the pool."""
     import django
 
     django.setup()
     from django.core.management import call_command
     from django.db import connection
 
-    from citycard.platform import scale, services
     from citycard.platform.schema_migrate import tenant_schemas, tenants_migrate
     from citycard.platform.schemas import template_migrate
 
-    if not reuse:
-        # The public schema and template as they are, without the probe (it is in MIGRATION_MODULES: the
-        # template gets it below, like every schema).
-        call_command("migrate", interactive=False, verbosity=0)
-        services.platform_bootstrap()
-        scale.country_build(limit=tenants, largest=0, actor="bench")
     call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
     schemas = tenant_schemas()
     floor_schemas, before_schemas = schemas[:baseline], schemas[baseline : 2 * baseline]
@@ -73,7 +81,9 @@ def child(tenants: int, baseline: int, processes: int, reuse: bool) -> dict:
     start = time.perf_counter()
     for schema in floor_schemas:
         with connection.cursor() as cur:
-            cur.execute(f'CREATE TABLE "{schema}".bench_floor (id bigint PRIMARY KEY, note text NOT NULL DEFAULT \'\')')
+            cur.execute(
+                f"CREATE TABLE \"{schema}\".bench_floor (id bigint PRIMARY KEY, note text NOT NULL DEFAULT '')"
+            )
     floor = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -109,19 +119,26 @@ def child(tenants: int, baseline: int, processes: int, reuse: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--baseline", type=int, default=20, help="schemas for the floor and the path before")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--reuse", action="store_true", help="the tenants already in citycard_bench")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.setup:
+        setup(args.tenants)
+        return
     if args.child:
-        print(json.dumps(child(args.tenants, args.baseline, args.processes, args.reuse)))
+        print(json.dumps(child(args.tenants, args.baseline, args.processes)))
         return
     env = bench_env(BENCH_DB)
     if not args.reuse:
         reset_database(env, BENCH_DB)
+        subprocess.run([sys.executable, __file__, "--setup", *sys.argv[1:]], env=env, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "bench_probe_migrations"
         package.mkdir()
@@ -134,10 +151,17 @@ def main() -> None:
         env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
         env["DJANGO_SETTINGS_MODULE"] = "bench_migrate_settings"
         out = subprocess.run(
-            [sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=True, capture_output=True, text=True
+            [sys.executable, __file__, "--child", *sys.argv[1:]],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{r['schemas']} tenant schemas ({r['db_mb']:.0f} MB, {r['pg_class']} pg_class rows); template {r['template']:.2f}s")
+    print(
+        f"{r['schemas']} tenant schemas ({r['db_mb']:.0f} MB, {r['pg_class']} pg_class rows); "
+        f"template {r['template']:.2f}s"
+    )
     print(f"{'path':<44} {'schemas':>8} {'seconds':>9} {'schemas/s':>10} {'3,000 would take':>17}")
     for label, (n, seconds) in (
         ("the SQL alone, one after another (floor)", r["floor"]),
@@ -145,8 +169,10 @@ def main() -> None:
         (f"citycard migrate, pool of {r['processes']}", r["pool"]),
     ):
         rate = n / seconds if seconds else 0
-        print(f"{label:<44} {n:>8} {seconds:>9.1f} {rate:>10.1f} {3000 / rate / 60 if rate else 0:>15.1f} min")
-    pool_n, pool_s = r["pool"]
+        print(
+            f"{label:<44} {n:>8} {seconds:>9.1f} {rate:>10.1f} {3000 / rate / 60 if rate else 0:>15.1f} min"
+        )
+    _, pool_s = r["pool"]
     print(
         f"pool: worker seconds a schema median {r['worker_median']:.3f}s max {r['worker_max']:.2f}s; "
         f"parallel efficiency {r['worker_sum'] / pool_s / r['processes']:.0%}"

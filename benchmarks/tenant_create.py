@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tenant_create.py [--clones 200] [--migrated 10] [--extra-migrations 60]
     .venv/bin/python benchmarks/tenant_create.py --country 3000 [--keep]
+    .venv/bin/python benchmarks/tenant_create.py --existing   # a --country run's database, e.g. stopped early
 
 Runs in its own database (``citycard_bench``, dropped and re-created) on the embedded PostgreSQL, or on
 the server DATABASE_URL names. Scenario 1 uses the product's migrations as they are; scenario 2 adds a
@@ -19,6 +20,7 @@ for ``benchmarks/migrate.py --reuse``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -169,7 +171,9 @@ def _catalogue(cur) -> dict:
         [list(_CATALOGUE)],
     )
     sys_tables = {r[0]: {"live": r[1], "dead": r[2], "autovacuum": r[3], "autoanalyze": r[4]} for r in cur}
-    cur.execute("SELECT coalesce(sum(autovacuum_count), 0), coalesce(sum(autoanalyze_count), 0) FROM pg_stat_user_tables")
+    cur.execute(
+        "SELECT coalesce(sum(autovacuum_count), 0), coalesce(sum(autoanalyze_count), 0) FROM pg_stat_user_tables"
+    )
     user_vacuums, user_analyzes = cur.fetchone()
     cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
     workers = cur.fetchone()[0]
@@ -236,15 +240,58 @@ def country_child(n: int) -> dict:
     }
 
 
-def run_country(n: int, keep: bool) -> None:
-    env = bench_env(BENCH_DB)
-    reset_database(env, BENCH_DB)
-    out = subprocess.run(
-        [sys.executable, __file__, "--country-child", str(n)], env=env, check=True, capture_output=True, text=True
+def existing_child() -> dict:
+    """The figures of a --country run that was stopped: time per tenant from the tenants' creation times."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from citycard.platform.models import Tenant
+
+    stamps = list(
+        Tenant.objects.filter(code__regex=r"^d\d{6}$")
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
     )
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    window = min(100, max(len(gaps) // 2, 1))
+    with connection.cursor() as cur:
+        sample = _catalogue(cur)
+    step = max(len(gaps) // 10, 1)
+    return {
+        "tenants": len(stamps),
+        "wall": (stamps[-1] - stamps[0]).total_seconds(),
+        "window": window,
+        "first_median": statistics.median(gaps[:window]),
+        "first_p95": sorted(gaps[:window])[max(int(window * 0.95) - 1, 0)],
+        "last_median": statistics.median(gaps[-window:]),
+        "last_p95": sorted(gaps[-window:])[max(int(window * 0.95) - 1, 0)],
+        "start": sample,
+        "samples": [],
+        "deciles": [
+            (i + step, statistics.median(gaps[i : i + step])) for i in range(0, len(gaps) - step + 1, step)
+        ],
+        "autovacuum_workers_seen": sample["autovacuum_workers"],
+    }
+
+
+def run_country(n: int, keep: bool, existing: bool = False) -> None:
+    env = bench_env(BENCH_DB)
+    if existing:
+        command = [sys.executable, __file__, "--existing-child"]
+    else:
+        reset_database(env, BENCH_DB)
+        command = [sys.executable, __file__, "--country-child", str(n)]
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
+    if existing:
+        print("(from the creation times of the tenants in citycard_bench; catalogue figures as it is now)")
+        print("median time per tenant by tenth: " + ", ".join(f"{n}: {m:.3f}s" for n, m in r["deciles"]))
     mb = 1024 * 1024
-    print(f"{r['tenants']} tenants of the country in {r['wall']:.0f} s ({r['tenants'] / r['wall']:.1f} tenants/s)")
+    print(
+        f"{r['tenants']} tenants of the country in {r['wall']:.0f} s ({r['tenants'] / r['wall']:.1f} tenants/s)"
+    )
     print(
         f"time per tenant  first {r['window']}: median {r['first_median']:.3f}s p95 {r['first_p95']:.3f}s   "
         f"last {r['window']}: median {r['last_median']:.3f}s p95 {r['last_p95']:.3f}s   "
@@ -296,6 +343,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="with --country: keep the database running")
     parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--country-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--existing", action="store_true", help="the figures of the country tenants citycard_bench holds now"
+    )
+    parser.add_argument("--existing-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -303,8 +354,11 @@ def main() -> None:
     if args.country_child:
         print(json.dumps(country_child(args.country_child)))
         return
-    if args.country:
-        run_country(args.country, args.keep)
+    if args.existing_child:
+        print(json.dumps(existing_child()))
+        return
+    if args.country or args.existing:
+        run_country(args.country or 0, args.keep or args.existing, existing=args.existing)
         return
 
     scenarios = [("as shipped", args.clones, args.migrated, 0)]

@@ -347,7 +347,7 @@ class RateWindow(models.Model):
 
 
 class SchemaMigrationStatus(models.TextChoices):
-    APPLIED = "applied", _("Applied")
+    APPLIED = "applied", _("Migrated")
     FAILED = "failed", _("Failed")
 
 

@@ -102,7 +102,9 @@ def country_build(
         report.seconds.append(seconds)
         if progress:
             progress(division, tenant, seconds)
-    steps = [import_string(config.scale_step) for config in apps.get_app_configs() if hasattr(config, "scale_step")]
+    steps = [
+        import_string(config.scale_step) for config in apps.get_app_configs() if hasattr(config, "scale_step")
+    ]
     big = [held[code] for code in LARGEST_CITIES if code in held][: max(largest, 0)]
     for tenant in Tenant.objects.filter(code__in=big).order_by("division_code"):
         with tenant_context(tenant):

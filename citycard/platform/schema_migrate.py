@@ -96,19 +96,30 @@ def _state_before(executor: MigrationExecutor, applied: frozenset) -> ProjectSta
     return state.clone()
 
 
+def _has_migrations_table(schema: str) -> bool:
+    """Whether ``schema`` has its django_migrations table, by name (an index lookup, whatever the catalogue)."""
+    connection.set_schema_to_public()
+    with connection.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", [f"{connection.ops.quote_name(schema)}.django_migrations"])
+        return cur.fetchone()[0] is not None
+
+
 def schema_migrate_one(schema: str) -> SchemaOutcome:
     """Apply the pending migrations of one tenant schema (in this process, on its connection)."""
     global _executor
     start = time.perf_counter()
     applied: list[str] = []
     try:
-        connection.set_schema(schema, include_public=False)
-        MigrationRecorder(connection).ensure_schema()  # its own django_migrations, never public's
+        if not _has_migrations_table(schema):
+            connection.set_schema(schema, include_public=False)
+            MigrationRecorder(connection).ensure_schema()  # its own django_migrations, never public's
         connection.set_schema(schema)
         if _executor is None:
             _executor = MigrationExecutor(connection)
         executor = _executor
-        executor.loader.applied_migrations = MigrationRecorder(connection).applied_migrations()
+        # The executor's recorder knows the table exists (checked above): a new recorder would list every
+        # visible table to find it, a scan of pg_class that grows with every tenant.
+        executor.loader.applied_migrations = executor.recorder.applied_migrations()
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         if plan:
             state = _state_before(executor, frozenset(executor.loader.applied_migrations))
@@ -116,10 +127,12 @@ def schema_migrate_one(schema: str) -> SchemaOutcome:
                 state = executor.apply_migration(state, migration)
                 applied.append(f"{migration.app_label}.{migration.name}")
         outcome = SchemaOutcome(schema, APPLIED, tuple(applied), "", time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 -- one schema's failure is reported, the others go on
+    except Exception as exc:  # one schema's failure is reported, the others go on
         pending = f" (after {', '.join(applied)})" if applied else ""
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        outcome = SchemaOutcome(schema, FAILED, tuple(applied), message + pending, time.perf_counter() - start)
+        outcome = SchemaOutcome(
+            schema, FAILED, tuple(applied), message + pending, time.perf_counter() - start
+        )
         connection.close()  # whatever the failure left on the connection, the next schema starts clean
     finally:
         if connection.connection is not None:

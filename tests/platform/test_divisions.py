@@ -22,7 +22,9 @@ def test_counts_per_level_are_the_countrys():
     # 22 provinces, 5 autonomous regions and Taiwan; the 4 municipalities and 2 SARs are cities.
     assert kinds[PROVINCE] == 28
     prefecture_level = [
-        d for d in reference_divisions().values() if d.kind == CITY and d.code.endswith("00") and d.code[2:] != "0000"
+        d
+        for d in reference_divisions().values()
+        if d.kind == CITY and d.code.endswith("00") and d.code[2:] != "0000"
     ]
     assert 330 <= len(prefecture_level) <= 340
     assert 2_750 <= kinds[COUNTY] <= 2_900
@@ -82,7 +84,13 @@ def test_the_rows_shipped_before_are_unchanged():
     divisions = reference_divisions()
     for row in before:
         division = divisions[row["division_code"]]
-        assert (division.name_zh, division.name_en, division.province, division.kind, division.parent_code) == (
+        assert (
+            division.name_zh,
+            division.name_en,
+            division.province,
+            division.kind,
+            division.parent_code,
+        ) == (
             row["name_zh"],
             row["name_en"],
             row["province"],

@@ -46,7 +46,10 @@ def _sql(statement: str, params=None) -> list[tuple]:
 
 def _all_schemas() -> list[str]:
     connection.set_schema_to_public()
-    return [template_schema_name(), *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True)]
+    return [
+        template_schema_name(),
+        *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True),
+    ]
 
 
 @pytest.fixture
@@ -102,14 +105,17 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     assert _logged() == {s: 1 for s in schemas if s != broken}
     state = {row.schema_name: row for row in SchemaMigration.objects.all()}
     assert state[broken].status == "failed" and "scale_probe" in state[broken].error
-    assert {s for s, row in state.items() if row.status == "applied"} == set(schemas) - {broken, template_schema_name()}
+    assert {s for s, row in state.items() if row.status == "applied"} == set(schemas) - {
+        broken,
+        template_schema_name(),
+    }
     assert all("dashboard.0001_probe" in row.target for row in state.values())
 
     _sql(f'DROP TABLE "{broken}".scale_probe')  # the fix
     out = io.StringIO()
     call_command("migrate", "--processes", "2", stdout=out)
     report = out.getvalue()
-    assert f"1 visited with 2 processes" in report and "1 migrated" in report
+    assert "1 visited with 2 processes" in report and "1 migrated" in report
     assert f"{len(schemas) - 2} skipped (applied before)" in report
     assert _logged() == {s: 1 for s in schemas}
     assert SchemaMigration.objects.get(schema_name=broken).attempts == 2
