@@ -11,7 +11,7 @@ import pytest
 from citycard.platform.divisions import CITY, COUNTY, PROVINCE, division_lookup, reference_divisions
 from citycard.platform.errors import DomainError
 
-SHIPPED_BEFORE = Path("/work/shared/data/divisions.csv")  # the list as it was before the whole country
+SHIPPED_BEFORE = Path(__file__).resolve().parents[3] / "shared" / "data" / "divisions.csv"  # the list before
 
 
 def test_counts_per_level_are_the_countrys():
