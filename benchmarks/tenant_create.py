@@ -1,16 +1,26 @@
 """How long a new tenant takes to go live: cloning the template schema vs replaying every migration.
 
     .venv/bin/python benchmarks/tenant_create.py [--clones 200] [--migrated 10] [--extra-migrations 60]
+    .venv/bin/python benchmarks/tenant_create.py --country 3000 [--keep]
+    .venv/bin/python benchmarks/tenant_create.py --existing   # a --country run's database, e.g. stopped early
 
 Runs in its own database (``citycard_bench``, dropped and re-created) on the embedded PostgreSQL, or on
 the server DATABASE_URL names. Scenario 1 uses the product's migrations as they are; scenario 2 adds a
 throw-away tenant app with ``--extra-migrations`` migrations, to show that cloning stays flat while the
 migrating path grows with every migration. Each scenario runs in a fresh process.
+
+``--country N`` instead builds the first N tenants of the whole country with ``citycard tenant scale``'s
+service (real GB/T 2260 cities and counties, no cardholders) and prints the time per tenant of the first 100
+(the baseline) beside the last 100, and how the catalogue grows: database size, ``pg_class`` rows, dead
+catalogue rows and autovacuum runs (``pg_stat_sys_tables``, ``pg_stat_user_tables``) and autovacuum workers
+seen running (``pg_stat_activity``), every N/10 tenants. ``--keep`` keeps the database (``citycard_bench``)
+for ``benchmarks/migrate.py --reuse``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -21,7 +31,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _harness import ROOT, bench_env, reset_database
+from _harness import ROOT, bench_env, reset_database, stop_embedded
 
 BENCH_DB = "citycard_bench"
 
@@ -149,6 +159,161 @@ def child(clones: int, migrated: int) -> dict:
     }
 
 
+_CATALOGUE = ("pg_class", "pg_attribute", "pg_depend", "pg_type", "pg_index", "pg_constraint")
+
+
+def _catalogue(cur) -> dict:
+    cur.execute("SELECT pg_database_size(current_database()), (SELECT count(*) FROM pg_class)")
+    size, relations = cur.fetchone()
+    cur.execute(
+        "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count FROM pg_stat_sys_tables"
+        " WHERE schemaname = 'pg_catalog' AND relname = ANY(%s)",
+        [list(_CATALOGUE)],
+    )
+    sys_tables = {r[0]: {"live": r[1], "dead": r[2], "autovacuum": r[3], "autoanalyze": r[4]} for r in cur}
+    cur.execute(
+        "SELECT coalesce(sum(autovacuum_count), 0), coalesce(sum(autoanalyze_count), 0) FROM pg_stat_user_tables"
+    )
+    user_vacuums, user_analyzes = cur.fetchone()
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+    workers = cur.fetchone()[0]
+    return {
+        "size": size,
+        "pg_class": relations,
+        "catalogue": sys_tables,
+        "user_autovacuum": int(user_vacuums),
+        "user_autoanalyze": int(user_analyzes),
+        "autovacuum_workers": workers,
+    }
+
+
+def country_child(n: int) -> dict:
+    """The first ``n`` tenants of the country, as ``citycard tenant scale --country --limit n`` makes them."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from citycard.platform import scale, services
+
+    call_command("migrate", interactive=False, verbosity=0)
+    services.platform_bootstrap()
+    step = max(n // 10, 1)
+    samples = []
+    workers_seen = 0
+
+    def progress(division, tenant, seconds):
+        nonlocal workers_seen
+        done = len(times)
+        if seconds is not None:
+            times.append(seconds)
+        if len(times) != done and len(times) % step == 0:
+            with connection.cursor() as cur:
+                sample = _catalogue(cur)
+            workers_seen = max(workers_seen, sample["autovacuum_workers"])
+            samples.append({"tenants": len(times), "last_median": statistics.median(times[-step:]), **sample})
+
+    times: list[float] = []
+    with connection.cursor() as cur:
+        start = _catalogue(cur)
+    began = time.perf_counter()
+    scale.country_build(limit=n, largest=0, actor="bench", progress=progress)
+    wall = time.perf_counter() - began
+    window = min(100, max(len(times) // 2, 1))
+    first, last = times[:window], times[-window:]
+
+    def p95(values):
+        return sorted(values)[max(int(len(values) * 0.95) - 1, 0)]
+
+    return {
+        "tenants": len(times),
+        "wall": wall,
+        "window": window,
+        "first_median": statistics.median(first),
+        "first_p95": p95(first),
+        "last_median": statistics.median(last),
+        "last_p95": p95(last),
+        "start": start,
+        "samples": samples,
+        "autovacuum_workers_seen": workers_seen,
+    }
+
+
+def existing_child() -> dict:
+    """The figures of a --country run that was stopped: time per tenant from the tenants' creation times."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from citycard.platform.models import Tenant
+
+    stamps = list(
+        Tenant.objects.filter(code__regex=r"^d\d{6}$")
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+    )
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    window = min(100, max(len(gaps) // 2, 1))
+    with connection.cursor() as cur:
+        sample = _catalogue(cur)
+    step = max(len(gaps) // 10, 1)
+    return {
+        "tenants": len(stamps),
+        "wall": (stamps[-1] - stamps[0]).total_seconds(),
+        "window": window,
+        "first_median": statistics.median(gaps[:window]),
+        "first_p95": sorted(gaps[:window])[max(int(window * 0.95) - 1, 0)],
+        "last_median": statistics.median(gaps[-window:]),
+        "last_p95": sorted(gaps[-window:])[max(int(window * 0.95) - 1, 0)],
+        "start": sample,
+        "samples": [],
+        "deciles": [
+            (i + step, statistics.median(gaps[i : i + step])) for i in range(0, len(gaps) - step + 1, step)
+        ],
+        "autovacuum_workers_seen": sample["autovacuum_workers"],
+    }
+
+
+def run_country(n: int, keep: bool, existing: bool = False) -> None:
+    env = bench_env(BENCH_DB)
+    if existing:
+        command = [sys.executable, __file__, "--existing-child"]
+    else:
+        reset_database(env, BENCH_DB)
+        command = [sys.executable, __file__, "--country-child", str(n)]
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if existing:
+        print("(from the creation times of the tenants in citycard_bench; catalogue figures as it is now)")
+        print("median time per tenant by tenth: " + ", ".join(f"{n}: {m:.3f}s" for n, m in r["deciles"]))
+    mb = 1024 * 1024
+    print(
+        f"{r['tenants']} tenants of the country in {r['wall']:.0f} s ({r['tenants'] / r['wall']:.1f} tenants/s)"
+    )
+    print(
+        f"time per tenant  first {r['window']}: median {r['first_median']:.3f}s p95 {r['first_p95']:.3f}s   "
+        f"last {r['window']}: median {r['last_median']:.3f}s p95 {r['last_p95']:.3f}s   "
+        f"ratio {r['last_median'] / r['first_median']:.2f}x"
+    )
+    print(
+        f"{'tenants':>8} {'median':>8} {'db MB':>8} {'pg_class':>9} {'pg_attribute':>13} {'dead cat.':>10} "
+        f"{'cat. autovac':>12} {'user autovac':>12} {'av workers':>10}"
+    )
+    for s in [{"tenants": 0, "last_median": 0.0, **r["start"]}, *r["samples"]]:
+        cat = s["catalogue"]
+        print(
+            f"{s['tenants']:>8} {s['last_median']:>7.3f}s {s['size'] / mb:>8.0f} {s['pg_class']:>9} "
+            f"{cat.get('pg_attribute', {}).get('live', 0):>13} {sum(c['dead'] for c in cat.values()):>10} "
+            f"{sum(c['autovacuum'] for c in cat.values()):>12} {s['user_autovacuum']:>12} "
+            f"{s['autovacuum_workers']:>10}"
+        )
+    print(f"autovacuum workers seen at once (sampled): {r['autovacuum_workers_seen']}")
+    if not keep:
+        stop_embedded(env)
+
+
 def run_scenario(clones: int, migrated: int, extra: int) -> dict:
     env = bench_env(BENCH_DB)
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,10 +339,26 @@ def main() -> None:
     parser.add_argument("--clones", type=int, default=200)
     parser.add_argument("--migrated", type=int, default=10)
     parser.add_argument("--extra-migrations", type=int, default=60)
+    parser.add_argument("--country", type=int, metavar="N", help="the first N tenants of the whole country")
+    parser.add_argument("--keep", action="store_true", help="with --country: keep the database running")
     parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--country-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--existing", action="store_true", help="the figures of the country tenants citycard_bench holds now"
+    )
+    parser.add_argument("--existing-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
+        return
+    if args.country_child:
+        print(json.dumps(country_child(args.country_child)))
+        return
+    if args.existing_child:
+        print(json.dumps(existing_child()))
+        return
+    if args.country or args.existing:
+        run_country(args.country or 0, args.keep or args.existing, existing=args.existing)
         return
 
     scenarios = [("as shipped", args.clones, args.migrated, 0)]

@@ -1,7 +1,12 @@
 """The GB/T 2260 reference list of administrative divisions shipped with the product.
 
-It names the Yangtze River Delta and Greater Bay Area cities and some of their counties, with the
-province each belongs to, so ``citycard tenant create --division 330400`` can fill in the rest.
+It names every province (省级), prefecture-level city (地级) and county-level division (县级: counties,
+districts, county-level cities) of the country, with the province each belongs to, so
+``citycard tenant create --division 330400`` can fill in the rest. See data/README for its source.
+
+Kinds follow what a tenant can be: a ``city`` (a prefecture-level city; a municipality or SAR, whose
+province-level code is the city; a county-level city governed by its province directly, e.g. 429004 仙桃市),
+a ``county`` (whose ``parent_code`` is its city) or a ``province``, which is never a tenant.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from django.utils.translation import gettext
 from citycard.platform.errors import DomainError
 
 DIVISION_RE = re.compile(r"^[1-8]\d{5}$")
+CITY, COUNTY, PROVINCE = "city", "county", "province"
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ class Division:
     name_zh: str
     name_en: str
     province: str
-    kind: str  # "city" or "county"
+    kind: str  # CITY, COUNTY or PROVINCE
     parent_code: str | None
 
     @property

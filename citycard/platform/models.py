@@ -378,3 +378,31 @@ class RateWindow(models.Model):
         verbose_name_plural = _("rate windows")
         constraints = [models.UniqueConstraint(fields=["bucket", "window_start"], name="ratewindow_unique")]
         indexes = [models.Index(fields=["window_start"], name="ratewindow_start")]
+
+
+class SchemaMigrationStatus(models.TextChoices):
+    APPLIED = "applied", _("Migrated")
+    FAILED = "failed", _("Failed")
+
+
+class SchemaMigration(models.Model):
+    """Where each tenant schema's migrations stood after the last ``citycard migrate`` that visited it (in the
+    public schema): a schema recorded as applied at the current target is not visited again; a failed or
+    missing one is retried."""
+
+    schema_name = models.CharField(max_length=63, unique=True, verbose_name=_("schema name"))
+    target = models.TextField(verbose_name=_("target"))  # the leaf migrations of the run, "app.name,..."
+    status = models.CharField(max_length=10, choices=SchemaMigrationStatus.choices, verbose_name=_("status"))
+    applied = models.TextField(blank=True, verbose_name=_("applied by the last run"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    seconds = models.FloatField(default=0, verbose_name=_("seconds"))
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
+
+    class Meta:
+        ordering = ["schema_name"]
+        verbose_name = _("schema migration state")
+        verbose_name_plural = _("schema migration states")
+
+    def __str__(self) -> str:
+        return f"{self.schema_name}: {self.status}"

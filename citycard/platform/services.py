@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.audit.services import audit_record
-from citycard.platform.divisions import Division, division_lookup
+from citycard.platform.divisions import PROVINCE, Division, division_lookup
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.keys import tenant_keys_ensure
 from citycard.platform.models import (
@@ -150,6 +150,12 @@ def tenant_check_new(*, code: str, division_code: str, parent_code: str | None =
             gettext("tenant code %(code)r is reserved") % {"code": code}, code="code_reserved", field="code"
         )
     division = division_lookup(division_code)
+    if division.kind == PROVINCE:
+        raise DomainError(
+            f"division {division.code} ({division.name_zh}) is a province: a tenant is a city or a county",
+            code="division_province",
+            field="division",
+        )
     if Tenant.objects.filter(code=code).exists():
         raise Conflict(gettext("a tenant with code %(code)r already exists") % {"code": code}, field="code")
     holder = Tenant.objects.filter(division_code=division.code).first()

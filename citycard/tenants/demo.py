@@ -36,12 +36,12 @@ _DISTRICTS = {
 }
 
 
-def _csv(path: Path, division: str, code: str) -> None:
+def _csv(path: Path, division: str, code: str, holders: int = HOLDERS_PER_CITY) -> None:
     """A deterministic application file: the same people on every run."""
     rng = random.Random(f"cards-{code}")
     district = _DISTRICTS.get(division, division)
     lines = ["name,id_number,phone,scheme,employer,community,local_hukou,residence_permit,categories"]
-    for i in range(HOLDERS_PER_CITY):
+    for i in range(holders):
         if i % 3 == 0:
             birth = dt.date(1936, 1, 1) + dt.timedelta(days=rng.randrange(20 * 365))  # 70+: 敬老
         elif i % 3 == 1:
@@ -139,6 +139,21 @@ def _city(tenant, ctx, table: Table) -> None:
         str(hotlist_version()),
         f"{run.payments} paid",
     )
+
+
+def scale_step(*, tenant, holders: int, actor: str) -> None:
+    """``citycard tenant scale``: in one of the largest cities, the card schemes and ``holders`` cardholders
+    with active cards through batch issuance (run in the tenant's schema). A city with cardholders already is
+    left as it is."""
+    cards.schemes_seed(actor=actor)
+    cards.schemes_publish(actor=actor)
+    if Cardholder.objects.exists():
+        return
+    folder = Path(settings.DATA_DIR) / "scale-cards"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{tenant.code}-applications.csv"
+    _csv(path, tenant.division_code, tenant.code, holders)
+    batch.cards_import(path=path, actor=actor, state=CardState.ACTIVE, batch=f"scale-{tenant.code}")
 
 
 def _county_onboard(tenant) -> None:

@@ -71,6 +71,7 @@ def test_names_can_be_given_explicitly():
         ({"code": "bad", "division_code": "33040"}, "division_malformed", "malformed"),
         ({"code": "bad", "division_code": "abcdef"}, "division_malformed", "malformed"),
         ({"code": "bad", "division_code": "330399"}, "division_unknown", "not in the GB/T 2260"),
+        ({"code": "zhejiang", "division_code": "330000"}, "division_province", "is a province"),
         ({"code": "Bad Code", "division_code": "320500"}, "code_invalid", "invalid"),
         ({"code": "public", "division_code": "320500"}, "code_reserved", "reserved"),
         ({"code": "hangzhou", "division_code": "320500"}, "conflict", "already exists"),

@@ -28,3 +28,4 @@ class CardsConfig(AppConfig):
     }
     demo_step = "citycard.tenants.demo.demo_step"  # cards, accounts and departments: above every layer
     demo_order = 40
+    scale_step = "citycard.tenants.demo.scale_step"  # cardholders in the largest cities of `tenant scale`

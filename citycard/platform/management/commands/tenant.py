@@ -1,14 +1,15 @@
-"""`citycard tenant create|list|show|suspend|activate`."""
+"""`citycard tenant create|list|show|suspend|activate|scale`."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
-from citycard.platform import selectors, services
+from citycard.platform import scale, selectors, services
 from citycard.platform.errors import NotFound
 from citycard.platform.management.base import PlatformCommand
 
@@ -37,6 +38,23 @@ class Command(PlatformCommand):
         suspend.add_argument("--reason", required=True)
         activate = sub.add_parser("activate", help="re-activate a suspended tenant")
         activate.add_argument("code")
+        grow = sub.add_parser(
+            "scale",
+            help="build the whole country: a tenant for every city and county of the reference list "
+            "(re-runs create only the missing ones)",
+        )
+        grow.add_argument(
+            "--country", action="store_true", required=True, help="every city and county (GB/T 2260)"
+        )
+        grow.add_argument("--limit", type=int, help="at most this many tenants of the list (in code order)")
+        grow.add_argument(
+            "--cardholders-in-largest",
+            type=int,
+            default=10,
+            metavar="K",
+            help="the K most populous cities get cardholders (default 10)",
+        )
+        grow.add_argument("--holders", type=int, default=300, help="cardholders per large city (default 300)")
 
     def handle(self, *args, **opts):
         getattr(self, f"_{opts['action']}")(opts)
@@ -112,6 +130,38 @@ class Command(PlatformCommand):
         row = self._row(selectors.tenant_list().get(pk=tenant.pk))
         row["roams_in"] = [n.code for n in selectors.tenant_networks(tenant=tenant)]
         self.stdout.write(json.dumps(row, ensure_ascii=False, indent=2))
+
+    def _scale(self, opts):
+        total = len(scale.country_divisions())
+        if opts.get("limit") is not None:
+            total = min(total, opts["limit"])
+        done = 0
+        window: list[float] = []
+
+        def progress(division, tenant, seconds):
+            nonlocal done
+            done += 1
+            if seconds is not None:
+                window.append(seconds)
+            if done % 100 == 0 or done == total:
+                median = f"{statistics.median(window):.3f}s" if window else "-"
+                self.stdout.write(
+                    f"[{done}/{total}] {division.code} {division.name_zh}: "
+                    f"{len(window)} created, median {median} a tenant"
+                )
+                window.clear()
+
+        report = scale.country_build(
+            limit=opts.get("limit"),
+            largest=opts["cardholders_in_largest"],
+            holders=opts["holders"],
+            actor=self.actor,
+            progress=progress,
+        )
+        self.stdout.write(
+            f"created {len(report.created)} tenants, {report.skipped} already there; "
+            f"cardholders in {', '.join(report.populated) or 'no city'}"
+        )
 
     def _suspend(self, opts):
         tenant = services.tenant_suspend(code=opts["code"], reason=opts["reason"], actor=self.actor)

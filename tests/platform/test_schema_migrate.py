@@ -1,0 +1,128 @@
+"""`citycard migrate` across tenant schemas in parallel: the template first, one failing schema reported by
+name while the others are applied once, and a re-run after the fix that visits only the failed one."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from citycard.platform import scale, services
+from citycard.platform.models import (
+    ApiKey,
+    Domain,
+    NetworkMembership,
+    Publication,
+    SchemaMigration,
+    Tenant,
+    TenantKey,
+)
+from citycard.platform.schemas import schema_drop, template_schema_name
+
+PROBE = textwrap.dedent("""
+    from django.db import migrations
+
+
+    class Migration(migrations.Migration):
+        dependencies = []
+        operations = [
+            migrations.RunSQL(
+                "CREATE TABLE scale_probe (id integer);"
+                " INSERT INTO public.scale_probe_log VALUES (current_schema());",
+                "DROP TABLE scale_probe;",
+            )
+        ]
+""")
+
+
+def _sql(statement: str, params=None) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _all_schemas() -> list[str]:
+    connection.set_schema_to_public()
+    return [
+        template_schema_name(),
+        *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True),
+    ]
+
+
+@pytest.fixture
+def probe(committed_db, tmp_path, settings, monkeypatch):
+    """A one-table migration for the tenant app `dashboard` (which has none), and 13 more tenants (20 in
+    all with the session's); everything is taken away again afterwards."""
+    package = tmp_path / "scale_probe_migrations"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "0001_probe.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.MIGRATION_MODULES = {"dashboard": "scale_probe_migrations"}
+    _sql("CREATE TABLE public.scale_probe_log (schema_name text)")
+    divisions = [d for d in scale.country_divisions() if d.kind == "city" and d.code.startswith("65")][:13]
+    codes = [f"mig{i:02d}" for i in range(len(divisions))]
+    for code, division in zip(codes, divisions, strict=True):
+        services.tenant_create(code=code, division_code=division.code, actor="test")
+    yield codes
+    connection.set_schema_to_public()
+    for schema in ["public", *_all_schemas()]:
+        _sql(f'DELETE FROM "{schema}".django_migrations WHERE app = %s', ["dashboard"])
+        _sql(f'DROP TABLE IF EXISTS "{schema}".scale_probe')
+    _sql("DROP TABLE public.scale_probe_log")
+    SchemaMigration.objects.all().delete()
+    tenants = Tenant.objects.filter(code__in=codes)
+    for model in (Publication, ApiKey, NetworkMembership, TenantKey, Domain):
+        model.objects.filter(tenant__in=tenants).delete()
+    for code in codes:
+        schema_drop(code)
+    tenants.delete()
+
+
+def _logged() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for (schema,) in _sql("SELECT schema_name FROM public.scale_probe_log"):
+        counts[schema] = counts.get(schema, 0) + 1
+    return counts
+
+
+def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(probe):
+    broken = probe[5]
+    _sql(f'CREATE TABLE "{broken}".scale_probe (id integer)')  # in the way of the migration's table
+    schemas = _all_schemas()
+    assert len(schemas) >= 21  # the template and 20 tenants
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("migrate", "--processes", "2", stdout=out, stderr=err)
+    assert f"{broken}: ProgrammingError" in str(failed.value)
+    assert 'relation "scale_probe" already exists' in str(failed.value)
+    assert f"{broken} FAILED" in err.getvalue()
+    # The template first (its own migrate), then every tenant but the broken one, each exactly once.
+    assert _logged() == {s: 1 for s in schemas if s != broken}
+    state = {row.schema_name: row for row in SchemaMigration.objects.all()}
+    assert state[broken].status == "failed" and "scale_probe" in state[broken].error
+    assert {s for s, row in state.items() if row.status == "applied"} == set(schemas) - {
+        broken,
+        template_schema_name(),
+    }
+    assert all("dashboard.0001_probe" in row.target for row in state.values())
+
+    _sql(f'DROP TABLE "{broken}".scale_probe')  # the fix
+    out = io.StringIO()
+    call_command("migrate", "--processes", "2", stdout=out)
+    report = out.getvalue()
+    assert "1 visited with 2 processes" in report and "1 migrated" in report
+    assert f"{len(schemas) - 2} skipped (applied before)" in report
+    assert _logged() == {s: 1 for s in schemas}
+    assert SchemaMigration.objects.get(schema_name=broken).attempts == 2
+    assert set(SchemaMigration.objects.values_list("status", flat=True)) == {"applied"}
+
+    # Nothing pending: a run in this process (--processes 1) visits nothing and changes nothing.
+    out = io.StringIO()
+    call_command("migrate", "--processes", "1", stdout=out)
+    assert "0 visited" in out.getvalue()
+    assert _logged() == {s: 1 for s in schemas}
