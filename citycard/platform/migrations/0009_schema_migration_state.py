@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('platform', '0006_verbose_names_translated'),
+        ('platform', '0008_department_officer'),
     ]
 
     operations = [
