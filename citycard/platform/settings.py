@@ -354,6 +354,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.interop.tasks.visitor_lists_sync_all",
         "schedule": float(os.environ.get("CITYCARD_VISITOR_LISTS_EVERY_S", "900")),
     },
+    # Half journeys past their time-out cleared alone (docs/clearing.md, "Half journeys").
+    "terminals-half-journeys-release": {
+        "task": "citycard.tenants.terminals.tasks.half_journeys_release_all",
+        "schedule": float(os.environ.get("CITYCARD_HALF_JOURNEY_RELEASE_EVERY_S", "900")),
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,
@@ -376,6 +381,10 @@ TERMINAL_VERIFY = os.environ.get("CITYCARD_TERMINAL_VERIFY", "deferred")
 # Taps on an own card listed on the hotlist at least this long before are flagged (time for terminals to
 # download it). Minutes, as every hotlist grace (terminal_kit.hotlist: the one rule).
 HOTLIST_GRACE_MINUTES = int(os.environ.get("CITYCARD_HOTLIST_GRACE_MINUTES", "30"))
+# Half journeys (an entry without exit, an exit without entry) are released to clearing alone after the
+# gate rules' journey time limit plus this upload grace; a non-empty RELEASE_MINUTES overrides the sum.
+HALF_JOURNEY_GRACE_MINUTES = int(os.environ.get("CITYCARD_HALF_JOURNEY_GRACE_MINUTES", "120"))
+HALF_JOURNEY_RELEASE_MINUTES = int(os.environ.get("CITYCARD_HALF_JOURNEY_RELEASE_MINUTES") or "0")
 
 # --- Terminal routes (/terminal/… on a tenant's domain): every answer JSON with a code, outages of the
 # database or broker 503 with Retry-After (citycard/platform/terminal_answers.py, docs/ingestion.md).

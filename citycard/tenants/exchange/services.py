@@ -138,6 +138,28 @@ def _journey_record(journey: Any, taps: dict[int, dict[str, Any]], common: dict[
     return record
 
 
+def _half_record(journey: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """One clearing record for one tap of a released half journey (半程行程): the tap's own identity and
+    the money it took, the journey as far as it is known (for an exit, its origin is what the card's entry
+    record said) and ``half``: ``released`` (the tap cleared at the time-out) or ``late`` (the other half,
+    arriving after the release)."""
+    role = "entry" if record["source_tx_id"] == journey.entry_tx_id else "exit"
+    return {
+        **record,
+        "journey": {
+            "key": journey.key,
+            "status": journey.status,
+            "half": "released" if record["source_tx_id"] == journey.released_tx_id else "late",
+            "origin": journey.origin,
+            "destination": journey.destination,
+            "line": journey.line,
+            "entered_at": journey.entered_at.astimezone(BEIJING).isoformat() if journey.entered_at else None,
+            "exited_at": journey.exited_at.astimezone(BEIJING).isoformat() if journey.exited_at else None,
+        },
+        "taps": [{"role": role, **{k: record[k] for k in _JOURNEY_TAP_FIELDS}}],
+    }
+
+
 def _clearing_items(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records to clear: a bus tap as it is; the metro gate taps as journeys — one record per whole
     journey (entry and exit, or an exit without entry), whichever of its taps this hand-off brings; a gate
@@ -153,6 +175,10 @@ def _clearing_items(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         journey = journeys.get(record["source_tx_id"])
         if journey is None:
             items.append(dict(record))
+        elif journey.released_at is not None:
+            # a half journey released after its time-out: each of its taps clears alone, with what it took
+            if record["amount_fen"]:
+                items.append(_half_record(journey, record))
         elif journey_due(journey):
             due.setdefault(journey.pk, (journey, record))
     taps = journey_taps([j for j, _ in due.values()])

@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 
@@ -116,7 +117,8 @@ def journeys_record(*, tenant: Any, taps: Sequence[Any]) -> int:
                 if journey.entry_tx_id
                 else JourneyStatus.EXIT_ONLY
             )
-        journey.save()
+        # only the fields pairing sets: a half release saved meanwhile (released_at) is kept
+        journey.save(update_fields=[*(f for f in fields if f != "status"), "status"])
         written += 1
     return written
 
@@ -177,6 +179,41 @@ def journey_taps(journeys: Sequence[Journey]) -> dict[int, dict[str, Any]]:
         tap["passes"] = list(tap["passes"] or [])
         taps[tap["source_tx_id"]] = tap
     return taps
+
+
+def half_release_minutes(*, tenant: Any, at: dt.datetime, cache: dict | None = None) -> int:
+    """How long a half journey waits for its other tap before it is cleared alone: the longest journey
+    time limit of the gate rules in force at ``at`` (240 min without any) plus the upload grace
+    (``CITYCARD_HALF_JOURNEY_GRACE_MINUTES``); ``CITYCARD_HALF_JOURNEY_RELEASE_MINUTES`` overrides both."""
+    if settings.HALF_JOURNEY_RELEASE_MINUTES > 0:
+        return settings.HALF_JOURNEY_RELEASE_MINUTES
+    engine = _engine_at(tenant, at, {} if cache is None else cache)
+    gates = getattr(getattr(engine, "rules", None), "gates", None) or {}
+    limit = max((g.time_limit_minutes for g in gates.values()), default=240)
+    return limit + settings.HALF_JOURNEY_GRACE_MINUTES
+
+
+def half_journeys_due(*, tenant: Any, now: dt.datetime, limit: int = 1000) -> list[Journey]:
+    """The roaming half journeys past their time-out, not yet released, locked (skipping rows another
+    release holds): an entry without exit (``open``, from its entry time) or an exit whose entry never came
+    (``exit_only``, from its exit time)."""
+    cache: dict = {}
+    oldest = now - dt.timedelta(minutes=half_release_minutes(tenant=tenant, at=now, cache=cache))
+    candidates = (
+        Journey.objects.select_for_update(skip_locked=True)
+        .filter(routing="roaming", released_at__isnull=True)
+        .filter(
+            Q(status=JourneyStatus.OPEN, entered_at__lte=oldest)
+            | Q(status=JourneyStatus.EXIT_ONLY, exited_at__lte=oldest)
+        )
+        .order_by("id")[:limit]
+    )
+    due = []
+    for journey in candidates:  # the rules in force when the half was tapped decide its own time-out
+        at = journey.entered_at if journey.status == JourneyStatus.OPEN else journey.exited_at
+        if at + dt.timedelta(minutes=half_release_minutes(tenant=tenant, at=at, cache=cache)) <= now:
+            due.append(journey)
+    return due
 
 
 def journey_due(journey: Journey) -> bool:

@@ -384,6 +384,10 @@ class Journey(models.Model):
     exit_fen = models.BigIntegerField(default=0, verbose_name=_("charged at exit (fen)"))
     routing = models.CharField(max_length=10, blank=True, choices=Routing.choices, verbose_name=_("routing"))
     status = models.CharField(max_length=10, choices=JourneyStatus.choices, verbose_name=_("status"))
+    # A half journey released to clearing after the time-out (半程行程超时清算): the tap cleared alone; its
+    # other half, if it ever arrives, clears alone too (docs/clearing.md, "Half journeys").
+    released_at = models.DateTimeField(null=True, blank=True, verbose_name=_("half released at"))
+    released_tx_id = models.BigIntegerField(null=True, blank=True, verbose_name=_("released transaction id"))
 
     class Meta:
         verbose_name = _("journey")

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import re
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -16,8 +16,11 @@ from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.checks import Tap, clearing_record
 from citycard.tenants.terminals.ingest import BatchRefused, IngestResult, batch_ingest
+from citycard.tenants.terminals.journeys import half_journeys_due
 from citycard.tenants.terminals.models import (
     Batch,
+    Journey,
+    JourneyStatus,
     OutboxState,
     Terminal,
     TerminalKey,
@@ -29,6 +32,7 @@ __all__ = [
     "BatchRefused",
     "IngestResult",
     "batch_ingest",
+    "half_journeys_release",
     "public_key_parse",
     "roaming_pending_handoff",
     "terminal_key_rotate",
@@ -210,6 +214,36 @@ def terminal_resume(*, terminal_id: str, actor: str) -> Terminal:
     return terminal
 
 
+def _tap_of(row: Transaction) -> Tap:
+    """A stored transaction as the checks and the clearing record see it."""
+    return Tap(
+        index=row.idx,
+        card_no=row.card_no,
+        issuer=row.issuer,
+        card_counter=row.card_counter,
+        terminal_seq=row.terminal_seq,
+        amount_fen=row.amount_fen,
+        balance_before_fen=row.balance_before_fen,
+        balance_after_fen=row.balance_after_fen,
+        tapped_at=row.tapped_at,
+        service=row.service,
+        route=row.route,
+        tac=row.tac,
+        terminal_no=row.terminal_no,
+        algorithm=row.algorithm,
+        kind=row.kind,
+        status=row.status,
+        card_scheme=row.card_scheme,
+        categories=list(row.categories),
+        passes=list(row.passes),
+        fare_rule_id=row.fare_rule_id,
+        routing=row.routing,
+        issuer_tenant=row.issuer_tenant,
+        network=row.network,
+        tx_id=row.id,
+    )
+
+
 @transaction.atomic
 def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
     """Hand stored roaming taps still ``pending`` to the interop outbox (``checks.ROAMING_SINK``).
@@ -232,32 +266,7 @@ def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
         return 0
     records = []
     for row in rows:
-        tap = Tap(
-            index=row.idx,
-            card_no=row.card_no,
-            issuer=row.issuer,
-            card_counter=row.card_counter,
-            terminal_seq=row.terminal_seq,
-            amount_fen=row.amount_fen,
-            balance_before_fen=row.balance_before_fen,
-            balance_after_fen=row.balance_after_fen,
-            tapped_at=row.tapped_at,
-            service=row.service,
-            route=row.route,
-            tac=row.tac,
-            terminal_no=row.terminal_no,
-            algorithm=row.algorithm,
-            kind=row.kind,
-            status=row.status,
-            card_scheme=row.card_scheme,
-            categories=list(row.categories),
-            passes=list(row.passes),
-            fare_rule_id=row.fare_rule_id,
-            routing=row.routing,
-            issuer_tenant=row.issuer_tenant,
-            network=row.network,
-            tx_id=row.id,
-        )
+        tap = _tap_of(row)
         records.append((row.batch_id, row.terminal_id, tap, row.acquirer))  # batch_id: the Batch pk
     batch_ids = dict(Batch.objects.filter(pk__in={r[0] for r in records}).values_list("pk", "batch_id"))
     sink(
@@ -272,3 +281,52 @@ def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
         action="terminal.roaming_handoff", actor=actor, object_type="transaction", data={"count": len(rows)}
     )
     return len(rows)
+
+
+@transaction.atomic
+def half_journeys_release(*, actor: str, now: dt.datetime | None = None) -> int:
+    """Clear the roaming half journeys past their time-out alone (半程行程超时清算): an entry whose exit never
+    came, an exit whose entry never came (or was uploaded to another schema). Each is marked released with
+    the tap that carries its money, and that tap goes to the interop outbox as its own record
+    (``<schema>-<tap's transaction id>``) with what it took; a half that took nothing is marked and sends
+    nothing. Idempotent: a released journey is never released again, and its other half, arriving late,
+    clears alone with what it took (``exchange.services._clearing_items``). Returns how many were released."""
+    sink = checks.ROAMING_SINK
+    if sink is None:
+        raise DomainError(
+            gettext("no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending"),
+            code="not_wired",
+        )
+    now = now or timezone.now()
+    journeys = half_journeys_due(tenant=connection.tenant, now=now)
+    if not journeys:
+        return 0
+    half = {j.pk: j.entry_tx_id if j.status == JourneyStatus.OPEN else j.exit_tx_id for j in journeys}
+    rows = {row.id: row for row in Transaction.objects.filter(id__in=half.values())}
+    for journey in journeys:
+        journey.released_at, journey.released_tx_id = now, half[journey.pk]
+    Journey.objects.bulk_update(journeys, ["released_at", "released_tx_id"])
+    taking = [rows[tx] for tx in half.values() if tx in rows and rows[tx].amount_fen]
+    if taking:
+        batch_ids = dict(
+            Batch.objects.filter(pk__in={r.batch_id for r in taking}).values_list("pk", "batch_id")
+        )
+        sink(
+            [
+                clearing_record(
+                    ctx_acquirer=r.acquirer,
+                    batch_id=batch_ids.get(r.batch_id, ""),
+                    terminal_id=r.terminal_id,
+                    tap=_tap_of(r),
+                )
+                for r in taking
+            ],
+            actor,
+        )
+    audit_record(
+        action="terminal.half_journeys_release",
+        actor=actor,
+        object_type="journey",
+        data={"released": len(journeys), "cleared": len(taking)},
+    )
+    return len(journeys)

@@ -9,6 +9,7 @@ from citycard.platform.celery import app
 from citycard.platform.models import Tenant
 from citycard.platform.schemas import template_schema_name
 from citycard.tenants.terminals.partitions import partitions_ahead
+from citycard.tenants.terminals.services import half_journeys_release
 from citycard.tenants.terminals.verify import batches_verify_all as verify_tenant
 
 
@@ -43,5 +44,20 @@ def batches_verify_all() -> dict:
         if result.batches or result.busy:
             done[tenant.code] = {"batches": result.batches, "taps": result.taps, "flags": result.flags}
             done[tenant.code]["busy"] = result.busy
+    connection.set_schema_to_public()
+    return done
+
+
+@app.task(name="citycard.tenants.terminals.tasks.half_journeys_release_all")
+def half_journeys_release_all() -> dict:
+    """Beat: the roaming half journeys past their time-out cleared alone, in every tenant (idempotent)."""
+    done: dict[str, int] = {}
+    for tenant in Tenant.objects.exclude(schema_name="public"):
+        if tenant.is_platform:
+            continue
+        with tenant_context(tenant):  # the outbox signs as connection.tenant
+            released = half_journeys_release(actor="terminals:half-journeys")
+        if released:
+            done[tenant.code] = released
     connection.set_schema_to_public()
     return done

@@ -1,6 +1,8 @@
 """Metro journeys in the back office: entry and exit taps uploaded by the gates, paired into one journey at
 ingestion whichever batch arrives first (and only once however often a batch is resent), re-priced by
-fare_recheck as the gates priced them (entry -> exit from the card's record), for local and roaming cards."""
+fare_recheck as the gates priced them (entry -> exit from the card's record), for local and roaming cards;
+half journeys (半程行程: an entry whose exit never comes, an exit whose entry never comes or went to another
+schema) released to clearing alone after the time-out with what the tap took, a late other half alone too."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import copy
 import datetime as dt
 
 import pytest
+from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord
@@ -20,8 +23,9 @@ from citycard.tenants.exchange.models import OutboxMessage
 from citycard.tenants.fares import seeds
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.journeys import half_release_minutes
 from citycard.tenants.terminals.models import Journey, ReviewFlag, Transaction
-from citycard.tenants.terminals.services import terminal_register
+from citycard.tenants.terminals.services import half_journeys_release, terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
@@ -303,3 +307,165 @@ def test_an_exit_after_another_citys_gate_entry_is_a_no_entry_journey_cleared_at
         (record,) = outbox_records()
         assert record["amount_fen"] == 900 and record["journey"]["status"] == "no_entry"
         assert [t["role"] for t in record["taps"]] == ["exit"]
+
+
+# --- half journeys ----------------------------------------------------------------------------------
+
+TIME_OUT = dt.timedelta(minutes=240 + 120)  # the gate rules' time limit + the upload grace
+
+
+def release(hangzhou, *, at: dt.datetime) -> int:
+    with tenant_context(hangzhou):
+        return half_journeys_release(actor="test", now=at)
+
+
+def records_of(hangzhou) -> list[tuple[str, int, str | None, list[str]]]:
+    with tenant_context(hangzhou):
+        return [
+            (r["record_id"], r["amount_fen"], r["journey"].get("half"), [t["role"] for t in r["taps"]])
+            for r in outbox_records()
+        ]
+
+
+def tx_ids(hangzhou, card) -> dict[str, int]:
+    with tenant_context(hangzhou):
+        rows = Transaction.objects.filter(card_no=card.card_no).values_list("terminal_id", "id")
+        return {"entry" if t == "HZ-GATE-IN" else "exit": i for t, i in rows}
+
+
+def deposit_ride(sims, engine, card):
+    """A journey hz-1-01 -> hz-1-06 whose entry took a deposit (200) and whose exit the rest (160)."""
+    codec = TripCodec.for_fare(engine)
+    entry = engine.entry(
+        Card(issuer=card.issuer), Trip("metro", "1", AT, origin="hz-1-01"), {}, terminal="330100000011"
+    )
+    tap_in = sims["entry"].tap(card, at=AT, amount_fen=200)
+    tap_in["card_trip"] = EMPTY_TRANSIT.hex()
+    tap_out = sims["exit"].tap(card, at=AT + dt.timedelta(minutes=20), amount_fen=160)
+    tap_out["card_trip"] = codec.encode(entry.state).hex()
+    return tap_in, tap_out
+
+
+def test_the_time_out_is_the_gate_rules_time_limit_plus_the_grace(gates, settings):
+    hangzhou, _sims, _engine = gates
+    with tenant_context(hangzhou):
+        assert half_release_minutes(tenant=hangzhou, at=AT) == 240 + 120
+        settings.HALF_JOURNEY_GRACE_MINUTES = 30
+        assert half_release_minutes(tenant=hangzhou, at=AT) == 270
+        settings.HALF_JOURNEY_RELEASE_MINUTES = 90
+        assert half_release_minutes(tenant=hangzhou, at=AT) == 90
+
+
+def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_late_exit_alone(gates):
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 21))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    tap_in_2 = sims["entry"].tap(SimCard(card_number("310000", 22)), at=AT, amount_fen=0)
+    tap_in_2["card_trip"] = EMPTY_TRANSIT.hex()
+    upload(hangzhou, sims["entry"], [tap_in, tap_in_2])
+    assert records_of(hangzhou) == []  # held: not whole
+    assert release(hangzhou, at=AT + TIME_OUT - dt.timedelta(minutes=1)) == 0  # not yet
+    assert release(hangzhou, at=AT + TIME_OUT) == 2
+    ids = tx_ids(hangzhou, card)
+    # the deposit clears as the entry's own record; the entry that took nothing is closed, sends nothing
+    assert records_of(hangzhou) == [(f"hangzhou-{ids['entry']}", 200, "released", ["entry"])]
+    assert release(hangzhou, at=AT + 2 * TIME_OUT) == 0  # a release never repeats
+    with tenant_context(hangzhou):
+        j = Journey.objects.get(card_no=card.card_no)
+        assert (j.status, j.released_tx_id) == ("open", ids["entry"])
+    upload(hangzhou, sims["exit"], [tap_out])  # the exit, late: it clears alone with what it took
+    upload(hangzhou, sims["exit"], [tap_out])  # resent: nothing new
+    ids = tx_ids(hangzhou, card)
+    assert records_of(hangzhou) == [
+        (f"hangzhou-{ids['entry']}", 200, "released", ["entry"]),
+        (f"hangzhou-{ids['exit']}", 160, "late", ["exit"]),
+    ]
+    with tenant_context(hangzhou):
+        assert Journey.objects.get(card_no=card.card_no).status == "complete"
+
+
+def test_an_exit_whose_entry_never_arrives_clears_alone_with_the_cards_entry_and_a_late_entry_alone(gates):
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 23))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    exit_at = AT + dt.timedelta(minutes=20)
+    assert release(hangzhou, at=exit_at + TIME_OUT - dt.timedelta(minutes=1)) == 0
+    assert release(hangzhou, at=exit_at + TIME_OUT) == 1
+    ids = tx_ids(hangzhou, card)
+    with tenant_context(hangzhou):
+        (record,) = outbox_records()
+    assert (record["record_id"], record["amount_fen"]) == (f"hangzhou-{ids['exit']}", 160)
+    assert {k: record["journey"][k] for k in ("status", "half", "origin", "destination", "entered_at")} == {
+        "status": "exit_only",
+        "half": "released",
+        "origin": "hz-1-01",  # what the card's entry record said
+        "destination": "hz-1-06",
+        "entered_at": "2026-11-23T10:00:00+08:00",
+    }
+    upload(hangzhou, sims["entry"], [tap_in])  # the entry, late: its deposit clears alone
+    ids = tx_ids(hangzhou, card)
+    assert records_of(hangzhou) == [
+        (f"hangzhou-{ids['exit']}", 160, "released", ["exit"]),
+        (f"hangzhou-{ids['entry']}", 200, "late", ["entry"]),
+    ]
+
+
+def test_an_exit_whose_entry_gate_uploads_to_a_county_schema_clears_alone_from_the_cards_entry(gates):
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 24))
+    # the entry was made at a county's gate (its own schema): the city never gets the entry tap
+    codec = TripCodec.for_fare(engine)
+    entry = {"s": "hz-1-01", "l": "1", "t": int(AT.timestamp()) // 60, "tm": "330110000011", "d": 0}
+    tap_out = sims["exit"].tap(card, at=AT + dt.timedelta(minutes=20), amount_fen=360)
+    tap_out["card_trip"] = codec.encode({"e": entry}).hex()
+    upload(hangzhou, sims["exit"], [tap_out])
+    with tenant_context(hangzhou):
+        (j,) = Journey.objects.all()
+        assert j.status == "exit_only"
+    assert records_of(hangzhou) == []  # held while the entry may still come
+    with tenant_context(hangzhou):
+        call_command("terminal", "--tenant", "hangzhou", "release-halves")  # now: long past the time-out
+    ids = tx_ids(hangzhou, card)
+    assert records_of(hangzhou) == [(f"hangzhou-{ids['exit']}", 360, "released", ["exit"])]
+    with tenant_context(hangzhou):
+        (record,) = outbox_records()
+        assert (record["journey"]["origin"], record["journey"]["line"]) == ("hz-1-01", "1")
+
+
+@pytest.mark.parametrize("exit_first", [False, True])
+def test_a_released_half_and_its_late_other_half_net_exactly_the_money_taken(gates, tenant, exit_first):
+    hangzhou, sims, engine = gates
+    shanghai = tenant("shanghai")
+    for sim in sims.values():  # the issuer checks each tap's TAC
+        sim.tac_masters["310000"] = tenant_card_tac_master(tenant=shanghai)
+    card = SimCard(card_number("310000", 25))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    first, later = (
+        (("exit", tap_out), ("entry", tap_in)) if exit_first else (("entry", tap_in), ("exit", tap_out))
+    )
+    upload(hangzhou, sims[first[0]], [first[1]])
+    assert release(hangzhou, at=AT + 2 * TIME_OUT) == 1
+    upload(hangzhou, sims[later[0]], [later[1]])
+    assert sorted(r[1] for r in records_of(hangzhou)) == [160, 200]
+    agreement_set(
+        network_code="yrd",
+        service="transit",
+        valid_from=dt.date(2020, 1, 1),
+        issuer_fee_bps=0,
+        network_fee_bps=0,
+        cut_off=dt.time(4, 0),
+        dispute_window_days=30,
+        actor="test",
+    )
+    cards_known(shanghai, [card.card_no])
+    assert outbox_collect(tenant=hangzhou)["collected"] == 2  # the release, then the late half
+    assert outbox_collect(tenant=hangzhou)["collected"] == 0
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=AT.date())
+    later_day = AT + dt.timedelta(days=1)
+    cycle_close(cycle=cycle, now=later_day)
+    cycle_validate(cycle=cycle, now=later_day)
+    cycle_net(cycle=cycle, now=later_day)
+    assert cycle_summary(cycle=cycle)["records"] == {"valid": {"records": 2, "amount_fen": 360}}
+    positions = dict(cycle.positions.values_list("participant", "net_fen"))
+    assert positions == {"hangzhou": 360, "shanghai": -360}

@@ -1,4 +1,4 @@
-"""`citycard terminal register|rotate-key|suspend|resume|list|verify --tenant CODE`."""
+"""`citycard terminal register|rotate-key|suspend|resume|list|verify|release-halves --tenant CODE`."""
 
 from __future__ import annotations
 
@@ -79,6 +79,10 @@ class Command(PlatformCommand):
             "verify",
             help="run the verification stage now over every batch not yet checked (beat does it too)",
         )
+        sub.add_parser(
+            "release-halves",
+            help="clear roaming half journeys past their time-out alone now (beat does it too)",
+        )
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -123,6 +127,10 @@ class Command(PlatformCommand):
         if done.busy:
             self.stdout.write("another verification run holds this tenant; it will check what is left")
         self.stdout.write(f"verified {done.batches} batches, {done.taps} taps: {done.flags} review flags")
+
+    def _release_halves(self, opts):
+        released = services.half_journeys_release(actor=self.actor)
+        self.stdout.write(f"released {released} half journeys to clearing")
 
     def _list(self, opts):
         table = Table()
