@@ -27,6 +27,7 @@ from citycard.tenants.terminals.journeys import half_release_minutes
 from citycard.tenants.terminals.models import Journey, ReviewFlag, Transaction
 from citycard.tenants.terminals.services import half_journeys_release, terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
+from citycard.tenants.terminals.tasks import half_journeys_release_all
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
 from citycard.terminal_kit.transit import TripCodec
@@ -469,3 +470,15 @@ def test_a_released_half_and_its_late_other_half_net_exactly_the_money_taken(gat
     assert cycle_summary(cycle=cycle)["records"] == {"valid": {"records": 2, "amount_fen": 360}}
     positions = dict(cycle.positions.values_list("participant", "net_fen"))
     assert positions == {"hangzhou": 360, "shanghai": -360}
+
+
+def test_the_beat_task_releases_every_tenants_half_journeys_once(gates, settings):
+    assert "terminals-half-journeys-release" in settings.CELERY_BEAT_SCHEDULE
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 26))
+    _tap_in, tap_out = deposit_ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    assert half_journeys_release_all() == {"hangzhou": 1}  # now: long past the time-out
+    assert half_journeys_release_all() == {}
+    ids = tx_ids(hangzhou, card)
+    assert records_of(hangzhou) == [(f"hangzhou-{ids['exit']}", 160, "released", ["exit"])]
