@@ -361,8 +361,8 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
     hangzhou, sims, engine = gates
     card = SimCard(card_number("310000", 21))
     tap_in, tap_out = deposit_ride(sims, engine, card)
-    tap_in_2 = sims["entry"].tap(SimCard(card_number("310000", 22)), at=AT, amount_fen=0)
-    tap_in_2["card_trip"] = EMPTY_TRANSIT.hex()
+    free = SimCard(card_number("310000", 22))  # an entry that took nothing
+    tap_in_2, tap_out_2, quote = ride(sims, engine, free)
     upload(hangzhou, sims["entry"], [tap_in, tap_in_2])
     assert records_of(hangzhou) == []  # held: not whole
     assert release(hangzhou, at=AT + TIME_OUT - dt.timedelta(minutes=1)) == 0  # not yet
@@ -383,6 +383,9 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
     ]
     with tenant_context(hangzhou):
         assert Journey.objects.get(card_no=card.card_no).status == "complete"
+    upload(hangzhou, sims["exit"], [tap_out_2])  # the free entry's exit, late: alone, the whole fare
+    free_ids = tx_ids(hangzhou, free)
+    assert records_of(hangzhou)[2:] == [(f"hangzhou-{free_ids['exit']}", quote.fare_fen, "late", ["exit"])]
 
 
 def test_an_exit_whose_entry_never_arrives_clears_alone_with_the_cards_entry_and_a_late_entry_alone(gates):
