@@ -14,7 +14,7 @@ module              services
                     ``cycle_reached`` (whether a step is done)
 ``validation``      ``issuer_validate``, ``issuer_validation_store``, ``rejections_apply``
 ``netting``         ``positions_net``, ``settlement_instruct``, ``settlement_value_date`` (the net and
-                    settle steps' work)
+                    settle steps' work), ``matrix_picture_store`` (the matrix as the console draws it)
 ``reconciliation``  ``reconciliation_files_send``, ``reconciliation_totals``, ``reconciliation_csv``,
                     ``reconciliation_text``, ``reconciliation_packed``; the ``clearing.reconciliation``
                     answer

@@ -12,12 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.merchants import selectors, services
 from citycard.tenants.merchants.models import Category, Means
 from citycard.tenants.terminals.management.commands.terminal import _key_argument
-from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.money import yuan
 
 
@@ -132,7 +131,15 @@ class Command(PlatformCommand):
 
     def _settle(self, console, opts):
         day = _day(opts["day"])
-        table = Table("merchant", "payments", "refunds", "gross", "refunded", "fee", "net paid")
+        table = Table(
+            "merchant",
+            "payments",
+            "refunds",
+            "gross (yuan)",
+            "refunded (yuan)",
+            "fee (yuan)",
+            "net paid (yuan)",
+        )
         for s in services.merchants_settle_day(day=day, actor=self.actor):
             table.add_row(
                 s.merchant.code,
@@ -156,10 +163,10 @@ class Command(PlatformCommand):
             return
         s = statement.settlement
         console.print(f"{s.merchant.name} ({s.merchant.code}) — statement of {day}")
-        table = Table("time (Beijing)", "kind", "reference", "means", "card", "amount")
+        table = Table("time (Beijing)", "kind", "reference", "means", "card", "amount (yuan)")
         for line in statement.lines:
             table.add_row(
-                line.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+                beijing(line.at, seconds=True),
                 line.kind,
                 line.reference,
                 line.means,
