@@ -180,6 +180,17 @@ def _deferrable(line: CreditLine, amount_fen: int) -> None:
         )
 
 
+def _item_month(line: CreditLine, at: dt.datetime) -> str:
+    """The Beijing month of ``at``, or, for an item booked late into a month already billed, the month
+    after the line's latest bill: it joins the next bill rather than being left off every bill."""
+    month = beijing_month(at)
+    latest = line.bills.order_by("-month").values_list("month", flat=True).first()
+    if latest is not None and month <= latest:
+        _start, end = month_bounds(latest)
+        month = beijing_month(end)
+    return month
+
+
 def _item_retry(payment_id: str, *, kind: str, card_no: str, amount_fen: int) -> CreditItem | None:
     done = CreditItem.objects.select_related("line").filter(payment_id=payment_id).first()
     if done is not None and (done.kind, done.line.card_no, done.amount_fen) != (kind, card_no, amount_fen):
@@ -224,7 +235,7 @@ def credit_pay(
         payee=payment.merchant.name,
         amount_fen=amount,
         at=at,
-        month=beijing_month(at),
+        month=_item_month(line, at),
         posting=payment.posting,
     )
 
@@ -267,7 +278,7 @@ def credit_fare_defer(
         payee=operator,
         amount_fen=amount,
         at=at,
-        month=beijing_month(at),
+        month=_item_month(line, at),
         posting=posting,
     )
 
@@ -280,7 +291,7 @@ def credit_bills_generate(*, month: str, actor: str, now: dt.datetime | None = N
     """The month's bills (月度账单), once the Beijing month is over: one per line with items that month,
     its items, due date (the rules' day of the next month), full and minimum due. A line already billed
     for the month is not billed again; what was repaid ahead of the bill is not asked again."""
-    start, end = month_bounds(month)
+    _start, end = month_bounds(month)
     now = now or timezone.now()
     if now < end:
         raise DomainError(f"the month {month} is not over", code="month_not_over", field="month")
@@ -345,11 +356,14 @@ def _allocate(line: CreditLine, amount_fen: int, actor: str, at: dt.datetime) ->
         if bill.outstanding_fen == 0:
             bill.state = BillState.PAID
         bill.save(update_fields=["paid_fen", "state"])
-    if line.state == LineState.SUSPENDED and line.state_reason == OVERDUE_REASON:
-        if not line.bills.filter(state=BillState.OVERDUE).exists():
-            line.state, line.state_reason = LineState.ACTIVE, ""
-            line.save(update_fields=["state", "state_reason"])
-            card_restriction_lift(card_no=line.card_no, reason=OVERDUE_REASON, actor=actor, at=at)
+    if (
+        line.state == LineState.SUSPENDED
+        and line.state_reason == OVERDUE_REASON
+        and not line.bills.filter(state=BillState.OVERDUE).exists()
+    ):
+        line.state, line.state_reason = LineState.ACTIVE, ""
+        line.save(update_fields=["state", "state_reason"])
+        card_restriction_lift(card_no=line.card_no, reason=OVERDUE_REASON, actor=actor, at=at)
 
 
 @transaction.atomic

@@ -14,6 +14,9 @@ from citycard.tenants.cards import services as cards
 from citycard.tenants.credit import services as credit
 from citycard.tenants.merchants import services as merchants
 
+# the channels' sandboxes, for repayment through a bound channel
+from tests.tenants.payments.conftest import channel, inbox, sandbox_keys, sandboxes  # noqa: F401
+
 _seq = itertools.count(1)
 MONTHS_AGO = timezone.now() - dt.timedelta(days=250)
 

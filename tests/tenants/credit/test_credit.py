@@ -16,11 +16,11 @@ from citycard.tenants.accounts.selectors import ledger_totals
 from citycard.tenants.cards.models import HotlistEntry
 from citycard.tenants.credit import selectors as sel
 from citycard.tenants.credit import services as credit
-from citycard.tenants.credit.models import BillState, CreditBill, CreditItem, CreditLine, LineState
+from citycard.tenants.credit.models import BillState, CreditBill, CreditItem, LineState
 from citycard.tenants.merchants.models import Payment
 from citycard.tenants.payments import services as payments
 from citycard.terminal_kit.beijing import BEIJING
-from tests.tenants.payments.conftest import channel, deliver, inbox, sandbox_keys, sandboxes  # noqa: F401
+from tests.tenants.payments.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 
