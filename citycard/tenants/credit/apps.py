@@ -13,7 +13,7 @@ class CreditConfig(AppConfig):
 
     role_permissions = {
         "city_admin": {
-            "credit.creditrules": {"view", "change"},
+            "credit.creditrules": {"view", "add", "change"},
             "credit.creditline": {"view"},
             "credit.credititem": {"view"},
             "credit.creditbill": {"view"},
