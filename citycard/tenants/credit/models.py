@@ -169,9 +169,6 @@ class CreditBill(models.Model):
     )
     month = models.CharField(max_length=7, verbose_name=_("month"))
     items_fen = models.BigIntegerField(verbose_name=_("items (fen)"))
-    carried_fen = models.BigIntegerField(
-        default=0, help_text=_("Unpaid from earlier bills."), verbose_name=_("carried over (fen)")
-    )
     full_due_fen = models.BigIntegerField(verbose_name=_("full due (fen)"))
     minimum_due_fen = models.BigIntegerField(verbose_name=_("minimum due (fen)"))
     paid_fen = models.BigIntegerField(default=0, verbose_name=_("paid (fen)"))
