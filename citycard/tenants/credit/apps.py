@@ -11,6 +11,9 @@ class CreditConfig(AppConfig):
     label = "credit"
     verbose_name = _("Credit pay-later")
 
+    demo_step = "citycard.tenants.credit.demo.demo_step"
+    demo_order = 75  # after the merchants' step (the student's card, the demo merchants)
+
     role_permissions = {
         "city_admin": {
             "credit.creditrules": {"view", "add", "change"},
