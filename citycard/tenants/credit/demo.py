@@ -13,7 +13,7 @@ from rich.table import Table
 
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.credit import selectors, services
-from citycard.tenants.credit.models import CreditLine, CreditRules
+from citycard.tenants.credit.models import CreditLine
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import Merchant
@@ -49,10 +49,16 @@ def demo_step(ctx) -> None:
         if tenant.kind == "county":
             continue
         with tenant_context(tenant):
-            if not CreditRules.objects.exists():
-                services.credit_rules_set(
-                    actor="demo", limit_fen=50_000, active_months=0, require_insured=False, due_day=20
-                )
+            services.credit_rules_set(  # every active card qualifies in the demo, students too
+                actor="demo",
+                limit_fen=50_000,
+                active_months=0,
+                require_insured=False,
+                birth_decade_min=1900,
+                birth_decade_max=2020,
+                schemes=[],
+                due_day=20,
+            )
             card_no = _student_card()
             if card_no is None:
                 continue

@@ -72,7 +72,7 @@ def owed_fen(line: CreditLine) -> int:
 def line_of_card(*, card_no: str) -> CreditLine:
     line = CreditLine.objects.select_related("receivable").filter(card_no=card_no).first()
     if line is None:
-        raise NotFound(f"card {card_no} has no credit line", code="no_credit_line", field="card_no")
+        raise NotFound("the card has no credit line here", code="no_credit_line", field="card_no")
     return line
 
 

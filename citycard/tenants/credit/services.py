@@ -139,7 +139,7 @@ def _line(card_no: str, *, lock: bool = True) -> CreditLine:
     query = CreditLine.objects.select_related("receivable")
     line = (query.select_for_update(of=("self",)) if lock else query).filter(card_no=card_no).first()
     if line is None:
-        raise NotFound(f"card {card_no} has no credit line", code="no_credit_line", field="card_no")
+        raise NotFound("the card has no credit line here", code="no_credit_line", field="card_no")
     return line
 
 
@@ -168,9 +168,7 @@ def credit_line_state_set(*, card_no: str, state: str, reason: str = "", actor: 
 
 def _deferrable(line: CreditLine, amount_fen: int) -> None:
     if line.state != LineState.ACTIVE:
-        raise DomainError(
-            f"the credit line of {line.card_no} is {line.state}", code="line_not_active", field="card_no"
-        )
+        raise DomainError(f"the card's credit line is {line.state}", code="line_not_active", field="card_no")
     available = line.limit_fen - owed_fen(line)
     if amount_fen > available:
         raise DomainError(
