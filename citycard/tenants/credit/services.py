@@ -441,9 +441,10 @@ def credit_collections_apply(*, actor: str) -> list[CreditRepayment]:
 def credit_autorepay_run(*, on: dt.date, actor: str) -> dict[str, int]:
     """Automatic repayment (自动还款) on or after each bill's due date: apply what was collected, then
     open one collection order through the card's bound channel for each bill still outstanding (idempotent
-    per bill and amount paid so far); cards without a binding are skipped."""
+    per bill and amount paid so far); cards without a binding are skipped, a provider's refusal counted as
+    failed."""
     applied = len(credit_collections_apply(actor=actor))
-    opened = skipped = 0
+    opened = skipped = failed = 0
     bills = CreditBill.objects.select_related("line").filter(
         state__in=[BillState.OPEN, BillState.OVERDUE], due_on__lte=on
     )
@@ -459,7 +460,9 @@ def credit_autorepay_run(*, on: dt.date, actor: str) -> dict[str, int]:
             opened += 1
         except NotFound:
             skipped += 1
-    return {"applied": applied, "opened": opened, "skipped": skipped}
+        except DomainError:
+            failed += 1  # the provider refused or did not answer: the next run asks again with the same key
+    return {"applied": applied, "opened": opened, "skipped": skipped, "failed": failed}
 
 
 # --- overdue ----------------------------------------------------------------------------------------

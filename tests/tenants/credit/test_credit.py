@@ -253,7 +253,12 @@ def test_automatic_repayment_through_the_bound_channel(line, parking, channel, i
         at=at(LAST_MONTH_DAY),
     )
     (bill,) = credit.credit_bills_generate(month=LAST_MONTH, actor="t")
-    assert credit.credit_autorepay_run(on=bill.due_on, actor="t") == {"applied": 0, "opened": 0, "skipped": 1}
+    assert credit.credit_autorepay_run(on=bill.due_on, actor="t") == {
+        "applied": 0,
+        "opened": 0,
+        "skipped": 1,
+        "failed": 0,
+    }
     payments.binding_create(
         channel_code=code, card_no=line.card_no, agreement_no="wx-contract-1", actor="app"
     )

@@ -177,7 +177,7 @@ class Command(PlatformCommand):
         result = services.credit_autorepay_run(on=_day(opts["on"]), actor=self.actor)
         console.print(
             f"{result['applied']} collection(s) applied, {result['opened']} opened,"
-            f" {result['skipped']} bill(s) without a bound channel"
+            f" {result['skipped']} bill(s) without a bound channel, {result['failed']} refused by the provider"
         )
 
     def _overdue_run(self, console, opts):
