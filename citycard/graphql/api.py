@@ -10,7 +10,8 @@ citycard/platform/scopes.py:
   ``subsidies`` (``subsidyPayments``), ``service_points`` (``servicePoints``), ``medical`` (a hospital's
   ``medicalClaimSubmit`` and ``medicalClaim``), ``entitlements`` (``cardEntitlements``, ``entitlementBuy``,
   ``acceptanceCheck`` for service points), ``merchants`` (``merchantPay``, ``merchantRefund``,
-  ``cardMerchantPayments``), ``payments`` (``topupOrderCreate``, ``topupOrder``); every read of card or
+  ``cardMerchantPayments``), ``payments`` (``topupOrderCreate``, ``topupOrder``), ``credit`` (``creditBill``,
+  ``creditHistory``, ``creditPay``); every read of card or
   cardholder data goes through
   ``core.access.access_log_read``;
 - platform endpoint: ``account``, ``tenancy``, ``clearing`` (agreements, cycles with their states, totals,
@@ -27,6 +28,7 @@ from citycard.graphql.cardholders.schema import CardholderQueries
 from citycard.graphql.cards.schema import CardMutations, CardQueries
 from citycard.graphql.clearing.schema import ClearingMutations, ClearingQueries
 from citycard.graphql.core.cost import CostMap, FieldCost
+from citycard.graphql.credit.schema import CreditMutations, CreditQueries
 from citycard.graphql.entitlements.schema import EntitlementMutations, EntitlementQueries
 from citycard.graphql.medical.schema import MedicalMutations, MedicalQueries
 from citycard.graphql.merchants.schema import MerchantMutations, MerchantQueries
@@ -50,6 +52,7 @@ class TenantQuery(
     EntitlementQueries,
     MerchantQueries,
     PaymentQueries,
+    CreditQueries,
     graphene.ObjectType,
 ):
     """What a partner app may ask of one tenant, within its key's scopes."""
@@ -61,6 +64,7 @@ class TenantMutation(
     EntitlementMutations,
     MerchantMutations,
     PaymentMutations,
+    CreditMutations,
     graphene.ObjectType,
 ):
     """What a partner app may change in one tenant, within its key's scopes (errors as data)."""
@@ -89,6 +93,8 @@ TENANT_COST_MAP: CostMap = {
         "cardholderCategories": FieldCost(complexity=5),
         "cardEntitlements": FieldCost(complexity=2),
         "cardMerchantPayments": FieldCost(complexity=2, multipliers=("limit",)),
+        "creditHistory": FieldCost(complexity=2, multipliers=("limit",)),
+        "creditBill": FieldCost(complexity=2),
     },
     "Card": {"transactions": PAGE, "balance": FieldCost(complexity=2)},
     # Tens of items at most per payment.
@@ -106,6 +112,8 @@ TENANT_COST_MAP: CostMap = {
         "acceptanceCheck": FieldCost(complexity=5),
         # A signed request to the provider and its signed answer.
         "topupOrderCreate": FieldCost(complexity=10),
+        # The line's lock, a ledger posting, the merchant's payment and its audit entry.
+        "creditPay": FieldCost(complexity=10),
     },
 }
 PLATFORM_COST_MAP: CostMap = {

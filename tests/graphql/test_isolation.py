@@ -151,6 +151,18 @@ def probes(
             f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") '
             "{ id merchant merchantName amountFen means } }",
         ],
+        # Jiaxing's elderly card has a credit line, a parking fee on it and last month's bill (jx_credit): a
+        # Hangzhou key reads no bill nor history of it and cannot pay on it.
+        "creditBill": [
+            f'{{ creditBill(cardNumber: "{jx.elderly_card}") {{ month fullDueFen items {{ payee amountFen }} }} }}',
+        ],
+        "creditHistory": [
+            f'{{ creditHistory(cardNumber: "{jx.elderly_card}") {{ owedFen limitFen entries {{ amountFen }} }} }}',
+        ],
+        "creditPay": [
+            f'mutation {{ creditPay(merchant: "jx-parking", cardNumber: "{jx.elderly_card}", amountFen: 100, '
+            'requestKey: "probe-credit") { item { payee amountFen } errors { field message code } } }',
+        ],
         # Jiaxing's top-up order (jx_topup_order) is not Hangzhou's, nor its channel: null, NO_CHANNEL.
         "topupOrder": [
             f'{{ topupOrder(orderNo: "{jx_cursors["topup"]}") {{ orderNo cardNumber amountFen paymentParams }} }}',
@@ -188,6 +200,35 @@ def jx_merchant_payment(tenant, people: People) -> None:
             payment_id="jx-meal-1",
             actor="test",
         )
+
+
+def jx_credit(tenant, people: People) -> None:
+    """Jiaxing's credit rules, a line on its elderly card, a car park taking credit, a fee on credit last month
+    and that month's bill."""
+    from citycard.tenants.credit import services as credit
+    from citycard.tenants.merchants import services as merchants
+
+    with tenant_context(tenant("jiaxing")):
+        credit.credit_rules_set(actor="test", active_months=0, require_insured=False, birth_decade_min=1900)
+        credit.credit_grant(card_no=people.elderly_card, actor="test")
+        merchants.merchant_onboard(
+            code="jx-parking",
+            name="南湖停车场",
+            licence_no=merchants.licence_no_build(division="330400", organisation="MA0000078"),
+            category="7523",
+            settlement_bank="嘉兴银行",
+            settlement_account="6222020000123456780",
+            fee_bps=60,
+            accepted_means=["account", "credit"],
+            actor="test",
+        )
+        first = dt.datetime.now(tz=dt.timezone(dt.timedelta(hours=8))).date().replace(day=1)
+        last_month = first - dt.timedelta(days=1)
+        credit.credit_pay(
+            merchant_code="jx-parking", card_no=people.elderly_card, amount_fen=700, payment_id="jx-park-1",
+            actor="test", at=dt.datetime.combine(last_month, dt.time(19), tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        )  # fmt: skip
+        credit.credit_bills_generate(month=last_month.strftime("%Y-%m"), actor="test")
 
 
 def jx_topup_order(tenant, people: People, token: str) -> str:
@@ -239,6 +280,7 @@ def tenant_probes(client, tenant, hz_fleet, jx_fleet, hz_people, jx_people) -> d
     jx, _, _ = jx_fleet
     jx_medical_claim(tenant, jx_people)
     jx_merchant_payment(tenant, jx_people)
+    jx_credit(tenant, jx_people)
     jx_token = issue("jiaxing")
     jx_own = data_of(
         gql(

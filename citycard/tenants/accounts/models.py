@@ -21,6 +21,8 @@ class AccountKind(models.TextChoices):
     FEE_INCOME = "fee", _("Fee income")
     SETTLEMENT = "settlement", _("Merchant settlement clearing (bank)")
     INTEROP = "interop", _("Interop receivable from an issuer")
+    CREDIT = "credit", _("Credit receivable (what a cardholder owes on credit)")
+    FARE_INCOME = "fare", _("Fare income (fares deferred on credit)")
 
 
 class LedgerAccount(models.Model):
@@ -72,6 +74,8 @@ class PostingKind(models.TextChoices):
     PURSE_LOAD = "purse_load", _("E-purse load from the account")
     PURSE_PAY = "purse_pay", _("E-purse purchase at a merchant")
     SETTLEMENT = "settlement", _("Merchant settlement")
+    CREDIT_FARE = "credit_far", _("Fare deferred on credit")
+    CREDIT_REPAY = "credit_rep", _("Credit repayment")
 
 
 class Posting(models.Model):

@@ -800,6 +800,51 @@ def _hotlist_add(card_no: str, reason: str, at: dt.datetime, actor: str) -> Hotl
     )
 
 
+@transaction.atomic
+def card_restrict(
+    *, card_no: str, reason: str, actor: str, at: dt.datetime | None = None
+) -> HotlistEntry | None:
+    """Restrict a card through the hotlist (限制使用) for a reason other than loss, e.g. ``credit_overdue``:
+    terminals refuse it from their next hotlist; the card's state is untouched. None if already listed."""
+    if not reason or len(reason) > 20:
+        raise DomainError("a reason of 1–20 characters is required", field="reason")
+    card = _card(card_no)
+    entry = _hotlist_add(card.card_no, reason, at or timezone.now(), actor)
+    if entry is not None:
+        audit_record(
+            action="hotlist.add",
+            actor=actor,
+            object_type="card",
+            object_id=card_no,
+            data={"reason": reason, "version": entry.version_added},
+        )
+    return entry
+
+
+@transaction.atomic
+def card_restriction_lift(*, card_no: str, reason: str, actor: str, at: dt.datetime | None = None) -> bool:
+    """Lift a restriction ``card_restrict`` put: the card leaves the hotlist if it is listed for ``reason``
+    (a listing for another reason, e.g. a loss report, stays). True if lifted."""
+    at = at or timezone.now()
+    entry = (
+        HotlistEntry.objects.select_for_update()
+        .filter(card_no=card_no, reason=reason, removed_at__isnull=True)
+        .first()
+    )
+    if entry is None:
+        return False
+    entry.removed_at, entry.version_removed = at, _hotlist_bump(at)
+    entry.save(update_fields=["removed_at", "version_removed"])
+    audit_record(
+        action="hotlist.remove",
+        actor=actor,
+        object_type="card",
+        object_id=card_no,
+        data={"reason": reason, "version": entry.version_removed},
+    )
+    return True
+
+
 def card_loss_report_check(*, card: Card) -> None:
     """Refuse a loss report of an anonymous card (不记名: no holder to prove the loss), DomainError
     ``anonymous_card``. ``card_report_lost`` asks it; a caller may ask it first (before checking an ID)."""
@@ -969,6 +1014,8 @@ __all__ = [
     "card_replace",
     "card_report_lost",
     "card_report_lost_once",
+    "card_restrict",
+    "card_restriction_lift",
     "card_ss_activate",
     "card_unfreeze",
     "cardholder_category_grant",

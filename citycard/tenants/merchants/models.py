@@ -28,6 +28,7 @@ class Means(models.TextChoices):
     PURSE = "purse", _("E-purse (offline, at the merchant's terminal)")
     ACCOUNT = "account", _("Online account")
     CODE = "code", _("Citizen code (from the online account)")
+    CREDIT = "credit", _("Credit pay-later (onto the monthly bill)")
 
 
 class Category(models.TextChoices):

@@ -366,6 +366,77 @@ def merchant_pay(
         actor=actor,
         at=at,
     )
+    return _payment_book(
+        merchant=merchant,
+        means=means,
+        payment_id=payment_id,
+        card_no=card_no,
+        amount_fen=amount_fen,
+        posting=posting,
+        at=at,
+        actor=actor,
+    )
+
+
+@transaction.atomic
+def merchant_pay_from(
+    *,
+    merchant_code: str,
+    payer: LedgerAccount,
+    means: str,
+    payment_id: str,
+    card_no: str,
+    amount_fen: int,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> Payment:
+    """Pay a merchant from another ledger account than the online account, e.g. a credit line's receivable
+    (信用付, means ``credit``): the posting moves ``amount_fen`` from ``payer`` to the merchant's payable and
+    the payment joins the day's settlement like any other. The caller checks the payer may pay (the credit
+    limit); a retry with the same payment id returns the first payment."""
+    if not payment_id or len(payment_id) > 80 or payment_id.startswith("tap:"):
+        raise DomainError("a payment id of 1–80 characters is required", field="payment_id")
+    done = Payment.objects.select_related("merchant").filter(payment_id=payment_id).first()
+    if done is not None:
+        if done.merchant.code != merchant_code or done.amount_fen != amount_fen or done.means != means:
+            raise Conflict(f"payment id {payment_id} was used for another payment", field="payment_id")
+        return done
+    if amount_fen <= 0:
+        raise DomainError("the amount must be positive", field="amount_fen")
+    merchant = _merchant(merchant_code)
+    _accepting(merchant, means)
+    at = at or timezone.now()
+    posting, _created = posting_write(
+        kind=PostingKind.PAYMENT,
+        key=f"merchant-pay:{payment_id}",
+        legs=[(payer, -amount_fen), (merchant.payable, amount_fen)],
+        memo=f"{merchant.name} ({merchant.code})",
+        actor=actor,
+        at=at,
+    )
+    return _payment_book(
+        merchant=merchant,
+        means=means,
+        payment_id=payment_id,
+        card_no=card_no,
+        amount_fen=amount_fen,
+        posting=posting,
+        at=at,
+        actor=actor,
+    )
+
+
+def _payment_book(
+    *,
+    merchant: Merchant,
+    means: str,
+    payment_id: str,
+    card_no: str,
+    amount_fen: int,
+    posting: Posting,
+    at: dt.datetime,
+    actor: str,
+) -> Payment:
     day = _beijing_day(at)
     payment = Payment.objects.create(
         merchant=merchant,

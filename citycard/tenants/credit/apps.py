@@ -1,0 +1,25 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class CreditConfig(AppConfig):
+    """Credit pay-later (信用付): credit lines from the city's eligibility rules, payments and fares deferred
+    onto a monthly bill (账单), repayment (还款) from a bound channel or the online account, overdue handling
+    through the hotlist."""
+
+    name = "citycard.tenants.credit"
+    label = "credit"
+    verbose_name = _("Credit pay-later")
+
+    demo_step = "citycard.tenants.credit.demo.demo_step"
+    demo_order = 75  # after the merchants' step (the student's card, the demo merchants)
+
+    role_permissions = {
+        "city_admin": {
+            "credit.creditrules": {"view", "add", "change"},
+            "credit.creditline": {"view"},
+            "credit.credititem": {"view"},
+            "credit.creditbill": {"view"},
+            "credit.creditrepayment": {"view"},
+        },
+    }

@@ -1,0 +1,108 @@
+"""Demo step: in each demo city the credit rules are set (for the demo every active card qualifies), the
+student's card gets a credit line, a parking fee is paid on credit at a car park that accepts it on the last
+day of last month (Beijing), last month's bill is generated and repaid from the online account. Safe to run
+again (the payment, the bill and the repayment are idempotent)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+from rich.table import Table
+
+from citycard.tenants.accounts import services as accounts
+from citycard.tenants.credit import selectors, services
+from citycard.tenants.credit.models import CreditLine
+from citycard.tenants.merchants import services as merchants
+from citycard.tenants.merchants.demo import _student_card
+from citycard.tenants.merchants.models import Merchant
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
+
+PARKING_FEN = 1500  # an evening's parking, ¥15.00
+
+
+def _car_park(tenant) -> Merchant:
+    code = f"{tenant.code}-parking-credit"
+    return Merchant.objects.filter(code=code).first() or merchants.merchant_onboard(
+        code=code,
+        name=f"{tenant.name_zh}南湖停车场",
+        licence_no=merchants.licence_no_build(division=tenant.division_code, organisation="MA0PARK99"),
+        category="7523",
+        settlement_bank="市民卡合作银行",
+        settlement_account=f"62221{tenant.division_code}00000099",
+        fee_bps=60,
+        accepted_means=["account", "credit"],
+        actor="demo",
+    )
+
+
+def demo_step(ctx) -> None:
+    today = timezone.now().astimezone(BEIJING).date()
+    last_day = today.replace(day=1) - dt.timedelta(days=1)
+    month = last_day.strftime("%Y-%m")
+    table = Table(title=f"Credit pay-later: a parking fee on credit in {month}, the month's bill repaid")
+    for column in ("tenant", "card", "limit", "parking on credit", "bill", "due on", "repaid", "owed now"):
+        table.add_column(column)
+    for code, tenant in ctx.tenants.items():
+        if tenant.kind == "county":
+            continue
+        with tenant_context(tenant):
+            services.credit_rules_set(  # every active card qualifies in the demo, students too
+                actor="demo",
+                limit_fen=50_000,
+                active_months=0,
+                require_insured=False,
+                birth_decade_min=1900,
+                birth_decade_max=2020,
+                schemes=[],
+                due_day=20,
+            )
+            card_no = _student_card()
+            if card_no is None:
+                continue
+            if not CreditLine.objects.filter(card_no=card_no).exists():
+                services.credit_grant(card_no=card_no, actor="demo")
+            line = selectors.line_of_card(card_no=card_no)
+            park = _car_park(tenant)
+            evening = dt.datetime.combine(last_day, dt.time(19, 30), tzinfo=BEIJING)
+            services.credit_pay(
+                merchant_code=park.code,
+                card_no=card_no,
+                amount_fen=PARKING_FEN,
+                payment_id=f"demo-credit-parking-{month}",
+                actor="demo",
+                at=evening,
+            )
+            services.credit_bills_generate(month=month, actor="demo")
+            bill = selectors.bill_of(card_no=card_no, month=month)
+            if bill is not None and bill.outstanding_fen:
+                accounts.account_topup(
+                    card_no=card_no,
+                    amount_fen=bill.outstanding_fen,
+                    idempotency_key=f"demo-credit-topup-{month}-{card_no}",
+                    actor="demo",
+                )
+                services.credit_repay(
+                    card_no=card_no,
+                    amount_fen=bill.outstanding_fen,
+                    key=f"demo-repay-{month}-{card_no}",
+                    actor="demo",
+                )
+                bill.refresh_from_db()
+            table.add_row(
+                code,
+                card_no,
+                yuan(line.limit_fen),
+                yuan(PARKING_FEN),
+                yuan(bill.full_due_fen) if bill else "—",
+                str(bill.due_on) if bill else "—",
+                yuan(bill.paid_fen) if bill else "—",
+                yuan(selectors.owed_fen(line)),
+            )
+    ctx.console.print(table)
+    ctx.console.print(
+        f"Bills: `citycard credit --tenant hangzhou bill --month {month} --card <card>`; lines, items, bills"
+        " and repayments at /admin/credit/."
+    )

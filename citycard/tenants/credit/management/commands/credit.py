@@ -1,0 +1,185 @@
+"""`citycard credit --tenant CODE rules-set|rules-show|grant|list|pay|bill|repay|autorepay|overdue-run` —
+credit pay-later (信用付) of a tenant: the city's eligibility rules, granting lines, a payment on credit at a
+merchant, the month's bills (月度账单), repayment from the online account, automatic repayment through the
+bound channels and the overdue run. Thin over citycard.tenants.credit.services and selectors; amounts in
+yuan."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+from rich.console import Console
+from rich.table import Table
+
+from citycard.platform.errors import DomainError, NotFound
+from citycard.platform.management.base import PlatformCommand
+from citycard.platform.selectors import tenant_by_code
+from citycard.tenants.accounts.management.commands.accounts import fen_of
+from citycard.tenants.credit import selectors, services
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
+
+
+def _day(value: str | None) -> dt.date:
+    if not value:
+        return timezone.now().astimezone(BEIJING).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"--on {value!r} is not a date (YYYY-MM-DD)", field="on") from None
+
+
+class Command(PlatformCommand):
+    help = (
+        "Credit pay-later (信用付): eligibility rules, grant lines, pay on credit, monthly bills (月度账单),"
+        " repay (还款), automatic repayment, overdue run (逾期)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant code")
+        sub = parser.add_subparsers(dest="action", required=True)
+        rs = sub.add_parser("rules-set", help="set the city's eligibility rules (授信规则)")
+        rs.add_argument("--limit", help="credit limit in yuan, e.g. 500.00")
+        rs.add_argument("--active-months", type=int, help="the card active for at least N months")
+        rs.add_argument("--insured", choices=["yes", "no"], help="require local social insurance (参保)")
+        rs.add_argument("--decades", help="age band as birth decades, e.g. 1950-2000")
+        rs.add_argument(
+            "--schemes", help="qualifying card scheme codes, comma-separated (empty: every scheme)"
+        )
+        rs.add_argument("--due-day", type=int, help="day of the next month a bill is due (1–28)")
+        rs.add_argument(
+            "--grace-days", type=int, help="days after the due date before the card is restricted"
+        )
+        rs.add_argument("--minimum-bps", type=int, help="minimum due in basis points of the bill")
+        rs.add_argument("--off", action="store_true", help="switch credit pay-later off")
+        sub.add_parser("rules-show", help="print the rules")
+        gr = sub.add_parser("grant", help="grant lines to every eligible cardholder (授信), or to one card")
+        gr.add_argument("--card")
+        ls = sub.add_parser("list", help="credit lines with what they owe")
+        ls.add_argument("--state", choices=["active", "suspended", "closed"])
+        pay = sub.add_parser("pay", help="pay a merchant on credit")
+        pay.add_argument("--merchant", required=True)
+        pay.add_argument("--card", required=True)
+        pay.add_argument("--amount", required=True, help="in yuan")
+        pay.add_argument("--payment-id", required=True)
+        bill = sub.add_parser(
+            "bill", help="generate a Beijing month's bills (once per line), or show a card's"
+        )
+        bill.add_argument("--month", required=True, help="YYYY-MM, a month that is over")
+        bill.add_argument("--card", help="print this card's bill of the month instead")
+        rep = sub.add_parser("repay", help="repay from the cardholder's online account")
+        rep.add_argument("card")
+        rep.add_argument("--amount", required=True, help="in yuan")
+        rep.add_argument("--key", required=True, help="idempotency key of the repayment")
+        auto = sub.add_parser("autorepay", help="collect due bills through the bound channels (自动还款)")
+        auto.add_argument("--on", help="YYYY-MM-DD (default: today, Beijing)")
+        od = sub.add_parser("overdue-run", help="suspend lines and restrict cards of overdue bills")
+        od.add_argument("--on", help="YYYY-MM-DD (default: today, Beijing)")
+
+    def handle(self, *args, **opts):
+        tenant = tenant_by_code(opts["tenant"])
+        if tenant is None or tenant.is_platform:
+            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+        console = Console(file=self.stdout, width=160)
+        with tenant_context(tenant):
+            getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
+
+    def _rules_set(self, console, opts):
+        fields = {}
+        if opts["limit"]:
+            fields["limit_fen"] = fen_of(opts["limit"])
+        for name in ("active_months", "due_day", "grace_days", "minimum_bps"):
+            if opts[name] is not None:
+                fields[name] = opts[name]
+        if opts["insured"]:
+            fields["require_insured"] = opts["insured"] == "yes"
+        if opts["decades"]:
+            low, _, high = opts["decades"].partition("-")
+            fields["birth_decade_min"], fields["birth_decade_max"] = int(low), int(high or low)
+        if opts["schemes"] is not None:
+            fields["schemes"] = [s.strip() for s in opts["schemes"].split(",") if s.strip()]
+        fields["enabled"] = not opts["off"]
+        services.credit_rules_set(actor=self.actor, **fields)
+        self._rules_show(console, opts)
+
+    def _rules_show(self, console, opts):
+        r = selectors.rules_get()
+        console.print(
+            f"credit pay-later {'on' if r.enabled else 'off'}: limit {yuan(r.limit_fen)};"
+            f" card active ≥ {r.active_months} months; insured {'required' if r.require_insured else 'not required'};"
+            f" born {r.birth_decade_min}s–{r.birth_decade_max}s; schemes {','.join(r.schemes) or 'all'};"
+            f" due on day {r.due_day}, grace {r.grace_days} days, minimum {r.minimum_bps} bps"
+        )
+
+    def _grant(self, console, opts):
+        lines = services.credit_grant(card_no=opts["card"], actor=self.actor)
+        console.print(f"{len(lines)} credit line(s) granted")
+
+    def _list(self, console, opts):
+        table = Table("card", "state", "limit", "owed", "available", "granted")
+        for line in selectors.lines(state=opts["state"]):
+            owed = -line.receivable.balance_fen
+            table.add_row(
+                line.card_no,
+                line.state,
+                yuan(line.limit_fen),
+                yuan(owed),
+                yuan(line.limit_fen - owed),
+                line.granted_at.astimezone(BEIJING).strftime("%Y-%m-%d"),
+            )
+        console.print(table)
+
+    def _pay(self, console, opts):
+        item = services.credit_pay(
+            merchant_code=opts["merchant"],
+            card_no=opts["card"],
+            amount_fen=fen_of(opts["amount"]),
+            payment_id=opts["payment_id"],
+            actor=self.actor,
+        )
+        console.print(
+            f"{item.payment_id}: {yuan(item.amount_fen)} at {item.payee} on credit, bill {item.month}"
+        )
+
+    def _bill(self, console, opts):
+        if opts["card"]:
+            bill = selectors.bill_of(card_no=opts["card"], month=opts["month"])
+            if bill is None:
+                raise NotFound(f"card {opts['card']} has no bill for {opts['month']}", field="card")
+            console.print(
+                f"bill {bill.month} of {opts['card']}: {yuan(bill.full_due_fen)} due on {bill.due_on}"
+                f" (minimum {yuan(bill.minimum_due_fen)}), paid {yuan(bill.paid_fen)}, {bill.state}"
+            )
+            table = Table("at", "kind", "payee", "amount")
+            for item in selectors.bill_items(bill):
+                table.add_row(
+                    item.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+                    item.kind,
+                    item.payee,
+                    yuan(item.amount_fen),
+                )
+            console.print(table)
+            return
+        bills = services.credit_bills_generate(month=opts["month"], actor=self.actor)
+        console.print(
+            f"{len(bills)} bill(s) for {opts['month']}, {yuan(sum(b.full_due_fen for b in bills))} due"
+        )
+
+    def _repay(self, console, opts):
+        repayment = services.credit_repay(
+            card_no=opts["card"], amount_fen=fen_of(opts["amount"]), key=opts["key"], actor=self.actor
+        )
+        console.print(f"{repayment.key}: {yuan(repayment.amount_fen)} repaid from the online account")
+
+    def _autorepay(self, console, opts):
+        result = services.credit_autorepay_run(on=_day(opts["on"]), actor=self.actor)
+        console.print(
+            f"{result['applied']} collection(s) applied, {result['opened']} opened,"
+            f" {result['skipped']} bill(s) without a bound channel, {result['failed']} refused by the provider"
+        )
+
+    def _overdue_run(self, console, opts):
+        lines = services.credit_overdue_run(on=_day(opts["on"]), actor=self.actor)
+        console.print(f"{len(lines)} line(s) suspended and card(s) restricted (credit_overdue)")

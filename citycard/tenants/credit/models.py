@@ -1,0 +1,225 @@
+"""Credit pay-later (信用付): the city's eligibility rules (授信规则), a credit line (信用额度) per cardholder,
+the items deferred onto it (merchant payments and transit fares), the monthly bill (月度账单) and repayments
+(还款).
+
+Every deferred item and every repayment is a balanced posting on the tenant's ledger
+(``citycard.tenants.accounts``): the line's receivable account (应收账款, negative while the cardholder owes)
+against the merchant's payable or fare income, and the online account against the receivable on repayment.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from citycard.tenants.accounts.models import LedgerAccount, Posting
+
+
+class CreditRules(models.Model):
+    """The city's eligibility rules for a credit line (one row per tenant)."""
+
+    enabled = models.BooleanField(default=True, verbose_name=_("enabled"))
+    require_insured = models.BooleanField(
+        default=True,
+        help_text=_("Only cardholders with local social insurance (本地参保)."),
+        verbose_name=_("require insured"),
+    )
+    active_months = models.PositiveSmallIntegerField(
+        default=6,
+        help_text=_("The card active for at least this many months."),
+        verbose_name=_("active months"),
+    )
+    birth_decade_min = models.PositiveSmallIntegerField(
+        default=1950,
+        help_text=_("Earliest birth decade (age band), e.g. 1950."),
+        verbose_name=_("birth decade from"),
+    )
+    birth_decade_max = models.PositiveSmallIntegerField(
+        default=2000,
+        help_text=_("Latest birth decade (age band), e.g. 2000."),
+        verbose_name=_("birth decade to"),
+    )
+    schemes = ArrayField(
+        models.CharField(max_length=10),
+        default=list,
+        blank=True,
+        help_text=_("Card scheme codes that qualify; empty: every scheme."),
+        verbose_name=_("schemes"),
+    )
+    limit_fen = models.BigIntegerField(default=50_000, verbose_name=_("limit (fen)"))
+    due_day = models.PositiveSmallIntegerField(
+        default=20, help_text=_("Day of the following month the bill is due."), verbose_name=_("due day")
+    )
+    grace_days = models.PositiveSmallIntegerField(
+        default=3,
+        help_text=_("Days after the due date before the card is restricted."),
+        verbose_name=_("grace days"),
+    )
+    minimum_bps = models.PositiveIntegerField(
+        default=1000,
+        help_text=_("Minimum due in basis points of the bill."),
+        verbose_name=_("minimum due (bps)"),
+    )
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
+    updated_by = models.CharField(max_length=150, verbose_name=_("updated by"))
+
+    class Meta:
+        verbose_name = _("credit rules")
+        verbose_name_plural = _("credit rules")
+        constraints = [
+            models.CheckConstraint(condition=Q(limit_fen__gte=0), name="creditrules_limit_not_negative"),
+            models.CheckConstraint(condition=Q(due_day__gte=1, due_day__lte=28), name="creditrules_due_day"),
+            models.CheckConstraint(condition=Q(minimum_bps__lte=10_000), name="creditrules_minimum_whole"),
+        ]
+
+    def __str__(self) -> str:
+        return "credit rules"
+
+
+class LineState(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended (overdue)")
+    CLOSED = "closed", _("Closed")
+
+
+class CreditLine(models.Model):
+    """A cardholder's credit line (信用额度); what is owed is minus its receivable account's balance."""
+
+    cardholder_id = models.BigIntegerField(unique=True, verbose_name=_("cardholder id"))
+    card_no = models.CharField(max_length=19, unique=True, verbose_name=_("card no"))
+    limit_fen = models.BigIntegerField(verbose_name=_("limit (fen)"))
+    state = models.CharField(
+        max_length=10, choices=LineState.choices, default=LineState.ACTIVE, verbose_name=_("state")
+    )
+    state_reason = models.CharField(max_length=200, blank=True, verbose_name=_("state reason"))
+    receivable = models.OneToOneField(
+        LedgerAccount,
+        on_delete=models.PROTECT,
+        related_name="credit_line",
+        help_text=_("The ledger account of what the cardholder owes (信用应收款)."),
+        verbose_name=_("receivable account"),
+    )
+    granted_at = models.DateTimeField(verbose_name=_("granted at"))
+    granted_by = models.CharField(max_length=150, verbose_name=_("granted by"))
+
+    class Meta:
+        verbose_name = _("credit line")
+        verbose_name_plural = _("credit lines")
+        ordering = ["card_no"]
+        constraints = [
+            models.CheckConstraint(condition=Q(limit_fen__gte=0), name="creditline_limit_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return self.card_no
+
+
+class ItemKind(models.TextChoices):
+    MERCHANT = "merchant", _("Merchant payment on credit")
+    FARE = "fare", _("Transit fare deferred")
+
+
+class CreditItem(models.Model):
+    """One payment deferred onto the line (a merchant payment or a fare), idempotent by its payment id."""
+
+    line = models.ForeignKey(
+        CreditLine, on_delete=models.PROTECT, related_name="items", verbose_name=_("line")
+    )
+    kind = models.CharField(max_length=10, choices=ItemKind.choices, verbose_name=_("kind"))
+    payment_id = models.CharField(max_length=80, unique=True, verbose_name=_("payment id"))
+    payee = models.CharField(max_length=100, verbose_name=_("payee"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    at = models.DateTimeField(verbose_name=_("at"))
+    month = models.CharField(max_length=7, help_text=_("Beijing month, YYYY-MM."), verbose_name=_("month"))
+    posting = models.OneToOneField(
+        Posting, on_delete=models.PROTECT, related_name="credit_item", verbose_name=_("posting")
+    )
+    bill = models.ForeignKey(
+        "CreditBill",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="items",
+        verbose_name=_("bill"),
+    )
+
+    class Meta:
+        verbose_name = _("credit item")
+        verbose_name_plural = _("credit items")
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["line", "month"], name="credititem_line_month")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="credititem_amount_positive")
+        ]
+
+
+class BillState(models.TextChoices):
+    OPEN = "open", _("Open (due)")
+    PAID = "paid", _("Paid in full")
+    OVERDUE = "overdue", _("Overdue")
+
+
+class CreditBill(models.Model):
+    """A line's monthly bill (月度账单) for a Beijing month: its items, the due date, the minimum and full due."""
+
+    line = models.ForeignKey(
+        CreditLine, on_delete=models.PROTECT, related_name="bills", verbose_name=_("line")
+    )
+    month = models.CharField(max_length=7, verbose_name=_("month"))
+    items_fen = models.BigIntegerField(verbose_name=_("items (fen)"))
+    full_due_fen = models.BigIntegerField(verbose_name=_("full due (fen)"))
+    minimum_due_fen = models.BigIntegerField(verbose_name=_("minimum due (fen)"))
+    paid_fen = models.BigIntegerField(default=0, verbose_name=_("paid (fen)"))
+    due_on = models.DateField(verbose_name=_("due on"))
+    state = models.CharField(
+        max_length=10, choices=BillState.choices, default=BillState.OPEN, verbose_name=_("state")
+    )
+    generated_at = models.DateTimeField(verbose_name=_("generated at"))
+
+    class Meta:
+        verbose_name = _("credit bill")
+        verbose_name_plural = _("credit bills")
+        ordering = ["-month", "line_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["line", "month"], name="creditbill_one_per_line_month")
+        ]
+
+    @property
+    def outstanding_fen(self) -> int:
+        return max(self.full_due_fen - self.paid_fen, 0)
+
+
+class RepaymentSource(models.TextChoices):
+    ACCOUNT = "account", _("Online account")
+    CHANNEL = "channel", _("Bound channel (automatic)")
+
+
+class CreditRepayment(models.Model):
+    """A repayment (还款) onto the line, idempotent by its key."""
+
+    line = models.ForeignKey(
+        CreditLine, on_delete=models.PROTECT, related_name="repayments", verbose_name=_("line")
+    )
+    key = models.CharField(max_length=80, unique=True, verbose_name=_("key"))
+    source = models.CharField(max_length=10, choices=RepaymentSource.choices, verbose_name=_("source"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    at = models.DateTimeField(verbose_name=_("at"))
+    posting = models.OneToOneField(
+        Posting, on_delete=models.PROTECT, related_name="credit_repayment", verbose_name=_("posting")
+    )
+    order_no = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=_("The channel collection order it came through."),
+        verbose_name=_("order no"),
+    )
+
+    class Meta:
+        verbose_name = _("credit repayment")
+        verbose_name_plural = _("credit repayments")
+        ordering = ["at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="creditrepayment_amount_positive")
+        ]

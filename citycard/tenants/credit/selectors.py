@@ -1,0 +1,115 @@
+"""Reading credit pay-later: the rules, who is eligible, what a line owes, a cardholder's bill and history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from citycard.platform.errors import DomainError, NotFound
+from citycard.tenants.accounts.models import LedgerAccount
+from citycard.tenants.cards.models import Card, CardState
+from citycard.tenants.credit.models import CreditBill, CreditItem, CreditLine, CreditRepayment, CreditRules
+from citycard.terminal_kit.beijing import BEIJING
+
+
+def beijing_month(at: dt.datetime) -> str:
+    return at.astimezone(BEIJING).strftime("%Y-%m")
+
+
+def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
+    """The Beijing month ``YYYY-MM`` as [start, end) instants."""
+    try:
+        year, number = (int(part) for part in month.split("-"))
+        start = dt.datetime(year, number, 1, tzinfo=BEIJING)
+    except ValueError:
+        raise DomainError(f"a month as YYYY-MM is required, not {month!r}", field="month") from None
+    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=BEIJING)
+    return start, end
+
+
+def months_before(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    return dt.date(year, month, min(day.day, last))
+
+
+def rules_get() -> CreditRules:
+    rules = CreditRules.objects.first()
+    if rules is None:
+        raise NotFound("this city has set no credit rules (citycard credit rules set)", code="no_rules")
+    return rules
+
+
+def eligible_cards(*, rules: CreditRules, at: dt.datetime, card_no: str | None = None) -> QuerySet[Card]:
+    """Main active cards whose holders the rules make eligible and who have no credit line yet."""
+    since = months_before(at.astimezone(BEIJING).date(), rules.active_months)
+    cards = Card.objects.filter(
+        state=CardState.ACTIVE,
+        is_main=True,
+        cardholder__isnull=False,
+        activated_at__lt=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING) + dt.timedelta(days=1),
+        cardholder__birth_decade__gte=rules.birth_decade_min,
+        cardholder__birth_decade__lte=rules.birth_decade_max,
+    ).exclude(cardholder_id__in=CreditLine.objects.values("cardholder_id"))
+    if rules.require_insured:
+        cards = cards.filter(cardholder__local_social_insurance=True)
+    if rules.schemes:
+        cards = cards.filter(scheme__code__in=rules.schemes)
+    if card_no is not None:
+        cards = cards.filter(card_no=card_no)
+    return cards.order_by("id")
+
+
+def owed_fen(line: CreditLine) -> int:
+    """What the cardholder owes now: minus the receivable account's balance, read fresh."""
+    return -LedgerAccount.objects.values_list("balance_fen", flat=True).get(pk=line.receivable_id)
+
+
+def line_of_card(*, card_no: str) -> CreditLine:
+    line = CreditLine.objects.select_related("receivable").filter(card_no=card_no).first()
+    if line is None:
+        raise NotFound("the card has no credit line here", code="no_credit_line", field="card_no")
+    return line
+
+
+def lines(*, state: str | None = None) -> QuerySet[CreditLine]:
+    query = CreditLine.objects.select_related("receivable")
+    return query.filter(state=state) if state else query
+
+
+def bill_of(*, card_no: str, month: str | None = None) -> CreditBill | None:
+    """The card's bill for ``month``, or its latest; None if it has none."""
+    query = CreditBill.objects.select_related("line").filter(line__card_no=card_no)
+    if month:
+        query = query.filter(month=month)
+    return query.order_by("-month").first()
+
+
+def bill_items(bill: CreditBill) -> QuerySet[CreditItem]:
+    return bill.items.order_by("at", "id")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: dt.datetime
+    kind: str  # merchant, fare or repayment
+    description: str
+    amount_fen: int  # positive: owed more; negative: repaid
+    reference: str
+
+
+def history(*, card_no: str, limit: int = 100) -> list[HistoryEntry]:
+    """The card's credit activity, newest first: items deferred and repayments."""
+    items = [
+        HistoryEntry(i.at, i.kind, i.payee, i.amount_fen, i.payment_id)
+        for i in CreditItem.objects.filter(line__card_no=card_no).order_by("-at", "-id")[:limit]
+    ]
+    repaid = [
+        HistoryEntry(r.at, "repayment", r.source, -r.amount_fen, r.key)
+        for r in CreditRepayment.objects.filter(line__card_no=card_no).order_by("-at", "-id")[:limit]
+    ]
+    return sorted(items + repaid, key=lambda e: e.at, reverse=True)[:limit]

@@ -1,0 +1,500 @@
+"""Credit pay-later (信用付): rules, grants, payments and fares on credit, monthly bills, repayment and
+overdue handling. Every movement is one balanced posting through ``posting_write``; every write is
+idempotent on its payment id, repayment key or (line, month)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from citycard.platform.audit.services import audit_record
+from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.tenants.accounts.models import AccountKind, LedgerAccount, PostingKind
+from citycard.tenants.accounts.services import holder_account, ledger_account_external, posting_write
+from citycard.tenants.cards.services import card_restrict, card_restriction_lift
+from citycard.tenants.credit.models import (
+    BillState,
+    CreditBill,
+    CreditItem,
+    CreditLine,
+    CreditRepayment,
+    CreditRules,
+    ItemKind,
+    LineState,
+    RepaymentSource,
+)
+from citycard.tenants.credit.selectors import (
+    beijing_month,
+    eligible_cards,
+    month_bounds,
+    owed_fen,
+    rules_get,
+)
+from citycard.tenants.merchants.models import Means
+from citycard.tenants.merchants.services import merchant_pay_from
+from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
+from citycard.tenants.payments.services import channel_collect
+from citycard.terminal_kit.money import bps_of
+
+OVERDUE_REASON = "credit_overdue"
+FARE_INCOME = "fare:credit"
+COLLECT_PREFIX = "credit-collect:"
+_RULE_FIELDS = {
+    "enabled",
+    "require_insured",
+    "active_months",
+    "birth_decade_min",
+    "birth_decade_max",
+    "schemes",
+    "limit_fen",
+    "due_day",
+    "grace_days",
+    "minimum_bps",
+}
+
+
+def _fen(value: Any, field: str = "amount_fen") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DomainError("an amount in whole fen above zero is required", field=field)
+    return value
+
+
+# --- rules and lines ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def credit_rules_set(*, actor: str, **fields: Any) -> CreditRules:
+    """Set the city's eligibility rules (授信规则); fields not given keep their value."""
+    unknown = set(fields) - _RULE_FIELDS
+    if unknown:
+        raise DomainError(f"unknown rule fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    rules = CreditRules.objects.select_for_update().first() or CreditRules(updated_at=timezone.now())
+    for name, value in fields.items():
+        setattr(rules, name, value)
+    if rules.limit_fen < 0:
+        raise DomainError("the limit cannot be negative", field="limit_fen")
+    if not 1 <= rules.due_day <= 28:
+        raise DomainError("the due day is 1–28", field="due_day")
+    if rules.minimum_bps > 10_000:
+        raise DomainError("the minimum due is at most the whole bill", field="minimum_bps")
+    if rules.birth_decade_min > rules.birth_decade_max:
+        raise DomainError("the age band is empty", field="birth_decade_min")
+    rules.updated_at, rules.updated_by = timezone.now(), actor
+    rules.save()
+    audit_record(
+        action="credit.rules_set",
+        actor=actor,
+        object_type="credit_rules",
+        object_id=rules.pk,
+        data={k: v for k, v in fields.items()},
+    )
+    return rules
+
+
+@transaction.atomic
+def credit_grant(
+    *, actor: str, card_no: str | None = None, at: dt.datetime | None = None
+) -> list[CreditLine]:
+    """Grant a credit line (授信) to every cardholder the rules make eligible who has none yet, in one
+    set-based pass; with ``card_no``, to that card's holder only (refused with ``not_eligible``)."""
+    at = at or timezone.now()
+    rules = rules_get()
+    if not rules.enabled:
+        raise DomainError("credit pay-later is switched off in this city", code="credit_disabled")
+    cards = list(eligible_cards(rules=rules, at=at, card_no=card_no).values_list("card_no", "cardholder_id"))
+    if card_no is not None and not cards:
+        raise DomainError(
+            f"card {card_no} is not eligible for a credit line", code="not_eligible", field="card_no"
+        )
+    accounts = LedgerAccount.objects.bulk_create(
+        LedgerAccount(code=f"credit:{no}", kind=AccountKind.CREDIT, allow_negative=True, opened_at=at)
+        for no, _ in cards
+    )
+    lines = CreditLine.objects.bulk_create(
+        CreditLine(
+            cardholder_id=holder,
+            card_no=no,
+            limit_fen=rules.limit_fen,
+            receivable=account,
+            granted_at=at,
+            granted_by=actor,
+        )
+        for (no, holder), account in zip(cards, accounts, strict=True)
+    )
+    audit_record(
+        action="credit.grant",
+        actor=actor,
+        object_type="credit_line",
+        object_id=card_no or "*",
+        data={"granted": len(lines), "limit_fen": rules.limit_fen},
+    )
+    return lines
+
+
+def _line(card_no: str, *, lock: bool = True) -> CreditLine:
+    query = CreditLine.objects.select_related("receivable")
+    line = (query.select_for_update(of=("self",)) if lock else query).filter(card_no=card_no).first()
+    if line is None:
+        raise NotFound("the card has no credit line here", code="no_credit_line", field="card_no")
+    return line
+
+
+@transaction.atomic
+def credit_line_state_set(*, card_no: str, state: str, reason: str = "", actor: str) -> CreditLine:
+    """Suspend, reactivate or close a line by hand. A closed line takes nothing and stays closed."""
+    if state not in LineState.values:
+        raise DomainError(f"unknown state {state!r}", field="state")
+    line = _line(card_no)
+    if line.state == LineState.CLOSED and state != LineState.CLOSED:
+        raise Conflict(f"the credit line of {card_no} is closed", code="line_closed")
+    line.state, line.state_reason = state, reason
+    line.save(update_fields=["state", "state_reason"])
+    audit_record(
+        action="credit.line_state",
+        actor=actor,
+        object_type="credit_line",
+        object_id=card_no,
+        data={"state": state, "reason": reason},
+    )
+    return line
+
+
+# --- deferring onto the line --------------------------------------------------------------------------
+
+
+def _deferrable(line: CreditLine, amount_fen: int) -> None:
+    if line.state != LineState.ACTIVE:
+        raise DomainError(f"the card's credit line is {line.state}", code="line_not_active", field="card_no")
+    available = line.limit_fen - owed_fen(line)
+    if amount_fen > available:
+        raise DomainError(
+            f"{amount_fen} fen is above the available credit of {available} fen",
+            code="over_limit",
+            field="amount_fen",
+        )
+
+
+def _item_month(line: CreditLine, at: dt.datetime) -> str:
+    """The Beijing month of ``at``, or, for an item booked late into a month already billed, the month
+    after the line's latest bill: it joins the next bill rather than being left off every bill."""
+    month = beijing_month(at)
+    latest = line.bills.order_by("-month").values_list("month", flat=True).first()
+    if latest is not None and month <= latest:
+        _start, end = month_bounds(latest)
+        month = beijing_month(end)
+    return month
+
+
+def _item_retry(payment_id: str, *, kind: str, card_no: str, amount_fen: int) -> CreditItem | None:
+    done = CreditItem.objects.select_related("line").filter(payment_id=payment_id).first()
+    if done is not None and (done.kind, done.line.card_no, done.amount_fen) != (kind, card_no, amount_fen):
+        raise Conflict(f"payment id {payment_id} was used for another payment", field="payment_id")
+    return done
+
+
+@transaction.atomic
+def credit_pay(
+    *,
+    merchant_code: str,
+    card_no: str,
+    amount_fen: int,
+    payment_id: str,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> CreditItem:
+    """Pay a merchant on credit (信用付): the merchant is paid now (its payable, its settlement of the day);
+    the cardholder owes it on the month's bill. Never above the available limit; a retry with the same
+    payment id returns the first item."""
+    amount = _fen(amount_fen)
+    done = _item_retry(payment_id, kind=ItemKind.MERCHANT, card_no=card_no, amount_fen=amount)
+    if done is not None:
+        return done
+    at = at or timezone.now()
+    line = _line(card_no)
+    _deferrable(line, amount)
+    payment = merchant_pay_from(
+        merchant_code=merchant_code,
+        payer=line.receivable,
+        means=Means.CREDIT,
+        payment_id=payment_id,
+        card_no=card_no,
+        amount_fen=amount,
+        actor=actor,
+        at=at,
+    )
+    return CreditItem.objects.create(
+        line=line,
+        kind=ItemKind.MERCHANT,
+        payment_id=payment_id,
+        payee=payment.merchant.name,
+        amount_fen=amount,
+        at=at,
+        month=_item_month(line, at),
+        posting=payment.posting,
+    )
+
+
+@transaction.atomic
+def credit_fare_defer(
+    *,
+    card_no: str,
+    fare_id: str,
+    amount_fen: int,
+    operator: str,
+    actor: str,
+    at: dt.datetime | None = None,
+) -> CreditItem:
+    """Defer a transit fare onto the line (先乘后付): a fare deducted online (a ride paid by the online
+    account or the citizen code, not an offline e-purse tap, which the chip already paid) is owed on the
+    month's bill instead, the fare income booked now. Idempotent on ``fare_id``."""
+    amount = _fen(amount_fen)
+    if not fare_id or len(fare_id) > 80:
+        raise DomainError("a fare id of 1–80 characters is required", field="fare_id")
+    done = _item_retry(fare_id, kind=ItemKind.FARE, card_no=card_no, amount_fen=amount)
+    if done is not None:
+        return done
+    at = at or timezone.now()
+    line = _line(card_no)
+    _deferrable(line, amount)
+    income = ledger_account_external(code=FARE_INCOME, kind=AccountKind.FARE_INCOME)
+    posting, _ = posting_write(
+        kind=PostingKind.CREDIT_FARE,
+        key=f"credit-fare:{fare_id}",
+        legs=[(line.receivable, -amount), (income, amount)],
+        memo=operator,
+        actor=actor,
+        at=at,
+    )
+    return CreditItem.objects.create(
+        line=line,
+        kind=ItemKind.FARE,
+        payment_id=fare_id,
+        payee=operator,
+        amount_fen=amount,
+        at=at,
+        month=_item_month(line, at),
+        posting=posting,
+    )
+
+
+# --- bills ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def credit_bills_generate(*, month: str, actor: str, now: dt.datetime | None = None) -> list[CreditBill]:
+    """The month's bills (月度账单), once the Beijing month is over: one per line with items that month,
+    its items, due date (the rules' day of the next month), full and minimum due. A line already billed
+    for the month is not billed again; what was repaid ahead of the bill is not asked again."""
+    _start, end = month_bounds(month)
+    now = now or timezone.now()
+    if now < end:
+        raise DomainError(f"the month {month} is not over", code="month_not_over", field="month")
+    rules = rules_get()
+    due_on = end.date().replace(day=rules.due_day)
+    billed = set(CreditBill.objects.filter(month=month).values_list("line_id", flat=True))
+    totals = (
+        CreditItem.objects.filter(month=month, bill__isnull=True)
+        .exclude(line_id__in=billed)
+        .values("line_id")
+        .annotate(total=Sum("amount_fen"))
+    )
+    bills = []
+    for row in totals.order_by("line_id"):
+        line = (
+            CreditLine.objects.select_related("receivable")
+            .select_for_update(of=("self",))
+            .get(pk=row["line_id"])
+        )
+        earlier = sum(
+            b.outstanding_fen for b in line.bills.filter(state__in=[BillState.OPEN, BillState.OVERDUE])
+        )
+        later = line.items.filter(bill__isnull=True, month__gt=month).aggregate(s=Sum("amount_fen"))["s"] or 0
+        full = max(0, min(row["total"], owed_fen(line) - earlier - later))
+        bill = CreditBill.objects.create(
+            line=line,
+            month=month,
+            items_fen=row["total"],
+            full_due_fen=full,
+            minimum_due_fen=min(full, bps_of(full, rules.minimum_bps)),
+            due_on=due_on,
+            state=BillState.OPEN if full else BillState.PAID,
+            generated_at=now,
+        )
+        line.items.filter(month=month, bill__isnull=True).update(bill=bill)
+        bills.append(bill)
+    audit_record(
+        action="credit.bills_generate",
+        actor=actor,
+        object_type="credit_bill",
+        object_id=month,
+        data={"bills": len(bills), "due_fen": sum(b.full_due_fen for b in bills)},
+    )
+    return bills
+
+
+# --- repayment -------------------------------------------------------------------------------------------
+
+
+def _allocate(line: CreditLine, amount_fen: int, actor: str, at: dt.datetime) -> None:
+    """Apply a repayment to the line's bills, oldest first; a suspended line whose overdue bills are all
+    paid is active again and its card leaves the hotlist."""
+    left = amount_fen
+    for bill in (
+        line.bills.select_for_update().filter(state__in=[BillState.OPEN, BillState.OVERDUE]).order_by("month")
+    ):
+        if left <= 0:
+            break
+        paying = min(left, bill.outstanding_fen)
+        bill.paid_fen += paying
+        left -= paying
+        if bill.outstanding_fen == 0:
+            bill.state = BillState.PAID
+        bill.save(update_fields=["paid_fen", "state"])
+    if (
+        line.state == LineState.SUSPENDED
+        and line.state_reason == OVERDUE_REASON
+        and not line.bills.filter(state=BillState.OVERDUE).exists()
+    ):
+        line.state, line.state_reason = LineState.ACTIVE, ""
+        line.save(update_fields=["state", "state_reason"])
+        card_restriction_lift(card_no=line.card_no, reason=OVERDUE_REASON, actor=actor, at=at)
+
+
+@transaction.atomic
+def credit_repay(
+    *,
+    card_no: str,
+    amount_fen: int,
+    key: str,
+    actor: str,
+    source: str = RepaymentSource.ACCOUNT,
+    order_no: str = "",
+    at: dt.datetime | None = None,
+) -> CreditRepayment:
+    """Repay (还款) from the cardholder's online account: never more than is owed; applied to the bills
+    oldest first. A retry with the same key returns the first repayment."""
+    amount = _fen(amount_fen)
+    if not key or len(key) > 80:
+        raise DomainError("a repayment key of 1–80 characters is required", field="key")
+    done = CreditRepayment.objects.select_related("line").filter(key=key).first()
+    if done is not None:
+        if (done.line.card_no, done.amount_fen) != (card_no, amount):
+            raise Conflict(f"repayment key {key} was used for another repayment", field="key")
+        return done
+    at = at or timezone.now()
+    line = _line(card_no)
+    owed = owed_fen(line)
+    if amount > owed:
+        raise DomainError(
+            f"{amount} fen is more than the {owed} fen owed", code="over_owed", field="amount_fen"
+        )
+    posting, _ = posting_write(
+        kind=PostingKind.CREDIT_REPAY,
+        key=f"credit-repay:{key}",
+        legs=[(holder_account(card_no), -amount), (line.receivable, amount)],
+        memo=f"credit repayment {line.card_no}",
+        actor=actor,
+        at=at,
+    )
+    repayment = CreditRepayment.objects.create(
+        line=line, key=key, source=source, amount_fen=amount, at=at, posting=posting, order_no=order_no
+    )
+    _allocate(line, amount, actor, at)
+    return repayment
+
+
+def credit_collections_apply(*, actor: str) -> list[CreditRepayment]:
+    """Move what the bound channels collected (paid collection orders) on from the online account to the
+    lines, once each (key ``collect:<order no>``)."""
+    done = set(
+        CreditRepayment.objects.filter(source=RepaymentSource.CHANNEL).values_list("order_no", flat=True)
+    )
+    orders = TopupOrder.objects.filter(
+        purpose=OrderPurpose.COLLECTION, state=OrderState.PAID, request_key__startswith=COLLECT_PREFIX
+    ).exclude(out_trade_no__in=done)
+    repaid = []
+    for order in orders.order_by("id"):
+        line = CreditLine.objects.select_related("receivable").filter(card_no=order.card_no).first()
+        if line is None:
+            continue
+        amount = min(order.amount_fen, owed_fen(line))
+        if amount <= 0:
+            continue  # owed nothing any more: the collected money stays in the online account
+        repaid.append(
+            credit_repay(
+                card_no=order.card_no,
+                amount_fen=amount,
+                key=f"collect:{order.out_trade_no}",
+                actor=actor,
+                source=RepaymentSource.CHANNEL,
+                order_no=order.out_trade_no,
+                at=order.credited_at or order.paid_at,
+            )
+        )
+    return repaid
+
+
+def credit_autorepay_run(*, on: dt.date, actor: str) -> dict[str, int]:
+    """Automatic repayment (自动还款) on or after each bill's due date: apply what was collected, then
+    open one collection order through the card's bound channel for each bill still outstanding (idempotent
+    per bill and amount paid so far); cards without a binding are skipped, a provider's refusal counted as
+    failed."""
+    applied = len(credit_collections_apply(actor=actor))
+    opened = skipped = failed = 0
+    bills = CreditBill.objects.select_related("line").filter(
+        state__in=[BillState.OPEN, BillState.OVERDUE], due_on__lte=on
+    )
+    for bill in bills.order_by("id"):
+        try:
+            channel_collect(
+                card_no=bill.line.card_no,
+                amount_fen=bill.outstanding_fen,
+                request_key=f"{COLLECT_PREFIX}{bill.pk}:{bill.paid_fen}",
+                actor=actor,
+                description=f"信用付 {bill.month} 账单还款",
+            )
+            opened += 1
+        except NotFound:
+            skipped += 1
+        except DomainError:
+            failed += 1  # the provider refused or did not answer: the next run asks again with the same key
+    return {"applied": applied, "opened": opened, "skipped": skipped, "failed": failed}
+
+
+# --- overdue ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def credit_overdue_run(*, on: dt.date, actor: str) -> list[CreditLine]:
+    """Bills still outstanding after the due date and the grace days are overdue (逾期): the line is
+    suspended and the card restricted through the hotlist (reason ``credit_overdue``) until repaid."""
+    rules = rules_get()
+    cutoff = on - dt.timedelta(days=rules.grace_days)
+    late = CreditBill.objects.select_for_update().filter(state=BillState.OPEN, due_on__lt=cutoff)
+    late_ids = [b.pk for b in late if b.outstanding_fen > 0]
+    CreditBill.objects.filter(pk__in=late_ids).update(state=BillState.OVERDUE)
+    line_ids = set(CreditBill.objects.filter(pk__in=late_ids).values_list("line_id", flat=True))
+    lines = list(
+        CreditLine.objects.select_for_update()
+        .filter(pk__in=line_ids)
+        .exclude(state=LineState.CLOSED)
+        .order_by("pk")
+    )
+    at = timezone.now()
+    for line in lines:
+        if line.state != LineState.SUSPENDED:
+            line.state, line.state_reason = LineState.SUSPENDED, OVERDUE_REASON
+            line.save(update_fields=["state", "state_reason"])
+        card_restrict(card_no=line.card_no, reason=OVERDUE_REASON, actor=actor, at=at)
+    audit_record(
+        action="credit.overdue_run",
+        actor=actor,
+        object_type="credit_bill",
+        object_id=on.isoformat(),
+        data={"overdue_bills": len(late_ids), "lines": len(lines)},
+    )
+    return lines
