@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000, help="records of the cycle (default 1M)")
     parser.add_argument("--cards", type=int, default=300, help="cards per issuer in the cycle (default 300)")
     parser.add_argument("--page-runs", type=int, default=20, help="requests of the cycle page (0: none)")
-    parser.add_argument("--skip", default="", help="sections left out: tenants, migrate, cycle (comma-separated)")
+    parser.add_argument(
+        "--skip", default="", help="sections left out: tenants, migrate, cycle (comma-separated)"
+    )
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     began = time.perf_counter()
@@ -71,9 +73,7 @@ def main() -> None:
     if "migrate" not in skip and "tenants" not in skip:
         start = _section("2. a one-table migration across every tenant schema")
         baseline = max(1, min(args.baseline, args.tenants // 4))
-        _sibling("migrate").run(
-            tenants=args.tenants, baseline=baseline, processes=args.processes, reuse=True
-        )
+        _sibling("migrate").run(tenants=args.tenants, baseline=baseline, processes=args.processes, reuse=True)
         print(f"(section {time.perf_counter() - start:.0f} s)")
     if "cycle" not in skip:
         start = _section(f"3. the national cycle: {args.participants} cities, {args.records:,} records")
