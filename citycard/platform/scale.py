@@ -83,9 +83,9 @@ def country_build(
     progress: Callable[[Division, Tenant | None, float | None], None] | None = None,
 ) -> CountryReport:
     """Create the missing city and county tenants (at most ``limit`` tenants of the reference list in all,
-    counting those that exist; without ``counties`` the cities only), then run each package's scale step in the ``largest`` most populous cities
-    that are tenants, with ``holders`` cardholders each. ``progress(division, tenant, seconds)`` after each
-    division: ``tenant`` None when it was skipped."""
+    counting those that exist; without ``counties`` the cities only), then run each package's scale step
+    in the ``largest`` most populous cities that are tenants, with ``holders`` cardholders each.
+    ``progress(division, tenant, seconds)`` after each division: ``tenant`` None when it was skipped."""
     report = CountryReport()
     connection.set_schema_to_public()
     held = dict(Tenant.objects.exclude(division_code="").values_list("division_code", "code"))

@@ -160,9 +160,12 @@ def test_matrix_cells_name_a_cycle_that_exists_and_keep_it(yrd_transit):
     with pytest.raises(DatabaseError, match="does not exist"), transaction.atomic():
         BilateralPosition.objects.bulk_create([BilateralPosition(cycle_id=cycle.pk + 10_000, **cell, **fees)])
     BilateralPosition.objects.create(cycle=cycle, **cell, **fees)
-    with pytest.raises(DatabaseError, match="has bilateral positions"), transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute("DELETE FROM interop_clearingcycle WHERE id = %s", [cycle.pk])
+    with (
+        pytest.raises(DatabaseError, match="has bilateral positions"),
+        transaction.atomic(),
+        connection.cursor() as cur,
+    ):
+        cur.execute("DELETE FROM interop_clearingcycle WHERE id = %s", [cycle.pk])
 
 
 def test_the_issuers_tap_time_fast_path_equals_the_conversion():
