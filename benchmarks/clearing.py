@@ -461,7 +461,9 @@ def _reset_database(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The run (``argv``: this script's arguments; benchmarks/national.py passes its own)."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -477,7 +479,7 @@ def main() -> None:
         "--workers", type=int, default=2, help="processes validating issuers in parallel (default 2)"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         child(args)
         return
@@ -491,7 +493,7 @@ def main() -> None:
         env["CITYCARD_DB_NAME"] = BENCH_DB
     env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
     _reset_database(env)
-    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=True)
+    subprocess.run([sys.executable, __file__, "--child", *argv], env=env, check=True)
     if not os.environ.get("DATABASE_URL"):
         subprocess.run(
             [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],

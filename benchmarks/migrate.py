@@ -135,10 +135,17 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.tenants, args.baseline, args.processes)))
         return
+    run(tenants=args.tenants, baseline=args.baseline, processes=args.processes, reuse=args.reuse)
+
+
+def run(*, tenants: int, baseline: int, processes: int, reuse: bool) -> dict:
+    """The whole run (benchmarks/national.py calls it after its tenants): prints the table, returns the
+    figures."""
+    argv = ["--tenants", str(tenants), "--baseline", str(baseline), "--processes", str(processes)]
     env = bench_env(BENCH_DB)
-    if not args.reuse:
+    if not reuse:
         reset_database(env, BENCH_DB)
-        subprocess.run([sys.executable, __file__, "--setup", *sys.argv[1:]], env=env, check=True)
+        subprocess.run([sys.executable, __file__, "--setup", *argv], env=env, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "bench_probe_migrations"
         package.mkdir()
@@ -151,7 +158,7 @@ def main() -> None:
         env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
         env["DJANGO_SETTINGS_MODULE"] = "bench_migrate_settings"
         out = subprocess.run(
-            [sys.executable, __file__, "--child", *sys.argv[1:]],
+            [sys.executable, __file__, "--child", *argv],
             env=env,
             check=True,
             capture_output=True,
@@ -178,6 +185,7 @@ def main() -> None:
         f"parallel efficiency {r['worker_sum'] / pool_s / r['processes']:.0%}"
     )
     stop_embedded(env)
+    return r
 
 
 if __name__ == "__main__":

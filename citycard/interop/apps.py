@@ -34,6 +34,9 @@ class InteropConfig(AppConfig):
     }
     demo_step = "citycard.interop.demo.demo_step"
     demo_order = 80
+    national_step = (
+        "citycard.interop.national.national_step"  # `citycard demo --national`'s network and cycle
+    )
 
     def ready(self) -> None:
         # The roaming agreements set the visitor policy the members' fare rules publish (docs/clearing.md).

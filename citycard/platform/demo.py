@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from rich.console import Console
 from rich.table import Table
 
-from citycard.platform import services
+from citycard.platform import scale, services
 from citycard.platform.models import NetworkMembership, Role, Tenant, User
 from citycard.platform.selectors import network_members
 
@@ -160,4 +160,51 @@ def demo_run(*, console: Console, port: int = 8000) -> DemoContext:
     for code, tenant in ctx.tenants.items():
         who = f"{code}-admin" if tenant.kind == "city" else f"{code}-officer"
         console.print(f"  {ctx.url(code, '/dashboard/')}   ({who})", soft_wrap=True)
+    return ctx
+
+
+def demo_national_run(
+    *,
+    console: Console,
+    port: int = 8000,
+    limit: int | None = None,
+    counties: bool = False,
+    largest: int = 0,
+    cities: int = 300,
+    records: int = 100_000,
+    cards: int = 50,
+) -> DemoContext:
+    """``citycard demo --national``: the country's tenants (``scale.country_build``: every city, the counties
+    too with ``counties``, at most ``limit``; cardholders in the ``largest`` most populous cities), then each
+    package's ``national_step`` (the interop package's: a national network of ``cities`` cities clearing a
+    day of ``records`` roaming records). Every step finds what an earlier run made and skips it."""
+    ctx = DemoContext(console=console, port=port)
+    console.rule("[bold]national: tenants")
+    services.platform_bootstrap()
+    total = len(scale.country_divisions(counties=counties))
+    wanted = total if limit is None else min(limit, total)
+    step = max(wanted // 10, 1)
+
+    def progress(division, tenant, seconds):
+        progress.done += 1
+        if progress.done % step == 0 or progress.done == wanted:
+            console.print(f"  {progress.done}/{wanted} divisions ({division.code} {division.name_zh})")
+
+    progress.done = 0
+    report = scale.country_build(
+        limit=limit, counties=counties, largest=largest, actor="demo", progress=progress
+    )
+    console.print(f"{len(report.created)} tenants created, {report.skipped} there already")
+    _ensure_user(ctx, "operator", Role.PLATFORM_OPERATOR, None)
+    _ensure_user(ctx, "clearing", Role.CLEARING_STAFF, None)
+    for config in apps.get_app_configs():
+        path = getattr(config, "national_step", None)
+        if path:
+            console.rule(f"[bold]national: {config.label}")
+            import_string(path)(ctx, cities=cities, records=records, cards=cards)
+            connection.set_schema_to_public()
+    console.print(f"Platform: {ctx.url(None)}   (users: operator, clearing; password {DEMO_PASSWORD})")
+    console.print(
+        f"Clearing console 清算控制台: {ctx.url(None, '/console/')}   (sign in as clearing)", soft_wrap=True
+    )
     return ctx

@@ -21,7 +21,7 @@ from django.utils.module_loading import import_string
 from django_tenants.utils import tenant_context
 
 from citycard.platform import services
-from citycard.platform.divisions import PROVINCE, Division, reference_divisions
+from citycard.platform.divisions import COUNTY, PROVINCE, Division, reference_divisions
 from citycard.platform.models import Tenant
 
 # The most populous cities (seventh census, 2020, resident population), largest first: the only ones that
@@ -58,9 +58,14 @@ class CountryReport:
     populated: list[str] = field(default_factory=list)  # the largest cities' codes, each step run
 
 
-def country_divisions() -> list[Division]:
-    """Every division that can be a tenant, a city before its counties (code order does that)."""
-    return [d for code, d in sorted(reference_divisions().items()) if d.kind != PROVINCE]
+def country_divisions(*, counties: bool = True) -> list[Division]:
+    """Every division that can be a tenant, a city before its counties (code order does that); without
+    ``counties``, the cities only (prefecture level, municipalities and cities governed by their province)."""
+    return [
+        d
+        for code, d in sorted(reference_divisions().items())
+        if d.kind != PROVINCE and (counties or d.kind != COUNTY)
+    ]
 
 
 def country_tenant_code(division: Division) -> str:
@@ -71,19 +76,20 @@ def country_tenant_code(division: Division) -> str:
 def country_build(
     *,
     limit: int | None = None,
+    counties: bool = True,
     largest: int = 10,
     holders: int = 300,
     actor: str = "scale",
     progress: Callable[[Division, Tenant | None, float | None], None] | None = None,
 ) -> CountryReport:
     """Create the missing city and county tenants (at most ``limit`` tenants of the reference list in all,
-    counting those that exist), then run each package's scale step in the ``largest`` most populous cities
-    that are tenants, with ``holders`` cardholders each. ``progress(division, tenant, seconds)`` after each
-    division: ``tenant`` None when it was skipped."""
+    counting those that exist; without ``counties`` the cities only), then run each package's scale step
+    in the ``largest`` most populous cities that are tenants, with ``holders`` cardholders each.
+    ``progress(division, tenant, seconds)`` after each division: ``tenant`` None when it was skipped."""
     report = CountryReport()
     connection.set_schema_to_public()
     held = dict(Tenant.objects.exclude(division_code="").values_list("division_code", "code"))
-    wanted = country_divisions()
+    wanted = country_divisions(counties=counties)
     if limit is not None:
         wanted = wanted[:limit]
     for division in wanted:

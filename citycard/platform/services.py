@@ -71,6 +71,12 @@ NETWORKS = {
             "82",
         ],
     },
+    "tunion": {
+        "name_zh": "交通联合",
+        "name_en": "T-Union (national)",
+        # The mainland's cities (Hong Kong and Macao clear in their own schemes).
+        "eligible_prefixes": ["1", "2", "3", "4", "5", "6"],
+    },
 }
 
 

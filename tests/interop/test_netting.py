@@ -151,6 +151,23 @@ def test_the_database_refuses_an_unbalanced_journal_and_unbalanced_positions(yrd
         Posting.objects.filter(pk=posting.pk).update(amount_fen=1)
 
 
+def test_matrix_cells_name_a_cycle_that_exists_and_keep_it(yrd_transit):
+    # The cells' cycle is checked once per statement (no foreign key per cell, migration 0019): a cell of a
+    # cycle that does not exist is refused, and so is deleting a cycle that has cells.
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
+    cell = {"issuer": "jiaxing", "acquirer": "hangzhou", "records": 1, "amount_fen": 200}
+    fees = {"issuer_fee_fen": 1, "network_fee_fen": 0, "acquirer_due_fen": 199}
+    with pytest.raises(DatabaseError, match="does not exist"), transaction.atomic():
+        BilateralPosition.objects.bulk_create([BilateralPosition(cycle_id=cycle.pk + 10_000, **cell, **fees)])
+    BilateralPosition.objects.create(cycle=cycle, **cell, **fees)
+    with (
+        pytest.raises(DatabaseError, match="has bilateral positions"),
+        transaction.atomic(),
+        connection.cursor() as cur,
+    ):
+        cur.execute("DELETE FROM interop_clearingcycle WHERE id = %s", [cycle.pk])
+
+
 def test_the_issuers_tap_time_fast_path_equals_the_conversion():
     import datetime as dt
 

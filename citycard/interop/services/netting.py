@@ -27,20 +27,18 @@ from citycard.interop.models import (
 from citycard.interop.selectors import MATRIX_LARGEST, MATRIX_LIVE_SQL
 from citycard.interop.terms import agreement_next_date
 
-# The cycle is validated (netting refuses it otherwise), so every record not rejected is valid. The
-# matrix is aggregated by a plain SELECT, which PostgreSQL may run with parallel workers (an
-# INSERT … SELECT never is), and its few hundred cells are inserted from arrays.
-_BILATERAL_SELECT_SQL = """
-SELECT issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen)
-FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status <> 'rejected'
-GROUP BY issuer, acquirer
-"""
-_BILATERAL_INSERT_SQL = """
+# The cycle is validated (netting refuses it otherwise), so every record not rejected is valid. The matrix
+# never leaves PostgreSQL: one INSERT … SELECT (at 300 participants, ~90,000 cells: sending them to Python
+# and back as arrays cost more than the aggregate). Per cell there is the row and its unique index only: the
+# cells' cycle is checked once per statement (a trigger over the inserted rows), not by a foreign key's
+# check per cell (migration 0019).
+_BILATERAL_SQL = """
 INSERT INTO interop_bilateralposition (cycle_id, issuer, acquirer, records, amount_fen, issuer_fee_fen,
     network_fee_fen, acquirer_due_fen)
-SELECT %(cycle)s, i, a, n, s, fi, fn, s - fi - fn
-FROM unnest(%(issuers)s::text[], %(acquirers)s::text[], %(counts)s::bigint[], %(sums)s::bigint[],
-    %(ifees)s::bigint[], %(nfees)s::bigint[]) AS m(i, a, n, s, fi, fn)
+SELECT %(cycle)s, issuer, acquirer, count(*), sum(amount_fen), sum(issuer_fee_fen), sum(network_fee_fen),
+    sum(amount_fen) - sum(issuer_fee_fen) - sum(network_fee_fen)
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status <> 'rejected'
+GROUP BY issuer, acquirer
 """
 # Issuer pays amount − issuer fee; the acquirer receives amount − issuer fee − network fee; the operator
 # receives the network fee. Σ = 0 by construction, and checked by the deferred trigger on the table.
@@ -65,22 +63,7 @@ def positions_net(*, cycle: ClearingCycle, now: dt.datetime) -> None:
     The cycle is validated: every record not rejected is valid."""
     params = {"cycle": cycle.pk, "operator": cycle.agreement.operator}
     with connection.cursor() as cur:
-        cur.execute(_BILATERAL_SELECT_SQL, params)
-        cells = cur.fetchall()
-        if cells:
-            columns = list(zip(*cells, strict=True))
-            cur.execute(
-                _BILATERAL_INSERT_SQL,
-                {
-                    "cycle": cycle.pk,
-                    "issuers": list(columns[0]),
-                    "acquirers": list(columns[1]),
-                    "counts": [int(v) for v in columns[2]],
-                    "sums": [int(v) for v in columns[3]],
-                    "ifees": [int(v) for v in columns[4]],
-                    "nfees": [int(v) for v in columns[5]],
-                },
-            )
+        cur.execute(_BILATERAL_SQL, params)
         cur.execute(_NET_SQL, params)
         cur.execute("SET CONSTRAINTS interop_netposition_sums_to_zero IMMEDIATE")
     journal = Journal.objects.create(
