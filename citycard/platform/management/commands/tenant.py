@@ -146,8 +146,17 @@ class Command(PlatformCommand):
             if done % 100 == 0 or done == total:
                 median = f"{statistics.median(window):.3f}s" if window else "-"
                 self.stdout.write(
-                    f"[{done}/{total}] {division.code} {division.name_zh}: "
-                    f"{len(window)} created, median {median} a tenant"
+                    gettext(
+                        "[%(done)s/%(total)s] %(division)s %(name)s: %(created)s created, median %(median)s a tenant"
+                    )
+                    % {
+                        "done": done,
+                        "total": total,
+                        "division": division.code,
+                        "name": division.name_zh,
+                        "created": len(window),
+                        "median": median,
+                    }
                 )
                 window.clear()
 
@@ -159,8 +168,12 @@ class Command(PlatformCommand):
             progress=progress,
         )
         self.stdout.write(
-            f"created {len(report.created)} tenants, {report.skipped} already there; "
-            f"cardholders in {', '.join(report.populated) or 'no city'}"
+            gettext("created %(created)s tenants, %(skipped)s already there; cardholders in %(cities)s")
+            % {
+                "created": len(report.created),
+                "skipped": report.skipped,
+                "cities": ", ".join(report.populated) or gettext("no city"),
+            }
         )
 
     def _suspend(self, opts):
