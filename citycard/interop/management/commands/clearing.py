@@ -58,8 +58,7 @@ TOP_N = 10
 def print_cycle(console: Console, cycle) -> None:
     summary = selectors.cycle_summary(cycle=cycle)
     console.print(
-        gettext("[bold]%(summary)s[/bold]: %(summary_2)s")
-        % {"summary": summary["cycle"], "summary_2": summary["state"]}
+        gettext("[bold]%(cycle)s[/bold]: %(state)s") % {"cycle": summary["cycle"], "state": summary["state"]}
     )
     records = Table(title=gettext("Records"))
     for col in ("status", "records", "amount (yuan)"):
@@ -189,8 +188,8 @@ class Command(PlatformCommand):
             done = outboxes_collect(now=now)
             for code, counts in done.items():
                 console.print(
-                    gettext("%(code)s: %(counts)s collected, %(counts_2)s refused")
-                    % {"code": code, "counts": counts["collected"], "counts_2": counts["refused"]}
+                    gettext("%(tenant)s: %(collected)s collected, %(refused)s refused")
+                    % {"tenant": code, "collected": counts["collected"], "refused": counts["refused"]}
                 )
             console.print(gettext("%(done)s outbox(es) had messages") % {"done": len(done)})
             return
@@ -212,10 +211,10 @@ class Command(PlatformCommand):
             if cycle is None:
                 raise NotFound(
                     gettext(
-                        "no %(opts)s %(opts_2)s cycle for %(business_date)s yet (citycard clearing run "
-                        "--network %(opts)s --service %(opts_2)s --date %(business_date)s makes it)"
+                        "no %(network)s %(service)s cycle for %(business_date)s yet (citycard clearing run "
+                        "--network %(network)s --service %(service)s --date %(business_date)s makes it)"
                     )
-                    % {"opts": opts["network"], "opts_2": opts["service"], "business_date": business_date}
+                    % {"network": opts["network"], "service": opts["service"], "business_date": business_date}
                 )
         else:
             cycle = cycle_get_or_create(

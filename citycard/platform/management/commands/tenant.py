@@ -69,16 +69,14 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         self.stdout.write(
-            gettext(
-                "created %(kind)s %(tenant)s (%(tenant_2)s %(name_en)s, %(division_code)s) at %(tenant_3)s"
-            )
+            gettext("created %(kind)s %(tenant)s (%(name_zh)s %(name_en)s, %(division)s) at %(domain)s")
             % {
                 "kind": tenant.get_kind_display(),
                 "tenant": tenant.code,
-                "tenant_2": tenant.name_zh,
+                "name_zh": tenant.name_zh,
                 "name_en": tenant.name_en,
-                "division_code": tenant.division_code,
-                "tenant_3": services.tenant_domain_name(tenant.code),
+                "division": tenant.division_code,
+                "domain": services.tenant_domain_name(tenant.code),
             }
         )
 
@@ -126,7 +124,7 @@ class Command(PlatformCommand):
     def _show(self, opts):
         tenant = selectors.tenant_by_code(opts["code"])
         if tenant is None:
-            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["code"]})
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["code"]})
         row = self._row(selectors.tenant_list().get(pk=tenant.pk))
         row["roams_in"] = [n.code for n in selectors.tenant_networks(tenant=tenant)]
         self.stdout.write(json.dumps(row, ensure_ascii=False, indent=2))
