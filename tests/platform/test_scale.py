@@ -31,7 +31,7 @@ def _scale(*args: str) -> str:
 def test_scale_builds_cities_before_their_counties_and_resumes():
     # The two most populous that are tenants: Shanghai (a session tenant) and Beijing (Chongqing is not yet).
     first = _scale("--limit", "4", "--cardholders-in-largest", "2", "--holders", "12")
-    assert "created 4 tenants, 0 already there; cardholders in d110000, shanghai" in first
+    assert "已创建 4 个租户，0 个已存在；持卡人位于 d110000, shanghai" in first
     beijing = Tenant.objects.get(code="d110000")
     assert (beijing.kind, beijing.name_zh, beijing.province) == (TenantKind.CITY, "北京市", "北京")
     dongcheng = Tenant.objects.get(code="d110101")

@@ -40,6 +40,18 @@ def status_label(status: str) -> str:
     return f"{label} ({status})" if label else status
 
 
+def outcome_label(outcome: str) -> str:
+    """A claim line's outcome as a person reads it, with its code (the admin's words)."""
+    labels = {
+        "covered": gettext("Class A: covered"),
+        "partly_covered": gettext("Class B: covered after the self-pay share"),
+        "self_pay": gettext("Class C: self-pay"),
+        "not_in_catalogue": gettext("outside the catalogue: self-pay"),
+    }
+    label = labels.get(outcome)
+    return f"{label} ({outcome})" if label else outcome
+
+
 def fen_of(value: str, field: str) -> int:
     """Yuan as typed (``1234.5``, ``1,234.50``) to fen; more than two decimals is refused."""
     try:
@@ -450,7 +462,7 @@ class Command(PlatformCommand):
                     yuan(line.get("unit_price_fen")),
                     yuan(line["amount_fen"]),
                     yuan(line["eligible_fen"]),
-                    line.get("outcome", ""),
+                    outcome_label(line.get("outcome", "")),
                 )
             console.print(lines)
             categories = result.detail.get("categories", {})
