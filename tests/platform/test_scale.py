@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
@@ -24,7 +25,10 @@ PAGES = ("/", "/status.json", "/admin/platform/tenant/", "/admin/platform/tenant
 
 def _scale(*args: str) -> str:
     out = io.StringIO()
-    call_command("tenant", "scale", "--country", *args, stdout=out)
+    # As `citycard` runs it: the platform's language active (a Django command with @no_translations run
+    # earlier in the session may have left none active, which would read English).
+    with translation.override("zh-hans"):
+        call_command("tenant", "scale", "--country", *args, stdout=out)
     return out.getvalue()
 
 

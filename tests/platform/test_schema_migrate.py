@@ -115,8 +115,8 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     out = io.StringIO()
     call_command("migrate", "--processes", "2", stdout=out)
     report = out.getvalue()
-    assert "1 visited with 2 processes" in report and "1 migrated" in report
-    assert f"{len(schemas) - 2} skipped (applied before)" in report
+    assert "以 2 个进程检查 1 个" in report and "已迁移 1" in report
+    assert f"跳过 {len(schemas) - 2}（此前已应用）" in report
     assert _logged() == {s: 1 for s in schemas}
     assert SchemaMigration.objects.get(schema_name=broken).attempts == 2
     assert set(SchemaMigration.objects.values_list("status", flat=True)) == {"applied"}

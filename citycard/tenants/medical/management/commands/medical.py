@@ -371,6 +371,7 @@ class Command(PlatformCommand):
             gettext("patient (yuan)"),
             gettext("status"),
         )
+        table.columns[0].no_wrap = True  # a claim id is copied from here into `citycard medical claim`
         for c in qs[: opts["limit"]]:
             result = selectors.claim_result(c)
             table.add_row(
