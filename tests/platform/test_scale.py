@@ -7,9 +7,9 @@ import json
 
 import pytest
 from django.core.management import call_command
-from django.utils import translation
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform import scale, services
