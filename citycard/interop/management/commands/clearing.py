@@ -61,7 +61,7 @@ def print_cycle(console: Console, cycle) -> None:
         gettext("[bold]%(cycle)s[/bold]: %(state)s") % {"cycle": summary["cycle"], "state": summary["state"]}
     )
     records = Table(title=gettext("Records"))
-    for col in ("status", "records", "amount (yuan)"):
+    for col in (gettext("status"), gettext("records"), gettext("amount (yuan)")):
         records.add_column(col)
     for status, row in sorted(summary["records"].items()):
         records.add_row(status, str(row["records"]), fen(row["amount_fen"]))
@@ -84,13 +84,13 @@ def print_cycle(console: Console, cycle) -> None:
             ) % {"shown": len(cells), "cells": f"{len(summary['matrix']):,}", "participants": participants}
         matrix = Table(title=title)
         for col in (
-            "issuer",
-            "acquirer",
-            "records",
-            "amount (yuan)",
-            "issuer fee (yuan)",
-            "network fee (yuan)",
-            "acquirer due (yuan)",
+            gettext("issuer"),
+            gettext("acquirer"),
+            gettext("records"),
+            gettext("amount (yuan)"),
+            gettext("issuer fee (yuan)"),
+            gettext("network fee (yuan)"),
+            gettext("acquirer due (yuan)"),
         ):
             matrix.add_column(col, justify="right")
         for row in cells:
@@ -106,7 +106,12 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(matrix)
     if summary["positions"]:
         positions = Table(title=gettext("Net positions (Σ = 0)"))
-        for col in ("participant", "receivable (yuan)", "payable (yuan)", "net (yuan)"):
+        for col in (
+            gettext("participant"),
+            gettext("receivable (yuan)"),
+            gettext("payable (yuan)"),
+            gettext("net (yuan)"),
+        ):
             positions.add_column(col, justify="right")
         for row in summary["positions"]:
             positions.add_row(
@@ -116,7 +121,7 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(positions)
     if summary["instructions"]:
         instructions = Table(title=gettext("Settlement instructions"))
-        for col in ("payer", "payee", "amount (yuan)", "value date"):
+        for col in (gettext("payer"), gettext("payee"), gettext("amount (yuan)"), gettext("value date")):
             instructions.add_column(col)
         for row in summary["instructions"]:
             instructions.add_row(row["payer"], row["payee"], fen(row["amount_fen"]), row["value_date"])
@@ -141,7 +146,15 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         title=gettext("%(network)s %(service)s cycles, newest first (records · yuan; ▶ today's, %(today)s)")
         % {"network": network, "service": service, "today": today}
     )
-    for col in ("", "business date", "state", "cut-off", "valid", "rejected", "pending"):
+    for col in (
+        "",
+        gettext("business date"),
+        gettext("state"),
+        gettext("cut-off"),
+        gettext("valid"),
+        gettext("rejected"),
+        gettext("pending"),
+    ):
         table.add_column(col)
     for cycle in cycles:
         row = totals[cycle.pk]

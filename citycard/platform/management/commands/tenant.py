@@ -87,7 +87,16 @@ class Command(PlatformCommand):
             self.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2))
             return
         table = Table(title=gettext("%(tenants)s tenants") % {"tenants": len(tenants)})
-        for col in ("code", "name", "division", "kind", "city", "networks", "status", "domain"):
+        for col in (
+            gettext("code"),
+            gettext("name"),
+            gettext("division"),
+            gettext("kind"),
+            gettext("city"),
+            gettext("networks"),
+            gettext("status"),
+            gettext("domain"),
+        ):
             table.add_column(col)
         for t in tenants:
             row = self._row(t)
