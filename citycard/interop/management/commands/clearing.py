@@ -14,12 +14,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from citycard.interop import selectors
-from citycard.interop.models import CyclePeriod
+from citycard.interop.models import CyclePeriod, CycleState, RecordStatus
 from citycard.interop.services.cycles import cycle_get_or_create
 from citycard.interop.services.messages import outboxes_collect
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.management.base import PlatformCommand, beijing, labelled
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -58,13 +58,14 @@ TOP_N = 10
 def print_cycle(console: Console, cycle) -> None:
     summary = selectors.cycle_summary(cycle=cycle)
     console.print(
-        gettext("[bold]%(cycle)s[/bold]: %(state)s") % {"cycle": summary["cycle"], "state": summary["state"]}
+        gettext("[bold]%(cycle)s[/bold]: %(state)s")
+        % {"cycle": summary["cycle"], "state": labelled(CycleState, summary["state"])}
     )
     records = Table(title=gettext("Records"))
     for col in (gettext("status"), gettext("records"), gettext("amount (yuan)")):
         records.add_column(col)
     for status, row in sorted(summary["records"].items()):
-        records.add_row(status, str(row["records"]), fen(row["amount_fen"]))
+        records.add_row(labelled(RecordStatus, status), str(row["records"]), fen(row["amount_fen"]))
     console.print(records)
     if summary["rejected_by_reason"]:
         console.print(
@@ -166,7 +167,7 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         table.add_row(
             "▶" if cycle.business_date == current else "",
             cycle.business_date.isoformat(),
-            cycle.state,
+            labelled(CycleState, cycle.state),
             beijing(cycle.cut_off_at),
             cell("valid"),
             cell("rejected"),

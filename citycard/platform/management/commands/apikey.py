@@ -97,7 +97,13 @@ class Command(PlatformCommand):
             table.add_column(col)
         now = timezone.now()
         for key in selectors.api_key_list(tenant_code=opts["tenant"], include_revoked=not opts["active"]):
-            state = "revoked" if key.is_revoked else ("expired" if key.is_expired(now) else "active")
+            code = "revoked" if key.is_revoked else ("expired" if key.is_expired(now) else "active")
+            label = {
+                "revoked": gettext("revoked"),
+                "expired": gettext("expired"),
+                "active": gettext("active"),
+            }
+            state = f"{label[code]} ({code})"
             table.add_row(
                 key.key_id,
                 key.name,

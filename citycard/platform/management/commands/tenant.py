@@ -11,7 +11,8 @@ from rich.table import Table
 
 from citycard.platform import scale, selectors, services
 from citycard.platform.errors import NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, labelled
+from citycard.platform.models import TenantKind, TenantStatus
 
 
 class Command(PlatformCommand):
@@ -104,10 +105,10 @@ class Command(PlatformCommand):
                 row["code"],
                 f"{row['name_zh']} {row['name_en']}",
                 row["division_code"],
-                row["kind"],
+                labelled(TenantKind, row["kind"]),
                 row["parent"] or "",
                 ",".join(row["networks"]),
-                row["status"],
+                labelled(TenantStatus, row["status"]),
                 row["domain"] or "",
             )
         Console(file=self.stdout, width=160).print(table)
