@@ -48,7 +48,7 @@ def test_scale_builds_cities_before_their_counties_and_resumes():
 
     # Re-run with a larger limit: the four are skipped, two more made, Beijing's cardholders left alone.
     again = _scale("--limit", "6", "--cardholders-in-largest", "2", "--holders", "30")
-    assert "created 2 tenants, 4 already there" in again
+    assert "已创建 2 个租户，4 个已存在" in again
     assert Tenant.objects.filter(code__startswith="d110").count() == 6
     with tenant_context(beijing):
         assert Cardholder.objects.count() == 12

@@ -124,5 +124,5 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     # Nothing pending: a run in this process (--processes 1) visits nothing and changes nothing.
     out = io.StringIO()
     call_command("migrate", "--processes", "1", stdout=out)
-    assert "0 visited" in out.getvalue()
+    assert "检查 0 个" in out.getvalue()
     assert _logged() == {s: 1 for s in schemas}

@@ -187,7 +187,7 @@ class Command(PlatformCommand):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
             raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
-        console = Console(file=self.stdout, width=140)
+        console = Console(file=self.stdout, width=200)
         name = opts["topic"] + (f"_{opts['action']}" if opts.get("action") else "")
         with tenant_context(tenant):
             getattr(self, f"_{name}")(console, opts)
@@ -371,12 +371,13 @@ class Command(PlatformCommand):
             gettext("patient (yuan)"),
             gettext("status"),
         )
-        table.columns[0].no_wrap = True  # a claim id is copied from here into `citycard medical claim`
+        for column in (table.columns[0], table.columns[3]):  # copied from here into other commands
+            column.no_wrap = True
         for c in qs[: opts["limit"]]:
             result = selectors.claim_result(c)
             table.add_row(
                 c.claim_id,
-                c.get_role_display(),
+                c.role,  # the --role value
                 beijing(c.treated_at),
                 c.card_no,
                 c.department,
