@@ -381,7 +381,7 @@ def network_join(
                 "division": tenant.division_code,
                 "province": tenant.province,
                 "network": network.code,
-                "name_en_2": network.name_en,
+                "network_name": network.name_en,
             },
             code="not_eligible",
             field="network",

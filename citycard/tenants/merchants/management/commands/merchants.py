@@ -13,12 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.merchants import selectors, services
 from citycard.tenants.merchants.models import Category, Means
 from citycard.tenants.terminals.management.commands.terminal import _key_argument
-from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.money import yuan
 
 
@@ -163,10 +162,10 @@ class Command(PlatformCommand):
             gettext("merchant"),
             gettext("payments"),
             gettext("refunds"),
-            gettext("gross"),
-            gettext("refunded"),
-            gettext("fee"),
-            gettext("net paid"),
+            gettext("gross (yuan)"),
+            gettext("refunded (yuan)"),
+            gettext("fee (yuan)"),
+            gettext("net paid (yuan)"),
         )
         for s in services.merchants_settle_day(day=day, actor=self.actor):
             table.add_row(
@@ -204,11 +203,11 @@ class Command(PlatformCommand):
             gettext("reference"),
             gettext("means"),
             gettext("card"),
-            gettext("amount"),
+            gettext("amount (yuan)"),
         )
         for line in statement.lines:
             table.add_row(
-                line.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+                beijing(line.at, seconds=True),
                 line.kind,
                 line.reference,
                 line.means,
