@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -164,7 +164,7 @@ class Command(PlatformCommand):
             gettext("refunds"),
             gettext("gross (yuan)"),
             gettext("refunded (yuan)"),
-            gettext("fee (yuan)"),
+            pgettext("merchant settlement", "fee (yuan)"),
             gettext("net paid (yuan)"),
         )
         for s in services.merchants_settle_day(day=day, actor=self.actor):
