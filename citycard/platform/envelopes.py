@@ -30,6 +30,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_public_keys, tenant_signature
@@ -172,7 +173,9 @@ def _time(payload: dict, name: str) -> dt.datetime:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise EnvelopeRefused(f"{name} must be an ISO 8601 time with an offset", code="malformed")
+        raise EnvelopeRefused(
+            gettext("%(field)s must be an ISO 8601 time with an offset") % {"field": name}, code="malformed"
+        )
     return moment
 
 
@@ -182,12 +185,17 @@ def _verify(document: dict, payload: dict, sender: Tenant, now: dt.datetime, mes
     sorted payload, so the signed bytes are ``{"body":<body>,`` followed by the rest of the payload."""
     signature = document.get("signature")
     if not isinstance(signature, dict) or signature.get("alg") != "Ed25519":
-        raise EnvelopeRefused(f"message {message_id} from {sender.code} is not signed", code="bad_signature")
+        raise EnvelopeRefused(
+            gettext("message %(message)s from %(sender)s is not signed")
+            % {"message": message_id, "sender": sender.code},
+            code="bad_signature",
+        )
     key_id = signature.get("key_id")
     public = tenant_public_keys(tenant=sender, at=now).get(key_id) if isinstance(key_id, str) else None
     if public is None:
         raise EnvelopeRefused(
-            f"message {message_id} from {sender.code}: signed by unknown or expired key {key_id!r}",
+            gettext("message %(message)s from %(sender)s: signed by unknown or expired key %(key)r")
+            % {"message": message_id, "sender": sender.code, "key": key_id},
             code="bad_signature",
         )
     rest = {k: v for k, v in payload.items() if k != "body"}
@@ -197,10 +205,14 @@ def _verify(document: dict, payload: dict, sender: Tenant, now: dt.datetime, mes
         raw = b64decode(str(signature.get("value", "")), what="signature")
         Ed25519PublicKey.from_public_bytes(bytes(public)).verify(raw, signed)
     except (TypeError, ValueError) as exc:
-        raise EnvelopeRefused(f"message {message_id}: {exc}", code="malformed") from None
+        raise EnvelopeRefused(
+            gettext("message %(message)s: %(error)s") % {"message": message_id, "error": exc},
+            code="malformed",
+        ) from None
     except InvalidSignature:
         raise EnvelopeRefused(
-            f"message {message_id} from {sender.code}: signature by {key_id!r} does not match the payload",
+            gettext("message %(message)s from %(sender)s: signature by %(key)r does not match the payload")
+            % {"message": message_id, "sender": sender.code, "key": key_id},
             code="bad_signature",
         ) from None
     return body_bytes
@@ -212,45 +224,63 @@ def envelope_open(
     """Check one envelope addressed to ``recipient``; return its content or raise EnvelopeRefused."""
     now = now or timezone.now()
     if not isinstance(document, dict) or not isinstance(document.get("payload"), dict):
-        raise EnvelopeRefused("an envelope is a signed document {payload, signature}", code="malformed")
+        raise EnvelopeRefused(
+            gettext("an envelope is a signed document {payload, signature}"), code="malformed"
+        )
     payload = document["payload"]
     if payload.get("v") != ENVELOPE_VERSION:
         raise EnvelopeRefused(
-            f"envelope version {payload.get('v')!r} is not {ENVELOPE_VERSION}", code="malformed"
+            gettext("envelope version %(version)r is not %(expected_version)s")
+            % {"version": payload.get("v"), "expected_version": ENVELOPE_VERSION},
+            code="malformed",
         )
     message_id, kind, sender_code = payload.get("message_id"), payload.get("kind"), payload.get("sender")
     if not isinstance(message_id, str) or not _MESSAGE_ID.match(message_id):
-        raise EnvelopeRefused("the envelope has no valid message_id", code="malformed")
+        raise EnvelopeRefused(gettext("the envelope has no valid message_id"), code="malformed")
     if not isinstance(kind, str) or not kind or (kinds and kind not in kinds):
-        raise EnvelopeRefused(f"message kind {kind!r} is not taken here", code="malformed")
+        raise EnvelopeRefused(
+            gettext("message kind %(kind)r is not taken here") % {"kind": kind}, code="malformed"
+        )
     if not isinstance(payload.get("body"), dict) or not isinstance(payload.get("nonce"), str):
-        raise EnvelopeRefused("the envelope has no body or nonce", code="malformed")
+        raise EnvelopeRefused(gettext("the envelope has no body or nonce"), code="malformed")
     sender = Tenant.objects.filter(code=sender_code).first() if isinstance(sender_code, str) else None
     if sender is None:
         raise EnvelopeRefused(
-            f"sender {sender_code!r} is not a tenant of the platform", code="unknown_sender"
+            gettext("sender %(sender)r is not a tenant of the platform") % {"sender": sender_code},
+            code="unknown_sender",
         )
     if not sender.is_active:
         raise EnvelopeRefused(
-            f"sender {sender.code} is suspended: {sender.status_reason or 'no reason given'}",
+            gettext("sender %(sender)s is suspended: %(reason)s")
+            % {"sender": sender.code, "reason": sender.status_reason or gettext("no reason given")},
             code="sender_suspended",
         )
     body_bytes = _verify(document, payload, sender, now, message_id)
     if payload.get("recipient") != recipient:
         raise EnvelopeRefused(
-            f"message {message_id} is addressed to {payload.get('recipient')!r}, not {recipient}",
+            gettext("message %(message)s is addressed to %(addressee)r, not %(recipient)s")
+            % {"message": message_id, "addressee": payload.get("recipient"), "recipient": recipient},
             code="wrong_recipient",
         )
     sent_at, expires_at = _time(payload, "sent_at"), _time(payload, "expires_at")
     if expires_at <= now:
-        raise EnvelopeRefused(f"message {message_id} expired at {expires_at.isoformat()}", code="expired")
+        raise EnvelopeRefused(
+            gettext("message %(message)s expired at %(expires_at)s")
+            % {"message": message_id, "expires_at": expires_at.isoformat()},
+            code="expired",
+        )
     if sent_at > now + MAX_FUTURE_SKEW:
         raise EnvelopeRefused(
-            f"message {message_id} is dated in the future ({sent_at})", code="not_yet_valid"
+            gettext("message %(message)s is dated in the future (%(sent_at)s)")
+            % {"message": message_id, "sent_at": sent_at},
+            code="not_yet_valid",
         )
     digest = hashlib.sha256(body_bytes).hexdigest()
     if payload.get("body_sha256") != digest:
-        raise EnvelopeRefused(f"message {message_id}: body_sha256 does not match the body", code="malformed")
+        raise EnvelopeRefused(
+            gettext("message %(message)s: body_sha256 does not match the body") % {"message": message_id},
+            code="malformed",
+        )
     return Opened(
         message_id=message_id,
         kind=kind,

@@ -167,8 +167,8 @@ def tenant_check_new(*, code: str, division_code: str, parent_code: str | None =
     holder = Tenant.objects.filter(division_code=division.code).first()
     if holder is not None:
         raise Conflict(
-            gettext("division %(division)s (%(division_2)s) already belongs to tenant %(holder)r")
-            % {"division": division.code, "division_2": division.name_zh, "holder": holder.code},
+            gettext("division %(division)s (%(name)s) already belongs to tenant %(holder)r")
+            % {"division": division.code, "name": division.name_zh, "holder": holder.code},
             field="division",
         )
     parent: Tenant | None = None
@@ -270,12 +270,12 @@ def _county_parent(*, division, parent_code: str | None) -> Tenant:
         )
     if parent.province != division.province:
         raise DomainError(
-            gettext("county %(name_en)s is in %(province)s but %(parent)r is in %(province_2)s")
+            gettext("county %(county)s is in %(province)s but %(parent)r is in %(parent_province)s")
             % {
-                "name_en": division.name_en,
+                "county": division.name_en,
                 "province": division.province,
                 "parent": parent.code,
-                "province_2": parent.province,
+                "parent_province": parent.province,
             },
             code="parent_other_province",
             field="parent",
@@ -380,14 +380,14 @@ def network_join(
     if not network.admits(tenant.division_code):
         raise DomainError(
             gettext(
-                "%(name_en)s (%(division_code)s, %(province)s) is not eligible for %(network)s (%(name_en_2)s)"
+                "%(tenant)s (%(division)s, %(province)s) is not eligible for %(network)s (%(network_name)s)"
             )
             % {
-                "name_en": tenant.name_en,
-                "division_code": tenant.division_code,
+                "tenant": tenant.name_en,
+                "division": tenant.division_code,
                 "province": tenant.province,
                 "network": network.code,
-                "name_en_2": network.name_en,
+                "network_name": network.name_en,
             },
             code="not_eligible",
             field="network",

@@ -234,4 +234,4 @@ def test_the_walk_through_of_docs_medical_runs_with_its_figures(client, tenant, 
     assert (result["status"], result["fundFen"], result["patientFen"]) == ("ADJUDICATED", 27800, 70000)
     year = io.StringIO()
     call_command("medical", "--tenant", "dongguan", "insured", dongguan_card, "--year", "2026", stdout=year)
-    assert "¥278.00 paid by the fund, ¥722.00 left" in year.getvalue()
+    assert "统筹已付 ¥278.00，剩余 ¥722.00" in year.getvalue()

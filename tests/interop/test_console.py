@@ -94,7 +94,7 @@ def test_beat_task_closes_due_cycles_through_to_settlement(yrd_transit, send):
 
 
 @pytest.mark.usefixtures("english")
-def test_clearing_status_and_report_never_write(yrd_transit, send):
+def test_clearing_status_and_report_never_write(yrd_transit, send, english):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -116,7 +116,9 @@ def test_clearing_status_and_report_never_write(yrd_transit, send):
         listing = _cli("status", *common, "--now", at(DAY, 12).isoformat())
         one = _cli("status", *common, "--date", DAY.isoformat())
         later = _cli("status", *common, "--now", at(DAY + dt.timedelta(days=9), 12).isoformat())
-    assert re.search(rf"▶ +│ {DAY.isoformat()} +│ settled", listing) and "settled" in one
+    assert (
+        re.search(rf"▶ +│ {DAY.isoformat()} +│ Settled \(settled\)", listing) and "Settled (settled)" in one
+    )
     assert f"no cycle for today ({DAY + dt.timedelta(days=9)}) yet" in later
     assert not [q for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
 

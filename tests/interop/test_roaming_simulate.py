@@ -56,7 +56,7 @@ def test_a_day_of_roaming_is_stored_by_the_acquirers_and_clears_with_every_recor
     assert 0 < total <= 45
     fen = sum(amount for rows in taps.values() for _, _, amount in rows)
     assert f"¥{fen / 100:,.2f}" in out and "hangzhou" in out and "jiaxing" in out
-    assert "amount (yuan)" in out
+    assert "金额（元）" in out  # the headers read in Chinese first
     # The terminals' keys, PSAMs and queues, and the cards' counters, are kept for the next run.
     assert {p.name for p in simulator_dir.iterdir()} >= {"cards-yrd.json", "SIM-YRD-JIAXING.key.json"}
 

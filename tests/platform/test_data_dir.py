@@ -13,7 +13,15 @@ from citycard.platform.embedded_pg import DEMO_DATA_DIR
 def db_status(cwd: Path, **env: str) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("CITYCARD_DATA_DIR", "DATABASE_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "citycard.platform.cli", "db", "status"],
+        [
+            sys.executable,
+            "-m",
+            "citycard.platform.cli",
+            "--lang",
+            "en",
+            "db",
+            "status",
+        ],  # written against English
         env={**clean, "XDG_DATA_HOME": str(cwd / "xdg"), **env},
         cwd=cwd,
         capture_output=True,

@@ -144,7 +144,7 @@ def test_settings_for_transaction_pooling():
         capture_output=True,
         text=True,
     )
-    assert "on pgbouncer:6432 (DATABASE_URL), through a transaction pooler" in status.stdout, status
+    assert "位于 pgbouncer:6432（DATABASE_URL），经事务连接池" in status.stdout, status
     env.pop("DATABASE_URL")
     refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "needs DATABASE_URL" in refused.stderr

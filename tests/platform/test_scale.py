@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform import scale, services
@@ -24,14 +25,17 @@ PAGES = ("/", "/status.json", "/admin/platform/tenant/", "/admin/platform/tenant
 
 def _scale(*args: str) -> str:
     out = io.StringIO()
-    call_command("tenant", "scale", "--country", *args, stdout=out)
+    # As `citycard` runs it: the platform's language active (a Django command with @no_translations run
+    # earlier in the session may have left none active, which would read English).
+    with translation.override("zh-hans"):
+        call_command("tenant", "scale", "--country", *args, stdout=out)
     return out.getvalue()
 
 
 def test_scale_builds_cities_before_their_counties_and_resumes():
     # The two most populous that are tenants: Shanghai (a session tenant) and Beijing (Chongqing is not yet).
     first = _scale("--limit", "4", "--cardholders-in-largest", "2", "--holders", "12")
-    assert "created 4 tenants, 0 already there; cardholders in d110000, shanghai" in first
+    assert "已创建 4 个租户，0 个已存在；持卡人位于 d110000, shanghai" in first
     beijing = Tenant.objects.get(code="d110000")
     assert (beijing.kind, beijing.name_zh, beijing.province) == (TenantKind.CITY, "北京市", "北京")
     dongcheng = Tenant.objects.get(code="d110101")
@@ -44,7 +48,7 @@ def test_scale_builds_cities_before_their_counties_and_resumes():
 
     # Re-run with a larger limit: the four are skipped, two more made, Beijing's cardholders left alone.
     again = _scale("--limit", "6", "--cardholders-in-largest", "2", "--holders", "30")
-    assert "created 2 tenants, 4 already there" in again
+    assert "已创建 2 个租户，4 个已存在" in again
     assert Tenant.objects.filter(code__startswith="d110").count() == 6
     with tenant_context(beijing):
         assert Cardholder.objects.count() == 12

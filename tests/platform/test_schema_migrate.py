@@ -100,7 +100,7 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
         call_command("migrate", "--processes", "2", stdout=out, stderr=err)
     assert f"{broken}: ProgrammingError" in str(failed.value)
     assert 'relation "scale_probe" already exists' in str(failed.value)
-    assert f"{broken} FAILED" in err.getvalue()
+    assert f"{broken} 失败" in err.getvalue()
     # The template first (its own migrate), then every tenant but the broken one, each exactly once.
     assert _logged() == {s: 1 for s in schemas if s != broken}
     state = {row.schema_name: row for row in SchemaMigration.objects.all()}
@@ -115,8 +115,8 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     out = io.StringIO()
     call_command("migrate", "--processes", "2", stdout=out)
     report = out.getvalue()
-    assert "1 visited with 2 processes" in report and "1 migrated" in report
-    assert f"{len(schemas) - 2} skipped (applied before)" in report
+    assert "以 2 个进程检查 1 个" in report and "已迁移 1" in report
+    assert f"跳过 {len(schemas) - 2}（此前已应用）" in report
     assert _logged() == {s: 1 for s in schemas}
     assert SchemaMigration.objects.get(schema_name=broken).attempts == 2
     assert set(SchemaMigration.objects.values_list("status", flat=True)) == {"applied"}
@@ -124,5 +124,5 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     # Nothing pending: a run in this process (--processes 1) visits nothing and changes nothing.
     out = io.StringIO()
     call_command("migrate", "--processes", "1", stdout=out)
-    assert "0 visited" in out.getvalue()
+    assert "检查 0 个" in out.getvalue()
     assert _logged() == {s: 1 for s in schemas}

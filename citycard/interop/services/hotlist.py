@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import HotlistDelivery, MemberHotlist, NetworkHotlist, NetworkHotlistEntry
@@ -73,14 +74,16 @@ def _update_receive(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     body = opened.body
     version = body.get("version")
     if type(version) is not int:
-        raise EnvelopeRefused("hotlist.update needs an integer version", code="malformed")
+        raise EnvelopeRefused(gettext("hotlist.update needs an integer version"), code="malformed")
     state = MemberHotlist.objects.select_for_update().filter(tenant=city.code).first()
     allowed = {city.division_code, *city.counties.values_list("division_code", flat=True)}
     networks = list(tenant_networks(tenant=city, on=now.astimezone(BEIJING).date()))
     if "cards" in body:
         cards = {c for c in body["cards"] if isinstance(c, str)}
         if any(c[:6] not in allowed for c in cards):
-            raise EnvelopeRefused(f"{city.code} may only list its own cards", code="malformed")
+            raise EnvelopeRefused(
+                gettext("%(city)s may only list its own cards") % {"city": city.code}, code="malformed"
+            )
         for network in networks:
             current = set(
                 NetworkHotlistEntry.objects.filter(

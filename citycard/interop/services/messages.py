@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import MessageRefusal, ReceivedMessage, SeenNonce
@@ -82,8 +83,11 @@ def message_receive(*, document: Any, now: dt.datetime | None = None) -> dict[st
             opened = envelope_open(document, recipient=PLATFORM, now=now, kinds=tuple(_HANDLERS))
             if SeenNonce.objects.filter(sender=opened.sender.code, nonce=opened.nonce).exists():
                 raise EnvelopeRefused(
-                    f"message {opened.message_id} from {opened.sender.code} was already received in this very "
-                    "transmission (nonce seen): replay refused",
+                    gettext(
+                        "message %(message)s from %(sender)s was already received in this very transmission "
+                        "(nonce seen): replay refused"
+                    )
+                    % {"message": opened.message_id, "sender": opened.sender.code},
                     code="replayed",
                 )
             SeenNonce.objects.create(
@@ -97,8 +101,16 @@ def message_receive(*, document: Any, now: dt.datetime | None = None) -> dict[st
             if earlier is not None:
                 if earlier.body_sha256 != opened.body_sha256:
                     raise EnvelopeRefused(
-                        f"message {opened.message_id} from {opened.sender.code} was already received with "
-                        f"different content (sha256 {earlier.body_sha256[:12]}…, now {opened.body_sha256[:12]}…)",
+                        gettext(
+                            "message %(message)s from %(sender)s was already received with different content "
+                            "(sha256 %(earlier_sha)s…, now %(sha)s…)"
+                        )
+                        % {
+                            "message": opened.message_id,
+                            "sender": opened.sender.code,
+                            "earlier_sha": earlier.body_sha256[:12],
+                            "sha": opened.body_sha256[:12],
+                        },
                         code="conflict",
                     )
                 return {**earlier.result, "idempotent": True}

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
+from django.utils.translation import gettext
 
 from citycard.interop.models import ClearingCycle, ReconciliationFile
 from citycard.interop.services.messages import message_handler, messages_deliver
@@ -271,11 +272,17 @@ def _reconciliation_answer(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     )
     if file is None:
         raise EnvelopeRefused(
-            f"no reconciliation file {body.get('file_sha256')!r} for {participant}", code="malformed"
+            gettext("no reconciliation file %(file_sha)r for %(participant)s")
+            % {"file_sha": body.get("file_sha256"), "participant": participant},
+            code="malformed",
         )
     expected = file.answer.get("expected", [participant])
     if opened.sender.code not in expected:
-        raise EnvelopeRefused(f"{opened.sender.code} was not sent file {file.message_id}", code="malformed")
+        raise EnvelopeRefused(
+            gettext("%(sender)s was not sent file %(file)s")
+            % {"sender": opened.sender.code, "file": file.message_id},
+            code="malformed",
+        )
     answers = {**file.answer.get("answers", {}), opened.sender.code: body}
     if any(a.get("result") != "confirmed" for a in answers.values()):
         state = "mismatch"

@@ -19,6 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import connection
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import (
@@ -49,7 +50,7 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     sender_city = opened.sender.clearing_tenant
     records = opened.body.get("records")
     if not isinstance(records, list):
-        raise EnvelopeRefused("clearing.records needs a list of records", code="malformed")
+        raise EnvelopeRefused(gettext("clearing.records needs a list of records"), code="malformed")
     agreements: dict[str, RoamingAgreement] = {}
     cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
     days: dict[tuple[int, dt.datetime], dt.date] = {}
@@ -66,20 +67,32 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
             amount = record["amount_fen"]
             record_id = record["record_id"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise EnvelopeRefused(f"a clearing record is malformed: {exc}", code="malformed") from None
+            raise EnvelopeRefused(
+                gettext("a clearing record is malformed: %(error)s") % {"error": exc}, code="malformed"
+            ) from None
         if type(amount) is not int or amount < 0 or accepted_at.tzinfo is None:
-            raise EnvelopeRefused(f"record {record_id}: bad amount or time", code="malformed")
+            raise EnvelopeRefused(
+                gettext("record %(record)s: bad amount or time") % {"record": record_id}, code="malformed"
+            )
         if record.get("acquirer") != sender_city.code:
             raise EnvelopeRefused(
-                f"record {record_id} claims acquirer {record.get('acquirer')!r};"
-                f" the sender clears as {sender_city.code}",
+                gettext("record %(record)s claims acquirer %(acquirer)r; the sender clears as %(sender)s")
+                % {"record": record_id, "acquirer": record.get("acquirer"), "sender": sender_city.code},
                 code="malformed",
             )
         if not str(record_id).startswith(f"{opened.sender.code}-"):
-            raise EnvelopeRefused(f"record id {record_id} is not {opened.sender.code}'s", code="malformed")
+            raise EnvelopeRefused(
+                gettext("record id %(record)s is not %(sender)s's")
+                % {"record": record_id, "sender": opened.sender.code},
+                code="malformed",
+            )
         issuer_code = record.get("issuer")
         if issuers.get(issuer_code) is None:
-            raise EnvelopeRefused(f"record {record_id}: unknown issuer {issuer_code!r}", code="malformed")
+            raise EnvelopeRefused(
+                gettext("record %(record)s: unknown issuer %(issuer)r")
+                % {"record": record_id, "issuer": issuer_code},
+                code="malformed",
+            )
         key = f"{network}/{service}"
         if key not in agreements:
             agreements[key] = agreement_get(network_code=network, service=service)
@@ -100,11 +113,15 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
             version = versions[(agreement.pk, day)] = agreement.version_on(day)
         if version is None:
             raise EnvelopeRefused(
-                f"record {record_id}: agreement {agreement.label} has no version in force on {day}",
+                gettext("record %(record)s: agreement %(label)s has no version in force on %(day)s")
+                % {"record": record_id, "label": agreement.label, "day": day},
                 code="malformed",
             )
         if type(record.get("card_counter")) is not int or not isinstance(record.get("card_no"), str):
-            raise EnvelopeRefused(f"record {record_id}: bad card number or counter", code="malformed")
+            raise EnvelopeRefused(
+                gettext("record %(record)s: bad card number or counter") % {"record": record_id},
+                code="malformed",
+            )
         rows.append(
             (cycle.pk, fee_fen(amount, version.issuer_fee_bps), fee_fen(amount, version.network_fee_bps))
         )
@@ -207,16 +224,24 @@ def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     treatment = opened.sender.clearing_tenant
     claim_id, card_no = str(body.get("claim_id", "")), str(body.get("card_no", ""))
     if not claim_id.startswith(f"{opened.sender.code}-") or len(card_no) < 6:
-        raise EnvelopeRefused("medical.claim needs the sender's claim_id and a card number", code="malformed")
+        raise EnvelopeRefused(
+            gettext("medical.claim needs the sender's claim_id and a card number"), code="malformed"
+        )
     owner = Tenant.objects.filter(division_code=card_no[:6]).first()
     if owner is None or owner.is_platform:
-        raise EnvelopeRefused(f"no tenant insures card {card_no}", code="malformed")
+        raise EnvelopeRefused(
+            gettext("no tenant insures card %(card)s") % {"card": card_no}, code="malformed"
+        )
     insured = owner.clearing_tenant
     treated_at = dt.datetime.fromisoformat(body["treated_at"])
     local_day = treated_at.astimezone(BEIJING).date()
     shared = list(networks_shared(a=treatment, b=insured, on=local_day).values_list("code", flat=True))
     if not shared:
-        raise EnvelopeRefused(f"{treatment.code} and {insured.code} share no network", code="malformed")
+        raise EnvelopeRefused(
+            gettext("%(treatment)s and %(insured)s share no network")
+            % {"treatment": treatment.code, "insured": insured.code},
+            code="malformed",
+        )
     agreement = agreement_get(network_code=shared[0], service=Service.MEDICAL)
     platform = Tenant.objects.get(schema_name="public")
     request = envelope_seal(
@@ -232,14 +257,15 @@ def _medical_claim(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     connection.set_schema_to_public()
     opened_answer = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("medical.adjudication",))
     if opened_answer.sender.pk != insured.pk:
-        raise EnvelopeRefused("the adjudication is not the insured place's", code="malformed")
+        raise EnvelopeRefused(gettext("the adjudication is not the insured place's"), code="malformed")
     outcome = opened_answer.body
     if outcome["fund_fen"] > 0:
         day = agreement_business_date(agreement=agreement, at=treated_at)
         version = agreement.version_on(day)
         if version is None:
             raise EnvelopeRefused(
-                f"claim {claim_id}: agreement {agreement.label} has no version in force on {day}",
+                gettext("claim %(claim_id)s: agreement %(label)s has no version in force on %(day)s")
+                % {"claim_id": claim_id, "label": agreement.label, "day": day},
                 code="malformed",
             )
         cycle = cycle_open_from(agreement=agreement, day=day)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingCycle, CycleState, IssuerValidation
@@ -116,7 +117,9 @@ def issuer_validate(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> dic
         opened = envelope_open(answer, recipient=PLATFORM, now=now, kinds=("clearing.validation",))
         if opened.sender.pk != issuer.pk or opened.body.get("request") != request["payload"]["message_id"]:
             raise EnvelopeRefused(
-                f"the validation answer is not {issuer_code}'s to this request", code="malformed"
+                gettext("the validation answer is not %(issuer)s's to this request")
+                % {"issuer": issuer_code},
+                code="malformed",
             )
         checks = opened.body["checks"]
         for item in opened.body["rejected"]:

@@ -36,6 +36,17 @@ def beijing(at: dt.datetime | None, *, seconds: bool = False, empty: str = "") -
 MIGRATE = "the database has no tables yet: run citycard migrate"
 
 
+def labelled(choices, code: str | None) -> str:
+    """A state or status code as a clerk reads it: its label in the active language with the code beside it
+    (``已结算 (settled)``); the bare code when ``choices`` (a TextChoices) does not know it."""
+    if not code:
+        return ""
+    try:
+        return f"{choices(code).label} ({code})"
+    except ValueError:
+        return code
+
+
 def error_line(exc: BaseException) -> str | None:
     """The one line to print for ``exc`` when it is something a person can act on, else None (a bug)."""
     if isinstance(exc, CommandError | DomainError):

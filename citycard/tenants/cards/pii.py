@@ -59,8 +59,8 @@ def id_number_parse(value: str, *, field: str = "id_number") -> IdNumber:
         )
     if id_check_char(number[:17]) != number[17]:
         raise DomainError(
-            gettext("the ID number's check character should be %(number)s, not %(number_2)s")
-            % {"number": id_check_char(number[:17]), "number_2": number[17]},
+            gettext("the ID number's check character should be %(expected)s, not %(given)s")
+            % {"expected": id_check_char(number[:17]), "given": number[17]},
             code="bad_checksum",
             field=field,
         )

@@ -252,17 +252,22 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
     opened = envelope_open(document, recipient=tenant.code, now=now)
     if opened.sender.code != PLATFORM:
         raise EnvelopeRefused(
-            f"a tenant inbox takes messages from the platform, not {opened.sender.code}",
+            gettext("a tenant inbox takes messages from the platform, not %(sender)s")
+            % {"sender": opened.sender.code},
             code="unknown_sender",
         )
     existing = InboxMessage.objects.filter(message_id=opened.message_id).first()
     if existing is not None:
         if existing.body_sha256 != opened.body_sha256:
             raise EnvelopeRefused(
-                f"message {opened.message_id} was already delivered with different content", code="conflict"
+                gettext("message %(message)s was already delivered with different content")
+                % {"message": opened.message_id},
+                code="conflict",
             )
         if existing.nonce == opened.nonce and existing.envelope != document:
-            raise EnvelopeRefused(f"message {opened.message_id}: nonce reused", code="replayed")
+            raise EnvelopeRefused(
+                gettext("message %(message)s: nonce reused") % {"message": opened.message_id}, code="replayed"
+            )
         return existing
     return InboxMessage.objects.create(
         message_id=opened.message_id,
@@ -337,7 +342,7 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     now = now or timezone.now()
     opened = envelope_open(document, recipient=tenant.code, now=now, kinds=("clearing.validate",))
     if opened.sender.code != PLATFORM:
-        raise EnvelopeRefused("validation requests come from the platform", code="unknown_sender")
+        raise EnvelopeRefused(gettext("validation requests come from the platform"), code="unknown_sender")
     records = sorted(opened.body.get("records") or [], key=lambda r: r["record_id"])
     grace = grace_minutes(opened.body.get("hotlist_grace_minutes", 0))
     master = tenant_card_tac_master(tenant=tenant)

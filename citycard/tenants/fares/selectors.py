@@ -371,8 +371,8 @@ def fares_published(
         return publication, _engine_for(publication)
     except (SignatureError, RuleDocumentError) as exc:
         raise DomainError(
-            gettext("published rule document v%(version)s refused: %(exc)s")
-            % {"version": publication.version, "exc": exc},
+            gettext("published rule document v%(version)s refused: %(error)s")
+            % {"version": publication.version, "error": exc},
             code="bad_document",
         ) from exc
 
@@ -383,7 +383,7 @@ def fares_draft_engine(*, tenant: Tenant) -> FareEngine:
         return FareEngine(compile_document({**fares_document_build(tenant=tenant), "tenant": tenant.code}))
     except RuleDocumentError as exc:
         raise DomainError(
-            gettext("the draft rules do not compile: %(exc)s") % {"exc": exc}, code="invalid_rules"
+            gettext("the draft rules do not compile: %(error)s") % {"error": exc}, code="invalid_rules"
         ) from exc
 
 

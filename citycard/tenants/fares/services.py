@@ -56,7 +56,7 @@ def _validated(document: Mapping[str, Any]) -> None:
     try:
         compile_document(document)
     except RuleDocumentError as exc:
-        raise DomainError(gettext("rules refused: %(exc)s") % {"exc": exc}, code="invalid_rules") from exc
+        raise DomainError(gettext("rules refused: %(error)s") % {"error": exc}, code="invalid_rules") from exc
 
 
 @transaction.atomic
@@ -315,7 +315,7 @@ def fares_import_gtfs(
         body, notes = gtfs_to_rules(feed_read(path), currency="CNY", rates=converted)
     except (GtfsError, OSError, KeyError, ValueError) as exc:
         raise DomainError(
-            gettext("GTFS feed %(path)s refused: %(exc)s") % {"path": path, "exc": exc},
+            gettext("GTFS feed %(path)s refused: %(error)s") % {"path": path, "error": exc},
             code="invalid_feed",
             field="path",
         ) from exc
@@ -375,8 +375,8 @@ def _assign(row: models.Model, values: Mapping[str, Any]) -> None:
     unknown = sorted(set(values) - set(_editable(model)))
     if unknown:
         raise DomainError(
-            gettext("%(model)s has no field %(unknown)s (fields: %(model_2)s)")
-            % {"model": _label(model), "unknown": ", ".join(unknown), "model_2": ", ".join(_editable(model))},
+            gettext("%(model)s has no field %(unknown)s (fields: %(fields)s)")
+            % {"model": _label(model), "unknown": ", ".join(unknown), "fields": ", ".join(_editable(model))},
             code="invalid_rule",
             field=unknown[0],
         )

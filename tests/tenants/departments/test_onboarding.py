@@ -137,7 +137,7 @@ def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
     with translation.override("en"):  # the command speaks CITYCARD_LANGUAGE (zh-hans by default)
         call_command("onboarding", "--tenant", "jiaxing", stdout=out)
     text = out.getvalue()
-    assert "haiyan (county): 2 of 5 steps done" in text and "user:hy-1" in text
+    assert "haiyan (County): 2 of 5 steps done" in text and "user:hy-1" in text
     assert "Service points open: haiyan.localhost/admin/departments/servicepoint/add/" in text
     out = io.StringIO()
     call_command("onboarding", "--tenant", "haiyan", "--json", stdout=out)

@@ -50,9 +50,9 @@ def test_define_approve_grant_check_and_withdraw(person):
         run("--tenant", "hangzhou", "check", "--service-point", "west-lake-gate", "--card", card.card_no)
     )
     assert (answer["allowed"], answer["masked_name"]) == (True, "王**")
-    assert "1 rows" in run("--tenant", "hangzhou", "list-version")
+    assert "1 行" in run("--tenant", "hangzhou", "list-version")
     run("--tenant", "hangzhou", "withdraw", "park-pass", "--reason", "停用")
-    assert "0 rows" in run("--tenant", "hangzhou", "list-version")
+    assert "0 行" in run("--tenant", "hangzhou", "list-version")
     code = run("--tenant", "hangzhou", "code", "--card", card.card_no).strip()
     assert code.startswith("CC1.")
     answer = json.loads(

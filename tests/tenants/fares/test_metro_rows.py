@@ -127,7 +127,7 @@ def test_gate_rules_set_creates_then_changes_only_the_given_fields(hz):
         assert _audit("fares.gate_rule.create") == ["metro"] and _audit("fares.gate_rule.change") == ["metro"]
 
 
-def test_the_commands_add_list_import_and_set(hz, tmp_path):
+def test_the_commands_add_list_import_and_set(hz, tmp_path, english):
     for code, name in (("s1", "湘湖"), ("s2", "滨康路"), ("s3", "西兴")):
         assert f"added station {code} {name}" in run(
             "stations", "add", code, "--name", name, "--tenant", "hangzhou"

@@ -39,8 +39,8 @@ def test_policy_set_and_list_in_yuan_and_percent(tenant):
     listing = medical("--tenant", "dongguan", "policy", "list", "--year", "2026")
     assert "2026-07-01 – 2026-12-31" in listing and "2026-01-01 – 2026-12-31" in listing
     for bad, message in (
-        (["--deductible", "1.005"], "at most two decimals"),
-        (["--ratio", "drug"], "CATEGORY=PERCENT"),
+        (["--deductible", "1.005"], "最多两位小数"),
+        (["--ratio", "drug"], "类别=百分比"),
         (["--ratio", "dental=50"], "没有项目类别 dental"),  # refusals in Chinese first
         (["--from", "2026-03-01"], "重叠"),
     ):
@@ -59,7 +59,7 @@ def test_catalogue_set_import_export_and_list(tenant, tmp_path):
         "--tenant", "shenzhen", "catalogue", "set", "D002", "--name", "头孢克肟片", "--category", "drug",
         "--price", "58", "--class", "B", "--self-pay", "10",
     )  # fmt: skip
-    assert "D002 头孢克肟片: drug, class B 乙, ¥58.00" in text
+    assert "D002 头孢克肟片：drug，B 乙类，¥58.00" in text
     source = tmp_path / "catalogue.csv"
     source.write_text(
         "code,name,category,unit_price_fen,class\nT001,CT 检查,treatment,30000,甲\nM001,耗材,material,x,丙\n",
@@ -67,7 +67,7 @@ def test_catalogue_set_import_export_and_list(tenant, tmp_path):
     )
     errors = tmp_path / "bad.csv"
     text = medical("--tenant", "shenzhen", "catalogue", "import", str(source), "--errors", str(errors))
-    assert "2 rows: 1 items added, 0 changed, 0 unchanged; 1 bad rows" in text
+    assert "2 行：新增 1 项，修改 0 项，未变 0 项；错误 1 行" in text
     assert errors.read_text().splitlines()[1].startswith("3,")
     exported = tmp_path / "out.csv"
     medical("--tenant", "shenzhen", "catalogue", "export", "--out", str(exported))
@@ -94,20 +94,18 @@ def test_catalogue_set_import_export_and_list(tenant, tmp_path):
 def test_claims_claim_insured_and_year_close(world):
     _, _, card = world
     listing = medical("--tenant", "shenzhen", "claims")
-    assert "shenzhen-W1" in listing and "¥286.00" in listing and "adjudicated" in listing
+    assert "shenzhen-W1" in listing and "¥286.00" in listing and "已审核 (adjudicated)" in listing
     shown = medical("--tenant", "dongguan", "claim", "shenzhen-W1")
-    assert "not_in_catalogue" in shown and "起付线 taken" in shown and "80%" in shown
+    assert "目录外：自费 (not_in_catalogue)" in shown and "计入起付线" in shown and "80%" in shown
     as_json = medical("--tenant", "shenzhen", "claim", "shenzhen-W1", "--json")
     assert '"fund_fen": 28600' in as_json and '"patient_fen": 16400' in as_json
     year = medical("--tenant", "dongguan", "insured", card, "--year", "2026")
-    assert "起付线 ¥100.00: ¥100.00 used, ¥0.00 left" in year
-    assert (
-        "封顶线 ¥1,000.00: ¥286.00 paid by the fund, ¥714.00 left" in year and "1 claims adjudicated" in year
-    )
+    assert "起付线 ¥100.00：已用 ¥100.00，剩余 ¥0.00" in year
+    assert "封顶线 ¥1,000.00：统筹已付 ¥286.00，剩余 ¥714.00" in year and "已审核 1 笔报销" in year
     year = medical("--tenant", "dongguan", "insured", card, "--year", "2026", "--set-category", "resident")
-    assert "城乡居民医保" in year and "refused (no_policy)" in year
-    assert "2025 closed" in medical("--tenant", "dongguan", "year", "close", "2025")
+    assert "城乡居民医保" in year and "拒绝（no_policy）" in year
+    assert "2025 年度已清算" in medical("--tenant", "dongguan", "year", "close", "2025")
     with pytest.raises(CommandError, match=r"由 .* 关账"):
         medical("--tenant", "dongguan", "year", "close", "2025")
-    with pytest.raises(CommandError, match="no claim 'nope'"):
+    with pytest.raises(CommandError, match="此处没有报销单 'nope'"):
         medical("--tenant", "dongguan", "claim", "nope")

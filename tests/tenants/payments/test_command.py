@@ -23,7 +23,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_configure_drill_reconcile_and_resolve(city, card_no, tmp_path):
+def test_configure_drill_reconcile_and_resolve(city, card_no, tmp_path, english):
     keys = tmp_path / "keys"
     run("sandbox-keys", "--out", str(keys))
     assert (keys / "merchant_key.pem").stat().st_mode & 0o077 == 0

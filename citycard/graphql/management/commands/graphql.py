@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext
 
 from citycard.graphql.schema_files import SCHEMA_FILES, schema_files_stale, schema_files_write
 
@@ -20,11 +21,16 @@ class Command(BaseCommand):
             stale = schema_files_stale()
             if stale:
                 names = ", ".join(p.name for p in stale)
-                raise CommandError(f"stale: {names}; run `citycard graphql schema` and commit the result")
-            self.stdout.write("schema files match the code")
+                raise CommandError(
+                    gettext("stale: %(files)s; run `citycard graphql schema` and commit the result")
+                    % {"files": names}
+                )
+            self.stdout.write(gettext("schema files match the code"))
             return
         written = schema_files_write()
         for path in written:
-            self.stdout.write(f"wrote {path}")
+            self.stdout.write(gettext("wrote %(path)s") % {"path": path})
         if not written:
-            self.stdout.write(f"{len(SCHEMA_FILES)} schema files already match the code")
+            self.stdout.write(
+                gettext("%(count)s schema files already match the code") % {"count": len(SCHEMA_FILES)}
+            )

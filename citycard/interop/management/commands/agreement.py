@@ -67,15 +67,15 @@ def print_versions(console: Console, *, network: str, service: str) -> None:
     )
     for col in (
         "",
-        "version",
-        "effective from",
-        "visitor policy",
-        "issuer fee (bps)",
-        "network fee (bps)",
-        "cut-off",
-        "hotlist grace (min)",
-        "by",
-        "note",
+        gettext("version"),
+        gettext("effective from"),
+        gettext("visitor policy"),
+        gettext("issuer fee (bps)"),
+        gettext("network fee (bps)"),
+        gettext("cut-off"),
+        gettext("hotlist grace (min)"),
+        gettext("by"),
+        gettext("note"),
     ):
         table.add_column(col)
     for version in selectors.agreement_versions(network_code=network, service=service):

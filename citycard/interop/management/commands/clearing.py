@@ -14,12 +14,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from citycard.interop import selectors
-from citycard.interop.models import CyclePeriod
+from citycard.interop.models import CyclePeriod, CycleState, RecordStatus
 from citycard.interop.services.cycles import cycle_get_or_create
 from citycard.interop.services.messages import outboxes_collect
 from citycard.interop.tasks import STEPS  # the steps as the tasks run them (timed for the metrics)
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.management.base import PlatformCommand, beijing, labelled
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -58,14 +58,14 @@ TOP_N = 10
 def print_cycle(console: Console, cycle) -> None:
     summary = selectors.cycle_summary(cycle=cycle)
     console.print(
-        gettext("[bold]%(summary)s[/bold]: %(summary_2)s")
-        % {"summary": summary["cycle"], "summary_2": summary["state"]}
+        gettext("[bold]%(cycle)s[/bold]: %(state)s")
+        % {"cycle": summary["cycle"], "state": labelled(CycleState, summary["state"])}
     )
     records = Table(title=gettext("Records"))
-    for col in ("status", "records", "amount (yuan)"):
+    for col in (gettext("status"), gettext("records"), gettext("amount (yuan)")):
         records.add_column(col)
     for status, row in sorted(summary["records"].items()):
-        records.add_row(status, str(row["records"]), fen(row["amount_fen"]))
+        records.add_row(labelled(RecordStatus, status), str(row["records"]), fen(row["amount_fen"]))
     console.print(records)
     if summary["rejected_by_reason"]:
         console.print(
@@ -85,13 +85,13 @@ def print_cycle(console: Console, cycle) -> None:
             ) % {"shown": len(cells), "cells": f"{len(summary['matrix']):,}", "participants": participants}
         matrix = Table(title=title)
         for col in (
-            "issuer",
-            "acquirer",
-            "records",
-            "amount (yuan)",
-            "issuer fee (yuan)",
-            "network fee (yuan)",
-            "acquirer due (yuan)",
+            gettext("issuer"),
+            gettext("acquirer"),
+            gettext("records"),
+            gettext("amount (yuan)"),
+            gettext("issuer fee (yuan)"),
+            gettext("network fee (yuan)"),
+            gettext("acquirer due (yuan)"),
         ):
             matrix.add_column(col, justify="right")
         for row in cells:
@@ -107,7 +107,12 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(matrix)
     if summary["positions"]:
         positions = Table(title=gettext("Net positions (Σ = 0)"))
-        for col in ("participant", "receivable (yuan)", "payable (yuan)", "net (yuan)"):
+        for col in (
+            gettext("participant"),
+            gettext("receivable (yuan)"),
+            gettext("payable (yuan)"),
+            gettext("net (yuan)"),
+        ):
             positions.add_column(col, justify="right")
         for row in summary["positions"]:
             positions.add_row(
@@ -117,7 +122,7 @@ def print_cycle(console: Console, cycle) -> None:
         console.print(positions)
     if summary["instructions"]:
         instructions = Table(title=gettext("Settlement instructions"))
-        for col in ("payer", "payee", "amount (yuan)", "value date"):
+        for col in (gettext("payer"), gettext("payee"), gettext("amount (yuan)"), gettext("value date")):
             instructions.add_column(col)
         for row in summary["instructions"]:
             instructions.add_row(row["payer"], row["payee"], fen(row["amount_fen"]), row["value_date"])
@@ -142,7 +147,15 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         title=gettext("%(network)s %(service)s cycles, newest first (records · yuan; ▶ today's, %(today)s)")
         % {"network": network, "service": service, "today": today}
     )
-    for col in ("", "business date", "state", "cut-off", "valid", "rejected", "pending"):
+    for col in (
+        "",
+        gettext("business date"),
+        gettext("state"),
+        gettext("cut-off"),
+        gettext("valid"),
+        gettext("rejected"),
+        gettext("pending"),
+    ):
         table.add_column(col)
     for cycle in cycles:
         row = totals[cycle.pk]
@@ -154,7 +167,7 @@ def print_cycles(console: Console, *, network: str, service: str, today: dt.date
         table.add_row(
             "▶" if cycle.business_date == current else "",
             cycle.business_date.isoformat(),
-            cycle.state,
+            labelled(CycleState, cycle.state),
             beijing(cycle.cut_off_at),
             cell("valid"),
             cell("rejected"),
@@ -189,8 +202,8 @@ class Command(PlatformCommand):
             done = outboxes_collect(now=now)
             for code, counts in done.items():
                 console.print(
-                    gettext("%(code)s: %(counts)s collected, %(counts_2)s refused")
-                    % {"code": code, "counts": counts["collected"], "counts_2": counts["refused"]}
+                    gettext("%(tenant)s: %(collected)s collected, %(refused)s refused")
+                    % {"tenant": code, "collected": counts["collected"], "refused": counts["refused"]}
                 )
             console.print(gettext("%(done)s outbox(es) had messages") % {"done": len(done)})
             return
@@ -212,10 +225,10 @@ class Command(PlatformCommand):
             if cycle is None:
                 raise NotFound(
                     gettext(
-                        "no %(opts)s %(opts_2)s cycle for %(business_date)s yet (citycard clearing run "
-                        "--network %(opts)s --service %(opts_2)s --date %(business_date)s makes it)"
+                        "no %(network)s %(service)s cycle for %(business_date)s yet (citycard clearing run "
+                        "--network %(network)s --service %(service)s --date %(business_date)s makes it)"
                     )
-                    % {"opts": opts["network"], "opts_2": opts["service"], "business_date": business_date}
+                    % {"network": opts["network"], "service": opts["service"], "business_date": business_date}
                 )
         else:
             cycle = cycle_get_or_create(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -131,29 +132,41 @@ class Command(PlatformCommand):
                 valid_from=opts["valid_from"],
                 actor=self.actor,
             )
-            console.print(f"{opts['network']} recognises: {', '.join(codes) or 'nothing'}")
+            console.print(
+                gettext("%(network)s recognises: %(types)s")
+                % {"network": opts["network"], "types": ", ".join(codes) or gettext("nothing")}
+            )
             return
         if not opts.get("tenant"):
-            raise CommandError("--tenant is required (a tenant code, e.g. --tenant hangzhou)")
+            raise CommandError(gettext("--tenant is required (a tenant code, e.g. --tenant hangzhou)"))
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         with tenant_context(tenant):
             getattr(self, "_" + action.replace("-", "_"))(console, opts)
 
     def _types(self, console, opts):
-        table = Table("code", "name", "department", "status", "price", "quota", "accepted at", "auto")
+        table = Table(
+            gettext("code"),
+            gettext("name"),
+            gettext("department"),
+            gettext("status"),
+            gettext("price"),
+            gettext("quota"),
+            gettext("accepted at"),
+            gettext("auto"),
+        )
         for t in selectors.entitlement_types():
-            quota = "unlimited" if t.quota is None else f"{t.quota}/{t.quota_period}"
+            quota = gettext("unlimited") if t.quota is None else f"{t.quota}/{t.quota_period}"
             table.add_row(
                 t.code,
                 t.name,
                 t.department.code,
-                t.status,
+                f"{t.get_status_display()} ({t.status})",
                 _yuan(t.price_fen) if t.price_fen else "-",
                 quota,
                 ", ".join(t.service_points),
-                "yes" if t.auto_grant else "",
+                gettext("yes") if t.auto_grant else "",
             )
         console.print(table)
 
@@ -161,13 +174,23 @@ class Command(PlatformCommand):
         """The user the command acts as: one of this tenant's users (its role decides what it may do)."""
         user = User.objects.filter(username=opts["as_user"], tenant=connection.tenant).first()
         if user is None:
-            raise NotFound(f"no user {opts['as_user']!r} of {connection.tenant.code}", field="as")
+            raise NotFound(
+                gettext("no user %(user)r of %(tenant)s")
+                % {"user": opts["as_user"], "tenant": connection.tenant.code},
+                field="as",
+            )
         return user
 
     def _visitors_sync(self, console, opts):
         for done in visitor_lists_sync(acquirer=connection.tenant):
             console.print(
-                f"{done['home']}: version {done['version']}, {done['added']} added, {done['removed']} removed"
+                gettext("%(home)s: version %(version)s, %(added)s added, %(removed)s removed")
+                % {
+                    "home": done["home"],
+                    "version": done["version"],
+                    "added": done["added"],
+                    "removed": done["removed"],
+                }
             )
 
     def _type_create(self, console, opts):
@@ -193,25 +216,36 @@ class Command(PlatformCommand):
             role_department=user.department,
             actor=f"user:{user.username}",
         )
-        console.print(f"{kind.code} defined by {kind.department.code}; it awaits approval")
+        console.print(
+            gettext("%(type)s defined by %(department)s; it awaits approval")
+            % {"type": kind.code, "department": kind.department.code}
+        )
 
     def _approve(self, console, opts):
         user = self._acting(opts)
         kind = services.entitlement_type_approve(
             code=opts["code"], actor=f"user:{user.username}", role=user.role
         )
-        console.print(f"{kind.code} approved by {kind.approved_by}")
+        console.print(
+            gettext("%(type)s approved by %(user)s") % {"type": kind.code, "user": kind.approved_by}
+        )
 
     def _withdraw(self, console, opts):
         kind = services.entitlement_type_withdraw(code=opts["code"], reason=opts["reason"], actor=self.actor)
-        console.print(f"{kind.code} withdrawn")
+        console.print(gettext("%(type)s withdrawn") % {"type": kind.code})
 
     def _grant(self, console, opts):
         grant = services.entitlement_grant(
             type=opts["code"], cardholder_id=opts["cardholder"], actor=self.actor
         )
         console.print(
-            f"entitlement {grant.pk}: {opts['code']} from {grant.valid_from} to {grant.valid_to or 'open'}"
+            gettext("entitlement %(entitlement)s: %(type)s from %(start)s to %(end)s")
+            % {
+                "entitlement": grant.pk,
+                "type": opts["code"],
+                "start": grant.valid_from,
+                "end": grant.valid_to or gettext("open"),
+            }
         )
 
     def _grant_batch(self, console, opts):
@@ -223,18 +257,35 @@ class Command(PlatformCommand):
         grant = services.entitlement_revoke(
             entitlement_id=opts["entitlement"], reason=opts["reason"], actor=self.actor
         )
-        console.print(f"entitlement {grant.pk} revoked at {beijing(grant.revoked_at)}")
+        console.print(
+            gettext("entitlement %(entitlement)s revoked at %(when)s")
+            % {"entitlement": grant.pk, "when": beijing(grant.revoked_at)}
+        )
 
     def _buy(self, console, opts):
         grant = services.entitlement_buy(
             type=opts["code"], card_no=opts["card"], idempotency_key=opts["key"], actor=self.actor
         )
-        console.print(f"entitlement {grant.pk}: {opts['code']} valid {grant.valid_from} to {grant.valid_to}")
+        console.print(
+            gettext("entitlement %(entitlement)s: %(type)s valid %(start)s to %(end)s")
+            % {
+                "entitlement": grant.pk,
+                "type": opts["code"],
+                "start": grant.valid_from,
+                "end": grant.valid_to,
+            }
+        )
 
     def _show(self, console, opts):
         holder = cardholder_find(cardholder_id=None, card_no=opts["card"], id_number=None)
         table = Table(
-            "id", "type", "valid from", "valid to", "source", "granted", title=f"cardholder {holder.pk}"
+            "id",
+            gettext("type"),
+            gettext("valid from"),
+            gettext("valid to"),
+            gettext("source"),
+            gettext("granted"),
+            title=gettext("cardholder %(cardholder)s") % {"cardholder": holder.pk},
         )
         for e in selectors.entitlements_of(cardholder_id=holder.pk):
             table.add_row(
@@ -274,5 +325,6 @@ class Command(PlatformCommand):
     def _list_version(self, console, opts):
         payload = selectors.entitlement_list_payload()
         console.print(
-            f"version {payload['version']}: {len(payload['entries'])} rows, {len(payload['types'])} types"
+            gettext("version %(version)s: %(rows)s rows, %(types)s types")
+            % {"version": payload["version"], "rows": len(payload["entries"]), "types": len(payload["types"])}
         )

@@ -84,7 +84,13 @@ class Command(PlatformCommand):
             title=gettext("%(network)s %(business_date)s: stored taps per city pair (all runs of the day)")
             % {"network": day.network, "business_date": day.business_date}
         )
-        for col in ("acquirer (host)", "issuer (card)", "taps", "roaming", "amount (yuan)"):
+        for col in (
+            gettext("acquirer (host)"),
+            gettext("issuer (card)"),
+            gettext("taps"),
+            gettext("roaming"),
+            gettext("amount (yuan)"),
+        ):
             table.add_column(col)
         for pair in day.pairs:
             table.add_row(

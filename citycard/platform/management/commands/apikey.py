@@ -85,11 +85,25 @@ class Command(PlatformCommand):
     def _list(self, opts):
         services.tenant_get(opts["tenant"])
         table = Table()
-        for col in ("key id", "name", "token", "scopes", "expires (Beijing)", "state", "last used"):
+        for col in (
+            gettext("key id"),
+            gettext("name"),
+            gettext("token"),
+            gettext("scopes"),
+            gettext("expires (Beijing)"),
+            gettext("state"),
+            gettext("last used"),
+        ):
             table.add_column(col)
         now = timezone.now()
         for key in selectors.api_key_list(tenant_code=opts["tenant"], include_revoked=not opts["active"]):
-            state = "revoked" if key.is_revoked else ("expired" if key.is_expired(now) else "active")
+            code = "revoked" if key.is_revoked else ("expired" if key.is_expired(now) else "active")
+            label = {
+                "revoked": gettext("revoked"),
+                "expired": gettext("expired"),
+                "active": gettext("active"),
+            }
+            state = f"{label[code]} ({code})"
             table.add_row(
                 key.key_id,
                 key.name,

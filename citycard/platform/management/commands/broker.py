@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext
 
 from citycard.platform import embedded_redis
 
@@ -18,21 +19,27 @@ class Command(BaseCommand):
         action = opts["action"]
         directory = settings.EMBEDDED_BROKER_DIR
         if directory is None:
-            message = f"the broker is {settings.CELERY_BROKER_URL}: the embedded redis-server is not used"
+            message = gettext("the broker is %(url)s: the embedded redis-server is not used") % {
+                "url": settings.CELERY_BROKER_URL
+            }
             if action in ("status", "url"):
                 self.stdout.write(message)
                 return
             raise CommandError(message)
         if action == "start":
             try:
-                self.stdout.write(f"running in {directory} ({embedded_redis.ensure_running(directory)})")
+                self.stdout.write(
+                    gettext("running in %(path)s (%(address)s)")
+                    % {"path": directory, "address": embedded_redis.ensure_running(directory)}
+                )
             except embedded_redis.EmbeddedRedisError as exc:
                 raise CommandError(str(exc)) from exc
         elif action == "stop":
-            self.stdout.write("stopped" if embedded_redis.stop(directory) else "not running")
-        elif action == "status":
             self.stdout.write(
-                f"{'running' if embedded_redis.is_running(directory) else 'stopped'} in {directory}"
+                gettext("stopped") if embedded_redis.stop(directory) else gettext("not running")
             )
+        elif action == "status":
+            state = gettext("running") if embedded_redis.is_running(directory) else gettext("stopped")
+            self.stdout.write(gettext("%(state)s in %(path)s") % {"state": state, "path": directory})
         else:
             self.stdout.write(embedded_redis.broker_url(directory))

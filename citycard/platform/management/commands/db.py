@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext
 
 from citycard.platform import embedded_pg
 
@@ -18,29 +19,43 @@ class Command(BaseCommand):
         db = settings.DATABASES["default"]
         pgdata = db.get("EMBEDDED_PGDATA")
         if opts["action"] == "status":
-            self.stdout.write(f"data directory: {settings.DATA_DIR} ({settings.DATA_DIR_SOURCE})")
+            self.stdout.write(
+                gettext("data directory: %(path)s (%(source)s)")
+                % {"path": settings.DATA_DIR, "source": settings.DATA_DIR_SOURCE}
+            )
             if not pgdata:
                 where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"
                 pooled = (
-                    ", through a transaction pooler (CITYCARD_DB_POOLING)"
+                    gettext(", through a transaction pooler (CITYCARD_DB_POOLING)")
                     if db.get("TRANSACTION_POOLING")
                     else ""
                 )
-                self.stdout.write(f"database: {db['NAME']} on {where} (DATABASE_URL){pooled}")
+                self.stdout.write(
+                    gettext("database: %(name)s on %(where)s (DATABASE_URL)")
+                    % {"name": db["NAME"], "where": where}
+                    + pooled
+                )
                 return
         if not pgdata:
             if opts["action"] == "url":
-                self.stdout.write("DATABASE_URL is set: the embedded server is not used")
+                self.stdout.write(gettext("DATABASE_URL is set: the embedded server is not used"))
                 return
-            raise CommandError("DATABASE_URL is set: the embedded PostgreSQL is not used", returncode=2)
+            raise CommandError(
+                gettext("DATABASE_URL is set: the embedded PostgreSQL is not used"), returncode=2
+            )
         action = opts["action"]
         if action == "start":
             address = embedded_pg.ensure_running(pgdata)
-            self.stdout.write(f"running in {pgdata} (socket {address.host})")
+            self.stdout.write(
+                gettext("running in %(path)s (socket %(socket)s)") % {"path": pgdata, "socket": address.host}
+            )
         elif action == "stop":
-            self.stdout.write("stopped" if embedded_pg.stop(pgdata) else "not running")
+            self.stdout.write(gettext("stopped") if embedded_pg.stop(pgdata) else gettext("not running"))
         elif action == "status":
-            state = "running" if embedded_pg.is_running(pgdata) else "stopped"
-            self.stdout.write(f"database: {db['NAME']} on the embedded PostgreSQL, {state} in {pgdata}")
+            state = gettext("running") if embedded_pg.is_running(pgdata) else gettext("stopped")
+            self.stdout.write(
+                gettext("database: %(name)s on the embedded PostgreSQL, %(state)s in %(path)s")
+                % {"name": db["NAME"], "state": state, "path": pgdata}
+            )
         else:
             self.stdout.write(embedded_pg.ensure_running(pgdata).url(db["NAME"]))

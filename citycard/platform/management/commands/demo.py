@@ -10,6 +10,7 @@ import sys
 
 from django.conf import settings
 from django.core.management import call_command
+from django.utils.translation import gettext
 from rich.console import Console
 
 from citycard.platform import embedded_pg, embedded_redis
@@ -60,7 +61,7 @@ class Command(PlatformCommand):
 
     def _run(self, opts):
         console = Console(file=self.stdout, width=140)
-        console.print(f"data directory: {settings.DATA_DIR}")
+        console.print(gettext("data directory: %(path)s") % {"path": settings.DATA_DIR})
         call_command("migrate", interactive=False, verbosity=0)
         if opts["national"]:
             demo_national_run(
@@ -78,7 +79,7 @@ class Command(PlatformCommand):
         if opts["no_serve"]:
             return
         bind = f"{opts['host']}:{opts['port']}"
-        console.print(f"serving on http://{bind}/ — Ctrl-C to stop")
+        console.print(gettext("serving on http://%(bind)s/ — Ctrl-C to stop") % {"bind": bind})
         self.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(

@@ -94,5 +94,5 @@ class Command(PlatformCommand):
             actor="cli",
         )
         self.stdout.write(
-            gettext("new %(opts)s key %(key_id)s") % {"opts": opts["purpose"], "key_id": new.key_id}
+            gettext("new %(purpose)s key %(key)s") % {"purpose": opts["purpose"], "key": new.key_id}
         )

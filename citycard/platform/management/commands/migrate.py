@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext
 from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
 
 from citycard.platform.schema_migrate import FAILED, default_processes, tenants_migrate
@@ -58,23 +59,45 @@ class Command(MigrateSchemasCommand):
 
         def progress(done: int, total: int, outcome) -> None:
             if outcome.status == FAILED:
-                self.stderr.write(f"[{done}/{total}] {outcome.schema} FAILED: {outcome.error}")
+                self.stderr.write(
+                    gettext("[%(done)s/%(total)s] %(schema)s FAILED: %(error)s")
+                    % {"done": done, "total": total, "schema": outcome.schema, "error": outcome.error}
+                )
             now = time.perf_counter()
             if verbosity and (done == total or now - last[0] >= 5):
                 last[0] = now
-                self.stdout.write(f"[{done}/{total}] {done / max(now - began, 1e-9):.1f} schemas/s")
+                self.stdout.write(
+                    gettext("[%(done)s/%(total)s] %(rate).1f schemas/s")
+                    % {"done": done, "total": total, "rate": done / max(now - began, 1e-9)}
+                )
 
         report = tenants_migrate(processes=processes, resume=not options.get("no_resume"), progress=progress)
         if verbosity:
             self.stdout.write(
                 self.style.NOTICE("=== tenant schemas")
-                + f" {len(report.outcomes)} visited with {processes} processes in {report.seconds:.1f} s: "
-                f"{len(report.migrated)} migrated, {len(report.outcomes) - len(report.migrated) - len(report.failed)}"
-                f" already current, {len(report.failed)} failed; {report.skipped} skipped (applied before)"
+                + " "
+                + gettext(
+                    "%(visited)s visited with %(processes)s processes in %(seconds).1f s: %(migrated)s migrated, "
+                    "%(current)s already current, %(failed)s failed; %(skipped)s skipped (applied before)"
+                )
+                % {
+                    "visited": len(report.outcomes),
+                    "processes": processes,
+                    "seconds": report.seconds,
+                    "migrated": len(report.migrated),
+                    "current": len(report.outcomes) - len(report.migrated) - len(report.failed),
+                    "failed": len(report.failed),
+                    "skipped": report.skipped,
+                }
             )
         if report.failed:
             lines = [f"  {o.schema}: {o.error}" for o in report.failed]
             raise CommandError(
-                f"{len(report.failed)} tenant schema(s) failed to migrate (run `citycard migrate` again after "
-                "the fix: only these are retried):\n" + "\n".join(lines)
+                gettext(
+                    "%(failed)s tenant schema(s) failed to migrate (run `citycard migrate` again after the fix: "
+                    "only these are retried):"
+                )
+                % {"failed": len(report.failed)}
+                + "\n"
+                + "\n".join(lines)
             )

@@ -45,7 +45,7 @@ class Command(PlatformCommand):
 
     def _list(self, opts):
         table = Table()
-        for col in ("code", "name", "members"):
+        for col in (gettext("code"), gettext("name"), gettext("members")):
             table.add_column(col)
         for network in RoamingNetwork.objects.all():
             members = selectors.network_members(network_code=network.code)

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from citycard.platform import scale, selectors, services
 from citycard.platform.errors import NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, labelled
+from citycard.platform.models import TenantKind, TenantStatus
 
 
 class Command(PlatformCommand):
@@ -69,16 +70,14 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         self.stdout.write(
-            gettext(
-                "created %(kind)s %(tenant)s (%(tenant_2)s %(name_en)s, %(division_code)s) at %(tenant_3)s"
-            )
+            gettext("created %(kind)s %(tenant)s (%(name_zh)s %(name_en)s, %(division)s) at %(domain)s")
             % {
                 "kind": tenant.get_kind_display(),
                 "tenant": tenant.code,
-                "tenant_2": tenant.name_zh,
+                "name_zh": tenant.name_zh,
                 "name_en": tenant.name_en,
-                "division_code": tenant.division_code,
-                "tenant_3": services.tenant_domain_name(tenant.code),
+                "division": tenant.division_code,
+                "domain": services.tenant_domain_name(tenant.code),
             }
         )
 
@@ -89,7 +88,16 @@ class Command(PlatformCommand):
             self.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2))
             return
         table = Table(title=gettext("%(tenants)s tenants") % {"tenants": len(tenants)})
-        for col in ("code", "name", "division", "kind", "city", "networks", "status", "domain"):
+        for col in (
+            gettext("code"),
+            gettext("name"),
+            gettext("division"),
+            gettext("kind"),
+            gettext("city"),
+            gettext("networks"),
+            gettext("status"),
+            gettext("domain"),
+        ):
             table.add_column(col)
         for t in tenants:
             row = self._row(t)
@@ -97,10 +105,10 @@ class Command(PlatformCommand):
                 row["code"],
                 f"{row['name_zh']} {row['name_en']}",
                 row["division_code"],
-                row["kind"],
+                labelled(TenantKind, row["kind"]),
                 row["parent"] or "",
                 ",".join(row["networks"]),
-                row["status"],
+                labelled(TenantStatus, row["status"]),
                 row["domain"] or "",
             )
         Console(file=self.stdout, width=160).print(table)
@@ -126,7 +134,7 @@ class Command(PlatformCommand):
     def _show(self, opts):
         tenant = selectors.tenant_by_code(opts["code"])
         if tenant is None:
-            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["code"]})
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["code"]})
         row = self._row(selectors.tenant_list().get(pk=tenant.pk))
         row["roams_in"] = [n.code for n in selectors.tenant_networks(tenant=tenant)]
         self.stdout.write(json.dumps(row, ensure_ascii=False, indent=2))
@@ -146,8 +154,17 @@ class Command(PlatformCommand):
             if done % 100 == 0 or done == total:
                 median = f"{statistics.median(window):.3f}s" if window else "-"
                 self.stdout.write(
-                    f"[{done}/{total}] {division.code} {division.name_zh}: "
-                    f"{len(window)} created, median {median} a tenant"
+                    gettext(
+                        "[%(done)s/%(total)s] %(division)s %(name)s: %(created)s created, median %(median)s a tenant"
+                    )
+                    % {
+                        "done": done,
+                        "total": total,
+                        "division": division.code,
+                        "name": division.name_zh,
+                        "created": len(window),
+                        "median": median,
+                    }
                 )
                 window.clear()
 
@@ -159,8 +176,12 @@ class Command(PlatformCommand):
             progress=progress,
         )
         self.stdout.write(
-            f"created {len(report.created)} tenants, {report.skipped} already there; "
-            f"cardholders in {', '.join(report.populated) or 'no city'}"
+            gettext("created %(created)s tenants, %(skipped)s already there; cardholders in %(cities)s")
+            % {
+                "created": len(report.created),
+                "skipped": report.skipped,
+                "cities": ", ".join(report.populated) or gettext("no city"),
+            }
         )
 
     def _suspend(self, opts):

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, envelope_open, envelope_seal
@@ -96,7 +97,7 @@ def claim_adjudicate(*, document: dict[str, Any], now: dt.datetime | None = None
     now = now or timezone.now()
     opened = envelope_open(document, recipient=tenant.code, now=now, kinds=("medical.adjudicate",))
     if opened.sender.code != PLATFORM:
-        raise EnvelopeRefused("adjudication requests come from the platform", code="unknown_sender")
+        raise EnvelopeRefused(gettext("adjudication requests come from the platform"), code="unknown_sender")
     body = opened.body
     claim_id, card_no = body["claim_id"], body["card_no"]
     existing = Claim.objects.filter(claim_id=claim_id, role=ClaimRole.INSURED).first()

@@ -166,8 +166,8 @@ def _insured_place_check(card_no: str, day: dt.date) -> None:
     insured = tenant_by_division(card_no[:6])
     if insured is None or insured.is_platform:
         raise DomainError(
-            gettext("card %(card_no)s names no insured place we know (division %(card_no_2)s)")
-            % {"card_no": card_no, "card_no_2": card_no[:6]},
+            gettext("card %(card)s names no insured place we know (division %(division)s)")
+            % {"card": card_no, "division": card_no[:6]},
             code="unknown_insured_place",
             field="card_no",
         )
@@ -180,8 +180,8 @@ def _insured_place_check(card_no: str, day: dt.date) -> None:
         )
     if not networks_shared(a=tenant, b=insured, on=day).exists():
         raise DomainError(
-            gettext("%(insured)s (%(insured_2)s) and we share no roaming network on %(day)s")
-            % {"insured": insured.name_zh, "insured_2": insured.code, "day": day},
+            gettext("%(insured_name)s (%(insured)s) and we share no roaming network on %(day)s")
+            % {"insured_name": insured.name_zh, "insured": insured.code, "day": day},
             code="no_network",
             field="card_no",
         )

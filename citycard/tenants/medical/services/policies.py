@@ -90,14 +90,14 @@ def policy_check(
     if overlap is not None:
         raise Conflict(
             gettext(
-                "the %(get_category_display)s policy in force %(effective_from)s to "
-                "%(effective_to)s overlaps; end it before %(effective_from_2)s first"
+                "the %(category)s policy in force %(start)s to "
+                "%(end)s overlaps; end it before %(new_start)s first"
             )
             % {
-                "get_category_display": overlap.get_category_display(),
-                "effective_from": overlap.effective_from,
-                "effective_to": overlap.effective_to,
-                "effective_from_2": effective_from,
+                "category": overlap.get_category_display(),
+                "start": overlap.effective_from,
+                "end": overlap.effective_to,
+                "new_start": effective_from,
             },
             code="overlap",
             field="effective_from",

@@ -52,7 +52,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             if opts["action"] == "open":
@@ -71,6 +71,6 @@ class Command(PlatformCommand):
                 )
                 account = account_of_card(card_no=opts["card"])
             console.print(
-                gettext("account %(account)s of card %(opts)s: balance %(balance_fen)s")
-                % {"account": account.code, "opts": opts["card"], "balance_fen": yuan(account.balance_fen)}
+                gettext("account %(account)s of card %(card)s: balance %(balance)s")
+                % {"account": account.code, "card": opts["card"], "balance": yuan(account.balance_fen)}
             )

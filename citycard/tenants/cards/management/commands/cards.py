@@ -83,8 +83,8 @@ class Command(PlatformCommand):
             gettext("under"),
             gettext("fields"),
             gettext("why / what"),
-            title=gettext("Access log of cardholder %(holder)s %(holder_2)s %(id_masked)s")
-            % {"holder": holder.pk, "holder_2": holder.name, "id_masked": holder.id_masked},
+            title=gettext("Access log of cardholder %(holder)s %(name)s %(id_masked)s")
+            % {"holder": holder.pk, "name": holder.name, "id_masked": holder.id_masked},
         )
         for read in reads:
             table.add_row(
@@ -101,7 +101,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None:
-            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=120)
         with tenant_context(tenant):
             getattr(self, f"_{opts['action'].replace('-', '_')}")(tenant, console, opts)
@@ -127,17 +127,17 @@ class Command(PlatformCommand):
         console.print(gettext("read as %(upper)s") % {"upper": report.encoding.upper()})
         console.print(
             gettext(
-                "%(summary)s rows: %(summary_2)s cardholders created, %(summary_3)s already "
-                "registered; %(summary_4)s cards created, %(summary_5)s already held; "
-                "%(summary_6)s bad rows"
+                "%(rows)s rows: %(holders_created)s cardholders created, %(holders_existing)s already "
+                "registered; %(cards_created)s cards created, %(cards_existing)s already held; "
+                "%(bad)s bad rows"
             )
             % {
-                "summary": summary["rows"],
-                "summary_2": summary["holders_created"],
-                "summary_3": summary["holders_existing"],
-                "summary_4": summary["cards_created"],
-                "summary_5": summary["cards_existing"],
-                "summary_6": summary["errors"],
+                "rows": summary["rows"],
+                "holders_created": summary["holders_created"],
+                "holders_existing": summary["holders_existing"],
+                "cards_created": summary["cards_created"],
+                "cards_existing": summary["cards_existing"],
+                "bad": summary["errors"],
             }
         )
         if report.errors:
@@ -222,8 +222,8 @@ class Command(PlatformCommand):
     def _report_lost(self, tenant, console, opts):
         card = services.card_report_lost(card_no=opts["card"], actor=self.actor, reason=opts["reason"])
         console.print(
-            gettext("card %(card_no)s reported %(opts)s at %(frozen_at)s: frozen, on the hotlist")
-            % {"card_no": card.card_no, "opts": opts["reason"], "frozen_at": beijing(card.frozen_at)}
+            gettext("card %(card)s reported %(reason)s at %(frozen_at)s: frozen, on the hotlist")
+            % {"card": card.card_no, "reason": opts["reason"], "frozen_at": beijing(card.frozen_at)}
         )
 
     def _hotlist(self, tenant, console, opts):
@@ -235,8 +235,8 @@ class Command(PlatformCommand):
             )
         payload = selectors.hotlist_payload()
         console.print(
-            gettext("hotlist version %(payload)s: %(payload_2)s cards")
-            % {"payload": payload["version"], "payload_2": len(payload["cards"])}
+            gettext("hotlist version %(version)s: %(count)s cards")
+            % {"version": payload["version"], "count": len(payload["cards"])}
         )
         for card_no in payload["cards"][:100]:
             console.print(card_no)

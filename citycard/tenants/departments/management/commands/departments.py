@@ -63,7 +63,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(gettext("no tenant with code %(opts)r") % {"opts": opts["tenant"]}, field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
@@ -109,8 +109,8 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            gettext("service point %(point)s of %(opts)s: %(services)s")
-            % {"point": point.code, "opts": opts["department"], "services": ", ".join(point.services)}
+            gettext("service point %(point)s of %(department)s: %(services)s")
+            % {"point": point.code, "department": opts["department"], "services": ", ".join(point.services)}
         )
 
     def _data_grant(self, console, opts):
@@ -123,12 +123,12 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            gettext("data grant %(grant)s: %(opts)s reads %(fields)s from %(valid_from)s to %(value)s")
+            gettext("data grant %(grant)s: %(department)s reads %(fields)s from %(start)s to %(end)s")
             % {
                 "grant": grant.pk,
-                "opts": opts["department"],
+                "department": opts["department"],
                 "fields": ", ".join(grant.fields),
-                "valid_from": grant.valid_from,
-                "value": grant.valid_to or "open",
+                "start": grant.valid_from,
+                "end": grant.valid_to or gettext("open"),
             }
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -28,7 +29,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         with tenant_context(tenant):
             if tenant.kind == "county":  # publish what its city reads
                 onboarding_publish(tenant=tenant, actor=self.actor)
@@ -72,19 +73,25 @@ class Command(PlatformCommand):
         console = Console(file=self.stdout, width=160)
         for o in overview:
             table = Table(
-                "step",
-                "done",
-                "what there is",
-                "by",
-                "when",
-                "who does it",
-                title=f"{o.tenant.name_zh} {o.tenant.code} ({o.tenant.kind}): "
-                f"{len(o.items) - len(o.missing)} of {len(o.items)} steps done",
+                gettext("step"),
+                gettext("done"),
+                gettext("what there is"),
+                gettext("by"),
+                gettext("when"),
+                gettext("who does it"),
+                title=gettext("%(name)s %(tenant)s (%(kind)s): %(done)s of %(total)s steps done")
+                % {
+                    "name": o.tenant.name_zh,
+                    "tenant": o.tenant.code,
+                    "kind": o.tenant.get_kind_display(),
+                    "done": len(o.items) - len(o.missing),
+                    "total": len(o.items),
+                },
             )
             for i in o.items:
                 table.add_row(
                     str(i.label),
-                    "yes" if i.done else "NO",
+                    gettext("yes") if i.done else gettext("NO"),
                     str(i.detail),
                     i.done_by,
                     beijing(i.done_at),
@@ -92,8 +99,12 @@ class Command(PlatformCommand):
                 )
             console.print(table)
             missing = "; ".join(str(i.label) for i in o.missing)
-            console.print(f"still missing: {missing}" if missing else "nothing missing")
-            console.print("where each step is done:")
+            console.print(
+                gettext("still missing: %(steps)s") % {"steps": missing}
+                if missing
+                else gettext("nothing missing")
+            )
+            console.print(gettext("where each step is done:"))
             for i in o.items:
                 places = " · ".join(x for x in (where(i), i.command) if x)
                 console.print(f"  {i.label}: {places}", soft_wrap=True)

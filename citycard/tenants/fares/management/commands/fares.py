@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.platform.errors import DomainError, NotFound
@@ -26,7 +27,10 @@ def _at(text: str | None) -> dt.datetime:
     try:
         at = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise DomainError(f"--at {text!r} is not a date and time like 2026-11-23 08:10", field="at") from exc
+        raise DomainError(
+            gettext("--at %(value)r is not a date and time like 2026-11-23 08:10") % {"value": text},
+            field="at",
+        ) from exc
     return at if at.tzinfo else at.replace(tzinfo=BEIJING)
 
 
@@ -35,9 +39,16 @@ def _fen(text: str, option: str) -> int:
     try:
         value = Decimal(text) * 100
     except InvalidOperation as exc:
-        raise DomainError(f"--{option} {text!r} is not an amount in yuan", field=option) from exc
+        raise DomainError(
+            gettext("--%(option)s %(value)r is not an amount in yuan") % {"option": option, "value": text},
+            field=option,
+        ) from exc
     if value != value.to_integral_value() or value < 0:
-        raise DomainError(f"--{option} {text!r} is not a whole number of fen", field=option)
+        raise DomainError(
+            gettext("--%(option)s %(value)r is not a whole number of fen")
+            % {"option": option, "value": text},
+            field=option,
+        )
     return int(value)
 
 
@@ -134,7 +145,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None:
-            raise NotFound(f"no tenant {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         with tenant_context(tenant):
             name = opts["action"] + (f"_{opts['what']}" if opts.get("what") else "")
             getattr(self, "_" + name.replace("-", "_"))(tenant, opts)
@@ -152,13 +163,27 @@ class Command(PlatformCommand):
             draft=opts["draft"],
         )
         quote = result.quote
-        source = "draft rules" if result.version is None else f"{result.owner} rules v{result.version}"
-        self.stdout.write(
-            f"fare {quote.fare_fen} fen ({yuan(quote.fare_fen)}), base {quote.base_fen} fen, "
-            f"rule {quote.rule_id} — {source}"
+        source = (
+            gettext("draft rules")
+            if result.version is None
+            else gettext("%(owner)s rules v%(version)s") % {"owner": result.owner, "version": result.version}
         )
         self.stdout.write(
-            "matched: " + (", ".join(quote.matched) or "none") + f"; winner: {quote.winner or 'none'}"
+            gettext("fare %(fare_fen)s fen (%(fare)s), base %(base_fen)s fen, rule %(rule)s — %(source)s")
+            % {
+                "fare_fen": quote.fare_fen,
+                "fare": yuan(quote.fare_fen),
+                "base_fen": quote.base_fen,
+                "rule": quote.rule_id,
+                "source": source,
+            }
+        )
+        self.stdout.write(
+            gettext("matched: %(matched)s; winner: %(winner)s")
+            % {
+                "matched": ", ".join(quote.matched) or gettext("none"),
+                "winner": quote.winner or gettext("none"),
+            }
         )
         for line in quote.trace:
             self.stdout.write(f"  {line}")
@@ -168,55 +193,79 @@ class Command(PlatformCommand):
         for problem in problems:
             self.stdout.write(f"  {problem}")
         if problems:
-            raise CommandError(f"{len(problems)} problem(s): the rules would not publish")
-        self.stdout.write("the rules are valid")
+            raise CommandError(
+                gettext("%(count)s problem(s): the rules would not publish") % {"count": len(problems)}
+            )
+        self.stdout.write(gettext("the rules are valid"))
 
     def _publish(self, tenant, opts):
         effective = _at(opts["effective_from"]) if opts["effective_from"] else None
         publication = services.fares_publish(tenant=tenant, actor=self.actor, effective_from=effective)
         self.stdout.write(
-            f"published {tenant.code} fare_rules v{publication.version} "
-            f"(effective {publication.document['payload'].get('effective_from')}, sha256 {publication.sha256[:16]}…)"
+            gettext(
+                "published %(tenant)s fare_rules v%(version)s (effective %(effective)s, sha256 %(digest)s…)"
+            )
+            % {
+                "tenant": tenant.code,
+                "version": publication.version,
+                "effective": publication.document["payload"].get("effective_from"),
+                "digest": publication.sha256[:16],
+            }
         )
 
     def _export(self, tenant, opts):
         publication, _engine = selectors.fares_published(tenant=tenant)
         Path(opts["out"]).write_text(json.dumps(publication.document, ensure_ascii=False) + "\n")
         self.stdout.write(
-            f"wrote {publication.tenant.code} fare_rules v{publication.version} to {opts['out']}"
+            gettext("wrote %(tenant)s fare_rules v%(version)s to %(path)s")
+            % {"tenant": publication.tenant.code, "version": publication.version, "path": opts["out"]}
         )
         if opts["keys_out"]:
             # What the tenant's terminal verifies: the rules (its city's, for a county), and its own
             # acknowledgements and hotlists.
             keys = {e["key_id"]: e["public_key"] for e in terminal_keys(tenant=tenant)}
             Path(opts["keys_out"]).write_text(json.dumps(keys) + "\n")
-            self.stdout.write(f"wrote {len(keys)} keys of {tenant.code}'s terminals to {opts['keys_out']}")
+            self.stdout.write(
+                gettext("wrote %(count)s keys of %(tenant)s's terminals to %(path)s")
+                % {"count": len(keys), "tenant": tenant.code, "path": opts["keys_out"]}
+            )
 
     def _import_gtfs(self, tenant, opts):
         rates = {}
         for given in opts.get("rate") or []:
             code, _, value = given.partition("=")
             if not value:
-                raise CommandError(f"--rate {given!r}: write CURRENCY=RATE, e.g. USD=7.10")
+                raise CommandError(
+                    gettext("--rate %(value)r: write CURRENCY=RATE, e.g. USD=7.10") % {"value": given}
+                )
             rates[code.strip().upper()] = value.strip()
         counts, notes = services.fares_import_gtfs(
             tenant=tenant, path=opts["path"], actor=self.actor, rates=rates
         )
-        self.stdout.write("imported: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        self.stdout.write(
+            gettext("imported: %(counts)s") % {"counts": ", ".join(f"{k} {v}" for k, v in counts.items())}
+        )
         for note in notes:
-            self.stdout.write(f"  note: {note}")
-        self.stdout.write("review in the admin, then: citycard fares publish --tenant …")
+            self.stdout.write("  " + gettext("note: %(note)s") % {"note": note})
+        self.stdout.write(gettext("review in the admin, then: citycard fares publish --tenant …"))
 
     def _export_gtfs(self, tenant, opts):
         files = selectors.fares_export_gtfs(tenant=tenant, path=opts["path"])
-        self.stdout.write(f"wrote {len(files)} files to {opts['path']}: {', '.join(files)}")
+        self.stdout.write(
+            gettext("wrote %(count)s files to %(path)s: %(files)s")
+            % {"count": len(files), "path": opts["path"], "files": ", ".join(files)}
+        )
 
     # --- the metro's rows ---------------------------------------------------------------------------
 
     def _stations_add(self, tenant, opts):
         fields = {"code": opts["code"], "name": opts["name"], "lat": opts["lat"], "lon": opts["lon"]}
         stop = services.stop_create(tenant=tenant, actor=self.actor, fields=fields)
-        self.stdout.write(f"added station {stop.code} {stop.name}".rstrip())
+        self.stdout.write(
+            (
+                gettext("added station %(station)s %(name)s") % {"station": stop.code, "name": stop.name}
+            ).rstrip()
+        )
 
     def _stations_list(self, tenant, opts):
         for stop in selectors.stations_list():
@@ -234,7 +283,9 @@ class Command(PlatformCommand):
             area = services.area_create(
                 tenant=tenant, actor=self.actor, fields={"code": opts["code"], **fields}
             )
-        self.stdout.write(f"area {area.code}: {len(area.stops)} stations")
+        self.stdout.write(
+            gettext("area %(area)s: %(count)s stations") % {"area": area.code, "count": len(area.stops)}
+        )
 
     def _areas_list(self, tenant, opts):
         for area in selectors.areas_list():
@@ -245,7 +296,9 @@ class Command(PlatformCommand):
         for item in opts["stops"].split(","):
             code, _, metres = item.strip().rpartition(":")
             if not code or not metres.isdigit():
-                raise CommandError(f"--stops {item!r}: write STATION:METRES, e.g. hz-1-02:2100")
+                raise CommandError(
+                    gettext("--stops %(value)r: write STATION:METRES, e.g. hz-1-02:2100") % {"value": item}
+                )
             stops.append([code, int(metres)])
         fields = {"name": opts["name"], "service": opts["service"], "stops": stops}
         if any(line.code == opts["code"] for line in selectors.lines_list()):
@@ -254,7 +307,10 @@ class Command(PlatformCommand):
             line = services.line_create(
                 tenant=tenant, actor=self.actor, fields={"code": opts["code"], **fields}
             )
-        self.stdout.write(f"line {line.code}: {len(line.stops)} stations, {line.stops[-1][1] / 1000:g} km")
+        self.stdout.write(
+            gettext("line %(line)s: %(count)s stations, %(km)s km")
+            % {"line": line.code, "count": len(line.stops), "km": f"{line.stops[-1][1] / 1000:g}"}
+        )
 
     def _lines_list(self, tenant, opts):
         for line in selectors.lines_list():
@@ -273,9 +329,14 @@ class Command(PlatformCommand):
             beyond_every=opts["beyond_every"],
             beyond_add_fen=_fen(opts["beyond_add_yuan"], "beyond-add-yuan"),
         )
-        self.stdout.write(f"fare table {table.code} ({table.measure}): {len(table.rows)} rows")
+        self.stdout.write(
+            gettext("fare table %(table)s (%(measure)s): %(rows)s rows")
+            % {"table": table.code, "measure": table.measure, "rows": len(table.rows)}
+        )
         self._table_show(table)
-        self.stdout.write("check a fare with: citycard fares quote --draft …; then citycard fares publish")
+        self.stdout.write(
+            gettext("check a fare with: citycard fares quote --draft …; then citycard fares publish")
+        )
 
     def _fare_table_list(self, tenant, opts):
         for table in selectors.fare_tables_list():
@@ -287,25 +348,41 @@ class Command(PlatformCommand):
             for origin, destination, fen in table.rows[:20]:
                 self.stdout.write(f"  {origin} -> {destination}: {yuan(fen)}")
             if len(table.rows) > 20:
-                self.stdout.write(f"  … {len(table.rows) - 20} more pairs")
+                self.stdout.write("  " + gettext("… %(count)s more pairs") % {"count": len(table.rows) - 20})
             return
-        unit = "km" if table.measure == "km" else "stations"
+        unit = gettext("km") if table.measure == "km" else gettext("stations")
         for up_to, fen in table.rows:
-            self.stdout.write(f"  up to {up_to} {unit}: {yuan(fen)}")
+            self.stdout.write(
+                "  "
+                + gettext("up to %(up_to)s %(unit)s: %(fare)s")
+                % {"up_to": up_to, "unit": unit, "fare": yuan(fen)}
+            )
         if table.beyond_every:
             self.stdout.write(
-                f"  beyond: {yuan(table.beyond_add_fen)} more every {table.beyond_every} {unit}"
+                "  "
+                + gettext("beyond: %(add)s more every %(every)s %(unit)s")
+                % {"add": yuan(table.beyond_add_fen), "every": table.beyond_every, "unit": unit}
             )
 
     def _gate_rules_show(self, tenant, opts):
         rules = selectors.gate_rules_list()
         if not rules:
-            self.stdout.write("no gate rules")
+            self.stdout.write(gettext("no gate rules"))
         for g in rules:
             self.stdout.write(
-                f"{g.service}: entry {yuan(g.entry_fen)}; no exit within {g.time_limit_minutes} min: "
-                f"{yuan(g.incomplete_fen)}; exit without an entry: {yuan(g.no_entry_fen)}; out at the entry "
-                f"station within {g.same_station_minutes} min: {yuan(g.same_station_fen)}"
+                gettext(
+                    "%(service)s: entry %(entry)s; no exit within %(limit)s min: %(incomplete)s; exit without an "
+                    "entry: %(no_entry)s; out at the entry station within %(same_minutes)s min: %(same_station)s"
+                )
+                % {
+                    "service": g.service,
+                    "entry": yuan(g.entry_fen),
+                    "limit": g.time_limit_minutes,
+                    "incomplete": yuan(g.incomplete_fen),
+                    "no_entry": yuan(g.no_entry_fen),
+                    "same_minutes": g.same_station_minutes,
+                    "same_station": yuan(g.same_station_fen),
+                }
             )
 
     def _gate_rules_set(self, tenant, opts):

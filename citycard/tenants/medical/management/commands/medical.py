@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -28,16 +29,45 @@ from citycard.terminal_kit.money import yuan
 CLASSES = {"A": "甲", "B": "乙", "C": "丙"}
 
 
+def status_label(status: str) -> str:
+    """A claim's status as a person reads it (the code kept beside it for a clerk)."""
+    labels = {
+        selectors.ClaimStatus.SUBMITTED: gettext("submitted, awaiting the insured place"),
+        selectors.ClaimStatus.ADJUDICATED: gettext("adjudicated"),
+        selectors.ClaimStatus.REFUSED: gettext("refused"),
+    }
+    label = labels.get(status)
+    return f"{label} ({status})" if label else status
+
+
+def outcome_label(outcome: str) -> str:
+    """A claim line's outcome as a person reads it, with its code (the admin's words)."""
+    labels = {
+        "covered": gettext("Class A: covered"),
+        "partly_covered": gettext("Class B: covered after the self-pay share"),
+        "self_pay": gettext("Class C: self-pay"),
+        "not_in_catalogue": gettext("outside the catalogue: self-pay"),
+    }
+    label = labels.get(outcome)
+    return f"{label} ({outcome})" if label else outcome
+
+
 def fen_of(value: str, field: str) -> int:
     """Yuan as typed (``1234.5``, ``1,234.50``) to fen; more than two decimals is refused."""
     try:
         amount = Decimal(value.replace(",", ""))
     except InvalidOperation:
         raise DomainError(
-            f"--{field} {value!r} is not an amount in yuan (e.g. 500.00)", field=field
+            gettext("--%(option)s %(value)r is not an amount in yuan (e.g. 500.00)")
+            % {"option": field, "value": value},
+            field=field,
         ) from None
     if amount < 0 or amount != amount.quantize(Decimal("0.01")):
-        raise DomainError(f"--{field} {value!r}: yuan, 0 or more, at most two decimals", field=field)
+        raise DomainError(
+            gettext("--%(option)s %(value)r: yuan, 0 or more, at most two decimals")
+            % {"option": field, "value": value},
+            field=field,
+        )
     return int(amount * 100)
 
 
@@ -46,9 +76,17 @@ def bps_of(value: str, field: str) -> int:
     try:
         share = Decimal(value.rstrip("%"))
     except InvalidOperation:
-        raise DomainError(f"--{field} {value!r} is not a percentage (e.g. 80 or 12.5)", field=field) from None
+        raise DomainError(
+            gettext("--%(option)s %(value)r is not a percentage (e.g. 80 or 12.5)")
+            % {"option": field, "value": value},
+            field=field,
+        ) from None
     if not 0 <= share <= 100 or share != share.quantize(Decimal("0.01")):
-        raise DomainError(f"--{field} {value!r}: 0 to 100, at most two decimals", field=field)
+        raise DomainError(
+            gettext("--%(option)s %(value)r: 0 to 100, at most two decimals")
+            % {"option": field, "value": value},
+            field=field,
+        )
     return int(share * 100)
 
 
@@ -58,7 +96,10 @@ def date_of(value: str | None, field: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"--{field} {value!r} is not a date (YYYY-MM-DD)", field=field) from None
+        raise DomainError(
+            gettext("--%(option)s %(value)r is not a date (YYYY-MM-DD)") % {"option": field, "value": value},
+            field=field,
+        ) from None
 
 
 class Command(PlatformCommand):
@@ -145,8 +186,8 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
-        console = Console(file=self.stdout, width=140)
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
+        console = Console(file=self.stdout, width=200)
         name = opts["topic"] + (f"_{opts['action']}" if opts.get("action") else "")
         with tenant_context(tenant):
             getattr(self, f"_{name}")(console, opts)
@@ -156,14 +197,14 @@ class Command(PlatformCommand):
     def _policy_list(self, console, opts):
         table = Table(
             "id",
-            "category",
-            "year",
-            "in force",
-            "起付线 (yuan)",
-            "报销比例",
-            "封顶线 (yuan)",
-            "claims",
-            title="Policies (待遇)",
+            gettext("category"),
+            gettext("year"),
+            gettext("in force"),
+            gettext("起付线 (yuan)"),
+            gettext("报销比例"),
+            gettext("封顶线 (yuan)"),
+            gettext("claims"),
+            title=gettext("Policies (待遇)"),
         )
         for p in selectors.policies(year=opts.get("year")):
             table.add_row(
@@ -183,7 +224,10 @@ class Command(PlatformCommand):
         for pair in opts["ratio"]:
             category, _sep, value = pair.partition("=")
             if not _sep:
-                raise DomainError(f"--ratio {pair!r} is CATEGORY=PERCENT, e.g. drug=80", field="ratio")
+                raise DomainError(
+                    gettext("--ratio %(pair)r is CATEGORY=PERCENT, e.g. drug=80") % {"pair": pair},
+                    field="ratio",
+                )
             ratios[category.strip()] = bps_of(value.strip(), "ratio")
         policy = services.policy_set(
             policy_id=opts.get("id"),
@@ -197,16 +241,35 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            f"policy {policy.pk}: {policy.get_category_display()} {policy.effective_from} – {policy.effective_to}, "
-            f"起付线 {yuan(policy.deductible_fen)}, 封顶线 {yuan(policy.annual_cap_fen)}, 报销比例 "
-            + (", ".join(f"{k} {percent(v)}" for k, v in sorted(policy.ratios_bps.items())) or "none")
+            gettext(
+                "policy %(policy)s: %(category)s %(start)s – %(end)s, 起付线 %(deductible)s, 封顶线 %(cap)s, "
+                "报销比例 %(ratios)s"
+            )
+            % {
+                "policy": policy.pk,
+                "category": policy.get_category_display(),
+                "start": policy.effective_from,
+                "end": policy.effective_to,
+                "deductible": yuan(policy.deductible_fen),
+                "cap": yuan(policy.annual_cap_fen),
+                "ratios": ", ".join(f"{k} {percent(v)}" for k, v in sorted(policy.ratios_bps.items()))
+                or gettext("none"),
+            }
         )
 
     # --- catalogue ------------------------------------------------------------------------------------
 
     def _catalogue_list(self, console, opts):
         items = list(selectors.catalogue_items(category=opts.get("category"), coverage=opts.get("coverage")))
-        table = Table("code", "name", "category", "class", "unit price (yuan)", "self-pay", "in catalogue")
+        table = Table(
+            gettext("code"),
+            gettext("name"),
+            gettext("category"),
+            gettext("class"),
+            gettext("unit price (yuan)"),
+            gettext("self-pay"),
+            gettext("in catalogue"),
+        )
         for i in items:
             table.add_row(
                 i.code,
@@ -215,10 +278,10 @@ class Command(PlatformCommand):
                 f"{i.coverage} {CLASSES[i.coverage]}",
                 yuan(i.unit_price_fen),
                 percent(i.self_pay_bps) if i.coverage == Coverage.B else "",
-                "yes" if i.active else "withdrawn",
+                gettext("yes") if i.active else gettext("withdrawn"),
             )
         console.print(table)
-        console.print(f"{len(items)} items")
+        console.print(gettext("%(count)s items") % {"count": len(items)})
 
     def _catalogue_set(self, console, opts):
         item = services.catalogue_item_save(
@@ -232,25 +295,45 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            f"{item.code} {item.name}: {item.category}, class {item.coverage} {CLASSES[item.coverage]}, "
-            f"{yuan(item.unit_price_fen)}" + ("" if item.active else ", withdrawn")
+            gettext("%(code)s %(name)s: %(category)s, class %(coverage)s %(class_zh)s, %(price)s")
+            % {
+                "code": item.code,
+                "name": item.name,
+                "category": item.category,
+                "coverage": item.coverage,
+                "class_zh": CLASSES[item.coverage],
+                "price": yuan(item.unit_price_fen),
+            }
+            + ("" if item.active else gettext(", withdrawn"))
         )
 
     def _catalogue_import(self, console, opts):
         path = Path(opts["file"])
         if not path.is_file():
-            raise DomainError(f"{path} is not a file", field="file")
+            raise DomainError(gettext("%(path)s is not a file") % {"path": path}, field="file")
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
-            raise DomainError(f"{path.name} is not UTF-8 text: save it as CSV UTF-8", field="file") from None
+            raise DomainError(
+                gettext("%(file)s is not UTF-8 text: save it as CSV UTF-8") % {"file": path.name},
+                field="file",
+            ) from None
         report = services.catalogue_import(text=text, source=path.name, actor=self.actor)
         console.print(
-            f"{report.rows} rows: {report.created} items added, {report.changed} changed, "
-            f"{report.unchanged} unchanged; {len(report.errors)} bad rows"
+            gettext(
+                "%(rows)s rows: %(created)s items added, %(changed)s changed, %(unchanged)s unchanged; "
+                "%(bad)s bad rows"
+            )
+            % {
+                "rows": report.rows,
+                "created": report.created,
+                "changed": report.changed,
+                "unchanged": report.unchanged,
+                "bad": len(report.errors),
+            }
         )
         if report.errors:
-            table = Table("line", "what is wrong", title="Bad rows (not imported)")
+            table = Table(gettext("line"), gettext("what is wrong"), title=gettext("Bad rows (not imported)"))
             for line, reason in report.errors[:50]:
                 table.add_row(str(line), reason)
             console.print(table)
@@ -264,7 +347,10 @@ class Command(PlatformCommand):
         text = selectors.catalogue_csv(selectors.catalogue_items())
         if opts.get("out"):
             Path(opts["out"]).write_text(text, encoding="utf-8")
-            console.print(f"{text.count(chr(10)) - 1} items written to {opts['out']}")
+            console.print(
+                gettext("%(count)s items written to %(path)s")
+                % {"count": text.count(chr(10)) - 1, "path": opts["out"]}
+            )
         else:
             self.stdout.write(text, ending="")
 
@@ -275,35 +361,40 @@ class Command(PlatformCommand):
         if opts.get("card"):
             qs = qs.filter(card_no=opts["card"])
         table = Table(
-            "claim",
-            "role",
-            "treated",
-            "card",
-            "hospital",
-            "total (yuan)",
-            "fund (yuan)",
-            "patient (yuan)",
-            "status",
+            gettext("claim"),
+            gettext("role"),
+            gettext("treated"),
+            gettext("card"),
+            gettext("hospital"),
+            gettext("total (yuan)"),
+            gettext("fund (yuan)"),
+            gettext("patient (yuan)"),
+            gettext("status"),
         )
+        for column in (table.columns[0], table.columns[3]):  # copied from here into other commands
+            column.no_wrap = True
         for c in qs[: opts["limit"]]:
             result = selectors.claim_result(c)
             table.add_row(
                 c.claim_id,
-                c.role,
+                c.role,  # the --role value
                 beijing(c.treated_at),
                 c.card_no,
                 c.department,
                 yuan(c.total_fen),
                 yuan(result.fund_fen),
                 yuan(result.patient_fen),
-                result.status + (f": {result.refusal}" if result.refusal else ""),
+                status_label(result.status) + (f": {result.refusal}" if result.refusal else ""),
             )
         console.print(table)
 
     def _claim(self, console, opts):
         found = list(selectors.claims().filter(claim_id=opts["claim_id"]))
         if not found:
-            raise NotFound(f"no claim {opts['claim_id']!r} here (citycard medical claims lists them)")
+            raise NotFound(
+                gettext("no claim %(claim)r here (citycard medical claims lists them)")
+                % {"claim": opts["claim_id"]}
+            )
         for c in found:
             result = selectors.claim_result(c)
             if opts.get("json"):
@@ -330,23 +421,38 @@ class Command(PlatformCommand):
                 )
                 continue
             console.print(
-                f"[bold]{c.claim_id}[/bold] ({c.get_role_display()}): card {c.card_no} at {c.department}, treated "
-                f"{beijing(c.treated_at)}; total {yuan(c.total_fen)}"
+                gettext(
+                    "[bold]%(claim)s[/bold] (%(role)s): card %(card)s at %(hospital)s, treated %(treated)s; "
+                    "total %(total)s"
+                )
+                % {
+                    "claim": c.claim_id,
+                    "role": c.get_role_display(),
+                    "card": c.card_no,
+                    "hospital": c.department,
+                    "treated": beijing(c.treated_at),
+                    "total": yuan(c.total_fen),
+                }
             )
             console.print(
-                f"{result.status}: fund {yuan(result.fund_fen) or '—'}, patient {yuan(result.patient_fen) or '—'}"
+                gettext("%(status)s: fund %(fund)s, patient %(patient)s")
+                % {
+                    "status": status_label(result.status),
+                    "fund": yuan(result.fund_fen) or "—",
+                    "patient": yuan(result.patient_fen) or "—",
+                }
                 + (f" — {result.refusal}: {result.reason}" if result.refusal else "")
             )
             lines = Table(
-                "code",
-                "item",
-                "category",
-                "class",
-                "qty",
-                "unit (yuan)",
-                "amount (yuan)",
-                "eligible (yuan)",
-                "outcome",
+                gettext("code"),
+                gettext("item"),
+                gettext("category"),
+                gettext("class"),
+                gettext("qty"),
+                gettext("unit (yuan)"),
+                gettext("amount (yuan)"),
+                gettext("eligible (yuan)"),
+                gettext("outcome"),
             )
             for line in c.items:
                 lines.add_row(
@@ -358,18 +464,18 @@ class Command(PlatformCommand):
                     yuan(line.get("unit_price_fen")),
                     yuan(line["amount_fen"]),
                     yuan(line["eligible_fen"]),
-                    line.get("outcome", ""),
+                    outcome_label(line.get("outcome", "")),
                 )
             console.print(lines)
             categories = result.detail.get("categories", {})
             if categories:
                 adj = Table(
-                    "category",
-                    "eligible (yuan)",
-                    "起付线 taken (yuan)",
-                    "报销比例",
-                    "fund (yuan)",
-                    title="Adjudication",
+                    gettext("category"),
+                    gettext("eligible (yuan)"),
+                    gettext("起付线 taken (yuan)"),
+                    gettext("报销比例"),
+                    gettext("fund (yuan)"),
+                    title=gettext("Adjudication"),
                 )
                 for name, row in sorted(categories.items()):
                     adj.add_row(
@@ -381,8 +487,11 @@ class Command(PlatformCommand):
                     )
                 console.print(adj)
                 console.print(
-                    f"before the 封顶线 {yuan(result.detail['before_cap_fen'])}; the cap left "
-                    f"{yuan(result.detail['cap_left_fen'])}"
+                    gettext("before the 封顶线 %(before_cap)s; the cap left %(cap_left)s")
+                    % {
+                        "before_cap": yuan(result.detail["before_cap_fen"]),
+                        "cap_left": yuan(result.detail["cap_left_fen"]),
+                    }
                 )
 
     # --- insured persons, years -----------------------------------------------------------------------
@@ -394,20 +503,38 @@ class Command(PlatformCommand):
                 card_no=opts["card"], year=year, category=opts["set_category"], actor=self.actor
             )
         use = selectors.insured_year_use(card_no=opts["card"], year=year)
-        console.print(f"{use.card_no} in {use.year}: {InsuredCategory(use.category).label}")
+        console.print(
+            gettext("%(card)s in %(year)s: %(category)s")
+            % {"card": use.card_no, "year": use.year, "category": InsuredCategory(use.category).label}
+        )
         if use.policy is None:
-            console.print("no policy of that category in force: their claims are refused (no_policy)")
+            console.print(
+                gettext("no policy of that category in force: their claims are refused (no_policy)")
+            )
         else:
             console.print(
-                f"起付线 {yuan(use.policy.deductible_fen)}: {yuan(use.deductible_used_fen)} used, "
-                f"{yuan(use.deductible_left_fen)} left"
+                gettext("起付线 %(deductible)s: %(used)s used, %(left)s left")
+                % {
+                    "deductible": yuan(use.policy.deductible_fen),
+                    "used": yuan(use.deductible_used_fen),
+                    "left": yuan(use.deductible_left_fen),
+                }
             )
             console.print(
-                f"封顶线 {yuan(use.policy.annual_cap_fen)}: {yuan(use.fund_paid_fen)} paid by the fund, "
-                f"{yuan(use.cap_left_fen)} left"
+                gettext("封顶线 %(cap)s: %(paid)s paid by the fund, %(left)s left")
+                % {
+                    "cap": yuan(use.policy.annual_cap_fen),
+                    "paid": yuan(use.fund_paid_fen),
+                    "left": yuan(use.cap_left_fen),
+                }
             )
-        console.print(f"{use.claims} claims adjudicated, {use.refused} refused")
+        console.print(
+            gettext("%(claims)s claims adjudicated, %(refused)s refused")
+            % {"claims": use.claims, "refused": use.refused}
+        )
 
     def _year_close(self, console, opts):
         closed = services.medical_year_close(year=opts["year"], actor=self.actor)
-        console.print(f"{closed.year} closed: claims treated in it are refused from now on")
+        console.print(
+            gettext("%(year)s closed: claims treated in it are refused from now on") % {"year": closed.year}
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +25,10 @@ def _day(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"--day {value!r} is not a date (YYYY-MM-DD)", field="day") from None
+        raise DomainError(
+            gettext("--%(option)s %(value)r is not a date (YYYY-MM-DD)") % {"option": "day", "value": value},
+            field="day",
+        ) from None
 
 
 class Command(PlatformCommand):
@@ -73,7 +77,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
@@ -92,12 +96,29 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            f"merchant {merchant.code} ({merchant.name}) onboarded: fee {merchant.fee_bps} bps,"
-            f" settles to {merchant.settlement_bank} {merchant.settlement_account_masked}"
+            gettext(
+                "merchant %(merchant)s (%(name)s) onboarded: fee %(fee_bps)s bps, settles to %(bank)s %(account)s"
+            )
+            % {
+                "merchant": merchant.code,
+                "name": merchant.name,
+                "fee_bps": merchant.fee_bps,
+                "bank": merchant.settlement_bank,
+                "account": merchant.settlement_account_masked,
+            }
         )
 
     def _list(self, console, opts):
-        table = Table("merchant", "name", "category", "department", "means", "fee bps", "state", "to settle")
+        table = Table(
+            gettext("merchant"),
+            gettext("name"),
+            gettext("category"),
+            gettext("department"),
+            gettext("means"),
+            gettext("fee bps"),
+            gettext("state"),
+            gettext("to settle"),
+        )
         for m in selectors.merchants_list(state=opts.get("state")):
             table.add_row(
                 m.code,
@@ -106,18 +127,21 @@ class Command(PlatformCommand):
                 m.department or "—",
                 ",".join(m.accepted_means),
                 str(m.fee_bps),
-                m.state,
+                f"{m.get_state_display()} ({m.state})",
                 yuan(m.payable.balance_fen),
             )
         console.print(table)
 
     def _suspend(self, console, opts):
         merchant = services.merchant_suspend(code=opts["code"], reason=opts["reason"], actor=self.actor)
-        console.print(f"merchant {merchant.code} suspended: {merchant.state_reason}")
+        console.print(
+            gettext("merchant %(merchant)s suspended: %(reason)s")
+            % {"merchant": merchant.code, "reason": merchant.state_reason}
+        )
 
     def _resume(self, console, opts):
         merchant = services.merchant_state_set(code=opts["code"], state="active", actor=self.actor)
-        console.print(f"merchant {merchant.code} active")
+        console.print(gettext("merchant %(merchant)s active") % {"merchant": merchant.code})
 
     def _register_terminal(self, console, opts):
         link = services.merchant_terminal_register(
@@ -127,18 +151,21 @@ class Command(PlatformCommand):
             location=opts["location"],
             actor=self.actor,
         )
-        console.print(f"terminal {link.terminal.terminal_id} registered to merchant {link.merchant.code}")
+        console.print(
+            gettext("terminal %(terminal)s registered to merchant %(merchant)s")
+            % {"terminal": link.terminal.terminal_id, "merchant": link.merchant.code}
+        )
 
     def _settle(self, console, opts):
         day = _day(opts["day"])
         table = Table(
-            "merchant",
-            "payments",
-            "refunds",
-            "gross (yuan)",
-            "refunded (yuan)",
-            "fee (yuan)",
-            "net paid (yuan)",
+            gettext("merchant"),
+            gettext("payments"),
+            gettext("refunds"),
+            gettext("gross (yuan)"),
+            gettext("refunded (yuan)"),
+            pgettext("merchant settlement", "fee (yuan)"),
+            gettext("net paid (yuan)"),
         )
         for s in services.merchants_settle_day(day=day, actor=self.actor):
             table.add_row(
@@ -150,20 +177,34 @@ class Command(PlatformCommand):
                 yuan(s.fee_fen),
                 yuan(s.net_fen),
             )
-        console.print(f"settlement of {day} (Beijing)")
+        console.print(gettext("settlement of %(day)s (Beijing)") % {"day": day})
         console.print(table)
 
     def _statement(self, console, opts):
         day = _day(opts["day"])
         statement = selectors.statement_get(merchant_code=opts["code"], day=day)
         if statement is None:
-            raise NotFound(f"merchant {opts['code']} has no settlement of {day}", field="day")
+            raise NotFound(
+                gettext("merchant %(merchant)s has no settlement of %(day)s")
+                % {"merchant": opts["code"], "day": day},
+                field="day",
+            )
         if opts["csv"]:
             self.stdout.write(selectors.statement_csv(statement), ending="")
             return
         s = statement.settlement
-        console.print(f"{s.merchant.name} ({s.merchant.code}) — statement of {day}")
-        table = Table("time (Beijing)", "kind", "reference", "means", "card", "amount (yuan)")
+        console.print(
+            gettext("%(name)s (%(merchant)s) — statement of %(day)s")
+            % {"name": s.merchant.name, "merchant": s.merchant.code, "day": day}
+        )
+        table = Table(
+            gettext("time (Beijing)"),
+            gettext("kind"),
+            gettext("reference"),
+            gettext("means"),
+            gettext("card"),
+            gettext("amount (yuan)"),
+        )
         for line in statement.lines:
             table.add_row(
                 beijing(line.at, seconds=True),
@@ -175,7 +216,17 @@ class Command(PlatformCommand):
             )
         console.print(table)
         console.print(
-            f"gross {yuan(s.gross_fen)}, refunds {yuan(s.refunds_fen)}, fee {yuan(s.fee_fen)}"
-            f" ({s.fee_bps} bps), net paid {yuan(s.net_fen)}"
-            f" to {s.merchant.settlement_bank} {s.merchant.settlement_account_masked}"
+            gettext(
+                "gross %(gross)s, refunds %(refunds)s, fee %(fee)s (%(fee_bps)s bps), net paid %(net)s "
+                "to %(bank)s %(account)s"
+            )
+            % {
+                "gross": yuan(s.gross_fen),
+                "refunds": yuan(s.refunds_fen),
+                "fee": yuan(s.fee_fen),
+                "fee_bps": s.fee_bps,
+                "net": yuan(s.net_fen),
+                "bank": s.merchant.settlement_bank,
+                "account": s.merchant.settlement_account_masked,
+            }
         )

@@ -9,6 +9,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -73,7 +74,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         self.console = Console(file=self.stdout, width=200)
         with tenant_context(tenant):
             getattr(self, "do_" + opts["sub"].replace("-", "_"))(opts)
@@ -94,7 +95,7 @@ class Command(PlatformCommand):
             path.write_text(text, encoding="ascii")
             if "key" in name:
                 os.chmod(path, 0o600)
-        self.console.print(f"wrote {', '.join(files)} to {out}")
+        self.console.print(gettext("wrote %(files)s to %(path)s") % {"files": ", ".join(files), "path": out})
 
     def do_configure(self, opts):
         secret = (
@@ -115,13 +116,23 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         self.console.print(
-            f"channel {channel.code} ({channel.provider}) configured; keys sealed (serial {channel.serial_no})"
+            gettext("channel %(channel)s (%(provider)s) configured; keys sealed (serial %(serial)s)")
+            % {"channel": channel.code, "provider": channel.provider, "serial": channel.serial_no}
         )
 
     def do_list(self, opts):
-        table = Table("code", "provider", "merchant id", "gateway", "notify URL", "active", "configured")
+        table = Table(
+            gettext("code"),
+            gettext("provider"),
+            gettext("merchant id"),
+            gettext("gateway"),
+            gettext("notify URL"),
+            gettext("active"),
+            gettext("configured"),
+        )
         for c in selectors.channels():
-            table.add_row(c.code, c.provider, c.merchant_id, c.gateway_url, c.notify_url, "yes" if c.active else "no",
+            active = gettext("yes") if c.active else gettext("no")
+            table.add_row(c.code, c.provider, c.merchant_id, c.gateway_url, c.notify_url, active,
                           beijing(c.configured_at))  # fmt: skip
         self.console.print(table)
 
@@ -131,16 +142,30 @@ class Command(PlatformCommand):
             request_key=opts["key"], actor=self.actor,
         )  # fmt: skip
         self.console.print(
-            f"order {result.order.out_trade_no} on {result.channel.code}: {result.order.get_state_display()} "
-            f"({result.notifications} notifications, credited once); balance {yuan(result.balance_fen)}"
+            gettext(
+                "order %(order)s on %(channel)s: %(state)s (%(notifications)s notifications, credited once); "
+                "balance %(balance)s"
+            )
+            % {
+                "order": result.order.out_trade_no,
+                "channel": result.channel.code,
+                "state": result.order.get_state_display(),
+                "notifications": result.notifications,
+                "balance": yuan(result.balance_fen),
+            }
         )
         if opts.get("statement_out"):
             Path(opts["statement_out"]).write_bytes(result.statement)
-            self.console.print(f"statement of {_today()} written to {opts['statement_out']}")
+            self.console.print(
+                gettext("statement of %(day)s written to %(path)s")
+                % {"day": _today(), "path": opts["statement_out"]}
+            )
 
     def do_sweep(self, opts):
         settled = services.topup_orders_sweep(actor=self.actor)
-        self.console.print(f"{len(settled)} overdue orders found paid and credited")
+        self.console.print(
+            gettext("%(count)s overdue orders found paid and credited") % {"count": len(settled)}
+        )
 
     def do_reconcile(self, opts):
         day = dt.date.fromisoformat(opts["date"]) if opts.get("date") else _today()
@@ -149,21 +174,43 @@ class Command(PlatformCommand):
             channel_code=opts["code"], day=day, data=path.read_bytes(), actor=self.actor, file_name=path.name
         )
         self.console.print(
-            f"statement {run.channel.code} {run.statement_date}: {run.lines} lines, paid {yuan(run.paid_fen)}, "
-            f"refunded {yuan(run.refunded_fen)}, fees {yuan(run.fee_fen)}; {run.matched} matched, "
-            f"{run.exceptions} differences"
+            gettext(
+                "statement %(channel)s %(day)s: %(lines)s lines, paid %(paid)s, refunded %(refunded)s, "
+                "fees %(fees)s; %(matched)s matched, %(differences)s differences"
+            )
+            % {
+                "channel": run.channel.code,
+                "day": run.statement_date,
+                "lines": run.lines,
+                "paid": yuan(run.paid_fen),
+                "refunded": yuan(run.refunded_fen),
+                "fees": yuan(run.fee_fen),
+                "matched": run.matched,
+                "differences": run.exceptions,
+            }
         )
 
     def do_exceptions(self, opts):
         table = Table(
-            "id", "channel", "date", "kind", "order no", "statement ¥", "ledger ¥", "reason", "resolved"
+            "id",
+            gettext("channel"),
+            gettext("date"),
+            gettext("kind"),
+            gettext("order no"),
+            gettext("statement ¥"),
+            gettext("ledger ¥"),
+            gettext("reason"),
+            gettext("resolved"),
         )
         for d in selectors.differences(open_only=opts["open"], channel_code=opts.get("channel")):
             table.add_row(
                 str(d.pk), d.run.channel.code, str(d.run.statement_date), d.kind, d.out_trade_no or d.out_refund_no,
                 "" if d.statement_fen is None else yuan(d.statement_fen),
                 "" if d.ledger_fen is None else yuan(d.ledger_fen),
-                d.reason, f"{d.action} by {d.resolved_by}" if d.resolved_at else "",
+                d.reason,
+                gettext("%(action)s by %(user)s") % {"action": d.action, "user": d.resolved_by}
+                if d.resolved_at
+                else "",
             )  # fmt: skip
         self.console.print(table)
 
@@ -172,6 +219,7 @@ class Command(PlatformCommand):
             difference_id=opts["id"], action=opts["action"], note=opts["note"], actor=self.actor
         )
         self.console.print(
-            f"difference {d.pk} ({d.kind}) resolved: {d.action}"
-            + (f", posting {d.posting_id}" if d.posting_id else "")
+            gettext("difference %(difference)s (%(kind)s) resolved: %(action)s")
+            % {"difference": d.pk, "kind": d.kind, "action": d.action}
+            + (gettext(", posting %(posting)s") % {"posting": d.posting_id} if d.posting_id else "")
         )

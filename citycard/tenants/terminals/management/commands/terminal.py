@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
@@ -27,12 +28,16 @@ def _key_argument(opts) -> str | bytes:
     path = opts.get("generate_key")
     if not path:
         raise DomainError(
-            "give --public-key <base64|hex> or --generate-key PATH", code="invalid", field="public_key"
+            gettext("give --public-key <base64|hex> or --generate-key PATH"),
+            code="invalid",
+            field="public_key",
         )
     target = Path(path)
     if target.exists():
         raise DomainError(
-            f"{target} exists; not overwriting a private key", code="invalid", field="generate_key"
+            gettext("%(path)s exists; not overwriting a private key") % {"path": target},
+            code="invalid",
+            field="generate_key",
         )
     private = Ed25519PrivateKey.generate()
     raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -87,7 +92,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         with tenant_context(tenant):
             getattr(self, "_" + opts["action"].replace("-", "_"))(opts)
 
@@ -102,7 +107,9 @@ class Command(PlatformCommand):
             public_key=_key_argument(opts),
             actor=self.actor,
         )
-        self.stdout.write(f"registered {terminal.terminal_id} (key {terminal.terminal_id}:k1)")
+        self.stdout.write(
+            gettext("registered %(terminal)s (key %(terminal)s:k1)") % {"terminal": terminal.terminal_id}
+        )
 
     def _rotate_key(self, opts):
         key = services.terminal_key_rotate(
@@ -111,22 +118,30 @@ class Command(PlatformCommand):
             overlap=dt.timedelta(hours=opts["overlap_hours"]),
             actor=self.actor,
         )
-        self.stdout.write(f"{opts['terminal_id']} now signs with {key.key_id}")
+        self.stdout.write(
+            gettext("%(terminal)s now signs with %(key)s")
+            % {"terminal": opts["terminal_id"], "key": key.key_id}
+        )
 
     def _suspend(self, opts):
         services.terminal_suspend(terminal_id=opts["terminal_id"], reason=opts["reason"], actor=self.actor)
-        self.stdout.write(f"suspended {opts['terminal_id']}")
+        self.stdout.write(gettext("suspended %(terminal)s") % {"terminal": opts["terminal_id"]})
 
     def _resume(self, opts):
         services.terminal_resume(terminal_id=opts["terminal_id"], actor=self.actor)
-        self.stdout.write(f"resumed {opts['terminal_id']}")
+        self.stdout.write(gettext("resumed %(terminal)s") % {"terminal": opts["terminal_id"]})
 
     def _verify(self, opts):
         tenant = tenant_by_code(opts["tenant"])
         done = batches_verify_all(tenant=tenant)
         if done.busy:
-            self.stdout.write("another verification run holds this tenant; it will check what is left")
-        self.stdout.write(f"verified {done.batches} batches, {done.taps} taps: {done.flags} review flags")
+            self.stdout.write(
+                gettext("another verification run holds this tenant; it will check what is left")
+            )
+        self.stdout.write(
+            gettext("verified %(batches)s batches, %(taps)s taps: %(flags)s review flags")
+            % {"batches": done.batches, "taps": done.taps, "flags": done.flags}
+        )
 
     def _release_halves(self, opts):
         released = services.half_journeys_release(actor=self.actor)
@@ -135,25 +150,27 @@ class Command(PlatformCommand):
     def _list(self, opts):
         table = Table()
         for col in (
-            "terminal",
-            "operator",
-            "department",
-            "service",
-            "route/location",
-            "status",
-            "keys",
-            "last seq",
+            gettext("terminal"),
+            gettext("operator"),
+            gettext("department"),
+            gettext("service"),
+            gettext("route/location"),
+            gettext("status"),
+            gettext("keys"),
+            gettext("last seq"),
         ):
             table.add_column(col)
         for t in selectors.terminal_list(status=opts.get("status")):
-            keys = ", ".join(k.key_id + ("" if k.retired_at is None else " (retired)") for k in t.keys.all())
+            keys = ", ".join(
+                k.key_id + ("" if k.retired_at is None else gettext(" (retired)")) for k in t.keys.all()
+            )
             table.add_row(
                 t.terminal_id,
                 t.operator,
                 t.department,
                 t.service,
                 t.route or t.location,
-                t.status,
+                f"{t.get_status_display()} ({t.status})",
                 keys,
                 "" if t.last_seq is None else str(t.last_seq),
             )
