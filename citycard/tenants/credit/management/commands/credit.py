@@ -9,15 +9,17 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
 from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
-from citycard.platform.management.base import PlatformCommand
+from citycard.platform.management.base import PlatformCommand, beijing, labelled
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.accounts.management.commands.accounts import fen_of
 from citycard.tenants.credit import selectors, services
+from citycard.tenants.credit.models import BillState, ItemKind, LineState
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.money import yuan
 
@@ -28,7 +30,9 @@ def _day(value: str | None) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"--on {value!r} is not a date (YYYY-MM-DD)", field="on") from None
+        raise DomainError(
+            gettext("--on %(value)r is not a date (YYYY-MM-DD)") % {"value": value}, field="on"
+        ) from None
 
 
 class Command(PlatformCommand):
@@ -81,7 +85,7 @@ class Command(PlatformCommand):
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
         if tenant is None or tenant.is_platform:
-            raise NotFound(f"no tenant with code {opts['tenant']!r}", field="tenant")
+            raise NotFound(gettext("no tenant with code %(code)r") % {"code": opts["tenant"]}, field="tenant")
         console = Console(file=self.stdout, width=160)
         with tenant_context(tenant):
             getattr(self, "_" + opts["action"].replace("-", "_"))(console, opts)
@@ -107,27 +111,47 @@ class Command(PlatformCommand):
     def _rules_show(self, console, opts):
         r = selectors.rules_get()
         console.print(
-            f"credit pay-later {'on' if r.enabled else 'off'}: limit {yuan(r.limit_fen)};"
-            f" card active ≥ {r.active_months} months; insured {'required' if r.require_insured else 'not required'};"
-            f" born {r.birth_decade_min}s–{r.birth_decade_max}s; schemes {','.join(r.schemes) or 'all'};"
-            f" due on day {r.due_day}, grace {r.grace_days} days, minimum {r.minimum_bps} bps"
+            gettext(
+                "credit pay-later %(state)s: limit %(limit)s; card active ≥ %(months)s months; insured"
+                " %(insured)s; born %(low)ss–%(high)ss; schemes %(schemes)s; due on day %(due_day)s, grace"
+                " %(grace)s days, minimum %(minimum)s bps"
+            )
+            % {
+                "state": pgettext("switch", "on") if r.enabled else pgettext("switch", "off"),
+                "limit": yuan(r.limit_fen),
+                "months": r.active_months,
+                "insured": gettext("required") if r.require_insured else gettext("not required"),
+                "low": r.birth_decade_min,
+                "high": r.birth_decade_max,
+                "schemes": ",".join(r.schemes) or gettext("all"),
+                "due_day": r.due_day,
+                "grace": r.grace_days,
+                "minimum": r.minimum_bps,
+            }
         )
 
     def _grant(self, console, opts):
         lines = services.credit_grant(card_no=opts["card"], actor=self.actor)
-        console.print(f"{len(lines)} credit line(s) granted")
+        console.print(gettext("%(count)s credit line(s) granted") % {"count": len(lines)})
 
     def _list(self, console, opts):
-        table = Table("card", "state", "limit", "owed", "available", "granted")
+        table = Table(
+            gettext("card"),
+            gettext("state"),
+            gettext("limit (yuan)"),
+            gettext("owed (yuan)"),
+            gettext("available (yuan)"),
+            gettext("granted"),
+        )
         for line in selectors.lines(state=opts["state"]):
             owed = -line.receivable.balance_fen
             table.add_row(
                 line.card_no,
-                line.state,
+                labelled(LineState, line.state),
                 yuan(line.limit_fen),
                 yuan(owed),
                 yuan(line.limit_fen - owed),
-                line.granted_at.astimezone(BEIJING).strftime("%Y-%m-%d"),
+                beijing(line.granted_at),
             )
         console.print(table)
 
@@ -140,23 +164,46 @@ class Command(PlatformCommand):
             actor=self.actor,
         )
         console.print(
-            f"{item.payment_id}: {yuan(item.amount_fen)} at {item.payee} on credit, bill {item.month}"
+            gettext("%(payment)s: %(amount)s at %(payee)s on credit, bill %(month)s")
+            % {
+                "payment": item.payment_id,
+                "amount": yuan(item.amount_fen),
+                "payee": item.payee,
+                "month": item.month,
+            }
         )
 
     def _bill(self, console, opts):
         if opts["card"]:
             bill = selectors.bill_of(card_no=opts["card"], month=opts["month"])
             if bill is None:
-                raise NotFound(f"card {opts['card']} has no bill for {opts['month']}", field="card")
+                raise NotFound(
+                    gettext("card %(card)s has no bill for %(month)s")
+                    % {"card": opts["card"], "month": opts["month"]},
+                    field="card",
+                )
             console.print(
-                f"bill {bill.month} of {opts['card']}: {yuan(bill.full_due_fen)} due on {bill.due_on}"
-                f" (minimum {yuan(bill.minimum_due_fen)}), paid {yuan(bill.paid_fen)}, {bill.state}"
+                gettext(
+                    "bill %(month)s of %(card)s: %(due)s due on %(due_on)s (minimum %(minimum)s), paid %(paid)s,"
+                    " %(state)s"
+                )
+                % {
+                    "month": bill.month,
+                    "card": opts["card"],
+                    "due": yuan(bill.full_due_fen),
+                    "due_on": bill.due_on,
+                    "minimum": yuan(bill.minimum_due_fen),
+                    "paid": yuan(bill.paid_fen),
+                    "state": labelled(BillState, bill.state),
+                }
             )
-            table = Table("at", "kind", "payee", "amount")
+            table = Table(
+                gettext("time (Beijing)"), gettext("kind"), gettext("payee"), gettext("amount (yuan)")
+            )
             for item in selectors.bill_items(bill):
                 table.add_row(
-                    item.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
-                    item.kind,
+                    beijing(item.at),
+                    labelled(ItemKind, item.kind),
                     item.payee,
                     yuan(item.amount_fen),
                 )
@@ -164,22 +211,32 @@ class Command(PlatformCommand):
             return
         bills = services.credit_bills_generate(month=opts["month"], actor=self.actor)
         console.print(
-            f"{len(bills)} bill(s) for {opts['month']}, {yuan(sum(b.full_due_fen for b in bills))} due"
+            gettext("%(count)s bill(s) for %(month)s, %(due)s due")
+            % {"count": len(bills), "month": opts["month"], "due": yuan(sum(b.full_due_fen for b in bills))}
         )
 
     def _repay(self, console, opts):
         repayment = services.credit_repay(
             card_no=opts["card"], amount_fen=fen_of(opts["amount"]), key=opts["key"], actor=self.actor
         )
-        console.print(f"{repayment.key}: {yuan(repayment.amount_fen)} repaid from the online account")
+        console.print(
+            gettext("%(key)s: %(amount)s repaid from the online account")
+            % {"key": repayment.key, "amount": yuan(repayment.amount_fen)}
+        )
 
     def _autorepay(self, console, opts):
         result = services.credit_autorepay_run(on=_day(opts["on"]), actor=self.actor)
         console.print(
-            f"{result['applied']} collection(s) applied, {result['opened']} opened,"
-            f" {result['skipped']} bill(s) without a bound channel, {result['failed']} refused by the provider"
+            gettext(
+                "%(applied)s collection(s) applied, %(opened)s opened, %(skipped)s bill(s) without a bound"
+                " channel, %(failed)s refused by the provider"
+            )
+            % result
         )
 
     def _overdue_run(self, console, opts):
         lines = services.credit_overdue_run(on=_day(opts["on"]), actor=self.actor)
-        console.print(f"{len(lines)} line(s) suspended and card(s) restricted (credit_overdue)")
+        console.print(
+            gettext("%(count)s line(s) suspended and card(s) restricted (credit_overdue)")
+            % {"count": len(lines)}
+        )
