@@ -140,6 +140,7 @@ class Stopped:
             capture_output=True,
             text=True,
             timeout=60,
+            env={**os.environ, "CITYCARD_LANGUAGE": "en"},  # the words read below are the English ones
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout

@@ -106,7 +106,7 @@ def test_platform_networks(client):
     login(client, "clearing_staff")
     data_of(gql(client, "", "{ me { username } }"))
     n, data = count(client, "", NETWORKS)
-    assert len(data["roamingNetworks"]) == 2
+    assert len(data["roamingNetworks"]) == 3  # yrd, gba and the national tunion
     assert n == FIXED_PLATFORM + 4  # networks, members (memberships and their counties), counties
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import translation
 
 from citycard.graphql import schema_files
 from citycard.graphql.schema_files import SCHEMA_FILES, schema_files_stale, schema_sdl
@@ -28,14 +29,15 @@ def test_the_check_fails_on_a_stale_file_and_the_command_rewrites_it(tmp_path, m
     monkeypatch.setattr(schema_files, "SCHEMA_FILES", files)
     monkeypatch.setattr("citycard.graphql.management.commands.graphql.SCHEMA_FILES", files)
     out = StringIO()
-    call_command("graphql", "schema", stdout=out)
-    assert out.getvalue().count("wrote") == 2
-    files["tenant"][0].write_text(schema_sdl("tenant").replace("cardTransactions", "cardTxs"))
-    with pytest.raises(CommandError, match=r"schema_tenant\.graphql"):
-        call_command("graphql", "schema", "--check")
-    call_command("graphql", "schema", stdout=StringIO())
-    call_command("graphql", "schema", "--check", stdout=out)
-    assert "match" in out.getvalue()
+    with translation.override("zh-hans"):  # what a person reads, whatever language an earlier test left
+        call_command("graphql", "schema", stdout=out)
+        assert out.getvalue().count("已写入") == 2
+        files["tenant"][0].write_text(schema_sdl("tenant").replace("cardTransactions", "cardTxs"))
+        with pytest.raises(CommandError, match=r"schema_tenant\.graphql"):
+            call_command("graphql", "schema", "--check")
+        call_command("graphql", "schema", stdout=StringIO())
+        call_command("graphql", "schema", "--check", stdout=out)
+    assert "schema 文件与代码一致" in out.getvalue()
 
 
 def examples(endpoint: str) -> list[str]:

@@ -8,6 +8,7 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.tenants.cards import services as cards
@@ -240,5 +241,6 @@ def test_the_cli_runs_the_stage_for_one_tenant(hz, now, settings):
     hangzhou, sim, issued = hz
     _scenario(hangzhou, sim, issued, now)
     out = StringIO()
-    call_command("terminal", "--tenant", "hangzhou", "verify", stdout=out)
-    assert out.getvalue().strip() == "verified 2 batches, 6 taps: 4 review flags"
+    with translation.override("zh-hans"):
+        call_command("terminal", "--tenant", "hangzhou", "verify", stdout=out)
+    assert out.getvalue().strip() == "已验证 2 批、6 笔刷卡：4 个待复核标记"
