@@ -47,7 +47,7 @@ demo: system-deps venv messages
 
 # Lint first: a tree that is not ruff-clean, ruff-formatted and within its import contracts fails fast.
 test: system-deps venv messages lint
-	CITYCARD_DATA_DIR=$(CURDIR)/.citycard/test $(BIN)/pytest $(PYTEST_ARGS)
+	CITYCARD_DATA_DIR=$(CURDIR)/.citycard/test CITYCARD_PG_DURABLE=off $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check citycard tests benchmarks

@@ -28,6 +28,11 @@ SERVER_SETTINGS = {
     "max_locks_per_transaction": "512",
 }
 _TUNING_MARKER = "# citycard tuning"
+# A throwaway cluster (the test suite's: ``make test`` sets CITYCARD_PG_DURABLE=off) skips flushing to disk:
+# a crash of the machine could corrupt it, a crash of PostgreSQL or of the test cannot (what is committed
+# is in the operating system's cache). Never for a cluster whose data is kept.
+THROWAWAY_SETTINGS = {"fsync": "off", "full_page_writes": "off"}
+_THROWAWAY_MARKER = "# citycard throwaway cluster"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -85,13 +90,22 @@ def _import_pgserver():
     return pgserver, pgserver_utils
 
 
+def _throwaway() -> bool:
+    return os.environ.get("CITYCARD_PG_DURABLE", "on").strip().lower() in {"off", "0", "no", "false"}
+
+
 def _tune(pgdata: Path) -> bool:
-    """Append our settings to postgresql.conf once; returns True when a restart is needed."""
+    """Append our settings to postgresql.conf once (and the throwaway cluster's when asked for); returns
+    True when a restart is needed."""
     conf = pgdata / "postgresql.conf"
     text = conf.read_text()
-    if _TUNING_MARKER in text:
+    lines = []
+    if _TUNING_MARKER not in text:
+        lines += [f"\n{_TUNING_MARKER}\n"] + [f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items()]
+    if _throwaway() and _THROWAWAY_MARKER not in text:
+        lines += [f"\n{_THROWAWAY_MARKER}\n"] + [f"{k} = {v}\n" for k, v in THROWAWAY_SETTINGS.items()]
+    if not lines:
         return False
-    lines = [f"\n{_TUNING_MARKER}\n"] + [f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items()]
     conf.write_text(text + "".join(lines))
     return True
 
