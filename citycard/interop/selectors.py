@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, F, Q, QuerySet, Sum, Window
+from django.db.models.functions import Coalesce, Greatest, RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -577,10 +577,36 @@ def exceptions_by_reason(*, cycle_id: int) -> list[tuple[str, int, int]]:
     ]
 
 
-def bilateral_of(*, cycle_ids: Iterable[int]) -> QuerySet[BilateralPosition]:
-    return BilateralPosition.objects.filter(cycle_id__in=list(cycle_ids)).order_by(
-        "cycle_id", "issuer", "acquirer"
+def bilateral_of(
+    *, cycle_ids: Iterable[int], issuer: str | None = None, acquirer: str | None = None
+) -> QuerySet[BilateralPosition]:
+    """The bilateral matrices' cells of cycles, by cycle, issuer, acquirer; of one issuer or acquirer if
+    given."""
+    qs = BilateralPosition.objects.filter(cycle_id__in=list(cycle_ids))
+    if issuer:
+        qs = qs.filter(issuer=issuer)
+    if acquirer:
+        qs = qs.filter(acquirer=acquirer)
+    return qs.order_by("cycle_id", "issuer", "acquirer")
+
+
+def bilateral_capped(
+    *, cycle_ids: Iterable[int], cap: int, issuer: str | None = None, acquirer: str | None = None
+) -> dict[int, list[BilateralPosition] | None]:
+    """Each cycle's cells (``bilateral_of``), or None for a cycle with more than ``cap`` of them: one query
+    that reads at most ``cap + 1`` cells a cycle (a national network's matrix has ~90,000)."""
+    ids = list(cycle_ids)
+    rows = (
+        bilateral_of(cycle_ids=ids, issuer=issuer, acquirer=acquirer)
+        .annotate(
+            _rank=Window(RowNumber(), partition_by=[F("cycle_id")], order_by=[F("issuer"), F("acquirer")])
+        )
+        .filter(_rank__lte=cap + 1)
     )
+    found: dict[int, list[BilateralPosition] | None] = {cycle_id: [] for cycle_id in ids}
+    for row in rows:
+        found[row.cycle_id].append(row)
+    return {cycle_id: None if len(cells) > cap else cells for cycle_id, cells in found.items()}
 
 
 # The matrix for the console: axes with their totals and the cells as heat map points. The points (one per
