@@ -35,21 +35,27 @@ def cycle_of(
     reasons: tuple[str, ...] = ("tac_invalid",),
 ) -> tuple[ClearingCycle, list[tuple]]:
     """A validated cycle where every participant acquires for most others (1–3 records a pair, a few pairs
-    skipped) or, with ``issuers_per_acquirer``, for that many others (one record a pair, the next ones in
-    the list, so every participant is an issuer too), ~2% rejected by their issuer with one of ``reasons``;
-    netted, and settled unless ``settle`` is false. Returns the cycle and its records (acquirer, issuer,
-    amount, rejected reason or None)."""
+    skipped) or, with ``issuers_per_acquirer``, for that many others (one record a pair: the next in the
+    list, so every participant is an issuer too, and others drawn with the earlier ones likelier), ~2%
+    rejected by their issuer with one of ``reasons``; netted, and settled unless ``settle`` is false.
+    Returns the cycle and its records (acquirer, issuer, amount, rejected reason or None)."""
     rng = random.Random(seed)
     cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     terms = cycle.agreement.version_on(day)
     items, rows = [], []
     count = len(participants)
+    weights = [1 / (1 + i) ** 0.8 for i in range(count)]
     for a, acquirer in enumerate(participants):
         if issuers_per_acquirer is None:
             pairs = [(issuer, rng.randint(1, 3)) for issuer in participants if issuer != acquirer]
             pairs = [pair for pair in pairs if rng.random() >= 0.05]
         else:
-            pairs = [(participants[(a + k) % count], 1) for k in range(1, issuers_per_acquirer + 1)]
+            # The next participant (so every one is an issuer too), then others drawn as traffic goes: the
+            # larger cities (earlier in the list) issue more of the cards roaming anywhere.
+            drawn = rng.choices(participants, weights=weights, k=issuers_per_acquirer * 2)
+            chosen = dict.fromkeys([participants[(a + 1) % count], *drawn])
+            chosen.pop(acquirer, None)
+            pairs = [(issuer, 1) for issuer in list(chosen)[:issuers_per_acquirer]]
         for issuer, times in pairs:
             for _ in range(times):
                 amount = rng.choice((100, 150, 200, 300, 1250))
