@@ -388,7 +388,8 @@ def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_
         _sign_in(page, base, "clerk-wang")
         page.wait_for_url(f"{base}/console/")
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
-        assert page.locator("#matrix-large").count() == 1 and page.locator("td.cell").count() == 0
+        page.wait_for_selector("#matrix-large", state="attached", timeout=60_000)
+        assert page.locator("td.cell").count() == 0
         page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-heatmap']")
         # Drawn progressively: wait until the chart has finished rendering every block.
         page.wait_for_function(
@@ -408,7 +409,7 @@ def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_
         page.locator("#chart-heatmap").screenshot(path=tmp_path / "heatmap-national.png")
 
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/exceptions/")
-        assert page.locator("#exceptions-large").count() == 1
+        page.wait_for_selector("#exceptions-large", state="attached", timeout=60_000)
         assert 0 < page.locator("tr.top-issuer").count() <= 10 * page.locator("section.reason").count()
 
         next_day = (DAY + dt.timedelta(days=1)).isoformat()
@@ -417,7 +418,8 @@ def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_
         top = [s["name"] for s in _chart_data(page, "chart-positions")]
         assert len(top) == 10
         chosen = next(c for c in sorted({i for i, _a in cells}) if c not in top)
-        page.select_option("#positions-choose select", chosen)
+        page.wait_for_selector("#positions-choose select", timeout=60_000)
+        page.select_option("#positions-choose select", chosen, timeout=60_000)
         page.click("#positions-choose button")
         page.wait_for_url(re.compile(rf".*participant={chosen}.*"))
         page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
