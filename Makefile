@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export CITYCARD_DATA_DIR ?= $(CURDIR)/.citycard/demo
-SYSTEM_PACKAGES := pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig redis-server chromium fonts-wqy-zenhei gettext pgbouncer
+SYSTEM_PACKAGES := pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig redis-server chromium fonts-wqy-zenhei gettext pgbouncer python3-yaml
 
 .PHONY: demo test system-deps venv messages messages-update lint bench clean
 
 # System packages for the smart-card stack (pcscd + vpcd, pyscard's build), Redis (the embedded Celery
 # broker, which hands a task whose worker died out again) and Chromium with CJK fonts (the console's browser
 # tests, tests/e2e/test_console_browser.py), gettext (msgfmt compiles the zh_Hans catalogue) and PgBouncer (the
-# transaction-pooling tests, tests/e2e/test_pgbouncer.py); only as root.
+# transaction-pooling tests, tests/e2e/test_pgbouncer.py), python3-yaml (reads infra/docker-compose.yml in
+# tests/platform/test_compose_pgbouncer.py without a Python dependency); only as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

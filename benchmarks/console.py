@@ -283,6 +283,32 @@ def child(args) -> None:
             ],
         ),
         (
+            "exceptions (a reason)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?reason=tac_invalid",
+            [
+                (
+                    "SELECT issuer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND reason = 'tac_invalid' GROUP BY 1",
+                    [cycle.pk],
+                )
+            ],
+        ),
+        (
+            "exceptions (an issuer)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?issuer={issuer}",
+            [
+                (
+                    "SELECT reason, acquirer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND issuer = %s GROUP BY 1, 2",
+                    [cycle.pk, issuer],
+                )
+            ],
+        ),
+        (
             "records (a cell)",
             clerk,
             "localhost",
@@ -346,7 +372,7 @@ def child(args) -> None:
             "charts (90 days)",
             clerk,
             "localhost",
-            f"/console/charts/?days=90&date={day + dt.timedelta(days=1)}",
+            f"/console/charts/?days=90&date={day + dt.timedelta(days=1)}&participant={issuer}",
             [
                 (
                     "SELECT c.business_date, sum(b.records), sum(b.amount_fen) FROM interop_bilateralposition b"

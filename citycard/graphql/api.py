@@ -130,6 +130,7 @@ PLATFORM_COST_MAP: CostMap = {
         "totals": FieldCost(complexity=1),
         "stateHistory": FieldCost(complexity=1),
         "bilateralMatrix": FieldCost(complexity=5),
+        "bilateralCells": PAGE,
         "netPositions": FieldCost(complexity=2),
         "settlementInstructions": FieldCost(complexity=2),
         "exceptionSummary": FieldCost(complexity=2),

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, F, Q, QuerySet, Sum, Window
+from django.db.models.functions import Coalesce, Greatest, RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -436,6 +436,134 @@ def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
     )
 
 
+# --- exceptions at national scale: one aggregate query per view, whatever the number of groups ------------------
+
+# A cycle's exceptions in one statement: the totals per reason, the ``top`` issuers of each reason (by amount)
+# and, only when the rejections involve at most ``detail_max`` participants, every reason × issuer × acquirer
+# group (a 300-participant cycle has ~18,000 of them: they are then read per issuer or per reason, paged).
+_EXCEPTION_OVERVIEW_SQL = """
+WITH groups AS MATERIALIZED (
+    SELECT reason, issuer COLLATE "C" AS issuer, acquirer COLLATE "C" AS acquirer,
+           count(*) AS n, sum(amount_fen) AS fen
+    FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'rejected'
+    GROUP BY 1, 2, 3
+), participants AS (
+    SELECT count(*) AS n FROM (SELECT issuer FROM groups UNION SELECT acquirer FROM groups) AS codes
+), issuers AS (
+    SELECT reason, issuer, sum(n) AS n, sum(fen) AS fen, count(*) AS acquirers,
+           row_number() OVER (PARTITION BY reason ORDER BY sum(fen) DESC, issuer) AS rank
+    FROM groups GROUP BY reason, issuer
+), reasons AS (
+    SELECT reason, sum(n) AS n, sum(fen) AS fen, count(*) AS issuers, sum(acquirers) AS groups
+    FROM issuers GROUP BY reason
+)
+SELECT (SELECT n FROM participants),
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(reason, n, fen, issuers, groups) ORDER BY reason), '[]')::text
+        FROM reasons),
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(reason, issuer, n, fen, acquirers) ORDER BY reason, rank),
+                        '[]')::text
+        FROM issuers WHERE rank <= %(top)s),
+       CASE WHEN (SELECT n FROM participants) <= %(detail_max)s THEN
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(reason, issuer, acquirer, n, fen)
+                                      ORDER BY reason, issuer, acquirer), '[]')::text FROM groups)
+       END
+"""
+
+
+def exception_overview(*, cycle_id: int, top: int, detail_max: int) -> dict[str, Any]:
+    """A cycle's exceptions (异常) for the console, one query whatever their number: ``participants`` (codes
+    among the rejected records' issuers and acquirers), ``reasons`` (each ``{reason, records, amount_fen,
+    issuers, groups}``, by reason), ``top_issuers`` ({reason: [{issuer, records, amount_fen, acquirers}, …]},
+    the ``top`` largest by amount, then issuer) and ``groups``: every reason × issuer × acquirer group
+    (``{reason, issuer, acquirer, records, amount_fen}``) when there are at most ``detail_max`` participants,
+    else None (read them per issuer or per reason: ``exception_groups_page``, ``exception_issuers_page``)."""
+    with connection.cursor() as cur:
+        cur.execute(_EXCEPTION_OVERVIEW_SQL, {"cycle": cycle_id, "top": top, "detail_max": detail_max})
+        participants, reasons, top_issuers, groups = cur.fetchone()
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for reason, issuer, n, fen, acquirers in json.loads(top_issuers):
+        by_reason.setdefault(reason, []).append(
+            {"issuer": issuer, "records": int(n), "amount_fen": int(fen), "acquirers": int(acquirers)}
+        )
+    return {
+        "participants": int(participants),
+        "reasons": [
+            {"reason": r, "records": int(n), "amount_fen": int(fen), "issuers": int(i), "groups": int(g)}
+            for r, n, fen, i, g in json.loads(reasons)
+        ],
+        "top_issuers": by_reason,
+        "groups": None
+        if groups is None
+        else [
+            {"reason": r, "issuer": i, "acquirer": a, "records": int(n), "amount_fen": int(fen)}
+            for r, i, a, n, fen in json.loads(groups)
+        ],
+    }
+
+
+_EXCEPTION_ISSUERS_SQL = """
+SELECT issuer, count(*) AS n, sum(amount_fen) AS fen, count(DISTINCT acquirer) AS acquirers,
+       count(*) OVER () AS issuers, sum(count(*)) OVER () AS all_n, sum(sum(amount_fen)) OVER () AS all_fen
+FROM interop_clearingrecord WHERE cycle_id = %(cycle)s AND status = 'rejected' AND reason = %(reason)s
+GROUP BY issuer ORDER BY fen DESC, issuer COLLATE "C" OFFSET %(offset)s LIMIT %(limit)s
+"""
+
+
+def exception_issuers_page(*, cycle_id: int, reason: str, offset: int, limit: int) -> dict[str, Any]:
+    """The issuers of a cycle's exceptions of one reason, largest amount first, ``limit`` from ``offset``:
+    ``{rows: [{issuer, records, amount_fen, acquirers}], issuers, records, amount_fen}`` (the counts and sums
+    over all of the reason's issuers, not the page's). One query."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _EXCEPTION_ISSUERS_SQL, {"cycle": cycle_id, "reason": reason, "offset": offset, "limit": limit}
+        )
+        found = cur.fetchall()
+    first = found[0] if found else (None, 0, 0, 0, 0, 0, 0)
+    return {
+        "rows": [
+            {"issuer": issuer, "records": n, "amount_fen": int(fen), "acquirers": acquirers}
+            for issuer, n, fen, acquirers, *_totals in found
+        ],
+        "issuers": first[4],
+        "records": int(first[5]),
+        "amount_fen": int(first[6]),
+    }
+
+
+_EXCEPTION_GROUPS_SQL = """
+SELECT reason, acquirer, count(*) AS n, sum(amount_fen) AS fen,
+       count(*) OVER () AS groups, sum(count(*)) OVER () AS all_n, sum(sum(amount_fen)) OVER () AS all_fen
+FROM interop_clearingrecord
+WHERE cycle_id = %(cycle)s AND status = 'rejected' AND issuer = %(issuer)s
+  AND (%(reason)s::text IS NULL OR reason = %(reason)s)
+GROUP BY reason, acquirer ORDER BY reason, fen DESC, acquirer COLLATE "C" OFFSET %(offset)s LIMIT %(limit)s
+"""
+
+
+def exception_groups_page(
+    *, cycle_id: int, issuer: str, reason: str | None, offset: int, limit: int
+) -> dict[str, Any]:
+    """One issuer's exceptions in a cycle per reason × acquirer (of one reason, or all), by reason then
+    largest amount, ``limit`` from ``offset``: ``{rows: [{reason, issuer, acquirer, records, amount_fen}],
+    groups, records, amount_fen}`` (over all the issuer's groups, not the page's). One query."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _EXCEPTION_GROUPS_SQL,
+            {"cycle": cycle_id, "issuer": issuer, "reason": reason, "offset": offset, "limit": limit},
+        )
+        found = cur.fetchall()
+    first = found[0] if found else (None, None, 0, 0, 0, 0, 0)
+    return {
+        "rows": [
+            {"reason": r, "issuer": issuer, "acquirer": acquirer, "records": n, "amount_fen": int(fen)}
+            for r, acquirer, n, fen, *_totals in found
+        ],
+        "groups": first[4],
+        "records": int(first[5]),
+        "amount_fen": int(first[6]),
+    }
+
+
 def exceptions_by_reason(*, cycle_id: int) -> list[tuple[str, int, int]]:
     """A cycle's exceptions per reason: (reason, records, amount in fen), by reason. One aggregate over the
     partial index of rejections, a row per reason (the per issuer × acquirer groups of ``exception_summary``
@@ -449,10 +577,36 @@ def exceptions_by_reason(*, cycle_id: int) -> list[tuple[str, int, int]]:
     ]
 
 
-def bilateral_of(*, cycle_ids: Iterable[int]) -> QuerySet[BilateralPosition]:
-    return BilateralPosition.objects.filter(cycle_id__in=list(cycle_ids)).order_by(
-        "cycle_id", "issuer", "acquirer"
+def bilateral_of(
+    *, cycle_ids: Iterable[int], issuer: str | None = None, acquirer: str | None = None
+) -> QuerySet[BilateralPosition]:
+    """The bilateral matrices' cells of cycles, by cycle, issuer, acquirer; of one issuer or acquirer if
+    given."""
+    qs = BilateralPosition.objects.filter(cycle_id__in=list(cycle_ids))
+    if issuer:
+        qs = qs.filter(issuer=issuer)
+    if acquirer:
+        qs = qs.filter(acquirer=acquirer)
+    return qs.order_by("cycle_id", "issuer", "acquirer")
+
+
+def bilateral_capped(
+    *, cycle_ids: Iterable[int], cap: int, issuer: str | None = None, acquirer: str | None = None
+) -> dict[int, list[BilateralPosition] | None]:
+    """Each cycle's cells (``bilateral_of``), or None for a cycle with more than ``cap`` of them: one query
+    that reads at most ``cap + 1`` cells a cycle (a national network's matrix has ~90,000)."""
+    ids = list(cycle_ids)
+    rows = (
+        bilateral_of(cycle_ids=ids, issuer=issuer, acquirer=acquirer)
+        .annotate(
+            _rank=Window(RowNumber(), partition_by=[F("cycle_id")], order_by=[F("issuer"), F("acquirer")])
+        )
+        .filter(_rank__lte=cap + 1)
     )
+    found: dict[int, list[BilateralPosition] | None] = {cycle_id: [] for cycle_id in ids}
+    for row in rows:
+        found[row.cycle_id].append(row)
+    return {cycle_id: None if len(cells) > cap else cells for cycle_id, cells in found.items()}
 
 
 # The matrix for the console: axes with their totals and the cells as heat map points. The points (one per
@@ -705,16 +859,58 @@ def rejections_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]
     ]
 
 
-def net_positions_by_day(*, since: dt.date, until: dt.date) -> list[dict[str, Any]]:
-    """Each participant's net position (fen) per business date, over the daily cycles netted that day:
-    ``{"day", "participant", "net_fen"}``."""
-    rows = (
-        NetPosition.objects.filter(_daily_cycles(since, until))
-        .values("cycle__business_date", "participant")
-        .annotate(s=Sum("net_fen"))
-        .order_by()
-    )
-    return [
-        {"day": row["cycle__business_date"], "participant": row["participant"], "net_fen": row["s"]}
-        for row in rows
-    ]
+# Each participant's net position per business date of the daily cycles, for the charts: every participant's
+# when there are at most ``all_max`` of them, else the ``top`` that moved most (the sum of their daily
+# positions' absolute values) and those asked for by name; with the names of all (the chart's selector).
+_NET_POSITIONS_CHART_SQL = """
+WITH days AS MATERIALIZED (
+    SELECT c.business_date AS day, n.participant COLLATE "C" AS participant, sum(n.net_fen) AS net
+    FROM interop_netposition n
+    JOIN interop_clearingcycle c ON c.id = n.cycle_id
+    JOIN interop_roamingagreement a ON a.id = c.agreement_id
+    WHERE c.business_date BETWEEN %(since)s AND %(until)s AND a.period = %(daily)s
+    GROUP BY 1, 2
+), ranked AS (
+    SELECT participant, sum(abs(net)) AS moved,
+           row_number() OVER (ORDER BY sum(abs(net)) DESC, participant) AS rank, count(*) OVER () AS everyone
+    FROM days GROUP BY participant
+)
+SELECT (SELECT coalesce(jsonb_agg(jsonb_build_array(participant, rank, moved) ORDER BY participant), '[]')::text
+        FROM ranked),
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(d.day, d.participant, d.net)), '[]')::text
+        FROM days d JOIN ranked r USING (participant)
+        WHERE r.everyone <= %(all_max)s OR r.rank <= %(top)s OR d.participant = ANY(%(chosen)s))
+"""
+
+
+def net_positions_chart(
+    *, since: dt.date, until: dt.date, top: int, all_max: int, chosen: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The net positions (净额) per day for the trends chart, one query whatever the number of participants:
+    ``participants`` (every participant of the period's daily cycles, by code: ``{participant, rank,
+    moved_fen}``, rank 1 the one whose daily positions add up to the most in absolute value) and ``rows``
+    (``{day, participant, net_fen}``) for every participant when there are at most ``all_max``, else for the
+    ``top`` ranked and those ``chosen``."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _NET_POSITIONS_CHART_SQL,
+            {
+                "since": since,
+                "until": until,
+                "daily": CyclePeriod.DAILY,
+                "top": top,
+                "all_max": all_max,
+                "chosen": list(chosen),
+            },
+        )
+        participants, rows = cur.fetchone()
+    return {
+        "participants": [
+            {"participant": p, "rank": int(rank), "moved_fen": int(moved)}
+            for p, rank, moved in json.loads(participants)
+        ],
+        "rows": [
+            {"day": dt.date.fromisoformat(day), "participant": p, "net_fen": int(net)}
+            for day, p, net in json.loads(rows)
+        ],
+    }

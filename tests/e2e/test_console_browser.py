@@ -29,6 +29,7 @@ from citycard.platform.models import Role, Tenant
 from citycard.platform.services import user_create
 from tests.graphql.conftest import SETTLE_AT, clear, day_records
 from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  # noqa: F401 (fixtures)
+from tests.interop.large_cycle import cycle_of, participants_named
 from tests.tenants.dashboard.taps import taps_store as _taps
 
 CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
@@ -359,3 +360,71 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
     if copy_to:
         for shot in ("dashboard", "charts"):
             shutil.copy(tmp_path / f"{shot}.png", Path(copy_to) / f"console-{shot}.png")
+
+
+def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_read_in_the_browser(
+    yrd_transit,  # noqa: F811
+    live,
+    tmp_path,
+):
+    """A national network's cycle (300 participants, each acquiring for the next ten: 3,000 records, a few
+    thousand cells on the 300 × 300 heat map): the heat map's ECharts instance holds every cell with its
+    amount and records on 300 issuers × 300 acquirers; the exceptions page shows each reason's top issuers
+    and the trends chart the top ten net positions, a chosen participant's added by the selector; no
+    JavaScript error. CITYCARD_SCREENSHOTS=docs/img copies the heat map (docs/console.md)."""
+    base = live.base
+    user_create(username="clerk-wang", role=Role.CLEARING_STAFF, password=PASSWORD)
+    with live.db():
+        cycle, _items = cycle_of(DAY, participants_named(300), seed=300, issuers_per_acquirer=10)
+        cells = {
+            (b.issuer, b.acquirer): (b.amount_fen, b.records)
+            for b in BilateralPosition.objects.filter(cycle=cycle)
+        }
+    assert len(cells) > 2500 and len({i for i, _a in cells}) == len({a for _i, a in cells}) == 300
+    problems: list[str] = []
+    with _browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        _watch(page, problems)
+        _sign_in(page, base, "clerk-wang")
+        page.wait_for_url(f"{base}/console/")
+        page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
+        page.wait_for_selector("#matrix-large", state="attached", timeout=60_000)
+        assert page.locator("td.cell").count() == 0
+        page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-heatmap']")
+        # Drawn progressively: wait until the chart has finished rendering every block.
+        page.wait_for_function(
+            "() => { const c = window.citycardCharts['chart-heatmap'];"
+            " return c.getOption().series[0].data.length > 0 && !c.isDisposed(); }"
+        )
+        (heat,) = _chart_data(page, "chart-heatmap")
+        axes = page.evaluate(
+            "() => { const o = window.citycardCharts['chart-heatmap'].getOption();"
+            " return {x: o.xAxis[0].data, y: o.yAxis[0].data}; }"
+        )
+        assert len(axes["x"]) == len(axes["y"]) == 300
+        assert len(heat["data"]) == len(cells)
+        drawn = {(axes["y"][y], axes["x"][x]): (fen, n) for x, y, fen, n in heat["data"]}
+        assert drawn == cells
+        page.wait_for_timeout(500)  # the progressive rendering's last frames
+        page.locator("#chart-heatmap").screenshot(path=tmp_path / "heatmap-national.png")
+
+        page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/exceptions/")
+        page.wait_for_selector("#exceptions-large", state="attached", timeout=60_000)
+        assert 0 < page.locator("tr.top-issuer").count() <= 10 * page.locator("section.reason").count()
+
+        next_day = (DAY + dt.timedelta(days=1)).isoformat()
+        page.goto(f"{base}/console/charts/?days=30&date={next_day}")
+        page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
+        top = [s["name"] for s in _chart_data(page, "chart-positions")]
+        assert len(top) == 10
+        chosen = next(c for c in sorted({i for i, _a in cells}) if c not in top)
+        page.wait_for_selector("#positions-choose select", timeout=60_000)
+        page.select_option("#positions-choose select", chosen, timeout=60_000)
+        page.click("#positions-choose button")
+        page.wait_for_url(re.compile(rf".*participant={chosen}.*"))
+        page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
+        assert [s["name"] for s in _chart_data(page, "chart-positions")] == [*top, chosen]
+    assert not problems, problems
+    copy_to = os.environ.get("CITYCARD_SCREENSHOTS")
+    if copy_to:
+        shutil.copy(tmp_path / "heatmap-national.png", Path(copy_to) / "console-heatmap-national.png")

@@ -633,3 +633,73 @@ def test_an_agreement_version_refused_is_errors_as_data_and_writes_nothing(clien
     assert list(
         selectors.agreement_get(network_code="yrd", service="transit").versions.values_list("number")
     ) == [(1,)]
+
+
+CELLS = """query($first: Int, $after: String, $order: BilateralPositionOrder, $issuer: String) {
+  clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
+    bilateralCells(first: $first, after: $after, order: $order, issuer: $issuer) {
+      edges { node { issuer acquirer records amountFen } } pageInfo { hasNextPage endCursor } } } }"""
+
+
+def test_a_national_matrix_is_paged_by_bilateral_cells_and_the_whole_list_refused_past_its_maximum(
+    client, yrd_transit
+):
+    """A network of 40 (1,500 cells; a national network's 300 have ~90,000): bilateralMatrix would list them
+    all, so it is null with PAGINATION_REQUIRED (an issuer's row still lists); bilateralCells pages the matrix by
+    issuer and acquirer, or the largest flows first, at most 100 cells a page."""
+    from citycard.graphql.clearing.dataloaders import MATRIX_LIST_MAX
+    from citycard.interop.models import BilateralPosition
+    from tests.interop.large_cycle import cycle_of, participants_named
+
+    cycle, _items = cycle_of(DAY, participants_named(40), seed=40, settle=False)
+    stored = [
+        (b.issuer, b.acquirer, b.records, b.amount_fen)
+        for b in BilateralPosition.objects.filter(cycle=cycle).order_by("issuer", "acquirer")
+    ]
+    assert len(stored) > MATRIX_LIST_MAX
+    login(client, "clearing_staff")
+    whole = gql(
+        client,
+        "",
+        '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
+        "{ label bilateralMatrix { issuer } } }",
+    )
+    assert (
+        codes_of(whole) == ["PAGINATION_REQUIRED"]
+        and "bilateralCells" in whole.json()["errors"][0]["message"]
+    )
+    # The rest of the cycle answered beside the error.
+    assert whole.json()["data"] == {"clearingCycle": {"label": cycle.label, "bilateralMatrix": None}}
+    row = data_of(
+        gql(
+            client,
+            "",
+            '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
+            '{ bilateralMatrix(issuer: "city007") { issuer acquirer records amountFen } } }',
+        )
+    )["clearingCycle"]["bilateralMatrix"]
+    assert [tuple(c.values()) for c in row] == [s for s in stored if s[0] == "city007"]
+
+    def cells(**variables):
+        return data_of(gql(client, "", CELLS, variables))["clearingCycle"]["bilateralCells"]
+
+    seen, after, pages = [], None, 0
+    while True:
+        page = cells(first=100, after=after)
+        seen += [tuple(e["node"].values()) for e in page["edges"]]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == stored and pages == (len(stored) + 99) // 100
+    top = cells(first=10, order="AMOUNT_DESC")["edges"]
+    assert [tuple(e["node"].values()) for e in top] == sorted(stored, key=lambda c: (-c[3], c[0], c[1]))[:10]
+    assert [tuple(e["node"].values()) for e in cells(first=100, issuer="city007")["edges"]] == [
+        s for s in stored if s[0] == "city007"
+    ]
+    for variables, code in (
+        ({"first": 101}, "PAGINATION_LIMIT_EXCEEDED"),
+        ({}, "PAGINATION_REQUIRED"),
+        ({"first": 5, "after": "not-a-cursor"}, "INVALID_CURSOR"),
+    ):
+        assert codes_of(gql(client, "", CELLS, variables)) == [code], variables

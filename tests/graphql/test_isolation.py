@@ -419,7 +419,8 @@ def platform_probes() -> dict[str, str]:
         "roamingAgreements": "{ roamingAgreements { operator } }",
         "clearingCycles": "{ clearingCycles(first: 5) { edges { node { label } } } }",
         "clearingCycle": '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
-        "{ label netPositions { sumFen } records(first: 5) { edges { node { cardNumber } } } } }",
+        "{ label netPositions { sumFen } records(first: 5) { edges { node { cardNumber } } } "
+        "bilateralCells(first: 5, order: AMOUNT_DESC) { edges { node { issuer amountFen } } } } }",
         "disputes": "{ disputes(first: 5) { edges { node { id record { cardNumber } } } } }",
         "dispute": '{ dispute(id: "RGlzcHV0ZTox") { id } }',
         "clearingRecord": '{ clearingRecord(recordId: "jiaxing-1") { recordId cardNumber } }',

@@ -212,7 +212,9 @@ CYCLES_FULL = """query($n: Int) { clearingCycles(first: $n, filter: {states: [SE
   label state agreement { operator network { code } issuerFeeBps } network { code }
   agreementVersion { label networkFeeBps cutOff }
   stateHistory { state at } totals { records { records amountFen } rejected { records } }
-  bilateralMatrix { issuer acquirer amountFen } netPositions { positions { participant netFen } sumFen }
+  bilateralMatrix { issuer acquirer amountFen }
+  bilateralCells(first: 2, order: AMOUNT_DESC) { edges { node { issuer } } }
+  netPositions { positions { participant netFen } sumFen }
   settlementInstructions { payer payee amountFen } exceptionSummary { reason records }
   exceptions(first: 5) { edges { node { recordId reason cycle { label } } } pageInfo { hasNextPage } }
   records(first: 3, status: VALID) { edges { node { recordId status amountFen } } pageInfo { hasNextPage } }
@@ -250,9 +252,10 @@ def test_clearing_cycles_page(client, cleared_cycles, size):
     nodes = [e["node"] for e in data["clearingCycles"]["edges"]]
     assert len(nodes) == size and all(node["netPositions"]["sumFen"] == 0 for node in nodes[-1:])
     # the page (with agreements and networks); disputes (with records and adjustments); totals; matrix;
-    # positions; instructions; exception summary; the exception pages and the record pages (ROW_NUMBER per
-    # cycle, one query each); files; the cycles of the exceptions' records; the agreements' versions
-    assert n == FIXED_PLATFORM + 12
+    # a page of cells (ROW_NUMBER per cycle); positions; instructions; exception summary; the exception pages
+    # and the record pages (one query each, the same); files; the cycles of the exceptions' records; the
+    # agreements' versions
+    assert n == FIXED_PLATFORM + 13
 
 
 @pytest.mark.parametrize("size", [1, 3])

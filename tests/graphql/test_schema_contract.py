@@ -91,7 +91,7 @@ def test_platform_examples_run(client, cleared, fixed_now):
     for role, each in clients.items():
         login(each, role)
     found = examples_with_roles("platform")
-    assert len(found) == 8
+    assert len(found) == 9
     results = [data_of(gql(clients[role], "", query)) for role, query in found]
     assert results[2]["tenantActivate"]["errors"] == [
         {"field": "tenant", "message": "租户 'jiaxing' 已是启用状态", "code": "ALREADY_ACTIVE"}
@@ -111,8 +111,13 @@ def test_platform_examples_run(client, cleared, fixed_now):
     )
     assert [e["node"]["reason"] for e in cycle["exceptions"]["edges"]] == ["tac_invalid"]
     assert len(cycle["reconciliationFiles"]) == 3 and len(cycle["bilateralMatrix"]) == 2
-    assert results[6]["disputes"]["edges"] == []
-    assert results[7]["clearingCycleClose"] == {
+    flows = results[6]["clearingCycle"]
+    top = [e["node"]["amountFen"] for e in flows["top"]["edges"]]
+    assert len(top) == 2 and top == sorted(top, reverse=True)
+    assert sorted(n["amountFen"] for n in (e["node"] for e in flows["page"]["edges"])) == sorted(top)
+    assert [c["acquirer"] for c in flows["hangzhou"]] == ["jiaxing"]
+    assert results[7]["disputes"]["edges"] == []
+    assert results[8]["clearingCycleClose"] == {
         "cycle": None,
         "errors": [
             {

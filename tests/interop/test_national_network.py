@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import re
 from collections import Counter, defaultdict
 
@@ -19,78 +18,21 @@ from django.test.utils import CaptureQueriesContext
 
 from citycard.interop.models import (
     BilateralPosition,
-    ClearingCycle,
-    CycleState,
     MatrixPicture,
     NetPosition,
     ReconciliationFile,
     SettlementInstruction,
 )
-from citycard.interop.services.cycles import cycle_get_or_create, cycle_net, cycle_settle
-from citycard.interop.services.records import records_insert
-from citycard.interop.terms import fee_fen
+from citycard.interop.services.cycles import cycle_settle
 from citycard.platform.models import Role
 from citycard.platform.services import user_create
 
 from .conftest import DAY, at
+from .large_cycle import REASONS, cycle_of, participants_named
 
 pytestmark = pytest.mark.django_db
 HOST = {"HTTP_HOST": "localhost"}
 SMALL_DAY = DAY - dt.timedelta(days=1)
-
-
-def _participants(n: int) -> list[str]:
-    """Participants without tenants (netting and settlement need only their codes; no file is delivered)."""
-    return [f"city{i:03d}" for i in range(n)]
-
-
-def _cycle_of(
-    day: dt.date, participants: list[str], *, seed: int, settle: bool = True
-) -> tuple[ClearingCycle, list[tuple]]:
-    """A validated cycle where every participant acquires for most others: 1–3 records a pair, a few pairs
-    skipped, ~2% rejected by their issuer. Returns the cycle and its records (acquirer, issuer, amount,
-    rejected)."""
-    rng = random.Random(seed)
-    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
-    terms = cycle.agreement.version_on(day)
-    items, rows = [], []
-    for acquirer in participants:
-        for issuer in participants:
-            if issuer == acquirer or rng.random() < 0.05:
-                continue
-            for _ in range(rng.randint(1, 3)):
-                amount = rng.choice((100, 150, 200, 300, 1250))
-                rejected = rng.random() < 0.02
-                n = len(rows)
-                items.append((acquirer, issuer, amount, rejected))
-                rows.append(
-                    [
-                        f"{acquirer}-{day:%m%d}{n}",
-                        cycle.pk,
-                        "tap",
-                        "m",
-                        acquirer,
-                        issuer,
-                        "3301000000000000000",
-                        n,
-                        amount,
-                        fee_fen(amount, terms.issuer_fee_bps),
-                        fee_fen(amount, terms.network_fee_bps),
-                        at(day, 9).isoformat(),
-                        at(day, 10).isoformat(),
-                        json.dumps({}),
-                    ]
-                )
-    records_insert(rows=rows)
-    rejected_ids = [row[0] for row, item in zip(rows, items, strict=True) if item[3]]
-    cycle.records.filter(record_id__in=rejected_ids).update(status="rejected", reason="tac_invalid")
-    # Validated (validation itself is per issuer, exercised elsewhere): the rest read valid.
-    ClearingCycle.objects.filter(pk=cycle.pk).update(state=CycleState.VALIDATED)
-    now = at(day + dt.timedelta(days=1), 6)
-    cycle = cycle_net(cycle=cycle, now=now)
-    if settle:
-        cycle = cycle_settle(cycle=cycle, now=now)
-    return cycle, items
 
 
 @pytest.fixture
@@ -103,8 +45,8 @@ def clerk() -> Client:
 
 
 def test_a_40_participant_cycle_nets_to_zero_with_a_file_per_participant_holding_its_records(yrd_transit):
-    participants = _participants(40)
-    cycle, items = _cycle_of(DAY, participants, seed=40)
+    participants = participants_named(40)
+    cycle, items = cycle_of(DAY, participants, seed=40)
     valid = [(a, i, amount) for a, i, amount, rejected in items if not rejected]
     expected: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for acquirer, issuer, amount in valid:
@@ -152,8 +94,8 @@ def _page(clerk: Client, day: dt.date) -> tuple[str, int]:
 def test_a_large_networks_cycle_page_is_a_heat_map_with_top_lists_in_the_same_queries_as_a_small_one(
     yrd_transit, clerk
 ):
-    small, _ = _cycle_of(SMALL_DAY, _participants(10), seed=10)
-    large, _ = _cycle_of(DAY, _participants(40), seed=40)
+    small, _ = cycle_of(SMALL_DAY, participants_named(10), seed=10)
+    large, _ = cycle_of(DAY, participants_named(40), seed=40)
     small_html, small_queries = _page(clerk, SMALL_DAY)
     large_html, large_queries = _page(clerk, DAY)
     assert small_queries == large_queries == 13
@@ -209,7 +151,7 @@ def _heat(html: str) -> dict:
 
 
 def test_settlement_stores_the_picture_the_page_drew_live_while_the_cycle_was_only_netted(yrd_transit, clerk):
-    cycle, _items = _cycle_of(DAY, _participants(35), seed=35, settle=False)
+    cycle, _items = cycle_of(DAY, participants_named(35), seed=35, settle=False)
     live_html, live_queries = _page(clerk, DAY)
     assert not MatrixPicture.objects.filter(cycle=cycle).exists()
     cycle_settle(cycle=cycle, now=at(DAY + dt.timedelta(days=1), 6))
@@ -232,3 +174,128 @@ def test_settlement_stores_the_picture_the_page_drew_live_while_the_cycle_was_on
     for html in (live_html, stored_html):
         total = sum(BilateralPosition.objects.filter(cycle=cycle).values_list("amount_fen", flat=True))
         assert f'id="matrix-total" data-fen="{total}"' in html
+
+
+def _get(clerk: Client, url: str) -> tuple[str, int]:
+    with CaptureQueriesContext(connection) as queries:
+        response = clerk.get(url, **HOST)
+    assert response.status_code == 200, url
+    return response.content.decode(), len(queries)
+
+
+def _rejected(items: list[tuple]) -> dict[tuple[str, str, str], list[int]]:
+    """{(reason, issuer, acquirer): [records, fen]} of the rejected records."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for acquirer, issuer, amount, reason in items:
+        if reason:
+            groups[(reason, issuer, acquirer)][0] += 1
+            groups[(reason, issuer, acquirer)][1] += amount
+    return groups
+
+
+def test_a_large_networks_exceptions_page_shows_top_issuers_per_reason_then_pages_by_reason_and_issuer(
+    yrd_transit, clerk, monkeypatch
+):
+    _small, small_items = cycle_of(SMALL_DAY, participants_named(10), seed=10, reasons=REASONS)
+    _large, items = cycle_of(DAY, participants_named(40), seed=41, reasons=REASONS)
+    small_html, small_queries = _get(
+        clerk, f"/console/cycles/yrd/transit/{SMALL_DAY.isoformat()}/exceptions/"
+    )
+    large_url = f"/console/cycles/yrd/transit/{DAY.isoformat()}/exceptions/"
+    large_html, large_queries = _get(clerk, large_url)
+    assert small_queries == large_queries == 7
+    # Ten participants: every reason × issuer × acquirer group, each a link to its records, as before.
+    group_link = r"records/\?status=rejected&amp;reason=(\w+)&amp;issuer=(\w+)&amp;acquirer=(\w+)\""
+    assert sorted(re.findall(group_link, small_html)) == sorted(_rejected(small_items))
+    # Forty: no list of every group; each reason's ten largest issuers by amount, then issuer.
+    groups = _rejected(items)
+    assert len(groups) > 30 and re.findall(group_link, large_html) == []
+    assert 'id="exceptions-large"' in large_html
+    by_issuer: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (reason, issuer, _acquirer), (n, fen) in groups.items():
+        by_issuer[(reason, issuer)][0] += n
+        by_issuer[(reason, issuer)][1] += fen
+        by_issuer[(reason, issuer)][2] += 1
+    cut_short = []
+    for reason in REASONS:
+        section = re.search(
+            rf'<section class="reason" data-reason="{reason}">(.*?)</section>', large_html, re.S
+        )
+        shown = [
+            (issuer, int(fen))
+            for issuer, fen in re.findall(
+                r'class="top-issuer" data-issuer="(\w+)" data-fen="(\d+)"', section[1]
+            )
+        ]
+        expected = sorted(
+            ((issuer, fen) for (r, issuer), (_n, fen, _a) in by_issuer.items() if r == reason),
+            key=lambda item: (-item[1], item[0]),
+        )
+        assert shown == expected[:10]
+        cut_short.append(len(expected) > 10)
+        assert f'href="{large_url}?reason={reason}"' in section[1]
+    assert any(cut_short)  # some reason has more than ten issuers
+
+    # A reason's issuers, every one, largest first: one aggregate, the same queries.
+    reason_html, reason_queries = _get(clerk, f"{large_url}?reason=tac_invalid")
+    assert reason_queries == 7
+    listed = re.findall(r'class="issuer" data-issuer="(\w+)" data-fen="(\d+)"', reason_html)
+    assert [(i, int(f)) for i, f in listed] == sorted(
+        ((issuer, fen) for (r, issuer), (_n, fen, _a) in by_issuer.items() if r == "tac_invalid"),
+        key=lambda item: (-item[1], item[0]),
+    )
+    # An issuer's groups by reason and acquirer, paged (three a page here) with the same queries per page.
+    monkeypatch.setattr("citycard.interop.console.views.EXCEPTION_GROUPS_SHOWN", 3)
+    issuer = max({i for (_r, i, _a) in groups}, key=lambda i: sum(1 for (_r, j, _a) in groups if j == i))
+    theirs = sorted(
+        ((r, a, fen) for (r, i, a), (_n, fen) in groups.items() if i == issuer),
+        key=lambda g: (g[0], -g[2], g[1]),
+    )
+    assert len(theirs) > 3
+    seen, url = [], f"{large_url}?issuer={issuer}"
+    while url:
+        html, queries = _get(clerk, url)
+        assert queries == 7
+        seen += [
+            (r, a, int(f))
+            for r, a, f in re.findall(
+                r'class="group" data-reason="(\w+)" data-acquirer="(\w+)" data-fen="(\d+)"', html
+            )
+        ]
+        following = re.search(r'id="next-page" class="button" href="\?([^"]+)"', html)
+        url = f"{large_url}?{following[1].replace('&amp;', '&')}" if following else None
+    assert seen == theirs
+
+
+def test_a_large_networks_net_position_chart_draws_the_top_ten_and_those_chosen(yrd_transit, clerk):
+    cycle_of(SMALL_DAY, participants_named(10), seed=10)
+    cycle_of(DAY, participants_named(40), seed=40)
+    small_html, small_queries = _get(clerk, f"/console/charts/?days=30&date={SMALL_DAY.isoformat()}")
+    large_url = f"/console/charts/?days=30&date={DAY.isoformat()}"
+    large_html, large_queries = _get(clerk, large_url)
+    assert small_queries == large_queries == 8
+    small = json.loads(
+        re.search(r'<script id="positions-data" type="application/json">(.*?)</script>', small_html, re.S)[1]
+    )
+    # Ten participants (and the network's operator): a line each, as before.
+    assert len(small["series"]) == 11 and 'id="positions-choose"' not in small_html
+    moved: Counter = Counter()
+    for participant, net in NetPosition.objects.filter(cycle__business_date__in=(SMALL_DAY, DAY)).values_list(
+        "participant", "net_fen"
+    ):
+        moved[participant] += abs(net)
+    top = [p for p, _m in sorted(moved.items(), key=lambda item: (-item[1], item[0]))[:10]]
+
+    def series(html: str) -> list[str]:
+        spec = re.search(r'<script id="positions-data" type="application/json">(.*?)</script>', html, re.S)[1]
+        return [s["name"] for s in json.loads(spec)["series"]]
+
+    # Forty: the ten that moved most, largest first, and the selector offers every participant.
+    assert series(large_html) == top and 'id="positions-large"' in large_html
+    assert len(re.findall(r'<option value="([\w-]+)"', large_html)) == len(moved) == 41
+    # Any participant on demand: asked for by name, its line joins the top ten (the same queries).
+    quiet = min(moved, key=lambda p: (moved[p], p))
+    chosen_html, chosen_queries = _get(clerk, f"{large_url}&participant={quiet}")
+    assert chosen_queries == 8
+    assert series(chosen_html) == [*top, quiet]
+    assert f'<option value="{quiet}" selected>' in chosen_html

@@ -117,7 +117,8 @@ def test_compose_defaults_pass_check_deploy(tmp_path):
     env = {
         k: v
         for k, v in _compose_environment().items()
-        if v != "?" and not k.startswith(("DATABASE", "CELERY"))
+        # The database settings (PgBouncer, pooling): tests/platform/test_compose_pgbouncer.py.
+        if v != "?" and not k.startswith(("DATABASE", "CELERY", "CITYCARD_DB_"))
     }
     keys = {k: PRODUCTION_ENV[k] for k in ("CITYCARD_SECRET_KEY", "CITYCARD_MASTER_KEY")}
     result = _citycard(tmp_path, "check", "--deploy", **env, **keys)

@@ -43,9 +43,58 @@ class RecordTotalsByCycleLoader(DataLoader[int, dict[str, tuple[int, int]]]):
         return [totals[key] for key in keys]
 
 
-class MatrixByCycleLoader(DataLoader[int, list[BilateralPosition]]):
-    def batch_load(self, keys: list[int]) -> list[list[BilateralPosition]]:
-        return grouped(selectors.bilateral_of(cycle_ids=keys), keys, "cycle_id")
+# ``bilateralMatrix`` lists every cell up to this many (a network of 32 has 992); a larger matrix (a national
+# network's ~90,000) is paged by ``bilateralCells`` or narrowed to an issuer or an acquirer.
+MATRIX_LIST_MAX = 1000
+CELL_KEYS = {
+    "issuer_acquirer": (Key("issuer"), Key("acquirer")),
+    "amount_desc": (Key("amount_fen", descending=True, kind="int"), Key("issuer"), Key("acquirer")),
+}
+CellFilters = tuple[str | None, str | None]  # issuer, acquirer
+
+
+class MatrixByCycleLoader(DataLoader[tuple[int, CellFilters], list[BilateralPosition] | None]):
+    """Each cycle's cells (of an issuer or an acquirer), or None when more than ``MATRIX_LIST_MAX``: one
+    query per distinct filter in the batch, reading at most ``MATRIX_LIST_MAX + 1`` cells a cycle."""
+
+    def batch_load(self, keys: list[tuple[int, CellFilters]]) -> list[list[BilateralPosition] | None]:
+        found: dict[tuple[int, CellFilters], list[BilateralPosition] | None] = {}
+        asks: dict[CellFilters, list[int]] = {}
+        for cycle_id, filters in keys:
+            asks.setdefault(filters, []).append(cycle_id)
+        for (issuer, acquirer), cycle_ids in asks.items():
+            cells = selectors.bilateral_capped(
+                cycle_ids=set(cycle_ids), cap=MATRIX_LIST_MAX, issuer=issuer, acquirer=acquirer
+            )
+            for cycle_id in cycle_ids:
+                found[(cycle_id, (issuer, acquirer))] = cells[cycle_id]
+        return [found[key] for key in keys]
+
+
+class CellPagesLoader(DataLoader[tuple[int, PageArgs, CellFilters, str], Any]):
+    """A page of a cycle's bilateral matrix (by issuer and acquirer, or largest amount first), for each
+    cycle asking: one query per distinct (page, filters, order) in the batch (ROW_NUMBER() per cycle)."""
+
+    def batch_load(self, keys: list[tuple[int, PageArgs, CellFilters, str]]) -> list[Any]:
+        from citycard.graphql.clearing.types import BilateralPositionConnection
+
+        found: dict[tuple[int, PageArgs, CellFilters, str], Any] = {}
+        asks: dict[tuple[PageArgs, CellFilters, str], list[int]] = {}
+        for cycle_id, page, filters, order in keys:
+            asks.setdefault((page, filters, order), []).append(cycle_id)
+        for (page, (issuer, acquirer), order), cycle_ids in asks.items():
+            parents = list(dict.fromkeys(cycle_ids))
+            pages = keyset_pages(
+                selectors.bilateral_of(cycle_ids=parents, issuer=issuer, acquirer=acquirer),
+                parent_field="cycle_id",
+                parents=parents,
+                connection_type=BilateralPositionConnection,
+                keys=CELL_KEYS[order],
+                page=page,
+            )
+            for cycle_id, connection in zip(parents, pages, strict=True):
+                found[(cycle_id, page, (issuer, acquirer), order)] = connection
+        return [found[key] for key in keys]
 
 
 class NetPositionsByCycleLoader(DataLoader[int, list[NetPosition]]):

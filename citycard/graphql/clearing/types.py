@@ -14,6 +14,8 @@ import graphene
 
 from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.dataloaders import (
+    MATRIX_LIST_MAX,
+    CellPagesLoader,
     CycleByIdLoader,
     DisputesByCycleLoader,
     ExceptionSummaryByCycleLoader,
@@ -28,6 +30,7 @@ from citycard.graphql.clearing.dataloaders import (
 from citycard.graphql.core.access import access_log_field
 from citycard.graphql.core.connection import Connection, PageArgs, connection_args
 from citycard.graphql.core.dataloaders import then
+from citycard.graphql.core.errors import ApiError, ApiErrorCode
 from citycard.graphql.core.types import NonNullList, enum_value, global_id
 from citycard.graphql.tenancy.types import RoamingNetwork
 from citycard.interop.models import (
@@ -211,6 +214,19 @@ class BilateralPosition(graphene.ObjectType):
     issuer_fee_fen = graphene.BigInt(required=True)
     network_fee_fen = graphene.BigInt(required=True)
     acquirer_due_fen = graphene.BigInt(required=True, description="amount − issuer fee − network fee")
+
+
+class BilateralPositionConnection(Connection):
+    class Meta:
+        node = BilateralPosition
+
+
+BilateralOrderEnum = graphene.Enum(
+    "BilateralPositionOrder",
+    [("ISSUER_ACQUIRER", "issuer_acquirer"), ("AMOUNT_DESC", "amount_desc")],
+    description="ISSUER_ACQUIRER: by issuer, then acquirer; AMOUNT_DESC: the largest flows first (then issuer,"
+    " acquirer).",
+)
 
 
 class NetPosition(graphene.ObjectType):
@@ -448,7 +464,30 @@ class ClearingCycle(graphene.ObjectType):
     state_history = NonNullList(CycleStateChange, description="Each state the cycle reached, and when.")
     totals = graphene.Field(CycleTotals, required=True)
     validation_checks = NonNullList(IssuerChecks, description="The checks each issuer ran.")
-    bilateral_matrix = NonNullList(BilateralPosition, description="Issuer × acquirer (empty until netted).")
+    bilateral_matrix = NonNullList(
+        BilateralPosition,
+        description=(
+            "Issuer × acquirer (empty until netted): every cell, or an issuer's or an acquirer's. A matrix of"
+            f" more than {MATRIX_LIST_MAX} cells (a national network's has ~90,000) answers PAGINATION_REQUIRED:"
+            " page it with bilateralCells, or give issuer or acquirer (the field is then null, the rest of the"
+            " cycle answered)."
+        ),
+        required=False,
+        issuer=graphene.String(description="Only this issuer's row."),
+        acquirer=graphene.String(description="Only this acquirer's column."),
+    )
+    bilateral_cells = graphene.Field(
+        BilateralPositionConnection,
+        description=(
+            "The bilateral matrix a page at a time (empty until netted): by issuer and acquirer, or the"
+            " largest flows first (order: AMOUNT_DESC; first: 10 is the top ten); of one issuer or acquirer."
+        ),
+        **connection_args(
+            issuer=graphene.String(),
+            acquirer=graphene.String(),
+            order=graphene.Argument(BilateralOrderEnum, default_value="issuer_acquirer"),
+        ),
+    )
     net_positions = graphene.Field(NetPositions, required=True, description="Empty until netted.")
     settlement_instructions = NonNullList(SettlementInstruction, description="Empty until settled.")
     exception_summary = NonNullList(ExceptionGroup, description="Exceptions per issuer, acquirer and reason.")
@@ -524,8 +563,41 @@ class ClearingCycle(graphene.ObjectType):
         ]
 
     @staticmethod
-    def resolve_bilateral_matrix(root, info):
-        return MatrixByCycleLoader(info.context).load(root.pk)
+    def resolve_bilateral_matrix(root, info, issuer=None, acquirer=None):
+        def listed(cells):
+            if cells is None:
+                raise ApiError(
+                    f"the bilateral matrix of {root.label} has more than {MATRIX_LIST_MAX} cells: page it with"
+                    " bilateralCells (first, after), or give issuer or acquirer",
+                    ApiErrorCode.PAGINATION_REQUIRED,
+                )
+            return cells
+
+        return then(
+            MatrixByCycleLoader(info.context).load((root.pk, (issuer or None, acquirer or None))), listed
+        )
+
+    @staticmethod
+    def resolve_bilateral_cells(
+        root,
+        info,
+        first=None,
+        last=None,
+        after=None,
+        before=None,
+        issuer=None,
+        acquirer=None,
+        order="issuer_acquirer",
+    ):
+        page = PageArgs.of(first=first, last=last, after=after, before=before)
+        return CellPagesLoader(info.context).load(
+            (
+                root.pk,
+                page,
+                (issuer or None, acquirer or None),
+                enum_value(order) if order else "issuer_acquirer",
+            )
+        )
 
     @staticmethod
     def resolve_net_positions(root, info):

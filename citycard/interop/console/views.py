@@ -52,6 +52,8 @@ RECORDS_SHOWN = 500
 MATRIX_TABLE_MAX_PARTICIPANTS = 30
 TOP_N = selectors.MATRIX_LARGEST
 CHART_DAYS = (30, 90)
+# Participants a clerk may add to a large network's net-position chart by name, beside the top N.
+CHART_CHOSEN_MAX = 10
 
 # The one step each state leads to, with what the confirmation says.
 STEPS = {
@@ -385,13 +387,18 @@ def charts(request: HttpRequest) -> HttpResponse:
             for reason, line in by_reason.items()
         ],
     )
-    nets = chart_specs.by_day(
-        selectors.net_positions_by_day(since=since, until=until),
-        days=days,
-        day="day",
-        group="participant",
-        value="net_fen",
+    # A national network's 300 participants are 300 lines: beyond the cycle page's threshold the chart draws
+    # the top N by the money they moved, and any participant asked for by name (the selector, a reload).
+    chosen = [code for code in request.GET.getlist("participant") if code][:CHART_CHOSEN_MAX]
+    found = selectors.net_positions_chart(
+        since=since, until=until, top=TOP_N, all_max=MATRIX_TABLE_MAX_PARTICIPANTS, chosen=chosen
     )
+    nets = chart_specs.by_day(found["rows"], days=days, day="day", group="participant", value="net_fen")
+    everyone = found["participants"]
+    positions_large = len(everyone) > MATRIX_TABLE_MAX_PARTICIPANTS
+    if positions_large:  # the top N first, largest first; then those chosen
+        rank = {p["participant"]: p["rank"] for p in everyone}
+        nets = dict(sorted(nets.items(), key=lambda item: (rank.get(item[0], len(rank) + 1), item[0])))
     positions_chart = chart_specs.series_chart(
         days=days,
         axes=[{"name": str(gettext_lazy("net")), "unit": "fen"}],
@@ -414,6 +421,10 @@ def charts(request: HttpRequest) -> HttpResponse:
             "roaming_chart": roaming_chart,
             "exception_chart": exception_chart,
             "positions_chart": positions_chart,
+            "positions_large": positions_large,
+            "positions_participants": everyone,
+            "positions_chosen": chosen,
+            "top_n": TOP_N,
             "totals": totals,
             "reasons": sorted(
                 ((reason, sum(v or 0 for v in line)) for reason, line in by_reason.items()),
@@ -423,22 +434,88 @@ def charts(request: HttpRequest) -> HttpResponse:
     )
 
 
+EXCEPTION_ISSUERS_SHOWN = 50  # a reason's issuers, a page
+EXCEPTION_GROUPS_SHOWN = 100  # an issuer's groups (reason × acquirer), a page
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return max(int(request.GET.get("page", 1)), 1)
+    except ValueError:
+        return 1
+
+
 def cycle_exceptions(request: HttpRequest, network: str, service: str, day: str) -> HttpResponse:
-    """异常 Exceptions of a cycle, by reason and issuer, each group a link to its records."""
+    """异常 Exceptions of a cycle, by reason, issuer and acquirer, each group a link to its records. Up to
+    ``MATRIX_TABLE_MAX_PARTICIPANTS`` participants every group is listed; beyond (a national network's
+    ~18,000 groups) each reason shows its top issuers, and the groups are read per reason (its issuers,
+    paged: ``?reason=``) or per issuer (its acquirers by reason, paged: ``?issuer=``). One aggregate query
+    in every view."""
     cycle = _cycle(network, service, day)
-    groups: dict[str, dict] = {}
-    for row in selectors.exception_summary(cycle_ids=[cycle.pk]):
-        group = groups.setdefault(
-            row["reason"], {"reason": row["reason"], "rows": [], "records": 0, "fen": 0}
+    issuer = (request.GET.get("issuer") or "").strip() or None
+    reason = (request.GET.get("reason") or "").strip() or None
+    page = _page_number(request)
+    context: dict = {
+        "cycle": cycle,
+        "label": cycle.label,
+        "issuer": issuer,
+        "reason": reason,
+        "page": page,
+        "top_n": TOP_N,
+    }
+    if issuer is not None:
+        found = selectors.exception_groups_page(
+            cycle_id=cycle.pk,
+            issuer=issuer,
+            reason=reason,
+            offset=(page - 1) * EXCEPTION_GROUPS_SHOWN,
+            limit=EXCEPTION_GROUPS_SHOWN,
         )
-        group["rows"].append(row)
-        group["records"] += row["records"]
-        group["fen"] += row["amount_fen"]
-    return _render(
-        request,
-        "exceptions.html",
-        {"cycle": cycle, "label": cycle.label, "groups": list(groups.values())},
-    )
+        context.update(view="issuer", found=found, pages=_pages(found["groups"], EXCEPTION_GROUPS_SHOWN))
+    elif reason is not None:
+        found = selectors.exception_issuers_page(
+            cycle_id=cycle.pk,
+            reason=reason,
+            offset=(page - 1) * EXCEPTION_ISSUERS_SHOWN,
+            limit=EXCEPTION_ISSUERS_SHOWN,
+        )
+        context.update(view="reason", found=found, pages=_pages(found["issuers"], EXCEPTION_ISSUERS_SHOWN))
+    else:
+        overview = selectors.exception_overview(
+            cycle_id=cycle.pk, top=TOP_N, detail_max=MATRIX_TABLE_MAX_PARTICIPANTS
+        )
+        groups: dict[str, dict] = {
+            r["reason"]: {
+                "reason": r["reason"],
+                "rows": [],
+                "records": r["records"],
+                "fen": r["amount_fen"],
+                "issuers": r["issuers"],
+                "groups": r["groups"],
+                "top": overview["top_issuers"].get(r["reason"], []),
+            }
+            for r in overview["reasons"]
+        }
+        for row in overview["groups"] or ():
+            groups[row["reason"]]["rows"].append(row)
+        context.update(
+            view="all",
+            groups=list(groups.values()),
+            large=overview["groups"] is None,
+            participants=overview["participants"],
+            table_max=MATRIX_TABLE_MAX_PARTICIPANTS,
+        )
+    if context.get("pages"):
+        params = request.GET.copy()
+        params["page"] = page + 1
+        context["next_query"] = params.urlencode() if page < context["pages"] else None
+        params["page"] = page - 1
+        context["previous_query"] = params.urlencode() if page > 1 else None
+    return _render(request, "exceptions.html", context)
+
+
+def _pages(count: int, size: int) -> int:
+    return max((count + size - 1) // size, 1)
 
 
 def cycle_records(request: HttpRequest, network: str, service: str, day: str) -> HttpResponse:
