@@ -14,9 +14,13 @@ Every write takes an id (payment id, refund id, the tap, the (merchant, day)) so
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
+import io
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -746,3 +750,64 @@ def _settlements_close(ids: list[int], *, day: dt.date, actor: str) -> None:
             **({"merchant": of[rows[0][0]][3]} if len(rows) == 1 else {}),
         },
     )
+
+
+# --- the payout file (代付文件) -------------------------------------------------------------------------
+
+PAYOUT_FORMAT = "CCPAYOUT1"
+
+
+@dataclass(frozen=True)
+class PayoutFile:
+    name: str
+    text: str
+    count: int
+    total_fen: int
+    digest: str  # SHA-256 (hex) of the header and detail lines, as in the trailer
+
+
+def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
+    """The bank batch-transfer file (批量代付文件) of a day's settlement run: one detail line per merchant
+    settled with something to pay (net above zero), its settlement account in clear, the amount in integer
+    fen and the settlement's posting key as the transfer reference; a header and a trailer carry the count
+    and the total, the trailer the SHA-256 of the lines before it (docs/payments.md, "The payout file").
+    The same settled day gives the same bytes; every build is audited (it holds account numbers)."""
+    if day >= _today():
+        raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
+    tenant = connection.tenant
+    settled = list(
+        Settlement.objects.filter(day=day, settled_at__isnull=False, net_fen__gt=0)
+        .select_related("merchant")
+        .order_by("merchant__code")
+    )
+    if not Settlement.objects.filter(day=day, settled_at__isnull=False).exists():
+        raise NotFound(f"no settlement run for {day} (citycard merchants settle --day)", field="day")
+    stamp = day.strftime("%Y%m%d")
+    total = sum(s.net_fen for s in settled)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("H", PAYOUT_FORMAT, tenant.code, stamp, len(settled), total))
+    for n, s in enumerate(settled, start=1):
+        writer.writerow(
+            (
+                "D",
+                f"{n:06d}",
+                s.merchant.code,
+                s.merchant.name,
+                s.merchant.settlement_bank,
+                merchant_settlement_account(merchant=s.merchant),
+                s.net_fen,
+                f"merchant-settle:{s.merchant.code}:{day.isoformat()}",
+            )
+        )
+    body = out.getvalue()
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    text = body + f"T,{len(settled)},{total},{digest}\n"
+    audit_record(
+        action="merchant.payout_file",
+        actor=actor,
+        object_type="settlement_day",
+        object_id=day.isoformat(),
+        data={"count": len(settled), "total_fen": total, "sha256": digest},
+    )
+    return PayoutFile(f"payout-{tenant.code}-{stamp}.csv", text, len(settled), total, digest)

@@ -134,3 +134,66 @@ def test_the_admin_onboards_through_the_service_and_suspends(settled, tenant):
         assert Merchant.objects.get(code="jx-parking").state == "suspended"
     for model in ("merchantterminal", "payment", "refund", "settlement"):
         assert client.get(f"/admin/merchants/{model}/", **JX).status_code == 200, model
+
+
+def test_the_payout_file_of_a_settlement_run(settled, tenant, tmp_path):
+    """The bank's batch-transfer file: header, one detail line per merchant paid (account in clear, amount
+    in fen, the settlement's reference), trailer with count, total and the SHA-256 of the lines before it;
+    the same from the console and the command, byte for byte; refused to users who may not read
+    settlements and for a day not settled."""
+    import hashlib
+
+    client = Client()
+    client.force_login(
+        user_create(
+            username="jx-admin-p", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    html = client.get(f"/merchants/settlement/?day={YESTERDAY}", **JX).content.decode()
+    assert f"/merchants/settlement/payout/{YESTERDAY}/" in html
+    response = client.get(f"/merchants/settlement/payout/{YESTERDAY}/", **JX)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    stamp = YESTERDAY.strftime("%Y%m%d")
+    assert f'filename="payout-jiaxing-{stamp}.csv"' in response["Content-Disposition"]
+    text = response.content.decode()
+    lines = text.splitlines()
+    assert lines[0] == f"H,CCPAYOUT1,jiaxing,{stamp},1,1342"
+    assert (
+        lines[1]
+        == f"D,000001,jx-canteen,嘉兴学院食堂,嘉兴银行,6222020000123456789,1342,merchant-settle:jx-canteen:{YESTERDAY}"
+    )
+    body = "".join(line + "\n" for line in lines[:-1])
+    assert lines[-1] == f"T,1,1342,{hashlib.sha256(body.encode()).hexdigest()}"
+    out = tmp_path / "payout.csv"
+    printed = io.StringIO()
+    call_command(
+        "merchants",
+        "--tenant",
+        "jiaxing",
+        "payout-file",
+        "--day",
+        YESTERDAY.isoformat(),
+        "--out",
+        str(out),
+        stdout=printed,
+    )
+    assert out.read_text(encoding="utf-8") == text  # the same settled day: the same bytes
+    assert (
+        client.get(f"/merchants/settlement/payout/{YESTERDAY - dt.timedelta(days=3)}/", **JX).status_code
+        == 404
+    )
+    with tenant_context(tenant("jiaxing")):
+        from citycard.platform.audit.models import AuditEntry
+
+        assert AuditEntry.objects.filter(action="merchant.payout_file").count() == 2
+    clerk = Client()
+    clerk.force_login(
+        user_create(
+            username="jx-dept-p",
+            role="department_officer",
+            department="education",
+            tenant_code="jiaxing",
+            password="a-long-password-1",
+        )
+    )
+    assert clerk.get(f"/merchants/settlement/payout/{YESTERDAY}/", **JX).status_code in (302, 403)
