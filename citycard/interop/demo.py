@@ -30,6 +30,7 @@ from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
+from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card
 from citycard.tenants.cards.pii import id_number_build
 from citycard.tenants.cards.selectors import cardholder_by_id_number
@@ -42,7 +43,6 @@ from citycard.tenants.cards.services import (
     cardholder_register,
     schemes_seed,
 )
-from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.medical import services as medical
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.models import MerchantTerminal
