@@ -20,6 +20,15 @@ class MerchantsConfig(AppConfig):
             "merchants.refund": {"view"},
             "merchants.settlement": {"view"},
         },
+        # A department's officer onboards and manages its own department's merchants (a school's canteen),
+        # never another department's (merchants.services.merchant_manage_refusal); settlements and the
+        # payout file stay with the administration.
+        "department_officer": {
+            "merchants.merchant": {"view", "add", "change"},
+            "merchants.merchantterminal": {"view"},
+            "merchants.payment": {"view"},
+            "merchants.refund": {"view"},
+        },
         "county_officer": {
             "merchants.merchant": {"view", "add", "change"},
             "merchants.merchantterminal": {"view"},

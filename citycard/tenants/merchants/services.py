@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Role
 from citycard.tenants.accounts.models import AccountKind, LedgerAccount, Leg, Posting, PostingKind
 from citycard.tenants.accounts.services import (
     account_pay,
@@ -129,6 +130,20 @@ def _merchant(code: str, *, lock: bool = False) -> Merchant:
     return merchant
 
 
+def merchant_manage_refusal(*, role: str, role_department: str, department: str) -> str | None:
+    """Why a user of ``role`` may not onboard or manage a merchant of ``department`` (None: may). A
+    department officer (谁主管谁负责) only its own department's merchants; the administration any."""
+    if role == Role.DEPARTMENT_OFFICER and (not role_department or department != role_department):
+        return "a department officer onboards and manages only its own department's merchants"
+    return None
+
+
+def _managing(*, role: str, role_department: str, department: str) -> None:
+    refusal = merchant_manage_refusal(role=role, role_department=role_department, department=department)
+    if refusal:
+        raise DomainError(refusal, code="other_department", field="department")
+
+
 @transaction.atomic
 def merchant_onboard(
     *,
@@ -142,9 +157,14 @@ def merchant_onboard(
     accepted_means: list[str],
     department: str = "",
     actor: str,
+    role: str = "",
+    role_department: str = "",
 ) -> Merchant:
     """Onboard a merchant (商户入网) under contract: by a department (its own merchants, e.g. a school's
-    canteen) or by the city administration (``department`` empty). Its payable account opens with it."""
+    canteen) or by the city administration (``department`` empty). Its payable account opens with it.
+    ``role``/``role_department``: who asks, when a signed-in user does (a department officer onboards
+    only for its own department)."""
+    _managing(role=role, role_department=role_department, department=department)
     if not _CODE.match(code or ""):
         raise DomainError(f"merchant code {code!r} must be a lower-case code", field="code")
     if not (name or "").strip():
@@ -207,12 +227,16 @@ def merchant_settlement_account(*, merchant: Merchant) -> str:
 
 
 @transaction.atomic
-def merchant_state_set(*, code: str, state: str, reason: str = "", actor: str) -> Merchant:
+def merchant_state_set(
+    *, code: str, state: str, reason: str = "", actor: str, role: str = "", role_department: str = ""
+) -> Merchant:
     """Suspend (暂停受理), resume or close (解约) a merchant. A closed merchant stays closed; it closes
-    only once everything it took is settled (its payable is zero)."""
+    only once everything it took is settled (its payable is zero). A department officer only its own
+    department's merchants."""
     if state not in MerchantState.values:
         raise DomainError(f"state must be one of {', '.join(MerchantState.values)}", field="state")
     merchant = _merchant(code, lock=True)
+    _managing(role=role, role_department=role_department, department=merchant.department)
     if merchant.state == MerchantState.CLOSED and state != MerchantState.CLOSED:
         raise DomainError(f"merchant {code} is closed", code="closed", field="state")
     if state != MerchantState.ACTIVE and not (reason or "").strip():
@@ -836,7 +860,7 @@ def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
     """The bank batch-transfer file (批量代付文件) of a day's settlement run: one detail line per merchant
     settled with something to pay (net above zero), its settlement account in clear, the amount in integer
     fen and the settlement's posting key as the transfer reference; a header and a trailer carry the count
-    and the total, the trailer the SHA-256 of the lines before it (docs/payments.md, "The payout file").
+    and the total, the trailer the SHA-256 of the lines before it (docs/merchants.md, "The payout file").
     The same settled day gives the same bytes; every build is audited (it holds account numbers)."""
     if day >= _today():
         raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
