@@ -694,6 +694,78 @@ def payment_refund(
     return refund
 
 
+# --- the earlier by-name payees (merchant:<name>) ------------------------------------------------------
+
+LEGACY_PREFIX = "merchant:"
+LEGACY_KEEP = "merchant:entitlement:"  # a department's entitlement sales: a party's account, not legacy
+
+
+@transaction.atomic
+def merchant_legacy_adopt(
+    *, mapping: dict[str, str], actor: str, at: dt.datetime | None = None
+) -> dict[str, list[str]]:
+    """Adopt the balances of the earlier pay-a-merchant-by-name path (ledger accounts ``merchant:<name>``
+    that are no merchant's payable) onto merchant parties: ``mapping`` names the merchant code for each old
+    name. Each balance moves in one balanced posting (old account −b, the merchant's payable +b, key
+    ``merchant-adopt:<name>``) and becomes a payment ``legacy:<name>`` (means ``account``) in the merchant's
+    open settlement of today, so the next daily settlement pays it out net of the fee. Idempotent: an old
+    account adopted before is reported ``already``; an unmapped one ``unmapped`` (nothing written for it),
+    an empty one ``empty``. A name mapped to no merchant refuses the whole run (NotFound, nothing written).
+    An old name that is an onboarded merchant's code is already that merchant's payable: not touched."""
+    at = at or timezone.now()
+    payables = Merchant.objects.values("payable_id")
+    legacy = (
+        LedgerAccount.objects.select_for_update()
+        .filter(kind=AccountKind.MERCHANT, code__startswith=LEGACY_PREFIX)
+        .exclude(pk__in=payables)
+        .exclude(code__startswith=LEGACY_KEEP)
+        .order_by("code")
+    )
+    result: dict[str, list[str]] = {"adopted": [], "already": [], "unmapped": [], "empty": []}
+    for account in legacy:
+        name = account.code[len(LEGACY_PREFIX) :]
+        payment_id = f"legacy:{name}"[:80]
+        if Payment.objects.filter(payment_id=payment_id).exists():
+            result["already"].append(name)
+            continue
+        if account.balance_fen <= 0:
+            result["empty"].append(name)
+            continue
+        code = mapping.get(name)
+        if not code:
+            result["unmapped"].append(name)
+            continue
+        merchant = _merchant(code)
+        amount = account.balance_fen
+        posting, _ = posting_write(
+            kind=PostingKind.PAYMENT,
+            key=f"merchant-adopt:{name}"[:120],
+            legs=[(account, -amount), (merchant.payable, amount)],
+            memo=f"{account.code} adopted by {merchant.code}",
+            actor=actor,
+            at=at,
+        )
+        _payment_book(
+            merchant=merchant,
+            means=Means.ACCOUNT,
+            payment_id=payment_id,
+            card_no="",
+            amount_fen=amount,
+            posting=posting,
+            at=at,
+            actor=actor,
+        )
+        result["adopted"].append(name)
+    audit_record(
+        action="merchant.legacy_adopt",
+        actor=actor,
+        object_type="ledger_account",
+        object_id=LEGACY_PREFIX + "*",
+        data={k: v for k, v in result.items()},
+    )
+    return result
+
+
 # --- settlement -----------------------------------------------------------------------------------------
 
 

@@ -77,6 +77,16 @@ class Command(PlatformCommand):
         po = sub.add_parser("payout-file", help="a settled day's payout file for the bank (代付文件)")
         po.add_argument("--day", required=True, help="YYYY-MM-DD, a settled day")
         po.add_argument("--out", help="write the file here (default: print it)")
+        al = sub.add_parser(
+            "adopt-legacy", help="move the old by-name payees' balances (merchant:<name>) onto merchants"
+        )
+        al.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="NAME=CODE",
+            help="the merchant code adopting the old name's balance (repeatable)",
+        )
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -251,3 +261,21 @@ class Command(PlatformCommand):
                 "digest": built.digest,
             }
         )
+
+    def _adopt_legacy(self, console, opts):
+        mapping = {}
+        for item in opts["map"]:
+            name, sep, code = item.partition("=")
+            if not sep or not name or not code:
+                raise DomainError(gettext("--map %(value)r is not NAME=CODE") % {"value": item}, field="map")
+            mapping[name] = code
+        result = services.merchant_legacy_adopt(mapping=mapping, actor=self.actor)
+        console.print(
+            gettext(
+                "old by-name payees: %(adopted)s adopted, %(already)s adopted before, %(empty)s empty,"
+                " %(unmapped)s without a merchant named (--map NAME=CODE)"
+            )
+            % {k: len(v) for k, v in result.items()}
+        )
+        for name in result["unmapped"]:
+            console.print(f"  {name}")
