@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -211,20 +212,24 @@ def credit_line_reopen(*, card_no: str, actor: str, at: dt.datetime | None = Non
     line = _line(card_no)
     if line.state != LineState.CLOSED:
         raise Conflict(
-            f"the credit line of {card_no} is {line.state}, not closed",
+            gettext("the credit line of %(card)s is not closed") % {"card": card_no},
             code="line_not_closed",
             field="card_no",
         )
     rules = rules_get()
     if not rules.enabled:
-        raise DomainError("credit pay-later is switched off in this city", code="credit_disabled")
+        raise DomainError(gettext("credit pay-later is switched off in this city"), code="credit_disabled")
     if not rules_meeting_cards(rules=rules, at=at).filter(card_no=card_no).exists():
         raise DomainError(
-            f"card {card_no} no longer meets the credit rules", code="not_eligible", field="card_no"
+            gettext("card %(card)s no longer meets the credit rules") % {"card": card_no},
+            code="not_eligible",
+            field="card_no",
         )
     if line.bills.filter(state=BillState.OVERDUE).exists():
         raise DomainError(
-            f"the credit line of {card_no} has overdue bills", code="overdue_bills", field="card_no"
+            gettext("the credit line of %(card)s has overdue bills") % {"card": card_no},
+            code="overdue_bills",
+            field="card_no",
         )
     line.state, line.state_reason, line.limit_fen = LineState.ACTIVE, "", rules.limit_fen
     line.save(update_fields=["state", "state_reason", "limit_fen"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -134,7 +135,7 @@ def merchant_manage_refusal(*, role: str, role_department: str, department: str)
     """Why a user of ``role`` may not onboard or manage a merchant of ``department`` (None: may). A
     department officer (谁主管谁负责) only its own department's merchants; the administration any."""
     if role == Role.DEPARTMENT_OFFICER and (not role_department or department != role_department):
-        return "a department officer onboards and manages only its own department's merchants"
+        return gettext("a department officer onboards and manages only its own department's merchants")
     return None
 
 
@@ -943,7 +944,10 @@ def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
         .order_by("merchant__code")
     )
     if not Settlement.objects.filter(day=day, settled_at__isnull=False).exists():
-        raise NotFound(f"no settlement run for {day} (citycard merchants settle --day)", field="day")
+        raise NotFound(
+            gettext("no settlement run for %(day)s (citycard merchants settle --day)") % {"day": day},
+            field="day",
+        )
     stamp = day.strftime("%Y%m%d")
     total = sum(s.net_fen for s in settled)
     out = io.StringIO()
