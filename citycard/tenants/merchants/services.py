@@ -220,9 +220,10 @@ def merchant_onboard(
     return merchant
 
 
-def merchant_settlement_account(*, merchant: Merchant) -> str:
-    """The settlement account number in clear, for the payout file only (never shown on a page)."""
-    return Sealer().open(
+def merchant_settlement_account(*, merchant: Merchant, sealer: Sealer | None = None) -> str:
+    """The settlement account number in clear, for the payout file only (never shown on a page);
+    ``sealer``: one for a whole file (a key-vault read each otherwise)."""
+    return (sealer or Sealer()).open(
         "settlement_account", merchant.settlement_account_enc, merchant.settlement_account_key_id
     )
 
@@ -952,6 +953,7 @@ def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
     total = sum(s.net_fen for s in settled)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    sealer = Sealer()
     writer.writerow(("H", PAYOUT_FORMAT, tenant.code, stamp, len(settled), total))
     for n, s in enumerate(settled, start=1):
         writer.writerow(
@@ -961,7 +963,7 @@ def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
                 s.merchant.code,
                 s.merchant.name,
                 s.merchant.settlement_bank,
-                merchant_settlement_account(merchant=s.merchant),
+                merchant_settlement_account(merchant=s.merchant, sealer=sealer),
                 s.net_fen,
                 f"merchant-settle:{s.merchant.code}:{day.isoformat()}",
             )
