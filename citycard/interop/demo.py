@@ -2,7 +2,9 @@
 
 Jiaxing cards ride Hangzhou and Shanghai buses, Hangzhou cards ride in Jiaxing, Dongguan and Shenzhen
 cards ride in each other's city; among them a card reported lost before it was tapped and a card its
-issuer never issued. The day cleared is two days ago (Asia/Shanghai), whose cut-off has passed whenever
+issuer never issued. A Jiaxing card pays a meal at Hangzhou's school canteen with its e-purse (异地商户消费):
+the merchant-payment cycle clears it, and both cities' books show it (Hangzhou's receivable from Jiaxing,
+Jiaxing's payable to Hangzhou). The day cleared is two days ago (Asia/Shanghai), whose cut-off has passed whenever
 the demo runs; taps go through the terminal_kit validator (real TACs under each issuer's card key from the vault),
 the signed upload, the acquirer's outbox, collection, issuer validation, netting and settlement, run as
 Celery tasks on real worker processes the step starts (interop.workers; the same task functions in this
@@ -17,6 +19,7 @@ import json
 import time
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -27,6 +30,7 @@ from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
+from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card
 from citycard.tenants.cards.pii import id_number_build
 from citycard.tenants.cards.selectors import cardholder_by_id_number
@@ -40,15 +44,19 @@ from citycard.tenants.cards.services import (
     schemes_seed,
 )
 from citycard.tenants.medical import services as medical
+from citycard.tenants.merchants import services as merchants
+from citycard.tenants.merchants.models import MerchantTerminal
 from citycard.tenants.terminals import tasks as terminal_tasks
 from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.models import Terminal
+from citycard.tenants.terminals.models import MERCHANT_SERVICE, Terminal
 from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
+from citycard.terminal_kit.money import yuan
 from citycard.terminal_kit.signing import public_key_bytes
+from citycard.terminal_kit.tap import FixedFare
 
 # (network, acquirer, issuer, riders): whose cards ride whose buses.
 FLOWS = [
@@ -58,6 +66,7 @@ FLOWS = [
     ("gba", "shenzhen", "dongguan", 4),
     ("gba", "dongguan", "shenzhen", 3),
 ]
+ROAMING_MEAL_FEN = 1380  # a Jiaxing card's meal at Hangzhou's school canteen, ¥13.80
 
 
 def _agreements(day: dt.date) -> None:
@@ -77,6 +86,15 @@ def _agreements(day: dt.date) -> None:
             visitor_policy="home_categories" if network == "yrd" else "local_discounts",
             actor="demo",
         )
+    agreements.agreement_set(
+        network_code="yrd",
+        service="merchant",
+        valid_from=dt.date(2020, 1, 1),
+        issuer_fee_bps=30,
+        network_fee_bps=5,
+        cut_off=dt.time(4, 0),
+        actor="demo",
+    )
 
 
 def _issue(issuer: Tenant, count: int, day: dt.date, *, registered: int = 0) -> list[str]:
@@ -174,6 +192,71 @@ def _day_of_roaming(ctx, day: dt.date) -> None:
         _ride(tenants[acquirer], card_nos, day, 8 + n, n)
 
 
+def _merchant_roaming(day: dt.date) -> bool:
+    """A Jiaxing card's meal at Hangzhou's school canteen (onboarded by the merchants' step): an e-purse
+    purchase through the terminal kit at the canteen's POS, uploaded, booked to the canteen from Hangzhou's
+    interop receivable, and settled to it on the day; the merchant-payment cycle clears it. False: the
+    canteen or its POS is not there (the merchants' step did not run)."""
+    hangzhou, jiaxing = Tenant.objects.get(code="hangzhou"), Tenant.objects.get(code="jiaxing")
+    with tenant_context(hangzhou):
+        link = (
+            MerchantTerminal.objects.select_related("merchant", "terminal")
+            .filter(merchant__code="hangzhou-school-canteen")
+            .first()
+        )
+    if link is None:
+        return False
+    card_no = _issue(jiaxing, 1, day)[0]
+    with tenant_context(hangzhou):
+        terminal_id = link.terminal.terminal_id
+        validator = _validator(hangzhou, terminal_id, 71, link.merchant.code, hangzhou.division_code)
+        validator.fare, validator.service = FixedFare(ROAMING_MEAL_FEN), MERCHANT_SERVICE
+        validator.transport.insert(
+            VirtualCard(CardProfile(card_no=card_no), _card_keys(card_no[:6]), balance=5_000)
+        )
+        validator.clock = lambda: dt.datetime.combine(day, dt.time(12, 10), tzinfo=BEIJING)
+        validator.tap()
+        document = validator.store.batch_open(
+            terminal_id=terminal_id,
+            tenant=hangzhou.code,
+            key=_demo_key(terminal_id),
+            key_id=f"{terminal_id}:k1",
+            rule_version=validator.rule_version,
+            hotlist_version=0,
+            now=timezone.now(),
+        )
+        if document is not None:
+            result = batch_ingest(tenant=hangzhou, body=json.dumps(document, ensure_ascii=False).encode())
+            validator.store.batch_acknowledged(
+                batch_id=document["payload"]["batch_id"],
+                ack=json.loads(result.body),
+                tenant_keys=tenant_public_keys(tenant=hangzhou),
+            )
+        merchants.merchants_settle_day(day=day, actor="demo")  # books the tap, pays the canteen
+    return True
+
+
+def _merchant_books(ctx) -> None:
+    """Both sides' books of the roaming meal, after the cycle: the acquirer's receivable, the issuer's
+    payable (each city's ledger, in its own schema)."""
+    hangzhou, jiaxing = Tenant.objects.get(code="hangzhou"), Tenant.objects.get(code="jiaxing")
+    with tenant_context(hangzhou):
+        receivable = LedgerAccount.objects.filter(code="interop:jiaxing").first()
+    with tenant_context(jiaxing):
+        payable = LedgerAccount.objects.filter(code="interop:hangzhou").first()
+    ctx.console.print(
+        gettext(
+            "Roaming merchant payment: a Jiaxing card's meal at Hangzhou's school canteen. Hangzhou's books:"
+            " receivable from Jiaxing %(receivable)s; Jiaxing's books: payable to Hangzhou %(payable)s"
+            " (the merchant-payment cycle settles it, less the issuer's fee)."
+        )
+        % {
+            "receivable": yuan(-receivable.balance_fen) if receivable else yuan(0),
+            "payable": yuan(payable.balance_fen) if payable else yuan(0),
+        }
+    )
+
+
 def _medical_visits(treated: dt.date) -> None:
     """A Dongguan insured person treated twice in Shenzhen (异地就医), priced with Shenzhen's catalogue,
     adjudicated under Dongguan's policy."""
@@ -224,14 +307,20 @@ def demo_step(ctx) -> None:
     cycle = cycles.cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     if cycle.state == CycleState.OPEN:
         _day_of_roaming(ctx, day)
+    merchant_cycle = cycles.cycle_get_or_create(network_code="yrd", service="merchant", business_date=day)
+    roaming_meal = merchant_cycle.state != CycleState.OPEN or _merchant_roaming(day)
     medical_cycle = cycles.cycle_get_or_create(network_code="gba", service="medical", business_date=treated)
     if medical_cycle.state == CycleState.OPEN:
         _medical_visits(treated)
     jobs = [("yrd", "transit", day), ("gba", "transit", day)]
+    if roaming_meal:
+        jobs.append(("yrd", "merchant", day))
     if now >= medical_cycle.cut_off_at:
         jobs.append(("gba", "medical", treated))
     for summary in _clear(ctx, jobs, now):
         _report(ctx, summary)
+    if roaming_meal:
+        _merchant_books(ctx)
     entitlements_demo(ctx)
     ctx.console.print(
         "Clearing: `citycard clearing status --network yrd --service transit --date "

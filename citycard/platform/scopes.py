@@ -39,6 +39,8 @@ class Scope(models.TextChoices):
     MERCHANTS_PAY = "merchants:pay", _("Pay a merchant from a card's online account or citizen code")
     MERCHANTS_REFUND = "merchants:refund", _("Refund a merchant payment this key made")
     MERCHANTS_READ = "merchants:read", _("Read a card's merchant payments")
+    CREDIT_READ = "credit:read", _("Read a card's credit line, its movements and its monthly bills (信用付)")
+    CREDIT_PAY = "credit:pay", _("Pay a merchant on a card's credit line (信用付)")
     TOPUPS_CREATE = (
         "topups:create",
         _(

@@ -16,7 +16,8 @@ from citycard.interop.services.agreements import agreement_set
 from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
 from citycard.interop.services.messages import outbox_collect
 from citycard.interop.terms import agreement_business_date
-from citycard.tenants.accounts.models import LedgerAccount
+from citycard.tenants.accounts.models import LedgerAccount, Posting
+from citycard.tenants.accounts.selectors import ledger_totals
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.models import Payment
 from citycard.tenants.terminals import checks
@@ -114,3 +115,24 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
         "jiaxing": 3725 - 11 - 2,
         "yrd-operator": 2,
     }
+    # The issuer's books (发卡方记账): Hangzhou's own cards spent at Jiaxing's canteen — its e-purse float
+    # down by the purchases, a payable to Jiaxing of the same amount; balanced, booked once however often
+    # the records are validated.
+    with tenant_context(hangzhou):
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725
+        assert LedgerAccount.objects.get(code="purse:float").balance_fen == -3725
+        assert Posting.objects.filter(idempotency_key__startswith="merchant-roaming:").count() == 3
+        totals = ledger_totals()
+        assert totals.unbalanced_postings == 0 and totals.balances_total_fen == 0
+        records = [
+            {
+                "record_id": r.record_id,
+                "card_no": r.card_no,
+                "amount_fen": r.amount_fen,
+                "acquirer": "jiaxing",
+                "tapped_at": r.data["tapped_at"],
+            }
+            for r in ClearingRecord.objects.filter(cycle=cycle)
+        ]
+        assert merchants.merchant_roaming_spent_book(records, now) == 0
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725

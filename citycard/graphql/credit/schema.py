@@ -12,7 +12,7 @@ from citycard.platform.scopes import Scope
 class CreditQueries(graphene.ObjectType):
     credit_bill = PermissionsField(
         CreditBill,
-        permissions=[Scope.MERCHANTS_READ],
+        permissions=[Scope.CREDIT_READ],
         description="A card's monthly credit bill (信用付月度账单) with its items: of ``month`` (YYYY-MM) or the "
         "latest; null when no card of this tenant has a credit line or no bill. Logged as a read of the "
         "cardholder's data.",
@@ -21,7 +21,7 @@ class CreditQueries(graphene.ObjectType):
     )
     credit_history = PermissionsField(
         CreditHistory,
-        permissions=[Scope.MERCHANTS_READ],
+        permissions=[Scope.CREDIT_READ],
         description="A card's credit line (limit, owed, available) and its movements, newest first (at most "
         "100); null when no card of this tenant has a credit line. Logged as a read of the cardholder's data.",
         card_number=graphene.String(required=True),

@@ -87,6 +87,7 @@ def issuer_validate(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> dic
             message_id=f"val-{label}-{issuer_code}-{start // VALIDATION_CHUNK}",
             body={
                 "cycle": label,
+                "service": cycle.agreement.service,  # the issuer books its cards' merchant payments
                 "hotlist_grace_minutes": grace_of(None),
                 "records": [
                     {

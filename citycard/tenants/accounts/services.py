@@ -260,44 +260,6 @@ def account_pay(
 
 
 @transaction.atomic
-def account_refund(
-    *, payment_id: int, amount_fen: int, idempotency_key: str, actor: str, at: dt.datetime | None = None
-) -> Posting:
-    """Refund (part of) a payment (退款); refunds never exceed what was paid."""
-    amount = _amount(amount_fen)
-    payment = Posting.objects.select_for_update().filter(pk=payment_id, kind=PostingKind.PAYMENT).first()
-    if payment is None:
-        raise NotFound(gettext("no payment %(payment_id)s") % {"payment_id": payment_id}, field="payment_id")
-    existing = Posting.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:  # a retry: the first refund stands, nothing is checked or posted again
-        if existing.kind != PostingKind.REFUND:
-            raise Conflict(
-                gettext("idempotency key %(idempotency_key)r was used for a %(kind)s")
-                % {"idempotency_key": idempotency_key, "kind": existing.kind},
-                field="idempotency_key",
-            )
-        return existing
-    refunded = sum(Posting.objects.filter(reverses=payment).values_list("amount_fen", flat=True))
-    if refunded + amount > payment.amount_fen:
-        raise DomainError(
-            gettext("refunds would total %(refunded)s fen, more than the %(amount_fen)s fen paid")
-            % {"refunded": refunded + amount, "amount_fen": payment.amount_fen},
-            code="over_refund",
-            field="amount_fen",
-        )
-    legs = {leg.account.kind: leg.account for leg in payment.legs.select_related("account")}
-    return posting_write(
-        kind=PostingKind.REFUND,
-        key=idempotency_key,
-        legs=[(legs[AccountKind.MERCHANT], -amount), (legs[AccountKind.HOLDER], amount)],
-        memo=f"refund of payment {payment.pk}",
-        actor=actor,
-        at=at,
-        reverses=payment,
-    )[0]
-
-
-@transaction.atomic
 def purse_load(
     *, card_no: str, amount_fen: int, idempotency_key: str, actor: str, at: dt.datetime | None = None
 ) -> Posting:

@@ -81,7 +81,7 @@ class CreditLineAdmin(ReadOnlyAdmin):
     list_display = ("card_no", "state", "limit", "owed", "state_reason", "granted_at")
     list_filter = ("state",)
     search_fields = ("=card_no",)
-    actions = ["suspend_selected", "resume_selected", "close_selected"]
+    actions = ["suspend_selected", "resume_selected", "close_selected", "reopen_selected"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("receivable")
@@ -119,6 +119,18 @@ class CreditLineAdmin(ReadOnlyAdmin):
     @admin.action(description=_("Close the selected credit lines"))
     def close_selected(self, request, queryset):
         self._state(request, queryset, LineState.CLOSED)
+
+    @admin.action(description=_("Reopen the selected closed credit lines (eligibility checked again)"))
+    def reopen_selected(self, request, queryset):
+        reopened = 0
+        for line in queryset:
+            try:
+                services.credit_line_reopen(card_no=line.card_no, actor=_actor(request))
+                reopened += 1
+            except DomainError as exc:
+                self.message_user(request, f"{line.card_no}: {exc.message}", messages.ERROR)
+        if reopened:
+            self.message_user(request, _("%(count)d credit lines reopened") % {"count": reopened})
 
 
 @admin.register(CreditItem, site=tenant_admin)

@@ -46,6 +46,17 @@ def rules_get() -> CreditRules:
 
 def eligible_cards(*, rules: CreditRules, at: dt.datetime, card_no: str | None = None) -> QuerySet[Card]:
     """Main active cards whose holders the rules make eligible and who have no credit line yet."""
+    cards = rules_meeting_cards(rules=rules, at=at).exclude(
+        cardholder_id__in=CreditLine.objects.values("cardholder_id")
+    )
+    if card_no is not None:
+        cards = cards.filter(card_no=card_no)
+    return cards.order_by("id")
+
+
+def rules_meeting_cards(*, rules: CreditRules, at: dt.datetime) -> QuerySet[Card]:
+    """Main active cards whose holders the rules make eligible, with a line or without (the set a rules
+    change re-evaluates existing lines against, and a reopened line is checked against)."""
     since = months_before(at.astimezone(BEIJING).date(), rules.active_months)
     cards = Card.objects.filter(
         state=CardState.ACTIVE,
@@ -54,14 +65,12 @@ def eligible_cards(*, rules: CreditRules, at: dt.datetime, card_no: str | None =
         activated_at__lt=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING) + dt.timedelta(days=1),
         cardholder__birth_decade__gte=rules.birth_decade_min,
         cardholder__birth_decade__lte=rules.birth_decade_max,
-    ).exclude(cardholder_id__in=CreditLine.objects.values("cardholder_id"))
+    )
     if rules.require_insured:
         cards = cards.filter(cardholder__local_social_insurance=True)
     if rules.schemes:
         cards = cards.filter(scheme__code__in=rules.schemes)
-    if card_no is not None:
-        cards = cards.filter(card_no=card_no)
-    return cards.order_by("id")
+    return cards
 
 
 def owed_fen(line: CreditLine) -> int:

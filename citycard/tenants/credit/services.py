@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
@@ -33,15 +34,21 @@ from citycard.tenants.credit.selectors import (
     month_bounds,
     owed_fen,
     rules_get,
+    rules_meeting_cards,
 )
 from citycard.tenants.merchants.models import Means
 from citycard.tenants.merchants.services import merchant_pay_from
 from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
 from citycard.tenants.payments.services import channel_collect
+from citycard.tenants.terminals.checks import ONLINE_MEDIA
+from citycard.tenants.terminals.models import MERCHANT_SERVICE, Routing
 from citycard.terminal_kit.money import bps_of
 
 OVERDUE_REASON = "credit_overdue"
+RULES_REASON = "rules_ineligible"  # suspended by a rules change the card no longer meets
 FARE_INCOME = "fare:credit"
+ONLINE_FARE_INCOME = "fare:online"  # fares paid by citizen code from the online account
+ONLINE_FARE_KEY = "fare-online:"
 COLLECT_PREFIX = "credit-collect:"
 _RULE_FIELDS = {
     "enabled",
@@ -92,7 +99,40 @@ def credit_rules_set(*, actor: str, **fields: Any) -> CreditRules:
         object_id=rules.pk,
         data={k: v for k, v in fields.items()},
     )
+    credit_lines_reevaluate(rules=rules, actor=actor, at=rules.updated_at)
     return rules
+
+
+@transaction.atomic
+def credit_lines_reevaluate(*, rules: CreditRules, actor: str, at: dt.datetime) -> dict[str, int]:
+    """Re-evaluate the existing lines against the rules (a rules change, 授信规则调整), in three set-based
+    statements: every line not closed takes the rules' limit (one lowered below what is owed blocks further
+    spending until repaid below it; the bills are what was spent, unchanged); an active line whose card
+    no longer meets the rules is suspended (reason ``rules_ineligible``), and one suspended for that reason
+    whose card meets them again is active again. Lines suspended as overdue, or closed, are left alone."""
+    meeting = rules_meeting_cards(rules=rules, at=at).values("card_no")
+    limited = (
+        CreditLine.objects.exclude(state=LineState.CLOSED)
+        .exclude(limit_fen=rules.limit_fen)
+        .update(limit_fen=rules.limit_fen)
+    )
+    suspended = (
+        CreditLine.objects.filter(state=LineState.ACTIVE)
+        .exclude(card_no__in=meeting)
+        .update(state=LineState.SUSPENDED, state_reason=RULES_REASON)
+    )
+    resumed = CreditLine.objects.filter(
+        state=LineState.SUSPENDED, state_reason=RULES_REASON, card_no__in=meeting
+    ).update(state=LineState.ACTIVE, state_reason="")
+    counts = {"limit_changed": limited, "suspended": suspended, "resumed": resumed}
+    audit_record(
+        action="credit.lines_reevaluate",
+        actor=actor,
+        object_type="credit_line",
+        object_id="*",
+        data={**counts, "limit_fen": rules.limit_fen},
+    )
+    return counts
 
 
 @transaction.atomic
@@ -159,6 +199,46 @@ def credit_line_state_set(*, card_no: str, state: str, reason: str = "", actor: 
         object_type="credit_line",
         object_id=card_no,
         data={"state": state, "reason": reason},
+    )
+    return line
+
+
+@transaction.atomic
+def credit_line_reopen(*, card_no: str, actor: str, at: dt.datetime | None = None) -> CreditLine:
+    """Reopen a closed line (重新开通), the eligibility rules checked again as for a grant: credit switched
+    on, the card still meeting the rules (main, active, activated long enough, insured, age band, scheme),
+    and no overdue bill left on the line. It takes the rules' limit of today."""
+    at = at or timezone.now()
+    line = _line(card_no)
+    if line.state != LineState.CLOSED:
+        raise Conflict(
+            gettext("the credit line of %(card)s is not closed") % {"card": card_no},
+            code="line_not_closed",
+            field="card_no",
+        )
+    rules = rules_get()
+    if not rules.enabled:
+        raise DomainError(gettext("credit pay-later is switched off in this city"), code="credit_disabled")
+    if not rules_meeting_cards(rules=rules, at=at).filter(card_no=card_no).exists():
+        raise DomainError(
+            gettext("card %(card)s no longer meets the credit rules") % {"card": card_no},
+            code="not_eligible",
+            field="card_no",
+        )
+    if line.bills.filter(state=BillState.OVERDUE).exists():
+        raise DomainError(
+            gettext("the credit line of %(card)s has overdue bills") % {"card": card_no},
+            code="overdue_bills",
+            field="card_no",
+        )
+    line.state, line.state_reason, line.limit_fen = LineState.ACTIVE, "", rules.limit_fen
+    line.save(update_fields=["state", "state_reason", "limit_fen"])
+    audit_record(
+        action="credit.line_reopen",
+        actor=actor,
+        object_type="credit_line",
+        object_id=card_no,
+        data={"limit_fen": rules.limit_fen},
     )
     return line
 
@@ -279,6 +359,81 @@ def credit_fare_defer(
         month=_item_month(line, at),
         posting=posting,
     )
+
+
+_ONLINE_FARES_SQL = """
+SELECT t.id, t.tapped_at, t.card_no, t.amount_fen, t.service, t.route
+FROM terminals_transaction t
+WHERE t.routing = %s AND t.card_scheme = ANY(%s) AND t.kind = 'purchase' AND t.amount_fen > 0
+  AND t.service <> %s
+  AND NOT EXISTS (SELECT 1 FROM credit_credititem i WHERE i.payment_id = 'tap:' || t.id)
+  AND NOT EXISTS (SELECT 1 FROM accounts_posting p WHERE p.idempotency_key = %s || t.id)
+ORDER BY t.id
+"""
+
+
+def online_fares_book(*, actor: str) -> dict[str, int]:
+    """Book the rides paid by the citizen code (电子市民码, fare medium ``04``; 先乘后付) uploaded by the
+    terminals: no chip paid them. Each fare is deferred onto the cardholder's credit line when credit is
+    switched on in the city and the line is active with the fare within its available limit
+    (``credit_fare_defer``); otherwise it is charged to the online account (holder −a, fare income
+    ``fare:online`` +a). A fare the online account cannot pay either is left unbooked and counted
+    ``unpaid`` (the next run asks again). Each tap once, by its transaction id (``tap:<id>``), whichever
+    run or process books it."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _ONLINE_FARES_SQL, [Routing.OWN, sorted(ONLINE_MEDIA), MERCHANT_SERVICE, f"{ONLINE_FARE_KEY}tap:"]
+        )
+        rows = cur.fetchall()
+    rules = CreditRules.objects.first()
+    deferring = rules is not None and rules.enabled
+    lines = (
+        {line.card_no: line for line in CreditLine.objects.filter(card_no__in={r[2] for r in rows})}
+        if deferring
+        else {}
+    )
+    counts = {"deferred": 0, "charged": 0, "unpaid": 0}
+    income = None
+    for tx_id, tapped_at, card_no, amount, service, route in rows:
+        fare_id, payee = f"tap:{tx_id}", f"{service} {route}".strip()[:100]
+        line = lines.get(card_no)
+        if line is not None and line.state == LineState.ACTIVE:
+            try:
+                credit_fare_defer(
+                    card_no=card_no,
+                    fare_id=fare_id,
+                    amount_fen=amount,
+                    operator=payee,
+                    actor=actor,
+                    at=tapped_at,
+                )
+                counts["deferred"] += 1
+                continue
+            except DomainError:
+                pass  # over the limit or no longer active: the online account pays it
+        income = income or ledger_account_external(code=ONLINE_FARE_INCOME, kind=AccountKind.FARE_INCOME)
+        try:
+            posting_write(
+                kind=PostingKind.PAYMENT,
+                key=f"{ONLINE_FARE_KEY}{fare_id}",
+                legs=[(holder_account(card_no), -amount), (income, amount)],
+                memo=payee,
+                actor=actor,
+                at=tapped_at,
+                audit=False,
+            )
+            counts["charged"] += 1
+        except DomainError:
+            counts["unpaid"] += 1  # no online account, or not enough in it
+    if rows:
+        audit_record(
+            action="credit.online_fares_book",
+            actor=actor,
+            object_type="transaction",
+            object_id=f"tap:{rows[0][0]}..{rows[-1][0]}",
+            data={**counts, "amount_fen": sum(r[3] for r in rows)},
+        )
+    return counts
 
 
 # --- bills ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 * ``outbox_put`` — any other message leaving the tenant (disputes, reconciliation confirmations).
 * ``outbox_mark`` — interop records what it did with collected messages.
 * ``inbox_deliver`` — interop hands the tenant a message signed by the platform.
-* ``clearing_validate`` — the issuer validates clearing records on its own data and answers signed.
+* ``clearing_validate`` — the issuer validates clearing records on its own data and answers signed (and,
+  for a merchant-payment cycle, books the accepted ones on its ledger through ``ISSUER_SPEND_SINK``).
 * ``reconciliation_check`` — the tenant checks a reconciliation file against its own outbox, totals first.
 """
 
@@ -15,7 +16,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection, transaction
@@ -322,6 +323,14 @@ def _tac_ok(record: dict[str, Any], master: bytes) -> bool:
 # What issuer validation checks, in order (listed in every validation answer).
 CHECKS_RUN = ["issuer", "card_known", "hotlist", "tac", "counter"]
 
+# ``ISSUER_SPEND_SINK(records, now)`` books on the issuer's ledger its own cards' payments at another city's
+# merchants, the records of a ``merchant`` cycle its validation accepted (wired by citycard.tenants.merchants,
+# above exchange); None: nothing is booked. It must be idempotent by record id: a record is validated again
+# with the same answer.
+IssuerSpendSink = Callable[[list[dict[str, Any]], dt.datetime], None]
+ISSUER_SPEND_SINK: IssuerSpendSink | None = None
+MERCHANT_CYCLE_SERVICE = "merchant"
+
 
 @transaction.atomic
 def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
@@ -363,6 +372,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     rejections.extend(_counters_claim(candidates, now))
     rejections.sort(key=lambda r: r["record_id"])
     _rejections_keep(opened.body.get("cycle") or "", opened.message_id, records, rejections, now)
+    if ISSUER_SPEND_SINK is not None and opened.body.get("service") == MERCHANT_CYCLE_SERVICE:
+        refused = {r["record_id"] for r in rejections}
+        ISSUER_SPEND_SINK([r for r in records if r["record_id"] not in refused], now)
     body = {
         "request": opened.message_id,
         "cycle": opened.body.get("cycle"),

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
 from citycard.platform.errors import DomainError
+from citycard.platform.models import Role
 from citycard.tenants.merchants import services
 from citycard.tenants.merchants.models import (
     Means,
@@ -90,7 +91,17 @@ class MerchantAdmin(ServiceFormAdmin):
         return obj.settlement_account_masked
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("payable")
+        # A department officer sees and manages its own department's merchants only (谁主管谁负责).
+        qs = super().get_queryset(request).select_related("payable")
+        if request.user.role == Role.DEPARTMENT_OFFICER:
+            qs = qs.filter(department=request.user.department)
+        return qs
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if request.user.role == Role.DEPARTMENT_OFFICER:
+            initial.setdefault("department", request.user.department)
+        return initial
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -105,6 +116,8 @@ class MerchantAdmin(ServiceFormAdmin):
             fee_bps=data["fee_bps"],
             accepted_means=list(data["accepted_means"]),
             actor=_actor(request),
+            role=request.user.role,
+            role_department=request.user.department,
         )
         obj.pk = created.pk
 
@@ -112,7 +125,12 @@ class MerchantAdmin(ServiceFormAdmin):
         for merchant in queryset:
             try:
                 services.merchant_state_set(
-                    code=merchant.code, state=state, reason=reason, actor=_actor(request)
+                    code=merchant.code,
+                    state=state,
+                    reason=reason,
+                    actor=_actor(request),
+                    role=request.user.role,
+                    role_department=request.user.department,
                 )
             except DomainError as exc:
                 self.message_user(request, f"{merchant.code}: {exc}", messages.ERROR)

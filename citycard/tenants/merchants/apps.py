@@ -20,6 +20,15 @@ class MerchantsConfig(AppConfig):
             "merchants.refund": {"view"},
             "merchants.settlement": {"view"},
         },
+        # A department's officer onboards and manages its own department's merchants (a school's canteen),
+        # never another department's (merchants.services.merchant_manage_refusal); settlements and the
+        # payout file stay with the administration.
+        "department_officer": {
+            "merchants.merchant": {"view", "add", "change"},
+            "merchants.merchantterminal": {"view"},
+            "merchants.payment": {"view"},
+            "merchants.refund": {"view"},
+        },
         "county_officer": {
             "merchants.merchant": {"view", "add", "change"},
             "merchants.merchantterminal": {"view"},
@@ -28,3 +37,12 @@ class MerchantsConfig(AppConfig):
             "merchants.settlement": {"view"},
         },
     }
+
+    def ready(self) -> None:
+        # The issuer's books for its cards spent at other cities' merchants: exchange, below merchants,
+        # is handed the booking (imported here: models load only once the app registry is ready).
+        from citycard.tenants.exchange import services as exchange
+        from citycard.tenants.merchants.services import merchant_roaming_spent_book
+
+        if exchange.ISSUER_SPEND_SINK is None:
+            exchange.ISSUER_SPEND_SINK = merchant_roaming_spent_book

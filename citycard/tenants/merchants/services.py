@@ -14,15 +14,21 @@ Every write takes an id (payment id, refund id, the tap, the (merchant, day)) so
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
+import io
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
+from citycard.platform.models import Role
 from citycard.tenants.accounts.models import AccountKind, LedgerAccount, Leg, Posting, PostingKind
 from citycard.tenants.accounts.services import (
     account_pay,
@@ -125,6 +131,20 @@ def _merchant(code: str, *, lock: bool = False) -> Merchant:
     return merchant
 
 
+def merchant_manage_refusal(*, role: str, role_department: str, department: str) -> str | None:
+    """Why a user of ``role`` may not onboard or manage a merchant of ``department`` (None: may). A
+    department officer (谁主管谁负责) only its own department's merchants; the administration any."""
+    if role == Role.DEPARTMENT_OFFICER and (not role_department or department != role_department):
+        return gettext("a department officer onboards and manages only its own department's merchants")
+    return None
+
+
+def _managing(*, role: str, role_department: str, department: str) -> None:
+    refusal = merchant_manage_refusal(role=role, role_department=role_department, department=department)
+    if refusal:
+        raise DomainError(refusal, code="other_department", field="department")
+
+
 @transaction.atomic
 def merchant_onboard(
     *,
@@ -138,9 +158,14 @@ def merchant_onboard(
     accepted_means: list[str],
     department: str = "",
     actor: str,
+    role: str = "",
+    role_department: str = "",
 ) -> Merchant:
     """Onboard a merchant (商户入网) under contract: by a department (its own merchants, e.g. a school's
-    canteen) or by the city administration (``department`` empty). Its payable account opens with it."""
+    canteen) or by the city administration (``department`` empty). Its payable account opens with it.
+    ``role``/``role_department``: who asks, when a signed-in user does (a department officer onboards
+    only for its own department)."""
+    _managing(role=role, role_department=role_department, department=department)
     if not _CODE.match(code or ""):
         raise DomainError(f"merchant code {code!r} must be a lower-case code", field="code")
     if not (name or "").strip():
@@ -195,20 +220,25 @@ def merchant_onboard(
     return merchant
 
 
-def merchant_settlement_account(*, merchant: Merchant) -> str:
-    """The settlement account number in clear, for the payout file only (never shown on a page)."""
-    return Sealer().open(
+def merchant_settlement_account(*, merchant: Merchant, sealer: Sealer | None = None) -> str:
+    """The settlement account number in clear, for the payout file only (never shown on a page);
+    ``sealer``: one for a whole file (a key-vault read each otherwise)."""
+    return (sealer or Sealer()).open(
         "settlement_account", merchant.settlement_account_enc, merchant.settlement_account_key_id
     )
 
 
 @transaction.atomic
-def merchant_state_set(*, code: str, state: str, reason: str = "", actor: str) -> Merchant:
+def merchant_state_set(
+    *, code: str, state: str, reason: str = "", actor: str, role: str = "", role_department: str = ""
+) -> Merchant:
     """Suspend (暂停受理), resume or close (解约) a merchant. A closed merchant stays closed; it closes
-    only once everything it took is settled (its payable is zero)."""
+    only once everything it took is settled (its payable is zero). A department officer only its own
+    department's merchants."""
     if state not in MerchantState.values:
         raise DomainError(f"state must be one of {', '.join(MerchantState.values)}", field="state")
     merchant = _merchant(code, lock=True)
+    _managing(role=role, role_department=role_department, department=merchant.department)
     if merchant.state == MerchantState.CLOSED and state != MerchantState.CLOSED:
         raise DomainError(f"merchant {code} is closed", code="closed", field="state")
     if state != MerchantState.ACTIVE and not (reason or "").strip():
@@ -533,6 +563,72 @@ def merchant_taps_book(*, actor: str) -> int:
     return len(rows)
 
 
+def merchant_roaming_spent_book(records: list[dict], now: dt.datetime) -> int:
+    """The issuer's side of its own cards' e-purse purchases at other cities' merchants (异地商户消费),
+    booked when its validation accepts their clearing records: the e-purse float −a (the chip's money is
+    spent) and the payable to the acquiring city ``interop:<acquirer>`` +a (paid through the clearing
+    cycle's settlement, less the issuer's fee it earns there). One posting per record, key
+    ``merchant-roaming:<record id>``: a record validated again is not booked again. A fixed number of
+    statements whatever the number of records; returns how many were booked."""
+    wanted = {f"merchant-roaming:{r['record_id']}": r for r in records if int(r["amount_fen"]) > 0}
+    if not wanted:
+        return 0
+    done = set(
+        Posting.objects.filter(idempotency_key__in=list(wanted)).values_list("idempotency_key", flat=True)
+    )
+    fresh = [(key, r) for key, r in sorted(wanted.items()) if key not in done]
+    if not fresh:
+        return 0
+    purse_float = ledger_account_external(code="purse:float", kind=AccountKind.PURSE_FLOAT)
+    payables: dict[str, LedgerAccount] = {}
+    postings, legs = [], []
+    for key, record in fresh:
+        acquirer = record.get("acquirer") or record["record_id"].rsplit("-", 1)[0]
+        if acquirer not in payables:
+            payables[acquirer] = ledger_account_external(code=f"interop:{acquirer}", kind=AccountKind.INTEROP)
+        amount = int(record["amount_fen"])
+        postings.append(
+            Posting(
+                kind=PostingKind.PURSE_PAY,
+                idempotency_key=key,
+                at=dt.datetime.fromisoformat(record["tapped_at"]),
+                amount_fen=amount,
+                memo=f"e-purse {record['card_no']} at a merchant of {acquirer}",
+                actor="interop",
+            )
+        )
+        legs.append(((purse_float.pk, -amount), (payables[acquirer].pk, amount)))
+    Posting.objects.bulk_create(postings)
+    Leg.objects.bulk_create(
+        Leg(posting_id=p.pk, account_id=account, amount_fen=amount)
+        for p, pair in zip(postings, legs, strict=True)
+        for account, amount in pair
+    )
+    moves: dict[int, int] = defaultdict(int)
+    for pair in legs:
+        for account, amount in pair:
+            moves[account] += amount
+    accounts_moved = sorted(moves)
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE accounts_ledgeraccount a SET balance_fen = a.balance_fen + m.delta"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, delta) WHERE a.id = m.id",
+            [accounts_moved, [moves[a] for a in accounts_moved]],
+        )
+    audit_record(
+        action="merchant.roaming_spent_book",
+        actor="interop",
+        object_type="clearing_record",
+        object_id=f"{fresh[0][1]['record_id']}..{fresh[-1][1]['record_id']}",
+        data={
+            "records": len(fresh),
+            "amount_fen": sum(p.amount_fen for p in postings),
+            "acquirers": sorted(payables),
+        },
+    )
+    return len(fresh)
+
+
 @transaction.atomic
 def payment_refund(
     *, payment_id: str, refund_id: str, amount_fen: int, actor: str, at: dt.datetime | None = None
@@ -598,6 +694,78 @@ def payment_refund(
         data={"refund_id": refund_id, "amount_fen": amount_fen, "refunded_fen": payment.refunded_fen},
     )
     return refund
+
+
+# --- the earlier by-name payees (merchant:<name>) ------------------------------------------------------
+
+LEGACY_PREFIX = "merchant:"
+LEGACY_KEEP = "merchant:entitlement:"  # a department's entitlement sales: a party's account, not legacy
+
+
+@transaction.atomic
+def merchant_legacy_adopt(
+    *, mapping: dict[str, str], actor: str, at: dt.datetime | None = None
+) -> dict[str, list[str]]:
+    """Adopt the balances of the earlier pay-a-merchant-by-name path (ledger accounts ``merchant:<name>``
+    that are no merchant's payable) onto merchant parties: ``mapping`` names the merchant code for each old
+    name. Each balance moves in one balanced posting (old account −b, the merchant's payable +b, key
+    ``merchant-adopt:<name>``) and becomes a payment ``legacy:<name>`` (means ``account``) in the merchant's
+    open settlement of today, so the next daily settlement pays it out net of the fee. Idempotent: an old
+    account adopted before is reported ``already``; an unmapped one ``unmapped`` (nothing written for it),
+    an empty one ``empty``. A name mapped to no merchant refuses the whole run (NotFound, nothing written).
+    An old name that is an onboarded merchant's code is already that merchant's payable: not touched."""
+    at = at or timezone.now()
+    payables = Merchant.objects.values("payable_id")
+    legacy = (
+        LedgerAccount.objects.select_for_update()
+        .filter(kind=AccountKind.MERCHANT, code__startswith=LEGACY_PREFIX)
+        .exclude(pk__in=payables)
+        .exclude(code__startswith=LEGACY_KEEP)
+        .order_by("code")
+    )
+    result: dict[str, list[str]] = {"adopted": [], "already": [], "unmapped": [], "empty": []}
+    for account in legacy:
+        name = account.code[len(LEGACY_PREFIX) :]
+        payment_id = f"legacy:{name}"[:80]
+        if Payment.objects.filter(payment_id=payment_id).exists():
+            result["already"].append(name)
+            continue
+        if account.balance_fen <= 0:
+            result["empty"].append(name)
+            continue
+        code = mapping.get(name)
+        if not code:
+            result["unmapped"].append(name)
+            continue
+        merchant = _merchant(code)
+        amount = account.balance_fen
+        posting, _ = posting_write(
+            kind=PostingKind.PAYMENT,
+            key=f"merchant-adopt:{name}"[:120],
+            legs=[(account, -amount), (merchant.payable, amount)],
+            memo=f"{account.code} adopted by {merchant.code}",
+            actor=actor,
+            at=at,
+        )
+        _payment_book(
+            merchant=merchant,
+            means=Means.ACCOUNT,
+            payment_id=payment_id,
+            card_no="",
+            amount_fen=amount,
+            posting=posting,
+            at=at,
+            actor=actor,
+        )
+        result["adopted"].append(name)
+    audit_record(
+        action="merchant.legacy_adopt",
+        actor=actor,
+        object_type="ledger_account",
+        object_id=LEGACY_PREFIX + "*",
+        data={k: v for k, v in result.items()},
+    )
+    return result
 
 
 # --- settlement -----------------------------------------------------------------------------------------
@@ -746,3 +914,68 @@ def _settlements_close(ids: list[int], *, day: dt.date, actor: str) -> None:
             **({"merchant": of[rows[0][0]][3]} if len(rows) == 1 else {}),
         },
     )
+
+
+# --- the payout file (代付文件) -------------------------------------------------------------------------
+
+PAYOUT_FORMAT = "CCPAYOUT1"
+
+
+@dataclass(frozen=True)
+class PayoutFile:
+    name: str
+    text: str
+    count: int
+    total_fen: int
+    digest: str  # SHA-256 (hex) of the header and detail lines, as in the trailer
+
+
+def payout_file_build(*, day: dt.date, actor: str) -> PayoutFile:
+    """The bank batch-transfer file (批量代付文件) of a day's settlement run: one detail line per merchant
+    settled with something to pay (net above zero), its settlement account in clear, the amount in integer
+    fen and the settlement's posting key as the transfer reference; a header and a trailer carry the count
+    and the total, the trailer the SHA-256 of the lines before it (docs/merchants.md, "The payout file").
+    The same settled day gives the same bytes; every build is audited (it holds account numbers)."""
+    if day >= _today():
+        raise DomainError(f"{day} is not over yet in Beijing", code="day_not_over", field="day")
+    tenant = connection.tenant
+    settled = list(
+        Settlement.objects.filter(day=day, settled_at__isnull=False, net_fen__gt=0)
+        .select_related("merchant")
+        .order_by("merchant__code")
+    )
+    if not Settlement.objects.filter(day=day, settled_at__isnull=False).exists():
+        raise NotFound(
+            gettext("no settlement run for %(day)s (citycard merchants settle --day)") % {"day": day},
+            field="day",
+        )
+    stamp = day.strftime("%Y%m%d")
+    total = sum(s.net_fen for s in settled)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    sealer = Sealer()
+    writer.writerow(("H", PAYOUT_FORMAT, tenant.code, stamp, len(settled), total))
+    for n, s in enumerate(settled, start=1):
+        writer.writerow(
+            (
+                "D",
+                f"{n:06d}",
+                s.merchant.code,
+                s.merchant.name,
+                s.merchant.settlement_bank,
+                merchant_settlement_account(merchant=s.merchant, sealer=sealer),
+                s.net_fen,
+                f"merchant-settle:{s.merchant.code}:{day.isoformat()}",
+            )
+        )
+    body = out.getvalue()
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    text = body + f"T,{len(settled)},{total},{digest}\n"
+    audit_record(
+        action="merchant.payout_file",
+        actor=actor,
+        object_type="settlement_day",
+        object_id=day.isoformat(),
+        data={"count": len(settled), "total_fen": total, "sha256": digest},
+    )
+    return PayoutFile(f"payout-{tenant.code}-{stamp}.csv", text, len(settled), total, digest)

@@ -7,5 +7,6 @@ from citycard.tenants.merchants import views
 app_name = "merchants"
 urlpatterns = [
     path("settlement/", views.settlement_day, name="settlement"),
+    path("settlement/payout/<str:day>/", views.payout_file, name="payout_file"),
     path("settlement/<slug:code>/<str:day>/", views.statement, name="statement"),
 ]

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from citycard.tenants.merchants import selectors
+from citycard.platform.errors import DomainError
+from citycard.tenants.merchants import selectors, services
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -37,8 +39,27 @@ def settlement_day(request: HttpRequest) -> HttpResponse:
             "next": day + dt.timedelta(days=1),
             "settlements": settlements,
             "totals": totals,
+            "can_pay_out": request.user.has_perm("merchants.view_settlement"),
         },
     )
+
+
+def payout_file(request: HttpRequest, day: str) -> HttpResponse:
+    """The day's payout file (代付文件) for the bank: it holds the settlement account numbers in clear, so
+    only users who may read settlements download it, and each download is audited."""
+    if not request.user.has_perm("merchants.view_settlement"):
+        raise PermissionDenied
+    try:
+        when = dt.date.fromisoformat(day)
+    except ValueError:
+        raise Http404("not a day") from None
+    try:
+        built = services.payout_file_build(day=when, actor=f"user:{request.user.username}")
+    except DomainError:
+        raise Http404("no settlement run") from None
+    response = HttpResponse(built.text, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{built.name}"'
+    return response
 
 
 def statement(request: HttpRequest, code: str, day: str) -> HttpResponse:

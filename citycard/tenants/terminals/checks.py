@@ -25,6 +25,11 @@ over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = 
 * ``purse_shadow_follow`` — own cards: the e-purse shadow follows each card's taps in counter order;
   flag ``shadow_divergence`` when ``balance_before_fen`` differs from the shadow.
 
+A ride paid by the electronic citizen code (fare medium ``04``, 电子市民码: ``paid_online``) wrote no chip:
+it carries no card TAC and moves no e-purse, so ``tac_check`` and ``purse_shadow_follow`` leave it alone;
+its fare is charged to the cardholder's online account or deferred onto their credit line afterwards
+(``citycard.tenants.credit.services.online_fares_book``).
+
 Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired in.
 """
 
@@ -111,6 +116,12 @@ class Tap:
 
 
 NOT_PROBED = -1  # Tap.prev_counter not looked up yet (counters are never negative)
+ONLINE_MEDIA = frozenset({"04"})  # fare media paid online: the electronic citizen code (电子市民码)
+
+
+def paid_online(tap: Tap) -> bool:
+    """A ride paid by the citizen code: no chip was debited, the fare is owed from the online account."""
+    return tap.card_scheme in ONLINE_MEDIA
 
 
 @dataclass(frozen=True)
@@ -274,7 +285,7 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the TAC must be what the card computes under the issuer's key (the tenant's, or its
     city's for a county). One key-vault query per batch; a mismatch is flagged ``tac_invalid`` for review,
     never dropped (the card was debited whatever the record says)."""
-    own = [tap for tap in taps if tap.routing == "own"]
+    own = [tap for tap in taps if tap.routing == "own" and not paid_online(tap)]
     if not own:
         return []
     master = tenant_card_tac_master(tenant=ctx.acquirer, key=ctx.card_tac_key)
@@ -424,7 +435,7 @@ def hotlist_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
 def purse_shadow_follow(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
     """Own cards: the e-purse shadow follows each card's taps in card-counter order; a tap whose
     balance_before differs from the shadow → ``shadow_divergence``. Two queries."""
-    own = {(t.card_no, t.card_counter): t for t in taps if t.routing == "own"}
+    own = {(t.card_no, t.card_counter): t for t in taps if t.routing == "own" and not paid_online(t)}
     moves = [
         PurseMovement(t.card_no, t.card_counter, t.balance_before_fen, t.balance_after_fen, t.tapped_at)
         for t in own.values()

@@ -50,7 +50,8 @@ def batches_verify_all() -> dict:
 
 @app.task(name="citycard.tenants.terminals.tasks.half_journeys_release_all")
 def half_journeys_release_all() -> dict:
-    """Beat: the roaming half journeys past their time-out cleared alone, in every tenant (idempotent)."""
+    """Beat: the half journeys past their time-out released in every tenant — roaming cards' cleared alone,
+    own cards' settled in the city's books (idempotent)."""
     done: dict[str, int] = {}
     for tenant in Tenant.objects.exclude(schema_name="public"):
         if tenant.is_platform:

@@ -5,18 +5,20 @@ a bound channel's sandbox, overdue restriction through the hotlist lifted by rep
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
 
+from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.accounts.selectors import ledger_totals
-from citycard.tenants.cards.models import HotlistEntry
+from citycard.tenants.cards.models import Cardholder, HotlistEntry
 from citycard.tenants.credit import selectors as sel
 from citycard.tenants.credit import services as credit
-from citycard.tenants.credit.models import BillState, CreditBill, CreditItem, LineState
+from citycard.tenants.credit.models import BillState, CreditBill, CreditItem, CreditLine, LineState
 from citycard.tenants.merchants.models import Payment
 from citycard.tenants.payments import services as payments
 from citycard.terminal_kit.beijing import BEIJING
@@ -283,3 +285,62 @@ def test_automatic_repayment_through_the_bound_channel(line, parking, channel, i
     assert accounts.holder_account(line.card_no).balance_fen == 0  # collected in, moved on to the line
     assert credit.credit_collections_apply(actor="t") == []
     assert_balanced()
+
+
+def test_a_rules_change_re_evaluates_the_existing_lines(
+    line, parking, insured_card, django_assert_max_num_queries
+):
+    other = insured_card()
+    credit.credit_grant(card_no=other, actor="t")
+    credit.credit_pay(
+        merchant_code=parking.code, card_no=line.card_no, amount_fen=30_000, payment_id="p-big", actor="pos"
+    )
+    # The limit lowered below what the line owes: it blocks further spending, the debt stays what it is.
+    with django_assert_max_num_queries(20):  # set-based, whatever the number of lines
+        credit.credit_rules_set(actor="clerk", limit_fen=20_000)
+    assert set(CreditLine.objects.values_list("limit_fen", flat=True)) == {20_000}
+    assert sel.owed_fen(line) == 30_000
+    with pytest.raises(DomainError) as info:
+        credit.credit_pay(
+            merchant_code=parking.code, card_no=line.card_no, amount_fen=1, payment_id="p-more", actor="pos"
+        )
+    assert info.value.code == "over_limit"
+    credit.credit_pay(
+        merchant_code=parking.code, card_no=other, amount_fen=20_000, payment_id="p-other", actor="pos"
+    )
+    # The rules narrowed (born in the 1990s only): the lines whose cards no longer meet them are suspended;
+    # widened again, they are active again. A line suspended as overdue is left alone.
+    credit.credit_line_state_set(card_no=other, state="suspended", reason=credit.OVERDUE_REASON, actor="t")
+    credit.credit_rules_set(actor="clerk", birth_decade_min=1990, birth_decade_max=2000)
+    mine = CreditLine.objects.get(pk=line.pk)
+    assert (mine.state, mine.state_reason) == (LineState.SUSPENDED, credit.RULES_REASON)
+    assert CreditLine.objects.get(card_no=other).state_reason == credit.OVERDUE_REASON
+    credit.credit_rules_set(actor="clerk", birth_decade_min=1950)
+    assert CreditLine.objects.get(pk=line.pk).state == LineState.ACTIVE
+    assert CreditLine.objects.get(card_no=other).state_reason == credit.OVERDUE_REASON
+    audit = [
+        json.loads(e.payload)
+        for e in AuditEntry.objects.filter(action="credit.lines_reevaluate", actor="clerk").order_by("seq")
+    ]
+    assert [(e["limit_changed"], e["suspended"], e["resumed"]) for e in audit] == [
+        (2, 0, 0),
+        (0, 1, 0),
+        (0, 0, 1),
+    ]
+    assert_balanced()
+
+
+def test_a_closed_line_is_reopened_with_the_rules_checked_again(line, rules):
+    with pytest.raises(Conflict) as info:
+        credit.credit_line_reopen(card_no=line.card_no, actor="t")
+    assert info.value.code == "line_not_closed"
+    credit.credit_line_state_set(card_no=line.card_no, state="closed", reason="asked", actor="t")
+    credit.credit_rules_set(actor="t", require_insured=False, limit_fen=30_000)
+    Cardholder.objects.filter(pk=line.cardholder_id).update(birth_decade=1940)
+    with pytest.raises(DomainError) as info:
+        credit.credit_line_reopen(card_no=line.card_no, actor="t")
+    assert info.value.code == "not_eligible"
+    Cardholder.objects.filter(pk=line.cardholder_id).update(birth_decade=1980)
+    reopened = credit.credit_line_reopen(card_no=line.card_no, actor="t")
+    assert (reopened.state, reopened.limit_fen) == (LineState.ACTIVE, 30_000)
+    assert AuditEntry.objects.filter(action="credit.line_reopen", object_id=line.card_no).exists()

@@ -55,3 +55,35 @@ def test_the_admin_sets_rules_grants_and_suspends(city, insured_card, tenant):
         assert CreditLine.objects.get(pk=line.pk).state == "suspended"
     for model in ("credititem", "creditbill", "creditrepayment"):
         assert client.get(f"/admin/credit/{model}/", **JX).status_code == 200, model
+
+
+def test_the_admin_reopens_a_closed_line_with_the_rules_checked_again(city, insured_card, tenant):
+    from citycard.tenants.credit import services as credit
+
+    credit.credit_rules_set(actor="t", limit_fen=40_000)
+    card = insured_card()
+    credit.credit_grant(card_no=card, actor="t")
+    credit.credit_line_state_set(card_no=card, state="closed", reason="asked", actor="t")
+    line = CreditLine.objects.get(card_no=card)
+    client = Client()
+    client.force_login(
+        user_create(
+            username="jx-admin-r", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    client.post(
+        "/admin/credit/creditline/", {"action": "reopen_selected", "_selected_action": [line.pk]}, **JX
+    )
+    with tenant_context(tenant("jiaxing")):
+        reopened = CreditLine.objects.get(pk=line.pk)
+        assert (reopened.state, reopened.limit_fen) == ("active", 40_000)
+    # An active line is not reopened: the page says why, nothing changes.
+    page = client.post(
+        "/admin/credit/creditline/",
+        {"action": "reopen_selected", "_selected_action": [line.pk]},
+        follow=True,
+        **JX,
+    ).content.decode()
+    assert card in page
+    with tenant_context(tenant("jiaxing")):
+        assert CreditLine.objects.get(pk=line.pk).state == "active"

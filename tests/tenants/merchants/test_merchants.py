@@ -262,3 +262,32 @@ def test_settle_day_books_taps_and_settles_every_merchant(city, card):
     assert done[1].posting is None and done[0].posting.legs.count() == 3
     assert [s.pk for s in m.merchants_settle_day(day=YESTERDAY, actor="t")] == [s.pk for s in done]
     assert_balanced()
+
+
+def test_the_old_by_name_payees_are_adopted_onto_merchants_once(city, card):
+    """The earlier pay-by-name path left ``merchant:<name>`` accounts holding cardholders' money: adopted
+    onto a merchant, the balance moves in one balanced posting and becomes a payment of today's open
+    settlement (paid out by the next settlement); run again, nothing moves; an unmapped name is left as it
+    is; a department's entitlement account and a merchant's own payable are not legacy."""
+    holder = LedgerAccount.objects.get(card_no=card)
+    old = a.ledger_account_external(code="merchant:老食堂", kind="merchant")
+    stray = a.ledger_account_external(code="merchant:小卖部", kind="merchant")
+    a.ledger_account_external(code="merchant:entitlement:edu", kind="merchant")
+    a.posting_write(kind="payment", key="old-1", legs=[(holder, -700), (old, 700)], memo="old", actor="t")
+    a.posting_write(kind="payment", key="old-2", legs=[(holder, -250), (stray, 250)], memo="old", actor="t")
+    canteen = onboard("canteen")
+    with pytest.raises(NotFound):
+        m.merchant_legacy_adopt(mapping={"老食堂": "nobody"}, actor="t")
+    assert LedgerAccount.objects.get(pk=old.pk).balance_fen == 700  # refused whole: nothing moved
+    result = m.merchant_legacy_adopt(mapping={"老食堂": "canteen"}, actor="t")
+    assert result == {"adopted": ["老食堂"], "already": [], "unmapped": ["小卖部"], "empty": []}
+    assert LedgerAccount.objects.get(pk=old.pk).balance_fen == 0
+    assert LedgerAccount.objects.get(pk=canteen.payable_id).balance_fen == 700
+    payment = Payment.objects.get(payment_id="legacy:老食堂")
+    assert (payment.merchant_id, payment.amount_fen, payment.means) == (canteen.pk, 700, "account")
+    assert payment.settlement.settled_at is None  # the next settlement pays it out
+    again = m.merchant_legacy_adopt(mapping={"老食堂": "canteen"}, actor="t")
+    assert again["adopted"] == [] and again["already"] == ["老食堂"]
+    assert LedgerAccount.objects.get(pk=canteen.payable_id).balance_fen == 700
+    assert LedgerAccount.objects.get(pk=stray.pk).balance_fen == 250
+    assert_balanced()

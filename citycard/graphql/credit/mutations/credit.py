@@ -46,7 +46,7 @@ class CreditPay(BaseMutation):
             "Pay a merchant on credit (信用付): the merchant is paid now, the cardholder owes it on the month's "
             "bill; refused beyond the available limit or on a suspended line."
         )
-        permissions = [Scope.MERCHANTS_PAY]
+        permissions = [Scope.CREDIT_PAY]
         error_type_class = CreditPayError
 
     @classmethod

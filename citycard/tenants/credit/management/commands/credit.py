@@ -1,6 +1,7 @@
-"""`citycard credit --tenant CODE rules-set|rules-show|grant|list|pay|bill|repay|autorepay|overdue-run` —
-credit pay-later (信用付) of a tenant: the city's eligibility rules, granting lines, a payment on credit at a
-merchant, the month's bills (月度账单), repayment from the online account, automatic repayment through the
+"""`citycard credit --tenant CODE rules-set|rules-show|grant|reopen|list|pay|fares|bill|repay|autorepay|
+overdue-run` — credit pay-later (信用付) of a tenant: the city's eligibility rules, granting lines, reopening
+a closed one, a payment on credit at a merchant, the citizen-code rides' fares booked (deferred or charged
+online), the month's bills (月度账单), repayment from the online account, automatic repayment through the
 bound channels and the overdue run. Thin over citycard.tenants.credit.services and selectors; amounts in
 yuan."""
 
@@ -61,6 +62,8 @@ class Command(PlatformCommand):
         sub.add_parser("rules-show", help="print the rules")
         gr = sub.add_parser("grant", help="grant lines to every eligible cardholder (授信), or to one card")
         gr.add_argument("--card")
+        ro = sub.add_parser("reopen", help="reopen a closed credit line, the eligibility rules checked again")
+        ro.add_argument("card")
         ls = sub.add_parser("list", help="credit lines with what they owe")
         ls.add_argument("--state", choices=["active", "suspended", "closed"])
         pay = sub.add_parser("pay", help="pay a merchant on credit")
@@ -68,6 +71,10 @@ class Command(PlatformCommand):
         pay.add_argument("--card", required=True)
         pay.add_argument("--amount", required=True, help="in yuan")
         pay.add_argument("--payment-id", required=True)
+        sub.add_parser(
+            "fares",
+            help="book the citizen-code rides' fares: deferred onto credit lines or charged to online accounts",
+        )
         bill = sub.add_parser(
             "bill", help="generate a Beijing month's bills (once per line), or show a card's"
         )
@@ -133,6 +140,23 @@ class Command(PlatformCommand):
     def _grant(self, console, opts):
         lines = services.credit_grant(card_no=opts["card"], actor=self.actor)
         console.print(gettext("%(count)s credit line(s) granted") % {"count": len(lines)})
+
+    def _reopen(self, console, opts):
+        line = services.credit_line_reopen(card_no=opts["card"], actor=self.actor)
+        console.print(
+            gettext("credit line of %(card)s reopened, limit %(limit)s")
+            % {"card": line.card_no, "limit": yuan(line.limit_fen)}
+        )
+
+    def _fares(self, console, opts):
+        counts = services.online_fares_book(actor=self.actor)
+        console.print(
+            gettext(
+                "citizen-code fares: %(deferred)s deferred onto credit, %(charged)s charged to online"
+                " accounts, %(unpaid)s unpaid"
+            )
+            % counts
+        )
 
     def _list(self, console, opts):
         table = Table(
@@ -209,6 +233,7 @@ class Command(PlatformCommand):
                 )
             console.print(table)
             return
+        self._fares(console, opts)  # the month's citizen-code rides on credit join its bills
         bills = services.credit_bills_generate(month=opts["month"], actor=self.actor)
         console.print(
             gettext("%(count)s bill(s) for %(month)s, %(due)s due")

@@ -1,6 +1,7 @@
-"""`citycard merchants --tenant CODE onboard|list|suspend|resume|register-terminal|settle|statement` — merchants
-(特约商户) of a tenant: onboard them under contract, suspend them, register their POS terminals, settle a
-Beijing day (日结算) and print a merchant's statement (结算单; ``--csv``: in fen for machines). Thin over
+"""`citycard merchants --tenant CODE onboard|list|suspend|resume|register-terminal|settle|statement|payout-file|
+adopt-legacy` — merchants (特约商户) of a tenant: onboard them under contract, suspend them, register their POS
+terminals, settle a Beijing day (日结算), print a merchant's statement (结算单; ``--csv``: in fen for
+machines), write a day's payout file for the bank (代付文件) and adopt the old by-name ledger balances. Thin over
 citycard.tenants.merchants.services and selectors; amounts shown in yuan."""
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ class Command(PlatformCommand):
         stm.add_argument("code")
         stm.add_argument("--day", required=True, help="YYYY-MM-DD")
         stm.add_argument("--csv", action="store_true", help="CSV in fen, for machines")
+        po = sub.add_parser("payout-file", help="a settled day's payout file for the bank (代付文件)")
+        po.add_argument("--day", required=True, help="YYYY-MM-DD, a settled day")
+        po.add_argument("--out", help="write the file here (default: print it)")
+        al = sub.add_parser(
+            "adopt-legacy", help="move the old by-name payees' balances (merchant:<name>) onto merchants"
+        )
+        al.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="NAME=CODE",
+            help="the merchant code adopting the old name's balance (repeatable)",
+        )
 
     def handle(self, *args, **opts):
         tenant = tenant_by_code(opts["tenant"])
@@ -230,3 +244,38 @@ class Command(PlatformCommand):
                 "account": s.merchant.settlement_account_masked,
             }
         )
+
+    def _payout_file(self, console, opts):
+        built = services.payout_file_build(day=_day(opts["day"]), actor=self.actor)
+        if not opts["out"]:
+            self.stdout.write(built.text, ending="")
+            return
+        with open(opts["out"], "w", encoding="utf-8", newline="") as handle:
+            handle.write(built.text)
+        console.print(
+            gettext("%(name)s: %(count)s transfer(s), %(total)s, SHA-256 %(digest)s")
+            % {
+                "name": opts["out"],
+                "count": built.count,
+                "total": yuan(built.total_fen),
+                "digest": built.digest,
+            }
+        )
+
+    def _adopt_legacy(self, console, opts):
+        mapping = {}
+        for item in opts["map"]:
+            name, sep, code = item.partition("=")
+            if not sep or not name or not code:
+                raise DomainError(gettext("--map %(value)r is not NAME=CODE") % {"value": item}, field="map")
+            mapping[name] = code
+        result = services.merchant_legacy_adopt(mapping=mapping, actor=self.actor)
+        console.print(
+            gettext(
+                "old by-name payees: %(adopted)s adopted, %(already)s adopted before, %(empty)s empty,"
+                " %(unmapped)s without a merchant named (--map NAME=CODE)"
+            )
+            % {k: len(v) for k, v in result.items()}
+        )
+        for name in result["unmapped"]:
+            console.print(f"  {name}")
