@@ -73,6 +73,7 @@ class OnlineDecision(OfflineDecision):
     masked_name: str = ""
     home_tenant: str = ""
     online: bool = True
+    use_key: str = ""  # the terminal's key for this use (the back office recorded it under it)
 
 
 HttpPost = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
@@ -159,6 +160,7 @@ class OnlineChecker:
             answer.get("remaining"),
             str(answer.get("masked_name") or ""),
             str(answer.get("home_tenant") or ""),
+            use_key=use_key,
         )
 
 
@@ -356,11 +358,24 @@ class UseQueue:
         self.db.close()
 
     def record(
-        self, *, card_no: str, type_code: str, service_point: str, channel: str, at: dt.datetime
+        self,
+        *,
+        card_no: str,
+        type_code: str,
+        service_point: str,
+        channel: str,
+        at: dt.datetime,
+        use_key: str | None = None,
+        recorded_online: bool = False,
     ) -> str:
-        key = f"{service_point}:{uuid.uuid4().hex}"
+        """Keep a use this terminal accepted. ``recorded_online``: the back office approved it online and
+        recorded it itself (under ``use_key``), so it counts here against the quota like an offline use —
+        a gate falling back to offline right after still sees it — but is never uploaded again. Recording
+        the same use key twice keeps the first."""
+        key = use_key or f"{service_point}:{uuid.uuid4().hex}"
         self.db.execute(
-            "INSERT INTO uses (use_key, card_no, type, service_point, channel, at, day) VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO uses (use_key, card_no, type, service_point, channel, at, day, uploaded)"
+            " VALUES (?,?,?,?,?,?,?,?)",
             (
                 key,
                 card_no,
@@ -369,6 +384,7 @@ class UseQueue:
                 channel,
                 at.isoformat(),
                 at.astimezone(BEIJING).date().isoformat(),
+                1 if recorded_online else 0,
             ),
         )
         return key
@@ -429,15 +445,29 @@ class Gate:
     # it does not answer.
     online: OnlineChecker | None = None
 
-    def _ask(self, *, card_no: str | None = None, code: str | None = None) -> OnlineDecision | None:
+    def _ask(
+        self, *, channel: str, card_no: str | None = None, code: str | None = None
+    ) -> OnlineDecision | None:
         if self.online is None:
             return None
+        at = self.clock()
         try:
-            return self.online.check(
-                service_point=self.service_point, at=self.clock(), card_no=card_no, code=code
-            )
+            decision = self.online.check(service_point=self.service_point, at=at, card_no=card_no, code=code)
         except CheckUnavailable:
             return None
+        if decision.allowed and decision.card_no and decision.type_code:
+            # Counted here too (already recorded by the back office, so never uploaded): if the
+            # connection drops right after, the offline quota still includes this use.
+            self.uses.record(
+                card_no=decision.card_no,
+                type_code=decision.type_code,
+                service_point=self.service_point,
+                channel=channel,
+                at=at,
+                use_key=f"online:{decision.use_key}",
+                recorded_online=True,
+            )
+        return decision
 
     def _answer(self, card_no: str, channel: str) -> OfflineDecision:
         now = self.clock()
@@ -467,12 +497,14 @@ class Gate:
             return OfflineDecision(False, "card_expired", tap.card_no or "")
         if tap.outcome != "approved" or not tap.card_no:
             return OfflineDecision(False, "card_unreadable", tap.card_no or "")
-        return self._ask(card_no=tap.card_no) or self._answer(tap.card_no, "card")
+        return self._ask(channel="card", card_no=tap.card_no) or self._answer(tap.card_no, "card")
 
     def present_code(self, token: str) -> OfflineDecision:
         if self.codes is None:
             raise ValueError("this gate has no code scanner")
-        asked = self._ask(code=token)  # the back office verifies the code and spends its nonce
+        asked = self._ask(
+            channel="code", code=token
+        )  # the back office verifies the code and spends its nonce
         if asked is not None:
             return asked
         try:

@@ -245,7 +245,7 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
     # Revoked at home: the next sync is a delta removing the row; the gate's list follows it.
     with tenant_context(jiaxing):
         grant = Entitlement.objects.get(cardholder_id=holder.pk)
-        s.entitlement_revoke(entitlement_id=grant.pk, reason="迁出", actor="t", at=AT)
+        s.entitlement_revoke(role="city_admin", entitlement_id=grant.pk, reason="迁出", actor="t", at=AT)
     delta = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
     assert (delta["added"], delta["removed"]) == (0, 1)
     newer = synced_list(hangzhou, held)
@@ -253,7 +253,9 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
 
     # Recognition withdrawn: Jiaxing's visitors leave Hangzhou's list altogether.
     with tenant_context(jiaxing):
-        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT)
+        s.entitlement_grant(
+            role="city_admin", type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT
+        )
     assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 1
     entitlement_recognition_set(
         network_code="yrd", type_codes=[], valid_from=dt.date(2026, 1, 1), actor="yrd"
@@ -272,8 +274,12 @@ def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
     with tenant_context(jiaxing):
         old = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
         holder = Entitlement.objects.get().cardholder_id
-        s.entitlement_revoke(entitlement_id=Entitlement.objects.get().pk, reason="x", actor="t", at=AT)
-        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder, actor="t", at=AT)
+        s.entitlement_revoke(
+            role="city_admin", entitlement_id=Entitlement.objects.get().pk, reason="x", actor="t", at=AT
+        )
+        s.entitlement_grant(
+            role="city_admin", type="elderly-free-entry", cardholder_id=holder, actor="t", at=AT
+        )
         new = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
         to_tongxiang = roaming.visitor_list_seal(acquirer="jiaxing", types=types, since=None, now=AT)
     with tenant_context(hangzhou):
