@@ -361,3 +361,68 @@ def dataclasses_replace_clock(gate: Gate, at: dt.datetime) -> Gate:
     """The same gate (its list, queue and scanner's nonces) a day later."""
     later = replace(gate.codes, clock=lambda: at.timestamp())
     return Gate(gate.service_point, gate.entitlements, gate.uses, None, later, lambda: at)
+
+
+def test_a_county_hosts_visitors_offline_and_the_homes_are_the_cities_that_hold_cardholders(
+    tenant, visitor, tmp_path
+):
+    """Tonglu (a county of Hangzhou) takes Jiaxing's visitors through the network its city belongs to, and
+    its gate admits a Jiaxing code offline with Jiaxing's keys from the list. A county registers no
+    cardholders and issues no cards (``county_read_only``): its residents hold its city's cards, listed by
+    the city, so the homes asked are the cities — a county is never one."""
+    from citycard.platform.errors import DomainError as Refused
+    from citycard.tenants.cards.services import cardholder_register
+
+    _holder, card = visitor
+    tonglu = tenant("tonglu")
+    with tenant_context(tonglu):
+        with pytest.raises(Refused) as county:
+            cardholder_register(name="方卫东", id_number=new_id("330122", dt.date(1950, 1, 1)), actor="t")
+        assert county.value.code == "county_read_only"
+        d.department_create(
+            code="tl-parks", kind="culture_tourism", name="桐庐县文旅局", actor="county-officer"
+        )
+        d.service_point_create(
+            department="tl-parks",
+            code="tl-yaolin",
+            name="瑶琳仙境",
+            address="瑶琳镇",
+            hours="8-17",
+            services=["entry"],
+            actor="county-officer",
+        )
+        d.data_grant_create(
+            department="tl-parks",
+            fields=["name"],
+            purpose="入园核验",
+            valid_from=dt.date(2020, 1, 1),
+            actor="t",
+        )
+        s.entitlement_type_create(
+            role="county_officer",
+            code="elderly-free-entry",
+            name="老年人免费游园",
+            department="tl-parks",
+            service_points=["tl-yaolin"],
+            quota_period="day",
+            quota=1,
+            actor="county-officer",
+        )
+        s.entitlement_type_approve(code="elderly-free-entry", actor="county-officer", role="county_officer")
+        own = replace(code_issuer(tonglu), keys=tenant_public_keys(tenant=tonglu))
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    done = {d["home"]: d for d in visitor_lists_sync(acquirer=tonglu, at=AT)}
+    assert done["jiaxing"]["added"] == 1 and "hangzhou" in done  # a network member, and its own city
+    from citycard.platform.models import Tenant
+
+    assert {t.kind for t in Tenant.objects.filter(code__in=done)} == {"city"}
+    held = synced_list(tonglu)
+    store = TapStore(tmp_path / "taps.sqlite")
+    scanner = EcodeVerifier(issuers=[own], store=store, clock=lambda: AT.timestamp())
+    gate = Gate("tl-yaolin", held, UseQueue(tmp_path / "uses.sqlite"), None, scanner, lambda: AT)
+    with tenant_context(tenant("jiaxing")):
+        code = citizen_code_issue(card_no=card.card_no, at=AT)
+    by_code = gate.present_code(code)
+    assert (by_code.allowed, by_code.card_no) == (True, card.card_no)
