@@ -30,11 +30,13 @@ def entry_hash(
     prev_hash: str,
 ) -> str:
     """SM3 over the canonical JSON of the entry's fields and the previous hash."""
-    material = json.dumps(
-        [seq, at.astimezone(UTC).isoformat(), actor, action, object_type, object_id, payload, prev_hash],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    return _digest(
+        [seq, at.astimezone(UTC).isoformat(), actor, action, object_type, object_id, payload, prev_hash]
+    )
+
+
+def _digest(fields: list[Any]) -> str:
+    material = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
     digest = hashes.Hash(hashes.SM3())
     digest.update(material)
     return digest.finalize().hex()
@@ -97,21 +99,13 @@ def audit_record_many(
         return 0
     head = AuditHead.objects.select_for_update().get(pk=1)
     at = timezone.now()
+    at_text = at.astimezone(UTC).isoformat()  # as entry_hash writes it, once for the batch
     seqs, object_ids, payloads, prevs, digests = [], [], [], [], []
     prev, seq = head.hash, head.seq
     for object_id, data in entries:
         seq += 1
         payload = canonical_json(data)
-        digest = entry_hash(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=str(object_id),
-            payload=payload,
-            prev_hash=prev,
-        )
+        digest = _digest([seq, at_text, actor, action, object_type, str(object_id), payload, prev])
         seqs.append(seq)
         object_ids.append(str(object_id))
         payloads.append(payload)
