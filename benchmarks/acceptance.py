@@ -178,7 +178,9 @@ def child(args) -> None:
                     scheme_code="01", cardholder_id=holder.pk, actor="bench", at=at - dt.timedelta(days=9)
                 ).card_no
             )
-            s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="bench", at=at)
+            s.entitlement_grant(
+                type="park-pass", cardholder_id=holder.pk, actor="bench", role="city_admin", at=at
+            )
         pks = list(Card.objects.values_list("pk", flat=True))
         for _ in range(50):  # warm-up
             acceptance_decide(

@@ -4,8 +4,9 @@ scale: set-based SQL against the one-by-one loop it replaced, in the same run an
     .venv/bin/python benchmarks/auto_grant.py [--holders 100000] [--naive 3000]
 
 ``--holders`` cardholders with a live card (a quarter of the older ones elderly, 敬老) are written in bulk.
-Approving an automatic elderly-free-entry type grants the eligible in one ``INSERT … SELECT`` and adds
-their rows to the offline list in SQL (``entitlement_type_approve``); the baseline runs the former loop
+Approving an automatic elderly-free-entry type grants the eligible in one ``INSERT … SELECT``, writes one
+audit entry per grant in another (the hash chain computed in order) and adds their rows to the offline
+list in SQL (``entitlement_type_approve``); the baseline runs the former loop
 (per cardholder: the eligibility checks, the grant, its audit entry and its list rows) over ``--naive``
 cardholders for a second, identical type, and its rate is extrapolated to all of them. The whole list is
 then rebuilt from nothing and refreshed with nothing changed, in SQL and by the former Python diff, and
@@ -62,6 +63,8 @@ def child(args) -> None:
     from django_tenants.utils import tenant_context
 
     from citycard.platform import services
+    from citycard.platform.audit.models import AuditEntry
+    from citycard.platform.audit.services import audit_record_many
     from citycard.platform.models import Tenant
     from citycard.tenants.cards.models import Card, Cardholder, CardholderCategory, CardScheme
     from citycard.tenants.cards.services import schemes_seed
@@ -149,9 +152,27 @@ def child(args) -> None:
         sql_s = time.perf_counter() - t0
         granted = Entitlement.objects.filter(type__code="elderly-free-entry").count()
         rows = EntitlementListEntry.objects.filter(version_removed__isnull=True).count()
+        audited = AuditEntry.objects.filter(action="entitlement.grant").count()
         print(
-            f"auto-grant, set-based (INSERT … SELECT + list rows in SQL): {granted:,} granted, {rows:,} list "
-            f"rows in {sql_s:.2f} s ({granted / sql_s:,.0f} grants/s)"
+            f"auto-grant, set-based (INSERT … SELECT + one audit entry a grant + list rows in SQL): "
+            f"{granted:,} granted, {audited:,} audit entries, {rows:,} list rows in {sql_s:.2f} s "
+            f"({granted / sql_s:,.0f} grants/s)"
+        )
+
+        # What the per-grant audit entries cost alone: as many again, in a transaction rolled back.
+        with transaction.atomic():
+            t0 = time.perf_counter()
+            audit_record_many(
+                action="bench.audit",
+                actor="bench",
+                object_type="cardholder",
+                entries=[(i, {"type": "elderly-free-entry", "source": "auto"}) for i in range(granted)],
+            )
+            audit_s = time.perf_counter() - t0
+            transaction.set_rollback(True)
+        print(
+            f"  of which the audit entries (hash chain + one INSERT … SELECT), measured alone: {audit_s:.2f} s "
+            f"for {granted:,}"
         )
 
         # The former loop, on the second type, over the first --naive cardholders.

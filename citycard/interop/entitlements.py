@@ -179,6 +179,9 @@ def visitor_lists_sync(*, acquirer: Tenant, at: dt.datetime | None = None) -> li
     two. Returns one summary per home."""
     at = at or timezone.now()
     day = at.astimezone(BEIJING).date()
+    # The homes are the cities: a county registers no cardholders and issues no cards (county_read_only),
+    # its residents hold their city's cards, vouched for in the city's list (a county's card division
+    # resolves to its city too: ``_home_of``). A county is a host like a city, through its city's networks.
     homes = Tenant.objects.filter(kind=TenantKind.CITY).exclude(pk=acquirer.pk).order_by("code")
     out = []
     with tenant_context(acquirer):

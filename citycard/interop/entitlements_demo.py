@@ -153,7 +153,11 @@ def entitlements_demo(ctx) -> None:
             categories=[{"code": "student", "valid_from": dt.date(2023, 9, 1)}],
         )
         services.entitlement_grant_batch(
-            type="canteen-meal", cardholder_ids=[student.pk], actor="hz-school-14"
+            type="canteen-meal",
+            cardholder_ids=[student.pk],
+            actor="hz-school-14",
+            role="department_officer",
+            role_department="hz-school-14",
         )
         if not Entitlement.objects.filter(
             cardholder_id=resident.pk, type__code="park-pass", revoked_at__isnull=True

@@ -30,7 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.beijing import BEIJING
-from citycard.terminal_kit.ecode import CodeRefused, EcodeVerifier
+from citycard.terminal_kit.ecode import CodeIssuer, CodeRefused, EcodeVerifier
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials, sign_document, verify_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import Validator
@@ -73,6 +73,7 @@ class OnlineDecision(OfflineDecision):
     masked_name: str = ""
     home_tenant: str = ""
     online: bool = True
+    use_key: str = ""  # the terminal's key for this use (the back office recorded it under it)
 
 
 HttpPost = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
@@ -159,6 +160,7 @@ class OnlineChecker:
             answer.get("remaining"),
             str(answer.get("masked_name") or ""),
             str(answer.get("home_tenant") or ""),
+            use_key=use_key,
         )
 
 
@@ -172,6 +174,10 @@ class EntitlementList:
     type_codes: list[str] = field(default_factory=list)
     cards: array = field(default_factory=lambda: array("q"))
     packed: array = field(default_factory=lambda: array("q"))
+    # Visitors' home tenants' citizen-code keys, vouched for by each home's signed visitor list and
+    # passed on in this tenant-signed list: {home: {"divisions": [...], "keys": {key id: {"public",
+    # "verify_until"}}}} (several keys by id while a rotation overlaps).
+    code_issuer_keys: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -189,9 +195,29 @@ class EntitlementList:
                 value & _OPEN_END,
             )
 
+    def code_issuers(self, *, at: dt.datetime) -> list[CodeIssuer]:
+        """The visitors' home tenants as citizen-code issuers (电子市民码), with the keys that verify at
+        ``at`` (a retired key past its overlap is left out), for the gate's code scanner."""
+        out = []
+        for home, issuer in sorted(self.code_issuer_keys.items()):
+            keys = {
+                key_id: base64.b64decode(entry["public"])
+                for key_id, entry in issuer.get("keys", {}).items()
+                if entry.get("verify_until") is None or dt.datetime.fromisoformat(entry["verify_until"]) > at
+            }
+            if keys and issuer.get("divisions"):
+                out.append(CodeIssuer(home, frozenset(issuer["divisions"]), keys))
+        return out
+
     @classmethod
     def _build(
-        cls, *, tenant: str, version: int, types: dict[str, Any], rows: Iterable[tuple[str, str, int, int]]
+        cls,
+        *,
+        tenant: str,
+        version: int,
+        types: dict[str, Any],
+        rows: Iterable[tuple[str, str, int, int]],
+        code_issuer_keys: dict[str, Any] | None = None,
     ) -> EntitlementList:
         codes = sorted(types)
         index = {code: i for i, code in enumerate(codes)}
@@ -207,6 +233,7 @@ class EntitlementList:
             type_codes=codes,
             cards=array("q", (k for k, _ in keyed)),
             packed=array("q", (v for _, v in keyed)),
+            code_issuer_keys=code_issuer_keys or {},
         )
 
     def apply(self, document: Any, *, keys: Mapping[str, bytes]) -> EntitlementList:
@@ -221,9 +248,12 @@ class EntitlementList:
             )
         types = payload.get("types") or {}
         tenant = str(payload.get("tenant", ""))
+        issuers = payload.get("code_issuers") or {}  # in full in a list and in a delta
         if "entries" in payload:
             rows = [(c, t, _day(f), _day(u)) for c, t, f, u in payload["entries"]]
-            return self._build(tenant=tenant, version=version, types=types, rows=rows)
+            return self._build(
+                tenant=tenant, version=version, types=types, rows=rows, code_issuer_keys=issuers
+            )
         delta = payload.get("delta") or {}
         if delta.get("since") != self.version:
             raise EntitlementDeltaMismatch(
@@ -232,7 +262,9 @@ class EntitlementList:
         removed = {(c, t) for c, t in delta.get("removed", [])}
         kept = [r for r in self.rows() if (r[0], r[1]) not in removed]
         added = [(c, t, _day(f), _day(u)) for c, t, f, u in delta.get("added", [])]
-        return self._build(tenant=tenant, version=version, types=types, rows=kept + added)
+        return self._build(
+            tenant=tenant, version=version, types=types, rows=kept + added, code_issuer_keys=issuers
+        )
 
     def entitlements(self, card_no: str) -> list[tuple[str, int, int]]:
         """(type, first day ordinal, last day ordinal) of one card."""
@@ -306,6 +338,7 @@ def list_keep(store: TapStore, held: EntitlementList) -> None:
             "type_codes": held.type_codes,
             "cards": base64.b64encode(held.cards.tobytes()).decode(),
             "packed": base64.b64encode(held.packed.tobytes()).decode(),
+            "code_issuers": held.code_issuer_keys,
         },
     )
 
@@ -326,6 +359,7 @@ def list_held(store: TapStore) -> EntitlementList:
         type_codes=list(body["type_codes"]),
         cards=cards,
         packed=packed,
+        code_issuer_keys=body.get("code_issuers") or {},
     )
 
 
@@ -356,11 +390,24 @@ class UseQueue:
         self.db.close()
 
     def record(
-        self, *, card_no: str, type_code: str, service_point: str, channel: str, at: dt.datetime
+        self,
+        *,
+        card_no: str,
+        type_code: str,
+        service_point: str,
+        channel: str,
+        at: dt.datetime,
+        use_key: str | None = None,
+        recorded_online: bool = False,
     ) -> str:
-        key = f"{service_point}:{uuid.uuid4().hex}"
+        """Keep a use this terminal accepted. ``recorded_online``: the back office approved it online and
+        recorded it itself (under ``use_key``), so it counts here against the quota like an offline use —
+        a gate falling back to offline right after still sees it — but is never uploaded again. Recording
+        the same use key twice keeps the first."""
+        key = use_key or f"{service_point}:{uuid.uuid4().hex}"
         self.db.execute(
-            "INSERT INTO uses (use_key, card_no, type, service_point, channel, at, day) VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO uses (use_key, card_no, type, service_point, channel, at, day, uploaded)"
+            " VALUES (?,?,?,?,?,?,?,?)",
             (
                 key,
                 card_no,
@@ -369,6 +416,7 @@ class UseQueue:
                 channel,
                 at.isoformat(),
                 at.astimezone(BEIJING).date().isoformat(),
+                1 if recorded_online else 0,
             ),
         )
         return key
@@ -428,16 +476,31 @@ class Gate:
     # Online first when set: the back office answers (and records the use); offline from the list when
     # it does not answer.
     online: OnlineChecker | None = None
+    _verifiers: dict[tuple[Any, ...], EcodeVerifier] = field(default_factory=dict, init=False, repr=False)
 
-    def _ask(self, *, card_no: str | None = None, code: str | None = None) -> OnlineDecision | None:
+    def _ask(
+        self, *, channel: str, card_no: str | None = None, code: str | None = None
+    ) -> OnlineDecision | None:
         if self.online is None:
             return None
+        at = self.clock()
         try:
-            return self.online.check(
-                service_point=self.service_point, at=self.clock(), card_no=card_no, code=code
-            )
+            decision = self.online.check(service_point=self.service_point, at=at, card_no=card_no, code=code)
         except CheckUnavailable:
             return None
+        if decision.allowed and decision.card_no and decision.type_code:
+            # Counted here too (already recorded by the back office, so never uploaded): if the
+            # connection drops right after, the offline quota still includes this use.
+            self.uses.record(
+                card_no=decision.card_no,
+                type_code=decision.type_code,
+                service_point=self.service_point,
+                channel=channel,
+                at=at,
+                use_key=f"online:{decision.use_key}",
+                recorded_online=True,
+            )
+        return decision
 
     def _answer(self, card_no: str, channel: str) -> OfflineDecision:
         now = self.clock()
@@ -457,6 +520,21 @@ class Gate:
             )
         return decision
 
+    def _code_verifier(self, codes: EcodeVerifier) -> EcodeVerifier:
+        """The scanner's verifier with the visitors' home tenants the held list names added (their keys
+        came signed through the list: no key is given to the gate by hand); issuers the scanner was given
+        itself come first. Rebuilt only when the keys valid now change."""
+        given = {issuer.tenant for issuer in codes.issuers}
+        extra = [i for i in self.entitlements.code_issuers(at=self.clock()) if i.tenant not in given]
+        if not extra:
+            return codes
+        which = tuple((i.tenant, tuple(sorted(i.keys))) for i in extra)
+        cached = self._verifiers.get(which)
+        if cached is None:
+            cached = EcodeVerifier(issuers=[*codes.issuers, *extra], store=codes.store, clock=codes.clock)
+            self._verifiers = {which: cached}
+        return cached
+
     def present_card(self) -> OfflineDecision:
         if self.validator is None:
             raise ValueError("this gate has no card reader")
@@ -467,16 +545,18 @@ class Gate:
             return OfflineDecision(False, "card_expired", tap.card_no or "")
         if tap.outcome != "approved" or not tap.card_no:
             return OfflineDecision(False, "card_unreadable", tap.card_no or "")
-        return self._ask(card_no=tap.card_no) or self._answer(tap.card_no, "card")
+        return self._ask(channel="card", card_no=tap.card_no) or self._answer(tap.card_no, "card")
 
     def present_code(self, token: str) -> OfflineDecision:
         if self.codes is None:
             raise ValueError("this gate has no code scanner")
-        asked = self._ask(code=token)  # the back office verifies the code and spends its nonce
+        asked = self._ask(
+            channel="code", code=token
+        )  # the back office verifies the code and spends its nonce
         if asked is not None:
             return asked
         try:
-            payload = self.codes.verify(token)
+            payload = self._code_verifier(self.codes).verify(token)
         except CodeRefused as exc:
             reason = {"expired": "code_expired", "replayed": "code_replayed"}.get(exc.code, "code_invalid")
             return OfflineDecision(False, reason)

@@ -27,7 +27,7 @@ from citycard.tenants.entitlements.models import Entitlement, VisitorUse
 from citycard.tenants.entitlements.selectors import entitlement_list_document
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
-from citycard.terminal_kit.entitlements import EntitlementList, Gate, UseQueue
+from citycard.terminal_kit.entitlements import EntitlementList, Gate, UseQueue, list_held, list_keep
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.signing import b64encode, public_key_bytes
 from citycard.terminal_kit.store import TapStore
@@ -245,7 +245,7 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
     # Revoked at home: the next sync is a delta removing the row; the gate's list follows it.
     with tenant_context(jiaxing):
         grant = Entitlement.objects.get(cardholder_id=holder.pk)
-        s.entitlement_revoke(entitlement_id=grant.pk, reason="迁出", actor="t", at=AT)
+        s.entitlement_revoke(role="city_admin", entitlement_id=grant.pk, reason="迁出", actor="t", at=AT)
     delta = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
     assert (delta["added"], delta["removed"]) == (0, 1)
     newer = synced_list(hangzhou, held)
@@ -253,7 +253,9 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
 
     # Recognition withdrawn: Jiaxing's visitors leave Hangzhou's list altogether.
     with tenant_context(jiaxing):
-        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT)
+        s.entitlement_grant(
+            role="city_admin", type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT
+        )
     assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 1
     entitlement_recognition_set(
         network_code="yrd", type_codes=[], valid_from=dt.date(2026, 1, 1), actor="yrd"
@@ -272,8 +274,12 @@ def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
     with tenant_context(jiaxing):
         old = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
         holder = Entitlement.objects.get().cardholder_id
-        s.entitlement_revoke(entitlement_id=Entitlement.objects.get().pk, reason="x", actor="t", at=AT)
-        s.entitlement_grant(type="elderly-free-entry", cardholder_id=holder, actor="t", at=AT)
+        s.entitlement_revoke(
+            role="city_admin", entitlement_id=Entitlement.objects.get().pk, reason="x", actor="t", at=AT
+        )
+        s.entitlement_grant(
+            role="city_admin", type="elderly-free-entry", cardholder_id=holder, actor="t", at=AT
+        )
         new = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
         to_tongxiang = roaming.visitor_list_seal(acquirer="jiaxing", types=types, since=None, now=AT)
     with tenant_context(hangzhou):
@@ -285,3 +291,138 @@ def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
         assert refused.value.code == "bad_list"
         with override("zh-hans"), pytest.raises(DomainError, match="不是来自"):
             roaming.visitor_list_take(document=new, home="shanghai", types=types, now=AT)
+
+
+def test_a_gate_verifies_a_visitors_code_offline_with_the_home_keys_its_synced_list_brought(
+    tenant, visitor, tmp_path
+):
+    """No key by hand: the gate's scanner knows only Hangzhou; Jiaxing's code-verification keys come in
+    Jiaxing's signed visitor list, into Hangzhou's signed offline list, to the gate. A key rotation at home
+    reaches the gate at the next sync, both keys held by id while the old one's overlap lasts."""
+    from citycard.platform.keys import tenant_key_rotate
+
+    _holder, card = visitor
+    jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
+    store = TapStore(tmp_path / "taps.sqlite")
+    with tenant_context(hangzhou):
+        own = replace(code_issuer(hangzhou), keys=tenant_public_keys(tenant=hangzhou))
+    scanner = EcodeVerifier(issuers=[own], store=store, clock=lambda: AT.timestamp())
+    with tenant_context(jiaxing):
+        first_code = citizen_code_issue(card_no=card.card_no, at=AT)
+        old_key = first_code.rsplit(".", 1)[1]
+
+    before = EntitlementList()  # the gate before visitors' lists: no home keys
+    with tenant_context(hangzhou):
+        assert entitlement_list_document()["payload"]["code_issuers"] == {}
+    gate = Gate("hz-west-lake", before, UseQueue(tmp_path / "uses.sqlite"), None, scanner, lambda: AT)
+    assert gate.present_code(first_code).reason == "code_invalid"  # an unknown key: refused
+
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["keys"] == [old_key]
+    gate.entitlements = held = synced_list(hangzhou)
+    issuer = {i.tenant: i for i in held.code_issuers(at=AT)}["jiaxing"]  # and the other yrd cities'
+    assert (issuer.tenant, set(issuer.keys), issuer.divisions) == ("jiaxing", {old_key}, {"330400"})
+    by_code = gate.present_code(first_code)
+    assert (by_code.allowed, by_code.card_no, by_code.type_code) == (True, card.card_no, "elderly-free-entry")
+    assert gate.present_code(first_code).reason == "code_replayed"
+
+    # Jiaxing rotates its signing key: its next list names both keys; Hangzhou's list gets a new version
+    # although no row changed, and the gate verifies codes under the new key and, within the overlap,
+    # the old one.
+    with tenant_context(jiaxing):
+        new_key = tenant_key_rotate(
+            tenant=jiaxing, purpose="signing", overlap=dt.timedelta(hours=1), actor="t"
+        ).key_id
+        new_code = citizen_code_issue(card_no=card.card_no, at=AT + dt.timedelta(days=1))
+    unsynced = dataclasses_replace_clock(gate, AT + dt.timedelta(days=1))
+    assert unsynced.present_code(new_code).reason == "code_invalid"  # not synced yet: unknown
+    synced = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
+    assert (synced["added"], synced["removed"], synced["keys"]) == (0, 0, sorted([old_key, new_key]))
+    newer = synced_list(hangzhou, held)
+    assert newer.version == held.version + 1
+    assert jiaxing_keys(newer.code_issuers(at=AT)) == {old_key, new_key}
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)  # past the old key's overlap
+    assert jiaxing_keys(newer.code_issuers(at=later)) == {new_key}
+    unsynced.entitlements = newer
+    assert unsynced.present_code(new_code).allowed
+
+    # The list kept in the terminal's queue database keeps the keys across a restart.
+    list_keep(store, newer)
+    assert jiaxing_keys(list_held(store).code_issuers(at=AT)) == {old_key, new_key}
+
+
+def jiaxing_keys(issuers) -> set[str]:
+    return set({i.tenant: i for i in issuers}["jiaxing"].keys)
+
+
+def dataclasses_replace_clock(gate: Gate, at: dt.datetime) -> Gate:
+    """The same gate (its list, queue and scanner's nonces) a day later."""
+    later = replace(gate.codes, clock=lambda: at.timestamp())
+    return Gate(gate.service_point, gate.entitlements, gate.uses, None, later, lambda: at)
+
+
+def test_a_county_hosts_visitors_offline_and_the_homes_are_the_cities_that_hold_cardholders(
+    tenant, visitor, tmp_path
+):
+    """Tonglu (a county of Hangzhou) takes Jiaxing's visitors through the network its city belongs to, and
+    its gate admits a Jiaxing code offline with Jiaxing's keys from the list. A county registers no
+    cardholders and issues no cards (``county_read_only``): its residents hold its city's cards, listed by
+    the city, so the homes asked are the cities — a county is never one."""
+    from citycard.platform.errors import DomainError as Refused
+    from citycard.tenants.cards.services import cardholder_register
+
+    _holder, card = visitor
+    tonglu = tenant("tonglu")
+    with tenant_context(tonglu):
+        with pytest.raises(Refused) as county:
+            cardholder_register(name="方卫东", id_number=new_id("330122", dt.date(1950, 1, 1)), actor="t")
+        assert county.value.code == "county_read_only"
+        d.department_create(
+            code="tl-parks", kind="culture_tourism", name="桐庐县文旅局", actor="county-officer"
+        )
+        d.service_point_create(
+            department="tl-parks",
+            code="tl-yaolin",
+            name="瑶琳仙境",
+            address="瑶琳镇",
+            hours="8-17",
+            services=["entry"],
+            actor="county-officer",
+        )
+        d.data_grant_create(
+            department="tl-parks",
+            fields=["name"],
+            purpose="入园核验",
+            valid_from=dt.date(2020, 1, 1),
+            actor="t",
+        )
+        s.entitlement_type_create(
+            role="county_officer",
+            code="elderly-free-entry",
+            name="老年人免费游园",
+            department="tl-parks",
+            service_points=["tl-yaolin"],
+            quota_period="day",
+            quota=1,
+            actor="county-officer",
+        )
+        s.entitlement_type_approve(code="elderly-free-entry", actor="county-officer", role="county_officer")
+        own = replace(code_issuer(tonglu), keys=tenant_public_keys(tenant=tonglu))
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
+    done = {d["home"]: d for d in visitor_lists_sync(acquirer=tonglu, at=AT)}
+    assert done["jiaxing"]["added"] == 1 and "hangzhou" in done  # a network member, and its own city
+    from citycard.platform.models import Tenant
+
+    assert {t.kind for t in Tenant.objects.filter(code__in=done)} == {"city"}
+    held = synced_list(tonglu)
+    store = TapStore(tmp_path / "taps.sqlite")
+    scanner = EcodeVerifier(issuers=[own], store=store, clock=lambda: AT.timestamp())
+    gate = Gate("tl-yaolin", held, UseQueue(tmp_path / "uses.sqlite"), None, scanner, lambda: AT)
+    with tenant_context(tenant("jiaxing")):
+        code = citizen_code_issue(card_no=card.card_no, at=AT)
+    by_code = gate.present_code(code)
+    assert (by_code.allowed, by_code.card_no) == (True, card.card_no)

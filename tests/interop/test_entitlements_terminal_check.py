@@ -19,6 +19,7 @@ from citycard.tenants.entitlements.acceptance import citizen_code_issue, code_is
 from citycard.tenants.entitlements.models import EntitlementUse, VisitorUse
 from citycard.tenants.entitlements.selectors import entitlement_list_document
 from citycard.tenants.terminals.services import terminal_register
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
 from citycard.terminal_kit.entitlements import (
@@ -190,3 +191,65 @@ def test_refused_checks_other_department_unknown_key_stale_clock(park, client):
     assert response.status_code == 401
     with tenant_context(hangzhou):
         assert not EntitlementUse.objects.exists()
+
+
+def test_a_use_approved_online_counts_in_the_gates_offline_quota(park, tmp_path):
+    """Quota 2 a day: one entry approved online, then the back office stops answering — the gate's own
+    queue holds the online use (not to be uploaded again), so offline it admits one more, not two."""
+    from citycard.tenants.cards.services import card_issue_now, cardholder_register
+    from citycard.tenants.entitlements import services as s
+    from tests.tenants.conftest import new_id
+
+    hangzhou, checker, _local_card, _visitor_card = park
+    now = dt.datetime.now(dt.UTC)
+    with tenant_context(hangzhou):
+        holder = cardholder_register(
+            name="周建国", id_number=new_id("330106", dt.date(1986, 4, 12)), local_hukou=True, actor="t"
+        )
+        card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t")
+        s.entitlement_type_create(
+            role="city_admin",
+            code="park-visit",
+            name="西湖入园（每日两次）",
+            department="hz-parks",
+            service_points=["hz-west-lake"],
+            quota_period="day",
+            quota=2,
+            actor="t",
+        )
+        s.entitlement_type_approve(code="park-visit", actor="t", role="city_admin")
+        s.entitlement_grant(type="park-visit", cardholder_id=holder.pk, actor="t", role="city_admin")
+        held = EntitlementList().apply(entitlement_list_document(), keys=tenant_public_keys(tenant=hangzhou))
+    virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="周建国"), kit.keys(), balance=300)
+    validator = Validator(
+        transport=InProcessReader(virtual),
+        sam=kit.sam(),
+        store=TapStore(tmp_path / "taps.sqlite"),
+        fare=FixedFare(0),
+        tenant="hangzhou",
+        service="park",
+        route="hz-west-lake",
+        clock=lambda: now,
+    )
+    queue = UseQueue(tmp_path / "uses.sqlite")
+    gate = Gate("hz-west-lake", held, queue, validator, None, lambda: now, checker)
+
+    online = gate.present_card()
+    assert isinstance(online, OnlineDecision) and (online.allowed, online.remaining) == (True, 1)
+    assert queue.used(card.card_no, "park-visit", now.astimezone(BEIJING).date()) == 1
+    key = Ed25519PrivateKey.generate()
+    assert queue.batch(tenant="hangzhou", terminal_id="x", key=key, key_id="x") is None  # not sent twice
+
+    def down(url, body, headers):
+        raise OSError("connection refused")
+
+    gate.online = replace(checker, post=down)
+    second = gate.present_card()
+    assert not isinstance(second, OnlineDecision)
+    assert (second.allowed, second.remaining) == (True, 0)
+    third = gate.present_card()
+    assert (third.allowed, third.reason) == (False, "quota_used_up")  # not a third entry on the day
+    with tenant_context(hangzhou):
+        assert EntitlementUse.objects.filter(card_no=card.card_no).count() == 1  # the online one
+    batch = queue.batch(tenant="hangzhou", terminal_id="x", key=key, key_id="x")
+    assert len(batch["payload"]["uses"]) == 1  # only the offline use waits for upload

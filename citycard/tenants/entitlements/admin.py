@@ -132,6 +132,8 @@ class EntitlementAdmin(ServiceFormAdmin):
             valid_from=data.get("valid_from"),
             valid_to=data.get("valid_to"),
             actor=_actor(request),
+            role=request.user.role,
+            role_department=request.user.department,
         )
         obj.pk = created.pk
 
@@ -140,7 +142,11 @@ class EntitlementAdmin(ServiceFormAdmin):
         for grant in queryset.filter(revoked_at__isnull=True):
             try:
                 services.entitlement_revoke(
-                    entitlement_id=grant.pk, reason="revoked in the admin", actor=_actor(request)
+                    entitlement_id=grant.pk,
+                    reason="revoked in the admin",
+                    actor=_actor(request),
+                    role=request.user.role,
+                    role_department=request.user.department,
                 )
             except DomainError as exc:
                 self.message_user(request, f"{grant.pk}: {exc}", messages.ERROR)

@@ -296,6 +296,14 @@ class VisitorList(models.Model):
     message_id = models.CharField(max_length=120, verbose_name=_("message id"))
     rows = models.IntegerField(default=0, verbose_name=_("rows"))
     taken_at = models.DateTimeField(verbose_name=_("taken at"))
+    # The home's public keys that verify its citizen codes (电子市民码验签公钥), as its signed list named
+    # them: {key id: {"public": base64, "verify_until": ISO time or null}} — the current key and those
+    # still within their rotation overlap — and the card-number divisions it issues. They go to this
+    # tenant's terminals inside its signed offline list, so a gate verifies a visitor's code offline.
+    code_keys = models.JSONField(default=dict, blank=True, verbose_name=_("code verification keys"))
+    divisions = ArrayField(
+        models.CharField(max_length=6), default=list, blank=True, verbose_name=_("card divisions")
+    )
 
     class Meta:
         verbose_name = _("visitors' entitlement list")

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from citycard.platform.audit.services import audit_record
 from citycard.platform.envelopes import EnvelopeRefused, envelope_open, envelope_seal
 from citycard.platform.errors import DomainError
+from citycard.platform.keys import tenant_verifying_keys
 from citycard.platform.models import Tenant
 from citycard.tenants.cards.models import Card, CardState, HotlistEntry
 from citycard.tenants.entitlements.acceptance import (
@@ -45,6 +46,7 @@ from citycard.tenants.entitlements.models import (
 from citycard.tenants.entitlements.selectors import entitlement_list_version
 from citycard.tenants.entitlements.services import list_version_bump
 from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.signing import SignatureError, b64decode, b64encode
 
 QUERY, ANSWER = "entitlement.query", "entitlement.answer"
 TTL = dt.timedelta(minutes=2)
@@ -232,7 +234,21 @@ def visitor_list_seal(
     def row(c: str, t: str, f: dt.date, u: dt.date | None) -> list[Any]:
         return [c, t, f.isoformat(), u.isoformat() if u else None]
 
-    body: dict[str, Any] = {"version": version, "types": kinds}
+    body: dict[str, Any] = {
+        "version": version,
+        "types": kinds,
+        # The keys that verify this home's citizen codes now (current, and retired ones within their
+        # overlap), so the acquirer's gates verify its cardholders' codes offline; rotation is carried by
+        # the next list.
+        "code_keys": {
+            key.key_id: {
+                "public": b64encode(bytes(key.public_key)),
+                "verify_until": key.verify_until.isoformat() if key.verify_until else None,
+            }
+            for key in tenant_verifying_keys(tenant=home, at=now)
+        },
+        "divisions": [home.division_code],
+    }
     if since is None or since > version:
         live = rows.filter(version_removed__isnull=True).order_by("card_no", "type_code")
         body["entries"] = [row(*r) for r in live.values_list(*fields)]
@@ -319,8 +335,11 @@ def visitor_list_take(*, document: Any, home: str, types: list[str], now: dt.dat
         added = parsed(delta.get("added", []))
         added_pairs = {(r[0], r[1]) for r in added}
         wanted = {r for r in have if (r[0], r[1]) not in gone_pairs | added_pairs} | added
+    code_keys, divisions = _code_keys(body)
+    keys_changed = held is None or (held.code_keys, list(held.divisions)) != (code_keys, divisions)
     gone, new = set(have) - wanted, wanted - set(have)
-    if gone or new:
+    if gone or new or keys_changed:
+        # A new version of the offline list: its rows, or the keys it hands the terminals, changed.
         local_version = list_version_bump(at=now)
         EntitlementListEntry.objects.filter(pk__in=[have[r] for r in gone]).update(
             version_removed=local_version
@@ -345,9 +364,43 @@ def visitor_list_take(*, document: Any, home: str, types: list[str], now: dt.dat
             "message_id": opened.message_id,
             "rows": len(wanted),
             "taken_at": now,
+            "code_keys": code_keys,
+            "divisions": divisions,
         },
     )
-    return {"home": home, "version": version, "added": len(new), "removed": len(gone)}
+    return {
+        "home": home,
+        "version": version,
+        "added": len(new),
+        "removed": len(gone),
+        "keys": sorted(code_keys),
+    }
+
+
+def _code_keys(body: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The home's citizen-code keys and card divisions from its signed list, checked for shape (Ed25519
+    public keys, a time with its offset or null); DomainError(bad_list) otherwise."""
+    raw, divisions = body.get("code_keys") or {}, body.get("divisions") or []
+    refused = DomainError(_("the visitor list's citizen-code keys are malformed"), code="bad_list")
+    if not isinstance(raw, dict) or not isinstance(divisions, list):
+        raise refused
+    if not all(isinstance(d, str) and len(d) == 6 and d.isdigit() for d in divisions):
+        raise refused
+    keys: dict[str, dict[str, Any]] = {}
+    for key_id, entry in sorted(raw.items()):
+        if not isinstance(entry, dict) or not isinstance(key_id, str) or not 0 < len(key_id) <= 120:
+            raise refused
+        try:
+            public = b64decode(str(entry.get("public", "")))
+            until = entry.get("verify_until")
+            if until is not None and dt.datetime.fromisoformat(until).tzinfo is None:
+                raise ValueError(until)
+        except (TypeError, ValueError, SignatureError):
+            raise refused from None
+        if len(public) != 32:
+            raise refused
+        keys[key_id] = {"public": entry["public"], "verify_until": until}
+    return keys, sorted(set(divisions))
 
 
 @transaction.atomic
@@ -355,7 +408,8 @@ def visitor_list_drop(*, home: str, now: dt.datetime) -> int:
     """Take a home's visitors out of the offline list (nothing recognised between the two any more)."""
     live = EntitlementListEntry.objects.filter(home_tenant=home, version_removed__isnull=True)
     gone = 0
-    if live.exists():
+    held_keys = VisitorList.objects.filter(home_tenant=home).exclude(code_keys={}).exists()
+    if live.exists() or held_keys:  # the rows and the home's code keys leave the terminals' list
         local_version = list_version_bump(at=now)
         gone = live.update(version_removed=local_version)
     VisitorList.objects.filter(home_tenant=home).delete()

@@ -16,6 +16,7 @@ from citycard.tenants.entitlements.models import (
     EntitlementType,
     EntitlementUse,
     TypeStatus,
+    VisitorList,
 )
 
 LIST_KIND = "entitlements"
@@ -60,6 +61,19 @@ def _types_document() -> dict[str, Any]:
     }
 
 
+def _code_issuers_document() -> dict[str, Any]:
+    """The visitors' home tenants' citizen-code keys, as their signed visitor lists named them (several by
+    key id while a rotation overlaps), and the card divisions each issues: a gate verifies a visitor's code
+    offline with them (terminal_kit.entitlements.EntitlementList.code_issuers), in full in every list and
+    delta (a few keys a home)."""
+    return {
+        home: {"divisions": list(divisions), "keys": keys}
+        for home, divisions, keys in VisitorList.objects.exclude(code_keys={})
+        .order_by("home_tenant")
+        .values_list("home_tenant", "divisions", "code_keys")
+    }
+
+
 def _row(card_no: str, type_code: str, start: dt.date, end: dt.date | None) -> list[Any]:
     return [card_no, type_code, start.isoformat(), end.isoformat() if end else None]
 
@@ -70,7 +84,12 @@ def entitlement_list_payload(*, since: int | None = None) -> dict[str, Any]:
     ``removed`` [card number, type] pairs). A ``since`` newer than the current version gets the full list."""
     version = entitlement_list_version()
     entries = EntitlementListEntry.objects.all()
-    base: dict[str, Any] = {"kind": LIST_KIND, "version": version, "types": _types_document()}
+    base: dict[str, Any] = {
+        "kind": LIST_KIND,
+        "version": version,
+        "types": _types_document(),
+        "code_issuers": _code_issuers_document(),
+    }
     if since is None or since < 0 or since > version:
         rows = entries.filter(version_removed__isnull=True).order_by("card_no", "type_code")
         base["entries"] = [

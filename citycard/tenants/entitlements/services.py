@@ -17,7 +17,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from citycard.platform.audit.services import audit_record
+from citycard.platform.audit.services import audit_record, audit_record_many
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.platform.models import Role, TenantKind
 from citycard.tenants.accounts.models import AccountKind
@@ -71,6 +71,26 @@ def type_define_refusal(*, role: str, role_department: str, department: str) -> 
     if role == approver_role():
         return None
     return _("only this tenant's administrator or a department's officer defines entitlement types")
+
+
+def grant_refusal(*, role: str, role_department: str, department: str) -> str | None:
+    """Why a user of ``role`` may not grant or revoke ``department``'s entitlements here (None: may). The
+    department's own officer (谁主管谁负责) or this tenant's administrator (a city's administrator, a
+    county's officer) may; anyone else, another department's officer included, may not."""
+    if role == Role.DEPARTMENT_OFFICER and role_department == department:
+        return None
+    if role == approver_role():
+        return None
+    return _(
+        "a %(role)s may not grant or revoke department %(department)s's entitlements: only that "
+        "department's officer or the %(admin)s may"
+    ) % {"role": _role_label(role), "department": department, "admin": Role(approver_role()).label}
+
+
+def _grant_check(kind: EntitlementType, *, role: str, role_department: str) -> None:
+    refusal = grant_refusal(role=role, role_department=role_department, department=kind.department.code)
+    if refusal:
+        raise DomainError(refusal, code="not_allowed", field="role")
 
 
 def _role_label(role: str) -> str:
@@ -287,6 +307,7 @@ def _grant(
     at: dt.datetime,
     request_key: str | None = None,
     posting_id: int | None = None,
+    role: str = "",
 ) -> Entitlement:
     if kind.status != TypeStatus.APPROVED:
         raise DomainError(
@@ -326,7 +347,13 @@ def _grant(
         actor=actor,
         object_type="cardholder",
         object_id=holder.pk,
-        data={"type": kind.code, "source": source, "valid_from": valid_from, "valid_to": valid_to},
+        data={
+            "type": kind.code,
+            "source": source,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            **({"role": role} if role else {}),
+        },
     )
     _list_apply(holder_ids=[holder.pk], at=at)
     return grant
@@ -341,11 +368,17 @@ def entitlement_grant(
     valid_to: dt.date | None = None,
     source: str = GrantSource.MANUAL,
     actor: str,
+    role: str,
+    role_department: str = "",
     at: dt.datetime | None = None,
 ) -> Entitlement:
-    """Grant a cardholder an entitlement (on application, or by an officer): eligibility checked."""
+    """Grant a cardholder an entitlement (on application, or by an officer): eligibility checked.
+    ``role`` (and ``role_department``) is the acting user's: the type's department's officer or this
+    tenant's administrator (``grant_refusal``); anyone else is refused (``not_allowed``), nothing written."""
     at = at or timezone.now()
-    kind, holder = _type(type), _holder(cardholder_id)
+    kind = _type(type)
+    _grant_check(kind, role=role, role_department=role_department)
+    holder = _holder(cardholder_id)
     day = valid_from or _today(at)
     refusal = eligibility_refusal(kind, holder, on=day)
     if refusal:
@@ -357,17 +390,27 @@ def entitlement_grant(
         )
     if valid_to is None and kind.period_days:
         valid_to = day + dt.timedelta(days=kind.period_days - 1)
-    return _grant(kind, holder, source=source, valid_from=day, valid_to=valid_to, actor=actor, at=at)
+    return _grant(
+        kind, holder, source=source, valid_from=day, valid_to=valid_to, actor=actor, at=at, role=role
+    )
 
 
 @transaction.atomic
 def entitlement_grant_batch(
-    *, type: str, cardholder_ids: Sequence[int], actor: str, at: dt.datetime | None = None
+    *,
+    type: str,
+    cardholder_ids: Sequence[int],
+    actor: str,
+    role: str,
+    role_department: str = "",
+    at: dt.datetime | None = None,
 ) -> dict[str, list[int]]:
     """Load a type onto many cardholders (批量, e.g. a school its students): each granted, already held, or
-    refused as not eligible; one audit entry per grant. Returns the ids by outcome."""
+    refused as not eligible; one audit entry per grant. The acting user's role as for
+    ``entitlement_grant``. Returns the ids by outcome."""
     at = at or timezone.now()
     kind = _type(type)
+    _grant_check(kind, role=role, role_department=role_department)
     out: dict[str, list[int]] = {"granted": [], "already_held": [], "not_eligible": [], "unknown": []}
     holders = {h.pk: h for h in Cardholder.objects.filter(pk__in=list(cardholder_ids))}
     day = _today(at)
@@ -382,7 +425,14 @@ def entitlement_grant_batch(
         valid_to = day + dt.timedelta(days=kind.period_days - 1) if kind.period_days else None
         try:
             _grant(
-                kind, holder, source=GrantSource.BATCH, valid_from=day, valid_to=valid_to, actor=actor, at=at
+                kind,
+                holder,
+                source=GrantSource.BATCH,
+                valid_from=day,
+                valid_to=valid_to,
+                actor=actor,
+                at=at,
+                role=role,
             )
         except Conflict:
             out["already_held"].append(holder_id)
@@ -476,13 +526,14 @@ def _decades_wholly_in_band(kind: EntitlementType, day: dt.date) -> Q:
 def entitlements_auto_grant_all(*, kind: EntitlementType, actor: str, at: dt.datetime) -> int:
     """Grant an automatic type to every eligible cardholder (全员自动授予), set-based: one
     ``INSERT … SELECT`` with the eligibility in SQL; only cardholders whose decade of birth straddles the
-    age band's edge have their birth date read (decrypted) to decide. One audit entry for the batch (the
-    grants themselves carry source, granter and time); the offline list follows in SQL. Returns how many
+    age band's edge have their birth date read (decrypted) to decide. One audit entry per cardholder
+    granted (``entitlement.grant``, as a grant by hand, so each cardholder's history shows it), written by
+    one ``INSERT … SELECT`` (``audit_record_many``); the offline list follows in SQL. Returns how many
     were granted."""
     day = _today(at)
     eligible = _eligible(kind, day)
     age_banded = kind.age_min is not None or kind.age_max is not None
-    granted: list[int] = []
+    granted: list[tuple[int, dt.date, dt.date | None]] = []
     for subset in [eligible.filter(_decades_wholly_in_band(kind, day))] if age_banded else [eligible]:
         granted += _grants_insert(kind, subset, actor=actor, at=at)
     if age_banded:
@@ -491,22 +542,27 @@ def entitlements_auto_grant_all(*, kind: EntitlementType, actor: str, at: dt.dat
         if within:
             granted += _grants_insert(kind, eligible.filter(pk__in=within), actor=actor, at=at)
     if granted:
-        audit_record(
-            action="entitlement.grant_auto",
+        audit_record_many(
+            action="entitlement.grant",
             actor=actor,
-            object_type="entitlement_type",
-            object_id=kind.code,
-            data={"type": kind.code, "granted": len(granted), "granted_at": at, "source": GrantSource.AUTO},
+            object_type="cardholder",
+            entries=[
+                (
+                    holder_id,
+                    {"type": kind.code, "source": GrantSource.AUTO, "valid_from": start, "valid_to": end},
+                )
+                for holder_id, start, end in granted
+            ],
         )
-        _list_apply(holder_ids=granted if len(granted) <= 50 else None, at=at)
+        _list_apply(holder_ids=[g[0] for g in granted] if len(granted) <= 50 else None, at=at)
     return len(granted)
 
 
 def _grants_insert(
     kind: EntitlementType, holders: QuerySet[Cardholder], *, actor: str, at: dt.datetime
-) -> list[int]:
+) -> list[tuple[int, dt.date, dt.date | None]]:
     """``INSERT INTO entitlement … SELECT`` from the eligible cardholders' query (the type's own dates
-    bound each grant); returns the cardholders granted."""
+    bound each grant); returns (cardholder, from, to) of each grant made."""
     sql, params = holders.values("pk", "start").query.sql_with_params()
     start = "GREATEST(e.start, %s::date)" if kind.valid_from else "e.start"
     start_params = [kind.valid_from] if kind.valid_from else []
@@ -519,7 +575,7 @@ def _grants_insert(
                   FROM ({sql}) AS e(pk, start)
                  WHERE %s::date IS NULL OR {start} <= %s::date
                 ON CONFLICT DO NOTHING
-                RETURNING cardholder_id""",
+                RETURNING cardholder_id, valid_from, valid_to""",
             [
                 kind.pk,
                 *start_params,
@@ -533,7 +589,7 @@ def _grants_insert(
                 kind.valid_to,
             ],
         )
-        return [row[0] for row in cur.fetchall()]
+        return sorted((row[0], row[1], row[2]) for row in cur.fetchall())
 
 
 @transaction.atomic
@@ -619,12 +675,25 @@ def entitlement_buy(
 
 @transaction.atomic
 def entitlement_revoke(
-    *, entitlement_id: int, reason: str, actor: str, at: dt.datetime | None = None
+    *,
+    entitlement_id: int,
+    reason: str,
+    actor: str,
+    role: str,
+    role_department: str = "",
+    at: dt.datetime | None = None,
 ) -> Entitlement:
-    """Withdraw a grant (撤销); it leaves the offline list at the next version."""
-    grant = Entitlement.objects.select_for_update().select_related("type").filter(pk=entitlement_id).first()
+    """Withdraw a grant (撤销); it leaves the offline list at the next version. The acting user's role as
+    for ``entitlement_grant``."""
+    grant = (
+        Entitlement.objects.select_for_update(of=("self",))
+        .select_related("type__department")
+        .filter(pk=entitlement_id)
+        .first()
+    )
     if grant is None:
         raise NotFound(_("no entitlement %(id)s") % {"id": entitlement_id}, field="entitlement_id")
+    _grant_check(grant.type, role=role, role_department=role_department)
     if grant.revoked_at is not None:
         raise Conflict(
             _("entitlement %(id)s is already revoked") % {"id": entitlement_id}, field="entitlement_id"
@@ -639,7 +708,12 @@ def entitlement_revoke(
         actor=actor,
         object_type="cardholder",
         object_id=grant.cardholder_id,
-        data={"type": grant.type.code, "entitlement": grant.pk, "reason": grant.revoke_reason},
+        data={
+            "type": grant.type.code,
+            "entitlement": grant.pk,
+            "reason": grant.revoke_reason,
+            "role": role,
+        },
     )
     _list_apply(holder_ids=[grant.cardholder_id], at=at)
     return grant

@@ -6,10 +6,14 @@ import io
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import translation
+from django_tenants.utils import tenant_context
 
 from citycard.platform import services as platform
+from citycard.platform.audit.models import AuditEntry
+from citycard.tenants.entitlements import services as s
+from citycard.tenants.entitlements.models import Entitlement
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +50,7 @@ def test_define_approve_grant_check_and_withdraw(person):
     )
     assert "draft" in run("--tenant", "hangzhou", "types")
     run("--tenant", "hangzhou", "approve", "park-pass", "--as", "hz-admin")
-    run("--tenant", "hangzhou", "grant", "park-pass", "--cardholder", str(holder.pk))
+    run("--tenant", "hangzhou", "grant", "park-pass", "--cardholder", str(holder.pk), "--as", "hz-admin")
     assert "park-pass" in run("--tenant", "hangzhou", "show", "--card", card.card_no)
     answer = json.loads(
         run("--tenant", "hangzhou", "check", "--service-point", "west-lake-gate", "--card", card.card_no)
@@ -61,3 +65,61 @@ def test_define_approve_grant_check_and_withdraw(person):
         run("--tenant", "hangzhou", "check", "--service-point", "west-lake-gate", "--code", code)
     )
     assert (answer["allowed"], answer["reason"]) == (False, "not_entitled")
+
+
+def test_grant_batch_and_revoke_on_the_command_line_act_as_a_user_whose_role_decides(
+    person, hangzhou, tmp_path
+):
+    """谁主管谁负责: only the type's own department's officer or the city's administrator grants or revokes it;
+    another department's officer is refused in Chinese with nothing written; the audit names the user."""
+    holder, _card = person()
+    other, _other_card = person()
+    for username, role, department in (
+        ("hz-admin", "city_admin", ""),
+        ("hz-parks-officer", "department_officer", "hz-parks"),
+        ("hz-library-officer", "department_officer", "hz-library"),
+    ):
+        platform.user_create(
+            username=username,
+            role=role,
+            tenant_code="hangzhou",
+            department=department,
+            password="x",
+            check_password=False,
+        )
+    with tenant_context(hangzhou):
+        s.entitlement_type_create(
+            role="city_admin",
+            code="park-pass",
+            name="西湖公园年卡",
+            department="hz-parks",
+            service_points=["west-lake-gate"],
+            actor="t",
+        )
+        s.entitlement_type_approve(code="park-pass", actor="t", role="city_admin")
+    grant = ("--tenant", "hangzhou", "grant", "park-pass", "--cardholder", str(holder.pk), "--as")
+    with pytest.raises(CommandError, match="无权授予或撤销部门 hz-parks 的权益") as refused:
+        run(*grant, "hz-library-officer")
+    assert refused.value.returncode == 2 and refused.value.__cause__.code == "not_allowed"
+    with tenant_context(hangzhou):
+        assert not Entitlement.objects.exists()
+        assert not AuditEntry.objects.filter(action="entitlement.grant").exists()
+    run(*grant, "hz-parks-officer")
+    with tenant_context(hangzhou):
+        given = Entitlement.objects.get(cardholder_id=holder.pk)
+        entry = AuditEntry.objects.get(action="entitlement.grant")
+        assert (given.granted_by, entry.actor) == ("user:hz-parks-officer", "user:hz-parks-officer")
+        assert json.loads(entry.payload)["role"] == "department_officer"
+    with pytest.raises(CommandError, match="无权授予或撤销"):
+        run("--tenant", "hangzhou", "revoke", str(given.pk), "--reason", "x", "--as", "hz-library-officer")
+    run("--tenant", "hangzhou", "revoke", str(given.pk), "--reason", "迁出", "--as", "hz-admin")
+    path = tmp_path / "ids.txt"
+    path.write_text(f"{other.pk}\n")
+    with pytest.raises(CommandError, match="无权授予或撤销"):
+        run("--tenant", "hangzhou", "grant-batch", "park-pass", str(path), "--as", "hz-library-officer")
+    assert "granted: 1" in run(
+        "--tenant", "hangzhou", "grant-batch", "park-pass", str(path), "--as", "hz-parks-officer"
+    )
+    with tenant_context(hangzhou):
+        assert Entitlement.objects.get(cardholder_id=other.pk).granted_by == "user:hz-parks-officer"
+        assert Entitlement.objects.get(cardholder_id=holder.pk).revoked_by == "user:hz-admin"

@@ -5,9 +5,14 @@ reason for every no, and every read lands in the cardholder's access log under t
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from citycard.platform.audit.models import AuditEntry
+from citycard.platform.audit.selectors import audit_verify
 from citycard.platform.errors import DomainError
 from citycard.tenants.cards.selectors import cardholder_access_log
 from citycard.tenants.departments.models import DataRead
@@ -35,10 +40,10 @@ def test_park_pass_needs_approval_then_one_entry_a_day(person):
     holder, card = person()
     _park_pass()
     with pytest.raises(DomainError) as refused:
-        s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+        s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     assert refused.value.code == "not_approved"
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     first = acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-1")
     assert (first.allowed, first.reason, first.masked_name, first.remaining) == (True, "ok", "王**", 0)
     again = acceptance_decide(
@@ -59,7 +64,7 @@ def test_reasons_not_entitled_expired_hotlisted_unknown_and_foreign(person):
     _other, other_card = person(name="李四")
     _park_pass(valid_to=(AT + 10 * DAY).date(), quota_period="none", quota=None)
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
 
     def decide(no, at=AT):
         return acceptance_decide(service_point="west-lake-gate", card_no=no, at=at, reader="g")
@@ -84,14 +89,14 @@ def test_department_without_grant_gets_nothing_and_reads_are_logged_under_the_gr
         at=AT,
     )
     s.entitlement_type_approve(code="library-borrow", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="library-borrow", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="library-borrow", cardholder_id=holder.pk, actor="t", at=AT)
     with pytest.raises(DomainError) as refused:
         acceptance_decide(service_point="hz-library-desk", card_no=card.card_no, at=AT, reader="desk")
     assert refused.value.code == "no_grant"
     assert not DataRead.objects.filter(cardholder_id=holder.pk).exists()
     _park_pass()
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     acceptance_decide(service_point="west-lake-gate", card_no=card.card_no, at=AT, reader="gate-7")
     log = cardholder_access_log(cardholder_id=holder.pk)
     reads = [e for e in log if e.channel == "grant"]
@@ -159,19 +164,21 @@ def test_school_loads_its_students_in_batch_and_revocation_leaves_the_list(perso
     s.entitlement_type_approve(code="canteen-meal", actor="city-admin", role="city_admin", at=AT)
     ids = [h.pk for h, _ in students]
     out = s.entitlement_grant_batch(
-        type="canteen-meal", cardholder_ids=[*ids, adult.pk, 10**9], actor="school", at=AT
+        role="city_admin", type="canteen-meal", cardholder_ids=[*ids, adult.pk, 10**9], actor="school", at=AT
     )
     assert out == {"granted": ids, "already_held": [], "not_eligible": [adult.pk], "unknown": [10**9]}
     assert (
-        s.entitlement_grant_batch(type="canteen-meal", cardholder_ids=ids[:1], actor="school", at=AT)[
-            "already_held"
-        ]
+        s.entitlement_grant_batch(
+            role="city_admin", type="canteen-meal", cardholder_ids=ids[:1], actor="school", at=AT
+        )["already_held"]
         == ids[:1]
     )
     full = entitlement_list_payload()
     assert {row[0] for row in full["entries"]} == {c.card_no for _, c in students}
     grant = entitlements_of(cardholder_id=ids[0]).get()
-    s.entitlement_revoke(entitlement_id=grant.pk, reason="毕业", actor="school", at=AT + DAY)
+    s.entitlement_revoke(
+        role="city_admin", entitlement_id=grant.pk, reason="毕业", actor="school", at=AT + DAY
+    )
     delta = entitlement_list_payload(since=full["version"])
     assert delta["version"] == full["version"] + 1
     assert (
@@ -184,7 +191,7 @@ def test_citizen_code_accepted_once_then_replayed_or_expired(person):
     holder, card = person()
     _park_pass(quota_period="none", quota=None)
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     code = citizen_code_issue(card_no=card.card_no, at=AT)
     ok = acceptance_decide(
         service_point="west-lake-gate", code=code, at=AT + dt.timedelta(seconds=5), reader="g"
@@ -244,9 +251,22 @@ def test_approving_an_automatic_type_grants_every_eligible_cardholder_in_sql_as_
     kind = s._type("senior-swim")
     expected = {h.pk for h in Cardholder.objects.all() if s.eligibility_refusal(kind, h, on=day) is None}
     before = entitlement_list_version()
-    s.entitlement_type_approve(code="senior-swim", actor="city-admin", role="city_admin", at=AT)
+    with CaptureQueriesContext(connection) as ran:
+        s.entitlement_type_approve(code="senior-swim", actor="city-admin", role="city_admin", at=AT)
     grants = Entitlement.objects.filter(type__code="senior-swim")
     assert {g.cardholder_id for g in grants} == expected == {people[0].pk, people[3].pk, people[6].pk}
+    # One audit entry per cardholder granted, as a grant by hand reads, in their own histories; the
+    # grants' entries written by one INSERT … SELECT (the approval's own entry by audit_record), the
+    # chain whole.
+    audited = AuditEntry.objects.filter(action="entitlement.grant", actor="city-admin")
+    assert sorted((e.object_type, int(e.object_id)) for e in audited) == sorted(
+        ("cardholder", h) for h in expected
+    )
+    third = json.loads(audited.get(object_id=str(people[3].pk)).payload)
+    assert third == {"source": "auto", "type": "senior-swim", "valid_from": "2020-01-04", "valid_to": None}
+    inserts = [q["sql"] for q in ran.captured_queries if q["sql"].startswith("INSERT INTO audit_auditentry")]
+    assert len(inserts) == 1 and "unnest" in inserts[0]
+    assert audit_verify().ok
     assert {g.source for g in grants} == {"auto"}
     assert grants.get(cardholder_id=people[3].pk).valid_from == dt.date(2020, 1, 4)  # the category's start
     assert entitlement_list_version() == before + 1
@@ -264,7 +284,7 @@ def test_an_online_decision_costs_five_queries_whatever_the_history(person):
     _holder, card = person()
     _park_pass(quota=1000)
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=_holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=_holder.pk, actor="t", at=AT)
 
     def queries(i):
         with CaptureQueriesContext(connection) as q:
@@ -290,7 +310,7 @@ def test_the_whole_list_rebuild_in_sql_follows_cards_and_leaves_visitors_rows_al
     holder, card = person()
     _park_pass()
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     visitor = EntitlementListEntry.objects.create(
         card_no="3304000100000000019",
         type_code="park-pass",

@@ -49,7 +49,7 @@ def _setup(person, quota=2):
         at=AT,
     )
     s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
     return holder, card
 
 
@@ -99,6 +99,7 @@ def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploa
     # The list's delta carries the revocation; the gate refuses afterwards.
     version = held.version
     s.entitlement_revoke(
+        role="city_admin",
         entitlement_id=Entitlement.objects.get(cardholder_id=holder.pk).pk,
         reason="退卡",
         actor="t",
@@ -203,7 +204,11 @@ def test_terminal_syncs_the_list_over_http_full_then_delta_then_304_and_keeps_it
     assert held.entitlements(card.card_no) and "since=0" in calls[-1]
     assert downloader.entitlements(held) is held  # up to date: 304
     s.entitlement_revoke(
-        entitlement_id=Entitlement.objects.get(cardholder_id=holder.pk).pk, reason="退卡", actor="t", at=AT
+        role="city_admin",
+        entitlement_id=Entitlement.objects.get(cardholder_id=holder.pk).pk,
+        reason="退卡",
+        actor="t",
+        at=AT,
     )
     newer = downloader.entitlements(held)
     assert newer.version == held.version + 1 and not newer.entitlements(card.card_no)

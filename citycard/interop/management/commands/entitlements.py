@@ -93,6 +93,13 @@ class Command(PlatformCommand):
         rev = sub.add_parser("revoke", help="revoke a grant (撤销)")
         rev.add_argument("entitlement", type=int)
         rev.add_argument("--reason", required=True)
+        for granting in (grant, batch, rev):
+            granting.add_argument(
+                "--as",
+                dest="as_user",
+                required=True,
+                help="the acting user: the type's department's officer or this tenant's administrator",
+            )
         buy = sub.add_parser("buy", help="buy a type for a card's holder from the online account")
         buy.add_argument("code")
         buy.add_argument("--card", required=True)
@@ -235,8 +242,13 @@ class Command(PlatformCommand):
         console.print(gettext("%(type)s withdrawn") % {"type": kind.code})
 
     def _grant(self, console, opts):
+        user = self._acting(opts)
         grant = services.entitlement_grant(
-            type=opts["code"], cardholder_id=opts["cardholder"], actor=self.actor
+            type=opts["code"],
+            cardholder_id=opts["cardholder"],
+            actor=f"user:{user.username}",
+            role=user.role,
+            role_department=user.department,
         )
         console.print(
             gettext("entitlement %(entitlement)s: %(type)s from %(start)s to %(end)s")
@@ -250,12 +262,24 @@ class Command(PlatformCommand):
 
     def _grant_batch(self, console, opts):
         ids = [int(line) for line in Path(opts["file"]).read_text().split() if line.strip()]
-        out = services.entitlement_grant_batch(type=opts["code"], cardholder_ids=ids, actor=self.actor)
+        user = self._acting(opts)
+        out = services.entitlement_grant_batch(
+            type=opts["code"],
+            cardholder_ids=ids,
+            actor=f"user:{user.username}",
+            role=user.role,
+            role_department=user.department,
+        )
         console.print(", ".join(f"{k}: {len(v)}" for k, v in out.items()))
 
     def _revoke(self, console, opts):
+        user = self._acting(opts)
         grant = services.entitlement_revoke(
-            entitlement_id=opts["entitlement"], reason=opts["reason"], actor=self.actor
+            entitlement_id=opts["entitlement"],
+            reason=opts["reason"],
+            actor=f"user:{user.username}",
+            role=user.role,
+            role_department=user.department,
         )
         console.print(
             gettext("entitlement %(entitlement)s revoked at %(when)s")
