@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from citycard.terminal_kit import i18n
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
@@ -23,6 +24,7 @@ from citycard.terminal_kit.card.virtual import CATEGORY_BITS, PASS_BITS
 from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, card_number_parse
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
+from citycard.terminal_kit.i18n import N_
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
 from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry, Verdict, torn_decide
 from citycard.terminal_kit.sam import Psam, SamError
@@ -146,17 +148,17 @@ class Validator:
         try:
             result = self._tap(channel)
         except CardRemoved as exc:
-            result = TapResult("retap", f"card removed: {exc}; tap again")
+            result = TapResult("retap", i18n.said(N_("card removed: %(exc)s; tap again"), exc=exc))
         except CardLocked as exc:
-            result = TapResult("blocked", f"card locked (应用锁定): {exc}")
+            result = TapResult("blocked", i18n.said(N_("card locked (应用锁定): %(exc)s"), exc=exc))
         except SamError as exc:  # before ReaderError: a PSAM failure is the terminal's, not the card's
             result = TapResult("error", str(exc))
         except (CardProtocolError, CardNumberError) as exc:
-            result = TapResult("error", f"card refused: {exc}")
+            result = TapResult("error", i18n.said(N_("card refused: %(exc)s"), exc=exc))
         except ReaderError as exc:
-            result = TapResult("error", f"reader: {exc}")
+            result = TapResult("error", i18n.said(N_("reader: %(exc)s"), exc=exc))
         except FareError as exc:  # a route the rule document does not price: no debit
-            result = TapResult("error", f"fare: {exc}")
+            result = TapResult("error", i18n.said(N_("fare: %(exc)s"), exc=exc))
         finally:
             io.timed(self.transport.close)
         result.card_io_s = io.spent
@@ -204,12 +206,14 @@ class Validator:
         card, blocked = self.read_card(channel)
         now = self._now()
         if blocked:
-            return TapResult("blocked", "card blocked (挂失/黑名单卡)", card_no=card.card_no)
+            return TapResult("blocked", i18n.said(N_("card blocked (挂失/黑名单卡)")), card_no=card.card_no)
         if self.hotlist.blocks(card.card_no, at=now):
             self._block(channel, card)
-            return TapResult("blocked", "card is on the hotlist and is now blocked", card_no=card.card_no)
+            return TapResult(
+                "blocked", i18n.said(N_("card is on the hotlist and is now blocked")), card_no=card.card_no
+            )
         if not card.valid_from <= now.date() <= card.valid_to:
-            return TapResult("declined", "card expired or not yet valid", card_no=card.card_no)
+            return TapResult("declined", i18n.said(N_("card expired or not yet valid")), card_no=card.card_no)
         torn = self.store.torn_for(card.card_no)
         if torn is not None:
             retap = self._recover(channel, torn, now)
@@ -294,7 +298,10 @@ class Validator:
         )
         if init.sw == A.SW_INSUFFICIENT_BALANCE:
             return TapResult(
-                "declined", "insufficient balance (余额不足)", card_no=card.card_no, fare_fen=quote.fare_fen
+                "declined",
+                i18n.said(N_("insufficient balance (余额不足)")),
+                card_no=card.card_no,
+                fare_fen=quote.fare_fen,
             )
         data = self._expect(init, "INITIALIZE FOR PURCHASE", 15)
         balance, atc = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big")
@@ -359,14 +366,18 @@ class Validator:
             # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
             self.store.tap_torn(tap_id)
             return TapResult(
-                "retap", f"DEBIT answer not proven ({response.describe()}); tap again", card_no=card.card_no
+                "retap",
+                i18n.said(
+                    N_("DEBIT answer not proven (%(describe)s); tap again"), describe=response.describe()
+                ),
+                card_no=card.card_no,
             )
         tac = out[0:4]
         record.update(tac=tac.hex(), status="complete")
         self.store.tap_complete(tap_id, record)
         return TapResult(
             "approved",
-            "ok",
+            i18n.said(N_("ok")),
             card_no=card.card_no,
             fare_fen=quote.fare_fen,
             balance_fen=balance - quote.fare_fen,
@@ -413,7 +424,7 @@ class Validator:
             return None  # a new ride: it pays
         return TapResult(
             "approved",
-            "earlier tap completed (no second charge)",
+            i18n.said(N_("earlier tap completed (no second charge)")),
             card_no=record["card_no"],
             fare_fen=record["amount_fen"],
             balance_fen=record["balance_after_fen"],
