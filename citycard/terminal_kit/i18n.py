@@ -100,6 +100,13 @@ def said(template: str, **params: Any) -> Said:
     return Said(template, params)
 
 
+def text_of(exc: BaseException) -> str:
+    """An exception's message to pass on in another exception: its ``Said`` itself (still translatable),
+    else its text."""
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    return arg if isinstance(arg, Said) else str(exc)
+
+
 def translated(value: Any) -> Any:
     """A ``Said`` (or an exception raised with one) in the active language; anything else as it is."""
     if isinstance(value, Said):

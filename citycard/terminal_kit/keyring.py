@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from citycard.terminal_kit.i18n import N_, said
+from citycard.terminal_kit.i18n import N_, said, text_of
 from citycard.terminal_kit.signing import SignatureError, b64decode, verify_document
 from citycard.terminal_kit.store import TapStore
 
@@ -67,7 +67,7 @@ def _entry(raw: Any) -> dict[str, Any]:
     try:
         public = b64decode(str(raw.get("public_key", "")), what=f"public key of {key_id!r}")
     except SignatureError as exc:
-        raise KeysRefused(str(exc)) from None
+        raise KeysRefused(text_of(exc)) from None
     if len(public) != 32:
         raise KeysRefused(said(N_("public key of %(id)r is not 32 bytes"), id=key_id))
     signs = raw.get("signs")

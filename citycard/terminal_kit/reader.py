@@ -16,7 +16,7 @@ from typing import Protocol
 
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.iso import CardTorn, IsoCard
-from citycard.terminal_kit.i18n import N_, said
+from citycard.terminal_kit.i18n import N_, said, text_of
 
 
 class ReaderError(Exception):
@@ -97,7 +97,7 @@ class InProcessReader:
         except CardTorn as exc:
             self.card = None
             self._connected = False
-            raise CardRemoved(str(exc)) from exc
+            raise CardRemoved(text_of(exc)) from exc
 
 
 class PcscReader:

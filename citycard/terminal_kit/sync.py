@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from citycard.terminal_kit.entitlements import EntitlementDeltaMismatch, EntitlementList
 from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
-from citycard.terminal_kit.i18n import N_, said
+from citycard.terminal_kit.i18n import N_, said, text_of
 from citycard.terminal_kit.keyring import KeysTaken, keyring_take
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
@@ -98,7 +98,7 @@ class Downloader:
                 json.loads(body), store=store, tenant=self.credentials.tenant, pinned=pinned, now=self.clock()
             )
         except ValueError as exc:  # KeysRefused, and a body that is not JSON
-            raise DownloadError(str(exc)) from exc
+            raise DownloadError(text_of(exc)) from exc
 
     def hotlist(self, store: TapStore) -> Hotlist:
         """Bring the held hotlist up to date and persist it; returns what the terminal now holds."""

@@ -439,7 +439,7 @@ class Validator:
         try:
             return LogEntry.parse(self._expect(response, f"READ RECORD {n} of the log", A.LOG_RECORD_SIZE))
         except ValueError as exc:
-            raise CardProtocolError(str(exc)) from exc
+            raise CardProtocolError(i18n.text_of(exc)) from exc
 
     def _block(self, channel: CardChannel, card: CardInfo) -> None:
         """APPLICATION BLOCK under the card's own algorithm: INITIALIZE FOR PURCHASE of 0 fen says which

@@ -159,8 +159,10 @@ def test_sync_speaks_chinese(capsys, tmp_path):
         assert_chinese(out, "黑名单版本 4：拦截 1 张卡")
         pin = tmp_path / "pin.json"
         pin.write_text(json.dumps({"public:s1": b64encode(public_key_bytes(Ed25519PrivateKey.generate()))}))
+        args[args.index("--queue") + 1] = str(tmp_path / "other.sqlite")  # no key trusted yet
         _, err = run(capsys, *args, "--platform-key", str(pin), status=1)
-        assert_chinese(err, "同步：密钥文件被拒绝：'public:s1' 的签名与 payload 不符；保留现有密钥（3 个）")
+        assert_chinese(err, "同步：密钥文件被拒绝：'public:s1' 的签名与 payload 不符；保留现有密钥（0 个）")
+        assert_chinese(err, "同步：黑名单文件被拒绝：由未知密钥 'tonglu:s1' 签名；保留黑名单版本 0")
     finally:
         site.server.shutdown()
 
@@ -211,6 +213,5 @@ def test_the_check_finds_english(capsys, tmp_path, monkeypatch):
     assert "pending or torn (waiting for their card" in [f for f in english_fragments() if f in out]
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "show this help message and exit" in [
-        f for f in english_fragments() if f in capsys.readouterr().out
-    ]
+    out = capsys.readouterr().out
+    assert "show this help message and exit" in [f for f in english_fragments() if f in out]
