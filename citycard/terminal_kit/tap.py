@@ -106,7 +106,7 @@ def _bcd_to_date(raw: bytes) -> dt.date:
     try:
         return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     except ValueError as exc:
-        raise CardProtocolError(f"bad date {text} on the card") from exc
+        raise CardProtocolError(i18n.said(N_("bad date %(text)s on the card"), text=text)) from exc
 
 
 @dataclass
@@ -169,15 +169,26 @@ class Validator:
 
     def _expect(self, response: A.Response, what: str, length: int | None = None) -> bytes:
         if not response.ok:
-            raise CardProtocolError(f"{what}: {response.describe()}")
+            raise CardProtocolError(
+                i18n.said(N_("%(what)s: %(describe)s"), what=what, describe=response.describe())
+            )
         if length is not None and len(response.data) != length:
-            raise CardProtocolError(f"{what}: {len(response.data)} bytes instead of {length}")
+            raise CardProtocolError(
+                i18n.said(
+                    N_("%(what)s: %(data)s bytes instead of %(length)s"),
+                    what=what,
+                    data=len(response.data),
+                    length=length,
+                )
+            )
         return response.data
 
     def read_card(self, channel: CardChannel) -> tuple[CardInfo, bool]:
         selected = channel.send(A.select_aid())
         if selected.sw == A.SW_APPLICATION_LOCKED:
-            raise CardLocked("the e-purse application is locked (9303); the card goes to a service point")
+            raise CardLocked(
+                i18n.said(N_("the e-purse application is locked (9303); the card goes to a service point"))
+            )
         blocked = selected.sw == A.SW_FILE_INVALIDATED
         if not blocked:
             self._expect(selected, "SELECT")
@@ -186,7 +197,11 @@ class Validator:
         card_no = card_number_from_bcd(public[10:20])
         card_number_parse(card_no)
         if card_no[:6] != public[0:3].hex():
-            raise CardProtocolError(f"issuer {public[0:3].hex()} does not match card number {card_no}")
+            raise CardProtocolError(
+                i18n.said(
+                    N_("issuer %(hex)s does not match card number %(no)s"), hex=public[0:3].hex(), no=card_no
+                )
+            )
         categories = frozenset(name for name, bit in CATEGORY_BITS.items() if management[1] & bit)
         passes = frozenset(name for name, bit in PASS_BITS.items() if management[2] & bit)
         info = CardInfo(
@@ -226,7 +241,7 @@ class Validator:
         codec = self._trip_codec()
         quote = self.fare.quote(card, trip, card_state(codec, said))
         if quote.fare_fen < 0:
-            raise CardProtocolError("the fare calculator returned a negative fare")
+            raise CardProtocolError(i18n.said(N_("the fare calculator returned a negative fare")))
         return self._debit(
             channel, card, quote, now, said=said, new_trip=None if said is None else codec.encode(quote.state)
         )
@@ -238,7 +253,9 @@ class Validator:
         or not at all. Gate rules and prices: ``FareEngine.entry``/``exit``."""
         said = self._read_trip(channel)
         if said is None:
-            raise CardProtocolError("the card has no transit record (SFI 19): it cannot pass a gate")
+            raise CardProtocolError(
+                i18n.said(N_("the card has no transit record (SFI 19): it cannot pass a gate"))
+            )
         codec = self._trip_codec()
         state = card_state(codec, said)
         extra: dict[str, Any] = {"gate": self.gate, "station": self.station}
@@ -258,9 +275,9 @@ class Validator:
                 )
             quote = self.fare.exit(card, trip, state)
         else:
-            raise CardProtocolError(f"gate {self.gate!r} is neither entry nor exit")
+            raise CardProtocolError(i18n.said(N_("gate %(gate)r is neither entry nor exit"), gate=self.gate))
         if quote.fare_fen < 0:
-            raise CardProtocolError("the fare calculator returned a negative fare")
+            raise CardProtocolError(i18n.said(N_("the fare calculator returned a negative fare")))
         return self._debit(
             channel, card, quote, now, said=said, new_trip=codec.encode(quote.state), extra=extra
         )
@@ -308,7 +325,9 @@ class Validator:
         algorithm = _algorithm(data[10])
         random = data[11:15]
         if balance < quote.fare_fen:
-            raise CardProtocolError("card reported a balance below the fare but did not refuse")
+            raise CardProtocolError(
+                i18n.said(N_("card reported a balance below the fare but did not refuse"))
+            )
         if new_trip is not None:  # cached by the card, written only with the debit
             self._expect(channel.send(A.update_capp_data_cache(new_trip)), "UPDATE CAPP DATA CACHE")
         kind = A.COMPOSITE if composite else A.PURCHASE
@@ -360,7 +379,7 @@ class Validator:
             raise
         if response.sw == A.SW_BAD_MAC:
             self.store.tap_void(tap_id)  # the card refused MAC1: nothing was debited
-            raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
+            raise CardProtocolError(i18n.said(N_("the card refused MAC1 (9302): SAM and card keys disagree")))
         out = response.data
         if not response.ok or len(out) != 8 or not self.sam.mac2_valid(out[4:8]):
             # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
