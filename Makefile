@@ -32,16 +32,32 @@ venv: $(BIN)/.installed
 
 # The translation catalogues (Chinese first: citycard/locale/zh_Hans): the .po is committed, its .mo is built
 # here with Django's compilemessages (gettext's msgfmt) and never committed. docs/configuration.md, "Languages".
+# citycard-terminal has its own catalogue for the standard library's gettext (terminal_kit imports nothing of
+# Django): citycard/terminal_kit/locale/*/LC_MESSAGES/citycard_terminal.po, compiled the same way with msgfmt.
 LOCALE_MO := $(patsubst %.po,%.mo,$(wildcard citycard/locale/*/LC_MESSAGES/django.po))
-messages: $(LOCALE_MO)
+TERMINAL_LOCALE := citycard/terminal_kit/locale
+TERMINAL_PO := $(TERMINAL_LOCALE)/zh_Hans/LC_MESSAGES/citycard_terminal.po
+TERMINAL_MO := $(patsubst %.po,%.mo,$(wildcard $(TERMINAL_LOCALE)/*/LC_MESSAGES/citycard_terminal.po))
+messages: $(LOCALE_MO) $(TERMINAL_MO)
 
 citycard/locale/%/LC_MESSAGES/django.mo: citycard/locale/%/LC_MESSAGES/django.po $(BIN)/.installed
 	cd citycard && ../$(BIN)/django-admin compilemessages --locale $* --verbosity 0
 
+$(TERMINAL_LOCALE)/%/LC_MESSAGES/citycard_terminal.mo: $(TERMINAL_LOCALE)/%/LC_MESSAGES/citycard_terminal.po
+	msgfmt --check -o $@ $<
+
 # After wrapping new strings: add them to the catalogue (then translate every empty msgstr, and run make).
+# citycard-terminal's strings: _(), N_() and ngettext() in citycard/terminal_kit, extracted by xgettext.
 messages-update: venv
 	cd citycard && ../$(BIN)/django-admin makemessages --locale zh_Hans --settings citycard.platform.settings \
 	  --ignore 'terminal_kit/*' --add-location file --no-obsolete --verbosity 0
+	xgettext --language=Python --from-code=UTF-8 --keyword=_ --keyword=N_ --keyword=ngettext:1,2 \
+	  --add-location=file --sort-by-file --package-name=citycard-terminal -o $(TERMINAL_LOCALE)/citycard_terminal.pot \
+	  $$(find citycard/terminal_kit -name '*.py' | sort)
+	msgmerge --quiet --update --backup=none --no-fuzzy-matching --add-location=file $(TERMINAL_PO) \
+	  $(TERMINAL_LOCALE)/citycard_terminal.pot
+	msgattrib --no-obsolete -o $(TERMINAL_PO) $(TERMINAL_PO)
+	rm $(TERMINAL_LOCALE)/citycard_terminal.pot
 
 demo: system-deps venv messages
 	$(BIN)/citycard demo $(ARGS)

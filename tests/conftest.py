@@ -49,7 +49,8 @@ def pytest_sessionstart(session) -> None:
     tests/platform/test_translations.py says to run `make messages`."""
     if shutil.which("msgfmt") is None:
         return
-    for po in LOCALE_DIR.glob("*/LC_MESSAGES/django.po"):
+    terminal = LOCALE_DIR.parent / "terminal_kit" / "locale"  # citycard-terminal's own catalogue
+    for po in [*LOCALE_DIR.glob("*/LC_MESSAGES/django.po"), *terminal.glob("*/LC_MESSAGES/*.po")]:
         mo = po.with_suffix(".mo")
         if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
             subprocess.run(["msgfmt", "--check", "-o", str(mo), str(po)], check=True)

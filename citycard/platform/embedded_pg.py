@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.utils.translation import gettext_noop
+
 # The tuning applied once, when the data directory is first initialised. Sized for one machine running
 # the web server, a few Celery workers and the test suite at once.
 SERVER_SETTINGS = {
@@ -61,14 +63,14 @@ def data_dir_chosen(environ=None, cwd: Path | None = None) -> tuple[Path, str]:
     """The data directory and why it is that one: ``CITYCARD_DATA_DIR`` when set; else ``./.citycard/demo``
     when it exists in the current directory (so the commands run after ``make demo`` in the checkout find
     its database); else ``$XDG_DATA_HOME/citycard`` (``~/.local/share/citycard``)."""
-    environ = os.environ if environ is None else environ
+    environ = os.environ if environ is None else environ  # the reason: English, `db status` translates it
     if environ.get("CITYCARD_DATA_DIR"):
         return Path(environ["CITYCARD_DATA_DIR"]).expanduser().resolve(), "CITYCARD_DATA_DIR"
     demo = (cwd or Path.cwd()) / DEMO_DATA_DIR
     if demo.is_dir():
-        return demo.resolve(), "make demo's, found in the current directory"
+        return demo.resolve(), gettext_noop("make demo's, found in the current directory")
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return (Path(base) / "citycard").expanduser().resolve(), "the default"
+    return (Path(base) / "citycard").expanduser().resolve(), gettext_noop("the default")
 
 
 def default_data_dir() -> Path:

@@ -6,6 +6,8 @@ the ``reason`` columns); pages show the label with the code beside it (``reason_
 - Clearing rejections (清分校验拒付): what an issuer's validation answers (``tenants.exchange.services``).
 - Tap exceptions (异常): a roaming tap held, or a tap refused at ingestion (``tenants.terminals``).
 - Review flags (待复核): a stored tap someone should look at (``tenants.terminals.checks``).
+- Medical claim refusals (异地就医拒付): why the insured place adjudicated nothing of a claim
+  (``tenants.medical.services.adjudication.Refusal``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ REVIEW_FLAGS = {
     "fare_mismatch": _("Fare differs from the published rules"),
 }
 
-LABELS = {**TAP_EXCEPTIONS, **REVIEW_FLAGS, **CLEARING_REJECTIONS}
+MEDICAL_REFUSALS = {
+    "not_insured": _("Not insured at the insured place"),
+    "year_closed": _("Claim year closed"),
+    "no_policy": _("No benefit policy in force"),
+}
+
+LABELS = {**TAP_EXCEPTIONS, **REVIEW_FLAGS, **CLEARING_REJECTIONS, **MEDICAL_REFUSALS}
 
 
 def reason_label(code: str | None) -> str:

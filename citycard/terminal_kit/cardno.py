@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from citycard.terminal_kit.i18n import N_, said
+
 CARD_NUMBER_LENGTH = 19
 _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
@@ -54,11 +56,11 @@ class CardNumber:
 
 def card_number_build(*, division: str, scheme: str, serial: int) -> str:
     if len(division) != 6 or not division.isdigit():
-        raise CardNumberError(f"division code {division!r} must be 6 digits")
+        raise CardNumberError(said(N_("division code %(division)r must be 6 digits"), division=division))
     if len(scheme) != 2 or not scheme.isdigit():
-        raise CardNumberError(f"scheme code {scheme!r} must be 2 digits")
+        raise CardNumberError(said(N_("scheme code %(scheme)r must be 2 digits"), scheme=scheme))
     if not 0 <= serial < 10**10:
-        raise CardNumberError(f"serial {serial} must be 0..9999999999")
+        raise CardNumberError(said(N_("serial %(serial)s must be 0..9999999999"), serial=serial))
     body = f"{division}{scheme}{serial:010d}"
     return body + luhn_check_digit(body)
 
@@ -66,9 +68,17 @@ def card_number_build(*, division: str, scheme: str, serial: int) -> str:
 def card_number_parse(number: str) -> CardNumber:
     """Split a card number into its parts; CardNumberError names what is wrong."""
     if not isinstance(number, str) or len(number) != CARD_NUMBER_LENGTH or not number.isdigit():
-        raise CardNumberError(f"card number {number!r} must be {CARD_NUMBER_LENGTH} digits")
+        raise CardNumberError(
+            said(
+                N_("card number %(number)r must be %(length)s digits"),
+                number=number,
+                length=CARD_NUMBER_LENGTH,
+            )
+        )
     if not luhn_valid(number):
-        raise CardNumberError(f"card number {number} fails its Luhn check digit", code="bad_checksum")
+        raise CardNumberError(
+            said(N_("card number %(number)s fails its Luhn check digit"), number=number), code="bad_checksum"
+        )
     return CardNumber(division=number[:6], scheme=number[6:8], serial=int(number[8:18]))
 
 
@@ -79,11 +89,15 @@ def card_number_clean(value: object) -> str:
     number = value.strip() if isinstance(value, str) else value
     try:
         if not (isinstance(number, str) and number.isascii()):
-            raise CardNumberError("not ASCII digits")
+            raise CardNumberError(said(N_("not ASCII digits")))
         card_number_parse(number)
     except CardNumberError as exc:
         raise CardNumberError(
-            f"{value!r} is not a card number ({CARD_NUMBER_LENGTH} digits ending in a valid Luhn check digit)",
+            said(
+                N_("%(value)r is not a card number (%(length)s digits ending in a valid Luhn check digit)"),
+                value=value,
+                length=CARD_NUMBER_LENGTH,
+            ),
             code=exc.code,
         ) from exc
     return number

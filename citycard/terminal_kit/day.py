@@ -26,6 +26,7 @@ from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, key_check_value
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import CardNumberError, card_number_parse
+from citycard.terminal_kit.i18n import N_, said
 
 KEYS_KIND = "citycard.issuer-test-card-keys"
 # Riders by hour of the day (Beijing time): the morning and evening peaks of a city bus.
@@ -61,7 +62,9 @@ def business_date_parse(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DayInputError(f"--date {value!r} is not a date: give YYYY-MM-DD, e.g. 2026-11-21") from None
+        raise DayInputError(
+            said(N_("--date %(value)r is not a date: give YYYY-MM-DD, e.g. 2026-11-21"), value=value)
+        ) from None
 
 
 def card_list_read(path: Path) -> list[str]:
@@ -70,16 +73,28 @@ def card_list_read(path: Path) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DayInputError(f"card list {path}: no such file") from None
+        raise DayInputError(said(N_("card list %(path)s: no such file"), path=path)) from None
     except UnicodeDecodeError as exc:
-        raise DayInputError(f"card list {path} is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+        raise DayInputError(
+            said(
+                N_("card list %(path)s is not UTF-8 (byte %(start)s): save it as UTF-8"),
+                path=path,
+                start=exc.start,
+            )
+        ) from None
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     column = next((c for c in CARD_COLUMNS if c in header), None)
     if column is None:
         raise DayInputError(
-            f"card list {path}: no card number column (the header needs one of {', '.join(CARD_COLUMNS)};"
-            f" it has {', '.join(header) or 'nothing'})"
+            said(
+                N_(
+                    "card list %(path)s: no card number column (the header needs one of %(columns)s; it has %(header)s)"
+                ),
+                path=path,
+                columns=", ".join(CARD_COLUMNS),
+                header=", ".join(header) or "nothing",
+            )
         )
     reader.fieldnames = header
     numbers: list[str] = []
@@ -88,10 +103,12 @@ def card_list_read(path: Path) -> list[str]:
         try:
             card_number_parse(number)
         except CardNumberError as exc:
-            raise DayInputError(f"card list {path} line {line}: {exc}") from None
+            raise DayInputError(
+                said(N_("card list %(path)s line %(line)s: %(exc)s"), path=path, line=line, exc=exc)
+            ) from None
         numbers.append(number)
     if not numbers:
-        raise DayInputError(f"card list {path} holds no cards")
+        raise DayInputError(said(N_("card list %(path)s holds no cards"), path=path))
     return list(dict.fromkeys(numbers))
 
 
@@ -127,13 +144,20 @@ def issuer_keys_read(path: Path) -> IssuerCardKeys:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DayInputError(f"issuer keys {path}: no such file") from None
+        raise DayInputError(said(N_("issuer keys %(path)s: no such file"), path=path)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DayInputError(f"issuer keys {path} is not JSON: {exc}") from None
+        raise DayInputError(
+            said(N_("issuer keys %(path)s is not JSON: %(exc)s"), path=path, exc=exc)
+        ) from None
     if not isinstance(document, dict) or document.get("kind") != KEYS_KIND:
         raise DayInputError(
-            f"issuer keys {path} is not an issuer's test-card keys file (export one with "
-            "`citycard cards --tenant CODE test-keys --out FILE`)"
+            said(
+                N_(
+                    "issuer keys %(path)s is not an issuer's test-card keys file (export one with"
+                    " `citycard cards --tenant CODE test-keys --out FILE`)"
+                ),
+                path=path,
+            )
         )
     try:
         algorithm = Algorithm[document["algorithm"]]
@@ -141,13 +165,21 @@ def issuer_keys_read(path: Path) -> IssuerCardKeys:
         for name in _KEY_NAMES:
             key = bytes.fromhex(document[name]["key"])
             if len(key) != 16 or key_check_value(key, algorithm).hex() != document[name]["kcv"].lower():
-                raise DayInputError(f"issuer keys {path}: {name} does not match its check value (kcv)")
+                raise DayInputError(
+                    said(
+                        N_("issuer keys %(path)s: %(name)s does not match its check value (kcv)"),
+                        path=path,
+                        name=name,
+                    )
+                )
             masters[name] = key
         divisions = tuple(str(d) for d in document["divisions"])
         keys = IssuerKeys(**masters, algorithm=algorithm, key_index=int(document["key_index"]))
         return IssuerCardKeys(issuer=str(document["issuer"]), divisions=divisions, keys=keys)
     except (KeyError, TypeError, ValueError) as exc:
-        raise DayInputError(f"issuer keys {path}: missing or bad field {exc}") from None
+        raise DayInputError(
+            said(N_("issuer keys %(path)s: missing or bad field %(exc)s"), path=path, exc=exc)
+        ) from None
 
 
 def cards_of_issuer(card_nos: list[str], keys: IssuerCardKeys) -> None:

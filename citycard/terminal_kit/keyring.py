@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from citycard.terminal_kit.i18n import N_, said, text_of
 from citycard.terminal_kit.signing import SignatureError, b64decode, verify_document
 from citycard.terminal_kit.store import TapStore
 
@@ -51,27 +52,27 @@ def _time(text: Any) -> dt.datetime:
     try:
         at = dt.datetime.fromisoformat(text)
     except (TypeError, ValueError):
-        raise KeysRefused(f"{text!r} is not an ISO 8601 time") from None
+        raise KeysRefused(said(N_("%(text)r is not an ISO 8601 time"), text=text)) from None
     if at.tzinfo is None:
-        raise KeysRefused(f"{text!r} has no UTC offset")
+        raise KeysRefused(said(N_("%(text)r has no UTC offset"), text=text))
     return at
 
 
 def _entry(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("key_id"), str) or not raw["key_id"]:
-        raise KeysRefused("a key entry has no key_id")
+        raise KeysRefused(said(N_("a key entry has no key_id")))
     key_id = raw["key_id"]
     if raw.get("alg") != "Ed25519":
-        raise KeysRefused(f"key {key_id!r} is not an Ed25519 key")
+        raise KeysRefused(said(N_("key %(id)r is not an Ed25519 key"), id=key_id))
     try:
         public = b64decode(str(raw.get("public_key", "")), what=f"public key of {key_id!r}")
     except SignatureError as exc:
-        raise KeysRefused(str(exc)) from None
+        raise KeysRefused(text_of(exc)) from None
     if len(public) != 32:
-        raise KeysRefused(f"public key of {key_id!r} is not 32 bytes")
+        raise KeysRefused(said(N_("public key of %(id)r is not 32 bytes"), id=key_id))
     signs = raw.get("signs")
     if not isinstance(signs, list) or not all(isinstance(s, str) for s in signs):
-        raise KeysRefused(f"key {key_id!r} does not say what it signs")
+        raise KeysRefused(said(N_("key %(id)r does not say what it signs"), id=key_id))
     verify_until = raw.get("verify_until")
     if verify_until is not None:
         _time(verify_until)
@@ -89,7 +90,7 @@ def _entry(raw: Any) -> dict[str, Any]:
 def _ring(payload: Mapping[str, Any]) -> KeyRing:
     entries = payload.get("keys")
     if not isinstance(entries, list):
-        raise KeysRefused("the document lists no keys")
+        raise KeysRefused(said(N_("the document lists no keys")))
     return KeyRing(
         tenant=str(payload.get("tenant", "")),
         issued_at=_time(payload.get("issued_at")),
@@ -130,29 +131,51 @@ def keyring_take(
     first_use = not trusted
     if first_use:
         if not isinstance(document, Mapping) or not isinstance(document.get("payload"), Mapping):
-            raise KeysRefused("the keys document has no payload")
+            raise KeysRefused(said(N_("the keys document has no payload")))
         if document["payload"].get("kind") != KEYS_DOCUMENT:
             raise KeysRefused(
-                f"the document is a {document['payload'].get('kind')!r}, not a {KEYS_DOCUMENT!r}"
+                said(
+                    N_("the document is a %(kind)r, not a %(document)r"),
+                    kind=document["payload"].get("kind"),
+                    document=KEYS_DOCUMENT,
+                )
             )
         trusted = _ring(document["payload"]).keys(SIGNS_KEYS, at=now)
     try:
         payload = verify_document(document, keys=trusted)
     except SignatureError as exc:
         if exc.code == "unknown_key":
-            raise KeysRefused(
-                f"the keys document is {exc}, not by a platform key this terminal trusts"
-                + (" (--platform-key)" if pinned else "")
-            ) from None
-        raise KeysRefused(f"the keys document was refused: {exc}") from None
+            if pinned:
+                template = N_(
+                    "the keys document is %(exc)s, not by a platform key this terminal trusts (--platform-key)"
+                )
+            else:
+                template = N_("the keys document is %(exc)s, not by a platform key this terminal trusts")
+            raise KeysRefused(said(template, exc=exc)) from None
+        raise KeysRefused(said(N_("the keys document was refused: %(exc)s"), exc=exc)) from None
     if payload.get("kind") != KEYS_DOCUMENT:
-        raise KeysRefused(f"the document is a {payload.get('kind')!r}, not a {KEYS_DOCUMENT!r}")
+        raise KeysRefused(
+            said(
+                N_("the document is a %(kind)r, not a %(document)r"),
+                kind=payload.get("kind"),
+                document=KEYS_DOCUMENT,
+            )
+        )
     if payload.get("tenant") != tenant:
-        raise KeysRefused(f"the keys document is for {payload.get('tenant')!r}, not {tenant!r}")
+        raise KeysRefused(
+            said(
+                N_("the keys document is for %(tenant)r, not %(expected)r"),
+                tenant=payload.get("tenant"),
+                expected=tenant,
+            )
+        )
     ring = _ring(payload)
     if held is not None and ring.issued_at < held.issued_at:
         raise KeysRefused(
-            f"the keys document was issued at {ring.issued_at:%Y-%m-%d %H:%M:%S}, before the one held"
+            said(
+                N_("the keys document was issued at %(at)s, before the one held"),
+                at=f"{ring.issued_at:%Y-%m-%d %H:%M:%S}",
+            )
         )
     # Keys past their overlap window are dropped now: a later document will not list them either.
     kept = [e for e in ring.entries if e["verify_until"] is None or _time(e["verify_until"]) > now]

@@ -25,6 +25,7 @@ from typing import Any
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm, key_check_value
 from citycard.terminal_kit.card.psam import issuer_id, transport_encipher, write_key_mac
+from citycard.terminal_kit.i18n import N_, said
 from citycard.terminal_kit.reader import CardChannel, Transport
 
 USAGES = {"purchase": A.KEY_PURCHASE, "maintenance": A.KEY_MAINTENANCE}
@@ -46,11 +47,19 @@ class PsamKey:
 
     def __post_init__(self) -> None:
         if self.usage not in USAGES:
-            raise ProvisioningError(f"key usage {self.usage!r} is not one of {', '.join(USAGES)}")
+            raise ProvisioningError(
+                said(
+                    N_("key usage %(usage)r is not one of %(usages)s"),
+                    usage=self.usage,
+                    usages=", ".join(USAGES),
+                )
+            )
         if len(self.issuer) != 6 or not self.issuer.isdigit():
-            raise ProvisioningError(f"issuer {self.issuer!r} must be a 6-digit division code")
+            raise ProvisioningError(
+                said(N_("issuer %(issuer)r must be a 6-digit division code"), issuer=self.issuer)
+            )
         if not 0 <= self.version <= 0xFF or len(self.key) != 16:
-            raise ProvisioningError("a key has a version 0..255 and 16 bytes")
+            raise ProvisioningError(said(N_("a key has a version 0..255 and 16 bytes")))
 
 
 def keys_from_json(text: str) -> list[PsamKey]:
@@ -67,7 +76,7 @@ def keys_from_json(text: str) -> list[PsamKey]:
             for item in json.loads(text)
         ]
     except (KeyError, TypeError, ValueError) as exc:
-        raise ProvisioningError(f"key file: {exc!r}") from exc
+        raise ProvisioningError(said(N_("key file: %(exc)r"), exc=exc)) from exc
 
 
 def _line_hash(line: str) -> str:
@@ -100,7 +109,7 @@ def psam_load_keys(
 ) -> list[dict[str, Any]]:
     """Load ``keys`` into the PSAM in ``transport``; return the audit entries appended to ``audit``."""
     if not actor.strip():
-        raise ProvisioningError("name who loads the keys (--actor): the audit log records it")
+        raise ProvisioningError(said(N_("name who loads the keys (--actor): the audit log records it")))
     channel = CardChannel(transport)
     transport.open()
     try:
@@ -139,7 +148,9 @@ def psam_load_keys(
 def _data(channel: CardChannel, command: bytes, what: str) -> bytes:
     response = channel.send(command)
     if not response.ok:
-        raise ProvisioningError(f"PSAM {what}: {response.describe()}")
+        raise ProvisioningError(
+            said(N_("PSAM %(what)s: %(describe)s"), what=what, describe=response.describe())
+        )
     return response.data
 
 
@@ -149,6 +160,12 @@ def audit_verify(audit: Path) -> int:
     lines = audit.read_text().splitlines()
     for number, line in enumerate(lines, start=1):
         if json.loads(line).get("prev") != previous:
-            raise ProvisioningError(f"audit log line {number} does not follow line {number - 1}")
+            raise ProvisioningError(
+                said(
+                    N_("audit log line %(number)s does not follow line %(previous)s"),
+                    number=number,
+                    previous=number - 1,
+                )
+            )
         previous = _line_hash(line)
     return len(lines)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.iso import CardTorn, IsoCard
+from citycard.terminal_kit.i18n import N_, said, text_of
 
 
 class ReaderError(Exception):
@@ -73,7 +74,7 @@ class InProcessReader:
 
     def open(self) -> None:
         if self.card is None:
-            raise NoCard("no card in the in-process reader")
+            raise NoCard(said(N_("no card in the in-process reader")))
         self.card.reset()
         self._connected = True
 
@@ -85,18 +86,18 @@ class InProcessReader:
 
     def atr(self) -> bytes:
         if self.card is None:
-            raise NoCard("no card in the in-process reader")
+            raise NoCard(said(N_("no card in the in-process reader")))
         return self.card.atr
 
     def transmit(self, command: bytes) -> bytes:
         if self.card is None or not self._connected:
-            raise NoCard("no card connected")
+            raise NoCard(said(N_("no card connected")))
         try:
             return self.card.process(bytes(command))
         except CardTorn as exc:
             self.card = None
             self._connected = False
-            raise CardRemoved(str(exc)) from exc
+            raise CardRemoved(text_of(exc)) from exc
 
 
 class PcscReader:
@@ -113,17 +114,21 @@ class PcscReader:
             from smartcard.System import readers
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise PcscUnavailable(
-                "pyscard is not installed (pip install 'citycard-interop[terminal]')"
+                said(N_("pyscard is not installed (pip install 'citycard-interop[terminal]')"))
             ) from exc
         try:
             found = readers()
         except (BaseSCardException, ListReadersException, SmartcardException) as exc:
-            raise PcscUnavailable(f"PC/SC service not available (is pcscd running?): {exc}") from exc
+            raise PcscUnavailable(
+                said(N_("PC/SC service not available (is pcscd running?): %(exc)s"), exc=exc)
+            ) from exc
         for reader in found:
             if self.name is None or str(reader) == self.name or str(reader).startswith(self.name):
                 return reader
         names = ", ".join(str(r) for r in found) or "none"
-        raise ReaderNotFound(f"reader {self.name!r} not found (readers: {names})")
+        raise ReaderNotFound(
+            said(N_("reader %(name)r not found (readers: %(names)s)"), name=self.name, names=names)
+        )
 
     def open(self) -> None:
         from smartcard.Exceptions import CardConnectionException, NoCardException
@@ -132,9 +137,11 @@ class PcscReader:
         try:
             connection.connect()
         except NoCardException as exc:
-            raise NoCard(f"no card on {self.name}") from exc
+            raise NoCard(said(N_("no card on %(name)s"), name=self.name)) from exc
         except CardConnectionException as exc:
-            raise NoCard(f"cannot connect to the card on {self.name}: {exc}") from exc
+            raise NoCard(
+                said(N_("cannot connect to the card on %(name)s: %(exc)s"), name=self.name, exc=exc)
+            ) from exc
         self._connection = connection
 
     def close(self) -> None:
@@ -157,21 +164,21 @@ class PcscReader:
 
     def atr(self) -> bytes:
         if self._connection is None:
-            raise NoCard("not connected")
+            raise NoCard(said(N_("not connected")))
         return bytes(self._connection.getATR())
 
     def transmit(self, command: bytes) -> bytes:
         from smartcard.Exceptions import CardConnectionException
 
         if self._connection is None:
-            raise NoCard("not connected")
+            raise NoCard(said(N_("not connected")))
         try:
             data, sw1, sw2 = self._connection.transmit(list(command))
         except CardConnectionException as exc:
             self.close()
             if getattr(exc, "hresult", -1) & 0xFFFFFFFF == SCARD_W_RESET_CARD:
-                raise CardReset(f"card reset under the connection: {exc}") from exc
-            raise CardRemoved(f"card removed during the command: {exc}") from exc
+                raise CardReset(said(N_("card reset under the connection: %(exc)s"), exc=exc)) from exc
+            raise CardRemoved(said(N_("card removed during the command: %(exc)s"), exc=exc)) from exc
         return bytes(data) + bytes([sw1, sw2])
 
 
@@ -197,7 +204,9 @@ class CardChannel:
         raw = self.transport.transmit(command)
         for _ in range(self.MAX_CHAINED):
             if len(raw) < 2:
-                raise CardRemoved(f"malformed response {raw.hex()} (fewer than two status bytes)")
+                raise CardRemoved(
+                    said(N_("malformed response %(hex)s (fewer than two status bytes)"), hex=raw.hex())
+                )
             sw1, sw2 = raw[-2], raw[-1]
             if sw1 == 0x6C:  # wrong Le: the card tells the right one
                 raw = self.transport.transmit(_with_le(command, sw2))
@@ -209,7 +218,7 @@ class CardChannel:
                     raw = data + raw
                 continue
             return A.Response.parse(raw)
-        raise CardRemoved("the card kept answering 61xx/6Cxx")
+        raise CardRemoved(said(N_("the card kept answering 61xx/6Cxx")))
 
 
 def _with_le(command: bytes, le: int) -> bytes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.virtual import block_mac_data
+from citycard.terminal_kit.i18n import N_, said
 from citycard.terminal_kit.reader import CardChannel, CardReset, ReaderError, Transport
 
 
@@ -50,7 +51,7 @@ class Psam:
             raise
         except ReaderError as exc:
             self.close()
-            raise SamError(f"PSAM: {exc}") from exc
+            raise SamError(said(N_("PSAM: %(exc)s"), exc=exc)) from exc
 
     def close(self) -> None:
         self._open = False
@@ -77,17 +78,24 @@ class Psam:
             self.close()
             if again:
                 return self._send(command, again=False)
-            raise SamError("PSAM: reset twice in a row") from None
+            raise SamError(said(N_("PSAM: reset twice in a row"))) from None
         except ReaderError as exc:
             self.close()  # reopened on the next use
-            raise SamError(f"PSAM: {exc}") from exc
+            raise SamError(said(N_("PSAM: %(exc)s"), exc=exc)) from exc
 
     def _data(self, command: bytes, what: str, length: int | None = None) -> bytes:
         response = self._send(command)
         if not response.ok:
-            raise SamError(f"PSAM {what}: {response.describe()}")
+            raise SamError(said(N_("PSAM %(what)s: %(describe)s"), what=what, describe=response.describe()))
         if length is not None and len(response.data) != length:
-            raise SamError(f"PSAM {what}: {len(response.data)} bytes instead of {length}")
+            raise SamError(
+                said(
+                    N_("PSAM %(what)s: %(data)s bytes instead of %(length)s"),
+                    what=what,
+                    data=len(response.data),
+                    length=length,
+                )
+            )
         return response.data
 
     # --- purchase -----------------------------------------------------------------------------------
@@ -122,11 +130,18 @@ class Psam:
         response = self._send(command)
         if response.sw == A.SW_DATA_NOT_FOUND:
             raise SamError(
-                f"the PSAM holds no purchase key for issuer {issuer_id[:3].hex()} "
-                f"(key version {key_version}, algorithm {int(algorithm):02X})"
+                said(
+                    N_(
+                        "the PSAM holds no purchase key for issuer %(issuer)s (key version %(version)s,"
+                        " algorithm %(algorithm)s)"
+                    ),
+                    issuer=issuer_id[:3].hex(),
+                    version=key_version,
+                    algorithm=f"{int(algorithm):02X}",
+                )
             )
         if not response.ok or len(response.data) != 8:
-            raise SamError(f"PSAM INIT SAM FOR PURCHASE: {response.describe()}")
+            raise SamError(said(N_("PSAM INIT SAM FOR PURCHASE: %(describe)s"), describe=response.describe()))
         return PurchaseAuth(int.from_bytes(response.data[0:4], "big"), response.data[4:8])
 
     def mac2_valid(self, mac2: bytes) -> bool:

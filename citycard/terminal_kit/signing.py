@@ -18,6 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from citycard.terminal_kit.i18n import N_, said
+
 ALGORITHM = "Ed25519"
 
 
@@ -82,7 +84,7 @@ def b64decode(text: str, *, what: str = "value") -> bytes:
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError) as exc:
-        raise SignatureError(f"{what} is not valid base64", code="malformed") from exc
+        raise SignatureError(said(N_("%(what)s is not valid base64"), what=what), code="malformed") from exc
 
 
 def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
@@ -110,27 +112,29 @@ def verify_document(
     ``keys`` maps key ids to public keys (raw 32 bytes or key objects), or is a function doing so.
     """
     if not isinstance(document, Mapping):
-        raise SignatureError("a signed document must be a JSON object", code="malformed")
+        raise SignatureError(said(N_("a signed document must be a JSON object")), code="malformed")
     payload, signature = document.get("payload"), document.get("signature")
     if not isinstance(payload, Mapping):
-        raise SignatureError("signed document has no payload object", code="malformed")
+        raise SignatureError(said(N_("signed document has no payload object")), code="malformed")
     if not isinstance(signature, Mapping):
-        raise SignatureError("document is not signed", code="unsigned")
+        raise SignatureError(said(N_("document is not signed")), code="unsigned")
     if signature.get("alg") != ALGORITHM:
-        raise SignatureError(f"unsupported signature algorithm {signature.get('alg')!r}", code="malformed")
+        raise SignatureError(
+            said(N_("unsupported signature algorithm %(alg)r"), alg=signature.get("alg")), code="malformed"
+        )
     key_id = signature.get("key_id")
     if not isinstance(key_id, str) or not key_id:
-        raise SignatureError("signature names no key_id", code="malformed")
+        raise SignatureError(said(N_("signature names no key_id")), code="malformed")
     public = keys(key_id) if callable(keys) else keys.get(key_id)
     if public is None:
-        raise SignatureError(f"signed by unknown key {key_id!r}", code="unknown_key")
+        raise SignatureError(said(N_("signed by unknown key %(id)r"), id=key_id), code="unknown_key")
     if isinstance(public, bytes | bytearray | memoryview):
         public = Ed25519PublicKey.from_public_bytes(bytes(public))
     raw = b64decode(str(signature.get("value", "")), what="signature")
     try:
         public.verify(raw, canonical_json(payload))
     except InvalidSignature as exc:
-        raise SignatureError(f"signature by {key_id!r} does not match the payload") from exc
+        raise SignatureError(said(N_("signature by %(id)r does not match the payload"), id=key_id)) from exc
     except TypeError as exc:
         raise SignatureError(str(exc), code="malformed") from exc
     return dict(payload)

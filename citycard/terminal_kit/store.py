@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.i18n import N_, said
 from citycard.terminal_kit.signing import sign_document, verify_document
 
 _SCHEMA = """
@@ -283,7 +284,13 @@ class TapStore:
         """Verify the tenant-signed acknowledgement of ``batch_id``, then forget the batch and its taps."""
         payload = verify_document(ack, keys=tenant_keys)
         if payload.get("batch_id") != batch_id:
-            raise ValueError(f"acknowledgement is for batch {payload.get('batch_id')!r}, not {batch_id!r}")
+            raise ValueError(
+                said(
+                    N_("acknowledgement is for batch %(id)r, not %(batch)r"),
+                    id=payload.get("batch_id"),
+                    batch=batch_id,
+                )
+            )
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DELETE FROM taps WHERE batch_id = ?", (batch_id,))
@@ -303,7 +310,7 @@ class TapStore:
                 "SELECT created_at, document FROM batches WHERE batch_id = ?", (batch_id,)
             ).fetchone()
             if row is None:
-                raise LookupError(f"no batch {batch_id!r} is waiting in the queue")
+                raise LookupError(said(N_("no batch %(id)r is waiting in the queue"), id=batch_id))
             taps = self.db.execute("SELECT count(*) FROM taps WHERE batch_id = ?", (batch_id,)).fetchone()[0]
             self.db.execute(
                 "INSERT INTO batches_set_aside (batch_id, created_at, document, taps, status, code, message, "
@@ -325,7 +332,7 @@ class TapStore:
             (batch_id,),
         ).fetchone()
         if row is None:
-            raise BatchNotSetAside(f"no batch {batch_id!r} is set aside")
+            raise BatchNotSetAside(said(N_("no batch %(id)r is set aside"), id=batch_id))
         return SetAsideBatch(*row)
 
     def batch_requeue(self, *, batch_id: str, at: dt.datetime, rebatch: bool = False) -> SetAsideBatch:
@@ -351,7 +358,7 @@ class TapStore:
         """Give up a set-aside batch: its taps leave the queue for good; the signed batch document stays
         in ``batches_set_aside`` with the reason, as the record of what was not uploaded."""
         if not reason.strip():
-            raise ValueError("dropping a batch needs a reason")
+            raise ValueError(said(N_("dropping a batch needs a reason")))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             aside = self._set_aside_open(batch_id)

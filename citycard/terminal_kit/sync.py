@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from citycard.terminal_kit.entitlements import EntitlementDeltaMismatch, EntitlementList
 from citycard.terminal_kit.hotlist import Hotlist, HotlistDeltaMismatch
+from citycard.terminal_kit.i18n import N_, said, text_of
 from citycard.terminal_kit.keyring import KeysTaken, keyring_take
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import TapStore
@@ -77,7 +78,7 @@ class Downloader:
         try:
             return self.get(self.base_url.rstrip("/") + path, headers)
         except OSError as exc:
-            raise DownloadError(f"the back office did not answer: {exc}") from exc
+            raise DownloadError(said(N_("the back office did not answer: %(exc)s"), exc=exc)) from exc
 
     def keys(self, store: TapStore, *, pinned: Mapping[str, bytes] | None = None) -> KeysTaken:
         """Fetch the tenant's keys document, verify it under the platform's key and keep it (keyring.py).
@@ -85,13 +86,19 @@ class Downloader:
         Public keys only: the request is not signed. A refused or missing answer keeps the keys held."""
         status, body = self._fetch(WELL_KNOWN_KEYS, signed=False)
         if status != 200:
-            raise DownloadError(f"keys download answered {status}: {body[:200].decode(errors='replace')}")
+            raise DownloadError(
+                said(
+                    N_("keys download answered %(status)s: %(body)s"),
+                    status=status,
+                    body=body[:200].decode(errors="replace"),
+                )
+            )
         try:
             return keyring_take(
                 json.loads(body), store=store, tenant=self.credentials.tenant, pinned=pinned, now=self.clock()
             )
         except ValueError as exc:  # KeysRefused, and a body that is not JSON
-            raise DownloadError(str(exc)) from exc
+            raise DownloadError(text_of(exc)) from exc
 
     def hotlist(self, store: TapStore) -> Hotlist:
         """Bring the held hotlist up to date and persist it; returns what the terminal now holds."""
@@ -100,17 +107,25 @@ class Downloader:
         if status == 304:
             return held
         if status != 200:
-            raise DownloadError(f"hotlist download answered {status}: {body[:200].decode(errors='replace')}")
+            raise DownloadError(
+                said(
+                    N_("hotlist download answered %(status)s: %(body)s"),
+                    status=status,
+                    body=body[:200].decode(errors="replace"),
+                )
+            )
         try:
             updated = held.apply(json.loads(body), keys=self.tenant_keys)
         except HotlistDeltaMismatch:
             # A delta made for another version than the one held: take the full list instead.
             status, body = self._fetch("/terminal/v1/hotlist")
             if status != 200:
-                raise DownloadError(f"full hotlist download answered {status}") from None
+                raise DownloadError(
+                    said(N_("full hotlist download answered %(status)s"), status=status)
+                ) from None
             updated = self._apply(held, body)
         except (ValueError, SignatureError) as exc:
-            raise DownloadError(f"the hotlist document was refused: {exc}") from exc
+            raise DownloadError(said(N_("the hotlist document was refused: %(exc)s"), exc=exc)) from exc
         store.document_put(
             kind=HOTLIST,
             version=updated.version,
@@ -122,7 +137,7 @@ class Downloader:
         try:
             return held.apply(json.loads(body), keys=self.tenant_keys)
         except (ValueError, SignatureError) as exc:  # HotlistError is a ValueError
-            raise DownloadError(f"the hotlist document was refused: {exc}") from exc
+            raise DownloadError(said(N_("the hotlist document was refused: %(exc)s"), exc=exc)) from exc
 
     def entitlements(self, held: EntitlementList) -> EntitlementList:
         """Bring the held entitlement list (离线权益名单) up to date: the delta on its version, the full list
@@ -132,15 +147,17 @@ class Downloader:
             return held
         try:
             if status != 200:
-                raise DownloadError(f"entitlement list download answered {status}")
+                raise DownloadError(said(N_("entitlement list download answered %(status)s"), status=status))
             return held.apply(json.loads(body), keys=self.tenant_keys)
         except EntitlementDeltaMismatch:
             status, body = self._fetch("/terminal/v1/entitlements")
             if status != 200:
-                raise DownloadError(f"full entitlement list download answered {status}") from None
+                raise DownloadError(
+                    said(N_("full entitlement list download answered %(status)s"), status=status)
+                ) from None
             try:
                 return held.apply(json.loads(body), keys=self.tenant_keys)
             except (ValueError, SignatureError) as exc:
-                raise DownloadError(f"the entitlement list was refused: {exc}") from exc
+                raise DownloadError(said(N_("the entitlement list was refused: %(exc)s"), exc=exc)) from exc
         except (ValueError, SignatureError) as exc:
-            raise DownloadError(f"the entitlement list was refused: {exc}") from exc
+            raise DownloadError(said(N_("the entitlement list was refused: %(exc)s"), exc=exc)) from exc

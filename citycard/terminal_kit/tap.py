@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from citycard.terminal_kit import i18n
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
@@ -23,6 +24,7 @@ from citycard.terminal_kit.card.virtual import CATEGORY_BITS, PASS_BITS
 from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, card_number_parse
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
+from citycard.terminal_kit.i18n import N_
 from citycard.terminal_kit.reader import CardChannel, CardRemoved, ReaderError, Transport
 from citycard.terminal_kit.recovery import RETAP_WINDOW, UNDECIDED_TAC, LogEntry, Verdict, torn_decide
 from citycard.terminal_kit.sam import Psam, SamError
@@ -104,7 +106,7 @@ def _bcd_to_date(raw: bytes) -> dt.date:
     try:
         return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     except ValueError as exc:
-        raise CardProtocolError(f"bad date {text} on the card") from exc
+        raise CardProtocolError(i18n.said(N_("bad date %(text)s on the card"), text=text)) from exc
 
 
 @dataclass
@@ -146,17 +148,17 @@ class Validator:
         try:
             result = self._tap(channel)
         except CardRemoved as exc:
-            result = TapResult("retap", f"card removed: {exc}; tap again")
+            result = TapResult("retap", i18n.said(N_("card removed: %(exc)s; tap again"), exc=exc))
         except CardLocked as exc:
-            result = TapResult("blocked", f"card locked (应用锁定): {exc}")
+            result = TapResult("blocked", i18n.said(N_("card locked (应用锁定): %(exc)s"), exc=exc))
         except SamError as exc:  # before ReaderError: a PSAM failure is the terminal's, not the card's
             result = TapResult("error", str(exc))
         except (CardProtocolError, CardNumberError) as exc:
-            result = TapResult("error", f"card refused: {exc}")
+            result = TapResult("error", i18n.said(N_("card refused: %(exc)s"), exc=exc))
         except ReaderError as exc:
-            result = TapResult("error", f"reader: {exc}")
+            result = TapResult("error", i18n.said(N_("reader: %(exc)s"), exc=exc))
         except FareError as exc:  # a route the rule document does not price: no debit
-            result = TapResult("error", f"fare: {exc}")
+            result = TapResult("error", i18n.said(N_("fare: %(exc)s"), exc=exc))
         finally:
             io.timed(self.transport.close)
         result.card_io_s = io.spent
@@ -167,15 +169,26 @@ class Validator:
 
     def _expect(self, response: A.Response, what: str, length: int | None = None) -> bytes:
         if not response.ok:
-            raise CardProtocolError(f"{what}: {response.describe()}")
+            raise CardProtocolError(
+                i18n.said(N_("%(what)s: %(describe)s"), what=what, describe=response.describe())
+            )
         if length is not None and len(response.data) != length:
-            raise CardProtocolError(f"{what}: {len(response.data)} bytes instead of {length}")
+            raise CardProtocolError(
+                i18n.said(
+                    N_("%(what)s: %(data)s bytes instead of %(length)s"),
+                    what=what,
+                    data=len(response.data),
+                    length=length,
+                )
+            )
         return response.data
 
     def read_card(self, channel: CardChannel) -> tuple[CardInfo, bool]:
         selected = channel.send(A.select_aid())
         if selected.sw == A.SW_APPLICATION_LOCKED:
-            raise CardLocked("the e-purse application is locked (9303); the card goes to a service point")
+            raise CardLocked(
+                i18n.said(N_("the e-purse application is locked (9303); the card goes to a service point"))
+            )
         blocked = selected.sw == A.SW_FILE_INVALIDATED
         if not blocked:
             self._expect(selected, "SELECT")
@@ -184,7 +197,11 @@ class Validator:
         card_no = card_number_from_bcd(public[10:20])
         card_number_parse(card_no)
         if card_no[:6] != public[0:3].hex():
-            raise CardProtocolError(f"issuer {public[0:3].hex()} does not match card number {card_no}")
+            raise CardProtocolError(
+                i18n.said(
+                    N_("issuer %(hex)s does not match card number %(no)s"), hex=public[0:3].hex(), no=card_no
+                )
+            )
         categories = frozenset(name for name, bit in CATEGORY_BITS.items() if management[1] & bit)
         passes = frozenset(name for name, bit in PASS_BITS.items() if management[2] & bit)
         info = CardInfo(
@@ -204,12 +221,14 @@ class Validator:
         card, blocked = self.read_card(channel)
         now = self._now()
         if blocked:
-            return TapResult("blocked", "card blocked (挂失/黑名单卡)", card_no=card.card_no)
+            return TapResult("blocked", i18n.said(N_("card blocked (挂失/黑名单卡)")), card_no=card.card_no)
         if self.hotlist.blocks(card.card_no, at=now):
             self._block(channel, card)
-            return TapResult("blocked", "card is on the hotlist and is now blocked", card_no=card.card_no)
+            return TapResult(
+                "blocked", i18n.said(N_("card is on the hotlist and is now blocked")), card_no=card.card_no
+            )
         if not card.valid_from <= now.date() <= card.valid_to:
-            return TapResult("declined", "card expired or not yet valid", card_no=card.card_no)
+            return TapResult("declined", i18n.said(N_("card expired or not yet valid")), card_no=card.card_no)
         torn = self.store.torn_for(card.card_no)
         if torn is not None:
             retap = self._recover(channel, torn, now)
@@ -222,7 +241,7 @@ class Validator:
         codec = self._trip_codec()
         quote = self.fare.quote(card, trip, card_state(codec, said))
         if quote.fare_fen < 0:
-            raise CardProtocolError("the fare calculator returned a negative fare")
+            raise CardProtocolError(i18n.said(N_("the fare calculator returned a negative fare")))
         return self._debit(
             channel, card, quote, now, said=said, new_trip=None if said is None else codec.encode(quote.state)
         )
@@ -234,7 +253,9 @@ class Validator:
         or not at all. Gate rules and prices: ``FareEngine.entry``/``exit``."""
         said = self._read_trip(channel)
         if said is None:
-            raise CardProtocolError("the card has no transit record (SFI 19): it cannot pass a gate")
+            raise CardProtocolError(
+                i18n.said(N_("the card has no transit record (SFI 19): it cannot pass a gate"))
+            )
         codec = self._trip_codec()
         state = card_state(codec, said)
         extra: dict[str, Any] = {"gate": self.gate, "station": self.station}
@@ -254,9 +275,9 @@ class Validator:
                 )
             quote = self.fare.exit(card, trip, state)
         else:
-            raise CardProtocolError(f"gate {self.gate!r} is neither entry nor exit")
+            raise CardProtocolError(i18n.said(N_("gate %(gate)r is neither entry nor exit"), gate=self.gate))
         if quote.fare_fen < 0:
-            raise CardProtocolError("the fare calculator returned a negative fare")
+            raise CardProtocolError(i18n.said(N_("the fare calculator returned a negative fare")))
         return self._debit(
             channel, card, quote, now, said=said, new_trip=codec.encode(quote.state), extra=extra
         )
@@ -294,14 +315,19 @@ class Validator:
         )
         if init.sw == A.SW_INSUFFICIENT_BALANCE:
             return TapResult(
-                "declined", "insufficient balance (余额不足)", card_no=card.card_no, fare_fen=quote.fare_fen
+                "declined",
+                i18n.said(N_("insufficient balance (余额不足)")),
+                card_no=card.card_no,
+                fare_fen=quote.fare_fen,
             )
         data = self._expect(init, "INITIALIZE FOR PURCHASE", 15)
         balance, atc = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big")
         algorithm = _algorithm(data[10])
         random = data[11:15]
         if balance < quote.fare_fen:
-            raise CardProtocolError("card reported a balance below the fare but did not refuse")
+            raise CardProtocolError(
+                i18n.said(N_("card reported a balance below the fare but did not refuse"))
+            )
         if new_trip is not None:  # cached by the card, written only with the debit
             self._expect(channel.send(A.update_capp_data_cache(new_trip)), "UPDATE CAPP DATA CACHE")
         kind = A.COMPOSITE if composite else A.PURCHASE
@@ -353,20 +379,24 @@ class Validator:
             raise
         if response.sw == A.SW_BAD_MAC:
             self.store.tap_void(tap_id)  # the card refused MAC1: nothing was debited
-            raise CardProtocolError("the card refused MAC1 (9302): SAM and card keys disagree")
+            raise CardProtocolError(i18n.said(N_("the card refused MAC1 (9302): SAM and card keys disagree")))
         out = response.data
         if not response.ok or len(out) != 8 or not self.sam.mac2_valid(out[4:8]):
             # The card may have debited but did not prove it: unproven, resolved by PROVE on the next tap.
             self.store.tap_torn(tap_id)
             return TapResult(
-                "retap", f"DEBIT answer not proven ({response.describe()}); tap again", card_no=card.card_no
+                "retap",
+                i18n.said(
+                    N_("DEBIT answer not proven (%(describe)s); tap again"), describe=response.describe()
+                ),
+                card_no=card.card_no,
             )
         tac = out[0:4]
         record.update(tac=tac.hex(), status="complete")
         self.store.tap_complete(tap_id, record)
         return TapResult(
             "approved",
-            "ok",
+            i18n.said(N_("ok")),
             card_no=card.card_no,
             fare_fen=quote.fare_fen,
             balance_fen=balance - quote.fare_fen,
@@ -413,7 +443,7 @@ class Validator:
             return None  # a new ride: it pays
         return TapResult(
             "approved",
-            "earlier tap completed (no second charge)",
+            i18n.said(N_("earlier tap completed (no second charge)")),
             card_no=record["card_no"],
             fare_fen=record["amount_fen"],
             balance_fen=record["balance_after_fen"],
@@ -428,7 +458,7 @@ class Validator:
         try:
             return LogEntry.parse(self._expect(response, f"READ RECORD {n} of the log", A.LOG_RECORD_SIZE))
         except ValueError as exc:
-            raise CardProtocolError(str(exc)) from exc
+            raise CardProtocolError(i18n.text_of(exc)) from exc
 
     def _block(self, channel: CardChannel, card: CardInfo) -> None:
         """APPLICATION BLOCK under the card's own algorithm: INITIALIZE FOR PURCHASE of 0 fen says which

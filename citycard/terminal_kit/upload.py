@@ -38,6 +38,7 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
+from citycard.terminal_kit.i18n import N_, said
 from citycard.terminal_kit.signing import SignatureError
 from citycard.terminal_kit.store import SetAsideBatch, TapStore
 
@@ -98,7 +99,13 @@ class UploadGaveUp(Exception):
     def __init__(self, batch_id: str, last: NotAnswered) -> None:
         self.batch_id = batch_id
         self.last = last
-        super().__init__(f"gave up on batch {batch_id} (it stays queued): the last try got {last.what}")
+        super().__init__(
+            said(
+                N_("gave up on batch %(batch)s (it stays queued): the last try got %(what)s"),
+                batch=batch_id,
+                what=last.what,
+            )
+        )
 
 
 class AcknowledgementRefused(Exception):
@@ -111,13 +118,22 @@ class AcknowledgementUnverified(AcknowledgementRefused):
 
     def __init__(self, batch_id: str, error: SignatureError) -> None:
         if error.code == "unknown_key":
-            message = (
-                f"batch {batch_id} was taken, but its acknowledgement is {error}, which this terminal does not"
-                " hold; the batch stays queued: run `citycard-terminal sync` to fetch the keys, then upload again"
+            message = said(
+                N_(
+                    "batch %(batch)s was taken, but its acknowledgement is %(error)s, which this terminal does"
+                    " not hold; the batch stays queued: run `citycard-terminal sync` to fetch the keys, then"
+                    " upload again"
+                ),
+                batch=batch_id,
+                error=error,
             )
         else:
-            message = (
-                f"batch {batch_id}: the acknowledgement does not verify ({error}); the batch stays queued"
+            message = said(
+                N_(
+                    "batch %(batch)s: the acknowledgement does not verify (%(error)s); the batch stays queued"
+                ),
+                batch=batch_id,
+                error=error,
             )
         super().__init__(message)
         self.batch_id = batch_id
@@ -179,7 +195,9 @@ class Uploader:
         try:
             status, answer, *more = self.post(self.url, body, headers)
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
-            raise NotAnswered(0, f"no answer ({type(exc).__name__}: {exc})") from exc
+            raise NotAnswered(
+                0, said(N_("no answer (%(name)s: %(exc)s)"), name=type(exc).__name__, exc=exc)
+            ) from exc
         if status == 200:
             return answer
         if 400 <= status < 500 and status not in STILL_TO_ANSWER:
@@ -187,7 +205,11 @@ class Uploader:
         answer_headers = {k.lower(): v for k, v in (more[0] if more else {}).items()}
         code, message = _error_of(status, answer)
         retry_after = retry_after_seconds(answer_headers.get("retry-after"), now=self.now())
-        raise NotAnswered(status, f"{status} {code}: {message}", retry_after)
+        raise NotAnswered(
+            status,
+            f"{status} {code}: {message}",
+            retry_after,
+        )
 
     def _send(self, batch_id: str, body: bytes, deadline: float | None) -> bytes:
         headers = {"Content-Type": "application/json"}
@@ -245,7 +267,13 @@ class Uploader:
                 raise AcknowledgementUnverified(batch_id, exc) from exc
             except ValueError as exc:  # not JSON, or for another batch
                 raise AcknowledgementRefused(
-                    f"the acknowledgement of batch {batch_id} was refused ({exc}); the batch stays queued"
+                    said(
+                        N_(
+                            "the acknowledgement of batch %(id)s was refused (%(exc)s); the batch stays queued"
+                        ),
+                        id=batch_id,
+                        exc=exc,
+                    )
                 ) from exc
             self.acknowledged.append(ack)
             sent += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 
 import pytest
@@ -145,6 +146,32 @@ def test_unknown_insured_or_no_policy_pays_nothing(medical, tenant):
     later = _claim(shenzhen, patient, "X2", [("D001", 1)], dt.date(2025, 6, 4))
     assert later["rejected"] == "no_policy"
     assert not ClearingRecord.objects.filter(kind="claim").exists()
+
+
+def test_a_refused_claim_shows_its_refusal_as_label_and_code(medical):
+    """The refusal's code stays the machine's word (``--json``, the answer); a person reads its label with
+    the code beside it, in the command and the admin (platform/reasons.py)."""
+    from django.utils import translation
+
+    from citycard.tenants.medical.admin import ClaimAdmin
+    from tests.platform.test_cli_chinese import assert_chinese
+
+    shenzhen, _dongguan, _ = medical
+    _claim(shenzhen, card_no("441900", 9998), "R1", [("D001", 1)], dt.date(2026, 11, 4))
+
+    def medical_command(*args: str) -> str:
+        out = io.StringIO()
+        with translation.override("zh-hans"):
+            call_command("medical", "--tenant", "shenzhen", *args, stdout=out)
+        return out.getvalue()
+
+    assert_chinese(medical_command("claims"), "未在参保地参保 (not_insured)")
+    assert_chinese(medical_command("claim", "shenzhen-R1"), "— 未在参保地参保 (not_insured): ")
+    assert json.loads(medical_command("claim", "shenzhen-R1", "--json"))["refusal"] == "not_insured"
+    with tenant_context(shenzhen), translation.override("zh-hans"):
+        claim = Claim.objects.get(claim_id="shenzhen-R1")
+        assert ClaimAdmin.status(None, claim).endswith(": 未在参保地参保 (not_insured)")
+    assert not ClearingRecord.objects.filter(kind="claim").exists()  # a refused claim is not cleared
 
 
 # --- what a claim's lines come to, and when a claim is refused ---------------------------------------------

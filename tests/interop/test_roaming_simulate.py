@@ -163,7 +163,17 @@ def test_an_issuers_card_list_and_test_keys_ride_citycard_terminal_simulate_and_
         assert AuditEntry.objects.filter(action="card.test_keys_export").count() == 1
 
     queue = tmp_path / "bus"
-    argv = ["--tenant", "hangzhou", "simulate", "--card-list", str(cards), "--issuer-keys", str(keys)]
+    argv = [
+        "--lang",
+        "en",
+        "--tenant",
+        "hangzhou",
+        "simulate",
+        "--card-list",
+        str(cards),
+        "--issuer-keys",
+        str(keys),
+    ]
     assert main([*argv, "--date", DAY.isoformat(), "--taps", "12", "--queue", str(queue)]) == 0
     out = capsys.readouterr().out
     assert f"12 taps of 5 cards on {DAY} (Beijing time)" in out

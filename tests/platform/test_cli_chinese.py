@@ -12,7 +12,9 @@ from pathlib import Path
 import polib
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import translation
+from django.utils.translation import gettext_noop
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +78,12 @@ def test_medical_refusals_in_chinese():
         call_command("medical", "--tenant", "dongguan", "claim", "nope")
 
 
+def test_gtfs_import_notes_speak_chinese():
+    usd = Path(__file__).resolve().parents[1] / "tenants" / "fares" / "gtfs_feeds" / "usd"
+    text = run("fares", "import-gtfs", "--tenant", "jiaxing", str(usd), "--rate", "usd=7.10")
+    assert_chinese(text, "注意", "0.50 USD 按 7.10 换算为 355 分 CNY")
+
+
 def test_fares_speaks_chinese():
     text = run("fares", "--tenant", "hangzhou", "stations", "add", "hz-9-01", "--name", "测试站")
     assert_chinese(text, "已添加车站 hz-9-01")
@@ -109,6 +117,11 @@ def test_merchants_channels_entitlements_onboarding_speak_chinese():
 
 def test_platform_commands_speak_chinese():
     assert_chinese(run("db", "status"), "数据目录")
+    # Where the data directory came from, when no variable named it (docs/cli.md, "Which database").
+    with override_settings(DATA_DIR_SOURCE=gettext_noop("make demo's, found in the current directory")):
+        assert_chinese(run("db", "status"), "（make demo 的目录，在当前目录中找到）")
+    with override_settings(DATA_DIR_SOURCE=gettext_noop("the default")):
+        assert_chinese(run("db", "status"), "（默认目录）")
     assert_chinese(run("graphql", "schema", "--check"), "schema 文件与代码一致")
 
 

@@ -9,11 +9,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.__main__ import _fare, main
+from citycard.terminal_kit.i18n import language_activate
 from citycard.terminal_kit.keyring import keyring_take
 from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.sync import hotlist_held
 from tests.terminal_kit import kit
+
+
+@pytest.fixture(autouse=True)
+def _english(monkeypatch):
+    """These tests read what citycard-terminal says in English (its source text); the Chinese it speaks by
+    default is read by tests/terminal_kit/test_cli_chinese.py."""
+    monkeypatch.setenv("CITYCARD_LANGUAGE", "en")
+    language_activate("en")  # for the helpers called without main()
 
 
 def test_simulate_a_day_in_process(capsys, tmp_path):
@@ -83,7 +92,7 @@ def test_sync_fetches_the_keys_then_the_hotlist_and_the_validator_holds_it(
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "trusting platform key public:s1 on first use (pin it with --platform-key)" in first
-    assert "keys of tonglu issued 2026-11-24 00:40:00: 3" in first
+    assert "keys of tonglu issued 2026-11-24 08:40:00 +08:00: 3" in first
     assert "hotlist version 4: 1 cards blocked" in first
     assert main(args) == 0  # up to date: 304; the platform key held is trusted now
     assert "first use" not in capsys.readouterr().out

@@ -12,6 +12,7 @@ from citycard.terminal_kit.__main__ import main
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.day import issuer_keys_document
 from citycard.terminal_kit.devkeys import SIM_KEYS
+from citycard.terminal_kit.i18n import language_activate
 from citycard.terminal_kit.store import TapStore
 
 DAY = "2026-11-21"
@@ -31,6 +32,14 @@ def keys_file(path, *, divisions=("330400",), keys=SIM_KEYS):
     )
     path.write_text(json.dumps(document))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _english(monkeypatch):
+    """These tests read what citycard-terminal says in English (its source text); the Chinese it speaks by
+    default is read by tests/terminal_kit/test_cli_chinese.py."""
+    monkeypatch.setenv("CITYCARD_LANGUAGE", "en")
+    language_activate("en")  # for the helpers called without main()
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from django.utils.translation import gettext, gettext_noop
+
 from citycard.terminal_kit.money import bps_of
 
 EXTENSION_FILE = "citycard_fares.json"
@@ -154,6 +156,30 @@ UNREAD = ("fare_attributes.txt", "fare_rules.txt", "timeframes_exceptions.txt")
 
 class GtfsError(ValueError):
     """A feed that cannot be read; the message names the file and row."""
+
+
+class Note(str):
+    """A note on what of a feed did not map: English text (what the import returns and tests compare), which
+    keeps its template and values so ``translated()`` reads it in the active language (the command prints
+    that)."""
+
+    template: str
+    params: dict[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Note:
+        note = super().__new__(cls, template % params)
+        note.template, note.params = template, params
+        return note
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_note, (self.template, self.params))
+
+    def translated(self) -> str:
+        return gettext(self.template) % self.params
+
+
+def _note(template: str, params: dict[str, Any]) -> Note:
+    return Note(template, **params)
 
 
 # --- files -----------------------------------------------------------------------------------------------
@@ -295,16 +321,31 @@ def gtfs_to_rules(
     one of that currency. The body's ``gtfs`` part keeps the feed's own ids and names the rule rows have
     no field for, so the export writes them back as they came."""
     if isinstance(feed.get(EXTENSION_FILE), Mapping):
-        return dict(feed[EXTENSION_FILE]), [f"rules taken from {EXTENSION_FILE} (a CityCard export)"]
+        return dict(feed[EXTENSION_FILE]), [
+            Note(gettext_noop("rules taken from %(file)s (a CityCard export)"), file=EXTENSION_FILE)
+        ]
     rates = {k.upper(): Decimal(v) for k, v in (rates or {}).items()}
-    notes: list[str] = []
+    notes: list[Note] = []
     for file in sorted(feed):
         if file in UNREAD:
-            notes.append(f"{file} is not read (GTFS-Fares v1 or not supported): its fares are not imported")
+            notes.append(
+                Note(
+                    gettext_noop(
+                        "%(file)s is not read (GTFS-Fares v1 or not supported): its fares are not imported"
+                    ),
+                    file=file,
+                )
+            )
         elif file in FIELDS and feed[file]:
             unknown = sorted(set(feed[file][0]) - set(FIELDS[file]))
             if unknown:
-                notes.append(f"{file}: column(s) {', '.join(unknown)} not read")
+                notes.append(
+                    Note(
+                        gettext_noop("%(file)s: column(s) %(unknown)s not read"),
+                        file=file,
+                        unknown=", ".join(unknown),
+                    )
+                )
     if not feed.get("fare_products.txt"):
         raise GtfsError("fare_products.txt is missing or empty: nothing to import")
     source: dict[str, Any] = {
@@ -351,7 +392,12 @@ def gtfs_to_rules(
         name = route_name(route_id)
         if name in source["routes"]:
             notes.append(
-                f"routes.txt {route_id}: name {name!r} is also route {source['routes'][name]['route_id']}"
+                Note(
+                    gettext_noop("routes.txt %(id)s: name %(name)r is also route %(route)s"),
+                    id=route_id,
+                    name=name,
+                    route=source["routes"][name]["route_id"],
+                )
             )
             continue
         source["routes"][name] = {
@@ -402,8 +448,14 @@ def gtfs_to_rules(
             joins.append({"from_stop": row["from_stop_id"], "to_stop": row["to_stop_id"]})
         else:
             notes.append(
-                f"fare_leg_join_rules.txt {row.get('from_network_id')}->{row.get('to_network_id')}: a join "
-                "without stops needs no rule here (a gated journey is priced entry to exit, transfers inside)"
+                Note(
+                    gettext_noop(
+                        "fare_leg_join_rules.txt %(source)s->%(target)s: a join without stops needs no rule here"
+                        " (a gated journey is priced entry to exit, transfers inside)"
+                    ),
+                    source=row.get("from_network_id"),
+                    target=row.get("to_network_id"),
+                )
             )
     named = {s for a in areas.values() for s in a["stops"]} | {
         j[k] for j in joins for k in ("from_stop", "to_stop")
@@ -420,7 +472,9 @@ def gtfs_to_rules(
         stops.append(stop)
     for area_id, area in list(areas.items()):
         if not area["stops"]:
-            notes.append(f"areas.txt {area_id}: no station in stop_areas.txt; area skipped")
+            notes.append(
+                Note(gettext_noop("areas.txt %(id)s: no station in stop_areas.txt; area skipped"), id=area_id)
+            )
             del areas[area_id]
 
     # timeframes (weekdays from calendar.txt)
@@ -439,8 +493,13 @@ def gtfs_to_rules(
         source["calendar_dates"] = date_rows
         for sid in sorted({r["service_id"] for r in date_rows} - set(cal_rows)):
             notes.append(
-                f"calendar_dates.txt: service {sid} has only dated exceptions; its timeframes apply every"
-                " weekday (the dates are kept for the export)"
+                Note(
+                    gettext_noop(
+                        "calendar_dates.txt: service %(sid)s has only dated exceptions; its timeframes apply"
+                        " every weekday (the dates are kept for the export)"
+                    ),
+                    sid=sid,
+                )
             )
     timeframes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for i, row in enumerate(feed.get("timeframes.txt", [])):
@@ -472,7 +531,17 @@ def gtfs_to_rules(
             )
         fen = _fen(prow.get("amount", "0"), where, rate=rates[given])
         notes.append(
-            f"{where}: {prow.get('amount')} {given} converted at {rates[given]} -> {fen} fen {currency}"
+            Note(
+                gettext_noop(
+                    "%(where)s: %(amount)s %(given)s converted at %(rate)s -> %(fen)s fen %(currency)s"
+                ),
+                where=where,
+                amount=prow.get("amount"),
+                given=given,
+                rate=rates[given],
+                fen=fen,
+                currency=currency,
+            )
         )
         return fen
 
@@ -502,7 +571,12 @@ def gtfs_to_rules(
         if row.get("to_timeframe_group_id") and row.get("to_timeframe_group_id") != row.get(
             "from_timeframe_group_id"
         ):
-            notes.append(f"{where}: to_timeframe_group_id ignored (fares are fixed at the tap)")
+            notes.append(
+                Note(
+                    gettext_noop("%(where)s: to_timeframe_group_id ignored (fares are fixed at the tap)"),
+                    where=where,
+                )
+            )
         timeframe = row.get("from_timeframe_group_id") or None
         priority = int(row.get("rule_priority") or 0) * 100
         product_id = row["fare_product_id"]
@@ -528,15 +602,36 @@ def gtfs_to_rules(
                 else _category(categories.get(rider, {"rider_category_id": rider}))
             )
             if rider and rider not in default_categories and category is None:
-                notes.append(f"{pwhere}: rider category {rider!r} does not map to a category; row skipped")
+                notes.append(
+                    Note(
+                        gettext_noop(
+                            "%(where)s: rider category %(rider)r does not map to a category; row skipped"
+                        ),
+                        where=pwhere,
+                        rider=rider,
+                    )
+                )
                 continue
             media = media_codes(prow.get("fare_media_id", ""))
             if media is None:
-                notes.append(f"{pwhere}: fare medium {prow.get('fare_media_id')!r} does not map; row skipped")
+                notes.append(
+                    Note(
+                        gettext_noop("%(where)s: fare medium %(id)r does not map; row skipped"),
+                        where=pwhere,
+                        id=prow.get("fare_media_id"),
+                    )
+                )
                 continue
             if category is None and not media:
                 if timeframe:
-                    notes.append(f"{where}: a base fare cannot depend on a timeframe; timeframe ignored")
+                    notes.append(
+                        Note(
+                            gettext_noop(
+                                "%(where)s: a base fare cannot depend on a timeframe; timeframe ignored"
+                            ),
+                            where=where,
+                        )
+                    )
                 pid = _suffixed(product_id, taken)
                 if pid != product_id:
                     source["products"][pid] = product_id
@@ -559,7 +654,12 @@ def gtfs_to_rules(
             group = groups.setdefault(category, {"amount": amount, "media": set()})
             if group["amount"] != amount:
                 notes.append(
-                    f"{pwhere}: {category or 'default'} rows with different amounts; kept {group['amount']}"
+                    Note(
+                        gettext_noop("%(where)s: %(category)s rows with different amounts; kept %(amount)s"),
+                        where=pwhere,
+                        category=category or "default",
+                        amount=group["amount"],
+                    )
                 )
             group["media"].update(media)
         for category, group in sorted(groups.items(), key=lambda g: g[0] or ""):

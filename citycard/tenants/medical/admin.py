@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import tenant_admin
 from citycard.platform.errors import DomainError
+from citycard.platform.reasons import reason_text
 from citycard.tenants.medical import selectors, services
 from citycard.tenants.medical.models import (
     CatalogueItem,
@@ -465,7 +466,7 @@ class ClaimAdmin(admin.ModelAdmin):
     def status(self, obj):
         result = selectors.claim_result(obj)
         label = STATUS_LABELS[result.status]
-        return f"{label}: {result.refusal}" if result.refusal else label
+        return f"{label}: {reason_text(result.refusal)}" if result.refusal else label
 
     @admin.display(description=_("reason"))
     def reason(self, obj):

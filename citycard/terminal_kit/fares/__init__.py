@@ -18,6 +18,7 @@ from citycard.terminal_kit.fares.document import (
     compile_document,
 )
 from citycard.terminal_kit.fares.engine import Card, FareEngine, FareError, FareQuote, Trip
+from citycard.terminal_kit.i18n import N_, said
 from citycard.terminal_kit.signing import KeyLookup, SignatureError, verify_document
 
 KIND = "fare_rules"
@@ -45,9 +46,17 @@ def load_signed(
     SignatureError for a tampered or foreign document, RuleDocumentError for a malformed one."""
     payload = verify_document(document, keys=keys)
     if payload.get("kind", KIND) != KIND:
-        raise SignatureError(f"document is a {payload.get('kind')!r}, not {KIND}", code="wrong_kind")
+        raise SignatureError(
+            said(N_("document is a %(kind)r, not %(expected)s"), kind=payload.get("kind"), expected=KIND),
+            code="wrong_kind",
+        )
     if tenant is not None and payload.get("tenant") != tenant:
         raise SignatureError(
-            f"rule document is {payload.get('tenant')!r}'s, not {tenant!r}'s", code="foreign_signer"
+            said(
+                N_("rule document is %(tenant)r's, not %(expected)r's"),
+                tenant=payload.get("tenant"),
+                expected=tenant,
+            ),
+            code="foreign_signer",
         )
     return FareEngine(compile_document(payload))

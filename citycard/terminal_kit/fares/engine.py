@@ -40,6 +40,7 @@ from citycard.terminal_kit.fares.document import (
     TransferRule,
     compile_document,
 )
+from citycard.terminal_kit.i18n import N_, said
 
 _CACHE_LIMIT = 4096
 
@@ -178,7 +179,13 @@ class FareEngine:
         found = self._distances.get(key)
         if found is None:
             if origin not in self.rules.stops:
-                raise FareError(f"station {origin!r} is not in the rules (v{self.version})")
+                raise FareError(
+                    said(
+                        N_("station %(origin)r is not in the rules (v%(version)s)"),
+                        origin=origin,
+                        version=self.version,
+                    )
+                )
             weight = 1 if measure == "km" else 2
             found = {origin: 0}
             heap = [(0, origin)]
@@ -197,7 +204,14 @@ class FareEngine:
             self._distances[key] = found
         d = found.get(destination)
         if d is None:
-            raise FareError(f"no way inside the gates from {origin} to {destination} (rules v{self.version})")
+            raise FareError(
+                said(
+                    N_("no way inside the gates from %(origin)s to %(destination)s (rules v%(version)s)"),
+                    origin=origin,
+                    destination=destination,
+                    version=self.version,
+                )
+            )
         return d
 
     def _base(self, product: Product, trip: TripFacts) -> tuple[int, str]:
@@ -216,7 +230,13 @@ class FareEngine:
             priced = table.price_pair(origin, destination)
             if priced is None:
                 raise FareError(
-                    f"table {table.id} has no fare for {origin} -> {destination} (v{self.version})"
+                    said(
+                        N_("table %(id)s has no fare for %(origin)s -> %(destination)s (v%(version)s)"),
+                        id=table.id,
+                        origin=origin,
+                        destination=destination,
+                        version=self.version,
+                    )
                 )
             fare, cell = priced
             return fare, f"base: product {product.id}{pair}, {cell}"
@@ -238,7 +258,13 @@ class FareEngine:
     def gate_rules(self, service: str) -> Any:
         rules = self.rules.gates.get(service)
         if rules is None:
-            raise FareError(f"no gate rules for {service} (rules v{self.version})")
+            raise FareError(
+                said(
+                    N_("no gate rules for %(service)s (rules v%(version)s)"),
+                    service=service,
+                    version=self.version,
+                )
+            )
         return rules
 
     def entry(
@@ -250,7 +276,13 @@ class FareEngine:
         gates = self.gate_rules(trip.service)
         station = getattr(trip, "origin", None)
         if station not in self.rules.stops:
-            raise FareError(f"entry station {station!r} is not in the rules (v{self.version})")
+            raise FareError(
+                said(
+                    N_("entry station %(station)r is not in the rules (v%(version)s)"),
+                    station=station,
+                    version=self.version,
+                )
+            )
         now_min = int(trip.at.timestamp()) // 60
         trace = [f"entry at {station} line {trip.route}"]
         fare, rule_id = gates.entry_fen, "gate:entry"
@@ -279,7 +311,13 @@ class FareEngine:
         gates = self.gate_rules(trip.service)
         station = getattr(trip, "destination", None)
         if station not in self.rules.stops:
-            raise FareError(f"exit station {station!r} is not in the rules (v{self.version})")
+            raise FareError(
+                said(
+                    N_("exit station %(station)r is not in the rules (v%(version)s)"),
+                    station=station,
+                    version=self.version,
+                )
+            )
         now_min = int(trip.at.timestamp()) // 60
         entry = state.pop("e", None)
         # An entry written by another city's gate (``~e``: another owner's stations) is no valid entry
@@ -370,10 +408,18 @@ class FareEngine:
                 base_product = product
                 break
         if base_product is None:
-            where = f" from {origin} to {destination}" if origin or destination else ""
-            raise FareError(
-                f"no fare product for {service} route {route}{where} on {day} (rules v{self.version})"
-            )
+            values = {"service": service, "route": route, "day": day, "version": self.version}
+            if origin or destination:
+                template = N_(
+                    "no fare product for %(service)s route %(route)s from %(origin)s to %(destination)s on"
+                    " %(day)s (rules v%(version)s)"
+                )
+                values |= {"origin": origin, "destination": destination}
+            else:
+                template = N_(
+                    "no fare product for %(service)s route %(route)s on %(day)s (rules v%(version)s)"
+                )
+            raise FareError(said(template, **values))
         base, line = self._base(base_product, trip)
         trace.append(line)
         if policy == "no_concession":

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         if opts["action"] == "status":
             self.stdout.write(
                 gettext("data directory: %(path)s (%(source)s)")
-                % {"path": settings.DATA_DIR, "source": settings.DATA_DIR_SOURCE}
+                % {"path": settings.DATA_DIR, "source": gettext(settings.DATA_DIR_SOURCE)}
             )
             if not pgdata:
                 where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"

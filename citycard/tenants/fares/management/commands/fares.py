@@ -246,7 +246,7 @@ class Command(PlatformCommand):
             gettext("imported: %(counts)s") % {"counts": ", ".join(f"{k} {v}" for k, v in counts.items())}
         )
         for note in notes:
-            self.stdout.write("  " + gettext("note: %(note)s") % {"note": note})
+            self.stdout.write("  " + gettext("note: %(note)s") % {"note": note.translated()})
         self.stdout.write(gettext("review in the admin, then: citycard fares publish --tenant …"))
 
     def _export_gtfs(self, tenant, opts):

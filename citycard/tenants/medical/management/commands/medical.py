@@ -19,6 +19,7 @@ from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.management.base import PlatformCommand, beijing
+from citycard.platform.reasons import reason_text
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.medical import selectors, services
 from citycard.tenants.medical.models import ClaimRole, Coverage, InsuredCategory, ItemCategory
@@ -384,7 +385,7 @@ class Command(PlatformCommand):
                 yuan(c.total_fen),
                 yuan(result.fund_fen),
                 yuan(result.patient_fen),
-                status_label(result.status) + (f": {result.refusal}" if result.refusal else ""),
+                status_label(result.status) + (f": {reason_text(result.refusal)}" if result.refusal else ""),
             )
         console.print(table)
 
@@ -441,7 +442,7 @@ class Command(PlatformCommand):
                     "fund": yuan(result.fund_fen) or "—",
                     "patient": yuan(result.patient_fen) or "—",
                 }
-                + (f" — {result.refusal}: {result.reason}" if result.refusal else "")
+                + (f" — {reason_text(result.refusal)}: {result.reason}" if result.refusal else "")
             )
             lines = Table(
                 gettext("code"),
