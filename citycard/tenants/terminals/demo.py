@@ -334,7 +334,7 @@ def _halves_release(ctx, tenant, now: dt.datetime) -> None:
         gettext("%(city)s: %(n)d metro half journeys released (no other tap within %(minutes)d minutes)")
         % {"city": tenant.name_zh, "n": released, "minutes": minutes}
     )
-    for j in Journey.objects.filter(released_at=now).order_by("routing", "card_no"):
+    for j in Journey.objects.filter(released_at=now).order_by("-routing", "card_no"):
         values = {
             "card": j.card_no,
             "origin": j.origin,

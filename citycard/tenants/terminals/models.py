@@ -400,6 +400,10 @@ class Journey(models.Model):
                 name="journey_half_idx",
                 condition=Q(released_at__isnull=True, status__in=["open", "exit_only"]),
             ),
+            # the halves released lately, newest first (the city dashboard)
+            models.Index(
+                fields=["-released_at"], name="journey_released_idx", condition=Q(released_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,6 +13,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.utils import translation
 from django_tenants.utils import tenant_context
 
@@ -29,6 +30,8 @@ from citycard.interop.services.cycles import (
 from citycard.interop.services.messages import outbox_collect
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.keys import tenant_card_tac_master
+from citycard.platform.models import Role
+from citycard.platform.services import user_create
 from citycard.tenants.exchange.models import OutboxMessage, SeenCounter
 from citycard.tenants.fares import seeds
 from citycard.tenants.terminals import checks
@@ -40,6 +43,7 @@ from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_numbe
 from citycard.tenants.terminals.tasks import half_journeys_release_all
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
+from citycard.terminal_kit.money import yuan
 from citycard.terminal_kit.transit import TripCodec
 from tests.interop.conftest import cards_known
 
@@ -642,6 +646,47 @@ def test_the_release_command_says_how_many_it_released_in_the_citys_books_and_to
         call_command("terminal", "--tenant", "hangzhou", "release-halves", stdout=out)
         call_command("terminal", "--tenant", "hangzhou", "release-halves", stdout=out)
     assert out.getvalue().splitlines() == [
-        "已释放 2 个超时的半程行程：1 个本市卡行程在本市账内结算，1 个异地卡行程送发卡方清算",
-        "已释放 0 个超时的半程行程：0 个本市卡行程在本市账内结算，0 个异地卡行程送发卡方清算",
+        "已释放 2 个超时的半程行程：1 个本地卡行程在本市账内结算，1 个异地卡行程送发卡方清算",
+        "已释放 0 个超时的半程行程：0 个本地卡行程在本市账内结算，0 个异地卡行程送发卡方清算",
     ]
+
+
+def test_the_journeys_admin_shows_when_a_half_was_released_and_by_which_tap_in_beijing_time(gates):
+    hangzhou, sims, engine = gates
+    released, whole = SimCard(card_number("310000", 38)), SimCard(card_number("330100", 39))
+    tap_in, _ = deposit_ride(sims, engine, released)
+    in_whole, out_whole, quote = ride(sims, engine, whole)
+    upload(hangzhou, sims["entry"], [tap_in, in_whole])
+    upload(hangzhou, sims["exit"], [out_whole])
+    assert release(hangzhou, at=AT + TIME_OUT) == 1
+    entry_id = tx_ids(hangzhou, released)["entry"]
+    client = Client()
+    client.force_login(
+        user_create(
+            username="hz-journeys", role=Role.CITY_ADMIN, tenant_code="hangzhou", password="a-long-pw-1"
+        )
+    )
+    host = {"HTTP_HOST": "hangzhou.localhost"}
+    page = client.get("/admin/terminals/journey/", **host).content.decode()
+    for label in (
+        "进站时间（北京时间）",
+        "半程超时释放时间（北京时间）",
+        "半程清算交易编号",
+        "票价",
+        "已释放",
+    ):
+        assert label in page, label
+    assert "2026-11-23 16:00:00" in page  # released at AT + 6 h, Beijing time (08:00 UTC)
+    assert "2026-11-23 10:00:00" in page and "¥2.00" in page and yuan(quote.fare_fen) in page
+    listed = client.get("/admin/terminals/journey/?released=yes", **host).content.decode()
+    assert released.card_no in listed and whole.card_no not in listed
+    unreleased = client.get("/admin/terminals/journey/?released=no", **host).content.decode()
+    assert whole.card_no in unreleased and released.card_no not in unreleased
+    with tenant_context(hangzhou):
+        pk = Journey.objects.get(card_no=released.card_no).pk
+    detail = client.get(f"/admin/terminals/journey/{pk}/change/", **host).content.decode()
+    assert (
+        "2026-11-23 16:00:00" in detail
+        and str(entry_id) in detail
+        and "半程超时释放时间（北京时间）" in detail
+    )
