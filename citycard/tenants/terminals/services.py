@@ -313,8 +313,8 @@ def half_journeys_release(*, actor: str, now: dt.datetime | None = None) -> int:
     for journey in journeys:
         journey.released_at, journey.released_tx_id = now, half[journey.pk]
     Journey.objects.bulk_update(journeys, ["released_at", "released_tx_id"])
-    clearing = Transaction.objects.filter(id__in=[half[j.pk] for j in roaming]).order_by("id")
-    taking = list(clearing)
+    # every roaming half's tap, what it took or nothing: the issuer sees each card counter once
+    taking = list(Transaction.objects.filter(id__in=[half[j.pk] for j in roaming]).order_by("id"))
     if taking:
         batch_ids = dict(
             Batch.objects.filter(pk__in={r.batch_id for r in taking}).values_list("pk", "batch_id")
