@@ -41,6 +41,9 @@ def test_the_demo_runs_and_runs_again():
             out = done.stdout
             assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
             assert "haiyan (via jiaxing)" in out
+            # each run, a visiting and a local card enter a host city's metro and never exit: released
+            flat = out.replace("\n", "")  # rich wraps long lines wherever a CJK character falls
+            assert flat.count("释放了 2 个地铁半程行程") == 2 and flat.count("未出站") == 4
             assert "sample query answered 200" in out and "partner key for hangzhou" in out
             assert "card query answered 200 (0 errors)" in out
             assert "clearing query answered 200 (0 errors)" in out and "net positions balanced" in out

@@ -1,7 +1,7 @@
 """What the city dashboard reads, one query each, all in the tenant's own schema: its cards, its terminals'
-taps, its review flags, its hotlists, its subsidy runs, the clearing results the platform delivered to it as
-signed messages (reconciliation manifests, exceptions) in its inbox, and what it rejected as issuer when
-asked to validate (its kept answers)."""
+taps, its review flags, its metro half journeys released, its hotlists, its subsidy runs, the clearing
+results the platform delivered to it as signed messages (reconciliation manifests, exceptions) in its inbox,
+and what it rejected as issuer when asked to validate (its kept answers)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.db.models import Count, Max, Min, Sum
 from citycard.tenants.accounts.models import SubsidyRun
 from citycard.tenants.cards.models import Card, HotlistHead
 from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, TerminalHotlistHead
-from citycard.tenants.terminals.models import ReviewFlag, Routing, TapDay
+from citycard.tenants.terminals.models import Journey, JourneyStatus, ReviewFlag, Routing, TapDay
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -135,3 +135,37 @@ def hotlist_versions() -> dict[str, Any]:
 def subsidy_runs(*, limit: int = 10) -> list[SubsidyRun]:
     """The latest subsidy runs (补贴发放) with their programme, newest first."""
     return list(SubsidyRun.objects.select_related("programme").order_by("-at", "-pk")[:limit])
+
+
+def half_journeys_released(*, since: dt.date, limit: int = 20) -> list[dict[str, Any]]:
+    """The metro half journeys released after their time-out since ``since`` (Beijing), newest first (半程
+    超时释放): ``{"released_at", "released_tx_id", "card_no", "routing", "line", "origin", "destination",
+    "entered_at", "exited_at", "status", "amount_fen"}`` — ``amount_fen`` what the released tap took
+    (the entry's for an entry without exit, the exit's otherwise). One query (a partial index)."""
+    rows = (
+        Journey.objects.filter(released_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=BEIJING))
+        .order_by("-released_at", "-id")
+        .values(
+            "released_at",
+            "released_tx_id",
+            "card_no",
+            "routing",
+            "line",
+            "origin",
+            "destination",
+            "entered_at",
+            "exited_at",
+            "status",
+            "entry_fen",
+            "exit_fen",
+        )[:limit]
+    )
+    routings = dict(Routing.choices)
+    return [
+        {
+            **row,
+            "routing_label": routings.get(row["routing"], row["routing"]),
+            "amount_fen": row["entry_fen"] if row["status"] == JourneyStatus.OPEN else row["exit_fen"],
+        }
+        for row in rows
+    ]

@@ -144,5 +144,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "flags_waiting": sum(f["flags"] for f in flags),
             "hotlist": selectors.hotlist_versions(),
             "subsidy_runs": selectors.subsidy_runs(),
+            "halves": selectors.half_journeys_released(since=since),
         },
     )

@@ -178,8 +178,8 @@ def _clearing_items(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             items.append(dict(record))
         elif journey.released_at is not None:
             # a half journey released after its time-out: each of its taps clears alone, with what it took
-            if record["amount_fen"]:
-                items.append(_half_record(journey, record))
+            # (nothing too: the issuer still sees and claims that tap's card counter; no money moves)
+            items.append(_half_record(journey, record))
         elif journey_due(journey):
             due.setdefault(journey.pk, (journey, record))
     taps = journey_taps([j for j, _ in due.values()])

@@ -1,4 +1,4 @@
-"""Tenant admin pages: the terminal registry, batches, transactions, review flags and exceptions."""
+"""Tenant admin pages: the terminal registry, batches, transactions, metro journeys, review flags and exceptions."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from citycard.platform.errors import DomainError
 from citycard.tenants.terminals import services
 from citycard.tenants.terminals.models import (
     Batch,
+    Journey,
     ReviewFlag,
     TapException,
     Terminal,
     TerminalKey,
     Transaction,
 )
+from citycard.terminal_kit.beijing import BEIJING
+from citycard.terminal_kit.money import yuan
 
 
 def _actor(request) -> str:
@@ -190,3 +193,92 @@ class TapExceptionAdmin(ResolvableAdmin):
     list_display = ("created_at", "kind", "reason_shown", "card_no", "issuer", "batch", "idx", "resolved_at")
     list_filter = ("kind", reason_filter("reason", _("reason")))
     search_fields = ("=card_no",)
+
+
+def _beijing(at) -> str:
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if at else "—"
+
+
+class HalfReleasedFilter(admin.SimpleListFilter):
+    """Half journeys released after their time-out (半程超时释放), or not."""
+
+    title = _("half journey released")
+    parameter_name = "released"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("released")), ("no", _("not released"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(released_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(released_at__isnull=True)
+        return queryset
+
+
+@admin.register(Journey, site=tenant_admin)
+class JourneyAdmin(ReadOnlyAdmin):
+    """Metro journeys (进出站行程) as ingestion paired them, with the half-journey release: when a half was
+    settled alone after its time-out and which tap carried its money (docs/clearing.md, "Half journeys")."""
+
+    list_display = (
+        "entered",
+        "exited",
+        "card_no",
+        "routing",
+        "line",
+        "origin",
+        "destination",
+        "status",
+        "fare",
+        "released",
+        "released_tx_id",
+    )
+    list_filter = (HalfReleasedFilter, "status", "routing")
+    search_fields = ("=card_no",)
+    ordering = ("-id",)
+    show_full_result_count = False
+    fields = (
+        "key",
+        "card_no",
+        "issuer",
+        "routing",
+        "line",
+        "origin",
+        "destination",
+        "entered",
+        "exited",
+        "entry_tx_id",
+        "exit_tx_id",
+        "entry_yuan",
+        "exit_yuan",
+        "fare",
+        "status",
+        "released",
+        "released_tx_id",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("entered at (Beijing time)"), ordering="entered_at")
+    def entered(self, obj):
+        return _beijing(obj.entered_at)
+
+    @admin.display(description=_("exited at (Beijing time)"), ordering="exited_at")
+    def exited(self, obj):
+        return _beijing(obj.exited_at)
+
+    @admin.display(description=_("half released at (Beijing time)"), ordering="released_at")
+    def released(self, obj):
+        return _beijing(obj.released_at)
+
+    @admin.display(description=_("fare"))
+    def fare(self, obj):
+        return yuan(obj.fare_fen)
+
+    @admin.display(description=_("charged at entry"))
+    def entry_yuan(self, obj):
+        return yuan(obj.entry_fen)
+
+    @admin.display(description=_("charged at exit"))
+    def exit_yuan(self, obj):
+        return yuan(obj.exit_fen)

@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -20,8 +21,9 @@ from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.journeys import half_release_minutes
 from citycard.tenants.terminals.models import Journey, ReviewFlag, Terminal, Transaction
-from citycard.tenants.terminals.services import terminal_register
+from citycard.tenants.terminals.services import half_journeys_release, terminal_register
 from citycard.tenants.terminals.simulate import SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
 from citycard.terminal_kit.beijing import BEIJING
@@ -31,6 +33,7 @@ from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
 from citycard.terminal_kit.fares import KIND as FARE_RULES
 from citycard.terminal_kit.fares import load_signed
+from citycard.terminal_kit.money import yuan
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.store import TapStore
@@ -99,7 +102,14 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
     prefix, visitor = _METRO_RIDERS[code]
     uploads = []
     cards = []
-    for issuer, serial in ((visitor, 901), (city.division_code, 902)):
+    # 901 and 902 ride entry to exit; 903 (the visitor) and 904 (a local card) enter and never exit: half
+    # journeys, entered longer ago than the time-out, so the release of this run settles them.
+    for issuer, serial in (
+        (visitor, 901),
+        (city.division_code, 902),
+        (visitor, 903),
+        (city.division_code, 904),
+    ):
         card_no = card_number_build(division=issuer, scheme="01", serial=serial)
         cards.append(
             VirtualCard(
@@ -129,8 +139,14 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
         validator = _validator(tenant, terminal_id, n, "1", city.division_code)
         validator.service, validator.gate, validator.station = "metro", gate, station
         gates.append((terminal_id, validator, []))
+    half_ago = half_release_minutes(tenant=tenant, at=now) + 10
+    entry_validator, entry_taps = gates[0][1], gates[0][2]
+    for card in cards[2:]:  # the halves' entries first: the gate's queue is in the order it tapped
+        entry_validator.transport.insert(card)
+        entry_validator.clock = lambda: now - dt.timedelta(minutes=half_ago)
+        entry_taps.append(entry_validator.tap())
     for (_, validator, taps), minutes in zip(gates, (40, 20), strict=True):
-        for card in cards:
+        for card in cards[:2]:
             validator.transport.insert(card)
             validator.clock = lambda minutes=minutes: now - dt.timedelta(minutes=minutes)
             taps.append(validator.tap())
@@ -300,7 +316,44 @@ def demo_step(ctx) -> None:
                     f"{code} metro journey ({j.routing}, card of {j.issuer}): {j.origin} -> {j.destination} "
                     f"line {j.line}, {j.fare_fen} fen, {j.status}"
                 )
+            _halves_release(ctx, tenant, now)
     ctx.console.print(
         "Terminals upload to POST http://<tenant>.localhost:8000/terminal/v1/batches (docs/ingestion.md); "
         "see them at /admin/terminals/ on each tenant site."
     )
+
+
+def _halves_release(ctx, tenant, now: dt.datetime) -> None:
+    """The release the beat task runs every 15 minutes, run now (``now``: the demo's clock): the entries of
+    this run's half journeys were made longer ago than the time-out, so they are released here — the
+    visitor's entry tap to its issuer as a clearing record of its own (a zero-amount one when the entry
+    took nothing: the issuer still sees its card counter), the local card's settled in the city's books."""
+    released = half_journeys_release(actor="demo", now=now)
+    minutes = half_release_minutes(tenant=tenant, at=now)
+    ctx.console.print(
+        gettext("%(city)s: %(n)d metro half journeys released (no other tap within %(minutes)d minutes)")
+        % {"city": tenant.name_zh, "n": released, "minutes": minutes}
+    )
+    for j in Journey.objects.filter(released_at=now).order_by("-routing", "card_no"):
+        values = {
+            "card": j.card_no,
+            "origin": j.origin,
+            "line": j.line,
+            "entered": j.entered_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+            "released": j.released_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+            "amount": yuan(j.entry_fen if j.status == "open" else j.exit_fen),
+            "record": f"{tenant.code}-{j.released_tx_id}",
+        }
+        if j.routing == "roaming":
+            line = gettext(
+                "  visiting card %(card)s entered %(origin)s (line %(line)s) at %(entered)s and never exited: "
+                "released at %(released)s, its entry (%(amount)s) sent to the card's issuer alone as "
+                "clearing record %(record)s"
+            )
+        else:
+            line = gettext(
+                "  local card %(card)s entered %(origin)s (line %(line)s) at %(entered)s and never exited: "
+                "released at %(released)s, its entry (%(amount)s) settled in the city's own books "
+                "(nothing to clear)"
+            )
+        ctx.console.print(line % values)

@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Q
 
 from citycard.tenants.fares.selectors import fares_engines, fares_in_force, fares_version_at
-from citycard.tenants.terminals.models import Journey, JourneyStatus, Terminal
+from citycard.tenants.terminals.models import Journey, JourneyStatus, Routing, Terminal
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.transit import TripCodec, card_state
 
@@ -194,14 +194,15 @@ def half_release_minutes(*, tenant: Any, at: dt.datetime, cache: dict | None = N
 
 
 def half_journeys_due(*, tenant: Any, now: dt.datetime, limit: int = 1000) -> list[Journey]:
-    """The roaming half journeys past their time-out, not yet released, locked (skipping rows another
-    release holds): an entry without exit (``open``, from its entry time) or an exit whose entry never came
-    (``exit_only``, from its exit time)."""
+    """The half journeys of own and roaming cards past their time-out, not yet released, locked (skipping
+    rows another release holds): an entry without exit (``open``, from its entry time) or an exit whose entry
+    never came (``exit_only``, from its exit time). A held card's (its issuer unknown here) is an exception
+    of its own taps and is not released."""
     cache: dict = {}
     oldest = now - dt.timedelta(minutes=half_release_minutes(tenant=tenant, at=now, cache=cache))
     candidates = (
         Journey.objects.select_for_update(skip_locked=True)
-        .filter(routing="roaming", released_at__isnull=True)
+        .filter(routing__in=(Routing.OWN, Routing.ROAMING), released_at__isnull=True)
         .filter(
             Q(status=JourneyStatus.OPEN, entered_at__lte=oldest)
             | Q(status=JourneyStatus.EXIT_ONLY, exited_at__lte=oldest)

@@ -392,7 +392,19 @@ class Journey(models.Model):
     class Meta:
         verbose_name = _("journey")
         verbose_name_plural = _("journeys")
-        indexes = [models.Index(fields=["card_no", "entered_at"], name="journey_card_idx")]
+        indexes = [
+            models.Index(fields=["card_no", "entered_at"], name="journey_card_idx"),
+            # what the half-journey release looks at: the halves not yet released (a few, of millions)
+            models.Index(
+                fields=["id"],
+                name="journey_half_idx",
+                condition=Q(released_at__isnull=True, status__in=["open", "exit_only"]),
+            ),
+            # the halves released lately, newest first (the city dashboard)
+            models.Index(
+                fields=["-released_at"], name="journey_released_idx", condition=Q(released_at__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.card_no} {self.origin or '?'} -> {self.destination or '…'}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from citycard.tenants.terminals.models import Terminal, Transaction
+from citycard.tenants.terminals.models import Journey, Terminal, Transaction
 
 
 def terminal_list(*, status: str | None = None) -> QuerySet[Terminal]:
@@ -49,3 +49,9 @@ def card_transactions(
         at, tx_id = after
         qs = qs.filter(Q(tapped_at__lt=at) | Q(tapped_at=at, id__lt=tx_id))
     return list(qs.order_by("-tapped_at", "-id")[:first])
+
+
+def journeys_released(*, at: dt.datetime) -> dict[str, int]:
+    """{routing: how many} of the half journeys the release run at ``at`` released (半程超时释放)."""
+    rows = Journey.objects.filter(released_at=at).values_list("routing").annotate(n=Count("id"))
+    return dict(rows.order_by())

@@ -22,6 +22,7 @@ from citycard.tenants.terminals.models import (
     Journey,
     JourneyStatus,
     OutboxState,
+    Routing,
     Terminal,
     TerminalKey,
     TerminalStatus,
@@ -285,28 +286,35 @@ def roaming_pending_handoff(*, actor: str, limit: int = 5000) -> int:
 
 @transaction.atomic
 def half_journeys_release(*, actor: str, now: dt.datetime | None = None) -> int:
-    """Clear the roaming half journeys past their time-out alone (半程行程超时清算): an entry whose exit never
-    came, an exit whose entry never came (or was uploaded to another schema). Each is marked released with
-    the tap that carries its money, and that tap goes to the interop outbox as its own record
-    (``<schema>-<tap's transaction id>``) with what it took; a half that took nothing is marked and sends
-    nothing. Idempotent: a released journey is never released again, and its other half, arriving late,
-    clears alone with what it took (``exchange.services._clearing_items``). Returns how many were released."""
-    sink = checks.ROAMING_SINK
-    if sink is None:
-        raise DomainError(
-            gettext("no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending"),
-            code="not_wired",
-        )
+    """Settle the half journeys past their time-out alone (半程行程超时清算): an entry whose exit never came,
+    an exit whose entry never came (or was uploaded to another schema). Each is marked released with the
+    tap that carries its money (``released_at``, ``released_tx_id``).
+
+    A roaming card's released tap goes to the interop outbox as its own record (``<schema>-<tap's
+    transaction id>``) with what it took — a tap that took nothing too, as a zero-amount record, so the
+    issuer sees (validates and claims) its card counter; the cycle carries it and no money moves. An own
+    card's half is settled in the city's own books as its whole journeys are: its taps' money is already
+    there (the chip paid; the e-purse shadow followed each tap at ingestion) and nothing leaves the schema,
+    so it is marked released and sends nothing. Idempotent: a released journey is never released again,
+    and its other half, arriving late, clears alone with what it took (``exchange.services._clearing_items``).
+    Returns how many were released."""
     now = now or timezone.now()
     journeys = half_journeys_due(tenant=connection.tenant, now=now)
     if not journeys:
         return 0
+    roaming = [j for j in journeys if j.routing == Routing.ROAMING]
+    sink = checks.ROAMING_SINK
+    if roaming and sink is None:
+        raise DomainError(
+            gettext("no interop outbox is wired (checks.ROAMING_SINK); roaming taps stay pending"),
+            code="not_wired",
+        )
     half = {j.pk: j.entry_tx_id if j.status == JourneyStatus.OPEN else j.exit_tx_id for j in journeys}
-    rows = {row.id: row for row in Transaction.objects.filter(id__in=half.values())}
     for journey in journeys:
         journey.released_at, journey.released_tx_id = now, half[journey.pk]
     Journey.objects.bulk_update(journeys, ["released_at", "released_tx_id"])
-    taking = [rows[tx] for tx in half.values() if tx in rows and rows[tx].amount_fen]
+    # every roaming half's tap, what it took or nothing: the issuer sees each card counter once
+    taking = list(Transaction.objects.filter(id__in=[half[j.pk] for j in roaming]).order_by("id"))
     if taking:
         batch_ids = dict(
             Batch.objects.filter(pk__in={r.batch_id for r in taking}).values_list("pk", "batch_id")
@@ -327,6 +335,11 @@ def half_journeys_release(*, actor: str, now: dt.datetime | None = None) -> int:
         action="terminal.half_journeys_release",
         actor=actor,
         object_type="journey",
-        data={"released": len(journeys), "cleared": len(taking)},
+        data={
+            "released": len(journeys),
+            "own": len(journeys) - len(roaming),
+            "cleared": len(taking),
+            "cleared_fen": sum(r.amount_fen for r in taking),
+        },
     )
     return len(journeys)

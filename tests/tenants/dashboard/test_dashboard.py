@@ -55,7 +55,7 @@ def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_
     hangzhou_day, django_assert_num_queries
 ):
     admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         response = admin.get(URL, **HZ)
     assert response.status_code == 200
     html = response.content.decode()
@@ -81,7 +81,7 @@ def test_the_city_administrator_sees_cards_taps_and_positions_in_a_fixed_number_
     assert f'data-cycle="yrd-transit-{DAY.isoformat()}" data-net="{hz_net.net_fen}"' in html
     # The same number of queries with more taps and another cycle.
     _taps(_tenant("hangzhou"), [(at(NEXT, 9), "330400", "roaming", 300)] * 3)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         assert admin.get(URL, **HZ).status_code == 200
 
 
@@ -194,3 +194,47 @@ def test_the_taps_per_day_the_database_keeps_equal_the_stored_taps_after_inserts
         Transaction.objects.filter(routing="roaming").delete()
         kept = taps_by_day(since=DAY, until=NEXT)
         assert kept == counted() and [r["routing"] for r in kept] == ["own", "own"]
+
+
+def test_the_dashboard_lists_the_metro_half_journeys_released_in_beijing_time(tenant):
+    """Two half journeys of Hangzhou's own cards (an entry without exit, an exit without entry), released by
+    the release service: the dashboard lists each with its release time in Beijing time, the tap that
+    carried it and what that tap took, in yuan; a journey not released is not listed, nor on another site."""
+    import datetime as dt
+
+    from django_tenants.utils import tenant_context
+
+    from citycard.tenants.terminals.models import Journey
+    from citycard.tenants.terminals.services import half_journeys_release
+
+    hangzhou = tenant("hangzhou")
+    entered = at(DAY, 8)
+    with tenant_context(hangzhou):
+        Journey.objects.create(
+            key="3301000000000000013:330100000011:1", card_no="3301000000000000013", issuer="330100",
+            line="1", origin="hz-1-01", entered_at=entered, entry_tx_id=101, entry_fen=200, routing="own",
+            status="open",
+        )  # fmt: skip
+        Journey.objects.create(
+            key="3301000000000000021:330100000011:2", card_no="3301000000000000021", issuer="330100",
+            line="1", origin="hz-1-01", destination="hz-1-06", entered_at=entered,
+            exited_at=entered + dt.timedelta(minutes=20), exit_tx_id=102, exit_fen=360, routing="own",
+            status="exit_only",
+        )  # fmt: skip
+        Journey.objects.create(
+            key="3301000000000000039:330100000011:3", card_no="3301000000000000039", issuer="330100",
+            line="1", origin="hz-1-01", entered_at=at(NEXT, 11), entry_tx_id=103, routing="own", status="open",
+        )  # fmt: skip
+        assert half_journeys_release(actor="test", now=at(NEXT, 12)) == 2
+    admin = _site_client(Role.CITY_ADMIN, "hz-admin", "hangzhou")
+    html = admin.get(URL, **HZ).content.decode()
+    section = html[html.index('id="half-journeys"') :]
+    assert "超时释放的地铁半程行程" in section
+    assert section.count('class="half"') == 2 and "3301000000000000039" not in section
+    assert 'data-card="3301000000000000013" data-routing="own" data-tx="101" data-amount-fen="200"' in section
+    assert 'data-card="3301000000000000021" data-routing="own" data-tx="102" data-amount-fen="360"' in section
+    assert f"{NEXT.isoformat()} 12:00 +08:00" in section and f"{DAY.isoformat()} 08:00 +08:00" in section
+    assert "¥2.00" in section and "¥3.60" in section and "本地卡" in section
+    jiaxing = _site_client(Role.CITY_ADMIN, "jx-admin", "jiaxing")
+    jx = jiaxing.get(URL, HTTP_HOST="jiaxing.localhost").content.decode()
+    assert 'class="half"' not in jx and "本期没有超时释放的半程行程。" in jx

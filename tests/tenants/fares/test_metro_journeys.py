@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import io
+import json
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
-from citycard.interop.models import ClearingRecord
+from citycard.interop.models import ClearingRecord, Journal
 from citycard.interop.selectors import cycle_summary
 from citycard.interop.services.agreements import agreement_set
-from citycard.interop.services.cycles import cycle_close, cycle_get_or_create, cycle_net, cycle_validate
+from citycard.interop.services.cycles import (
+    cycle_close,
+    cycle_get_or_create,
+    cycle_net,
+    cycle_settle,
+    cycle_validate,
+)
 from citycard.interop.services.messages import outbox_collect
+from citycard.platform.audit.models import AuditEntry
 from citycard.platform.keys import tenant_card_tac_master
-from citycard.tenants.exchange.models import OutboxMessage
+from citycard.platform.models import Role
+from citycard.platform.services import user_create
+from citycard.tenants.exchange.models import OutboxMessage, SeenCounter
 from citycard.tenants.fares import seeds
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
@@ -30,6 +43,7 @@ from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_numbe
 from citycard.tenants.terminals.tasks import half_journeys_release_all
 from citycard.terminal_kit.card.virtual import EMPTY_TRANSIT
 from citycard.terminal_kit.fares import Card, FareEngine, Trip
+from citycard.terminal_kit.money import yuan
 from citycard.terminal_kit.transit import TripCodec
 from tests.interop.conftest import cards_known
 
@@ -367,9 +381,12 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
     assert records_of(hangzhou) == []  # held: not whole
     assert release(hangzhou, at=AT + TIME_OUT - dt.timedelta(minutes=1)) == 0  # not yet
     assert release(hangzhou, at=AT + TIME_OUT) == 2
-    ids = tx_ids(hangzhou, card)
-    # the deposit clears as the entry's own record; the entry that took nothing is closed, sends nothing
-    assert records_of(hangzhou) == [(f"hangzhou-{ids['entry']}", 200, "released", ["entry"])]
+    ids, free_ids = tx_ids(hangzhou, card), tx_ids(hangzhou, free)
+    # the deposit clears as the entry's own record; the entry that took nothing as a zero-amount record
+    assert records_of(hangzhou) == [
+        (f"hangzhou-{ids['entry']}", 200, "released", ["entry"]),
+        (f"hangzhou-{free_ids['entry']}", 0, "released", ["entry"]),
+    ]
     assert release(hangzhou, at=AT + 2 * TIME_OUT) == 0  # a release never repeats
     with tenant_context(hangzhou):
         j = Journey.objects.get(card_no=card.card_no)
@@ -377,7 +394,7 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
     upload(hangzhou, sims["exit"], [tap_out])  # the exit, late: it clears alone with what it took
     upload(hangzhou, sims["exit"], [tap_out])  # resent: nothing new
     ids = tx_ids(hangzhou, card)
-    assert records_of(hangzhou) == [
+    assert records_of(hangzhou)[::2] == [
         (f"hangzhou-{ids['entry']}", 200, "released", ["entry"]),
         (f"hangzhou-{ids['exit']}", 160, "late", ["exit"]),
     ]
@@ -385,7 +402,7 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
         assert Journey.objects.get(card_no=card.card_no).status == "complete"
     upload(hangzhou, sims["exit"], [tap_out_2])  # the free entry's exit, late: alone, the whole fare
     free_ids = tx_ids(hangzhou, free)
-    assert records_of(hangzhou)[2:] == [(f"hangzhou-{free_ids['exit']}", quote.fare_fen, "late", ["exit"])]
+    assert records_of(hangzhou)[3:] == [(f"hangzhou-{free_ids['exit']}", quote.fare_fen, "late", ["exit"])]
 
 
 def test_an_exit_whose_entry_never_arrives_clears_alone_with_the_cards_entry_and_a_late_entry_alone(gates):
@@ -485,3 +502,191 @@ def test_the_beat_task_releases_every_tenants_half_journeys_once(gates, settings
     assert half_journeys_release_all() == {}
     ids = tx_ids(hangzhou, card)
     assert records_of(hangzhou) == [(f"hangzhou-{ids['exit']}", 160, "released", ["exit"])]
+
+
+# --- a half that took nothing reaches the issuer; own cards' halves are released in the city's books ------
+
+
+def yrd_transit(*, issuer_fee_bps: int = 0, network_fee_bps: int = 0) -> None:
+    agreement_set(
+        network_code="yrd",
+        service="transit",
+        valid_from=dt.date(2020, 1, 1),
+        issuer_fee_bps=issuer_fee_bps,
+        network_fee_bps=network_fee_bps,
+        cut_off=dt.time(4, 0),
+        dispute_window_days=30,
+        actor="test",
+    )
+
+
+def cycle_through(day: dt.date, *, now: dt.datetime):
+    cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
+    for step in (cycle_close, cycle_validate, cycle_net, cycle_settle):
+        cycle = step(cycle=cycle, now=now)
+    return cycle
+
+
+def test_a_released_entry_that_took_nothing_reaches_the_issuer_as_a_zero_record_and_moves_no_money(
+    gates, tenant
+):
+    hangzhou, sims, engine = gates
+    shanghai = tenant("shanghai")
+    for sim in sims.values():  # the issuer checks each tap's TAC
+        sim.tac_masters["310000"] = tenant_card_tac_master(tenant=shanghai)
+    card = SimCard(card_number("310000", 31))
+    tap_in, tap_out, quote = ride(sims, engine, card)
+    upload(hangzhou, sims["entry"], [tap_in])
+    assert release(hangzhou, at=AT + TIME_OUT) == 1
+    entry_id = tx_ids(hangzhou, card)["entry"]
+    with tenant_context(hangzhou):
+        (record,) = outbox_records()
+    assert (record["record_id"], record["amount_fen"], record["journey"]["half"]) == (
+        f"hangzhou-{entry_id}",
+        0,
+        "released",
+    )
+    (tap,) = record["taps"]
+    assert (tap["role"], tap["card_counter"], tap["amount_fen"]) == ("entry", tap_in["card_counter"], 0)
+    yrd_transit(issuer_fee_bps=50, network_fee_bps=10)
+    cards_known(shanghai, [card.card_no])
+    assert outbox_collect(tenant=hangzhou)["collected"] == 1
+    # the cycle carries it: validated by the issuer (TAC over 0 fen, counter claimed), netted at zero
+    cycle = cycle_through(AT.date(), now=AT + dt.timedelta(days=1))
+    assert cycle.state == "settled"
+    found = ClearingRecord.objects.with_status().get(record_id=f"hangzhou-{entry_id}")
+    assert (found.current_status, found.amount_fen, found.issuer_fee_fen, found.network_fee_fen) == (
+        "valid",
+        0,
+        0,
+        0,
+    )
+    assert cycle_summary(cycle=cycle)["records"] == {"valid": {"records": 1, "amount_fen": 0}}
+    assert set(cycle.positions.values_list("net_fen", flat=True)) <= {0}
+    assert not cycle.instructions.exists()
+    for journal in Journal.objects.filter(cycle=cycle):
+        assert sum(journal.postings.values_list("amount_fen", flat=True)) == 0
+    with tenant_context(shanghai):
+        seen = dict(SeenCounter.objects.filter(card_no=card.card_no).values_list("card_counter", "record_id"))
+    assert seen == {tap_in["card_counter"]: f"hangzhou-{entry_id}"}  # no gap in the card's counters
+    # the exit, late: alone with the whole fare, into the next open cycle (its day's is settled)
+    upload(hangzhou, sims["exit"], [tap_out])
+    upload(hangzhou, sims["exit"], [tap_out])  # resent: nothing new
+    assert release(hangzhou, at=AT + 3 * TIME_OUT) == 0
+    exit_id = tx_ids(hangzhou, card)["exit"]
+    assert records_of(hangzhou)[1:] == [(f"hangzhou-{exit_id}", quote.fare_fen, "late", ["exit"])]
+    assert outbox_collect(tenant=hangzhou)["collected"] == 1
+    assert outbox_collect(tenant=hangzhou)["collected"] == 0
+    late = ClearingRecord.objects.get(record_id=f"hangzhou-{exit_id}")
+    assert late.cycle_id != cycle.pk and late.amount_fen == quote.fare_fen
+    next_cycle = cycle_through(late.cycle.business_date, now=AT + dt.timedelta(days=2))
+    positions = dict(next_cycle.positions.values_list("participant", "net_fen"))
+    assert sum(positions.values()) == 0 and positions["shanghai"] == -(quote.fare_fen - 2)  # 50 bps: 1.8 → 2
+    with tenant_context(shanghai):
+        assert SeenCounter.objects.filter(card_no=card.card_no).count() == 2
+
+
+def test_an_entry_that_took_nothing_arriving_after_its_exit_was_released_reaches_the_issuer_too(gates):
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 32))
+    tap_in, tap_out, quote = ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    assert release(hangzhou, at=AT + 2 * TIME_OUT) == 1
+    upload(hangzhou, sims["entry"], [tap_in])  # late, at 0 fen: its counter goes to the issuer alone
+    upload(hangzhou, sims["entry"], [tap_in])
+    ids = tx_ids(hangzhou, card)
+    assert records_of(hangzhou) == [
+        (f"hangzhou-{ids['exit']}", quote.fare_fen, "released", ["exit"]),
+        (f"hangzhou-{ids['entry']}", 0, "late", ["entry"]),
+    ]
+
+
+def test_an_own_cards_half_journeys_are_released_in_the_citys_books_once_and_send_nothing(gates):
+    hangzhou, sims, engine = gates
+    entered, exited = SimCard(card_number("330100", 33)), SimCard(card_number("330100", 34))
+    tap_in, tap_out, _ = ride(sims, engine, entered)
+    _, exit_only = deposit_ride(sims, engine, exited)
+    held = SimCard(card_number("110000", 35))  # an issuer no tenant here knows: held, not released
+    held_in, _, _ = ride(sims, engine, held)
+    upload(hangzhou, sims["entry"], [tap_in, held_in])
+    upload(hangzhou, sims["exit"], [exit_only])
+    exit_at = AT + dt.timedelta(minutes=20)
+    assert release(hangzhou, at=AT + TIME_OUT - dt.timedelta(minutes=1)) == 0  # the same time-out
+    assert release(hangzhou, at=AT + TIME_OUT) == 1  # the entry; the exit 20 minutes later
+    assert release(hangzhou, at=exit_at + TIME_OUT) == 1
+    assert release(hangzhou, at=exit_at + 2 * TIME_OUT) == 0  # never again
+    with tenant_context(hangzhou):
+        journeys = {j.card_no: j for j in Journey.objects.all()}
+        mine = journeys[entered.card_no]
+        assert (mine.routing, mine.status, mine.released_at) == ("own", "open", AT + TIME_OUT)
+        assert mine.released_tx_id == Transaction.objects.get(card_no=entered.card_no).pk
+        theirs = journeys[exited.card_no]
+        assert (theirs.status, theirs.released_at) == ("exit_only", exit_at + TIME_OUT)
+        assert theirs.released_tx_id == Transaction.objects.get(card_no=exited.card_no).pk
+        assert (journeys[held.card_no].routing, journeys[held.card_no].released_at) == ("held", None)
+        assert outbox_records() == []  # own cards clear nowhere: nothing leaves the schema
+        audited = AuditEntry.objects.filter(action="terminal.half_journeys_release").order_by("seq")
+        assert [json.loads(e.payload) for e in audited] == [
+            {"released": 1, "own": 1, "cleared": 0, "cleared_fen": 0},
+            {"released": 1, "own": 1, "cleared": 0, "cleared_fen": 0},
+        ]
+    upload(hangzhou, sims["exit"], [tap_out])  # the late exit pairs, and stays released
+    with tenant_context(hangzhou):
+        mine = Journey.objects.get(card_no=entered.card_no)
+        assert (mine.status, mine.released_at) == ("complete", AT + TIME_OUT)
+        assert outbox_records() == []
+
+
+def test_the_release_command_says_how_many_it_released_in_the_citys_books_and_to_clearing(gates):
+    hangzhou, sims, engine = gates
+    local, visitor = SimCard(card_number("330100", 36)), SimCard(card_number("310000", 37))
+    upload(hangzhou, sims["entry"], [ride(sims, engine, local)[0], ride(sims, engine, visitor)[0]])
+    out = io.StringIO()
+    with tenant_context(hangzhou), translation.override("zh-hans"):
+        call_command("terminal", "--tenant", "hangzhou", "release-halves", stdout=out)
+        call_command("terminal", "--tenant", "hangzhou", "release-halves", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "已释放 2 个超时的半程行程：1 个本地卡行程在本市账内结算，1 个异地卡行程送发卡方清算",
+        "已释放 0 个超时的半程行程：0 个本地卡行程在本市账内结算，0 个异地卡行程送发卡方清算",
+    ]
+
+
+def test_the_journeys_admin_shows_when_a_half_was_released_and_by_which_tap_in_beijing_time(gates):
+    hangzhou, sims, engine = gates
+    released, whole = SimCard(card_number("310000", 38)), SimCard(card_number("330100", 39))
+    tap_in, _ = deposit_ride(sims, engine, released)
+    in_whole, out_whole, quote = ride(sims, engine, whole)
+    upload(hangzhou, sims["entry"], [tap_in, in_whole])
+    upload(hangzhou, sims["exit"], [out_whole])
+    assert release(hangzhou, at=AT + TIME_OUT) == 1
+    entry_id = tx_ids(hangzhou, released)["entry"]
+    client = Client()
+    client.force_login(
+        user_create(
+            username="hz-journeys", role=Role.CITY_ADMIN, tenant_code="hangzhou", password="a-long-pw-1"
+        )
+    )
+    host = {"HTTP_HOST": "hangzhou.localhost"}
+    page = client.get("/admin/terminals/journey/", **host).content.decode()
+    for label in (
+        "进站时间（北京时间）",
+        "半程超时释放时间（北京时间）",
+        "半程清算交易编号",
+        "票价",
+        "已释放",
+    ):
+        assert label in page, label
+    assert "2026-11-23 16:00:00" in page  # released at AT + 6 h, Beijing time (08:00 UTC)
+    assert "2026-11-23 10:00:00" in page and "¥2.00" in page and yuan(quote.fare_fen) in page
+    listed = client.get("/admin/terminals/journey/?released=yes", **host).content.decode()
+    assert released.card_no in listed and whole.card_no not in listed
+    unreleased = client.get("/admin/terminals/journey/?released=no", **host).content.decode()
+    assert whole.card_no in unreleased and released.card_no not in unreleased
+    with tenant_context(hangzhou):
+        pk = Journey.objects.get(card_no=released.card_no).pk
+    detail = client.get(f"/admin/terminals/journey/{pk}/change/", **host).content.decode()
+    assert (
+        "2026-11-23 16:00:00" in detail
+        and str(entry_id) in detail
+        and "半程超时释放时间（北京时间）" in detail
+    )

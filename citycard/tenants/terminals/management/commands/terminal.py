@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from django.utils import timezone
 from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.console import Console
@@ -86,7 +87,8 @@ class Command(PlatformCommand):
         )
         sub.add_parser(
             "release-halves",
-            help="clear roaming half journeys past their time-out alone now (beat does it too)",
+            help="release the half journeys past their time-out now: own cards' settled in the city's books, "
+            "roaming cards' cleared alone (beat does it too)",
         )
 
     def handle(self, *args, **opts):
@@ -144,8 +146,16 @@ class Command(PlatformCommand):
         )
 
     def _release_halves(self, opts):
-        released = services.half_journeys_release(actor=self.actor)
-        self.stdout.write(f"released {released} half journeys to clearing")
+        now = timezone.now()
+        released = services.half_journeys_release(actor=self.actor, now=now)
+        by_routing = selectors.journeys_released(at=now) if released else {}
+        self.stdout.write(
+            gettext(
+                "released %(n)d half journeys past their time-out: %(own)d of own cards settled in the "
+                "city's books, %(roaming)d of roaming cards sent to their issuers for clearing"
+            )
+            % {"n": released, "own": by_routing.get("own", 0), "roaming": by_routing.get("roaming", 0)}
+        )
 
     def _list(self, opts):
         table = Table()
