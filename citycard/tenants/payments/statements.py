@@ -18,7 +18,7 @@ import io
 import re
 import zipfile
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from citycard.tenants.payments.protocols import (
     ProtocolError,
@@ -33,6 +33,7 @@ STAGE = (
     "CREATE TEMP TABLE payments_stage_line (kind text, out_trade_no text, provider_trade_no text,"
     " out_refund_no text, amount_fen bigint, fee_fen bigint, at timestamptz) ON COMMIT DROP"
 )
+TEMP_BUFFERS = "512MB"
 _INSERT = (
     "INSERT INTO payments_stage_line (kind, out_trade_no, provider_trade_no, out_refund_no, amount_fen,"
     " fee_fen, at) "
@@ -40,6 +41,15 @@ _INSERT = (
 
 
 def stage_create() -> None:
+    """The scratch table of lines. A million lines of raw text and their lines are a few hundred MB: the
+    session's buffers for temporary tables are raised first (8 MB by default: the load would otherwise go
+    through the disk), which PostgreSQL allows only before the session's first temporary table — a
+    session that had one keeps its size (the savepoint takes the refusal back)."""
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(f"SET LOCAL temp_buffers = '{TEMP_BUFFERS}'")
+    except DatabaseError:
+        pass
     with connection.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS payments_stage_line")
         cur.execute(STAGE)
@@ -222,9 +232,12 @@ def load_unionpay(data: bytes, *, year: int) -> None:
             if names[0].startswith("INN") and names[0][3:5].isdigit():
                 year = 2000 + int(names[0][3:5])
     width = sum(w for _, w in unionpay.LAYOUT) + len(unionpay.LAYOUT) - 1
-    pos, field = 1, {}
+    # Cut by character position (``substr`` on multibyte text walks the line each time) or, when every
+    # line is ASCII (as the layout's fields are), by byte position on the line's bytes: one walk a line.
+    pos, by_char, by_byte = 1, {}, {}
     for name, w in unionpay.LAYOUT:
-        field[name] = f"btrim(substr(line, {pos}, {w}))"
+        by_char[name] = f"btrim(substr(line, {pos}, {w}))"
+        by_byte[name] = f"btrim(convert_from(substring(b from {pos} for {w}), 'UTF8'))"
         pos += w + 1
     with connection.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS payments_raw_stage")
@@ -237,10 +250,13 @@ def load_unionpay(data: bytes, *, year: int) -> None:
     blank = "btrim(line, E' \\r') = ''"
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT count(*) FROM payments_raw_stage WHERE line IS NOT NULL AND length(line) <> %s AND NOT {blank}",
-            [width],
+            "SELECT count(*) FILTER (WHERE NOT (octet_length(line) = %s AND length(line) = %s)),"
+            " count(*) FILTER (WHERE length(line) <> %s)"
+            f" FROM payments_raw_stage WHERE line IS NOT NULL AND NOT {blank}",
+            [width, width, width],
         )
-        if cur.fetchone()[0]:
+        not_ascii, wrong = cur.fetchone()
+        if wrong:
             cur.execute(
                 "SELECT count(*), min(n) FROM (SELECT row_number() OVER () AS n, line FROM payments_raw_stage) l"
                 f" WHERE line IS NOT NULL AND length(line) <> %s AND NOT {blank}",
@@ -251,7 +267,13 @@ def load_unionpay(data: bytes, *, year: int) -> None:
                 f"{bad} lines are not {width} characters (line {first} the first)", code="bad_statement"
             )
         t, fee = "txn_time", "fee"
+        field = by_char if not_ascii else by_byte
         cut = ", ".join(f"{expr} AS {name}" for name, expr in field.items())
+        lines = (
+            "payments_raw_stage"
+            if not_ascii
+            else "(SELECT line, convert_to(line, 'UTF8') AS b FROM payments_raw_stage OFFSET 0) r"
+        )
         cur.execute(
             _INSERT + f"SELECT CASE WHEN refund THEN 'refund' ELSE 'pay' END,"
             " CASE WHEN refund THEN '' ELSE order_id END, CASE WHEN refund THEN orig_query_id ELSE query_id END,"
@@ -260,7 +282,7 @@ def load_unionpay(data: bytes, *, year: int) -> None:
             f" (%s || '-' || substr({t}, 1, 2) || '-' || substr({t}, 3, 2) || ' ' || substr({t}, 5, 2) || ':'"
             f" || substr({t}, 7, 2) || ':' || substr({t}, 9, 2) || '+08')::timestamptz"
             f" FROM (SELECT {cut}, {field['txn_code']} = '{unionpay.TXN_REFUND}' AS refund"
-            f" FROM payments_raw_stage WHERE line IS NOT NULL AND length(line) = %s OFFSET 0) l",
+            f" FROM {lines} WHERE line IS NOT NULL AND length(line) = %s OFFSET 0) l",
             [str(year), width],
         )
         cur.execute("DROP TABLE payments_raw_stage")

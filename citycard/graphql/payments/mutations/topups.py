@@ -122,7 +122,7 @@ class TopupOrderRefund(BaseMutation):
         if not 1 <= len(key) <= REQUEST_KEY_MAX:
             raise DomainError(f"requestKey must be 1-{REQUEST_KEY_MAX} characters", field="request_key")
         if resolve_topup_order(info, order_no=order_no) is None:
-            raise NotFound(f"no top-up order {order_no!r}", field="out_trade_no")
+            raise NotFound("no top-up order of this API key has that number", field="out_trade_no")
         refund = topup_order_refund(
             out_trade_no=order_no,
             amount_fen=amount_fen,
