@@ -67,7 +67,9 @@ def test_a_partner_app_tops_up_through_wechat_and_reads_its_order(client, tenant
         assert refunded["refund"]["orderNo"] == no and refunded["refund"]["state"] == "succeeded"
         again = data_of(gql(client, "hangzhou", REFUND, refund_vars, token=token))["topupOrderRefund"]
         assert again["refund"] == refunded["refund"]
-        over = data_of(gql(client, "hangzhou", REFUND, refund_vars | {"key": "r2", "amount": 9000}, token=token))
+        over = data_of(
+            gql(client, "hangzhou", REFUND, refund_vars | {"key": "r2", "amount": 9000}, token=token)
+        )
         assert over["topupOrderRefund"]["errors"][0]["code"] == "OVER_REFUND"
         stranger = issue("hangzhou", ["topups:create"], name="a third app")
         foreign = data_of(gql(client, "hangzhou", REFUND, refund_vars | {"key": "r3"}, token=stranger))

@@ -17,9 +17,12 @@ import zipfile
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from citycard.platform.errors import Conflict, DomainError
+from citycard.platform.models import Role
+from citycard.platform.services import user_create
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.accounts.selectors import account_of_card, ledger_totals
 from citycard.tenants.payments import services, statements
@@ -413,4 +416,43 @@ def test_refund_payout_and_suspense_from_the_command(own_channel, card_no, inbox
     item = SuspenseItem.objects.get(out_trade_no=stray)
     assert "refunded to the payer" in run_channels("suspense-refund", str(item.pk), "--note", "退回付款人")
     assert stray not in run_channels("suspense")
+    assert_balanced()
+
+
+def test_the_clerk_matches_and_refunds_suspense_on_the_reconciliation_page(own_channel, card_no):
+    sandbox, code = own_channel("wechat")
+    today = beijing_now().date()
+    first, second = ("CC" + uuid.uuid4().hex[:20].upper() for _ in range(2))
+    sandbox.stray_payment(out_trade_no=first, amount_fen=600)
+    sandbox.stray_payment(out_trade_no=second, amount_fen=400)
+    run = services.statement_fetch_and_reconcile(channel_code=code, day=today, actor="clerk")
+    reference, net = sandbox.payout(today)
+    services.payout_record(
+        channel_code=code, statement_date=today, amount_fen=net, bank_reference=reference, actor="c"
+    )
+    items = {i.out_trade_no: i for i in SuspenseItem.objects.filter(difference__run=run)}
+    clerk = Client()
+    clerk.force_login(
+        user_create(
+            username="jx-fin2", role=Role.CITY_ADMIN, tenant_code="jiaxing", password="a-long-password-1"
+        )
+    )
+    page = clerk.get("/payments/reconciliation/", HTTP_HOST="jiaxing.localhost").content.decode()
+    assert first in page and second in page and reference in page
+    clerk.post(
+        f"/payments/suspense/{items[first].pk}/match",
+        {"target": card_no, "note": "认领"},
+        HTTP_HOST="jiaxing.localhost",
+    )
+    clerk.post(
+        f"/payments/suspense/{items[second].pk}/refund", {"note": "退回"}, HTTP_HOST="jiaxing.localhost"
+    )
+    states = dict(SuspenseItem.objects.filter(difference__run=run).values_list("out_trade_no", "state"))
+    assert states == {first: "matched", second: "refunded"}
+    assert account_of_card(card_no=card_no).balance_fen == 600
+    assert [r["amount_fen"] for r in sandbox.orders[second].refunds] == [400]
+    anonymous = Client()
+    assert anonymous.post(
+        f"/payments/suspense/{items[first].pk}/refund", {"note": "x"}, HTTP_HOST="jiaxing.localhost"
+    ).status_code in (302, 403)
     assert_balanced()
