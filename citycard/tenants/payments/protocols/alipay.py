@@ -167,7 +167,11 @@ class Alipay:
             raise ProtocolError(
                 f"Alipay refused the withholding: {node.get('sub_code')} {node.get('sub_msg')}"
             )
-        return {"agreement_no": agreement_no, "trade_no": node.get("trade_no", "")}
+        return {
+            "agreement_no": agreement_no,
+            "out_trade_no": out_trade_no,
+            "trade_no": node.get("trade_no", ""),
+        }
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}

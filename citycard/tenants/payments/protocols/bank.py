@@ -110,7 +110,11 @@ class CardBank:
             raise ProtocolError(
                 f"the bank refused the withholding: {answer.get('reason', answer.get('result'))}"
             )
-        return {"agreement_no": agreement_no, "result": answer.get("result", "")}
+        return {
+            "agreement_no": agreement_no,
+            "out_trade_no": out_trade_no,
+            "result": answer.get("result", ""),
+        }
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
         msg = message_read(self.config.peer_public_key_pem, headers, body)

@@ -156,7 +156,7 @@ class UnionPay:
             raise ProtocolError(
                 f"UnionPay refused the collection: {answer.get('respCode')} {answer.get('respMsg')}"
             )
-        return {"token": agreement_no, "respCode": answer.get("respCode", "")}
+        return {"token": agreement_no, "out_trade_no": out_trade_no, "respCode": answer.get("respCode", "")}
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
         form = form_parse(body)

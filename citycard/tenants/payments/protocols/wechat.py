@@ -237,7 +237,11 @@ class WeChatPay:
                 "amount": {"total": amount_fen, "currency": "CNY"},
             },
         )
-        return {"contract_id": agreement_no, "accepted": answer.get("trade_state", "ACCEPT")}
+        return {
+            "contract_id": agreement_no,
+            "out_trade_no": out_trade_no,
+            "accepted": answer.get("trade_state", "ACCEPT"),
+        }
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
         signed_headers_verify(self.config, headers, body)
