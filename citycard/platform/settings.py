@@ -360,6 +360,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.terminals.tasks.half_journeys_release_all",
         "schedule": float(os.environ.get("CITYCARD_HALF_JOURNEY_RELEASE_EVERY_S", "900")),
     },
+    # Channel orders left unpaid or unnotified: asked for (查单), credited or closed (docs/payments.md).
+    "payments-orders-sweep": {
+        "task": "citycard.tenants.payments.tasks.orders_sweep_all",
+        "schedule": float(os.environ.get("CITYCARD_PAYMENTS_SWEEP_EVERY_S", "120")),
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,

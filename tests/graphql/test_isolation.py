@@ -171,6 +171,11 @@ def probes(
             f'mutation {{ topupOrderCreate(channel: "wechat", cardNumber: "{jx.elderly_card}", amountFen: 100, '
             'requestKey: "probe-1") { order { orderNo paymentParams } errors { field message code } } }',
         ],
+        # Refunding Jiaxing's order from a Hangzhou key: NOT_FOUND, nothing refunded.
+        "topupOrderRefund": [
+            f'mutation {{ topupOrderRefund(orderNo: "{jx_cursors["topup"]}", amountFen: 100, '
+            'requestKey: "probe-r") { refund { refundNo amountFen } errors { field message code } } }',
+        ],
     }
 
 

@@ -1,6 +1,7 @@
 """topupOrderCreate / topupOrder: a partner app opens a top-up through the city's WeChat Pay channel (a
 local sandbox), gets the provider's signed payment parameters, the same requestKey returns the same order,
-the account is credited once when the notification comes, and another key of the same city sees nothing."""
+the account is credited once when the notification comes, and another key of the same city sees nothing;
+topupOrderRefund gives part of it back through the channel, once per requestKey."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.django_db
 CREATE = """mutation($card: String!, $key: String!, $amount: Int!) {
   topupOrderCreate(channel: "wechat", cardNumber: $card, amountFen: $amount, requestKey: $key) {
     order { orderNo provider state amountFen paymentParams } errors { field code message } } }"""
+REFUND = """mutation($no: String!, $key: String!, $amount: Int!) {
+  topupOrderRefund(orderNo: $no, amountFen: $amount, requestKey: $key) {
+    refund { refundNo orderNo amountFen state } errors { field code message } } }"""
 ORDER = "query($no: String!) { topupOrder(orderNo: $no) { orderNo state paidFen cardNumber } }"
 
 
@@ -56,6 +60,23 @@ def test_a_partner_app_tops_up_through_wechat_and_reads_its_order(client, tenant
             for headers, body in inbox.drain():
                 payments.topup_notification_receive(channel_code="wechat", headers=headers, body=body)
             assert account_of_card(card_no=hz_people.elderly_card).balance_fen == before + 10000
+        # A refund through the channel: once per requestKey, never beyond the top-up, not by another key.
+        refund_vars = {"no": no, "key": "refund-1", "amount": 3000}
+        refunded = data_of(gql(client, "hangzhou", REFUND, refund_vars, token=token))["topupOrderRefund"]
+        assert refunded["errors"] == [] and refunded["refund"]["amountFen"] == 3000
+        assert refunded["refund"]["orderNo"] == no and refunded["refund"]["state"] == "succeeded"
+        again = data_of(gql(client, "hangzhou", REFUND, refund_vars, token=token))["topupOrderRefund"]
+        assert again["refund"] == refunded["refund"]
+        over = data_of(
+            gql(client, "hangzhou", REFUND, refund_vars | {"key": "r2", "amount": 9000}, token=token)
+        )
+        assert over["topupOrderRefund"]["errors"][0]["code"] == "OVER_REFUND"
+        stranger = issue("hangzhou", ["topups:create"], name="a third app")
+        foreign = data_of(gql(client, "hangzhou", REFUND, refund_vars | {"key": "r3"}, token=stranger))
+        assert foreign["topupOrderRefund"]["errors"][0]["code"] == "NOT_FOUND"
+        with tenant_context(hangzhou):
+            assert account_of_card(card_no=hz_people.elderly_card).balance_fen == before + 7000
+            assert [r["amount_fen"] for r in box.orders[no].refunds] == [3000]
     inbox.stop()
     read = data_of(gql(client, "hangzhou", ORDER, {"no": no}, token=token))["topupOrder"]
     assert read == {"orderNo": no, "state": "paid", "paidFen": 10000, "cardNumber": hz_people.elderly_card}

@@ -4,7 +4,7 @@ import graphene
 
 from citycard.graphql.core.permissions import PermissionsField
 from citycard.graphql.payments import resolvers
-from citycard.graphql.payments.mutations.topups import TopupOrderCreate
+from citycard.graphql.payments.mutations.topups import TopupOrderCreate, TopupOrderRefund
 from citycard.graphql.payments.types import TopupOrder
 from citycard.platform.scopes import Scope
 
@@ -24,3 +24,4 @@ class PaymentQueries(graphene.ObjectType):
 
 class PaymentMutations(graphene.ObjectType):
     topup_order_create = TopupOrderCreate.Field()
+    topup_order_refund = TopupOrderRefund.Field()

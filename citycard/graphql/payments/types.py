@@ -42,3 +42,23 @@ class TopupOrder(graphene.ObjectType):
     @staticmethod
     def resolve_card_number(root, info):
         return root.card_no
+
+
+class TopupRefund(graphene.ObjectType):
+    """A refund of a top-up back through its channel (渠道退款). Amounts in fen."""
+
+    refund_no = graphene.String(required=True, description="The refund number the provider knows.")
+    order_no = graphene.String(required=True, description="The refunded order's number.")
+    amount_fen = graphene.Int(required=True)
+    state = graphene.String(
+        required=True, description="succeeded (a refused refund is an error, not a refund)."
+    )
+    at = graphene.DateTime(required=True)
+
+    @staticmethod
+    def resolve_refund_no(root, info):
+        return root.out_refund_no
+
+    @staticmethod
+    def resolve_order_no(root, info):
+        return root.order.out_trade_no

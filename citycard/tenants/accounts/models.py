@@ -23,6 +23,9 @@ class AccountKind(models.TextChoices):
     INTEROP = "interop", _("Interop receivable from an issuer")
     CREDIT = "credit", _("Credit receivable (what a cardholder owes on credit)")
     FARE_INCOME = "fare", _("Fare income (fares deferred on credit)")
+    FEE_EXPENSE = "fee_exp", _("Channel fee expense")
+    BANK = "bank", _("City bank account (collections paid out by the providers)")
+    SUSPENSE = "suspense", _("Suspense (挂账): money received not yet matched")
 
 
 class LedgerAccount(models.Model):
@@ -76,6 +79,9 @@ class PostingKind(models.TextChoices):
     SETTLEMENT = "settlement", _("Merchant settlement")
     CREDIT_FARE = "credit_far", _("Fare deferred on credit")
     CREDIT_REPAY = "credit_rep", _("Credit repayment")
+    CHANNEL_FEE = "chan_fee", _("Payment channel fees")
+    PAYOUT = "payout", _("Provider payout to the bank")
+    SUSPENSE = "suspense", _("Suspense (挂账)")
 
 
 class Posting(models.Model):

@@ -4,16 +4,21 @@ differences resolved on /payments/reconciliation/."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, tenant_admin
+from citycard.platform.errors import DomainError
+from citycard.tenants.payments import services
 from citycard.tenants.payments.models import (
     ChannelBinding,
     ChannelNotice,
+    ChannelPayout,
     ChannelRefund,
     PaymentChannel,
     ReconException,
     StatementRun,
+    SuspenseItem,
     TopupOrder,
 )
 
@@ -90,3 +95,50 @@ class ReconExceptionAdmin(ReadOnlyAdmin):
 class ChannelBindingAdmin(ReadOnlyAdmin):
     list_display = ("card_no", "channel", "agreement_no", "active", "bound_at")
     search_fields = ("=card_no",)
+
+
+@admin.register(SuspenseItem, site=tenant_admin)
+class SuspenseItemAdmin(ReadOnlyAdmin):
+    """长款 held in suspense (挂账); matched on /payments/reconciliation/ or with `citycard channels
+    suspense-match`, or refunded through the channel (this page's action, or `suspense-refund`)."""
+
+    list_display = (
+        "id",
+        "channel",
+        "out_trade_no",
+        "amount_fen",
+        "state",
+        "card_no",
+        "refund_no",
+        "resolved_at",
+    )
+    list_filter = ("state", "channel")
+    search_fields = ("=out_trade_no", "=card_no")
+    actions = ["refund_to_payer"]
+
+    @admin.action(description=_("Refund to the payer through the channel"), permissions=["view"])
+    def refund_to_payer(self, request, queryset):
+        if not request.user.has_perm("payments.change_reconexception"):
+            self.message_user(request, _("You may not resolve reconciliation differences."), messages.ERROR)
+            return
+        for item in queryset:
+            try:
+                services.suspense_refund(
+                    item_id=item.pk, note=str(_("refunded from the admin")), actor=request.user.username
+                )
+            except DomainError as exc:
+                self.message_user(request, f"{item.out_trade_no}: {exc.message}", messages.ERROR)
+
+
+@admin.register(ChannelPayout, site=tenant_admin)
+class ChannelPayoutAdmin(ReadOnlyAdmin):
+    list_display = (
+        "channel",
+        "statement_date",
+        "bank_reference",
+        "amount_fen",
+        "expected_fen",
+        "received_on",
+    )
+    list_filter = ("channel",)
+    search_fields = ("=bank_reference",)

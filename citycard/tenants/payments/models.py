@@ -46,6 +46,11 @@ class PaymentChannel(models.Model):
         help_text=_("An order not notified after this long is asked for (查单)."),
         verbose_name=_("query after (seconds)"),
     )
+    close_after_seconds = models.PositiveIntegerField(
+        default=7200,
+        help_text=_("An order still unpaid at the provider after this long is closed (关单)."),
+        verbose_name=_("close after (seconds)"),
+    )
     active = models.BooleanField(default=True, verbose_name=_("active"))
     configured_at = models.DateTimeField(verbose_name=_("configured at"))
 
@@ -207,6 +212,29 @@ class StatementRun(models.Model):
     paid_fen = models.BigIntegerField(default=0, verbose_name=_("paid (fen)"))
     refunded_fen = models.BigIntegerField(default=0, verbose_name=_("refunded (fen)"))
     fee_fen = models.BigIntegerField(default=0, verbose_name=_("fees (fen)"))
+    fees_posted_fen = models.BigIntegerField(
+        default=0,
+        help_text=_(
+            "The fees this run posted to the fee expense account (what earlier files of the day did not)."
+        ),
+        verbose_name=_("fees posted (fen)"),
+    )
+    fee_posting = models.ForeignKey(
+        "accounts.Posting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("fee posting"),
+    )
+    suspense_posting = models.ForeignKey(
+        "accounts.Posting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("suspense posting"),
+    )
     matched = models.IntegerField(default=0, verbose_name=_("matched"))
     exceptions = models.IntegerField(default=0, verbose_name=_("differences"))
     at = models.DateTimeField(verbose_name=_("at"))
@@ -231,6 +259,7 @@ class DifferenceKind(models.TextChoices):
     SHORT = "short", _("短款: in the ledger, not in the statement")
     MISSING_NOTICE = "missing", _("Paid, but no notification credited it")
     AMOUNT = "amount", _("Amount differs")
+    PAYOUT = "payout", _("Payout differs from the statement's net")
 
 
 class DifferenceAction(models.TextChoices):
@@ -238,6 +267,8 @@ class DifferenceAction(models.TextChoices):
     REVERSE = "reverse", _("Reverse the credit (the money never arrived)")
     ADJUST = "adjust", _("Post the difference")
     ACCEPT = "accept", _("Accept without posting (timing, provider-side)")
+    MATCH = "match", _("Matched from suspense to an order or cardholder")
+    REFUND = "refund", _("Refunded from suspense through the channel")
 
 
 class ReconException(models.Model):
@@ -296,3 +327,109 @@ class ChannelBinding(models.Model):
                 fields=["card_no"], condition=Q(active=True), name="channelbinding_one_active_per_card"
             )
         ]
+
+
+class SuspenseState(models.TextChoices):
+    OPEN = "open", _("Open (in suspense)")
+    MATCHED = "matched", _("Matched to an order or cardholder")
+    REFUNDED = "refunded", _("Refunded through the channel")
+
+
+class SuspenseItem(models.Model):
+    """Money the provider received for no order of the city (长款), held in suspense (挂账) until a clerk
+    matches it to an order or a cardholder, or refunds it to the payer through the channel. The
+    reconciliation posts the day's 长款 to the suspense account in one posting; each item leaves it by its
+    own."""
+
+    channel = models.ForeignKey(
+        PaymentChannel, on_delete=models.PROTECT, related_name="suspense_items", verbose_name=_("channel")
+    )
+    difference = models.OneToOneField(
+        ReconException, on_delete=models.PROTECT, related_name="suspense_item", verbose_name=_("difference")
+    )
+    out_trade_no = models.CharField(max_length=64, db_index=True, verbose_name=_("order no"))
+    provider_trade_no = models.CharField(max_length=64, blank=True, verbose_name=_("provider trade no"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    state = models.CharField(
+        max_length=8, choices=SuspenseState.choices, default=SuspenseState.OPEN, verbose_name=_("state")
+    )
+    card_no = models.CharField(max_length=19, blank=True, verbose_name=_("card no"))
+    order = models.ForeignKey(
+        TopupOrder,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("order"),
+    )
+    refund_no = models.CharField(max_length=64, blank=True, db_index=True, verbose_name=_("refund no"))
+    posting = models.ForeignKey(
+        "accounts.Posting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("What took it out of suspense."),
+        verbose_name=_("posting"),
+    )
+    note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
+
+    class Meta:
+        verbose_name = _("suspense item")
+        verbose_name_plural = _("suspense items")
+        ordering = ["state", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="suspenseitem_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel.code} {self.out_trade_no}"
+
+
+class ChannelPayout(models.Model):
+    """The provider's payout of a statement day's collections, net of fees, to the city's bank account
+    (结算划款): the channel's float moves to the bank account; an amount other than the statement's net is
+    a difference for a clerk."""
+
+    channel = models.ForeignKey(
+        PaymentChannel, on_delete=models.PROTECT, related_name="payouts", verbose_name=_("channel")
+    )
+    statement_date = models.DateField(verbose_name=_("statement date"))
+    bank_reference = models.CharField(max_length=64, verbose_name=_("bank reference"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    expected_fen = models.BigIntegerField(
+        help_text=_("The statement's paid less refunded less fees."), verbose_name=_("expected (fen)")
+    )
+    received_on = models.DateField(verbose_name=_("received on"))
+    posting = models.OneToOneField(
+        "accounts.Posting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="channel_payout",
+        verbose_name=_("posting"),
+    )
+    difference = models.OneToOneField(
+        ReconException,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payout",
+        verbose_name=_("difference"),
+    )
+    at = models.DateTimeField(verbose_name=_("at"))
+    actor = models.CharField(max_length=150, verbose_name=_("actor"))
+
+    class Meta:
+        verbose_name = _("channel payout")
+        verbose_name_plural = _("channel payouts")
+        ordering = ["-statement_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "bank_reference"], name="channelpayout_once"),
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="channelpayout_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel.code} {self.statement_date} {self.bank_reference}"

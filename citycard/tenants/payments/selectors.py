@@ -8,7 +8,15 @@ from django.db.models import QuerySet
 
 from citycard.platform.errors import NotFound
 from citycard.tenants.cards.pii import Sealer
-from citycard.tenants.payments.models import PaymentChannel, ReconException, StatementRun, TopupOrder
+from citycard.tenants.payments.models import (
+    ChannelPayout,
+    PaymentChannel,
+    ReconException,
+    StatementRun,
+    SuspenseItem,
+    SuspenseState,
+    TopupOrder,
+)
 from citycard.tenants.payments.protocols import ChannelAdapter, ChannelConfig
 from citycard.tenants.payments.protocols.registry import adapter_for
 
@@ -75,3 +83,20 @@ def differences(*, open_only: bool = False, channel_code: str | None = None) -> 
     if channel_code:
         rows = rows.filter(run__channel__code=channel_code)
     return rows.order_by("-run__statement_date", "id")
+
+
+def suspense_items(*, open_only: bool = False, channel_code: str | None = None) -> QuerySet[SuspenseItem]:
+    """The 长款 held in suspense (挂账), open ones first."""
+    rows = SuspenseItem.objects.select_related("channel", "difference__run")
+    if open_only:
+        rows = rows.filter(state=SuspenseState.OPEN)
+    if channel_code:
+        rows = rows.filter(channel__code=channel_code)
+    return rows.order_by("state", "id")
+
+
+def payouts(*, channel_code: str | None = None) -> QuerySet[ChannelPayout]:
+    rows = ChannelPayout.objects.select_related("channel", "difference")
+    if channel_code:
+        rows = rows.filter(channel__code=channel_code)
+    return rows.order_by("-statement_date", "-id")

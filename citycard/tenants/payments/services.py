@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from citycard.platform.audit.services import audit_record
 from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.tenants.accounts import services as accounts
-from citycard.tenants.accounts.models import Posting
+from citycard.tenants.accounts.models import AccountKind, LedgerAccount, Posting, PostingKind
 from citycard.tenants.accounts.selectors import account_of_card
 from citycard.tenants.cards.pii import Sealer
+from citycard.tenants.payments import statements
 from citycard.tenants.payments.models import (
     ChannelBinding,
     ChannelNotice,
+    ChannelPayout,
     ChannelRefund,
     DifferenceAction,
     DifferenceKind,
@@ -40,16 +43,15 @@ from citycard.tenants.payments.models import (
     ReconException,
     RefundState,
     StatementRun,
+    SuspenseItem,
+    SuspenseState,
     TopupOrder,
 )
 from citycard.tenants.payments.protocols import (
     PaymentResult,
     ProtocolError,
     Reply,
-    fen_of_yuan,
     key_serial,
-    wechat,
-    yuan_text,
 )
 from citycard.tenants.payments.selectors import channel_adapter, channel_by_code, sealed_field
 from citycard.terminal_kit.beijing import BEIJING
@@ -168,6 +170,7 @@ def topup_order_create(
     actor: str,
     description: str = "市民卡账户充值",
     purpose: str = OrderPurpose.TOPUP,
+    agreement_no: str = "",
 ) -> TopupOrder:
     """Open a top-up order through a channel (渠道充值下单) and return it with the provider's payment
     parameters for the payer's app. The same request key returns the same order (and asks nothing again)."""
@@ -193,9 +196,16 @@ def topup_order_create(
         actor=actor,
     )
     try:
-        order.payment_params = channel_adapter(channel).order_create(
-            out_trade_no=order.out_trade_no, amount_fen=amount, description=description
-        )
+        adapter = channel_adapter(channel)
+        if agreement_no:  # a collection under the payer's standing agreement (代扣): no payer in the loop
+            order.payment_params = adapter.collect(
+                out_trade_no=order.out_trade_no, amount_fen=amount, agreement_no=agreement_no,
+                description=description,
+            )  # fmt: skip
+        else:
+            order.payment_params = adapter.order_create(
+                out_trade_no=order.out_trade_no, amount_fen=amount, description=description
+            )
     except ProtocolError as exc:
         raise _protocol(exc) from None
     order.save(update_fields=["payment_params"])
@@ -302,19 +312,52 @@ def topup_order_query(*, out_trade_no: str, actor: str) -> TopupOrder:
     return order
 
 
-def topup_orders_sweep(*, actor: str, now: dt.datetime | None = None) -> list[TopupOrder]:
-    """Query every order still awaiting payment longer than its channel's ``query_after_seconds``
-    (超时查单); the orders found paid (credited now)."""
+@dataclass
+class SweepResult:
+    """What a sweep of overdue orders (超时查单) did: orders asked about, found paid and credited, closed
+    unpaid past their channel's close time, and those whose provider did not answer (asked again next
+    time)."""
+
+    queried: int = 0
+    credited: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def topup_orders_sweep(*, actor: str, now: dt.datetime | None = None) -> SweepResult:
+    """Ask the provider about every order still awaiting payment longer than its channel's
+    ``query_after_seconds`` (超时查单): one found paid is credited (once, as a notification would); one
+    still unpaid past ``close_after_seconds`` is closed (关单): a late payment of a closed order is still
+    credited by its notification or the statement. Idempotent: a paid or closed order is not asked again; a
+    provider that does not answer leaves the order for the next sweep."""
     now = now or timezone.now()
-    settled = []
-    for order in TopupOrder.objects.filter(state=OrderState.CREATED).select_related("channel").order_by("id"):
-        overdue = order.created_at <= now - dt.timedelta(seconds=order.channel.query_after_seconds)
-        if (
-            overdue
-            and topup_order_query(out_trade_no=order.out_trade_no, actor=actor).state == OrderState.PAID
+    result = SweepResult()
+    waiting = TopupOrder.objects.filter(state=OrderState.CREATED).select_related("channel").order_by("id")
+    for order in waiting.iterator():
+        if order.created_at > now - dt.timedelta(seconds=order.channel.query_after_seconds):
+            continue
+        result.queried += 1
+        try:
+            found = topup_order_query(out_trade_no=order.out_trade_no, actor=actor)
+        except DomainError:
+            result.failed.append(order.out_trade_no)
+            continue
+        if found.state == OrderState.PAID:
+            result.credited.append(order.out_trade_no)
+        elif found.state == OrderState.CREATED and order.created_at <= now - dt.timedelta(
+            seconds=order.channel.close_after_seconds
         ):
-            settled.append(order)
-    return settled
+            with transaction.atomic():
+                closed = TopupOrder.objects.filter(pk=order.pk, state=OrderState.CREATED).update(
+                    state=OrderState.CLOSED, settled_by="sweep"
+                )
+                if closed:
+                    audit_record(
+                        action="payments.order_close", actor=actor, object_type="topup_order",
+                        object_id=order.out_trade_no, data={"reason": "unpaid past the channel's close time"},
+                    )  # fmt: skip
+                    result.closed.append(order.out_trade_no)
+    return result
 
 
 @transaction.atomic
@@ -409,7 +452,9 @@ def channel_collect(
 ) -> TopupOrder:
     """Collect into the cardholder's online account through their bound channel (代扣), e.g. a credit
     repayment: an order like a top-up, settled by the provider's notification or a query, idempotent on
-    ``request_key``. The caller then moves the money on from the online account."""
+    ``request_key``. The provider is asked to collect under the binding's agreement (委托代扣) and pays
+    without the payer in the loop; its notification (or a query, or the sweep) credits the online account.
+    The caller then moves the money on from the online account."""
     binding = ChannelBinding.objects.select_related("channel").filter(card_no=card_no, active=True).first()
     if binding is None:
         raise NotFound(f"card {card_no} has no bound channel", code="no_binding", field="card_no")
@@ -421,6 +466,7 @@ def channel_collect(
         actor=actor,
         description=description,
         purpose=OrderPurpose.COLLECTION,
+        agreement_no=binding.agreement_no,
     )
 
 
@@ -446,6 +492,9 @@ SELECT %(run)s,
   LEFT JOIN payments_topuporder o ON o.out_trade_no = s.out_trade_no AND o.channel_id = %(channel)s
  WHERE s.kind = 'pay'
    AND (o.id IS NULL OR o.state <> 'paid' OR o.amount_fen <> s.amount_fen)
+   -- a 长款 an earlier file of the channel put in suspense is not a new difference (nor posted again)
+   AND (o.id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM payments_suspenseitem si
+                                          WHERE si.channel_id = %(channel)s AND si.out_trade_no = s.out_trade_no))
 UNION ALL
 SELECT %(run)s, 'short', o.out_trade_no, '', NULL, o.amount_fen,
        'credited in the ledger, not in the provider''s statement of the day', '', '', ''
@@ -462,7 +511,9 @@ SELECT %(run)s, CASE WHEN r.id IS NULL THEN 'long' ELSE 'amount' END, COALESCE(o
   FROM payments_stage_line s
   LEFT JOIN payments_channelrefund r ON r.out_refund_no = s.out_refund_no
   LEFT JOIN payments_topuporder o ON o.id = r.order_id
+  LEFT JOIN payments_suspenseitem si ON si.refund_no = s.out_refund_no AND si.channel_id = %(channel)s
  WHERE s.kind = 'refund' AND (r.id IS NULL OR r.amount_fen <> s.amount_fen)
+   AND (si.id IS NULL OR si.amount_fen <> s.amount_fen)
 UNION ALL
 SELECT %(run)s, 'short', o.out_trade_no, r.out_refund_no, NULL, r.amount_fen,
        'refunded in the ledger, not in the provider''s statement of the day', '', '', ''
@@ -471,71 +522,6 @@ SELECT %(run)s, 'short', o.out_trade_no, r.out_refund_no, NULL, r.amount_fen,
    AND NOT EXISTS (SELECT 1 FROM payments_stage_line s
                     WHERE s.kind = 'refund' AND s.out_refund_no = r.out_refund_no)
 """
-
-
-STAGE = (
-    "CREATE TEMP TABLE payments_stage_line (kind text, out_trade_no text, provider_trade_no text,"
-    " out_refund_no text, amount_fen bigint, fee_fen bigint, at timestamptz) ON COMMIT DROP"
-)
-
-
-def _copy_lines(lines) -> None:
-    """COPY the parsed lines into the scratch table the reconciliation joins (fast for a million lines)."""
-    buffer = io.StringIO()
-    for line in lines:
-        at = line.at.isoformat() if line.at else r"\N"
-        buffer.write(
-            f"{line.kind}\t{line.out_trade_no}\t{line.provider_trade_no}\t{line.out_refund_no}\t"
-            f"{line.amount_fen}\t{line.fee_fen}\t{at}\n"
-        )
-    buffer.seek(0)
-    with connection.cursor() as cur:
-        cur.cursor.copy_expert(
-            "COPY payments_stage_line (kind, out_trade_no, provider_trade_no, out_refund_no, amount_fen, fee_fen,"
-            " at) FROM STDIN",
-            buffer,
-        )
-
-
-def _stage_totals() -> tuple[int, int, int, int]:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*), COALESCE(sum(amount_fen) FILTER (WHERE kind = 'pay'), 0),"
-            " COALESCE(sum(amount_fen) FILTER (WHERE kind = 'refund'), 0), COALESCE(sum(fee_fen), 0)"
-            " FROM payments_stage_line"
-        )
-        return cur.fetchone()
-
-
-def _copy_wechat_bill(data: bytes) -> None:
-    """WeChat Pay's trade bill loaded by the database itself: its rows COPYed as CSV into a scratch table,
-    converted to fen there (``numeric``, exact) into the scratch table of lines; the summary row checked
-    against what was loaded. The same lines as ``wechat.bill_parse`` reads, a million in seconds."""
-    col, body, summary = wechat.bill_body(data)
-    width = len(col)
-    c = {name: f"c{i + 1}" for name, i in col.items()}
-    with connection.cursor() as cur:
-        columns = ", ".join(f"c{i + 1} text" for i in range(width))
-        cur.execute(f"CREATE TEMP TABLE payments_bill_stage ({columns}) ON COMMIT DROP")
-        cur.cursor.copy_expert("COPY payments_bill_stage FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
-        refund = f"{c['交易状态']} = 'REFUND'"
-        cur.execute(
-            "INSERT INTO payments_stage_line (kind, out_trade_no, provider_trade_no, out_refund_no,"
-            " amount_fen, fee_fen, at)"
-            f" SELECT CASE WHEN {refund} THEN 'refund' ELSE 'pay' END, {c['商户订单号']}, {c['微信订单号']},"
-            f" CASE WHEN {refund} THEN {c['商户退款单号']} ELSE '' END,"
-            f" (CASE WHEN {refund} THEN {c['退款金额']} ELSE {c['应结订单金额']} END)::numeric * 100,"
-            f" {c['手续费']}::numeric * 100, ({c['交易时间']} || '+08')::timestamptz"
-            " FROM payments_bill_stage"
-        )
-        cur.execute("DROP TABLE payments_bill_stage")
-    count, paid, refunded, _ = _stage_totals()
-    if (str(count), fen_of_yuan(summary[1]), fen_of_yuan(summary[2])) != (summary[0], paid, refunded):
-        raise ProtocolError(
-            f"the trade bill's summary ({summary[0]} rows, {summary[1]} paid, {summary[2]} refunded) does not "
-            f"match its rows ({count}, {yuan_text(paid)}, {yuan_text(refunded)})",
-            code="bad_statement",
-        )
 
 
 @transaction.atomic
@@ -555,14 +541,9 @@ def statement_reconcile(
         channel=channel, statement_date=day, file_name=file_name[:200], file_sha256=digest,
         at=timezone.now(), actor=actor,
     )  # fmt: skip
-    with connection.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS payments_stage_line")
-        cur.execute(STAGE)
+    statements.stage_create()
     try:
-        if channel.provider == Provider.WECHAT:
-            _copy_wechat_bill(data)
-        else:
-            _copy_lines(channel_adapter(channel).statement_parse(data))
+        statements.load(channel.provider, data, year=day.year)
     except ProtocolError as exc:
         raise DomainError(
             f"the statement cannot be read: {exc}", code="bad_statement", field="file"
@@ -572,7 +553,7 @@ def statement_reconcile(
             f"the statement cannot be read: {exc}", code="bad_statement", field="file"
         ) from None
     start = dt.datetime.combine(day, dt.time(), tzinfo=BEIJING)
-    count, paid, refunded, fees = _stage_totals()
+    count, paid, refunded, fees = statements.stage_totals()
     with connection.cursor() as cur:
         cur.execute("ANALYZE payments_stage_line")  # a scratch table is never analysed by itself
         cur.execute(
@@ -580,19 +561,103 @@ def statement_reconcile(
             {"run": run.pk, "channel": channel.pk, "start": start, "end": start + dt.timedelta(days=1)},
         )
         differences = cur.rowcount
+        cur.execute(_SUSPENSE_SQL, {"run": run.pk, "channel": channel.pk})
         cur.execute("DROP TABLE payments_stage_line")
     lines_differing = ReconException.objects.filter(run=run, statement_fen__isnull=False).count()
     run.lines, run.paid_fen, run.refunded_fen, run.fee_fen = count, paid, refunded, fees
     run.exceptions, run.matched = differences, count - lines_differing
-    run.save(update_fields=["lines", "paid_fen", "refunded_fen", "fee_fen", "exceptions", "matched"])
+    run.suspense_posting = _suspense_post(run, actor=actor)
+    run.fee_posting, run.fees_posted_fen = _fees_post(run, actor=actor)
+    run.save(
+        update_fields=[
+            "lines", "paid_fen", "refunded_fen", "fee_fen", "exceptions", "matched", "suspense_posting",
+            "fee_posting", "fees_posted_fen",
+        ]
+    )  # fmt: skip
     audit_record(
         action="payments.reconcile",
         actor=actor,
         object_type="statement_run",
         object_id=run.pk,
-        data={"channel": channel.code, "date": day.isoformat(), "lines": count, "differences": differences},
-    )
+        data={
+            "channel": channel.code, "date": day.isoformat(), "lines": count, "differences": differences,
+            "fees_posted_fen": run.fees_posted_fen,
+        },
+    )  # fmt: skip
     return run
+
+
+# The day's 长款 (payments the provider took for no order of the city) each become a suspense item; the
+# provider's trade number is read from the statement's lines (a hash semi-join: only the 长款's lines).
+_SUSPENSE_SQL = """
+WITH longs AS (
+    SELECT id, out_trade_no, statement_fen FROM payments_reconexception
+     WHERE run_id = %(run)s AND kind = 'long' AND out_refund_no = '' AND statement_fen > 0
+)
+INSERT INTO payments_suspenseitem
+    (channel_id, difference_id, out_trade_no, provider_trade_no, amount_fen, state, card_no, refund_no, note,
+     resolved_by)
+SELECT %(channel)s, l.id, l.out_trade_no, COALESCE(p.provider_trade_no, ''), l.statement_fen, 'open', '', '', '',
+       ''
+  FROM longs l
+  LEFT JOIN (SELECT DISTINCT ON (s.out_trade_no) s.out_trade_no, s.provider_trade_no
+               FROM payments_stage_line s
+              WHERE s.kind = 'pay' AND s.out_trade_no IN (SELECT out_trade_no FROM longs)
+              ORDER BY s.out_trade_no) p ON p.out_trade_no = l.out_trade_no
+"""
+
+
+def _clearing(channel: PaymentChannel) -> LedgerAccount:
+    return accounts.ledger_account_external(
+        code=channel.clearing_account_code, kind=AccountKind.TOPUP_CLEARING
+    )
+
+
+def _suspense_account(channel: PaymentChannel) -> LedgerAccount:
+    return accounts.ledger_account_external(
+        code=f"suspense:channel-{channel.code}", kind=AccountKind.SUSPENSE
+    )
+
+
+def _suspense_post(run: StatementRun, *, actor: str) -> Posting | None:
+    """The run's 长款 into suspense (挂账), one posting: the channel's float holds the money, the suspense
+    account owes it to whoever it turns out to be."""
+    total = SuspenseItem.objects.filter(difference__run=run).aggregate(t=Sum("amount_fen"))["t"] or 0
+    if not total:
+        return None
+    return accounts.posting_write(
+        kind=PostingKind.SUSPENSE,
+        key=f"suspense-in:{run.pk}",
+        legs=[(_clearing(run.channel), -total), (_suspense_account(run.channel), total)],
+        memo=f"长款 of {run.channel.code} {run.statement_date} into suspense",
+        actor=actor,
+    )[0]
+
+
+def _fees_post(run: StatementRun, *, actor: str) -> tuple[Posting | None, int]:
+    """The statement's net fees (手续费: the payments' less those returned with refunds) to the channel's fee
+    expense account, out of its float: once a statement day — a corrected file of the same day posts only
+    what differs from the fees already posted."""
+    posted = (
+        StatementRun.objects.filter(channel=run.channel, statement_date=run.statement_date)
+        .exclude(pk=run.pk)
+        .aggregate(t=Sum("fees_posted_fen"))["t"]
+        or 0
+    )
+    delta = run.fee_fen - posted
+    if not delta:
+        return None, 0
+    expense = accounts.ledger_account_external(
+        code=f"fee-expense:channel-{run.channel.code}", kind=AccountKind.FEE_EXPENSE
+    )
+    posting = accounts.posting_write(
+        kind=PostingKind.CHANNEL_FEE,
+        key=f"channel-fee:{run.pk}",
+        legs=[(_clearing(run.channel), delta), (expense, -delta)],
+        memo=f"fees of {run.channel.code} {run.statement_date}",
+        actor=actor,
+    )[0]
+    return posting, delta
 
 
 def statement_fetch_and_reconcile(*, channel_code: str, day: dt.date, actor: str) -> StatementRun:
@@ -620,6 +685,7 @@ ALLOWED_ACTIONS = {
     DifferenceKind.LONG: {DifferenceAction.ACCEPT},
     DifferenceKind.SHORT: {DifferenceAction.REVERSE, DifferenceAction.ACCEPT},
     DifferenceKind.AMOUNT: {DifferenceAction.CREDIT, DifferenceAction.ADJUST, DifferenceAction.ACCEPT},
+    DifferenceKind.PAYOUT: {DifferenceAction.ACCEPT},
 }
 
 
@@ -640,6 +706,14 @@ def difference_resolve(*, difference_id: int, action: str, note: str, actor: str
         raise NotFound(f"no reconciliation difference {difference_id}", field="difference_id")
     if diff.resolved_at is not None:
         raise Conflict(f"difference {difference_id} was resolved ({diff.action})", code="resolved")
+    item = SuspenseItem.objects.filter(difference=diff).first()
+    if item is not None:
+        raise DomainError(
+            f"difference {difference_id} is in suspense (item {item.pk}): match it to an order or a cardholder, "
+            "or refund it through the channel",
+            code="in_suspense",
+            field="action",
+        )
     if action not in ALLOWED_ACTIONS[diff.kind]:
         allowed = ", ".join(sorted(ALLOWED_ACTIONS[diff.kind]))
         raise DomainError(
@@ -706,3 +780,249 @@ def difference_resolve(*, difference_id: int, action: str, note: str, actor: str
         data={"kind": diff.kind, "action": action, "posting": posting.pk if posting else None},
     )
     return diff
+
+
+# --- suspense (挂账): 长款 matched or refunded ---------------------------------------------------------------
+
+
+def _suspense_open(item_id: int) -> SuspenseItem:
+    item = (
+        SuspenseItem.objects.select_for_update()
+        .select_related("channel", "difference")
+        .filter(pk=item_id)
+        .first()
+    )
+    if item is None:
+        raise NotFound(f"no suspense item {item_id}", code="no_suspense_item", field="item_id")
+    if item.state != SuspenseState.OPEN:
+        raise Conflict(f"suspense item {item_id} was {item.state}", code="resolved")
+    return item
+
+
+def _suspense_release(item: SuspenseItem, *, actor: str, memo: str) -> Posting:
+    """Suspense back to the channel's float: what a match then credits, or a refund pays back."""
+    return accounts.posting_write(
+        kind=PostingKind.SUSPENSE,
+        key=f"suspense-out:{item.pk}",
+        legs=[
+            (_suspense_account(item.channel), -item.amount_fen),
+            (_clearing(item.channel), item.amount_fen),
+        ],
+        memo=memo,
+        actor=actor,
+    )[0]
+
+
+def _suspense_close(item: SuspenseItem, *, state: str, action: str, note: str, actor: str) -> None:
+    now = timezone.now()
+    item.state, item.note, item.resolved_at, item.resolved_by = state, note.strip()[:300], now, actor
+    item.save()
+    diff = item.difference
+    diff.action, diff.note, diff.resolved_by, diff.resolved_at, diff.posting = (
+        action, note.strip()[:300], actor, now, item.posting,
+    )  # fmt: skip
+    diff.save(update_fields=["action", "note", "resolved_by", "resolved_at", "posting"])
+
+
+@transaction.atomic
+def suspense_match(
+    *, item_id: int, note: str, actor: str, out_trade_no: str = "", card_no: str = ""
+) -> SuspenseItem:
+    """Match money held in suspense (挂账核销) to the order it was meant for (the order is then paid and
+    credited, refundable like any top-up) or, with no order, to a cardholder's online account. The amount
+    must be the order's. Done once: a matched item is not matched again."""
+    if not note.strip():
+        raise DomainError("say why (a note is required)", field="note")
+    if bool(out_trade_no) == bool(card_no):
+        raise DomainError(
+            "match to an order or to a card, one of them", code="bad_match", field="out_trade_no"
+        )
+    item = _suspense_open(item_id)
+    order = None
+    if out_trade_no:
+        order = TopupOrder.objects.select_for_update().filter(out_trade_no=out_trade_no).first()
+        if order is None or order.channel_id != item.channel_id:
+            raise NotFound(
+                f"no order {out_trade_no!r} on channel {item.channel.code}",
+                code="no_order",
+                field="out_trade_no",
+            )
+        if order.state == OrderState.PAID:
+            raise DomainError(
+                f"order {out_trade_no} is credited already", code="bad_match", field="out_trade_no"
+            )
+        if order.amount_fen != item.amount_fen:
+            raise DomainError(
+                f"order {out_trade_no} is for {order.amount_fen} fen, the suspense item {item.amount_fen} fen",
+                code="bad_match",
+                field="out_trade_no",
+            )
+        card_no = order.card_no
+    elif account_of_card(card_no=card_no) is None:
+        raise NotFound(f"card {card_no} has no online account", code="no_account", field="card_no")
+    item.posting = _suspense_release(item, actor=actor, memo=f"suspense {item.out_trade_no} matched")
+    credit = accounts.account_topup(
+        card_no=card_no, amount_fen=item.amount_fen, idempotency_key=f"suspense-match:{item.pk}",
+        channel=f"channel-{item.channel.code}", actor=actor,
+    )  # fmt: skip
+    if order is not None:
+        order.state, order.posting, order.paid_fen, order.settled_by = (
+            OrderState.PAID,
+            credit,
+            item.amount_fen,
+            "suspense",
+        )
+        order.provider_trade_no = order.provider_trade_no or item.provider_trade_no
+        order.credited_at = timezone.now()
+        order.paid_at = order.paid_at or order.credited_at
+        order.save(
+            update_fields=[
+                "state",
+                "posting",
+                "paid_fen",
+                "settled_by",
+                "provider_trade_no",
+                "credited_at",
+                "paid_at",
+            ]
+        )
+    item.order, item.card_no = order, card_no
+    _suspense_close(item, state=SuspenseState.MATCHED, action=DifferenceAction.MATCH, note=note, actor=actor)
+    audit_record(
+        action="payments.suspense_match",
+        actor=actor,
+        object_type="suspense_item",
+        object_id=item.pk,
+        data={"out_trade_no": out_trade_no, "card_no": card_no, "amount_fen": item.amount_fen},
+    )
+    return item
+
+
+@transaction.atomic
+def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
+    """Give money held in suspense back to the payer through the channel (挂账退款): the provider refunds
+    the payment it took, then the suspense account is cleared against the float. The refund number is the
+    item's own, so a retry asks the provider for the same refund; a provider refusal writes nothing."""
+    if not note.strip():
+        raise DomainError("say why (a note is required)", field="note")
+    item = _suspense_open(item_id)
+    refund_no = _number("SR", f"suspense:{item.pk}")
+    try:
+        result = channel_adapter(item.channel).refund(
+            out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+            total_fen=item.amount_fen,
+        )  # fmt: skip
+    except ProtocolError as exc:
+        raise _protocol(exc) from None
+    if not result.succeeded:
+        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    item.refund_no = refund_no
+    item.posting = _suspense_release(item, actor=actor, memo=f"suspense {item.out_trade_no} refunded")
+    _suspense_close(
+        item, state=SuspenseState.REFUNDED, action=DifferenceAction.REFUND, note=note, actor=actor
+    )
+    audit_record(
+        action="payments.suspense_refund",
+        actor=actor,
+        object_type="suspense_item",
+        object_id=item.pk,
+        data={"out_trade_no": item.out_trade_no, "refund_no": refund_no, "amount_fen": item.amount_fen},
+    )
+    return item
+
+
+# --- payouts (结算划款) ----------------------------------------------------------------------------------
+
+
+def _bank_account() -> LedgerAccount:
+    return accounts.ledger_account_external(code="bank:collections", kind=AccountKind.BANK)
+
+
+@transaction.atomic
+def payout_record(
+    *,
+    channel_code: str,
+    statement_date: dt.date,
+    amount_fen: int,
+    bank_reference: str,
+    actor: str,
+    received_on: dt.date | None = None,
+) -> ChannelPayout:
+    """Record the provider's payout of a statement day (渠道结算划款) as the bank shows it: the channel's
+    float moves to the city's bank account, one balanced posting. It is reconciled against the day's
+    statement (paid less refunded less fees, less what earlier payouts of the day brought): any other
+    amount is a difference for a clerk. The same bank reference again finds the same payout."""
+    amount = _fen(amount_fen)
+    reference = bank_reference.strip()
+    if not reference or len(reference) > 64:
+        raise DomainError("a bank reference of 1–64 characters is required", field="bank_reference")
+    channel = channel_by_code(code=channel_code, active_only=False)
+    existing = ChannelPayout.objects.filter(channel=channel, bank_reference=reference).first()
+    if existing is not None:
+        if (existing.statement_date, existing.amount_fen) != (statement_date, amount):
+            raise Conflict(
+                f"bank reference {reference!r} was recorded for another payout", field="bank_reference"
+            )
+        return existing
+    run = (
+        StatementRun.objects.filter(channel=channel, statement_date=statement_date)
+        .order_by("-at", "-id")
+        .first()
+    )
+    if run is None:
+        raise DomainError(
+            f"reconcile {channel.code}'s statement of {statement_date} first: the payout is checked against it",
+            code="no_statement",
+            field="statement_date",
+        )
+    earlier = (
+        ChannelPayout.objects.filter(channel=channel, statement_date=statement_date).aggregate(
+            t=Sum("amount_fen")
+        )["t"]
+        or 0
+    )
+    expected = run.paid_fen - run.refunded_fen - run.fee_fen - earlier
+    posting = accounts.posting_write(
+        kind=PostingKind.PAYOUT,
+        key=f"payout:{channel.code}:{reference}",
+        legs=[(_clearing(channel), amount), (_bank_account(), -amount)],
+        memo=f"payout of {channel.code} {statement_date} ({reference})",
+        actor=actor,
+    )[0]
+    difference = None
+    if amount != expected:
+        difference = ReconException.objects.create(
+            run=run,
+            kind=DifferenceKind.PAYOUT,
+            out_trade_no=reference[:64],
+            statement_fen=expected,
+            ledger_fen=amount,
+            reason=(
+                f"the bank received {amount} fen, the statement of {statement_date} nets {expected} fen "
+                "(paid less refunded less fees)"
+            )[:300],
+        )
+        StatementRun.objects.filter(pk=run.pk).update(exceptions=run.exceptions + 1)
+    payout = ChannelPayout.objects.create(
+        channel=channel,
+        statement_date=statement_date,
+        bank_reference=reference,
+        amount_fen=amount,
+        expected_fen=expected,
+        received_on=received_on or dt.datetime.now(BEIJING).date(),
+        posting=posting,
+        difference=difference,
+        at=timezone.now(),
+        actor=actor,
+    )
+    audit_record(
+        action="payments.payout_record",
+        actor=actor,
+        object_type="channel_payout",
+        object_id=payout.pk,
+        data={
+            "channel": channel.code, "date": statement_date.isoformat(), "amount_fen": amount,
+            "expected_fen": expected, "reference": reference,
+        },
+    )  # fmt: skip
+    return payout

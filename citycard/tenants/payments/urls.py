@@ -9,4 +9,6 @@ urlpatterns = [
     path("notify/<slug:channel_code>", views.notify, name="notify"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("reconciliation/<int:difference_id>/resolve", views.resolve, name="resolve"),
+    path("suspense/<int:item_id>/match", views.suspense_match, name="suspense_match"),
+    path("suspense/<int:item_id>/refund", views.suspense_refund, name="suspense_refund"),
 ]

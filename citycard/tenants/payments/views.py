@@ -1,5 +1,6 @@
 """The providers' notify endpoints (public: every notification is verified by the provider's signature)
-and the city clerk's reconciliation page (渠道对账): statement runs and the differences to resolve."""
+and the city clerk's reconciliation page (渠道对账): statement runs, the differences to resolve, the 长款
+held in suspense (挂账) to match or refund, the providers' payouts."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def reconciliation(request: HttpRequest) -> HttpResponse:
             "open": selectors.differences(open_only=True),
             "actions": DifferenceAction.choices,
             "can_resolve": request.user.has_perm("payments.change_reconexception"),
+            "suspense": selectors.suspense_items(open_only=True),
+            "payouts": selectors.payouts()[:RUNS_SHOWN],
         },
     )
 
@@ -60,6 +63,39 @@ def resolve(request: HttpRequest, difference_id: int) -> HttpResponse:
             action=request.POST.get("action", ""),
             note=request.POST.get("note", ""),
             actor=request.user.username,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("payments:reconciliation")
+
+
+@require_POST
+def suspense_match(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Match a 长款 held in suspense to an order (its number) or a cardholder (a card number)."""
+    if not request.user.has_perm("payments.change_reconexception"):
+        raise PermissionDenied
+    target = request.POST.get("target", "").strip()
+    try:
+        services.suspense_match(
+            item_id=item_id,
+            out_trade_no="" if target.isdigit() else target,
+            card_no=target if target.isdigit() else "",
+            note=request.POST.get("note", ""),
+            actor=request.user.username,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("payments:reconciliation")
+
+
+@require_POST
+def suspense_refund(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Refund a 长款 held in suspense to the payer through its channel."""
+    if not request.user.has_perm("payments.change_reconexception"):
+        raise PermissionDenied
+    try:
+        services.suspense_refund(
+            item_id=item_id, note=request.POST.get("note", ""), actor=request.user.username
         )
     except DomainError as exc:
         messages.error(request, exc.message)

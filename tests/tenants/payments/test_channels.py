@@ -97,9 +97,9 @@ def test_a_lost_notification_is_settled_by_the_query_after_the_timeout(channel, 
     )
     sandbox.payer_pays(order.payment_params, drop=True)
     assert deliver(inbox, sandbox, code) == []
-    assert services.topup_orders_sweep(actor="sweep", now=timezone.now()) == []  # not yet overdue
+    assert services.topup_orders_sweep(actor="sweep", now=timezone.now()).queried == 0  # not yet overdue
     settled = services.topup_orders_sweep(actor="sweep", now=timezone.now() + dt.timedelta(minutes=6))
-    assert [o.out_trade_no for o in settled] == [order.out_trade_no]
+    assert settled.credited == [order.out_trade_no] and settled.closed == []
     order.refresh_from_db()
     assert order.state == OrderState.PAID and order.settled_by == "query" and balance(card_no) == 3000
     # The notification arriving late after all credits nothing more.
@@ -188,11 +188,16 @@ def test_statement_differences_long_short_and_missing_each_become_an_exception(c
         difference_id=diffs["short"].pk, action="reverse", note="never arrived", actor="clerk"
     )
     assert balance(card_no) == 2000
-    with pytest.raises(DomainError, match="resolved by: accept"):
-        services.difference_resolve(difference_id=diffs["long"].pk, action="credit", note="x", actor="clerk")
-    services.difference_resolve(
-        difference_id=diffs["long"].pk, action="accept", note="refunded at UnionPay", actor="clerk"
-    )
+    # The 长款 is held in suspense (挂账): resolved by matching it, not by accepting it.
+    with pytest.raises(DomainError, match="in suspense") as refused:
+        services.difference_resolve(difference_id=diffs["long"].pk, action="accept", note="x", actor="clerk")
+    assert refused.value.code == "in_suspense"
+    item = diffs["long"].suspense_item
+    assert item.amount_fen == 777 and item.state == "open"
+    services.suspense_match(item_id=item.pk, card_no=card_no, note="the payer called", actor="clerk")
+    assert balance(card_no) == 2777
+    diffs["long"].refresh_from_db()
+    assert diffs["long"].action == "match" and diffs["long"].resolved_by == "clerk"
     assert_balanced()
 
 

@@ -52,8 +52,21 @@ def test_configure_drill_reconcile_and_resolve(city, card_no, tmp_path, english)
     assert "2 lines, paid ¥250.00" in out and "2 differences" in out
     listing = run("exceptions", "--open")
     assert "CC7F3A0B19D2E4C5A6B7C8D9E0F1A2B3" in listing and "long" in listing
+    # Both lines are 长款 (no order of the city): held in suspense, matched by a clerk, not accepted.
     first = ReconException.objects.order_by("id").first()
-    with pytest.raises(CommandError, match="resolved by: accept"):
-        run("resolve", str(first.pk), "--action", "credit", "--note", "x")
-    assert "resolved: accept" in run("resolve", str(first.pk), "--action", "accept", "--note", "退回付款人")
-    assert "0 overdue orders" in run("sweep")
+    with pytest.raises(CommandError, match="in suspense"):
+        run("resolve", str(first.pk), "--action", "accept", "--note", "x")
+    held = run("suspense")
+    assert "CC7F3A0B19D2E4C5A6B7C8D9E0F1A2B3" in held and "¥200.00" in held
+    item = first.suspense_item
+    out = run("suspense-match", str(item.pk), "--card", card_no, "--note", "付款人来电认领")
+    assert "matched to card" in out and account_of_card(card_no=card_no).balance_fen == 25000
+    assert "CC7F3A0B19D2E4C5A6B7C8D9E0F1A2B3" not in run("suspense")
+    # The fees of the day (¥1.50) were posted; WeChat pays out ¥248.00 where the statement nets ¥248.50.
+    out = run(
+        "payout", "wechat", "--date", "2026-11-21", "--amount", "248.00", "--reference", "CMB20261122001"
+    )
+    assert "the statement nets ¥248.50" in out and "differs from the statement" in out
+    assert "CMB20261122001" in run("payouts")
+    assert "payout" in run("exceptions", "--open")
+    assert "0 overdue orders asked for" in run("sweep")

@@ -4,7 +4,8 @@ speaks exactly the protocol the adapter checks, byte for byte.
 
 Every provider module offers the same adapter surface (``ChannelAdapter``) so the services never branch on
 the provider: create an order and return the payment parameters the payer's app needs, verify and read an
-asynchronous notification, query an order, refund, download and parse the daily statement (对账单).
+asynchronous notification, query an order, refund, download and parse the daily statement (对账单), and
+collect under a payer's standing agreement (代扣: no payer in the loop; the result comes as a notification).
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class ChannelAdapter(Protocol):
     config: ChannelConfig
 
     def order_create(self, *, out_trade_no: str, amount_fen: int, description: str) -> dict[str, Any]: ...
+    def collect(
+        self, *, out_trade_no: str, amount_fen: int, agreement_no: str, description: str
+    ) -> dict[str, Any]: ...
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult: ...
     def notification_ack(self, *, ok: bool) -> Reply: ...
     def order_query(self, *, out_trade_no: str) -> PaymentResult: ...

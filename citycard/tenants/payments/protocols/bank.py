@@ -4,7 +4,8 @@ JSON message, signed.
 Every message is ``{"head": {"msg_type", "msg_id", "mer_no", "send_time"}, "body": {...}}``, sent as the
 HTTP body with ``X-Bank-Signature``: SHA256withRSA over the body bytes, base64, and ``X-Bank-Serial``
 naming the key. Types: ``PAY_ORDER`` (the bank's payment page token), ``PAY_RESULT`` (the bank's
-notification, ``result`` ``S`` success), ``PAY_QUERY``, ``REFUND``, ``STATEMENT`` (the day's file).
+notification, ``result`` ``S`` success), ``PAY_QUERY``, ``REFUND``, ``WITHHOLD`` (代扣 under an agreement),
+``STATEMENT`` (the day's file).
 
 The statement is text, one record a line, fields separated by ``|``: ``H|mer_no|yyyymmdd|count``, then
 ``D|seq|bank_serial|out_trade_no|PAY or RFD|amount_fen|fee_fen|yyyymmddhhmmss|out_refund_no``, then
@@ -89,6 +90,31 @@ class CardBank:
             },
         )
         return {"pay_token": answer["pay_token"], "pay_url": answer["pay_url"]}
+
+    def collect(
+        self, *, out_trade_no: str, amount_fen: int, agreement_no: str, description: str
+    ) -> dict[str, Any]:
+        """Withholding from the card's financial account under the cardholder's agreement (``WITHHOLD``):
+        accepted now (``result`` ``P``), the result sent as a ``PAY_RESULT``."""
+        answer = self._call(
+            "WITHHOLD",
+            {
+                "out_trade_no": out_trade_no,
+                "amount_fen": amount_fen,
+                "agreement_no": agreement_no,
+                "summary": description,
+                "notify_url": self.config.notify_url,
+            },
+        )
+        if answer.get("result") not in {"P", "S"}:
+            raise ProtocolError(
+                f"the bank refused the withholding: {answer.get('reason', answer.get('result'))}"
+            )
+        return {
+            "agreement_no": agreement_no,
+            "out_trade_no": out_trade_no,
+            "result": answer.get("result", ""),
+        }
 
     def notification_parse(self, *, headers: dict[str, str], body: bytes) -> PaymentResult:
         msg = message_read(self.config.peer_public_key_pem, headers, body)

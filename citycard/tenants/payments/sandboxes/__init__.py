@@ -7,7 +7,10 @@ the notification then goes to the order's notify URL from a thread, signed — n
 seconds, ``replay`` more times, not at all (``drop``) or with another amount (``paid_fen``: the payer paid
 what the order did not say). The day's statement (``statement``) is written in the provider's format from
 what was paid and refunded; ``statement_add`` and ``statement_omit`` make it disagree with the city's
-ledger on purpose (长款, 短款).
+ledger on purpose (长款, 短款); ``stray_payment`` is a payment for no order of the city that can be refunded
+(a 长款 the city holds in suspense). A collection under a standing agreement (代扣) is paid by the
+sandbox itself (``autopay``, on by default: the payer is not in the loop) and notified like a payment.
+``payout`` is the day's net (paid less refunded less fees) the provider pays to the city's bank.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Sandbox:
         self.extra_rows: list[dict[str, Any]] = []
         self.omitted: set[str] = set()
         self.deliveries: list[tuple[str, int]] = []  # (out_trade_no, HTTP status) of every notification sent
+        self.agreements: dict[str, str] = {}  # out_trade_no → the agreement a collection was made under
+        self.autopay = True
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.threads: list[threading.Thread] = []
@@ -210,7 +215,46 @@ class Sandbox:
             self.threads.append(thread)
         return order
 
+    def _collected(
+        self, out_trade_no: str, amount_fen: int, notify_url: str, agreement_no: str
+    ) -> SandboxOrder:
+        """A collection under an agreement (代扣) accepted: paid by the provider itself when ``autopay``
+        (the amount taken from the payer's bound account), notified from a thread."""
+        order = self.order_open(out_trade_no, amount_fen, notify_url)
+        with self.lock:
+            self.agreements[out_trade_no] = agreement_no
+            first = order.state != "SUCCESS"
+            if self.autopay and first:
+                order.state, order.paid_fen, order.paid_at = "SUCCESS", amount_fen, beijing_now()
+        if self.autopay and first:
+            thread = threading.Thread(target=self._deliver, args=(order, 0.05, 1), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return order
+
+    def stray_payment(
+        self, *, out_trade_no: str, amount_fen: int, at: dt.datetime | None = None
+    ) -> SandboxOrder:
+        """A payment the provider took for an order the city never opened (a stale QR code, a mistyped
+        order number): in the statement, refundable, never notified."""
+        order = self.order_open(out_trade_no, amount_fen, "")
+        with self.lock:
+            order.state, order.paid_fen, order.paid_at = "SUCCESS", amount_fen, at or beijing_now()
+        return order
+
+    def payout(self, day: dt.date) -> tuple[str, int]:
+        """The provider's payout of ``day`` (结算划款): its bank reference and the net amount — paid less
+        refunded less fees, as the day's statement carries them."""
+        net = 0
+        for r in self.statement_rows(day):
+            net += (
+                -(r["amount_fen"] - r["fee_fen"]) if r["kind"] == "refund" else r["amount_fen"] - r["fee_fen"]
+            )
+        return f"PO{self.provider.upper()}{day:%Y%m%d}", net
+
     def _order_of(self, params: dict[str, Any]) -> str:
+        if params.get("out_trade_no") in self.agreements:  # a collection under an agreement: no payer's app
+            return params["out_trade_no"]
         if self.provider == "alipay":
             form = {k: v[0] for k, v in urllib.parse.parse_qs(params["order_string"]).items()}
             if not alipay.params_verify(self.keys.merchant_public, form):
@@ -428,6 +472,12 @@ class Sandbox:
             prepay_id = "wx" + order.transaction_id
             self.tokens[prepay_id] = order.out_trade_no
             return answer(200, {"prepay_id": prepay_id})
+        if method == "POST" and path == "/v3/papay/pay/transactions/apply":
+            req = json.loads(body)
+            self._collected(
+                req["out_trade_no"], req["amount"]["total"], req["notify_url"], req["contract_id"]
+            )
+            return answer(200, {"out_trade_no": req["out_trade_no"], "trade_state": "ACCEPT"})
         if method == "GET" and path.startswith("/v3/pay/transactions/out-trade-no/"):
             out_trade_no = urllib.parse.unquote(urllib.parse.urlsplit(path).path.rsplit("/", 1)[1])
             order = self.orders.get(out_trade_no)
@@ -470,6 +520,21 @@ class Sandbox:
             if paid:
                 node["send_pay_date"] = order.paid_at.astimezone(BEIJING).strftime(alipay.TIME)
             return answer(node)
+        if method_name == "alipay.trade.pay" and biz.get("product_code") == "GENERAL_WITHHOLDING":
+            agreement = biz.get("agreement_params", {}).get("agreement_no", "")
+            if not agreement:
+                return answer(
+                    {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.AGREEMENT_NOT_EXIST"}
+                )
+            order = self._collected(
+                biz["out_trade_no"],
+                alipay.fen_of_yuan(biz["total_amount"]),
+                form.get("notify_url", ""),
+                agreement,
+            )
+            paid = order.state == "SUCCESS"
+            return answer({"code": "10000" if paid else "10003", "msg": "Success", "out_trade_no": order.out_trade_no,
+                           "trade_no": order.transaction_id, "total_amount": biz["total_amount"]})  # fmt: skip
         if method_name == "alipay.trade.refund":
             refund = self._refund(
                 biz["out_trade_no"], biz["out_request_no"], alipay.fen_of_yuan(biz["refund_amount"])
@@ -517,6 +582,10 @@ class Sandbox:
                           txnAmt=str(order.paid_fen if paid else order.amount_fen),
                           txnTime=(order.paid_at or beijing_now()).astimezone(BEIJING)
                           .strftime("%Y%m%d%H%M%S"))  # fmt: skip
+        if endpoint == "backTransReq.do" and form.get("txnType") == "11":
+            token = form.get("tokenPayData", "").removeprefix("{token=").split("&")[0]
+            self._collected(form["orderId"], int(form["txnAmt"]), form["backUrl"], token)
+            return answer(respCode="00", respMsg="成功[0000000]", orderId=form["orderId"])
         if endpoint == "backTransReq.do":
             original = next((o for o in self.orders.values() if o.transaction_id == form["origQryId"]), None)
             refund = original and self._refund(original.out_trade_no, form["orderId"], int(form["txnAmt"]))
@@ -546,6 +615,11 @@ class Sandbox:
             token = secrets.token_hex(10)
             self.tokens[token] = order.out_trade_no
             return answer({"pay_token": token, "pay_url": f"{self.url}/pay/{token}"})
+        if kind == "WITHHOLD":
+            if not b.get("agreement_no"):
+                return answer({"result": "F", "reason": "no agreement"})
+            self._collected(b["out_trade_no"], int(b["amount_fen"]), b["notify_url"], b["agreement_no"])
+            return answer({"out_trade_no": b["out_trade_no"], "result": "P"})
         if kind == "PAY_QUERY":
             order = self.orders.get(b["out_trade_no"])
             if order is None:

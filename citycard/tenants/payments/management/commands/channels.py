@@ -1,6 +1,7 @@
 """`citycard channels --tenant CODE ...` — payment channels (支付渠道): sandbox keys, configure a channel
-with its keys, list, a drill against a provider's local sandbox, query overdue orders, reconcile a
-provider's statement file (对账) and list and resolve its differences. Thin over
+with its keys, list, a drill against a provider's local sandbox, sweep overdue orders, refund a top-up,
+reconcile a provider's statement file (对账) and list and resolve its differences, the 长款 in suspense
+(挂账) matched or refunded, the providers' payouts recorded. Thin over
 citycard.tenants.payments.services; amounts shown in yuan, kept in fen."""
 
 from __future__ import annotations
@@ -58,7 +59,39 @@ class Command(PlatformCommand):
         run.add_argument("--amount", required=True, help="in yuan, e.g. 50.00")
         run.add_argument("--key", required=True, help="request key of the top-up")
         run.add_argument("--statement-out", help="write the sandbox's statement of the day here")
-        sub.add_parser("sweep", help="query the provider for every order left unpaid too long (超时查单)")
+        sub.add_parser(
+            "sweep",
+            help="query the provider for every order left unpaid too long (超时查单), credit or close it",
+        )
+        ref = sub.add_parser(
+            "refund", help="refund (part of) a credited top-up through its channel (充值退款)"
+        )
+        ref.add_argument("order", help="the order number (out_trade_no)")
+        ref.add_argument("--amount", required=True, help="in yuan, e.g. 20.00")
+        ref.add_argument("--key", required=True, help="request key of the refund (a retry finds the same)")
+        ref.add_argument("--reason", default="")
+        pay = sub.add_parser(
+            "payout", help="record a provider's payout of a statement day to the bank (结算划款)"
+        )
+        pay.add_argument("code")
+        pay.add_argument("--date", required=True, help="the statement day the payout is for")
+        pay.add_argument("--amount", required=True, help="in yuan, as the bank received it")
+        pay.add_argument("--reference", required=True, help="the bank's reference of the credit")
+        pay.add_argument("--received-on", help="the day the bank received it (default today, Beijing)")
+        sub.add_parser("payouts", help="the payouts recorded")
+        sus = sub.add_parser("suspense", help="the 长款 held in suspense (挂账)")
+        sus.add_argument("--all", action="store_true", help="matched and refunded too")
+        match = sub.add_parser("suspense-match", help="match a suspense item to an order or a cardholder")
+        match.add_argument("id", type=int)
+        target = match.add_mutually_exclusive_group(required=True)
+        target.add_argument("--order", help="the order it was meant for")
+        target.add_argument("--card", help="the cardholder's card (no order)")
+        match.add_argument("--note", required=True)
+        back = sub.add_parser(
+            "suspense-refund", help="refund a suspense item to the payer through its channel"
+        )
+        back.add_argument("id", type=int)
+        back.add_argument("--note", required=True)
         rec = sub.add_parser("reconcile", help="reconcile a provider's statement file against the ledger")
         rec.add_argument("code")
         rec.add_argument("file")
@@ -162,9 +195,111 @@ class Command(PlatformCommand):
             )
 
     def do_sweep(self, opts):
-        settled = services.topup_orders_sweep(actor=self.actor)
+        result = services.topup_orders_sweep(actor=self.actor)
         self.console.print(
-            gettext("%(count)s overdue orders found paid and credited") % {"count": len(settled)}
+            gettext(
+                "%(queried)s overdue orders asked for: %(credited)s found paid and credited, %(closed)s closed "
+                "unpaid, %(failed)s not answered (asked again next time)"
+            )
+            % {
+                "queried": result.queried,
+                "credited": len(result.credited),
+                "closed": len(result.closed),
+                "failed": len(result.failed),
+            }
+        )
+
+    def do_refund(self, opts):
+        refund = services.topup_order_refund(
+            out_trade_no=opts["order"], amount_fen=fen_of(opts["amount"]), request_key=opts["key"],
+            reason=opts["reason"], actor=self.actor,
+        )  # fmt: skip
+        self.console.print(
+            gettext("refund %(refund)s of order %(order)s: %(amount)s back through %(channel)s (%(state)s)")
+            % {
+                "refund": refund.out_refund_no,
+                "order": refund.order.out_trade_no,
+                "amount": yuan(refund.amount_fen),
+                "channel": refund.order.channel.code,
+                "state": refund.get_state_display(),
+            }
+        )
+
+    def do_payout(self, opts):
+        payout = services.payout_record(
+            channel_code=opts["code"], statement_date=dt.date.fromisoformat(opts["date"]),
+            amount_fen=fen_of(opts["amount"]), bank_reference=opts["reference"], actor=self.actor,
+            received_on=dt.date.fromisoformat(opts["received_on"]) if opts.get("received_on") else None,
+        )  # fmt: skip
+        self.console.print(
+            gettext(
+                "payout %(reference)s of %(channel)s %(day)s: %(amount)s to the bank, the statement nets %(expected)s"
+            )
+            % {
+                "reference": payout.bank_reference,
+                "channel": payout.channel.code,
+                "day": payout.statement_date,
+                "amount": yuan(payout.amount_fen),
+                "expected": yuan(payout.expected_fen),
+            }
+        )
+        if payout.difference_id:
+            self.console.print(
+                gettext("the payout differs from the statement: difference %(difference)s for a clerk")
+                % {"difference": payout.difference_id}
+            )
+
+    def do_payouts(self, opts):
+        table = Table(
+            gettext("channel"),
+            gettext("statement date"),
+            gettext("bank reference"),
+            gettext("amount ¥"),
+            gettext("expected ¥"),
+            gettext("received on"),
+        )
+        for p in selectors.payouts():
+            table.add_row(
+                p.channel.code, str(p.statement_date), p.bank_reference, yuan(p.amount_fen), yuan(p.expected_fen),
+                str(p.received_on),
+            )  # fmt: skip
+        self.console.print(table)
+
+    def do_suspense(self, opts):
+        table = Table(
+            "id",
+            gettext("channel"),
+            gettext("statement date"),
+            gettext("order no"),
+            gettext("amount ¥"),
+            gettext("state"),
+            gettext("resolved"),
+        )
+        for item in selectors.suspense_items(open_only=not opts["all"]):
+            table.add_row(
+                str(item.pk), item.channel.code, str(item.difference.run.statement_date), item.out_trade_no,
+                yuan(item.amount_fen), item.get_state_display(),
+                gettext("%(note)s by %(user)s") % {"note": item.note, "user": item.resolved_by}
+                if item.resolved_at
+                else "",
+            )  # fmt: skip
+        self.console.print(table)
+
+    def do_suspense_match(self, opts):
+        item = services.suspense_match(
+            item_id=opts["id"], out_trade_no=opts.get("order") or "", card_no=opts.get("card") or "",
+            note=opts["note"], actor=self.actor,
+        )  # fmt: skip
+        self.console.print(
+            gettext("suspense item %(item)s (%(amount)s) matched to card %(card)s")
+            % {"item": item.pk, "amount": yuan(item.amount_fen), "card": item.card_no}
+        )
+
+    def do_suspense_refund(self, opts):
+        item = services.suspense_refund(item_id=opts["id"], note=opts["note"], actor=self.actor)
+        self.console.print(
+            gettext("suspense item %(item)s (%(amount)s) refunded to the payer (refund %(refund)s)")
+            % {"item": item.pk, "amount": yuan(item.amount_fen), "refund": item.refund_no}
         )
 
     def do_reconcile(self, opts):
