@@ -207,7 +207,7 @@ def test_the_business_dates_of_a_message_are_those_of_agreement_business_date_ac
     in another offset, and for a monthly agreement."""
     _add(effective_from=NEXT, cut_off=dt.time(2, 0))
     agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
-    utc = dt.timezone.utc
+    utc = dt.UTC
     moments = [
         at(day, hour, minute)
         for day in (DAY, NEXT, NEXT + dt.timedelta(days=1))
