@@ -256,7 +256,8 @@ def child(args) -> None:
     now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai_tz)
     # The outboxes are collected, the issuers validated and the reconciliation files written in parallel,
     # one job per tenant, in --workers processes started (and connected) before the clock runs, as Celery
-    # workers would be.
+    # workers would be; handed out one at a time, as a broker does (in chunks of ~P/8 jobs, one process
+    # could be left with a whole chunk while the other idles).
     import functools
     import multiprocessing
 
@@ -264,18 +265,18 @@ def child(args) -> None:
     pool.map(_worker_ready, range(args.workers))
     timings = {"outbox (acquirers sign)": t_outbox}
     start = time.perf_counter()
-    pool.starmap(_collect, [(tenant.code, now) for tenant in tenants])
+    pool.starmap(_collect, [(tenant.code, now) for tenant in tenants], chunksize=1)
     timings["collect"] = time.perf_counter() - start
     cycle = cycles.cycle_get_or_create(network_code=network, service="transit", business_date=day)
     validate = functools.partial(
-        cycles.cycle_validate, issuers_map=functools.partial(pool.map, _issuer_validate)
+        cycles.cycle_validate, issuers_map=functools.partial(pool.map, _issuer_validate, chunksize=1)
     )
     files_written = []
 
     def write_files(jobs):
         begun = time.perf_counter()
         try:
-            return pool.map(_reconciliation_packed, jobs)
+            return pool.map(_reconciliation_packed, jobs, chunksize=1)
         finally:
             files_written.append((len(jobs), time.perf_counter() - begun))
 
@@ -410,6 +411,32 @@ def _worker_init() -> None:
     import django
 
     django.setup()
+    if os.environ.get("BENCH_SQL"):
+        # Each pool process times its statements too, printed (the 15 slowest) when the pool closes.
+        from multiprocessing import util
+
+        from django.db import connection
+
+        sql_times: dict[str, list[float]] = {}
+
+        def timed_sql(execute, sql, params, many, context):
+            begun = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                sql_times.setdefault(" ".join(sql.split())[:90], []).append(time.perf_counter() - begun)
+
+        wrapper = connection.execute_wrapper(timed_sql)
+        wrapper.__enter__()  # held by report() below: a dropped generator would unwrap at once
+
+        def report() -> None:
+            lines = [f"pool process {os.getpid()}: {sum(map(len, sql_times.values()))} statements"]
+            for sql, times in sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]:
+                lines.append(f"{sum(times):7.2f} s {len(times):5d}× {sql}")
+            print("\n".join(lines), flush=True)
+            wrapper.__exit__(None, None, None)
+
+        util.Finalize(None, report, exitpriority=100)
     if os.environ.get("BENCH_PROFILE"):
         # Each pool process profiles its jobs too, written beside the main one as <file>.<pid> when the
         # pool closes.

@@ -30,6 +30,7 @@ from citycard.interop.entitlements import visitor_lists_sync
 from citycard.interop.models import CycleState
 from citycard.interop.services import cycles, hotlist, messages, validation
 from citycard.platform.celery import app
+from citycard.platform.db.commits import commit_unawaited
 from citycard.platform.models import Tenant, TenantKind
 from citycard.platform.observability.metrics import CLEARING_STEP_SECONDS
 
@@ -99,6 +100,7 @@ def cycle_step(network: str, service: str, date: str, step: str, now: str | None
 def issuer_validation(cycle_id: int, issuer: str, now: str | None = None) -> dict:
     """One issuer validates its records of a closed cycle; its answer is kept for the validation step."""
     with transaction.atomic():
+        commit_unawaited()  # a lost answer is asked again by the step (platform.db.commits)
         kept = validation.issuer_validation_store(
             cycle_id=cycle_id, issuer_code=issuer, now=_now(now) or timezone.now()
         )

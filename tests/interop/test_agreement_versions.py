@@ -20,7 +20,7 @@ from citycard.interop.models import AgreementVersion, ClearingCycle, ClearingRec
 from citycard.interop.selectors import agreement_get
 from citycard.interop.services.agreements import agreement_set, agreement_version_add
 from citycard.interop.services.cycles import cycle_close, cycle_get_or_create, cycle_run
-from citycard.interop.terms import FEE_SQL, agreement_business_date, fee_fen
+from citycard.interop.terms import FEE_SQL, agreement_business_date, agreement_business_dates, fee_fen
 from citycard.platform import services as platform_services
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError
@@ -199,6 +199,31 @@ def test_a_new_cut_off_moves_the_business_day_and_the_open_cycles_windows(yrd_tr
     assert cycle_get_or_create(network_code="yrd", service="transit", business_date=NEXT).opens_at == at(
         NEXT, 2
     )
+
+
+def test_the_business_dates_of_a_message_are_those_of_agreement_business_date_across_cut_offs(yrd_transit):
+    """Collection computes a message's business dates with one rule per agreement (each local day's opening
+    read once): the same dates as one call per moment, on either side of a cut-off that a version moves,
+    in another offset, and for a monthly agreement."""
+    _add(effective_from=NEXT, cut_off=dt.time(2, 0))
+    agreement_set(network_code="gba", service="medical", valid_from=dt.date(2020, 1, 1), actor="test")
+    utc = dt.UTC
+    moments = [
+        at(day, hour, minute)
+        for day in (DAY, NEXT, NEXT + dt.timedelta(days=1))
+        for hour, minute in ((0, 0), (1, 59), (2, 0), (3, 59), (4, 0), (12, 30), (23, 59))
+    ]
+    moments += [m.astimezone(utc) for m in moments] + [
+        at(dt.date(2026, 12, 1), 1),
+        at(dt.date(2026, 12, 1), 5),
+    ]
+    for network, service in (("yrd", "transit"), ("gba", "medical")):
+        agreement = agreement_get(network_code=network, service=service)
+        business_date = agreement_business_dates(agreement=agreement)
+        for moment in moments * 2:  # the second pass from what the first one read
+            assert business_date(moment) == agreement_business_date(agreement=agreement, at=moment), moment
+    business_date = agreement_business_dates(agreement=agreement_get(network_code="yrd", service="transit"))
+    assert business_date(at(NEXT, 1, 59)) == DAY and business_date(at(NEXT, 2)) == NEXT
 
 
 def test_a_late_record_keeps_the_hotlist_grace_of_its_own_business_date(yrd_transit):

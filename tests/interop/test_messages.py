@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 
 import pytest
+from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingRecord, MessageRefusal
@@ -21,6 +22,7 @@ from .conftest import DAY, at, record
 pytestmark = pytest.mark.django_db
 SENT = at(DAY, 11)
 NOW = at(DAY, 12)
+NEXT = DAY + dt.timedelta(days=1)
 
 
 def _records(n=2, **kw):
@@ -151,3 +153,43 @@ def test_fields_added_after_signing_are_refused(yrd_transit, tenant):
     unsigned = _seal(tenant, body, message_id="clr-jiaxing-u")
     del unsigned["signature"]
     _refused(unsigned, "bad_signature")
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_collection_lost_to_a_crash_is_taken_again_whole(yrd_transit, tenant, send, collect):
+    """A message for two issuers across the cut-off (two business dates, two cycles). Its collection is lost
+    whole (a crash before its commit reached the disk: records, nonce, answer in the outbox all go
+    together), the message is pending again and the next collection takes it as the first did: each record
+    once, in its own date's cycle; collected again, it is answered as a replay and adds nothing."""
+    records = [
+        record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=1, when=at(DAY, 9)),
+        record(acquirer="jiaxing", issuer="shanghai", issuer_division="310000", serial=2, when=at(DAY, 23)),
+        # 03:59 on the next day is still business date DAY (cut-off 04:00); 04:00 is the next one
+        record(
+            acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=3, when=at(NEXT, 3, 59)
+        ),
+        record(acquirer="jiaxing", issuer="shanghai", issuer_division="310000", serial=4, when=at(NEXT, 4)),
+    ]
+    send("jiaxing", records)
+    now = at(NEXT, 12)
+    with pytest.raises(_Crash), transaction.atomic():
+        assert collect("jiaxing", now=now) == {"collected": 1, "refused": 0}
+        with tenant_context(tenant("jiaxing")):
+            lost = OutboxMessage.objects.get().result
+        raise _Crash
+    assert ClearingRecord.objects.count() == 0
+    with tenant_context(tenant("jiaxing")):
+        assert OutboxMessage.objects.get().state == "pending"
+    assert collect("jiaxing", now=now) == {"collected": 1, "refused": 0}
+    with tenant_context(tenant("jiaxing")):
+        taken = OutboxMessage.objects.get().result
+    # The same answer; the cycles' ids are new ones (the lost transaction used up its sequence numbers).
+    assert (taken["records"], taken["new"]) == (lost["records"], lost["new"]) == (4, 4)
+    assert sorted(taken["cycles"].values()) == sorted(lost["cycles"].values()) == [1, 3]
+    dates = sorted(r.cycle.business_date for r in ClearingRecord.objects.select_related("cycle"))
+    assert dates == [DAY, DAY, DAY, NEXT]
+    assert collect("jiaxing", now=now) == {"collected": 0, "refused": 0}  # nothing pending
+    assert ClearingRecord.objects.count() == 4

@@ -26,6 +26,7 @@ from django_tenants.utils import tenant_context
 
 from citycard.interop.models import MessageRefusal, ReceivedMessage, SeenNonce
 from citycard.platform.audit.services import audit_record
+from citycard.platform.db.commits import commit_unawaited
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
 from citycard.platform.keys import tenant_signing_key
 from citycard.platform.models import Tenant
@@ -137,6 +138,9 @@ def outbox_collect(*, tenant: Tenant, now: dt.datetime | None = None, limit: int
     counts = {"collected": 0, "refused": 0}
     while True:
         with transaction.atomic():
+            # Collecting again what a crash lost is the same collection (a message left pending is taken
+            # once): the commit need not wait for the disk (platform.db.commits).
+            commit_unawaited()
             with tenant_context(tenant):
                 pending = exchange_selectors.outbox_pending(limit=limit)
             for message_id, document in pending:

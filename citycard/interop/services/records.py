@@ -23,8 +23,6 @@ from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import (
-    AgreementVersion,
-    ClearingCycle,
     ClearingRecord,
     RecordKind,
     RecordStatus,
@@ -34,7 +32,7 @@ from citycard.interop.models import (
 from citycard.interop.selectors import agreement_get
 from citycard.interop.services.cycles import cycle_open_from
 from citycard.interop.services.messages import message_deliver, message_handler
-from citycard.interop.terms import agreement_business_date, fee_fen
+from citycard.interop.terms import agreement_business_date, agreement_business_dates, fee_fen
 from citycard.platform.envelopes import PLATFORM, EnvelopeRefused, Opened, envelope_open, envelope_seal
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared
@@ -51,13 +49,15 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
     records = opened.body.get("records")
     if not isinstance(records, list):
         raise EnvelopeRefused(gettext("clearing.records needs a list of records"), code="malformed")
-    agreements: dict[str, RoamingAgreement] = {}
-    cycles: dict[tuple[int, dt.date], ClearingCycle] = {}
-    days: dict[tuple[int, dt.datetime], dt.date] = {}
-    versions: dict[tuple[int, dt.date], AgreementVersion | None] = {}
+    # Per message, not per record: the agreement of each network and service (with its business-date rule),
+    # the open cycle and the version of each business date. A record then costs its checks, a time-zone
+    # conversion and two fees.
+    agreements: dict[tuple[Any, Any], tuple[RoamingAgreement, Any]] = {}
+    terms: dict[tuple[int, dt.date], tuple[int, int, int]] = {}
     # The issuers named, read in one query (a national network's message names ~300: not a query each).
     codes = {r.get("issuer") for r in records if isinstance(r, dict) and isinstance(r.get("issuer"), str)}
     issuers: dict[str, Tenant] = {t.code: t for t in Tenant.objects.filter(code__in=codes)}
+    acquirer_code, own_prefix = sender_city.code, f"{opened.sender.code}-"
     rows = []
     for record in records:
         try:
@@ -74,13 +74,13 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
             raise EnvelopeRefused(
                 gettext("record %(record)s: bad amount or time") % {"record": record_id}, code="malformed"
             )
-        if record.get("acquirer") != sender_city.code:
+        if record.get("acquirer") != acquirer_code:
             raise EnvelopeRefused(
                 gettext("record %(record)s claims acquirer %(acquirer)r; the sender clears as %(sender)s")
-                % {"record": record_id, "acquirer": record.get("acquirer"), "sender": sender_city.code},
+                % {"record": record_id, "acquirer": record.get("acquirer"), "sender": acquirer_code},
                 code="malformed",
             )
-        if not str(record_id).startswith(f"{opened.sender.code}-"):
+        if not str(record_id).startswith(own_prefix):
             raise EnvelopeRefused(
                 gettext("record id %(record)s is not %(sender)s's")
                 % {"record": record_id, "sender": opened.sender.code},
@@ -93,38 +93,34 @@ def _records_accept(opened: Opened, now: dt.datetime) -> dict[str, Any]:
                 % {"record": record_id, "issuer": issuer_code},
                 code="malformed",
             )
-        key = f"{network}/{service}"
-        if key not in agreements:
-            agreements[key] = agreement_get(network_code=network, service=service)
-        agreement = agreements[key]
-        # The business date moves with the minute at most (cut-offs are hours and minutes): computed once
-        # per agreement and minute of the message, not per record.
-        minute = (agreement.pk, accepted_at.replace(second=0, microsecond=0))
-        day = days.get(minute)
-        if day is None:
-            day = days[minute] = agreement_business_date(agreement=agreement, at=accepted_at)
-        cycle = cycles.get((agreement.pk, day))
-        if cycle is None:
-            cycle = cycles[(agreement.pk, day)] = cycle_open_from(agreement=agreement, day=day)
-        # Priced by the version in force on the record's business date, whenever it is collected (a late
-        # record keeps its own date's terms in the later cycle it joins).
-        version = versions.get((agreement.pk, day))
-        if version is None:
-            version = versions[(agreement.pk, day)] = agreement.version_on(day)
-        if version is None:
-            raise EnvelopeRefused(
-                gettext("record %(record)s: agreement %(label)s has no version in force on %(day)s")
-                % {"record": record_id, "label": agreement.label, "day": day},
-                code="malformed",
+        found = agreements.get((network, service))
+        if found is None:
+            agreement = agreement_get(network_code=network, service=service)
+            found = agreements[(network, service)] = (
+                agreement,
+                agreement_business_dates(agreement=agreement),
             )
+        agreement, business_date = found
+        day = business_date(accepted_at)
+        term = terms.get((agreement.pk, day))
+        if term is None:
+            # Priced by the version in force on the record's business date, whenever it is collected (a
+            # late record keeps its own date's terms in the later cycle it joins).
+            version = agreement.version_on(day)
+            if version is None:
+                raise EnvelopeRefused(
+                    gettext("record %(record)s: agreement %(label)s has no version in force on %(day)s")
+                    % {"record": record_id, "label": agreement.label, "day": day},
+                    code="malformed",
+                )
+            cycle = cycle_open_from(agreement=agreement, day=day)
+            term = terms[(agreement.pk, day)] = (cycle.pk, version.issuer_fee_bps, version.network_fee_bps)
         if type(record.get("card_counter")) is not int or not isinstance(record.get("card_no"), str):
             raise EnvelopeRefused(
                 gettext("record %(record)s: bad card number or counter") % {"record": record_id},
                 code="malformed",
             )
-        rows.append(
-            (cycle.pk, fee_fen(amount, version.issuer_fee_bps), fee_fen(amount, version.network_fee_bps))
-        )
+        rows.append((term[0], fee_fen(amount, term[1]), fee_fen(amount, term[2])))
     inserted = _records_insert_json(
         records,
         rows,
