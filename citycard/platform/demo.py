@@ -140,7 +140,7 @@ def _report_platform(ctx: DemoContext) -> None:
     for col in (gettext("user"), gettext("role"), gettext("signs in at")):
         users.add_column(col)
     for username, role, where in ctx.users:
-        users.add_row(username, Role(role).label, where)
+        users.add_row(username, str(Role(role).label), where)
     ctx.console.print(users)
 
 
