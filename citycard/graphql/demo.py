@@ -130,6 +130,13 @@ def _clearing_sample() -> dict:
     }
 
 
+def _cost(cost: dict | None) -> str:
+    """The query's cost as its budget reads: ``10/1000``."""
+    if not cost:
+        return "-"
+    return f"{cost.get('requestedQueryCost')}/{cost.get('maximumAvailable')}"
+
+
 def _report(ctx) -> None:
     facts = ctx.facts["graphql"]
     url = ctx.url("hangzhou", "/graphql/")
@@ -139,7 +146,7 @@ def _report(ctx) -> None:
     )
     ctx.console.print(
         gettext("sample query answered %(status)s with %(nodes)s transactions, cost %(cost)s; try it:")
-        % {"status": facts["status"], "nodes": facts["nodes"], "cost": facts["cost"]}
+        % {"status": facts["status"], "nodes": facts["nodes"], "cost": _cost(facts["cost"])}
     )
     ctx.console.print(
         f"curl -s {url} -H 'Authorization: Bearer {facts['token']}' -H 'Content-Type: application/json' "

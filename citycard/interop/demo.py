@@ -258,11 +258,12 @@ def demo_step(ctx) -> None:
         }
     )
     ctx.console.print(
-        gettext("Medical roaming (docs/medical.md): %(commands)s; %(path)s on %(sites)s.")
+        gettext("Medical roaming (%(doc)s): %(commands)s; %(path)s on %(sites)s.")
         % {
             "commands": "`citycard clearing status --network gba --service medical`; "
             "`citycard medical --tenant shenzhen claims`, `citycard medical --tenant dongguan policy list`",
             "path": "/admin/medical/",
+            "doc": "docs/medical.md",
             "sites": f"{ctx.url('dongguan')} {ctx.url('shenzhen')}",
         }
     )

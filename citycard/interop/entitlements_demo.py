@@ -257,10 +257,11 @@ def entitlements_demo(ctx) -> None:
     ctx.console.print(table)
     ctx.console.print(
         gettext(
-            "Entitlements (docs/entitlements.md): %(command)s; %(path)s on %(site)s; partner apps: %(api)s "
+            "Entitlements (%(doc)s): %(command)s; %(path)s on %(site)s; partner apps: %(api)s "
             "(scope %(scope)s)."
         )
         % {
+            "doc": "docs/entitlements.md",
             "command": "`citycard entitlements --tenant hangzhou types`",
             "path": "/admin/entitlements/",
             "site": "http://hangzhou.localhost:8000/",

@@ -231,8 +231,8 @@ def _wechat_topup(ctx, tenant) -> None:
         ) % {"lines": run.lines, "matched": run.matched, "differences": run.exceptions}
     ctx.console.print(line)
     ctx.console.print(
-        gettext("Channel reconciliation: %(url)s (docs/payments.md)")
-        % {"url": ctx.url(tenant.code, "/payments/reconciliation/")}
+        gettext("Channel reconciliation: %(url)s (%(doc)s)")
+        % {"url": ctx.url(tenant.code, "/payments/reconciliation/"), "doc": "docs/payments.md"}
     )
 
 
@@ -263,11 +263,12 @@ def demo_step(ctx) -> None:
     ctx.facts.setdefault("reports", []).append(_checklists)  # after the terminals step registered theirs
     ctx.console.print(
         gettext(
-            "Hotlist download (signed by a registered terminal: docs/terminal-protocol.md): %(request)s; "
+            "Hotlist download (signed by a registered terminal: %(doc)s): %(request)s; "
             "cardholders at %(path)s on each tenant site (ID numbers and phones encrypted, shown masked)."
         )
         % {
             "request": f"GET {ctx.url('<tenant>', '/terminal/v1/hotlist')}[?since=N]",
             "path": "/admin/cards/",
+            "doc": "docs/terminal-protocol.md",
         }
     )

@@ -317,8 +317,10 @@ def demo_step(ctx) -> None:
                     }
                 )
     ctx.console.print(
-        gettext(
-            "Terminals upload to %(request)s (docs/ingestion.md); see them at %(path)s on each tenant site."
-        )
-        % {"request": f"POST {ctx.url('<tenant>', '/terminal/v1/batches')}", "path": "/admin/terminals/"}
+        gettext("Terminals upload to %(request)s (%(doc)s); see them at %(path)s on each tenant site.")
+        % {
+            "request": f"POST {ctx.url('<tenant>', '/terminal/v1/batches')}",
+            "path": "/admin/terminals/",
+            "doc": "docs/ingestion.md",
+        }
     )
