@@ -122,6 +122,19 @@ def _public_schema_between_tests():
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language (zh-hans) and leaves none behind: a request with another
+    Accept-Language, or a command run with ``--lang en``, activates its language in the thread, and a later
+    test would otherwise read whatever an earlier one left. A test that reads English says so (``english``)."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _terminal_checks_inline(settings):
     """Uploads run the stored-data checks before they answer, so a test sees a batch's flags at once;
     tests of the verification stage set ``settings.TERMINAL_VERIFY = "deferred"`` themselves."""

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.test import Client
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.platform import services
@@ -129,14 +130,23 @@ def _clearing_sample() -> dict:
     }
 
 
+def _cost(cost: dict | None) -> str:
+    """The query's cost as its budget reads: ``10/1000``."""
+    if not cost:
+        return "-"
+    return f"{cost.get('requestedQueryCost')}/{cost.get('maximumAvailable')}"
+
+
 def _report(ctx) -> None:
     facts = ctx.facts["graphql"]
     url = ctx.url("hangzhou", "/graphql/")
     ctx.console.print(
-        f"[bold]GraphQL[/bold] partner key for hangzhou ({DEMO_APP}, key {facts['key_id']}): {facts['token']}"
+        gettext("[bold]GraphQL[/bold] partner key for %(tenant)s (%(app)s, key %(key)s): %(token)s")
+        % {"tenant": "hangzhou", "app": DEMO_APP, "key": facts["key_id"], "token": facts["token"]}
     )
     ctx.console.print(
-        f"sample query answered {facts['status']} with {facts['nodes']} transactions, cost {facts['cost']}; try it:"
+        gettext("sample query answered %(status)s with %(nodes)s transactions, cost %(cost)s; try it:")
+        % {"status": facts["status"], "nodes": facts["nodes"], "cost": _cost(facts["cost"])}
     )
     ctx.console.print(
         f"curl -s {url} -H 'Authorization: Bearer {facts['token']}' -H 'Content-Type: application/json' "
@@ -147,8 +157,11 @@ def _report(ctx) -> None:
     card = facts.get("card")
     if card:
         ctx.console.print(
-            f"card query answered {card['status']} ({card['errors']} errors): a card {card['state']} with "
-            f"{card['payments']} subsidy payments; try it:"
+            gettext(
+                "card query answered %(status)s (%(errors)s errors): a card %(state)s with %(payments)s subsidy "
+                "payments; try it:"
+            )
+            % card
         )
         ctx.console.print(
             f"curl -s {url} -H 'Authorization: Bearer {facts['token']}' -H 'Content-Type: application/json' "
@@ -160,12 +173,22 @@ def _report(ctx) -> None:
     platform_url = ctx.url(None, "/graphql/")
     if clearing:
         ctx.console.print(
-            f"[bold]GraphQL[/bold] platform key for the clearing console ({CLEARING_APP}, key "
-            f"{clearing['key_id']}): {clearing['token']}"
+            gettext(
+                "[bold]GraphQL[/bold] platform key for the clearing console (%(app)s, key %(key)s): %(token)s"
+            )
+            % {"app": CLEARING_APP, "key": clearing["key_id"], "token": clearing["token"]}
         )
         ctx.console.print(
-            f"clearing query answered {clearing['status']} ({clearing['errors']} errors): {clearing['cycles']} "
-            f"settled cycles, net positions {'balanced' if clearing['balanced'] else 'NOT BALANCED'}; try it:"
+            gettext(
+                "clearing query answered %(status)s (%(errors)s errors): %(cycles)s settled cycles, net positions "
+                "%(balanced)s; try it:"
+            )
+            % {
+                "status": clearing["status"],
+                "errors": clearing["errors"],
+                "cycles": clearing["cycles"],
+                "balanced": gettext("balanced") if clearing["balanced"] else gettext("NOT BALANCED"),
+            }
         )
         ctx.console.print(
             f"curl -s {platform_url} -H 'Authorization: Bearer {clearing['token']}' "
@@ -174,5 +197,6 @@ def _report(ctx) -> None:
             markup=False,
         )
     ctx.console.print(
-        f"Platform GraphQL (sign in as operator or clearing staff, or a platform key): {platform_url}"
+        gettext("Platform GraphQL (sign in as operator or clearing staff, or a platform key): %(url)s")
+        % {"url": platform_url}
     )

@@ -25,11 +25,12 @@ from rich.table import Table
 
 from citycard.interop import tasks
 from citycard.interop.entitlements_demo import entitlements_demo
-from citycard.interop.models import CycleState
+from citycard.interop.models import CycleState, RecordStatus
 from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
 from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
+from citycard.platform.reasons import reason_text
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card
 from citycard.tenants.cards.pii import id_number_build
@@ -323,18 +324,35 @@ def demo_step(ctx) -> None:
         _merchant_books(ctx)
     entitlements_demo(ctx)
     ctx.console.print(
-        "Clearing: `citycard clearing status --network yrd --service transit --date "
-        f"{day.isoformat()}`; the platform admin shows cycles, positions, the matrix and exceptions."
+        gettext(
+            "Clearing: %(command)s; the clearing console shows cycles, positions, the matrix and exceptions "
+            "(%(url)s)."
+        )
+        % {
+            "command": f"`citycard clearing status --network yrd --service transit --date {day.isoformat()}`",
+            "url": ctx.url(None, "/console/"),
+        }
     )
     ctx.console.print(
-        "Agreements: `citycard agreement show --network yrd` lists the dated versions; "
-        "`citycard agreement set --network yrd --effective YYYY-MM-DD --issuer-fee-bps 60` adds one (a new "
-        "--visitor-policy republishes the members' fare rules)."
+        gettext(
+            "Agreements: %(show)s lists the dated versions; %(set)s adds one (a new %(option)s republishes the "
+            "members' fare rules)."
+        )
+        % {
+            "show": "`citycard agreement show --network yrd`",
+            "set": "`citycard agreement set --network yrd --effective YYYY-MM-DD --issuer-fee-bps 60`",
+            "option": "--visitor-policy",
+        }
     )
     ctx.console.print(
-        "Medical roaming (docs/medical.md): `citycard clearing status --network gba --service medical`; "
-        "`citycard medical --tenant shenzhen claims`, `citycard medical --tenant dongguan policy list`; "
-        "/admin/medical/ on http://dongguan.localhost:8000/ and http://shenzhen.localhost:8000/."
+        gettext("Medical roaming (%(doc)s): %(commands)s; %(path)s on %(sites)s.")
+        % {
+            "commands": "`citycard clearing status --network gba --service medical`; "
+            "`citycard medical --tenant shenzhen claims`, `citycard medical --tenant dongguan policy list`",
+            "path": "/admin/medical/",
+            "doc": "docs/medical.md",
+            "sites": f"{ctx.url('dongguan')} {ctx.url('shenzhen')}",
+        }
     )
 
 
@@ -365,17 +383,32 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
             summaries = [done[job] for job in jobs]
             pid = workers.process.pid
         ctx.console.print(
-            f"Clearing ran on real Celery workers (worker pid {pid}, {workers.concurrency} pool processes, "
-            f"queue {workers.queue}): the verification stage ({_verified(verified)}), then {len(jobs)} cycles "
-            f"in {time.monotonic() - started:.1f} s"
+            gettext(
+                "Clearing ran on real Celery workers (worker pid %(pid)s, %(processes)s pool processes, queue "
+                "%(queue)s): the verification stage (%(verified)s), then %(cycles)s cycles in %(seconds).1f s"
+            )
+            % {
+                "pid": pid,
+                "processes": workers.concurrency,
+                "queue": workers.queue,
+                "verified": _verified(verified),
+                "cycles": len(jobs),
+                "seconds": time.monotonic() - started,
+            }
         )
         return summaries
     except WorkersUnavailable as exc:
         ctx.console.print(
-            f"[yellow]No Celery worker available ({exc}); running the clearing tasks in this process "
-            "instead.[/yellow]"
+            "[yellow]"
+            + gettext(
+                "No Celery worker available (%(error)s); running the clearing tasks in this process instead."
+            )
+            % {"error": exc}
+            + "[/yellow]"
         )
-    ctx.console.print(f"Verification stage: {_verified(terminal_tasks.batches_verify_all.run())}")
+    ctx.console.print(
+        gettext("Verification stage: %(done)s") % {"done": _verified(terminal_tasks.batches_verify_all.run())}
+    )
     tasks.outboxes_collect.run(now.isoformat())
     return [tasks.cycle_process.run(n, s, d.isoformat(), now.isoformat()) for n, s, d in jobs]
 
@@ -383,33 +416,57 @@ def _clear(ctx, jobs: list[tuple[str, str, dt.date]], now: dt.datetime) -> list[
 def _verified(done: dict) -> str:
     taps = sum(v["taps"] for v in done.values())
     flags = sum(v["flags"] for v in done.values())
-    return f"{taps} taps of {len(done)} tenants checked, {flags} flags"
+    return gettext("%(taps)s taps of %(tenants)s tenants checked, %(flags)s flags") % {
+        "taps": taps,
+        "tenants": len(done),
+        "flags": flags,
+    }
 
 
-def _fen(value: int) -> str:
-    return f"{value / 100:,.2f}"
+def _choice(choices, code: str) -> str:
+    """A state or status as a clerk reads it, the code beside it (已结算 (settled))."""
+    try:
+        return f"{choices(code).label} ({code})"
+    except ValueError:
+        return code
 
 
 def _report(ctx, summary: dict) -> None:
     console = ctx.console
-    records = ", ".join(f"{k} {v['records']}" for k, v in sorted(summary["records"].items()))
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected_by_reason"].items())) or "none"
-    console.print(
-        f"[bold]Clearing cycle {summary['cycle']}[/bold]: {summary['state']} — records: {records};"
-        f" exceptions: {rejected}"
+    records = ", ".join(
+        f"{_choice(RecordStatus, k)} {v['records']}" for k, v in sorted(summary["records"].items())
     )
-    positions = Table(title=f"Net positions {summary['cycle']} (yuan)")
-    for col in ("participant", "receivable", "payable", "net"):
+    rejected = ", ".join(
+        f"{reason_text(k)} {v}" for k, v in sorted(summary["rejected_by_reason"].items())
+    ) or gettext("none")
+    console.print(
+        gettext(
+            "[bold]Clearing cycle %(cycle)s[/bold]: %(state)s — records: %(records)s; exceptions: %(exceptions)s"
+        )
+        % {
+            "cycle": summary["cycle"],
+            "state": _choice(CycleState, summary["state"]),
+            "records": records,
+            "exceptions": rejected,
+        }
+    )
+    positions = Table(title=gettext("Net positions %(cycle)s") % {"cycle": summary["cycle"]})
+    for col in (
+        gettext("participant"),
+        gettext("receivable (yuan)"),
+        gettext("payable (yuan)"),
+        gettext("net (yuan)"),
+    ):
         positions.add_column(col, justify="right")
     for row in summary["positions"]:
         positions.add_row(
-            row["participant"], _fen(row["receivable_fen"]), _fen(row["payable_fen"]), _fen(row["net_fen"])
+            row["participant"], yuan(row["receivable_fen"]), yuan(row["payable_fen"]), yuan(row["net_fen"])
         )
-    positions.add_row("Σ", "", "", _fen(sum(r["net_fen"] for r in summary["positions"])))
+    positions.add_row("Σ", "", "", yuan(sum(r["net_fen"] for r in summary["positions"])))
     console.print(positions)
-    instructions = Table(title=f"Settlement instructions {summary['cycle']}")
-    for col in ("payer", "payee", "amount (yuan)", "value date"):
+    instructions = Table(title=gettext("Settlement instructions %(cycle)s") % {"cycle": summary["cycle"]})
+    for col in (gettext("payer"), gettext("payee"), gettext("amount (yuan)"), gettext("value date")):
         instructions.add_column(col)
     for row in summary["instructions"]:
-        instructions.add_row(row["payer"], row["payee"], _fen(row["amount_fen"]), row["value_date"])
+        instructions.add_row(row["payer"], row["payee"], yuan(row["amount_fen"]), str(row["value_date"]))
     console.print(instructions)

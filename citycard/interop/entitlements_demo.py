@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
+from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -74,6 +75,10 @@ def _person(division: str, birth: dt.date, sequence: int, name: str, **kwargs):
     if card is None:
         card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor=ACTOR)
     return holder, card
+
+
+def _answer(allowed: bool) -> str:
+    return pgettext("entitlement check", "YES") if allowed else pgettext("entitlement check", "no")
 
 
 def _seed_schemes() -> None:
@@ -183,34 +188,55 @@ def entitlements_demo(ctx) -> None:
     )
     with tenant_context(jiaxing):
         code = citizen_code_issue(card_no=jx_card.card_no)
+    resident_name, student_name, visitor_name = {"name": "周建国"}, {"name": "林小雨"}, {"name": "沈阿婆"}
     asks = [
-        ("周建国 at the library (card)", "hz-library-desk", {"card_no": resident_card.card_no}),
         (
-            "周建国 at West Lake, annual pass bought in the app (card)",
+            gettext("%(name)s at the library (card)") % resident_name,
+            "hz-library-desk",
+            {"card_no": resident_card.card_no},
+        ),
+        (
+            gettext("%(name)s at West Lake, annual pass bought in the app (card)") % resident_name,
             "west-lake-gate",
             {"card_no": resident_card.card_no},
         ),
-        ("林小雨's canteen meal (card)", "hz14-canteen", {"card_no": student_card.card_no}),
-        ("林小雨 at West Lake (card)", "west-lake-gate", {"card_no": student_card.card_no}),
-        ("Jiaxing's 沈阿婆 at West Lake (card)", "west-lake-gate", {"card_no": jx_card.card_no}),
-        ("Jiaxing's 沈阿婆 at West Lake (citizen code)", "west-lake-gate", {"code": code}),
-        ("the same code shown again", "west-lake-gate", {"code": code}),
+        (
+            gettext("%(name)s's canteen meal (card)") % student_name,
+            "hz14-canteen",
+            {"card_no": student_card.card_no},
+        ),
+        (
+            gettext("%(name)s at West Lake (card)") % student_name,
+            "west-lake-gate",
+            {"card_no": student_card.card_no},
+        ),
+        (
+            gettext("Jiaxing's %(name)s at West Lake (card)") % visitor_name,
+            "west-lake-gate",
+            {"card_no": jx_card.card_no},
+        ),
+        (
+            gettext("Jiaxing's %(name)s at West Lake (citizen code)") % visitor_name,
+            "west-lake-gate",
+            {"code": code},
+        ),
+        (gettext("the same code shown again"), "west-lake-gate", {"code": code}),
     ]
     table = Table(
-        "who, where",
-        "answer",
-        "reason",
-        "name shown",
-        "entitlement",
-        "home",
-        title="Entitlements (权益核验) at Hangzhou's service points",
+        gettext("who, where"),
+        pgettext("entitlement check", "answer"),
+        gettext("reason code"),
+        gettext("name shown"),
+        gettext("entitlement"),
+        gettext("home city"),
+        title=gettext("Entitlement checks at Hangzhou's service points"),
     )
     with tenant_context(hangzhou):
         for label, point, what in asks:
             d = acceptance_decide_anywhere(service_point=point, reader="demo-gate", **what)
             table.add_row(
                 label,
-                "YES" if d.allowed else "no",
+                _answer(d.allowed),
                 d.reason,
                 d.masked_name,
                 d.type_code,
@@ -224,8 +250,9 @@ def entitlements_demo(ctx) -> None:
         card_no=jx_card.card_no, service_point="west-lake-gate", day=dt.datetime.now(BEIJING).date()
     )
     table.add_row(
-        "Jiaxing's 沈阿婆 at West Lake, gate offline (card, from the visitors' list)",
-        "YES" if offline.allowed else "no",
+        gettext("Jiaxing's %(name)s at West Lake, gate offline (card, from the visitors' list)")
+        % visitor_name,
+        _answer(offline.allowed),
         offline.reason,
         "",
         offline.type_code,
@@ -233,7 +260,16 @@ def entitlements_demo(ctx) -> None:
     )
     ctx.console.print(table)
     ctx.console.print(
-        "Entitlements (docs/entitlements.md): `citycard entitlements --tenant hangzhou types`; "
-        "/admin/entitlements/ on http://hangzhou.localhost:8000/; partner apps: cardEntitlements, entitlementBuy, "
-        "acceptanceCheck (scope service_points:accept)."
+        gettext(
+            "Entitlements (%(doc)s): %(command)s; %(path)s on %(site)s; partner apps: %(api)s "
+            "(scope %(scope)s)."
+        )
+        % {
+            "doc": "docs/entitlements.md",
+            "command": "`citycard entitlements --tenant hangzhou types`",
+            "path": "/admin/entitlements/",
+            "site": "http://hangzhou.localhost:8000/",
+            "api": "cardEntitlements, entitlementBuy, acceptanceCheck",
+            "scope": "service_points:accept",
+        }
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
 from citycard.interop.models import ClearingCycle, CycleState
@@ -31,6 +32,7 @@ from citycard.tenants.exchange.services import outbox_put_clearing_records
 from citycard.tenants.terminals.simulate import card_number
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, diversify, tac_compute
+from citycard.terminal_kit.money import yuan
 
 NATIONAL_NETWORK = "tunion"
 JOINED_ON = dt.date(2020, 1, 1)
@@ -111,13 +113,16 @@ def national_day_clear(
     if existing is None:
         numbers = {t.code: _cards_seed(tenant=t, cards=cards) for t in members}
         connection.set_schema_to_public()
-        say(f"{len(members)} issuers, {cards} cards each")
+        say(gettext("%(issuers)s issuers, %(cards)s cards each") % {"issuers": len(members), "cards": cards})
         _records_seal(members=members, numbers=numbers, day=day, records=records, seed=seed, actor=actor)
-        say(f"{records:,} records sealed into {len(members)} outboxes")
+        say(
+            gettext("%(records)s records sealed into %(outboxes)s outboxes")
+            % {"records": f"{records:,}", "outboxes": len(members)}
+        )
     now = timezone.now()
     for tenant in members:
         outbox_collect(tenant=tenant, now=now)
-    say("outboxes collected")
+    say(gettext("outboxes collected"))
     cycle = cycles.cycle_get_or_create(network_code=NATIONAL_NETWORK, service="transit", business_date=day)
     cycle = cycles.cycle_run(cycle=cycle, now=now, actor=actor)
     return NationalDay(cycle=cycle, members=codes, records=records if existing is None else 0)
@@ -185,7 +190,10 @@ def national_step(ctx, *, cities: int, records: int, cards: int) -> None:
     the app config's ``national_step``): the network, the day two days ago cleared, the cycle reported."""
     day = timezone.localdate(timezone=BEIJING) - dt.timedelta(days=2)
     members = national_network_build(cities=cities)
-    ctx.console.print(f"{NATIONAL_NETWORK} 交通联合: {len(members)} member cities")
+    ctx.console.print(
+        gettext("%(network)s (national transit union): %(count)s member cities")
+        % {"network": NATIONAL_NETWORK, "count": len(members)}
+    )
     result = national_day_clear(
         members=members, day=day, records=records, cards=cards, progress=ctx.console.print
     )
@@ -199,11 +207,19 @@ def national_step(ctx, *, cities: int, records: int, cards: int) -> None:
         cur.execute("SELECT count(*) FROM interop_bilateralposition WHERE cycle_id = %s", [result.cycle.pk])
         (cells,) = cur.fetchone()
     ctx.console.print(
-        f"cycle {result.cycle.label}: {result.cycle.state}, {cells:,} matrix cells, {positions} net positions,"
-        f" Σ net = {net_sum} fen"
+        gettext(
+            "cycle %(cycle)s: %(state)s, %(cells)s matrix cells, %(positions)s net positions, Σ net = %(sum)s"
+        )
+        % {
+            "cycle": result.cycle.label,
+            "state": f"{result.cycle.get_state_display()} ({result.cycle.state})",
+            "cells": f"{cells:,}",
+            "positions": positions,
+            "sum": yuan(net_sum),
+        }
     )
     ctx.console.print(
-        f"Cycle page 清算周期: {ctx.url(None, f'/console/cycles/{NATIONAL_NETWORK}/transit/{day}/')}"
-        "   (sign in as clearing)",
+        gettext("Cycle page: %(url)s   (sign in as %(user)s)")
+        % {"url": ctx.url(None, f"/console/cycles/{NATIONAL_NETWORK}/transit/{day}/"), "user": "clearing"},
         soft_wrap=True,
     )

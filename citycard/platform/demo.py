@@ -16,6 +16,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connection
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 from rich.console import Console
 from rich.table import Table
 
@@ -97,8 +98,16 @@ def platform_step(ctx: DemoContext) -> None:
 
 
 def _report_platform(ctx: DemoContext) -> None:
-    table = Table(title="Tenants")
-    for col in ("code", "name", "division", "kind", "city", "roams in", "admin"):
+    table = Table(title=gettext("Tenants"))
+    for col in (
+        gettext("code"),
+        gettext("name"),
+        gettext("division"),
+        gettext("kind"),
+        gettext("city"),
+        gettext("roams in"),
+        gettext("admin site"),
+    ):
         table.add_column(col)
     for code, tenant in ctx.tenants.items():
         roams = sorted(
@@ -113,7 +122,7 @@ def _report_platform(ctx: DemoContext) -> None:
             code,
             f"{tenant.name_zh} {tenant.name_en}",
             tenant.division_code,
-            tenant.kind,
+            tenant.get_kind_display(),
             tenant.parent.code if tenant.parent else "",
             ",".join(roams),
             ctx.url(code, "/admin/"),
@@ -121,16 +130,26 @@ def _report_platform(ctx: DemoContext) -> None:
     ctx.console.print(table)
     for network_code in ("yrd", "gba"):
         members = ", ".join(
-            m.tenant.code + (f" (via {m.via.code})" if m.via else "")
+            gettext("%(tenant)s (via %(city)s)") % {"tenant": m.tenant.code, "city": m.via.code}
+            if m.via
+            else m.tenant.code
             for m in network_members(network_code=network_code)
         )
         ctx.console.print(f"[bold]{network_code}[/bold]: {members}")
-    users = Table(title=f"Users (password for all: {DEMO_PASSWORD})")
-    for col in ("user", "role", "signs in at"):
+    users = Table(title=gettext("Users (password for all: %(password)s)") % {"password": DEMO_PASSWORD})
+    for col in (gettext("user"), gettext("role"), gettext("signs in at")):
         users.add_column(col)
-    for row in ctx.users:
-        users.add_row(*row)
+    for username, role, where in ctx.users:
+        users.add_row(username, str(Role(role).label), where)
     ctx.console.print(users)
+
+
+def _console_line(ctx: DemoContext) -> None:
+    ctx.console.print(
+        gettext("Clearing console: %(url)s   (sign in as %(user)s)")
+        % {"url": ctx.url(None, "/console/"), "user": "clearing"},
+        soft_wrap=True,
+    )
 
 
 def demo_steps() -> list[tuple[int, str, Any]]:
@@ -145,18 +164,20 @@ def demo_steps() -> list[tuple[int, str, Any]]:
 def demo_run(*, console: Console, port: int = 8000) -> DemoContext:
     ctx = DemoContext(console=console, port=port)
     for _order, label, step in demo_steps():
-        console.rule(f"[bold]{label}")
+        # the step's package as a person reads it, its label beside it (卡片与持卡人 cards)
+        console.rule(f"[bold]{apps.get_app_config(label).verbose_name}[/bold] ({label})")
         step(ctx)
         connection.set_schema_to_public()
-    console.rule("[bold]CityCard Interop demo")
+    console.rule("[bold]" + gettext("CityCard Interop demo"))
     _report_platform(ctx)
     for report in ctx.facts.get("reports", []):
         report(ctx)
-    console.print(f"Platform: {ctx.url(None)}   (tenant sites: http://<code>.{settings.BASE_DOMAIN}:{port}/)")
     console.print(
-        f"Clearing console 清算控制台: {ctx.url(None, '/console/')}   (sign in as clearing)", soft_wrap=True
+        gettext("Platform: %(url)s   (tenant sites: %(sites)s)")
+        % {"url": ctx.url(None), "sites": f"http://<code>.{settings.BASE_DOMAIN}:{port}/"}
     )
-    console.print("City dashboards 城市看板 (each site's own users; county officers read only):")
+    _console_line(ctx)
+    console.print(gettext("City dashboards (each site's own users; county officers read only):"))
     for code, tenant in ctx.tenants.items():
         who = f"{code}-admin" if tenant.kind == "city" else f"{code}-officer"
         console.print(f"  {ctx.url(code, '/dashboard/')}   ({who})", soft_wrap=True)
@@ -179,7 +200,7 @@ def demo_national_run(
     package's ``national_step`` (the interop package's: a national network of ``cities`` cities clearing a
     day of ``records`` roaming records). Every step finds what an earlier run made and skips it."""
     ctx = DemoContext(console=console, port=port)
-    console.rule("[bold]national: tenants")
+    console.rule("[bold]" + gettext("national: %(step)s") % {"step": gettext("Tenants")})
     services.platform_bootstrap()
     total = len(scale.country_divisions(counties=counties))
     wanted = total if limit is None else min(limit, total)
@@ -188,23 +209,31 @@ def demo_national_run(
     def progress(division, tenant, seconds):
         progress.done += 1
         if progress.done % step == 0 or progress.done == wanted:
-            console.print(f"  {progress.done}/{wanted} divisions ({division.code} {division.name_zh})")
+            console.print(
+                "  "
+                + gettext("%(done)s/%(wanted)s divisions (%(code)s %(name)s)")
+                % {"done": progress.done, "wanted": wanted, "code": division.code, "name": division.name_zh}
+            )
 
     progress.done = 0
     report = scale.country_build(
         limit=limit, counties=counties, largest=largest, actor="demo", progress=progress
     )
-    console.print(f"{len(report.created)} tenants created, {report.skipped} there already")
+    console.print(
+        gettext("%(created)s tenants created, %(skipped)s there already")
+        % {"created": len(report.created), "skipped": report.skipped}
+    )
     _ensure_user(ctx, "operator", Role.PLATFORM_OPERATOR, None)
     _ensure_user(ctx, "clearing", Role.CLEARING_STAFF, None)
     for config in apps.get_app_configs():
         path = getattr(config, "national_step", None)
         if path:
-            console.rule(f"[bold]national: {config.label}")
+            console.rule("[bold]" + gettext("national: %(step)s") % {"step": config.verbose_name})
             import_string(path)(ctx, cities=cities, records=records, cards=cards)
             connection.set_schema_to_public()
-    console.print(f"Platform: {ctx.url(None)}   (users: operator, clearing; password {DEMO_PASSWORD})")
     console.print(
-        f"Clearing console 清算控制台: {ctx.url(None, '/console/')}   (sign in as clearing)", soft_wrap=True
+        gettext("Platform: %(url)s   (users: %(users)s; password %(password)s)")
+        % {"url": ctx.url(None), "users": "operator, clearing", "password": DEMO_PASSWORD}
     )
+    _console_line(ctx)
     return ctx

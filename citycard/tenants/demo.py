@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -23,6 +24,7 @@ from citycard.tenants.departments.models import Department, ServicePoint
 from citycard.tenants.payments import drill
 from citycard.tenants.payments import services as payments
 from citycard.tenants.payments.protocols import beijing_now
+from citycard.terminal_kit.money import yuan
 
 HOLDERS_PER_CITY = 300
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈"
@@ -137,7 +139,7 @@ def _city(tenant, ctx, table: Table) -> None:
         str(counts["student"]),
         str(counts["disabled"]),
         str(hotlist_version()),
-        f"{run.payments} paid",
+        gettext("%(count)s paid") % {"count": run.payments},
     )
 
 
@@ -168,8 +170,13 @@ def _county_onboard(tenant) -> None:
 
 
 def _checklists(ctx) -> None:
-    table = Table(title="County onboarding (入驻清单)")
-    for column in ("county", "city schemes (read-only)", "done", "still missing"):
+    table = Table(title=gettext("County onboarding checklist"))
+    for column in (
+        gettext("county"),
+        gettext("city schemes (read-only)"),
+        gettext("done"),
+        gettext("still missing"),
+    ):
         table.add_column(column)
     for tenant in ctx.tenants.values():
         if tenant.kind != "county":
@@ -182,12 +189,15 @@ def _checklists(ctx) -> None:
             f"{tenant.code} ({tenant.clearing_tenant.code})",
             ", ".join(s["name_zh"] for s in schemes),
             f"{len(items) - len(missing)}/{len(items)}",
-            ", ".join(missing) or "nothing",
+            ", ".join(str(m) for m in missing) or gettext("nothing"),
         )
     ctx.console.print(table)
     ctx.console.print(
-        "Who did each step and what is missing: `citycard onboarding --tenant jiaxing` (the city and its "
-        "counties), or /admin/departments/onboarding/ on each site."
+        gettext(
+            "Who did each step and what is missing: %(command)s (the city and its counties), or %(path)s on "
+            "each site."
+        )
+        % {"command": "`citycard onboarding --tenant jiaxing`", "path": "/admin/departments/onboarding/"}
     )
 
 
@@ -200,37 +210,44 @@ def _wechat_topup(ctx, tenant) -> None:
         provider="wechat", card_no=card.card_no, amount_fen=10000, request_key=f"demo-wechat-{card.card_no}",
         actor="demo",
     )  # fmt: skip
-    line = (
-        f"{tenant.code}: top-up {result.order.out_trade_no} through the WeChat Pay sandbox: "
-        f"{result.order.get_state_display()} ({result.notifications} notifications, credited once); "
-        f"card {card.card_no} balance {result.balance_fen / 100:.2f} yuan"
-    )
+    line = gettext(
+        "%(tenant)s: top-up %(order)s through the WeChat Pay sandbox: %(state)s (%(notifications)s "
+        "notifications, credited once); card %(card)s balance %(balance)s"
+    ) % {
+        "tenant": tenant.code,
+        "order": result.order.out_trade_no,
+        "state": result.order.get_state_display(),
+        "notifications": result.notifications,
+        "card": card.card_no,
+        "balance": yuan(result.balance_fen),
+    }
     if result.statement:
         run = payments.statement_reconcile(
             channel_code=result.channel.code, day=beijing_now().date(), data=result.statement, actor="demo",
             file_name="wechat-tradebill.csv",
         )  # fmt: skip
-        line += (
-            f"; trade bill reconciled: {run.lines} lines, {run.matched} matched, {run.exceptions} differences"
-        )
+        line += gettext(
+            "; trade bill reconciled: %(lines)s lines, %(matched)s matched, %(differences)s differences"
+        ) % {"lines": run.lines, "matched": run.matched, "differences": run.exceptions}
     ctx.console.print(line)
     ctx.console.print(
-        f"Channel reconciliation: http://{tenant.code}.localhost:8000/payments/reconciliation/ (docs/payments.md)"
+        gettext("Channel reconciliation: %(url)s (%(doc)s)")
+        % {"url": ctx.url(tenant.code, "/payments/reconciliation/"), "doc": "docs/payments.md"}
     )
 
 
 def demo_step(ctx) -> None:
-    table = Table(title="Cards per demo city (batch issuance; re-runs create nothing)")
+    table = Table(title=gettext("Cards per demo city (batch issuance; re-runs create nothing)"))
     for column in (
-        "tenant",
-        "cardholders",
-        "cards",
-        "new this run",
-        "elderly",
-        "students",
-        "disabled",
-        "hotlist v",
-        "subsidy",
+        gettext("tenant"),
+        gettext("cardholders"),
+        gettext("cards"),
+        gettext("new this run"),
+        gettext("elderly"),
+        gettext("students"),
+        gettext("disabled"),
+        gettext("hotlist version"),
+        gettext("subsidy"),
     ):
         table.add_column(column)
     for tenant in ctx.tenants.values():
@@ -245,7 +262,13 @@ def demo_step(ctx) -> None:
         _wechat_topup(ctx, city)
     ctx.facts.setdefault("reports", []).append(_checklists)  # after the terminals step registered theirs
     ctx.console.print(
-        "Hotlist download (signed by a registered terminal: docs/terminal-protocol.md): "
-        "GET http://<tenant>.localhost:8000/terminal/v1/hotlist[?since=N]; cardholders at "
-        "/admin/cards/ on each tenant site (ID numbers and phones encrypted, shown masked)."
+        gettext(
+            "Hotlist download (signed by a registered terminal: %(doc)s): %(request)s; "
+            "cardholders at %(path)s on each tenant site (ID numbers and phones encrypted, shown masked)."
+        )
+        % {
+            "request": f"GET {ctx.url('<tenant>', '/terminal/v1/hotlist')}[?since=N]",
+            "path": "/admin/cards/",
+            "doc": "docs/terminal-protocol.md",
+        }
     )

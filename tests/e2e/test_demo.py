@@ -1,6 +1,8 @@
-"""`make demo ARGS=--no-serve` end to end, twice, in its own data directory and embedded PostgreSQL; then
-an attacker holding the demo database's ``pg_dump`` and every admin page its users see tries to rebuild
-the cardholders' ID and phone numbers (tests/privacy_attack.py), and must fail for every one of them."""
+"""`make demo ARGS=--no-serve` end to end, twice, in its own data directory and embedded PostgreSQL — the
+first run as it speaks by default (Chinese: known phrases, and no English sentence of the catalogue), the
+second with `citycard --lang en demo` (English); then an attacker holding the demo database's ``pg_dump``
+and every admin page its users see tries to rebuild the cardholders' ID and phone numbers
+(tests/privacy_attack.py), and must fail for every one of them."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from ..platform.test_cli_chinese import assert_chinese
 from ..privacy_attack import Person, attack, link_dump, link_pages, summary
 from ..tenants.cards.test_pg_dump import pg_dump_binary
 
@@ -26,40 +29,78 @@ def test_the_demo_runs_and_runs_again():
     # Under the suite's data directory, not pytest's tmp_path: the embedded server runs as its own system
     # user when the suite runs as root, and pytest keeps /tmp/pytest-of-root closed to other users.
     data_dir = settings.DATA_DIR / "e2e-demo"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CITYCARD_LANGUAGE"}
+    }
     env["CITYCARD_DATA_DIR"] = str(data_dir)
     for server in ("db", "broker"):
         subprocess.run(
             [sys.executable, "-m", "citycard.platform.cli", server, "stop"], env=env, capture_output=True
         )
     shutil.rmtree(data_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "citycard.platform.cli", "demo", "--no-serve"]
+    cli = [sys.executable, "-m", "citycard.platform.cli"]
     try:
-        for run in (1, 2):
+        for run, language in ((1, []), (2, ["--lang", "en"])):
+            command = [*cli, *language, "demo", "--no-serve"]
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, f"run {run}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             out = done.stdout
-            assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
-            assert "haiyan (via jiaxing)" in out
-            # each run, a visiting and a local card enter a host city's metro and never exit: released
-            flat = out.replace("\n", "")  # rich wraps long lines wherever a CJK character falls
-            assert flat.count("释放了 2 个地铁半程行程") == 2 and flat.count("未出站") == 4
-            assert "sample query answered 200" in out and "partner key for hangzhou" in out
-            assert "card query answered 200 (0 errors)" in out
-            assert "clearing query answered 200 (0 errors)" in out and "net positions balanced" in out
-            assert "Clearing cycle yrd-transit-" in out and "Clearing cycle gba-transit-" in out
-            assert "exceptions: card_unknown 1, hotlisted 1" in out and "yrd-settlement" in out
-            assert "Clearing cycle gba-medical-" in out
-            assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
-            assert "Clearing console 清算控制台: http://localhost:8000/console/" in out
+            assert "yrd-settlement" in out
             assert "http://hangzhou.localhost:8000/dashboard/   (hangzhou-admin)" in out
             assert "http://haiyan.localhost:8000/dashboard/   (haiyan-officer)" in out
+            # each run, a visiting and a local card enter a host city's metro and never exit: released
+            flat = out.replace("\n", "")  # a wrapped line still counts
+            if run == 1:
+                _chinese(out)
+                assert flat.count("释放了 2 个地铁半程行程") == 2 and flat.count("超时释放") == 4
+            else:
+                _english(out)
+                assert flat.count(": 2 metro half journeys released") == 2
+                assert flat.count("never exited: released at") == 4
         _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")
     finally:
         for server in ("db", "broker"):  # the demo stops what it started, unless it was killed
             subprocess.run(
                 [sys.executable, "-m", "citycard.platform.cli", server, "stop"], env=env, capture_output=True
             )
+
+
+def _chinese(out: str) -> None:
+    assert_chinese(
+        out,
+        "终端上传（每台终端一个签名批次）",
+        "回执一致",
+        "haiyan（经 jiaxing）",
+        "示例查询返回 200",
+        "hangzhou 的合作方密钥",
+        "卡片查询返回 200（0 个错误）",
+        "清算查询返回 200（0 个错误）",
+        "净头寸平衡",
+        "清算周期 yrd-transit-",
+        "清算周期 gba-transit-",
+        "清算周期 gba-medical-",
+        "异常：发卡方不认识此卡 (card_unknown) 1, 卡片已列入黑名单 (hotlisted) 1",
+        "清算在真实的 Celery 工作进程上运行",
+        "清算控制台：http://localhost:8000/console/   （以 clearing 登录）",
+        "城市看板",
+        "¥",
+    )
+    assert "回执不同" not in out and "没有可用的 Celery 工作进程" not in out
+
+
+def _english(out: str) -> None:
+    assert "Terminal uploads" in out and "identical" in out and "DIFFERENT" not in out
+    assert "haiyan (via jiaxing)" in out
+    assert "sample query answered 200" in out and "partner key for hangzhou" in out
+    assert "card query answered 200 (0 errors)" in out
+    assert "clearing query answered 200 (0 errors)" in out and "net positions balanced" in out
+    assert "Clearing cycle yrd-transit-" in out and "Clearing cycle gba-transit-" in out
+    assert "exceptions: Card unknown to the issuer (card_unknown) 1, Card hotlisted (hotlisted) 1" in out
+    assert "Clearing cycle gba-medical-" in out
+    assert "Clearing ran on real Celery workers" in out and "No Celery worker" not in out
+    assert "Clearing console: http://localhost:8000/console/   (sign in as clearing)" in out
 
 
 def _nothing_rebuilt_from_dump_and_pages(env: dict[str, str], out: Path) -> None:

@@ -9,6 +9,7 @@ import io
 
 import pytest
 from django.db import connection
+from django.utils import translation
 from rich.console import Console
 
 from citycard.interop.models import (
@@ -21,15 +22,18 @@ from citycard.interop.models import (
 from citycard.interop.national import NATIONAL_NETWORK
 from citycard.platform.demo import demo_national_run
 from citycard.platform.models import NetworkMembership, Tenant
+from tests.platform.test_cli_chinese import assert_chinese
 
 pytestmark = pytest.mark.django_db
 
 
 def _run() -> str:
+    """The demo as it speaks by default: in Chinese."""
     out = io.StringIO()
-    demo_national_run(
-        console=Console(file=out, width=200), limit=12, cities=12, records=2000, cards=20, largest=0
-    )
+    with translation.override("zh-hans"):
+        demo_national_run(
+            console=Console(file=out, width=200), limit=12, cities=12, records=2000, cards=20, largest=0
+        )
     return out.getvalue()
 
 
@@ -68,10 +72,10 @@ def test_national_demo_builds_the_network_and_settles_its_cycle():
     assert cells == pairs and all(i != a for i, a in cells)
     assert ReconciliationFile.objects.filter(cycle=cycle).count() == 12
     assert f"/console/cycles/{NATIONAL_NETWORK}/transit/{cycle.business_date}/" in said
-    assert "Σ net = 0 fen" in said
+    assert_chinese(said, "新建 12 个租户", "净额合计 Σ = ¥0.00", "已结算 (settled)", "清算控制台")
 
     again = _run()
-    assert "12 tenants created" not in again and "0 tenants created, 12 there already" in again
+    assert_chinese(again, "新建 0 个租户，12 个已存在")
     assert cycles.count() == opened and cycles.get(state=CycleState.SETTLED) == cycle
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM interop_clearingrecord WHERE cycle_id = %s", [cycle.pk])

@@ -31,6 +31,8 @@ def english_fragments() -> list[str]:
             continue
         for part in re.split(r"%\(\w+\)[-.\d]*[sdrf]|\[/?\w+\]", entry.msgid):
             part = part.strip(" :;,.—()")
+            if " " not in part:
+                continue  # a path or a name (docs/terminal-protocol.md), not a sentence
             if len(re.findall(r"[A-Za-z]{2,}", part)) >= 3 and not part.startswith(("citycard", "-")):
                 fragments.add(part)
     return sorted(fragments, key=len, reverse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -42,8 +43,20 @@ def demo_step(ctx) -> None:
     today = timezone.now().astimezone(BEIJING).date()
     last_day = today.replace(day=1) - dt.timedelta(days=1)
     month = last_day.strftime("%Y-%m")
-    table = Table(title=f"Credit pay-later: a parking fee on credit in {month}, the month's bill repaid")
-    for column in ("tenant", "card", "limit", "parking on credit", "bill", "due on", "repaid", "owed now"):
+    table = Table(
+        title=gettext("Credit pay-later: a parking fee on credit in %(month)s, the month's bill repaid")
+        % {"month": month}
+    )
+    for column in (
+        gettext("tenant"),
+        gettext("card"),
+        gettext("limit (yuan)"),
+        gettext("parking on credit (yuan)"),
+        gettext("bill (yuan)"),
+        gettext("due on"),
+        gettext("repaid (yuan)"),
+        gettext("owed now (yuan)"),
+    ):
         table.add_column(column)
     for code, tenant in ctx.tenants.items():
         if tenant.kind == "county":
@@ -103,6 +116,9 @@ def demo_step(ctx) -> None:
             )
     ctx.console.print(table)
     ctx.console.print(
-        f"Bills: `citycard credit --tenant hangzhou bill --month {month} --card <card>`; lines, items, bills"
-        " and repayments at /admin/credit/."
+        gettext("Bills: %(command)s; lines, items, bills and repayments at %(path)s.")
+        % {
+            "command": f"`citycard credit --tenant hangzhou bill --month {month} --card <card>`",
+            "path": "/admin/credit/",
+        }
     )

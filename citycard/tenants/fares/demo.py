@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -11,14 +12,24 @@ from citycard.tenants.fares import seeds, selectors, services
 from citycard.tenants.fares.models import FareProduct, Stop
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.fares import KIND
+from citycard.terminal_kit.money import yuan
 
 # Fixed, so the demo's documents are the same on every run (re-publishing identical rules is a no-op).
 EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=BEIJING)
 
 
 def demo_step(ctx) -> None:
-    table = Table(title="Fare rules (published, signed)")
-    for col in ("tenant", "rules of", "version", "products", "leg rules", "transfers", "caps", "example"):
+    table = Table(title=gettext("Fare rules (published, signed)"))
+    for col in (
+        gettext("tenant"),
+        gettext("rules of"),
+        gettext("version"),
+        gettext("products"),
+        gettext("leg rules"),
+        gettext("transfers"),
+        gettext("caps"),
+        gettext("example"),
+    ):
         table.add_column(col)
     for code, tenant in ctx.tenants.items():
         with tenant_context(tenant):
@@ -45,9 +56,14 @@ def demo_step(ctx) -> None:
                 str(len(rules.leg_rules)),
                 str(len(rules.transfer_rules)),
                 str(len(rules.caps)),
-                f"route 1, main card: {example.fare_fen} fen ({example.rule_id})",
+                gettext("route %(route)s, main card: %(fare)s (%(rule)s)")
+                % {"route": "1", "fare": yuan(example.fare_fen), "rule": example.rule_id},
             )
     ctx.console.print(table)
     ctx.console.print(
-        "Try: citycard fares quote --tenant hangzhou --card-category elderly --route 155 --at '2026-11-23 08:10'"
+        gettext("Try: %(command)s")
+        % {
+            "command": "citycard fares quote --tenant hangzhou --card-category elderly --route 155 "
+            "--at '2026-11-23 08:10'"
+        }
     )

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
@@ -33,6 +34,10 @@ from citycard.terminal_kit.tap import FixedFare
 
 MEAL_FEN = 1250  # a canteen meal, ¥12.50
 PARKING_FEN = 800  # two hours' parking, ¥8.00
+
+
+def _outcomes() -> dict[str, str]:
+    return {"approved": gettext("approved"), "declined": gettext("declined")}
 
 
 def _merchants(tenant) -> tuple[Merchant, Merchant]:
@@ -107,7 +112,7 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
     )
     shadow = PurseShadow.objects.get(card_no=card_no)
     if shadow.balance_fen < MEAL_FEN:
-        return "e-purse too low"
+        return gettext("e-purse too low")
     validator = _validator(tenant, terminal_id, 71, canteen.code, tenant.division_code)
     validator.fare, validator.service = FixedFare(MEAL_FEN), MERCHANT_SERVICE
     validator.transport.insert(
@@ -136,22 +141,26 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
             ack=json.loads(result.body),
             tenant_keys=tenant_public_keys(tenant=tenant),
         )
-    return f"{tap.outcome} {yuan(tap.fare_fen)}" if tap.fare_fen else tap.outcome
+    outcome = _outcomes().get(tap.outcome, tap.outcome)
+    return f"{outcome} {yuan(tap.fare_fen)}" if tap.fare_fen else outcome
 
 
 def demo_step(ctx) -> None:
     now = timezone.now().astimezone(BEIJING)
     day = now.date() - dt.timedelta(days=1)
-    table = Table(title=f"Merchants: a canteen meal, a parking fee, settlement of {day} (Beijing)")
+    table = Table(
+        title=gettext("Merchants: a canteen meal, a parking fee, settlement of %(day)s (Beijing)")
+        % {"day": day.isoformat()}
+    )
     for column in (
-        "tenant",
-        "meal (e-purse at the POS)",
-        "parking (citizen code)",
-        "merchant",
-        "payments",
-        "gross",
-        "fee",
-        "net paid",
+        gettext("tenant"),
+        gettext("meal (e-purse at the POS)"),
+        gettext("parking (citizen code)"),
+        gettext("merchant"),
+        pgettext("merchant settlement", "payments"),
+        gettext("gross (yuan)"),
+        pgettext("merchant settlement", "fee (yuan)"),
+        gettext("net paid (yuan)"),
     ):
         table.add_column(column)
     for code, tenant in ctx.tenants.items():
@@ -189,7 +198,13 @@ def demo_step(ctx) -> None:
                 )
     ctx.console.print(table)
     ctx.console.print(
-        f"Statements: http://<tenant>.localhost:8000/merchants/settlement/?day={day.isoformat()} (yuan; CSV in "
-        f"fen from each statement), or `citycard merchants --tenant hangzhou statement hangzhou-school-canteen "
-        f"--day {day.isoformat()}`; merchants at /admin/merchants/."
+        gettext(
+            "Statements: %(url)s (yuan; CSV in fen from each statement), or %(command)s; merchants at %(path)s."
+        )
+        % {
+            "url": ctx.url("<tenant>", f"/merchants/settlement/?day={day.isoformat()}"),
+            "command": "`citycard merchants --tenant hangzhou statement hangzhou-school-canteen "
+            f"--day {day.isoformat()}`",
+            "path": "/admin/merchants/",
+        }
     )

@@ -192,20 +192,20 @@ def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> V
 
 
 def demo_step(ctx) -> None:
-    table = Table(title="Terminal uploads (one signed batch per terminal)")
+    table = Table(title=gettext("Terminal uploads (one signed batch per terminal)"))
     for col in (
-        "tenant",
-        "terminal",
-        "taps",
-        "accepted",
-        "duplicate",
-        "rejected",
-        "stored: own",
-        "roaming",
-        "held",
-        "resend",
-        "fares (fen)",
-        "fare flags",
+        gettext("tenant"),
+        gettext("terminal"),
+        gettext("taps"),
+        gettext("accepted"),
+        gettext("duplicate"),
+        gettext("rejected"),
+        gettext("stored: own"),
+        gettext("roaming"),
+        gettext("held"),
+        gettext("resend"),
+        gettext("fares (yuan)"),
+        gettext("fare flags"),
     ):
         table.add_column(col)
     now = timezone.now().astimezone(BEIJING).replace(microsecond=0)
@@ -285,27 +285,29 @@ def demo_step(ctx) -> None:
             table.add_row(
                 code,
                 terminal_id,
-                f"{len(taps)} ({sum(t.outcome == 'approved' for t in taps)} paid)",
+                gettext("%(taps)s (%(paid)s paid)")
+                % {"taps": len(taps), "paid": sum(t.outcome == "approved" for t in taps)},
                 str(result.accepted),
                 str(result.duplicates),
                 str(result.rejected),
                 str(rows.filter(routing="own").count()),
                 str(rows.filter(routing="roaming").count()),
                 str(rows.filter(routing="held").count()),
-                "identical" if again.body == result.body else "DIFFERENT",
-                " ".join(str(t.fare_fen) for t in taps if t.outcome == "approved"),
+                gettext("identical") if again.body == result.body else gettext("DIFFERENT"),
+                " ".join(yuan(t.fare_fen) for t in taps if t.outcome == "approved"),
                 str(ReviewFlag.objects.filter(code="fare_mismatch", batch__batch_id=batch_id).count()),
             )
     ctx.console.print(table)
     ctx.console.print(
-        "Verification stage: "
-        + (
-            ", ".join(
-                f"{code} {v['batches']} batches, {v['taps']} taps, {v['flags']} flags"
+        gettext("Verification stage: %(done)s")
+        % {
+            "done": ", ".join(
+                gettext("%(tenant)s %(batches)s batches, %(taps)s taps, %(flags)s flags")
+                % {"tenant": code, "batches": v["batches"], "taps": v["taps"], "flags": v["flags"]}
                 for code, v in verified.items()
             )
-            or "nothing to verify"
-        )
+            or gettext("nothing to verify")
+        }
     )
     for code, tenant in ctx.tenants.items():
         if code not in _METRO_RIDERS:
@@ -313,13 +315,29 @@ def demo_step(ctx) -> None:
         with tenant_context(tenant):
             for j in Journey.objects.filter(status="complete").order_by("-exited_at", "card_no")[:2]:
                 ctx.console.print(
-                    f"{code} metro journey ({j.routing}, card of {j.issuer}): {j.origin} -> {j.destination} "
-                    f"line {j.line}, {j.fare_fen} fen, {j.status}"
+                    gettext(
+                        "%(tenant)s metro journey (%(routing)s, card of %(issuer)s): %(origin)s -> "
+                        "%(destination)s line %(line)s, %(fare)s, %(status)s"
+                    )
+                    % {
+                        "tenant": code,
+                        "routing": j.get_routing_display(),
+                        "issuer": j.issuer,
+                        "origin": j.origin,
+                        "destination": j.destination,
+                        "line": j.line,
+                        "fare": yuan(j.fare_fen),
+                        "status": j.get_status_display(),
+                    }
                 )
             _halves_release(ctx, tenant, now)
     ctx.console.print(
-        "Terminals upload to POST http://<tenant>.localhost:8000/terminal/v1/batches (docs/ingestion.md); "
-        "see them at /admin/terminals/ on each tenant site."
+        gettext("Terminals upload to %(request)s (%(doc)s); see them at %(path)s on each tenant site.")
+        % {
+            "request": f"POST {ctx.url('<tenant>', '/terminal/v1/batches')}",
+            "path": "/admin/terminals/",
+            "doc": "docs/ingestion.md",
+        }
     )
 
 

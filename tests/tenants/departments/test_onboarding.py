@@ -126,7 +126,10 @@ def test_the_citys_administrator_sees_each_countys_checklist_with_links_to_the_c
     assert "user:hy-1" in page and "on haiyan's site" in page and "1 department<" in page
 
 
+@pytest.mark.usefixtures("english")
 def test_the_command_shows_a_citys_counties_and_their_missing_steps(tenant):
+    """In English throughout: the county publishes its checklist's labels in the language it speaks, and the
+    city's command shows them as published."""
     from citycard.tenants.departments.services import department_create
 
     with tenant_context(tenant("haiyan")):

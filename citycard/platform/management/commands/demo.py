@@ -60,7 +60,8 @@ class Command(PlatformCommand):
             embedded_redis.stop_if_started_here()
 
     def _run(self, opts):
-        console = Console(file=self.stdout, width=140)
+        # Tables fit 140 columns; a line holding a command or an address is never broken (copied as it is).
+        console = Console(file=self.stdout, width=140, soft_wrap=True)
         console.print(gettext("data directory: %(path)s") % {"path": settings.DATA_DIR})
         call_command("migrate", interactive=False, verbosity=0)
         if opts["national"]:
