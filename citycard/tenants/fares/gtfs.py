@@ -155,7 +155,15 @@ UNREAD = ("fare_attributes.txt", "fare_rules.txt", "timeframes_exceptions.txt")
 
 
 class GtfsError(ValueError):
-    """A feed that cannot be read; the message names the file and row."""
+    """A feed that cannot be read; the message names the file and row. Its text is English (what tests
+    compare); ``translated()`` reads it in the active language (the refusal a person sees)."""
+
+    def __init__(self, template: str, **params: Any) -> None:
+        super().__init__(template % params if params else template)
+        self.template, self.params = template, params
+
+    def translated(self) -> str:
+        return gettext(self.template) % self.params if self.params else gettext(self.template)
 
 
 class Note(str):
@@ -199,7 +207,7 @@ def feed_read(path: str | Path) -> dict[str, Any]:
                 if name.endswith((".txt", ".json")):
                     texts[Path(name).name] = archive.read(name).decode("utf-8-sig")
     else:
-        raise GtfsError(f"{path} is neither a directory nor a zip file")
+        raise GtfsError(gettext_noop("%(path)s is neither a directory nor a zip file"), path=path)
     feed: dict[str, Any] = {}
     for name, text in texts.items():
         if name == EXTENSION_FILE:
@@ -241,11 +249,15 @@ def _fen(text: str, where: str, *, rate: Decimal | None = None) -> int:
     try:
         value = Decimal(text) * 100
     except InvalidOperation as exc:
-        raise GtfsError(f"{where}: amount {text!r} is not a number") from exc
+        raise GtfsError(
+            gettext_noop("%(where)s: amount %(text)r is not a number"), where=where, text=text
+        ) from exc
     if rate is not None:
         return int((value * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if value != value.to_integral_value():
-        raise GtfsError(f"{where}: amount {text} has fractions of a fen")
+        raise GtfsError(
+            gettext_noop("%(where)s: amount %(text)s has fractions of a fen"), where=where, text=text
+        )
     return int(value)
 
 
@@ -269,7 +281,7 @@ def _days_key(days: Iterable[int]) -> str:
 def _hhmm(text: str, where: str) -> str:
     parts = text.split(":")
     if len(parts) < 2 or not all(p.isdigit() for p in parts):
-        raise GtfsError(f"{where}: time {text!r} is not HH:MM:SS")
+        raise GtfsError(gettext_noop("%(where)s: time %(text)r is not HH:MM:SS"), where=where, text=text)
     return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
 
 
@@ -347,7 +359,7 @@ def gtfs_to_rules(
                     )
                 )
     if not feed.get("fare_products.txt"):
-        raise GtfsError("fare_products.txt is missing or empty: nothing to import")
+        raise GtfsError(gettext_noop("fare_products.txt is missing or empty: nothing to import"))
     source: dict[str, Any] = {
         "routes": {},
         "products": {},
@@ -422,7 +434,11 @@ def gtfs_to_rules(
         source["network_in_routes"] = True
     for network, route_id, file, i in memberships + in_routes:
         if not route_id or not network:
-            raise GtfsError(f"{file} row {i + 2}: network_id and route_id are both needed")
+            raise GtfsError(
+                gettext_noop("%(file)s row %(row)d: network_id and route_id are both needed"),
+                file=file,
+                row=i + 2,
+            )
         by_network[network].add(route_name(route_id))
         services[network].add(ROUTE_TYPES.get(routes.get(route_id, {}).get("route_type", "3"), "bus"))
     route_sets: dict[str, Any] = {}
@@ -440,7 +456,11 @@ def gtfs_to_rules(
         areas[row["area_id"]] = {"name": row.get("area_name", ""), "stops": []}
     for i, row in enumerate(feed.get("stop_areas.txt", [])):
         if row.get("area_id") not in areas:
-            raise GtfsError(f"stop_areas.txt row {i + 2}: area {row.get('area_id')!r} is not in areas.txt")
+            raise GtfsError(
+                gettext_noop("stop_areas.txt row %(row)d: area %(area)r is not in areas.txt"),
+                row=i + 2,
+                area=row.get("area_id"),
+            )
         areas[row["area_id"]]["stops"].append(row["stop_id"])
     joins = []
     for row in feed.get("fare_leg_join_rules.txt", []):
@@ -526,8 +546,13 @@ def gtfs_to_rules(
             return _fen(prow.get("amount", "0"), where)
         if given not in rates:
             raise GtfsError(
-                f"{where}: currency {given} is not the tenant's ({currency}); the fares would be wrong. "
-                f"Import with a rate to convert (e.g. --rate {given}=7.10, {currency} per {given})"
+                gettext_noop(
+                    "%(where)s: currency %(given)s is not the tenant's (%(currency)s); the fares would be wrong. "
+                    "Import with a rate to convert (e.g. --rate %(given)s=7.10, %(currency)s per %(given)s)"
+                ),
+                where=where,
+                given=given,
+                currency=currency,
             )
         fen = _fen(prow.get("amount", "0"), where, rate=rates[given])
         notes.append(
@@ -554,7 +579,11 @@ def gtfs_to_rules(
         network = row.get("network_id") or None
         if network and network not in route_sets:
             raise GtfsError(
-                f"{where}: network {network!r} has no routes (in route_networks.txt or routes.txt network_id)"
+                gettext_noop(
+                    "%(where)s: network %(network)r has no routes (in route_networks.txt or routes.txt network_id)"
+                ),
+                where=where,
+                network=network,
             )
         service = (route_sets[network]["service"] if network else None) or (
             "metro" if (row.get("from_area_id") or row.get("to_area_id")) else "bus"
@@ -564,7 +593,12 @@ def gtfs_to_rules(
             area = row.get(f"{key}_id") or None
             if area and area not in areas:
                 raise GtfsError(
-                    f"{where}: {key}_id {area!r} is not in areas.txt (with stations in stop_areas.txt)"
+                    gettext_noop(
+                        "%(where)s: %(key)s_id %(area)r is not in areas.txt (with stations in stop_areas.txt)"
+                    ),
+                    where=where,
+                    key=key,
+                    area=area,
                 )
             if area:
                 area_pair[key] = area
@@ -581,7 +615,11 @@ def gtfs_to_rules(
         priority = int(row.get("rule_priority") or 0) * 100
         product_id = row["fare_product_id"]
         if product_id not in products:
-            raise GtfsError(f"{where}: fare_product_id {product_id!r} is not in fare_products.txt")
+            raise GtfsError(
+                gettext_noop("%(where)s: fare_product_id %(product)r is not in fare_products.txt"),
+                where=where,
+                product=product_id,
+            )
         group_id = row.get("leg_group_id", "")
         if group_id:
             known = leg_groups.get(group_id)
@@ -695,7 +733,9 @@ def gtfs_to_rules(
             rows = products.get(row["fare_product_id"])
             if not rows:
                 raise GtfsError(
-                    f"{where}: fare_product_id {row['fare_product_id']!r} is not in fare_products.txt"
+                    gettext_noop("%(where)s: fare_product_id %(product)r is not in fare_products.txt"),
+                    where=where,
+                    product=row["fare_product_id"],
                 )
             amount = amount_of(rows[0], f"fare_products.txt {row['fare_product_id']}")
             name = rows[0].get("fare_product_name", "")
@@ -725,7 +765,12 @@ def gtfs_to_rules(
             }
         )
         if transfers[-1]["transfer_type"] != 1 and amount < 0:
-            raise GtfsError(f"{where}: a negative transfer amount only makes sense for fare_transfer_type 1")
+            raise GtfsError(
+                gettext_noop(
+                    "%(where)s: a negative transfer amount only makes sense for fare_transfer_type 1"
+                ),
+                where=where,
+            )
     # Canonical order, so a feed read twice (or exported and read back) gives equal bodies.
     body: dict[str, Any] = {
         "route_sets": route_sets,

@@ -315,7 +315,8 @@ def fares_import_gtfs(
         body, notes = gtfs_to_rules(feed_read(path), currency="CNY", rates=converted)
     except (GtfsError, OSError, KeyError, ValueError) as exc:
         raise DomainError(
-            gettext("GTFS feed %(path)s refused: %(error)s") % {"path": path, "error": exc},
+            gettext("GTFS feed %(path)s refused: %(error)s")
+            % {"path": path, "error": exc.translated() if isinstance(exc, GtfsError) else exc},
             code="invalid_feed",
             field="path",
         ) from exc

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform.errors import DomainError
@@ -125,8 +126,12 @@ def test_bad_feed_refused_nothing_written(tenant, tmp_path):
     products = tmp_path / "feed" / "fare_products.txt"
     products.write_text(products.read_text().replace("1.80", "1.805"))
     jiaxing = tenant("jiaxing")
-    with pytest.raises(DomainError, match="fractions of a fen"):
+    with pytest.raises(DomainError, match="含有不足一分的部分"):  # a person reads the refusal in Chinese
         _import(jiaxing, tmp_path / "feed")
+    with translation.override("en"), pytest.raises(DomainError, match="fractions of a fen"):
+        _import(jiaxing, tmp_path / "feed")
+    with tenant_context(jiaxing):
+        assert selectors.fares_rules_body()["fare_products"] == []  # nothing written
 
 
 def test_compress_routes():
