@@ -57,6 +57,20 @@ MEDICAL_REFUSALS = {
 
 LABELS = {**TAP_EXCEPTIONS, **REVIEW_FLAGS, **CLEARING_REJECTIONS, **MEDICAL_REFUSALS}
 
+# What a claim's outcome says the person is insured under (参保类别), as the medical app's choices name them.
+INSURED_CATEGORIES = {
+    "employee": _("Employees' basic medical insurance"),
+    "resident": _("Urban and rural residents' medical insurance"),
+}
+
+
+def insured_category_text(code: str | None) -> str:
+    """``职工医保 (employee)``; the bare code when it has no label."""
+    if not code:
+        return ""
+    label = INSURED_CATEGORIES.get(code)
+    return f"{label} ({code})" if label else code
+
 
 def reason_label(code: str | None) -> str:
     """The label of a rejection reason, exception reason or review-flag code in the active language; the code

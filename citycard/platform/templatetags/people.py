@@ -6,6 +6,7 @@ templates turn them into yuan and Beijing time.
     {{ 123456|yuan_text }}     ¥1,234.56                               (for attributes and titles)
     {{ moment|beijing }}       2026-12-07 18:05 +08:00
     {{ code|reason }}          卡片已列入黑名单 <code>hotlisted</code>  (label and code; reason_text: plain)
+    {{ code|insured }}         职工医保 (employee)
 """
 
 from __future__ import annotations
@@ -61,3 +62,9 @@ def reason(code: str | None) -> str:
 def reason_text(code: str | None) -> str:
     """The same for attributes, titles and chart series: ``卡片已列入黑名单 (hotlisted)``."""
     return reasons.reason_text(code)
+
+
+@register.filter
+def insured(code: str | None) -> str:
+    """A claim's insured category as a person reads it: ``职工医保 (employee)``."""
+    return reasons.insured_category_text(code)
