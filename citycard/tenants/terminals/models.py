@@ -398,7 +398,9 @@ class Journey(models.Model):
             models.Index(
                 fields=["id"],
                 name="journey_half_idx",
-                condition=Q(released_at__isnull=True, status__in=["open", "exit_only"]),
+                # status = … OR status = …, not IN (…): the template's definition must read back the same
+                # when a tenant's schema is cloned from it (an IN list over varchar does not)
+                condition=Q(released_at__isnull=True) & (Q(status="open") | Q(status="exit_only")),
             ),
             # the halves released lately, newest first (the city dashboard)
             models.Index(

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='journey',
-            index=models.Index(condition=models.Q(('released_at__isnull', True), ('status__in', ['open', 'exit_only'])), fields=['id'], name='journey_half_idx'),
+            index=models.Index(condition=models.Q(('released_at__isnull', True), models.Q(('status', 'open'), ('status', 'exit_only'), _connector='OR')), fields=['id'], name='journey_half_idx'),
         ),
         migrations.AddIndex(
             model_name='journey',
