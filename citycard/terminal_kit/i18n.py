@@ -29,6 +29,7 @@ DEFAULT_LANGUAGE = "zh-hans"
 _CATALOGUE_OF = {"zh-hans": "zh_Hans"}
 
 _active: gettext.NullTranslations = gettext.NullTranslations()
+_catalogues: dict[str, gettext.NullTranslations] = {}
 
 
 def N_(message: str) -> str:  # the gettext convention: marked for the catalogue, not translated
@@ -53,15 +54,35 @@ def language_code(value: str | None) -> str:
     return code
 
 
+def _catalogue(code: str) -> gettext.NullTranslations:
+    """The kit's catalogue for ``code`` (``en``: the source strings; a missing .mo also falls back to them)."""
+    code = language_code(code)
+    found = _catalogues.get(code)
+    if found is None:
+        catalogue = _CATALOGUE_OF.get(code)
+        found = (
+            gettext.translation(DOMAIN, LOCALE_DIR, languages=[catalogue], fallback=True)
+            if catalogue
+            else gettext.NullTranslations()
+        )
+        _catalogues[code] = found
+    return found
+
+
 def language_activate(code: str) -> None:
     """Speak ``code`` from now on (``en``: the source strings; a missing .mo also falls back to them)."""
     global _active
-    catalogue = _CATALOGUE_OF.get(language_code(code))
-    _active = (
-        gettext.translation(DOMAIN, LOCALE_DIR, languages=[catalogue], fallback=True)
-        if catalogue
-        else gettext.NullTranslations()
-    )
+    _active = _catalogue(code)
+
+
+def _gettext_in(language: str | None, message: str) -> str:
+    """``message`` in ``language`` (the back office passes the person's), else in the active language."""
+    if language is None:
+        return _active.gettext(message)
+    try:
+        return _catalogue(language).gettext(message)
+    except ValueError:  # a language the kit does not speak: its English source
+        return message
 
 
 def language_from(argv: list[str]) -> str:
@@ -90,9 +111,10 @@ class Said(str):
     def __reduce__(self) -> tuple[Any, ...]:  # pickled (a worker's exception) with its template
         return (Said, (self.template, self.params))
 
-    def translated(self) -> str:
-        params = {k: translated(v) for k, v in self.params.items()}
-        return _(self.template) % params if params else _(self.template)
+    def translated(self, language: str | None = None) -> str:
+        params = {k: translated(v, language) for k, v in self.params.items()}
+        text = _gettext_in(language, self.template)
+        return text % params if params else text
 
 
 def said(template: str, **params: Any) -> Said:
@@ -107,23 +129,28 @@ def text_of(exc: BaseException) -> str:
     return arg if isinstance(arg, Said) else str(exc)
 
 
-def translated(value: Any) -> Any:
-    """A ``Said`` (or an exception raised with one) in the active language; anything else as it is."""
+def translated(value: Any, language: str | None = None) -> Any:
+    """A ``Said`` (or an exception raised with one) in ``language`` (the active language when None);
+    anything else as it is."""
     if isinstance(value, Said):
-        return value.translated()
+        return value.translated(language)
     if isinstance(value, BaseException):
-        return reason(value)
+        return reason(value, language)
     return value
 
 
-def reason(exc: BaseException) -> str:
-    """What an exception says, in the active language: its ``Said`` message translated, else its text
-    (translated when the catalogue holds that very text)."""
+def reason(exc: BaseException, language: str | None = None) -> str:
+    """What an exception says, in ``language`` (the active language when None): an exception that reads
+    itself (a ``translated(language)`` method, e.g. a rule document's problems) asked, else its ``Said``
+    message translated, else its text (translated when the catalogue holds that very text)."""
+    own = getattr(exc, "translated", None)
+    if callable(own):
+        return str(own(language))
     arg = exc.args[0] if len(exc.args) == 1 else None
     if isinstance(arg, Said):
-        return arg.translated()
+        return arg.translated(language)
     text = str(exc)
-    return _(text) if text else text
+    return _gettext_in(language, text) if text else text
 
 
 # argparse's own words (usage, section titles, its refusals), translated while citycard-terminal's parser

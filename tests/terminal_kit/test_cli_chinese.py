@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.__main__ import main
-from citycard.terminal_kit.signing import b64encode, public_key_bytes
+from citycard.terminal_kit.signing import b64encode, public_key_bytes, sign_document
 from citycard.terminal_kit.store import TapStore
 from tests.terminal_kit.backoffice import (
     BATCH_ARGS,
@@ -215,3 +215,29 @@ def test_the_check_finds_english(capsys, tmp_path, monkeypatch):
         main(["--help"])
     out = capsys.readouterr().out
     assert "show this help message and exit" in [f for f in english_fragments() if f in out]
+
+
+def test_a_malformed_rule_document_is_refused_in_chinese(capsys, tmp_path):
+    """A rule document's problems (票价产品, 时段 …) are named in Chinese, each one, as the back office does."""
+    key = Ed25519PrivateKey.generate()
+    rules, keys = tmp_path / "rules.json", tmp_path / "keys.json"
+    document = {
+        "kind": "fare_rules",
+        "format": 1,
+        "version": 1,
+        "fare_products": [{"id": "bus", "amount_fen": -200}],
+        "timeframes": {"peak": [{"days": [1], "start": "09:00", "end": "07:00"}]},
+    }
+    rules.write_text(json.dumps(sign_document(document, key=key, key_id="t:s1")))
+    keys.write_text(json.dumps({"t:s1": b64encode(public_key_bytes(key.public_key()))}))
+    argv = ["--rules", str(rules), "--rules-keys", str(keys), "simulate", "--queue", str(tmp_path / "q")]
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert_chinese(
+        str(refused.value),
+        "票价规则文件被拒绝",
+        "票价产品 bus：amount_fen -200 为负数或过小",
+        "时段 peak：时间窗 0 需要 start < end",
+    )
+    with pytest.raises(SystemExit, match="fare product bus: amount_fen -200 is negative or too small"):
+        main(["--lang", "en", *argv])

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F
 from django.db.models.fields.json import KT
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from citycard.platform.errors import DomainError, NotFound
@@ -49,6 +50,7 @@ from citycard.terminal_kit.fares import (
     load_signed,
 )
 from citycard.terminal_kit.fares.document import LegRule as PublishedLegRule
+from citycard.terminal_kit.i18n import reason
 from citycard.terminal_kit.signing import SignatureError
 
 
@@ -326,12 +328,27 @@ def fares_agreements_apply(document: dict[str, Any], *, tenant: Tenant, on: dt.d
     return {"format": document.get("format", 1), "home_divisions": homes, **rest}
 
 
+def _language() -> str:
+    return translation.get_language() or settings.LANGUAGE_CODE
+
+
+def kit_reason(exc: BaseException) -> str:
+    """What a terminal kit's refusal (a rule document's problems, a bad signature) says, in the person's
+    language: the kit's own catalogue (terminal_kit/i18n.py), the kit importing nothing of Django."""
+    return reason(exc, _language())
+
+
+def rule_problems(exc: RuleDocumentError) -> list[str]:
+    """Each problem of a rule document, in the person's language."""
+    return exc.translated_problems(_language())
+
+
 def fares_validate(*, tenant: Tenant) -> list[str]:
-    """Every problem of the draft rules ([] when they would publish)."""
+    """Every problem of the draft rules ([] when they would publish), in the person's language."""
     try:
         compile_document(fares_document_build(tenant=tenant))
     except RuleDocumentError as exc:
-        return exc.problems
+        return rule_problems(exc)
     return []
 
 
@@ -372,7 +389,7 @@ def fares_published(
     except (SignatureError, RuleDocumentError) as exc:
         raise DomainError(
             gettext("published rule document v%(version)s refused: %(error)s")
-            % {"version": publication.version, "error": exc},
+            % {"version": publication.version, "error": kit_reason(exc)},
             code="bad_document",
         ) from exc
 
@@ -383,7 +400,8 @@ def fares_draft_engine(*, tenant: Tenant) -> FareEngine:
         return FareEngine(compile_document({**fares_document_build(tenant=tenant), "tenant": tenant.code}))
     except RuleDocumentError as exc:
         raise DomainError(
-            gettext("the draft rules do not compile: %(error)s") % {"error": exc}, code="invalid_rules"
+            gettext("the draft rules do not compile: %(error)s") % {"error": kit_reason(exc)},
+            code="invalid_rules",
         ) from exc
 
 

@@ -56,7 +56,9 @@ def _validated(document: Mapping[str, Any]) -> None:
     try:
         compile_document(document)
     except RuleDocumentError as exc:
-        raise DomainError(gettext("rules refused: %(error)s") % {"error": exc}, code="invalid_rules") from exc
+        raise DomainError(
+            gettext("rules refused: %(error)s") % {"error": selectors.kit_reason(exc)}, code="invalid_rules"
+        ) from exc
 
 
 @transaction.atomic

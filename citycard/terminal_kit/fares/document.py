@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from citycard.terminal_kit.i18n import N_, said, translated
 from citycard.terminal_kit.money import bps_of
 
 FORMAT = 1
@@ -41,8 +42,16 @@ class RuleDocumentError(ValueError):
     """A rule document that cannot be published or loaded; ``problems`` names each thing wrong."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+        self.problems = problems  # English (each a Said: ``translated_problems`` reads them in a language)
         super().__init__("; ".join(problems))
+
+    def translated_problems(self, language: str | None = None) -> list[str]:
+        """Each problem in ``language`` (``zh-hans``, ``en``; the kit's active language when None)."""
+        return [translated(p, language) for p in self.problems]
+
+    def translated(self, language: str | None = None) -> str:
+        """What ``reason(exc)`` says: every problem, in ``language``."""
+        return "; ".join(self.translated_problems(language))
 
 
 @dataclass(frozen=True)
@@ -323,28 +332,32 @@ class _Reader:
         self.problems: list[str] = []
 
     def fail(self, where: str, message: str) -> None:
-        self.problems.append(f"{where}: {message}")
+        # English as ever; a Said remembers where and what, to be read in the person's language.
+        self.problems.append(said(N_("%(where)s: %(message)s"), where=where, message=message))
 
     def obj(self, value: Any, where: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            self.fail(where, "must be an object")
+            self.fail(where, said(N_("must be an object")))
             return {}
         return value
 
     def items(self, data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
         value = data.get(key, [])
         if not isinstance(value, list):
-            self.fail(key, "must be a list")
+            self.fail(key, said(N_("must be a list")))
             return []
         return [self.obj(item, f"{key}[{i}]") for i, item in enumerate(value)]
 
     def ident(self, item: Mapping[str, Any], where: str, seen: set[str]) -> str:
         value = item.get("id")
         if not isinstance(value, str) or not _ID.match(value):
-            self.fail(where, f"id {value!r} must be 1-64 letters, digits, '_', '.', ':' or '-'")
+            self.fail(
+                where,
+                said(N_("id %(value)r must be 1-64 letters, digits, '_', '.', ':' or '-'"), value=value),
+            )
             return f"?{where}"
         if value in seen:
-            self.fail(where, f"id {value!r} is used twice")
+            self.fail(where, said(N_("id %(value)r is used twice"), value=value))
         seen.add(value)
         return value
 
@@ -359,11 +372,29 @@ class _Reader:
     ) -> int:
         value = item.get(key, default)
         if type(value) is not int:
-            self.fail(where, f"{key} must be an integer (money is integer fen), not {value!r}")
+            self.fail(
+                where,
+                said(
+                    N_("%(key)s must be an integer (money is integer fen), not %(value)r"),
+                    key=key,
+                    value=value,
+                ),
+            )
             return 0
         if minimum is not None and value < minimum:
-            noun = "fare" if key.endswith("_fen") else key
-            self.fail(where, f"{key} {value} is negative or too small (a {noun} below {minimum} is refused)")
+            noun = said(N_("fare")) if key.endswith("_fen") else key
+            self.fail(
+                where,
+                said(
+                    N_(
+                        "%(key)s %(value)s is negative or too small (a %(noun)s below %(minimum)s is refused)"
+                    ),
+                    key=key,
+                    value=value,
+                    noun=noun,
+                    minimum=minimum,
+                ),
+            )
         return value
 
     def choice(
@@ -372,7 +403,15 @@ class _Reader:
         value = item.get(key, default)
         allowed = tuple(allowed)
         if value not in allowed:
-            self.fail(where, f"{key} {value!r} is not one of {', '.join(map(str, allowed))}")
+            self.fail(
+                where,
+                said(
+                    N_("%(key)s %(value)r is not one of %(allowed)s"),
+                    key=key,
+                    value=value,
+                    allowed=", ".join(map(str, allowed)),
+                ),
+            )
             return default
         return value
 
@@ -381,12 +420,20 @@ class _Reader:
         if value is None:
             return frozenset()
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(where, f"{key} must be a list of codes")
+            self.fail(where, said(N_("%(key)s must be a list of codes"), key=key))
             return frozenset()
         allowed = tuple(allowed)
         unknown = [v for v in value if v not in allowed]
         if unknown:
-            self.fail(where, f"{key} {', '.join(unknown)} unknown (known: {', '.join(allowed)})")
+            self.fail(
+                where,
+                said(
+                    N_("%(key)s %(unknown)s unknown (known: %(known)s)"),
+                    key=key,
+                    unknown=", ".join(unknown),
+                    known=", ".join(allowed),
+                ),
+            )
         return frozenset(value)
 
     def date(self, item: Mapping[str, Any], key: str, where: str) -> dt.date | None:
@@ -396,7 +443,7 @@ class _Reader:
         try:
             return dt.date.fromisoformat(value)
         except (TypeError, ValueError):
-            self.fail(where, f"{key} {value!r} must be a date YYYY-MM-DD")
+            self.fail(where, said(N_("%(key)s %(value)r must be a date YYYY-MM-DD"), key=key, value=value))
             return None
 
     def ref(self, item: Mapping[str, Any], key: str, where: str, table: Mapping[str, Any]) -> Any:
@@ -404,7 +451,7 @@ class _Reader:
         if value in (None, ""):
             return None
         if value not in table:
-            self.fail(where, f"{key} {value!r} is not defined")
+            self.fail(where, said(N_("%(key)s %(value)r is not defined"), key=key, value=value))
             return None
         return table[value]
 
@@ -420,12 +467,12 @@ def _minute(text: Any) -> int | None:
 
 
 def _route_set(r: _Reader, rid: str, item: Mapping[str, Any], known: Mapping[str, set[str]]) -> RouteSet:
-    where = f"route set {rid}"
+    where = said(N_("route set %(id)s"), id=rid)
     service = r.choice(item, "service", where, (None, *SERVICES), None)
     routes, excluded = item.get("routes", []), item.get("except", [])
     for key, value in (("routes", routes), ("except", excluded)):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            r.fail(where, f"{key} must be a list of route names")
+            r.fail(where, said(N_("%(key)s must be a list of route names"), key=key))
     if not isinstance(routes, list):
         routes = []
     if not isinstance(excluded, list):
@@ -438,7 +485,14 @@ def _route_set(r: _Reader, rid: str, item: Mapping[str, Any], known: Mapping[str
             or not all(type(v) is int for v in raw)
             or not 0 <= raw[0] <= raw[1] <= MAX_ROUTE_NUMBER
         ):
-            r.fail(where, f"range {raw!r} must be [low, high] with 0 <= low <= high <= {MAX_ROUTE_NUMBER}")
+            r.fail(
+                where,
+                said(
+                    N_("range %(raw)r must be [low, high] with 0 <= low <= high <= %(max)s"),
+                    raw=raw,
+                    max=MAX_ROUTE_NUMBER,
+                ),
+            )
             continue
         ranges.append((raw[0], raw[1]))
     route_set = RouteSet(
@@ -450,27 +504,27 @@ def _route_set(r: _Reader, rid: str, item: Mapping[str, Any], known: Mapping[str
     )
     members = route_set.members()
     if not members:
-        r.fail(where, "matches no route (every route of its ranges is excluded, or it lists none)")
+        r.fail(where, said(N_("matches no route (every route of its ranges is excluded, or it lists none)")))
     elif service and known.get(service) and not members & known[service]:
-        r.fail(where, f"matches none of the known {service} routes")
+        r.fail(where, said(N_("matches none of the known %(service)s routes"), service=service))
     return route_set
 
 
 def _timeframe(r: _Reader, tid: str, value: Any) -> Timeframe:
-    where = f"timeframe {tid}"
+    where = said(N_("timeframe %(id)s"), id=tid)
     days: list[list[tuple[int, int]]] = [[] for _ in range(8)]
     windows = value if isinstance(value, list) else []
     if not windows:
-        r.fail(where, "must be a non-empty list of windows {days, start, end}")
+        r.fail(where, said(N_("must be a non-empty list of windows {days, start, end}")))
     for i, window in enumerate(windows):
-        window = r.obj(window, f"{where} window {i}")
+        window = r.obj(window, said(N_("%(where)s window %(i)s"), where=where, i=i))
         start, end = _minute(window.get("start", "00:00")), _minute(window.get("end", "24:00"))
         if start is None or end is None or start >= end:
-            r.fail(where, f"window {i} needs start < end as HH:MM (00:00-24:00)")
+            r.fail(where, said(N_("window %(i)s needs start < end as HH:MM (00:00-24:00)"), i=i))
             continue
         week = window.get("days", [1, 2, 3, 4, 5, 6, 7])
         if not isinstance(week, list) or not week or not all(type(d) is int and 1 <= d <= 7 for d in week):
-            r.fail(where, f"window {i} days must be ISO weekdays 1 (Monday) .. 7 (Sunday)")
+            r.fail(where, said(N_("window %(i)s days must be ISO weekdays 1 (Monday) .. 7 (Sunday)"), i=i))
             continue
         for day in week:
             days[day].append((start, end))
@@ -519,10 +573,12 @@ def _aware(value: Any, r: _Reader) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        r.fail("effective_from", f"{value!r} must be an ISO date-time with its UTC offset")
+        r.fail(
+            "effective_from", said(N_("%(value)r must be an ISO date-time with its UTC offset"), value=value)
+        )
         return None
     if parsed.tzinfo is None:
-        r.fail("effective_from", f"{value!r} has no UTC offset")
+        r.fail("effective_from", said(N_("%(value)r has no UTC offset"), value=value))
         return None
     return parsed
 
@@ -547,20 +603,20 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
 
     def known_stop(value: Any, where: str) -> str | None:
         if not isinstance(value, str) or value not in stops:
-            r.fail(where, f"station {value!r} is not in stops")
+            r.fail(where, said(N_("station %(value)r is not in stops"), value=value))
             return None
         return value
 
     areas: dict[str, Area] = {}
     for aid, item in r.obj(data.get("areas", {}) or {}, "areas").items():
-        where = f"area {aid}"
+        where = said(N_("area %(id)s"), id=aid)
         if not isinstance(aid, str) or not _ID.match(aid):
-            r.fail("areas", f"id {aid!r} is not a valid id")
+            r.fail("areas", said(N_("id %(id)r is not a valid id"), id=aid))
             continue
         item = r.obj(item, where)
         members = item.get("stops", [])
         if not isinstance(members, list) or not members:
-            r.fail(where, "stops must be a non-empty list of station ids")
+            r.fail(where, said(N_("stops must be a non-empty list of station ids")))
             members = []
         areas[aid] = Area(
             id=aid,
@@ -578,20 +634,28 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
     seen = set()
     for i, item in enumerate(r.items(data, "lines")):
         lid = r.ident(item, f"lines[{i}]", seen)
-        where = f"line {lid}"
+        where = said(N_("line %(id)s"), id=lid)
         raw = item.get("stops", [])
         order: list[tuple[str, int]] = []
         if not isinstance(raw, list) or len(raw) < 2:
-            r.fail(where, "stops must list at least two [station, metres from the first station]")
+            r.fail(where, said(N_("stops must list at least two [station, metres from the first station]")))
             raw = []
         for j, pair in enumerate(raw):
             if not (isinstance(pair, list) and len(pair) == 2 and type(pair[1]) is int and pair[1] >= 0):
-                r.fail(where, f"stop {j} must be [station, metres] with integer metres >= 0")
+                r.fail(where, said(N_("stop %(j)s must be [station, metres] with integer metres >= 0"), j=j))
                 continue
             if known_stop(pair[0], where) is None:
                 continue
             if order and pair[1] <= order[-1][1]:
-                r.fail(where, f"station {pair[0]} at {pair[1]} m is not beyond {order[-1][0]}")
+                r.fail(
+                    where,
+                    said(
+                        N_("station %(station)s at %(metres)s m is not beyond %(previous)s"),
+                        station=pair[0],
+                        metres=pair[1],
+                        previous=order[-1][0],
+                    ),
+                )
                 continue
             order.append((pair[0], pair[1]))
         for (a, ma), (b, mb) in itertools.pairwise(order):
@@ -610,7 +674,7 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
     seen = set()
     for i, item in enumerate(r.items(data, "fare_tables")):
         tid = r.ident(item, f"fare_tables[{i}]", seen)
-        where = f"fare table {tid}"
+        where = said(N_("fare table %(id)s"), id=tid)
         rows = []
         if item.get("measure") == "od":
             cells: dict[tuple[str, str], int] = {}
@@ -621,13 +685,16 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
                     and type(raw_row[2]) is int
                     and raw_row[2] >= 0
                 ):
-                    r.fail(where, f"row {raw_row!r} must be [from station, to station, amount_fen]")
+                    r.fail(
+                        where,
+                        said(N_("row %(row)r must be [from station, to station, amount_fen]"), row=raw_row),
+                    )
                     continue
                 a, b = known_stop(raw_row[0], where), known_stop(raw_row[1], where)
                 if a and b:
                     cells[(a, b)] = raw_row[2]
             if not cells:
-                r.fail(where, "needs at least one row [from station, to station, amount_fen]")
+                r.fail(where, said(N_("needs at least one row [from station, to station, amount_fen]")))
             tables[tid] = FareTable(tid, str(item.get("name", tid)), "od", (), 0, 0, cells)
             continue
         for raw_row in item.get("rows", []) or []:
@@ -636,13 +703,16 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
                 and len(raw_row) == 2
                 and all(type(v) is int and v >= 0 for v in raw_row)
             ):
-                r.fail(where, f"row {raw_row!r} must be [up to, amount_fen] in integers")
+                r.fail(where, said(N_("row %(row)r must be [up to, amount_fen] in integers"), row=raw_row))
                 continue
             if rows and (raw_row[0] <= rows[-1][0] or raw_row[1] < rows[-1][1]):
-                r.fail(where, f"row {raw_row!r} must go further and cost no less than the row before")
+                r.fail(
+                    where,
+                    said(N_("row %(row)r must go further and cost no less than the row before"), row=raw_row),
+                )
             rows.append((raw_row[0], raw_row[1]))
         if not rows:
-            r.fail(where, "needs at least one row [up to, amount_fen]")
+            r.fail(where, said(N_("needs at least one row [up to, amount_fen]")))
             rows = [(0, 0)]
         beyond = r.obj(item.get("beyond", {}) or {}, where)
         tables[tid] = FareTable(
@@ -659,7 +729,7 @@ def _stations(r: _Reader, data: Mapping[str, Any]) -> _Stations:
         where = f"gate_rules[{i}]"
         service = r.choice(item, "service", where, SERVICES, "metro")
         if service in gates:
-            r.fail(where, f"a second gate rule for {service}")
+            r.fail(where, said(N_("a second gate rule for %(service)s"), service=service))
         gates[service] = GateRules(
             service=service,
             entry_fen=r.integer(item, "entry_fen", where, default=0),
@@ -684,26 +754,36 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
     r = _Reader()
     data = r.obj(payload, "document")
     if data and data.get("format", FORMAT) != FORMAT:
-        r.fail("format", f"{data.get('format')!r} is not a rule document format this code reads ({FORMAT})")
+        r.fail(
+            "format",
+            said(
+                N_("%(format)r is not a rule document format this code reads (%(expected)s)"),
+                format=data.get("format"),
+                expected=FORMAT,
+            ),
+        )
     version = data.get("version", 0)
     if type(version) is not int or version < 0:
-        r.fail("version", f"{version!r} must be a non-negative integer")
+        r.fail("version", said(N_("%(version)r must be a non-negative integer"), version=version))
         version = 0
     homes = data.get("home_divisions", [])
     if not isinstance(homes, list) or not all(
         isinstance(h, str) and len(h) == 6 and h.isdigit() for h in homes
     ):
-        r.fail("home_divisions", "must be a list of 6-digit division codes")
+        r.fail("home_divisions", said(N_("must be a list of 6-digit division codes")))
         homes = []
 
     known: dict[str, set[str]] = {}
     raw_known = data.get("known_routes", {}) or {}
     if not isinstance(raw_known, Mapping):
-        r.fail("known_routes", "must map a service to its list of routes")
+        r.fail("known_routes", said(N_("must map a service to its list of routes")))
         raw_known = {}
     for service, routes in raw_known.items():
         if service not in SERVICES or not isinstance(routes, list):
-            r.fail("known_routes", f"{service!r} must be a service mapped to a list of routes")
+            r.fail(
+                "known_routes",
+                said(N_("%(service)r must be a service mapped to a list of routes"), service=service),
+            )
             continue
         known[service] = {str(x) for x in routes}
 
@@ -711,14 +791,14 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
     raw_sets = r.obj(data.get("route_sets", {}) or {}, "route_sets")
     for rid, item in raw_sets.items():
         if not isinstance(rid, str) or not _ID.match(rid):
-            r.fail("route_sets", f"id {rid!r} is not a valid id")
+            r.fail("route_sets", said(N_("id %(id)r is not a valid id"), id=rid))
             continue
         route_sets[rid] = _route_set(r, rid, r.obj(item, f"route set {rid}"), known)
 
     timeframes: dict[str, Timeframe] = {}
     for tid, value in r.obj(data.get("timeframes", {}) or {}, "timeframes").items():
         if not isinstance(tid, str) or not _ID.match(tid):
-            r.fail("timeframes", f"id {tid!r} is not a valid id")
+            r.fail("timeframes", said(N_("id %(id)r is not a valid id"), id=tid))
             continue
         timeframes[tid] = _timeframe(r, tid, value)
 
@@ -728,7 +808,7 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
     seen: set[str] = set()
     for i, item in enumerate(r.items(data, "quotas")):
         qid = r.ident(item, f"quotas[{i}]", seen)
-        where = f"quota {qid}"
+        where = said(N_("quota %(id)s"), id=qid)
         quotas[qid] = Quota(
             id=qid,
             name=str(item.get("name", qid)),
@@ -740,7 +820,7 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
     seen = set()
     for i, item in enumerate(r.items(data, "fare_products")):
         pid = r.ident(item, f"fare_products[{i}]", seen)
-        where = f"fare product {pid}"
+        where = said(N_("fare product %(id)s"), id=pid)
         product = Product(
             id=pid,
             name=str(item.get("name", pid)),
@@ -755,9 +835,11 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
             table=r.ref(item, "fare_table", where, stations.tables),
         )
         if product.table is not None and "amount_fen" in item:
-            r.fail(where, "has both amount_fen and fare_table: a product's fare comes from one of them")
+            r.fail(
+                where, said(N_("has both amount_fen and fare_table: a product's fare comes from one of them"))
+            )
         if product.valid_from and product.valid_to and product.valid_from > product.valid_to:
-            r.fail(where, "valid_from is after valid_to")
+            r.fail(where, said(N_("valid_from is after valid_to")))
         products.append(product)
     for i, a in enumerate(products):
         for b in products[i + 1 :]:
@@ -770,21 +852,34 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 and _validity_overlaps(a, b)
             ):
                 r.fail(
-                    f"fare product {b.id}",
-                    f"same priority {b.priority} as {a.id} for the same {a.service} routes: "
-                    "give one a higher priority or a narrower route set",
+                    said(N_("fare product %(id)s"), id=b.id),
+                    said(
+                        N_(
+                            "same priority %(priority)s as %(other)s for the same %(service)s routes: "
+                            "give one a higher priority or a narrower route set"
+                        ),
+                        priority=b.priority,
+                        other=a.id,
+                        service=a.service,
+                    ),
                 )
 
     legs = []
     seen = set()
     for i, item in enumerate(r.items(data, "leg_rules")):
         lid = r.ident(item, f"leg_rules[{i}]", seen)
-        where = f"leg rule {lid}"
+        where = said(N_("leg rule %(id)s"), id=lid)
         kind = r.choice(item, "kind", where, KINDS, "percent")
         value = 0 if kind == "free" else r.integer(item, "value", where)
         above = item.get("above_base", False) is True
         if kind == "percent" and value > 10000 and not above:
-            r.fail(where, f"percent {value} basis points is above the base fare: set above_base to allow it")
+            r.fail(
+                where,
+                said(
+                    N_("percent %(value)s basis points is above the base fare: set above_base to allow it"),
+                    value=value,
+                ),
+            )
         rule = LegRule(
             id=lid,
             name=str(item.get("name", lid)),
@@ -806,26 +901,38 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
             to_area=r.ref(item, "to_area", where, stations.areas),
         )
         if rule.valid_from and rule.valid_to and rule.valid_from > rule.valid_to:
-            r.fail(where, "valid_from is after valid_to")
+            r.fail(where, said(N_("valid_from is after valid_to")))
         if rule.route_set and rule.service and rule.route_set.service not in (None, rule.service):
             r.fail(
-                where, f"route set {rule.route_set.id} is for {rule.route_set.service}, not {rule.service}"
+                where,
+                said(
+                    N_("route set %(route_set)s is for %(its_service)s, not %(service)s"),
+                    route_set=rule.route_set.id,
+                    its_service=rule.route_set.service,
+                    service=rule.service,
+                ),
             )
         legs.append(rule)
     for i, a in enumerate(legs):
         for b in legs[i + 1 :]:
             if a.priority == b.priority and _same_case(a, b):
                 r.fail(
-                    f"leg rule {b.id}",
-                    f"same priority {b.priority} as {a.id} and one trip can match both: "
-                    "give one a higher priority or make their cases disjoint",
+                    said(N_("leg rule %(id)s"), id=b.id),
+                    said(
+                        N_(
+                            "same priority %(priority)s as %(other)s and one trip can match both: "
+                            "give one a higher priority or make their cases disjoint"
+                        ),
+                        priority=b.priority,
+                        other=a.id,
+                    ),
                 )
 
     transfers = []
     seen = set()
     for i, item in enumerate(r.items(data, "transfer_rules")):
         tid = r.ident(item, f"transfer_rules[{i}]", seen)
-        where = f"transfer rule {tid}"
+        where = said(N_("transfer rule %(id)s"), id=tid)
         ttype = r.choice(item, "transfer_type", where, TRANSFER_TYPES, 0)
         transfers.append(
             TransferRule(
@@ -855,13 +962,20 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
                 and _routes_overlap(a.from_route_set, b.from_route_set)
                 and _routes_overlap(a.to_route_set, b.to_route_set)
             ):
-                r.fail(f"transfer rule {b.id}", f"same priority {b.priority} as {a.id} for the same transfer")
+                r.fail(
+                    said(N_("transfer rule %(id)s"), id=b.id),
+                    said(
+                        N_("same priority %(priority)s as %(other)s for the same transfer"),
+                        priority=b.priority,
+                        other=a.id,
+                    ),
+                )
 
     caps = []
     seen = set()
     for i, item in enumerate(r.items(data, "caps")):
         cid = r.ident(item, f"caps[{i}]", seen)
-        where = f"cap {cid}"
+        where = said(N_("cap %(id)s"), id=cid)
         caps.append(
             Cap(
                 id=cid,
@@ -880,7 +994,10 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
     for i, item in enumerate(r.items(raw_policy, "tenants")):
         division = item.get("division")
         if not isinstance(division, str) or len(division) != 6 or not division.isdigit():
-            r.fail(f"visitor_policy.tenants[{i}]", f"division {division!r} must be a 6-digit code")
+            r.fail(
+                f"visitor_policy.tenants[{i}]",
+                said(N_("division %(division)r must be a 6-digit code"), division=division),
+            )
             continue
         by_division[division] = r.choice(item, "policy", f"visitor_policy.tenants[{i}]", POLICIES, default)
     by_network = []
@@ -888,7 +1005,7 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
         where = f"visitor_policy.networks[{i}]"
         members = item.get("members", [])
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            r.fail(where, "members must be a list of division codes")
+            r.fail(where, said(N_("members must be a list of division codes")))
             members = []
         by_network.append(
             (
@@ -901,7 +1018,7 @@ def compile_document(payload: Mapping[str, Any]) -> CompiledRules:
 
     effective_from = _aware(data.get("effective_from"), r)
     if not products and not r.problems:
-        r.fail("fare_products", "the document has no fare product: nothing can be priced")
+        r.fail("fare_products", said(N_("the document has no fare product: nothing can be priced")))
     if r.problems:
         raise RuleDocumentError(r.problems)
     return CompiledRules(

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 
 import pytest
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from citycard.platform.errors import DomainError
@@ -193,3 +194,30 @@ def test_publish_refuses_invalid_rows(published, tenant):
         with pytest.raises(DomainError, match="matches no route"):
             services.fares_publish(tenant=hangzhou, actor="test")
     assert hangzhou.publications.filter(kind="fare_rules").count() == 1
+
+
+def test_rule_document_problems_read_in_the_persons_language(tenant):
+    """A bad rule document's problems are named in Chinese first (中文优先), English under English; the
+    draft check (the admin's fare page, `citycard fares validate`) reads the same way."""
+
+    def change(doc):
+        doc["fare_products"][0]["amount_fen"] = -200
+        doc["route_sets"]["only-315"] = {"service": "bus", "ranges": [[315, 315]], "except": ["315"]}
+
+    with translation.override("zh-hans"):
+        message = _refused(tenant, change, "票价产品 hz-bus：amount_fen -200 为负数或过小")
+        assert "线路集合 only-315：不匹配任何线路" in message
+        assert "is negative" not in message and "matches no route" not in message
+    with translation.override("en"):
+        message = _refused(tenant, change, "fare product hz-bus: amount_fen -200 is negative or too small")
+        assert "route set only-315: matches no route" in message
+    hangzhou = tenant("hangzhou")
+    with tenant_context(hangzhou):
+        services.fares_document_load(tenant=hangzhou, document=seeds.HANGZHOU, actor="test")
+        RouteSet.objects.filter(code="hz-bus-1-499-ex315").update(ranges="315-315", excluded=["315"])
+        with translation.override("zh-hans"):
+            assert selectors.fares_validate(tenant=hangzhou) == [
+                "线路集合 hz-bus-1-499-ex315：不匹配任何线路（其范围内的线路均被排除，或未列出线路）"
+            ]
+            with pytest.raises(DomainError, match="不匹配任何线路"):
+                selectors.fares_draft_engine(tenant=hangzhou)
