@@ -50,16 +50,13 @@ def test_the_demo_runs_and_runs_again():
             assert "yrd-settlement" in out
             assert "http://hangzhou.localhost:8000/dashboard/   (hangzhou-admin)" in out
             assert "http://haiyan.localhost:8000/dashboard/   (haiyan-officer)" in out
-            # each run, a visiting and a local card enter a host city's metro and never exit: released
-            flat = out.replace("\n", "")  # a wrapped line still counts
             if run == 1:
                 _chinese(out)
+                # a visiting and a local card enter each host city's metro and never exit: released
+                flat = out.replace("\n", "")
                 assert flat.count("释放了 2 个地铁半程行程") == 2 and flat.count("超时释放") == 4
             else:
                 _english(out)
-                words = " ".join(out.split())  # a line wrapped at a space reads as one
-                assert words.count(": 2 metro half journeys released") == 2
-                assert words.count("never exited: released at") == 4
         _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")
     finally:
         for server in ("db", "broker"):  # the demo stops what it started, unless it was killed
