@@ -3,9 +3,10 @@ through the form, reads Today and a cycle this test cleared itself, checks the m
 the page against the database, raises and resolves a dispute from the page; a county officer cannot reach
 the console; no page logs a JavaScript error. Screenshots go to the test's tmp_path.
 
-The project's WSGI application serves on a loopback port from one thread that uses the test's own
-database connection (inside the test's transaction, rolled back at the end, as the Django test client
-does), one request at a time; the test reads the database between the browser's requests only.
+The project's WSGI application serves on a loopback port, a thread per connection (Chromium opens
+several, some speculatively), all using the test's own database connection (inside the test's
+transaction, rolled back at the end, as the Django test client does) one request at a time; the test
+reads the database between the browser's requests only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -52,6 +54,13 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    """A thread per connection: a single-threaded server reading a connection Chromium opened ahead and
+    left idle would keep the next page waiting behind it."""
+
+    daemon_threads = True
+
+
 class Live:
     """The served site's base URL, and ``db()``: the test's connection, between the browser's requests."""
 
@@ -69,7 +78,7 @@ class Live:
 
 @pytest.fixture
 def live(monkeypatch) -> Iterator[Live]:
-    """The project served on 127.0.0.1 by one thread sharing the test's connection."""
+    """The project served on 127.0.0.1 by threads sharing the test's connection, one request at a time."""
     from citycard.platform.wsgi import application as django_application
 
     lock = threading.Lock()
@@ -84,7 +93,7 @@ def live(monkeypatch) -> Iterator[Live]:
     # As the test client: a request must not close the connection of the test's transaction.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    httpd = make_server("127.0.0.1", 0, application, server_class=WSGIServer, handler_class=_QuietHandler)
+    httpd = make_server("127.0.0.1", 0, application, server_class=_Server, handler_class=_QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     # Playwright's sync API runs an event loop in this thread; the ORM reads here happen between requests.
@@ -160,6 +169,14 @@ def _sign_in(page, base: str, username: str, next_url: str = "/console/") -> Non
     page.click("input[type=submit]")
 
 
+def _arrive(page, url: str) -> None:
+    """Wait for the browser to show ``url``, and say what it shows instead if that is Chromium's own
+    network-error page (its ``lang`` is the browser's, not the site's)."""
+    page.wait_for_url(url)
+    if page.evaluate("() => document.body !== null && document.body.classList.contains('neterror')"):
+        raise AssertionError(f"Chromium could not load {url}: {page.inner_text('body')[:400]}")
+
+
 def _fen(text: str) -> int:
     """'-¥1,234.56' → -123456."""
     sign = -1 if text.strip().startswith("-") else 1
@@ -180,7 +197,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         _watch(page, problems)
         _sign_in(page, base, "clerk-zhang")
-        page.wait_for_url(f"{base}/console/")
+        _arrive(page, f"{base}/console/")
         # Chinese first: the browser asks for zh-CN, the page answers zh-hans.
         assert (
             page.get_attribute("html", "lang") == "zh-hans" and "待处理" in page.content()
@@ -261,7 +278,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         own = browser.new_page()
         county = base.replace("//localhost", "//tonglu.localhost")
         _sign_in(own, county, "officer-tl")
-        own.wait_for_url(f"{county}/console/")
+        _arrive(own, f"{county}/console/")
         answer = own.goto(f"{county}/console/")
         assert answer.status == 404 and "清算控制台" not in own.content()
 
@@ -269,7 +286,7 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         english = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
         _watch(english, problems)
         _sign_in(english, base, "clerk-zhang")
-        english.wait_for_url(f"{base}/console/")
+        _arrive(english, f"{base}/console/")
         assert english.get_attribute("html", "lang") == "en" and "Needs a person now" in english.content()
         english.screenshot(path=tmp_path / "today-en.png", full_page=True)
         english.click("form.language-switch button[value='zh-hans']")
@@ -316,7 +333,7 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         _watch(page, problems)
         _sign_in(page, base, "clerk-li")
-        page.wait_for_url(f"{base}/console/")
+        _arrive(page, f"{base}/console/")
         # The cycle's matrix as a heat map: one point per cell, its amount in fen.
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
         page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-heatmap']")
@@ -344,7 +361,7 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         _watch(city, problems)
         hz = base.replace("//localhost", "//hangzhou.localhost")
         _sign_in(city, hz, "hz-admin", next_url=f"/dashboard/%3Fdate%3D{next_day}")
-        city.wait_for_url(f"{hz}/dashboard/?date={next_day}")
+        _arrive(city, f"{hz}/dashboard/?date={next_day}")
         city.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
         assert "城市看板" in city.content()
         (hz_net,) = [s["data"][-2] for s in _chart_data(city, "chart-positions")]
@@ -386,7 +403,7 @@ def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         _watch(page, problems)
         _sign_in(page, base, "clerk-wang")
-        page.wait_for_url(f"{base}/console/")
+        _arrive(page, f"{base}/console/")
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
         page.wait_for_selector("#matrix-large", state="attached", timeout=60_000)
         assert page.locator("td.cell").count() == 0
