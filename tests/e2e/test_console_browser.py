@@ -3,10 +3,8 @@ through the form, reads Today and a cycle this test cleared itself, checks the m
 the page against the database, raises and resolves a dispute from the page; a county officer cannot reach
 the console; no page logs a JavaScript error. Screenshots go to the test's tmp_path.
 
-The project's WSGI application serves on a loopback port, a thread per connection (Chromium opens
-several, some speculatively), all using the test's own database connection (inside the test's
-transaction, rolled back at the end, as the Django test client does) one request at a time; the test
-reads the database between the browser's requests only.
+The harness (the site served inside the test's transaction, Chromium, what a page must never show):
+tests/e2e/browser.py.
 """
 
 from __future__ import annotations
@@ -15,16 +13,9 @@ import datetime as dt
 import os
 import re
 import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection, connections
 
 from citycard.interop.models import BilateralPosition, ClearingCycle, Dispute, NetPosition
 from citycard.platform.models import Role, Tenant
@@ -34,80 +25,9 @@ from tests.interop.conftest import DAY, at, collect, record, send, yrd_transit  
 from tests.interop.large_cycle import cycle_of, participants_named
 from tests.tenants.dashboard.taps import taps_store as _taps
 
-CHROMIUM = os.environ.get("CITYCARD_CHROMIUM", "/usr/bin/chromium")  # Debian's (apt-get install chromium)
-PASSWORD = "a-long-browser-password"
+from .browser import BROWSER_MARKS, PASSWORD, arrive, browser_open, fen_of, page_watch, sign_in
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    ),
-]
-playwright_sync = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    """A thread per connection: a single-threaded server reading a connection Chromium opened ahead and
-    left idle would keep the next page waiting behind it."""
-
-    daemon_threads = True
-
-
-class Live:
-    """The served site's base URL, and ``db()``: the test's connection, between the browser's requests."""
-
-    def __init__(self, base: str, shared, lock: threading.Lock) -> None:
-        self.base, self._shared, self._lock = base, shared, lock
-
-    @contextmanager
-    def db(self) -> Iterator[None]:
-        with self._lock:
-            # Playwright's sync API switches greenlets (each with its own context): the ORM would open a
-            # new connection outside the test's transaction unless told which one to use.
-            connections["default"] = self._shared
-            yield
-
-
-@pytest.fixture
-def live(monkeypatch) -> Iterator[Live]:
-    """The project served on 127.0.0.1 by threads sharing the test's connection, one request at a time."""
-    from citycard.platform.wsgi import application as django_application
-
-    lock = threading.Lock()
-    shared = connections["default"]  # the test's connection, in the test's transaction
-    shared.inc_thread_sharing()
-
-    def application(environ, start_response):
-        with lock:
-            connections["default"] = shared
-            return list(django_application(environ, start_response))
-
-    # As the test client: a request must not close the connection of the test's transaction.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    httpd = make_server("127.0.0.1", 0, application, server_class=_Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    # Playwright's sync API runs an event loop in this thread; the ORM reads here happen between requests.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    try:
-        yield Live(f"http://localhost:{httpd.server_address[1]}", shared, lock)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-        connections["default"] = shared
-        shared.dec_thread_sharing()
-        connection.set_schema_to_public()
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -136,54 +56,6 @@ def cycle(yrd_transit, send, collect, monkeypatch):  # noqa: F811
     return cleared
 
 
-@contextmanager
-def _browser() -> Iterator:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def _watch(page, problems: list[str]) -> None:
-    def console(message) -> None:
-        where = (message.location or {}).get("url", "")
-        # Django's admin sign-in page links no icon, so Chromium asks for /favicon.ico (404); the console's
-        # pages link an empty one.
-        if message.type == "error" and not where.endswith("/favicon.ico"):
-            problems.append(f"console {message.type} at {where}: {message.text}")
-
-    page.on("console", console)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} for {r.url}") if r.status == 404 or r.status >= 500 else None,
-    )
-
-
-def _sign_in(page, base: str, username: str, next_url: str = "/console/") -> None:
-    page.goto(f"{base}/admin/login/?next={next_url}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-
-
-def _arrive(page, url: str) -> None:
-    """Wait for the browser to show ``url``, and say what it shows instead if that is Chromium's own
-    network-error page (its ``lang`` is the browser's, not the site's)."""
-    page.wait_for_url(url)
-    if page.evaluate("() => document.body !== null && document.body.classList.contains('neterror')"):
-        raise AssertionError(f"Chromium could not load {url}: {page.inner_text('body')[:400]}")
-
-
-def _fen(text: str) -> int:
-    """'-¥1,234.56' → -123456."""
-    sign = -1 if text.strip().startswith("-") else 1
-    yuan, cents = re.sub(r"[^\d.]", "", text).split(".")
-    return sign * (int(yuan) * 100 + int(cents))
-
-
 def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cycle, live, tmp_path):
     base = live.base
     user_create(username="clerk-zhang", role=Role.CLEARING_STAFF, password=PASSWORD)
@@ -193,11 +65,11 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
         record_id = cycle.records.filter(amount_fen=500).values_list("record_id", flat=True).get()
     problems: list[str] = []
-    with _browser() as browser:
+    with browser_open() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        _watch(page, problems)
-        _sign_in(page, base, "clerk-zhang")
-        _arrive(page, f"{base}/console/")
+        page_watch(page, problems)
+        sign_in(page, base, "clerk-zhang")
+        arrive(page, f"{base}/console/")
         # Chinese first: the browser asks for zh-CN, the page answers zh-hans.
         assert (
             page.get_attribute("html", "lang") == "zh-hans" and "待处理" in page.content()
@@ -208,24 +80,24 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         page.wait_for_selector("#matrix table")
         shown = {}
         for cell in page.query_selector_all("td.cell[data-issuer]"):
-            shown[(cell.get_attribute("data-issuer"), cell.get_attribute("data-acquirer"))] = _fen(
+            shown[(cell.get_attribute("data-issuer"), cell.get_attribute("data-acquirer"))] = fen_of(
                 cell.query_selector("a").inner_text()
             )
         assert shown == cells and len({i for i, _a in cells}) == 3
-        row_sums = [_fen(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.rowsum")]
-        col_sums = [_fen(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.colsum")]
-        total = _fen(page.inner_text("#matrix-total").split("\n")[0])
+        row_sums = [fen_of(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.rowsum")]
+        col_sums = [fen_of(td.inner_text().split("\n")[0]) for td in page.query_selector_all("td.colsum")]
+        total = fen_of(page.inner_text("#matrix-total").split("\n")[0])
         assert sum(row_sums) == sum(col_sums) == total == sum(cells.values())
         by_issuer = {}
         for (issuer, _acquirer), fen in cells.items():
             by_issuer[issuer] = by_issuer.get(issuer, 0) + fen
         assert row_sums == [by_issuer[i] for i in sorted(by_issuer)]
         page_nets = {
-            tr.get_attribute("data-participant"): _fen(tr.query_selector_all("td")[3].inner_text())
+            tr.get_attribute("data-participant"): fen_of(tr.query_selector_all("td")[3].inner_text())
             for tr in page.query_selector_all("tr.position")
         }
         assert page_nets == nets
-        assert _fen(page.inner_text("#net-sum")) == 0
+        assert fen_of(page.inner_text("#net-sum")) == 0
         page.screenshot(path=tmp_path / "cycle.png", full_page=True)
         page.evaluate("document.getElementById('matrix').scrollIntoView()")
         page.screenshot(path=tmp_path / "cycle-matrix.png")  # the matrix and net positions, one screen
@@ -267,8 +139,8 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
 
         # A county officer: refused by the platform's sign-in form, and the console sends them back to it.
         officer = browser.new_page()
-        _watch(officer, problems)
-        _sign_in(officer, base, "officer-tl")
+        page_watch(officer, problems)
+        sign_in(officer, base, "officer-tl")
         assert "sign in on its own site" in officer.content()
         officer.screenshot(path=tmp_path / "county_officer_refused.png")
         officer.goto(f"{base}/console/")
@@ -277,16 +149,16 @@ def test_a_clearing_clerk_reads_a_cycle_and_settles_a_dispute_in_the_browser(cyc
         # Signed in on the county's own site, the console is not there either (it is the platform's alone).
         own = browser.new_page()
         county = base.replace("//localhost", "//tonglu.localhost")
-        _sign_in(own, county, "officer-tl")
-        _arrive(own, f"{county}/console/")
+        sign_in(own, county, "officer-tl")
+        arrive(own, f"{county}/console/")
         answer = own.goto(f"{county}/console/")
         assert answer.status == 404 and "清算控制台" not in own.content()
 
         # English second: a browser asking for English reads English, and the switch brings Chinese back.
         english = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
-        _watch(english, problems)
-        _sign_in(english, base, "clerk-zhang")
-        _arrive(english, f"{base}/console/")
+        page_watch(english, problems)
+        sign_in(english, base, "clerk-zhang")
+        arrive(english, f"{base}/console/")
         assert english.get_attribute("html", "lang") == "en" and "Needs a person now" in english.content()
         english.screenshot(path=tmp_path / "today-en.png", full_page=True)
         english.click("form.language-switch button[value='zh-hans']")
@@ -329,11 +201,11 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
         nets = dict(NetPosition.objects.filter(cycle=cycle).values_list("participant", "net_fen"))
     problems: list[str] = []
     next_day = (DAY + dt.timedelta(days=1)).isoformat()
-    with _browser() as browser:
+    with browser_open() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        _watch(page, problems)
-        _sign_in(page, base, "clerk-li")
-        _arrive(page, f"{base}/console/")
+        page_watch(page, problems)
+        sign_in(page, base, "clerk-li")
+        arrive(page, f"{base}/console/")
         # The cycle's matrix as a heat map: one point per cell, its amount in fen.
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
         page.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-heatmap']")
@@ -358,10 +230,10 @@ def test_charts_have_their_data_points_and_the_city_dashboard_renders(cycle, liv
 
         # The city administrator's dashboard on Hangzhou's own site.
         city = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        _watch(city, problems)
+        page_watch(city, problems)
         hz = base.replace("//localhost", "//hangzhou.localhost")
-        _sign_in(city, hz, "hz-admin", next_url=f"/dashboard/%3Fdate%3D{next_day}")
-        _arrive(city, f"{hz}/dashboard/?date={next_day}")
+        sign_in(city, hz, "hz-admin", next_url=f"/dashboard/%3Fdate%3D{next_day}")
+        arrive(city, f"{hz}/dashboard/?date={next_day}")
         city.wait_for_function("() => window.citycardCharts && window.citycardCharts['chart-positions']")
         assert "城市看板" in city.content()
         (hz_net,) = [s["data"][-2] for s in _chart_data(city, "chart-positions")]
@@ -399,11 +271,11 @@ def test_a_300_participant_cycles_heat_map_draws_every_cell_and_the_large_pages_
         }
     assert len(cells) > 2500 and len({i for i, _a in cells}) == len({a for _i, a in cells}) == 300
     problems: list[str] = []
-    with _browser() as browser:
+    with browser_open() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        _watch(page, problems)
-        _sign_in(page, base, "clerk-wang")
-        _arrive(page, f"{base}/console/")
+        page_watch(page, problems)
+        sign_in(page, base, "clerk-wang")
+        arrive(page, f"{base}/console/")
         page.goto(f"{base}/console/cycles/yrd/transit/{DAY.isoformat()}/")
         page.wait_for_selector("#matrix-large", state="attached", timeout=60_000)
         assert page.locator("td.cell").count() == 0
