@@ -11,6 +11,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from citycard.tenants.accounts.models import LedgerAccount, Posting
 from citycard.tenants.terminals.models import Terminal
@@ -131,7 +132,7 @@ class Settlement(models.Model):
         Merchant, on_delete=models.PROTECT, related_name="settlements", verbose_name=_("merchant")
     )
     day = models.DateField(verbose_name=_("day"))
-    payments = models.IntegerField(default=0, verbose_name=_("payments"))
+    payments = models.IntegerField(default=0, verbose_name=pgettext_lazy("merchant settlement", "payments"))
     refunds = models.IntegerField(default=0, verbose_name=_("refunds"))
     gross_fen = models.BigIntegerField(default=0, verbose_name=_("gross (fen)"))
     refunds_fen = models.BigIntegerField(default=0, verbose_name=_("refunds (fen)"))
@@ -193,8 +194,8 @@ class Payment(models.Model):
     )
 
     class Meta:
-        verbose_name = _("payment")
-        verbose_name_plural = _("payments")
+        verbose_name = pgettext_lazy("merchant", "payment")
+        verbose_name_plural = pgettext_lazy("merchant", "payments")
         ordering = ["-at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount_fen__gt=0), name="payment_amount_positive"),

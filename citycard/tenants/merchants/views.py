@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from citycard.platform.errors import DomainError
 from citycard.tenants.merchants import selectors, services
+from citycard.tenants.merchants.models import Means
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -74,7 +75,11 @@ def statement(request: HttpRequest, code: str, day: str) -> HttpResponse:
         response = HttpResponse(selectors.statement_csv(found), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="statement-{code}-{when.isoformat()}.csv"'
         return response
-    lines = [(line, selectors.card_no_mask(line.card_no)) for line in found.lines]
+    means = dict(Means.choices)
+    lines = [
+        (line, selectors.card_no_mask(line.card_no), means.get(line.means, line.means))
+        for line in found.lines
+    ]
     return render(
         request,
         "merchants/statement.html",

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from citycard.tenants.payments.reasons import reason_text
+
 
 class Provider(models.TextChoices):
     BANK = "bank", _("Card bank (social-security card financial account)")
@@ -297,6 +299,11 @@ class ReconException(models.Model):
         related_name="+",
         verbose_name=_("posting"),
     )
+
+    @property
+    def reason_display(self) -> str:
+        """The stored reason in the reader's language (reasons.py)."""
+        return reason_text(self.reason)
 
     class Meta:
         verbose_name = _("reconciliation difference")

@@ -38,6 +38,7 @@ def notify(request: HttpRequest, channel_code: str) -> HttpResponse:
 def reconciliation(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("payments.view_statementrun"):
         raise PermissionDenied
+    suspense = list(selectors.suspense_items(open_only=True))
     return render(
         request,
         "payments/reconciliation.html",
@@ -47,7 +48,9 @@ def reconciliation(request: HttpRequest) -> HttpResponse:
             "open": selectors.differences(open_only=True),
             "actions": DifferenceAction.choices,
             "can_resolve": request.user.has_perm("payments.change_reconexception"),
-            "suspense": selectors.suspense_items(open_only=True),
+            "suspense": suspense,
+            # A 长款 held in suspense is resolved there (matched or refunded), not from its difference's row.
+            "held": {item.difference_id for item in suspense},
             "payouts": selectors.payouts()[:RUNS_SHOWN],
         },
     )

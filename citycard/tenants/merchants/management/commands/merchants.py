@@ -174,7 +174,7 @@ class Command(PlatformCommand):
         day = _day(opts["day"])
         table = Table(
             gettext("merchant"),
-            gettext("payments"),
+            pgettext("merchant settlement", "payments"),
             gettext("refunds"),
             gettext("gross (yuan)"),
             gettext("refunded (yuan)"),

@@ -342,7 +342,7 @@ class Command(PlatformCommand):
                 str(d.pk), d.run.channel.code, str(d.run.statement_date), d.kind, d.out_trade_no or d.out_refund_no,
                 "" if d.statement_fen is None else yuan(d.statement_fen),
                 "" if d.ledger_fen is None else yuan(d.ledger_fen),
-                d.reason,
+                d.reason_display,
                 gettext("%(action)s by %(user)s") % {"action": d.action, "user": d.resolved_by}
                 if d.resolved_at
                 else "",
