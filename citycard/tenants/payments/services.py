@@ -384,6 +384,12 @@ def topup_order_refund(
     if order.state != OrderState.PAID or order.posting_id is None:
         raise DomainError(f"order {out_trade_no} is not credited: nothing to refund", code="not_paid")
     out_refund_no = _number("RF", request_key)
+    # An order paid from suspense (a 长款 matched to it): the provider took the money under the 长款's number.
+    held = (
+        SuspenseItem.objects.filter(order=order).only("out_trade_no").first()
+        if order.settled_by == "suspense"
+        else None
+    )
     posting = accounts.account_topup_reverse(
         topup_id=order.posting_id,
         amount_fen=amount,
@@ -393,7 +399,7 @@ def topup_order_refund(
     )
     try:
         result = channel_adapter(order.channel).refund(
-            out_trade_no=out_trade_no,
+            out_trade_no=held.out_trade_no if held else out_trade_no,
             out_refund_no=out_refund_no,
             amount_fen=amount,
             total_fen=order.amount_fen,
@@ -906,7 +912,7 @@ def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
     if not note.strip():
         raise DomainError("say why (a note is required)", field="note")
     item = _suspense_open(item_id)
-    refund_no = _number("SR", f"suspense:{item.pk}")
+    refund_no = _suspense_refund_no(item)
     try:
         result = channel_adapter(item.channel).refund(
             out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
@@ -928,6 +934,73 @@ def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
         object_id=item.pk,
         data={"out_trade_no": item.out_trade_no, "refund_no": refund_no, "amount_fen": item.amount_fen},
     )
+    return item
+
+
+def _suspense_refund_no(item: SuspenseItem) -> str:
+    """The item's own refund number: a refund of it, from suspense or after a match, is one refund."""
+    return _number("SR", f"suspense:{item.pk}")
+
+
+@transaction.atomic
+def suspense_matched_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
+    """Give back through the channel a 长款 a clerk matched to a cardholder or an order (认领后退款), when the
+    payer wants the money back after all: the card's online account gives back what the match credited
+    (refused beyond its balance), then the provider refunds the payment it took under the 长款's own order
+    number (the only trade it knows of: a matched order's number is the city's) and the item is
+    ``refunded``. Idempotent: the refund number is the item's, so a retry after a timeout asks the provider
+    for the same refund, and an item refunded after its match is returned as it is; a provider refusal
+    writes nothing."""
+    if not note.strip():
+        raise DomainError("say why (a note is required)", field="note")
+    item = (
+        SuspenseItem.objects.select_for_update()
+        .select_related("channel", "difference")
+        .filter(pk=item_id)
+        .first()
+    )
+    if item is None:
+        raise NotFound(f"no suspense item {item_id}", code="no_suspense_item", field="item_id")
+    if item.state == SuspenseState.REFUNDED and item.card_no:
+        return item  # matched, then refunded: a retry
+    if item.state != SuspenseState.MATCHED:
+        raise DomainError(
+            f"suspense item {item_id} is {item.state}: only a matched item is refunded from the card",
+            code="not_matched",
+            field="item_id",
+        )
+    credit = Posting.objects.get(idempotency_key=f"suspense-match:{item.pk}")
+    refund_no = _suspense_refund_no(item)
+    posting = accounts.account_topup_reverse(
+        topup_id=credit.pk,
+        amount_fen=item.amount_fen,
+        idempotency_key=f"suspense-refund:{item.pk}",
+        memo=f"suspense {item.out_trade_no} refunded after its match",
+        actor=actor,
+    )
+    try:
+        result = channel_adapter(item.channel).refund(
+            out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+            total_fen=item.amount_fen,
+        )  # fmt: skip
+    except ProtocolError as exc:
+        raise _protocol(exc) from None
+    if not result.succeeded:
+        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    item.state, item.refund_no = SuspenseState.REFUNDED, refund_no
+    item.note = f"{item.note}; {note.strip()}"[:300]
+    item.resolved_at, item.resolved_by = timezone.now(), actor
+    item.save(update_fields=["state", "refund_no", "note", "resolved_at", "resolved_by"])
+    audit_record(
+        action="payments.suspense_matched_refund",
+        actor=actor,
+        object_type="suspense_item",
+        object_id=item.pk,
+        data={
+            "out_trade_no": item.out_trade_no, "card_no": item.card_no, "refund_no": refund_no,
+            "amount_fen": item.amount_fen, "posting": posting.pk,
+        },
+    )  # fmt: skip
     return item
 
 

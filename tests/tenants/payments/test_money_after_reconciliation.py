@@ -59,33 +59,6 @@ def assert_balanced() -> None:
     )
 
 
-@pytest.fixture
-def own_channel(city, sandbox_keys, inbox):
-    """``own_channel(provider)``: a sandbox of the test's own (no other test's orders in its statements),
-    the channel configured against it; (sandbox, code)."""
-    started = []
-
-    def _own(provider: str):
-        sandbox = Sandbox.start(
-            provider, merchant_id=MERCHANT[provider], app_id=APP[provider], keys=sandbox_keys[provider]
-        )
-        started.append(sandbox)
-        code = f"own-{provider}"
-        config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")
-        services.channel_configure(
-            code=code, provider=provider, name=f"{provider} (own)", merchant_id=config.merchant_id,
-            app_id=config.app_id, gateway_url=config.gateway_url, notify_url=config.notify_url,
-            private_key_pem=config.private_key_pem, provider_public_key_pem=config.peer_public_key_pem,
-            secret=config.secret, actor="test",
-        )  # fmt: skip
-        return sandbox, code
-
-    yield _own
-    for sandbox in started:
-        sandbox.stop()
-    inbox.drain()
-
-
 def rows_of_a_day(day: dt.date) -> list[dict]:
     at = dt.datetime.combine(day, dt.time(9, 30, 5), tzinfo=BEIJING)
     return [
