@@ -633,7 +633,9 @@ def merchant_roaming_spent_book(records: list[dict], now: dt.datetime) -> int:
     return len(fresh)
 
 
-INTERCHANGE_INCOME = "fee:interchange"  # the issuer's share of its cards' merchant payments elsewhere (发卡方手续费)
+INTERCHANGE_INCOME = (
+    "fee:interchange"  # the issuer's share of its cards' merchant payments elsewhere (发卡方手续费)
+)
 INTERCHANGE_EXPENSE = "fee-expense:interchange"  # what an acquirer pays on roaming cards' payments
 
 

@@ -33,7 +33,7 @@ from citycard.tenants.payments.models import (
     StatementRun,
     SuspenseItem,
 )
-from citycard.tenants.payments.protocols import alipay, bank, beijing_now, unionpay, wechat
+from citycard.tenants.payments.protocols import ProtocolError, alipay, bank, beijing_now, unionpay, wechat
 from citycard.tenants.payments.sandboxes import FEE_BPS, Sandbox
 from citycard.tenants.payments.tasks import orders_sweep_all
 from citycard.terminal_kit.beijing import BEIJING
@@ -100,6 +100,63 @@ def test_each_format_loaded_by_the_database_reads_what_the_line_parser_reads(pro
     statements.stage_drop()
     assert loaded == expected and len(loaded) == 3
     assert {line[0] for line in loaded} == {"pay", "refund"}
+
+
+def test_a_unionpay_file_with_chinese_names_is_cut_by_gbk_byte(city):
+    """UnionPay lays its transaction file out in GBK bytes: a merchant's short name of Chinese characters
+    takes two bytes each, so its lines are the layout's width in bytes and fewer in characters. Every field
+    after the name lands where it should, in the line parser and in the database load alike; a name longer
+    than its field is cut at a character, never inside one."""
+    day = dt.date(2026, 11, 21)
+    rows = rows_of_a_day(day)
+    rows[0]["merchant_name"] = "嘉兴市第一中学学生食堂"  # 11 characters, 22 bytes
+    rows[1]["merchant_name"] = "嘉兴市南湖区市民中心地下停车场东区收费处二号窗口"  # 48 bytes: cut to 40
+    rows[2]["merchant_name"] = "KFC肯德基(南湖店)"  # ASCII and Chinese mixed, an odd number of bytes
+    data = unionpay.file_write(rows, merchant_id="777290058110048", day=day)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        raw = z.read(z.namelist()[0])
+    width = sum(w for _, w in unionpay.LAYOUT) + len(unionpay.LAYOUT) - 1
+    lines = raw.splitlines()
+    assert [len(line) for line in lines] == [width] * 3
+    assert [len(line.decode("gbk")) for line in lines] == [width - 11, width - 20, width - 6]
+    start = sum(w + 1 for name, w in unionpay.LAYOUT[: [n for n, _ in unionpay.LAYOUT].index("mer_abbr")])
+    names = [line[start : start + 40].decode("gbk").rstrip() for line in lines]
+    assert names == [
+        "嘉兴市第一中学学生食堂",
+        "嘉兴市南湖区市民中心地下停车场东区收费处",
+        "KFC肯德基(南湖店)",
+    ]
+    at = dt.datetime.combine(day, dt.time(9, 30, 5), tzinfo=BEIJING)
+    query = "420000000000000000000"  # UnionPay's query id is 21 characters: the rows' ids cut to it
+    expected = [
+        ("pay", "CC0001", query, "", 12345, 74, at),
+        ("pay", "CC0002", query, "", 100, 0, at + dt.timedelta(hours=3)),
+        ("refund", "", query, "RF0001", 2345, -14, at + dt.timedelta(hours=5)),
+    ]
+    parsed = [
+        (x.kind, x.out_trade_no, x.provider_trade_no, x.out_refund_no, x.amount_fen, x.fee_fen, x.at)
+        for x in unionpay.file_parse(data)
+    ]
+    assert parsed == expected
+    statements.stage_create()
+    statements.load("unionpay", data, year=day.year)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT kind, out_trade_no, provider_trade_no, out_refund_no, amount_fen, fee_fen, at"
+            " FROM payments_stage_line ORDER BY kind, out_trade_no"
+        )
+        loaded = cur.fetchall()
+    statements.stage_drop()
+    assert loaded == expected
+    # A line one byte short of the layout (its name's field a byte short) refuses the file, in both readers.
+    short = lines[0][: start + 39] + lines[0][start + 40 :]
+    broken = b"\r\n".join([short, *lines[1:]]) + b"\r\n"
+    with pytest.raises(ProtocolError, match="bytes"):
+        list(unionpay.file_parse(broken))
+    statements.stage_create()
+    with pytest.raises(ProtocolError, match="bytes of GBK"):
+        statements.load("unionpay", broken, year=day.year)
+    statements.stage_drop()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

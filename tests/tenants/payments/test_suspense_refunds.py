@@ -87,9 +87,7 @@ def test_a_long_payment_matched_to_a_card_is_refunded_after_all(own_channel, car
     assert_balanced()
 
 
-def test_a_top_up_order_matched_from_suspense_is_refunded_under_the_providers_trade(
-    own_channel, card_no
-):
+def test_a_top_up_order_matched_from_suspense_is_refunded_under_the_providers_trade(own_channel, card_no):
     """The payer paid under a number a teller typed; the clerk matched the 长款 to the order it was meant
     for. Refunding the order (`topup_order_refund`, `citycard channels refund`) asks the provider under the
     number it took the money under, not the order's."""
@@ -174,7 +172,10 @@ def test_a_user_who_may_not_resolve_differences_refunds_nothing(own_channel, cit
     officer = Client()
     officer.force_login(
         user_create(
-            username="jx-edu-officer", role=Role.DEPARTMENT_OFFICER, tenant_code="jiaxing", department="jx-edu",
+            username="jx-edu-officer",
+            role=Role.DEPARTMENT_OFFICER,
+            tenant_code="jiaxing",
+            department="jx-edu",
             password="a-long-password-1",
         )  # fmt: skip
     )

@@ -315,7 +315,12 @@ class Command(PlatformCommand):
                 "suspense item %(item)s (%(amount)s) taken back from card %(card)s and refunded to the payer"
                 " (refund %(refund)s)"
             )
-            % {"item": item.pk, "amount": yuan(item.amount_fen), "card": item.card_no, "refund": item.refund_no}
+            % {
+                "item": item.pk,
+                "amount": yuan(item.amount_fen),
+                "card": item.card_no,
+                "refund": item.refund_no,
+            }
         )
 
     def do_reconcile(self, opts):
