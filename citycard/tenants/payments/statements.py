@@ -221,8 +221,8 @@ def load_alipay(data: bytes) -> None:
 
 def load_unionpay(data: bytes, *, year: int) -> None:
     """Each line COPYed whole as one text value and cut by the layout's byte positions (GBK) in SQL; a line
-    of another width in GBK bytes is refused. ``year``: the file's lines carry MMDDhhmmss only; the file name's date, else the
-    statement's, names the year."""
+    of another width in GBK bytes is refused. ``year``: the file's lines carry MMDDhhmmss only; the file
+    name's date, else the statement's, names the year."""
     if data[:2] == b"PK":
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = [n for n in z.namelist() if "ZM_" in n]

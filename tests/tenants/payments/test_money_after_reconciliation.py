@@ -34,10 +34,10 @@ from citycard.tenants.payments.models import (
     SuspenseItem,
 )
 from citycard.tenants.payments.protocols import ProtocolError, alipay, bank, beijing_now, unionpay, wechat
-from citycard.tenants.payments.sandboxes import FEE_BPS, Sandbox
+from citycard.tenants.payments.sandboxes import FEE_BPS
 from citycard.tenants.payments.tasks import orders_sweep_all
 from citycard.terminal_kit.beijing import BEIJING
-from tests.tenants.payments.conftest import APP, MERCHANT, deliver
+from tests.tenants.payments.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 PROVIDERS = ["wechat", "alipay", "unionpay", "bank"]

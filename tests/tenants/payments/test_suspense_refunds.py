@@ -60,10 +60,10 @@ def test_a_long_payment_matched_to_a_card_is_refunded_after_all(own_channel, car
     services.suspense_match(item_id=item.pk, card_no=card_no, note="the payer called", actor="clerk")
     assert account_of_card(card_no=card_no).balance_fen == 900
     # The cardholder spent part of it: the card's account cannot give the whole back, nothing is written.
+    shop = accounts.ledger_account_external(code="merchant:shop", kind=AccountKind.MERCHANT)
     accounts.account_pay(
-        card_no=card_no, amount_fen=500, payee=accounts.ledger_account_external(code="merchant:shop", kind=AccountKind.MERCHANT),
-        idempotency_key="spent", memo="spent", actor="t",
-    )  # fmt: skip
+        card_no=card_no, amount_fen=500, payee=shop, idempotency_key="spent", memo="spent", actor="t"
+    )
     with pytest.raises(DomainError):
         services.suspense_matched_refund(item_id=item.pk, note="wants it back", actor="clerk")
     assert sandbox.orders[item.out_trade_no].refunds == []
@@ -177,7 +177,7 @@ def test_a_user_who_may_not_resolve_differences_refunds_nothing(own_channel, cit
             tenant_code="jiaxing",
             department="jx-edu",
             password="a-long-password-1",
-        )  # fmt: skip
+        )
     )
     officer.post(
         "/admin/payments/suspenseitem/", {"action": "refund_to_payer", "_selected_action": [item.pk]}, **JX
