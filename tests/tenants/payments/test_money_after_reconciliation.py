@@ -469,6 +469,9 @@ def test_the_clerk_matches_and_refunds_suspense_on_the_reconciliation_page(own_c
     )
     page = clerk.get("/payments/reconciliation/", HTTP_HOST="jiaxing.localhost").content.decode()
     assert first in page and second in page and reference in page
+    # each table once, in the page's body (not in its title nor its header)
+    assert page.count('id="suspense"') == 1 and page.count('id="payouts"') == 1
+    assert "<table" not in page.split("</title>")[0] and "<table" not in page.split("</header>")[0]
     clerk.post(
         f"/payments/suspense/{items[first].pk}/match",
         {"target": card_no, "note": "认领"},
