@@ -33,6 +33,27 @@ class DrillResult:
     stray_trade_no: str = ""  # a 长款 the provider took besides (``stray_fen``), in the statement
 
 
+def sandbox_channel_configure(
+    sandbox: Sandbox, *, code: str, name: str, notify_url: str, actor: str
+) -> PaymentChannel:
+    """The channel ``code`` configured against a local sandbox with the keys the sandbox made for the
+    city's side (its merchant, its gateway, its public key), notifications to ``notify_url``."""
+    config = sandbox.merchant_config(notify_url=notify_url)
+    return services.channel_configure(
+        code=code,
+        provider=sandbox.provider,
+        name=name,
+        merchant_id=config.merchant_id,
+        app_id=config.app_id,
+        gateway_url=config.gateway_url,
+        notify_url=config.notify_url,
+        private_key_pem=config.private_key_pem,
+        provider_public_key_pem=config.peer_public_key_pem,
+        secret=config.secret,
+        actor=actor,
+    )
+
+
 def sandbox_drill(
     *, provider: str, card_no: str, amount_fen: int, request_key: str, actor: str, stray_fen: int = 0
 ) -> DrillResult:
@@ -44,19 +65,8 @@ def sandbox_drill(
     )
     try:
         code = f"sandbox-{provider}"
-        config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")
-        channel = services.channel_configure(
-            code=code,
-            provider=provider,
-            name=f"{provider} sandbox",
-            merchant_id=config.merchant_id,
-            app_id=config.app_id,
-            gateway_url=config.gateway_url,
-            notify_url=config.notify_url,
-            private_key_pem=config.private_key_pem,
-            provider_public_key_pem=config.peer_public_key_pem,
-            secret=config.secret,
-            actor=actor,
+        channel = sandbox_channel_configure(
+            sandbox, code=code, name=f"{provider} sandbox", notify_url=f"{inbox.url}/{code}", actor=actor
         )
         order = services.topup_order_create(
             channel_code=code, card_no=card_no, amount_fen=amount_fen, request_key=request_key, actor=actor

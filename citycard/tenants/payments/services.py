@@ -50,6 +50,7 @@ from citycard.tenants.payments.models import (
 from citycard.tenants.payments.protocols import (
     PaymentResult,
     ProtocolError,
+    RefundResult,
     Reply,
     key_serial,
 )
@@ -360,6 +361,22 @@ def topup_orders_sweep(*, actor: str, now: dt.datetime | None = None) -> SweepRe
     return result
 
 
+def _provider_refund(
+    channel: PaymentChannel, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int
+) -> RefundResult:
+    """Ask the provider to refund (part of) the payment it took under ``out_trade_no``; its refusal or
+    silence is a DomainError (the caller's transaction then writes nothing)."""
+    try:
+        result = channel_adapter(channel).refund(
+            out_trade_no=out_trade_no, out_refund_no=out_refund_no, amount_fen=amount_fen, total_fen=total_fen
+        )
+    except ProtocolError as exc:
+        raise _protocol(exc) from None
+    if not result.succeeded:
+        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    return result
+
+
 @transaction.atomic
 def topup_order_refund(
     *, out_trade_no: str, amount_fen: int, request_key: str, actor: str, reason: str = ""
@@ -397,17 +414,13 @@ def topup_order_refund(
         memo=f"refund of order {out_trade_no}",
         actor=actor,
     )
-    try:
-        result = channel_adapter(order.channel).refund(
-            out_trade_no=held.out_trade_no if held else out_trade_no,
-            out_refund_no=out_refund_no,
-            amount_fen=amount,
-            total_fen=order.amount_fen,
-        )
-    except ProtocolError as exc:
-        raise _protocol(exc) from None
-    if not result.succeeded:
-        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    result = _provider_refund(
+        order.channel,
+        out_trade_no=held.out_trade_no if held else out_trade_no,
+        out_refund_no=out_refund_no,
+        amount_fen=amount,
+        total_fen=order.amount_fen,
+    )
     refund = ChannelRefund.objects.create(
         order=order,
         out_refund_no=out_refund_no,
@@ -791,7 +804,7 @@ def difference_resolve(*, difference_id: int, action: str, note: str, actor: str
 # --- suspense (挂账): 长款 matched or refunded ---------------------------------------------------------------
 
 
-def _suspense_open(item_id: int) -> SuspenseItem:
+def _suspense_locked(item_id: int) -> SuspenseItem:
     item = (
         SuspenseItem.objects.select_for_update()
         .select_related("channel", "difference")
@@ -800,6 +813,11 @@ def _suspense_open(item_id: int) -> SuspenseItem:
     )
     if item is None:
         raise NotFound(f"no suspense item {item_id}", code="no_suspense_item", field="item_id")
+    return item
+
+
+def _suspense_open(item_id: int) -> SuspenseItem:
+    item = _suspense_locked(item_id)
     if item.state != SuspenseState.OPEN:
         raise Conflict(f"suspense item {item_id} was {item.state}", code="resolved")
     return item
@@ -913,15 +931,10 @@ def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
         raise DomainError("say why (a note is required)", field="note")
     item = _suspense_open(item_id)
     refund_no = _suspense_refund_no(item)
-    try:
-        result = channel_adapter(item.channel).refund(
-            out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
-            total_fen=item.amount_fen,
-        )  # fmt: skip
-    except ProtocolError as exc:
-        raise _protocol(exc) from None
-    if not result.succeeded:
-        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    _provider_refund(
+        item.channel, out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+        total_fen=item.amount_fen,
+    )  # fmt: skip
     item.refund_no = refund_no
     item.posting = _suspense_release(item, actor=actor, memo=f"suspense {item.out_trade_no} refunded")
     _suspense_close(
@@ -953,14 +966,7 @@ def suspense_matched_refund(*, item_id: int, note: str, actor: str) -> SuspenseI
     writes nothing."""
     if not note.strip():
         raise DomainError("say why (a note is required)", field="note")
-    item = (
-        SuspenseItem.objects.select_for_update()
-        .select_related("channel", "difference")
-        .filter(pk=item_id)
-        .first()
-    )
-    if item is None:
-        raise NotFound(f"no suspense item {item_id}", code="no_suspense_item", field="item_id")
+    item = _suspense_locked(item_id)
     if item.state == SuspenseState.REFUNDED and item.card_no:
         return item  # matched, then refunded: a retry
     if item.state != SuspenseState.MATCHED:
@@ -978,15 +984,10 @@ def suspense_matched_refund(*, item_id: int, note: str, actor: str) -> SuspenseI
         memo=f"suspense {item.out_trade_no} refunded after its match",
         actor=actor,
     )
-    try:
-        result = channel_adapter(item.channel).refund(
-            out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
-            total_fen=item.amount_fen,
-        )  # fmt: skip
-    except ProtocolError as exc:
-        raise _protocol(exc) from None
-    if not result.succeeded:
-        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    _provider_refund(
+        item.channel, out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+        total_fen=item.amount_fen,
+    )  # fmt: skip
     item.state, item.refund_no = SuspenseState.REFUNDED, refund_no
     item.note = f"{item.note}; {note.strip()}"[:300]
     item.resolved_at, item.resolved_by = timezone.now(), actor

@@ -9,6 +9,7 @@ import pytest
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.cards import services as cards
 from citycard.tenants.payments import services
+from citycard.tenants.payments.drill import sandbox_channel_configure
 from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox, SandboxKeys
 
 MERCHANT = {
@@ -45,20 +46,7 @@ def sandboxes(sandbox_keys):
 
 def configure(sandbox: Sandbox, inbox: NotifyInbox, *, code: str, name: str) -> None:
     """The channel ``code`` configured in the current tenant against ``sandbox``, notifying ``inbox``."""
-    config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")
-    services.channel_configure(
-        code=code,
-        provider=sandbox.provider,
-        name=name,
-        merchant_id=config.merchant_id,
-        app_id=config.app_id,
-        gateway_url=config.gateway_url,
-        notify_url=config.notify_url,
-        private_key_pem=config.private_key_pem,
-        provider_public_key_pem=config.peer_public_key_pem,
-        secret=config.secret,
-        actor="test",
-    )
+    sandbox_channel_configure(sandbox, code=code, name=name, notify_url=f"{inbox.url}/{code}", actor="test")
 
 
 @pytest.fixture
