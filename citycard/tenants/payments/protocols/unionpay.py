@@ -251,8 +251,8 @@ def _cell(value: str, width: int) -> bytes:
 def file_write(
     rows: Iterable[dict[str, Any]], *, merchant_id: str, day: dt.date, merchant_name: str = ""
 ) -> bytes:
-    """The day's transaction file, fixed width in GBK bytes, zipped as fileTransfer delivers it; a row's
-    ``merchant_name`` (else ``merchant_name``) fills the short-name field."""
+    """The day's transaction file, fixed width in GBK bytes, zipped as fileTransfer delivers it; the
+    short-name field holds a row's ``merchant_name``, else the file's ``merchant_name``."""
     lines = []
     for r in rows:
         refund = r["kind"] == "refund"
