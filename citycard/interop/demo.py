@@ -239,12 +239,16 @@ def _merchant_roaming(day: dt.date) -> bool:
 
 def _merchant_books(ctx) -> None:
     """Both sides' books of the roaming meal, after the cycle: the acquirer's receivable, the issuer's
-    payable (each city's ledger, in its own schema)."""
+    payable, and the fees the cycle's settlement booked (each city's ledger, in its own schema)."""
     hangzhou, jiaxing = Tenant.objects.get(code="hangzhou"), Tenant.objects.get(code="jiaxing")
     with tenant_context(hangzhou):
         receivable = LedgerAccount.objects.filter(code="interop:jiaxing").first()
     with tenant_context(jiaxing):
         payable = LedgerAccount.objects.filter(code="interop:hangzhou").first()
+    with tenant_context(hangzhou):
+        expense = LedgerAccount.objects.filter(code="fee-expense:interchange").first()
+    with tenant_context(jiaxing):
+        income = LedgerAccount.objects.filter(code="fee:interchange").first()
     ctx.console.print(
         gettext(
             "Roaming merchant payment: a Jiaxing card's meal at Hangzhou's school canteen. Hangzhou's books:"
@@ -254,6 +258,16 @@ def _merchant_books(ctx) -> None:
         % {
             "receivable": yuan(-receivable.balance_fen) if receivable else yuan(0),
             "payable": yuan(payable.balance_fen) if payable else yuan(0),
+        }
+    )
+    ctx.console.print(
+        gettext(
+            "Fees of the merchant-payment cycle, booked at its settlement: Jiaxing (issuer) earned %(income)s"
+            " of interchange; Hangzhou (acquirer) paid %(expense)s of issuer's and network fees"
+        )
+        % {
+            "income": yuan(income.balance_fen) if income else yuan(0),
+            "expense": yuan(-expense.balance_fen) if expense else yuan(0),
         }
     )
 

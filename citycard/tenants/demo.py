@@ -22,11 +22,13 @@ from citycard.tenants.cards.selectors import hotlist_version, schemes_visible
 from citycard.tenants.departments import services as departments
 from citycard.tenants.departments.models import Department, ServicePoint
 from citycard.tenants.payments import drill
+from citycard.tenants.payments import selectors as payments_selectors
 from citycard.tenants.payments import services as payments
 from citycard.tenants.payments.protocols import beijing_now
 from citycard.terminal_kit.money import yuan
 
 HOLDERS_PER_CITY = 300
+STRAY_FEN = 2000  # a 长款 in the WeChat Pay trade bill: ¥20.00 the provider took for no order of the city
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华建国文斌玉兰春梅海燕志红"
 _DISTRICTS = {
@@ -208,7 +210,7 @@ def _wechat_topup(ctx, tenant) -> None:
     accounts.account_open(card_no=card.card_no, actor="demo")
     result = drill.sandbox_drill(
         provider="wechat", card_no=card.card_no, amount_fen=10000, request_key=f"demo-wechat-{card.card_no}",
-        actor="demo",
+        actor="demo", stray_fen=STRAY_FEN,
     )  # fmt: skip
     line = gettext(
         "%(tenant)s: top-up %(order)s through the WeChat Pay sandbox: %(state)s (%(notifications)s "
@@ -230,10 +232,44 @@ def _wechat_topup(ctx, tenant) -> None:
             "; trade bill reconciled: %(lines)s lines, %(matched)s matched, %(differences)s differences"
         ) % {"lines": run.lines, "matched": run.matched, "differences": run.exceptions}
     ctx.console.print(line)
+    if result.statement:
+        _fees_and_suspense(ctx, run, card.card_no)
     ctx.console.print(
         gettext("Channel reconciliation: %(url)s (%(doc)s)")
         % {"url": ctx.url(tenant.code, "/payments/reconciliation/"), "doc": "docs/payments.md"}
     )
+
+
+def _fees_and_suspense(ctx, run, card_no: str) -> None:
+    """The reconciled trade bill's fees posted to the channel's fee expense, its 长款 held in suspense (挂账)
+    and resolved: the payer called, the clerk matches it to the payer's card."""
+    ctx.console.print(
+        gettext(
+            "Channel fees of the day %(fees)s posted to %(account)s (the provider keeps them from the payout)"
+        )
+        % {"fees": yuan(run.fees_posted_fen), "account": f"fee-expense:channel-{run.channel.code}"}
+    )
+    for item in payments_selectors.suspense_items(open_only=True).filter(difference__run=run):
+        ctx.console.print(
+            gettext(
+                "长款 %(order)s %(amount)s: the provider took it for no order of the city; held in suspense "
+                "(%(account)s)"
+            )
+            % {
+                "order": item.out_trade_no,
+                "amount": yuan(item.amount_fen),
+                "account": f"suspense:channel-{run.channel.code}",
+            }
+        )
+        item = payments.suspense_match(
+            item_id=item.pk, card_no=card_no, note="付款人来电认领 (the payer called)", actor="demo"
+        )
+        ctx.console.print(
+            gettext(
+                "长款 %(order)s resolved: matched to card %(card)s (the payer called), suspense back to zero"
+            )
+            % {"order": item.out_trade_no, "card": item.card_no}
+        )
 
 
 def demo_step(ctx) -> None:

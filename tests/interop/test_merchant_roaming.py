@@ -18,6 +18,8 @@ from citycard.interop.services.messages import outbox_collect
 from citycard.interop.terms import agreement_business_date
 from citycard.tenants.accounts.models import LedgerAccount, Posting
 from citycard.tenants.accounts.selectors import ledger_totals
+from citycard.tenants.exchange.selectors import reconciliation_file
+from citycard.tenants.exchange.services import reconciliation_parse
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.models import Payment
 from citycard.tenants.terminals import checks
@@ -116,12 +118,19 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
         "yrd-operator": 2,
     }
     # The issuer's books (发卡方记账): Hangzhou's own cards spent at Jiaxing's canteen — its e-purse float
-    # down by the purchases, a payable to Jiaxing of the same amount; balanced, booked once however often
-    # the records are validated.
+    # down by the purchases, a payable to Jiaxing of the same amount, less the issuer's fee it earned at the
+    # cycle's settlement (4+2+5 fen of interchange income): the payable is what Hangzhou pays. Balanced,
+    # booked once however often the records are validated or the manifest delivered.
     with tenant_context(hangzhou):
-        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725 - 11
+        assert LedgerAccount.objects.get(code="fee:interchange").balance_fen == 11
         assert LedgerAccount.objects.get(code="purse:float").balance_fen == -3725
         assert Posting.objects.filter(idempotency_key__startswith="merchant-roaming:").count() == 3
+        fees = Posting.objects.get(idempotency_key=f"interop-fees:{cycle.label}")
+        assert sorted(fees.legs.values_list("account__code", "amount_fen")) == [
+            ("fee:interchange", 11),
+            ("interop:jiaxing", -11),
+        ]
         totals = ledger_totals()
         assert totals.unbalanced_postings == 0 and totals.balances_total_fen == 0
         records = [
@@ -135,4 +144,17 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
             for r in ClearingRecord.objects.filter(cycle=cycle)
         ]
         assert merchants.merchant_roaming_spent_book(records, now) == 0
-        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725
+        manifest, text = reconciliation_file(message_id=f"rcn-{cycle.label}-hangzhou")
+        assert manifest["service"] == "merchant"
+        assert merchants.merchant_cycle_fees_book(manifest, reconciliation_parse(text)[1], now) == fees
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725 - 11
+        assert Posting.objects.filter(idempotency_key__startswith="interop-fees:").count() == 1
+    # The acquirer's books: Jiaxing's receivable from Hangzhou less the issuer's and the network's fees it
+    # pays (11 + 2 fen of fee expense) is what the settlement brings in; the canteen's own fee is apart
+    # (Jiaxing's daily merchant settlement takes it from the canteen's payable).
+    with tenant_context(jiaxing):
+        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == -(3725 - 13)
+        assert LedgerAccount.objects.get(code="fee-expense:interchange").balance_fen == -13
+        assert LedgerAccount.objects.get(code="merchant:jx-canteen").balance_fen == 3725
+        totals = ledger_totals()
+        assert totals.unbalanced_postings == 0 and totals.balances_total_fen == 0

@@ -242,6 +242,7 @@ def reconciliation_files_send(*, cycle: ClearingCycle, now: dt.datetime, files_m
         )
         manifest = {
             "cycle": label,
+            "service": cycle.agreement.service,
             "participant": participant,
             **{key: pack[key] for key in ("sha256", "bytes", "detail_rows", "totals")},
         }

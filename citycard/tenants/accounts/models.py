@@ -7,6 +7,8 @@ is an external one (bank clearing, merchants, subsidy funds) allowed to run nega
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -107,6 +109,28 @@ class Posting(models.Model):
         verbose_name_plural = _("postings")
         ordering = ["-at", "-id"]
         constraints = [models.CheckConstraint(condition=Q(amount_fen__gt=0), name="posting_amount_positive")]
+
+
+def posting_field(
+    *,
+    related_name: str | None,
+    one: bool = True,
+    optional: bool = False,
+    verbose_name: Any = None,
+    help_text: Any = "",
+) -> models.ForeignKey:
+    """The posting a row of another app's books stands for (a top-up order's credit, a refund, a
+    settlement): a one-to-one link (``one``) or a plain foreign key, protected (a posting is never deleted
+    under a row), empty until posted when ``optional``. One definition for the many such fields of the
+    payments, credit and merchants models (their migrations read the same field)."""
+    kwargs: dict[str, Any] = {"on_delete": models.PROTECT, "verbose_name": verbose_name or _("posting")}
+    if optional:
+        kwargs.update(null=True, blank=True)
+    if related_name is not None:
+        kwargs["related_name"] = related_name
+    if help_text:
+        kwargs["help_text"] = help_text
+    return (models.OneToOneField if one else models.ForeignKey)(Posting, **kwargs)
 
 
 class Leg(models.Model):

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from citycard.tenants.accounts.models import LedgerAccount, Posting
+from citycard.tenants.accounts.models import LedgerAccount, posting_field
 
 
 class CreditRules(models.Model):
@@ -133,9 +133,7 @@ class CreditItem(models.Model):
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     at = models.DateTimeField(verbose_name=_("at"))
     month = models.CharField(max_length=7, help_text=_("Beijing month, YYYY-MM."), verbose_name=_("month"))
-    posting = models.OneToOneField(
-        Posting, on_delete=models.PROTECT, related_name="credit_item", verbose_name=_("posting")
-    )
+    posting = posting_field(related_name="credit_item")
     bill = models.ForeignKey(
         "CreditBill",
         on_delete=models.PROTECT,
@@ -206,9 +204,7 @@ class CreditRepayment(models.Model):
     source = models.CharField(max_length=10, choices=RepaymentSource.choices, verbose_name=_("source"))
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     at = models.DateTimeField(verbose_name=_("at"))
-    posting = models.OneToOneField(
-        Posting, on_delete=models.PROTECT, related_name="credit_repayment", verbose_name=_("posting")
-    )
+    posting = posting_field(related_name="credit_repayment")
     order_no = models.CharField(
         max_length=64,
         blank=True,

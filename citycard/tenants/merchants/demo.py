@@ -2,13 +2,16 @@
 department) and a car park (onboarded by the city) become merchants; a student pays a meal with the card's
 e-purse at the canteen's POS (the terminal kit's purchase flow: virtual card, PSAM, TAC, a signed upload), a
 driver pays a parking fee from the online account by citizen code; yesterday (Beijing) is settled net of
-fees and each statement is at /merchants/settlement/. Safe to run again (a settled day stays settled)."""
+fees, each statement is at /merchants/settlement/ and the day's payout file (代付文件) is written. Safe to
+run again (a settled day stays settled)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
@@ -145,6 +148,19 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
     return f"{outcome} {yuan(tap.fare_fen)}" if tap.fare_fen else outcome
 
 
+def _payout_file(day: dt.date) -> str:
+    """The day's settlement run as the bank's batch-transfer file (代付文件), written under the data
+    directory (the same bytes on every run); what to say of it."""
+    payout = merchants.payout_file_build(day=day, actor="demo")
+    folder = Path(settings.DATA_DIR) / "demo-payouts"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / payout.name
+    path.write_text(payout.text, encoding="utf-8")
+    return gettext(
+        "Payout file %(path)s: %(count)s transfers to merchants, %(total)s net of fees (SHA-256 %(digest)s…)"
+    ) % {"path": path, "count": payout.count, "total": yuan(payout.total_fen), "digest": payout.digest[:12]}
+
+
 def demo_step(ctx) -> None:
     now = timezone.now().astimezone(BEIJING)
     day = now.date() - dt.timedelta(days=1)
@@ -163,6 +179,7 @@ def demo_step(ctx) -> None:
         gettext("net paid (yuan)"),
     ):
         table.add_column(column)
+    payouts: list[str] = []
     for code, tenant in ctx.tenants.items():
         if tenant.kind == "county":
             continue
@@ -196,7 +213,10 @@ def demo_step(ctx) -> None:
                     yuan(s.fee_fen),
                     yuan(s.net_fen),
                 )
+            payouts.append(_payout_file(day))
     ctx.console.print(table)
+    for line in payouts:
+        ctx.console.print(line)
     ctx.console.print(
         gettext(
             "Statements: %(url)s (yuan; CSV in fen from each statement), or %(command)s; merchants at %(path)s."

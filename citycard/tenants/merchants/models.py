@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from citycard.tenants.accounts.models import LedgerAccount, Posting
+from citycard.tenants.accounts.models import LedgerAccount, posting_field
 from citycard.tenants.terminals.models import Terminal
 
 
@@ -139,9 +139,7 @@ class Settlement(models.Model):
     fee_bps = models.PositiveIntegerField(default=0, verbose_name=_("fee (bps)"))
     fee_fen = models.BigIntegerField(default=0, verbose_name=_("fee (fen)"))
     net_fen = models.BigIntegerField(default=0, verbose_name=_("net paid (fen)"))
-    posting = models.OneToOneField(
-        Posting, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("posting")
-    )
+    posting = posting_field(related_name=None, optional=True)
     settled_at = models.DateTimeField(
         null=True, blank=True, help_text=_("Empty: open, items still join it."), verbose_name=_("settled at")
     )
@@ -186,9 +184,7 @@ class Payment(models.Model):
     transaction_id = models.BigIntegerField(
         null=True, blank=True, unique=True, help_text=_("The e-purse tap."), verbose_name=_("transaction id")
     )
-    posting = models.OneToOneField(
-        Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
-    )
+    posting = posting_field(related_name="+")
     settlement = models.ForeignKey(
         Settlement, on_delete=models.PROTECT, related_name="payment_rows", verbose_name=_("settlement")
     )
@@ -219,9 +215,7 @@ class Refund(models.Model):
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
     at = models.DateTimeField(verbose_name=_("at"))
     day = models.DateField(help_text=_("Beijing day."), verbose_name=_("day"))
-    posting = models.OneToOneField(
-        Posting, on_delete=models.PROTECT, related_name="+", verbose_name=_("posting")
-    )
+    posting = posting_field(related_name="+")
     settlement = models.ForeignKey(
         Settlement, on_delete=models.PROTECT, related_name="refund_rows", verbose_name=_("settlement")
     )

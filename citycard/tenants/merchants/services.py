@@ -7,7 +7,10 @@ Money moves only as balanced postings on the tenant's ledger (``citycard.tenants
   card) or the issuer's interop receivable −a (a roaming card, cleared through the interop layer),
   merchant payable +a;
 * a refund: merchant payable −r, the payer's online account +r (never more than was paid, once per id);
-* a day's settlement: merchant payable −(gross − refunds), fee income +fee, settlement clearing +net.
+* a day's settlement: merchant payable −(gross − refunds), fee income +fee, settlement clearing +net;
+* a settled merchant-payment clearing cycle's fees (roaming cards): the issuer's interchange income
+  ``fee:interchange`` +f against its payable to the acquirer, the acquirer's fee expense
+  ``fee-expense:interchange`` −f against its receivable from the issuer.
 
 Every write takes an id (payment id, refund id, the tap, the (merchant, day)) so a retry writes nothing again.
 """
@@ -21,6 +24,7 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -627,6 +631,52 @@ def merchant_roaming_spent_book(records: list[dict], now: dt.datetime) -> int:
         },
     )
     return len(fresh)
+
+
+INTERCHANGE_INCOME = (
+    "fee:interchange"  # the issuer's share of its cards' merchant payments elsewhere (发卡方手续费)
+)
+INTERCHANGE_EXPENSE = "fee-expense:interchange"  # what an acquirer pays on roaming cards' payments
+
+
+@transaction.atomic
+def merchant_cycle_fees_book(
+    manifest: dict[str, Any], details: list[dict[str, str]], now: dt.datetime
+) -> Posting | None:
+    """The fees a settled merchant-payment cycle netted (商户消费清算手续费), on this participant's ledger,
+    from its reconciliation file (the valid records only, as netting summed them). As issuer it earns the
+    agreement's issuer fee on its cards' payments: its payable to each acquirer ``interop:<acquirer>`` −fee
+    and ``fee:interchange`` +fee (it pays the acquirer the amount less that fee). As acquirer it pays the
+    issuer's and the network's fees: its receivable from each issuer ``interop:<issuer>`` +fees and
+    ``fee-expense:interchange`` −fees (it is paid the amount less them). One balanced posting a cycle, key
+    ``interop-fees:<cycle>``: the manifest delivered again books nothing again. None: no fee to book."""
+    moves: dict[tuple[str, str], int] = defaultdict(int)
+    for row in details:
+        if row["status"] != "valid":
+            continue
+        issuer_fee, network_fee = int(row["issuer_fee_fen"]), int(row["network_fee_fen"])
+        if row["role"] == "issuer":
+            moves[(f"interop:{row['counterparty']}", AccountKind.INTEROP)] -= issuer_fee
+            moves[(INTERCHANGE_INCOME, AccountKind.FEE_INCOME)] += issuer_fee
+        else:
+            moves[(f"interop:{row['counterparty']}", AccountKind.INTEROP)] += issuer_fee + network_fee
+            moves[(INTERCHANGE_EXPENSE, AccountKind.FEE_EXPENSE)] -= issuer_fee + network_fee
+    legs = [
+        (ledger_account_external(code=code, kind=kind), amount)
+        for (code, kind), amount in sorted(moves.items())
+        if amount
+    ]
+    if not legs:
+        return None
+    posting, _created = posting_write(
+        kind=PostingKind.SETTLEMENT,
+        key=f"interop-fees:{manifest['cycle']}",
+        legs=legs,
+        memo=f"fees of clearing cycle {manifest['cycle']}",
+        actor="interop",
+        at=now,
+    )
+    return posting
 
 
 @transaction.atomic

@@ -100,7 +100,8 @@ class ChannelBindingAdmin(ReadOnlyAdmin):
 @admin.register(SuspenseItem, site=tenant_admin)
 class SuspenseItemAdmin(ReadOnlyAdmin):
     """长款 held in suspense (挂账); matched on /payments/reconciliation/ or with `citycard channels
-    suspense-match`, or refunded through the channel (this page's action, or `suspense-refund`)."""
+    suspense-match`, or refunded through the channel (this page's action, or `suspense-refund`); a matched
+    item refunded after all from the card's account (the second action, or `suspense-refund-matched`)."""
 
     list_display = (
         "id",
@@ -114,20 +115,28 @@ class SuspenseItemAdmin(ReadOnlyAdmin):
     )
     list_filter = ("state", "channel")
     search_fields = ("=out_trade_no", "=card_no")
-    actions = ["refund_to_payer"]
+    actions = ["refund_to_payer", "refund_matched_to_payer"]
 
-    @admin.action(description=_("Refund to the payer through the channel"), permissions=["view"])
-    def refund_to_payer(self, request, queryset):
+    def _refund_each(self, request, queryset, refund) -> None:
         if not request.user.has_perm("payments.change_reconexception"):
             self.message_user(request, _("You may not resolve reconciliation differences."), messages.ERROR)
             return
         for item in queryset:
             try:
-                services.suspense_refund(
-                    item_id=item.pk, note=str(_("refunded from the admin")), actor=request.user.username
-                )
+                refund(item_id=item.pk, note=str(_("refunded from the admin")), actor=request.user.username)
             except DomainError as exc:
                 self.message_user(request, f"{item.out_trade_no}: {exc.message}", messages.ERROR)
+
+    @admin.action(description=_("Refund to the payer through the channel"), permissions=["view"])
+    def refund_to_payer(self, request, queryset):
+        self._refund_each(request, queryset, services.suspense_refund)
+
+    @admin.action(
+        description=_("Refund a matched item to the payer through the channel (debits the card's account)"),
+        permissions=["view"],
+    )
+    def refund_matched_to_payer(self, request, queryset):
+        self._refund_each(request, queryset, services.suspense_matched_refund)
 
 
 @admin.register(ChannelPayout, site=tenant_admin)

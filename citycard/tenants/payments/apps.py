@@ -19,5 +19,9 @@ class PaymentsConfig(AppConfig):
             "payments.statementrun": {"view"},
             "payments.reconexception": {"view", "change"},
             "payments.channelbinding": {"view"},
+            # the 长款 in suspense and the providers' payouts: listed, and refunded by the suspense page's
+            # actions (which ask for the right to resolve differences, above)
+            "payments.suspenseitem": {"view"},
+            "payments.channelpayout": {"view"},
         },
     }

@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from citycard.tenants.accounts.models import posting_field
 from citycard.tenants.payments.reasons import reason_text
 
 
@@ -112,14 +113,7 @@ class TopupOrder(models.Model):
         help_text=_("notification, query or reconciliation"),
         verbose_name=_("settled by"),
     )
-    posting = models.OneToOneField(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="channel_order",
-        verbose_name=_("posting"),
-    )
+    posting = posting_field(related_name="channel_order", optional=True)
     actor = models.CharField(max_length=150, verbose_name=_("actor"))
 
     class Meta:
@@ -152,14 +146,7 @@ class ChannelRefund(models.Model):
     provider_refund_no = models.CharField(max_length=64, blank=True, verbose_name=_("provider refund no"))
     reason = models.CharField(max_length=200, blank=True, verbose_name=_("reason"))
     at = models.DateTimeField(db_index=True, verbose_name=_("at"))
-    posting = models.OneToOneField(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="channel_refund",
-        verbose_name=_("posting"),
-    )
+    posting = posting_field(related_name="channel_refund", optional=True)
     actor = models.CharField(max_length=150, verbose_name=_("actor"))
 
     class Meta:
@@ -221,21 +208,9 @@ class StatementRun(models.Model):
         ),
         verbose_name=_("fees posted (fen)"),
     )
-    fee_posting = models.ForeignKey(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("fee posting"),
-    )
-    suspense_posting = models.ForeignKey(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("suspense posting"),
+    fee_posting = posting_field(related_name="+", one=False, optional=True, verbose_name=_("fee posting"))
+    suspense_posting = posting_field(
+        related_name="+", one=False, optional=True, verbose_name=_("suspense posting")
     )
     matched = models.IntegerField(default=0, verbose_name=_("matched"))
     exceptions = models.IntegerField(default=0, verbose_name=_("differences"))
@@ -291,14 +266,7 @@ class ReconException(models.Model):
     )
     note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
     resolved_by = models.CharField(max_length=150, blank=True, verbose_name=_("resolved by"))
-    posting = models.ForeignKey(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("posting"),
-    )
+    posting = posting_field(related_name="+", one=False, optional=True)
 
     @property
     def reason_display(self) -> str:
@@ -370,14 +338,8 @@ class SuspenseItem(models.Model):
         verbose_name=_("order"),
     )
     refund_no = models.CharField(max_length=64, blank=True, db_index=True, verbose_name=_("refund no"))
-    posting = models.ForeignKey(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text=_("What took it out of suspense."),
-        verbose_name=_("posting"),
+    posting = posting_field(
+        related_name="+", one=False, optional=True, help_text=_("What took it out of suspense.")
     )
     note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
     resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
@@ -410,14 +372,7 @@ class ChannelPayout(models.Model):
         help_text=_("The statement's paid less refunded less fees."), verbose_name=_("expected (fen)")
     )
     received_on = models.DateField(verbose_name=_("received on"))
-    posting = models.OneToOneField(
-        "accounts.Posting",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="channel_payout",
-        verbose_name=_("posting"),
-    )
+    posting = posting_field(related_name="channel_payout", optional=True)
     difference = models.OneToOneField(
         ReconException,
         on_delete=models.PROTECT,

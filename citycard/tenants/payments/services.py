@@ -50,6 +50,7 @@ from citycard.tenants.payments.models import (
 from citycard.tenants.payments.protocols import (
     PaymentResult,
     ProtocolError,
+    RefundResult,
     Reply,
     key_serial,
 )
@@ -360,6 +361,22 @@ def topup_orders_sweep(*, actor: str, now: dt.datetime | None = None) -> SweepRe
     return result
 
 
+def _provider_refund(
+    channel: PaymentChannel, *, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int
+) -> RefundResult:
+    """Ask the provider to refund (part of) the payment it took under ``out_trade_no``; its refusal or
+    silence is a DomainError (the caller's transaction then writes nothing)."""
+    try:
+        result = channel_adapter(channel).refund(
+            out_trade_no=out_trade_no, out_refund_no=out_refund_no, amount_fen=amount_fen, total_fen=total_fen
+        )
+    except ProtocolError as exc:
+        raise _protocol(exc) from None
+    if not result.succeeded:
+        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    return result
+
+
 @transaction.atomic
 def topup_order_refund(
     *, out_trade_no: str, amount_fen: int, request_key: str, actor: str, reason: str = ""
@@ -384,6 +401,12 @@ def topup_order_refund(
     if order.state != OrderState.PAID or order.posting_id is None:
         raise DomainError(f"order {out_trade_no} is not credited: nothing to refund", code="not_paid")
     out_refund_no = _number("RF", request_key)
+    # An order paid from suspense (a 长款 matched to it): the provider took the money under the 长款's number.
+    held = (
+        SuspenseItem.objects.filter(order=order).only("out_trade_no").first()
+        if order.settled_by == "suspense"
+        else None
+    )
     posting = accounts.account_topup_reverse(
         topup_id=order.posting_id,
         amount_fen=amount,
@@ -391,17 +414,13 @@ def topup_order_refund(
         memo=f"refund of order {out_trade_no}",
         actor=actor,
     )
-    try:
-        result = channel_adapter(order.channel).refund(
-            out_trade_no=out_trade_no,
-            out_refund_no=out_refund_no,
-            amount_fen=amount,
-            total_fen=order.amount_fen,
-        )
-    except ProtocolError as exc:
-        raise _protocol(exc) from None
-    if not result.succeeded:
-        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    result = _provider_refund(
+        order.channel,
+        out_trade_no=held.out_trade_no if held else out_trade_no,
+        out_refund_no=out_refund_no,
+        amount_fen=amount,
+        total_fen=order.amount_fen,
+    )
     refund = ChannelRefund.objects.create(
         order=order,
         out_refund_no=out_refund_no,
@@ -785,7 +804,7 @@ def difference_resolve(*, difference_id: int, action: str, note: str, actor: str
 # --- suspense (挂账): 长款 matched or refunded ---------------------------------------------------------------
 
 
-def _suspense_open(item_id: int) -> SuspenseItem:
+def _suspense_locked(item_id: int) -> SuspenseItem:
     item = (
         SuspenseItem.objects.select_for_update()
         .select_related("channel", "difference")
@@ -794,6 +813,11 @@ def _suspense_open(item_id: int) -> SuspenseItem:
     )
     if item is None:
         raise NotFound(f"no suspense item {item_id}", code="no_suspense_item", field="item_id")
+    return item
+
+
+def _suspense_open(item_id: int) -> SuspenseItem:
+    item = _suspense_locked(item_id)
     if item.state != SuspenseState.OPEN:
         raise Conflict(f"suspense item {item_id} was {item.state}", code="resolved")
     return item
@@ -906,16 +930,11 @@ def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
     if not note.strip():
         raise DomainError("say why (a note is required)", field="note")
     item = _suspense_open(item_id)
-    refund_no = _number("SR", f"suspense:{item.pk}")
-    try:
-        result = channel_adapter(item.channel).refund(
-            out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
-            total_fen=item.amount_fen,
-        )  # fmt: skip
-    except ProtocolError as exc:
-        raise _protocol(exc) from None
-    if not result.succeeded:
-        raise DomainError(f"the provider refused the refund ({result.state})", code="refund_refused")
+    refund_no = _suspense_refund_no(item)
+    _provider_refund(
+        item.channel, out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+        total_fen=item.amount_fen,
+    )  # fmt: skip
     item.refund_no = refund_no
     item.posting = _suspense_release(item, actor=actor, memo=f"suspense {item.out_trade_no} refunded")
     _suspense_close(
@@ -928,6 +947,61 @@ def suspense_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
         object_id=item.pk,
         data={"out_trade_no": item.out_trade_no, "refund_no": refund_no, "amount_fen": item.amount_fen},
     )
+    return item
+
+
+def _suspense_refund_no(item: SuspenseItem) -> str:
+    """The item's own refund number: a refund of it, from suspense or after a match, is one refund."""
+    return _number("SR", f"suspense:{item.pk}")
+
+
+@transaction.atomic
+def suspense_matched_refund(*, item_id: int, note: str, actor: str) -> SuspenseItem:
+    """Give back through the channel a 长款 a clerk matched to a cardholder or an order (认领后退款), when the
+    payer wants the money back after all: the card's online account gives back what the match credited
+    (refused beyond its balance), then the provider refunds the payment it took under the 长款's own order
+    number (the only trade it knows of: a matched order's number is the city's) and the item is
+    ``refunded``. Idempotent: the refund number is the item's, so a retry after a timeout asks the provider
+    for the same refund, and an item refunded after its match is returned as it is; a provider refusal
+    writes nothing."""
+    if not note.strip():
+        raise DomainError("say why (a note is required)", field="note")
+    item = _suspense_locked(item_id)
+    if item.state == SuspenseState.REFUNDED and item.card_no:
+        return item  # matched, then refunded: a retry
+    if item.state != SuspenseState.MATCHED:
+        raise DomainError(
+            f"suspense item {item_id} is {item.state}: only a matched item is refunded from the card",
+            code="not_matched",
+            field="item_id",
+        )
+    credit = Posting.objects.get(idempotency_key=f"suspense-match:{item.pk}")
+    refund_no = _suspense_refund_no(item)
+    posting = accounts.account_topup_reverse(
+        topup_id=credit.pk,
+        amount_fen=item.amount_fen,
+        idempotency_key=f"suspense-refund:{item.pk}",
+        memo=f"suspense {item.out_trade_no} refunded after its match",
+        actor=actor,
+    )
+    _provider_refund(
+        item.channel, out_trade_no=item.out_trade_no, out_refund_no=refund_no, amount_fen=item.amount_fen,
+        total_fen=item.amount_fen,
+    )  # fmt: skip
+    item.state, item.refund_no = SuspenseState.REFUNDED, refund_no
+    item.note = f"{item.note}; {note.strip()}"[:300]
+    item.resolved_at, item.resolved_by = timezone.now(), actor
+    item.save(update_fields=["state", "refund_no", "note", "resolved_at", "resolved_by"])
+    audit_record(
+        action="payments.suspense_matched_refund",
+        actor=actor,
+        object_type="suspense_item",
+        object_id=item.pk,
+        data={
+            "out_trade_no": item.out_trade_no, "card_no": item.card_no, "refund_no": refund_no,
+            "amount_fen": item.amount_fen, "posting": posting.pk,
+        },
+    )  # fmt: skip
     return item
 
 

@@ -220,9 +220,9 @@ def load_alipay(data: bytes) -> None:
 
 
 def load_unionpay(data: bytes, *, year: int) -> None:
-    """Each line COPYed whole as one text value and cut by the layout's positions in SQL; a line of another
-    width is refused. ``year``: the file's lines carry MMDDhhmmss only; the file name's date, else the
-    statement's, names the year."""
+    """Each line COPYed whole as one text value and cut by the layout's byte positions (GBK) in SQL; a line
+    of another width in GBK bytes is refused. ``year``: the file's lines carry MMDDhhmmss only; the file
+    name's date, else the statement's, names the year."""
     if data[:2] == b"PK":
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = [n for n in z.namelist() if "ZM_" in n]
@@ -232,12 +232,12 @@ def load_unionpay(data: bytes, *, year: int) -> None:
             if names[0].startswith("INN") and names[0][3:5].isdigit():
                 year = 2000 + int(names[0][3:5])
     width = sum(w for _, w in unionpay.LAYOUT) + len(unionpay.LAYOUT) - 1
-    # Cut by character position (``substr`` on multibyte text walks the line each time) or, when every
-    # line is ASCII (as the layout's fields are), by byte position on the line's bytes: one walk a line.
-    pos, by_char, by_byte = 1, {}, {}
+    # The layout is in GBK bytes (a Chinese character is two). A line COPYed in is UTF-8 text: when every
+    # line is ASCII (most files: the short name is often empty) its UTF-8 bytes are its GBK bytes and are cut
+    # as they are, one walk a line; otherwise each line is converted back to GBK and cut there.
+    pos, cut_of = 1, {}
     for name, w in unionpay.LAYOUT:
-        by_char[name] = f"btrim(substr(line, {pos}, {w}))"
-        by_byte[name] = f"btrim(convert_from(substring(b from {pos} for {w}), 'UTF8'))"
+        cut_of[name] = f"btrim(convert_from(substring(b from {pos} for {w}), %(encoding)s))"
         pos += w + 1
     with connection.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS payments_raw_stage")
@@ -248,32 +248,34 @@ def load_unionpay(data: bytes, *, year: int) -> None:
         data,
     )
     blank = "btrim(line, E' \\r') = ''"
+    gbk_bytes = (
+        "CASE WHEN octet_length(line) = length(line) THEN octet_length(line)"
+        " ELSE octet_length(convert_to(line, 'GBK')) END"
+    )
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FILTER (WHERE NOT (octet_length(line) = %s AND length(line) = %s)),"
-            " count(*) FILTER (WHERE length(line) <> %s)"
+            "SELECT count(*) FILTER (WHERE octet_length(line) <> length(line)),"
+            f" count(*) FILTER (WHERE {gbk_bytes} <> %s)"
             f" FROM payments_raw_stage WHERE line IS NOT NULL AND NOT {blank}",
-            [width, width, width],
+            [width],
         )
         not_ascii, wrong = cur.fetchone()
         if wrong:
             cur.execute(
                 "SELECT count(*), min(n) FROM (SELECT row_number() OVER () AS n, line FROM payments_raw_stage) l"
-                f" WHERE line IS NOT NULL AND length(line) <> %s AND NOT {blank}",
+                f" WHERE line IS NOT NULL AND {gbk_bytes} <> %s AND NOT {blank}",
                 [width],
             )
             bad, first = cur.fetchone()
             raise ProtocolError(
-                f"{bad} lines are not {width} characters (line {first} the first)", code="bad_statement"
+                f"{bad} lines are not {width} bytes of GBK (line {first} the first)", code="bad_statement"
             )
         t, fee = "txn_time", "fee"
-        field = by_char if not_ascii else by_byte
+        encoding = "'GBK'" if not_ascii else "'UTF8'"
+        field = {name: expr % {"encoding": encoding} for name, expr in cut_of.items()}
         cut = ", ".join(f"{expr} AS {name}" for name, expr in field.items())
-        lines = (
-            "payments_raw_stage"
-            if not_ascii
-            else "(SELECT line, convert_to(line, 'UTF8') AS b FROM payments_raw_stage OFFSET 0) r"
-        )
+        to_bytes = "convert_to(line, 'GBK')" if not_ascii else "convert_to(line, 'UTF8')"
+        lines = f"(SELECT line, {to_bytes} AS b FROM payments_raw_stage OFFSET 0) r"
         cur.execute(
             _INSERT + f"SELECT CASE WHEN refund THEN 'refund' ELSE 'pay' END,"
             " CASE WHEN refund THEN '' ELSE order_id END, CASE WHEN refund THEN orig_query_id ELSE query_id END,"
@@ -282,7 +284,7 @@ def load_unionpay(data: bytes, *, year: int) -> None:
             f" (%s || '-' || substr({t}, 1, 2) || '-' || substr({t}, 3, 2) || ' ' || substr({t}, 5, 2) || ':'"
             f" || substr({t}, 7, 2) || ':' || substr({t}, 9, 2) || '+08')::timestamptz"
             f" FROM (SELECT {cut}, {field['txn_code']} = '{unionpay.TXN_REFUND}' AS refund"
-            f" FROM {lines} WHERE line IS NOT NULL AND length(line) = %s OFFSET 0) l",
+            f" FROM {lines} WHERE line IS NOT NULL AND octet_length(b) = %s OFFSET 0) l",
             [str(year), width],
         )
         cur.execute("DROP TABLE payments_raw_stage")

@@ -11,14 +11,23 @@ from django.utils import timezone
 
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.cards import services as cards
+from citycard.tenants.credit import selectors as credit_selectors
 from citycard.tenants.credit import services as credit
 from citycard.tenants.merchants import services as merchants
+from citycard.terminal_kit.beijing import BEIJING
 
 # the channels' sandboxes, for repayment through a bound channel
 from tests.tenants.payments.conftest import channel, inbox, sandbox_keys, sandboxes  # noqa: F401
 
 _seq = itertools.count(1)
 MONTHS_AGO = timezone.now() - dt.timedelta(days=250)
+TODAY = timezone.now().astimezone(BEIJING).date()
+LAST_MONTH_DAY = TODAY.replace(day=1) - dt.timedelta(days=1)
+LAST_MONTH = LAST_MONTH_DAY.strftime("%Y-%m")
+
+
+def at(day: dt.date, hour: int = 10) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=BEIJING)
 
 
 @pytest.fixture
@@ -55,3 +64,31 @@ def parking(city):
         accepted_means=["account", "credit"],
         actor="t",
     )
+
+
+@pytest.fixture
+def line(rules, insured_card):
+    """An eligible cardholder's credit line, granted by the rules."""
+    card = insured_card()
+    credit.credit_grant(card_no=card, actor="t")
+    return credit_selectors.line_of_card(card_no=card)
+
+
+@pytest.fixture
+def billed(line, parking):
+    """``billed(amount_fen)``: the line's cardholder parked on credit on the last day of last month (payment
+    ``a``) and last month's bill is drawn; the bill."""
+
+    def _billed(amount_fen: int):
+        credit.credit_pay(
+            merchant_code=parking.code,
+            card_no=line.card_no,
+            amount_fen=amount_fen,
+            payment_id="a",
+            actor="p",
+            at=at(LAST_MONTH_DAY),
+        )
+        (bill,) = credit.credit_bills_generate(month=LAST_MONTH, actor="t")
+        return bill
+
+    return _billed

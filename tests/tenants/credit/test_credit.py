@@ -21,19 +21,12 @@ from citycard.tenants.credit import services as credit
 from citycard.tenants.credit.models import BillState, CreditBill, CreditItem, CreditLine, LineState
 from citycard.tenants.merchants.models import Payment
 from citycard.tenants.payments import services as payments
-from citycard.terminal_kit.beijing import BEIJING
+from tests.tenants.credit.conftest import LAST_MONTH, LAST_MONTH_DAY, TODAY, at
 from tests.tenants.payments.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 
-TODAY = timezone.now().astimezone(BEIJING).date()
-LAST_MONTH_DAY = TODAY.replace(day=1) - dt.timedelta(days=1)
-LAST_MONTH = LAST_MONTH_DAY.strftime("%Y-%m")
 THIS_MONTH = TODAY.strftime("%Y-%m")
-
-
-def at(day: dt.date, hour: int = 10) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=BEIJING)
 
 
 def assert_balanced():
@@ -41,13 +34,6 @@ def assert_balanced():
     assert totals.unbalanced_postings == 0
     assert totals.legs_total_fen == 0 and totals.balances_total_fen == 0
     assert totals.balances_mismatched == 0
-
-
-@pytest.fixture
-def line(rules, insured_card):
-    card = insured_card()
-    credit.credit_grant(card_no=card, actor="t")
-    return sel.line_of_card(card_no=card)
 
 
 def test_rules_grant_lines_to_the_eligible_only_set_based(rules, insured_card, django_assert_max_num_queries):
@@ -175,16 +161,8 @@ def test_repaid_ahead_of_the_bill_is_not_asked_again(line, parking, insured_card
     assert (bill.items_fen, bill.full_due_fen) == (1_000, 600)
 
 
-def test_manual_repayment_from_the_online_account(line, parking):
-    credit.credit_pay(
-        merchant_code=parking.code,
-        card_no=line.card_no,
-        amount_fen=2_000,
-        payment_id="a",
-        actor="p",
-        at=at(LAST_MONTH_DAY),
-    )
-    (bill,) = credit.credit_bills_generate(month=LAST_MONTH, actor="t")
+def test_manual_repayment_from_the_online_account(line, billed):
+    bill = billed(2_000)
     with pytest.raises(DomainError) as info:
         credit.credit_repay(card_no=line.card_no, amount_fen=2_000, key="r1", actor="app")
     assert info.value.code == "insufficient_funds"
@@ -204,16 +182,8 @@ def test_manual_repayment_from_the_online_account(line, parking):
     assert_balanced()
 
 
-def test_overdue_restricts_the_card_and_repayment_in_full_lifts_it(line, parking, rules):
-    credit.credit_pay(
-        merchant_code=parking.code,
-        card_no=line.card_no,
-        amount_fen=3_000,
-        payment_id="a",
-        actor="p",
-        at=at(LAST_MONTH_DAY),
-    )
-    (bill,) = credit.credit_bills_generate(month=LAST_MONTH, actor="t")
+def test_overdue_restricts_the_card_and_repayment_in_full_lifts_it(line, parking, billed, rules):
+    bill = billed(3_000)
     assert credit.credit_overdue_run(on=bill.due_on + dt.timedelta(days=3), actor="t") == []  # within grace
     (late,) = credit.credit_overdue_run(on=bill.due_on + dt.timedelta(days=4), actor="t")
     assert late.pk == line.pk
@@ -244,17 +214,9 @@ def test_overdue_restricts_the_card_and_repayment_in_full_lifts_it(line, parking
     assert_balanced()
 
 
-def test_automatic_repayment_through_the_bound_channel(line, parking, channel, inbox):
+def test_automatic_repayment_through_the_bound_channel(line, billed, channel, inbox):
     sandbox, code = channel("wechat", "credit-wechat")
-    credit.credit_pay(
-        merchant_code=parking.code,
-        card_no=line.card_no,
-        amount_fen=2_500,
-        payment_id="a",
-        actor="p",
-        at=at(LAST_MONTH_DAY),
-    )
-    (bill,) = credit.credit_bills_generate(month=LAST_MONTH, actor="t")
+    bill = billed(2_500)
     assert credit.credit_autorepay_run(on=bill.due_on, actor="t") == {
         "applied": 0,
         "opened": 0,

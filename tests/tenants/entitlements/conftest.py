@@ -20,26 +20,27 @@ def hangzhou(tenant):
     hz = tenant("hangzhou")
     with tenant_context(hz):
         schemes_seed(actor="test")
-        d.department_create(code="hz-parks", kind="culture_tourism", name="杭州市园文局", actor="t")
-        d.department_create(code="hz-library", kind="culture_tourism", name="杭州图书馆", actor="t")
-        d.service_point_create(
-            department="hz-parks",
-            code="west-lake-gate",
-            name="西湖景区北门",
-            address="北山街",
-            hours="6:00-22:00",
-            services=["entry"],
-            actor="t",
-        )
-        d.service_point_create(
-            department="hz-library",
-            code="hz-library-desk",
-            name="杭州图书馆总服务台",
-            address="解放东路58号",
-            hours="9:00-21:00",
-            services=["entry"],
-            actor="t",
-        )
+        for department, name, point, point_name, address, hours in (
+            ("hz-parks", "杭州市园文局", "west-lake-gate", "西湖景区北门", "北山街", "6:00-22:00"),
+            (
+                "hz-library",
+                "杭州图书馆",
+                "hz-library-desk",
+                "杭州图书馆总服务台",
+                "解放东路58号",
+                "9:00-21:00",
+            ),
+        ):
+            d.department_create(code=department, kind="culture_tourism", name=name, actor="t")
+            d.service_point_create(
+                department=department,
+                code=point,
+                name=point_name,
+                address=address,
+                hours=hours,
+                services=["entry"],
+                actor="t",
+            )
         d.data_grant_create(
             department="hz-parks",
             fields=["name"],
@@ -70,3 +71,27 @@ def person(hangzhou):
         return holder, card
 
     return make
+
+
+def park_pass(*, approve: bool = False, grant_to: int | None = None, **kw):
+    """The park's pass (西湖公园年卡: department hz-parks, the west lake gate) as the city administrator
+    defines it, at ``AT`` unless told; ``approve``: approved too, ``grant_to``: and granted to that
+    cardholder. Run in Hangzhou's schema (the ``hangzhou`` fixture); returns the type."""
+    from citycard.tenants.entitlements import services as s
+
+    kw = {
+        "code": "park-pass",
+        "name": "西湖公园年卡",
+        "department": "hz-parks",
+        "service_points": ["west-lake-gate"],
+        "role": "city_admin",
+        "actor": "t",
+        "at": AT,
+        **kw,
+    }
+    kind = s.entitlement_type_create(**kw)
+    if approve or grant_to is not None:
+        s.entitlement_type_approve(code=kind.code, actor="city-admin", role="city_admin", at=kw["at"])
+    if grant_to is not None:
+        s.entitlement_grant(role="city_admin", type=kind.code, cardholder_id=grant_to, actor="t", at=kw["at"])
+    return kind

@@ -11,7 +11,7 @@ from citycard.platform import services as platform
 from citycard.platform.models import Role
 from citycard.tenants.entitlements import services as s
 from citycard.tenants.entitlements.models import Entitlement, EntitlementType
-from tests.tenants.entitlements.conftest import AT
+from tests.tenants.entitlements.conftest import AT, park_pass
 
 pytestmark = pytest.mark.django_db
 HZ = {"HTTP_HOST": "hangzhou.localhost", "HTTP_ACCEPT_LANGUAGE": "en"}
@@ -29,15 +29,7 @@ def test_a_grant_the_service_refuses_is_a_message_on_the_form_and_nothing_is_wri
     client, hangzhou, person
 ):
     holder, _card = person()
-    kind = s.entitlement_type_create(
-        role="city_admin",
-        code="park-pass",
-        name="西湖公园年卡",
-        department="hz-parks",
-        service_points=["west-lake-gate"],
-        actor="t",
-        at=AT,
-    )  # not approved yet: the service refuses grants of it
+    kind = park_pass()  # not approved yet: the service refuses grants of it
     admin = _admin(client)
     form = {"type": kind.pk, "cardholder_id": holder.pk, "valid_from": "2026-11-24", "valid_to": ""}
 

@@ -12,8 +12,8 @@ from django_tenants.utils import tenant_context
 
 from citycard.platform import services as platform
 from citycard.platform.audit.models import AuditEntry
-from citycard.tenants.entitlements import services as s
 from citycard.tenants.entitlements.models import Entitlement
+from tests.tenants.entitlements.conftest import park_pass
 
 pytestmark = pytest.mark.django_db
 
@@ -88,15 +88,7 @@ def test_grant_batch_and_revoke_on_the_command_line_act_as_a_user_whose_role_dec
             check_password=False,
         )
     with tenant_context(hangzhou):
-        s.entitlement_type_create(
-            role="city_admin",
-            code="park-pass",
-            name="西湖公园年卡",
-            department="hz-parks",
-            service_points=["west-lake-gate"],
-            actor="t",
-        )
-        s.entitlement_type_approve(code="park-pass", actor="t", role="city_admin")
+        park_pass(approve=True, at=None)
     grant = ("--tenant", "hangzhou", "grant", "park-pass", "--cardholder", str(holder.pk), "--as")
     with pytest.raises(CommandError, match="无权授予或撤销部门 hz-parks 的权益") as refused:
         run(*grant, "hz-library-officer")

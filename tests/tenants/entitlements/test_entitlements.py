@@ -20,20 +20,14 @@ from citycard.tenants.entitlements import services as s
 from citycard.tenants.entitlements.acceptance import acceptance_decide, citizen_code_issue
 from citycard.tenants.entitlements.models import EntitlementUse
 from citycard.tenants.entitlements.selectors import entitlement_list_payload, entitlements_of
-from tests.tenants.entitlements.conftest import AT
+from tests.tenants.entitlements.conftest import AT, park_pass
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
 
 
 def _park_pass(**kw):
-    kw.setdefault("code", "park-pass")
-    kw.setdefault("name", "西湖公园年卡")
-    kw.setdefault("department", "hz-parks")
-    kw.setdefault("service_points", ["west-lake-gate"])
-    kw.setdefault("quota_period", "day")
-    kw.setdefault("quota", 1)
-    return s.entitlement_type_create(role="city_admin", actor="parks-officer", at=AT, **kw)
+    return park_pass(**{"quota_period": "day", "quota": 1, "actor": "parks-officer", **kw})
 
 
 def test_park_pass_needs_approval_then_one_entry_a_day(person):

@@ -29,7 +29,7 @@ from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.signing import b64encode, public_key_bytes
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import FixedFare, Validator
-from tests.tenants.entitlements.conftest import AT
+from tests.tenants.entitlements.conftest import AT, park_pass
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
@@ -37,19 +37,7 @@ pytestmark = pytest.mark.django_db
 
 def _setup(person, quota=2):
     holder, card = person()
-    s.entitlement_type_create(
-        role="city_admin",
-        code="park-pass",
-        name="西湖公园年卡",
-        department="hz-parks",
-        service_points=["west-lake-gate"],
-        quota_period="day",
-        quota=quota,
-        actor="t",
-        at=AT,
-    )
-    s.entitlement_type_approve(code="park-pass", actor="city-admin", role="city_admin", at=AT)
-    s.entitlement_grant(role="city_admin", type="park-pass", cardholder_id=holder.pk, actor="t", at=AT)
+    park_pass(quota_period="day", quota=quota, grant_to=holder.pk)
     return holder, card
 
 

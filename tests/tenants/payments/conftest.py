@@ -9,6 +9,7 @@ import pytest
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.cards import services as cards
 from citycard.tenants.payments import services
+from citycard.tenants.payments.drill import sandbox_channel_configure
 from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox, SandboxKeys
 
 MERCHANT = {
@@ -43,6 +44,11 @@ def sandboxes(sandbox_keys):
         s.stop()
 
 
+def configure(sandbox: Sandbox, inbox: NotifyInbox, *, code: str, name: str) -> None:
+    """The channel ``code`` configured in the current tenant against ``sandbox``, notifying ``inbox``."""
+    sandbox_channel_configure(sandbox, code=code, name=name, notify_url=f"{inbox.url}/{code}", actor="test")
+
+
 @pytest.fixture
 def channel(city, sandboxes, inbox):
     """``channel(provider)``: the provider's channel configured in Jiaxing against its sandbox; (sandbox, code)."""
@@ -50,23 +56,31 @@ def channel(city, sandboxes, inbox):
     def _channel(provider: str, code: str | None = None):
         sandbox = sandboxes[provider]
         code = code or provider
-        config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")
-        services.channel_configure(
-            code=code,
-            provider=provider,
-            name=f"{provider} sandbox",
-            merchant_id=config.merchant_id,
-            app_id=config.app_id,
-            gateway_url=config.gateway_url,
-            notify_url=config.notify_url,
-            private_key_pem=config.private_key_pem,
-            provider_public_key_pem=config.peer_public_key_pem,
-            secret=config.secret,
-            actor="test",
-        )
+        configure(sandbox, inbox, code=code, name=f"{provider} sandbox")
         return sandbox, code
 
     return _channel
+
+
+@pytest.fixture
+def own_channel(city, sandbox_keys, inbox):
+    """``own_channel(provider)``: a sandbox of the test's own (no other test's orders in its statements),
+    the channel configured against it; (sandbox, code)."""
+    started = []
+
+    def _own(provider: str):
+        sandbox = Sandbox.start(
+            provider, merchant_id=MERCHANT[provider], app_id=APP[provider], keys=sandbox_keys[provider]
+        )
+        started.append(sandbox)
+        code = f"own-{provider}"
+        configure(sandbox, inbox, code=code, name=f"{provider} (own)")
+        return sandbox, code
+
+    yield _own
+    for sandbox in started:
+        sandbox.stop()
+    inbox.drain()
 
 
 @pytest.fixture

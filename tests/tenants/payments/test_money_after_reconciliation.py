@@ -33,11 +33,11 @@ from citycard.tenants.payments.models import (
     StatementRun,
     SuspenseItem,
 )
-from citycard.tenants.payments.protocols import alipay, bank, beijing_now, unionpay, wechat
-from citycard.tenants.payments.sandboxes import FEE_BPS, Sandbox
+from citycard.tenants.payments.protocols import ProtocolError, alipay, bank, beijing_now, unionpay, wechat
+from citycard.tenants.payments.sandboxes import FEE_BPS
 from citycard.tenants.payments.tasks import orders_sweep_all
 from citycard.terminal_kit.beijing import BEIJING
-from tests.tenants.payments.conftest import APP, MERCHANT, deliver
+from tests.tenants.payments.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 PROVIDERS = ["wechat", "alipay", "unionpay", "bank"]
@@ -57,33 +57,6 @@ def assert_balanced() -> None:
     assert (
         totals.unbalanced_postings == 0 and totals.balances_total_fen == 0 and totals.balances_mismatched == 0
     )
-
-
-@pytest.fixture
-def own_channel(city, sandbox_keys, inbox):
-    """``own_channel(provider)``: a sandbox of the test's own (no other test's orders in its statements),
-    the channel configured against it; (sandbox, code)."""
-    started = []
-
-    def _own(provider: str):
-        sandbox = Sandbox.start(
-            provider, merchant_id=MERCHANT[provider], app_id=APP[provider], keys=sandbox_keys[provider]
-        )
-        started.append(sandbox)
-        code = f"own-{provider}"
-        config = sandbox.merchant_config(notify_url=f"{inbox.url}/{code}")
-        services.channel_configure(
-            code=code, provider=provider, name=f"{provider} (own)", merchant_id=config.merchant_id,
-            app_id=config.app_id, gateway_url=config.gateway_url, notify_url=config.notify_url,
-            private_key_pem=config.private_key_pem, provider_public_key_pem=config.peer_public_key_pem,
-            secret=config.secret, actor="test",
-        )  # fmt: skip
-        return sandbox, code
-
-    yield _own
-    for sandbox in started:
-        sandbox.stop()
-    inbox.drain()
 
 
 def rows_of_a_day(day: dt.date) -> list[dict]:
@@ -127,6 +100,63 @@ def test_each_format_loaded_by_the_database_reads_what_the_line_parser_reads(pro
     statements.stage_drop()
     assert loaded == expected and len(loaded) == 3
     assert {line[0] for line in loaded} == {"pay", "refund"}
+
+
+def test_a_unionpay_file_with_chinese_names_is_cut_by_gbk_byte(city):
+    """UnionPay lays its transaction file out in GBK bytes: a merchant's short name of Chinese characters
+    takes two bytes each, so its lines are the layout's width in bytes and fewer in characters. Every field
+    after the name lands where it should, in the line parser and in the database load alike; a name longer
+    than its field is cut at a character, never inside one."""
+    day = dt.date(2026, 11, 21)
+    rows = rows_of_a_day(day)
+    rows[0]["merchant_name"] = "嘉兴市第一中学学生食堂"  # 11 characters, 22 bytes
+    rows[1]["merchant_name"] = "嘉兴市南湖区市民中心地下停车场东区收费处二号窗口"  # 48 bytes: cut to 40
+    rows[2]["merchant_name"] = "KFC肯德基(南湖店)"  # ASCII and Chinese mixed, an odd number of bytes
+    data = unionpay.file_write(rows, merchant_id="777290058110048", day=day)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        raw = z.read(z.namelist()[0])
+    width = sum(w for _, w in unionpay.LAYOUT) + len(unionpay.LAYOUT) - 1
+    lines = raw.splitlines()
+    assert [len(line) for line in lines] == [width] * 3
+    assert [len(line.decode("gbk")) for line in lines] == [width - 11, width - 20, width - 6]
+    start = sum(w + 1 for name, w in unionpay.LAYOUT[: [n for n, _ in unionpay.LAYOUT].index("mer_abbr")])
+    names = [line[start : start + 40].decode("gbk").rstrip() for line in lines]
+    assert names == [
+        "嘉兴市第一中学学生食堂",
+        "嘉兴市南湖区市民中心地下停车场东区收费处",
+        "KFC肯德基(南湖店)",
+    ]
+    at = dt.datetime.combine(day, dt.time(9, 30, 5), tzinfo=BEIJING)
+    query = "420000000000000000000"  # UnionPay's query id is 21 characters: the rows' ids cut to it
+    expected = [
+        ("pay", "CC0001", query, "", 12345, 74, at),
+        ("pay", "CC0002", query, "", 100, 0, at + dt.timedelta(hours=3)),
+        ("refund", "", query, "RF0001", 2345, -14, at + dt.timedelta(hours=5)),
+    ]
+    parsed = [
+        (x.kind, x.out_trade_no, x.provider_trade_no, x.out_refund_no, x.amount_fen, x.fee_fen, x.at)
+        for x in unionpay.file_parse(data)
+    ]
+    assert parsed == expected
+    statements.stage_create()
+    statements.load("unionpay", data, year=day.year)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT kind, out_trade_no, provider_trade_no, out_refund_no, amount_fen, fee_fen, at"
+            " FROM payments_stage_line ORDER BY kind, out_trade_no"
+        )
+        loaded = cur.fetchall()
+    statements.stage_drop()
+    assert loaded == expected
+    # A line one byte short of the layout (its name's field a byte short) refuses the file, in both readers.
+    short = lines[0][: start + 39] + lines[0][start + 40 :]
+    broken = b"\r\n".join([short, *lines[1:]]) + b"\r\n"
+    with pytest.raises(ProtocolError, match="bytes"):
+        list(unionpay.file_parse(broken))
+    statements.stage_create()
+    with pytest.raises(ProtocolError, match="bytes of GBK"):
+        statements.load("unionpay", broken, year=day.year)
+    statements.stage_drop()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -439,6 +469,9 @@ def test_the_clerk_matches_and_refunds_suspense_on_the_reconciliation_page(own_c
     )
     page = clerk.get("/payments/reconciliation/", HTTP_HOST="jiaxing.localhost").content.decode()
     assert first in page and second in page and reference in page
+    # each table once, in the page's body (not in its title nor its header)
+    assert page.count('id="suspense"') == 1 and page.count('id="payouts"') == 1
+    assert "<table" not in page.split("</title>")[0] and "<table" not in page.split("</header>")[0]
     clerk.post(
         f"/payments/suspense/{items[first].pk}/match",
         {"target": card_no, "note": "认领"},

@@ -10,7 +10,7 @@
   answered with HTTP 200. Query (``txnType=00``, ``queryTrans.do``: ``origRespCode``); refund (退货,
   ``txnType=04``, ``origQryId``, ``backTransReq.do``); the statement through ``fileTransfer.do``
   (``txnType=76``, ``fileType=00``): a zip (base64 in ``fileContent``) holding the fixed-width
-  transaction file (流水文件, ``INN<yymmdd>88ZM_<merId>``) laid out by ``LAYOUT``.
+  transaction file (流水文件, ``INN<yymmdd>88ZM_<merId>``) in GBK, laid out by ``LAYOUT`` in bytes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from citycard.tenants.payments.protocols import (
 from citycard.terminal_kit.beijing import BEIJING
 
 VERSION = "5.1.0"
-# The transaction file's fixed-width layout (name, width); fields are separated by one space.
+# The transaction file's fixed-width layout (name, width in bytes of its GBK text); fields are separated by
+# one space. A field with Chinese text (the merchant's short name) holds two bytes a character, so a line is
+# cut by byte, never by character.
 LAYOUT = [
     ("txn_code", 3),  # S22 consume (消费), S30 refund (退货)
     ("acq_ins_code", 11),
@@ -54,6 +56,7 @@ LAYOUT = [
     ("query_id", 21),
     ("pay_type", 2),
     ("order_id", 40),
+    ("mer_abbr", 40),  # 商户简称: the (sub-)merchant's short name, GBK
     ("card_type", 2),
     ("orig_query_id", 21),
     ("fee", 13),  # C/D and 12 digits of fen
@@ -236,8 +239,20 @@ def _signed(fen: int) -> str:
     return ("D" if fen < 0 else "C") + f"{abs(fen):012d}"
 
 
-def file_write(rows: Iterable[dict[str, Any]], *, merchant_id: str, day: dt.date) -> bytes:
-    """The day's transaction file, fixed width, zipped as fileTransfer delivers it."""
+def _cell(value: str, width: int) -> bytes:
+    """A field of ``width`` bytes of GBK: cut at a character's boundary, padded with spaces."""
+    data = value.encode("gbk")
+    while len(data) > width:
+        value = value[:-1]
+        data = value.encode("gbk")
+    return data.ljust(width)
+
+
+def file_write(
+    rows: Iterable[dict[str, Any]], *, merchant_id: str, day: dt.date, merchant_name: str = ""
+) -> bytes:
+    """The day's transaction file, fixed width in GBK bytes, zipped as fileTransfer delivers it; the
+    short-name field holds a row's ``merchant_name``, else the file's ``merchant_name``."""
     lines = []
     for r in rows:
         refund = r["kind"] == "refund"
@@ -254,15 +269,16 @@ def file_write(rows: Iterable[dict[str, Any]], *, merchant_id: str, day: dt.date
             "query_id": r["refund_id"] if refund else r["transaction_id"],
             "pay_type": "01",
             "order_id": r["out_refund_no"] if refund else r["out_trade_no"],
+            "mer_abbr": r.get("merchant_name", merchant_name),
             "card_type": "01",
             "orig_query_id": r["transaction_id"] if refund else "",
             "fee": _signed(-r["fee_fen"] if refund else r["fee_fen"]),
             "settle_amt": _signed(-r["amount_fen"] if refund else r["amount_fen"]),
         }
-        lines.append(" ".join(values[name].ljust(width)[:width] for name, width in LAYOUT))
+        lines.append(b" ".join(_cell(values[name], width) for name, width in LAYOUT))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(file_name(merchant_id, day), ("\r\n".join(lines) + "\r\n").encode("gbk"))
+        z.writestr(file_name(merchant_id, day), b"\r\n".join(lines) + b"\r\n")
     return buffer.getvalue()
 
 
@@ -280,14 +296,19 @@ def file_parse(data: bytes) -> Iterator[StatementLine]:
             if names[0].startswith("INN") and names[0][3:5].isdigit():
                 year = 2000 + int(names[0][3:5])  # the file's settlement date names the year its lines lack
     width = sum(w for _, w in LAYOUT) + len(LAYOUT) - 1
-    for number, line in enumerate(data.decode("gbk").splitlines(), 1):
+    for number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         if len(line) != width:
-            raise ProtocolError(f"line {number} is {len(line)} characters, not {width}", code="bad_statement")
+            raise ProtocolError(f"line {number} is {len(line)} bytes, not {width}", code="bad_statement")
         values, pos = {}, 0
         for name, w in LAYOUT:
-            values[name] = line[pos : pos + w].strip()
+            try:
+                values[name] = line[pos : pos + w].decode("gbk").strip()
+            except UnicodeDecodeError:
+                raise ProtocolError(
+                    f"line {number}: {name} is not GBK text cut at a character", code="bad_statement"
+                ) from None
             pos += w + 1
         year = year or beijing_now().year
         at = dt.datetime.strptime(f"{year}{values['txn_time']}", "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)

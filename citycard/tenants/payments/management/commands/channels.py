@@ -92,6 +92,12 @@ class Command(PlatformCommand):
         )
         back.add_argument("id", type=int)
         back.add_argument("--note", required=True)
+        again = sub.add_parser(
+            "suspense-refund-matched",
+            help="refund a matched suspense item to the payer through its channel, from the card's account",
+        )
+        again.add_argument("id", type=int)
+        again.add_argument("--note", required=True)
         rec = sub.add_parser("reconcile", help="reconcile a provider's statement file against the ledger")
         rec.add_argument("code")
         rec.add_argument("file")
@@ -300,6 +306,21 @@ class Command(PlatformCommand):
         self.console.print(
             gettext("suspense item %(item)s (%(amount)s) refunded to the payer (refund %(refund)s)")
             % {"item": item.pk, "amount": yuan(item.amount_fen), "refund": item.refund_no}
+        )
+
+    def do_suspense_refund_matched(self, opts):
+        item = services.suspense_matched_refund(item_id=opts["id"], note=opts["note"], actor=self.actor)
+        self.console.print(
+            gettext(
+                "suspense item %(item)s (%(amount)s) taken back from card %(card)s and refunded to the payer"
+                " (refund %(refund)s)"
+            )
+            % {
+                "item": item.pk,
+                "amount": yuan(item.amount_fen),
+                "card": item.card_no,
+                "refund": item.refund_no,
+            }
         )
 
     def do_reconcile(self, opts):
