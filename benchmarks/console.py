@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,10 @@ def _taps_load(city, *, taps: int, until) -> None:
             )
             cur.execute("ANALYZE terminals_transaction")
         print(f"{taps:,} taps stored in {city.code}'s schema in {time.perf_counter() - begun:.1f} s")
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -432,8 +437,12 @@ def child(args) -> None:
             for days in (30, 90)
         ),
     ]
+    # The machine may be shared: its load (1-minute average, `uptime`'s first figure) is printed before the
+    # pages and beside each, so a slow figure can be told from a busy machine.
+    print(f"load average {_load()} on {os.cpu_count()} cores before the pages")
     print(
-        f"{'page':<26}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'SQL p50':>9}{'× SQL':>7}   goal ≤ {GOAL_MS} ms"
+        f"{'page':<26}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'SQL p50':>9}{'× SQL':>7}{'load':>6}"
+        f"   goal ≤ {GOAL_MS} ms"
     )
     worst = 0.0
     for name, client, host, url, sql in pages:
@@ -462,8 +471,10 @@ def child(args) -> None:
         worst = max(worst, p95)
         mark = "ok" if p95 <= GOAL_MS else "OVER"
         print(
-            f"{name:<26}{len(queries):>8}{p50:>9.1f}{p95:>9.1f}{sql50:>9.1f}{p50 / max(sql50, 0.001):>7.1f}   {mark}"
+            f"{name:<26}{len(queries):>8}{p50:>9.1f}{p95:>9.1f}{sql50:>9.1f}{p50 / max(sql50, 0.001):>7.1f}"
+            f"{_load():>6}   {mark}"
         )
+    print(f"load average {_load()} after the pages")
     print(f"worst p95 {worst:.1f} ms: {'goal met' if worst <= GOAL_MS else 'goal NOT met'} (≤ {GOAL_MS} ms)")
 
 
