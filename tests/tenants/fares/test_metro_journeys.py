@@ -736,3 +736,23 @@ def test_the_journeys_admin_shows_when_a_half_was_released_and_by_which_tap_in_b
         and str(entry_id) in detail
         and "半程超时释放时间（北京时间）" in detail
     )
+
+
+def test_a_cards_last_tap_here_is_where_its_chip_carries_on(gates):
+    """``cards_last_taps``: each card's highest-counter tap stored in this schema — its counter and what it
+    left on the e-purse (the demo's riders carry on from it on a re-run); a card never tapped here has none.
+    The exit uploaded before the entry: the counter decides, not the order stored."""
+    from citycard.tenants.terminals.selectors import cards_last_taps
+
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 25))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    upload(hangzhou, sims["entry"], [tap_in])
+    stranger = card_number("310000", 26)
+    with tenant_context(hangzhou):
+        assert cards_last_taps(card_nos=[card.card_no, stranger]) == {
+            card.card_no: (tap_out["card_counter"], tap_out["balance_after_fen"])
+        }
+        assert tap_out["card_counter"] == tap_in["card_counter"] + 1
+        assert cards_last_taps(card_nos=[]) == {}
