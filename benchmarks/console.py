@@ -14,6 +14,9 @@ its rejections, as the pages read them — without the ORM, the middleware or a 
 ≤ 300 ms. ``--reuse`` measures the pages again over the database the last run built. The first city's
 terminals also get ``--taps`` taps over the 30 days up to the cycle (85% own cards, 12% roaming, 3% held), and
 its dashboard is asked over 30 and 90 days, beside the bare SQL that counts those taps per day and routing.
+The machine's 1-minute load average is printed before the pages and beside each (a shared machine's load
+moves the figures and their baselines alike). With ``--participants 300`` the exceptions page is also asked
+per reason (and its third page), per issuer, and per issuer and reason.
 """
 
 from __future__ import annotations
@@ -309,6 +312,33 @@ def child(args) -> None:
                 (
                     "SELECT reason, acquirer, count(*), sum(amount_fen) FROM interop_clearingrecord"
                     " WHERE cycle_id = %s AND status = 'rejected' AND issuer = %s GROUP BY 1, 2",
+                    [cycle.pk, issuer],
+                )
+            ],
+        ),
+        (
+            "exceptions (a reason, p. 3)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?reason=tac_invalid&page=3",
+            [
+                (
+                    "SELECT issuer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND reason = 'tac_invalid' GROUP BY 1",
+                    [cycle.pk],
+                )
+            ],
+        ),
+        (
+            "exceptions (issuer+reason)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?issuer={issuer}&reason=tac_invalid",
+            [
+                (
+                    "SELECT acquirer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND issuer = %s AND reason = 'tac_invalid'"
+                    " GROUP BY 1",
                     [cycle.pk, issuer],
                 )
             ],
