@@ -14,12 +14,16 @@ its rejections, as the pages read them — without the ORM, the middleware or a 
 ≤ 300 ms. ``--reuse`` measures the pages again over the database the last run built. The first city's
 terminals also get ``--taps`` taps over the 30 days up to the cycle (85% own cards, 12% roaming, 3% held), and
 its dashboard is asked over 30 and 90 days, beside the bare SQL that counts those taps per day and routing.
+The machine's 1-minute load average is printed before the pages and beside each (a shared machine's load
+moves the figures and their baselines alike). With ``--participants 300`` the exceptions page is also asked
+per reason (and its third page), per issuer, and per issuer and reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -124,6 +128,10 @@ def _taps_load(city, *, taps: int, until) -> None:
             )
             cur.execute("ANALYZE terminals_transaction")
         print(f"{taps:,} taps stored in {city.code}'s schema in {time.perf_counter() - begun:.1f} s")
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -309,6 +317,33 @@ def child(args) -> None:
             ],
         ),
         (
+            "exceptions (a reason, p. 3)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?reason=tac_invalid&page=3",
+            [
+                (
+                    "SELECT issuer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND reason = 'tac_invalid' GROUP BY 1",
+                    [cycle.pk],
+                )
+            ],
+        ),
+        (
+            "exceptions (issuer+reason)",
+            clerk,
+            "localhost",
+            f"{cycle_url}exceptions/?issuer={issuer}&reason=tac_invalid",
+            [
+                (
+                    "SELECT acquirer, count(*), sum(amount_fen) FROM interop_clearingrecord"
+                    " WHERE cycle_id = %s AND status = 'rejected' AND issuer = %s AND reason = 'tac_invalid'"
+                    " GROUP BY 1",
+                    [cycle.pk, issuer],
+                )
+            ],
+        ),
+        (
             "records (a cell)",
             clerk,
             "localhost",
@@ -432,8 +467,12 @@ def child(args) -> None:
             for days in (30, 90)
         ),
     ]
+    # The machine may be shared: its load (1-minute average, `uptime`'s first figure) is printed before the
+    # pages and beside each, so a slow figure can be told from a busy machine.
+    print(f"load average {_load()} on {os.cpu_count()} cores before the pages")
     print(
-        f"{'page':<26}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'SQL p50':>9}{'× SQL':>7}   goal ≤ {GOAL_MS} ms"
+        f"{'page':<26}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'SQL p50':>9}{'× SQL':>7}{'load':>6}"
+        f"   goal ≤ {GOAL_MS} ms"
     )
     worst = 0.0
     for name, client, host, url, sql in pages:
@@ -462,8 +501,10 @@ def child(args) -> None:
         worst = max(worst, p95)
         mark = "ok" if p95 <= GOAL_MS else "OVER"
         print(
-            f"{name:<26}{len(queries):>8}{p50:>9.1f}{p95:>9.1f}{sql50:>9.1f}{p50 / max(sql50, 0.001):>7.1f}   {mark}"
+            f"{name:<26}{len(queries):>8}{p50:>9.1f}{p95:>9.1f}{sql50:>9.1f}{p50 / max(sql50, 0.001):>7.1f}"
+            f"{_load():>6}   {mark}"
         )
+    print(f"load average {_load()} after the pages")
     print(f"worst p95 {worst:.1f} ms: {'goal met' if worst <= GOAL_MS else 'goal NOT met'} (≤ {GOAL_MS} ms)")
 
 

@@ -133,7 +133,9 @@ PLATFORM_COST_MAP: CostMap = {
         "bilateralCells": PAGE,
         "netPositions": FieldCost(complexity=2),
         "settlementInstructions": FieldCost(complexity=2),
-        "exceptionSummary": FieldCost(complexity=2),
+        # Up to 1,000 groups (more: PAGINATION_REQUIRED), one aggregate over the cycle's rejections.
+        "exceptionSummary": FieldCost(complexity=5),
+        "exceptionGroups": PAGE,
         "exceptions": PAGE,
         "records": PAGE,
         "disputes": FieldCost(complexity=2),

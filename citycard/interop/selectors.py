@@ -426,14 +426,57 @@ def reconciliation_file_download(*, cycle_id: int, participant: str) -> tuple[st
     return None if row is None else (row[0], zlib.decompress(bytes(row[1])).decode())
 
 
-def exception_summary(*, cycle_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Exceptions per cycle, issuer, acquirer and reason: records and amount. One aggregate query."""
-    return list(
-        ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids), status=RecordStatus.REJECTED)
-        .values("cycle_id", "issuer", "acquirer", "reason")
-        .annotate(records=Count("id"), amount_fen=Sum("amount_fen"))
-        .order_by("cycle_id", "issuer", "acquirer", "reason")
+def exception_groups_of(
+    *,
+    cycle_ids: Iterable[int],
+    issuer: str | None = None,
+    acquirer: str | None = None,
+    reason: str | None = None,
+) -> QuerySet[ClearingRecord]:
+    """Exception groups (异常汇总) of cycles: per cycle, issuer, acquirer and reason, the rejected records'
+    count (``records``) and amount (``amount_fen``), as dicts; of one issuer, acquirer or reason if given.
+    An aggregate over the partial index of rejections (``record_rejected_idx``); not ordered."""
+    qs = ClearingRecord.objects.filter(cycle_id__in=list(cycle_ids), status=RecordStatus.REJECTED)
+    if issuer:
+        qs = qs.filter(issuer=issuer)
+    if acquirer:
+        qs = qs.filter(acquirer=acquirer)
+    if reason:
+        qs = qs.filter(reason=reason)
+    return qs.values("cycle_id", "issuer", "acquirer", "reason").annotate(
+        records=Count("id"), amount_fen=Sum("amount_fen")
     )
+
+
+def exception_summary_capped(
+    *,
+    cycle_ids: Iterable[int],
+    cap: int,
+    issuer: str | None = None,
+    acquirer: str | None = None,
+    reason: str | None = None,
+) -> dict[int, list[dict[str, Any]] | None]:
+    """Each cycle's exception groups (``exception_groups_of``) by issuer, acquirer and reason, or None for a
+    cycle with more than ``cap`` of them: one query that hands back at most ``cap + 1`` groups a cycle (a
+    300-participant cycle of 1M records has ~18,000)."""
+    ids = list(cycle_ids)
+    rows = (
+        exception_groups_of(cycle_ids=ids, issuer=issuer, acquirer=acquirer, reason=reason)
+        .annotate(
+            _rank=Window(
+                RowNumber(),
+                partition_by=[F("cycle_id")],
+                order_by=[F("issuer").asc(), F("acquirer").asc(), F("reason").asc()],
+            )
+        )
+        .filter(_rank__lte=cap + 1)
+        .order_by("cycle_id", "_rank")
+    )
+    found: dict[int, list[dict[str, Any]]] = {cycle_id: [] for cycle_id in ids}
+    for row in rows:
+        row.pop("_rank")
+        found[row["cycle_id"]].append(row)
+    return {cycle_id: None if len(groups) > cap else groups for cycle_id, groups in found.items()}
 
 
 # --- exceptions at national scale: one aggregate query per view, whatever the number of groups ------------------
@@ -566,7 +609,7 @@ def exception_groups_page(
 
 def exceptions_by_reason(*, cycle_id: int) -> list[tuple[str, int, int]]:
     """A cycle's exceptions per reason: (reason, records, amount in fen), by reason. One aggregate over the
-    partial index of rejections, a row per reason (the per issuer × acquirer groups of ``exception_summary``
+    partial index of rejections, a row per reason (the per issuer × acquirer groups of ``exception_groups_of``
     are ~18,000 in a 300-participant cycle)."""
     return [
         (row["reason"], row["records"], row["amount_fen"])

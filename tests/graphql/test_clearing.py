@@ -703,3 +703,85 @@ def test_a_national_matrix_is_paged_by_bilateral_cells_and_the_whole_list_refuse
         ({"first": 5, "after": "not-a-cursor"}, "INVALID_CURSOR"),
     ):
         assert codes_of(gql(client, "", CELLS, variables)) == [code], variables
+
+
+GROUPS = """query($first: Int, $last: Int, $after: String, $before: String, $issuer: String, $acquirer: String,
+                 $reason: String) {
+  clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
+    exceptionGroups(first: $first, last: $last, after: $after, before: $before, issuer: $issuer,
+                    acquirer: $acquirer, reason: $reason) {
+      edges { node { issuer acquirer reason records amountFen } } pageInfo { hasNextPage endCursor } } } }"""
+SUMMARY = """query($issuer: String, $acquirer: String, $reason: String) {
+  clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") {
+    label exceptionSummary(issuer: $issuer, acquirer: $acquirer, reason: $reason) {
+      issuer acquirer reason records amountFen } } }"""
+
+
+def test_a_national_cycles_exceptions_are_paged_by_exception_groups_and_the_whole_summary_refused_past_its_maximum(
+    client, yrd_transit, monkeypatch
+):
+    """A 300-participant day of 1M records has ~18,000 exception groups: exceptionSummary lists them up to
+    EXCEPTION_LIST_MAX (here lowered to 25 over a 40-participant cycle's groups), then is null with
+    PAGINATION_REQUIRED (an issuer's, acquirer's or reason's groups still list); exceptionGroups pages them all
+    by issuer, acquirer and reason, filtered alike; a small cycle answers the whole list as before."""
+    from citycard.graphql.clearing import dataloaders
+    from tests.interop.large_cycle import cycle_of, participants_named
+
+    cycle, items = cycle_of(
+        DAY, participants_named(40), seed=41, settle=False, reasons=("tac_invalid", "counter_replay")
+    )
+    stored: dict[tuple[str, str, str], list[int]] = {}
+    for acquirer, issuer, amount, reason in items:
+        if reason:
+            group = stored.setdefault((issuer, acquirer, reason), [0, 0])
+            group[0] += 1
+            group[1] += amount
+    groups = [(*key, n, fen) for key, (n, fen) in sorted(stored.items())]
+    assert 25 < len(groups) < dataloaders.EXCEPTION_LIST_MAX and {g[2] for g in groups} == {
+        "tac_invalid",
+        "counter_replay",
+    }
+    login(client, "clearing_staff")
+
+    def summary(**variables):
+        return gql(client, "", SUMMARY, variables)
+
+    def rows(response):
+        return [tuple(g.values()) for g in data_of(response)["clearingCycle"]["exceptionSummary"]]
+
+    assert rows(summary()) == groups  # under the maximum: every group, as before
+    monkeypatch.setattr(dataloaders, "EXCEPTION_LIST_MAX", 25)
+    whole = summary()
+    assert codes_of(whole) == ["PAGINATION_REQUIRED"]
+    assert "exceptionGroups" in whole.json()["errors"][0]["message"]
+    assert whole.json()["data"] == {"clearingCycle": {"label": cycle.label, "exceptionSummary": None}}
+    one = groups[0][0]
+    assert rows(summary(issuer=one)) == [g for g in groups if g[0] == one]
+    assert rows(summary(acquirer=one)) == [g for g in groups if g[1] == one]
+    assert rows(summary(issuer=one, reason="tac_invalid")) == [
+        g for g in groups if g[0] == one and g[2] == "tac_invalid"
+    ]
+
+    def pages(**variables):
+        return data_of(gql(client, "", GROUPS, variables))["clearingCycle"]["exceptionGroups"]
+
+    seen, after, count = [], None, 0
+    while True:
+        page = pages(first=10, after=after)
+        seen += [tuple(e["node"].values()) for e in page["edges"]]
+        count += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == groups and count == (len(groups) + 9) // 10
+    reason_only = [g for g in groups if g[2] == "counter_replay"]
+    assert [
+        tuple(e["node"].values()) for e in pages(first=100, reason="counter_replay")["edges"]
+    ] == reason_only
+    assert [tuple(e["node"].values()) for e in pages(last=3)["edges"]] == groups[-3:]
+    for variables, code in (
+        ({"first": 101}, "PAGINATION_LIMIT_EXCEEDED"),
+        ({}, "PAGINATION_REQUIRED"),
+        ({"first": 5, "after": "not-a-cursor"}, "INVALID_CURSOR"),
+    ):
+        assert codes_of(gql(client, "", GROUPS, variables)) == [code], variables

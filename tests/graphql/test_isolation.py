@@ -52,7 +52,10 @@ def _introspection_and_room_to_fail(settings):
 def probes(
     jx_card: str, jx_terminal: str, jx_tx_cursor: str, jx_terminal_cursor: str, jx: People, jx_cursors: dict
 ) -> dict[str, list[str]]:
-    tx_nodes = "{ edges { node { cardNumber terminalId } } }"
+    tx_nodes = (
+        "{ edges { node { cardNumber terminalId "
+        "journey { origin status released releasedAt releasedTransactionId } } } }"
+    )
     card_fields = (
         "number state named applications validFrom expiresOn scheme { code nameZh } "
         "balance { accountFen purseShadowFen } transactions(first: 100) { edges { node { id cardNumber } } }"
@@ -425,7 +428,9 @@ def platform_probes() -> dict[str, str]:
         "clearingCycles": "{ clearingCycles(first: 5) { edges { node { label } } } }",
         "clearingCycle": '{ clearingCycle(network: "yrd", service: TRANSIT, businessDate: "2026-11-21") '
         "{ label netPositions { sumFen } records(first: 5) { edges { node { cardNumber } } } "
-        "bilateralCells(first: 5, order: AMOUNT_DESC) { edges { node { issuer amountFen } } } } }",
+        "bilateralCells(first: 5, order: AMOUNT_DESC) { edges { node { issuer amountFen } } } "
+        'exceptionSummary(reason: "tac_invalid") { issuer acquirer records } '
+        "exceptionGroups(first: 5) { edges { node { issuer acquirer reason amountFen } } } } }",
         "disputes": "{ disputes(first: 5) { edges { node { id record { cardNumber } } } } }",
         "dispute": '{ dispute(id: "RGlzcHV0ZTox") { id } }',
         "clearingRecord": '{ clearingRecord(recordId: "jiaxing-1") { recordId cardNumber } }',

@@ -91,7 +91,7 @@ def test_platform_examples_run(client, cleared, fixed_now):
     for role, each in clients.items():
         login(each, role)
     found = examples_with_roles("platform")
-    assert len(found) == 9
+    assert len(found) == 10
     results = [data_of(gql(clients[role], "", query)) for role, query in found]
     assert results[2]["tenantActivate"]["errors"] == [
         {"field": "tenant", "message": "租户 'jiaxing' 已是启用状态", "code": "ALREADY_ACTIVE"}
@@ -116,8 +116,17 @@ def test_platform_examples_run(client, cleared, fixed_now):
     assert len(top) == 2 and top == sorted(top, reverse=True)
     assert sorted(n["amountFen"] for n in (e["node"] for e in flows["page"]["edges"])) == sorted(top)
     assert [c["acquirer"] for c in flows["hangzhou"]] == ["jiaxing"]
-    assert results[7]["disputes"]["edges"] == []
-    assert results[8]["clearingCycleClose"] == {
+    national = results[7]["clearingCycle"]
+    groups = [e["node"] for e in national["page"]["edges"]]
+    assert groups and national["page"]["pageInfo"]["hasNextPage"] is False
+    assert national["hangzhou"] == [
+        {k: g[k] for k in ("acquirer", "records", "amountFen")}
+        for g in groups
+        if (g["issuer"], g["reason"]) == ("hangzhou", "tac_invalid")
+    ]
+    assert national["hangzhou"]
+    assert results[8]["disputes"]["edges"] == []
+    assert results[9]["clearingCycleClose"] == {
         "cycle": None,
         "errors": [
             {

@@ -122,14 +122,72 @@ class DisputesByCycleLoader(DataLoader[int, list[Dispute]]):
         return [groups[key] for key in keys]
 
 
-class ExceptionSummaryByCycleLoader(DataLoader[int, list[Any]]):
-    def batch_load(self, keys: list[int]) -> list[list[Any]]:
+# ``exceptionSummary`` lists every group up to this many (a 20-city cycle of 1M records has ~1,500 rejections in
+# ≤ 380 groups); a larger summary (a 300-participant cycle of 1M records has ~18,000 groups) is paged by
+# ``exceptionGroups`` or narrowed to an issuer, an acquirer or a reason.
+EXCEPTION_LIST_MAX = 1000
+EXCEPTION_KEYS = (Key("issuer"), Key("acquirer"), Key("reason"))
+ExceptionFilters = tuple[str | None, str | None, str | None]  # issuer, acquirer, reason
+
+
+class ExceptionSummaryByCycleLoader(DataLoader[tuple[int, ExceptionFilters], list[Any] | None]):
+    """Each cycle's exception groups (of an issuer, acquirer or reason), or None when more than
+    ``EXCEPTION_LIST_MAX``: one query per distinct filter in the batch, handing back at most
+    ``EXCEPTION_LIST_MAX + 1`` groups a cycle."""
+
+    def batch_load(self, keys: list[tuple[int, ExceptionFilters]]) -> list[list[Any] | None]:
         from citycard.graphql.clearing.types import ExceptionGroup
 
-        groups: dict[int, list[Any]] = {key: [] for key in keys}
-        for row in selectors.exception_summary(cycle_ids=keys):
-            groups[row.pop("cycle_id")].append(ExceptionGroup(**row))
-        return [groups[key] for key in keys]
+        found: dict[tuple[int, ExceptionFilters], list[Any] | None] = {}
+        asks: dict[ExceptionFilters, list[int]] = {}
+        for cycle_id, filters in keys:
+            asks.setdefault(filters, []).append(cycle_id)
+        for filters, cycle_ids in asks.items():
+            issuer, acquirer, reason = filters
+            groups = selectors.exception_summary_capped(
+                cycle_ids=set(cycle_ids),
+                cap=EXCEPTION_LIST_MAX,
+                issuer=issuer,
+                acquirer=acquirer,
+                reason=reason,
+            )
+            for cycle_id in cycle_ids:
+                rows = groups[cycle_id]
+                found[(cycle_id, filters)] = (
+                    None
+                    if rows is None
+                    else [ExceptionGroup(**{k: v for k, v in row.items() if k != "cycle_id"}) for row in rows]
+                )
+        return [found[key] for key in keys]
+
+
+class ExceptionGroupPagesLoader(DataLoader[tuple[int, PageArgs, ExceptionFilters], Any]):
+    """A page of each asking cycle's exception groups by issuer, acquirer and reason (keyset cursors over
+    the three): one aggregate query per distinct (page, filters) in the batch (ROW_NUMBER() per cycle)."""
+
+    def batch_load(self, keys: list[tuple[int, PageArgs, ExceptionFilters]]) -> list[Any]:
+        from citycard.graphql.clearing.types import ExceptionGroupConnection
+
+        found: dict[tuple[int, PageArgs, ExceptionFilters], Any] = {}
+        asks: dict[tuple[PageArgs, ExceptionFilters], list[int]] = {}
+        for cycle_id, page, filters in keys:
+            asks.setdefault((page, filters), []).append(cycle_id)
+        for (page, filters), cycle_ids in asks.items():
+            parents = list(dict.fromkeys(cycle_ids))
+            issuer, acquirer, reason = filters
+            pages = keyset_pages(
+                selectors.exception_groups_of(
+                    cycle_ids=parents, issuer=issuer, acquirer=acquirer, reason=reason
+                ),
+                parent_field="cycle_id",
+                parents=parents,
+                connection_type=ExceptionGroupConnection,
+                keys=EXCEPTION_KEYS,
+                page=page,
+            )
+            for cycle_id, connection in zip(parents, pages, strict=True):
+                found[(cycle_id, page, filters)] = connection
+        return [found[key] for key in keys]
 
 
 RecordFilters = tuple[str | None, str | None, str | None, str | None]  # issuer, acquirer, status, reason

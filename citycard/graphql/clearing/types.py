@@ -14,10 +14,12 @@ import graphene
 
 from citycard.graphql.clearing import clock
 from citycard.graphql.clearing.dataloaders import (
+    EXCEPTION_LIST_MAX,
     MATRIX_LIST_MAX,
     CellPagesLoader,
     CycleByIdLoader,
     DisputesByCycleLoader,
+    ExceptionGroupPagesLoader,
     ExceptionSummaryByCycleLoader,
     InstructionsByCycleLoader,
     MatrixByCycleLoader,
@@ -263,6 +265,11 @@ class ExceptionGroup(graphene.ObjectType):
     amount_fen = graphene.BigInt(required=True)
 
 
+class ExceptionGroupConnection(Connection):
+    class Meta:
+        node = ExceptionGroup
+
+
 class ReconciliationTotals(graphene.ObjectType):
     acquired_records = graphene.Int(required=True)
     acquired_amount_fen = graphene.BigInt(required=True)
@@ -490,7 +497,28 @@ class ClearingCycle(graphene.ObjectType):
     )
     net_positions = graphene.Field(NetPositions, required=True, description="Empty until netted.")
     settlement_instructions = NonNullList(SettlementInstruction, description="Empty until settled.")
-    exception_summary = NonNullList(ExceptionGroup, description="Exceptions per issuer, acquirer and reason.")
+    exception_summary = NonNullList(
+        ExceptionGroup,
+        description=(
+            "Exceptions per issuer, acquirer and reason (by issuer, acquirer, reason): every group, or an"
+            f" issuer's, an acquirer's or a reason's. More than {EXCEPTION_LIST_MAX} groups (a national"
+            " network's day has ~18,000) answers PAGINATION_REQUIRED: page them with exceptionGroups, or"
+            " narrow them with issuer, acquirer or reason (the field is then null, the rest of the cycle"
+            " answered)."
+        ),
+        required=False,
+        issuer=graphene.String(description="Only this issuer's groups."),
+        acquirer=graphene.String(description="Only this acquirer's groups."),
+        reason=graphene.String(description="Only this reason's groups (e.g. tac_invalid)."),
+    )
+    exception_groups = graphene.Field(
+        ExceptionGroupConnection,
+        description=(
+            "The exception groups a page at a time, by issuer, acquirer and reason; of one issuer, acquirer or"
+            " reason."
+        ),
+        **connection_args(issuer=graphene.String(), acquirer=graphene.String(), reason=graphene.String()),
+    )
     exceptions = graphene.Field(
         ClearingRecordConnection,
         description="The records the issuers rejected (by record id), with their reasons.",
@@ -612,8 +640,26 @@ class ClearingCycle(graphene.ObjectType):
         return InstructionsByCycleLoader(info.context).load(root.pk)
 
     @staticmethod
-    def resolve_exception_summary(root, info):
-        return ExceptionSummaryByCycleLoader(info.context).load(root.pk)
+    def resolve_exception_summary(root, info, issuer=None, acquirer=None, reason=None):
+        def listed(groups):
+            if groups is None:
+                raise ApiError(
+                    f"the exceptions of {root.label} fall in more than {EXCEPTION_LIST_MAX} groups: page them"
+                    " with exceptionGroups (first, after), or give issuer, acquirer or reason",
+                    ApiErrorCode.PAGINATION_REQUIRED,
+                )
+            return groups
+
+        filters = (issuer or None, acquirer or None, reason or None)
+        return then(ExceptionSummaryByCycleLoader(info.context).load((root.pk, filters)), listed)
+
+    @staticmethod
+    def resolve_exception_groups(
+        root, info, first=None, last=None, after=None, before=None, issuer=None, acquirer=None, reason=None
+    ):
+        page = PageArgs.of(first=first, last=last, after=after, before=before)
+        filters = (issuer or None, acquirer or None, reason or None)
+        return ExceptionGroupPagesLoader(info.context).load((root.pk, page, filters))
 
     @staticmethod
     def resolve_exceptions(

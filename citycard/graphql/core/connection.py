@@ -179,7 +179,8 @@ def keyset_page(
 
 def _value(row: Any, path: str) -> Any:
     for part in path.split("__"):
-        row = getattr(row, part)
+        # a model instance, or a dict of an aggregate's ``values()`` (e.g. a cycle's exception groups)
+        row = row[part] if isinstance(row, dict) else getattr(row, part)
     return row
 
 

@@ -69,10 +69,29 @@ class Journey(graphene.ObjectType):
     exit_fen = graphene.Int(required=True, description="Debited at the exit gate.")
     fare_fen = graphene.Int(required=True, description="The journey's fare: entry and exit together.")
     status = graphene.Field(JourneyStatusEnum, required=True)
+    released = graphene.Boolean(
+        required=True,
+        description="A half journey released to clearing after its time-out (半程行程超时清算): its tap cleared "
+        "alone (a roaming card's as a record to its issuer; an own card's in the city's books). A late other "
+        "half clears alone too; the journey stays released.",
+    )
+    released_at = graphene.DateTime(description="When the half was released; null if it never was.")
+    released_transaction_id = graphene.ID(
+        description="The released tap (the Transaction whose money cleared alone: the entry of an OPEN "
+        "journey, the exit of an EXIT_ONLY one); null if never released."
+    )
 
     @staticmethod
     def resolve_status(root, info):
         return str(root.status)
+
+    @staticmethod
+    def resolve_released(root, info):
+        return root.released_at is not None
+
+    @staticmethod
+    def resolve_released_transaction_id(root, info):
+        return None if root.released_tx_id is None else global_id("Transaction", root.released_tx_id)
 
 
 class Transaction(graphene.ObjectType):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import template
-from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from citycard.platform import reasons
 from citycard.terminal_kit import money
@@ -38,7 +38,10 @@ def yuan(fen: int | None) -> str:
     """The amount in a span a stylesheet can colour: class ``yuan``, and ``neg`` when below zero."""
     if fen is None or fen == "":
         return ""
-    return format_html('<span class="{}">{}</span>', "yuan neg" if int(fen) < 0 else "yuan", yuan_of(fen))
+    # No escaping to do: the class is one of two literals and the amount only "-¥0-9,." (money.yuan). Built
+    # without format_html's per-argument escaping, a 300-participant cycle page draws ~1,200 of them.
+    amount = int(fen)
+    return mark_safe(f'<span class="{"yuan neg" if amount < 0 else "yuan"}">{money.yuan(amount)}</span>')
 
 
 @register.filter

@@ -23,6 +23,7 @@ from citycard.platform.selectors import tenant_by_division
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.journeys import half_release_minutes
 from citycard.tenants.terminals.models import Journey, ReviewFlag, Terminal, Transaction
+from citycard.tenants.terminals.selectors import cards_last_taps
 from citycard.tenants.terminals.services import half_journeys_release, terminal_register
 from citycard.tenants.terminals.simulate import SimTerminal
 from citycard.tenants.terminals.tasks import batches_verify_all
@@ -104,20 +105,20 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
     cards = []
     # 901 and 902 ride entry to exit; 903 (the visitor) and 904 (a local card) enter and never exit: half
     # journeys, entered longer ago than the time-out, so the release of this run settles them.
-    for issuer, serial in (
-        (visitor, 901),
-        (city.division_code, 902),
-        (visitor, 903),
-        (city.division_code, 904),
-    ):
-        card_no = card_number_build(division=issuer, scheme="01", serial=serial)
+    riders = [
+        (issuer, card_number_build(division=issuer, scheme="01", serial=serial))
+        for issuer, serial in (
+            (visitor, 901),
+            (city.division_code, 902),
+            (visitor, 903),
+            (city.division_code, 904),
+        )
+    ]
+    carried = cards_last_taps(card_nos=[card_no for _, card_no in riders])
+    for issuer, card_no in riders:
         cards.append(
-            VirtualCard(
-                CardProfile(card_no=card_no),
-                card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
-                balance=5000,
-                # the card's counter goes on from the demo's earlier runs (a counter is never reused)
-                offline_atc=Transaction.objects.filter(card_no=card_no).count(),
+            _chip(
+                card_no, issuer, card_keys, carried, balance=5000, offline_atc=0, profile=CardProfile(card_no)
             )
         )
     gates = []
@@ -174,6 +175,32 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
     return uploads
 
 
+def _chip(
+    card_no: str,
+    issuer: str,
+    card_keys: dict,
+    carried: dict[str, tuple[int, int]],
+    *,
+    balance: int,
+    offline_atc: int,
+    profile: CardProfile,
+) -> VirtualCard:
+    """A demo rider's card. A card this schema has seen tap before (an earlier run of the demo on the same
+    data) carries on from its last tap here, as a real chip would: its counter the next one and its e-purse
+    what that tap left. Re-created afresh each run, it would tap with counters and a balance the city has
+    already stored: every tap of a re-run flagged (``card_counter_gap``, ``shadow_divergence``). A card
+    never seen here starts from ``balance`` and ``offline_atc``."""
+    if card_no in carried:
+        counter, balance = carried[card_no]
+        offline_atc = counter + 1
+    return VirtualCard(
+        profile,
+        card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
+        balance=balance,
+        offline_atc=offline_atc,
+    )
+
+
 def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> Validator:
     """A terminal_kit validator with its durable queue under the data directory."""
     queue = Path(settings.DATA_DIR) / "terminals" / f"{terminal_id}.sqlite"
@@ -216,6 +243,7 @@ def demo_step(ctx) -> None:
         network = "gba" if city.division_code.startswith("44") else "yrd"
         issuers = [*_VISITORS[network], "110000"]  # 110000: Beijing, not on the platform
         rng = random.Random(code)
+        chips: dict[str, VirtualCard] = {}  # a card tapped twice in this run goes on from its first tap
         with tenant_context(tenant):
             for n in range(1, 3):
                 terminal_id = f"{code[:3].upper()}-BUS-{n:03d}"
@@ -234,20 +262,29 @@ def demo_step(ctx) -> None:
                 # The cards carry their trip states (transfers, caps, quotas) in their transit records.
                 validator = _validator(tenant, terminal_id, n, sim.route, city.division_code)
                 taps = []
+                drawn = []  # the same riders every run (the generator is seeded by the tenant's code)
                 for i in range(8):
                     issuer = city.division_code if i < 5 else rng.choice(issuers)
-                    card = VirtualCard(
-                        CardProfile(
-                            card_no=card_number_build(
-                                division=issuer, scheme="01", serial=rng.randrange(1, 500)
-                            ),
-                            categories=_CARD_CATEGORIES.get(i, frozenset()),
-                            passes=frozenset({"monthly"}) if i == 3 else frozenset(),
-                        ),
-                        card_keys.get(issuer) or card_keys.setdefault(issuer, _card_keys(issuer)),
-                        balance=rng.randrange(0, 3000),
-                        offline_atc=last_seq + i,
+                    card_no = card_number_build(division=issuer, scheme="01", serial=rng.randrange(1, 500))
+                    drawn.append((i, issuer, card_no, rng.randrange(0, 3000)))
+                carried = cards_last_taps(card_nos=[card_no for _, _, card_no, _ in drawn])
+                for i, issuer, card_no, balance in drawn:
+                    profile = CardProfile(
+                        card_no=card_no,
+                        categories=_CARD_CATEGORIES.get(i, frozenset()),
+                        passes=frozenset({"monthly"}) if i == 3 else frozenset(),
                     )
+                    if card_no not in chips:
+                        chips[card_no] = _chip(
+                            card_no,
+                            issuer,
+                            card_keys,
+                            carried,
+                            balance=balance,
+                            offline_atc=last_seq + i,
+                            profile=profile,
+                        )
+                    card = chips[card_no]
                     validator.transport.insert(card)
                     validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
                     result = validator.tap()

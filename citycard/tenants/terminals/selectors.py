@@ -55,3 +55,18 @@ def journeys_released(*, at: dt.datetime) -> dict[str, int]:
     """{routing: how many} of the half journeys the release run at ``at`` released (半程超时释放)."""
     rows = Journey.objects.filter(released_at=at).values_list("routing").annotate(n=Count("id"))
     return dict(rows.order_by())
+
+
+def cards_last_taps(*, card_nos: list[str]) -> dict[str, tuple[int, int]]:
+    """{card: (card counter, balance after)} of each card's highest-counter tap stored in this schema, for the
+    cards that have one: where a chip that tapped here before carries on from (the demo's cards, ridden again
+    on a re-run). One query (``DISTINCT ON`` over the card-history index)."""
+    if not card_nos:
+        return {}
+    rows = (
+        Transaction.objects.filter(card_no__in=set(card_nos))
+        .order_by("card_no", "-card_counter", "-id")
+        .distinct("card_no")
+        .values_list("card_no", "card_counter", "balance_after_fen")
+    )
+    return {card_no: (counter, balance) for card_no, counter, balance in rows}

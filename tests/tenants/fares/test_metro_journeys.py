@@ -287,7 +287,8 @@ def test_the_partner_api_shows_a_gate_taps_journey_origin_to_destination(client,
     token = issue("hangzhou", [Scope.TRANSACTIONS_READ])
     query = """query($n: String!) { transactions(first: 10, filter: {cardNumber: $n}) { edges { node {
         amountFen terminal { gate location }
-        journey { origin destination line fareFen entryFen exitFen status enteredAt exitedAt } } } } }"""
+        journey { origin destination line fareFen entryFen exitFen status enteredAt exitedAt
+                  released releasedAt releasedTransactionId } } } } }"""
     edges = data_of(gql(client, "hangzhou", query, {"n": card.card_no}, token=token))["transactions"]["edges"]
     nodes = sorted((e["node"] for e in edges), key=lambda n: n["amountFen"])
     journey = {
@@ -300,6 +301,10 @@ def test_the_partner_api_shows_a_gate_taps_journey_origin_to_destination(client,
         "status": "COMPLETE",
         "enteredAt": "2026-11-23T02:00:00+00:00",
         "exitedAt": "2026-11-23T02:20:00+00:00",
+        # made whole before its time-out: never released
+        "released": False,
+        "releasedAt": None,
+        "releasedTransactionId": None,
     }
     assert nodes == [
         {"amountFen": 0, "terminal": {"gate": "entry", "location": "hz-1-01"}, "journey": journey},
@@ -403,6 +408,47 @@ def test_an_entry_that_took_a_deposit_and_never_exits_clears_alone_once_and_a_la
     upload(hangzhou, sims["exit"], [tap_out_2])  # the free entry's exit, late: alone, the whole fare
     free_ids = tx_ids(hangzhou, free)
     assert records_of(hangzhou)[3:] == [(f"hangzhou-{free_ids['exit']}", quote.fare_fen, "late", ["exit"])]
+
+
+def test_the_partner_api_shows_a_half_journeys_release_and_the_tap_it_cleared(client, gates):
+    """A roaming card's entry never followed by an exit: released after the time-out, the journey reads
+    released, when, and which tap (the entry, by its Transaction id) cleared alone; the late exit pairs it
+    (COMPLETE) and it stays released."""
+    from citycard.graphql.core.types import global_id
+    from citycard.platform.scopes import Scope
+    from tests.graphql.conftest import data_of, gql, issue
+
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 24))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    upload(hangzhou, sims["entry"], [tap_in])
+    token = issue("hangzhou", [Scope.TRANSACTIONS_READ])
+    query = """query($n: String!) { transactions(first: 10, filter: {cardNumber: $n}) { edges { node {
+        id amountFen journey { status entryFen released releasedAt releasedTransactionId } } } } }"""
+
+    def nodes():
+        edges = data_of(gql(client, "hangzhou", query, {"n": card.card_no}, token=token))["transactions"]
+        return sorted((e["node"] for e in edges["edges"]), key=lambda n: n["amountFen"])
+
+    (entry,) = nodes()
+    assert entry["journey"] == {
+        "status": "OPEN",
+        "entryFen": 200,
+        "released": False,
+        "releasedAt": None,
+        "releasedTransactionId": None,
+    }
+    assert release(hangzhou, at=AT + TIME_OUT) == 1
+    released = {
+        "released": True,
+        "releasedAt": (AT + TIME_OUT).astimezone(dt.UTC).isoformat(),
+        "releasedTransactionId": global_id("Transaction", tx_ids(hangzhou, card)["entry"]),
+    }
+    (entry,) = nodes()
+    assert entry["journey"] == {"status": "OPEN", "entryFen": 200, **released}
+    assert entry["journey"]["releasedTransactionId"] == entry["id"]  # the entry tap is the one cleared
+    upload(hangzhou, sims["exit"], [tap_out])  # late: paired, and still released
+    assert [n["journey"] for n in nodes()] == [{"status": "COMPLETE", "entryFen": 200, **released}] * 2
 
 
 def test_an_exit_whose_entry_never_arrives_clears_alone_with_the_cards_entry_and_a_late_entry_alone(gates):
@@ -690,3 +736,23 @@ def test_the_journeys_admin_shows_when_a_half_was_released_and_by_which_tap_in_b
         and str(entry_id) in detail
         and "半程超时释放时间（北京时间）" in detail
     )
+
+
+def test_a_cards_last_tap_here_is_where_its_chip_carries_on(gates):
+    """``cards_last_taps``: each card's highest-counter tap stored in this schema — its counter and what it
+    left on the e-purse (the demo's riders carry on from it on a re-run); a card never tapped here has none.
+    The exit uploaded before the entry: the counter decides, not the order stored."""
+    from citycard.tenants.terminals.selectors import cards_last_taps
+
+    hangzhou, sims, engine = gates
+    card = SimCard(card_number("310000", 25))
+    tap_in, tap_out = deposit_ride(sims, engine, card)
+    upload(hangzhou, sims["exit"], [tap_out])
+    upload(hangzhou, sims["entry"], [tap_in])
+    stranger = card_number("310000", 26)
+    with tenant_context(hangzhou):
+        assert cards_last_taps(card_nos=[card.card_no, stranger]) == {
+            card.card_no: (tap_out["card_counter"], tap_out["balance_after_fen"])
+        }
+        assert tap_out["card_counter"] == tap_in["card_counter"] + 1
+        assert cards_last_taps(card_nos=[]) == {}
