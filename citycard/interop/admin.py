@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.models import (
-    AgreementVersion,
     CELL_ID_BASE,
+    AgreementVersion,
     BilateralPosition,
     ClearingCycle,
     ClearingRecord,
