@@ -473,7 +473,7 @@ class BilateralPosition(models.Model):
     writes the rows, never the cells. A lookup by cycle (and issuer) reads the cycle's rows through their
     unique index. ``id`` is the row's id × ``CELL_ID_BASE`` + the cell's place in the row."""
 
-    id = models.BigIntegerField(primary_key=True)
+    id = models.BigIntegerField(primary_key=True, verbose_name=_("cell id"))
     row = models.ForeignKey(
         MatrixRow,
         on_delete=models.DO_NOTHING,

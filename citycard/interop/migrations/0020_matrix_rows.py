@@ -175,7 +175,7 @@ class Migration(migrations.Migration):
                 migrations.AlterField(
                     model_name="bilateralposition",
                     name="id",
-                    field=models.BigIntegerField(primary_key=True, serialize=False),
+                    field=models.BigIntegerField(primary_key=True, serialize=False, verbose_name='cell id'),
                 ),
                 migrations.AddField(
                     model_name="bilateralposition",
