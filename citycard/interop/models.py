@@ -432,7 +432,7 @@ class MatrixRow(models.Model):
     order, each cell's figures (valid records only), as arrays. This is how the matrix is stored: a national
     network's cycle has ~90,000 cells but 300 rows, which netting writes in the statement that aggregates the
     records (a row and an index entry per issuer rather than per cell). The cells are read through
-    ``BilateralPosition``, a view that unnests the rows (docs/clearing.md, "Netting")."""
+    ``BilateralPosition``, a view that unnests the rows (docs/clearing.md, "Netting and settlement")."""
 
     cycle = models.ForeignKey(
         ClearingCycle, on_delete=models.PROTECT, related_name="matrix_rows", verbose_name=_("cycle")
