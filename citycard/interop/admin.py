@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from citycard.interop.models import (
+    CELL_ID_BASE,
     AgreementVersion,
     BilateralPosition,
     ClearingCycle,
@@ -227,6 +228,16 @@ class BilateralPositionAdmin(ReadOnlyAdmin):
         "acquirer_due_fen",
     )
     list_filter = ("cycle",)
+    show_full_result_count = False  # the cells of every cycle would be unnested to count them
+
+    def get_object(self, request, object_id, from_field=None):
+        # The cells are a view over the matrix's rows: a cell's id names its row (id // CELL_ID_BASE), so
+        # it is read through the row's primary key rather than by unnesting every row to find it.
+        try:
+            pk = int(object_id)
+        except (TypeError, ValueError):
+            return None
+        return self.get_queryset(request).filter(row_id=pk // CELL_ID_BASE, pk=pk).first()
 
 
 @admin.register(NetPosition, site=platform_admin)

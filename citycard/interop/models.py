@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -421,14 +422,65 @@ class ClearingRecord(models.Model):
         return self.status
 
 
+# A cell's id in the matrix view: its row's id × CELL_ID_BASE + its place in the row (from 1), so a row holds
+# fewer than CELL_ID_BASE acquirers (a check on the rows) and the cell's row is ``id // CELL_ID_BASE``.
+CELL_ID_BASE = 100_000
+
+
+class MatrixRow(models.Model):
+    """An issuer's row of a cycle's bilateral matrix (双边轧差矩阵的一行): its acquirers and, in the same
+    order, each cell's figures (valid records only), as arrays. This is how the matrix is stored: a national
+    network's cycle has ~90,000 cells but 300 rows, which netting writes in the statement that aggregates the
+    records (a row and an index entry per issuer rather than per cell). The cells are read through
+    ``BilateralPosition``, a view that unnests the rows (docs/clearing.md, "Netting and settlement")."""
+
+    cycle = models.ForeignKey(
+        ClearingCycle, on_delete=models.PROTECT, related_name="matrix_rows", verbose_name=_("cycle")
+    )
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    acquirers = ArrayField(models.CharField(max_length=30), verbose_name=_("acquirers"))
+    records = ArrayField(models.BigIntegerField(), verbose_name=_("record counts"))
+    amount_fen = ArrayField(models.BigIntegerField(), verbose_name=_("amounts (fen)"))
+    issuer_fee_fen = ArrayField(models.BigIntegerField(), verbose_name=_("issuer fees (fen)"))
+    network_fee_fen = ArrayField(models.BigIntegerField(), verbose_name=_("network fees (fen)"))
+
+    class Meta:
+        verbose_name = _("bilateral matrix row")
+        verbose_name_plural = _("bilateral matrix rows")
+        ordering = ["cycle_id", "issuer"]
+        constraints = [
+            models.UniqueConstraint(fields=["cycle", "issuer"], name="matrixrow_unique"),
+            # Every array has a figure per acquirer, and the cells' ids stay apart (``CELL_ID_BASE``).
+            models.CheckConstraint(
+                name="matrixrow_cells_aligned",
+                condition=Q(acquirers__len__lt=CELL_ID_BASE)
+                & Q(records__len=models.F("acquirers__len"))
+                & Q(amount_fen__len=models.F("acquirers__len"))
+                & Q(issuer_fee_fen__len=models.F("acquirers__len"))
+                & Q(network_fee_fen__len=models.F("acquirers__len")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cycle_id} {self.issuer}"
+
+
 class BilateralPosition(models.Model):
     """Issuer × acquirer in a cycle (双边轧差矩阵): valid records only.
 
-    A national network's cycle has ~90,000 cells, inserted by netting in one statement: their cycle is
-    checked once per statement (a trigger over the inserted rows, migration 0019) rather than by a foreign
-    key's check per cell, and a cycle with cells cannot be deleted (a trigger on the cycles); the
-    ``(cycle, issuer, acquirer)`` unique index serves the lookups by cycle."""
+    A view over the stored rows (``MatrixRow``, one per issuer, unnested: a cell per acquirer), read like a
+    table by every reader of the matrix (ORM, admin, the SQL of reconciliation and the console); netting
+    writes the rows, never the cells. A lookup by cycle (and issuer) reads the cycle's rows through their
+    unique index. ``id`` is the row's id × ``CELL_ID_BASE`` + the cell's place in the row."""
 
+    id = models.BigIntegerField(primary_key=True, verbose_name=_("cell id"))
+    row = models.ForeignKey(
+        MatrixRow,
+        on_delete=models.DO_NOTHING,
+        related_name="cells",
+        verbose_name=_("row"),
+        db_constraint=False,
+    )
     cycle = models.ForeignKey(
         ClearingCycle,
         on_delete=models.PROTECT,
@@ -448,12 +500,11 @@ class BilateralPosition(models.Model):
     )
 
     class Meta:
+        managed = False  # the view interop_bilateralposition (migration 0020)
+        db_table = "interop_bilateralposition"
         verbose_name = _("bilateral position")
         verbose_name_plural = _("bilateral positions")
         ordering = ["cycle_id", "issuer", "acquirer"]
-        constraints = [
-            models.UniqueConstraint(fields=["cycle", "issuer", "acquirer"], name="bilateral_unique"),
-        ]
 
 
 class MatrixPicture(models.Model):

@@ -80,6 +80,17 @@ def test_platform_admin_pages_for_clearing_staff(client, yrd_transit, send):
     cycle = ClearingCycle.objects.get(business_date=DAY)
     response = client.get(f"/admin/interop/clearingcycle/{cycle.pk}/change/", HTTP_HOST="localhost")
     assert response.status_code == 200 and b"yrd-settlement" in response.content
+    # A cell of the matrix (a view over its rows) opens by its id, read through its row.
+    cell = cycle.bilateral.order_by("issuer", "acquirer").first()
+    response = client.get(f"/admin/interop/bilateralposition/{cell.pk}/change/", HTTP_HOST="localhost")
+    assert response.status_code == 200
+    assert cell.issuer.encode() in response.content and str(cell.amount_fen).encode() in response.content
+    response = client.get(
+        f"/admin/interop/bilateralposition/?cycle__id__exact={cycle.pk}", HTTP_HOST="localhost"
+    )
+    assert response.status_code == 200 and cell.acquirer.encode() in response.content
+    missing = client.get(f"/admin/interop/bilateralposition/{cell.pk + 99}/change/", HTTP_HOST="localhost")
+    assert missing.status_code == 302  # no such cell: back to the list, as for any missing object
 
 
 def test_beat_task_closes_due_cycles_through_to_settlement(yrd_transit, send):

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citycard.interop.models import (
+    CELL_ID_BASE,
     BilateralPosition,
     CycleState,
     Journal,
+    MatrixRow,
     NetPosition,
     Posting,
     SettlementInstruction,
@@ -102,10 +104,18 @@ def test_net_positions_sum_to_zero_and_the_ledger_balances(db, items, issuer_bps
                 s=Sum("amount_fen")
             )["s"]
             assert total == 0
-        # Traceability: the matrix is the records' sums, the positions the matrix's.
-        assert (
-            BilateralPosition.objects.filter(cycle=cycle).aggregate(s=Sum("amount_fen"))["s"] or 0
-        ) == sum(a for _, _, a in items)
+        # Traceability: each cell of the matrix is its records' sums, the positions the matrix's.
+        expected_cells: dict[tuple[str, str], list[int]] = {}
+        for acquirer, issuer, amount in items:
+            cell = expected_cells.setdefault((issuer, acquirer), [0, 0, 0, 0, 0])
+            ifee, nfee = fee_fen(amount, issuer_bps), fee_fen(amount, network_bps)
+            for i, figure in enumerate((1, amount, ifee, nfee, amount - ifee - nfee)):
+                cell[i] += figure
+        fields = ("records", "amount_fen", "issuer_fee_fen", "network_fee_fen", "acquirer_due_fen")
+        assert {
+            (c["issuer"], c["acquirer"]): [c[f] for f in fields]
+            for c in BilateralPosition.objects.filter(cycle=cycle).values("issuer", "acquirer", *fields)
+        } == expected_cells
         for participant, net in nets.items():
             expected = 0
             for acquirer, issuer, amount in items:
@@ -151,21 +161,39 @@ def test_the_database_refuses_an_unbalanced_journal_and_unbalanced_positions(yrd
         Posting.objects.filter(pk=posting.pk).update(amount_fen=1)
 
 
-def test_matrix_cells_name_a_cycle_that_exists_and_keep_it(yrd_transit):
-    # The cells' cycle is checked once per statement (no foreign key per cell, migration 0019): a cell of a
-    # cycle that does not exist is refused, and so is deleting a cycle that has cells.
+def test_the_matrix_is_stored_a_row_per_issuer_and_read_a_cell_per_acquirer(yrd_transit):
+    # The matrix is stored as rows (an issuer's acquirers and their figures as arrays) and read as cells
+    # through the view: each cell's id names its row; the acquirer's due is computed. The rows name a cycle
+    # that exists (a foreign key), keep it, are append-only, and their arrays stay aligned.
     cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=DAY)
-    cell = {"issuer": "jiaxing", "acquirer": "hangzhou", "records": 1, "amount_fen": 200}
-    fees = {"issuer_fee_fen": 1, "network_fee_fen": 0, "acquirer_due_fen": 199}
-    with pytest.raises(DatabaseError, match="does not exist"), transaction.atomic():
-        BilateralPosition.objects.bulk_create([BilateralPosition(cycle_id=cycle.pk + 10_000, **cell, **fees)])
-    BilateralPosition.objects.create(cycle=cycle, **cell, **fees)
-    with (
-        pytest.raises(DatabaseError, match="has bilateral positions"),
-        transaction.atomic(),
-        connection.cursor() as cur,
-    ):
+    row = {
+        "issuer": "jiaxing",
+        "acquirers": ["shanghai", "hangzhou"],
+        "records": [3, 1],
+        "amount_fen": [600, 200],
+        "issuer_fee_fen": [3, 1],
+        "network_fee_fen": [1, 0],
+    }
+    with pytest.raises(DatabaseError, match="foreign key"), transaction.atomic():
+        MatrixRow.objects.create(cycle_id=cycle.pk + 10_000, **row)
+        with connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(DatabaseError, match="matrixrow_cells_aligned"), transaction.atomic():
+        MatrixRow.objects.create(cycle=cycle, **{**row, "records": [3]})
+    stored = MatrixRow.objects.create(cycle=cycle, **row)
+    cells = list(BilateralPosition.objects.filter(cycle=cycle).order_by("acquirer"))
+    assert [(c.issuer, c.acquirer, c.records, c.amount_fen, c.acquirer_due_fen) for c in cells] == [
+        ("jiaxing", "hangzhou", 1, 200, 199),
+        ("jiaxing", "shanghai", 3, 600, 596),
+    ]
+    assert {c.pk for c in cells} == {stored.pk * CELL_ID_BASE + 1, stored.pk * CELL_ID_BASE + 2}
+    assert all(c.row_id == stored.pk and c.pk // CELL_ID_BASE == stored.pk for c in cells)
+    assert [c.acquirer for c in cycle.bilateral.filter(acquirer="shanghai")] == ["shanghai"]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        MatrixRow.objects.filter(pk=stored.pk).update(records=[4, 1])
+    with pytest.raises(DatabaseError, match="foreign key"), transaction.atomic(), connection.cursor() as cur:
         cur.execute("DELETE FROM interop_clearingcycle WHERE id = %s", [cycle.pk])
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def test_the_issuers_tap_time_fast_path_equals_the_conversion():
