@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -227,7 +228,7 @@ def country_child(n: int) -> dict:
             return execute(sql, params, many, context)
         finally:
             if not sampling:
-                key = " ".join(sql.split())[:80]
+                key = re.sub(r'"[^"]+"\.', '"<schema>".', " ".join(sql.split()))[:80]
                 if len(sql) > 2000:
                     key = f"[script of {sql.count(';')} statements] {key[:50]}"
                 bucket = per_tenant[-1]
