@@ -16,8 +16,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
-from django.utils.translation import gettext
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 from django_tenants.utils import schema_context, schema_exists
 
 from citycard.platform.errors import DomainError
