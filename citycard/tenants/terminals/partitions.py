@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from citycard.terminal_kit.beijing import BEIJING
 
 PARENT = "terminals_transaction"
+# duplicate_table, duplicate_object (the row type), unique_violation (a catalogue index)
+_MADE_MEANWHILE = {"42P07", "42710", "23505"}
 
 # Months known to exist per schema, filled only after the creating/observing transaction commits, so a
 # rolled-back creation never leaves a stale entry.
@@ -79,10 +81,19 @@ def partitions_ensure(months: Iterable[tuple[int, int]]) -> list[str]:
         for year, month in sorted(wanted - existing):
             low, high = _bounds(year, month)
             name = partition_name(year, month)
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {qschema}.{name} PARTITION OF {qschema}.{PARENT}"
-                f" FOR VALUES FROM ('{low}') TO ('{high}')"
-            )
+            try:
+                with transaction.atomic():
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {qschema}.{name} PARTITION OF {qschema}.{PARENT}"
+                        f" FOR VALUES FROM ('{low}') TO ('{high}')"
+                    )
+            except DatabaseError as exc:
+                # IF NOT EXISTS looks before waiting for the parent's lock: when another transaction made
+                # the same month meanwhile (two uploads of a new month, the beat task), this one finds it
+                # committed once it has the lock, and the month is there to use.
+                if getattr(exc.__cause__, "pgcode", None) not in _MADE_MEANWHILE:
+                    raise
+                continue
             created.append(name)
     seen = existing | wanted
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
-from django.db import connection
-from django_tenants.utils import tenant_context
+from django.db import connection, connections, transaction
+from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform import services
 from citycard.platform.keys import tenant_verify
 from citycard.tenants.terminals.partitions import (
+    forget_known,
     month_of,
     months_around,
     partition_name,
+    partitions_ensure,
     partitions_existing,
 )
 from citycard.tenants.terminals.simulate import SimTerminal
@@ -24,9 +27,8 @@ from citycard.tenants.terminals.tasks import partitions_ensure_all
 
 from .conftest import cards, taps_for
 
-pytestmark = pytest.mark.django_db
 
-
+@pytest.mark.django_db
 def test_a_tenant_created_today_takes_taps_of_a_month_it_has_no_partition_for(client, register, now):
     wuxi = services.tenant_create(code="wuxi", division_code="320200")
     this = month_of(now)
@@ -62,3 +64,50 @@ def test_a_tenant_created_today_takes_taps_of_a_month_it_has_no_partition_for(cl
     with tenant_context(wuxi):
         assert partitions_existing() == {*ahead, month_of(late)}
     assert partitions_ensure_all()["created"] == {}  # idempotent
+
+
+def test_two_transactions_making_the_same_month_at_once_both_go_through(committed_db):
+    """An upload and another (or the beat task) making the same missing month: the second waits for the
+    first's lock on the parent, then finds the month made, and goes on rather than failing."""
+    month = (2031, 5)
+    name = partition_name(*month)
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with schema_context("haiyan"), transaction.atomic():
+                outcome["created"] = partitions_ensure([month])
+                outcome["exists"] = month in partitions_existing()
+        except Exception as exc:  # reported to the main thread, which asserts
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    forget_known()
+    try:
+        with schema_context("haiyan"), transaction.atomic():
+            assert partitions_ensure([month]) == [name]
+            thread = threading.Thread(target=second)
+            thread.start()
+            with connection.cursor() as cur:  # until the second one waits on the parent's lock
+                for _ in range(200):
+                    # The activity is a snapshot per transaction unless cleared.
+                    cur.execute("SELECT pg_stat_clear_snapshot()")
+                    cur.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE %s",
+                        [f"%{name}%"],
+                    )
+                    if cur.fetchone()[0]:
+                        break
+                    thread.join(0.05)
+                else:
+                    raise AssertionError(f"the second never waited on the first: {outcome}")
+        thread.join(30)
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome == {"created": [], "exists": True}
+    finally:
+        forget_known()
+        with schema_context("haiyan"), connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+        connection.set_schema_to_public()
