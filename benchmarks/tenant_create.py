@@ -14,7 +14,8 @@ service (real GB/T 2260 cities and counties, no cardholders) and prints the time
 (the baseline) beside the last 100, and how the catalogue grows: database size, ``pg_class`` rows, dead
 catalogue rows and autovacuum runs (``pg_stat_sys_tables``, ``pg_stat_user_tables``) and autovacuum workers
 seen running (``pg_stat_activity``), every N/10 tenants. ``--keep`` keeps the database (``citycard_bench``)
-for ``benchmarks/migrate.py --reuse``.
+for ``benchmarks/migrate.py --reuse``. With ``BENCH_SQL=1`` it also prints the statements of the first and
+the last 100 tenants by total time, side by side: what grows with the number of schemas shows there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -215,13 +217,53 @@ def country_child(n: int) -> dict:
             samples.append({"tenants": len(times), "last_median": statistics.median(times[-step:]), **sample})
 
     times: list[float] = []
+    # BENCH_SQL: each statement's time per tenant (one dict per tenant, keyed by the statement's start; the
+    # clone's two DDL scripts are one statement each), the catalogue samples left out.
+    per_tenant: list[dict[str, float]] = [{}]
+    sampling = False
+
+    def timed_sql(execute, sql, params, many, context):
+        begun = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            if not sampling:
+                key = re.sub(r'"[^"]+"\.', '"<schema>".', " ".join(sql.split()))[:80]
+                if len(sql) > 2000:
+                    key = f"[script of {sql.count(';')} statements] {key[:50]}"
+                bucket = per_tenant[-1]
+                bucket[key] = bucket.get(key, 0.0) + time.perf_counter() - begun
+
+    def timed_progress(division, tenant, seconds):
+        nonlocal sampling
+        sampling = True
+        try:
+            progress(division, tenant, seconds)
+        finally:
+            sampling = False
+        if seconds is not None:
+            per_tenant.append({})
+
     with connection.cursor() as cur:
         start = _catalogue(cur)
     began = time.perf_counter()
-    scale.country_build(limit=n, largest=0, actor="bench", progress=progress)
+    if os.environ.get("BENCH_SQL"):
+        with connection.execute_wrapper(timed_sql):
+            scale.country_build(limit=n, largest=0, actor="bench", progress=timed_progress)
+    else:
+        scale.country_build(limit=n, largest=0, actor="bench", progress=progress)
     wall = time.perf_counter() - began
     window = min(100, max(len(times) // 2, 1))
     first, last = times[:window], times[-window:]
+    statements = {}
+    if os.environ.get("BENCH_SQL"):
+        done = per_tenant[: len(times)]
+        for label, part in (("first", done[:window]), ("last", done[-window:])):
+            totals: dict[str, float] = {}
+            for bucket in part:
+                for key, seconds in bucket.items():
+                    totals[key] = totals.get(key, 0.0) + seconds
+            statements[label] = {key: seconds / len(part) for key, seconds in totals.items()}
 
     def p95(values):
         return sorted(values)[max(int(len(values) * 0.95) - 1, 0)]
@@ -237,6 +279,7 @@ def country_child(n: int) -> dict:
         "start": start,
         "samples": samples,
         "autovacuum_workers_seen": workers_seen,
+        "statements": statements,
     }
 
 
@@ -310,6 +353,13 @@ def run_country(n: int, keep: bool, existing: bool = False) -> None:
             f"{s['autovacuum_workers']:>10}"
         )
     print(f"autovacuum workers seen at once (sampled): {r['autovacuum_workers_seen']}")
+    statements = r.get("statements")
+    if statements:
+        first, last = statements["first"], statements["last"]
+        keys = sorted(set(first) | set(last), key=lambda k: -max(first.get(k, 0.0), last.get(k, 0.0)))
+        print(f"statements per tenant by time (BENCH_SQL), first {r['window']} vs last {r['window']}, ms:")
+        for key in keys[:15]:
+            print(f"  {first.get(key, 0.0) * 1000:8.2f} {last.get(key, 0.0) * 1000:8.2f}  {key}")
     if not keep:
         stop_embedded(env)
 

@@ -331,7 +331,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.platform.tasks.audit_verify_all",
         "schedule": 24 * 3600,
     },
-    # Month partitions of the transaction table, made ahead in the template and every tenant.
     "graphql-rate-windows-purge": {
         "task": "citycard.platform.tasks.rate_windows_purge",
         "schedule": 3600,
@@ -365,6 +364,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.payments.tasks.orders_sweep_all",
         "schedule": float(os.environ.get("CITYCARD_PAYMENTS_SWEEP_EVERY_S", "120")),
     },
+    # Month partitions of the transaction table: this month and the next three in every tenant.
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
 from citycard.platform import services
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Domain, Tenant, TenantKind
+from citycard.tenants.terminals.partitions import month_of, partition_name, partitions_existing
+from citycard.terminal_kit.beijing import BEIJING
 
 pytestmark = pytest.mark.django_db
 
@@ -173,6 +178,7 @@ def test_suspend_via_cli(capsys):
         call_command("tenant", "suspend", "nowhere", "--reason", "x")
 
 
+_MONTH = re.compile(r"_y[0-9]{4}m[0-9]{2}")
 _CATALOG = """
 SELECT 'table ' || c.relname || ' ' || c.relkind::text FROM pg_class c WHERE c.relnamespace = %(ns)s::regnamespace
   AND c.relkind IN ('r', 'p', 'v')
@@ -202,9 +208,18 @@ def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
             cur.execute(_CATALOG, {"ns": schema})
             return sorted(row[0].replace(f"{schema}.", "") for row in cur.fetchall())
 
+    def partitions(objects):
+        return {_MONTH.sub("_yMONTH", line) for line in objects if _MONTH.search(line)}
+
     template = catalog("_template")
     assert len(template) > 20
-    assert catalog("jiaxing") == template
+    tenant = catalog("jiaxing")
+    # The same objects, month partitions aside: the template's are not cloned, the tenant makes its own
+    # (this month's at creation, others ahead or on demand), each one like the template's.
+    assert [line for line in tenant if not _MONTH.search(line)] == [
+        line for line in template if not _MONTH.search(line)
+    ]
+    assert partitions(tenant) == partitions(template) != set()
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM _template.django_migrations")
         template_rows = cur.fetchone()[0]
@@ -217,3 +232,17 @@ def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
         new_id = cur.fetchone()[0]
         cur.execute("SELECT max(id) FROM _template.django_migrations")
         assert new_id > cur.fetchone()[0]
+
+
+def test_a_new_tenant_gets_this_months_partition_only_in_one_statement():
+    """Each partition made costs PostgreSQL a scan of all of pg_constraint (every tenant's constraints), so a
+    new schema makes one, whatever months the template holds."""
+    with schema_context("_template"):
+        assert len(partitions_existing()) >= 4
+    with CaptureQueriesContext(connection) as queries:
+        services.tenant_create(code="wuxi", division_code="320200")
+    made = [q["sql"] for q in queries.captured_queries if "PARTITION OF" in q["sql"]]
+    this = month_of(dt.datetime.now(BEIJING))
+    assert len(made) == 1 and partition_name(*this) in made[0], made
+    with schema_context("wuxi"):
+        assert partitions_existing() == {this}

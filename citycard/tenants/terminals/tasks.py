@@ -1,4 +1,4 @@
-"""Terminal tasks: month partitions made ahead in the template and every tenant; the verification stage."""
+"""Terminal tasks: month partitions made ahead in every tenant; the verification stage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from django_tenants.utils import schema_context, tenant_context
 
 from citycard.platform.celery import app
 from citycard.platform.models import Tenant
-from citycard.platform.schemas import template_schema_name
 from citycard.tenants.terminals.partitions import partitions_ahead
 from citycard.tenants.terminals.services import half_journeys_release
 from citycard.tenants.terminals.verify import batches_verify_all as verify_tenant
@@ -15,13 +14,10 @@ from citycard.tenants.terminals.verify import batches_verify_all as verify_tenan
 
 @app.task(name="citycard.tenants.terminals.tasks.partitions_ensure_all")
 def partitions_ensure_all() -> dict:
-    """Last month, this month and the next three in the template (so new tenants get them) and every
-    tenant. Idempotent; ingestion also creates a missing month on demand."""
+    """This month and the next three in every tenant. Idempotent; ingestion also creates a missing month on
+    demand. The template is left alone: its partitions are not cloned (a new tenant gets this month's)."""
     created: dict[str, list[str]] = {}
-    schemas = [
-        template_schema_name(),
-        *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True),
-    ]
+    schemas = list(Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
     for schema in schemas:
         with schema_context(schema):
             names = partitions_ahead()

@@ -89,7 +89,7 @@ def test_cli_register_rotate_suspend_list(tmp_path):
         )
 
 
-def test_partitions_are_made_ahead_in_template_and_tenants():
+def test_partitions_are_made_ahead_in_every_tenant():
     far = dt.date.today() + dt.timedelta(days=800)
     with schema_context("haiyan"):
         assert (far.year, far.month) not in partitions_existing()
@@ -101,8 +101,10 @@ def test_partitions_are_made_ahead_in_template_and_tenants():
         result = partitions_ensure_all()
     finally:
         tasks.partitions_ahead = original
-    assert result["schemas"] >= 8
-    for schema in ("_template", "haiyan", "shenzhen"):
+    assert result["schemas"] >= 7
+    # The template is left alone: a new tenant is given this month's partition, not the template's.
+    assert "_template" not in result["created"]
+    for schema in ("haiyan", "shenzhen"):
         assert partition_name(far.year, far.month) in result["created"][schema]
         with schema_context(schema):
             assert set(months_around(far)) <= partitions_existing()

@@ -16,6 +16,7 @@ from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.checks import Flag
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import Batch, ReviewFlag, TapException, Transaction
+from citycard.tenants.terminals.partitions import forget_known
 from citycard.tenants.terminals.simulate import SimTerminal
 
 from .conftest import cards, taps_for
@@ -395,6 +396,9 @@ def _upload_queries(hangzhou, sim, n, now):
 def test_query_count_does_not_grow_with_the_batch(hz, now, settings, mode):
     settings.TERMINAL_VERIFY = mode
     hangzhou, sim = hz
+    # This month's partition is known to a process that created the tenant (after the commit): forgotten,
+    # so the count is the same whichever process made the session's tenants.
+    forget_known()
     _upload_queries(hangzhou, sim, 2, now)  # warms the route cache
     small = _upload_queries(hangzhou, sim, 5, now)
     large = _upload_queries(hangzhou, sim, 400, now)
