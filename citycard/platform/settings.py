@@ -365,6 +365,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.payments.tasks.orders_sweep_all",
         "schedule": float(os.environ.get("CITYCARD_PAYMENTS_SWEEP_EVERY_S", "120")),
     },
+    # Citizen-code rides' fares (电子市民码, 先乘后付) onto credit lines or online accounts (docs/credit.md).
+    "credit-online-fares-book": {
+        "task": "citycard.tenants.credit.tasks.online_fares_book_all",
+        "schedule": float(os.environ.get("CITYCARD_CREDIT_FARES_EVERY_S", "300")),
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,
