@@ -381,7 +381,7 @@ ORDER BY t.id
 """
 _CURSOR_WINDOW = "(t.id > %(through)s OR t.id = ANY(%(pending)s::bigint[]))"
 _SINCE_WINDOW = "t.tapped_at >= %(since)s"
-assert ONLINE_MEDIA == frozenset({"04"}), "the query and its index name the citizen code's medium"
+assert {"04"} == set(ONLINE_MEDIA), "the query and its index name the citizen code's medium"
 # An upload's taps get their ids when it writes them and are seen when it commits: the cursor does not
 # pass taps received in the last minutes, so a slower upload with lower ids is still read next time.
 FARES_CURSOR_LAG = dt.timedelta(minutes=10)
@@ -566,7 +566,9 @@ def roaming_code_fares_take(records: list[dict[str, Any]], now: dt.datetime) -> 
             card_no=r["card_no"],
             amount_fen=int(r["amount_fen"]),
             tapped_at=dt.datetime.fromisoformat(r["tapped_at"]),
-            payee=f"{r.get('service') or ''} {r.get('route') or ''} ({r.get('acquirer') or ''})".strip()[:100],
+            payee=f"{r.get('service') or ''} {r.get('route') or ''} ({r.get('acquirer') or ''})".strip()[
+                :100
+            ],
             received_at=now,
         )
         for r in records

@@ -355,7 +355,10 @@ def _codes_check(
         return [], []
     moments = [dt.datetime.fromisoformat(r["tapped_at"]) for r in records]
     verdicts = code_verdicts(
-        [(r.get("code") or "", r["card_no"], tenant.code, at) for r, at in zip(records, moments, strict=True)],
+        [
+            (r.get("code") or "", r["card_no"], tenant.code, at)
+            for r, at in zip(records, moments, strict=True)
+        ],
         code_issuers(tenant_codes=[tenant.code], moments=moments),
     )
     rejections, proven = [], []
@@ -380,6 +383,7 @@ def _codes_check(
         )
     refused = {r["record_id"] for r in rejections}
     return rejections, [r for r, _ in proven if r["record_id"] not in refused]
+
 
 # ``ISSUER_SPEND_SINK(records, now)`` books on the issuer's ledger its own cards' payments at another city's
 # merchants, the records of a ``merchant`` cycle its validation accepted (wired by citycard.tenants.merchants,

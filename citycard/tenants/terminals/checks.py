@@ -357,7 +357,9 @@ def code_verdicts(
         try:
             payload = verifier.check(code, at=tapped_at.timestamp())
         except CodeRefused as exc:
-            out.append((_CODE_REFUSALS.get(exc.code, CODE_INVALID), {"refusal": exc.code, "message": str(exc)}))
+            out.append(
+                (_CODE_REFUSALS.get(exc.code, CODE_INVALID), {"refusal": exc.code, "message": str(exc)})
+            )
             continue
         if payload["tenant"] != issuer_tenant:
             out.append((CODE_INVALID, {"refusal": "foreign_signer", "signer": payload["tenant"]}))
@@ -368,9 +370,7 @@ def code_verdicts(
     return out
 
 
-def code_nonces_claim(
-    claims: Sequence[tuple[str, str, str, str]], *, at: dt.datetime
-) -> dict[int, str]:
+def code_nonces_claim(claims: Sequence[tuple[str, str, str, str]], *, at: dt.datetime) -> dict[int, str]:
     """Spend codes (issuer, nonce, claimant, card number) in this tenant's ``terminals_codenonce``: the
     index of each claim whose code another claimant spent first (the first claimant's name). A claim made
     again by the same claimant is no replay; of two claims of one nonce in one call, the first in order

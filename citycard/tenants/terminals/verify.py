@@ -93,8 +93,8 @@ SELECT b.id, b.first_tx_id, b.last_tx_id, t.terminal_id, b.batch_id
  ORDER BY b.id
  LIMIT %s
 """
-# In the field order of checks.Tap up to ``passes``, then the batch, the card's transit record and the citizen code: each
-# row makes its Tap positionally.
+# In the field order of checks.Tap up to ``passes``, then the batch, the card's transit record and the
+# citizen code: each row makes its Tap positionally.
 _TAP_COLUMNS = (
     "idx, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen, balance_after_fen,"
     " tapped_at, service, route, tac, terminal_no, algorithm, kind, status, card_scheme, categories,"

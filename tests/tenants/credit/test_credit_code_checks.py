@@ -70,7 +70,11 @@ def test_rides_whose_code_does_not_prove_them_are_flagged_and_not_charged(city, 
         ),
         # a valid code, but another cardholder's: the code's card is not the ride's
         _code_ride(
-            sim, cards["other"], at=now, amount_fen=200, code=citizen_code_issue(card_no=cards["good"], at=now)
+            sim,
+            cards["other"],
+            at=now,
+            amount_fen=200,
+            code=citizen_code_issue(card_no=cards["good"], at=now),
         ),
         # shown ten minutes before the ride: a code lives a minute
         _code_ride(
@@ -107,7 +111,9 @@ def test_rides_whose_code_does_not_prove_them_are_flagged_and_not_charged(city, 
 
     counts = credit.online_fares_book(actor="t", now=timezone.now() + LATER)
     assert (counts["charged"], counts["held"]) == (1, 5)
-    balances = dict(LedgerAccount.objects.filter(card_no__in=cards.values()).values_list("card_no", "balance_fen"))
+    balances = dict(
+        LedgerAccount.objects.filter(card_no__in=cards.values()).values_list("card_no", "balance_fen")
+    )
     assert balances == {c: (800 if c == cards["good"] else 1000) for c in cards.values()}
     # held for good: the next runs do not charge them either
     assert credit.online_fares_book(actor="t", now=timezone.now() + LATER)["charged"] == 0
@@ -185,7 +191,10 @@ def test_code_rides_trip_no_chip_check_and_wait_for_verification(city, rules, in
 
 
 def test_the_booking_reads_code_rides_through_their_index_on_a_beat_schedule(city, rules):
-    assert settings.CELERY_BEAT_SCHEDULE["credit-online-fares-book"]["task"] == credit_tasks.online_fares_book_all.name
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["credit-online-fares-book"]["task"]
+        == credit_tasks.online_fares_book_all.name
+    )
     query = credit._ONLINE_FARES_SQL.format(window=credit._CURSOR_WINDOW)
     with connection.cursor() as cur:
         cur.execute("SET LOCAL enable_seqscan = off")

@@ -63,8 +63,12 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
     codes[forged] = _forged(codes[forged])
     # the replayed code is used first on a Jiaxing bus: Jiaxing books it there
     home_bus = _bus(jiaxing)
-    home = [_code_ride(home_bus, replayed, at=now + dt.timedelta(seconds=5), amount_fen=200, code=codes[replayed])]
-    batch_ingest(tenant=jiaxing, body=home_bus.sign(home_bus.payload(home, created_at=now + dt.timedelta(minutes=1))))
+    home = [
+        _code_ride(home_bus, replayed, at=now + dt.timedelta(seconds=5), amount_fen=200, code=codes[replayed])
+    ]
+    batch_ingest(
+        tenant=jiaxing, body=home_bus.sign(home_bus.payload(home, created_at=now + dt.timedelta(minutes=1)))
+    )
 
     with tenant_context(hangzhou):
         sim = SimTerminal("HZ-BUS-QR1", "hangzhou", service="bus", route="B1")
@@ -73,11 +77,13 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
             _code_ride(sim, card, at=now + dt.timedelta(seconds=20), amount_fen=300, code=codes[card])
             for card in (on_credit, forged, replayed)
         ]
-        result = batch_ingest(tenant=hangzhou, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=1))))
+        result = batch_ingest(
+            tenant=hangzhou, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=1)))
+        )
         assert result.accepted == 3
-        assert set(Transaction.objects.filter(terminal_id=sim.terminal_id).values_list("routing", flat=True)) == {
-            "roaming"
-        }
+        assert set(
+            Transaction.objects.filter(terminal_id=sim.terminal_id).values_list("routing", flat=True)
+        ) == {"roaming"}
         # Hangzhou checks the code too, with Jiaxing's published keys: the forged one is flagged there
         assert list(ReviewFlag.objects.filter(code__startswith="code_").values_list("card_no", "code")) == [
             (forged, "code_invalid")
@@ -115,10 +121,20 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
         assert LedgerAccount.objects.get(card_no=replayed).balance_fen == 800
         assert RoamingFare.objects.get().booked_at is not None
         # once: booked again or validated again, nothing new
-        assert credit.online_fares_book(actor="t", now=timezone.now() + dt.timedelta(hours=1))["deferred"] == 0
-        assert credit.roaming_code_fares_take(
-            [{**records.get(card_no=on_credit).data, "record_id": records.get(card_no=on_credit).record_id}],
-            timezone.now(),
-        ) == 0
+        assert (
+            credit.online_fares_book(actor="t", now=timezone.now() + dt.timedelta(hours=1))["deferred"] == 0
+        )
+        assert (
+            credit.roaming_code_fares_take(
+                [
+                    {
+                        **records.get(card_no=on_credit).data,
+                        "record_id": records.get(card_no=on_credit).record_id,
+                    }
+                ],
+                timezone.now(),
+            )
+            == 0
+        )
         assert_balanced()
     connection.set_schema_to_public()

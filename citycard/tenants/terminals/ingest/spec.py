@@ -365,7 +365,9 @@ class Token(TapField):
         if value is None:
             return ""
         if type(value) is not str or len(value) > MAX_TOKEN_CHARS or not TOKEN_CHARS.issuperset(value):
-            raise Reject(self.reason, f"{self.name} must be a citizen code of at most {MAX_TOKEN_CHARS} characters")
+            raise Reject(
+                self.reason, f"{self.name} must be a citizen code of at most {MAX_TOKEN_CHARS} characters"
+            )
         return value
 
     def common_type(self, meta):
