@@ -443,7 +443,11 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     refused = {r["record_id"] for r in rejections}
     if ISSUER_SPEND_SINK is not None and opened.body.get("service") == MERCHANT_CYCLE_SERVICE:
         ISSUER_SPEND_SINK([r for r in records if r["record_id"] not in refused and not _is_code_ride(r)], now)
-    if ISSUER_CODE_FARE_SINK is not None and code_accepted:
+    if (
+        ISSUER_CODE_FARE_SINK is not None
+        and code_accepted
+        and opened.body.get("service") != MERCHANT_CYCLE_SERVICE  # rides, not a merchant's payments
+    ):
         ISSUER_CODE_FARE_SINK(code_accepted, now)
     body = {
         "request": opened.message_id,
