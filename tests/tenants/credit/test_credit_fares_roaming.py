@@ -61,6 +61,7 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
     now = timezone.now().astimezone(BEIJING).replace(microsecond=0) - dt.timedelta(hours=1)
     codes = {card: citizen_code_issue(card_no=card, at=now) for card in (on_credit, forged, replayed)}
     codes[forged] = _forged(codes[forged])
+    second = citizen_code_issue(card_no=on_credit, at=now + dt.timedelta(minutes=5))
     # the replayed code is used first on a Jiaxing bus: Jiaxing books it there
     home_bus = _bus(jiaxing)
     home = [
@@ -77,10 +78,17 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
             _code_ride(sim, card, at=now + dt.timedelta(seconds=20), amount_fen=300, code=codes[card])
             for card in (on_credit, forged, replayed)
         ]
+        # the cardholder's second ride, with a fresh code: no chip counter, so the issuer finds no card
+        # counter "cleared again"
+        taps.append(
+            _code_ride(
+                sim, on_credit, at=now + dt.timedelta(minutes=5, seconds=10), amount_fen=250, code=second
+            )
+        )
         result = batch_ingest(
             tenant=hangzhou, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=1)))
         )
-        assert result.accepted == 3
+        assert result.accepted == 4
         assert set(
             Transaction.objects.filter(terminal_id=sim.terminal_id).values_list("routing", flat=True)
         ) == {"roaming"}
@@ -98,42 +106,44 @@ def test_a_visitors_code_ride_is_booked_by_the_home_city(yrd_transit, city, rule
     cycle = cycle_get_or_create(network_code="yrd", service="transit", business_date=day)
     cycle = cycle_run(cycle=cycle, now=cycle.cut_off_at + dt.timedelta(minutes=1))
     records = ClearingRecord.objects.filter(cycle=cycle, card_no__in=[on_credit, forged, replayed])
-    assert all(r.data["code"] == codes[r.card_no] for r in records)
-    statuses = dict(records.with_status().values_list("card_no", "current_status"))
-    assert statuses == {on_credit: "valid", forged: "rejected", replayed: "rejected"}
+    assert {r.data["code"] for r in records} == {*codes.values(), second}
+    statuses = sorted(records.with_status().values_list("card_no", "amount_fen", "current_status"))
+    assert statuses == sorted(
+        [
+            (on_credit, 300, "valid"),
+            (on_credit, 250, "valid"),
+            (forged, 300, "rejected"),
+            (replayed, 300, "rejected"),
+        ]
+    )
     positions = dict(cycle.positions.values_list("participant", "net_fen"))
     assert positions["hangzhou"] > 0 and positions["jiaxing"] < 0  # Jiaxing owes Hangzhou the valid ride
 
     with tenant_context(jiaxing):
         reasons = dict(IssuerRejection.objects.values_list("card_no", "reason"))
         assert reasons == {forged: "code_invalid", replayed: "code_replayed"}
-        assert list(RoamingFare.objects.values_list("card_no", "acquirer", "amount_fen")) == [
-            (on_credit, "hangzhou", 300)
+        assert sorted(RoamingFare.objects.values_list("card_no", "acquirer", "amount_fen")) == [
+            (on_credit, "hangzhou", 250),
+            (on_credit, "hangzhou", 300),
         ]
         counts = credit.online_fares_book(actor="t", now=timezone.now() + dt.timedelta(hours=1))
         # the home ride of the replayed code (own terminal) and the visitor's ride on credit
-        assert (counts["deferred"], counts["charged"], counts["held"]) == (1, 1, 0)
-        item = CreditItem.objects.get(line__card_no=on_credit)
-        assert item.payment_id.startswith("roam:hangzhou-") and item.amount_fen == 300
-        assert sel.owed_fen(sel.line_of_card(card_no=on_credit)) == 300
-        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == 300
+        assert (counts["deferred"], counts["charged"], counts["held"]) == (2, 1, 0)
+        items = CreditItem.objects.filter(line__card_no=on_credit)
+        assert all(i.payment_id.startswith("roam:hangzhou-") for i in items)
+        assert sorted(i.amount_fen for i in items) == [250, 300]
+        assert sel.owed_fen(sel.line_of_card(card_no=on_credit)) == 550
+        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == 550
         assert LedgerAccount.objects.get(card_no=forged).balance_fen == 1000
         assert LedgerAccount.objects.get(card_no=replayed).balance_fen == 800
-        assert RoamingFare.objects.get().booked_at is not None
+        assert not RoamingFare.objects.filter(booked_at__isnull=True).exists()
         # once: booked again or validated again, nothing new
         assert (
             credit.online_fares_book(actor="t", now=timezone.now() + dt.timedelta(hours=1))["deferred"] == 0
         )
+        valid = records.filter(card_no=on_credit).first()
         assert (
-            credit.roaming_code_fares_take(
-                [
-                    {
-                        **records.get(card_no=on_credit).data,
-                        "record_id": records.get(card_no=on_credit).record_id,
-                    }
-                ],
-                timezone.now(),
-            )
+            credit.roaming_code_fares_take([{**valid.data, "record_id": valid.record_id}], timezone.now())
             == 0
         )
         assert_balanced()
