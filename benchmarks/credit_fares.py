@@ -20,7 +20,6 @@ BENCH_DB = "citycard_bench_credit_fares"
 
 
 def child(args) -> None:
-    import datetime as dt
     import statistics
     import time
 

@@ -65,9 +65,7 @@ def test_the_code_check_costs_the_same_queries_for_two_rides_or_twenty(hz, now):
         counts = []
         for n, offset in ((2, 0), (20, 100)):
             # warm: the first batch pays for the caches (keys, routes, terminal)
-            taps = [
-                _ride(sim, issued[i % 3], start + dt.timedelta(seconds=offset + i)) for i in range(n)
-            ]
+            taps = [_ride(sim, issued[i % 3], start + dt.timedelta(seconds=offset + i)) for i in range(n)]
             _upload(hangzhou, sim, taps[:1], start + dt.timedelta(minutes=5))
             with CaptureQueriesContext(connection) as queries:
                 assert _upload(hangzhou, sim, taps[1:], start + dt.timedelta(minutes=5)).accepted == n - 1
