@@ -370,6 +370,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.credit.tasks.online_fares_book_all",
         "schedule": float(os.environ.get("CITYCARD_CREDIT_FARES_EVERY_S", "300")),
     },
+    # Spent citizen codes too old to be replayed, forgotten (docs/ingestion.md).
+    "terminals-code-nonces-purge": {
+        "task": "citycard.tenants.terminals.tasks.code_nonces_purge_all",
+        "schedule": 24 * 3600,
+    },
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",
         "schedule": 6 * 3600,

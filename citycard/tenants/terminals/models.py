@@ -440,6 +440,7 @@ class CodeNonce(models.Model):
         verbose_name = _("spent citizen code")
         verbose_name_plural = _("spent citizen codes")
         constraints = [models.UniqueConstraint(fields=["issuer", "nonce"], name="terminals_codenonce_once")]
+        indexes = [models.Index(fields=["claimed_at"], name="codenonce_claimed_at")]
 
     def __str__(self) -> str:
         return f"{self.issuer}:{self.nonce}"

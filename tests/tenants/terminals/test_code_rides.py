@@ -12,11 +12,13 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.models import ReviewFlag, TapException, Transaction
+from citycard.tenants.terminals.models import CodeNonce, ReviewFlag, TapException, Transaction
+from citycard.tenants.terminals.services import CODE_NONCE_KEEP, code_nonces_purge
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal
 
 from .test_card_checks import hz  # noqa: F401
@@ -98,3 +100,18 @@ def test_code_rides_leave_the_chip_counters_alone(hz, now):  # noqa: F811
         assert _upload(hangzhou, sim, later, start + dt.timedelta(minutes=6)).accepted == 2
         gaps = list(ReviewFlag.objects.filter(code="card_counter_gap").values_list("detail", flat=True))
         assert gaps == [{"missing": [taps[2]["card_counter"] + 1, taps[2]["card_counter"] + 1]}]
+
+
+def test_spent_codes_are_forgotten_once_no_replay_could_be_accepted(hz, now):  # noqa: F811
+    hangzhou, sim, issued = hz
+    with tenant_context(hangzhou):
+        start = now - dt.timedelta(minutes=10)
+        assert _upload(
+            hangzhou, sim, [_ride(sim, issued[0], start)], start + dt.timedelta(minutes=1)
+        ).accepted
+        assert CodeNonce.objects.count() == 1
+        assert code_nonces_purge() == 0
+        # a replay must be uploaded within TAPPED_AT_MAX_AGE of its ride: past that, the code is forgotten
+        assert code_nonces_purge(now=timezone.now() + CODE_NONCE_KEEP - dt.timedelta(days=1)) == 0
+        assert code_nonces_purge(now=timezone.now() + CODE_NONCE_KEEP + dt.timedelta(minutes=1)) == 1
+        assert not CodeNonce.objects.exists()
