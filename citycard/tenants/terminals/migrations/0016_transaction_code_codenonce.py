@@ -5,8 +5,13 @@ from django.db import migrations, models
 
 # The citizen-code rides (fare medium 04) by transaction id, for credit's ``online_fares_book``, which reads
 # the rides above its cursor: a few index pages per month partition instead of every tap. Declared on the
-# partitioned parent, so every month partition has its own (and the template's clone copies it).
-CODE_RIDES_SQL = "CREATE INDEX transaction_code_rides ON terminals_transaction (id) WHERE card_scheme = '04'"
+# partitioned parent, so every month partition has its own (and the template's clone copies it). The
+# routing rides along (the booking reads own rides): it also gives each partition's copy a name of its own
+# (PostgreSQL names them by their columns; a second ``(id)`` index would take ``_id_idx1`` in one schema and
+# ``_id_idx`` in a clone).
+CODE_RIDES_SQL = (
+    "CREATE INDEX transaction_code_rides ON terminals_transaction (id, routing) WHERE card_scheme = '04'"
+)
 CODE_RIDES_REVERSE = "DROP INDEX transaction_code_rides"
 
 
