@@ -21,6 +21,11 @@ CLEARING_REJECTIONS = {
     "hotlisted": _("Card hotlisted"),
     "tac_invalid": _("TAC does not verify"),
     "counter_replayed": _("Card counter cleared before"),
+    "code_missing": _("Citizen-code ride without its code"),
+    "code_invalid": _("Citizen code does not verify"),
+    "code_expired": _("Ride outside the citizen code's validity"),
+    "code_other_card": _("Citizen code of another card"),
+    "code_replayed": _("Citizen code used before"),
 }
 
 TAP_EXCEPTIONS = {
@@ -47,6 +52,11 @@ REVIEW_FLAGS = {
     "unproven": _("No TAC to prove the tap"),
     "tac_invalid": _("TAC does not verify"),
     "fare_mismatch": _("Fare differs from the published rules"),
+    "code_missing": _("Citizen-code ride without its code"),
+    "code_invalid": _("Citizen code does not verify"),
+    "code_expired": _("Ride outside the citizen code's validity"),
+    "code_other_card": _("Citizen code of another card"),
+    "code_replayed": _("Citizen code used before"),
 }
 
 MEDICAL_REFUSALS = {

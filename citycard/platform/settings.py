@@ -364,6 +364,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.payments.tasks.orders_sweep_all",
         "schedule": float(os.environ.get("CITYCARD_PAYMENTS_SWEEP_EVERY_S", "120")),
     },
+    # Citizen-code rides' fares (电子市民码, 先乘后付) onto credit lines or online accounts (docs/credit.md).
+    "credit-online-fares-book": {
+        "task": "citycard.tenants.credit.tasks.online_fares_book_all",
+        "schedule": float(os.environ.get("CITYCARD_CREDIT_FARES_EVERY_S", "300")),
+    },
+    # Spent citizen codes too old to be replayed, forgotten (docs/ingestion.md).
+    "terminals-code-nonces-purge": {
+        "task": "citycard.tenants.terminals.tasks.code_nonces_purge_all",
+        "schedule": 24 * 3600,
+    },
     # Month partitions of the transaction table: this month and the next three in every tenant.
     "terminals-partitions-ahead": {
         "task": "citycard.tenants.terminals.tasks.partitions_ensure_all",

@@ -15,6 +15,10 @@ accepts a code only if, in this order (each refusal is a ``CodeRefused`` with it
    (``expired``) nor dated in the future (``not_yet_valid``), with ``CLOCK_ALLOWANCE_S`` either way;
 6. its nonce was never accepted here before (``replayed``): the terminal's queue database remembers
    each accepted nonce until the code's expiry has passed, across restarts.
+
+The back office checks a ride's code again after the upload (``EcodeVerifier.check``: steps 1–5 at the
+tap's time, no store); it claims the nonces of a whole batch at once in its own database, across every
+terminal (``citycard.tenants.terminals.checks.code_check``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ CLOCK_ALLOWANCE_S = 5
 MAX_TOKEN_CHARS = 1024  # a QR code a phone shows; anything longer is not a citizen code
 FIELDS = frozenset({"card_no", "tenant", "iat", "exp", "nonce"})
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The characters a token may have: base64url, the dots between its parts, a key id's ``tenant:s1``.
+TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _TIME_MAX = 2**40  # Unix seconds, far beyond any plausible date
 
@@ -176,7 +182,7 @@ class EcodeVerifier:
     nonces it accepted (``TapStore.code_nonce_claim``)."""
 
     issuers: Iterable[CodeIssuer]
-    store: TapStore
+    store: TapStore | None
     clock: Callable[[], float] = time.time
     _by_key: dict[str, tuple[CodeIssuer, Ed25519PublicKey]] = field(default_factory=dict, init=False)
 
@@ -190,6 +196,25 @@ class EcodeVerifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The payload of an acceptable code (now spent), or CodeRefused saying why not."""
+        if self.store is None:
+            raise ValueError("a verifier that spends codes needs a store of the nonces it accepted")
+        payload, issuer, now = self._checked(token, now=None)
+        if not self.store.code_nonce_claim(
+            tenant=issuer.tenant,
+            nonce=payload["nonce"],
+            forget_after=payload["exp"] + CLOCK_ALLOWANCE_S,
+            now=int(now),
+        ):
+            raise CodeRefused("this code was already used", code="replayed")
+        return payload
+
+    def check(self, token: str, *, at: float) -> dict[str, Any]:
+        """Checks 1–5 of a code presented at Unix time ``at`` (the back office, after the ride: the tap's
+        time instead of the clock), its nonce not claimed: the caller claims nonces in bulk. The payload,
+        or CodeRefused saying why not."""
+        return self._checked(token, now=at)[0]
+
+    def _checked(self, token: str, *, now: float | None) -> tuple[dict[str, Any], CodeIssuer, float]:
         if type(token) is not str or len(token) > MAX_TOKEN_CHARS:
             raise CodeRefused("not an electronic citizen code", code="malformed")
         parts = token.split(".")
@@ -226,16 +251,9 @@ class EcodeVerifier:
                 "at most",
                 code="lifetime_too_long",
             )
-        now = self.clock()
+        now = self.clock() if now is None else now
         if payload["exp"] + CLOCK_ALLOWANCE_S < now:
             raise CodeRefused("the code has expired; refresh it on the phone", code="expired")
         if payload["iat"] - CLOCK_ALLOWANCE_S > now:
             raise CodeRefused("the code is dated in the future", code="not_yet_valid")
-        if not self.store.code_nonce_claim(
-            tenant=issuer.tenant,
-            nonce=payload["nonce"],
-            forget_after=payload["exp"] + CLOCK_ALLOWANCE_S,
-            now=int(now),
-        ):
-            raise CodeRefused("this code was already used", code="replayed")
-        return payload
+        return payload, issuer, now

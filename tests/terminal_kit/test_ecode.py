@@ -176,3 +176,23 @@ def test_one_key_listed_for_two_issuers_is_a_configuration_error(store):
             ],
             store=store,
         )
+
+
+def test_the_back_office_checks_a_code_at_the_rides_time_without_spending_it():
+    """``EcodeVerifier.check``: the same checks at the given time (the ride's), no nonce store (the back
+    office claims nonces in bulk); a verifier without a store cannot spend codes."""
+    token = ecode_issue(card_no=HZ_CARD, tenant="hangzhou", key=HANGZHOU, key_id="hangzhou:s1", now=NOW)
+    office = verifier(None, clock=NOW + 3600)  # checked an hour later, at the ride's time
+    assert office.check(token, at=NOW + 30)["card_no"] == HZ_CARD
+    assert office.check(token, at=NOW + 30)["card_no"] == HZ_CARD  # nothing spent
+    with pytest.raises(CodeRefused) as err:
+        office.check(token, at=NOW + 60 + 6)
+    assert err.value.code == "expired"
+    with pytest.raises(CodeRefused) as err:
+        office.check(token, at=NOW - 6)
+    assert err.value.code == "not_yet_valid"
+    forged = token[:-20] + ("A" if token[-20] != "A" else "B") + token[-19:]
+    with pytest.raises(CodeRefused):
+        office.check(forged, at=NOW + 30)
+    with pytest.raises(ValueError, match="store"):
+        office.verify(token)

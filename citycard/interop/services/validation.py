@@ -30,7 +30,7 @@ VALIDATION_CHUNK = 5000
 _VALIDATION_SQL = """
 SELECT record_id, card_no, card_counter, amount_fen, data->>'tapped_at', COALESCE(data->>'terminal_no', ''),
        (data->>'terminal_seq')::bigint, COALESCE((data->>'algorithm')::int, 4), data->>'tac', acquirer,
-       (data->'taps')::text
+       (data->'taps')::text, COALESCE(data->>'card_scheme', ''), data->>'code', data->>'service', data->>'route'
 FROM interop_clearingrecord WHERE cycle_id = %s AND issuer = %s AND status = 'pending' ORDER BY record_id
 """
 
@@ -105,6 +105,12 @@ def issuer_validate(*, cycle_id: int, issuer_code: str, now: dt.datetime) -> dic
                         # a metro journey: each tap's TAC and counter (entry and exit)
                         **({"taps": json.loads(r[10])} if r[10] else {}),
                         **_grace_entry(grace_of(r[4]), grace_of(None)),
+                        # a citizen-code ride: the code, checked by the issuer, and what it paid for
+                        **(
+                            {"card_scheme": r[11], "code": r[12] or "", "service": r[13], "route": r[14]}
+                            if r[11] in exchange.ONLINE_MEDIA
+                            else {}
+                        ),
                     }
                     for r in chunk
                 ],

@@ -17,6 +17,7 @@ from citycard.tenants.credit.models import (
     CreditRepayment,
     CreditRules,
     LineState,
+    RoamingFare,
 )
 from citycard.terminal_kit.money import yuan
 
@@ -161,3 +162,13 @@ class CreditRepaymentAdmin(ReadOnlyAdmin):
     list_display = ("at", "line", "source", "amount_fen", "key", "order_no")
     list_filter = ("source",)
     search_fields = ("=key", "=line__card_no")
+
+
+@admin.register(RoamingFare, site=tenant_admin)
+class RoamingFareAdmin(ReadOnlyAdmin):
+    """This city's cardholders' citizen-code rides in other cities, accepted by its clearing validation and
+    booked against them by ``online_fares_book`` (异地扫码乘车)."""
+
+    list_display = ("tapped_at", "card_no", "acquirer", "payee", "amount_fen", "record_id", "booked_at")
+    list_filter = ("acquirer",)
+    search_fields = ("=card_no", "=record_id")

@@ -219,3 +219,44 @@ class CreditRepayment(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_fen__gt=0), name="creditrepayment_amount_positive")
         ]
+
+
+class RoamingFare(models.Model):
+    """A ride this city's cardholder paid by the citizen code in another city (异地扫码乘车), accepted by this
+    city's validation of the acquirer's clearing record: owed by the cardholder here (their credit line or
+    online account, ``online_fares_book``), owed to the acquiring city through the clearing cycle's
+    settlement (``interop:<acquirer>``). Once per clearing record."""
+
+    record_id = models.CharField(max_length=80, unique=True, verbose_name=_("clearing record id"))
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    tapped_at = models.DateTimeField(verbose_name=_("tapped at"))
+    payee = models.CharField(max_length=100, blank=True, verbose_name=_("payee"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
+    booked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("booked at"))
+
+    class Meta:
+        verbose_name = _("roaming citizen-code fare")
+        verbose_name_plural = _("roaming citizen-code fares")
+        ordering = ["tapped_at", "id"]
+        indexes = [models.Index(fields=["id"], name="roamingfare_unbooked", condition=Q(booked_at=None))]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="roamingfare_amount_positive")
+        ]
+
+
+class FaresCursor(models.Model):
+    """How far ``online_fares_book`` has read the taps (one row per tenant): every citizen-code ride with
+    a transaction id up to ``through_tx_id`` is booked or held, except ``pending_tx_ids`` (fares the online
+    account could not pay yet, rides whose batch is not verified yet), asked again by the next run."""
+
+    through_tx_id = models.BigIntegerField(default=0, verbose_name=_("read through transaction id"))
+    pending_tx_ids = ArrayField(
+        models.BigIntegerField(), default=list, blank=True, verbose_name=_("pending transaction ids")
+    )
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
+
+    class Meta:
+        verbose_name = _("citizen-code fares cursor")
+        verbose_name_plural = _("citizen-code fares cursors")

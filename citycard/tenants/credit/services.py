@@ -24,9 +24,11 @@ from citycard.tenants.credit.models import (
     CreditLine,
     CreditRepayment,
     CreditRules,
+    FaresCursor,
     ItemKind,
     LineState,
     RepaymentSource,
+    RoamingFare,
 )
 from citycard.tenants.credit.selectors import (
     beijing_month,
@@ -40,7 +42,7 @@ from citycard.tenants.merchants.models import Means
 from citycard.tenants.merchants.services import merchant_pay_from
 from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
 from citycard.tenants.payments.services import channel_collect
-from citycard.tenants.terminals.checks import ONLINE_MEDIA
+from citycard.tenants.terminals.checks import CODE_FLAGS, ONLINE_MEDIA
 from citycard.tenants.terminals.models import MERCHANT_SERVICE, Routing
 from citycard.terminal_kit.money import bps_of
 
@@ -327,10 +329,12 @@ def credit_fare_defer(
     operator: str,
     actor: str,
     at: dt.datetime | None = None,
+    income: LedgerAccount | None = None,
 ) -> CreditItem:
     """Defer a transit fare onto the line (先乘后付): a fare deducted online (a ride paid by the online
     account or the citizen code, not an offline e-purse tap, which the chip already paid) is owed on the
-    month's bill instead, the fare income booked now. Idempotent on ``fare_id``."""
+    month's bill instead, the fare income booked now (``income``: another account credited instead, the
+    payable to the acquiring city for a ride in another city). Idempotent on ``fare_id``."""
     amount = _fen(amount_fen)
     if not fare_id or len(fare_id) > 80:
         raise DomainError("a fare id of 1–80 characters is required", field="fare_id")
@@ -340,7 +344,7 @@ def credit_fare_defer(
     at = at or timezone.now()
     line = _line(card_no)
     _deferrable(line, amount)
-    income = ledger_account_external(code=FARE_INCOME, kind=AccountKind.FARE_INCOME)
+    income = income or ledger_account_external(code=FARE_INCOME, kind=AccountKind.FARE_INCOME)
     posting, _ = posting_write(
         kind=PostingKind.CREDIT_FARE,
         key=f"credit-fare:{fare_id}",
@@ -361,79 +365,217 @@ def credit_fare_defer(
     )
 
 
+# The citizen-code rides (fare medium 04, the partial index ``transaction_code_rides``) above the cursor
+# or pending below it, or tapped since a given time: each with whether it is booked already, held by a
+# code flag (``terminals.checks.code_check``: not charged), and whether its batch is verified yet.
 _ONLINE_FARES_SQL = """
-SELECT t.id, t.tapped_at, t.card_no, t.amount_fen, t.service, t.route
-FROM terminals_transaction t
-WHERE t.routing = %s AND t.card_scheme = ANY(%s) AND t.kind = 'purchase' AND t.amount_fen > 0
-  AND t.service <> %s
-  AND NOT EXISTS (SELECT 1 FROM credit_credititem i WHERE i.payment_id = 'tap:' || t.id)
-  AND NOT EXISTS (SELECT 1 FROM accounts_posting p WHERE p.idempotency_key = %s || t.id)
+SELECT t.id, t.tapped_at, t.card_no, t.amount_fen, t.service, t.route, t.received_at,
+       b.verified_at IS NOT NULL,
+       EXISTS (SELECT 1 FROM credit_credititem i WHERE i.payment_id = 'tap:' || t.id)
+         OR EXISTS (SELECT 1 FROM accounts_posting p WHERE p.idempotency_key = %(key)s || t.id),
+       EXISTS (SELECT 1 FROM terminals_reviewflag f WHERE f.transaction_id = t.id AND f.code = ANY(%(flags)s))
+FROM terminals_transaction t JOIN terminals_batch b ON b.id = t.batch_id
+WHERE t.card_scheme = '04' AND {window}
+  AND t.routing = %(own)s AND t.kind = 'purchase' AND t.amount_fen > 0 AND t.service <> %(merchant)s
 ORDER BY t.id
 """
+_CURSOR_WINDOW = "(t.id > %(through)s OR t.id = ANY(%(pending)s::bigint[]))"
+_SINCE_WINDOW = "t.tapped_at >= %(since)s"
+assert {"04"} == set(ONLINE_MEDIA), "the query and its index name the citizen code's medium"
+# An upload's taps get their ids when it writes them and are seen when it commits: the cursor does not
+# pass taps received in the last minutes, so a slower upload with lower ids is still read next time.
+FARES_CURSOR_LAG = dt.timedelta(minutes=10)
 
 
-def online_fares_book(*, actor: str) -> dict[str, int]:
-    """Book the rides paid by the citizen code (电子市民码, fare medium ``04``; 先乘后付) uploaded by the
-    terminals: no chip paid them. Each fare is deferred onto the cardholder's credit line when credit is
-    switched on in the city and the line is active with the fare within its available limit
-    (``credit_fare_defer``); otherwise it is charged to the online account (holder −a, fare income
-    ``fare:online`` +a). A fare the online account cannot pay either is left unbooked and counted
-    ``unpaid`` (the next run asks again). Each tap once, by its transaction id (``tap:<id>``), whichever
-    run or process books it."""
+def _fare_book(
+    *,
+    card_no: str,
+    fare_id: str,
+    amount: int,
+    payee: str,
+    at: dt.datetime,
+    line: CreditLine | None,
+    income: LedgerAccount,
+    credit_income: LedgerAccount | None,
+    actor: str,
+) -> str:
+    """One fare onto the active line, else from the online account: ``deferred``, ``charged`` or
+    ``unpaid`` (no account, not enough in it)."""
+    if line is not None and line.state == LineState.ACTIVE:
+        try:
+            credit_fare_defer(
+                card_no=card_no,
+                fare_id=fare_id,
+                amount_fen=amount,
+                operator=payee,
+                actor=actor,
+                at=at,
+                income=credit_income,
+            )
+            return "deferred"
+        except DomainError:
+            pass  # over the limit or no longer active: the online account pays it
+    try:
+        posting_write(
+            kind=PostingKind.PAYMENT,
+            key=f"{ONLINE_FARE_KEY}{fare_id}",
+            legs=[(holder_account(card_no), -amount), (income, amount)],
+            memo=payee,
+            actor=actor,
+            at=at,
+            audit=False,
+        )
+        return "charged"
+    except DomainError:
+        return "unpaid"
+
+
+def online_fares_book(
+    *, actor: str, since: dt.datetime | None = None, now: dt.datetime | None = None
+) -> dict[str, int]:
+    """Book the rides paid by the citizen code (电子市民码, fare medium ``04``; 先乘后付): no chip paid them.
+
+    Which: this city's terminals' rides of its own cardholders, once their batch is verified, and the rides
+    its cardholders took in other cities, accepted by its validation of the clearing records
+    (``RoamingFare``). A ride the verification stage flagged (``code_*``: the code does not prove it, or it
+    was spent before) is ``held``, never charged; one whose batch is not verified yet is ``waiting``.
+    Each fare is deferred onto the cardholder's credit line when credit is switched on in the city and the
+    line is active with the fare within its available limit (``credit_fare_defer``); otherwise it is
+    charged to the online account (holder −a, fare income ``fare:online`` +a; a roaming ride: the payable
+    to the acquiring city ``interop:<acquirer>`` +a). A fare the online account cannot pay either is
+    ``unpaid`` (the next run asks again). Each ride once, by its transaction id (``tap:<id>``) or clearing
+    record (``roam:<record id>``), whichever run or process books it.
+
+    A run reads the rides above the cursor (``FaresCursor``) and those left pending below it, through the
+    partial index of code rides, and moves the cursor on; ``since`` reads instead every ride tapped since
+    then (a re-run over a window) and leaves the cursor as it is."""
+    now = now or timezone.now()
+    cursor = FaresCursor.objects.first() or FaresCursor(updated_at=now)
+    params: dict[str, Any] = {
+        "key": f"{ONLINE_FARE_KEY}tap:",
+        "flags": sorted(CODE_FLAGS),
+        "own": Routing.OWN,
+        "merchant": MERCHANT_SERVICE,
+        "through": cursor.through_tx_id,
+        "pending": list(cursor.pending_tx_ids),
+        "since": since,
+    }
     with connection.cursor() as cur:
         cur.execute(
-            _ONLINE_FARES_SQL, [Routing.OWN, sorted(ONLINE_MEDIA), MERCHANT_SERVICE, f"{ONLINE_FARE_KEY}tap:"]
+            _ONLINE_FARES_SQL.format(window=_SINCE_WINDOW if since is not None else _CURSOR_WINDOW), params
         )
         rows = cur.fetchall()
+    roaming = list(RoamingFare.objects.filter(booked_at__isnull=True).order_by("id"))
     rules = CreditRules.objects.first()
     deferring = rules is not None and rules.enabled
+    card_nos = {r[2] for r in rows} | {f.card_no for f in roaming}
     lines = (
-        {line.card_no: line for line in CreditLine.objects.filter(card_no__in={r[2] for r in rows})}
-        if deferring
-        else {}
+        {line.card_no: line for line in CreditLine.objects.filter(card_no__in=card_nos)} if deferring else {}
     )
-    counts = {"deferred": 0, "charged": 0, "unpaid": 0}
+    counts = {"deferred": 0, "charged": 0, "unpaid": 0, "held": 0, "waiting": 0}
     income = None
-    for tx_id, tapped_at, card_no, amount, service, route in rows:
-        fare_id, payee = f"tap:{tx_id}", f"{service} {route}".strip()[:100]
-        line = lines.get(card_no)
-        if line is not None and line.state == LineState.ACTIVE:
-            try:
-                credit_fare_defer(
-                    card_no=card_no,
-                    fare_id=fare_id,
-                    amount_fen=amount,
-                    operator=payee,
-                    actor=actor,
-                    at=tapped_at,
-                )
-                counts["deferred"] += 1
-                continue
-            except DomainError:
-                pass  # over the limit or no longer active: the online account pays it
+    open_ids: set[int] = set()
+    booked_fen = 0
+    for tx_id, tapped_at, card_no, amount, service, route, _received, verified, booked, held in rows:
+        if booked:
+            continue
+        if held:
+            counts["held"] += 1
+            continue
+        if not verified:
+            counts["waiting"] += 1
+            open_ids.add(tx_id)
+            continue
         income = income or ledger_account_external(code=ONLINE_FARE_INCOME, kind=AccountKind.FARE_INCOME)
-        try:
-            posting_write(
-                kind=PostingKind.PAYMENT,
-                key=f"{ONLINE_FARE_KEY}{fare_id}",
-                legs=[(holder_account(card_no), -amount), (income, amount)],
-                memo=payee,
-                actor=actor,
-                at=tapped_at,
-                audit=False,
-            )
-            counts["charged"] += 1
-        except DomainError:
-            counts["unpaid"] += 1  # no online account, or not enough in it
-    if rows:
+        outcome = _fare_book(
+            card_no=card_no,
+            fare_id=f"tap:{tx_id}",
+            amount=amount,
+            payee=f"{service} {route}".strip()[:100],
+            at=tapped_at,
+            line=lines.get(card_no),
+            income=income,
+            credit_income=None,
+            actor=actor,
+        )
+        counts[outcome] += 1
+        if outcome == "unpaid":
+            open_ids.add(tx_id)
+        else:
+            booked_fen += amount
+    for fare in roaming:
+        payable = ledger_account_external(code=f"interop:{fare.acquirer}", kind=AccountKind.INTEROP)
+        outcome = _fare_book(
+            card_no=fare.card_no,
+            fare_id=f"roam:{fare.record_id}",
+            amount=fare.amount_fen,
+            payee=fare.payee,
+            at=fare.tapped_at,
+            line=lines.get(fare.card_no),
+            income=payable,
+            credit_income=payable,
+            actor=actor,
+        )
+        counts[outcome] += 1
+        if outcome != "unpaid":
+            booked_fen += fare.amount_fen
+            RoamingFare.objects.filter(pk=fare.pk, booked_at__isnull=True).update(booked_at=now)
+    if since is None:
+        _cursor_move(cursor=cursor, rows=rows, open_ids=open_ids, now=now)
+    if rows or roaming:
         audit_record(
             action="credit.online_fares_book",
             actor=actor,
             object_type="transaction",
-            object_id=f"tap:{rows[0][0]}..{rows[-1][0]}",
-            data={**counts, "amount_fen": sum(r[3] for r in rows)},
+            object_id=f"tap:{rows[0][0]}..{rows[-1][0]}" if rows else "roaming",
+            data={**counts, "booked_fen": booked_fen, "roaming": len(roaming)},
         )
     return counts
+
+
+def _cursor_move(*, cursor: FaresCursor, rows: list[tuple], open_ids: set[int], now: dt.datetime) -> None:
+    """The cursor past the rides read, up to the first received within ``FARES_CURSOR_LAG``; the rides
+    below it not booked yet (unpaid, batch not verified) kept pending."""
+    through = cursor.through_tx_id
+    settled = now - FARES_CURSOR_LAG
+    for row in rows:
+        if row[0] > through:
+            if row[6] > settled:
+                break
+            through = row[0]
+    pending = sorted(i for i in open_ids if i <= through)
+    if (through, pending) == (cursor.through_tx_id, list(cursor.pending_tx_ids)) and cursor.pk:
+        return
+    with transaction.atomic():
+        current = FaresCursor.objects.select_for_update().first()
+        if current is not None and current.through_tx_id > through:
+            return  # another run read further meanwhile: its cursor stands
+        current = current or cursor
+        current.through_tx_id, current.pending_tx_ids, current.updated_at = through, pending, now
+        current.save()
+
+
+def roaming_code_fares_take(records: list[dict[str, Any]], now: dt.datetime) -> int:
+    """``exchange.ISSUER_CODE_FARE_SINK``: the citizen-code rides of this city's cardholders in other cities
+    that its validation accepted, kept to be booked against the cardholder (``online_fares_book``). Once
+    per clearing record (validated again: nothing new). One statement; returns how many are new."""
+    rows = [
+        RoamingFare(
+            record_id=r["record_id"],
+            acquirer=r.get("acquirer") or r["record_id"].rsplit("-", 1)[0],
+            card_no=r["card_no"],
+            amount_fen=int(r["amount_fen"]),
+            tapped_at=dt.datetime.fromisoformat(r["tapped_at"]),
+            payee=f"{r.get('service') or ''} {r.get('route') or ''} ({r.get('acquirer') or ''})".strip()[
+                :100
+            ],
+            received_at=now,
+        )
+        for r in records
+        if int(r["amount_fen"]) > 0
+    ]
+    created = RoamingFare.objects.bulk_create(rows, ignore_conflicts=True)
+    return len([r for r in created if r.pk])
 
 
 # --- bills ---------------------------------------------------------------------------------------------

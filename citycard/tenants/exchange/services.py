@@ -32,6 +32,13 @@ from citycard.platform.models import Tenant, TenantKey
 from citycard.tenants.cards.selectors import card_facts, hotlist_listings, hotlist_payload, hotlist_version
 from citycard.tenants.exchange.models import InboxMessage, IssuerRejection, OutboxMessage, OutboxState
 from citycard.tenants.exchange.selectors import reconciliation_file
+from citycard.tenants.terminals.checks import (
+    CODE_REPLAYED,
+    ONLINE_MEDIA,
+    code_issuers,
+    code_nonces_claim,
+    code_verdicts,
+)
 from citycard.tenants.terminals.journeys import journey_due, journey_taps, journeys_of_transactions
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import Algorithm, issuer_purchase_tac_ok
@@ -332,8 +339,63 @@ def _tac_ok(record: dict[str, Any], master: bytes) -> bool:
     return issuer_purchase_tac_ok(master, record["card_no"], algorithm, tac, amount_type_free=(head, tail))
 
 
-# What issuer validation checks, in order (listed in every validation answer).
+# What issuer validation checks, in order (listed in every validation answer). A citizen-code ride (fare
+# medium 04) has no chip: its code is checked instead of the TAC and its nonce instead of the card counter
+# (``code``, listed when the request has one).
 CHECKS_RUN = ["issuer", "card_known", "hotlist", "tac", "counter"]
+CODE_CHECK = "code"
+
+# ``ISSUER_CODE_FARE_SINK(records, now)`` takes the citizen-code rides of its own cardholders in other cities
+# that validation accepted, for this city to book against the cardholder (wired by citycard.tenants.credit,
+# above exchange); idempotent by record id. None: nothing is booked.
+IssuerCodeFareSink = Callable[[list[dict[str, Any]], dt.datetime], None]
+ISSUER_CODE_FARE_SINK: IssuerCodeFareSink | None = None
+
+
+def _is_code_ride(record: dict[str, Any]) -> bool:
+    return record.get("card_scheme") in ONLINE_MEDIA
+
+
+def _codes_check(
+    records: list[dict[str, Any]], tenant: Tenant, now: dt.datetime
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The rejections of citizen-code rides whose code does not prove them — signed by this city for the
+    record's card, the ride within the code's validity — or whose code was spent before, here or by
+    another record (``terminals.checks``, the same as the acquirer's verification stage), and the rides
+    accepted. The nonce is claimed as ``record:<record id>``: validating again gives the same answer."""
+    if not records:
+        return [], []
+    moments = [dt.datetime.fromisoformat(r["tapped_at"]) for r in records]
+    verdicts = code_verdicts(
+        [
+            (r.get("code") or "", r["card_no"], tenant.code, at)
+            for r, at in zip(records, moments, strict=True)
+        ],
+        code_issuers(tenant_codes=[tenant.code], moments=moments),
+    )
+    rejections, proven = [], []
+    for record, verdict in zip(records, verdicts, strict=True):
+        if isinstance(verdict, tuple):
+            reason, detail = verdict
+            message = detail.get("message") or f"the citizen code does not prove the ride ({reason})"
+            rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
+        else:
+            proven.append((record, verdict))
+    replayed = code_nonces_claim(
+        [(p["tenant"], p["nonce"], f"record:{r['record_id']}", r["card_no"]) for r, p in proven], at=now
+    )
+    for i, first in sorted(replayed.items()):
+        record = proven[i][0]
+        rejections.append(
+            {
+                "record_id": record["record_id"],
+                "reason": CODE_REPLAYED,
+                "message": f"the citizen code of card {record['card_no']} was spent before by {first}",
+            }
+        )
+    refused = {r["record_id"] for r in rejections}
+    return rejections, [r for r, _ in proven if r["record_id"] not in refused]
+
 
 # ``ISSUER_SPEND_SINK(records, now)`` books on the issuer's ledger its own cards' payments at another city's
 # merchants, the records of a ``merchant`` cycle its validation accepted (wired by citycard.tenants.merchants,
@@ -382,23 +444,35 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     for record in records:
         own = record.get("hotlist_grace_minutes")  # a late record's date may have its own grace
         grace_of = grace if own is None else grace_minutes(own)
-        reason, message = _first_failure(record, tenant, prefixes, facts, listings, grace_of, master)
+        code_ride = _is_code_ride(record)
+        reason, message = _first_failure(
+            record, tenant, prefixes, facts, listings, grace_of, None if code_ride else master
+        )
         if reason:
             rejections.append({"record_id": record["record_id"], "reason": reason, "message": message})
         else:
             candidates.append(record)
-    rejections.extend(_counters_claim(candidates, now))
+    code_rides = [r for r in candidates if _is_code_ride(r)]
+    rejections.extend(_counters_claim([r for r in candidates if not _is_code_ride(r)], now))
+    code_rejections, code_accepted = _codes_check(code_rides, tenant, now)
+    rejections.extend(code_rejections)
     rejections.sort(key=lambda r: r["record_id"])
     _rejections_keep(opened.body.get("cycle") or "", opened.message_id, records, rejections, now)
+    refused = {r["record_id"] for r in rejections}
     if ISSUER_SPEND_SINK is not None and opened.body.get("service") == MERCHANT_CYCLE_SERVICE:
-        refused = {r["record_id"] for r in rejections}
-        ISSUER_SPEND_SINK([r for r in records if r["record_id"] not in refused], now)
+        ISSUER_SPEND_SINK([r for r in records if r["record_id"] not in refused and not _is_code_ride(r)], now)
+    if (
+        ISSUER_CODE_FARE_SINK is not None
+        and code_accepted
+        and opened.body.get("service") != MERCHANT_CYCLE_SERVICE  # rides, not a merchant's payments
+    ):
+        ISSUER_CODE_FARE_SINK(code_accepted, now)
     body = {
         "request": opened.message_id,
         "cycle": opened.body.get("cycle"),
         "validated": len(records),
         "rejected": rejections,
-        "checks": list(CHECKS_RUN),
+        "checks": list(CHECKS_RUN) + ([CODE_CHECK] if any(_is_code_ride(r) for r in records) else []),
     }
     return envelope_seal(
         sender=tenant,
@@ -411,8 +485,9 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
 
 
 def _first_failure(
-    record, tenant: Tenant, prefixes, facts, listings, grace, master: bytes
+    record, tenant: Tenant, prefixes, facts, listings, grace, master: bytes | None
 ) -> tuple[str, str]:
+    """The first failing check of a record; ``master`` None: no TAC to check (a citizen-code ride)."""
     card_no = record["card_no"]
     if card_no[:6] not in prefixes:
         return REASON_NOT_OURS, f"card {card_no} is not issued by {tenant.code}"
@@ -426,7 +501,7 @@ def _first_failure(
             f"card {card_no} was hotlisted at {listing.listed_at.isoformat()}"
             f" ({listing.reason or 'no reason'}), before the tap beyond the grace period"
         )
-    for tap in _taps_of(record):
+    for tap in _taps_of(record) if master is not None else ():
         if not _tac_ok(tap, master):
             return (
                 REASON_TAC_INVALID,

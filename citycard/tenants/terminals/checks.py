@@ -14,6 +14,8 @@ histories); they run in the verification stage (``verify.batches_verify``: after
 over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = "inline"``):
 
 * ``card_counter_gap_check`` — the card's next lower counter stored (through the card-history index);
+  chip taps only: a citizen-code ride has no chip counter;
+* ``code_check`` — citizen-code rides: the code the terminal scanned checked again (``code_*`` flags);
 * ``tac_check`` — own cards: the TAC recomputed with the issuer's card TAC master from the key vault,
   flag ``tac_invalid``; a torn tap the terminal could not prove (``torn_unproven``: the card's log record
   stands in the TAC field; ``torn_undecided``: nothing does) is flagged ``unproven`` for settlement instead;
@@ -26,9 +28,12 @@ over many batches at once; or inside the upload itself when ``TERMINAL_VERIFY = 
   flag ``shadow_divergence`` when ``balance_before_fen`` differs from the shadow.
 
 A ride paid by the electronic citizen code (fare medium ``04``, 电子市民码: ``paid_online``) wrote no chip:
-it carries no card TAC and moves no e-purse, so ``tac_check`` and ``purse_shadow_follow`` leave it alone;
-its fare is charged to the cardholder's online account or deferred onto their credit line afterwards
-(``citycard.tenants.credit.services.online_fares_book``).
+it carries no card TAC, no card counter and moves no e-purse, so ``tac_check``, ``card_counter_gap_check``
+and ``purse_shadow_follow`` leave it alone, and a chip tap's previous counter is never read from one. What
+proves it is the code (``Tap.code``), which ``code_check`` verifies again with its issuer's published keys;
+its nonce, not a card counter, makes it once. Its fare is charged to the cardholder's online account or
+deferred onto their credit line afterwards (``citycard.tenants.credit.services.online_fares_book``), only
+if no ``code_*`` flag holds it.
 
 Roaming: ``ROAMING_SINK`` (below) is the one place the interop outbox is wired in.
 """
@@ -43,8 +48,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from citycard.platform.keys import tenant_card_tac_master
+from citycard.platform.keys import tenant_card_tac_master, tenant_public_keys
 from citycard.platform.models import Tenant
 from citycard.platform.selectors import networks_shared, tenant_by_division
 from citycard.tenants.accounts.services import PurseMovement, purse_shadow_apply
@@ -53,6 +59,7 @@ from citycard.tenants.terminals.journeys import journeys_record
 from citycard.tenants.terminals.recheck import fare_check
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.crypto import issuer_purchase_tac_ok
+from citycard.terminal_kit.ecode import CodeIssuer, CodeRefused, EcodeVerifier
 from citycard.terminal_kit.hotlist import grace_minutes
 from citycard.terminal_kit.recovery import LogEntry
 
@@ -113,6 +120,7 @@ class Tap:
     # check has looked it up; NOT_PROBED before.
     prev_counter: int | None = -1
     card_trip: str = ""  # the transit record the card gave before the tap (hex), when the terminal sent it
+    code: str = ""  # a ride paid by the citizen code: the code the terminal scanned (terminal_kit.ecode)
 
 
 NOT_PROBED = -1  # Tap.prev_counter not looked up yet (counters are never negative)
@@ -203,16 +211,18 @@ def terminal_seq_gap_check(ctx: BatchContext, taps: Sequence[Tap]) -> Iterable[F
 # For each tap, its card's next lower counter stored, in one statement. The quick probe reads the card's
 # tap just before it in time (the card-history index, newest partition first, stopping at the first row):
 # counters rise with time, so that is almost always counter - 1, and then it is the answer. Otherwise
-# (the card's first tap, a clock set back, a lost tap) the exact maximum below the counter is read.
+# (the card's first tap, a clock set back, a lost tap) the exact maximum below the counter is read. A
+# citizen-code ride (fare medium 04, ONLINE_MEDIA) is no chip transaction: never a previous counter.
 _PREVIOUS_COUNTER_SQL = """
 SELECT s.i,
        CASE WHEN q.counter = s.counter - 1 THEN q.counter
             ELSE (SELECT max(t.card_counter) FROM terminals_transaction t
-                   WHERE t.card_no = s.card_no AND t.card_counter < s.counter) END
+                   WHERE t.card_no = s.card_no AND t.card_counter < s.counter
+                     AND t.card_scheme <> '04') END
   FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::timestamptz[]) AS s(i, card_no, counter, at)
   LEFT JOIN LATERAL (
        SELECT t.card_counter AS counter FROM terminals_transaction t
-        WHERE t.card_no = s.card_no AND t.tapped_at < s.at
+        WHERE t.card_no = s.card_no AND t.tapped_at < s.at AND t.card_scheme <> '04'
         ORDER BY t.tapped_at DESC, t.id DESC LIMIT 1) q ON true"""
 
 
@@ -222,6 +232,7 @@ def card_counter_gap_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[
     One query for all the taps (``_PREVIOUS_COUNTER_SQL``), over the taps stored when the check runs (a
     caller that knows ``Tap.prev_counter`` already saves it). The first tap ever seen of a card is not a
     gap; a counter that arrived late (from another terminal) before the check ran fills one."""
+    taps = [t for t in taps if not paid_online(t)]  # no chip, no counter: code_check makes them once
     unprobed = [i for i, t in enumerate(taps) if t.prev_counter == NOT_PROBED]
     if unprobed:
         with connection.cursor() as cur:
@@ -299,6 +310,117 @@ def tac_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
             continue
         if not tac_valid(master=master, tap=tap):
             flags.append(Flag(tap, "tac_invalid", {"tac": tap.tac}))
+    return flags
+
+
+# What a clerk reads for a citizen-code ride whose code does not hold (platform.reasons.REVIEW_FLAGS); the
+# code's own refusal (terminal_kit.ecode.CodeRefused.code) is kept in the flag's detail.
+CODE_MISSING = "code_missing"
+CODE_INVALID = "code_invalid"
+CODE_EXPIRED = "code_expired"
+CODE_OTHER_CARD = "code_other_card"
+CODE_REPLAYED = "code_replayed"
+CODE_FLAGS = frozenset({CODE_MISSING, CODE_INVALID, CODE_EXPIRED, CODE_OTHER_CARD, CODE_REPLAYED})
+_CODE_REFUSALS = {"expired": CODE_EXPIRED, "not_yet_valid": CODE_EXPIRED}  # any other refusal: invalid
+
+
+def code_issuers(*, tenant_codes: Iterable[str], moments: Iterable[dt.datetime]) -> list[CodeIssuer]:
+    """The tenants named as citizen-code issuers, each with its signing keys that verify at any of
+    ``moments`` (a key rotated between two rides verifies the rides of its time): what the tenant publishes
+    to terminals (``tenants.entitlements.acceptance.code_issuer``). One query, and one per issuer and moment."""
+    wanted, at = set(tenant_codes), sorted(set(moments))
+    if not wanted or not at:
+        return []
+    issuers = []
+    for tenant in Tenant.objects.filter(code__in=wanted).order_by("code"):
+        keys: dict[str, bytes] = {}
+        for moment in (at[0], at[-1]):
+            keys.update(tenant_public_keys(tenant=tenant, at=moment))
+        if keys:
+            issuers.append(CodeIssuer(tenant.code, frozenset({tenant.division_code}), keys))
+    return issuers
+
+
+def code_verdicts(
+    rides: Sequence[tuple[str, str, str, dt.datetime]], issuers: Iterable[CodeIssuer]
+) -> list[tuple[str, dict[str, Any]] | dict[str, Any]]:
+    """For each ride (code, card number, issuer tenant, tapped at): the code's payload when it proves the
+    ride — signed by the card's issuer with a key it published, for this card, the ride within the code's
+    validity (iat .. exp, ``ecode.CLOCK_ALLOWANCE_S`` either way) — else (flag code, detail). No query:
+    nonces are claimed by the caller (``code_nonces_claim``)."""
+    verifier = EcodeVerifier(issuers=issuers, store=None)
+    out: list[tuple[str, dict[str, Any]] | dict[str, Any]] = []
+    for code, card_no, issuer_tenant, tapped_at in rides:
+        if not code:
+            out.append((CODE_MISSING, {}))
+            continue
+        try:
+            payload = verifier.check(code, at=tapped_at.timestamp())
+        except CodeRefused as exc:
+            out.append(
+                (_CODE_REFUSALS.get(exc.code, CODE_INVALID), {"refusal": exc.code, "message": str(exc)})
+            )
+            continue
+        if payload["tenant"] != issuer_tenant:
+            out.append((CODE_INVALID, {"refusal": "foreign_signer", "signer": payload["tenant"]}))
+        elif payload["card_no"] != card_no:
+            out.append((CODE_OTHER_CARD, {"code_card_no": payload["card_no"]}))
+        else:
+            out.append(payload)
+    return out
+
+
+def code_nonces_claim(claims: Sequence[tuple[str, str, str, str]], *, at: dt.datetime) -> dict[int, str]:
+    """Spend codes (issuer, nonce, claimant, card number) in this tenant's ``terminals_codenonce``: the
+    index of each claim whose code another claimant spent first (the first claimant's name). A claim made
+    again by the same claimant is no replay; of two claims of one nonce in one call, the first in order
+    wins. Two statements at most, whatever the number."""
+    if not claims:
+        return {}
+    issuers, nonces, claimants, cards = (list(col) for col in zip(*claims, strict=True))
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO terminals_codenonce (issuer, nonce, claimed_by, card_no, claimed_at)"
+            " SELECT i, n, c, k, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+            " WITH ORDINALITY AS s(i, n, c, k, o) ORDER BY o ON CONFLICT (issuer, nonce) DO NOTHING",
+            [at, issuers, nonces, claimants, cards],
+        )
+        cur.execute(
+            "SELECT s.o - 1, k.claimed_by FROM unnest(%s::text[], %s::text[], %s::text[])"
+            " WITH ORDINALITY AS s(i, n, c, o)"
+            " JOIN terminals_codenonce k ON k.issuer = s.i AND k.nonce = s.n WHERE k.claimed_by <> s.c",
+            [issuers, nonces, claimants],
+        )
+        return dict(cur.fetchall())
+
+
+def code_check(ctx: StoredContext, taps: Sequence[Tap]) -> Iterable[Flag]:
+    """Citizen-code rides (fare medium 04): the code the terminal scanned must prove the ride, checked
+    again here with the issuer's published keys (``code_verdicts``), and its nonce is spent once across
+    every terminal (``code_nonces_claim``): the second ride on a code is ``code_replayed``, whichever
+    terminal took it. A flagged ride is not charged (``credit.services.online_fares_book``). A roaming
+    card's ride is checked with its home city's keys, and checked again by the home city when it
+    validates the clearing record. A fixed number of queries per issuer."""
+    rides = [t for t in taps if paid_online(t)]
+    if not rides:
+        return []
+    issuers = code_issuers(
+        tenant_codes={t.issuer_tenant for t in rides if t.issuer_tenant}, moments=[t.tapped_at for t in rides]
+    )
+    verdicts = code_verdicts([(t.code, t.card_no, t.issuer_tenant, t.tapped_at) for t in rides], issuers)
+    flags, proven = [], []
+    for tap, verdict in zip(rides, verdicts, strict=True):
+        if isinstance(verdict, tuple):
+            flags.append(Flag(tap, *verdict))
+        else:
+            proven.append((tap, verdict))
+    replayed = code_nonces_claim(
+        [(p["tenant"], p["nonce"], f"tap:{tap.tx_id}", tap.card_no) for tap, p in proven],
+        at=timezone.now(),
+    )
+    for i, first in sorted(replayed.items()):
+        tap, payload = proven[i]
+        flags.append(Flag(tap, CODE_REPLAYED, {"nonce": payload["nonce"], "first": first}))
     return flags
 
 
@@ -409,6 +531,8 @@ def clearing_record(*, ctx_acquirer: str, batch_id: str, terminal_id: str, tap: 
         "card_scheme": tap.card_scheme,
         "passes": tap.passes,
         "fare_rule_id": tap.fare_rule_id,
+        # a citizen-code ride: the code, which the issuer checks again before it books the fare
+        **({"code": tap.code} if paid_online(tap) else {}),
     }
 
 
@@ -455,6 +579,7 @@ BATCH_CHECKS: list[Check] = [clock_skew_check, terminal_seq_gap_check]
 STORED_CHECKS: list[StoredCheck] = [
     card_counter_gap_check,
     tac_check,
+    code_check,
     fare_recheck,
     journey_pairing,
     hotlist_check,

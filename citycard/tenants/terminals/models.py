@@ -243,6 +243,14 @@ class Transaction(models.Model):
         ),
         verbose_name=_("card trip"),
     )
+    code = models.CharField(
+        max_length=1024,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("A ride paid by the citizen code: the code the terminal scanned, checked again here."),
+        verbose_name=_("citizen code"),
+    )
     rule_version = models.IntegerField(verbose_name=_("rule version"))
     hotlist_version = models.IntegerField(verbose_name=_("hotlist version"))
     acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
@@ -414,3 +422,25 @@ class Journey(models.Model):
     @property
     def fare_fen(self) -> int:
         return self.entry_fen + self.exit_fen
+
+
+class CodeNonce(models.Model):
+    """A citizen code spent on a ride (电子市民码), by its issuer and nonce: the back office books a code
+    once across every terminal and every city. ``claimed_by`` is what spent it first: ``tap:<transaction
+    id>`` here (the acquirer's verification stage), or ``record:<clearing record id>`` when this tenant
+    issued the code and validated a ride taken with it in another city."""
+
+    issuer = models.CharField(max_length=30, verbose_name=_("issuer"))
+    nonce = models.CharField(max_length=64, verbose_name=_("nonce"))
+    claimed_by = models.CharField(max_length=100, verbose_name=_("claimed by"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    claimed_at = models.DateTimeField(verbose_name=_("claimed at"))
+
+    class Meta:
+        verbose_name = _("spent citizen code")
+        verbose_name_plural = _("spent citizen codes")
+        constraints = [models.UniqueConstraint(fields=["issuer", "nonce"], name="terminals_codenonce_once")]
+        indexes = [models.Index(fields=["claimed_at"], name="codenonce_claimed_at")]
+
+    def __str__(self) -> str:
+        return f"{self.issuer}:{self.nonce}"

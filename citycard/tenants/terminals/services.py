@@ -16,9 +16,11 @@ from citycard.platform.errors import Conflict, DomainError, NotFound
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.checks import Tap, clearing_record
 from citycard.tenants.terminals.ingest import BatchRefused, IngestResult, batch_ingest
+from citycard.tenants.terminals.ingest.spec import TAPPED_AT_MAX_AGE
 from citycard.tenants.terminals.journeys import half_journeys_due
 from citycard.tenants.terminals.models import (
     Batch,
+    CodeNonce,
     Journey,
     JourneyStatus,
     OutboxState,
@@ -33,6 +35,7 @@ __all__ = [
     "BatchRefused",
     "IngestResult",
     "batch_ingest",
+    "code_nonces_purge",
     "half_journeys_release",
     "public_key_parse",
     "roaming_pending_handoff",
@@ -343,3 +346,17 @@ def half_journeys_release(*, actor: str, now: dt.datetime | None = None) -> int:
         },
     )
     return len(journeys)
+
+
+# How long a spent citizen code is remembered: a replay of it must be a ride within the code's validity (an
+# hour at most after it was claimed) uploaded at most TAPPED_AT_MAX_AGE after the ride (older taps are
+# refused at ingestion), and a roaming record of it is validated within the clearing cycle's weeks.
+CODE_NONCE_KEEP = TAPPED_AT_MAX_AGE + dt.timedelta(days=30)
+
+
+def code_nonces_purge(*, now: dt.datetime | None = None) -> int:
+    """Forget the spent citizen codes claimed more than ``CODE_NONCE_KEEP`` ago (no replay of them could
+    be accepted any more); one statement through the claim-time index. Returns how many."""
+    cutoff = (now or timezone.now()) - CODE_NONCE_KEEP
+    deleted, _ = CodeNonce.objects.filter(claimed_at__lt=cutoff).delete()
+    return deleted

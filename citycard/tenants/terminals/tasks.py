@@ -8,7 +8,7 @@ from django_tenants.utils import schema_context, tenant_context
 from citycard.platform.celery import app
 from citycard.platform.models import Tenant
 from citycard.tenants.terminals.partitions import partitions_ahead
-from citycard.tenants.terminals.services import half_journeys_release
+from citycard.tenants.terminals.services import code_nonces_purge, half_journeys_release
 from citycard.tenants.terminals.verify import batches_verify_all as verify_tenant
 
 
@@ -56,5 +56,20 @@ def half_journeys_release_all() -> dict:
             released = half_journeys_release(actor="terminals:half-journeys")
         if released:
             done[tenant.code] = released
+    connection.set_schema_to_public()
+    return done
+
+
+@app.task(name="citycard.tenants.terminals.tasks.code_nonces_purge_all")
+def code_nonces_purge_all() -> dict:
+    """Beat: in every tenant, the spent citizen codes too old to be replayed forgotten (idempotent)."""
+    done: dict[str, int] = {}
+    for tenant in Tenant.objects.exclude(schema_name="public"):
+        if tenant.is_platform:
+            continue
+        with tenant_context(tenant):
+            purged = code_nonces_purge()
+        if purged:
+            done[tenant.code] = purged
     connection.set_schema_to_public()
     return done

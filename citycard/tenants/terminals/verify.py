@@ -93,12 +93,12 @@ SELECT b.id, b.first_tx_id, b.last_tx_id, t.terminal_id, b.batch_id
  ORDER BY b.id
  LIMIT %s
 """
-# In the field order of checks.Tap up to ``passes``, then the batch, then the card's transit record: each
-# row makes its Tap positionally.
+# In the field order of checks.Tap up to ``passes``, then the batch, the card's transit record and the
+# citizen code: each row makes its Tap positionally.
 _TAP_COLUMNS = (
     "idx, card_no, issuer, card_counter, terminal_seq, amount_fen, balance_before_fen, balance_after_fen,"
     " tapped_at, service, route, tac, terminal_no, algorithm, kind, status, card_scheme, categories,"
-    " fare_rule_id, routing, issuer_tenant, network, id, passes, batch_id, card_trip"
+    " fare_rule_id, routing, issuer_tenant, network, id, passes, batch_id, card_trip, code"
 )
 
 
@@ -118,7 +118,7 @@ def _taps_stored(batches: list[tuple[int, int | None, int | None, str, str]]) ->
         )
         rows = cur.fetchall()
     # Positional (a third of the keyword call's cost); tapped_at_text is not needed after the upload.
-    return [Tap(*row[:-2], "", terminal_of[row[-2]], row[-2], NOT_PROBED, row[-1]) for row in rows]
+    return [Tap(*row[:-3], "", terminal_of[row[-3]], row[-3], NOT_PROBED, row[-2], row[-1]) for row in rows]
 
 
 def batches_verify(*, tenant: Tenant, limit: int = 40, now: dt.datetime | None = None) -> VerifyResult:

@@ -14,7 +14,8 @@ from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.credit import selectors as sel
 from citycard.tenants.credit import services as credit
-from citycard.tenants.credit.models import CreditItem, ItemKind
+from citycard.tenants.credit.models import CreditItem, FaresCursor, ItemKind
+from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import ReviewFlag
 from citycard.tenants.terminals.services import terminal_register
@@ -39,10 +40,19 @@ def _bus(city) -> SimTerminal:
     return sim
 
 
-def _code_ride(sim: SimTerminal, card_no: str, *, at: dt.datetime, amount_fen: int) -> dict:
-    """A ride the terminal took by scanning the rider's citizen code: no chip, so no e-purse balance."""
+def _code_ride(
+    sim: SimTerminal, card_no: str, *, at: dt.datetime, amount_fen: int, code: str | None = None
+) -> dict:
+    """A ride the terminal took by scanning the rider's citizen code (issued by the city a few seconds
+    before, unless ``code`` is given): no chip, so no e-purse balance and no card counter."""
     tap = sim.tap(SimCard(card_no, balance_fen=0), at=at, amount_fen=amount_fen)
-    return {**tap, "card_scheme": "04"}
+    if code is None:
+        code = citizen_code_issue(card_no=card_no, at=at - dt.timedelta(seconds=10))
+    return {**tap, "card_scheme": "04", "card_counter": 0, "code": code}
+
+
+def _booked(counts: dict[str, int]) -> tuple[int, int, int]:
+    return counts["deferred"], counts["charged"], counts["unpaid"]
 
 
 def test_code_rides_are_deferred_onto_credit_or_charged_online_once(city, rules, insured_card):
@@ -72,8 +82,10 @@ def test_code_rides_are_deferred_onto_credit_or_charged_online_once(city, rules,
     assert on_credit not in flagged and poor not in flagged
     holder_before = LedgerAccount.objects.get(card_no=no_line).balance_fen
 
-    counts = credit.online_fares_book(actor="t")
-    assert counts == {"deferred": 2, "charged": 1, "unpaid": 1}
+    # the cursor keeps the rides of the last minutes to read again; an hour on, it passes them
+    later = timezone.now() + dt.timedelta(hours=1)
+    counts = credit.online_fares_book(actor="t", now=later)
+    assert counts == {"deferred": 2, "charged": 1, "unpaid": 1, "held": 0, "waiting": 0}
     items = list(CreditItem.objects.filter(line__card_no=on_credit).order_by("at"))
     assert [(i.kind, i.amount_fen) for i in items] == [(ItemKind.FARE, 200), (ItemKind.FARE, 300)]
     assert all(i.payment_id.startswith("tap:") and i.payee == "bus K1" for i in items)
@@ -84,10 +96,15 @@ def test_code_rides_are_deferred_onto_credit_or_charged_online_once(city, rules,
 
     # Idempotent per tap: a second run books nothing again; the unpaid fare is asked again and paid once
     # the account has the money.
-    assert credit.online_fares_book(actor="t") == {"deferred": 0, "charged": 0, "unpaid": 1}
+    cursor = FaresCursor.objects.get()
+    assert len(cursor.pending_tx_ids) == 1  # the unpaid fare, asked again below the cursor
+    assert _booked(credit.online_fares_book(actor="t", now=later)) == (0, 0, 1)
     accounts.account_topup(card_no=poor, amount_fen=1000, idempotency_key="poor-top", actor="t")
-    assert credit.online_fares_book(actor="t") == {"deferred": 0, "charged": 1, "unpaid": 0}
-    assert credit.online_fares_book(actor="t") == {"deferred": 0, "charged": 0, "unpaid": 0}
+    assert _booked(credit.online_fares_book(actor="t", now=later)) == (0, 1, 0)
+    assert _booked(credit.online_fares_book(actor="t", now=later)) == (0, 0, 0)
+    assert FaresCursor.objects.get().pending_tx_ids == []
+    # --since reads a window again whatever the cursor: nothing is booked twice
+    assert _booked(credit.online_fares_book(actor="t", since=now - dt.timedelta(hours=1))) == (0, 0, 0)
     assert_balanced()
 
 
@@ -100,10 +117,10 @@ def test_over_the_limit_or_suspended_the_online_account_pays(city, rules, insure
     now = timezone.now().astimezone(BEIJING).replace(microsecond=0) - dt.timedelta(minutes=30)
     taps = [_code_ride(sim, card, at=now + dt.timedelta(minutes=i), amount_fen=200) for i in range(2)]
     batch_ingest(tenant=city, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=5))))
-    assert credit.online_fares_book(actor="t") == {"deferred": 1, "charged": 1, "unpaid": 0}
+    assert _booked(credit.online_fares_book(actor="t")) == (1, 1, 0)
     # Credit switched off in the city: nothing more is deferred.
     credit.credit_rules_set(actor="t", enabled=False, limit_fen=50_000)
     more = [_code_ride(sim, card, at=now + dt.timedelta(minutes=10), amount_fen=100)]
     batch_ingest(tenant=city, body=sim.sign(sim.payload(more, created_at=now + dt.timedelta(minutes=11))))
-    assert credit.online_fares_book(actor="t") == {"deferred": 0, "charged": 1, "unpaid": 0}
+    assert _booked(credit.online_fares_book(actor="t")) == (0, 1, 0)
     assert_balanced()

@@ -22,6 +22,7 @@ from citycard.tenants.accounts.selectors import ledger_totals
 from citycard.tenants.cards.models import HotlistEntry
 from citycard.tenants.credit import services as credit
 from citycard.tenants.credit.models import CreditBill, CreditLine
+from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.services import terminal_register
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal
@@ -114,11 +115,13 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                     elif op == "ride":
                         if first:  # the bus uploads the ride once; a retry only books again
                             tap = bus.tap(SimCard(card, balance_fen=0), at=when, amount_fen=amount)
-                            body = bus.sign(bus.payload([{**tap, "card_scheme": "04"}], created_at=when))
+                            code = citizen_code_issue(card_no=card, at=when - dt.timedelta(seconds=5))
+                            ride = {**tap, "card_scheme": "04", "card_counter": 0, "code": code}
+                            body = bus.sign(bus.payload([ride], created_at=when))
                             assert batch_ingest(tenant=city, body=body, received_at=when).accepted == 1
                             unpaid.append((card, amount))
                         booked = credit.online_fares_book(actor="bus")
-                        counts = {"deferred": 0, "charged": 0, "unpaid": 0}
+                        counts = {"deferred": 0, "charged": 0, "unpaid": 0, "held": 0, "waiting": 0}
                         left = []
                         for rider, fare in unpaid:  # the model: oldest tap first, line first, then account
                             if not suspended[rider] and owed[rider] + fare <= LIMIT:

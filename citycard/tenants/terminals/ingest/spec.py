@@ -20,6 +20,7 @@ from typing import Any
 from citycard.tenants.terminals.checks import Tap
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.cardno import CARD_NUMBER_LENGTH, luhn_valid
+from citycard.terminal_kit.ecode import MAX_TOKEN_CHARS, TOKEN_CHARS
 
 TAPPED_AT_MAX_AGE = dt.timedelta(days=400)  # older than this: refused as implausible
 TAPPED_AT_MAX_AHEAD = dt.timedelta(days=31)  # further in the future: refused (nearer ones are flagged)
@@ -349,6 +350,30 @@ class Text(TapField):
         )
 
 
+@dataclass(frozen=True)
+class Token(TapField):
+    """A citizen code as the terminal scanned it (电子市民码, ``terminal_kit.ecode``): at most
+    ``MAX_TOKEN_CHARS`` of base64url, dots and a key id; absent or null is "". Only its characters are
+    checked here: the verification stage checks what it proves (``checks.code_check``)."""
+
+    @property
+    def optional(self) -> bool:
+        return True
+
+    def read(self, tap, values, window):
+        value = tap.get(self.name)
+        if value is None:
+            return ""
+        if type(value) is not str or len(value) > MAX_TOKEN_CHARS or not TOKEN_CHARS.issuperset(value):
+            raise Reject(
+                self.reason, f"{self.name} must be a citizen code of at most {MAX_TOKEN_CHARS} characters"
+            )
+        return value
+
+    def common_type(self, meta):
+        return meta(str, max_length=MAX_TOKEN_CHARS, pattern="^[A-Za-z0-9_.:-]*$")
+
+
 # The order is the order of the checks: a tap with several faults is rejected for the first.
 TAP_SPEC: tuple[TapField, ...] = (
     CardNo("card_no", reason="bad_card_no"),
@@ -393,6 +418,7 @@ TAP_SPEC: tuple[TapField, ...] = (
         required=False,
         message="card_trip must be the card's transit record in hex, at most 128 bytes",
     ),
+    Token("code"),
 )
 TAP_FIELDS = {f.name: f for f in TAP_SPEC if not isinstance(f, Difference)}  # the fields a tap may carry
 

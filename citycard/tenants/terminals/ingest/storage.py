@@ -316,6 +316,7 @@ TAP_OWN_COLUMNS = (
     CopyColumn("terminal_no", "terminal_no"),
     CopyColumn("algorithm", "algorithm"),
     CopyColumn("card_trip", "card_trip"),
+    CopyColumn("code", "code"),  # base64url, dots and a key id (spec.Token): nothing to escape
 )
 BATCH_COLUMNS = (
     CopyColumn("received_at", "received_at"),

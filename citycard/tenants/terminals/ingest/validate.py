@@ -22,6 +22,7 @@ from citycard.tenants.terminals.ingest.spec import (
     is_code,
 )
 from citycard.terminal_kit.cardno import CARD_NUMBER_LENGTH, luhn_valid
+from citycard.terminal_kit.ecode import MAX_TOKEN_CHARS, TOKEN_CHARS
 
 LUHN_GOOD: set[str] = set()  # card numbers that passed: a city's riders tap every day
 LUHN_GOOD_MAX = 262_144
@@ -151,6 +152,11 @@ def tap_validate(tap: Any, window: TapWindow) -> Tap:
         or not HEX.issuperset(card_trip)
     ):
         _slow(tap, "card_trip")
+    code = get("code")
+    if code is None:
+        code = ""
+    elif type(code) is not str or len(code) > MAX_TOKEN_CHARS or not TOKEN_CHARS.issuperset(code):
+        code = _slow(tap, "code")
     return Tap(
         index=0,
         card_no=card_no,
@@ -174,4 +180,5 @@ def tap_validate(tap: Any, window: TapWindow) -> Tap:
         fare_rule_id=rule_id,
         tapped_at_text=stamp,
         card_trip=card_trip.lower(),
+        code=code,
     )

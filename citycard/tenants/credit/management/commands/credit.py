@@ -71,9 +71,13 @@ class Command(PlatformCommand):
         pay.add_argument("--card", required=True)
         pay.add_argument("--amount", required=True, help="in yuan")
         pay.add_argument("--payment-id", required=True)
-        sub.add_parser(
+        fares = sub.add_parser(
             "fares",
             help="book the citizen-code rides' fares: deferred onto credit lines or charged to online accounts",
+        )
+        fares.add_argument(
+            "--since",
+            help="YYYY-MM-DD (Beijing): every ride tapped since that day, not the rides since the last run",
         )
         bill = sub.add_parser(
             "bill", help="generate a Beijing month's bills (once per line), or show a card's"
@@ -149,11 +153,22 @@ class Command(PlatformCommand):
         )
 
     def _fares(self, console, opts):
-        counts = services.online_fares_book(actor=self.actor)
+        since = None
+        if opts.get("since"):
+            try:
+                day = dt.date.fromisoformat(opts["since"])
+            except ValueError:
+                raise DomainError(
+                    gettext("--since %(value)r is not a date (YYYY-MM-DD)") % {"value": opts["since"]},
+                    field="since",
+                ) from None
+            since = dt.datetime.combine(day, dt.time(), tzinfo=BEIJING)
+        counts = services.online_fares_book(actor=self.actor, since=since)
         console.print(
             gettext(
                 "citizen-code fares: %(deferred)s deferred onto credit, %(charged)s charged to online"
-                " accounts, %(unpaid)s unpaid"
+                " accounts, %(unpaid)s unpaid, %(held)s held by a citizen-code flag, %(waiting)s waiting"
+                " for verification"
             )
             % counts
         )
