@@ -141,15 +141,21 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
         validator.service, validator.gate, validator.station = "metro", gate, station
         gates.append((terminal_id, validator, []))
     half_ago = half_release_minutes(tenant=tenant, at=now) + 10
+    # A journey is keyed by the card, the gate and the minute of its entry (as the chip's trip record
+    # has it): a re-run within the minute of the last would land on the same journeys. Each run's gate taps
+    # come at least a minute after the previous run's, and the halves stay past their time-out.
+    later = _minutes_after_last_run(
+        [card_no for _, card_no in riders[2:]], now - dt.timedelta(minutes=half_ago)
+    )
     entry_validator, entry_taps = gates[0][1], gates[0][2]
     for card in cards[2:]:  # the halves' entries first: the gate's queue is in the order it tapped
         entry_validator.transport.insert(card)
-        entry_validator.clock = lambda: now - dt.timedelta(minutes=half_ago)
+        entry_validator.clock = lambda: now - dt.timedelta(minutes=half_ago - later)
         entry_taps.append(entry_validator.tap())
     for (_, validator, taps), minutes in zip(gates, (40, 20), strict=True):
         for card in cards[:2]:
             validator.transport.insert(card)
-            validator.clock = lambda minutes=minutes: now - dt.timedelta(minutes=minutes)
+            validator.clock = lambda minutes=minutes: now - dt.timedelta(minutes=minutes - later)
             taps.append(validator.tap())
     for terminal_id, validator, taps in gates:
         document = validator.store.batch_open(
@@ -173,6 +179,20 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
         )
         uploads.append((tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"]))
     return uploads
+
+
+def _minutes_after_last_run(card_nos: list[str], at: dt.datetime) -> int:
+    """How many minutes after ``at`` this run's metro taps must come so that each falls in a later minute
+    than the same card's tap of the run before (0 on a first run, or when the last run is long past)."""
+    last = (
+        Transaction.objects.filter(card_no__in=card_nos)
+        .order_by("-tapped_at")
+        .values_list("tapped_at", flat=True)[:1]
+    )
+    if not last:
+        return 0
+    next_minute = last[0].replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    return max(0, -(-int((next_minute - at).total_seconds()) // 60))
 
 
 def _chip(
