@@ -16,8 +16,8 @@ rows (``django_migrations`` and any seed rows) and sequence positions. Anything 
 A partitioned table is copied without the template's partitions: which partitions a tenant needs depends on
 the day it is created, and each ``CREATE TABLE … PARTITION OF`` makes PostgreSQL scan the whole of
 ``pg_constraint`` for foreign keys referencing the parent (``CloneFkReferenced``: there is no index for it),
-a scan that grows with every tenant (942k rows, 0.14 s, at 3,000 tenants). The app owning the table makes the
-partitions a new schema needs in its ``new_schema_step`` (see ``schemas.schema_clone_from_template``).
+a scan that grows with every tenant (942k rows, 0.14 s, at 3,000 tenants). The app owning the table makes a
+tenant's partitions when it first needs them (``terminals.partitions``).
 """
 
 from __future__ import annotations

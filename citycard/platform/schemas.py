@@ -3,22 +3,19 @@
 A new tenant's schema is a copy of ``settings.TENANT_BASE_SCHEMA`` (tables, indexes, constraints,
 triggers, sequences and the template's rows, including ``django_migrations``) made by
 :mod:`citycard.platform.schema_clone`, so creating a tenant costs the same however many migrations exist
-and however many tenants there already are. What depends on the day the schema is made rather than on the
-template (the month partitions of the transactions table) is made afterwards by each app config's
-``new_schema_step``, in the new schema.
+and however many tenants there already are. The template's month partitions of the transactions are not
+copied: a tenant's are made when its first taps arrive (``terminals.partitions``).
 ``citycard migrate`` migrates the public schema, then the template, then every tenant.
 """
 
 from __future__ import annotations
 
-from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext
-from django_tenants.utils import schema_context, schema_exists
+from django_tenants.utils import schema_exists
 
 from citycard.platform.errors import DomainError
 from citycard.platform.schema_clone import schema_copy
@@ -84,14 +81,6 @@ def schema_clone_from_template(schema_name: str) -> None:
             field="code",
         )
     schema_copy(template=template_schema_name(), schema=schema_name)
-    steps = [
-        import_string(config.new_schema_step)
-        for config in apps.get_app_configs()
-        if hasattr(config, "new_schema_step")
-    ]
-    with schema_context(schema_name):
-        for step in steps:
-            step()
     connection.set_schema_to_public()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 
@@ -16,8 +15,7 @@ from citycard.platform import services
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Domain, Tenant, TenantKind
-from citycard.tenants.terminals.partitions import month_of, partition_name, partitions_existing
-from citycard.terminal_kit.beijing import BEIJING
+from citycard.tenants.terminals.partitions import partitions_ensure, partitions_existing
 
 pytestmark = pytest.mark.django_db
 
@@ -213,9 +211,13 @@ def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
 
     template = catalog("_template")
     assert len(template) > 20
+    # The template's month partitions are not cloned: the tenant makes its own, on demand or ahead, each
+    # one like the template's.
+    with schema_context("_template"):
+        months = partitions_existing()
+    with schema_context("jiaxing"):
+        partitions_ensure(months)
     tenant = catalog("jiaxing")
-    # The same objects, month partitions aside: the template's are not cloned, the tenant makes its own
-    # (this month's at creation, others ahead or on demand), each one like the template's.
     assert [line for line in tenant if not _MONTH.search(line)] == [
         line for line in template if not _MONTH.search(line)
     ]
@@ -234,15 +236,13 @@ def test_a_cloned_schema_has_exactly_the_templates_definition_and_rows():
         assert new_id > cur.fetchone()[0]
 
 
-def test_a_new_tenant_gets_this_months_partition_only_in_one_statement():
-    """Each partition made costs PostgreSQL a scan of all of pg_constraint (every tenant's constraints), so a
-    new schema makes one, whatever months the template holds."""
+def test_a_new_tenant_is_created_without_a_partition():
+    """Each partition made costs PostgreSQL a scan of all of pg_constraint (every tenant's constraints), so
+    creation makes none, whatever months the template holds: the first taps make theirs."""
     with schema_context("_template"):
         assert len(partitions_existing()) >= 4
     with CaptureQueriesContext(connection) as queries:
         services.tenant_create(code="wuxi", division_code="320200")
-    made = [q["sql"] for q in queries.captured_queries if "PARTITION OF" in q["sql"]]
-    this = month_of(dt.datetime.now(BEIJING))
-    assert len(made) == 1 and partition_name(*this) in made[0], made
+    assert not [q["sql"] for q in queries.captured_queries if "PARTITION OF" in q["sql"]]
     with schema_context("wuxi"):
-        assert partitions_existing() == {this}
+        assert partitions_existing() == set()

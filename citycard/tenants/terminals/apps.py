@@ -30,7 +30,5 @@ class TerminalsConfig(AppConfig):
             "terminals.tapexception": {"view"},
         },
     }
-    # A new tenant's schema gets this month's partition only (docs/ingestion.md, "Storage").
-    new_schema_step = "citycard.tenants.terminals.partitions.partitions_new_schema"
     demo_step = "citycard.tenants.terminals.demo.demo_step"
     demo_order = 60

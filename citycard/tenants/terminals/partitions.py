@@ -1,13 +1,13 @@
 """Month partitions of ``terminals_transaction`` (按月分区).
 
 Months are Asia/Shanghai calendar months: the partition for 2025-03 holds taps from
-2025-03-01 00:00+08:00 up to 2025-04-01 00:00+08:00. A new tenant's schema gets this month's partition
-only (``partitions_new_schema``, its app config's ``new_schema_step``: the template's partitions are not
-cloned); the Celery beat task ``partitions_ensure_all`` makes this month and the next three in every
-tenant; ingestion makes any month a tap falls in that has none, on demand. Why so few at creation: each
-``CREATE TABLE … PARTITION OF`` makes PostgreSQL scan the whole of ``pg_constraint`` (all tenants'
-constraints) for foreign keys referencing the parent, 0.14 s at 3,000 tenants. Nothing here reads
-another tenant's tables: each call works on the schema the connection is set to.
+2025-03-01 00:00+08:00 up to 2025-04-01 00:00+08:00. A new tenant's schema has none (the template's
+partitions are not cloned): ingestion, the only writer of taps, makes the month a tap falls in on demand,
+and the Celery beat task ``partitions_ensure_all`` makes this month and the next three in every tenant.
+Why none at creation: each ``CREATE TABLE … PARTITION OF`` makes PostgreSQL scan the whole of
+``pg_constraint`` (all tenants' constraints) for foreign keys referencing the parent, 0.14 s at 3,000
+tenants, which would make creation slower with every tenant. Nothing here reads another tenant's tables:
+each call works on the schema the connection is set to.
 """
 
 from __future__ import annotations
@@ -109,12 +109,6 @@ def partitions_ahead(*, today: dt.date | None = None) -> list[str]:
     had its partition while it was ahead; a late tap of an older month gets one on demand)."""
     today = today or dt.datetime.now(BEIJING).date()
     return partitions_ensure(months_around(today))
-
-
-def partitions_new_schema() -> list[str]:
-    """A tenant schema just cloned from the template: this Beijing month's partition only (the beat task
-    adds the months ahead, ingestion any other month on demand)."""
-    return partitions_ensure([month_of(dt.datetime.now(BEIJING))])
 
 
 def forget_known() -> None:

@@ -1,6 +1,5 @@
-"""Month partitions of the transactions: a tenant created today gets this Beijing month's partition only;
-a tap of a month it has none for is accepted (its partition made on demand); the beat task makes the months
-ahead in every tenant."""
+"""Month partitions of the transactions: a tenant is created with none; a tap of a month it has none for is
+accepted (its partition made on demand); the beat task makes the months ahead in every tenant."""
 
 from __future__ import annotations
 
@@ -29,11 +28,11 @@ from .conftest import cards, taps_for
 
 
 @pytest.mark.django_db
-def test_a_tenant_created_today_takes_taps_of_a_month_it_has_no_partition_for(client, register, now):
+def test_a_new_tenant_has_no_partition_and_takes_taps_of_any_month(client, register, now):
     wuxi = services.tenant_create(code="wuxi", division_code="320200")
     this = month_of(now)
     with tenant_context(wuxi):
-        assert partitions_existing() == {this}
+        assert partitions_existing() == set()
     sim = SimTerminal("WX-BUS-0001", "wuxi", route="1")
     with tenant_context(wuxi):
         register(sim)
@@ -51,7 +50,7 @@ def test_a_tenant_created_today_takes_taps_of_a_month_it_has_no_partition_for(cl
     _signer, ack = tenant_verify(document=json.loads(response.content))
     assert (ack["accepted"], ack["rejected"]) == (2, 0)
     with tenant_context(wuxi), connection.cursor() as cur:
-        assert partitions_existing() == {this, month_of(late)}
+        assert partitions_existing() == {month_of(late)}
         cur.execute("SELECT DISTINCT tableoid::regclass::text FROM terminals_transaction")
         assert [row[0].split(".")[-1] for row in cur.fetchall()] == [partition_name(*month_of(late))]
 
@@ -59,7 +58,7 @@ def test_a_tenant_created_today_takes_taps_of_a_month_it_has_no_partition_for(cl
     ahead = months_around(now.date())
     assert ahead[0] == this and len(ahead) == 4
     result = partitions_ensure_all()
-    assert result["created"]["wuxi"] == [partition_name(*month) for month in ahead[1:]]
+    assert result["created"]["wuxi"] == [partition_name(*month) for month in ahead]
     assert "_template" not in result["created"]
     with tenant_context(wuxi):
         assert partitions_existing() == {*ahead, month_of(late)}
