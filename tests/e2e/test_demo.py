@@ -104,6 +104,8 @@ def _chinese(out: str) -> None:
         "代付文件",
         "扣除手续费后共",
         "商户消费清算周期的手续费（结算时入账）",
+        # last month's credit bill collected through the bound WeChat Pay channel on its due date
+        "经绑定的微信支付渠道自动还款：开立 1 笔代扣，1 笔已入账还款",
     )
     assert "回执不同" not in out and "没有可用的 Celery 工作进程" not in out
 

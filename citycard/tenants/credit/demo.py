@@ -1,7 +1,9 @@
 """Demo step: in each demo city the credit rules are set (for the demo every active card qualifies), the
 student's card gets a credit line, a parking fee is paid on credit at a car park that accepts it on the last
-day of last month (Beijing), last month's bill is generated and repaid from the online account. Safe to run
-again (the payment, the bill and the repayment are idempotent)."""
+day of last month (Beijing), last month's bill is generated, the card is bound to the WeChat Pay sandbox's
+entrusted collection (委托代扣) and, on the bill's due date, automatic repayment collects the bill through it
+(the sandbox pays and notifies; the collection is credited and moved on to the line). Safe to run again (the
+payment, the bill, the binding and the collection are idempotent)."""
 
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
-from citycard.tenants.accounts import services as accounts
 from citycard.tenants.credit import selectors, services
 from citycard.tenants.credit.models import CreditLine
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import Merchant
+from citycard.tenants.payments import services as payments
+from citycard.tenants.payments.drill import SANDBOX_APP, SANDBOX_MERCHANT, sandbox_channel_configure
+from citycard.tenants.payments.models import ChannelBinding
+from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.money import yuan
 
 PARKING_FEN = 1500  # an evening's parking, ¥15.00
+CHANNEL = "sandbox-wechat"  # the channel the cards' top-up step configured; bound here for collections
 
 
 def _car_park(tenant) -> Merchant:
@@ -44,7 +50,10 @@ def demo_step(ctx) -> None:
     last_day = today.replace(day=1) - dt.timedelta(days=1)
     month = last_day.strftime("%Y-%m")
     table = Table(
-        title=gettext("Credit pay-later: a parking fee on credit in %(month)s, the month's bill repaid")
+        title=gettext(
+            "Credit pay-later: a parking fee on credit in %(month)s, the month's bill collected automatically"
+            " through the bound channel"
+        )
         % {"month": month}
     )
     for column in (
@@ -58,6 +67,52 @@ def demo_step(ctx) -> None:
         gettext("owed now (yuan)"),
     ):
         table.add_column(column)
+    inbox = NotifyInbox()
+    sandbox = Sandbox.start("wechat", merchant_id=SANDBOX_MERCHANT["wechat"], app_id=SANDBOX_APP["wechat"])
+    try:
+        _cities(ctx, table, sandbox, inbox, last_day=last_day, month=month)
+    finally:
+        sandbox.stop()
+        inbox.stop()
+    ctx.console.print(table)
+    ctx.console.print(
+        gettext("Bills: %(command)s; lines, items, bills and repayments at %(path)s.")
+        % {
+            "command": f"`citycard credit --tenant hangzhou bill --month {month} --card <card>`",
+            "path": "/admin/credit/",
+        }
+    )
+
+
+def _autorepay(ctx, sandbox: Sandbox, inbox: NotifyInbox, *, card_no: str, due_on: dt.date) -> None:
+    """The card bound to the WeChat Pay channel (the city's channel pointed at this run's sandbox), then the
+    automatic repayment run of the bill's due date: it opens the collection, the sandbox collects under the
+    agreement and notifies, the notification credits the online account, and the next run moves it to the
+    line."""
+    sandbox_channel_configure(
+        sandbox, code=CHANNEL, name="wechat sandbox", notify_url=f"{inbox.url}/{CHANNEL}", actor="demo"
+    )
+    if not ChannelBinding.objects.filter(card_no=card_no, channel__code=CHANNEL, active=True).exists():
+        payments.binding_create(
+            channel_code=CHANNEL, card_no=card_no, agreement_no=f"demo-wx-{card_no}", actor="demo"
+        )
+    opened = services.credit_autorepay_run(on=due_on, actor="demo")["opened"]
+    sandbox.settle()
+    for headers, body in inbox.drain():
+        payments.topup_notification_receive(channel_code=CHANNEL, headers=headers, body=body)
+    applied = services.credit_autorepay_run(on=due_on, actor="demo")["applied"]
+    ctx.console.print(
+        gettext(
+            "%(card)s: automatic repayment on the due date %(due_on)s through the bound WeChat Pay channel:"
+            " %(opened)s collection opened, %(applied)s applied to the bill"
+        )
+        % {"card": card_no, "due_on": due_on.isoformat(), "opened": opened, "applied": applied}
+    )
+
+
+def _cities(
+    ctx, table: Table, sandbox: Sandbox, inbox: NotifyInbox, *, last_day: dt.date, month: str
+) -> None:
     for code, tenant in ctx.tenants.items():
         if tenant.kind == "county":
             continue
@@ -91,18 +146,7 @@ def demo_step(ctx) -> None:
             services.credit_bills_generate(month=month, actor="demo")
             bill = selectors.bill_of(card_no=card_no, month=month)
             if bill is not None and bill.outstanding_fen:
-                accounts.account_topup(
-                    card_no=card_no,
-                    amount_fen=bill.outstanding_fen,
-                    idempotency_key=f"demo-credit-topup-{month}-{card_no}",
-                    actor="demo",
-                )
-                services.credit_repay(
-                    card_no=card_no,
-                    amount_fen=bill.outstanding_fen,
-                    key=f"demo-repay-{month}-{card_no}",
-                    actor="demo",
-                )
+                _autorepay(ctx, sandbox, inbox, card_no=card_no, due_on=bill.due_on)
                 bill.refresh_from_db()
             table.add_row(
                 code,
@@ -114,11 +158,3 @@ def demo_step(ctx) -> None:
                 yuan(bill.paid_fen) if bill else "—",
                 yuan(selectors.owed_fen(line)),
             )
-    ctx.console.print(table)
-    ctx.console.print(
-        gettext("Bills: %(command)s; lines, items, bills and repayments at %(path)s.")
-        % {
-            "command": f"`citycard credit --tenant hangzhou bill --month {month} --card <card>`",
-            "path": "/admin/credit/",
-        }
-    )
