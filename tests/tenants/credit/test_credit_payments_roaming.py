@@ -16,6 +16,7 @@ import datetime as dt
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -23,6 +24,7 @@ from citycard.interop.models import ClearingRecord
 from citycard.interop.services.cycles import cycle_get_or_create, cycle_run
 from citycard.interop.services.messages import outbox_collect
 from citycard.interop.terms import agreement_business_date
+from citycard.platform.services import user_create
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount, Posting
 from citycard.tenants.credit import selectors as sel
@@ -47,6 +49,7 @@ from tests.tenants.credit.test_credit_code_checks import _forged
 from tests.tenants.credit.test_credit_fares import _code_ride
 
 pytestmark = pytest.mark.django_db
+HZ = {"HTTP_HOST": "hangzhou.localhost"}
 
 
 def _merchant(code: str, name: str, organisation: str) -> SimTerminal:
@@ -256,3 +259,18 @@ def test_visitors_code_payments_are_booked_by_both_cities_and_rejections_reverse
         assert Settlement.objects.get(merchant__code="hz-canteen", day=yesterday).net_fen == 1850 - 11
         assert_balanced()
     connection.set_schema_to_public()
+
+    # What Hangzhou's finance clerk reads (Chinese first): the statement's chargeback with the issuer's
+    # reason, the payments with theirs, and what the canteen owes back.
+    clerk = Client()
+    clerk.force_login(
+        user_create(
+            username="hz-clerk-rp", role="city_admin", tenant_code="hangzhou", password="a-long-password-1"
+        )
+    )
+    page = clerk.get(f"/merchants/settlement/hz-shop/{yesterday}/", **HZ).content.decode()
+    assert "拒付扣回" in page and "TAC 校验不通过" in page and "-¥4.50" in page
+    payments = clerk.get("/admin/merchants/payment/", **HZ).content.decode()
+    assert "持卡人信用额度与账户余额均不足" in payments and "应收商户款（已结算）" in payments
+    owed = clerk.get("/admin/merchants/merchant/", **HZ).content.decode()
+    assert "应退回（结算后拒付）" in owed and "¥6.00" in owed
