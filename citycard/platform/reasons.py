@@ -26,6 +26,7 @@ CLEARING_REJECTIONS = {
     "code_expired": _("Ride outside the citizen code's validity"),
     "code_other_card": _("Citizen code of another card"),
     "code_replayed": _("Citizen code used before"),
+    "no_funds": _("Neither the cardholder's credit line nor online account can pay"),
 }
 
 TAP_EXCEPTIONS = {

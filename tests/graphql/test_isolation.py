@@ -152,7 +152,7 @@ def probes(
         ],
         "cardMerchantPayments": [
             f'{{ cardMerchantPayments(cardNumber: "{jx.elderly_card}") '
-            "{ id merchant merchantName amountFen means } }",
+            "{ id merchant merchantName amountFen means acquirer } }",
         ],
         # Jiaxing's elderly card has a credit line, a parking fee on it and last month's bill (jx_credit): a
         # Hangzhou key reads no bill nor history of it and cannot pay on it.

@@ -4,8 +4,13 @@ card's payments listed; errors as data with nothing written."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django_tenants.utils import tenant_context
+
+from citycard.tenants.accounts.models import LedgerAccount
+from citycard.tenants.credit.services import roaming_code_payments_book
 
 from .conftest import data_of, gql, issue
 
@@ -94,3 +99,64 @@ def test_pay_by_citizen_code(client, tenant, canteen):
     assert paid["payment"]["means"] == "code"
     replay = data_of(gql(client, "hangzhou", PAY, {**variables, "k": "qr-2"}, token=token))["merchantPay"]
     assert [e["code"] for e in replay["errors"]] == ["CODE_REFUSED"]
+
+
+def test_a_cards_code_payments_in_another_city_are_listed_with_the_acquirer(client, tenant, canteen):
+    """The card's citizen-code payment at a Jiaxing merchant, accepted by Hangzhou's clearing validation
+    (booked from the online account, payable to Jiaxing), is listed beside its payments here; one the
+    account cannot pay is rejected (no_funds) and listed nowhere."""
+    card = canteen.elderly_card
+    token = issue("hangzhou")
+    paid = data_of(
+        gql(
+            client,
+            "hangzhou",
+            PAY,
+            {"m": "school-12-canteen", "a": 300, "k": "o-9", "card": card},
+            token=token,
+        )
+    )
+    assert paid["merchantPay"]["errors"] == []
+    record = {
+        "record_id": "jiaxing-424242",
+        "acquirer": "jiaxing",
+        "card_no": card,
+        "amount_fen": 450,
+        "tapped_at": "2026-03-02T12:00:00+08:00",
+        "service": "merchant",
+        "route": "jx-canteen",
+        "card_scheme": "04",
+    }
+    now = dt.datetime(2026, 3, 3, 5, tzinfo=dt.UTC)
+    with tenant_context(tenant("hangzhou")):
+        before = LedgerAccount.objects.get(card_no=card).balance_fen
+        assert roaming_code_payments_book([record], now) == []
+        assert roaming_code_payments_book([record], now) == []  # validated again: booked once
+        poor = {**record, "record_id": "jiaxing-424243", "amount_fen": 10**9}
+        assert [r["reason"] for r in roaming_code_payments_book([poor], now)] == ["no_funds"]
+        assert LedgerAccount.objects.get(card_no=card).balance_fen == before - 450
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 450
+    listed = data_of(
+        gql(
+            client,
+            "hangzhou",
+            f'{{ cardMerchantPayments(cardNumber: "{card}") {{ merchant merchantName means amountFen acquirer }} }}',
+            token=token,
+        )
+    )["cardMerchantPayments"]
+    assert listed == [
+        {
+            "merchant": "school-12-canteen",
+            "merchantName": "十二中学生食堂",
+            "means": "account",
+            "amountFen": 300,
+            "acquirer": None,
+        },
+        {
+            "merchant": "jx-canteen",
+            "merchantName": "jx-canteen (jiaxing)",
+            "means": "code",
+            "amountFen": 450,
+            "acquirer": "jiaxing",
+        },
+    ]

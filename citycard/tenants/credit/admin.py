@@ -18,6 +18,7 @@ from citycard.tenants.credit.models import (
     CreditRules,
     LineState,
     RoamingFare,
+    RoamingPayment,
 )
 from citycard.terminal_kit.money import yuan
 
@@ -172,3 +173,18 @@ class RoamingFareAdmin(ReadOnlyAdmin):
     list_display = ("tapped_at", "card_no", "acquirer", "payee", "amount_fen", "record_id", "booked_at")
     list_filter = ("acquirer",)
     search_fields = ("=card_no", "=record_id")
+
+
+@admin.register(RoamingPayment, site=tenant_admin)
+class RoamingPaymentAdmin(ReadOnlyAdmin):
+    """This city's cardholders' citizen-code payments at other cities' merchants, accepted by its clearing
+    validation and booked onto their credit line or online account (异地商户扫码支付); one neither could pay
+    is no row here but a ``no_funds`` rejection of the record."""
+
+    list_display = ("paid_at", "card_no", "acquirer", "payee", "amount", "source", "record_id", "booked_at")
+    list_filter = ("acquirer", "source")
+    search_fields = ("=card_no", "=record_id")
+
+    @admin.display(description=_("amount"))
+    def amount(self, obj):
+        return yuan(obj.amount_fen)

@@ -22,14 +22,18 @@ class CreditConfig(AppConfig):
             "credit.creditbill": {"view"},
             "credit.creditrepayment": {"view"},
             "credit.roamingfare": {"view"},
+            "credit.roamingpayment": {"view"},
         },
     }
 
     def ready(self) -> None:
         # The issuer's side of its cardholders' citizen-code rides in other cities: exchange, below credit,
         # hands over the rides its validation accepted (imported here: models load once the registry is ready).
-        from citycard.tenants.credit.services import roaming_code_fares_take
+        from citycard.tenants.credit.services import roaming_code_fares_take, roaming_code_payments_book
         from citycard.tenants.exchange import services as exchange
 
         if exchange.ISSUER_CODE_FARE_SINK is None:
             exchange.ISSUER_CODE_FARE_SINK = roaming_code_fares_take
+        # and their citizen-code payments at other cities' merchants, booked inside the validation's answer
+        if exchange.ISSUER_CODE_PAYMENT_SINK is None:
+            exchange.ISSUER_CODE_PAYMENT_SINK = roaming_code_payments_book

@@ -260,3 +260,49 @@ class FaresCursor(models.Model):
     class Meta:
         verbose_name = _("citizen-code fares cursor")
         verbose_name_plural = _("citizen-code fares cursors")
+
+
+class RoamingPaymentSource(models.TextChoices):
+    CREDIT = "credit", _("Credit line (onto the monthly bill)")
+    ACCOUNT = "account", _("Online account")
+
+
+class RoamingPayment(models.Model):
+    """A payment this city's cardholder made by the citizen code at another city's merchant (异地商户扫码支付),
+    booked when this city's validation of the acquirer's clearing record (merchant service) accepted it:
+    the code checked with this city's keys and its nonce spent once. Owed by the cardholder here (their
+    credit line, else their online account: ``roaming_code_payments_book``), owed to the acquiring city
+    ``interop:<acquirer>`` through the merchant-payment cycle's settlement. Once per clearing record; a
+    payment neither can pay is no row: the record is rejected (``no_funds``)."""
+
+    record_id = models.CharField(max_length=80, unique=True, verbose_name=_("clearing record id"))
+    acquirer = models.CharField(max_length=30, verbose_name=_("acquirer"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    merchant = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text=_("The acquirer's merchant code (its terminal's route)."),
+        verbose_name=_("merchant"),
+    )
+    payee = models.CharField(
+        max_length=100, help_text=_("The merchant and its city."), verbose_name=_("payee")
+    )
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    paid_at = models.DateTimeField(verbose_name=_("paid at"))
+    source = models.CharField(
+        max_length=10, choices=RoamingPaymentSource.choices, verbose_name=_("paid from")
+    )
+    posting = posting_field(related_name="roaming_payment")
+    booked_at = models.DateTimeField(verbose_name=_("booked at"))
+
+    class Meta:
+        verbose_name = _("citizen-code payment in another city")
+        verbose_name_plural = _("citizen-code payments in other cities")
+        ordering = ["-paid_at", "-id"]
+        indexes = [models.Index(fields=["card_no", "paid_at"], name="roamingpayment_card")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="roamingpayment_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return self.record_id

@@ -10,7 +10,14 @@ from django.db.models import QuerySet
 from citycard.platform.errors import DomainError, NotFound
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card, CardState
-from citycard.tenants.credit.models import CreditBill, CreditItem, CreditLine, CreditRepayment, CreditRules
+from citycard.tenants.credit.models import (
+    CreditBill,
+    CreditItem,
+    CreditLine,
+    CreditRepayment,
+    CreditRules,
+    RoamingPayment,
+)
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -122,3 +129,8 @@ def history(*, card_no: str, limit: int = 100) -> list[HistoryEntry]:
         for r in CreditRepayment.objects.filter(line__card_no=card_no).order_by("-at", "-id")[:limit]
     ]
     return sorted(items + repaid, key=lambda e: e.at, reverse=True)[:limit]
+
+
+def roaming_payments_of_card(*, card_nos: list[str], limit: int = 50) -> QuerySet[RoamingPayment]:
+    """A cardholder's citizen-code payments at other cities' merchants (异地商户扫码支付), newest first."""
+    return RoamingPayment.objects.filter(card_no__in=card_nos).order_by("-paid_at", "-id")[:limit]

@@ -29,6 +29,8 @@ from citycard.tenants.credit.models import (
     LineState,
     RepaymentSource,
     RoamingFare,
+    RoamingPayment,
+    RoamingPaymentSource,
 )
 from citycard.tenants.credit.selectors import (
     beijing_month,
@@ -38,6 +40,7 @@ from citycard.tenants.credit.selectors import (
     rules_get,
     rules_meeting_cards,
 )
+from citycard.tenants.exchange.services import REASON_NO_FUNDS
 from citycard.tenants.merchants.models import Means
 from citycard.tenants.merchants.services import merchant_pay_from
 from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
@@ -795,3 +798,144 @@ def credit_overdue_run(*, on: dt.date, actor: str) -> list[CreditLine]:
         data={"overdue_bills": len(late_ids), "lines": len(lines)},
     )
     return lines
+
+
+# --- citizen-code payments at other cities' merchants (the issuer's side, 异地商户扫码支付) ---------------
+
+ROAMING_PAYMENT_KEY = "roaming-pay:"
+
+
+def _roaming_payment_charge(
+    *, record: dict[str, Any], line: CreditLine | None, payable: LedgerAccount, payee: str, at: dt.datetime
+) -> tuple[str, Any] | None:
+    """Charge one payment onto the active line within its limit (a merchant item on the month's bill), else
+    to the online account: (source, posting), or None when neither can pay it."""
+    amount, record_id = int(record["amount_fen"]), record["record_id"]
+    key = f"{ROAMING_PAYMENT_KEY}{record_id}"
+    if line is not None:
+        try:
+            _deferrable(line, amount)
+        except DomainError:
+            pass  # over the limit or not active: the online account pays it
+        else:
+            posting, _ = posting_write(
+                kind=PostingKind.PAYMENT,
+                key=key,
+                legs=[(line.receivable, -amount), (payable, amount)],
+                memo=payee,
+                actor="interop",
+                at=at,
+                audit=False,
+            )
+            CreditItem.objects.create(
+                line=line,
+                kind=ItemKind.MERCHANT,
+                payment_id=f"roam:{record_id}",
+                payee=payee,
+                amount_fen=amount,
+                at=at,
+                month=_item_month(line, at),
+                posting=posting,
+            )
+            return RoamingPaymentSource.CREDIT, posting
+    try:
+        posting, _ = posting_write(
+            kind=PostingKind.PAYMENT,
+            key=key,
+            legs=[(holder_account(record["card_no"]), -amount), (payable, amount)],
+            memo=payee,
+            actor="interop",
+            at=at,
+            audit=False,
+        )
+    except DomainError:  # no online account, or not enough in it
+        return None
+    return RoamingPaymentSource.ACCOUNT, posting
+
+
+@transaction.atomic
+def roaming_code_payments_book(records: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, str]]:
+    """``exchange.ISSUER_CODE_PAYMENT_SINK``: this city's cardholders' citizen-code payments at other cities'
+    merchants that its validation accepted (the code signed with its keys for the card, its nonce spent
+    once), booked now, inside the validation's answer: onto the cardholder's credit line when credit is on in
+    the city, the line active and the payment within its available limit (a merchant item of the month's
+    bill), else from the online account (holder −a); against the payable to the acquiring city
+    ``interop:<acquirer>`` +a, which the merchant-payment cycle's settlement pays less the issuer's fee.
+    Each a ``RoamingPayment`` row, once per clearing record (validated again: accepted again, nothing
+    booked). One that neither can pay is booked by nobody and returned as a rejection ``no_funds``: the
+    acquirer learns it from the cycle's exceptions and reconciliation file and charges it back there."""
+    wanted = {r["record_id"]: r for r in records if int(r["amount_fen"]) > 0}
+    if not wanted:
+        return []
+    done = set(RoamingPayment.objects.filter(record_id__in=list(wanted)).values_list("record_id", flat=True))
+    fresh = [r for record_id, r in sorted(wanted.items()) if record_id not in done]
+    if not fresh:
+        return []
+    rules = CreditRules.objects.first()
+    deferring = rules is not None and rules.enabled
+    lines = (
+        {
+            line.card_no: line
+            for line in CreditLine.objects.select_related("receivable")
+            .select_for_update(of=("self",))
+            .filter(card_no__in={r["card_no"] for r in fresh})
+            .order_by("pk")
+        }
+        if deferring
+        else {}
+    )
+    payables: dict[str, LedgerAccount] = {}
+    rejections: list[dict[str, str]] = []
+    booked: list[RoamingPayment] = []
+    for record in fresh:
+        acquirer = record.get("acquirer") or record["record_id"].rsplit("-", 1)[0]
+        if acquirer not in payables:
+            payables[acquirer] = ledger_account_external(code=f"interop:{acquirer}", kind=AccountKind.INTEROP)
+        paid_at = dt.datetime.fromisoformat(record["tapped_at"])
+        payee = f"{record.get('route') or record.get('service') or ''} ({acquirer})".strip()[:100]
+        charged = _roaming_payment_charge(
+            record=record,
+            line=lines.get(record["card_no"]),
+            payable=payables[acquirer],
+            payee=payee,
+            at=paid_at,
+        )
+        if charged is None:
+            rejections.append(
+                {
+                    "record_id": record["record_id"],
+                    "reason": REASON_NO_FUNDS,
+                    "message": f"neither the credit line nor the online account of card {record['card_no']}"
+                    f" pays {record['amount_fen']} fen",
+                }
+            )
+            continue
+        source, posting = charged
+        booked.append(
+            RoamingPayment(
+                record_id=record["record_id"],
+                acquirer=acquirer,
+                card_no=record["card_no"],
+                merchant=(record.get("route") or "")[:40],
+                payee=payee,
+                amount_fen=int(record["amount_fen"]),
+                paid_at=paid_at,
+                source=source,
+                posting=posting,
+                booked_at=now,
+            )
+        )
+    RoamingPayment.objects.bulk_create(booked)
+    audit_record(
+        action="credit.roaming_code_payments_book",
+        actor="interop",
+        object_type="clearing_record",
+        object_id=f"{fresh[0]['record_id']}..{fresh[-1]['record_id']}",
+        data={
+            "booked": len(booked),
+            "credit": sum(1 for p in booked if p.source == RoamingPaymentSource.CREDIT),
+            "amount_fen": sum(p.amount_fen for p in booked),
+            "no_funds": len(rejections),
+        },
+    )
+    return rejections

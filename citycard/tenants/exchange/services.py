@@ -8,7 +8,11 @@
 * ``clearing_validate`` — the issuer validates clearing records on its own data and answers signed (and,
   for a merchant-payment cycle, books the accepted ones on its ledger through ``ISSUER_SPEND_SINK``).
 * ``inbox_deliver`` of a merchant-payment cycle's reconciliation manifest also books the cycle's fees on the
-  participant's ledger through ``CYCLE_FEES_SINK``.
+  participant's ledger through ``CYCLE_FEES_SINK``, and reverses the acquirer's payments the issuer rejected
+  through ``CYCLE_REJECTIONS_SINK``.
+* ``clearing_validate`` of a merchant-payment cycle books its cardholders' citizen-code payments at other
+  cities' merchants through ``ISSUER_CODE_PAYMENT_SINK`` (one neither their credit line nor their online
+  account can pay is rejected, ``no_funds``).
 * ``reconciliation_check`` — the tenant checks a reconciliation file against its own outbox, totals first.
 """
 
@@ -50,6 +54,7 @@ REASON_HOTLISTED = "hotlisted"
 REASON_TAC_INVALID = "tac_invalid"
 REASON_COUNTER_REPLAYED = "counter_replayed"
 REASON_NOT_OURS = "not_our_card"
+REASON_NO_FUNDS = "no_funds"  # a citizen-code merchant payment neither the credit line nor the account pays
 
 
 def _tenant() -> Tenant:
@@ -297,6 +302,14 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
     ):
         _manifest, text = reconciliation_file(message_id=message.message_id)
         CYCLE_FEES_SINK(body, reconciliation_parse(text)[1], message.received_at)
+    if (
+        CYCLE_REJECTIONS_SINK is not None
+        and opened.kind == "clearing.reconciliation"
+        and body.get("service") == MERCHANT_CYCLE_SERVICE
+    ):
+        # the issuer's rejections of this schema's own merchant payments, reversed (拒付冲正)
+        _manifest, text = reconciliation_file(message_id=message.message_id)
+        CYCLE_REJECTIONS_SINK(body, reconciliation_parse(text)[1], message.received_at)
     return message
 
 
@@ -405,6 +418,20 @@ IssuerSpendSink = Callable[[list[dict[str, Any]], dt.datetime], None]
 ISSUER_SPEND_SINK: IssuerSpendSink | None = None
 MERCHANT_CYCLE_SERVICE = "merchant"
 
+# ``ISSUER_CODE_PAYMENT_SINK(records, now)`` books against its cardholders the citizen-code payments at another
+# city's merchants that its validation accepted (the records of a ``merchant`` cycle whose code proved them):
+# onto the credit line or from the online account, payable to the acquirer (wired by citycard.tenants.credit,
+# above exchange). It returns the rejections of the records it could not book (``no_funds``): they are
+# rejected to the acquirer like any other. Idempotent by record id: a record booked before is accepted again.
+IssuerCodePaymentSink = Callable[[list[dict[str, Any]], dt.datetime], list[dict[str, str]]]
+ISSUER_CODE_PAYMENT_SINK: IssuerCodePaymentSink | None = None
+
+# ``CYCLE_REJECTIONS_SINK(manifest, details, now)`` reverses on an acquirer's ledger the merchant payments of its
+# own records that the issuer rejected, from a merchant-payment cycle's reconciliation file (wired by
+# citycard.tenants.merchants); every schema reads its own records (a county's, in its city's file).
+CycleRejectionsSink = Callable[[dict[str, Any], list[dict[str, str]], dt.datetime], Any]
+CYCLE_REJECTIONS_SINK: CycleRejectionsSink | None = None
+
 # ``CYCLE_FEES_SINK(manifest, details, now)`` books on a participant's ledger the fees a settled merchant-payment
 # cycle netted (the issuer's interchange earned, the acquirer's fees paid), from the reconciliation file its
 # signed manifest names (wired by citycard.tenants.merchants); called once, when the manifest first arrives.
@@ -456,6 +483,12 @@ def clearing_validate(*, document: dict[str, Any], now: dt.datetime | None = Non
     rejections.extend(_counters_claim([r for r in candidates if not _is_code_ride(r)], now))
     code_rejections, code_accepted = _codes_check(code_rides, tenant, now)
     rejections.extend(code_rejections)
+    if (
+        ISSUER_CODE_PAYMENT_SINK is not None
+        and code_accepted
+        and opened.body.get("service") == MERCHANT_CYCLE_SERVICE  # a merchant's payments, not rides
+    ):
+        rejections.extend(ISSUER_CODE_PAYMENT_SINK(code_accepted, now))
     rejections.sort(key=lambda r: r["record_id"])
     _rejections_keep(opened.body.get("cycle") or "", opened.message_id, records, rejections, now)
     refused = {r["record_id"] for r in rejections}

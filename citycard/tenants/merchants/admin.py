@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Concat
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
 from citycard.platform.errors import DomainError
 from citycard.platform.models import Role
+from citycard.platform.reasons import reason_html
+from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.merchants import services
 from citycard.tenants.merchants.models import (
     Means,
@@ -45,7 +50,7 @@ class MerchantOnboardForm(forms.ModelForm):
 
 @admin.register(Merchant, site=tenant_admin)
 class MerchantAdmin(ServiceFormAdmin):
-    list_display = ("code", "name", "category", "department", "fee_bps", "state", "to_settle")
+    list_display = ("code", "name", "category", "department", "fee_bps", "state", "to_settle", "owes_back")
     list_filter = ("state", "category", "department")
     search_fields = ("code", "name", "licence_no")
     actions = ["suspend_selected", "resume_selected"]
@@ -62,6 +67,7 @@ class MerchantAdmin(ServiceFormAdmin):
         "state",
         "state_reason",
         "payable",
+        "owes_back",
         "onboarded_at",
         "onboarded_by",
     )
@@ -86,13 +92,29 @@ class MerchantAdmin(ServiceFormAdmin):
     def to_settle(self, obj):
         return yuan(obj.payable.balance_fen)
 
+    @admin.display(description=_("owes back (rejected after settlement)"))
+    def owes_back(self, obj):
+        """What the merchant owes the city: roaming payments paid out, then rejected by their issuer."""
+        return yuan(-(obj.owes_back_fen or 0))
+
     @admin.display(description=_("settlement account"))
     def settlement_account_masked(self, obj):
         return obj.settlement_account_masked
 
     def get_queryset(self, request):
         # A department officer sees and manages its own department's merchants only (谁主管谁负责).
-        qs = super().get_queryset(request).select_related("payable")
+        qs = (
+            super()
+            .get_queryset(request)
+            .select_related("payable")
+            .annotate(
+                owes_back_fen=Subquery(
+                    LedgerAccount.objects.filter(
+                        code=Concat(Value(services.CHARGEBACK_PREFIX), OuterRef("code"))
+                    ).values("balance_fen")[:1]
+                )
+            )
+        )
         if request.user.role == Role.DEPARTMENT_OFFICER:
             qs = qs.filter(department=request.user.department)
         return qs
@@ -163,9 +185,17 @@ class PaymentAdmin(ReadOnlyAdmin):
         "refunded_fen",
         "issuer_tenant",
         "settlement",
+        "rejection",
     )
-    list_filter = ("means", "merchant")
+    list_filter = ("means", "charged_back_from", "merchant")
     search_fields = ("=payment_id", "=card_no")
+
+    @admin.display(description=_("rejected by the issuer"))
+    def rejection(self, obj):
+        """The issuer's reason (拒付原因) and where it was charged back from; empty: not rejected."""
+        if obj.rejected_at is None:
+            return ""
+        return format_html("{} · {}", reason_html(obj.rejection_reason), obj.get_charged_back_from_display())
 
 
 @admin.register(Refund, site=tenant_admin)

@@ -48,3 +48,8 @@ class MerchantsConfig(AppConfig):
             exchange.ISSUER_SPEND_SINK = merchant_roaming_spent_book
         if exchange.CYCLE_FEES_SINK is None:
             exchange.CYCLE_FEES_SINK = merchant_cycle_fees_book
+        # the acquirer's side of the payments an issuer rejected: reversed from its reconciliation file
+        from citycard.tenants.merchants.services import merchant_roaming_rejections_book
+
+        if exchange.CYCLE_REJECTIONS_SINK is None:
+            exchange.CYCLE_REJECTIONS_SINK = merchant_roaming_rejections_book

@@ -157,6 +157,13 @@ class Settlement(models.Model):
         return f"{self.merchant_id} {self.day}"
 
 
+class ChargebackFrom(models.TextChoices):
+    """Where a rejected roaming payment is taken back from (拒付扣回)."""
+
+    PAYABLE = "payable", _("The merchant's payable (its settlement still open)")
+    RECEIVABLE = "receivable", _("A receivable from the merchant (already settled)")
+
+
 class Payment(models.Model):
     """A payment a merchant took (商户收款), by any means; its posting moved the money."""
 
@@ -188,6 +195,22 @@ class Payment(models.Model):
     settlement = models.ForeignKey(
         Settlement, on_delete=models.PROTECT, related_name="payment_rows", verbose_name=_("settlement")
     )
+    # A roaming card's payment the issuer rejected in clearing (拒付): reversed from the receivable from the
+    # issuer once the cycle's reconciliation file says so (``merchant_roaming_rejections_book``).
+    rejected_at = models.DateTimeField(null=True, blank=True, verbose_name=_("rejected at"))
+    rejection_reason = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text=_("The issuer's rejection reason (清分校验拒付原因)."),
+        verbose_name=_("rejection reason"),
+    )
+    charged_back_from = models.CharField(
+        max_length=10,
+        choices=ChargebackFrom.choices,
+        blank=True,
+        verbose_name=_("charged back from"),
+    )
+    rejection_posting = posting_field(related_name="+", optional=True, verbose_name=_("rejection posting"))
 
     class Meta:
         verbose_name = pgettext_lazy("merchant", "payment")

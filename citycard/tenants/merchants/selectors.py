@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from citycard.tenants.merchants.models import Merchant, Payment, Refund, Settlement
+from citycard.tenants.merchants.models import ChargebackFrom, Merchant, Payment, Refund, Settlement
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -47,15 +47,18 @@ def settlements_recent(*, limit: int = 100) -> QuerySet[Settlement]:
 
 @dataclass(frozen=True)
 class StatementLine:
-    """One line of a statement: a payment (positive) or a refund (negative)."""
+    """One line of a statement: a payment (positive), a refund (negative), or a roaming payment the issuer
+    rejected before the settlement closed, charged back (拒付扣回, negative: its reference is the issuer's
+    reason)."""
 
-    kind: str  # "payment" / "refund"
-    reference: str  # the payment id, or the refund id
+    kind: str  # "payment" / "refund" / "chargeback"
+    reference: str  # the payment id, the refund id, or the rejection reason of a chargeback
     payment_id: str
     means: str
     card_no: str
     at: dt.datetime
     amount_fen: int
+    rejection: str = ""  # a payment the issuer rejected: the reason (charged back here, or owed back)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ def card_no_mask(card_no: str) -> str:
 
 
 def statement_get(*, merchant_code: str, day: dt.date) -> Statement | None:
-    """The statement of one merchant's settlement for one day: every payment and refund it carried, in
-    time order (three queries). None: not settled."""
+    """The statement of one merchant's settlement for one day: every payment and refund it carried, and
+    each roaming payment of it the issuer rejected before it closed (charged back: not paid), in time order
+    (three queries). None: not settled."""
     settlement = (
         Settlement.objects.select_related("merchant")
         .filter(merchant__code=merchant_code, day=day, settled_at__isnull=False)
@@ -79,21 +83,50 @@ def statement_get(*, merchant_code: str, day: dt.date) -> Statement | None:
     )
     if settlement is None:
         return None
-    lines = [
-        StatementLine("payment", p.payment_id, p.payment_id, p.means, p.card_no, p.at, p.amount_fen)
-        for p in Payment.objects.filter(settlement=settlement).order_by("at", "id")
-    ] + [
-        StatementLine(
-            "refund",
-            r.refund_id,
-            r.payment.payment_id,
-            r.payment.means,
-            r.payment.card_no,
-            r.at,
-            -r.amount_fen,
-        )
-        for r in Refund.objects.filter(settlement=settlement).select_related("payment").order_by("at", "id")
-    ]
+    payments = list(Payment.objects.filter(settlement=settlement).order_by("at", "id"))
+    lines = (
+        [
+            StatementLine(
+                "payment",
+                p.payment_id,
+                p.payment_id,
+                p.means,
+                p.card_no,
+                p.at,
+                p.amount_fen,
+                p.rejection_reason,
+            )
+            for p in payments
+        ]
+        + [
+            StatementLine(
+                "chargeback",
+                p.rejection_reason,
+                p.payment_id,
+                p.means,
+                p.card_no,
+                p.rejected_at,
+                -p.amount_fen,
+                p.rejection_reason,
+            )
+            for p in payments
+            if p.charged_back_from == ChargebackFrom.PAYABLE
+        ]
+        + [
+            StatementLine(
+                "refund",
+                r.refund_id,
+                r.payment.payment_id,
+                r.payment.means,
+                r.payment.card_no,
+                r.at,
+                -r.amount_fen,
+            )
+            for r in Refund.objects.filter(settlement=settlement)
+            .select_related("payment")
+            .order_by("at", "id")
+        ]
+    )
     lines.sort(key=lambda line: (line.at, line.kind, line.reference))
     return Statement(settlement, lines)
 

@@ -8,6 +8,12 @@ Money moves only as balanced postings on the tenant's ledger (``citycard.tenants
   merchant payable +a;
 * a refund: merchant payable −r, the payer's online account +r (never more than was paid, once per id);
 * a day's settlement: merchant payable −(gross − refunds), fee income +fee, settlement clearing +net;
+* a citizen code scanned by the merchant's terminal: an own cardholder's online account −a, or a roaming
+  cardholder's issuer's interop receivable −a (the issuer books it against its cardholder in clearing);
+  merchant payable +a;
+* a roaming payment the issuer rejected (拒付), read from the cycle's reconciliation file: the interop
+  receivable +a against the merchant's payable −a (its settlement still open) or the receivable from the
+  merchant ``chargeback:<code>`` −a (already settled);
 * a settled merchant-payment clearing cycle's fees (roaming cards): the issuer's interchange income
   ``fee:interchange`` +f against its payable to the acquirer, the acquirer's fee expense
   ``fee-expense:interchange`` −f against its receivable from the issuer.
@@ -45,6 +51,7 @@ from citycard.tenants.departments.models import Department
 from citycard.tenants.entitlements.acceptance import citizen_code_verify
 from citycard.tenants.merchants.models import (
     Category,
+    ChargebackFrom,
     Means,
     Merchant,
     MerchantState,
@@ -53,6 +60,7 @@ from citycard.tenants.merchants.models import (
     Refund,
     Settlement,
 )
+from citycard.tenants.terminals.checks import CODE_FLAGS, ONLINE_MEDIA
 from citycard.tenants.terminals.models import MERCHANT_SERVICE, Routing
 from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.beijing import BEIJING
@@ -493,13 +501,18 @@ def _payment_book(
     return payment
 
 
+# A citizen-code payment (fare medium 04) wrote no chip: it is booked once its batch's verification checked
+# the code (``terminals.checks.code_check``), and never while a ``code_*`` flag holds it.
 _UNBOOKED_TAPS_SQL = """
-SELECT t.id, t.tapped_at, t.card_no, t.amount_fen, t.routing, t.issuer_tenant, l.merchant_id
+SELECT t.id, t.tapped_at, t.card_no, t.amount_fen, t.routing, t.issuer_tenant, l.merchant_id, t.card_scheme
 FROM terminals_transaction t
 JOIN terminals_terminal term ON term.terminal_id = t.terminal_id
 JOIN merchants_merchantterminal l ON l.terminal_id = term.id
 WHERE t.service = %s AND t.kind = 'purchase' AND t.amount_fen > 0 AND t.routing = ANY(%s)
   AND NOT EXISTS (SELECT 1 FROM merchants_payment p WHERE p.transaction_id = t.id)
+  AND (t.card_scheme <> ALL(%s) OR (
+        EXISTS (SELECT 1 FROM terminals_batch b WHERE b.id = t.batch_id AND b.verified_at IS NOT NULL)
+        AND NOT EXISTS (SELECT 1 FROM terminals_reviewflag f WHERE f.transaction_id = t.id AND f.code = ANY(%s))))
 ORDER BY t.id
 """
 
@@ -509,9 +522,16 @@ def merchant_taps_book(*, actor: str) -> int:
     """Book the e-purse purchases uploaded by merchants' terminals as their payments (电子钱包消费入账):
     an own card's from the e-purse float, a roaming card's from its issuer's interop receivable (the
     issuer pays it through clearing). Whatever the merchant's state: the card was debited already.
+    A roaming cardholder's citizen code scanned by the terminal (fare medium 04, 异地扫码支付) is booked
+    the same way, as a payment by code, once the verification stage checked the code with its issuer's keys
+    and spent its nonce (a code it flagged is never booked: it proves nothing); the issuer books it against
+    its cardholder when its validation of the clearing record accepts it.
     Each tap once (its transaction id); returns how many were booked."""
     with connection.cursor() as cur:
-        cur.execute(_UNBOOKED_TAPS_SQL, [MERCHANT_SERVICE, [Routing.OWN, Routing.ROAMING]])
+        cur.execute(
+            _UNBOOKED_TAPS_SQL,
+            [MERCHANT_SERVICE, [Routing.OWN, Routing.ROAMING], sorted(ONLINE_MEDIA), sorted(CODE_FLAGS)],
+        )
         rows = cur.fetchall()
     if not rows:
         return 0
@@ -522,29 +542,39 @@ def merchant_taps_book(*, actor: str) -> int:
     receivables: dict[str, LedgerAccount] = {}
     settlement_of = _open_settlements({(r[6], _beijing_day(r[1])) for r in rows})
     payments = []
-    for tx_id, tapped_at, card_no, amount, routing, issuer_tenant, merchant_id in rows:
+    for tx_id, tapped_at, card_no, amount, routing, issuer_tenant, merchant_id, scheme in rows:
         merchant = merchants[merchant_id]
+        by_code = scheme in ONLINE_MEDIA
         if routing == Routing.ROAMING:
             if issuer_tenant not in receivables:
                 receivables[issuer_tenant] = ledger_account_external(
                     code=f"interop:{issuer_tenant}", kind=AccountKind.INTEROP
                 )
             source = receivables[issuer_tenant]
+        elif by_code:
+            # an own cardholder's code: no chip paid it, their online account does (the next run asks again
+            # while it has no account or not enough in it)
+            source = LedgerAccount.objects.filter(kind=AccountKind.HOLDER, card_no=card_no).first()
+            if source is None:
+                continue
         else:
             source = purse_float
-        posting, _ = posting_write(
-            kind=PostingKind.PURSE_PAY,
-            key=f"merchant-tap:{tx_id}",
-            legs=[(source, -amount), (merchant.payable, amount)],
-            memo=f"{merchant.name} ({merchant.code}) e-purse {card_no}",
-            actor=actor,
-            at=tapped_at,
-            audit=False,
-        )
+        try:
+            posting, _ = posting_write(
+                kind=PostingKind.PAYMENT if by_code and routing != Routing.ROAMING else PostingKind.PURSE_PAY,
+                key=f"merchant-tap:{tx_id}",
+                legs=[(source, -amount), (merchant.payable, amount)],
+                memo=f"{merchant.name} ({merchant.code}) {'code' if by_code else 'e-purse'} {card_no}",
+                actor=actor,
+                at=tapped_at,
+                audit=False,
+            )
+        except DomainError:
+            continue  # an own code payment the online account cannot pay yet
         payments.append(
             Payment(
                 merchant=merchant,
-                means=Means.PURSE,
+                means=Means.CODE if by_code else Means.PURSE,
                 payment_id=f"tap:{tx_id}",
                 card_no=card_no,
                 issuer_tenant=issuer_tenant if routing == Routing.ROAMING else "",
@@ -556,15 +586,17 @@ def merchant_taps_book(*, actor: str) -> int:
                 settlement_id=settlement_of[(merchant_id, _beijing_day(tapped_at))],
             )
         )
+    if not payments:
+        return 0
     Payment.objects.bulk_create(payments)
     audit_record(
         action="merchant.taps_book",
         actor=actor,
         object_type="merchant_payment",
-        object_id=f"tap:{rows[0][0]}..{rows[-1][0]}",
-        data={"taps": len(rows), "amount_fen": sum(r[3] for r in rows)},
+        object_id=f"tap:{payments[0].transaction_id}..{payments[-1].transaction_id}",
+        data={"taps": len(payments), "amount_fen": sum(p.amount_fen for p in payments)},
     )
-    return len(rows)
+    return len(payments)
 
 
 def merchant_roaming_spent_book(records: list[dict], now: dt.datetime) -> int:
@@ -677,6 +709,109 @@ def merchant_cycle_fees_book(
         at=now,
     )
     return posting
+
+
+# --- roaming payments the issuer rejected (拒付冲正) -----------------------------------------------------
+
+CHARGEBACK_PREFIX = "chargeback:"  # a receivable from a merchant already paid a payment then rejected
+
+
+def chargeback_account(merchant: Merchant) -> LedgerAccount:
+    """``chargeback:<merchant code>``: what a merchant owes back (应收商户拒付款), a payment its settlement
+    paid out that the issuer then rejected; negative while owed (docs/merchants.md, "Rejected roaming
+    payments")."""
+    return ledger_account_external(code=f"{CHARGEBACK_PREFIX}{merchant.code}", kind=AccountKind.MERCHANT)
+
+
+def _record_tx_id(record_id: str, prefix: str) -> int | None:
+    rest = record_id[len(prefix) :] if record_id.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() else None
+
+
+@transaction.atomic
+def merchant_roaming_rejections_book(
+    manifest: dict[str, Any], details: list[dict[str, str]], now: dt.datetime
+) -> int:
+    """``exchange.CYCLE_REJECTIONS_SINK``: reverse the roaming payments of this schema's merchants that the
+    issuer rejected in a merchant-payment cycle (拒付: bad TAC, hotlisted card, code refused, no funds …),
+    read from the cycle's reconciliation file (the acquirer's rejected rows whose record this schema sent).
+    Each payment's receivable from the issuer ``interop:<issuer>`` booked at payment time is taken back in
+    one balanced posting (key ``merchant-reject:<record id>``): while the payment's settlement is still open,
+    from the merchant's payable (the settlement will not pay it: charged back, ``payable``); once settled,
+    the merchant was paid already, so it becomes a receivable from the merchant ``chargeback:<code>`` for
+    the finance office to recover (``receivable``). The payment is marked rejected with the issuer's reason.
+    Taps not booked yet are booked first (``merchant_taps_book``), so none is left to book later. Idempotent:
+    a payment marked rejected is not reversed again. Returns how many were reversed now."""
+    tenant = connection.tenant
+    prefix = f"{tenant.code}-"
+    rejected: dict[int, dict[str, str]] = {}
+    for row in details:
+        if row.get("role") != "acquirer" or row.get("status") != "rejected":
+            continue
+        tx_id = _record_tx_id(row["record_id"], prefix)
+        if tx_id is not None:
+            rejected[tx_id] = row
+    if not rejected:
+        return 0
+    known = set(
+        Payment.objects.filter(transaction_id__in=list(rejected)).values_list("transaction_id", flat=True)
+    )
+    if len(known) < len(rejected):
+        merchant_taps_book(actor="interop")
+    payments = list(
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("merchant__payable", "posting")
+        .filter(transaction_id__in=list(rejected), rejected_at__isnull=True)
+        .order_by("transaction_id")
+    )
+    receivables: dict[str, LedgerAccount] = {}
+    reversed_fen = 0
+    for payment in payments:
+        row = rejected[payment.transaction_id]
+        issuer = payment.issuer_tenant or row.get("counterparty") or ""
+        if issuer not in receivables:
+            receivables[issuer] = ledger_account_external(code=f"interop:{issuer}", kind=AccountKind.INTEROP)
+        # the settlement row locked: a settlement closing meanwhile is waited for, then seen as settled
+        settled = (
+            Settlement.objects.select_for_update()
+            .values_list("settled_at", flat=True)
+            .get(pk=payment.settlement_id)
+            is not None
+        )
+        charged = chargeback_account(payment.merchant) if settled else payment.merchant.payable
+        posting, _ = posting_write(
+            kind=PostingKind.REFUND,
+            key=f"merchant-reject:{row['record_id']}",
+            legs=[(charged, -payment.amount_fen), (receivables[issuer], payment.amount_fen)],
+            memo=f"{payment.payment_id} rejected by {issuer} ({row.get('reason') or '?'})"[:200],
+            actor="interop",
+            at=now,
+            reverses=payment.posting,
+            audit=False,
+        )
+        payment.rejected_at = now
+        payment.rejection_reason = (row.get("reason") or "")[:40]
+        payment.charged_back_from = ChargebackFrom.RECEIVABLE if settled else ChargebackFrom.PAYABLE
+        payment.rejection_posting = posting
+        payment.save(
+            update_fields=["rejected_at", "rejection_reason", "charged_back_from", "rejection_posting"]
+        )
+        reversed_fen += payment.amount_fen
+    if payments:
+        audit_record(
+            action="merchant.roaming_rejections_book",
+            actor="interop",
+            object_type="clearing_cycle",
+            object_id=str(manifest.get("cycle") or ""),
+            data={
+                "payments": [p.payment_id for p in payments],
+                "amount_fen": reversed_fen,
+                "from_receivable": sum(
+                    1 for p in payments if p.charged_back_from == ChargebackFrom.RECEIVABLE
+                ),
+            },
+        )
+    return len(payments)
 
 
 @transaction.atomic
@@ -888,8 +1023,9 @@ def _settlements_close(ids: list[int], *, day: dt.date, actor: str) -> None:
         )
         of = {r[0]: r[1:] for r in cur.fetchall()}
         cur.execute(
+            # a payment charged back before its settlement closed (拒付) is not paid out
             "SELECT settlement_id, count(*), sum(amount_fen) FROM merchants_payment"
-            " WHERE settlement_id = ANY(%s) GROUP BY settlement_id",
+            " WHERE settlement_id = ANY(%s) AND rejected_at IS NULL GROUP BY settlement_id",
             [ids],
         )
         paid = {r[0]: (r[1], int(r[2])) for r in cur.fetchall()}

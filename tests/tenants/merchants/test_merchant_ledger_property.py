@@ -1,8 +1,10 @@
 """Random merchant activity replayed (hypothesis): payments by online account and e-purse taps from the
-merchant's terminal, partial and full refunds (some over the payment, some retried), daily settlements one
-by one or all at once (some retried; an item of a settled day joins today's open settlement); after every
-step each ledger account's balance equals an independent running sum kept here, fees rounded half-up with
-Decimal (not ``bps_of``), and the whole ledger balances."""
+merchant's terminal (own cards, and Hangzhou's cards roaming here), partial and full refunds (some over the
+payment, some retried), daily settlements one by one or all at once (some retried; an item of a settled day
+joins today's open settlement), and roaming payments the issuer rejected, read from a cycle's
+reconciliation rows (some read again): charged back from the payable while their settlement is open, owed
+back by the merchant once settled; after every step each ledger account's balance equals an independent
+running sum kept here, fees rounded half-up with Decimal (not ``bps_of``), and the whole ledger balances."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from citycard.tenants.accounts.selectors import ledger_totals
 from citycard.tenants.cards import services as cards
 from citycard.tenants.merchants import services as m
 from citycard.tenants.merchants.models import Payment
+from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
-from citycard.tenants.terminals.simulate import SimCard, SimTerminal
+from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
 from citycard.terminal_kit.beijing import BEIJING
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +77,7 @@ def world(holder, city):
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["pay", "tap", "refund", "settle", "settle_all"]),
+        st.sampled_from(["pay", "tap", "roam_tap", "reject", "refund", "settle", "settle_all"]),
         st.integers(min_value=0, max_value=1),  # card
         st.sampled_from(sorted(MERCHANTS)),
         st.integers(min_value=1, max_value=4000),  # amount
@@ -90,6 +93,7 @@ ops = st.lists(
 @given(steps=ops)
 def test_every_balance_equals_an_independent_sum(world, steps):
     city, numbers, sims = world
+    checks.route_cache_clear()
     sid = transaction.savepoint()
     try:
         expected: dict[str, int] = defaultdict(int)
@@ -101,6 +105,11 @@ def test_every_balance_equals_an_independent_sum(world, steps):
         open_items: dict[tuple[str, dt.date], int] = defaultdict(int)  # what each open settlement holds
         settled: set[tuple[str, dt.date]] = set()
         chips = {n: SimCard(n, balance_fen=10**7) for n in numbers}
+        # Hangzhou's cards roaming here (routed to their issuer), and their payments: id, tx, merchant, amount,
+        # the settlement it joined
+        visitors = [SimCard(card_number("330100", 7000 + n), balance_fen=10**7) for n in range(2)]
+        roaming: list[tuple[str, int, str, int, tuple[str, dt.date]]] = []
+        rejected: set[str] = set()
 
         def joins(code: str, day: dt.date) -> tuple[str, dt.date]:
             """The settlement an item joins: its day's, or today's once its day is settled."""
@@ -136,6 +145,39 @@ def test_every_balance_equals_an_independent_sum(world, steps):
                         expected["purse:float"] -= amount
                         expected[f"merchant:{merchant}"] += amount
                         open_items[joins(merchant, day)] += amount
+                    elif op == "roam_tap" and attempt == 0:
+                        sim = sims[merchant]
+                        tap = sim.tap(visitors[who], at=when, amount_fen=amount)
+                        batch_ingest(tenant=city, body=sim.sign(sim.payload([tap], created_at=when)))
+                        assert m.merchant_taps_book(actor="h") == 1
+                        booked = Payment.objects.order_by("-id").first()
+                        assert booked.issuer_tenant == "hangzhou"
+                        roaming.append(
+                            (booked.payment_id, booked.transaction_id, merchant, amount, joins(merchant, day))
+                        )
+                        expected["interop:hangzhou"] -= amount
+                        expected[f"merchant:{merchant}"] += amount
+                        open_items[joins(merchant, day)] += amount
+                    elif op == "reject" and roaming:
+                        pid, tx_id, payee, total, joined = roaming[amount % len(roaming)]
+                        row = {
+                            "record_id": f"{city.code}-{tx_id}",
+                            "role": "acquirer",
+                            "counterparty": "hangzhou",
+                            "status": "rejected",
+                            "reason": "tac_invalid",
+                        }
+                        valid = {**row, "record_id": f"{city.code}-{tx_id + 10**9}", "status": "valid"}
+                        count = m.merchant_roaming_rejections_book({"cycle": f"c{i}"}, [valid, row], when)
+                        assert count == (0 if pid in rejected else 1)
+                        if pid not in rejected:
+                            rejected.add(pid)
+                            expected["interop:hangzhou"] += total
+                            if joined in settled:  # paid out already: the merchant owes it back
+                                expected[f"{m.CHARGEBACK_PREFIX}{payee}"] -= total
+                            else:  # its settlement will not pay it
+                                expected[f"merchant:{payee}"] -= total
+                                open_items[joined] -= total
                     elif op == "refund" and paid:
                         pid, payee, payer, total, _ = paid[amount % len(paid)]
                         refund_amount = amount % (total + 50) + 1

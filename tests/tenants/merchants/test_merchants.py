@@ -25,6 +25,7 @@ from citycard.tenants.merchants.models import Merchant, Payment
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal
 from citycard.terminal_kit.beijing import BEIJING
+from tests.tenants.credit.test_credit_code_checks import _forged
 
 pytestmark = pytest.mark.django_db
 
@@ -290,4 +291,50 @@ def test_the_old_by_name_payees_are_adopted_onto_merchants_once(city, card):
     assert again["adopted"] == [] and again["already"] == ["老食堂"]
     assert LedgerAccount.objects.get(pk=canteen.payable_id).balance_fen == 700
     assert LedgerAccount.objects.get(pk=stray.pk).balance_fen == 250
+    assert_balanced()
+
+
+def test_own_citizen_codes_at_the_pos_are_charged_to_the_online_account(city, card, holder):
+    """A cardholder's citizen code scanned by the merchant's POS (fare medium 04) wrote no chip: it is
+    booked from their online account (not the e-purse float), as a payment by code; a forged code is held
+    (never booked); one the account cannot pay yet waits for the next run."""
+    onboard()
+    poor = cards.card_issue_now(scheme_code="01", cardholder_id=holder().pk, actor="t").card_no
+    a.account_open(card_no=poor, actor="t")
+    sim = SimTerminal("POS-CODE", city.code, service="merchant", route="canteen")
+    m.merchant_terminal_register(
+        merchant_code="canteen",
+        terminal_id=sim.terminal_id,
+        public_key=sim.public_key,
+        location="x",
+        actor="t",
+    )
+    now = timezone.now().astimezone(BEIJING).replace(microsecond=0) - dt.timedelta(minutes=10)
+
+    def code_tap(number: str, amount: int, seconds: int, code: str | None = None) -> dict:
+        tap = sim.tap(
+            SimCard(number, balance_fen=0), at=now + dt.timedelta(seconds=seconds), amount_fen=amount
+        )
+        code = code or citizen_code_issue(card_no=number, at=now)
+        return {**tap, "card_scheme": "04", "card_counter": 0, "code": code}
+
+    good = citizen_code_issue(card_no=card, at=now)
+    forged = _forged(citizen_code_issue(card_no=card, at=now))
+    taps = [code_tap(card, 700, 1, good), code_tap(poor, 300, 2), code_tap(card, 200, 3, forged)]
+    batch_ingest(tenant=city, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(seconds=5))))
+    assert m.merchant_taps_book(actor="t") == 1
+    payment = Payment.objects.get()
+    assert (payment.card_no, payment.means, payment.amount_fen, payment.issuer_tenant) == (
+        card,
+        "code",
+        700,
+        "",
+    )
+    assert LedgerAccount.objects.get(card_no=card).balance_fen == 10_000 - 700
+    assert not LedgerAccount.objects.filter(code="purse:float").exclude(balance_fen=0).exists()
+    a.account_topup(card_no=poor, amount_fen=500, idempotency_key="poor-top", actor="t")
+    assert m.merchant_taps_book(actor="t") == 1
+    assert LedgerAccount.objects.get(card_no=poor).balance_fen == 200
+    assert m.merchant_taps_book(actor="t") == 0  # the forged code stays held
+    assert LedgerAccount.objects.get(code="merchant:canteen").balance_fen == 1000
     assert_balanced()
