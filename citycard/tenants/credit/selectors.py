@@ -5,12 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card, CardState
-from citycard.tenants.credit.models import CreditBill, CreditItem, CreditLine, CreditRepayment, CreditRules
+from citycard.tenants.credit.models import (
+    CodeRideFlag,
+    CreditBill,
+    CreditItem,
+    CreditLine,
+    CreditRepayment,
+    CreditRules,
+)
+from citycard.tenants.terminals.checks import CODE_FLAGS
+from citycard.tenants.terminals.models import Transaction
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -122,3 +131,17 @@ def history(*, card_no: str, limit: int = 100) -> list[HistoryEntry]:
         for r in CreditRepayment.objects.filter(line__card_no=card_no).order_by("-at", "-id")[:limit]
     ]
     return sorted(items + repaid, key=lambda e: e.at, reverse=True)[:limit]
+
+
+def code_flags(*, open_only: bool = False) -> QuerySet[CodeRideFlag]:
+    """The citizen-code rides the verification stage flagged (``code_*``), newest first, each with its
+    fare (``amount_fen``) and the clerk's decision when there is one (``code_review``); ``open_only``: those
+    not resolved yet."""
+    fares = Transaction.objects.filter(id=OuterRef("transaction_id"), tapped_at=OuterRef("tapped_at"))
+    flags = (
+        CodeRideFlag.objects.filter(code__in=CODE_FLAGS)
+        .select_related("code_review")
+        .annotate(amount_fen=Subquery(fares.values("amount_fen")[:1]))
+        .order_by(F("created_at").desc(), "id")
+    )
+    return flags.filter(resolved_at__isnull=True) if open_only else flags
