@@ -49,8 +49,8 @@ from citycard.tenants.credit.demo import ride_outcome
 from citycard.tenants.credit.models import CreditItem, RoamingFare
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.medical import services as medical
-from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants import services as merchants
+from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import MerchantTerminal
 from citycard.tenants.terminals import tasks as terminal_tasks
 from citycard.tenants.terminals.demo import (

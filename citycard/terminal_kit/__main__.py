@@ -395,9 +395,7 @@ def sync(args: argparse.Namespace) -> int:
             return 1
         list_keep(store, entitlements)
         print(
-            _(
-                "entitlement list version %(version)s: %(count)s entries; citizen-code keys of %(homes)s"
-            )
+            _("entitlement list version %(version)s: %(count)s entries; citizen-code keys of %(homes)s")
             % {
                 "version": entitlements.version,
                 "count": len(entitlements),
@@ -911,8 +909,7 @@ def parser_build() -> argparse.ArgumentParser:
         "--code-issuers",
         metavar="FILE",
         help=_(
-            'JSON {tenant: {"divisions": [...], "keys": {key_id: base64}}}: code issuers besides those'
-            " synced"
+            'JSON {tenant: {"divisions": [...], "keys": {key_id: base64}}}: code issuers besides those synced'
         ),
     )
     for each in [*dict.fromkeys(sub.choices.values()), *dict.fromkeys(qa.choices.values())]:

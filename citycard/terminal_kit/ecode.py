@@ -80,7 +80,11 @@ REFUSALS = {
 def refusal_said(exc: CodeRefused) -> Said:
     """The refusal as the rider reads it (in the command's language through ``i18n.reason``/``translated``),
     its code beside it."""
-    return said(N_("citizen code refused (%(code)s): %(why)s"), code=exc.code, why=said(REFUSALS.get(exc.code, N_("not an electronic citizen code"))))
+    return said(
+        N_("citizen code refused (%(code)s): %(why)s"),
+        code=exc.code,
+        why=said(REFUSALS.get(exc.code, N_("not an electronic citizen code"))),
+    )
 
 
 @dataclass(frozen=True)

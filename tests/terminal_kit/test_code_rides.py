@@ -27,6 +27,7 @@ from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import CODE_MEDIUM, FixedFare, code_ride
 from citycard.terminal_kit.transit import TripCodec, card_state
 from tests.terminal_kit import kit
+from tests.terminal_kit.test_cli import CountySite
 
 HANGZHOU = Ed25519PrivateKey.generate()
 JIAXING = Ed25519PrivateKey.generate()
@@ -93,7 +94,10 @@ def test_a_code_ride_is_priced_queued_beside_chip_taps_and_never_taken_twice(tmp
     assert chip_again.record["terminal_seq"] == first.record["terminal_seq"] + 1
     second = v.ride_code(code(JX_CARD, tenant="jiaxing", key=JIAXING, key_id="jiaxing:s1"))
     assert second.outcome == "approved"
-    assert (second.record["terminal_seq"], second.record["card_counter"]) == (chip_again.record["terminal_seq"], 2)
+    assert (second.record["terminal_seq"], second.record["card_counter"]) == (
+        chip_again.record["terminal_seq"],
+        2,
+    )
 
     # all four go up in one batch, in the order taken
     document = v.store.batch_open(
@@ -130,7 +134,9 @@ def test_a_code_ride_is_priced_queued_beside_chip_taps_and_never_taken_twice(tmp
         (lambda: "CC1.not-a-code", "malformed", "不是电子市民码"),
     ],
 )
-def test_a_code_that_does_not_hold_is_refused_in_chinese_and_nothing_is_queued(tmp_path, token, refusal, chinese):
+def test_a_code_that_does_not_hold_is_refused_in_chinese_and_nothing_is_queued(
+    tmp_path, token, refusal, chinese
+):
     v = scanning(kit.validator(InProcessReader(), tmp_path))
     result = v.ride_code(token())
     assert (result.outcome, result.refusal, result.record) == ("declined", refusal, None)
@@ -200,7 +206,11 @@ def test_the_issuers_come_from_what_the_terminal_synced(tmp_path):
             code(tonglu_card, tenant="tonglu", key=kit.HANGZHOU, key_id="hangzhou:s1", at=at),
         )
     ]
-    assert [(t.outcome, t.refusal) for t in taken] == [("approved", ""), ("approved", ""), ("declined", "unknown_key")]
+    assert [(t.outcome, t.refusal) for t in taken] == [
+        ("approved", ""),
+        ("approved", ""),
+        ("declined", "unknown_key"),
+    ]
     assert [r["issuer"] for r in code_rides(store)] == ["330122", "330400"]
 
 
@@ -208,7 +218,12 @@ def _issuers_file(tmp_path):
     path = tmp_path / "issuers.json"
     path.write_text(
         json.dumps(
-            {"hangzhou": {"divisions": ["330100"], "keys": {"hangzhou:s1": b64encode(public_key_bytes(HANGZHOU))}}}
+            {
+                "hangzhou": {
+                    "divisions": ["330100"],
+                    "keys": {"hangzhou:s1": b64encode(public_key_bytes(HANGZHOU))},
+                }
+            }
         )
     )
     return str(path)
@@ -237,3 +252,37 @@ def test_ride_code_in_english(capsys, tmp_path):
     assert main([*argv, "--code-issuers", _issuers_file(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "declined" in out and "citizen code refused (expired): the code has expired" in out
+
+
+def test_sync_brings_the_code_keys_that_ride_code_verifies_with(capsys, tmp_path):
+    """`sync --entitlements`: the county's own keys (keys document) and a visitor's home city's (the offline
+    entitlement list); `ride-code` then takes both cities' codes with no key given by hand."""
+    homes = {
+        "jiaxing": {
+            "divisions": ["330400"],
+            "keys": {"jiaxing:s1": {"public": b64encode(public_key_bytes(JIAXING)), "verify_until": None}},
+        }
+    }
+    site = CountySite(code_issuers=homes)
+    key = tmp_path / "terminal.key"
+    key.write_text(b64encode(bytes(range(32))))
+    queue = str(tmp_path / "taps.sqlite")
+    try:
+        sync = ["--lang", "en", "--tenant", "tonglu", "sync", "--url", site.url, "--queue", queue]
+        assert main([*sync, "--terminal-id", "TL-BUS-0001", "--key", str(key), "--entitlements"]) == 0
+        assert (
+            "entitlement list version 1: 0 entries; citizen-code keys of jiaxing" in capsys.readouterr().out
+        )
+    finally:
+        site.server.shutdown()
+    now = dt.datetime.now(dt.UTC)
+    tonglu_card = card_number_build(division="330122", scheme="01", serial=5)
+    ride = ["--lang", "en", "--tenant", "tonglu", "ride-code", "--queue", queue, "--divisions", "330122"]
+    tokens = [
+        code(tonglu_card, tenant="tonglu", key=kit.TONGLU, key_id="tonglu:s1", at=now),
+        code(JX_CARD, tenant="jiaxing", key=JIAXING, key_id="jiaxing:s1", at=now),
+    ]
+    assert [main([*ride, "--code", token]) for token in tokens] == [0, 0]
+    out = capsys.readouterr().out
+    assert out.count("approved") == 2 and tonglu_card in out and JX_CARD in out
+    assert [r["card_no"] for r in code_rides(TapStore(queue))] == [tonglu_card, JX_CARD]

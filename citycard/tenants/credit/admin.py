@@ -189,16 +189,21 @@ class CodeRideFlagAdmin(ReadOnlyAdmin):
     through clearing) or waives it (免收). Only a flag whose code's signature holds can be charged."""
 
     code_shown = reason_column("code", _("code"))
-    list_display = ("created_at", "code_shown", "card_no", "transaction_id", "amount", "decision", "resolved_at")
+    list_display = (
+        "created_at",
+        "code_shown",
+        "card_no",
+        "transaction_id",
+        "amount",
+        "decision",
+        "resolved_at",
+    )
     list_filter = (reason_filter("code", _("code")),)
     search_fields = ("=card_no",)
     actions = ["charge_selected", "waive_selected"]
 
     def get_queryset(self, request):
         return selectors.code_flags()
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("credit.add_coderidereview")
 
     @admin.display(description=_("amount"))
     def amount(self, obj):
@@ -231,6 +236,14 @@ class CodeRideFlagAdmin(ReadOnlyAdmin):
 
 @admin.register(CodeRideReview, site=tenant_admin)
 class CodeRideReviewAdmin(ReadOnlyAdmin):
-    list_display = ("decided_at", "transaction_id", "card_no", "amount_fen", "decision", "outcome", "decided_by")
+    list_display = (
+        "decided_at",
+        "transaction_id",
+        "card_no",
+        "amount_fen",
+        "decision",
+        "outcome",
+        "decided_by",
+    )
     list_filter = ("decision", "outcome")
     search_fields = ("=card_no", "=record_id")

@@ -16,9 +16,9 @@ from django_tenants.utils import tenant_context
 from rich.table import Table
 
 from citycard.tenants.accounts import services as accounts
-from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.credit import selectors, services
 from citycard.tenants.credit.models import CreditLine
+from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import Merchant
@@ -140,7 +140,7 @@ def demo_step(ctx) -> None:
 def ride_outcome(result) -> str:
     """A validator's answer to a citizen code as the demo reads it: approved, or refused with why."""
     if result.outcome == "approved":
-        return gettext("approved")
+        return gettext("taken at the validator")
     return gettext("refused (%(why)s)") % {"why": result.refusal or result.outcome}
 
 

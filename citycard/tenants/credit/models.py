@@ -294,9 +294,7 @@ class CodeRideReview(models.Model):
         ReviewFlag, on_delete=models.PROTECT, related_name="code_review", verbose_name=_("review flag")
     )
     transaction_id = models.BigIntegerField(unique=True, verbose_name=_("transaction id"))
-    decision = models.CharField(
-        max_length=10, choices=CodeReviewDecision.choices, verbose_name=_("decision")
-    )
+    decision = models.CharField(max_length=10, choices=CodeReviewDecision.choices, verbose_name=_("decision"))
     outcome = models.CharField(max_length=10, choices=CodeReviewOutcome.choices, verbose_name=_("outcome"))
     card_no = models.CharField(max_length=19, verbose_name=_("card no"))
     amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))

@@ -41,11 +41,11 @@ from citycard.tenants.credit.selectors import (
     rules_get,
     rules_meeting_cards,
 )
+from citycard.tenants.exchange.services import record_id_for
 from citycard.tenants.merchants.models import Means
 from citycard.tenants.merchants.services import merchant_pay_from
 from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
 from citycard.tenants.payments.services import channel_collect
-from citycard.tenants.exchange.services import record_id_for
 from citycard.tenants.terminals.checks import (
     CODE_EXPIRED,
     CODE_FLAGS,
@@ -594,7 +594,8 @@ def _reviewed(flag: ReviewFlag, decision: str) -> CodeRideReview | None:
     done = CodeRideReview.objects.filter(transaction_id=flag.transaction_id).first()
     if done is not None and done.decision != decision:
         raise Conflict(
-            gettext("this ride was already decided: %(decision)s") % {"decision": done.get_decision_display()},
+            gettext("this ride was already decided: %(decision)s")
+            % {"decision": done.get_decision_display()},
             code="already_decided",
             field="flag",
         )
@@ -660,7 +661,9 @@ def code_ride_charge(
     if ride.routing == Routing.OWN:
         rules = CreditRules.objects.first()
         line = (
-            CreditLine.objects.filter(card_no=card_no).first() if rules is not None and rules.enabled else None
+            CreditLine.objects.filter(card_no=card_no).first()
+            if rules is not None and rules.enabled
+            else None
         )
         outcome = _fare_book(
             card_no=card_no,

@@ -65,7 +65,9 @@ def test_a_clerk_charges_a_held_ride_once_or_waives_it(city, rules, insured_card
     cards = {name: insured_card() for name in names}
     credit.credit_grant(card_no=cards["on_credit"], actor="t")
     for i, name in enumerate(("expired", "replayed", "shown", "rode", "forged", "missing")):
-        accounts.account_topup(card_no=cards[name], amount_fen=1000, idempotency_key=f"rev-top-{i}", actor="t")
+        accounts.account_topup(
+            card_no=cards[name], amount_fen=1000, idempotency_key=f"rev-top-{i}", actor="t"
+        )
     sim = _bus(city)
     now = timezone.now().astimezone(BEIJING).replace(microsecond=0) - dt.timedelta(minutes=30)
     stale = {
@@ -79,16 +81,29 @@ def test_a_clerk_charges_a_held_ride_once_or_waives_it(city, rules, insured_card
         _code_ride(sim, cards["replayed"], at=now + dt.timedelta(seconds=30), amount_fen=300, code=spent),
         # the code shown is one cardholder's, the record names another card
         _code_ride(
-            sim, cards["rode"], at=now, amount_fen=250, code=citizen_code_issue(card_no=cards["shown"], at=now)
+            sim,
+            cards["rode"],
+            at=now,
+            amount_fen=250,
+            code=citizen_code_issue(card_no=cards["shown"], at=now),
         ),
         _code_ride(
-            sim, cards["forged"], at=now, amount_fen=200, code=_forged(citizen_code_issue(card_no=cards["forged"], at=now))
+            sim,
+            cards["forged"],
+            at=now,
+            amount_fen=200,
+            code=_forged(citizen_code_issue(card_no=cards["forged"], at=now)),
         ),
         {**_code_ride(sim, cards["missing"], at=now, amount_fen=200), "code": None},
         _code_ride(sim, cards["on_credit"], at=now, amount_fen=200, code=stale["on_credit"]),
         _code_ride(sim, cards["poor"], at=now, amount_fen=200, code=stale["poor"]),
     ]
-    assert batch_ingest(tenant=city, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=1)))).accepted == 8
+    assert (
+        batch_ingest(
+            tenant=city, body=sim.sign(sim.payload(taps, created_at=now + dt.timedelta(minutes=1)))
+        ).accepted
+        == 8
+    )
     flags = {name: _flag(cards[name]) for name in names if name not in ("shown",)}
     assert {n: f.code for n, f in flags.items()} == {
         "expired": "code_expired",
@@ -104,8 +119,15 @@ def test_a_clerk_charges_a_held_ride_once_or_waives_it(city, rules, insured_card
     assert sel.code_flags(open_only=True).count() == 7
 
     # charged after review: once, into the ledger as the booking would have, audited with the clerk's name
-    review = credit.code_ride_charge(flag_id=flags["expired"].pk, actor=CLERK, note="司机确认乘客上车时已出示")
-    assert (review.decision, review.outcome, review.card_no, review.amount_fen) == ("charge", "charged", cards["expired"], 200)
+    review = credit.code_ride_charge(
+        flag_id=flags["expired"].pk, actor=CLERK, note="司机确认乘客上车时已出示"
+    )
+    assert (review.decision, review.outcome, review.card_no, review.amount_fen) == (
+        "charge",
+        "charged",
+        cards["expired"],
+        200,
+    )
     assert _balance(cards["expired"]) == 800
     assert credit.code_ride_charge(flag_id=flags["expired"].pk, actor=CLERK) == review  # a retry: the same
     assert _balance(cards["expired"]) == 800
@@ -119,7 +141,11 @@ def test_a_clerk_charges_a_held_ride_once_or_waives_it(city, rules, insured_card
     assert (replayed.outcome, _balance(cards["replayed"])) == ("charged", 1000 - 200 - 300)
     # a card mismatch: the card the code's signature proves is charged, not the record's
     mismatch = credit.code_ride_charge(flag_id=flags["rode"].pk, actor=CLERK)
-    assert (mismatch.card_no, _balance(cards["shown"]), _balance(cards["rode"])) == (cards["shown"], 750, 1000)
+    assert (mismatch.card_no, _balance(cards["shown"]), _balance(cards["rode"])) == (
+        cards["shown"],
+        750,
+        1000,
+    )
     # a credit line takes it as it takes any code ride
     deferred = credit.code_ride_charge(flag_id=flags["on_credit"].pk, actor=CLERK)
     assert deferred.outcome == "deferred"
@@ -133,7 +159,9 @@ def test_a_clerk_charges_a_held_ride_once_or_waives_it(city, rules, insured_card
         with pytest.raises(DomainError) as refused:
             credit.code_ride_charge(flag_id=flags[name].pk, actor=CLERK)
         assert refused.value.code == "not_chargeable"
-    assert not CodeRideReview.objects.filter(transaction_id__in=[flags[n].transaction_id for n in ("poor", "forged", "missing")]).exists()
+    assert not CodeRideReview.objects.filter(
+        transaction_id__in=[flags[n].transaction_id for n in ("poor", "forged", "missing")]
+    ).exists()
     assert ReviewFlag.objects.get(pk=flags["forged"].pk).resolved_at is None
 
     # waived: closed, never charged; it cannot be charged afterwards
@@ -162,13 +190,17 @@ def test_the_cli_lists_charges_and_waives_in_chinese(city, rules, insured_card, 
     code = citizen_code_issue(card_no=card, at=now - dt.timedelta(minutes=10))
     batch_ingest(
         tenant=city,
-        body=sim.sign(sim.payload([_code_ride(sim, card, at=now, amount_fen=200, code=code)], created_at=now)),
+        body=sim.sign(
+            sim.payload([_code_ride(sim, card, at=now, amount_fen=200, code=code)], created_at=now)
+        ),
     )
     flag = _flag(card)
     tenant = connection.tenant.code
     call_command("credit", "--tenant", tenant, "code-flags", "--open")
     listed = capsys.readouterr().out
-    assert str(flag.pk) in listed and "¥2.00" in listed and "(code_expired)" in listed and "复核后扣费" in listed
+    assert (
+        str(flag.pk) in listed and "¥2.00" in listed and "(code_expired)" in listed and "复核后扣费" in listed
+    )
     call_command("credit", "--tenant", tenant, "code-charge", str(flag.pk), "--note", "乘客来电确认")
     charged = capsys.readouterr().out
     assert "复核后扣费" in charged and "从在线账户扣收" in charged and card in charged
@@ -185,7 +217,13 @@ def test_the_admin_actions_charge_and_waive(city, rules, insured_card):
     sim = _bus(city)
     now = timezone.now().astimezone(BEIJING).replace(microsecond=0) - dt.timedelta(minutes=30)
     taps = [
-        _code_ride(sim, card, at=now, amount_fen=200, code=citizen_code_issue(card_no=card, at=now - dt.timedelta(minutes=10)))
+        _code_ride(
+            sim,
+            card,
+            at=now,
+            amount_fen=200,
+            code=citizen_code_issue(card_no=card, at=now - dt.timedelta(minutes=10)),
+        )
         for card in cards
     ]
     batch_ingest(tenant=city, body=sim.sign(sim.payload(taps, created_at=now)))
@@ -203,7 +241,13 @@ def test_the_admin_actions_charge_and_waive(city, rules, insured_card):
     assert _balance(cards[0]) == 800 and _balance(cards[1]) == 1000
 
 
-def test_a_visitors_held_ride_is_left_to_its_issuer_through_clearing(yrd_transit, city, rules, insured_card, tenant):  # noqa: F811
+def test_a_visitors_held_ride_is_left_to_its_issuer_through_clearing(
+    yrd_transit,  # noqa: F811
+    city,
+    rules,
+    insured_card,
+    tenant,
+):
     """Hangzhou flags a Jiaxing cardholder's expired code; its clerk's charge books nothing in Hangzhou (no
     account of theirs there) and names the clearing record the ride went to Jiaxing as; Jiaxing's validation
     checks the code again and rejects it with the same reason: nobody is charged."""
@@ -218,7 +262,9 @@ def test_a_visitors_held_ride_is_left_to_its_issuer_through_clearing(yrd_transit
         _register(sim)
         batch_ingest(
             tenant=hangzhou,
-            body=sim.sign(sim.payload([_code_ride(sim, card, at=now, amount_fen=300, code=code)], created_at=now)),
+            body=sim.sign(
+                sim.payload([_code_ride(sim, card, at=now, amount_fen=300, code=code)], created_at=now)
+            ),
         )
         flag = _flag(card)
         assert flag.code == "code_expired"
