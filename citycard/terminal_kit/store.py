@@ -150,7 +150,7 @@ class TapStore:
         """The highest terminal sequence number this queue has seen (a PSAM put in must start above it)."""
         row = self.db.execute(
             "SELECT max(v) FROM (SELECT value AS v FROM meta WHERE name = 'terminal_seq' "
-            "UNION ALL SELECT max(terminal_seq) FROM taps)"
+            "UNION ALL SELECT max(terminal_seq) FROM taps WHERE terminal_seq >= 0)"  # not the code rides' -n
         ).fetchone()
         return int(row[0] or 0)
 

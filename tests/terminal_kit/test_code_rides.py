@@ -55,6 +55,13 @@ def code_rides(store: TapStore) -> list[dict]:
     return [t.record for t in store.taps("complete") if t.record["card_scheme"] == CODE_MEDIUM]
 
 
+def test_code_rides_before_any_chip_tap_carry_serial_0(tmp_path):
+    v = scanning(kit.validator(InProcessReader(), tmp_path))
+    rides = [v.ride_code(code(card)) for card in (HZ_CARD, HZ_CARD)]
+    assert [(r.record["terminal_seq"], r.record["card_counter"]) for r in rides] == [(0, 1), (0, 2)]
+    assert v.store.last_terminal_seq() == 0  # a PSAM put in starts from its own serial, not below 0
+
+
 def test_a_code_ride_is_priced_queued_beside_chip_taps_and_never_taken_twice(tmp_path):
     chip = kit.card(balance=1000)
     v = scanning(kit.validator(InProcessReader(chip), tmp_path, fare=180))

@@ -14,7 +14,7 @@ import json
 
 import pytest
 from django.contrib.messages.storage.fallback import FallbackStorage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import RequestFactory
 from django.utils import timezone
@@ -205,7 +205,7 @@ def test_the_cli_lists_charges_and_waives_in_chinese(city, rules, insured_card, 
     charged = capsys.readouterr().out
     assert "复核后扣费" in charged and "从在线账户扣收" in charged and card in charged
     assert _balance(card) == 800
-    with pytest.raises(Conflict):
+    with pytest.raises(CommandError, match="此乘车已有决定：复核后扣费"):
         call_command("credit", "--tenant", tenant, "code-waive", str(flag.pk))
 
 
