@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit import i18n
 from citycard.terminal_kit.__main__ import main
+from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.ecode import CodeIssuer, EcodeVerifier, ecode_issue
 from citycard.terminal_kit.entitlements import EntitlementList, code_issuers_held, list_keep
@@ -27,6 +28,7 @@ from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import CODE_MEDIUM, FixedFare, code_ride
 from citycard.terminal_kit.transit import TripCodec, card_state
 from tests.terminal_kit import kit
+from tests.terminal_kit.fare_docs import engine, hangzhou
 from tests.terminal_kit.test_cli import CountySite
 
 HANGZHOU = Ed25519PrivateKey.generate()
@@ -293,3 +295,15 @@ def test_sync_brings_the_code_keys_that_ride_code_verifies_with(capsys, tmp_path
     out = capsys.readouterr().out
     assert out.count("approved") == 2 and tonglu_card in out and JX_CARD in out
     assert [r["card_no"] for r in code_rides(TapStore(queue))] == [tonglu_card, JX_CARD]
+
+
+def test_a_code_ride_is_priced_by_the_rule_document_for_medium_04(tmp_path):
+    """Hangzhou's rules give every card scheme, medium 04 too, 90 %; the terminal knows no category of the
+    code's card (an elderly rider off-peak would ride free by chip), so the code ride pays the medium's
+    fare, and its record names the rule."""
+    monday_off_peak = dt.datetime(2026, 11, 23, 10, 10, tzinfo=BEIJING)
+    v = scanning(kit.validator(InProcessReader(), tmp_path))
+    v.fare, v.route, v.clock = engine(hangzhou()), "155", lambda: monday_off_peak
+    ride = v.ride_code(code(at=monday_off_peak))
+    assert (ride.outcome, ride.fare_fen, ride.record["fare_rule_id"]) == ("approved", 180, "hz-card-91")
+    assert card_state(TripCodec.for_fare(v.fare), bytes.fromhex(ride.record["card_trip"])) == {}
