@@ -44,11 +44,22 @@ from citycard.tenants.cards.services import (
     cardholder_register,
     schemes_seed,
 )
+from citycard.tenants.credit import services as credit
+from citycard.tenants.credit.demo import ride_outcome
+from citycard.tenants.credit.models import CreditItem, RoamingFare
+from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.medical import services as medical
 from citycard.tenants.merchants import services as merchants
+from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import MerchantTerminal
 from citycard.tenants.terminals import tasks as terminal_tasks
-from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
+from citycard.tenants.terminals.demo import (
+    _card_keys,
+    _demo_key,
+    _validator,
+    code_issuers_synced,
+    code_rides_upload,
+)
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import MERCHANT_SERVICE, Terminal
 from citycard.tenants.terminals.services import terminal_register
@@ -191,6 +202,76 @@ def _day_of_roaming(ctx, day: dt.date) -> None:
                 card_number_build(division=tenants[issuer].division_code, scheme="03", serial=serial)
             )
         _ride(tenants[acquirer], card_nos, day, 8 + n, n)
+    _code_ride_roaming(ctx, tenants["hangzhou"], tenants["jiaxing"], day)
+
+
+def _code_ride_roaming(ctx, acquirer: Tenant, issuer: Tenant, day: dt.date) -> None:
+    """A Jiaxing student rides Hangzhou's bus K1 by citizen code on the day cleared (异地扫码乘车): the code
+    its city signed, verified offline by Hangzhou's validator with the Jiaxing keys a synced terminal holds,
+    queued and uploaded as any code ride; Hangzhou books nothing for it (not its cardholder): its clearing
+    record goes to Jiaxing with the day's cycle."""
+    at = dt.datetime.combine(day, dt.time(9, 40), tzinfo=BEIJING)
+    with tenant_context(issuer):
+        card_no = _student_card()
+        if card_no is None:
+            return
+        code = citizen_code_issue(card_no=card_no, at=at)
+    with tenant_context(acquirer):
+        (ride,), upload = code_rides_upload(
+            acquirer,
+            f"{acquirer.code[:3].upper()}-RMG-001",
+            901,
+            "K1",
+            [(code, at)],
+            code_issuers_synced(acquirer, [issuer]),
+            timezone.now(),
+        )
+    ctx.console.print(
+        gettext(
+            "%(acquirer)s citizen-code ride of a %(issuer)s card (异地扫码乘车) on %(day)s: card %(card)s, "
+            "%(fare)s %(outcome)s, uploaded (%(accepted)s accepted); its clearing record goes to %(issuer)s"
+        )
+        % {
+            "acquirer": acquirer.code,
+            "issuer": issuer.code,
+            "day": day.isoformat(),
+            "card": card_no,
+            "fare": yuan(ride.fare_fen),
+            "outcome": ride_outcome(ride),
+            "accepted": upload.accepted if upload else 0,
+        }
+    )
+
+
+def _code_fares_booked(ctx) -> None:
+    """After the cycle: the issuer's validation accepted the roaming code ride and books it against its
+    cardholder (``credit.online_fares_book``: deferred onto the credit line, else the online account; owed to
+    the acquiring city through the cycle's settlement)."""
+    issuer = Tenant.objects.get(code="jiaxing")
+    with tenant_context(issuer):
+        credit.online_fares_book(actor="demo")
+        for fare in RoamingFare.objects.filter(acquirer="hangzhou").order_by("tapped_at")[:3]:
+            deferred = CreditItem.objects.filter(payment_id=f"roam:{fare.record_id}").exists()
+            ctx.console.print(
+                gettext(
+                    "%(issuer)s: card %(card)s's citizen-code ride in %(acquirer)s (%(amount)s), clearing record "
+                    "%(record)s accepted by its validation, booked against the cardholder: %(how)s"
+                )
+                % {
+                    "issuer": issuer.code,
+                    "card": fare.card_no,
+                    "acquirer": fare.acquirer,
+                    "amount": yuan(fare.amount_fen),
+                    "record": fare.record_id,
+                    "how": (
+                        gettext("deferred onto the credit line")
+                        if deferred
+                        else gettext("charged to the online account")
+                    )
+                    if fare.booked_at
+                    else gettext("not yet (nothing to pay it from)"),
+                }
+            )
 
 
 def _merchant_roaming(day: dt.date) -> bool:
@@ -334,6 +415,7 @@ def demo_step(ctx) -> None:
         jobs.append(("gba", "medical", treated))
     for summary in _clear(ctx, jobs, now):
         _report(ctx, summary)
+    _code_fares_booked(ctx)
     if roaming_meal:
         _merchant_books(ctx)
     entitlements_demo(ctx)

@@ -16,6 +16,8 @@ yuan, times in Beijing time.
     citycard-terminal queue --queue taps.sqlite            batches waiting, taps not yet in one, set aside
     citycard-terminal queue --queue taps.sqlite requeue BATCH_ID [--rebatch]
     citycard-terminal queue --queue taps.sqlite drop BATCH_ID --reason "why"
+    citycard-terminal ride-code --code CC1.… --queue taps.sqlite [--divisions 330100] [--code-issuers F]
+                                                     a ride paid by a citizen code (电子市民码乘车)
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from citycard.terminal_kit.day import (
     issuer_keys_read,
 )
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam_kept
+from citycard.terminal_kit.ecode import CodeIssuer, EcodeVerifier
+from citycard.terminal_kit.entitlements import code_issuers_held, list_held, list_keep
 from citycard.terminal_kit.fares import RuleDocumentError, load_signed
 from citycard.terminal_kit.i18n import (
     LANGUAGES,
@@ -72,7 +76,7 @@ from citycard.terminal_kit.sam import Psam, SamError
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials
 from citycard.terminal_kit.store import BatchNotSetAside, TapStore
 from citycard.terminal_kit.sync import Downloader, DownloadError, hotlist_held
-from citycard.terminal_kit.tap import FixedFare, Validator
+from citycard.terminal_kit.tap import FixedFare, Validator, code_ride
 from citycard.terminal_kit.upload import AcknowledgementRefused, NotAnswered, Uploader, UploadGaveUp
 
 # The help's examples: (command, what it does).
@@ -112,6 +116,10 @@ EXAMPLES = (
     ),
     ("citycard-terminal queue --queue taps.sqlite requeue BATCH_ID [--rebatch]", ""),
     ('citycard-terminal queue --queue taps.sqlite drop BATCH_ID --reason "why"', ""),
+    (
+        "citycard-terminal ride-code --code CC1.… --queue taps.sqlite [--divisions 330100] [--code-issuers F]",
+        N_("a ride paid by a citizen code (电子市民码乘车)"),
+    ),
 )
 
 # A tap's outcome as a person reads it (the code stays beside it: it is what the queue and logs hold).
@@ -374,7 +382,94 @@ def sync(args: argparse.Namespace) -> int:
         _("hotlist version %(version)s: %(count)s cards blocked")
         % {"version": held_list.version, "count": len(held_list.cards)}
     )
+    if args.entitlements:
+        held = list_held(store)
+        try:
+            entitlements = down.entitlements(held)
+        except DownloadError as exc:
+            print(
+                _("sync: %(why)s; keeping entitlement list version %(version)s")
+                % {"why": reason(exc), "version": held.version},
+                file=sys.stderr,
+            )
+            return 1
+        list_keep(store, entitlements)
+        print(
+            _("entitlement list version %(version)s: %(count)s entries; citizen-code keys of %(homes)s")
+            % {
+                "version": entitlements.version,
+                "count": len(entitlements),
+                "homes": ", ".join(sorted(entitlements.code_issuer_keys)) or "-",
+            }
+        )
     return 1 if failed else 0
+
+
+def _code_issuers_file(path: str) -> list[CodeIssuer]:
+    """Citizen-code issuers from a JSON file {tenant: {"divisions": [...], "keys": {key id: base64}}}."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        return [
+            CodeIssuer(
+                tenant,
+                frozenset(entry["divisions"]),
+                {key_id: base64.b64decode(public) for key_id, public in entry["keys"].items()},
+            )
+            for tenant, entry in sorted(raw.items())
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DayInputError(
+            _("--code-issuers %(path)s is not a file of code issuers: %(why)s") % {"path": path, "why": exc}
+        ) from exc
+
+
+def ride_code(args: argparse.Namespace) -> int:
+    """A ride paid by the citizen code the rider shows (电子市民码乘车, fare medium 04): verified offline with
+    the issuers' keys the terminal synced (and a --code-issuers file), priced like a tap, queued for
+    ``upload``. Exit status 0 approved, 1 refused, 2 no keys to verify with."""
+    store = TapStore(args.queue)
+    now = dt.datetime.now(BEIJING)
+    given = _code_issuers_file(args.code_issuers) if args.code_issuers else []
+    divisions = [d.strip() for d in (args.divisions or args.terminal_no[:6]).split(",") if d.strip()]
+    synced = code_issuers_held(store, tenant=args.tenant, divisions=divisions, at=now)
+    issuers = given + [i for i in synced if i.tenant not in {g.tenant for g in given}]
+    if not issuers:
+        print(
+            _(
+                "ride-code: this terminal holds no citizen-code keys: run `citycard-terminal sync"
+                " --entitlements` first (or give --code-issuers)"
+            ),
+            file=sys.stderr,
+        )
+        return 2
+    result = code_ride(
+        token=args.code,
+        codes=EcodeVerifier(issuers=issuers, store=store),
+        store=store,
+        fare=_fare(args, store),
+        tenant=args.tenant,
+        service="bus",
+        route=args.route,
+        terminal_no=args.terminal_no,
+        hotlist=hotlist_held(store),
+        at=now,
+    )
+    print(
+        _("%(outcome)s %(card)s fare %(fare)s (citizen code): %(message)s")
+        % {
+            "outcome": labelled(OUTCOMES, result.outcome),
+            "card": result.card_no or "-",
+            "fare": yuan(result.fare_fen) if result.fare_fen is not None else "-",
+            "message": translated(result.message),
+        }
+    )
+    if result.outcome != "approved":
+        return 1
+    print(
+        _("queue: %(queue)s (%(taps)s complete taps waiting for upload)")
+        % {"queue": args.queue, "taps": len(store.taps("complete"))}
+    )
+    return 0
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -795,6 +890,28 @@ def parser_build() -> argparse.ArgumentParser:
     sy.add_argument(
         "--tenant-keys", help=_("JSON file {key_id: base64 public key}, besides the keys fetched")
     )
+    sy.add_argument(
+        "--entitlements",
+        action="store_true",
+        help=_("also the offline entitlement list, with the visitors' home cities' citizen-code keys"),
+    )
+    rc = sub.add_parser("ride-code", help=_("take a ride paid by a citizen code (电子市民码乘车)"))
+    rc.add_argument("--code", required=True, help=_("the citizen code the rider shows (CC1.…)"))
+    rc.add_argument("--queue", default="taps.sqlite", help=_("the queue database"))
+    rc.add_argument(
+        "--divisions",
+        help=_(
+            "the card divisions the tenant issues, comma-separated (default: the first 6 digits of"
+            " --terminal-no)"
+        ),
+    )
+    rc.add_argument(
+        "--code-issuers",
+        metavar="FILE",
+        help=_(
+            'JSON {tenant: {"divisions": [...], "keys": {key_id: base64}}}: code issuers besides those synced'
+        ),
+    )
     for each in [*dict.fromkeys(sub.choices.values()), *dict.fromkeys(qa.choices.values())]:
         each.add_argument(
             "--tenant", default=argparse.SUPPRESS, help=_("tenant code (as before the sub-command)")
@@ -822,6 +939,7 @@ def main(argv: list[str] | None = None) -> int:
         "upload": upload,
         "queue": queue,
         "sync": sync,
+        "ride-code": ride_code,
     }
     try:
         return commands[args.command](args)

@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from citycard.terminal_kit.cardno import CardNumberError, card_number_parse
+from citycard.terminal_kit.i18n import N_, Said, said
 from citycard.terminal_kit.signing import canonical_json
 from citycard.terminal_kit.store import TapStore
 
@@ -59,6 +60,31 @@ class CodeRefused(ValueError):
         super().__init__(message)
         self.code = code
         self.field = field
+
+
+# What a rider is told when a validator refuses a code (CodeRefused.code), in the kit's catalogue.
+REFUSALS = {
+    "malformed": N_("not an electronic citizen code"),
+    "unknown_key": N_("the code's issuer is not known to this terminal"),
+    "bad_signature": N_("the code's signature does not hold"),
+    "bad_field": N_("the code's content is not valid"),
+    "foreign_signer": N_("the code is not signed by the city that issued the card"),
+    "foreign_card": N_("the code is for a card its signer does not issue"),
+    "lifetime_too_long": N_("the code is valid for longer than its issuer allows"),
+    "expired": N_("the code has expired; refresh it on the phone"),
+    "not_yet_valid": N_("the code is dated in the future"),
+    "replayed": N_("this code was already used"),
+}
+
+
+def refusal_said(exc: CodeRefused) -> Said:
+    """The refusal as the rider reads it (in the command's language through ``i18n.reason``/``translated``),
+    its code beside it."""
+    return said(
+        N_("citizen code refused (%(code)s): %(why)s"),
+        code=exc.code,
+        why=said(REFUSALS.get(exc.code, N_("not an electronic citizen code"))),
+    )
 
 
 @dataclass(frozen=True)

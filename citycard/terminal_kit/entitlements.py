@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.ecode import CodeIssuer, CodeRefused, EcodeVerifier
+from citycard.terminal_kit.keyring import SIGNS_ACKNOWLEDGEMENTS, keyring_held
 from citycard.terminal_kit.signing import SignatureError, TerminalCredentials, sign_document, verify_document
 from citycard.terminal_kit.store import TapStore
 from citycard.terminal_kit.tap import Validator
@@ -361,6 +362,29 @@ def list_held(store: TapStore) -> EntitlementList:
         packed=packed,
         code_issuer_keys=body.get("code_issuers") or {},
     )
+
+
+def code_issuers_held(
+    store: TapStore, *, tenant: str, divisions: Iterable[str], at: dt.datetime
+) -> list[CodeIssuer]:
+    """The citizen-code issuers (电子市民码) a validator verifies with offline, all from what it synced: its
+    own city — the tenant's signing keys from the keys document ``sync`` took (the keys that sign its
+    acknowledgements sign its citizen codes too) for the card divisions it issues, ``divisions`` — and the
+    visitors' home cities the offline entitlement list it holds names (their keys vouched for by each
+    home's signed visitor list, ``EntitlementList.code_issuers``). Only keys that verify at ``at``."""
+    issuers: list[CodeIssuer] = []
+    ring = keyring_held(store)
+    divisions = frozenset(divisions)
+    if ring is not None and divisions:
+        own = {
+            key_id: public
+            for key_id, public in ring.keys(SIGNS_ACKNOWLEDGEMENTS, at=at).items()
+            if any(e["key_id"] == key_id and e["tenant"] == tenant for e in ring.entries)
+        }
+        if own:
+            issuers.append(CodeIssuer(tenant, divisions, own))
+    issuers += [i for i in list_held(store).code_issuers(at=at) if i.tenant != tenant]
+    return issuers
 
 
 _SCHEMA = """

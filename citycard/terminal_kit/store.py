@@ -150,7 +150,7 @@ class TapStore:
         """The highest terminal sequence number this queue has seen (a PSAM put in must start above it)."""
         row = self.db.execute(
             "SELECT max(v) FROM (SELECT value AS v FROM meta WHERE name = 'terminal_seq' "
-            "UNION ALL SELECT max(terminal_seq) FROM taps)"
+            "UNION ALL SELECT max(terminal_seq) FROM taps WHERE terminal_seq >= 0)"  # not the code rides' -n
         ).fetchone()
         return int(row[0] or 0)
 
@@ -234,6 +234,41 @@ class TapStore:
                 (tenant, nonce, forget_after),
             )
         return cur.rowcount == 1
+
+    # --- rides paid by the citizen code (电子市民码乘车) ----------------------------------------------------
+
+    def code_ride_record(
+        self, *, record: dict[str, Any], tenant: str, nonce: str, forget_after: int, now: int
+    ) -> dict[str, Any] | None:
+        """Spend the code's nonce and queue its ride, in one transaction: the ride ``complete`` at once (no
+        card was debited, nothing can tear), or None when the nonce is spent already (a replay; nothing
+        written). A code ride goes through no PSAM, so it takes no terminal serial of its own: the record
+        carries the serial of the PSAM's last purchase (the one it follows; 0 before any) and, as its card
+        counter, the terminal's own count of code rides (1, 2, …), which makes its natural key its own. The
+        ``terminal_seq`` column holds minus that count, clear of every PSAM serial. Returns the record."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM code_nonces WHERE forget_after < ?", (now,))
+            claimed = self.db.execute(
+                "INSERT OR IGNORE INTO code_nonces (tenant, nonce, forget_after) VALUES (?, ?, ?)",
+                (tenant, nonce, forget_after),
+            )
+            if claimed.rowcount != 1:
+                return None
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'code_rides'").fetchone()
+            count = int(row[0] if row else 0) + 1
+            self.db.execute(
+                "INSERT INTO meta (name, value) VALUES ('code_rides', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (count,),
+            )
+            record = {**record, "card_counter": count, "terminal_seq": self.last_terminal_seq()}
+            self.db.execute(
+                "INSERT INTO taps (card_no, card_counter, terminal_seq, state, record) "
+                "VALUES (?, ?, ?, 'complete', ?)",
+                (record["card_no"], count, -count, json.dumps(record, ensure_ascii=False)),
+            )
+        return record
 
     # --- batches -----------------------------------------------------------------------------------
 

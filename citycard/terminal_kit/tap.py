@@ -12,6 +12,7 @@ is approved without a second charge; another card in between leaves the torn rec
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from citycard.terminal_kit.card import apdu as A
 from citycard.terminal_kit.card.crypto import Algorithm
 from citycard.terminal_kit.card.virtual import CATEGORY_BITS, PASS_BITS
 from citycard.terminal_kit.cardno import CardNumberError, card_number_from_bcd, card_number_parse
+from citycard.terminal_kit.ecode import CLOCK_ALLOWANCE_S, CodeRefused, EcodeVerifier, refusal_said
 from citycard.terminal_kit.fares import FareError
 from citycard.terminal_kit.hotlist import Hotlist
 from citycard.terminal_kit.i18n import N_
@@ -99,6 +101,7 @@ class TapResult:
     record: dict[str, Any] | None = None
     terminal_work_s: float = 0.0  # time spent outside card I/O
     card_io_s: float = 0.0
+    refusal: str = ""  # a citizen code refused: why (ecode.CodeRefused.code)
 
 
 def _bcd_to_date(raw: bytes) -> dt.date:
@@ -127,6 +130,10 @@ class Validator:
     # validator that prices each tap on its own (a bus).
     gate: str = ""
     station: str = ""
+    # The code scanner (扫码): the issuers whose citizen codes the validator verifies offline (its own
+    # city's keys, and the visitors' home cities' the offline entitlement list brings), with the queue
+    # database remembering the nonces spent here. None: the validator takes cards only.
+    codes: EcodeVerifier | None = None
     _codec: tuple[Any, TripCodec] | None = field(default=None, repr=False)
 
     @property
@@ -163,6 +170,34 @@ class Validator:
             io.timed(self.transport.close)
         result.card_io_s = io.spent
         result.terminal_work_s = time.perf_counter() - started - io.spent
+        return result
+
+    def ride_code(self, token: str) -> TapResult:
+        """A ride paid by the citizen code the rider shows (电子市民码乘车, fare medium 04): ``code_ride``
+        with this validator's queue, fares, hotlist, route, clock and PSAM's terminal number."""
+        started = time.perf_counter()
+        if self.codes is None:
+            raise ValueError("this validator has no code scanner")
+        if self.gate:
+            result = TapResult(
+                "declined",
+                i18n.said(N_("a metro gate keeps the entry on the card: it takes no citizen code")),
+            )
+        else:
+            result = code_ride(
+                token=token,
+                codes=self.codes,
+                store=self.store,
+                fare=self.fare,
+                tenant=self.tenant,
+                service=self.service,
+                route=self.route,
+                terminal_no=self.sam.terminal_id.hex(),
+                hotlist=self.hotlist,
+                at=self._now(),
+                codec=self._trip_codec(),
+            )
+        result.terminal_work_s = time.perf_counter() - started
         return result
 
     # --- the steps -----------------------------------------------------------------------------------
@@ -477,6 +512,102 @@ class Validator:
             challenge=challenge,
         )
         self._expect(channel.send(A.application_block(mac)), "APPLICATION BLOCK")
+
+
+CODE_MEDIUM = "04"  # the fare medium of a ride paid by the citizen code (the record's card_scheme)
+
+
+def code_ride(
+    *,
+    token: str,
+    codes: EcodeVerifier,
+    store: TapStore,
+    fare: FareCalculator,
+    tenant: str,
+    service: str,
+    route: str,
+    terminal_no: str,
+    hotlist: Hotlist,
+    at: dt.datetime,
+    codec: TripCodec | None = None,
+) -> TapResult:
+    """Take a ride by citizen code (电子市民码乘车): verify the code offline (``EcodeVerifier.check`` at
+    ``at``: shape, issuer's key and signature, fields, the card its signer's, validity), refuse a card on
+    the hotlist, price the ride, then spend the nonce and queue the ride in one transaction
+    (``TapStore.code_ride_record``: a code shown again is refused as ``replayed``).
+
+    The terminal reads no card, so it knows of the rider only the card number the code names: the ride is
+    priced for fare medium ``04`` (the rule document's rules for that medium, else the standard fare), with
+    no concession category, no pass and no journey (a code carries no transfer, cap or quota state); the
+    record says so (``card_scheme`` 04, no categories, ``card_trip`` an empty transit record), and the back
+    office re-prices it the same way. The fare is owed from the cardholder's online account or credit line
+    (the back office books it after verifying the code again); the record carries the code as scanned,
+    ``balance_before_fen`` 0 and ``balance_after_fen`` minus the fare (no e-purse moved), and, where a chip's
+    TAC would be, the first 4 bytes of SHA-256 of the code (no card signed the ride)."""
+    try:
+        payload = codes.check(token, at=at.timestamp())
+    except CodeRefused as exc:
+        return TapResult("declined", refusal_said(exc), refusal=exc.code)
+    card_no = payload["card_no"]
+    if hotlist.blocks(card_no, at=at):
+        return TapResult(
+            "blocked", i18n.said(N_("card is on the hotlist: its citizen code is refused")), card_no=card_no
+        )
+    card = CardInfo(
+        card_no=card_no,
+        issuer=card_no[:6],
+        scheme_code=CODE_MEDIUM,
+        categories=frozenset(),
+        valid_from=at.date(),
+        valid_to=at.date(),
+    )
+    try:
+        quote = fare.quote(card, TripInfo(tenant=tenant, service=service, route=route, at=at), {})
+    except FareError as exc:
+        return TapResult("error", i18n.said(N_("fare: %(exc)s"), exc=exc), card_no=card_no)
+    if quote.fare_fen < 0:
+        return TapResult(
+            "error", i18n.said(N_("the fare calculator returned a negative fare")), card_no=card_no
+        )
+    codec = codec or TripCodec.for_fare(fare)
+    record = {
+        "card_no": card_no,
+        "issuer": card_no[:6],
+        "amount_fen": quote.fare_fen,
+        "balance_before_fen": 0,
+        "balance_after_fen": -quote.fare_fen,
+        "tapped_at": at.isoformat(timespec="seconds"),
+        "service": service,
+        "route": route,
+        "tac": hashlib.sha256(token.encode()).digest()[:4].hex(),
+        "kind": "purchase",
+        "status": "complete",
+        "card_scheme": CODE_MEDIUM,
+        "categories": [],
+        "passes": [],
+        "fare_rule_id": quote.rule_id,
+        "algorithm": int(Algorithm.SM4),
+        "terminal_no": terminal_no,
+        "card_trip": codec.encode({}).hex(),  # the (empty) trip state the fare was priced from
+        "code": token,
+    }
+    kept = store.code_ride_record(
+        record=record,
+        tenant=payload["tenant"],
+        nonce=payload["nonce"],
+        forget_after=payload["exp"] + CLOCK_ALLOWANCE_S,
+        now=int(at.timestamp()),
+    )
+    if kept is None:
+        refused = CodeRefused("this code was already used", code="replayed")
+        return TapResult("declined", refusal_said(refused), card_no=card_no, refusal=refused.code)
+    return TapResult(
+        "approved",
+        i18n.said(N_("ok (citizen code: the fare is charged to the cardholder's account)")),
+        card_no=card_no,
+        fare_fen=quote.fare_fen,
+        record=kept,
+    )
 
 
 def _algorithm(raw: int) -> Algorithm:

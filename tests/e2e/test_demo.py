@@ -59,12 +59,30 @@ def test_the_demo_runs_and_runs_again():
                 flat = out.replace("\n", "")  # a wrapped line still counts
                 assert flat.count("释放了 2 个地铁半程行程") == 2 and flat.count("超时释放") == 4
                 flags = re.findall(r"(\d+) ?个待复核标记", flat)
+                # a citizen-code ride at a Hangzhou bus through the terminal kit, the same code refused again,
+                # booked onto the student's credit line; a Jiaxing card's code ride cleared to Jiaxing and booked there
+                assert (
+                    "hangzhou 电子市民码乘车（终端 HAN-BUS-001）" in flat
+                    and "同一市民码再次出示：拒绝（replayed）" in flat
+                )
+                assert "1 笔计入信用额度" in flat
+                assert "hangzhou 受理 jiaxing 卡的电子市民码乘车" in flat and "其清算记录发往 jiaxing" in flat
+                assert "经发卡方校验通过，向持卡人入账：计入信用额度" in flat
             else:
                 _english(out)
                 words = " ".join(out.split())  # a line wrapped at a space reads as one
                 assert words.count(": 2 metro half journeys released") == 2
                 assert words.count("never exited: released at") == 4
                 flags = re.findall(r"(\d+) flags", words)
+                # the re-run's code ride is a new ride with a fresh code: taken, verified without a flag, booked
+                assert "hangzhou citizen-code ride (电子市民码乘车) at HAN-BUS-001" in words
+                assert "the same code shown again: refused (replayed)" in words
+                assert "1 deferred onto the credit line" in words
+                # the day cleared on the first run: its roaming code ride stays booked at home, once
+                assert (
+                    "accepted by its validation, booked against the cardholder: deferred onto the credit line"
+                    in words
+                )
             # 7 tenants' verification stage, then the Celery one
             assert len(flags) >= 8 and set(flags) == {"0"}, f"run {run}: flags {flags}"
         _nothing_rebuilt_from_dump_and_pages(env, data_dir / "privacy")

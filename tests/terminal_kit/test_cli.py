@@ -35,9 +35,13 @@ def test_simulate_a_day_in_process(capsys, tmp_path):
 class CountySite:
     """Tonglu's site over HTTP: its keys document (platform-signed), its hotlist, the batch upload."""
 
-    def __init__(self) -> None:
+    def __init__(self, code_issuers: dict | None = None) -> None:
         hotlist = {"kind": "hotlist", "version": 4, "tenant": "tonglu", "cards": ["3301000000000000017"]}
         self.hotlist = json.dumps(sign_document(hotlist, key=kit.TONGLU, key_id="tonglu:s1")).encode()
+        # the offline entitlement list: no entries, the visitors' home cities' citizen-code keys
+        listed = {"kind": "entitlements", "tenant": "tonglu", "version": 1, "types": {}, "entries": []}
+        listed["code_issuers"] = code_issuers or {}
+        self.entitlements = json.dumps(sign_document(listed, key=kit.TONGLU, key_id="tonglu:s1")).encode()
         self.keys = json.dumps(kit.keys_document()).encode()
         self.seen: list[tuple[str, str, str | None]] = []
         site = self
@@ -47,6 +51,8 @@ class CountySite:
                 site.seen.append((self.path, self.headers["Host"], self.headers["X-Terminal-Key"]))
                 if self.path == "/.well-known/citycard-keys.json":
                     self.answer(200, site.keys)
+                elif self.path.startswith("/terminal/v1/entitlements"):
+                    self.answer(200, site.entitlements)
                 else:
                     self.answer(*((304, b"") if self.path.endswith("since=4") else (200, site.hotlist)))
 

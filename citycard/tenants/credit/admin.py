@@ -7,10 +7,18 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.admin_sites import ReadOnlyAdmin, ServiceFormAdmin, tenant_admin
+from citycard.platform.admin_sites import (
+    ReadOnlyAdmin,
+    ServiceFormAdmin,
+    reason_column,
+    reason_filter,
+    tenant_admin,
+)
 from citycard.platform.errors import DomainError
-from citycard.tenants.credit import services
+from citycard.tenants.credit import selectors, services
 from citycard.tenants.credit.models import (
+    CodeRideFlag,
+    CodeRideReview,
     CreditBill,
     CreditItem,
     CreditLine,
@@ -188,3 +196,70 @@ class RoamingPaymentAdmin(ReadOnlyAdmin):
     @admin.display(description=_("amount"))
     def amount(self, obj):
         return yuan(obj.amount_fen)
+
+
+@admin.register(CodeRideFlag, site=tenant_admin)
+class CodeRideFlagAdmin(ReadOnlyAdmin):
+    """Citizen-code rides the verification stage flagged and holds (电子市民码复核): the clerk charges one after
+    review (复核后扣费: booked against the cardholder once, or for another city's card left to its issuer
+    through clearing) or waives it (免收). Only a flag whose code's signature holds can be charged."""
+
+    code_shown = reason_column("code", _("code"))
+    list_display = (
+        "created_at",
+        "code_shown",
+        "card_no",
+        "transaction_id",
+        "amount",
+        "decision",
+        "resolved_at",
+    )
+    list_filter = (reason_filter("code", _("code")),)
+    search_fields = ("=card_no",)
+    actions = ["charge_selected", "waive_selected"]
+
+    def get_queryset(self, request):
+        return selectors.code_flags()
+
+    @admin.display(description=_("amount"))
+    def amount(self, obj):
+        return yuan(obj.amount_fen)
+
+    @admin.display(description=_("decision"))
+    def decision(self, obj):
+        review = getattr(obj, "code_review", None)
+        return "—" if review is None else f"{review.get_decision_display()}: {review.get_outcome_display()}"
+
+    def _decide(self, request, queryset, decide, done):
+        count = 0
+        for flag in queryset:
+            try:
+                decide(flag_id=flag.pk, actor=_actor(request), note=_("in the admin"))
+                count += 1
+            except DomainError as exc:
+                self.message_user(request, f"{flag.card_no}: {exc.message}", messages.ERROR)
+        if count:
+            self.message_user(request, done % {"count": count})
+
+    @admin.action(description=_("Charge the selected rides after review (复核后扣费)"))
+    def charge_selected(self, request, queryset):
+        self._decide(request, queryset, services.code_ride_charge, _("%(count)d rides charged after review"))
+
+    @admin.action(description=_("Waive the selected rides (免收)"))
+    def waive_selected(self, request, queryset):
+        self._decide(request, queryset, services.code_ride_waive, _("%(count)d rides waived"))
+
+
+@admin.register(CodeRideReview, site=tenant_admin)
+class CodeRideReviewAdmin(ReadOnlyAdmin):
+    list_display = (
+        "decided_at",
+        "transaction_id",
+        "card_no",
+        "amount_fen",
+        "decision",
+        "outcome",
+        "decided_by",
+    )
+    list_filter = ("decision", "outcome")
+    search_fields = ("=card_no", "=record_id")

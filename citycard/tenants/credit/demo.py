@@ -2,8 +2,11 @@
 student's card gets a credit line, a parking fee is paid on credit at a car park that accepts it on the last
 day of last month (Beijing), last month's bill is generated, the card is bound to the WeChat Pay sandbox's
 entrusted collection (委托代扣) and, on the bill's due date, automatic repayment collects the bill through it
-(the sandbox pays and notifies; the collection is credited and moved on to the line). Safe to run again (the
-payment, the bill, the binding and the collection are idempotent)."""
+(the sandbox pays and notifies; the collection is credited and moved on to the line). In Hangzhou the student
+then rides a bus by citizen code (电子市民码乘车): the terminal kit's validator verifies the code offline and
+queues the ride, the upload is verified, and the fare is deferred onto the student's credit line at once; the
+same code shown again is refused at the validator. Safe to run again (the payment, the bill, the binding and
+the collection are idempotent; each run's code ride is a new ride with a fresh code)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from rich.table import Table
 
 from citycard.tenants.credit import selectors, services
 from citycard.tenants.credit.models import CreditLine
+from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import Merchant
@@ -23,6 +27,9 @@ from citycard.tenants.payments import services as payments
 from citycard.tenants.payments.drill import SANDBOX_APP, SANDBOX_MERCHANT, sandbox_channel_configure
 from citycard.tenants.payments.models import ChannelBinding
 from citycard.tenants.payments.sandboxes import NotifyInbox, Sandbox
+from citycard.tenants.terminals.demo import code_issuers_synced, code_rides_upload
+from citycard.tenants.terminals.models import ReviewFlag
+from citycard.tenants.terminals.verify import batches_verify_all
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.money import yuan
 
@@ -75,6 +82,12 @@ def demo_step(ctx) -> None:
         sandbox.stop()
         inbox.stop()
     ctx.console.print(table)
+    city = ctx.tenants.get("hangzhou")
+    if city is not None:
+        with tenant_context(city):
+            card_no = _student_card()
+            if card_no is not None:
+                _code_ride(ctx, city, card_no)
     ctx.console.print(
         gettext("Bills: %(command)s; lines, items, bills and repayments at %(path)s.")
         % {
@@ -158,3 +171,70 @@ def _cities(
                 yuan(bill.paid_fen) if bill else "—",
                 yuan(selectors.owed_fen(line)),
             )
+
+
+def ride_outcome(result) -> str:
+    """A validator's answer to a citizen code as the demo reads it: approved, or refused with why."""
+    if result.outcome == "approved":
+        return gettext("taken at the validator")
+    return gettext("refused (%(why)s)") % {"why": result.refusal or result.outcome}
+
+
+def _code_ride(ctx, tenant, card_no: str) -> None:
+    """The student shows the citizen code at the city's bus 11 (its validator HAN-BUS-001 of the terminals'
+    step): taken through the terminal kit's code scanner, shown again at once (refused: spent), uploaded,
+    verified (the code checked again) and its fare booked (``online_fares_book``) onto the credit line."""
+    now = timezone.now().astimezone(BEIJING).replace(microsecond=0)
+    terminal_id = f"{tenant.code[:3].upper()}-BUS-001"
+    code = citizen_code_issue(card_no=card_no, at=now)
+    rides, upload = code_rides_upload(
+        tenant,
+        terminal_id,
+        1,
+        "11",
+        [(code, now), (code, now + dt.timedelta(seconds=2))],
+        code_issuers_synced(tenant, []),
+        now + dt.timedelta(seconds=5),
+    )
+    verified = batches_verify_all(tenant=tenant)
+    booked = services.online_fares_book(actor="demo")
+    ride, again = rides
+    ctx.console.print(
+        gettext(
+            "%(tenant)s citizen-code ride (电子市民码乘车) at %(terminal)s: card %(card)s, %(fare)s %(outcome)s; "
+            "the same code shown again: %(again)s"
+        )
+        % {
+            "tenant": tenant.code,
+            "terminal": terminal_id,
+            "card": card_no,
+            "fare": yuan(ride.fare_fen),
+            "outcome": ride_outcome(ride),
+            "again": ride_outcome(again),
+        }
+    )
+    ctx.console.print(
+        gettext(
+            "  uploaded: %(accepted)s accepted; verification stage (the code checked again): %(flags)s flags; "
+            "booked: %(deferred)s deferred onto the credit line, %(charged)s charged to the online account"
+        )
+        % {
+            "accepted": upload.accepted if upload else 0,
+            "flags": verified.flags,
+            "deferred": booked["deferred"],
+            "charged": booked["charged"],
+        }
+    )
+    held = ReviewFlag.objects.filter(code__startswith="code_", resolved_at__isnull=True).count()
+    ctx.console.print(
+        gettext(
+            "  Code rides the verification stage flags are held, never charged, until a clerk decides: %(list)s, "
+            "%(charge)s (复核后扣费) or %(waive)s (免收); %(held)s waiting here."
+        )
+        % {
+            "list": f"`citycard credit --tenant {tenant.code} code-flags`",
+            "charge": "code-charge FLAG",
+            "waive": "code-waive FLAG --note WHY",
+            "held": held,
+        }
+    )

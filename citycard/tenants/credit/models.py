@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from citycard.tenants.accounts.models import LedgerAccount, posting_field
+from citycard.tenants.terminals.models import ReviewFlag
 
 
 class CreditRules(models.Model):
@@ -306,3 +307,50 @@ class RoamingPayment(models.Model):
 
     def __str__(self) -> str:
         return self.record_id
+
+
+class CodeReviewDecision(models.TextChoices):
+    CHARGE = "charge", _("charge after review (复核后扣费)")
+    WAIVE = "waive", _("waive (免收)")
+
+
+class CodeReviewOutcome(models.TextChoices):
+    DEFERRED = "deferred", _("deferred onto the credit line")
+    CHARGED = "charged", _("charged to the online account")
+    CLEARED = "cleared", _("left to the issuer through clearing")
+    WAIVED = "waived", _("not charged")
+
+
+class CodeRideFlag(ReviewFlag):
+    """A citizen-code ride the verification stage flagged (``code_*``), as the clerk reviewing it sees it:
+    the review flag itself (a proxy), with the decisions ``code_ride_charge`` / ``code_ride_waive``."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("citizen-code ride under review")
+        verbose_name_plural = _("citizen-code rides under review")
+
+
+class CodeRideReview(models.Model):
+    """A clerk's decision on a flagged citizen-code ride (电子市民码复核): charged after review (复核后扣费) —
+    booked against the cardholder once, as ``online_fares_book`` would, or for another city's card left to
+    its issuer through clearing — or waived (免收). One per ride."""
+
+    flag = models.OneToOneField(
+        ReviewFlag, on_delete=models.PROTECT, related_name="code_review", verbose_name=_("review flag")
+    )
+    transaction_id = models.BigIntegerField(unique=True, verbose_name=_("transaction id"))
+    decision = models.CharField(max_length=10, choices=CodeReviewDecision.choices, verbose_name=_("decision"))
+    outcome = models.CharField(max_length=10, choices=CodeReviewOutcome.choices, verbose_name=_("outcome"))
+    card_no = models.CharField(max_length=19, verbose_name=_("card no"))
+    amount_fen = models.BigIntegerField(verbose_name=_("amount (fen)"))
+    fare_id = models.CharField(max_length=80, blank=True, verbose_name=_("fare id"))
+    record_id = models.CharField(max_length=80, blank=True, verbose_name=_("clearing record id"))
+    decided_by = models.CharField(max_length=150, verbose_name=_("decided by"))
+    decided_at = models.DateTimeField(verbose_name=_("decided at"))
+    note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
+
+    class Meta:
+        verbose_name = _("citizen-code ride review")
+        verbose_name_plural = _("citizen-code ride reviews")
+        ordering = ["-decided_at", "id"]

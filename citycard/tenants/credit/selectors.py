@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.cards.models import Card, CardState
 from citycard.tenants.credit.models import (
+    CodeRideFlag,
     CreditBill,
     CreditItem,
     CreditLine,
@@ -18,6 +19,8 @@ from citycard.tenants.credit.models import (
     CreditRules,
     RoamingPayment,
 )
+from citycard.tenants.terminals.checks import CODE_FLAGS
+from citycard.tenants.terminals.models import Transaction
 from citycard.terminal_kit.beijing import BEIJING
 
 
@@ -134,3 +137,17 @@ def history(*, card_no: str, limit: int = 100) -> list[HistoryEntry]:
 def roaming_payments_of_card(*, card_nos: list[str], limit: int = 50) -> QuerySet[RoamingPayment]:
     """A cardholder's citizen-code payments at other cities' merchants (异地商户扫码支付), newest first."""
     return RoamingPayment.objects.filter(card_no__in=card_nos).order_by("-paid_at", "-id")[:limit]
+
+
+def code_flags(*, open_only: bool = False) -> QuerySet[CodeRideFlag]:
+    """The citizen-code rides the verification stage flagged (``code_*``), newest first, each with its
+    fare (``amount_fen``) and the clerk's decision when there is one (``code_review``); ``open_only``: those
+    not resolved yet."""
+    fares = Transaction.objects.filter(id=OuterRef("transaction_id"), tapped_at=OuterRef("tapped_at"))
+    flags = (
+        CodeRideFlag.objects.filter(code__in=CODE_FLAGS)
+        .select_related("code_review")
+        .annotate(amount_fen=Subquery(fares.values("amount_fen")[:1]))
+        .order_by(F("created_at").desc(), "id")
+    )
+    return flags.filter(resolved_at__isnull=True) if open_only else flags

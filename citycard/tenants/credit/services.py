@@ -19,6 +19,9 @@ from citycard.tenants.accounts.services import holder_account, ledger_account_ex
 from citycard.tenants.cards.services import card_restrict, card_restriction_lift
 from citycard.tenants.credit.models import (
     BillState,
+    CodeReviewDecision,
+    CodeReviewOutcome,
+    CodeRideReview,
     CreditBill,
     CreditItem,
     CreditLine,
@@ -40,14 +43,20 @@ from citycard.tenants.credit.selectors import (
     rules_get,
     rules_meeting_cards,
 )
-from citycard.tenants.exchange.services import REASON_NO_FUNDS
+from citycard.tenants.exchange.services import REASON_NO_FUNDS, record_id_for
 from citycard.tenants.merchants.models import Means
 from citycard.tenants.merchants.services import merchant_pay_from
 from citycard.tenants.payments.models import OrderPurpose, OrderState, TopupOrder
 from citycard.tenants.payments.services import channel_collect
-from citycard.tenants.terminals.checks import CODE_FLAGS, ONLINE_MEDIA
-from citycard.tenants.terminals.models import MERCHANT_SERVICE, Routing
-from citycard.terminal_kit.money import bps_of
+from citycard.tenants.terminals.checks import (
+    CODE_EXPIRED,
+    CODE_FLAGS,
+    CODE_OTHER_CARD,
+    CODE_REPLAYED,
+    ONLINE_MEDIA,
+)
+from citycard.tenants.terminals.models import MERCHANT_SERVICE, ReviewFlag, Routing, Transaction
+from citycard.terminal_kit.money import bps_of, yuan
 
 OVERDUE_REASON = "credit_overdue"
 RULES_REASON = "rules_ineligible"  # suspended by a rules change the card no longer meets
@@ -556,6 +565,179 @@ def _cursor_move(*, cursor: FaresCursor, rows: list[tuple], open_ids: set[int], 
         current = current or cursor
         current.through_tx_id, current.pending_tx_ids, current.updated_at = through, pending, now
         current.save()
+
+
+# --- charge after review (复核后扣费) -------------------------------------------------------------------
+
+# The code flags a clerk may charge after review: the code's signature holds, so the card it names is known —
+# the code had expired (or was dated ahead) at the ride, was spent before by another ride, or names another
+# card than the ride's record (the code's card is charged: its signature proves who showed it). Never a ride
+# without a code (``code_missing``) nor one whose code does not verify (``code_invalid``: bad signature,
+# unknown key, malformed, signed by another city …): nothing proves whose card rode.
+CHARGEABLE_CODE_FLAGS = frozenset({CODE_EXPIRED, CODE_REPLAYED, CODE_OTHER_CARD})
+
+
+def _code_flag(flag_id: int) -> tuple[ReviewFlag, Transaction]:
+    """The citizen-code flag (locked) and its ride; NotFound when it is no such flag."""
+    flag = ReviewFlag.objects.select_for_update().filter(pk=flag_id, code__in=CODE_FLAGS).first()
+    if flag is None:
+        raise NotFound(
+            gettext("no citizen-code review flag %(id)s here") % {"id": flag_id}, code="no_flag", field="flag"
+        )
+    ride = Transaction.objects.filter(id=flag.transaction_id, tapped_at=flag.tapped_at).first()
+    if ride is None:
+        raise NotFound(gettext("the flagged ride is not stored here"), code="no_ride", field="flag")
+    return flag, ride
+
+
+def _reviewed(flag: ReviewFlag, decision: str) -> CodeRideReview | None:
+    """The decision already taken on the flag's ride: the same one again returns it (a retried action),
+    another is a conflict."""
+    done = CodeRideReview.objects.filter(transaction_id=flag.transaction_id).first()
+    if done is not None and done.decision != decision:
+        raise Conflict(
+            gettext("this ride was already decided: %(decision)s")
+            % {"decision": done.get_decision_display()},
+            code="already_decided",
+            field="flag",
+        )
+    return done
+
+
+def _review_close(flag: ReviewFlag, review: CodeRideReview, *, actor: str, at: dt.datetime) -> None:
+    flag.resolved_at, flag.resolved_by = at, actor
+    flag.note = f"{review.get_decision_display()}: {review.get_outcome_display()} {review.note}".strip()[:300]
+    flag.save(update_fields=["resolved_at", "resolved_by", "note"])
+    audit_record(
+        action=f"credit.code_ride_{review.decision}",
+        actor=actor,
+        object_type="transaction",
+        object_id=f"tap:{review.transaction_id}",
+        data={
+            "flag": flag.code,
+            "outcome": review.outcome,
+            "card_no": review.card_no,
+            "amount_fen": review.amount_fen,
+            "record_id": review.record_id,
+            "note": review.note,
+        },
+    )
+
+
+@transaction.atomic
+def code_ride_charge(
+    *, flag_id: int, actor: str, note: str = "", now: dt.datetime | None = None
+) -> CodeRideReview:
+    """Charge after review (复核后扣费) a citizen-code ride the verification stage flagged and held: once, by
+    the clerk ``actor`` (audited), only for a flag in ``CHARGEABLE_CODE_FLAGS``.
+
+    This city's cardholder: booked as ``online_fares_book`` books a ride it does not hold — deferred onto
+    the active credit line, else charged to the online account — under the ride's own fare id
+    (``tap:<id>``), so no later run books it again; refused (``unpaid``, nothing written) when neither can
+    pay it. Another city's cardholder (a roaming ride): never booked here. Its clearing record goes to the
+    issuer like every roaming ride's (the verification stage hands it over whatever its flags), and the
+    issuer, checking the code again, books it against its cardholder only if its own validation accepts
+    it; the decision records the clearing record it rests on (outcome ``cleared``). A retry returns the
+    first decision; a ride already waived is a conflict."""
+    flag, ride = _code_flag(flag_id)
+    done = _reviewed(flag, CodeReviewDecision.CHARGE)
+    if done is not None:
+        return done
+    if flag.code not in CHARGEABLE_CODE_FLAGS:
+        raise DomainError(
+            gettext(
+                "a ride flagged %(code)s cannot be charged: nothing proves whose card rode; waive it instead"
+            )
+            % {"code": flag.code},
+            code="not_chargeable",
+            field="flag",
+        )
+    if ride.amount_fen <= 0:
+        raise DomainError(gettext("the ride owes nothing"), code="not_chargeable", field="flag")
+    at = now or timezone.now()
+    card_no = ride.card_no
+    if flag.code == CODE_OTHER_CARD:  # the card the code's signature proves showed it
+        card_no = flag.detail.get("code_card_no") or card_no
+    fare_id = f"tap:{ride.id}"
+    record_id = ""
+    if ride.routing == Routing.OWN:
+        rules = CreditRules.objects.first()
+        line = (
+            CreditLine.objects.filter(card_no=card_no).first()
+            if rules is not None and rules.enabled
+            else None
+        )
+        outcome = _fare_book(
+            card_no=card_no,
+            fare_id=fare_id,
+            amount=ride.amount_fen,
+            payee=f"{ride.service} {ride.route}".strip()[:100],
+            at=ride.tapped_at,
+            line=line,
+            income=ledger_account_external(code=ONLINE_FARE_INCOME, kind=AccountKind.FARE_INCOME),
+            credit_income=None,
+            actor=actor,
+        )
+        if outcome == "unpaid":
+            raise DomainError(
+                gettext("card %(card)s has no credit line or online account that can pay %(amount)s")
+                % {"card": card_no, "amount": yuan(ride.amount_fen)},
+                code="unpaid",
+                field="flag",
+            )
+    elif ride.routing == Routing.ROAMING:
+        outcome = CodeReviewOutcome.CLEARED
+        fare_id, record_id = "", record_id_for(schema=connection.tenant.code, source_tx_id=ride.id)
+    else:
+        raise DomainError(
+            gettext("the ride's card has no issuer to charge it (held: %(routing)s)")
+            % {"routing": ride.routing},
+            code="not_chargeable",
+            field="flag",
+        )
+    review = CodeRideReview.objects.create(
+        flag=flag,
+        transaction_id=ride.id,
+        decision=CodeReviewDecision.CHARGE,
+        outcome=outcome,
+        card_no=card_no,
+        amount_fen=ride.amount_fen,
+        fare_id=fare_id,
+        record_id=record_id,
+        decided_by=actor,
+        decided_at=at,
+        note=note.strip()[:300],
+    )
+    _review_close(flag, review, actor=actor, at=at)
+    return review
+
+
+@transaction.atomic
+def code_ride_waive(
+    *, flag_id: int, actor: str, note: str = "", now: dt.datetime | None = None
+) -> CodeRideReview:
+    """Waive (免收) a flagged citizen-code ride: the flag is closed and the ride is never charged here (it
+    stays held for ``online_fares_book``). Any code flag. A roaming ride's clearing record, with the issuer
+    already, is left to the issuer's validation, which repeats the check that flagged it. A retry returns
+    the first decision; a ride already charged is a conflict."""
+    flag, ride = _code_flag(flag_id)
+    done = _reviewed(flag, CodeReviewDecision.WAIVE)
+    if done is not None:
+        return done
+    at = now or timezone.now()
+    review = CodeRideReview.objects.create(
+        flag=flag,
+        transaction_id=ride.id,
+        decision=CodeReviewDecision.WAIVE,
+        outcome=CodeReviewOutcome.WAIVED,
+        card_no=ride.card_no,
+        amount_fen=ride.amount_fen,
+        decided_by=actor,
+        decided_at=at,
+        note=note.strip()[:300],
+    )
+    _review_close(flag, review, actor=actor, at=at)
+    return review
 
 
 def roaming_code_fares_take(records: list[dict[str, Any]], now: dt.datetime) -> int:

@@ -123,7 +123,8 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
             CardProfile(card_no=card_no),
             _card_keys(tenant.division_code),
             balance=shadow.balance_fen,
-            offline_atc=Transaction.objects.filter(card_no=card_no).count(),
+            # its chip taps so far (a ride paid by the citizen code, medium 04, moved no chip counter)
+            offline_atc=Transaction.objects.filter(card_no=card_no).exclude(card_scheme="04").count(),
         )
     )
     validator.clock = lambda: at

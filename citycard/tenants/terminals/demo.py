@@ -7,6 +7,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
@@ -32,13 +33,14 @@ from citycard.terminal_kit.card.psam import VirtualPsam
 from citycard.terminal_kit.card.virtual import CardProfile, IssuerKeys, VirtualCard
 from citycard.terminal_kit.cardno import card_number_build
 from citycard.terminal_kit.devkeys import SIM_KEYS, sim_psam
+from citycard.terminal_kit.ecode import CodeIssuer, EcodeVerifier
 from citycard.terminal_kit.fares import KIND as FARE_RULES
 from citycard.terminal_kit.fares import load_signed
 from citycard.terminal_kit.money import yuan
 from citycard.terminal_kit.reader import InProcessReader
 from citycard.terminal_kit.sam import Psam
 from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import FixedFare, Validator
+from citycard.terminal_kit.tap import FixedFare, TapResult, Validator
 
 # Some riders are elderly (敬老) or disabled (爱心卡); the fourth has a bus monthly pass.
 _CARD_CATEGORIES = {1: frozenset({"elderly"}), 2: frozenset({"disabled"})}
@@ -236,6 +238,49 @@ def _validator(tenant, terminal_id: str, n: int, route: str, division: str) -> V
         service="bus",
         route=route,
     )
+
+
+def code_issuers_synced(tenant, visitors: list) -> list[CodeIssuer]:
+    """The citizen-code issuers a synced validator of ``tenant`` holds: its city's signing keys (the keys
+    document) and its visitors' home cities' (the offline entitlement list brings them), each with the card
+    division it issues."""
+    return [
+        CodeIssuer(t.code, frozenset({t.division_code}), tenant_public_keys(tenant=t))
+        for t in [tenant.clearing_tenant, *visitors]
+    ]
+
+
+def code_rides_upload(
+    tenant, terminal_id: str, n: int, route: str, rides: list[tuple[str, dt.datetime]], issuers, now
+) -> tuple[list[TapResult], Any]:
+    """Citizen-code rides (电子市民码乘车) at a registered bus validator of ``tenant``: the terminal kit's code
+    scanner (``Validator.ride_code``: verified offline with ``issuers``, its nonce spent in the queue,
+    priced, queued) takes each code at its time, then the queue goes up as one signed batch, acknowledged.
+    Returns each ride's result and the upload's (None when nothing was queued)."""
+    validator = _validator(tenant, terminal_id, n, route, tenant.clearing_tenant.division_code)
+    validator.codes = EcodeVerifier(issuers=issuers, store=validator.store)
+    results = []
+    for token, at in rides:
+        validator.clock = lambda at=at: at
+        results.append(validator.ride_code(token))
+    document = validator.store.batch_open(
+        terminal_id=terminal_id,
+        tenant=tenant.code,
+        key=_demo_key(terminal_id),
+        key_id=f"{terminal_id}:k1",
+        rule_version=validator.rule_version,
+        hotlist_version=0,
+        now=now,
+    )
+    if document is None:
+        return results, None
+    result = batch_ingest(tenant=tenant, body=json.dumps(document, ensure_ascii=False).encode())
+    validator.store.batch_acknowledged(
+        batch_id=document["payload"]["batch_id"],
+        ack=json.loads(result.body),
+        tenant_keys=tenant_public_keys(tenant=tenant),
+    )
+    return results, result
 
 
 def demo_step(ctx) -> None:

@@ -60,11 +60,13 @@ def journeys_released(*, at: dt.datetime) -> dict[str, int]:
 def cards_last_taps(*, card_nos: list[str]) -> dict[str, tuple[int, int]]:
     """{card: (card counter, balance after)} of each card's highest-counter tap stored in this schema, for the
     cards that have one: where a chip that tapped here before carries on from (the demo's cards, ridden again
-    on a re-run). One query (``DISTINCT ON`` over the card-history index)."""
+    on a re-run). A ride paid by the citizen code (fare medium 04) wrote no chip: its counter and balance are
+    not the chip's, so it is left out. One query (``DISTINCT ON`` over the card-history index)."""
     if not card_nos:
         return {}
     rows = (
         Transaction.objects.filter(card_no__in=set(card_nos))
+        .exclude(card_scheme="04")  # checks.ONLINE_MEDIA: no chip counter
         .order_by("card_no", "-card_counter", "-id")
         .distinct("card_no")
         .values_list("card_no", "card_counter", "balance_after_fen")

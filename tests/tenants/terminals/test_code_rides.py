@@ -15,11 +15,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import CodeNonce, ReviewFlag, TapException, Transaction
 from citycard.tenants.terminals.services import CODE_NONCE_KEEP, code_nonces_purge
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal
+from citycard.terminal_kit.ecode import CodeIssuer, EcodeVerifier
+from citycard.terminal_kit.reader import InProcessReader
+from citycard.terminal_kit.tap import Validator
+from tests.terminal_kit import kit
 
 from .test_card_checks import hz  # noqa: F401
 
@@ -115,3 +120,51 @@ def test_spent_codes_are_forgotten_once_no_replay_could_be_accepted(hz, now):  #
         assert code_nonces_purge(now=timezone.now() + CODE_NONCE_KEEP - dt.timedelta(days=1)) == 0
         assert code_nonces_purge(now=timezone.now() + CODE_NONCE_KEEP + dt.timedelta(minutes=1)) == 1
         assert not CodeNonce.objects.exists()
+
+
+def test_the_terminal_kits_code_rides_go_up_as_the_back_office_expects(hz, now, tmp_path, register):  # noqa: F811
+    """The validator's own code scanner (terminal_kit ``Validator.ride_code``), not a simulator: its queued
+    rides, signed into a batch by the kit's store, are accepted by both upload paths and verified without a
+    flag; the same code taken by a second validator (its own nonce memory) is caught here as replayed."""
+    hangzhou, sim, issued = hz
+    with tenant_context(hangzhou):
+        issuers = [CodeIssuer("hangzhou", frozenset({"330100"}), tenant_public_keys(tenant=hangzhou))]
+        other_bus = SimTerminal("HZ-BUS-0101", "hangzhou", route="7")
+        register(other_bus)
+        start = now - dt.timedelta(minutes=15)
+        codes = [citizen_code_issue(card_no=card, at=start) for card in issued[:2]]
+
+        def validator(folder: str) -> Validator:
+            v = kit.validator(InProcessReader(), tmp_path / folder, fare=200)
+            v.codes = EcodeVerifier(issuers=issuers, store=v.store)
+            v.clock = lambda: start + dt.timedelta(seconds=5)
+            return v
+
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first, second = validator("a"), validator("b")
+        rides = [first.ride_code(c) for c in codes]
+        assert [r.outcome for r in rides] == ["approved", "approved"]
+        replay = second.ride_code(codes[0])  # another bus: its queue never saw the code
+        assert replay.outcome == "approved"
+
+        def upload(v: Validator, bus: SimTerminal):
+            document = v.store.batch_open(
+                terminal_id=bus.terminal_id,
+                tenant="hangzhou",
+                key=bus.private_key,
+                key_id=bus.key_id,
+                rule_version=1,
+                hotlist_version=1,
+                now=now,
+            )
+            return batch_ingest(tenant=hangzhou, body=json.dumps(document, ensure_ascii=False).encode())
+
+        done = upload(first, sim)
+        assert done.accepted == 2, list(TapException.objects.values_list("reason", "message"))
+        stored = dict(Transaction.objects.values_list("card_no", "code"))
+        assert stored == {issued[0]: codes[0], issued[1]: codes[1]}
+        assert set(Transaction.objects.values_list("card_scheme", flat=True)) == {"04"}
+        assert list(ReviewFlag.objects.values_list("code", "detail")) == []
+        assert upload(second, other_bus).accepted == 1
+        assert list(ReviewFlag.objects.values_list("card_no", "code")) == [(issued[0], "code_replayed")]

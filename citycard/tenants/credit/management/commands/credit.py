@@ -1,8 +1,9 @@
-"""`citycard credit --tenant CODE rules-set|rules-show|grant|reopen|list|pay|fares|bill|repay|autorepay|
-overdue-run` — credit pay-later (信用付) of a tenant: the city's eligibility rules, granting lines, reopening
-a closed one, a payment on credit at a merchant, the citizen-code rides' fares booked (deferred or charged
-online), the month's bills (月度账单), repayment from the online account, automatic repayment through the
-bound channels and the overdue run. Thin over citycard.tenants.credit.services and selectors; amounts in
+"""`citycard credit --tenant CODE rules-set|rules-show|grant|reopen|list|pay|fares|code-flags|code-charge|
+code-waive|bill|repay|autorepay|overdue-run` — credit pay-later (信用付) of a tenant: the city's eligibility
+rules, granting lines, reopening a closed one, a payment on credit at a merchant, the citizen-code rides'
+fares booked (deferred or charged online), the flagged code rides a clerk charges after review (复核后扣费) or
+waives (免收), the month's bills (月度账单), repayment from the online account, automatic repayment through
+the bound channels and the overdue run. Thin over citycard.tenants.credit.services and selectors; amounts in
 yuan."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from citycard.platform.errors import DomainError, NotFound
 from citycard.platform.management.base import PlatformCommand, beijing, labelled
+from citycard.platform.reasons import reason_text
 from citycard.platform.selectors import tenant_by_code
 from citycard.tenants.accounts.management.commands.accounts import fen_of
 from citycard.tenants.credit import selectors, services
@@ -79,6 +81,16 @@ class Command(PlatformCommand):
             "--since",
             help="YYYY-MM-DD (Beijing): every ride tapped since that day, not the rides since the last run",
         )
+        cf = sub.add_parser("code-flags", help="citizen-code rides flagged by the verification stage (复核)")
+        cf.add_argument("--open", action="store_true", help="only those not decided yet")
+        cc = sub.add_parser(
+            "code-charge", help="charge a flagged citizen-code ride after review (复核后扣费), once"
+        )
+        cc.add_argument("flag", type=int, help="the review flag's id (code-flags lists them)")
+        cc.add_argument("--note", default="", help="what the clerk found")
+        cw = sub.add_parser("code-waive", help="waive a flagged citizen-code ride (免收): never charged")
+        cw.add_argument("flag", type=int, help="the review flag's id (code-flags lists them)")
+        cw.add_argument("--note", default="", help="why")
         bill = sub.add_parser(
             "bill", help="generate a Beijing month's bills (once per line), or show a card's"
         )
@@ -172,6 +184,63 @@ class Command(PlatformCommand):
             )
             % counts
         )
+
+    def _code_flags(self, console, opts):
+        table = Table(
+            gettext("flag"),
+            gettext("time (Beijing)"),
+            gettext("code"),
+            gettext("card"),
+            gettext("amount (yuan)"),
+            gettext("decision"),
+            gettext("decided by"),
+        )
+        for flag in selectors.code_flags(open_only=opts["open"]):
+            review = getattr(flag, "code_review", None)
+            table.add_row(
+                str(flag.pk),
+                beijing(flag.tapped_at),
+                reason_text(flag.code),
+                flag.card_no,
+                yuan(flag.amount_fen),
+                f"{review.get_decision_display()}: {review.get_outcome_display()}" if review else "—",
+                review.decided_by if review else "",
+            )
+        console.print(table)
+        console.print(
+            gettext(
+                "charge after review: %(charge)s (only %(codes)s: the code's signature holds); waive: %(waive)s"
+            )
+            % {
+                "charge": f"`citycard credit --tenant {opts['tenant']} code-charge FLAG`",
+                "codes": ", ".join(sorted(services.CHARGEABLE_CODE_FLAGS)),
+                "waive": f"`citycard credit --tenant {opts['tenant']} code-waive FLAG --note WHY`",
+            }
+        )
+
+    def _code_decided(self, console, review):
+        values = {
+            "tx": review.transaction_id,
+            "card": review.card_no,
+            "amount": yuan(review.amount_fen),
+            "decision": review.get_decision_display(),
+            "outcome": review.get_outcome_display(),
+            "by": review.decided_by,
+        }
+        if review.record_id:
+            values["outcome"] += f" ({review.record_id})"
+        console.print(
+            gettext("ride tap:%(tx)s of card %(card)s, %(amount)s: %(decision)s — %(outcome)s, by %(by)s")
+            % values
+        )
+
+    def _code_charge(self, console, opts):
+        review = services.code_ride_charge(flag_id=opts["flag"], actor=self.actor, note=opts["note"])
+        self._code_decided(console, review)
+
+    def _code_waive(self, console, opts):
+        review = services.code_ride_waive(flag_id=opts["flag"], actor=self.actor, note=opts["note"])
+        self._code_decided(console, review)
 
     def _list(self, console, opts):
         table = Table(
