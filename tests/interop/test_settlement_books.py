@@ -77,12 +77,18 @@ def _shop(tenant: Tenant, code: str, division: str, organisation: str) -> SimTer
             actor="test",
         )
         merchants.merchant_terminal_register(
-            merchant_code=code, terminal_id=sim.terminal_id, public_key=sim.public_key, location="一楼", actor="test"
+            merchant_code=code,
+            terminal_id=sim.terminal_id,
+            public_key=sim.public_key,
+            location="一楼",
+            actor="test",
         )
     return sim
 
 
-def _sell(tenant: Tenant, sim: SimTerminal, cards: list[SimCard], amounts: list[int], at: dt.datetime) -> None:
+def _sell(
+    tenant: Tenant, sim: SimTerminal, cards: list[SimCard], amounts: list[int], at: dt.datetime
+) -> None:
     """The POS's purchases, uploaded signed, booked as the merchant's payments, and collected by interop."""
     with tenant_context(tenant):
         taps = [
@@ -114,7 +120,11 @@ def _books(tenant: Tenant) -> dict[str, int]:
     """The interop and settlement bank balances of a tenant's ledger, and its whole-ledger invariants."""
     with tenant_context(tenant):
         totals = ledger_totals()
-        assert (totals.unbalanced_postings, totals.balances_total_fen, totals.balances_mismatched) == (0, 0, 0)
+        assert (totals.unbalanced_postings, totals.balances_total_fen, totals.balances_mismatched) == (
+            0,
+            0,
+            0,
+        )
         return dict(
             LedgerAccount.objects.filter(code__startswith="interop:").values_list("code", "balance_fen")
         ) | dict(LedgerAccount.objects.filter(code=SETTLEMENT_BANK).values_list("code", "balance_fen"))
@@ -153,11 +163,14 @@ def test_a_settled_cycle_brings_both_cities_interop_accounts_to_zero(tenant, yrd
             legs = dict(booked.posting.legs.values_list("account__code", "amount_fen"))
             assert legs == {f"interop:{other}": positions[city.code], SETTLEMENT_BANK: -positions[city.code]}
             assert booked.posting.idempotency_key == f"interop-settle:{cycle.label}"
-            assert AuditEntry.objects.filter(action="settlement.cycle_book", object_id=cycle.label).count() == 1
+            assert (
+                AuditEntry.objects.filter(action="settlement.cycle_book", object_id=cycle.label).count() == 1
+            )
     # Σ over the tenants' settlement accounts and the operator's fees: the network's positions sum to zero
-    assert _booked(jiaxing, cycle.label).settled_fen + _booked(hangzhou, cycle.label).settled_fen == -positions[
-        "yrd-operator"
-    ]
+    assert (
+        _booked(jiaxing, cycle.label).settled_fen + _booked(hangzhou, cycle.label).settled_fen
+        == -positions["yrd-operator"]
+    )
 
     # Delivered again, rerun by a clerk: nothing is booked twice.
     with tenant_context(jiaxing):
@@ -209,7 +222,9 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     _sell(jiaxing, shop, [*known, *unknown], [1000, 700, 400], start)
     # A merchant record in Jiaxing's outbox that Jiaxing's ledger never booked (no purchase behind it):
     # Hangzhou validates and books it, the cycle settles it, Jiaxing's books do not hold it.
-    stray = record(acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=925, amount=900, when=start)
+    stray = record(
+        acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=925, amount=900, when=start
+    )
     stray.update(service="merchant", route="jx-shop")
     send("jiaxing", [stray], now=timezone.now())
     collect("jiaxing", now=timezone.now())
@@ -242,7 +257,9 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     # The clerk sees them: the admin (the cycle's booking with its posting, the differences), the command.
     clerk = Client()
     clerk.force_login(
-        user_create(username="jx-clerk-s", role="city_admin", tenant_code="jiaxing", password="a-long-password-1")
+        user_create(
+            username="jx-clerk-s", role="city_admin", tenant_code="jiaxing", password="a-long-password-1"
+        )
     )
     page = clerk.get("/admin/settlement/cyclesettlement/", **JX).content.decode()
     assert cycle.label in page and f"/admin/accounts/posting/{booked.posting_id}/change/" in page
@@ -252,7 +269,14 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     call_command("settlement", "differences", "--open", "--tenant", "jiaxing", stdout=out)
     assert stray_id in out.getvalue() and "(not_booked)" in out.getvalue()
     call_command(
-        "settlement", "resolve", str(differences[stray_id].pk), "--note", "paid by hand", "--tenant", "jiaxing", stdout=out
+        "settlement",
+        "resolve",
+        str(differences[stray_id].pk),
+        "--note",
+        "paid by hand",
+        "--tenant",
+        "jiaxing",
+        stdout=out,
     )
     clerk.post(
         "/admin/settlement/settlementdifference/",
@@ -271,8 +295,20 @@ def test_a_countys_merchants_settle_on_the_countys_ledger(tenant, yrd_merchant):
     checks.route_cache_clear()
     jiaxing, hangzhou, tonglu = tenant("jiaxing"), tenant("hangzhou"), tenant("tonglu")
     start = timezone.now().astimezone(SHANGHAI).replace(microsecond=0) - dt.timedelta(hours=2)
-    _sell(tonglu, _shop(tonglu, "tl-canteen", "330122", "MA0000004"), _cards(jiaxing, range(930, 932)), [1500, 990], start)
-    _sell(hangzhou, _shop(hangzhou, "hz-shop", "330100", "MA0000005"), _cards(jiaxing, range(935, 936)), [620], start)
+    _sell(
+        tonglu,
+        _shop(tonglu, "tl-canteen", "330122", "MA0000004"),
+        _cards(jiaxing, range(930, 932)),
+        [1500, 990],
+        start,
+    )
+    _sell(
+        hangzhou,
+        _shop(hangzhou, "hz-shop", "330100", "MA0000005"),
+        _cards(jiaxing, range(935, 936)),
+        [620],
+        start,
+    )
     cycle = _run(yrd_merchant, start)
     positions = dict(cycle.positions.values_list("participant", "net_fen"))
     assert "tonglu" not in positions  # the county clears as its city
@@ -288,7 +324,10 @@ def test_a_countys_merchants_settle_on_the_countys_ledger(tenant, yrd_merchant):
     assert county.fees_fen == -sum(r.issuer_fee_fen + r.network_fee_fen for r in county_rows)
     with tenant_context(tonglu):
         fees = Posting.objects.get(idempotency_key=f"interop-fees:{cycle.label}")
-        assert dict(fees.legs.values_list("account__code", "amount_fen"))["fee-expense:interchange"] == county.fees_fen
+        assert (
+            dict(fees.legs.values_list("account__code", "amount_fen"))["fee-expense:interchange"]
+            == county.fees_fen
+        )
     for books in (_books(tonglu), _books(hangzhou)):
         assert books["interop:jiaxing"] == 0
     assert _books(tonglu)[SETTLEMENT_BANK] == -county.settled_fen

@@ -37,7 +37,11 @@ from .test_settlement_books import _shop, yrd_merchant  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 ISSUER_BPS, NETWORK_BPS = 30, 5
-SHOPS = {"jiaxing": ("330400", "MA0000011"), "hangzhou": ("330100", "MA0000012"), "tonglu": ("330122", "MA0000013")}
+SHOPS = {
+    "jiaxing": ("330400", "MA0000011"),
+    "hangzhou": ("330100", "MA0000012"),
+    "tonglu": ("330122", "MA0000013"),
+}
 CITY_OF = {"jiaxing": "jiaxing", "hangzhou": "hangzhou", "tonglu": "hangzhou"}
 ISSUER_OF = {"jiaxing": "hangzhou", "hangzhou": "jiaxing", "tonglu": "jiaxing"}  # whose cards each shop takes
 WATCHED = ("interop:", SETTLEMENT_BANK, "fee:interchange", "fee-expense:interchange", "purse:float")
@@ -75,7 +79,11 @@ ops = st.lists(
 def _watched(tenant) -> dict[str, int]:
     with tenant_context(tenant):
         totals = ledger_totals()
-        assert (totals.unbalanced_postings, totals.balances_total_fen, totals.balances_mismatched) == (0, 0, 0)
+        assert (totals.unbalanced_postings, totals.balances_total_fen, totals.balances_mismatched) == (
+            0,
+            0,
+            0,
+        )
         return {
             a.code: a.balance_fen
             for a in LedgerAccount.objects.all()
@@ -83,7 +91,7 @@ def _watched(tenant) -> dict[str, int]:
         }
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=ops)
 def test_every_settled_balance_equals_an_independent_sum(world, steps):
     tenants, sims, cards = world
@@ -94,21 +102,27 @@ def test_every_settled_balance_equals_an_independent_sum(world, steps):
         net: dict[str, int] = defaultdict(int)  # each participant's net positions, summed over the cycles run
         unheld: dict[str, int] = defaultdict(int)  # per participant: what the records its ledgers miss settle
         at = timezone.now().astimezone(SHANGHAI).replace(microsecond=0) - dt.timedelta(hours=3)
-        for i, (op, shop, card, amount) in enumerate(steps):
+        for i, (op, shop, card, amount) in enumerate([*steps, ("settle", "jiaxing", 0, 1)]):  # ends settled
             when = at + dt.timedelta(seconds=i)
             issuer = ISSUER_OF[shop]
             if op == "sell":
                 sim = sims[shop]
                 with tenant_context(tenants[shop]):
                     tap = sim.tap(cards[issuer][card], at=when, amount_fen=amount)
-                    assert batch_ingest(tenant=tenants[shop], body=sim.sign(sim.payload([tap], created_at=when))).accepted
+                    assert batch_ingest(
+                        tenant=tenants[shop], body=sim.sign(sim.payload([tap], created_at=when))
+                    ).accepted
                     assert merchants.merchant_taps_book(actor="h") == 1
                 expected[shop][f"interop:{issuer}"] -= amount  # the acquirer's receivable
                 pending.append(("", shop, amount, True))
             elif op == "stray":  # sent, never on the acquirer's ledger: a difference there
                 r = record(
-                    acquirer=CITY_OF[shop], issuer=issuer, issuer_division=cards[issuer][0].card_no[:6],
-                    serial=8000 + i, amount=amount, when=when,
+                    acquirer=CITY_OF[shop],
+                    issuer=issuer,
+                    issuer_division=cards[issuer][0].card_no[:6],
+                    serial=8000 + i,
+                    amount=amount,
+                    when=when,
                 )
                 r.update(service="merchant", route=f"{shop}-prop")
                 cards_known(tenants[issuer], [r["card_no"]])
@@ -120,7 +134,11 @@ def test_every_settled_balance_equals_an_independent_sum(world, steps):
             if op != "settle" or not pending:
                 continue
             cycle_ids = sorted(
-                set(ClearingRecord.objects.filter(cycle__agreement__service="merchant", cycle__state="open").values_list("cycle_id", flat=True))
+                set(
+                    ClearingRecord.objects.filter(
+                        cycle__agreement__service="merchant", cycle__state="open"
+                    ).values_list("cycle_id", flat=True)
+                )
             )
             for cycle in ClearingCycle.objects.filter(pk__in=cycle_ids).order_by("business_date"):
                 cycle = cycle_run(cycle=cycle, now=cycle.cut_off_at + dt.timedelta(minutes=1))

@@ -20,7 +20,17 @@ class DifferenceInline(admin.TabularInline):
     model = SettlementDifference
     extra = 0
     can_delete = False
-    fields = ("record_id", "kind", "role", "counterparty", "status", "file_fen", "ledger_fen", "reason", "resolved_at")
+    fields = (
+        "record_id",
+        "kind",
+        "role",
+        "counterparty",
+        "status",
+        "file_fen",
+        "ledger_fen",
+        "reason",
+        "resolved_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -35,7 +45,17 @@ class CycleSettlementAdmin(ReadOnlyAdmin):
     """Each settled clearing cycle as booked here: the participant's net position in the file, what moved to
     the settlement bank account, the fees, the posting, and the differences found."""
 
-    list_display = ("cycle", "participant", "net_position", "settled", "fees", "records", "differences", "posting_link", "booked_at")
+    list_display = (
+        "cycle",
+        "participant",
+        "net_position",
+        "settled",
+        "fees",
+        "records",
+        "differences",
+        "posting_link",
+        "booked_at",
+    )
     list_filter = ("service",)
     search_fields = ("=cycle",)
     inlines = [DifferenceInline]
@@ -56,7 +76,7 @@ class CycleSettlementAdmin(ReadOnlyAdmin):
     def posting_link(self, obj: CycleSettlement) -> str:
         if obj.posting_id is None:
             return "—"
-        url = reverse("admin:accounts_posting_change", args=[obj.posting_id])
+        url = reverse("tenant_admin:accounts_posting_change", args=[obj.posting_id])
         return format_html('<a href="{}">{}</a>', url, obj.posting_id)
 
 
@@ -65,7 +85,17 @@ class SettlementDifferenceAdmin(ReadOnlyAdmin):
     """A record of a settled cycle the ledger does not hold as its file says, with the reason; a clerk who
     may change differences marks them resolved (the action, or ``citycard settlement resolve ID --note``)."""
 
-    list_display = ("settlement", "record_id", "role", "counterparty", "file", "ledger", "reason", "resolved_at", "note")
+    list_display = (
+        "settlement",
+        "record_id",
+        "role",
+        "counterparty",
+        "file",
+        "ledger",
+        "reason",
+        "resolved_at",
+        "note",
+    )
     list_filter = ("reason", "role")
     search_fields = ("=record_id", "=settlement__cycle")
     actions = ["resolve"]

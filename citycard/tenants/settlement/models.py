@@ -47,9 +47,7 @@ class CycleSettlement(models.Model):
         verbose_name=_("fees (fen)"),
     )
     differences = models.IntegerField(default=0, verbose_name=_("differences"))
-    posting = posting_field(
-        related_name="+", optional=True, verbose_name=_("settlement posting")
-    )
+    posting = posting_field(related_name="+", optional=True, verbose_name=_("settlement posting"))
     booked_at = models.DateTimeField(verbose_name=_("booked at"))
     actor = models.CharField(max_length=150, verbose_name=_("actor"))
 

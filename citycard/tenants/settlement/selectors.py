@@ -12,10 +12,14 @@ def cycle_settlements(*, limit: int = 50) -> list[CycleSettlement]:
     return list(CycleSettlement.objects.select_related("posting").order_by("-booked_at", "-id")[:limit])
 
 
-def settlement_differences(*, open_only: bool = False, cycle: str | None = None) -> QuerySet[SettlementDifference]:
+def settlement_differences(
+    *, open_only: bool = False, cycle: str | None = None
+) -> QuerySet[SettlementDifference]:
     """The differences between settled files and the ledger, by cycle and record (open ones only, or one
     cycle's)."""
-    found = SettlementDifference.objects.select_related("settlement").order_by("settlement__cycle", "record_id")
+    found = SettlementDifference.objects.select_related("settlement").order_by(
+        "settlement__cycle", "record_id"
+    )
     if open_only:
         found = found.filter(resolved_at__isnull=True)
     if cycle is not None:

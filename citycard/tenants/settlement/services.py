@@ -253,7 +253,11 @@ def cycle_settlement_book(
             gettext("no reconciliation file %(message_id)r in the inbox") % {"message_id": message_id},
             field="message_id",
         )
-    label, service, participant = message.body["cycle"], message.body.get("service", ""), message.body["participant"]
+    label, service, participant = (
+        message.body["cycle"],
+        message.body.get("service", ""),
+        message.body["participant"],
+    )
     done = CycleSettlement.objects.filter(cycle=label).first()
     if done is not None:
         differences_settle_late(actor=actor, now=now)
@@ -359,16 +363,18 @@ def differences_settle_late(*, actor: str, now: dt.datetime | None = None) -> li
     )
     if not waiting:
         return []
-    rows = [
-        {"record_id": d.record_id, "role": d.role, "counterparty": d.counterparty} for d in waiting
-    ]
+    rows = [{"record_id": d.record_id, "role": d.role, "counterparty": d.counterparty} for d in waiting]
     held, booked = _ledger_amounts(rows)
     settled = []
     for difference in waiting:
         rid = difference.record_id
         if rid not in booked or held.get(rid, 0) != difference.file_fen:
             continue
-        amount, issuer_fee, network_fee = abs(difference.file_fen), difference.issuer_fee_fen, difference.network_fee_fen
+        amount, issuer_fee, network_fee = (
+            abs(difference.file_fen),
+            difference.issuer_fee_fen,
+            difference.network_fee_fen,
+        )
         interop = ledger_account_external(code=f"interop:{difference.counterparty}", kind=AccountKind.INTEROP)
         bank = ledger_account_external(code=SETTLEMENT_BANK, kind=AccountKind.BANK)
         if difference.role == "issuer":
@@ -423,7 +429,8 @@ def cycle_settlements_book(*, actor: str, cycle: str | None = None) -> list[Cycl
         found.append(message.message_id)
     if cycle is not None and not found:
         raise NotFound(
-            gettext("no reconciliation file of cycle %(cycle)s in the inbox") % {"cycle": cycle}, field="cycle"
+            gettext("no reconciliation file of cycle %(cycle)s in the inbox") % {"cycle": cycle},
+            field="cycle",
         )
     out = []
     for message_id in found:
@@ -448,7 +455,11 @@ def settlement_difference_resolve(*, difference_id: int, note: str, actor: str) 
             code="resolved",
             field="id",
         )
-    difference.resolved_at, difference.resolved_by, difference.note = timezone.now(), actor[:150], note.strip()[:300]
+    difference.resolved_at, difference.resolved_by, difference.note = (
+        timezone.now(),
+        actor[:150],
+        note.strip()[:300],
+    )
     difference.save(update_fields=["resolved_at", "resolved_by", "note"])
     audit_record(
         action="settlement.difference_resolve",

@@ -86,7 +86,8 @@ def test_a_transit_cycle_settles_the_issuers_code_ride_fares(yrd_transit, city, 
         assert _balance("interop:hangzhou") == 550
     cycle = cycle_settle(cycle=cycle_net(cycle=cycle, now=later), now=later)
     records = {
-        r.card_no: r for r in ClearingRecord.objects.filter(cycle=cycle, card_no__in=[on_credit, online, poor, purse_card])
+        r.card_no: r
+        for r in ClearingRecord.objects.filter(cycle=cycle, card_no__in=[on_credit, online, poor, purse_card])
     }
     assert len(records) == 4
     positions = dict(cycle.positions.values_list("participant", "net_fen"))
@@ -101,8 +102,10 @@ def test_a_transit_cycle_settles_the_issuers_code_ride_fares(yrd_transit, city, 
         assert _balance(SETTLEMENT_BANK) == -booked.settled_fen
         # the net position also carries the e-purse tap (not on the ledger) and the unpaid fare
         purse, unpaid = records[purse_card], records[poor]
-        assert booked.file_net_fen == positions["jiaxing"] == booked.settled_fen - sum(
-            r.amount_fen - r.issuer_fee_fen for r in (purse, unpaid)
+        assert (
+            booked.file_net_fen
+            == positions["jiaxing"]
+            == booked.settled_fen - sum(r.amount_fen - r.issuer_fee_fen for r in (purse, unpaid))
         )
         difference = SettlementDifference.objects.get()
         assert (difference.record_id, difference.reason, difference.file_fen, difference.ledger_fen) == (
