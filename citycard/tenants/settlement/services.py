@@ -411,6 +411,8 @@ def cycle_settlement_on_delivery(message_id: str, manifest: dict[str, Any], now:
     is booked at once (``cycle_settlement_book``). A refusal (the file not available, a ledger refusal)
     leaves the delivery and the cycle's settlement as they are — nothing of the booking is written — and
     is logged; ``citycard settlement book`` books it later."""
+    if _nothing_to_book(manifest.get("service", "")):
+        return  # one query at most: a national transit cycle's 300 deliveries stay cheap
     try:
         with transaction.atomic():
             cycle_settlement_book(message_id=message_id, actor="interop", now=now)
