@@ -335,3 +335,71 @@ def test_a_countys_merchants_settle_on_the_countys_ledger(tenant, yrd_merchant):
     # the issuer pays the city for both; its payable is settled to zero
     assert _books(jiaxing)["interop:hangzhou"] == 0
     assert _booked(jiaxing, cycle.label).settled_fen == positions["jiaxing"]
+
+
+def _row(
+    record_id: str, role: str, amount: int, *, status: str = "valid", adjusts: str = ""
+) -> dict[str, str]:
+    return {
+        "record_id": record_id,
+        "kind": "adjustment" if adjusts else "tap",
+        "role": role,
+        "counterparty": "hangzhou",
+        "amount_fen": str(amount),
+        "issuer_fee_fen": "3",
+        "network_fee_fen": "1",
+        "status": status,
+        "adjusts": adjusts,
+    }
+
+
+def test_which_rows_settle_and_which_are_differences():
+    rows = [
+        _row("jiaxing-1", "acquirer", 500),  # held as the file says: settled
+        _row("jiaxing-2", "acquirer", 500),  # held with another amount: settled, and a difference
+        _row("jiaxing-3", "acquirer", 500),  # not held: a difference in a merchant cycle
+        _row("hangzhou-4", "issuer", 200),  # a transit ride not held and not expected (an e-purse tap)
+        _row("hangzhou-5", "issuer", 200),  # a code ride accepted, not charged yet
+        _row("adj-jiaxing-1", "acquirer", -500, adjusts="jiaxing-1"),  # a dispute's adjustment
+        _row("jiaxing-6", "acquirer", 700, status="rejected"),  # rejected, still held
+        _row("jiaxing-7", "acquirer", 700, status="rejected"),  # rejected, reversed
+    ]
+    held = {"jiaxing-1": -500, "jiaxing-2": -450, "jiaxing-6": -700}
+    booked = {"jiaxing-1", "jiaxing-2", "jiaxing-6", "jiaxing-7"}
+    merchant = settlement.rows_sort(
+        rows[:3] + rows[5:], service="merchant", held=held, booked=booked, expected=set()
+    )
+    assert [r["record_id"] for r in merchant.settled] == ["jiaxing-1", "jiaxing-2"]
+    assert [(r["record_id"], ledger, why) for r, ledger, why in merchant.differences] == [
+        ("jiaxing-2", -450, "amount"),
+        ("jiaxing-3", 0, "not_booked"),
+        ("adj-jiaxing-1", 0, "adjustment"),
+        ("jiaxing-6", -700, "rejected_booked"),
+    ]
+    transit = settlement.rows_sort(
+        rows[3:5], service="transit", held={}, booked=set(), expected={"hangzhou-5"}
+    )
+    assert transit.settled == [] and [(r["record_id"], why) for r, _l, why in transit.differences] == [
+        ("hangzhou-5", "not_booked")
+    ]
+    # whose rows: a city's file lists its county's purchases, which the county books, never the city
+    assert settlement.record_origin(rows[5]) == "jiaxing"
+    county_row = _row("tonglu-9", "acquirer", 100)
+    assert not settlement.row_is_mine(county_row, code="hangzhou", participant="hangzhou")
+    assert settlement.row_is_mine(county_row, code="tonglu", participant="hangzhou")
+    assert not settlement.row_is_mine(_row("x-1", "issuer", 1), code="tonglu", participant="hangzhou")
+
+
+def test_a_transit_file_costs_one_query_where_no_code_ride_was_taken(tenant):
+    """A national transit cycle delivers 300 manifests inside its settlement step: a city whose cardholders
+    took no citizen-code ride elsewhere holds nothing of it and reads nothing more than that."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with tenant_context(tenant("jiaxing")), CaptureQueriesContext(connection) as queries:
+        settlement.cycle_settlement_on_delivery("rcn-x", {"cycle": "x", "service": "transit"}, timezone.now())
+        settlement.cycle_settlement_on_delivery("rcn-y", {"cycle": "y", "service": "medical"}, timezone.now())
+    assert [q["sql"] for q in queries if not q["sql"].startswith("SET ")] == [
+        q["sql"] for q in queries if "credit_roamingfare" in q["sql"]
+    ]
+    assert len([q for q in queries if not q["sql"].startswith("SET ")]) == 1
