@@ -52,6 +52,7 @@ from citycard.tenants.medical import services as medical
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import MerchantTerminal
+from citycard.tenants.settlement.models import CycleSettlement
 from citycard.tenants.terminals import tasks as terminal_tasks
 from citycard.tenants.terminals.demo import (
     _card_keys,
@@ -318,25 +319,31 @@ def _merchant_roaming(day: dt.date) -> bool:
     return True
 
 
-def _merchant_books(ctx) -> None:
-    """Both sides' books of the roaming meal, after the cycle: the acquirer's receivable, the issuer's
-    payable, and the fees the cycle's settlement booked (each city's ledger, in its own schema)."""
+def _merchant_books(ctx, label: str) -> None:
+    """Both sides' books of the roaming meal, after the cycle: the acquirer's receivable and the issuer's
+    payable, settled to zero by the cycle's settlement on each city's ledger (what moved to each settlement
+    bank account), and the fees the settlement booked (each city's ledger, in its own schema)."""
     hangzhou, jiaxing = Tenant.objects.get(code="hangzhou"), Tenant.objects.get(code="jiaxing")
     with tenant_context(hangzhou):
         receivable = LedgerAccount.objects.filter(code="interop:jiaxing").first()
+        received = CycleSettlement.objects.filter(cycle=label).first()
     with tenant_context(jiaxing):
         payable = LedgerAccount.objects.filter(code="interop:hangzhou").first()
+        paid = CycleSettlement.objects.filter(cycle=label).first()
     with tenant_context(hangzhou):
         expense = LedgerAccount.objects.filter(code="fee-expense:interchange").first()
     with tenant_context(jiaxing):
         income = LedgerAccount.objects.filter(code="fee:interchange").first()
     ctx.console.print(
         gettext(
-            "Roaming merchant payment: a Jiaxing card's meal at Hangzhou's school canteen. Hangzhou's books:"
-            " receivable from Jiaxing %(receivable)s; Jiaxing's books: payable to Hangzhou %(payable)s"
-            " (the merchant-payment cycle settles it, less the issuer's fee)."
+            "Roaming merchant payment: a Jiaxing card's meal at Hangzhou's school canteen, settled by the"
+            " merchant-payment cycle on both ledgers: Hangzhou received %(received)s into its settlement bank"
+            " account, Jiaxing paid %(paid)s from its own; left on the interop accounts: Hangzhou's receivable"
+            " from Jiaxing %(receivable)s, Jiaxing's payable to Hangzhou %(payable)s."
         )
         % {
+            "received": yuan(received.settled_fen) if received else yuan(0),
+            "paid": yuan(-paid.settled_fen) if paid else yuan(0),
             "receivable": yuan(-receivable.balance_fen) if receivable else yuan(0),
             "payable": yuan(payable.balance_fen) if payable else yuan(0),
         }
@@ -417,7 +424,7 @@ def demo_step(ctx) -> None:
         _report(ctx, summary)
     _code_fares_booked(ctx)
     if roaming_meal:
-        _merchant_books(ctx)
+        _merchant_books(ctx, merchant_cycle.label)
     entitlements_demo(ctx)
     ctx.console.print(
         gettext(

@@ -142,6 +142,7 @@ TENANT_APPS = [
     "citycard.tenants.entitlements",
     "citycard.tenants.merchants",
     "citycard.tenants.credit",
+    "citycard.tenants.settlement",  # a settled clearing cycle booked on the ledger (above merchants, credit)
     "citycard.tenants.dashboard",  # no models: the city dashboard's pages
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]

@@ -124,6 +124,8 @@ def _chinese(out: str) -> None:
         "商户消费清算周期的手续费（结算时入账）",
         # last month's credit bill collected through the bound WeChat Pay channel on its due date
         "经绑定的微信支付渠道自动还款：开立 1 笔代扣，1 笔已入账还款",
+        # the roaming meal's cycle settled on both ledgers: the interop accounts back to zero
+        "杭州应收嘉兴 ¥0.00，嘉兴应付杭州 ¥0.00",
     )
     assert "回执不同" not in out and "没有可用的 Celery 工作进程" not in out
 

@@ -119,10 +119,12 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
     }
     # The issuer's books (发卡方记账): Hangzhou's own cards spent at Jiaxing's canteen — its e-purse float
     # down by the purchases, a payable to Jiaxing of the same amount, less the issuer's fee it earned at the
-    # cycle's settlement (4+2+5 fen of interchange income): the payable is what Hangzhou pays. Balanced,
+    # cycle's settlement (4+2+5 fen of interchange income): the payable is what Hangzhou pays, and the
+    # settlement paid it from the settlement bank account (tests/interop/test_settlement_books.py). Balanced,
     # booked once however often the records are validated or the manifest delivered.
     with tenant_context(hangzhou):
-        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725 - 11
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 0
+        assert LedgerAccount.objects.get(code="bank:interop-settlement").balance_fen == 3725 - 11
         assert LedgerAccount.objects.get(code="fee:interchange").balance_fen == 11
         assert LedgerAccount.objects.get(code="purse:float").balance_fen == -3725
         assert Posting.objects.filter(idempotency_key__startswith="merchant-roaming:").count() == 3
@@ -147,13 +149,14 @@ def test_a_roaming_cards_merchant_purchase_clears_through_interop(tenant, yrd_me
         manifest, text = reconciliation_file(message_id=f"rcn-{cycle.label}-hangzhou")
         assert manifest["service"] == "merchant"
         assert merchants.merchant_cycle_fees_book(manifest, reconciliation_parse(text)[1], now) == fees
-        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 3725 - 11
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 0
         assert Posting.objects.filter(idempotency_key__startswith="interop-fees:").count() == 1
     # The acquirer's books: Jiaxing's receivable from Hangzhou less the issuer's and the network's fees it
-    # pays (11 + 2 fen of fee expense) is what the settlement brings in; the canteen's own fee is apart
+    # pays (11 + 2 fen of fee expense) is what the settlement brought in; the canteen's own fee is apart
     # (Jiaxing's daily merchant settlement takes it from the canteen's payable).
     with tenant_context(jiaxing):
-        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == -(3725 - 13)
+        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == 0
+        assert LedgerAccount.objects.get(code="bank:interop-settlement").balance_fen == -(3725 - 13)
         assert LedgerAccount.objects.get(code="fee-expense:interchange").balance_fen == -13
         assert LedgerAccount.objects.get(code="merchant:jx-canteen").balance_fen == 3725
         totals = ledger_totals()

@@ -7,9 +7,9 @@
 * ``inbox_deliver`` — interop hands the tenant a message signed by the platform.
 * ``clearing_validate`` — the issuer validates clearing records on its own data and answers signed (and,
   for a merchant-payment cycle, books the accepted ones on its ledger through ``ISSUER_SPEND_SINK``).
-* ``inbox_deliver`` of a merchant-payment cycle's reconciliation manifest also books the cycle's fees on the
-  participant's ledger through ``CYCLE_FEES_SINK``, and reverses the acquirer's payments the issuer rejected
-  through ``CYCLE_REJECTIONS_SINK``.
+* ``inbox_deliver`` of a merchant-payment cycle's reconciliation manifest reverses the acquirer's payments
+  the issuer rejected through ``CYCLE_REJECTIONS_SINK``; then, of any settled cycle's manifest, it books the
+  cycle's fees and settlement on the recipient's ledger through ``CYCLE_SETTLEMENT_SINK``.
 * ``clearing_validate`` of a merchant-payment cycle books its cardholders' citizen-code payments at other
   cities' merchants through ``ISSUER_CODE_PAYMENT_SINK`` (one neither their credit line nor their online
   account can pay is rejected, ``no_funds``).
@@ -295,14 +295,6 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
     )
     body = opened.body
     if (
-        CYCLE_FEES_SINK is not None
-        and opened.kind == "clearing.reconciliation"
-        and body.get("service") == MERCHANT_CYCLE_SERVICE
-        and body.get("participant") == tenant.code  # a county reading its city's file books nothing
-    ):
-        _manifest, text = reconciliation_file(message_id=message.message_id)
-        CYCLE_FEES_SINK(body, reconciliation_parse(text)[1], message.received_at)
-    if (
         CYCLE_REJECTIONS_SINK is not None
         and opened.kind == "clearing.reconciliation"
         and body.get("service") == MERCHANT_CYCLE_SERVICE
@@ -310,6 +302,9 @@ def inbox_deliver(*, document: dict[str, Any], now: dt.datetime | None = None) -
         # the issuer's rejections of this schema's own merchant payments, reversed (拒付冲正)
         _manifest, text = reconciliation_file(message_id=message.message_id)
         CYCLE_REJECTIONS_SINK(body, reconciliation_parse(text)[1], message.received_at)
+    if CYCLE_SETTLEMENT_SINK is not None and opened.kind == "clearing.reconciliation":
+        # every recipient books its own rows: a county reading its city's file too
+        CYCLE_SETTLEMENT_SINK(message.message_id, opened.body, message.received_at)
     return message
 
 
@@ -432,11 +427,12 @@ ISSUER_CODE_PAYMENT_SINK: IssuerCodePaymentSink | None = None
 CycleRejectionsSink = Callable[[dict[str, Any], list[dict[str, str]], dt.datetime], Any]
 CYCLE_REJECTIONS_SINK: CycleRejectionsSink | None = None
 
-# ``CYCLE_FEES_SINK(manifest, details, now)`` books on a participant's ledger the fees a settled merchant-payment
-# cycle netted (the issuer's interchange earned, the acquirer's fees paid), from the reconciliation file its
-# signed manifest names (wired by citycard.tenants.merchants); called once, when the manifest first arrives.
-CycleFeesSink = Callable[[dict[str, Any], list[dict[str, str]], dt.datetime], Any]
-CYCLE_FEES_SINK: CycleFeesSink | None = None
+# ``CYCLE_SETTLEMENT_SINK(message_id, manifest, now)`` books on the recipient's ledger a settled cycle: the fees
+# and the settlement of the records its ledger holds, from the reconciliation file the signed manifest names
+# (wired by citycard.tenants.settlement, docs/merchants.md "The cycle's settlement on each ledger"); called
+# once, when the manifest first arrives, in every recipient's schema (a county's too).
+CycleSettlementSink = Callable[[str, dict[str, Any], dt.datetime], Any]
+CYCLE_SETTLEMENT_SINK: CycleSettlementSink | None = None
 
 
 @transaction.atomic

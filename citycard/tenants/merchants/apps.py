@@ -42,12 +42,10 @@ class MerchantsConfig(AppConfig):
         # The issuer's books for its cards spent at other cities' merchants: exchange, below merchants,
         # is handed the booking (imported here: models load only once the app registry is ready).
         from citycard.tenants.exchange import services as exchange
-        from citycard.tenants.merchants.services import merchant_cycle_fees_book, merchant_roaming_spent_book
+        from citycard.tenants.merchants.services import merchant_roaming_spent_book
 
         if exchange.ISSUER_SPEND_SINK is None:
             exchange.ISSUER_SPEND_SINK = merchant_roaming_spent_book
-        if exchange.CYCLE_FEES_SINK is None:
-            exchange.CYCLE_FEES_SINK = merchant_cycle_fees_book
         # the acquirer's side of the payments an issuer rejected: reversed from its reconciliation file
         from citycard.tenants.merchants.services import merchant_roaming_rejections_book
 

@@ -675,13 +675,14 @@ INTERCHANGE_EXPENSE = "fee-expense:interchange"  # what an acquirer pays on roam
 def merchant_cycle_fees_book(
     manifest: dict[str, Any], details: list[dict[str, str]], now: dt.datetime
 ) -> Posting | None:
-    """The fees a settled merchant-payment cycle netted (商户消费清算手续费), on this participant's ledger,
-    from its reconciliation file (the valid records only, as netting summed them). As issuer it earns the
+    """The fees a settled cycle netted (清算手续费) on the records of its reconciliation file given (the valid
+    ones only, as netting summed them): ``citycard.tenants.settlement`` passes the records this ledger holds
+    (a merchant-payment cycle's, a transit cycle's citizen-code rides). As issuer it earns the
     agreement's issuer fee on its cards' payments: its payable to each acquirer ``interop:<acquirer>`` −fee
     and ``fee:interchange`` +fee (it pays the acquirer the amount less that fee). As acquirer it pays the
     issuer's and the network's fees: its receivable from each issuer ``interop:<issuer>`` +fees and
     ``fee-expense:interchange`` −fees (it is paid the amount less them). One balanced posting a cycle, key
-    ``interop-fees:<cycle>``: the manifest delivered again books nothing again. None: no fee to book."""
+    ``interop-fees:<cycle>``: the booking run again books nothing again. None: no fee to book."""
     moves: dict[tuple[str, str], int] = defaultdict(int)
     for row in details:
         if row["status"] != "valid":
