@@ -226,7 +226,11 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
         acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=925, amount=900, when=start
     )
     stray.update(service="merchant", route="jx-shop")
-    send("jiaxing", [stray], now=timezone.now())
+    other = record(
+        acquirer="jiaxing", issuer="hangzhou", issuer_division="330100", serial=926, amount=300, when=start
+    )
+    other.update(service="merchant", route="jx-shop")
+    send("jiaxing", [stray, other], now=timezone.now())
     collect("jiaxing", now=timezone.now())
     cycle = _run(yrd_merchant, start)
     positions = dict(cycle.positions.values_list("participant", "net_fen"))
@@ -235,19 +239,22 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     stray_id = f"jiaxing-{stray['source_tx_id']}"
     with tenant_context(jiaxing):
         differences = {d.record_id: d for d in SettlementDifference.objects.all()}
-    assert {d.reason for d in differences.values()} == {"rejected_booked", "not_booked"}
-    assert differences[stray_id].reason == "not_booked"
+    # The purchase Hangzhou rejected (card unknown) was reversed from the file before the settlement was
+    # booked (拒付冲正, merchants' rejections): no difference; the stray record Jiaxing's books never held is.
+    other_id = f"jiaxing-{other['source_tx_id']}"
+    assert {d.reason for d in differences.values()} == {"not_booked"} and set(differences) == {
+        stray_id,
+        other_id,
+    }
     assert (differences[stray_id].file_fen, differences[stray_id].ledger_fen) == (-900, 0)
-    rejected = next(d for d in differences.values() if d.reason == "rejected_booked")
-    assert (rejected.status, rejected.ledger_fen) == ("rejected", -400)
-    # Jiaxing settled what its ledger holds; the stray record's share of the net position is the difference
-    stray_row = ClearingRecord.objects.get(record_id=stray_id)
-    stray_due = stray_row.amount_fen - stray_row.issuer_fee_fen - stray_row.network_fee_fen
+    # Jiaxing settled what its ledger holds; the stray records' share of the net position is the difference
+    strays = ClearingRecord.objects.filter(record_id__in=[stray_id, other_id])
+    stray_due = sum(r.amount_fen - r.issuer_fee_fen - r.network_fee_fen for r in strays)
     assert booked.file_net_fen == positions["jiaxing"]
     assert booked.settled_fen == positions["jiaxing"] - stray_due
     assert booked.differences == 2
     books = _books(jiaxing)
-    assert books["interop:hangzhou"] == -400  # the rejected purchase, still held: shown, not hidden
+    assert books["interop:hangzhou"] == 0  # the rejected purchase reversed, the rest settled
     assert books[SETTLEMENT_BANK] == -booked.settled_fen
     # Hangzhou booked all it validated: no difference, settled to zero
     assert _booked(hangzhou, cycle.label).differences == 0
@@ -264,7 +271,7 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     page = clerk.get("/admin/settlement/cyclesettlement/", **JX).content.decode()
     assert cycle.label in page and f"/admin/accounts/posting/{booked.posting_id}/change/" in page
     page = clerk.get("/admin/settlement/settlementdifference/", **JX).content.decode()
-    assert stray_id in page and rejected.record_id in page
+    assert stray_id in page and other_id in page
     out = io.StringIO()
     call_command("settlement", "differences", "--open", "--tenant", "jiaxing", stdout=out)
     assert stray_id in out.getvalue() and "(not_booked)" in out.getvalue()
@@ -280,13 +287,13 @@ def test_what_the_file_and_the_ledger_disagree_on_is_a_difference_for_a_clerk(
     )
     clerk.post(
         "/admin/settlement/settlementdifference/",
-        {"action": "resolve", "_selected_action": [rejected.pk]},
+        {"action": "resolve", "_selected_action": [differences[other_id].pk]},
         **JX,
     )
     with tenant_context(jiaxing):
         assert not SettlementDifference.objects.filter(resolved_at__isnull=True).exists()
         assert SettlementDifference.objects.get(record_id=stray_id).note == "paid by hand"
-        assert SettlementDifference.objects.get(pk=rejected.pk).resolved_by == "jx-clerk-s"
+        assert SettlementDifference.objects.get(record_id=other_id).resolved_by == "jx-clerk-s"
 
 
 def test_a_countys_merchants_settle_on_the_countys_ledger(tenant, yrd_merchant):

@@ -37,6 +37,7 @@ from citycard.tenants.exchange.services import reconciliation_parse
 from citycard.tenants.merchants import selectors as merchant_sel
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.models import Payment, Settlement
+from citycard.tenants.settlement.services import SETTLEMENT_BANK
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import ReviewFlag
@@ -202,7 +203,9 @@ def test_visitors_code_payments_are_booked_by_both_cities_and_rejections_reverse
         assert sel.owed_fen(sel.line_of_card(card_no=on_credit)) == 1250
         assert LedgerAccount.objects.get(card_no=from_account).balance_fen == 200
         assert LedgerAccount.objects.get(card_no=poor).balance_fen == 100
-        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == 2050 - 6
+        # payable to Hangzhou 2050 less the issuer's fee, then paid at the cycle's settlement (its file came)
+        assert LedgerAccount.objects.get(code="interop:hangzhou").balance_fen == 0
+        assert LedgerAccount.objects.get(code=SETTLEMENT_BANK).balance_fen == 2050 - 6
         assert LedgerAccount.objects.get(code="fee:interchange").balance_fen == 6
         assert dict(IssuerRejection.objects.values_list("card_no", "reason")) == {
             poor: "no_funds",
@@ -228,7 +231,9 @@ def test_visitors_code_payments_are_booked_by_both_cities_and_rejections_reverse
             for p in Payment.objects.filter(rejected_at__isnull=False)
         }
         assert rejected == {poor: ("no_funds", "receivable"), purse: ("tac_invalid", "payable")}
-        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == -(2050 - 7)
+        # the receivable from Jiaxing, its rejections reversed, then paid at the cycle's settlement
+        assert LedgerAccount.objects.get(code="interop:jiaxing").balance_fen == 0
+        assert LedgerAccount.objects.get(code=SETTLEMENT_BANK).balance_fen == -(2050 - 7)
         assert LedgerAccount.objects.get(code="merchant:hz-shop").balance_fen == 800
         assert LedgerAccount.objects.get(code="merchant:hz-canteen").balance_fen == 0
         assert LedgerAccount.objects.get(code="chargeback:hz-canteen").balance_fen == -600
