@@ -53,6 +53,7 @@ from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.demo import _student_card
 from citycard.tenants.merchants.models import MerchantTerminal
 from citycard.tenants.settlement.models import CycleSettlement
+from citycard.tenants.settlement.services import differences_settle_late
 from citycard.tenants.terminals import tasks as terminal_tasks
 from citycard.tenants.terminals.demo import (
     _card_keys,
@@ -251,6 +252,8 @@ def _code_fares_booked(ctx) -> None:
     issuer = Tenant.objects.get(code="jiaxing")
     with tenant_context(issuer):
         credit.online_fares_book(actor="demo")
+        # booked after its cycle's file came: settled on the ledger now (the beat task does it every 5 min)
+        differences_settle_late(actor="demo")
         for fare in RoamingFare.objects.filter(acquirer="hangzhou").order_by("tapped_at")[:3]:
             deferred = CreditItem.objects.filter(payment_id=f"roam:{fare.record_id}").exists()
             ctx.console.print(

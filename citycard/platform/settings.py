@@ -370,6 +370,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "citycard.tenants.credit.tasks.online_fares_book_all",
         "schedule": float(os.environ.get("CITYCARD_CREDIT_FARES_EVERY_S", "300")),
     },
+    # Records booked after their cycle settled (a code ride's fare charged late), settled on the ledger
+    # (docs/merchants.md, "The cycle's settlement on each ledger").
+    "settlement-late-records": {
+        "task": "citycard.tenants.settlement.tasks.differences_settle_late_all",
+        "schedule": float(os.environ.get("CITYCARD_SETTLEMENT_LATE_EVERY_S", "300")),
+    },
     # Spent citizen codes too old to be replayed, forgotten (docs/ingestion.md).
     "terminals-code-nonces-purge": {
         "task": "citycard.tenants.terminals.tasks.code_nonces_purge_all",

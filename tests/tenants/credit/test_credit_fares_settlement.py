@@ -11,6 +11,7 @@ import datetime as dt
 import io
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -33,6 +34,7 @@ from citycard.tenants.credit import services as credit
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.settlement.models import CycleSettlement, SettlementDifference
 from citycard.tenants.settlement.services import SETTLEMENT_BANK
+from citycard.tenants.settlement.tasks import differences_settle_late_all
 from citycard.tenants.terminals import checks
 from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.simulate import SimCard, SimTerminal, card_number
@@ -121,8 +123,13 @@ def test_a_transit_cycle_settles_the_issuers_code_ride_fares(yrd_transit, city, 
         assert credit.online_fares_book(actor="t", now=timezone.now() + dt.timedelta(hours=1))["charged"] == 1
         assert _balance("interop:hangzhou") == 400
         bank_before = _balance(SETTLEMENT_BANK)
+    # the beat task settles it (a clerk's `citycard settlement book` would too)
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["settlement-late-records"]["task"] == differences_settle_late_all.name
+    )
+    assert differences_settle_late_all() == {"jiaxing": [unpaid.record_id]}
+    assert differences_settle_late_all() == {}
     out = io.StringIO()
-    call_command("settlement", "book", "--tenant", "jiaxing", stdout=out)
     with tenant_context(jiaxing):
         difference.refresh_from_db()
         assert difference.resolved_at is not None and difference.posting is not None
