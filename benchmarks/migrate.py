@@ -132,7 +132,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--baseline", type=int, default=20, help="schemas for the floor, the path before and the spawned pool")
+    parser.add_argument(
+        "--baseline", type=int, default=20, help="schemas for the floor, the path before and the spawned pool"
+    )
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--reuse", action="store_true", help="the tenants already in citycard_bench")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
