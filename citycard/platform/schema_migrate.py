@@ -157,9 +157,9 @@ def _worker_start() -> None:
     # The parent closed its connections before the fork; each worker opens its own.
     for conn in connections.all():
         conn.connection = None
-    # The pool ends its workers with SIGTERM when the run is done. A handler the parent installed (the demo's
-    # turns SIGTERM into sys.exit) runs only between bytecodes, never in a worker blocked in C: the default
-    # action ends it wherever it is.
+    # A run that fails or is interrupted ends its workers with SIGTERM. A handler the parent installed (the
+    # demo's turns SIGTERM into sys.exit) runs only between bytecodes, never in a worker blocked in C: the
+    # default action ends it wherever it is.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -253,8 +253,15 @@ def tenants_migrate(
     if processes == 1:
         collect(schema_migrate_one(s) for s in todo)
     else:
-        with _pool(processes, start_method or pool_start_method()) as workers:
+        workers = _pool(processes, start_method or pool_start_method())
+        try:
             collect(workers.imap_unordered(schema_migrate_one, todo, chunksize=1))
+            workers.close()  # every schema is done: each worker ends once it has started, on its own
+        except BaseException:
+            workers.terminate()
+            raise
+        finally:
+            workers.join()
     connection.set_schema_to_public()
     report.seconds = time.perf_counter() - began
     return report
