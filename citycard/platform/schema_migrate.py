@@ -179,7 +179,8 @@ def pool_start_method() -> str:
     return "fork" if threads_running() == 1 else "spawn"
 
 
-def _pool(processes: int, start_method: str) -> multiprocessing.pool.Pool:
+def workers_start(processes: int, *, start_method: str) -> multiprocessing.pool.Pool:
+    """A pool of ``processes`` workers for ``schema_migrate_one``, started by ``start_method``."""
     if start_method == "fork":
         connections.close_all()  # a forked worker must not share the parent's socket
         return multiprocessing.get_context("fork").Pool(processes, initializer=_worker_start)
@@ -253,7 +254,7 @@ def tenants_migrate(
     if processes == 1:
         collect(schema_migrate_one(s) for s in todo)
     else:
-        workers = _pool(processes, start_method or pool_start_method())
+        workers = workers_start(processes, start_method=start_method or pool_start_method())
         try:
             collect(workers.imap_unordered(schema_migrate_one, todo, chunksize=1))
             workers.close()  # every schema is done: each worker ends once it has started, on its own

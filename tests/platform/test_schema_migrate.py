@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import signal
+import sys
 import textwrap
 import threading
 import time
@@ -30,6 +31,7 @@ from citycard.platform.schema_migrate import (
     tenant_schemas,
     tenants_migrate,
     threads_running,
+    workers_start,
 )
 from citycard.platform.schemas import schema_drop, template_schema_name
 
@@ -181,3 +183,21 @@ def test_the_pool_finishes_when_another_thread_held_a_lock_its_workers_need_as_i
         SchemaMigration.objects.filter(schema_name__in=set(schemas) - recorded).delete()
     assert sorted(o.schema for o in report.outcomes) == sorted(schemas)
     assert report.failed == []
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_the_workers_end_on_sigterm_whatever_handler_the_process_installed(committed_db, start_method):
+    """`citycard demo` turns SIGTERM into sys.exit (so that its cleanup runs) before it migrates. A forked
+    worker inherited that handler, which runs only between bytecodes: a worker the pool's SIGTERM reached
+    as it went into the wait for its next task slept on, and the pool waited for it for ever. A worker takes
+    SIGTERM's default action, whatever the process that started the pool installed."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        workers = workers_start(2, start_method=start_method)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        assert workers.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL
+    finally:
+        workers.terminate()
+        workers.join()
