@@ -23,9 +23,13 @@ How the workers start (``pool_start_method``): forked when this process runs no 
 loaded. A fork copies every lock as it is at that instant, and the child has only the thread that forked:
 a lock another thread held then (the embedded PostgreSQL's start lock, taken by any thread opening a
 connection; a buffered stream's; a C library's) stays held in the child for ever, and its worker never
-finishes. So a process with other threads running (the demo's sandbox servers, a long-lived process that
-ran other commands, a test session) spawns its workers instead: fresh interpreters that set Django up
+finishes. So a process with other threads running (a long-lived process that ran other commands, a test
+session with servers in threads) spawns its workers instead: fresh interpreters that set Django up
 with this process's database and migration settings (``citycard.platform.spawn``), a second or two each.
+
+How they end: once every schema is done the pool is closed and each worker ends on its own; only a run
+that fails or is interrupted ends them with SIGTERM, and a forked worker takes SIGTERM's default action
+(``_worker_start``), whatever handler its parent installed.
 """
 
 from __future__ import annotations
