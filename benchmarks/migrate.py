@@ -35,8 +35,6 @@ import textwrap
 import time
 from pathlib import Path
 
-from _harness import bench_env, reset_database, stop_embedded
-
 BENCH_DB = "citycard_bench"
 MIGRATION = textwrap.dedent("""
     from django.db import migrations
@@ -128,6 +126,11 @@ def child(tenants: int, baseline: int, processes: int) -> dict:
 
 
 def main() -> None:
+    # _harness puts the project first and this folder off sys.path (benchmarks/graphql.py would shadow the
+    # graphql package) before Django is imported. Not imported at the top: the spawned pool's processes run
+    # this file again (as __mp_main__) on the sys.path it left, without this folder.
+    import _harness  # noqa: F401
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -152,6 +155,8 @@ def main() -> None:
 def run(*, tenants: int, baseline: int, processes: int, reuse: bool) -> dict:
     """The whole run (benchmarks/national.py calls it after its tenants): prints the table, returns the
     figures."""
+    from _harness import bench_env, reset_database, stop_embedded  # loaded already (main, national.py)
+
     argv = ["--tenants", str(tenants), "--baseline", str(baseline), "--processes", str(processes)]
     env = bench_env(BENCH_DB)
     if not reuse:
