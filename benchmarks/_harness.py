@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CLEARING_DB = "citycard_bench_clearing"  # what benchmarks/clearing.py leaves, benchmarks/netting.py reads
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
@@ -59,11 +60,17 @@ def stop_embedded(env: dict[str, str]) -> None:
         )
 
 
-def run_in_own_database(*, script: str, database: str) -> None:
-    """Run ``script --child <this run's arguments>`` in a fresh ``database``, then stop the embedded server."""
+def run_in_own_database(
+    *, script: str, database: str, argv: list[str] | None = None, fresh: bool = True
+) -> None:
+    """Run ``script --child <argv>`` (default: this run's arguments) in ``database``, dropped and re-created
+    first unless ``fresh`` is False (a benchmark reading what another one left), then stop the embedded
+    server."""
     env = bench_env(database)
-    reset_database(env, database)
+    if fresh:
+        reset_database(env, database)
     try:
-        subprocess.run([sys.executable, script, "--child", *sys.argv[1:]], env=env, check=True)
+        args = sys.argv[1:] if argv is None else argv
+        subprocess.run([sys.executable, script, "--child", *args], env=env, check=True)
     finally:
         stop_embedded(env)

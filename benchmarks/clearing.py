@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_DB = "citycard_bench_clearing"
 
 
 def populate(args):
@@ -242,15 +240,7 @@ def child(args) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     sql_times: dict[str, list[float]] = {}
-
-    def timed_sql(execute, sql, params, many, context):
-        begun = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            sql_times.setdefault(" ".join(sql.split())[:90], []).append(time.perf_counter() - begun)
-
-    wrapper = connection.execute_wrapper(timed_sql) if os.environ.get("BENCH_SQL") else None
+    wrapper = connection.execute_wrapper(_timed_sql(sql_times)) if os.environ.get("BENCH_SQL") else None
     if wrapper is not None:
         wrapper.__enter__()
     now = dt.datetime(2026, 11, 22, 5, tzinfo=shanghai_tz)
@@ -289,14 +279,7 @@ def child(args) -> None:
     ):
         if name == "net":
             with connection.cursor() as cur:
-                start = time.perf_counter()
-                cur.execute(
-                    "SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord WHERE cycle_id = %s"
-                    " GROUP BY issuer, acquirer",
-                    [cycle.pk],
-                )
-                cur.fetchall()
-                group_by_before_net = time.perf_counter() - start
+                group_by_before_net = _bare_group_by(cur, cycle.pk)
         start = time.perf_counter()
         cycle = step(cycle=cycle, now=now, actor="bench")
         timings[name] = time.perf_counter() - start
@@ -308,25 +291,14 @@ def child(args) -> None:
     pool.join()
     if wrapper is not None:
         wrapper.__exit__(None, None, None)
-        for sql, times in sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]:
-            print(f"{sum(times):7.2f} s {len(times):5d}× {sql}")
+        print("\n".join(_slowest(sql_times)))
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
     connection.set_schema_to_public()
     with connection.cursor() as cur:
         cur.execute("ANALYZE interop_clearingrecord")
-        best = None
-        for _ in range(3):
-            start = time.perf_counter()
-            cur.execute(
-                "SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord WHERE cycle_id = %s"
-                " GROUP BY issuer, acquirer",
-                [cycle.pk],
-            )
-            cur.fetchall()
-            elapsed = time.perf_counter() - start
-            best = elapsed if best is None else min(best, elapsed)
+        best = min(_bare_group_by(cur, cycle.pk) for _ in range(3))
         # The cycle is settled: every record not rejected is valid (validation writes only the rejections).
         cur.execute(
             "SELECT count(*), count(*) FILTER (WHERE status <> 'rejected') FROM interop_clearingrecord"
@@ -407,6 +379,37 @@ def _cycle_page(cycle, *, runs: int) -> None:
     )
 
 
+def _bare_group_by(cur, cycle_id: int) -> float:
+    """Seconds of the bare GROUP BY of the cycle's records, fetched: what netting is measured against."""
+    start = time.perf_counter()
+    cur.execute(
+        "SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord WHERE cycle_id = %s"
+        " GROUP BY issuer, acquirer",
+        [cycle_id],
+    )
+    cur.fetchall()
+    return time.perf_counter() - start
+
+
+def _timed_sql(sql_times: dict[str, list[float]]):
+    """An execute wrapper (BENCH_SQL) adding each statement's seconds to ``sql_times``, by its first words."""
+
+    def timed_sql(execute, sql, params, many, context):
+        begun = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            sql_times.setdefault(" ".join(sql.split())[:90], []).append(time.perf_counter() - begun)
+
+    return timed_sql
+
+
+def _slowest(sql_times: dict[str, list[float]]) -> list[str]:
+    """The 15 statements that took longest in all, a line each."""
+    ranked = sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]
+    return [f"{sum(times):7.2f} s {len(times):5d}× {sql}" for sql, times in ranked]
+
+
 def _worker_init() -> None:
     import django
 
@@ -418,21 +421,12 @@ def _worker_init() -> None:
         from django.db import connection
 
         sql_times: dict[str, list[float]] = {}
-
-        def timed_sql(execute, sql, params, many, context):
-            begun = time.perf_counter()
-            try:
-                return execute(sql, params, many, context)
-            finally:
-                sql_times.setdefault(" ".join(sql.split())[:90], []).append(time.perf_counter() - begun)
-
-        wrapper = connection.execute_wrapper(timed_sql)
+        wrapper = connection.execute_wrapper(_timed_sql(sql_times))
         wrapper.__enter__()  # held by report() below: a dropped generator would unwrap at once
 
         def report() -> None:
             lines = [f"pool process {os.getpid()}: {sum(map(len, sql_times.values()))} statements"]
-            for sql, times in sorted(sql_times.items(), key=lambda kv: -sum(kv[1]))[:15]:
-                lines.append(f"{sum(times):7.2f} s {len(times):5d}× {sql}")
+            lines += _slowest(sql_times)
             print("\n".join(lines), flush=True)
             wrapper.__exit__(None, None, None)
 
@@ -474,22 +468,13 @@ def _worker_ready(_n: int) -> None:
     connection.ensure_connection()
 
 
-def _reset_database(env: dict[str, str]) -> None:
-    code = (
-        "import django; django.setup();\n"
-        "from django.db import connection\n"
-        "from psycopg2 import connect\n"
-        "s = connection.settings_dict; connection.get_connection_params()\n"
-        "c = connect(dbname='postgres', user=s['USER'] or None, host=s['HOST'] or None, port=s['PORT'] or None,"
-        " password=s.get('PASSWORD') or None); c.autocommit = True\n"
-        f"c.cursor().execute('DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)')\n"
-        f"c.cursor().execute('CREATE DATABASE {BENCH_DB}')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     """The run (``argv``: this script's arguments; benchmarks/national.py passes its own)."""
+    # Imported here, not at the top: the pool's spawned processes run this file again (as __mp_main__) on
+    # the sys.path _harness left, without this folder. It puts the project first and this folder off
+    # sys.path (benchmarks/graphql.py would shadow the graphql package) before Django is imported.
+    from _harness import CLEARING_DB, run_in_own_database
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -510,29 +495,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args)
         return
-    env = dict(os.environ)
-    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
-    if env.get("DATABASE_URL"):
-        from urllib.parse import urlsplit, urlunsplit
-
-        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
-    else:
-        env["CITYCARD_DB_NAME"] = BENCH_DB
-    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
-    _reset_database(env)
-    subprocess.run([sys.executable, __file__, "--child", *argv], env=env, check=True)
-    if not os.environ.get("DATABASE_URL"):
-        subprocess.run(
-            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+    run_in_own_database(script=__file__, database=CLEARING_DB, argv=argv)
 
 
 if __name__ == "__main__":
-    # Not this folder: benchmarks/graphql.py would shadow the graphql package.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    sys.path.insert(0, str(ROOT))
     main()

@@ -20,10 +20,8 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH_DB = "citycard_bench_clearing"  # the database clearing.py leaves
+from _harness import CLEARING_DB, run_in_own_database
 
 BARE = (
     "SELECT issuer, acquirer, sum(amount_fen) FROM interop_clearingrecord WHERE cycle_id = %(cycle)s"
@@ -176,30 +174,8 @@ def main() -> None:
     if args.child:
         child(args.rounds)
         return
-    import subprocess
-
-    env = dict(os.environ)
-    env.setdefault("CITYCARD_DATA_DIR", str(ROOT / ".citycard" / "bench"))
-    if env.get("DATABASE_URL"):
-        from urllib.parse import urlsplit, urlunsplit
-
-        env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{BENCH_DB}"))
-    else:
-        env["CITYCARD_DB_NAME"] = BENCH_DB
-    env["DJANGO_SETTINGS_MODULE"] = "citycard.platform.settings"
-    subprocess.run([sys.executable, __file__, "--child", "--rounds", str(args.rounds)], env=env, check=True)
-    if not os.environ.get("DATABASE_URL"):
-        subprocess.run(
-            [sys.executable, "-m", "citycard.platform.cli", "db", "stop"],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+    run_in_own_database(script=__file__, database=CLEARING_DB, fresh=False)
 
 
 if __name__ == "__main__":
-    # Not this folder: benchmarks/graphql.py would shadow the graphql package.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    sys.path.insert(0, str(ROOT))
     main()

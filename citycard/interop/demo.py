@@ -15,7 +15,6 @@ them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 from django.utils import timezone
@@ -28,7 +27,6 @@ from citycard.interop.entitlements_demo import entitlements_demo
 from citycard.interop.models import CycleState, RecordStatus
 from citycard.interop.services import agreements, cycles
 from citycard.interop.workers import WorkersUnavailable, clearing_workers, run_on_workers
-from citycard.platform.keys import tenant_public_keys
 from citycard.platform.models import Tenant
 from citycard.platform.reasons import reason_text
 from citycard.tenants.accounts.models import LedgerAccount
@@ -61,8 +59,8 @@ from citycard.tenants.terminals.demo import (
     _validator,
     code_issuers_synced,
     code_rides_upload,
+    validator_upload,
 )
-from citycard.tenants.terminals.ingest import batch_ingest
 from citycard.tenants.terminals.models import MERCHANT_SERVICE, Terminal
 from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.beijing import BEIJING
@@ -163,24 +161,8 @@ def _ride(acquirer: Tenant, card_nos: list[str], day: dt.date, hour: int, n: int
             validator.transport.insert(card)
             validator.clock = lambda i=i: dt.datetime.combine(day, dt.time(hour, 5 * i), tzinfo=BEIJING)
             validator.tap()
-        document = validator.store.batch_open(
-            terminal_id=terminal_id,
-            tenant=acquirer.code,
-            key=_demo_key(terminal_id),
-            key_id=f"{terminal_id}:k1",
-            rule_version=0,
-            hotlist_version=0,
-            now=timezone.now(),
-        )
-        if document is None:
-            return {"accepted": 0}
-        result = batch_ingest(tenant=acquirer, body=json.dumps(document, ensure_ascii=False).encode())
-        validator.store.batch_acknowledged(
-            batch_id=document["payload"]["batch_id"],
-            ack=json.loads(result.body),
-            tenant_keys=tenant_public_keys(tenant=acquirer),
-        )
-    return {"accepted": result.accepted}
+        upload = validator_upload(validator, tenant=acquirer, terminal_id=terminal_id, rule_version=0)
+    return {"accepted": upload.result.accepted if upload else 0}
 
 
 def _day_of_roaming(ctx, day: dt.date) -> None:
@@ -302,22 +284,7 @@ def _merchant_roaming(day: dt.date) -> bool:
         )
         validator.clock = lambda: dt.datetime.combine(day, dt.time(12, 10), tzinfo=BEIJING)
         validator.tap()
-        document = validator.store.batch_open(
-            terminal_id=terminal_id,
-            tenant=hangzhou.code,
-            key=_demo_key(terminal_id),
-            key_id=f"{terminal_id}:k1",
-            rule_version=validator.rule_version,
-            hotlist_version=0,
-            now=timezone.now(),
-        )
-        if document is not None:
-            result = batch_ingest(tenant=hangzhou, body=json.dumps(document, ensure_ascii=False).encode())
-            validator.store.batch_acknowledged(
-                batch_id=document["payload"]["batch_id"],
-                ack=json.loads(result.body),
-                tenant_keys=tenant_public_keys(tenant=hangzhou),
-            )
+        validator_upload(validator, tenant=hangzhou, terminal_id=terminal_id)
         merchants.merchants_settle_day(day=day, actor="demo")  # books the tap, pays the canteen
     return True
 

@@ -17,12 +17,28 @@ What a run does:
   it had, is recorded as failed with the error, and the others go on;
 * no ``post_migrate`` signal is sent per schema: content types and permissions live in the public schema and
   are made by its own migrate.
+
+How the workers start (``pool_start_method``): forked when this process runs no other thread, as
+``citycard migrate`` does — a worker is ready in milliseconds with Django and the migration modules
+loaded. A fork copies every lock as it is at that instant, and the child has only the thread that forked:
+a lock another thread held then (the embedded PostgreSQL's start lock, taken by any thread opening a
+connection; a buffered stream's; a C library's) stays held in the child for ever, and its worker never
+finishes. So a process with other threads running (a long-lived process that ran other commands, a test
+session with servers in threads) spawns its workers instead: fresh interpreters that set Django up
+with this process's database and migration settings (``citycard.platform.spawn``), a second or two each.
+
+How they end: once every schema is done the pool is closed and each worker ends on its own; only a run
+that fails or is interrupted ends them with SIGTERM, and a forked worker takes SIGTERM's default action
+(``_worker_start``), whatever handler its parent installed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +50,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
+from citycard.platform import spawn
 from citycard.platform.models import SchemaMigration, SchemaMigrationStatus, Tenant
 
 APPLIED, FAILED = SchemaMigrationStatus.APPLIED, SchemaMigrationStatus.FAILED
@@ -144,6 +161,36 @@ def _worker_start() -> None:
     # The parent closed its connections before the fork; each worker opens its own.
     for conn in connections.all():
         conn.connection = None
+    # A run that fails or is interrupted ends its workers with SIGTERM. A handler the parent installed (the
+    # demo's turns SIGTERM into sys.exit) runs only between bytecodes, never in a worker blocked in C: the
+    # default action ends it wherever it is.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def threads_running() -> int:
+    """This process's threads: Python's, and on Linux every native one (a C library's) as the kernel lists
+    them."""
+    try:
+        native = len(os.listdir("/proc/self/task"))
+    except OSError:
+        native = 1
+    return max(threading.active_count(), native)
+
+
+def pool_start_method() -> str:
+    """How the pool starts its workers: "fork" when this thread is the process's only one, else "spawn" (see
+    the module's docstring)."""
+    return "fork" if threads_running() == 1 else "spawn"
+
+
+def workers_start(processes: int, *, start_method: str) -> multiprocessing.pool.Pool:
+    """A pool of ``processes`` workers for ``schema_migrate_one``, started by ``start_method``."""
+    if start_method == "fork":
+        connections.close_all()  # a forked worker must not share the parent's socket
+        return multiprocessing.get_context("fork").Pool(processes, initializer=_worker_start)
+    return multiprocessing.get_context("spawn").Pool(
+        processes, initializer=spawn.django_worker_start, initargs=(spawn.settings_carried(),)
+    )
 
 
 # --- the run -----------------------------------------------------------------------------------------------
@@ -174,14 +221,16 @@ def tenants_migrate(
     schemas: Iterable[str] | None = None,
     resume: bool = True,
     progress: Callable[[int, int, SchemaOutcome], None] | None = None,
+    start_method: str | None = None,
 ) -> MigrateReport:
     """Bring every tenant schema (or ``schemas``) to the code's migrations with ``processes`` workers (1: in
-    this process). With ``resume``, schemas recorded as applied at the current target are skipped. The
-    template schema is the caller's to migrate first (``citycard migrate`` does)."""
+    this process), started by ``start_method`` ("fork" or "spawn"; default ``pool_start_method()``). With
+    ``resume``, schemas recorded as applied at the current target are skipped. The template schema is the
+    caller's to migrate first (``citycard migrate`` does)."""
     global _executor
     began = time.perf_counter()
     # The graph and states of an earlier run in this process may be of other migrations: start afresh (and
-    # so do the workers forked below).
+    # so do the workers started below).
     _executor = None
     _states.clear()
     connection.set_schema_to_public()
@@ -209,9 +258,15 @@ def tenants_migrate(
     if processes == 1:
         collect(schema_migrate_one(s) for s in todo)
     else:
-        connections.close_all()  # a forked worker must not share the parent's socket
-        with multiprocessing.get_context("fork").Pool(processes, initializer=_worker_start) as pool:
-            collect(pool.imap_unordered(schema_migrate_one, todo, chunksize=1))
+        workers = workers_start(processes, start_method=start_method or pool_start_method())
+        try:
+            collect(workers.imap_unordered(schema_migrate_one, todo, chunksize=1))
+            workers.close()  # every schema is done: each worker ends once it has started, on its own
+        except BaseException:
+            workers.terminate()
+            raise
+        finally:
+            workers.join()
     connection.set_schema_to_public()
     report.seconds = time.perf_counter() - began
     return report

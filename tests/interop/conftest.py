@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from dataclasses import replace
 
 import pytest
 from django_tenants.utils import tenant_context
@@ -165,32 +166,56 @@ def collect(tenant):
     return _collect
 
 
-def elderly_free_entry(point: str | None, prefix: str) -> None:
-    """A parks department with elderly free entry (one a day, granted automatically), approved; with a
-    service point and a data grant for names when ``point`` is given."""
+def venue(
+    department: str,
+    point: str | None,
+    *,
+    name: str,
+    actor: str = "t",
+    point_name: str = "公园",
+    address: str = "a",
+    hours: str = "6-22",
+    purpose: str = "核验",
+) -> None:
+    """A culture-and-tourism department; with ``point``, one entry service point of it and a data grant
+    for the cardholder's name for ``purpose``, in force since 2020. In the schema of the tenant in context."""
     from citycard.tenants.departments import services as d
-    from citycard.tenants.entitlements import services as s
 
-    d.department_create(code=f"{prefix}-parks", kind="culture_tourism", name=f"{prefix} 园文局", actor="t")
+    d.department_create(code=department, kind="culture_tourism", name=name, actor=actor)
     if point:
         d.service_point_create(
-            department=f"{prefix}-parks",
+            department=department,
             code=point,
-            name="公园",
-            address="a",
-            hours="6-22",
+            name=point_name,
+            address=address,
+            hours=hours,
             services=["entry"],
-            actor="t",
+            actor=actor,
         )
         d.data_grant_create(
-            department=f"{prefix}-parks",
+            department=department,
             fields=["name"],
-            purpose="核验",
+            purpose=purpose,
             valid_from=dt.date(2020, 1, 1),
             actor="t",
         )
-    s.entitlement_type_create(
-        role="city_admin",
+
+
+def type_approved(*, role: str = "city_admin", approver: str = "city-admin", **kind):
+    """An entitlement type defined (``kind``: entitlement_type_create's arguments but the role) and approved
+    by ``approver`` in ``role``."""
+    from citycard.tenants.entitlements import services as s
+
+    created = s.entitlement_type_create(role=role, **kind)
+    s.entitlement_type_approve(code=kind["code"], actor=approver, role=role)
+    return created
+
+
+def elderly_free_entry(point: str | None, prefix: str) -> None:
+    """A parks department with elderly free entry (one a day, granted automatically), approved; with a
+    service point and a data grant for names when ``point`` is given."""
+    venue(f"{prefix}-parks", point, name=f"{prefix} 园文局")
+    type_approved(
         code="elderly-free-entry",
         name="老年人免费游园",
         department=f"{prefix}-parks",
@@ -201,7 +226,16 @@ def elderly_free_entry(point: str | None, prefix: str) -> None:
         quota=1,
         actor="t",
     )
-    s.entitlement_type_approve(code="elderly-free-entry", actor="city-admin", role="city_admin")
+
+
+def yrd_recognises(types: tuple[str, ...] = ("elderly-free-entry",)) -> None:
+    """The Yangtze Delta network recognises ``types`` of its members (权益互认), since 2026-01-01; none: it
+    withdraws every recognition."""
+    from citycard.interop.entitlements import entitlement_recognition_set
+
+    entitlement_recognition_set(
+        network_code="yrd", type_codes=list(types), valid_from=dt.date(2026, 1, 1), actor="yrd"
+    )
 
 
 @pytest.fixture
@@ -225,3 +259,42 @@ def visitor(tenant):
         schemes_seed(actor="t")
         elderly_free_entry("hz-west-lake", "hz")
     return holder, card
+
+
+@pytest.fixture
+def recognised(visitor):
+    """The visitor (``visitor``), whose elderly free entry the Yangtze Delta network recognises."""
+    yrd_recognises()
+    return visitor
+
+
+def synced_list(host, held=None):
+    """The host city's signed offline list as its gates hold it: ``held`` brought up to date (a delta), or
+    the whole list."""
+    from citycard.platform.keys import tenant_public_keys
+    from citycard.tenants.entitlements.selectors import entitlement_list_document
+    from citycard.terminal_kit.entitlements import EntitlementList
+
+    with tenant_context(host):
+        return (held or EntitlementList()).apply(
+            entitlement_list_document(since=held.version if held else None),
+            keys=tenant_public_keys(tenant=host),
+        )
+
+
+def park_gate(tmp_path, transport, jiaxing, hangzhou, held, at: dt.datetime):
+    """Hangzhou's park gate, offline, at ``at``: its validator over ``transport``, and a code scanner
+    trusting both cities' keys."""
+    from citycard.platform.keys import tenant_public_keys
+    from citycard.tenants.entitlements.acceptance import code_issuer
+    from citycard.terminal_kit.ecode import EcodeVerifier
+    from citycard.terminal_kit.entitlements import Gate, UseQueue
+    from tests.terminal_kit import kit
+
+    validator = kit.validator(transport, tmp_path, fare=0, service="park", route="hz-west-lake", at=at)
+    issuers = []
+    for city in (hangzhou, jiaxing):
+        with tenant_context(city):
+            issuers.append(replace(code_issuer(city), keys=tenant_public_keys(tenant=city)))
+    codes = EcodeVerifier(issuers=issuers, store=validator.store, clock=lambda: at.timestamp())
+    return Gate("hz-west-lake", held, UseQueue(tmp_path / "uses.sqlite"), validator, codes, lambda: at)

@@ -8,18 +8,15 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils.translation import override
 from django_tenants.utils import tenant_context
 
 from citycard.interop.entitlements import (
     acceptance_decide_anywhere,
-    entitlement_recognition_set,
     visitor_lists_sync,
 )
 from citycard.platform.errors import DomainError
 from citycard.platform.keys import tenant_public_keys
-from citycard.tenants.departments import services as d
 from citycard.tenants.entitlements import roaming
 from citycard.tenants.entitlements import services as s
 from citycard.tenants.entitlements.acceptance import citizen_code_issue, code_issuer, entitlement_uses_upload
@@ -29,10 +26,10 @@ from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
 from citycard.terminal_kit.entitlements import EntitlementList, Gate, UseQueue, list_held, list_keep
 from citycard.terminal_kit.reader import InProcessReader
-from citycard.terminal_kit.signing import b64encode, public_key_bytes
 from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import FixedFare, Validator
+from tests.interop.conftest import park_gate, synced_list, type_approved, venue, yrd_recognises
 from tests.tenants.conftest import new_id
+from tests.tenants.entitlements.conftest import park_terminal
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
@@ -49,12 +46,7 @@ def test_jiaxing_elderly_visitor_enters_a_hangzhou_park_with_card_and_code(tenan
             service_point="hz-west-lake", card_no=card.card_no, at=AT, reader="gate"
         )
     assert (before.allowed, before.reason) == (False, "not_entitled")  # not recognised in yrd yet
-    entitlement_recognition_set(
-        network_code="yrd",
-        type_codes=["elderly-free-entry"],
-        valid_from=dt.date(2026, 1, 1),
-        actor="yrd-operator",
-    )
+    yrd_recognises()
     with tenant_context(tenant("hangzhou")):
         yes = acceptance_decide_anywhere(
             service_point="hz-west-lake", card_no=card.card_no, at=AT, reader="gate"
@@ -80,13 +72,10 @@ def test_jiaxing_elderly_visitor_enters_a_hangzhou_park_with_card_and_code(tenan
         assert replayed.reason == "code_replayed"
 
 
-def test_a_hotlisted_visitor_card_is_refused_by_its_home_answer(tenant, visitor):
+def test_a_hotlisted_visitor_card_is_refused_by_its_home_answer(tenant, recognised):
     from citycard.tenants.cards.services import card_report_lost
 
-    _holder, card = visitor
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="op"
-    )
+    _holder, card = recognised
     with tenant_context(tenant("jiaxing")):
         card_report_lost(card_no=card.card_no, actor="t", at=AT - dt.timedelta(hours=1))
     with tenant_context(tenant("hangzhou")):
@@ -101,9 +90,8 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
 
     with tenant_context(tenant("hangzhou")):
         schemes_seed(actor="t")
-        d.department_create(code="hz-library", kind="culture_tourism", name="杭州图书馆", actor="t")
-        s.entitlement_type_create(
-            role="city_admin",
+        venue("hz-library", None, name="杭州图书馆")
+        type_approved(
             code="library-borrow",
             name="图书借阅",
             department="hz-library",
@@ -111,40 +99,29 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
             auto_grant=True,
             actor="t",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="city-admin", role="city_admin")
         holder = cardholder_register(
             name="方卫东", id_number=new_id("330122", dt.date(1979, 8, 8)), local_hukou=True, actor="t"
         )
         card = card_issue_now(scheme_code="01", cardholder_id=holder.pk, actor="t")
     with tenant_context(tenant("tonglu")):
-        d.department_create(
-            code="tl-library", kind="culture_tourism", name="桐庐县图书馆", actor="county-officer"
-        )
-        d.service_point_create(
-            department="tl-library",
-            code="tl-library-desk",
+        venue(
+            "tl-library",
+            "tl-library-desk",
             name="桐庐县图书馆",
-            address="a",
-            hours="9-17",
-            services=["entry"],
             actor="county-officer",
-        )
-        d.data_grant_create(
-            department="tl-library",
-            fields=["name"],
+            point_name="桐庐县图书馆",
+            hours="9-17",
             purpose="借阅核验",
-            valid_from=dt.date(2020, 1, 1),
-            actor="t",
         )
-        s.entitlement_type_create(
+        type_approved(
             role="county_officer",
+            approver="county-officer",
             code="library-borrow",
             name="图书借阅（通借通还）",
             department="tl-library",
             service_points=["tl-library-desk"],
             actor="county-officer",
         )
-        s.entitlement_type_approve(code="library-borrow", actor="county-officer", role="county_officer")
         yes = acceptance_decide_anywhere(
             service_point="tl-library-desk", card_no=card.card_no, at=AT, reader="desk"
         )
@@ -159,45 +136,15 @@ def test_a_county_library_accepts_its_citys_library_card_answered_by_the_city(te
 # Jiaxing's keys), and its uses upload as the visitor's uses. A revocation at home reaches the gate.
 
 
-def park_gate(tmp_path, transport, jiaxing, hangzhou, held):
-    """Hangzhou's park gate, offline: its validator, and a code scanner trusting both cities' keys."""
-    validator = Validator(
-        transport=transport,
-        sam=kit.sam(),
-        store=TapStore(tmp_path / "taps.sqlite"),
-        fare=FixedFare(0),
-        tenant="hangzhou",
-        service="park",
-        route="hz-west-lake",
-        clock=lambda: AT,
-    )
-    issuers = []
-    for city in (hangzhou, jiaxing):
-        with tenant_context(city):
-            issuers.append(replace(code_issuer(city), keys=tenant_public_keys(tenant=city)))
-    codes = EcodeVerifier(issuers=issuers, store=validator.store, clock=lambda: AT.timestamp())
-    return Gate("hz-west-lake", held, UseQueue(tmp_path / "uses.sqlite"), validator, codes, lambda: AT)
-
-
 def from_jiaxing(done):
     return {d["home"]: d for d in done}["jiaxing"]
-
-
-def synced_list(hangzhou, held=None):
-    with tenant_context(hangzhou):
-        return (held or EntitlementList()).apply(
-            entitlement_list_document(since=held.version if held else None),
-            keys=tenant_public_keys(tenant=hangzhou),
-        )
 
 
 def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code(tenant, visitor, tmp_path):
     holder, card = visitor
     jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
     assert visitor_lists_sync(acquirer=hangzhou, at=AT) == []  # nothing recognised yet
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
+    yrd_recognises()
     first = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
     assert (first["home"], first["added"], first["removed"]) == ("jiaxing", 1, 0)
     assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 0  # up to date
@@ -205,7 +152,7 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
     held = synced_list(hangzhou)
     assert [t for t, _f, _u in held.entitlements(card.card_no)] == ["elderly-free-entry"]
     virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="沈阿婆"), kit.keys(), balance=300)
-    gate = park_gate(tmp_path, InProcessReader(virtual), jiaxing, hangzhou, held)
+    gate = park_gate(tmp_path, InProcessReader(virtual), jiaxing, hangzhou, held, AT)
     by_card = gate.present_card()
     assert (by_card.allowed, by_card.type_code, by_card.remaining) == (True, "elderly-free-entry", 0)
     assert virtual.balance == 300
@@ -221,19 +168,8 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
     assert gate.present_code(code).reason == "code_replayed"
 
     # The gate's uses upload to Hangzhou, signed by the terminal: recorded as the visitor's uses, once.
-    from citycard.tenants.terminals.services import terminal_register
-
-    key = Ed25519PrivateKey.generate()
     with tenant_context(hangzhou):
-        terminal_register(
-            terminal_id="wl-gate-7",
-            operator="西湖景区",
-            department="hz-parks",
-            service="park",
-            public_key=b64encode(public_key_bytes(key)),
-            location="北山街",
-            actor="t",
-        )
+        key = park_terminal("wl-gate-7")
         batch = gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-7", key=key, key_id="wl-gate-7:k1")
         taken = entitlement_uses_upload(document=batch)
         assert (taken["recorded"], taken["rejected"]) == (2, [])
@@ -257,19 +193,14 @@ def test_hangzhou_gate_admits_a_jiaxing_elderly_visitor_offline_by_card_and_code
             role="city_admin", type="elderly-free-entry", cardholder_id=holder.pk, actor="t", at=AT
         )
     assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["added"] == 1
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=[], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
+    yrd_recognises(())
     dropped = from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))
     assert dropped["removed"] == 1
     assert synced_list(hangzhou, newer).entitlements(card.card_no) == []
 
 
-def test_an_older_or_foreign_visitor_list_is_refused(tenant, visitor):
+def test_an_older_or_foreign_visitor_list_is_refused(tenant, recognised):
     jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
     types = ["elderly-free-entry"]
     with tenant_context(jiaxing):
         old = roaming.visitor_list_seal(acquirer="hangzhou", types=types, since=None, now=AT)
@@ -317,9 +248,7 @@ def test_a_gate_verifies_a_visitors_code_offline_with_the_home_keys_its_synced_l
     gate = Gate("hz-west-lake", before, UseQueue(tmp_path / "uses.sqlite"), None, scanner, lambda: AT)
     assert gate.present_code(first_code).reason == "code_invalid"  # an unknown key: refused
 
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
+    yrd_recognises()
     assert from_jiaxing(visitor_lists_sync(acquirer=hangzhou, at=AT))["keys"] == [old_key]
     gate.entitlements = held = synced_list(hangzhou)
     issuer = {i.tenant: i for i in held.code_issuers(at=AT)}["jiaxing"]  # and the other yrd cities'
@@ -364,7 +293,7 @@ def dataclasses_replace_clock(gate: Gate, at: dt.datetime) -> Gate:
 
 
 def test_a_county_hosts_visitors_offline_and_the_homes_are_the_cities_that_hold_cardholders(
-    tenant, visitor, tmp_path
+    tenant, recognised, tmp_path
 ):
     """Tonglu (a county of Hangzhou) takes Jiaxing's visitors through the network its city belongs to, and
     its gate admits a Jiaxing code offline with Jiaxing's keys from the list. A county registers no
@@ -373,33 +302,25 @@ def test_a_county_hosts_visitors_offline_and_the_homes_are_the_cities_that_hold_
     from citycard.platform.errors import DomainError as Refused
     from citycard.tenants.cards.services import cardholder_register
 
-    _holder, card = visitor
+    _holder, card = recognised
     tonglu = tenant("tonglu")
     with tenant_context(tonglu):
         with pytest.raises(Refused) as county:
             cardholder_register(name="方卫东", id_number=new_id("330122", dt.date(1950, 1, 1)), actor="t")
         assert county.value.code == "county_read_only"
-        d.department_create(
-            code="tl-parks", kind="culture_tourism", name="桐庐县文旅局", actor="county-officer"
-        )
-        d.service_point_create(
-            department="tl-parks",
-            code="tl-yaolin",
-            name="瑶琳仙境",
+        venue(
+            "tl-parks",
+            "tl-yaolin",
+            name="桐庐县文旅局",
+            actor="county-officer",
+            point_name="瑶琳仙境",
             address="瑶琳镇",
             hours="8-17",
-            services=["entry"],
-            actor="county-officer",
-        )
-        d.data_grant_create(
-            department="tl-parks",
-            fields=["name"],
             purpose="入园核验",
-            valid_from=dt.date(2020, 1, 1),
-            actor="t",
         )
-        s.entitlement_type_create(
+        type_approved(
             role="county_officer",
+            approver="county-officer",
             code="elderly-free-entry",
             name="老年人免费游园",
             department="tl-parks",
@@ -408,11 +329,7 @@ def test_a_county_hosts_visitors_offline_and_the_homes_are_the_cities_that_hold_
             quota=1,
             actor="county-officer",
         )
-        s.entitlement_type_approve(code="elderly-free-entry", actor="county-officer", role="county_officer")
         own = replace(code_issuer(tonglu), keys=tenant_public_keys(tenant=tonglu))
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
     done = {d["home"]: d for d in visitor_lists_sync(acquirer=tonglu, at=AT)}
     assert done["jiaxing"]["added"] == 1 and "hangzhou" in done  # a network member, and its own city
     from citycard.platform.models import Tenant

@@ -13,12 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django_tenants.utils import tenant_context
 
-from citycard.interop.entitlements import entitlement_recognition_set
 from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.entitlements.acceptance import citizen_code_issue, code_issuer
 from citycard.tenants.entitlements.models import EntitlementUse, VisitorUse
 from citycard.tenants.entitlements.selectors import entitlement_list_document
-from citycard.tenants.terminals.services import terminal_register
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
@@ -31,25 +29,15 @@ from citycard.terminal_kit.entitlements import (
     UseQueue,
 )
 from citycard.terminal_kit.reader import InProcessReader
-from citycard.terminal_kit.signing import TerminalCredentials, public_key_bytes
-from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import FixedFare, Validator
+from citycard.terminal_kit.signing import TerminalCredentials
+from tests.tenants.entitlements.conftest import park_terminal
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
 
 
 def _terminal(terminal_id: str, department: str) -> TerminalCredentials:
-    key = Ed25519PrivateKey.generate()
-    terminal_register(
-        terminal_id=terminal_id,
-        operator="西湖景区",
-        department=department,
-        service="park",
-        public_key=public_key_bytes(key),
-        location="北山街",
-        actor="t",
-    )
+    key = park_terminal(terminal_id, department)
     return TerminalCredentials(tenant="hangzhou", key_id=f"{terminal_id}:k1", key=key)
 
 
@@ -65,15 +53,12 @@ def _post_via(client):
 
 
 @pytest.fixture
-def park(tenant, visitor, client):
+def park(tenant, recognised, client):
     """Hangzhou's park gate terminal (of hz-parks), a Hangzhou elderly cardholder, the Jiaxing visitor."""
     from citycard.tenants.cards.services import card_issue_now, cardholder_register
     from tests.tenants.conftest import new_id
 
     hangzhou = tenant("hangzhou")
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
     with tenant_context(hangzhou):
         local = cardholder_register(
             name="陈老伯",
@@ -91,7 +76,7 @@ def park(tenant, visitor, client):
         credentials=credentials,
         post=_post_via(client),
     )
-    return hangzhou, checker, local_card, visitor[1]
+    return hangzhou, checker, local_card, recognised[1]
 
 
 def test_a_signed_check_is_answered_signed_for_a_local_card_and_a_visitor_once_per_use_key(park):
@@ -123,15 +108,8 @@ def test_the_gate_asks_online_for_card_and_code_and_decides_offline_when_unanswe
     virtual = VirtualCard(
         CardProfile(card_no=visitor_card.card_no, holder_name="沈阿婆"), kit.keys(), balance=300
     )
-    validator = Validator(
-        transport=InProcessReader(virtual),
-        sam=kit.sam(),
-        store=TapStore(tmp_path / "taps.sqlite"),
-        fare=FixedFare(0),
-        tenant="hangzhou",
-        service="park",
-        route="hz-west-lake",
-        clock=lambda: now,
+    validator = kit.validator(
+        InProcessReader(virtual), tmp_path, fare=0, service="park", route="hz-west-lake", at=now
     )
     with tenant_context(hangzhou):
         held = EntitlementList().apply(entitlement_list_document(), keys=tenant_public_keys(tenant=hangzhou))
@@ -221,15 +199,8 @@ def test_a_use_approved_online_counts_in_the_gates_offline_quota(park, tmp_path)
         s.entitlement_grant(type="park-visit", cardholder_id=holder.pk, actor="t", role="city_admin")
         held = EntitlementList().apply(entitlement_list_document(), keys=tenant_public_keys(tenant=hangzhou))
     virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="周建国"), kit.keys(), balance=300)
-    validator = Validator(
-        transport=InProcessReader(virtual),
-        sam=kit.sam(),
-        store=TapStore(tmp_path / "taps.sqlite"),
-        fare=FixedFare(0),
-        tenant="hangzhou",
-        service="park",
-        route="hz-west-lake",
-        clock=lambda: now,
+    validator = kit.validator(
+        InProcessReader(virtual), tmp_path, fare=0, service="park", route="hz-west-lake", at=now
     )
     queue = UseQueue(tmp_path / "uses.sqlite")
     gate = Gate("hz-west-lake", held, queue, validator, None, lambda: now, checker)

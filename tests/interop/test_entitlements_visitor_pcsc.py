@@ -4,30 +4,26 @@ flock /tmp/citycard-pcsc.lock)."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
-from citycard.interop.entitlements import entitlement_recognition_set, visitor_lists_sync
+from citycard.interop.entitlements import visitor_lists_sync
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.reader import PcscReader
-from tests.interop.test_entitlements_roaming import AT, park_gate, synced_list
+from tests.interop.conftest import park_gate, synced_list
+from tests.interop.test_entitlements_roaming import AT
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.pcsc
-def test_the_visitors_card_over_pcscd_is_admitted_offline(tenant, visitor, tmp_path, pcscd, inserted):
-    _holder, card = visitor
+def test_the_visitors_card_over_pcscd_is_admitted_offline(tenant, recognised, tmp_path, pcscd, inserted):
+    _holder, card = recognised
     jiaxing, hangzhou = tenant("jiaxing"), tenant("hangzhou")
-    entitlement_recognition_set(
-        network_code="yrd", type_codes=["elderly-free-entry"], valid_from=dt.date(2026, 1, 1), actor="yrd"
-    )
     visitor_lists_sync(acquirer=hangzhou, at=AT)
     virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="沈阿婆"), kit.keys(), balance=300)
     inserted(virtual)
-    gate = park_gate(tmp_path, PcscReader(pcscd), jiaxing, hangzhou, synced_list(hangzhou))
+    gate = park_gate(tmp_path, PcscReader(pcscd), jiaxing, hangzhou, synced_list(hangzhou), AT)
     decision = gate.present_card()
     assert (decision.allowed, decision.card_no, decision.type_code) == (
         True,

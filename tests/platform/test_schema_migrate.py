@@ -4,13 +4,19 @@ name while the others are applied once, and a re-run after the fix that visits o
 from __future__ import annotations
 
 import io
+import multiprocessing
+import signal
+import sys
 import textwrap
+import threading
+import time
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from citycard.platform import scale, services
+from citycard.platform import embedded_pg, scale, services
 from citycard.platform.models import (
     ApiKey,
     Domain,
@@ -19,6 +25,13 @@ from citycard.platform.models import (
     SchemaMigration,
     Tenant,
     TenantKey,
+)
+from citycard.platform.schema_migrate import (
+    pool_start_method,
+    tenant_schemas,
+    tenants_migrate,
+    threads_running,
+    workers_start,
 )
 from citycard.platform.schemas import schema_drop, template_schema_name
 
@@ -126,3 +139,65 @@ def test_failed_schema_is_named_the_others_applied_once_and_only_it_retried(prob
     call_command("migrate", "--processes", "1", stdout=out)
     assert "检查 0 个" in out.getvalue()
     assert _logged() == {s: 1 for s in schemas}
+
+
+@pytest.mark.skipif(
+    not settings.DATABASES["default"].get("EMBEDDED_PGDATA"), reason="the embedded PostgreSQL's start lock"
+)
+def test_the_pool_finishes_when_another_thread_held_a_lock_its_workers_need_as_it_started(committed_db):
+    """Another thread of the process holds the embedded PostgreSQL's start lock — as any thread opening a
+    connection does for a moment (the demo's sandbox servers, a request) — while the pool starts its workers.
+    A worker forked then keeps the lock held for ever (its holder is not in the child) and never connects;
+    every schema must be visited all the same, the workers spawned rather than forked."""
+    schemas = tenant_schemas()
+    recorded = set(SchemaMigration.objects.values_list("schema_name", flat=True))
+    connection.ensure_connection()  # the run's own queries before the pool open no connection
+    held = threading.Event()
+
+    def holder() -> None:
+        with embedded_pg._lock:
+            held.set()
+            for _ in range(600):  # until the pool's two workers are started (a minute at most)
+                if len(multiprocessing.active_children()) >= 2:
+                    break
+                time.sleep(0.1)
+
+    def too_long(signum, frame):
+        raise TimeoutError("the pool's workers never finished: a lock held when they were forked?")
+
+    lock_holder = threading.Thread(target=holder, daemon=True)
+    lock_holder.start()
+    held.wait()
+    assert threads_running() >= 2 and pool_start_method() == "spawn"
+    # A bound on a deadlock, not a measure (a healthy run takes seconds): the alarm interrupts the wait for
+    # the results, and leaving the pool ends its workers.
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(300)
+    try:
+        report = tenants_migrate(processes=2, schemas=schemas, resume=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        lock_holder.join()
+        connection.set_schema_to_public()
+        SchemaMigration.objects.filter(schema_name__in=set(schemas) - recorded).delete()
+    assert sorted(o.schema for o in report.outcomes) == sorted(schemas)
+    assert report.failed == []
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_the_workers_end_on_sigterm_whatever_handler_the_process_installed(committed_db, start_method):
+    """`citycard demo` turns SIGTERM into sys.exit (so that its cleanup runs) before it migrates. A forked
+    worker inherited that handler, which runs only between bytecodes: a worker the pool's SIGTERM reached
+    as it went into the wait for its next task slept on, and the pool waited for it for ever. A worker takes
+    SIGTERM's default action, whatever the process that started the pool installed."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        workers = workers_start(2, start_method=start_method)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        assert workers.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL
+    finally:
+        workers.terminate()
+        workers.join()

@@ -80,16 +80,27 @@ def sam(terminal_id: bytes = TERMINAL_ID, psam_card: VirtualPsam | None = None) 
     return Psam(InProcessReader(psam_card or psam(terminal_id)))
 
 
-def validator(transport, tmp_path: Path, *, fare: int = 200, sam_client: Psam | None = None) -> Validator:
+def validator(
+    transport,
+    tmp_path: Path,
+    *,
+    fare: int = 200,
+    sam_client: Psam | None = None,
+    service: str = "bus",
+    route: str = "151",
+    at: dt.datetime = NOW,
+) -> Validator:
+    """A Hangzhou terminal's validator over ``transport``, its queue in ``tmp_path``, its clock at ``at``: a
+    bus of route 151 unless told (a park gate: ``fare=0, service="park", route=<its service point>``)."""
     return Validator(
         transport=transport,
         sam=sam_client or sam(),
         store=TapStore(tmp_path / "taps.sqlite"),
         fare=FixedFare(fare),
         tenant="hangzhou",
-        service="bus",
-        route="151",
-        clock=lambda: NOW,
+        service=service,
+        route=route,
+        clock=lambda: at,
     )
 
 

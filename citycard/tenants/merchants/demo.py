@@ -8,7 +8,6 @@ run again (a settled day stays settled)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +16,6 @@ from django.utils.translation import gettext, pgettext
 from django_tenants.utils import tenant_context
 from rich.table import Table
 
-from citycard.platform.keys import tenant_public_keys
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount, PurseShadow
 from citycard.tenants.cards.models import Card, CardholderCategory, CardState
@@ -26,8 +24,7 @@ from citycard.tenants.departments.models import Department
 from citycard.tenants.entitlements.acceptance import citizen_code_issue
 from citycard.tenants.merchants import services as merchants
 from citycard.tenants.merchants.models import Merchant, MerchantTerminal, Payment
-from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator
-from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.demo import _card_keys, _demo_key, _validator, validator_upload
 from citycard.tenants.terminals.models import MERCHANT_SERVICE, Transaction
 from citycard.terminal_kit.beijing import BEIJING
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
@@ -129,22 +126,7 @@ def _meal(tenant, canteen: Merchant, card_no: str, at: dt.datetime, day: dt.date
     )
     validator.clock = lambda: at
     tap = validator.tap()
-    document = validator.store.batch_open(
-        terminal_id=terminal_id,
-        tenant=tenant.code,
-        key=_demo_key(terminal_id),
-        key_id=f"{terminal_id}:k1",
-        rule_version=validator.rule_version,
-        hotlist_version=0,
-        now=timezone.now(),
-    )
-    if document is not None:
-        result = batch_ingest(tenant=tenant, body=json.dumps(document, ensure_ascii=False).encode())
-        validator.store.batch_acknowledged(
-            batch_id=document["payload"]["batch_id"],
-            ack=json.loads(result.body),
-            tenant_keys=tenant_public_keys(tenant=tenant),
-        )
+    validator_upload(validator, tenant=tenant, terminal_id=terminal_id)
     outcome = _outcomes().get(tap.outcome, tap.outcome)
     return f"{outcome} {yuan(tap.fare_fen)}" if tap.fare_fen else outcome
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from citycard.platform.keys import tenant_card_tac_master, tenant_public_keys
 from citycard.platform.models import Tenant
 from citycard.platform.publications import publication_latest
 from citycard.platform.selectors import tenant_by_division
-from citycard.tenants.terminals.ingest import batch_ingest
+from citycard.tenants.terminals.ingest import IngestResult, batch_ingest
 from citycard.tenants.terminals.journeys import half_release_minutes
 from citycard.tenants.terminals.models import Journey, ReviewFlag, Terminal, Transaction
 from citycard.tenants.terminals.selectors import cards_last_taps
@@ -160,26 +160,9 @@ def _metro_rides(tenant, code: str, city, now: dt.datetime, card_keys: dict) -> 
             validator.clock = lambda minutes=minutes: now - dt.timedelta(minutes=minutes - later)
             taps.append(validator.tap())
     for terminal_id, validator, taps in gates:
-        document = validator.store.batch_open(
-            terminal_id=terminal_id,
-            tenant=code,
-            key=_demo_key(terminal_id),
-            key_id=f"{terminal_id}:k1",
-            rule_version=validator.rule_version,
-            hotlist_version=0,
-            now=now,
-        )
-        if document is None:
-            continue
-        body = json.dumps(document, ensure_ascii=False).encode()
-        result = batch_ingest(tenant=tenant, body=body)
-        again = batch_ingest(tenant=tenant, body=body)
-        validator.store.batch_acknowledged(
-            batch_id=document["payload"]["batch_id"],
-            ack=json.loads(result.body),
-            tenant_keys=tenant_public_keys(tenant=tenant),
-        )
-        uploads.append((tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"]))
+        upload = validator_upload(validator, tenant=tenant, terminal_id=terminal_id, now=now, resend=True)
+        if upload is not None:
+            uploads.append((tenant, code, terminal_id, taps, upload.result, upload.again, upload.batch_id))
     return uploads
 
 
@@ -263,24 +246,50 @@ def code_rides_upload(
     for token, at in rides:
         validator.clock = lambda at=at: at
         results.append(validator.ride_code(token))
+    upload = validator_upload(validator, tenant=tenant, terminal_id=terminal_id, now=now)
+    return results, (upload.result if upload else None)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One signed batch a demo terminal uploaded: its id, the first answer and (``resend``) the resend's."""
+
+    batch_id: str
+    result: IngestResult
+    again: IngestResult | None
+
+
+def validator_upload(
+    validator: Validator,
+    *,
+    tenant: Tenant,
+    terminal_id: str,
+    rule_version: int | None = None,
+    now: dt.datetime | None = None,
+    resend: bool = False,
+) -> Upload | None:
+    """The terminal's waiting taps as one signed batch (its demo key), ingested by ``tenant`` (with
+    ``resend``, a second time: answered as duplicates) and acknowledged in the terminal's queue, as a
+    terminal's upload does. ``rule_version``: the validator's rules unless told; None: nothing waiting."""
     document = validator.store.batch_open(
         terminal_id=terminal_id,
         tenant=tenant.code,
         key=_demo_key(terminal_id),
         key_id=f"{terminal_id}:k1",
-        rule_version=validator.rule_version,
+        rule_version=validator.rule_version if rule_version is None else rule_version,
         hotlist_version=0,
-        now=now,
+        now=now or timezone.now(),
     )
     if document is None:
-        return results, None
-    result = batch_ingest(tenant=tenant, body=json.dumps(document, ensure_ascii=False).encode())
+        return None
+    body = json.dumps(document, ensure_ascii=False).encode()
+    result = batch_ingest(tenant=tenant, body=body)
+    again = batch_ingest(tenant=tenant, body=body) if resend else None
+    batch_id = document["payload"]["batch_id"]
     validator.store.batch_acknowledged(
-        batch_id=document["payload"]["batch_id"],
-        ack=json.loads(result.body),
-        tenant_keys=tenant_public_keys(tenant=tenant),
+        batch_id=batch_id, ack=json.loads(result.body), tenant_keys=tenant_public_keys(tenant=tenant)
     )
-    return results, result
+    return Upload(batch_id, result, again)
 
 
 def demo_step(ctx) -> None:
@@ -354,27 +363,13 @@ def demo_step(ctx) -> None:
                     validator.clock = lambda i=i: now - dt.timedelta(minutes=30 - i)
                     result = validator.tap()
                     taps.append(result)
-                document = validator.store.batch_open(
-                    terminal_id=terminal_id,
-                    tenant=code,
-                    key=_demo_key(terminal_id),
-                    key_id=f"{terminal_id}:k1",
-                    rule_version=validator.rule_version,
-                    hotlist_version=0,
-                    now=now,
+                upload = validator_upload(
+                    validator, tenant=tenant, terminal_id=terminal_id, now=now, resend=True
                 )
-                if document is None:
+                if upload is None:
                     continue
-                body = json.dumps(document, ensure_ascii=False).encode()
-                result = batch_ingest(tenant=tenant, body=body)
-                again = batch_ingest(tenant=tenant, body=body)
-                validator.store.batch_acknowledged(
-                    batch_id=document["payload"]["batch_id"],
-                    ack=json.loads(result.body),
-                    tenant_keys=tenant_public_keys(tenant=tenant),
-                )
                 uploaded.append(
-                    (tenant, code, terminal_id, taps, result, again, document["payload"]["batch_id"])
+                    (tenant, code, terminal_id, taps, upload.result, upload.again, upload.batch_id)
                 )
             if code in _METRO_RIDERS:
                 uploaded += _metro_rides(tenant, code, city, now, card_keys)

@@ -3,8 +3,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django_tenants.utils import tenant_context
 
+from citycard.terminal_kit.signing import b64encode, public_key_bytes
 from tests.tenants.conftest import new_id
 
 AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -95,3 +97,21 @@ def park_pass(*, approve: bool = False, grant_to: int | None = None, **kw):
     if grant_to is not None:
         s.entitlement_grant(role="city_admin", type=kind.code, cardholder_id=grant_to, actor="t", at=kw["at"])
     return kind
+
+
+def park_terminal(terminal_id: str, department: str = "hz-parks") -> Ed25519PrivateKey:
+    """A park gate terminal (西湖景区, 北山街) of ``department`` registered in the schema in context, with a
+    key of its own: the key, which signs the gate's uses and checks."""
+    from citycard.tenants.terminals.services import terminal_register
+
+    key = Ed25519PrivateKey.generate()
+    terminal_register(
+        terminal_id=terminal_id,
+        operator="西湖景区",
+        department=department,
+        service="park",
+        public_key=b64encode(public_key_bytes(key)),
+        location="北山街",
+        actor="t",
+    )
+    return key

@@ -26,10 +26,8 @@ from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.ecode import EcodeVerifier
 from citycard.terminal_kit.entitlements import EntitlementList, EntitlementListError, Gate, UseQueue
 from citycard.terminal_kit.reader import InProcessReader
-from citycard.terminal_kit.signing import b64encode, public_key_bytes
 from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import FixedFare, Validator
-from tests.tenants.entitlements.conftest import AT, park_pass
+from tests.tenants.entitlements.conftest import AT, park_pass, park_terminal
 from tests.terminal_kit import kit
 
 pytestmark = pytest.mark.django_db
@@ -43,15 +41,8 @@ def _setup(person, quota=2):
 
 def gate_for(card_no, tmp_path, entitlements, *, clock=AT):
     virtual = VirtualCard(CardProfile(card_no=card_no, holder_name="王小明"), kit.keys(), balance=1000)
-    validator = Validator(
-        transport=InProcessReader(virtual),
-        sam=kit.sam(),
-        store=TapStore(tmp_path / "taps.sqlite"),
-        fare=FixedFare(0),
-        tenant="hangzhou",
-        service="park",
-        route="west-lake-gate",
-        clock=lambda: clock,
+    validator = kit.validator(
+        InProcessReader(virtual), tmp_path, fare=0, service="park", route="west-lake-gate", at=clock
     )
     tenant = connection.tenant
     codes = EcodeVerifier(
@@ -97,18 +88,7 @@ def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploa
     assert newer.version == version + 1 and newer.entitlements(card.card_no) == []
 
     # The gate's uses upload, signed by the terminal, counted once (a resend adds nothing).
-    from citycard.tenants.terminals.services import terminal_register
-
-    key = Ed25519PrivateKey.generate()
-    terminal_register(
-        terminal_id="wl-gate-1",
-        operator="西湖景区",
-        department="hz-parks",
-        service="park",
-        public_key=b64encode(public_key_bytes(key)),
-        location="北山街",
-        actor="t",
-    )
+    key = park_terminal("wl-gate-1")
     batch = gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-1", key=key, key_id="wl-gate-1:k1")
     taken = entitlement_uses_upload(document=batch)
     assert (taken["recorded"], taken["duplicates"], taken["rejected"]) == (2, 0, [])
@@ -126,23 +106,12 @@ def test_gate_decides_offline_from_the_signed_list_with_card_and_code_then_uploa
 
 
 def test_offline_uses_count_against_the_quota_online(person, tmp_path):
-    from citycard.tenants.terminals.services import terminal_register
-
     _holder, card = _setup(person, quota=1)
     keys = tenant_public_keys(tenant=connection.tenant)
     held = EntitlementList().apply(entitlement_list_document(), keys=keys)
     gate, _ = gate_for(card.card_no, tmp_path, held)
     assert gate.present_card().allowed
-    key = Ed25519PrivateKey.generate()
-    terminal_register(
-        terminal_id="wl-gate-2",
-        operator="西湖景区",
-        department="hz-parks",
-        service="park",
-        public_key=b64encode(public_key_bytes(key)),
-        location="北山街",
-        actor="t",
-    )
+    key = park_terminal("wl-gate-2")
     entitlement_uses_upload(
         document=gate.uses.batch(tenant="hangzhou", terminal_id="wl-gate-2", key=key, key_id="wl-gate-2:k1")
     )
@@ -214,20 +183,10 @@ def test_terminal_syncs_the_list_over_http_full_then_delta_then_304_and_keeps_it
 
 def test_a_malformed_batch_is_refused_whole(person, tmp_path):
     from citycard.platform.errors import DomainError
-    from citycard.tenants.terminals.services import terminal_register
     from citycard.terminal_kit.signing import sign_document
 
     _setup(person)
-    key = Ed25519PrivateKey.generate()
-    terminal_register(
-        terminal_id="wl-gate-5",
-        operator="西湖景区",
-        department="hz-parks",
-        service="park",
-        public_key=b64encode(public_key_bytes(key)),
-        location="北山街",
-        actor="t",
-    )
+    key = park_terminal("wl-gate-5")
     bad = {
         "kind": "entitlement-uses",
         "tenant": "hangzhou",

@@ -13,8 +13,6 @@ from citycard.tenants.entitlements.selectors import entitlement_list_document
 from citycard.terminal_kit.card.virtual import CardProfile, VirtualCard
 from citycard.terminal_kit.entitlements import EntitlementList, Gate, UseQueue
 from citycard.terminal_kit.reader import PcscReader
-from citycard.terminal_kit.store import TapStore
-from citycard.terminal_kit.tap import FixedFare, Validator
 from tests.tenants.entitlements.conftest import AT
 from tests.tenants.entitlements.test_offline import _setup
 from tests.terminal_kit import kit
@@ -26,15 +24,8 @@ def test_park_gate_reads_the_card_over_pcscd_offline_and_online(person, tmp_path
     _holder, card = _setup(person, quota=2)
     virtual = VirtualCard(CardProfile(card_no=card.card_no, holder_name="王小明"), kit.keys(), balance=500)
     inserted(virtual)
-    validator = Validator(
-        transport=PcscReader(pcscd),
-        sam=kit.sam(),
-        store=TapStore(tmp_path / "taps.sqlite"),
-        fare=FixedFare(0),
-        tenant="hangzhou",
-        service="park",
-        route="west-lake-gate",
-        clock=lambda: AT,
+    validator = kit.validator(
+        PcscReader(pcscd), tmp_path, fare=0, service="park", route="west-lake-gate", at=AT
     )
     held = EntitlementList().apply(
         entitlement_list_document(), keys=tenant_public_keys(tenant=connection.tenant)
