@@ -49,7 +49,9 @@ def test_national_benchmark_runs_every_section_at_a_tiny_scale():
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"^8 tenants of the country in ", out, re.M)
     assert re.search(r"time per tenant\s+first 4: median", out)
-    assert re.search(r"citycard migrate, pool of \d+\s+6 ", out)  # the 8 schemas but the 2 of the path before
+    # the 8 schemas but the 2 of the path before and the 2 of the spawned pool
+    assert re.search(r"citycard migrate, pool of \d+\s+4 ", out)
+    assert re.search(r"pool of \d+, workers spawned\s+2 ", out)
     assert re.search(
         r"records 600 \(valid \d+\), 6 participants, 30 matrix cells, 6 net positions, Σ net = 0", out
     )
