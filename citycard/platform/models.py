@@ -354,6 +354,7 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["tenant_id", "-created_at"]
         verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id} …{self.last4})"

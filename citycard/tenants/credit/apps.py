@@ -23,6 +23,9 @@ class CreditConfig(AppConfig):
             "credit.creditrepayment": {"view"},
             "credit.roamingfare": {"view"},
             "credit.roamingpayment": {"view"},
+            # the held citizen-code rides: charged after review or waived (admin actions)
+            "credit.coderideflag": {"view", "change"},
+            "credit.coderidereview": {"view"},
         },
     }
 

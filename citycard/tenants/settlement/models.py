@@ -17,13 +17,35 @@ from django.utils.translation import gettext_lazy as _
 from citycard.tenants.accounts.models import posting_field
 
 
+class SettledService(models.TextChoices):
+    """The clearing services a cycle settles (the interop layer's, as its files name them)."""
+
+    TRANSIT = "transit", _("Transit")
+    MEDICAL = "medical", _("Medical")
+    MERCHANT = "merchant", _("Merchant payments")
+
+
+class RecordRole(models.TextChoices):
+    """This ledger's part in a clearing record: the card's city or the terminal's."""
+
+    ISSUER = "issuer", _("Issuer")
+    ACQUIRER = "acquirer", _("Acquirer")
+
+
+class RecordStatus(models.TextChoices):
+    """A record's status in the reconciliation file."""
+
+    VALID = "valid", _("Valid")
+    REJECTED = "rejected", _("Rejected")
+
+
 class CycleSettlement(models.Model):
     """One settled clearing cycle as booked on this ledger (结算入账): the file it was booked from, the
     participant's net position there, what the settlement moved to the settlement bank account (+: received)
     and the differences found."""
 
     cycle = models.CharField(max_length=80, unique=True, verbose_name=_("cycle"))
-    service = models.CharField(max_length=20, verbose_name=_("service"))
+    service = models.CharField(max_length=20, choices=SettledService.choices, verbose_name=_("service"))
     participant = models.CharField(
         max_length=30,
         help_text=_("Whose file it is: this city, or for a county its city."),
@@ -82,9 +104,11 @@ class SettlementDifference(models.Model):
     )
     record_id = models.CharField(max_length=80, verbose_name=_("clearing record id"))
     kind = models.CharField(max_length=20, verbose_name=_("kind"))
-    role = models.CharField(max_length=10, verbose_name=_("role"))
+    role = models.CharField(max_length=10, choices=RecordRole.choices, verbose_name=_("role"))
     counterparty = models.CharField(max_length=30, verbose_name=_("counterparty"))
-    status = models.CharField(max_length=10, verbose_name=_("status in the file"))
+    status = models.CharField(
+        max_length=10, choices=RecordStatus.choices, verbose_name=_("status in the file")
+    )
     file_fen = models.BigIntegerField(
         help_text=_("As the ledger would hold it: + owed to the counterparty, − owed by it."),
         verbose_name=_("file (fen)"),

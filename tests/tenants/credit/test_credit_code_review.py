@@ -13,10 +13,9 @@ import datetime as dt
 import json
 
 import pytest
-from django.contrib.messages.storage.fallback import FallbackStorage
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import RequestFactory
+from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -27,6 +26,7 @@ from citycard.interop.terms import agreement_business_date
 from citycard.platform.admin_sites import tenant_admin
 from citycard.platform.audit.models import AuditEntry
 from citycard.platform.errors import Conflict, DomainError
+from citycard.platform.services import user_create
 from citycard.tenants.accounts import services as accounts
 from citycard.tenants.accounts.models import LedgerAccount
 from citycard.tenants.credit import selectors as sel
@@ -227,15 +227,26 @@ def test_the_admin_actions_charge_and_waive(city, rules, insured_card):
         for card in cards
     ]
     batch_ingest(tenant=city, body=sim.sign(sim.payload(taps, created_at=now)))
-    admin = CodeRideFlagAdmin(CodeRideFlag, tenant_admin)
-    request = RequestFactory().post("/")
-    request.user = type("Clerk", (), {"username": "clerk-li"})()
-    request.session = {}
-    request._messages = FallbackStorage(request)
-    admin.charge_selected(request, CodeRideFlag.objects.filter(card_no=cards[0]))
-    admin.waive_selected(request, CodeRideFlag.objects.filter(card_no=cards[1]))
+    # the city's administrator, signed in on the city's admin site
+    clerk = Client()
+    clerk.force_login(
+        user_create(
+            username="clerk-li", role="city_admin", tenant_code=city.code, password="a-long-password-1"
+        )
+    )
+    host = {"HTTP_HOST": f"{city.code}.localhost"}
+    page = clerk.get("/admin/credit/coderideflag/", **host)
+    assert page.status_code == 200 and all(card in page.content.decode() for card in cards)
+    flags = {f.card_no: f.pk for f in CodeRideFlag.objects.all()}
+    for action, card in (("charge_selected", cards[0]), ("waive_selected", cards[1])):
+        done = clerk.post(
+            "/admin/credit/coderideflag/", {"action": action, "_selected_action": [flags[card]]}, **host
+        )
+        assert done.status_code == 302, done.content.decode()[:500]
     decided = {r.card_no: (r.outcome, r.decided_by) for r in CodeRideReview.objects.all()}
     assert decided == {cards[0]: ("charged", "user:clerk-li"), cards[1]: ("waived", "user:clerk-li")}
+    assert clerk.get("/admin/credit/coderidereview/", **host).status_code == 200
+    admin = CodeRideFlagAdmin(CodeRideFlag, tenant_admin)
     shown = {f.card_no: admin.decision(f) for f in sel.code_flags()}
     assert shown[cards[0]].startswith("复核后扣费") and shown[cards[1]].startswith("免收")
     assert _balance(cards[0]) == 800 and _balance(cards[1]) == 1000
