@@ -11,13 +11,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from citycard.platform.models import RoamingNetwork
+from citycard.platform.models import ClearingService, RoamingNetwork
 
-
-class Service(models.TextChoices):
-    TRANSIT = "transit", _("Transit")
-    MEDICAL = "medical", _("Medical")
-    MERCHANT = "merchant", _("Merchant payments")
+Service = ClearingService  # defined with the platform: the tenants' books of a settled cycle name it too
 
 
 class CyclePeriod(models.TextChoices):

@@ -126,6 +126,15 @@ class Domain(DomainMixin):
         verbose_name_plural = _("domains")
 
 
+class ClearingService(models.TextChoices):
+    """What a roaming network clears (清算业务): the interop layer's agreements and cycles, and the tenants'
+    books of a settled cycle, name the service by these values."""
+
+    TRANSIT = "transit", _("Transit")
+    MEDICAL = "medical", _("Medical")
+    MERCHANT = "merchant", _("Merchant payments")
+
+
 class RoamingNetwork(models.Model):
     """A roaming network of cities whose cards work in each other's terminals (长三角 yrd, 大湾区 gba)."""
 

@@ -14,15 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from citycard.platform.models import ClearingService
 from citycard.tenants.accounts.models import posting_field
-
-
-class SettledService(models.TextChoices):
-    """The clearing services a cycle settles (the interop layer's, as its files name them)."""
-
-    TRANSIT = "transit", _("Transit")
-    MEDICAL = "medical", _("Medical")
-    MERCHANT = "merchant", _("Merchant payments")
 
 
 class RecordRole(models.TextChoices):
@@ -45,7 +38,7 @@ class CycleSettlement(models.Model):
     and the differences found."""
 
     cycle = models.CharField(max_length=80, unique=True, verbose_name=_("cycle"))
-    service = models.CharField(max_length=20, choices=SettledService.choices, verbose_name=_("service"))
+    service = models.CharField(max_length=20, choices=ClearingService.choices, verbose_name=_("service"))
     participant = models.CharField(
         max_length=30,
         help_text=_("Whose file it is: this city, or for a county its city."),
